@@ -1,0 +1,57 @@
+"""What a snapshot is, read from its own files: architecture from config.json, parameters from the tensors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from modelarc.archive.manifest import SnapshotManifest
+
+# transformers configs name the same thing differently per family; the first key present wins.
+_ARCH_KEYS: dict[str, tuple[str, ...]] = {
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "vocab_size": ("vocab_size",),
+    "context_length": ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
+}
+
+
+def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
+    arch: dict[str, Any] = {}
+    if isinstance(config.get("model_type"), str):
+        arch["model_type"] = config["model_type"]
+    if isinstance(config.get("architectures"), list):
+        arch["architectures"] = [a for a in config["architectures"] if isinstance(a, str)]
+    sources = [config]
+    if isinstance(config.get("text_config"), dict):
+        sources.append(config["text_config"])
+    for field, keys in _ARCH_KEYS.items():
+        for src in sources:
+            value = next((src[k] for k in keys if isinstance(src.get(k), int) and not isinstance(src.get(k), bool)), None)
+            if value is not None:
+                arch[field] = value
+                break
+    return arch
+
+
+def read_architecture(files: list[tuple[str, Path]]) -> dict[str, Any]:
+    """Architecture from the top-level config.json, or {} when there is none or it is not JSON."""
+    for rel, path in files:
+        if rel == "config.json":
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return {}
+            return architecture_from_config(doc) if isinstance(doc, dict) else {}
+    return {}
+
+
+def parameter_counts(manifest: SnapshotManifest) -> tuple[int, dict[str, int]]:
+    """Total parameters and parameters per dtype, over every tensor of every safetensors file."""
+    per_dtype: dict[str, int] = {}
+    for _file, part in manifest.tensors():
+        n = math.prod(part.shape or ())
+        per_dtype[part.dtype or "?"] = per_dtype.get(part.dtype or "?", 0) + n
+    return sum(per_dtype.values()), dict(sorted(per_dtype.items()))

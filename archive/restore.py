@@ -1,0 +1,130 @@
+"""Rebuild a snapshot's files byte-identically, verifying every object and every file hash while streaming.
+
+Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
+and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
+fetched and decoded ahead on a small pool so decoding and writing overlap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
+from modelarc.errors import DestinationError, IntegrityError
+from modelarc.storage import ObjectStore
+
+READ_AHEAD = 6
+Progress = Callable[[int], None]
+
+
+def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> list[tuple[FileEntry, Path]]:
+    """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front."""
+    root = dest.absolute()
+    targets = []
+    clashes = []
+    for f in manifest.files:
+        target = root.joinpath(*check_relative_path(f.path).split("/"))
+        # a symlinked folder inside dest could still point outside it: resolve what exists and compare.
+        real_parent = _resolve_existing(target.parent)
+        if not _is_within(real_parent, _resolve_existing(root)):
+            raise DestinationError(f"refusing to write {f.path}: it would land outside {dest}")
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise DestinationError(f"refusing to write {f.path}: {target} exists and is not a regular file")
+        if target.exists() and not force:
+            clashes.append(f.path)
+        targets.append((f, target))
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise DestinationError(f"{dest / clashes[0]} already exists{more}; use --force to overwrite")
+    return targets
+
+
+def _resolve_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe.resolve() / path.relative_to(probe)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def iter_chunk_bytes(store: ObjectStore, chunks: Iterable[Chunk], pool: ThreadPoolExecutor) -> Iterator[bytes]:
+    """Verified chunk bytes in order, decoded up to ``READ_AHEAD`` ahead on ``pool``."""
+    queue: deque[tuple[Chunk, Future[bytes | bytearray]]] = deque()
+    it = iter(chunks)
+    for chunk in it:
+        queue.append((chunk, pool.submit(store.get, chunk.id)))
+        if len(queue) >= READ_AHEAD:
+            break
+    while queue:
+        chunk, fut = queue.popleft()
+        data = fut.result()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append((nxt, pool.submit(store.get, nxt.id)))
+        if len(data) != chunk.length:
+            raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
+        yield bytes(data) if isinstance(data, bytearray) else data
+
+
+def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
+    for part in entry.parts:
+        yield from part.chunks
+
+
+def restore_file(store: ObjectStore, entry: FileEntry, target: Path, pool: ThreadPoolExecutor, progress: Progress | None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.modelarc-partial"
+    sha = hashlib.sha256()
+    written = 0
+    try:
+        with open(tmp, "wb") as out:
+            for data in iter_chunk_bytes(store, file_chunks(entry), pool):
+                sha.update(data)
+                out.write(data)
+                written += len(data)
+                if progress:
+                    progress(len(data))
+            out.flush()
+            if written != entry.size or sha.hexdigest() != entry.sha256:
+                raise IntegrityError(
+                    f"{entry.path}: rebuilt file does not match the manifest "
+                    f"(size {written} vs {entry.size}, sha256 {sha.hexdigest()} vs {entry.sha256})"
+                )
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def restore(
+    store: ObjectStore,
+    manifest: SnapshotManifest,
+    dest: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    jobs: int = 2,
+) -> list[Path]:
+    """Write every file of ``manifest`` under ``dest``; returns the paths written."""
+    targets = plan_destination(manifest, Path(dest), force)
+    written = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool:
+        for entry, target in targets:
+            restore_file(store, entry, target, pool, progress)
+            written.append(target)
+    for d in {t.parent for t in written}:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return written

@@ -1,0 +1,366 @@
+"""Snapshot signatures: Sigstore bundles in the format OpenSSF model_signing 1.x writes in "key" mode.
+
+A bundle made here can be checked with model_signing alone, against the restored folder::
+
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key="key.pub").verify(folder, "folder/model.sig")
+
+and a bundle made by ``model_signing.signing.Config().use_elliptic_key_signer(...)`` verifies here. The layout,
+which must not change without a new modelarc predicate version (bundles outlive the code that wrote them)::
+
+    bundle (compact JSON)
+      mediaType            application/vnd.dev.sigstore.bundle.v0.3+json
+      verificationMaterial {publicKey: {hint: <key fingerprint>}, tlogEntries: []}
+      dsseEnvelope         {payload: base64(statement), payloadType: application/vnd.in-toto+json,
+                            signatures: [{sig: base64(DER ECDSA over DSSE PAE(payloadType, statement)), keyid: ""}]}
+    statement (in-toto Statement v1, JSON indented by 2 as model_signing's protobuf printer does)
+      subject   [{name: <model name>, digest: {sha256: sha256(concatenated raw digests of resources, in order)}}]
+      predicateType  https://model_signing/signature/v1.0
+      predicate
+        serialization  {method: files, hash_type: sha256, allow_symlinks: false, ignore_paths: [...]}
+        resources      [{name: <posix path>, algorithm: sha256, digest: <hex>}, ...] sorted as model_signing sorts
+        modelarc       {version: 1, snapshot: "sha256:<hex>"}   (extra field; model_signing v1.0 ignores it)
+
+model_signing hashes every regular file under the folder except the paths it ignores: ``.git``, ``.gitattributes``,
+``.github`` and ``.gitignore`` at the top level (always, by default, on both sides), plus the bundle's own
+``ignore_paths``. A symlink or any extra file (a lock, a temp file, a metadata folder) makes its verifier fail. So
+a bundle lists ``model.sig`` in ``ignore_paths`` by default, so that it can sit at the folder's top level, and the
+files model_signing would ignore are left out of ``resources``; the snapshot id still covers them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from modelarc.archive.keys import ecdsa_algorithm, key_fingerprint, load_public_key_pem, public_key_pem
+from modelarc.errors import SignatureError
+
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://model_signing/signature/v1.0"
+MODELARC_PREDICATE_VERSION = 1
+
+# model_signing's CLI writes the signature here by default; restoring it at the folder top level keeps
+# `model_signing verify key <folder> --signature <folder>/model.sig` and the Python API happy.
+DEFAULT_SIGNATURE_NAME = "model.sig"
+# What model_signing's hashing.Config ignores unless told `ignore_git_paths=False`, as it writes them in a bundle.
+GIT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SNAPSHOT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """One file of a model folder: its posix path relative to the folder and the sha256 hex of its bytes."""
+
+    path: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        # A bad value here is a bug in the caller (manifests are validated when read), hence ValueError.
+        problem = _path_problem(self.path)
+        if problem:
+            raise ValueError(f"FileDigest path {self.path!r} {problem}")
+        if not _HEX64.match(self.sha256):
+            raise ValueError(f"FileDigest sha256 for {self.path!r} is not 64 lowercase hex digits: {self.sha256!r}")
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """What a bundle vouches for, once its signature has been checked against a trusted key.
+
+    ``files`` maps posix path -> sha256 hex for every file the signer hashed; files under ``ignore_paths`` (and
+    model_signing's git paths) were not hashed, so compare only the paths for which ``ignores`` is false.
+    """
+
+    files: dict[str, str]
+    snapshot_id: str | None
+    key_fingerprint: str
+    model_name: str = ""
+    ignore_paths: tuple[str, ...] = GIT_IGNORE_PATHS
+
+    def ignores(self, path: str) -> bool:
+        """Whether model_signing's verifier skips ``path`` (posix, relative) for this bundle."""
+        return _is_ignored(path, (*GIT_IGNORE_PATHS, *self.ignore_paths))
+
+
+def sign_snapshot(
+    files: Sequence[FileDigest],
+    snapshot_id: str,
+    private_key: ec.EllipticCurvePrivateKey,
+    *,
+    model_name: str | None = None,
+    ignore_paths: Sequence[str] = (DEFAULT_SIGNATURE_NAME,),
+) -> bytes:
+    """A model_signing key-mode bundle over ``files``, also carrying ``snapshot_id``.
+
+    ``model_name`` is the subject name (model_signing uses the folder's name; it is informative only and defaults
+    to the snapshot id). ``ignore_paths`` (posix, relative to the folder) are written to the bundle so that
+    model_signing's verifier skips them; put the signature file's own path here if it lives inside the folder.
+    Files under an ignored path, or under model_signing's git paths, are left out of the signed list.
+
+    Example::
+
+        bundle = sign_snapshot([FileDigest("config.json", "ab12...")], "sha256:...", load_private_key(path))
+        (folder / DEFAULT_SIGNATURE_NAME).write_bytes(bundle)
+    """
+    if not _SNAPSHOT_ID.match(snapshot_id):
+        raise ValueError(f"not a snapshot id (sha256:<64 hex>): {snapshot_id!r}")
+    ignored = _normalised_ignore_paths(ignore_paths)
+    everything_ignored = (*GIT_IGNORE_PATHS, *ignored)
+
+    by_path: dict[str, str] = {}
+    for item in files:
+        if item.path in by_path:
+            raise ValueError(f"file listed twice: {item.path!r}")
+        by_path[item.path] = item.sha256
+    # model_signing sorts resources by PurePosixPath, which compares path components, not strings:
+    # "a/b" sorts before "a-b" although "-" < "/".
+    signed = sorted((p for p in by_path if not _is_ignored(p, everything_ignored)), key=lambda p: p.split("/"))
+
+    root = hashlib.sha256()
+    resources = []
+    for path in signed:
+        root.update(bytes.fromhex(by_path[path]))
+        resources.append({"name": path, "algorithm": "sha256", "digest": by_path[path]})
+
+    # Key order and layout follow model_signing's Payload and its protobuf JSON printer (indent 2, non-ASCII kept);
+    # model_signing's own key order inside the predicate varies between runs, ours is fixed.
+    serialization = {
+        "method": "files",
+        "hash_type": "sha256",
+        "allow_symlinks": False,
+        "ignore_paths": sorted(set(everything_ignored)),
+    }
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": model_name or snapshot_id, "digest": {"sha256": root.hexdigest()}}],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": {
+            "serialization": serialization,
+            "resources": resources,
+            "modelarc": {"version": MODELARC_PREDICATE_VERSION, "snapshot": snapshot_id},
+        },
+    }
+    payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
+    signature = private_key.sign(_pae(DSSE_PAYLOAD_TYPE, payload), ecdsa_algorithm(private_key, deterministic=True))
+
+    bundle = {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {
+            "publicKey": {"hint": key_fingerprint(public_key_pem(private_key))},
+            "tlogEntries": [],
+        },
+        "dsseEnvelope": {
+            "payload": base64.b64encode(payload).decode("ascii"),
+            "payloadType": DSSE_PAYLOAD_TYPE,
+            "signatures": [{"sig": base64.b64encode(signature).decode("ascii"), "keyid": ""}],
+        },
+    }
+    return json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> VerifiedSignature:
+    """Check ``bundle``'s signature against the trusted keys and return what it signs.
+
+    The key is picked by the bundle's hint (model_signing's key fingerprint); a bundle without a hint (written
+    by model_signing before 1.0) is tried against every trusted key. This checks the signature only: comparing
+    ``files`` with the bytes on disk, or ``snapshot_id`` with the snapshot, is the caller's job.
+
+    Raises ``SignatureError`` for anything wrong with the bundle, ``SigningKeyError`` if a trusted key is not a
+    usable PEM public key.
+    """
+    trusted = {key_fingerprint(pem): load_public_key_pem(pem) for pem in trusted_public_pems}
+    if not trusted:
+        raise SignatureError("no trusted public keys to verify the signature with")
+
+    doc = _parse_json(bundle, "bundle")
+    _expect(_field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE, f"bundle mediaType is not {BUNDLE_MEDIA_TYPE}")
+    material = _field(doc, "verificationMaterial", dict, "bundle")
+    hint: str | None = None
+    if "publicKey" in material:
+        public_key_id = _field(material, "publicKey", dict, "verificationMaterial")
+        hint = _optional_field(public_key_id, "hint", str, "verificationMaterial.publicKey") or None
+
+    envelope = _field(doc, "dsseEnvelope", dict, "bundle")
+    payload_type = _field(envelope, "payloadType", str, "dsseEnvelope")
+    _expect(payload_type == DSSE_PAYLOAD_TYPE, f"dsseEnvelope payloadType is {payload_type!r}, not {DSSE_PAYLOAD_TYPE}")
+    payload = _b64decode(_field(envelope, "payload", str, "dsseEnvelope"), "dsseEnvelope.payload")
+    signatures = _field(envelope, "signatures", list, "dsseEnvelope")
+    # model_signing checks only the first signature; accepting more would accept bundles it rejects.
+    _expect(len(signatures) == 1, f"dsseEnvelope has {len(signatures)} signatures, expected exactly 1")
+    _expect(isinstance(signatures[0], dict), "dsseEnvelope.signatures[0] is not an object")
+    signature = _b64decode(_field(signatures[0], "sig", str, "dsseEnvelope.signatures[0]"), "signature")
+
+    if hint is not None:
+        _expect(hint in trusted, f"bundle is signed by key {hint}, which is not a trusted key")
+        candidates = {hint: trusted[hint]}
+    else:
+        candidates = trusted
+    signed_message = _pae(payload_type, payload)
+    fingerprint = next(
+        (fp for fp, key in candidates.items() if _signature_valid(key, signature, signed_message)),
+        None,
+    )
+    if fingerprint is None:
+        which = f"key {hint}" if hint else "any trusted key"
+        raise SignatureError(f"bundle signature does not verify with {which}: the bundle was altered or forged")
+    return _read_statement(payload, fingerprint)
+
+
+def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
+    statement = _parse_json(payload, "signed statement")
+    _expect(_field(statement, "_type", str, "statement") == STATEMENT_TYPE, f"statement _type is not {STATEMENT_TYPE}")
+    predicate_type = _field(statement, "predicateType", str, "statement")
+    _expect(
+        predicate_type == PREDICATE_TYPE,
+        f"statement predicateType is {predicate_type!r}; only {PREDICATE_TYPE} is supported",
+    )
+    subjects = _field(statement, "subject", list, "statement")
+    _expect(len(subjects) == 1 and isinstance(subjects[0], dict), "statement must have exactly one subject")
+    model_name = _field(subjects[0], "name", str, "subject")
+    root_digest = _field(_field(subjects[0], "digest", dict, "subject"), "sha256", str, "subject.digest").lower()
+
+    predicate = _field(statement, "predicate", dict, "statement")
+    serialization = _field(predicate, "serialization", dict, "predicate")
+    method = _field(serialization, "method", str, "serialization")
+    hash_type = _field(serialization, "hash_type", str, "serialization")
+    _expect(
+        method == "files" and hash_type == "sha256",
+        f"signature uses serialization {method}/{hash_type}; only files/sha256 is supported",
+    )
+    raw_ignores = _optional_field(serialization, "ignore_paths", list, "serialization") or []
+    _expect(all(isinstance(p, str) for p in raw_ignores), "serialization.ignore_paths holds a non-string")
+    ignore_paths = tuple(str(PurePosixPath(p)) for p in raw_ignores)
+
+    files: dict[str, str] = {}
+    root = hashlib.sha256()
+    for index, resource in enumerate(_field(predicate, "resources", list, "predicate")):
+        where = f"predicate.resources[{index}]"
+        _expect(isinstance(resource, dict), f"{where} is not an object")
+        name = _field(resource, "name", str, where)
+        algorithm = _field(resource, "algorithm", str, where)
+        _expect(algorithm == "sha256", f"{where} ({name}) uses {algorithm!r}, expected sha256")
+        digest = _field(resource, "digest", str, where).lower()
+        _expect(bool(_HEX64.match(digest)), f"{where} ({name}) digest is not 64 hex digits")
+        # model_signing reads names as PurePosixPath, so "./a" and "a" are the same file to it.
+        path = str(PurePosixPath(name))
+        problem = _path_problem(path)
+        _expect(problem is None, f"{where} path {name!r} {problem}")
+        _expect(path not in files, f"{where} lists {path!r} twice")
+        files[path] = digest
+        root.update(bytes.fromhex(digest))
+    _expect(
+        root.hexdigest() == root_digest,
+        "statement subject digest does not match its resources (inconsistent manifest)",
+    )
+
+    snapshot_id: str | None = None
+    if "modelarc" in predicate:
+        extension = _field(predicate, "modelarc", dict, "predicate")
+        version = extension.get("version")
+        _expect(
+            version == MODELARC_PREDICATE_VERSION,
+            f"predicate.modelarc version {version!r} is not supported (this modelarc reads {MODELARC_PREDICATE_VERSION})",
+        )
+        snapshot_id = _field(extension, "snapshot", str, "predicate.modelarc")
+        _expect(bool(_SNAPSHOT_ID.match(snapshot_id)), f"predicate.modelarc.snapshot is not a snapshot id: {snapshot_id!r}")
+    return VerifiedSignature(
+        files=files,
+        snapshot_id=snapshot_id,
+        key_fingerprint=fingerprint,
+        model_name=model_name,
+        ignore_paths=ignore_paths,
+    )
+
+
+def _pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: what the ECDSA signature is actually computed over."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def _signature_valid(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message, ecdsa_algorithm(key))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` is not a normalised relative posix path that stays inside the folder, or None."""
+    if not path or path.startswith("/"):
+        return "is empty or absolute"
+    if str(PurePosixPath(path)) != path or any(part in (".", "..") for part in path.split("/")):
+        return "is not a normalised relative path"
+    if "\x00" in path or "\\" in path:
+        return "contains a NUL or backslash"
+    return None
+
+
+def _normalised_ignore_paths(paths: Sequence[str]) -> tuple[str, ...]:
+    normalised = []
+    for raw in paths:
+        problem = _path_problem(raw)
+        if problem:
+            raise ValueError(f"ignore path {raw!r} {problem}")
+        normalised.append(raw)
+    return tuple(normalised)
+
+
+def _is_ignored(path: str, ignore_paths: Sequence[str]) -> bool:
+    # model_signing: Path.is_relative_to(model_root / ignored), i.e. equal or below it, by whole components.
+    return any(path == ignored or path.startswith(ignored + "/") for ignored in ignore_paths)
+
+
+def _parse_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise SignatureError(f"{what} is not valid JSON: {reason}") from exc
+    _expect(isinstance(doc, dict), f"{what} is not a JSON object")
+    return doc  # type: ignore[no-any-return]
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    if name not in obj:
+        raise SignatureError(f"{where} has no {name!r} field")
+    value = obj[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SignatureError(f"{where} field {name!r} is not a JSON {_JSON_NAMES.get(kind, kind.__name__)}")
+    return value
+
+
+def _optional_field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    if obj.get(name) is None:
+        return None
+    return _field(obj, name, kind, where)
+
+
+_JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer", bool: "boolean"}
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureError(f"{what} is not valid base64") from exc
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise SignatureError(message)

@@ -1,0 +1,1 @@
+"""The ``modelarc`` command line: parses input, calls the archive, formats text or JSON."""

@@ -1,0 +1,412 @@
+"""``modelarc``: the command line. Each command parses, calls ``modelarc.archive``, and prints text or JSON."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelarc import __version__
+from modelarc.archive.repository import Archive, parse_cutoff
+from modelarc.cli.output import byte_progress, console, emit_json, human_bytes, human_count
+from modelarc.errors import ModelarcError
+from modelarc.registry.records import Provenance
+
+
+class ArchiveGroup(click.Group):
+    """Turns every ModelarcError into one ``error:`` line and its exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelarcError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing partial was recorded", err=True)
+            ctx.exit(130)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        with Archive.open(ctx.obj["home"]) as archive:
+            return fn(archive, *args, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=ArchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="MODELARC_HOME", type=click.Path(file_okay=False), help="Archive home (default ~/.modelarc).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="modelarc")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
+    """modelarc: archive model weights deduplicated, compressed and signed, with their provenance."""
+    ctx.obj = {"home": home, "debug": debug}
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the archive home, its catalog and a signing key (safe to run again)."""
+    archive, created = Archive.init(ctx.obj["home"])
+    with archive:
+        from modelarc.archive.keys import key_fingerprint
+
+        info = {
+            "home": str(archive.settings.home),
+            "database": archive.settings.database_url,
+            "key_created": created,
+            "key_fingerprint": key_fingerprint(archive.public_key_pem()),
+        }
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"archive ready at {info['home']}")
+        console.print(f"signing key {info['key_fingerprint'][:16]}… ({'created' if created else 'existing'})")
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("ref")
+@click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
+@click.option("--license", "license_", help="License id, e.g. apache-2.0.")
+@click.option("--description", help="Free-text description.")
+@click.option("--parent", "parents", multiple=True, help="REF of a model this one derives from (repeatable).")
+@click.option("--relation", "relations", multiple=True, help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.")
+@click.option("--source", "source_url", help="Where the weights came from (URL).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@json_option
+@with_archive
+def push(
+    archive: Archive,
+    source: Path,
+    ref: str,
+    cutoff: str | None,
+    license_: str | None,
+    description: str | None,
+    parents: tuple[str, ...],
+    relations: tuple[str, ...],
+    source_url: str | None,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """Archive the folder or file SOURCE as REF (ns/name:tag)."""
+    if relations and len(relations) not in (1, len(parents)):
+        raise click.UsageError("give one --relation for all parents, or one per --parent")
+    if parents and not relations:
+        raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
+    rels = relations * len(parents) if len(relations) == 1 else relations
+    cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
+    provenance = Provenance(
+        cutoff=cutoff_date,
+        cutoff_precision=precision,
+        license=license_,
+        description=description,
+        source_url=source_url,
+        parents=tuple(zip(parents, rels, strict=True)),
+    )
+    with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
+        result = archive.push(source, ref, provenance, progress=advance, on_total=set_total)
+    if as_json:
+        emit_json(result)
+        return
+    state = "new snapshot" if result.new_snapshot else "unchanged snapshot"
+    console.print(f"{result.ref} -> {result.snapshot} ({state})")
+    ratio = result.stored_bytes_added / result.logical_bytes if result.logical_bytes else 0
+    console.print(
+        f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
+        f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
+    )
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
+@click.option("--signature", "signature", type=click.Path(path_type=Path), help="Also write the signature bundle (model_signing format) here.")
+@click.option("--progress/--no-progress", default=True)
+@json_option
+@with_archive
+def pull(archive: Archive, ref: str, dest: Path, force: bool, signature: Path | None, progress: bool, as_json: bool) -> None:
+    """Rebuild the files of REF byte-identically into DEST, verifying every byte."""
+    with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):
+        result = archive.pull(ref, dest, force=force, signature_path=signature, progress=advance, on_total=set_total)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"{result.ref} ({result.snapshot}) -> {result.dest}")
+    console.print(
+        f"{result.files} files, {human_bytes(result.bytes)}, verified (signed by {result.key_fingerprint[:16]}…), "
+        f"{result.seconds:.2f}s"
+    )
+    if result.signature:
+        console.print(f"signature bundle written to {result.signature}")
+
+
+@cli.command(name="ls")
+@json_option
+@with_archive
+def ls_(archive: Archive, as_json: bool) -> None:
+    """List archived snapshots, newest first."""
+    rows = archive.list()
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("the archive is empty")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("MODEL", "TAGS", "SNAPSHOT", "TYPE", "PARAMS", "SIZE", "CUTOFF", "CREATED"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["model"], ",".join(r["tags"]) or "-", r["snapshot"][:19], r["model_type"] or "-",
+            human_count(r["parameters"]), human_bytes(r["logical_bytes"]), r["cutoff"] or "-", r["created_at"],
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.argument("ref")
+@json_option
+@with_archive
+def show(archive: Archive, ref: str, as_json: bool) -> None:
+    """Show one snapshot: architecture, parameters, provenance, files, signatures."""
+    view = archive.show(ref)
+    if as_json:
+        emit_json(view)
+        return
+    console.print(f"[bold]{view.model}[/bold]  {view.snapshot}")
+    console.print(f"tags:         {', '.join(view.tags) or '-'}")
+    console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
+    arch = view.architecture
+    if arch:
+        console.print(
+            f"architecture: {arch.get('model_type', '-')} {','.join(arch.get('architectures', []))}  "
+            f"layers={arch.get('num_layers', '-')} hidden={arch.get('hidden_size', '-')} "
+            f"vocab={arch.get('vocab_size', '-')} context={arch.get('context_length', '-')}"
+        )
+    dtypes = ", ".join(f"{k} {human_count(v)}" for k, v in view.dtypes.items()) or "-"
+    console.print(f"parameters:   {human_count(view.parameter_count)} ({view.parameter_count:,}); {dtypes}")
+    console.print(f"size:         {human_bytes(view.logical_bytes)} in {view.file_count} files, {view.tensor_count} tensors; "
+                  f"{human_bytes(view.stored_bytes_added)} new bytes stored at push")
+    console.print(f"cutoff:       {view.cutoff or '-'}")
+    console.print(f"license:      {view.license or '-'}")
+    if view.description:
+        console.print(f"description:  {view.description}")
+    if view.source_url:
+        console.print(f"source:       {view.source_url}")
+    for p in view.parents:
+        console.print(f"parent:       {p['relation']} of {p['model']}@{p['snapshot'][:19]}")
+    for sig in view.signatures:
+        console.print(f"signature:    key {sig['key'][:16]}… trusted={sig['trusted']} at {sig['created_at']}")
+    console.print("files:")
+    for f in view.files:
+        console.print(f"  {human_bytes(f['size']):>10}  {f['path']}")
+
+
+@cli.command()
+@click.argument("name")
+@json_option
+@with_archive
+def log(archive: Archive, name: str, as_json: bool) -> None:
+    """History of the model NAME (ns/name): its snapshots and every tag move."""
+    history = archive.log(name)
+    if as_json:
+        emit_json(history)
+        return
+    console.print(f"[bold]{history['model']}[/bold]")
+    for sn in history["snapshots"]:
+        tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
+        console.print(f"  {sn['created_at']}  {sn['snapshot'][:19]}{tags}  {human_bytes(sn['logical_bytes'])}  by {sn['pushed_by']}")
+    console.print("tag moves:")
+    for mv in history["tag_moves"]:
+        src = mv["from"][:19] if mv["from"] else "(new)"
+        console.print(f"  {mv['at']}  {mv['tag']}: {src} -> {mv['to'][:19]}  by {mv['actor']}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("new_tag")
+@json_option
+@with_archive
+def tag(archive: Archive, ref: str, new_tag: str, as_json: bool) -> None:
+    """Point NEW_TAG of REF's model at REF's snapshot (moving it if it exists; the move is kept in history)."""
+    digest, previous = archive.tag(ref, new_tag)
+    if as_json:
+        emit_json({"tag": new_tag, "snapshot": digest, "previous": previous})
+    else:
+        moved = f" (was {previous[:19]})" if previous and previous != digest else ""
+        console.print(f"{new_tag} -> {digest}{moved}")
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every snapshot.")
+@json_option
+@with_archive
+def verify(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None:
+    """Re-read every byte of REF (or --all): objects, file hashes and the signature."""
+    if bool(ref) == all_:
+        raise click.UsageError("give a REF or --all")
+    if ref:
+        report = archive.verify(ref)
+        if as_json:
+            emit_json({"ok": True, **report.__dict__})
+        else:
+            console.print(f"ok  {report.ref} {report.snapshot[:19]}: {report.files} files, {human_bytes(report.bytes)}, signature by {report.key_fingerprint[:16]}…")
+        return
+    ok, failed = archive.verify_all()
+    if as_json:
+        emit_json({"ok": not failed, "verified": [r.__dict__ for r in ok], "failed": [{"snapshot": s, "error": e} for s, e in failed]})
+    else:
+        for r in ok:
+            console.print(f"ok      {r.ref}: {r.files} files, {human_bytes(r.bytes)}")
+        for label, err in failed:
+            console.print(f"FAILED  {label}: {err}")
+        console.print(f"{len(ok)} verified, {len(failed)} failed")
+    if failed:
+        sys.exit(5)
+
+
+@cli.command()
+@json_option
+@with_archive
+def fsck(archive: Archive, as_json: bool) -> None:
+    """Re-read and re-hash every stored object; name what is missing or corrupt and the snapshots it breaks."""
+    report = archive.fsck()
+    if as_json:
+        emit_json({"ok": report.ok, **report.__dict__})
+    else:
+        for oid, snaps in sorted(report.missing.items()):
+            console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for oid, snaps in sorted(report.corrupt.items()):
+            console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for snap in report.broken_snapshots:
+            console.print(f"BROKEN   snapshot {snap}")
+        console.print(
+            f"{report.objects_checked} objects ({human_bytes(report.bytes_checked)}) checked; "
+            f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, {report.unreferenced} unreferenced, "
+            f"{report.temp_files} temp files"
+        )
+        console.print("ok" if report.ok else f"{len(report.broken_snapshots)} snapshots damaged")
+    if not report.ok:
+        sys.exit(5)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@json_option
+@with_archive
+def gc(archive: Archive, dry_run: bool, as_json: bool) -> None:
+    """Remove objects that no snapshot references (refuses to run during a push)."""
+    report = archive.gc(dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, **report.__dict__})
+    else:
+        verb = "would remove" if dry_run else "removed"
+        console.print(
+            f"{verb} {report.objects_removed} objects ({human_bytes(report.bytes_freed)}), "
+            f"{report.temp_files_removed} temp files; kept {report.objects_kept}"
+        )
+
+
+@cli.command()
+@json_option
+@with_archive
+def stats(archive: Archive, as_json: bool) -> None:
+    """Logical vs stored bytes, deduplication and compression ratios."""
+    st = archive.stats()
+    if as_json:
+        emit_json(st)
+        return
+    console.print(f"models:       {st['models']}")
+    console.print(f"snapshots:    {st['snapshots']}")
+    console.print(f"objects:      {st['objects']}")
+    console.print(f"logical:      {human_bytes(st['logical_bytes'])}  (sum of every snapshot's files)")
+    console.print(f"unique:       {human_bytes(st['unique_bytes'])}  (after deduplication)")
+    console.print(f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)")
+    if st["dedup_ratio"]:
+        console.print(f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
+                      f"stored/logical: {st['overall_ratio']:.3f}")
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys: export yours, list, import and trust others."""
+
+
+@keys.command(name="export")
+@with_archive
+def keys_export(archive: Archive) -> None:
+    """Print this archive's public key (PEM)."""
+    click.echo(archive.public_key_pem().decode(), nl=False)
+
+
+@keys.command(name="list")
+@json_option
+@with_archive
+def keys_list(archive: Archive, as_json: bool) -> None:
+    """List known keys and whether they are trusted."""
+    rows = archive.list_keys()
+    if as_json:
+        emit_json(rows)
+        return
+    for k in rows:
+        flags = ("trusted" if k["trusted"] else "untrusted") + (", local" if k["local"] else "")
+        console.print(f"{k['fingerprint']}  {flags}  {k['label'] or ''}")
+
+
+@keys.command(name="import")
+@click.argument("pem_file", type=click.File("rb"))
+@click.option("--label", help="A name for the key's owner.")
+@json_option
+@with_archive
+def keys_import(archive: Archive, pem_file: Any, label: str | None, as_json: bool) -> None:
+    """Import a public key (PEM file, or - for stdin) and trust it."""
+    fingerprint = archive.import_key(pem_file.read(), label)
+    emit_json({"fingerprint": fingerprint, "trusted": True}) if as_json else console.print(f"trusted {fingerprint}")
+
+
+@keys.command(name="trust")
+@click.argument("fingerprint")
+@json_option
+@with_archive
+def keys_trust(archive: Archive, fingerprint: str, as_json: bool) -> None:
+    """Trust a known key (fingerprint or unique prefix)."""
+    fp = archive.set_key_trust(fingerprint, True)
+    emit_json({"fingerprint": fp, "trusted": True}) if as_json else console.print(f"trusted {fp}")
+
+
+@keys.command(name="distrust")
+@click.argument("fingerprint")
+@json_option
+@with_archive
+def keys_distrust(archive: Archive, fingerprint: str, as_json: bool) -> None:
+    """Stop trusting a key: snapshots signed only by it no longer verify."""
+    fp = archive.set_key_trust(fingerprint, False)
+    emit_json({"fingerprint": fp, "trusted": False}) if as_json else console.print(f"distrusted {fp}")
+
+
+def main() -> None:
+    cli(prog_name="modelarc")
+
+
+if __name__ == "__main__":
+    main()

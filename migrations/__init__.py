@@ -1,0 +1,1 @@
+"""Alembic environment and versions for the catalog schema. Every schema change is a new version here."""

@@ -1,0 +1,103 @@
+"""Every error modelarc raises on purpose lives here.
+
+The CLI maps any ``ModelarcError`` to one ``error: <message>`` line and a non-zero exit code, and the API maps it to
+problem+json, each in one place. Anything else escaping is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ModelarcError(Exception):
+    """Base of every expected failure; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 1
+
+
+class UsageError(ModelarcError):
+    """The caller asked for something malformed (a bad ref, a bad date, a bad option)."""
+
+    exit_code = 2
+
+
+class InvalidRefError(UsageError):
+    """A REF string that is neither ``ns/name:tag`` nor ``ns/name@sha256:<hex>``."""
+
+
+class NotFoundError(ModelarcError):
+    """Something named by the user does not exist."""
+
+    exit_code = 3
+
+
+class ModelNotFoundError(NotFoundError):
+    pass
+
+
+class SnapshotNotFoundError(NotFoundError):
+    pass
+
+
+class TagNotFoundError(NotFoundError):
+    pass
+
+
+class AmbiguousRefError(UsageError):
+    """A snapshot id prefix matches more than one snapshot."""
+
+
+class SourceError(ModelarcError):
+    """The files to archive cannot be read or do not exist."""
+
+    exit_code = 4
+
+
+class SafetensorsFormatError(SourceError):
+    """A safetensors file is malformed; the message names the file and, where known, the tensor."""
+
+
+class IntegrityError(ModelarcError):
+    """Stored bytes do not hash to what they claim: the archive refuses to hand them out."""
+
+    exit_code = 5
+
+
+class ObjectMissingError(IntegrityError):
+    pass
+
+
+class ObjectCorruptError(IntegrityError):
+    pass
+
+
+class ObjectFormatError(IntegrityError):
+    """A stored object's header is malformed or names an unknown codec or format version."""
+
+
+class SignatureError(ModelarcError):
+    """A signature bundle is missing, malformed, or does not verify against a trusted key."""
+
+    exit_code = 6
+
+
+class SigningKeyError(ModelarcError):
+    """No signing key, or a key file that cannot be used."""
+
+    exit_code = 6
+
+
+class DestinationError(ModelarcError):
+    """Pull would write outside its destination or overwrite an existing file without ``--force``."""
+
+    exit_code = 7
+
+
+class LockedError(ModelarcError):
+    """Another process holds the store lock (e.g. gc while a push runs)."""
+
+    exit_code = 8
+
+
+class NotInitializedError(ModelarcError):
+    """The modelarc home has not been initialised; run ``modelarc init``."""
+
+    exit_code = 9

@@ -1,0 +1,216 @@
+"""SQLAlchemy 2 typed models of the catalog. Every change here needs an Alembic migration in migrations/versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Model(Base):
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_models_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    snapshots: Mapped[list[Snapshot]] = relationship(back_populates="model")
+    tags: Mapped[list[Tag]] = relationship(back_populates="model")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Snapshot(Base):
+    """One immutable archived state of a model; ``digest`` is the manifest's sha256 (``sha256:<hex>``)."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        UniqueConstraint("model_id", "digest", name="uq_snapshots_model_digest"),
+        Index("ix_snapshots_digest", "digest"),
+        Index("ix_snapshots_cutoff", "cutoff"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    digest: Mapped[str] = mapped_column(String(71))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    logical_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_bytes_added: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(Integer)
+    tensor_count: Mapped[int] = mapped_column(Integer)
+    parameter_count: Mapped[int] = mapped_column(BigInteger)
+    dtypes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # dtype -> parameter count
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_type: Mapped[str | None] = mapped_column(String(100), index=True)
+    cutoff: Mapped[dt.date | None] = mapped_column(Date)
+    cutoff_precision: Mapped[str | None] = mapped_column(String(5))  # "year" | "month" | "day"
+    license: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    pushed_by: Mapped[str | None] = mapped_column(String(200))
+
+    model: Mapped[Model] = relationship(back_populates="snapshots")
+    files: Mapped[list[File]] = relationship(back_populates="snapshot", order_by="File.path")
+    signatures: Mapped[list[Signature]] = relationship(back_populates="snapshot")
+    parents: Mapped[list[Lineage]] = relationship(
+        back_populates="child", foreign_keys="Lineage.child_id", cascade="all, delete-orphan"
+    )
+
+
+class Lineage(Base):
+    """A declared derivation edge: ``child`` was made from ``parent`` by ``relation``."""
+
+    __tablename__ = "lineage"
+
+    child_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True, index=True)
+    relation: Mapped[str] = mapped_column(String(40))
+
+    child: Mapped[Snapshot] = relationship(back_populates="parents", foreign_keys=[child_id])
+    parent: Mapped[Snapshot] = relationship(foreign_keys=[parent_id])
+
+
+class Tag(Base):
+    """A movable name for a snapshot of one model; every move is kept in ``tag_history``."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_tags_model_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="tags")
+    snapshot: Mapped[Snapshot] = relationship()
+
+
+class TagHistory(Base):
+    __tablename__ = "tag_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    tag: Mapped[str] = mapped_column(String(200))
+    old_snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
+    new_snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    moved_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(200))
+
+
+class File(Base):
+    __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("snapshot_id", "path", name="uq_files_snapshot_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+
+    snapshot: Mapped[Snapshot] = relationship(back_populates="files")
+    tensors: Mapped[list[TensorRow]] = relationship(back_populates="file")
+
+
+class TensorRow(Base):
+    """One tensor of a safetensors file; ``digest`` identifies its bytes (sha256 over its chunk ids)."""
+
+    __tablename__ = "tensors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    dtype: Mapped[str] = mapped_column(String(16))
+    shape: Mapped[list[Any]] = mapped_column(JSON)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+
+    file: Mapped[File] = relationship(back_populates="tensors")
+
+
+class StoredObject(Base):
+    """An object known to be durable in the store (rows are written only after the object is synced)."""
+
+    __tablename__ = "objects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    raw_size: Mapped[int] = mapped_column(BigInteger)
+    stored_size: Mapped[int] = mapped_column(BigInteger)
+    codec: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SnapshotObject(Base):
+    """Which objects a snapshot needs (chunks, its manifest and its signatures): the reference set for gc/fsck."""
+
+    __tablename__ = "snapshot_objects"
+
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
+    object_id: Mapped[str] = mapped_column(ForeignKey("objects.id"), primary_key=True, index=True)
+
+
+class SigningKey(Base):
+    __tablename__ = "keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    public_pem: Mapped[str] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(200))
+    trusted: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_local: Mapped[bool] = mapped_column(Boolean, default=False)  # the private half lives in this home
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Signature(Base):
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("keys.id"))
+    object_id: Mapped[str] = mapped_column(String(64))  # the bundle, stored as an object too
+    bundle: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    snapshot: Mapped[Snapshot] = relationship(back_populates="signatures")
+    key: Mapped[SigningKey] = relationship()
+
+
+class AuditEvent(Base):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

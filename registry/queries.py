@@ -1,0 +1,253 @@
+"""Reads and writes of the catalog, each taking the caller's session (one session = one unit of work)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from modelarc.errors import (
+    AmbiguousRefError,
+    ModelNotFoundError,
+    SnapshotNotFoundError,
+    TagNotFoundError,
+)
+from modelarc.registry.models import (
+    AuditEvent,
+    File,
+    Lineage,
+    Model,
+    Snapshot,
+    SnapshotObject,
+    StoredObject,
+    Tag,
+    TagHistory,
+    TensorRow,
+    utcnow,
+)
+from modelarc.registry.records import NewSnapshot, ObjectRecord
+from modelarc.registry.refs import Ref
+
+
+def find_model(s: Session, namespace: str, name: str) -> Model | None:
+    return s.scalar(select(Model).where(Model.namespace == namespace, Model.name == name))
+
+
+def require_model(s: Session, namespace: str, name: str) -> Model:
+    model = find_model(s, namespace, name)
+    if model is None:
+        raise ModelNotFoundError(f"no model {namespace}/{name} in the archive")
+    return model
+
+
+def get_or_create_model(s: Session, namespace: str, name: str) -> Model:
+    model = find_model(s, namespace, name)
+    if model is None:
+        model = Model(namespace=namespace, name=name)
+        s.add(model)
+        s.flush()
+    return model
+
+
+def resolve_ref(s: Session, ref: Ref) -> Snapshot:
+    """The snapshot a REF names; a digest prefix must be unique within the model."""
+    model = require_model(s, ref.namespace, ref.name)
+    if ref.digest:
+        rows = s.scalars(
+            select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest.startswith(ref.digest)).limit(2)
+        ).all()
+        if not rows:
+            raise SnapshotNotFoundError(f"no snapshot {ref.digest} in {ref.model}")
+        if len(rows) > 1:
+            raise AmbiguousRefError(f"{ref.digest} matches several snapshots of {ref.model}; give more digits")
+        return rows[0]
+    tag = s.scalar(select(Tag).where(Tag.model_id == model.id, Tag.name == ref.tag))
+    if tag is None:
+        raise TagNotFoundError(f"no tag {ref.tag!r} on {ref.model}")
+    return tag.snapshot
+
+
+def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
+    """Insert rows for objects not yet catalogued; call only after the objects are durable in the store."""
+    todo = {o.id: o for o in objects}
+    if not todo:
+        return
+    known: set[str] = set()
+    ids = list(todo)
+    for i in range(0, len(ids), 500):
+        known.update(s.scalars(select(StoredObject.id).where(StoredObject.id.in_(ids[i : i + 500]))))
+    s.add_all(
+        StoredObject(id=o.id, raw_size=o.raw_size, stored_size=o.stored_size, codec=o.codec)
+        for oid, o in todo.items()
+        if oid not in known
+    )
+    s.flush()
+
+
+def record_snapshot(s: Session, model: Model, new: NewSnapshot, parents: Sequence[tuple[Snapshot, str]]) -> tuple[Snapshot, bool]:
+    """Add the snapshot unless this model already has it; returns (row, created)."""
+    existing = s.scalar(select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest == new.digest))
+    if existing is not None:
+        return existing, False
+    p = new.provenance
+    arch = new.architecture
+    snap = Snapshot(
+        model_id=model.id,
+        digest=new.digest,
+        logical_bytes=new.logical_bytes,
+        stored_bytes_added=new.stored_bytes_added,
+        file_count=len(new.files),
+        tensor_count=sum(len(f.tensors) for f in new.files),
+        parameter_count=new.parameter_count,
+        dtypes=dict(new.dtypes),
+        architecture=dict(arch),
+        model_type=arch.get("model_type"),
+        cutoff=p.cutoff,
+        cutoff_precision=p.cutoff_precision,
+        license=p.license,
+        description=p.description,
+        source_url=p.source_url,
+        pushed_by=new.pushed_by,
+    )
+    s.add(snap)
+    s.flush()
+    for f in new.files:
+        row = File(snapshot_id=snap.id, path=f.path, size=f.size, sha256=f.sha256, kind=f.kind)
+        s.add(row)
+        s.flush()
+        s.add_all(
+            TensorRow(
+                file_id=row.id, name=t.name, dtype=t.dtype, shape=list(t.shape), offset=t.offset,
+                length=t.length, digest=t.digest,
+            )
+            for t in f.tensors
+        )
+    s.add_all(SnapshotObject(snapshot_id=snap.id, object_id=oid) for oid in sorted(new.object_ids))
+    for parent, relation in parents:
+        s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
+    s.flush()
+    return snap, True
+
+
+def add_snapshot_objects(s: Session, snap: Snapshot, object_ids: Iterable[str]) -> None:
+    have = set(s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.snapshot_id == snap.id)))
+    s.add_all(SnapshotObject(snapshot_id=snap.id, object_id=o) for o in set(object_ids) - have)
+    s.flush()
+
+
+def move_tag(s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str) -> str | None:
+    """Point ``tag_name`` at ``snap``; returns the digest it pointed at before (None if new)."""
+    tag = s.scalar(select(Tag).where(Tag.model_id == model.id, Tag.name == tag_name))
+    old_digest = None
+    if tag is None:
+        tag = Tag(model_id=model.id, name=tag_name, snapshot_id=snap.id)
+        s.add(tag)
+        old_id = None
+    else:
+        old_id = tag.snapshot_id
+        old_digest = tag.snapshot.digest
+        if old_id == snap.id:
+            return old_digest
+        tag.snapshot_id = snap.id
+        tag.updated_at = utcnow()
+    s.add(TagHistory(model_id=model.id, tag=tag_name, old_snapshot_id=old_id, new_snapshot_id=snap.id, actor=actor))
+    s.flush()
+    return old_digest
+
+
+def audit(s: Session, actor: str, action: str, target: str, **details: Any) -> None:
+    s.add(AuditEvent(actor=actor, action=action, target=target, details=details))
+
+
+def tags_by_snapshot(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    if snapshot_ids:
+        for tag in s.scalars(select(Tag).where(Tag.snapshot_id.in_(snapshot_ids)).order_by(Tag.name)):
+            out.setdefault(tag.snapshot_id, []).append(tag.name)
+    return out
+
+
+def list_snapshots(s: Session, model: Model | None = None) -> list[Snapshot]:
+    q = select(Snapshot).options(selectinload(Snapshot.model)).order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
+    if model is not None:
+        q = q.where(Snapshot.model_id == model.id)
+    return list(s.scalars(q))
+
+
+def tag_history(s: Session, model: Model) -> list[TagHistory]:
+    return list(
+        s.scalars(select(TagHistory).where(TagHistory.model_id == model.id).order_by(TagHistory.id.desc()))
+    )
+
+
+def snapshot_files(s: Session, snap: Snapshot) -> list[File]:
+    return list(s.scalars(select(File).where(File.snapshot_id == snap.id).order_by(File.path)))
+
+
+def parents_of(s: Session, snap: Snapshot) -> list[tuple[Snapshot, str]]:
+    rows = s.execute(
+        select(Snapshot, Lineage.relation)
+        .join(Lineage, Lineage.parent_id == Snapshot.id)
+        .where(Lineage.child_id == snap.id)
+        .options(selectinload(Snapshot.model))
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def referenced_object_ids(s: Session) -> set[str]:
+    return set(s.scalars(select(SnapshotObject.object_id).distinct()))
+
+
+def snapshots_using(s: Session, object_ids: Iterable[str]) -> dict[str, list[Snapshot]]:
+    ids = list(set(object_ids))
+    out: dict[str, list[Snapshot]] = {}
+    for i in range(0, len(ids), 500):
+        rows = s.execute(
+            select(SnapshotObject.object_id, Snapshot)
+            .join(Snapshot, Snapshot.id == SnapshotObject.snapshot_id)
+            .where(SnapshotObject.object_id.in_(ids[i : i + 500]))
+            .options(selectinload(Snapshot.model))
+        ).all()
+        for oid, snap in rows:
+            out.setdefault(oid, []).append(snap)
+    return out
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    models: int
+    snapshots: int
+    logical_bytes: int
+    objects: int
+    unique_raw_bytes: int
+    stored_bytes: int
+
+
+def catalog_stats(s: Session) -> CatalogStats:
+    models = s.scalar(select(func.count()).select_from(Model)) or 0
+    snaps, logical = s.execute(select(func.count(), func.coalesce(func.sum(Snapshot.logical_bytes), 0))).one()
+    objs, raw, stored = s.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(StoredObject.raw_size), 0),
+            func.coalesce(func.sum(StoredObject.stored_size), 0),
+        )
+    ).one()
+    return CatalogStats(int(models), int(snaps), int(logical), int(objs), int(raw), int(stored))
+
+
+def delete_object_rows(s: Session, object_ids: Iterable[str]) -> None:
+    ids = list(object_ids)
+    for i in range(0, len(ids), 500):
+        for row in s.scalars(select(StoredObject).where(StoredObject.id.in_(ids[i : i + 500]))):
+            s.delete(row)
+    s.flush()
+
+
+def tensor_rows(s: Session, snap: Snapshot) -> list[TensorRow]:
+    return list(
+        s.scalars(select(TensorRow).join(File).where(File.snapshot_id == snap.id).order_by(File.path, TensorRow.offset))
+    )

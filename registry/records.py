@@ -1,0 +1,60 @@
+"""Plain values that cross into the registry from the archive layer (the registry never sees bytes or files)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NewTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    length: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class NewFile:
+    path: str
+    size: int
+    sha256: str
+    kind: str
+    tensors: tuple[NewTensor, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    id: str
+    raw_size: int
+    stored_size: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the user says about a snapshot at push time."""
+
+    cutoff: dt.date | None = None
+    cutoff_precision: str | None = None  # "year" | "month" | "day"
+    license: str | None = None
+    description: str | None = None
+    source_url: str | None = None
+    parents: tuple[tuple[str, str], ...] = ()  # (REF text, relation)
+
+
+@dataclass(frozen=True)
+class NewSnapshot:
+    digest: str
+    logical_bytes: int
+    stored_bytes_added: int
+    files: tuple[NewFile, ...]
+    parameter_count: int
+    dtypes: dict[str, int]
+    architecture: dict[str, Any]
+    object_ids: frozenset[str]
+    provenance: Provenance = field(default_factory=Provenance)
+    pushed_by: str | None = None

@@ -1,0 +1,59 @@
+"""REF strings: ``ns/name:tag``, ``ns/name@sha256:<hex or unique prefix>``, or ``ns/name`` (tag ``latest``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelarc.errors import InvalidRefError
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_REF = re.compile(
+    rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})(?::(?P<tag>{_TAG})|@(?P<digest>sha256:[0-9a-f]{{4,64}}))?$"
+)
+_MODEL = re.compile(rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})$")
+_TAG_RE = re.compile(rf"^{_TAG}$")
+DEFAULT_TAG = "latest"
+
+
+@dataclass(frozen=True)
+class Ref:
+    namespace: str
+    name: str
+    tag: str | None = None
+    digest: str | None = None  # "sha256:" + 4..64 hex digits (a prefix is resolved by the catalog)
+
+    @property
+    def model(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def __str__(self) -> str:
+        if self.digest:
+            return f"{self.model}@{self.digest}"
+        return f"{self.model}:{self.tag}"
+
+
+def parse_ref(text: str) -> Ref:
+    m = _REF.match(text or "")
+    if m is None:
+        raise InvalidRefError(
+            f"invalid REF {text!r}: expected ns/name:tag or ns/name@sha256:<hex> (names: letters, digits, . _ -)"
+        )
+    if m["ns"] in (".", "..") or m["name"] in (".", ".."):
+        raise InvalidRefError(f"invalid REF {text!r}")
+    digest = m["digest"]
+    return Ref(m["ns"], m["name"], tag=None if digest else (m["tag"] or DEFAULT_TAG), digest=digest)
+
+
+def parse_model_name(text: str) -> tuple[str, str]:
+    m = _MODEL.match(text or "")
+    if m is None:
+        raise InvalidRefError(f"invalid model name {text!r}: expected ns/name")
+    return m["ns"], m["name"]
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG_RE.match(tag or ""):
+        raise InvalidRefError(f"invalid tag {tag!r}: letters, digits, . _ - (up to 128)")
+    return tag

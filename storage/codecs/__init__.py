@@ -1,0 +1,40 @@
+"""Codecs turn raw bytes into a stored payload and back. Each has a fixed numeric id written in object headers.
+
+Ids are forever: a codec may be added, never renumbered. ``choose_and_encode`` picks the codec for a payload
+from an element-type hint (``"BF16"``, ``"F16"``, ``"F32"`` or ``None``) and keeps whichever result is smallest,
+falling back to raw, so a stored object is never larger than its raw bytes plus the header.
+"""
+
+from __future__ import annotations
+
+from modelarc.errors import ObjectFormatError
+from modelarc.storage.codecs.base import Codec, Encoded
+from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES, FloatPlanesCodec
+from modelarc.storage.codecs.raw import RawCodec
+from modelarc.storage.codecs.zstd import ZstdCodec
+
+CODECS: dict[int, Codec] = {c.codec_id: c for c in (RawCodec(), ZstdCodec(), FloatPlanesCodec())}
+CODEC_NAMES: dict[int, str] = {cid: c.name for cid, c in CODECS.items()}
+
+
+def codec_by_id(codec_id: int, name: str = "object") -> Codec:
+    try:
+        return CODECS[codec_id]
+    except KeyError:
+        raise ObjectFormatError(f"{name}: unknown codec id {codec_id}") from None
+
+
+def choose_and_encode(data: bytes | bytearray | memoryview, dtype_hint: str | None = None) -> Encoded:
+    view = memoryview(data).cast("B")
+    if dtype_hint in FLOAT_DTYPES and len(view) >= 64:
+        candidate = CODECS[FloatPlanesCodec.codec_id].encode(view, dtype_hint)
+    elif len(view) >= 64:
+        candidate = CODECS[ZstdCodec.codec_id].encode(view, dtype_hint)
+    else:
+        candidate = None
+    if candidate is None or len(candidate.payload) + len(candidate.params) >= len(view):
+        return CODECS[RawCodec.codec_id].encode(view, dtype_hint)
+    return candidate
+
+
+__all__ = ["CODECS", "CODEC_NAMES", "Codec", "Encoded", "choose_and_encode", "codec_by_id"]

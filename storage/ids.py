@@ -1,0 +1,31 @@
+"""Object ids: the sha256 of an object's raw (decoded) bytes, as 64 lowercase hex digits."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from modelarc.errors import UsageError
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ObjectId(str):
+    """A validated sha256 hex digest; a ``str`` so it serialises and compares as text."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> ObjectId:
+        if value.startswith("sha256:"):
+            value = value[len("sha256:") :]
+        if not _HEX64.match(value):
+            raise UsageError(f"not an object id (64 lowercase hex digits): {value!r}")
+        return super().__new__(cls, value)
+
+    @classmethod
+    def of(cls, data: bytes | bytearray | memoryview) -> ObjectId:
+        return super().__new__(cls, hashlib.sha256(data).hexdigest())
+
+    @property
+    def prefixed(self) -> str:
+        return f"sha256:{self}"

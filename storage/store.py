@@ -1,0 +1,123 @@
+"""The object store: put raw bytes, get them back verified. Objects are keyed by the sha256 of their raw bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelarc.errors import ObjectCorruptError, ObjectFormatError, ObjectMissingError
+from modelarc.storage.backend import Backend
+from modelarc.storage.codecs import CODEC_NAMES, choose_and_encode, codec_by_id
+from modelarc.storage.ids import ObjectId
+from modelarc.storage.local import LocalBackend
+from modelarc.storage.objectformat import ObjectHeader, unpack_header
+
+OBJECTS_PREFIX = "objects"
+
+
+def object_key(oid: ObjectId) -> str:
+    """Fan-out by the first two hex digits keeps directories small: ``objects/ab/ab12...``."""
+    return f"{OBJECTS_PREFIX}/{oid[:2]}/{oid}"
+
+
+@dataclass(frozen=True)
+class PutResult:
+    id: ObjectId
+    raw_size: int
+    stored_size: int
+    codec: str
+    added: bool  # False when the object was already stored (deduplicated)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    id: ObjectId
+    raw_size: int
+    stored_size: int
+    codec: str
+
+
+class ObjectStore:
+    """Content-addressed, immutable objects on a ``Backend``.
+
+    ``get`` always re-hashes what it decoded: the store never hands out bytes whose sha256 is not their id.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @classmethod
+    def open_local(cls, root: str | os.PathLike[str]) -> ObjectStore:
+        return cls(LocalBackend(Path(root)))
+
+    def put(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        dtype_hint: str | None = None,
+        object_id: ObjectId | None = None,
+    ) -> PutResult:
+        """Store ``data`` unless an object with its hash exists. ``object_id`` skips re-hashing when already known."""
+        oid = object_id if object_id is not None else ObjectId.of(data)
+        key = object_key(oid)
+        if self.backend.has(key):
+            info = self.stat(oid)
+            return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False)
+        encoded = choose_and_encode(data, dtype_hint)
+        header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
+        blob = header + bytes(encoded.payload)
+        self.backend.put(key, blob)
+        return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
+
+    def has(self, oid: ObjectId) -> bool:
+        return self.backend.has(object_key(oid))
+
+    def stat(self, oid: ObjectId) -> ObjectInfo:
+        key = object_key(oid)
+        try:
+            with self.backend.open(key) as fh:
+                head = fh.read(4096)
+            size = self.backend.size(key)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+        header = unpack_header(head, f"object {oid}")
+        return ObjectInfo(oid, header.raw_length, size, CODEC_NAMES.get(header.codec_id, str(header.codec_id)))
+
+    def get(self, oid: ObjectId) -> bytes | bytearray:
+        """The raw bytes of ``oid``, decoded and verified against the id."""
+        try:
+            blob = self.backend.get(object_key(oid))
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+        name = f"object {oid}"
+        try:
+            header = unpack_header(blob, name)
+            codec = codec_by_id(header.codec_id, name)
+            raw = codec.decode(header.params, memoryview(blob)[header.size :], header.raw_length)
+        except ObjectFormatError as exc:
+            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != oid:
+            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+        return raw
+
+    def verify(self, oid: ObjectId) -> None:
+        """Raise ``ObjectMissingError``/``ObjectCorruptError`` unless ``oid`` reads back intact."""
+        self.get(oid)
+
+    def iter_ids(self) -> Iterator[ObjectId]:
+        for key in self.backend.iterate(OBJECTS_PREFIX):
+            name = key.rsplit("/", 1)[-1]
+            try:
+                yield ObjectId(name)
+            except Exception:  # a stray file in the objects folder is not an object; fsck reports it
+                continue
+
+    def delete(self, oid: ObjectId) -> None:
+        self.backend.delete(object_key(oid))
+
+    def sync(self) -> None:
+        self.backend.sync()

@@ -1,0 +1,116 @@
+import filecmp
+from pathlib import Path
+
+import pytest
+from modelfactory import big_model, finetune, tiny_tensors, write_model
+
+from modelarc.archive.ingest import ingest
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.restore import restore
+from modelarc.errors import DestinationError, SourceError, UsageError
+from modelarc.storage import ObjectStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore.open_local(tmp_path / "store")
+
+
+def _same_tree(a: Path, b: Path) -> None:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
+
+
+def test_restore_is_byte_identical(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m", extra_files={"sub/dir/notes.txt": b"hello\n", "empty.bin": b""})
+    result = ingest(src, store)
+    restore(store, result.manifest, tmp_path / "out")
+    _same_tree(src, tmp_path / "out")
+
+
+def test_multi_chunk_tensors_restore_byte_identical(tmp_path: Path, store: ObjectStore) -> None:
+    src = big_model(tmp_path / "big", megabytes=20)
+    result = ingest(src, store)
+    tensor_chunks = [len(p.chunks) for _f, p in result.manifest.tensors()]
+    assert max(tensor_chunks) >= 2
+    restore(store, result.manifest, tmp_path / "out")
+    _same_tree(src, tmp_path / "out")
+    assert result.stored_bytes_added < 0.9 * result.manifest.logical_bytes  # the float codec compressed
+
+
+def test_manifest_round_trips_through_canonical_bytes(tmp_path: Path, store: ObjectStore) -> None:
+    manifest = ingest(write_model(tmp_path / "m"), store).manifest
+    again = SnapshotManifest.from_bytes(manifest.canonical_bytes(), expected_id=manifest.snapshot_id)
+    assert again == manifest
+    assert again.snapshot_id == manifest.snapshot_id
+
+
+def test_reingest_adds_nothing_and_same_snapshot_id(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m")
+    first = ingest(src, store)
+    second = ingest(src, store)
+    assert first.stored_bytes_added > 0
+    assert second.stored_bytes_added == 0
+    assert second.manifest.snapshot_id == first.manifest.snapshot_id
+
+
+def test_finetune_of_two_tensors_adds_about_those_tensors(tmp_path: Path, store: ObjectStore) -> None:
+    base = tiny_tensors(layers=4, hidden=128, vocab=512)
+    ingest(write_model(tmp_path / "base", base), store)
+    changed = ["model.layers.1.mlp.weight", "model.layers.3.attn.weight"]
+    result = ingest(write_model(tmp_path / "ft", finetune(base, changed)), store)
+    changed_bytes = sum(base[n].nbytes for n in changed)
+    header_and_small = 4096
+    assert result.stored_bytes_added <= changed_bytes + header_and_small
+    assert result.stored_bytes_added >= 0.5 * changed_bytes  # the changed tensors really were stored
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path, store: ObjectStore) -> None:
+    with pytest.raises(SourceError, match="no such file or folder"):
+        ingest(tmp_path / "nope", store)
+
+
+def test_empty_folder_is_refused(tmp_path: Path, store: ObjectStore) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="no files"):
+        ingest(tmp_path / "empty", store)
+
+
+def test_restore_refuses_to_overwrite_without_force(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m")
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("mine")
+    with pytest.raises(DestinationError, match="already exists"):
+        restore(store, manifest, out)
+    assert (out / "config.json").read_text() == "mine"
+    assert not (out / "model.safetensors").exists()  # refused before writing anything
+    restore(store, manifest, out, force=True)
+    _same_tree(src, out)
+
+
+def test_manifest_with_escaping_path_is_refused(tmp_path: Path, store: ObjectStore) -> None:
+    manifest = ingest(write_model(tmp_path / "m"), store).manifest
+    doc = manifest.to_json()
+    doc["files"][0]["path"] = "../escape.txt"
+    from modelarc.archive.manifest import canonical_json
+
+    with pytest.raises(UsageError, match="unsafe path"):
+        SnapshotManifest.from_bytes(canonical_json(doc))
+
+
+def test_restore_refuses_symlinked_folder_pointing_outside(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m", extra_files={"sub/x.txt": b"x"})
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "sub").symlink_to(outside)
+    with pytest.raises(DestinationError, match="outside"):
+        restore(store, manifest, out)
+    assert not any(outside.iterdir())

@@ -1,0 +1,95 @@
+"""Small real models for tests: safetensors files written by the safetensors library, plus config files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+TINY_CONFIG = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "vocab_size": 128,
+    "max_position_embeddings": 256,
+}
+
+
+def bf16_bits(values: np.ndarray) -> np.ndarray:
+    """FP32 -> BF16 bit patterns (round to nearest even), as uint16: numpy has no bfloat16."""
+    u = values.astype(np.float32).view(np.uint32)
+    rounded = u + 0x7FFF + ((u >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+def tiny_tensors(seed: int = 0, layers: int = 2, hidden: int = 64, vocab: int = 128) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    tensors: dict[str, np.ndarray] = {
+        "model.embed_tokens.weight": (rng.standard_normal((vocab, hidden)) * 0.02).astype(np.float32)
+    }
+    for i in range(layers):
+        tensors[f"model.layers.{i}.mlp.weight"] = (rng.standard_normal((hidden * 2, hidden)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{i}.attn.weight"] = (rng.standard_normal((hidden, hidden)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{i}.norm.weight"] = np.ones(hidden, dtype=np.float32)
+    tensors["lm_head.bias"] = np.zeros(vocab, dtype=np.float32)
+    tensors["model.position_ids"] = np.arange(16, dtype=np.int64)
+    return tensors
+
+
+def write_model(folder: Path, tensors: dict[str, np.ndarray] | None = None, config: dict | None = None,
+                extra_files: dict[str, bytes] | None = None, metadata: dict[str, str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors if tensors is not None else tiny_tensors(), str(folder / "model.safetensors"),
+              metadata=metadata or {"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config or TINY_CONFIG, indent=2))
+    (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0", "vocab": {"a": 0, "b": 1}}))
+    for rel, data in (extra_files or {}).items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def finetune(tensors: dict[str, np.ndarray], names: list[str], scale: float = 1e-3, seed: int = 1) -> dict[str, np.ndarray]:
+    """A copy where only ``names`` change, by small relative noise."""
+    rng = np.random.default_rng(seed)
+    out = dict(tensors)
+    for name in names:
+        t = tensors[name]
+        out[name] = (t + rng.standard_normal(t.shape).astype(t.dtype) * scale).astype(t.dtype)
+    return out
+
+
+def big_model(folder: Path, megabytes: int = 24, seed: int = 0) -> Path:
+    """A model whose tensors span several 8 MiB chunks, with BF16 and FP32 tensors."""
+    rng = np.random.default_rng(seed)
+    n = megabytes * 1024 * 1024 // 4
+    tensors = {
+        "big.f32": (rng.standard_normal(n // 2) * 0.02).astype(np.float32),
+        "big.bf16": bf16_bits(rng.standard_normal(n) * 0.02),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    from safetensors.numpy import save_file as save
+
+    # safetensors.numpy cannot tag uint16 as BF16, so write the header ourselves around real data.
+    save({"big.f32": tensors["big.f32"]}, str(folder / "a.safetensors"))
+    write_bf16_file(folder / "b.safetensors", {"big.bf16": tensors["big.bf16"]})
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    return folder
+
+
+def write_bf16_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    header: dict[str, object] = {}
+    offset = 0
+    for name, arr in tensors.items():
+        header[name] = {"dtype": "BF16", "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(raw).to_bytes(8, "little") + raw)
+        for arr in tensors.values():
+            fh.write(arr.astype("<u2").tobytes())
