@@ -35,7 +35,9 @@ def generate_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def write_private_key(key: ec.EllipticCurvePrivateKey, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+def write_private_key(
+    key: ec.EllipticCurvePrivateKey, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> None:
     """Write ``key`` to ``path`` as unencrypted PKCS#8 PEM, mode 0600, atomically.
 
     The bytes go to a temporary file in the same directory that is created with mode 0600 (so the key is never

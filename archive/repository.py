@@ -367,7 +367,9 @@ class Archive:
     def _verify_signature(self, snap: Snapshot, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         with self.catalog.session() as s:
-            bundles = [sig.bundle.encode() for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)]
+            bundle_ids = [sig.object_id for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)]
+        # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
+        bundles = [bytes(self.store.get(ObjectId(oid))) for oid in bundle_ids]
         if not bundles:
             raise SignatureError(f"snapshot {snap.digest} has no signature")
         trusted = self._trusted_pems()

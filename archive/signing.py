@@ -41,8 +41,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
-
 from modelarc.archive.keys import ecdsa_algorithm, key_fingerprint, load_public_key_pem, public_key_pem
+
 from modelarc.errors import SignatureError
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -74,7 +74,9 @@ class FileDigest:
         if problem:
             raise ValueError(f"FileDigest path {self.path!r} {problem}")
         if not _HEX64.match(self.sha256):
-            raise ValueError(f"FileDigest sha256 for {self.path!r} is not 64 lowercase hex digits: {self.sha256!r}")
+            raise ValueError(
+                f"FileDigest sha256 for {self.path!r} is not 64 lowercase hex digits: {self.sha256!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,9 @@ def sign_snapshot(
         by_path[item.path] = item.sha256
     # model_signing sorts resources by PurePosixPath, which compares path components, not strings:
     # "a/b" sorts before "a-b" although "-" < "/".
-    signed = sorted((p for p in by_path if not _is_ignored(p, everything_ignored)), key=lambda p: p.split("/"))
+    signed = sorted(
+        (p for p in by_path if not _is_ignored(p, everything_ignored)), key=lambda p: p.split("/")
+    )
 
     root = hashlib.sha256()
     resources = []
@@ -155,7 +159,9 @@ def sign_snapshot(
         },
     }
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
-    signature = private_key.sign(_pae(DSSE_PAYLOAD_TYPE, payload), ecdsa_algorithm(private_key, deterministic=True))
+    signature = private_key.sign(
+        _pae(DSSE_PAYLOAD_TYPE, payload), ecdsa_algorithm(private_key, deterministic=True)
+    )
 
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -187,7 +193,10 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
         raise SignatureError("no trusted public keys to verify the signature with")
 
     doc = _parse_json(bundle, "bundle")
-    _expect(_field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE, f"bundle mediaType is not {BUNDLE_MEDIA_TYPE}")
+    _expect(
+        _field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE,
+        f"bundle mediaType is not {BUNDLE_MEDIA_TYPE}",
+    )
     material = _field(doc, "verificationMaterial", dict, "bundle")
     hint: str | None = None
     if "publicKey" in material:
@@ -196,7 +205,10 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
 
     envelope = _field(doc, "dsseEnvelope", dict, "bundle")
     payload_type = _field(envelope, "payloadType", str, "dsseEnvelope")
-    _expect(payload_type == DSSE_PAYLOAD_TYPE, f"dsseEnvelope payloadType is {payload_type!r}, not {DSSE_PAYLOAD_TYPE}")
+    _expect(
+        payload_type == DSSE_PAYLOAD_TYPE,
+        f"dsseEnvelope payloadType is {payload_type!r}, not {DSSE_PAYLOAD_TYPE}",
+    )
     payload = _b64decode(_field(envelope, "payload", str, "dsseEnvelope"), "dsseEnvelope.payload")
     signatures = _field(envelope, "signatures", list, "dsseEnvelope")
     # model_signing checks only the first signature; accepting more would accept bundles it rejects.
@@ -216,13 +228,18 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
     )
     if fingerprint is None:
         which = f"key {hint}" if hint else "any trusted key"
-        raise SignatureError(f"bundle signature does not verify with {which}: the bundle was altered or forged")
+        raise SignatureError(
+            f"bundle signature does not verify with {which}: the bundle was altered or forged"
+        )
     return _read_statement(payload, fingerprint)
 
 
 def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
     statement = _parse_json(payload, "signed statement")
-    _expect(_field(statement, "_type", str, "statement") == STATEMENT_TYPE, f"statement _type is not {STATEMENT_TYPE}")
+    _expect(
+        _field(statement, "_type", str, "statement") == STATEMENT_TYPE,
+        f"statement _type is not {STATEMENT_TYPE}",
+    )
     predicate_type = _field(statement, "predicateType", str, "statement")
     _expect(
         predicate_type == PREDICATE_TYPE,
@@ -231,7 +248,9 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
     subjects = _field(statement, "subject", list, "statement")
     _expect(len(subjects) == 1 and isinstance(subjects[0], dict), "statement must have exactly one subject")
     model_name = _field(subjects[0], "name", str, "subject")
-    root_digest = _field(_field(subjects[0], "digest", dict, "subject"), "sha256", str, "subject.digest").lower()
+    root_digest = _field(
+        _field(subjects[0], "digest", dict, "subject"), "sha256", str, "subject.digest"
+    ).lower()
 
     predicate = _field(statement, "predicate", dict, "statement")
     serialization = _field(predicate, "serialization", dict, "predicate")
@@ -276,7 +295,10 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
             f"predicate.modelarc version {version!r} is not supported (this modelarc reads {MODELARC_PREDICATE_VERSION})",
         )
         snapshot_id = _field(extension, "snapshot", str, "predicate.modelarc")
-        _expect(bool(_SNAPSHOT_ID.match(snapshot_id)), f"predicate.modelarc.snapshot is not a snapshot id: {snapshot_id!r}")
+        _expect(
+            bool(_SNAPSHOT_ID.match(snapshot_id)),
+            f"predicate.modelarc.snapshot is not a snapshot id: {snapshot_id!r}",
+        )
     return VerifiedSignature(
         files=files,
         snapshot_id=snapshot_id,
@@ -329,7 +351,8 @@ def _is_ignored(path: str, ignore_paths: Sequence[str]) -> bool:
 def _parse_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting raises RecursionError.
+    except (ValueError, TypeError, RecursionError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SignatureError(f"{what} is not valid JSON: {reason}") from exc
     _expect(isinstance(doc, dict), f"{what} is not a JSON object")

@@ -1,0 +1,51 @@
+"""A fresh archive home per test, on each catalog backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from modelarc.cli.main import cli
+
+
+class ArchiveCli:
+    def __init__(self, home: Path, database_url: str) -> None:
+        self.home = home
+        self.env = {"MODELARC_HOME": str(home), "MODELARC_DATABASE_URL": database_url, "MODELARC_ACTOR": "tester"}
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, ok: bool = True) -> Result:
+        result = self.runner.invoke(cli, [str(a) for a in args], env=self.env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, f"modelarc {' '.join(map(str, args))} failed:\n{result.output}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+    def fail(self, *args: str) -> Result:
+        """Run a command that must fail with one clear error line and no traceback."""
+        result = self(*args, ok=False)
+        assert result.exit_code != 0, f"expected failure: {args}\n{result.output}"
+        assert "Traceback" not in result.output
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert len(lines) >= 1 and (lines[-1].startswith("error: ") or lines[-1].startswith("Error: ")), result.output
+        return result
+
+
+@pytest.fixture
+def arc(tmp_path: Path, database_url: str) -> ArchiveCli:
+    archive = ArchiveCli(tmp_path / "home", database_url)
+    archive("init")
+    return archive
+
+
+@pytest.fixture
+def catalog_snapshot(arc: ArchiveCli) -> Callable[[], tuple[Any, Any]]:
+    """What `ls` and `stats` say, to prove a failed command changed nothing."""
+    return lambda: (arc.json("ls"), arc.json("stats")["objects"])

@@ -1,0 +1,86 @@
+"""Bad input gets one clear line and a non-zero exit, and leaves the catalog exactly as it was."""
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from modelfactory import write_model
+
+
+@pytest.fixture
+def seeded(arc, tmp_path: Path):
+    arc("push", write_model(tmp_path / "good"), "acme/tiny:v1")
+    return arc
+
+
+def _unchanged(arc, before) -> None:
+    assert (arc.json("ls"), arc.json("stats")["objects"]) == before
+
+
+@pytest.mark.parametrize("ref", ["nope", "acme/", "acme/tiny:", "acme/tiny@sha256:xyz", "a/b/c:v1", "acme/tiny:bad tag", ""])
+def test_malformed_ref_is_refused(seeded, tmp_path: Path, ref: str) -> None:
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    result = seeded.fail("push", write_model(tmp_path / "m2"), ref)
+    assert "invalid REF" in result.stderr
+    seeded.fail("pull", ref, tmp_path / "out")
+    _unchanged(seeded, before)
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("acme/none:v1", "no model acme/none"),
+    ("acme/tiny:v9", "no tag 'v9'"),
+    ("acme/tiny@sha256:0000", "no snapshot"),
+])
+def test_unknown_ref_is_refused(seeded, tmp_path: Path, ref: str, message: str) -> None:
+    for cmd in (["pull", ref, tmp_path / "out"], ["show", ref], ["verify", ref], ["tag", ref, "x"]):
+        assert message in seeded.fail(*cmd).stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_folder_is_refused(seeded, tmp_path: Path) -> None:
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    result = seeded.fail("push", tmp_path / "does-not-exist", "acme/tiny:v2")
+    assert "no such file or folder" in result.stderr
+    _unchanged(seeded, before)
+
+
+def test_truncated_safetensors_is_refused(seeded, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m", config={"model_type": "x"})
+    blob = (src / "model.safetensors").read_bytes()
+    (src / "model.safetensors").write_bytes(blob[: len(blob) - 100])
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    result = seeded.fail("push", src, "acme/tiny:v2")
+    assert "model.safetensors" in result.stderr
+    _unchanged(seeded, before)
+
+
+def test_lying_safetensors_is_refused(seeded, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}}).encode()
+    (src / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 40)
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    result = seeded.fail("push", src, "acme/tiny:v2")
+    assert "'w'" in result.stderr and "model.safetensors" in result.stderr
+    _unchanged(seeded, before)
+
+
+def test_unknown_relation_and_parent_are_refused(seeded, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m2")
+    assert "unknown relation" in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/tiny:v1", "--relation", "stolen").stderr
+    assert "no model acme/ghost" in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/ghost:v1", "--relation", "finetune").stderr
+    assert "invalid date" in seeded.fail("push", src, "acme/x:v1", "--cutoff", "2023-13").stderr
+
+
+def test_push_to_digest_ref_is_refused(seeded, tmp_path: Path) -> None:
+    assert "needs a tag" in seeded.fail("push", write_model(tmp_path / "m2"), "acme/tiny@sha256:abcd").stderr
+
+
+def test_uninitialised_home_says_run_init(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelarc.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["ls"], env={"MODELARC_HOME": str(tmp_path / "nowhere")})
+    assert result.exit_code != 0
+    assert "modelarc init" in result.stderr

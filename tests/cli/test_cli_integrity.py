@@ -1,0 +1,141 @@
+"""A flipped byte, a missing object, a killed push: each is caught, named, and never handed out."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from modelfactory import big_model, write_model
+
+from modelarc.storage.lock import store_lock
+
+
+def _objects(home: Path) -> list[Path]:
+    return sorted(p for p in (home / "store" / "objects").rglob("*") if p.is_file())
+
+
+def _flip_byte(path: Path, offset_from_end: int = 5) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) - offset_from_end] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _largest_object(home: Path) -> Path:
+    return max(_objects(home), key=lambda p: p.stat().st_size)
+
+
+def test_flipped_byte_in_any_object_is_caught(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    objects = _objects(arc.home)
+    for victim in objects:  # every object: chunks, headers, manifest, signature
+        original = victim.read_bytes()
+        _flip_byte(victim, offset_from_end=min(5, len(original)))
+        verify = arc("verify", "acme/tiny:v1", ok=False)
+        assert verify.exit_code != 0, victim
+        fsck = arc("fsck", ok=False)
+        assert fsck.exit_code != 0 and victim.name in fsck.stdout, victim
+        assert arc("pull", "acme/tiny:v1", tmp_path / f"out-{victim.name}", ok=False).exit_code != 0
+        victim.write_bytes(original)
+    arc("verify", "acme/tiny:v1")
+    arc("fsck")
+
+
+def test_pull_refuses_corrupt_object_and_leaves_no_partial_file(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    _flip_byte(_largest_object(arc.home))
+    out = tmp_path / "out"
+    result = arc.fail("pull", "acme/tiny:v1", out)
+    assert "corrupt" in result.stderr
+    assert not (out / "model.safetensors").exists()
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def test_fsck_names_missing_object_and_broken_snapshot(arc, tmp_path: Path) -> None:
+    snap = arc.json("push", write_model(tmp_path / "m"), "acme/tiny:v1")["snapshot"]
+    victim = _largest_object(arc.home)
+    victim.unlink()
+    report = arc.json("fsck") if False else None
+    result = arc("fsck", "--json", ok=False)
+    assert result.exit_code != 0
+    import json
+
+    report = json.loads(result.stdout)
+    assert victim.name in report["missing"]
+    assert report["missing"][victim.name] == [f"acme/tiny@{snap}"]
+    assert report["broken_snapshots"] == [f"acme/tiny@{snap}"]
+    assert "missing" in arc.fail("verify", "acme/tiny:v1").stderr
+
+
+def test_gc_removes_only_unreferenced_objects(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    kept = set(_objects(arc.home))
+    orphan_dir = arc.home / "store" / "objects" / "ab"
+    from modelarc.storage import ObjectStore
+
+    orphan = ObjectStore.open_local(arc.home / "store").put(b"an object nothing references" * 10)
+    assert orphan.added
+    report = arc.json("gc")
+    assert report["objects_removed"] == 1
+    assert set(_objects(arc.home)) == kept
+    assert not (orphan_dir / orphan.id).exists()
+    arc("verify", "acme/tiny:v1")
+
+
+def test_gc_refuses_while_a_push_holds_the_store(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    with store_lock(arc.home / "store", exclusive=False):
+        assert "busy" in arc.fail("gc").stderr
+
+
+def test_kill_9_during_push_leaves_catalog_consistent(arc, tmp_path: Path, database_url: str) -> None:
+    src = big_model(tmp_path / "big", megabytes=160)
+    env = {**os.environ, **arc.env}
+    before = arc.json("ls")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    # wait until the push has written some objects, then kill it mid-way
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_objects(arc.home)) < 6 and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "push finished before it could be killed; make the model bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert arc.json("ls") == before  # no snapshot row, no tag
+    fsck = arc.json("fsck")
+    assert fsck["ok"] and not fsck["missing"] and not fsck["corrupt"]
+    pushed = arc.json("push", src, "acme/big:v1")  # the next push succeeds and reuses what was durable
+    assert pushed["stored_bytes_added"] < pushed["logical_bytes"]
+    arc("verify", "acme/big:v1")
+    arc("gc")
+    assert arc.json("fsck")["ok"]
+
+
+def test_concurrent_writers_of_the_same_object_are_safe(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelarc.storage import ObjectStore
+
+    store = ObjectStore.open_local(tmp_path / "store")
+    payload = os.urandom(1 << 20)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: store.put(payload), range(16)))
+    assert len({r.id for r in results}) == 1
+    assert store.get(results[0].id) == payload
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+
+
+@pytest.mark.parametrize("mode", ["truncate", "garbage-header"])
+def test_damaged_object_file_is_reported_not_crashed(arc, tmp_path: Path, mode: str) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    victim = _largest_object(arc.home)
+    if mode == "truncate":
+        victim.write_bytes(victim.read_bytes()[:10])
+    else:
+        victim.write_bytes(b"XXXX" + victim.read_bytes()[4:])
+    assert arc("fsck", ok=False).exit_code != 0
+    assert "corrupt" in arc.fail("verify", "acme/tiny:v1").stderr

@@ -1,0 +1,122 @@
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+from modelfactory import finetune, tiny_tensors, write_model
+
+
+def _identical(a: Path, b: Path) -> None:
+    for p in a.rglob("*"):
+        if p.is_file():
+            assert filecmp.cmp(p, b / p.relative_to(a), shallow=False), p
+
+
+def test_push_pull_round_trip_is_byte_identical(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    pushed = arc.json("push", src, "acme/tiny:v1")
+    assert pushed["snapshot"].startswith("sha256:") and len(pushed["snapshot"]) == 71
+    assert pushed["logical_bytes"] == sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert pushed["stored_bytes_added"] > 0
+    arc("pull", "acme/tiny:v1", tmp_path / "out")
+    _identical(src, tmp_path / "out")
+
+
+def test_repush_adds_no_bytes_and_keeps_snapshot(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    first = arc.json("push", src, "acme/tiny:v1")
+    second = arc.json("push", src, "acme/tiny:v1")
+    assert second["stored_bytes_added"] == 0
+    assert second["snapshot"] == first["snapshot"]
+    assert len(arc.json("ls")) == 1
+
+
+def test_finetune_push_stores_only_changed_tensors(arc, tmp_path: Path) -> None:
+    base = tiny_tensors(layers=4, hidden=128, vocab=512)
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    changed = ["model.layers.0.mlp.weight", "model.layers.2.attn.weight"]
+    ft = arc.json("push", write_model(tmp_path / "ft", finetune(base, changed)), "acme/ft:v1",
+                  "--parent", "acme/base:v1", "--relation", "finetune")
+    changed_bytes = sum(base[n].nbytes for n in changed)
+    assert 0.5 * changed_bytes <= ft["stored_bytes_added"] <= changed_bytes + 8192
+    shown = arc.json("show", "acme/ft:v1")
+    assert shown["parents"][0]["relation"] == "finetune"
+    assert shown["parents"][0]["model"] == "acme/base"
+
+
+def test_pull_by_digest_prefix(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    snap = arc.json("push", src, "acme/tiny:v1")["snapshot"]
+    arc("pull", f"acme/tiny@{snap[:15]}", tmp_path / "out")
+    _identical(src, tmp_path / "out")
+
+
+def test_show_reports_architecture_parameters_and_provenance(arc, tmp_path: Path) -> None:
+    tensors = tiny_tensors()
+    arc("push", write_model(tmp_path / "m", tensors), "acme/tiny:v1", "--cutoff", "2023-04", "--license", "mit",
+        "--description", "a tiny test model", "--source", "https://example.org/tiny")
+    shown = arc.json("show", "acme/tiny:v1")
+    assert shown["architecture"] == {
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_layers": 2, "hidden_size": 64,
+        "vocab_size": 128, "context_length": 256,
+    }
+    assert shown["parameter_count"] == sum(t.size for t in tensors.values())
+    assert shown["dtypes"]["I64"] == 16
+    assert shown["cutoff"] == "2023-04"
+    assert shown["license"] == "mit"
+    assert shown["source_url"] == "https://example.org/tiny"
+    assert shown["signatures"] and shown["signatures"][0]["trusted"] == "yes"
+    text = arc("show", "acme/tiny:v1").stdout
+    assert "llama" in text and "2023-04" in text and "mit" in text
+
+
+def test_tag_moves_are_kept_in_log(arc, tmp_path: Path) -> None:
+    one = arc.json("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/m:latest")["snapshot"]
+    two = arc.json("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/m:latest")["snapshot"]
+    arc("tag", f"acme/m@{one}", "stable")
+    history = arc.json("log", "acme/m")
+    moves = [(m["tag"], m["from"], m["to"]) for m in history["tag_moves"]]
+    assert ("latest", one, two) in moves
+    assert ("stable", None, one) in moves
+    assert {s["snapshot"] for s in history["snapshots"]} == {one, two}
+
+
+def test_stats_report_dedup_and_compression(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    arc("push", src, "acme/a:v1")
+    arc("push", src, "acme/b:v1")
+    st = arc.json("stats")
+    assert st["snapshots"] == 2
+    # the second push stores only its own manifest and signature (a few KB), no file bytes
+    assert st["unique_bytes"] < 0.5 * st["logical_bytes"] + 16384
+    assert st["dedup_ratio"] > 1.8
+    assert st["stored_bytes"] <= st["unique_bytes"] + 64 * st["objects"]
+
+
+def test_pull_refuses_existing_files_without_force(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m")
+    arc("push", src, "acme/tiny:v1")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("keep me")
+    result = arc.fail("pull", "acme/tiny:v1", out)
+    assert "already exists" in result.stderr
+    assert (out / "config.json").read_text() == "keep me"
+    arc("pull", "acme/tiny:v1", out, "--force")
+    _identical(src, out)
+
+
+def test_pull_writes_model_signing_bundle(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    sig = tmp_path / "out" / "model.sig"
+    arc("pull", "acme/tiny:v1", tmp_path / "out", "--signature", sig)
+    bundle = json.loads(sig.read_text())
+    assert bundle["mediaType"] == "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def test_every_command_speaks_json(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    for args in (["ls"], ["show", "acme/tiny:v1"], ["log", "acme/tiny"], ["stats"], ["verify", "acme/tiny:v1"],
+                 ["verify", "--all"], ["fsck"], ["gc", "--dry-run"], ["keys", "list"], ["tag", "acme/tiny:v1", "x"],
+                 ["init"]):
+        json.loads(arc(*args, "--json").stdout)
