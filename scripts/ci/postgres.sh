@@ -118,7 +118,8 @@ EOF
 fi
 
 log "starting PostgreSQL on 127.0.0.1:$PORT (log: $LOG)"
-if ! as_server_user "$BIN/pg_ctl" --pgdata="$DATA" --log="$LOG" --wait --timeout=60 start >&2; then
+# 9>&-: the server must not inherit the lock, or it would hold it for as long as it runs.
+if ! as_server_user "$BIN/pg_ctl" --pgdata="$DATA" --log="$LOG" --wait --timeout=60 start >&2 9>&-; then
     tail -n 30 "$LOG" >&2 || true
     die "PostgreSQL did not start"
 fi
