@@ -69,7 +69,9 @@ def read_header_length(path: str, prefix: bytes, file_size: int) -> int:
     if n == 0 or n > MAX_HEADER_BYTES:
         raise SafetensorsFormatError(f"{path}: header length {n} is not plausible")
     if 8 + n > file_size:
-        raise SafetensorsFormatError(f"{path}: header length {n} runs past the end of the file ({file_size} bytes)")
+        raise SafetensorsFormatError(
+            f"{path}: header length {n} runs past the end of the file ({file_size} bytes)"
+        )
     return 8 + n
 
 
@@ -86,7 +88,8 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
         raise SafetensorsFormatError(f"{path}: header is not a JSON object")
     metadata = doc.pop("__metadata__", None)
     if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        isinstance(metadata, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise SafetensorsFormatError(f"{path}: __metadata__ must map strings to strings")
     data_size = file_size - header_length
@@ -115,9 +118,11 @@ def _parse_tensor(path: str, name: object, info: object, data_size: int, base: i
     dtype = info.get("dtype")
     shape = info.get("shape")
     offsets = info.get("data_offsets")
-    if dtype not in DTYPE_BITS:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
         raise SafetensorsFormatError(f"{where}: unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise SafetensorsFormatError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
     if (
         not isinstance(offsets, list)
@@ -127,7 +132,9 @@ def _parse_tensor(path: str, name: object, info: object, data_size: int, base: i
         raise SafetensorsFormatError(f"{where}: data_offsets must be two integers, got {offsets!r}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
-        raise SafetensorsFormatError(f"{where}: data_offsets {offsets} out of range (data is {data_size} bytes)")
+        raise SafetensorsFormatError(
+            f"{where}: data_offsets {offsets} out of range (data is {data_size} bytes)"
+        )
     bits = math.prod(shape) * DTYPE_BITS[str(dtype)]
     if bits % 8 or bits // 8 != end - begin:
         raise SafetensorsFormatError(
