@@ -1,0 +1,350 @@
+"""docs/FORMAT.md is enough to read an archive: an independent reader, written from the document alone.
+
+The reader below (``read_object`` .. ``find_manifests``) uses only hashlib, json, struct, zlib, zstandard and numpy;
+nothing from modelarc is imported to read. modelarc is used only to *write* the archive under test. If one of these
+tests fails after a format change, either the change broke compatibility or docs/FORMAT.md is out of date.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import posixpath
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from modelfactory import big_model, write_model
+from safetensors.numpy import save_file
+
+# ---------------------------------------------------------------------------------------------------------------
+# The independent reader (docs/FORMAT.md sections "Object files", "Codecs", "Manifest", "Finding manifests").
+# ---------------------------------------------------------------------------------------------------------------
+
+MIB8 = 8 * 1024 * 1024
+HEADER = struct.Struct("<4sBBHQ")  # magic, format version, codec id, params length, raw length
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+PLANE_ENTRY = struct.Struct("<BQ")  # plane coder, coded length
+
+# Float planes, per element type: (element width, [plane bit fields]). Each plane is a list of
+# (lowest bit in the element, lowest bit in the plane byte, number of bits), exactly the table in FORMAT.md.
+FLOAT_PLANES: dict[int, tuple[int, list[list[tuple[int, int, int]]]]] = {
+    1: (2, [[(7, 0, 8)], [(15, 7, 1), (0, 0, 7)]]),  # BF16
+    2: (2, [[(10, 0, 5)], [(15, 7, 1), (8, 0, 2)], [(0, 0, 8)]]),  # F16
+    3: (4, [[(23, 0, 8)], [(31, 7, 1), (16, 0, 7)], [(8, 0, 8)], [(0, 0, 8)]]),  # F32
+}
+
+
+class FormatError(Exception):
+    pass
+
+
+def object_path(store: Path, oid: str) -> Path:
+    return store / "objects" / oid[:2] / oid
+
+
+def zstd_frame(coded: bytes) -> bytes:
+    # A streaming decompressor, so a frame that does not record its content size still decodes.
+    return zstandard.ZstdDecompressor().decompressobj().decompress(coded)
+
+
+def decode_plane(coder: int, coded: bytes, length: int) -> bytes:
+    if coder == 0:
+        return coded
+    if coder == 1:  # one frame declaring its content size, nothing after it
+        if zstandard.frame_content_size(coded) != length:
+            raise FormatError("zstd plane does not declare its plane length")
+        return zstandard.ZstdDecompressor().decompress(coded, allow_extra_data=False)
+    if coder == 2:  # one raw deflate stream (RFC 1951) filling the coded plane
+        d = zlib.decompressobj(wbits=-15)
+        out = d.decompress(coded)
+        if not d.eof or d.unused_data:
+            raise FormatError("deflate plane is truncated or has bytes after its stream")
+        return out
+    raise FormatError(f"unknown plane coder {coder}")
+
+
+def decode_floatplanes(params: bytes, payload: bytes, raw_length: int, seen: Counter[str]) -> bytes:
+    version, kind, count = struct.unpack_from("<BBB", params, 0)
+    if version != 1 or kind not in FLOAT_PLANES:
+        raise FormatError(f"float planes params version {version}, element type {kind}")
+    width, layout = FLOAT_PLANES[kind]
+    n, tail_length = divmod(raw_length, width)
+    if count != len(layout) + 1 or len(params) != 3 + count * PLANE_ENTRY.size:
+        raise FormatError("float planes: wrong plane count")
+    planes, pos = [], 0
+    for i in range(count):
+        coder, length = PLANE_ENTRY.unpack_from(params, 3 + i * PLANE_ENTRY.size)
+        expected = n if i < len(layout) else tail_length
+        plane = decode_plane(coder, payload[pos : pos + length], expected)
+        if len(plane) != expected:
+            raise FormatError(f"float planes: plane {i} has {len(plane)} bytes")
+        planes.append(plane)
+        seen[f"floatplanes.type{kind}.plane{i}.coder{coder}"] += 1
+        pos += length
+    if pos != len(payload):
+        raise FormatError("float planes: payload length does not match the plane table")
+    elements = np.zeros(n, dtype=np.uint64)
+    for plane, fields in zip(planes[:-1], layout, strict=True):
+        byte = np.frombuffer(plane, dtype=np.uint8).astype(np.uint64)
+        for element_bit, plane_bit, bits in fields:
+            elements |= ((byte >> np.uint64(plane_bit)) & np.uint64((1 << bits) - 1)) << np.uint64(
+                element_bit
+            )
+    return elements.astype(f"<u{width}").tobytes() + planes[-1]
+
+
+def read_object(store: Path, oid: str, seen: Counter[str] | None = None) -> bytes:
+    """The raw bytes of object ``oid`` (64 hex), checked against the header length and the id."""
+    seen = seen if seen is not None else Counter()
+    blob = object_path(store, oid).read_bytes()
+    magic, version, codec, params_length, raw_length = HEADER.unpack_from(blob, 0)
+    if magic != b"MAOB" or version != 1:
+        raise FormatError(f"{oid}: magic {magic!r}, version {version}")
+    params, payload = blob[16 : 16 + params_length], blob[16 + params_length :]
+    if codec == 0:
+        raw = payload
+    elif codec == 1:
+        raw = zstd_frame(payload)
+    elif codec == 2:
+        raw = decode_floatplanes(params, payload, raw_length, seen)
+    else:
+        raise FormatError(f"{oid}: unknown codec {codec}")
+    seen[f"codec{codec}"] += 1
+    if len(raw) != raw_length or hashlib.sha256(raw).hexdigest() != oid:
+        raise FormatError(f"{oid}: decoded bytes do not match the header length or the id")
+    return raw
+
+
+def canonical(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def safe_path(path: str) -> str:
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or posixpath.normpath(path) != path
+        or any(seg in ("", ".", "..") for seg in path.split("/"))
+        or path[1:2] == ":"
+    ):
+        raise FormatError(f"unsafe path {path!r}")
+    return path
+
+
+def read_manifest(store: Path, snapshot_id: str) -> dict:
+    if not snapshot_id.startswith("sha256:"):
+        raise FormatError(f"not a snapshot id: {snapshot_id}")
+    data = read_object(store, snapshot_id[len("sha256:") :])
+    doc = json.loads(data)
+    if doc.get("format") != "modelarc.manifest" or doc.get("version") != 1:
+        raise FormatError(f"not a version 1 manifest: {doc.get('format')!r} v{doc.get('version')!r}")
+    if canonical(doc) != data:
+        raise FormatError("manifest bytes are not canonical JSON")
+    return doc
+
+
+def rebuild(store: Path, snapshot_id: str, dest: Path, seen: Counter[str]) -> dict:
+    """Write every file of the snapshot under ``dest``; returns the manifest."""
+    manifest = read_manifest(store, snapshot_id)
+    for entry in manifest["files"]:
+        target = dest.joinpath(*safe_path(entry["path"]).split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sha, position = hashlib.sha256(), 0
+        with open(target, "wb") as out:
+            for part in entry["parts"]:
+                if part["offset"] != position:
+                    raise FormatError(f"{entry['path']}: part at {part['offset']}, expected {position}")
+                for chunk in part["chunks"]:
+                    data = read_object(store, chunk["id"], seen)
+                    if len(data) != chunk["length"]:
+                        raise FormatError(
+                            f"{chunk['id']}: {len(data)} bytes, manifest says {chunk['length']}"
+                        )
+                    sha.update(data)
+                    out.write(data)
+                    position += len(data)
+                if position != part["offset"] + part["length"]:
+                    raise FormatError(f"{entry['path']}: part chunks do not add up to its length")
+        if position != entry["size"] or sha.hexdigest() != entry["sha256"]:
+            raise FormatError(f"{entry['path']}: rebuilt file does not match its size and sha256")
+    return manifest
+
+
+def all_objects(store: Path) -> Iterator[str]:
+    for path in sorted((store / "objects").glob("*/*")):
+        if len(path.name) == 64 and path.parent.name == path.name[:2]:
+            yield path.name
+
+
+def find_manifests(store: Path) -> dict[str, dict]:
+    """Snapshot id -> manifest, for every object in the store that is a manifest: no catalog needed."""
+    found = {}
+    for oid in all_objects(store):
+        data = read_object(store, oid)
+        if not data.startswith(b"{"):
+            continue
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("format") == "modelarc.manifest":
+            found["sha256:" + oid] = doc
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The archive under test, written by modelarc.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    from modelarc.archive.repository import Archive
+
+    root = tmp_path_factory.mktemp("spec")
+    src = root / "model"
+    rng = np.random.default_rng(7)
+    write_model(
+        src,
+        extra_files={
+            "noise.bin": rng.bytes(100_000),  # incompressible: stored raw
+            "small.txt": b"hi\n",  # under 64 bytes: stored raw
+            "empty.bin": b"",
+            "sub/dir/notes.md": b"# notes\n" * 200,
+        },
+    )
+    big_model(src, megabytes=20)  # a.safetensors (F32) and b.safetensors (BF16), 10 MiB each: two chunks each
+    half = (rng.standard_normal(4_500_001) * 0.05).astype(np.float16)  # 9 MB: two chunks, odd element count
+    save_file({"h.f16": half, "h.small": half[:33].copy()}, str(src / "c.safetensors"))
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MODELARC_DATABASE_URL", raising=False)
+        mp.setenv("MODELARC_ACTOR", "spec")
+        archive, _created = Archive.init(home)
+        try:
+            snapshot = archive.push(src, "acme/tiny:v1").snapshot
+        finally:
+            archive.close()
+    return src, home, snapshot
+
+
+def test_layout_of_the_home_and_store(pushed: tuple[Path, Path, str]) -> None:
+    _src, home, snapshot = pushed
+    assert (home / "store" / "objects").is_dir() and (home / "store" / "tmp").is_dir()
+    assert (home / "store" / "lock").is_file() and (home / "registry.db").is_file()
+    assert (home / "keys" / "signing-key.pem").is_file()
+    assert object_path(home / "store", snapshot.removeprefix("sha256:")).is_file()
+
+
+def test_independent_reader_rebuilds_every_file_byte_identically(
+    pushed: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    src, home, snapshot = pushed
+    seen: Counter[str] = Counter()
+    manifest = rebuild(home / "store", snapshot, tmp_path / "out", seen)
+    originals = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    assert [f["path"] for f in manifest["files"]] == originals
+    for entry in manifest["files"]:
+        original = (src / entry["path"]).read_bytes()
+        assert (tmp_path / "out" / entry["path"]).read_bytes() == original, entry["path"]
+        assert hashlib.sha256(original).hexdigest() == entry["sha256"]
+    # every codec, and float planes for each element type, really occurred
+    assert seen["codec0"] and seen["codec1"] and seen["codec2"], seen
+    for kind in (1, 2, 3):
+        assert any(k.startswith(f"floatplanes.type{kind}.") for k in seen), (kind, seen)
+    for coder in (0, 1, 2):  # and every plane coder
+        assert any(k.endswith(f".coder{coder}") for k in seen), (coder, seen)
+
+
+def test_manifest_parts_follow_the_safetensors_layout_and_chunk_rule(pushed: tuple[Path, Path, str]) -> None:
+    src, home, snapshot = pushed
+    manifest = read_manifest(home / "store", snapshot)
+    for entry in manifest["files"]:
+        parts = entry["parts"]
+        for part in parts:  # chunks are cut every 8 MiB from the start of their part
+            lengths = [c["length"] for c in part["chunks"]]
+            assert all(n == MIB8 for n in lengths[:-1]) and 0 < (lengths or [1])[-1] <= MIB8
+            assert sum(lengths) == part["length"]
+        if entry["kind"] == "blob":
+            assert [p["kind"] for p in parts] == ["blob"] and parts[0]["offset"] == 0
+            assert set(parts[0]) == {"kind", "offset", "length", "chunks"}
+            continue
+        assert entry["kind"] == "safetensors" and entry["path"].endswith(".safetensors")
+        data = (src / entry["path"]).read_bytes()
+        (n,) = struct.unpack_from("<Q", data, 0)
+        header = json.loads(data[8 : 8 + n])
+        header.pop("__metadata__", None)
+        assert parts[0]["kind"] == "header" and (parts[0]["offset"], parts[0]["length"]) == (0, 8 + n)
+        expected = sorted(
+            (8 + n + info["data_offsets"][0], name, info["dtype"], info["shape"])
+            for name, info in header.items()
+        )
+        got = [(p["offset"], p["name"], p["dtype"], p["shape"]) for p in parts[1:]]
+        assert all(p["kind"] == "tensor" for p in parts[1:]) and got == expected
+
+
+def test_manifest_is_found_without_the_catalog(pushed: tuple[Path, Path, str]) -> None:
+    _src, home, snapshot = pushed
+    found = find_manifests(home / "store")
+    assert list(found) == [snapshot]
+    assert "sha256:" + hashlib.sha256(canonical(found[snapshot])).hexdigest() == snapshot
+
+
+def test_signature_bundle_is_an_object_that_signs_the_manifest_files(pushed: tuple[Path, Path, str]) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    _src, home, snapshot = pushed
+    store = home / "store"
+    bundles = []
+    for oid in all_objects(store):
+        data = read_object(store, oid)
+        if data.startswith(b"{") and json.loads(data).get("mediaType") == BUNDLE_MEDIA_TYPE:
+            bundles.append(json.loads(data))
+    assert len(bundles) == 1
+    envelope = bundles[0]["dsseEnvelope"]
+    payload = base64.b64decode(envelope["payload"])
+    statement = json.loads(payload)
+    predicate = statement["predicate"]
+    assert predicate["modelarc"] == {"version": 1, "snapshot": snapshot}
+    files = {f["path"]: f["sha256"] for f in read_manifest(store, snapshot)["files"]}
+    assert {r["name"]: r["digest"] for r in predicate["resources"]} == files
+    root = hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in predicate["resources"])).hexdigest()
+    assert statement["subject"][0]["digest"]["sha256"] == root
+    # DSSE PAE over the payload, ECDSA P-256/SHA-256, key named by the sha256 of its PEM public key
+    private = serialization.load_pem_private_key((home / "keys" / "signing-key.pem").read_bytes(), None)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert bundles[0]["verificationMaterial"]["publicKey"]["hint"] == hashlib.sha256(pem).hexdigest()
+    ptype = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(ptype), ptype, len(payload), payload)
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    private.public_key().verify(signature, pae, ec.ECDSA(hashes.SHA256()))
+
+
+@pytest.mark.parametrize(("offset", "value"), [(4, 2), (5, 9)])
+def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, offset: int, value: int) -> None:
+    """FORMAT.md, "Versions": a reader must refuse, never guess, an unknown object version or codec id."""
+    from modelarc.errors import ObjectCorruptError
+    from modelarc.storage import ObjectStore
+
+    store = ObjectStore.open_local(tmp_path / "store")
+    oid = store.put(b"x" * 1000).id
+    path = object_path(tmp_path / "store", oid)
+    blob = bytearray(path.read_bytes())
+    blob[offset] = value
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ObjectCorruptError):
+        store.get(oid)
+    with pytest.raises(FormatError):
+        read_object(tmp_path / "store", oid)
