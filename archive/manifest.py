@@ -105,7 +105,9 @@ class SnapshotManifest:
         try:
             doc = json.loads(data)
             if doc.get("format") != MANIFEST_FORMAT or doc.get("version") != MANIFEST_VERSION:
-                raise IntegrityError(f"unsupported manifest format {doc.get('format')!r} v{doc.get('version')!r}")
+                raise IntegrityError(
+                    f"unsupported manifest format {doc.get('format')!r} v{doc.get('version')!r}"
+                )
             files = tuple(
                 FileEntry(
                     path=check_relative_path(f["path"]),
@@ -118,6 +120,7 @@ class SnapshotManifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"malformed manifest: {exc}") from None
+        _check_paths_do_not_clash([f.path for f in files])
         return cls(files=files, _canonical=bytes(data))
 
 
@@ -165,3 +168,15 @@ def check_relative_path(path: str) -> str:
     ):
         raise UsageError(f"unsafe path in manifest: {path!r}")
     return path
+
+
+def _check_paths_do_not_clash(paths: list[str]) -> None:
+    """A path listed twice, or a file that is also another file's folder, cannot be restored faithfully."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise IntegrityError("malformed manifest: a path is listed twice")
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise IntegrityError(f"malformed manifest: {'/'.join(parts[:i])!r} is both a file and a folder")

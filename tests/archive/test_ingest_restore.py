@@ -114,3 +114,17 @@ def test_restore_refuses_symlinked_folder_pointing_outside(tmp_path: Path, store
     with pytest.raises(DestinationError, match="outside"):
         restore(store, manifest, out)
     assert not any(outside.iterdir())
+
+
+@pytest.mark.parametrize("second_path", ["config.json", "config.json/inner"])
+def test_manifest_with_clashing_paths_is_refused(tmp_path: Path, store: ObjectStore, second_path: str) -> None:
+    from modelarc.archive.manifest import canonical_json
+    from modelarc.errors import IntegrityError
+
+    doc = ingest(write_model(tmp_path / "m"), store).manifest.to_json()
+    clone = dict(doc["files"][0])
+    clone["path"] = second_path
+    doc["files"][0]["path"] = "config.json"
+    doc["files"].append(clone)
+    with pytest.raises(IntegrityError, match="twice|both a file and a folder"):
+        SnapshotManifest.from_bytes(canonical_json(doc))
