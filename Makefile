@@ -1,0 +1,77 @@
+# The front door: `make demo`, `make test`, `make bench`, `make lint`. CI runs `make test` (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+# The install is redone when pyproject.toml's content changes (not its mtime, which a checkout resets).
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-k migrations -x'
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint ruff imports mypy pytest postgres format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install the project with its dev extras
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@# torch first, pinned exactly: pip takes this CPU build from local disk. Left to the resolver,
+	@# another package's bare `torch` requirement could pull a multi-GB CUDA build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: venv ## a short tour of the main commands
+	$(PY) scripts/demo.py
+
+# -k: every check runs even when an earlier one fails, so one CI run reports them all.
+test: venv ## ruff, import layers, mypy, then the whole suite on SQLite and PostgreSQL
+	@$(MAKE) --no-print-directory -k ruff imports mypy pytest
+
+lint: venv ## ruff, import layers, mypy
+	@$(MAKE) --no-print-directory -k ruff imports mypy
+
+ruff: venv
+	@echo "==> ruff check"
+	$(BIN)/ruff check .
+
+imports: venv
+	@echo "==> lint-imports: layers point down ([tool.importlinter] in pyproject.toml)"
+	$(PY) scripts/ci/lint_imports.py
+
+mypy: venv
+	@echo "==> mypy"
+	$(BIN)/mypy storage archive
+
+# The PostgreSQL case of the `database_url` fixture needs MODELARC_TEST_POSTGRES_URL; unless it is
+# already set, scripts/ci/postgres.sh starts (or reuses) a throwaway server and prints its URL.
+# Two workers when pytest-xdist is installed (it is in the dev extras), one otherwise.
+pytest: venv
+	@echo "==> pytest"
+	@url="$${MODELARC_TEST_POSTGRES_URL:-$$(scripts/ci/postgres.sh)}"; \
+	  xdist="$$($(PY) -c 'import xdist' 2>/dev/null && echo '-n 2' || true)"; \
+	  echo "MODELARC_TEST_POSTGRES_URL=$$url $(PY) -m pytest $$xdist $(PYTEST_ARGS)"; \
+	  MODELARC_TEST_POSTGRES_URL="$$url" $(PY) -m pytest $$xdist $(PYTEST_ARGS)
+
+postgres: ## start (or reuse) the test PostgreSQL server and print its URL
+	@scripts/ci/postgres.sh
+
+format: venv ## rewrite the code with ruff's import sorting and formatter
+	$(BIN)/ruff check --select I --fix .
+	$(BIN)/ruff format .
+
+bench: venv ## speed, as ratios against a baseline measured in the same run
+	$(PY) bench/run.py
+
+clean: ## remove the venv, caches and build output (not the PostgreSQL cluster in /tmp)
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
