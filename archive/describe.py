@@ -29,7 +29,10 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
         sources.append(config["text_config"])
     for field, keys in _ARCH_KEYS.items():
         for src in sources:
-            value = next((src[k] for k in keys if isinstance(src.get(k), int) and not isinstance(src.get(k), bool)), None)
+            value = next(
+                (src[k] for k in keys if isinstance(src.get(k), int) and not isinstance(src.get(k), bool)),
+                None,
+            )
             if value is not None:
                 arch[field] = value
                 break

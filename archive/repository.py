@@ -206,7 +206,13 @@ class Archive:
         with self.catalog.session() as s:
             row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
             if row is None:
-                row = SigningKey(fingerprint=fingerprint, public_pem=pem.decode(), label=label, trusted=True, is_local=local)
+                row = SigningKey(
+                    fingerprint=fingerprint,
+                    public_pem=pem.decode(),
+                    label=label,
+                    trusted=True,
+                    is_local=local,
+                )
                 s.add(row)
                 q.audit(s, actor, "key.trust", fingerprint, label=label, local=local)
             elif not row.trusted:
@@ -220,9 +226,15 @@ class Archive:
 
     def set_key_trust(self, fingerprint_prefix: str, trusted: bool) -> str:
         with self.catalog.session() as s:
-            rows = s.query(SigningKey).filter(SigningKey.fingerprint.startswith(fingerprint_prefix.lower())).all()
+            rows = (
+                s.query(SigningKey)
+                .filter(SigningKey.fingerprint.startswith(fingerprint_prefix.lower()))
+                .all()
+            )
             if len(rows) != 1 or len(fingerprint_prefix) < 4:
-                raise UsageError(f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)")
+                raise UsageError(
+                    f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)"
+                )
             rows[0].trusted = trusted
             q.audit(s, self.settings.actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint)
             return rows[0].fingerprint
@@ -297,12 +309,27 @@ class Archive:
                 if created:
                     key_row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
                     if key_row is None:
-                        raise SigningKeyError("the local signing key is not in the catalog; run `modelarc init`")
-                    s.add(Signature(snapshot_id=snap.id, key_id=key_row.id, object_id=bundle_put.id, bundle=bundle.decode()))
+                        raise SigningKeyError(
+                            "the local signing key is not in the catalog; run `modelarc init`"
+                        )
+                    s.add(
+                        Signature(
+                            snapshot_id=snap.id,
+                            key_id=key_row.id,
+                            object_id=bundle_put.id,
+                            bundle=bundle.decode(),
+                        )
+                    )
                 previous = q.move_tag(s, model, ref.tag or "latest", snap, self.settings.actor)
                 q.audit(
-                    s, self.settings.actor, "push", f"{ref.model}:{ref.tag}", snapshot=snapshot_id,
-                    new_snapshot=created, previous=previous, stored_bytes_added=record.stored_bytes_added,
+                    s,
+                    self.settings.actor,
+                    "push",
+                    f"{ref.model}:{ref.tag}",
+                    snapshot=snapshot_id,
+                    new_snapshot=created,
+                    previous=previous,
+                    stored_bytes_added=record.stored_bytes_added,
                 )
         return PushResult(
             ref=str(ref),
@@ -317,7 +344,12 @@ class Archive:
         )
 
     def _snapshot_record(
-        self, result: IngestResult, files: list[tuple[str, Path]], provenance: Provenance, manifest_oid: str, bundle_oid: str
+        self,
+        result: IngestResult,
+        files: list[tuple[str, Path]],
+        provenance: Provenance,
+        manifest_oid: str,
+        bundle_oid: str,
     ) -> NewSnapshot:
         manifest = result.manifest
         params, dtypes = parameter_counts(manifest)
@@ -367,7 +399,10 @@ class Archive:
     def _verify_signature(self, snap: Snapshot, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         with self.catalog.session() as s:
-            bundle_ids = [sig.object_id for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)]
+            bundle_ids = [
+                sig.object_id
+                for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)
+            ]
         # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in bundle_ids]
         if not bundles:
@@ -389,7 +424,9 @@ class Archive:
                 errors.append(f"signature is for snapshot {verified.snapshot_id}")
                 continue
             return verified.key_fingerprint, bundle
-        raise SignatureError(f"snapshot {snap.digest}: no valid signature from a trusted key ({'; '.join(errors)})")
+        raise SignatureError(
+            f"snapshot {snap.digest}: no valid signature from a trusted key ({'; '.join(errors)})"
+        )
 
     def pull(
         self,
@@ -451,7 +488,9 @@ class Archive:
                 total += size
         return VerifyReport(snap.digest, label, len(manifest.files), total, fingerprint)
 
-    def verify_all(self, progress: Progress | None = None) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
+    def verify_all(
+        self, progress: Progress | None = None
+    ) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
         with self.catalog.session() as s:
             snaps = [(sn, f"{sn.model.full_name}@{sn.digest[:19]}") for sn in q.list_snapshots(s)]
         ok, failed = [], []
@@ -492,7 +531,9 @@ class Archive:
                 target = report.missing if oid in report.missing else report.corrupt
                 target[oid] = names
                 broken.update(names)
-        for snap in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
+        for (
+            snap
+        ) in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
             if snap.digest.removeprefix("sha256:") in bad:
                 continue
             try:
@@ -529,7 +570,9 @@ class Archive:
                     removed += 1
                 backend = self.store.backend
                 if hasattr(backend, "clean_tmp"):
-                    temp_removed = backend.clean_tmp(time.time())  # no writer can be running: we hold the lock
+                    temp_removed = backend.clean_tmp(
+                        time.time()
+                    )  # no writer can be running: we hold the lock
                 with self.catalog.session() as s:
                     q.audit(s, self.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
             else:
@@ -544,7 +587,14 @@ class Archive:
             snap = q.resolve_ref(s, ref)
             model = q.require_model(s, ref.namespace, ref.name)
             previous = q.move_tag(s, model, new_tag, snap, self.settings.actor)
-            q.audit(s, self.settings.actor, "tag", f"{ref.model}:{new_tag}", snapshot=snap.digest, previous=previous)
+            q.audit(
+                s,
+                self.settings.actor,
+                "tag",
+                f"{ref.model}:{new_tag}",
+                snapshot=snap.digest,
+                previous=previous,
+            )
             return snap.digest, previous
 
     def list(self) -> list[dict[str, Any]]:
@@ -605,11 +655,19 @@ class Archive:
             snap = s.merge(snap)
             tags = q.tags_by_snapshot(s, [snap.id]).get(snap.id, [])
             parents = [
-                {"model": p.model.full_name, "snapshot": p.digest, "relation": rel} for p, rel in q.parents_of(s, snap)
+                {"model": p.model.full_name, "snapshot": p.digest, "relation": rel}
+                for p, rel in q.parents_of(s, snap)
             ]
-            files = [{"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind} for f in q.snapshot_files(s, snap)]
+            files = [
+                {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind}
+                for f in q.snapshot_files(s, snap)
+            ]
             sigs = [
-                {"key": sig.key.fingerprint, "trusted": "yes" if sig.key.trusted else "no", "created_at": sig.created_at.isoformat(timespec="seconds")}
+                {
+                    "key": sig.key.fingerprint,
+                    "trusted": "yes" if sig.key.trusted else "no",
+                    "created_at": sig.created_at.isoformat(timespec="seconds"),
+                }
                 for sig in snap.signatures
             ]
             return SnapshotView(

@@ -56,7 +56,9 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def iter_chunk_bytes(store: ObjectStore, chunks: Iterable[Chunk], pool: ThreadPoolExecutor) -> Iterator[bytes]:
+def iter_chunk_bytes(
+    store: ObjectStore, chunks: Iterable[Chunk], pool: ThreadPoolExecutor
+) -> Iterator[bytes]:
     """Verified chunk bytes in order, decoded up to ``READ_AHEAD`` ahead on ``pool``."""
     queue: deque[tuple[Chunk, Future[bytes | bytearray]]] = deque()
     it = iter(chunks)
@@ -80,7 +82,9 @@ def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
         yield from part.chunks
 
 
-def restore_file(store: ObjectStore, entry: FileEntry, target: Path, pool: ThreadPoolExecutor, progress: Progress | None) -> None:
+def restore_file(
+    store: ObjectStore, entry: FileEntry, target: Path, pool: ThreadPoolExecutor, progress: Progress | None
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.modelarc-partial"
     sha = hashlib.sha256()

@@ -48,7 +48,12 @@ def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(cls=ArchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="MODELARC_HOME", type=click.Path(file_okay=False), help="Archive home (default ~/.modelarc).")
+@click.option(
+    "--home",
+    envvar="MODELARC_HOME",
+    type=click.Path(file_okay=False),
+    help="Archive home (default ~/.modelarc).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="modelarc")
 @click.pass_context
@@ -86,7 +91,12 @@ def init(ctx: click.Context, as_json: bool) -> None:
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
 @click.option("--description", help="Free-text description.")
 @click.option("--parent", "parents", multiple=True, help="REF of a model this one derives from (repeatable).")
-@click.option("--relation", "relations", multiple=True, help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.")
+@click.option(
+    "--relation",
+    "relations",
+    multiple=True,
+    help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.",
+)
 @click.option("--source", "source_url", help="Where the weights came from (URL).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
@@ -137,14 +147,23 @@ def push(
 @click.argument("ref")
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
-@click.option("--signature", "signature", type=click.Path(path_type=Path), help="Also write the signature bundle (model_signing format) here.")
+@click.option(
+    "--signature",
+    "signature",
+    type=click.Path(path_type=Path),
+    help="Also write the signature bundle (model_signing format) here.",
+)
 @click.option("--progress/--no-progress", default=True)
 @json_option
 @with_archive
-def pull(archive: Archive, ref: str, dest: Path, force: bool, signature: Path | None, progress: bool, as_json: bool) -> None:
+def pull(
+    archive: Archive, ref: str, dest: Path, force: bool, signature: Path | None, progress: bool, as_json: bool
+) -> None:
     """Rebuild the files of REF byte-identically into DEST, verifying every byte."""
     with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):
-        result = archive.pull(ref, dest, force=force, signature_path=signature, progress=advance, on_total=set_total)
+        result = archive.pull(
+            ref, dest, force=force, signature_path=signature, progress=advance, on_total=set_total
+        )
     if as_json:
         emit_json(result)
         return
@@ -176,8 +195,14 @@ def ls_(archive: Archive, as_json: bool) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["model"], ",".join(r["tags"]) or "-", r["snapshot"][:19], r["model_type"] or "-",
-            human_count(r["parameters"]), human_bytes(r["logical_bytes"]), r["cutoff"] or "-", r["created_at"],
+            r["model"],
+            ",".join(r["tags"]) or "-",
+            r["snapshot"][:19],
+            r["model_type"] or "-",
+            human_count(r["parameters"]),
+            human_bytes(r["logical_bytes"]),
+            r["cutoff"] or "-",
+            r["created_at"],
         )
     console.print(table)
 
@@ -204,8 +229,10 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         )
     dtypes = ", ".join(f"{k} {human_count(v)}" for k, v in view.dtypes.items()) or "-"
     console.print(f"parameters:   {human_count(view.parameter_count)} ({view.parameter_count:,}); {dtypes}")
-    console.print(f"size:         {human_bytes(view.logical_bytes)} in {view.file_count} files, {view.tensor_count} tensors; "
-                  f"{human_bytes(view.stored_bytes_added)} new bytes stored at push")
+    console.print(
+        f"size:         {human_bytes(view.logical_bytes)} in {view.file_count} files, {view.tensor_count} tensors; "
+        f"{human_bytes(view.stored_bytes_added)} new bytes stored at push"
+    )
     console.print(f"cutoff:       {view.cutoff or '-'}")
     console.print(f"license:      {view.license or '-'}")
     if view.description:
@@ -234,7 +261,9 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     console.print(f"[bold]{history['model']}[/bold]")
     for sn in history["snapshots"]:
         tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
-        console.print(f"  {sn['created_at']}  {sn['snapshot'][:19]}{tags}  {human_bytes(sn['logical_bytes'])}  by {sn['pushed_by']}")
+        console.print(
+            f"  {sn['created_at']}  {sn['snapshot'][:19]}{tags}  {human_bytes(sn['logical_bytes'])}  by {sn['pushed_by']}"
+        )
     console.print("tag moves:")
     for mv in history["tag_moves"]:
         src = mv["from"][:19] if mv["from"] else "(new)"
@@ -270,11 +299,19 @@ def verify(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None
         if as_json:
             emit_json({"ok": True, **report.__dict__})
         else:
-            console.print(f"ok  {report.ref} {report.snapshot[:19]}: {report.files} files, {human_bytes(report.bytes)}, signature by {report.key_fingerprint[:16]}…")
+            console.print(
+                f"ok  {report.ref} {report.snapshot[:19]}: {report.files} files, {human_bytes(report.bytes)}, signature by {report.key_fingerprint[:16]}…"
+            )
         return
     ok, failed = archive.verify_all()
     if as_json:
-        emit_json({"ok": not failed, "verified": [r.__dict__ for r in ok], "failed": [{"snapshot": s, "error": e} for s, e in failed]})
+        emit_json(
+            {
+                "ok": not failed,
+                "verified": [r.__dict__ for r in ok],
+                "failed": [{"snapshot": s, "error": e} for s, e in failed],
+            }
+        )
     else:
         for r in ok:
             console.print(f"ok      {r.ref}: {r.files} files, {human_bytes(r.bytes)}")
@@ -341,10 +378,14 @@ def stats(archive: Archive, as_json: bool) -> None:
     console.print(f"objects:      {st['objects']}")
     console.print(f"logical:      {human_bytes(st['logical_bytes'])}  (sum of every snapshot's files)")
     console.print(f"unique:       {human_bytes(st['unique_bytes'])}  (after deduplication)")
-    console.print(f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)")
+    console.print(
+        f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)"
+    )
     if st["dedup_ratio"]:
-        console.print(f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
-                      f"stored/logical: {st['overall_ratio']:.3f}")
+        console.print(
+            f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
+            f"stored/logical: {st['overall_ratio']:.3f}"
+        )
 
 
 @cli.group()
@@ -381,7 +422,9 @@ def keys_list(archive: Archive, as_json: bool) -> None:
 def keys_import(archive: Archive, pem_file: Any, label: str | None, as_json: bool) -> None:
     """Import a public key (PEM file, or - for stdin) and trust it."""
     fingerprint = archive.import_key(pem_file.read(), label)
-    emit_json({"fingerprint": fingerprint, "trusted": True}) if as_json else console.print(f"trusted {fingerprint}")
+    emit_json({"fingerprint": fingerprint, "trusted": True}) if as_json else console.print(
+        f"trusted {fingerprint}"
+    )
 
 
 @keys.command(name="trust")

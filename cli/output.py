@@ -52,7 +52,9 @@ def emit_json(value: Any) -> None:
 
 
 @contextmanager
-def byte_progress(description: str, enabled: bool) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+def byte_progress(
+    description: str, enabled: bool
+) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
     """(advance, set_total) callbacks; a rich bar with bytes and rate only when stderr is a terminal."""
     if not enabled or not sys.stderr.isatty():
         yield (lambda _n: None), (lambda _t: None)

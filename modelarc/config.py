@@ -27,7 +27,9 @@ class Settings:
 
 def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     """Resolve settings from arguments first, then the environment, then defaults."""
-    root = Path(home) if home is not None else Path(os.environ.get("MODELARC_HOME") or Path.home() / ".modelarc")
+    root = (
+        Path(home) if home is not None else Path(os.environ.get("MODELARC_HOME") or Path.home() / ".modelarc")
+    )
     root = root.expanduser().absolute()
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()

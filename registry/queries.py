@@ -57,12 +57,16 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     model = require_model(s, ref.namespace, ref.name)
     if ref.digest:
         rows = s.scalars(
-            select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest.startswith(ref.digest)).limit(2)
+            select(Snapshot)
+            .where(Snapshot.model_id == model.id, Snapshot.digest.startswith(ref.digest))
+            .limit(2)
         ).all()
         if not rows:
             raise SnapshotNotFoundError(f"no snapshot {ref.digest} in {ref.model}")
         if len(rows) > 1:
-            raise AmbiguousRefError(f"{ref.digest} matches several snapshots of {ref.model}; give more digits")
+            raise AmbiguousRefError(
+                f"{ref.digest} matches several snapshots of {ref.model}; give more digits"
+            )
         return rows[0]
     tag = s.scalar(select(Tag).where(Tag.model_id == model.id, Tag.name == ref.tag))
     if tag is None:
@@ -87,7 +91,9 @@ def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
     s.flush()
 
 
-def record_snapshot(s: Session, model: Model, new: NewSnapshot, parents: Sequence[tuple[Snapshot, str]]) -> tuple[Snapshot, bool]:
+def record_snapshot(
+    s: Session, model: Model, new: NewSnapshot, parents: Sequence[tuple[Snapshot, str]]
+) -> tuple[Snapshot, bool]:
     """Add the snapshot unless this model already has it; returns (row, created)."""
     existing = s.scalar(select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest == new.digest))
     if existing is not None:
@@ -120,8 +126,13 @@ def record_snapshot(s: Session, model: Model, new: NewSnapshot, parents: Sequenc
         s.flush()
         s.add_all(
             TensorRow(
-                file_id=row.id, name=t.name, dtype=t.dtype, shape=list(t.shape), offset=t.offset,
-                length=t.length, digest=t.digest,
+                file_id=row.id,
+                name=t.name,
+                dtype=t.dtype,
+                shape=list(t.shape),
+                offset=t.offset,
+                length=t.length,
+                digest=t.digest,
             )
             for t in f.tensors
         )
@@ -153,7 +164,11 @@ def move_tag(s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str
             return old_digest
         tag.snapshot_id = snap.id
         tag.updated_at = utcnow()
-    s.add(TagHistory(model_id=model.id, tag=tag_name, old_snapshot_id=old_id, new_snapshot_id=snap.id, actor=actor))
+    s.add(
+        TagHistory(
+            model_id=model.id, tag=tag_name, old_snapshot_id=old_id, new_snapshot_id=snap.id, actor=actor
+        )
+    )
     s.flush()
     return old_digest
 
@@ -171,7 +186,11 @@ def tags_by_snapshot(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[
 
 
 def list_snapshots(s: Session, model: Model | None = None) -> list[Snapshot]:
-    q = select(Snapshot).options(selectinload(Snapshot.model)).order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
+    q = (
+        select(Snapshot)
+        .options(selectinload(Snapshot.model))
+        .order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
+    )
     if model is not None:
         q = q.where(Snapshot.model_id == model.id)
     return list(s.scalars(q))
@@ -249,5 +268,10 @@ def delete_object_rows(s: Session, object_ids: Iterable[str]) -> None:
 
 def tensor_rows(s: Session, snap: Snapshot) -> list[TensorRow]:
     return list(
-        s.scalars(select(TensorRow).join(File).where(File.snapshot_id == snap.id).order_by(File.path, TensorRow.offset))
+        s.scalars(
+            select(TensorRow)
+            .join(File)
+            .where(File.snapshot_id == snap.id)
+            .order_by(File.path, TensorRow.offset)
+        )
     )

@@ -55,17 +55,38 @@ def main() -> None:
     WORK.mkdir(parents=True)
     print(f"modelarc demo: archiving {MODEL}")
     run("init")
-    run("push", str(MODEL), REF, "--cutoff", "2021-08", "--license", "apache-2.0",
-        "--source", "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
-        "--description", "sentence embedding model, 6-layer MiniLM", "--no-progress")
+    run(
+        "push",
+        str(MODEL),
+        REF,
+        "--cutoff",
+        "2021-08",
+        "--license",
+        "apache-2.0",
+        "--source",
+        "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2",
+        "--description",
+        "sentence embedding model, 6-layer MiniLM",
+        "--no-progress",
+    )
     print("\n# pushing the same model again stores nothing new:")
     again = json.loads(run("push", str(MODEL), REF, "--json", "--no-progress", capture=True))
     assert again["stored_bytes_added"] == 0, again
 
     print("\n# a derived model that changes two layers stores only those tensors:")
     make_finetune(WORK / "finetune")
-    run("push", str(WORK / "finetune"), "demo/minilm-finetune:v1", "--parent", REF, "--relation", "finetune",
-        "--cutoff", "2021-08", "--no-progress")
+    run(
+        "push",
+        str(WORK / "finetune"),
+        "demo/minilm-finetune:v1",
+        "--parent",
+        REF,
+        "--relation",
+        "finetune",
+        "--cutoff",
+        "2021-08",
+        "--no-progress",
+    )
 
     out = WORK / "restored"
     run("pull", REF, str(out), "--signature", str(out / "model.sig"), "--no-progress")
@@ -81,7 +102,9 @@ def main() -> None:
 
         pub = WORK / "archive-key.pub"
         pub.write_text(_export_key())
-        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(out, out / "model.sig")
+        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub).verify(
+            out, out / "model.sig"
+        )
         print("model_signing (OpenSSF) verifies the pulled folder with the archive's public key: OK")
     except ImportError:
         print("(model_signing not installed: skipped the cross-check with OpenSSF model-signing)")
@@ -96,7 +119,9 @@ def main() -> None:
 def _export_key() -> str:
     env = {**os.environ, "MODELARC_HOME": str(HOME)}
     env.pop("MODELARC_DATABASE_URL", None)
-    return subprocess.run([*MODELARC, "keys", "export"], env=env, text=True, capture_output=True, check=True).stdout
+    return subprocess.run(
+        [*MODELARC, "keys", "export"], env=env, text=True, capture_output=True, check=True
+    ).stdout
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ class ObjectHeader:
         return HEADER_FIXED_SIZE + len(self.params)
 
     def pack(self) -> bytes:
-        return _FIXED.pack(MAGIC, FORMAT_VERSION, self.codec_id, len(self.params), self.raw_length) + self.params
+        return (
+            _FIXED.pack(MAGIC, FORMAT_VERSION, self.codec_id, len(self.params), self.raw_length) + self.params
+        )
 
 
 def unpack_header(blob: bytes | memoryview, name: str = "object") -> ObjectHeader:

@@ -84,7 +84,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise ObjectMissingError(f"object {oid} is missing from the store") from None
         header = unpack_header(head, f"object {oid}")
-        return ObjectInfo(oid, header.raw_length, size, CODEC_NAMES.get(header.codec_id, str(header.codec_id)))
+        return ObjectInfo(
+            oid, header.raw_length, size, CODEC_NAMES.get(header.codec_id, str(header.codec_id))
+        )
 
     def get(self, oid: ObjectId) -> bytes | bytearray:
         """The raw bytes of ``oid``, decoded and verified against the id."""

@@ -31,19 +31,31 @@ def tiny_tensors(seed: int = 0, layers: int = 2, hidden: int = 64, vocab: int = 
         "model.embed_tokens.weight": (rng.standard_normal((vocab, hidden)) * 0.02).astype(np.float32)
     }
     for i in range(layers):
-        tensors[f"model.layers.{i}.mlp.weight"] = (rng.standard_normal((hidden * 2, hidden)) * 0.02).astype(np.float32)
-        tensors[f"model.layers.{i}.attn.weight"] = (rng.standard_normal((hidden, hidden)) * 0.02).astype(np.float32)
+        tensors[f"model.layers.{i}.mlp.weight"] = (rng.standard_normal((hidden * 2, hidden)) * 0.02).astype(
+            np.float32
+        )
+        tensors[f"model.layers.{i}.attn.weight"] = (rng.standard_normal((hidden, hidden)) * 0.02).astype(
+            np.float32
+        )
         tensors[f"model.layers.{i}.norm.weight"] = np.ones(hidden, dtype=np.float32)
     tensors["lm_head.bias"] = np.zeros(vocab, dtype=np.float32)
     tensors["model.position_ids"] = np.arange(16, dtype=np.int64)
     return tensors
 
 
-def write_model(folder: Path, tensors: dict[str, np.ndarray] | None = None, config: dict | None = None,
-                extra_files: dict[str, bytes] | None = None, metadata: dict[str, str] | None = None) -> Path:
+def write_model(
+    folder: Path,
+    tensors: dict[str, np.ndarray] | None = None,
+    config: dict | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(tensors if tensors is not None else tiny_tensors(), str(folder / "model.safetensors"),
-              metadata=metadata or {"format": "pt"})
+    save_file(
+        tensors if tensors is not None else tiny_tensors(),
+        str(folder / "model.safetensors"),
+        metadata=metadata or {"format": "pt"},
+    )
     (folder / "config.json").write_text(json.dumps(config or TINY_CONFIG, indent=2))
     (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0", "vocab": {"a": 0, "b": 1}}))
     for rel, data in (extra_files or {}).items():
@@ -53,7 +65,9 @@ def write_model(folder: Path, tensors: dict[str, np.ndarray] | None = None, conf
     return folder
 
 
-def finetune(tensors: dict[str, np.ndarray], names: list[str], scale: float = 1e-3, seed: int = 1) -> dict[str, np.ndarray]:
+def finetune(
+    tensors: dict[str, np.ndarray], names: list[str], scale: float = 1e-3, seed: int = 1
+) -> dict[str, np.ndarray]:
     """A copy where only ``names`` change, by small relative noise."""
     rng = np.random.default_rng(seed)
     out = dict(tensors)
@@ -85,7 +99,11 @@ def write_bf16_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
     header: dict[str, object] = {}
     offset = 0
     for name, arr in tensors.items():
-        header[name] = {"dtype": "BF16", "shape": list(arr.shape), "data_offsets": [offset, offset + arr.nbytes]}
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         offset += arr.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)

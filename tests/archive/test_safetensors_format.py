@@ -37,14 +37,18 @@ def test_real_file_parses_in_file_order(tmp_path: Path) -> None:
         ({"w": {"dtype": "F99", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unknown dtype"),
         ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, "do not match shape"),
         (
-            {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
             b"\0" * 12,
             "overlaps",
         ),
         (
-            {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
-             "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}},
+            {
+                "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]},
+            },
             b"\0" * 12,
             "gap",
         ),
@@ -84,8 +88,15 @@ def test_too_short_file() -> None:
 
 
 def test_zero_sized_tensors_are_allowed() -> None:
-    layout = _parse(_file({"e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
-                           "w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}, b"ab"))
+    layout = _parse(
+        _file(
+            {
+                "e": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+                "w": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
+            },
+            b"ab",
+        )
+    )
     assert [t.name for t in layout.tensors] == ["e", "w"]
 
 

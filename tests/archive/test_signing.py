@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors.numpy import save_file
+
 from modelarc.archive import keys
 from modelarc.archive.keys import (
     generate_private_key,
@@ -24,8 +26,6 @@ from modelarc.archive.keys import (
     write_private_key,
 )
 from modelarc.archive.signing import DEFAULT_SIGNATURE_NAME, FileDigest, sign_snapshot, verify_bundle
-from safetensors.numpy import save_file
-
 from modelarc.errors import SignatureError, SigningKeyError
 
 SNAPSHOT = "sha256:" + "ab" * 32

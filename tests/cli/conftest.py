@@ -16,7 +16,11 @@ from modelarc.cli.main import cli
 class ArchiveCli:
     def __init__(self, home: Path, database_url: str) -> None:
         self.home = home
-        self.env = {"MODELARC_HOME": str(home), "MODELARC_DATABASE_URL": database_url, "MODELARC_ACTOR": "tester"}
+        self.env = {
+            "MODELARC_HOME": str(home),
+            "MODELARC_DATABASE_URL": database_url,
+            "MODELARC_ACTOR": "tester",
+        }
         self.runner = CliRunner()
 
     def __call__(self, *args: str, ok: bool = True) -> Result:
@@ -34,7 +38,9 @@ class ArchiveCli:
         assert result.exit_code != 0, f"expected failure: {args}\n{result.output}"
         assert "Traceback" not in result.output
         lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-        assert len(lines) >= 1 and (lines[-1].startswith("error: ") or lines[-1].startswith("Error: ")), result.output
+        assert len(lines) >= 1 and (lines[-1].startswith("error: ") or lines[-1].startswith("Error: ")), (
+            result.output
+        )
         return result
 
 

@@ -18,7 +18,9 @@ def _unchanged(arc, before) -> None:
     assert (arc.json("ls"), arc.json("stats")["objects"]) == before
 
 
-@pytest.mark.parametrize("ref", ["nope", "acme/", "acme/tiny:", "acme/tiny@sha256:xyz", "a/b/c:v1", "acme/tiny:bad tag", ""])
+@pytest.mark.parametrize(
+    "ref", ["nope", "acme/", "acme/tiny:", "acme/tiny@sha256:xyz", "a/b/c:v1", "acme/tiny:bad tag", ""]
+)
 def test_malformed_ref_is_refused(seeded, tmp_path: Path, ref: str) -> None:
     before = (seeded.json("ls"), seeded.json("stats")["objects"])
     result = seeded.fail("push", write_model(tmp_path / "m2"), ref)
@@ -27,11 +29,14 @@ def test_malformed_ref_is_refused(seeded, tmp_path: Path, ref: str) -> None:
     _unchanged(seeded, before)
 
 
-@pytest.mark.parametrize("ref, message", [
-    ("acme/none:v1", "no model acme/none"),
-    ("acme/tiny:v9", "no tag 'v9'"),
-    ("acme/tiny@sha256:0000", "no snapshot"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        ("acme/none:v1", "no model acme/none"),
+        ("acme/tiny:v9", "no tag 'v9'"),
+        ("acme/tiny@sha256:0000", "no snapshot"),
+    ],
+)
 def test_unknown_ref_is_refused(seeded, tmp_path: Path, ref: str, message: str) -> None:
     for cmd in (["pull", ref, tmp_path / "out"], ["show", ref], ["verify", ref], ["tag", ref, "x"]):
         assert message in seeded.fail(*cmd).stderr
@@ -67,8 +72,14 @@ def test_lying_safetensors_is_refused(seeded, tmp_path: Path) -> None:
 
 def test_unknown_relation_and_parent_are_refused(seeded, tmp_path: Path) -> None:
     src = write_model(tmp_path / "m2")
-    assert "unknown relation" in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/tiny:v1", "--relation", "stolen").stderr
-    assert "no model acme/ghost" in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/ghost:v1", "--relation", "finetune").stderr
+    assert (
+        "unknown relation"
+        in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/tiny:v1", "--relation", "stolen").stderr
+    )
+    assert (
+        "no model acme/ghost"
+        in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/ghost:v1", "--relation", "finetune").stderr
+    )
     assert "invalid date" in seeded.fail("push", src, "acme/x:v1", "--cutoff", "2023-13").stderr
 
 

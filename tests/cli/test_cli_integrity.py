@@ -96,7 +96,9 @@ def test_kill_9_during_push_leaves_catalog_consistent(arc, tmp_path: Path, datab
     before = arc.json("ls")
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     # wait until the push has written some objects, then kill it mid-way
     deadline = time.time() + 60

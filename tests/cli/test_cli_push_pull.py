@@ -2,7 +2,6 @@ import filecmp
 import json
 from pathlib import Path
 
-import pytest
 from modelfactory import finetune, tiny_tensors, write_model
 
 
@@ -35,8 +34,15 @@ def test_finetune_push_stores_only_changed_tensors(arc, tmp_path: Path) -> None:
     base = tiny_tensors(layers=4, hidden=128, vocab=512)
     arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
     changed = ["model.layers.0.mlp.weight", "model.layers.2.attn.weight"]
-    ft = arc.json("push", write_model(tmp_path / "ft", finetune(base, changed)), "acme/ft:v1",
-                  "--parent", "acme/base:v1", "--relation", "finetune")
+    ft = arc.json(
+        "push",
+        write_model(tmp_path / "ft", finetune(base, changed)),
+        "acme/ft:v1",
+        "--parent",
+        "acme/base:v1",
+        "--relation",
+        "finetune",
+    )
     changed_bytes = sum(base[n].nbytes for n in changed)
     assert 0.5 * changed_bytes <= ft["stored_bytes_added"] <= changed_bytes + 8192
     shown = arc.json("show", "acme/ft:v1")
@@ -53,12 +59,27 @@ def test_pull_by_digest_prefix(arc, tmp_path: Path) -> None:
 
 def test_show_reports_architecture_parameters_and_provenance(arc, tmp_path: Path) -> None:
     tensors = tiny_tensors()
-    arc("push", write_model(tmp_path / "m", tensors), "acme/tiny:v1", "--cutoff", "2023-04", "--license", "mit",
-        "--description", "a tiny test model", "--source", "https://example.org/tiny")
+    arc(
+        "push",
+        write_model(tmp_path / "m", tensors),
+        "acme/tiny:v1",
+        "--cutoff",
+        "2023-04",
+        "--license",
+        "mit",
+        "--description",
+        "a tiny test model",
+        "--source",
+        "https://example.org/tiny",
+    )
     shown = arc.json("show", "acme/tiny:v1")
     assert shown["architecture"] == {
-        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_layers": 2, "hidden_size": 64,
-        "vocab_size": 128, "context_length": 256,
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "num_layers": 2,
+        "hidden_size": 64,
+        "vocab_size": 128,
+        "context_length": 256,
     }
     assert shown["parameter_count"] == sum(t.size for t in tensors.values())
     assert shown["dtypes"]["I64"] == 16
@@ -116,7 +137,17 @@ def test_pull_writes_model_signing_bundle(arc, tmp_path: Path) -> None:
 
 def test_every_command_speaks_json(arc, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
-    for args in (["ls"], ["show", "acme/tiny:v1"], ["log", "acme/tiny"], ["stats"], ["verify", "acme/tiny:v1"],
-                 ["verify", "--all"], ["fsck"], ["gc", "--dry-run"], ["keys", "list"], ["tag", "acme/tiny:v1", "x"],
-                 ["init"]):
+    for args in (
+        ["ls"],
+        ["show", "acme/tiny:v1"],
+        ["log", "acme/tiny"],
+        ["stats"],
+        ["verify", "acme/tiny:v1"],
+        ["verify", "--all"],
+        ["fsck"],
+        ["gc", "--dry-run"],
+        ["keys", "list"],
+        ["tag", "acme/tiny:v1", "x"],
+        ["init"],
+    ):
         json.loads(arc(*args, "--json").stdout)

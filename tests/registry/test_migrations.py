@@ -16,8 +16,20 @@ def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == [], f"models and migrations disagree; write a migration: {diff}"
         tables = set(inspect(catalog.engine).get_table_names())
-        assert {"models", "snapshots", "tags", "tag_history", "files", "tensors", "objects", "signatures",
-                "keys", "audit_events", "lineage", "snapshot_objects"} <= tables
+        assert {
+            "models",
+            "snapshots",
+            "tags",
+            "tag_history",
+            "files",
+            "tensors",
+            "objects",
+            "signatures",
+            "keys",
+            "audit_events",
+            "lineage",
+            "snapshot_objects",
+        } <= tables
     finally:
         catalog.dispose()
 

@@ -4,18 +4,36 @@ from modelarc.errors import InvalidRefError
 from modelarc.registry.refs import Ref, parse_ref
 
 
-@pytest.mark.parametrize("text, ref", [
-    ("acme/tiny:v1", Ref("acme", "tiny", tag="v1")),
-    ("acme/tiny", Ref("acme", "tiny", tag="latest")),
-    ("a.b/c-d_e:1.0", Ref("a.b", "c-d_e", tag="1.0")),
-    ("acme/tiny@sha256:abcd", Ref("acme", "tiny", digest="sha256:abcd")),
-])
+@pytest.mark.parametrize(
+    "text, ref",
+    [
+        ("acme/tiny:v1", Ref("acme", "tiny", tag="v1")),
+        ("acme/tiny", Ref("acme", "tiny", tag="latest")),
+        ("a.b/c-d_e:1.0", Ref("a.b", "c-d_e", tag="1.0")),
+        ("acme/tiny@sha256:abcd", Ref("acme", "tiny", digest="sha256:abcd")),
+    ],
+)
 def test_valid_refs(text: str, ref: Ref) -> None:
     assert parse_ref(text) == ref
 
 
-@pytest.mark.parametrize("text", ["", "acme", "/tiny", "acme/", "acme/tiny:", "acme/tiny@abcd", "acme/tiny@sha256:ab",
-                                  "acme/tiny@sha256:ABCD", "../x:v1", "acme/ti ny", "acme/tiny:v1:v2", "a/b/c"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "acme",
+        "/tiny",
+        "acme/",
+        "acme/tiny:",
+        "acme/tiny@abcd",
+        "acme/tiny@sha256:ab",
+        "acme/tiny@sha256:ABCD",
+        "../x:v1",
+        "acme/ti ny",
+        "acme/tiny:v1:v2",
+        "a/b/c",
+    ],
+)
 def test_invalid_refs(text: str) -> None:
     with pytest.raises(InvalidRefError):
         parse_ref(text)
