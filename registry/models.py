@@ -54,6 +54,9 @@ class Snapshot(Base):
         UniqueConstraint("model_id", "digest", name="uq_snapshots_model_digest"),
         Index("ix_snapshots_digest", "digest"),
         Index("ix_snapshots_cutoff", "cutoff"),
+        Index("ix_snapshots_created_at", "created_at"),
+        Index("ix_snapshots_parameter_count", "parameter_count"),
+        Index("ix_snapshots_license", "license"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -74,6 +77,10 @@ class Snapshot(Base):
     description: Mapped[str | None] = mapped_column(Text)
     source_url: Mapped[str | None] = mapped_column(Text)
     pushed_by: Mapped[str | None] = mapped_column(String(200))
+    release_date: Mapped[dt.date | None] = mapped_column(Date)
+    # A tombstoned snapshot keeps its row, manifest, hashes and provenance; only its weights may be freed.
+    tombstoned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    tombstone_reason: Mapped[str | None] = mapped_column(Text)
 
     model: Mapped[Model] = relationship(back_populates="snapshots")
     files: Mapped[list[File]] = relationship(back_populates="snapshot", order_by="File.path")
@@ -105,7 +112,7 @@ class Tag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     name: Mapped[str] = mapped_column(String(200))
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     model: Mapped[Model] = relationship(back_populates="tags")
@@ -214,3 +221,48 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(40), index=True)
     target: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Dataset(Base):
+    """A training/eval dataset, shared across snapshots and deduplicated by ``content_hash``."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(300), index=True)
+    version: Mapped[str | None] = mapped_column(String(200))
+    source_url: Mapped[str | None] = mapped_column(Text)
+    license: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    records: Mapped[int | None] = mapped_column(BigInteger)
+    tokens: Mapped[int | None] = mapped_column(BigInteger)
+    time_start: Mapped[dt.date | None] = mapped_column(Date)
+    time_end: Mapped[dt.date | None] = mapped_column(Date)
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DataAttachment(Base):
+    """One training-data manifest attached to a snapshot (at push or later); append-only."""
+
+    __tablename__ = "data_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(64))  # the manifest document as given, kept in the store
+    attached_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+
+
+class SnapshotDataset(Base):
+    """Which datasets a snapshot was trained or evaluated on, and in what role."""
+
+    __tablename__ = "snapshot_datasets"
+    __table_args__ = (Index("ix_snapshot_datasets_dataset", "dataset_id", "snapshot_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    attachment_id: Mapped[int] = mapped_column(ForeignKey("data_attachments.id"))
+    role: Mapped[str] = mapped_column(String(20))

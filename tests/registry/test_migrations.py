@@ -39,3 +39,26 @@ def test_opening_twice_is_a_no_op(database_url: str) -> None:
     catalog = Catalog(database_url)
     assert current_revision(catalog.engine) == head_revision()
     catalog.dispose()
+
+
+def test_upgrade_from_0001_keeps_existing_rows(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from modelarc.registry.db import alembic_config, make_engine
+
+    engine = make_engine(database_url)
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', 'old', CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    catalog = Catalog(database_url)  # opening brings the schema to head
+    try:
+        assert current_revision(catalog.engine) == head_revision() != "0001"
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM models")).scalars().all() == ["old"]
+    finally:
+        catalog.dispose()
