@@ -13,6 +13,7 @@ import click
 
 from modelarc import __version__
 from modelarc.archive.repository import Archive, parse_cutoff
+from modelarc.cli.commands import register_all
 from modelarc.cli.output import byte_progress, console, emit_json, human_bytes, human_count
 from modelarc.errors import ModelarcError
 from modelarc.registry.records import Provenance
@@ -445,6 +446,9 @@ def keys_distrust(archive: Archive, fingerprint: str, as_json: bool) -> None:
     """Stop trusting a key: snapshots signed only by it no longer verify."""
     fp = archive.set_key_trust(fingerprint, False)
     emit_json({"fingerprint": fp, "trusted": False}) if as_json else console.print(f"distrusted {fp}")
+
+
+register_all(cli)
 
 
 def main() -> None:
