@@ -22,6 +22,7 @@ from modelarc.archive.ingest import IngestResult, ingest, list_source_files, tot
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes, restore
 from modelarc.archive.signing import FileDigest, sign_snapshot, verify_bundle
+from modelarc.archive.tombstone import kept_files
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
     IntegrityError,
@@ -32,6 +33,7 @@ from modelarc.errors import (
     SignatureError,
     SigningKeyError,
     UsageError,
+    WithdrawnError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.db import Catalog
@@ -78,6 +80,7 @@ class VerifyReport:
     files: int
     bytes: int
     key_fingerprint: str
+    withdrawn: bool = False
 
 
 @dataclass
@@ -126,6 +129,15 @@ class SnapshotView:
     parents: list[dict[str, str]]
     files: list[dict[str, Any]]
     signatures: list[dict[str, str]]
+    withdrawn: dict[str, str] | None = None  # {"at": ..., "reason": ...} once tombstoned
+
+
+def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
+    if snap.tombstoned_at is not None:
+        raise WithdrawnError(
+            f"{label} ({snap.digest[:19]}) was withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}; "
+            "its provenance is kept (modelarc show) but its weights are not handed out"
+        )
 
 
 def format_cutoff(snap: Snapshot) -> str | None:
@@ -440,6 +452,7 @@ class Archive:
     ) -> PullResult:
         started = time.perf_counter()
         ref, snap = self.resolve(ref_text)
+        refuse_if_withdrawn(snap, str(ref))
         manifest = self.manifest(snap)
         fingerprint, bundle = self._verify_signature(snap, manifest)
         if on_total:
@@ -474,8 +487,10 @@ class Archive:
         manifest = self.manifest(snap)
         fingerprint, _bundle = self._verify_signature(snap, manifest)
         total = 0
+        # a withdrawn snapshot keeps only its small files; its manifest and signature were checked above
+        files = kept_files(manifest) if snap.tombstoned_at is not None else manifest.files
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for entry in manifest.files:
+            for entry in files:
                 sha = hashlib.sha256()
                 size = 0
                 for data in iter_chunk_bytes(self.store, file_chunks(entry), pool):
@@ -486,7 +501,7 @@ class Archive:
                 if size != entry.size or sha.hexdigest() != entry.sha256:
                     raise IntegrityError(f"{label}: {entry.path} does not rebuild to its recorded sha256")
                 total += size
-        return VerifyReport(snap.digest, label, len(manifest.files), total, fingerprint)
+        return VerifyReport(snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None)
 
     def verify_all(
         self, progress: Progress | None = None
@@ -690,6 +705,11 @@ class Archive:
                 parents=parents,
                 files=files,
                 signatures=sigs,
+                withdrawn=(
+                    {"at": snap.tombstoned_at.isoformat(timespec="seconds"), "reason": snap.tombstone_reason or ""}
+                    if snap.tombstoned_at is not None
+                    else None
+                ),
             )
 
     def stats(self) -> dict[str, Any]:

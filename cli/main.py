@@ -219,6 +219,8 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         emit_json(view)
         return
     console.print(f"[bold]{view.model}[/bold]  {view.snapshot}")
+    if view.withdrawn:
+        console.print(f"[bold red]WITHDRAWN[/bold red] on {view.withdrawn['at']}: {view.withdrawn['reason']}")
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
     console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
     arch = view.architecture

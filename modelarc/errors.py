@@ -101,3 +101,9 @@ class NotInitializedError(ModelarcError):
     """The modelarc home has not been initialised; run ``modelarc init``."""
 
     exit_code = 9
+
+
+class WithdrawnError(ModelarcError):
+    """The snapshot was tombstoned: its provenance stays, its weights are no longer handed out."""
+
+    exit_code = 10

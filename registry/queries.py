@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,3 +276,14 @@ def tensor_rows(s: Session, snap: Snapshot) -> list[TensorRow]:
             .order_by(File.path, TensorRow.offset)
         )
     )
+
+
+def audit_events(
+    s: Session, *, action: str | None = None, since: dt.date | None = None, limit: int = 100
+) -> list[AuditEvent]:
+    q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if action:
+        q = q.where(AuditEvent.action == action)
+    if since:
+        q = q.where(AuditEvent.at >= dt.datetime.combine(since, dt.time()))
+    return list(s.scalars(q))

@@ -1,0 +1,117 @@
+"""Withdrawing a snapshot (``modelarc rm``): the weights go, the record stays.
+
+A tombstoned snapshot keeps its catalog row, manifest, file hashes, signature, provenance and the reason it was
+withdrawn, so the archive can still say what it was and prove it. Only weight objects are released: tensor chunks
+of safetensors files and whole files with a weight extension. Small files (configs, tokenizers, model cards) and
+safetensors headers are kept. Released objects are deleted at once when no other snapshot uses them and no push is
+running; otherwise the next ``gc`` deletes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.errors import LockedError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.models import SnapshotObject, utcnow
+from modelarc.storage import ObjectId
+from modelarc.storage.lock import store_lock
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+WEIGHT_SUFFIXES = (
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".gguf",
+    ".onnx",
+    ".h5",
+    ".msgpack",
+    ".npz",
+    ".safetensors",
+)
+
+
+def is_weight_file(entry: FileEntry) -> bool:
+    return entry.kind == "blob" and entry.path.lower().endswith(WEIGHT_SUFFIXES)
+
+
+def weight_object_ids(manifest: SnapshotManifest) -> set[str]:
+    ids: set[str] = set()
+    for f in manifest.files:
+        for part in f.parts:
+            if part.kind == "tensor" or is_weight_file(f):
+                ids.update(c.id for c in part.chunks)
+    return ids
+
+
+def kept_files(manifest: SnapshotManifest) -> list[FileEntry]:
+    """Files a withdrawn snapshot can still rebuild (those with no weight objects)."""
+    return [f for f in manifest.files if not (is_weight_file(f) or any(p.kind == "tensor" for p in f.parts))]
+
+
+@dataclass(frozen=True)
+class WithdrawResult:
+    ref: str
+    snapshot: str
+    reason: str
+    objects_released: int
+    objects_deleted: int
+    bytes_freed: int
+    deferred_to_gc: bool
+
+
+def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
+    if not reason or not reason.strip():
+        raise UsageError("a reason is required: modelarc rm REF --reason TEXT")
+    ref, snap = archive.resolve(ref_text)
+    if snap.tombstoned_at is not None:
+        raise UsageError(
+            f"{ref} was already withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}"
+        )
+    manifest = archive.manifest(snap)
+    released = weight_object_ids(manifest)
+    with archive.catalog.session() as s:
+        row = s.merge(snap)
+        row.tombstoned_at = utcnow()
+        row.tombstone_reason = reason.strip()
+        s.execute(
+            delete(SnapshotObject).where(
+                SnapshotObject.snapshot_id == row.id, SnapshotObject.object_id.in_(sorted(released))
+            )
+        )
+        q.audit(s, archive.settings.actor, "tombstone", str(ref), snapshot=snap.digest, reason=reason.strip())
+    deleted, freed, deferred = _delete_unreferenced(archive, released)
+    return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred)
+
+
+def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, int, bool]:
+    try:
+        with store_lock(archive.settings.store_path, exclusive=True, wait=False):
+            with archive.catalog.session() as s:
+                still_used = set(
+                    s.scalars(
+                        select(SnapshotObject.object_id).where(
+                            SnapshotObject.object_id.in_(sorted(candidates))
+                        )
+                    )
+                )
+                doomed = sorted(candidates - still_used)
+                freed = 0
+                for oid in doomed:
+                    if archive.store.has(ObjectId(oid)):
+                        freed += archive.store.stat(ObjectId(oid)).stored_size
+                q.delete_object_rows(s, doomed)
+            for (
+                oid
+            ) in doomed:  # rows first: a crash here leaves orphan files for gc, never rows without files
+                archive.store.delete(ObjectId(oid))
+            return len(doomed), freed, False
+    except LockedError:
+        return 0, 0, True

@@ -1,0 +1,44 @@
+"""``modelarc audit``: the append-only log of what changed in the archive, by whom and when."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from modelarc.archive.repository import Archive, parse_cutoff
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+from modelarc.registry.queries import audit_events
+
+
+@click.command(name="audit")
+@click.option("--action", help="Only this action (push, tag, tombstone, data.attach, key.trust, gc, ...).")
+@click.option("--since", help="Only events on or after this date (YYYY[-MM[-DD]]).")
+@click.option("--limit", type=click.IntRange(1, None), default=100, show_default=True)
+@json_option
+@with_archive
+def audit(archive: Archive, action: str | None, since: str | None, limit: int, as_json: bool) -> None:
+    """List audit events, newest first."""
+    since_date = parse_cutoff(since)[0] if since else None
+    with archive.catalog.session() as s:
+        rows = [
+            {
+                "at": e.at.isoformat(timespec="seconds"),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "details": e.details,
+            }
+            for e in audit_events(s, action=action, since=since_date, limit=limit)
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        details = json.dumps(r["details"], sort_keys=True, default=str) if r["details"] else ""
+        console.print(f"{r['at']}  {r['actor']:<12} {r['action']:<12} {r['target']}  {details}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(audit)

@@ -1,0 +1,39 @@
+"""``modelarc rm``: tombstone a snapshot (weights released, record and provenance kept)."""
+
+from __future__ import annotations
+
+import click
+
+from modelarc.archive.repository import Archive
+from modelarc.archive.tombstone import withdraw
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json, human_bytes
+
+
+@click.command(name="rm")
+@click.argument("ref")
+@click.option(
+    "--reason", required=True, help="Why it is withdrawn (kept with the record and shown by show/pull/ls)."
+)
+@json_option
+@with_archive
+def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
+    """Withdraw REF: free its weights, keep its manifest, hashes, provenance and the reason."""
+    result = withdraw(archive, ref, reason)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"withdrew {result.ref} ({result.snapshot[:19]}): {result.reason}")
+    if result.deferred_to_gc:
+        console.print(
+            f"{result.objects_released} weight objects released; a push is running, `modelarc gc` frees them"
+        )
+    else:
+        console.print(
+            f"{result.objects_released} weight objects released, {result.objects_deleted} deleted "
+            f"({human_bytes(result.bytes_freed)} freed; the rest are shared with other snapshots)"
+        )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(rm)
