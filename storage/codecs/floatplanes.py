@@ -1,4 +1,4 @@
-"""Codec 2: float-aware. Splits BF16/FP16/FP32 elements into an exponent plane and sign+mantissa byte planes.
+"""Codec 2: float-aware. Splits BF16/FP16/FP32 elements into byte planes, the first holding the exponent.
 
 Trained weights have exponents clustered in a few values (low entropy) and near-random mantissas. Coding the
 exponent bytes on their own with an entropy coder, and leaving a plane raw when it does not compress, is what gets
@@ -42,10 +42,13 @@ Plane coders; a coded plane must decode to exactly its plane length (n bytes, or
        nothing after it.
     2  deflate: one raw deflate stream (RFC 1951, no zlib or gzip wrapper) whose last block ends within the
        final byte of the coded plane (only the padding bits of that byte may be unused).
-Anything else (another version, element type, plane count or coder, a coded length that overruns the payload,
-a plane that decodes to another length) makes the object malformed.
+Anything else makes the object malformed and a reader must refuse it: another params version, element type,
+plane count or coder; parameters of another length; coded lengths that do not add up to the payload; a plane that
+decodes to another length or leaves bytes after its frame or stream. (This reader also refuses, before decoding,
+a deflate plane claiming more than 1032 times its coded length, deflate's maximum ratio, so that a corrupt length
+cannot cause a huge allocation.)
 
-Which coder a writer picks per plane is not part of the format. This writer codes the exponent plane with
+Which coder a writer picks per plane is not part of the format. This writer codes the first (exponent) plane with
 Huffman-only deflate (zlib strategy Z_HUFFMAN_ONLY: a fresh Huffman table every 32 Ki bytes, no string
 matching, which on exponents beats zstd's literal coding by 10%), the other planes with zstd level 1 (near-random
 mantissas cost nothing to try, and all-zero planes vanish), tries the other coder on a sample, and keeps
@@ -178,7 +181,7 @@ def _deflate(plane: np.ndarray) -> bytes:
 
 def _zstd(plane: np.ndarray) -> bytes:
     # A compressor is not thread-safe, and callers encode chunks on several threads: one per call.
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True).compress(plane)
+    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True).compress(plane.data)
 
 
 def _sample(plane: np.ndarray) -> np.ndarray:
@@ -186,7 +189,7 @@ def _sample(plane: np.ndarray) -> np.ndarray:
     return np.concatenate([plane[i * step : i * step + _SAMPLE_SLICE] for i in range(_SAMPLE_SLICES)])
 
 
-def _code_plane(plane: np.ndarray, exponent: bool) -> tuple[int, bytes | np.ndarray]:
+def _code_plane(plane: np.ndarray, exponent: bool) -> tuple[int, bytes | np.ndarray | memoryview]:
     """Smallest of raw, zstd and Huffman-only deflate; the less likely winner is tried in full only if a sample
     says it may win."""
     first, second = (_deflate, _zstd) if exponent else (_zstd, _deflate)
@@ -197,7 +200,7 @@ def _code_plane(plane: np.ndarray, exponent: bool) -> tuple[int, bytes | np.ndar
         sample = _sample(plane)
         if len(second(sample)) < _SAMPLE_WIN * len(first(sample)):
             codings[second] = second(plane)
-    best: tuple[int, bytes | np.ndarray] = (PLANE_RAW, plane)
+    best: tuple[int, bytes | np.ndarray | memoryview] = (PLANE_RAW, plane)
     for coder, coded in ((PLANE_DEFLATE, codings.get(_deflate)), (PLANE_ZSTD, codings.get(_zstd))):
         if coded is not None and len(coded) < len(best[1]):
             best = (coder, coded)
@@ -237,7 +240,7 @@ def _decode_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryv
             out = _inflate(coded, length)
         else:
             raise AssertionError(coder)  # checked by the caller
-    except (zstandard.ZstdError, *_INFLATE_ERRORS) as exc:
+    except (zstandard.ZstdError, *_INFLATE_ERRORS) as exc:  # type: ignore[misc]
         raise ObjectFormatError(f"float-planes: plane does not decode: {exc}") from None
     if len(out) != length:
         raise ObjectFormatError(f"float-planes: plane decodes to {len(out)} bytes, expected {length}")
@@ -254,7 +257,9 @@ def _check_plane(coder: int, clen: int, length: int, index: int) -> None:
             raise ObjectFormatError(f"float-planes: zstd plane {index} is too short ({clen} bytes)")
     elif coder == PLANE_DEFLATE:
         if clen == 0 or length > _DEFLATE_MAX_RATIO * clen:
-            raise ObjectFormatError(f"float-planes: deflate plane {index} of {clen} bytes cannot hold {length}")
+            raise ObjectFormatError(
+                f"float-planes: deflate plane {index} of {clen} bytes cannot hold {length}"
+            )
     else:
         raise ObjectFormatError(f"float-planes: unknown coder {coder} for plane {index}")
 
@@ -276,7 +281,7 @@ class FloatPlanesCodec:
         pos = 0
         for coder, chunk in coded:
             params += _PLANE_ENTRY.pack(coder, len(chunk))
-            view[pos : pos + len(chunk)] = memoryview(chunk)
+            view[pos : pos + len(chunk)] = memoryview(chunk)  # type: ignore[arg-type]
             pos += len(chunk)
         view.release()
         return Encoded(self.codec_id, bytes(params), payload)
