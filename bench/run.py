@@ -54,7 +54,13 @@ RESULTS_DIR = BENCH_DIR / "results"
 REF = "bench/model:v1"
 
 # (ratio must be <= this) per row; rows without a target are printed for context.
-TARGETS = {"push": 2.0, "pull": 1.5, "stored_tensors_vs_zipnn": 1.0, "stored_push_vs_zipnn": 1.0, "repush": 1.3}
+TARGETS = {
+    "push": 2.0,
+    "pull": 1.5,
+    "stored_tensors_vs_zipnn": 1.0,
+    "stored_push_vs_zipnn": 1.0,
+    "repush": 1.3,
+}
 
 MODELS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "mini": ("all-MiniLM-L6-v2 FP32 (real)", lambda cache: bench_models.MINILM_DIR),
@@ -293,8 +299,22 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
     zero = all(x == 0 for x in r["repush_stored_bytes"])
     traw = r["tensor_raw_bytes"]
     return [
-        Row(m, "push", secs(med["push"], n), "cp+sync " + secs(med["cp"], n), med["push"] / med["cp"], TARGETS["push"]),
-        Row(m, "pull", secs(med["pull"], n), "cp+sync " + secs(med["cp"], n), med["pull"] / med["cp"], TARGETS["pull"]),
+        Row(
+            m,
+            "push",
+            secs(med["push"], n),
+            "cp+sync " + secs(med["cp"], n),
+            med["push"] / med["cp"],
+            TARGETS["push"],
+        ),
+        Row(
+            m,
+            "pull",
+            secs(med["pull"], n),
+            "cp+sync " + secs(med["cp"], n),
+            med["pull"] / med["cp"],
+            TARGETS["pull"],
+        ),
         Row(
             m,
             "stored, tensor objects",
@@ -340,7 +360,7 @@ def render(rows: list[Row], markdown: bool) -> str:
             r.metric,
             r.ours,
             r.baseline,
-            f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+            f"{r.ratio:.3f}x" if r.ratio is not None else "-",
             f"<= {r.target:.2f}x" if r.target is not None else "",
             r.verdict + (f" ({r.note})" if r.note else ""),
         ]
@@ -444,11 +464,15 @@ class ThreadProfiles:
 
 def print_profile(title: str, wall: float, profiles: ThreadProfiles, top: int) -> None:
     stats = profiles.stats()
-    print(f"\n=== {title}: {wall:.2f} s wall; thread-seconds below sum over {len(profiles.profiles)} threads ===")
+    print(
+        f"\n=== {title}: {wall:.2f} s wall; thread-seconds below sum over {len(profiles.profiles)} threads ==="
+    )
     own_code = str(BENCH_DIR.parent)
     entries = []
     for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        where = func if filename == "~" else f"{Path(filename).parent.name}/{Path(filename).name}:{line}({func})"
+        where = (
+            func if filename == "~" else f"{Path(filename).parent.name}/{Path(filename).name}:{line}({func})"
+        )
         ours = filename.startswith(own_code) and not filename.startswith(str(BENCH_DIR))
         entries.append((tt, ct, nc, where, ours))
     print(f"{'own s':>8} {'cum s':>8} {'calls':>8}  function, by own time (own time excludes callees)")
@@ -481,8 +505,12 @@ def profile(key: str, cache: Path, work: Path, top: int) -> None:
             started = time.perf_counter()
             with profiles.active():
                 call()
-            print_profile(f"{what} of {MODELS[key][0]}, {mb(folder.logical_bytes)}", time.perf_counter() - started,
-                          profiles, top)
+            print_profile(
+                f"{what} of {MODELS[key][0]}, {mb(folder.logical_bytes)}",
+                time.perf_counter() - started,
+                profiles,
+                top,
+            )
     finally:
         archive.close()
         shutil.rmtree(home, ignore_errors=True)
@@ -491,12 +519,22 @@ def profile(key: str, cache: Path, work: Path, top: int) -> None:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="mini,bf16,fp32", help="comma-separated subset of: " + ", ".join(MODELS))
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement; the median is reported")
-    parser.add_argument("--cache", type=Path, default=bench_models.DEFAULT_CACHE, help="where generated models live")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", default="mini,bf16,fp32", help="comma-separated subset of: " + ", ".join(MODELS)
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs per measurement; the median is reported"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=bench_models.DEFAULT_CACHE, help="where generated models live"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.json and latest.md go")
-    parser.add_argument("--profile", metavar="MODEL", help="instead of the benchmark, cProfile push/pull of MODEL")
+    parser.add_argument(
+        "--profile", metavar="MODEL", help="instead of the benchmark, cProfile push/pull of MODEL"
+    )
     parser.add_argument("--top", type=int, default=25, help="rows per profile")
     args = parser.parse_args(argv)
     os.environ.pop("MODELARC_DATABASE_URL", None)  # SQLite inside each fresh home
@@ -539,8 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
 
     rows = [row for r in results for row in rows_for(r)]
-    print(f"\nmedian of {args.repeat} runs; ratio = modelarc / baseline; lower is better "
-          f"(total {time.perf_counter() - started:.0f} s)\n")
+    print(
+        f"\nmedian of {args.repeat} runs; ratio = modelarc / baseline; lower is better "
+        f"(total {time.perf_counter() - started:.0f} s)\n"
+    )
     print(render(rows, markdown=False))
     for f in failed:
         print(f"ERROR {f['model']}: {f['error']}")
