@@ -266,3 +266,18 @@ class SnapshotDataset(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     attachment_id: Mapped[int] = mapped_column(ForeignKey("data_attachments.id"))
     role: Mapped[str] = mapped_column(String(20))
+
+
+class RunRecord(Base):
+    """A recorded inference run: what was run (snapshot, prompt, parameters), what came out, on what; signed."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)  # prompt, parameters, output, versions, hardware
+    object_id: Mapped[str | None] = mapped_column(String(64))  # the canonical record, kept in the store
+    signature: Mapped[str | None] = mapped_column(Text)  # DSSE envelope JSON over the canonical record
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
