@@ -1,0 +1,121 @@
+"""``modelarc lineage`` and ``modelarc diff``: how snapshots derive from each other, and what changed."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.tree import Tree
+
+from modelarc.archive.diff import diff_snapshots
+from modelarc.archive.lineage import check_lineage, lineage_tree
+from modelarc.archive.repository import Archive
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+
+
+def _label(node: dict[str, Any], arrow: str) -> str:
+    withdrawn = " [red](withdrawn)[/red]" if node["withdrawn"] else ""
+    return f"{arrow} {node['relation']}: {node['model']}@{node['digest'][:19]}{withdrawn}"
+
+
+def _grow(tree: Tree, nodes: list[dict[str, Any]], arrow: str) -> None:
+    for node in nodes:
+        _grow(tree.add(_label(node, arrow)), node["children"], arrow)
+
+
+@click.command(name="lineage")
+@click.argument("ref")
+@click.option(
+    "--check", is_flag=True, help="Compare tensors with each declared parent and report the evidence."
+)
+@json_option
+@with_archive
+def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
+    """Ancestors and descendants of REF as a tree; --check weighs the tensor evidence for each declared parent."""
+    if check:
+        report = check_lineage(archive, ref)
+        if as_json:
+            emit_json([dataclasses.asdict(r) for r in report])
+            return
+        if not report:
+            console.print(f"{ref} declares no parents")
+        for r in report:
+            console.print(f"{r.relation} of {r.parent_model}@{r.parent_snapshot[:19]}:")
+            console.print(
+                f"  identical {r.identical}, changed {r.changed}, shape/dtype changed {r.shape_changed}, "
+                f"only in child {r.only_in_child}, only in parent {r.only_in_parent}"
+            )
+            if r.median_relative_l2 is not None:
+                console.print(
+                    f"  relative L2 of changed tensors: median {r.median_relative_l2:.3g}, max {r.max_relative_l2:.3g}"
+                )
+            if r.no_evidence:
+                console.print(
+                    f"  [bold red]WARNING[/bold red]: declared parent {r.parent_model} shows no tensor evidence"
+                )
+            else:
+                console.print("  evidence: the tensors support this parent")
+        return
+    tree_doc = lineage_tree(archive, ref)
+    if as_json:
+        emit_json(tree_doc)
+        return
+    root = Tree(f"[bold]{tree_doc['model']}[/bold]@{tree_doc['snapshot'][:19]}")
+    ancestors = root.add("ancestors") if tree_doc["ancestors"] else None
+    if ancestors is not None:
+        _grow(ancestors, tree_doc["ancestors"], "↑")
+    if tree_doc["descendants"]:
+        _grow(root.add("descendants"), tree_doc["descendants"], "↓")
+    console.print(root)
+
+
+@click.command(name="diff")
+@click.argument("ref_a")
+@click.argument("ref_b")
+@click.option(
+    "--limit", type=click.IntRange(1, None), default=20, show_default=True, help="Changed tensors to list."
+)
+@json_option
+@with_archive
+def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) -> None:
+    """Tensors and files added, removed or changed from REF_A to REF_B (relative L2, max abs difference)."""
+    d = diff_snapshots(archive, ref_a, ref_b)
+    if as_json:
+        emit_json(dataclasses.asdict(d))
+        return
+    console.print(
+        f"tensors: {d.identical} identical, {len(d.changed)} changed, {len(d.shape_changed)} shape/dtype changed, "
+        f"{len(d.added)} added, {len(d.removed)} removed"
+    )
+    console.print(
+        f"files:   {d.files_identical} identical, {len(d.files_changed)} changed, {len(d.files_added)} added, "
+        f"{len(d.files_removed)} removed"
+    )
+    for label, names in (
+        ("file changed", d.files_changed),
+        ("file added", d.files_added),
+        ("file removed", d.files_removed),
+        ("tensor added", d.added),
+        ("tensor removed", d.removed),
+    ):
+        for name in names[:limit]:
+            console.print(f"  {label}: {name}")
+    for sc in d.shape_changed[:limit]:
+        console.print(f"  shape/dtype: {sc.name} {sc.before} -> {sc.after}")
+    if d.changed:
+        table = Table(box=None)
+        for col in ("TENSOR", "DTYPE", "SHAPE", "REL L2", "MAX |DIFF|"):
+            table.add_column(col)
+        for c in d.changed[:limit]:
+            rel = f"{c.relative_l2:.3e}" if c.relative_l2 is not None else "-"
+            mx = f"{c.max_abs_diff:.3e}" if c.max_abs_diff is not None else "-"
+            table.add_row(c.name, c.dtype, str(c.shape), rel, mx)
+        console.print(table)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(lineage)
+    group.add_command(diff)

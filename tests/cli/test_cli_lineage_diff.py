@@ -1,0 +1,115 @@
+"""Lineage trees, tensor evidence for declared parents, and tensor diffs with independently computed numbers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from modelfactory import bf16_bits, finetune, tiny_tensors, write_bf16_file, write_model
+
+BIG = {"layers": 2, "hidden": 64, "vocab": 256}
+
+
+def test_diff_of_a_finetune_reports_exactly_the_changed_tensors(arc, tmp_path: Path) -> None:
+    base = tiny_tensors(**BIG)
+    changed = ["model.layers.0.mlp.weight", "model.layers.1.attn.weight"]
+    ft = finetune(base, changed, scale=1e-3)
+    arc("push", write_model(tmp_path / "a", base), "acme/base:v1")
+    arc("push", write_model(tmp_path / "b", ft), "acme/ft:v1")
+    d = arc.json("diff", "acme/base:v1", "acme/ft:v1")
+    assert sorted(c["name"] for c in d["changed"]) == sorted(changed)
+    assert d["identical"] == len(base) - 2
+    assert d["added"] == d["removed"] == d["shape_changed"] == []
+    for c in d["changed"]:
+        a = base[c["name"]].astype(np.float64)
+        b = ft[c["name"]].astype(np.float64)
+        assert c["relative_l2"] == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9)
+        assert c["max_abs_diff"] == pytest.approx(np.abs(b - a).max(), rel=1e-9)
+    assert d["files_changed"] == ["model.safetensors"] and d["files_identical"] == 2
+    text = arc("diff", "acme/base:v1", "acme/ft:v1").stdout
+    assert "2 changed" in text and changed[0] in text
+
+
+def test_diff_sees_added_removed_reshaped_tensors_and_changed_files(arc, tmp_path: Path) -> None:
+    base = tiny_tensors()
+    other = dict(base)
+    del other["lm_head.bias"]
+    other["extra.weight"] = np.ones(4, dtype=np.float32)
+    other["model.layers.0.norm.weight"] = np.ones(32, dtype=np.float32)
+    arc("push", write_model(tmp_path / "a", base), "acme/m:a")
+    arc("push", write_model(tmp_path / "b", other, config={"model_type": "llama", "hidden_size": 32}), "acme/m:b")
+    d = arc.json("diff", "acme/m:a", "acme/m:b")
+    assert d["added"] == ["extra.weight"] and d["removed"] == ["lm_head.bias"]
+    assert [s["name"] for s in d["shape_changed"]] == ["model.layers.0.norm.weight"]
+    assert "config.json" in d["files_changed"]
+
+
+def test_diff_decodes_bf16(arc, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(4096) * 0.02
+    bumped = values.copy()
+    bumped[:10] += 0.5
+    for name, v in (("a", values), ("b", bumped)):
+        (tmp_path / name).mkdir()
+        write_bf16_file(tmp_path / name / "model.safetensors", {"w": bf16_bits(v)})
+        arc("push", tmp_path / name, f"acme/bf:{name}")
+    d = arc.json("diff", "acme/bf:a", "acme/bf:b")
+    [c] = d["changed"]
+    a = (bf16_bits(values).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    b = (bf16_bits(bumped).astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    assert c["max_abs_diff"] == pytest.approx(np.abs(b - a).max(), rel=1e-12)
+    assert c["relative_l2"] == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9)
+
+
+def _family(arc, tmp_path: Path) -> dict:
+    base = tiny_tensors(**BIG)
+    arc("push", write_model(tmp_path / "g0", base), "acme/base:v1")
+    child = finetune(base, ["model.layers.0.mlp.weight"], seed=1)
+    arc("push", write_model(tmp_path / "g1", child), "acme/chat:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    grandchild = finetune(child, ["model.layers.1.mlp.weight"], seed=2)
+    arc("push", write_model(tmp_path / "g2", grandchild), "acme/chat-q:v1", "--parent", "acme/chat:v1", "--relation", "quantized")
+    other = finetune(base, ["model.layers.1.attn.weight"], seed=3)
+    arc("push", write_model(tmp_path / "o", other), "acme/code:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    merged = finetune(grandchild, ["lm_head.bias"], seed=4)
+    arc("push", write_model(tmp_path / "m", merged), "acme/merged:v1", "--parent", "acme/chat-q:v1",
+        "--parent", "acme/code:v1", "--relation", "merge")
+    return base
+
+
+def test_lineage_tree_three_generations_and_a_merge(arc, tmp_path: Path) -> None:
+    _family(arc, tmp_path)
+    tree = arc.json("lineage", "acme/merged:v1")
+    parents = {(n["model"], n["relation"]) for n in tree["ancestors"]}
+    assert parents == {("acme/chat-q", "merge"), ("acme/code", "merge")}
+    chat_q = next(n for n in tree["ancestors"] if n["model"] == "acme/chat-q")
+    assert chat_q["children"][0]["model"] == "acme/chat"
+    assert chat_q["children"][0]["children"][0]["model"] == "acme/base"
+    down = arc.json("lineage", "acme/base:v1")["descendants"]
+    assert {n["model"] for n in down} == {"acme/chat", "acme/code"}
+    text = arc("lineage", "acme/merged:v1").stdout
+    assert "acme/base" in text and "merge" in text and "quantized" in text
+
+
+def test_lineage_check_flags_a_parent_without_evidence(arc, tmp_path: Path) -> None:
+    base = tiny_tensors(**BIG)
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    stranger = tiny_tensors(seed=99, **BIG)
+    arc("push", write_model(tmp_path / "stranger", stranger), "acme/stranger:v1")
+    # make every tensor differ, so only the values can tell a real fine-tune from a stranger
+    ft = finetune(base, list(base), scale=1e-4)
+    arc("push", write_model(tmp_path / "ft", ft), "acme/ft:v1", "--parent", "acme/base:v1", "--parent",
+        "acme/stranger:v1", "--relation", "finetune")
+    report = {r["parent_model"]: r for r in arc.json("lineage", "acme/ft:v1", "--check")}
+    assert report["acme/base"]["no_evidence"] is False
+    assert report["acme/base"]["max_relative_l2"] < 0.1
+    assert report["acme/stranger"]["no_evidence"] is True
+    assert report["acme/stranger"]["median_relative_l2"] > 1.0
+    assert "WARNING: declared parent acme/stranger shows no tensor evidence" in arc("lineage", "acme/ft:v1", "--check").stdout
+
+
+def test_lineage_and_diff_refuse_unknown_refs(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/m:v1")
+    assert "no model" in arc.fail("lineage", "acme/none:v1").stderr
+    assert "no tag" in arc.fail("diff", "acme/m:v1", "acme/m:v9").stderr
+    assert "invalid REF" in arc.fail("diff", "bad", "acme/m:v1").stderr
+    json.loads(arc("lineage", "acme/m:v1", "--json").stdout)
