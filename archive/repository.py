@@ -612,24 +612,6 @@ class Archive:
             )
             return snap.digest, previous
 
-    def list(self) -> list[dict[str, Any]]:
-        with self.catalog.session() as s:
-            snaps = q.list_snapshots(s)
-            tags = q.tags_by_snapshot(s, [sn.id for sn in snaps])
-            return [
-                {
-                    "model": sn.model.full_name,
-                    "snapshot": sn.digest,
-                    "tags": tags.get(sn.id, []),
-                    "created_at": sn.created_at.isoformat(timespec="seconds"),
-                    "parameters": sn.parameter_count,
-                    "logical_bytes": sn.logical_bytes,
-                    "model_type": sn.model_type,
-                    "cutoff": format_cutoff(sn),
-                }
-                for sn in snaps
-            ]
-
     def log(self, model_name: str) -> dict[str, Any]:
         from modelarc.registry.refs import parse_model_name
 

@@ -177,33 +177,58 @@ def pull(
         console.print(f"signature bundle written to {result.signature}")
 
 
+def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The provenance filters shared by ``ls`` and ``timeline``."""
+    options = [
+        click.option("--cutoff-before", help="Training cutoff entirely before this date (YYYY[-MM[-DD]])."),
+        click.option("--cutoff-after", help="Training cutoff entirely after this date."),
+        click.option("--arch", help="model_type or architecture class, e.g. llama or LlamaForCausalLM."),
+        click.option("--min-params", help="At least this many parameters (e.g. 135M, 7B)."),
+        click.option("--max-params", help="At most this many parameters."),
+        click.option("--trained-on", help="Trained or evaluated on this dataset (name)."),
+        click.option("--license", help="License id."),
+        click.option("--descendant-of", help="Only descendants (through lineage) of this REF."),
+        click.option("--as-of", help="Answer as the catalog stood at the end of this date."),
+        click.option("--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command(name="ls")
+@search_options
 @json_option
 @with_archive
-def ls_(archive: Archive, as_json: bool) -> None:
-    """List archived snapshots, newest first."""
-    rows = archive.list()
+def ls_(archive: Archive, as_json: bool, **options: Any) -> None:
+    """List archived snapshots, newest first, filtered by provenance."""
+    import dataclasses
+
+    from modelarc.archive.catalog_search import build_filters, search
+
+    rows = search(archive, build_filters(archive, **options))
     if as_json:
-        emit_json(rows)
+        emit_json([dataclasses.asdict(r) for r in rows])
         return
     if not rows:
-        console.print("the archive is empty")
+        console.print("no snapshots match" if any(v for k, v in options.items() if k != "limit") else "the archive is empty")
         return
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for col in ("MODEL", "TAGS", "SNAPSHOT", "TYPE", "PARAMS", "SIZE", "CUTOFF", "CREATED"):
+    for col in ("MODEL", "TAGS", "SNAPSHOT", "TYPE", "PARAMS", "SIZE", "CUTOFF", "CREATED", ""):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["model"],
-            ",".join(r["tags"]) or "-",
-            r["snapshot"][:19],
-            r["model_type"] or "-",
-            human_count(r["parameters"]),
-            human_bytes(r["logical_bytes"]),
-            r["cutoff"] or "-",
-            r["created_at"],
+            r.model,
+            ",".join(r.tags) or "-",
+            r.snapshot[:19],
+            r.model_type or "-",
+            human_count(r.parameters),
+            human_bytes(r.logical_bytes),
+            r.cutoff or "-",
+            r.created_at,
+            "WITHDRAWN" if r.withdrawn else "",
         )
     console.print(table)
 

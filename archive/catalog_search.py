@@ -1,0 +1,72 @@
+"""Turning user-facing search options (dates, "7B", REFs) into registry filters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from modelarc.archive.repository import Archive, parse_cutoff
+from modelarc.errors import UsageError
+from modelarc.registry import snapshot_search as ss
+from modelarc.registry.snapshot_search import SnapshotFilters, SnapshotSummary
+
+_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)\s*$")
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+
+
+def parse_count(text: str) -> int:
+    """``7B``, ``135M``, ``1.5K`` or a plain integer."""
+    m = _COUNT.match(text or "")
+    if m is None:
+        raise UsageError(f"invalid parameter count {text!r}: use e.g. 135M, 7B or 1500000")
+    return int(float(m[1]) * _SCALE[m[2].lower()])
+
+
+def parse_day(text: str) -> dt.date:
+    return parse_cutoff(text)[0]
+
+
+def parse_as_of(text: str) -> dt.datetime:
+    """End of the given day (or month/year), so ``--as-of 2024-05-01`` includes everything done that day."""
+    start, precision = parse_cutoff(text)
+    if precision == "year":
+        end = dt.date(start.year + 1, 1, 1)
+    elif precision == "month":
+        end = dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+    else:
+        end = start + dt.timedelta(days=1)
+    return dt.datetime.combine(end, dt.time()) - dt.timedelta(microseconds=1)
+
+
+def build_filters(
+    archive: Archive,
+    *,
+    cutoff_before: str | None = None,
+    cutoff_after: str | None = None,
+    arch: str | None = None,
+    min_params: str | None = None,
+    max_params: str | None = None,
+    trained_on: str | None = None,
+    license: str | None = None,
+    descendant_of: str | None = None,
+    as_of: str | None = None,
+    limit: int | None = 100,
+) -> SnapshotFilters:
+    root = archive.resolve(descendant_of)[1].id if descendant_of else None
+    return SnapshotFilters(
+        cutoff_before=parse_day(cutoff_before) if cutoff_before else None,
+        cutoff_after=parse_day(cutoff_after) if cutoff_after else None,
+        arch=arch,
+        min_params=parse_count(min_params) if min_params else None,
+        max_params=parse_count(max_params) if max_params else None,
+        trained_on=trained_on,
+        license=license,
+        descendant_of=root,
+        as_of=parse_as_of(as_of) if as_of else None,
+        limit=limit,
+    )
+
+
+def search(archive: Archive, filters: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
+    with archive.catalog.session() as s:
+        return ss.search(s, filters, order=order)

@@ -1,0 +1,35 @@
+"""``modelarc timeline``: archived snapshots ordered by training cutoff, with the same filters as ``ls``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from modelarc.archive.catalog_search import build_filters, search
+from modelarc.archive.repository import Archive
+from modelarc.cli.main import json_option, search_options, with_archive
+from modelarc.cli.output import console, emit_json, human_count
+
+
+@click.command(name="timeline")
+@search_options
+@json_option
+@with_archive
+def timeline(archive: Archive, as_json: bool, **options: object) -> None:
+    """Snapshots ordered by training cutoff (unknown cutoffs last), then release date."""
+    rows = search(archive, build_filters(archive, **options), order="cutoff")  # type: ignore[arg-type]
+    if as_json:
+        emit_json([dataclasses.asdict(r) for r in rows])
+        return
+    for r in rows:
+        mark = "  [red]WITHDRAWN[/red]" if r.withdrawn else ""
+        tags = ",".join(r.tags) or "-"
+        console.print(
+            f"{r.cutoff or 'unknown':<10} {r.model}:{tags}  {r.snapshot[:19]}  {r.model_type or '-'}  "
+            f"{human_count(r.parameters)} params  released {r.release_date or '-'}{mark}"
+        )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(timeline)

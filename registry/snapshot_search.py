@@ -1,0 +1,186 @@
+"""Searching snapshots by provenance, and answering "as the catalog stood on a date".
+
+Cutoff semantics: a cutoff is stored as the first day of its period with a precision (year, month, day). A cutoff
+is *before* a date D when the whole period ends before D (``2023`` is before 2024-01-01, not before 2023-06-01),
+and *after* D when the whole period starts after D (``2023-05`` is after 2023-04-30, not after 2023-05-15). Both
+are exact for day precision and never claim more than the precision allows.
+
+``as_of``: snapshots pushed by then, tags as they pointed then (from tag history), withdrawals that had happened
+by then, and datasets attached by then. Pages are small (``limit``, newest first) and every per-row lookup (tags)
+is one query for the whole page, so time grows with the page, not with the catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from modelarc.registry.models import (
+    DataAttachment,
+    Dataset,
+    Lineage,
+    Model,
+    Snapshot,
+    SnapshotDataset,
+    Tag,
+    TagHistory,
+)
+
+
+@dataclass(frozen=True)
+class SnapshotFilters:
+    cutoff_before: dt.date | None = None
+    cutoff_after: dt.date | None = None
+    arch: str | None = None
+    min_params: int | None = None
+    max_params: int | None = None
+    trained_on: str | None = None
+    license: str | None = None
+    descendant_of: int | None = None  # snapshot row id
+    as_of: dt.datetime | None = None
+    limit: int | None = 100
+
+
+@dataclass(frozen=True)
+class SnapshotSummary:
+    model: str
+    snapshot: str
+    tags: tuple[str, ...]
+    created_at: str
+    parameters: int
+    logical_bytes: int
+    model_type: str | None
+    cutoff: str | None
+    cutoff_precision: str | None
+    release_date: str | None
+    license: str | None
+    withdrawn: bool
+    withdrawn_reason: str | None
+
+
+def _cutoff_end_before(d: dt.date) -> ColumnElement[bool]:
+    """The cutoff's whole period lies before ``d``: day ``c < d``; month and year ``c`` < the start of d's period."""
+    return or_(
+        and_(
+            or_(Snapshot.cutoff_precision == "day", Snapshot.cutoff_precision.is_(None)), Snapshot.cutoff < d
+        ),
+        and_(Snapshot.cutoff_precision == "month", Snapshot.cutoff < dt.date(d.year, d.month, 1)),
+        and_(Snapshot.cutoff_precision == "year", Snapshot.cutoff < dt.date(d.year, 1, 1)),
+    )
+
+
+def _cutoff_start_after(d: dt.date) -> ColumnElement[bool]:
+    """The cutoff's whole period lies after ``d``: its first day (what is stored) is after ``d``."""
+    return Snapshot.cutoff > d
+
+
+def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
+    tree = (
+        select(Lineage.child_id.label("id"))
+        .where(Lineage.parent_id == root)
+        .cte("descendants", recursive=True)
+    )
+    step = aliased(Lineage)
+    tree = tree.union(select(step.child_id).join(tree, step.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
+    q = select(Snapshot, Model).join(Model, Model.id == Snapshot.model_id)
+    if f.as_of is not None:
+        q = q.where(Snapshot.created_at <= f.as_of)
+    if f.cutoff_before is not None:
+        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before))
+    if f.cutoff_after is not None:
+        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after))
+    if f.arch:
+        pattern = f"%{f.arch.lower()}%"
+        q = q.where(
+            or_(
+                func.lower(Snapshot.model_type) == f.arch.lower(),
+                func.lower(cast(Snapshot.architecture, Text)).like(pattern),
+            )
+        )
+    if f.min_params is not None:
+        q = q.where(Snapshot.parameter_count >= f.min_params)
+    if f.max_params is not None:
+        q = q.where(Snapshot.parameter_count <= f.max_params)
+    if f.license:
+        q = q.where(func.lower(Snapshot.license) == f.license.lower())
+    if f.trained_on:
+        used = (
+            select(SnapshotDataset.snapshot_id)
+            .join(Dataset, Dataset.id == SnapshotDataset.dataset_id)
+            .join(DataAttachment, DataAttachment.id == SnapshotDataset.attachment_id)
+            .where(func.lower(Dataset.name) == f.trained_on.lower())
+        )
+        if f.as_of is not None:
+            used = used.where(DataAttachment.attached_at <= f.as_of)
+        q = q.where(Snapshot.id.in_(used))
+    if f.descendant_of is not None:
+        q = q.where(Snapshot.id.in_(_descendant_ids(s, f.descendant_of)))
+    if order == "cutoff":
+        q = q.order_by(Snapshot.cutoff.is_(None), Snapshot.cutoff, Snapshot.release_date, Snapshot.id)
+    else:
+        q = q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
+    if f.limit is not None:
+        q = q.limit(f.limit)
+    rows = s.execute(q).all()
+    tags = _tags(s, [snap.id for snap, _m in rows], f.as_of)
+    out = []
+    for snap, model in rows:
+        withdrawn = snap.tombstoned_at is not None and (f.as_of is None or snap.tombstoned_at <= f.as_of)
+        out.append(
+            SnapshotSummary(
+                model=f"{model.namespace}/{model.name}",
+                snapshot=snap.digest,
+                tags=tuple(tags.get(snap.id, ())),
+                created_at=snap.created_at.isoformat(timespec="seconds"),
+                parameters=snap.parameter_count,
+                logical_bytes=snap.logical_bytes,
+                model_type=snap.model_type,
+                cutoff=_format_cutoff(snap.cutoff, snap.cutoff_precision),
+                cutoff_precision=snap.cutoff_precision,
+                release_date=snap.release_date.isoformat() if snap.release_date else None,
+                license=snap.license,
+                withdrawn=withdrawn,
+                withdrawn_reason=snap.tombstone_reason if withdrawn else None,
+            )
+        )
+    return out
+
+
+def _format_cutoff(d: dt.date | None, precision: str | None) -> str | None:
+    if d is None:
+        return None
+    text = d.isoformat()
+    return {"year": text[:4], "month": text[:7]}.get(precision or "day", text)
+
+
+def _tags(s: Session, ids: list[int], as_of: dt.datetime | None) -> dict[int, list[str]]:
+    """Tags of a page of snapshots in one query; as of a date, replayed from the tag history."""
+    out: dict[int, list[str]] = {}
+    if not ids:
+        return out
+    if as_of is None:
+        for tag in s.scalars(select(Tag).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)):
+            out.setdefault(tag.snapshot_id, []).append(tag.name)
+        return out
+    latest = (
+        select(TagHistory.model_id, TagHistory.tag, func.max(TagHistory.id).label("last"))
+        .where(TagHistory.moved_at <= as_of)
+        .group_by(TagHistory.model_id, TagHistory.tag)
+        .subquery()
+    )
+    rows = s.execute(
+        select(TagHistory.tag, TagHistory.new_snapshot_id)
+        .join(latest, TagHistory.id == latest.c.last)
+        .where(TagHistory.new_snapshot_id.in_(ids))
+        .order_by(TagHistory.tag)
+    ).all()
+    for tag, snap_id in rows:
+        out.setdefault(snap_id, []).append(tag)
+    return out
