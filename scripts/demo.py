@@ -110,6 +110,10 @@ def main() -> None:
         print("(model_signing not installed: skipped the cross-check with OpenSSF model-signing)")
 
     run("ls")
+    run("timeline")
+    run("lineage", REF)
+    run("lineage", "demo/minilm-finetune:v1", "--check")
+    run("diff", REF, "demo/minilm-finetune:v1", "--limit", "5")
     run("show", "demo/minilm-finetune:v1")
     run("stats")
     run("fsck")
