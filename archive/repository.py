@@ -36,6 +36,7 @@ from modelarc.errors import (
     WithdrawnError,
 )
 from modelarc.registry import queries as q
+from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.models import Signature, SigningKey, Snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
@@ -130,6 +131,8 @@ class SnapshotView:
     files: list[dict[str, Any]]
     signatures: list[dict[str, str]]
     withdrawn: dict[str, str] | None = None  # {"at": ..., "reason": ...} once tombstoned
+    release_date: str | None = None
+    datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
@@ -687,6 +690,8 @@ class Archive:
                 parents=parents,
                 files=files,
                 signatures=sigs,
+                release_date=snap.release_date.isoformat() if snap.release_date else None,
+                datasets=snapshot_datasets(s, snap.id),
                 withdrawn=(
                     {"at": snap.tombstoned_at.isoformat(timespec="seconds"), "reason": snap.tombstone_reason or ""}
                     if snap.tombstoned_at is not None

@@ -99,6 +99,8 @@ def init(ctx: click.Context, as_json: bool) -> None:
     help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.",
 )
 @click.option("--source", "source_url", help="Where the weights came from (URL).")
+@click.option("--released", help="Release date of these weights (YYYY[-MM[-DD]]).")
+@click.option("--data", "data_manifest", type=click.Path(path_type=Path), help="Training-data manifest (YAML/JSON) to attach.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -112,6 +114,8 @@ def push(
     parents: tuple[str, ...],
     relations: tuple[str, ...],
     source_url: str | None,
+    released: str | None,
+    data_manifest: Path | None,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -122,6 +126,10 @@ def push(
         raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
     rels = relations * len(parents) if len(relations) == 1 else relations
     cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
+    # a bad training-data manifest must fail before a byte is archived
+    from modelarc.archive.provenance import attach_data, load_data_manifest
+
+    data_doc = load_data_manifest(data_manifest) if data_manifest else None
     provenance = Provenance(
         cutoff=cutoff_date,
         cutoff_precision=precision,
@@ -129,9 +137,12 @@ def push(
         description=description,
         source_url=source_url,
         parents=tuple(zip(parents, rels, strict=True)),
+        release_date=parse_cutoff(released)[0] if released else None,
     )
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
         result = archive.push(source, ref, provenance, progress=advance, on_total=set_total)
+    if data_doc is not None:
+        attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
     if as_json:
         emit_json(result)
         return
@@ -262,7 +273,11 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         f"{human_bytes(view.stored_bytes_added)} new bytes stored at push"
     )
     console.print(f"cutoff:       {view.cutoff or '-'}")
+    if view.release_date:
+        console.print(f"released:     {view.release_date}")
     console.print(f"license:      {view.license or '-'}")
+    for d in view.datasets:
+        console.print(f"dataset:      {d['role']} {d['name']} {d['version'] or ''}")
     if view.description:
         console.print(f"description:  {view.description}")
     if view.source_url:

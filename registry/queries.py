@@ -117,6 +117,7 @@ def record_snapshot(
         license=p.license,
         description=p.description,
         source_url=p.source_url,
+        release_date=p.release_date,
         pushed_by=new.pushed_by,
     )
     s.add(snap)

@@ -44,6 +44,7 @@ class Provenance:
     description: str | None = None
     source_url: str | None = None
     parents: tuple[tuple[str, str], ...] = ()  # (REF text, relation)
+    release_date: dt.date | None = None
 
 
 @dataclass(frozen=True)

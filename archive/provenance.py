@@ -1,0 +1,162 @@
+"""Training-data manifests: parse (YAML or JSON), validate against the shipped JSON Schema, attach to snapshots.
+
+Datasets are deduplicated by a content hash: the ``sha256`` the manifest gives (of the data files or of the
+dataset's own manifest) when present, otherwise the sha256 of the canonical JSON of the entry without ``role`` and
+``notes`` (the same dataset described the same way is one row, whatever it was used for). Attachments are
+append-only: attaching again adds an attachment, it never edits or removes one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from modelarc.archive.manifest import canonical_json
+from modelarc.archive.repository import Archive, parse_cutoff
+from modelarc.errors import UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
+from modelarc.registry.records import ObjectRecord
+
+
+class DataManifestError(UsageError):
+    """A training-data manifest that does not parse or does not match the schema; names the field."""
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("modelarc.archive").joinpath("schemas/training-data.schema.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class DataManifest:
+    document: dict[str, Any]
+    raw: bytes
+
+    @property
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self.document["datasets"])
+
+
+def load_data_manifest(path: str | Path) -> DataManifest:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DataManifestError(f"{p}: cannot read training-data manifest ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(raw.decode("utf-8"))  # YAML is a superset of JSON
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataManifestError(f"{p}: not valid YAML or JSON ({first})") from None
+    validate(doc, str(p))
+    return DataManifest(doc, raw)
+
+
+def validate(doc: Any, where: str) -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        field = (
+            "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path).lstrip(".")
+            or "(top)"
+        )
+        raise DataManifestError(f"{where}: {field}: {e.message}")
+    for i, ds in enumerate(doc["datasets"]):
+        for end in ("start", "end"):
+            value = ds.get("time_range", {}).get(end)
+            if value is not None:
+                try:
+                    parse_cutoff(value)
+                except UsageError:
+                    raise DataManifestError(
+                        f"{where}: datasets[{i}].time_range.{end}: {value!r} is not a valid date"
+                    ) from None
+
+
+def content_hash(entry: dict[str, Any]) -> str:
+    if entry.get("sha256"):
+        return str(entry["sha256"])
+    described = {k: v for k, v in entry.items() if k not in ("role", "notes")}
+    return hashlib.sha256(canonical_json(described)).hexdigest()
+
+
+def _date(value: str | None) -> dt.date | None:
+    return parse_cutoff(value)[0] if value else None
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    ref: str
+    snapshot: str
+    attachment: int
+    datasets: list[dict[str, Any]]  # name, version, role, content_hash, new
+
+
+def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> AttachResult:
+    ref, snap = archive.resolve(ref_text)
+    put = archive.store.put(manifest.raw)  # the document as given, kept with the archive for good
+    archive.store.sync()
+    report = []
+    with archive.catalog.session() as s:
+        q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
+        att = DataAttachment(snapshot_id=snap.id, object_id=put.id, actor=archive.settings.actor)
+        s.add(att)
+        s.flush()
+        q.add_snapshot_objects(s, s.merge(snap), [put.id])
+        for entry in manifest.datasets:
+            key = content_hash(entry)
+            row = s.query(Dataset).filter_by(content_hash=key).one_or_none()
+            created = row is None
+            if row is None:
+                span = entry.get("time_range", {})
+                row = Dataset(
+                    content_hash=key,
+                    name=entry["name"],
+                    version=entry.get("version") or entry.get("revision"),
+                    source_url=entry.get("source"),
+                    license=entry.get("license"),
+                    size_bytes=entry.get("size_bytes"),
+                    records=entry.get("records"),
+                    tokens=entry.get("tokens"),
+                    time_start=_date(span.get("start")),
+                    time_end=_date(span.get("end")),
+                    notes=entry.get("notes"),
+                )
+                s.add(row)
+                s.flush()
+            s.add(
+                SnapshotDataset(
+                    snapshot_id=snap.id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
+                )
+            )
+            report.append(
+                {
+                    "name": row.name,
+                    "version": row.version,
+                    "role": entry["role"],
+                    "content_hash": key,
+                    "new": created,
+                }
+            )
+        q.audit(
+            s,
+            archive.settings.actor,
+            "data.attach",
+            str(ref),
+            snapshot=snap.digest,
+            attachment=att.id,
+            datasets=[d["name"] for d in report],
+        )
+        return AttachResult(str(ref), snap.digest, att.id, report)

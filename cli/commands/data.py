@@ -1,0 +1,86 @@
+"""``modelarc data``: training-data manifests attached to snapshots, and the datasets they name."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from modelarc.archive.provenance import attach_data, load_data_manifest
+from modelarc.archive.repository import Archive
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json, human_bytes, human_count
+from modelarc.errors import NotFoundError
+from modelarc.registry.datasets import dataset_detail, list_datasets
+
+
+@click.group(name="data")
+def data() -> None:
+    """Training-data manifests (docs/PROVENANCE.md) and datasets."""
+
+
+@data.command(name="attach")
+@click.argument("ref")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@json_option
+@with_archive
+def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
+    """Attach the training-data MANIFEST (YAML or JSON) to REF; attachments are append-only."""
+    result = attach_data(archive, ref, load_data_manifest(manifest))
+    if as_json:
+        emit_json(dataclasses.asdict(result))
+        return
+    console.print(f"attached {len(result.datasets)} datasets to {result.ref} ({result.snapshot[:19]})")
+    for d in result.datasets:
+        console.print(
+            f"  {d['role']:<11} {d['name']} {d['version'] or ''}{'' if d['new'] else '  (already known)'}"
+        )
+
+
+@data.command(name="ls")
+@json_option
+@with_archive
+def data_ls(archive: Archive, as_json: bool) -> None:
+    """Every dataset known to the archive and how many snapshots used it."""
+    with archive.catalog.session() as s:
+        rows = list_datasets(s)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("no datasets recorded")
+    for r in rows:
+        span = r["time_range"]
+        console.print(
+            f"{r['name']:<24} {r['version'] or '-':<10} {human_bytes(r['size_bytes']):>9} "
+            f"{human_count(r['tokens']):>7} tokens  {span['start'] or '?'}..{span['end'] or '?'}  "
+            f"used by {r['snapshots']} snapshots"
+        )
+
+
+@data.command(name="show")
+@click.argument("name")
+@json_option
+@with_archive
+def data_show(archive: Archive, name: str, as_json: bool) -> None:
+    """One dataset (all versions) and the snapshots trained or evaluated on it."""
+    with archive.catalog.session() as s:
+        versions = dataset_detail(s, name)
+    if not versions:
+        raise NotFoundError(f"no dataset named {name!r} (see `modelarc data ls`)")
+    if as_json:
+        emit_json(versions)
+        return
+    for v in versions:
+        console.print(f"[bold]{v['name']}[/bold] {v['version'] or ''}  sha256 {v['content_hash']}")
+        for key in ("source", "license", "size_bytes", "records", "tokens", "notes"):
+            if v[key] is not None:
+                console.print(f"  {key}: {v[key]}")
+        console.print(f"  time range: {v['time_range']['start'] or '?'} .. {v['time_range']['end'] or '?'}")
+        for u in v["used_by"]:
+            console.print(f"  {u['role']:<11} {u['model']}@{u['snapshot'][:19]}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(data)

@@ -1,0 +1,86 @@
+"""Training-data manifests: validated, attached append-only, datasets shared across snapshots, audited."""
+
+import json
+from pathlib import Path
+
+import pytest
+from modelfactory import tiny_tensors, write_model
+
+MANIFEST_YAML = """\
+version: 1
+datasets:
+  - name: the-pile
+    version: "1.0"
+    source: https://example.org/pile
+    license: mixed
+    size_bytes: 825000000000
+    tokens: 300000000000
+    time_range: {start: "2010", end: "2020-06"}
+    sha256: %s
+    role: pretrain
+  - name: alpaca
+    revision: abc123
+    records: 52000
+    role: instruction
+    notes: synthetic instructions
+""" % ("ab" * 32)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_push_with_data_attaches_datasets(arc, tmp_path: Path) -> None:
+    manifest = _write(tmp_path, "data.yaml", MANIFEST_YAML)
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1", "--data", manifest, "--released", "2023-02-01")
+    shown = arc.json("show", "acme/tiny:v1")
+    assert [(d["name"], d["role"]) for d in shown["datasets"]] == [("the-pile", "pretrain"), ("alpaca", "instruction")]
+    assert shown["release_date"] == "2023-02-01"
+    pile = shown["datasets"][0]
+    assert pile["time_range"] == {"start": "2010-01-01", "end": "2020-06-01"} and pile["tokens"] == 300000000000
+    assert "dataset:      pretrain the-pile" in arc("show", "acme/tiny:v1").stdout
+
+
+def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_path: Path) -> None:
+    json_manifest = _write(tmp_path, "data.json", json.dumps({
+        "version": 1, "datasets": [{"name": "the-pile", "version": "1.0", "sha256": "ab" * 32, "role": "pretrain"}]}))
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/a:v1")
+    arc("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/b:v1")
+    first = arc.json("data", "attach", "acme/a:v1", json_manifest)
+    second = arc.json("data", "attach", "acme/b:v1", json_manifest)
+    assert first["datasets"][0]["new"] is True and second["datasets"][0]["new"] is False
+    rows = arc.json("data", "ls")
+    assert len(rows) == 1 and rows[0]["snapshots"] == 2
+    detail = arc.json("data", "show", "the-pile")
+    assert sorted(u["model"] for u in detail[0]["used_by"]) == ["acme/a", "acme/b"]
+    events = [e for e in arc.json("audit", "--action", "data.attach")]
+    assert len(events) == 2 and events[0]["details"]["datasets"] == ["the-pile"]
+    arc("data", "attach", "acme/a:v1", json_manifest)  # append-only: a second attachment is added, not merged
+    assert len(arc.json("audit", "--action", "data.attach")) == 3
+    assert "the-pile" in arc("data", "ls").stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("version: 1\ndatasets:\n  - name: x\n    role: pretrain\n    time_range: {start: '2023-13'}\n",
+     "datasets[0].time_range.start"),
+    ("version: 1\ndatasets:\n  - name: x\n    role: homework\n", "datasets[0].role"),
+    ("version: 1\ndatasets:\n  - role: pretrain\n", "'name' is a required property"),
+    ("version: 1\ndatasets:\n  - name: x\n    role: eval\n    size_bytes: -5\n", "datasets[0].size_bytes"),
+    ("version: 1\ndatasets: [ {name: x, role: eval\n", "not valid YAML"),
+    ("version: 2\ndatasets: [{name: x, role: eval}]\n", "version: 1 was expected"),
+])
+def test_invalid_manifests_are_refused_naming_the_field(arc, tmp_path: Path, text: str, message: str) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    bad = _write(tmp_path, "bad.yaml", text)
+    before = (arc.json("ls"), arc.json("stats"), arc.json("data", "ls"))
+    assert message in arc.fail("data", "attach", "acme/tiny:v1", bad).stderr
+    assert message in arc.fail("push", write_model(tmp_path / "m2", tiny_tensors(seed=5)), "acme/other:v1", "--data", bad).stderr
+    assert (arc.json("ls"), arc.json("stats"), arc.json("data", "ls")) == before
+
+
+def test_unknown_dataset_and_missing_file(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    assert "no dataset named" in arc.fail("data", "show", "nope").stderr
+    assert "cannot read" in arc.fail("data", "attach", "acme/tiny:v1", tmp_path / "missing.yaml").stderr
