@@ -57,6 +57,7 @@ class Snapshot(Base):
         Index("ix_snapshots_created_at", "created_at"),
         Index("ix_snapshots_parameter_count", "parameter_count"),
         Index("ix_snapshots_license", "license"),
+        Index("ix_snapshots_timeline", "cutoff", "release_date", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -121,6 +122,7 @@ class Tag(Base):
 
 class TagHistory(Base):
     __tablename__ = "tag_history"
+    __table_args__ = (Index("ix_tag_history_model_tag", "model_id", "tag", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
