@@ -122,7 +122,10 @@ class Tag(Base):
 
 class TagHistory(Base):
     __tablename__ = "tag_history"
-    __table_args__ = (Index("ix_tag_history_model_tag", "model_id", "tag", "id"),)
+    __table_args__ = (
+        Index("ix_tag_history_model_tag", "model_id", "tag", "id"),
+        Index("ix_tag_history_new_snapshot", "new_snapshot_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
