@@ -1,0 +1,284 @@
+"""Archived tensors straight into torch, on CUDA when present and on CPU otherwise.
+
+Nothing is written to disk for weights: each tensor's chunks are decoded from the store into memory. On CPU they are
+decoded directly into the tensor's own storage. On CUDA they are decoded into one reusable pinned host buffer and
+copied to the device asynchronously (the copy of one tensor overlaps the decoding of the next); the same function
+runs on CPU with ``device="cpu"``, which is how it is tested here. Only tokenizers are restored to a temporary
+folder, because the tokenizer classes read files by path; they are small.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
+from modelarc.archive.repository import Archive, SnapshotView, refuse_if_withdrawn
+from modelarc.archive.restore import iter_chunk_bytes, restore_file
+from modelarc.errors import ModelarcError, NotFoundError, UsageError
+
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+DTYPE_NAMES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "spiece.model",
+    "config.json",
+    "generation_config.json",
+)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` is the first CUDA device when one is usable, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} asked for, but CUDA is not available here")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPE_NAMES[dtype]
+    except KeyError:
+        raise UsageError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPE_NAMES)}") from None
+
+
+class _Decoder:
+    """Decodes tensor parts into host memory with read-ahead on a small pool."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
+
+    def into(self, part: Part, target: np.ndarray) -> None:
+        """Decode ``part`` into the flat uint8 array ``target`` (len == part.length)."""
+        pos = 0
+        for data in iter_chunk_bytes(self.archive.store, part.chunks, self.pool):
+            target[pos : pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            pos += len(data)
+        if pos != part.length:
+            raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def _torch_dtype(part: Part) -> torch.dtype:
+    try:
+        return TORCH_DTYPES[part.dtype or ""]
+    except KeyError:
+        raise UsageError(f"tensor {part.name}: dtype {part.dtype} cannot be loaded into torch") from None
+
+
+def _host_tensor(decoder: _Decoder, part: Part, staging: torch.Tensor | None) -> torch.Tensor:
+    dtype = _torch_dtype(part)
+    shape = tuple(part.shape or ())
+    if staging is None:  # CPU: decode straight into the tensor's storage
+        out = torch.empty(shape, dtype=dtype)
+        decoder.into(part, out.view(-1).view(torch.uint8).numpy() if out.numel() else np.empty(0, np.uint8))
+        return out
+    view = staging[: part.length]
+    decoder.into(part, view.numpy())
+    return view.view(dtype).view(shape) if part.length else torch.empty(shape, dtype=dtype)
+
+
+def iter_tensors(
+    archive: Archive, manifest: SnapshotManifest, device: torch.device, dtype: torch.dtype | None
+) -> Iterator[tuple[str, torch.Tensor]]:
+    parts = [p for _f, p in manifest.tensors()]
+    decoder = _Decoder(archive)
+    staging = None
+    if device.type == "cuda" and parts:
+        staging = torch.empty(max(p.length for p in parts), dtype=torch.uint8, pin_memory=True)
+    try:
+        for part in parts:
+            host = _host_tensor(decoder, part, staging)
+            if dtype is not None and host.is_floating_point():
+                host = host.to(dtype)
+            if staging is None:
+                yield part.name or "", host.to(device) if device.type != "cpu" else host
+            else:
+                moved = host.to(device, non_blocking=True)
+                torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+                yield part.name or "", moved
+    finally:
+        decoder.close()
+
+
+def load_state_dict(
+    archive: Archive, ref: str, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Every tensor of the snapshot, by name, on ``device`` (floating tensors cast to ``dtype`` if given)."""
+    _r, snap = archive.resolve(ref)
+    refuse_if_withdrawn(snap, ref)
+    return dict(iter_tensors(archive, archive.manifest(snap), resolve_device(device), resolve_dtype(dtype)))
+
+
+def _file(manifest: SnapshotManifest, path: str) -> FileEntry | None:
+    return next((f for f in manifest.files if f.path == path), None)
+
+
+def read_small_file(archive: Archive, manifest: SnapshotManifest, path: str) -> bytes | None:
+    entry = _file(manifest, path)
+    if entry is None:
+        return None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return b"".join(
+            bytes(d) for p in entry.parts for d in iter_chunk_bytes(archive.store, p.chunks, pool)
+        )
+
+
+@dataclass
+class SnapshotHandle:
+    """An archived snapshot opened for study: metadata now, tensors on demand."""
+
+    archive: Archive
+    ref: str
+    info: SnapshotView
+    manifest: SnapshotManifest
+
+    @property
+    def id(self) -> str:
+        return self.info.snapshot
+
+    def tensor_names(self) -> list[str]:
+        return [p.name or "" for _f, p in self.manifest.tensors()]
+
+    def tensor(
+        self, name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+    ) -> torch.Tensor:
+        part = next((p for _f, p in self.manifest.tensors() if p.name == name), None)
+        if part is None:
+            raise NotFoundError(f"{self.ref} has no tensor {name!r}")
+        decoder = _Decoder(self.archive)
+        try:
+            host = _host_tensor(decoder, part, None)
+        finally:
+            decoder.close()
+        target = resolve_dtype(dtype)
+        if target is not None and host.is_floating_point():
+            host = host.to(target)
+        return host.to(resolve_device(device))
+
+    def config(self) -> dict[str, Any] | None:
+        raw = read_small_file(self.archive, self.manifest, "config.json")
+        return json.loads(raw) if raw else None
+
+
+def open_snapshot(archive: Archive, ref: str) -> SnapshotHandle:
+    _r, snap = archive.resolve(ref)
+    refuse_if_withdrawn(snap, ref)
+    return SnapshotHandle(archive, ref, archive.show(ref), archive.manifest(snap))
+
+
+def load_model(
+    archive: Archive,
+    ref: str,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Build the transformers model from the archived config.json, offline, and load the archived weights.
+
+    Only classes that ship with transformers are used (``trust_remote_code`` must stay False: archived code is not
+    run). Weight initialisation is skipped: every parameter comes from the archive, and a missing one is an error.
+    """
+    import transformers
+    from transformers.initialization import no_init_weights
+
+    if trust_remote_code:
+        raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
+    handle = open_snapshot(archive, ref)
+    config_doc = handle.config()
+    if config_doc is None:
+        raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
+    model_type = config_doc.get("model_type")
+    if not isinstance(model_type, str):
+        raise UsageError(f"{ref}: config.json has no model_type")
+    try:
+        config = transformers.AutoConfig.for_model(
+            model_type, **{k: v for k, v in config_doc.items() if k != "model_type"}
+        )
+    except (ValueError, KeyError) as exc:
+        raise UsageError(
+            f"{ref}: transformers cannot build a config for model_type {model_type!r} ({exc})"
+        ) from None
+    arch_names = config_doc.get("architectures") or []
+    cls = getattr(transformers, arch_names[0], None) if arch_names else None
+    if cls is None:
+        raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
+    target_device = resolve_device(device)
+    target_dtype = resolve_dtype(dtype)
+    with no_init_weights():
+        model = cls(config)
+    if target_dtype is not None:
+        model = model.to(target_dtype)
+    state = dict(iter_tensors(archive, handle.manifest, torch.device("cpu"), target_dtype))
+    result = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) | set(
+        getattr(model, "_tied_weights_keys", None) or []
+    )
+    missing = [k for k in result.missing_keys if k not in tied and not any(k.endswith(t) for t in tied)]
+    if missing:
+        raise ModelarcError(
+            f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {missing[0]}"
+        )
+    return model.to(target_device).eval()
+
+
+def load_tokenizer(archive: Archive, ref: str) -> Any:
+    from transformers import AutoTokenizer
+
+    handle = open_snapshot(archive, ref)
+    with tempfile.TemporaryDirectory(prefix="modelarc-tokenizer-") as tmp, ThreadPoolExecutor(2) as pool:
+        found = False
+        for entry in handle.manifest.files:
+            if entry.path in TOKENIZER_FILES:
+                restore_file(archive.store, entry, Path(tmp) / entry.path, pool, None)
+                found = found or entry.path != "config.json"
+        if not found:
+            raise NotFoundError(f"{ref} has no tokenizer files")
+        return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+
