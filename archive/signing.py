@@ -387,3 +387,8 @@ def _b64decode(text: str, what: str) -> bytes:
 def _expect(condition: bool, message: str) -> None:
     if not condition:
         raise SignatureError(message)
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding, for other signed records (run records) that use DSSE envelopes."""
+    return _pae(payload_type, payload)

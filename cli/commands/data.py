@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from modelarc.archive.provenance import attach_data, load_data_manifest
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
 from modelarc.cli.output import console, emit_json, human_bytes, human_count
@@ -27,6 +26,8 @@ def data() -> None:
 @with_archive
 def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
     """Attach the training-data MANIFEST (YAML or JSON) to REF; attachments are append-only."""
+    from modelarc.archive.provenance import attach_data, load_data_manifest  # jsonschema is slow to import
+
     result = attach_data(archive, ref, load_data_manifest(manifest))
     if as_json:
         emit_json(dataclasses.asdict(result))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from modelarc.archive.export import export_cyclonedx, export_model_card
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import with_archive
 from modelarc.cli.output import console
@@ -24,6 +23,8 @@ from modelarc.errors import DestinationError
 @with_archive
 def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: bool) -> None:
     """Export REF's provenance: CycloneDX 1.6 ML-BOM (validated) or a Hugging Face model card README."""
+    from modelarc.archive.export import export_cyclonedx, export_model_card  # heavy imports, only when used
+
     text = export_cyclonedx(archive, ref) if fmt == "cyclonedx" else export_model_card(archive, ref)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))

@@ -1,0 +1,215 @@
+"""Running archived models and keeping a signed record of exactly what was run and what came out.
+
+A record holds the snapshot id, prompt, generation parameters, output, library versions and hardware. Its canonical
+JSON is stored as an object, and signed with the archive's key in a DSSE envelope (payload type
+``application/vnd.modelarc.run+json``) so that a record can be checked long after the run: ``rerun`` refuses a
+record whose signature does not verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from modelarc import __version__
+from modelarc.archive import keys as keyring
+from modelarc.archive.manifest import canonical_json
+from modelarc.archive.repository import Archive
+from modelarc.archive.signing import pae
+from modelarc.archive.torch_loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+from modelarc.errors import NotFoundError, SignatureError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.models import RunRecord, SigningKey, Snapshot
+from modelarc.registry.records import ObjectRecord
+
+RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 32
+    seed: int = 0
+    temperature: float | None = None  # None: greedy
+    top_p: float | None = None
+    device: str = "auto"
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    text: str
+    snapshot: str
+    ref: str
+    prompt: str
+    params: dict[str, Any]
+    device: str
+    dtype: str
+    versions: dict[str, str]
+    hardware: dict[str, Any]
+    load_seconds: float
+    new_tokens: int
+    tokens_per_second: float
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    return {
+        "modelarc": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
+    if params.max_new_tokens < 1:
+        raise UsageError("--max-new-tokens must be at least 1")
+    device = resolve_device(params.device)
+    dtype = resolve_dtype(params.dtype)
+    _r, snap = archive.resolve(ref)
+    started = time.perf_counter()
+    model = load_model(archive, ref, device=device, dtype=dtype)
+    tokenizer = load_tokenizer(archive, ref)
+    load_seconds = time.perf_counter() - started
+    inputs = tokenizer(prompt, return_tensors="pt").to(device)
+    torch.manual_seed(params.seed)
+    kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
+    if params.temperature is not None or params.top_p is not None:
+        kwargs.update(do_sample=True, temperature=params.temperature or 1.0, top_p=params.top_p or 1.0)
+    else:
+        kwargs["do_sample"] = False
+    if tokenizer.pad_token_id is not None:
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+    elif tokenizer.eos_token_id is not None:
+        kwargs["pad_token_id"] = tokenizer.eos_token_id
+    t = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**inputs, **kwargs)
+    seconds = time.perf_counter() - t
+    new = out[0, inputs["input_ids"].shape[1] :]
+    return RunResult(
+        text=tokenizer.decode(new, skip_special_tokens=True),
+        snapshot=snap.digest,
+        ref=ref,
+        prompt=prompt,
+        params=asdict(params),
+        device=str(device),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        versions=_versions(),
+        hardware=_hardware(device),
+        load_seconds=load_seconds,
+        new_tokens=int(new.numel()),
+        tokens_per_second=float(new.numel()) / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _record_doc(result: RunResult) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "snapshot": result.snapshot,
+        "ref": result.ref,
+        "prompt": result.prompt,
+        "parameters": result.params,
+        "output": result.text,
+        "device": result.device,
+        "dtype": result.dtype,
+        "versions": result.versions,
+        "hardware": result.hardware,
+    }
+
+
+def record_run(archive: Archive, result: RunResult) -> int:
+    doc = _record_doc(result)
+    payload = canonical_json(doc)
+    key = archive._private_key()
+    signature = key.sign(pae(RUN_PAYLOAD_TYPE, payload), keyring.ecdsa_algorithm(key))
+    fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
+    envelope = json.dumps(
+        {
+            "payloadType": RUN_PAYLOAD_TYPE,
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": fingerprint, "sig": base64.b64encode(signature).decode()}],
+        }
+    )
+    put = archive.store.put(payload)
+    archive.store.sync()
+    with archive.catalog.session() as s:
+        snap = s.query(Snapshot).filter_by(digest=result.snapshot).first()
+        if snap is None:
+            raise NotFoundError(f"snapshot {result.snapshot} is not in the catalog")
+        q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
+        q.add_snapshot_objects(s, snap, [put.id])
+        row = RunRecord(
+            snapshot_id=snap.id,
+            actor=archive.settings.actor,
+            record=doc,
+            object_id=put.id,
+            signature=envelope,
+            key_fingerprint=fingerprint,
+        )
+        s.add(row)
+        s.flush()
+        q.audit(s, archive.settings.actor, "run.record", result.ref, run=row.id, snapshot=result.snapshot)
+        return row.id
+
+
+def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
+    with archive.catalog.session() as s:
+        query = s.query(RunRecord).order_by(RunRecord.id.desc())
+        if ref:
+            _r, snap = archive.resolve(ref)
+            query = query.filter(RunRecord.snapshot_id == snap.id)
+        return [
+            {
+                "id": r.id,
+                "created_at": r.created_at.isoformat(timespec="seconds"),
+                "actor": r.actor,
+                **r.record,
+            }
+            for r in query.limit(500)
+        ]
+
+
+def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
+    """The run record, after checking its signature against a trusted key and its stored copy."""
+    with archive.catalog.session() as s:
+        row = s.get(RunRecord, run_id)
+        if row is None:
+            raise NotFoundError(f"no run record {run_id} (see `modelarc runs`)")
+        key = s.query(SigningKey).filter_by(fingerprint=row.key_fingerprint, trusted=True).one_or_none()
+        envelope, pem = row.signature or "", key.public_pem.encode() if key else None
+    if pem is None:
+        raise SignatureError(f"run {run_id} is not signed by a trusted key")
+    try:
+        env = json.loads(envelope)
+        payload = base64.b64decode(env["payload"], validate=True)
+        signature = base64.b64decode(env["signatures"][0]["sig"], validate=True)
+        public = keyring.load_public_key_pem(pem)
+        public.verify(signature, pae(env["payloadType"], payload), keyring.ecdsa_algorithm(public))
+    except Exception as exc:  # noqa: BLE001 - any failure here means the record cannot be trusted
+        raise SignatureError(f"run {run_id}: signature does not verify ({type(exc).__name__})") from None
+    return json.loads(payload)  # type: ignore[no-any-return]
+
+
+def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, bool]:
+    record = verified_record(archive, run_id)
+    params = GenerationParams(**record["parameters"])
+    ref = record["ref"].split(":")[0].split("@")[0] + "@" + record["snapshot"]
+    result = generate(archive, ref, record["prompt"], params)
+    return record, result, result.text == record["output"]

@@ -1,0 +1,109 @@
+"""``modelarc run``, ``runs``, ``rerun`` and ``lock``: study archived models reproducibly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from modelarc.archive.lockfile import make_lock
+from modelarc.archive.repository import Archive
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+
+
+@click.command(name="run")
+@click.argument("ref")
+@click.option("--prompt", required=True)
+@click.option("--max-new-tokens", type=click.IntRange(1, None), default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Default: as archived.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--temperature", type=float, help="Sample with this temperature (greedy without sampling options)."
+)
+@click.option("--top-p", type=float, help="Nucleus sampling.")
+@click.option("--record", is_flag=True, help="Store a signed run record (see `modelarc runs`).")
+@json_option
+@with_archive
+def run(
+    archive: Archive,
+    ref: str,
+    prompt: str,
+    max_new_tokens: int,
+    device: str,
+    dtype: str | None,
+    seed: int,
+    temperature: float | None,
+    top_p: float | None,
+    record: bool,
+    as_json: bool,
+) -> None:
+    """Load REF and generate a continuation of --prompt (greedy unless sampling options are given)."""
+    from modelarc.archive.run_records import GenerationParams, generate, record_run  # torch: only when needed
+
+    params = GenerationParams(max_new_tokens, seed, temperature, top_p, device, dtype)
+    result = generate(archive, ref, prompt, params)
+    run_id = record_run(archive, result) if record else None
+    if as_json:
+        emit_json({**dataclasses.asdict(result), "run_id": run_id})
+        return
+    click.echo(result.text)
+    if run_id is not None:
+        console.print(f"[dim]recorded as run {run_id}[/dim]")
+
+
+@click.command(name="runs")
+@click.argument("ref", required=False)
+@json_option
+@with_archive
+def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
+    """Recorded runs, newest first (of REF only, if given)."""
+    from modelarc.archive.run_records import list_runs
+
+    rows = list_runs(archive, ref)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        console.print(
+            f"{r['id']:>5}  {r['created_at']}  {r['ref']}  {r['snapshot'][:19]}  {r['prompt'][:40]!r} -> {r['output'][:40]!r}"
+        )
+
+
+@click.command(name="rerun")
+@click.argument("run_id", type=int)
+@json_option
+@with_archive
+def rerun_cmd(archive: Archive, run_id: int, as_json: bool) -> None:
+    """Re-execute a recorded run (after checking its signature) and say whether the output is identical."""
+    from modelarc.archive.run_records import rerun
+
+    recorded, result, identical = rerun(archive, run_id)
+    if as_json:
+        emit_json(
+            {
+                "run_id": run_id,
+                "identical": identical,
+                "recorded_output": recorded["output"],
+                "output": result.text,
+                "snapshot": result.snapshot,
+            }
+        )
+        return
+    console.print("IDENTICAL" if identical else "DIFFERENT")
+    if not identical:
+        console.print(f"recorded: {recorded['output']!r}\nnow:      {result.text!r}")
+
+
+@click.command(name="lock")
+@click.argument("refs", nargs=-1, required=True)
+@with_archive
+def lock(archive: Archive, refs: tuple[str, ...]) -> None:
+    """Print a lockfile pinning each REF to its snapshot id (modelarc lock REF... > modelarc.lock)."""
+    click.echo(make_lock(archive, list(refs)), nl=False)
+
+
+def register(group: click.Group) -> None:
+    for command in (run, runs, rerun_cmd, lock):
+        group.add_command(command)
