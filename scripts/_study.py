@@ -1,0 +1,67 @@
+"""Shared pieces of the research scripts: pick archived causal LMs, load them, write tables and plots."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: the scripts run headless on CPU machines and GPU servers alike
+
+from modelarc.archive.catalog_search import build_filters, search  # noqa: E402
+from modelarc.archive.repository import Archive  # noqa: E402
+from modelarc.archive.torch_loading import load_model, load_tokenizer, resolve_device  # noqa: E402
+from modelarc.registry.snapshot_search import SnapshotSummary  # noqa: E402
+
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def causal_lms(
+    archive: Archive, cutoff_before: str | None = None, limit: int = 1000
+) -> list[SnapshotSummary]:
+    """Archived, non-withdrawn causal LMs ordered by training cutoff (unknown last)."""
+    rows = search(archive, build_filters(archive, cutoff_before=cutoff_before, limit=limit), order="cutoff")
+    out = []
+    for r in rows:
+        if r.withdrawn:
+            continue
+        arch = archive.show(f"{r.model}@{r.snapshot}").architecture.get("architectures", [])
+        if any(a.endswith(CAUSAL_SUFFIXES) for a in arch):
+            out.append(r)
+    return out
+
+
+def loaded(
+    archive: Archive, rows: list[SnapshotSummary], device: str, dtype: str | None
+) -> Iterator[tuple[SnapshotSummary, Any, Any]]:
+    target = resolve_device(device)
+    for r in rows:
+        ref = f"{r.model}@{r.snapshot}"
+        yield r, load_model(archive, ref, device=target, dtype=dtype), load_tokenizer(archive, ref)
+
+
+def label(r: SnapshotSummary) -> str:
+    return f"{r.model}:{','.join(r.tags) or r.snapshot[7:19]}"
+
+
+def write_tables(rows: list[dict[str, Any]], out: Path, stem: str) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
+    if not rows:
+        sys.exit("no archived causal LMs matched")
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        lines.append(
+            "| " + " | ".join(str(row[c]).replace("|", "\\|").replace("\n", " ") for c in cols) + " |"
+        )
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
