@@ -86,7 +86,7 @@ def init(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.argument("ref")
 @click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
@@ -106,7 +106,7 @@ def init(ctx: click.Context, as_json: bool) -> None:
 @with_archive
 def push(
     archive: Archive,
-    source: Path,
+    source: str,
     ref: str,
     cutoff: str | None,
     license_: str | None,
@@ -119,7 +119,7 @@ def push(
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Archive the folder or file SOURCE as REF (ns/name:tag)."""
+    """Archive the folder or file SOURCE (or hf://org/name[@revision] from a Hub endpoint) as REF (ns/name:tag)."""
     if relations and len(relations) not in (1, len(parents)):
         raise click.UsageError("give one --relation for all parents, or one per --parent")
     if parents and not relations:
@@ -139,8 +139,14 @@ def push(
         parents=tuple(zip(parents, rels, strict=True)),
         release_date=parse_cutoff(released)[0] if released else None,
     )
+    from modelarc.archive.hf_import import import_from_hub, parse_hub_source
+
+    hub = parse_hub_source(source)
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
-        result = archive.push(source, ref, provenance, progress=advance, on_total=set_total)
+        if hub is not None:
+            result, _details = import_from_hub(archive, hub, ref, provenance, progress=advance, on_total=set_total)
+        else:
+            result = archive.push(Path(source), ref, provenance, progress=advance, on_total=set_total)
     if data_doc is not None:
         attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
     if as_json:

@@ -1,0 +1,155 @@
+"""Importing a model from a Hugging Face Hub endpoint: ``modelarc push hf://org/name[@revision] REF``.
+
+Downloads with huggingface_hub (so ``HF_ENDPOINT``, the ``HF_HOME``/``HF_HUB_CACHE`` cache and ``HF_HUB_OFFLINE``
+are honoured; they are read at call time, not when huggingface_hub was first imported), then pushes the downloaded
+snapshot folder like any other. Provenance recorded: source URL (endpoint, repo, resolved commit), per-file etags
+(sha256 for LFS files, git blob id otherwise) in the audit event, and license, base_model and datasets from the
+model card. A base_model that is already archived (any tag; its newest snapshot) becomes a declared parent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from modelarc.archive.repository import Archive, PushResult
+from modelarc.errors import SourceError
+from modelarc.registry import queries as q
+from modelarc.registry.records import Provenance
+from modelarc.registry.refs import parse_ref
+
+_SOURCE = re.compile(r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[^\s]+))?$")
+HF_TO_RELATION = {"finetune": "finetune", "quantized": "quantized", "merge": "merge", "adapter": "adapter"}
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo: str
+    revision: str
+
+
+def parse_hub_source(text: str) -> HubSource | None:
+    if not text.startswith("hf://"):
+        return None
+    m = _SOURCE.match(text)
+    if m is None:
+        raise SourceError(f"invalid Hub source {text!r}: expected hf://org/name[@revision]")
+    return HubSource(m["repo"], m["rev"] or "main")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _cache_dir() -> str | None:
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def download(source: HubSource) -> tuple[Path, str, dict[str, str], str]:
+    """(local snapshot folder, commit sha, etags by path, endpoint) for the source."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import errors as hf_errors
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    where = f"{source.repo}@{source.revision} on {endpoint}"
+    etags: dict[str, str] = {}
+    try:
+        folder = Path(
+            snapshot_download(
+                source.repo,
+                revision=source.revision,
+                endpoint=endpoint,
+                cache_dir=_cache_dir(),
+                local_files_only=_offline(),
+            )
+        )
+        commit = folder.name
+        if not _offline():
+            info = HfApi(endpoint=endpoint).model_info(source.repo, revision=commit, files_metadata=True)
+            commit = info.sha or commit
+            for sib in info.siblings or []:
+                lfs = getattr(sib, "lfs", None)
+                etags[sib.rfilename] = (lfs.sha256 if lfs else None) or getattr(sib, "blob_id", None) or ""
+    except hf_errors.RepositoryNotFoundError:
+        raise SourceError(f"no repository {source.repo} on {endpoint}") from None
+    except hf_errors.RevisionNotFoundError:
+        raise SourceError(f"no revision {source.revision!r} in {source.repo} on {endpoint}") from None
+    except hf_errors.LocalEntryNotFoundError:
+        raise SourceError(
+            f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
+        ) from None
+    except (OSError, hf_errors.HfHubHTTPError) as exc:
+        raise SourceError(
+            f"{where}: download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
+    return folder, commit, etags, endpoint
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(readme).data.to_dict()
+    except Exception:  # noqa: BLE001 - a malformed card is not a reason to refuse the weights
+        return {}
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def import_from_hub(
+    archive: Archive,
+    source: HubSource,
+    ref_text: str,
+    provenance: Provenance,
+    *,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> tuple[PushResult, dict[str, Any]]:
+    parse_ref(ref_text)  # a bad REF fails before anything is downloaded
+    folder, commit, etags, endpoint = download(source)
+    card = _card(folder)
+    parents = list(provenance.parents)
+    unresolved = []
+    relation = HF_TO_RELATION.get(str(card.get("base_model_relation") or "finetune"), "finetune")
+    with archive.catalog.session() as s:
+        for base in _as_list(card.get("base_model")):
+            ns, _, name = base.partition("/")
+            model = q.find_model(s, ns, name) if name else None
+            snaps = q.list_snapshots(s, model) if model else []
+            if snaps:
+                parents.append((f"{base}@{snaps[0].digest}", relation))
+            else:
+                unresolved.append(base)
+    license_ = provenance.license or (str(card["license"]) if card.get("license") else None)
+    source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
+    prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
+    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total)
+    details = {
+        "repo": source.repo,
+        "revision": source.revision,
+        "commit": commit,
+        "endpoint": endpoint,
+        "etags": etags,
+        "base_model": _as_list(card.get("base_model")),
+        "base_model_unarchived": unresolved,
+        "datasets": _as_list(card.get("datasets")),
+        "license": card.get("license"),
+    }
+    with archive.catalog.session() as s:
+        q.audit(s, archive.settings.actor, "import", result.ref, snapshot=result.snapshot, **details)
+    return result, details
