@@ -39,8 +39,37 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
     return arch
 
 
+def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> dict[str, Any]:
+    arch_name = metadata.get("general.architecture")
+    arch: dict[str, Any] = {"format": "gguf", "gguf_quantization": sorted(set(quant_types))}
+    if isinstance(arch_name, str):
+        arch["model_type"] = arch_name
+        for field, key in (
+            ("context_length", "context_length"),
+            ("hidden_size", "embedding_length"),
+            ("num_layers", "block_count"),
+        ):
+            value = metadata.get(f"{arch_name}.{key}")
+            if isinstance(value, int):
+                arch[field] = value
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, list):
+        arch["vocab_size"] = len(tokens)
+    if isinstance(metadata.get("general.file_type"), int):
+        arch["gguf_file_type"] = metadata["general.file_type"]
+    return arch
+
+
 def read_architecture(files: list[tuple[str, Path]]) -> dict[str, Any]:
-    """Architecture from the top-level config.json, or {} when there is none or it is not JSON."""
+    """Architecture from the top-level config.json, else from the first GGUF file's metadata, else {}."""
+    if not any(rel == "config.json" for rel, _ in files):
+        for rel, path in files:
+            if rel.endswith(".gguf"):
+                from modelarc.archive.gguf_format import read_layout
+
+                with open(path, "rb") as fh:
+                    layout = read_layout(fh, str(path), path.stat().st_size)
+                return architecture_from_gguf(layout.metadata, [t.dtype for t in layout.tensors])
     for rel, path in files:
         if rel == "config.json":
             try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from modelarc.archive.gguf_format import read_layout as read_gguf_layout
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, check_relative_path
 from modelarc.archive.safetensors_format import parse_layout, read_header_length
 from modelarc.errors import SourceError, UsageError
@@ -170,6 +171,9 @@ def _ingest_file(rel: str, path: Path, writer: _ChunkWriter, progress: Progress 
         if rel.endswith(".safetensors"):
             parts = _safetensors_parts(rel, path, size, reader, writer)
             kind = "safetensors"
+        elif rel.endswith(".gguf"):
+            parts = _gguf_parts(path, size, reader, writer)
+            kind = "gguf"
         else:
             parts = [_part(reader, writer, "blob", 0, size, None)]
             kind = "blob"
@@ -210,6 +214,28 @@ def _safetensors_parts(
         part = _part(reader, writer, "tensor", t.begin, t.nbytes, t.dtype)
         part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
         parts.append(part)
+    return parts
+
+
+def _gguf_parts(path: Path, size: int, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+    """Header, then one part per tensor in file order, with alignment padding as "pad" parts between them.
+
+    One object per tensor chunk means a re-quantisation that keeps some tensors, or two files sharing tensors,
+    deduplicate. The header is parsed from a second handle first (it is small; the data is still read once).
+    """
+    with open(path, "rb") as head:
+        layout = read_gguf_layout(head, str(path), size)
+    parts = [_part(reader, writer, "header", 0, layout.data_start, None)]
+    cursor = layout.data_start
+    for t in layout.tensors:
+        if t.begin > cursor:
+            parts.append(_part(reader, writer, "pad", cursor, t.begin - cursor, None))
+        part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
+        part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
+        parts.append(part)
+        cursor = t.end
+    if size > cursor:
+        parts.append(_part(reader, writer, "pad", cursor, size - cursor, None))
     return parts
 
 

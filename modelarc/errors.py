@@ -107,3 +107,7 @@ class WithdrawnError(ModelarcError):
     """The snapshot was tombstoned: its provenance stays, its weights are no longer handed out."""
 
     exit_code = 10
+
+
+class GGUFFormatError(SourceError):
+    """A GGUF file is malformed; the message names the file and, where known, the key or tensor."""

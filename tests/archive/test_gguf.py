@@ -1,0 +1,99 @@
+"""GGUF files: parsed per tensor, deduplicated per tensor, restored byte-identically; lying headers refused."""
+
+import filecmp
+import struct
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from modelarc.archive.repository import Archive
+from modelarc.errors import GGUFFormatError
+
+
+def write_gguf(path: Path, tensors: dict[str, np.ndarray], arch: str = "llama") -> Path:
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(128)
+    w.add_embedding_length(16)
+    w.add_block_count(2)
+    w.add_token_list(["<s>", "</s>", "a", "b"])
+    for name, arr in tensors.items():
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "token_embd.weight": rng.standard_normal((4, 16)).astype(np.float32),
+        "blk.0.attn_q.weight": rng.standard_normal((16, 16)).astype(np.float32),
+        "blk.1.attn_q.weight": rng.standard_normal((16, 16)).astype(np.float16),
+        "output_norm.weight": np.ones(16, dtype=np.float32),
+    }
+
+
+@pytest.fixture
+def archive(tmp_path: Path, database_url: str, monkeypatch) -> Archive:
+    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
+    arc, _ = Archive.init(tmp_path / "home")
+    yield arc
+    arc.close()
+
+
+def test_gguf_round_trip_with_one_part_per_tensor(archive: Archive, tmp_path: Path) -> None:
+    src = tmp_path / "m"
+    src.mkdir()
+    write_gguf(src / "model.gguf", _tensors())
+    archive.push(src, "acme/gguf:v1")
+    archive.pull("acme/gguf:v1", tmp_path / "out")
+    assert filecmp.cmp(src / "model.gguf", tmp_path / "out" / "model.gguf", shallow=False)
+    _ref, snap = archive.resolve("acme/gguf:v1")
+    manifest = archive.manifest(snap)
+    [entry] = manifest.files
+    assert entry.kind == "gguf"
+    tensors = {p.name: p for p in entry.tensors()}
+    assert set(tensors) == set(_tensors())
+    assert tensors["blk.1.attn_q.weight"].dtype == "F16" and tensors["blk.0.attn_q.weight"].dtype == "F32"
+    view = archive.show("acme/gguf:v1")
+    assert view.architecture["model_type"] == "llama" and view.architecture["context_length"] == 128
+    assert view.architecture["vocab_size"] == 4 and view.architecture["gguf_quantization"] == ["F16", "F32"]
+    assert view.parameter_count == sum(a.size for a in _tensors().values())
+
+
+def test_requantised_variant_dedups_unchanged_tensors(archive: Archive, tmp_path: Path) -> None:
+    base = _tensors()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_gguf(tmp_path / "a" / "model.gguf", base)
+    variant = dict(base)
+    variant["blk.0.attn_q.weight"] = base["blk.0.attn_q.weight"].astype(np.float16)  # one tensor re-quantised
+    write_gguf(tmp_path / "b" / "model.gguf", variant)
+    archive.push(tmp_path / "a", "acme/gguf:f32")
+    second = archive.push(tmp_path / "b", "acme/gguf:mixed")
+    changed = variant["blk.0.attn_q.weight"].nbytes
+    assert second.stored_bytes_added <= changed + 4096  # the re-quantised tensor, the header and the manifest
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda b: b"XXXX" + b[4:], "bad magic"),
+    (lambda b: b[:4] + struct.pack("<I", 9) + b[8:], "unsupported GGUF version"),
+    (lambda b: b[:40], "past the end|truncated|cannot fit"),
+    (lambda b: b[:24] + struct.pack("<Q", 2**60) + b[32:], "past the end"),
+])
+def test_malformed_headers_are_refused(archive: Archive, tmp_path: Path, mangle, message: str) -> None:
+    src = tmp_path / "m"
+    src.mkdir()
+    good = write_gguf(tmp_path / "good.gguf", _tensors()).read_bytes()
+    (src / "model.gguf").write_bytes(mangle(good))
+    with pytest.raises(GGUFFormatError, match=message) as err:
+        archive.push(src, "acme/bad:v1")
+    assert "model.gguf" in str(err.value)
+    with archive.catalog.session() as s:
+        from modelarc.registry.models import Snapshot
+
+        assert s.query(Snapshot).count() == 0
