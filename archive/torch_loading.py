@@ -231,6 +231,9 @@ def load_model(
         raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
     handle = open_snapshot(archive, ref)
     config_doc = handle.config()
+    gguf_file = _gguf_file(handle.manifest)
+    if config_doc is None and gguf_file is not None:
+        return _load_gguf_model(archive, handle, gguf_file, resolve_device(device), resolve_dtype(dtype))
     if config_doc is None:
         raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
     model_type = config_doc.get("model_type")
@@ -268,10 +271,46 @@ def load_model(
     return model.to(target_device).eval()
 
 
+def _gguf_file(manifest: SnapshotManifest) -> FileEntry | None:
+    return next((f for f in manifest.files if f.kind == "gguf"), None)
+
+
+def _load_gguf_model(
+    archive: Archive,
+    handle: SnapshotHandle,
+    entry: FileEntry,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> Any:
+    """GGUF goes through transformers' own GGUF loader, which reads a file by path: the one file is restored to a
+    temporary folder (verified while written) and removed once loaded."""
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory(prefix="modelarc-gguf-") as tmp, ThreadPoolExecutor(2) as pool:
+        target = Path(tmp) / Path(entry.path).name
+        restore_file(archive.store, entry, target, pool, None)
+        kwargs: dict[str, Any] = {"gguf_file": target.name}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UsageError(
+                f"{handle.ref}: transformers cannot load this GGUF file ({str(exc)[:200]})"
+            ) from None
+    return model.to(device).eval()  # type: ignore[arg-type]  # transformers stubs misdescribe .to
+
+
 def load_tokenizer(archive: Archive, ref: str) -> Any:
     from transformers import AutoTokenizer
 
     handle = open_snapshot(archive, ref)
+    gguf_file = _gguf_file(handle.manifest)
+    if gguf_file is not None and not any(f.path in TOKENIZER_FILES[:-2] for f in handle.manifest.files):
+        with tempfile.TemporaryDirectory(prefix="modelarc-gguf-") as tmp, ThreadPoolExecutor(2) as pool:
+            target = Path(tmp) / Path(gguf_file.path).name
+            restore_file(archive.store, gguf_file, target, pool, None)
+            return AutoTokenizer.from_pretrained(tmp, gguf_file=target.name)
     with tempfile.TemporaryDirectory(prefix="modelarc-tokenizer-") as tmp, ThreadPoolExecutor(2) as pool:
         found = False
         for entry in handle.manifest.files:
@@ -281,4 +320,3 @@ def load_tokenizer(archive: Archive, ref: str) -> Any:
         if not found:
             raise NotFoundError(f"{ref} has no tokenizer files")
         return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
-

@@ -97,3 +97,58 @@ def test_malformed_headers_are_refused(archive: Archive, tmp_path: Path, mangle,
         from modelarc.registry.models import Snapshot
 
         assert s.query(Snapshot).count() == 0
+
+
+def _llama_gguf(path: Path) -> None:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=8, max_position_embeddings=64,
+                                   tie_word_embeddings=False)
+    sd = transformers.LlamaForCausalLM(cfg).state_dict()
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(32)
+    w.add_block_count(2)
+    w.add_feed_forward_length(64)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_dimension_count(8)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([f"t{i}" for i in range(8)])
+    w.add_token_scores([0.0] * 8)
+    w.add_token_types([1] * 8)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    for i in range(2):
+        for a, b in [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                     ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                     ("mlp.down_proj", "ffn_down"), ("input_layernorm", "attn_norm"),
+                     ("post_attention_layernorm", "ffn_norm")]:
+            names[f"model.layers.{i}.{a}.weight"] = f"blk.{i}.{b}.weight"
+    for k, v in sd.items():
+        w.add_tensor(names[k], v.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(archive: Archive, tmp_path: Path) -> None:
+    import torch
+    import transformers
+
+    from modelarc.archive.torch_loading import load_model
+
+    src = tmp_path / "g"
+    src.mkdir()
+    _llama_gguf(src / "tiny.gguf")
+    archive.push(src, "acme/tiny-gguf:v1")
+    ours = load_model(archive, "acme/tiny-gguf:v1", device="cpu")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file="tiny.gguf").eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(ours(ids).logits, theirs(ids).logits)
