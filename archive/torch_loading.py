@@ -124,13 +124,23 @@ def _host_tensor(decoder: _Decoder, part: Part, staging: torch.Tensor | None) ->
 
 
 def iter_tensors(
-    archive: Archive, manifest: SnapshotManifest, device: torch.device, dtype: torch.dtype | None
+    archive: Archive,
+    manifest: SnapshotManifest,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    *,
+    staged: bool | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) on ``device``. ``staged`` (default: when the device is CUDA) decodes every tensor through one
+    reusable host buffer, pinned when CUDA is present, and copies it to the device asynchronously; tests force it
+    on CPU so that the GPU path's code runs here too."""
     parts = [p for _f, p in manifest.tensors()]
     decoder = _Decoder(archive)
     staging = None
-    if device.type == "cuda" and parts:
-        staging = torch.empty(max(p.length for p in parts), dtype=torch.uint8, pin_memory=True)
+    if (device.type == "cuda" if staged is None else staged) and parts:
+        staging = torch.empty(
+            max(p.length for p in parts), dtype=torch.uint8, pin_memory=torch.cuda.is_available()
+        )
     try:
         for part in parts:
             host = _host_tensor(decoder, part, staging)
@@ -140,7 +150,10 @@ def iter_tensors(
                 yield part.name or "", host.to(device) if device.type != "cpu" else host
             else:
                 moved = host.to(device, non_blocking=True)
-                torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+                if device.type == "cuda":
+                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+                elif moved.untyped_storage().data_ptr() == staging.untyped_storage().data_ptr():
+                    moved = moved.clone()  # still a view of the staging buffer: copy before it is reused
                 yield part.name or "", moved
     finally:
         decoder.close()

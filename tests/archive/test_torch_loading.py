@@ -115,3 +115,21 @@ def test_bad_device_dtype_and_withdrawn_are_refused(archive: Archive, tmp_path: 
     withdraw(archive, ref, "bad weights")
     with pytest.raises(WithdrawnError):
         load_model(archive, ref, device="cpu")
+
+
+def test_the_staged_gpu_path_gives_the_same_tensors_on_cpu(archive: Archive, tmp_path: Path) -> None:
+    """The CUDA code path (one reusable staging buffer, async copy) forced on CPU: same tensors, none aliased."""
+    from modelarc.archive.torch_loading import iter_tensors
+
+    original = _llama()
+    ref = _push(archive, tmp_path, original, "llama")
+    _r, snap = archive.resolve(ref)
+    staged = dict(iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), None, staged=True))
+    direct = dict(iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), None, staged=False))
+    assert staged.keys() == direct.keys()
+    for k in direct:
+        assert torch.equal(staged[k], direct[k]), k
+    pointers = [t.untyped_storage().data_ptr() for t in staged.values() if t.numel()]
+    assert len(set(pointers)) == len(pointers)  # no tensor still points into the reused buffer
+    bf16 = dict(iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), torch.bfloat16, staged=True))
+    assert all(t.dtype == torch.bfloat16 for t in bf16.values() if t.is_floating_point())
