@@ -118,9 +118,12 @@ def _llama_gguf(path: Path) -> None:
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_dimension_count(8)
     w.add_tokenizer_model("llama")
-    w.add_token_list([f"t{i}" for i in range(8)])
-    w.add_token_scores([0.0] * 8)
-    w.add_token_types([1] * 8)
+    w.add_token_list(["<unk>", "<s>", "</s>", "\u2581hello", "\u2581world", "\u2581foo", "\u2581bar", "\u2581baz"])
+    w.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
+    w.add_token_types([2, 3, 3, 1, 1, 1, 1, 1])
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     for i in range(2):
@@ -152,3 +155,24 @@ def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(archive:
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert torch.equal(ours(ids).logits, theirs(ids).logits)
+
+
+def test_run_on_a_gguf_snapshot_equals_generate_on_the_file(archive: Archive, tmp_path: Path) -> None:
+    import torch
+    import transformers
+
+    from modelarc.archive.run_records import GenerationParams, generate
+
+    src = tmp_path / "g"
+    src.mkdir()
+    _llama_gguf(src / "tiny.gguf")
+    archive.push(src, "acme/tiny-gguf:v1")
+    result = generate(archive, "acme/tiny-gguf:v1", "hello world foo", GenerationParams(max_new_tokens=4, device="cpu"))
+    tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file="tiny.gguf")
+    model = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file="tiny.gguf").eval()
+    ids = tok("hello world foo", return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=4, do_sample=False,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    assert result.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert result.new_tokens == out.shape[1] - ids.shape[1]
