@@ -41,6 +41,7 @@ from modelarc.registry.db import Catalog
 from modelarc.registry.models import Signature, SigningKey, Snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, check_tag, parse_ref
+from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.lock import store_lock
 
@@ -144,10 +145,7 @@ def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
 
 
 def format_cutoff(snap: Snapshot) -> str | None:
-    if snap.cutoff is None:
-        return None
-    text = snap.cutoff.isoformat()
-    return {"year": text[:4], "month": text[:7]}.get(snap.cutoff_precision or "day", text)
+    return format_cutoff_value(snap.cutoff, snap.cutoff_precision)
 
 
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
@@ -466,7 +464,7 @@ class Archive:
         with store_lock(self.settings.store_path, exclusive=False):
             restore(self.store, manifest, dest, force=force, progress=progress)
         if sig_target is not None:
-            _write_atomic(sig_target, bundle)
+            write_atomic(sig_target, bundle)
         return PullResult(
             ref=str(ref),
             snapshot=snap.digest,
@@ -504,7 +502,9 @@ class Archive:
                 if size != entry.size or sha.hexdigest() != entry.sha256:
                     raise IntegrityError(f"{label}: {entry.path} does not rebuild to its recorded sha256")
                 total += size
-        return VerifyReport(snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None)
+        return VerifyReport(
+            snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None
+        )
 
     def verify_all(
         self, progress: Progress | None = None
@@ -693,7 +693,10 @@ class Archive:
                 release_date=snap.release_date.isoformat() if snap.release_date else None,
                 datasets=snapshot_datasets(s, snap.id),
                 withdrawn=(
-                    {"at": snap.tombstoned_at.isoformat(timespec="seconds"), "reason": snap.tombstone_reason or ""}
+                    {
+                        "at": snap.tombstoned_at.isoformat(timespec="seconds"),
+                        "reason": snap.tombstone_reason or "",
+                    }
                     if snap.tombstoned_at is not None
                     else None
                 ),
@@ -727,7 +730,8 @@ class Archive:
                 yield f"{sn.model.full_name}@{sn.digest}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file beside the target, fsync, rename: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.modelarc-partial")
     with open(tmp, "wb") as fh:

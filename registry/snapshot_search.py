@@ -151,7 +151,7 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
                 parameters=snap.parameter_count,
                 logical_bytes=snap.logical_bytes,
                 model_type=snap.model_type,
-                cutoff=_format_cutoff(snap.cutoff, snap.cutoff_precision),
+                cutoff=format_cutoff_value(snap.cutoff, snap.cutoff_precision),
                 cutoff_precision=snap.cutoff_precision,
                 release_date=snap.release_date.isoformat() if snap.release_date else None,
                 license=snap.license,
@@ -162,7 +162,7 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
     return out
 
 
-def _format_cutoff(d: dt.date | None, precision: str | None) -> str | None:
+def format_cutoff_value(d: dt.date | None, precision: str | None) -> str | None:
     if d is None:
         return None
     text = d.isoformat()

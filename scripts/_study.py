@@ -65,3 +65,18 @@ def write_tables(rows: list[dict[str, Any]], out: Path, stem: str) -> tuple[Path
         )
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
+
+
+def plot_by_cutoff(labels: list[str], values: list[float], ylabel: str, title: str, path: Path) -> Path:
+    """One line over snapshots in cutoff order; ``labels`` are the x tick labels."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(range(len(values)), values, marker="o")
+    ax.set_xticks(range(len(values)), labels, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

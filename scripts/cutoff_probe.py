@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
-from _study import causal_lms, label, loaded, write_tables
+from _study import causal_lms, label, loaded, plot_by_cutoff, write_tables
 
 from modelarc.archive.repository import Archive
 
@@ -75,15 +74,15 @@ def main() -> None:
                 per_model.append(logprob)
             scores[f"{r.cutoff or 'unknown'}\n{label(r)}"] = sum(per_model) / len(per_model)
     csv_path, md_path = write_tables(rows, args.out, "cutoff_probe")
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(range(len(scores)), list(scores.values()), marker="o")
-    ax.set_xticks(range(len(scores)), list(scores), fontsize=7)
-    ax.set_ylabel("mean log-probability of the questions")
-    ax.set_title("Dated questions by training cutoff")
-    fig.tight_layout()
-    fig.savefig(args.out / "cutoff_probe.png", dpi=120)
+    plot = plot_by_cutoff(
+        list(scores),
+        list(scores.values()),
+        "mean log-probability of the questions",
+        "Dated questions by training cutoff",
+        args.out / "cutoff_probe.png",
+    )
     print(md_path.read_text(), end="")
-    print(f"wrote {csv_path}, {md_path}, {args.out / 'cutoff_probe.png'}")
+    print(f"wrote {csv_path}, {md_path}, {plot}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,8 @@ import argparse
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
-from _study import causal_lms, label, loaded, write_tables
+from _study import causal_lms, label, loaded, plot_by_cutoff, write_tables
 
 from modelarc.archive.repository import Archive
 
@@ -62,15 +61,15 @@ def main() -> None:
                 }
             )
     csv_path, md_path = write_tables(rows, args.out, "perplexity_over_time")
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.plot(range(len(rows)), [r["perplexity"] for r in rows], marker="o")
-    ax.set_xticks(range(len(rows)), [f"{r['cutoff']}\n{r['model']}" for r in rows], fontsize=7)
-    ax.set_ylabel("perplexity")
-    ax.set_title(f"Perplexity of {args.text_file.name} by training cutoff")
-    fig.tight_layout()
-    fig.savefig(args.out / "perplexity_over_time.png", dpi=120)
+    plot = plot_by_cutoff(
+        [f"{r['cutoff']}\n{r['model']}" for r in rows],
+        [r["perplexity"] for r in rows],
+        "perplexity",
+        f"Perplexity of {args.text_file.name} by training cutoff",
+        args.out / "perplexity_over_time.png",
+    )
     print(md_path.read_text(), end="")
-    print(f"wrote {csv_path}, {md_path}, {args.out / 'perplexity_over_time.png'}")
+    print(f"wrote {csv_path}, {md_path}, {plot}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from modelarc.archive.repository import Archive
+from modelarc.archive.repository import Archive, write_atomic
 from modelarc.cli.main import with_archive
 from modelarc.cli.output import console
 from modelarc.errors import DestinationError
@@ -31,12 +30,7 @@ def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: boo
         return
     if output.exists() and not force:
         raise DestinationError(f"{output} already exists; use --force to overwrite")
-    tmp = output.with_name(f".{output.name}.modelarc-partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, output)
+    write_atomic(output, text.encode("utf-8"))
     console.print(f"wrote {output}")
 
 
