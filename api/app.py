@@ -1,0 +1,67 @@
+"""The FastAPI app: a small JSON API under /v1 and the Hugging Face Hub-compatible read routes.
+
+The API layer only parses, calls the archive and formats; errors become problem+json in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from modelarc import __version__
+from modelarc.api.hub import hub_router
+from modelarc.archive.catalog_search import build_filters, search
+from modelarc.archive.repository import Archive
+from modelarc.errors import ModelarcError, NotFoundError, UsageError
+
+
+def create_app(get_archive: Callable[[], Archive]) -> FastAPI:
+    app = FastAPI(
+        title="modelarc", version=__version__, description="An archive for machine-learning models."
+    )
+
+    @app.exception_handler(ModelarcError)
+    def problem(request: Request, exc: ModelarcError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, UsageError) else 422
+        return JSONResponse(
+            {"type": "about:blank", "title": type(exc).__name__, "status": status, "detail": str(exc)},
+            status_code=status,
+            media_type="application/problem+json",
+        )
+
+    @app.get("/v1/snapshots")
+    def list_snapshots(
+        cutoff_before: str | None = None,
+        cutoff_after: str | None = None,
+        arch: str | None = None,
+        license: str | None = None,
+        trained_on: str | None = None,
+        limit: int = 100,
+    ) -> Any:
+        archive = get_archive()
+        filters = build_filters(
+            archive,
+            cutoff_before=cutoff_before,
+            cutoff_after=cutoff_after,
+            arch=arch,
+            license=license,
+            trained_on=trained_on,
+            limit=max(1, min(limit, 1000)),
+        )
+        return [dataclasses.asdict(r) for r in search(archive, filters)]
+
+    @app.get("/v1/snapshots/{ns}/{name}/{rev}")
+    def show_snapshot(ns: str, name: str, rev: str) -> Any:
+        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
+        return dataclasses.asdict(get_archive().show(ref))
+
+    @app.get("/v1/stats")
+    def stats() -> Any:
+        return get_archive().stats()
+
+    app.include_router(hub_router(get_archive))
+    return app

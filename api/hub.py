@@ -1,0 +1,190 @@
+"""Hugging Face Hub-compatible read routes, so unmodified huggingface_hub and transformers can load archived models.
+
+With ``HF_ENDPOINT=http://127.0.0.1:8470``: ``GET /api/models/{ns}/{name}[/revision/{rev}]`` (id, sha, siblings),
+``GET /api/models/{ns}/{name}/tree/{rev}[/{path}]``, and ``HEAD``/``GET /{ns}/{name}/resolve/{rev}/{path}`` with
+``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``/``X-Linked-Size`` for weight files, ``Content-Length`` and ``Range``.
+A revision is a tag, ``main`` (the ``main`` tag, else ``latest``), a snapshot id or prefix, or the 40-hex commit id
+derived from a snapshot id (its first 40 hex digits). Files stream from the store, verified chunk by chunk; no Xet.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.repository import Archive
+from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.errors import ModelarcError, NotFoundError, WithdrawnError
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def commit_id(snapshot: str) -> str:
+    """A stable 40-hex "commit" for a snapshot id, as git-style clients expect."""
+    return snapshot.removeprefix("sha256:")[:40]
+
+
+def _not_found(code: str, message: str, commit: str | None = None) -> Response:
+    headers = {"X-Error-Code": code}
+    if commit:
+        headers["X-Repo-Commit"] = commit
+    return JSONResponse({"error": message}, status_code=404, headers=headers)
+
+
+class HubView:
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+
+    def resolve(self, repo: str, revision: str) -> tuple[str, SnapshotManifest] | Response:
+        ns, _, name = repo.partition("/")
+        try:
+            self.archive.resolve(f"{ns}/{name}:latest")
+        except NotFoundError as exc:
+            if "no model" in str(exc):
+                return _not_found("RepoNotFound", f"repository {repo} not found")
+        except ModelarcError:
+            return _not_found("RepoNotFound", f"repository {repo} not found")
+        candidates = []
+        if _COMMIT.match(revision) or revision.startswith("sha256:"):
+            candidates.append(f"{ns}/{name}@sha256:{revision.removeprefix('sha256:')}")
+        candidates += [f"{ns}/{name}:{revision}"] + ([f"{ns}/{name}:latest"] if revision == "main" else [])
+        for ref in candidates:
+            try:
+                _r, snap = self.archive.resolve(ref)
+            except ModelarcError:
+                continue
+            if snap.tombstoned_at is not None:
+                return JSONResponse(
+                    {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"}, status_code=451
+                )
+            return snap.digest, self.archive.manifest(snap)
+        return _not_found("RevisionNotFound", f"revision {revision!r} not found in {repo}")
+
+    @staticmethod
+    def entry_json(f: FileEntry) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "file", "path": f.path, "size": f.size, "oid": f.sha256[:40]}
+        if f.path.endswith(LFS_SUFFIXES):
+            out["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+        return out
+
+    def info(self, repo: str, revision: str) -> Response:
+        found = self.resolve(repo, revision)
+        if isinstance(found, Response):
+            return found
+        digest, manifest = found
+        siblings = []
+        for f in manifest.files:
+            sib: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": f.sha256[:40]}
+            if f.path.endswith(LFS_SUFFIXES):
+                sib["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
+            siblings.append(sib)
+        return JSONResponse(
+            {
+                "id": repo,
+                "modelId": repo,
+                "sha": commit_id(digest),
+                "siblings": siblings,
+                "private": False,
+                "gated": False,
+                "disabled": False,
+                "tags": ["modelarc"],
+                "downloads": 0,
+                "likes": 0,
+                "modelarc_snapshot": digest,
+            }
+        )
+
+    def tree(self, repo: str, revision: str, path: str) -> Response:
+        found = self.resolve(repo, revision)
+        if isinstance(found, Response):
+            return found
+        _digest, manifest = found
+        prefix = path.strip("/")
+        files = [
+            f for f in manifest.files if not prefix or f.path == prefix or f.path.startswith(prefix + "/")
+        ]
+        return JSONResponse([self.entry_json(f) for f in files])
+
+    def resolve_file(self, request: Request, repo: str, revision: str, path: str) -> Response:
+        found = self.resolve(repo, revision)
+        if isinstance(found, Response):
+            return found
+        digest, manifest = found
+        commit = commit_id(digest)
+        entry = next((f for f in manifest.files if f.path == path), None)
+        if entry is None:
+            return _not_found("EntryNotFound", f"{path} not found in {repo}@{revision}", commit)
+        headers = {
+            "X-Repo-Commit": commit,
+            "ETag": f'"{entry.sha256}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
+        if entry.path.endswith(LFS_SUFFIXES):
+            headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
+        start, end = 0, entry.size
+        status = 200
+        wanted = request.headers.get("range")
+        if wanted:
+            m = _RANGE.match(wanted.strip())
+            if m is None or (not m[1] and not m[2]):
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+            if m[1]:
+                start, end = int(m[1]), min(int(m[2]) + 1, entry.size) if m[2] else entry.size
+            else:
+                start, end = max(0, entry.size - int(m[2])), entry.size
+            if start >= end:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
+        headers["Content-Length"] = str(end - start)
+        if request.method == "HEAD":
+            return Response(status_code=status, headers=headers)
+        return StreamingResponse(self._stream(entry, start, end), status_code=status, headers=headers)
+
+    def _stream(self, entry: FileEntry, start: int, end: int) -> Iterator[bytes]:
+        pos = 0
+        chunks = []
+        for c in file_chunks(entry):  # only the chunks that overlap the range are read
+            if pos + c.length > start and pos < end:
+                chunks.append((pos, c))
+            pos += c.length
+        with ThreadPoolExecutor(2) as pool:
+            data_iter = iter_chunk_bytes(self.archive.store, [c for _p, c in chunks], pool)
+            for (offset, _c), data in zip(chunks, data_iter, strict=True):
+                lo, hi = max(start - offset, 0), min(end - offset, len(data))
+                yield bytes(data[lo:hi])
+
+
+def hub_router(get_archive: Any) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/models/{ns}/{name}")
+    def model_info(ns: str, name: str) -> Response:
+        return HubView(get_archive()).info(f"{ns}/{name}", "main")
+
+    @router.get("/api/models/{ns}/{name}/revision/{revision:path}")
+    def model_info_rev(ns: str, name: str, revision: str) -> Response:
+        return HubView(get_archive()).info(f"{ns}/{name}", revision)
+
+    @router.get("/api/models/{ns}/{name}/tree/{revision}")
+    @router.get("/api/models/{ns}/{name}/tree/{revision}/{path:path}")
+    def tree(ns: str, name: str, revision: str, path: str = "") -> Response:
+        return HubView(get_archive()).tree(f"{ns}/{name}", revision, path)
+
+    @router.api_route("/{ns}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+    def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+
+    return router
+
+
+__all__ = ["HubView", "WithdrawnError", "commit_id", "hub_router"]

@@ -1,0 +1,24 @@
+"""``modelarc serve``: the REST API and Hugging Face Hub-compatible routes over this archive."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8470, show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the archive: /v1 JSON API, OpenAPI at /docs, and Hub routes for HF_ENDPOINT=http://HOST:PORT."""
+    import uvicorn
+
+    from modelarc.api.app import create_app
+    from modelarc.archive.repository import Archive
+
+    archive = Archive.open(ctx.obj["home"])
+    uvicorn.run(create_app(lambda: archive), host=host, port=port, log_level="warning")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
