@@ -6,23 +6,42 @@ The API layer only parses, calls the archive and formats; errors become problem+
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from modelarc import __version__
 from modelarc.api.hub import hub_router
 from modelarc.archive.catalog_search import build_filters, search
 from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import allows, token_scope
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
 
+OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
 
-def create_app(get_archive: Callable[[], Archive]) -> FastAPI:
+
+def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = True) -> FastAPI:
+    """``anonymous_read=False`` requires a bearer token with at least the read scope on every data route."""
     app = FastAPI(
         title="modelarc", version=__version__, description="An archive for machine-learning models."
     )
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        scope = None
+        if header:
+            kind, _, token = header.partition(" ")
+            scope = token_scope(get_archive(), token.strip()) if kind.lower() == "bearer" else None
+            if scope is None:  # a wrong token is refused even when anonymous reads are allowed
+                return _unauthorized("invalid or revoked token")
+        if not anonymous_read and not allows(scope, "read"):
+            return _unauthorized("this archive requires a token with the read scope")
+        return await call_next(request)
 
     @app.exception_handler(ModelarcError)
     def problem(request: Request, exc: ModelarcError) -> JSONResponse:
@@ -65,3 +84,12 @@ def create_app(get_archive: Callable[[], Archive]) -> FastAPI:
 
     app.include_router(hub_router(get_archive))
     return app
+
+
+def _unauthorized(detail: str) -> Response:
+    return JSONResponse(
+        {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail},
+        status_code=401,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

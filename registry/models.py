@@ -286,3 +286,16 @@ class RunRecord(Base):
     object_id: Mapped[str | None] = mapped_column(String(64))  # the canonical record, kept in the store
     signature: Mapped[str | None] = mapped_column(Text)  # DSSE envelope JSON over the canonical record
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiToken(Base):
+    """A bearer token for the server; only its sha256 is stored, the token itself is shown once at creation."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(20))  # read | push | admin (each includes the ones before it)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -8,8 +8,14 @@ import click
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8470, show_default=True)
+@click.option(
+    "--anonymous-read/--no-anonymous-read",
+    default=True,
+    show_default=True,
+    help="Allow reads without a token (see `modelarc token create --scope read`).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
+def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool) -> None:
     """Serve the archive: /v1 JSON API, OpenAPI at /docs, and Hub routes for HF_ENDPOINT=http://HOST:PORT."""
     import uvicorn
 
@@ -17,7 +23,9 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     from modelarc.archive.repository import Archive
 
     archive = Archive.open(ctx.obj["home"])
-    uvicorn.run(create_app(lambda: archive), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(lambda: archive, anonymous_read=anonymous_read), host=host, port=port, log_level="warning"
+    )
 
 
 def register(group: click.Group) -> None:
