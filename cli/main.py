@@ -122,6 +122,8 @@ def push(
     """Archive the folder or file SOURCE (or hf://org/name[@revision] from a Hub endpoint) as REF (ns/name:tag)."""
     if relations and len(relations) not in (1, len(parents)):
         raise click.UsageError("give one --relation for all parents, or one per --parent")
+    if relations and not parents:
+        raise click.UsageError("--relation needs --parent REF")
     if parents and not relations:
         raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
     rels = relations * len(parents) if len(relations) == 1 else relations
