@@ -62,7 +62,9 @@ def postgresql_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"cannot reach the test PostgreSQL at {server!r} ({POSTGRES_URL_ENV}): {exc}", pytrace=False)
+        pytest.fail(
+            f"cannot reach the test PostgreSQL at {server!r} ({POSTGRES_URL_ENV}): {exc}", pytrace=False
+        )
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:

@@ -2,36 +2,69 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import click
 
 from modelarc.archive.repository import Archive, write_atomic
-from modelarc.cli.main import with_archive
-from modelarc.cli.output import console
-from modelarc.errors import DestinationError
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+from modelarc.errors import DestinationError, UsageError
+
+FORMATS = ("cyclonedx", "model-card")
 
 
 @click.command(name="export")
 @click.argument("ref")
-@click.option("--format", "fmt", type=click.Choice(["cyclonedx", "model-card"]), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    required=True,
+    help="cyclonedx (CycloneDX 1.6 ML-BOM, JSON) or model-card (Hugging Face README.md).",
+)
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of standard output."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@json_option
 @with_archive
-def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: bool) -> None:
-    """Export REF's provenance: CycloneDX 1.6 ML-BOM (validated) or a Hugging Face model card README."""
-    from modelarc.archive.export import export_cyclonedx, export_model_card  # heavy imports, only when used
+def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: bool, as_json: bool) -> None:
+    """Export REF's provenance: a CycloneDX 1.6 ML-BOM (validated) or a Hugging Face model card README.
 
-    text = export_cyclonedx(archive, ref) if fmt == "cyclonedx" else export_model_card(archive, ref)
-    if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    if output.exists() and not force:
-        raise DestinationError(f"{output} already exists; use --force to overwrite")
-    write_atomic(output, text.encode("utf-8"))
-    console.print(f"wrote {output}")
+    With --json, prints {format, path, bytes, sha256} and, without -o, the document itself under "document".
+    """
+    # checked here rather than by click.Choice so a bad value is one `error:` line like every other failure
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if output is not None:
+        if output.is_dir():
+            raise DestinationError(f"{output} is a directory; give a file name")
+        if output.exists() and not force:
+            raise DestinationError(f"{output} already exists; use --force to overwrite")
+    # cyclonedx and huggingface_hub are slow to import: only when an export is asked for
+    from modelarc.archive.export import EXPORTERS
+
+    text = EXPORTERS[fmt](archive, ref)
+    data = text.encode("utf-8")
+    if output is not None:
+        write_atomic(output, data)
+    if as_json:
+        summary = {
+            "format": fmt,
+            "path": str(output) if output else None,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        if output is None:
+            summary["document"] = json.loads(text) if fmt == "cyclonedx" else text
+        emit_json(summary)
+    elif output is None:
+        click.echo(text, nl=False)
+    else:
+        console.print(f"wrote {output} ({len(data)} bytes, {fmt})")
 
 
 def register(group: click.Group) -> None:
