@@ -14,10 +14,11 @@ from fastapi.responses import JSONResponse, Response
 
 from modelarc import __version__
 from modelarc.api.hub import hub_router
+from modelarc.api.transfer import transfer_router
 from modelarc.archive.catalog_search import build_filters, search
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows, token_scope
-from modelarc.errors import ModelarcError, NotFoundError, UsageError
+from modelarc.errors import ModelarcError, NotFoundError, PayloadTooLargeError, UsageError, WithdrawnError
 
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
 
@@ -41,11 +42,12 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
                 return _unauthorized("invalid or revoked token")
         if not anonymous_read and not allows(scope, "read"):
             return _unauthorized("this archive requires a token with the read scope")
+        request.state.token_scope = scope  # routes that write check it (push, admin)
         return await call_next(request)
 
     @app.exception_handler(ModelarcError)
     def problem(request: Request, exc: ModelarcError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, UsageError) else 422
+        status = status_for(exc)
         return JSONResponse(
             {"type": "about:blank", "title": type(exc).__name__, "status": status, "detail": str(exc)},
             status_code=status,
@@ -83,7 +85,21 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
         return get_archive().stats()
 
     app.include_router(hub_router(get_archive))
+    app.include_router(transfer_router(get_archive))
     return app
+
+
+def status_for(exc: ModelarcError) -> int:
+    """One HTTP status per kind of expected failure."""
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
+    if isinstance(exc, WithdrawnError):
+        return 410
+    if isinstance(exc, UsageError):
+        return 400
+    return 422  # integrity, signature, format: the request was understood and refused
 
 
 def _unauthorized(detail: str) -> Response:

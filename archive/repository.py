@@ -265,6 +265,9 @@ class Archive:
                 for k in s.query(SigningKey).order_by(SigningKey.id)
             ]
 
+    def trusted_pems(self) -> list[bytes]:
+        return self._trusted_pems()
+
     def _trusted_pems(self) -> list[bytes]:
         with self.catalog.session() as s:
             return [k.public_pem.encode() for k in s.query(SigningKey).filter_by(trusted=True)]
@@ -402,44 +405,28 @@ class Archive:
 
     def manifest(self, snap: Snapshot) -> SnapshotManifest:
         """The manifest from the store, verified against the snapshot id."""
-        oid = ObjectId(snap.digest)
+        return self.manifest_by_id(snap.digest)
+
+    def manifest_by_id(self, digest: str) -> SnapshotManifest:
+        oid = ObjectId(digest)
         try:
             data = self.store.get(oid)
         except (ObjectMissingError, ObjectCorruptError) as exc:
-            raise type(exc)(f"manifest of snapshot {snap.digest}: {exc}") from None
-        return SnapshotManifest.from_bytes(bytes(data), expected_id=snap.digest)
+            raise type(exc)(f"manifest of snapshot {digest}: {exc}") from None
+        return SnapshotManifest.from_bytes(bytes(data), expected_id=digest)
 
     def _verify_signature(self, snap: Snapshot, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
+        # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
+        bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
+        return check_bundles(bundles, manifest, snap.digest, self._trusted_pems())
+
+    def signature_object_ids(self, snap: Snapshot) -> list[str]:
         with self.catalog.session() as s:
-            bundle_ids = [
+            return [
                 sig.object_id
                 for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)
             ]
-        # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
-        bundles = [bytes(self.store.get(ObjectId(oid))) for oid in bundle_ids]
-        if not bundles:
-            raise SignatureError(f"snapshot {snap.digest} has no signature")
-        trusted = self._trusted_pems()
-        errors = []
-        for bundle in bundles:
-            try:
-                verified = verify_bundle(bundle, trusted)
-            except SignatureError as exc:
-                errors.append(str(exc))
-                continue
-            # files model_signing never hashes (.git*, the bundle itself) are covered by the snapshot id instead
-            expected = {f.path: f.sha256 for f in manifest.files if not verified.ignores(f.path)}
-            if verified.files != expected:
-                errors.append("signed file digests do not match the manifest")
-                continue
-            if verified.snapshot_id not in (None, snap.digest):
-                errors.append(f"signature is for snapshot {verified.snapshot_id}")
-                continue
-            return verified.key_fingerprint, bundle
-        raise SignatureError(
-            f"snapshot {snap.digest}: no valid signature from a trusted key ({'; '.join(errors)})"
-        )
 
     def pull(
         self,
@@ -728,6 +715,34 @@ class Archive:
         with self.catalog.session() as s:
             for sn in q.list_snapshots(s):
                 yield f"{sn.model.full_name}@{sn.digest}"
+
+
+def check_bundles(
+    bundles: list[bytes], manifest: SnapshotManifest, digest: str, trusted: list[bytes]
+) -> tuple[str, bytes]:
+    """The first bundle that verifies against a trusted key and signs exactly this manifest's files.
+
+    Returns (key fingerprint, bundle); raises ``SignatureError`` naming what was wrong with each bundle.
+    """
+    if not bundles:
+        raise SignatureError(f"snapshot {digest} has no signature")
+    errors = []
+    for bundle in bundles:
+        try:
+            verified = verify_bundle(bundle, trusted)
+        except SignatureError as exc:
+            errors.append(str(exc))
+            continue
+        # files model_signing never hashes (.git*, the bundle itself) are covered by the snapshot id instead
+        expected = {f.path: f.sha256 for f in manifest.files if not verified.ignores(f.path)}
+        if verified.files != expected:
+            errors.append("signed file digests do not match the manifest")
+            continue
+        if verified.snapshot_id not in (None, digest):
+            errors.append(f"signature is for snapshot {verified.snapshot_id}")
+            continue
+        return verified.key_fingerprint, bundle
+    raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -87,7 +87,17 @@ def init(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("source")
-@click.argument("ref")
+@click.argument("ref", required=False)
+@click.option(
+    "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel transfers with --remote.",
+)
 @click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
 @click.option("--description", help="Free-text description.")
@@ -100,14 +110,21 @@ def init(ctx: click.Context, as_json: bool) -> None:
 )
 @click.option("--source", "source_url", help="Where the weights came from (URL).")
 @click.option("--released", help="Release date of these weights (YYYY[-MM[-DD]]).")
-@click.option("--data", "data_manifest", type=click.Path(path_type=Path), help="Training-data manifest (YAML/JSON) to attach.")
+@click.option(
+    "--data",
+    "data_manifest",
+    type=click.Path(path_type=Path),
+    help="Training-data manifest (YAML/JSON) to attach.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
 def push(
     archive: Archive,
     source: str,
-    ref: str,
+    ref: str | None,
+    remote_name: str | None,
+    jobs: int,
     cutoff: str | None,
     license_: str | None,
     description: str | None,
@@ -119,7 +136,15 @@ def push(
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Archive the folder or file SOURCE (or hf://org/name[@revision] from a Hub endpoint) as REF (ns/name:tag)."""
+    """Archive the folder or file SOURCE (or hf://org/name[@revision] from a Hub endpoint) as REF (ns/name:tag).
+
+    With --remote NAME, also send it to that remote; `push REF --remote NAME` sends an already archived REF.
+    """
+    if ref is None:
+        if remote_name is None:
+            raise click.UsageError("missing REF: push SOURCE REF, or push REF --remote NAME")
+        _push_remote(archive, source, remote_name, jobs, progress, as_json)
+        return
     if relations and len(relations) not in (1, len(parents)):
         raise click.UsageError("give one --relation for all parents, or one per --parent")
     if relations and not parents:
@@ -146,11 +171,24 @@ def push(
     hub = parse_hub_source(source)
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
         if hub is not None:
-            result, _details = import_from_hub(archive, hub, ref, provenance, progress=advance, on_total=set_total)
+            result, _details = import_from_hub(
+                archive, hub, ref, provenance, progress=advance, on_total=set_total
+            )
         else:
             result = archive.push(Path(source), ref, provenance, progress=advance, on_total=set_total)
     if data_doc is not None:
         attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
+    if remote_name is not None:
+        _push_remote(
+            archive,
+            f"{result.ref.split(':')[0]}@{result.snapshot}",
+            remote_name,
+            jobs,
+            progress,
+            as_json,
+            tag=result.ref,
+        )
+        return
     if as_json:
         emit_json(result)
         return
@@ -163,9 +201,36 @@ def push(
     )
 
 
+def _push_remote(
+    archive: Archive,
+    ref: str,
+    remote_name: str,
+    jobs: int,
+    progress: bool,
+    as_json: bool,
+    tag: str | None = None,
+) -> None:
+    from modelarc.archive.remote import RemoteArchive, push_to_remote
+    from modelarc.archive.remote_config import get_remote
+    from modelarc.cli.commands.remote import emit_transfer
+
+    with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
+        with byte_progress(f"push {ref} -> {remote_name}", progress and not as_json) as (advance, set_total):
+            result = push_to_remote(archive, tag or ref, client, progress=advance, on_total=set_total)
+    emit_transfer(result, as_json, "pushed")
+
+
 @cli.command()
 @click.argument("ref")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path), required=False)
+@click.option("--remote", "remote_name", help="Fetch REF from this remote into the archive first.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel transfers with --remote.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
 @click.option(
     "--signature",
@@ -177,9 +242,40 @@ def push(
 @json_option
 @with_archive
 def pull(
-    archive: Archive, ref: str, dest: Path, force: bool, signature: Path | None, progress: bool, as_json: bool
+    archive: Archive,
+    ref: str,
+    dest: Path | None,
+    remote_name: str | None,
+    jobs: int,
+    force: bool,
+    signature: Path | None,
+    progress: bool,
+    as_json: bool,
 ) -> None:
-    """Rebuild the files of REF byte-identically into DEST, verifying every byte."""
+    """Rebuild the files of REF byte-identically into DEST, verifying every byte.
+
+    With --remote NAME, first copy REF from that remote into this archive (verified, signature checked against
+    keys this archive trusts); DEST is then optional.
+    """
+    if remote_name is not None:
+        from modelarc.archive.remote import RemoteArchive, fetch_from_remote
+        from modelarc.archive.remote_config import get_remote
+        from modelarc.cli.commands.remote import emit_transfer
+
+        with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
+            with byte_progress(f"fetch {ref} <- {remote_name}", progress and not as_json) as (
+                advance,
+                set_total,
+            ):
+                fetched = fetch_from_remote(archive, ref, client, progress=advance, on_total=set_total)
+        if dest is None:
+            emit_transfer(fetched, as_json, "fetched")
+            return
+        if not as_json:
+            emit_transfer(fetched, False, "fetched")
+        ref = f"{fetched.ref.split(':')[0]}@{fetched.snapshot}"
+    if dest is None:
+        raise click.UsageError("missing DEST (it may be left out only with --remote)")
     with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):
         result = archive.pull(
             ref, dest, force=force, signature_path=signature, progress=advance, on_total=set_total
@@ -208,7 +304,9 @@ def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--license", help="License id."),
         click.option("--descendant-of", help="Only descendants (through lineage) of this REF."),
         click.option("--as-of", help="Answer as the catalog stood at the end of this date."),
-        click.option("--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most."),
+        click.option(
+            "--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most."
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -230,7 +328,11 @@ def ls_(archive: Archive, as_json: bool, **options: Any) -> None:
         emit_json([dataclasses.asdict(r) for r in rows])
         return
     if not rows:
-        console.print("no snapshots match" if any(v for k, v in options.items() if k != "limit") else "the archive is empty")
+        console.print(
+            "no snapshots match"
+            if any(v for k, v in options.items() if k != "limit")
+            else "the archive is empty"
+        )
         return
     from rich.table import Table
 

@@ -111,3 +111,19 @@ class WithdrawnError(ModelarcError):
 
 class GGUFFormatError(SourceError):
     """A GGUF file is malformed; the message names the file and, where known, the key or tensor."""
+
+
+class RemoteError(ModelarcError):
+    """A remote archive could not be reached, or answered with an error."""
+
+    exit_code = 11
+
+
+class RemoteAuthError(RemoteError):
+    """The remote refused the request: no token, a wrong one, or one without the needed scope."""
+
+    exit_code = 12
+
+
+class PayloadTooLargeError(UsageError):
+    """An upload is bigger than it declared, or than any object may be."""

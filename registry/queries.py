@@ -75,15 +75,21 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     return tag.snapshot
 
 
+def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` the catalog already has rows for (queried in batches to stay under bind limits)."""
+    wanted = list(ids)
+    known: set[str] = set()
+    for i in range(0, len(wanted), 500):
+        known.update(s.scalars(select(StoredObject.id).where(StoredObject.id.in_(wanted[i : i + 500]))))
+    return known
+
+
 def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
     """Insert rows for objects not yet catalogued; call only after the objects are durable in the store."""
     todo = {o.id: o for o in objects}
     if not todo:
         return
-    known: set[str] = set()
-    ids = list(todo)
-    for i in range(0, len(ids), 500):
-        known.update(s.scalars(select(StoredObject.id).where(StoredObject.id.in_(ids[i : i + 500]))))
+    known = known_object_ids(s, todo)
     s.add_all(
         StoredObject(id=o.id, raw_size=o.raw_size, stored_size=o.stored_size, codec=o.codec)
         for oid, o in todo.items()

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from modelarc.errors import ObjectCorruptError, ObjectFormatError, ObjectMissingError
 from modelarc.storage.backend import Backend
@@ -71,6 +72,49 @@ class ObjectStore:
         blob = header + bytes(encoded.payload)
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
+
+    def put_stored(self, oid: ObjectId, blob: bytes | bytearray | memoryview) -> bool:
+        """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
+
+        This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
+        written, so a blob whose content is not ``oid`` never enters the store. Returns False if already stored.
+        """
+        self.decode_stored(oid, blob)
+        key = object_key(oid)
+        if self.backend.has(key):
+            return False
+        self.backend.put(key, blob)
+        return True
+
+    @staticmethod
+    def decode_stored(oid: ObjectId, blob: bytes | bytearray | memoryview) -> bytes | bytearray:
+        """The raw bytes of a stored blob, raising ``ObjectCorruptError`` unless they hash to ``oid``."""
+        name = f"object {oid}"
+        try:
+            header = unpack_header(blob, name)
+            codec = codec_by_id(header.codec_id, name)
+            raw = codec.decode(header.params, memoryview(blob)[header.size :], header.raw_length)
+        except ObjectFormatError as exc:
+            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != oid:
+            raise ObjectCorruptError(f"payload for object {oid} hashes to {actual}, not its id")
+        return raw
+
+    def open_stored(self, oid: ObjectId) -> tuple[BinaryIO, int]:
+        """A reader over the object as stored, and its size, for streaming it out without decoding."""
+        key = object_key(oid)
+        try:
+            return self.backend.open(key), self.backend.size(key)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+
+    def get_stored(self, oid: ObjectId) -> bytes:
+        """The object as stored (header + encoded payload), unverified: the receiver checks it."""
+        try:
+            return self.backend.get(object_key(oid))
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
 
     def has(self, oid: ObjectId) -> bool:
         return self.backend.has(object_key(oid))

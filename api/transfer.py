@@ -1,0 +1,160 @@
+"""The server side of remote push/pull (client: ``modelarc.archive.remote``; wire format: docs/FORMAT.md "Transfer").
+
+Reads (which objects are missing, object bytes, snapshot offers, trusted keys) follow the server's read policy;
+writes (object uploads, commits) need a token with the push scope: 401 without one, 403 with a weaker one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from modelarc.archive.keys import key_fingerprint
+from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import allows
+from modelarc.archive.transfer import (
+    MAX_OBJECT_BYTES,
+    MissingObjectsError,
+    SnapshotOffer,
+    commit_offer,
+    offer_for,
+    receive_object,
+)
+from modelarc.errors import PayloadTooLargeError
+from modelarc.storage import ObjectId
+
+MAX_MISSING_QUERY = 100_000
+STREAM_BLOCK = 1 << 20
+# a stored object is its decoded size plus a 16-byte header; no codec is allowed to grow data by more than this
+MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + (1 << 20)
+
+
+class MissingQuery(BaseModel):
+    ids: list[str]
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
+        status_code=status,
+        media_type="application/problem+json",
+        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
+    )
+
+
+def _refuse_unless_push(request: Request) -> Response | None:
+    scope = getattr(request.state, "token_scope", None)
+    if scope is None:
+        return _problem(401, "Unauthorized", "pushing needs a bearer token with the push scope")
+    if not allows(scope, "push"):
+        return _problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
+    return None
+
+
+def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
+    router = APIRouter(tags=["transfer"])
+
+    @router.post("/v1/objects/missing")
+    def missing(query: MissingQuery) -> Any:
+        """Which of these object ids this archive lacks: the first step of every push and pull."""
+        if len(query.ids) > MAX_MISSING_QUERY:
+            return _problem(413, "Payload Too Large", f"ask about at most {MAX_MISSING_QUERY} ids at once")
+        store = get_archive().store
+        return {"missing": [oid for oid in map(ObjectId, query.ids) if not store.has(oid)]}
+
+    @router.get("/v1/objects/{object_id}")
+    def download(object_id: str) -> Response:
+        """An object as stored (header + encoded payload); the receiver decodes and hashes it."""
+        fh, size = get_archive().store.open_stored(ObjectId(object_id))
+
+        def blocks() -> Iterator[bytes]:
+            with fh:
+                while block := fh.read(STREAM_BLOCK):
+                    yield block
+
+        return StreamingResponse(
+            blocks(),
+            media_type="application/octet-stream",
+            headers={
+                "Content-Length": str(size),
+                "ETag": f'"{object_id}"',
+                "Cache-Control": "public, max-age=31536000, immutable",
+            },
+        )
+
+    @router.put("/v1/objects/{object_id}", status_code=201)
+    async def upload(object_id: str, request: Request) -> Response:
+        """Store one object; refused unless its bytes decode to exactly ``object_id``. Idempotent."""
+        if (refused := _refuse_unless_push(request)) is not None:
+            return refused
+        oid = ObjectId(object_id)
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit():
+            return _problem(411, "Length Required", "uploads must declare their Content-Length")
+        if int(declared) > MAX_UPLOAD_BYTES:
+            return _problem(413, "Payload Too Large", f"an object may be at most {MAX_UPLOAD_BYTES} bytes")
+        body = bytearray()
+        async for block in request.stream():
+            body += block
+            if len(body) > int(declared):
+                raise PayloadTooLargeError(f"upload of {oid} is longer than its declared {declared} bytes")
+        if len(body) != int(declared):
+            return _problem(
+                400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes"
+            )
+        added = await run_in_threadpool(receive_object, get_archive(), oid, body)
+        return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
+
+    @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")
+    def offer(ns: str, name: str, rev: str) -> Any:
+        """What a puller needs besides the objects: signature bundle ids, provenance, lineage."""
+        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
+        snapshot_offer, _manifest = offer_for(get_archive(), ref)
+        return snapshot_offer.to_json()
+
+    @router.post("/v1/transfer/commit", status_code=201)
+    async def commit(request: Request) -> Response:
+        """Record a pushed snapshot and move its tag; 409 lists missing objects, 422 a signature problem."""
+        if (refused := _refuse_unless_push(request)) is not None:
+            return refused
+        try:
+            doc = await request.json()
+        except ValueError:
+            return _problem(400, "Bad Request", "the commit body is not JSON")
+        snapshot_offer = SnapshotOffer.from_json(doc)
+        archive = get_archive()
+        try:
+            result = await run_in_threadpool(
+                lambda: commit_offer(archive, snapshot_offer, actor=f"remote:{archive.settings.actor}")
+            )
+        except MissingObjectsError as exc:
+            return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
+        return JSONResponse(
+            {
+                "ref": result.ref,
+                "snapshot": result.snapshot,
+                "new_snapshot": result.new_snapshot,
+                "previous": result.previous,
+                "key_fingerprint": result.key_fingerprint,
+                "parents_missing": list(result.parents_missing),
+            },
+            status_code=201 if result.new_snapshot else 200,
+        )
+
+    @router.get("/v1/transfer/keys")
+    def keys() -> Any:
+        """The public keys this archive trusts, so a client can choose to trust the same signers."""
+        archive = get_archive()
+        pems = {k["fingerprint"]: k for k in archive.list_keys()}
+        return [
+            {**info, "public_pem": pem.decode()}
+            for pem in archive.trusted_pems()
+            if (info := pems.get(key_fingerprint(pem))) is not None
+        ]
+
+    return router

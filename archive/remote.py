@@ -1,0 +1,297 @@
+"""Push snapshots to, and pull them from, another archive over HTTP (the server side is ``modelarc serve``).
+
+The protocol (docs/FORMAT.md "Transfer") moves objects as they are stored - header plus encoded payload - so
+nothing is re-compressed on either side, and every receiver decodes and hashes each object before keeping it:
+
+1. the sender asks which of the snapshot's object ids the receiver lacks (``POST /v1/objects/missing``);
+2. only those move, ``--jobs`` at a time (``PUT``/``GET /v1/objects/{id}``), each durable on arrival, so a
+   broken transfer resumes by sending only what is still missing;
+3. a commit (``POST /v1/transfer/commit`` with a ``SnapshotOffer``) records the snapshot and moves the tag; it is
+   refused unless every object is present and a signature verifies against a key the receiver trusts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from modelarc import __version__
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.remote_config import Remote
+from modelarc.archive.repository import Archive
+from modelarc.archive.transfer import (
+    CommitResult,
+    MissingObjectsError,
+    SnapshotOffer,
+    commit_offer,
+    objects_of,
+    offer_for,
+    receive_object,
+)
+from modelarc.errors import (
+    IntegrityError,
+    NotFoundError,
+    RemoteAuthError,
+    RemoteError,
+    SignatureError,
+    WithdrawnError,
+)
+from modelarc.storage import ObjectId
+
+Progress = Callable[[int], None]
+MISSING_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    ref: str
+    snapshot: str
+    remote: str
+    objects: int  # objects the snapshot needs
+    objects_sent: int  # objects that actually moved (the rest were already there)
+    bytes_sent: int  # stored (encoded) bytes that moved
+    new_snapshot: bool
+    previous: str | None
+    key_fingerprint: str
+    parents_missing: tuple[str, ...]
+    seconds: float
+
+
+class RemoteArchive:
+    """An HTTP client for one remote; thread-safe, so ``jobs`` transfers share one connection pool."""
+
+    def __init__(self, remote: Remote, *, jobs: int = 4, timeout: float = 300.0) -> None:
+        self.remote = remote
+        self.jobs = max(1, jobs)
+        headers = {"User-Agent": f"modelarc/{__version__}"}
+        if remote.token:
+            headers["Authorization"] = f"Bearer {remote.token}"
+        self.http = httpx.Client(
+            base_url=remote.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=self.jobs + 2, max_keepalive_connections=self.jobs + 2),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> RemoteArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ wire
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(
+                f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
+            ) from None
+        if response.status_code < 400:
+            return response
+        detail = _detail(response)
+        where = f"remote {self.remote.name}"
+        if response.status_code in (401, 403):
+            raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
+        if response.status_code == 404:
+            raise NotFoundError(f"{where}: {detail}")
+        if response.status_code in (410, 451):
+            raise WithdrawnError(f"{where}: {detail}")
+        if response.status_code == 409:
+            body = response.json()
+            raise MissingObjectsError(body.get("snapshot", "?"), list(body.get("missing") or ["?"]))
+        if response.status_code == 422 and "signature" in detail.lower():
+            raise SignatureError(f"{where}: {detail}")
+        raise RemoteError(f"{where} answered {response.status_code} to {method} {path}: {detail}")
+
+    def missing(self, ids: Iterable[str]) -> list[ObjectId]:
+        wanted = list(ids)
+        out: list[ObjectId] = []
+        for i in range(0, len(wanted), MISSING_BATCH):
+            body = self._request(
+                "POST", "/v1/objects/missing", json={"ids": wanted[i : i + MISSING_BATCH]}
+            ).json()
+            out += [ObjectId(o) for o in body["missing"]]
+        return out
+
+    def upload(self, oid: ObjectId, blob: bytes) -> None:
+        self._request(
+            "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
+        )
+
+    def download(self, oid: ObjectId) -> bytes:
+        return self._request("GET", f"/v1/objects/{oid}").content
+
+    def offer(self, ref_text: str) -> SnapshotOffer:
+        ns_name, sep, rev = ref_text.partition("@") if "@" in ref_text else ref_text.partition(":")
+        rev = rev if sep else "latest"
+        body = self._request("GET", f"/v1/transfer/snapshots/{ns_name}/{rev}").json()
+        return SnapshotOffer.from_json(body)
+
+    def commit(self, offer: SnapshotOffer) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = self._request("GET", "/v1/transfer/keys").json()
+        return keys
+
+
+def push_to_remote(
+    archive: Archive,
+    ref_text: str,
+    client: RemoteArchive,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> TransferResult:
+    """Send a local snapshot and move its tag on the remote; sends only the objects the remote lacks."""
+    started = time.perf_counter()
+    offer, manifest = offer_for(archive, ref_text)
+    needed = objects_of(offer, manifest)
+    todo = client.missing(needed)
+    sizes = _raw_sizes(manifest)
+    if on_total:
+        on_total(sum(sizes.get(oid, 0) for oid in todo))
+    sent = 0
+
+    def send(oid: ObjectId) -> int:
+        blob = archive.store.get_stored(oid)
+        client.upload(oid, blob)
+        return len(blob)
+
+    for oid, size in _parallel(send, todo, client.jobs):
+        sent += size
+        if progress:
+            progress(sizes.get(oid, 0))
+    result = client.commit(offer)
+    return TransferResult(
+        ref=result["ref"],
+        snapshot=offer.snapshot,
+        remote=client.remote.name,
+        objects=len(needed),
+        objects_sent=len(todo),
+        bytes_sent=sent,
+        new_snapshot=result["new_snapshot"],
+        previous=result["previous"],
+        key_fingerprint=result["key_fingerprint"],
+        parents_missing=tuple(result["parents_missing"]),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def fetch_from_remote(
+    archive: Archive,
+    ref_text: str,
+    client: RemoteArchive,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> TransferResult:
+    """Copy a remote snapshot into this archive (objects, catalog rows, signature, tag); verified before recorded.
+
+    Every object is decoded and hashed on arrival; the commit then checks the signature against keys *this*
+    archive trusts, so a remote cannot hand out weights signed by someone the user never trusted.
+    """
+    started = time.perf_counter()
+    offer = client.offer(ref_text)
+    manifest_id = ObjectId(offer.snapshot)
+    received = 0
+    fetched = 0
+    if not archive.store.has(manifest_id):
+        blob = client.download(manifest_id)
+        receive_object(archive, manifest_id, blob)
+        received += len(blob)
+        fetched += 1
+    manifest = archive.manifest_by_id(offer.snapshot)
+    needed = objects_of(offer, manifest)
+    todo = [oid for oid in needed if not archive.store.has(oid)]
+    sizes = _raw_sizes(manifest)
+    if on_total:
+        on_total(sum(sizes.get(oid, 0) for oid in todo))
+
+    def fetch(oid: ObjectId) -> int:
+        blob = client.download(oid)
+        try:
+            receive_object(archive, oid, blob)
+        except IntegrityError as exc:
+            raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
+        return len(blob)
+
+    for oid, size in _parallel(fetch, todo, client.jobs):
+        received += size
+        if progress:
+            progress(sizes.get(oid, 0))
+    committed: CommitResult = commit_offer(archive, offer, actor=archive.settings.actor)
+    return TransferResult(
+        ref=committed.ref,
+        snapshot=offer.snapshot,
+        remote=client.remote.name,
+        objects=len(needed),
+        objects_sent=len(todo) + fetched,
+        bytes_sent=received,
+        new_snapshot=committed.new_snapshot,
+        previous=committed.previous,
+        key_fingerprint=committed.key_fingerprint,
+        parents_missing=committed.parents_missing,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def trust_remote_keys(archive: Archive, client: RemoteArchive) -> list[str]:
+    """Import the remote's own signing keys as trusted (trust on first use, at ``remote add``); their fingerprints."""
+    imported = []
+    for key in client.keys():
+        if key.get("local"):
+            imported.append(
+                archive.import_key(key["public_pem"].encode(), label=f"remote {client.remote.name}")
+            )
+    return imported
+
+
+def _raw_sizes(manifest: SnapshotManifest) -> dict[ObjectId, int]:
+    return {c.id: c.length for f in manifest.files for p in f.parts for c in p.chunks}
+
+
+def _parallel(
+    work: Callable[[ObjectId], int], ids: list[ObjectId], jobs: int
+) -> Iterator[tuple[ObjectId, int]]:
+    """Run ``work`` over ``ids`` with at most ``jobs`` in flight (bounded memory), yielding as each finishes in order.
+
+    The first failure stops new work and propagates once the in-flight transfers have ended; everything that
+    finished before it is durable on the receiver, which is what makes a re-run resume.
+    """
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="modelarc-transfer") as pool:
+        pending: list[tuple[ObjectId, Future[int]]] = []
+        it = iter(ids)
+        try:
+            for oid in it:
+                pending.append((oid, pool.submit(work, oid)))
+                if len(pending) >= jobs * 2:
+                    done_oid, fut = pending.pop(0)
+                    yield done_oid, fut.result()
+            while pending:
+                done_oid, fut = pending.pop(0)
+                yield done_oid, fut.result()
+        except BaseException:
+            for _oid, fut in pending:
+                fut.cancel()
+            raise
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("error") or body)
+    return str(body)

@@ -1,0 +1,87 @@
+"""Named remotes (``modelarc remote add origin URL``), kept in ``<home>/remotes.json``.
+
+The file holds bearer tokens, so it is written atomically with mode 0600. Format (version 1)::
+
+    {"format": 1, "remotes": {"origin": {"url": "http://host:8470", "token": "ma_..."}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from modelarc.errors import NotFoundError, UsageError
+
+REMOTES_FILE = "remotes.json"
+REMOTES_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Remote:
+    name: str
+    url: str
+    token: str | None = None
+
+
+def load_remotes(home: Path) -> dict[str, Remote]:
+    path = home / REMOTES_FILE
+    if not path.exists():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("format") != REMOTES_FORMAT:
+            raise UsageError(f"{path}: unknown format {doc.get('format')!r}")
+        return {
+            name: Remote(name, entry["url"], entry.get("token")) for name, entry in doc["remotes"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path} is unreadable ({exc}); fix or remove it") from None
+
+
+def get_remote(home: Path, name: str) -> Remote:
+    remotes = load_remotes(home)
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none yet"
+        raise NotFoundError(f"no remote named {name!r} (known: {known}); add one with `modelarc remote add`")
+    return remotes[name]
+
+
+def save_remote(home: Path, remote: Remote) -> None:
+    if not _NAME.match(remote.name):
+        raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
+    parts = urlsplit(remote.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port]")
+    remotes = load_remotes(home)
+    remotes[remote.name] = Remote(remote.name, remote.url.rstrip("/"), remote.token)
+    _write(home, remotes)
+
+
+def remove_remote(home: Path, name: str) -> None:
+    remotes = load_remotes(home)
+    if name not in remotes:
+        raise NotFoundError(f"no remote named {name!r}")
+    del remotes[name]
+    _write(home, remotes)
+
+
+def _write(home: Path, remotes: dict[str, Remote]) -> None:
+    doc = {
+        "format": REMOTES_FORMAT,
+        "remotes": {
+            r.name: {"url": r.url, **({"token": r.token} if r.token else {})} for r in remotes.values()
+        },
+    }
+    path = home / REMOTES_FILE
+    tmp = path.with_name(f".{REMOTES_FILE}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,92 @@
+"""``modelarc remote``: name other archives (``modelarc serve``) to push to and pull from."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from modelarc.archive.remote import RemoteArchive, trust_remote_keys
+from modelarc.archive.remote_config import Remote, load_remotes, remove_remote, save_remote
+from modelarc.archive.repository import Archive
+from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+
+
+@click.group(name="remote")
+def remote() -> None:
+    """Other archives to push to and pull from (`push --remote NAME`, `pull --remote NAME`)."""
+
+
+@remote.command(name="add")
+@click.argument("name")
+@click.argument("url")
+@click.option(
+    "--token",
+    help="Bearer token for this remote (push scope to push). Kept in <home>/remotes.json, mode 0600.",
+)
+@click.option(
+    "--trust-keys/--no-trust-keys",
+    default=True,
+    show_default=True,
+    help="Trust the remote's own signing keys now, so pulled snapshots verify (trust on first use).",
+)
+@json_option
+@with_archive
+def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bool, as_json: bool) -> None:
+    """Add (or update) remote NAME at URL, e.g. http://127.0.0.1:8470."""
+    entry = Remote(name, url, token)
+    trusted: list[str] = []
+    if trust_keys:  # contact it first: a typo in the URL should fail now, not at the first pull
+        with RemoteArchive(entry) as client:
+            trusted = trust_remote_keys(archive, client)
+    save_remote(archive.settings.home, entry)
+    if as_json:
+        emit_json({"name": name, "url": url.rstrip("/"), "token": bool(token), "trusted_keys": trusted})
+        return
+    console.print(f"remote {name} -> {url.rstrip('/')}")
+    for fp in trusted:
+        console.print(f"trusting its signing key {fp[:16]}… (undo: modelarc keys distrust {fp[:16]})")
+
+
+@remote.command(name="ls")
+@json_option
+@with_archive
+def ls(archive: Archive, as_json: bool) -> None:
+    """List remotes (tokens are never printed)."""
+    remotes = load_remotes(archive.settings.home)
+    rows = [{"name": r.name, "url": r.url, "token": bool(r.token)} for r in remotes.values()]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        console.print(f"{row['name']}\t{row['url']}{'  (token)' if row['token'] else ''}")
+
+
+@remote.command(name="rm")
+@click.argument("name")
+@with_archive
+def rm(archive: Archive, name: str) -> None:
+    """Forget remote NAME (its trusted keys stay trusted; see `modelarc keys`)."""
+    remove_remote(archive.settings.home, name)
+    console.print(f"removed remote {name}")
+
+
+def emit_transfer(result: object, as_json: bool, verb: str) -> None:
+    if as_json:
+        emit_json(result)
+        return
+    r = dataclasses.asdict(result)  # type: ignore[call-overload]
+    console.print(
+        f"{verb} {r['ref']} ({r['snapshot']}) {'to' if verb == 'pushed' else 'from'} remote {r['remote']}"
+    )
+    console.print(
+        f"{r['objects_sent']} of {r['objects']} objects transferred ({r['bytes_sent']} bytes), "
+        f"signed by {r['key_fingerprint'][:16]}…, {r['seconds']:.2f}s"
+    )
+    for parent in r["parents_missing"]:
+        console.print(f"[yellow]lineage to {parent} not recorded: the receiver does not have it[/yellow]")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(remote)

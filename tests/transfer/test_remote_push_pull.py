@@ -1,0 +1,306 @@
+"""Remote push/pull between two modelarc homes through a real `modelarc serve` app on 127.0.0.1.
+
+The server's catalog runs on both SQLite and PostgreSQL (`database_url`); the client homes use embedded SQLite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from liveserver import serve
+from modelfactory import big_model, finetune, tiny_tensors, write_model
+
+from modelarc.archive.remote import RemoteArchive, fetch_from_remote, push_to_remote
+from modelarc.archive.remote_config import Remote
+from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import create_token
+from modelarc.cli.main import cli
+from modelarc.storage import ObjectId
+from modelarc.storage.codecs import CODEC_NAMES
+from modelarc.storage.objectformat import ObjectHeader
+
+
+@dataclass
+class Home:
+    path: Path
+    runner: CliRunner
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "MODELARC_HOME": str(self.path),
+            "MODELARC_DATABASE_URL": f"sqlite:///{self.path / 'registry.db'}",
+            "MODELARC_ACTOR": self.path.name,
+        }
+
+    def __call__(self, *args: object, ok: bool = True) -> Result:
+        result = self.runner.invoke(cli, [str(a) for a in args], env=self.env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, f"modelarc {args} failed:\n{result.output}"
+        else:
+            assert result.exit_code != 0, f"modelarc {args} should have failed:\n{result.output}"
+            assert "Traceback" not in result.output
+            lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+            assert lines and lines[-1].startswith(("error: ", "Error: ")), result.output
+        return result
+
+    def json(self, *args: object) -> object:
+        return json.loads(self(*args, "--json").stdout)
+
+    def archive(self) -> Archive:
+        return Archive.open(self.path)
+
+
+@dataclass
+class Server:
+    archive: Archive
+    url: str
+    push_token: str
+    read_token: str
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
+    archive, _ = Archive.init(tmp_path / "server")
+    monkeypatch.delenv("MODELARC_DATABASE_URL")
+    push = create_token(archive, "push", "ci-push").token
+    read = create_token(archive, "read", "ci-read").token
+    with serve(archive) as url:
+        yield Server(archive, url, push, read)
+    archive.close()
+
+
+def make_home(tmp_path: Path, name: str) -> Home:
+    home = Home(tmp_path / name, CliRunner())
+    home("init")
+    return home
+
+
+def trusted_by_server(server: Server, home: Home) -> None:
+    with home.archive() as a:
+        server.archive.import_key(a.public_key_pem(), label=home.path.name)
+
+
+def files_of(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
+    server: Server, tmp_path: Path
+) -> None:
+    alice, bob = make_home(tmp_path, "alice"), make_home(tmp_path, "bob")
+    trusted_by_server(server, alice)
+    base = write_model(tmp_path / "base")
+    tuned_tensors = finetune(tiny_tensors(), ["model.layers.0.mlp.weight"])
+    tuned = write_model(tmp_path / "tuned", tuned_tensors)
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice(
+        "push", base, "acme/base:v1", "--cutoff", "2023-04", "--license", "apache-2.0", "--remote", "origin"
+    )
+    pushed = alice.json(
+        "push",
+        tuned,
+        "acme/tuned:v1",
+        "--parent",
+        "acme/base:v1",
+        "--relation",
+        "finetune",
+        "--remote",
+        "origin",
+    )
+    assert pushed["objects_sent"] >= 1 and pushed["parents_missing"] == []
+
+    bob("remote", "add", "origin", server.url)  # anonymous read; trusts the server's own key (not alice's)
+    bob_keys = bob.json("keys", "list")
+    assert not any(k["label"] == "alice" for k in bob_keys)
+    # alice's key is trusted by the server, not by bob: bob refuses until he trusts it too
+    bob("pull", "acme/tuned:v1", tmp_path / "out", "--remote", "origin", ok=False)
+    assert bob.json("ls") == []
+    with alice.archive() as a:
+        (tmp_path / "alice.pem").write_bytes(a.public_key_pem())
+    bob("keys", "import", tmp_path / "alice.pem", "--label", "alice")
+    bob("pull", "acme/base:v1", "--remote", "origin", "--jobs", "2")
+    fetched = bob.json("pull", "acme/tuned:v1", tmp_path / "out", "--remote", "origin", "--jobs", "2")
+    assert fetched["snapshot"] == pushed["snapshot"]
+    assert files_of(tmp_path / "out") == files_of(tuned)
+    shown = bob.json("show", "acme/tuned:v1")
+    assert shown["snapshot"] == pushed["snapshot"]
+    assert bob.json("show", "acme/base:v1")["cutoff"] == "2023-04"
+    tree = bob.json("lineage", "acme/tuned:v1")
+    assert "acme/base" in json.dumps(tree)
+    bob("verify", "acme/tuned:v1")
+    bob("fsck")
+
+
+def test_pull_of_an_unchanged_snapshot_transfers_nothing(server: Server, tmp_path: Path) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    model = write_model(tmp_path / "m")
+    first = alice.json("push", model, "acme/m:v1", "--remote", "origin")
+    again = alice.json("push", "acme/m:v1", "--remote", "origin")
+    assert first["objects_sent"] == first["objects"] and again["objects_sent"] == 0
+    assert again["new_snapshot"] is False
+    # a second tag for the same snapshot moves on the remote without any upload
+    alice("tag", "acme/m:v1", "stable")
+    moved = alice.json("push", "acme/m:stable", "--remote", "origin")
+    assert moved["objects_sent"] == 0
+    assert server.archive.resolve("acme/m:stable")[1].digest == first["snapshot"]
+
+
+def test_push_without_a_push_token_is_refused(server: Server, tmp_path: Path) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    model = write_model(tmp_path / "m")
+    alice("remote", "add", "anon", server.url)
+    alice("remote", "add", "reader", server.url, "--token", server.read_token)
+    refused = alice("remote", "add", "forged", server.url, "--token", "ma_not-a-real-token", ok=False)
+    assert "invalid or revoked token" in refused.stderr  # a wrong token fails when the remote is added
+    alice("remote", "add", "forged", server.url, "--token", "ma_not-a-real-token", "--no-trust-keys")
+    for name in ("anon", "reader", "forged"):
+        result = alice("push", model, "acme/m:v1", "--remote", name, ok=False)
+        assert "refused" in result.stderr
+    assert server.archive.stats()["snapshots"] == 0
+    assert list(server.archive.store.iter_ids()) == []
+    assert httpx.put(f"{server.url}/v1/objects/{'0' * 64}", content=b"x").status_code == 401
+    reader = httpx.put(
+        f"{server.url}/v1/objects/{'0' * 64}",
+        content=b"x",
+        headers={"Authorization": f"Bearer {server.read_token}"},
+    )
+    assert reader.status_code == 403
+
+
+def test_an_upload_whose_bytes_are_not_its_id_is_rejected(server: Server, tmp_path: Path) -> None:
+    auth = {"Authorization": f"Bearer {server.push_token}"}
+    blob = ObjectHeader(0, 5, b"").pack() + b"hello"
+    assert CODEC_NAMES[0] == "raw"
+    wrong = ObjectId.of(b"something else")
+    r = httpx.put(f"{server.url}/v1/objects/{wrong}", content=blob, headers=auth)
+    assert r.status_code == 422 and "hashes to" in r.json()["detail"]
+    assert not server.archive.store.has(wrong)
+    right = ObjectId.of(b"hello")
+    assert httpx.put(f"{server.url}/v1/objects/{right}", content=blob, headers=auth).status_code == 201
+    assert httpx.put(f"{server.url}/v1/objects/{right}", content=blob, headers=auth).status_code == 200
+    assert httpx.get(f"{server.url}/v1/objects/{right}").content == blob
+    # a header declaring more than any object may hold is refused before decoding
+    bomb = ObjectHeader(0, 1 << 40, b"").pack() + b"x"
+    r = httpx.put(f"{server.url}/v1/objects/{ObjectId.of(b'x')}", content=bomb, headers=auth)
+    assert r.status_code == 413
+    # ids are validated: nothing that is not 64 hex digits reaches the store
+    for bad in ("..%2F..%2Fetc%2Fpasswd", "ABC", "0" * 63):
+        assert httpx.get(f"{server.url}/v1/objects/{bad}").status_code in (400, 404)
+
+
+def test_commit_is_refused_until_every_object_is_present_and_signed_by_a_trusted_key(
+    server: Server, tmp_path: Path
+) -> None:
+    mallory = make_home(tmp_path, "mallory")  # the server does not trust mallory's key
+    mallory("push", write_model(tmp_path / "m"), "acme/m:v1")
+    with mallory.archive() as a:
+        client = RemoteArchive(Remote("origin", server.url, server.push_token), jobs=2)
+        from modelarc.archive.transfer import objects_of, offer_for
+
+        offer, manifest = offer_for(a, "acme/m:v1")
+        auth = {"Authorization": f"Bearer {server.push_token}"}
+        early = httpx.post(f"{server.url}/v1/transfer/commit", json=offer.to_json(), headers=auth)
+        assert early.status_code == 409 and early.json()["missing"]
+        for oid in objects_of(offer, manifest):
+            client.upload(oid, a.store.get_stored(oid))
+        signed_by_stranger = httpx.post(
+            f"{server.url}/v1/transfer/commit", json=offer.to_json(), headers=auth
+        )
+        assert signed_by_stranger.status_code == 422
+        assert "trusted" in signed_by_stranger.json()["detail"]
+        assert server.archive.stats()["snapshots"] == 0
+        server.archive.import_key(a.public_key_pem(), label="mallory, vetted")
+        assert (
+            httpx.post(f"{server.url}/v1/transfer/commit", json=offer.to_json(), headers=auth).status_code
+            == 201
+        )
+        client.close()
+
+
+def test_a_broken_push_resumes_by_sending_only_what_is_missing(server: Server, tmp_path: Path) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", big_model(tmp_path / "big", megabytes=24), "acme/big:v1")
+    remote = Remote("origin", server.url, server.push_token)
+    sent: list[int] = []
+
+    def break_after_three(n: int) -> None:
+        sent.append(n)
+        if len(sent) == 3:
+            raise ConnectionError("network cable pulled")
+
+    with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
+        with pytest.raises(ConnectionError):
+            push_to_remote(a, "acme/big:v1", client, progress=break_after_three)
+        assert server.archive.stats()["snapshots"] == 0  # nothing committed
+        resumed = push_to_remote(a, "acme/big:v1", client)
+    assert resumed.objects_sent <= resumed.objects - 3
+    assert resumed.new_snapshot
+    server.archive.verify("acme/big:v1")
+
+
+def test_a_broken_pull_resumes_and_a_bad_object_from_the_remote_is_refused(
+    server: Server, tmp_path: Path
+) -> None:
+    server.archive.push(big_model(tmp_path / "big", megabytes=24), "acme/big:v1")
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url)
+    remote = Remote("origin", server.url)
+    got: list[int] = []
+
+    def break_after_two(n: int) -> None:
+        got.append(n)
+        if len(got) == 2:
+            raise ConnectionError("network cable pulled")
+
+    with bob.archive() as b, RemoteArchive(remote, jobs=1) as client:
+        with pytest.raises(ConnectionError):
+            fetch_from_remote(b, "acme/big:v1", client, progress=break_after_two)
+        assert b.stats()["snapshots"] == 0
+        resumed = fetch_from_remote(b, "acme/big:v1", client)
+        total = resumed.objects
+        assert resumed.objects_sent <= total - 3  # the manifest and two chunks were already here
+    bob("verify", "acme/big:v1")
+
+    # flip a byte in one stored object on the server: the puller refuses it and records nothing
+    carol = make_home(tmp_path, "carol")
+    carol("remote", "add", "origin", server.url)
+    _ref, snap = server.archive.resolve("acme/big:v1")
+    manifest = server.archive.manifest(snap)
+    victim = next(iter(sorted(manifest.object_ids())))
+    path = server.archive.settings.store_path / "objects" / victim[:2] / victim
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = carol("pull", "acme/big:v1", tmp_path / "carol-out", "--remote", "origin", ok=False)
+    assert "bad object" in result.stderr or "corrupt" in result.stderr
+    assert carol.json("ls") == []
+    assert not (tmp_path / "carol-out").exists() or not any((tmp_path / "carol-out").iterdir())
+
+
+def test_remote_errors_are_one_line(tmp_path: Path) -> None:
+    home = make_home(tmp_path, "h")
+    home("remote", "add", "bad", "ftp://example", ok=False)
+    home("remote", "add", "down", "http://127.0.0.1:9", ok=False)  # nothing listens on port 9
+    home("remote", "add", "down", "http://127.0.0.1:9", "--no-trust-keys")
+    home("pull", "acme/x:v1", "--remote", "down", ok=False)
+    home("pull", "acme/x:v1", "--remote", "nowhere", ok=False)
+    home("push", "acme/x:v1", ok=False)  # no REF and no --remote
+    assert home.json("remote", "ls") == [{"name": "down", "token": False, "url": "http://127.0.0.1:9"}]
+    assert oct((tmp_path / "h" / "remotes.json").stat().st_mode & 0o777) == "0o600"
