@@ -107,7 +107,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return _problem(
                 400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes"
             )
-        added = await run_in_threadpool(receive_object, get_archive(), oid, body)
+        archive = get_archive()
+        added = not archive.store.has(oid)
+        await run_in_threadpool(receive_object, archive, oid, body)
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")

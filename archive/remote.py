@@ -12,6 +12,8 @@ nothing is re-compressed on either side, and every receiver decodes and hashes e
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,11 +25,13 @@ import httpx
 from modelarc import __version__
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote_config import Remote
-from modelarc.archive.repository import Archive
+from modelarc.archive.repository import Archive, check_bundles
+from modelarc.archive.restore import restore
 from modelarc.archive.transfer import (
     CommitResult,
     MissingObjectsError,
     SnapshotOffer,
+    check_manifest_integrity,
     commit_offer,
     objects_of,
     offer_for,
@@ -42,6 +46,7 @@ from modelarc.errors import (
     WithdrawnError,
 )
 from modelarc.storage import ObjectId
+from modelarc.storage.lock import store_lock
 
 Progress = Callable[[int], None]
 MISSING_BATCH = 5000
@@ -193,51 +198,66 @@ def fetch_from_remote(
     ref_text: str,
     client: RemoteArchive,
     *,
+    dest: str | os.PathLike[str] | None = None,
+    force: bool = False,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> TransferResult:
-    """Copy a remote snapshot into this archive (objects, catalog rows, signature, tag); verified before recorded.
+    """Copy a remote snapshot into this archive (objects, catalog rows, signature, tag), and optionally into ``dest``.
 
-    Every object is decoded and hashed on arrival; the commit then checks the signature against keys *this*
-    archive trusts, so a remote cannot hand out weights signed by someone the user never trusted.
+    The manifest and signature bundles come first and must verify against keys *this* archive trusts before any
+    weights move, so a remote cannot hand out weights signed by someone the user never trusted. Every object is
+    decoded and hashed on arrival and kept in the local store; with ``dest``, the same decoded bytes are written
+    straight into the files (one decode per object), each file checked against its sha256 before it is renamed in.
     """
     started = time.perf_counter()
     offer = client.offer(ref_text)
-    manifest_id = ObjectId(offer.snapshot)
-    received = 0
-    fetched = 0
-    if not archive.store.has(manifest_id):
-        blob = client.download(manifest_id)
-        receive_object(archive, manifest_id, blob)
-        received += len(blob)
-        fetched += 1
-    manifest = archive.manifest_by_id(offer.snapshot)
-    needed = objects_of(offer, manifest)
-    todo = [oid for oid in needed if not archive.store.has(oid)]
-    sizes = _raw_sizes(manifest)
-    if on_total:
-        on_total(sum(sizes.get(oid, 0) for oid in todo))
+    lock = threading.Lock()
+    moved = {"objects": 0, "bytes": 0}
 
-    def fetch(oid: ObjectId) -> int:
+    def fetch(oid: ObjectId) -> bytes | bytearray:
+        if archive.store.has(oid):
+            return archive.store.get(oid, verify=dest is None)
         blob = client.download(oid)
         try:
-            receive_object(archive, oid, blob)
+            raw = receive_object(archive, oid, blob)
         except IntegrityError as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
-        return len(blob)
+        with lock:
+            moved["objects"] += 1
+            moved["bytes"] += len(blob)
+        return raw
 
-    for oid, size in _parallel(fetch, todo, client.jobs):
-        received += size
-        if progress:
-            progress(sizes.get(oid, 0))
+    for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
+        fetch(oid)
+    manifest = archive.manifest_by_id(offer.snapshot)
+    check_manifest_integrity(manifest)
+    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
+    check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
+    needed = objects_of(offer, manifest)
+    if dest is not None:
+        if on_total:
+            on_total(manifest.logical_bytes)
+        with store_lock(archive.settings.store_path, exclusive=False):
+            restore(
+                archive.store, manifest, dest, force=force, progress=progress, jobs=client.jobs, source=fetch
+            )
+    else:
+        todo = [oid for oid in needed if not archive.store.has(oid)]
+        sizes = _raw_sizes(manifest)
+        if on_total:
+            on_total(sum(sizes.get(oid, 0) for oid in todo))
+        for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, client.jobs):
+            if progress:
+                progress(sizes.get(oid, 0))
     committed: CommitResult = commit_offer(archive, offer, actor=archive.settings.actor)
     return TransferResult(
         ref=committed.ref,
         snapshot=offer.snapshot,
         remote=client.remote.name,
         objects=len(needed),
-        objects_sent=len(todo) + fetched,
-        bytes_sent=received,
+        objects_sent=moved["objects"],
+        bytes_sent=moved["bytes"],
         new_snapshot=committed.new_snapshot,
         previous=committed.previous,
         key_fingerprint=committed.key_fingerprint,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
 from modelarc.errors import DestinationError, IntegrityError
-from modelarc.storage import ObjectStore
+from modelarc.storage import ObjectId, ObjectStore
 
 READ_AHEAD = 6
 Progress = Callable[[int], None]
@@ -56,14 +56,26 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+ChunkSource = Callable[[ObjectId], "bytes | bytearray"]
+
+
 def iter_chunk_bytes(
-    store: ObjectStore, chunks: Iterable[Chunk], pool: ThreadPoolExecutor, *, verify: bool = True
+    store: ObjectStore,
+    chunks: Iterable[Chunk],
+    pool: ThreadPoolExecutor,
+    *,
+    verify: bool = True,
+    source: ChunkSource | None = None,
 ) -> Iterator[bytes | bytearray]:
-    """Chunk bytes in order, decoded up to ``READ_AHEAD`` ahead on ``pool``; each re-hashed unless ``verify=False``."""
+    """Chunk bytes in order, decoded up to ``READ_AHEAD`` ahead on ``pool``; each re-hashed unless ``verify=False``.
+
+    ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
+    """
+    get: ChunkSource = source or (lambda oid: store.get(oid, verify=verify))
     queue: deque[tuple[Chunk, Future[bytes | bytearray]]] = deque()
     it = iter(chunks)
     for chunk in it:
-        queue.append((chunk, pool.submit(store.get, chunk.id, verify=verify)))
+        queue.append((chunk, pool.submit(get, chunk.id)))
         if len(queue) >= READ_AHEAD:
             break
     while queue:
@@ -71,7 +83,7 @@ def iter_chunk_bytes(
         data = fut.result()
         nxt = next(it, None)
         if nxt is not None:
-            queue.append((nxt, pool.submit(store.get, nxt.id, verify=verify)))
+            queue.append((nxt, pool.submit(get, nxt.id)))
         if len(data) != chunk.length:
             raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
         yield data
@@ -83,7 +95,12 @@ def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
 
 
 def restore_file(
-    store: ObjectStore, entry: FileEntry, target: Path, pool: ThreadPoolExecutor, progress: Progress | None
+    store: ObjectStore,
+    entry: FileEntry,
+    target: Path,
+    pool: ThreadPoolExecutor,
+    progress: Progress | None,
+    source: ChunkSource | None = None,
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.modelarc-partial"
@@ -92,7 +109,7 @@ def restore_file(
     try:
         with open(tmp, "wb") as out:
             # the whole-file sha256 below covers every chunk, so chunks are not re-hashed one by one here
-            for data in iter_chunk_bytes(store, file_chunks(entry), pool, verify=False):
+            for data in iter_chunk_bytes(store, file_chunks(entry), pool, verify=False, source=source):
                 sha.update(data)
                 out.write(data)
                 written += len(data)
@@ -120,13 +137,17 @@ def restore(
     force: bool = False,
     progress: Progress | None = None,
     jobs: int = 2,
+    source: ChunkSource | None = None,
 ) -> list[Path]:
-    """Write every file of ``manifest`` under ``dest``; returns the paths written."""
+    """Write every file of ``manifest`` under ``dest``; returns the paths written.
+
+    Objects come from ``store`` unless ``source`` is given; either way each file's size and sha256 are checked.
+    """
     targets = plan_destination(manifest, Path(dest), force)
     written = []
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool:
         for entry, target in targets:
-            restore_file(store, entry, target, pool, progress)
+            restore_file(store, entry, target, pool, progress, source)
             written.append(target)
     for d in {t.parent for t in written}:
         fd = os.open(d, os.O_RDONLY)

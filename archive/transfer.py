@@ -317,8 +317,8 @@ def check_manifest_integrity(manifest: SnapshotManifest) -> None:
 MAX_OBJECT_BYTES = 256 << 20  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
 
 
-def receive_object(archive: Archive, oid: ObjectId, blob: bytes | bytearray) -> bool:
-    """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; False if already had.
+def receive_object(archive: Archive, oid: ObjectId, blob: bytes | bytearray) -> bytes | bytearray:
+    """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
     The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
     """

@@ -262,14 +262,17 @@ def pull(
         from modelarc.archive.remote_config import get_remote
         from modelarc.cli.commands.remote import emit_transfer
 
+        # with --signature the bundle is written by the local pull below, so fetch only into the archive here
+        direct = dest if signature is None else None
         with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
-            with byte_progress(f"fetch {ref} <- {remote_name}", progress and not as_json) as (
-                advance,
-                set_total,
-            ):
-                fetched = fetch_from_remote(archive, ref, client, progress=advance, on_total=set_total)
-        if dest is None:
+            with byte_progress(f"pull {ref} <- {remote_name}", progress and not as_json) as (bar, set_total):
+                fetched = fetch_from_remote(
+                    archive, ref, client, dest=direct, force=force, progress=bar, on_total=set_total
+                )
+        if dest is None or direct is not None:
             emit_transfer(fetched, as_json, "fetched")
+            if direct is not None and not as_json:
+                console.print(f"written and verified in {Path(direct).absolute()}")
             return
         if not as_json:
             emit_transfer(fetched, False, "fetched")

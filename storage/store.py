@@ -73,18 +73,17 @@ class ObjectStore:
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
 
-    def put_stored(self, oid: ObjectId, blob: bytes | bytearray | memoryview) -> bool:
+    def put_stored(self, oid: ObjectId, blob: bytes | bytearray | memoryview) -> bytes | bytearray:
         """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
 
         This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
-        written, so a blob whose content is not ``oid`` never enters the store. Returns False if already stored.
+        written, so a blob whose content is not ``oid`` never enters the store. Returns the decoded bytes.
         """
-        self.decode_stored(oid, blob)
+        raw = self.decode_stored(oid, blob)
         key = object_key(oid)
-        if self.backend.has(key):
-            return False
-        self.backend.put(key, blob)
-        return True
+        if not self.backend.has(key):
+            self.backend.put(key, blob)
+        return raw
 
     @staticmethod
     def decode_stored(oid: ObjectId, blob: bytes | bytearray | memoryview) -> bytes | bytearray:
