@@ -14,8 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from modelarc.archive.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.provenance import DataManifest, attach_data, validate
 from modelarc.archive.repository import RELATIONS, Archive, check_bundles, refuse_if_withdrawn
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import (
@@ -27,7 +30,7 @@ from modelarc.errors import (
     UsageError,
 )
 from modelarc.registry import queries as q
-from modelarc.registry.models import Signature, SigningKey, Snapshot
+from modelarc.registry.models import DataAttachment, Signature, SigningKey, Snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
@@ -60,6 +63,7 @@ class SnapshotOffer:
     provenance: dict[str, Any]  # the _PROVENANCE_FIELDS, dates as ISO strings
     parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
     architecture: dict[str, Any]  # used only when the snapshot has no config.json to derive it from
+    data: tuple[str, ...] = ()  # object ids of attached training-data manifests (docs/PROVENANCE.md)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +74,7 @@ class SnapshotOffer:
             "provenance": self.provenance,
             "parents": [{"ref": ref, "relation": rel} for ref, rel in self.parents],
             "architecture": self.architecture,
+            "data": list(self.data),
         }
 
     @classmethod
@@ -114,7 +119,18 @@ class SnapshotOffer:
         arch = doc.get("architecture") or {}
         if not isinstance(arch, dict):
             raise UsageError("snapshot offer: architecture must be an object")
-        return cls(str(ref), snapshot, tuple(sigs), dict(prov), tuple(parents), arch)
+        data = doc.get("data") or []
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise UsageError("snapshot offer: data must be a list of object ids")
+        return cls(
+            str(ref),
+            snapshot,
+            tuple(sigs),
+            dict(prov),
+            tuple(parents),
+            arch,
+            tuple(ObjectId(x) for x in data),
+        )
 
 
 @dataclass(frozen=True)
@@ -155,13 +171,20 @@ def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotM
             provenance=provenance,
             parents=parents,
             architecture=dict(row.architecture or {}),
+            data=tuple(
+                a.object_id
+                for a in s.query(DataAttachment).filter_by(snapshot_id=row.id).order_by(DataAttachment.id)
+                if a.object_id
+            ),
         )
     return offer, manifest
 
 
 def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectId]:
     """Every object a receiver needs: the manifest first (so a partial pull can read it), then bundles, then data."""
-    head = [ObjectId(offer.snapshot.removeprefix("sha256:"))] + [ObjectId(o) for o in offer.signatures]
+    head = [ObjectId(offer.snapshot.removeprefix("sha256:"))] + [
+        ObjectId(o) for o in offer.signatures + offer.data
+    ]
     return head + sorted(manifest.object_ids() - set(head))
 
 
@@ -224,6 +247,7 @@ def commit_offer(archive: Archive, offer: SnapshotOffer, *, actor: str) -> Commi
                 previous=previous,
                 key=fingerprint,
             )
+    _attach_data(archive, offer, f"{ref.model}@{offer.snapshot}")
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}",
         snapshot=offer.snapshot,
@@ -281,6 +305,23 @@ def _record(
         provenance=provenance,
         pushed_by=actor,
     )
+
+
+def _attach_data(archive: Archive, offer: SnapshotOffer, ref_text: str) -> None:
+    """Attach each training-data manifest not yet attached here; each is validated as if given on this side."""
+    _ref, snap = archive.resolve(ref_text)
+    with archive.catalog.session() as s:
+        have = {a.object_id for a in s.query(DataAttachment).filter_by(snapshot_id=snap.id)}
+    for oid in offer.data:
+        if oid in have:
+            continue
+        raw = bytes(archive.store.get(ObjectId(oid)))
+        try:
+            doc = yaml.safe_load(raw.decode("utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError):
+            raise UsageError(f"snapshot offer: data object {oid} is not a YAML or JSON document") from None
+        validate(doc, f"training-data manifest {oid}")
+        attach_data(archive, ref_text, DataManifest(doc, raw))
 
 
 def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any]:

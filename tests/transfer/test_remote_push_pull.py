@@ -106,8 +106,20 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
     tuned_tensors = finetune(tiny_tensors(), ["model.layers.0.mlp.weight"])
     tuned = write_model(tmp_path / "tuned", tuned_tensors)
     alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    data = tmp_path / "data.yaml"
+    data.write_text("version: 1\ndatasets:\n  - {name: the-pile, version: '1.0', role: pretrain}\n")
     alice(
-        "push", base, "acme/base:v1", "--cutoff", "2023-04", "--license", "apache-2.0", "--remote", "origin"
+        "push",
+        base,
+        "acme/base:v1",
+        "--cutoff",
+        "2023-04",
+        "--license",
+        "apache-2.0",
+        "--data",
+        data,
+        "--remote",
+        "origin",
     )
     pushed = alice.json(
         "push",
@@ -137,7 +149,9 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
     assert files_of(tmp_path / "out") == files_of(tuned)
     shown = bob.json("show", "acme/tuned:v1")
     assert shown["snapshot"] == pushed["snapshot"]
-    assert bob.json("show", "acme/base:v1")["cutoff"] == "2023-04"
+    base_shown = bob.json("show", "acme/base:v1")
+    assert base_shown["cutoff"] == "2023-04" and base_shown["license"] == "apache-2.0"
+    assert [(d["name"], d["role"]) for d in base_shown["datasets"]] == [("the-pile", "pretrain")]
     tree = bob.json("lineage", "acme/tuned:v1")
     assert "acme/base" in json.dumps(tree)
     bob("verify", "acme/tuned:v1")
