@@ -5,17 +5,17 @@ The API layer only parses, calls the archive and formats; errors become problem+
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelarc import __version__
 from modelarc.api.hub import hub_router
 from modelarc.api.transfer import transfer_router
-from modelarc.archive.catalog_search import build_filters, search
+from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows, token_scope
 from modelarc.errors import ModelarcError, NotFoundError, PayloadTooLargeError, UsageError, WithdrawnError
@@ -54,36 +54,38 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
             media_type="application/problem+json",
         )
 
-    @app.get("/v1/snapshots")
-    def list_snapshots(
-        cutoff_before: str | None = None,
-        cutoff_after: str | None = None,
-        arch: str | None = None,
-        license: str | None = None,
-        trained_on: str | None = None,
-        limit: int = 100,
-    ) -> Any:
-        archive = get_archive()
-        filters = build_filters(
-            archive,
-            cutoff_before=cutoff_before,
-            cutoff_after=cutoff_after,
-            arch=arch,
-            license=license,
-            trained_on=trained_on,
-            limit=max(1, min(limit, 1000)),
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "RequestValidationError",
+                "status": 400,
+                "detail": f"{where}: {first.get('msg', 'invalid request')}",
+            },
+            status_code=400,
+            media_type="application/problem+json",
         )
-        return [dataclasses.asdict(r) for r in search(archive, filters)]
 
-    @app.get("/v1/snapshots/{ns}/{name}/{rev}")
-    def show_snapshot(ns: str, name: str, rev: str) -> Any:
-        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
-        return dataclasses.asdict(get_archive().show(ref))
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 304:
+            return Response(status_code=304, headers=exc.headers)
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "HTTPException",
+                "status": exc.status_code,
+                "detail": exc.detail,
+            },
+            status_code=exc.status_code,
+            media_type="application/problem+json",
+            headers=exc.headers,
+        )
 
-    @app.get("/v1/stats")
-    def stats() -> Any:
-        return get_archive().stats()
-
+    app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive))
     app.include_router(transfer_router(get_archive))
     return app

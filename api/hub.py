@@ -17,10 +17,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.manifest import FileEntry, SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.errors import ModelarcError, NotFoundError, WithdrawnError
+from modelarc.errors import ModelarcError, NotFoundError, UsageError, WithdrawnError
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -30,6 +30,14 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def commit_id(snapshot: str) -> str:
     """A stable 40-hex "commit" for a snapshot id, as git-style clients expect."""
     return snapshot.removeprefix("sha256:")[:40]
+
+
+def refuse_unsafe_path(path: str) -> None:
+    """A file path in a URL must be a plain relative path (no ``..``, no leading ``/``, no NUL or backslash): 400."""
+    try:
+        check_relative_path(path)
+    except UsageError:
+        raise UsageError(f"refusing unsafe path {path!r}") from None
 
 
 def _not_found(code: str, message: str, commit: str | None = None) -> Response:
@@ -103,6 +111,8 @@ class HubView:
         )
 
     def tree(self, repo: str, revision: str, path: str) -> Response:
+        if path.strip("/"):
+            refuse_unsafe_path(path.strip("/"))
         found = self.resolve(repo, revision)
         if isinstance(found, Response):
             return found
@@ -114,6 +124,7 @@ class HubView:
         return JSONResponse([self.entry_json(f) for f in files])
 
     def resolve_file(self, request: Request, repo: str, revision: str, path: str) -> Response:
+        refuse_unsafe_path(path)
         found = self.resolve(repo, revision)
         if isinstance(found, Response):
             return found
@@ -180,8 +191,13 @@ def hub_router(get_archive: Any) -> APIRouter:
     def tree(ns: str, name: str, revision: str, path: str = "") -> Response:
         return HubView(get_archive()).tree(f"{ns}/{name}", revision, path)
 
-    @router.api_route("/{ns}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"])
+    @router.get("/{ns}/{name}/resolve/{revision}/{path:path}")
     def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+
+    @router.head("/{ns}/{name}/resolve/{revision}/{path:path}")
+    def resolve_head(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+        """Headers only: huggingface_hub reads X-Repo-Commit, ETag and sizes from here before downloading."""
         return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
 
     return router

@@ -51,6 +51,7 @@ def build_filters(
     descendant_of: str | None = None,
     as_of: str | None = None,
     limit: int | None = 100,
+    offset: int = 0,
 ) -> SnapshotFilters:
     root = archive.resolve(descendant_of)[1].id if descendant_of else None
     return SnapshotFilters(
@@ -64,6 +65,7 @@ def build_filters(
         descendant_of=root,
         as_of=parse_as_of(as_of) if as_of else None,
         limit=limit,
+        offset=offset,
     )
 
 

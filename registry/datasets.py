@@ -28,7 +28,7 @@ def _dataset_json(d: Dataset) -> dict[str, Any]:
     }
 
 
-def list_datasets(s: Session) -> list[dict[str, Any]]:
+def list_datasets(s: Session, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
     used = (
         select(SnapshotDataset.dataset_id, func.count(func.distinct(SnapshotDataset.snapshot_id)).label("n"))
         .group_by(SnapshotDataset.dataset_id)
@@ -38,6 +38,8 @@ def list_datasets(s: Session) -> list[dict[str, Any]]:
         select(Dataset, func.coalesce(used.c.n, 0))
         .outerjoin(used, used.c.dataset_id == Dataset.id)
         .order_by(Dataset.name, Dataset.id)
+        .limit(limit)
+        .offset(offset or None)
     ).all()
     return [{**_dataset_json(d), "snapshots": int(n)} for d, n in rows]
 

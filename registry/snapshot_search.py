@@ -42,6 +42,7 @@ class SnapshotFilters:
     descendant_of: int | None = None  # snapshot row id
     as_of: dt.datetime | None = None
     limit: int | None = 100
+    offset: int = 0  # rows to skip (API pagination)
 
 
 @dataclass(frozen=True)
@@ -126,17 +127,19 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
         q = q.where(Snapshot.id.in_(_descendant_ids(s, f.descendant_of)))
     if order == "cutoff":
         # known cutoffs in index order first, then unknown ones: two index-friendly queries instead of sorting
-        # every row on "cutoff IS NULL"
+        # every row on "cutoff IS NULL"; an offset is applied to the concatenation
+        want = None if f.limit is None else f.limit + f.offset
         known = q.where(Snapshot.cutoff.is_not(None)).order_by(
             Snapshot.cutoff, Snapshot.release_date, Snapshot.id
         )
-        rows = list(s.execute(known.limit(f.limit) if f.limit is not None else known).all())
-        room = None if f.limit is None else f.limit - len(rows)
+        rows = list(s.execute(known.limit(want) if want is not None else known).all())
+        room = None if want is None else want - len(rows)
         if room is None or room > 0:
             unknown = q.where(Snapshot.cutoff.is_(None)).order_by(Snapshot.release_date, Snapshot.id)
             rows += s.execute(unknown.limit(room) if room is not None else unknown).all()
+        rows = rows[f.offset :]
     else:
-        q = q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
+        q = q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc()).offset(f.offset or None)
         rows = list(s.execute(q.limit(f.limit) if f.limit is not None else q).all())
     tags = _tags(s, [snap.id for snap, _m in rows], f.as_of)
     out = []

@@ -83,7 +83,7 @@ def test_errors_and_ranges_follow_the_hub_contract(served) -> None:
     part = httpx.get(f"{url}/acme/gpt2/resolve/v1/model.safetensors", headers={"Range": "bytes=100-1099"})
     assert part.status_code == 206 and part.content == weights[100:1100]
     assert part.headers["Content-Range"] == f"bytes 100-1099/{len(weights)}"
-    assert httpx.get(f"{url}/acme/gpt2/resolve/v1%2F..%2F..%2Fetc/passwd").status_code == 404
+    assert httpx.get(f"{url}/acme/gpt2/resolve/v1%2F..%2F..%2Fetc/passwd").status_code in (400, 404)
     problem = httpx.get(f"{url}/v1/snapshots/acme/none/v1")
     assert problem.status_code == 404 and problem.headers["content-type"] == "application/problem+json"
 

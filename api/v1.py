@@ -1,0 +1,188 @@
+"""The JSON catalog API under /v1: models, snapshots (manifest, files, tensors), tags, datasets, lineage, search.
+
+Conventions (docs/API.md): list endpoints take ``limit`` (1-1000) and an opaque ``cursor``; when more rows exist the
+response carries ``Link: <...>; rel="next"``. Every GET answers with a strong ``ETag`` (the snapshot id for
+content-addressed resources, which are also marked immutable; otherwise a hash of the body) and honours
+``If-None-Match`` with 304. Errors are problem+json, mapped in api/app.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from modelarc.archive import catalog_views as views
+from modelarc.archive.catalog_search import build_filters, search
+from modelarc.archive.lineage import lineage_tree
+from modelarc.archive.repository import Archive
+from modelarc.errors import UsageError
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
+Cursor = Annotated[str | None, Query(description="Opaque; from the previous page's Link rel=next.")]
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = doc["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise UsageError("invalid cursor; use the Link rel=next URL of the previous page") from None
+    if not isinstance(offset, int) or offset < 0 or offset > 10**9:
+        raise UsageError("invalid cursor; use the Link rel=next URL of the previous page")
+    return offset
+
+
+def _ref(ns: str, name: str, rev: str) -> str:
+    return f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
+
+
+def respond(
+    request: Request,
+    payload: Any = None,
+    *,
+    body: bytes | None = None,
+    etag: str | None = None,
+    immutable: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """JSON with a strong ETag; 304 when the client already has this representation."""
+    if body is None:
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
+    tag = f'"{etag or hashlib.sha256(body).hexdigest()[:40]}"'
+    out = {"ETag": tag, "Cache-Control": IMMUTABLE if immutable else "no-cache", **(headers or {})}
+    wanted = request.headers.get("if-none-match")
+    if wanted is not None:
+        candidates = {t.strip().removeprefix("W/") for t in wanted.split(",")}
+        if tag in candidates or "*" in candidates:
+            return Response(status_code=304, headers=out)
+    return Response(body, media_type="application/json", headers=out)
+
+
+def paged(request: Request, rows: list[Any], limit: int, offset: int) -> Response:
+    """``rows`` holds up to limit+1 items; the extra one only says a next page exists."""
+    headers = {}
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
+        headers["Link"] = f'<{nxt}>; rel="next"'
+    payload = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]  # type: ignore[arg-type]
+    return respond(request, payload, headers=headers)
+
+
+def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["catalog"])
+
+    @router.get("/models")
+    def models(request: Request, q: str | None = None, limit: Limit = 100, cursor: Cursor = None) -> Response:
+        """Models by name; ``q`` matches part of ``namespace/name``."""
+        offset = _offset(cursor)
+        rows = views.list_models(get_archive(), name_contains=q, limit=limit + 1, offset=offset)
+        return paged(request, rows, limit, offset)
+
+    @router.get("/models/{ns}/{name}")
+    def model(request: Request, ns: str, name: str) -> Response:
+        """Every snapshot of a model with its tags, and the history of tag moves."""
+        return respond(request, get_archive().log(f"{ns}/{name}"))
+
+    @router.get("/models/{ns}/{name}/tags")
+    def tags(request: Request, ns: str, name: str) -> Response:
+        """Where each tag points now: ``{tag: snapshot id}``."""
+        log = get_archive().log(f"{ns}/{name}")
+        return respond(request, {t: s["snapshot"] for s in log["snapshots"] for t in s["tags"]})
+
+    @router.get("/snapshots")
+    def snapshots(
+        request: Request,
+        cutoff_before: str | None = None,
+        cutoff_after: str | None = None,
+        arch: str | None = None,
+        min_params: str | None = None,
+        max_params: str | None = None,
+        trained_on: str | None = None,
+        license: str | None = None,
+        descendant_of: str | None = None,
+        as_of: str | None = None,
+        order: Literal["newest", "cutoff"] = "newest",
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> Response:
+        """Search with the filters of ``modelarc ls`` (same names, same meaning; see docs/PROVENANCE.md)."""
+        archive = get_archive()
+        offset = _offset(cursor)
+        filters = build_filters(
+            archive,
+            cutoff_before=cutoff_before,
+            cutoff_after=cutoff_after,
+            arch=arch,
+            min_params=min_params,
+            max_params=max_params,
+            trained_on=trained_on,
+            license=license,
+            descendant_of=descendant_of,
+            as_of=as_of,
+            limit=limit + 1,
+            offset=offset,
+        )
+        return paged(request, search(archive, filters, order=order), limit, offset)
+
+    @router.get("/snapshots/{ns}/{name}/{rev}")
+    def snapshot(request: Request, ns: str, name: str, rev: str) -> Response:
+        """Everything ``modelarc show`` says: architecture, parameters, dtypes, cutoff, datasets, lineage, signatures."""
+        return respond(request, dataclasses.asdict(get_archive().show(_ref(ns, name, rev))))
+
+    @router.get("/snapshots/{ns}/{name}/{rev}/manifest")
+    def manifest(request: Request, ns: str, name: str, rev: str) -> Response:
+        """The canonical manifest; its sha256 is the snapshot id, so clients can check it themselves."""
+        digest, data = views.snapshot_manifest_bytes(get_archive(), _ref(ns, name, rev))
+        return respond(request, body=data, etag=digest, immutable=rev.startswith("sha256:"))
+
+    @router.get("/snapshots/{ns}/{name}/{rev}/files")
+    def files(request: Request, ns: str, name: str, rev: str) -> Response:
+        return respond(request, views.snapshot_files(get_archive(), _ref(ns, name, rev)))
+
+    @router.get("/snapshots/{ns}/{name}/{rev}/tensors")
+    def tensors(
+        request: Request, ns: str, name: str, rev: str, limit: Limit = 100, cursor: Cursor = None
+    ) -> Response:
+        """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
+        offset = _offset(cursor)
+        rows = views.snapshot_tensors(get_archive(), _ref(ns, name, rev), limit=limit + 1, offset=offset)
+        return paged(request, rows, limit, offset)
+
+    @router.get("/lineage/{ns}/{name}/{rev}")
+    def lineage(request: Request, ns: str, name: str, rev: str) -> Response:
+        """Declared ancestors and descendants, each with its relation."""
+        return respond(request, lineage_tree(get_archive(), _ref(ns, name, rev)))
+
+    @router.get("/datasets")
+    def datasets(request: Request, limit: Limit = 100, cursor: Cursor = None) -> Response:
+        offset = _offset(cursor)
+        return paged(
+            request, views.list_datasets(get_archive(), limit=limit + 1, offset=offset), limit, offset
+        )
+
+    @router.get("/datasets/{name}")
+    def dataset(request: Request, name: str) -> Response:
+        """Every version of the dataset, with the snapshots trained on it."""
+        return respond(request, views.dataset(get_archive(), name))
+
+    @router.get("/stats")
+    def stats(request: Request) -> Response:
+        return respond(request, get_archive().stats())
+
+    return router
