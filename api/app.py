@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelarc import __version__
+from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
@@ -88,6 +89,7 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
     app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive))
     app.include_router(transfer_router(get_archive))
+    app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
-from modelarc.errors import NotFoundError
+from modelarc.errors import IntegrityError, NotFoundError, SignatureError
 from modelarc.registry import datasets as dq
 from modelarc.registry.model_listing import ModelSummary
 from modelarc.registry.model_listing import list_models as _list_models
@@ -78,3 +78,20 @@ def snapshot_manifest_bytes(archive: Archive, ref_text: str) -> tuple[str, bytes
     ref, snap = archive.resolve(ref_text)
     refuse_if_withdrawn(snap, str(ref))
     return snap.digest, archive.manifest(snap).canonical_bytes()
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    verified: bool
+    key: str | None  # fingerprint of the trusted key that signed it
+    detail: str
+
+
+def signature_status(archive: Archive, ref_text: str) -> SignatureStatus:
+    """Checked now, against the keys trusted now: a page shows what a pull would accept."""
+    _ref, snap = archive.resolve(ref_text)
+    try:
+        key = archive.check_signature(snap)
+    except (SignatureError, IntegrityError) as exc:
+        return SignatureStatus(False, None, str(exc))
+    return SignatureStatus(True, key, "signed by a trusted key; the signature covers every file's sha256")

@@ -421,6 +421,10 @@ class Archive:
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
         return check_bundles(bundles, manifest, snap.digest, self._trusted_pems())
 
+    def check_signature(self, snap: Snapshot) -> str:
+        """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""
+        return self._verify_signature(snap, self.manifest(snap))[0]
+
     def signature_object_ids(self, snap: Snapshot) -> list[str]:
         with self.catalog.session() as s:
             return [

@@ -1,0 +1,163 @@
+"""The web catalog: server-rendered HTML (Jinja2, autoescaped, no JavaScript) over the same archive calls as /v1.
+
+Pages: ``/`` (search with the ``modelarc ls`` filters), ``/ui/models/{ns}/{name}`` (versions, tags, tag history),
+``/ui/snapshots/{ns}/{name}/{rev}`` (architecture, parameters, dtypes, cutoff, datasets, lineage SVG, files,
+signature status checked now, a snippet to load it), ``/ui/timeline`` (by training cutoff), ``/ui/datasets`` and
+``/ui/datasets/{name}``. Errors render as HTML pages with the right status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from modelarc import __version__
+from modelarc.api.lineage_svg import lineage_svg
+from modelarc.archive import catalog_views as views
+from modelarc.archive.catalog_search import build_filters, search
+from modelarc.archive.lineage import lineage_tree
+from modelarc.archive.repository import Archive
+from modelarc.errors import ModelarcError, NotFoundError
+
+FILTERS = (
+    ("cutoff_before", "cutoff before", "2024-01-01"),
+    ("cutoff_after", "cutoff after", "2022-06-30"),
+    ("arch", "architecture", "llama"),
+    ("min_params", "min params", "1B"),
+    ("max_params", "max params", "70B"),
+    ("trained_on", "trained on dataset", "the-pile"),
+    ("license", "license", "apache-2.0"),
+    ("descendant_of", "descendant of", "ns/name:tag"),
+    ("as_of", "as of", "2025-01-01"),
+)
+
+
+def snapshot_url(model: str, digest: str) -> str:
+    return f"/ui/snapshots/{quote(model)}/{quote(digest)}"
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def human_count(n: int | None) -> str:
+    if not n:
+        return "0"
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("modelarc.api", "pages"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(bytes=human_bytes, count=human_count, short=lambda d: d.removeprefix("sha256:")[:12])
+    env.globals.update(snapshot_url=snapshot_url, quote=quote, version=__version__)
+    return env
+
+
+def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    env = _environment()
+
+    def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(template).render(**context), status_code=status)
+
+    def failure(exc: ModelarcError) -> HTMLResponse:
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        return render(
+            "error.html", status, title="Not found" if status == 404 else "Bad request", message=str(exc)
+        )
+
+    @router.get("/", response_class=HTMLResponse)
+    def home(request: Request) -> HTMLResponse:
+        archive = get_archive()
+        values = {key: (request.query_params.get(key) or "").strip() for key, _l, _p in FILTERS}
+        try:
+            filters = build_filters(archive, **{k: v or None for k, v in values.items()}, limit=200)
+            rows = search(archive, filters)
+        except ModelarcError as exc:
+            return render(
+                "home.html", 400, filters=FILTERS, values=values, rows=[], error=str(exc), stats=None
+            )
+        return render(
+            "home.html",
+            filters=FILTERS,
+            values=values,
+            rows=rows,
+            error=None,
+            stats=archive.stats(),
+            searching=any(values.values()),
+        )
+
+    @router.get("/ui/models/{ns}/{name}", response_class=HTMLResponse)
+    def model(ns: str, name: str) -> HTMLResponse:
+        try:
+            log = get_archive().log(f"{ns}/{name}")
+        except ModelarcError as exc:
+            return failure(exc)
+        return render("model.html", log=log)
+
+    @router.get("/ui/snapshots/{ns}/{name}/{rev}", response_class=HTMLResponse)
+    def snapshot(ns: str, name: str, rev: str) -> HTMLResponse:
+        archive = get_archive()
+        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
+        try:
+            view = archive.show(ref)
+            tree = lineage_tree(archive, ref)
+            signature = views.signature_status(archive, ref)
+        except ModelarcError as exc:
+            return failure(exc)
+        graph = Markup(lineage_svg(tree, snapshot_url)) if tree["ancestors"] or tree["descendants"] else None
+        tag = view.tags[0] if view.tags else None
+        load_ref = f"{view.model}:{tag}" if tag else f"{view.model}@{view.snapshot}"
+        return render(
+            "snapshot.html",
+            s=dataclasses.asdict(view),
+            graph=graph,
+            signature=signature,
+            load_ref=load_ref,
+            revision=tag or view.snapshot.removeprefix("sha256:")[:40],
+        )
+
+    @router.get("/ui/timeline", response_class=HTMLResponse)
+    def timeline() -> HTMLResponse:
+        archive = get_archive()
+        rows = search(archive, build_filters(archive, limit=1000), order="cutoff")
+        years: dict[str, list[Any]] = {}
+        for row in rows:
+            years.setdefault(row.cutoff[:4] if row.cutoff else "unknown cutoff", []).append(row)
+        return render("timeline.html", years=years)
+
+    @router.get("/ui/datasets", response_class=HTMLResponse)
+    def datasets() -> HTMLResponse:
+        return render("datasets.html", rows=views.list_datasets(get_archive(), limit=1000))
+
+    @router.get("/ui/datasets/{name}", response_class=HTMLResponse)
+    def dataset(name: str) -> HTMLResponse:
+        try:
+            versions = views.dataset(get_archive(), name)
+        except ModelarcError as exc:
+            return failure(exc)
+        return render("dataset.html", name=name, versions=versions)
+
+    return router
