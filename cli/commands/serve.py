@@ -23,6 +23,11 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool) -> Non
     from modelarc.archive.repository import Archive
 
     archive = Archive.open(ctx.obj["home"])
+    base = f"http://{host}:{port}"
+    click.echo(
+        f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; Ctrl-C stops",
+        err=True,
+    )
     uvicorn.run(
         create_app(lambda: archive, anonymous_read=anonymous_read), host=host, port=port, log_level="warning"
     )
