@@ -30,6 +30,7 @@ from modelarc.storage import ObjectId
 
 MAX_MISSING_QUERY = 100_000
 STREAM_BLOCK = 1 << 20
+WHOLE_READ_BYTES = 16 << 20
 # a stored object is its decoded size plus a 16-byte header; no codec is allowed to grow data by more than this
 MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + (1 << 20)
 
@@ -71,6 +72,13 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def download(object_id: str) -> Response:
         """An object as stored (header + encoded payload); the receiver decodes and hashes it."""
         fh, size = get_archive().store.open_stored(ObjectId(object_id))
+        headers = {
+            "ETag": f'"{object_id}"',
+            "Cache-Control": "public, max-age=31536000, immutable",
+        }
+        if size <= WHOLE_READ_BYTES:  # the usual 8 MiB chunk: one read, one send, no per-block thread hops
+            with fh:
+                return Response(fh.read(), media_type="application/octet-stream", headers=headers)
 
         def blocks() -> Iterator[bytes]:
             with fh:
@@ -78,13 +86,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
                     yield block
 
         return StreamingResponse(
-            blocks(),
-            media_type="application/octet-stream",
-            headers={
-                "Content-Length": str(size),
-                "ETag": f'"{object_id}"',
-                "Cache-Control": "public, max-age=31536000, immutable",
-            },
+            blocks(), media_type="application/octet-stream", headers={**headers, "Content-Length": str(size)}
         )
 
     @router.put("/v1/objects/{object_id}", status_code=201)

@@ -18,7 +18,6 @@ import yaml
 
 from modelarc.archive.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.provenance import DataManifest, attach_data, validate
 from modelarc.archive.repository import RELATIONS, Archive, check_bundles, refuse_if_withdrawn
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import (
@@ -309,6 +308,11 @@ def _record(
 
 def _attach_data(archive: Archive, offer: SnapshotOffer, ref_text: str) -> None:
     """Attach each training-data manifest not yet attached here; each is validated as if given on this side."""
+    if not offer.data:
+        return
+    # imported here: jsonschema's import costs about a second, which every CLI command would otherwise pay
+    from modelarc.archive.provenance import DataManifest, attach_data, validate
+
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
         have = {a.object_id for a in s.query(DataAttachment).filter_by(snapshot_id=snap.id)}
