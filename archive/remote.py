@@ -177,7 +177,18 @@ def push_to_remote(
         sent += size
         if progress:
             progress(sizes.get(oid, 0))
-    result = client.commit(offer)
+    for attempt in range(3):
+        try:
+            result = client.commit(offer)
+            break
+        except MissingObjectsError as exc:
+            # the remote lost objects between upload and commit (its gc ran): send them again and retry
+            if attempt == 2:
+                raise
+            again = [ObjectId(o) for o in exc.missing]
+            for _oid, size in _parallel(send, again, client.jobs):
+                sent += size
+            todo += again
     return TransferResult(
         ref=result["ref"],
         snapshot=offer.snapshot,

@@ -323,3 +323,28 @@ def test_remote_errors_are_one_line(tmp_path: Path) -> None:
     home("push", "acme/x:v1", ok=False)  # no REF and no --remote
     assert home.json("remote", "ls") == [{"name": "down", "token": False, "url": "http://127.0.0.1:9"}]
     assert oct((tmp_path / "h" / "remotes.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_push_whose_objects_vanish_before_the_commit_sends_them_again(
+    server: Server, tmp_path: Path
+) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "m"), "acme/m:v1")
+    remote = Remote("origin", server.url, server.push_token)
+    calls: list[int] = []
+
+    def gc_on_the_server_after_the_last_upload(n: int) -> None:
+        calls.append(n)
+        if len(calls) == needed:
+            report = server.archive.gc()  # uncommitted uploads are unreferenced: gc frees them
+            assert report.objects_removed >= 1
+
+    with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
+        from modelarc.archive.transfer import objects_of, offer_for
+
+        offer, manifest = offer_for(a, "acme/m:v1")
+        needed = len(objects_of(offer, manifest))
+        result = push_to_remote(a, "acme/m:v1", client, progress=gc_on_the_server_after_the_last_upload)
+    assert result.new_snapshot and result.objects_sent > needed
+    server.archive.verify("acme/m:v1")
