@@ -179,4 +179,6 @@ def _check_paths_do_not_clash(paths: list[str]) -> None:
         parts = path.split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in seen:
-                raise IntegrityError(f"malformed manifest: {'/'.join(parts[:i])!r} is both a file and a folder")
+                raise IntegrityError(
+                    f"malformed manifest: {'/'.join(parts[:i])!r} is both a file and a folder"
+                )

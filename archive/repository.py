@@ -369,19 +369,7 @@ class Archive:
     ) -> NewSnapshot:
         manifest = result.manifest
         params, dtypes = parameter_counts(manifest)
-        new_files = tuple(
-            NewFile(
-                path=f.path,
-                size=f.size,
-                sha256=f.sha256,
-                kind=f.kind,
-                tensors=tuple(
-                    NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
-                    for p in f.tensors()
-                ),
-            )
-            for f in manifest.files
-        )
+        new_files = catalog_files(manifest)
         added = result.stored_bytes_added
         return NewSnapshot(
             digest=manifest.snapshot_id,
@@ -719,6 +707,23 @@ class Archive:
         with self.catalog.session() as s:
             for sn in q.list_snapshots(s):
                 yield f"{sn.model.full_name}@{sn.digest}"
+
+
+def catalog_files(manifest: SnapshotManifest) -> tuple[NewFile, ...]:
+    """The per-file and per-tensor rows the catalog keeps for queries, from a manifest."""
+    return tuple(
+        NewFile(
+            path=f.path,
+            size=f.size,
+            sha256=f.sha256,
+            kind=f.kind,
+            tensors=tuple(
+                NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
+                for p in f.tensors()
+            ),
+        )
+        for f in manifest.files
+    )
 
 
 def check_bundles(

@@ -18,7 +18,7 @@ import yaml
 
 from modelarc.archive.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.repository import RELATIONS, Archive, check_bundles, refuse_if_withdrawn
+from modelarc.archive.repository import RELATIONS, Archive, catalog_files, check_bundles, refuse_if_withdrawn
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import (
     IntegrityError,
@@ -30,7 +30,7 @@ from modelarc.errors import (
 )
 from modelarc.registry import queries as q
 from modelarc.registry.models import DataAttachment, Signature, SigningKey, Snapshot
-from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
+from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.lock import store_lock
@@ -284,19 +284,7 @@ def _record(
         digest=offer.snapshot,
         logical_bytes=manifest.logical_bytes,
         stored_bytes_added=sum(info.stored_size for oid, info in infos.items() if oid not in known),
-        files=tuple(
-            NewFile(
-                path=f.path,
-                size=f.size,
-                sha256=f.sha256,
-                kind=f.kind,
-                tensors=tuple(
-                    NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
-                    for p in f.tensors()
-                ),
-            )
-            for f in manifest.files
-        ),
+        files=catalog_files(manifest),
         parameter_count=params,
         dtypes=dtypes,
         architecture=architecture,

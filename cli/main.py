@@ -36,6 +36,13 @@ class ArchiveGroup(click.Group):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+jobs_option = click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel transfers with --remote.",
+)
 
 
 def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,13 +98,7 @@ def init(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel transfers with --remote.",
-)
+@jobs_option
 @click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
 @click.option("--description", help="Free-text description.")
@@ -224,13 +225,7 @@ def _push_remote(
 @click.argument("ref")
 @click.argument("dest", type=click.Path(path_type=Path), required=False)
 @click.option("--remote", "remote_name", help="Fetch REF from this remote into the archive first.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel transfers with --remote.",
-)
+@jobs_option
 @click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
 @click.option(
     "--signature",

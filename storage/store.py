@@ -86,7 +86,9 @@ class ObjectStore:
         return raw
 
     @staticmethod
-    def decode_stored(oid: ObjectId, blob: bytes | bytearray | memoryview) -> bytes | bytearray:
+    def decode_stored(
+        oid: ObjectId, blob: bytes | bytearray | memoryview, *, verify: bool = True
+    ) -> bytes | bytearray:
         """The raw bytes of a stored blob, raising ``ObjectCorruptError`` unless they hash to ``oid``."""
         name = f"object {oid}"
         try:
@@ -95,9 +97,8 @@ class ObjectStore:
             raw = codec.decode(header.params, memoryview(blob)[header.size :], header.raw_length)
         except ObjectFormatError as exc:
             raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != oid:
-            raise ObjectCorruptError(f"payload for object {oid} hashes to {actual}, not its id")
+        if verify and (actual := hashlib.sha256(raw).hexdigest()) != oid:
+            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
         return raw
 
     def open_stored(self, oid: ObjectId) -> tuple[BinaryIO, int]:
@@ -137,23 +138,7 @@ class ObjectStore:
         ``verify=False`` skips the re-hash; only for callers that check a hash covering these bytes (a whole
         file's sha256) before anything is handed out, so each byte is hashed once instead of twice.
         """
-        try:
-            blob = self.backend.get(object_key(oid))
-        except FileNotFoundError:
-            raise ObjectMissingError(f"object {oid} is missing from the store") from None
-        name = f"object {oid}"
-        try:
-            header = unpack_header(blob, name)
-            codec = codec_by_id(header.codec_id, name)
-            raw = codec.decode(header.params, memoryview(blob)[header.size :], header.raw_length)
-        except ObjectFormatError as exc:
-            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
-        if not verify:
-            return raw
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != oid:
-            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
-        return raw
+        return self.decode_stored(oid, self.get_stored(oid), verify=verify)
 
     def verify(self, oid: ObjectId) -> None:
         """Raise ``ObjectMissingError``/``ObjectCorruptError`` unless ``oid`` reads back intact."""

@@ -203,7 +203,7 @@ def test_an_upload_whose_bytes_are_not_its_id_is_rejected(server: Server, tmp_pa
     assert CODEC_NAMES[0] == "raw"
     wrong = ObjectId.of(b"something else")
     r = httpx.put(f"{server.url}/v1/objects/{wrong}", content=blob, headers=auth)
-    assert r.status_code == 422 and "hashes to" in r.json()["detail"]
+    assert r.status_code == 422 and "hash to" in r.json()["detail"]
     assert not server.archive.store.has(wrong)
     right = ObjectId.of(b"hello")
     assert httpx.put(f"{server.url}/v1/objects/{right}", content=blob, headers=auth).status_code == 201
