@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -350,7 +351,13 @@ def check_manifest_integrity(manifest: SnapshotManifest) -> None:
 MAX_OBJECT_BYTES = 256 << 20  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
 
 
-def receive_object(archive: Archive, oid: ObjectId, blob: bytes | bytearray) -> bytes | bytearray:
+def receive_object(
+    archive: Archive,
+    oid: ObjectId,
+    blob: bytes | bytearray,
+    *,
+    write: Callable[[Callable[[], None]], None] | None = None,
+) -> bytes | bytearray:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
     The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
@@ -360,4 +367,4 @@ def receive_object(archive: Archive, oid: ObjectId, blob: bytes | bytearray) -> 
         raise PayloadTooLargeError(
             f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
         )
-    return archive.store.put_stored(oid, blob)
+    return archive.store.put_stored(oid, blob, write=write)

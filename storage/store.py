@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -73,16 +73,31 @@ class ObjectStore:
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
 
-    def put_stored(self, oid: ObjectId, blob: bytes | bytearray | memoryview) -> bytes | bytearray:
+    def put_stored(
+        self,
+        oid: ObjectId,
+        blob: bytes | bytearray | memoryview,
+        *,
+        write: Callable[[Callable[[], None]], None] | None = None,
+    ) -> bytes | bytearray:
         """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
 
         This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
         written, so a blob whose content is not ``oid`` never enters the store. Returns the decoded bytes.
+        ``write`` may run the (already verified) write elsewhere, e.g. on a writer thread, so the caller can use
+        the bytes while they reach the disk; the caller must wait for it before relying on the object.
         """
         raw = self.decode_stored(oid, blob)
         key = object_key(oid)
-        if not self.backend.has(key):
-            self.backend.put(key, blob)
+
+        def store() -> None:
+            if not self.backend.has(key):
+                self.backend.put(key, blob)
+
+        if write is None:
+            store()
+        else:
+            write(store)
         return raw
 
     @staticmethod
