@@ -266,9 +266,6 @@ class Archive:
             ]
 
     def trusted_pems(self) -> list[bytes]:
-        return self._trusted_pems()
-
-    def _trusted_pems(self) -> list[bytes]:
         with self.catalog.session() as s:
             return [k.public_pem.encode() for k in s.query(SigningKey).filter_by(trusted=True)]
 
@@ -407,7 +404,7 @@ class Archive:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
-        return check_bundles(bundles, manifest, snap.digest, self._trusted_pems())
+        return check_bundles(bundles, manifest, snap.digest, self.trusted_pems())
 
     def check_signature(self, snap: Snapshot) -> str:
         """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""

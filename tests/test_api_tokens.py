@@ -1,18 +1,14 @@
 """Bearer tokens: stored hashed, scopes, revocation; anonymous reads can be turned off."""
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
+from liveserver import serve
 from modelfactory import write_model
 
-from modelarc.api.app import create_app
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import create_token, revoke_token
 from modelarc.cli.main import cli
@@ -23,29 +19,8 @@ def closed_server(tmp_path: Path, database_url: str, monkeypatch):
     monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
     archive, _ = Archive.init(tmp_path / "home")
     archive.push(write_model(tmp_path / "m"), "acme/tiny:v1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(lambda: archive, anonymous_read=False),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{url}/docs")
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield archive, url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(archive, anonymous_read=False) as url:
+        yield archive, url
     archive.close()
 
 

@@ -1,21 +1,17 @@
 """Unmodified huggingface_hub and transformers load an archived model from `modelarc serve` on 127.0.0.1."""
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
 import transformers
-import uvicorn
+from liveserver import serve
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from modelarc.api.app import create_app
 from modelarc.api.hub import commit_id
 from modelarc.archive.repository import Archive
 
@@ -36,22 +32,8 @@ def served(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>").save_pretrained(src)
     pushed = archive.push(src, "acme/gpt2:v1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: archive), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(f"{url}/v1/stats")
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-    yield {"url": url, "src": src, "model": model, "snapshot": pushed.snapshot, "base": base}
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(archive) as url:
+        yield {"url": url, "src": src, "model": model, "snapshot": pushed.snapshot, "base": base}
     archive.close()
 
 
