@@ -201,6 +201,20 @@ class RemoteArchive:
         result: dict[str, Any] = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
         return result
 
+    def search(self, filters: dict[str, Any], limit: int, *, page_size: int = 1000) -> list[dict[str, Any]]:
+        """The remote's ``GET /v1/snapshots`` with the ``ls`` filters, following ``Link: rel="next"`` pages."""
+        params: dict[str, Any] | None = {k: v for k, v in filters.items() if v is not None}
+        params = {**(params or {}), "limit": min(page_size, limit)}
+        url: str | None = "/v1/snapshots"
+        rows: list[dict[str, Any]] = []
+        while url and len(rows) < limit:
+            response = self._request("GET", url, params=params)
+            rows += response.json()
+            nxt = response.links.get("next", {}).get("url")
+            # the next link carries the filters, the page size and the cursor: follow it as it is
+            url, params = (httpx.URL(nxt).raw_path.decode(), None) if nxt else (None, None)
+        return rows[:limit]
+
     def keys(self) -> list[dict[str, Any]]:
         keys: list[dict[str, Any]] = self._request("GET", "/v1/transfer/keys").json()
         return keys

@@ -313,15 +313,26 @@ def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 @cli.command(name="ls")
 @search_options
+@click.option("--remote", "remote_name", help="List what this remote holds instead (same filters).")
 @json_option
 @with_archive
-def ls_(archive: Archive, as_json: bool, **options: Any) -> None:
+def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any) -> None:
     """List archived snapshots, newest first, filtered by provenance."""
     import dataclasses
 
     from modelarc.archive.catalog_search import build_filters, search
+    from modelarc.registry.snapshot_search import SnapshotSummary
 
-    rows = search(archive, build_filters(archive, **options))
+    if remote_name is not None:
+        from modelarc.archive.remote import RemoteArchive
+        from modelarc.archive.remote_config import get_remote
+
+        limit = options.pop("limit")
+        with RemoteArchive(get_remote(archive.settings.home, remote_name)) as client:
+            found = client.search(options, limit)
+        rows = [SnapshotSummary(**{**d, "tags": tuple(d["tags"])}) for d in found]
+    else:
+        rows = search(archive, build_filters(archive, **options))
     if as_json:
         emit_json([dataclasses.asdict(r) for r in rows])
         return

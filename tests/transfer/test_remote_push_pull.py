@@ -156,6 +156,16 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
     assert "acme/base" in json.dumps(tree)
     bob("verify", "acme/tuned:v1")
     bob("fsck")
+    # what the server holds, with the same filters as a local ls, one page of one row at a time
+    remote_rows = bob.json("ls", "--remote", "origin", "--limit", "5")
+    assert sorted(r["model"] for r in remote_rows) == ["acme/base", "acme/tuned"]
+    assert [r["model"] for r in bob.json("ls", "--remote", "origin", "--cutoff-before", "2024-01-01")] == [
+        "acme/base"
+    ]
+    assert len(bob.json("ls", "--remote", "origin", "--limit", "1")) == 1
+    with RemoteArchive(Remote("origin", server.url)) as client:
+        paged = client.search({}, 10, page_size=1)  # follows Link: rel="next" page by page
+    assert [r["snapshot"] for r in paged] == [r["snapshot"] for r in remote_rows]
 
 
 def test_pull_of_an_unchanged_snapshot_transfers_nothing(server: Server, tmp_path: Path) -> None:
