@@ -18,7 +18,7 @@ from modelarc.api.hub import hub_router
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
-from modelarc.archive.tokens import allows, token_scope
+from modelarc.archive.tokens import allows, token_identity
 from modelarc.errors import ModelarcError, NotFoundError, PayloadTooLargeError, UsageError, WithdrawnError
 
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
@@ -38,9 +38,10 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
         scope = None
         if header:
             kind, _, token = header.partition(" ")
-            scope = token_scope(get_archive(), token.strip()) if kind.lower() == "bearer" else None
-            if scope is None:  # a wrong token is refused even when anonymous reads are allowed
+            found = token_identity(get_archive(), token.strip()) if kind.lower() == "bearer" else None
+            if found is None:  # a wrong token is refused even when anonymous reads are allowed
                 return _unauthorized("invalid or revoked token")
+            scope, request.state.token_actor = found
         if not anonymous_read and not allows(scope, "read"):
             return _unauthorized("this archive requires a token with the read scope")
         request.state.token_scope = scope  # routes that write check it (push, admin)

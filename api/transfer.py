@@ -132,10 +132,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return _problem(400, "Bad Request", "the commit body is not JSON")
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
+        actor = getattr(request.state, "token_actor", None) or "anonymous"  # who pushed, in the audit log
         try:
-            result = await run_in_threadpool(
-                lambda: commit_offer(archive, snapshot_offer, actor=f"remote:{archive.settings.actor}")
-            )
+            result = await run_in_threadpool(lambda: commit_offer(archive, snapshot_offer, actor=actor))
         except MissingObjectsError as exc:
             return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
         return JSONResponse(

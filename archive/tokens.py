@@ -62,11 +62,13 @@ def list_tokens(archive: Archive) -> list[dict[str, object]]:
         ]
 
 
-def token_scope(archive: Archive, token: str) -> str | None:
-    """The scope of a live token, or None for an unknown or revoked one."""
+def token_identity(archive: Archive, token: str) -> tuple[str, str] | None:
+    """(scope, "token:<id>:<name>") of a live token, for authorisation and the audit log; None if not live."""
     with archive.catalog.session() as s:
         row = s.query(ApiToken).filter_by(token_hash=_hash(token)).one_or_none()
-        return row.scope if row is not None and row.revoked_at is None else None
+        if row is None or row.revoked_at is not None:
+            return None
+        return row.scope, f"token:{row.id}:{row.name}"
 
 
 def allows(scope: str | None, needed: str) -> bool:

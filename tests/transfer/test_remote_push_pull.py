@@ -182,6 +182,11 @@ def test_pull_of_an_unchanged_snapshot_transfers_nothing(server: Server, tmp_pat
     moved = alice.json("push", "acme/m:stable", "--remote", "origin")
     assert moved["objects_sent"] == 0
     assert server.archive.resolve("acme/m:stable")[1].digest == first["snapshot"]
+    from modelarc.registry.queries import audit_events
+
+    with server.archive.catalog.session() as s:  # the audit log names the token that pushed
+        actors = {e.actor for e in audit_events(s, action="transfer.commit")}
+    assert len(actors) == 1 and actors.pop().endswith(":ci-push")
 
 
 def test_push_without_a_push_token_is_refused(server: Server, tmp_path: Path) -> None:
