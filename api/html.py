@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -26,6 +26,7 @@ from modelarc.archive.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, NotFoundError
 
+PAGE_ROWS = 50
 FILTERS = (
     ("cutoff_before", "cutoff before", "2024-01-01"),
     ("cutoff_after", "cutoff after", "2022-06-30"),
@@ -92,21 +93,32 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def home(request: Request) -> HTMLResponse:
         archive = get_archive()
         values = {key: (request.query_params.get(key) or "").strip() for key, _l, _p in FILTERS}
+        page_text = request.query_params.get("page", "1")
+        page = int(page_text) if page_text.isdigit() and 0 < int(page_text) < 100_000 else 1
         try:
-            filters = build_filters(archive, **{k: v or None for k, v in values.items()}, limit=200)
+            filters = build_filters(
+                archive,
+                **{k: v or None for k, v in values.items()},
+                limit=PAGE_ROWS + 1,
+                offset=(page - 1) * PAGE_ROWS,
+            )
             rows = search(archive, filters)
         except ModelarcError as exc:
             return render(
                 "home.html", 400, filters=FILTERS, values=values, rows=[], error=str(exc), stats=None
             )
+        query = {k: v for k, v in values.items() if v}
         return render(
             "home.html",
             filters=FILTERS,
             values=values,
-            rows=rows,
+            rows=rows[:PAGE_ROWS],
             error=None,
             stats=archive.stats(),
             searching=any(values.values()),
+            page=page,
+            prev_url=f"/?{urlencode({**query, 'page': page - 1})}" if page > 1 else None,
+            next_url=f"/?{urlencode({**query, 'page': page + 1})}" if len(rows) > PAGE_ROWS else None,
         )
 
     @router.get("/ui/models/{ns}/{name}", response_class=HTMLResponse)

@@ -209,6 +209,24 @@ def test_user_text_is_escaped_and_withdrawn_snapshots_say_why(site, page) -> Non
     assert response.status == 404 and "no model acme/nothing" in page.locator("#error").inner_text()
 
 
+def test_home_pages_through_many_snapshots(site, page, tmp_path: Path) -> None:
+    from modelarc.api.html import PAGE_ROWS
+
+    archive = site["archive"]
+    for i in range(PAGE_ROWS + 2):  # with the 4 snapshots already there: one full page and 6 more
+        archive.push(write_model(tmp_path / f"p{i}", tiny_tensors(seed=100 + i)), f"bulk/m{i:03d}:v1")
+    page.goto(site["url"] + "/")
+    assert page.locator("table.snapshots tbody tr").count() == PAGE_ROWS
+    assert page.locator("#prev-page").count() == 0
+    page.click("#next-page")
+    page.wait_for_load_state()
+    assert page.locator("table.snapshots tbody tr").count() == 6
+    assert page.locator("#next-page").count() == 0
+    page.click("#prev-page")
+    page.wait_for_load_state()
+    assert page.locator("table.snapshots tbody tr").count() == PAGE_ROWS
+
+
 def test_pages_answer_without_a_browser_too(site) -> None:
     url = site["url"]
     assert httpx.get(f"{url}/ui/datasets").status_code == 200
