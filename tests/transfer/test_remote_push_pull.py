@@ -224,6 +224,9 @@ def test_an_upload_whose_bytes_are_not_its_id_is_rejected(server: Server, tmp_pa
     assert httpx.put(f"{server.url}/v1/objects/{right}", content=blob, headers=auth).status_code == 201
     assert httpx.put(f"{server.url}/v1/objects/{right}", content=blob, headers=auth).status_code == 200
     assert httpx.get(f"{server.url}/v1/objects/{right}").content == blob
+    # an upload must declare its size up front: a chunked body without Content-Length is refused
+    chunked = httpx.put(f"{server.url}/v1/objects/{right}", content=iter([blob]), headers=auth)
+    assert chunked.status_code == 411
     # a header declaring more than any object may hold is refused before decoding
     bomb = ObjectHeader(0, 1 << 40, b"").pack() + b"x"
     r = httpx.put(f"{server.url}/v1/objects/{ObjectId.of(b'x')}", content=bomb, headers=auth)
