@@ -28,6 +28,7 @@ from modelarc.errors import ModelarcError, NotFoundError
 
 PAGE_ROWS = 50
 FILTERS = (
+    ("name", "model name", "llama"),
     ("cutoff_before", "cutoff before", "2024-01-01"),
     ("cutoff_after", "cutoff after", "2022-06-30"),
     ("arch", "architecture", "llama"),

@@ -117,6 +117,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         license: str | None = None,
         descendant_of: str | None = None,
         as_of: str | None = None,
+        name: str | None = None,
         order: Literal["newest", "cutoff"] = "newest",
         limit: Limit = 100,
         cursor: Cursor = None,
@@ -135,6 +136,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
             license=license,
             descendant_of=descendant_of,
             as_of=as_of,
+            name=name,
             limit=limit + 1,
             offset=offset,
         )

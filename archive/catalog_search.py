@@ -50,6 +50,7 @@ def build_filters(
     license: str | None = None,
     descendant_of: str | None = None,
     as_of: str | None = None,
+    name: str | None = None,
     limit: int | None = 100,
     offset: int = 0,
 ) -> SnapshotFilters:
@@ -64,6 +65,7 @@ def build_filters(
         license=license,
         descendant_of=root,
         as_of=parse_as_of(as_of) if as_of else None,
+        name=name,
         limit=limit,
         offset=offset,
     )

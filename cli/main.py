@@ -293,6 +293,7 @@ def pull(
 def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The provenance filters shared by ``ls`` and ``timeline``."""
     options = [
+        click.option("--name", help="Model name contains this (any case), e.g. llama or acme/."),
         click.option("--cutoff-before", help="Training cutoff entirely before this date (YYYY[-MM[-DD]])."),
         click.option("--cutoff-after", help="Training cutoff entirely after this date."),
         click.option("--arch", help="model_type or architecture class, e.g. llama or LlamaForCausalLM."),

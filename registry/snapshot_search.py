@@ -41,6 +41,7 @@ class SnapshotFilters:
     license: str | None = None
     descendant_of: int | None = None  # snapshot row id
     as_of: dt.datetime | None = None
+    name: str | None = None  # part of "namespace/name", any case
     limit: int | None = 100
     offset: int = 0  # rows to skip (API pagination)
 
@@ -97,6 +98,8 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
         q = q.where(Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before))
     if f.cutoff_after is not None:
         q = q.where(Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after))
+    if f.name:
+        q = q.where(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
     if f.arch:
         pattern = f"%{f.arch.lower()}%"
         q = q.where(

@@ -62,6 +62,8 @@ def test_search_pages_cover_every_snapshot_once(client) -> None:
     assert [r["model"] for r in c.get("/v1/snapshots?trained_on=the-pile").json()] == ["acme/base"]
     assert [r["model"] for r in c.get("/v1/snapshots?descendant_of=acme/base:v1").json()] == ["acme/tuned"]
     assert c.get("/v1/snapshots?min_params=10M").json() == []
+    assert {r["model"] for r in c.get("/v1/snapshots?name=TUNED").json()} == {"acme/tuned"}
+    assert len(c.get("/v1/snapshots?name=acme/").json()) == 6
 
 
 def test_models_tags_and_datasets(client) -> None:

@@ -163,6 +163,8 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
         "acme/base"
     ]
     assert len(bob.json("ls", "--remote", "origin", "--limit", "1")) == 1
+    assert [r["model"] for r in bob.json("ls", "--remote", "origin", "--name", "tuned")] == ["acme/tuned"]
+    assert [r["model"] for r in bob.json("ls", "--name", "BASE")] == ["acme/base"]
     with RemoteArchive(Remote("origin", server.url)) as client:
         paged = client.search({}, 10, page_size=1)  # follows Link: rel="next" page by page
     assert [r["snapshot"] for r in paged] == [r["snapshot"] for r in remote_rows]

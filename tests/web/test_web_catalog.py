@@ -142,6 +142,7 @@ def test_search_filters_narrow_the_results(site, page) -> None:
     assert page.input_value("input[name=cutoff_before]") == "2022-01-01"  # the form keeps what was asked
     shot(page, "search-cutoff-before")
     assert search_in_form(site, page, "arch", "gpt2") == ["other/gpt"]
+    assert search_in_form(site, page, "name", "TUNED") == ["acme/tuned"]
     assert search_in_form(site, page, "trained_on", "the-pile") == ["acme/base"]
     assert search_in_form(site, page, "descendant_of", "acme/base:v1") == ["acme/tuned"]
     assert search_in_form(site, page, "cutoff_after", "not-a-date") == []
