@@ -18,9 +18,11 @@ from modelarc.archive.keys import key_fingerprint
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows
 from modelarc.archive.transfer import (
+    MAX_CODEC_OVERHEAD,
     MAX_OBJECT_BYTES,
     MissingObjectsError,
     SnapshotOffer,
+    check_push,
     commit_offer,
     offer_for,
     receive_object,
@@ -31,8 +33,7 @@ from modelarc.storage import ObjectId
 MAX_MISSING_QUERY = 100_000
 STREAM_BLOCK = 1 << 20
 WHOLE_READ_BYTES = 16 << 20
-# a stored object is its decoded size plus a 16-byte header; no codec is allowed to grow data by more than this
-MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + (1 << 20)
+MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + MAX_CODEC_OVERHEAD
 
 
 class MissingQuery(BaseModel):
@@ -55,6 +56,11 @@ def _refuse_unless_push(request: Request) -> Response | None:
     if not allows(scope, "push"):
         return _problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
     return None
+
+
+def _pusher(request: Request) -> str:
+    """Who is pushing (token:<id>:<name>): the audit log's actor and the holder of the push's object leases."""
+    return getattr(request.state, "token_actor", None) or "anonymous"
 
 
 def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
@@ -111,7 +117,8 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             )
         archive = get_archive()
         added = not archive.store.has(oid)
-        await run_in_threadpool(receive_object, archive, oid, body)
+        holder = _pusher(request)
+        await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder))
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")
@@ -132,9 +139,11 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return _problem(400, "Bad Request", "the commit body is not JSON")
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
-        actor = getattr(request.state, "token_actor", None) or "anonymous"  # who pushed, in the audit log
+        actor = _pusher(request)  # who pushed, in the audit log
         try:
-            result = await run_in_threadpool(lambda: commit_offer(archive, snapshot_offer, actor=actor))
+            result = await run_in_threadpool(
+                lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor)
+            )
         except MissingObjectsError as exc:
             return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
         return JSONResponse(
@@ -148,6 +157,29 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             },
             status_code=201 if result.new_snapshot else 200,
         )
+
+    @router.post("/v1/transfer/check")
+    async def check(request: Request) -> Response:
+        """Before any weight moves: is the signer trusted here, is the manifest sane, which objects are missing?
+
+        The pusher uploads the manifest and bundles first, then asks this; a snapshot signed by a key the server
+        does not trust is refused (422) before a single weight object is sent. Objects already here are leased
+        to the pusher until its commit, so gc cannot take them in between.
+        """
+        if (refused := _refuse_unless_push(request)) is not None:
+            return refused
+        try:
+            doc = await request.json()
+        except ValueError:
+            return _problem(400, "Bad Request", "the check body is not JSON")
+        snapshot_offer = SnapshotOffer.from_json(doc)
+        archive = get_archive()
+        holder = _pusher(request)
+        try:
+            missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder))
+        except MissingObjectsError as exc:
+            return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
+        return JSONResponse({"snapshot": snapshot_offer.snapshot, "missing": missing})
 
     @router.get("/v1/transfer/keys")
     def keys() -> Any:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,13 +28,15 @@ import httpx
 from modelarc import __version__
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote_config import Remote
-from modelarc.archive.repository import Archive, check_bundles
+from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore
 from modelarc.archive.transfer import (
+    MAX_CODEC_OVERHEAD,
+    MAX_OBJECT_BYTES,
     CommitResult,
     MissingObjectsError,
     SnapshotOffer,
-    check_manifest_integrity,
+    check_offer,
     commit_offer,
     objects_of,
     offer_for,
@@ -43,15 +45,20 @@ from modelarc.archive.transfer import (
 from modelarc.errors import (
     IntegrityError,
     NotFoundError,
+    ObjectFormatError,
+    PayloadTooLargeError,
     RemoteAuthError,
     RemoteError,
     SignatureError,
     WithdrawnError,
 )
+from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.lock import store_lock
+from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
 MISSING_BATCH = 5000
 
 
@@ -154,9 +161,12 @@ class RemoteArchive:
             "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
         )
 
-    def download(self, oid: ObjectId) -> bytes:
-        """One object, over a kept-alive stdlib connection per thread.
+    def download(self, oid: ObjectId, expected_raw: int | None = None) -> bytes | bytearray:
+        """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
 
+        The object header is read and checked first: its declared decoded size must be within the receiver's
+        limit (and equal ``expected_raw`` when the manifest says how long the chunk is), and the body may be at
+        most that plus the codec's overhead, so a hostile remote cannot make the puller buffer a gigabyte.
         Objects are the bulk of every pull; http.client reads a body of known length in one ``readinto`` where
         httpx reads it 64 KiB at a time (measured: bench/http_pull.py). Small requests stay on httpx.
         """
@@ -166,7 +176,9 @@ class RemoteArchive:
             try:
                 conn.request("GET", path, headers=self._headers)
                 response = conn.getresponse()
-                body = response.read()
+                if response.status >= 400:
+                    self._refuse(response.status, response.read(64 << 10), "GET", path)
+                return self._read_object(oid, response, expected_raw)
             except (http.client.HTTPException, OSError) as exc:
                 conn.close()
                 self._local.conn = None
@@ -175,10 +187,44 @@ class RemoteArchive:
                         f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
                     ) from None
                 continue
-            if response.status >= 400:
-                self._refuse(response.status, body, "GET", path)
-            return body
+            except BaseException:
+                conn.close()  # a refused or half-read body leaves the connection unusable
+                self._local.conn = None
+                raise
         raise AssertionError("unreachable")
+
+    def _read_object(
+        self, oid: ObjectId, response: http.client.HTTPResponse, expected_raw: int | None
+    ) -> bytearray:
+        where = f"remote {self.remote.name} sent object {oid}"
+        head = response.read(HEADER_FIXED_SIZE)
+        try:
+            _codec, params_length, raw_length = unpack_fixed_header(head, where)
+        except ObjectFormatError as exc:
+            raise IntegrityError(str(exc)) from None
+        if raw_length > MAX_OBJECT_BYTES or (expected_raw is not None and raw_length != expected_raw):
+            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else "the limit"
+            raise IntegrityError(f"{where}: it declares {raw_length} decoded bytes, not {want}")
+        cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
+        declared = response.getheader("Content-Length")
+        if declared is not None:
+            if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
+                raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
+            body = bytearray(int(declared))
+            body[:HEADER_FIXED_SIZE] = head
+            view = memoryview(body)[HEADER_FIXED_SIZE:]
+            while view:
+                n = response.readinto(view)
+                if not n:
+                    raise RemoteError(f"{where}: the body ended early")
+                view = view[n:]
+            return body
+        body = bytearray(head)  # no length given: read in blocks, never past the cap
+        while block := response.read(1 << 20):
+            body += block
+            if len(body) > cap:
+                raise IntegrityError(f"{where}: the body runs past the {cap} bytes that can be valid")
+        return body
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -191,11 +237,18 @@ class RemoteArchive:
                 self._connections.append(conn)
         return conn
 
-    def offer(self, ref_text: str) -> SnapshotOffer:
-        ns_name, sep, rev = ref_text.partition("@") if "@" in ref_text else ref_text.partition(":")
-        rev = rev if sep else "latest"
-        body = self._request("GET", f"/v1/transfer/snapshots/{ns_name}/{rev}").json()
+    def offer(self, ref: Ref) -> SnapshotOffer:
+        rev = ref.digest or ref.tag or "latest"
+        body = self._request("GET", f"/v1/transfer/snapshots/{ref.model}/{rev}").json()
         return SnapshotOffer.from_json(body)
+
+    def check(self, offer: SnapshotOffer) -> list[ObjectId]:
+        """Ask the remote to vet the signer and manifest before weights move; the objects it still lacks."""
+        body = self._request("POST", "/v1/transfer/check", json=offer.to_json()).json()
+        missing = body.get("missing") if isinstance(body, dict) else None
+        if not isinstance(missing, list):
+            raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check")
+        return [ObjectId(o) for o in missing]
 
     def commit(self, offer: SnapshotOffer) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
@@ -228,43 +281,45 @@ def push_to_remote(
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> TransferResult:
-    """Send a local snapshot and move its tag on the remote; sends only the objects the remote lacks."""
+    """Send a local snapshot and move its tag on the remote; sends only the objects the remote lacks.
+
+    The manifest and signature bundles go first and the remote vets them (``POST /v1/transfer/check``): a
+    snapshot signed by a key the remote does not trust is refused before a single weight object moves.
+    """
     started = time.perf_counter()
     offer, manifest = offer_for(archive, ref_text)
     needed = objects_of(offer, manifest)
-    todo = client.missing(needed)
-    sizes = _raw_sizes(manifest)
-    if on_total:
-        on_total(sum(sizes.get(oid, 0) for oid in todo))
+    head = needed[: 1 + len(offer.signatures)]  # the manifest, then the bundles (objects_of's order)
     sent = 0
+    moved: list[ObjectId] = []
 
     def send(oid: ObjectId) -> int:
         blob = archive.store.get_stored(oid)
         client.upload(oid, blob)
         return len(blob)
 
-    for oid, size in _parallel(send, todo, client.jobs):
-        sent += size
-        if progress:
-            progress(sizes.get(oid, 0))
-    for attempt in range(3):
-        try:
-            result = client.commit(offer)
-            break
-        except MissingObjectsError as exc:
-            # the remote lost objects between upload and commit (its gc ran): send them again and retry
-            if attempt == 2:
-                raise
-            again = [ObjectId(o) for o in exc.missing]
-            for _oid, size in _parallel(send, again, client.jobs):
-                sent += size
-            todo += again
+    def send_all(ids: list[ObjectId], report: bool) -> None:
+        nonlocal sent
+        for oid, size in _parallel(send, ids, client.jobs):
+            sent += size
+            moved.append(oid)
+            if progress and report:
+                progress(sizes.get(oid, 0))
+
+    sizes = _raw_sizes(manifest)
+    send_all(client.missing(head), report=False)
+    todo = _retry_missing(lambda: client.check(offer), lambda ids: send_all(ids, report=False))
+    if on_total:
+        on_total(sum(sizes.get(oid, 0) for oid in todo))
+    send_all(todo, report=True)
+    # the remote lost objects between upload and commit (its leases expired): send them again and retry
+    result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
     return TransferResult(
         ref=result["ref"],
         snapshot=offer.snapshot,
         remote=client.remote.name,
         objects=len(needed),
-        objects_sent=len(todo),
+        objects_sent=len(moved),
         bytes_sent=sent,
         new_snapshot=result["new_snapshot"],
         previous=result["previous"],
@@ -272,6 +327,18 @@ def push_to_remote(
         parents_missing=tuple(result["parents_missing"]),
         seconds=time.perf_counter() - started,
     )
+
+
+def _retry_missing(call: Callable[[], T], resend: Callable[[list[ObjectId]], None], attempts: int = 3) -> T:
+    """``call``; when it answers that objects are missing, ``resend`` them and try again (``attempts`` in all)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except MissingObjectsError as exc:
+            if attempt == attempts - 1:
+                raise
+            resend([ObjectId(o) for o in exc.missing])
+    raise AssertionError("unreachable")
 
 
 def fetch_from_remote(
@@ -286,23 +353,32 @@ def fetch_from_remote(
 ) -> TransferResult:
     """Copy a remote snapshot into this archive (objects, catalog rows, signature, tag), and optionally into ``dest``.
 
-    The manifest and signature bundles come first and must verify against keys *this* archive trusts before any
-    weights move, so a remote cannot hand out weights signed by someone the user never trusted. Every object is
-    decoded and hashed on arrival and kept in the local store; with ``dest``, the same decoded bytes are written
-    straight into the files (one decode per object), each file checked against its sha256 before it is renamed in.
+    The remote's answer is a claim, checked here before it is recorded: pulling by digest yields exactly that
+    digest; pulling by tag records the answer under the name and tag asked for (the only tag that moves; a
+    digest pull moves none), whatever ref the offer names. The manifest and signature bundles come first and
+    must verify against keys *this* archive trusts before any weights move. Every object is decoded and hashed
+    on arrival and kept in the local store; with ``dest``, the same decoded bytes are written straight into the
+    files (one decode per object), each file checked against its sha256 before it is renamed in. The store's
+    shared lock is held throughout, so a local gc cannot free what the pull has fetched but not yet recorded.
     """
     started = time.perf_counter()
-    offer = client.offer(ref_text)
+    wanted = parse_ref(ref_text)
+    offer = client.offer(wanted)
+    if wanted.digest and not offer.snapshot.startswith(wanted.digest):
+        raise IntegrityError(
+            f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
+        )
     lock = threading.Lock()
     moved = {"objects": 0, "bytes": 0}
+    sizes: dict[ObjectId, int] = {}
 
     def fetch(oid: ObjectId) -> bytes | bytearray:
         if archive.store.has(oid):
             return archive.store.get(oid, verify=dest is None)
-        blob = client.download(oid)
+        blob = client.download(oid, sizes.get(oid))
         try:
             raw = receive_object(archive, oid, blob, write=later)
-        except IntegrityError as exc:
+        except (IntegrityError, PayloadTooLargeError) as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
         with lock:
             moved["objects"] += 1
@@ -323,20 +399,18 @@ def fetch_from_remote(
         for fut in writes:
             fut.result()
 
-    try:
-        for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
-            fetch(oid)
-        for fut in list(writes):  # the manifest and bundles are read back from the store right away
-            fut.result()
-        manifest = archive.manifest_by_id(offer.snapshot)
-        check_manifest_integrity(manifest)
-        bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
-        check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
-        needed = objects_of(offer, manifest)
-        if dest is not None:
-            if on_total:
-                on_total(manifest.logical_bytes)
-            with store_lock(archive.settings.store_path, exclusive=False):
+    with store_lock(archive.settings.store_path, exclusive=False):
+        try:
+            for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
+                fetch(oid)
+            for fut in list(writes):  # the manifest and bundles are read back from the store right away
+                fut.result()
+            manifest, _fingerprint, _bundles = check_offer(archive, offer)
+            sizes.update(_raw_sizes(manifest))
+            needed = objects_of(offer, manifest)
+            if dest is not None:
+                if on_total:
+                    on_total(manifest.logical_bytes)
                 restore(
                     archive.store,
                     manifest,
@@ -346,19 +420,24 @@ def fetch_from_remote(
                     jobs=client.jobs,
                     source=fetch,
                 )
-        else:
-            todo = [oid for oid in needed if not archive.store.has(oid)]
-            sizes = _raw_sizes(manifest)
-            if on_total:
-                on_total(sum(sizes.get(oid, 0) for oid in todo))
-            for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, client.jobs):
-                if progress:
-                    progress(sizes.get(oid, 0))
-    except BaseException:
-        writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
-        raise
-    written()
-    committed: CommitResult = commit_offer(archive, offer, actor=archive.settings.actor)
+            else:
+                todo = [oid for oid in needed if not archive.store.has(oid)]
+                if on_total:
+                    on_total(sum(sizes.get(oid, 0) for oid in todo))
+                for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, client.jobs):
+                    if progress:
+                        progress(sizes.get(oid, 0))
+        except BaseException:
+            writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
+            raise
+        written()
+        committed: CommitResult = commit_offer(
+            archive,
+            offer,
+            actor=archive.settings.actor,
+            record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
+            content_checked=dest is not None,  # restore has just rebuilt and hashed every file
+        )
     return TransferResult(
         ref=committed.ref,
         snapshot=offer.snapshot,

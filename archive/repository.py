@@ -38,6 +38,7 @@ from modelarc.errors import (
 from modelarc.registry import queries as q
 from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
+from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import Signature, SigningKey, Snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, check_tag, parse_ref
@@ -543,7 +544,8 @@ class Archive:
         """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
         with store_lock(self.settings.store_path, exclusive=True, wait=False):
             with self.catalog.session() as s:
-                referenced = q.referenced_object_ids(s)
+                # objects a remote push has uploaded but not committed yet are leased (registry/leases.py)
+                referenced = q.referenced_object_ids(s) | leased_object_ids(s)
             removed = freed = kept = 0
             doomed = []
             for oid in list(self.store.iter_ids()):

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
+from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import SnapshotObject, utcnow
 from modelarc.storage import ObjectId
 from modelarc.storage.lock import store_lock
@@ -102,7 +103,7 @@ def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, i
                         )
                     )
                 )
-                doomed = sorted(candidates - still_used)
+                doomed = sorted(candidates - still_used - leased_object_ids(s))
                 freed = 0
                 for oid in doomed:
                     if archive.store.has(ObjectId(oid)):

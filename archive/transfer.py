@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +19,14 @@ import yaml
 
 from modelarc.archive.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.manifest_checks import (
+    MAX_CHUNK_BYTES,
+    check_manifest_content,
+    check_manifest_structure,
+)
 from modelarc.archive.repository import RELATIONS, Archive, catalog_files, check_bundles, refuse_if_withdrawn
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import (
-    IntegrityError,
     ModelarcError,
     NotFoundError,
     PayloadTooLargeError,
@@ -30,9 +34,10 @@ from modelarc.errors import (
     UsageError,
 )
 from modelarc.registry import queries as q
+from modelarc.registry.leases import release_leases, take_leases
 from modelarc.registry.models import DataAttachment, Signature, SigningKey, Snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
-from modelarc.registry.refs import parse_ref
+from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.lock import store_lock
 from modelarc.storage.objectformat import unpack_header
@@ -188,24 +193,35 @@ def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectI
     return head + sorted(manifest.object_ids() - set(head))
 
 
-def commit_offer(archive: Archive, offer: SnapshotOffer, *, actor: str) -> CommitResult:
-    """Record a received snapshot and move its tag, once every object is present and a trusted signature verifies.
+def commit_offer(
+    archive: Archive,
+    offer: SnapshotOffer,
+    *,
+    actor: str,
+    record_as: Ref | None = None,
+    holder: str | None = None,
+    content_checked: bool = False,
+) -> CommitResult:
+    """Record a received snapshot and move one tag, once every claim the offer makes has been checked here.
 
-    Objects must already be durable in ``archive.store``; this syncs the store before the catalog mentions them.
+    Before anything is recorded: every object is present, the manifest hashes to the offered id (it is read by
+    that id and re-hashed), its numbers are sane, every file rebuilds to its declared size and sha256 with tensor
+    entries matching its own header (skipped when the caller has just rebuilt the files itself:
+    ``content_checked``, or when this archive already holds the snapshot), and a bundle signs exactly these files
+    with a key *this* archive trusts. ``record_as`` is the name and tag to record (default: the offer's ref); its
+    tag is the only one that moves, and a ``record_as`` without a tag moves none. ``holder`` releases that
+    pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
     """
-    ref = parse_ref(offer.ref)
-    manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
-    if not archive.store.has(manifest_id):
-        raise MissingObjectsError(offer.snapshot, [manifest_id])
+    ref = record_as or parse_ref(offer.ref)
     with store_lock(archive.settings.store_path, exclusive=False):
-        manifest = archive.manifest_by_id(offer.snapshot)
-        check_manifest_integrity(manifest)
-        needed = objects_of(offer, manifest)
-        missing = [oid for oid in needed if not archive.store.has(oid)]
-        if missing:
+        if missing := missing_objects(archive, offer):  # all of them at once, so one resend completes a push
             raise MissingObjectsError(offer.snapshot, missing)
-        bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
-        fingerprint, _bundle = check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
+        manifest, fingerprint, bundles = check_offer(archive, offer)
+        needed = objects_of(offer, manifest)
+        with archive.catalog.session() as s:
+            recorded = q.digest_recorded(s, offer.snapshot)
+        if not (content_checked or recorded):
+            check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
         archive.store.sync()  # every object is durable before the catalog mentions it
         infos = {oid: archive.store.stat(oid) for oid in needed}
         architecture = _architecture(archive, manifest) or offer.architecture
@@ -236,12 +252,15 @@ def commit_offer(archive: Archive, offer: SnapshotOffer, *, actor: str) -> Commi
                     )
             if not created:
                 q.add_snapshot_objects(s, snap, [str(o) for o in needed])
-            previous = q.move_tag(s, model, ref.tag or "latest", snap, actor)
+            previous = q.move_tag(s, model, ref.tag, snap, actor) if ref.tag else None
+            if holder is not None:
+                release_leases(s, needed, holder)
+            label = f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}"
             q.audit(
                 s,
                 actor,
                 "transfer.commit",
-                f"{ref.model}:{ref.tag}",
+                label,
                 snapshot=offer.snapshot,
                 new_snapshot=created,
                 previous=previous,
@@ -249,13 +268,41 @@ def commit_offer(archive: Archive, offer: SnapshotOffer, *, actor: str) -> Commi
             )
     _attach_data(archive, offer, f"{ref.model}@{offer.snapshot}")
     return CommitResult(
-        ref=f"{ref.model}:{ref.tag}",
+        ref=label,
         snapshot=offer.snapshot,
         new_snapshot=created,
         previous=previous if previous != offer.snapshot else None,
         key_fingerprint=fingerprint,
         parents_missing=tuple(parents_missing),
     )
+
+
+def missing_objects(archive: Archive, offer: SnapshotOffer) -> list[ObjectId]:
+    """Every object of the offer this store lacks; without the manifest, only what the offer itself names."""
+    manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
+    head = [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
+    needed = (
+        objects_of(offer, archive.manifest_by_id(offer.snapshot)) if archive.store.has(manifest_id) else head
+    )
+    return [oid for oid in needed if not archive.store.has(oid)]
+
+
+def check_offer(archive: Archive, offer: SnapshotOffer) -> tuple[SnapshotManifest, str, list[bytes]]:
+    """The checks that need only the manifest and the bundles: run before any weight object moves.
+
+    Returns the manifest, the fingerprint of the trusted key that signed it, and the bundles' bytes. Raises
+    ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
+    cannot be true, ``SignatureError`` unless a bundle verifies against a key this archive trusts.
+    """
+    head = [ObjectId(offer.snapshot.removeprefix("sha256:")), *map(ObjectId, offer.signatures)]
+    missing = [oid for oid in head if not archive.store.has(oid)]
+    if missing:
+        raise MissingObjectsError(offer.snapshot, missing)
+    manifest = archive.manifest_by_id(offer.snapshot)
+    check_manifest_structure(manifest, f"snapshot {offer.snapshot}")
+    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
+    fingerprint, _bundle = check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
+    return manifest, fingerprint, bundles
 
 
 def _record(
@@ -341,14 +388,8 @@ def _string(doc: dict[str, Any], name: str) -> str:
     return value
 
 
-def check_manifest_integrity(manifest: SnapshotManifest) -> None:
-    """Chunk lengths add up to each file's size: a signed manifest that lies about sizes is refused early."""
-    for f in manifest.files:
-        if sum(c.length for c in file_chunks(f)) != f.size:
-            raise IntegrityError(f"manifest: the chunks of {f.path} do not add up to its size {f.size}")
-
-
-MAX_OBJECT_BYTES = 256 << 20  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
+MAX_OBJECT_BYTES = MAX_CHUNK_BYTES  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
+MAX_CODEC_OVERHEAD = 1 << 20  # a stored object is at most its decoded size plus its header and this much
 
 
 def receive_object(
@@ -357,14 +398,49 @@ def receive_object(
     blob: bytes | bytearray,
     *,
     write: Callable[[Callable[[], None]], None] | None = None,
+    holder: str | None = None,
 ) -> bytes | bytearray:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
     The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
+    With ``holder`` (a server receiving a push), the object is leased to that pusher before it is written, both
+    under the store's shared lock, so a gc can never see the object without its lease.
     """
     header = unpack_header(blob, f"object {oid}")
     if header.raw_length > MAX_OBJECT_BYTES:
         raise PayloadTooLargeError(
             f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
         )
-    return archive.store.put_stored(oid, blob, write=write)
+    if holder is None:
+        return archive.store.put_stored(oid, blob, write=write)
+    writes: list[Callable[[], None]] = []
+    raw = archive.store.put_stored(oid, blob, write=writes.append)  # decoded and verified, not yet written
+    with store_lock(archive.settings.store_path, exclusive=False):
+        lease_objects(archive, [oid], holder)
+        for store in writes:
+            store()
+    return raw
+
+
+LEASE_TTL = dt.timedelta(hours=1)
+
+
+def lease_objects(archive: Archive, object_ids: Iterable[str], holder: str) -> None:
+    """Keep ``object_ids`` from gc for ``LEASE_TTL`` on behalf of a push in flight (registry/leases.py)."""
+    with archive.catalog.session() as s:
+        take_leases(s, object_ids, holder, LEASE_TTL)
+
+
+def check_push(archive: Archive, offer: SnapshotOffer, holder: str) -> list[ObjectId]:
+    """Before weights move: the signer is trusted and the manifest is sane; the objects still to send.
+
+    The objects this archive already has are leased to ``holder`` under the shared store lock, so the answer
+    "you need not send these" stays true until the commit (or the lease expires).
+    """
+    with store_lock(archive.settings.store_path, exclusive=False):
+        manifest, _fingerprint, _bundles = check_offer(archive, offer)
+        needed = objects_of(offer, manifest)
+        present = [oid for oid in needed if archive.store.has(oid)]
+        lease_objects(archive, present, holder)
+    have = set(present)
+    return [oid for oid in needed if oid not in have]

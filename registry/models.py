@@ -255,7 +255,9 @@ class DataAttachment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), index=True)
-    object_id: Mapped[str | None] = mapped_column(String(64))  # the manifest document as given, kept in the store
+    object_id: Mapped[str | None] = mapped_column(
+        String(64)
+    )  # the manifest document as given, kept in the store
     attached_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(200))
 
@@ -299,3 +301,19 @@ class ApiToken(Base):
     scope: Mapped[str] = mapped_column(String(20))  # read | push | admin (each includes the ones before it)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ObjectLease(Base):
+    """An object a transfer in flight relies on: uploaded (or found present) but not yet in a committed snapshot.
+
+    gc and withdrawal keep every object with an unexpired lease, so a pusher on another machine can upload for
+    an hour and then commit; a lease that is never committed expires and its objects become garbage again.
+    """
+
+    __tablename__ = "object_leases"
+
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(
+        String(200), primary_key=True
+    )  # the pusher: token:<id>:<name> or actor
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

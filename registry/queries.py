@@ -75,6 +75,11 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     return tag.snapshot
 
 
+def digest_recorded(s: Session, digest: str) -> bool:
+    """Whether any model already holds a snapshot with this id (its content was checked when it was recorded)."""
+    return s.scalar(select(Snapshot.id).where(Snapshot.digest == digest).limit(1)) is not None
+
+
 def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the catalog already has rows for (queried in batches to stay under bind limits)."""
     wanted = list(ids)

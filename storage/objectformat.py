@@ -41,15 +41,21 @@ class ObjectHeader:
         )
 
 
-def unpack_header(blob: bytes | memoryview, name: str = "object") -> ObjectHeader:
-    """Parse the header at the start of ``blob``; every malformed case raises ``ObjectFormatError`` naming ``name``."""
+def unpack_fixed_header(blob: bytes | bytearray | memoryview, name: str = "object") -> tuple[int, int, int]:
+    """(codec id, parameter length, raw length) from the first 16 bytes: enough to bound a body before reading it."""
     if len(blob) < HEADER_FIXED_SIZE:
         raise ObjectFormatError(f"{name}: truncated object header ({len(blob)} bytes)")
     magic, version, codec_id, plen, raw_length = _FIXED.unpack_from(blob, 0)
     if magic != MAGIC:
-        raise ObjectFormatError(f"{name}: not a modelarc object (bad magic {bytes(magic)!r})")
+        raise ObjectFormatError(f"{name}: not a modelarc object (bad magic {bytes(magic)[:8]!r})")
     if version != FORMAT_VERSION:
         raise ObjectFormatError(f"{name}: unsupported object format version {version}")
+    return codec_id, plen, raw_length
+
+
+def unpack_header(blob: bytes | bytearray | memoryview, name: str = "object") -> ObjectHeader:
+    """Parse the header at the start of ``blob``; every malformed case raises ``ObjectFormatError`` naming ``name``."""
+    codec_id, plen, raw_length = unpack_fixed_header(blob, name)
     if len(blob) < HEADER_FIXED_SIZE + plen:
         raise ObjectFormatError(f"{name}: truncated codec parameters")
     params = bytes(blob[HEADER_FIXED_SIZE : HEADER_FIXED_SIZE + plen])

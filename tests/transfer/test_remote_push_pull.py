@@ -5,6 +5,7 @@ The server's catalog runs on both SQLite and PostgreSQL (`database_url`); the cl
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
@@ -345,26 +346,50 @@ def test_remote_errors_are_one_line(tmp_path: Path) -> None:
     assert oct((tmp_path / "h" / "remotes.json").stat().st_mode & 0o777) == "0o600"
 
 
-def test_a_push_whose_objects_vanish_before_the_commit_sends_them_again(
-    server: Server, tmp_path: Path
-) -> None:
+def test_gc_on_the_server_keeps_what_a_push_in_flight_uploaded(server: Server, tmp_path: Path) -> None:
     alice = make_home(tmp_path, "alice")
     trusted_by_server(server, alice)
     alice("push", write_model(tmp_path / "m"), "acme/m:v1")
     remote = Remote("origin", server.url, server.push_token)
-    calls: list[int] = []
+    reports = []
 
-    def gc_on_the_server_after_the_last_upload(n: int) -> None:
-        calls.append(n)
-        if len(calls) == needed:
-            report = server.archive.gc()  # uncommitted uploads are unreferenced: gc frees them
-            assert report.objects_removed >= 1
+    def gc_on_the_server_after_each_upload(_n: int) -> None:
+        reports.append(server.archive.gc())  # the uploads are not committed yet, only leased
 
     with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
         from modelarc.archive.transfer import objects_of, offer_for
 
         offer, manifest = offer_for(a, "acme/m:v1")
         needed = len(objects_of(offer, manifest))
+        result = push_to_remote(a, "acme/m:v1", client, progress=gc_on_the_server_after_each_upload)
+    assert reports and all(r.objects_removed == 0 for r in reports)
+    assert result.new_snapshot and result.objects_sent == needed
+    server.archive.verify("acme/m:v1")
+
+
+def test_a_push_whose_leases_expired_and_objects_vanished_sends_them_again(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "m"), "acme/m:v1")
+    remote = Remote("origin", server.url, server.push_token)
+    monkeypatch.setattr("modelarc.archive.transfer.LEASE_TTL", dt.timedelta(seconds=-1))  # born expired
+    removed: list[int] = []
+    calls: list[int] = []
+
+    def gc_on_the_server_after_the_last_upload(n: int) -> None:
+        calls.append(n)
+        if len(calls) == len(todo):
+            removed.append(server.archive.gc().objects_removed)  # expired leases protect nothing
+
+    with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
+        from modelarc.archive.transfer import objects_of, offer_for
+
+        offer, manifest = offer_for(a, "acme/m:v1")
+        needed = objects_of(offer, manifest)
+        todo = needed[1 + len(offer.signatures) :]
         result = push_to_remote(a, "acme/m:v1", client, progress=gc_on_the_server_after_the_last_upload)
-    assert result.new_snapshot and result.objects_sent > needed
+    assert removed and removed[0] >= 1
+    assert result.new_snapshot and result.objects_sent > len(needed)
     server.archive.verify("acme/m:v1")

@@ -1,0 +1,136 @@
+"""Checking a manifest that came from elsewhere before anything in it is recorded (docs/SECURITY.md).
+
+A manifest received over the wire is signed, but a signature only says who made the claims, not that they are
+true: a pusher with a trusted key could still sign a manifest whose file sizes are 2^62 or -5, whose sha256 does
+not match the bytes its chunks rebuild, or whose tensor entries disagree with the safetensors header stored in the
+same file. Two passes, cheap first:
+
+- ``check_manifest_structure``: sizes, counts, offsets, part and chunk arithmetic, dtype x shape; no store access.
+- ``check_manifest_content``: streams every file's chunks from the store (each object re-hashed on the way), checks
+  each file's size and sha256, and parses safetensors/GGUF headers to compare them with the tensor parts. Memory is
+  bounded by the read-ahead of ``iter_chunk_bytes``; no file is ever held whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from modelarc.archive.gguf_format import read_layout as read_gguf_layout
+from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
+from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.archive.safetensors_format import DTYPE_BITS, MAX_HEADER_BYTES, parse_layout
+from modelarc.errors import IntegrityError, ModelarcError
+from modelarc.storage import ObjectStore
+
+# Receiver limits (docs/SECURITY.md "Limits"). Far above any published model, far below what would let a single
+# request make the catalog or the server's memory grow without bound.
+MAX_FILES = 100_000
+MAX_TENSORS = 200_000
+MAX_FILE_BYTES = 1 << 50  # 1 PiB: no single file of a real model comes near; 2^62 sizes are refused
+MAX_CHUNK_BYTES = 256 << 20  # the largest object a receiver accepts (ingest writes 8 MiB chunks)
+MAX_HEADER_PART_BYTES = MAX_HEADER_BYTES + 8
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PART_KINDS = {"safetensors": {"header", "tensor"}, "gguf": {"header", "tensor", "pad"}, "blob": {"blob"}}
+
+
+def check_manifest_structure(manifest: SnapshotManifest, label: str) -> None:
+    """Refuse a manifest whose numbers cannot describe real files, before any object is read."""
+    if len(manifest.files) > MAX_FILES:
+        raise IntegrityError(f"{label}: {len(manifest.files)} files; a snapshot may have at most {MAX_FILES}")
+    tensors = sum(1 for _ in manifest.tensors())
+    if tensors > MAX_TENSORS:
+        raise IntegrityError(f"{label}: {tensors} tensors; a snapshot may have at most {MAX_TENSORS}")
+    for f in manifest.files:
+        _check_file(f, label)
+
+
+def _check_file(f: FileEntry, label: str) -> None:
+    where = f"{label}: {f.path}"
+    if not isinstance(f.size, int) or not 0 <= f.size <= MAX_FILE_BYTES:
+        raise IntegrityError(f"{where}: size {f.size} is not between 0 and {MAX_FILE_BYTES}")
+    if not _HEX64.match(f.sha256):
+        raise IntegrityError(f"{where}: sha256 {f.sha256[:80]!r} is not 64 lowercase hex digits")
+    kinds = _PART_KINDS.get(f.kind)
+    if kinds is None:
+        raise IntegrityError(f"{where}: unknown file kind {f.kind[:40]!r}")
+    cursor = 0
+    for i, p in enumerate(f.parts):
+        if p.kind not in kinds:
+            raise IntegrityError(f"{where}: part {i} of kind {p.kind[:40]!r} in a {f.kind} file")
+        if (p.kind == "header") != (i == 0 and f.kind != "blob"):
+            raise IntegrityError(f"{where}: a {f.kind} file starts with its header part, and has one")
+        if p.offset != cursor:
+            raise IntegrityError(f"{where}: part {i} starts at {p.offset}, expected {cursor}")
+        if p.length < 0 or sum(c.length for c in p.chunks) != p.length:
+            raise IntegrityError(f"{where}: the chunks of part {i} do not add up to its length {p.length}")
+        for c in p.chunks:
+            if not 0 < c.length <= MAX_CHUNK_BYTES:
+                raise IntegrityError(f"{where}: chunk {c.id} has length {c.length}")
+        if p.kind == "tensor":
+            _check_tensor_part(p, f.kind, where)
+        cursor += p.length
+    if cursor != f.size:
+        raise IntegrityError(f"{where}: the chunks of {f.path} do not add up to its size {f.size}")
+    if f.kind == "safetensors" and f.parts and f.parts[0].length > MAX_HEADER_PART_BYTES:
+        raise IntegrityError(f"{where}: header part of {f.parts[0].length} bytes")
+
+
+def _check_tensor_part(p: Part, file_kind: str, where: str) -> None:
+    if not isinstance(p.name, str) or not isinstance(p.dtype, str) or p.shape is None:
+        raise IntegrityError(f"{where}: a tensor part without name, dtype or shape")
+    if any(not isinstance(d, int) or d < 0 for d in p.shape) or len(p.shape) > 16:
+        raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has shape {p.shape!r}")
+    if file_kind == "safetensors":
+        bits = DTYPE_BITS.get(p.dtype)
+        if bits is None or math.prod(p.shape) * bits != p.length * 8:
+            raise IntegrityError(
+                f"{where}: tensor {p.name[:200]!r} is {p.length} bytes, not shape {p.shape} x {p.dtype[:20]}"
+            )
+
+
+def check_manifest_content(
+    store: ObjectStore, manifest: SnapshotManifest, label: str, *, jobs: int = 2
+) -> None:
+    """Rebuild every file from the store without writing it: each must hash to its sha256 and size.
+
+    Safetensors and GGUF headers are parsed from the rebuilt bytes and must list exactly the tensor parts (name,
+    dtype, shape, offset, length) the manifest gives, so the catalog's tensor rows describe the real file.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-check") as pool:
+        for f in manifest.files:
+            sha = hashlib.sha256()
+            size = 0
+            header = bytearray()
+            header_length = f.parts[0].length if f.parts and f.parts[0].kind == "header" else 0
+            for data in iter_chunk_bytes(store, file_chunks(f), pool):
+                sha.update(data)
+                if size < header_length:
+                    header += data[: header_length - size]
+                size += len(data)
+            if size != f.size or sha.hexdigest() != f.sha256:
+                raise IntegrityError(
+                    f"{label}: {f.path} does not rebuild to its declared size and sha256 "
+                    f"({size} bytes, sha256 {sha.hexdigest()}; the manifest says {f.size}, {f.sha256})"
+                )
+            if f.kind in ("safetensors", "gguf"):
+                _check_tensors_match_header(f, bytes(header), label)
+
+
+def _check_tensors_match_header(f: FileEntry, header: bytes, label: str) -> None:
+    where = f"{label}: {f.path}"
+    try:
+        if f.kind == "safetensors":
+            layout = parse_layout(f.path, header, f.size)
+            parsed = [(t.name, t.dtype, t.shape, t.begin, t.nbytes) for t in layout.tensors]
+        else:
+            gguf = read_gguf_layout(io.BytesIO(header), f.path, f.size)
+            parsed = [(t.name, t.dtype, t.shape, t.begin, t.end - t.begin) for t in gguf.tensors]
+    except ModelarcError as exc:
+        raise IntegrityError(f"{where}: its header does not parse: {exc}") from None
+    declared = [(p.name, p.dtype, tuple(p.shape or ()), p.offset, p.length) for p in f.tensors()]
+    if [(n, d, tuple(s), b, ln) for n, d, s, b, ln in parsed] != declared:
+        raise IntegrityError(f"{where}: the manifest's tensor entries do not match the file's own header")

@@ -1,0 +1,56 @@
+"""Object leases: how a transfer in flight keeps its uploaded objects safe from gc until it commits or gives up.
+
+A lease is (object id, holder, expiry). Taking one again moves its expiry; a commit releases the leases its own
+holder took on the objects it just recorded, and nothing else. gc reads the unexpired leases while it holds the
+store's exclusive lock, and uploads take their lease under the shared lock before the object is written, so gc
+never sees an uploaded object without also seeing its lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from modelarc.registry.models import ObjectLease, utcnow
+
+LEASE_BATCH = 500
+
+
+def take_leases(s: Session, object_ids: Iterable[str], holder: str, ttl: dt.timedelta) -> None:
+    """Lease (or re-lease) ``object_ids`` for ``holder`` until now + ``ttl``."""
+    expires = utcnow() + ttl
+    rows = [
+        {"object_id": oid, "holder": holder[:200], "expires_at": expires} for oid in sorted(set(object_ids))
+    ]
+    if not rows:
+        return
+    insert = postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for i in range(0, len(rows), LEASE_BATCH):
+        stmt = insert(ObjectLease).values(rows[i : i + LEASE_BATCH])
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["object_id", "holder"], set_={"expires_at": stmt.excluded.expires_at}
+            )
+        )
+
+
+def release_leases(s: Session, object_ids: Iterable[str], holder: str) -> None:
+    """Drop ``holder``'s leases on ``object_ids`` (they are now referenced by a committed snapshot)."""
+    ids = sorted(set(object_ids))
+    for i in range(0, len(ids), LEASE_BATCH):
+        s.execute(
+            delete(ObjectLease).where(
+                ObjectLease.holder == holder[:200], ObjectLease.object_id.in_(ids[i : i + LEASE_BATCH])
+            )
+        )
+
+
+def leased_object_ids(s: Session) -> set[str]:
+    """Objects with at least one unexpired lease; expired leases are deleted on the way."""
+    now = utcnow()
+    s.execute(delete(ObjectLease).where(ObjectLease.expires_at <= now))
+    return set(s.scalars(select(ObjectLease.object_id).distinct()))
