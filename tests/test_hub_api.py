@@ -24,13 +24,16 @@ def served(tmp_path_factory):
     os.environ.pop("MODELARC_DATABASE_URL", None)
     archive, _ = Archive.init(base / "home")
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2,
-                                                                 vocab_size=len(WORDS), n_positions=64)).eval()
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(WORDS), n_positions=64)
+    ).eval()
     src = base / "src"
     model.save_pretrained(src)
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>").save_pretrained(src)
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(src)
     pushed = archive.push(src, "acme/gpt2:v1")
     with serve(archive) as url:
         yield {"url": url, "src": src, "model": model, "snapshot": pushed.snapshot, "base": base}
@@ -44,11 +47,17 @@ def test_huggingface_hub_client_reads_the_archive(served, tmp_path: Path) -> Non
     info = api.model_info("acme/gpt2", revision="v1")
     assert info.sha == commit_id(served["snapshot"]) and len(info.sha) == 40
     assert {s.rfilename for s in info.siblings} == {p.name for p in served["src"].iterdir()}
-    assert sorted(api.list_repo_files("acme/gpt2", revision="v1")) == sorted(p.name for p in served["src"].iterdir())
-    folder = Path(snapshot_download("acme/gpt2", revision="v1", endpoint=served["url"], cache_dir=tmp_path / "c"))
+    assert sorted(api.list_repo_files("acme/gpt2", revision="v1")) == sorted(
+        p.name for p in served["src"].iterdir()
+    )
+    folder = Path(
+        snapshot_download("acme/gpt2", revision="v1", endpoint=served["url"], cache_dir=tmp_path / "c")
+    )
     for p in served["src"].iterdir():
         assert (folder / p.name).read_bytes() == p.read_bytes(), p.name
-    one = hf_hub_download("acme/gpt2", "config.json", revision=info.sha, endpoint=served["url"], cache_dir=tmp_path / "d")
+    one = hf_hub_download(
+        "acme/gpt2", "config.json", revision=info.sha, endpoint=served["url"], cache_dir=tmp_path / "d"
+    )
     assert Path(one).read_bytes() == (served["src"] / "config.json").read_bytes()
 
 
@@ -78,9 +87,16 @@ def test_transformers_loads_through_hf_endpoint_with_identical_logits(served, tm
         "ids = t('what year is it ?', return_tensors='pt').input_ids\n"
         "torch.save(m(ids).logits.detach(), sys.argv[1])\n"
     )
-    env = {**os.environ, "HF_ENDPOINT": served["url"], "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": served["url"],
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_DISABLE_XET": "1",
+    }
     out = tmp_path / "logits.pt"
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     tok = transformers.AutoTokenizer.from_pretrained(served["src"])
     with torch.no_grad():

@@ -36,16 +36,29 @@ def test_push_with_data_attaches_datasets(arc, tmp_path: Path) -> None:
     manifest = _write(tmp_path, "data.yaml", MANIFEST_YAML)
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1", "--data", manifest, "--released", "2023-02-01")
     shown = arc.json("show", "acme/tiny:v1")
-    assert [(d["name"], d["role"]) for d in shown["datasets"]] == [("the-pile", "pretrain"), ("alpaca", "instruction")]
+    assert [(d["name"], d["role"]) for d in shown["datasets"]] == [
+        ("the-pile", "pretrain"),
+        ("alpaca", "instruction"),
+    ]
     assert shown["release_date"] == "2023-02-01"
     pile = shown["datasets"][0]
-    assert pile["time_range"] == {"start": "2010-01-01", "end": "2020-06-01"} and pile["tokens"] == 300000000000
+    assert (
+        pile["time_range"] == {"start": "2010-01-01", "end": "2020-06-01"} and pile["tokens"] == 300000000000
+    )
     assert "dataset:      pretrain the-pile" in arc("show", "acme/tiny:v1").stdout
 
 
 def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_path: Path) -> None:
-    json_manifest = _write(tmp_path, "data.json", json.dumps({
-        "version": 1, "datasets": [{"name": "the-pile", "version": "1.0", "sha256": "ab" * 32, "role": "pretrain"}]}))
+    json_manifest = _write(
+        tmp_path,
+        "data.json",
+        json.dumps(
+            {
+                "version": 1,
+                "datasets": [{"name": "the-pile", "version": "1.0", "sha256": "ab" * 32, "role": "pretrain"}],
+            }
+        ),
+    )
     arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/a:v1")
     arc("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/b:v1")
     first = arc.json("data", "attach", "acme/a:v1", json_manifest)
@@ -62,21 +75,34 @@ def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_pat
     assert "the-pile" in arc("data", "ls").stdout
 
 
-@pytest.mark.parametrize("text, message", [
-    ("version: 1\ndatasets:\n  - name: x\n    role: pretrain\n    time_range: {start: '2023-13'}\n",
-     "datasets[0].time_range.start"),
-    ("version: 1\ndatasets:\n  - name: x\n    role: homework\n", "datasets[0].role"),
-    ("version: 1\ndatasets:\n  - role: pretrain\n", "'name' is a required property"),
-    ("version: 1\ndatasets:\n  - name: x\n    role: eval\n    size_bytes: -5\n", "datasets[0].size_bytes"),
-    ("version: 1\ndatasets: [ {name: x, role: eval\n", "not valid YAML"),
-    ("version: 2\ndatasets: [{name: x, role: eval}]\n", "version: 1 was expected"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "version: 1\ndatasets:\n  - name: x\n    role: pretrain\n    time_range: {start: '2023-13'}\n",
+            "datasets[0].time_range.start",
+        ),
+        ("version: 1\ndatasets:\n  - name: x\n    role: homework\n", "datasets[0].role"),
+        ("version: 1\ndatasets:\n  - role: pretrain\n", "'name' is a required property"),
+        (
+            "version: 1\ndatasets:\n  - name: x\n    role: eval\n    size_bytes: -5\n",
+            "datasets[0].size_bytes",
+        ),
+        ("version: 1\ndatasets: [ {name: x, role: eval\n", "not valid YAML"),
+        ("version: 2\ndatasets: [{name: x, role: eval}]\n", "version: 1 was expected"),
+    ],
+)
 def test_invalid_manifests_are_refused_naming_the_field(arc, tmp_path: Path, text: str, message: str) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
     bad = _write(tmp_path, "bad.yaml", text)
     before = (arc.json("ls"), arc.json("stats"), arc.json("data", "ls"))
     assert message in arc.fail("data", "attach", "acme/tiny:v1", bad).stderr
-    assert message in arc.fail("push", write_model(tmp_path / "m2", tiny_tensors(seed=5)), "acme/other:v1", "--data", bad).stderr
+    assert (
+        message
+        in arc.fail(
+            "push", write_model(tmp_path / "m2", tiny_tensors(seed=5)), "acme/other:v1", "--data", bad
+        ).stderr
+    )
     assert (arc.json("ls"), arc.json("stats"), arc.json("data", "ls")) == before
 
 

@@ -11,7 +11,9 @@ from modelarc.registry.models import DataAttachment, Dataset, Snapshot, Snapshot
 
 
 def _push(arc, tmp_path: Path, ref: str, seed: int, *extra: str, **sizes: int) -> str:
-    return arc.json("push", write_model(tmp_path / f"m{seed}", tiny_tensors(seed=seed, **sizes)), ref, *extra)["snapshot"]
+    return arc.json(
+        "push", write_model(tmp_path / f"m{seed}", tiny_tensors(seed=seed, **sizes)), ref, *extra
+    )["snapshot"]
 
 
 def _models(rows) -> list[str]:
@@ -22,10 +24,35 @@ def _models(rows) -> list[str]:
 def catalog(arc, tmp_path: Path):
     ids = {
         "old": _push(arc, tmp_path, "acme/old:v1", 1, "--cutoff", "2021", "--license", "mit"),
-        "mid": _push(arc, tmp_path, "acme/mid:v1", 2, "--cutoff", "2023-03", "--license", "apache-2.0",
-                     "--parent", "acme/old:v1", "--relation", "finetune"),
-        "new": _push(arc, tmp_path, "acme/new:v1", 3, "--cutoff", "2024-06-15", "--license", "apache-2.0",
-                     "--parent", "acme/mid:v1", "--relation", "quantized", layers=4),
+        "mid": _push(
+            arc,
+            tmp_path,
+            "acme/mid:v1",
+            2,
+            "--cutoff",
+            "2023-03",
+            "--license",
+            "apache-2.0",
+            "--parent",
+            "acme/old:v1",
+            "--relation",
+            "finetune",
+        ),
+        "new": _push(
+            arc,
+            tmp_path,
+            "acme/new:v1",
+            3,
+            "--cutoff",
+            "2024-06-15",
+            "--license",
+            "apache-2.0",
+            "--parent",
+            "acme/mid:v1",
+            "--relation",
+            "quantized",
+            layers=4,
+        ),
         "none": _push(arc, tmp_path, "other/nocutoff:v1", 4),
     }
     return arc, ids
@@ -33,7 +60,9 @@ def catalog(arc, tmp_path: Path):
 
 def test_cutoff_filters_respect_precision(catalog) -> None:
     arc, _ids = catalog
-    assert _models(arc.json("ls", "--cutoff-before", "2023-03-15")) == ["acme/old:v1"]  # 2023-03 is not all before
+    assert _models(arc.json("ls", "--cutoff-before", "2023-03-15")) == [
+        "acme/old:v1"
+    ]  # 2023-03 is not all before
     assert set(_models(arc.json("ls", "--cutoff-before", "2023-04"))) == {"acme/old:v1", "acme/mid:v1"}
     assert _models(arc.json("ls", "--cutoff-before", "2021-06-01")) == []  # "2021" runs to the end of 2021
     assert _models(arc.json("ls", "--cutoff-after", "2023-12-31")) == ["acme/new:v1"]
@@ -50,8 +79,11 @@ def test_other_filters_alone_and_combined(catalog) -> None:
     assert _models(arc.json("ls", "--min-params", str(big))) == ["acme/new:v1"]
     assert "acme/new:v1" not in _models(arc.json("ls", "--max-params", str(big - 1)))
     assert set(_models(arc.json("ls", "--descendant-of", "acme/old:v1"))) == {"acme/mid:v1", "acme/new:v1"}
-    assert _models(arc.json("ls", "--descendant-of", "acme/old:v1", "--license", "apache-2.0",
-                            "--cutoff-after", "2024-01")) == ["acme/new:v1"]
+    assert _models(
+        arc.json(
+            "ls", "--descendant-of", "acme/old:v1", "--license", "apache-2.0", "--cutoff-after", "2024-01"
+        )
+    ) == ["acme/new:v1"]
     assert len(arc.json("ls", "--limit", "2")) == 2
 
 

@@ -6,96 +6,19 @@ The server's catalog runs on both SQLite and PostgreSQL (`database_url`); the cl
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
-from liveserver import serve
 from modelfactory import big_model, finetune, tiny_tensors, write_model
+from transferkit import Server, files_of, make_home, trusted_by_server
 
 from modelarc.archive.remote import RemoteArchive, fetch_from_remote, push_to_remote
 from modelarc.archive.remote_config import Remote
-from modelarc.archive.repository import Archive
-from modelarc.archive.tokens import create_token
-from modelarc.cli.main import cli
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs import CODEC_NAMES
 from modelarc.storage.objectformat import ObjectHeader
-
-
-@dataclass
-class Home:
-    path: Path
-    runner: CliRunner
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "MODELARC_HOME": str(self.path),
-            "MODELARC_DATABASE_URL": f"sqlite:///{self.path / 'registry.db'}",
-            "MODELARC_ACTOR": self.path.name,
-        }
-
-    def __call__(self, *args: object, ok: bool = True) -> Result:
-        result = self.runner.invoke(cli, [str(a) for a in args], env=self.env, catch_exceptions=False)
-        if ok:
-            assert result.exit_code == 0, f"modelarc {args} failed:\n{result.output}"
-        else:
-            assert result.exit_code != 0, f"modelarc {args} should have failed:\n{result.output}"
-            assert "Traceback" not in result.output
-            lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-            assert lines and lines[-1].startswith(("error: ", "Error: ")), result.output
-        return result
-
-    def json(self, *args: object) -> object:
-        return json.loads(self(*args, "--json").stdout)
-
-    def archive(self) -> Archive:
-        return Archive.open(self.path)
-
-
-@dataclass
-class Server:
-    archive: Archive
-    url: str
-    push_token: str
-    read_token: str
-
-
-@pytest.fixture
-def server(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    archive, _ = Archive.init(tmp_path / "server")
-    monkeypatch.delenv("MODELARC_DATABASE_URL")
-    push = create_token(archive, "push", "ci-push").token
-    read = create_token(archive, "read", "ci-read").token
-    with serve(archive) as url:
-        yield Server(archive, url, push, read)
-    archive.close()
-
-
-def make_home(tmp_path: Path, name: str) -> Home:
-    home = Home(tmp_path / name, CliRunner())
-    home("init")
-    return home
-
-
-def trusted_by_server(server: Server, home: Home) -> None:
-    with home.archive() as a:
-        server.archive.import_key(a.public_key_pem(), label=home.path.name)
-
-
-def files_of(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(

@@ -1,0 +1,146 @@
+"""A pusher whose key the server trusts signs manifests that lie; the server must record none of them.
+
+A signature says who made a claim, not that it is true: every number a manifest declares is re-derived from the
+objects before the commit records anything (docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostilekit import HostilePusher, object_files
+from modelfactory import write_model
+from transferkit import Server, make_home, trusted_by_server
+
+from modelarc.archive.repository import Archive
+from modelarc.errors import NotFoundError
+
+Doc = dict[str, Any]
+
+
+def _file(doc: Doc, suffix: str) -> Doc:
+    return next(f for f in doc["files"] if f["path"].endswith(suffix))
+
+
+def _sha_lies(doc: Doc) -> None:
+    _file(doc, "config.json")["sha256"] = hashlib.sha256(b"something else").hexdigest()
+
+
+def _chunk_longer_than_its_object(doc: Doc) -> None:
+    f = _file(doc, "config.json")
+    part = f["parts"][0]
+    part["chunks"][0]["length"] += 7
+    part["length"] += 7
+    f["size"] += 7
+
+
+def _size(value: int) -> Callable[[Doc], None]:
+    def lie(doc: Doc) -> None:
+        f = _file(doc, "config.json")
+        f["size"] = f["parts"][0]["length"] = f["parts"][0]["chunks"][0]["length"] = value
+
+    return lie
+
+
+def _tensor_renamed(doc: Doc) -> None:
+    part = next(p for p in _file(doc, ".safetensors")["parts"] if p["kind"] == "tensor")
+    part["name"] = "model.layers.9.not_in_the_header"
+
+
+def _tensor_reshaped(doc: Doc) -> None:
+    part = next(
+        p for p in _file(doc, ".safetensors")["parts"] if p["kind"] == "tensor" and len(p["shape"]) == 2
+    )
+    part["shape"] = [part["shape"][0] * part["shape"][1]]  # same byte count: only the header can tell
+
+
+LIES = {
+    "file sha256 does not match its chunks": _sha_lies,
+    "chunk longer than its object": _chunk_longer_than_its_object,
+    "size 2^62": _size(2**62),
+    "size -5": _size(-5),
+    "tensor entry renamed": _tensor_renamed,
+    "tensor entry reshaped": _tensor_reshaped,
+}
+
+
+@pytest.fixture
+def pusher(server: Server, tmp_path: Path) -> HostilePusher:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "m"), "acme/m:v1", "--license", "mit")
+    return HostilePusher(Archive.open(alice.path), server.url, server.push_token)
+
+
+def _honest_manifest(pusher: HostilePusher) -> Doc:
+    _ref, snap = pusher.archive.resolve("acme/m:v1")
+    return pusher.archive.manifest(snap).to_json()
+
+
+def _catalog_stats(archive: Archive) -> dict[str, Any]:
+    """What the catalog says (the store itself does hold the uploaded objects, leased until they expire)."""
+    return {k: v for k, v in archive.stats().items() if k != "store_bytes_on_disk"}
+
+
+@pytest.mark.parametrize("lie", LIES.values(), ids=LIES.keys())
+def test_a_commit_is_refused_when_a_signed_manifest_lies(
+    server: Server, pusher: HostilePusher, lie: Callable[[Doc], None]
+) -> None:
+    doc = copy.deepcopy(_honest_manifest(pusher))
+    lie(doc)
+    pusher.upload_all(doc)
+    before = _catalog_stats(server.archive)
+    answer = pusher.commit(pusher.offer("acme/m:v1", doc))
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert _catalog_stats(server.archive) == before  # nothing recorded: no snapshot, no bytes counted
+    with pytest.raises(NotFoundError):
+        server.archive.resolve("acme/m:v1")
+
+
+def test_the_same_pusher_commits_the_honest_manifest(server: Server, pusher: HostilePusher) -> None:
+    doc = _honest_manifest(pusher)
+    pusher.upload_all(doc)
+    answer = pusher.commit(pusher.offer("acme/m:v1", doc))
+    assert answer.status_code == 201, answer.text
+    server.archive.verify("acme/m:v1")
+
+
+def test_a_commit_missing_one_weight_chunk_is_refused_and_names_it(
+    server: Server, pusher: HostilePusher
+) -> None:
+    doc = _honest_manifest(pusher)
+    tensors = [p for f in doc["files"] for p in f["parts"] if p["kind"] == "tensor"]
+    held_back = tensors[-1]["chunks"][0]["id"]
+    for f in doc["files"]:
+        for p in f["parts"]:
+            for c in p["chunks"]:
+                if c["id"] != held_back:
+                    pusher.upload(c["id"])
+    offer = pusher.offer("acme/m:v1", doc)
+    answer = pusher.commit(offer)
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["missing"] == [held_back]
+    with pytest.raises(NotFoundError):
+        server.archive.resolve("acme/m:v1")
+    pusher.upload(held_back)
+    assert pusher.commit(offer).status_code == 201
+
+
+def test_a_push_signed_by_a_key_the_server_does_not_trust_moves_no_weights(
+    server: Server, tmp_path: Path
+) -> None:
+    carol = make_home(tmp_path, "carol")  # her key was never imported on the server
+    carol("remote", "add", "origin", server.url, "--token", server.push_token)
+    carol("push", write_model(tmp_path / "m"), "acme/m:v1")
+    result = carol("push", "acme/m:v1", "--remote", "origin", ok=False)
+    assert "signature" in result.stderr.lower() or "trust" in result.stderr.lower(), result.stderr
+    with Archive.open(carol.path) as c:
+        _ref, snap = c.resolve("acme/m:v1")
+        weights = {str(o) for o in c.manifest(snap).object_ids()}
+    assert not weights & object_files(server.archive.settings.store_path)
