@@ -6,6 +6,7 @@ writes (object uploads, commits) need a token with the push scope: 401 without o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from modelarc.archive.tokens import allows
 from modelarc.archive.transfer import (
     MAX_CODEC_OVERHEAD,
     MAX_OBJECT_BYTES,
+    MAX_OFFER_BYTES,
     MissingObjectsError,
     SnapshotOffer,
     check_push,
@@ -56,6 +58,21 @@ def _refuse_unless_push(request: Request) -> Response | None:
     if not allows(scope, "push"):
         return _problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
     return None
+
+
+async def _offer_body(request: Request) -> Any:
+    """The JSON of a snapshot offer, read to at most ``MAX_OFFER_BYTES`` before it is parsed; else a problem."""
+    body = bytearray()
+    async for block in request.stream():
+        body += block
+        if len(body) > MAX_OFFER_BYTES:
+            return _problem(
+                413, "Payload Too Large", f"a snapshot offer may be at most {MAX_OFFER_BYTES} bytes"
+            )
+    try:
+        return json.loads(body)
+    except ValueError:
+        return _problem(400, "Bad Request", "the snapshot offer is not JSON")
 
 
 def _pusher(request: Request) -> str:
@@ -133,10 +150,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         """Record a pushed snapshot and move its tag; 409 lists missing objects, 422 a signature problem."""
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
-        try:
-            doc = await request.json()
-        except ValueError:
-            return _problem(400, "Bad Request", "the commit body is not JSON")
+        doc = await _offer_body(request)
+        if isinstance(doc, Response):
+            return doc
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         actor = _pusher(request)  # who pushed, in the audit log
@@ -168,10 +184,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         """
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
-        try:
-            doc = await request.json()
-        except ValueError:
-            return _problem(400, "Bad Request", "the check body is not JSON")
+        doc = await _offer_body(request)
+        if isinstance(doc, Response):
+            return doc
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         holder = _pusher(request)

@@ -48,18 +48,37 @@ class DataManifest:
         return list(self.document["datasets"])
 
 
+MAX_DATA_MANIFEST_BYTES = 4 << 20  # a manifest lists datasets, not their records
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a few hundred bytes of nested aliases expand into an exponential walk."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("YAML aliases (*name) are not allowed in a training-data manifest")
+        return super().compose_node(parent, index)
+
+
 def load_data_manifest(path: str | Path) -> DataManifest:
     p = Path(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise DataManifestError(f"{p}: cannot read training-data manifest ({exc.strerror})") from None
+    return parse_data_manifest(raw, str(p))
+
+
+def parse_data_manifest(raw: bytes, where: str) -> DataManifest:
+    """Parse and validate a training-data manifest's bytes, from a local file or another archive alike."""
+    if len(raw) > MAX_DATA_MANIFEST_BYTES:
+        raise DataManifestError(f"{where}: {len(raw)} bytes; a training-data manifest may have at most 4 MiB")
     try:
-        doc = yaml.safe_load(raw.decode("utf-8"))  # YAML is a superset of JSON
+        doc = yaml.load(raw.decode("utf-8"), Loader=_NoAliasLoader)  # YAML is a superset of JSON
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataManifestError(f"{p}: not valid YAML or JSON ({first})") from None
-    validate(doc, str(p))
+        raise DataManifestError(f"{where}: not valid YAML or JSON ({first})") from None
+    validate(doc, where)
     return DataManifest(doc, raw)
 
 

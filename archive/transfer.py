@@ -13,9 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
@@ -42,7 +40,13 @@ from modelarc.storage import ObjectId
 from modelarc.storage.lock import store_lock
 from modelarc.storage.objectformat import unpack_header
 
+if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
+    from modelarc.archive.provenance import DataManifest
+
 TRANSFER_FORMAT = 1
+MAX_OFFER_BYTES = 1 << 20  # an offer is a few KiB; the server reads no more than this before parsing
+MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
+MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
 _PROVENANCE_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
 
@@ -97,18 +101,28 @@ class SnapshotOffer:
         if not snapshot.startswith("sha256:"):
             raise UsageError("snapshot offer: snapshot must be sha256:<hex>")
         sigs = doc.get("signatures")
-        if not isinstance(sigs, list) or not sigs or not all(isinstance(x, str) for x in sigs):
-            raise UsageError("snapshot offer: signatures must be a non-empty list of object ids")
+        if (
+            not isinstance(sigs, list)
+            or not 0 < len(sigs) <= MAX_OFFER_ITEMS
+            or not all(isinstance(x, str) for x in sigs)
+        ):
+            raise UsageError(
+                f"snapshot offer: signatures must be a list of 1 to {MAX_OFFER_ITEMS} object ids"
+            )
         for oid in sigs:
             ObjectId(oid)
         prov = doc.get("provenance") or {}
         if not isinstance(prov, dict) or not all(
-            k in _PROVENANCE_FIELDS and (v is None or isinstance(v, str)) for k, v in prov.items()
+            k in _PROVENANCE_FIELDS and (v is None or (isinstance(v, str) and len(v) <= MAX_OFFER_TEXT))
+            for k, v in prov.items()
         ):
             raise UsageError(
-                f"snapshot offer: provenance may only hold strings for {', '.join(_PROVENANCE_FIELDS)}"
+                f"snapshot offer: provenance may only hold strings (at most {MAX_OFFER_TEXT} characters) "
+                f"for {', '.join(_PROVENANCE_FIELDS)}"
             )
         parents = []
+        if len(doc.get("parents") or []) > MAX_OFFER_ITEMS:
+            raise UsageError(f"snapshot offer: at most {MAX_OFFER_ITEMS} parents")
         for i, p in enumerate(doc.get("parents") or []):
             if (
                 not isinstance(p, dict)
@@ -122,11 +136,17 @@ class SnapshotOffer:
                 raise UsageError(f"snapshot offer: parents[{i}].ref must name a digest (ns/name@sha256:...)")
             parents.append((p["ref"], p["relation"]))
         arch = doc.get("architecture") or {}
-        if not isinstance(arch, dict):
-            raise UsageError("snapshot offer: architecture must be an object")
+        if not isinstance(arch, dict) or len(json.dumps(arch)) > MAX_OFFER_TEXT:
+            raise UsageError(
+                f"snapshot offer: architecture must be an object of at most {MAX_OFFER_TEXT} bytes"
+            )
         data = doc.get("data") or []
-        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-            raise UsageError("snapshot offer: data must be a list of object ids")
+        if (
+            not isinstance(data, list)
+            or len(data) > MAX_OFFER_ITEMS
+            or not all(isinstance(x, str) for x in data)
+        ):
+            raise UsageError(f"snapshot offer: data must be a list of at most {MAX_OFFER_ITEMS} object ids")
         return cls(
             str(ref),
             snapshot,
@@ -218,6 +238,7 @@ def commit_offer(
             raise MissingObjectsError(offer.snapshot, missing)
         manifest, fingerprint, bundles = check_offer(archive, offer)
         needed = objects_of(offer, manifest)
+        data = _data_manifests(archive, offer)
         with archive.catalog.session() as s:
             recorded = q.digest_recorded(s, offer.snapshot)
         if not (content_checked or recorded):
@@ -266,7 +287,7 @@ def commit_offer(
                 previous=previous,
                 key=fingerprint,
             )
-    _attach_data(archive, offer, f"{ref.model}@{offer.snapshot}")
+    _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
     return CommitResult(
         ref=label,
         snapshot=offer.snapshot,
@@ -342,26 +363,31 @@ def _record(
     )
 
 
-def _attach_data(archive: Archive, offer: SnapshotOffer, ref_text: str) -> None:
-    """Attach each training-data manifest not yet attached here; each is validated as if given on this side."""
+def _data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]:
+    """The offer's training-data manifests, each parsed and validated as if given on this side, before recording."""
     if not offer.data:
-        return
+        return []
     # imported here: jsonschema's import costs about a second, which every CLI command would otherwise pay
-    from modelarc.archive.provenance import DataManifest, attach_data, validate
+    from modelarc.archive.provenance import parse_data_manifest
+
+    return [
+        parse_data_manifest(bytes(archive.store.get(ObjectId(oid))), f"training-data manifest {oid}")
+        for oid in offer.data
+    ]
+
+
+def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str) -> None:
+    """Attach each training-data manifest not yet attached to the snapshot here."""
+    if not manifests:
+        return
+    from modelarc.archive.provenance import attach_data
 
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
         have = {a.object_id for a in s.query(DataAttachment).filter_by(snapshot_id=snap.id)}
-    for oid in offer.data:
-        if oid in have:
-            continue
-        raw = bytes(archive.store.get(ObjectId(oid)))
-        try:
-            doc = yaml.safe_load(raw.decode("utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError):
-            raise UsageError(f"snapshot offer: data object {oid} is not a YAML or JSON document") from None
-        validate(doc, f"training-data manifest {oid}")
-        attach_data(archive, ref_text, DataManifest(doc, raw))
+    for manifest in manifests:
+        if ObjectId.of(manifest.raw) not in have:
+            attach_data(archive, ref_text, manifest)
 
 
 def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any]:

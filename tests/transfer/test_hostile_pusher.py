@@ -144,3 +144,18 @@ def test_a_push_signed_by_a_key_the_server_does_not_trust_moves_no_weights(
         _ref, snap = c.resolve("acme/m:v1")
         weights = {str(o) for o in c.manifest(snap).object_ids()}
     assert not weights & object_files(server.archive.settings.store_path)
+
+
+def test_an_offer_body_is_bounded_before_it_is_parsed(server: Server, pusher: HostilePusher) -> None:
+    for route in ("/v1/transfer/check", "/v1/transfer/commit"):
+        answer = pusher.http.post(route, content=b'{"format": 1, "ref": "' + b"a" * (2 << 20) + b'"}')
+        assert answer.status_code == 413, answer.text
+        assert len(answer.content) < 1000  # the body is not echoed
+
+
+def test_an_offer_with_too_many_items_is_refused(server: Server, pusher: HostilePusher) -> None:
+    offer = pusher.offer("acme/m:v1", _honest_manifest(pusher))
+    offer["signatures"] = offer["signatures"] * 65
+    answer = pusher.commit(offer)
+    assert answer.status_code == 400, answer.text
+    assert "signatures" in answer.json()["detail"]
