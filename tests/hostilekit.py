@@ -126,7 +126,13 @@ def serve_proxy(proxy: RewritingProxy) -> Iterator[str]:
 
         do_GET = do_POST = do_PUT = _forward
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class QuietServer(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            return  # a client hanging up on a refused body is the expected ending, not news
+
+    server = QuietServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

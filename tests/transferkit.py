@@ -32,7 +32,7 @@ class Home:
             assert result.exit_code == 0, f"modelarc {args} failed:\n{result.output}"
         else:
             assert result.exit_code != 0, f"modelarc {args} should have failed:\n{result.output}"
-            assert "Traceback" not in result.output
+            assert "Traceback" not in result.output, result.output
             lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
             assert lines and lines[-1].startswith(("error: ", "Error: ")), result.output
         return result
