@@ -54,7 +54,6 @@ from modelarc.errors import (
 )
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
-from modelarc.storage.lock import store_lock
 from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
 
 Progress = Callable[[int], None]
@@ -399,7 +398,7 @@ def fetch_from_remote(
         for fut in writes:
             fut.result()
 
-    with store_lock(archive.settings.store_path, exclusive=False):
+    with archive.store.lock(exclusive=False):
         try:
             for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
                 fetch(oid)

@@ -44,7 +44,6 @@ from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRec
 from modelarc.registry.refs import Ref, check_tag, parse_ref
 from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.storage import ObjectId, ObjectStore
-from modelarc.storage.lock import store_lock
 
 Progress = Callable[[int], None]
 RELATIONS = ("finetune", "quantized", "merge", "adapter", "distilled", "continued-pretrain")
@@ -296,7 +295,7 @@ class Archive:
         files = list_source_files(Path(source))
         if on_total:
             on_total(total_size(files))
-        with store_lock(self.settings.store_path, exclusive=False):
+        with self.store.lock(exclusive=False):
             result = ingest(source, self.store, progress)
             manifest = result.manifest
             snapshot_id = manifest.snapshot_id
@@ -438,7 +437,7 @@ class Archive:
         sig_target = Path(signature_path) if signature_path else None
         if sig_target is not None and sig_target.exists() and not force:
             raise UsageError(f"{sig_target} already exists; use --force to overwrite")
-        with store_lock(self.settings.store_path, exclusive=False):
+        with self.store.lock(exclusive=False):
             restore(self.store, manifest, dest, force=force, progress=progress)
         if sig_target is not None:
             write_atomic(sig_target, bundle)
@@ -536,13 +535,12 @@ class Archive:
             except ModelarcError:
                 broken.add(f"{snap.model.full_name}@{snap.digest}")
         report.broken_snapshots = sorted(broken)
-        tmp = self.settings.store_path / "tmp"
-        report.temp_files = sum(1 for _ in tmp.iterdir()) if tmp.is_dir() else 0
+        report.temp_files = self.store.temp_count()
         return report
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
-        with store_lock(self.settings.store_path, exclusive=True, wait=False):
+        with self.store.lock(exclusive=True, wait=False):
             with self.catalog.session() as s:
                 # objects a remote push has uploaded but not committed yet are leased (registry/leases.py)
                 referenced = q.referenced_object_ids(s) | leased_object_ids(s)
@@ -553,8 +551,8 @@ class Archive:
                     kept += 1
                     continue
                 try:
-                    freed += self.store.backend.size(f"objects/{oid[:2]}/{oid}")
-                except FileNotFoundError:
+                    freed += self.store.stored_size(oid)
+                except ObjectMissingError:
                     continue
                 doomed.append(oid)
             temp_removed = 0
@@ -564,11 +562,7 @@ class Archive:
                 for oid in doomed:
                     self.store.delete(oid)
                     removed += 1
-                backend = self.store.backend
-                if hasattr(backend, "clean_tmp"):
-                    temp_removed = backend.clean_tmp(
-                        time.time()
-                    )  # no writer can be running: we hold the lock
+                temp_removed = self.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
                 with self.catalog.session() as s:
                     q.audit(s, self.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
             else:
@@ -686,8 +680,8 @@ class Archive:
         on_disk = 0
         for oid in self.store.iter_ids():
             try:
-                on_disk += self.store.backend.size(f"objects/{oid[:2]}/{oid}")
-            except FileNotFoundError:
+                on_disk += self.store.stored_size(oid)
+            except ObjectMissingError:
                 pass
         return {
             "models": st.models,

@@ -20,7 +20,6 @@ from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import SnapshotObject, utcnow
 from modelarc.storage import ObjectId
-from modelarc.storage.lock import store_lock
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -94,7 +93,7 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
 
 def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, int, bool]:
     try:
-        with store_lock(archive.settings.store_path, exclusive=True, wait=False):
+        with archive.store.lock(exclusive=True, wait=False):
             with archive.catalog.session() as s:
                 still_used = set(
                     s.scalars(

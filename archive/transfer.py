@@ -37,7 +37,6 @@ from modelarc.registry.models import DataAttachment, Signature, SigningKey, Snap
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
-from modelarc.storage.lock import store_lock
 from modelarc.storage.objectformat import unpack_header
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -233,7 +232,7 @@ def commit_offer(
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
     """
     ref = record_as or parse_ref(offer.ref)
-    with store_lock(archive.settings.store_path, exclusive=False):
+    with archive.store.lock(exclusive=False):
         if missing := missing_objects(archive, offer):  # all of them at once, so one resend completes a push
             raise MissingObjectsError(offer.snapshot, missing)
         manifest, fingerprint, bundles = check_offer(archive, offer)
@@ -441,7 +440,7 @@ def receive_object(
         return archive.store.put_stored(oid, blob, write=write)
     writes: list[Callable[[], None]] = []
     raw = archive.store.put_stored(oid, blob, write=writes.append)  # decoded and verified, not yet written
-    with store_lock(archive.settings.store_path, exclusive=False):
+    with archive.store.lock(exclusive=False):
         lease_objects(archive, [oid], holder)
         for store in writes:
             store()
@@ -463,7 +462,7 @@ def check_push(archive: Archive, offer: SnapshotOffer, holder: str) -> list[Obje
     The objects this archive already has are leased to ``holder`` under the shared store lock, so the answer
     "you need not send these" stays true until the commit (or the lease expires).
     """
-    with store_lock(archive.settings.store_path, exclusive=False):
+    with archive.store.lock(exclusive=False):
         manifest, _fingerprint, _bundles = check_offer(archive, offer)
         needed = objects_of(offer, manifest)
         present = [oid for oid in needed if archive.store.has(oid)]

@@ -6,10 +6,12 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
 from modelarc.errors import UsageError
+from modelarc.storage.lock import store_lock
 
 
 class LocalBackend:
@@ -93,6 +95,13 @@ class LocalBackend:
         except FileNotFoundError:
             return
         _fsync_dir(path.parent)
+
+    def lock(self, name: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
+        """``flock`` on a file in the root: every process on this machine using this folder shares it."""
+        return store_lock(self.root, exclusive=exclusive, wait=wait, name=name)
+
+    def temp_count(self) -> int:
+        return sum(1 for _ in self.tmp.iterdir()) if self.tmp.is_dir() else 0
 
     def clean_tmp(self, older_than: float) -> int:
         """Remove temp files a killed writer left behind; only those older than ``older_than`` (a timestamp)."""

@@ -17,8 +17,9 @@ from modelarc.errors import LockedError
 
 
 @contextmanager
-def store_lock(root: Path, *, exclusive: bool, wait: bool = True) -> Iterator[None]:
-    path = root / "lock"
+def store_lock(root: Path, *, exclusive: bool, wait: bool = True, name: str = "lock") -> Iterator[None]:
+    """The local backend's lock (``LocalBackend.lock``); callers above storage/ use ``ObjectStore.lock``."""
+    path = root / name
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

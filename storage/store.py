@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +18,7 @@ from modelarc.storage.local import LocalBackend
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
+LOCK_NAME = "lock"
 
 
 def object_key(oid: ObjectId) -> str:
@@ -166,6 +168,28 @@ class ObjectStore:
                 yield ObjectId(name)
             except Exception:  # a stray file in the objects folder is not an object; fsck reports it
                 continue
+
+    def stored_size(self, oid: ObjectId) -> int:
+        """Bytes the object takes in the backend; raises ``ObjectMissingError`` when it is not there."""
+        try:
+            return self.backend.size(object_key(oid))
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+
+    def lock(self, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
+        """The store-wide reader/writer lock: writers that add objects share it, gc and deletions hold it alone.
+
+        gc must never delete an object that a running push has written or deduplicated against but not yet
+        catalogued; the lock lives in the backend so that this holds for every process using the store.
+        """
+        return self.backend.lock(LOCK_NAME, exclusive=exclusive, wait=wait)
+
+    def clean_tmp(self, older_than: float) -> int:
+        """Remove leftovers of killed writers older than ``older_than``; only safe under the exclusive lock."""
+        return self.backend.clean_tmp(older_than)
+
+    def temp_count(self) -> int:
+        return self.backend.temp_count()
 
     def delete(self, oid: ObjectId) -> None:
         self.backend.delete(object_key(oid))
