@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
-@pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+@contextmanager
+def _new_postgres_database() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database on the test server, dropped on exit."""
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
@@ -76,6 +77,13 @@ def postgresql_url() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+    with _new_postgres_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """SQLAlchemy URL of an empty catalog database; the test runs once on SQLite, once on PostgreSQL."""
@@ -84,4 +92,15 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("postgresql_url"))
 
 
-# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``database_url`` for module-scoped fixtures: one empty catalog per module and backend, shared by the
+    module's tests, which run once on SQLite and once on PostgreSQL. Pass it to the code under test explicitly
+    (``Archive.init``'s settings, a subprocess's env); never leave it in ``os.environ`` (see the guard below)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'registry.db'}"
+    else:
+        with _new_postgres_database() as url:
+            yield url

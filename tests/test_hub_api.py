@@ -19,10 +19,11 @@ WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "what
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, module_database_url: str):
     base = tmp_path_factory.mktemp("hub")
-    os.environ.pop("MODELARC_DATABASE_URL", None)
-    archive, _ = Archive.init(base / "home")
+    with pytest.MonkeyPatch.context() as mp:  # the archive keeps its settings; the env is restored at once
+        mp.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2,
                                                                  vocab_size=len(WORDS), n_positions=64)).eval()
