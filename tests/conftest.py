@@ -104,3 +104,55 @@ def module_database_url(
     else:
         with _new_postgres_database() as url:
             yield url
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Environment
+#
+# modelarc reads MODELARC_* (modelarc/config.py), so a test that leaves one changed silently reconfigures every
+# later test in its worker: a popped MODELARC_DATABASE_URL sent whole modules to SQLite while CI believed it was
+# testing PostgreSQL. The guard fails the test that leaks, and the first test that starts with the variables
+# differing from the session's start (a module or session fixture holding a change). Set them with
+# `monkeypatch.setenv` in function-scoped fixtures or pass them to CliRunner/subprocess env instead.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _modelarc_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("MODELARC_")}
+
+
+_SESSION_MODELARC_ENV = _modelarc_env()
+
+
+def _env_difference(expected: dict[str, str], actual: dict[str, str]) -> str:
+    names = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+    return ", ".join(f"{k}: {expected.get(k)!r} -> {actual.get(k)!r}" for k in names)
+
+
+def _restore_modelarc_env(wanted: dict[str, str]) -> None:
+    for name in _modelarc_env().keys() - wanted.keys():
+        del os.environ[name]
+    os.environ.update(wanted)
+
+
+@pytest.fixture(autouse=True)
+def _modelarc_env_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = _modelarc_env()
+    if before != _SESSION_MODELARC_ENV:
+        diff = _env_difference(_SESSION_MODELARC_ENV, before)
+        _restore_modelarc_env(_SESSION_MODELARC_ENV)  # so that one leak fails one test, not every later one
+        pytest.fail(
+            f"MODELARC_* differ from the session's start before {request.node.nodeid} ({diff}): an earlier test "
+            "or a module/session fixture changed them; use monkeypatch in a function-scoped fixture or pass the "
+            "value explicitly",
+            pytrace=False,
+        )
+    yield
+    after = _modelarc_env()
+    if after != before:
+        _restore_modelarc_env(before)
+        pytest.fail(
+            f"{request.node.nodeid} left MODELARC_* changed ({_env_difference(before, after)}); "
+            "use monkeypatch.setenv or CliRunner(env=...)",
+            pytrace=False,
+        )
