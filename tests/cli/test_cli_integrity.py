@@ -1,15 +1,22 @@
 """A flipped byte, a missing object, a killed push: each is caught, named, and never handed out."""
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from modelfactory import big_model, write_model
 
+from modelarc.archive.keys import load_private_key
+from modelarc.archive.repository import Archive
+from modelarc.archive.signing import FileDigest, sign_snapshot
+from modelarc.registry.models import Signature
 from modelarc.storage.lock import store_lock
 
 
@@ -141,3 +148,41 @@ def test_damaged_object_file_is_reported_not_crashed(arc, tmp_path: Path, mode: 
         victim.write_bytes(b"XXXX" + victim.read_bytes()[4:])
     assert arc("fsck", ok=False).exit_code != 0
     assert "corrupt" in arc.fail("verify", "acme/tiny:v1").stderr
+
+
+def _replace_signature(arc, monkeypatch, ref: str, files_of: Callable[[list[FileDigest]], list[FileDigest]]) -> None:
+    """Re-sign ``ref`` with the archive's own (trusted) key over ``files_of(its files)`` and make that bundle the
+    snapshot's only signature, in the store and in the catalog, as an attacker with the key file could."""
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive:
+        _ref, snap = archive.resolve(ref)
+        manifest = archive.manifest(snap)
+        key = load_private_key(arc.home / "keys" / "signing-key.pem")
+        files = files_of([FileDigest(f.path, f.sha256) for f in manifest.files])
+        bundle = sign_snapshot(files, snap.digest, key, model_name=ref)
+        put = archive.store.put(bundle)
+        with archive.catalog.session() as s:
+            [row] = s.query(Signature).filter_by(snapshot_id=snap.id).all()
+            row.object_id, row.bundle = put.id, bundle.decode()
+
+
+def test_a_trusted_signature_over_other_file_digests_is_refused(arc, tmp_path: Path, monkeypatch) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    # the replacement itself is sound: the same files re-signed still verify
+    _replace_signature(arc, monkeypatch, "acme/tiny:v1", lambda files: files)
+    arc("verify", "acme/tiny:v1")
+
+    def one_digest_altered(files: list[FileDigest]) -> list[FileDigest]:
+        other = hashlib.sha256(b"not the config that was archived").hexdigest()
+        return [FileDigest(f.path, other) if f.path == "config.json" else f for f in files]
+
+    _replace_signature(arc, monkeypatch, "acme/tiny:v1", one_digest_altered)
+    # valid signature, trusted key, right snapshot id: only the signed file digests differ from the manifest
+    assert "signed file digests do not match the manifest" in arc.fail("verify", "acme/tiny:v1").stderr
+    every = arc("verify", "--all", "--json", ok=False)
+    assert every.exit_code != 0
+    [failed] = json.loads(every.stdout)["failed"]
+    assert "signed file digests do not match" in failed["error"]
+    out = tmp_path / "out"
+    assert "signed file digests do not match" in arc.fail("pull", "acme/tiny:v1", out).stderr
+    assert not out.exists() or not any(out.iterdir())  # a refused pull writes nothing
