@@ -87,10 +87,16 @@ def test_lockfile_pins_refs_for_the_python_api(arc, tmp_path: Path, monkeypatch)
         modelarc.open("acme/other:v1", lock=lock)
 
 
-def test_run_errors_are_clean(arc, tmp_path: Path) -> None:
+def test_run_errors_are_clean(arc, tmp_path: Path, monkeypatch) -> None:
     _save_gpt2(tmp_path / "m")
     arc("push", tmp_path / "m", "acme/gpt2:v1")
-    assert "CUDA is not available" in arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "cuda:0").stderr if not torch.cuda.is_available() else True
+    assert "unknown device 'tpu:0'" in arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "tpu:0").stderr
+    with monkeypatch.context() as m:  # a machine without CUDA, also when this one has a GPU
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        err = arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "cuda:0").stderr
+        assert "device 'cuda:0' asked for, but CUDA is not available here" in err
+        ran = arc.json("run", "acme/gpt2:v1", "--prompt", "the model", "--device", "auto", "--max-new-tokens", "1")
+        assert ran["device"] == "cpu"  # auto falls back to the CPU
     assert "no tag" in arc.fail("run", "acme/gpt2:v9", "--prompt", "x").stderr
     from modelfactory import write_model
 
