@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
-@pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+@contextmanager
+def _new_postgres_database() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database on the test server, dropped on exit."""
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
@@ -76,6 +77,13 @@ def postgresql_url() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+    with _new_postgres_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """SQLAlchemy URL of an empty catalog database; the test runs once on SQLite, once on PostgreSQL."""
@@ -84,4 +92,67 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("postgresql_url"))
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``database_url`` for module-scoped fixtures: one empty catalog per module and backend, shared by the
+    module's tests, which run once on SQLite and once on PostgreSQL. Pass it to the code under test explicitly
+    (``Archive.init``'s settings, a subprocess's env); never leave it in ``os.environ`` (see the guard below)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'registry.db'}"
+    else:
+        with _new_postgres_database() as url:
+            yield url
+
+
 # ---------------------------------------------------------------------------------------------------------
+# Environment
+#
+# modelarc reads MODELARC_* (modelarc/config.py), so a test that leaves one changed silently reconfigures every
+# later test in its worker: a popped MODELARC_DATABASE_URL sent whole modules to SQLite while CI believed it was
+# testing PostgreSQL. The guard fails the test that leaks, and the first test that starts with the variables
+# differing from the session's start (a module or session fixture holding a change). Set them with
+# `monkeypatch.setenv` in function-scoped fixtures or pass them to CliRunner/subprocess env instead.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _modelarc_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("MODELARC_")}
+
+
+_SESSION_MODELARC_ENV = _modelarc_env()
+
+
+def _env_difference(expected: dict[str, str], actual: dict[str, str]) -> str:
+    names = sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
+    return ", ".join(f"{k}: {expected.get(k)!r} -> {actual.get(k)!r}" for k in names)
+
+
+def _restore_modelarc_env(wanted: dict[str, str]) -> None:
+    for name in _modelarc_env().keys() - wanted.keys():
+        del os.environ[name]
+    os.environ.update(wanted)
+
+
+@pytest.fixture(autouse=True)
+def _modelarc_env_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = _modelarc_env()
+    if before != _SESSION_MODELARC_ENV:
+        diff = _env_difference(_SESSION_MODELARC_ENV, before)
+        _restore_modelarc_env(_SESSION_MODELARC_ENV)  # so that one leak fails one test, not every later one
+        pytest.fail(
+            f"MODELARC_* differ from the session's start before {request.node.nodeid} ({diff}): an earlier test "
+            "or a module/session fixture changed them; use monkeypatch in a function-scoped fixture or pass the "
+            "value explicitly",
+            pytrace=False,
+        )
+    yield
+    after = _modelarc_env()
+    if after != before:
+        _restore_modelarc_env(before)
+        pytest.fail(
+            f"{request.node.nodeid} left MODELARC_* changed ({_env_difference(before, after)}); "
+            "use monkeypatch.setenv or CliRunner(env=...)",
+            pytrace=False,
+        )

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -14,31 +15,76 @@ import uvicorn
 from modelarc.api.app import create_app
 from modelarc.archive.repository import Archive
 
+STARTUP_TIMEOUT = 30.0  # seconds; a loaded CI machine starts uvicorn in well under one
+
+
+class ServerStartError(RuntimeError):
+    """The test server did not come up; raised instead of letting the test run against nothing."""
+
 
 @contextmanager
 def serve(archive: Archive, *, anonymous_read: bool = True) -> Iterator[str]:
     """Yield the base URL while the server runs; it stops when the block ends."""
+    with serve_app(create_app(lambda: archive, anonymous_read=anonymous_read)) as url:
+        yield url
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(lambda: archive, anonymous_read=anonymous_read),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_app(app: Any, *, port: int | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> Iterator[str]:
+    """Serve an ASGI app on 127.0.0.1 in a thread; raise ``ServerStartError`` (the thread stopped) if it does not
+    answer within ``startup_timeout`` seconds or exits first (a port in use, a failing startup)."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    ended: list[BaseException] = []
+
+    def run() -> None:
         try:
-            httpx.get(f"{url}/openapi.json", timeout=2)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
+            server.run()
+        except BaseException as exc:  # uvicorn logs why and sys.exit()s when it cannot start
+            ended.append(exc)
+
+    thread = threading.Thread(target=run, name=f"liveserver:{port}", daemon=True)
+    thread.start()
+    try:
+        _wait_until_serving(server, thread, url, startup_timeout, ended)
+    except ServerStartError:
+        _stop(server, thread)
+        raise
     try:
         yield url
     finally:
-        server.should_exit = True
+        _stop(server, thread)
+
+
+def _wait_until_serving(
+    server: uvicorn.Server, thread: threading.Thread, url: str, timeout: float, ended: list[BaseException]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not thread.is_alive():
+            why = f" ({type(ended[0]).__name__}: {ended[0]})" if ended else ""
+            raise ServerStartError(f"the test server for {url} exited before it served{why}; see its log above")
+        if server.started:
+            try:
+                httpx.get(f"{url}/openapi.json", timeout=2)
+                return
+            except httpx.TransportError:
+                pass
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"the test server for {url} did not answer within {timeout:g} s")
+        time.sleep(0.02)
+
+
+def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+    if thread.is_alive():
+        server.force_exit = True
         thread.join(timeout=10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -111,3 +112,39 @@ def write_bf16_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
         fh.write(len(raw).to_bytes(8, "little") + raw)
         for arr in tensors.values():
             fh.write(arr.astype("<u2").tobytes())
+
+
+# Odd element counts: byte lengths that are not multiples of 4 or 8 and tensors at unaligned offsets, including
+# one BF16 tensor that runs 10 bytes past the first 8 MiB chunk.
+ODD_SHAPES = {
+    "odd.bf16.vector": ("bfloat16", (7,)),
+    "odd.bf16.matrix": ("bfloat16", (3, 5)),
+    "odd.bf16.rows": ("bfloat16", (3, 333)),
+    "odd.bf16.past_a_chunk": ("bfloat16", (3, 1398103)),
+    "odd.f32.vector": ("float32", (7,)),
+    "odd.f32.matrix": ("float32", (3, 5)),
+    "odd.f32.rows": ("float32", (7, 129)),
+    "odd.f16.rows": ("float16", (5, 101)),
+}
+
+
+def odd_float_tensors(seed: int = 0) -> dict[str, Any]:
+    """torch tensors (BF16, F16, F32) of odd element counts, weight-like values."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        name: (torch.randn(shape, generator=gen) * 0.02).to(getattr(torch, dtype))
+        for name, (dtype, shape) in ODD_SHAPES.items()
+    }
+
+
+def odd_float_model(folder: Path, seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """A model folder whose weights are ``odd_float_tensors``, written by safetensors.torch; returns the tensors."""
+    from safetensors.torch import save_file as save_torch
+
+    tensors = odd_float_tensors(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_torch(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    return folder, tensors

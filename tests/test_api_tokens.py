@@ -1,6 +1,5 @@
 """Bearer tokens: stored hashed, scopes, revocation; anonymous reads can be turned off."""
 
-import os
 from pathlib import Path
 
 import httpx
@@ -64,4 +63,3 @@ def test_tokens_are_stored_hashed_and_managed_from_the_cli(tmp_path: Path, datab
     assert json.loads(runner.invoke(cli, ["token", "ls", "--json"], env=env).stdout)[0]["revoked"] is True
     bad = runner.invoke(cli, ["token", "create", "--scope", "root"], env=env)
     assert bad.exit_code != 0 and "Traceback" not in bad.output
-    os.environ.pop("MODELARC_DATABASE_URL", None)

@@ -1,4 +1,10 @@
-"""The `database_url` fixture hands out a working database on each backend (both must run in CI)."""
+"""The `database_url` fixtures hand out a working database on each backend (both must run in CI), and the
+MODELARC_* environment guard catches leaks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
@@ -20,3 +26,54 @@ def test_each_test_gets_an_empty_database(database_url: str) -> None:
             connection.execute(text("CREATE TABLE fixture_probe (id INTEGER PRIMARY KEY)"))
     finally:
         engine.dispose()
+
+
+def test_module_database_url_accepts_a_query(module_database_url: str) -> None:
+    engine = create_engine(module_database_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+LEAKY_TESTS = '''
+import os
+import pytest
+
+def test_leaks():
+    os.environ["MODELARC_DATABASE_URL"] = "sqlite:///elsewhere.db"
+
+def test_next_test_starts_with_the_session_env():
+    assert "MODELARC_DATABASE_URL" not in os.environ
+
+@pytest.fixture(scope="module")
+def holds_actor():
+    os.environ["MODELARC_ACTOR"] = "module"
+    yield
+    os.environ.pop("MODELARC_ACTOR", None)
+
+def test_under_a_module_fixture_that_holds_a_change(holds_actor):
+    pass
+
+def test_monkeypatch_is_fine(monkeypatch):
+    monkeypatch.setenv("MODELARC_ACTOR", "function")
+'''
+
+
+def test_env_guard_fails_tests_and_fixtures_that_leave_modelarc_env_changed(tmp_path: Path) -> None:
+    """The autouse guard in conftest.py: a leak fails the test that leaked, not the ones after it."""
+    (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARC_", "PYTEST_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    assert "test_leaky.py::test_leaks left MODELARC_* changed (MODELARC_DATABASE_URL: None -> " in out
+    assert "MODELARC_* differ from the session's start before test_leaky.py::test_under_a_module_fixture" in out
+    assert "PASSED test_leaky.py::test_next_test_starts_with_the_session_env" in out
+    assert "PASSED test_leaky.py::test_monkeypatch_is_fine" in out
+    assert "3 passed, 2 errors" in out, out

@@ -10,19 +10,22 @@ import pytest
 import torch
 import transformers
 from liveserver import serve
+from modelfactory import tiny_tensors, write_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.api.hub import commit_id
 from modelarc.archive.repository import Archive
+from modelarc.archive.tombstone import withdraw
 
 WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "what", "year", "is", "it", "?"]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, module_database_url: str):
     base = tmp_path_factory.mktemp("hub")
-    os.environ.pop("MODELARC_DATABASE_URL", None)
-    archive, _ = Archive.init(base / "home")
+    with pytest.MonkeyPatch.context() as mp:  # the archive keeps its settings; the env is restored at once
+        mp.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(
         transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(WORDS), n_positions=64)
@@ -102,3 +105,59 @@ def test_transformers_loads_through_hf_endpoint_with_identical_logits(served, tm
     with torch.no_grad():
         expected = served["model"](tok("what year is it ?", return_tensors="pt").input_ids).logits
     assert torch.equal(torch.load(out), expected)
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory, module_database_url: str):
+    """acme/tiny with v1 and latest on different snapshots, and acme/gone:v1 withdrawn."""
+    base = tmp_path_factory.mktemp("hub-versions")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
+    v1 = archive.push(write_model(base / "v1", tiny_tensors(seed=1)), "acme/tiny:v1").snapshot
+    latest = archive.push(write_model(base / "v2", tiny_tensors(seed=2)), "acme/tiny:latest").snapshot
+    gone = archive.push(write_model(base / "gone", tiny_tensors(seed=3)), "acme/gone:v1").snapshot
+    withdraw(archive, "acme/gone:v1", reason="license revoked")
+    with serve(archive) as url:
+        yield {"url": url, "base": base, "v1": v1, "latest": latest, "gone": gone}
+    archive.close()
+
+
+def test_a_tag_revision_is_that_tags_snapshot_and_main_is_latest(versions, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi, hf_hub_download
+
+    url, base = versions["url"], versions["base"]
+    assert versions["v1"] != versions["latest"]
+    api = HfApi(endpoint=url)
+    for revision, snapshot, folder in (("v1", "v1", "v1"), ("main", "latest", "v2"), (None, "latest", "v2")):
+        assert api.model_info("acme/tiny", revision=revision).sha == commit_id(versions[snapshot]), revision
+        got = hf_hub_download("acme/tiny", "model.safetensors", revision=revision, endpoint=url,
+                              cache_dir=tmp_path / f"cache-{revision}")
+        assert Path(got).read_bytes() == (base / folder / "model.safetensors").read_bytes(), revision
+        head = httpx.head(f"{url}/acme/tiny/resolve/{revision or 'main'}/model.safetensors")
+        assert head.headers["X-Repo-Commit"] == commit_id(versions[snapshot]), revision
+
+
+def test_a_withdrawn_snapshot_is_not_served_on_the_hub_routes(versions, tmp_path: Path) -> None:
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    url = versions["url"]
+    # config.json is a small file the withdrawn snapshot still keeps: only the withdrawal check refuses it.
+    # huggingface_hub reports any HEAD error it has no class for as "not reachable and not cached", with the
+    # server's answer as the cause.
+    with pytest.raises(LocalEntryNotFoundError) as download:
+        hf_hub_download("acme/gone", "config.json", revision="v1", endpoint=url, cache_dir=tmp_path / "c")
+    assert isinstance(download.value.__cause__, HfHubHTTPError)
+    assert download.value.__cause__.response.status_code == 451
+    assert not list((tmp_path / "c").rglob("config.json"))
+    with pytest.raises(HfHubHTTPError) as info:
+        HfApi(endpoint=url).model_info("acme/gone", revision="v1")
+    assert info.value.response.status_code == 451
+    commit = commit_id(versions["gone"])
+    for path in ("api/models/acme/gone/revision/v1", f"api/models/acme/gone/revision/{commit}",
+                 "api/models/acme/gone/tree/v1", "acme/gone/resolve/v1/config.json",
+                 f"acme/gone/resolve/{commit}/config.json", "acme/gone/resolve/v1/model.safetensors"):
+        answer = httpx.get(f"{url}/{path}")
+        assert answer.status_code == 451 and "withdrawn" in answer.json()["error"], path
+    assert httpx.head(f"{url}/acme/gone/resolve/v1/config.json").status_code == 451

@@ -5,87 +5,61 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 import transformers
+from click.testing import CliRunner
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.archive.repository import Archive
+from modelarc.cli.main import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = [
-    "<unk>",
-    "<pad>",
-    "what",
-    "year",
-    "is",
-    "it",
-    "?",
-    "the",
-    "news",
-    "today",
-    "in",
-    "2023",
-    ",",
-    "football",
-    "won",
-]
+
+
+class Study(NamedTuple):
+    path: Path  # the archive home
+    database_url: str  # its catalog; the scripts get it through their environment
+
+
+WORDS = ["<unk>", "<pad>", "what", "year", "is", "it", "?", "the", "news", "today", "in", "2023", ",", "football", "won"]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory, module_database_url: str) -> Study:
     base = tmp_path_factory.mktemp("study")
-    os.environ.pop("MODELARC_DATABASE_URL", None)
-    archive, _ = Archive.init(base / "home")
+    env = {"MODELARC_DATABASE_URL": module_database_url}
+    with pytest.MonkeyPatch.context() as mp:  # the archive keeps its settings; the env is restored at once
+        mp.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
     with archive:
         for i, cutoff in enumerate(["2023-05", "2021", None]):
             torch.manual_seed(i)
             folder = base / f"m{i}"
-            transformers.GPT2LMHeadModel(
-                transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(WORDS), n_positions=32)
-            ).save_pretrained(folder)
+            transformers.GPT2LMHeadModel(transformers.GPT2Config(
+                n_layer=1, n_embd=16, n_head=2, vocab_size=len(WORDS), n_positions=32)).save_pretrained(folder)
             tok = Tokenizer(models.WordLevel({w: j for j, w in enumerate(WORDS)}, unk_token="<unk>"))
             tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-            transformers.PreTrainedTokenizerFast(
-                tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>"
-            ).save_pretrained(folder)
+            transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>").save_pretrained(folder)
             extra = ["--cutoff", cutoff] if cutoff else []
-            from click.testing import CliRunner
-
-            from modelarc.cli.main import cli
-
             result = CliRunner().invoke(
-                cli, ["--home", str(base / "home"), "push", str(folder), f"lab/lm{i}:v1", *extra]
+                cli, ["--home", str(base / "home"), "push", str(folder), f"lab/lm{i}:v1", *extra], env=env
             )
             assert result.exit_code == 0, result.output
-    return base / "home"
+    return Study(base / "home", module_database_url)
 
 
-def _run(script: str, home: Path, out: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "MODELARC_DATABASE_URL"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / script),
-            "--home",
-            str(home),
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
-            *args,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _run(script: str, home: Study, out: Path, *args: str) -> str:
+    env = {**os.environ, "MODELARC_DATABASE_URL": home.database_url}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--home", str(home.path), "--device", "cpu",
+                           "--out", str(out), *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def test_cutoff_probe_orders_by_cutoff_and_plots(home: Path, tmp_path: Path) -> None:
+def test_cutoff_probe_orders_by_cutoff_and_plots(home: Study, tmp_path: Path) -> None:
     _run("cutoff_probe.py", home, tmp_path, "--max-new-tokens", "3")
     rows = list(csv.DictReader(open(tmp_path / "cutoff_probe.csv")))
     assert [r["cutoff"] for r in rows[::4]] == ["2021", "2023-05", "unknown"]
@@ -94,30 +68,18 @@ def test_cutoff_probe_orders_by_cutoff_and_plots(home: Path, tmp_path: Path) -> 
     assert (tmp_path / "cutoff_probe.md").read_text().startswith("| cutoff | model |")
 
 
-def test_perplexity_over_time(home: Path, tmp_path: Path) -> None:
+def test_perplexity_over_time(home: Study, tmp_path: Path) -> None:
     text = tmp_path / "news.txt"
     text.write_text("the news today is football , what year is it ? in 2023 football won")
     _run("perplexity_over_time.py", home, tmp_path, "--text-file", str(text))
     rows = list(csv.DictReader(open(tmp_path / "perplexity_over_time.csv")))
     assert [r["cutoff"] for r in rows] == ["2021", "2023-05", "unknown"]
-    assert all(
-        1.0 < float(r["perplexity"]) < 10 * len(WORDS) for r in rows
-    )  # random tiny models: near vocab size
+    assert all(1.0 < float(r["perplexity"]) < 10 * len(WORDS) for r in rows)  # random tiny models: near vocab size
     assert (tmp_path / "perplexity_over_time.png").stat().st_size > 1000
 
 
-def test_compare_generations_side_by_side(home: Path, tmp_path: Path) -> None:
-    _run(
-        "compare_generations.py",
-        home,
-        tmp_path,
-        "--prompt",
-        "what year is it ?",
-        "--prompt",
-        "the news",
-        "--max-new-tokens",
-        "3",
-    )
+def test_compare_generations_side_by_side(home: Study, tmp_path: Path) -> None:
+    _run("compare_generations.py", home, tmp_path, "--prompt", "what year is it ?", "--prompt", "the news", "--max-new-tokens", "3")
     rows = list(csv.DictReader(open(tmp_path / "compare_generations.csv")))
     assert [r["prompt"] for r in rows] == ["what year is it ?", "the news"]
     assert len(rows[0]) == 4  # prompt + one column per archived model

@@ -1,5 +1,6 @@
 """Training-data manifests: validated, attached append-only, datasets shared across snapshots, audited."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -110,3 +111,28 @@ def test_unknown_dataset_and_missing_file(arc, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
     assert "no dataset named" in arc.fail("data", "show", "nope").stderr
     assert "cannot read" in arc.fail("data", "attach", "acme/tiny:v1", tmp_path / "missing.yaml").stderr
+
+
+def test_gc_keeps_the_training_data_manifests_of_live_and_withdrawn_snapshots(arc, tmp_path: Path) -> None:
+    pushed_with = _write(tmp_path, "data.yaml", MANIFEST_YAML)
+    attached = _write(tmp_path, "data.json", json.dumps({
+        "version": 1, "datasets": [{"name": "books", "sha256": "cd" * 32, "role": "pretrain"}]}))
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/a:v1", "--data", pushed_with)
+    arc("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/b:v1")
+    arc("data", "attach", "acme/b:v1", attached)
+    arc("push", write_model(tmp_path / "c", tiny_tensors(seed=3)), "acme/c:v1")
+    arc("data", "attach", "acme/c:v1", attached)
+    arc("rm", "acme/c:v1", "--reason", "withdrawn; its provenance stays")
+    # the documents as given are kept as objects, named by the sha256 of their bytes
+    documents = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (pushed_with, attached)]
+    store = arc.home / "store" / "objects"
+    assert all((store / oid[:2] / oid).is_file() for oid in documents)
+
+    assert arc.json("gc")["objects_removed"] == 0
+    assert [oid for oid in documents if not (store / oid[:2] / oid).is_file()] == []
+    assert arc.json("fsck")["ok"]
+    assert sorted(u["model"] for u in arc.json("data", "show", "books")[0]["used_by"]) == ["acme/b", "acme/c"]
+    # exports read the documents back from the store for the hashes they declared
+    for ref, declared in (("acme/a:v1", "ab" * 32), ("acme/b:v1", "cd" * 32), ("acme/c:v1", "cd" * 32)):
+        assert declared in arc("export", ref, "--format", "cyclonedx").stdout, ref
+    arc("verify", "acme/a:v1")

@@ -5,7 +5,11 @@ from pathlib import Path
 
 import pytest
 from hubserver import HubServer
+from liveserver import serve
 from modelfactory import tiny_tensors, write_model
+
+from modelarc.api.hub import commit_id
+from modelarc.archive.repository import Archive
 
 CARD = "---\nlicense: apache-2.0\nbase_model: acme/base\nbase_model_relation: finetune\ndatasets:\n- the-pile\n---\n# tiny\n"
 
@@ -68,3 +72,30 @@ def test_unknown_repo_or_revision_leaves_catalog_unchanged(arc, hub, tmp_path: P
     assert "no revision 'v9'" in arc.fail("push", "hf://org/tiny@v9", "org/tiny:v9").stderr
     assert "invalid Hub source" in arc.fail("push", "hf://just-a-name", "org/x:v1").stderr
     assert arc.json("ls") == before
+
+
+def test_import_from_another_archives_hub_routes_is_byte_identical(arc, tmp_path: Path) -> None:
+    """Archive to archive: B imports hf://ns/name@v1 from A's `modelarc serve` (the routes the real
+    huggingface_hub is tested against), not from our imitation of the Hub."""
+    with pytest.MonkeyPatch.context() as mp:  # A: a home and SQLite catalog of its own
+        mp.setenv("MODELARC_DATABASE_URL", f"sqlite:///{tmp_path / 'a-home' / 'registry.db'}")
+        source, _ = Archive.init(tmp_path / "a-home")
+    card = b"---\nlicense: apache-2.0\n---\n# served by archive A\n"
+    served = write_model(tmp_path / "served", tiny_tensors(seed=5),
+                         extra_files={"README.md": card, "tokenizer/vocab.txt": b"a\nb\n"})
+    v1 = source.push(served, "ns/name:v1").snapshot
+    source.push(write_model(tmp_path / "newer", tiny_tensors(seed=6)), "ns/name:latest")  # @v1 must not get this
+    with source, serve(source) as url:
+        arc.env.update({"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
+                        "HF_HUB_DISABLE_XET": "1"})
+        imported = arc.json("push", "hf://ns/name@v1", "dest/ref:v1")
+        a_files = {f["path"]: f["sha256"] for f in source.show("ns/name:v1").files}
+    arc("verify", "dest/ref:v1")
+    shown = arc.json("show", "dest/ref:v1")
+    assert {f["path"]: f["sha256"] for f in shown["files"]} == a_files
+    assert imported["snapshot"] == v1  # same files, same manifest: the snapshot id survives the trip
+    assert shown["license"] == "apache-2.0" and commit_id(v1) in shown["source_url"] and url in shown["source_url"]
+    arc("pull", "dest/ref:v1", tmp_path / "out")
+    for p in served.rglob("*"):
+        if p.is_file():
+            assert filecmp.cmp(p, tmp_path / "out" / p.relative_to(served), shallow=False), p

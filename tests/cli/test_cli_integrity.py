@@ -1,15 +1,26 @@
 """A flipped byte, a missing object, a killed push: each is caught, named, and never handed out."""
 
+import hashlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from modelfactory import big_model, write_model
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from modelarc.archive.keys import load_private_key
+from modelarc.archive.repository import Archive
+from modelarc.archive.signing import FileDigest, sign_snapshot
+from modelarc.registry.models import Signature
 from modelarc.storage.lock import store_lock
 
 
@@ -90,28 +101,62 @@ def test_gc_refuses_while_a_push_holds_the_store(arc, tmp_path: Path) -> None:
         assert "busy" in arc.fail("gc").stderr
 
 
+@contextmanager
+def _catalog_commits_held(database_url: str) -> Iterator[None]:
+    """Hold the catalog's write lock, so a push can write objects but cannot commit its snapshot until released.
+
+    SQLite (WAL): ``BEGIN IMMEDIATE`` takes the single writer lock; readers go on. PostgreSQL: ``EXCLUSIVE`` table
+    locks let reads through and block the push's inserts.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn, conn.begin() as txn:
+            conn.execute(text("LOCK TABLE objects, snapshots IN EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                txn.rollback()
+    finally:
+        engine.dispose()
+
+
 def test_kill_9_during_push_leaves_catalog_consistent(arc, tmp_path: Path, database_url: str) -> None:
-    src = big_model(tmp_path / "big", megabytes=160)
+    src = big_model(tmp_path / "big", megabytes=64)
     env = {**os.environ, **arc.env}
     before = arc.json("ls")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    # wait until the push has written some objects, then kill it mid-way
-    deadline = time.time() + 60
-    while time.time() < deadline and len(_objects(arc.home)) < 6 and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, "push finished before it could be killed; make the model bigger"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # With the catalog's commits held the push cannot finish, however fast the machine: killing it once it has
+    # written some objects always lands between "objects durable" and "snapshot committed".
+    with _catalog_commits_held(database_url):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline and len(_objects(arc.home)) < 6 and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"push ended before it was killed: {proc.communicate()[1].decode()[-2000:]}"
+        assert len(_objects(arc.home)) >= 6, "push wrote no objects in 120 s"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert arc.json("ls") == before  # no snapshot row, no tag
     fsck = arc.json("fsck")
     assert fsck["ok"] and not fsck["missing"] and not fsck["corrupt"]
+    written = set(_objects(arc.home))
     pushed = arc.json("push", src, "acme/big:v1")  # the next push succeeds and reuses what was durable
-    assert pushed["stored_bytes_added"] < pushed["logical_bytes"]
+    assert written <= set(_objects(arc.home))
+    assert pushed["stored_bytes_added"] < sum(p.stat().st_size for p in _objects(arc.home))
     arc("verify", "acme/big:v1")
     arc("gc")
     assert arc.json("fsck")["ok"]
@@ -141,3 +186,41 @@ def test_damaged_object_file_is_reported_not_crashed(arc, tmp_path: Path, mode: 
         victim.write_bytes(b"XXXX" + victim.read_bytes()[4:])
     assert arc("fsck", ok=False).exit_code != 0
     assert "corrupt" in arc.fail("verify", "acme/tiny:v1").stderr
+
+
+def _replace_signature(arc, monkeypatch, ref: str, files_of: Callable[[list[FileDigest]], list[FileDigest]]) -> None:
+    """Re-sign ``ref`` with the archive's own (trusted) key over ``files_of(its files)`` and make that bundle the
+    snapshot's only signature, in the store and in the catalog, as an attacker with the key file could."""
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive:
+        _ref, snap = archive.resolve(ref)
+        manifest = archive.manifest(snap)
+        key = load_private_key(arc.home / "keys" / "signing-key.pem")
+        files = files_of([FileDigest(f.path, f.sha256) for f in manifest.files])
+        bundle = sign_snapshot(files, snap.digest, key, model_name=ref)
+        put = archive.store.put(bundle)
+        with archive.catalog.session() as s:
+            [row] = s.query(Signature).filter_by(snapshot_id=snap.id).all()
+            row.object_id, row.bundle = put.id, bundle.decode()
+
+
+def test_a_trusted_signature_over_other_file_digests_is_refused(arc, tmp_path: Path, monkeypatch) -> None:
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    # the replacement itself is sound: the same files re-signed still verify
+    _replace_signature(arc, monkeypatch, "acme/tiny:v1", lambda files: files)
+    arc("verify", "acme/tiny:v1")
+
+    def one_digest_altered(files: list[FileDigest]) -> list[FileDigest]:
+        other = hashlib.sha256(b"not the config that was archived").hexdigest()
+        return [FileDigest(f.path, other) if f.path == "config.json" else f for f in files]
+
+    _replace_signature(arc, monkeypatch, "acme/tiny:v1", one_digest_altered)
+    # valid signature, trusted key, right snapshot id: only the signed file digests differ from the manifest
+    assert "signed file digests do not match the manifest" in arc.fail("verify", "acme/tiny:v1").stderr
+    every = arc("verify", "--all", "--json", ok=False)
+    assert every.exit_code != 0
+    [failed] = json.loads(every.stdout)["failed"]
+    assert "signed file digests do not match" in failed["error"]
+    out = tmp_path / "out"
+    assert "signed file digests do not match" in arc.fail("pull", "acme/tiny:v1", out).stderr
+    assert not out.exists() or not any(out.iterdir())  # a refused pull writes nothing

@@ -137,3 +137,62 @@ def test_bad_filter_values_are_clear_errors(catalog) -> None:
     assert "invalid parameter count" in arc.fail("ls", "--min-params", "lots").stderr
     assert "no model" in arc.fail("ls", "--descendant-of", "acme/ghost:v1").stderr
     assert "invalid date" in arc.fail("timeline", "--as-of", "soon").stderr
+
+
+# docs/PROVENANCE.md: a cutoff is a period; it is before D when the whole period ends before D, and after D when
+# the whole period starts after D. So a cutoff equal to D (or a period containing D) is neither before nor after.
+BOUNDARY_CUTOFFS = {
+    "day/d14": "2023-05-14", "day/d15": "2023-05-15", "day/d16": "2023-05-16",
+    "month/apr": "2023-04", "month/may": "2023-05", "month/jun": "2023-06",
+    "year/y2022": "2022", "year/y2023": "2023", "year/y2024": "2024",
+}
+DAYS = ["day/d14", "day/d15", "day/d16"]
+MONTHS = ["month/apr", "month/may", "month/jun"]
+
+# (filter date, cutoffs before it, cutoffs after it), written out by hand from the documented rule
+CUTOFF_BOUNDARIES = [
+    # day precision: the day before, at, and after the filter date
+    ("2023-05-15", ["day/d14", "month/apr", "year/y2022"], ["day/d16", "month/jun", "year/y2024"]),
+    ("2023-05-14", ["month/apr", "year/y2022"], ["day/d15", "day/d16", "month/jun", "year/y2024"]),
+    ("2023-05-16", ["day/d14", "day/d15", "month/apr", "year/y2022"], ["month/jun", "year/y2024"]),
+    # month precision: the filter date one day before May, on its first day, on its last day, one day after it
+    ("2023-04-30", ["year/y2022"], [*DAYS, "month/may", "month/jun", "year/y2024"]),
+    ("2023-05-01", ["month/apr", "year/y2022"], [*DAYS, "month/jun", "year/y2024"]),
+    ("2023-05-31", [*DAYS, "month/apr", "year/y2022"], ["month/jun", "year/y2024"]),
+    ("2023-06-01", [*DAYS, "month/apr", "month/may", "year/y2022"], ["year/y2024"]),
+    # year precision: one day before 2023, its first day, its last day, one day after it
+    ("2022-12-31", [], [*DAYS, *MONTHS, "year/y2023", "year/y2024"]),
+    ("2023-01-01", ["year/y2022"], [*DAYS, *MONTHS, "year/y2024"]),
+    ("2023-12-31", [*DAYS, *MONTHS, "year/y2022"], ["year/y2024"]),
+    ("2024-01-01", [*DAYS, *MONTHS, "year/y2022", "year/y2023"], []),
+]
+
+
+@pytest.fixture
+def boundary_catalog(arc, tmp_path: Path, monkeypatch):
+    for seed, (model, cutoff) in enumerate(BOUNDARY_CUTOFFS.items(), start=10):
+        _push(arc, tmp_path, f"{model}:v1", seed, "--cutoff", cutoff, hidden=8, vocab=16)
+    _push(arc, tmp_path, "none/unknown:v1", 99, hidden=8, vocab=16)  # no cutoff: never before or after anything
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    archive = Archive.open(arc.home)
+    from fastapi.testclient import TestClient
+
+    from modelarc.api.app import create_app
+
+    with archive, TestClient(create_app(lambda: archive)) as client:
+        yield arc, client
+
+
+def test_cutoff_filters_at_their_boundaries_in_ls_and_v1(boundary_catalog) -> None:
+    arc, client = boundary_catalog
+    wrong = []
+    for day, before, after in CUTOFF_BOUNDARIES:
+        for option, expected in (("cutoff-before", before), ("cutoff-after", after)):
+            listed = sorted(r["model"] for r in arc.json("ls", f"--{option}", day))
+            answer = client.get("/v1/snapshots", params={option.replace("-", "_"): day})
+            assert answer.status_code == 200, answer.text
+            served = sorted(r["model"] for r in answer.json())
+            for where, got in ((f"ls --{option} {day}", listed), (f"/v1/snapshots?{option} {day}", served)):
+                if got != sorted(expected):
+                    wrong.append(f"{where}: {got} != {sorted(expected)}")
+    assert not wrong, "\n".join(wrong)

@@ -48,10 +48,11 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def site(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("web")
-    os.environ.pop("MODELARC_DATABASE_URL", None)
-    archive, _ = Archive.init(base / "home")
+    with pytest.MonkeyPatch.context() as mp:  # the archive keeps its settings; the env is restored at once
+        mp.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
     d = dt.date
     first = archive.push(
         write_model(base / "base"),
