@@ -79,15 +79,12 @@ def test_requantised_variant_dedups_unchanged_tensors(archive: Archive, tmp_path
     assert second.stored_bytes_added <= changed + 4096  # the re-quantised tensor, the header and the manifest
 
 
-@pytest.mark.parametrize(
-    "mangle, message",
-    [
-        (lambda b: b"XXXX" + b[4:], "bad magic"),
-        (lambda b: b[:4] + struct.pack("<I", 9) + b[8:], "unsupported GGUF version"),
-        (lambda b: b[:40], "past the end|truncated|cannot fit"),
-        (lambda b: b[:24] + struct.pack("<Q", 2**60) + b[32:], "past the end"),
-    ],
-)
+@pytest.mark.parametrize("mangle, message", [
+    (lambda b: b"XXXX" + b[4:], "bad magic"),
+    (lambda b: b[:4] + struct.pack("<I", 9) + b[8:], "unsupported GGUF version"),
+    (lambda b: b[:40], "past the end|truncated|cannot fit"),
+    (lambda b: b[:24] + struct.pack("<Q", 2**60) + b[32:], "past the end"),
+])
 def test_malformed_headers_are_refused(archive: Archive, tmp_path: Path, mangle, message: str) -> None:
     src = tmp_path / "m"
     src.mkdir()
@@ -107,16 +104,9 @@ def _llama_gguf(path: Path) -> None:
     import transformers
 
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=8,
-        max_position_embeddings=64,
-        tie_word_embeddings=False,
-    )
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=8, max_position_embeddings=64,
+                                   tie_word_embeddings=False)
     sd = transformers.LlamaForCausalLM(cfg).state_dict()
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_context_length(64)
@@ -128,31 +118,19 @@ def _llama_gguf(path: Path) -> None:
     w.add_layer_norm_rms_eps(1e-6)
     w.add_rope_dimension_count(8)
     w.add_tokenizer_model("llama")
-    w.add_token_list(
-        ["<unk>", "<s>", "</s>", "\u2581hello", "\u2581world", "\u2581foo", "\u2581bar", "\u2581baz"]
-    )
+    w.add_token_list(["<unk>", "<s>", "</s>", "\u2581hello", "\u2581world", "\u2581foo", "\u2581bar", "\u2581baz"])
     w.add_token_scores([0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
     w.add_token_types([2, 3, 3, 1, 1, 1, 1, 1])
     w.add_unk_token_id(0)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
-    names = {
-        "model.embed_tokens.weight": "token_embd.weight",
-        "model.norm.weight": "output_norm.weight",
-        "lm_head.weight": "output.weight",
-    }
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
     for i in range(2):
-        for a, b in [
-            ("self_attn.q_proj", "attn_q"),
-            ("self_attn.k_proj", "attn_k"),
-            ("self_attn.v_proj", "attn_v"),
-            ("self_attn.o_proj", "attn_output"),
-            ("mlp.gate_proj", "ffn_gate"),
-            ("mlp.up_proj", "ffn_up"),
-            ("mlp.down_proj", "ffn_down"),
-            ("input_layernorm", "attn_norm"),
-            ("post_attention_layernorm", "ffn_norm"),
-        ]:
+        for a, b in [("self_attn.q_proj", "attn_q"), ("self_attn.k_proj", "attn_k"), ("self_attn.v_proj", "attn_v"),
+                     ("self_attn.o_proj", "attn_output"), ("mlp.gate_proj", "ffn_gate"), ("mlp.up_proj", "ffn_up"),
+                     ("mlp.down_proj", "ffn_down"), ("input_layernorm", "attn_norm"),
+                     ("post_attention_layernorm", "ffn_norm")]:
             names[f"model.layers.{i}.{a}.weight"] = f"blk.{i}.{b}.weight"
     for k, v in sd.items():
         w.add_tensor(names[k], v.numpy())
@@ -162,9 +140,7 @@ def _llama_gguf(path: Path) -> None:
     w.close()
 
 
-def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(
-    archive: Archive, tmp_path: Path
-) -> None:
+def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(archive: Archive, tmp_path: Path) -> None:
     import torch
     import transformers
 
@@ -191,18 +167,12 @@ def test_run_on_a_gguf_snapshot_equals_generate_on_the_file(archive: Archive, tm
     src.mkdir()
     _llama_gguf(src / "tiny.gguf")
     archive.push(src, "acme/tiny-gguf:v1")
-    result = generate(
-        archive, "acme/tiny-gguf:v1", "hello world foo", GenerationParams(max_new_tokens=4, device="cpu")
-    )
+    result = generate(archive, "acme/tiny-gguf:v1", "hello world foo", GenerationParams(max_new_tokens=4, device="cpu"))
     tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file="tiny.gguf")
     model = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file="tiny.gguf").eval()
     ids = tok("hello world foo", return_tensors="pt").input_ids
     with torch.no_grad():
-        out = model.generate(
-            ids,
-            max_new_tokens=4,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-        )
-    assert result.text == tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        out = model.generate(ids, max_new_tokens=4, do_sample=False,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    assert result.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     assert result.new_tokens == out.shape[1] - ids.shape[1]

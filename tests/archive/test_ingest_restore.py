@@ -117,9 +117,7 @@ def test_restore_refuses_symlinked_folder_pointing_outside(tmp_path: Path, store
 
 
 @pytest.mark.parametrize("second_path", ["config.json", "config.json/inner"])
-def test_manifest_with_clashing_paths_is_refused(
-    tmp_path: Path, store: ObjectStore, second_path: str
-) -> None:
+def test_manifest_with_clashing_paths_is_refused(tmp_path: Path, store: ObjectStore, second_path: str) -> None:
     from modelarc.archive.manifest import canonical_json
     from modelarc.errors import IntegrityError
 

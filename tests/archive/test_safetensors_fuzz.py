@@ -9,12 +9,10 @@ from hypothesis import strategies as st
 from modelarc.archive.safetensors_format import parse_layout, read_header_length
 from modelarc.errors import SafetensorsFormatError
 
-GOOD_HEADER = json.dumps(
-    {
-        "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-        "b": {"dtype": "BF16", "shape": [4], "data_offsets": [16, 24]},
-    }
-).encode()
+GOOD_HEADER = json.dumps({
+    "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+    "b": {"dtype": "BF16", "shape": [4], "data_offsets": [16, 24]},
+}).encode()
 GOOD = struct.pack("<Q", len(GOOD_HEADER)) + GOOD_HEADER + bytes(24)
 
 
@@ -41,14 +39,8 @@ def test_one_mangled_byte(pos: int, value: int) -> None:
 
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=5),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
-    ),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=10,
 )
 

@@ -17,26 +17,7 @@ from modelarc.archive.torch_loading import (
 )
 from modelarc.errors import UsageError, WithdrawnError
 
-WORDS = [
-    "<unk>",
-    "<pad>",
-    "the",
-    "model",
-    "was",
-    "trained",
-    "in",
-    "2021",
-    "2023",
-    "on",
-    "text",
-    "news",
-    "what",
-    "year",
-    "is",
-    "it",
-    "?",
-    ".",
-]
+WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "2023", "on", "text", "news", "what", "year", "is", "it", "?", "."]
 
 
 def _tokenizer() -> transformers.PreTrainedTokenizerFast:
@@ -53,15 +34,8 @@ def _gpt2() -> transformers.PreTrainedModel:
 
 def _llama() -> transformers.PreTrainedModel:
     torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(WORDS),
-        max_position_embeddings=64,
-    )
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=len(WORDS), max_position_embeddings=64)
     return transformers.LlamaForCausalLM(cfg).eval()
 
 
@@ -157,7 +131,5 @@ def test_the_staged_gpu_path_gives_the_same_tensors_on_cpu(archive: Archive, tmp
         assert torch.equal(staged[k], direct[k]), k
     pointers = [t.untyped_storage().data_ptr() for t in staged.values() if t.numel()]
     assert len(set(pointers)) == len(pointers)  # no tensor still points into the reused buffer
-    bf16 = dict(
-        iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), torch.bfloat16, staged=True)
-    )
+    bf16 = dict(iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), torch.bfloat16, staged=True))
     assert all(t.dtype == torch.bfloat16 for t in bf16.values() if t.is_floating_point())

@@ -81,9 +81,7 @@ def test_unknown_relation_and_parent_are_refused(seeded, tmp_path: Path) -> None
         in seeded.fail("push", src, "acme/x:v1", "--parent", "acme/ghost:v1", "--relation", "finetune").stderr
     )
     assert "invalid date" in seeded.fail("push", src, "acme/x:v1", "--cutoff", "2023-13").stderr
-    assert (
-        "--relation needs --parent" in seeded.fail("push", src, "acme/x:v1", "--relation", "finetune").stderr
-    )
+    assert "--relation needs --parent" in seeded.fail("push", src, "acme/x:v1", "--relation", "finetune").stderr
 
 
 def test_push_to_digest_ref_is_refused(seeded, tmp_path: Path) -> None:

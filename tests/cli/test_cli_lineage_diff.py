@@ -37,11 +37,7 @@ def test_diff_sees_added_removed_reshaped_tensors_and_changed_files(arc, tmp_pat
     other["extra.weight"] = np.ones(4, dtype=np.float32)
     other["model.layers.0.norm.weight"] = np.ones(32, dtype=np.float32)
     arc("push", write_model(tmp_path / "a", base), "acme/m:a")
-    arc(
-        "push",
-        write_model(tmp_path / "b", other, config={"model_type": "llama", "hidden_size": 32}),
-        "acme/m:b",
-    )
+    arc("push", write_model(tmp_path / "b", other, config={"model_type": "llama", "hidden_size": 32}), "acme/m:b")
     d = arc.json("diff", "acme/m:a", "acme/m:b")
     assert d["added"] == ["extra.weight"] and d["removed"] == ["lm_head.bias"]
     assert [s["name"] for s in d["shape_changed"]] == ["model.layers.0.norm.weight"]
@@ -69,47 +65,14 @@ def _family(arc, tmp_path: Path) -> dict:
     base = tiny_tensors(**BIG)
     arc("push", write_model(tmp_path / "g0", base), "acme/base:v1")
     child = finetune(base, ["model.layers.0.mlp.weight"], seed=1)
-    arc(
-        "push",
-        write_model(tmp_path / "g1", child),
-        "acme/chat:v1",
-        "--parent",
-        "acme/base:v1",
-        "--relation",
-        "finetune",
-    )
+    arc("push", write_model(tmp_path / "g1", child), "acme/chat:v1", "--parent", "acme/base:v1", "--relation", "finetune")
     grandchild = finetune(child, ["model.layers.1.mlp.weight"], seed=2)
-    arc(
-        "push",
-        write_model(tmp_path / "g2", grandchild),
-        "acme/chat-q:v1",
-        "--parent",
-        "acme/chat:v1",
-        "--relation",
-        "quantized",
-    )
+    arc("push", write_model(tmp_path / "g2", grandchild), "acme/chat-q:v1", "--parent", "acme/chat:v1", "--relation", "quantized")
     other = finetune(base, ["model.layers.1.attn.weight"], seed=3)
-    arc(
-        "push",
-        write_model(tmp_path / "o", other),
-        "acme/code:v1",
-        "--parent",
-        "acme/base:v1",
-        "--relation",
-        "finetune",
-    )
+    arc("push", write_model(tmp_path / "o", other), "acme/code:v1", "--parent", "acme/base:v1", "--relation", "finetune")
     merged = finetune(grandchild, ["lm_head.bias"], seed=4)
-    arc(
-        "push",
-        write_model(tmp_path / "m", merged),
-        "acme/merged:v1",
-        "--parent",
-        "acme/chat-q:v1",
-        "--parent",
-        "acme/code:v1",
-        "--relation",
-        "merge",
-    )
+    arc("push", write_model(tmp_path / "m", merged), "acme/merged:v1", "--parent", "acme/chat-q:v1",
+        "--parent", "acme/code:v1", "--relation", "merge")
     return base
 
 
@@ -134,26 +97,14 @@ def test_lineage_check_flags_a_parent_without_evidence(arc, tmp_path: Path) -> N
     arc("push", write_model(tmp_path / "stranger", stranger), "acme/stranger:v1")
     # make every tensor differ, so only the values can tell a real fine-tune from a stranger
     ft = finetune(base, list(base), scale=1e-4)
-    arc(
-        "push",
-        write_model(tmp_path / "ft", ft),
-        "acme/ft:v1",
-        "--parent",
-        "acme/base:v1",
-        "--parent",
-        "acme/stranger:v1",
-        "--relation",
-        "finetune",
-    )
+    arc("push", write_model(tmp_path / "ft", ft), "acme/ft:v1", "--parent", "acme/base:v1", "--parent",
+        "acme/stranger:v1", "--relation", "finetune")
     report = {r["parent_model"]: r for r in arc.json("lineage", "acme/ft:v1", "--check")}
     assert report["acme/base"]["no_evidence"] is False
     assert report["acme/base"]["max_relative_l2"] < 0.1
     assert report["acme/stranger"]["no_evidence"] is True
     assert report["acme/stranger"]["median_relative_l2"] > 1.0
-    assert (
-        "WARNING: declared parent acme/stranger shows no tensor evidence"
-        in arc("lineage", "acme/ft:v1", "--check").stdout
-    )
+    assert "WARNING: declared parent acme/stranger shows no tensor evidence" in arc("lineage", "acme/ft:v1", "--check").stdout
 
 
 def test_lineage_and_diff_refuse_unknown_refs(arc, tmp_path: Path) -> None:

@@ -53,9 +53,7 @@ def test_upgrade_from_0001_keeps_existing_rows(database_url: str) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     with engine.begin() as conn:
-        conn.execute(
-            text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', 'old', CURRENT_TIMESTAMP)")
-        )
+        conn.execute(text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', 'old', CURRENT_TIMESTAMP)"))
     engine.dispose()
     catalog = Catalog(database_url)  # opening brings the schema to head
     try:
