@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,9 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'registry.db'}"
 
 
-@pytest.fixture
-def postgresql_url() -> Iterator[str]:
-    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+@contextmanager
+def new_postgresql_database() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the block ends."""
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
@@ -76,12 +77,35 @@ def postgresql_url() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """SQLAlchemy URL of a new, empty PostgreSQL database, dropped when the test ends."""
+    with new_postgresql_database() as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """SQLAlchemy URL of an empty catalog database; the test runs once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("postgresql_url"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``database_url`` for a module-scoped fixture that builds one archive for many read-only tests.
+
+    Set it with ``pytest.MonkeyPatch.context()`` inside that fixture, never with ``os.environ`` directly: the
+    variable must be restored when the module ends, or later modules silently run on this module's catalog.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('catalog') / 'registry.db'}"
+        return
+    with new_postgresql_database() as url:
+        yield url
 
 
 # ---------------------------------------------------------------------------------------------------------
