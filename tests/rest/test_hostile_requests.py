@@ -7,6 +7,7 @@ SQLite and PostgreSQL: the search bounds exist because the catalog's integers ar
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from liveserver import serve
 from modelfactory import write_model
 
 from modelarc.api.problems import MAX_DETAIL, MAX_ECHO, clip, problem
+from modelarc.api.transfer import MAX_MISSING_BODY, MAX_MISSING_QUERY
 from modelarc.archive.repository import Archive
 
 HUGE = "9" * 5000  # more digits than Python converts to an int (4300): int() raises, it must never be tried
@@ -79,3 +81,93 @@ def test_an_error_detail_is_bounded_whatever_produced_it() -> None:
     assert len(clip("x" * 1_000_000)) <= MAX_ECHO + 30  # the quote and a note of the length
     answer = problem(400, "UsageError", "y" * 1_000_000)
     assert len(answer.body) < MAX_DETAIL + 200 and b"(1000000 characters)" in answer.body
+
+
+# --------------------------------------------------------------------------------------- POST /v1/objects/missing
+
+
+def test_missing_refuses_a_declared_oversized_body_without_waiting_for_it(site) -> None:
+    """200 MB declared, 1 KB sent: the 413 must come from the Content-Length alone."""
+    head = (
+        b"POST /v1/objects/missing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200000000\r\n\r\n"
+    )
+    answer = raw_exchange(site["url"], head, iter([b'{"ids": ["' + b"a" * 1000]))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_missing_stops_reading_a_chunked_body_at_its_limit(site) -> None:
+    """No Content-Length: the server reads up to the limit, then answers 413 without waiting for the end."""
+    head = (
+        b"POST /v1/objects/missing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    block = b"a" * (1 << 20)
+    chunks = (b"%x\r\n%s\r\n" % (len(block), block) for _ in range(MAX_MISSING_BODY // len(block) + 2))
+    answer = raw_exchange(site["url"], head, chunks)  # never sends the closing 0-length chunk
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_missing_names_a_bad_id_by_index_and_quotes_at_most_80_characters(site) -> None:
+    good = hashlib.sha256(b"x").hexdigest()
+    response = httpx.post(
+        f"{site['url']}/v1/objects/missing", json={"ids": [good, "z" * 1_000_000]}, timeout=30
+    )
+    detail = is_problem(response, 400)["detail"]
+    assert "ids[1]" in detail
+    assert "z" * 81 not in detail and len(response.content) < 1000
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "A" * 64,  # uppercase
+        "sha256:" + "a" * 64,  # a snapshot-style prefix is not an object id
+        "a" * 64 + "\n",  # a trailing newline slips through re.match("...$")
+        "a" * 63,
+        "g" * 64,
+        64,
+        None,
+    ],
+    ids=["uppercase", "prefixed", "newline", "short", "not-hex", "number", "null"],
+)
+def test_missing_accepts_only_64_lowercase_hex_ids(site, bad: object) -> None:
+    response = httpx.post(f"{site['url']}/v1/objects/missing", json={"ids": ["b" * 64, bad]})
+    assert "ids[1]" in is_problem(response, 400)["detail"]
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b"not json", b'{"ids": "a"}', b"[]", b'{"ids": {"0": "a"}}', b"\xff\xfe"]
+)
+def test_missing_refuses_malformed_bodies_with_400(site, body: bytes) -> None:
+    response = httpx.post(
+        f"{site['url']}/v1/objects/missing", content=body, headers={"Content-Type": "application/json"}
+    )
+    is_problem(response, 400)
+
+
+def test_missing_refuses_more_ids_than_one_query_may_hold(site) -> None:
+    too_many = ["c" * 64] * (MAX_MISSING_QUERY + 1)
+    response = httpx.post(f"{site['url']}/v1/objects/missing", json={"ids": too_many}, timeout=60)
+    is_problem(response, 413)
+
+
+def test_missing_still_answers_which_objects_are_absent(site) -> None:
+    archive: Archive = site["archive"]
+    _ref, snap = archive.resolve("acme/base:v1")
+    held = snap.digest.removeprefix("sha256:")  # the manifest object's id is the snapshot id
+    absent = hashlib.sha256(b"never stored").hexdigest()
+    response = httpx.post(f"{site['url']}/v1/objects/missing", json={"ids": [held, absent]})
+    assert response.status_code == 200 and response.json() == {"missing": [absent]}
+
+
+# --------------------------------------------------------------------------------------- GET /v1/objects/{id}
+
+
+def test_an_unknown_object_is_404_and_a_malformed_id_is_400(site) -> None:
+    url = site["url"]
+    unknown = is_problem(httpx.get(f"{url}/v1/objects/{'d' * 64}"), 404)
+    assert "d" * 64 in unknown["detail"]
+    for bad in ("d" * 63, "D" * 64, "sha256:" + "d" * 64, "d" * 5000):
+        detail = is_problem(httpx.get(f"{url}/v1/objects/{bad}"), 400)["detail"]
+        assert bad not in detail
