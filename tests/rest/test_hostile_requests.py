@@ -171,3 +171,58 @@ def test_an_unknown_object_is_404_and_a_malformed_id_is_400(site) -> None:
     for bad in ("d" * 63, "D" * 64, "sha256:" + "d" * 64, "d" * 5000):
         detail = is_problem(httpx.get(f"{url}/v1/objects/{bad}"), 400)["detail"]
         assert bad not in detail
+
+
+# --------------------------------------------------------------------------------------- Range on the Hub routes
+
+
+def get_weights(site, range_header: str, method: str = "GET") -> httpx.Response:
+    url = f"{site['url']}/acme/base/resolve/v1/model.safetensors"
+    return httpx.request(method, url, headers={"Range": range_header})
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_range_starting_beyond_64_bits_is_416_not_500(site, method: str) -> None:
+    response = get_weights(site, f"bytes={HUGE}-", method)
+    assert response.status_code == 416
+    assert response.headers["content-range"] == f"bytes */{len(site['weights'])}"
+
+
+def test_huge_range_ends_and_suffixes_mean_the_whole_file(site) -> None:
+    weights = site["weights"]
+    for header in (f"bytes=0-{HUGE}", f"bytes=-{HUGE}", f"bytes=0-{'0' * 4999}{len(weights)}"):
+        response = get_weights(site, header)
+        assert response.status_code == 206, header[:40]
+        assert response.content == weights
+        assert response.headers["content-range"] == f"bytes 0-{len(weights) - 1}/{len(weights)}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=0-1,5-6",
+        "bytes=0-1, 5-6",
+        "items=0-5",
+        "Bytes=0-5",
+        "bytes=5-3",
+        "bytes=abc",
+        "bytes=-",
+        "bytes 0-5",
+    ],
+)
+def test_ranges_we_do_not_serve_are_ignored_with_the_whole_file(site, header: str) -> None:
+    """As nginx and Apache do: several ranges, other units and malformed ranges get 200 and the whole body."""
+    response = get_weights(site, header)
+    assert response.status_code == 200, header
+    assert response.content == site["weights"] and "content-range" not in response.headers
+
+
+def test_a_valid_range_is_served_and_an_unsatisfiable_one_is_416(site) -> None:
+    weights = site["weights"]
+    assert get_weights(site, "bytes=10-19").content == weights[10:20]
+    assert get_weights(site, "bytes=-10").content == weights[-10:]
+    assert get_weights(site, f"bytes={len(weights) - 5}-").content == weights[-5:]
+    for header in (f"bytes={len(weights)}-", f"bytes={len(weights)}-{len(weights) + 9}", "bytes=-0"):
+        response = get_weights(site, header)
+        assert response.status_code == 416, header
+        assert response.headers["content-range"] == f"bytes */{len(weights)}"
