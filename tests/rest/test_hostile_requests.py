@@ -8,6 +8,7 @@ SQLite and PostgreSQL: the search bounds exist because the catalog's integers ar
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -17,9 +18,12 @@ import pytest
 from liveserver import serve
 from modelfactory import write_model
 
+from modelarc.api.limits import NAME_PATTERN, REV_PATTERN
 from modelarc.api.problems import MAX_DETAIL, MAX_ECHO, clip, problem
 from modelarc.api.transfer import MAX_MISSING_BODY, MAX_MISSING_QUERY
 from modelarc.archive.repository import Archive
+from modelarc.errors import InvalidRefError
+from modelarc.registry.refs import parse_ref
 
 HUGE = "9" * 5000  # more digits than Python converts to an int (4300): int() raises, it must never be tried
 MAX_INT = 2**63 - 1
@@ -226,3 +230,124 @@ def test_a_valid_range_is_served_and_an_unsatisfiable_one_is_416(site) -> None:
         response = get_weights(site, header)
         assert response.status_code == 416, header
         assert response.headers["content-range"] == f"bytes */{len(weights)}"
+
+
+# --------------------------------------------------------------------------------------- bounded parameters
+
+
+@pytest.mark.parametrize("param", ["min_params", "max_params"])
+@pytest.mark.parametrize(
+    "value", [str(MAX_INT + 1), "99999999999999999999", HUGE, "9999999T", "1" + "0" * 40]
+)
+def test_search_refuses_parameter_counts_beyond_64_bits(site, param: str, value: str) -> None:
+    is_problem(httpx.get(f"{site['url']}/v1/snapshots", params={param: value}), 400)
+
+
+def test_search_accepts_the_largest_64_bit_count_exactly(site) -> None:
+    """float() rounds 2^63-1 up to 2^63, which overflows the catalog: the count must be parsed exactly."""
+    url = site["url"]
+    assert (
+        httpx.get(f"{url}/v1/snapshots", params={"max_params": str(MAX_INT)}).json()[0]["model"]
+        == "acme/base"
+    )
+    assert httpx.get(f"{url}/v1/snapshots", params={"min_params": str(MAX_INT)}).json() == []
+
+
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/v1/snapshots", {"name": "x" * 5000}),
+        ("/v1/snapshots", {"cutoff_before": "2" * 5000}),
+        ("/v1/snapshots", {"cursor": "A" * 5000}),
+        ("/v1/models", {"q": "x" * 5000}),
+        ("/v1/models", {"limit": HUGE}),
+        ("/v1/snapshots/acme/base/" + "v" * 5000, {}),
+        ("/v1/models/" + "n" * 5000 + "/base", {}),
+        ("/api/models/acme/base/revision/" + "r" * 5000, {}),
+        ("/acme/base/resolve/v1/" + "p" * 5000, {}),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
+)
+def test_oversized_parameters_are_400_and_never_echoed(site, path: str, params: dict[str, str]) -> None:
+    response = httpx.get(site["url"] + path, params=params)
+    assert response.status_code == 400, response.text[:300]
+    assert len(response.content) < 1000
+
+
+def test_not_found_answers_quote_at_most_80_characters_of_the_request(site) -> None:
+    url = site["url"]
+    long_path = "p" * 4000 + ".bin"
+    missing = httpx.get(f"{url}/acme/base/resolve/v1/{long_path}")
+    assert missing.status_code == 404 and missing.headers["X-Error-Code"] == "EntryNotFound"
+    assert "p" * 81 not in missing.text
+    revision = httpx.get(f"{url}/api/models/acme/base/revision/{'r' * 250}")
+    assert revision.status_code == 404 and "r" * 81 not in revision.text
+
+
+@pytest.mark.parametrize(
+    "query", [{"page": HUGE}, {"page": "0"}, {"page": "abc"}, {"page": "-1"}, {"page": "1" * 7}]
+)
+def test_html_home_refuses_a_bad_page_with_400(site, query: dict[str, str]) -> None:
+    response = httpx.get(site["url"] + "/", params=query)
+    assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
+    assert len(response.content) < 20_000 and HUGE not in response.text
+
+
+@pytest.mark.parametrize(
+    "query", [{"min_params": "99999999999999999999"}, {"max_params": HUGE}, {"arch": "x" * 5000}]
+)
+def test_html_home_refuses_unbounded_filters_with_400(site, query: dict[str, str]) -> None:
+    response = httpx.get(site["url"] + "/", params=query)
+    assert response.status_code == 400 and 'id="error"' in response.text
+    assert "x" * 301 not in response.text and HUGE not in response.text
+
+
+def test_html_home_still_pages_and_filters(site) -> None:
+    url = site["url"]
+    assert httpx.get(url + "/", params={"page": "1", "min_params": "1K"}).status_code == 200
+    assert httpx.get(url + "/", params={"page": "", "name": ""}).status_code == 200  # an empty form
+    assert httpx.get(url + "/", params={"page": "2"}).status_code == 200
+
+
+# --------------------------------------------------------------------------------------- the schema's grammar
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "acme",
+        "a",
+        "A.b_c-d",
+        "x" * 100,
+        "x" * 101,
+        ".hidden",
+        "-a",
+        "_a",
+        "a/b",
+        "a b",
+        "é",
+        "",
+        "a" * 99 + "\n",
+    ],
+)
+def test_the_schema_name_pattern_is_the_ref_grammar(text: str) -> None:
+    """api/limits.py restates registry/refs.py's grammar for OpenAPI: the two must accept the same names."""
+    assert bool(re.fullmatch(NAME_PATTERN.strip("^$"), text)) == _ref_accepts(f"{text}/m:v1")
+    assert bool(re.fullmatch(NAME_PATTERN.strip("^$"), text)) == _ref_accepts(f"ns/{text}:v1")
+
+
+@pytest.mark.parametrize(
+    "rev",
+    ["v1", "_x", "latest", "t" * 128, "t" * 129, ".v", "sha256:abcd", "sha256:abc", "sha256:" + "f" * 64],
+)
+def test_the_schema_revision_pattern_is_the_ref_grammar(rev: str) -> None:
+    ref = f"ns/m@{rev}" if rev.startswith("sha256:") else f"ns/m:{rev}"
+    assert bool(re.fullmatch(REV_PATTERN.strip("^$"), rev)) == _ref_accepts(ref)
+
+
+def _ref_accepts(text: str) -> bool:
+    try:
+        parse_ref(text)
+    except InvalidRefError:
+        return False
+    return True
