@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelarc import __version__
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
+from modelarc.api.problems import MAX_ECHO, problem
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
@@ -48,44 +49,18 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
         return await call_next(request)
 
     @app.exception_handler(ModelarcError)
-    def problem(request: Request, exc: ModelarcError) -> JSONResponse:
-        status = status_for(exc)
-        return JSONResponse(
-            {"type": "about:blank", "title": type(exc).__name__, "status": status, "detail": str(exc)},
-            status_code=status,
-            media_type="application/problem+json",
-        )
+    def expected_failure(request: Request, exc: ModelarcError) -> Response:
+        return problem(status_for(exc), type(exc).__name__, exc)
 
     @app.exception_handler(RequestValidationError)
-    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(
-            {
-                "type": "about:blank",
-                "title": "RequestValidationError",
-                "status": 400,
-                "detail": f"{where}: {first.get('msg', 'invalid request')}",
-            },
-            status_code=400,
-            media_type="application/problem+json",
-        )
+    def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return problem(400, "RequestValidationError", validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 304:
             return Response(status_code=304, headers=exc.headers)
-        return JSONResponse(
-            {
-                "type": "about:blank",
-                "title": "HTTPException",
-                "status": exc.status_code,
-                "detail": exc.detail,
-            },
-            status_code=exc.status_code,
-            media_type="application/problem+json",
-            headers=exc.headers,
-        )
+        return problem(exc.status_code, "HTTPException", exc.detail, headers=exc.headers)
 
     app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive))
@@ -107,10 +82,15 @@ def status_for(exc: ModelarcError) -> int:
     return 422  # integrity, signature, format: the request was understood and refused
 
 
+def validation_detail(exc: RequestValidationError) -> str:
+    """Where and why the first invalid parameter failed; never its value (pydantic keeps it as ``input``).
+
+    A location can hold client-chosen text too (a JSON key), so each part is clipped.
+    """
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part)[:MAX_ECHO] for part in first.get("loc", ()))
+    return f"{where}: {first.get('msg', 'invalid request')}"
+
+
 def _unauthorized(detail: str) -> Response:
-    return JSONResponse(
-        {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": detail},
-        status_code=401,
-        media_type="application/problem+json",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    return problem(401, "Unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})

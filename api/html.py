@@ -17,14 +17,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from starlette.datastructures import QueryParams
 
 from modelarc import __version__
+from modelarc.api.limits import MAX_PAGE, MAX_TEXT
 from modelarc.api.lineage_svg import lineage_svg
+from modelarc.api.problems import bounded_detail, clip
 from modelarc.archive import catalog_views as views
 from modelarc.archive.catalog_search import build_filters, search
 from modelarc.archive.lineage import lineage_tree
 from modelarc.archive.repository import Archive
-from modelarc.errors import ModelarcError, NotFoundError
+from modelarc.errors import ModelarcError, NotFoundError, UsageError
 
 PAGE_ROWS = 50
 FILTERS = (
@@ -39,6 +42,26 @@ FILTERS = (
     ("descendant_of", "descendant of", "ns/name:tag"),
     ("as_of", "as of", "2025-01-01"),
 )
+
+
+def search_form(query: QueryParams) -> tuple[dict[str, str], int]:
+    """The home form's filters and page, bounded as /v1's parameters are (api/limits.py): UsageError otherwise.
+
+    Empty fields mean "no filter" and no page means the first, as a browser submits the form.
+    """
+    values = {}
+    for key, label, _placeholder in FILTERS:
+        text = (query.get(key) or "").strip()
+        if len(text) > MAX_TEXT:
+            raise UsageError(f"{label} may be at most {MAX_TEXT} characters")
+        values[key] = text
+    page_text = query.get("page") or "1"
+    if not (page_text.isascii() and page_text.isdigit() and len(page_text) <= len(str(MAX_PAGE))):
+        raise UsageError(f"page must be a number from 1 to {MAX_PAGE}, not {clip(page_text)}")
+    page = int(page_text)
+    if not 1 <= page <= MAX_PAGE:
+        raise UsageError(f"page must be a number from 1 to {MAX_PAGE}, not {page}")
+    return values, page
 
 
 def snapshot_url(model: str, digest: str) -> str:
@@ -87,16 +110,17 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def failure(exc: ModelarcError) -> HTMLResponse:
         status = 404 if isinstance(exc, NotFoundError) else 400
         return render(
-            "error.html", status, title="Not found" if status == 404 else "Bad request", message=str(exc)
+            "error.html",
+            status,
+            title="Not found" if status == 404 else "Bad request",
+            message=bounded_detail(exc),
         )
 
     @router.get("/", response_class=HTMLResponse)
     def home(request: Request) -> HTMLResponse:
         archive = get_archive()
-        values = {key: (request.query_params.get(key) or "").strip() for key, _l, _p in FILTERS}
-        page_text = request.query_params.get("page", "1")
-        page = int(page_text) if page_text.isdigit() and 0 < int(page_text) < 100_000 else 1
         try:
+            values, page = search_form(request.query_params)
             filters = build_filters(
                 archive,
                 **{k: v or None for k, v in values.items()},
@@ -105,8 +129,15 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             )
             rows = search(archive, filters)
         except ModelarcError as exc:
+            shown = {key: (request.query_params.get(key) or "")[:MAX_TEXT] for key, _l, _p in FILTERS}
             return render(
-                "home.html", 400, filters=FILTERS, values=values, rows=[], error=str(exc), stats=None
+                "home.html",
+                400,
+                filters=FILTERS,
+                values=shown,
+                rows=[],
+                error=bounded_detail(exc),
+                stats=None,
             )
         query = {k: v for k, v in values.items() if v}
         return render(

@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from modelarc.api.limits import MAX_TEXT
+from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.manifest import FileEntry, SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
@@ -24,7 +26,59 @@ from modelarc.errors import ModelarcError, NotFoundError, UsageError, WithdrawnE
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_MAX_POSITION_DIGITS = 19  # 2^63 has 19 digits: a longer position lies beyond any file we can hold
+
+
+class RangeNotSatisfiable(Exception):
+    """A valid single byte range that selects nothing of the file: answered 416 with ``bytes */size``."""
+
+
+def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The ``(start, end)`` (end exclusive) a Range header asks for, or None to send the whole file (200).
+
+    As nginx and Apache do (RFC 9110 14.2 lets a server ignore Range): a unit other than bytes, several ranges
+    and a malformed or inverted range are ignored. A valid range that starts at or after the end of the file is
+    416. Positions are compared, never converted, once they have more digits than 2^63: a 5000-digit position is
+    just "beyond the end" (Python refuses to turn so many digits into an int).
+    """
+    m = _RANGE.fullmatch(header.strip()) if header else None
+    if m is None or not (m[1] or m[2]):
+        return None
+    first, last = _position(m[1]), _position(m[2])
+    if first is None:  # "-N": the last N bytes (N is there: an empty "-" was ignored above)
+        suffix = last or 0
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable
+        return max(0, size - suffix), size
+    if last is not None and last < first:
+        return None
+    if first >= size:
+        raise RangeNotSatisfiable
+    return first, size if last is None else min(last + 1, size)
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    significant = digits.lstrip("0") or "0"
+    return 2**63 if len(significant) > _MAX_POSITION_DIGITS else int(significant)
+
+
+HubText = Annotated[str, Path(max_length=MAX_TEXT)]
+FilePath = Annotated[str, Path(max_length=4096, description="A file path inside the snapshot.")]
+_HUB_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+# huggingface_hub reads 404s (with X-Error-Code) and 451s as {"error": ...}; malformed input is a 400 problem
+HUB_ERRORS: dict[int | str, dict[str, Any]] = {
+    **problem_responses(400, 401, 422),
+    404: {"description": "Not Found", "content": {"application/json": {"schema": _HUB_ERROR}}},
+    451: {"description": "Withdrawn", "content": {"application/json": {"schema": _HUB_ERROR}}},
+}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file", "content": {"application/octet-stream": {}}},
+    206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
+    416: {"description": "Range Not Satisfiable"},
+}
 
 
 def commit_id(snapshot: str) -> str:
@@ -37,7 +91,7 @@ def refuse_unsafe_path(path: str) -> None:
     try:
         check_relative_path(path)
     except UsageError:
-        raise UsageError(f"refusing unsafe path {path!r}") from None
+        raise UsageError(f"refusing unsafe path {clip(path)}") from None
 
 
 def _not_found(code: str, message: str, commit: str | None = None) -> Response:
@@ -74,7 +128,7 @@ class HubView:
                     {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"}, status_code=451
                 )
             return snap.digest, self.archive.manifest(snap)
-        return _not_found("RevisionNotFound", f"revision {revision!r} not found in {repo}")
+        return _not_found("RevisionNotFound", f"revision {clip(revision)} not found in {repo}")
 
     @staticmethod
     def entry_json(f: FileEntry) -> dict[str, Any]:
@@ -132,7 +186,7 @@ class HubView:
         commit = commit_id(digest)
         entry = next((f for f in manifest.files if f.path == path), None)
         if entry is None:
-            return _not_found("EntryNotFound", f"{path} not found in {repo}@{revision}", commit)
+            return _not_found("EntryNotFound", f"{clip(path)} not found in {repo}@{clip(revision)}", commit)
         headers = {
             "X-Repo-Commit": commit,
             "ETag": f'"{entry.sha256}"',
@@ -143,17 +197,12 @@ class HubView:
             headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
         start, end = 0, entry.size
         status = 200
-        wanted = request.headers.get("range")
-        if wanted:
-            m = _RANGE.match(wanted.strip())
-            if m is None or (not m[1] and not m[2]):
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
-            if m[1]:
-                start, end = int(m[1]), min(int(m[2]) + 1, entry.size) if m[2] else entry.size
-            else:
-                start, end = max(0, entry.size - int(m[2])), entry.size
-            if start >= end:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+        try:
+            wanted = requested_range(request.headers.get("range"), entry.size)
+        except RangeNotSatisfiable:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+        if wanted is not None:
+            start, end = wanted
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{entry.size}"
         headers["Content-Length"] = str(end - start)
@@ -176,27 +225,36 @@ class HubView:
 
 
 def hub_router(get_archive: Any) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(tags=["huggingface hub"], responses=HUB_ERRORS)
 
     @router.get("/api/models/{ns}/{name}")
-    def model_info(ns: str, name: str) -> Response:
+    def model_info(ns: HubText, name: HubText) -> Response:
         return HubView(get_archive()).info(f"{ns}/{name}", "main")
 
     @router.get("/api/models/{ns}/{name}/revision/{revision:path}")
-    def model_info_rev(ns: str, name: str, revision: str) -> Response:
+    def model_info_rev(ns: HubText, name: HubText, revision: HubText) -> Response:
         return HubView(get_archive()).info(f"{ns}/{name}", revision)
 
     @router.get("/api/models/{ns}/{name}/tree/{revision}")
+    def tree_root(ns: HubText, name: HubText, revision: HubText) -> Response:
+        return HubView(get_archive()).tree(f"{ns}/{name}", revision, "")
+
     @router.get("/api/models/{ns}/{name}/tree/{revision}/{path:path}")
-    def tree(ns: str, name: str, revision: str, path: str = "") -> Response:
+    def tree(ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
         return HubView(get_archive()).tree(f"{ns}/{name}", revision, path)
 
-    @router.get("/{ns}/{name}/resolve/{revision}/{path:path}")
-    def resolve(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+    @router.get(
+        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+    )
+    def resolve(request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
         return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
 
-    @router.head("/{ns}/{name}/resolve/{revision}/{path:path}")
-    def resolve_head(request: Request, ns: str, name: str, revision: str, path: str) -> Response:
+    @router.head(
+        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+    )
+    def resolve_head(
+        request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath
+    ) -> Response:
         """Headers only: huggingface_hub reads X-Repo-Commit, ETag and sizes from here before downloading."""
         return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
 

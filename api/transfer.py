@@ -7,14 +7,16 @@ writes (object uploads, commits) need a token with the push scope: 401 without o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from modelarc.api.limits import OBJECT_ID_PATTERN, ObjectIdText, read_body
+from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.keys import key_fingerprint
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows
@@ -29,7 +31,7 @@ from modelarc.archive.transfer import (
     offer_for,
     receive_object,
 )
-from modelarc.errors import PayloadTooLargeError
+from modelarc.errors import NotFoundError, ObjectMissingError, PayloadTooLargeError, UsageError
 from modelarc.storage import ObjectId
 
 MAX_MISSING_QUERY = 100_000
@@ -38,8 +40,46 @@ WHOLE_READ_BYTES = 16 << 20
 MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + MAX_CODEC_OVERHEAD
 
 
-class MissingQuery(BaseModel):
-    ids: list[str]
+# a JSON id is 64 hex digits, two quotes and a comma: 67 bytes; 70 leaves room for the separator's spaces
+MAX_MISSING_BODY = MAX_MISSING_QUERY * 70 + 64
+MISSING_QUERY: dict[str, Any] = {
+    "type": "object",
+    "required": ["ids"],
+    "properties": {
+        "ids": {
+            "type": "array",
+            "maxItems": MAX_MISSING_QUERY,
+            "items": {"type": "string", "pattern": OBJECT_ID_PATTERN},
+        }
+    },
+}
+MISSING_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["missing"],
+    "properties": {"missing": {"type": "array", "items": {"type": "string", "pattern": OBJECT_ID_PATTERN}}},
+}
+_OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
+
+
+def parse_missing_query(body: bytes) -> list[ObjectId]:
+    """``{"ids": [hex, ...]}`` -> the ids; 400 names the first bad one by its index and quotes at most 80 characters."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
+        raise UsageError('the body is not JSON; expected {"ids": [hex, ...]}') from None
+    ids = doc.get("ids") if isinstance(doc, dict) else None
+    if not isinstance(ids, list):
+        raise UsageError('expected {"ids": [hex, ...]}')
+    if len(ids) > MAX_MISSING_QUERY:
+        raise PayloadTooLargeError(f"ask about at most {MAX_MISSING_QUERY} ids at once, not {len(ids)}")
+    for index, value in enumerate(ids):
+        if not isinstance(value, str) or not _OBJECT_ID.fullmatch(value):
+            raise UsageError(f"ids[{index}] is not an object id (64 lowercase hex digits): {clip(value)}")
+    return [ObjectId(value) for value in ids]
+
+
+# what the transfer routes answer besides success (docs/FORMAT.md, "Transfer between archives")
+TRANSFER_ERRORS = problem_responses(400, 401, 403, 404, 409, 410, 411, 413, 422)
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -81,20 +121,37 @@ def _pusher(request: Request) -> str:
 
 
 def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
-    router = APIRouter(tags=["transfer"])
+    router = APIRouter(tags=["transfer"], responses=TRANSFER_ERRORS)
 
-    @router.post("/v1/objects/missing")
-    def missing(query: MissingQuery) -> Any:
-        """Which of these object ids this archive lacks: the first step of every push and pull."""
-        if len(query.ids) > MAX_MISSING_QUERY:
-            return _problem(413, "Payload Too Large", f"ask about at most {MAX_MISSING_QUERY} ids at once")
+    @router.post(
+        "/v1/objects/missing",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": MISSING_QUERY}}}
+        },
+        responses={200: {"content": {"application/json": {"schema": MISSING_ANSWER}}}},
+    )
+    async def missing(request: Request) -> Any:
+        """Which of these object ids this archive lacks: the first step of every push and pull.
+
+        Anyone with read access may ask, so the body is bounded before it is parsed (413) and every id is checked
+        (400 names the first bad one by index); the ids are then looked up off the event loop.
+        """
+        ids = parse_missing_query(await read_body(request, MAX_MISSING_BODY))
         store = get_archive().store
-        return {"missing": [oid for oid in map(ObjectId, query.ids) if not store.has(oid)]}
+        return {"missing": await run_in_threadpool(lambda: [oid for oid in ids if not store.has(oid)])}
 
-    @router.get("/v1/objects/{object_id}")
-    def download(object_id: str) -> Response:
-        """An object as stored (header + encoded payload); the receiver decodes and hashes it."""
-        fh, size = get_archive().store.open_stored(ObjectId(object_id))
+    @router.get(
+        "/v1/objects/{object_id}",
+        response_class=Response,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    def download(object_id: ObjectIdText) -> Response:
+        """An object as stored (header + encoded payload); the receiver decodes and hashes it. 404 if absent."""
+        try:
+            fh, size = get_archive().store.open_stored(ObjectId(object_id))
+        except ObjectMissingError:
+            # an id the archive never held (or gc removed) is unknown to the client, not a broken archive
+            raise NotFoundError(f"no object {object_id} in this archive") from None
         headers = {
             "ETag": f'"{object_id}"',
             "Cache-Control": "public, max-age=31536000, immutable",

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from modelarc.api.limits import Count, Date, Name, Namespace, PathText, Revision, Text
+from modelarc.api.problems import problem_responses
 from modelarc.archive import catalog_views as views
 from modelarc.archive.catalog_search import build_filters, search
 from modelarc.archive.lineage import lineage_tree
@@ -27,7 +29,14 @@ from modelarc.errors import UsageError
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="Opaque; from the previous page's Link rel=next.")]
+Cursor = Annotated[
+    str | None, Query(max_length=100, description="Opaque; from the previous page's Link rel=next.")
+]
+# every catalog route may answer these; 422: stored bytes failed their check (the request itself was fine)
+CATALOG_ERRORS = {
+    304: {"description": "Not Modified (If-None-Match)"},
+    **problem_responses(400, 401, 404, 410, 422),
+}
 
 
 def _encode_cursor(offset: int) -> str:
@@ -85,22 +94,22 @@ def paged(request: Request, rows: list[Any], limit: int, offset: int) -> Respons
 
 
 def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["catalog"])
+    router = APIRouter(prefix="/v1", tags=["catalog"], responses=CATALOG_ERRORS)
 
     @router.get("/models")
-    def models(request: Request, q: str | None = None, limit: Limit = 100, cursor: Cursor = None) -> Response:
+    def models(request: Request, q: Text = None, limit: Limit = 100, cursor: Cursor = None) -> Response:
         """Models by name; ``q`` matches part of ``namespace/name``."""
         offset = _offset(cursor)
         rows = views.list_models(get_archive(), name_contains=q, limit=limit + 1, offset=offset)
         return paged(request, rows, limit, offset)
 
     @router.get("/models/{ns}/{name}")
-    def model(request: Request, ns: str, name: str) -> Response:
+    def model(request: Request, ns: Namespace, name: Name) -> Response:
         """Every snapshot of a model with its tags, and the history of tag moves."""
         return respond(request, get_archive().log(f"{ns}/{name}"))
 
     @router.get("/models/{ns}/{name}/tags")
-    def tags(request: Request, ns: str, name: str) -> Response:
+    def tags(request: Request, ns: Namespace, name: Name) -> Response:
         """Where each tag points now: ``{tag: snapshot id}``."""
         log = get_archive().log(f"{ns}/{name}")
         return respond(request, {t: s["snapshot"] for s in log["snapshots"] for t in s["tags"]})
@@ -108,16 +117,16 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/snapshots")
     def snapshots(
         request: Request,
-        cutoff_before: str | None = None,
-        cutoff_after: str | None = None,
-        arch: str | None = None,
-        min_params: str | None = None,
-        max_params: str | None = None,
-        trained_on: str | None = None,
-        license: str | None = None,
-        descendant_of: str | None = None,
-        as_of: str | None = None,
-        name: str | None = None,
+        cutoff_before: Date = None,
+        cutoff_after: Date = None,
+        arch: Text = None,
+        min_params: Count = None,
+        max_params: Count = None,
+        trained_on: Text = None,
+        license: Text = None,
+        descendant_of: Text = None,
+        as_of: Date = None,
+        name: Text = None,
         order: Literal["newest", "cutoff"] = "newest",
         limit: Limit = 100,
         cursor: Cursor = None,
@@ -143,23 +152,23 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         return paged(request, search(archive, filters, order=order), limit, offset)
 
     @router.get("/snapshots/{ns}/{name}/{rev}")
-    def snapshot(request: Request, ns: str, name: str, rev: str) -> Response:
+    def snapshot(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Everything ``modelarc show`` says: architecture, parameters, dtypes, cutoff, datasets, lineage, signatures."""
         return respond(request, dataclasses.asdict(get_archive().show(_ref(ns, name, rev))))
 
     @router.get("/snapshots/{ns}/{name}/{rev}/manifest")
-    def manifest(request: Request, ns: str, name: str, rev: str) -> Response:
+    def manifest(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """The canonical manifest; its sha256 is the snapshot id, so clients can check it themselves."""
         digest, data = views.snapshot_manifest_bytes(get_archive(), _ref(ns, name, rev))
         return respond(request, body=data, etag=digest, immutable=rev.startswith("sha256:"))
 
     @router.get("/snapshots/{ns}/{name}/{rev}/files")
-    def files(request: Request, ns: str, name: str, rev: str) -> Response:
+    def files(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         return respond(request, views.snapshot_files(get_archive(), _ref(ns, name, rev)))
 
     @router.get("/snapshots/{ns}/{name}/{rev}/tensors")
     def tensors(
-        request: Request, ns: str, name: str, rev: str, limit: Limit = 100, cursor: Cursor = None
+        request: Request, ns: Namespace, name: Name, rev: Revision, limit: Limit = 100, cursor: Cursor = None
     ) -> Response:
         """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
         offset = _offset(cursor)
@@ -167,7 +176,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         return paged(request, rows, limit, offset)
 
     @router.get("/lineage/{ns}/{name}/{rev}")
-    def lineage(request: Request, ns: str, name: str, rev: str) -> Response:
+    def lineage(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Declared ancestors and descendants, each with its relation."""
         return respond(request, lineage_tree(get_archive(), _ref(ns, name, rev)))
 
@@ -179,7 +188,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         )
 
     @router.get("/datasets/{name}")
-    def dataset(request: Request, name: str) -> Response:
+    def dataset(request: Request, name: PathText) -> Response:
         """Every version of the dataset, with the snapshots trained on it."""
         return respond(request, views.dataset(get_archive(), name))
 

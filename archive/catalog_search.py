@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import UsageError
 from modelarc.registry import snapshot_search as ss
 from modelarc.registry.snapshot_search import SnapshotFilters, SnapshotSummary
 
-_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBtT]?)\s*$")
+_COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+MAX_COUNT = 2**63 - 1  # the catalog stores parameter counts as signed 64-bit integers
+_MAX_COUNT_TEXT = 40  # longer is never a count we can store; refused before any conversion
 
 
 def parse_count(text: str) -> int:
-    """``7B``, ``135M``, ``1.5K`` or a plain integer."""
-    m = _COUNT.match(text or "")
+    """``7B``, ``135M``, ``1.5K`` or a plain integer, from 0 to 2^63-1.
+
+    Decimal, not float: float turns 20 digits into a rounded value and 400 digits into inf (OverflowError).
+    """
+    m = _COUNT.match(text or "") if len(text or "") <= _MAX_COUNT_TEXT else None
     if m is None:
-        raise UsageError(f"invalid parameter count {text!r}: use e.g. 135M, 7B or 1500000")
-    return int(float(m[1]) * _SCALE[m[2].lower()])
+        raise UsageError(
+            f"invalid parameter count {(text or '')[:_MAX_COUNT_TEXT]!r}: use e.g. 135M, 7B or 1500000"
+        )
+    count = int(Decimal(m[1]) * _SCALE[m[2].lower()])
+    if count > MAX_COUNT:
+        raise UsageError(f"parameter count {text.strip()!r} is too large: at most {MAX_COUNT}")
+    return count
 
 
 def parse_day(text: str) -> dt.date:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from modelarc.errors import UsageError
 from modelarc.registry.models import (
     DataAttachment,
     Dataset,
@@ -28,6 +29,8 @@ from modelarc.registry.models import (
     Tag,
     TagHistory,
 )
+
+MAX_FILTER_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ class SnapshotFilters:
     name: str | None = None  # part of "namespace/name", any case
     limit: int | None = 100
     offset: int = 0  # rows to skip (API pagination)
+
+    def __post_init__(self) -> None:
+        """Every integer fits the catalog's signed 64-bit columns: beyond, SQLite raises OverflowError (a 500)."""
+        for field in ("min_params", "max_params", "limit", "offset"):
+            value = getattr(self, field)
+            if value is not None and not 0 <= value <= MAX_FILTER_INT:
+                raise UsageError(f"{field} must be between 0 and {MAX_FILTER_INT}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
     if order == "cutoff":
         # known cutoffs in index order first, then unknown ones: two index-friendly queries instead of sorting
         # every row on "cutoff IS NULL"; an offset is applied to the concatenation
-        want = None if f.limit is None else f.limit + f.offset
+        want = None if f.limit is None else min(f.limit + f.offset, MAX_FILTER_INT)
         known = q.where(Snapshot.cutoff.is_not(None)).order_by(
             Snapshot.cutoff, Snapshot.release_date, Snapshot.id
         )

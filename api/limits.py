@@ -1,0 +1,68 @@
+"""What a request may carry: every parameter has a bounded type and every body a size limit, checked before parsing.
+
+One unbounded value is enough to make one anonymous request cost seconds of CPU and gigabytes of memory (a 200 MB
+object id), or a 500 (a 5000-digit page number that Python refuses to convert, a parameter count beyond the catalog's
+64-bit integers). The bounds below are declared in the OpenAPI document, so clients and the schemathesis tests see
+them too; docs/API.md ("Limits") lists them with their reasons.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import Path, Query, Request
+
+from modelarc.errors import PayloadTooLargeError, UsageError
+
+MAX_INT = 2**63 - 1  # the catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
+MAX_TEXT = 300  # a free-text filter or a REF: ns and name are at most 100 characters, a tag 128
+MAX_PAGE = 100_000  # HTML catalog pages of 50 rows: five million rows deep is further than anyone pages
+
+# The REF grammar of registry/refs.py, so a malformed name is refused by the schema (400) before any lookup.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+REV_PATTERN = r"^(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{4,64})$"
+DATE_PATTERN = r"^(?:[0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2})?)?)?$"  # empty: no filter, as in the HTML form
+COUNT_PATTERN = (
+    r"^(?: *[0-9]{1,19}(?:\.[0-9]{1,9})? *[kKmMbBtT]? *)?$"  # parse_count's grammar, bounded; empty too
+)
+OBJECT_ID_PATTERN = r"^[0-9a-f]{64}$"
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+
+Text = Annotated[str | None, Query(max_length=MAX_TEXT)]
+Date = Annotated[
+    str | None, Query(max_length=10, pattern=DATE_PATTERN, description="YYYY, YYYY-MM or YYYY-MM-DD.")
+]
+Count = Annotated[
+    str | None,
+    Query(max_length=40, pattern=COUNT_PATTERN, description=f"e.g. 135M, 7B or 1500000; at most {MAX_INT}."),
+]
+Namespace = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN, description="A namespace, e.g. acme.")]
+Name = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN, description="A model name.")]
+Revision = Annotated[
+    str, Path(max_length=135, pattern=REV_PATTERN, description="A tag or sha256:<hex or unique prefix>.")
+]
+PathText = Annotated[str, Path(max_length=MAX_TEXT)]
+ObjectIdText = Annotated[
+    str, Path(min_length=64, max_length=64, pattern=OBJECT_ID_PATTERN, description="64 lowercase hex digits.")
+]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before one byte of the body is read; a chunked body is read
+    only up to the limit. Either way the server holds at most ``limit`` bytes of it.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not _CONTENT_LENGTH.fullmatch(declared):
+            raise UsageError("Content-Length is not a number of bytes")
+        if int(declared) > limit:
+            raise PayloadTooLargeError(f"the body may be at most {limit} bytes; this one declares {declared}")
+    body = bytearray()
+    async for block in request.stream():
+        body += block
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"the body may be at most {limit} bytes")
+    return bytes(body)

@@ -1,0 +1,73 @@
+"""problem+json (RFC 9457): the one body every API error has, how it is declared in OpenAPI, and how it quotes input.
+
+An error may quote what the client sent, so the client can see what was refused; ``clip`` bounds every such quote,
+so a hostile request can never make the server echo (or hold, or log) more than a few dozen characters of its own
+input. Every handler in api/app.py passes its detail through ``bounded_detail`` as a last guard.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+MAX_ECHO = 80  # characters of one client-supplied value an error may quote
+MAX_DETAIL = 500  # characters of a whole detail: messages we write are shorter; anything longer quotes input
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "maxLength": MAX_DETAIL + 40},
+    },
+}
+
+
+def clip(value: object, limit: int = MAX_ECHO) -> str:
+    """``repr`` of a client-supplied value, cut to ``limit`` characters with a note of how long it was.
+
+    >>> clip("x" * 1000, 4)
+    "'xx… (1002 characters)"
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
+def bounded_detail(detail: object) -> str:
+    """A detail of at most MAX_DETAIL characters (plus a short note), whatever produced it."""
+    text = str(detail)
+    if len(text) <= MAX_DETAIL:
+        return text
+    return f"{text[:MAX_DETAIL]}… ({len(text)} characters)"
+
+
+def problem(status: int, title: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The problem+json answer; ``detail`` is bounded here, so no caller can echo unbounded input."""
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": bounded_detail(detail)},
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries declaring problem+json for these statuses (for a router or one route).
+
+    Declaring 422 ourselves also keeps FastAPI from documenting its own validation body, which this API never sends
+    (malformed input is a 400 problem, see api/app.py).
+    """
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }

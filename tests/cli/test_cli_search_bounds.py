@@ -1,0 +1,22 @@
+"""Search options the catalog cannot hold (counts beyond 64 bits) are one `error:` line, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("command", ["ls", "timeline"])
+@pytest.mark.parametrize("option", ["--min-params", "--max-params"])
+@pytest.mark.parametrize("value", ["99999999999999999999", str(2**63), "9" * 400, "9999999T"])
+def test_a_parameter_count_beyond_64_bits_is_a_one_line_error(
+    arc, command: str, option: str, value: str
+) -> None:
+    result = arc.fail(command, option, value)
+    assert result.exit_code == 2
+    assert "parameter count" in result.stderr and len(result.stderr) < 300
+
+
+def test_the_largest_64_bit_count_is_accepted_exactly(arc) -> None:
+    """float() would round 2^63-1 up to 2^63, one past what the catalog can compare against."""
+    assert arc.json("ls", "--max-params", str(2**63 - 1)) == []
+    assert arc.json("ls", "--min-params", "9.2B") == []
