@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelarc.api.limits import OBJECT_ID_PATTERN, ObjectIdText, read_body
+from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.keys import key_fingerprint
 from modelarc.archive.repository import Archive
@@ -101,18 +101,11 @@ def _refuse_unless_push(request: Request) -> Response | None:
 
 
 async def _offer_body(request: Request) -> Any:
-    """The JSON of a snapshot offer, read to at most ``MAX_OFFER_BYTES`` before it is parsed; else a problem."""
-    body = bytearray()
-    async for block in request.stream():
-        body += block
-        if len(body) > MAX_OFFER_BYTES:
-            return _problem(
-                413, "Payload Too Large", f"a snapshot offer may be at most {MAX_OFFER_BYTES} bytes"
-            )
+    """The JSON of a snapshot offer, read to at most ``MAX_OFFER_BYTES`` (413) before it is parsed (400)."""
     try:
-        return json.loads(body)
+        return json.loads(await read_body(request, MAX_OFFER_BYTES))
     except ValueError:
-        return _problem(400, "Bad Request", "the snapshot offer is not JSON")
+        raise UsageError("the snapshot offer is not JSON") from None
 
 
 def _pusher(request: Request) -> str:
@@ -170,7 +163,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         )
 
     @router.put("/v1/objects/{object_id}", status_code=201)
-    async def upload(object_id: str, request: Request) -> Response:
+    async def upload(object_id: ObjectIdText, request: Request) -> Response:
         """Store one object; refused unless its bytes decode to exactly ``object_id``. Idempotent."""
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
@@ -196,7 +189,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")
-    def offer(ns: str, name: str, rev: str) -> Any:
+    def offer(ns: Namespace, name: Name, rev: Revision) -> Any:
         """What a puller needs besides the objects: signature bundle ids, provenance, lineage."""
         ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
         snapshot_offer, _manifest = offer_for(get_archive(), ref)
@@ -208,8 +201,6 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
         doc = await _offer_body(request)
-        if isinstance(doc, Response):
-            return doc
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         actor = _pusher(request)  # who pushed, in the audit log
@@ -242,8 +233,6 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
         doc = await _offer_body(request)
-        if isinstance(doc, Response):
-            return doc
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         holder = _pusher(request)

@@ -18,8 +18,8 @@ class ObjectId(str):
     def __new__(cls, value: str) -> ObjectId:
         if value.startswith("sha256:"):
             value = value[len("sha256:") :]
-        if not _HEX64.match(value):
-            raise UsageError(f"not an object id (64 lowercase hex digits): {value!r}")
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):  # match() would let a trailing "\n" in
+            raise UsageError(f"not an object id (64 lowercase hex digits): {value[:80]!r}")
         return super().__new__(cls, value)
 
     @classmethod

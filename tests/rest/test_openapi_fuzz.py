@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
 from modelfactory import finetune, tiny_tensors, write_model
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -101,25 +100,10 @@ def test_valid_requests_get_documented_answers(api_schema, label: str) -> None:
     fuzz(api_schema, label, GenerationMode.POSITIVE, CONFORMANCE)
 
 
-# Routes whose input the document does not bound yet, so negative generation has nothing to break (hypothesis says
-# Unsatisfiable). Strict: once a route declares its bounds this fails as XPASS; then take it off the list.
-UNBOUNDED = {
-    "PUT /v1/objects/{object_id}": "the upload route's id is validated in code, not declared in the schema",
-    "GET /v1/transfer/snapshots/{ns}/{name}/{rev}": "the offer route's ns/name/rev carry no declared grammar",
-}
-
-
+# Every operation with input declares its bounds, so negative generation always has something to break; a new route
+# without declared bounds fails here as Unsatisfiable.
 def negative_params() -> list[Any]:
-    return [
-        pytest.param(
-            label,
-            marks=pytest.mark.xfail(strict=True, raises=Unsatisfiable, reason=UNBOUNDED[label]),
-        )
-        if label in UNBOUNDED
-        else label
-        for label, has_input in operations()
-        if has_input
-    ]
+    return [label for label, has_input in operations() if has_input]
 
 
 @pytest.mark.parametrize("label", negative_params())
