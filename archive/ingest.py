@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelarc.archive.gguf_format import read_layout as read_gguf_layout
-from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, check_relative_path
+from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
 from modelarc.archive.safetensors_format import parse_layout, read_header_length
-from modelarc.errors import SourceError, UsageError
+from modelarc.errors import SourceError
 from modelarc.storage import ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 
@@ -56,7 +56,7 @@ def list_source_files(source: Path) -> list[tuple[str, Path]]:
     if not source.exists():
         raise SourceError(f"{source}: no such file or folder")
     if source.is_file():
-        return [(check_relative_path(source.name), source)]
+        return [(_archivable_name(source.name, source), source)]
     if not source.is_dir():
         raise SourceError(f"{source}: not a regular file or folder")
     found: list[tuple[str, Path]] = []
@@ -66,14 +66,23 @@ def list_source_files(source: Path) -> list[tuple[str, Path]]:
             full = Path(dirpath) / name
             if not full.is_file():  # broken symlinks, sockets, fifos
                 continue
-            rel = full.relative_to(source).as_posix()
-            try:
-                found.append((check_relative_path(rel), full))
-            except UsageError:
-                raise SourceError(f"{full}: file name cannot be archived portably") from None
+            found.append((_archivable_name(full.relative_to(source).as_posix(), full), full))
     if not found:
         raise SourceError(f"{source}: folder has no files to archive")
     return sorted(found)
+
+
+def _archivable_name(rel: str, full: Path) -> str:
+    """``rel`` if a restore can recreate it exactly; a clear error naming the file otherwise."""
+    problem = path_problem(rel)
+    if problem is None:
+        return rel
+    shown = printable_path(str(full))
+    if problem == "is not valid UTF-8":
+        raise SourceError(
+            f"{shown}: file name is not valid UTF-8; rename it (archived names are UTF-8, see docs/FORMAT.md)"
+        )
+    raise SourceError(f"{shown}: file name cannot be archived portably: it {problem}")
 
 
 def total_size(files: list[tuple[str, Path]]) -> int:

@@ -3,6 +3,9 @@
 Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
 and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
 fetched and decoded ahead on a small pool so decoding and writing overlap.
+
+The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
+push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from modelarc.storage import ObjectId, ObjectStore
 
 READ_AHEAD = 6
 Progress = Callable[[int], None]
+
+
+PARTIAL_PREFIX = ".modelarc-partial-"
 
 
 def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> list[tuple[FileEntry, Path]]:
@@ -103,7 +109,7 @@ def restore_file(
     source: ChunkSource | None = None,
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.modelarc-partial"
+    tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     sha = hashlib.sha256()
     written = 0
     try:
