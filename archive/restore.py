@@ -10,6 +10,7 @@ push accepts (up to 255 bytes) must also be restorable, and a longer temp name w
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import uuid
@@ -19,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
-from modelarc.errors import DestinationError, IntegrityError
+from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 
 READ_AHEAD = 6
@@ -27,6 +28,7 @@ Progress = Callable[[int], None]
 
 
 PARTIAL_PREFIX = ".modelarc-partial-"
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> list[tuple[FileEntry, Path]]:
@@ -108,20 +110,40 @@ def restore_file(
     progress: Progress | None,
     source: ChunkSource | None = None,
 ) -> None:
+    try:
+        _write_verified(store, entry, target, pool, progress, source)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise DiskFullError(
+                f"disk full: no space left in the destination folder {target.parent} while writing {entry.path} "
+                f"({exc.strerror}); nothing partial was left there"
+            ) from None
+        raise
+
+
+def _write_verified(
+    store: ObjectStore,
+    entry: FileEntry,
+    target: Path,
+    pool: ThreadPoolExecutor,
+    progress: Progress | None,
+    source: ChunkSource | None,
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     sha = hashlib.sha256()
     written = 0
     try:
-        with open(tmp, "wb") as out:
+        # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
             # the whole-file sha256 below covers every chunk, so chunks are not re-hashed one by one here
             for data in iter_chunk_bytes(store, file_chunks(entry), pool, verify=False, source=source):
                 sha.update(data)
-                out.write(data)
+                _write_all(fd, data)
                 written += len(data)
                 if progress:
                     progress(len(data))
-            out.flush()
             if written != entry.size or sha.hexdigest() != entry.sha256:
                 for chunk in file_chunks(entry):  # name the culprit: get() raises for the corrupt object
                     store.get(chunk.id)
@@ -129,10 +151,18 @@ def restore_file(
                     f"{entry.path}: rebuilt file does not match the manifest "
                     f"(size {written} vs {entry.size}, sha256 {sha.hexdigest()} vs {entry.sha256})"
                 )
-            os.fsync(out.fileno())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def restore(

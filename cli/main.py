@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 import traceback
@@ -15,7 +16,7 @@ from modelarc import __version__
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
 from modelarc.cli.output import byte_progress, console, emit_json, human_bytes, human_count
-from modelarc.errors import ModelarcError
+from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
 
 
@@ -30,6 +31,15 @@ class ArchiveGroup(click.Group):
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # a full disk the core did not name itself (it names the store and pull destinations): still one line
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            where = f" writing {exc.filename}" if exc.filename else ""
+            click.echo(f"error: disk full: no space left on the device{where} ({exc.strerror})", err=True)
+            ctx.exit(DiskFullError.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted; nothing partial was recorded", err=True)
             ctx.exit(130)

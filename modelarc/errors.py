@@ -127,3 +127,10 @@ class RemoteAuthError(RemoteError):
 
 class PayloadTooLargeError(UsageError):
     """An upload is bigger than it declared, or than any object may be."""
+
+
+class DiskFullError(ModelarcError):
+    """A write failed because the file system is full (ENOSPC) or over quota (EDQUOT); the message says which
+    folder (the store or a pull's destination) so the user knows where to free space."""
+
+    exit_code = 13
