@@ -5,7 +5,9 @@ and only then renamed into place: a failed pull never leaves a half-written file
 fetched and decoded ahead on a small pool so decoding and writing overlap.
 
 The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
-push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX.
+push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX. With
+``resume=True`` a re-run after an interrupted pull keeps the files already in place that match the manifest and
+removes the temp files an interrupted run left.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,11 +31,20 @@ Progress = Callable[[int], None]
 
 
 PARTIAL_PREFIX = ".modelarc-partial-"
+# Temp files of ours: today's name, and the one older versions derived from the file name.
+_PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
+_HASH_BLOCK = 1024 * 1024
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> list[tuple[FileEntry, Path]]:
-    """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front."""
+def plan_destination(
+    manifest: SnapshotManifest, dest: Path, force: bool, *, resume: bool = False
+) -> list[tuple[FileEntry, Path]]:
+    """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front.
+
+    With ``resume``, a file already at its target with the manifest's size and sha256 is left out of the plan (it is
+    kept, not rewritten), so only a file that exists and differs needs ``force``.
+    """
     root = dest.absolute()
     targets = []
     clashes = []
@@ -44,13 +56,46 @@ def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> lis
             raise DestinationError(f"refusing to write {f.path}: it would land outside {dest}")
         if target.is_symlink() or (target.exists() and not target.is_file()):
             raise DestinationError(f"refusing to write {f.path}: {target} exists and is not a regular file")
-        if target.exists() and not force:
-            clashes.append(f.path)
+        if target.exists():
+            if resume and _matches(target, f):
+                continue
+            if not force:
+                clashes.append(f.path)
         targets.append((f, target))
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise DestinationError(f"{dest / clashes[0]} already exists{more}; use --force to overwrite")
+        differs = " and differs from the snapshot" if resume else ""
+        raise DestinationError(f"{dest / clashes[0]} already exists{differs}{more}; use --force to overwrite")
     return targets
+
+
+def _matches(path: Path, entry: FileEntry) -> bool:
+    """Whether the regular file at ``path`` has exactly the manifest's size and sha256 (read only if sizes agree)."""
+    sha = hashlib.sha256()
+    try:
+        if path.stat().st_size != entry.size:
+            return False
+        with open(path, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                sha.update(block)
+    except OSError:  # unreadable: treat as different, so it is rewritten only with --force
+        return False
+    return sha.hexdigest() == entry.sha256
+
+
+def remove_partial_files(folders: Iterable[Path]) -> int:
+    """Delete the temp files an interrupted restore left in ``folders`` (ours only, by name); returns how many."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if _PARTIAL_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                Path(e.path).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _resolve_existing(path: Path) -> Path:
@@ -174,12 +219,18 @@ def restore(
     progress: Progress | None = None,
     jobs: int = 2,
     source: ChunkSource | None = None,
+    resume: bool = False,
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
     Objects come from ``store`` unless ``source`` is given; either way each file's size and sha256 are checked.
+    ``resume=True`` (what ``modelarc pull`` uses) keeps files already in place that match the manifest and removes
+    the temp files an interrupted run left, before writing; the default rewrites every file, as before.
     """
-    targets = plan_destination(manifest, Path(dest), force)
+    root = Path(dest)
+    targets = plan_destination(manifest, root, force, resume=resume)
+    if resume:  # after the plan: it has checked that none of these folders leads outside dest
+        remove_partial_files(_folders_of(manifest, root))
     written = []
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool:
         for entry, target in targets:
@@ -192,3 +243,11 @@ def restore(
         finally:
             os.close(fd)
     return written
+
+
+def _folders_of(manifest: SnapshotManifest, root: Path) -> set[Path]:
+    """``root`` and every folder the manifest's files go in: where an interrupted restore may have left temp files."""
+    folders = {root}
+    for f in manifest.files:
+        folders.add(root.joinpath(*check_relative_path(f.path).split("/")[:-1]))
+    return folders

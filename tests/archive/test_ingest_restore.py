@@ -167,3 +167,20 @@ def test_manifest_refuses_a_path_no_restore_could_create(path: str, problem: str
     data = json.dumps(doc).encode()  # ensure_ascii: lone surrogates travel as \\u escapes
     with pytest.raises(UsageError, match=problem):
         SnapshotManifest.from_bytes(data)
+
+
+def test_resume_keeps_matching_files_and_removes_our_temp_files(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m")
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    restore(store, manifest, out)
+    (out / "config.json").unlink()
+    stale = out / ".modelarc-partial-ffffffffffffffffffffffffffffffff"
+    stale.write_bytes(b"half")
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    written = restore(store, manifest, out, resume=True)
+    assert written == [out / "config.json"]
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
+    assert not stale.exists()
+    with pytest.raises(DestinationError, match="already exists"):  # without resume, as before
+        restore(store, manifest, out)
