@@ -4,6 +4,11 @@ The main thread reads each file sequentially and feeds the whole-file sha256; ev
 bytes of one tensor, header or blob) goes to a worker pool that hashes it, skips it when the store already has it,
 and otherwise encodes and writes it. hashlib, numpy and the compressors release the GIL, so both cores work, and at
 most ``MAX_IN_FLIGHT`` chunks are held in memory at once.
+
+Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
+bytes a name, see ``path_problem``) and every safetensors/GGUF header with the limits of ``archive/limits.py``
+(``plan_files`` reads the headers once up front; the data is still read once).
+A refused push therefore leaves no unreferenced objects behind.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from modelarc.archive.gguf_format import GGUFTensor
 from modelarc.archive.gguf_format import read_layout as read_gguf_layout
+from modelarc.archive.limits import check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
-from modelarc.archive.safetensors_format import parse_layout, read_header_length
+from modelarc.archive.safetensors_format import TensorEntry, parse_layout, read_header_length
 from modelarc.errors import SourceError
 from modelarc.storage import ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
@@ -121,19 +128,73 @@ class _ChunkWriter:
             self.pending.popleft().result()
 
 
+@dataclass(frozen=True)
+class SourcePlan:
+    """One file to archive, with its header already parsed and checked, so a refusal comes before any write."""
+
+    rel: str
+    path: Path
+    size: int
+    kind: str  # "safetensors" | "gguf" | "blob"
+    header_length: int = 0  # bytes before the first tensor (safetensors: 8 + N; GGUF: the data start)
+    # safetensors only: the header bytes must not change between the plan and the read
+    header_sha256: bytes = b""
+    tensors: tuple[TensorEntry | GGUFTensor, ...] = ()
+
+
+def plan_files(files: list[tuple[str, Path]], source: str | os.PathLike[str]) -> list[SourcePlan]:
+    """Stat every file and parse every safetensors/GGUF header, then check the snapshot's tensor limit.
+
+    Reading the headers up front (the data is still read once, later) means a malformed or oversized file, or a
+    snapshot beyond the limits, is refused before a single object is written.
+    """
+    plans = [_plan_file(rel, path) for rel, path in files]
+    tensors = sum(len(p.tensors) for p in plans)
+    check_snapshot_tensors(printable_path(os.fspath(source)), tensors, sum(p.size for p in plans))
+    return plans
+
+
+def _plan_file(rel: str, path: Path) -> SourcePlan:
+    try:
+        size = path.stat().st_size
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
+    where = printable_path(str(path))
+    with fh:
+        if rel.endswith(".safetensors"):
+            header_length = read_header_length(where, fh.read(8), size)
+            fh.seek(0)
+            header = fh.read(header_length)
+            layout = parse_layout(where, header, size)
+            digest = hashlib.sha256(header).digest()
+            return SourcePlan(rel, path, size, "safetensors", header_length, digest, layout.tensors)
+        if rel.endswith(".gguf"):
+            gguf = read_gguf_layout(fh, where, size)
+            return SourcePlan(rel, path, size, "gguf", gguf.data_start, b"", gguf.tensors)
+    return SourcePlan(rel, path, size, "blob")
+
+
 def ingest(
     source: str | os.PathLike[str],
     store: ObjectStore,
     progress: Progress | None = None,
     jobs: int | None = None,
+    *,
+    files: list[tuple[str, Path]] | None = None,
 ) -> IngestResult:
-    """Store every file under ``source`` and return the manifest; nothing is added to the catalog here."""
-    files = list_source_files(Path(source))
+    """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
+
+    ``files`` is the caller's ``list_source_files`` result when it already has one (the folder is listed once).
+    """
+    if files is None:
+        files = list_source_files(Path(source))
+    plans = plan_files(files, source)
     workers = jobs or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
         writer = _ChunkWriter(store, pool)
         try:
-            entries = [_ingest_file(rel, path, writer, progress) for rel, path in files]
+            entries = [_ingest_file(plan, writer, progress) for plan in plans]
             writer.drain()
         except BaseException:
             for fut in writer.pending:
@@ -154,7 +215,7 @@ class _HashingReader:
     def read_exact(self, n: int) -> bytes:
         data = self.fh.read(n)
         if len(data) != n:
-            raise SourceError(f"{self.path}: file changed while being read (short read)")
+            raise SourceError(f"{printable_path(str(self.path))}: file changed while being read (short read)")
         self.sha.update(data)
         self.read_bytes += n
         if self.progress:
@@ -169,27 +230,26 @@ class _HashingReader:
             remaining -= take
 
 
-def _ingest_file(rel: str, path: Path, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
+def _ingest_file(plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
+    path = plan.path
     try:
-        size = path.stat().st_size
         fh = open(path, "rb")
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
     with fh:
         reader = _HashingReader(fh, path, progress)
-        if rel.endswith(".safetensors"):
-            parts = _safetensors_parts(rel, path, size, reader, writer)
-            kind = "safetensors"
-        elif rel.endswith(".gguf"):
-            parts = _gguf_parts(path, size, reader, writer)
-            kind = "gguf"
+        if plan.kind == "safetensors":
+            parts = _safetensors_parts(plan, reader, writer)
+        elif plan.kind == "gguf":
+            parts = _gguf_parts(plan, reader, writer)
         else:
-            parts = [_part(reader, writer, "blob", 0, size, None)]
-            kind = "blob"
+            parts = [_part(reader, writer, "blob", 0, plan.size, None)]
         if fh.read(1):
-            raise SourceError(f"{path}: file grew while being read")
+            raise SourceError(f"{printable_path(str(path))}: file grew while being read")
     resolved = tuple(_resolve(p) for p in parts)
-    return FileEntry(path=rel, size=size, sha256=reader.sha.hexdigest(), kind=kind, parts=resolved)
+    return FileEntry(
+        path=plan.rel, size=plan.size, sha256=reader.sha.hexdigest(), kind=plan.kind, parts=resolved
+    )
 
 
 @dataclass
@@ -211,40 +271,35 @@ def _part(
     return _PendingPart(kind, offset, length, futures)
 
 
-def _safetensors_parts(
-    rel: str, path: Path, size: int, reader: _HashingReader, writer: _ChunkWriter
-) -> list[_PendingPart]:
-    prefix = reader.fh.peek(8)[:8] if hasattr(reader.fh, "peek") else b""
-    header_length = read_header_length(str(path), prefix, size)
-    header = reader.read_exact(header_length)
-    layout = parse_layout(str(path), header, size)
-    parts = [_PendingPart("header", 0, header_length, [writer.submit(header, None)])]
-    for t in layout.tensors:
-        part = _part(reader, writer, "tensor", t.begin, t.nbytes, t.dtype)
+def _safetensors_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+    header = reader.read_exact(plan.header_length)
+    if hashlib.sha256(header).digest() != plan.header_sha256:
+        raise SourceError(f"{printable_path(str(plan.path))}: file changed while being read (header)")
+    parts = [_PendingPart("header", 0, plan.header_length, [writer.submit(header, None)])]
+    for t in plan.tensors:
+        part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
         part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
         parts.append(part)
     return parts
 
 
-def _gguf_parts(path: Path, size: int, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+def _gguf_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
     """Header, then one part per tensor in file order, with alignment padding as "pad" parts between them.
 
     One object per tensor chunk means a re-quantisation that keeps some tensors, or two files sharing tensors,
-    deduplicate. The header is parsed from a second handle first (it is small; the data is still read once).
+    deduplicate. The header was parsed by ``plan_files`` (it is small; the data is still read once).
     """
-    with open(path, "rb") as head:
-        layout = read_gguf_layout(head, str(path), size)
-    parts = [_part(reader, writer, "header", 0, layout.data_start, None)]
-    cursor = layout.data_start
-    for t in layout.tensors:
+    parts = [_part(reader, writer, "header", 0, plan.header_length, None)]
+    cursor = plan.header_length
+    for t in plan.tensors:
         if t.begin > cursor:
             parts.append(_part(reader, writer, "pad", cursor, t.begin - cursor, None))
         part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
         part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
         parts.append(part)
         cursor = t.end
-    if size > cursor:
-        parts.append(_part(reader, writer, "pad", cursor, size - cursor, None))
+    if plan.size > cursor:
+        parts.append(_part(reader, writer, "pad", cursor, plan.size - cursor, None))
     return parts
 
 

@@ -296,7 +296,7 @@ class Archive:
         if on_total:
             on_total(total_size(files))
         with self.store.lock(exclusive=False):
-            result = ingest(source, self.store, progress)
+            result = ingest(source, self.store, progress, files=files)
             manifest = result.manifest
             snapshot_id = manifest.snapshot_id
             manifest_put = self.store.put(manifest.canonical_bytes())
