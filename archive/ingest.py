@@ -6,8 +6,8 @@ and otherwise encodes and writes it. hashlib, numpy and the compressors release 
 most ``MAX_IN_FLIGHT`` chunks are held in memory at once.
 
 Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
-bytes a name, see ``path_problem``) and every safetensors/GGUF header with the limits of ``archive/limits.py``
-(``plan_files`` reads the headers once up front; the data is still read once).
+bytes a name, see ``path_problem``), symlinks (``list_source_files``), and every safetensors/GGUF header with the
+limits of ``archive/limits.py`` (``plan_files`` reads the headers once up front; the data is still read once).
 A refused push therefore leaves no unreferenced objects behind.
 """
 
@@ -37,6 +37,7 @@ MAX_IN_FLIGHT = 6
 SKIPPED_DIRS = {".git", ".cache"}
 
 Progress = Callable[[int], None]
+Warn = Callable[[str], None]  # one line for the user about something left out (the CLI prints it on stderr)
 
 
 @dataclass(frozen=True)
@@ -58,25 +59,81 @@ class IngestResult:
         return sum(o.stored_size for o in self.objects if o.added)
 
 
-def list_source_files(source: Path) -> list[tuple[str, Path]]:
-    """(relative posix path, absolute path) for every regular file to archive, sorted by path."""
+def list_source_files(
+    source: Path, *, follow_symlinks: bool = False, warn: Warn | None = None
+) -> list[tuple[str, Path]]:
+    """(relative posix path, absolute path) for every regular file to archive, sorted by path.
+
+    Symlinks are an explicit choice, never a silent one: a link to a file inside ``source`` is archived as that
+    file's content; a link to a file outside is refused unless ``follow_symlinks``; a link to a folder is followed
+    only with ``follow_symlinks`` (a link back to a folder that contains it is refused as a loop) and otherwise
+    skipped with a ``warn`` line, as are broken links and sockets or fifos.
+    """
     if not source.exists():
-        raise SourceError(f"{source}: no such file or folder")
+        raise SourceError(f"{printable_path(str(source))}: no such file or folder")
     if source.is_file():
         return [(_archivable_name(source.name, source), source)]
     if not source.is_dir():
-        raise SourceError(f"{source}: not a regular file or folder")
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-        for name in filenames:
-            full = Path(dirpath) / name
-            if not full.is_file():  # broken symlinks, sockets, fifos
-                continue
-            found.append((_archivable_name(full.relative_to(source).as_posix(), full), full))
+        raise SourceError(f"{printable_path(str(source))}: not a regular file or folder")
+    found = _walk(source, follow_symlinks, warn or (lambda _msg: None))
     if not found:
-        raise SourceError(f"{source}: folder has no files to archive")
+        raise SourceError(f"{printable_path(str(source))}: folder has no files to archive")
     return sorted(found)
+
+
+def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Path]]:
+    """Depth-first over ``source`` with an explicit stack (deep trees must not hit the recursion limit)."""
+    root_real = Path(os.path.realpath(source))
+    found: list[tuple[str, Path]] = []
+    # (folder as reached, its relative path prefix, real paths of it and every folder above it)
+    stack: list[tuple[Path, str, tuple[Path, ...]]] = [(source, "", (root_real,))]
+    while stack:
+        folder, prefix, chain = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise SourceError(f"{printable_path(str(folder))}: cannot list folder ({exc.strerror})") from None
+        for entry in entries:
+            full, rel = Path(entry.path), prefix + entry.name
+            shown = printable_path(str(full))
+            if entry.is_symlink():
+                real = Path(os.path.realpath(full))
+                if real.is_dir():
+                    if entry.name in SKIPPED_DIRS:
+                        continue
+                    if not follow_symlinks:
+                        warn(
+                            f"skipped {shown}: a symbolic link to a folder (use --follow-symlinks to archive it)"
+                        )
+                        continue
+                    if real in chain:
+                        raise SourceError(
+                            f"{shown}: symbolic link loop: it points to {printable_path(str(real))}, "
+                            "a folder that contains it"
+                        )
+                    stack.append((full, rel + "/", (*chain, real)))
+                elif real.is_file():
+                    if not follow_symlinks and not real.is_relative_to(root_real):
+                        raise SourceError(
+                            f"{shown}: symbolic link to {printable_path(str(real))}, outside "
+                            f"{printable_path(str(source))}; use --follow-symlinks to archive its content"
+                        )
+                    found.append((_archivable_name(rel, full), full))
+                else:
+                    what = (
+                        "a symbolic link to something not a regular file"
+                        if real.exists()
+                        else "a broken symbolic link"
+                    )
+                    warn(f"skipped {shown}: {what}")
+            elif entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIPPED_DIRS:
+                    stack.append((full, rel + "/", (*chain, Path(os.path.realpath(full)))))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((_archivable_name(rel, full), full))
+            else:
+                warn(f"skipped {shown}: not a regular file")
+    return found
 
 
 def _archivable_name(rel: str, full: Path) -> str:
@@ -182,13 +239,15 @@ def ingest(
     jobs: int | None = None,
     *,
     files: list[tuple[str, Path]] | None = None,
+    follow_symlinks: bool = False,
 ) -> IngestResult:
     """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
 
-    ``files`` is the caller's ``list_source_files`` result when it already has one (the folder is listed once).
+    ``files`` is the caller's ``list_source_files`` result when it already has one (so symlink warnings are given
+    once); otherwise ``source`` is listed here with ``follow_symlinks``.
     """
     if files is None:
-        files = list_source_files(Path(source))
+        files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
     plans = plan_files(files, source)
     workers = jobs or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:

@@ -278,7 +278,11 @@ class Archive:
         *,
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
+        follow_symlinks: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> PushResult:
+        """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
+        and what is left out (e.g. a symlinked folder) is reported through ``warn``."""
         started = time.perf_counter()
         ref = parse_ref(ref_text)
         if ref.digest:
@@ -292,7 +296,7 @@ class Archive:
             for pref, _rel in parent_refs:
                 q.resolve_ref(s, pref)
         key = self._private_key()
-        files = list_source_files(Path(source))
+        files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
         if on_total:
             on_total(total_size(files))
         with self.store.lock(exclusive=False):

@@ -15,7 +15,7 @@ import click
 from modelarc import __version__
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
-from modelarc.cli.output import byte_progress, console, emit_json, human_bytes, human_count
+from modelarc.cli.output import byte_progress, console, echo_warning, emit_json, human_bytes, human_count
 from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
 
@@ -127,6 +127,11 @@ def init(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Training-data manifest (YAML/JSON) to attach.",
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Archive what symlinks point to even outside SOURCE, and follow symlinked folders.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -144,6 +149,7 @@ def push(
     source_url: str | None,
     released: str | None,
     data_manifest: Path | None,
+    follow_symlinks: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -186,7 +192,15 @@ def push(
                 archive, hub, ref, provenance, progress=advance, on_total=set_total
             )
         else:
-            result = archive.push(Path(source), ref, provenance, progress=advance, on_total=set_total)
+            result = archive.push(
+                Path(source),
+                ref,
+                provenance,
+                progress=advance,
+                on_total=set_total,
+                follow_symlinks=follow_symlinks,
+                warn=echo_warning,
+            )
     if data_doc is not None:
         attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
     if remote_name is not None:

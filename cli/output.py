@@ -70,3 +70,8 @@ def byte_progress(
     ) as bar:
         task = bar.add_task(description, total=None)
         yield (lambda n: bar.advance(task, n)), (lambda t: bar.update(task, total=t))
+
+
+def echo_warning(message: str) -> None:
+    """A ``warning: <message>`` line on stderr: something was left out or done differently, not a failure."""
+    click.echo(f"warning: {message}", err=True)
