@@ -15,7 +15,17 @@ import click
 from modelarc import __version__
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
-from modelarc.cli.output import byte_progress, console, echo_warning, emit_json, human_bytes, human_count
+from modelarc.cli.output import (
+    byte_progress,
+    console,
+    echo_error,
+    echo_warning,
+    emit_json,
+    human_bytes,
+    human_count,
+    line,
+    styled,
+)
 from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
 
@@ -29,7 +39,7 @@ class ArchiveGroup(click.Group):
         except ModelarcError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+            echo_error(str(exc))
             ctx.exit(exc.exit_code)
         except OSError as exc:
             # a full disk the core did not name itself (it names the store and pull destinations): still one line
@@ -38,10 +48,10 @@ class ArchiveGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             where = f" writing {exc.filename}" if exc.filename else ""
-            click.echo(f"error: disk full: no space left on the device{where} ({exc.strerror})", err=True)
+            echo_error(f"disk full: no space left on the device{where} ({exc.strerror})")
             ctx.exit(DiskFullError.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing partial was recorded", err=True)
+            echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)
 
 
@@ -398,9 +408,11 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(view)
         return
-    console.print(f"[bold]{view.model}[/bold]  {view.snapshot}")
+    console.print(line((view.model, "bold"), f"  {view.snapshot}"))
     if view.withdrawn:
-        console.print(f"[bold red]WITHDRAWN[/bold red] on {view.withdrawn['at']}: {view.withdrawn['reason']}")
+        console.print(
+            line(("WITHDRAWN", "bold red"), f" on {view.withdrawn['at']}: {view.withdrawn['reason']}")
+        )
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
     console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
     arch = view.architecture
@@ -445,7 +457,7 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(history)
         return
-    console.print(f"[bold]{history['model']}[/bold]")
+    console.print(styled(history["model"], "bold"))
     for sn in history["snapshots"]:
         tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
         console.print(

@@ -1,5 +1,5 @@
-"""File names: every name push accepts can be pulled back, and names that cannot be archived are refused before
-any object is written."""
+"""File names: every name push accepts can be pulled back, names that cannot be archived are refused before any
+object is written, and names or texts from a model never drive the terminal."""
 
 import filecmp
 import os
@@ -43,3 +43,29 @@ def test_push_refuses_a_name_that_is_not_utf8_before_writing_anything(
     assert "caf\\xe9.bin" in lines[0] and "not valid UTF-8" in lines[0]
     assert catalog_snapshot() == before
     assert _objects(arc.home) == objects  # nothing was written to the store, not even unreferenced objects
+
+
+def test_show_escapes_control_characters_from_the_model(arc, tmp_path: Path) -> None:
+    src = write_model(tmp_path / "m", extra_files={"ev\x1b]0;owned\x07il.txt": b"x"})
+    arc(
+        "push",
+        src,
+        "acme/esc:v1",
+        "--description",
+        "plain \x1b[31mred\nsignature:    key forged trusted=True",
+        "--license",
+        "[/bold] [link=http://evil]mit\x9b",
+    )
+    shown = arc("show", "acme/esc:v1").stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "plain \\x1b[31mred\\x0asignature:    key forged" in shown  # the forged line stays on its own line
+    assert "[/bold] [link=http://evil]mit\\x9b" in shown  # rich markup in a licence is text, not a link
+    assert "ev\\x1b]0;owned\\x07il.txt" in shown
+    raw = arc.json("show", "acme/esc:v1")  # --json keeps the exact text (JSON escapes it)
+    assert raw["description"].startswith("plain \x1b[31mred\n")
+
+
+def test_error_messages_escape_control_characters(arc, tmp_path: Path) -> None:
+    result = arc.fail("push", tmp_path / "no\x1b[2Jsuch", "acme/x:v1")
+    assert "\x1b" not in result.stderr
+    assert "no\\x1b[2Jsuch" in result.stderr
