@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from modelarc.archive.gguf_format import GGUFTensor
 from modelarc.archive.gguf_format import read_layout as read_gguf_layout
-from modelarc.archive.limits import check_snapshot_tensors
+from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
 from modelarc.archive.safetensors_format import TensorEntry, parse_layout, read_header_length
 from modelarc.errors import SourceError
@@ -205,6 +205,7 @@ def plan_files(files: list[tuple[str, Path]], source: str | os.PathLike[str]) ->
     Reading the headers up front (the data is still read once, later) means a malformed or oversized file, or a
     snapshot beyond the limits, is refused before a single object is written.
     """
+    check_snapshot_files(printable_path(os.fspath(source)), len(files))  # before a file is even opened
     plans = [_plan_file(rel, path) for rel, path in files]
     tensors = sum(len(p.tensors) for p in plans)
     check_snapshot_tensors(printable_path(os.fspath(source)), tensors, sum(p.size for p in plans))

@@ -21,13 +21,16 @@ MAX_GGUF_HEADER_BYTES = 512 * 1024 * 1024
 # with every expert stored separately and GPTQ's four tensors per matrix stays well under this.
 MAX_TENSORS_PER_FILE = 100_000
 # Per snapshot: a base that no small or medium model reaches, plus one tensor per 64 KiB of the snapshot's bytes.
-# Estimated from their architectures, the most tensor-dense real checkpoints are far inside it: a 48-layer,
-# 128-expert MoE in GPTQ int4 (4 tensors per matrix) has about 74k tensors in about 17 GB (allowance ~270k); a
+# Estimated from their architectures, the most tensor-dense real checkpoints are inside it: a 48-layer, 128-expert
+# MoE in GPTQ int4 (4 tensors per matrix) has about 74k tensors in about 17 GB (allowance 200k, the cap); a
 # DeepSeek-V3-sized model about 90k in about 700 GB. A snapshot of tiny tensors is refused once they are out of
 # proportion to its bytes, which keeps a push's time and memory proportional to its size.
 SNAPSHOT_TENSOR_BASE = 10_000
 SNAPSHOT_BYTES_PER_EXTRA_TENSOR = 64 * 1024
-MAX_TENSORS_PER_SNAPSHOT = 1_000_000
+# The caps are those a receiving archive applies to a commit (archive/manifest_checks.py MAX_TENSORS and
+# MAX_FILES; a test keeps them equal), so every snapshot a local push accepts can also be pushed to a remote.
+MAX_TENSORS_PER_SNAPSHOT = 200_000
+MAX_FILES_PER_SNAPSHOT = 100_000
 
 
 def snapshot_tensor_allowance(logical_bytes: int) -> int:
@@ -41,6 +44,15 @@ def check_file_tensors(where: str, count: int) -> None:
     if count > MAX_TENSORS_PER_FILE:
         raise SourceLimitError(
             f"{where}: {count:,} tensors in one file, more than the limit of {MAX_TENSORS_PER_FILE:,} "
+            "(see docs/FORMAT.md, Limits)"
+        )
+
+
+def check_snapshot_files(where: str, count: int) -> None:
+    """Refuse a snapshot of more than ``MAX_FILES_PER_SNAPSHOT`` files (real models have tens to thousands)."""
+    if count > MAX_FILES_PER_SNAPSHOT:
+        raise SourceLimitError(
+            f"{where}: {count:,} files, more than the limit of {MAX_FILES_PER_SNAPSHOT:,} for one snapshot "
             "(see docs/FORMAT.md, Limits)"
         )
 

@@ -61,8 +61,26 @@ def test_snapshot_allowance_grows_with_its_bytes() -> None:
     assert limits.snapshot_tensor_allowance(0) == 10_000
     assert limits.snapshot_tensor_allowance(16 * 1024 * 1024) == 10_256
     gptq_moe = 17 * 10**9  # a 48-layer, 128-expert MoE in GPTQ int4: about 74k tensors
-    assert limits.snapshot_tensor_allowance(gptq_moe) > 74_000 * 3
+    assert limits.snapshot_tensor_allowance(gptq_moe) > 74_000 * 2
     assert limits.snapshot_tensor_allowance(10**15) == limits.MAX_TENSORS_PER_SNAPSHOT
+
+
+def test_push_caps_equal_the_receivers_so_every_local_snapshot_can_be_sent() -> None:
+    from modelarc.archive import manifest_checks
+
+    assert limits.MAX_TENSORS_PER_SNAPSHOT == manifest_checks.MAX_TENSORS
+    assert limits.MAX_FILES_PER_SNAPSHOT == manifest_checks.MAX_FILES
+    assert limits.MAX_SAFETENSORS_HEADER_BYTES + 8 == manifest_checks.MAX_HEADER_PART_BYTES
+
+
+def test_too_many_files_are_refused_before_one_is_opened(tmp_path: Path) -> None:
+    from modelarc.archive.ingest import plan_files
+
+    never_opened = [
+        (f"f{i}", tmp_path / "missing" / f"f{i}") for i in range(limits.MAX_FILES_PER_SNAPSHOT + 1)
+    ]
+    with pytest.raises(SourceLimitError, match="100,001 files, more than the limit of 100,000"):
+        plan_files(never_opened, tmp_path)
 
 
 def test_safetensors_header_cap_is_the_reference_implementations() -> None:
