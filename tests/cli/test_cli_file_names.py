@@ -69,3 +69,9 @@ def test_error_messages_escape_control_characters(arc, tmp_path: Path) -> None:
     result = arc.fail("push", tmp_path / "no\x1b[2Jsuch", "acme/x:v1")
     assert "\x1b" not in result.stderr
     assert "no\\x1b[2Jsuch" in result.stderr
+    # a withdrawal reason is free text that an error line quotes as it is
+    arc("push", write_model(tmp_path / "m"), "acme/gone:v1")
+    arc("rm", "acme/gone:v1", "--reason", "licence\x1b[2J revoked\nerror: forged")
+    result = arc.fail("pull", "acme/gone:v1", tmp_path / "out")
+    assert "\x1b" not in result.stderr and "licence\\x1b[2J revoked\\x0aerror: forged" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
