@@ -20,7 +20,14 @@ from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows, token_identity
-from modelarc.errors import ModelarcError, NotFoundError, PayloadTooLargeError, UsageError, WithdrawnError
+from modelarc.errors import (
+    DiskFullError,
+    ModelarcError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UsageError,
+    WithdrawnError,
+)
 
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
 
@@ -77,6 +84,8 @@ def status_for(exc: ModelarcError) -> int:
         return 413
     if isinstance(exc, WithdrawnError):
         return 410
+    if isinstance(exc, DiskFullError):
+        return 507  # Insufficient Storage (RFC 4918): the server's disk, not the request, is at fault
     if isinstance(exc, UsageError):
         return 400
     return 422  # integrity, signature, format: the request was understood and refused

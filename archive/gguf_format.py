@@ -15,11 +15,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from modelarc.archive.limits import MAX_GGUF_HEADER_BYTES, check_file_tensors
 from modelarc.errors import GGUFFormatError
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
-MAX_HEADER_BYTES = 512 * 1024 * 1024
+MAX_HEADER_BYTES = MAX_GGUF_HEADER_BYTES
 
 # ggml type id -> (name, elements per block, bytes per block); the published ggml table.
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
@@ -142,6 +143,7 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
         raise GGUFFormatError(
             f"{path}: {n_tensors} tensors / {n_kv} metadata entries cannot fit in {size} bytes"
         )
+    check_file_tensors(path, n_tensors)
     metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = r.string(f"metadata key #{i}")

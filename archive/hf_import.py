@@ -138,7 +138,8 @@ def import_from_hub(
     license_ = provenance.license or (str(card["license"]) if card.get("license") else None)
     source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
     prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
-    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total)
+    # the Hub cache's snapshot folder holds symlinks into its blobs/ folder, outside it: following them is the point
+    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=True)
     details = {
         "repo": source.repo,
         "revision": source.revision,

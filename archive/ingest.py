@@ -4,6 +4,11 @@ The main thread reads each file sequentially and feeds the whole-file sha256; ev
 bytes of one tensor, header or blob) goes to a worker pool that hashes it, skips it when the store already has it,
 and otherwise encodes and writes it. hashlib, numpy and the compressors release the GIL, so both cores work, and at
 most ``MAX_IN_FLIGHT`` chunks are held in memory at once.
+
+Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
+bytes a name, see ``path_problem``), symlinks (``list_source_files``), and every safetensors/GGUF header with the
+limits of ``archive/limits.py`` (``plan_files`` reads the headers once up front; the data is still read once).
+A refused push therefore leaves no unreferenced objects behind.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from modelarc.archive.gguf_format import GGUFTensor
 from modelarc.archive.gguf_format import read_layout as read_gguf_layout
-from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, check_relative_path
-from modelarc.archive.safetensors_format import parse_layout, read_header_length
-from modelarc.errors import SourceError, UsageError
+from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
+from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
+from modelarc.archive.safetensors_format import TensorEntry, parse_layout, read_header_length
+from modelarc.errors import SourceError
 from modelarc.storage import ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 
@@ -30,6 +37,7 @@ MAX_IN_FLIGHT = 6
 SKIPPED_DIRS = {".git", ".cache"}
 
 Progress = Callable[[int], None]
+Warn = Callable[[str], None]  # one line for the user about something left out (the CLI prints it on stderr)
 
 
 @dataclass(frozen=True)
@@ -51,29 +59,94 @@ class IngestResult:
         return sum(o.stored_size for o in self.objects if o.added)
 
 
-def list_source_files(source: Path) -> list[tuple[str, Path]]:
-    """(relative posix path, absolute path) for every regular file to archive, sorted by path."""
+def list_source_files(
+    source: Path, *, follow_symlinks: bool = False, warn: Warn | None = None
+) -> list[tuple[str, Path]]:
+    """(relative posix path, absolute path) for every regular file to archive, sorted by path.
+
+    Symlinks are an explicit choice, never a silent one: a link to a file inside ``source`` is archived as that
+    file's content; a link to a file outside is refused unless ``follow_symlinks``; a link to a folder is followed
+    only with ``follow_symlinks`` (a link back to a folder that contains it is refused as a loop) and otherwise
+    skipped with a ``warn`` line, as are broken links and sockets or fifos.
+    """
     if not source.exists():
-        raise SourceError(f"{source}: no such file or folder")
+        raise SourceError(f"{printable_path(str(source))}: no such file or folder")
     if source.is_file():
-        return [(check_relative_path(source.name), source)]
+        return [(_archivable_name(source.name, source), source)]
     if not source.is_dir():
-        raise SourceError(f"{source}: not a regular file or folder")
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-        for name in filenames:
-            full = Path(dirpath) / name
-            if not full.is_file():  # broken symlinks, sockets, fifos
-                continue
-            rel = full.relative_to(source).as_posix()
-            try:
-                found.append((check_relative_path(rel), full))
-            except UsageError:
-                raise SourceError(f"{full}: file name cannot be archived portably") from None
+        raise SourceError(f"{printable_path(str(source))}: not a regular file or folder")
+    found = _walk(source, follow_symlinks, warn or (lambda _msg: None))
     if not found:
-        raise SourceError(f"{source}: folder has no files to archive")
+        raise SourceError(f"{printable_path(str(source))}: folder has no files to archive")
     return sorted(found)
+
+
+def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Path]]:
+    """Depth-first over ``source`` with an explicit stack (deep trees must not hit the recursion limit)."""
+    root_real = Path(os.path.realpath(source))
+    found: list[tuple[str, Path]] = []
+    # (folder as reached, its relative path prefix, real paths of it and every folder above it)
+    stack: list[tuple[Path, str, tuple[Path, ...]]] = [(source, "", (root_real,))]
+    while stack:
+        folder, prefix, chain = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise SourceError(f"{printable_path(str(folder))}: cannot list folder ({exc.strerror})") from None
+        for entry in entries:
+            full, rel = Path(entry.path), prefix + entry.name
+            shown = printable_path(str(full))
+            if entry.is_symlink():
+                real = Path(os.path.realpath(full))
+                if real.is_dir():
+                    if entry.name in SKIPPED_DIRS:
+                        continue
+                    if not follow_symlinks:
+                        warn(
+                            f"skipped {shown}: a symbolic link to a folder (use --follow-symlinks to archive it)"
+                        )
+                        continue
+                    if real in chain:
+                        raise SourceError(
+                            f"{shown}: symbolic link loop: it points to {printable_path(str(real))}, "
+                            "a folder that contains it"
+                        )
+                    stack.append((full, rel + "/", (*chain, real)))
+                elif real.is_file():
+                    if not follow_symlinks and not real.is_relative_to(root_real):
+                        raise SourceError(
+                            f"{shown}: symbolic link to {printable_path(str(real))}, outside "
+                            f"{printable_path(str(source))}; use --follow-symlinks to archive its content"
+                        )
+                    found.append((_archivable_name(rel, full), full))
+                else:
+                    what = (
+                        "a symbolic link to something not a regular file"
+                        if real.exists()
+                        else "a broken symbolic link"
+                    )
+                    warn(f"skipped {shown}: {what}")
+            elif entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIPPED_DIRS:
+                    stack.append((full, rel + "/", (*chain, Path(os.path.realpath(full)))))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((_archivable_name(rel, full), full))
+            else:
+                warn(f"skipped {shown}: not a regular file")
+    return found
+
+
+def _archivable_name(rel: str, full: Path) -> str:
+    """``rel`` if a restore can recreate it exactly; a clear error naming the file otherwise."""
+    problem = path_problem(rel)
+    if problem is None:
+        return rel
+    shown = printable_path(str(full))
+    if problem == "is not valid UTF-8":
+        raise SourceError(
+            f"{shown}: file name is not valid UTF-8; rename it (archived names are UTF-8, see docs/FORMAT.md)"
+        )
+    raise SourceError(f"{shown}: file name cannot be archived portably: it {problem}")
 
 
 def total_size(files: list[tuple[str, Path]]) -> int:
@@ -112,19 +185,76 @@ class _ChunkWriter:
             self.pending.popleft().result()
 
 
+@dataclass(frozen=True)
+class SourcePlan:
+    """One file to archive, with its header already parsed and checked, so a refusal comes before any write."""
+
+    rel: str
+    path: Path
+    size: int
+    kind: str  # "safetensors" | "gguf" | "blob"
+    header_length: int = 0  # bytes before the first tensor (safetensors: 8 + N; GGUF: the data start)
+    # safetensors only: the header bytes must not change between the plan and the read
+    header_sha256: bytes = b""
+    tensors: tuple[TensorEntry | GGUFTensor, ...] = ()
+
+
+def plan_files(files: list[tuple[str, Path]], source: str | os.PathLike[str]) -> list[SourcePlan]:
+    """Stat every file and parse every safetensors/GGUF header, then check the snapshot's tensor limit.
+
+    Reading the headers up front (the data is still read once, later) means a malformed or oversized file, or a
+    snapshot beyond the limits, is refused before a single object is written.
+    """
+    check_snapshot_files(printable_path(os.fspath(source)), len(files))  # before a file is even opened
+    plans = [_plan_file(rel, path) for rel, path in files]
+    tensors = sum(len(p.tensors) for p in plans)
+    check_snapshot_tensors(printable_path(os.fspath(source)), tensors, sum(p.size for p in plans))
+    return plans
+
+
+def _plan_file(rel: str, path: Path) -> SourcePlan:
+    try:
+        size = path.stat().st_size
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
+    where = printable_path(str(path))
+    with fh:
+        if rel.endswith(".safetensors"):
+            header_length = read_header_length(where, fh.read(8), size)
+            fh.seek(0)
+            header = fh.read(header_length)
+            layout = parse_layout(where, header, size)
+            digest = hashlib.sha256(header).digest()
+            return SourcePlan(rel, path, size, "safetensors", header_length, digest, layout.tensors)
+        if rel.endswith(".gguf"):
+            gguf = read_gguf_layout(fh, where, size)
+            return SourcePlan(rel, path, size, "gguf", gguf.data_start, b"", gguf.tensors)
+    return SourcePlan(rel, path, size, "blob")
+
+
 def ingest(
     source: str | os.PathLike[str],
     store: ObjectStore,
     progress: Progress | None = None,
     jobs: int | None = None,
+    *,
+    files: list[tuple[str, Path]] | None = None,
+    follow_symlinks: bool = False,
 ) -> IngestResult:
-    """Store every file under ``source`` and return the manifest; nothing is added to the catalog here."""
-    files = list_source_files(Path(source))
+    """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
+
+    ``files`` is the caller's ``list_source_files`` result when it already has one (so symlink warnings are given
+    once); otherwise ``source`` is listed here with ``follow_symlinks``.
+    """
+    if files is None:
+        files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
+    plans = plan_files(files, source)
     workers = jobs or max(2, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
         writer = _ChunkWriter(store, pool)
         try:
-            entries = [_ingest_file(rel, path, writer, progress) for rel, path in files]
+            entries = [_ingest_file(plan, writer, progress) for plan in plans]
             writer.drain()
         except BaseException:
             for fut in writer.pending:
@@ -145,7 +275,7 @@ class _HashingReader:
     def read_exact(self, n: int) -> bytes:
         data = self.fh.read(n)
         if len(data) != n:
-            raise SourceError(f"{self.path}: file changed while being read (short read)")
+            raise SourceError(f"{printable_path(str(self.path))}: file changed while being read (short read)")
         self.sha.update(data)
         self.read_bytes += n
         if self.progress:
@@ -160,27 +290,26 @@ class _HashingReader:
             remaining -= take
 
 
-def _ingest_file(rel: str, path: Path, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
+def _ingest_file(plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
+    path = plan.path
     try:
-        size = path.stat().st_size
         fh = open(path, "rb")
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
     with fh:
         reader = _HashingReader(fh, path, progress)
-        if rel.endswith(".safetensors"):
-            parts = _safetensors_parts(rel, path, size, reader, writer)
-            kind = "safetensors"
-        elif rel.endswith(".gguf"):
-            parts = _gguf_parts(path, size, reader, writer)
-            kind = "gguf"
+        if plan.kind == "safetensors":
+            parts = _safetensors_parts(plan, reader, writer)
+        elif plan.kind == "gguf":
+            parts = _gguf_parts(plan, reader, writer)
         else:
-            parts = [_part(reader, writer, "blob", 0, size, None)]
-            kind = "blob"
+            parts = [_part(reader, writer, "blob", 0, plan.size, None)]
         if fh.read(1):
-            raise SourceError(f"{path}: file grew while being read")
+            raise SourceError(f"{printable_path(str(path))}: file grew while being read")
     resolved = tuple(_resolve(p) for p in parts)
-    return FileEntry(path=rel, size=size, sha256=reader.sha.hexdigest(), kind=kind, parts=resolved)
+    return FileEntry(
+        path=plan.rel, size=plan.size, sha256=reader.sha.hexdigest(), kind=plan.kind, parts=resolved
+    )
 
 
 @dataclass
@@ -202,40 +331,35 @@ def _part(
     return _PendingPart(kind, offset, length, futures)
 
 
-def _safetensors_parts(
-    rel: str, path: Path, size: int, reader: _HashingReader, writer: _ChunkWriter
-) -> list[_PendingPart]:
-    prefix = reader.fh.peek(8)[:8] if hasattr(reader.fh, "peek") else b""
-    header_length = read_header_length(str(path), prefix, size)
-    header = reader.read_exact(header_length)
-    layout = parse_layout(str(path), header, size)
-    parts = [_PendingPart("header", 0, header_length, [writer.submit(header, None)])]
-    for t in layout.tensors:
-        part = _part(reader, writer, "tensor", t.begin, t.nbytes, t.dtype)
+def _safetensors_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+    header = reader.read_exact(plan.header_length)
+    if hashlib.sha256(header).digest() != plan.header_sha256:
+        raise SourceError(f"{printable_path(str(plan.path))}: file changed while being read (header)")
+    parts = [_PendingPart("header", 0, plan.header_length, [writer.submit(header, None)])]
+    for t in plan.tensors:
+        part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
         part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
         parts.append(part)
     return parts
 
 
-def _gguf_parts(path: Path, size: int, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+def _gguf_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
     """Header, then one part per tensor in file order, with alignment padding as "pad" parts between them.
 
     One object per tensor chunk means a re-quantisation that keeps some tensors, or two files sharing tensors,
-    deduplicate. The header is parsed from a second handle first (it is small; the data is still read once).
+    deduplicate. The header was parsed by ``plan_files`` (it is small; the data is still read once).
     """
-    with open(path, "rb") as head:
-        layout = read_gguf_layout(head, str(path), size)
-    parts = [_part(reader, writer, "header", 0, layout.data_start, None)]
-    cursor = layout.data_start
-    for t in layout.tensors:
+    parts = [_part(reader, writer, "header", 0, plan.header_length, None)]
+    cursor = plan.header_length
+    for t in plan.tensors:
         if t.begin > cursor:
             parts.append(_part(reader, writer, "pad", cursor, t.begin - cursor, None))
         part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
         part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
         parts.append(part)
         cursor = t.end
-    if size > cursor:
-        parts.append(_part(reader, writer, "pad", cursor, size - cursor, None))
+    if plan.size > cursor:
+        parts.append(_part(reader, writer, "pad", cursor, plan.size - cursor, None))
     return parts
 
 

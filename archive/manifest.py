@@ -154,20 +154,54 @@ def canonical_json(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+# The longest file or folder name (one path segment) Linux, macOS and Windows file systems can create, in bytes of
+# UTF-8 (NAME_MAX on Linux and macOS). A writer refuses longer names so that every archived path can be restored.
+MAX_NAME_BYTES = 255
+
+
+def path_problem(path: object) -> str | None:
+    """Why ``path`` cannot be archived and restored safely, or ``None`` when it can.
+
+    Paths are UTF-8 because the manifest is JSON; a str holding lone surrogates (how Python presents undecodable
+    bytes of a file name) is refused rather than smuggled into a name the restore would create as other bytes.
+    """
+    if not isinstance(path, str) or not path:
+        return "empty or not a string"
+    if "\\" in path or "\x00" in path:
+        return "contains a backslash or NUL"
+    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+        return "is absolute"
+    if posixpath.normpath(path) != path or any(seg in ("", ".", "..") for seg in path.split("/")):
+        return "is not a normalised relative path"
+    try:
+        segments = [seg.encode("utf-8") for seg in path.split("/")]
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    longest = max(segments, key=len)
+    if len(longest) > MAX_NAME_BYTES:
+        return f"has a name of {len(longest)} bytes (at most {MAX_NAME_BYTES} can be restored)"
+    return None
+
+
 def check_relative_path(path: str) -> str:
-    """Refuse any path that could escape the destination folder on restore."""
-    if (
-        not isinstance(path, str)
-        or not path
-        or "\\" in path
-        or "\x00" in path
-        or path.startswith("/")
-        or posixpath.normpath(path) != path
-        or any(seg in ("", ".", "..") for seg in path.split("/"))
-        or (len(path) > 1 and path[1] == ":")
-    ):
-        raise UsageError(f"unsafe path in manifest: {path!r}")
+    """Refuse any path that could escape the destination folder on restore, or that no restore could create."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise UsageError(f"unsafe path in manifest: '{printable_path(path)}' ({problem})")
     return path
+
+
+def printable_path(path: object) -> str:
+    """``path`` for a one-line message: bytes that are not UTF-8 as ``\\xNN``, control characters escaped, at most
+    300 characters (a hostile manifest must not make an error message unbounded or drive a terminal)."""
+    if not isinstance(path, str):
+        return repr(path)[:300]
+    try:
+        text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that are not escaped bytes, e.g. from a JSON "\\ud800"
+        text = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 def _check_paths_do_not_clash(paths: list[str]) -> None:

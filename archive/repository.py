@@ -278,7 +278,11 @@ class Archive:
         *,
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
+        follow_symlinks: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> PushResult:
+        """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
+        and what is left out (e.g. a symlinked folder) is reported through ``warn``."""
         started = time.perf_counter()
         ref = parse_ref(ref_text)
         if ref.digest:
@@ -292,11 +296,11 @@ class Archive:
             for pref, _rel in parent_refs:
                 q.resolve_ref(s, pref)
         key = self._private_key()
-        files = list_source_files(Path(source))
+        files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
         if on_total:
             on_total(total_size(files))
         with self.store.lock(exclusive=False):
-            result = ingest(source, self.store, progress)
+            result = ingest(source, self.store, progress, files=files)
             manifest = result.manifest
             snapshot_id = manifest.snapshot_id
             manifest_put = self.store.put(manifest.canonical_bytes())
@@ -435,10 +439,11 @@ class Archive:
         if on_total:
             on_total(manifest.logical_bytes)
         sig_target = Path(signature_path) if signature_path else None
-        if sig_target is not None and sig_target.exists() and not force:
+        if sig_target is not None and sig_target.exists() and not force and not _holds(sig_target, bundle):
             raise UsageError(f"{sig_target} already exists; use --force to overwrite")
         with self.store.lock(exclusive=False):
-            restore(self.store, manifest, dest, force=force, progress=progress)
+            # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
+            restore(self.store, manifest, dest, force=force, progress=progress, resume=True)
         if sig_target is not None:
             write_atomic(sig_target, bundle)
         return PullResult(
@@ -745,6 +750,11 @@ def check_bundles(
             continue
         return verified.key_fingerprint, bundle
     raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the regular file at ``path`` already holds exactly ``data`` (a resumed pull keeps it)."""
+    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -3,12 +3,19 @@
 Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
 and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
 fetched and decoded ahead on a small pool so decoding and writing overlap.
+
+The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
+push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX. With
+``resume=True`` a re-run after an interrupted pull keeps the files already in place that match the manifest and
+removes the temp files an interrupted run left.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,15 +23,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
-from modelarc.errors import DestinationError, IntegrityError
+from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 
 READ_AHEAD = 6
 Progress = Callable[[int], None]
 
 
-def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> list[tuple[FileEntry, Path]]:
-    """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front."""
+PARTIAL_PREFIX = ".modelarc-partial-"
+# Temp files of ours: today's name, and the one older versions derived from the file name.
+_PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
+_HASH_BLOCK = 1024 * 1024
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def plan_destination(
+    manifest: SnapshotManifest, dest: Path, force: bool, *, resume: bool = False
+) -> list[tuple[FileEntry, Path]]:
+    """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front.
+
+    With ``resume``, a file already at its target with the manifest's size and sha256 is left out of the plan (it is
+    kept, not rewritten), so only a file that exists and differs needs ``force``.
+    """
     root = dest.absolute()
     targets = []
     clashes = []
@@ -36,13 +56,46 @@ def plan_destination(manifest: SnapshotManifest, dest: Path, force: bool) -> lis
             raise DestinationError(f"refusing to write {f.path}: it would land outside {dest}")
         if target.is_symlink() or (target.exists() and not target.is_file()):
             raise DestinationError(f"refusing to write {f.path}: {target} exists and is not a regular file")
-        if target.exists() and not force:
-            clashes.append(f.path)
+        if target.exists():
+            if resume and _matches(target, f):
+                continue
+            if not force:
+                clashes.append(f.path)
         targets.append((f, target))
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        raise DestinationError(f"{dest / clashes[0]} already exists{more}; use --force to overwrite")
+        differs = " and differs from the snapshot" if resume else ""
+        raise DestinationError(f"{dest / clashes[0]} already exists{differs}{more}; use --force to overwrite")
     return targets
+
+
+def _matches(path: Path, entry: FileEntry) -> bool:
+    """Whether the regular file at ``path`` has exactly the manifest's size and sha256 (read only if sizes agree)."""
+    sha = hashlib.sha256()
+    try:
+        if path.stat().st_size != entry.size:
+            return False
+        with open(path, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                sha.update(block)
+    except OSError:  # unreadable: treat as different, so it is rewritten only with --force
+        return False
+    return sha.hexdigest() == entry.sha256
+
+
+def remove_partial_files(folders: Iterable[Path]) -> int:
+    """Delete the temp files an interrupted restore left in ``folders`` (ours only, by name); returns how many."""
+    removed = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if _PARTIAL_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                Path(e.path).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def _resolve_existing(path: Path) -> Path:
@@ -102,20 +155,40 @@ def restore_file(
     progress: Progress | None,
     source: ChunkSource | None = None,
 ) -> None:
+    try:
+        _write_verified(store, entry, target, pool, progress, source)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise DiskFullError(
+                f"disk full: no space left in the destination folder {target.parent} while writing {entry.path} "
+                f"({exc.strerror}); nothing partial was left there"
+            ) from None
+        raise
+
+
+def _write_verified(
+    store: ObjectStore,
+    entry: FileEntry,
+    target: Path,
+    pool: ThreadPoolExecutor,
+    progress: Progress | None,
+    source: ChunkSource | None,
+) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.modelarc-partial"
+    tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     sha = hashlib.sha256()
     written = 0
     try:
-        with open(tmp, "wb") as out:
+        # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
             # the whole-file sha256 below covers every chunk, so chunks are not re-hashed one by one here
             for data in iter_chunk_bytes(store, file_chunks(entry), pool, verify=False, source=source):
                 sha.update(data)
-                out.write(data)
+                _write_all(fd, data)
                 written += len(data)
                 if progress:
                     progress(len(data))
-            out.flush()
             if written != entry.size or sha.hexdigest() != entry.sha256:
                 for chunk in file_chunks(entry):  # name the culprit: get() raises for the corrupt object
                     store.get(chunk.id)
@@ -123,10 +196,18 @@ def restore_file(
                     f"{entry.path}: rebuilt file does not match the manifest "
                     f"(size {written} vs {entry.size}, sha256 {sha.hexdigest()} vs {entry.sha256})"
                 )
-            os.fsync(out.fileno())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def restore(
@@ -138,12 +219,18 @@ def restore(
     progress: Progress | None = None,
     jobs: int = 2,
     source: ChunkSource | None = None,
+    resume: bool = False,
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
     Objects come from ``store`` unless ``source`` is given; either way each file's size and sha256 are checked.
+    ``resume=True`` (what ``modelarc pull`` uses) keeps files already in place that match the manifest and removes
+    the temp files an interrupted run left, before writing; the default rewrites every file, as before.
     """
-    targets = plan_destination(manifest, Path(dest), force)
+    root = Path(dest)
+    targets = plan_destination(manifest, root, force, resume=resume)
+    if resume:  # after the plan: it has checked that none of these folders leads outside dest
+        remove_partial_files(_folders_of(manifest, root))
     written = []
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool:
         for entry, target in targets:
@@ -156,3 +243,11 @@ def restore(
         finally:
             os.close(fd)
     return written
+
+
+def _folders_of(manifest: SnapshotManifest, root: Path) -> set[Path]:
+    """``root`` and every folder the manifest's files go in: where an interrupted restore may have left temp files."""
+    folders = {root}
+    for f in manifest.files:
+        folders.add(root.joinpath(*check_relative_path(f.path).split("/")[:-1]))
+    return folders

@@ -13,6 +13,7 @@ import math
 import struct
 from dataclasses import dataclass
 
+from modelarc.archive.limits import MAX_SAFETENSORS_HEADER_BYTES, check_file_tensors
 from modelarc.errors import SafetensorsFormatError
 
 # Bits per element for every dtype the safetensors format defines (0.4 through 0.8).
@@ -38,7 +39,7 @@ DTYPE_BITS: dict[str, int] = {
     "F6_E2M3": 6,
     "F6_E3M2": 6,
 }
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
+MAX_HEADER_BYTES = MAX_SAFETENSORS_HEADER_BYTES  # the reference implementation's own limit (100,000,000)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
     if not isinstance(doc, dict):
         raise SafetensorsFormatError(f"{path}: header is not a JSON object")
     metadata = doc.pop("__metadata__", None)
+    check_file_tensors(path, len(doc))  # before a TensorEntry is built for each
     if metadata is not None and not (
         isinstance(metadata, dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())

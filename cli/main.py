@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 import traceback
@@ -14,8 +15,18 @@ import click
 from modelarc import __version__
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
-from modelarc.cli.output import byte_progress, console, emit_json, human_bytes, human_count
-from modelarc.errors import ModelarcError
+from modelarc.cli.output import (
+    byte_progress,
+    console,
+    echo_error,
+    echo_warning,
+    emit_json,
+    human_bytes,
+    human_count,
+    line,
+    styled,
+)
+from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
 
 
@@ -28,10 +39,19 @@ class ArchiveGroup(click.Group):
         except ModelarcError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+            echo_error(str(exc))
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # a full disk the core did not name itself (it names the store and pull destinations): still one line
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            where = f" writing {exc.filename}" if exc.filename else ""
+            echo_error(f"disk full: no space left on the device{where} ({exc.strerror})")
+            ctx.exit(DiskFullError.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; nothing partial was recorded", err=True)
+            echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)
 
 
@@ -117,6 +137,11 @@ def init(ctx: click.Context, as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Training-data manifest (YAML/JSON) to attach.",
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Archive what symlinks point to even outside SOURCE, and follow symlinked folders.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -134,6 +159,7 @@ def push(
     source_url: str | None,
     released: str | None,
     data_manifest: Path | None,
+    follow_symlinks: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -176,7 +202,15 @@ def push(
                 archive, hub, ref, provenance, progress=advance, on_total=set_total
             )
         else:
-            result = archive.push(Path(source), ref, provenance, progress=advance, on_total=set_total)
+            result = archive.push(
+                Path(source),
+                ref,
+                provenance,
+                progress=advance,
+                on_total=set_total,
+                follow_symlinks=follow_symlinks,
+                warn=echo_warning,
+            )
     if data_doc is not None:
         attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
     if remote_name is not None:
@@ -374,9 +408,11 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(view)
         return
-    console.print(f"[bold]{view.model}[/bold]  {view.snapshot}")
+    console.print(line((view.model, "bold"), f"  {view.snapshot}"))
     if view.withdrawn:
-        console.print(f"[bold red]WITHDRAWN[/bold red] on {view.withdrawn['at']}: {view.withdrawn['reason']}")
+        console.print(
+            line(("WITHDRAWN", "bold red"), f" on {view.withdrawn['at']}: {view.withdrawn['reason']}")
+        )
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
     console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
     arch = view.architecture
@@ -421,7 +457,7 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(history)
         return
-    console.print(f"[bold]{history['model']}[/bold]")
+    console.print(styled(history["model"], "bold"))
     for sn in history["snapshots"]:
         tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
         console.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import uuid
@@ -10,8 +11,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import UsageError
+from modelarc.errors import DiskFullError, UsageError
 from modelarc.storage.lock import store_lock
+
+# errnos that mean "this file system cannot take more bytes": full, or over the user's quota
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class LocalBackend:
@@ -36,6 +40,18 @@ class LocalBackend:
         return self.root.joinpath(*parts)
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._put(key, data)
+        except OSError as exc:
+            if exc.errno in NO_SPACE_ERRNOS:
+                # the temp file is already gone (see _put): nothing partial is left under a real key
+                raise DiskFullError(
+                    f"disk full: no space left in the store {self.root} ({exc.strerror}); "
+                    "free space there, then run the command again"
+                ) from None
+            raise
+
+    def _put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         final = self._path(key)
         if final.exists():
             return
@@ -54,7 +70,11 @@ class LocalBackend:
             raise
         os.close(fd)
         # rename is atomic; two writers of the same content-addressed key race harmlessly (identical bytes).
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except BaseException:  # a full folder can refuse the new entry: leave no temp file behind either
+            tmp.unlink(missing_ok=True)
+            raise
         with self._lock:
             self._dirty.add(final.parent)
 

@@ -9,7 +9,7 @@ import click
 
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json, human_bytes, human_count
+from modelarc.cli.output import console, emit_json, human_bytes, human_count, line
 from modelarc.errors import NotFoundError
 from modelarc.registry.datasets import dataset_detail, list_datasets
 
@@ -74,7 +74,7 @@ def data_show(archive: Archive, name: str, as_json: bool) -> None:
         emit_json(versions)
         return
     for v in versions:
-        console.print(f"[bold]{v['name']}[/bold] {v['version'] or ''}  sha256 {v['content_hash']}")
+        console.print(line((v["name"], "bold"), f" {v['version'] or ''}  sha256 {v['content_hash']}"))
         for key in ("source", "license", "size_bytes", "records", "tokens", "notes"):
             if v[key] is not None:
                 console.print(f"  {key}: {v[key]}")

@@ -7,18 +7,19 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from modelarc.archive.diff import diff_snapshots
 from modelarc.archive.lineage import check_lineage, lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, emit_json, line
 
 
-def _label(node: dict[str, Any], arrow: str) -> str:
-    withdrawn = " [red](withdrawn)[/red]" if node["withdrawn"] else ""
-    return f"{arrow} {node['relation']}: {node['model']}@{node['digest'][:19]}{withdrawn}"
+def _label(node: dict[str, Any], arrow: str) -> Text:
+    withdrawn = (" (withdrawn)", "red") if node["withdrawn"] else ""
+    return line(f"{arrow} {node['relation']}: {node['model']}@{node['digest'][:19]}", withdrawn)
 
 
 def _grow(tree: Tree, nodes: list[dict[str, Any]], arrow: str) -> None:
@@ -54,7 +55,11 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
                 )
             if r.no_evidence:
                 console.print(
-                    f"  [bold red]WARNING[/bold red]: declared parent {r.parent_model} shows no tensor evidence"
+                    line(
+                        "  ",
+                        ("WARNING", "bold red"),
+                        f": declared parent {r.parent_model} shows no tensor evidence",
+                    )
                 )
             else:
                 console.print("  evidence: the tensors support this parent")
@@ -63,7 +68,7 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
     if as_json:
         emit_json(tree_doc)
         return
-    root = Tree(f"[bold]{tree_doc['model']}[/bold]@{tree_doc['snapshot'][:19]}")
+    root = Tree(line((tree_doc["model"], "bold"), f"@{tree_doc['snapshot'][:19]}"))
     ancestors = root.add("ancestors") if tree_doc["ancestors"] else None
     if ancestors is not None:
         _grow(ancestors, tree_doc["ancestors"], "↑")

@@ -9,7 +9,7 @@ import click
 from modelarc.archive.remote_config import Remote, load_remotes, remove_remote, save_remote
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, emit_json, styled
 
 
 @click.group(name="remote")
@@ -86,7 +86,7 @@ def emit_transfer(result: object, as_json: bool, verb: str) -> None:
         f"signed by {r['key_fingerprint'][:16]}…, {r['seconds']:.2f}s"
     )
     for parent in r["parents_missing"]:
-        console.print(f"[yellow]lineage to {parent} not recorded: the receiver does not have it[/yellow]")
+        console.print(styled(f"lineage to {parent} not recorded: the receiver does not have it", "yellow"))
 
 
 def register(group: click.Group) -> None:

@@ -9,7 +9,7 @@ import click
 from modelarc.archive.lockfile import make_lock
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, emit_json, styled
 
 
 @click.command(name="run")
@@ -50,7 +50,7 @@ def run(
         return
     click.echo(result.text)
     if run_id is not None:
-        console.print(f"[dim]recorded as run {run_id}[/dim]")
+        console.print(styled(f"recorded as run {run_id}", "dim"))
 
 
 @click.command(name="runs")
@@ -93,7 +93,8 @@ def rerun_cmd(archive: Archive, run_id: int, as_json: bool) -> None:
         return
     console.print("IDENTICAL" if identical else "DIFFERENT")
     if not identical:
-        console.print(f"recorded: {recorded['output']!r}\nnow:      {result.text!r}")
+        console.print(f"recorded: {recorded['output']!r}")
+        console.print(f"now:      {result.text!r}")
 
 
 @click.command(name="lock")

@@ -9,7 +9,7 @@ import click
 from modelarc.archive.catalog_search import build_filters, search
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, search_options, with_archive
-from modelarc.cli.output import console, emit_json, human_count
+from modelarc.cli.output import console, emit_json, human_count, line
 
 
 @click.command(name="timeline")
@@ -23,11 +23,14 @@ def timeline(archive: Archive, as_json: bool, **options: object) -> None:
         emit_json([dataclasses.asdict(r) for r in rows])
         return
     for r in rows:
-        mark = "  [red]WITHDRAWN[/red]" if r.withdrawn else ""
+        mark = ("  WITHDRAWN", "red") if r.withdrawn else ""
         tags = ",".join(r.tags) or "-"
         console.print(
-            f"{r.cutoff or 'unknown':<10} {r.model}:{tags}  {r.snapshot[:19]}  {r.model_type or '-'}  "
-            f"{human_count(r.parameters)} params  released {r.release_date or '-'}{mark}"
+            line(
+                f"{r.cutoff or 'unknown':<10} {r.model}:{tags}  {r.snapshot[:19]}  {r.model_type or '-'}  "
+                f"{human_count(r.parameters)} params  released {r.release_date or '-'}",
+                mark,
+            )
         )
 
 

@@ -9,7 +9,7 @@ import click
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import SCOPES, create_token, list_tokens, revoke_token
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, emit_json, styled
 
 
 @click.group(name="token")
@@ -30,7 +30,7 @@ def create(archive: Archive, scope: str, name: str, as_json: bool) -> None:
     else:
         click.echo(made.token)
         console.print(
-            f"[dim]token {made.id} ({made.scope}); store it now, it is not kept in plain text[/dim]"
+            styled(f"token {made.id} ({made.scope}); store it now, it is not kept in plain text", "dim")
         )
 
 

@@ -1,4 +1,5 @@
 import filecmp
+import json
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,56 @@ def test_manifest_with_clashing_paths_is_refused(tmp_path: Path, store: ObjectSt
     doc["files"].append(clone)
     with pytest.raises(IntegrityError, match="twice|both a file and a folder"):
         SnapshotManifest.from_bytes(canonical_json(doc))
+
+
+def test_restore_creates_names_up_to_255_bytes(tmp_path: Path, store: ObjectStore) -> None:
+    # the temp file beside each target used to be named after it, 31 bytes longer: past NAME_MAX from 225 bytes
+    names = {"n" * 255: b"a", "é" * 127 + "x": b"b", "d" * 255 + "/" + "f" * 225: b"c"}
+    src = write_model(tmp_path / "m", extra_files=names)
+    restore(store, ingest(src, store).manifest, tmp_path / "out")
+    _same_tree(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "path, problem",
+    [
+        ("n" * 256, "name of 256 bytes"),
+        ("ok/" + "é" * 128, "name of 256 bytes"),
+        ("caf\udce9.bin", "not valid UTF-8"),  # how Python presents the byte 0xe9 of a Linux file name
+        ("lone\ud800.bin", "not valid UTF-8"),  # a JSON "\ud800" escape in a hostile manifest
+    ],
+)
+def test_manifest_refuses_a_path_no_restore_could_create(path: str, problem: str) -> None:
+    doc = {
+        "format": "modelarc.manifest",
+        "version": 1,
+        "files": [
+            {
+                "path": path,
+                "size": 0,
+                "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "kind": "blob",
+                "parts": [],
+            }
+        ],
+    }
+    data = json.dumps(doc).encode()  # ensure_ascii: lone surrogates travel as \\u escapes
+    with pytest.raises(UsageError, match=problem):
+        SnapshotManifest.from_bytes(data)
+
+
+def test_resume_keeps_matching_files_and_removes_our_temp_files(tmp_path: Path, store: ObjectStore) -> None:
+    src = write_model(tmp_path / "m")
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    restore(store, manifest, out)
+    (out / "config.json").unlink()
+    stale = out / ".modelarc-partial-ffffffffffffffffffffffffffffffff"
+    stale.write_bytes(b"half")
+    before = (out / "model.safetensors").stat().st_mtime_ns
+    written = restore(store, manifest, out, resume=True)
+    assert written == [out / "config.json"]
+    assert (out / "model.safetensors").stat().st_mtime_ns == before
+    assert not stale.exists()
+    with pytest.raises(DestinationError, match="already exists"):  # without resume, as before
+        restore(store, manifest, out)

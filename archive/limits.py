@@ -1,0 +1,69 @@
+"""The limits a source must stay within to be archived (docs/FORMAT.md, "Limits"), checked before any object is written.
+
+Why limits at all: every tensor costs an object write, a manifest entry and catalog rows, whatever its size, so a
+small file with a huge number of tiny tensors (16 MB holding 200,000 one-element tensors) used to cost minutes and a
+gigabyte of memory. Real models are nowhere near these numbers; the limits are set so that no published checkpoint
+we know of comes within a factor of a few of them, while the work a push does stays proportional to its bytes.
+Raise one only together with the document.
+"""
+
+from __future__ import annotations
+
+from modelarc.errors import SourceLimitError
+
+# The safetensors reference implementation refuses a header longer than this (its MAX_HEADER_SIZE), so no file
+# any safetensors reader can load is refused here.
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+# GGUF headers carry the tokenizer (vocabularies and merges of ~150k entries are a few MB); 512 MiB is far beyond
+# any real one and bounds what a lying header can make the parser read.
+MAX_GGUF_HEADER_BYTES = 512 * 1024 * 1024
+# Published shards hold a few hundred to a few thousand tensors each; even an unsharded mixture-of-experts model
+# with every expert stored separately and GPTQ's four tensors per matrix stays well under this.
+MAX_TENSORS_PER_FILE = 100_000
+# Per snapshot: a base that no small or medium model reaches, plus one tensor per 64 KiB of the snapshot's bytes.
+# Estimated from their architectures, the most tensor-dense real checkpoints are inside it: a 48-layer, 128-expert
+# MoE in GPTQ int4 (4 tensors per matrix) has about 74k tensors in about 17 GB (allowance 200k, the cap); a
+# DeepSeek-V3-sized model about 90k in about 700 GB. A snapshot of tiny tensors is refused once they are out of
+# proportion to its bytes, which keeps a push's time and memory proportional to its size.
+SNAPSHOT_TENSOR_BASE = 10_000
+SNAPSHOT_BYTES_PER_EXTRA_TENSOR = 64 * 1024
+# The caps are those a receiving archive applies to a commit (archive/manifest_checks.py MAX_TENSORS and
+# MAX_FILES; a test keeps them equal), so every snapshot a local push accepts can also be pushed to a remote.
+MAX_TENSORS_PER_SNAPSHOT = 200_000
+MAX_FILES_PER_SNAPSHOT = 100_000
+
+
+def snapshot_tensor_allowance(logical_bytes: int) -> int:
+    """How many tensors a snapshot of ``logical_bytes`` bytes may hold."""
+    extra = max(0, logical_bytes) // SNAPSHOT_BYTES_PER_EXTRA_TENSOR
+    return min(MAX_TENSORS_PER_SNAPSHOT, SNAPSHOT_TENSOR_BASE + extra)
+
+
+def check_file_tensors(where: str, count: int) -> None:
+    """Refuse a file that declares more than ``MAX_TENSORS_PER_FILE`` tensors (before they are parsed one by one)."""
+    if count > MAX_TENSORS_PER_FILE:
+        raise SourceLimitError(
+            f"{where}: {count:,} tensors in one file, more than the limit of {MAX_TENSORS_PER_FILE:,} "
+            "(see docs/FORMAT.md, Limits)"
+        )
+
+
+def check_snapshot_files(where: str, count: int) -> None:
+    """Refuse a snapshot of more than ``MAX_FILES_PER_SNAPSHOT`` files (real models have tens to thousands)."""
+    if count > MAX_FILES_PER_SNAPSHOT:
+        raise SourceLimitError(
+            f"{where}: {count:,} files, more than the limit of {MAX_FILES_PER_SNAPSHOT:,} for one snapshot "
+            "(see docs/FORMAT.md, Limits)"
+        )
+
+
+def check_snapshot_tensors(where: str, count: int, logical_bytes: int) -> None:
+    """Refuse a snapshot whose tensor count is out of proportion to its size (see ``snapshot_tensor_allowance``)."""
+    allowed = snapshot_tensor_allowance(logical_bytes)
+    if count > allowed:
+        raise SourceLimitError(
+            f"{where}: {count:,} tensors in {logical_bytes:,} bytes, more than the {allowed:,} allowed for a "
+            f"snapshot of that size ({SNAPSHOT_TENSOR_BASE:,} plus one per "
+            f"{SNAPSHOT_BYTES_PER_EXTRA_TENSOR // 1024} KiB, at most {MAX_TENSORS_PER_SNAPSHOT:,}; "
+            "see docs/FORMAT.md, Limits)"
+        )

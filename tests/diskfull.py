@@ -1,0 +1,51 @@
+"""A disk that fills up, in-process: writes under one folder fail with ENOSPC once a byte budget is spent.
+
+Mounting a small tmpfs needs root, which CI may not have, and a test must not be skipped for want of it; so this
+patches ``os.write`` (which both the store and pull's file writer use) and decides by the path behind the file
+descriptor (``/proc/self/fd``, Linux) whether the write lands on the "full" disk. Like a real file system, the
+write that crosses the budget is short and the next one fails with ENOSPC.
+
+    with FullDisk(home / "store", capacity=3 << 20) as disk:
+        ...  # run the command; disk.refused counts the refused writes
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class FullDisk:
+    def __init__(self, folder: Path, capacity: int) -> None:
+        self.folder = str(folder.resolve()) + os.sep
+        self.capacity = capacity
+        self.used = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._real_write = os.write
+
+    def __enter__(self) -> FullDisk:
+        os.write = self._write
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        os.write = self._real_write
+
+    def _write(self, fd: int, data: Any) -> int:
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            path = ""
+        if not path.startswith(self.folder):
+            return self._real_write(fd, data)
+        with self._lock:
+            room = self.capacity - self.used
+            if room <= 0:
+                self.refused += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written = self._real_write(fd, memoryview(data)[:room])
+            self.used += written
+            return written
