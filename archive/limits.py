@@ -27,8 +27,8 @@ MAX_TENSORS_PER_FILE = 100_000
 # proportion to its bytes, which keeps a push's time and memory proportional to its size.
 SNAPSHOT_TENSOR_BASE = 10_000
 SNAPSHOT_BYTES_PER_EXTRA_TENSOR = 64 * 1024
-# The caps are those a receiving archive applies to a commit (archive/manifest_checks.py MAX_TENSORS and
-# MAX_FILES; a test keeps them equal), so every snapshot a local push accepts can also be pushed to a remote.
+# A receiving archive applies these same checks to a commit (archive/manifest_checks.py), so every snapshot a
+# local push accepts can also be pushed to a remote, and a remote push costs no more than a local one.
 MAX_TENSORS_PER_SNAPSHOT = 200_000
 MAX_FILES_PER_SNAPSHOT = 100_000
 

@@ -20,32 +20,35 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from modelarc.archive.gguf_format import read_layout as read_gguf_layout
+from modelarc.archive.limits import (
+    MAX_SAFETENSORS_HEADER_BYTES,
+    check_file_tensors,
+    check_snapshot_files,
+    check_snapshot_tensors,
+)
 from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.archive.safetensors_format import DTYPE_BITS, MAX_HEADER_BYTES, parse_layout
+from modelarc.archive.safetensors_format import DTYPE_BITS, parse_layout
 from modelarc.errors import IntegrityError, ModelarcError
 from modelarc.storage import ObjectStore
 
-# Receiver limits (docs/SECURITY.md "Limits"). Far above any published model, far below what would let a single
-# request make the catalog or the server's memory grow without bound.
-MAX_FILES = 100_000
-MAX_TENSORS = 200_000
+# A receiver applies the same limits as a local push (archive/limits.py, docs/FORMAT.md "Limits"), so every
+# snapshot one archive accepts can be sent to another, and a pushed manifest cannot cost the receiver more catalog
+# rows than a local push of the same bytes would. Beyond those, the numbers a manifest can declare at all:
 MAX_FILE_BYTES = 1 << 50  # 1 PiB: no single file of a real model comes near; 2^62 sizes are refused
 MAX_CHUNK_BYTES = 256 << 20  # the largest object a receiver accepts (ingest writes 8 MiB chunks)
-MAX_HEADER_PART_BYTES = MAX_HEADER_BYTES + 8
+MAX_HEADER_PART_BYTES = MAX_SAFETENSORS_HEADER_BYTES + 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PART_KINDS = {"safetensors": {"header", "tensor"}, "gguf": {"header", "tensor", "pad"}, "blob": {"blob"}}
 
 
 def check_manifest_structure(manifest: SnapshotManifest, label: str) -> None:
     """Refuse a manifest whose numbers cannot describe real files, before any object is read."""
-    if len(manifest.files) > MAX_FILES:
-        raise IntegrityError(f"{label}: {len(manifest.files)} files; a snapshot may have at most {MAX_FILES}")
-    tensors = sum(1 for _ in manifest.tensors())
-    if tensors > MAX_TENSORS:
-        raise IntegrityError(f"{label}: {tensors} tensors; a snapshot may have at most {MAX_TENSORS}")
+    check_snapshot_files(label, len(manifest.files))
     for f in manifest.files:
         _check_file(f, label)
+        check_file_tensors(f"{label}: {f.path}", sum(1 for _ in f.tensors()))
+    check_snapshot_tensors(label, sum(1 for _ in manifest.tensors()), manifest.logical_bytes)
 
 
 def _check_file(f: FileEntry, label: str) -> None:

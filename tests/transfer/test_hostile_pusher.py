@@ -59,6 +59,12 @@ def _tensor_reshaped(doc: Doc) -> None:
     part["shape"] = [part["shape"][0] * part["shape"][1]]  # same byte count: only the header can tell
 
 
+def _tensors_out_of_proportion(doc: Doc) -> None:
+    f = _file(doc, ".safetensors")
+    empty = {"kind": "tensor", "offset": f["size"], "length": 0, "chunks": [], "dtype": "F32", "shape": [0]}
+    f["parts"] += [{**empty, "name": f"t{i}"} for i in range(10_001)]  # catalog rows for no bytes at all
+
+
 LIES = {
     "file sha256 does not match its chunks": _sha_lies,
     "chunk longer than its object": _chunk_longer_than_its_object,
@@ -66,6 +72,7 @@ LIES = {
     "size -5": _size(-5),
     "tensor entry renamed": _tensor_renamed,
     "tensor entry reshaped": _tensor_reshaped,
+    "10,001 empty tensors": _tensors_out_of_proportion,
 }
 
 
