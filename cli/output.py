@@ -42,9 +42,13 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def terminal_safe(text: str) -> str:
-    """``text`` with every control character (and undecodable byte) replaced by a visible escape such as ``\\x1b``."""
-    return _UNSAFE.sub(_escape, text)
+def terminal_safe(text: str, *, keep: str = "") -> str:
+    """``text`` with every control character (and undecodable byte) replaced by a visible escape such as ``\\x1b``.
+
+    ``keep`` lists controls to let through, e.g. ``"\\n\\t"`` for a model's generated text, whose lines are
+    its own but whose escape sequences must not drive the terminal.
+    """
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
 class TerminalConsole(Console):

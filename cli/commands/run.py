@@ -9,7 +9,7 @@ import click
 from modelarc.archive.lockfile import make_lock
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json, styled
+from modelarc.cli.output import console, emit_json, styled, terminal_safe
 
 
 @click.command(name="run")
@@ -48,7 +48,7 @@ def run(
     if as_json:
         emit_json({**dataclasses.asdict(result), "run_id": run_id})
         return
-    click.echo(result.text)
+    click.echo(terminal_safe(result.text, keep="\n\t"))  # generated text may hold escape sequences
     if run_id is not None:
         console.print(styled(f"recorded as run {run_id}", "dim"))
 

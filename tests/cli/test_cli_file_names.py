@@ -75,3 +75,11 @@ def test_error_messages_escape_control_characters(arc, tmp_path: Path) -> None:
     result = arc.fail("pull", "acme/gone:v1", tmp_path / "out")
     assert "\x1b" not in result.stderr and "licence\\x1b[2J revoked\\x0aerror: forged" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_generated_text_keeps_its_lines_but_not_its_escape_sequences() -> None:
+    from modelarc.cli.output import terminal_safe
+
+    text = "line one\n\tindented \x1b[2J\x1b]8;;http://x\x07link\x9b"
+    assert terminal_safe(text, keep="\n\t") == "line one\n\tindented \\x1b[2J\\x1b]8;;http://x\\x07link\\x9b"
+    assert terminal_safe(text) == "line one\\x0a\\x09indented \\x1b[2J\\x1b]8;;http://x\\x07link\\x9b"
