@@ -23,9 +23,9 @@ from modelarc import __version__
 from modelarc.api.limits import MAX_PAGE, MAX_TEXT
 from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip
-from modelarc.archive import catalog_views as views
-from modelarc.archive.catalog_search import build_filters, search
-from modelarc.archive.lineage import lineage_tree
+from modelarc.archive.catalog import views as views
+from modelarc.archive.catalog.search import build_filters, search
+from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
 

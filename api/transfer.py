@@ -1,4 +1,4 @@
-"""The server side of remote push/pull (client: ``modelarc.archive.remote``; wire format: docs/FORMAT.md "Transfer").
+"""The server side of remote push/pull (client: ``modelarc.archive.remote.sync``; wire format: docs/FORMAT.md "Transfer").
 
 Reads (which objects are missing, object bytes, snapshot offers, trusted keys) follow the server's read policy;
 writes (object uploads, commits) need a token with the push scope: 401 without one, 403 with a weaker one.
@@ -17,20 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem_responses
-from modelarc.archive.keys import key_fingerprint
+from modelarc.archive.remote.commit import commit_offer
+from modelarc.archive.remote.offers import MAX_OFFER_BYTES, MissingObjectsError, SnapshotOffer, offer_for
+from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES, check_push, receive_object
 from modelarc.archive.repository import Archive
+from modelarc.archive.signing.keys import key_fingerprint
 from modelarc.archive.tokens import allows
-from modelarc.archive.transfer import (
-    MAX_CODEC_OVERHEAD,
-    MAX_OBJECT_BYTES,
-    MAX_OFFER_BYTES,
-    MissingObjectsError,
-    SnapshotOffer,
-    check_push,
-    commit_offer,
-    offer_for,
-    receive_object,
-)
 from modelarc.errors import NotFoundError, ObjectMissingError, PayloadTooLargeError, UsageError
 from modelarc.storage import ObjectId
 

@@ -21,9 +21,9 @@ from fastapi.responses import Response
 
 from modelarc.api.limits import Count, Date, Name, Namespace, PathText, Revision, Text
 from modelarc.api.problems import problem_responses
-from modelarc.archive import catalog_views as views
-from modelarc.archive.catalog_search import build_filters, search
-from modelarc.archive.lineage import lineage_tree
+from modelarc.archive.catalog import views as views
+from modelarc.archive.catalog.search import build_filters, search
+from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import UsageError
 

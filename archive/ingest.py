@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.archive.gguf_format import GGUFTensor
-from modelarc.archive.gguf_format import read_layout as read_gguf_layout
+from modelarc.archive.formats.gguf import GGUFTensor
+from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
+from modelarc.archive.formats.safetensors import TensorEntry, parse_layout, read_header_length
 from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
-from modelarc.archive.safetensors_format import TensorEntry, parse_layout, read_header_length
 from modelarc.errors import SourceError
 from modelarc.storage import ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES

@@ -19,7 +19,8 @@ import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from modelarc.archive.gguf_format import read_layout as read_gguf_layout
+from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
+from modelarc.archive.formats.safetensors import DTYPE_BITS, parse_layout
 from modelarc.archive.limits import (
     MAX_SAFETENSORS_HEADER_BYTES,
     check_file_tensors,
@@ -28,7 +29,6 @@ from modelarc.archive.limits import (
 )
 from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.archive.safetensors_format import DTYPE_BITS, parse_layout
 from modelarc.errors import IntegrityError, ModelarcError
 from modelarc.storage import ObjectStore
 

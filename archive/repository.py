@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelarc.archive import keys as keyring
-from modelarc.archive.describe import parameter_counts, read_architecture
+from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.provenance.withdrawal import kept_files
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes, restore
-from modelarc.archive.signing import FileDigest, sign_snapshot, verify_bundle
-from modelarc.archive.tombstone import kept_files
+from modelarc.archive.signing import keys as keyring
+from modelarc.archive.signing.bundles import FileDigest, sign_snapshot, verify_bundle
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
     IntegrityError,

@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from modelarc.archive.repository import Archive
-from modelarc.archive.torch_loading import load_model
+from modelarc.archive.runtime.loading import load_model
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ def init(ctx: click.Context, as_json: bool) -> None:
     """Create the archive home, its catalog and a signing key (safe to run again)."""
     archive, created = Archive.init(ctx.obj["home"])
     with archive:
-        from modelarc.archive.keys import key_fingerprint
+        from modelarc.archive.signing.keys import key_fingerprint
 
         info = {
             "home": str(archive.settings.home),
@@ -181,7 +181,7 @@ def push(
     rels = relations * len(parents) if len(relations) == 1 else relations
     cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
     # a bad training-data manifest must fail before a byte is archived
-    from modelarc.archive.provenance import attach_data, load_data_manifest
+    from modelarc.archive.provenance.data import attach_data, load_data_manifest
 
     data_doc = load_data_manifest(data_manifest) if data_manifest else None
     provenance = Provenance(
@@ -193,7 +193,7 @@ def push(
         parents=tuple(zip(parents, rels, strict=True)),
         release_date=parse_cutoff(released)[0] if released else None,
     )
-    from modelarc.archive.hf_import import import_from_hub, parse_hub_source
+    from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
 
     hub = parse_hub_source(source)
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
@@ -245,8 +245,9 @@ def _push_remote(
     as_json: bool,
     tag: str | None = None,
 ) -> None:
-    from modelarc.archive.remote import RemoteArchive, push_to_remote
-    from modelarc.archive.remote_config import get_remote
+    from modelarc.archive.remote.client import RemoteArchive
+    from modelarc.archive.remote.config import get_remote
+    from modelarc.archive.remote.sync import push_to_remote
     from modelarc.cli.commands.remote import emit_transfer
 
     with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
@@ -287,8 +288,9 @@ def pull(
     keys this archive trusts); DEST is then optional.
     """
     if remote_name is not None:
-        from modelarc.archive.remote import RemoteArchive, fetch_from_remote
-        from modelarc.archive.remote_config import get_remote
+        from modelarc.archive.remote.client import RemoteArchive
+        from modelarc.archive.remote.config import get_remote
+        from modelarc.archive.remote.sync import fetch_from_remote
         from modelarc.cli.commands.remote import emit_transfer
 
         # with --signature the bundle is written by the local pull below, so fetch only into the archive here
@@ -355,12 +357,12 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
     """List archived snapshots, newest first, filtered by provenance."""
     import dataclasses
 
-    from modelarc.archive.catalog_search import build_filters, search
+    from modelarc.archive.catalog.search import build_filters, search
     from modelarc.registry.snapshot_search import SnapshotSummary
 
     if remote_name is not None:
-        from modelarc.archive.remote import RemoteArchive
-        from modelarc.archive.remote_config import get_remote
+        from modelarc.archive.remote.client import RemoteArchive
+        from modelarc.archive.remote.config import get_remote
 
         limit = options.pop("limit")
         with RemoteArchive(get_remote(archive.settings.home, remote_name)) as client:

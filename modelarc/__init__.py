@@ -28,13 +28,13 @@ def _archive(archive: Any) -> Any:
 def _ref(archive: Any, ref: str, lock: Any) -> str:
     if lock is None:
         return ref
-    from modelarc.archive.lockfile import resolve_through_lock
+    from modelarc.archive.runtime.lockfile import resolve_through_lock
 
     return resolve_through_lock(archive, ref, lock)
 
 
 def open(ref: str, *, lock: Any = None, archive: Any = None) -> Any:  # noqa: A001 - the verb users expect
-    from modelarc.archive.torch_loading import open_snapshot
+    from modelarc.archive.runtime.loading import open_snapshot
 
     arc = _archive(archive)
     return open_snapshot(arc, _ref(arc, ref, lock))
@@ -43,7 +43,7 @@ def open(ref: str, *, lock: Any = None, archive: Any = None) -> Any:  # noqa: A0
 def load_state_dict(
     ref: str, device: str = "auto", dtype: Any = None, *, lock: Any = None, archive: Any = None
 ) -> Any:
-    from modelarc.archive.torch_loading import load_state_dict as _load
+    from modelarc.archive.runtime.loading import load_state_dict as _load
 
     arc = _archive(archive)
     return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype)
@@ -58,14 +58,14 @@ def load_model(
     archive: Any = None,
     trust_remote_code: bool = False,
 ) -> Any:
-    from modelarc.archive.torch_loading import load_model as _load
+    from modelarc.archive.runtime.loading import load_model as _load
 
     arc = _archive(archive)
     return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(ref: str, *, lock: Any = None, archive: Any = None) -> Any:
-    from modelarc.archive.torch_loading import load_tokenizer as _load
+    from modelarc.archive.runtime.loading import load_tokenizer as _load
 
     arc = _archive(archive)
     return _load(arc, _ref(arc, ref, lock))

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
-from modelarc.archive import keys as keyring
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.remote.offers import offer_for
 from modelarc.archive.repository import Archive
-from modelarc.archive.signing import FileDigest, sign_snapshot
-from modelarc.archive.transfer import offer_for
+from modelarc.archive.signing import keys as keyring
+from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.storage import ObjectId
 
 

@@ -14,8 +14,8 @@ from modelfactory import tiny_tensors, write_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.api.hub import commit_id
+from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
-from modelarc.archive.tombstone import withdraw
 
 WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "what", "year", "is", "it", "?"]
 

@@ -26,7 +26,10 @@ def data() -> None:
 @with_archive
 def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
     """Attach the training-data MANIFEST (YAML or JSON) to REF; attachments are append-only."""
-    from modelarc.archive.provenance import attach_data, load_data_manifest  # jsonschema is slow to import
+    from modelarc.archive.provenance.data import (  # jsonschema is slow to import
+        attach_data,
+        load_data_manifest,
+    )
 
     result = attach_data(archive, ref, load_data_manifest(manifest))
     if as_json:

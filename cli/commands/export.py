@@ -45,7 +45,7 @@ def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: boo
         if output.exists() and not force:
             raise DestinationError(f"{output} already exists; use --force to overwrite")
     # cyclonedx and huggingface_hub are slow to import: only when an export is asked for
-    from modelarc.archive.export import EXPORTERS
+    from modelarc.archive.exports.dispatch import EXPORTERS
 
     text = EXPORTERS[fmt](archive, ref)
     data = text.encode("utf-8")

@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from modelarc.archive.remote_config import Remote, load_remotes, remove_remote, save_remote
+from modelarc.archive.remote.config import Remote, load_remotes, remove_remote, save_remote
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled
@@ -34,7 +34,8 @@ def remote() -> None:
 @with_archive
 def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bool, as_json: bool) -> None:
     """Add (or update) remote NAME at URL, e.g. http://127.0.0.1:8470."""
-    from modelarc.archive.remote import RemoteArchive, trust_remote_keys
+    from modelarc.archive.remote.client import RemoteArchive
+    from modelarc.archive.remote.sync import trust_remote_keys
 
     entry = Remote(name, url, token)
     trusted: list[str] = []

@@ -6,8 +6,8 @@ import dataclasses
 
 import click
 
-from modelarc.archive.lockfile import make_lock
 from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.lockfile import make_lock
 from modelarc.cli.main import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled, terminal_safe
 
@@ -40,7 +40,11 @@ def run(
     as_json: bool,
 ) -> None:
     """Load REF and generate a continuation of --prompt (greedy unless sampling options are given)."""
-    from modelarc.archive.run_records import GenerationParams, generate, record_run  # torch: only when needed
+    from modelarc.archive.runtime.runs import (  # torch: only when needed
+        GenerationParams,
+        generate,
+        record_run,
+    )
 
     params = GenerationParams(max_new_tokens, seed, temperature, top_p, device, dtype)
     result = generate(archive, ref, prompt, params)
@@ -59,7 +63,7 @@ def run(
 @with_archive
 def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
     """Recorded runs, newest first (of REF only, if given)."""
-    from modelarc.archive.run_records import list_runs
+    from modelarc.archive.runtime.runs import list_runs
 
     rows = list_runs(archive, ref)
     if as_json:
@@ -77,7 +81,7 @@ def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
 @with_archive
 def rerun_cmd(archive: Archive, run_id: int, as_json: bool) -> None:
     """Re-execute a recorded run (after checking its signature) and say whether the output is identical."""
-    from modelarc.archive.run_records import rerun
+    from modelarc.archive.runtime.runs import rerun
 
     recorded, result, identical = rerun(archive, run_id)
     if as_json:

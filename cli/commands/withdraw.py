@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
-from modelarc.archive.tombstone import withdraw
 from modelarc.cli.main import json_option, with_archive
 from modelarc.cli.output import console, emit_json, human_bytes
 

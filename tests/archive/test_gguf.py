@@ -144,7 +144,7 @@ def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(archive:
     import torch
     import transformers
 
-    from modelarc.archive.torch_loading import load_model
+    from modelarc.archive.runtime.loading import load_model
 
     src = tmp_path / "g"
     src.mkdir()
@@ -161,7 +161,7 @@ def test_run_on_a_gguf_snapshot_equals_generate_on_the_file(archive: Archive, tm
     import torch
     import transformers
 
-    from modelarc.archive.run_records import GenerationParams, generate
+    from modelarc.archive.runtime.runs import GenerationParams, generate
 
     src = tmp_path / "g"
     src.mkdir()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from modelarc.archive import limits
+from modelarc.archive.formats.safetensors import read_header_length
 from modelarc.archive.ingest import ingest
-from modelarc.archive.safetensors_format import read_header_length
 from modelarc.errors import SafetensorsFormatError, SourceLimitError
 from modelarc.storage import ObjectStore
 
@@ -89,7 +89,7 @@ def test_many_tensors_under_the_limit_are_archived(tmp_path: Path, store: Object
 
 
 def test_a_gguf_declaring_too_many_tensors_is_refused_before_reading_them(tmp_path: Path) -> None:
-    from modelarc.archive.gguf_format import read_layout
+    from modelarc.archive.formats.gguf import read_layout
 
     path = tmp_path / "m.gguf"
     count = limits.MAX_TENSORS_PER_FILE + 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from modelfactory import tiny_tensors, write_model
 
-from modelarc.archive.safetensors_format import parse_layout, read_header_length
+from modelarc.archive.formats.safetensors import parse_layout, read_header_length
 from modelarc.errors import SafetensorsFormatError
 
 

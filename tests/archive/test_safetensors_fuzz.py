@@ -6,7 +6,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelarc.archive.safetensors_format import parse_layout, read_header_length
+from modelarc.archive.formats.safetensors import parse_layout, read_header_length
 from modelarc.errors import SafetensorsFormatError
 
 GOOD_HEADER = json.dumps({

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
-from modelarc.archive import keys
-from modelarc.archive.keys import (
+from modelarc.archive.signing import keys
+from modelarc.archive.signing.bundles import DEFAULT_SIGNATURE_NAME, FileDigest, sign_snapshot, verify_bundle
+from modelarc.archive.signing.keys import (
     generate_private_key,
     key_fingerprint,
     load_private_key,
@@ -25,7 +26,6 @@ from modelarc.archive.keys import (
     public_key_pem,
     write_private_key,
 )
-from modelarc.archive.signing import DEFAULT_SIGNATURE_NAME, FileDigest, sign_snapshot, verify_bundle
 from modelarc.errors import SignatureError, SigningKeyError
 
 SNAPSHOT = "sha256:" + "ab" * 32

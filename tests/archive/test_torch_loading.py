@@ -8,7 +8,7 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.archive.repository import Archive
-from modelarc.archive.torch_loading import (
+from modelarc.archive.runtime.loading import (
     load_model,
     load_state_dict,
     load_tokenizer,
@@ -110,7 +110,7 @@ def test_bad_device_dtype_and_withdrawn_are_refused(archive: Archive, tmp_path: 
         load_state_dict(archive, ref, device="tpu:7")
     with pytest.raises(UsageError, match="trust_remote_code"):
         load_model(archive, ref, trust_remote_code=True)
-    from modelarc.archive.tombstone import withdraw
+    from modelarc.archive.provenance.withdrawal import withdraw
 
     withdraw(archive, ref, "bad weights")
     with pytest.raises(WithdrawnError):
@@ -119,7 +119,7 @@ def test_bad_device_dtype_and_withdrawn_are_refused(archive: Archive, tmp_path: 
 
 def test_the_staged_gpu_path_gives_the_same_tensors_on_cpu(archive: Archive, tmp_path: Path) -> None:
     """The CUDA code path (one reusable staging buffer, async copy) forced on CPU: same tensors, none aliased."""
-    from modelarc.archive.torch_loading import iter_tensors
+    from modelarc.archive.runtime.loading import iter_tensors
 
     original = _llama()
     ref = _push(archive, tmp_path, original, "llama")

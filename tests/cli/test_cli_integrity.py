@@ -17,9 +17,9 @@ from modelfactory import big_model, write_model
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from modelarc.archive.keys import load_private_key
 from modelarc.archive.repository import Archive
-from modelarc.archive.signing import FileDigest, sign_snapshot
+from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
+from modelarc.archive.signing.keys import load_private_key
 from modelarc.registry.models import Signature
 from modelarc.storage.lock import store_lock
 

@@ -159,7 +159,7 @@ def test_odd_length_float_tensors_round_trip_through_push_pull_verify_and_load(
     import torch
 
     from modelarc.archive.repository import Archive
-    from modelarc.archive.torch_loading import load_state_dict
+    from modelarc.archive.runtime.loading import load_state_dict
     from modelarc.storage import ObjectId
 
     src, tensors = odd_float_model(tmp_path / "odd")

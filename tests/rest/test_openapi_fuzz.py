@@ -30,9 +30,9 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 
 from modelarc.api.app import create_app
+from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import create_token
-from modelarc.archive.tombstone import withdraw
 from modelarc.registry.records import Provenance
 
 TOKEN: dict[str, str] = {}

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from modelfactory import finetune, tiny_tensors, write_model
 
 from modelarc.api.app import create_app
-from modelarc.archive.provenance import attach_data, load_data_manifest
+from modelarc.archive.provenance.data import attach_data, load_data_manifest
 from modelarc.archive.repository import Archive
 from modelarc.registry.records import Provenance
 

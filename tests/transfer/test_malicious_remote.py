@@ -13,7 +13,7 @@ from hostilekit import RewritingProxy, object_files, serve_proxy
 from modelfactory import finetune, tiny_tensors, write_model
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
 
-from modelarc.archive.tombstone import withdraw
+from modelarc.archive.provenance.withdrawal import withdraw
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import pytest
 from modelfactory import big_model, finetune, tiny_tensors, write_model
 from transferkit import Server, files_of, make_home, trusted_by_server
 
-from modelarc.archive.remote import RemoteArchive, fetch_from_remote, push_to_remote
-from modelarc.archive.remote_config import Remote
+from modelarc.archive.remote.client import RemoteArchive
+from modelarc.archive.remote.config import Remote
+from modelarc.archive.remote.sync import fetch_from_remote, push_to_remote
 from modelarc.errors import LockedError
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs import CODEC_NAMES
@@ -170,7 +171,7 @@ def test_commit_is_refused_until_every_object_is_present_and_signed_by_a_trusted
     mallory("push", write_model(tmp_path / "m"), "acme/m:v1")
     with mallory.archive() as a:
         client = RemoteArchive(Remote("origin", server.url, server.push_token), jobs=2)
-        from modelarc.archive.transfer import objects_of, offer_for
+        from modelarc.archive.remote.offers import objects_of, offer_for
 
         offer, manifest = offer_for(a, "acme/m:v1")
         auth = {"Authorization": f"Bearer {server.push_token}"}
@@ -284,7 +285,7 @@ def test_gc_on_the_server_keeps_what_a_push_in_flight_uploaded(server: Server, t
             pass
 
     with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
-        from modelarc.archive.transfer import objects_of, offer_for
+        from modelarc.archive.remote.offers import objects_of, offer_for
 
         offer, manifest = offer_for(a, "acme/m:v1")
         needed = len(objects_of(offer, manifest))
@@ -301,7 +302,7 @@ def test_a_push_whose_leases_expired_and_objects_vanished_sends_them_again(
     trusted_by_server(server, alice)
     alice("push", write_model(tmp_path / "m"), "acme/m:v1")
     remote = Remote("origin", server.url, server.push_token)
-    monkeypatch.setattr("modelarc.archive.transfer.LEASE_TTL", dt.timedelta(seconds=-1))  # born expired
+    monkeypatch.setattr("modelarc.archive.remote.receive.LEASE_TTL", dt.timedelta(seconds=-1))  # born expired
     removed: list[int] = []
     calls: list[int] = []
 
@@ -311,7 +312,7 @@ def test_a_push_whose_leases_expired_and_objects_vanished_sends_them_again(
             removed.append(server.archive.gc().objects_removed)  # expired leases protect nothing
 
     with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
-        from modelarc.archive.transfer import objects_of, offer_for
+        from modelarc.archive.remote.offers import objects_of, offer_for
 
         offer, manifest = offer_for(a, "acme/m:v1")
         needed = objects_of(offer, manifest)

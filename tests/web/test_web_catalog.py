@@ -19,9 +19,9 @@ import pytest
 from liveserver import serve
 from modelfactory import TINY_CONFIG, finetune, tiny_tensors, write_model
 
-from modelarc.archive.provenance import attach_data, load_data_manifest
+from modelarc.archive.provenance.data import attach_data, load_data_manifest
+from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
-from modelarc.archive.tombstone import withdraw
 from modelarc.registry.records import Provenance
 
 CHROMIUM_FLAGS = [

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from modelarc.archive.diff import TensorChange, as_float64, compare_manifests
 from modelarc.archive.manifest import Part
+from modelarc.archive.provenance.diff import TensorChange, as_float64, compare_manifests
 from modelarc.archive.repository import Archive
 from modelarc.registry import lineage_queries as lq
 from modelarc.registry import queries as q

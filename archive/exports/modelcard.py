@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from modelarc import __version__
-from modelarc.archive.export_subject import HF_RELATIONS, ExportSubject, load_subject
+from modelarc.archive.exports.subject import HF_RELATIONS, ExportSubject, load_subject
 from modelarc.archive.repository import Archive
 
 

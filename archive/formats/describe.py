@@ -65,7 +65,7 @@ def read_architecture(files: list[tuple[str, Path]]) -> dict[str, Any]:
     if not any(rel == "config.json" for rel, _ in files):
         for rel, path in files:
             if rel.endswith(".gguf"):
-                from modelarc.archive.gguf_format import read_layout
+                from modelarc.archive.formats.gguf import read_layout
 
                 with open(path, "rb") as fh:
                     layout = read_layout(fh, str(path), path.stat().st_size)

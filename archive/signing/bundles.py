@@ -42,7 +42,12 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelarc.archive.keys import ecdsa_algorithm, key_fingerprint, load_public_key_pem, public_key_pem
+from modelarc.archive.signing.keys import (
+    ecdsa_algorithm,
+    key_fingerprint,
+    load_public_key_pem,
+    public_key_pem,
+)
 from modelarc.errors import SignatureError
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"

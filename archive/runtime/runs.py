@@ -18,11 +18,11 @@ from typing import Any
 import torch
 
 from modelarc import __version__
-from modelarc.archive import keys as keyring
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive
-from modelarc.archive.signing import pae
-from modelarc.archive.torch_loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+from modelarc.archive.signing import keys as keyring
+from modelarc.archive.signing.bundles import pae
 from modelarc.errors import NotFoundError, SignatureError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import RunRecord, SigningKey, Snapshot

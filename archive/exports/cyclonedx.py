@@ -45,7 +45,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from modelarc import __version__
-from modelarc.archive.export_subject import ExportSubject, load_subject
+from modelarc.archive.exports.subject import ExportSubject, load_subject
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError
 

@@ -1,0 +1,1 @@
+"""Catalog views and search as the CLI and API present them."""

@@ -1,0 +1,1 @@
+"""Writing a snapshot's description for other tools: CycloneDX ML-BOM and Hugging Face model cards."""

@@ -1,0 +1,231 @@
+"""The HTTP client for one remote archive (``modelarc serve``): every request, and every answer judged on arrival.
+
+Errors the remote answers become the same ``ModelarcError`` classes the local archive raises; object bodies are
+bounded by their header before they are read (docs/FORMAT.md "Transfer between archives").
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterable
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import httpx
+
+from modelarc import __version__
+from modelarc.archive.remote.config import Remote
+from modelarc.archive.remote.offers import MissingObjectsError, SnapshotOffer
+from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
+from modelarc.errors import (
+    IntegrityError,
+    NotFoundError,
+    ObjectFormatError,
+    RemoteAuthError,
+    RemoteError,
+    SignatureError,
+    WithdrawnError,
+)
+from modelarc.registry.refs import Ref
+from modelarc.storage import ObjectId
+from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
+
+MISSING_BATCH = 5000
+
+
+class RemoteArchive:
+    """An HTTP client for one remote; thread-safe, so ``jobs`` transfers share one connection pool."""
+
+    def __init__(self, remote: Remote, *, jobs: int = 4, timeout: float = 300.0) -> None:
+        self.remote = remote
+        self.jobs = max(1, jobs)
+        headers = {"User-Agent": f"modelarc/{__version__}"}
+        if remote.token:
+            headers["Authorization"] = f"Bearer {remote.token}"
+        self._headers = headers
+        self._timeout = timeout
+        self._prefix = urlsplit(remote.url).path.rstrip("/")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[http.client.HTTPConnection] = []
+        self.http = httpx.Client(
+            base_url=remote.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=self.jobs + 2, max_keepalive_connections=self.jobs + 2),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+        for conn in self._connections:
+            conn.close()
+
+    def __enter__(self) -> RemoteArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ wire
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(
+                f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            self._refuse(response.status_code, response.content, method, path)
+        return response
+
+    def _refuse(self, status: int, content: bytes, method: str, path: str) -> NoReturn:
+        """Turn an error answer into the ModelarcError the CLI reports in one line."""
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        detail = (
+            str(body.get("detail") or body.get("error") or body)
+            if isinstance(body, dict)
+            else content[:200].decode("utf-8", "replace") or f"HTTP {status}"
+        )
+        where = f"remote {self.remote.name}"
+        if status in (401, 403):
+            raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
+        if status == 404:
+            raise NotFoundError(f"{where}: {detail}")
+        if status in (410, 451):
+            raise WithdrawnError(f"{where}: {detail}")
+        if status == 409 and isinstance(body, dict):
+            raise MissingObjectsError(body.get("snapshot", "?"), list(body.get("missing") or ["?"]))
+        if status == 422 and "signature" in detail.lower():
+            raise SignatureError(f"{where}: {detail}")
+        raise RemoteError(f"{where} answered {status} to {method} {path}: {detail}")
+
+    def missing(self, ids: Iterable[str]) -> list[ObjectId]:
+        wanted = list(ids)
+        out: list[ObjectId] = []
+        for i in range(0, len(wanted), MISSING_BATCH):
+            body = self._request(
+                "POST", "/v1/objects/missing", json={"ids": wanted[i : i + MISSING_BATCH]}
+            ).json()
+            out += [ObjectId(o) for o in body["missing"]]
+        return out
+
+    def upload(self, oid: ObjectId, blob: bytes) -> None:
+        self._request(
+            "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
+        )
+
+    def download(self, oid: ObjectId, expected_raw: int | None = None) -> bytes | bytearray:
+        """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
+
+        The object header is read and checked first: its declared decoded size must be within the receiver's
+        limit (and equal ``expected_raw`` when the manifest says how long the chunk is), and the body may be at
+        most that plus the codec's overhead, so a hostile remote cannot make the puller buffer a gigabyte.
+        Objects are the bulk of every pull; http.client reads a body of known length in one ``readinto`` where
+        httpx reads it 64 KiB at a time (measured: bench/http_pull.py). Small requests stay on httpx.
+        """
+        path = f"{self._prefix}/v1/objects/{oid}"
+        for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
+            conn = self._connection()
+            try:
+                conn.request("GET", path, headers=self._headers)
+                response = conn.getresponse()
+                if response.status >= 400:
+                    self._refuse(response.status, response.read(64 << 10), "GET", path)
+                return self._read_object(oid, response, expected_raw)
+            except (http.client.HTTPException, OSError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise RemoteError(
+                        f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
+                    ) from None
+                continue
+            except BaseException:
+                conn.close()  # a refused or half-read body leaves the connection unusable
+                self._local.conn = None
+                raise
+        raise AssertionError("unreachable")
+
+    def _read_object(
+        self, oid: ObjectId, response: http.client.HTTPResponse, expected_raw: int | None
+    ) -> bytearray:
+        where = f"remote {self.remote.name} sent object {oid}"
+        head = response.read(HEADER_FIXED_SIZE)
+        try:
+            _codec, params_length, raw_length = unpack_fixed_header(head, where)
+        except ObjectFormatError as exc:
+            raise IntegrityError(str(exc)) from None
+        if raw_length > MAX_OBJECT_BYTES or (expected_raw is not None and raw_length != expected_raw):
+            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else "the limit"
+            raise IntegrityError(f"{where}: it declares {raw_length} decoded bytes, not {want}")
+        cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
+        declared = response.getheader("Content-Length")
+        if declared is not None:
+            if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
+                raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
+            body = bytearray(int(declared))
+            body[:HEADER_FIXED_SIZE] = head
+            view = memoryview(body)[HEADER_FIXED_SIZE:]
+            while view:
+                n = response.readinto(view)
+                if not n:
+                    raise RemoteError(f"{where}: the body ended early")
+                view = view[n:]
+            return body
+        body = bytearray(head)  # no length given: read in blocks, never past the cap
+        while block := response.read(1 << 20):
+            body += block
+            if len(body) > cap:
+                raise IntegrityError(f"{where}: the body runs past the {cap} bytes that can be valid")
+        return body
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            parts = urlsplit(self.remote.url)
+            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = kind(parts.hostname or "localhost", parts.port, timeout=self._timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def offer(self, ref: Ref) -> SnapshotOffer:
+        rev = ref.digest or ref.tag or "latest"
+        body = self._request("GET", f"/v1/transfer/snapshots/{ref.model}/{rev}").json()
+        return SnapshotOffer.from_json(body)
+
+    def check(self, offer: SnapshotOffer) -> list[ObjectId]:
+        """Ask the remote to vet the signer and manifest before weights move; the objects it still lacks."""
+        body = self._request("POST", "/v1/transfer/check", json=offer.to_json()).json()
+        missing = body.get("missing") if isinstance(body, dict) else None
+        if not isinstance(missing, list):
+            raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check")
+        return [ObjectId(o) for o in missing]
+
+    def commit(self, offer: SnapshotOffer) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
+        return result
+
+    def search(self, filters: dict[str, Any], limit: int, *, page_size: int = 1000) -> list[dict[str, Any]]:
+        """The remote's ``GET /v1/snapshots`` with the ``ls`` filters, following ``Link: rel="next"`` pages."""
+        params: dict[str, Any] | None = {k: v for k, v in filters.items() if v is not None}
+        params = {**(params or {}), "limit": min(page_size, limit)}
+        url: str | None = "/v1/snapshots"
+        rows: list[dict[str, Any]] = []
+        while url and len(rows) < limit:
+            response = self._request("GET", url, params=params)
+            rows += response.json()
+            nxt = response.links.get("next", {}).get("url")
+            # the next link carries the filters, the page size and the cursor: follow it as it is
+            url, params = (httpx.URL(nxt).raw_path.decode(), None) if nxt else (None, None)
+        return rows[:limit]
+
+    def keys(self) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = self._request("GET", "/v1/transfer/keys").json()
+        return keys

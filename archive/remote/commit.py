@@ -1,0 +1,235 @@
+"""Recording a snapshot received from another archive: every claim of its offer is checked before anything is.
+
+Both directions use this: a server commits what a client pushed to it, a client commits what it pulled. The checks
+and their order are docs/FORMAT.md "Transfer between archives"; the threat model is docs/SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
+from modelarc.archive.remote.offers import MissingObjectsError, SnapshotOffer, objects_of
+from modelarc.archive.repository import Archive, catalog_files, check_bundles
+from modelarc.archive.restore import file_chunks
+from modelarc.errors import NotFoundError, SigningKeyError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.leases import release_leases
+from modelarc.registry.models import DataAttachment, Signature, SigningKey
+from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
+from modelarc.registry.refs import Ref, parse_ref
+from modelarc.storage import ObjectId
+
+if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
+    from modelarc.archive.provenance.data import DataManifest
+
+MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    ref: str
+    snapshot: str
+    new_snapshot: bool
+    previous: str | None
+    key_fingerprint: str
+    parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
+
+
+def commit_offer(
+    archive: Archive,
+    offer: SnapshotOffer,
+    *,
+    actor: str,
+    record_as: Ref | None = None,
+    holder: str | None = None,
+    content_checked: bool = False,
+) -> CommitResult:
+    """Record a received snapshot and move one tag, once every claim the offer makes has been checked here.
+
+    Before anything is recorded: every object is present, the manifest hashes to the offered id (it is read by
+    that id and re-hashed), its numbers are sane, every file rebuilds to its declared size and sha256 with tensor
+    entries matching its own header (skipped when the caller has just rebuilt the files itself:
+    ``content_checked``, or when this archive already holds the snapshot), and a bundle signs exactly these files
+    with a key *this* archive trusts. ``record_as`` is the name and tag to record (default: the offer's ref); its
+    tag is the only one that moves, and a ``record_as`` without a tag moves none. ``holder`` releases that
+    pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
+    """
+    ref = record_as or parse_ref(offer.ref)
+    with archive.store.lock(exclusive=False):
+        if missing := missing_objects(archive, offer):  # all of them at once, so one resend completes a push
+            raise MissingObjectsError(offer.snapshot, missing)
+        manifest, fingerprint, bundles = check_offer(archive, offer)
+        needed = objects_of(offer, manifest)
+        data = _data_manifests(archive, offer)
+        with archive.catalog.session() as s:
+            recorded = q.digest_recorded(s, offer.snapshot)
+        if not (content_checked or recorded):
+            check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
+        archive.store.sync()  # every object is durable before the catalog mentions it
+        infos = {oid: archive.store.stat(oid) for oid in needed}
+        architecture = _architecture(archive, manifest) or offer.architecture
+        with archive.catalog.session() as s:
+            known = q.known_object_ids(s, infos)
+            parents, parents_missing = [], []
+            for parent_text, relation in offer.parents:
+                try:
+                    parents.append((q.resolve_ref(s, parse_ref(parent_text)), relation))
+                except NotFoundError:
+                    parents_missing.append(parent_text)
+            q.record_objects(
+                s, [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in infos.values()]
+            )
+            record = _record(offer, manifest, architecture, infos, known, actor)
+            model = q.get_or_create_model(s, ref.namespace, ref.name)
+            snap, created = q.record_snapshot(s, model, record, parents)
+            have = {sig.object_id for sig in s.query(Signature).filter_by(snapshot_id=snap.id)}
+            key_row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
+            if key_row is None:  # cannot happen: the fingerprint came from the trusted keys just read
+                raise SigningKeyError(f"key {fingerprint} vanished from the catalog during the commit")
+            for oid, bundle in zip(offer.signatures, bundles, strict=True):
+                if oid not in have:
+                    s.add(
+                        Signature(
+                            snapshot_id=snap.id, key_id=key_row.id, object_id=oid, bundle=bundle.decode()
+                        )
+                    )
+            if not created:
+                q.add_snapshot_objects(s, snap, [str(o) for o in needed])
+            previous = q.move_tag(s, model, ref.tag, snap, actor) if ref.tag else None
+            if holder is not None:
+                release_leases(s, needed, holder)
+            label = f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}"
+            q.audit(
+                s,
+                actor,
+                "transfer.commit",
+                label,
+                snapshot=offer.snapshot,
+                new_snapshot=created,
+                previous=previous,
+                key=fingerprint,
+            )
+    _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
+    return CommitResult(
+        ref=label,
+        snapshot=offer.snapshot,
+        new_snapshot=created,
+        previous=previous if previous != offer.snapshot else None,
+        key_fingerprint=fingerprint,
+        parents_missing=tuple(parents_missing),
+    )
+
+
+def missing_objects(archive: Archive, offer: SnapshotOffer) -> list[ObjectId]:
+    """Every object of the offer this store lacks; without the manifest, only what the offer itself names."""
+    manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
+    head = [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
+    needed = (
+        objects_of(offer, archive.manifest_by_id(offer.snapshot)) if archive.store.has(manifest_id) else head
+    )
+    return [oid for oid in needed if not archive.store.has(oid)]
+
+
+def check_offer(archive: Archive, offer: SnapshotOffer) -> tuple[SnapshotManifest, str, list[bytes]]:
+    """The checks that need only the manifest and the bundles: run before any weight object moves.
+
+    Returns the manifest, the fingerprint of the trusted key that signed it, and the bundles' bytes. Raises
+    ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
+    cannot be true, ``SignatureError`` unless a bundle verifies against a key this archive trusts.
+    """
+    head = [ObjectId(offer.snapshot.removeprefix("sha256:")), *map(ObjectId, offer.signatures)]
+    missing = [oid for oid in head if not archive.store.has(oid)]
+    if missing:
+        raise MissingObjectsError(offer.snapshot, missing)
+    manifest = archive.manifest_by_id(offer.snapshot)
+    check_manifest_structure(manifest, f"snapshot {offer.snapshot}")
+    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
+    fingerprint, _bundle = check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
+    return manifest, fingerprint, bundles
+
+
+def _record(
+    offer: SnapshotOffer,
+    manifest: SnapshotManifest,
+    architecture: dict[str, Any],
+    infos: dict[ObjectId, Any],
+    known: set[str],
+    actor: str,
+) -> NewSnapshot:
+    params, dtypes = parameter_counts(manifest)
+    prov = offer.provenance
+    try:
+        provenance = Provenance(
+            cutoff=_date(prov.get("cutoff")),
+            cutoff_precision=prov.get("cutoff_precision"),
+            license=prov.get("license"),
+            description=prov.get("description"),
+            source_url=prov.get("source_url"),
+            release_date=_date(prov.get("release_date")),
+        )
+    except ValueError as exc:
+        raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
+    if provenance.cutoff_precision not in (None, "year", "month", "day"):
+        raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
+    return NewSnapshot(
+        digest=offer.snapshot,
+        logical_bytes=manifest.logical_bytes,
+        stored_bytes_added=sum(info.stored_size for oid, info in infos.items() if oid not in known),
+        files=catalog_files(manifest),
+        parameter_count=params,
+        dtypes=dtypes,
+        architecture=architecture,
+        object_ids=frozenset(str(o) for o in infos),
+        provenance=provenance,
+        pushed_by=actor,
+    )
+
+
+def _data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]:
+    """The offer's training-data manifests, each parsed and validated as if given on this side, before recording."""
+    if not offer.data:
+        return []
+    # imported here: jsonschema's import costs about a second, which every CLI command would otherwise pay
+    from modelarc.archive.provenance.data import parse_data_manifest
+
+    return [
+        parse_data_manifest(bytes(archive.store.get(ObjectId(oid))), f"training-data manifest {oid}")
+        for oid in offer.data
+    ]
+
+
+def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str) -> None:
+    """Attach each training-data manifest not yet attached to the snapshot here."""
+    if not manifests:
+        return
+    from modelarc.archive.provenance.data import attach_data
+
+    _ref, snap = archive.resolve(ref_text)
+    with archive.catalog.session() as s:
+        have = {a.object_id for a in s.query(DataAttachment).filter_by(snapshot_id=snap.id)}
+    for manifest in manifests:
+        if ObjectId.of(manifest.raw) not in have:
+            attach_data(archive, ref_text, manifest)
+
+
+def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any]:
+    """Derived from the received config.json, so a sender cannot make the catalog disagree with the weights."""
+    entry = next((f for f in manifest.files if f.path == "config.json"), None)
+    if entry is None or entry.size > MAX_CONFIG_BYTES:
+        return {}
+    data = b"".join(bytes(archive.store.get(c.id)) for c in file_chunks(entry))
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return architecture_from_config(doc) if isinstance(doc, dict) else {}
+
+
+def _date(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None

@@ -1,0 +1,194 @@
+"""Receiving a snapshot from another archive: objects arrive by id, then a commit that is refused unless it is whole.
+
+Both directions use this module: a server commits what a client pushed to it, and a client commits what it pulled
+from a remote. The wire document, a ``SnapshotOffer`` (format 1, docs/FORMAT.md "Transfer"), carries only what the
+objects cannot: the ref, which objects are signature bundles, provenance and lineage. Everything integrity-relevant
+is re-derived from the objects themselves: the manifest must hash to the snapshot id, every object it names must be
+present, and a bundle must verify against a key *this* archive trusts and sign exactly the manifest's files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.repository import RELATIONS, Archive, refuse_if_withdrawn
+from modelarc.errors import (
+    ModelarcError,
+    UsageError,
+)
+from modelarc.registry.models import DataAttachment, Snapshot
+from modelarc.registry.refs import parse_ref
+from modelarc.storage import ObjectId
+
+if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
+    pass
+
+TRANSFER_FORMAT = 1
+MAX_OFFER_BYTES = 1 << 20  # an offer is a few KiB; the server reads no more than this before parsing
+MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
+MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
+MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
+_PROVENANCE_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
+
+
+class MissingObjectsError(ModelarcError):
+    """A commit named objects the receiving store does not have; ``missing`` lists them so the sender can resume."""
+
+    exit_code = 5
+
+    def __init__(self, snapshot: str, missing: list[str]) -> None:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        super().__init__(f"snapshot {snapshot} is incomplete: object {missing[0]} is missing{more}")
+        self.missing = missing
+
+
+@dataclass(frozen=True)
+class SnapshotOffer:
+    """What one archive tells another about a snapshot, besides its objects."""
+
+    ref: str  # ns/name:tag to move on the receiving side
+    snapshot: str  # sha256:<hex>, the manifest's object id
+    signatures: tuple[str, ...]  # object ids of signature bundles
+    provenance: dict[str, Any]  # the _PROVENANCE_FIELDS, dates as ISO strings
+    parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
+    architecture: dict[str, Any]  # used only when the snapshot has no config.json to derive it from
+    data: tuple[str, ...] = ()  # object ids of attached training-data manifests (docs/PROVENANCE.md)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": TRANSFER_FORMAT,
+            "ref": self.ref,
+            "snapshot": self.snapshot,
+            "signatures": list(self.signatures),
+            "provenance": self.provenance,
+            "parents": [{"ref": ref, "relation": rel} for ref, rel in self.parents],
+            "architecture": self.architecture,
+            "data": list(self.data),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> SnapshotOffer:
+        """Parse and validate; every problem is a ``UsageError`` naming the field."""
+        if not isinstance(doc, dict):
+            raise UsageError("snapshot offer: expected a JSON object")
+        if doc.get("format") != TRANSFER_FORMAT:
+            raise UsageError(f"snapshot offer: format {doc.get('format')!r} is not {TRANSFER_FORMAT}")
+        ref = parse_ref(_string(doc, "ref"))
+        if ref.digest:
+            raise UsageError("snapshot offer: ref must name a tag (ns/name:tag), not a digest")
+        snapshot = _string(doc, "snapshot")
+        ObjectId(snapshot.removeprefix("sha256:"))  # validates the hex
+        if not snapshot.startswith("sha256:"):
+            raise UsageError("snapshot offer: snapshot must be sha256:<hex>")
+        sigs = doc.get("signatures")
+        if (
+            not isinstance(sigs, list)
+            or not 0 < len(sigs) <= MAX_OFFER_ITEMS
+            or not all(isinstance(x, str) for x in sigs)
+        ):
+            raise UsageError(
+                f"snapshot offer: signatures must be a list of 1 to {MAX_OFFER_ITEMS} object ids"
+            )
+        for oid in sigs:
+            ObjectId(oid)
+        prov = doc.get("provenance") or {}
+        if not isinstance(prov, dict) or not all(
+            k in _PROVENANCE_FIELDS and (v is None or (isinstance(v, str) and len(v) <= MAX_OFFER_TEXT))
+            for k, v in prov.items()
+        ):
+            raise UsageError(
+                f"snapshot offer: provenance may only hold strings (at most {MAX_OFFER_TEXT} characters) "
+                f"for {', '.join(_PROVENANCE_FIELDS)}"
+            )
+        parents = []
+        if len(doc.get("parents") or []) > MAX_OFFER_ITEMS:
+            raise UsageError(f"snapshot offer: at most {MAX_OFFER_ITEMS} parents")
+        for i, p in enumerate(doc.get("parents") or []):
+            if (
+                not isinstance(p, dict)
+                or not isinstance(p.get("ref"), str)
+                or p.get("relation") not in RELATIONS
+            ):
+                raise UsageError(
+                    f"snapshot offer: parents[{i}] needs a ref and a relation in {', '.join(RELATIONS)}"
+                )
+            if not parse_ref(p["ref"]).digest:
+                raise UsageError(f"snapshot offer: parents[{i}].ref must name a digest (ns/name@sha256:...)")
+            parents.append((p["ref"], p["relation"]))
+        arch = doc.get("architecture") or {}
+        if not isinstance(arch, dict) or len(json.dumps(arch)) > MAX_OFFER_TEXT:
+            raise UsageError(
+                f"snapshot offer: architecture must be an object of at most {MAX_OFFER_TEXT} bytes"
+            )
+        data = doc.get("data") or []
+        if (
+            not isinstance(data, list)
+            or len(data) > MAX_OFFER_ITEMS
+            or not all(isinstance(x, str) for x in data)
+        ):
+            raise UsageError(f"snapshot offer: data must be a list of at most {MAX_OFFER_ITEMS} object ids")
+        return cls(
+            str(ref),
+            snapshot,
+            tuple(sigs),
+            dict(prov),
+            tuple(parents),
+            arch,
+            tuple(ObjectId(x) for x in data),
+        )
+
+
+def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotManifest]:
+    """Describe a local snapshot for sending, with its verified manifest."""
+    ref, snap = archive.resolve(ref_text)
+    refuse_if_withdrawn(snap, str(ref))
+    manifest = archive.manifest(snap)
+    with archive.catalog.session() as s:
+        row = s.get(Snapshot, snap.id)
+        assert row is not None
+        parents = tuple(
+            (f"{p.parent.model.namespace}/{p.parent.model.name}@{p.parent.digest}", p.relation)
+            for p in row.parents
+        )
+        tag = ref.tag
+        if tag is None:  # a digest ref: send it under the tag that points at it, else `latest`
+            tags = [t.name for t in row.model.tags if t.snapshot_id == row.id]
+            tag = "latest" if not tags or "latest" in tags else sorted(tags)[0]
+        provenance = {
+            name: (value.isoformat() if isinstance(value, dt.date) else value)
+            for name in _PROVENANCE_FIELDS
+            if (value := getattr(row, name)) is not None
+        }
+        offer = SnapshotOffer(
+            ref=f"{ref.model}:{tag}",
+            snapshot=snap.digest,
+            signatures=tuple(archive.signature_object_ids(snap)),
+            provenance=provenance,
+            parents=parents,
+            architecture=dict(row.architecture or {}),
+            data=tuple(
+                a.object_id
+                for a in s.query(DataAttachment).filter_by(snapshot_id=row.id).order_by(DataAttachment.id)
+                if a.object_id
+            ),
+        )
+    return offer, manifest
+
+
+def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectId]:
+    """Every object a receiver needs: the manifest first (so a partial pull can read it), then bundles, then data."""
+    head = [ObjectId(offer.snapshot.removeprefix("sha256:"))] + [
+        ObjectId(o) for o in offer.signatures + offer.data
+    ]
+    return head + sorted(manifest.object_ids() - set(head))
+
+
+def _string(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"snapshot offer: {name} must be a non-empty string")
+    return value

@@ -1,0 +1,77 @@
+"""Receiving objects from another archive, and keeping a push in flight safe from gc with leases.
+
+An object is refused unless it decodes to its id, and its declared size is bounded before it is decoded. On a
+server, each upload is leased to its pusher under the store's shared lock (registry/leases.py), so gc, which reads
+leases under the exclusive lock, never sees an uploaded object without its lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
+from modelarc.archive.remote.commit import check_offer
+from modelarc.archive.remote.offers import SnapshotOffer, objects_of
+from modelarc.archive.repository import Archive
+from modelarc.errors import PayloadTooLargeError
+from modelarc.registry.leases import take_leases
+from modelarc.storage import ObjectId
+from modelarc.storage.objectformat import unpack_header
+
+MAX_OBJECT_BYTES = MAX_CHUNK_BYTES  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
+MAX_CODEC_OVERHEAD = 1 << 20  # a stored object is at most its decoded size plus its header and this much
+
+
+def receive_object(
+    archive: Archive,
+    oid: ObjectId,
+    blob: bytes | bytearray,
+    *,
+    write: Callable[[Callable[[], None]], None] | None = None,
+    holder: str | None = None,
+) -> bytes | bytearray:
+    """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
+
+    The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
+    With ``holder`` (a server receiving a push), the object is leased to that pusher before it is written, both
+    under the store's shared lock, so a gc can never see the object without its lease.
+    """
+    header = unpack_header(blob, f"object {oid}")
+    if header.raw_length > MAX_OBJECT_BYTES:
+        raise PayloadTooLargeError(
+            f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
+        )
+    if holder is None:
+        return archive.store.put_stored(oid, blob, write=write)
+    writes: list[Callable[[], None]] = []
+    raw = archive.store.put_stored(oid, blob, write=writes.append)  # decoded and verified, not yet written
+    with archive.store.lock(exclusive=False):
+        lease_objects(archive, [oid], holder)
+        for store in writes:
+            store()
+    return raw
+
+
+LEASE_TTL = dt.timedelta(hours=1)
+
+
+def lease_objects(archive: Archive, object_ids: Iterable[str], holder: str) -> None:
+    """Keep ``object_ids`` from gc for ``LEASE_TTL`` on behalf of a push in flight (registry/leases.py)."""
+    with archive.catalog.session() as s:
+        take_leases(s, object_ids, holder, LEASE_TTL)
+
+
+def check_push(archive: Archive, offer: SnapshotOffer, holder: str) -> list[ObjectId]:
+    """Before weights move: the signer is trusted and the manifest is sane; the objects still to send.
+
+    The objects this archive already has are leased to ``holder`` under the shared store lock, so the answer
+    "you need not send these" stays true until the commit (or the lease expires).
+    """
+    with archive.store.lock(exclusive=False):
+        manifest, _fingerprint, _bundles = check_offer(archive, offer)
+        needed = objects_of(offer, manifest)
+        present = [oid for oid in needed if archive.store.has(oid)]
+        lease_objects(archive, present, holder)
+    have = set(present)
+    return [oid for oid in needed if oid not in have]

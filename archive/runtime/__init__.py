@@ -1,0 +1,1 @@
+"""Loading archived tensors into torch, recorded runs, and lockfiles for reproducible studies."""
