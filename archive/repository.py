@@ -546,33 +546,36 @@ class Archive:
     def gc(self, *, dry_run: bool = False) -> GcReport:
         """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
         with self.store.lock(exclusive=True, wait=False):
-            with self.catalog.session() as s:
-                # objects a remote push has uploaded but not committed yet are leased (registry/leases.py)
-                referenced = q.referenced_object_ids(s) | leased_object_ids(s)
-            removed = freed = kept = 0
-            doomed = []
-            for oid in list(self.store.iter_ids()):
-                if oid in referenced:
-                    kept += 1
-                    continue
-                try:
-                    freed += self.store.stored_size(oid)
-                except ObjectMissingError:
-                    continue
-                doomed.append(oid)
+            present = set(self.store.iter_ids())
+            removed, freed = self.delete_unreferenced(present, dry_run=dry_run)
             temp_removed = 0
             if not dry_run:
-                with self.catalog.session() as s:
-                    q.delete_object_rows(s, doomed)
-                for oid in doomed:
-                    self.store.delete(oid)
-                    removed += 1
                 temp_removed = self.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
                 with self.catalog.session() as s:
                     q.audit(s, self.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
-            else:
-                removed = len(doomed)
-        return GcReport(removed, freed, temp_removed, kept)
+        return GcReport(removed, freed, temp_removed, len(present) - removed)
+
+    def delete_unreferenced(self, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+        """The one deletion path (gc, withdrawal): of ``candidates``, delete those no snapshot references and no
+        push in flight has leased; (objects removed, stored bytes freed). The caller holds the exclusive lock.
+
+        Catalog rows go first: a crash between leaves orphan files for the next gc, never rows without files.
+        """
+        with self.catalog.session() as s:
+            doomed = sorted(candidates - q.objects_in_use(s, candidates) - leased_object_ids(s))
+        sizes = {}
+        for oid in doomed:
+            try:
+                sizes[oid] = self.store.stored_size(ObjectId(oid))
+            except ObjectMissingError:
+                sizes[oid] = 0
+        if dry_run:
+            return len(doomed), sum(sizes.values())
+        with self.catalog.session() as s:
+            q.delete_object_rows(s, doomed)
+        for oid in doomed:
+            self.store.delete(ObjectId(oid))
+        return len(doomed), sum(sizes.values())
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import (
@@ -18,6 +18,7 @@ from modelarc.errors import (
 )
 from modelarc.registry.models import (
     AuditEvent,
+    DataAttachment,
     File,
     Lineage,
     Model,
@@ -231,6 +232,40 @@ def parents_of(s: Session, snap: Snapshot) -> list[tuple[Snapshot, str]]:
 
 def referenced_object_ids(s: Session) -> set[str]:
     return set(s.scalars(select(SnapshotObject.object_id).distinct()))
+
+
+def objects_in_use(s: Session, object_ids: Iterable[str]) -> set[str]:
+    """Which of ``object_ids`` some snapshot still references."""
+    ids = sorted(set(object_ids))
+    used: set[str] = set()
+    for i in range(0, len(ids), 500):
+        used.update(
+            s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.object_id.in_(ids[i : i + 500])))
+        )
+    return used
+
+
+def release_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]) -> None:
+    """The snapshot no longer references these objects (its weights were withdrawn)."""
+    ids = sorted(set(object_ids))
+    for i in range(0, len(ids), 500):
+        s.execute(
+            delete(SnapshotObject).where(
+                SnapshotObject.snapshot_id == snapshot_id, SnapshotObject.object_id.in_(ids[i : i + 500])
+            )
+        )
+
+
+def data_manifest_object_ids(s: Session, snapshot_id: int) -> list[str]:
+    """The training-data manifests attached to a snapshot, as stored objects, in the order they were attached."""
+    return [
+        str(oid)
+        for oid in s.scalars(
+            select(DataAttachment.object_id)
+            .where(DataAttachment.snapshot_id == snapshot_id, DataAttachment.object_id.is_not(None))
+            .order_by(DataAttachment.id)
+        )
+    ]
 
 
 def snapshots_using(s: Session, object_ids: Iterable[str]) -> dict[str, list[Snapshot]]:

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from sqlalchemy import select
 
 from modelarc.archive.repository import Archive, SnapshotView
-from modelarc.registry.models import DataAttachment
+from modelarc.registry import queries as q
 from modelarc.storage.ids import ObjectId
 
 # Our lineage relations that the Hub's ``base_model_relation`` can express; the others have no Hub equivalent.
@@ -39,11 +38,7 @@ def load_subject(archive: Archive, ref_text: str) -> ExportSubject:
     ref, snap = archive.resolve(ref_text)
     view = archive.show(f"{ref.model}@{snap.digest}")
     with archive.catalog.session() as s:
-        object_ids = s.scalars(
-            select(DataAttachment.object_id)
-            .where(DataAttachment.snapshot_id == snap.id, DataAttachment.object_id.is_not(None))
-            .order_by(DataAttachment.id)
-        ).all()
+        object_ids = q.data_manifest_object_ids(s, snap.id)
     declared: set[str] = set()
     for oid in object_ids:
         # the manifest exactly as given at attach time; get() re-hashes it, so a damaged copy is an error here

@@ -12,14 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
-
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.leases import leased_object_ids
-from modelarc.registry.models import SnapshotObject, utcnow
-from modelarc.storage import ObjectId
+from modelarc.registry.models import utcnow
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -81,37 +77,17 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
         row = s.merge(snap)
         row.tombstoned_at = utcnow()
         row.tombstone_reason = reason.strip()
-        s.execute(
-            delete(SnapshotObject).where(
-                SnapshotObject.snapshot_id == row.id, SnapshotObject.object_id.in_(sorted(released))
-            )
-        )
+        q.release_snapshot_objects(s, row.id, released)
         q.audit(s, archive.settings.actor, "tombstone", str(ref), snapshot=snap.digest, reason=reason.strip())
     deleted, freed, deferred = _delete_unreferenced(archive, released)
     return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred)
 
 
 def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, int, bool]:
+    """Free the released weights now if no push or pull holds the store; otherwise the next gc frees them."""
     try:
         with archive.store.lock(exclusive=True, wait=False):
-            with archive.catalog.session() as s:
-                still_used = set(
-                    s.scalars(
-                        select(SnapshotObject.object_id).where(
-                            SnapshotObject.object_id.in_(sorted(candidates))
-                        )
-                    )
-                )
-                doomed = sorted(candidates - still_used - leased_object_ids(s))
-                freed = 0
-                for oid in doomed:
-                    if archive.store.has(ObjectId(oid)):
-                        freed += archive.store.stat(ObjectId(oid)).stored_size
-                q.delete_object_rows(s, doomed)
-            for (
-                oid
-            ) in doomed:  # rows first: a crash here leaves orphan files for gc, never rows without files
-                archive.store.delete(ObjectId(oid))
-            return len(doomed), freed, False
+            deleted, freed = archive.delete_unreferenced(candidates)
+            return deleted, freed, False
     except LockedError:
         return 0, 0, True
