@@ -40,6 +40,7 @@ from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import Signature, SigningKey, Snapshot
+from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, check_tag, parse_ref
 from modelarc.registry.snapshot_search import format_cutoff_value
@@ -313,48 +314,31 @@ class Archive:
             self.store.sync()  # every object is durable before the catalog mentions it
             fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
             record = self._snapshot_record(result, files, provenance, manifest_put.id, bundle_put.id)
-            extra = [manifest_put, bundle_put]
+            objects = [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in result.objects] + [
+                ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)
+            ]
             with self.catalog.session() as s:
-                q.record_objects(
+                recorded = record_snapshot(
                     s,
-                    [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in result.objects]
-                    + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in extra],
-                )
-                model = q.get_or_create_model(s, ref.namespace, ref.name)
-                parents = [(q.resolve_ref(s, pref), rel) for pref, rel in parent_refs]
-                snap, created = q.record_snapshot(s, model, record, parents)
-                if created:
-                    key_row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
-                    if key_row is None:
-                        raise SigningKeyError(
-                            "the local signing key is not in the catalog; run `modelarc init`"
-                        )
-                    s.add(
-                        Signature(
-                            snapshot_id=snap.id,
-                            key_id=key_row.id,
-                            object_id=bundle_put.id,
-                            bundle=bundle.decode(),
-                        )
-                    )
-                previous = q.move_tag(s, model, ref.tag or "latest", snap, self.settings.actor)
-                q.audit(
-                    s,
-                    self.settings.actor,
-                    "push",
-                    f"{ref.model}:{ref.tag}",
-                    snapshot=snapshot_id,
-                    new_snapshot=created,
-                    previous=previous,
-                    stored_bytes_added=record.stored_bytes_added,
+                    SnapshotRecording(
+                        model=Ref(ref.namespace, ref.name, tag=ref.tag or "latest"),
+                        snapshot=record,
+                        objects=objects,
+                        signatures=[NewSignature(bundle_put.id, bundle.decode(), fingerprint)],
+                        actor=self.settings.actor,
+                        action="push",
+                        parents=[(pref, rel) for pref, rel in parent_refs],
+                        merge_into_existing=False,  # a re-push of known bytes keeps the snapshot as it was
+                        audit_details={"stored_bytes_added": record.stored_bytes_added},
+                    ),
                 )
         return PushResult(
             ref=str(ref),
             snapshot=snapshot_id,
             logical_bytes=manifest.logical_bytes,
             stored_bytes_added=record.stored_bytes_added,
-            new_snapshot=created,
-            previous=previous if previous != snapshot_id else None,
+            new_snapshot=recorded.created,
+            previous=recorded.previous,
             files=len(manifest.files),
             tensors=sum(1 for _ in manifest.tensors()),
             seconds=time.perf_counter() - started,

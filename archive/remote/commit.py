@@ -17,10 +17,10 @@ from modelarc.archive.manifest_checks import check_manifest_content, check_manif
 from modelarc.archive.remote.offers import MissingObjectsError, SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, catalog_files, check_bundles
 from modelarc.archive.restore import file_chunks
-from modelarc.errors import NotFoundError, SigningKeyError, UsageError
+from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.leases import release_leases
-from modelarc.registry.models import DataAttachment, Signature, SigningKey
+from modelarc.registry.models import DataAttachment
+from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
@@ -76,53 +76,34 @@ def commit_offer(
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
             known = q.known_object_ids(s, infos)
-            parents, parents_missing = [], []
-            for parent_text, relation in offer.parents:
-                try:
-                    parents.append((q.resolve_ref(s, parse_ref(parent_text)), relation))
-                except NotFoundError:
-                    parents_missing.append(parent_text)
-            q.record_objects(
-                s, [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in infos.values()]
-            )
-            record = _record(offer, manifest, architecture, infos, known, actor)
-            model = q.get_or_create_model(s, ref.namespace, ref.name)
-            snap, created = q.record_snapshot(s, model, record, parents)
-            have = {sig.object_id for sig in s.query(Signature).filter_by(snapshot_id=snap.id)}
-            key_row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
-            if key_row is None:  # cannot happen: the fingerprint came from the trusted keys just read
-                raise SigningKeyError(f"key {fingerprint} vanished from the catalog during the commit")
-            for oid, bundle in zip(offer.signatures, bundles, strict=True):
-                if oid not in have:
-                    s.add(
-                        Signature(
-                            snapshot_id=snap.id, key_id=key_row.id, object_id=oid, bundle=bundle.decode()
-                        )
-                    )
-            if not created:
-                q.add_snapshot_objects(s, snap, [str(o) for o in needed])
-            previous = q.move_tag(s, model, ref.tag, snap, actor) if ref.tag else None
-            if holder is not None:
-                release_leases(s, needed, holder)
-            label = f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}"
-            q.audit(
+        record = _record(offer, manifest, architecture, infos, known, actor)
+        with archive.catalog.session() as s:
+            recorded = record_snapshot(
                 s,
-                actor,
-                "transfer.commit",
-                label,
-                snapshot=offer.snapshot,
-                new_snapshot=created,
-                previous=previous,
-                key=fingerprint,
+                SnapshotRecording(
+                    model=Ref(ref.namespace, ref.name, tag=ref.tag),
+                    snapshot=record,
+                    objects=[ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in infos.values()],
+                    signatures=[
+                        NewSignature(oid, bundle.decode(), fingerprint)
+                        for oid, bundle in zip(offer.signatures, bundles, strict=True)
+                    ],
+                    actor=actor,
+                    action="transfer.commit",
+                    parents=[(parse_ref(text), relation) for text, relation in offer.parents],
+                    lenient_parents=True,
+                    release_leases_of=holder,
+                    audit_details={"key": fingerprint},
+                ),
             )
     _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
     return CommitResult(
-        ref=label,
+        ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,
-        new_snapshot=created,
-        previous=previous if previous != offer.snapshot else None,
+        new_snapshot=recorded.created,
+        previous=recorded.previous,
         key_fingerprint=fingerprint,
-        parents_missing=tuple(parents_missing),
+        parents_missing=recorded.parents_missing,
     )
 
 

@@ -1,0 +1,103 @@
+"""The one transaction that records a snapshot: objects, model, snapshot rows, lineage, signatures, tag and audit.
+
+Local push and a received commit (server or puller) both end here, so what the catalog holds about a snapshot
+never depends on how it arrived. The caller has made every object durable before calling; everything below is
+committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelarc.errors import NotFoundError, SigningKeyError
+from modelarc.registry import queries as q
+from modelarc.registry.leases import release_leases
+from modelarc.registry.models import Signature, SigningKey
+from modelarc.registry.records import NewSnapshot, ObjectRecord
+from modelarc.registry.refs import Ref
+
+
+@dataclass(frozen=True)
+class NewSignature:
+    object_id: str  # the bundle, stored as an object
+    bundle: str
+    key_fingerprint: str  # a key already in the catalog (trusted, or this archive's own)
+
+
+@dataclass(frozen=True)
+class SnapshotRecording:
+    """Everything one recording needs; ``parents`` that this catalog lacks are an error unless ``lenient``."""
+
+    model: Ref  # namespace and name; its tag (if any) is the one tag that moves
+    snapshot: NewSnapshot
+    objects: Sequence[ObjectRecord]
+    signatures: Sequence[NewSignature]
+    actor: str
+    action: str  # the audit log's action: "push" or "transfer.commit"
+    parents: Sequence[tuple[Ref, str]] = ()
+    lenient_parents: bool = False  # a received snapshot may name parents this archive never saw
+    merge_into_existing: bool = True  # a known snapshot still gains these signatures and objects
+    release_leases_of: str | None = None  # the pusher whose leases on these objects end with this commit
+    audit_details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedSnapshot:
+    digest: str
+    created: bool
+    previous: str | None  # the snapshot the tag pointed at before, if it moved from another
+    parents_missing: tuple[str, ...]
+
+
+def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
+    """Record ``r`` in the caller's session (one transaction); see the module docstring."""
+    q.record_objects(s, r.objects)
+    model = q.get_or_create_model(s, r.model.namespace, r.model.name)
+    parents, missing = [], []
+    for ref, relation in r.parents:
+        try:
+            parents.append((q.resolve_ref(s, ref), relation))
+        except NotFoundError:
+            if not r.lenient_parents:
+                raise
+            missing.append(str(ref))
+    snap, created = q.record_snapshot(s, model, r.snapshot, parents)
+    if created or r.merge_into_existing:
+        have = set(s.scalars(select(Signature.object_id).where(Signature.snapshot_id == snap.id)))
+        for sig in r.signatures:
+            if sig.object_id in have:
+                continue
+            key = s.scalar(select(SigningKey).where(SigningKey.fingerprint == sig.key_fingerprint))
+            if key is None:
+                raise SigningKeyError(
+                    f"signing key {sig.key_fingerprint} is not in the catalog; run `modelarc init`"
+                )
+            s.add(Signature(snapshot_id=snap.id, key_id=key.id, object_id=sig.object_id, bundle=sig.bundle))
+    if not created and r.merge_into_existing:
+        q.add_snapshot_objects(s, snap, r.snapshot.object_ids)
+    tag = r.model.tag
+    previous = q.move_tag(s, model, tag, snap, r.actor) if tag else None
+    if r.release_leases_of is not None:
+        release_leases(s, r.snapshot.object_ids, r.release_leases_of)
+    label = f"{r.model.model}:{tag}" if tag else f"{r.model.model}@{snap.digest}"
+    q.audit(
+        s,
+        r.actor,
+        r.action,
+        label,
+        snapshot=snap.digest,
+        new_snapshot=created,
+        previous=previous,
+        **r.audit_details,
+    )
+    return RecordedSnapshot(
+        digest=snap.digest,
+        created=created,
+        previous=previous if previous != snap.digest else None,
+        parents_missing=tuple(missing),
+    )
