@@ -238,7 +238,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def keys() -> Any:
         """The public keys this archive trusts, so a client can choose to trust the same signers."""
         archive = get_archive()
-        pems = {k["fingerprint"]: k for k in archive.list_keys()}
+        pems = {k.fingerprint: k.to_json() for k in archive.list_keys()}
         return [
             {**info, "public_pem": pem.decode()}
             for pem in archive.trusted_pems()

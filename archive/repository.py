@@ -35,11 +35,13 @@ from modelarc.errors import (
     UsageError,
     WithdrawnError,
 )
+from modelarc.registry import keys as key_rows
 from modelarc.registry import queries as q
 from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
+from modelarc.registry.keys import KeyInfo
 from modelarc.registry.leases import leased_object_ids
-from modelarc.registry.models import Signature, SigningKey, Snapshot
+from modelarc.registry.models import Snapshot
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, check_tag, parse_ref
@@ -215,24 +217,11 @@ class Archive:
     def public_key_pem(self) -> bytes:
         return keyring.public_key_pem(self._private_key())
 
-    def _register_key(self, pem: bytes, *, label: str | None, local: bool, actor: str) -> SigningKey:
-        fingerprint = keyring.key_fingerprint(pem)
+    def _register_key(self, pem: bytes, *, label: str | None, local: bool, actor: str) -> KeyInfo:
         with self.catalog.session() as s:
-            row = s.query(SigningKey).filter_by(fingerprint=fingerprint).one_or_none()
-            if row is None:
-                row = SigningKey(
-                    fingerprint=fingerprint,
-                    public_pem=pem.decode(),
-                    label=label,
-                    trusted=True,
-                    is_local=local,
-                )
-                s.add(row)
-                q.audit(s, actor, "key.trust", fingerprint, label=label, local=local)
-            elif not row.trusted:
-                row.trusted = True
-                q.audit(s, actor, "key.trust", fingerprint, label=label)
-            return row
+            return key_rows.trust_key(
+                s, keyring.key_fingerprint(pem), pem.decode(), label=label, local=local, actor=actor
+            )
 
     def import_key(self, pem: bytes, label: str | None = None) -> str:
         keyring.load_public_key_pem(pem)
@@ -240,35 +229,15 @@ class Archive:
 
     def set_key_trust(self, fingerprint_prefix: str, trusted: bool) -> str:
         with self.catalog.session() as s:
-            rows = (
-                s.query(SigningKey)
-                .filter(SigningKey.fingerprint.startswith(fingerprint_prefix.lower()))
-                .all()
-            )
-            if len(rows) != 1 or len(fingerprint_prefix) < 4:
-                raise UsageError(
-                    f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)"
-                )
-            rows[0].trusted = trusted
-            q.audit(s, self.settings.actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint)
-            return rows[0].fingerprint
+            return key_rows.set_trust(s, fingerprint_prefix, trusted, self.settings.actor)
 
-    def list_keys(self) -> list[dict[str, Any]]:
+    def list_keys(self) -> list[KeyInfo]:
         with self.catalog.session() as s:
-            return [
-                {
-                    "fingerprint": k.fingerprint,
-                    "label": k.label,
-                    "trusted": k.trusted,
-                    "local": k.is_local,
-                    "created_at": k.created_at.isoformat(timespec="seconds"),
-                }
-                for k in s.query(SigningKey).order_by(SigningKey.id)
-            ]
+            return key_rows.list_keys(s)
 
     def trusted_pems(self) -> list[bytes]:
         with self.catalog.session() as s:
-            return [k.public_pem.encode() for k in s.query(SigningKey).filter_by(trusted=True)]
+            return key_rows.trusted_pems(s)
 
     # ----------------------------------------------------------------- push
     def push(
@@ -400,10 +369,7 @@ class Archive:
 
     def signature_object_ids(self, snap: Snapshot) -> list[str]:
         with self.catalog.session() as s:
-            return [
-                sig.object_id
-                for sig in s.query(Signature).filter_by(snapshot_id=snap.id).order_by(Signature.id)
-            ]
+            return key_rows.signature_object_ids(s, snap.id)
 
     def pull(
         self,

@@ -608,11 +608,11 @@ def keys_list(archive: Archive, as_json: bool) -> None:
     """List known keys and whether they are trusted."""
     rows = archive.list_keys()
     if as_json:
-        emit_json(rows)
+        emit_json([k.to_json() for k in rows])
         return
     for k in rows:
-        flags = ("trusted" if k["trusted"] else "untrusted") + (", local" if k["local"] else "")
-        console.print(f"{k['fingerprint']}  {flags}  {k['label'] or ''}")
+        flags = ("trusted" if k.trusted else "untrusted") + (", local" if k.local else "")
+        console.print(f"{k.fingerprint}  {flags}  {k.label or ''}")
 
 
 @keys.command(name="import")

@@ -19,7 +19,6 @@ from modelarc.archive.repository import Archive, catalog_files, check_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import DataAttachment
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
@@ -193,7 +192,7 @@ def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str)
 
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
-        have = {a.object_id for a in s.query(DataAttachment).filter_by(snapshot_id=snap.id)}
+        have = set(q.data_manifest_object_ids(s, snap.id))
     for manifest in manifests:
         if ObjectId.of(manifest.raw) not in have:
             attach_data(archive, ref_text, manifest)

@@ -20,7 +20,8 @@ from modelarc.errors import (
     ModelarcError,
     UsageError,
 )
-from modelarc.registry.models import DataAttachment, Snapshot
+from modelarc.registry import queries as q
+from modelarc.registry.models import Snapshot
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
 
@@ -170,11 +171,7 @@ def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotM
             provenance=provenance,
             parents=parents,
             architecture=dict(row.architecture or {}),
-            data=tuple(
-                a.object_id
-                for a in s.query(DataAttachment).filter_by(snapshot_id=row.id).order_by(DataAttachment.id)
-                if a.object_id
-            ),
+            data=tuple(q.data_manifest_object_ids(s, row.id)),
         )
     return offer, manifest
 

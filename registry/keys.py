@@ -1,0 +1,83 @@
+"""Signing keys the catalog knows, and which of them this archive trusts (select() queries, frozen values out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelarc.errors import UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.models import Signature, SigningKey
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    fingerprint: str
+    label: str | None
+    trusted: bool
+    local: bool
+    created_at: str  # ISO 8601, seconds
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "fingerprint": self.fingerprint,
+            "label": self.label,
+            "trusted": self.trusted,
+            "local": self.local,
+            "created_at": self.created_at,
+        }
+
+
+def _info(k: SigningKey) -> KeyInfo:
+    return KeyInfo(k.fingerprint, k.label, k.trusted, k.is_local, k.created_at.isoformat(timespec="seconds"))
+
+
+def trust_key(
+    s: Session, fingerprint: str, pem: str, *, label: str | None, local: bool, actor: str
+) -> KeyInfo:
+    """Record the key if new, and trust it; each change is in the audit log."""
+    row = s.scalar(select(SigningKey).where(SigningKey.fingerprint == fingerprint))
+    if row is None:
+        row = SigningKey(fingerprint=fingerprint, public_pem=pem, label=label, trusted=True, is_local=local)
+        s.add(row)
+        s.flush()
+        q.audit(s, actor, "key.trust", fingerprint, label=label, local=local)
+    elif not row.trusted:
+        row.trusted = True
+        q.audit(s, actor, "key.trust", fingerprint, label=label)
+    return _info(row)
+
+
+def set_trust(s: Session, fingerprint_prefix: str, trusted: bool, actor: str) -> str:
+    """Trust or distrust the one key whose fingerprint starts with ``fingerprint_prefix`` (4 characters at least)."""
+    rows = s.scalars(
+        select(SigningKey).where(SigningKey.fingerprint.startswith(fingerprint_prefix.lower()))
+    ).all()
+    if len(rows) != 1 or len(fingerprint_prefix) < 4:
+        raise UsageError(
+            f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)"
+        )
+    rows[0].trusted = trusted
+    q.audit(s, actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint)
+    return rows[0].fingerprint
+
+
+def list_keys(s: Session) -> list[KeyInfo]:
+    return [_info(k) for k in s.scalars(select(SigningKey).order_by(SigningKey.id))]
+
+
+def trusted_pems(s: Session) -> list[bytes]:
+    return [
+        pem.encode() for pem in s.scalars(select(SigningKey.public_pem).where(SigningKey.trusted.is_(True)))
+    ]
+
+
+def signature_object_ids(s: Session, snapshot_id: int) -> list[str]:
+    """The signature bundles of a snapshot, as stored objects, oldest first."""
+    return list(
+        s.scalars(
+            select(Signature.object_id).where(Signature.snapshot_id == snapshot_id).order_by(Signature.id)
+        )
+    )
