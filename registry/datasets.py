@@ -68,3 +68,8 @@ def snapshot_datasets(s: Session, snapshot_id: int) -> list[dict[str, Any]]:
         .order_by(SnapshotDataset.id)
     ).all()
     return [{**_dataset_json(d), "role": role} for d, role in rows]
+
+
+def find_dataset(s: Session, content_hash: str) -> Dataset | None:
+    """The dataset a training-data manifest entry names, by the hash of its identifying fields."""
+    return s.scalar(select(Dataset).where(Dataset.content_hash == content_hash))

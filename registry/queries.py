@@ -334,3 +334,8 @@ def audit_events(
     if since:
         q = q.where(AuditEvent.at >= dt.datetime.combine(since, dt.time()))
     return list(s.scalars(q))
+
+
+def find_snapshot_by_digest(s: Session, digest: str) -> Snapshot | None:
+    """Any model's snapshot with this id (the bytes are the same whichever model holds it)."""
+    return s.scalar(select(Snapshot).where(Snapshot.digest == digest).limit(1))

@@ -24,6 +24,7 @@ from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
+from modelarc.registry.datasets import find_dataset
 from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
 from modelarc.registry.records import ObjectRecord
 
@@ -136,7 +137,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
         q.add_snapshot_objects(s, s.merge(snap), [put.id])
         for entry in manifest.datasets:
             key = content_hash(entry)
-            row = s.query(Dataset).filter_by(content_hash=key).one_or_none()
+            row = find_dataset(s, key)
             created = row is None
             if row is None:
                 span = entry.get("time_range", {})

@@ -23,9 +23,8 @@ from modelarc.archive.repository import Archive
 from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import pae
-from modelarc.errors import NotFoundError, SignatureError, UsageError
-from modelarc.registry import queries as q
-from modelarc.registry.models import RunRecord, SigningKey, Snapshot
+from modelarc.errors import SignatureError, UsageError
+from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
@@ -150,50 +149,28 @@ def record_run(archive: Archive, result: RunResult) -> int:
     put = archive.store.put(payload)
     archive.store.sync()
     with archive.catalog.session() as s:
-        snap = s.query(Snapshot).filter_by(digest=result.snapshot).first()
-        if snap is None:
-            raise NotFoundError(f"snapshot {result.snapshot} is not in the catalog")
-        q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
-        q.add_snapshot_objects(s, snap, [put.id])
-        row = RunRecord(
-            snapshot_id=snap.id,
+        return run_rows.add_run(
+            s,
+            digest=result.snapshot,
+            ref=result.ref,
             actor=archive.settings.actor,
             record=doc,
-            object_id=put.id,
-            signature=envelope,
+            stored=ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec),
+            envelope=envelope,
             key_fingerprint=fingerprint,
         )
-        s.add(row)
-        s.flush()
-        q.audit(s, archive.settings.actor, "run.record", result.ref, run=row.id, snapshot=result.snapshot)
-        return row.id
 
 
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
+    snapshot_id = archive.resolve(ref)[1].id if ref else None
     with archive.catalog.session() as s:
-        query = s.query(RunRecord).order_by(RunRecord.id.desc())
-        if ref:
-            _r, snap = archive.resolve(ref)
-            query = query.filter(RunRecord.snapshot_id == snap.id)
-        return [
-            {
-                "id": r.id,
-                "created_at": r.created_at.isoformat(timespec="seconds"),
-                "actor": r.actor,
-                **r.record,
-            }
-            for r in query.limit(500)
-        ]
+        return run_rows.list_runs(s, snapshot_id)
 
 
 def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
     """The run record, after checking its signature against a trusted key and its stored copy."""
     with archive.catalog.session() as s:
-        row = s.get(RunRecord, run_id)
-        if row is None:
-            raise NotFoundError(f"no run record {run_id} (see `modelarc runs`)")
-        key = s.query(SigningKey).filter_by(fingerprint=row.key_fingerprint, trusted=True).one_or_none()
-        envelope, pem = row.signature or "", key.public_pem.encode() if key else None
+        envelope, pem = run_rows.run_signature(s, run_id)
     if pem is None:
         raise SignatureError(f"run {run_id} is not signed by a trusted key")
     try:

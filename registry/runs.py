@@ -1,0 +1,68 @@
+"""Recorded runs (``modelarc run --record``): the signed record is in the store; these rows index it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelarc.errors import NotFoundError
+from modelarc.registry import queries as q
+from modelarc.registry.models import RunRecord, SigningKey
+from modelarc.registry.records import ObjectRecord
+
+MAX_LISTED = 500
+
+
+def add_run(
+    s: Session,
+    *,
+    digest: str,
+    ref: str,
+    actor: str,
+    record: dict[str, Any],
+    stored: ObjectRecord,
+    envelope: str,
+    key_fingerprint: str,
+) -> int:
+    """Index a run of snapshot ``digest`` whose canonical record is the durable object ``stored``; its id."""
+    snap = q.find_snapshot_by_digest(s, digest)
+    if snap is None:
+        raise NotFoundError(f"snapshot {digest} is not in the catalog")
+    q.record_objects(s, [stored])
+    q.add_snapshot_objects(s, snap, [stored.id])
+    row = RunRecord(
+        snapshot_id=snap.id,
+        actor=actor,
+        record=record,
+        object_id=stored.id,
+        signature=envelope,
+        key_fingerprint=key_fingerprint,
+    )
+    s.add(row)
+    s.flush()
+    q.audit(s, actor, "run.record", ref, run=row.id, snapshot=digest)
+    return row.id
+
+
+def list_runs(s: Session, snapshot_id: int | None = None) -> list[dict[str, Any]]:
+    """The newest runs first (at most ``MAX_LISTED``), each its record plus id, time and actor."""
+    stmt = select(RunRecord).order_by(RunRecord.id.desc()).limit(MAX_LISTED)
+    if snapshot_id is not None:
+        stmt = stmt.where(RunRecord.snapshot_id == snapshot_id)
+    return [
+        {"id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"), "actor": r.actor, **r.record}
+        for r in s.scalars(stmt)
+    ]
+
+
+def run_signature(s: Session, run_id: int) -> tuple[str, bytes | None]:
+    """(DSSE envelope, the signer's PEM if that key is trusted) of one run."""
+    row = s.get(RunRecord, run_id)
+    if row is None:
+        raise NotFoundError(f"no run record {run_id} (see `modelarc runs`)")
+    key = s.scalar(
+        select(SigningKey).where(SigningKey.fingerprint == row.key_fingerprint, SigningKey.trusted.is_(True))
+    )
+    return row.signature or "", key.public_pem.encode() if key else None
