@@ -21,12 +21,9 @@ from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import allows, token_identity
 from modelarc.errors import (
-    DiskFullError,
+    MissingObjectsError,
     ModelarcError,
-    NotFoundError,
-    PayloadTooLargeError,
-    UsageError,
-    WithdrawnError,
+    http_error,
 )
 
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
@@ -57,14 +54,18 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
 
     @app.exception_handler(ModelarcError)
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
-        return problem(status_for(exc), type(exc).__name__, exc)
+        status, code = http_error(exc)  # the one table, modelarc/errors.py HTTP_ERRORS
+        extra = (
+            {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
+        )
+        return problem(status, type(exc).__name__, exc, headers={"X-Error-Code": code}, **extra)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
         return problem(400, "RequestValidationError", validation_detail(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    def http_exception(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 304:
             return Response(status_code=304, headers=exc.headers)
         return problem(exc.status_code, "HTTPException", exc.detail, headers=exc.headers)
@@ -74,21 +75,6 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
     app.include_router(transfer_router(get_archive))
     app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app
-
-
-def status_for(exc: ModelarcError) -> int:
-    """One HTTP status per kind of expected failure."""
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, PayloadTooLargeError):
-        return 413
-    if isinstance(exc, WithdrawnError):
-        return 410
-    if isinstance(exc, DiskFullError):
-        return 507  # Insufficient Storage (RFC 4918): the server's disk, not the request, is at fault
-    if isinstance(exc, UsageError):
-        return 400
-    return 422  # integrity, signature, format: the request was understood and refused
 
 
 def validation_detail(exc: RequestValidationError) -> str:

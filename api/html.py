@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,12 +23,12 @@ from starlette.datastructures import QueryParams
 from modelarc import __version__
 from modelarc.api.limits import MAX_PAGE, MAX_TEXT
 from modelarc.api.lineage_svg import lineage_svg
-from modelarc.api.problems import bounded_detail, clip
+from modelarc.api.problems import bounded_detail, clip, status_for
 from modelarc.archive.catalog import views as views
 from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
-from modelarc.errors import ModelarcError, NotFoundError, UsageError
+from modelarc.errors import ModelarcError, UsageError
 
 PAGE_ROWS = 50
 FILTERS = (
@@ -108,11 +109,11 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
         return HTMLResponse(env.get_template(template).render(**context), status_code=status)
 
     def failure(exc: ModelarcError) -> HTMLResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 400
+        status = status_for(exc)
         return render(
             "error.html",
             status,
-            title="Not found" if status == 404 else "Bad request",
+            title=HTTPStatus(status).phrase,
             message=bounded_detail(exc),
         )
 

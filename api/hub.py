@@ -22,7 +22,14 @@ from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.manifest import FileEntry, SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.errors import ModelarcError, NotFoundError, UsageError, WithdrawnError
+from modelarc.errors import (
+    ModelarcError,
+    ModelNotFoundError,
+    NotFoundError,
+    UsageError,
+    WithdrawnError,
+    http_error,
+)
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -68,11 +75,11 @@ def _position(digits: str) -> int | None:
 HubText = Annotated[str, Path(max_length=MAX_TEXT)]
 FilePath = Annotated[str, Path(max_length=4096, description="A file path inside the snapshot.")]
 _HUB_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
-# huggingface_hub reads 404s (with X-Error-Code) and 451s as {"error": ...}; malformed input is a 400 problem
+# huggingface_hub reads 404s (with X-Error-Code) and 410s (withdrawn) as {"error": ...}; malformed input is a 400 problem
 HUB_ERRORS: dict[int | str, dict[str, Any]] = {
     **problem_responses(400, 401, 422),
     404: {"description": "Not Found", "content": {"application/json": {"schema": _HUB_ERROR}}},
-    451: {"description": "Withdrawn", "content": {"application/json": {"schema": _HUB_ERROR}}},
+    410: {"description": "Withdrawn", "content": {"application/json": {"schema": _HUB_ERROR}}},
 }
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": {"application/octet-stream": {}}},
@@ -109,9 +116,10 @@ class HubView:
         ns, _, name = repo.partition("/")
         try:
             self.archive.resolve(f"{ns}/{name}:latest")
-        except NotFoundError as exc:
-            if "no model" in str(exc):
-                return _not_found("RepoNotFound", f"repository {repo} not found")
+        except ModelNotFoundError:
+            return _not_found("RepoNotFound", f"repository {repo} not found")
+        except NotFoundError:
+            pass  # the model exists without a `latest` tag: other revisions may still resolve
         except ModelarcError:
             return _not_found("RepoNotFound", f"repository {repo} not found")
         candidates = []
@@ -123,9 +131,12 @@ class HubView:
                 _r, snap = self.archive.resolve(ref)
             except ModelarcError:
                 continue
-            if snap.tombstoned_at is not None:
+            if snap.tombstoned_at is not None:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
+                status, code = http_error(WithdrawnError(ref))
                 return JSONResponse(
-                    {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"}, status_code=451
+                    {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"},
+                    status_code=status,
+                    headers={"X-Error-Code": code},
                 )
             return snap.digest, self.archive.manifest(snap)
         return _not_found("RevisionNotFound", f"revision {clip(revision)} not found in {repo}")

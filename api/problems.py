@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from modelarc.errors import ModelarcError, http_error
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_ECHO = 80  # characters of one client-supplied value an error may quote
 MAX_DETAIL = 500  # characters of a whole detail: messages we write are shorter; anything longer quotes input
@@ -48,10 +50,15 @@ def bounded_detail(detail: object) -> str:
     return f"{text[:MAX_DETAIL]}… ({len(text)} characters)"
 
 
-def problem(status: int, title: str, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The problem+json answer; ``detail`` is bounded here, so no caller can echo unbounded input."""
+def problem(
+    status: int, title: str, detail: object, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """The problem+json answer; ``detail`` is bounded here, so no caller can echo unbounded input.
+
+    ``extra`` members are ours, not the client's (e.g. the ``missing`` object ids of a 409).
+    """
     return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": bounded_detail(detail)},
+        {"type": "about:blank", "title": title, "status": status, "detail": bounded_detail(detail), **extra},
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
@@ -71,3 +78,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def status_for(exc: ModelarcError) -> int:
+    """The HTTP status of an expected failure: the one table, modelarc/errors.py ``HTTP_ERRORS``."""
+    return http_error(exc)[0]

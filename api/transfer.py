@@ -18,12 +18,17 @@ from starlette.concurrency import run_in_threadpool
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.remote.commit import commit_offer
-from modelarc.archive.remote.offers import MAX_OFFER_BYTES, MissingObjectsError, SnapshotOffer, offer_for
+from modelarc.archive.remote.offers import MAX_OFFER_BYTES, SnapshotOffer, offer_for
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES, check_push, receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing.keys import key_fingerprint
 from modelarc.archive.tokens import allows
-from modelarc.errors import NotFoundError, ObjectMissingError, PayloadTooLargeError, UsageError
+from modelarc.errors import (
+    NotFoundError,
+    ObjectMissingError,
+    PayloadTooLargeError,
+    UsageError,
+)
 from modelarc.storage import ObjectId
 
 MAX_MISSING_QUERY = 100_000
@@ -196,12 +201,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         actor = _pusher(request)  # who pushed, in the audit log
-        try:
-            result = await run_in_threadpool(
-                lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor)
-            )
-        except MissingObjectsError as exc:
-            return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
+        result = await run_in_threadpool(
+            lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor)
+        )
         return JSONResponse(
             {
                 "ref": result.ref,
@@ -228,10 +230,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         snapshot_offer = SnapshotOffer.from_json(doc)
         archive = get_archive()
         holder = _pusher(request)
-        try:
-            missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder))
-        except MissingObjectsError as exc:
-            return _problem(409, "Conflict", str(exc), snapshot=snapshot_offer.snapshot, missing=exc.missing)
+        missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder))
         return JSONResponse({"snapshot": snapshot_offer.snapshot, "missing": missing})
 
     @router.get("/v1/transfer/keys")

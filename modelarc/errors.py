@@ -139,3 +139,52 @@ class DiskFullError(ModelarcError):
     folder (the store or a pull's destination) so the user knows where to free space."""
 
     exit_code = 13
+
+
+class MissingObjectsError(ModelarcError):
+    """A commit named objects the receiving store does not have; ``missing`` lists them so the sender can resume."""
+
+    exit_code = 5
+
+    def __init__(self, snapshot: str, missing: list[str]) -> None:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        super().__init__(f"snapshot {snapshot} is incomplete: object {missing[0]} is missing{more}")
+        self.snapshot = snapshot
+        self.missing = missing
+
+
+class DataManifestError(UsageError):
+    """A training-data manifest that does not parse or does not match the schema; names the field."""
+
+
+# One table from error class to HTTP answer, shared by /v1, the Hub routes, the transfer routes and the HTML pages,
+# and read back by the remote client (archive/remote/client.py) from the X-Error-Code header, so an error raised on
+# a server is raised again, as the same class, on the client. First match wins: subclasses come before their bases.
+# A withdrawn snapshot is 410 Gone everywhere: it was removed on purpose and stays removed (docs/API.md, Errors).
+HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
+    (MissingObjectsError, 409, "MissingObjects"),
+    (WithdrawnError, 410, "Withdrawn"),
+    (ModelNotFoundError, 404, "ModelNotFound"),
+    (TagNotFoundError, 404, "TagNotFound"),
+    (SnapshotNotFoundError, 404, "SnapshotNotFound"),
+    (NotFoundError, 404, "NotFound"),
+    (PayloadTooLargeError, 413, "PayloadTooLarge"),
+    (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
+    (UsageError, 400, "BadRequest"),
+    (SignatureError, 422, "SignatureInvalid"),
+    (IntegrityError, 422, "IntegrityFailed"),
+    (ModelarcError, 422, "Refused"),  # understood and refused (format, source, lock)
+)
+
+
+def http_error(exc: ModelarcError) -> tuple[int, str]:
+    """(HTTP status, X-Error-Code) for an expected failure."""
+    for cls, status, code in HTTP_ERRORS:
+        if isinstance(exc, cls):
+            return status, code
+    return 422, "Refused"
+
+
+def error_class(code: str | None) -> type[ModelarcError] | None:
+    """The class an X-Error-Code names, for a client raising what the server raised."""
+    return next((cls for cls, _status, c in HTTP_ERRORS if c == code), None)

@@ -149,15 +149,15 @@ def test_a_withdrawn_snapshot_is_not_served_on_the_hub_routes(versions, tmp_path
     with pytest.raises(LocalEntryNotFoundError) as download:
         hf_hub_download("acme/gone", "config.json", revision="v1", endpoint=url, cache_dir=tmp_path / "c")
     assert isinstance(download.value.__cause__, HfHubHTTPError)
-    assert download.value.__cause__.response.status_code == 451
+    assert download.value.__cause__.response.status_code == 410
     assert not list((tmp_path / "c").rglob("config.json"))
     with pytest.raises(HfHubHTTPError) as info:
         HfApi(endpoint=url).model_info("acme/gone", revision="v1")
-    assert info.value.response.status_code == 451
+    assert info.value.response.status_code == 410
     commit = commit_id(versions["gone"])
     for path in ("api/models/acme/gone/revision/v1", f"api/models/acme/gone/revision/{commit}",
                  "api/models/acme/gone/tree/v1", "acme/gone/resolve/v1/config.json",
                  f"acme/gone/resolve/{commit}/config.json", "acme/gone/resolve/v1/model.safetensors"):
         answer = httpx.get(f"{url}/{path}")
-        assert answer.status_code == 451 and "withdrawn" in answer.json()["error"], path
-    assert httpx.head(f"{url}/acme/gone/resolve/v1/config.json").status_code == 451
+        assert answer.status_code == 410 and "withdrawn" in answer.json()["error"], path
+    assert httpx.head(f"{url}/acme/gone/resolve/v1/config.json").status_code == 410

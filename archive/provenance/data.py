@@ -22,15 +22,11 @@ import yaml
 
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive, parse_cutoff
-from modelarc.errors import UsageError
+from modelarc.errors import DataManifestError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.datasets import find_dataset
 from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
 from modelarc.registry.records import ObjectRecord
-
-
-class DataManifestError(UsageError):
-    """A training-data manifest that does not parse or does not match the schema; names the field."""
 
 
 @cache

@@ -17,22 +17,31 @@ import httpx
 
 from modelarc import __version__
 from modelarc.archive.remote.config import Remote
-from modelarc.archive.remote.offers import MissingObjectsError, SnapshotOffer
+from modelarc.archive.remote.offers import SnapshotOffer
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
 from modelarc.errors import (
     IntegrityError,
+    MissingObjectsError,
+    ModelarcError,
     NotFoundError,
     ObjectFormatError,
     RemoteAuthError,
     RemoteError,
-    SignatureError,
     WithdrawnError,
+    error_class,
 )
 from modelarc.registry.refs import Ref
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
 
 MISSING_BATCH = 5000
+# answers without an X-Error-Code (older servers, proxies): what their status alone can mean
+_CLASS_BY_STATUS: dict[int, type[ModelarcError]] = {
+    404: NotFoundError,
+    409: MissingObjectsError,
+    410: WithdrawnError,
+    451: WithdrawnError,
+}
 
 
 class RemoteArchive:
@@ -77,11 +86,17 @@ class RemoteArchive:
                 f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
             ) from None
         if response.status_code >= 400:
-            self._refuse(response.status_code, response.content, method, path)
+            self._refuse(
+                response.status_code, response.content, method, path, response.headers.get("X-Error-Code")
+            )
         return response
 
-    def _refuse(self, status: int, content: bytes, method: str, path: str) -> NoReturn:
-        """Turn an error answer into the ModelarcError the CLI reports in one line."""
+    def _refuse(self, status: int, content: bytes, method: str, path: str, code: str | None) -> NoReturn:
+        """Raise what the remote raised: the class its ``X-Error-Code`` names (modelarc/errors.py HTTP_ERRORS).
+
+        Auth refusals are ``RemoteAuthError``; an answer without a known code (an older server, a proxy) is
+        judged by its status alone.
+        """
         try:
             body = json.loads(content)
         except ValueError:
@@ -94,14 +109,13 @@ class RemoteArchive:
         where = f"remote {self.remote.name}"
         if status in (401, 403):
             raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
-        if status == 404:
-            raise NotFoundError(f"{where}: {detail}")
-        if status in (410, 451):
-            raise WithdrawnError(f"{where}: {detail}")
-        if status == 409 and isinstance(body, dict):
-            raise MissingObjectsError(body.get("snapshot", "?"), list(body.get("missing") or ["?"]))
-        if status == 422 and "signature" in detail.lower():
-            raise SignatureError(f"{where}: {detail}")
+        cls = error_class(code) or _CLASS_BY_STATUS.get(status)
+        if cls is MissingObjectsError:
+            if not isinstance(body, dict):
+                raise RemoteError(f"{where} answered {status} to {method} {path} without the missing objects")
+            raise MissingObjectsError(str(body.get("snapshot", "?")), list(body.get("missing") or ["?"]))
+        if cls is not None and cls is not ModelarcError:
+            raise cls(f"{where}: {detail}")
         raise RemoteError(f"{where} answered {status} to {method} {path}: {detail}")
 
     def missing(self, ids: Iterable[str]) -> list[ObjectId]:
@@ -135,7 +149,8 @@ class RemoteArchive:
                 conn.request("GET", path, headers=self._headers)
                 response = conn.getresponse()
                 if response.status >= 400:
-                    self._refuse(response.status, response.read(64 << 10), "GET", path)
+                    code = response.getheader("X-Error-Code")
+                    self._refuse(response.status, response.read(64 << 10), "GET", path, code)
                 return self._read_object(oid, response, expected_raw)
             except (http.client.HTTPException, OSError) as exc:
                 conn.close()

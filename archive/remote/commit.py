@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
-from modelarc.archive.remote.offers import MissingObjectsError, SnapshotOffer, objects_of
+from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, catalog_files, check_bundles
 from modelarc.archive.restore import file_chunks
-from modelarc.errors import UsageError
+from modelarc.errors import MissingObjectsError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance

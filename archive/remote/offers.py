@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import RELATIONS, Archive, refuse_if_withdrawn
 from modelarc.errors import (
-    ModelarcError,
     UsageError,
 )
 from modelarc.registry import queries as q
@@ -34,17 +33,6 @@ MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
 MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
 _PROVENANCE_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
-
-
-class MissingObjectsError(ModelarcError):
-    """A commit named objects the receiving store does not have; ``missing`` lists them so the sender can resume."""
-
-    exit_code = 5
-
-    def __init__(self, snapshot: str, missing: list[str]) -> None:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        super().__init__(f"snapshot {snapshot} is incomplete: object {missing[0]} is missing{more}")
-        self.missing = missing
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,13 @@ from typing import TypeVar
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import CommitResult, check_offer, commit_offer
-from modelarc.archive.remote.offers import MissingObjectsError, objects_of, offer_for
+from modelarc.archive.remote.offers import objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore
 from modelarc.errors import (
     IntegrityError,
+    MissingObjectsError,
     PayloadTooLargeError,
 )
 from modelarc.registry.refs import Ref, parse_ref

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelarc.archive.provenance.data import MAX_DATA_MANIFEST_BYTES, DataManifestError, parse_data_manifest
+from modelarc.archive.provenance.data import MAX_DATA_MANIFEST_BYTES, parse_data_manifest
+from modelarc.errors import DataManifestError
 
 VALID = b"version: 1\ndatasets:\n  - {name: the-pile, version: '1.0', role: pretrain}\n"
 
