@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.formats.describe import parameter_counts, read_architecture
-from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.provenance.withdrawal import kept_files
-from modelarc.archive.restore import file_chunks, iter_chunk_bytes, restore
 from modelarc.archive.signing import keys as keyring
-from modelarc.archive.signing.bundles import FileDigest, sign_snapshot, verify_bundle
+from modelarc.archive.signing.bundles import verify_bundle
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
-    IntegrityError,
-    ModelarcError,
     NotInitializedError,
     ObjectCorruptError,
     ObjectMissingError,
@@ -40,75 +32,19 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.keys import KeyInfo
-from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import Snapshot
-from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
-from modelarc.registry.records import NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
+from modelarc.registry.records import Provenance
 from modelarc.registry.refs import Ref, check_tag, parse_ref
 from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.storage import ObjectId, ObjectStore
 
+if TYPE_CHECKING:
+    from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
+    from modelarc.archive.pull import PullResult
+    from modelarc.archive.push import PushResult
+
 Progress = Callable[[int], None]
-RELATIONS = ("finetune", "quantized", "merge", "adapter", "distilled", "continued-pretrain")
 SIGNING_KEY_FILE = "signing-key.pem"
-
-
-@dataclass(frozen=True)
-class PushResult:
-    ref: str
-    snapshot: str
-    logical_bytes: int
-    stored_bytes_added: int
-    new_snapshot: bool
-    previous: str | None  # the snapshot the tag pointed at before, if any
-    files: int
-    tensors: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class PullResult:
-    ref: str
-    snapshot: str
-    dest: str
-    files: int
-    bytes: int
-    signature: str | None
-    key_fingerprint: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    snapshot: str
-    ref: str
-    files: int
-    bytes: int
-    key_fingerprint: str
-    withdrawn: bool = False
-
-
-@dataclass
-class FsckReport:
-    objects_checked: int = 0
-    bytes_checked: int = 0
-    missing: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
-    corrupt: dict[str, list[str]] = field(default_factory=dict)
-    unreferenced: int = 0
-    broken_snapshots: list[str] = field(default_factory=list)
-    temp_files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.broken_snapshots)
-
-
-@dataclass(frozen=True)
-class GcReport:
-    objects_removed: int
-    bytes_freed: int
-    temp_files_removed: int
-    objects_kept: int
 
 
 @dataclass(frozen=True)
@@ -239,7 +175,7 @@ class Archive:
         with self.catalog.session() as s:
             return key_rows.trusted_pems(s)
 
-    # ----------------------------------------------------------------- push
+    # ----------------------------------------------------------------- push and pull (archive/push.py, pull.py)
     def push(
         self,
         source: str | os.PathLike[str],
@@ -251,92 +187,70 @@ class Archive:
         follow_symlinks: bool = False,
         warn: Callable[[str], None] | None = None,
     ) -> PushResult:
-        """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
-        and what is left out (e.g. a symlinked folder) is reported through ``warn``."""
-        started = time.perf_counter()
-        ref = parse_ref(ref_text)
-        if ref.digest:
-            raise UsageError(f"push needs a tag to point at the new snapshot, not a digest: {ref_text}")
-        provenance = provenance or Provenance()
-        for _parent, relation in provenance.parents:
-            if relation not in RELATIONS:
-                raise UsageError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
-        parent_refs = [(parse_ref(text), rel) for text, rel in provenance.parents]
-        with self.catalog.session() as s:  # fail on a bad parent before reading gigabytes
-            for pref, _rel in parent_refs:
-                q.resolve_ref(s, pref)
-        key = self._private_key()
-        files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
-        if on_total:
-            on_total(total_size(files))
-        with self.store.lock(exclusive=False):
-            result = ingest(source, self.store, progress, files=files)
-            manifest = result.manifest
-            snapshot_id = manifest.snapshot_id
-            manifest_put = self.store.put(manifest.canonical_bytes())
-            if "sha256:" + manifest_put.id != snapshot_id:
-                raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
-            bundle = sign_snapshot(
-                [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
-            )
-            bundle_put = self.store.put(bundle)
-            self.store.sync()  # every object is durable before the catalog mentions it
-            fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
-            record = self._snapshot_record(result, files, provenance, manifest_put.id, bundle_put.id)
-            objects = [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in result.objects] + [
-                ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)
-            ]
-            with self.catalog.session() as s:
-                recorded = record_snapshot(
-                    s,
-                    SnapshotRecording(
-                        model=Ref(ref.namespace, ref.name, tag=ref.tag or "latest"),
-                        snapshot=record,
-                        objects=objects,
-                        signatures=[NewSignature(bundle_put.id, bundle.decode(), fingerprint)],
-                        actor=self.settings.actor,
-                        action="push",
-                        parents=[(pref, rel) for pref, rel in parent_refs],
-                        merge_into_existing=False,  # a re-push of known bytes keeps the snapshot as it was
-                        audit_details={"stored_bytes_added": record.stored_bytes_added},
-                    ),
-                )
-        return PushResult(
-            ref=str(ref),
-            snapshot=snapshot_id,
-            logical_bytes=manifest.logical_bytes,
-            stored_bytes_added=record.stored_bytes_added,
-            new_snapshot=recorded.created,
-            previous=recorded.previous,
-            files=len(manifest.files),
-            tensors=sum(1 for _ in manifest.tensors()),
-            seconds=time.perf_counter() - started,
+        """Archive a folder or file as ``ref_text`` (archive/push.py)."""
+        from modelarc.archive.push import push_folder
+
+        return push_folder(
+            self,
+            source,
+            ref_text,
+            provenance,
+            progress=progress,
+            on_total=on_total,
+            follow_symlinks=follow_symlinks,
+            warn=warn,
         )
 
-    def _snapshot_record(
+    def pull(
         self,
-        result: IngestResult,
-        files: list[tuple[str, Path]],
-        provenance: Provenance,
-        manifest_oid: str,
-        bundle_oid: str,
-    ) -> NewSnapshot:
-        manifest = result.manifest
-        params, dtypes = parameter_counts(manifest)
-        new_files = catalog_files(manifest)
-        added = result.stored_bytes_added
-        return NewSnapshot(
-            digest=manifest.snapshot_id,
-            logical_bytes=manifest.logical_bytes,
-            stored_bytes_added=added,
-            files=new_files,
-            parameter_count=params,
-            dtypes=dtypes,
-            architecture=read_architecture(files),
-            object_ids=frozenset(manifest.object_ids() | {manifest_oid, bundle_oid}),
-            provenance=provenance,
-            pushed_by=self.settings.actor,
+        ref_text: str,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        signature_path: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> PullResult:
+        """Rebuild a snapshot's files into ``dest``, verified (archive/pull.py)."""
+        from modelarc.archive.pull import pull_snapshot
+
+        return pull_snapshot(
+            self,
+            ref_text,
+            dest,
+            force=force,
+            signature_path=signature_path,
+            progress=progress,
+            on_total=on_total,
         )
+
+    # ----------------------------------------------------------------- integrity (archive/maintenance.py)
+    def verify(self, ref_text: str, progress: Progress | None = None) -> VerifyReport:
+        from modelarc.archive import maintenance
+
+        return maintenance.verify(self, ref_text, progress)
+
+    def verify_all(
+        self, progress: Progress | None = None
+    ) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
+        from modelarc.archive import maintenance
+
+        return maintenance.verify_all(self, progress)
+
+    def fsck(self, progress: Progress | None = None) -> FsckReport:
+        from modelarc.archive import maintenance
+
+        return maintenance.fsck(self, progress)
+
+    def gc(self, *, dry_run: bool = False) -> GcReport:
+        from modelarc.archive import maintenance
+
+        return maintenance.gc(self, dry_run=dry_run)
+
+    def delete_unreferenced(self, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+        from modelarc.archive import maintenance
+
+        return maintenance.delete_unreferenced(self, candidates, dry_run=dry_run)
 
     # ----------------------------------------------------------------- read side
     def resolve(self, ref_text: str) -> tuple[Ref, Snapshot]:
@@ -370,162 +284,6 @@ class Archive:
     def signature_object_ids(self, snap: Snapshot) -> list[str]:
         with self.catalog.session() as s:
             return key_rows.signature_object_ids(s, snap.id)
-
-    def pull(
-        self,
-        ref_text: str,
-        dest: str | os.PathLike[str],
-        *,
-        force: bool = False,
-        signature_path: str | os.PathLike[str] | None = None,
-        progress: Progress | None = None,
-        on_total: Callable[[int], None] | None = None,
-    ) -> PullResult:
-        started = time.perf_counter()
-        ref, snap = self.resolve(ref_text)
-        refuse_if_withdrawn(snap, str(ref))
-        manifest = self.manifest(snap)
-        fingerprint, bundle = self._verify_signature(snap, manifest)
-        if on_total:
-            on_total(manifest.logical_bytes)
-        sig_target = Path(signature_path) if signature_path else None
-        if sig_target is not None and sig_target.exists() and not force and not _holds(sig_target, bundle):
-            raise UsageError(f"{sig_target} already exists; use --force to overwrite")
-        with self.store.lock(exclusive=False):
-            # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
-            restore(self.store, manifest, dest, force=force, progress=progress, resume=True)
-        if sig_target is not None:
-            write_atomic(sig_target, bundle)
-        return PullResult(
-            ref=str(ref),
-            snapshot=snap.digest,
-            dest=str(Path(dest).absolute()),
-            files=len(manifest.files),
-            bytes=manifest.logical_bytes,
-            signature=str(sig_target) if sig_target else None,
-            key_fingerprint=fingerprint,
-            seconds=time.perf_counter() - started,
-        )
-
-    def verify(self, ref_text: str, progress: Progress | None = None) -> VerifyReport:
-        """Re-read every byte of a snapshot: manifest hash, signature, every object, every file's sha256."""
-        ref, snap = self.resolve(ref_text)
-        return self._verify_snapshot(snap, str(ref), progress)
-
-    def _verify_snapshot(self, snap: Snapshot, label: str, progress: Progress | None) -> VerifyReport:
-        import hashlib
-        from concurrent.futures import ThreadPoolExecutor
-
-        manifest = self.manifest(snap)
-        fingerprint, _bundle = self._verify_signature(snap, manifest)
-        total = 0
-        # a withdrawn snapshot keeps only its small files; its manifest and signature were checked above
-        files = kept_files(manifest) if snap.tombstoned_at is not None else manifest.files
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for entry in files:
-                sha = hashlib.sha256()
-                size = 0
-                for data in iter_chunk_bytes(self.store, file_chunks(entry), pool):
-                    sha.update(data)
-                    size += len(data)
-                    if progress:
-                        progress(len(data))
-                if size != entry.size or sha.hexdigest() != entry.sha256:
-                    raise IntegrityError(f"{label}: {entry.path} does not rebuild to its recorded sha256")
-                total += size
-        return VerifyReport(
-            snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None
-        )
-
-    def verify_all(
-        self, progress: Progress | None = None
-    ) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
-        with self.catalog.session() as s:
-            snaps = [(sn, f"{sn.model.full_name}@{sn.digest[:19]}") for sn in q.list_snapshots(s)]
-        ok, failed = [], []
-        for snap, label in snaps:
-            try:
-                ok.append(self._verify_snapshot(snap, label, progress))
-            except ModelarcError as exc:
-                failed.append((label, str(exc)))
-        return ok, failed
-
-    # ----------------------------------------------------------------- maintenance
-    def fsck(self, progress: Progress | None = None) -> FsckReport:
-        """Re-read and re-hash every object in the store; name what is missing or corrupt and what it breaks."""
-        report = FsckReport()
-        with self.catalog.session() as s:
-            referenced = q.referenced_object_ids(s)
-            snaps = q.list_snapshots(s)
-        present: set[str] = set()
-        for oid in self.store.iter_ids():
-            present.add(oid)
-            try:
-                data = self.store.get(oid)
-                report.bytes_checked += len(data)
-            except (ObjectCorruptError, ObjectMissingError) as exc:
-                report.corrupt[oid] = [str(exc)]
-            report.objects_checked += 1
-            if progress:
-                progress(1)
-        for oid in referenced - present:
-            report.missing[oid] = []
-        report.unreferenced = len(present - referenced)
-        bad = set(report.missing) | set(report.corrupt)
-        with self.catalog.session() as s:
-            users = q.snapshots_using(s, bad)
-            broken = set()
-            for oid, snap_list in users.items():
-                names = sorted(f"{sn.model.full_name}@{sn.digest}" for sn in snap_list)
-                target = report.missing if oid in report.missing else report.corrupt
-                target[oid] = names
-                broken.update(names)
-        for (
-            snap
-        ) in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
-            if snap.digest.removeprefix("sha256:") in bad:
-                continue
-            try:
-                self.manifest(snap)
-            except ModelarcError:
-                broken.add(f"{snap.model.full_name}@{snap.digest}")
-        report.broken_snapshots = sorted(broken)
-        report.temp_files = self.store.temp_count()
-        return report
-
-    def gc(self, *, dry_run: bool = False) -> GcReport:
-        """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
-        with self.store.lock(exclusive=True, wait=False):
-            present = set(self.store.iter_ids())
-            removed, freed = self.delete_unreferenced(present, dry_run=dry_run)
-            temp_removed = 0
-            if not dry_run:
-                temp_removed = self.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
-                with self.catalog.session() as s:
-                    q.audit(s, self.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
-        return GcReport(removed, freed, temp_removed, len(present) - removed)
-
-    def delete_unreferenced(self, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
-        """The one deletion path (gc, withdrawal): of ``candidates``, delete those no snapshot references and no
-        push in flight has leased; (objects removed, stored bytes freed). The caller holds the exclusive lock.
-
-        Catalog rows go first: a crash between leaves orphan files for the next gc, never rows without files.
-        """
-        with self.catalog.session() as s:
-            doomed = sorted(candidates - q.objects_in_use(s, candidates) - leased_object_ids(s))
-        sizes = {}
-        for oid in doomed:
-            try:
-                sizes[oid] = self.store.stored_size(ObjectId(oid))
-            except ObjectMissingError:
-                sizes[oid] = 0
-        if dry_run:
-            return len(doomed), sum(sizes.values())
-        with self.catalog.session() as s:
-            q.delete_object_rows(s, doomed)
-        for oid in doomed:
-            self.store.delete(ObjectId(oid))
-        return len(doomed), sum(sizes.values())
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:
@@ -660,23 +418,6 @@ class Archive:
                 yield f"{sn.model.full_name}@{sn.digest}"
 
 
-def catalog_files(manifest: SnapshotManifest) -> tuple[NewFile, ...]:
-    """The per-file and per-tensor rows the catalog keeps for queries, from a manifest."""
-    return tuple(
-        NewFile(
-            path=f.path,
-            size=f.size,
-            sha256=f.sha256,
-            kind=f.kind,
-            tensors=tuple(
-                NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
-                for p in f.tensors()
-            ),
-        )
-        for f in manifest.files
-    )
-
-
 def check_bundles(
     bundles: list[bytes], manifest: SnapshotManifest, digest: str, trusted: list[bytes]
 ) -> tuple[str, bytes]:
@@ -703,19 +444,3 @@ def check_bundles(
             continue
         return verified.key_fingerprint, bundle
     raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
-
-
-def _holds(path: Path, data: bytes) -> bool:
-    """Whether the regular file at ``path`` already holds exactly ``data`` (a resumed pull keeps it)."""
-    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside the target, fsync, rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.modelarc-partial")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -6,6 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+# How a snapshot may derive from a declared parent (lineage); the catalog's vocabulary, checked at push and commit.
+RELATIONS = ("finetune", "quantized", "merge", "adapter", "distilled", "continued-pretrain")
+
 
 @dataclass(frozen=True)
 class NewTensor:

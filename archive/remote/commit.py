@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
+from modelarc.archive.push import catalog_files
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
-from modelarc.archive.repository import Archive, catalog_files, check_bundles
+from modelarc.archive.repository import Archive, check_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import MissingObjectsError, UsageError
 from modelarc.registry import queries as q

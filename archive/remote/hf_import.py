@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from modelarc.archive.repository import Archive, PushResult
+from modelarc.archive.push import PushResult
+from modelarc.archive.repository import Archive
 from modelarc.errors import SourceError
 from modelarc.registry import queries as q
 from modelarc.registry.records import Provenance

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.repository import RELATIONS, Archive, refuse_if_withdrawn
+from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import (
     UsageError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.models import Snapshot
+from modelarc.registry.records import RELATIONS
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from modelarc.archive.repository import Archive, write_atomic
+from modelarc.archive.pull import write_atomic
+from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
 from modelarc.cli.output import console, emit_json
 from modelarc.errors import DestinationError, UsageError

@@ -1,0 +1,180 @@
+"""Integrity and housekeeping: verify (every byte and the signature), fsck (every object), gc, and the one path
+that deletes objects (gc and withdrawal both use ``delete_unreferenced``).
+
+gc holds the store's exclusive lock; pushes and pulls hold it shared, and a remote push's uploads are leased
+(registry/leases.py), so nothing a transfer in flight relies on is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from modelarc.archive.provenance.withdrawal import kept_files
+from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError
+from modelarc.registry import queries as q
+from modelarc.registry.leases import leased_object_ids
+from modelarc.registry.models import Snapshot
+from modelarc.storage import ObjectId
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    snapshot: str
+    ref: str
+    files: int
+    bytes: int
+    key_fingerprint: str
+    withdrawn: bool = False
+
+
+@dataclass
+class FsckReport:
+    objects_checked: int = 0
+    bytes_checked: int = 0
+    missing: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
+    corrupt: dict[str, list[str]] = field(default_factory=dict)
+    unreferenced: int = 0
+    broken_snapshots: list[str] = field(default_factory=list)
+    temp_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.broken_snapshots)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    objects_removed: int
+    bytes_freed: int
+    temp_files_removed: int
+    objects_kept: int
+
+
+def verify(archive: Archive, ref_text: str, progress: Progress | None = None) -> VerifyReport:
+    """Re-read every byte of a snapshot: manifest hash, signature, every object, every file's sha256."""
+    ref, snap = archive.resolve(ref_text)
+    return verify_snapshot(archive, snap, str(ref), progress)
+
+
+def verify_snapshot(archive: Archive, snap: Snapshot, label: str, progress: Progress | None) -> VerifyReport:
+
+    manifest = archive.manifest(snap)
+    fingerprint, _bundle = archive._verify_signature(snap, manifest)
+    total = 0
+    # a withdrawn snapshot keeps only its small files; its manifest and signature were checked above
+    files = kept_files(manifest) if snap.tombstoned_at is not None else manifest.files
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for entry in files:
+            sha = hashlib.sha256()
+            size = 0
+            for data in iter_chunk_bytes(archive.store, file_chunks(entry), pool):
+                sha.update(data)
+                size += len(data)
+                if progress:
+                    progress(len(data))
+            if size != entry.size or sha.hexdigest() != entry.sha256:
+                raise IntegrityError(f"{label}: {entry.path} does not rebuild to its recorded sha256")
+            total += size
+    return VerifyReport(snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None)
+
+
+def verify_all(
+    archive: Archive, progress: Progress | None = None
+) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
+    with archive.catalog.session() as s:
+        snaps = [(sn, f"{sn.model.full_name}@{sn.digest[:19]}") for sn in q.list_snapshots(s)]
+    ok, failed = [], []
+    for snap, label in snaps:
+        try:
+            ok.append(verify_snapshot(archive, snap, label, progress))
+        except ModelarcError as exc:
+            failed.append((label, str(exc)))
+    return ok, failed
+
+
+def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
+    """Re-read and re-hash every object in the store; name what is missing or corrupt and what it breaks."""
+    report = FsckReport()
+    with archive.catalog.session() as s:
+        referenced = q.referenced_object_ids(s)
+        snaps = q.list_snapshots(s)
+    present: set[str] = set()
+    for oid in archive.store.iter_ids():
+        present.add(oid)
+        try:
+            data = archive.store.get(oid)
+            report.bytes_checked += len(data)
+        except (ObjectCorruptError, ObjectMissingError) as exc:
+            report.corrupt[oid] = [str(exc)]
+        report.objects_checked += 1
+        if progress:
+            progress(1)
+    for oid in referenced - present:
+        report.missing[oid] = []
+    report.unreferenced = len(present - referenced)
+    bad = set(report.missing) | set(report.corrupt)
+    with archive.catalog.session() as s:
+        users = q.snapshots_using(s, bad)
+        broken = set()
+        for oid, snap_list in users.items():
+            names = sorted(f"{sn.model.full_name}@{sn.digest}" for sn in snap_list)
+            target = report.missing if oid in report.missing else report.corrupt
+            target[oid] = names
+            broken.update(names)
+    for snap in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
+        if snap.digest.removeprefix("sha256:") in bad:
+            continue
+        try:
+            archive.manifest(snap)
+        except ModelarcError:
+            broken.add(f"{snap.model.full_name}@{snap.digest}")
+    report.broken_snapshots = sorted(broken)
+    report.temp_files = archive.store.temp_count()
+    return report
+
+
+def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
+    """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
+    with archive.store.lock(exclusive=True, wait=False):
+        present = set(archive.store.iter_ids())
+        removed, freed = delete_unreferenced(archive, present, dry_run=dry_run)
+        temp_removed = 0
+        if not dry_run:
+            temp_removed = archive.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
+            with archive.catalog.session() as s:
+                q.audit(s, archive.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
+    return GcReport(removed, freed, temp_removed, len(present) - removed)
+
+
+def delete_unreferenced(archive: Archive, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+    """The one deletion path (gc, withdrawal): of ``candidates``, delete those no snapshot references and no
+    push in flight has leased; (objects removed, stored bytes freed). The caller holds the exclusive lock.
+
+    Catalog rows go first: a crash between leaves orphan files for the next gc, never rows without files.
+    """
+    with archive.catalog.session() as s:
+        doomed = sorted(candidates - q.objects_in_use(s, candidates) - leased_object_ids(s))
+    sizes = {}
+    for oid in doomed:
+        try:
+            sizes[oid] = archive.store.stored_size(ObjectId(oid))
+        except ObjectMissingError:
+            sizes[oid] = 0
+    if dry_run:
+        return len(doomed), sum(sizes.values())
+    with archive.catalog.session() as s:
+        q.delete_object_rows(s, doomed)
+    for oid in doomed:
+        archive.store.delete(ObjectId(oid))
+    return len(doomed), sum(sizes.values())

@@ -1,0 +1,160 @@
+"""Local push: read a folder once into the store, sign it, and record it in one transaction.
+
+The CLI's `push`, the Hub import (`push hf://...`) and `push ... --remote` (which archives locally first) all come
+through ``push_folder``; objects are durable before the catalog mentions them (registry/recording.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelarc.archive.formats.describe import parameter_counts, read_architecture
+from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.signing import keys as keyring
+from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
+from modelarc.errors import IntegrityError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
+from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
+from modelarc.registry.refs import Ref, parse_ref
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    ref: str
+    snapshot: str
+    logical_bytes: int
+    stored_bytes_added: int
+    new_snapshot: bool
+    previous: str | None  # the snapshot the tag pointed at before, if any
+    files: int
+    tensors: int
+    seconds: float
+
+
+def push_folder(
+    archive: Archive,
+    source: str | os.PathLike[str],
+    ref_text: str,
+    provenance: Provenance | None = None,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> PushResult:
+    """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
+    and what is left out (e.g. a symlinked folder) is reported through ``warn``."""
+    started = time.perf_counter()
+    ref = parse_ref(ref_text)
+    if ref.digest:
+        raise UsageError(f"push needs a tag to point at the new snapshot, not a digest: {ref_text}")
+    provenance = provenance or Provenance()
+    for _parent, relation in provenance.parents:
+        if relation not in RELATIONS:
+            raise UsageError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
+    parent_refs = [(parse_ref(text), rel) for text, rel in provenance.parents]
+    with archive.catalog.session() as s:  # fail on a bad parent before reading gigabytes
+        for pref, _rel in parent_refs:
+            q.resolve_ref(s, pref)
+    key = archive._private_key()
+    files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
+    if on_total:
+        on_total(total_size(files))
+    with archive.store.lock(exclusive=False):
+        result = ingest(source, archive.store, progress, files=files)
+        manifest = result.manifest
+        snapshot_id = manifest.snapshot_id
+        manifest_put = archive.store.put(manifest.canonical_bytes())
+        if "sha256:" + manifest_put.id != snapshot_id:
+            raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
+        bundle = sign_snapshot(
+            [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
+        )
+        bundle_put = archive.store.put(bundle)
+        archive.store.sync()  # every object is durable before the catalog mentions it
+        fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
+        record = _snapshot_record(archive, result, files, provenance, manifest_put.id, bundle_put.id)
+        objects = [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in result.objects] + [
+            ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)
+        ]
+        with archive.catalog.session() as s:
+            recorded = record_snapshot(
+                s,
+                SnapshotRecording(
+                    model=Ref(ref.namespace, ref.name, tag=ref.tag or "latest"),
+                    snapshot=record,
+                    objects=objects,
+                    signatures=[NewSignature(bundle_put.id, bundle.decode(), fingerprint)],
+                    actor=archive.settings.actor,
+                    action="push",
+                    parents=[(pref, rel) for pref, rel in parent_refs],
+                    merge_into_existing=False,  # a re-push of known bytes keeps the snapshot as it was
+                    audit_details={"stored_bytes_added": record.stored_bytes_added},
+                ),
+            )
+    return PushResult(
+        ref=str(ref),
+        snapshot=snapshot_id,
+        logical_bytes=manifest.logical_bytes,
+        stored_bytes_added=record.stored_bytes_added,
+        new_snapshot=recorded.created,
+        previous=recorded.previous,
+        files=len(manifest.files),
+        tensors=sum(1 for _ in manifest.tensors()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _snapshot_record(
+    archive: Archive,
+    result: IngestResult,
+    files: list[tuple[str, Path]],
+    provenance: Provenance,
+    manifest_oid: str,
+    bundle_oid: str,
+) -> NewSnapshot:
+    manifest = result.manifest
+    params, dtypes = parameter_counts(manifest)
+    new_files = catalog_files(manifest)
+    added = result.stored_bytes_added
+    return NewSnapshot(
+        digest=manifest.snapshot_id,
+        logical_bytes=manifest.logical_bytes,
+        stored_bytes_added=added,
+        files=new_files,
+        parameter_count=params,
+        dtypes=dtypes,
+        architecture=read_architecture(files),
+        object_ids=frozenset(manifest.object_ids() | {manifest_oid, bundle_oid}),
+        provenance=provenance,
+        pushed_by=archive.settings.actor,
+    )
+
+
+def catalog_files(manifest: SnapshotManifest) -> tuple[NewFile, ...]:
+    """The per-file and per-tensor rows the catalog keeps for queries, from a manifest."""
+    return tuple(
+        NewFile(
+            path=f.path,
+            size=f.size,
+            sha256=f.sha256,
+            kind=f.kind,
+            tensors=tuple(
+                NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
+                for p in f.tensors()
+            ),
+        )
+        for f in manifest.files
+    )
