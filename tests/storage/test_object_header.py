@@ -15,10 +15,23 @@ def test_header_round_trips(codec: int, raw_length: int, params: bytes) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=64))
 def test_mangled_header_is_a_format_error(blob: bytes) -> None:
+    """The verdict is the one docs/FORMAT.md ("Object files") gives, computed here independently."""
+    valid = len(blob) >= 16 and blob[:4] == b"MAOB" and blob[4] == 1
+    plen = int.from_bytes(blob[6:8], "little") if valid else 0
+    valid = valid and len(blob) >= 16 + plen
     try:
-        unpack_header(blob)
+        header = unpack_header(blob)
     except ObjectFormatError:
-        pass
+        assert not valid
+        return
+    assert valid
+    assert header == ObjectHeader(blob[5], int.from_bytes(blob[8:16], "little"), bytes(blob[16 : 16 + plen]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([b"MAOB", b"MAOB\x01", b"MAOB\x02"]), st.binary(min_size=11, max_size=40))
+def test_headers_with_the_right_magic_are_judged_by_the_spec(prefix: bytes, tail: bytes) -> None:
+    test_mangled_header_is_a_format_error.hypothesis.inner_test(prefix + tail)  # type: ignore[attr-defined]
 
 
 def test_store_never_returns_bytes_that_do_not_hash_to_the_id(tmp_path) -> None:
