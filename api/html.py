@@ -24,6 +24,7 @@ from modelarc import __version__
 from modelarc.api.limits import MAX_PAGE, MAX_TEXT
 from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
+from modelarc.archive.catalog import units
 from modelarc.archive.catalog import views as views
 from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
@@ -70,23 +71,11 @@ def snapshot_url(model: str, digest: str) -> str:
 
 
 def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
+    return units.human_bytes(n, missing="")
 
 
 def human_count(n: int | None) -> str:
-    if not n:
-        return "0"
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
+    return units.human_count(n or 0)
 
 
 def _environment() -> Environment:

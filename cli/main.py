@@ -13,19 +13,10 @@ from typing import Any
 import click
 
 from modelarc import __version__
+from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
-from modelarc.cli.output import (
-    byte_progress,
-    console,
-    echo_error,
-    echo_warning,
-    emit_json,
-    human_bytes,
-    human_count,
-    line,
-    styled,
-)
+from modelarc.cli.output import byte_progress, console, echo_error, echo_warning, emit_json, line, styled
 from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
 

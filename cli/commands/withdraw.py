@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
 from modelarc.cli.main import json_option, with_archive
-from modelarc.cli.output import console, emit_json, human_bytes
+from modelarc.cli.output import console, emit_json
 
 
 @click.command(name="rm")
