@@ -26,24 +26,13 @@ from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
 from modelarc.archive.catalog import units
 from modelarc.archive.catalog import views as views
-from modelarc.archive.catalog.search import build_filters, search
+from modelarc.archive.catalog.search import SEARCH_FILTERS, build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, UsageError
 
 PAGE_ROWS = 50
-FILTERS = (
-    ("name", "model name", "llama"),
-    ("cutoff_before", "cutoff before", "2024-01-01"),
-    ("cutoff_after", "cutoff after", "2022-06-30"),
-    ("arch", "architecture", "llama"),
-    ("min_params", "min params", "1B"),
-    ("max_params", "max params", "70B"),
-    ("trained_on", "trained on dataset", "the-pile"),
-    ("license", "license", "apache-2.0"),
-    ("descendant_of", "descendant of", "ns/name:tag"),
-    ("as_of", "as of", "2025-01-01"),
-)
+FILTERS = tuple((f.key, f.label, f.example) for f in SEARCH_FILTERS)  # the web form: one field per ls filter
 
 
 def search_form(query: QueryParams) -> tuple[dict[str, str], int]:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from modelarc import __version__
+from modelarc.archive.catalog.search import SEARCH_FILTERS
 from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.commands import register_all
@@ -320,16 +321,7 @@ def pull(
 def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The provenance filters shared by ``ls`` and ``timeline``."""
     options = [
-        click.option("--name", help="Model name contains this (any case), e.g. llama or acme/."),
-        click.option("--cutoff-before", help="Training cutoff entirely before this date (YYYY[-MM[-DD]])."),
-        click.option("--cutoff-after", help="Training cutoff entirely after this date."),
-        click.option("--arch", help="model_type or architecture class, e.g. llama or LlamaForCausalLM."),
-        click.option("--min-params", help="At least this many parameters (e.g. 135M, 7B)."),
-        click.option("--max-params", help="At most this many parameters."),
-        click.option("--trained-on", help="Trained or evaluated on this dataset (name)."),
-        click.option("--license", help="License id."),
-        click.option("--descendant-of", help="Only descendants (through lineage) of this REF."),
-        click.option("--as-of", help="Answer as the catalog stood at the end of this date."),
+        *(click.option(f.option, help=f.help) for f in SEARCH_FILTERS),
         click.option(
             "--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most."
         ),

@@ -152,3 +152,13 @@ def test_path_traversal_is_refused_everywhere(client, url: str) -> None:
     assert 400 <= r.status_code < 500, (url, r.status_code)
     assert b"PRIVATE KEY" not in r.content and secret not in r.content
     assert b"SQLite format" not in r.content
+
+
+def test_v1_snapshot_search_declares_exactly_the_search_filters() -> None:
+    """/v1's query parameters are held to the one list the CLI options and the web form are built from."""
+    from modelarc.api.app import create_app
+    from modelarc.archive.catalog.search import SEARCH_FILTERS
+
+    schema = create_app(lambda: None).openapi()  # type: ignore[arg-type,return-value]
+    declared = {p["name"] for p in schema["paths"]["/v1/snapshots"]["get"]["parameters"] if p["in"] == "query"}
+    assert declared - {"order", "limit", "cursor"} == {f.key for f in SEARCH_FILTERS}
