@@ -25,6 +25,7 @@ from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor
 from modelarc.registry.refs import Ref, parse_ref
 
 if TYPE_CHECKING:
+    from modelarc.archive.provenance.data import DataManifest
     from modelarc.archive.repository import Archive
 
 Progress = Callable[[int], None]
@@ -115,6 +116,47 @@ def push_folder(
         tensors=sum(1 for _ in manifest.tensors()),
         seconds=time.perf_counter() - started,
     )
+
+
+def push_source(
+    archive: Archive,
+    source: str,
+    ref_text: str,
+    provenance: Provenance | None = None,
+    *,
+    data: DataManifest | None = None,
+    follow_symlinks: bool = False,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PushResult:
+    """`modelarc push SOURCE REF`: a folder or file, or ``hf://org/name[@revision]`` (archive/remote/hf_import.py,
+    which downloads and then calls ``push_folder``), then the training-data manifest ``data`` if given (already
+    parsed and validated by the caller, so a bad one fails before a byte is archived)."""
+    # imported here: huggingface_hub and jsonschema cost time that a plain folder push need not pay
+    from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
+
+    hub = parse_hub_source(source)
+    if hub is not None:
+        result, _details = import_from_hub(
+            archive, hub, ref_text, provenance or Provenance(), progress=progress, on_total=on_total
+        )
+    else:
+        result = push_folder(
+            archive,
+            Path(source),
+            ref_text,
+            provenance,
+            progress=progress,
+            on_total=on_total,
+            follow_symlinks=follow_symlinks,
+            warn=warn,
+        )
+    if data is not None:
+        from modelarc.archive.provenance.data import attach_data
+
+        attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data)
+    return result
 
 
 def _snapshot_record(

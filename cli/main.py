@@ -173,7 +173,7 @@ def push(
     rels = relations * len(parents) if len(relations) == 1 else relations
     cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
     # a bad training-data manifest must fail before a byte is archived
-    from modelarc.archive.provenance.data import attach_data, load_data_manifest
+    from modelarc.archive.provenance.data import load_data_manifest
 
     data_doc = load_data_manifest(data_manifest) if data_manifest else None
     provenance = Provenance(
@@ -185,26 +185,20 @@ def push(
         parents=tuple(zip(parents, rels, strict=True)),
         release_date=parse_cutoff(released)[0] if released else None,
     )
-    from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
+    from modelarc.archive.push import push_source  # imported here: ingest and signing load for push alone
 
-    hub = parse_hub_source(source)
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
-        if hub is not None:
-            result, _details = import_from_hub(
-                archive, hub, ref, provenance, progress=advance, on_total=set_total
-            )
-        else:
-            result = archive.push(
-                Path(source),
-                ref,
-                provenance,
-                progress=advance,
-                on_total=set_total,
-                follow_symlinks=follow_symlinks,
-                warn=echo_warning,
-            )
-    if data_doc is not None:
-        attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data_doc)
+        result = push_source(
+            archive,
+            source,
+            ref,
+            provenance,
+            data=data_doc,
+            follow_symlinks=follow_symlinks,
+            progress=advance,
+            on_total=set_total,
+            warn=echo_warning,
+        )
     if remote_name is not None:
         _push_remote(
             archive,
