@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
-from modelarc.api.problems import clip, problem_responses
+from modelarc.api.problems import clip, problem, problem_responses
 from modelarc.archive.remote.commit import commit_offer
 from modelarc.archive.remote.offers import MAX_OFFER_BYTES, SnapshotOffer, offer_for
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES, check_push, receive_object
@@ -79,21 +79,17 @@ def parse_missing_query(body: bytes) -> list[ObjectId]:
 TRANSFER_ERRORS = problem_responses(400, 401, 403, 404, 409, 410, 411, 413, 422)
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra},
-        status_code=status,
-        media_type="application/problem+json",
-        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None,
-    )
-
-
 def _refuse_unless_push(request: Request) -> Response | None:
     scope = getattr(request.state, "token_scope", None)
     if scope is None:
-        return _problem(401, "Unauthorized", "pushing needs a bearer token with the push scope")
+        return problem(
+            401,
+            "Unauthorized",
+            "pushing needs a bearer token with the push scope",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if not allows(scope, "push"):
-        return _problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
+        return problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
     return None
 
 
@@ -167,18 +163,16 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         oid = ObjectId(object_id)
         declared = request.headers.get("content-length")
         if declared is None or not declared.isdigit():
-            return _problem(411, "Length Required", "uploads must declare their Content-Length")
+            return problem(411, "Length Required", "uploads must declare their Content-Length")
         if int(declared) > MAX_UPLOAD_BYTES:
-            return _problem(413, "Payload Too Large", f"an object may be at most {MAX_UPLOAD_BYTES} bytes")
+            return problem(413, "Payload Too Large", f"an object may be at most {MAX_UPLOAD_BYTES} bytes")
         body = bytearray()
         async for block in request.stream():
             body += block
             if len(body) > int(declared):
                 raise PayloadTooLargeError(f"upload of {oid} is longer than its declared {declared} bytes")
         if len(body) != int(declared):
-            return _problem(
-                400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes"
-            )
+            return problem(400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes")
         archive = get_archive()
         added = not archive.store.has(oid)
         holder = _pusher(request)
