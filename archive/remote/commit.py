@@ -62,27 +62,32 @@ def commit_offer(
     """
     ref = record_as or parse_ref(offer.ref)
     with archive.store.lock(exclusive=False):
-        if missing := missing_objects(archive, offer):  # all of them at once, so one resend completes a push
+        manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
+        manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
+        # every missing object at once (only what the offer names until the manifest is here): one resend completes
+        needed = (
+            objects_of(offer, manifest)
+            if manifest
+            else [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
+        )
+        if missing := [oid for oid in needed if not archive.store.has(oid)]:
             raise MissingObjectsError(offer.snapshot, missing)
-        manifest, fingerprint, bundles = check_offer(archive, offer)
-        needed = objects_of(offer, manifest)
+        manifest, fingerprint, bundles = check_offer(archive, offer, manifest)
         data = _data_manifests(archive, offer)
         with archive.catalog.session() as s:
-            recorded = q.digest_recorded(s, offer.snapshot)
-        if not (content_checked or recorded):
+            known_snapshot = q.digest_recorded(s, offer.snapshot)
+        if not (content_checked or known_snapshot):
             check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
         archive.store.sync()  # every object is durable before the catalog mentions it
         infos = {oid: archive.store.stat(oid) for oid in needed}
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
             known = q.known_object_ids(s, infos)
-        record = _record(offer, manifest, architecture, infos, known, actor)
-        with archive.catalog.session() as s:
             recorded = record_snapshot(
                 s,
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag),
-                    snapshot=record,
+                    snapshot=_record(offer, manifest, architecture, infos, known, actor),
                     objects=[ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in infos.values()],
                     signatures=[
                         NewSignature(oid, bundle.decode(), fingerprint)
@@ -107,18 +112,12 @@ def commit_offer(
     )
 
 
-def missing_objects(archive: Archive, offer: SnapshotOffer) -> list[ObjectId]:
-    """Every object of the offer this store lacks; without the manifest, only what the offer itself names."""
-    manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
-    head = [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
-    needed = (
-        objects_of(offer, archive.manifest_by_id(offer.snapshot)) if archive.store.has(manifest_id) else head
-    )
-    return [oid for oid in needed if not archive.store.has(oid)]
-
-
-def check_offer(archive: Archive, offer: SnapshotOffer) -> tuple[SnapshotManifest, str, list[bytes]]:
+def check_offer(
+    archive: Archive, offer: SnapshotOffer, manifest: SnapshotManifest | None = None
+) -> tuple[SnapshotManifest, str, list[bytes]]:
     """The checks that need only the manifest and the bundles: run before any weight object moves.
+
+    ``manifest``, when the caller has already read it by the offered id, is not read again.
 
     Returns the manifest, the fingerprint of the trusted key that signed it, and the bundles' bytes. Raises
     ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
@@ -128,7 +127,7 @@ def check_offer(archive: Archive, offer: SnapshotOffer) -> tuple[SnapshotManifes
     missing = [oid for oid in head if not archive.store.has(oid)]
     if missing:
         raise MissingObjectsError(offer.snapshot, missing)
-    manifest = archive.manifest_by_id(offer.snapshot)
+    manifest = manifest or archive.manifest_by_id(offer.snapshot)
     check_manifest_structure(manifest, f"snapshot {offer.snapshot}")
     bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
     fingerprint, _bundle = check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
