@@ -8,8 +8,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-# The install is redone when pyproject.toml's content changes (not its mtime, which a checkout resets).
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# The install is redone when pyproject.toml or the C extension's source changes (by content, not mtime, which a
+# checkout resets): the extension is compiled by that install.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml storage/codecs/*.c | sha256sum | cut -c1-16)
 
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k migrations -x'
 PYTEST_ARGS ?=
@@ -23,6 +24,7 @@ venv: $(STAMP) ## create .venv and install the project with its dev extras
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@scripts/ci/compiler.sh $(PY)  # the codec's C extension: a compiler and Python.h, installed if missing
 	@# torch first, pinned exactly: pip takes this CPU build from local disk. Left to the resolver,
 	@# another package's bare `torch` requirement could pull a multi-GB CUDA build.
 	$(PY) -m pip install torch==2.13.0

@@ -224,7 +224,9 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     )
     big_model(src, megabytes=20)  # a.safetensors (F32) and b.safetensors (BF16), 10 MiB each: two chunks each
     half = (rng.standard_normal(4_500_001) * 0.05).astype(np.float16)  # 9 MB: two chunks, odd element count
-    save_file({"h.f16": half, "h.small": half[:33].copy()}, str(src / "c.safetensors"))
+    # Values near 1000 have exponent bytes above 128, which the writer's Huffman frames cannot name: deflate.
+    large = (rng.standard_normal(300_000) * 1000).astype(np.float32)
+    save_file({"h.f16": half, "h.small": half[:33].copy(), "h.large": large}, str(src / "c.safetensors"))
     home = root / "home"
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MODELARC_DATABASE_URL", raising=False)

@@ -48,27 +48,30 @@ decodes to another length or leaves bytes after its frame or stream. (This reade
 a deflate plane claiming more than 1032 times its coded length, deflate's maximum ratio, so that a corrupt length
 cannot cause a huge allocation.)
 
-Which coder a writer picks per plane is not part of the format. This writer codes the first (exponent) plane with
-Huffman-only deflate (zlib strategy Z_HUFFMAN_ONLY: a fresh Huffman table every 32 Ki bytes, no string
-matching, which on exponents beats zstd's literal coding by 10%), the other planes with zstd level 1 (near-random
-mantissas cost nothing to try, and all-zero planes vanish), tries the other coder on a sample, and keeps
-whichever of raw, zstd and deflate is smallest for each plane.
-
-Optional speed-ups, never needed to read or write: ``zlib-ng`` (PyPI ``zlib-ng``) emits the same Huffman-only
-deflate bytes as zlib about twice as fast, and ISA-L (PyPI ``isal``) inflates about four times faster than zlib.
+Which coder a writer picks per plane is not part of the format. This writer splits and joins planes in native
+code (``_planes.c``) and codes the exponent plane as a zstd frame of Huffman-coded literal blocks with no
+sequences, also written by ``_planes.c``: an order-0 entropy coder with no string matching is what exponents want
+(BASELINES.md), libzstd cannot be asked for it, but any zstd decoder reads it (coder 1 above, so nothing new to
+specify). For every plane it codes a sample of evenly spaced slices with that Huffman frame, with zstd level 1
+(string matching: wins on runs and zero planes) and, when the sample holds bytes that the Huffman frame must store
+raw, with Huffman-only deflate; it then codes the whole plane with the sample's winner, or stores the plane raw
+when no coder saved 1% on the sample (near-random mantissas cost nothing to skip), keeping raw whenever a coded
+plane would be larger. Planes below the sampling threshold are coded every way and the smallest kept.
 """
 
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import ClassVar
 
-import numpy as np
 import zstandard
 
 from modelarc.errors import ObjectFormatError
+from modelarc.storage.codecs import _planes  # type: ignore[attr-defined]
 from modelarc.storage.codecs.base import Encoded
 
 FLOAT_DTYPES = {"BF16": 1, "F16": 2, "F32": 3}
@@ -83,13 +86,16 @@ _PLANE_ENTRY = struct.Struct("<BQ")
 # which keeps a corrupt length from turning into a huge allocation.
 _DEFLATE_MAX_RATIO = 1032
 
-# Encoder tuning. A plane below _SAMPLE_MIN bytes is coded every way; above it, the coder not used by default is
-# tried on the whole plane only if it wins on a sample of _SAMPLE_SLICES evenly spaced slices.
+# Encoder tuning. A plane below _SAMPLE_MIN bytes is coded every way; above it, a coder other than the plane's
+# first is tried on the whole plane only if it saves 1% on a sample of _SAMPLE_SLICES evenly spaced slices.
 _SAMPLE_SLICES = 8
 _SAMPLE_SLICE = 16 << 10
 _SAMPLE_MIN = 4 * _SAMPLE_SLICES * _SAMPLE_SLICE
-_SAMPLE_WIN = 0.99  # the other coder must save at least 1% on the sample to be tried in full
+_SAMPLE_WIN = 0.99
 _ZSTD_LEVEL = 1
+_HUFFMAN_MAX_SYMBOL = 128  # bytes above this leave the Huffman frame's blocks raw (see _planes.c)
+
+Plane = bytes | memoryview
 
 
 def _optional_module(name: str) -> ModuleType | None:
@@ -106,67 +112,24 @@ _DEFLATE_WRITER: ModuleType = _zlib_ng if _zlib_ng is not None else zlib
 _INFLATE: ModuleType = _isal_zlib if _isal_zlib is not None else zlib
 _INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _INFLATE.error)
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Splitting elements into planes and joining them back. Every temporary is a single numpy pass; the joins write
-# straight into the output buffer so that decoding copies each byte as few times as possible.
-# ---------------------------------------------------------------------------------------------------------
+# zstd contexts are not thread-safe and cost an allocation each: one per thread, reused.
+_contexts = threading.local()
 
 
-def _split_top16(u: np.ndarray) -> list[np.ndarray]:
-    """Exponent and sign+mantissa planes of BF16 bit patterns (or of the top halves of F32 ones)."""
-    t = u >> 7
-    exponent = t.astype(np.uint8)  # the cast keeps the low 8 bits, dropping the sign
-    np.bitwise_and(u, 0x807F, out=t)
-    t |= t >> 8
-    return [exponent, t.astype(np.uint8)]
+def _zstd_compressor() -> zstandard.ZstdCompressor:
+    try:
+        return _contexts.compressor  # type: ignore[no-any-return]
+    except AttributeError:
+        _contexts.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True)
+        return _contexts.compressor  # type: ignore[no-any-return]
 
 
-def _split(data: memoryview, kind: int, n: int) -> list[np.ndarray]:
-    if kind == 1:
-        return _split_top16(np.frombuffer(data, "<u2", count=n))
-    if kind == 2:
-        u = np.frombuffer(data, "<u2", count=n)
-        t = u >> 10
-        exponent = t.astype(np.uint8)
-        exponent &= 0x1F
-        np.right_shift(u, 8, out=t)
-        high = t.astype(np.uint8)
-        high &= 0x83
-        return [exponent, high, u.astype(np.uint8)]
-    b = np.frombuffer(data, np.uint8, count=4 * n).reshape(n, 4)
-    top = np.frombuffer(data, "<u2", count=2 * n)[1::2]
-    return [*_split_top16(top), b[:, 1].copy(), b[:, 0].copy()]
-
-
-def _join_top16(p0: np.ndarray, p1: np.ndarray, dest: np.ndarray) -> None:
-    """Write BF16 bit patterns (or the top halves of F32 ones) rebuilt from their two planes into ``dest``."""
-    np.copyto(dest, p0, casting="unsafe")
-    dest <<= 7
-    s = p1.astype(np.uint16)
-    s *= 0x0101  # sign to bit 15, mantissa stays in bits 0-6
-    s &= 0x807F
-    dest |= s
-
-
-def _join(planes: list[np.ndarray], kind: int, out: bytearray, n: int) -> None:
-    """Write the n elements rebuilt from ``planes`` into the start of ``out``."""
-    if kind == 1:
-        _join_top16(planes[0], planes[1], np.frombuffer(out, "<u2", count=n))
-    elif kind == 2:
-        b = np.frombuffer(out, np.uint8, count=2 * n).reshape(n, 2)
-        high = planes[0] & 0x1F
-        high <<= 2
-        high |= planes[1] & 0x83
-        b[:, 1] = high
-        b[:, 0] = planes[2]
-    else:
-        b = np.frombuffer(out, np.uint8, count=4 * n).reshape(n, 4)
-        top = np.empty(n, np.uint16)
-        _join_top16(planes[0], planes[1], top)
-        np.frombuffer(out, "<u2", count=2 * n)[1::2] = top
-        b[:, 1] = planes[2]
-        b[:, 0] = planes[3]
+def _zstd_decompressor() -> zstandard.ZstdDecompressor:
+    try:
+        return _contexts.decompressor  # type: ignore[no-any-return]
+    except AttributeError:
+        _contexts.decompressor = zstandard.ZstdDecompressor()
+        return _contexts.decompressor  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,36 +137,51 @@ def _join(planes: list[np.ndarray], kind: int, out: bytearray, n: int) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _deflate(plane: np.ndarray) -> bytes:
+def _huffman(plane: Plane) -> bytes:
+    out: bytes = _planes.huffman_frame(plane)
+    return out
+
+
+def _zstd(plane: Plane) -> bytes:
+    return _zstd_compressor().compress(plane)
+
+
+def _deflate(plane: Plane) -> bytes:
     comp = _DEFLATE_WRITER.compressobj(1, _DEFLATE_WRITER.DEFLATED, -15, 9, _DEFLATE_WRITER.Z_HUFFMAN_ONLY)
-    return comp.compress(plane) + comp.flush()
+    return comp.compress(plane) + comp.flush()  # type: ignore[no-any-return]
 
 
-def _zstd(plane: np.ndarray) -> bytes:
-    # A compressor is not thread-safe, and callers encode chunks on several threads: one per call.
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True).compress(plane.data)
-
-
-def _sample(plane: np.ndarray) -> np.ndarray:
+def _sample(plane: bytes) -> bytes:
     step = len(plane) // _SAMPLE_SLICES
-    return np.concatenate([plane[i * step : i * step + _SAMPLE_SLICE] for i in range(_SAMPLE_SLICES)])
+    return b"".join(plane[i * step : i * step + _SAMPLE_SLICE] for i in range(_SAMPLE_SLICES))
 
 
-def _code_plane(plane: np.ndarray, exponent: bool) -> tuple[int, bytes | np.ndarray | memoryview]:
-    """Smallest of raw, zstd and Huffman-only deflate; the less likely winner is tried in full only if a sample
-    says it may win."""
-    first, second = (_deflate, _zstd) if exponent else (_zstd, _deflate)
+def _has_unnameable(data: bytes) -> bool:
+    """Whether ``data`` holds bytes that the Huffman frame stores raw (deletes the others, at C speed)."""
+    return bool(data.translate(None, _NAMEABLE))
+
+
+_NAMEABLE = bytes(range(_HUFFMAN_MAX_SYMBOL + 1))
+
+
+def _code_plane(plane: bytes, exponent: bool) -> tuple[int, Plane]:
+    """Smallest of raw and the coders. The first coder (Huffman frame for exponents, zstd otherwise) codes the
+    whole plane; on a large plane the others are tried in full only if a sample says they may win."""
+    first: Callable[[Plane], bytes] = _huffman if exponent else _zstd
+    others: list[Callable[[Plane], bytes]] = [_zstd] if exponent else []
+    probe = plane if len(plane) < _SAMPLE_MIN else _sample(plane)
+    if _has_unnameable(probe):
+        others.append(_deflate)
     codings = {first: first(plane)}
-    if len(plane) < _SAMPLE_MIN:
-        codings[second] = second(plane)
-    else:
-        sample = _sample(plane)
-        if len(second(sample)) < _SAMPLE_WIN * len(first(sample)):
-            codings[second] = second(plane)
-    best: tuple[int, bytes | np.ndarray | memoryview] = (PLANE_RAW, plane)
-    for coder, coded in ((PLANE_DEFLATE, codings.get(_deflate)), (PLANE_ZSTD, codings.get(_zstd))):
-        if coded is not None and len(coded) < len(best[1]):
-            best = (coder, coded)
+    if probe is plane:
+        codings.update((code, code(plane)) for code in others)
+    elif others:
+        base = _SAMPLE_WIN * len(first(probe))
+        codings.update((code, code(plane)) for code in others if len(code(probe)) < base)
+    best: tuple[int, Plane] = (PLANE_RAW, plane)
+    for code, coded in codings.items():
+        if len(coded) < len(best[1]):
+            best = (PLANE_DEFLATE if code is _deflate else PLANE_ZSTD, coded)
     return best
 
 
@@ -233,7 +211,7 @@ def _decode_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryv
                     if declared >= 0
                     else "float-planes: zstd plane does not declare its size"
                 )
-            out: bytes = zstandard.ZstdDecompressor().decompress(
+            out: bytes = _zstd_decompressor().decompress(
                 coded, max_output_size=length, allow_extra_data=False
             )
         elif coder == PLANE_DEFLATE:
@@ -273,7 +251,8 @@ class FloatPlanesCodec:
         data = memoryview(data).cast("B")
         kind = FLOAT_DTYPES.get(dtype_hint or "F32", FLOAT_DTYPES["F32"])
         n = len(data) // _WIDTH[kind]
-        coded = [_code_plane(plane, exponent=(i == 0)) for i, plane in enumerate(_split(data, kind, n))]
+        planes = _planes.split(data, kind, n)
+        coded = [_code_plane(plane, exponent=i == 0) for i, plane in enumerate(planes)]
         coded.append((PLANE_RAW, data[n * _WIDTH[kind] :]))
         params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, len(coded)))
         payload = bytearray(sum(len(c) for _, c in coded))
@@ -312,13 +291,13 @@ class FloatPlanesCodec:
             )
         for i, (coder, clen) in enumerate(entries):
             _check_plane(coder, clen, n if i < nplanes else tail_len, i)
-        planes: list[np.ndarray] = []
+        planes: list[bytes | memoryview] = []
         pos = 0
         for coder, clen in entries[:nplanes]:
-            planes.append(np.frombuffer(_decode_plane(coder, payload[pos : pos + clen], n), np.uint8))
+            planes.append(_decode_plane(coder, payload[pos : pos + clen], n))
             pos += clen
         tail = _decode_plane(entries[-1][0], payload[pos:], tail_len)
         out = bytearray(raw_length)
-        _join(planes, kind, out, n)
+        _planes.join(planes, kind, out, n)
         out[n * width :] = tail
         return out

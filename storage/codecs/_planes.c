@@ -1,0 +1,672 @@
+/*
+ * Native core of the float-planes codec (codec 2): the byte-plane split and join, and a Huffman coder for the
+ * exponent plane whose output is an ordinary zstd frame (RFC 8878).
+ *
+ * Why a zstd frame: the exponent plane is coded best by an order-0 entropy coder with no string matching
+ * (BASELINES.md), which libzstd cannot be asked to produce, but a zstd frame may consist of blocks whose literals
+ * are Huffman-coded and which carry no sequences at all. So this file writes exactly that, and any zstd decoder
+ * (libzstd's fast Huff0 decoder through the `zstandard` package here; any RFC 8878 reader in a hundred years)
+ * reads it back. The stored format is the one docs/FORMAT.md already specifies for a zstd plane: nothing new to
+ * specify, and objects written before this file existed keep reading.
+ *
+ * Every function works on caller-provided buffers and releases the GIL, so chunks code on several threads.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Plane split and join (the element layout is specified in floatplanes.py and docs/FORMAT.md)
+ * ------------------------------------------------------------------------------------------------------------ */
+
+enum { KIND_BF16 = 1, KIND_F16 = 2, KIND_F32 = 3 };
+
+static int kind_width(int kind) { return kind == KIND_F32 ? 4 : 2; }
+static int kind_planes(int kind) { return kind == KIND_BF16 ? 2 : kind == KIND_F16 ? 3 : 4; }
+
+static void split_planes(const uint8_t *src, Py_ssize_t n, int kind, uint8_t **p)
+{
+    Py_ssize_t i;
+    if (kind == KIND_BF16) {
+        uint8_t *p0 = p[0], *p1 = p[1];
+        for (i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[2 * i] | ((uint32_t)src[2 * i + 1] << 8);
+            p0[i] = (uint8_t)(u >> 7);
+            p1[i] = (uint8_t)(((u >> 8) & 0x80) | (u & 0x7F));
+        }
+    } else if (kind == KIND_F16) {
+        uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2];
+        for (i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)src[2 * i] | ((uint32_t)src[2 * i + 1] << 8);
+            p0[i] = (uint8_t)((u >> 10) & 0x1F);
+            p1[i] = (uint8_t)((u >> 8) & 0x83);
+            p2[i] = (uint8_t)u;
+        }
+    } else {
+        uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+        for (i = 0; i < n; i++) {
+            const uint8_t *b = src + 4 * i;
+            uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+            p0[i] = (uint8_t)(u >> 23);
+            p1[i] = (uint8_t)(((u >> 24) & 0x80) | ((u >> 16) & 0x7F));
+            p2[i] = b[1];
+            p3[i] = b[0];
+        }
+    }
+}
+
+static void join_planes(const uint8_t *const *p, Py_ssize_t n, int kind, uint8_t *dst)
+{
+    Py_ssize_t i;
+    if (kind == KIND_BF16) {
+        const uint8_t *p0 = p[0], *p1 = p[1];
+        for (i = 0; i < n; i++) {
+            uint32_t u = ((uint32_t)(p1[i] & 0x80) << 8) | ((uint32_t)p0[i] << 7) | (p1[i] & 0x7Fu);
+            dst[2 * i] = (uint8_t)u;
+            dst[2 * i + 1] = (uint8_t)(u >> 8);
+        }
+    } else if (kind == KIND_F16) {
+        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2];
+        for (i = 0; i < n; i++) {
+            dst[2 * i] = p2[i];
+            dst[2 * i + 1] = (uint8_t)((p1[i] & 0x83) | ((p0[i] & 0x1F) << 2));
+        }
+    } else {
+        const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+        for (i = 0; i < n; i++) {
+            uint32_t u = ((uint32_t)(p1[i] & 0x80) << 24) | ((uint32_t)p0[i] << 23) | ((uint32_t)(p1[i] & 0x7F) << 16) |
+                         ((uint32_t)p2[i] << 8) | p3[i];
+            uint8_t *b = dst + 4 * i;
+            b[0] = (uint8_t)u;
+            b[1] = (uint8_t)(u >> 8);
+            b[2] = (uint8_t)(u >> 16);
+            b[3] = (uint8_t)(u >> 24);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Huffman-only zstd frames (RFC 8878 sections 3.1.1, 3.1.1.2, 3.1.1.3.1 and 4.2)
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define BLOCK_MAX (128 * 1024)  /* Block_Maximum_Size */
+#define MAX_BITS 11             /* Max_Number_of_Bits of a Huffman code */
+#define MAX_DIRECT_SYMBOL 128   /* the direct (4-bit) weight representation covers symbols 0..128 */
+#define FRAME_HEADER 13         /* magic, descriptor (single segment, 8-byte content size), content size */
+
+typedef struct {
+    uint16_t code[256];
+    uint8_t bits[256]; /* 0 = symbol absent */
+    int max_symbol;
+    int table_log;
+} HuffTable;
+
+static void put_le(uint8_t *dst, uint64_t v, int nbytes)
+{
+    for (int i = 0; i < nbytes; i++) dst[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Moffat and Katajainen's in-place minimum-redundancy code lengths: on entry a[0..n-1] are weights sorted
+ * ascending, on exit a[i] is the code length of the i-th weight (longest first). */
+static void minimum_redundancy(int *a, int n)
+{
+    int root, leaf, next, avbl, used, dpth;
+    if (n == 1) {
+        a[0] = 1;
+        return;
+    }
+    a[0] += a[1];
+    root = 0;
+    leaf = 2;
+    for (next = 1; next < n - 1; next++) {
+        if (leaf >= n || a[root] < a[leaf]) {
+            a[next] = a[root];
+            a[root++] = next;
+        } else {
+            a[next] = a[leaf++];
+        }
+        if (leaf >= n || (root < next && a[root] < a[leaf])) {
+            a[next] += a[root];
+            a[root++] = next;
+        } else {
+            a[next] += a[leaf++];
+        }
+    }
+    a[n - 2] = 0;
+    for (next = n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
+    avbl = 1;
+    used = dpth = 0;
+    root = n - 2;
+    next = n - 1;
+    while (avbl > 0) {
+        while (root >= 0 && a[root] == dpth) {
+            used++;
+            root--;
+        }
+        while (avbl > used) {
+            a[next--] = dpth;
+            avbl--;
+        }
+        avbl = 2 * used;
+        dpth++;
+        used = 0;
+    }
+}
+
+/* Builds a complete (Kraft sum exactly 1) canonical code of at most MAX_BITS bits for the symbols present in
+ * `count`, numbered as RFC 8878 4.2.1 prescribes so that a decoder rebuilds it from the weights alone. Needs at
+ * least two distinct symbols, all <= MAX_DIRECT_SYMBOL. */
+static void build_table(const uint32_t *count, HuffTable *t)
+{
+    int syms[256], lens[256] = {0}, n = 0, i, l;
+    int bl_count[64] = {0};
+
+    for (i = 0; i <= MAX_DIRECT_SYMBOL; i++)
+        if (count[i]) syms[n++] = i;
+    /* insertion sort by count ascending (stable: ties keep symbol order); n <= 129 */
+    for (i = 1; i < n; i++) {
+        int s = syms[i], j = i - 1;
+        while (j >= 0 && count[syms[j]] > count[s]) {
+            syms[j + 1] = syms[j];
+            j--;
+        }
+        syms[j + 1] = s;
+    }
+    for (i = 0; i < n; i++) lens[i] = (int)count[syms[i]];
+    minimum_redundancy(lens, n);
+    for (i = 0; i < n; i++) bl_count[lens[i] > MAX_BITS ? MAX_BITS : lens[i]]++;
+    {
+        /* Clamping over-long codes over-subscribes the code space; give it back one unit at a time by moving
+         * one code down a level (as miniz does), which keeps the number of codes and ends exactly complete. */
+        uint32_t total = 0;
+        for (l = 1; l <= MAX_BITS; l++) total += (uint32_t)bl_count[l] << (MAX_BITS - l);
+        while (total > (1u << MAX_BITS)) {
+            bl_count[MAX_BITS]--;
+            for (l = MAX_BITS - 1; l > 0; l--) {
+                if (bl_count[l]) {
+                    bl_count[l]--;
+                    bl_count[l + 1] += 2;
+                    break;
+                }
+            }
+            total--;
+        }
+    }
+    /* least frequent symbols take the longest codes */
+    memset(t->bits, 0, sizeof t->bits);
+    i = 0;
+    for (l = MAX_BITS; l >= 1; l--)
+        for (int k = 0; k < bl_count[l]; k++) t->bits[syms[i++]] = (uint8_t)l;
+    t->table_log = 0;
+    t->max_symbol = 0;
+    for (i = 0; i <= MAX_DIRECT_SYMBOL; i++) {
+        if (t->bits[i]) {
+            t->max_symbol = i;
+            if (t->bits[i] > t->table_log) t->table_log = t->bits[i];
+        }
+    }
+    /* canonical values: longest codes first, counting up from zero, symbols in natural order within a length */
+    {
+        uint32_t value = 0;
+        for (l = t->table_log; l >= 1; l--) {
+            for (i = 0; i <= t->max_symbol; i++)
+                if (t->bits[i] == l) t->code[i] = (uint16_t)value++;
+            value >>= 1;
+        }
+    }
+}
+
+/* Bytes of the Huffman_Tree_Description (direct representation): a header byte and one 4-bit weight per symbol
+ * below the largest, the largest symbol's weight being implied. */
+static size_t tree_description_size(const HuffTable *t) { return 1 + (size_t)(t->max_symbol + 1) / 2; }
+
+static size_t write_tree_description(const HuffTable *t, uint8_t *dst)
+{
+    size_t size = tree_description_size(t);
+    memset(dst, 0, size);
+    dst[0] = (uint8_t)(127 + t->max_symbol);
+    for (int s = 0; s < t->max_symbol; s++) {
+        int w = t->bits[s] ? t->table_log + 1 - t->bits[s] : 0;
+        dst[1 + s / 2] |= (uint8_t)(s % 2 == 0 ? w << 4 : w);
+    }
+    return size;
+}
+
+/* One Huffman bitstream: symbols coded last to first into a little-endian bit container, closed by a 1 bit, so
+ * that a decoder reading backwards from the final byte meets the first symbol first. `dst` needs
+ * n * MAX_BITS / 8 + 16 bytes. */
+static size_t encode_stream(const uint8_t *src, size_t n, const HuffTable *t, uint8_t *dst)
+{
+    uint64_t acc = 0;
+    unsigned nbits = 0;
+    size_t out = 0, i = n;
+
+#define ADD(sym)                                          \
+    do {                                                  \
+        uint8_t s_ = (sym);                               \
+        acc |= (uint64_t)t->code[s_] << nbits;            \
+        nbits += t->bits[s_];                             \
+    } while (0)
+#define FLUSH()                                           \
+    do {                                                  \
+        put_le(dst + out, acc, 8);                        \
+        out += nbits >> 3;                                \
+        acc = (nbits >> 3) >= 8 ? 0 : acc >> (nbits & ~7u); \
+        nbits &= 7;                                       \
+    } while (0)
+
+    while (i % 4) {
+        ADD(src[--i]);
+        FLUSH();
+    }
+    while (i) { /* 4 codes of at most 11 bits on top of at most 7 pending bits fit in 64 */
+        ADD(src[i - 1]);
+        ADD(src[i - 2]);
+        ADD(src[i - 3]);
+        ADD(src[i - 4]);
+        i -= 4;
+        FLUSH();
+    }
+    acc |= (uint64_t)1 << nbits;
+    nbits += 1;
+    put_le(dst + out, acc, 8);
+    out += (nbits + 7) >> 3;
+#undef ADD
+#undef FLUSH
+    return out;
+}
+
+static uint64_t cost_bits(const uint32_t *count, const HuffTable *t)
+{
+    uint64_t bits = 0;
+    for (int s = 0; s < 256; s++) bits += (uint64_t)count[s] * t->bits[s];
+    return bits;
+}
+
+static int table_covers(const uint32_t *count, const HuffTable *t)
+{
+    for (int s = 0; s < 256; s++)
+        if (count[s] && !t->bits[s]) return 0;
+    return 1;
+}
+
+static size_t write_block_header(uint8_t *dst, int last, int type, size_t size)
+{
+    put_le(dst, (uint64_t)last | ((uint64_t)type << 1) | ((uint64_t)size << 3), 3);
+    return 3;
+}
+
+/* Compressed literals of one block, sequences section included, into `dst` (returns its size). `fresh` says
+ * whether the block carries its own tree (type 2) or reuses the previous block's (type 3, Treeless). `scratch`
+ * holds the coded streams while their sizes are not yet known. */
+static size_t encode_literals_block(const uint8_t *src, size_t m, const HuffTable *t, int fresh, uint8_t *dst,
+                                    uint8_t *scratch)
+{
+    size_t tree = fresh ? tree_description_size(t) : 0;
+    size_t streams = 0, header, comp, regen = m;
+    int four = m > 1023; /* small blocks take the single-stream form, which has a 3-byte header */
+    size_t sizes[4];
+
+    if (four) {
+        size_t seg = (m + 3) / 4;
+        size_t off = 6;
+        for (int k = 0; k < 4; k++) {
+            size_t start = seg * (size_t)k, len = k < 3 ? seg : m - 3 * seg;
+            sizes[k] = encode_stream(src + start, len, t, scratch + off);
+            off += sizes[k];
+        }
+        put_le(scratch, sizes[0], 2);
+        put_le(scratch + 2, sizes[1], 2);
+        put_le(scratch + 4, sizes[2], 2);
+        streams = off;
+    } else {
+        streams = encode_stream(src, m, t, scratch);
+    }
+    comp = tree + streams;
+    if (comp + 6 >= m) return (size_t)-1; /* no smaller than raw: the caller stores the block raw */
+    {
+        int type = fresh ? 2 : 3;
+        uint64_t v;
+        if (!four) {
+            if (comp > 1023) return (size_t)-1; /* cannot be said in this form; the caller stores the block raw */
+            v = (uint64_t)type | ((uint64_t)regen << 4) | ((uint64_t)comp << 14);
+            header = 3;
+        } else if (regen <= 1023 && comp <= 1023) {
+            v = (uint64_t)type | (1u << 2) | ((uint64_t)regen << 4) | ((uint64_t)comp << 14);
+            header = 3;
+        } else if (regen <= 16383 && comp <= 16383) {
+            v = (uint64_t)type | (2u << 2) | ((uint64_t)regen << 4) | ((uint64_t)comp << 18);
+            header = 4;
+        } else {
+            v = (uint64_t)type | (3u << 2) | ((uint64_t)regen << 4) | ((uint64_t)comp << 22);
+            header = 5;
+        }
+        put_le(dst, v, (int)header);
+    }
+    if (fresh) write_tree_description(t, dst + header);
+    memcpy(dst + header + tree, scratch, streams);
+    dst[header + comp] = 0; /* Number_of_Sequences = 0: the block is literals only */
+    return header + comp + 1;
+}
+
+/* A window of BLOCK_MAX bytes with more bytes above 128 than this is stored raw rather than cut into pieces. */
+#define MAX_CUTS 8
+/* Blocks are built from pieces of this size, merged while one tree codes them no worse than two would. */
+#define PIECE (16 * 1024)
+/* What a block costs beyond its coded literals, tree excluded: block and literals headers, jump table,
+ * stream padding and the sequences byte (in bytes, roughly; it only steers where blocks end). */
+#define BLOCK_OVERHEAD 16
+
+static size_t huffman_frame_bound(size_t n)
+{
+    /* per window: its bytes, plus a block header for each of at most 2 * MAX_CUTS + 1 pieces, each of which
+     * may end in BLOCK_MAX / PIECE blocks */
+    return FRAME_HEADER + 3 + n + (n / BLOCK_MAX + 1) * 3 * (2 * MAX_CUTS + 1 + BLOCK_MAX / PIECE);
+}
+
+typedef struct {
+    uint8_t *dst;
+    size_t out;
+    HuffTable prev, cur;
+    int have_prev;
+    uint8_t *block, *scratch;
+} FrameWriter;
+
+static void emit_raw(FrameWriter *w, const uint8_t *src, size_t m, int last)
+{
+    w->out += write_block_header(w->dst + w->out, last, 0, m);
+    memcpy(w->dst + w->out, src, m);
+    w->out += m;
+}
+
+/* Byte counts, in four tables so that runs of one value do not serialise on a single counter. */
+static void histogram(const uint8_t *src, size_t m, uint32_t *count)
+{
+    uint32_t c[4][256];
+    size_t i = 0;
+    memset(c, 0, sizeof c);
+    for (; i + 4 <= m; i += 4) {
+        c[0][src[i]]++;
+        c[1][src[i + 1]]++;
+        c[2][src[i + 2]]++;
+        c[3][src[i + 3]]++;
+    }
+    for (; i < m; i++) c[0][src[i]]++;
+    for (i = 0; i < 256; i++) count[i] = c[0][i] + c[1][i] + c[2][i] + c[3][i];
+}
+
+/* One block of bytes that are all <= MAX_DIRECT_SYMBOL: the smallest of RLE, Huffman literals with a fresh
+ * tree, Huffman literals reusing the previous block's tree, and raw. `known` is the block's histogram when the
+ * caller has it, else NULL. */
+static void emit_block(FrameWriter *w, const uint8_t *src, size_t m, int last, const uint32_t *known)
+{
+    uint32_t count[256];
+    size_t i, distinct = 0, size;
+    uint64_t fresh_cost, prev_cost = UINT64_MAX;
+    int fresh;
+
+    if (known)
+        memcpy(count, known, sizeof count);
+    else
+        histogram(src, m, count);
+    for (i = 0; i <= MAX_DIRECT_SYMBOL; i++) distinct += count[i] != 0;
+    if (distinct == 1) {
+        w->out += write_block_header(w->dst + w->out, last, 1, m);
+        w->dst[w->out++] = src[0];
+        return;
+    }
+    build_table(count, &w->cur);
+    fresh_cost = cost_bits(count, &w->cur) + 8 * tree_description_size(&w->cur);
+    if (w->have_prev && table_covers(count, &w->prev)) prev_cost = cost_bits(count, &w->prev);
+    fresh = prev_cost > fresh_cost;
+    size = encode_literals_block(src, m, fresh ? &w->cur : &w->prev, fresh, w->block, w->scratch);
+    if (size == (size_t)-1 || size >= m) {
+        emit_raw(w, src, m, last);
+        return;
+    }
+    w->out += write_block_header(w->dst + w->out, last, 2, size);
+    memcpy(w->dst + w->out, w->block, size);
+    w->out += size;
+    if (fresh) {
+        w->prev = w->cur;
+        w->have_prev = 1;
+    }
+}
+
+/* Estimated bits to code a block with this histogram under its own tree (its order-0 entropy), tree and
+ * overhead included: cheap enough to ask for every piece, and only used to decide where blocks end. */
+static double block_cost(const uint32_t *count)
+{
+    double total = 0, bits = 0;
+    int distinct = 0;
+    for (int s = 0; s <= MAX_DIRECT_SYMBOL; s++) {
+        if (count[s]) {
+            total += count[s];
+            distinct = s + 1;
+        }
+    }
+    for (int s = 0; s < distinct; s++)
+        if (count[s]) bits -= count[s] * log2(count[s] / total);
+    return bits + 8.0 * (1 + (distinct + 1) / 2 + BLOCK_OVERHEAD);
+}
+
+/* Bytes that are all <= MAX_DIRECT_SYMBOL, as blocks whose ends follow the data: a block grows by PIECE bytes
+ * at a time while one tree for both costs no more than a tree each (tensors packed into one object shift the
+ * exponent distribution where they meet). */
+static void emit_segment(FrameWriter *w, const uint8_t *src, size_t m, int last)
+{
+    size_t start = 0;
+    uint32_t have[256], next[256], merged[256];
+    while (start < m) {
+        size_t end = start + PIECE < m ? start + PIECE : m;
+        double cost;
+        histogram(src + start, end - start, have);
+        cost = block_cost(have);
+        while (end < m) {
+            size_t stop = end + PIECE < m ? end + PIECE : m;
+            double merged_cost;
+            if (stop - start > BLOCK_MAX) break;
+            histogram(src + end, stop - end, next);
+            for (int k = 0; k < 256; k++) merged[k] = have[k] + next[k];
+            merged_cost = block_cost(merged);
+            if (merged_cost > cost + block_cost(next)) break;
+            memcpy(have, merged, sizeof have);
+            cost = merged_cost;
+            end = stop;
+        }
+        emit_block(w, src + start, end - start, last && end == m, have);
+        start = end;
+    }
+}
+
+/* Writes a complete zstd frame holding `src` into `dst` (huffman_frame_bound(n) bytes) and returns its size, or 0
+ * when out of memory. A byte above 128, which the direct tree form cannot name (an exponent that large means
+ * |x| >= 2: rare in weights), is cut out of its block and stored in a raw block of its own; a window with many
+ * of them is stored raw whole. */
+static size_t huffman_frame(const uint8_t *src, size_t n, uint8_t *dst)
+{
+    FrameWriter w;
+    size_t pos = 0;
+    memset(&w, 0, sizeof w);
+    w.dst = dst;
+    w.block = malloc(BLOCK_MAX + 64);
+    w.scratch = malloc(BLOCK_MAX * 2 + 64);
+    if (!w.block || !w.scratch) {
+        free(w.block);
+        free(w.scratch);
+        return 0;
+    }
+    memcpy(dst, "\x28\xb5\x2f\xfd", 4);
+    dst[4] = 0xE0; /* Frame_Content_Size_flag 3 (8 bytes), Single_Segment_flag, no checksum, no dictionary */
+    put_le(dst + 5, (uint64_t)n, 8);
+    w.out = FRAME_HEADER;
+    if (n == 0) emit_raw(&w, src, 0, 1);
+    while (pos < n) {
+        size_t m = n - pos < BLOCK_MAX ? n - pos : BLOCK_MAX, i, big = 0, start = 0;
+        const uint8_t *b = src + pos;
+        int last_window = pos + m == n;
+        for (i = 0; i < m; i++) big += b[i] > MAX_DIRECT_SYMBOL; /* vectorises: far cheaper than a histogram */
+        if (big == 0) {
+            emit_segment(&w, b, m, last_window);
+        } else if (big > MAX_CUTS) {
+            emit_raw(&w, b, m, last_window);
+        } else {
+            while (start < m) {
+                size_t end = start;
+                if (b[start] > MAX_DIRECT_SYMBOL) {
+                    while (end < m && b[end] > MAX_DIRECT_SYMBOL) end++;
+                    emit_raw(&w, b + start, end - start, last_window && end == m);
+                } else {
+                    while (end < m && b[end] <= MAX_DIRECT_SYMBOL) end++;
+                    emit_segment(&w, b + start, end - start, last_window && end == m);
+                }
+                start = end;
+            }
+        }
+        pos += m;
+    }
+    free(w.block);
+    free(w.scratch);
+    return w.out;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Python bindings
+ * ------------------------------------------------------------------------------------------------------------ */
+
+static int check_kind(int kind)
+{
+    if (kind != KIND_BF16 && kind != KIND_F16 && kind != KIND_F32) {
+        PyErr_Format(PyExc_ValueError, "unknown element type %d", kind);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(split_doc, "split(data, kind, n) -> list of bytes: the element planes of the first n elements.");
+
+static PyObject *py_split(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    int kind;
+    Py_ssize_t n;
+    PyObject *planes[4] = {NULL, NULL, NULL, NULL};
+    uint8_t *ptrs[4];
+    PyObject *result = NULL;
+    int count, k;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*in", &view, &kind, &n)) return NULL;
+    if (!check_kind(kind)) goto done;
+    if (n < 0 || n > view.len / kind_width(kind)) {
+        PyErr_SetString(PyExc_ValueError, "element count exceeds the buffer");
+        goto done;
+    }
+    count = kind_planes(kind);
+    for (k = 0; k < count; k++) {
+        planes[k] = PyBytes_FromStringAndSize(NULL, n);
+        if (!planes[k]) goto done;
+        ptrs[k] = (uint8_t *)PyBytes_AS_STRING(planes[k]);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    split_planes((const uint8_t *)view.buf, n, kind, ptrs);
+    Py_END_ALLOW_THREADS
+    result = PyList_New(count);
+    if (!result) goto done;
+    for (k = 0; k < count; k++) {
+        PyList_SET_ITEM(result, k, planes[k]);
+        planes[k] = NULL;
+    }
+done:
+    for (k = 0; k < 4; k++) Py_XDECREF(planes[k]);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+PyDoc_STRVAR(join_doc, "join(planes, kind, out, n): write the n elements rebuilt from the planes into out.");
+
+static PyObject *py_join(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *result = NULL;
+    Py_buffer out, views[4];
+    const uint8_t *ptrs[4];
+    int kind, count = 0, k, got = 0;
+    Py_ssize_t n;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oiw*n", &seq, &kind, &out, &n)) return NULL;
+    if (!check_kind(kind)) goto done;
+    if (!PySequence_Check(seq) || PySequence_Size(seq) != kind_planes(kind)) {
+        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
+        goto done;
+    }
+    count = kind_planes(kind);
+    if (n < 0 || n > out.len / kind_width(kind)) {
+        PyErr_SetString(PyExc_ValueError, "element count exceeds the output buffer");
+        goto done;
+    }
+    for (k = 0; k < count; k++) {
+        PyObject *item = PySequence_GetItem(seq, k);
+        int ok;
+        if (!item) goto done;
+        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
+        Py_DECREF(item);
+        if (!ok) goto done;
+        got++;
+        if (views[k].len < n) {
+            PyErr_SetString(PyExc_ValueError, "a plane is shorter than the element count");
+            goto done;
+        }
+        ptrs[k] = (const uint8_t *)views[k].buf;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    join_planes(ptrs, n, kind, (uint8_t *)out.buf);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+PyDoc_STRVAR(huffman_frame_doc,
+             "huffman_frame(data) -> bytes: a zstd frame (RFC 8878) holding data as Huffman-coded literals.");
+
+static PyObject *py_huffman_frame(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    PyObject *result = NULL;
+    size_t size;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)huffman_frame_bound((size_t)view.len));
+    if (!result) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    size = huffman_frame((const uint8_t *)view.buf, (size_t)view.len, (uint8_t *)PyBytes_AS_STRING(result));
+    Py_END_ALLOW_THREADS
+    if (size == 0) {
+        Py_CLEAR(result);
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (_PyBytes_Resize(&result, (Py_ssize_t)size) < 0) result = NULL;
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"split", py_split, METH_VARARGS, split_doc},
+    {"join", py_join, METH_VARARGS, join_doc},
+    {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_planes", "Native byte-plane split/join and Huffman-only zstd frames.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__planes(void) { return PyModule_Create(&module); }
