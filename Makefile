@@ -82,3 +82,4 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 clean: ## remove the venv, caches and build output (not the PostgreSQL cluster in /tmp)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -f storage/codecs/*.so

@@ -534,6 +534,25 @@ static size_t huffman_frame(const uint8_t *src, size_t n, uint8_t *dst)
     return w.out;
 }
 
+/* Order-0 entropy in bits per byte: a bound on what any Huffman coder of the bytes can save. */
+static double order0_bits(const uint8_t *src, size_t n)
+{
+    uint32_t count[256];
+    double bits = 0;
+    size_t i = 0;
+    if (n == 0) return 0;
+    while (i < n) { /* histogram() counts in uint32: take at most 2^31 bytes at a time */
+        size_t take = n - i < ((size_t)1 << 31) ? n - i : ((size_t)1 << 31);
+        uint32_t part[256];
+        histogram(src + i, take, part);
+        for (int s = 0; s < 256; s++) count[s] = i == 0 ? part[s] : count[s] + part[s];
+        i += take;
+    }
+    for (int s = 0; s < 256; s++)
+        if (count[s]) bits -= (double)count[s] * log2((double)count[s] / (double)n);
+    return bits / (double)n;
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * Python bindings
  * ------------------------------------------------------------------------------------------------------------ */
@@ -632,6 +651,74 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(joined_doc,
+             "joined(planes, kind, n, tail) -> bytearray: the n elements rebuilt from the planes, then tail.");
+
+static PyObject *py_joined(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *result = NULL;
+    Py_buffer views[4], tail;
+    const uint8_t *ptrs[4];
+    int kind, count, k, got = 0;
+    Py_ssize_t n, body;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oiny*", &seq, &kind, &n, &tail)) return NULL;
+    if (!check_kind(kind)) goto done;
+    count = kind_planes(kind);
+    if (!PySequence_Check(seq) || PySequence_Size(seq) != count) {
+        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
+        goto done;
+    }
+    if (n < 0 || n > (PY_SSIZE_T_MAX - tail.len) / kind_width(kind)) {
+        PyErr_SetString(PyExc_ValueError, "impossible element count");
+        goto done;
+    }
+    for (k = 0; k < count; k++) {
+        PyObject *item = PySequence_GetItem(seq, k);
+        int ok;
+        if (!item) goto done;
+        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
+        Py_DECREF(item);
+        if (!ok) goto done;
+        got++;
+        if (views[k].len < n) {
+            PyErr_SetString(PyExc_ValueError, "a plane is shorter than the element count");
+            goto done;
+        }
+        ptrs[k] = (const uint8_t *)views[k].buf;
+    }
+    body = n * kind_width(kind);
+    /* uninitialised: every byte is written below, so no pass is spent zeroing it first */
+    result = PyByteArray_FromStringAndSize(NULL, body + tail.len);
+    if (!result) goto done;
+    {
+        uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(result);
+        Py_BEGIN_ALLOW_THREADS
+        join_planes(ptrs, n, kind, dst);
+        memcpy(dst + body, tail.buf, (size_t)tail.len);
+        Py_END_ALLOW_THREADS
+    }
+done:
+    for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&tail);
+    return result;
+}
+
+PyDoc_STRVAR(order0_bits_doc, "order0_bits(data) -> float: order-0 entropy of data in bits per byte.");
+
+static PyObject *py_order0_bits(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    double bits;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    bits = order0_bits((const uint8_t *)view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyFloat_FromDouble(bits);
+}
+
 PyDoc_STRVAR(huffman_frame_doc,
              "huffman_frame(data) -> bytes: a zstd frame (RFC 8878) holding data as Huffman-coded literals.");
 
@@ -661,12 +748,15 @@ done:
 static PyMethodDef methods[] = {
     {"split", py_split, METH_VARARGS, split_doc},
     {"join", py_join, METH_VARARGS, join_doc},
+    {"joined", py_joined, METH_VARARGS, joined_doc},
+    {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
     {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_planes", "Native byte-plane split/join and Huffman-only zstd frames.", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__planes(void) { return PyModule_Create(&module); }

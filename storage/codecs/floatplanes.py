@@ -172,6 +172,12 @@ def _code_plane(plane: bytes, exponent: bool) -> tuple[int, Plane]:
     probe = plane if len(plane) < _SAMPLE_MIN else _sample(plane)
     if _has_unnameable(probe):
         others.append(_deflate)
+    if not exponent and probe is not plane and _planes.order0_bits(plane) > 8 * _SAMPLE_WIN:
+        # Near-random bytes (mantissas): no entropy coder saves 1%. Skip the full zstd pass unless string
+        # matching, which the entropy does not see, saves 1% on the sample.
+        if len(_zstd(probe)) >= _SAMPLE_WIN * len(probe):
+            return (PLANE_RAW, plane)
+        others = []
     codings = {first: first(plane)}
     if probe is plane:
         codings.update((code, code(plane)) for code in others)
@@ -297,7 +303,5 @@ class FloatPlanesCodec:
             planes.append(_decode_plane(coder, payload[pos : pos + clen], n))
             pos += clen
         tail = _decode_plane(entries[-1][0], payload[pos:], tail_len)
-        out = bytearray(raw_length)
-        _planes.join(planes, kind, out, n)
-        out[n * width :] = tail
+        out: bytearray = _planes.joined(planes, kind, n, tail)
         return out
