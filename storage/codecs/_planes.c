@@ -110,51 +110,48 @@ static void put_le(uint8_t *dst, uint64_t v, int nbytes)
     for (int i = 0; i < nbytes; i++) dst[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Moffat and Katajainen's in-place minimum-redundancy code lengths: on entry a[0..n-1] are weights sorted
- * ascending, on exit a[i] is the code length of the i-th weight (longest first). */
-static void minimum_redundancy(int *a, int n)
+/* Optimal code lengths of at most `maxbits` bits (Larmore and Hirschberg's package-merge): `w` holds n >= 2
+ * weights sorted ascending, `len` receives their code lengths. Exact, not a heuristic repair of unlimited codes:
+ * exponent planes have long tails whose codes want 15-20 bits, and the limit is where Huffman loses most. */
+typedef struct {
+    uint64_t weight;
+    int16_t leaf;  /* >= 0: the leaf of that rank; -1: a package of items a and b of the level below */
+    int16_t a, b;
+} PackItem;
+
+static void count_leaves(PackItem (*levels)[2 * 256], int level, int k, int *len)
 {
-    int root, leaf, next, avbl, used, dpth;
-    if (n == 1) {
-        a[0] = 1;
-        return;
+    const PackItem *item = &levels[level][k];
+    if (item->leaf >= 0) {
+        len[item->leaf]++;
+    } else {
+        count_leaves(levels, level - 1, item->a, len);
+        count_leaves(levels, level - 1, item->b, len);
     }
-    a[0] += a[1];
-    root = 0;
-    leaf = 2;
-    for (next = 1; next < n - 1; next++) {
-        if (leaf >= n || a[root] < a[leaf]) {
-            a[next] = a[root];
-            a[root++] = next;
-        } else {
-            a[next] = a[leaf++];
+}
+
+static void package_merge(const uint32_t *w, int n, int maxbits, int *len)
+{
+    static _Thread_local PackItem levels[MAX_BITS][2 * 256];
+    int size[MAX_BITS];
+    for (int i = 0; i < n; i++) levels[0][i] = (PackItem){w[i], (int16_t)i, -1, -1};
+    size[0] = n;
+    for (int level = 1; level < maxbits; level++) {
+        int packages = size[level - 1] / 2, li = 0, pi = 0, out = 0;
+        while (li < n || pi < packages) {
+            uint64_t pw = pi < packages ? levels[level - 1][2 * pi].weight + levels[level - 1][2 * pi + 1].weight : 0;
+            if (li < n && (pi >= packages || w[li] <= pw)) {
+                levels[level][out++] = (PackItem){w[li], (int16_t)li, -1, -1};
+                li++;
+            } else {
+                levels[level][out++] = (PackItem){pw, -1, (int16_t)(2 * pi), (int16_t)(2 * pi + 1)};
+                pi++;
+            }
         }
-        if (leaf >= n || (root < next && a[root] < a[leaf])) {
-            a[next] += a[root];
-            a[root++] = next;
-        } else {
-            a[next] += a[leaf++];
-        }
+        size[level] = out;
     }
-    a[n - 2] = 0;
-    for (next = n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
-    avbl = 1;
-    used = dpth = 0;
-    root = n - 2;
-    next = n - 1;
-    while (avbl > 0) {
-        while (root >= 0 && a[root] == dpth) {
-            used++;
-            root--;
-        }
-        while (avbl > used) {
-            a[next--] = dpth;
-            avbl--;
-        }
-        avbl = 2 * used;
-        dpth++;
-        used = 0;
-    }
+    memset(len, 0, sizeof(int) * (size_t)n);
+    for (int k = 0; k < 2 * n - 2; k++) count_leaves(levels, maxbits - 1, k, len);
 }
 
 /* Builds a complete (Kraft sum exactly 1) canonical code of at most MAX_BITS bits for the symbols present in
@@ -176,26 +173,12 @@ static void build_table(const uint32_t *count, HuffTable *t)
         }
         syms[j + 1] = s;
     }
-    for (i = 0; i < n; i++) lens[i] = (int)count[syms[i]];
-    minimum_redundancy(lens, n);
-    for (i = 0; i < n; i++) bl_count[lens[i] > MAX_BITS ? MAX_BITS : lens[i]]++;
     {
-        /* Clamping over-long codes over-subscribes the code space; give it back one unit at a time by moving
-         * one code down a level (as miniz does), which keeps the number of codes and ends exactly complete. */
-        uint32_t total = 0;
-        for (l = 1; l <= MAX_BITS; l++) total += (uint32_t)bl_count[l] << (MAX_BITS - l);
-        while (total > (1u << MAX_BITS)) {
-            bl_count[MAX_BITS]--;
-            for (l = MAX_BITS - 1; l > 0; l--) {
-                if (bl_count[l]) {
-                    bl_count[l]--;
-                    bl_count[l + 1] += 2;
-                    break;
-                }
-            }
-            total--;
-        }
+        uint32_t weights[256];
+        for (i = 0; i < n; i++) weights[i] = count[syms[i]];
+        package_merge(weights, n, MAX_BITS, lens);
     }
+    for (i = 0; i < n; i++) bl_count[lens[i]]++;
     /* least frequent symbols take the longest codes */
     memset(t->bits, 0, sizeof t->bits);
     i = 0;
