@@ -156,15 +156,16 @@ def total_size(files: list[tuple[str, Path]]) -> int:
 class _ChunkWriter:
     """Hash-check-encode-write chunks on a pool while the caller keeps reading."""
 
-    def __init__(self, store: ObjectStore, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, store: ObjectStore, pool: ThreadPoolExecutor, in_flight: int = MAX_IN_FLIGHT) -> None:
         self.store = store
         self.pool = pool
+        self.in_flight = in_flight  # chunks held at once: bounds memory, keeps every worker fed
         self.pending: deque[Future[PutResult]] = deque()
         self.results: dict[str, ObjectWrite] = {}
         self.lock = threading.Lock()
 
     def submit(self, data: bytes, dtype: str | None) -> Future[PutResult]:
-        while len(self.pending) >= MAX_IN_FLIGHT:
+        while len(self.pending) >= self.in_flight:
             self.pending.popleft().result()
         fut = self.pool.submit(self._write, data, dtype)
         self.pending.append(fut)
@@ -250,9 +251,10 @@ def ingest(
     if files is None:
         files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
     plans = plan_files(files, source)
-    workers = jobs or max(2, os.cpu_count() or 2)
+    # Two more threads than cores: a worker waiting on its object's fsync leaves its core to the others.
+    workers = jobs or max(2, os.cpu_count() or 2) + 2
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
-        writer = _ChunkWriter(store, pool)
+        writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2))
         try:
             entries = [_ingest_file(plan, writer, progress) for plan in plans]
             writer.drain()
