@@ -8,7 +8,6 @@ record whose signature does not verify.
 
 from __future__ import annotations
 
-import base64
 import json
 import platform
 import time
@@ -21,8 +20,9 @@ from modelarc import __version__
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive
 from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+from modelarc.archive.signing import dsse
 from modelarc.archive.signing import keys as keyring
-from modelarc.archive.signing.bundles import pae
+from modelarc.archive.signing.fields import parse_json
 from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
@@ -137,15 +137,9 @@ def record_run(archive: Archive, result: RunResult) -> int:
     doc = _record_doc(result)
     payload = canonical_json(doc)
     key = archive._private_key()
-    signature = key.sign(pae(RUN_PAYLOAD_TYPE, payload), keyring.ecdsa_algorithm(key))
     fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
-    envelope = json.dumps(
-        {
-            "payloadType": RUN_PAYLOAD_TYPE,
-            "payload": base64.b64encode(payload).decode(),
-            "signatures": [{"keyid": fingerprint, "sig": base64.b64encode(signature).decode()}],
-        }
-    )
+    signature = dsse.sign(RUN_PAYLOAD_TYPE, payload, key)
+    envelope = json.dumps(dsse.Envelope(RUN_PAYLOAD_TYPE, payload, ((fingerprint, signature),)).to_json())
     put = archive.store.put(payload)
     archive.store.sync()
     with archive.catalog.session() as s:
@@ -174,14 +168,20 @@ def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
     if pem is None:
         raise SignatureError(f"run {run_id} is not signed by a trusted key")
     try:
-        env = json.loads(envelope)
-        payload = base64.b64decode(env["payload"], validate=True)
-        signature = base64.b64decode(env["signatures"][0]["sig"], validate=True)
-        public = keyring.load_public_key_pem(pem)
-        public.verify(signature, pae(env["payloadType"], payload), keyring.ecdsa_algorithm(public))
-    except Exception as exc:  # noqa: BLE001 - any failure here means the record cannot be trusted
-        raise SignatureError(f"run {run_id}: signature does not verify ({type(exc).__name__})") from None
-    return json.loads(payload)  # type: ignore[no-any-return]
+        env = dsse.read_envelope(parse_json(envelope, "run envelope"), "run envelope")
+    except SignatureError as exc:
+        raise SignatureError(f"run {run_id}: {exc}") from None
+    public = keyring.load_public_key_pem(pem)
+    if (
+        env.payload_type != RUN_PAYLOAD_TYPE
+        or len(env.signatures) != 1
+        or not dsse.signature_valid(public, env.signatures[0][1], env.payload_type, env.payload)
+    ):
+        raise SignatureError(f"run {run_id}: signature does not verify")
+    try:
+        return json.loads(env.payload)  # type: ignore[no-any-return]
+    except ValueError:
+        raise SignatureError(f"run {run_id}: the signed record is not JSON") from None
 
 
 def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, bool]:

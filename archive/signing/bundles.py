@@ -30,24 +30,18 @@ files model_signing would ignore are left out of ``resources``; the snapshot id 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelarc.archive.signing.keys import (
-    ecdsa_algorithm,
-    key_fingerprint,
-    load_public_key_pem,
-    public_key_pem,
-)
+from modelarc.archive.signing import dsse
+from modelarc.archive.signing.fields import expect, field, optional_field, parse_json
+from modelarc.archive.signing.keys import key_fingerprint, load_public_key_pem, public_key_pem
 from modelarc.errors import SignatureError
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -164,9 +158,7 @@ def sign_snapshot(
         },
     }
     payload = json.dumps(statement, indent=2, ensure_ascii=False).encode("utf-8")
-    signature = private_key.sign(
-        _pae(DSSE_PAYLOAD_TYPE, payload), ecdsa_algorithm(private_key, deterministic=True)
-    )
+    signature = dsse.sign(DSSE_PAYLOAD_TYPE, payload, private_key, deterministic=True)
 
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -197,38 +189,40 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
     if not trusted:
         raise SignatureError("no trusted public keys to verify the signature with")
 
-    doc = _parse_json(bundle, "bundle")
-    _expect(
-        _field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE,
+    doc = parse_json(bundle, "bundle")
+    expect(
+        field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE,
         f"bundle mediaType is not {BUNDLE_MEDIA_TYPE}",
     )
-    material = _field(doc, "verificationMaterial", dict, "bundle")
+    material = field(doc, "verificationMaterial", dict, "bundle")
     hint: str | None = None
     if "publicKey" in material:
-        public_key_id = _field(material, "publicKey", dict, "verificationMaterial")
-        hint = _optional_field(public_key_id, "hint", str, "verificationMaterial.publicKey") or None
+        public_key_id = field(material, "publicKey", dict, "verificationMaterial")
+        hint = optional_field(public_key_id, "hint", str, "verificationMaterial.publicKey") or None
 
-    envelope = _field(doc, "dsseEnvelope", dict, "bundle")
-    payload_type = _field(envelope, "payloadType", str, "dsseEnvelope")
-    _expect(
-        payload_type == DSSE_PAYLOAD_TYPE,
-        f"dsseEnvelope payloadType is {payload_type!r}, not {DSSE_PAYLOAD_TYPE}",
+    envelope = dsse.read_envelope(field(doc, "dsseEnvelope", dict, "bundle"), "dsseEnvelope")
+    expect(
+        envelope.payload_type == DSSE_PAYLOAD_TYPE,
+        f"dsseEnvelope payloadType is {envelope.payload_type!r}, not {DSSE_PAYLOAD_TYPE}",
     )
-    payload = _b64decode(_field(envelope, "payload", str, "dsseEnvelope"), "dsseEnvelope.payload")
-    signatures = _field(envelope, "signatures", list, "dsseEnvelope")
     # model_signing checks only the first signature; accepting more would accept bundles it rejects.
-    _expect(len(signatures) == 1, f"dsseEnvelope has {len(signatures)} signatures, expected exactly 1")
-    _expect(isinstance(signatures[0], dict), "dsseEnvelope.signatures[0] is not an object")
-    signature = _b64decode(_field(signatures[0], "sig", str, "dsseEnvelope.signatures[0]"), "signature")
+    expect(
+        len(envelope.signatures) == 1,
+        f"dsseEnvelope has {len(envelope.signatures)} signatures, expected exactly 1",
+    )
+    payload, (_keyid, signature) = envelope.payload, envelope.signatures[0]
 
     if hint is not None:
-        _expect(hint in trusted, f"bundle is signed by key {hint}, which is not a trusted key")
+        expect(hint in trusted, f"bundle is signed by key {hint}, which is not a trusted key")
         candidates = {hint: trusted[hint]}
     else:
         candidates = trusted
-    signed_message = _pae(payload_type, payload)
     fingerprint = next(
-        (fp for fp, key in candidates.items() if _signature_valid(key, signature, signed_message)),
+        (
+            fp
+            for fp, key in candidates.items()
+            if dsse.signature_valid(key, signature, envelope.payload_type, payload)
+        ),
         None,
     )
     if fingerprint is None:
@@ -240,67 +234,67 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
 
 
 def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
-    statement = _parse_json(payload, "signed statement")
-    _expect(
-        _field(statement, "_type", str, "statement") == STATEMENT_TYPE,
+    statement = parse_json(payload, "signed statement")
+    expect(
+        field(statement, "_type", str, "statement") == STATEMENT_TYPE,
         f"statement _type is not {STATEMENT_TYPE}",
     )
-    predicate_type = _field(statement, "predicateType", str, "statement")
-    _expect(
+    predicate_type = field(statement, "predicateType", str, "statement")
+    expect(
         predicate_type == PREDICATE_TYPE,
         f"statement predicateType is {predicate_type!r}; only {PREDICATE_TYPE} is supported",
     )
-    subjects = _field(statement, "subject", list, "statement")
-    _expect(len(subjects) == 1 and isinstance(subjects[0], dict), "statement must have exactly one subject")
-    model_name = _field(subjects[0], "name", str, "subject")
-    root_digest = _field(
-        _field(subjects[0], "digest", dict, "subject"), "sha256", str, "subject.digest"
+    subjects = field(statement, "subject", list, "statement")
+    expect(len(subjects) == 1 and isinstance(subjects[0], dict), "statement must have exactly one subject")
+    model_name = field(subjects[0], "name", str, "subject")
+    root_digest = field(
+        field(subjects[0], "digest", dict, "subject"), "sha256", str, "subject.digest"
     ).lower()
 
-    predicate = _field(statement, "predicate", dict, "statement")
-    serialization = _field(predicate, "serialization", dict, "predicate")
-    method = _field(serialization, "method", str, "serialization")
-    hash_type = _field(serialization, "hash_type", str, "serialization")
-    _expect(
+    predicate = field(statement, "predicate", dict, "statement")
+    serialization = field(predicate, "serialization", dict, "predicate")
+    method = field(serialization, "method", str, "serialization")
+    hash_type = field(serialization, "hash_type", str, "serialization")
+    expect(
         method == "files" and hash_type == "sha256",
         f"signature uses serialization {method}/{hash_type}; only files/sha256 is supported",
     )
-    raw_ignores = _optional_field(serialization, "ignore_paths", list, "serialization") or []
-    _expect(all(isinstance(p, str) for p in raw_ignores), "serialization.ignore_paths holds a non-string")
+    raw_ignores = optional_field(serialization, "ignore_paths", list, "serialization") or []
+    expect(all(isinstance(p, str) for p in raw_ignores), "serialization.ignore_paths holds a non-string")
     ignore_paths = tuple(str(PurePosixPath(p)) for p in raw_ignores)
 
     files: dict[str, str] = {}
     root = hashlib.sha256()
-    for index, resource in enumerate(_field(predicate, "resources", list, "predicate")):
+    for index, resource in enumerate(field(predicate, "resources", list, "predicate")):
         where = f"predicate.resources[{index}]"
-        _expect(isinstance(resource, dict), f"{where} is not an object")
-        name = _field(resource, "name", str, where)
-        algorithm = _field(resource, "algorithm", str, where)
-        _expect(algorithm == "sha256", f"{where} ({name}) uses {algorithm!r}, expected sha256")
-        digest = _field(resource, "digest", str, where).lower()
-        _expect(bool(_HEX64.match(digest)), f"{where} ({name}) digest is not 64 hex digits")
+        expect(isinstance(resource, dict), f"{where} is not an object")
+        name = field(resource, "name", str, where)
+        algorithm = field(resource, "algorithm", str, where)
+        expect(algorithm == "sha256", f"{where} ({name}) uses {algorithm!r}, expected sha256")
+        digest = field(resource, "digest", str, where).lower()
+        expect(bool(_HEX64.match(digest)), f"{where} ({name}) digest is not 64 hex digits")
         # model_signing reads names as PurePosixPath, so "./a" and "a" are the same file to it.
         path = str(PurePosixPath(name))
         problem = _path_problem(path)
-        _expect(problem is None, f"{where} path {name!r} {problem}")
-        _expect(path not in files, f"{where} lists {path!r} twice")
+        expect(problem is None, f"{where} path {name!r} {problem}")
+        expect(path not in files, f"{where} lists {path!r} twice")
         files[path] = digest
         root.update(bytes.fromhex(digest))
-    _expect(
+    expect(
         root.hexdigest() == root_digest,
         "statement subject digest does not match its resources (inconsistent manifest)",
     )
 
     snapshot_id: str | None = None
     if "modelarc" in predicate:
-        extension = _field(predicate, "modelarc", dict, "predicate")
+        extension = field(predicate, "modelarc", dict, "predicate")
         version = extension.get("version")
-        _expect(
+        expect(
             version == MODELARC_PREDICATE_VERSION,
             f"predicate.modelarc version {version!r} is not supported (this modelarc reads {MODELARC_PREDICATE_VERSION})",
         )
-        snapshot_id = _field(extension, "snapshot", str, "predicate.modelarc")
-        _expect(
+        snapshot_id = field(extension, "snapshot", str, "predicate.modelarc")
+        expect(
             bool(_SNAPSHOT_ID.match(snapshot_id)),
             f"predicate.modelarc.snapshot is not a snapshot id: {snapshot_id!r}",
         )
@@ -311,20 +305,6 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
         model_name=model_name,
         ignore_paths=ignore_paths,
     )
-
-
-def _pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 pre-authentication encoding: what the ECDSA signature is actually computed over."""
-    type_bytes = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
-
-
-def _signature_valid(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        key.verify(signature, message, ecdsa_algorithm(key))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def _path_problem(path: str) -> str | None:
@@ -351,49 +331,3 @@ def _normalised_ignore_paths(paths: Sequence[str]) -> tuple[str, ...]:
 def _is_ignored(path: str, ignore_paths: Sequence[str]) -> bool:
     # model_signing: Path.is_relative_to(model_root / ignored), i.e. equal or below it, by whole components.
     return any(path == ignored or path.startswith(ignored + "/") for ignored in ignore_paths)
-
-
-def _parse_json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting raises RecursionError.
-    except (ValueError, TypeError, RecursionError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise SignatureError(f"{what} is not valid JSON: {reason}") from exc
-    _expect(isinstance(doc, dict), f"{what} is not a JSON object")
-    return doc  # type: ignore[no-any-return]
-
-
-def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
-    if name not in obj:
-        raise SignatureError(f"{where} has no {name!r} field")
-    value = obj[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SignatureError(f"{where} field {name!r} is not a JSON {_JSON_NAMES.get(kind, kind.__name__)}")
-    return value
-
-
-def _optional_field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
-    if obj.get(name) is None:
-        return None
-    return _field(obj, name, kind, where)
-
-
-_JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer", bool: "boolean"}
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureError(f"{what} is not valid base64") from exc
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise SignatureError(message)
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE pre-authentication encoding, for other signed records (run records) that use DSSE envelopes."""
-    return _pae(payload_type, payload)
