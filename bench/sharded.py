@@ -34,7 +34,7 @@ MODELARC = Path(sys.executable).with_name("modelarc")
 REF = "bench/sharded:v1"
 # (hidden, intermediate, layers) giving roughly 1 GB and 4 GB of BF16 weights with the Llama vocab of 32000
 SHAPES = {
-    1: bench_models.LlamaShape(hidden=2048, intermediate=5504, layers=6, heads=16, kv_heads=4, seed=11),
+    1: bench_models.LlamaShape(hidden=2048, intermediate=5504, layers=10, heads=16, kv_heads=4, seed=11),
     4: bench_models.LlamaShape(hidden=2560, intermediate=6912, layers=24, heads=20, kv_heads=4, seed=12),
 }
 TARGETS = {"push": 2.0, "pull": 1.5, "repush": 1.3, "load": 1.3}
@@ -100,8 +100,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
 
 LOAD_ARCHIVE = """
 import sys, torch, modelarc
-archive = modelarc.open(sys.argv[1])
-model = modelarc.load_model(archive, sys.argv[2], device="cpu")
+model = modelarc.load_model(sys.argv[1], device="cpu")
 with torch.no_grad():
     model(torch.tensor([[1, 2, 3, 4]]))
 """
@@ -180,7 +179,7 @@ def measure(size_gb: int, shard_bytes: int, cache: Path, work: Path, load: bool)
     if load:
         print(f"[{size_gb} GB] load from the archive, from_pretrained from the folder", flush=True)
         hf_s, hf_rss, _ = timed([sys.executable, "-c", LOAD_FOLDER, str(folder)])
-        arc_s, arc_rss, _ = timed([sys.executable, "-c", LOAD_ARCHIVE, str(home), REF])
+        arc_s, arc_rss, _ = timed([sys.executable, "-c", LOAD_ARCHIVE, REF], env)
         rows.append(
             (
                 label,
@@ -208,7 +207,7 @@ def _mb(n: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 4], choices=sorted(SHAPES))
-    p.add_argument("--shard-gb", type=float, default=1.0)
+    p.add_argument("--shard-gb", type=float, default=0.5)
     p.add_argument("--no-load", action="store_true")
     p.add_argument("--cache", type=Path, default=bench_models.DEFAULT_CACHE)
     p.add_argument("--work", type=Path, default=Path("/tmp/modelarc-bench-sharded"))

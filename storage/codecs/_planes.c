@@ -588,52 +588,6 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(join_doc, "join(planes, kind, out, n): write the n elements rebuilt from the planes into out.");
-
-static PyObject *py_join(PyObject *self, PyObject *args)
-{
-    PyObject *seq, *result = NULL;
-    Py_buffer out, views[4];
-    const uint8_t *ptrs[4];
-    int kind, count = 0, k, got = 0;
-    Py_ssize_t n;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "Oiw*n", &seq, &kind, &out, &n)) return NULL;
-    if (!check_kind(kind)) goto done;
-    if (!PySequence_Check(seq) || PySequence_Size(seq) != kind_planes(kind)) {
-        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
-        goto done;
-    }
-    count = kind_planes(kind);
-    if (n < 0 || n > out.len / kind_width(kind)) {
-        PyErr_SetString(PyExc_ValueError, "element count exceeds the output buffer");
-        goto done;
-    }
-    for (k = 0; k < count; k++) {
-        PyObject *item = PySequence_GetItem(seq, k);
-        int ok;
-        if (!item) goto done;
-        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
-        Py_DECREF(item);
-        if (!ok) goto done;
-        got++;
-        if (views[k].len < n) {
-            PyErr_SetString(PyExc_ValueError, "a plane is shorter than the element count");
-            goto done;
-        }
-        ptrs[k] = (const uint8_t *)views[k].buf;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    join_planes(ptrs, n, kind, (uint8_t *)out.buf);
-    Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
-    PyBuffer_Release(&out);
-    return result;
-}
-
 PyDoc_STRVAR(joined_doc,
              "joined(planes, kind, n, tail) -> bytearray: the n elements rebuilt from the planes, then tail.");
 
@@ -730,7 +684,6 @@ done:
 
 static PyMethodDef methods[] = {
     {"split", py_split, METH_VARARGS, split_doc},
-    {"join", py_join, METH_VARARGS, join_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
     {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},
