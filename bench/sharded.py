@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,19 +84,23 @@ def sharded_model(shape: bench_models.LlamaShape, shard_bytes: int, cache: Path)
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Like ``run`` but with the process's own peak RSS (kB from wait4, as bytes)."""
+    """Wall seconds, the process's own peak RSS in bytes, and its stdout.
+
+    The peak comes from GNU time, which starts the process from its own small address space: Linux carries a
+    process's peak RSS across exec, so a child started straight from this (large) benchmark process would
+    report this process's peak instead of its own.
+    """
     os.sync()
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])} failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return elapsed, usage.ru_maxrss * 1024, out.decode()
+    with tempfile.NamedTemporaryFile("r") as rss:
+        started = time.perf_counter()
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv], env=env, capture_output=True, text=True
+        )
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:3])} failed ({done.returncode}): {done.stderr[-2000:]}")
+        peak_kb = int(rss.read().split()[-1])
+    return elapsed, peak_kb * 1024, done.stdout
 
 
 LOAD_ARCHIVE = """
