@@ -641,6 +641,24 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(max_byte_doc, "max_byte(data) -> int: the largest byte in data (0 when empty).");
+
+static PyObject *py_max_byte(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    uint8_t top = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const uint8_t *b = (const uint8_t *)view.buf;
+        for (Py_ssize_t i = 0; i < view.len; i++) top = b[i] > top ? b[i] : top; /* vectorises */
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(top);
+}
+
 PyDoc_STRVAR(order0_bits_doc, "order0_bits(data) -> float: order-0 entropy of data in bits per byte.");
 
 static PyObject *py_order0_bits(PyObject *self, PyObject *args)
@@ -686,6 +704,7 @@ static PyMethodDef methods[] = {
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
+    {"max_byte", py_max_byte, METH_VARARGS, max_byte_doc},
     {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -157,11 +157,8 @@ def _sample(plane: bytes) -> bytes:
 
 
 def _has_unnameable(data: bytes) -> bool:
-    """Whether ``data`` holds bytes that the Huffman frame stores raw (deletes the others, at C speed)."""
-    return bool(data.translate(None, _NAMEABLE))
-
-
-_NAMEABLE = bytes(range(_HUFFMAN_MAX_SYMBOL + 1))
+    """Whether ``data`` holds bytes that the Huffman frame stores raw."""
+    return bool(_planes.max_byte(data) > _HUFFMAN_MAX_SYMBOL)
 
 
 def _code_plane(plane: bytes, exponent: bool) -> tuple[int, Plane]:
