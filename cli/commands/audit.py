@@ -7,7 +7,7 @@ import json
 import click
 
 from modelarc.archive.repository import Archive, parse_cutoff
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
 from modelarc.registry.queries import audit_events
 

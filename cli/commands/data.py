@@ -9,7 +9,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, line
 from modelarc.errors import NotFoundError
 from modelarc.registry.datasets import dataset_detail, list_datasets

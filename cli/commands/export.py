@@ -10,7 +10,7 @@ import click
 
 from modelarc.archive.pull import write_atomic
 from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
 from modelarc.errors import DestinationError, UsageError
 

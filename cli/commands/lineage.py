@@ -13,7 +13,7 @@ from rich.tree import Tree
 from modelarc.archive.provenance.diff import diff_snapshots
 from modelarc.archive.provenance.lineage import check_lineage, lineage_tree
 from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, line
 
 

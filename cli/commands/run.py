@@ -8,7 +8,7 @@ import click
 
 from modelarc.archive.repository import Archive
 from modelarc.archive.runtime.lockfile import make_lock
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled, terminal_safe
 
 

@@ -9,7 +9,7 @@ import click
 from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.catalog.units import human_count
 from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, search_options, with_archive
+from modelarc.cli.options import json_option, search_options, with_archive
 from modelarc.cli.output import console, emit_json, line
 
 

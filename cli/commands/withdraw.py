@@ -7,7 +7,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
 
 
