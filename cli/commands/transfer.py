@@ -82,9 +82,11 @@ def push(
     rels = relations * len(parents) if len(relations) == 1 else relations
     cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
     # a bad training-data manifest must fail before a byte is archived
-    from modelarc.archive.provenance.data import load_data_manifest
+    data_doc = None
+    if data_manifest:
+        from modelarc.archive.provenance.data import load_data_manifest  # jsonschema: only with --data
 
-    data_doc = load_data_manifest(data_manifest) if data_manifest else None
+        data_doc = load_data_manifest(data_manifest)
     provenance = Provenance(
         cutoff=cutoff_date,
         cutoff_precision=precision,
