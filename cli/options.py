@@ -1,5 +1,8 @@
 """Options and decorators shared by the commands: ``--json``, ``--jobs``, the provenance search filters, and
-``with_archive``, which opens the archive home for a command and closes it after."""
+``with_archive``, which opens the archive home for a command and closes it after.
+
+Nothing here may import the archive's core at module level: every command module imports this one, so whatever it
+loads, ``modelarc --help`` loads too (tests/cli/test_cli_startup.py holds that line)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,7 @@ from typing import Any
 
 import click
 
-from modelarc.archive.catalog.search import SEARCH_FILTERS
-from modelarc.archive.repository import Archive
+from modelarc.archive.catalog.filters import SEARCH_FILTERS
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 jobs_option = click.option(
@@ -26,6 +28,8 @@ def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     @click.pass_context
     def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        from modelarc.archive.repository import Archive  # the catalog, only once a command runs
+
         with Archive.open(ctx.obj["home"]) as archive:
             return fn(archive, *args, **kwargs)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
-from modelarc.archive.repository import Archive
 from modelarc.cli.options import json_option, search_options, with_archive
 from modelarc.cli.output import console, emit_json, line, styled
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command(name="ls")

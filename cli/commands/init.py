@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from modelarc.archive.repository import Archive
 from modelarc.cli.options import json_option
 from modelarc.cli.output import console, emit_json
 
@@ -14,6 +13,8 @@ from modelarc.cli.output import console, emit_json
 @click.pass_context
 def init(ctx: click.Context, as_json: bool) -> None:
     """Create the archive home, its catalog and a signing key (safe to run again)."""
+    from modelarc.archive.repository import Archive
+
     archive, created = Archive.init(ctx.obj["home"])
     with archive:
         from modelarc.archive.signing.keys import key_fingerprint

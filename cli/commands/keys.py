@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelarc.archive.repository import Archive
 from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.group()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.archive.repository import Archive
 from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command()

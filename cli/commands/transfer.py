@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.cli.options import jobs_option, json_option, with_archive
 from modelarc.cli.output import byte_progress, console, echo_warning, emit_json
-from modelarc.registry.records import Provenance
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command()
@@ -79,6 +81,9 @@ def push(
         raise click.UsageError("--relation needs --parent REF")
     if parents and not relations:
         raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
+    from modelarc.archive.repository import parse_cutoff
+    from modelarc.registry.records import Provenance
+
     rels = relations * len(parents) if len(relations) == 1 else relations
     cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
     # a bad training-data manifest must fail before a byte is archived
