@@ -63,13 +63,18 @@ from __future__ import annotations
 import struct
 import zlib
 from types import ModuleType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 import zstandard
 
 from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs.base import Encoded
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported by the functions that split, join or sample planes, not here: every command that opens the
+# store imports this module (through the codec table), and most of them (ls, show, tag, ...) never code a plane.
 
 FLOAT_DTYPES = {"BF16": 1, "F16": 2, "F32": 3}
 _WIDTH = {1: 2, 2: 2, 3: 4}
@@ -115,6 +120,8 @@ _INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _INFLATE.error)
 
 def _split_top16(u: np.ndarray) -> list[np.ndarray]:
     """Exponent and sign+mantissa planes of BF16 bit patterns (or of the top halves of F32 ones)."""
+    import numpy as np
+
     t = u >> 7
     exponent = t.astype(np.uint8)  # the cast keeps the low 8 bits, dropping the sign
     np.bitwise_and(u, 0x807F, out=t)
@@ -123,6 +130,8 @@ def _split_top16(u: np.ndarray) -> list[np.ndarray]:
 
 
 def _split(data: memoryview, kind: int, n: int) -> list[np.ndarray]:
+    import numpy as np
+
     if kind == 1:
         return _split_top16(np.frombuffer(data, "<u2", count=n))
     if kind == 2:
@@ -141,6 +150,8 @@ def _split(data: memoryview, kind: int, n: int) -> list[np.ndarray]:
 
 def _join_top16(p0: np.ndarray, p1: np.ndarray, dest: np.ndarray) -> None:
     """Write BF16 bit patterns (or the top halves of F32 ones) rebuilt from their two planes into ``dest``."""
+    import numpy as np
+
     np.copyto(dest, p0, casting="unsafe")
     dest <<= 7
     s = p1.astype(np.uint16)
@@ -151,6 +162,8 @@ def _join_top16(p0: np.ndarray, p1: np.ndarray, dest: np.ndarray) -> None:
 
 def _join(planes: list[np.ndarray], kind: int, out: bytearray, n: int) -> None:
     """Write the n elements rebuilt from ``planes`` into the start of ``out``."""
+    import numpy as np
+
     if kind == 1:
         _join_top16(planes[0], planes[1], np.frombuffer(out, "<u2", count=n))
     elif kind == 2:
@@ -185,6 +198,8 @@ def _zstd(plane: np.ndarray) -> bytes:
 
 
 def _sample(plane: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     step = len(plane) // _SAMPLE_SLICES
     return np.concatenate([plane[i * step : i * step + _SAMPLE_SLICE] for i in range(_SAMPLE_SLICES)])
 
@@ -287,6 +302,8 @@ class FloatPlanesCodec:
         return Encoded(self.codec_id, bytes(params), payload)
 
     def decode(self, params: bytes, payload: memoryview, raw_length: int) -> bytearray:
+        import numpy as np
+
         payload = memoryview(payload).cast("B")
         if len(params) < _HEAD.size:
             raise ObjectFormatError(f"float-planes: parameters are {len(params)} bytes, too short")
