@@ -26,7 +26,8 @@ from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
 from modelarc.archive.catalog import units
 from modelarc.archive.catalog import views as views
-from modelarc.archive.catalog.search import SEARCH_FILTERS, build_filters, search
+from modelarc.archive.catalog.filters import SEARCH_FILTERS
+from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, UsageError

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.signing import keys as keyring
-from modelarc.archive.signing.bundles import verify_bundle
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
     NotInitializedError,
@@ -42,6 +40,9 @@ if TYPE_CHECKING:
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.pull import PullResult
     from modelarc.archive.push import PushResult
+
+# Signing (archive/signing/, which loads `cryptography`) is imported inside the methods that sign or verify:
+# ls, show, log, tag and the other catalog reads open an Archive too and never touch a key.
 
 Progress = Callable[[int], None]
 SIGNING_KEY_FILE = "signing-key.pem"
@@ -118,6 +119,8 @@ class Archive:
         settings.store_path.mkdir(parents=True, exist_ok=True)
         settings.keys_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         archive = cls(settings)
+        from modelarc.archive.signing import keys as keyring
+
         key_path = settings.keys_path / SIGNING_KEY_FILE
         created = False
         if not key_path.exists():
@@ -145,21 +148,29 @@ class Archive:
 
     # ----------------------------------------------------------------- keys
     def _private_key(self) -> Any:
+        from modelarc.archive.signing import keys as keyring
+
         path = self.settings.keys_path / SIGNING_KEY_FILE
         if not path.exists():
             raise SigningKeyError(f"no signing key at {path}; run `modelarc init`")
         return keyring.load_private_key(path)
 
     def public_key_pem(self) -> bytes:
+        from modelarc.archive.signing import keys as keyring
+
         return keyring.public_key_pem(self._private_key())
 
     def _register_key(self, pem: bytes, *, label: str | None, local: bool, actor: str) -> KeyInfo:
+        from modelarc.archive.signing import keys as keyring
+
         with self.catalog.session() as s:
             return key_rows.trust_key(
                 s, keyring.key_fingerprint(pem), pem.decode(), label=label, local=local, actor=actor
             )
 
     def import_key(self, pem: bytes, label: str | None = None) -> str:
+        from modelarc.archive.signing import keys as keyring
+
         keyring.load_public_key_pem(pem)
         return self._register_key(pem, label=label, local=False, actor=self.settings.actor).fingerprint
 
@@ -425,6 +436,8 @@ def check_bundles(
 
     Returns (key fingerprint, bundle); raises ``SignatureError`` naming what was wrong with each bundle.
     """
+    from modelarc.archive.signing.bundles import verify_bundle
+
     if not bundles:
         raise SignatureError(f"snapshot {digest} has no signature")
     errors = []

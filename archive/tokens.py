@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from modelarc.archive.repository import Archive
 from modelarc.errors import UsageError
-from modelarc.registry import tokens as token_rows
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+# The catalog rows (registry/tokens.py, SQLAlchemy) are imported inside the functions that reach them: the CLI
+# reads SCOPES when it starts, for `token create --scope`, and `modelarc --help` should not load the catalog.
 
 SCOPES = ("read", "push", "admin")
 PREFIX = "marc_"
@@ -27,6 +32,8 @@ class CreatedToken:
 
 
 def create_token(archive: Archive, scope: str, name: str) -> CreatedToken:
+    from modelarc.registry import tokens as token_rows
+
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
     token = PREFIX + secrets.token_urlsafe(32)
@@ -36,17 +43,23 @@ def create_token(archive: Archive, scope: str, name: str) -> CreatedToken:
 
 
 def revoke_token(archive: Archive, token_id: int) -> None:
+    from modelarc.registry import tokens as token_rows
+
     with archive.catalog.session() as s:
         token_rows.revoke_token(s, token_id, archive.settings.actor)
 
 
 def list_tokens(archive: Archive) -> list[dict[str, object]]:
+    from modelarc.registry import tokens as token_rows
+
     with archive.catalog.session() as s:
         return [t.to_json() for t in token_rows.list_tokens(s)]
 
 
 def token_identity(archive: Archive, token: str) -> tuple[str, str] | None:
     """(scope, "token:<id>:<name>") of a live token, for authorisation and the audit log; None if not live."""
+    from modelarc.registry import tokens as token_rows
+
     with archive.catalog.session() as s:
         found = token_rows.live_token(s, _hash(token))
     if found is None:

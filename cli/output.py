@@ -20,14 +20,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.text import Text
 
 # C0 controls (newline and tab included: a newline in a description could forge a line of `show`), DEL, C1
@@ -108,6 +100,16 @@ def byte_progress(
     if not enabled or not sys.stderr.isatty():
         yield (lambda _n: None), (lambda _t: None)
         return
+    # imported only for a bar: every command loads this module, and rich.progress brings tables and spinners
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

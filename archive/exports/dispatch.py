@@ -10,10 +10,26 @@ Both describe one snapshot, resolved once (:mod:`modelarc.archive.exports.subjec
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from modelarc.archive.exports.cyclonedx import export_cyclonedx
-from modelarc.archive.exports.modelcard import export_model_card
-from modelarc.archive.repository import Archive
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+# Each exporter's module is imported when that format is asked for: cyclonedx-python-lib loads jsonschema (and its
+# lark grammars, seconds) for its validator, which a model card has no use for.
+
+
+def export_cyclonedx(archive: Archive, ref: str) -> str:
+    from modelarc.archive.exports.cyclonedx import export_cyclonedx as export
+
+    return export(archive, ref)
+
+
+def export_model_card(archive: Archive, ref: str) -> str:
+    from modelarc.archive.exports.modelcard import export_model_card as export
+
+    return export(archive, ref)
+
 
 EXPORTERS: dict[str, Callable[[Archive, str], str]] = {
     "cyclonedx": export_cyclonedx,

@@ -17,7 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from modelarc.archive.manifest import canonical_json
@@ -80,6 +79,10 @@ def parse_data_manifest(raw: bytes, where: str) -> DataManifest:
 
 
 def validate(doc: Any, where: str) -> None:
+    # imported here, not at the top: jsonschema pulls in rfc3987-syntax, which builds lark grammars on import
+    # (seconds), and this module is loaded for more than validating (attach_data, the DataManifest type)
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:

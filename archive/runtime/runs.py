@@ -12,20 +12,23 @@ import json
 import platform
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from modelarc import __version__
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive
-from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
 from modelarc.archive.signing import dsse
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.fields import parse_json
 from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (and the loaders built on it) are imported by the functions that generate: listing and checking recorded
+# runs (`modelarc runs`, the record's signature) reads the catalog and the store only.
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
 
@@ -57,6 +60,7 @@ class RunResult:
 
 
 def _versions() -> dict[str, str]:
+    import torch
     import transformers
 
     return {
@@ -68,6 +72,8 @@ def _versions() -> dict[str, str]:
 
 
 def _hardware(device: torch.device) -> dict[str, Any]:
+    import torch
+
     return {
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
@@ -77,6 +83,10 @@ def _hardware(device: torch.device) -> dict[str, Any]:
 
 
 def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
+    import torch
+
+    from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+
     if params.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be at least 1")
     device = resolve_device(params.device)

@@ -1,4 +1,4 @@
-"""Command modules beyond the core: each module here defines ``register(group)`` and is picked up automatically.
+"""The commands, one module per family; each defines ``register(group)`` and is picked up automatically.
 
 Keeping each capability's commands in its own module means adding one never edits ``cli/main.py``.
 """

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.repository import Archive, parse_cutoff
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
-from modelarc.registry.queries import audit_events
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command(name="audit")
@@ -20,6 +22,9 @@ from modelarc.registry.queries import audit_events
 @with_archive
 def audit(archive: Archive, action: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """List audit events, newest first."""
+    from modelarc.archive.repository import parse_cutoff
+    from modelarc.registry.queries import audit_events
+
     since_date = parse_cutoff(since)[0] if since else None
     with archive.catalog.session() as s:
         rows = [

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, line
 from modelarc.errors import NotFoundError
-from modelarc.registry.datasets import dataset_detail, list_datasets
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.group(name="data")
@@ -48,6 +50,8 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
 @with_archive
 def data_ls(archive: Archive, as_json: bool) -> None:
     """Every dataset known to the archive and how many snapshots used it."""
+    from modelarc.registry.datasets import list_datasets
+
     with archive.catalog.session() as s:
         rows = list_datasets(s)
     if as_json:
@@ -70,6 +74,8 @@ def data_ls(archive: Archive, as_json: bool) -> None:
 @with_archive
 def data_show(archive: Archive, name: str, as_json: bool) -> None:
     """One dataset (all versions) and the snapshots trained or evaluated on it."""
+    from modelarc.registry.datasets import dataset_detail
+
     with archive.catalog.session() as s:
         versions = dataset_detail(s, name)
     if not versions:

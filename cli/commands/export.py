@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.pull import write_atomic
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
 from modelarc.errors import DestinationError, UsageError
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 FORMATS = ("cyclonedx", "model-card")
 
@@ -47,6 +49,7 @@ def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: boo
             raise DestinationError(f"{output} already exists; use --force to overwrite")
     # cyclonedx and huggingface_hub are slow to import: only when an export is asked for
     from modelarc.archive.exports.dispatch import EXPORTERS
+    from modelarc.archive.pull import write_atomic
 
     text = EXPORTERS[fmt](archive, ref)
     data = text.encode("utf-8")

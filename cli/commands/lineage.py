@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
-from modelarc.archive.provenance.diff import diff_snapshots
-from modelarc.archive.provenance.lineage import check_lineage, lineage_tree
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, line
+
+if TYPE_CHECKING:
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from modelarc.archive.repository import Archive
 
 
 def _label(node: dict[str, Any], arrow: str) -> Text:
@@ -36,6 +36,8 @@ def _grow(tree: Tree, nodes: list[dict[str, Any]], arrow: str) -> None:
 @with_archive
 def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
     """Ancestors and descendants of REF as a tree; --check weighs the tensor evidence for each declared parent."""
+    from modelarc.archive.provenance.lineage import check_lineage, lineage_tree
+
     if check:
         report = check_lineage(archive, ref)
         if as_json:
@@ -64,6 +66,8 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
             else:
                 console.print("  evidence: the tensors support this parent")
         return
+    from rich.tree import Tree
+
     tree_doc = lineage_tree(archive, ref)
     if as_json:
         emit_json(tree_doc)
@@ -87,6 +91,8 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
 @with_archive
 def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) -> None:
     """Tensors and files added, removed or changed from REF_A to REF_B (relative L2, max abs difference)."""
+    from modelarc.archive.provenance.diff import diff_snapshots
+
     d = diff_snapshots(archive, ref_a, ref_b)
     if as_json:
         emit_json(dataclasses.asdict(d))
@@ -111,6 +117,8 @@ def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) ->
     for sc in d.shape_changed[:limit]:
         console.print(f"  shape/dtype: {sc.name} {sc.before} -> {sc.after}")
     if d.changed:
+        from rich.table import Table
+
         table = Table(box=None)
         for col in ("TENSOR", "DTYPE", "SHAPE", "REL L2", "MAX |DIFF|"):
             table.add_column(col)

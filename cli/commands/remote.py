@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import click
 
 from modelarc.archive.remote.config import Remote, load_remotes, remove_remote, save_remote
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.group(name="remote")

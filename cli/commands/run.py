@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.repository import Archive
-from modelarc.archive.runtime.lockfile import make_lock
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled, terminal_safe
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command(name="run")
@@ -106,6 +108,8 @@ def rerun_cmd(archive: Archive, run_id: int, as_json: bool) -> None:
 @with_archive
 def lock(archive: Archive, refs: tuple[str, ...]) -> None:
     """Print a lockfile pinning each REF to its snapshot id (modelarc lock REF... > modelarc.lock)."""
+    from modelarc.archive.runtime.lockfile import make_lock
+
     click.echo(make_lock(archive, list(refs)), nl=False)
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.catalog.units import human_count
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, search_options, with_archive
+from modelarc.cli.options import json_option, search_options, with_archive
 from modelarc.cli.output import console, emit_json, line
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command(name="timeline")
@@ -19,6 +21,8 @@ from modelarc.cli.output import console, emit_json, line
 @with_archive
 def timeline(archive: Archive, as_json: bool, **options: object) -> None:
     """Snapshots ordered by training cutoff (unknown cutoffs last), then release date."""
+    from modelarc.archive.catalog.search import build_filters, search
+
     rows = search(archive, build_filters(archive, **options), order="cutoff")  # type: ignore[arg-type]
     if as_json:
         emit_json([dataclasses.asdict(r) for r in rows])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import SCOPES, create_token, list_tokens, revoke_token
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.group(name="token")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.archive.provenance.withdrawal import withdraw
-from modelarc.archive.repository import Archive
-from modelarc.cli.main import json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
 
 
 @click.command(name="rm")
@@ -20,6 +23,8 @@ from modelarc.cli.output import console, emit_json
 @with_archive
 def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
     """Withdraw REF: free its weights, keep its manifest, hashes, provenance and the reason."""
+    from modelarc.archive.provenance.withdrawal import withdraw
+
     result = withdraw(archive, ref, reason)
     if as_json:
         emit_json(result)

@@ -1,15 +1,161 @@
-"""Every `modelarc` command pays for what the CLI imports up front; heavy libraries load only where used."""
+"""Start-up (issue 12): each command imports only what it uses, and `modelarc --help` starts quickly.
 
+Every command module is imported to build the click group, so one heavy import at the top of any of them is paid
+by every command, `--help` included. Each command below runs in a fresh interpreter, through the console script's
+entry point, and the test names the heavy libraries it loaded but does not need.
+"""
+
+from __future__ import annotations
+
+import json
+import os
 import subprocess
 import sys
+import time
+from importlib.metadata import entry_points
+from pathlib import Path
 
-HEAVY = ("jsonschema", "torch", "transformers", "fastapi", "uvicorn", "cyclonedx")
+import pytest
+from click.testing import CliRunner
+from modelfactory import tiny_tensors, write_model
+
+from modelarc.cli.main import cli
+
+# Needed by none of the commands below: the model runtime, the server, the HTTP client (remotes only), and
+# jsonschema, which pulls in rfc3987-syntax and compiles its lark grammars on import (seconds); only validating a
+# training-data manifest (push --data, data attach) or a CycloneDX export needs it.
+NEVER = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "jsonschema",
+    "lark",
+    "cyclonedx",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "huggingface_hub",
+)
+# Reading the catalog needs SQLAlchemy and Alembic (the schema check on open) and opens the store, but codes no
+# tensor (numpy, safetensors) and checks no signature (cryptography: `show` lists signatures from the catalog).
+CODING_AND_SIGNING = ("numpy", "safetensors", "cryptography")
+# Help is click and the command modules alone: nothing of the archive's own machinery.
+ARCHIVE = ("sqlalchemy", "alembic", "zstandard", *CODING_AND_SIGNING)
+
+MODEL = "acme/tiny"
+
+# (arguments, libraries the command must not import, a line it prints, so the test knows it did its work)
+COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
+    "help": (["--help"], NEVER + ARCHIVE, "Usage: modelarc"),
+    "ls-help": (["ls", "--help"], NEVER + ARCHIVE, "--cutoff-before"),
+    "push-help": (["push", "--help"], NEVER + ARCHIVE, "--follow-symlinks"),
+    "ls": (["ls"], NEVER + CODING_AND_SIGNING, MODEL),
+    "show": (["show", f"{MODEL}:v1"], NEVER + CODING_AND_SIGNING, "signature:"),
+    "log": (["log", MODEL], NEVER + CODING_AND_SIGNING, "tag moves:"),
+    "tag": (["tag", f"{MODEL}:v1", "stable"], NEVER + CODING_AND_SIGNING, "stable -> sha256:"),
+    # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
+    "push": (["push", "{folder}", "acme/other:v1", "--no-progress"], NEVER, "new snapshot"),
+    # listing recorded runs reads the catalog; only `run` and `rerun` load torch
+    "runs": (["runs"], NEVER, ""),
+    # a model card is built with huggingface_hub's ModelCard; the CycloneDX exporter (and jsonschema) is not loaded
+    "export-model-card": (
+        ["export", f"{MODEL}:v1", "--format", "model-card"],
+        tuple(m for m in NEVER if m != "huggingface_hub"),
+        MODEL,
+    ),
+}
+
+# Runs the console script's entry point with the given arguments, then writes the top-level names of every module
+# loaded, whatever the exit (click ends with SystemExit).
+PROBE = """
+import importlib, json, sys
+out, module, attr, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+main = getattr(importlib.import_module(module), attr)
+sys.argv = ["modelarc", *args]
+try:
+    main()
+finally:
+    with open(out, "w") as f:
+        json.dump(sorted({name.partition(".")[0] for name in sys.modules}), f)
+"""
 
 
-def test_the_cli_does_not_import_heavy_libraries_up_front() -> None:
-    probe = (
-        "import sys, modelarc.cli.main; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+def _console_script() -> tuple[str, str]:
+    (script,) = entry_points(group="console_scripts", name="modelarc")
+    module, _, attr = script.value.partition(":")
+    return module, attr
+
+
+@pytest.fixture(scope="module")
+def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
+    """MODELARC_* of an archive holding one pushed model, and a model folder not pushed yet. SQLite alone: what a
+    command imports does not depend on the catalog's backend (beyond its driver, which is no heavy library)."""
+    root = tmp_path_factory.mktemp("startup")
+    env = {
+        "MODELARC_HOME": str(root / "home"),
+        "MODELARC_DATABASE_URL": f"sqlite:///{root / 'registry.db'}",
+        "MODELARC_ACTOR": "tester",
+    }
+    runner = CliRunner()
+    for args in (["init"], ["push", str(write_model(root / "tiny")), f"{MODEL}:v1", "--no-progress"]):
+        result = runner.invoke(cli, args, env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    return env, write_model(root / "other", tiny_tensors(seed=1))
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_imports_only_what_it_uses(
+    name: str, tiny_archive: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, folder = tiny_archive
+    args, forbidden, expected = COMMANDS[name]
+    args = [a.format(folder=folder) for a in args]
+    modules_file = tmp_path / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(modules_file), *_console_script(), *args],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
-    assert loaded == "", f"imported at CLI start-up: {loaded}"
+    assert done.returncode == 0, f"modelarc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    assert expected in done.stdout, done.stdout
+    loaded = set(json.loads(modules_file.read_text()))
+    unneeded = sorted(loaded & set(forbidden))
+    assert not unneeded, (
+        f"`modelarc {' '.join(args)}` imported {', '.join(unneeded)}, which it does not use; import it inside "
+        f"the function that needs it (see `python -X importtime -m modelarc.cli.main {' '.join(args)}`)"
+    )
+
+
+# Start-up as a ratio to a bare interpreter measured in the same test, never as seconds: the ratio holds on a fast
+# or slow machine. Measured on the shared 2-core test machine (load 4-6, best of 9 interleaved runs of each):
+# 4.6-5.2 once commands import lazily (~0.2 s against ~0.04 s for `python -c pass`), 31-37 before (the catalog,
+# numpy and cryptography loaded for help: ~1.4 s). 12 is about 2.5 times the measured ratio, headroom for a noisy
+# machine and a second test worker, and still far below what loading the catalog (or torch) at start-up costs.
+HELP_BUDGET = 12.0
+RUNS = 9
+
+
+def _seconds(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def test_help_starts_within_a_budget_of_a_bare_interpreter(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("modelarc")
+    assert script.exists(), f"no console script at {script}: install the project (`make venv`)"
+    bare: list[float] = []
+    help_: list[float] = []
+    for _ in range(RUNS):  # interleaved, so a burst of load on the machine slows both alike
+        bare.append(_seconds([sys.executable, "-c", "pass"], tmp_path))
+        help_.append(_seconds([str(script), "--help"], tmp_path))
+    ratio = min(help_) / min(bare)
+    assert ratio <= HELP_BUDGET, (
+        f"`modelarc --help` took {min(help_) * 1000:.0f} ms, {ratio:.1f} times a bare interpreter "
+        f"({min(bare) * 1000:.0f} ms); the budget is {HELP_BUDGET}. Something heavy is imported at start-up: "
+        "see `python -X importtime -m modelarc.cli.main --help 2>&1 | sort -t'|' -k2 -n | tail -40`"
+    )

@@ -157,7 +157,7 @@ def test_path_traversal_is_refused_everywhere(client, url: str) -> None:
 def test_v1_snapshot_search_declares_exactly_the_search_filters() -> None:
     """/v1's query parameters are held to the one list the CLI options and the web form are built from."""
     from modelarc.api.app import create_app
-    from modelarc.archive.catalog.search import SEARCH_FILTERS
+    from modelarc.archive.catalog.filters import SEARCH_FILTERS
 
     schema = create_app(lambda: None).openapi()  # type: ignore[arg-type,return-value]
     declared = {p["name"] for p in schema["paths"]["/v1/snapshots"]["get"]["parameters"] if p["in"] == "query"}

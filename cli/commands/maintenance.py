@@ -1,0 +1,123 @@
+"""``modelarc verify``, ``fsck``, ``gc`` and ``stats``: re-reading what is stored, and what it costs."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from modelarc.archive.catalog.units import human_bytes
+from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+
+@click.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every snapshot.")
+@json_option
+@with_archive
+def verify(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None:
+    """Re-read every byte of REF (or --all): objects, file hashes and the signature."""
+    if bool(ref) == all_:
+        raise click.UsageError("give a REF or --all")
+    if ref:
+        report = archive.verify(ref)
+        if as_json:
+            emit_json({"ok": True, **report.__dict__})
+        else:
+            console.print(
+                f"ok  {report.ref} {report.snapshot[:19]}: {report.files} files, {human_bytes(report.bytes)}, signature by {report.key_fingerprint[:16]}…"
+            )
+        return
+    ok, failed = archive.verify_all()
+    if as_json:
+        emit_json(
+            {
+                "ok": not failed,
+                "verified": [r.__dict__ for r in ok],
+                "failed": [{"snapshot": s, "error": e} for s, e in failed],
+            }
+        )
+    else:
+        for r in ok:
+            console.print(f"ok      {r.ref}: {r.files} files, {human_bytes(r.bytes)}")
+        for label, err in failed:
+            console.print(f"FAILED  {label}: {err}")
+        console.print(f"{len(ok)} verified, {len(failed)} failed")
+    if failed:
+        sys.exit(5)
+
+
+@click.command()
+@json_option
+@with_archive
+def fsck(archive: Archive, as_json: bool) -> None:
+    """Re-read and re-hash every stored object; name what is missing or corrupt and the snapshots it breaks."""
+    report = archive.fsck()
+    if as_json:
+        emit_json({"ok": report.ok, **report.__dict__})
+    else:
+        for oid, snaps in sorted(report.missing.items()):
+            console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for oid, snaps in sorted(report.corrupt.items()):
+            console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for snap in report.broken_snapshots:
+            console.print(f"BROKEN   snapshot {snap}")
+        console.print(
+            f"{report.objects_checked} objects ({human_bytes(report.bytes_checked)}) checked; "
+            f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, {report.unreferenced} unreferenced, "
+            f"{report.temp_files} temp files"
+        )
+        console.print("ok" if report.ok else f"{len(report.broken_snapshots)} snapshots damaged")
+    if not report.ok:
+        sys.exit(5)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@json_option
+@with_archive
+def gc(archive: Archive, dry_run: bool, as_json: bool) -> None:
+    """Remove objects that no snapshot references (refuses to run during a push)."""
+    report = archive.gc(dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, **report.__dict__})
+    else:
+        verb = "would remove" if dry_run else "removed"
+        console.print(
+            f"{verb} {report.objects_removed} objects ({human_bytes(report.bytes_freed)}), "
+            f"{report.temp_files_removed} temp files; kept {report.objects_kept}"
+        )
+
+
+@click.command()
+@json_option
+@with_archive
+def stats(archive: Archive, as_json: bool) -> None:
+    """Logical vs stored bytes, deduplication and compression ratios."""
+    st = archive.stats()
+    if as_json:
+        emit_json(st)
+        return
+    console.print(f"models:       {st['models']}")
+    console.print(f"snapshots:    {st['snapshots']}")
+    console.print(f"objects:      {st['objects']}")
+    console.print(f"logical:      {human_bytes(st['logical_bytes'])}  (sum of every snapshot's files)")
+    console.print(f"unique:       {human_bytes(st['unique_bytes'])}  (after deduplication)")
+    console.print(
+        f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)"
+    )
+    if st["dedup_ratio"]:
+        console.print(
+            f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
+            f"stored/logical: {st['overall_ratio']:.3f}"
+        )
+
+
+def register(group: click.Group) -> None:
+    for command in (verify, fsck, gc, stats):
+        group.add_command(command)

@@ -1,0 +1,233 @@
+"""``modelarc push`` and ``modelarc pull``: into and out of this archive, and to and from a remote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from modelarc.archive.catalog.units import human_bytes
+from modelarc.cli.options import jobs_option, json_option, with_archive
+from modelarc.cli.output import byte_progress, console, echo_warning, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+
+@click.command()
+@click.argument("source")
+@click.argument("ref", required=False)
+@click.option(
+    "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
+)
+@jobs_option
+@click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
+@click.option("--license", "license_", help="License id, e.g. apache-2.0.")
+@click.option("--description", help="Free-text description.")
+@click.option("--parent", "parents", multiple=True, help="REF of a model this one derives from (repeatable).")
+@click.option(
+    "--relation",
+    "relations",
+    multiple=True,
+    help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.",
+)
+@click.option("--source", "source_url", help="Where the weights came from (URL).")
+@click.option("--released", help="Release date of these weights (YYYY[-MM[-DD]]).")
+@click.option(
+    "--data",
+    "data_manifest",
+    type=click.Path(path_type=Path),
+    help="Training-data manifest (YAML/JSON) to attach.",
+)
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Archive what symlinks point to even outside SOURCE, and follow symlinked folders.",
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
+@json_option
+@with_archive
+def push(
+    archive: Archive,
+    source: str,
+    ref: str | None,
+    remote_name: str | None,
+    jobs: int,
+    cutoff: str | None,
+    license_: str | None,
+    description: str | None,
+    parents: tuple[str, ...],
+    relations: tuple[str, ...],
+    source_url: str | None,
+    released: str | None,
+    data_manifest: Path | None,
+    follow_symlinks: bool,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """Archive the folder or file SOURCE (or hf://org/name[@revision] from a Hub endpoint) as REF (ns/name:tag).
+
+    With --remote NAME, also send it to that remote; `push REF --remote NAME` sends an already archived REF.
+    """
+    if ref is None:
+        if remote_name is None:
+            raise click.UsageError("missing REF: push SOURCE REF, or push REF --remote NAME")
+        _push_remote(archive, source, remote_name, jobs, progress, as_json)
+        return
+    if relations and len(relations) not in (1, len(parents)):
+        raise click.UsageError("give one --relation for all parents, or one per --parent")
+    if relations and not parents:
+        raise click.UsageError("--relation needs --parent REF")
+    if parents and not relations:
+        raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
+    from modelarc.archive.repository import parse_cutoff
+    from modelarc.registry.records import Provenance
+
+    rels = relations * len(parents) if len(relations) == 1 else relations
+    cutoff_date, precision = parse_cutoff(cutoff) if cutoff else (None, None)
+    # a bad training-data manifest must fail before a byte is archived
+    data_doc = None
+    if data_manifest:
+        from modelarc.archive.provenance.data import load_data_manifest  # jsonschema: only with --data
+
+        data_doc = load_data_manifest(data_manifest)
+    provenance = Provenance(
+        cutoff=cutoff_date,
+        cutoff_precision=precision,
+        license=license_,
+        description=description,
+        source_url=source_url,
+        parents=tuple(zip(parents, rels, strict=True)),
+        release_date=parse_cutoff(released)[0] if released else None,
+    )
+    from modelarc.archive.push import push_source  # imported here: ingest and signing load for push alone
+
+    with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
+        result = push_source(
+            archive,
+            source,
+            ref,
+            provenance,
+            data=data_doc,
+            follow_symlinks=follow_symlinks,
+            progress=advance,
+            on_total=set_total,
+            warn=echo_warning,
+        )
+    if remote_name is not None:
+        _push_remote(
+            archive,
+            f"{result.ref.split(':')[0]}@{result.snapshot}",
+            remote_name,
+            jobs,
+            progress,
+            as_json,
+            tag=result.ref,
+        )
+        return
+    if as_json:
+        emit_json(result)
+        return
+    state = "new snapshot" if result.new_snapshot else "unchanged snapshot"
+    console.print(f"{result.ref} -> {result.snapshot} ({state})")
+    ratio = result.stored_bytes_added / result.logical_bytes if result.logical_bytes else 0
+    console.print(
+        f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
+        f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
+    )
+
+
+def _push_remote(
+    archive: Archive,
+    ref: str,
+    remote_name: str,
+    jobs: int,
+    progress: bool,
+    as_json: bool,
+    tag: str | None = None,
+) -> None:
+    from modelarc.archive.remote.client import RemoteArchive
+    from modelarc.archive.remote.config import get_remote
+    from modelarc.archive.remote.sync import push_to_remote
+    from modelarc.cli.commands.remote import emit_transfer
+
+    with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
+        with byte_progress(f"push {ref} -> {remote_name}", progress and not as_json) as (advance, set_total):
+            result = push_to_remote(archive, tag or ref, client, progress=advance, on_total=set_total)
+    emit_transfer(result, as_json, "pushed")
+
+
+@click.command()
+@click.argument("ref")
+@click.argument("dest", type=click.Path(path_type=Path), required=False)
+@click.option("--remote", "remote_name", help="Fetch REF from this remote into the archive first.")
+@jobs_option
+@click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
+@click.option(
+    "--signature",
+    "signature",
+    type=click.Path(path_type=Path),
+    help="Also write the signature bundle (model_signing format) here.",
+)
+@click.option("--progress/--no-progress", default=True)
+@json_option
+@with_archive
+def pull(
+    archive: Archive,
+    ref: str,
+    dest: Path | None,
+    remote_name: str | None,
+    jobs: int,
+    force: bool,
+    signature: Path | None,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """Rebuild the files of REF byte-identically into DEST, verifying every byte.
+
+    With --remote NAME, first copy REF from that remote into this archive (verified, signature checked against
+    keys this archive trusts); DEST is then optional.
+    """
+    if remote_name is not None:
+        from modelarc.archive.remote.client import RemoteArchive
+        from modelarc.archive.remote.config import get_remote
+        from modelarc.archive.remote.sync import fetch_from_remote
+        from modelarc.cli.commands.remote import emit_transfer
+
+        # with --signature the bundle is written by the local pull below, so fetch only into the archive here
+        direct = dest if signature is None else None
+        with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
+            with byte_progress(f"pull {ref} <- {remote_name}", progress and not as_json) as (bar, set_total):
+                fetched = fetch_from_remote(
+                    archive, ref, client, dest=direct, force=force, progress=bar, on_total=set_total
+                )
+        if dest is None or direct is not None:
+            emit_transfer(fetched, as_json, "fetched")
+            if direct is not None and not as_json:
+                console.print(f"written and verified in {Path(direct).absolute()}")
+            return
+        if not as_json:
+            emit_transfer(fetched, False, "fetched")
+        ref = f"{fetched.ref.split(':')[0]}@{fetched.snapshot}"
+    if dest is None:
+        raise click.UsageError("missing DEST (it may be left out only with --remote)")
+    with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):
+        result = archive.pull(
+            ref, dest, force=force, signature_path=signature, progress=advance, on_total=set_total
+        )
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"{result.ref} ({result.snapshot}) -> {result.dest}")
+    console.print(
+        f"{result.files} files, {human_bytes(result.bytes)}, verified (signed by {result.key_fingerprint[:16]}…), "
+        f"{result.seconds:.2f}s"
+    )
+    if result.signature:
+        console.print(f"signature bundle written to {result.signature}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(push)
+    group.add_command(pull)
