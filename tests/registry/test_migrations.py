@@ -62,3 +62,12 @@ def test_upgrade_from_0001_keeps_existing_rows(database_url: str) -> None:
             assert conn.execute(text("SELECT name FROM models")).scalars().all() == ["old"]
     finally:
         catalog.dispose()
+
+
+def test_head_revision_read_from_file_names_is_alembics_head() -> None:
+    """Catalog opens compare against the file-name head without importing Alembic: it must be Alembic's head."""
+    from alembic.script import ScriptDirectory
+
+    from modelarc.registry.db import alembic_config
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
