@@ -30,6 +30,7 @@ from modelarc.archive.catalog.search import SEARCH_FILTERS, build_filters, searc
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, UsageError
+from modelarc.registry.refs import SnapshotId
 
 PAGE_ROWS = 50
 FILTERS = tuple((f.key, f.label, f.example) for f in SEARCH_FILTERS)  # the web form: one field per ls filter
@@ -74,7 +75,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(bytes=human_bytes, count=human_count, short=lambda d: d.removeprefix("sha256:")[:12])
+    env.filters.update(bytes=human_bytes, count=human_count, short=lambda d: SnapshotId(d).hex[:12])
     env.globals.update(snapshot_url=snapshot_url, quote=quote, version=__version__)
     return env
 
@@ -159,7 +160,7 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             graph=graph,
             signature=signature,
             load_ref=load_ref,
-            revision=tag or view.snapshot.removeprefix("sha256:")[:40],
+            revision=tag or SnapshotId(view.snapshot).hex[:40],
         )
 
     @router.get("/ui/timeline", response_class=HTMLResponse)

@@ -30,6 +30,7 @@ from modelarc.errors import (
     WithdrawnError,
     http_error,
 )
+from modelarc.registry.refs import SnapshotId
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -90,7 +91,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def commit_id(snapshot: str) -> str:
     """A stable 40-hex "commit" for a snapshot id, as git-style clients expect."""
-    return snapshot.removeprefix("sha256:")[:40]
+    return SnapshotId(snapshot).hex[:40]
 
 
 def refuse_unsafe_path(path: str) -> None:

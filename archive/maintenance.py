@@ -20,6 +20,7 @@ from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, O
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.models import Snapshot
+from modelarc.registry.refs import SnapshotId
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
             target[oid] = names
             broken.update(names)
     for snap in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
-        if snap.digest.removeprefix("sha256:") in bad:
+        if SnapshotId(snap.digest).hex in bad:
             continue
         try:
             archive.manifest(snap)

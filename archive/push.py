@@ -78,7 +78,7 @@ def push_folder(
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         manifest_put = archive.store.put(manifest.canonical_bytes())
-        if "sha256:" + manifest_put.id != snapshot_id:
+        if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
         bundle = sign_snapshot(
             [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model

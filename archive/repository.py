@@ -34,7 +34,7 @@ from modelarc.registry.db import Catalog
 from modelarc.registry.keys import KeyInfo
 from modelarc.registry.models import Snapshot
 from modelarc.registry.records import Provenance
-from modelarc.registry.refs import Ref, check_tag, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
 from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.storage import ObjectId, ObjectStore
 
@@ -261,12 +261,11 @@ class Archive:
 
     def manifest(self, snap: Snapshot) -> SnapshotManifest:
         """The manifest from the store, verified against the snapshot id."""
-        return self.manifest_by_id(snap.digest)
+        return self.manifest_by_id(SnapshotId(snap.digest))
 
-    def manifest_by_id(self, digest: str) -> SnapshotManifest:
-        oid = ObjectId(digest)
+    def manifest_by_id(self, digest: SnapshotId) -> SnapshotManifest:
         try:
-            data = self.store.get(oid)
+            data = self.store.get(ObjectId(digest.hex))
         except (ObjectMissingError, ObjectCorruptError) as exc:
             raise type(exc)(f"manifest of snapshot {digest}: {exc}") from None
         return SnapshotManifest.from_bytes(bytes(data), expected_id=digest)
@@ -275,7 +274,7 @@ class Archive:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
-        return check_bundles(bundles, manifest, snap.digest, self.trusted_pems())
+        return check_bundles(bundles, manifest, SnapshotId(snap.digest), self.trusted_pems())
 
     def check_signature(self, snap: Snapshot) -> str:
         """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""
@@ -419,7 +418,7 @@ class Archive:
 
 
 def check_bundles(
-    bundles: list[bytes], manifest: SnapshotManifest, digest: str, trusted: list[bytes]
+    bundles: list[bytes], manifest: SnapshotManifest, digest: SnapshotId, trusted: list[bytes]
 ) -> tuple[str, bytes]:
     """The first bundle that verifies against a trusted key and signs exactly this manifest's files.
 

@@ -22,7 +22,7 @@ from modelarc.errors import MissingObjectsError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -34,7 +34,7 @@ MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describ
 @dataclass(frozen=True)
 class CommitResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     new_snapshot: bool
     previous: str | None
     key_fingerprint: str
@@ -62,7 +62,7 @@ def commit_offer(
     """
     ref = record_as or parse_ref(offer.ref)
     with archive.store.lock(exclusive=False):
-        manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
+        manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
         # every missing object at once (only what the offer names until the manifest is here): one resend completes
         needed = (
@@ -123,7 +123,7 @@ def check_offer(
     ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
     cannot be true, ``SignatureError`` unless a bundle verifies against a key this archive trusts.
     """
-    head = [ObjectId(offer.snapshot.removeprefix("sha256:")), *map(ObjectId, offer.signatures)]
+    head = [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]
     missing = [oid for oid in head if not archive.store.has(oid)]
     if missing:
         raise MissingObjectsError(offer.snapshot, missing)

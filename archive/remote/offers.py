@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
-from modelarc.errors import (
-    UsageError,
-)
+from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import Snapshot
 from modelarc.registry.records import RELATIONS
-from modelarc.registry.refs import parse_ref
+from modelarc.registry.refs import SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -41,7 +39,7 @@ class SnapshotOffer:
     """What one archive tells another about a snapshot, besides its objects."""
 
     ref: str  # ns/name:tag to move on the receiving side
-    snapshot: str  # sha256:<hex>, the manifest's object id
+    snapshot: SnapshotId  # the manifest's object id, prefixed
     signatures: tuple[str, ...]  # object ids of signature bundles
     provenance: dict[str, Any]  # the _PROVENANCE_FIELDS, dates as ISO strings
     parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
@@ -70,10 +68,10 @@ class SnapshotOffer:
         ref = parse_ref(_string(doc, "ref"))
         if ref.digest:
             raise UsageError("snapshot offer: ref must name a tag (ns/name:tag), not a digest")
-        snapshot = _string(doc, "snapshot")
-        ObjectId(snapshot.removeprefix("sha256:"))  # validates the hex
-        if not snapshot.startswith("sha256:"):
-            raise UsageError("snapshot offer: snapshot must be sha256:<hex>")
+        try:
+            snapshot = SnapshotId(_string(doc, "snapshot"))
+        except InvalidRefError as exc:
+            raise UsageError(f"snapshot offer: {exc}") from None
         sigs = doc.get("signatures")
         if (
             not isinstance(sigs, list)
@@ -155,7 +153,7 @@ def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotM
         }
         offer = SnapshotOffer(
             ref=f"{ref.model}:{tag}",
-            snapshot=snap.digest,
+            snapshot=SnapshotId(snap.digest),
             signatures=tuple(archive.signature_object_ids(snap)),
             provenance=provenance,
             parents=parents,
@@ -167,9 +165,7 @@ def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotM
 
 def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectId]:
     """Every object a receiver needs: the manifest first (so a partial pull can read it), then bundles, then data."""
-    head = [ObjectId(offer.snapshot.removeprefix("sha256:"))] + [
-        ObjectId(o) for o in offer.signatures + offer.data
-    ]
+    head = [ObjectId(offer.snapshot.hex)] + [ObjectId(o) for o in offer.signatures + offer.data]
     return head + sorted(manifest.object_ids() - set(head))
 
 

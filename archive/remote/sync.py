@@ -32,7 +32,7 @@ from modelarc.errors import (
     MissingObjectsError,
     PayloadTooLargeError,
 )
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 
 Progress = Callable[[int], None]
@@ -42,7 +42,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class TransferResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     remote: str
     objects: int  # objects the snapshot needs
     objects_sent: int  # objects that actually moved (the rest were already there)
@@ -182,7 +182,7 @@ def fetch_from_remote(
 
     with archive.store.lock(exclusive=False):
         try:
-            for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
+            for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]:
                 fetch(oid)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
                 fut.result()
