@@ -30,7 +30,7 @@ from modelarc.archive.catalog.search import SEARCH_FILTERS, build_filters, searc
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, UsageError
-from modelarc.registry.refs import SnapshotId
+from modelarc.registry.refs import SnapshotId, revision_ref
 
 PAGE_ROWS = 50
 FILTERS = tuple((f.key, f.label, f.example) for f in SEARCH_FILTERS)  # the web form: one field per ls filter
@@ -144,8 +144,8 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/ui/snapshots/{ns}/{name}/{rev}", response_class=HTMLResponse)
     def snapshot(ns: str, name: str, rev: str) -> HTMLResponse:
         archive = get_archive()
-        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
         try:
+            ref = revision_ref(ns, name, rev)
             view = archive.show(ref)
             tree = lineage_tree(archive, ref)
             signature = views.signature_status(archive, ref)

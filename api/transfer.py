@@ -29,6 +29,7 @@ from modelarc.errors import (
     PayloadTooLargeError,
     UsageError,
 )
+from modelarc.registry.refs import revision_ref
 from modelarc.storage import ObjectId
 
 MAX_MISSING_QUERY = 100_000
@@ -182,8 +183,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")
     def offer(ns: Namespace, name: Name, rev: Revision) -> Any:
         """What a puller needs besides the objects: signature bundle ids, provenance, lineage."""
-        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
-        snapshot_offer, _manifest = offer_for(get_archive(), ref)
+        snapshot_offer, _manifest = offer_for(get_archive(), revision_ref(ns, name, rev))
         return snapshot_offer.to_json()
 
     @router.post("/v1/transfer/commit", status_code=201)

@@ -26,6 +26,7 @@ from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import UsageError
+from modelarc.registry.refs import revision_ref
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
@@ -54,10 +55,6 @@ def _offset(cursor: str | None) -> int:
     if not isinstance(offset, int) or offset < 0 or offset > 10**9:
         raise UsageError("invalid cursor; use the Link rel=next URL of the previous page")
     return offset
-
-
-def _ref(ns: str, name: str, rev: str) -> str:
-    return f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
 
 
 def respond(
@@ -154,17 +151,18 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/snapshots/{ns}/{name}/{rev}")
     def snapshot(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Everything ``modelarc show`` says: architecture, parameters, dtypes, cutoff, datasets, lineage, signatures."""
-        return respond(request, dataclasses.asdict(get_archive().show(_ref(ns, name, rev))))
+        return respond(request, dataclasses.asdict(get_archive().show(revision_ref(ns, name, rev))))
 
     @router.get("/snapshots/{ns}/{name}/{rev}/manifest")
     def manifest(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """The canonical manifest; its sha256 is the snapshot id, so clients can check it themselves."""
-        digest, data = views.snapshot_manifest_bytes(get_archive(), _ref(ns, name, rev))
-        return respond(request, body=data, etag=digest, immutable=rev.startswith("sha256:"))
+        ref = revision_ref(ns, name, rev)
+        digest, data = views.snapshot_manifest_bytes(get_archive(), ref)
+        return respond(request, body=data, etag=digest, immutable=ref.digest is not None)
 
     @router.get("/snapshots/{ns}/{name}/{rev}/files")
     def files(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
-        return respond(request, views.snapshot_files(get_archive(), _ref(ns, name, rev)))
+        return respond(request, views.snapshot_files(get_archive(), revision_ref(ns, name, rev)))
 
     @router.get("/snapshots/{ns}/{name}/{rev}/tensors")
     def tensors(
@@ -172,13 +170,15 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     ) -> Response:
         """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
         offset = _offset(cursor)
-        rows = views.snapshot_tensors(get_archive(), _ref(ns, name, rev), limit=limit + 1, offset=offset)
+        rows = views.snapshot_tensors(
+            get_archive(), revision_ref(ns, name, rev), limit=limit + 1, offset=offset
+        )
         return paged(request, rows, limit, offset)
 
     @router.get("/lineage/{ns}/{name}/{rev}")
     def lineage(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Declared ancestors and descendants, each with its relation."""
-        return respond(request, lineage_tree(get_archive(), _ref(ns, name, rev)))
+        return respond(request, lineage_tree(get_archive(), revision_ref(ns, name, rev)))
 
     @router.get("/datasets")
     def datasets(request: Request, limit: Limit = 100, cursor: Cursor = None) -> Response:

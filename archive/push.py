@@ -155,7 +155,7 @@ def push_source(
     if data is not None:
         from modelarc.archive.provenance.data import attach_data
 
-        attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data)
+        attach_data(archive, f"{parse_ref(result.ref).model}@{result.snapshot}", data)
     return result
 
 

@@ -253,8 +253,8 @@ class Archive:
         return maintenance.delete_unreferenced(self, candidates, dry_run=dry_run)
 
     # ----------------------------------------------------------------- read side
-    def resolve(self, ref_text: str) -> tuple[Ref, Snapshot]:
-        ref = parse_ref(ref_text)
+    def resolve(self, ref: Ref | str) -> tuple[Ref, Snapshot]:
+        ref = ref if isinstance(ref, Ref) else parse_ref(ref)
         with self.catalog.session() as s:
             snap = q.resolve_ref(s, ref)
             return ref, snap
@@ -336,7 +336,7 @@ class Archive:
                 ],
             }
 
-    def show(self, ref_text: str) -> SnapshotView:
+    def show(self, ref_text: Ref | str) -> SnapshotView:
         ref, snap = self.resolve(ref_text)
         with self.catalog.session() as s:
             snap = s.merge(snap)

@@ -20,6 +20,7 @@ from modelarc.cli.commands import register_all
 from modelarc.cli.output import byte_progress, console, echo_error, echo_warning, emit_json, line, styled
 from modelarc.errors import DiskFullError, ModelarcError
 from modelarc.registry.records import Provenance
+from modelarc.registry.refs import parse_ref
 
 
 class ArchiveGroup(click.Group):
@@ -202,7 +203,7 @@ def push(
     if remote_name is not None:
         _push_remote(
             archive,
-            f"{result.ref.split(':')[0]}@{result.snapshot}",
+            f"{parse_ref(result.ref).model}@{result.snapshot}",
             remote_name,
             jobs,
             progress,
@@ -293,7 +294,7 @@ def pull(
             return
         if not as_json:
             emit_transfer(fetched, False, "fetched")
-        ref = f"{fetched.ref.split(':')[0]}@{fetched.snapshot}"
+        ref = f"{parse_ref(fetched.ref).model}@{fetched.snapshot}"
     if dest is None:
         raise click.UsageError("missing DEST (it may be left out only with --remote)")
     with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):

@@ -75,6 +75,15 @@ def parse_ref(text: str) -> Ref:
     return Ref(m["ns"], m["name"], tag=None if digest else (m["tag"] or DEFAULT_TAG), digest=digest)
 
 
+def revision_ref(namespace: str, name: str, revision: str) -> Ref:
+    """The REF for a URL's ``{ns}/{name}/{rev}``: a ``sha256:`` revision names a digest, anything else a tag.
+
+    Parsed like any REF text, so a bad revision is the same ``InvalidRefError``.
+    """
+    sep = "@" if revision.startswith("sha256:") else ":"
+    return parse_ref(f"{namespace}/{name}{sep}{revision}")
+
+
 def parse_model_name(text: str) -> tuple[str, str]:
     m = _MODEL.match(text or "")
     if m is None:

@@ -14,6 +14,7 @@ from modelarc.errors import IntegrityError, NotFoundError, SignatureError
 from modelarc.registry import datasets as dq
 from modelarc.registry.model_listing import ModelSummary
 from modelarc.registry.model_listing import list_models as _list_models
+from modelarc.registry.refs import Ref
 
 
 def list_models(
@@ -48,7 +49,7 @@ class TensorRow:
     digest: str
 
 
-def snapshot_files(archive: Archive, ref_text: str) -> list[dict[str, Any]]:
+def snapshot_files(archive: Archive, ref_text: Ref | str) -> list[dict[str, Any]]:
     _ref, snap = archive.resolve(ref_text)
     manifest = archive.manifest(snap)
     return [
@@ -63,7 +64,7 @@ def snapshot_files(archive: Archive, ref_text: str) -> list[dict[str, Any]]:
     ]
 
 
-def snapshot_tensors(archive: Archive, ref_text: str, *, limit: int, offset: int) -> list[TensorRow]:
+def snapshot_tensors(archive: Archive, ref_text: Ref | str, *, limit: int, offset: int) -> list[TensorRow]:
     _ref, snap = archive.resolve(ref_text)
     manifest = archive.manifest(snap)
     rows = [
@@ -73,7 +74,7 @@ def snapshot_tensors(archive: Archive, ref_text: str, *, limit: int, offset: int
     return rows[offset : offset + limit]
 
 
-def snapshot_manifest_bytes(archive: Archive, ref_text: str) -> tuple[str, bytes]:
+def snapshot_manifest_bytes(archive: Archive, ref_text: Ref | str) -> tuple[str, bytes]:
     """The canonical manifest (its sha256 is the snapshot id), for clients that verify it themselves."""
     ref, snap = archive.resolve(ref_text)
     refuse_if_withdrawn(snap, str(ref))
@@ -87,7 +88,7 @@ class SignatureStatus:
     detail: str
 
 
-def signature_status(archive: Archive, ref_text: str) -> SignatureStatus:
+def signature_status(archive: Archive, ref_text: Ref | str) -> SignatureStatus:
     """Checked now, against the keys trusted now: a page shows what a pull would accept."""
     _ref, snap = archive.resolve(ref_text)
     try:

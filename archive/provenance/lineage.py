@@ -20,12 +20,13 @@ from modelarc.archive.provenance.diff import TensorChange, as_float64, compare_m
 from modelarc.archive.repository import Archive
 from modelarc.registry import lineage_queries as lq
 from modelarc.registry import queries as q
+from modelarc.registry.refs import Ref
 from modelarc.storage import ObjectId
 
 EVIDENCE_THRESHOLD = 0.5
 
 
-def lineage_tree(archive: Archive, ref_text: str) -> dict[str, Any]:
+def lineage_tree(archive: Archive, ref_text: Ref | str) -> dict[str, Any]:
     ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
         snap = s.merge(snap)

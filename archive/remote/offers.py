@@ -20,7 +20,7 @@ from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import Snapshot
 from modelarc.registry.records import RELATIONS
-from modelarc.registry.refs import SnapshotId, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -130,7 +130,7 @@ class SnapshotOffer:
         )
 
 
-def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotManifest]:
+def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, SnapshotManifest]:
     """Describe a local snapshot for sending, with its verified manifest."""
     ref, snap = archive.resolve(ref_text)
     refuse_if_withdrawn(snap, str(ref))

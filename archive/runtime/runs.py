@@ -26,6 +26,7 @@ from modelarc.archive.signing.bundles import pae
 from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.refs import parse_ref
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
 
@@ -187,6 +188,6 @@ def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
 def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, bool]:
     record = verified_record(archive, run_id)
     params = GenerationParams(**record["parameters"])
-    ref = record["ref"].split(":")[0].split("@")[0] + "@" + record["snapshot"]
+    ref = f"{parse_ref(record['ref']).model}@{record['snapshot']}"
     result = generate(archive, ref, record["prompt"], params)
     return record, result, result.text == record["output"]
