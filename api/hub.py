@@ -113,7 +113,7 @@ class HubView:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    def resolve(self, repo: str, revision: str) -> tuple[str, SnapshotManifest] | Response:
+    def resolve(self, repo: str, revision: str) -> tuple[SnapshotId, SnapshotManifest] | Response:
         ns, _, name = repo.partition("/")
         try:
             self.archive.resolve(f"{ns}/{name}:latest")
@@ -132,7 +132,7 @@ class HubView:
                 _r, snap = self.archive.resolve(ref)
             except ModelarcError:
                 continue
-            if snap.tombstoned_at is not None:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
+            if snap.withdrawn:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
                 status, code = http_error(WithdrawnError(ref))
                 return JSONResponse(
                     {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"},

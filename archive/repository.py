@@ -32,10 +32,10 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.keys import KeyInfo
-from modelarc.registry.models import Snapshot
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
 from modelarc.registry.snapshot_search import format_cutoff_value
+from modelarc.registry.snapshots import SnapshotRecord, parents_of, snapshot_files
 from modelarc.storage import ObjectId, ObjectStore
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class SnapshotView:
     datasets: list[dict[str, Any]] = field(default_factory=list)
 
 
-def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
+def refuse_if_withdrawn(snap: SnapshotRecord, label: str) -> None:
     if snap.tombstoned_at is not None:
         raise WithdrawnError(
             f"{label} ({snap.digest[:19]}) was withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}; "
@@ -83,7 +83,7 @@ def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
         )
 
 
-def format_cutoff(snap: Snapshot) -> str | None:
+def format_cutoff(snap: SnapshotRecord) -> str | None:
     return format_cutoff_value(snap.cutoff, snap.cutoff_precision)
 
 
@@ -253,15 +253,15 @@ class Archive:
         return maintenance.delete_unreferenced(self, candidates, dry_run=dry_run)
 
     # ----------------------------------------------------------------- read side
-    def resolve(self, ref: Ref | str) -> tuple[Ref, Snapshot]:
+    def resolve(self, ref: Ref | str) -> tuple[Ref, SnapshotRecord]:
+        """The snapshot a REF names now, as values (a tag moving later does not change what is returned)."""
         ref = ref if isinstance(ref, Ref) else parse_ref(ref)
         with self.catalog.session() as s:
-            snap = q.resolve_ref(s, ref)
-            return ref, snap
+            return ref, q.resolve_snapshot(s, ref)
 
-    def manifest(self, snap: Snapshot) -> SnapshotManifest:
+    def manifest(self, snap: SnapshotRecord) -> SnapshotManifest:
         """The manifest from the store, verified against the snapshot id."""
-        return self.manifest_by_id(SnapshotId(snap.digest))
+        return self.manifest_by_id(snap.digest)
 
     def manifest_by_id(self, digest: SnapshotId) -> SnapshotManifest:
         try:
@@ -270,19 +270,19 @@ class Archive:
             raise type(exc)(f"manifest of snapshot {digest}: {exc}") from None
         return SnapshotManifest.from_bytes(bytes(data), expected_id=digest)
 
-    def _verify_signature(self, snap: Snapshot, manifest: SnapshotManifest) -> tuple[str, bytes]:
+    def _verify_signature(self, snap: SnapshotRecord, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
-        return check_bundles(bundles, manifest, SnapshotId(snap.digest), self.trusted_pems())
+        return check_bundles(bundles, manifest, snap.digest, self.trusted_pems())
 
-    def check_signature(self, snap: Snapshot) -> str:
+    def check_signature(self, snap: SnapshotRecord) -> str:
         """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""
         return self._verify_signature(snap, self.manifest(snap))[0]
 
-    def signature_object_ids(self, snap: Snapshot) -> list[str]:
+    def signature_object_ids(self, snap: SnapshotRecord) -> list[str]:
         with self.catalog.session() as s:
-            return key_rows.signature_object_ids(s, snap.id)
+            return key_rows.signature_object_ids(s, snap.row_id)
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:
@@ -309,14 +309,14 @@ class Archive:
         with self.catalog.session() as s:
             model = q.require_model(s, ns, name)
             snaps = q.list_snapshots(s, model)
-            tags = q.tags_by_snapshot(s, [sn.id for sn in snaps])
-            digests = {sn.id: sn.digest for sn in snaps}
+            tags = q.tags_by_snapshot(s, [sn.row_id for sn in snaps])
+            digests = {sn.row_id: sn.digest for sn in snaps}
             return {
                 "model": model.full_name,
                 "snapshots": [
                     {
                         "snapshot": sn.digest,
-                        "tags": tags.get(sn.id, []),
+                        "tags": tags.get(sn.row_id, []),
                         "created_at": sn.created_at.isoformat(timespec="seconds"),
                         "pushed_by": sn.pushed_by,
                         "logical_bytes": sn.logical_bytes,
@@ -339,24 +339,10 @@ class Archive:
     def show(self, ref_text: Ref | str) -> SnapshotView:
         ref, snap = self.resolve(ref_text)
         with self.catalog.session() as s:
-            snap = s.merge(snap)
-            tags = q.tags_by_snapshot(s, [snap.id]).get(snap.id, [])
-            parents = [
-                {"model": p.model.full_name, "snapshot": p.digest, "relation": rel}
-                for p, rel in q.parents_of(s, snap)
-            ]
-            files = [
-                {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind}
-                for f in q.snapshot_files(s, snap)
-            ]
-            sigs = [
-                {
-                    "key": sig.key.fingerprint,
-                    "trusted": "yes" if sig.key.trusted else "no",
-                    "created_at": sig.created_at.isoformat(timespec="seconds"),
-                }
-                for sig in snap.signatures
-            ]
+            tags = q.tags_by_snapshot(s, [snap.row_id]).get(snap.row_id, [])
+            parents = [p.to_json() for p in parents_of(s, snap.row_id)]
+            files = [f.to_json() for f in snapshot_files(s, snap.row_id)]
+            sigs = [sig.to_json() for sig in key_rows.signatures_of(s, snap.row_id)]
             return SnapshotView(
                 model=ref.model,
                 snapshot=snap.digest,
@@ -378,7 +364,7 @@ class Archive:
                 files=files,
                 signatures=sigs,
                 release_date=snap.release_date.isoformat() if snap.release_date else None,
-                datasets=snapshot_datasets(s, snap.id),
+                datasets=snapshot_datasets(s, snap.row_id),
                 withdrawn=(
                     {
                         "at": snap.tombstoned_at.isoformat(timespec="seconds"),
@@ -413,8 +399,9 @@ class Archive:
 
     def iter_snapshot_labels(self) -> Iterator[str]:
         with self.catalog.session() as s:
-            for sn in q.list_snapshots(s):
-                yield f"{sn.model.full_name}@{sn.digest}"
+            snaps = q.list_snapshots(s)
+        for sn in snaps:
+            yield sn.label
 
 
 def check_bundles(

@@ -31,7 +31,7 @@ def add_run(
     if snap is None:
         raise NotFoundError(f"snapshot {digest} is not in the catalog")
     q.record_objects(s, [stored])
-    q.add_snapshot_objects(s, snap, [stored.id])
+    q.add_snapshot_objects(s, snap.id, [stored.id])
     row = RunRecord(
         snapshot_id=snap.id,
         actor=actor,

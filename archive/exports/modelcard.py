@@ -59,7 +59,7 @@ def hub_metadata(subject: ExportSubject) -> tuple[dict[str, Any], list[str]]:
     if view.datasets:
         meta["datasets"] = list(dict.fromkeys(d["name"] for d in view.datasets))
     meta["modelarc"] = {
-        "snapshot": view.snapshot,
+        "snapshot": str(view.snapshot),  # plain str: the YAML dumper would tag a str subclass
         "training_cutoff": view.cutoff,
         "training_cutoff_precision": subject.cutoff_precision,
         "parameter_count": view.parameter_count,

@@ -38,7 +38,7 @@ def load_subject(archive: Archive, ref_text: str) -> ExportSubject:
     ref, snap = archive.resolve(ref_text)
     view = archive.show(f"{ref.model}@{snap.digest}")
     with archive.catalog.session() as s:
-        object_ids = q.data_manifest_object_ids(s, snap.id)
+        object_ids = q.data_manifest_object_ids(s, snap.row_id)
     declared: set[str] = set()
     for oid in object_ids:
         # the manifest exactly as given at attach time; get() re-hashes it, so a damaged copy is an error here

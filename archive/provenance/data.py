@@ -127,10 +127,10 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
     report = []
     with archive.catalog.session() as s:
         q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
-        att = DataAttachment(snapshot_id=snap.id, object_id=put.id, actor=archive.settings.actor)
+        att = DataAttachment(snapshot_id=snap.row_id, object_id=put.id, actor=archive.settings.actor)
         s.add(att)
         s.flush()
-        q.add_snapshot_objects(s, s.merge(snap), [put.id])
+        q.add_snapshot_objects(s, snap.row_id, [put.id])
         for entry in manifest.datasets:
             key = content_hash(entry)
             row = find_dataset(s, key)
@@ -154,7 +154,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
                 s.flush()
             s.add(
                 SnapshotDataset(
-                    snapshot_id=snap.id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
+                    snapshot_id=snap.row_id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
                 )
             )
             report.append(

@@ -192,7 +192,7 @@ def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str)
 
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
-        have = set(q.data_manifest_object_ids(s, snap.id))
+        have = set(q.data_manifest_object_ids(s, snap.row_id))
     for manifest in manifests:
         if ObjectId.of(manifest.raw) not in have:
             attach_data(archive, ref_text, manifest)

@@ -18,9 +18,9 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import Snapshot
 from modelarc.registry.records import RELATIONS
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
+from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -136,30 +136,26 @@ def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, Sna
     refuse_if_withdrawn(snap, str(ref))
     manifest = archive.manifest(snap)
     with archive.catalog.session() as s:
-        row = s.get(Snapshot, snap.id)
-        assert row is not None
-        parents = tuple(
-            (f"{p.parent.model.namespace}/{p.parent.model.name}@{p.parent.digest}", p.relation)
-            for p in row.parents
-        )
-        tag = ref.tag
-        if tag is None:  # a digest ref: send it under the tag that points at it, else `latest`
-            tags = [t.name for t in row.model.tags if t.snapshot_id == row.id]
-            tag = "latest" if not tags or "latest" in tags else sorted(tags)[0]
-        provenance = {
-            name: (value.isoformat() if isinstance(value, dt.date) else value)
-            for name in _PROVENANCE_FIELDS
-            if (value := getattr(row, name)) is not None
-        }
-        offer = SnapshotOffer(
-            ref=f"{ref.model}:{tag}",
-            snapshot=SnapshotId(snap.digest),
-            signatures=tuple(archive.signature_object_ids(snap)),
-            provenance=provenance,
-            parents=parents,
-            architecture=dict(row.architecture or {}),
-            data=tuple(q.data_manifest_object_ids(s, row.id)),
-        )
+        parents = tuple((p.label, p.relation) for p in parents_of(s, snap.row_id))
+        tags = q.tags_by_snapshot(s, [snap.row_id]).get(snap.row_id, [])
+        data = tuple(q.data_manifest_object_ids(s, snap.row_id))
+    tag = ref.tag
+    if tag is None:  # a digest ref: send it under the tag that points at it, else `latest`
+        tag = "latest" if not tags or "latest" in tags else sorted(tags)[0]
+    provenance = {
+        name: (value.isoformat() if isinstance(value, dt.date) else value)
+        for name in _PROVENANCE_FIELDS
+        if (value := getattr(snap, name)) is not None
+    }
+    offer = SnapshotOffer(
+        ref=f"{ref.model}:{tag}",
+        snapshot=snap.digest,
+        signatures=tuple(archive.signature_object_ids(snap)),
+        provenance=provenance,
+        parents=parents,
+        architecture=dict(snap.architecture),
+        data=data,
+    )
     return offer, manifest
 
 

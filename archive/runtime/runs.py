@@ -163,7 +163,7 @@ def record_run(archive: Archive, result: RunResult) -> int:
 
 
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
-    snapshot_id = archive.resolve(ref)[1].id if ref else None
+    snapshot_id = archive.resolve(ref)[1].row_id if ref else None
     with archive.catalog.session() as s:
         return run_rows.list_runs(s, snapshot_id)
 
