@@ -8,7 +8,6 @@ signature status checked now, a snippet to load it), ``/ui/timeline`` (by traini
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -151,16 +150,16 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             signature = views.signature_status(archive, ref)
         except ModelarcError as exc:
             return failure(exc)
-        graph = Markup(lineage_svg(tree, snapshot_url)) if tree["ancestors"] or tree["descendants"] else None
+        graph = Markup(lineage_svg(tree, snapshot_url)) if tree.ancestors or tree.descendants else None
         tag = view.tags[0] if view.tags else None
         load_ref = f"{view.model}:{tag}" if tag else f"{view.model}@{view.snapshot}"
         return render(
             "snapshot.html",
-            s=dataclasses.asdict(view),
+            s=view,
             graph=graph,
             signature=signature,
             load_ref=load_ref,
-            revision=tag or SnapshotId(view.snapshot).hex[:40],
+            revision=tag or view.snapshot.hex[:40],
         )
 
     @router.get("/ui/timeline", response_class=HTMLResponse)

@@ -333,8 +333,6 @@ def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @with_archive
 def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any) -> None:
     """List archived snapshots, newest first, filtered by provenance."""
-    import dataclasses
-
     from modelarc.archive.catalog.search import build_filters, search
     from modelarc.registry.snapshot_search import SnapshotSummary
 
@@ -349,7 +347,7 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
     else:
         rows = search(archive, build_filters(archive, **options))
     if as_json:
-        emit_json([dataclasses.asdict(r) for r in rows])
+        emit_json([r.to_json() for r in rows])
         return
     if not rows:
         console.print(
@@ -386,13 +384,11 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     """Show one snapshot: architecture, parameters, provenance, files, signatures."""
     view = archive.show(ref)
     if as_json:
-        emit_json(view)
+        emit_json(view.to_json())
         return
     console.print(line((view.model, "bold"), f"  {view.snapshot}"))
     if view.withdrawn:
-        console.print(
-            line(("WITHDRAWN", "bold red"), f" on {view.withdrawn['at']}: {view.withdrawn['reason']}")
-        )
+        console.print(line(("WITHDRAWN", "bold red"), f" on {view.withdrawn.at}: {view.withdrawn.reason}"))
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
     console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
     arch = view.architecture
@@ -413,18 +409,19 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         console.print(f"released:     {view.release_date}")
     console.print(f"license:      {view.license or '-'}")
     for d in view.datasets:
-        console.print(f"dataset:      {d['role']} {d['name']} {d['version'] or ''}")
+        console.print(f"dataset:      {d.role} {d.name} {d.version or ''}")
     if view.description:
         console.print(f"description:  {view.description}")
     if view.source_url:
         console.print(f"source:       {view.source_url}")
     for p in view.parents:
-        console.print(f"parent:       {p['relation']} of {p['model']}@{p['snapshot'][:19]}")
+        console.print(f"parent:       {p.relation} of {p.model}@{p.snapshot[:19]}")
     for sig in view.signatures:
-        console.print(f"signature:    key {sig['key'][:16]}… trusted={sig['trusted']} at {sig['created_at']}")
+        trusted = "yes" if sig.trusted else "no"
+        console.print(f"signature:    key {sig.key[:16]}… trusted={trusted} at {sig.created_at}")
     console.print("files:")
     for f in view.files:
-        console.print(f"  {human_bytes(f['size']):>10}  {f['path']}")
+        console.print(f"  {human_bytes(f.size):>10}  {f.path}")
 
 
 @cli.command()
@@ -435,18 +432,18 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     """History of the model NAME (ns/name): its snapshots and every tag move."""
     history = archive.log(name)
     if as_json:
-        emit_json(history)
+        emit_json(history.to_json())
         return
-    console.print(styled(history["model"], "bold"))
-    for sn in history["snapshots"]:
-        tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
+    console.print(styled(history.model, "bold"))
+    for sn in history.snapshots:
+        tags = f" ({', '.join(sn.tags)})" if sn.tags else ""
         console.print(
-            f"  {sn['created_at']}  {sn['snapshot'][:19]}{tags}  {human_bytes(sn['logical_bytes'])}  by {sn['pushed_by']}"
+            f"  {sn.created_at}  {sn.snapshot[:19]}{tags}  {human_bytes(sn.logical_bytes)}  by {sn.pushed_by}"
         )
     console.print("tag moves:")
-    for mv in history["tag_moves"]:
-        src = mv["from"][:19] if mv["from"] else "(new)"
-        console.print(f"  {mv['at']}  {mv['tag']}: {src} -> {mv['to'][:19]}  by {mv['actor']}")
+    for mv in history.tag_moves:
+        src = mv.from_snapshot[:19] if mv.from_snapshot else "(new)"
+        console.print(f"  {mv.at}  {mv.tag}: {src} -> {mv.to_snapshot[:19]}  by {mv.actor}")
 
 
 @cli.command()
@@ -550,20 +547,20 @@ def stats(archive: Archive, as_json: bool) -> None:
     """Logical vs stored bytes, deduplication and compression ratios."""
     st = archive.stats()
     if as_json:
-        emit_json(st)
+        emit_json(st.to_json())
         return
-    console.print(f"models:       {st['models']}")
-    console.print(f"snapshots:    {st['snapshots']}")
-    console.print(f"objects:      {st['objects']}")
-    console.print(f"logical:      {human_bytes(st['logical_bytes'])}  (sum of every snapshot's files)")
-    console.print(f"unique:       {human_bytes(st['unique_bytes'])}  (after deduplication)")
+    console.print(f"models:       {st.models}")
+    console.print(f"snapshots:    {st.snapshots}")
+    console.print(f"objects:      {st.objects}")
+    console.print(f"logical:      {human_bytes(st.logical_bytes)}  (sum of every snapshot's files)")
+    console.print(f"unique:       {human_bytes(st.unique_bytes)}  (after deduplication)")
     console.print(
-        f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)"
+        f"stored:       {human_bytes(st.stored_bytes)}  (after compression; {human_bytes(st.store_bytes_on_disk)} on disk)"
     )
-    if st["dedup_ratio"]:
+    if st.dedup_ratio:
         console.print(
-            f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
-            f"stored/logical: {st['overall_ratio']:.3f}"
+            f"dedup:        {st.dedup_ratio:.2f}x   compression: {st.compression_ratio:.3f}   "
+            f"stored/logical: {st.overall_ratio:.3f}"
         )
 
 

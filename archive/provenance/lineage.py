@@ -19,6 +19,7 @@ from modelarc.archive.manifest import Part
 from modelarc.archive.provenance.diff import TensorChange, as_float64, compare_manifests
 from modelarc.archive.repository import Archive
 from modelarc.registry import lineage_queries as lq
+from modelarc.registry.lineage_queries import LineageNode
 from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
@@ -26,18 +27,32 @@ from modelarc.storage import ObjectId
 EVIDENCE_THRESHOLD = 0.5
 
 
-def lineage_tree(archive: Archive, ref_text: Ref | str) -> dict[str, Any]:
-    ref, snap = archive.resolve(ref_text)
+@dataclass(frozen=True)
+class LineageTree:
+    """``modelarc lineage``: the declared ancestors and descendants of one snapshot, each with its relation."""
+
+    ref: str
+    snapshot: SnapshotId
+    model: str
+    ancestors: tuple[LineageNode, ...]  # parents, each with its own parents as children
+    descendants: tuple[LineageNode, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "snapshot": self.snapshot,
+            "model": self.model,
+            "ancestors": [n.to_json() for n in self.ancestors],
+            "descendants": [n.to_json() for n in self.descendants],
+        }
+
+
+def lineage_tree(archive: Archive, ref: Ref | str) -> LineageTree:
+    resolved, snap = archive.resolve(ref)
     with archive.catalog.session() as s:
         up = lq.ancestors(s, snap).children
         down = lq.descendants(s, snap).children
-    return {
-        "ref": str(ref),
-        "snapshot": snap.digest,
-        "model": snap.model,
-        "ancestors": [n.to_json() for n in up],
-        "descendants": [n.to_json() for n in down],
-    }
+    return LineageTree(str(resolved), snap.digest, snap.model, up, down)
 
 
 @dataclass(frozen=True)
