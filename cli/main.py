@@ -334,7 +334,6 @@ def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any) -> None:
     """List archived snapshots, newest first, filtered by provenance."""
     from modelarc.archive.catalog.search import build_filters, search
-    from modelarc.registry.snapshot_search import SnapshotSummary
 
     if remote_name is not None:
         from modelarc.archive.remote.client import RemoteArchive
@@ -342,8 +341,7 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
 
         limit = options.pop("limit")
         with RemoteArchive(get_remote(archive.settings.home, remote_name)) as client:
-            found = client.search(options, limit)
-        rows = [SnapshotSummary(**{**d, "tags": tuple(d["tags"])}) for d in found]
+            rows = client.search(options, limit)
     else:
         rows = search(archive, build_filters(archive, **options))
     if as_json:

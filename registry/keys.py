@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -28,6 +29,31 @@ class KeyInfo:
             "local": self.local,
             "created_at": self.created_at,
         }
+
+
+@dataclass(frozen=True)
+class PublishedKey(KeyInfo):
+    """A key with its public half, as an archive publishes the keys it trusts (``GET /v1/transfer/keys``)."""
+
+    public_pem: str
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "public_pem": self.public_pem}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PublishedKey:
+        """One entry of another archive's answer; ``UsageError`` if it is not shaped like one."""
+        try:
+            return cls(
+                str(doc["fingerprint"]),
+                None if doc.get("label") is None else str(doc["label"]),
+                bool(doc.get("trusted")),
+                bool(doc.get("local")),
+                str(doc.get("created_at") or ""),
+                str(doc["public_pem"]),
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise UsageError("a published key needs a fingerprint and a public_pem") from None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,20 @@ class SnapshotSummary:
     def to_json(self) -> dict[str, Any]:
         return {**{f.name: getattr(self, f.name) for f in fields(self)}, "tags": list(self.tags)}
 
+    @classmethod
+    def from_json(cls, doc: Any) -> SnapshotSummary:
+        """A row another archive sent (``modelarc ls --remote``); ``UsageError`` if it is not shaped like one."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(doc, dict) or not all(n in doc for n in names) or not isinstance(doc["tags"], list):
+            raise UsageError(f"a snapshot row needs {', '.join(names)}")
+        return cls(
+            **{
+                **{n: doc[n] for n in names},
+                "snapshot": SnapshotId(doc["snapshot"]),
+                "tags": tuple(doc["tags"]),
+            }
+        )
+
 
 def _cutoff_end_before(d: dt.date) -> ColumnElement[bool]:
     """The cutoff's whole period lies before ``d``: day ``c < d``; month and year ``c`` < the start of d's period."""

@@ -8,37 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
 from modelarc.archive.push import catalog_files
-from modelarc.archive.remote.offers import SnapshotOffer, objects_of
+from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, check_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import MissingObjectsError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
-from modelarc.registry.refs import Ref, SnapshotId, parse_ref
+from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
     from modelarc.archive.provenance.data import DataManifest
 
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    ref: str
-    snapshot: SnapshotId
-    new_snapshot: bool
-    previous: str | None
-    key_fingerprint: str
-    parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
 
 
 def commit_offer(

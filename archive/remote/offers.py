@@ -130,6 +130,54 @@ class SnapshotOffer:
         )
 
 
+@dataclass(frozen=True)
+class CommitResult:
+    """What a receiver recorded; on the wire, the answer to ``POST /v1/transfer/commit``."""
+
+    ref: str
+    snapshot: SnapshotId
+    new_snapshot: bool
+    previous: str | None  # the snapshot the moved tag pointed at before
+    key_fingerprint: str
+    parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "snapshot": self.snapshot,
+            "new_snapshot": self.new_snapshot,
+            "previous": self.previous,
+            "key_fingerprint": self.key_fingerprint,
+            "parents_missing": list(self.parents_missing),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> CommitResult:
+        """A remote's answer; ``UsageError`` naming what is missing or mistyped."""
+        if not isinstance(doc, dict):
+            raise UsageError("commit answer: expected a JSON object")
+        missing = doc.get("parents_missing")
+        previous = doc.get("previous")
+        if not (
+            isinstance(doc.get("ref"), str)
+            and isinstance(doc.get("new_snapshot"), bool)
+            and isinstance(doc.get("key_fingerprint"), str)
+            and (previous is None or isinstance(previous, str))
+            and isinstance(missing, list)
+            and all(isinstance(p, str) for p in missing)
+        ):
+            raise UsageError(
+                "commit answer: needs ref, snapshot, new_snapshot, previous, key_fingerprint and parents_missing"
+            )
+        try:
+            snapshot = SnapshotId(doc.get("snapshot"))  # type: ignore[arg-type]
+        except InvalidRefError as exc:
+            raise UsageError(f"commit answer: {exc}") from None
+        return cls(
+            doc["ref"], snapshot, doc["new_snapshot"], previous, doc["key_fingerprint"], tuple(missing)
+        )
+
+
 def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, SnapshotManifest]:
     """Describe a local snapshot for sending, with its verified manifest."""
     ref, snap = archive.resolve(ref_text)

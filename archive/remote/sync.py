@@ -22,8 +22,8 @@ from typing import TypeVar
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
-from modelarc.archive.remote.commit import CommitResult, check_offer, commit_offer
-from modelarc.archive.remote.offers import objects_of, offer_for
+from modelarc.archive.remote.commit import check_offer, commit_offer
+from modelarc.archive.remote.offers import CommitResult, objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore
@@ -96,16 +96,16 @@ def push_to_remote(
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
     result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
     return TransferResult(
-        ref=result["ref"],
+        ref=result.ref,
         snapshot=offer.snapshot,
         remote=client.remote.name,
         objects=len(needed),
         objects_sent=len(moved),
         bytes_sent=sent,
-        new_snapshot=result["new_snapshot"],
-        previous=result["previous"],
-        key_fingerprint=result["key_fingerprint"],
-        parents_missing=tuple(result["parents_missing"]),
+        new_snapshot=result.new_snapshot,
+        previous=result.previous,
+        key_fingerprint=result.key_fingerprint,
+        parents_missing=result.parents_missing,
         seconds=time.perf_counter() - started,
     )
 
@@ -238,10 +238,8 @@ def trust_remote_keys(archive: Archive, client: RemoteArchive) -> list[str]:
     """Import the remote's own signing keys as trusted (trust on first use, at ``remote add``); their fingerprints."""
     imported = []
     for key in client.keys():
-        if key.get("local"):
-            imported.append(
-                archive.import_key(key["public_pem"].encode(), label=f"remote {client.remote.name}")
-            )
+        if key.local:
+            imported.append(archive.import_key(key.public_pem.encode(), label=f"remote {client.remote.name}"))
     return imported
 
 

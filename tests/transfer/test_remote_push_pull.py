@@ -93,7 +93,7 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
     assert [r["model"] for r in bob.json("ls", "--name", "BASE")] == ["acme/base"]
     with RemoteArchive(Remote("origin", server.url)) as client:
         paged = client.search({}, 10, page_size=1)  # follows Link: rel="next" page by page
-    assert [r["snapshot"] for r in paged] == [r["snapshot"] for r in remote_rows]
+    assert [r.snapshot for r in paged] == [r["snapshot"] for r in remote_rows]
 
 
 def test_pull_of_an_unchanged_snapshot_transfers_nothing(server: Server, tmp_path: Path) -> None:
