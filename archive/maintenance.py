@@ -19,6 +19,7 @@ from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
+from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
 
@@ -30,7 +31,7 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class VerifyReport:
-    snapshot: str
+    snapshot: SnapshotId
     ref: str
     files: int
     bytes: int

@@ -22,7 +22,7 @@ from modelarc.errors import IntegrityError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
@@ -34,7 +34,7 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True)
 class PushResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     logical_bytes: int
     stored_bytes_added: int
     new_snapshot: bool

@@ -31,7 +31,7 @@ from modelarc.registry.models import (
     utcnow,
 )
 from modelarc.registry.records import NewSnapshot, ObjectRecord
-from modelarc.registry.refs import Ref
+from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, snapshot_record
 
 
@@ -82,7 +82,7 @@ def resolve_snapshot(s: Session, ref: Ref) -> SnapshotRecord:
     return snapshot_record(resolve_ref(s, ref))
 
 
-def digest_recorded(s: Session, digest: str) -> bool:
+def digest_recorded(s: Session, digest: SnapshotId) -> bool:
     """Whether any model already holds a snapshot with this id (its content was checked when it was recorded)."""
     return s.scalar(select(Snapshot.id).where(Snapshot.digest == digest).limit(1)) is not None
 
@@ -330,6 +330,6 @@ def audit_events(
     return list(s.scalars(q))
 
 
-def find_snapshot_by_digest(s: Session, digest: str) -> Snapshot | None:
+def find_snapshot_by_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
     """Any model's snapshot with this id (the bytes are the same whichever model holds it)."""
     return s.scalar(select(Snapshot).where(Snapshot.digest == digest).limit(1))

@@ -27,6 +27,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import find_dataset
 from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.refs import SnapshotId
 
 
 @cache
@@ -115,7 +116,7 @@ def _date(value: str | None) -> dt.date | None:
 @dataclass(frozen=True)
 class AttachResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     attachment: int
     datasets: list[dict[str, Any]]  # name, version, role, content_hash, new
 

@@ -16,6 +16,7 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import utcnow
+from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import withdraw_snapshot
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def kept_files(manifest: SnapshotManifest) -> list[FileEntry]:
 @dataclass(frozen=True)
 class WithdrawResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     reason: str
     objects_released: int
     objects_deleted: int

@@ -26,7 +26,7 @@ from modelarc.archive.signing.bundles import pae
 from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
-from modelarc.registry.refs import parse_ref
+from modelarc.registry.refs import SnapshotId, parse_ref
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
 
@@ -44,7 +44,7 @@ class GenerationParams:
 @dataclass(frozen=True)
 class RunResult:
     text: str
-    snapshot: str
+    snapshot: SnapshotId
     ref: str
     prompt: str
     params: dict[str, Any]
