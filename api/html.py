@@ -8,7 +8,6 @@ signature status checked now, a snippet to load it), ``/ui/timeline`` (by traini
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -31,6 +30,7 @@ from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError, UsageError
+from modelarc.registry.refs import SnapshotId, revision_ref
 
 PAGE_ROWS = 50
 FILTERS = tuple((f.key, f.label, f.example) for f in SEARCH_FILTERS)  # the web form: one field per ls filter
@@ -75,7 +75,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(bytes=human_bytes, count=human_count, short=lambda d: d.removeprefix("sha256:")[:12])
+    env.filters.update(bytes=human_bytes, count=human_count, short=lambda d: SnapshotId(d).hex[:12])
     env.globals.update(snapshot_url=snapshot_url, quote=quote, version=__version__)
     return env
 
@@ -144,23 +144,23 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/ui/snapshots/{ns}/{name}/{rev}", response_class=HTMLResponse)
     def snapshot(ns: str, name: str, rev: str) -> HTMLResponse:
         archive = get_archive()
-        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
         try:
+            ref = revision_ref(ns, name, rev)
             view = archive.show(ref)
             tree = lineage_tree(archive, ref)
             signature = views.signature_status(archive, ref)
         except ModelarcError as exc:
             return failure(exc)
-        graph = Markup(lineage_svg(tree, snapshot_url)) if tree["ancestors"] or tree["descendants"] else None
+        graph = Markup(lineage_svg(tree, snapshot_url)) if tree.ancestors or tree.descendants else None
         tag = view.tags[0] if view.tags else None
         load_ref = f"{view.model}:{tag}" if tag else f"{view.model}@{view.snapshot}"
         return render(
             "snapshot.html",
-            s=dataclasses.asdict(view),
+            s=view,
             graph=graph,
             signature=signature,
             load_ref=load_ref,
-            revision=tag or view.snapshot.removeprefix("sha256:")[:40],
+            revision=tag or view.snapshot.hex[:40],
         )
 
     @router.get("/ui/timeline", response_class=HTMLResponse)

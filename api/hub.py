@@ -30,6 +30,7 @@ from modelarc.errors import (
     WithdrawnError,
     http_error,
 )
+from modelarc.registry.refs import SnapshotId
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -90,7 +91,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def commit_id(snapshot: str) -> str:
     """A stable 40-hex "commit" for a snapshot id, as git-style clients expect."""
-    return snapshot.removeprefix("sha256:")[:40]
+    return SnapshotId(snapshot).hex[:40]
 
 
 def refuse_unsafe_path(path: str) -> None:
@@ -112,7 +113,7 @@ class HubView:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    def resolve(self, repo: str, revision: str) -> tuple[str, SnapshotManifest] | Response:
+    def resolve(self, repo: str, revision: str) -> tuple[SnapshotId, SnapshotManifest] | Response:
         ns, _, name = repo.partition("/")
         try:
             self.archive.resolve(f"{ns}/{name}:latest")
@@ -131,7 +132,7 @@ class HubView:
                 _r, snap = self.archive.resolve(ref)
             except ModelarcError:
                 continue
-            if snap.tombstoned_at is not None:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
+            if snap.withdrawn:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
                 status, code = http_error(WithdrawnError(ref))
                 return JSONResponse(
                     {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"},

@@ -6,6 +6,7 @@ writes (object uploads, commits) need a token with the push scope: 401 without o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -29,6 +30,8 @@ from modelarc.errors import (
     PayloadTooLargeError,
     UsageError,
 )
+from modelarc.registry.keys import PublishedKey
+from modelarc.registry.refs import revision_ref
 from modelarc.storage import ObjectId
 
 MAX_MISSING_QUERY = 100_000
@@ -182,8 +185,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")
     def offer(ns: Namespace, name: Name, rev: Revision) -> Any:
         """What a puller needs besides the objects: signature bundle ids, provenance, lineage."""
-        ref = f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
-        snapshot_offer, _manifest = offer_for(get_archive(), ref)
+        snapshot_offer, _manifest = offer_for(get_archive(), revision_ref(ns, name, rev))
         return snapshot_offer.to_json()
 
     @router.post("/v1/transfer/commit", status_code=201)
@@ -198,17 +200,7 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         result = await run_in_threadpool(
             lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor)
         )
-        return JSONResponse(
-            {
-                "ref": result.ref,
-                "snapshot": result.snapshot,
-                "new_snapshot": result.new_snapshot,
-                "previous": result.previous,
-                "key_fingerprint": result.key_fingerprint,
-                "parents_missing": list(result.parents_missing),
-            },
-            status_code=201 if result.new_snapshot else 200,
-        )
+        return JSONResponse(result.to_json(), status_code=201 if result.new_snapshot else 200)
 
     @router.post("/v1/transfer/check")
     async def check(request: Request) -> Response:
@@ -231,11 +223,11 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def keys() -> Any:
         """The public keys this archive trusts, so a client can choose to trust the same signers."""
         archive = get_archive()
-        pems = {k.fingerprint: k.to_json() for k in archive.list_keys()}
+        known = {k.fingerprint: k for k in archive.list_keys()}
         return [
-            {**info, "public_pem": pem.decode()}
+            PublishedKey(**dataclasses.asdict(info), public_pem=pem.decode()).to_json()
             for pem in archive.trusted_pems()
-            if (info := pems.get(key_fingerprint(pem))) is not None
+            if (info := known.get(key_fingerprint(pem))) is not None
         ]
 
     return router

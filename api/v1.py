@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -26,6 +25,7 @@ from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
 from modelarc.errors import UsageError
+from modelarc.registry.refs import revision_ref
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page.")]
@@ -56,10 +56,6 @@ def _offset(cursor: str | None) -> int:
     return offset
 
 
-def _ref(ns: str, name: str, rev: str) -> str:
-    return f"{ns}/{name}@{rev}" if rev.startswith("sha256:") else f"{ns}/{name}:{rev}"
-
-
 def respond(
     request: Request,
     payload: Any = None,
@@ -82,15 +78,20 @@ def respond(
     return Response(body, media_type="application/json", headers=out)
 
 
-def paged(request: Request, rows: list[Any], limit: int, offset: int) -> Response:
+def paged(request: Request, rows: Sequence[JsonRow], limit: int, offset: int) -> Response:
     """``rows`` holds up to limit+1 items; the extra one only says a next page exists."""
     headers = {}
     if len(rows) > limit:
         rows = rows[:limit]
         nxt = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
         headers["Link"] = f'<{nxt}>; rel="next"'
-    payload = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r for r in rows]  # type: ignore[arg-type]
-    return respond(request, payload, headers=headers)
+    return respond(request, [r.to_json() for r in rows], headers=headers)
+
+
+class JsonRow(Protocol):
+    """A result row that knows its one JSON form (the CLI's ``--json`` prints the same)."""
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
@@ -106,13 +107,12 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/models/{ns}/{name}")
     def model(request: Request, ns: Namespace, name: Name) -> Response:
         """Every snapshot of a model with its tags, and the history of tag moves."""
-        return respond(request, get_archive().log(f"{ns}/{name}"))
+        return respond(request, get_archive().log(f"{ns}/{name}").to_json())
 
     @router.get("/models/{ns}/{name}/tags")
     def tags(request: Request, ns: Namespace, name: Name) -> Response:
         """Where each tag points now: ``{tag: snapshot id}``."""
-        log = get_archive().log(f"{ns}/{name}")
-        return respond(request, {t: s["snapshot"] for s in log["snapshots"] for t in s["tags"]})
+        return respond(request, get_archive().log(f"{ns}/{name}").tags())
 
     @router.get("/snapshots")
     def snapshots(
@@ -154,17 +154,19 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/snapshots/{ns}/{name}/{rev}")
     def snapshot(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Everything ``modelarc show`` says: architecture, parameters, dtypes, cutoff, datasets, lineage, signatures."""
-        return respond(request, dataclasses.asdict(get_archive().show(_ref(ns, name, rev))))
+        return respond(request, get_archive().show(revision_ref(ns, name, rev)).to_json())
 
     @router.get("/snapshots/{ns}/{name}/{rev}/manifest")
     def manifest(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """The canonical manifest; its sha256 is the snapshot id, so clients can check it themselves."""
-        digest, data = views.snapshot_manifest_bytes(get_archive(), _ref(ns, name, rev))
-        return respond(request, body=data, etag=digest, immutable=rev.startswith("sha256:"))
+        ref = revision_ref(ns, name, rev)
+        digest, data = views.snapshot_manifest_bytes(get_archive(), ref)
+        return respond(request, body=data, etag=digest, immutable=ref.digest is not None)
 
     @router.get("/snapshots/{ns}/{name}/{rev}/files")
     def files(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
-        return respond(request, views.snapshot_files(get_archive(), _ref(ns, name, rev)))
+        files = views.snapshot_files(get_archive(), revision_ref(ns, name, rev))
+        return respond(request, [f.to_json() for f in files])
 
     @router.get("/snapshots/{ns}/{name}/{rev}/tensors")
     def tensors(
@@ -172,13 +174,15 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     ) -> Response:
         """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
         offset = _offset(cursor)
-        rows = views.snapshot_tensors(get_archive(), _ref(ns, name, rev), limit=limit + 1, offset=offset)
+        rows = views.snapshot_tensors(
+            get_archive(), revision_ref(ns, name, rev), limit=limit + 1, offset=offset
+        )
         return paged(request, rows, limit, offset)
 
     @router.get("/lineage/{ns}/{name}/{rev}")
     def lineage(request: Request, ns: Namespace, name: Name, rev: Revision) -> Response:
         """Declared ancestors and descendants, each with its relation."""
-        return respond(request, lineage_tree(get_archive(), _ref(ns, name, rev)))
+        return respond(request, lineage_tree(get_archive(), revision_ref(ns, name, rev)).to_json())
 
     @router.get("/datasets")
     def datasets(request: Request, limit: Limit = 100, cursor: Cursor = None) -> Response:
@@ -190,10 +194,10 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/datasets/{name}")
     def dataset(request: Request, name: PathText) -> Response:
         """Every version of the dataset, with the snapshots trained on it."""
-        return respond(request, views.dataset(get_archive(), name))
+        return respond(request, [v.to_json() for v in views.dataset(get_archive(), name)])
 
     @router.get("/stats")
     def stats(request: Request) -> Response:
-        return respond(request, get_archive().stats())
+        return respond(request, get_archive().stats().to_json())
 
     return router

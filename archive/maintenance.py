@@ -19,7 +19,8 @@ from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
-from modelarc.registry.models import Snapshot
+from modelarc.registry.refs import SnapshotId
+from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class VerifyReport:
-    snapshot: str
+    snapshot: SnapshotId
     ref: str
     files: int
     bytes: int
@@ -67,13 +68,14 @@ def verify(archive: Archive, ref_text: str, progress: Progress | None = None) ->
     return verify_snapshot(archive, snap, str(ref), progress)
 
 
-def verify_snapshot(archive: Archive, snap: Snapshot, label: str, progress: Progress | None) -> VerifyReport:
-
+def verify_snapshot(
+    archive: Archive, snap: SnapshotRecord, label: str, progress: Progress | None
+) -> VerifyReport:
     manifest = archive.manifest(snap)
     fingerprint, _bundle = archive._verify_signature(snap, manifest)
     total = 0
     # a withdrawn snapshot keeps only its small files; its manifest and signature were checked above
-    files = kept_files(manifest) if snap.tombstoned_at is not None else manifest.files
+    files = kept_files(manifest) if snap.withdrawn else manifest.files
     with ThreadPoolExecutor(max_workers=2) as pool:
         for entry in files:
             sha = hashlib.sha256()
@@ -86,14 +88,14 @@ def verify_snapshot(archive: Archive, snap: Snapshot, label: str, progress: Prog
             if size != entry.size or sha.hexdigest() != entry.sha256:
                 raise IntegrityError(f"{label}: {entry.path} does not rebuild to its recorded sha256")
             total += size
-    return VerifyReport(snap.digest, label, len(files), total, fingerprint, snap.tombstoned_at is not None)
+    return VerifyReport(snap.digest, label, len(files), total, fingerprint, snap.withdrawn)
 
 
 def verify_all(
     archive: Archive, progress: Progress | None = None
 ) -> tuple[list[VerifyReport], list[tuple[str, str]]]:
     with archive.catalog.session() as s:
-        snaps = [(sn, f"{sn.model.full_name}@{sn.digest[:19]}") for sn in q.list_snapshots(s)]
+        snaps = [(sn, f"{sn.model}@{sn.digest[:19]}") for sn in q.list_snapshots(s)]
     ok, failed = [], []
     for snap, label in snaps:
         try:
@@ -133,12 +135,12 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
             target[oid] = names
             broken.update(names)
     for snap in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
-        if snap.digest.removeprefix("sha256:") in bad:
+        if snap.digest.hex in bad:
             continue
         try:
             archive.manifest(snap)
         except ModelarcError:
-            broken.add(f"{snap.model.full_name}@{snap.digest}")
+            broken.add(snap.label)
     report.broken_snapshots = sorted(broken)
     report.temp_files = archive.store.temp_count()
     return report

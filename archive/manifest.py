@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelarc.errors import IntegrityError, UsageError
+from modelarc.registry.refs import SnapshotId
 from modelarc.storage.ids import ObjectId
 
 MANIFEST_FORMAT = "modelarc.manifest"
@@ -65,8 +66,8 @@ class SnapshotManifest:
         return self._canonical or canonical_json(self.to_json())
 
     @property
-    def snapshot_id(self) -> str:
-        return "sha256:" + hashlib.sha256(self.canonical_bytes()).hexdigest()
+    def snapshot_id(self) -> SnapshotId:
+        return SnapshotId.of(self.canonical_bytes())
 
     def object_ids(self) -> set[ObjectId]:
         return {c.id for f in self.files for p in f.parts for c in p.chunks}
@@ -99,7 +100,7 @@ class SnapshotManifest:
     @classmethod
     def from_bytes(cls, data: bytes, *, expected_id: str | None = None) -> SnapshotManifest:
         if expected_id is not None:
-            actual = "sha256:" + hashlib.sha256(data).hexdigest()
+            actual = SnapshotId.of(data)
             if actual != expected_id:
                 raise IntegrityError(f"manifest of {expected_id} hashes to {actual}")
         try:

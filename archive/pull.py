@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from modelarc.archive.repository import refuse_if_withdrawn
 from modelarc.archive.restore import restore
 from modelarc.errors import UsageError
+from modelarc.registry.refs import SnapshotId
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -22,7 +23,7 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True)
 class PullResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     dest: str
     files: int
     bytes: int

@@ -22,7 +22,7 @@ from modelarc.errors import IntegrityError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
@@ -34,7 +34,7 @@ Progress = Callable[[int], None]
 @dataclass(frozen=True)
 class PushResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     logical_bytes: int
     stored_bytes_added: int
     new_snapshot: bool
@@ -78,7 +78,7 @@ def push_folder(
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         manifest_put = archive.store.put(manifest.canonical_bytes())
-        if "sha256:" + manifest_put.id != snapshot_id:
+        if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
         bundle = sign_snapshot(
             [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
@@ -155,7 +155,7 @@ def push_source(
     if data is not None:
         from modelarc.archive.provenance.data import attach_data
 
-        attach_data(archive, f"{result.ref.split(':')[0]}@{result.snapshot}", data)
+        attach_data(archive, f"{parse_ref(result.ref).model}@{result.snapshot}", data)
     return result
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import SnapshotManifest
@@ -27,16 +26,15 @@ from modelarc.errors import (
 )
 from modelarc.registry import keys as key_rows
 from modelarc.registry import queries as q
-from modelarc.registry.datasets import snapshot_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.keys import KeyInfo
-from modelarc.registry.models import Snapshot
 from modelarc.registry.records import Provenance
-from modelarc.registry.refs import Ref, check_tag, parse_ref
-from modelarc.registry.snapshot_search import format_cutoff_value
+from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
+from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId, ObjectStore
 
 if TYPE_CHECKING:
+    from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.pull import PullResult
     from modelarc.archive.push import PushResult
@@ -48,44 +46,12 @@ Progress = Callable[[int], None]
 SIGNING_KEY_FILE = "signing-key.pem"
 
 
-@dataclass(frozen=True)
-class SnapshotView:
-    """Everything ``show`` prints about one snapshot."""
-
-    model: str
-    snapshot: str
-    tags: list[str]
-    created_at: str
-    logical_bytes: int
-    stored_bytes_added: int
-    file_count: int
-    tensor_count: int
-    parameter_count: int
-    dtypes: dict[str, int]
-    architecture: dict[str, Any]
-    cutoff: str | None
-    license: str | None
-    description: str | None
-    source_url: str | None
-    pushed_by: str | None
-    parents: list[dict[str, str]]
-    files: list[dict[str, Any]]
-    signatures: list[dict[str, str]]
-    withdrawn: dict[str, str] | None = None  # {"at": ..., "reason": ...} once tombstoned
-    release_date: str | None = None
-    datasets: list[dict[str, Any]] = field(default_factory=list)
-
-
-def refuse_if_withdrawn(snap: Snapshot, label: str) -> None:
+def refuse_if_withdrawn(snap: SnapshotRecord, label: str) -> None:
     if snap.tombstoned_at is not None:
         raise WithdrawnError(
             f"{label} ({snap.digest[:19]}) was withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}; "
             "its provenance is kept (modelarc show) but its weights are not handed out"
         )
-
-
-def format_cutoff(snap: Snapshot) -> str | None:
-    return format_cutoff_value(snap.cutoff, snap.cutoff_precision)
 
 
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
@@ -264,37 +230,36 @@ class Archive:
         return maintenance.delete_unreferenced(self, candidates, dry_run=dry_run)
 
     # ----------------------------------------------------------------- read side
-    def resolve(self, ref_text: str) -> tuple[Ref, Snapshot]:
-        ref = parse_ref(ref_text)
+    def resolve(self, ref: Ref | str) -> tuple[Ref, SnapshotRecord]:
+        """The snapshot a REF names now, as values (a tag moving later does not change what is returned)."""
+        ref = ref if isinstance(ref, Ref) else parse_ref(ref)
         with self.catalog.session() as s:
-            snap = q.resolve_ref(s, ref)
-            return ref, snap
+            return ref, q.resolve_snapshot(s, ref)
 
-    def manifest(self, snap: Snapshot) -> SnapshotManifest:
+    def manifest(self, snap: SnapshotRecord) -> SnapshotManifest:
         """The manifest from the store, verified against the snapshot id."""
         return self.manifest_by_id(snap.digest)
 
-    def manifest_by_id(self, digest: str) -> SnapshotManifest:
-        oid = ObjectId(digest)
+    def manifest_by_id(self, digest: SnapshotId) -> SnapshotManifest:
         try:
-            data = self.store.get(oid)
+            data = self.store.get(ObjectId(digest.hex))
         except (ObjectMissingError, ObjectCorruptError) as exc:
             raise type(exc)(f"manifest of snapshot {digest}: {exc}") from None
         return SnapshotManifest.from_bytes(bytes(data), expected_id=digest)
 
-    def _verify_signature(self, snap: Snapshot, manifest: SnapshotManifest) -> tuple[str, bytes]:
+    def _verify_signature(self, snap: SnapshotRecord, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
         # read from the store, not the catalog copy: the store is the archive of record and get() re-hashes
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
         return check_bundles(bundles, manifest, snap.digest, self.trusted_pems())
 
-    def check_signature(self, snap: Snapshot) -> str:
+    def check_signature(self, snap: SnapshotRecord) -> str:
         """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""
         return self._verify_signature(snap, self.manifest(snap))[0]
 
-    def signature_object_ids(self, snap: Snapshot) -> list[str]:
+    def signature_object_ids(self, snap: SnapshotRecord) -> list[str]:
         with self.catalog.session() as s:
-            return key_rows.signature_object_ids(s, snap.id)
+            return key_rows.signature_object_ids(s, snap.row_id)
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:
@@ -314,123 +279,33 @@ class Archive:
             )
             return snap.digest, previous
 
-    def log(self, model_name: str) -> dict[str, Any]:
-        from modelarc.registry.refs import parse_model_name
+    def log(self, model_name: str) -> ModelHistory:
+        """The model's snapshots, newest first, and every tag move (archive/catalog/views.py)."""
+        from modelarc.archive.catalog import views
 
-        ns, name = parse_model_name(model_name)
-        with self.catalog.session() as s:
-            model = q.require_model(s, ns, name)
-            snaps = q.list_snapshots(s, model)
-            tags = q.tags_by_snapshot(s, [sn.id for sn in snaps])
-            digests = {sn.id: sn.digest for sn in snaps}
-            return {
-                "model": model.full_name,
-                "snapshots": [
-                    {
-                        "snapshot": sn.digest,
-                        "tags": tags.get(sn.id, []),
-                        "created_at": sn.created_at.isoformat(timespec="seconds"),
-                        "pushed_by": sn.pushed_by,
-                        "logical_bytes": sn.logical_bytes,
-                        "stored_bytes_added": sn.stored_bytes_added,
-                    }
-                    for sn in snaps
-                ],
-                "tag_moves": [
-                    {
-                        "tag": h.tag,
-                        "from": digests.get(h.old_snapshot_id) if h.old_snapshot_id else None,
-                        "to": digests.get(h.new_snapshot_id),
-                        "at": h.moved_at.isoformat(timespec="seconds"),
-                        "actor": h.actor,
-                    }
-                    for h in q.tag_history(s, model)
-                ],
-            }
+        return views.model_history(self, model_name)
 
-    def show(self, ref_text: str) -> SnapshotView:
-        ref, snap = self.resolve(ref_text)
-        with self.catalog.session() as s:
-            snap = s.merge(snap)
-            tags = q.tags_by_snapshot(s, [snap.id]).get(snap.id, [])
-            parents = [
-                {"model": p.model.full_name, "snapshot": p.digest, "relation": rel}
-                for p, rel in q.parents_of(s, snap)
-            ]
-            files = [
-                {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind}
-                for f in q.snapshot_files(s, snap)
-            ]
-            sigs = [
-                {
-                    "key": sig.key.fingerprint,
-                    "trusted": "yes" if sig.key.trusted else "no",
-                    "created_at": sig.created_at.isoformat(timespec="seconds"),
-                }
-                for sig in snap.signatures
-            ]
-            return SnapshotView(
-                model=ref.model,
-                snapshot=snap.digest,
-                tags=tags,
-                created_at=snap.created_at.isoformat(timespec="seconds"),
-                logical_bytes=snap.logical_bytes,
-                stored_bytes_added=snap.stored_bytes_added,
-                file_count=snap.file_count,
-                tensor_count=snap.tensor_count,
-                parameter_count=snap.parameter_count,
-                dtypes=dict(snap.dtypes),
-                architecture=dict(snap.architecture),
-                cutoff=format_cutoff(snap),
-                license=snap.license,
-                description=snap.description,
-                source_url=snap.source_url,
-                pushed_by=snap.pushed_by,
-                parents=parents,
-                files=files,
-                signatures=sigs,
-                release_date=snap.release_date.isoformat() if snap.release_date else None,
-                datasets=snapshot_datasets(s, snap.id),
-                withdrawn=(
-                    {
-                        "at": snap.tombstoned_at.isoformat(timespec="seconds"),
-                        "reason": snap.tombstone_reason or "",
-                    }
-                    if snap.tombstoned_at is not None
-                    else None
-                ),
-            )
+    def show(self, ref: Ref | str) -> SnapshotView:
+        """Everything the catalog says about one snapshot (archive/catalog/views.py)."""
+        from modelarc.archive.catalog import views
 
-    def stats(self) -> dict[str, Any]:
-        with self.catalog.session() as s:
-            st = q.catalog_stats(s)
-        on_disk = 0
-        for oid in self.store.iter_ids():
-            try:
-                on_disk += self.store.stored_size(oid)
-            except ObjectMissingError:
-                pass
-        return {
-            "models": st.models,
-            "snapshots": st.snapshots,
-            "objects": st.objects,
-            "logical_bytes": st.logical_bytes,
-            "unique_bytes": st.unique_raw_bytes,
-            "stored_bytes": st.stored_bytes,
-            "store_bytes_on_disk": on_disk,
-            "dedup_ratio": (st.logical_bytes / st.unique_raw_bytes) if st.unique_raw_bytes else None,
-            "compression_ratio": (st.stored_bytes / st.unique_raw_bytes) if st.unique_raw_bytes else None,
-            "overall_ratio": (st.stored_bytes / st.logical_bytes) if st.logical_bytes else None,
-        }
+        return views.snapshot_view(self, ref)
+
+    def stats(self) -> ArchiveStats:
+        """Logical, unique and stored bytes (archive/catalog/views.py)."""
+        from modelarc.archive.catalog import views
+
+        return views.archive_stats(self)
 
     def iter_snapshot_labels(self) -> Iterator[str]:
         with self.catalog.session() as s:
-            for sn in q.list_snapshots(s):
-                yield f"{sn.model.full_name}@{sn.digest}"
+            snaps = q.list_snapshots(s)
+        for sn in snaps:
+            yield sn.label
 
 
 def check_bundles(
-    bundles: list[bytes], manifest: SnapshotManifest, digest: str, trusted: list[bytes]
+    bundles: list[bytes], manifest: SnapshotManifest, digest: SnapshotId, trusted: list[bytes]
 ) -> tuple[str, bytes]:
     """The first bundle that verifies against a trusted key and signs exactly this manifest's files.
 

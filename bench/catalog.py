@@ -36,6 +36,7 @@ from modelarc.registry.models import (
 )
 from modelarc.registry.refs import parse_ref
 from modelarc.registry.snapshot_search import SnapshotFilters, search
+from modelarc.registry.snapshots import snapshot_record
 
 # Scale the shape, not just the count: every model has ~100 versions and every dataset ~400 users at both sizes,
 # so a query's answer (a lineage chain, a page of users) is the same size and only the catalog around it grows.
@@ -178,7 +179,7 @@ def queries(catalog: Catalog, facts: dict[str, object]) -> dict[str, Callable[[]
     def ancestors() -> object:
         with catalog.session() as s:
             snap = s.get(Snapshot, facts["deep"])
-            return lq.ancestors(s, snap)
+            return lq.ancestors(s, snapshot_record(snap))
 
     def datasets() -> object:
         with catalog.session() as s:

@@ -2,15 +2,98 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelarc.registry.models import Dataset, Model, Snapshot, SnapshotDataset
+from modelarc.registry.refs import SnapshotId
 
 
-def _dataset_json(d: Dataset) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TimeRange:
+    start: str | None  # ISO dates
+    end: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One version of a dataset as a training-data manifest described it (deduplicated by ``content_hash``)."""
+
+    name: str
+    version: str | None
+    source: str | None  # URL
+    license: str | None
+    size_bytes: int | None
+    records: int | None
+    tokens: int | None
+    time_range: TimeRange
+    content_hash: str
+    notes: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "license": self.license,
+            "size_bytes": self.size_bytes,
+            "records": self.records,
+            "tokens": self.tokens,
+            "time_range": self.time_range.to_json(),
+            "content_hash": self.content_hash,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetListing(DatasetInfo):
+    """A row of ``modelarc data ls`` and ``GET /v1/datasets``: the dataset and how many snapshots used it."""
+
+    snapshots: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "snapshots": self.snapshots}
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    """A snapshot that was trained or evaluated on a dataset, and in what role."""
+
+    model: str
+    snapshot: SnapshotId
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "snapshot": self.snapshot, "role": self.role}
+
+
+@dataclass(frozen=True)
+class DatasetVersion(DatasetInfo):
+    """One version of a named dataset with the snapshots that used it (``modelarc data show``)."""
+
+    used_by: tuple[DatasetUse, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "used_by": [u.to_json() for u in self.used_by]}
+
+
+@dataclass(frozen=True)
+class AttachedDataset(DatasetInfo):
+    """A dataset a snapshot's training-data manifest names, with its role there (pretrain, eval, ...)."""
+
+    role: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "role": self.role}
+
+
+def _fields(d: Dataset) -> dict[str, Any]:
     return {
         "name": d.name,
         "version": d.version,
@@ -19,16 +102,15 @@ def _dataset_json(d: Dataset) -> dict[str, Any]:
         "size_bytes": d.size_bytes,
         "records": d.records,
         "tokens": d.tokens,
-        "time_range": {
-            "start": d.time_start.isoformat() if d.time_start else None,
-            "end": d.time_end.isoformat() if d.time_end else None,
-        },
+        "time_range": TimeRange(
+            d.time_start.isoformat() if d.time_start else None, d.time_end.isoformat() if d.time_end else None
+        ),
         "content_hash": d.content_hash,
         "notes": d.notes,
     }
 
 
-def list_datasets(s: Session, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+def list_datasets(s: Session, *, limit: int | None = None, offset: int = 0) -> list[DatasetListing]:
     used = (
         select(SnapshotDataset.dataset_id, func.count(func.distinct(SnapshotDataset.snapshot_id)).label("n"))
         .group_by(SnapshotDataset.dataset_id)
@@ -41,10 +123,10 @@ def list_datasets(s: Session, *, limit: int | None = None, offset: int = 0) -> l
         .limit(limit)
         .offset(offset or None)
     ).all()
-    return [{**_dataset_json(d), "snapshots": int(n)} for d, n in rows]
+    return [DatasetListing(**_fields(d), snapshots=int(n)) for d, n in rows]
 
 
-def dataset_detail(s: Session, name: str) -> list[dict[str, Any]]:
+def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
     """Every version of the dataset ``name`` with the snapshots that used it (empty list: unknown name)."""
     out = []
     for d in s.scalars(select(Dataset).where(Dataset.name == name).order_by(Dataset.id)):
@@ -55,19 +137,19 @@ def dataset_detail(s: Session, name: str) -> list[dict[str, Any]]:
             .where(SnapshotDataset.dataset_id == d.id)
             .order_by(Snapshot.id)
         ).all()
-        users = [{"model": f"{ns}/{nm}", "snapshot": dg, "role": role} for ns, nm, dg, role in rows]
-        out.append({**_dataset_json(d), "used_by": users})
+        users = tuple(DatasetUse(f"{ns}/{nm}", SnapshotId(dg), role) for ns, nm, dg, role in rows)
+        out.append(DatasetVersion(**_fields(d), used_by=users))
     return out
 
 
-def snapshot_datasets(s: Session, snapshot_id: int) -> list[dict[str, Any]]:
+def snapshot_datasets(s: Session, snapshot_id: int) -> list[AttachedDataset]:
     rows = s.execute(
         select(Dataset, SnapshotDataset.role)
         .join(SnapshotDataset, SnapshotDataset.dataset_id == Dataset.id)
         .where(SnapshotDataset.snapshot_id == snapshot_id)
         .order_by(SnapshotDataset.id)
     ).all()
-    return [{**_dataset_json(d), "role": role} for d, role in rows]
+    return [AttachedDataset(**_fields(d), role=role) for d, role in rows]
 
 
 def find_dataset(s: Session, content_hash: str) -> Dataset | None:

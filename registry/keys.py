@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
@@ -28,6 +29,43 @@ class KeyInfo:
             "local": self.local,
             "created_at": self.created_at,
         }
+
+
+@dataclass(frozen=True)
+class PublishedKey(KeyInfo):
+    """A key with its public half, as an archive publishes the keys it trusts (``GET /v1/transfer/keys``)."""
+
+    public_pem: str
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "public_pem": self.public_pem}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> PublishedKey:
+        """One entry of another archive's answer; ``UsageError`` if it is not shaped like one."""
+        try:
+            return cls(
+                str(doc["fingerprint"]),
+                None if doc.get("label") is None else str(doc["label"]),
+                bool(doc.get("trusted")),
+                bool(doc.get("local")),
+                str(doc.get("created_at") or ""),
+                str(doc["public_pem"]),
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise UsageError("a published key needs a fingerprint and a public_pem") from None
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """A signature on a snapshot: the key that made it, whether this archive trusts that key now, and when."""
+
+    key: str  # fingerprint
+    trusted: bool
+    created_at: str  # ISO 8601, seconds
+
+    def to_json(self) -> dict[str, object]:
+        return {"key": self.key, "trusted": "yes" if self.trusted else "no", "created_at": self.created_at}
 
 
 def _info(k: SigningKey) -> KeyInfo:
@@ -71,6 +109,20 @@ def list_keys(s: Session) -> list[KeyInfo]:
 def trusted_pems(s: Session) -> list[bytes]:
     return [
         pem.encode() for pem in s.scalars(select(SigningKey.public_pem).where(SigningKey.trusted.is_(True)))
+    ]
+
+
+def signatures_of(s: Session, snapshot_id: int) -> list[SignatureRecord]:
+    """The signatures on the snapshot with row id ``snapshot_id``, oldest first."""
+    rows = s.scalars(
+        select(Signature)
+        .where(Signature.snapshot_id == snapshot_id)
+        .options(selectinload(Signature.key))
+        .order_by(Signature.id)
+    )
+    return [
+        SignatureRecord(sig.key.fingerprint, sig.key.trusted, sig.created_at.isoformat(timespec="seconds"))
+        for sig in rows
     ]
 
 

@@ -3,32 +3,63 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.registry.models import Lineage, Snapshot
+from modelarc.registry.refs import SnapshotId
+from modelarc.registry.snapshots import SnapshotRecord
 
 
-@dataclass
+@dataclass(frozen=True)
 class LineageNode:
-    snapshot_id: int
-    digest: str
+    snapshot_id: int  # the catalog row id (kept in the JSON, which has always carried it)
+    digest: SnapshotId
     model: str
     relation: str | None  # how this node relates to the node above it in the tree
     withdrawn: bool
-    children: list[LineageNode] = field(default_factory=list)
+    children: tuple[LineageNode, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot_id": self.snapshot_id,
+            "digest": self.digest,
+            "model": self.model,
+            "relation": self.relation,
+            "withdrawn": self.withdrawn,
+            "children": [c.to_json() for c in self.children],
+        }
 
 
-def _node(snap: Snapshot, relation: str | None) -> LineageNode:
-    return LineageNode(snap.id, snap.digest, snap.model.full_name, relation, snap.tombstoned_at is not None)
+@dataclass
+class _Growing:
+    """A node while the walk is still adding children to it."""
+
+    snapshot_id: int
+    digest: str
+    model: str
+    relation: str | None
+    withdrawn: bool
+    children: list[_Growing] = field(default_factory=list)
+
+    def frozen(self) -> LineageNode:
+        return LineageNode(
+            self.snapshot_id,
+            SnapshotId(self.digest),
+            self.model,
+            self.relation,
+            self.withdrawn,
+            tuple(c.frozen() for c in self.children),
+        )
 
 
-def _walk(s: Session, root: Snapshot, *, up: bool, max_depth: int = 64) -> LineageNode:
+def _walk(s: Session, root: SnapshotRecord, *, up: bool, max_depth: int = 64) -> LineageNode:
     """Expand one level at a time with one query per level; a snapshot already seen is not expanded again."""
-    top = _node(root, None)
-    frontier = {root.id: [top]}
-    seen = {root.id}
+    top = _Growing(root.row_id, root.digest, root.model, None, root.withdrawn)
+    frontier = {root.row_id: [top]}
+    seen = {root.row_id}
     for _ in range(max_depth):
         if not frontier:
             break
@@ -41,21 +72,23 @@ def _walk(s: Session, root: Snapshot, *, up: bool, max_depth: int = 64) -> Linea
             .options(selectinload(Snapshot.model))
             .order_by(Snapshot.created_at)
         ).all()
-        nxt: dict[int, list[LineageNode]] = {}
+        nxt: dict[int, list[_Growing]] = {}
         for anchor_id, relation, snap in rows:
-            node = _node(snap, relation)
+            node = _Growing(
+                snap.id, snap.digest, snap.model.full_name, relation, snap.tombstoned_at is not None
+            )
             for holder in frontier[anchor_id]:
                 holder.children.append(node)
             if snap.id not in seen:
                 seen.add(snap.id)
                 nxt.setdefault(snap.id, []).append(node)
         frontier = nxt
-    return top
+    return top.frozen()
 
 
-def ancestors(s: Session, snap: Snapshot) -> LineageNode:
+def ancestors(s: Session, snap: SnapshotRecord) -> LineageNode:
     return _walk(s, snap, up=True)
 
 
-def descendants(s: Session, snap: Snapshot) -> LineageNode:
+def descendants(s: Session, snap: SnapshotRecord) -> LineageNode:
     return _walk(s, snap, up=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,14 @@ class ModelSummary:
     snapshots: int
     latest_push: str | None
     tags: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "snapshots": self.snapshots,
+            "latest_push": self.latest_push,
+            "tags": list(self.tags),
+        }
 
 
 def list_models(

@@ -31,7 +31,8 @@ from modelarc.registry.models import (
     utcnow,
 )
 from modelarc.registry.records import NewSnapshot, ObjectRecord
-from modelarc.registry.refs import Ref
+from modelarc.registry.refs import Ref, SnapshotId
+from modelarc.registry.snapshots import SnapshotRecord, snapshot_record
 
 
 def find_model(s: Session, namespace: str, name: str) -> Model | None:
@@ -76,7 +77,12 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     return tag.snapshot
 
 
-def digest_recorded(s: Session, digest: str) -> bool:
+def resolve_snapshot(s: Session, ref: Ref) -> SnapshotRecord:
+    """``resolve_ref``, as values the caller may keep after the session ends."""
+    return snapshot_record(resolve_ref(s, ref))
+
+
+def digest_recorded(s: Session, digest: SnapshotId) -> bool:
     """Whether any model already holds a snapshot with this id (its content was checked when it was recorded)."""
     return s.scalar(select(Snapshot.id).where(Snapshot.digest == digest).limit(1)) is not None
 
@@ -157,9 +163,10 @@ def record_snapshot(
     return snap, True
 
 
-def add_snapshot_objects(s: Session, snap: Snapshot, object_ids: Iterable[str]) -> None:
-    have = set(s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.snapshot_id == snap.id)))
-    s.add_all(SnapshotObject(snapshot_id=snap.id, object_id=o) for o in set(object_ids) - have)
+def add_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]) -> None:
+    """The snapshot with row id ``snapshot_id`` references these objects too (gc keeps them)."""
+    have = set(s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.snapshot_id == snapshot_id)))
+    s.add_all(SnapshotObject(snapshot_id=snapshot_id, object_id=o) for o in set(object_ids) - have)
     s.flush()
 
 
@@ -199,7 +206,8 @@ def tags_by_snapshot(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[
     return out
 
 
-def list_snapshots(s: Session, model: Model | None = None) -> list[Snapshot]:
+def list_snapshots(s: Session, model: Model | None = None) -> list[SnapshotRecord]:
+    """Every snapshot (of ``model``, if given), newest first."""
     q = (
         select(Snapshot)
         .options(selectinload(Snapshot.model))
@@ -207,27 +215,13 @@ def list_snapshots(s: Session, model: Model | None = None) -> list[Snapshot]:
     )
     if model is not None:
         q = q.where(Snapshot.model_id == model.id)
-    return list(s.scalars(q))
+    return [snapshot_record(row) for row in s.scalars(q)]
 
 
 def tag_history(s: Session, model: Model) -> list[TagHistory]:
     return list(
         s.scalars(select(TagHistory).where(TagHistory.model_id == model.id).order_by(TagHistory.id.desc()))
     )
-
-
-def snapshot_files(s: Session, snap: Snapshot) -> list[File]:
-    return list(s.scalars(select(File).where(File.snapshot_id == snap.id).order_by(File.path)))
-
-
-def parents_of(s: Session, snap: Snapshot) -> list[tuple[Snapshot, str]]:
-    rows = s.execute(
-        select(Snapshot, Lineage.relation)
-        .join(Lineage, Lineage.parent_id == Snapshot.id)
-        .where(Lineage.child_id == snap.id)
-        .options(selectinload(Snapshot.model))
-    ).all()
-    return [(r[0], r[1]) for r in rows]
 
 
 def referenced_object_ids(s: Session) -> set[str]:
@@ -336,6 +330,6 @@ def audit_events(
     return list(s.scalars(q))
 
 
-def find_snapshot_by_digest(s: Session, digest: str) -> Snapshot | None:
+def find_snapshot_by_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
     """Any model's snapshot with this id (the bytes are the same whichever model holds it)."""
     return s.scalar(select(Snapshot).where(Snapshot.digest == digest).limit(1))

@@ -79,7 +79,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
                 )
             s.add(Signature(snapshot_id=snap.id, key_id=key.id, object_id=sig.object_id, bundle=sig.bundle))
     if not created and r.merge_into_existing:
-        q.add_snapshot_objects(s, snap, r.snapshot.object_ids)
+        q.add_snapshot_objects(s, snap.id, r.snapshot.object_ids)
     tag = r.model.tag
     previous = q.move_tag(s, model, tag, snap, r.actor) if tag else None
     if r.release_leases_of is not None:

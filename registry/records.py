@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelarc.registry.refs import SnapshotId
+
 # How a snapshot may derive from a declared parent (lineage); the catalog's vocabulary, checked at push and commit.
 RELATIONS = ("finetune", "quantized", "merge", "adapter", "distilled", "continued-pretrain")
 
@@ -52,7 +54,7 @@ class Provenance:
 
 @dataclass(frozen=True)
 class NewSnapshot:
-    digest: str
+    digest: SnapshotId
     logical_bytes: int
     stored_bytes_added: int
     files: tuple[NewFile, ...]

@@ -1,7 +1,9 @@
-"""REF strings: ``ns/name:tag``, ``ns/name@sha256:<hex or unique prefix>``, or ``ns/name`` (tag ``latest``)."""
+"""REF strings: ``ns/name:tag``, ``ns/name@sha256:<hex or unique prefix>``, or ``ns/name`` (tag ``latest``); and
+snapshot ids, ``sha256:<64 hex>``."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -14,7 +16,34 @@ _REF = re.compile(
 )
 _MODEL = re.compile(rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
+_SNAPSHOT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_TAG = "latest"
+
+
+class SnapshotId(str):
+    """A snapshot id: ``sha256:`` and the 64 lowercase hex digits of the manifest's sha256, validated on construction.
+
+    A ``str``, so it prints, compares and serialises as the text it always was; ``hex`` is the manifest's object id
+    in the store (``ObjectId(snapshot_id.hex)`` on the archive side: registry/ does not import storage/).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: str) -> SnapshotId:
+        if not isinstance(value, str) or not _SNAPSHOT_ID.fullmatch(value):  # fullmatch: no trailing "\n"
+            raise InvalidRefError(
+                f"not a snapshot id (sha256: and 64 lowercase hex digits): {str(value)[:80]!r}"
+            )
+        return super().__new__(cls, value)
+
+    @classmethod
+    def of(cls, manifest_bytes: bytes | bytearray | memoryview) -> SnapshotId:
+        """The id of the snapshot whose canonical manifest is ``manifest_bytes``."""
+        return super().__new__(cls, "sha256:" + hashlib.sha256(manifest_bytes).hexdigest())
+
+    @property
+    def hex(self) -> str:
+        return self[len("sha256:") :]
 
 
 @dataclass(frozen=True)
@@ -44,6 +73,15 @@ def parse_ref(text: str) -> Ref:
         raise InvalidRefError(f"invalid REF {text!r}")
     digest = m["digest"]
     return Ref(m["ns"], m["name"], tag=None if digest else (m["tag"] or DEFAULT_TAG), digest=digest)
+
+
+def revision_ref(namespace: str, name: str, revision: str) -> Ref:
+    """The REF for a URL's ``{ns}/{name}/{rev}``: a ``sha256:`` revision names a digest, anything else a tag.
+
+    Parsed like any REF text, so a bad revision is the same ``InvalidRefError``.
+    """
+    sep = "@" if revision.startswith("sha256:") else ":"
+    return parse_ref(f"{namespace}/{name}{sep}{revision}")
 
 
 def parse_model_name(text: str) -> tuple[str, str]:

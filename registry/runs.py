@@ -11,6 +11,7 @@ from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
 from modelarc.registry.models import RunRecord, SigningKey
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.refs import SnapshotId
 
 MAX_LISTED = 500
 
@@ -18,7 +19,7 @@ MAX_LISTED = 500
 def add_run(
     s: Session,
     *,
-    digest: str,
+    digest: SnapshotId,
     ref: str,
     actor: str,
     record: dict[str, Any],
@@ -31,7 +32,7 @@ def add_run(
     if snap is None:
         raise NotFoundError(f"snapshot {digest} is not in the catalog")
     q.record_objects(s, [stored])
-    q.add_snapshot_objects(s, snap, [stored.id])
+    q.add_snapshot_objects(s, snap.id, [stored.id])
     row = RunRecord(
         snapshot_id=snap.id,
         actor=actor,

@@ -13,7 +13,8 @@ is one query for the whole page, so time grows with the page, not with the catal
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -29,6 +30,7 @@ from modelarc.registry.models import (
     Tag,
     TagHistory,
 )
+from modelarc.registry.refs import SnapshotId
 
 MAX_FILTER_INT = 2**63 - 1
 
@@ -58,8 +60,10 @@ class SnapshotFilters:
 
 @dataclass(frozen=True)
 class SnapshotSummary:
+    """A row of ``modelarc ls`` and ``GET /v1/snapshots``."""
+
     model: str
-    snapshot: str
+    snapshot: SnapshotId
     tags: tuple[str, ...]
     created_at: str
     parameters: int
@@ -71,6 +75,23 @@ class SnapshotSummary:
     license: str | None
     withdrawn: bool
     withdrawn_reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)}, "tags": list(self.tags)}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> SnapshotSummary:
+        """A row another archive sent (``modelarc ls --remote``); ``UsageError`` if it is not shaped like one."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(doc, dict) or not all(n in doc for n in names) or not isinstance(doc["tags"], list):
+            raise UsageError(f"a snapshot row needs {', '.join(names)}")
+        return cls(
+            **{
+                **{n: doc[n] for n in names},
+                "snapshot": SnapshotId(doc["snapshot"]),
+                "tags": tuple(doc["tags"]),
+            }
+        )
 
 
 def _cutoff_end_before(d: dt.date) -> ColumnElement[bool]:
@@ -161,7 +182,7 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
         out.append(
             SnapshotSummary(
                 model=f"{model.namespace}/{model.name}",
-                snapshot=snap.digest,
+                snapshot=SnapshotId(snap.digest),
                 tags=tuple(tags.get(snap.id, ())),
                 created_at=snap.created_at.isoformat(timespec="seconds"),
                 parameters=snap.parameter_count,

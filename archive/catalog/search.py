@@ -67,7 +67,7 @@ def build_filters(
     limit: int | None = 100,
     offset: int = 0,
 ) -> SnapshotFilters:
-    root = archive.resolve(descendant_of)[1].id if descendant_of else None
+    root = archive.resolve(descendant_of)[1].row_id if descendant_of else None
     return SnapshotFilters(
         cutoff_before=parse_day(cutoff_before) if cutoff_before else None,
         cutoff_after=parse_day(cutoff_after) if cutoff_after else None,

@@ -48,6 +48,7 @@ from modelarc import __version__
 from modelarc.archive.exports.subject import ExportSubject, load_subject
 from modelarc.archive.repository import Archive
 from modelarc.errors import ModelarcError
+from modelarc.registry.datasets import AttachedDataset
 
 _ARCH_DETAILS = ("num_layers", "hidden_size", "vocab_size", "context_length")
 
@@ -88,7 +89,7 @@ def export_cyclonedx(archive: Archive, ref_text: str) -> str:
 
 
 def _sha256(hex_digest: str) -> HashType:
-    return HashType(alg=HashAlgorithm.SHA_256, content=hex_digest.removeprefix("sha256:"))
+    return HashType(alg=HashAlgorithm.SHA_256, content=hex_digest)
 
 
 def _licenses(text: str | None) -> list[License]:
@@ -115,21 +116,21 @@ def _model(subject: ExportSubject) -> Component:
     files = [
         Component(
             type=ComponentType.FILE,
-            name=f["path"],
-            bom_ref=f"file:{view.snapshot}:{f['path']}",
-            hashes=[_sha256(f["sha256"])],
-            properties=_props({"size_bytes": f["size"], "kind": f.get("kind")}),
+            name=f.path,
+            bom_ref=f"file:{view.snapshot}:{f.path}",
+            hashes=[_sha256(f.sha256)],
+            properties=_props({"size_bytes": f.size, "kind": f.kind}),
         )
         for f in view.files
     ]
     ancestors = [
         Component(
             type=ComponentType.MACHINE_LEARNING_MODEL,
-            name=p["model"],
-            version=p["snapshot"],
-            bom_ref=f"model:{p['model']}@{p['snapshot']}",
-            hashes=[_sha256(p["snapshot"])],
-            properties=_props({"relation": p["relation"], "snapshot": p["snapshot"]}),
+            name=p.model,
+            version=str(p.snapshot),
+            bom_ref=f"model:{p.label}",
+            hashes=[_sha256(p.snapshot.hex)],
+            properties=_props({"relation": p.relation, "snapshot": p.snapshot}),
         )
         for p in view.parents
     ]
@@ -142,8 +143,8 @@ def _model(subject: ExportSubject) -> Component:
         "training_cutoff": view.cutoff,
         "training_cutoff_precision": subject.cutoff_precision,
         "release_date": view.release_date,
-        "withdrawn_at": view.withdrawn["at"] if view.withdrawn else None,
-        "withdrawn_reason": view.withdrawn["reason"] if view.withdrawn else None,
+        "withdrawn_at": view.withdrawn.at if view.withdrawn else None,
+        "withdrawn_reason": view.withdrawn.reason if view.withdrawn else None,
         **{f"dtype:{k}": v for k, v in sorted(view.dtypes.items())},
     }
     source = _url(view.source_url)
@@ -152,11 +153,11 @@ def _model(subject: ExportSubject) -> Component:
     return Component(
         type=ComponentType.MACHINE_LEARNING_MODEL,
         name=view.model,
-        version=view.snapshot,
+        version=str(view.snapshot),
         bom_ref=f"model:{view.model}@{view.snapshot}",
         description=view.description,
         licenses=_licenses(view.license),
-        hashes=[_sha256(view.snapshot)],
+        hashes=[_sha256(view.snapshot.hex)],
         properties=_props(props),
         external_references=[ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=source)]
         if source
@@ -175,24 +176,24 @@ def _datasets(subject: ExportSubject) -> list[tuple[Component, dict[str, Any]]]:
     """Each dataset once (a dataset used in two roles is one component), as a ``data`` component with the 1.6
     ``componentData`` object the library cannot model."""
     roles: dict[str, list[str]] = {}
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, AttachedDataset] = {}
     for d in subject.view.datasets:
-        rows.setdefault(d["content_hash"], d)
-        roles.setdefault(d["content_hash"], [])
-        if d["role"] not in roles[d["content_hash"]]:
-            roles[d["content_hash"]].append(d["role"])
+        rows.setdefault(d.content_hash, d)
+        roles.setdefault(d.content_hash, [])
+        if d.role not in roles[d.content_hash]:
+            roles[d.content_hash].append(d.role)
     out = []
     for key, d in rows.items():
-        url = _url(d["source"])
+        url = _url(d.source)
         declared = subject.dataset_hash(d)
         component = Component(
             type=ComponentType.DATA,
-            name=d["name"],
-            version=d["version"],
+            name=d.name,
+            version=d.version,
             bom_ref=f"data:{key}",
             hashes=[_sha256(declared)] if declared else [],
-            licenses=_licenses(d["license"]),
-            description=d["notes"],
+            licenses=_licenses(d.license),
+            description=d.notes,
             external_references=[ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=url)]
             if url
             else [],
@@ -200,20 +201,20 @@ def _datasets(subject: ExportSubject) -> list[tuple[Component, dict[str, Any]]]:
                 {
                     "role": ",".join(roles[key]),
                     "dataset_key": key,
-                    "source": d["source"] if url is None else None,
-                    "size_bytes": d["size_bytes"],
-                    "records": d["records"],
-                    "tokens": d["tokens"],
-                    "time_start": d["time_range"]["start"],
-                    "time_end": d["time_range"]["end"],
+                    "source": d.source if url is None else None,
+                    "size_bytes": d.size_bytes,
+                    "records": d.records,
+                    "tokens": d.tokens,
+                    "time_start": d.time_range.start,
+                    "time_end": d.time_range.end,
                 }
             ),
         )
-        data: dict[str, Any] = {"type": "dataset", "name": d["name"]}
+        data: dict[str, Any] = {"type": "dataset", "name": d.name}
         if url is not None:
             data["contents"] = {"url": str(url)}
-        if d["notes"]:
-            data["description"] = d["notes"]
+        if d.notes:
+            data["description"] = d.notes
         out.append((component, data))
     return out
 
@@ -235,7 +236,7 @@ def _model_card(subject: ExportSubject, datasets: list[Component]) -> dict[str, 
     if subject.view.withdrawn:
         card["considerations"] = {
             "technicalLimitations": [
-                f"Withdrawn from the archive on {subject.view.withdrawn['at']}: {subject.view.withdrawn['reason']}"
+                f"Withdrawn from the archive on {subject.view.withdrawn.at}: {subject.view.withdrawn.reason}"
             ]
         }
     return card

@@ -45,9 +45,9 @@ def hub_metadata(subject: ExportSubject) -> tuple[dict[str, Any], list[str]]:
             meta["license_name"] = re.sub(r"[^a-z0-9.]+", "-", view.license.lower()).strip("-")
             notes.append(f"License as recorded: {view.license}.")
     if view.parents:
-        names = list(dict.fromkeys(p["model"] for p in view.parents))
+        names = list(dict.fromkeys(p.model for p in view.parents))
         meta["base_model"] = names[0] if len(names) == 1 else names
-        ours = sorted({p["relation"] for p in view.parents})
+        ours = sorted({p.relation for p in view.parents})
         hub = {HF_RELATIONS.get(r) for r in ours}
         if len(hub) == 1 and None not in hub:
             meta["base_model_relation"] = hub.pop()
@@ -57,9 +57,9 @@ def hub_metadata(subject: ExportSubject) -> tuple[dict[str, Any], list[str]]:
                 "Hugging Face equivalent (finetune, quantized, merge, adapter)."
             )
     if view.datasets:
-        meta["datasets"] = list(dict.fromkeys(d["name"] for d in view.datasets))
+        meta["datasets"] = list(dict.fromkeys(d.name for d in view.datasets))
     meta["modelarc"] = {
-        "snapshot": view.snapshot,
+        "snapshot": str(view.snapshot),  # plain str: the YAML dumper would tag a str subclass
         "training_cutoff": view.cutoff,
         "training_cutoff_precision": subject.cutoff_precision,
         "parameter_count": view.parameter_count,
@@ -105,10 +105,10 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
     if view.source_url:
         lines.append(f"| source | {_cell(view.source_url)} |")
     if view.withdrawn:
-        lines += ["", f"**Withdrawn** on {view.withdrawn['at']}: {view.withdrawn['reason']}"]
+        lines += ["", f"**Withdrawn** on {view.withdrawn.at}: {view.withdrawn.reason}"]
     lines += ["", "## Provenance", ""]
     if view.parents:
-        lines += [f"- {p['relation']} of `{p['model']}` (snapshot `{p['snapshot']}`)" for p in view.parents]
+        lines += [f"- {p.relation} of `{p.model}` (snapshot `{p.snapshot}`)" for p in view.parents]
     else:
         lines.append("No parent model declared.")
     if notes:
@@ -122,14 +122,14 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for d in view.datasets:
-            span = d["time_range"]
-            when = f"{span['start'] or '?'} to {span['end'] or '?'}" if span["start"] or span["end"] else "-"
+            span = d.time_range
+            when = f"{span.start or '?'} to {span.end or '?'}" if span.start or span.end else "-"
             digest = subject.dataset_hash(d)
             lines.append(
-                f"| {d['role']} | {_cell(d['name'])} | {_cell(d['version'] or '-')} | {_cell(d['license'] or '-')} "
-                f"| {d['size_bytes'] if d['size_bytes'] is not None else '-'} "
-                f"| {d['tokens'] if d['tokens'] is not None else '-'} | {when} | {f'`{digest}`' if digest else '-'} |"
+                f"| {d.role} | {_cell(d.name)} | {_cell(d.version or '-')} | {_cell(d.license or '-')} "
+                f"| {d.size_bytes if d.size_bytes is not None else '-'} "
+                f"| {d.tokens if d.tokens is not None else '-'} | {when} | {f'`{digest}`' if digest else '-'} |"
             )
     lines += ["", "## Files", "", "| file | bytes | sha256 |", "|---|---|---|"]
-    lines += [f"| {_cell(f['path'])} | {f['size']} | `{f['sha256']}` |" for f in view.files]
+    lines += [f"| {_cell(f.path)} | {f.size} | `{f.sha256}` |" for f in view.files]
     return "\n".join(lines) + "\n"

@@ -7,12 +7,13 @@ snapshot, its parents or its data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
-from modelarc.archive.repository import Archive, SnapshotView
+from modelarc.archive.catalog.views import SnapshotView
+from modelarc.archive.repository import Archive
 from modelarc.registry import queries as q
+from modelarc.registry.datasets import DatasetInfo
 from modelarc.storage.ids import ObjectId
 
 # Our lineage relations that the Hub's ``base_model_relation`` can express; the others have no Hub equivalent.
@@ -28,8 +29,8 @@ class ExportSubject:
     # that key identifies the row but says nothing about the data, so exports must not present it as a data hash.
     declared_data_hashes: frozenset[str]
 
-    def dataset_hash(self, dataset: dict[str, Any]) -> str | None:
-        key = str(dataset["content_hash"])
+    def dataset_hash(self, dataset: DatasetInfo) -> str | None:
+        key = dataset.content_hash
         return key if key in self.declared_data_hashes else None
 
 
@@ -38,7 +39,7 @@ def load_subject(archive: Archive, ref_text: str) -> ExportSubject:
     ref, snap = archive.resolve(ref_text)
     view = archive.show(f"{ref.model}@{snap.digest}")
     with archive.catalog.session() as s:
-        object_ids = q.data_manifest_object_ids(s, snap.id)
+        object_ids = q.data_manifest_object_ids(s, snap.row_id)
     declared: set[str] = set()
     for oid in object_ids:
         # the manifest exactly as given at attach time; get() re-hashes it, so a damaged copy is an error here

@@ -26,6 +26,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import find_dataset
 from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.refs import SnapshotId
 
 
 @cache
@@ -118,7 +119,7 @@ def _date(value: str | None) -> dt.date | None:
 @dataclass(frozen=True)
 class AttachResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     attachment: int
     datasets: list[dict[str, Any]]  # name, version, role, content_hash, new
 
@@ -130,10 +131,10 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
     report = []
     with archive.catalog.session() as s:
         q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
-        att = DataAttachment(snapshot_id=snap.id, object_id=put.id, actor=archive.settings.actor)
+        att = DataAttachment(snapshot_id=snap.row_id, object_id=put.id, actor=archive.settings.actor)
         s.add(att)
         s.flush()
-        q.add_snapshot_objects(s, s.merge(snap), [put.id])
+        q.add_snapshot_objects(s, snap.row_id, [put.id])
         for entry in manifest.datasets:
             key = content_hash(entry)
             row = find_dataset(s, key)
@@ -157,7 +158,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
                 s.flush()
             s.add(
                 SnapshotDataset(
-                    snapshot_id=snap.id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
+                    snapshot_id=snap.row_id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
                 )
             )
             report.append(

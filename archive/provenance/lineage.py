@@ -10,7 +10,7 @@ change tensors by well under 0.1, so the threshold sits far from both.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,29 +19,46 @@ from modelarc.archive.manifest import Part
 from modelarc.archive.provenance.diff import TensorChange, as_float64, compare_manifests
 from modelarc.archive.repository import Archive
 from modelarc.registry import lineage_queries as lq
-from modelarc.registry import queries as q
+from modelarc.registry.lineage_queries import LineageNode
+from modelarc.registry.refs import Ref, SnapshotId
+from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
 
 EVIDENCE_THRESHOLD = 0.5
 
 
-def lineage_tree(archive: Archive, ref_text: str) -> dict[str, Any]:
-    ref, snap = archive.resolve(ref_text)
-    with archive.catalog.session() as s:
-        snap = s.merge(snap)
+@dataclass(frozen=True)
+class LineageTree:
+    """``modelarc lineage``: the declared ancestors and descendants of one snapshot, each with its relation."""
+
+    ref: str
+    snapshot: SnapshotId
+    model: str
+    ancestors: tuple[LineageNode, ...]  # parents, each with its own parents as children
+    descendants: tuple[LineageNode, ...]
+
+    def to_json(self) -> dict[str, Any]:
         return {
-            "ref": str(ref),
-            "snapshot": snap.digest,
-            "model": snap.model.full_name,
-            "ancestors": asdict(lq.ancestors(s, snap))["children"],
-            "descendants": asdict(lq.descendants(s, snap))["children"],
+            "ref": self.ref,
+            "snapshot": self.snapshot,
+            "model": self.model,
+            "ancestors": [n.to_json() for n in self.ancestors],
+            "descendants": [n.to_json() for n in self.descendants],
         }
+
+
+def lineage_tree(archive: Archive, ref: Ref | str) -> LineageTree:
+    resolved, snap = archive.resolve(ref)
+    with archive.catalog.session() as s:
+        up = lq.ancestors(s, snap).children
+        down = lq.descendants(s, snap).children
+    return LineageTree(str(resolved), snap.digest, snap.model, up, down)
 
 
 @dataclass(frozen=True)
 class ParentEvidence:
     parent_model: str
-    parent_snapshot: str
+    parent_snapshot: SnapshotId
     relation: str
     identical: int
     changed: int
@@ -57,12 +74,11 @@ class ParentEvidence:
 def check_lineage(archive: Archive, ref_text: str) -> list[ParentEvidence]:
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
-        snap = s.merge(snap)
-        parents = [(p.model.full_name, p, rel) for p, rel in q.parents_of(s, snap)]
+        parents = parents_of(s, snap.row_id)
     child_manifest = archive.manifest(snap)
     out = []
-    for model_name, parent, relation in parents:
-        parent_manifest = archive.manifest(parent)
+    for parent in parents:
+        parent_manifest = archive.manifest_by_id(parent.snapshot)
         diff = compare_manifests(archive, parent_manifest, child_manifest)
         parent_parts = {p.name: p for _f, p in parent_manifest.tensors()}
         informative = {name for name, part in parent_parts.items() if _informative(archive, part)}
@@ -74,9 +90,9 @@ def check_lineage(archive: Archive, ref_text: str) -> list[ParentEvidence]:
         no_evidence = not (same or close)
         out.append(
             ParentEvidence(
-                parent_model=model_name,
-                parent_snapshot=parent.digest,
-                relation=relation,
+                parent_model=parent.model,
+                parent_snapshot=parent.snapshot,
+                relation=parent.relation,
                 identical=diff.identical,
                 changed=len(diff.changed),
                 shape_changed=len(diff.shape_changed),

@@ -16,6 +16,8 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import utcnow
+from modelarc.registry.refs import SnapshotId
+from modelarc.registry.snapshots import withdraw_snapshot
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -55,7 +57,7 @@ def kept_files(manifest: SnapshotManifest) -> list[FileEntry]:
 @dataclass(frozen=True)
 class WithdrawResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     reason: str
     objects_released: int
     objects_deleted: int
@@ -74,10 +76,8 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
     manifest = archive.manifest(snap)
     released = weight_object_ids(manifest)
     with archive.catalog.session() as s:
-        row = s.merge(snap)
-        row.tombstoned_at = utcnow()
-        row.tombstone_reason = reason.strip()
-        q.release_snapshot_objects(s, row.id, released)
+        withdraw_snapshot(s, snap.row_id, utcnow(), reason.strip())
+        q.release_snapshot_objects(s, snap.row_id, released)
         q.audit(s, archive.settings.actor, "tombstone", str(ref), snapshot=snap.digest, reason=reason.strip())
     deleted, freed, deferred = _delete_unreferenced(archive, released)
     return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred)

@@ -17,7 +17,7 @@ import httpx
 
 from modelarc import __version__
 from modelarc.archive.remote.config import Remote
-from modelarc.archive.remote.offers import SnapshotOffer
+from modelarc.archive.remote.offers import CommitResult, SnapshotOffer
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
 from modelarc.errors import (
     IntegrityError,
@@ -27,10 +27,13 @@ from modelarc.errors import (
     ObjectFormatError,
     RemoteAuthError,
     RemoteError,
+    UsageError,
     WithdrawnError,
     error_class,
 )
+from modelarc.registry.keys import PublishedKey
 from modelarc.registry.refs import Ref
+from modelarc.registry.snapshot_search import SnapshotSummary
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
 
@@ -223,11 +226,14 @@ class RemoteArchive:
             raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check")
         return [ObjectId(o) for o in missing]
 
-    def commit(self, offer: SnapshotOffer) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
-        return result
+    def commit(self, offer: SnapshotOffer) -> CommitResult:
+        body = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
+        try:
+            return CommitResult.from_json(body)
+        except UsageError as exc:
+            raise RemoteError(f"remote {self.remote.name}: malformed answer to the commit ({exc})") from None
 
-    def search(self, filters: dict[str, Any], limit: int, *, page_size: int = 1000) -> list[dict[str, Any]]:
+    def search(self, filters: dict[str, Any], limit: int, *, page_size: int = 1000) -> list[SnapshotSummary]:
         """The remote's ``GET /v1/snapshots`` with the ``ls`` filters, following ``Link: rel="next"`` pages."""
         params: dict[str, Any] | None = {k: v for k, v in filters.items() if v is not None}
         params = {**(params or {}), "limit": min(page_size, limit)}
@@ -239,8 +245,17 @@ class RemoteArchive:
             nxt = response.links.get("next", {}).get("url")
             # the next link carries the filters, the page size and the cursor: follow it as it is
             url, params = (httpx.URL(nxt).raw_path.decode(), None) if nxt else (None, None)
-        return rows[:limit]
+        try:
+            return [SnapshotSummary.from_json(row) for row in rows[:limit]]
+        except UsageError as exc:
+            raise RemoteError(f"remote {self.remote.name}: malformed snapshot listing ({exc})") from None
 
-    def keys(self) -> list[dict[str, Any]]:
-        keys: list[dict[str, Any]] = self._request("GET", "/v1/transfer/keys").json()
-        return keys
+    def keys(self) -> list[PublishedKey]:
+        """The keys the remote trusts, with their public halves."""
+        body = self._request("GET", "/v1/transfer/keys").json()
+        try:
+            if not isinstance(body, list):
+                raise UsageError("expected a list")
+            return [PublishedKey.from_json(k) for k in body]
+        except UsageError as exc:
+            raise RemoteError(f"remote {self.remote.name}: malformed list of keys ({exc})") from None

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
 from modelarc.archive.push import catalog_files
-from modelarc.archive.remote.offers import SnapshotOffer, objects_of
+from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, check_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import MissingObjectsError, UsageError
@@ -29,16 +28,6 @@ if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where 
     from modelarc.archive.provenance.data import DataManifest
 
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
-
-
-@dataclass(frozen=True)
-class CommitResult:
-    ref: str
-    snapshot: str
-    new_snapshot: bool
-    previous: str | None
-    key_fingerprint: str
-    parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
 
 
 def commit_offer(
@@ -62,7 +51,7 @@ def commit_offer(
     """
     ref = record_as or parse_ref(offer.ref)
     with archive.store.lock(exclusive=False):
-        manifest_id = ObjectId(offer.snapshot.removeprefix("sha256:"))
+        manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
         # every missing object at once (only what the offer names until the manifest is here): one resend completes
         needed = (
@@ -123,7 +112,7 @@ def check_offer(
     ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
     cannot be true, ``SignatureError`` unless a bundle verifies against a key this archive trusts.
     """
-    head = [ObjectId(offer.snapshot.removeprefix("sha256:")), *map(ObjectId, offer.signatures)]
+    head = [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]
     missing = [oid for oid in head if not archive.store.has(oid)]
     if missing:
         raise MissingObjectsError(offer.snapshot, missing)
@@ -192,7 +181,7 @@ def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str)
 
     _ref, snap = archive.resolve(ref_text)
     with archive.catalog.session() as s:
-        have = set(q.data_manifest_object_ids(s, snap.id))
+        have = set(q.data_manifest_object_ids(s, snap.row_id))
     for manifest in manifests:
         if ObjectId.of(manifest.raw) not in have:
             attach_data(archive, ref_text, manifest)

@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
-from modelarc.errors import (
-    UsageError,
-)
+from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import Snapshot
 from modelarc.registry.records import RELATIONS
-from modelarc.registry.refs import parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
+from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -41,7 +39,7 @@ class SnapshotOffer:
     """What one archive tells another about a snapshot, besides its objects."""
 
     ref: str  # ns/name:tag to move on the receiving side
-    snapshot: str  # sha256:<hex>, the manifest's object id
+    snapshot: SnapshotId  # the manifest's object id, prefixed
     signatures: tuple[str, ...]  # object ids of signature bundles
     provenance: dict[str, Any]  # the _PROVENANCE_FIELDS, dates as ISO strings
     parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
@@ -70,10 +68,10 @@ class SnapshotOffer:
         ref = parse_ref(_string(doc, "ref"))
         if ref.digest:
             raise UsageError("snapshot offer: ref must name a tag (ns/name:tag), not a digest")
-        snapshot = _string(doc, "snapshot")
-        ObjectId(snapshot.removeprefix("sha256:"))  # validates the hex
-        if not snapshot.startswith("sha256:"):
-            raise UsageError("snapshot offer: snapshot must be sha256:<hex>")
+        try:
+            snapshot = SnapshotId(_string(doc, "snapshot"))
+        except InvalidRefError as exc:
+            raise UsageError(f"snapshot offer: {exc}") from None
         sigs = doc.get("signatures")
         if (
             not isinstance(sigs, list)
@@ -132,44 +130,86 @@ class SnapshotOffer:
         )
 
 
-def offer_for(archive: Archive, ref_text: str) -> tuple[SnapshotOffer, SnapshotManifest]:
+@dataclass(frozen=True)
+class CommitResult:
+    """What a receiver recorded; on the wire, the answer to ``POST /v1/transfer/commit``."""
+
+    ref: str
+    snapshot: SnapshotId
+    new_snapshot: bool
+    previous: str | None  # the snapshot the moved tag pointed at before
+    key_fingerprint: str
+    parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "snapshot": self.snapshot,
+            "new_snapshot": self.new_snapshot,
+            "previous": self.previous,
+            "key_fingerprint": self.key_fingerprint,
+            "parents_missing": list(self.parents_missing),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any) -> CommitResult:
+        """A remote's answer; ``UsageError`` naming what is missing or mistyped."""
+        if not isinstance(doc, dict):
+            raise UsageError("commit answer: expected a JSON object")
+        missing = doc.get("parents_missing")
+        previous = doc.get("previous")
+        if not (
+            isinstance(doc.get("ref"), str)
+            and isinstance(doc.get("new_snapshot"), bool)
+            and isinstance(doc.get("key_fingerprint"), str)
+            and (previous is None or isinstance(previous, str))
+            and isinstance(missing, list)
+            and all(isinstance(p, str) for p in missing)
+        ):
+            raise UsageError(
+                "commit answer: needs ref, snapshot, new_snapshot, previous, key_fingerprint and parents_missing"
+            )
+        try:
+            snapshot = SnapshotId(doc.get("snapshot"))  # type: ignore[arg-type]
+        except InvalidRefError as exc:
+            raise UsageError(f"commit answer: {exc}") from None
+        return cls(
+            doc["ref"], snapshot, doc["new_snapshot"], previous, doc["key_fingerprint"], tuple(missing)
+        )
+
+
+def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, SnapshotManifest]:
     """Describe a local snapshot for sending, with its verified manifest."""
     ref, snap = archive.resolve(ref_text)
     refuse_if_withdrawn(snap, str(ref))
     manifest = archive.manifest(snap)
     with archive.catalog.session() as s:
-        row = s.get(Snapshot, snap.id)
-        assert row is not None
-        parents = tuple(
-            (f"{p.parent.model.namespace}/{p.parent.model.name}@{p.parent.digest}", p.relation)
-            for p in row.parents
-        )
-        tag = ref.tag
-        if tag is None:  # a digest ref: send it under the tag that points at it, else `latest`
-            tags = [t.name for t in row.model.tags if t.snapshot_id == row.id]
-            tag = "latest" if not tags or "latest" in tags else sorted(tags)[0]
-        provenance = {
-            name: (value.isoformat() if isinstance(value, dt.date) else value)
-            for name in _PROVENANCE_FIELDS
-            if (value := getattr(row, name)) is not None
-        }
-        offer = SnapshotOffer(
-            ref=f"{ref.model}:{tag}",
-            snapshot=snap.digest,
-            signatures=tuple(archive.signature_object_ids(snap)),
-            provenance=provenance,
-            parents=parents,
-            architecture=dict(row.architecture or {}),
-            data=tuple(q.data_manifest_object_ids(s, row.id)),
-        )
+        parents = tuple((p.label, p.relation) for p in parents_of(s, snap.row_id))
+        tags = q.tags_by_snapshot(s, [snap.row_id]).get(snap.row_id, [])
+        data = tuple(q.data_manifest_object_ids(s, snap.row_id))
+    tag = ref.tag
+    if tag is None:  # a digest ref: send it under the tag that points at it, else `latest`
+        tag = "latest" if not tags or "latest" in tags else sorted(tags)[0]
+    provenance = {
+        name: (value.isoformat() if isinstance(value, dt.date) else value)
+        for name in _PROVENANCE_FIELDS
+        if (value := getattr(snap, name)) is not None
+    }
+    offer = SnapshotOffer(
+        ref=f"{ref.model}:{tag}",
+        snapshot=snap.digest,
+        signatures=tuple(archive.signature_object_ids(snap)),
+        provenance=provenance,
+        parents=parents,
+        architecture=dict(snap.architecture),
+        data=data,
+    )
     return offer, manifest
 
 
 def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectId]:
     """Every object a receiver needs: the manifest first (so a partial pull can read it), then bundles, then data."""
-    head = [ObjectId(offer.snapshot.removeprefix("sha256:"))] + [
-        ObjectId(o) for o in offer.signatures + offer.data
-    ]
+    head = [ObjectId(offer.snapshot.hex)] + [ObjectId(o) for o in offer.signatures + offer.data]
     return head + sorted(manifest.object_ids() - set(head))
 
 

@@ -22,8 +22,8 @@ from typing import TypeVar
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
-from modelarc.archive.remote.commit import CommitResult, check_offer, commit_offer
-from modelarc.archive.remote.offers import objects_of, offer_for
+from modelarc.archive.remote.commit import check_offer, commit_offer
+from modelarc.archive.remote.offers import CommitResult, objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore
@@ -32,7 +32,7 @@ from modelarc.errors import (
     MissingObjectsError,
     PayloadTooLargeError,
 )
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 
 Progress = Callable[[int], None]
@@ -42,7 +42,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class TransferResult:
     ref: str
-    snapshot: str
+    snapshot: SnapshotId
     remote: str
     objects: int  # objects the snapshot needs
     objects_sent: int  # objects that actually moved (the rest were already there)
@@ -96,16 +96,16 @@ def push_to_remote(
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
     result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
     return TransferResult(
-        ref=result["ref"],
+        ref=result.ref,
         snapshot=offer.snapshot,
         remote=client.remote.name,
         objects=len(needed),
         objects_sent=len(moved),
         bytes_sent=sent,
-        new_snapshot=result["new_snapshot"],
-        previous=result["previous"],
-        key_fingerprint=result["key_fingerprint"],
-        parents_missing=tuple(result["parents_missing"]),
+        new_snapshot=result.new_snapshot,
+        previous=result.previous,
+        key_fingerprint=result.key_fingerprint,
+        parents_missing=result.parents_missing,
         seconds=time.perf_counter() - started,
     )
 
@@ -182,7 +182,7 @@ def fetch_from_remote(
 
     with archive.store.lock(exclusive=False):
         try:
-            for oid in [ObjectId(offer.snapshot), *map(ObjectId, offer.signatures)]:
+            for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]:
                 fetch(oid)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
                 fut.result()
@@ -238,10 +238,8 @@ def trust_remote_keys(archive: Archive, client: RemoteArchive) -> list[str]:
     """Import the remote's own signing keys as trusted (trust on first use, at ``remote add``); their fingerprints."""
     imported = []
     for key in client.keys():
-        if key.get("local"):
-            imported.append(
-                archive.import_key(key["public_pem"].encode(), label=f"remote {client.remote.name}")
-            )
+        if key.local:
+            imported.append(archive.import_key(key.public_pem.encode(), label=f"remote {client.remote.name}"))
     return imported
 
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelarc.archive.catalog.views import SnapshotView
 from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
-from modelarc.archive.repository import Archive, SnapshotView, refuse_if_withdrawn
+from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.archive.restore import iter_chunk_bytes, restore_file
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
 

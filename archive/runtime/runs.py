@@ -23,6 +23,7 @@ from modelarc.archive.signing.fields import parse_json
 from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.refs import SnapshotId, parse_ref
 
 if TYPE_CHECKING:
     import torch
@@ -46,7 +47,7 @@ class GenerationParams:
 @dataclass(frozen=True)
 class RunResult:
     text: str
-    snapshot: str
+    snapshot: SnapshotId
     ref: str
     prompt: str
     params: dict[str, Any]
@@ -166,7 +167,7 @@ def record_run(archive: Archive, result: RunResult) -> int:
 
 
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
-    snapshot_id = archive.resolve(ref)[1].id if ref else None
+    snapshot_id = archive.resolve(ref)[1].row_id if ref else None
     with archive.catalog.session() as s:
         return run_rows.list_runs(s, snapshot_id)
 
@@ -197,6 +198,6 @@ def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
 def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, bool]:
     record = verified_record(archive, run_id)
     params = GenerationParams(**record["parameters"])
-    ref = record["ref"].split(":")[0].split("@")[0] + "@" + record["snapshot"]
+    ref = f"{parse_ref(record['ref']).model}@{record['snapshot']}"
     result = generate(archive, ref, record["prompt"], params)
     return record, result, result.text == record["output"]

@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from modelarc.archive.signing import dsse
 from modelarc.archive.signing.fields import expect, field, optional_field, parse_json
 from modelarc.archive.signing.keys import key_fingerprint, load_public_key_pem, public_key_pem
-from modelarc.errors import SignatureError
+from modelarc.errors import InvalidRefError, SignatureError
+from modelarc.registry.refs import SnapshotId
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 DSSE_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -57,7 +58,6 @@ DEFAULT_SIGNATURE_NAME = "model.sig"
 GIT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_SNAPSHOT_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class VerifiedSignature:
     """
 
     files: dict[str, str]
-    snapshot_id: str | None
+    snapshot_id: SnapshotId | None
     key_fingerprint: str
     model_name: str = ""
     ignore_paths: tuple[str, ...] = GIT_IGNORE_PATHS
@@ -99,7 +99,7 @@ class VerifiedSignature:
 
 def sign_snapshot(
     files: Sequence[FileDigest],
-    snapshot_id: str,
+    snapshot_id: SnapshotId | str,
     private_key: ec.EllipticCurvePrivateKey,
     *,
     model_name: str | None = None,
@@ -117,8 +117,7 @@ def sign_snapshot(
         bundle = sign_snapshot([FileDigest("config.json", "ab12...")], "sha256:...", load_private_key(path))
         (folder / DEFAULT_SIGNATURE_NAME).write_bytes(bundle)
     """
-    if not _SNAPSHOT_ID.match(snapshot_id):
-        raise ValueError(f"not a snapshot id (sha256:<64 hex>): {snapshot_id!r}")
+    snapshot_id = SnapshotId(snapshot_id)  # InvalidRefError unless sha256:<64 hex>
     ignored = _normalised_ignore_paths(ignore_paths)
     everything_ignored = (*GIT_IGNORE_PATHS, *ignored)
 
@@ -285,7 +284,7 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
         "statement subject digest does not match its resources (inconsistent manifest)",
     )
 
-    snapshot_id: str | None = None
+    snapshot_id: SnapshotId | None = None
     if "modelarc" in predicate:
         extension = field(predicate, "modelarc", dict, "predicate")
         version = extension.get("version")
@@ -293,11 +292,11 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
             version == MODELARC_PREDICATE_VERSION,
             f"predicate.modelarc version {version!r} is not supported (this modelarc reads {MODELARC_PREDICATE_VERSION})",
         )
-        snapshot_id = field(extension, "snapshot", str, "predicate.modelarc")
-        expect(
-            bool(_SNAPSHOT_ID.match(snapshot_id)),
-            f"predicate.modelarc.snapshot is not a snapshot id: {snapshot_id!r}",
-        )
+        claimed = field(extension, "snapshot", str, "predicate.modelarc")
+        try:
+            snapshot_id = SnapshotId(claimed)
+        except InvalidRefError:
+            raise SignatureError(f"predicate.modelarc.snapshot is not a snapshot id: {claimed!r}") from None
     return VerifiedSignature(
         files=files,
         snapshot_id=snapshot_id,

@@ -21,10 +21,7 @@ if TYPE_CHECKING:
 @with_archive
 def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any) -> None:
     """List archived snapshots, newest first, filtered by provenance."""
-    import dataclasses
-
     from modelarc.archive.catalog.search import build_filters, search
-    from modelarc.registry.snapshot_search import SnapshotSummary
 
     if remote_name is not None:
         from modelarc.archive.remote.client import RemoteArchive
@@ -32,12 +29,11 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
 
         limit = options.pop("limit")
         with RemoteArchive(get_remote(archive.settings.home, remote_name)) as client:
-            found = client.search(options, limit)
-        rows = [SnapshotSummary(**{**d, "tags": tuple(d["tags"])}) for d in found]
+            rows = client.search(options, limit)
     else:
         rows = search(archive, build_filters(archive, **options))
     if as_json:
-        emit_json([dataclasses.asdict(r) for r in rows])
+        emit_json([r.to_json() for r in rows])
         return
     if not rows:
         console.print(
@@ -74,13 +70,11 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     """Show one snapshot: architecture, parameters, provenance, files, signatures."""
     view = archive.show(ref)
     if as_json:
-        emit_json(view)
+        emit_json(view.to_json())
         return
     console.print(line((view.model, "bold"), f"  {view.snapshot}"))
     if view.withdrawn:
-        console.print(
-            line(("WITHDRAWN", "bold red"), f" on {view.withdrawn['at']}: {view.withdrawn['reason']}")
-        )
+        console.print(line(("WITHDRAWN", "bold red"), f" on {view.withdrawn.at}: {view.withdrawn.reason}"))
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
     console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
     arch = view.architecture
@@ -101,18 +95,19 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         console.print(f"released:     {view.release_date}")
     console.print(f"license:      {view.license or '-'}")
     for d in view.datasets:
-        console.print(f"dataset:      {d['role']} {d['name']} {d['version'] or ''}")
+        console.print(f"dataset:      {d.role} {d.name} {d.version or ''}")
     if view.description:
         console.print(f"description:  {view.description}")
     if view.source_url:
         console.print(f"source:       {view.source_url}")
     for p in view.parents:
-        console.print(f"parent:       {p['relation']} of {p['model']}@{p['snapshot'][:19]}")
+        console.print(f"parent:       {p.relation} of {p.model}@{p.snapshot[:19]}")
     for sig in view.signatures:
-        console.print(f"signature:    key {sig['key'][:16]}… trusted={sig['trusted']} at {sig['created_at']}")
+        trusted = "yes" if sig.trusted else "no"
+        console.print(f"signature:    key {sig.key[:16]}… trusted={trusted} at {sig.created_at}")
     console.print("files:")
     for f in view.files:
-        console.print(f"  {human_bytes(f['size']):>10}  {f['path']}")
+        console.print(f"  {human_bytes(f.size):>10}  {f.path}")
 
 
 @click.command()
@@ -123,18 +118,18 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     """History of the model NAME (ns/name): its snapshots and every tag move."""
     history = archive.log(name)
     if as_json:
-        emit_json(history)
+        emit_json(history.to_json())
         return
-    console.print(styled(history["model"], "bold"))
-    for sn in history["snapshots"]:
-        tags = f" ({', '.join(sn['tags'])})" if sn["tags"] else ""
+    console.print(styled(history.model, "bold"))
+    for sn in history.snapshots:
+        tags = f" ({', '.join(sn.tags)})" if sn.tags else ""
         console.print(
-            f"  {sn['created_at']}  {sn['snapshot'][:19]}{tags}  {human_bytes(sn['logical_bytes'])}  by {sn['pushed_by']}"
+            f"  {sn.created_at}  {sn.snapshot[:19]}{tags}  {human_bytes(sn.logical_bytes)}  by {sn.pushed_by}"
         )
     console.print("tag moves:")
-    for mv in history["tag_moves"]:
-        src = mv["from"][:19] if mv["from"] else "(new)"
-        console.print(f"  {mv['at']}  {mv['tag']}: {src} -> {mv['to'][:19]}  by {mv['actor']}")
+    for mv in history.tag_moves:
+        src = mv.from_snapshot[:19] if mv.from_snapshot else "(new)"
+        console.print(f"  {mv.at}  {mv.tag}: {src} -> {mv.to_snapshot[:19]}  by {mv.actor}")
 
 
 @click.command()

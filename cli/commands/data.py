@@ -50,21 +50,20 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
 @with_archive
 def data_ls(archive: Archive, as_json: bool) -> None:
     """Every dataset known to the archive and how many snapshots used it."""
-    from modelarc.registry.datasets import list_datasets
+    from modelarc.archive.catalog.views import list_datasets
 
-    with archive.catalog.session() as s:
-        rows = list_datasets(s)
+    rows = list_datasets(archive)
     if as_json:
-        emit_json(rows)
+        emit_json([r.to_json() for r in rows])
         return
     if not rows:
         console.print("no datasets recorded")
     for r in rows:
-        span = r["time_range"]
+        span = r.time_range
         console.print(
-            f"{r['name']:<24} {r['version'] or '-':<10} {human_bytes(r['size_bytes']):>9} "
-            f"{human_count(r['tokens']):>7} tokens  {span['start'] or '?'}..{span['end'] or '?'}  "
-            f"used by {r['snapshots']} snapshots"
+            f"{r.name:<24} {r.version or '-':<10} {human_bytes(r.size_bytes):>9} "
+            f"{human_count(r.tokens):>7} tokens  {span.start or '?'}..{span.end or '?'}  "
+            f"used by {r.snapshots} snapshots"
         )
 
 
@@ -74,23 +73,22 @@ def data_ls(archive: Archive, as_json: bool) -> None:
 @with_archive
 def data_show(archive: Archive, name: str, as_json: bool) -> None:
     """One dataset (all versions) and the snapshots trained or evaluated on it."""
-    from modelarc.registry.datasets import dataset_detail
+    from modelarc.archive.catalog.views import dataset_versions
 
-    with archive.catalog.session() as s:
-        versions = dataset_detail(s, name)
+    versions = dataset_versions(archive, name)
     if not versions:
         raise NotFoundError(f"no dataset named {name!r} (see `modelarc data ls`)")
     if as_json:
-        emit_json(versions)
+        emit_json([v.to_json() for v in versions])
         return
     for v in versions:
-        console.print(line((v["name"], "bold"), f" {v['version'] or ''}  sha256 {v['content_hash']}"))
+        console.print(line((v.name, "bold"), f" {v.version or ''}  sha256 {v.content_hash}"))
         for key in ("source", "license", "size_bytes", "records", "tokens", "notes"):
-            if v[key] is not None:
-                console.print(f"  {key}: {v[key]}")
-        console.print(f"  time range: {v['time_range']['start'] or '?'} .. {v['time_range']['end'] or '?'}")
-        for u in v["used_by"]:
-            console.print(f"  {u['role']:<11} {u['model']}@{u['snapshot'][:19]}")
+            if (value := getattr(v, key)) is not None:
+                console.print(f"  {key}: {value}")
+        console.print(f"  time range: {v.time_range.start or '?'} .. {v.time_range.end or '?'}")
+        for u in v.used_by:
+            console.print(f"  {u.role:<11} {u.model}@{u.snapshot[:19]}")
 
 
 def register(group: click.Group) -> None:

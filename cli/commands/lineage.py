@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,16 +16,17 @@ if TYPE_CHECKING:
     from rich.tree import Tree
 
     from modelarc.archive.repository import Archive
+    from modelarc.registry.lineage_queries import LineageNode
 
 
-def _label(node: dict[str, Any], arrow: str) -> Text:
-    withdrawn = (" (withdrawn)", "red") if node["withdrawn"] else ""
-    return line(f"{arrow} {node['relation']}: {node['model']}@{node['digest'][:19]}", withdrawn)
+def _label(node: LineageNode, arrow: str) -> Text:
+    withdrawn = (" (withdrawn)", "red") if node.withdrawn else ""
+    return line(f"{arrow} {node.relation}: {node.model}@{node.digest[:19]}", withdrawn)
 
 
-def _grow(tree: Tree, nodes: list[dict[str, Any]], arrow: str) -> None:
+def _grow(tree: Tree, nodes: Sequence[LineageNode], arrow: str) -> None:
     for node in nodes:
-        _grow(tree.add(_label(node, arrow)), node["children"], arrow)
+        _grow(tree.add(_label(node, arrow)), node.children, arrow)
 
 
 @click.command(name="lineage")
@@ -68,16 +70,16 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
         return
     from rich.tree import Tree
 
-    tree_doc = lineage_tree(archive, ref)
+    found = lineage_tree(archive, ref)
     if as_json:
-        emit_json(tree_doc)
+        emit_json(found.to_json())
         return
-    root = Tree(line((tree_doc["model"], "bold"), f"@{tree_doc['snapshot'][:19]}"))
-    ancestors = root.add("ancestors") if tree_doc["ancestors"] else None
+    root = Tree(line((found.model, "bold"), f"@{found.snapshot[:19]}"))
+    ancestors = root.add("ancestors") if found.ancestors else None
     if ancestors is not None:
-        _grow(ancestors, tree_doc["ancestors"], "↑")
-    if tree_doc["descendants"]:
-        _grow(root.add("descendants"), tree_doc["descendants"], "↓")
+        _grow(ancestors, found.ancestors, "↑")
+    if found.descendants:
+        _grow(root.add("descendants"), found.descendants, "↓")
     console.print(root)
 
 

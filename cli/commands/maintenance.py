@@ -101,20 +101,20 @@ def stats(archive: Archive, as_json: bool) -> None:
     """Logical vs stored bytes, deduplication and compression ratios."""
     st = archive.stats()
     if as_json:
-        emit_json(st)
+        emit_json(st.to_json())
         return
-    console.print(f"models:       {st['models']}")
-    console.print(f"snapshots:    {st['snapshots']}")
-    console.print(f"objects:      {st['objects']}")
-    console.print(f"logical:      {human_bytes(st['logical_bytes'])}  (sum of every snapshot's files)")
-    console.print(f"unique:       {human_bytes(st['unique_bytes'])}  (after deduplication)")
+    console.print(f"models:       {st.models}")
+    console.print(f"snapshots:    {st.snapshots}")
+    console.print(f"objects:      {st.objects}")
+    console.print(f"logical:      {human_bytes(st.logical_bytes)}  (sum of every snapshot's files)")
+    console.print(f"unique:       {human_bytes(st.unique_bytes)}  (after deduplication)")
     console.print(
-        f"stored:       {human_bytes(st['stored_bytes'])}  (after compression; {human_bytes(st['store_bytes_on_disk'])} on disk)"
+        f"stored:       {human_bytes(st.stored_bytes)}  (after compression; {human_bytes(st.store_bytes_on_disk)} on disk)"
     )
-    if st["dedup_ratio"]:
+    if st.dedup_ratio:
         console.print(
-            f"dedup:        {st['dedup_ratio']:.2f}x   compression: {st['compression_ratio']:.3f}   "
-            f"stored/logical: {st['overall_ratio']:.3f}"
+            f"dedup:        {st.dedup_ratio:.2f}x   compression: {st.compression_ratio:.3f}   "
+            f"stored/logical: {st.overall_ratio:.3f}"
         )
 
 

@@ -10,6 +10,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, with_archive
 from modelarc.cli.output import byte_progress, console, echo_warning, emit_json
+from modelarc.registry.refs import parse_ref
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -118,7 +119,7 @@ def push(
     if remote_name is not None:
         _push_remote(
             archive,
-            f"{result.ref.split(':')[0]}@{result.snapshot}",
+            f"{parse_ref(result.ref).model}@{result.snapshot}",
             remote_name,
             jobs,
             progress,
@@ -209,7 +210,7 @@ def pull(
             return
         if not as_json:
             emit_transfer(fetched, False, "fetched")
-        ref = f"{fetched.ref.split(':')[0]}@{fetched.snapshot}"
+        ref = f"{parse_ref(fetched.ref).model}@{fetched.snapshot}"
     if dest is None:
         raise click.UsageError("missing DEST (it may be left out only with --remote)")
     with byte_progress(f"pull {ref}", progress and not as_json) as (advance, set_total):

@@ -89,7 +89,7 @@ def test_import_from_another_archives_hub_routes_is_byte_identical(arc, tmp_path
         arc.env.update({"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
                         "HF_HUB_DISABLE_XET": "1"})
         imported = arc.json("push", "hf://ns/name@v1", "dest/ref:v1")
-        a_files = {f["path"]: f["sha256"] for f in source.show("ns/name:v1").files}
+        a_files = {f.path: f.sha256 for f in source.show("ns/name:v1").files}
     arc("verify", "dest/ref:v1")
     shown = arc.json("show", "dest/ref:v1")
     assert {f["path"]: f["sha256"] for f in shown["files"]} == a_files

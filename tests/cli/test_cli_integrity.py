@@ -200,7 +200,7 @@ def _replace_signature(arc, monkeypatch, ref: str, files_of: Callable[[list[File
         bundle = sign_snapshot(files, snap.digest, key, model_name=ref)
         put = archive.store.put(bundle)
         with archive.catalog.session() as s:
-            [row] = s.query(Signature).filter_by(snapshot_id=snap.id).all()
+            [row] = s.query(Signature).filter_by(snapshot_id=snap.row_id).all()
             row.object_id, row.bundle = put.id, bundle.decode()
 
 

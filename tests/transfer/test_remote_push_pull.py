@@ -93,7 +93,7 @@ def test_second_home_pulls_what_the_first_pushed_byte_identical_and_verified(
     assert [r["model"] for r in bob.json("ls", "--name", "BASE")] == ["acme/base"]
     with RemoteArchive(Remote("origin", server.url)) as client:
         paged = client.search({}, 10, page_size=1)  # follows Link: rel="next" page by page
-    assert [r["snapshot"] for r in paged] == [r["snapshot"] for r in remote_rows]
+    assert [r.snapshot for r in paged] == [r["snapshot"] for r in remote_rows]
 
 
 def test_pull_of_an_unchanged_snapshot_transfers_nothing(server: Server, tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_push_without_a_push_token_is_refused(server: Server, tmp_path: Path) ->
     for name in ("anon", "reader", "forged"):
         result = alice("push", model, "acme/m:v1", "--remote", name, ok=False)
         assert "refused" in result.stderr
-    assert server.archive.stats()["snapshots"] == 0
+    assert server.archive.stats().snapshots == 0
     assert list(server.archive.store.iter_ids()) == []
     assert httpx.put(f"{server.url}/v1/objects/{'0' * 64}", content=b"x").status_code == 401
     reader = httpx.put(
@@ -184,7 +184,7 @@ def test_commit_is_refused_until_every_object_is_present_and_signed_by_a_trusted
         )
         assert signed_by_stranger.status_code == 422
         assert "trusted" in signed_by_stranger.json()["detail"]
-        assert server.archive.stats()["snapshots"] == 0
+        assert server.archive.stats().snapshots == 0
         server.archive.import_key(a.public_key_pem(), label="mallory, vetted")
         assert (
             httpx.post(f"{server.url}/v1/transfer/commit", json=offer.to_json(), headers=auth).status_code
@@ -208,7 +208,7 @@ def test_a_broken_push_resumes_by_sending_only_what_is_missing(server: Server, t
     with alice.archive() as a, RemoteArchive(remote, jobs=1) as client:
         with pytest.raises(ConnectionError):
             push_to_remote(a, "acme/big:v1", client, progress=break_after_three)
-        assert server.archive.stats()["snapshots"] == 0  # nothing committed
+        assert server.archive.stats().snapshots == 0  # nothing committed
         resumed = push_to_remote(a, "acme/big:v1", client)
     assert resumed.objects_sent <= resumed.objects - 3
     assert resumed.new_snapshot
@@ -232,7 +232,7 @@ def test_a_broken_pull_resumes_and_a_bad_object_from_the_remote_is_refused(
     with bob.archive() as b, RemoteArchive(remote, jobs=1) as client:
         with pytest.raises(ConnectionError):
             fetch_from_remote(b, "acme/big:v1", client, progress=break_after_two)
-        assert b.stats()["snapshots"] == 0
+        assert b.stats().snapshots == 0
         resumed = fetch_from_remote(b, "acme/big:v1", client)
         total = resumed.objects
         assert resumed.objects_sent <= total - 3  # the manifest and two chunks were already here

@@ -1,0 +1,133 @@
+"""Snapshots as the catalog hands them out: frozen values built from the rows inside the caller's session.
+
+Nothing above registry/ holds an ORM row or needs a session to read one; a ``SnapshotRecord`` carries its catalog
+key (``row_id``) so later queries about the same snapshot can name it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from modelarc.errors import SnapshotNotFoundError
+from modelarc.registry.models import File, Lineage, Snapshot
+from modelarc.registry.refs import SnapshotId
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """One snapshot row, as values. ``architecture`` and ``dtypes`` are copies of the row's JSON."""
+
+    row_id: int  # the catalog's key, for registry queries; not the snapshot id (``digest``)
+    digest: SnapshotId
+    model: str  # ns/name
+    created_at: dt.datetime
+    logical_bytes: int
+    stored_bytes_added: int
+    file_count: int
+    tensor_count: int
+    parameter_count: int
+    dtypes: dict[str, int]
+    architecture: dict[str, Any]
+    cutoff: dt.date | None
+    cutoff_precision: str | None  # "year" | "month" | "day"
+    license: str | None
+    description: str | None
+    source_url: str | None
+    pushed_by: str | None
+    release_date: dt.date | None
+    tombstoned_at: dt.datetime | None
+    tombstone_reason: str | None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.tombstoned_at is not None
+
+    @property
+    def label(self) -> str:
+        """``ns/name@sha256:<hex>``: the snapshot named without a tag."""
+        return f"{self.model}@{self.digest}"
+
+
+def snapshot_record(row: Snapshot) -> SnapshotRecord:
+    """The values of ``row``; call inside the session that loaded it (its model is read too)."""
+    return SnapshotRecord(
+        row_id=row.id,
+        digest=SnapshotId(row.digest),
+        model=row.model.full_name,
+        created_at=row.created_at,
+        logical_bytes=row.logical_bytes,
+        stored_bytes_added=row.stored_bytes_added,
+        file_count=row.file_count,
+        tensor_count=row.tensor_count,
+        parameter_count=row.parameter_count,
+        dtypes=dict(row.dtypes or {}),
+        architecture=dict(row.architecture or {}),
+        cutoff=row.cutoff,
+        cutoff_precision=row.cutoff_precision,
+        license=row.license,
+        description=row.description,
+        source_url=row.source_url,
+        pushed_by=row.pushed_by,
+        release_date=row.release_date,
+        tombstoned_at=row.tombstoned_at,
+        tombstone_reason=row.tombstone_reason,
+    )
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """A declared parent of a snapshot: which snapshot, and how the child derives from it."""
+
+    model: str
+    snapshot: SnapshotId
+    relation: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}@{self.snapshot}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "snapshot": self.snapshot, "relation": self.relation}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str  # hex, no prefix
+    kind: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256, "kind": self.kind}
+
+
+def parents_of(s: Session, snapshot_id: int) -> list[ParentLink]:
+    """The declared parents of the snapshot with row id ``snapshot_id``."""
+    rows = s.execute(
+        select(Snapshot, Lineage.relation)
+        .join(Lineage, Lineage.parent_id == Snapshot.id)
+        .where(Lineage.child_id == snapshot_id)
+        .options(selectinload(Snapshot.model))
+    ).all()
+    return [
+        ParentLink(parent.model.full_name, SnapshotId(parent.digest), relation) for parent, relation in rows
+    ]
+
+
+def snapshot_files(s: Session, snapshot_id: int) -> list[FileRecord]:
+    rows = s.scalars(select(File).where(File.snapshot_id == snapshot_id).order_by(File.path))
+    return [FileRecord(f.path, f.size, f.sha256, f.kind) for f in rows]
+
+
+def withdraw_snapshot(s: Session, snapshot_id: int, at: dt.datetime, reason: str) -> None:
+    """Mark the snapshot tombstoned (its row, manifest and provenance stay)."""
+    row = s.get(Snapshot, snapshot_id)
+    if row is None:
+        raise SnapshotNotFoundError(f"snapshot row {snapshot_id} is gone from the catalog")
+    row.tombstoned_at = at
+    row.tombstone_reason = reason
