@@ -71,7 +71,7 @@ class ObjectStore:
             return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False)
         encoded = choose_and_encode(data, dtype_hint)
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
-        blob = header + bytes(encoded.payload)
+        blob = b"".join((header, encoded.payload))  # one copy of the payload, however it is held
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
 
