@@ -266,18 +266,16 @@ class Archive:
         ref = parse_ref(ref_text)
         check_tag(new_tag)
         with self.catalog.session() as s:
-            snap = q.resolve_ref(s, ref)
-            model = q.require_model(s, ref.namespace, ref.name)
-            previous = q.move_tag(s, model, new_tag, snap, self.settings.actor)
+            moved = q.tag_snapshot(s, ref, new_tag, self.settings.actor)
             q.audit(
                 s,
                 self.settings.actor,
                 "tag",
                 f"{ref.model}:{new_tag}",
-                snapshot=snap.digest,
-                previous=previous,
+                snapshot=moved.snapshot,
+                previous=moved.previous,
             )
-            return snap.digest, previous
+            return moved.snapshot, moved.previous
 
     def log(self, model_name: str) -> ModelHistory:
         """The model's snapshots, newest first, and every tag move (archive/catalog/views.py)."""
