@@ -130,7 +130,7 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
         users = q.snapshots_using(s, bad)
         broken = set()
         for oid, snap_list in users.items():
-            names = sorted(f"{sn.model.full_name}@{sn.digest}" for sn in snap_list)
+            names = sorted(sn.label for sn in snap_list)
             target = report.missing if oid in report.missing else report.corrupt
             target[oid] = names
             broken.update(names)

@@ -68,7 +68,7 @@ def push_folder(
     parent_refs = [(parse_ref(text), rel) for text, rel in provenance.parents]
     with archive.catalog.session() as s:  # fail on a bad parent before reading gigabytes
         for pref, _rel in parent_refs:
-            q.resolve_ref(s, pref)
+            q.resolve_snapshot(s, pref)
     key = archive._private_key()
     files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
     if on_total:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.config import Settings, load_settings
@@ -44,6 +44,24 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int], None]
 SIGNING_KEY_FILE = "signing-key.pem"
+
+
+# The keyword options of push_folder (archive/push.py) and pull_snapshot (archive/pull.py), which Archive.push and
+# Archive.pull pass on unchanged. They live here, not beside those functions, because mypy sees another module of
+# the package as Any (package-dir mapping) and Unpack needs the TypedDict itself. The keys are the functions'
+# keywords (tests/archive/test_archive_options.py).
+class PushOptions(TypedDict, total=False):
+    progress: Progress | None
+    on_total: Callable[[int], None] | None
+    follow_symlinks: bool  # default False
+    warn: Callable[[str], None] | None
+
+
+class PullOptions(TypedDict, total=False):
+    force: bool  # default False
+    signature_path: str | os.PathLike[str] | None
+    progress: Progress | None
+    on_total: Callable[[int], None] | None
 
 
 def refuse_if_withdrawn(snap: SnapshotRecord, label: str) -> None:
@@ -158,48 +176,19 @@ class Archive:
         source: str | os.PathLike[str],
         ref_text: str,
         provenance: Provenance | None = None,
-        *,
-        progress: Progress | None = None,
-        on_total: Callable[[int], None] | None = None,
-        follow_symlinks: bool = False,
-        warn: Callable[[str], None] | None = None,
+        **options: Unpack[PushOptions],
     ) -> PushResult:
-        """Archive a folder or file as ``ref_text`` (archive/push.py)."""
+        """Archive a folder or file as ``ref_text``; the keyword options are ``push_folder``'s (archive/push.py)."""
         from modelarc.archive.push import push_folder
 
-        return push_folder(
-            self,
-            source,
-            ref_text,
-            provenance,
-            progress=progress,
-            on_total=on_total,
-            follow_symlinks=follow_symlinks,
-            warn=warn,
-        )
+        return push_folder(self, source, ref_text, provenance, **options)
 
-    def pull(
-        self,
-        ref_text: str,
-        dest: str | os.PathLike[str],
-        *,
-        force: bool = False,
-        signature_path: str | os.PathLike[str] | None = None,
-        progress: Progress | None = None,
-        on_total: Callable[[int], None] | None = None,
-    ) -> PullResult:
-        """Rebuild a snapshot's files into ``dest``, verified (archive/pull.py)."""
+    def pull(self, ref_text: str, dest: str | os.PathLike[str], **options: Unpack[PullOptions]) -> PullResult:
+        """Rebuild a snapshot's files into ``dest``, verified; the keyword options are ``pull_snapshot``'s
+        (archive/pull.py)."""
         from modelarc.archive.pull import pull_snapshot
 
-        return pull_snapshot(
-            self,
-            ref_text,
-            dest,
-            force=force,
-            signature_path=signature_path,
-            progress=progress,
-            on_total=on_total,
-        )
+        return pull_snapshot(self, ref_text, dest, **options)
 
     # ----------------------------------------------------------------- integrity (archive/maintenance.py)
     def verify(self, ref_text: str, progress: Progress | None = None) -> VerifyReport:
@@ -266,18 +255,16 @@ class Archive:
         ref = parse_ref(ref_text)
         check_tag(new_tag)
         with self.catalog.session() as s:
-            snap = q.resolve_ref(s, ref)
-            model = q.require_model(s, ref.namespace, ref.name)
-            previous = q.move_tag(s, model, new_tag, snap, self.settings.actor)
+            moved = q.tag_snapshot(s, ref, new_tag, self.settings.actor)
             q.audit(
                 s,
                 self.settings.actor,
                 "tag",
                 f"{ref.model}:{new_tag}",
-                snapshot=snap.digest,
-                previous=previous,
+                snapshot=moved.snapshot,
+                previous=moved.previous,
             )
-            return snap.digest, previous
+            return moved.snapshot, moved.previous
 
     def log(self, model_name: str) -> ModelHistory:
         """The model's snapshots, newest first, and every tag move (archive/catalog/views.py)."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from modelarc.registry.models import Dataset, Model, Snapshot, SnapshotDataset
+from modelarc.registry import queries as q
+from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset
+from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
 
@@ -155,3 +158,56 @@ def snapshot_datasets(s: Session, snapshot_id: int) -> list[AttachedDataset]:
 def find_dataset(s: Session, content_hash: str) -> Dataset | None:
     """The dataset a training-data manifest entry names, by the hash of its identifying fields."""
     return s.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
+
+
+@dataclass(frozen=True)
+class AttachedEntry:
+    """A dataset of a new attachment: as the catalog has it (a known dataset keeps the name and version it was
+    first recorded with), and whether this attachment added it."""
+
+    dataset: AttachedDataset
+    new: bool
+
+
+@dataclass(frozen=True)
+class Attachment:
+    id: int  # the attachment's catalog key
+    entries: tuple[AttachedEntry, ...]  # in the manifest's order
+
+
+def attach_datasets(
+    s: Session, snapshot_id: int, manifest: ObjectRecord, actor: str, datasets: Sequence[NewDataset]
+) -> Attachment:
+    """Attach a training-data manifest (``manifest``, durable in the store) to the snapshot with row id
+    ``snapshot_id``: the attachment, the snapshot's reference to the manifest object (gc keeps it), and each
+    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed."""
+    q.record_objects(s, [manifest])
+    att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor)
+    s.add(att)
+    s.flush()
+    q.add_snapshot_objects(s, snapshot_id, [manifest.id])
+    entries = []
+    for new in datasets:
+        row = find_dataset(s, new.content_hash)
+        created = row is None
+        if row is None:
+            row = Dataset(
+                content_hash=new.content_hash,
+                name=new.name,
+                version=new.version,
+                source_url=new.source_url,
+                license=new.license,
+                size_bytes=new.size_bytes,
+                records=new.records,
+                tokens=new.tokens,
+                time_start=new.time_start,
+                time_end=new.time_end,
+                notes=new.notes,
+            )
+            s.add(row)
+            s.flush()
+        s.add(
+            SnapshotDataset(snapshot_id=snapshot_id, dataset_id=row.id, attachment_id=att.id, role=new.role)
+        )
+        entries.append(AttachedEntry(AttachedDataset(**_fields(row), role=new.role), created))
+    return Attachment(att.id, tuple(entries))

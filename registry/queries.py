@@ -35,11 +35,29 @@ from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, snapshot_record
 
 
-def find_model(s: Session, namespace: str, name: str) -> Model | None:
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model as values: its catalog key (``row_id``, for later queries about it) and its name."""
+
+    row_id: int
+    namespace: str
+    name: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _model_row(s: Session, namespace: str, name: str) -> Model | None:
     return s.scalar(select(Model).where(Model.namespace == namespace, Model.name == name))
 
 
-def require_model(s: Session, namespace: str, name: str) -> Model:
+def find_model(s: Session, namespace: str, name: str) -> ModelRecord | None:
+    row = _model_row(s, namespace, name)
+    return None if row is None else ModelRecord(row.id, row.namespace, row.name)
+
+
+def require_model(s: Session, namespace: str, name: str) -> ModelRecord:
     model = find_model(s, namespace, name)
     if model is None:
         raise ModelNotFoundError(f"no model {namespace}/{name} in the archive")
@@ -47,7 +65,8 @@ def require_model(s: Session, namespace: str, name: str) -> Model:
 
 
 def get_or_create_model(s: Session, namespace: str, name: str) -> Model:
-    model = find_model(s, namespace, name)
+    """The model's row (registry-internal: the recording transaction adds rows that point at it)."""
+    model = _model_row(s, namespace, name)
     if model is None:
         model = Model(namespace=namespace, name=name)
         s.add(model)
@@ -56,12 +75,15 @@ def get_or_create_model(s: Session, namespace: str, name: str) -> Model:
 
 
 def resolve_ref(s: Session, ref: Ref) -> Snapshot:
-    """The snapshot a REF names; a digest prefix must be unique within the model."""
+    """The snapshot row a REF names; a digest prefix must be unique within the model.
+
+    Registry-internal (rows are added that point at it); above registry/, ``resolve_snapshot`` hands out values.
+    """
     model = require_model(s, ref.namespace, ref.name)
     if ref.digest:
         rows = s.scalars(
             select(Snapshot)
-            .where(Snapshot.model_id == model.id, Snapshot.digest.startswith(ref.digest))
+            .where(Snapshot.model_id == model.row_id, Snapshot.digest.startswith(ref.digest))
             .limit(2)
         ).all()
         if not rows:
@@ -71,7 +93,7 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
                 f"{ref.digest} matches several snapshots of {ref.model}; give more digits"
             )
         return rows[0]
-    tag = s.scalar(select(Tag).where(Tag.model_id == model.id, Tag.name == ref.tag))
+    tag = s.scalar(select(Tag).where(Tag.model_id == model.row_id, Tag.name == ref.tag))
     if tag is None:
         raise TagNotFoundError(f"no tag {ref.tag!r} on {ref.model}")
     return tag.snapshot
@@ -194,6 +216,21 @@ def move_tag(s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str
     return old_digest
 
 
+@dataclass(frozen=True)
+class TagChange:
+    """What ``tag_snapshot`` did: the snapshot the tag names now, and the one it named before (None if new)."""
+
+    snapshot: SnapshotId
+    previous: str | None  # the same as ``snapshot`` when the tag already pointed there
+
+
+def tag_snapshot(s: Session, ref: Ref, tag_name: str, actor: str) -> TagChange:
+    """Point the tag ``tag_name`` of ``ref``'s model at the snapshot ``ref`` names; the move is kept in the history."""
+    snap = resolve_ref(s, ref)
+    previous = move_tag(s, snap.model, tag_name, snap, actor)
+    return TagChange(SnapshotId(snap.digest), previous)
+
+
 def audit(s: Session, actor: str, action: str, target: str, **details: Any) -> None:
     s.add(AuditEvent(actor=actor, action=action, target=target, details=details))
 
@@ -206,7 +243,7 @@ def tags_by_snapshot(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[
     return out
 
 
-def list_snapshots(s: Session, model: Model | None = None) -> list[SnapshotRecord]:
+def list_snapshots(s: Session, model: ModelRecord | None = None) -> list[SnapshotRecord]:
     """Every snapshot (of ``model``, if given), newest first."""
     q = (
         select(Snapshot)
@@ -214,14 +251,27 @@ def list_snapshots(s: Session, model: Model | None = None) -> list[SnapshotRecor
         .order_by(Snapshot.created_at.desc(), Snapshot.id.desc())
     )
     if model is not None:
-        q = q.where(Snapshot.model_id == model.id)
+        q = q.where(Snapshot.model_id == model.row_id)
     return [snapshot_record(row) for row in s.scalars(q)]
 
 
-def tag_history(s: Session, model: Model) -> list[TagHistory]:
-    return list(
-        s.scalars(select(TagHistory).where(TagHistory.model_id == model.id).order_by(TagHistory.id.desc()))
+@dataclass(frozen=True)
+class TagMoveRecord:
+    """One move of a tag; the snapshots are named by their catalog keys (``SnapshotRecord.row_id``)."""
+
+    tag: str
+    old_snapshot_id: int | None  # None: the tag was new
+    new_snapshot_id: int
+    moved_at: dt.datetime
+    actor: str | None
+
+
+def tag_history(s: Session, model: ModelRecord) -> list[TagMoveRecord]:
+    """Every tag move of ``model``, newest first."""
+    rows = s.scalars(
+        select(TagHistory).where(TagHistory.model_id == model.row_id).order_by(TagHistory.id.desc())
     )
+    return [TagMoveRecord(h.tag, h.old_snapshot_id, h.new_snapshot_id, h.moved_at, h.actor) for h in rows]
 
 
 def referenced_object_ids(s: Session) -> set[str]:
@@ -262,9 +312,10 @@ def data_manifest_object_ids(s: Session, snapshot_id: int) -> list[str]:
     ]
 
 
-def snapshots_using(s: Session, object_ids: Iterable[str]) -> dict[str, list[Snapshot]]:
+def snapshots_using(s: Session, object_ids: Iterable[str]) -> dict[str, list[SnapshotRecord]]:
+    """The snapshots that reference each of ``object_ids`` (ids no snapshot references are left out)."""
     ids = list(set(object_ids))
-    out: dict[str, list[Snapshot]] = {}
+    out: dict[str, list[SnapshotRecord]] = {}
     for i in range(0, len(ids), 500):
         rows = s.execute(
             select(SnapshotObject.object_id, Snapshot)
@@ -273,7 +324,7 @@ def snapshots_using(s: Session, object_ids: Iterable[str]) -> dict[str, list[Sna
             .options(selectinload(Snapshot.model))
         ).all()
         for oid, snap in rows:
-            out.setdefault(oid, []).append(snap)
+            out.setdefault(oid, []).append(snapshot_record(snap))
     return out
 
 
@@ -319,15 +370,36 @@ def tensor_rows(s: Session, snap: Snapshot) -> list[TensorRow]:
     )
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit event as values; ``to_json`` is the entry of ``modelarc audit --json``."""
+
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(timespec="seconds"),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "details": self.details,
+        }
+
+
 def audit_events(
     s: Session, *, action: str | None = None, since: dt.date | None = None, limit: int = 100
-) -> list[AuditEvent]:
+) -> list[AuditEntry]:
+    """The newest events first (at most ``limit``), of ``action`` only and on or after ``since`` when given."""
     q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if action:
         q = q.where(AuditEvent.action == action)
     if since:
         q = q.where(AuditEvent.at >= dt.datetime.combine(since, dt.time()))
-    return list(s.scalars(q))
+    return [AuditEntry(e.at, e.actor, e.action, e.target, dict(e.details)) for e in s.scalars(q)]
 
 
 def find_snapshot_by_digest(s: Session, digest: SnapshotId) -> Snapshot | None:

@@ -64,3 +64,21 @@ class NewSnapshot:
     object_ids: frozenset[str]
     provenance: Provenance = field(default_factory=Provenance)
     pushed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """One dataset entry of a training-data manifest, as the catalog records it (archive/provenance/data.py)."""
+
+    content_hash: str  # what deduplicates it: an entry with a known hash is that dataset, described or not
+    name: str
+    role: str  # this attachment's use of it: pretrain, finetune, eval, ...
+    version: str | None = None
+    source_url: str | None = None
+    license: str | None = None
+    size_bytes: int | None = None
+    records: int | None = None
+    tokens: int | None = None
+    time_start: dt.date | None = None
+    time_end: dt.date | None = None
+    notes: str | None = None

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import SnapshotNotFoundError
-from modelarc.registry.models import File, Lineage, Snapshot
+from modelarc.registry.models import File, Lineage, Snapshot, utcnow
 from modelarc.registry.refs import SnapshotId
 
 
@@ -124,10 +124,10 @@ def snapshot_files(s: Session, snapshot_id: int) -> list[FileRecord]:
     return [FileRecord(f.path, f.size, f.sha256, f.kind) for f in rows]
 
 
-def withdraw_snapshot(s: Session, snapshot_id: int, at: dt.datetime, reason: str) -> None:
-    """Mark the snapshot tombstoned (its row, manifest and provenance stay)."""
+def withdraw_snapshot(s: Session, snapshot_id: int, reason: str) -> None:
+    """Mark the snapshot tombstoned now (its row, manifest and provenance stay)."""
     row = s.get(Snapshot, snapshot_id)
     if row is None:
         raise SnapshotNotFoundError(f"snapshot row {snapshot_id} is gone from the catalog")
-    row.tombstoned_at = at
+    row.tombstoned_at = utcnow()
     row.tombstone_reason = reason

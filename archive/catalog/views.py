@@ -7,6 +7,7 @@ never touch the database. Every result that is printed as JSON has one ``to_json
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from modelarc.registry.datasets import AttachedDataset, DatasetListing, DatasetV
 from modelarc.registry.keys import SignatureRecord, signatures_of
 from modelarc.registry.model_listing import ModelSummary
 from modelarc.registry.model_listing import list_models as _list_models
+from modelarc.registry.queries import AuditEntry
 from modelarc.registry.refs import Ref, SnapshotId, parse_model_name
 from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.registry.snapshots import FileRecord, ParentLink, parents_of
@@ -304,6 +306,14 @@ def dataset(archive: Archive, name: str) -> list[DatasetVersion]:
     if not found:
         raise NotFoundError(f"no dataset named {name!r}")
     return found
+
+
+def audit_log(
+    archive: Archive, *, action: str | None = None, since: dt.date | None = None, limit: int = 100
+) -> list[AuditEntry]:
+    """``modelarc audit``: the newest events first, of ``action`` only and on or after ``since`` when given."""
+    with archive.catalog.session() as s:
+        return q.audit_events(s, action=action, since=since, limit=limit)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,8 @@ from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import DataManifestError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.datasets import find_dataset
-from modelarc.registry.models import DataAttachment, Dataset, SnapshotDataset
-from modelarc.registry.records import ObjectRecord
+from modelarc.registry.datasets import attach_datasets
+from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
 
@@ -124,59 +123,50 @@ class AttachResult:
     datasets: list[dict[str, Any]]  # name, version, role, content_hash, new
 
 
+def new_dataset(entry: dict[str, Any]) -> NewDataset:
+    """A validated manifest entry as the catalog records it."""
+    span = entry.get("time_range", {})
+    return NewDataset(
+        content_hash=content_hash(entry),
+        name=entry["name"],
+        role=entry["role"],
+        version=entry.get("version") or entry.get("revision"),
+        source_url=entry.get("source"),
+        license=entry.get("license"),
+        size_bytes=entry.get("size_bytes"),
+        records=entry.get("records"),
+        tokens=entry.get("tokens"),
+        time_start=_date(span.get("start")),
+        time_end=_date(span.get("end")),
+        notes=entry.get("notes"),
+    )
+
+
 def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> AttachResult:
     ref, snap = archive.resolve(ref_text)
+    datasets = [new_dataset(entry) for entry in manifest.datasets]
     put = archive.store.put(manifest.raw)  # the document as given, kept with the archive for good
     archive.store.sync()
-    report = []
+    stored = ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)
     with archive.catalog.session() as s:
-        q.record_objects(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)])
-        att = DataAttachment(snapshot_id=snap.row_id, object_id=put.id, actor=archive.settings.actor)
-        s.add(att)
-        s.flush()
-        q.add_snapshot_objects(s, snap.row_id, [put.id])
-        for entry in manifest.datasets:
-            key = content_hash(entry)
-            row = find_dataset(s, key)
-            created = row is None
-            if row is None:
-                span = entry.get("time_range", {})
-                row = Dataset(
-                    content_hash=key,
-                    name=entry["name"],
-                    version=entry.get("version") or entry.get("revision"),
-                    source_url=entry.get("source"),
-                    license=entry.get("license"),
-                    size_bytes=entry.get("size_bytes"),
-                    records=entry.get("records"),
-                    tokens=entry.get("tokens"),
-                    time_start=_date(span.get("start")),
-                    time_end=_date(span.get("end")),
-                    notes=entry.get("notes"),
-                )
-                s.add(row)
-                s.flush()
-            s.add(
-                SnapshotDataset(
-                    snapshot_id=snap.row_id, dataset_id=row.id, attachment_id=att.id, role=entry["role"]
-                )
-            )
-            report.append(
-                {
-                    "name": row.name,
-                    "version": row.version,
-                    "role": entry["role"],
-                    "content_hash": key,
-                    "new": created,
-                }
-            )
+        attached = attach_datasets(s, snap.row_id, stored, archive.settings.actor, datasets)
+        report = [
+            {
+                "name": e.dataset.name,
+                "version": e.dataset.version,
+                "role": e.dataset.role,
+                "content_hash": e.dataset.content_hash,
+                "new": e.new,
+            }
+            for e in attached.entries
+        ]
         q.audit(
             s,
             archive.settings.actor,
             "data.attach",
             str(ref),
             snapshot=snap.digest,
-            attachment=att.id,
+            attachment=attached.id,
             datasets=[d["name"] for d in report],
         )
-        return AttachResult(str(ref), snap.digest, att.id, report)
+    return AttachResult(str(ref), snap.digest, attached.id, report)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import utcnow
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import withdraw_snapshot
 
@@ -76,7 +75,7 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
     manifest = archive.manifest(snap)
     released = weight_object_ids(manifest)
     with archive.catalog.session() as s:
-        withdraw_snapshot(s, snap.row_id, utcnow(), reason.strip())
+        withdraw_snapshot(s, snap.row_id, reason.strip())
         q.release_snapshot_objects(s, snap.row_id, released)
         q.audit(s, archive.settings.actor, "tombstone", str(ref), snapshot=snap.digest, reason=reason.strip())
     deleted, freed, deferred = _delete_unreferenced(archive, released)

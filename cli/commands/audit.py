@@ -22,21 +22,11 @@ if TYPE_CHECKING:
 @with_archive
 def audit(archive: Archive, action: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """List audit events, newest first."""
+    from modelarc.archive.catalog.views import audit_log
     from modelarc.archive.repository import parse_cutoff
-    from modelarc.registry.queries import audit_events
 
     since_date = parse_cutoff(since)[0] if since else None
-    with archive.catalog.session() as s:
-        rows = [
-            {
-                "at": e.at.isoformat(timespec="seconds"),
-                "actor": e.actor,
-                "action": e.action,
-                "target": e.target,
-                "details": e.details,
-            }
-            for e in audit_events(s, action=action, since=since_date, limit=limit)
-        ]
+    rows = [e.to_json() for e in audit_log(archive, action=action, since=since_date, limit=limit)]
     if as_json:
         emit_json(rows)
         return
