@@ -111,16 +111,56 @@ def _torch_dtype(part: Part) -> torch.dtype:
         raise UsageError(f"tensor {part.name}: dtype {part.dtype} cannot be loaded into torch") from None
 
 
-def _host_tensor(decoder: _Decoder, part: Part, staging: torch.Tensor | None) -> torch.Tensor:
-    dtype = _torch_dtype(part)
-    shape = tuple(part.shape or ())
-    if staging is None:  # CPU: decode straight into the tensor's storage
-        out = torch.empty(shape, dtype=dtype)
-        decoder.into(part, out.view(-1).view(torch.uint8).numpy() if out.numel() else np.empty(0, np.uint8))
+def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's own storage as a flat writable uint8 array (CPU, contiguous)."""
+    return tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else np.empty(0, np.uint8)
+
+
+class _Landing:
+    """Decodes archived tensors into the buffers they end in: after decompression, each byte is copied once.
+
+    On CPU, when the tensor keeps its archived dtype, the chunks are decoded straight into the new tensor's own
+    storage. Otherwise (a dtype change, or a device other than the CPU) they are decoded into one reusable host
+    staging buffer, pinned for CUDA, and one ``copy_`` into the final tensor converts the dtype and crosses to the
+    device in the same step. ``staged=True`` takes the second path on CPU too, so that the GPU path's code runs in
+    the tests here; off the CPU it is always taken.
+    """
+
+    def __init__(
+        self, archive: Archive, device: torch.device, parts: list[Part], staged: bool = False
+    ) -> None:
+        self.decoder = _Decoder(archive)
+        self.device = device
+        self.direct = device.type == "cpu" and not staged
+        self.staging_size = max((p.length for p in parts), default=0)
+        self.staging: torch.Tensor | None = None
+
+    def land(self, part: Part, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``part`` as a new tensor on the device, in ``dtype`` (default: its archived dtype); never a view of the
+        staging buffer."""
+        source = _torch_dtype(part)
+        final = dtype or source
+        shape = tuple(part.shape or ())
+        if self.direct and final == source:
+            out = torch.empty(shape, dtype=final)
+            self.decoder.into(part, _bytes_of(out))
+            return out
+        if self.staging is None:
+            # the largest tensor's bytes, allocated once; on CPU only the pages used are ever touched
+            self.staging = torch.empty(
+                self.staging_size, dtype=torch.uint8, pin_memory=self.device.type == "cuda"
+            )
+        view = self.staging[: part.length]
+        self.decoder.into(part, view.numpy())
+        out = torch.empty(shape, dtype=final, device=self.device)
+        out.copy_(view.view(source).view(shape), non_blocking=self.device.type == "cuda")
+        if self.device.type == "cuda":
+            # the staging buffer is reused by the next tensor
+            torch.cuda.current_stream(self.device).synchronize()
         return out
-    view = staging[: part.length]
-    decoder.into(part, view.numpy())
-    return view.view(dtype).view(shape) if part.length else torch.empty(shape, dtype=dtype)
+
+    def close(self) -> None:
+        self.decoder.close()
 
 
 def iter_tensors(
@@ -129,34 +169,18 @@ def iter_tensors(
     device: torch.device,
     dtype: torch.dtype | None,
     *,
-    staged: bool | None = None,
+    staged: bool = False,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) on ``device``. ``staged`` (default: when the device is CUDA) decodes every tensor through one
-    reusable host buffer, pinned when CUDA is present, and copies it to the device asynchronously; tests force it
-    on CPU so that the GPU path's code runs here too."""
+    """(name, tensor) on ``device``, floating tensors in ``dtype`` when given. ``staged`` forces the CUDA path (one
+    reusable host buffer, then a copy) on CPU; see ``_Landing``."""
     parts = [p for _f, p in manifest.tensors()]
-    decoder = _Decoder(archive)
-    staging = None
-    if (device.type == "cuda" if staged is None else staged) and parts:
-        staging = torch.empty(
-            max(p.length for p in parts), dtype=torch.uint8, pin_memory=torch.cuda.is_available()
-        )
+    landing = _Landing(archive, device, parts, staged)
     try:
         for part in parts:
-            host = _host_tensor(decoder, part, staging)
-            if dtype is not None and host.is_floating_point():
-                host = host.to(dtype)
-            if staging is None:
-                yield part.name or "", host.to(device) if device.type != "cpu" else host
-            else:
-                moved = host.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
-                elif moved.untyped_storage().data_ptr() == staging.untyped_storage().data_ptr():
-                    moved = moved.clone()  # still a view of the staging buffer: copy before it is reused
-                yield part.name or "", moved
+            cast = dtype if dtype is not None and _torch_dtype(part).is_floating_point else None
+            yield part.name or "", landing.land(part, cast)
     finally:
-        decoder.close()
+        landing.close()
 
 
 def load_state_dict(
@@ -204,15 +228,14 @@ class SnapshotHandle:
         part = next((p for _f, p in self.manifest.tensors() if p.name == name), None)
         if part is None:
             raise NotFoundError(f"{self.ref} has no tensor {name!r}")
-        decoder = _Decoder(self.archive)
-        try:
-            host = _host_tensor(decoder, part, None)
-        finally:
-            decoder.close()
         target = resolve_dtype(dtype)
-        if target is not None and host.is_floating_point():
-            host = host.to(target)
-        return host.to(resolve_device(device))
+        landing = _Landing(self.archive, resolve_device(device), [part])
+        try:
+            return landing.land(
+                part, target if target is not None and _torch_dtype(part).is_floating_point else None
+            )
+        finally:
+            landing.close()
 
     def config(self) -> dict[str, Any] | None:
         raw = read_small_file(self.archive, self.manifest, "config.json")
