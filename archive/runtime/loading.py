@@ -1,10 +1,11 @@
 """Archived tensors straight into torch, on CUDA when present and on CPU otherwise.
 
-Nothing is written to disk for weights: each tensor's chunks are decoded from the store into memory. On CPU they are
-decoded directly into the tensor's own storage. On CUDA they are decoded into one reusable pinned host buffer and
-copied to the device asynchronously (the copy of one tensor overlaps the decoding of the next); the same function
-runs on CPU with ``device="cpu"``, which is how it is tested here. Only tokenizers are restored to a temporary
-folder, because the tokenizer classes read files by path; they are small.
+Nothing is written to disk for weights: each tensor's chunks are decoded from the store into the tensor they end in.
+On CPU, when the dtype is kept, they are decoded directly into the tensor's own storage; otherwise into one reusable
+host buffer (pinned for CUDA) and copied once, the dtype conversion and the move to the device in the same copy. The
+same code runs on CPU with ``device="cpu"``, which is how it is tested here. ``load_model`` builds the model on the
+meta device, so no weight is allocated twice, initialised at random or cast after loading. Only tokenizers are
+restored to a temporary folder, because the tokenizer classes read files by path; they are small.
 """
 
 from __future__ import annotations
@@ -258,10 +259,11 @@ def load_model(
     """Build the transformers model from the archived config.json, offline, and load the archived weights.
 
     Only classes that ship with transformers are used (``trust_remote_code`` must stay False: archived code is not
-    run). Weight initialisation is skipped: every parameter comes from the archive, and a missing one is an error.
+    run). ``dtype`` defaults to torch's default dtype (float32), as with ``from_pretrained``. The model is built on
+    the meta device (no memory, no initialisation) and every archived tensor is decoded once into its final buffer
+    on ``device``, in the dtype the model declares for it; a parameter the archive lacks is an error.
     """
     import transformers
-    from transformers.initialization import no_init_weights
 
     if trust_remote_code:
         raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
@@ -288,23 +290,90 @@ def load_model(
     if cls is None:
         raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
     target_device = resolve_device(device)
-    target_dtype = resolve_dtype(dtype)
-    with no_init_weights():
-        model = cls(config)
-    if target_dtype is not None:
-        model = model.to(target_dtype)
-    state = dict(iter_tensors(archive, handle.manifest, torch.device("cpu"), target_dtype))
-    result = model.load_state_dict(state, strict=False)
-    model.tie_weights()
-    tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) | set(
-        getattr(model, "_tied_weights_keys", None) or []
-    )
-    missing = [k for k in result.missing_keys if k not in tied and not any(k.endswith(t) for t in tied)]
+    model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
+    missing = _load_weights(model, archive, handle, target_device)
+    # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
+    # tied to the one it has, and leaves `missing`; two present but different copies are left untied.
+    model.tie_weights(missing_keys=missing, recompute_mapping=False)
     if missing:
-        raise ModelarcError(
-            f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {missing[0]}"
-        )
-    return model.to(target_device).eval()
+        first = next(k for k in model.state_dict(keep_vars=True) if k in missing)
+        raise ModelarcError(f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {first}")
+    _compute_buffers(model, target_device)
+    empty = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if empty is not None:
+        raise ModelarcError(f"{ref}: {empty} is neither in the archive nor computed by {cls.__name__}")
+    return model.eval()
+
+
+def _empty_model(cls: Any, config: Any, dtype: torch.dtype) -> Any:
+    """The model's modules with every parameter and buffer on the meta device: nothing allocated or initialised.
+
+    Floating parameters are declared in ``dtype`` the way ``from_pretrained`` declares them, through torch's default
+    dtype while the model is built; what a model builds in float32 on purpose (rotary frequencies) stays float32.
+    Tying is left until the weights are in, so every archived tensor still has its own slot.
+    """
+    from transformers.initialization import no_tie_weights
+
+    for sub in [config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))]:
+        if sub is not None:
+            sub.dtype = dtype  # as from_pretrained records it; save_pretrained writes it back
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"), no_tie_weights():
+            return cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _load_weights(model: Any, archive: Archive, handle: SnapshotHandle, device: torch.device) -> set[str]:
+    """Every archived tensor the model has a slot for, decoded into a new tensor on ``device`` in the slot's dtype
+    and put in the slot's place (the meta placeholder is dropped). Tensors the model has no slot for are not
+    decoded. Returns the slots left empty."""
+    slots = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    # one part per name (the last, as a dict of the state would keep), in archive order
+    parts = list({p.name: p for _f, p in handle.manifest.tensors() if p.name in slots}.values())
+    landing = _Landing(archive, device, parts)
+    try:
+        for part in parts:
+            name = part.name or ""
+            slot = slots.pop(name)
+            shape = tuple(part.shape or ())
+            if shape != tuple(slot.shape):
+                raise ModelarcError(
+                    f"{handle.ref}: tensor {name} is {list(shape)} in the archive, the model expects "
+                    f"{list(slot.shape)}"
+                )
+            _put(model, name, landing.land(part, slot.dtype))
+    finally:
+        landing.close()
+    return set(slots)
+
+
+def _put(model: Any, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    placeholder = owner._parameters.get(leaf)
+    value = tensor if placeholder is None else torch.nn.Parameter(tensor, placeholder.requires_grad)
+    # transformers' initialisers skip what carries this flag; _compute_buffers relies on it
+    value._is_hf_initialized = True  # type: ignore[attr-defined]  # a plain attribute transformers reads
+    setattr(owner, leaf, value)
+
+
+def _compute_buffers(model: Any, device: torch.device) -> None:
+    """Non-persistent buffers (rotary inv_freq, position ids) are not in checkpoints, so on the meta device they
+    hold nothing. As from_pretrained does, each gets an empty tensor on ``device`` and the model's own
+    ``_init_weights`` computes it; every loaded tensor is flagged, so nothing else is touched. A buffer shared by
+    several modules stays shared."""
+    fresh: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            buffer = module._buffers.get(name)
+            if buffer is not None and buffer.is_meta:
+                if id(buffer) not in fresh:
+                    fresh[id(buffer)] = torch.empty_like(buffer, device=device)
+                module._buffers[name] = fresh[id(buffer)]
+    model.initialize_weights()
 
 
 def _gguf_file(manifest: SnapshotManifest) -> FileEntry | None:
