@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,26 +86,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise UsageError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPE_NAMES)}") from None
 
 
-class _Decoder:
-    """Decodes tensor parts into host memory with read-ahead on a small pool."""
-
-    def __init__(self, archive: Archive) -> None:
-        self.archive = archive
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
-
-    def into(self, part: Part, target: np.ndarray) -> None:
-        """Decode ``part`` into the flat uint8 array ``target`` (len == part.length)."""
-        pos = 0
-        for data in iter_chunk_bytes(self.archive.store, part.chunks, self.pool):
-            target[pos : pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
-            pos += len(data)
-        if pos != part.length:
-            raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
-
-    def close(self) -> None:
-        self.pool.shutdown()
-
-
 def _torch_dtype(part: Part) -> torch.dtype:
     try:
         return TORCH_DTYPES[part.dtype or ""]
@@ -117,51 +98,60 @@ def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
     return tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else np.empty(0, np.uint8)
 
 
-class _Landing:
-    """Decodes archived tensors into the buffers they end in: after decompression, each byte is copied once.
+def _land(
+    archive: Archive,
+    device: torch.device,
+    plan: list[tuple[Part, torch.dtype | None]],
+    staged: bool = False,
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """Each planned part as a new tensor on ``device`` in its planned dtype (None: the archived one), in plan order.
 
-    On CPU, when the tensor keeps its archived dtype, the chunks are decoded straight into the new tensor's own
-    storage. Otherwise (a dtype change, or a device other than the CPU) they are decoded into one reusable host
-    staging buffer, pinned for CUDA, and one ``copy_`` into the final tensor converts the dtype and crosses to the
-    device in the same step. ``staged=True`` takes the second path on CPU too, so that the GPU path's code runs in
-    the tests here; off the CPU it is always taken.
+    After decompression each byte is copied once. On CPU, when the tensor keeps its archived dtype, the chunks are
+    decoded straight into the new tensor's own storage. Otherwise (a dtype change, or a device other than the CPU)
+    they are decoded into one reusable host staging buffer, pinned for CUDA, and one ``copy_`` into the final
+    tensor converts the dtype and crosses to the device in the same step; no tensor handed out is a view of that
+    buffer. ``staged=True`` takes the second path on CPU too, so that the GPU path's code runs in the tests here.
+
+    The chunks of every part are one stream, decoded ahead on two threads across tensor boundaries: most tensors
+    are a single chunk, and read-ahead within one tensor would keep one thread busy and the other idle.
     """
+    direct = device.type == "cpu" and not staged
+    via_staging = [p for p, dtype in plan if not direct or (dtype or _torch_dtype(p)) != _torch_dtype(p)]
+    staging = torch.empty(
+        max((p.length for p in via_staging), default=0), dtype=torch.uint8, pin_memory=device.type == "cuda"
+    )
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
+    chunks = iter_chunk_bytes(archive.store, (c for p, _d in plan for c in p.chunks), pool)
+    try:
+        for part, dtype in plan:
+            source = _torch_dtype(part)
+            final = dtype or source
+            shape = tuple(part.shape or ())
+            if direct and final == source:
+                out = torch.empty(shape, dtype=final)
+                _decode_into(part, chunks, _bytes_of(out))
+            else:
+                view = staging[: part.length]
+                _decode_into(part, chunks, view.numpy())
+                out = torch.empty(shape, dtype=final, device=device)
+                out.copy_(view.view(source).view(shape), non_blocking=device.type == "cuda")
+                if device.type == "cuda":
+                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+            yield part, out
+    finally:
+        chunks.close()
+        pool.shutdown(cancel_futures=True)
 
-    def __init__(
-        self, archive: Archive, device: torch.device, parts: list[Part], staged: bool = False
-    ) -> None:
-        self.decoder = _Decoder(archive)
-        self.device = device
-        self.direct = device.type == "cpu" and not staged
-        self.staging_size = max((p.length for p in parts), default=0)
-        self.staging: torch.Tensor | None = None
 
-    def land(self, part: Part, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """``part`` as a new tensor on the device, in ``dtype`` (default: its archived dtype); never a view of the
-        staging buffer."""
-        source = _torch_dtype(part)
-        final = dtype or source
-        shape = tuple(part.shape or ())
-        if self.direct and final == source:
-            out = torch.empty(shape, dtype=final)
-            self.decoder.into(part, _bytes_of(out))
-            return out
-        if self.staging is None:
-            # the largest tensor's bytes, allocated once; on CPU only the pages used are ever touched
-            self.staging = torch.empty(
-                self.staging_size, dtype=torch.uint8, pin_memory=self.device.type == "cuda"
-            )
-        view = self.staging[: part.length]
-        self.decoder.into(part, view.numpy())
-        out = torch.empty(shape, dtype=final, device=self.device)
-        out.copy_(view.view(source).view(shape), non_blocking=self.device.type == "cuda")
-        if self.device.type == "cuda":
-            # the staging buffer is reused by the next tensor
-            torch.cuda.current_stream(self.device).synchronize()
-        return out
-
-    def close(self) -> None:
-        self.decoder.close()
+def _decode_into(part: Part, chunks: Iterator[bytes | bytearray], target: np.ndarray) -> None:
+    """The next ``len(part.chunks)`` decoded chunks into the flat uint8 array ``target`` (len == part.length)."""
+    pos = 0
+    for _chunk in part.chunks:
+        data = next(chunks)
+        target[pos : pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        pos += len(data)
+    if pos != part.length:
+        raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
 
 
 def iter_tensors(
@@ -173,15 +163,16 @@ def iter_tensors(
     staged: bool = False,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) on ``device``, floating tensors in ``dtype`` when given. ``staged`` forces the CUDA path (one
-    reusable host buffer, then a copy) on CPU; see ``_Landing``."""
-    parts = [p for _f, p in manifest.tensors()]
-    landing = _Landing(archive, device, parts, staged)
-    try:
-        for part in parts:
-            cast = dtype if dtype is not None and _torch_dtype(part).is_floating_point else None
-            yield part.name or "", landing.land(part, cast)
-    finally:
-        landing.close()
+    reusable host buffer, then a copy) on CPU; see ``_land``."""
+    plan = [(p, _cast(p, dtype)) for _f, p in manifest.tensors()]
+    with closing(_land(archive, device, plan, staged)) as landed:
+        for part, tensor in landed:
+            yield part.name or "", tensor
+
+
+def _cast(part: Part, dtype: torch.dtype | None) -> torch.dtype | None:
+    """``dtype`` for a floating tensor, None (keep the archived dtype) for the rest."""
+    return dtype if dtype is not None and _torch_dtype(part).is_floating_point else None
 
 
 def load_state_dict(
@@ -229,14 +220,9 @@ class SnapshotHandle:
         part = next((p for _f, p in self.manifest.tensors() if p.name == name), None)
         if part is None:
             raise NotFoundError(f"{self.ref} has no tensor {name!r}")
-        target = resolve_dtype(dtype)
-        landing = _Landing(self.archive, resolve_device(device), [part])
-        try:
-            return landing.land(
-                part, target if target is not None and _torch_dtype(part).is_floating_point else None
-            )
-        finally:
-            landing.close()
+        plan = [(part, _cast(part, resolve_dtype(dtype)))]
+        with closing(_land(self.archive, resolve_device(device), plan)) as landed:
+            return next(landed)[1]
 
     def config(self) -> dict[str, Any] | None:
         raw = read_small_file(self.archive, self.manifest, "config.json")
@@ -333,20 +319,17 @@ def _load_weights(model: Any, archive: Archive, handle: SnapshotHandle, device: 
     slots = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
     # one part per name (the last, as a dict of the state would keep), in archive order
     parts = list({p.name: p for _f, p in handle.manifest.tensors() if p.name in slots}.values())
-    landing = _Landing(archive, device, parts)
-    try:
-        for part in parts:
-            name = part.name or ""
-            slot = slots.pop(name)
-            shape = tuple(part.shape or ())
-            if shape != tuple(slot.shape):
-                raise ModelarcError(
-                    f"{handle.ref}: tensor {name} is {list(shape)} in the archive, the model expects "
-                    f"{list(slot.shape)}"
-                )
-            _put(model, name, landing.land(part, slot.dtype))
-    finally:
-        landing.close()
+    for part in parts:  # all shapes first: a mismatch is refused before anything is decoded
+        slot = slots[part.name or ""]
+        if tuple(part.shape or ()) != tuple(slot.shape):
+            raise ModelarcError(
+                f"{handle.ref}: tensor {part.name} is {list(part.shape or ())} in the archive, the model expects "
+                f"{list(slot.shape)}"
+            )
+    with closing(_land(archive, device, [(p, slots[p.name or ""].dtype) for p in parts])) as landed:
+        for part, tensor in landed:
+            _put(model, part.name or "", tensor)
+            del slots[part.name or ""]
     return set(slots)
 
 

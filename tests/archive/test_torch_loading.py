@@ -241,3 +241,29 @@ def test_the_staged_gpu_path_gives_the_same_tensors_on_cpu(archive: Archive, tmp
         iter_tensors(archive, archive.manifest(snap), torch.device("cpu"), torch.bfloat16, staged=True)
     )
     assert all(t.dtype == torch.bfloat16 for t in bf16.values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["direct", "staged"])
+def test_tensors_of_many_chunks_among_one_chunk_tensors_load_exactly(
+    archive: Archive, tmp_path: Path, monkeypatch, staged: bool
+) -> None:
+    """Chunks are decoded ahead across tensor boundaries: each tensor must still get exactly its own chunks."""
+    from safetensors.torch import load_file
+
+    import modelarc.archive.ingest as ingest
+    from modelarc.archive.runtime.loading import iter_tensors
+
+    monkeypatch.setattr(ingest, "CHUNK_SIZE", 1024)  # the embeddings take 3 chunks, the norms one
+    original = _llama()
+    ref = _push(archive, tmp_path, original, "llama")
+    _r, snap = archive.resolve(ref)
+    manifest = archive.manifest(snap)
+    chunks = {p.name: len(p.chunks) for _f, p in manifest.tensors()}
+    assert chunks["model.embed_tokens.weight"] > 1 and chunks["model.norm.weight"] == 1
+    saved = load_file(str(tmp_path / "llama" / "model.safetensors"))
+    loaded = dict(iter_tensors(archive, manifest, torch.device("cpu"), torch.bfloat16, staged=staged))
+    for k in saved:
+        assert torch.equal(loaded[k], saved[k].to(torch.bfloat16)), k
+    ids = torch.tensor([[2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.equal(load_model(archive, ref, device="cpu")(ids).logits, original(ids).logits)
