@@ -106,17 +106,23 @@ def _land(
 ) -> Generator[tuple[Part, torch.Tensor], None, None]:
     """Each planned part as a new tensor on ``device`` in its planned dtype (None: the archived one), in plan order.
 
-    After decompression each byte is copied once. On CPU, when the tensor keeps its archived dtype, the chunks are
-    decoded straight into the new tensor's own storage. Otherwise (a dtype change, or a device other than the CPU)
-    they are decoded into one reusable host staging buffer, pinned for CUDA, and one ``copy_`` into the final
+    After decompression each byte is copied at most once. On CPU a one-chunk tensor (most of them) is the decoded
+    chunk itself, or one converting copy of it when its dtype changes; a larger tensor is decoded straight into its
+    own storage when it keeps its dtype. Everything else (a larger tensor changing dtype; any tensor for another
+    device) is decoded into one reusable host staging buffer, pinned for CUDA, and one ``copy_`` into the final
     tensor converts the dtype and crosses to the device in the same step; no tensor handed out is a view of that
-    buffer. ``staged=True`` takes the second path on CPU too, so that the GPU path's code runs in the tests here.
+    buffer. ``staged=True`` takes that path for every tensor on CPU too, so that the GPU path's code runs in the
+    tests here.
 
     The chunks of every part are one stream, decoded ahead on two threads across tensor boundaries: most tensors
     are a single chunk, and read-ahead within one tensor would keep one thread busy and the other idle.
     """
     direct = device.type == "cpu" and not staged
-    via_staging = [p for p, dtype in plan if not direct or (dtype or _torch_dtype(p)) != _torch_dtype(p)]
+    via_staging = [
+        p
+        for p, dtype in plan
+        if not direct or (len(p.chunks) > 1 and (dtype or _torch_dtype(p)) != _torch_dtype(p))
+    ]
     staging = torch.empty(
         max((p.length for p in via_staging), default=0), dtype=torch.uint8, pin_memory=device.type == "cuda"
     )
@@ -127,7 +133,10 @@ def _land(
             source = _torch_dtype(part)
             final = dtype or source
             shape = tuple(part.shape or ())
-            if direct and final == source:
+            if direct and len(part.chunks) == 1:  # most tensors: no copy at all when the dtype is kept
+                host = _one_chunk_tensor(part, next(chunks), source, shape)
+                out = host if final == source else host.to(final)
+            elif direct and final == source:
                 out = torch.empty(shape, dtype=final)
                 _decode_into(part, chunks, _bytes_of(out))
             else:
@@ -141,6 +150,18 @@ def _land(
     finally:
         chunks.close()
         pool.shutdown(cancel_futures=True)
+
+
+def _one_chunk_tensor(
+    part: Part, data: bytes | bytearray, dtype: torch.dtype, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """A tensor held in one chunk, as the decoded chunk itself: codecs hand out a fresh bytearray that nothing else
+    holds, so it becomes the tensor's storage without a copy (immutable bytes are copied once)."""
+    if len(data) != part.length:
+        raise ModelarcError(f"tensor {part.name}: decoded {len(data)} bytes, manifest says {part.length}")
+    if not part.length:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=dtype).view(shape)
 
 
 def _decode_into(part: Part, chunks: Iterator[bytes | bytearray], target: np.ndarray) -> None:
