@@ -1,11 +1,12 @@
 """load_model from the archive vs transformers' from_pretrained from the original folder, each with its first forward.
 
-    .venv/bin/python bench/load.py                       # both models, 5 runs each
+    .venv/bin/python bench/load.py                       # all three rows, 5 runs each
     .venv/bin/python bench/load.py --models bf16 --repeat 3
 
 Models: the generated Llama-shaped checkpoints of bench/models.py (168M parameters, tied embeddings, cached in
-``/tmp/modelarc-bench``): ``bf16`` (336 MB, loaded as bfloat16) and ``fp32`` (its exact FP32 upcast, 672 MB, loaded
-as float32). Each is pushed once into a fresh home, then both sides are timed in the same run, interleaved:
+``/tmp/modelarc-bench``): ``bf16`` (336 MB, loaded as bfloat16), ``fp32`` (its exact FP32 upcast, 672 MB, loaded as
+float32) and ``fp32-as-bf16`` (the FP32 file loaded as bfloat16: every tensor changes dtype on the way). Each is
+pushed once into a fresh home, then both sides are timed in the same run, interleaved:
 
     modelarc   load_model(archive, ref, device="cpu", dtype=D)   + one forward of 16 tokens
     baseline   AutoModelForCausalLM.from_pretrained(folder, dtype=D)  + the same forward
@@ -42,6 +43,11 @@ REF = "bench/llama:v1"
 MODELS: dict[str, tuple[str, torch.dtype, Callable[[Path], Path]]] = {
     "bf16": ("Llama-like BF16 (generated)", torch.bfloat16, lambda c: bench_models.llama_bf16(cache=c)),
     "fp32": ("same, FP32 upcast", torch.float32, lambda c: bench_models.llama_fp32_upcast(cache=c)),
+    "fp32-as-bf16": (
+        "FP32 upcast loaded as BF16",
+        torch.bfloat16,
+        lambda c: bench_models.llama_fp32_upcast(cache=c),
+    ),
 }
 
 
@@ -95,7 +101,9 @@ def measure(key: str, cache: Path, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="bf16,fp32", help="comma-separated subset of: " + ", ".join(MODELS))
+    p.add_argument(
+        "--models", default="bf16,fp32,fp32-as-bf16", help="comma-separated subset of: " + ", ".join(MODELS)
+    )
     p.add_argument("--repeat", type=int, default=5, help="timed runs per side; the median is reported")
     p.add_argument(
         "--cache", type=Path, default=bench_models.DEFAULT_CACHE, help="where generated models live"
