@@ -1,18 +1,20 @@
 """Archived tensors straight into torch, on CUDA when present and on CPU otherwise.
 
-Nothing is written to disk for weights: each tensor's chunks are decoded from the store into memory. On CPU they are
-decoded directly into the tensor's own storage. On CUDA they are decoded into one reusable pinned host buffer and
-copied to the device asynchronously (the copy of one tensor overlaps the decoding of the next); the same function
-runs on CPU with ``device="cpu"``, which is how it is tested here. Only tokenizers are restored to a temporary
-folder, because the tokenizer classes read files by path; they are small.
+Nothing is written to disk for weights: each tensor's chunks are decoded from the store into the tensor they end in.
+On CPU, when the dtype is kept, they are decoded directly into the tensor's own storage; otherwise into one reusable
+host buffer (pinned for CUDA) and copied once, the dtype conversion and the move to the device in the same copy. The
+same code runs on CPU with ``device="cpu"``, which is how it is tested here. ``load_model`` builds the model on the
+meta device, so no weight is allocated twice, initialised at random or cast after loading. Only tokenizers are
+restored to a temporary folder, because the tokenizer classes read files by path; they are small.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,26 +87,6 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise UsageError(f"unknown dtype {dtype!r}: one of {', '.join(DTYPE_NAMES)}") from None
 
 
-class _Decoder:
-    """Decodes tensor parts into host memory with read-ahead on a small pool."""
-
-    def __init__(self, archive: Archive) -> None:
-        self.archive = archive
-        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
-
-    def into(self, part: Part, target: np.ndarray) -> None:
-        """Decode ``part`` into the flat uint8 array ``target`` (len == part.length)."""
-        pos = 0
-        for data in iter_chunk_bytes(self.archive.store, part.chunks, self.pool):
-            target[pos : pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
-            pos += len(data)
-        if pos != part.length:
-            raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
-
-    def close(self) -> None:
-        self.pool.shutdown()
-
-
 def _torch_dtype(part: Part) -> torch.dtype:
     try:
         return TORCH_DTYPES[part.dtype or ""]
@@ -112,16 +94,86 @@ def _torch_dtype(part: Part) -> torch.dtype:
         raise UsageError(f"tensor {part.name}: dtype {part.dtype} cannot be loaded into torch") from None
 
 
-def _host_tensor(decoder: _Decoder, part: Part, staging: torch.Tensor | None) -> torch.Tensor:
-    dtype = _torch_dtype(part)
-    shape = tuple(part.shape or ())
-    if staging is None:  # CPU: decode straight into the tensor's storage
-        out = torch.empty(shape, dtype=dtype)
-        decoder.into(part, out.view(-1).view(torch.uint8).numpy() if out.numel() else np.empty(0, np.uint8))
-        return out
-    view = staging[: part.length]
-    decoder.into(part, view.numpy())
-    return view.view(dtype).view(shape) if part.length else torch.empty(shape, dtype=dtype)
+def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's own storage as a flat writable uint8 array (CPU, contiguous)."""
+    return tensor.view(-1).view(torch.uint8).numpy() if tensor.numel() else np.empty(0, np.uint8)
+
+
+def _land(
+    archive: Archive,
+    device: torch.device,
+    plan: list[tuple[Part, torch.dtype | None]],
+    staged: bool = False,
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """Each planned part as a new tensor on ``device`` in its planned dtype (None: the archived one), in plan order.
+
+    After decompression each byte is copied at most once. On CPU a one-chunk tensor (most of them) is the decoded
+    chunk itself, or one converting copy of it when its dtype changes; a larger tensor is decoded straight into its
+    own storage when it keeps its dtype. Everything else (a larger tensor changing dtype; any tensor for another
+    device) is decoded into one reusable host staging buffer, pinned for CUDA, and one ``copy_`` into the final
+    tensor converts the dtype and crosses to the device in the same step; no tensor handed out is a view of that
+    buffer. ``staged=True`` takes that path for every tensor on CPU too, so that the GPU path's code runs in the
+    tests here.
+
+    The chunks of every part are one stream, decoded ahead on two threads across tensor boundaries: most tensors
+    are a single chunk, and read-ahead within one tensor would keep one thread busy and the other idle.
+    """
+    direct = device.type == "cpu" and not staged
+    via_staging = [
+        p
+        for p, dtype in plan
+        if not direct or (len(p.chunks) > 1 and (dtype or _torch_dtype(p)) != _torch_dtype(p))
+    ]
+    staging = torch.empty(
+        max((p.length for p in via_staging), default=0), dtype=torch.uint8, pin_memory=device.type == "cuda"
+    )
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
+    chunks = iter_chunk_bytes(archive.store, (c for p, _d in plan for c in p.chunks), pool)
+    try:
+        for part, dtype in plan:
+            source = _torch_dtype(part)
+            final = dtype or source
+            shape = tuple(part.shape or ())
+            if direct and len(part.chunks) == 1:  # most tensors: no copy at all when the dtype is kept
+                host = _one_chunk_tensor(part, next(chunks), source, shape)
+                out = host if final == source else host.to(final)
+            elif direct and final == source:
+                out = torch.empty(shape, dtype=final)
+                _decode_into(part, chunks, _bytes_of(out))
+            else:
+                view = staging[: part.length]
+                _decode_into(part, chunks, view.numpy())
+                out = torch.empty(shape, dtype=final, device=device)
+                out.copy_(view.view(source).view(shape), non_blocking=device.type == "cuda")
+                if device.type == "cuda":
+                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+            yield part, out
+    finally:
+        chunks.close()
+        pool.shutdown(cancel_futures=True)
+
+
+def _one_chunk_tensor(
+    part: Part, data: bytes | bytearray, dtype: torch.dtype, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """A tensor held in one chunk, as the decoded chunk itself: codecs hand out a fresh bytearray that nothing else
+    holds, so it becomes the tensor's storage without a copy (immutable bytes are copied once)."""
+    if len(data) != part.length:
+        raise ModelarcError(f"tensor {part.name}: decoded {len(data)} bytes, manifest says {part.length}")
+    if not part.length:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=dtype).view(shape)
+
+
+def _decode_into(part: Part, chunks: Iterator[bytes | bytearray], target: np.ndarray) -> None:
+    """The next ``len(part.chunks)`` decoded chunks into the flat uint8 array ``target`` (len == part.length)."""
+    pos = 0
+    for _chunk in part.chunks:
+        data = next(chunks)
+        target[pos : pos + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        pos += len(data)
+    if pos != part.length:
+        raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
 
 
 def iter_tensors(
@@ -130,34 +182,19 @@ def iter_tensors(
     device: torch.device,
     dtype: torch.dtype | None,
     *,
-    staged: bool | None = None,
+    staged: bool = False,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) on ``device``. ``staged`` (default: when the device is CUDA) decodes every tensor through one
-    reusable host buffer, pinned when CUDA is present, and copies it to the device asynchronously; tests force it
-    on CPU so that the GPU path's code runs here too."""
-    parts = [p for _f, p in manifest.tensors()]
-    decoder = _Decoder(archive)
-    staging = None
-    if (device.type == "cuda" if staged is None else staged) and parts:
-        staging = torch.empty(
-            max(p.length for p in parts), dtype=torch.uint8, pin_memory=torch.cuda.is_available()
-        )
-    try:
-        for part in parts:
-            host = _host_tensor(decoder, part, staging)
-            if dtype is not None and host.is_floating_point():
-                host = host.to(dtype)
-            if staging is None:
-                yield part.name or "", host.to(device) if device.type != "cpu" else host
-            else:
-                moved = host.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
-                elif moved.untyped_storage().data_ptr() == staging.untyped_storage().data_ptr():
-                    moved = moved.clone()  # still a view of the staging buffer: copy before it is reused
-                yield part.name or "", moved
-    finally:
-        decoder.close()
+    """(name, tensor) on ``device``, floating tensors in ``dtype`` when given. ``staged`` forces the CUDA path (one
+    reusable host buffer, then a copy) on CPU; see ``_land``."""
+    plan = [(p, _cast(p, dtype)) for _f, p in manifest.tensors()]
+    with closing(_land(archive, device, plan, staged)) as landed:
+        for part, tensor in landed:
+            yield part.name or "", tensor
+
+
+def _cast(part: Part, dtype: torch.dtype | None) -> torch.dtype | None:
+    """``dtype`` for a floating tensor, None (keep the archived dtype) for the rest."""
+    return dtype if dtype is not None and _torch_dtype(part).is_floating_point else None
 
 
 def load_state_dict(
@@ -205,15 +242,9 @@ class SnapshotHandle:
         part = next((p for _f, p in self.manifest.tensors() if p.name == name), None)
         if part is None:
             raise NotFoundError(f"{self.ref} has no tensor {name!r}")
-        decoder = _Decoder(self.archive)
-        try:
-            host = _host_tensor(decoder, part, None)
-        finally:
-            decoder.close()
-        target = resolve_dtype(dtype)
-        if target is not None and host.is_floating_point():
-            host = host.to(target)
-        return host.to(resolve_device(device))
+        plan = [(part, _cast(part, resolve_dtype(dtype)))]
+        with closing(_land(self.archive, resolve_device(device), plan)) as landed:
+            return next(landed)[1]
 
     def config(self) -> dict[str, Any] | None:
         raw = read_small_file(self.archive, self.manifest, "config.json")
@@ -236,10 +267,11 @@ def load_model(
     """Build the transformers model from the archived config.json, offline, and load the archived weights.
 
     Only classes that ship with transformers are used (``trust_remote_code`` must stay False: archived code is not
-    run). Weight initialisation is skipped: every parameter comes from the archive, and a missing one is an error.
+    run). ``dtype`` defaults to torch's default dtype (float32), as with ``from_pretrained``. The model is built on
+    the meta device (no memory, no initialisation) and every archived tensor is decoded once into its final buffer
+    on ``device``, in the dtype the model declares for it; a parameter the archive lacks is an error.
     """
     import transformers
-    from transformers.initialization import no_init_weights
 
     if trust_remote_code:
         raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
@@ -266,23 +298,87 @@ def load_model(
     if cls is None:
         raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
     target_device = resolve_device(device)
-    target_dtype = resolve_dtype(dtype)
-    with no_init_weights():
-        model = cls(config)
-    if target_dtype is not None:
-        model = model.to(target_dtype)
-    state = dict(iter_tensors(archive, handle.manifest, torch.device("cpu"), target_dtype))
-    result = model.load_state_dict(state, strict=False)
-    model.tie_weights()
-    tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) | set(
-        getattr(model, "_tied_weights_keys", None) or []
-    )
-    missing = [k for k in result.missing_keys if k not in tied and not any(k.endswith(t) for t in tied)]
+    model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
+    missing = _load_weights(model, archive, handle, target_device)
+    # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
+    # tied to the one it has, and leaves `missing`; two present but different copies are left untied.
+    model.tie_weights(missing_keys=missing, recompute_mapping=False)
     if missing:
-        raise ModelarcError(
-            f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {missing[0]}"
-        )
-    return model.to(target_device).eval()
+        first = next(k for k in model.state_dict(keep_vars=True) if k in missing)
+        raise ModelarcError(f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {first}")
+    _compute_buffers(model, target_device)
+    empty = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if empty is not None:
+        raise ModelarcError(f"{ref}: {empty} is neither in the archive nor computed by {cls.__name__}")
+    return model.eval()
+
+
+def _empty_model(cls: Any, config: Any, dtype: torch.dtype) -> Any:
+    """The model's modules with every parameter and buffer on the meta device: nothing allocated or initialised.
+
+    Floating parameters are declared in ``dtype`` the way ``from_pretrained`` declares them, through torch's default
+    dtype while the model is built; what a model builds in float32 on purpose (rotary frequencies) stays float32.
+    Tying is left until the weights are in, so every archived tensor still has its own slot.
+    """
+    from transformers.initialization import no_tie_weights
+
+    for sub in [config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))]:
+        if sub is not None:
+            sub.dtype = dtype  # as from_pretrained records it; save_pretrained writes it back
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"), no_tie_weights():
+            return cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _load_weights(model: Any, archive: Archive, handle: SnapshotHandle, device: torch.device) -> set[str]:
+    """Every archived tensor the model has a slot for, decoded into a new tensor on ``device`` in the slot's dtype
+    and put in the slot's place (the meta placeholder is dropped). Tensors the model has no slot for are not
+    decoded. Returns the slots left empty."""
+    slots = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    # one part per name (the last, as a dict of the state would keep), in archive order
+    parts = list({p.name: p for _f, p in handle.manifest.tensors() if p.name in slots}.values())
+    for part in parts:  # all shapes first: a mismatch is refused before anything is decoded
+        slot = slots[part.name or ""]
+        if tuple(part.shape or ()) != tuple(slot.shape):
+            raise ModelarcError(
+                f"{handle.ref}: tensor {part.name} is {list(part.shape or ())} in the archive, the model expects "
+                f"{list(slot.shape)}"
+            )
+    with closing(_land(archive, device, [(p, slots[p.name or ""].dtype) for p in parts])) as landed:
+        for part, tensor in landed:
+            _put(model, part.name or "", tensor)
+            del slots[part.name or ""]
+    return set(slots)
+
+
+def _put(model: Any, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    placeholder = owner._parameters.get(leaf)
+    value = tensor if placeholder is None else torch.nn.Parameter(tensor, placeholder.requires_grad)
+    # transformers' initialisers skip what carries this flag; _compute_buffers relies on it
+    value._is_hf_initialized = True  # type: ignore[attr-defined]  # a plain attribute transformers reads
+    setattr(owner, leaf, value)
+
+
+def _compute_buffers(model: Any, device: torch.device) -> None:
+    """Non-persistent buffers (rotary inv_freq, position ids) are not in checkpoints, so on the meta device they
+    hold nothing. As from_pretrained does, each gets an empty tensor on ``device`` and the model's own
+    ``_init_weights`` computes it; every loaded tensor is flagged, so nothing else is touched. A buffer shared by
+    several modules stays shared."""
+    fresh: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            buffer = module._buffers.get(name)
+            if buffer is not None and buffer.is_meta:
+                if id(buffer) not in fresh:
+                    fresh[id(buffer)] = torch.empty_like(buffer, device=device)
+                module._buffers[name] = fresh[id(buffer)]
+    model.initialize_weights()
 
 
 def _gguf_file(manifest: SnapshotManifest) -> FileEntry | None:
