@@ -9,7 +9,7 @@ Both sides run the real CLI in a subprocess on this machine and write the same f
 
 The HTTP side does strictly more: it copies every object into the client's own store (durable, verified on
 receipt), records the snapshot and checks its signature, then restores. Throughput ratio = local time / HTTP
-time; target >= 0.7. Timings are medians of ``--repeat`` runs, interleaved; dirty pages are flushed before each.
+time; target >= 0.9. Timings are medians of ``--repeat`` runs, interleaved; dirty pages are flushed before each.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import models as bench_models  # noqa: E402
 
 MODELARC = [sys.executable, "-m", "modelarc.cli.main"]
 REF = "bench/model:v1"
-TARGET = 0.7
+TARGET = 0.9  # issue 12; it was 0.7
 MODELS = {
     "mini": ("all-MiniLM-L6-v2 FP32 (real)", lambda: bench_models.MINILM_DIR),
     "bf16": ("Llama-like BF16 (generated)", lambda: bench_models.llama_bf16()),
