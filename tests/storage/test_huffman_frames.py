@@ -128,6 +128,15 @@ def test_max_byte(data: bytes) -> None:
     assert _planes.max_byte(data) == max(data, default=0)
 
 
+def test_order0_bits_is_the_entropy_of_the_sampled_blocks() -> None:
+    data = np.random.default_rng(3).integers(0, 16, 1 << 16, dtype=np.uint8)  # 4 bits of entropy a byte
+    assert abs(_planes.order0_bits(data.tobytes()) - 4.0) < 0.01
+    assert abs(_planes.order0_bits(data.tobytes(), 4) - 4.0) < 0.02
+    half = bytes(1 << 15) + data[: 1 << 15].tobytes()  # zeros, then the 4-bit bytes: 4 KiB blocks alternate
+    assert _planes.order0_bits(half, 1) > 1.5
+    assert _planes.order0_bits(b"") == 0.0
+
+
 def test_split_and_join_refuse_impossible_arguments() -> None:
     with pytest.raises(ValueError):
         _planes.split(bytes(10), 4, 1)
