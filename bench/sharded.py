@@ -36,7 +36,7 @@ REF = "bench/sharded:v1"
 # (hidden, intermediate, layers) giving roughly 1 GB and 4 GB of BF16 weights with the Llama vocab of 32000
 SHAPES = {
     1: bench_models.LlamaShape(hidden=2048, intermediate=5504, layers=10, heads=16, kv_heads=4, seed=11),
-    4: bench_models.LlamaShape(hidden=2560, intermediate=6912, layers=24, heads=20, kv_heads=4, seed=12),
+    4: bench_models.LlamaShape(hidden=2560, intermediate=6912, layers=30, heads=20, kv_heads=4, seed=12),
 }
 TARGETS = {"push": 2.0, "pull": 1.5, "repush": 1.3, "load": 1.3}
 
@@ -105,7 +105,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
 
 LOAD_ARCHIVE = """
 import sys, torch, modelarc
-model = modelarc.load_model(sys.argv[1], device="cpu")
+model = modelarc.load_model(sys.argv[1], device="cpu", dtype="bfloat16")
 with torch.no_grad():
     model(torch.tensor([[1, 2, 3, 4]]))
 """

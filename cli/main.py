@@ -8,6 +8,7 @@ live in ``cli/commands/`` (one module per family, registered by ``register_all``
 from __future__ import annotations
 
 import errno
+import sys
 import traceback
 from typing import Any
 
@@ -63,7 +64,30 @@ register_all(cli)
 
 
 def main() -> None:
+    keep_freed_memory()
     cli(prog_name="modelarc")
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed chunk buffers in the heap rather than hand them back to the kernel.
+
+    Push, pull and serve allocate and free an 8 MiB buffer per chunk several times over; by default glibc maps each
+    afresh and unmaps it when freed, so the kernel zeroes and faults in every page again. Measured on a 1 GB pull:
+    1.67 s of system time with the default, 0.66-1.06 s with these settings (wall 3.0 s -> 2.3-2.8 s). The heap
+    stays bounded by the chunks in flight. Only the CLI's own process is tuned (a library must not change its
+    host's allocator); elsewhere than glibc this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: the largest glibc allows; chunks (8 MiB) stay in the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: do not give free heap back to the kernel below 1 GiB
+        libc.mallopt(-2, 64 << 20)  # M_TOP_PAD: grow the heap in 64 MiB steps
+    except (OSError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":
