@@ -147,6 +147,9 @@ def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
         yield from part.chunks
 
 
+Finish = Callable[[Callable[[], None]], None]
+
+
 def restore_file(
     store: ObjectStore,
     entry: FileEntry,
@@ -154,16 +157,24 @@ def restore_file(
     pool: ThreadPoolExecutor,
     progress: Progress | None,
     source: ChunkSource | None = None,
+    finish: Finish | None = None,
 ) -> None:
+    """Write ``entry`` to ``target``, verified. The last step (fsync, close, rename into place) runs here, or is
+    handed to ``finish`` to run later on another thread, so that the next file's bytes flow while this one's reach
+    the disk; a file appears under its name only once it is durable either way."""
     try:
-        _write_verified(store, entry, target, pool, progress, source)
+        _write_verified(store, entry, target, pool, progress, source, finish)
     except OSError as exc:
-        if exc.errno in _NO_SPACE:
-            raise DiskFullError(
-                f"disk full: no space left in the destination folder {target.parent} while writing {entry.path} "
-                f"({exc.strerror}); nothing partial was left there"
-            ) from None
-        raise
+        raise _disk_full(exc, target, entry) from None
+
+
+def _disk_full(exc: OSError, target: Path, entry: FileEntry) -> OSError | DiskFullError:
+    if exc.errno in _NO_SPACE:
+        return DiskFullError(
+            f"disk full: no space left in the destination folder {target.parent} while writing {entry.path} "
+            f"({exc.strerror}); nothing partial was left there"
+        )
+    return exc
 
 
 def _write_verified(
@@ -173,6 +184,7 @@ def _write_verified(
     pool: ThreadPoolExecutor,
     progress: Progress | None,
     source: ChunkSource | None,
+    finish: Finish | None,
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
@@ -182,6 +194,7 @@ def _write_verified(
     # checked yet: the whole file is hashed as it is written, the check a pull into a folder relies on.
     sha = hashlib.sha256() if source is not None else None
     written = 0
+    handed_off = False
     try:
         # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -201,12 +214,30 @@ def _write_verified(
                     f"{entry.path}: rebuilt file does not match the manifest "
                     f"(size {written} vs {entry.size}, sha256 {digest} vs {entry.sha256})"
                 )
-            os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
-        os.replace(tmp, target)
+            raise
+
+        def complete() -> None:
+            try:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise _disk_full(exc, target, entry) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        handed_off = True
+        if finish is None:
+            complete()
+        else:
+            finish(complete)
     finally:
-        tmp.unlink(missing_ok=True)
+        if not handed_off:
+            tmp.unlink(missing_ok=True)
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -237,10 +268,31 @@ def restore(
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
     written = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool:
-        for entry, target in targets:
-            restore_file(store, entry, target, pool, progress, source)
-            written.append(target)
+    # one thread makes finished files durable (fsync, rename) while the next file is decoded and written
+    with (
+        ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelarc-fsync") as finisher,
+    ):
+        finishing: list[Future[None]] = []
+        try:
+            for entry, target in targets:
+                restore_file(
+                    store,
+                    entry,
+                    target,
+                    pool,
+                    progress,
+                    source,
+                    lambda job: finishing.append(finisher.submit(job)),
+                )
+                written.append(target)
+        finally:
+            errors = [
+                f.exception() for f in finishing
+            ]  # every file handed off is finished, even after a failure
+        for error in errors:
+            if error is not None:
+                raise error
     for d in {t.parent for t in written}:
         fd = os.open(d, os.O_RDONLY)
         try:
