@@ -36,7 +36,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 from modelarc.archive.repository import Archive  # noqa: E402
-from modelarc.archive.runtime.loading import load_model  # noqa: E402
+from modelarc.archive.runtime.models import load_model  # noqa: E402
 
 TARGET = 1.3
 REF = "bench/llama:v1"

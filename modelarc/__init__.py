@@ -58,14 +58,14 @@ def load_model(
     archive: Any = None,
     trust_remote_code: bool = False,
 ) -> Any:
-    from modelarc.archive.runtime.loading import load_model as _load
+    from modelarc.archive.runtime.models import load_model as _load
 
     arc = _archive(archive)
     return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(ref: str, *, lock: Any = None, archive: Any = None) -> Any:
-    from modelarc.archive.runtime.loading import load_tokenizer as _load
+    from modelarc.archive.runtime.models import load_tokenizer as _load
 
     arc = _archive(archive)
     return _load(arc, _ref(arc, ref, lock))

@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # files only: the scripts run headless on CPU machines an
 
 from modelarc.archive.catalog.search import build_filters, search  # noqa: E402
 from modelarc.archive.repository import Archive  # noqa: E402
-from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device  # noqa: E402
+from modelarc.archive.runtime.loading import resolve_device  # noqa: E402
+from modelarc.archive.runtime.models import load_model, load_tokenizer  # noqa: E402
 from modelarc.registry.snapshot_search import SnapshotSummary  # noqa: E402
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")

@@ -86,7 +86,8 @@ def _hardware(device: torch.device) -> dict[str, Any]:
 def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
     import torch
 
-    from modelarc.archive.runtime.loading import load_model, load_tokenizer, resolve_device, resolve_dtype
+    from modelarc.archive.runtime.loading import resolve_device, resolve_dtype
+    from modelarc.archive.runtime.models import load_model, load_tokenizer
 
     if params.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be at least 1")

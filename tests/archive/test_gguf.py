@@ -144,7 +144,7 @@ def test_load_model_on_a_gguf_snapshot_matches_transformers_on_the_file(archive:
     import torch
     import transformers
 
-    from modelarc.archive.runtime.loading import load_model
+    from modelarc.archive.runtime.models import load_model
 
     src = tmp_path / "g"
     src.mkdir()

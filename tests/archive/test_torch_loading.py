@@ -8,13 +8,8 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.archive.repository import Archive
-from modelarc.archive.runtime.loading import (
-    load_model,
-    load_state_dict,
-    load_tokenizer,
-    open_snapshot,
-    resolve_device,
-)
+from modelarc.archive.runtime.loading import load_state_dict, open_snapshot, resolve_device
+from modelarc.archive.runtime.models import load_model, load_tokenizer
 from modelarc.errors import ModelarcError, UsageError, WithdrawnError
 
 WORDS = [

@@ -1,0 +1,202 @@
+"""Transformers models from archived snapshots: built offline from the archived config, weights decoded once into
+their final buffers (``loading.py`` streams the tensors; this module builds the model around them), and the
+tokenizer from the archived tokenizer files. GGUF snapshots go through transformers' own GGUF reader.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.repository import Archive
+from modelarc.archive.restore import restore_file
+from modelarc.archive.runtime.loading import (
+    TOKENIZER_FILES,
+    SnapshotHandle,
+    land,
+    open_snapshot,
+    resolve_device,
+    resolve_dtype,
+)
+from modelarc.errors import ModelarcError, NotFoundError, UsageError
+
+
+def load_model(
+    archive: Archive,
+    ref: str,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Build the transformers model from the archived config.json, offline, and load the archived weights.
+
+    Only classes that ship with transformers are used (``trust_remote_code`` must stay False: archived code is not
+    run). ``dtype`` defaults to torch's default dtype (float32), as with ``from_pretrained``. The model is built on
+    the meta device (no memory, no initialisation) and every archived tensor is decoded once into its final buffer
+    on ``device``, in the dtype the model declares for it; a parameter the archive lacks is an error.
+    """
+    import transformers
+
+    if trust_remote_code:
+        raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
+    handle = open_snapshot(archive, ref)
+    config_doc = handle.config()
+    gguf_file = _gguf_file(handle.manifest)
+    if config_doc is None and gguf_file is not None:
+        return _load_gguf_model(archive, handle, gguf_file, resolve_device(device), resolve_dtype(dtype))
+    if config_doc is None:
+        raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
+    model_type = config_doc.get("model_type")
+    if not isinstance(model_type, str):
+        raise UsageError(f"{ref}: config.json has no model_type")
+    try:
+        config = transformers.AutoConfig.for_model(
+            model_type, **{k: v for k, v in config_doc.items() if k != "model_type"}
+        )
+    except (ValueError, KeyError) as exc:
+        raise UsageError(
+            f"{ref}: transformers cannot build a config for model_type {model_type!r} ({exc})"
+        ) from None
+    arch_names = config_doc.get("architectures") or []
+    cls = getattr(transformers, arch_names[0], None) if arch_names else None
+    if cls is None:
+        raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
+    target_device = resolve_device(device)
+    model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
+    missing = _load_weights(model, archive, handle, target_device)
+    # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
+    # tied to the one it has, and leaves `missing`; two present but different copies are left untied.
+    model.tie_weights(missing_keys=missing, recompute_mapping=False)
+    if missing:
+        first = next(k for k in model.state_dict(keep_vars=True) if k in missing)
+        raise ModelarcError(f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {first}")
+    _compute_buffers(model, target_device)
+    empty = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
+    if empty is not None:
+        raise ModelarcError(f"{ref}: {empty} is neither in the archive nor computed by {cls.__name__}")
+    return model.eval()
+
+
+def _empty_model(cls: Any, config: Any, dtype: torch.dtype) -> Any:
+    """The model's modules with every parameter and buffer on the meta device: nothing allocated or initialised.
+
+    Floating parameters are declared in ``dtype`` the way ``from_pretrained`` declares them, through torch's default
+    dtype while the model is built; what a model builds in float32 on purpose (rotary frequencies) stays float32.
+    Tying is left until the weights are in, so every archived tensor still has its own slot.
+    """
+    from transformers.initialization import no_tie_weights
+
+    for sub in [config, *(getattr(config, k, None) for k in getattr(config, "sub_configs", {}))]:
+        if sub is not None:
+            sub.dtype = dtype  # as from_pretrained records it; save_pretrained writes it back
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"), no_tie_weights():
+            return cls(config)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _load_weights(model: Any, archive: Archive, handle: SnapshotHandle, device: torch.device) -> set[str]:
+    """Every archived tensor the model has a slot for, decoded into a new tensor on ``device`` in the slot's dtype
+    and put in the slot's place (the meta placeholder is dropped). Tensors the model has no slot for are not
+    decoded. Returns the slots left empty."""
+    slots = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    # one part per name (the last, as a dict of the state would keep), in archive order
+    parts = list({p.name: p for _f, p in handle.manifest.tensors() if p.name in slots}.values())
+    for part in parts:  # all shapes first: a mismatch is refused before anything is decoded
+        slot = slots[part.name or ""]
+        if tuple(part.shape or ()) != tuple(slot.shape):
+            raise ModelarcError(
+                f"{handle.ref}: tensor {part.name} is {list(part.shape or ())} in the archive, the model expects "
+                f"{list(slot.shape)}"
+            )
+    with closing(land(archive, device, [(p, slots[p.name or ""].dtype) for p in parts])) as landed:
+        for part, tensor in landed:
+            _put(model, part.name or "", tensor)
+            del slots[part.name or ""]
+    return set(slots)
+
+
+def _put(model: Any, name: str, tensor: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    placeholder = owner._parameters.get(leaf)
+    value = tensor if placeholder is None else torch.nn.Parameter(tensor, placeholder.requires_grad)
+    # transformers' initialisers skip what carries this flag; _compute_buffers relies on it
+    value._is_hf_initialized = True  # type: ignore[attr-defined]  # a plain attribute transformers reads
+    setattr(owner, leaf, value)
+
+
+def _compute_buffers(model: Any, device: torch.device) -> None:
+    """Non-persistent buffers (rotary inv_freq, position ids) are not in checkpoints, so on the meta device they
+    hold nothing. As from_pretrained does, each gets an empty tensor on ``device`` and the model's own
+    ``_init_weights`` computes it; every loaded tensor is flagged, so nothing else is touched. A buffer shared by
+    several modules stays shared."""
+    fresh: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for name in module._non_persistent_buffers_set:
+            buffer = module._buffers.get(name)
+            if buffer is not None and buffer.is_meta:
+                if id(buffer) not in fresh:
+                    fresh[id(buffer)] = torch.empty_like(buffer, device=device)
+                module._buffers[name] = fresh[id(buffer)]
+    model.initialize_weights()
+
+
+def _gguf_file(manifest: SnapshotManifest) -> FileEntry | None:
+    return next((f for f in manifest.files if f.kind == "gguf"), None)
+
+
+def _load_gguf_model(
+    archive: Archive,
+    handle: SnapshotHandle,
+    entry: FileEntry,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> Any:
+    """GGUF goes through transformers' own GGUF loader, which reads a file by path: the one file is restored to a
+    temporary folder (verified while written) and removed once loaded."""
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory(prefix="modelarc-gguf-") as tmp, ThreadPoolExecutor(2) as pool:
+        target = Path(tmp) / Path(entry.path).name
+        restore_file(archive.store, entry, target, pool, None)
+        kwargs: dict[str, Any] = {"gguf_file": target.name}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UsageError(
+                f"{handle.ref}: transformers cannot load this GGUF file ({str(exc)[:200]})"
+            ) from None
+    return model.to(device).eval()  # type: ignore[arg-type]  # transformers stubs misdescribe .to
+
+
+def load_tokenizer(archive: Archive, ref: str) -> Any:
+    from transformers import AutoTokenizer
+
+    handle = open_snapshot(archive, ref)
+    gguf_file = _gguf_file(handle.manifest)
+    if gguf_file is not None and not any(f.path in TOKENIZER_FILES[:-2] for f in handle.manifest.files):
+        with tempfile.TemporaryDirectory(prefix="modelarc-gguf-") as tmp, ThreadPoolExecutor(2) as pool:
+            target = Path(tmp) / Path(gguf_file.path).name
+            restore_file(archive.store, gguf_file, target, pool, None)
+            return AutoTokenizer.from_pretrained(tmp, gguf_file=target.name)
+    with tempfile.TemporaryDirectory(prefix="modelarc-tokenizer-") as tmp, ThreadPoolExecutor(2) as pool:
+        found = False
+        for entry in handle.manifest.files:
+            if entry.path in TOKENIZER_FILES:
+                restore_file(archive.store, entry, Path(tmp) / entry.path, pool, None)
+                found = found or entry.path != "config.json"
+        if not found:
+            raise NotFoundError(f"{ref} has no tokenizer files")
+        return AutoTokenizer.from_pretrained(tmp, local_files_only=True)
