@@ -172,7 +172,7 @@ class _ChunkWriter:
             return self.free.pop() if self.free else bytearray(CHUNK_SIZE)
 
     def submit(
-        self, data: bytes | memoryview, dtype: str | None, owner: bytearray | None = None
+        self, data: bytes | bytearray | memoryview, dtype: str | None, owner: bytearray | None = None
     ) -> Future[PutResult]:
         """Store ``data`` on the pool; ``owner``, the pooled buffer ``data`` lives in, is reused once it is stored."""
         while len(self.pending) >= self.in_flight:
@@ -181,7 +181,9 @@ class _ChunkWriter:
         self.pending.append(fut)
         return fut
 
-    def _write(self, data: bytes | memoryview, dtype: str | None, owner: bytearray | None) -> PutResult:
+    def _write(
+        self, data: bytes | bytearray | memoryview, dtype: str | None, owner: bytearray | None
+    ) -> PutResult:
         try:
             result = self.store.put(data, dtype_hint=dtype)
         finally:
@@ -291,14 +293,9 @@ class _HashingReader:
         self.read_bytes = 0
         self.progress = progress
 
-    def read_exact(self, n: int) -> bytes:
-        data = self.fh.read(n)
-        if len(data) != n:
-            raise SourceError(f"{printable_path(str(self.path))}: file changed while being read (short read)")
-        self.sha.update(data)
-        self.read_bytes += n
-        if self.progress:
-            self.progress(n)
+    def read_exact(self, n: int) -> bytearray:
+        data = bytearray(n)
+        self._read_into(memoryview(data))
         return data
 
     def chunks(self, n: int, buffers: Callable[[], bytearray]) -> Iterator[tuple[memoryview, bytearray]]:
@@ -308,20 +305,24 @@ class _HashingReader:
             take = min(CHUNK_SIZE, remaining)
             buf = buffers()
             view = memoryview(buf)[:take]
-            got = 0
-            while got < take:
-                k = self.fh.readinto(view[got:])
-                if not k:
-                    raise SourceError(
-                        f"{printable_path(str(self.path))}: file changed while being read (short read)"
-                    )
-                got += k
-            self.sha.update(view)
-            self.read_bytes += take
-            if self.progress:
-                self.progress(take)
+            self._read_into(view)
             yield view, buf
             remaining -= take
+
+    def _read_into(self, view: memoryview) -> None:
+        """Fill ``view`` from the file, hashing it and reporting progress; a file that ends early is an error."""
+        got = 0
+        while got < len(view):
+            k = self.fh.readinto(view[got:])
+            if not k:
+                raise SourceError(
+                    f"{printable_path(str(self.path))}: file changed while being read (short read)"
+                )
+            got += k
+        self.sha.update(view)
+        self.read_bytes += len(view)
+        if self.progress:
+            self.progress(len(view))
 
 
 def _ingest_file(plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
