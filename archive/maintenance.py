@@ -25,6 +25,7 @@ from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+    from modelarc.archive.store_lock import StoreLockHandle
 
 Progress = Callable[[int], None]
 
@@ -148,9 +149,9 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
 
 def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
     """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
-    with archive.store.lock(exclusive=True, wait=False):
+    with archive.lock(exclusive=True, wait=False, purpose="gc") as held:
         present = set(archive.store.iter_ids())
-        removed, freed = delete_unreferenced(archive, present, dry_run=dry_run)
+        removed, freed = delete_unreferenced(archive, present, held=held, dry_run=dry_run)
         temp_removed = 0
         if not dry_run:
             temp_removed = archive.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
@@ -159,9 +160,12 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
     return GcReport(removed, freed, temp_removed, len(present) - removed)
 
 
-def delete_unreferenced(archive: Archive, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+def delete_unreferenced(
+    archive: Archive, candidates: set[str], *, held: StoreLockHandle, dry_run: bool = False
+) -> tuple[int, int]:
     """The one deletion path (gc, withdrawal): of ``candidates``, delete those no snapshot references and no
-    push in flight has leased; (objects removed, stored bytes freed). The caller holds the exclusive lock.
+    push in flight has leased; (objects removed, stored bytes freed). The caller holds the exclusive lock
+    ``held``, and each deletion happens only while that lock is certainly still ours (``ensure_safe``).
 
     Catalog rows go first: a crash between leaves orphan files for the next gc, never rows without files.
     """
@@ -178,5 +182,6 @@ def delete_unreferenced(archive: Archive, candidates: set[str], *, dry_run: bool
     with archive.catalog.session() as s:
         q.delete_object_rows(s, doomed)
     for oid in doomed:
+        held.ensure_safe()
         archive.store.delete(ObjectId(oid))
     return len(doomed), sum(sizes.values())

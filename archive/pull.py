@@ -52,7 +52,7 @@ def pull_snapshot(
     sig_target = Path(signature_path) if signature_path else None
     if sig_target is not None and sig_target.exists() and not force and not _holds(sig_target, bundle):
         raise UsageError(f"{sig_target} already exists; use --force to overwrite")
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="pull"):
         # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
         restore(archive.store, manifest, dest, force=force, progress=progress, resume=True)
     if sig_target is not None:

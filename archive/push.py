@@ -73,7 +73,7 @@ def push_folder(
     files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
     if on_total:
         on_total(total_size(files))
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="push") as held:
         result = ingest(source, archive.store, progress, files=files)
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
@@ -91,6 +91,7 @@ def push_folder(
             ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)
         ]
         with archive.catalog.session() as s:
+            held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             recorded = record_snapshot(
                 s,
                 SnapshotRecording(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.archive.manifest import SnapshotManifest
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.pull import PullResult
     from modelarc.archive.push import PushResult
+    from modelarc.archive.store_lock import StoreLockHandle
 
 # Signing (archive/signing/, which loads `cryptography`) is imported inside the methods that sign or verify:
 # ls, show, log, tag and the other catalog reads open an Archive too and never touch a key.
@@ -213,10 +215,28 @@ class Archive:
 
         return maintenance.gc(self, dry_run=dry_run)
 
-    def delete_unreferenced(self, candidates: set[str], *, dry_run: bool = False) -> tuple[int, int]:
+    def delete_unreferenced(
+        self, candidates: set[str], *, held: StoreLockHandle, dry_run: bool = False
+    ) -> tuple[int, int]:
         from modelarc.archive import maintenance
 
-        return maintenance.delete_unreferenced(self, candidates, dry_run=dry_run)
+        return maintenance.delete_unreferenced(self, candidates, held=held, dry_run=dry_run)
+
+    def lock(
+        self, *, exclusive: bool, purpose: str, wait: bool = True
+    ) -> AbstractContextManager[StoreLockHandle]:
+        """The store lock (archive/store_lock.py): shared by anything that adds or reads objects, exclusive for
+        whatever deletes them. It is a catalog row, so it binds every host that shares this catalog."""
+        from modelarc.archive.store_lock import hold
+
+        return hold(
+            self.catalog,
+            exclusive=exclusive,
+            purpose=purpose,
+            actor=self.settings.actor,
+            ttl=self.settings.lock_ttl,
+            wait=wait,
+        )
 
     # ----------------------------------------------------------------- read side
     def resolve(self, ref: Ref | str) -> tuple[Ref, SnapshotRecord]:

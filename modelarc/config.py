@@ -15,6 +15,8 @@ class Settings:
     home: Path
     database_url: str
     actor: str
+    # seconds a store lock outlives its holder's last heartbeat (archive/store_lock.py)
+    lock_ttl: float = 300.0
 
     @property
     def store_path(self) -> Path:
@@ -33,7 +35,22 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     root = root.expanduser().absolute()
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
-    return Settings(home=root, database_url=url, actor=actor)
+    return Settings(home=root, database_url=url, actor=actor, lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0))
+
+
+def _seconds(name: str, default: float) -> float:
+    from modelarc.errors import UsageError
+
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1.0 <= value <= 86400.0:
+        raise UsageError(f"{name}={text!r}: expected a number of seconds between 1 and 86400")
+    return value
 
 
 def _login_name() -> str:

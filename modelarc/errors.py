@@ -97,6 +97,10 @@ class LockedError(ModelarcError):
     exit_code = 8
 
 
+class LockLostError(LockedError):
+    """A holder's store lock expired under it (paused, or cut off from the catalog): it must record nothing."""
+
+
 class NotInitializedError(ModelarcError):
     """The modelarc home has not been initialised; run ``modelarc init``."""
 

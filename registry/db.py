@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 # Alembic is imported only to migrate: every command opens the catalog, and Alembic's import plus reading every
 # migration script cost ~150-190 ms of start-up just to learn that the schema is already at head.
 VERSIONS = Path(modelarc.migrations.__file__).parent / "versions"
+# the unit of work archive/ passes back into registry functions, named here so archive/ need not import SQLAlchemy
+CatalogSession = Session
+MIGRATION_LOCK_KEY = 0x6D6F64656C617263 & 0x7FFFFFFFFFFFFFF0  # beside registry/store_locks.py's key
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -55,6 +58,10 @@ def upgrade(engine: Engine) -> None:
 
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # several servers starting at once on one catalog: one migrates, the others wait and then find the
+            # schema at head (Alembic reads the version inside this transaction, after the lock)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -317,3 +317,22 @@ class ObjectLease(Base):
         String(200), primary_key=True
     )  # the pusher: token:<id>:<name> or actor
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class StoreLock(Base):
+    """A holder of the store lock (registry/store_locks.py): shared for transfers, exclusive for gc and deletions.
+
+    It lives in the catalog, not beside the objects, because the catalog is the one thing every host of a
+    deployment shares with transactions; an object store such as S3 has no lock primitive to build on.
+    """
+
+    __tablename__ = "store_locks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    exclusive: Mapped[bool] = mapped_column(Boolean)
+    purpose: Mapped[str] = mapped_column(String(60))
+    actor: Mapped[str] = mapped_column(String(200))
+    machine: Mapped[str] = mapped_column(String(200))  # host name / PID namespace: where `pid` means something
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

@@ -8,7 +8,6 @@ or, after a crash before it returned, nothing under that key is.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol, runtime_checkable
 
 
@@ -35,11 +34,6 @@ class Backend(Protocol):
 
     def sync(self) -> None:
         """Make every ``put`` so far durable, for backends that defer directory syncs."""
-
-    def lock(self, name: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
-        """A reader/writer lock named ``name`` that lives with the data, so every process using this backend sees
-        it (restic keeps its locks in the repository for the same reason). Shared for writers that add objects,
-        exclusive for gc; with ``wait=False`` a held lock raises ``LockedError`` at once."""
 
     def clean_tmp(self, older_than: float) -> int:
         """Remove the debris of killed writers older than ``older_than`` (a timestamp); how many were removed."""

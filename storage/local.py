@@ -7,12 +7,10 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
 from modelarc.errors import DiskFullError, UsageError
-from modelarc.storage.lock import store_lock
 
 # errnos that mean "this file system cannot take more bytes": full, or over the user's quota
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -115,10 +113,6 @@ class LocalBackend:
         except FileNotFoundError:
             return
         _fsync_dir(path.parent)
-
-    def lock(self, name: str, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
-        """``flock`` on a file in the root: every process on this machine using this folder shares it."""
-        return store_lock(self.root, exclusive=exclusive, wait=wait, name=name)
 
     def temp_count(self) -> int:
         return sum(1 for _ in self.tmp.iterdir()) if self.tmp.is_dir() else 0

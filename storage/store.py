@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -18,7 +17,6 @@ from modelarc.storage.local import LocalBackend
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
-LOCK_NAME = "lock"
 
 
 def object_key(oid: ObjectId) -> str:
@@ -176,16 +174,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise ObjectMissingError(f"object {oid} is missing from the store") from None
 
-    def lock(self, *, exclusive: bool, wait: bool = True) -> AbstractContextManager[None]:
-        """The store-wide reader/writer lock: writers that add objects share it, gc and deletions hold it alone.
-
-        gc must never delete an object that a running push has written or deduplicated against but not yet
-        catalogued; the lock lives in the backend so that this holds for every process using the store.
-        """
-        return self.backend.lock(LOCK_NAME, exclusive=exclusive, wait=wait)
-
     def clean_tmp(self, older_than: float) -> int:
-        """Remove leftovers of killed writers older than ``older_than``; only safe under the exclusive lock."""
+        """Remove leftovers of killed writers older than ``older_than``; only safe while no writer runs (the
+        caller holds the catalog's exclusive store lock, archive/store_lock.py)."""
         return self.backend.clean_tmp(older_than)
 
     def temp_count(self) -> int:

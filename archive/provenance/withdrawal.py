@@ -85,8 +85,8 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
 def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, int, bool]:
     """Free the released weights now if no push or pull holds the store; otherwise the next gc frees them."""
     try:
-        with archive.store.lock(exclusive=True, wait=False):
-            deleted, freed = archive.delete_unreferenced(candidates)
+        with archive.lock(exclusive=True, wait=False, purpose="rm") as held:
+            deleted, freed = archive.delete_unreferenced(candidates, held=held)
             return deleted, freed, False
     except LockedError:
         return 0, 0, True

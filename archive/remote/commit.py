@@ -50,7 +50,7 @@ def commit_offer(
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
     """
     ref = record_as or parse_ref(offer.ref)
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="commit") as held:
         manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
         # every missing object at once (only what the offer names until the manifest is here): one resend completes
@@ -71,6 +71,7 @@ def commit_offer(
         infos = {oid: archive.store.stat(oid) for oid in needed}
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
+            held.confirm(s)  # the objects checked present above are still there: no gc can have run since
             known = q.known_object_ids(s, infos)
             recorded = record_snapshot(
                 s,

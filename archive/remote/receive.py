@@ -46,7 +46,7 @@ def receive_object(
         return archive.store.put_stored(oid, blob, write=write)
     writes: list[Callable[[], None]] = []
     raw = archive.store.put_stored(oid, blob, write=writes.append)  # decoded and verified, not yet written
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="upload"):
         lease_objects(archive, [oid], holder)
         for store in writes:
             store()
@@ -68,7 +68,7 @@ def check_push(archive: Archive, offer: SnapshotOffer, holder: str) -> list[Obje
     The objects this archive already has are leased to ``holder`` under the shared store lock, so the answer
     "you need not send these" stays true until the commit (or the lease expires).
     """
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="upload"):
         manifest, _fingerprint, _bundles = check_offer(archive, offer)
         needed = objects_of(offer, manifest)
         present = [oid for oid in needed if archive.store.has(oid)]

@@ -180,7 +180,7 @@ def fetch_from_remote(
         for fut in writes:
             fut.result()
 
-    with archive.store.lock(exclusive=False):
+    with archive.lock(exclusive=False, purpose="pull"):
         try:
             for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]:
                 fetch(oid)

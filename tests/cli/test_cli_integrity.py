@@ -21,7 +21,6 @@ from modelarc.archive.repository import Archive
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.archive.signing.keys import load_private_key
 from modelarc.registry.models import Signature
-from modelarc.storage.lock import store_lock
 
 
 def _objects(home: Path) -> list[Path]:
@@ -95,22 +94,37 @@ def test_gc_removes_only_unreferenced_objects(arc, tmp_path: Path) -> None:
     arc("verify", "acme/tiny:v1")
 
 
-def test_gc_refuses_while_a_push_holds_the_store(arc, tmp_path: Path) -> None:
+def test_gc_refuses_while_a_push_holds_the_store(arc, tmp_path: Path, monkeypatch) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
-    with store_lock(arc.home / "store", exclusive=False):
-        assert "busy" in arc.fail("gc").stderr
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive, archive.lock(exclusive=False, purpose="push"):
+        err = arc.fail("gc").stderr
+    assert "busy" in err and "push by" in err, err
+    assert arc.json("gc")["objects_removed"] == 0  # released: gc runs again
 
 
 @contextmanager
-def _catalog_commits_held(database_url: str) -> Iterator[None]:
-    """Hold the catalog's write lock, so a push can write objects but cannot commit its snapshot until released.
+def _catalog_commits_held(database_url: str, proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Once ``proc`` (a push) holds the store lock, hold the catalog's write lock, so the push can write objects
+    but cannot commit its snapshot until released.
 
     SQLite (WAL): ``BEGIN IMMEDIATE`` takes the single writer lock; readers go on. PostgreSQL: ``EXCLUSIVE`` table
-    locks let reads through and block the push's inserts.
+    locks let reads through and block the push's inserts. Either is taken only after the push's lock row is
+    committed (taking the store lock writes to the catalog too), long before its commit: it first ingests 64 MB.
     """
     url = make_url(database_url)
+    engine = create_engine(database_url)
+    try:
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(text("SELECT count(*) FROM store_locks")).scalar():
+                    break
+            time.sleep(0.005)
+    finally:
+        engine.dispose()
     if url.get_backend_name() == "sqlite":
-        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        conn = sqlite3.connect(str(url.database), isolation_level=None, timeout=60)
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -136,13 +150,13 @@ def test_kill_9_during_push_leaves_catalog_consistent(arc, tmp_path: Path, datab
     before = arc.json("ls")
     # With the catalog's commits held the push cannot finish, however fast the machine: killing it once it has
     # written some objects always lands between "objects durable" and "snapshot committed".
-    with _catalog_commits_held(database_url):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelarc.cli.main", "push", str(src), "acme/big:v1", "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    with _catalog_commits_held(database_url, proc):
         deadline = time.time() + 120
         while time.time() < deadline and len(_objects(arc.home)) < 6 and proc.poll() is None:
             time.sleep(0.01)

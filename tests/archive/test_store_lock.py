@@ -1,0 +1,127 @@
+"""The store lock lives in the catalog (registry/store_locks.py): holders on other machines, crashed holders,
+expiry, heartbeats, and a holder that lost its lock recording nothing. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modelfactory import tiny_tensors, write_model
+from sqlalchemy import update
+
+import modelarc.archive.push as push_module
+from modelarc.archive.repository import Archive
+from modelarc.errors import LockedError, LockLostError
+from modelarc.registry import store_locks
+from modelarc.registry.models import StoreLock, utcnow
+
+
+@pytest.fixture
+def archive(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
+    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
+    arc, _created = Archive.init(tmp_path / "home")
+    with arc:
+        yield arc
+
+
+def _foreign_row(archive: Archive, *, exclusive: bool, expires_in: float, machine: str = "other-host/pid:[1]") -> None:
+    """A lock row as another host's process would have written it."""
+    now = utcnow()
+    with archive.catalog.session() as s:
+        s.add(
+            StoreLock(
+                id=f"f{time.monotonic_ns():031x}"[-32:],
+                exclusive=exclusive,
+                purpose="push",
+                actor="bob",
+                machine=machine,
+                pid=4242,
+                acquired_at=now,
+                expires_at=now + dt.timedelta(seconds=expires_in),
+            )
+        )
+
+
+def _rows(archive: Archive) -> int:
+    with archive.catalog.session() as s:
+        return len(store_locks.holders(s))
+
+
+def test_a_live_holder_on_another_host_keeps_gc_out_and_is_named(archive: Archive) -> None:
+    _foreign_row(archive, exclusive=False, expires_in=300)
+    with pytest.raises(LockedError, match=r"busy: push by bob on other-host \(pid 4242\)"):
+        archive.gc()
+    with archive.lock(exclusive=False, purpose="pull"):  # readers and writers share it
+        pass
+
+
+def test_an_exclusive_holder_keeps_pushes_waiting_and_gc_out(archive: Archive) -> None:
+    _foreign_row(archive, exclusive=True, expires_in=300)
+    with pytest.raises(LockedError, match="busy"):
+        with archive.lock(exclusive=False, purpose="push", wait=False):
+            pass
+    with pytest.raises(LockedError):
+        archive.gc()
+
+
+def test_an_expired_holder_blocks_nothing_and_is_cleared(archive: Archive) -> None:
+    _foreign_row(archive, exclusive=True, expires_in=-1)
+    assert archive.gc().objects_removed == 0
+    assert _rows(archive) == 0
+
+
+def test_a_dead_process_on_this_machine_blocks_nothing(archive: Archive) -> None:
+    _foreign_row(archive, exclusive=False, expires_in=300, machine=store_locks.machine_id())
+    with archive.catalog.session() as s:  # pid 4242 is not running here (it would be odd for a test box)
+        s.execute(update(StoreLock).values(pid=2**22 + 17))
+    archive.gc()
+    assert _rows(archive) == 0
+
+
+def test_the_heartbeat_keeps_a_long_operation_locked(archive: Archive) -> None:
+    # a 2 s expiry refreshed every 0.5 s: after 3 s the holder is still alive to everyone else
+    archive.settings = dataclasses.replace(archive.settings, lock_ttl=2.0)
+    with archive.lock(exclusive=False, purpose="push") as held:
+        time.sleep(3)
+        with pytest.raises(LockedError):
+            archive.gc()
+        assert held.safe()
+    assert _rows(archive) == 0  # released on the way out
+
+
+def test_a_push_that_lost_its_lock_records_nothing(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push is "paused" past its expiry after writing its objects; gc runs meanwhile and collects them."""
+    real_ingest = push_module.ingest
+    collected = {}
+
+    def paused_ingest(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real_ingest(*args, **kwargs)
+        with archive.catalog.session() as s:
+            s.execute(update(StoreLock).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+        collected["gc"] = archive.gc()
+        return result
+
+    monkeypatch.setattr(push_module, "ingest", paused_ingest)
+    with pytest.raises(LockLostError, match="nothing was recorded"):
+        archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")
+    assert collected["gc"].objects_removed > 0  # gc really ran under the push
+    assert list(archive.iter_snapshot_labels()) == []
+    monkeypatch.setattr(push_module, "ingest", real_ingest)
+    archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")  # a re-run succeeds
+    archive.verify("acme/m:v1")
+    assert archive.fsck().ok
+
+
+def test_gc_stops_deleting_once_it_cannot_be_sure_it_still_holds_the_lock(archive: Archive) -> None:
+    with archive.lock(exclusive=True, purpose="gc") as held:
+        with archive.catalog.session() as s:
+            store_locks.release(s, held.holder.id)  # as a peer would after our expiry
+        held._confirmed_at -= held.ttl.total_seconds()  # and our safe window has run out
+        with pytest.raises(LockLostError):
+            held.ensure_safe()
