@@ -555,7 +555,7 @@ def _network_reason(exc: Exception) -> str:
     reasons = {
         "EndpointConnectionError": "the connection failed",
         "ConnectTimeoutError": "connecting timed out",
-        "ReadTimeoutError": "no answer in time (read timeout)",
+        "ReadTimeoutError": "the read timed out",
         "ConnectionClosedError": "the server closed the connection",
         "ProxyConnectionError": "the HTTP proxy could not be reached",
         "SSLError": "the TLS handshake failed",
