@@ -364,9 +364,8 @@ class S3Backend:
                 )
             except ClientError as exc:
                 if _status(exc) == 416 or _code(exc) == "InvalidRange":
-                    return (
-                        b""  # starts at or past the end (or the object is empty): nothing there, like pread
-                    )
+                    # starts at or past the end (or the object is empty): nothing there, as with pread
+                    return b""
                 raise self._not_found(exc, key) from None
         self._bucket_seen = True
         with _BodyReader(response["Body"], self, key) as body:
