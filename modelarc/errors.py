@@ -145,6 +145,14 @@ class DiskFullError(ModelarcError):
     exit_code = 13
 
 
+class StoreAccessError(ModelarcError):
+    """The store's backend cannot be used: an S3-compatible endpoint refused the credentials, has no such bucket,
+    or could not be reached (after the client's retries). The message names the bucket and endpoint, never the
+    credentials."""
+
+    exit_code = 14
+
+
 class MissingObjectsError(ModelarcError):
     """A commit named objects the receiving store does not have; ``missing`` lists them so the sender can resume."""
 
@@ -174,6 +182,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
+    (StoreAccessError, 503, "StoreUnavailable"),  # the server's own store (its bucket) failed, not the request
     (UsageError, 400, "BadRequest"),
     (SignatureError, 422, "SignatureInvalid"),
     (IntegrityError, 422, "IntegrityFailed"),

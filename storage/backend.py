@@ -1,4 +1,5 @@
-"""The one interface every storage backend implements (local folder now, S3-compatible later).
+"""The one interface every storage backend implements: a local folder (``local.py``) or an S3-compatible bucket
+(``s3.py``); ``location.py`` picks one from a path or an ``s3://`` URL.
 
 Keys are slash-separated relative names such as ``objects/ab/abcdef...``. A backend stores opaque bytes; it knows
 nothing of object headers or codecs. ``put`` must be atomic and durable: after it returns, the whole value is there
@@ -9,6 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import BinaryIO, Protocol, runtime_checkable
+
+from modelarc.errors import UsageError
+
+
+def key_parts(key: str) -> list[str]:
+    """The segments of a valid key; ``UsageError`` for an empty key, an absolute one or one with ``.``/``..``.
+
+    Every backend checks keys the same way, so a key that one backend refuses cannot slip into a store that is
+    later copied to another (a ``..`` would leave the folder on disk; on S3 it would just be a strange name).
+    """
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"invalid storage key {key!r}")
+    return parts
 
 
 @runtime_checkable
@@ -22,9 +37,17 @@ class Backend(Protocol):
     def get(self, key: str) -> bytes:
         """The whole value; raises ``FileNotFoundError`` for a missing key."""
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset`` (fewer at the end, none past it), without reading the rest:
+        headers of large objects cost one ranged GET on S3. Raises ``FileNotFoundError`` for a missing key."""
+
     def has(self, key: str) -> bool: ...
 
-    def size(self, key: str) -> int: ...
+    def size(self, key: str) -> int:
+        """Bytes stored under ``key``; raises ``FileNotFoundError`` for a missing key."""
+
+    def mtime(self, key: str) -> float:
+        """When ``key`` was written, as a POSIX timestamp; raises ``FileNotFoundError`` for a missing key."""
 
     def iterate(self, prefix: str) -> Iterator[str]:
         """Every key under ``prefix``, in no particular order."""

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import DiskFullError, UsageError
+from modelarc.errors import DiskFullError
+from modelarc.storage.backend import key_parts
 
 # errnos that mean "this file system cannot take more bytes": full, or over the user's quota
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -32,10 +33,7 @@ class LocalBackend:
         self._lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") for p in parts) or key.startswith("/"):
-            raise UsageError(f"invalid storage key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*key_parts(key))
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -87,6 +85,15 @@ class LocalBackend:
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError(f"read_range needs a non-negative offset and length, not {offset}, {length}")
+        fd = os.open(self._path(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
     def has(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -14,9 +14,12 @@ from modelarc.storage.backend import Backend
 from modelarc.storage.codecs import CODEC_NAMES, choose_and_encode, codec_by_id
 from modelarc.storage.ids import ObjectId
 from modelarc.storage.local import LocalBackend
+from modelarc.storage.location import open_backend
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
+# enough for any object header (16 fixed bytes and the codec parameters): one ranged read, not the whole object
+HEADER_READ = 4096
 
 
 def object_key(oid: ObjectId) -> str:
@@ -53,6 +56,11 @@ class ObjectStore:
     @classmethod
     def open_local(cls, root: str | os.PathLike[str]) -> ObjectStore:
         return cls(LocalBackend(Path(root)))
+
+    @classmethod
+    def open_location(cls, location: str | os.PathLike[str]) -> ObjectStore:
+        """The store at a folder path or ``s3://BUCKET/PREFIX`` (``storage/location.py``)."""
+        return cls(open_backend(location if isinstance(location, str) else Path(location)))
 
     def put(
         self,
@@ -137,9 +145,9 @@ class ObjectStore:
     def stat(self, oid: ObjectId) -> ObjectInfo:
         key = object_key(oid)
         try:
-            with self.backend.open(key) as fh:
-                head = fh.read(4096)
-            size = self.backend.size(key)
+            head = self.backend.read_range(key, 0, HEADER_READ)
+            # a short read was the whole object, which saves asking for its size (a HEAD on S3)
+            size = len(head) if len(head) < HEADER_READ else self.backend.size(key)
         except FileNotFoundError:
             raise ObjectMissingError(f"object {oid} is missing from the store") from None
         header = unpack_header(head, f"object {oid}")

@@ -156,3 +156,13 @@ def _modelarc_env_unchanged(request: pytest.FixtureRequest) -> Iterator[None]:
             "use monkeypatch.setenv or CliRunner(env=...)",
             pytrace=False,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# S3
+#
+# `s3_bucket` is a new bucket on a real S3 API (moto's server on 127.0.0.1, one per worker, started on first use)
+# with the AWS_* environment pointing at it for the test; `s3_endpoint` is the server's URL. See tests/s3server.py.
+# ---------------------------------------------------------------------------------------------------------
+
+from s3server import s3_bucket, s3_endpoint  # noqa: E402, F401  (fixtures, registered by being imported here)

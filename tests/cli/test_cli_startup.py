@@ -21,9 +21,9 @@ from modelfactory import tiny_tensors, write_model
 
 from modelarc.cli.main import cli
 
-# Needed by none of the commands below: the model runtime, the server, the HTTP client (remotes only), and
-# jsonschema, which pulls in rfc3987-syntax and compiles its lark grammars on import (seconds); only validating a
-# training-data manifest (push --data, data attach) or a CycloneDX export needs it.
+# Needed by none of the commands below: the model runtime, the server, the HTTP client (remotes only), the AWS SDK
+# (S3 stores only), and jsonschema, which pulls in rfc3987-syntax and compiles its lark grammars on import
+# (seconds); only validating a training-data manifest (push --data, data attach) or a CycloneDX export needs it.
 NEVER = (
     "torch",
     "transformers",
@@ -36,6 +36,8 @@ NEVER = (
     "uvicorn",
     "httpx",
     "huggingface_hub",
+    "boto3",  # the AWS SDK: only a store at an s3:// location loads it (storage/location.py)
+    "botocore",
 )
 # Reading the catalog needs SQLAlchemy and Alembic (the schema check on open) and opens the store, but codes no
 # tensor (numpy, safetensors) and checks no signature (cryptography: `show` lists signatures from the catalog).

@@ -123,7 +123,9 @@ def test_split_and_join_follow_the_specification(kind: int, width: int) -> None:
     assert _planes.joined(planes, kind, n, b"tail") == data + b"tail"
 
 
-@pytest.mark.parametrize("data", [b"", bytes(1000), bytes(999) + b"\x81", b"\xff" + bytes(5000), bytes(range(256))])
+@pytest.mark.parametrize(
+    "data", [b"", bytes(1000), bytes(999) + b"\x81", b"\xff" + bytes(5000), bytes(range(256))]
+)
 def test_max_byte(data: bytes) -> None:
     assert _planes.max_byte(data) == max(data, default=0)
 
