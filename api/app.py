@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelarc import __version__
+from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
 from modelarc.api.problems import MAX_ECHO, problem
@@ -37,7 +38,7 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path in OPEN_PATHS:
+        if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")
         scope = None
@@ -70,6 +71,7 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
             return Response(status_code=304, headers=exc.headers)
         return problem(exc.status_code, "HTTPException", exc.detail, headers=exc.headers)
 
+    app.include_router(health_router(get_archive))
     app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive))
     app.include_router(transfer_router(get_archive))

@@ -49,6 +49,7 @@ class FsckReport:
     unreferenced: int = 0
     broken_snapshots: list[str] = field(default_factory=list)
     temp_files: int = 0
+    read_data: bool = False  # False: presence and manifests only, object bytes not re-hashed
 
     @property
     def ok(self) -> bool:
@@ -106,9 +107,15 @@ def verify_all(
     return ok, failed
 
 
-def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
-    """Re-read and re-hash every object in the store; name what is missing or corrupt and what it breaks."""
-    report = FsckReport()
+def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool = False) -> FsckReport:
+    """Check the store against the catalog; name what is missing or corrupt and what it breaks.
+
+    By default it lists the store (one request per thousand objects on S3) and reads only the manifests: every
+    object a snapshot needs must be there and every manifest must parse and hash right. ``read_data`` also
+    re-reads and re-hashes every object, which on a large bucket means downloading all of it (restic's
+    ``check --read-data``).
+    """
+    report = FsckReport(read_data=read_data)
     with archive.catalog.session() as s:
         referenced = q.referenced_object_ids(s)
         snaps = q.list_snapshots(s)
@@ -116,8 +123,8 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
     for oid in archive.store.iter_ids():
         present.add(oid)
         try:
-            data = archive.store.get(oid)
-            report.bytes_checked += len(data)
+            if read_data:
+                report.bytes_checked += len(archive.store.get(oid))
         except (ObjectCorruptError, ObjectMissingError) as exc:
             report.corrupt[oid] = [str(exc)]
         report.objects_checked += 1
@@ -140,6 +147,9 @@ def fsck(archive: Archive, progress: Progress | None = None) -> FsckReport:
             continue
         try:
             archive.manifest(snap)
+        except ObjectCorruptError:  # found without read_data too: manifests are always read
+            report.corrupt[snap.digest.hex] = [snap.label]
+            broken.add(snap.label)
         except ModelarcError:
             broken.add(snap.label)
     report.broken_snapshots = sorted(broken)

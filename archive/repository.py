@@ -8,7 +8,9 @@ Ordering rules that keep the archive consistent when a process dies at any insta
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -33,6 +35,7 @@ from modelarc.registry.records import Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
 from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.location import canonical_location, open_backend
 
 if TYPE_CHECKING:
     from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
@@ -74,6 +77,33 @@ def refuse_if_withdrawn(snap: SnapshotRecord, label: str) -> None:
         )
 
 
+def choose_store(settings: Settings, store: str) -> Settings:
+    """``settings`` with the objects at ``store``, recorded in the home's config.json; a home keeps its store."""
+    location = canonical_location(store)
+    if settings.store_url is not None and canonical_location(settings.store_url) != location:
+        raise UsageError(
+            f"this archive already keeps its objects at {settings.store_url} (from MODELARC_STORE_URL or "
+            f"{settings.config_path}); a home has one store"
+        )
+    if settings.store_url is None and location == str(settings.store_path):
+        return settings  # the default: nothing to record
+    if settings.store_url is None and settings.store_path.is_dir():
+        raise UsageError(
+            f"this archive already keeps its objects at {settings.store_path}; a home has one store "
+            "(copy the objects over with the store's own tools, then point a new home at it)"
+        )
+    # a missing bucket or bad credentials fail here, before the home records the store, not at the first push
+    next(iter(ObjectStore(open_backend(location)).iter_ids()), None)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    doc = json.dumps({"store": location}, indent=2) + "\n"
+    tmp = settings.config_path.with_suffix(".tmp")
+    tmp.write_text(doc)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, settings.config_path)
+    return dataclasses.replace(settings, store_url=location)
+
+
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
     """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` -> (first day of that period, precision)."""
     try:
@@ -94,15 +124,22 @@ class Archive:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = ObjectStore.open_local(settings.store_path)
+        self.store = ObjectStore(open_backend(settings.store_location))
         self.catalog = Catalog(settings.database_url)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def init(cls, home: str | os.PathLike[str] | None = None) -> tuple[Archive, bool]:
-        """Create the home, the store, the catalog schema and a signing key; safe to run again."""
+    def init(
+        cls, home: str | os.PathLike[str] | None = None, *, store: str | None = None
+    ) -> tuple[Archive, bool]:
+        """Create the home, the store, the catalog schema and a signing key; safe to run again.
+
+        ``store`` (``modelarc init --store``) puts the objects elsewhere than ``HOME/store``: a folder or
+        ``s3://BUCKET/PREFIX``. It is written to ``HOME/config.json`` so later commands find it.
+        """
         settings = load_settings(home)
-        settings.store_path.mkdir(parents=True, exist_ok=True)
+        if store is not None:
+            settings = choose_store(settings, store)
         settings.keys_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         archive = cls(settings)
         from modelarc.archive.signing import keys as keyring
@@ -119,7 +156,7 @@ class Archive:
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Archive:
         settings = load_settings(home)
-        if not settings.store_path.is_dir():
+        if not (settings.keys_path.is_dir() or settings.store_path.is_dir()):
             raise NotInitializedError(f"no modelarc archive at {settings.home}; run `modelarc init` first")
         return cls(settings)
 
@@ -205,10 +242,10 @@ class Archive:
 
         return maintenance.verify_all(self, progress)
 
-    def fsck(self, progress: Progress | None = None) -> FsckReport:
+    def fsck(self, progress: Progress | None = None, *, read_data: bool = False) -> FsckReport:
         from modelarc.archive import maintenance
 
-        return maintenance.fsck(self, progress)
+        return maintenance.fsck(self, progress, read_data=read_data)
 
     def gc(self, *, dry_run: bool = False) -> GcReport:
         from modelarc.archive import maintenance

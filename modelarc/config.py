@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +18,29 @@ class Settings:
     actor: str
     # seconds a store lock outlives its holder's last heartbeat (archive/store_lock.py)
     lock_ttl: float = 300.0
+    # where the objects live: a folder, or s3://BUCKET/PREFIX; None means the default folder ``home/store``
+    store_url: str | None = None
 
     @property
     def store_path(self) -> Path:
+        """The default local store folder (also where a local ``store_url`` of None points)."""
         return self.home / "store"
+
+    @property
+    def store_location(self) -> str:
+        return self.store_url or str(self.store_path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / HOME_CONFIG
 
     @property
     def keys_path(self) -> Path:
         return self.home / "keys"
+
+
+# the home's own settings, written by `modelarc init --store`: {"store": "s3://BUCKET/PREFIX"}
+HOME_CONFIG = "config.json"
 
 
 def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
@@ -35,7 +51,28 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     root = root.expanduser().absolute()
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
-    return Settings(home=root, database_url=url, actor=actor, lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0))
+    store = os.environ.get("MODELARC_STORE_URL") or _home_config(root).get("store")
+    return Settings(
+        home=root,
+        database_url=url,
+        actor=actor,
+        lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
+        store_url=str(store) if store else None,
+    )
+
+
+def _home_config(root: Path) -> dict[str, object]:
+    from modelarc.errors import UsageError
+
+    try:
+        doc = json.loads((root / HOME_CONFIG).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {root / HOME_CONFIG}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{root / HOME_CONFIG} is not a JSON object")
+    return doc
 
 
 def _seconds(name: str, default: float) -> float:
@@ -58,3 +95,8 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         return "unknown"
+
+
+def anonymous_read_default() -> bool:
+    """Whether a server started from the environment (api/asgi.py) allows reads without a token."""
+    return os.environ.get("MODELARC_ANONYMOUS_READ", "1").strip().lower() not in ("0", "false", "no", "off")

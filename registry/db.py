@@ -100,5 +100,9 @@ class Catalog:
         with self._sessions() as s, s.begin():
             yield s
 
+    def schema_state(self) -> tuple[str | None, str | None]:
+        """(the schema's revision now, the revision this code expects): a round trip to the database."""
+        return current_revision(self.engine), head_revision()
+
     def dispose(self) -> None:
         self.engine.dispose()

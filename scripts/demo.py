@@ -128,7 +128,7 @@ def main() -> None:
     run("diff", REF, "demo/minilm-finetune:v1", "--limit", "5")
     run("show", "demo/minilm-finetune:v1")
     run("stats")
-    run("fsck")
+    run("fsck", "--read-data")
     share()
     print(f"\ndemo finished; the archive is in {HOME}")
 

@@ -107,3 +107,11 @@ def open_backend(location: str | Path) -> Backend:
     from modelarc.storage.local import LocalBackend
 
     return LocalBackend(Path(location))
+
+
+def canonical_location(location: str | Path) -> str:
+    """One spelling per store, so "is this the store the home already uses?" compares like with like:
+    ``s3://BUCKET/PREFIX`` without trailing slashes, or an absolute folder path."""
+    if isinstance(location, str) and is_s3_url(location):
+        return parse_s3_url(location).url()
+    return str(Path(location).expanduser().absolute())

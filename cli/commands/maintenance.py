@@ -53,11 +53,17 @@ def verify(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None
 
 
 @click.command()
+@click.option(
+    "--read-data",
+    is_flag=True,
+    help="Also re-read and re-hash every object (on S3: download the whole store). Default: check that every "
+    "needed object is present and every manifest is intact.",
+)
 @json_option
 @with_archive
-def fsck(archive: Archive, as_json: bool) -> None:
-    """Re-read and re-hash every stored object; name what is missing or corrupt and the snapshots it breaks."""
-    report = archive.fsck()
+def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
+    """Check the store against the catalog; name what is missing or corrupt and the snapshots it breaks."""
+    report = archive.fsck(read_data=read_data)
     if as_json:
         emit_json({"ok": report.ok, **report.__dict__})
     else:
@@ -68,7 +74,9 @@ def fsck(archive: Archive, as_json: bool) -> None:
         for snap in report.broken_snapshots:
             console.print(f"BROKEN   snapshot {snap}")
         console.print(
-            f"{report.objects_checked} objects ({human_bytes(report.bytes_checked)}) checked; "
+            f"{report.objects_checked} objects listed"
+            + (f", {human_bytes(report.bytes_checked)} re-hashed" if read_data else " (bytes not re-read: --read-data)")
+            + "; "
             f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, {report.unreferenced} unreferenced, "
             f"{report.temp_files} temp files"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -14,20 +16,44 @@ import click
     show_default=True,
     help="Allow reads without a token (see `modelarc token create --scope read`).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Server processes on this port (uvicorn workers); each opens the archive itself. Several servers on "
+    "other hosts may share the same catalog and store: see docs/DEPLOY.md.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, workers: int) -> None:
     """Serve the archive: /v1 JSON API, OpenAPI at /docs, and Hub routes for HF_ENDPOINT=http://HOST:PORT."""
     import uvicorn
 
-    from modelarc.api.app import create_app
     from modelarc.archive.repository import Archive
 
     archive = Archive.open(ctx.obj["home"])
     base = f"http://{host}:{port}"
     click.echo(
-        f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; Ctrl-C stops",
+        f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; "
+        f"objects in {archive.settings.store_location}; Ctrl-C stops",
         err=True,
     )
+    if workers > 1:
+        # each worker process builds its own app from the environment (modelarc/api/asgi.py)
+        archive.close()
+        os.environ["MODELARC_HOME"] = str(archive.settings.home)
+        os.environ["MODELARC_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+        uvicorn.run(
+            "modelarc.api.asgi:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
+    from modelarc.api.app import create_app
+
     uvicorn.run(
         create_app(lambda: archive, anonymous_read=anonymous_read), host=host, port=port, log_level="warning"
     )

@@ -45,6 +45,12 @@ class ArchiveCli:
 
 
 @pytest.fixture
+def bare_arc(tmp_path: Path, database_url: str) -> ArchiveCli:
+    """A home not yet initialised: for tests of `modelarc init` itself (e.g. with --store)."""
+    return ArchiveCli(tmp_path / "home", database_url)
+
+
+@pytest.fixture
 def arc(tmp_path: Path, database_url: str) -> ArchiveCli:
     archive = ArchiveCli(tmp_path / "home", database_url)
     archive("init")

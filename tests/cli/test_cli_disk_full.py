@@ -24,7 +24,7 @@ def test_push_to_a_full_store_is_one_line_and_changes_nothing(arc, tmp_path, cat
     assert catalog_snapshot() == before
     assert not list((arc.home / "store" / "tmp").iterdir())  # no temp file left
     fsck = arc.json(
-        "fsck"
+        "fsck", "--read-data"
     )  # every object under a real name is whole (a few complete ones may be unreferenced)
     assert fsck["ok"] and not fsck["corrupt"] and not fsck["missing"]
     assert set(objects) <= set(_objects(arc.home))
