@@ -270,13 +270,17 @@ def ingest(
     if files is None:
         files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
     plans = plan_files(files, source)
-    # Two more threads than cores: a worker waiting on its object's fsync leaves its core to the others.
-    workers = jobs or max(2, os.cpu_count() or 2) + 2
+    # Two more threads than cores: a worker waiting on its object's fsync leaves its core to the others. A remote
+    # backend (S3) asks for more: there a worker mostly waits for the service's answer.
+    workers = jobs or max(max(2, os.cpu_count() or 2) + 2, store.backend.concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
         writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2))
         try:
-            entries = [_ingest_file(plan, writer, progress) for plan in plans]
+            # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
+            # per file would leave one request in flight for a folder of small files
+            read = [_ingest_file(plan, writer, progress) for plan in plans]
             writer.drain()
+            entries = [_entry(plan, sha, parts) for plan, sha, parts in read]
         except BaseException:
             for fut in writer.pending:
                 fut.cancel()
@@ -325,7 +329,10 @@ class _HashingReader:
             self.progress(len(view))
 
 
-def _ingest_file(plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None) -> FileEntry:
+def _ingest_file(
+    plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None
+) -> tuple[SourcePlan, str, list[_PendingPart]]:
+    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, the file's sha256, its parts)."""
     path = plan.path
     try:
         fh = open(path, "rb")
@@ -341,10 +348,12 @@ def _ingest_file(plan: SourcePlan, writer: _ChunkWriter, progress: Progress | No
             parts = [_part(reader, writer, "blob", 0, plan.size, None)]
         if fh.read(1):
             raise SourceError(f"{printable_path(str(path))}: file grew while being read")
+    return plan, reader.sha.hexdigest(), parts
+
+
+def _entry(plan: SourcePlan, sha256: str, parts: list[_PendingPart]) -> FileEntry:
     resolved = tuple(_resolve(p) for p in parts)
-    return FileEntry(
-        path=plan.rel, size=plan.size, sha256=reader.sha.hexdigest(), kind=plan.kind, parts=resolved
-    )
+    return FileEntry(path=plan.rel, size=plan.size, sha256=sha256, kind=plan.kind, parts=resolved)
 
 
 @dataclass

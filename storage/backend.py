@@ -28,6 +28,10 @@ def key_parts(key: str) -> list[str]:
 
 @runtime_checkable
 class Backend(Protocol):
+    # how many requests at once this backend needs to reach its throughput: 1 for a local disk (the CPU is the
+    # limit), more for a remote service whose latency, not bandwidth, bounds each request
+    concurrency: int
+
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` under ``key`` atomically and durably; an existing key is left as it is."""
 

@@ -25,6 +25,8 @@ class LocalBackend:
     per fan-out directory per push is far cheaper than one per object.
     """
 
+    concurrency = 1
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"

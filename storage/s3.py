@@ -149,6 +149,10 @@ class S3Backend:
     ``part_size`` parts, ``max_workers`` of them at a time.
     """
 
+    # requests in flight that keep a push or pull busy on a link with ~10-50 ms per request (objects are up to
+    # 8 MiB): callers above size their pools by it
+    concurrency = 16
+
     def __init__(
         self,
         bucket: str,
