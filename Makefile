@@ -83,6 +83,7 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 	$(PY) bench/load.py
 	$(PY) bench/http_pull.py
 	$(PY) bench/sharded.py
+	$(PY) bench/s3.py
 
 clean: ## remove the venv, caches and build output (not the PostgreSQL cluster in /tmp)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
