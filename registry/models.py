@@ -178,6 +178,9 @@ class StoredObject(Base):
     stored_size: Mapped[int] = mapped_column(BigInteger)
     codec: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # scrub (archive/scrub.py): when the object was last re-read and re-hashed, and what that found
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True, default=None)
+    last_check: Mapped[str | None] = mapped_column(String(10), default=None)  # ok | corrupt | missing
 
 
 class SnapshotObject(Base):
@@ -336,3 +339,16 @@ class StoreLock(Base):
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class Mirror(Base):
+    """Another store that holds a copy of every object (archive/mirrors.py): a folder or an S3 bucket."""
+
+    __tablename__ = "mirrors"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    target: Mapped[str] = mapped_column(String(1000))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
+    objects_copied: Mapped[int] = mapped_column(BigInteger, default=0)  # by all syncs together
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)  # last scrub --mirrors

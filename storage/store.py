@@ -18,6 +18,7 @@ from modelarc.storage.location import open_backend
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
+QUARANTINE_PREFIX = "quarantine"  # damaged copies set aside by repair: never read as objects, never collected
 # enough for any object header (16 fixed bytes and the codec parameters): one ranged read, not the whole object
 HEADER_READ = 4096
 
@@ -189,6 +190,24 @@ class ObjectStore:
 
     def temp_count(self) -> int:
         return self.backend.temp_count()
+
+    def quarantine(self, oid: ObjectId, stamp: str) -> str | None:
+        """Move the stored copy of ``oid`` out of the way, to ``quarantine/<id>.<stamp>``, before a good copy
+        replaces it: a damaged object is kept for a look, never overwritten in place. The key it went to, or None
+        when there was nothing under the object's key."""
+        key = object_key(oid)
+        try:
+            blob = self.backend.get(key)
+        except FileNotFoundError:
+            return None
+        aside = f"{QUARANTINE_PREFIX}/{oid}.{stamp}"
+        self.backend.put(aside, blob)
+        self.backend.sync()
+        self.backend.delete(key)
+        return aside
+
+    def quarantined(self) -> list[str]:
+        return sorted(self.backend.iterate(QUARANTINE_PREFIX))
 
     def delete(self, oid: ObjectId) -> None:
         self.backend.delete(object_key(oid))

@@ -1,0 +1,183 @@
+"""Mirrors: other stores (a folder, an S3 bucket) that hold a verified copy of every catalogued object.
+
+Lots of copies keep stuff safe (LOCKSS): a mirror uses the store's own key layout, so it is itself a complete
+store; `repair` takes good copies back from it. A sync copies what the mirror lacks, each object decoded and
+re-hashed against its id before it is written there (a damaged primary copy is never propagated: it is reported
+for `repair` instead), in parallel, and is resumable by running it again: it copies only what is still missing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelarc.errors import IntegrityError, ObjectCorruptError, ObjectMissingError, UsageError
+from modelarc.registry import integrity as rows
+from modelarc.registry import queries as q
+from modelarc.registry.integrity import MirrorRecord
+from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.location import canonical_location, open_backend
+from modelarc.storage.store import object_key
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+Progress = Callable[[int], None]
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class MirrorState:
+    name: str
+    target: str
+    objects_behind: int  # catalogued objects the mirror lacks, counted by listing it now
+    synced_at: str | None
+    verified_at: str | None
+    objects_copied: int
+    error: str | None = None  # the mirror could not be listed
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SyncReport:
+    mirror: str
+    objects_copied: int = 0
+    bytes_copied: int = 0
+    already_there: int = 0
+    not_copied: dict[str, str] = field(default_factory=dict)  # object id -> why (bad primary copy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": not self.not_copied}
+
+
+def mirror_store(target: str) -> ObjectStore:
+    return ObjectStore(open_backend(target))
+
+
+def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"invalid mirror name {name!r}: letters, digits, '.', '_' or '-', up to 100")
+    location = canonical_location(target)
+    if location == canonical_location(archive.settings.store_location):
+        raise UsageError(f"{target} is this archive's own store, not a mirror")
+    next(iter(mirror_store(location).iter_ids()), None)  # it answers (and a new folder exists) before we record it
+    with archive.catalog.session() as s:
+        record = rows.add_mirror(s, name, location)
+        q.audit(s, archive.settings.actor, "mirror add", name, location=location)
+    return record
+
+
+def remove_mirror(archive: Archive, name: str) -> MirrorRecord:
+    """Forget a mirror; its copies stay where they are."""
+    with archive.catalog.session() as s:
+        record = rows.remove_mirror(s, name)
+        q.audit(s, archive.settings.actor, "mirror rm", name, location=record.target)
+    return record
+
+
+def mirrors(archive: Archive, name: str | None = None) -> list[MirrorRecord]:
+    with archive.catalog.session() as s:
+        return [rows.get_mirror(s, name)] if name else rows.list_mirrors(s)
+
+
+def catalogued_objects(archive: Archive) -> dict[str, int]:
+    """Every object the catalog records as durable, with its stored size: what a mirror must hold."""
+    with archive.catalog.session() as s:
+        return rows.catalogued_sizes(s)
+
+
+def states(archive: Archive) -> list[MirrorState]:
+    wanted = set(catalogued_objects(archive))
+    out = []
+    for m in mirrors(archive):
+        try:
+            have = set(mirror_store(m.target).iter_ids())
+            behind, error = len(wanted - have), None
+        except Exception as exc:  # an unreachable mirror is a state to show, not a reason to stop listing
+            behind, error = -1, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        out.append(
+            MirrorState(
+                m.name,
+                m.target,
+                behind,
+                _iso(m.synced_at),
+                _iso(m.verified_at),
+                m.objects_copied,
+                error,
+            )
+        )
+    return out
+
+
+def sync(
+    archive: Archive,
+    record: MirrorRecord,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> SyncReport:
+    """Copy every catalogued object the mirror lacks; each verified against its id before it is written."""
+    report = SyncReport(record.name)
+    target = mirror_store(record.target)
+    with archive.lock(exclusive=False, purpose="mirror sync"):
+        wanted = catalogued_objects(archive)
+        have = set(target.iter_ids())
+        todo = sorted(oid for oid in wanted if oid not in have)
+        report.already_there = len(wanted) - len(todo)
+        if on_total:
+            on_total(sum(wanted[oid] for oid in todo))
+        lock = threading.Lock()
+
+        def copy(oid: str) -> None:
+            try:
+                blob = archive.store.get_stored(ObjectId(oid))
+                ObjectStore.decode_stored(ObjectId(oid), blob)  # raises unless it hashes to its id
+            except (ObjectCorruptError, ObjectMissingError) as exc:
+                with lock:
+                    report.not_copied[oid] = str(exc)
+                return
+            target.backend.put(object_key(ObjectId(oid)), blob)
+            with lock:
+                report.objects_copied += 1
+                report.bytes_copied += len(blob)
+            if progress:
+                progress(wanted[oid])
+
+        workers = max(4, archive.store.backend.concurrency, target.backend.concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-mirror") as pool:
+            for fut in [pool.submit(copy, oid) for oid in todo]:
+                fut.result()
+        target.sync()  # durable there before the catalog says the mirror is in step
+    with archive.catalog.session() as s:
+        rows.mark_synced(s, record.name, report.objects_copied)
+        q.audit(
+            s,
+            archive.settings.actor,
+            "mirror sync",
+            record.name,
+            objects_copied=report.objects_copied,
+            not_copied=len(report.not_copied),
+        )
+    return report
+
+
+def fetch_good_copy(stores: list[tuple[str, ObjectStore]], oid: str) -> tuple[str, bytes] | None:
+    """The first mirror copy of ``oid`` that decodes and hashes to its id: (mirror name, stored blob)."""
+    for name, store in stores:
+        try:
+            blob = store.get_stored(ObjectId(oid))
+            ObjectStore.decode_stored(ObjectId(oid), blob)
+        except (IntegrityError, OSError):
+            continue
+        return name, blob
+    return None
+
+
+def _iso(when: Any) -> str | None:
+    return None if when is None else when.isoformat(timespec="seconds") + "Z"

@@ -1,0 +1,135 @@
+"""Scrub: re-read and re-hash objects, oldest-verified first, within a budget, and remember what was found.
+
+Disks rot silently; an object read once a year is an object whose loss is found a year late. Bounded by bytes,
+seconds and a rate, scrub can run from cron every night and cover the whole store over a period (ZFS scrub,
+restic ``check --read-data-subset``). Each result is written to the catalog as it goes, so an interrupted scrub
+keeps what it learned and the next one starts where the oldest checks are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelarc.archive.mirrors import mirror_store, mirrors
+from modelarc.errors import ObjectCorruptError, ObjectMissingError
+from modelarc.registry import integrity as rows
+from modelarc.registry import queries as q
+from modelarc.storage import ObjectId, ObjectStore
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+Progress = Callable[[int], None]
+FLUSH_EVERY = 200  # objects between catalog writes of the results
+
+
+@dataclass(frozen=True)
+class ScrubLimits:
+    max_bytes: int | None = None
+    max_seconds: float | None = None
+    rate: float | None = None  # bytes per second at most
+
+
+@dataclass
+class ScrubReport:
+    objects_checked: int = 0
+    bytes_checked: int = 0
+    corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # name -> {"missing"/"corrupt": ids}
+    stopped_by: str = "done"  # done | max-bytes | max-seconds
+    objects_total: int = 0
+    objects_ever_verified: int = 0
+    oldest_verified: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.corrupt or self.missing or any(v for m in self.mirrors.values() for v in m.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, **self.__dict__}
+
+
+def scrub(
+    archive: Archive,
+    limits: ScrubLimits = ScrubLimits(),
+    *,
+    with_mirrors: bool = False,
+    progress: Progress | None = None,
+) -> ScrubReport:
+    report = ScrubReport()
+    with archive.catalog.session() as s:
+        order = rows.scrub_order(s)
+    others = [(m.name, mirror_store(m.target)) for m in mirrors(archive)] if with_mirrors else []
+    for name, _store in others:
+        report.mirrors[name] = {"missing": [], "corrupt": []}
+    found: dict[str, str] = {}  # results not yet written to the catalog
+    bad: dict[str, str] = {}  # every corrupt or missing primary object this run found
+    started = time.monotonic()
+    with archive.lock(exclusive=False, purpose="scrub"):
+        for item in order:
+            if limits.max_bytes is not None and report.bytes_checked >= limits.max_bytes:
+                report.stopped_by = "max-bytes"
+                break
+            if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
+                report.stopped_by = "max-seconds"
+                break
+            found[item.id] = result = _check(archive.store, item.id)
+            if result != "ok":
+                bad[item.id] = result
+            report.objects_checked += 1
+            report.bytes_checked += item.stored_size
+            for name, store in others:
+                result = _check(store, item.id)
+                if result != "ok":
+                    report.mirrors[name][result].append(item.id)
+                report.bytes_checked += item.stored_size
+            if progress:
+                progress(item.stored_size)
+            if limits.rate:  # sleep off any lead over the allowed rate
+                ahead = report.bytes_checked / limits.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            if len(found) >= FLUSH_EVERY:
+                _flush(archive, found)
+    _flush(archive, found)
+    with archive.catalog.session() as s:
+        if with_mirrors and report.stopped_by == "done":
+            for name, _store in others:
+                rows.mark_verified(s, name)
+        report.objects_total, report.objects_ever_verified, oldest = rows.scrub_coverage(s)
+        report.oldest_verified = None if oldest is None else oldest.isoformat(timespec="seconds") + "Z"
+        users = q.snapshots_using(s, bad)
+        for oid, result in bad.items():
+            target = report.corrupt if result == "corrupt" else report.missing
+            target[oid] = sorted(sn.label for sn in users.get(oid, []))
+        q.audit(
+            s,
+            archive.settings.actor,
+            "scrub",
+            "store",
+            objects_checked=report.objects_checked,
+            corrupt=len(report.corrupt),
+            missing=len(report.missing),
+        )
+    return report
+
+
+def _check(store: ObjectStore, oid: str) -> str:
+    try:
+        store.get(ObjectId(oid))
+    except ObjectMissingError:
+        return "missing"
+    except ObjectCorruptError:
+        return "corrupt"
+    return "ok"
+
+
+def _flush(archive: Archive, found: dict[str, str]) -> None:
+    if found:
+        with archive.catalog.session() as s:
+            rows.record_checks(s, found)
+        found.clear()

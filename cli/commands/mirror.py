@@ -1,0 +1,169 @@
+"""``modelarc mirror``, ``scrub`` and ``repair``: more copies, checked often, and mended from each other."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from modelarc.archive.catalog.units import human_bytes
+from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.output import byte_progress, console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+
+@click.group()
+def mirror() -> None:
+    """Other stores (a folder or s3://BUCKET/PREFIX) that keep a verified copy of every object."""
+
+
+@mirror.command(name="add")
+@click.argument("name")
+@click.argument("target")
+@json_option
+@with_archive
+def mirror_add(archive: Archive, name: str, target: str, as_json: bool) -> None:
+    """Add mirror NAME at TARGET, a folder or s3://BUCKET/PREFIX (it must answer now); then `mirror sync`."""
+    from modelarc.archive.mirrors import add_mirror
+
+    record = add_mirror(archive, name, target)
+    if as_json:
+        emit_json({"name": record.name, "target": record.target})
+    else:
+        console.print(f"mirror {record.name} -> {record.target}; run `modelarc mirror sync {record.name}`")
+
+
+@mirror.command(name="rm")
+@click.argument("name")
+@with_archive
+def mirror_rm(archive: Archive, name: str) -> None:
+    """Forget mirror NAME (its copies stay where they are)."""
+    from modelarc.archive.mirrors import remove_mirror
+
+    record = remove_mirror(archive, name)
+    console.print(f"removed mirror {record.name} ({record.target}); its copies were left in place")
+
+
+@mirror.command(name="ls")
+@json_option
+@with_archive
+def mirror_ls(archive: Archive, as_json: bool) -> None:
+    """Each mirror: objects behind (by listing it now), last sync, last verified by `scrub --mirrors`."""
+    from modelarc.archive.mirrors import states
+
+    found = states(archive)
+    if as_json:
+        emit_json([m.to_json() for m in found])
+        return
+    if not found:
+        console.print("no mirrors (modelarc mirror add NAME TARGET)")
+    for m in found:
+        behind = f"error: {m.error}" if m.error else f"{m.objects_behind} objects behind"
+        console.print(
+            f"{m.name:<16} {m.target}  {behind}; synced {m.synced_at or 'never'}, verified {m.verified_at or 'never'}"
+        )
+
+
+@mirror.command(name="sync")
+@click.argument("name", required=False)
+@click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on a terminal.")
+@json_option
+@with_archive
+def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json: bool) -> None:
+    """Copy every object NAME (default: every mirror) lacks, verified; run again to resume."""
+    from modelarc.archive.mirrors import mirrors, sync
+
+    reports = []
+    for record in mirrors(archive, name):
+        with byte_progress(f"mirror {record.name}", show_progress and not as_json) as (advance, set_total):
+            reports.append(sync(archive, record, progress=advance, on_total=set_total))
+    if as_json:
+        emit_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            console.print(
+                f"{r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)}), "
+                f"{r.already_there} already there"
+            )
+            for oid, why in sorted(r.not_copied.items()):
+                console.print(f"NOT COPIED  {oid}: {why} (modelarc repair)")
+    if any(r.not_copied for r in reports):
+        sys.exit(5)
+
+
+@click.command()
+@click.option("--max-bytes", type=click.IntRange(1, None), help="Stop after re-reading this many bytes.")
+@click.option("--max-seconds", type=click.FloatRange(0.1, None), help="Stop after this long.")
+@click.option("--rate", type=click.FloatRange(0.1, None), help="Read at most this many MB/s.")
+@click.option("--mirrors", "with_mirrors", is_flag=True, help="Also re-read each object's copy in every mirror.")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on a terminal.")
+@json_option
+@with_archive
+def scrub(
+    archive: Archive,
+    max_bytes: int | None,
+    max_seconds: float | None,
+    rate: float | None,
+    with_mirrors: bool,
+    show_progress: bool,
+    as_json: bool,
+) -> None:
+    """Re-read and re-hash objects, oldest-verified first, within the limits; name what is corrupt or missing."""
+    from modelarc.archive.scrub import ScrubLimits
+    from modelarc.archive.scrub import scrub as run_scrub
+
+    limits = ScrubLimits(max_bytes, max_seconds, rate * 1e6 if rate else None)
+    with byte_progress("scrub", show_progress and not as_json) as (advance, _total):
+        report = run_scrub(archive, limits, with_mirrors=with_mirrors, progress=advance)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for oid, snaps in sorted(report.missing.items()):
+            console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for oid, snaps in sorted(report.corrupt.items()):
+            console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for name, problems in sorted(report.mirrors.items()):
+            for kind, ids in sorted(problems.items()):
+                for oid in ids:
+                    console.print(f"MIRROR {name}: {kind} object {oid}")
+        console.print(
+            f"{report.objects_checked} objects ({human_bytes(report.bytes_checked)}) re-hashed, stopped: "
+            f"{report.stopped_by}; {report.objects_ever_verified} of {report.objects_total} objects ever verified"
+        )
+        console.print("ok" if report.ok else "damage found: run `modelarc repair`")
+    if not report.ok:
+        sys.exit(5)
+
+
+@click.command()
+@click.option("--read-data", is_flag=True, help="Re-hash every object first instead of trusting the last scrub.")
+@json_option
+@with_archive
+def repair(archive: Archive, read_data: bool, as_json: bool) -> None:
+    """Replace missing or corrupt objects with verified copies from the mirrors; damaged ones are quarantined."""
+    from modelarc.archive.repair import repair as run_repair
+
+    report = run_repair(archive, read_data=read_data)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for oid, source in sorted(report.repaired.items()):
+            aside = report.quarantined.get(oid)
+            console.print(f"REPAIRED  {oid} from {source}" + (f" (damaged copy kept at {aside})" if aside else ""))
+        for oid, snaps in sorted(report.unrepaired.items()):
+            console.print(f"NOT REPAIRED  {oid}: no mirror has a good copy; breaks {', '.join(snaps) or 'nothing'}")
+        console.print(
+            f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
+            + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")
+        )
+    if not report.ok:
+        sys.exit(5)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(mirror)
+    group.add_command(scrub)
+    group.add_command(repair)
