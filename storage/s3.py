@@ -7,9 +7,11 @@ location is opened (``storage/location.py``): boto3 costs start-up time that loc
 **Atomic create.** S3 never shows a partial object: a PUT or a completed multipart upload appears whole or not at
 all, and is durable once acknowledged, so there is no temp file, no rename and ``sync`` has nothing to do.
 "Create only if absent" is ``If-None-Match: *`` on the PUT and on CompleteMultipartUpload; the server answers 412
-when the key exists, which is success here: keys are the sha256 of the content, so the existing object holds the
-very bytes we meant to write. A server without conditional writes (501 NotImplemented) gets a HEAD and a plain PUT
-instead, remembered per backend; the race between two such writers is harmless for the same reason.
+when the key exists, which is success here: keys are the sha256 of the raw content, so the existing object decodes
+to the very bytes we meant to write (perhaps through another codec, which is allowed). A server without conditional
+writes (501 NotImplemented) gets a HEAD and a plain PUT instead, remembered per backend; two such writers racing
+store two valid encodings of one id in turn, and a reader sees one whole object either way, so the race is
+harmless for the same reason.
 
 **Debris.** The one thing a killed writer leaves on S3 is an incomplete multipart upload (its parts are billed but
 invisible). ``temp_count`` counts them under the prefix and ``clean_tmp`` aborts the old ones: they are this
