@@ -219,11 +219,16 @@ class S3Backend:
             return
         if not self._conditional_writes and self.has(key):
             return
-        body = data if isinstance(data, bytes) else cast(BinaryIO, _ViewReader(view))
+
+        def body() -> bytes | BinaryIO:
+            # a new reader for every request: one that a failed request has read to its end would be sent as
+            # an empty body by the next (botocore rewinds only for its own retries)
+            return data if isinstance(data, bytes) else cast(BinaryIO, _ViewReader(view))
+
         with self._calls(key):
             self._create(
                 lambda conditional: self._client.put_object(
-                    Bucket=self.bucket, Key=name, Body=body, **_if_none_match(conditional)
+                    Bucket=self.bucket, Key=name, Body=body(), **_if_none_match(conditional)
                 )
             )
 
@@ -497,6 +502,7 @@ class S3Backend:
             hint = _AUTH_HINTS.get(code, _AUTH_HINT)
             if status == 403 and not code.isalpha():  # a HEAD's 403 has no body to name a code
                 code = "403 Forbidden"
+                hint += " (S3 also answers 403 for a missing key when the credentials may not list the bucket)"
             return StoreAccessError(f"S3 refused access to {where}: {code}{_for_key(key)}; {hint}")
         if code == "NoSuchBucket" or (bucket_request and status == 404):
             return StoreAccessError(
