@@ -11,7 +11,7 @@ Both catalog databases: SQLite (a file in a temporary folder) and PostgreSQL (a 
 PostgreSQL is ANALYZEd after the fill, as autovacuum would after so many inserts; SQLite is not, because modelarc
 never runs ANALYZE there: its planner sees what a real archive's sees.
 
-    python bench/catalog.py [--database sqlite|postgresql|both] [--sizes 1000,100000] [--repeat 7]
+    python bench/catalog.py [--database sqlite|postgresql|both] [--sizes 1000,100000] [--repeat 15]
 """
 
 from __future__ import annotations
@@ -362,11 +362,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--sizes", default="1000,100000")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     server = postgres_server_url() if "postgresql" in databases else None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"load average {load:.1f} on {cores} cores{'' if load < cores else ': busy, ratios will be noisy'}")
     tables = {db: bench_database(db, server, sizes, args.repeat) for db in databases}
     for db, results in tables.items():
         print_table(db, results, sizes[0], sizes[-1])
