@@ -80,10 +80,15 @@ def respond(
 
 def paged(request: Request, rows: Sequence[JsonRow], limit: int, offset: int) -> Response:
     """``rows`` holds up to limit+1 items; the extra one only says a next page exists."""
+    more = len(rows) > limit
+    return page_response(request, rows[:limit], _encode_cursor(offset + limit) if more else None)
+
+
+def page_response(request: Request, rows: Sequence[JsonRow], next_cursor: str | None) -> Response:
+    """A page as a JSON array, with ``Link: <this URL with cursor=next_cursor>; rel="next"`` unless it is the last."""
     headers = {}
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
+    if next_cursor is not None:
+        nxt = request.url.include_query_params(cursor=next_cursor)
         headers["Link"] = f'<{nxt}>; rel="next"'
     return respond(request, [r.to_json() for r in rows], headers=headers)
 
@@ -186,10 +191,10 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
 
     @router.get("/datasets")
     def datasets(request: Request, limit: Limit = 100, cursor: Cursor = None) -> Response:
-        offset = _offset(cursor)
-        return paged(
-            request, views.list_datasets(get_archive(), limit=limit + 1, offset=offset), limit, offset
-        )
+        """Datasets by name, with how many snapshots used each. The cursor is a position by name (keyset): a
+        dataset added while paging never shifts a page."""
+        page = views.list_datasets(get_archive(), limit=limit, cursor=cursor)
+        return page_response(request, page.rows, page.next_cursor)
 
     @router.get("/datasets/{name}")
     def dataset(request: Request, name: PathText) -> Response:

@@ -121,8 +121,28 @@ def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
     return select(tree.c.id)
 
 
+# What a row of the listing needs, as plain columns: loading whole ORM rows (and parsing their JSON columns) cost
+# more than the query itself on a page of 100.
+_ROW = (
+    Snapshot.id,
+    Snapshot.digest,
+    Snapshot.created_at,
+    Snapshot.parameter_count,
+    Snapshot.logical_bytes,
+    Snapshot.model_type,
+    Snapshot.cutoff,
+    Snapshot.cutoff_precision,
+    Snapshot.release_date,
+    Snapshot.license,
+    Snapshot.tombstoned_at,
+    Snapshot.tombstone_reason,
+    Model.namespace,
+    Model.name,
+)
+
+
 def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
-    q = select(Snapshot, Model).join(Model, Model.id == Snapshot.model_id)
+    q = select(*_ROW).join(Model, Model.id == Snapshot.model_id)
     if f.as_of is not None:
         q = q.where(Snapshot.created_at <= f.as_of)
     if f.cutoff_before is not None:
@@ -144,6 +164,7 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
     if f.max_params is not None:
         q = q.where(Snapshot.parameter_count <= f.max_params)
     if f.license:
+        # the same expression as the index ix_snapshots_license_created, which serves it in created_at order
         q = q.where(func.lower(Snapshot.license) == f.license.lower())
     if f.trained_on:
         # dataset names are identifiers: an exact match can use the name index
@@ -175,28 +196,46 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
     else:
         q = q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc()).offset(f.offset or None)
         rows = list(s.execute(q.limit(f.limit) if f.limit is not None else q).all())
-    tags = _tags(s, [snap.id for snap, _m in rows], f.as_of)
-    out = []
-    for snap, model in rows:
-        withdrawn = snap.tombstoned_at is not None and (f.as_of is None or snap.tombstoned_at <= f.as_of)
-        out.append(
-            SnapshotSummary(
-                model=f"{model.namespace}/{model.name}",
-                snapshot=SnapshotId(snap.digest),
-                tags=tuple(tags.get(snap.id, ())),
-                created_at=snap.created_at.isoformat(timespec="seconds"),
-                parameters=snap.parameter_count,
-                logical_bytes=snap.logical_bytes,
-                model_type=snap.model_type,
-                cutoff=format_cutoff_value(snap.cutoff, snap.cutoff_precision),
-                cutoff_precision=snap.cutoff_precision,
-                release_date=snap.release_date.isoformat() if snap.release_date else None,
-                license=snap.license,
-                withdrawn=withdrawn,
-                withdrawn_reason=snap.tombstone_reason if withdrawn else None,
-            )
-        )
-    return out
+    tags = _tags(s, [row[0] for row in rows], f.as_of)
+    return [_summary(*tuple(row), tags=tags, as_of=f.as_of) for row in rows]
+
+
+def _summary(
+    row_id: int,
+    digest: str,
+    created_at: dt.datetime,
+    parameter_count: int,
+    logical_bytes: int,
+    model_type: str | None,
+    cutoff: dt.date | None,
+    cutoff_precision: str | None,
+    release_date: dt.date | None,
+    license: str | None,
+    tombstoned_at: dt.datetime | None,
+    tombstone_reason: str | None,
+    namespace: str,
+    name: str,
+    *,
+    tags: dict[int, list[str]],
+    as_of: dt.datetime | None,
+) -> SnapshotSummary:
+    """A row of the columns in ``_ROW``, in their order (unpacked: reading a Row's fields by name costs more)."""
+    withdrawn = tombstoned_at is not None and (as_of is None or tombstoned_at <= as_of)
+    return SnapshotSummary(
+        model=f"{namespace}/{name}",
+        snapshot=SnapshotId(digest),
+        tags=tuple(tags.get(row_id, ())),
+        created_at=created_at.isoformat(timespec="seconds"),
+        parameters=parameter_count,
+        logical_bytes=logical_bytes,
+        model_type=model_type,
+        cutoff=format_cutoff_value(cutoff, cutoff_precision),
+        cutoff_precision=cutoff_precision,
+        release_date=release_date.isoformat() if release_date else None,
+        license=license,
+        withdrawn=withdrawn,
+        withdrawn_reason=tombstone_reason if withdrawn else None,
+    )
 
 
 def format_cutoff_value(d: dt.date | None, precision: str | None) -> str | None:
@@ -212,8 +251,10 @@ def _tags(s: Session, ids: list[int], as_of: dt.datetime | None) -> dict[int, li
     if not ids:
         return out
     if as_of is None:
-        for tag in s.scalars(select(Tag).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)):
-            out.setdefault(tag.snapshot_id, []).append(tag.name)
+        for snap_id, name in s.execute(
+            select(Tag.snapshot_id, Tag.name).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)
+        ):
+            out.setdefault(snap_id, []).append(name)
         return out
     # moves onto this page's snapshots that no later move (by then) of the same tag superseded
     later = aliased(TagHistory)
