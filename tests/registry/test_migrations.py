@@ -80,7 +80,7 @@ def test_head_revision_read_from_file_names_is_alembics_head() -> None:
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_upgrade_to_0007_counts_the_snapshots_of_each_dataset(database_url: str) -> None:
+def test_upgrade_to_0009_counts_the_snapshots_of_each_dataset(database_url: str) -> None:
     """The counts `data ls` reads are filled from the links already there; a snapshot attached twice counts once."""
     from alembic import command
     from sqlalchemy import text
@@ -91,7 +91,7 @@ def test_upgrade_to_0007_counts_the_snapshots_of_each_dataset(database_url: str)
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006")
+        command.upgrade(cfg, "0008")
     with engine.begin() as conn:
         conn.execute(
             text(

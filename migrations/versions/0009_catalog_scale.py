@@ -1,8 +1,8 @@
 """catalog scale: a licence index in created_at order, each dataset's count of snapshots kept on its row, and
 PostgreSQL statistics on lower(model_type)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30 00:00:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
