@@ -83,6 +83,7 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 	$(PY) bench/catalog.py --database both
 	$(PY) bench/load.py
 	$(PY) bench/http_pull.py
+	$(PY) bench/serve.py
 	$(PY) bench/sharded.py
 	$(PY) bench/s3.py
 

@@ -5,23 +5,26 @@ With ``HF_ENDPOINT=http://127.0.0.1:8470``: ``GET /api/models/{ns}/{name}[/revis
 ``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``/``X-Linked-Size`` for weight files, ``Content-Length`` and ``Range``.
 A revision is a tag, ``main`` (the ``main`` tag, else ``latest``), a snapshot id or prefix, or the 40-hex commit id
 derived from a snapshot id (its first 40 hex digits). Files stream from the store, verified chunk by chunk; no Xet.
+Each download holds at most two decoded chunks and decodes only as its client reads; the server's ``ChunkDecoder``
+caps the chunks decoded at once across all downloads (archive/streaming.py, docs/API.md "Serving many clients").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from modelarc.api.limits import MAX_TEXT
 from modelarc.api.problems import clip, problem_responses
 from modelarc.archive.manifest import FileEntry, SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
-from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.archive.streaming import ChunkDecoder
 from modelarc.errors import (
     ModelarcError,
     ModelNotFoundError,
@@ -109,9 +112,29 @@ def _not_found(code: str, message: str, commit: str | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=404, headers=headers)
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that closes its body generator as soon as the response ends, however it ends.
+
+    When a client hangs up, Starlette cancels the sending but leaves the generator suspended until the garbage
+    collector finds it, holding the decoded chunks it had; closing it here lets them go at once.
+    """
+
+    def __init__(self, body: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._body.aclose()
+
+
 class HubView:
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: Archive, decoder: Callable[[], ChunkDecoder]) -> None:
         self.archive = archive
+        self.decoder = decoder
 
     def resolve(self, repo: str, revision: str) -> tuple[SnapshotId, SnapshotManifest] | Response:
         ns, _, name = repo.partition("/")
@@ -220,46 +243,35 @@ class HubView:
         headers["Content-Length"] = str(end - start)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
-        return StreamingResponse(self._stream(entry, start, end), status_code=status, headers=headers)
-
-    def _stream(self, entry: FileEntry, start: int, end: int) -> Iterator[bytes]:
-        pos = 0
-        chunks = []
-        for c in file_chunks(entry):  # only the chunks that overlap the range are read
-            if pos + c.length > start and pos < end:
-                chunks.append((pos, c))
-            pos += c.length
-        with ThreadPoolExecutor(2) as pool:
-            data_iter = iter_chunk_bytes(self.archive.store, [c for _p, c in chunks], pool)
-            for (offset, _c), data in zip(chunks, data_iter, strict=True):
-                lo, hi = max(start - offset, 0), min(end - offset, len(data))
-                yield bytes(data[lo:hi])
+        # only the chunks that overlap the range are decoded, each as the client reads up to it
+        body = self.decoder().stream(self.archive.store, entry, start, end)
+        return ClosingStreamingResponse(body, status_code=status, headers=headers)
 
 
-def hub_router(get_archive: Any) -> APIRouter:
+def hub_router(get_archive: Any, decoder: Callable[[], ChunkDecoder]) -> APIRouter:
     router = APIRouter(tags=["huggingface hub"], responses=HUB_ERRORS)
 
     @router.get("/api/models/{ns}/{name}")
     def model_info(ns: HubText, name: HubText) -> Response:
-        return HubView(get_archive()).info(f"{ns}/{name}", "main")
+        return HubView(get_archive(), decoder).info(f"{ns}/{name}", "main")
 
     @router.get("/api/models/{ns}/{name}/revision/{revision:path}")
     def model_info_rev(ns: HubText, name: HubText, revision: HubText) -> Response:
-        return HubView(get_archive()).info(f"{ns}/{name}", revision)
+        return HubView(get_archive(), decoder).info(f"{ns}/{name}", revision)
 
     @router.get("/api/models/{ns}/{name}/tree/{revision}")
     def tree_root(ns: HubText, name: HubText, revision: HubText) -> Response:
-        return HubView(get_archive()).tree(f"{ns}/{name}", revision, "")
+        return HubView(get_archive(), decoder).tree(f"{ns}/{name}", revision, "")
 
     @router.get("/api/models/{ns}/{name}/tree/{revision}/{path:path}")
     def tree(ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
-        return HubView(get_archive()).tree(f"{ns}/{name}", revision, path)
+        return HubView(get_archive(), decoder).tree(f"{ns}/{name}", revision, path)
 
     @router.get(
         "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
     )
     def resolve(request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
-        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+        return HubView(get_archive(), decoder).resolve_file(request, f"{ns}/{name}", revision, path)
 
     @router.head(
         "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
@@ -268,7 +280,7 @@ def hub_router(get_archive: Any) -> APIRouter:
         request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath
     ) -> Response:
         """Headers only: huggingface_hub reads X-Repo-Commit, ETag and sizes from here before downloading."""
-        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+        return HubView(get_archive(), decoder).resolve_file(request, f"{ns}/{name}", revision, path)
 
     return router
 
