@@ -28,7 +28,6 @@ from huggingface_hub.utils import paginate
 from liveserver import serve_app
 
 from modelarc.api.app import create_app
-from modelarc.archive.catalog.repo_tree import lfs_pointer
 from modelarc.archive.catalog.revisions import commit_id
 
 
@@ -45,26 +44,36 @@ def hub(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> I
 
 
 class RequestLog:
-    """The app, wrapped to record each request: method, path, Range header and response body bytes sent."""
+    """The app, wrapped to record each request as it arrives: method, path, Range header, and the response body bytes
+    sent so far (counted before each part is handed to the server, so before the client can have read it)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.requests: list[tuple[str, str, str | None, int]] = []
+        self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        sent = 0
+        ranges = dict(scope["headers"]).get(b"range")
+        seen = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "range": ranges and ranges.decode(),
+            "sent": 0,
+        }
+        self.requests.append(seen)
 
         async def counting(message: dict[str, Any]) -> None:
-            nonlocal sent
             if message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
+                seen["sent"] += len(message.get("body", b""))
             await send(message)
 
         await self.app(scope, receive, counting)
-        ranges = dict(scope["headers"]).get(b"range")
-        self.requests.append((scope["method"], scope["path"], ranges.decode() if ranges else None, sent))
+
+
+def pointer(sha256: str, size: int) -> bytes:
+    """A Git LFS pointer file, from the spec (not from the code under test)."""
+    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
 
 
 def sha(b: Browsable, key: str) -> str:
@@ -238,7 +247,7 @@ def test_tree_lists_folders_then_files_with_the_ids_git_computes(hub, tmp_path: 
             and e.lfs.sha256 == hashlib.sha256(data).hexdigest()
             and e.lfs.size == len(data)
         )
-        assert e.lfs.pointer_size == len(lfs_pointer(e.lfs.sha256, len(data)))
+        assert e.lfs.pointer_size == len(pointer(e.lfs.sha256, len(data)))
     inside = [(type(e).__name__, e.path) for e in api.list_repo_tree("acme/base", "sub", revision="v1")]
     assert inside == [("RepoFolder", "sub/deep"), ("RepoFile", "sub/x.txt")]
     everything = list(api.list_repo_tree("acme/base", revision="v1", recursive=True))
@@ -252,7 +261,7 @@ def test_tree_lists_folders_then_files_with_the_ids_git_computes(hub, tmp_path: 
     for e in everything:
         if isinstance(e, RepoFile):
             (repo / e.path).parent.mkdir(parents=True, exist_ok=True)
-            (repo / e.path).write_bytes(lfs_pointer(e.lfs.sha256, e.size))
+            (repo / e.path).write_bytes(pointer(e.lfs.sha256, e.size))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
     tree = subprocess.run(["git", "-C", str(repo), "write-tree"], check=True, capture_output=True, text=True)
@@ -372,9 +381,10 @@ def test_get_safetensors_metadata_reads_the_header_without_the_weights(hub) -> N
         for name, v in header.items()
         if name != "__metadata__"
     }
-    weights = [r for r in hub["seen"].requests if r[1] == "/acme/base/resolve/main/model.safetensors"]
-    assert weights and all(method == "HEAD" or rng is not None for method, _p, rng, _n in weights)
-    assert sum(n for *_r, n in weights) <= 100_001 < len(data)
+    weights = [r for r in hub["seen"].requests if r["path"] == "/acme/base/resolve/main/model.safetensors"]
+    reads = [r for r in weights if r["method"] == "GET"]
+    assert reads and all(r["range"] for r in reads)  # every read of the weights was a ranged one
+    assert sum(r["sent"] for r in weights) <= 100_001 < len(data)
 
 
 # ----------------------------------------------------------------------------------------------- model_info
@@ -433,7 +443,9 @@ def test_a_withdrawn_snapshot_raises_disabled_repo_error_where_files_would_be_ha
     (listed,) = api.list_models(search="acme/gone", full=True)
     assert listed.disabled is True
     assert {r.name for r in api.list_repo_refs("acme/gone").branches} == {"latest", "main"}
-    with pytest.raises(DisabledRepoError):  # HfFileSystem passes it on, as for a disabled repository on the Hub
+    with pytest.raises(
+        DisabledRepoError
+    ):  # HfFileSystem passes it on, as for a disabled repository on the Hub
         HfFileSystem(endpoint=hub["url"], skip_instance_cache=True).ls("acme/gone")
 
 
