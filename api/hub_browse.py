@@ -62,7 +62,6 @@ Expand = Annotated[
     list[HubProperty], Query(max_length=40, description="Only these properties.", default_factory=list)
 ]
 Cursor = Annotated[str | None, Query(max_length=100, description="Opaque; from the Link rel=next of a page.")]
-LIST_PARAMS_NOT_SUPPORTED = ("pipeline_tag", "apps", "inference", "inference_provider")
 JSON_LIST: dict[int | str, dict[str, Any]] = {
     200: {"description": "A page; Link rel=next when more exist", "content": {"application/json": {}}},
 }
@@ -120,14 +119,17 @@ def hub_browse_router(get_archive: Callable[[], Archive]) -> APIRouter:
         inference_provider: Texts,
     ) -> Response:
         """``HfApi.list_models``: each model as its default revision (``main``, else ``latest``) shows it."""
-        named = dict(
-            pipeline_tag=pipeline_tag, apps=apps, inference=inference, inference_provider=inference_provider
-        )
-        unsupported = [k for k in LIST_PARAMS_NOT_SUPPORTED if named[k]]
-        if unsupported:
-            raise UsageError(
-                f"{unsupported[0]} is not supported: archived models carry no pipeline or inference data"
-            )
+        given = {
+            "pipeline_tag": pipeline_tag,
+            "apps": apps,
+            "inference": inference,
+            "inference_provider": inference_provider,
+        }
+        for name, value in given.items():
+            if value:
+                raise UsageError(
+                    f"{name} is not supported: archived models carry no pipeline or inference data"
+                )
         query = hub_repos.repo_query(
             filters=filter_ or (),
             search=search,
@@ -148,7 +150,7 @@ def hub_browse_router(get_archive: Callable[[], Archive]) -> APIRouter:
             )
         return _page(request, [_repo_json(c, fields) for c in cards], size, offset)
 
-    def model_info(ns: str, name: str, revision: str, expand: list[str] | None) -> Response:
+    def model_info(ns: str, name: str, revision: str, expand: Sequence[str]) -> Response:
         rev = resolve_revision(get_archive(), f"{ns}/{name}", revision)
         refuse_withdrawn(rev)
         fields = set(expand) if expand else INFO_FIELDS
@@ -295,7 +297,7 @@ def hub_browse_router(get_archive: Callable[[], Archive]) -> APIRouter:
 # model_info without ``expand``: everything this archive can say (list_models says less, as the Hub does)
 INFO_FIELDS = frozenset(
     {"author", "sha", "lastModified", "createdAt", "private", "gated", "disabled", "tags", "cardData", "config",
-     "safetensors", "siblings", "modelarc"}
+     "safetensors", "siblings", "modelarc_snapshot"}
 )  # fmt: skip
 LIST_FIELDS = frozenset({"private", "tags", "createdAt"})
 FULL_FIELDS = frozenset({"author", "sha", "lastModified", "gated", "disabled", "siblings"})
@@ -327,26 +329,20 @@ def _repo_json(card: RepoCard, fields: set[str] | frozenset[str]) -> dict[str, A
         "tags": card.tags(),
     }
     if snap is not None:
-        values.update(sha=card.sha, lastModified=_date(snap.created_at), modelarc={"snapshot": snap.digest})
-        if card.card is not None:
-            values["cardData"] = card.card_data()
-        if "architectures" in snap.architecture or "model_type" in snap.architecture:
-            if snap.architecture.get("format") != "gguf":  # from config.json, not from a GGUF header
-                values["config"] = {
-                    k: snap.architecture[k] for k in ("architectures", "model_type") if k in snap.architecture
-                }
+        values.update(sha=card.sha, lastModified=_date(snap.created_at), modelarc_snapshot=snap.digest)
+        values["cardData"] = card.card_data()
+        arch = snap.architecture
+        if arch.get("format") != "gguf" and ("architectures" in arch or "model_type" in arch):
+            # the part of config.json the Hub shows; a GGUF file's own metadata is no config.json
+            values["config"] = {k: arch[k] for k in ("architectures", "model_type") if k in arch}
     if files is not None:
         values["siblings"] = [_sibling(f.path, f.size, f.sha256) for f in files]
         kinds = {f.kind for f in files}
-        if snap is not None and "safetensors" in kinds and "gguf" not in kinds:
+        if (
+            snap is not None and "safetensors" in kinds and "gguf" not in kinds
+        ):  # the parameters are theirs alone
             values["safetensors"] = {"parameters": dict(snap.dtypes), "total": snap.parameter_count}
-    out = {"id": card.model, "modelId": card.model}
-    for key in sorted(fields):
-        if key in values:
-            out["modelarc_snapshot" if key == "modelarc" else key] = (
-                values[key]["snapshot"] if key == "modelarc" else values[key]
-            )
-    return out
+    return {"id": card.model, "modelId": card.model, **{k: values[k] for k in sorted(fields) if k in values}}
 
 
 def _sibling(path: str, size: int, sha256: str) -> dict[str, Any]:
