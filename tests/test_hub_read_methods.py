@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import pytest
 from hubarchive import Browsable, build
 from huggingface_hub import HfApi
@@ -132,6 +133,7 @@ def not_yet_calls(api: HfApi) -> dict[str, Callable[[], object]]:
 
 def test_the_table_lists_every_read_method_of_the_installed_client() -> None:
     assert set(table()) == read_methods(), "classify the new (or gone) HfApi read methods in docs/API.md"
+    assert f"`huggingface_hub` ({huggingface_hub.__version__})" in DOC.read_text()  # the version it was made from
 
 
 def test_every_supported_read_method_answers_right(hub) -> None:
