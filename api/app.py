@@ -18,7 +18,8 @@ from modelarc import __version__
 from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
-from modelarc.api.problems import MAX_ECHO, problem
+from modelarc.api.hub_browse import hub_browse_router
+from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
@@ -74,6 +75,8 @@ def create_app(
 
     @app.exception_handler(ModelarcError)
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
+        if HUB_TAG in getattr(request.scope.get("route"), "tags", ()):
+            return hub_error(exc)  # the Hub's own codes, so huggingface_hub raises its typed errors
         status, code = http_error(exc)  # the one table, modelarc/errors.py HTTP_ERRORS
         extra = (
             {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
@@ -93,6 +96,7 @@ def create_app(
     app.include_router(health_router(get_archive))
     app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive, decoders))
+    app.include_router(hub_browse_router(get_archive))
     app.include_router(transfer_router(get_archive))
     app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app

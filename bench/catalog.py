@@ -39,6 +39,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import DatasetPage, list_datasets
 from modelarc.registry.db import Catalog
 from modelarc.registry.lineage_queries import LineageNode
+from modelarc.registry.model_heads import ModelOrder, card_facts, list_model_heads
 from modelarc.registry.models import (
     Base,
     DataAttachment,
@@ -206,6 +207,16 @@ def queries(catalog: Catalog, facts: dict[str, Any]) -> dict[str, Callable[[], o
 
         return go
 
+    def hub_models(f: SnapshotFilters, order: ModelOrder = "name") -> Callable[[], object]:
+        """A page of GET /api/models (HfApi.list_models): ten models by their head snapshot, with card facts."""
+
+        def go() -> object:
+            with catalog.session() as s:
+                heads = list_model_heads(s, f, order=order, limit=10)
+                return card_facts(s, [h.head.row_id for h in heads if h.head])
+
+        return go
+
     def resolve_tag() -> object:
         with catalog.session() as s:
             return q.resolve_ref(
@@ -246,6 +257,9 @@ def queries(catalog: Catalog, facts: dict[str, Any]) -> dict[str, Callable[[], o
             )
         ),
         "timeline (first 100)": run(SnapshotFilters(), order="cutoff"),
+        "hub list_models (10, by id)": hub_models(SnapshotFilters()),
+        "hub list_models lastModified": hub_models(SnapshotFilters(), order="modified"),
+        "hub list_models license:mit": hub_models(SnapshotFilters(license="mit")),
         "resolve ns/name:tag": resolve_tag,
         "resolve ns/name@prefix": resolve_digest,
         "lineage ancestors (deep)": ancestors,

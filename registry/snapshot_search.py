@@ -47,6 +47,9 @@ class SnapshotFilters:
     descendant_of: int | None = None  # snapshot row id
     as_of: dt.datetime | None = None
     name: str | None = None  # part of "namespace/name", any case
+    # a direct parent is a snapshot of this model, (namespace, name), declared with ``parent_relation`` when given
+    parent_model: tuple[str, str] | None = None
+    parent_relation: str | None = None  # finetune, quantized, merge, ...
     limit: int | None = 100
     offset: int = 0  # rows to skip (API pagination)
 
@@ -110,7 +113,7 @@ def _cutoff_start_after(d: dt.date) -> ColumnElement[bool]:
     return Snapshot.cutoff > d
 
 
-def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
+def _descendant_ids(root: int) -> Select:  # type: ignore[type-arg]
     tree = (
         select(Lineage.child_id.label("id"))
         .where(Lineage.parent_id == root)
@@ -119,6 +122,68 @@ def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
     step = aliased(Lineage)
     tree = tree.union(select(step.child_id).join(tree, step.parent_id == tree.c.id))
     return select(tree.c.id)
+
+
+def _children_of_model(namespace: str, name: str, relation: str | None) -> Select:  # type: ignore[type-arg]
+    """Snapshots that declare a snapshot of model ``namespace/name`` as a direct parent (by ``relation``)."""
+    parent = aliased(Snapshot)
+    parent_model = aliased(Model)
+    q = (
+        select(Lineage.child_id)
+        .join(parent, parent.id == Lineage.parent_id)
+        .join(parent_model, parent_model.id == parent.model_id)
+        .where(parent_model.namespace == namespace, parent_model.name == name)
+    )
+    return q.where(Lineage.relation == relation) if relation is not None else q
+
+
+def snapshot_conditions(f: SnapshotFilters) -> list[ColumnElement[bool]]:
+    """The WHERE conditions ``f`` puts on ``Snapshot`` (and ``Model``, for ``name``), for any query that joins both.
+
+    Shared by the snapshot search below and the Hub model listing (registry/model_heads.py), so a filter means the
+    same on every surface.
+    """
+    out: list[ColumnElement[bool]] = []
+    if f.as_of is not None:
+        out.append(Snapshot.created_at <= f.as_of)
+    if f.cutoff_before is not None:
+        out += [Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before)]
+    if f.cutoff_after is not None:
+        out += [Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after)]
+    if f.name:
+        out.append(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
+    if f.arch:
+        pattern = f"%{f.arch.lower()}%"
+        out.append(
+            or_(
+                func.lower(Snapshot.model_type) == f.arch.lower(),
+                func.lower(cast(Snapshot.architecture, Text)).like(pattern),
+            )
+        )
+    if f.min_params is not None:
+        out.append(Snapshot.parameter_count >= f.min_params)
+    if f.max_params is not None:
+        out.append(Snapshot.parameter_count <= f.max_params)
+    if f.license:
+        # the same expression as the index ix_snapshots_license_created, which serves it in created_at order
+        out.append(func.lower(Snapshot.license) == f.license.lower())
+    if f.trained_on:
+        # dataset names are identifiers: an exact match can use the name index
+        used = (
+            select(SnapshotDataset.snapshot_id)
+            .join(Dataset, Dataset.id == SnapshotDataset.dataset_id)
+            .where(Dataset.name == f.trained_on)
+        )
+        if f.as_of is not None:
+            used = used.join(DataAttachment, DataAttachment.id == SnapshotDataset.attachment_id).where(
+                DataAttachment.attached_at <= f.as_of
+            )
+        out.append(Snapshot.id.in_(used))
+    if f.descendant_of is not None:
+        out.append(Snapshot.id.in_(_descendant_ids(f.descendant_of)))
+    if f.parent_model is not None:
+        out.append(Snapshot.id.in_(_children_of_model(*f.parent_model, f.parent_relation)))
+    return out
 
 
 # What a row of the listing needs, as plain columns: loading whole ORM rows (and parsing their JSON columns) cost
@@ -142,44 +207,7 @@ _ROW = (
 
 
 def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
-    q = select(*_ROW).join(Model, Model.id == Snapshot.model_id)
-    if f.as_of is not None:
-        q = q.where(Snapshot.created_at <= f.as_of)
-    if f.cutoff_before is not None:
-        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before))
-    if f.cutoff_after is not None:
-        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after))
-    if f.name:
-        q = q.where(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
-    if f.arch:
-        pattern = f"%{f.arch.lower()}%"
-        q = q.where(
-            or_(
-                func.lower(Snapshot.model_type) == f.arch.lower(),
-                func.lower(cast(Snapshot.architecture, Text)).like(pattern),
-            )
-        )
-    if f.min_params is not None:
-        q = q.where(Snapshot.parameter_count >= f.min_params)
-    if f.max_params is not None:
-        q = q.where(Snapshot.parameter_count <= f.max_params)
-    if f.license:
-        # the same expression as the index ix_snapshots_license_created, which serves it in created_at order
-        q = q.where(func.lower(Snapshot.license) == f.license.lower())
-    if f.trained_on:
-        # dataset names are identifiers: an exact match can use the name index
-        used = (
-            select(SnapshotDataset.snapshot_id)
-            .join(Dataset, Dataset.id == SnapshotDataset.dataset_id)
-            .where(Dataset.name == f.trained_on)
-        )
-        if f.as_of is not None:
-            used = used.join(DataAttachment, DataAttachment.id == SnapshotDataset.attachment_id).where(
-                DataAttachment.attached_at <= f.as_of
-            )
-        q = q.where(Snapshot.id.in_(used))
-    if f.descendant_of is not None:
-        q = q.where(Snapshot.id.in_(_descendant_ids(s, f.descendant_of)))
+    q = select(*_ROW).join(Model, Model.id == Snapshot.model_id).where(*snapshot_conditions(f))
     if order == "cutoff":
         # known cutoffs in index order first, then unknown ones: two index-friendly queries instead of sorting
         # every row on "cutoff IS NULL"; an offset is applied to the concatenation
