@@ -171,13 +171,13 @@ def hub_router(get_archive: Any, decoder: Callable[[], ChunkDecoder]) -> APIRout
     router = APIRouter(tags=[HUB_TAG], responses=HUB_ERRORS)
 
     @router.get(
-        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+        "/{ns}/{name}/resolve/{revision}/{path:anytext}", response_class=Response, responses=FILE_RESPONSES
     )
     def resolve(request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
         return HubView(get_archive(), decoder).resolve_file(request, f"{ns}/{name}", revision, path)
 
     @router.head(
-        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+        "/{ns}/{name}/resolve/{revision}/{path:anytext}", response_class=Response, responses=FILE_RESPONSES
     )
     def resolve_head(
         request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath
