@@ -2,7 +2,7 @@
 
 Why not ``restore.iter_chunk_bytes``: it decodes ``READ_AHEAD`` (6) chunks ahead on a pool of its own, which is right
 for one pull writing to disk and wrong for a server that runs one per download: 16 concurrent downloads of a 269 MB
-file held about 85 MB each (1.46 GB), and a slow client made the server decode ahead of it all the same.
+file took the server from 108 MB to 1.8 GB (about 100 MB each), and it decoded ahead of a slow client all the same.
 
 The memory model (docs/API.md, "Serving many clients"), which the tests check by counting, not by timing:
 
@@ -44,7 +44,7 @@ class DecodeCounts:
 
     ``held`` counts chunks a download has asked for and not yet let go (queued, decoding or being sent): an upper
     bound on the decoded chunks alive. ``peak_held_per_stream`` is the most any one download held at once.
-    ``sent`` is the bytes handed to the server to send, which a client that stops reading stops within its socket
+    ``sent`` counts the bytes handed to the server to send: a client that stops reading stops it within the socket
     buffers.
     """
 
