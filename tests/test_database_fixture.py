@@ -64,6 +64,7 @@ def test_monkeypatch_is_fine(monkeypatch):
 def test_env_guard_fails_tests_and_fixtures_that_leave_modelarc_env_changed(tmp_path: Path) -> None:
     """The autouse guard in conftest.py: a leak fails the test that leaked, not the ones after it."""
     (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "s3server.py").write_text((Path(__file__).parent / "s3server.py").read_text())  # conftest imports it
     (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARC_", "PYTEST_"))}
     proc = subprocess.run(
