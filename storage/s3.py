@@ -121,6 +121,10 @@ def default_client(max_pool_connections: int = POOL_CONNECTIONS) -> S3Client:
     virtual-hosted style on AWS), so nothing is forced here and ``s3 = addressing_style = virtual`` in the profile
     still wins. Retries use botocore's "standard" mode (5xx, throttling, connection errors and timeouts, with
     exponential backoff and jitter).
+
+    botocore 1.36 and later send CRC32 checksums with every upload by default (over HTTPS in an aws-chunked
+    trailer); a server too old for that rejects uploads, and ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``
+    is the standard switch back. The backend then also leaves checksums off its multipart parts.
     """
     try:
         core = botocore.session.get_session()
@@ -396,6 +400,7 @@ class S3Backend:
         return int(self._head(key)["ContentLength"])
 
     def mtime(self, key: str) -> float:
+        """LastModified; for a multipart object AWS gives the time its upload was initiated, not completed."""
         return self._head(key)["LastModified"].timestamp()
 
     def _head(self, key: str) -> Any:

@@ -12,20 +12,30 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from liveserver import free_port
 from s3server import DUMMY_KEY_ID, DUMMY_SECRET, FaultProxy, ProxiedRequest, moto_auth, raw_client
 
 from modelarc.errors import StoreAccessError
-from modelarc.storage.s3 import S3Backend
+
+if TYPE_CHECKING:
+    from modelarc.storage.s3 import S3Backend
 
 MiB = 1 << 20
 LARGE = 12 * MiB + 1
 
 
+def _backend(*args: Any, **kwargs: Any) -> S3Backend:
+    """Imported here, not at collection: boto3 is loaded by the tests that use it (as by the code, lazily)."""
+    from modelarc.storage.s3 import S3Backend
+
+    return S3Backend(*args, **kwargs)
+
+
 def _small_parts(bucket: str, prefix: str = "store") -> S3Backend:
-    return S3Backend(bucket, prefix, multipart_threshold=6 * MiB, part_size=5 * MiB, max_workers=3)
+    return _backend(bucket, prefix, multipart_threshold=6 * MiB, part_size=5 * MiB, max_workers=3)
 
 
 def _one_line_without_secrets(error: StoreAccessError, *, secret: str = DUMMY_SECRET) -> str:
@@ -45,7 +55,7 @@ def test_transient_server_errors_are_retried(
 ) -> None:
     with FaultProxy(s3_endpoint, lambda r: r.number < 2, status=status, code=code) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        backend = S3Backend(s3_bucket, "store")
+        backend = _backend(s3_bucket, "store")
         backend.put("objects/ab/k", b"made it")
         assert proxy.failures() == 2
         assert backend.get("objects/ab/k") == b"made it"
@@ -81,7 +91,7 @@ def test_an_endpoint_that_keeps_failing_is_one_store_access_error(
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # the standard variable; keeps the backoff short
     with FaultProxy(s3_endpoint, lambda r: True) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-        backend = S3Backend(s3_bucket, "store")
+        backend = _backend(s3_bucket, "store")
         with pytest.raises(StoreAccessError) as caught:
             backend.put("objects/ab/k", b"never stored")
         assert proxy.failures() == 2
@@ -111,7 +121,7 @@ def test_a_failed_multipart_upload_leaves_nothing_under_the_key_and_is_aborted(
 
 
 def test_a_missing_bucket_is_named_with_its_endpoint(s3_bucket: str, s3_endpoint: str) -> None:
-    backend = S3Backend("modelarc-no-such-bucket", "store")
+    backend = _backend("modelarc-no-such-bucket", "store")
     for call in (
         lambda: backend.get("objects/ab/k"),
         lambda: backend.has("objects/ab/k"),  # a HEAD: its bare 404 does not say which is missing
@@ -131,7 +141,7 @@ def test_a_closed_port_is_a_network_error(s3_bucket: str, monkeypatch: pytest.Mo
     port = free_port()  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    backend = S3Backend(s3_bucket, "store")
+    backend = _backend(s3_bucket, "store")
     with pytest.raises(StoreAccessError) as caught:
         backend.get("objects/ab/k")
     message = _one_line_without_secrets(caught.value)
@@ -184,7 +194,7 @@ def _impatient_client(endpoint: str) -> object:
 
 def test_a_stalled_server_is_a_read_timeout(s3_bucket: str) -> None:
     with _socket_server(None) as url:
-        backend = S3Backend(s3_bucket, "store", client=_impatient_client(url))  # type: ignore[arg-type]
+        backend = _backend(s3_bucket, "store", client=_impatient_client(url))  # type: ignore[arg-type]
         with pytest.raises(StoreAccessError) as caught:
             backend.get("objects/ab/k")
     assert f"cannot reach the S3 endpoint {url}" in _one_line_without_secrets(caught.value)
@@ -196,7 +206,7 @@ def test_an_answer_cut_short_is_a_store_access_error(s3_bucket: str) -> None:
         b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: binary/octet-stream\r\n\r\nonly this"
     )
     with _socket_server(truncated) as url:
-        backend = S3Backend(s3_bucket, "store", client=_impatient_client(url))  # type: ignore[arg-type]
+        backend = _backend(s3_bucket, "store", client=_impatient_client(url))  # type: ignore[arg-type]
         with pytest.raises(StoreAccessError) as caught:
             backend.get("objects/ab/k")
     assert f"cannot reach the S3 endpoint {url}" in _one_line_without_secrets(caught.value)
@@ -207,7 +217,7 @@ def test_wrong_credentials_are_refused_in_one_line(
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-do-not-print")
-    backend = S3Backend(s3_bucket, "store")
+    backend = _backend(s3_bucket, "store")
     with moto_auth(s3_endpoint):
         for call in (lambda: backend.put("objects/ab/k", b"x"), lambda: backend.get("objects/ab/k")):
             with pytest.raises(StoreAccessError) as caught:
@@ -229,7 +239,7 @@ def test_a_user_without_permission_gets_access_denied(
     key = iam.create_access_key(UserName="no-rights")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    backend = S3Backend(s3_bucket, "store")
+    backend = _backend(s3_bucket, "store")
     try:
         with moto_auth(s3_endpoint):
             with pytest.raises(StoreAccessError) as caught:
@@ -245,7 +255,7 @@ def test_a_user_without_permission_gets_access_denied(
 def test_no_credentials_at_all_is_one_line(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    backend = S3Backend(s3_bucket, "store")
+    backend = _backend(s3_bucket, "store")
     with pytest.raises(StoreAccessError, match="no AWS credentials found; set AWS_PROFILE"):
         backend.put("objects/ab/k", b"x")
 
@@ -253,7 +263,7 @@ def test_no_credentials_at_all_is_one_line(s3_bucket: str, monkeypatch: pytest.M
 def test_an_unknown_profile_is_one_line(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_PROFILE", "modelarc-no-such-profile")
     with pytest.raises(StoreAccessError, match="modelarc-no-such-profile"):
-        S3Backend(s3_bucket, "store").get("objects/ab/k")
+        _backend(s3_bucket, "store").get("objects/ab/k")
 
 
 def test_a_server_without_conditional_writes_falls_back_once_per_backend(
