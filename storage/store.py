@@ -19,7 +19,7 @@ from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
 QUARANTINE_PREFIX = "quarantine"  # damaged copies set aside by repair: never read as objects, never collected
-# enough for any object header (16 fixed bytes and the codec parameters): one ranged read, not the whole object
+# the object header (16 fixed bytes and the codec parameters, a few bytes for every codec so far): one ranged read
 HEADER_READ = 4096
 
 
