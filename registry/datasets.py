@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelarc.registry import queries as q
-from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset
+from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -176,13 +177,20 @@ class Attachment:
 
 
 def attach_datasets(
-    s: Session, snapshot_id: int, manifest: ObjectRecord, actor: str, datasets: Sequence[NewDataset]
+    s: Session,
+    snapshot_id: int,
+    manifest: ObjectRecord,
+    actor: str,
+    datasets: Sequence[NewDataset],
+    at: dt.datetime | None = None,
 ) -> Attachment:
     """Attach a training-data manifest (``manifest``, durable in the store) to the snapshot with row id
     ``snapshot_id``: the attachment, the snapshot's reference to the manifest object (gc keeps it), and each
-    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed."""
+    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed. ``at``
+    is when (default now)."""
+    at = at or utcnow()
     q.record_objects(s, [manifest])
-    att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor)
+    att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor, attached_at=at)
     s.add(att)
     s.flush()
     q.add_snapshot_objects(s, snapshot_id, [manifest.id])
@@ -203,6 +211,7 @@ def attach_datasets(
                 time_start=new.time_start,
                 time_end=new.time_end,
                 notes=new.notes,
+                created_at=at,
             )
             s.add(row)
             s.flush()
