@@ -79,9 +79,11 @@ format: venv ## rewrite the code with ruff's import sorting and formatter
 bench: venv ## speed, as ratios against a baseline measured in the same run
 	@$(PY) -m compileall -q modelarc storage archive registry cli api migrations >/dev/null
 	$(PY) bench/run.py
-	$(PY) bench/catalog.py
+	@# both catalog databases; PostgreSQL is the server at MODELARC_TEST_POSTGRES_URL, else scripts/ci/postgres.sh's
+	$(PY) bench/catalog.py --database both
 	$(PY) bench/load.py
 	$(PY) bench/http_pull.py
+	$(PY) bench/serve.py
 	$(PY) bench/sharded.py
 	$(PY) bench/s3.py
 

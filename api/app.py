@@ -5,7 +5,9 @@ The API layer only parses, calls the archive and formats; errors become problem+
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,10 +18,12 @@ from modelarc import __version__
 from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
-from modelarc.api.problems import MAX_ECHO, problem
+from modelarc.api.hub_browse import hub_browse_router
+from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
+from modelarc.archive.streaming import ChunkDecoder
 from modelarc.archive.tokens import allows, token_identity
 from modelarc.errors import (
     MissingObjectsError,
@@ -30,10 +34,26 @@ from modelarc.errors import (
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
 
 
-def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = True) -> FastAPI:
-    """``anonymous_read=False`` requires a bearer token with at least the read scope on every data route."""
+def create_app(
+    get_archive: Callable[[], Archive], *, anonymous_read: bool = True, decoder: ChunkDecoder | None = None
+) -> FastAPI:
+    """``anonymous_read=False`` requires a bearer token with at least the read scope on every data route.
+
+    ``decoder`` decodes the chunks of every file download; by default the app makes its own on the first download,
+    sized by the archive's ``decode_slots``, and stops it at shutdown.
+    """
+    decoders = ServerDecoder(get_archive, decoder)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        decoders.close()
+
     app = FastAPI(
-        title="modelarc", version=__version__, description="An archive for machine-learning models."
+        title="modelarc",
+        version=__version__,
+        description="An archive for machine-learning models.",
+        lifespan=lifespan,
     )
 
     @app.middleware("http")
@@ -55,6 +75,8 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
 
     @app.exception_handler(ModelarcError)
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
+        if HUB_TAG in getattr(request.scope.get("route"), "tags", ()):
+            return hub_error(exc)  # the Hub's own codes, so huggingface_hub raises its typed errors
         status, code = http_error(exc)  # the one table, modelarc/errors.py HTTP_ERRORS
         extra = (
             {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
@@ -73,10 +95,38 @@ def create_app(get_archive: Callable[[], Archive], *, anonymous_read: bool = Tru
 
     app.include_router(health_router(get_archive))
     app.include_router(v1_router(get_archive))
-    app.include_router(hub_router(get_archive))
+    app.include_router(hub_router(get_archive, decoders))
+    app.include_router(hub_browse_router(get_archive))
     app.include_router(transfer_router(get_archive))
     app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app
+
+
+class ServerDecoder:
+    """The server's one ``ChunkDecoder``, made on the first download with the archive's ``decode_slots``.
+
+    Lazily, because an app can be built before (or without) an archive to serve. Every server process (each worker
+    of ``serve --workers N`` too) builds one app, so the cap is per process: N workers decode up to N x slots.
+    """
+
+    def __init__(self, get_archive: Callable[[], Archive], decoder: ChunkDecoder | None = None) -> None:
+        self._get_archive = get_archive
+        self._decoder = decoder
+        self._owned = decoder is None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> ChunkDecoder:
+        with self._lock:
+            if self._decoder is None:
+                self._decoder = ChunkDecoder(self._get_archive().settings.decode_slots)
+            return self._decoder
+
+    def close(self) -> None:
+        """At server shutdown: stop the threads of a decoder made here (one passed in belongs to the caller)."""
+        with self._lock:
+            if self._owned and self._decoder is not None:
+                self._decoder.close()
+                self._decoder = None
 
 
 def validation_detail(exc: RequestValidationError) -> str:

@@ -174,7 +174,7 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
 
     @router.get("/ui/datasets", response_class=HTMLResponse)
     def datasets() -> HTMLResponse:
-        return render("datasets.html", rows=views.list_datasets(get_archive(), limit=1000))
+        return render("datasets.html", rows=views.list_datasets(get_archive(), limit=1000).rows)
 
     @router.get("/ui/datasets/{name}", response_class=HTMLResponse)
     def dataset(name: str) -> HTMLResponse:

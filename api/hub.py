@@ -1,39 +1,35 @@
-"""Hugging Face Hub-compatible read routes, so unmodified huggingface_hub and transformers can load archived models.
+"""Hugging Face Hub-compatible download routes, so unmodified huggingface_hub and transformers can load archived models.
 
-With ``HF_ENDPOINT=http://127.0.0.1:8470``: ``GET /api/models/{ns}/{name}[/revision/{rev}]`` (id, sha, siblings),
-``GET /api/models/{ns}/{name}/tree/{rev}[/{path}]``, and ``HEAD``/``GET /{ns}/{name}/resolve/{rev}/{path}`` with
+With ``HF_ENDPOINT=http://127.0.0.1:8470``: ``HEAD``/``GET /{ns}/{name}/resolve/{rev}/{path}`` with
 ``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``/``X-Linked-Size`` for weight files, ``Content-Length`` and ``Range``.
 A revision is a tag, ``main`` (the ``main`` tag, else ``latest``), a snapshot id or prefix, or the 40-hex commit id
-derived from a snapshot id (its first 40 hex digits). Files stream from the store, verified chunk by chunk; no Xet.
+derived from a snapshot id (archive/catalog/revisions.py). Files stream from the store, verified chunk by chunk; no
+Xet. Model info, listings, refs, commits and trees are in api/hub_browse.py.
+Each download holds at most two decoded chunks and decodes only as its client reads; the server's ``ChunkDecoder``
+caps the chunks decoded at once across all downloads (archive/streaming.py, docs/API.md "Serving many clients").
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Callable
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from modelarc.api.limits import MAX_TEXT
-from modelarc.api.problems import clip, problem_responses
-from modelarc.archive.manifest import FileEntry, SnapshotManifest, check_relative_path
+from modelarc.api.problems import HUB_TAG, clip, problem_responses
+from modelarc.archive.catalog.revisions import commit_id, refuse_withdrawn, resolve_revision
+from modelarc.archive.manifest import SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
-from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.errors import (
-    ModelarcError,
-    ModelNotFoundError,
-    NotFoundError,
-    UsageError,
-    WithdrawnError,
-    http_error,
-)
+from modelarc.archive.streaming import ChunkDecoder
+from modelarc.errors import UsageError
 from modelarc.registry.refs import SnapshotId
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 _MAX_POSITION_DIGITS = 19  # 2^63 has 19 digits: a longer position lies beyond any file we can hold
 
@@ -89,11 +85,6 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def commit_id(snapshot: str) -> str:
-    """A stable 40-hex "commit" for a snapshot id, as git-style clients expect."""
-    return SnapshotId(snapshot).hex[:40]
-
-
 def refuse_unsafe_path(path: str) -> None:
     """A file path in a URL must be a plain relative path (no ``..``, no leading ``/``, no NUL or backslash): 400."""
     try:
@@ -109,85 +100,36 @@ def _not_found(code: str, message: str, commit: str | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=404, headers=headers)
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that closes its body generator as soon as the response ends, however it ends.
+
+    When a client hangs up, Starlette cancels the sending but leaves the generator suspended until the garbage
+    collector finds it, holding the decoded chunks it had; closing it here lets them go at once.
+    """
+
+    def __init__(self, body: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._body.aclose()
+
+
 class HubView:
-    def __init__(self, archive: Archive) -> None:
+    def __init__(self, archive: Archive, decoder: Callable[[], ChunkDecoder]) -> None:
+        self.decoder = decoder
         self.archive = archive
 
     def resolve(self, repo: str, revision: str) -> tuple[SnapshotId, SnapshotManifest] | Response:
-        ns, _, name = repo.partition("/")
-        try:
-            self.archive.resolve(f"{ns}/{name}:latest")
-        except ModelNotFoundError:
-            return _not_found("RepoNotFound", f"repository {repo} not found")
-        except NotFoundError:
-            pass  # the model exists without a `latest` tag: other revisions may still resolve
-        except ModelarcError:
-            return _not_found("RepoNotFound", f"repository {repo} not found")
-        candidates = []
-        if _COMMIT.match(revision) or revision.startswith("sha256:"):
-            candidates.append(f"{ns}/{name}@sha256:{revision.removeprefix('sha256:')}")
-        candidates += [f"{ns}/{name}:{revision}"] + ([f"{ns}/{name}:latest"] if revision == "main" else [])
-        for ref in candidates:
-            try:
-                _r, snap = self.archive.resolve(ref)
-            except ModelarcError:
-                continue
-            if snap.withdrawn:  # the one withdrawn status (modelarc/errors.py HTTP_ERRORS)
-                status, code = http_error(WithdrawnError(ref))
-                return JSONResponse(
-                    {"error": f"{ref} was withdrawn: {snap.tombstone_reason}"},
-                    status_code=status,
-                    headers={"X-Error-Code": code},
-                )
-            return snap.digest, self.archive.manifest(snap)
-        return _not_found("RevisionNotFound", f"revision {clip(revision)} not found in {repo}")
-
-    @staticmethod
-    def entry_json(f: FileEntry) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "file", "path": f.path, "size": f.size, "oid": f.sha256[:40]}
-        if f.path.endswith(LFS_SUFFIXES):
-            out["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
-        return out
-
-    def info(self, repo: str, revision: str) -> Response:
-        found = self.resolve(repo, revision)
-        if isinstance(found, Response):
-            return found
-        digest, manifest = found
-        siblings = []
-        for f in manifest.files:
-            sib: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": f.sha256[:40]}
-            if f.path.endswith(LFS_SUFFIXES):
-                sib["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
-            siblings.append(sib)
-        return JSONResponse(
-            {
-                "id": repo,
-                "modelId": repo,
-                "sha": commit_id(digest),
-                "siblings": siblings,
-                "private": False,
-                "gated": False,
-                "disabled": False,
-                "tags": ["modelarc"],
-                "downloads": 0,
-                "likes": 0,
-                "modelarc_snapshot": digest,
-            }
-        )
-
-    def tree(self, repo: str, revision: str, path: str) -> Response:
-        if path.strip("/"):
-            refuse_unsafe_path(path.strip("/"))
-        found = self.resolve(repo, revision)
-        if isinstance(found, Response):
-            return found
-        _digest, manifest = found
-        prefix = path.strip("/")
-        files = [
-            f for f in manifest.files if not prefix or f.path == prefix or f.path.startswith(prefix + "/")
-        ]
-        return JSONResponse([self.entry_json(f) for f in files])
+        """The snapshot and manifest ``revision`` names; an unknown one or a withdrawn snapshot raises, and the
+        exception handler answers as the Hub does (api/problems.py ``hub_error``)."""
+        rev = resolve_revision(self.archive, repo, revision)
+        refuse_withdrawn(rev)
+        return rev.snapshot.digest, self.archive.manifest(rev.snapshot)
 
     def resolve_file(self, request: Request, repo: str, revision: str, path: str) -> Response:
         refuse_unsafe_path(path)
@@ -220,57 +162,30 @@ class HubView:
         headers["Content-Length"] = str(end - start)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers)
-        return StreamingResponse(self._stream(entry, start, end), status_code=status, headers=headers)
-
-    def _stream(self, entry: FileEntry, start: int, end: int) -> Iterator[bytes]:
-        pos = 0
-        chunks = []
-        for c in file_chunks(entry):  # only the chunks that overlap the range are read
-            if pos + c.length > start and pos < end:
-                chunks.append((pos, c))
-            pos += c.length
-        with ThreadPoolExecutor(2) as pool:
-            data_iter = iter_chunk_bytes(self.archive.store, [c for _p, c in chunks], pool)
-            for (offset, _c), data in zip(chunks, data_iter, strict=True):
-                lo, hi = max(start - offset, 0), min(end - offset, len(data))
-                yield bytes(data[lo:hi])
+        # only the chunks that overlap the range are decoded, each as the client reads up to it
+        body = self.decoder().stream(self.archive.store, entry, start, end)
+        return ClosingStreamingResponse(body, status_code=status, headers=headers)
 
 
-def hub_router(get_archive: Any) -> APIRouter:
-    router = APIRouter(tags=["huggingface hub"], responses=HUB_ERRORS)
-
-    @router.get("/api/models/{ns}/{name}")
-    def model_info(ns: HubText, name: HubText) -> Response:
-        return HubView(get_archive()).info(f"{ns}/{name}", "main")
-
-    @router.get("/api/models/{ns}/{name}/revision/{revision:path}")
-    def model_info_rev(ns: HubText, name: HubText, revision: HubText) -> Response:
-        return HubView(get_archive()).info(f"{ns}/{name}", revision)
-
-    @router.get("/api/models/{ns}/{name}/tree/{revision}")
-    def tree_root(ns: HubText, name: HubText, revision: HubText) -> Response:
-        return HubView(get_archive()).tree(f"{ns}/{name}", revision, "")
-
-    @router.get("/api/models/{ns}/{name}/tree/{revision}/{path:path}")
-    def tree(ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
-        return HubView(get_archive()).tree(f"{ns}/{name}", revision, path)
+def hub_router(get_archive: Any, decoder: Callable[[], ChunkDecoder]) -> APIRouter:
+    router = APIRouter(tags=[HUB_TAG], responses=HUB_ERRORS)
 
     @router.get(
-        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+        "/{ns}/{name}/resolve/{revision}/{path:anytext}", response_class=Response, responses=FILE_RESPONSES
     )
     def resolve(request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath) -> Response:
-        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+        return HubView(get_archive(), decoder).resolve_file(request, f"{ns}/{name}", revision, path)
 
     @router.head(
-        "/{ns}/{name}/resolve/{revision}/{path:path}", response_class=Response, responses=FILE_RESPONSES
+        "/{ns}/{name}/resolve/{revision}/{path:anytext}", response_class=Response, responses=FILE_RESPONSES
     )
     def resolve_head(
         request: Request, ns: HubText, name: HubText, revision: HubText, path: FilePath
     ) -> Response:
         """Headers only: huggingface_hub reads X-Repo-Commit, ETag and sizes from here before downloading."""
-        return HubView(get_archive()).resolve_file(request, f"{ns}/{name}", revision, path)
+        return HubView(get_archive(), decoder).resolve_file(request, f"{ns}/{name}", revision, path)
 
     return router
 
 
-__all__ = ["HubView", "WithdrawnError", "commit_id", "hub_router"]
+__all__ = ["HubView", "commit_id", "hub_router"]

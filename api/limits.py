@@ -12,6 +12,7 @@ import re
 from typing import Annotated
 
 from fastapi import Path, Query, Request
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from modelarc.errors import PayloadTooLargeError, UsageError
 
@@ -46,6 +47,17 @@ PathText = Annotated[str, Path(max_length=MAX_TEXT)]
 ObjectIdText = Annotated[
     str, Path(min_length=64, max_length=64, pattern=OBJECT_ID_PATTERN, description="64 lowercase hex digits.")
 ]
+
+
+class AnyTextConvertor(PathConvertor):
+    """A path parameter that matches any text, slashes and line breaks included (starlette's ``path`` stops at a
+    line break): such a request reaches its route, whose declared bound refuses it with a 400, instead of matching
+    no route at all (a 404 that says nothing about what was wrong)."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("anytext", AnyTextConvertor())  # routes write {name:anytext}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

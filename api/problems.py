@@ -83,3 +83,30 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def status_for(exc: ModelarcError) -> int:
     """The HTTP status of an expected failure: the one table, modelarc/errors.py ``HTTP_ERRORS``."""
     return http_error(exc)[0]
+
+
+# The Hub routes (api/hub.py, api/hub_browse.py) answer in the Hub's own terms, so huggingface_hub raises its own
+# typed errors: a not-found is 404 with the Hub's X-Error-Code (RepositoryNotFoundError, RevisionNotFoundError,
+# EntryNotFoundError) and a {"error": ...} body; a withdrawn snapshot is our 410 with the header the Hub sends for a
+# disabled repository (DisabledRepoError). The status still comes from the one table (HTTP_ERRORS); any other
+# failure is the same problem+json as elsewhere.
+HUB_TAG = "huggingface hub"  # the OpenAPI tag of every Hub route: the exception handler tells them apart by it
+HUB_NOT_FOUND = {
+    "ModelNotFound": "RepoNotFound",
+    "TagNotFound": "RevisionNotFound",
+    "SnapshotNotFound": "RevisionNotFound",
+    "NotFound": "EntryNotFound",
+}
+HUB_DISABLED = "Access to this resource is disabled."  # huggingface_hub matches this text (X-Error-Message)
+
+
+def hub_error(exc: ModelarcError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The Hub routes' answer to an expected failure (see above); ``headers`` are added (e.g. X-Repo-Commit)."""
+    status, code = http_error(exc)
+    if status == 404:
+        out = {"X-Error-Code": HUB_NOT_FOUND.get(code, "EntryNotFound")}
+    elif status == 410:
+        out = {"X-Error-Code": code, "X-Error-Message": HUB_DISABLED}
+    else:
+        return problem(status, type(exc).__name__, exc, headers={"X-Error-Code": code, **(headers or {})})
+    return JSONResponse({"error": bounded_detail(exc)}, status_code=status, headers={**out, **(headers or {})})

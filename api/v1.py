@@ -39,11 +39,11 @@ CATALOG_ERRORS = {
 }
 
 
-def _encode_cursor(offset: int) -> str:
+def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
 
 
-def _offset(cursor: str | None) -> int:
+def cursor_offset(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
@@ -80,10 +80,15 @@ def respond(
 
 def paged(request: Request, rows: Sequence[JsonRow], limit: int, offset: int) -> Response:
     """``rows`` holds up to limit+1 items; the extra one only says a next page exists."""
+    more = len(rows) > limit
+    return page_response(request, rows[:limit], encode_cursor(offset + limit) if more else None)
+
+
+def page_response(request: Request, rows: Sequence[JsonRow], next_cursor: str | None) -> Response:
+    """A page as a JSON array, with ``Link: <this URL with cursor=next_cursor>; rel="next"`` unless it is the last."""
     headers = {}
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = request.url.include_query_params(cursor=_encode_cursor(offset + limit))
+    if next_cursor is not None:
+        nxt = request.url.include_query_params(cursor=next_cursor)
         headers["Link"] = f'<{nxt}>; rel="next"'
     return respond(request, [r.to_json() for r in rows], headers=headers)
 
@@ -100,7 +105,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/models")
     def models(request: Request, q: Text = None, limit: Limit = 100, cursor: Cursor = None) -> Response:
         """Models by name; ``q`` matches part of ``namespace/name``."""
-        offset = _offset(cursor)
+        offset = cursor_offset(cursor)
         rows = views.list_models(get_archive(), name_contains=q, limit=limit + 1, offset=offset)
         return paged(request, rows, limit, offset)
 
@@ -133,7 +138,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     ) -> Response:
         """Search with the filters of ``modelarc ls`` (same names, same meaning; see docs/PROVENANCE.md)."""
         archive = get_archive()
-        offset = _offset(cursor)
+        offset = cursor_offset(cursor)
         filters = build_filters(
             archive,
             cutoff_before=cutoff_before,
@@ -173,7 +178,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         request: Request, ns: Namespace, name: Name, rev: Revision, limit: Limit = 100, cursor: Cursor = None
     ) -> Response:
         """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
-        offset = _offset(cursor)
+        offset = cursor_offset(cursor)
         rows = views.snapshot_tensors(
             get_archive(), revision_ref(ns, name, rev), limit=limit + 1, offset=offset
         )
@@ -186,10 +191,10 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
 
     @router.get("/datasets")
     def datasets(request: Request, limit: Limit = 100, cursor: Cursor = None) -> Response:
-        offset = _offset(cursor)
-        return paged(
-            request, views.list_datasets(get_archive(), limit=limit + 1, offset=offset), limit, offset
-        )
+        """Datasets by name, with how many snapshots used each. The cursor is a position by name (keyset): a
+        dataset added while paging never shifts a page."""
+        page = views.list_datasets(get_archive(), limit=limit, cursor=cursor)
+        return page_response(request, page.rows, page.next_cursor)
 
     @router.get("/datasets/{name}")
     def dataset(request: Request, name: PathText) -> Response:

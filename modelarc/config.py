@@ -11,7 +11,12 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the archive lives. ``database_url`` defaults to SQLite inside ``home``."""
+    """Where the archive lives, and how much work ``modelarc serve`` does at once.
+
+    ``database_url`` defaults to SQLite inside ``home``. ``decode_slots`` (``MODELARC_DECODE_SLOTS``, default two
+    per CPU), with the one or two decoded chunks each open download holds, bounds a server's memory (docs/API.md,
+    "Serving many clients").
+    """
 
     home: Path
     database_url: str
@@ -20,6 +25,8 @@ class Settings:
     lock_ttl: float = 300.0
     # where the objects live: a folder, or s3://BUCKET/PREFIX; None means the default folder ``home/store``
     store_url: str | None = None
+    # chunks a server process decodes at once across all its downloads (archive/streaming.py)
+    decode_slots: int = 2
 
     @property
     def store_path(self) -> Path:
@@ -58,6 +65,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         actor=actor,
         lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
         store_url=str(store) if store else None,
+        decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
     )
 
 
@@ -88,6 +96,17 @@ def _seconds(name: str, default: float) -> float:
     if not 1.0 <= value <= 86400.0:
         raise UsageError(f"{name}={text!r}: expected a number of seconds between 1 and 86400")
     return value
+
+
+def _positive_int(name: str, *, default: int) -> int:
+    from modelarc.errors import UsageError
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 6 and int(text) >= 1):
+        raise UsageError(f"{name} must be a whole number from 1 to 999999, not {text[:40]!r}")
+    return int(text)
 
 
 def _login_name() -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
+from modelarc.errors import UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
@@ -114,20 +118,109 @@ def _fields(d: Dataset) -> dict[str, Any]:
     }
 
 
-def list_datasets(s: Session, *, limit: int | None = None, offset: int = 0) -> list[DatasetListing]:
-    used = (
-        select(SnapshotDataset.dataset_id, func.count(func.distinct(SnapshotDataset.snapshot_id)).label("n"))
-        .group_by(SnapshotDataset.dataset_id)
-        .subquery()
+MAX_PAGE = 2**63 - 2  # one more row than the page is read, and the catalog's integers are signed 64-bit
+
+# A page is built from plain rows, unpacked as tuples: ORM objects, or even reading a Row's fields by name, cost more
+# than the query itself on a page of 100.
+_COLUMNS = (
+    Dataset.id,
+    Dataset.name,
+    Dataset.version,
+    Dataset.source_url,
+    Dataset.license,
+    Dataset.size_bytes,
+    Dataset.records,
+    Dataset.tokens,
+    Dataset.time_start,
+    Dataset.time_end,
+    Dataset.content_hash,
+    Dataset.notes,
+    Dataset.snapshot_count,
+)
+
+
+@dataclass(frozen=True)
+class DatasetPage:
+    """One page of ``data ls`` / ``GET /v1/datasets``, and the cursor of the next page (None: this is the last)."""
+
+    rows: tuple[DatasetListing, ...]
+    next_cursor: str | None
+
+
+def encode_dataset_cursor(row_id: int) -> str:
+    """The opaque cursor of the page after the dataset with catalog key ``row_id`` (base64url JSON, like /v1's)."""
+    return base64.urlsafe_b64encode(json.dumps({"a": row_id}).encode()).decode().rstrip("=")
+
+
+def _decode_dataset_cursor(cursor: str) -> int:
+    bad = UsageError(
+        f"invalid dataset cursor {cursor[:100]!r}: give the cursor of the previous page as it was"
     )
-    rows = s.execute(
-        select(Dataset, func.coalesce(used.c.n, 0))
-        .outerjoin(used, used.c.dataset_id == Dataset.id)
-        .order_by(Dataset.name, Dataset.id)
-        .limit(limit)
-        .offset(offset or None)
-    ).all()
-    return [DatasetListing(**_fields(d), snapshots=int(n)) for d, n in rows]
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        row_id = doc["a"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise bad from None
+    if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id <= 2**63 - 1:
+        raise bad
+    return row_id
+
+
+def list_datasets(s: Session, *, limit: int = 100, cursor: str | None = None) -> DatasetPage:
+    """Datasets by name (then catalog key), ``limit`` at a time, starting after ``cursor``.
+
+    Keyset paging: the cursor names the last dataset of the previous page and the next page starts after its
+    (name, id), through the name index. A deep page costs what the first does, and datasets added while paging
+    never shift a page. ``UsageError`` for a cursor that is not one this function gave.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"limit must be between 1 and {MAX_PAGE}")
+    query = select(*_COLUMNS).order_by(Dataset.name, Dataset.id)
+    if cursor:  # "" is no cursor, as in /v1's other lists
+        after = _decode_dataset_cursor(cursor)
+        name = s.scalar(select(Dataset.name).where(Dataset.id == after))
+        if name is None:  # datasets are never deleted: a cursor naming none was not made here
+            raise UsageError(f"invalid dataset cursor {cursor[:100]!r}: it names no dataset of this archive")
+        query = query.where(tuple_(Dataset.name, Dataset.id) > tuple_(name, after))
+    rows = s.execute(query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DatasetPage(
+        tuple(_listing(*tuple(r)) for r in rows), encode_dataset_cursor(rows[-1][0]) if more else None
+    )
+
+
+def _listing(
+    _id: int,
+    name: str,
+    version: str | None,
+    source_url: str | None,
+    license: str | None,
+    size_bytes: int | None,
+    records: int | None,
+    tokens: int | None,
+    time_start: dt.date | None,
+    time_end: dt.date | None,
+    content_hash: str,
+    notes: str | None,
+    snapshot_count: int,
+) -> DatasetListing:
+    """A row of the columns in ``_COLUMNS``, in their order."""
+    return DatasetListing(
+        name=name,
+        version=version,
+        source=source_url,
+        license=license,
+        size_bytes=size_bytes,
+        records=records,
+        tokens=tokens,
+        time_range=TimeRange(
+            time_start.isoformat() if time_start else None, time_end.isoformat() if time_end else None
+        ),
+        content_hash=content_hash,
+        notes=notes,
+        snapshots=snapshot_count,
+    )
 
 
 def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
@@ -186,9 +279,13 @@ def attach_datasets(
 ) -> Attachment:
     """Attach a training-data manifest (``manifest``, durable in the store) to the snapshot with row id
     ``snapshot_id``: the attachment, the snapshot's reference to the manifest object (gc keeps it), and each
-    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed. ``at``
-    is when (default now)."""
+    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed, except
+    each dataset's count of snapshots, which grows when this snapshot uses it for the first time. ``at`` is when
+    (default now)."""
     at = at or utcnow()
+    # Attachments to one snapshot take turns (a row lock on PostgreSQL; SQLite has one writer at a time anyway), so
+    # two at once cannot both see a dataset as new to this snapshot and count it twice.
+    s.execute(select(Snapshot.id).where(Snapshot.id == snapshot_id).with_for_update())
     q.record_objects(s, [manifest])
     att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor, attached_at=at)
     s.add(att)
@@ -215,8 +312,24 @@ def attach_datasets(
             )
             s.add(row)
             s.flush()
+        first_use = (
+            s.scalar(
+                select(SnapshotDataset.id)
+                .where(SnapshotDataset.snapshot_id == snapshot_id, SnapshotDataset.dataset_id == row.id)
+                .limit(1)
+            )
+            is None
+        )
         s.add(
             SnapshotDataset(snapshot_id=snapshot_id, dataset_id=row.id, attachment_id=att.id, role=new.role)
         )
+        if first_use:
+            s.execute(
+                update(Dataset)
+                .where(Dataset.id == row.id)
+                .values(snapshot_count=Dataset.snapshot_count + 1)
+                .execution_options(synchronize_session=False)
+            )
+        s.flush()
         entries.append(AttachedEntry(AttachedDataset(**_fields(row), role=new.role), created))
     return Attachment(att.id, tuple(entries))

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from modelarc.registry.models import Lineage, Snapshot
+from modelarc.registry.models import Lineage, Model, Snapshot
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord
 
@@ -56,7 +56,8 @@ class _Growing:
 
 
 def _walk(s: Session, root: SnapshotRecord, *, up: bool, max_depth: int = 64) -> LineageNode:
-    """Expand one level at a time with one query per level; a snapshot already seen is not expanded again."""
+    """Expand one level at a time with one query per level (the model's name joined in, not loaded per row); a
+    snapshot already seen is not expanded again."""
     top = _Growing(root.row_id, root.digest, root.model, None, root.withdrawn)
     frontier = {root.row_id: [top]}
     seen = {root.row_id}
@@ -66,22 +67,28 @@ def _walk(s: Session, root: SnapshotRecord, *, up: bool, max_depth: int = 64) ->
         ids = list(frontier)
         own, other = (Lineage.child_id, Lineage.parent_id) if up else (Lineage.parent_id, Lineage.child_id)
         rows = s.execute(
-            select(own, Lineage.relation, Snapshot)
+            select(
+                own,
+                Lineage.relation,
+                Snapshot.id,
+                Snapshot.digest,
+                Snapshot.tombstoned_at,
+                Model.namespace,
+                Model.name,
+            )
             .join(Snapshot, Snapshot.id == other)
+            .join(Model, Model.id == Snapshot.model_id)
             .where(own.in_(ids))
-            .options(selectinload(Snapshot.model))
             .order_by(Snapshot.created_at)
         ).all()
         nxt: dict[int, list[_Growing]] = {}
-        for anchor_id, relation, snap in rows:
-            node = _Growing(
-                snap.id, snap.digest, snap.model.full_name, relation, snap.tombstoned_at is not None
-            )
+        for anchor_id, relation, snap_id, digest, tombstoned_at, namespace, name in rows:
+            node = _Growing(snap_id, digest, f"{namespace}/{name}", relation, tombstoned_at is not None)
             for holder in frontier[anchor_id]:
                 holder.children.append(node)
-            if snap.id not in seen:
-                seen.add(snap.id)
-                nxt.setdefault(snap.id, []).append(node)
+            if snap_id not in seen:
+                seen.add(snap_id)
+                nxt.setdefault(snap_id, []).append(node)
         frontier = nxt
     return top.frozen()
 

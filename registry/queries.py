@@ -42,6 +42,7 @@ class ModelRecord:
     row_id: int
     namespace: str
     name: str
+    created_at: dt.datetime | None = None  # when its first snapshot was recorded
 
     @property
     def full_name(self) -> str:
@@ -54,7 +55,7 @@ def _model_row(s: Session, namespace: str, name: str) -> Model | None:
 
 def find_model(s: Session, namespace: str, name: str) -> ModelRecord | None:
     row = _model_row(s, namespace, name)
-    return None if row is None else ModelRecord(row.id, row.namespace, row.name)
+    return None if row is None else ModelRecord(row.id, row.namespace, row.name, row.created_at)
 
 
 def require_model(s: Session, namespace: str, name: str) -> ModelRecord:

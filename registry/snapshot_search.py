@@ -47,6 +47,9 @@ class SnapshotFilters:
     descendant_of: int | None = None  # snapshot row id
     as_of: dt.datetime | None = None
     name: str | None = None  # part of "namespace/name", any case
+    # a direct parent is a snapshot of this model, (namespace, name), declared with ``parent_relation`` when given
+    parent_model: tuple[str, str] | None = None
+    parent_relation: str | None = None  # finetune, quantized, merge, ...
     limit: int | None = 100
     offset: int = 0  # rows to skip (API pagination)
 
@@ -110,7 +113,7 @@ def _cutoff_start_after(d: dt.date) -> ColumnElement[bool]:
     return Snapshot.cutoff > d
 
 
-def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
+def _descendant_ids(root: int) -> Select:  # type: ignore[type-arg]
     tree = (
         select(Lineage.child_id.label("id"))
         .where(Lineage.parent_id == root)
@@ -121,30 +124,49 @@ def _descendant_ids(s: Session, root: int) -> Select:  # type: ignore[type-arg]
     return select(tree.c.id)
 
 
-def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
-    q = select(Snapshot, Model).join(Model, Model.id == Snapshot.model_id)
+def _children_of_model(namespace: str, name: str, relation: str | None) -> Select:  # type: ignore[type-arg]
+    """Snapshots that declare a snapshot of model ``namespace/name`` as a direct parent (by ``relation``)."""
+    parent = aliased(Snapshot)
+    parent_model = aliased(Model)
+    q = (
+        select(Lineage.child_id)
+        .join(parent, parent.id == Lineage.parent_id)
+        .join(parent_model, parent_model.id == parent.model_id)
+        .where(parent_model.namespace == namespace, parent_model.name == name)
+    )
+    return q.where(Lineage.relation == relation) if relation is not None else q
+
+
+def snapshot_conditions(f: SnapshotFilters) -> list[ColumnElement[bool]]:
+    """The WHERE conditions ``f`` puts on ``Snapshot`` (and ``Model``, for ``name``), for any query that joins both.
+
+    Shared by the snapshot search below and the Hub model listing (registry/model_heads.py), so a filter means the
+    same on every surface.
+    """
+    out: list[ColumnElement[bool]] = []
     if f.as_of is not None:
-        q = q.where(Snapshot.created_at <= f.as_of)
+        out.append(Snapshot.created_at <= f.as_of)
     if f.cutoff_before is not None:
-        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before))
+        out += [Snapshot.cutoff.is_not(None), _cutoff_end_before(f.cutoff_before)]
     if f.cutoff_after is not None:
-        q = q.where(Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after))
+        out += [Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after)]
     if f.name:
-        q = q.where(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
+        out.append(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
     if f.arch:
         pattern = f"%{f.arch.lower()}%"
-        q = q.where(
+        out.append(
             or_(
                 func.lower(Snapshot.model_type) == f.arch.lower(),
                 func.lower(cast(Snapshot.architecture, Text)).like(pattern),
             )
         )
     if f.min_params is not None:
-        q = q.where(Snapshot.parameter_count >= f.min_params)
+        out.append(Snapshot.parameter_count >= f.min_params)
     if f.max_params is not None:
-        q = q.where(Snapshot.parameter_count <= f.max_params)
+        out.append(Snapshot.parameter_count <= f.max_params)
     if f.license:
-        q = q.where(func.lower(Snapshot.license) == f.license.lower())
+        # the same expression as the index ix_snapshots_license_created, which serves it in created_at order
+        out.append(func.lower(Snapshot.license) == f.license.lower())
     if f.trained_on:
         # dataset names are identifiers: an exact match can use the name index
         used = (
@@ -156,9 +178,36 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
             used = used.join(DataAttachment, DataAttachment.id == SnapshotDataset.attachment_id).where(
                 DataAttachment.attached_at <= f.as_of
             )
-        q = q.where(Snapshot.id.in_(used))
+        out.append(Snapshot.id.in_(used))
     if f.descendant_of is not None:
-        q = q.where(Snapshot.id.in_(_descendant_ids(s, f.descendant_of)))
+        out.append(Snapshot.id.in_(_descendant_ids(f.descendant_of)))
+    if f.parent_model is not None:
+        out.append(Snapshot.id.in_(_children_of_model(*f.parent_model, f.parent_relation)))
+    return out
+
+
+# What a row of the listing needs, as plain columns: loading whole ORM rows (and parsing their JSON columns) cost
+# more than the query itself on a page of 100.
+_ROW = (
+    Snapshot.id,
+    Snapshot.digest,
+    Snapshot.created_at,
+    Snapshot.parameter_count,
+    Snapshot.logical_bytes,
+    Snapshot.model_type,
+    Snapshot.cutoff,
+    Snapshot.cutoff_precision,
+    Snapshot.release_date,
+    Snapshot.license,
+    Snapshot.tombstoned_at,
+    Snapshot.tombstone_reason,
+    Model.namespace,
+    Model.name,
+)
+
+
+def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[SnapshotSummary]:
+    q = select(*_ROW).join(Model, Model.id == Snapshot.model_id).where(*snapshot_conditions(f))
     if order == "cutoff":
         # known cutoffs in index order first, then unknown ones: two index-friendly queries instead of sorting
         # every row on "cutoff IS NULL"; an offset is applied to the concatenation
@@ -175,28 +224,46 @@ def search(s: Session, f: SnapshotFilters, *, order: str = "newest") -> list[Sna
     else:
         q = q.order_by(Snapshot.created_at.desc(), Snapshot.id.desc()).offset(f.offset or None)
         rows = list(s.execute(q.limit(f.limit) if f.limit is not None else q).all())
-    tags = _tags(s, [snap.id for snap, _m in rows], f.as_of)
-    out = []
-    for snap, model in rows:
-        withdrawn = snap.tombstoned_at is not None and (f.as_of is None or snap.tombstoned_at <= f.as_of)
-        out.append(
-            SnapshotSummary(
-                model=f"{model.namespace}/{model.name}",
-                snapshot=SnapshotId(snap.digest),
-                tags=tuple(tags.get(snap.id, ())),
-                created_at=snap.created_at.isoformat(timespec="seconds"),
-                parameters=snap.parameter_count,
-                logical_bytes=snap.logical_bytes,
-                model_type=snap.model_type,
-                cutoff=format_cutoff_value(snap.cutoff, snap.cutoff_precision),
-                cutoff_precision=snap.cutoff_precision,
-                release_date=snap.release_date.isoformat() if snap.release_date else None,
-                license=snap.license,
-                withdrawn=withdrawn,
-                withdrawn_reason=snap.tombstone_reason if withdrawn else None,
-            )
-        )
-    return out
+    tags = _tags(s, [row[0] for row in rows], f.as_of)
+    return [_summary(*tuple(row), tags=tags, as_of=f.as_of) for row in rows]
+
+
+def _summary(
+    row_id: int,
+    digest: str,
+    created_at: dt.datetime,
+    parameter_count: int,
+    logical_bytes: int,
+    model_type: str | None,
+    cutoff: dt.date | None,
+    cutoff_precision: str | None,
+    release_date: dt.date | None,
+    license: str | None,
+    tombstoned_at: dt.datetime | None,
+    tombstone_reason: str | None,
+    namespace: str,
+    name: str,
+    *,
+    tags: dict[int, list[str]],
+    as_of: dt.datetime | None,
+) -> SnapshotSummary:
+    """A row of the columns in ``_ROW``, in their order (unpacked: reading a Row's fields by name costs more)."""
+    withdrawn = tombstoned_at is not None and (as_of is None or tombstoned_at <= as_of)
+    return SnapshotSummary(
+        model=f"{namespace}/{name}",
+        snapshot=SnapshotId(digest),
+        tags=tuple(tags.get(row_id, ())),
+        created_at=created_at.isoformat(timespec="seconds"),
+        parameters=parameter_count,
+        logical_bytes=logical_bytes,
+        model_type=model_type,
+        cutoff=format_cutoff_value(cutoff, cutoff_precision),
+        cutoff_precision=cutoff_precision,
+        release_date=release_date.isoformat() if release_date else None,
+        license=license,
+        withdrawn=withdrawn,
+        withdrawn_reason=tombstone_reason if withdrawn else None,
+    )
 
 
 def format_cutoff_value(d: dt.date | None, precision: str | None) -> str | None:
@@ -212,8 +279,10 @@ def _tags(s: Session, ids: list[int], as_of: dt.datetime | None) -> dict[int, li
     if not ids:
         return out
     if as_of is None:
-        for tag in s.scalars(select(Tag).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)):
-            out.setdefault(tag.snapshot_id, []).append(tag.name)
+        for snap_id, name in s.execute(
+            select(Tag.snapshot_id, Tag.name).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)
+        ):
+            out.setdefault(snap_id, []).append(name)
         return out
     # moves onto this page's snapshots that no later move (by then) of the same tag superseded
     later = aliased(TagHistory)

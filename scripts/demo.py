@@ -38,7 +38,7 @@ def run(*args: str, capture: bool = False, home: Path = HOME, fails: bool = Fals
     print(f"\n$ {where}modelarc {' '.join(args)}", flush=True)
     proc = subprocess.run([*MODELARC, *args], env=env_for(home), text=True, capture_output=capture or fails)
     if fails:
-        print(proc.stderr, end="")
+        print(proc.stdout + proc.stderr, end="")
         if proc.returncode == 0:
             sys.exit(f"demo failed: modelarc {' '.join(args)} should have been refused")
         return proc.stderr
@@ -129,9 +129,26 @@ def main() -> None:
     run("show", "demo/minilm-finetune:v1")
     run("stats")
     run("fsck", "--read-data")
+    mirror_and_repair()
     rebuild()
     share()
     print(f"\ndemo finished; the archive is in {HOME}")
+
+
+def mirror_and_repair() -> None:
+    """A second copy of every object in another folder; then damage the primary and mend it from the copy."""
+    print("\n# lots of copies keep stuff safe: a mirror, a damaged object, scrub finds it, repair mends it")
+    run("mirror", "add", "backup", str(WORK / "mirror"))
+    run("mirror", "sync", "--no-progress")
+    run("mirror", "ls")
+    victim = max((HOME / "store" / "objects").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, as a failing disk would
+    victim.write_bytes(bytes(data))
+    print(f"\n(flipped one bit of {victim.relative_to(WORK.parent)})")
+    run("scrub", "--no-progress", fails=True)
+    run("repair")
+    run("verify", REF)
 
 
 def rebuild() -> None:

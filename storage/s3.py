@@ -7,9 +7,11 @@ location is opened (``storage/location.py``): boto3 costs start-up time that loc
 **Atomic create.** S3 never shows a partial object: a PUT or a completed multipart upload appears whole or not at
 all, and is durable once acknowledged, so there is no temp file, no rename and ``sync`` has nothing to do.
 "Create only if absent" is ``If-None-Match: *`` on the PUT and on CompleteMultipartUpload; the server answers 412
-when the key exists, which is success here: keys are the sha256 of the content, so the existing object holds the
-very bytes we meant to write. A server without conditional writes (501 NotImplemented) gets a HEAD and a plain PUT
-instead, remembered per backend; the race between two such writers is harmless for the same reason.
+when the key exists, which is success here: keys are the sha256 of the raw content, so the existing object decodes
+to the very bytes we meant to write (perhaps through another codec, which is allowed). A server without conditional
+writes (501 NotImplemented) gets a HEAD and a plain PUT instead, remembered per backend; two such writers racing
+store two valid encodings of one id in turn, and a reader sees one whole object either way, so the race is
+harmless for the same reason.
 
 **Debris.** The one thing a killed writer leaves on S3 is an incomplete multipart upload (its parts are billed but
 invisible). ``temp_count`` counts them under the prefix and ``clean_tmp`` aborts the old ones: they are this
@@ -221,11 +223,16 @@ class S3Backend:
             return
         if not self._conditional_writes and self.has(key):
             return
-        body = data if isinstance(data, bytes) else cast(BinaryIO, _ViewReader(view))
+
+        def body() -> bytes | BinaryIO:
+            # a new reader for every request: one that a failed request has read to its end would be sent as
+            # an empty body by the next (botocore rewinds only for its own retries)
+            return data if isinstance(data, bytes) else cast(BinaryIO, _ViewReader(view))
+
         with self._calls(key):
             self._create(
                 lambda conditional: self._client.put_object(
-                    Bucket=self.bucket, Key=name, Body=body, **_if_none_match(conditional)
+                    Bucket=self.bucket, Key=name, Body=body(), **_if_none_match(conditional)
                 )
             )
 
@@ -499,6 +506,7 @@ class S3Backend:
             hint = _AUTH_HINTS.get(code, _AUTH_HINT)
             if status == 403 and not code.isalpha():  # a HEAD's 403 has no body to name a code
                 code = "403 Forbidden"
+                hint += " (S3 also answers 403 for a missing key when the credentials may not list the bucket)"
             return StoreAccessError(f"S3 refused access to {where}: {code}{_for_key(key)}; {hint}")
         if code == "NoSuchBucket" or (bucket_request and status == 404):
             return StoreAccessError(

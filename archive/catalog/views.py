@@ -15,7 +15,7 @@ from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import IntegrityError, NotFoundError, ObjectMissingError, SignatureError
 from modelarc.registry import datasets as dq
 from modelarc.registry import queries as q
-from modelarc.registry.datasets import AttachedDataset, DatasetListing, DatasetVersion
+from modelarc.registry.datasets import AttachedDataset, DatasetPage, DatasetVersion
 from modelarc.registry.keys import SignatureRecord, signatures_of
 from modelarc.registry.model_listing import ModelSummary
 from modelarc.registry.model_listing import list_models as _list_models
@@ -289,9 +289,10 @@ def list_models(
         return _list_models(s, name_contains=name_contains, limit=limit, offset=offset)
 
 
-def list_datasets(archive: Archive, *, limit: int | None = None, offset: int = 0) -> list[DatasetListing]:
+def list_datasets(archive: Archive, *, limit: int = 100, cursor: str | None = None) -> DatasetPage:
+    """A page of datasets by name; ``cursor`` is the previous page's ``next_cursor`` (``data ls``, /v1/datasets)."""
     with archive.catalog.session() as s:
-        return dq.list_datasets(s, limit=limit, offset=offset)
+        return dq.list_datasets(s, limit=limit, cursor=cursor)
 
 
 def dataset_versions(archive: Archive, name: str) -> list[DatasetVersion]:

@@ -1,10 +1,8 @@
 """A snapshot as a Hugging Face model card: README.md with YAML metadata, rendered by ``huggingface_hub``.
 
-The metadata is what the Hub reads: ``base_model`` (the parents' ``ns/name``), ``base_model_relation``, ``datasets``,
-``license``, ``tags``, plus a ``modelarc`` block (snapshot id, cutoff) that the Hub ignores and tools can read back.
-The Hub knows four relations (finetune, quantized, merge, adapter); for ours that it cannot express (distilled,
-continued-pretrain) or for parents related in different ways, ``base_model_relation`` is left out, the Hub infers one,
-and the body says why.
+The metadata is what the Hub reads, built by archive/catalog/card.py (the Hub routes show the same card data):
+``base_model``, ``base_model_relation``, ``datasets``, ``license``, ``tags`` and a ``modelarc`` block. What the
+metadata cannot express (a relation the Hub has no name for, a free-text license) the body says.
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ import re
 from typing import Any
 
 from modelarc import __version__
-from modelarc.archive.exports.subject import HF_RELATIONS, ExportSubject, load_subject
+from modelarc.archive.catalog.card import CardSubject, card_metadata
+from modelarc.archive.exports.subject import ExportSubject, load_subject
 from modelarc.archive.repository import Archive
 
 
@@ -31,40 +30,20 @@ def export_model_card(archive: Archive, ref_text: str) -> str:
 
 
 def hub_metadata(subject: ExportSubject) -> tuple[dict[str, Any], list[str]]:
-    """The Hub metadata fields, and notes on what could not be expressed in them."""
+    """The Hub metadata fields, and notes on what could not be expressed in them (archive/catalog/card.py)."""
     view = subject.view
-    notes: list[str] = []
-    meta: dict[str, Any] = {"tags": ["modelarc"]}
-    if view.architecture.get("model_type"):
-        meta["tags"].append(str(view.architecture["model_type"]))
-    if view.license:
-        if re.fullmatch(r"[A-Za-z0-9.+-]+", view.license):
-            meta["license"] = view.license.lower()  # Hub license ids are lower-case SPDX-like ids
-        else:
-            meta["license"] = "other"
-            meta["license_name"] = re.sub(r"[^a-z0-9.]+", "-", view.license.lower()).strip("-")
-            notes.append(f"License as recorded: {view.license}.")
-    if view.parents:
-        names = list(dict.fromkeys(p.model for p in view.parents))
-        meta["base_model"] = names[0] if len(names) == 1 else names
-        ours = sorted({p.relation for p in view.parents})
-        hub = {HF_RELATIONS.get(r) for r in ours}
-        if len(hub) == 1 and None not in hub:
-            meta["base_model_relation"] = hub.pop()
-        else:
-            notes.append(
-                f"base_model_relation is omitted: the declared relation ({', '.join(ours)}) has no single "
-                "Hugging Face equivalent (finetune, quantized, merge, adapter)."
-            )
-    if view.datasets:
-        meta["datasets"] = list(dict.fromkeys(d.name for d in view.datasets))
-    meta["modelarc"] = {
-        "snapshot": str(view.snapshot),  # plain str: the YAML dumper would tag a str subclass
-        "training_cutoff": view.cutoff,
-        "training_cutoff_precision": subject.cutoff_precision,
-        "parameter_count": view.parameter_count,
-    }
-    return meta, notes
+    return card_metadata(
+        CardSubject(
+            snapshot=view.snapshot,
+            architecture=view.architecture,
+            license=view.license,
+            parents=view.parents,
+            datasets=tuple(d.name for d in view.datasets),
+            cutoff=view.cutoff,
+            cutoff_precision=subject.cutoff_precision,
+            parameter_count=view.parameter_count,
+        )
+    )
 
 
 def _cell(value: Any) -> str:

@@ -16,9 +16,6 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import DatasetInfo
 from modelarc.storage.ids import ObjectId
 
-# Our lineage relations that the Hub's ``base_model_relation`` can express; the others have no Hub equivalent.
-HF_RELATIONS = {"finetune": "finetune", "quantized": "quantized", "merge": "merge", "adapter": "adapter"}
-
 
 @dataclass(frozen=True)
 class ExportSubject:

@@ -10,7 +10,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json, line
+from modelarc.cli.output import console, emit_json, err_console, line
 from modelarc.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -46,24 +46,37 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
 
 
 @data.command(name="ls")
+@click.option(
+    "--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most (one page)."
+)
+@click.option("--cursor", help="Start after the previous page: the cursor its last line on stderr gave.")
 @json_option
 @with_archive
-def data_ls(archive: Archive, as_json: bool) -> None:
-    """Every dataset known to the archive and how many snapshots used it."""
+def data_ls(archive: Archive, as_json: bool, limit: int, cursor: str | None) -> None:
+    """Datasets known to the archive, by name, and how many snapshots used each; a page at a time.
+
+    stdout holds the page alone (text or --json, the same rows as GET /v1/datasets); when more datasets follow,
+    stderr ends with the command for the next page.
+    """
     from modelarc.archive.catalog.views import list_datasets
 
-    rows = list_datasets(archive)
+    page = list_datasets(archive, limit=limit, cursor=cursor)
     if as_json:
-        emit_json([r.to_json() for r in rows])
-        return
-    if not rows:
+        emit_json([r.to_json() for r in page.rows])
+    elif not page.rows:
         console.print("no datasets recorded")
-    for r in rows:
-        span = r.time_range
-        console.print(
-            f"{r.name:<24} {r.version or '-':<10} {human_bytes(r.size_bytes):>9} "
-            f"{human_count(r.tokens):>7} tokens  {span.start or '?'}..{span.end or '?'}  "
-            f"used by {r.snapshots} snapshots"
+    else:
+        for r in page.rows:
+            span = r.time_range
+            console.print(
+                f"{r.name:<24} {r.version or '-':<10} {human_bytes(r.size_bytes):>9} "
+                f"{human_count(r.tokens):>7} tokens  {span.start or '?'}..{span.end or '?'}  "
+                f"used by {r.snapshots} snapshots"
+            )
+    if page.next_cursor is not None:
+        options = ("" if limit == 100 else f" --limit {limit}") + (" --json" if as_json else "")
+        err_console.print(
+            f"more datasets: modelarc data ls{options} --cursor {page.next_cursor}", soft_wrap=True
         )
 
 

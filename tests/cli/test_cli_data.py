@@ -73,6 +73,7 @@ def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_pat
     assert len(events) == 2 and events[0]["details"]["datasets"] == ["the-pile"]
     arc("data", "attach", "acme/a:v1", json_manifest)  # append-only: a second attachment is added, not merged
     assert len(arc.json("audit", "--action", "data.attach")) == 3
+    assert arc.json("data", "ls")[0]["snapshots"] == 2  # still two snapshots, whatever acme/a attached twice
     assert "the-pile" in arc("data", "ls").stdout
 
 
@@ -136,3 +137,64 @@ def test_gc_keeps_the_training_data_manifests_of_live_and_withdrawn_snapshots(ar
     for ref, declared in (("acme/a:v1", "ab" * 32), ("acme/b:v1", "cd" * 32), ("acme/c:v1", "cd" * 32)):
         assert declared in arc("export", ref, "--format", "cyclonedx").stdout, ref
     arc("verify", "acme/a:v1")
+
+
+def _three_datasets(arc, tmp_path: Path) -> None:
+    """acme/a uses books, code and the-pile; acme/b uses the-pile too."""
+    manifest = _write(
+        tmp_path,
+        "three.json",
+        json.dumps(
+            {
+                "version": 1,
+                "datasets": [
+                    {"name": name, "sha256": digit * 64, "role": "pretrain"}
+                    for name, digit in (("the-pile", "a"), ("code", "b"), ("books", "c"))
+                ],
+            }
+        ),
+    )
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/a:v1", "--data", manifest)
+    arc("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/b:v1")
+    arc("data", "attach", "acme/b:v1", _write(tmp_path, "pile.json", json.dumps({
+        "version": 1, "datasets": [{"name": "the-pile", "sha256": "a" * 64, "role": "eval"}]})))
+
+
+def _next_command(stderr: str) -> list[str]:
+    """The `data ls` arguments the hint on stderr gives for the next page."""
+    (hint,) = [ln for ln in stderr.splitlines() if ln.startswith("more datasets: modelarc data ls")]
+    return hint.removeprefix("more datasets: modelarc ").split()
+
+
+def test_data_ls_pages_through_every_dataset_once_by_name(arc, tmp_path: Path) -> None:
+    _three_datasets(arc, tmp_path)
+    first = arc("data", "ls", "--limit", "2", "--json")
+    assert [(r["name"], r["snapshots"]) for r in json.loads(first.stdout)] == [("books", 1), ("code", 1)]
+    nxt = _next_command(first.stderr)
+    assert nxt[:5] == ["data", "ls", "--limit", "2", "--json"] and nxt[5] == "--cursor"
+    last = arc(*nxt)
+    assert [(r["name"], r["snapshots"]) for r in json.loads(last.stdout)] == [("the-pile", 2)]
+    assert last.stderr == ""  # the last page says nothing more
+    # text pages the same way; a page that ends exactly at the last dataset has no next page either
+    text = arc("data", "ls", "--limit", "1")
+    assert text.stdout.startswith("books ") and len(text.stdout.splitlines()) == 1
+    assert _next_command(text.stderr)[:4] == ["data", "ls", "--limit", "1"]
+    assert arc("data", "ls", "--limit", "3").stderr == ""
+
+
+def test_data_ls_output_is_unchanged_when_everything_fits_one_page(arc, tmp_path: Path) -> None:
+    _three_datasets(arc, tmp_path)
+    out = arc("data", "ls")
+    assert out.stderr == ""
+    assert [ln.split()[0] for ln in out.stdout.splitlines()] == ["books", "code", "the-pile"]
+    assert out.stdout.splitlines()[2].endswith("used by 2 snapshots")
+
+
+@pytest.mark.parametrize(
+    "cursor", ["not-a-cursor", "eyJvIjogMn0", "eyJhIjogOTk5OTl9", "eyJhIjogLTF9", "eyJhIjogdHJ1ZX0", "%%%"]
+)
+def test_data_ls_refuses_a_bad_cursor_in_one_line(arc, tmp_path: Path, cursor: str) -> None:
+    """Garbage, another list's cursor ({"o": 2}), a dataset that does not exist, a negative or boolean key."""
+    _three_datasets(arc, tmp_path)
+    err = arc.fail("data", "ls", "--cursor", cursor).stderr
+    assert err.startswith("error: invalid dataset cursor") and len(err.strip().splitlines()) == 1

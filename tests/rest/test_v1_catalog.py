@@ -79,6 +79,24 @@ def test_models_tags_and_datasets(client) -> None:
     assert [u["model"] for u in used] == ["acme/base"]
 
 
+def test_datasets_page_by_name_through_the_link_header(client, tmp_path: Path) -> None:
+    c, archive = client
+    more = tmp_path / "more.yaml"
+    more.write_text(
+        "version: 1\ndatasets:\n  - {name: books, role: pretrain}\n  - {name: code, role: pretrain}\n"
+        "  - {name: the-pile, version: '1.0', role: eval}\n"  # the same dataset as before: not a new row
+    )
+    attach_data(archive, "acme/tuned:v1", load_data_manifest(more))
+    everything = c.get("/v1/datasets").json()
+    assert [(d["name"], d["snapshots"]) for d in everything] == [("books", 1), ("code", 1), ("the-pile", 2)]
+    first = c.get("/v1/datasets?limit=2")
+    assert [d["name"] for d in first.json()] == ["books", "code"] and 'rel="next"' in first.headers["link"]
+    last = c.get(httpx.URL(first.headers["link"].split(";")[0].strip("<>")).raw_path.decode())
+    assert last.json() == everything[2:] and "link" not in last.headers
+    assert walk_pages(c, "/v1/datasets?limit=1") == everything
+    assert "link" not in c.get("/v1/datasets?limit=3").headers
+
+
 def test_snapshot_manifest_files_tensors_and_lineage(client) -> None:
     c, archive = client
     shown = c.get("/v1/snapshots/acme/tuned/v1").json()
@@ -118,6 +136,10 @@ def test_errors_are_problem_json(client) -> None:
         ("/v1/snapshots?limit=0", 400),
         ("/v1/snapshots?limit=5000", 400),
         ("/v1/snapshots?cursor=not-a-cursor", 400),
+        ("/v1/datasets?cursor=not-a-cursor", 400),
+        ("/v1/datasets?cursor=eyJvIjogMn0", 400),  # a cursor of another list: {"o": 2}
+        ("/v1/datasets?cursor=eyJhIjogOTk5OTl9", 400),  # {"a": 99999}: no such dataset
+        ("/v1/datasets?limit=0", 400),
         ("/v1/snapshots?cutoff_before=yesterday", 400),
         ("/v1/nothing-here", 404),
     ]:

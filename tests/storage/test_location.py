@@ -112,3 +112,13 @@ def test_boto3_is_imported_when_an_s3_url_is_opened() -> None:
         "import os\nos.environ['AWS_DEFAULT_REGION'] = 'us-east-1'\n"
         "from modelarc.storage.location import open_backend\nopen_backend('s3://models/prod')"
     )
+
+
+def test_a_named_endpoint_host_gets_path_style_addressing(
+    s3_bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore addresses buckets by path whenever an endpoint URL is configured (storage/s3.py default_client):
+    with virtual-hosted style this would ask for BUCKET.localhost, which MinIO-style servers do not serve."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint.replace("127.0.0.1", "localhost"))
+    store = ObjectStore.open_location(f"s3://{s3_bucket}/named-host")
+    assert store.get(store.put(b"by path").id) == b"by path"

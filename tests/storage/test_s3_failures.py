@@ -264,7 +264,8 @@ def test_a_server_without_conditional_writes_falls_back_once_per_backend(
     ) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         backend = _small_parts(s3_bucket)
-        backend.put("objects/ab/k", b"first")
+        # a memoryview goes up as a file-like body, which the plain retry must send again from its start
+        backend.put("objects/ab/k", memoryview(b"first value")[:5])
         backend.put("objects/ab/k", b"second")  # a HEAD first now: the existing key is still left alone
         backend.put("objects/ab/j", b"other")
         assert backend.get("objects/ab/k") == b"first"
