@@ -299,3 +299,18 @@ def test_records_are_written_for_key_and_tag_changes(arc: ArchiveCli, tmp_path: 
     new = [json.loads(p.read_bytes()) for p in _records(arc.home / "store")]
     assert len(new) == count + 1
     assert kind in {r["kind"] for r in new}
+
+
+def test_a_catalog_whose_store_is_a_bucket_is_rebuilt_from_the_bucket(
+    bare_arc: ArchiveCli, s3_bucket: str, tmp_path: Path, database_url: str
+) -> None:
+    arc = bare_arc
+    arc("init", "--store", f"s3://{s3_bucket}/archive")
+    _build(arc, tmp_path)
+    before = _answers(arc)
+    assert not (arc.home / "store").exists()  # the records are in the bucket with the objects
+
+    drop_catalog(database_url)
+    report = arc.json("rebuild-catalog")
+    assert report["ok"] and report["replayed"]["snapshot"] == 5, report
+    assert _answers(arc) == before
