@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelarc.archive.provenance.withdrawal import kept_files
+from modelarc.archive.records import has_snapshot_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError
+from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError, UsageError
+from modelarc.registry import history
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.refs import SnapshotId
@@ -158,8 +160,20 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
 
 
 def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
-    """Delete objects no snapshot references. Refuses to run while any push or pull holds the store."""
+    """Delete objects no snapshot references. Refuses to run while any push or pull holds the store, and on a
+    catalog with no snapshot when the store's catalog records name some: that catalog is not the store's (lost and
+    replaced by an empty one), and gc would delete every object; `rebuild-catalog` first."""
     with archive.lock(exclusive=True, wait=False, purpose="gc") as held:
+        # asked under the lock: a push writes its snapshot record under the shared lock just before its commit,
+        # so no record seen here belongs to a push still in flight
+        with archive.catalog.session() as s:
+            no_snapshots = not history.has_snapshots(s)
+        if no_snapshots and has_snapshot_records(archive.store.backend):
+            raise UsageError(
+                "the catalog has no snapshots but the store's catalog records (records/) name some: this catalog "
+                "is not the store's (lost, or a new database), and gc would delete every object; run "
+                "`modelarc rebuild-catalog` first"
+            )
         present = set(archive.store.iter_ids())
         removed, freed = delete_unreferenced(archive, present, held=held, dry_run=dry_run)
         temp_removed = 0

@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelarc.errors import IntegrityError, ObjectCorruptError, ObjectMissingError, UsageError
+from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
+from modelarc.errors import IntegrityError, ObjectCorruptError, ObjectMissingError, RecordError, UsageError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry.integrity import MirrorRecord
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.backend import Backend
 from modelarc.storage.location import canonical_location, open_backend
 from modelarc.storage.store import object_key
 
@@ -51,6 +53,7 @@ class SyncReport:
     bytes_copied: int = 0
     already_there: int = 0
     not_copied: dict[str, str] = field(default_factory=dict)  # object id -> why (bad primary copy)
+    records_copied: int = 0  # catalog records (archive/records.py), so the mirror alone can rebuild a catalog
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": not self.not_copied}
@@ -66,7 +69,9 @@ def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
     location = canonical_location(target)
     if location == canonical_location(archive.settings.store_location):
         raise UsageError(f"{target} is this archive's own store, not a mirror")
-    next(iter(mirror_store(location).iter_ids()), None)  # it answers (and a new folder exists) before we record it
+    next(
+        iter(mirror_store(location).iter_ids()), None
+    )  # it answers (and a new folder exists) before we record it
     with archive.catalog.session() as s:
         record = rows.add_mirror(s, name, location)
         q.audit(s, archive.settings.actor, "mirror add", name, location=location)
@@ -153,6 +158,7 @@ def sync(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-mirror") as pool:
             for fut in [pool.submit(copy, oid) for oid in todo]:
                 fut.result()
+        report.records_copied = copy_records(archive.store.backend, target.backend, report.not_copied)
         target.sync()  # durable there before the catalog says the mirror is in step
     with archive.catalog.session() as s:
         rows.mark_synced(s, record.name, report.objects_copied)
@@ -165,6 +171,25 @@ def sync(
             not_copied=len(report.not_copied),
         )
     return report
+
+
+def copy_records(source: Backend, target: Backend, not_copied: dict[str, str]) -> int:
+    """Copy every catalog record ``target`` lacks, each re-hashed against the sha256 in its name first (a damaged
+    one is put in ``not_copied``, never propagated); how many were copied. Records are small: many at once."""
+    todo = sorted(set(source.iterate(RECORDS_PREFIX)) - set(target.iterate(RECORDS_PREFIX)))
+
+    def copy(key: str) -> bool:
+        try:
+            body = read_record_bytes(source, key)
+        except RecordError as exc:
+            not_copied[key] = str(exc)
+            return False
+        target.put(key, body)
+        return True
+
+    workers = max(4, source.concurrency, target.concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-mirror") as pool:
+        return sum(pool.map(copy, todo))
 
 
 def fetch_good_copy(stores: list[tuple[str, ObjectStore]], oid: str) -> tuple[str, bytes] | None:

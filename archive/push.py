@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.errors import IntegrityError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
+from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 
@@ -93,6 +94,7 @@ def push_folder(
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             recorded = record_snapshot(
+                archive.store.backend,
                 s,
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag or "latest"),

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.records import catalog_time, key_fields, write_record
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
     NotInitializedError,
@@ -29,8 +30,9 @@ from modelarc.errors import (
 )
 from modelarc.registry import keys as key_rows
 from modelarc.registry import queries as q
-from modelarc.registry.db import Catalog
+from modelarc.registry.db import Catalog, CatalogSession
 from modelarc.registry.keys import KeyInfo
+from modelarc.registry.queries import TagChange
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
 from modelarc.registry.snapshots import SnapshotRecord
@@ -186,10 +188,22 @@ class Archive:
     def _register_key(self, pem: bytes, *, label: str | None, local: bool, actor: str) -> KeyInfo:
         from modelarc.archive.signing import keys as keyring
 
+        fingerprint = keyring.key_fingerprint(pem)
         with self.catalog.session() as s:
-            return key_rows.trust_key(
-                s, keyring.key_fingerprint(pem), pem.decode(), label=label, local=local, actor=actor
+            before = key_rows.find_key(s, fingerprint)
+            at = catalog_time()
+            info = key_rows.trust_key(
+                s, fingerprint, pem.decode(), label=label, local=local, actor=actor, at=at
             )
+            if before is None or not before.trusted:  # a change: kept as a catalog record
+                self._record_key(s, fingerprint, at, actor)
+            return info
+
+    def _record_key(self, s: CatalogSession, fingerprint: str, at: dt.datetime, actor: str) -> None:
+        s.flush()  # the change holds its row (and SQLite's write lock) before the record's time is taken
+        key = key_rows.find_key(s, fingerprint)
+        assert key is not None
+        write_record(self.store.backend, "key", at=at, actor=actor, **key_fields(key))
 
     def import_key(self, pem: bytes, label: str | None = None) -> str:
         from modelarc.archive.signing import keys as keyring
@@ -199,7 +213,10 @@ class Archive:
 
     def set_key_trust(self, fingerprint_prefix: str, trusted: bool) -> str:
         with self.catalog.session() as s:
-            return key_rows.set_trust(s, fingerprint_prefix, trusted, self.settings.actor)
+            at = catalog_time()
+            fingerprint = key_rows.set_trust(s, fingerprint_prefix, trusted, self.settings.actor, at)
+            self._record_key(s, fingerprint, at, self.settings.actor)
+            return fingerprint
 
     def list_keys(self) -> list[KeyInfo]:
         with self.catalog.session() as s:
@@ -312,12 +329,15 @@ class Archive:
         ref = parse_ref(ref_text)
         check_tag(new_tag)
         with self.catalog.session() as s:
-            moved = q.tag_snapshot(s, ref, new_tag, self.settings.actor)
-            q.audit(
-                s,
-                self.settings.actor,
+            at = catalog_time()
+            moved = apply_tag(s, ref, new_tag, self.settings.actor, at)
+            write_record(
+                self.store.backend,
                 "tag",
-                f"{ref.model}:{new_tag}",
+                at=at,
+                actor=self.settings.actor,
+                model=ref.model,
+                tag=new_tag,
                 snapshot=moved.snapshot,
                 previous=moved.previous,
             )
@@ -346,6 +366,13 @@ class Archive:
             snaps = q.list_snapshots(s)
         for sn in snaps:
             yield sn.label
+
+
+def apply_tag(s: CatalogSession, ref: Ref, tag: str, actor: str, at: dt.datetime) -> TagChange:
+    """Move ``tag`` to the snapshot ``ref`` names, with its audit entry: `modelarc tag` and its replay alike."""
+    moved = q.tag_snapshot(s, ref, tag, actor, at)
+    q.audit(s, actor, "tag", f"{ref.model}:{tag}", at=at, snapshot=moved.snapshot, previous=moved.previous)
+    return moved
 
 
 def check_bundles(

@@ -169,6 +169,15 @@ class DataManifestError(UsageError):
     """A training-data manifest that does not parse or does not match the schema; names the field."""
 
 
+class RecordError(IntegrityError):
+    """A catalog record in the store (``records/``, docs/FORMAT.md "Catalog records") whose body does not hash to
+    the sha256 in its name, or that is not a record this version can read; the message names it."""
+
+
+class CatalogNotEmptyError(UsageError):
+    """``rebuild-catalog`` was pointed at a catalog that already holds snapshots: it only fills an empty one."""
+
+
 # One table from error class to HTTP answer, shared by /v1, the Hub routes, the transfer routes and the HTML pages,
 # and read back by the remote client (archive/remote/client.py) from the X-Error-Code header, so an error raised on
 # a server is raised again, as the same class, on the client. First match wins: subclasses come before their bases.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset
+from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -270,17 +270,24 @@ class Attachment:
 
 
 def attach_datasets(
-    s: Session, snapshot_id: int, manifest: ObjectRecord, actor: str, datasets: Sequence[NewDataset]
+    s: Session,
+    snapshot_id: int,
+    manifest: ObjectRecord,
+    actor: str,
+    datasets: Sequence[NewDataset],
+    at: dt.datetime | None = None,
 ) -> Attachment:
     """Attach a training-data manifest (``manifest``, durable in the store) to the snapshot with row id
     ``snapshot_id``: the attachment, the snapshot's reference to the manifest object (gc keeps it), and each
     dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed, except
-    each dataset's count of snapshots, which grows when this snapshot uses it for the first time."""
+    each dataset's count of snapshots, which grows when this snapshot uses it for the first time. ``at`` is when
+    (default now)."""
+    at = at or utcnow()
     # Attachments to one snapshot take turns (a row lock on PostgreSQL; SQLite has one writer at a time anyway), so
     # two at once cannot both see a dataset as new to this snapshot and count it twice.
     s.execute(select(Snapshot.id).where(Snapshot.id == snapshot_id).with_for_update())
     q.record_objects(s, [manifest])
-    att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor)
+    att = DataAttachment(snapshot_id=snapshot_id, object_id=manifest.id, actor=actor, attached_at=at)
     s.add(att)
     s.flush()
     q.add_snapshot_objects(s, snapshot_id, [manifest.id])
@@ -301,6 +308,7 @@ def attach_datasets(
                 time_start=new.time_start,
                 time_end=new.time_end,
                 notes=new.notes,
+                created_at=at,
             )
             s.add(row)
             s.flush()

@@ -100,6 +100,11 @@ class Catalog:
         with self._sessions() as s, s.begin():
             yield s
 
+    @property
+    def display_url(self) -> str:
+        """The database URL with any password masked, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     def schema_state(self) -> tuple[str | None, str | None]:
         """(the schema's revision now, the revision this code expects): a round trip to the database."""
         return current_revision(self.engine), head_revision()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import Signature, SigningKey
+from modelarc.registry.models import Signature, SigningKey, utcnow
 
 
 @dataclass(frozen=True)
@@ -68,27 +70,76 @@ class SignatureRecord:
         return {"key": self.key, "trusted": "yes" if self.trusted else "no", "created_at": self.created_at}
 
 
+@dataclass(frozen=True)
+class CatalogKey:
+    """A key row as values, its times exact: what a catalog record (archive/records.py) says about a key."""
+
+    fingerprint: str
+    public_pem: str
+    label: str | None
+    trusted: bool
+    local: bool
+    created_at: dt.datetime
+
+
+def find_key(s: Session, fingerprint: str) -> CatalogKey | None:
+    row = s.scalar(select(SigningKey).where(SigningKey.fingerprint == fingerprint))
+    return None if row is None else _catalog_key(row)
+
+
+def all_keys(s: Session) -> list[CatalogKey]:
+    """Every key, oldest first."""
+    return [
+        _catalog_key(k) for k in s.scalars(select(SigningKey).order_by(SigningKey.created_at, SigningKey.id))
+    ]
+
+
+def public_pems(s: Session, fingerprints: Iterable[str]) -> dict[str, str]:
+    """fingerprint -> public PEM of each of ``fingerprints`` the catalog knows, trusted or not."""
+    wanted = sorted(set(fingerprints))
+    rows = s.execute(
+        select(SigningKey.fingerprint, SigningKey.public_pem).where(SigningKey.fingerprint.in_(wanted))
+    )
+    return {fp: pem for fp, pem in rows}
+
+
+def _catalog_key(k: SigningKey) -> CatalogKey:
+    return CatalogKey(k.fingerprint, k.public_pem, k.label, k.trusted, k.is_local, k.created_at)
+
+
 def _info(k: SigningKey) -> KeyInfo:
     return KeyInfo(k.fingerprint, k.label, k.trusted, k.is_local, k.created_at.isoformat(timespec="seconds"))
 
 
 def trust_key(
-    s: Session, fingerprint: str, pem: str, *, label: str | None, local: bool, actor: str
+    s: Session,
+    fingerprint: str,
+    pem: str,
+    *,
+    label: str | None,
+    local: bool,
+    actor: str,
+    at: dt.datetime | None = None,
 ) -> KeyInfo:
-    """Record the key if new, and trust it; each change is in the audit log."""
+    """Record the key if new, and trust it; each change is in the audit log. ``at``: when (default now)."""
+    at = at or utcnow()
     row = s.scalar(select(SigningKey).where(SigningKey.fingerprint == fingerprint))
     if row is None:
-        row = SigningKey(fingerprint=fingerprint, public_pem=pem, label=label, trusted=True, is_local=local)
+        row = SigningKey(
+            fingerprint=fingerprint, public_pem=pem, label=label, trusted=True, is_local=local, created_at=at
+        )
         s.add(row)
         s.flush()
-        q.audit(s, actor, "key.trust", fingerprint, label=label, local=local)
+        q.audit(s, actor, "key.trust", fingerprint, at=at, label=label, local=local)
     elif not row.trusted:
         row.trusted = True
-        q.audit(s, actor, "key.trust", fingerprint, label=label)
+        q.audit(s, actor, "key.trust", fingerprint, at=at, label=label)
     return _info(row)
 
 
-def set_trust(s: Session, fingerprint_prefix: str, trusted: bool, actor: str) -> str:
+def set_trust(
+    s: Session, fingerprint_prefix: str, trusted: bool, actor: str, at: dt.datetime | None = None
+) -> str:
     """Trust or distrust the one key whose fingerprint starts with ``fingerprint_prefix`` (4 characters at least)."""
     rows = s.scalars(
         select(SigningKey).where(SigningKey.fingerprint.startswith(fingerprint_prefix.lower()))
@@ -98,7 +149,7 @@ def set_trust(s: Session, fingerprint_prefix: str, trusted: bool, actor: str) ->
             f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)"
         )
     rows[0].trusted = trusted
-    q.audit(s, actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint)
+    q.audit(s, actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint, at=at)
     return rows[0].fingerprint
 
 

@@ -65,11 +65,11 @@ def require_model(s: Session, namespace: str, name: str) -> ModelRecord:
     return model
 
 
-def get_or_create_model(s: Session, namespace: str, name: str) -> Model:
+def get_or_create_model(s: Session, namespace: str, name: str, at: dt.datetime | None = None) -> Model:
     """The model's row (registry-internal: the recording transaction adds rows that point at it)."""
     model = _model_row(s, namespace, name)
     if model is None:
-        model = Model(namespace=namespace, name=name)
+        model = Model(namespace=namespace, name=name, created_at=at or utcnow())
         s.add(model)
         s.flush()
     return model
@@ -134,9 +134,14 @@ def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
 
 
 def record_snapshot(
-    s: Session, model: Model, new: NewSnapshot, parents: Sequence[tuple[Snapshot, str]]
+    s: Session,
+    model: Model,
+    new: NewSnapshot,
+    parents: Sequence[tuple[Snapshot, str]],
+    at: dt.datetime | None = None,
 ) -> tuple[Snapshot, bool]:
-    """Add the snapshot unless this model already has it; returns (row, created)."""
+    """Add the snapshot unless this model already has it; returns (row, created). ``at`` is its creation time
+    (default now; a catalog rebuilt from the store's records gives the original one)."""
     existing = s.scalar(select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest == new.digest))
     if existing is not None:
         return existing, False
@@ -145,6 +150,7 @@ def record_snapshot(
     snap = Snapshot(
         model_id=model.id,
         digest=new.digest,
+        created_at=at or utcnow(),
         logical_bytes=new.logical_bytes,
         stored_bytes_added=new.stored_bytes_added,
         file_count=len(new.files),
@@ -193,12 +199,16 @@ def add_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]
     s.flush()
 
 
-def move_tag(s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str) -> str | None:
-    """Point ``tag_name`` at ``snap``; returns the digest it pointed at before (None if new)."""
+def move_tag(
+    s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str, at: dt.datetime | None = None
+) -> str | None:
+    """Point ``tag_name`` at ``snap`` (at time ``at``, default now); returns the digest it pointed at before (None
+    if new)."""
+    at = at or utcnow()
     tag = s.scalar(select(Tag).where(Tag.model_id == model.id, Tag.name == tag_name))
     old_digest = None
     if tag is None:
-        tag = Tag(model_id=model.id, name=tag_name, snapshot_id=snap.id)
+        tag = Tag(model_id=model.id, name=tag_name, snapshot_id=snap.id, updated_at=at)
         s.add(tag)
         old_id = None
     else:
@@ -207,10 +217,15 @@ def move_tag(s: Session, model: Model, tag_name: str, snap: Snapshot, actor: str
         if old_id == snap.id:
             return old_digest
         tag.snapshot_id = snap.id
-        tag.updated_at = utcnow()
+        tag.updated_at = at
     s.add(
         TagHistory(
-            model_id=model.id, tag=tag_name, old_snapshot_id=old_id, new_snapshot_id=snap.id, actor=actor
+            model_id=model.id,
+            tag=tag_name,
+            old_snapshot_id=old_id,
+            new_snapshot_id=snap.id,
+            moved_at=at,
+            actor=actor,
         )
     )
     s.flush()
@@ -225,15 +240,17 @@ class TagChange:
     previous: str | None  # the same as ``snapshot`` when the tag already pointed there
 
 
-def tag_snapshot(s: Session, ref: Ref, tag_name: str, actor: str) -> TagChange:
+def tag_snapshot(s: Session, ref: Ref, tag_name: str, actor: str, at: dt.datetime | None = None) -> TagChange:
     """Point the tag ``tag_name`` of ``ref``'s model at the snapshot ``ref`` names; the move is kept in the history."""
     snap = resolve_ref(s, ref)
-    previous = move_tag(s, snap.model, tag_name, snap, actor)
+    previous = move_tag(s, snap.model, tag_name, snap, actor, at)
     return TagChange(SnapshotId(snap.digest), previous)
 
 
-def audit(s: Session, actor: str, action: str, target: str, **details: Any) -> None:
-    s.add(AuditEvent(actor=actor, action=action, target=target, details=details))
+def audit(
+    s: Session, actor: str, action: str, target: str, *, at: dt.datetime | None = None, **details: Any
+) -> None:
+    s.add(AuditEvent(at=at or utcnow(), actor=actor, action=action, target=target, details=details))
 
 
 def tags_by_snapshot(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[str]]:

@@ -7,6 +7,7 @@ committed together or not at all.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,10 @@ from sqlalchemy.orm import Session
 from modelarc.errors import NotFoundError, SigningKeyError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import release_leases
-from modelarc.registry.models import Signature, SigningKey
+from modelarc.registry.models import Signature, SigningKey, utcnow
 from modelarc.registry.records import NewSnapshot, ObjectRecord
-from modelarc.registry.refs import Ref
+from modelarc.registry.refs import Ref, SnapshotId
+from modelarc.registry.snapshots import ParentLink
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class NewSignature:
     object_id: str  # the bundle, stored as an object
     bundle: str
     key_fingerprint: str  # a key already in the catalog (trusted, or this archive's own)
+    at: dt.datetime | None = None  # when it was added: default the recording's time
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class SnapshotRecording:
     merge_into_existing: bool = True  # a known snapshot still gains these signatures and objects
     release_leases_of: str | None = None  # the pusher whose leases on these objects end with this commit
     audit_details: dict[str, Any] = field(default_factory=dict)
+    # when it happened: every row it adds carries this time (default now). A catalog rebuilt from the store's
+    # records (archive/rebuild.py) passes the original time, so the rebuilt rows say what the lost ones said.
+    at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,14 @@ class RecordedSnapshot:
     created: bool
     previous: str | None  # the snapshot the tag pointed at before, if it moved from another
     parents_missing: tuple[str, ...]
+    parents: tuple[ParentLink, ...] = ()  # the declared parents this catalog has (recorded if ``created``)
 
 
 def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     """Record ``r`` in the caller's session (one transaction); see the module docstring."""
+    at = r.at or utcnow()
     q.record_objects(s, r.objects)
-    model = q.get_or_create_model(s, r.model.namespace, r.model.name)
+    model = q.get_or_create_model(s, r.model.namespace, r.model.name, at)
     parents, missing = [], []
     for ref, relation in r.parents:
         try:
@@ -66,7 +74,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
             if not r.lenient_parents:
                 raise
             missing.append(str(ref))
-    snap, created = q.record_snapshot(s, model, r.snapshot, parents)
+    snap, created = q.record_snapshot(s, model, r.snapshot, parents, at)
     if created or r.merge_into_existing:
         have = set(s.scalars(select(Signature.object_id).where(Signature.snapshot_id == snap.id)))
         for sig in r.signatures:
@@ -77,11 +85,19 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
                 raise SigningKeyError(
                     f"signing key {sig.key_fingerprint} is not in the catalog; run `modelarc init`"
                 )
-            s.add(Signature(snapshot_id=snap.id, key_id=key.id, object_id=sig.object_id, bundle=sig.bundle))
+            s.add(
+                Signature(
+                    snapshot_id=snap.id,
+                    key_id=key.id,
+                    object_id=sig.object_id,
+                    bundle=sig.bundle,
+                    created_at=sig.at or at,
+                )
+            )
     if not created and r.merge_into_existing:
         q.add_snapshot_objects(s, snap.id, r.snapshot.object_ids)
     tag = r.model.tag
-    previous = q.move_tag(s, model, tag, snap, r.actor) if tag else None
+    previous = q.move_tag(s, model, tag, snap, r.actor, at) if tag else None
     if r.release_leases_of is not None:
         release_leases(s, r.snapshot.object_ids, r.release_leases_of)
     label = f"{r.model.model}:{tag}" if tag else f"{r.model.model}@{snap.digest}"
@@ -90,6 +106,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         r.actor,
         r.action,
         label,
+        at=at,
         snapshot=snap.digest,
         new_snapshot=created,
         previous=previous,
@@ -100,4 +117,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         created=created,
         previous=previous if previous != snap.digest else None,
         parents_missing=tuple(missing),
+        parents=tuple(
+            ParentLink(p.model.full_name, SnapshotId(p.digest), relation) for p, relation in parents
+        ),
     )

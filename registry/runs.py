@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
-from modelarc.registry.models import RunRecord, SigningKey
+from modelarc.registry.models import RunRecord, SigningKey, utcnow
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -26,8 +27,11 @@ def add_run(
     stored: ObjectRecord,
     envelope: str,
     key_fingerprint: str,
+    at: dt.datetime | None = None,
 ) -> int:
-    """Index a run of snapshot ``digest`` whose canonical record is the durable object ``stored``; its id."""
+    """Index a run of snapshot ``digest`` whose canonical record is the durable object ``stored``; its id.
+    ``at`` is when it was recorded (default now)."""
+    at = at or utcnow()
     snap = q.find_snapshot_by_digest(s, digest)
     if snap is None:
         raise NotFoundError(f"snapshot {digest} is not in the catalog")
@@ -35,6 +39,7 @@ def add_run(
     q.add_snapshot_objects(s, snap.id, [stored.id])
     row = RunRecord(
         snapshot_id=snap.id,
+        created_at=at,
         actor=actor,
         record=record,
         object_id=stored.id,
@@ -43,7 +48,7 @@ def add_run(
     )
     s.add(row)
     s.flush()
-    q.audit(s, actor, "run.record", ref, run=row.id, snapshot=digest)
+    q.audit(s, actor, "run.record", ref, at=at, run=row.id, snapshot=digest)
     return row.id
 
 

@@ -138,10 +138,10 @@ def files_of_snapshots(s: Session, snapshot_ids: Sequence[int]) -> dict[int, lis
     return out
 
 
-def withdraw_snapshot(s: Session, snapshot_id: int, reason: str) -> None:
-    """Mark the snapshot tombstoned now (its row, manifest and provenance stay)."""
+def withdraw_snapshot(s: Session, snapshot_id: int, reason: str, at: dt.datetime | None = None) -> None:
+    """Mark the snapshot tombstoned at ``at`` (default now); its row, manifest and provenance stay."""
     row = s.get(Snapshot, snapshot_id)
     if row is None:
         raise SnapshotNotFoundError(f"snapshot row {snapshot_id} is gone from the catalog")
-    row.tombstoned_at = utcnow()
+    row.tombstoned_at = at or utcnow()
     row.tombstone_reason = reason

@@ -20,12 +20,15 @@ from typing import Any
 import yaml
 
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import DataManifestError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.datasets import attach_datasets
+from modelarc.registry.datasets import Attachment, attach_datasets
+from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
+from modelarc.registry.snapshots import SnapshotRecord
 
 
 @cache
@@ -148,8 +151,20 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
     put = archive.store.put(manifest.raw)  # the document as given, kept with the archive for good
     archive.store.sync()
     stored = ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)
+    actor = archive.settings.actor
     with archive.catalog.session() as s:
-        attached = attach_datasets(s, snap.row_id, stored, archive.settings.actor, datasets)
+        at = catalog_time()
+        attached = apply_attachment(s, snap, stored, datasets, actor=actor, target=str(ref), at=at)
+        write_record(
+            archive.store.backend,
+            "data",
+            at=at,
+            actor=actor,
+            model=snap.model,
+            snapshot=snap.digest,
+            ref=str(ref),
+            manifest=put.id,
+        )
         report = [
             {
                 "name": e.dataset.name,
@@ -160,13 +175,30 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
             }
             for e in attached.entries
         ]
-        q.audit(
-            s,
-            archive.settings.actor,
-            "data.attach",
-            str(ref),
-            snapshot=snap.digest,
-            attachment=attached.id,
-            datasets=[d["name"] for d in report],
-        )
     return AttachResult(str(ref), snap.digest, attached.id, report)
+
+
+def apply_attachment(
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    stored: ObjectRecord,
+    datasets: list[NewDataset],
+    *,
+    actor: str,
+    target: str,
+    at: dt.datetime,
+) -> Attachment:
+    """Attach the durable training-data manifest ``stored`` to ``snap``, with the audit entry: `data attach` and
+    its replay from a catalog record (archive/rebuild.py) alike."""
+    attached = attach_datasets(s, snap.row_id, stored, actor, datasets, at)
+    q.audit(
+        s,
+        actor,
+        "data.attach",
+        target,
+        at=at,
+        snapshot=snap.digest,
+        attachment=attached.id,
+        datasets=[e.dataset.name for e in attached.entries],
+    )
+    return attached

@@ -9,14 +9,17 @@ running; otherwise the next ``gc`` deletes them.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.records import catalog_time, write_record
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
+from modelarc.registry.db import CatalogSession
 from modelarc.registry.refs import SnapshotId
-from modelarc.registry.snapshots import withdraw_snapshot
+from modelarc.registry.snapshots import SnapshotRecord, withdraw_snapshot
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -74,12 +77,40 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
         )
     manifest = archive.manifest(snap)
     released = weight_object_ids(manifest)
+    actor = archive.settings.actor
     with archive.catalog.session() as s:
-        withdraw_snapshot(s, snap.row_id, reason.strip())
-        q.release_snapshot_objects(s, snap.row_id, released)
-        q.audit(s, archive.settings.actor, "tombstone", str(ref), snapshot=snap.digest, reason=reason.strip())
+        at = catalog_time()
+        apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
+        s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
+        write_record(
+            archive.store.backend,
+            "withdraw",
+            at=at,
+            actor=actor,
+            model=snap.model,
+            snapshot=snap.digest,
+            ref=str(ref),
+            reason=reason.strip(),
+        )
     deleted, freed, deferred = _delete_unreferenced(archive, released)
     return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred)
+
+
+def apply_withdrawal(
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    released: set[str],
+    reason: str,
+    *,
+    actor: str,
+    target: str,
+    at: dt.datetime,
+) -> None:
+    """Tombstone ``snap`` and release its weight objects ``released``, with the audit entry: `modelarc rm` and
+    its replay from a catalog record (archive/rebuild.py) alike. Deleting the objects is the caller's business."""
+    withdraw_snapshot(s, snap.row_id, reason, at)
+    q.release_snapshot_objects(s, snap.row_id, released)
+    q.audit(s, actor, "tombstone", target, at=at, snapshot=snap.digest, reason=reason)
 
 
 def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, int, bool]:

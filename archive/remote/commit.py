@@ -14,12 +14,13 @@ from modelarc.archive.formats.describe import architecture_from_config, paramete
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
 from modelarc.archive.push import catalog_files
+from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, check_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import MissingObjectsError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
+from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
@@ -74,6 +75,7 @@ def commit_offer(
             held.confirm(s)  # the objects checked present above are still there: no gc can have run since
             known = q.known_object_ids(s, infos)
             recorded = record_snapshot(
+                archive.store.backend,
                 s,
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc import __version__
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing import dsse
 from modelarc.archive.signing import keys as keyring
@@ -155,7 +156,8 @@ def record_run(archive: Archive, result: RunResult) -> int:
     put = archive.store.put(payload)
     archive.store.sync()
     with archive.catalog.session() as s:
-        return run_rows.add_run(
+        at = catalog_time()
+        run_id = run_rows.add_run(
             s,
             digest=result.snapshot,
             ref=result.ref,
@@ -164,7 +166,20 @@ def record_run(archive: Archive, result: RunResult) -> int:
             stored=ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec),
             envelope=envelope,
             key_fingerprint=fingerprint,
+            at=at,
         )
+        write_record(
+            archive.store.backend,
+            "run",
+            at=at,
+            actor=archive.settings.actor,
+            snapshot=result.snapshot,
+            ref=result.ref,
+            object=put.id,
+            signature=envelope,
+            key=fingerprint,
+        )
+        return run_id
 
 
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:

@@ -102,3 +102,16 @@ def test_run_errors_are_clean(arc, tmp_path: Path, monkeypatch) -> None:
 
     arc("push", write_model(tmp_path / "raw"), "acme/raw:v1")  # a config transformers cannot build
     assert "error" in arc.fail("run", "acme/raw:v1", "--prompt", "x").stderr
+
+
+def test_recorded_runs_come_back_with_a_rebuilt_catalog(arc, tmp_path: Path) -> None:
+    from catalogkit import drop_catalog
+
+    _save_gpt2(tmp_path / "m")
+    arc("push", tmp_path / "m", "acme/gpt2:v1")
+    run_id = arc.json("run", "acme/gpt2:v1", "--prompt", "the model was", "--max-new-tokens", "3", "--record")["run_id"]
+    runs = arc.json("runs")
+    drop_catalog(arc.env["MODELARC_DATABASE_URL"])
+    assert arc.json("rebuild-catalog")["replayed"] == {"key": 1, "run": 1, "snapshot": 1}
+    assert arc.json("runs") == runs
+    assert arc.json("rerun", str(run_id))["identical"] is True  # its signature still verifies

@@ -1,0 +1,223 @@
+"""``modelarc upgrade``: catalog records for an archive made before they existed, written from its catalog.
+
+For each fact of the catalog that no record in the store states yet, it writes the record the live command would
+have written, named with the time of the fact (a snapshot's creation, a tag move, ...), so that the records of an
+archive upgraded late sort among those its newer commands already wrote, and a rebuild replays them in the order
+they happened: keys, then snapshots in creation order, their tag moves, attachments, withdrawals and runs.
+
+Running it again writes nothing: a fact is covered when a record states it with the same time (the catalog rows
+of a live change carry exactly its record's time). The catalog is read before the records are listed, so a change
+committed meanwhile is covered by the record it wrote before its commit, never written twice.
+
+What an old catalog cannot tell is recorded as well as it can be: how a snapshot arrived (``push`` or
+``transfer.commit``) and who withdrew one come from the audit log when it says, and a key's trust as it is now
+(a key distrusted now is recorded as trusted from its creation and distrusted at the time of the upgrade, so
+every snapshot it signed replays). Attachments and runs whose document was never kept in the store cannot be
+replayed and are listed instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelarc.archive.records import (
+    CatalogRecord,
+    catalog_time,
+    format_time,
+    key_fields,
+    read_records,
+    write_record,
+)
+from modelarc.registry import history
+from modelarc.registry import keys as key_rows
+from modelarc.registry import queries as q
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+    from modelarc.registry.history import SnapshotFact
+    from modelarc.registry.queries import AuditEntry
+
+
+@dataclass
+class UpgradeReport:
+    records_found: int = 0  # already in the store
+    written: dict[str, int] = field(default_factory=dict)  # kind -> records written now
+    not_recordable: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def upgrade(archive: Archive) -> UpgradeReport:
+    with archive.catalog.session() as s:  # first the catalog, then the records (module docstring)
+        keys = key_rows.all_keys(s)
+        snapshots = history.snapshot_facts(s)
+        moves = history.tag_move_facts(s)
+        attachments = history.attachment_facts(s)
+        runs = history.run_facts(s)
+        audit = history.audit_entries(s, ("push", "transfer.commit", "tombstone", "key.trust"))
+    existing = read_records(archive.store.backend)
+    report = UpgradeReport(records_found=len(existing))
+    covered = _covered(existing)
+    pems = {k.fingerprint: k.public_pem for k in keys}
+    fallback_actor = archive.settings.actor
+
+    def write(kind: str, at: dt.datetime, actor: str | None, **fields: Any) -> None:
+        write_record(archive.store.backend, kind, at=at, actor=actor or fallback_actor, written=at, **fields)
+        report.written[kind] = report.written.get(kind, 0) + 1
+
+    for key in keys:
+        if (key.fingerprint, key.created_at) not in covered:
+            first = _first(audit, "key.trust", lambda e, fp=key.fingerprint: e.target == fp)
+            fields = {**key_fields(key), "trusted": True}
+            write("key", key.created_at, first.actor if first else None, **fields)
+    for fact in snapshots:
+        snap = fact.snapshot
+        if ("snapshot", snap.model, snap.digest, snap.created_at) not in covered:
+            arrival = _first(
+                audit, ("push", "transfer.commit"), lambda e, d=snap.digest: e.details.get("snapshot") == d
+            )
+            write(
+                "snapshot",
+                snap.created_at,
+                snap.pushed_by,
+                **_snapshot_fields(fact, arrival.action if arrival else "recorded", pems),
+            )
+    for move in moves:
+        if ("tag", move.model, move.tag, move.snapshot, move.at) not in covered:
+            write(
+                "tag",
+                move.at,
+                move.actor,
+                model=move.model,
+                tag=move.tag,
+                snapshot=move.snapshot,
+                previous=move.previous,
+            )
+    for att in attachments:
+        if att.object_id is None:
+            report.not_recordable.append(
+                f"data attachment of {att.model}@{att.snapshot} at {format_time(att.at)}: its manifest was not kept"
+            )
+        elif ("data", att.model, att.snapshot, att.object_id, att.at) not in covered:
+            write(
+                "data",
+                att.at,
+                att.actor,
+                model=att.model,
+                snapshot=att.snapshot,
+                ref=f"{att.model}@{att.snapshot}",
+                manifest=att.object_id,
+            )
+    for fact in snapshots:
+        snap = fact.snapshot
+        if snap.tombstoned_at is not None and ("withdraw", snap.model, snap.digest) not in covered:
+            by = _last(audit, "tombstone", lambda e, d=snap.digest: e.details.get("snapshot") == d)
+            write(
+                "withdraw",
+                snap.tombstoned_at,
+                by.actor if by else None,
+                model=snap.model,
+                snapshot=snap.digest,
+                ref=by.target if by else snap.label,
+                reason=snap.tombstone_reason or "",
+            )
+    for run in runs:
+        if run.object_id is None:
+            report.not_recordable.append(
+                f"run of {run.snapshot} at {format_time(run.at)}: its record was not kept"
+            )
+        elif ("run", run.object_id) not in covered:
+            write(
+                "run",
+                run.at,
+                run.actor,
+                snapshot=run.snapshot,
+                ref=run.ref,
+                object=run.object_id,
+                signature=run.signature,
+                key=run.key_fingerprint,
+            )
+    # trust as it is now, where the records (old and new) would replay to another answer
+    replayed_trust = {
+        r.body["fingerprint"]: bool(r.body["trusted"])
+        for r in read_records(archive.store.backend)
+        if r.kind == "key"
+    }
+    now = catalog_time()
+    for key in keys:
+        if replayed_trust.get(key.fingerprint) != key.trusted:
+            write("key", now, fallback_actor, **key_fields(key))
+    with archive.catalog.session() as s:
+        q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
+    return report
+
+
+def _covered(records: list[CatalogRecord]) -> set[tuple[Any, ...]]:
+    """What the records already state, as keys comparable with the catalog's facts."""
+    out: set[tuple[Any, ...]] = set()
+    for r in records:
+        b = r.body
+        if r.kind == "key":
+            out.add((b["fingerprint"], r.at))
+        elif r.kind == "snapshot":
+            out.add(("snapshot", b["model"], b["snapshot"], r.at))
+            if b.get("tag"):
+                out.add(("tag", b["model"], b["tag"], b["snapshot"], r.at))
+        elif r.kind == "tag":
+            out.add(("tag", b["model"], b["tag"], b["snapshot"], r.at))
+        elif r.kind == "data":
+            out.add(("data", b["model"], b["snapshot"], b["manifest"], r.at))
+        elif r.kind == "withdraw":
+            out.add(("withdraw", b["model"], b["snapshot"]))
+        elif r.kind == "run":
+            out.add(("run", b["object"]))
+    return out
+
+
+def _snapshot_fields(fact: SnapshotFact, action: str, pems: dict[str, str]) -> dict[str, Any]:
+    """A ``snapshot`` record's body (archive/records.py ``snapshot_fields``) from a catalog row: no tag moves
+    (the tag history is written as ``tag`` records), each signature with its own time."""
+    snap = fact.snapshot
+    fingerprints = sorted({sig.key_fingerprint for sig in fact.signatures})
+    return {
+        "model": snap.model,
+        "tag": None,
+        "snapshot": snap.digest,
+        "manifest": snap.digest.hex,
+        "action": action,
+        "merge": True,
+        "signatures": [
+            {"object": sig.object_id, "key": sig.key_fingerprint, "at": format_time(sig.created_at)}
+            for sig in fact.signatures
+        ],
+        "keys": [{"fingerprint": fp, "public_pem": pems[fp]} for fp in fingerprints if fp in pems],
+        "parents": [link.to_json() for link in fact.parents],
+        "provenance": {
+            "cutoff": snap.cutoff.isoformat() if snap.cutoff else None,
+            "cutoff_precision": snap.cutoff_precision,
+            "license": snap.license,
+            "description": snap.description,
+            "source_url": snap.source_url,
+            "release_date": snap.release_date.isoformat() if snap.release_date else None,
+        },
+        "pushed_by": snap.pushed_by,
+        "logical_bytes": snap.logical_bytes,
+        "stored_bytes_added": snap.stored_bytes_added,
+        "file_count": snap.file_count,
+        "tensor_count": snap.tensor_count,
+        "parameter_count": snap.parameter_count,
+        "dtypes": dict(snap.dtypes),
+        "architecture": dict(snap.architecture),
+    }
+
+
+def _first(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any) -> AuditEntry | None:
+    wanted = (actions,) if isinstance(actions, str) else actions
+    return next((e for e in entries if e.action in wanted and match(e)), None)
+
+
+def _last(entries: list[AuditEntry], actions: str, match: Any) -> AuditEntry | None:
+    return _first(list(reversed(entries)), actions, match)

@@ -1,0 +1,80 @@
+"""Catalog records as bytes in a store (docs/FORMAT.md "Catalog records"): names, canonical bodies, order, checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from modelarc.archive.records import read_record, read_records, write_record
+from modelarc.errors import RecordError
+from modelarc.storage.local import LocalBackend
+
+AT = dt.datetime(2026, 1, 2, 3, 4, 5, 0)
+
+
+def test_a_record_is_named_by_its_time_and_the_sha256_of_its_canonical_body(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    key = write_record(backend, "tag", at=AT, actor="ana", written=AT, model="acme/m", tag="é", snapshot="x")
+    body = (tmp_path / key).read_bytes()
+    assert re.fullmatch(r"records/20260102T030405000000Z-[0-9a-f]{64}\.json", key)
+    assert key.endswith(f"-{hashlib.sha256(body).hexdigest()}.json")
+    assert (
+        body
+        == (
+            '{"actor":"ana","at":"2026-01-02T03:04:05.000000Z","format":"modelarc.record","kind":"tag",'
+            '"model":"acme/m","snapshot":"x","tag":"é","version":1}'
+        ).encode()
+    )
+    record = read_record(backend, key)
+    assert (record.kind, record.at, record.actor, record.written) == ("tag", AT, "ana", AT)
+
+
+def test_records_of_the_same_instant_replay_in_kind_order(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    for kind in ("withdraw", "tag", "snapshot", "key"):
+        write_record(backend, kind, at=AT, actor="ana", written=AT)
+    write_record(backend, "run", at=AT, actor="ana", written=AT - dt.timedelta(microseconds=1))
+    assert [r.kind for r in read_records(backend)] == ["run", "key", "snapshot", "tag", "withdraw"]
+
+
+def test_every_damaged_record_is_named_before_anything_is_read_as_true(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    keys = [write_record(backend, "tag", at=AT, actor=name, written=AT) for name in ("a", "b", "c")]
+    for key in keys[:2]:
+        path = tmp_path / key
+        path.write_bytes(path.read_bytes().replace(b'"actor":"', b'"actor":"x'))
+    with pytest.raises(RecordError, match=r"is damaged.* \(and 1 more\)"):
+        read_records(backend)
+    assert read_record(backend, keys[2]).actor == "c"
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"format": "modelarc.record", "version": 2, "kind": "tag"}, "version 2"),
+        ({"format": "modelarc.record", "version": 1, "kind": "rename"}, "unknown kind"),
+        ({"format": "other", "version": 1}, "not a modelarc.record"),
+    ],
+)
+def test_a_record_this_version_cannot_read_is_refused_by_name(
+    tmp_path: Path, doc: dict, message: str
+) -> None:
+    backend = LocalBackend(tmp_path)
+    body = json.dumps({"at": "2026-01-02T03:04:05.000000Z", "actor": "a", **doc}).encode()
+    key = f"records/20260102T030405000000Z-{hashlib.sha256(body).hexdigest()}.json"
+    backend.put(key, body)
+    with pytest.raises(RecordError, match=message) as err:
+        read_record(backend, key)
+    assert key in str(err.value)
+
+
+def test_a_stray_file_under_records_is_refused(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    backend.put("records/notes.txt", b"hello")
+    with pytest.raises(RecordError, match="not a catalog record name"):
+        read_records(backend)

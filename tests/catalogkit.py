@@ -1,0 +1,23 @@
+"""Losing a catalog on purpose, for the tests of rebuilding it from the store (tests/cli/test_cli_rebuild.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def drop_catalog(url: str) -> None:
+    """Lose the catalog: the SQLite file (with its WAL), or the PostgreSQL database, made again empty."""
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            p.unlink(missing_ok=True)
+        return
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(parsed.database)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.database)))
