@@ -87,10 +87,10 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     try:
         yield name
     finally:
-        _drop_bucket(client, name)
+        drop_bucket(client, name)
 
 
-def _drop_bucket(client: Any, name: str) -> None:
+def drop_bucket(client: Any, name: str) -> None:
     for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=name):
         for upload in page.get("Uploads", []):
             client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 from liveserver import serve
-from s3server import raw_client
+from s3server import drop_bucket, raw_client
 
 from modelarc.archive.repository import Archive
 
@@ -22,7 +22,7 @@ def test_ready_when_catalog_and_store_answer_and_not_once_the_bucket_is_gone(
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
         assert ready.headers["cache-control"] == "no-store"
-        raw_client(s3_endpoint).delete_bucket(Bucket=s3_bucket)
+        drop_bucket(raw_client(s3_endpoint), s3_bucket)  # emptied first: init wrote catalog records into it
         try:
             gone = httpx.get(f"{url}/readyz")
             assert gone.status_code == 503
