@@ -120,17 +120,41 @@ def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
 
 
 def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
-    """Insert rows for objects not yet catalogued; call only after the objects are durable in the store."""
+    """Insert rows for objects not yet catalogued; call only after the objects are durable in the store.
+
+    Two recordings at once (two servers on one PostgreSQL) may both find a shared new object uncatalogued: the
+    second insert then waits for the first transaction and skips the row (ON CONFLICT DO NOTHING) instead of
+    failing the whole commit with a duplicate key.
+    """
     todo = {o.id: o for o in objects}
     if not todo:
         return
     known = known_object_ids(s, todo)
-    s.add_all(
-        StoredObject(id=o.id, raw_size=o.raw_size, stored_size=o.stored_size, codec=o.codec)
+    rows = [
+        {
+            "id": o.id,
+            "raw_size": o.raw_size,
+            "stored_size": o.stored_size,
+            "codec": o.codec,
+            "created_at": utcnow(),
+        }
         for oid, o in todo.items()
         if oid not in known
-    )
-    s.flush()
+    ]
+    if rows:
+        s.flush()  # rows added earlier in this session reach the database before these
+        s.execute(_insert_skipping_known(s, StoredObject), rows)
+
+
+def _insert_skipping_known(s: Session, model: type[StoredObject]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect of the session's database (PostgreSQL or SQLite)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model).on_conflict_do_nothing()
 
 
 def record_snapshot(

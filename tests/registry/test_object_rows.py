@@ -1,0 +1,55 @@
+"""Object rows recorded by two transactions at once (two servers on one catalog); SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import event, func, select
+
+from modelarc.registry.db import Catalog
+from modelarc.registry.models import StoredObject
+from modelarc.registry.queries import record_objects
+from modelarc.registry.records import ObjectRecord
+
+
+@pytest.fixture
+def catalog(database_url: str) -> Iterator[Catalog]:
+    catalog = Catalog(database_url)
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()
+
+
+def test_two_recordings_of_one_new_object_at_once_both_commit(catalog: Catalog) -> None:
+    shared = ObjectRecord("ab" * 32, 10, 12, "zstd")
+    first = catalog._sessions()
+    first.begin()
+    record_objects(first, [shared])  # inserted, not yet committed: the second cannot see it
+    failures: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with catalog.session() as s:
+                record_objects(s, [shared, ObjectRecord("cd" * 32, 1, 17, "raw")])
+        except BaseException as exc:  # reported to the test below
+            failures.append(exc)
+
+    other = threading.Thread(target=second)
+    inserting = threading.Event()
+
+    def watch(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if threading.current_thread() is other and statement.startswith("INSERT INTO objects"):
+            inserting.set()  # the second has looked and found nothing: its insert now waits for the first
+
+    event.listen(catalog.engine, "before_cursor_execute", watch)
+    other.start()
+    assert inserting.wait(timeout=60)
+    first.commit()
+    first.close()
+    other.join(timeout=60)
+    assert not other.is_alive() and failures == []
+    with catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(StoredObject)) == 2
