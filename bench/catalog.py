@@ -273,7 +273,7 @@ def answer_size(answer: object) -> int:
         return 1 + sum(answer_size(child) for child in answer.children)
     if isinstance(answer, DatasetPage):
         return len(answer.rows)
-    return len(answer) if isinstance(answer, list) else 1
+    return len(answer) if isinstance(answer, list | tuple | dict) else 1
 
 
 @dataclass
