@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from modelarc.registry.models import Lineage, Model, Snapshot
@@ -61,26 +61,27 @@ def _walk(s: Session, root: SnapshotRecord, *, up: bool, max_depth: int = 64) ->
     top = _Growing(root.row_id, root.digest, root.model, None, root.withdrawn)
     frontier = {root.row_id: [top]}
     seen = {root.row_id}
+    own, other = (Lineage.child_id, Lineage.parent_id) if up else (Lineage.parent_id, Lineage.child_id)
+    # one statement for every level, its ids bound when it runs: `in_(ids)` built per level checked every id
+    level = (
+        select(
+            own,
+            Lineage.relation,
+            Snapshot.id,
+            Snapshot.digest,
+            Snapshot.tombstoned_at,
+            Model.namespace,
+            Model.name,
+        )
+        .join(Snapshot, Snapshot.id == other)
+        .join(Model, Model.id == Snapshot.model_id)
+        .where(own.in_(bindparam("frontier", expanding=True)))
+        .order_by(Snapshot.created_at)
+    )
     for _ in range(max_depth):
         if not frontier:
             break
-        ids = list(frontier)
-        own, other = (Lineage.child_id, Lineage.parent_id) if up else (Lineage.parent_id, Lineage.child_id)
-        rows = s.execute(
-            select(
-                own,
-                Lineage.relation,
-                Snapshot.id,
-                Snapshot.digest,
-                Snapshot.tombstoned_at,
-                Model.namespace,
-                Model.name,
-            )
-            .join(Snapshot, Snapshot.id == other)
-            .join(Model, Model.id == Snapshot.model_id)
-            .where(own.in_(ids))
-            .order_by(Snapshot.created_at)
-        ).all()
+        rows = s.execute(level, {"frontier": list(frontier)}).all()
         nxt: dict[int, list[_Growing]] = {}
         for anchor_id, relation, snap_id, digest, tombstoned_at, namespace, name in rows:
             node = _Growing(snap_id, digest, f"{namespace}/{name}", relation, tombstoned_at is not None)

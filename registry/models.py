@@ -130,7 +130,8 @@ class Tag(Base):
 class TagHistory(Base):
     __tablename__ = "tag_history"
     __table_args__ = (
-        Index("ix_tag_history_model_tag", "model_id", "tag", "id"),
+        # moved_at too, so "superseded by a later move by then" (``--as-of``) is answered from the index alone
+        Index("ix_tag_history_model_tag_moved", "model_id", "tag", "id", "moved_at"),
         Index("ix_tag_history_new_snapshot", "new_snapshot_id"),
     )
 

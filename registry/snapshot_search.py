@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, and_, cast, func, or_, select
+from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from modelarc.errors import UsageError
@@ -273,15 +273,21 @@ def format_cutoff_value(d: dt.date | None, precision: str | None) -> str | None:
     return {"year": text[:4], "month": text[:7]}.get(precision or "day", text)
 
 
+# The ids are bound when the statement runs: `in_(ids)` would check each of a page's ids as the statement is built.
+_PAGE_TAGS = (
+    select(Tag.snapshot_id, Tag.name)
+    .where(Tag.snapshot_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Tag.name)
+)
+
+
 def _tags(s: Session, ids: list[int], as_of: dt.datetime | None) -> dict[int, list[str]]:
     """Tags of a page of snapshots in one query; as of a date, replayed from the tag history."""
     out: dict[int, list[str]] = {}
     if not ids:
         return out
     if as_of is None:
-        for snap_id, name in s.execute(
-            select(Tag.snapshot_id, Tag.name).where(Tag.snapshot_id.in_(ids)).order_by(Tag.name)
-        ):
+        for snap_id, name in s.execute(_PAGE_TAGS, {"ids": ids}):
             out.setdefault(snap_id, []).append(name)
         return out
     # moves onto this page's snapshots that no later move (by then) of the same tag superseded
@@ -294,8 +300,13 @@ def _tags(s: Session, ids: list[int], as_of: dt.datetime | None) -> dict[int, li
     )
     rows = s.execute(
         select(TagHistory.tag, TagHistory.new_snapshot_id)
-        .where(TagHistory.new_snapshot_id.in_(ids), TagHistory.moved_at <= as_of, ~superseded)
-        .order_by(TagHistory.tag)
+        .where(
+            TagHistory.new_snapshot_id.in_(bindparam("ids", expanding=True)),
+            TagHistory.moved_at <= as_of,
+            ~superseded,
+        )
+        .order_by(TagHistory.tag),
+        {"ids": ids},
     ).all()
     for tag, snap_id in rows:
         out.setdefault(snap_id, []).append(tag)
