@@ -91,6 +91,11 @@ def test_gated_weights_need_a_live_grant_naming_the_token_or_its_name(archive: A
     assert not _readable(archive, "acme/secret", other_bob)  # the grant names one token, not its name
     set_policy(archive, "acme/private", "gated", reason="another licence")
     assert not _readable(archive, "acme/private", alice)  # a grant covers its own model only
+    with archive.catalog.session() as s:
+        from modelarc.registry import access as rows
+
+        every = rows.grants(s)  # alice's grant on acme/secret among them
+    assert not may_read_weights(effective_policy(archive, "acme/private"), alice, every)
 
 
 def test_a_revoked_grant_or_a_revoked_token_reads_nothing_more(archive: Archive) -> None:
@@ -125,6 +130,12 @@ def test_restricted_weights_are_for_admins_only(archive: Archive) -> None:
     )
     set_policy(archive, "acme/secret", "restricted", reason="kept under a research agreement")
     grant(archive, "acme/secret", "r", reason="a grant does not open a restricted model")
+    with archive.catalog.session() as s:
+        from modelarc.registry import access as rows
+
+        held = rows.grants(s)
+    assert [g.subject for g in held] == ["r"]
+    assert not may_read_weights(effective_policy(archive, "acme/secret"), reader, held)
     assert [_readable(archive, "acme/secret", p) for p in (None, reader, pusher, admin)] == [
         False,
         False,
