@@ -47,6 +47,8 @@ LEVELS = ("public", "gated", "restricted")
 INHERIT = "inherit"  # a snapshot's override that ends: the snapshot follows its model again
 MAX_TEXT = 4000  # characters of a reason or a justification
 _TOKEN_SUBJECT = re.compile(r"token:([0-9]{1,18})")
+# why rebuild-catalog revokes every grant to a token id it replays (archive/rebuild.py); upgrade knows it by this
+TOKEN_GRANT_LAPSED = "API tokens do not survive rebuild-catalog, so a grant to a token id cannot either"
 
 # Weight files beyond withdrawal's list (archive/provenance/withdrawal.py, which must not change: a rebuild replays
 # withdrawals with it): pickles and numpy arrays, TensorFlow/Keras/TFLite/Core ML/Paddle/NeMo/TensorRT files and

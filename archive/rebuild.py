@@ -50,8 +50,7 @@ if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
     from modelarc.archive.store_lock import StoreLockHandle
 
-Write = Callable[[], None]
-TOKEN_GRANT_LAPSED = "API tokens do not survive rebuild-catalog, so a grant to a token id cannot either"  # the catalog writes of one record, run only once every check of it has passed
+Write = Callable[[], None]  # the catalog writes of one record, run only once every check of it has passed
 
 
 @dataclass
@@ -347,7 +346,7 @@ class _Replay:
         return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)
 
     def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:
-        from modelarc.archive.access import apply_grant, apply_revoke
+        from modelarc.archive.access import TOKEN_GRANT_LAPSED, apply_grant, apply_revoke
 
         b = rec.body
         model, subject, reason, action = (

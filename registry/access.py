@@ -190,15 +190,15 @@ def current_policies(
     return sorted(newest.values(), key=lambda p: (p.model, p.snapshot or ""))
 
 
-def policy_history(s: Session, model_id: int) -> list[PolicyRecord]:
-    """Every policy change of a model (and of its snapshots), oldest first."""
-    rows = s.execute(
+def policy_history(s: Session, model_id: int | None = None) -> list[PolicyRecord]:
+    """Every policy change of a model and its snapshots (of every model when None), oldest first."""
+    q = (
         select(AccessPolicy, Model.namespace, Model.name, Snapshot.digest)
         .join(Model, Model.id == AccessPolicy.model_id)
         .outerjoin(Snapshot, Snapshot.id == AccessPolicy.snapshot_id)
-        .where(AccessPolicy.model_id == model_id)
         .order_by(AccessPolicy.id)
     )
+    rows = s.execute(q if model_id is None else q.where(AccessPolicy.model_id == model_id))
     return [_policy(row, f"{ns}/{name}", digest) for row, ns, name, digest in rows]
 
 

@@ -166,3 +166,30 @@ def test_policies_embargoes_and_grants_come_back_after_a_rebuild(
     assert {"access.set", "access.grant", "access.revoke"} <= audit
     # and upgrade, which writes the records an older archive lacks, passes over these kinds
     assert arc.json("upgrade")["written"] == {}
+
+
+def _without_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:
+        for g in row["grants"]:
+            del g["id"]
+    return rows
+
+
+def test_upgrade_writes_access_records_a_store_lacks(models: ArchiveCli, database_url: str) -> None:
+    arc = models
+    _token(arc, "alice")
+    arc("access", "set", "acme/llm", "gated", "--until", "2031-01-01", "--reason", "embargo")
+    arc("access", "set", "acme/llm", "restricted", "--snapshot", "v2", "--reason", "takedown")
+    arc("access", "grant", "acme/llm", "alice", "--reason", "co-author")
+    arc("access", "revoke", "acme/llm", "alice", "--reason", "left")
+    arc("access", "grant", "acme/llm", "alice", "--reason", "back")
+    before = _without_ids(arc.json("access", "ls", "--history"))
+    for p in (arc.home / "store" / "records").glob("*.json"):
+        if json.loads(p.read_bytes())["kind"] in ("access", "grant"):
+            p.unlink()  # as if made by a modelarc that kept them in the catalog only
+
+    assert arc.json("upgrade")["written"] == {"access": 2, "grant": 3}
+    assert arc.json("upgrade")["written"] == {}  # covered now
+    drop_catalog(database_url)
+    assert arc.json("rebuild-catalog")["ok"]
+    assert _without_ids(arc.json("access", "ls", "--history")) == before
