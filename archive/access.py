@@ -31,7 +31,7 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.withdrawal import WEIGHT_SUFFIXES
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.tokens import Principal
-from modelarc.errors import IntegrityError, NotFoundError, UsageError
+from modelarc.errors import ModelarcError, NotFoundError, UsageError
 from modelarc.registry import access as access_rows
 from modelarc.registry import queries as q
 from modelarc.registry import tokens as token_rows
@@ -295,7 +295,7 @@ class _WithheldCache:
                 return self._items[digest]
         try:
             ids = withheld_object_ids(archive.manifest_by_id(digest))  # re-hashed against the id
-        except IntegrityError:
+        except ModelarcError:  # missing, corrupt or malformed (IntegrityError, UsageError for a bad path)
             return None  # a manifest that cannot be read: nothing can be shown to be public
         with self._lock:
             self._items[digest] = ids
@@ -525,9 +525,8 @@ def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange
     """Grant ``who`` (``token:<id>`` or a token name) the weights of the gated ``model``."""
     reason = _reason(reason, "modelarc access grant")
     with archive.catalog.session() as s:
-        q.require_model(s, *parse_model_name(model))
-        subject = subject_of(s, who)
         found = q.require_model(s, *parse_model_name(model))
+        subject = subject_of(s, who)
         if access_rows.grants(s, [found.row_id], subjects=[subject]):
             raise UsageError(
                 f"{subject} already holds a live grant on {model} (see `modelarc access ls {model}`)"

@@ -340,7 +340,7 @@ class _Replay:
         q.require_model(s, *parse_model_name(model))  # NotFoundError when its snapshots were all left out
         snap = q.resolve_snapshot(s, self._snapshot_ref(b)) if b.get("snapshot") else None
         level = str(b["level"])
-        if level not in LEVELS + (INHERIT,):
+        if level not in LEVELS + (INHERIT,) or (level == INHERIT and snap is None):
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
         until, reason = _date(b.get("until")), str(b["reason"])
         return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)

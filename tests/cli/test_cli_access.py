@@ -3,6 +3,7 @@ input, and every policy and grant back after ``rebuild-catalog`` (catalog record
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -193,3 +194,37 @@ def test_upgrade_writes_access_records_a_store_lacks(models: ArchiveCli, databas
     drop_catalog(database_url)
     assert arc.json("rebuild-catalog")["ok"]
     assert _without_ids(arc.json("access", "ls", "--history")) == before
+
+
+def _put_record(arc: ArchiveCli, body: dict[str, Any], stamp: str = "20300101T000000000000Z") -> Path:
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    path = arc.home / "store" / "records" / f"{stamp}-{hashlib.sha256(data).hexdigest()}.json"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_record_of_a_kind_this_modelarc_does_not_know_stops_the_rebuild(
+    models: ArchiveCli, database_url: str
+) -> None:
+    arc = models
+    head = {"format": "modelarc.record", "version": 1, "at": "2030-01-01T00:00:00.000000Z", "actor": "future"}
+    path = _put_record(arc, {**head, "kind": "quarantine", "model": "acme/llm"})
+    drop_catalog(database_url)
+    err = models.fail("rebuild-catalog").stderr
+    assert path.name in err and "newer modelarc" in err
+    assert arc.json("ls") == []  # nothing was rebuilt without it
+
+
+def test_a_forged_access_record_is_refused_and_reported(models: ArchiveCli, database_url: str) -> None:
+    arc = models
+    head = {"format": "modelarc.record", "version": 1, "at": "2030-01-01T00:00:00.000000Z", "actor": "forger"}
+    common = {**head, "kind": "access", "snapshot": None, "until": None, "reason": "x"}
+    bad_level = _put_record(arc, {**common, "model": "acme/llm", "level": "secret"})
+    no_model = _put_record(arc, {**common, "model": "acme/gone", "level": "gated"}, "20300101T000000000001Z")
+    drop_catalog(database_url)
+    result = arc("rebuild-catalog", "--json", ok=False)
+    assert result.exit_code == 5
+    refused = json.loads(result.stdout)["refused"]
+    assert "not one this modelarc knows" in refused[f"records/{bad_level.name}"]
+    assert "acme/gone" in refused[f"records/{no_model.name}"]
+    assert arc.json("access", "ls") == []
