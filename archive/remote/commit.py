@@ -40,7 +40,8 @@ def commit_offer(
     holder: str | None = None,
     content_checked: bool = False,
 ) -> CommitResult:
-    """Record a received snapshot and move one tag, once every claim the offer makes has been checked here.
+    """Record a received snapshot and move one tag (none if the offer says so), once every claim the offer
+    makes has been checked here.
 
     Before anything is recorded: every object is present, the manifest hashes to the offered id (it is read by
     that id and re-hashed), its numbers are sane, every file rebuilds to its declared size and sha256 with tensor
@@ -51,6 +52,8 @@ def commit_offer(
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
     """
     ref = record_as or parse_ref(offer.ref)
+    if not offer.move_tag:
+        ref = Ref(ref.namespace, ref.name, tag=None)
     with archive.lock(exclusive=False, purpose="commit") as held:
         manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None

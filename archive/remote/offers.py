@@ -45,9 +45,12 @@ class SnapshotOffer:
     parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
     architecture: dict[str, Any]  # used only when the snapshot has no config.json to derive it from
     data: tuple[str, ...] = ()  # object ids of attached training-data manifests (docs/PROVENANCE.md)
+    # False: record the snapshot under the ref's model and move no tag (a mirror carries untagged history too);
+    # sent only when False, so an offer that moves its tag is the same document as before the field existed
+    move_tag: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format": TRANSFER_FORMAT,
             "ref": self.ref,
             "snapshot": self.snapshot,
@@ -57,6 +60,9 @@ class SnapshotOffer:
             "architecture": self.architecture,
             "data": list(self.data),
         }
+        if not self.move_tag:
+            doc["move_tag"] = False
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> SnapshotOffer:
@@ -119,6 +125,9 @@ class SnapshotOffer:
             or not all(isinstance(x, str) for x in data)
         ):
             raise UsageError(f"snapshot offer: data must be a list of at most {MAX_OFFER_ITEMS} object ids")
+        move_tag = doc.get("move_tag", True)
+        if not isinstance(move_tag, bool):
+            raise UsageError("snapshot offer: move_tag must be true or false")
         return cls(
             str(ref),
             snapshot,
@@ -127,6 +136,7 @@ class SnapshotOffer:
             tuple(parents),
             arch,
             tuple(ObjectId(x) for x in data),
+            move_tag,
         )
 
 
