@@ -15,7 +15,6 @@ entry per replayed record (the actions that kept no record, such as gc, imports'
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -209,14 +208,7 @@ class _Replay:
                 dtypes={str(k): int(v) for k, v in b["dtypes"].items()},
                 architecture=dict(b["architecture"]),
                 object_ids=frozenset(object_ids),
-                provenance=Provenance(
-                    cutoff=_date(prov.get("cutoff")),
-                    cutoff_precision=prov.get("cutoff_precision"),
-                    license=prov.get("license"),
-                    description=prov.get("description"),
-                    source_url=prov.get("source_url"),
-                    release_date=_date(prov.get("release_date")),
-                ),
+                provenance=Provenance.from_json(prov),
                 pushed_by=b.get("pushed_by"),
             ),
             objects=objects,
@@ -361,6 +353,3 @@ def _audit_details(body: dict[str, Any]) -> dict[str, Any]:
         return {"key": body["signatures"][0]["key"]}
     return {}
 
-
-def _date(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None

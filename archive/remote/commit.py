@@ -6,7 +6,6 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -140,14 +139,7 @@ def _record(
     params, dtypes = parameter_counts(manifest)
     prov = offer.provenance
     try:
-        provenance = Provenance(
-            cutoff=_date(prov.get("cutoff")),
-            cutoff_precision=prov.get("cutoff_precision"),
-            license=prov.get("license"),
-            description=prov.get("description"),
-            source_url=prov.get("source_url"),
-            release_date=_date(prov.get("release_date")),
-        )
+        provenance = Provenance.from_json(prov)
     except ValueError as exc:
         raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
     if provenance.cutoff_precision not in (None, "year", "month", "day"):
@@ -205,6 +197,3 @@ def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any
         return {}
     return architecture_from_config(doc) if isinstance(doc, dict) else {}
 
-
-def _date(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None

@@ -18,7 +18,7 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.records import RELATIONS
+from modelarc.registry.records import RELATIONS, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
@@ -31,7 +31,7 @@ MAX_OFFER_BYTES = 1 << 20  # an offer is a few KiB; the server reads no more tha
 MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
 MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
-_PROVENANCE_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
+_PROVENANCE_FIELDS = Provenance.JSON_FIELDS
 
 
 @dataclass(frozen=True)
