@@ -3,14 +3,16 @@
 Every record (archive/records.py, docs/FORMAT.md "Catalog records") is read and re-hashed against its name first:
 one damaged record stops the rebuild before anything is written, naming it. Then, into an empty catalog and in one
 transaction, each record is replayed in name order through the functions the live command used (a push's
-``record_snapshot``, ``apply_tag``, ``apply_withdrawal``, ``apply_attachment``, ``trust_key``, ``add_run``), with its
-original time and actor. A snapshot is recorded only after its manifest re-hashes to its id, a bundle verifies
-against a key trusted at that point of the replay, and every object it needs is in the store (weights excepted for a
-snapshot a later record withdraws); a record that fails is reported with the reason and left out, as is anything
-that names what it left out. Chunk contents are not re-hashed here (``fsck --read-data`` or ``scrub`` do that).
+``record_snapshot``, ``apply_tag``, ``apply_withdrawal``, ``apply_attachment``, ``trust_key``, ``add_run``,
+``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
+re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
+is in the store (weights excepted for a snapshot a later record withdraws); a record that fails is reported with the
+reason and left out, as is anything that names what it left out. Chunk contents are not re-hashed here (``fsck
+--read-data`` or ``scrub`` do that).
 
-Not recovered: API tokens, the mirrors list, scrub results, leases and store locks, and the audit log beyond one
-entry per replayed record (the actions that kept no record, such as gc, imports' details or mirror syncs, are gone).
+Not recovered: API tokens (so grants to ``token:<id>`` come back revoked; grants to a token name stand), access
+requests, the mirrors list, scrub results, leases and store locks, and the audit log beyond one entry per replayed
+record (the actions that kept no record, such as gc, imports' details or mirror syncs, are gone).
 """
 
 from __future__ import annotations
@@ -319,6 +321,51 @@ class _Replay:
                 at=rec.at,
             )
             self.catalogued.add(oid)
+
+        return write
+
+    def _access(self, s: CatalogSession, rec: CatalogRecord) -> Write:
+        from modelarc.archive.access import INHERIT, LEVELS, apply_policy
+
+        b = rec.body
+        model = str(b["model"])
+        q.require_model(s, *parse_model_name(model))  # NotFoundError when its snapshots were all left out
+        snap = q.resolve_snapshot(s, self._snapshot_ref(b)) if b.get("snapshot") else None
+        level = str(b["level"])
+        if level not in LEVELS + (INHERIT,):
+            raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
+        until, reason = _date(b.get("until")), str(b["reason"])
+        return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)
+
+    def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:
+        from modelarc.archive.access import TOKEN_GRANT_LAPSED, apply_grant, apply_revoke
+
+        b = rec.body
+        model, subject, reason, action = (
+            str(b["model"]),
+            str(b["subject"]),
+            str(b["reason"]),
+            str(b["action"]),
+        )
+        q.require_model(s, *parse_model_name(model))
+        if action not in ("grant", "revoke"):
+            raise RecordError(f"grant record of {model}: unknown action {action!r}")
+        # API tokens are not recovered, and a new catalog numbers its tokens from 1 again: a grant to token:<id>
+        # would go to whoever holds the new token of that id. It is replayed as history, revoked at once.
+        by_id = subject.startswith("token:")
+
+        def write() -> None:
+            if action == "revoke":
+                apply_revoke(s, model, subject, reason, actor=rec.actor, at=rec.at)
+                return
+            apply_grant(s, model, subject, reason, actor=rec.actor, at=rec.at, request=b.get("request"))
+            if by_id:
+                apply_revoke(
+                    s, model, subject, TOKEN_GRANT_LAPSED, actor=self.archive.settings.actor, at=rec.at
+                )
+                self.report.notes.append(
+                    f"{rec.key}: the grant of {model} to {subject} is revoked: {TOKEN_GRANT_LAPSED}"
+                )
 
         return write
 

@@ -34,8 +34,10 @@ RECORDS_PREFIX = "records"
 RECORD_FORMAT = "modelarc.record"
 RECORD_VERSION = 1
 # every kind a version 1 reader knows, in the order a rebuild replays records written in the same microsecond
-# (a key before the snapshots it signs, a snapshot before what names it)
-KINDS = ("key", "snapshot", "tag", "data", "withdraw", "run")
+# (a key before the snapshots it signs, a snapshot before what names it). A reader refuses a kind it does not know
+# rather than skip it: a kind may take something away (``access`` withholds weights), and a catalog rebuilt without
+# it would hand out what its owners withheld (docs/FORMAT.md "Catalog records"). New kinds go at the end.
+KINDS = ("key", "snapshot", "tag", "data", "withdraw", "run", "access", "grant")
 _NAME = re.compile(r"records/([0-9]{8}T[0-9]{12}Z)-([0-9a-f]{64})\.json")
 _NAME_TIME = "%Y%m%dT%H%M%S%fZ"
 _BODY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -143,7 +145,10 @@ def read_record(backend: Backend, key: str) -> CatalogRecord:
         if doc.get("version") != RECORD_VERSION:
             raise ValueError(f"record version {doc.get('version')!r}; this modelarc reads version 1")
         if doc.get("kind") not in KINDS:
-            raise ValueError(f"unknown kind {doc.get('kind')!r}")
+            raise ValueError(
+                f"unknown kind {doc.get('kind')!r}, written by a newer modelarc: rebuild with that version "
+                "(a kind left out could hand out weights its owners withheld)"
+            )
         if not isinstance(doc.get("actor"), str):
             raise ValueError("no actor")
         at = parse_time(doc["at"])

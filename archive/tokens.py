@@ -68,5 +68,33 @@ def token_identity(archive: Archive, token: str) -> tuple[str, str] | None:
     return scope, f"token:{token_id}:{name}"
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, as the access rules see a live token: its id, name and scope (None stands for anonymous)."""
+
+    id: int
+    name: str
+    scope: str
+
+    @property
+    def subjects(self) -> tuple[str, str]:
+        """What a grant may name to cover this token: its name, or ``token:<id>`` (archive/access.py)."""
+        return self.name, f"token:{self.id}"
+
+    @classmethod
+    def from_identity(cls, scope: str, actor: str) -> Principal:
+        """From ``token_identity``'s (scope, ``token:<id>:<name>``), as the server keeps it on each request."""
+        kind, token_id, name = actor.split(":", 2)
+        if kind != "token" or not token_id.isdigit():
+            raise ValueError(f"not a token identity: {actor!r}")
+        return cls(int(token_id), name, scope)
+
+
+def token_principal(archive: Archive, token: str) -> Principal | None:
+    """The live token ``token`` as a ``Principal``; None if it is unknown or revoked."""
+    found = token_identity(archive, token)
+    return None if found is None else Principal.from_identity(*found)
+
+
 def allows(scope: str | None, needed: str) -> bool:
     return scope is not None and SCOPES.index(scope) >= SCOPES.index(needed)

@@ -12,8 +12,9 @@ committed meanwhile is covered by the record it wrote before its commit, never w
 What an old catalog cannot tell is recorded as well as it can be: how a snapshot arrived (``push`` or
 ``transfer.commit``) and who withdrew one come from the audit log when it says, and a key's trust as it is now
 (a key distrusted now is recorded as trusted from its creation and distrusted at the time of the upgrade, so
-every snapshot it signed replays). Attachments and runs whose document was never kept in the store cannot be
-replayed and are listed instead.
+every snapshot it signed replays). Access policies and grants (catalog revision 0011 and later) are written as
+``access`` and ``grant`` records the same way. Attachments and runs whose document was never kept in the store
+cannot be replayed and are listed instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.access import TOKEN_GRANT_LAPSED
 from modelarc.archive.records import (
     CatalogRecord,
     catalog_time,
@@ -30,6 +32,7 @@ from modelarc.archive.records import (
     read_records,
     write_record,
 )
+from modelarc.registry import access as access_rows
 from modelarc.registry import history
 from modelarc.registry import keys as key_rows
 from modelarc.registry import queries as q
@@ -58,6 +61,9 @@ def upgrade(archive: Archive) -> UpgradeReport:
         attachments = history.attachment_facts(s)
         runs = history.run_facts(s)
         audit = history.audit_entries(s, ("push", "transfer.commit", "tombstone", "key.trust"))
+        policies = access_rows.policy_history(s)
+        grants = access_rows.grants(s, live_only=False)
+        requests = {r.grant_id: r.id for r in access_rows.list_requests(s) if r.grant_id is not None}
     existing = read_records(archive.store.backend)
     report = UpgradeReport(records_found=len(existing))
     covered = _covered(existing)
@@ -140,6 +146,28 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 signature=run.signature,
                 key=run.key_fingerprint,
             )
+    for p in policies:
+        if ("access", p.model, p.snapshot, p.at) not in covered:
+            until = p.until.isoformat() if p.until else None
+            write(
+                "access", p.at, p.actor, model=p.model, snapshot=p.snapshot, level=p.level, until=until,
+                reason=p.reason,
+            )  # fmt: skip
+    for g in grants:
+        if ("grant", g.model, g.subject, "grant", g.granted_at) not in covered:
+            write(
+                "grant", g.granted_at, g.granted_by, model=g.model, subject=g.subject, action="grant",
+                reason=g.reason, request=requests.get(g.id),
+            )  # fmt: skip
+        # a revocation the rebuild itself made (a token-id grant) is made again by any later rebuild
+        revoked = g.revoked_at is not None and g.revoke_reason != TOKEN_GRANT_LAPSED
+        if revoked and ("grant", g.model, g.subject, "revoke", g.revoked_at) not in covered:
+            assert g.revoked_at is not None
+            write(
+                "grant", g.revoked_at, g.revoked_by, model=g.model, subject=g.subject, action="revoke",
+                reason=g.revoke_reason or "",
+            )  # fmt: skip
+            covered.add(("grant", g.model, g.subject, "revoke", g.revoked_at))  # one record revokes them all
     # trust as it is now, where the records (old and new) would replay to another answer
     replayed_trust = {
         r.body["fingerprint"]: bool(r.body["trusted"])
@@ -174,6 +202,10 @@ def _covered(records: list[CatalogRecord]) -> set[tuple[Any, ...]]:
             out.add(("withdraw", b["model"], b["snapshot"]))
         elif r.kind == "run":
             out.add(("run", b["object"]))
+        elif r.kind == "access":
+            out.add(("access", b["model"], b.get("snapshot"), r.at))
+        elif r.kind == "grant":
+            out.add(("grant", b["model"], b["subject"], b["action"], r.at))
     return out
 
 

@@ -59,3 +59,20 @@ def live_token(s: Session, token_hash: str) -> tuple[int, str, str] | None:
     if row is None or row.revoked_at is not None:
         return None
     return row.id, row.name, row.scope
+
+
+def find_token(s: Session, token_id: int) -> TokenInfo | None:
+    t = s.get(ApiToken, token_id)
+    if t is None:
+        return None
+    return TokenInfo(
+        t.id, t.name, t.scope, t.created_at.isoformat(timespec="seconds"), t.revoked_at is not None
+    )
+
+
+def live_tokens_named(s: Session, name: str) -> list[TokenInfo]:
+    """The unrevoked tokens called ``name`` (names are not unique: a grant to a name covers them all)."""
+    rows = s.scalars(
+        select(ApiToken).where(ApiToken.name == name, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)
+    )
+    return [TokenInfo(t.id, t.name, t.scope, t.created_at.isoformat(timespec="seconds"), False) for t in rows]

@@ -1,0 +1,657 @@
+"""Who may read a model's weights: access policies, grants, access requests, and the decisions the server asks for.
+
+A model is ``public`` unless a policy says otherwise; ``gated`` weights go to tokens holding a live grant for the
+model (naming the token's name, or ``token:<id>``); ``restricted`` weights to admins only. A policy may carry an
+``until`` date: from 00:00 UTC that day it lapses to public with no one acting (an embargo). A snapshot may
+override its model's policy (``inherit`` ends the override); an override that lapses lapses to public too, not to
+the model's policy. Admin tokens read everything.
+
+Only the bytes of weight files are withheld (``is_withheld_file``): the catalog entry, the manifest, file names,
+sizes and hashes, configs, tokenizers, READMEs, signatures and training-data manifests stay public, because that
+the model existed and what it was made from is the point of the archive.
+
+The routes call one function per request: ``read_decision`` for a snapshot's files, ``object_readable`` for
+``/v1/objects/{id}`` (where an id may have been read off a public manifest, so it is checked against every snapshot
+that uses the object). Every change is audited with its reason and written as a catalog record (``access``,
+``grant``), so ``rebuild-catalog`` restores it; access requests are catalog-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.provenance.withdrawal import WEIGHT_SUFFIXES
+from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.tokens import Principal
+from modelarc.errors import IntegrityError, NotFoundError, UsageError
+from modelarc.registry import access as access_rows
+from modelarc.registry import queries as q
+from modelarc.registry import tokens as token_rows
+from modelarc.registry.access import GrantRecord, PolicyRecord, RequestRecord
+from modelarc.registry.db import CatalogSession
+from modelarc.registry.refs import SnapshotId, parse_model_name, revision_ref
+from modelarc.registry.snapshots import SnapshotRecord
+
+if TYPE_CHECKING:
+    from modelarc.archive.repository import Archive
+
+LEVELS = ("public", "gated", "restricted")
+INHERIT = "inherit"  # a snapshot's override that ends: the snapshot follows its model again
+MAX_TEXT = 4000  # characters of a reason or a justification
+_TOKEN_SUBJECT = re.compile(r"token:([0-9]{1,18})")
+# why rebuild-catalog revokes every grant to a token id it replays (archive/rebuild.py); upgrade knows it by this
+TOKEN_GRANT_LAPSED = "API tokens do not survive rebuild-catalog, so a grant to a token id cannot either"
+
+# Weight files beyond withdrawal's list (archive/provenance/withdrawal.py, which must not change: a rebuild replays
+# withdrawals with it): pickles and numpy arrays, TensorFlow/Keras/TFLite/Core ML/Paddle/NeMo/TensorRT files and
+# TensorFlow checkpoint shards. Tokenizer files (tokenizer.model, *.tiktoken, vocab.txt, merges.txt) stay public.
+WITHHELD_SUFFIXES = WEIGHT_SUFFIXES + (
+    ".pkl",
+    ".pickle",
+    ".npy",
+    ".joblib",
+    ".tflite",
+    ".keras",
+    ".pb",
+    ".mlmodel",
+    ".pdparams",
+    ".nemo",
+    ".ggml",
+    ".llamafile",
+    ".engine",
+    ".plan",
+)
+_TF_SHARD = re.compile(r"\.data-[0-9]+-of-[0-9]+$")
+WITHHELD_KINDS = ("safetensors", "gguf")  # manifest file kinds that are weights whatever their name
+
+
+# ------------------------------------------------------------------------------------------------ values
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """The policy that holds for a model or one of its snapshots at ``now``.
+
+    ``level`` is what applies (public once an embargo lapsed), ``declared`` what was set; ``source`` says where it
+    comes from: ``default`` (no policy was ever set: public), ``model`` or ``snapshot`` (an override).
+    """
+
+    model: str
+    snapshot: SnapshotId | None
+    level: str
+    declared: str = "public"
+    until: dt.date | None = None
+    reason: str | None = None
+    source: str = "default"
+    set_by: str | None = None
+    set_at: dt.datetime | None = None
+
+    @property
+    def lapsed(self) -> bool:
+        return self.level != self.declared
+
+    @property
+    def withholds(self) -> bool:
+        return self.level != "public"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "snapshot": self.snapshot,
+            "level": self.level,
+            "declared": self.declared,
+            "until": self.until.isoformat() if self.until else None,
+            "lapsed": self.lapsed,
+            "reason": self.reason,
+            "source": self.source,
+            "set_by": self.set_by,
+            "set_at": self.set_at.isoformat(timespec="seconds") if self.set_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    policy: EffectivePolicy
+    allowed: bool  # whether the principal may read the withheld files (every other file is public anyway)
+
+
+@dataclass(frozen=True)
+class ModelAccess:
+    """What ``access ls`` shows of one model: its policy, its snapshots' overrides and its grants."""
+
+    model: str
+    policy: EffectivePolicy
+    overrides: tuple[EffectivePolicy, ...] = ()
+    grants: tuple[GrantRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "policy": self.policy.to_json(),
+            "overrides": [p.to_json() for p in self.overrides],
+            "grants": [g.to_json() for g in self.grants],
+        }
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    model: str
+    subject: str
+    action: str  # grant | revoke
+    reason: str
+    grants: tuple[GrantRecord, ...] = field(default_factory=tuple)
+
+
+# ------------------------------------------------------------------------------------------------ decisions
+def _naive_utc(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return catalog_time()
+    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
+
+
+def resolve_policy(
+    model: str,
+    snapshot: SnapshotId | None,
+    model_row: PolicyRecord | None,
+    override: PolicyRecord | None,
+    now: dt.datetime | None = None,
+) -> EffectivePolicy:
+    """The policy that holds, from the newest model row and the newest override row (either may be None)."""
+    if override is not None and override.level != INHERIT:
+        chosen, source = override, "snapshot"
+    elif model_row is not None:
+        chosen, source = model_row, "model"
+    else:
+        return EffectivePolicy(model, snapshot, "public")
+    level = chosen.level
+    if chosen.until is not None and _naive_utc(now) >= dt.datetime.combine(chosen.until, dt.time()):
+        level = "public"  # the embargo lapsed: no one had to act
+    return EffectivePolicy(
+        model, snapshot, level, chosen.level, chosen.until, chosen.reason, source, chosen.actor, chosen.at
+    )
+
+
+def may_read_weights(
+    policy: EffectivePolicy, principal: Principal | None, grants: Iterable[GrantRecord]
+) -> bool:
+    """Whether ``principal`` (None: anonymous) may read the withheld files of what ``policy`` covers.
+
+    ``grants`` may hold any grants (of other models, revoked ones): only a live grant of this model naming the
+    token's name or ``token:<id>`` counts. ``principal`` must be a live token (``token_principal``).
+    """
+    if policy.level == "public":
+        return True
+    if principal is None:
+        return False
+    if principal.scope == "admin":
+        return True
+    if policy.level != "gated":  # restricted, and any level this code does not know: admins only
+        return False
+    subjects = set(principal.subjects)
+    return any(g.live and g.model == policy.model and g.subject in subjects for g in grants)
+
+
+def is_withheld_file(path: str, kind: str) -> bool:
+    """Whether a file of a non-public snapshot is withheld: weights, by manifest kind or by name."""
+    lower = path.lower()
+    return kind in WITHHELD_KINDS or lower.endswith(WITHHELD_SUFFIXES) or _TF_SHARD.search(lower) is not None
+
+
+def is_withheld_entry(entry: FileEntry) -> bool:
+    return is_withheld_file(entry.path, entry.kind) or any(p.kind == "tensor" for p in entry.parts)
+
+
+def withheld_paths(manifest: SnapshotManifest) -> set[str]:
+    """The files of a snapshot that its policy withholds (the rest, and the manifest itself, are public)."""
+    return {f.path for f in manifest.files if is_withheld_entry(f)}
+
+
+def withheld_object_ids(manifest: SnapshotManifest) -> frozenset[str]:
+    """Objects used only by withheld files: a chunk a public file of the same snapshot uses too is public."""
+    withheld: set[str] = set()
+    public: set[str] = set()
+    for f in manifest.files:
+        into = withheld if is_withheld_entry(f) else public
+        into.update(c.id for p in f.parts for c in p.chunks)
+    return frozenset(withheld - public)
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+@contextmanager
+def _session(source: Archive | CatalogSession) -> Iterator[CatalogSession]:
+    if isinstance(source, CatalogSession):
+        yield source
+    else:
+        with source.catalog.session() as s:
+            yield s
+
+
+def _snapshot_row(s: CatalogSession, model: str, snapshot: SnapshotRecord | str) -> SnapshotRecord:
+    namespace, name = parse_model_name(model)
+    if isinstance(snapshot, SnapshotRecord):
+        if snapshot.model != model:
+            raise UsageError(f"snapshot {snapshot.label} is not a snapshot of {model}")
+        return snapshot
+    return q.resolve_snapshot(s, revision_ref(namespace, name, snapshot))
+
+
+def effective_policy(
+    source: Archive | CatalogSession,
+    model: str,
+    snapshot: SnapshotRecord | str | None = None,
+    *,
+    now: dt.datetime | None = None,
+) -> EffectivePolicy:
+    """The policy of ``model`` (``ns/name``), or of one of its snapshots (a ``SnapshotRecord``, a tag or a snapshot
+    id) at ``now`` (default: the current time). ``NotFoundError`` for an unknown model or snapshot."""
+    with _session(source) as s:
+        found = q.require_model(s, *parse_model_name(model))
+        snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
+        rows = access_rows.current_policies(s, [found.row_id], [snap.row_id] if snap else ())
+    model_row = next((p for p in rows if p.snapshot_row_id is None), None)
+    override = next((p for p in rows if snap is not None and p.snapshot_row_id == snap.row_id), None)
+    return resolve_policy(model, snap.digest if snap else None, model_row, override, now)
+
+
+def read_decision(
+    source: Archive | CatalogSession,
+    model: str,
+    snapshot: SnapshotRecord | str | None,
+    principal: Principal | None,
+    *,
+    now: dt.datetime | None = None,
+) -> AccessDecision:
+    """``effective_policy`` and ``may_read_weights`` in one call: what a route serving a snapshot's files needs.
+
+    The grants are read only when they can matter (a gated policy and a token that is not an admin's).
+    """
+    with _session(source) as s:
+        policy = effective_policy(s, model, snapshot, now=now)
+        grants: list[GrantRecord] = []
+        if policy.level == "gated" and principal is not None and principal.scope != "admin":
+            found = q.require_model(s, *parse_model_name(model))
+            grants = access_rows.grants(s, [found.row_id], subjects=principal.subjects)
+    return AccessDecision(policy, may_read_weights(policy, principal, grants))
+
+
+class _WithheldCache:
+    """The withheld object ids of recently checked manifests, by snapshot id (a manifest never changes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, archive: Archive, digest: SnapshotId) -> frozenset[str] | None:
+        with self._lock:
+            if digest in self._items:
+                self._items.move_to_end(digest)
+                return self._items[digest]
+        try:
+            ids = withheld_object_ids(archive.manifest_by_id(digest))  # re-hashed against the id
+        except IntegrityError:
+            return None  # a manifest that cannot be read: nothing can be shown to be public
+        with self._lock:
+            self._items[digest] = ids
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return ids
+
+
+_withheld_cache = _WithheldCache(32)  # a 70B model in 8 MiB chunks is ~17k ids (~2 MB): 32 stay in memory
+
+
+def object_readable(
+    archive: Archive, object_id: str, principal: Principal | None, *, now: dt.datetime | None = None
+) -> bool:
+    """Whether ``principal`` may fetch the object ``object_id`` (``/v1/objects/{id}``).
+
+    Yes when at least one snapshot that references it (``snapshot_objects``) lets the principal read its weights,
+    or uses it outside every withheld file (its manifest, a signature bundle, a training-data manifest, a config's
+    chunk). So an object a public and a gated snapshot share is public, and a gated weight chunk is not, however
+    its id was learnt. An object no snapshot references (uploaded by a push not yet committed, or weights a
+    withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
+    snapshots whose policy withholds something from this principal.
+    """
+    if principal is not None and principal.scope == "admin":
+        return True  # admins read everything: no query
+    with archive.catalog.session() as s:
+        uses = access_rows.object_uses(s, object_id)
+        if not uses:
+            return False
+        rows = access_rows.current_policies(s, {u.model_id for u in uses}, [u.snapshot_row_id for u in uses])
+        if not rows:
+            return True  # no policy on any model that uses it: public
+        model_rows = {p.model_id: p for p in rows if p.snapshot_row_id is None}
+        overrides = {p.snapshot_row_id: p for p in rows if p.snapshot_row_id is not None}
+        policies = [
+            (
+                u,
+                resolve_policy(
+                    u.model, u.digest, model_rows.get(u.model_id), overrides.get(u.snapshot_row_id), now
+                ),
+            )
+            for u in uses
+        ]
+        if any(not p.withholds for _u, p in policies):
+            return True
+        grants: list[GrantRecord] = []
+        gated = {u.model_id for u, p in policies if p.level == "gated"}
+        if gated and principal is not None and principal.scope != "admin":
+            grants = access_rows.grants(s, gated, subjects=principal.subjects)
+    if any(may_read_weights(p, principal, grants) for _u, p in policies):
+        return True
+    for u, _p in policies:
+        if object_id == u.digest.hex:
+            return True  # the manifest: public provenance
+        withheld = _withheld_cache.get(archive, u.digest)
+        if withheld is not None and object_id not in withheld:
+            return True  # a bundle, a data manifest, a config's chunk: used outside every withheld file
+    return False
+
+
+# ------------------------------------------------------------------------------------------------ changes
+def _reason(reason: str | None, what: str) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise UsageError(f"a reason is required: {what} --reason TEXT")
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"the reason is {len(text)} characters long; at most {MAX_TEXT}")
+    return text
+
+
+def parse_until(text: str | dt.date | None, now: dt.datetime | None = None) -> dt.date | None:
+    """``--until``: a date (``YYYY-MM-DD``) after today (UTC); the policy lapses to public from 00:00 UTC that day."""
+    if text is None:
+        return None
+    if isinstance(text, dt.date):
+        day = text
+    else:
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+    today = _naive_utc(now).date()
+    if day <= today:
+        raise UsageError(f"--until {day.isoformat()} is not after today ({today.isoformat()} UTC)")
+    return day
+
+
+def apply_policy(
+    s: CatalogSession,
+    model: str,
+    snapshot: SnapshotRecord | None,
+    level: str,
+    until: dt.date | None,
+    reason: str,
+    *,
+    actor: str,
+    at: dt.datetime,
+) -> None:
+    """Add the policy row and its audit entry: ``access set`` and its replay (archive/rebuild.py) alike."""
+    found = q.require_model(s, *parse_model_name(model))
+    access_rows.add_policy(
+        s, found.row_id, snapshot.row_id if snapshot else None, level, until, reason, actor, at
+    )
+    target = snapshot.label if snapshot else model
+    until_text = until.isoformat() if until else None
+    q.audit(s, actor, "access.set", target, at=at, level=level, until=until_text, reason=reason)
+
+
+def set_policy(
+    archive: Archive,
+    model: str,
+    level: str,
+    *,
+    reason: str,
+    until: str | dt.date | None = None,
+    snapshot: str | None = None,
+    now: dt.datetime | None = None,
+) -> EffectivePolicy:
+    """Set ``model``'s policy (or, with ``snapshot``, a tag or snapshot id, that snapshot's override); the policy
+    that holds afterwards. ``now`` is for tests: the change itself is stamped with the current time."""
+    allowed = LEVELS + ((INHERIT,) if snapshot is not None else ())
+    if level not in allowed:
+        raise UsageError(f"unknown access level {level!r}: one of {', '.join(allowed)}")
+    reason = _reason(reason, "modelarc access set")
+    day = parse_until(until, now)
+    if day is not None and level in ("public", INHERIT):
+        raise UsageError(f"--until lapses a policy to public; it makes no sense with {level}")
+    actor = archive.settings.actor
+    with archive.catalog.session() as s:
+        q.require_model(s, *parse_model_name(model))
+        snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
+        at = catalog_time()
+        apply_policy(s, model, snap, level, day, reason, actor=actor, at=at)
+        s.flush()  # the row is held before the record's time is taken (archive/records.py)
+        write_record(
+            archive.store.backend,
+            "access",
+            at=at,
+            actor=actor,
+            model=model,
+            snapshot=snap.digest if snap else None,
+            level=level,
+            until=day.isoformat() if day else None,
+            reason=reason,
+        )
+        return effective_policy(s, model, snap, now=now)
+
+
+def subject_of(s: CatalogSession, who: str, *, check: bool = True) -> str:
+    """A grant's subject from ``TOKEN_OR_NAME``: ``token:<id>`` names one token, anything else a token name.
+
+    With ``check``, the token must exist and be live (by id), or some live token must bear the name.
+    """
+    who = (who or "").strip()
+    if not who:
+        raise UsageError("name a token: token:<id> or a token name (see `modelarc token ls`)")
+    m = _TOKEN_SUBJECT.fullmatch(who)
+    if m is not None:
+        if check:
+            token = token_rows.find_token(s, int(m[1]))
+            if token is None or token.revoked:
+                state = "is revoked" if token else "does not exist"
+                raise NotFoundError(f"token {m[1]} {state} (see `modelarc token ls`)")
+        return f"token:{int(m[1])}"
+    if who.startswith("token:"):
+        raise UsageError(f"{who!r}: a token id is token:<digits>")
+    if check and not token_rows.live_tokens_named(s, who):
+        raise NotFoundError(f"no live token is named {who!r} (see `modelarc token ls`; or name token:<id>)")
+    return who
+
+
+def apply_grant(
+    s: CatalogSession,
+    model: str,
+    subject: str,
+    reason: str,
+    *,
+    actor: str,
+    at: dt.datetime,
+    request: int | None = None,
+) -> GrantRecord:
+    found = q.require_model(s, *parse_model_name(model))
+    made = access_rows.add_grant(s, found.row_id, subject, reason, actor, at)
+    details: dict[str, Any] = {"subject": subject, "reason": reason, "grant": made.id}
+    if request is not None:
+        details["request"] = request
+    q.audit(s, actor, "access.grant", model, at=at, **details)
+    return made
+
+
+def apply_revoke(
+    s: CatalogSession, model: str, subject: str, reason: str, *, actor: str, at: dt.datetime
+) -> list[GrantRecord]:
+    found = q.require_model(s, *parse_model_name(model))
+    revoked = access_rows.revoke_grants(s, found.row_id, subject, reason, actor, at)
+    if revoked:
+        q.audit(
+            s,
+            actor,
+            "access.revoke",
+            model,
+            at=at,
+            subject=subject,
+            reason=reason,
+            grants=[g.id for g in revoked],
+        )
+    return revoked
+
+
+def _write_grant_record(
+    archive: Archive, action: str, model: str, subject: str, reason: str, at: dt.datetime, request: int | None
+) -> None:
+    write_record(
+        archive.store.backend,
+        "grant",
+        at=at,
+        actor=archive.settings.actor,
+        model=model,
+        subject=subject,
+        action=action,
+        reason=reason,
+        request=request,
+    )
+
+
+def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
+    """Grant ``who`` (``token:<id>`` or a token name) the weights of the gated ``model``."""
+    reason = _reason(reason, "modelarc access grant")
+    with archive.catalog.session() as s:
+        q.require_model(s, *parse_model_name(model))
+        subject = subject_of(s, who)
+        found = q.require_model(s, *parse_model_name(model))
+        if access_rows.grants(s, [found.row_id], subjects=[subject]):
+            raise UsageError(
+                f"{subject} already holds a live grant on {model} (see `modelarc access ls {model}`)"
+            )
+        at = catalog_time()
+        made = apply_grant(s, model, subject, reason, actor=archive.settings.actor, at=at)
+        s.flush()
+        _write_grant_record(archive, "grant", model, subject, reason, at, None)
+    return GrantChange(model, subject, "grant", reason, (made,))
+
+
+def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
+    """Revoke every live grant of exactly ``who`` on ``model`` (a name's grant, or one token's)."""
+    reason = _reason(reason, "modelarc access revoke")
+    with archive.catalog.session() as s:
+        q.require_model(s, *parse_model_name(model))
+        subject = subject_of(s, who, check=False)  # a revoked token's grant can still be revoked
+        at = catalog_time()
+        revoked = apply_revoke(s, model, subject, reason, actor=archive.settings.actor, at=at)
+        if not revoked:
+            raise NotFoundError(
+                f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)"
+            )
+        s.flush()
+        _write_grant_record(archive, "revoke", model, subject, reason, at, None)
+    return GrantChange(model, subject, "revoke", reason, tuple(revoked))
+
+
+def list_policies(
+    archive: Archive, model: str | None = None, *, now: dt.datetime | None = None, history: bool = False
+) -> list[ModelAccess]:
+    """The policy, overrides and live grants (every grant with ``history``) of ``model``, or of every model that
+    has a policy or a grant."""
+    with archive.catalog.session() as s:
+        if model is not None:
+            found = q.require_model(s, *parse_model_name(model))
+            ids: list[int] | None = [found.row_id]
+        else:
+            ids = None
+        rows = access_rows.current_policies(s, ids)
+        all_grants = access_rows.grants(s, ids, live_only=not history)
+    names = {p.model for p in rows} | {g.model for g in all_grants} | ({model} if model else set())
+    out = []
+    for name in sorted(names):
+        model_row = next((p for p in rows if p.model == name and p.snapshot_row_id is None), None)
+        overrides = tuple(
+            resolve_policy(name, p.snapshot, model_row, p, now)
+            for p in rows
+            if p.model == name and p.snapshot_row_id is not None and p.level != INHERIT
+        )
+        policy = resolve_policy(name, None, model_row, None, now)
+        out.append(ModelAccess(name, policy, overrides, tuple(g for g in all_grants if g.model == name)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ requests
+def request_access(
+    archive: Archive, model: str, principal: Principal | None, justification: str
+) -> RequestRecord:
+    """A token asks for a model's weights; an admin decides (``decide_request``). A request while one of the same
+    token for the same model is pending returns that one."""
+    if principal is None:
+        raise UsageError("an access request needs a token (Authorization: Bearer ...)")
+    text = (justification or "").strip()
+    if not text:
+        raise UsageError("an access request needs a justification")
+    if len(text) > MAX_TEXT:
+        raise UsageError(f"the justification is {len(text)} characters long; at most {MAX_TEXT}")
+    with archive.catalog.session() as s:
+        found = q.require_model(s, *parse_model_name(model))
+        pending = access_rows.list_requests(s, status="pending", token_id=principal.id, model_id=found.row_id)
+        if pending:
+            return pending[0]
+        at = catalog_time()
+        made = access_rows.add_request(s, found.row_id, principal.id, principal.name, text, at)
+        q.audit(
+            s, f"token:{principal.id}:{principal.name}", "access.request", model, at=at, request=made.id,
+            justification=text,
+        )  # fmt: skip
+        return made
+
+
+def list_requests(
+    archive: Archive, *, all_requests: bool = False, principal: Principal | None = None
+) -> list[RequestRecord]:
+    """Pending requests (every one with ``all_requests``), of one token only when ``principal`` is given (what a
+    requester sees of its own requests and their decisions)."""
+    with archive.catalog.session() as s:
+        return access_rows.list_requests(
+            s,
+            status=None if all_requests or principal is not None else "pending",
+            token_id=principal.id if principal is not None else None,
+        )
+
+
+def decide_request(archive: Archive, request_id: int, decision: str, *, reason: str) -> RequestRecord:
+    """Grant or deny a pending request; granting grants the requesting token (``token:<id>``), not its name."""
+    if decision not in ("grant", "deny"):
+        raise UsageError(f"decide grant or deny, not {decision!r}")
+    reason = _reason(reason, "modelarc access decide")
+    actor = archive.settings.actor
+    with archive.catalog.session() as s:
+        req = access_rows.get_request(s, request_id)
+        if req.status != "pending":
+            raise UsageError(f"access request {request_id} was already {req.status} by {req.decided_by}")
+        at = catalog_time()
+        grant_id = None
+        subject = f"token:{req.token_id}"
+        live: list[GrantRecord] = []
+        if decision == "grant":
+            found = q.require_model(s, *parse_model_name(req.model))
+            live = access_rows.grants(s, [found.row_id], subjects=[subject])
+            if live:
+                grant_id = live[0].id
+            else:
+                grant_id = apply_grant(
+                    s, req.model, subject, reason, actor=actor, at=at, request=request_id
+                ).id
+        status = "granted" if decision == "grant" else "denied"
+        decided = access_rows.decide_request(s, request_id, status, reason, actor, at, grant_id)
+        q.audit(
+            s, actor, "access.decide", req.model, at=at, request=request_id, decision=status, reason=reason
+        )
+        if decision == "grant" and not live:
+            s.flush()
+            _write_grant_record(archive, "grant", req.model, subject, reason, at, request_id)
+        return decided

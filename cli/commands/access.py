@@ -1,0 +1,185 @@
+"""``modelarc access``: who may read a model's weights (policies, embargoes, grants, access requests).
+
+Every change needs ``--reason``, which the audit log and the catalog records keep. The level and the reason are
+checked by the core (archive/access.py), not by click, so a bad one is the usual one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.output import console, emit_json
+
+if TYPE_CHECKING:
+    from modelarc.archive.access import EffectivePolicy
+    from modelarc.archive.repository import Archive
+
+reason_option = click.option(
+    "--reason", help="Why (kept in the audit log and the catalog records). Required."
+)
+
+
+@click.group(name="access")
+def access() -> None:
+    """Who may read a model's weights: public, gated (grants), restricted (admins), embargoed --until a date.
+
+    Provenance stays public whatever the policy: catalog entry, manifest, file names, sizes and hashes, configs,
+    tokenizers, signatures; only weight files are withheld.
+    """
+
+
+def _describe(p: EffectivePolicy) -> str:
+    if p.source == "default":
+        return "public (no policy set)"
+    text = p.declared
+    if p.until is not None:
+        text += f" until {p.until.isoformat()}" + (", lapsed: public" if p.lapsed else "")
+    return f"{text}: {p.reason}  [{p.set_by}, {p.set_at:%Y-%m-%d %H:%M}]" if p.set_at else text
+
+
+@access.command(name="set")
+@click.argument("model")
+@click.argument("level")
+@click.option("--until", help="YYYY-MM-DD: the policy lapses to public from 00:00 UTC that day (an embargo).")
+@click.option("--snapshot", help="A tag or snapshot id of MODEL: override the model's policy for it only.")
+@reason_option
+@json_option
+@with_archive
+def set_(
+    archive: Archive,
+    model: str,
+    level: str,
+    until: str | None,
+    snapshot: str | None,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Set MODEL's policy: LEVEL is public, gated or restricted (with --snapshot also inherit, ending the
+    override)."""
+    from modelarc.archive.access import set_policy
+
+    policy = set_policy(archive, model, level, reason=reason or "", until=until, snapshot=snapshot)
+    if as_json:
+        emit_json(policy.to_json())
+        return
+    where = f"{model}@{policy.snapshot}" if snapshot else model
+    console.print(f"{where}: {_describe(policy)}")
+
+
+@access.command(name="grant")
+@click.argument("model")
+@click.argument("token_or_name")
+@reason_option
+@json_option
+@with_archive
+def grant_(archive: Archive, model: str, token_or_name: str, reason: str | None, as_json: bool) -> None:
+    """Let a token read gated MODEL's weights: TOKEN_OR_NAME is token:<id> or a token name (every live token so
+    named)."""
+    from modelarc.archive.access import grant
+
+    change = grant(archive, model, token_or_name, reason=reason or "")
+    if as_json:
+        emit_json(
+            {"model": change.model, "subject": change.subject, "grants": [g.to_json() for g in change.grants]}
+        )
+        return
+    console.print(f"granted {change.subject} the weights of {change.model}: {change.reason}")
+
+
+@access.command(name="revoke")
+@click.argument("model")
+@click.argument("token_or_name")
+@reason_option
+@json_option
+@with_archive
+def revoke_(archive: Archive, model: str, token_or_name: str, reason: str | None, as_json: bool) -> None:
+    """Revoke the live grants of exactly TOKEN_OR_NAME on MODEL."""
+    from modelarc.archive.access import revoke
+
+    change = revoke(archive, model, token_or_name, reason=reason or "")
+    if as_json:
+        emit_json(
+            {"model": change.model, "subject": change.subject, "grants": [g.to_json() for g in change.grants]}
+        )
+        return
+    console.print(
+        f"revoked {len(change.grants)} grant(s) of {change.subject} on {change.model}: {change.reason}"
+    )
+
+
+@access.command(name="ls")
+@click.argument("model", required=False)
+@click.option("--history", is_flag=True, help="Revoked grants too.")
+@json_option
+@with_archive
+def ls(archive: Archive, model: str | None, history: bool, as_json: bool) -> None:
+    """Policies, embargoes and grants of MODEL, or of every model that has one."""
+    from modelarc.archive.access import list_policies
+
+    rows = list_policies(archive, model, history=history)
+    if as_json:
+        emit_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        console.print("every model is public (no policy or grant set)")
+    for r in rows:
+        console.print(f"{r.model}  {_describe(r.policy)}")
+        for o in r.overrides:
+            console.print(f"  snapshot {o.snapshot}  {_describe(o)}")
+        for g in r.grants:
+            state = f"  REVOKED {g.revoked_at:%Y-%m-%d}: {g.revoke_reason}" if g.revoked_at else ""
+            console.print(
+                f"  grant {g.id}  {g.subject}: {g.reason}  [{g.granted_by}, {g.granted_at:%Y-%m-%d}]{state}"
+            )
+
+
+@access.command(name="requests")
+@click.option("--all", "all_requests", is_flag=True, help="Decided requests too.")
+@json_option
+@with_archive
+def requests(archive: Archive, all_requests: bool, as_json: bool) -> None:
+    """Access requests tokens made (POST on the server), pending ones unless --all."""
+    from modelarc.archive.access import list_requests
+
+    rows = list_requests(archive, all_requests=all_requests)
+    if as_json:
+        emit_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        console.print("no pending access requests" if not all_requests else "no access requests")
+    for r in rows:
+        decided = f"  {r.status} by {r.decided_by}: {r.decision_reason}" if r.decided_at else ""
+        console.print(
+            f"{r.id:>4}  {r.model}  token:{r.token_id} ({r.token_name})  {r.created_at:%Y-%m-%d %H:%M}  "
+            f"{r.status}{decided}"
+        )
+        console.print(f"      {r.justification}")
+
+
+@access.command(name="decide")
+@click.argument("request_id")
+@click.argument("decision")
+@reason_option
+@json_option
+@with_archive
+def decide(archive: Archive, request_id: str, decision: str, reason: str | None, as_json: bool) -> None:
+    """Grant or deny access request REQUEST_ID (DECISION: grant | deny); granting grants token:<id>."""
+    from modelarc.archive.access import decide_request
+    from modelarc.errors import UsageError
+
+    if not request_id.isdigit():
+        raise UsageError(f"{request_id!r} is not a request id (see `modelarc access requests`)")
+    made = decide_request(archive, int(request_id), decision, reason=reason or "")
+    if as_json:
+        emit_json(made.to_json())
+        return
+    console.print(
+        f"request {made.id} ({made.model}, token:{made.token_id}): {made.status}: {made.decision_reason}"
+    )
+
+
+def register(group: click.Group) -> None:
+    group.add_command(access)
