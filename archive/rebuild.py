@@ -17,6 +17,7 @@ record (the actions that kept no record, such as gc, imports' details or mirror 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -334,7 +335,7 @@ class _Replay:
         level = str(b["level"])
         if level not in LEVELS + (INHERIT,):
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
-        until, reason = _date(b.get("until")), str(b["reason"])
+        until, reason = (dt.date.fromisoformat(b["until"]) if b.get("until") else None), str(b["reason"])
         return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)
 
     def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:
@@ -399,4 +400,3 @@ def _audit_details(body: dict[str, Any]) -> dict[str, Any]:
     if body["action"] == "transfer.commit" and body["signatures"]:
         return {"key": body["signatures"][0]["key"]}
     return {}
-
