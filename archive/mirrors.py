@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import (
+    AccessDeniedError,
     IntegrityError,
     ObjectCorruptError,
     ObjectMissingError,
@@ -285,8 +286,8 @@ def fetch_good_copy(stores: list[tuple[str, MirrorCopy]], oid: str) -> tuple[str
         try:
             blob = store.get_stored(ObjectId(oid))
             ObjectStore.decode_stored(ObjectId(oid), blob)
-        except (IntegrityError, OSError, RemoteError):
-            continue
+        except (IntegrityError, OSError, RemoteError, AccessDeniedError):
+            continue  # (a served mirror withholds gated weights from a token that is not an admin's)
         return name, blob
     return None
 

@@ -96,6 +96,10 @@ def commit_offer(
                 ),
             )
     _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
+    if offer.access is not None:  # withheld there: withheld here too, unless this archive is already stricter
+        from modelarc.archive.access import receive_policy
+
+        receive_policy(archive, ref.model, offer.snapshot, offer.access, actor=actor)
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,

@@ -148,3 +148,27 @@ def test_a_damaged_local_object_is_named_and_never_sent_to_a_served_mirror(serve
     [report] = json.loads(result.stdout)
     assert list(report["not_copied"]) == [victim.name] and not report["ok"]
     assert server.archive.store.has(victim.name) is False and server.archive.stats().snapshots == 0
+
+
+def test_a_served_mirror_receives_the_access_policy_and_enforces_it(server: Server, tmp_path: Path) -> None:
+    alice = make_home(tmp_path, "alice")
+    alice("push", write_model(tmp_path / "m"), "acme/closed:v1")
+    alice("access", "set", "acme/closed", "gated", "--reason", "terms must be accepted")
+    trusted_by_server(server, alice)
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice("mirror", "add", "served", "remote:origin")
+    alice("mirror", "sync")
+    from modelarc.archive.access import effective_policy
+
+    digest = alice.json("show", "acme/closed:v1")["snapshot"]
+    policy = effective_policy(server.archive, "acme/closed", digest)
+    assert policy.level == "gated" and "terms must be accepted" in (policy.reason or "")
+    with httpx.Client(base_url=server.url) as web:
+        answer = web.get("/acme/closed/resolve/v1/model.safetensors")
+        assert answer.status_code == 403 and answer.headers["X-Error-Code"] == "GatedRepo"
+        assert web.get("/acme/closed/resolve/v1/config.json").status_code == 200
+    # a pusher may withhold more, never hand out what the receiver withholds: "public" offers change nothing
+    alice("access", "set", "acme/closed", "public", "--reason", "opened here")
+    alice("tag", "acme/closed:v1", "again")
+    alice("mirror", "sync")
+    assert effective_policy(server.archive, "acme/closed", digest).level == "gated"
