@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelarc import __version__
+from modelarc.api.access import access_router
 from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
@@ -24,7 +25,7 @@ from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
 from modelarc.archive.streaming import ChunkDecoder
-from modelarc.archive.tokens import allows, token_identity
+from modelarc.archive.tokens import Principal, allows, token_identity
 from modelarc.errors import (
     MissingObjectsError,
     ModelarcError,
@@ -62,12 +63,14 @@ def create_app(
             return await call_next(request)
         header = request.headers.get("authorization", "")
         scope = None
+        request.state.principal = None  # anonymous, as the access rules see it (archive/access.py)
         if header:
             kind, _, token = header.partition(" ")
             found = token_identity(get_archive(), token.strip()) if kind.lower() == "bearer" else None
             if found is None:  # a wrong token is refused even when anonymous reads are allowed
                 return _unauthorized("invalid or revoked token")
             scope, request.state.token_actor = found
+            request.state.principal = Principal.from_identity(*found)
         if not anonymous_read and not allows(scope, "read"):
             return _unauthorized("this archive requires a token with the read scope")
         request.state.token_scope = scope  # routes that write check it (push, admin)
@@ -98,6 +101,7 @@ def create_app(
     app.include_router(hub_router(get_archive, decoders))
     app.include_router(hub_browse_router(get_archive))
     app.include_router(transfer_router(get_archive))
+    app.include_router(access_router(get_archive))
     app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app
 

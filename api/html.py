@@ -23,6 +23,7 @@ from modelarc import __version__
 from modelarc.api.limits import MAX_PAGE, MAX_TEXT
 from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
+from modelarc.archive.access import effective_policy, is_withheld_file
 from modelarc.archive.catalog import units
 from modelarc.archive.catalog import views as views
 from modelarc.archive.catalog.filters import SEARCH_FILTERS
@@ -149,9 +150,12 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             view = archive.show(ref)
             tree = lineage_tree(archive, ref)
             signature = views.signature_status(archive, ref)
+            policy = effective_policy(archive, view.model, str(view.snapshot))
         except ModelarcError as exc:
             return failure(exc)
         graph = Markup(lineage_svg(tree, snapshot_url)) if tree.ancestors or tree.descendants else None
+        # every file links to the Hub download route, which enforces the policy; withheld ones say so beside it
+        withheld = {f.path for f in view.files if policy.withholds and is_withheld_file(f.path, f.kind)}
         tag = view.tags[0] if view.tags else None
         load_ref = f"{view.model}:{tag}" if tag else f"{view.model}@{view.snapshot}"
         return render(
@@ -161,6 +165,9 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             signature=signature,
             load_ref=load_ref,
             revision=tag or view.snapshot.hex[:40],
+            policy=policy,
+            withheld=withheld,
+            pin=view.snapshot.hex[:40],
         )
 
     @router.get("/ui/timeline", response_class=HTMLResponse)

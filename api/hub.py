@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from modelarc.api.access import principal_of, require_file_access
 from modelarc.api.limits import MAX_TEXT
 from modelarc.api.problems import HUB_TAG, clip, problem_responses
 from modelarc.archive.catalog.revisions import commit_id, refuse_withdrawn, resolve_revision
@@ -77,6 +78,7 @@ HUB_ERRORS: dict[int | str, dict[str, Any]] = {
     **problem_responses(400, 401, 422),
     404: {"description": "Not Found", "content": {"application/json": {"schema": _HUB_ERROR}}},
     410: {"description": "Withdrawn", "content": {"application/json": {"schema": _HUB_ERROR}}},
+    403: {"description": "Gated (X-Error-Code: GatedRepo)", "content": {"application/json": {"schema": _HUB_ERROR}}},
 }
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": {"application/octet-stream": {}}},
@@ -141,6 +143,8 @@ class HubView:
         entry = next((f for f in manifest.files if f.path == path), None)
         if entry is None:
             return _not_found("EntryNotFound", f"{clip(path)} not found in {repo}@{clip(revision)}", commit)
+        # HEAD and ranges too: a weight file's header is its bytes (names, sizes and hashes are in the tree)
+        require_file_access(self.archive, repo, digest, entry, principal_of(request))
         headers = {
             "X-Repo-Commit": commit,
             "ETag": f'"{entry.sha256}"',

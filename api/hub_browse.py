@@ -28,6 +28,7 @@ from modelarc.api.hub import HUB_ERRORS, FilePath, HubText, refuse_unsafe_path
 from modelarc.api.limits import MAX_INT, MAX_TEXT, read_body
 from modelarc.api.problems import HUB_TAG, problem_responses
 from modelarc.api.v1 import cursor_offset, encode_cursor
+from modelarc.archive.access import effective_policy
 from modelarc.archive.catalog import hub_repos
 from modelarc.archive.catalog.hub_repos import Commit, RepoCard
 from modelarc.archive.catalog.repo_tree import RepoTree, TreeEntry, file_entry
@@ -142,19 +143,19 @@ def hub_browse_router(get_archive: Callable[[], Archive]) -> APIRouter:
         offset = cursor_offset(cursor)
         fields = _list_fields(full=full, config=config, card_data=card_data, expand=expand)
         with_files = bool(fields & {"siblings", "safetensors"})
-        if gated:  # no archived model is gated (yet)
-            cards: list[RepoCard] = []
-        else:
-            cards = hub_repos.list_repos(
-                get_archive(), query, limit=size + 1, offset=offset, with_files=with_files
-            )
-        return _page(request, [_repo_json(c, fields) for c in cards], size, offset)
+        archive = get_archive()
+        cards = hub_repos.list_repos(archive, query, limit=size + 1, offset=offset, with_files=with_files)
+        gates = _gates(archive, cards) if "gated" in fields or gated is not None else {}
+        if gated is not None:  # the filter narrows the page it is given (a page may come back short)
+            cards = [c for c in cards if (gates[c.model] is not False) == gated]
+        return _page(request, [_repo_json(c, fields, gates.get(c.model, False)) for c in cards], size, offset)
 
     def model_info(ns: str, name: str, revision: str, expand: Sequence[str]) -> Response:
         rev = resolve_revision(get_archive(), f"{ns}/{name}", revision)
         refuse_withdrawn(rev)
         fields = set(expand) if expand else INFO_FIELDS
-        return JSONResponse(_repo_json(hub_repos.repo_card(get_archive(), rev), fields))
+        card = hub_repos.repo_card(get_archive(), rev)
+        return JSONResponse(_repo_json(card, fields, _gates(get_archive(), [card])[card.model]))
 
     @router.get("/api/models/{ns}/{name}")
     def model_info_main(
@@ -316,7 +317,17 @@ def _list_fields(*, full: bool, config: bool, card_data: bool, expand: Sequence[
     )
 
 
-def _repo_json(card: RepoCard, fields: set[str] | frozenset[str]) -> dict[str, Any]:
+def _gates(archive: Archive, cards: Sequence[RepoCard]) -> dict[str, str | bool]:
+    """The Hub's ``gated`` per repository: ``"manual"`` when its policy withholds the weights shown (a grant is
+    given by hand), else False."""
+    out: dict[str, str | bool] = {}
+    for card in cards:
+        snap = str(card.snapshot.digest) if card.snapshot is not None else None
+        out[card.model] = "manual" if effective_policy(archive, card.model, snap).withholds else False
+    return out
+
+
+def _repo_json(card: RepoCard, fields: set[str] | frozenset[str], gated: str | bool = False) -> dict[str, Any]:
     """A repository as the Hub describes it, with the ``fields`` asked for that this archive has values for."""
     snap = card.snapshot
     files = card.files
@@ -324,7 +335,7 @@ def _repo_json(card: RepoCard, fields: set[str] | frozenset[str]) -> dict[str, A
         "author": card.author,
         "createdAt": _date(card.created_at),
         "private": False,
-        "gated": False,  # gated models come with a later issue; none is gated now
+        "gated": gated,
         "disabled": bool(snap and snap.withdrawn),
         "tags": card.tags(),
     }

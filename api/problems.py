@@ -105,6 +105,8 @@ def hub_error(exc: ModelarcError, headers: dict[str, str] | None = None) -> JSON
     status, code = http_error(exc)
     if status == 404:
         out = {"X-Error-Code": HUB_NOT_FOUND.get(code, "EntryNotFound")}
+    elif code == "GatedRepo":  # huggingface_hub raises GatedRepoError on this code, whatever the status
+        out = {"X-Error-Code": code}
     elif status == 410:
         out = {"X-Error-Code": code, "X-Error-Message": HUB_DISABLED}
     else:

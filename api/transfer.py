@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from modelarc.api.access import principal_of, require_object_access
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem, problem_responses
 from modelarc.archive.remote.commit import commit_offer
@@ -134,10 +135,13 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"application/octet-stream": {}}}},
     )
-    def download(object_id: ObjectIdText) -> Response:
-        """An object as stored (header + encoded payload); the receiver decodes and hashes it. 404 if absent."""
+    def download(object_id: ObjectIdText, request: Request) -> Response:
+        """An object as stored (header + encoded payload); the receiver decodes and hashes it. 404 if absent; 403
+        (``GatedRepo``) if it belongs only to weights this caller may not read."""
+        archive = get_archive()
+        require_object_access(archive, object_id, principal_of(request))
         try:
-            fh, size = get_archive().store.open_stored(ObjectId(object_id))
+            fh, size = archive.store.open_stored(ObjectId(object_id))
         except ObjectMissingError:
             # an id the archive never held (or gc removed) is unknown to the client, not a broken archive
             raise NotFoundError(f"no object {object_id} in this archive") from None

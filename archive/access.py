@@ -654,3 +654,55 @@ def decide_request(archive: Archive, request_id: int, decision: str, *, reason: 
             s.flush()
             _write_grant_record(archive, "grant", req.model, subject, reason, at, request_id)
         return decided
+
+
+# ------------------------------------------------------------------------------------------------ transfers
+_RANK = {"public": 0, "gated": 1, "restricted": 2}
+
+
+def offered_policy(archive: Archive, snapshot: SnapshotRecord) -> dict[str, Any] | None:
+    """What a snapshot offer says of the snapshot's policy (docs/FORMAT.md "Transfer"): the declared level, its
+    embargo date and reason, or None when nothing is withheld by declaration (public, or never set)."""
+    policy = effective_policy(archive, snapshot.model, snapshot)
+    if policy.declared not in ("gated", "restricted"):
+        return None
+    return {
+        "level": policy.declared,
+        "until": policy.until.isoformat() if policy.until else None,
+        "reason": policy.reason,
+    }
+
+
+def receive_policy(
+    archive: Archive, model: str, digest: SnapshotId, offered: dict[str, Any], *, actor: str
+) -> EffectivePolicy | None:
+    """Record the policy a received snapshot's offer carries, as that snapshot's override, only where it is stricter
+    than what holds here now: whoever sends a snapshot may withhold it here, never hand out what this archive
+    withholds. A lapsed embargo changes nothing. Returns the new policy, or None if nothing changed."""
+    level, until_text = offered["level"], offered.get("until")
+    until = dt.date.fromisoformat(until_text) if until_text else None
+    if until is not None and catalog_time() >= dt.datetime.combine(until, dt.time()):
+        return None
+    with archive.catalog.session() as s:
+        snap = _snapshot_row(s, model, str(digest))
+        current = effective_policy(s, model, snap)
+        if _RANK[level] <= _RANK.get(current.level, 2):
+            return None
+        reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[
+            :MAX_TEXT
+        ]
+        at = catalog_time()
+        apply_policy(s, model, snap, level, until, reason, actor=actor, at=at)
+        s.flush()
+        write_record(
+            archive.store.backend,
+            "access",
+            at=at,
+            actor=actor,
+            model=model,
+            snapshot=snap.digest,
+            level=level,
+            until=until_text,
+            reason=reason,
+        )
+        return effective_policy(s, model, snap)

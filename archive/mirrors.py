@@ -1,9 +1,11 @@
-"""Mirrors: other stores (a folder, an S3 bucket) that hold a verified copy of every catalogued object.
+"""Mirrors: other stores (a folder, an S3 bucket) or served archives that hold a verified copy of every
+catalogued object.
 
 Lots of copies keep stuff safe (LOCKSS): a mirror uses the store's own key layout, so it is itself a complete
 store; `repair` takes good copies back from it. A sync copies what the mirror lacks, each object decoded and
 re-hashed against its id before it is written there (a damaged primary copy is never propagated: it is reported
-for `repair` instead), in parallel, and is resumable by running it again: it copies only what is still missing.
+for `repair` instead), in parallel, and is resumable by running it again: it copies only what is still missing. A served archive (``remote:NAME``, a
+remote added with ``modelarc remote add``) is kept in step snapshot by snapshot instead (archive/remote/mirror.py).
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
-from modelarc.errors import IntegrityError, ObjectCorruptError, ObjectMissingError, RecordError, UsageError
+from modelarc.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    ObjectCorruptError,
+    ObjectMissingError,
+    RecordError,
+    RemoteError,
+    UsageError,
+)
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry.integrity import MirrorRecord
@@ -26,9 +36,32 @@ from modelarc.storage.location import canonical_location, open_backend
 from modelarc.storage.store import object_key
 
 if TYPE_CHECKING:
+    from modelarc.archive.remote.mirror import RemoteMirror
     from modelarc.archive.repository import Archive
 
+REMOTE_TARGET = "remote:"  # a served archive, by the name `modelarc remote add` gave it
+
+
+def is_remote_target(target: str) -> bool:
+    return target.startswith(REMOTE_TARGET)
+
+
+def remote_mirror(archive: Archive, target: str) -> RemoteMirror:
+    # imported here: the HTTP client (httpx) is for served mirrors only, not every mirror command
+    from modelarc.archive.remote.mirror import RemoteMirror
+
+    return RemoteMirror(archive, target)
+
 Progress = Callable[[int], None]
+
+
+class MirrorCopy(Protocol):
+    """What scrub and repair read from a mirror: an object as stored, and decoded and verified."""
+
+    def get_stored(self, oid: ObjectId) -> bytes: ...
+
+    def get(self, oid: ObjectId) -> bytes | bytearray: ...
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -54,24 +87,63 @@ class SyncReport:
     already_there: int = 0
     not_copied: dict[str, str] = field(default_factory=dict)  # object id -> why (bad primary copy)
     records_copied: int = 0  # catalog records (archive/records.py), so the mirror alone can rebuild a catalog
+    snapshots_copied: int = 0  # a served mirror: snapshots (or tags) committed there by this sync
+    snapshots_refused: dict[str, str] = field(default_factory=dict)  # label -> why the served mirror refused it
+    snapshots_withdrawn: list[str] = field(default_factory=list)  # not sent to a served mirror: not handed out
+
+    @property
+    def ok(self) -> bool:
+        return not (self.not_copied or self.snapshots_refused)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "ok": not self.not_copied}
+        return {**self.__dict__, "ok": self.ok}
 
 
 def mirror_store(target: str) -> ObjectStore:
     return ObjectStore(open_backend(target))
 
 
+def open_mirror(archive: Archive, target: str) -> MirrorCopy:
+    """The mirror at ``target`` for reading objects back: a store, or a served archive (``remote:NAME``)."""
+    if is_remote_target(target):
+        return remote_mirror(archive, target)
+    return mirror_store(target)
+
+
+def served_objects(archive: Archive) -> dict[str, int]:
+    """What a served mirror must hold: the objects of every snapshot not withdrawn (withdrawn ones are not sent)."""
+    with archive.catalog.session() as s:
+        return rows.live_snapshot_sizes(s)
+
+
+def _lacks(archive: Archive, target: str, wanted: dict[str, int]) -> int:
+    if is_remote_target(target):
+        remote = remote_mirror(archive, target)
+        try:
+            return len(remote.lacks(served_objects(archive)))
+        finally:
+            remote.close()
+    have = set(mirror_store(target).iter_ids())
+    return len(set(wanted) - have)
+
+
 def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
     if not _NAME.fullmatch(name):
         raise UsageError(f"invalid mirror name {name!r}: letters, digits, '.', '_' or '-', up to 100")
-    location = canonical_location(target)
-    if location == canonical_location(archive.settings.store_location):
-        raise UsageError(f"{target} is this archive's own store, not a mirror")
-    next(
-        iter(mirror_store(location).iter_ids()), None
-    )  # it answers (and a new folder exists) before we record it
+    if is_remote_target(target):
+        location = target
+        remote = remote_mirror(archive, target)  # a remote added with `modelarc remote add`
+        try:
+            remote.probe()  # it answers, as an archive, before we record it
+        finally:
+            remote.close()
+    else:
+        location = canonical_location(target)
+        if location == canonical_location(archive.settings.store_location):
+            raise UsageError(f"{target} is this archive's own store, not a mirror")
+        next(
+            iter(mirror_store(location).iter_ids()), None
+        )  # it answers (and a new folder exists) before we record it
     with archive.catalog.session() as s:
         record = rows.add_mirror(s, name, location)
         q.audit(s, archive.settings.actor, "mirror add", name, location=location)
@@ -98,12 +170,11 @@ def catalogued_objects(archive: Archive) -> dict[str, int]:
 
 
 def states(archive: Archive) -> list[MirrorState]:
-    wanted = set(catalogued_objects(archive))
+    wanted = catalogued_objects(archive)
     out = []
     for m in mirrors(archive):
         try:
-            have = set(mirror_store(m.target).iter_ids())
-            behind, error = len(wanted - have), None
+            behind, error = _lacks(archive, m.target, wanted), None
         except Exception as exc:  # an unreachable mirror is a state to show, not a reason to stop listing
             behind, error = -1, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         out.append(
@@ -129,6 +200,18 @@ def sync(
 ) -> SyncReport:
     """Copy every catalogued object the mirror lacks; each verified against its id before it is written."""
     report = SyncReport(record.name)
+    if is_remote_target(record.target):
+        from modelarc.archive.remote.mirror import sync_to_remote
+
+        remote = remote_mirror(archive, record.target)
+        try:
+            with archive.lock(exclusive=False, purpose="mirror sync"):
+                wanted = served_objects(archive)
+                sync_to_remote(archive, remote, wanted, report, progress=progress, on_total=on_total)
+        finally:
+            remote.close()
+        _mark_synced(archive, record, report)
+        return report
     target = mirror_store(record.target)
     with archive.lock(exclusive=False, purpose="mirror sync"):
         wanted = catalogued_objects(archive)
@@ -160,6 +243,11 @@ def sync(
                 fut.result()
         report.records_copied = copy_records(archive.store.backend, target.backend, report.not_copied)
         target.sync()  # durable there before the catalog says the mirror is in step
+    _mark_synced(archive, record, report)
+    return report
+
+
+def _mark_synced(archive: Archive, record: MirrorRecord, report: SyncReport) -> None:
     with archive.catalog.session() as s:
         rows.mark_synced(s, record.name, report.objects_copied)
         q.audit(
@@ -169,8 +257,8 @@ def sync(
             record.name,
             objects_copied=report.objects_copied,
             not_copied=len(report.not_copied),
+            snapshots_refused=len(report.snapshots_refused),
         )
-    return report
 
 
 def copy_records(source: Backend, target: Backend, not_copied: dict[str, str]) -> int:
@@ -192,14 +280,14 @@ def copy_records(source: Backend, target: Backend, not_copied: dict[str, str]) -
         return sum(pool.map(copy, todo))
 
 
-def fetch_good_copy(stores: list[tuple[str, ObjectStore]], oid: str) -> tuple[str, bytes] | None:
+def fetch_good_copy(stores: list[tuple[str, MirrorCopy]], oid: str) -> tuple[str, bytes] | None:
     """The first mirror copy of ``oid`` that decodes and hashes to its id: (mirror name, stored blob)."""
     for name, store in stores:
         try:
             blob = store.get_stored(ObjectId(oid))
             ObjectStore.decode_stored(ObjectId(oid), blob)
-        except (IntegrityError, OSError):
-            continue
+        except (IntegrityError, OSError, RemoteError, AccessDeniedError):
+            continue  # (a served mirror withholds gated weights from a token that is not an admin's)
         return name, blob
     return None
 

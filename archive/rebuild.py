@@ -211,14 +211,7 @@ class _Replay:
                 dtypes={str(k): int(v) for k, v in b["dtypes"].items()},
                 architecture=dict(b["architecture"]),
                 object_ids=frozenset(object_ids),
-                provenance=Provenance(
-                    cutoff=_date(prov.get("cutoff")),
-                    cutoff_precision=prov.get("cutoff_precision"),
-                    license=prov.get("license"),
-                    description=prov.get("description"),
-                    source_url=prov.get("source_url"),
-                    release_date=_date(prov.get("release_date")),
-                ),
+                provenance=Provenance.from_json(prov),
                 pushed_by=b.get("pushed_by"),
             ),
             objects=objects,
@@ -342,7 +335,7 @@ class _Replay:
         level = str(b["level"])
         if level not in LEVELS + (INHERIT,) or (level == INHERIT and snap is None):
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
-        until, reason = _date(b.get("until")), str(b["reason"])
+        until, reason = (dt.date.fromisoformat(b["until"]) if b.get("until") else None), str(b["reason"])
         return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)
 
     def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:
@@ -407,7 +400,3 @@ def _audit_details(body: dict[str, Any]) -> dict[str, Any]:
     if body["action"] == "transfer.commit" and body["signatures"]:
         return {"key": body["signatures"][0]["key"]}
     return {}
-
-
-def _date(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None

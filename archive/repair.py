@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import fetch_good_copy, mirror_store, mirrors
+from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirror
 from modelarc.errors import ObjectCorruptError, ObjectMissingError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
@@ -44,7 +44,7 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
     """Repair what the last scrub found bad and every catalogued object missing from a listing of the store;
     ``read_data`` re-hashes every object first (a full scrub) instead of trusting the last one."""
     report = RepairReport()
-    sources = [(m.name, mirror_store(m.target)) for m in mirrors(archive)]
+    sources = [(m.name, open_mirror(archive, m.target)) for m in mirrors(archive)]
     with archive.lock(exclusive=False, purpose="repair"):
         suspects = _suspects(archive, read_data)
         report.checked = len(suspects)

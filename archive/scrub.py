@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import mirror_store, mirrors
+from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirror, served_objects
 from modelarc.errors import ObjectCorruptError, ObjectMissingError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
@@ -63,7 +63,10 @@ def scrub(
     report = ScrubReport()
     with archive.catalog.session() as s:
         order = rows.scrub_order(s)
-    others = [(m.name, mirror_store(m.target)) for m in mirrors(archive)] if with_mirrors else []
+    others = [(m.name, open_mirror(archive, m.target)) for m in mirrors(archive)] if with_mirrors else []
+    # a served mirror is sent live snapshots only: objects only withdrawn ones need are not expected there
+    served = {m.name for m in mirrors(archive) if is_remote_target(m.target)} if with_mirrors else set()
+    live = served_objects(archive) if served else {}
     for name, _store in others:
         report.mirrors[name] = {"missing": [], "corrupt": []}
     found: dict[str, str] = {}  # results not yet written to the catalog
@@ -83,6 +86,8 @@ def scrub(
             report.objects_checked += 1
             report.bytes_checked += item.stored_size
             for name, store in others:
+                if name in served and item.id not in live:
+                    continue
                 result = _check(store, item.id)
                 if result != "ok":
                     report.mirrors[name][result].append(item.id)
@@ -118,7 +123,7 @@ def scrub(
     return report
 
 
-def _check(store: ObjectStore, oid: str) -> str:
+def _check(store: MirrorCopy | ObjectStore, oid: str) -> str:
     try:
         store.get(ObjectId(oid))
     except ObjectMissingError:

@@ -113,6 +113,13 @@ class WithdrawnError(ModelarcError):
     exit_code = 10
 
 
+class AccessDeniedError(ModelarcError):
+    """The weight bytes of a gated, embargoed or restricted snapshot, asked for without a grant. Everything else
+    about the snapshot (catalog entry, provenance, file names, sizes, hashes, signature) stays public."""
+
+    exit_code = 15
+
+
 class GGUFFormatError(SourceError):
     """A GGUF file is malformed; the message names the file and, where known, the key or tensor."""
 
@@ -185,6 +192,8 @@ class CatalogNotEmptyError(UsageError):
 HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (MissingObjectsError, 409, "MissingObjects"),
     (WithdrawnError, 410, "Withdrawn"),
+    # the Hub's code for a gated repository: huggingface_hub raises GatedRepoError for it (anonymous or not granted)
+    (AccessDeniedError, 403, "GatedRepo"),
     (ModelNotFoundError, 404, "ModelNotFound"),
     (TagNotFoundError, 404, "TagNotFound"),
     (SnapshotNotFoundError, 404, "SnapshotNotFound"),

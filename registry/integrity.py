@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError, UsageError
-from modelarc.registry.models import Mirror, StoredObject, utcnow
+from modelarc.registry.models import Mirror, Snapshot, SnapshotObject, StoredObject, utcnow
 
 CHECKS = ("ok", "corrupt", "missing")
 
@@ -72,6 +72,19 @@ def objects_found_bad(s: Session) -> dict[str, str]:
 def catalogued_sizes(s: Session) -> dict[str, int]:
     """Every object the catalog records as durable, with its stored size (a mirror must hold all of them)."""
     return {oid: int(size) for oid, size in s.execute(select(StoredObject.id, StoredObject.stored_size))}
+
+
+def live_snapshot_sizes(s: Session) -> dict[str, int]:
+    """Every object a snapshot that is not withdrawn needs, with its stored size: what a served mirror, which
+    is sent live snapshots only, must hold."""
+    rows = s.execute(
+        select(StoredObject.id, StoredObject.stored_size)
+        .join(SnapshotObject, SnapshotObject.object_id == StoredObject.id)
+        .join(Snapshot, Snapshot.id == SnapshotObject.snapshot_id)
+        .where(Snapshot.tombstoned_at.is_(None))
+        .distinct()
+    )
+    return {oid: int(size) for oid, size in rows}
 
 
 def scrub_coverage(s: Session) -> tuple[int, int, dt.datetime | None]:

@@ -51,6 +51,32 @@ class Provenance:
     parents: tuple[tuple[str, str], ...] = ()  # (REF text, relation)
     release_date: dt.date | None = None
 
+    # the fields a snapshot offer and a catalog record carry as JSON (dates as ISO strings); parents travel apart
+    JSON_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            name: (value.isoformat() if isinstance(value, dt.date) else value)
+            for name in self.JSON_FIELDS
+            if (value := getattr(self, name)) is not None
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Provenance:
+        """The JSON form back; ``ValueError`` for a date that is not ISO ``YYYY-MM-DD``."""
+
+        def day(text: str | None) -> dt.date | None:
+            return dt.date.fromisoformat(text) if text else None
+
+        return cls(
+            cutoff=day(doc.get("cutoff")),
+            cutoff_precision=doc.get("cutoff_precision"),
+            license=doc.get("license"),
+            description=doc.get("description"),
+            source_url=doc.get("source_url"),
+            release_date=day(doc.get("release_date")),
+        )
+
 
 @dataclass(frozen=True)
 class NewSnapshot:

@@ -20,6 +20,7 @@ from modelarc.archive.remote.config import Remote
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
 from modelarc.errors import (
+    AccessDeniedError,
     IntegrityError,
     MissingObjectsError,
     ModelarcError,
@@ -110,6 +111,8 @@ class RemoteArchive:
             else content[:200].decode("utf-8", "replace") or f"HTTP {status}"
         )
         where = f"remote {self.remote.name}"
+        if code == "GatedRepo":  # the weights are gated there, whatever this token may otherwise do
+            raise AccessDeniedError(f"{where}: {detail}")
         if status in (401, 403):
             raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
         cls = error_class(code) or _CLASS_BY_STATUS.get(status)

@@ -6,7 +6,6 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,8 @@ def commit_offer(
     holder: str | None = None,
     content_checked: bool = False,
 ) -> CommitResult:
-    """Record a received snapshot and move one tag, once every claim the offer makes has been checked here.
+    """Record a received snapshot and move one tag (none if the offer says so), once every claim the offer
+    makes has been checked here.
 
     Before anything is recorded: every object is present, the manifest hashes to the offered id (it is read by
     that id and re-hashed), its numbers are sane, every file rebuilds to its declared size and sha256 with tensor
@@ -51,6 +51,8 @@ def commit_offer(
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
     """
     ref = record_as or parse_ref(offer.ref)
+    if not offer.move_tag:
+        ref = Ref(ref.namespace, ref.name, tag=None)
     with archive.lock(exclusive=False, purpose="commit") as held:
         manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
@@ -94,6 +96,10 @@ def commit_offer(
                 ),
             )
     _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
+    if offer.access is not None:  # withheld there: withheld here too, unless this archive is already stricter
+        from modelarc.archive.access import receive_policy
+
+        receive_policy(archive, ref.model, offer.snapshot, offer.access, actor=actor)
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,
@@ -137,14 +143,7 @@ def _record(
     params, dtypes = parameter_counts(manifest)
     prov = offer.provenance
     try:
-        provenance = Provenance(
-            cutoff=_date(prov.get("cutoff")),
-            cutoff_precision=prov.get("cutoff_precision"),
-            license=prov.get("license"),
-            description=prov.get("description"),
-            source_url=prov.get("source_url"),
-            release_date=_date(prov.get("release_date")),
-        )
+        provenance = Provenance.from_json(prov)
     except ValueError as exc:
         raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
     if provenance.cutoff_precision not in (None, "year", "month", "day"):
@@ -202,6 +201,3 @@ def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any
         return {}
     return architecture_from_config(doc) if isinstance(doc, dict) else {}
 
-
-def _date(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None

@@ -18,7 +18,7 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.records import RELATIONS
+from modelarc.registry.records import RELATIONS, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
@@ -31,7 +31,7 @@ MAX_OFFER_BYTES = 1 << 20  # an offer is a few KiB; the server reads no more tha
 MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
 MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
-_PROVENANCE_FIELDS = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
+_PROVENANCE_FIELDS = Provenance.JSON_FIELDS
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,15 @@ class SnapshotOffer:
     parents: tuple[tuple[str, str], ...]  # (ns/name@sha256:<hex>, relation)
     architecture: dict[str, Any]  # used only when the snapshot has no config.json to derive it from
     data: tuple[str, ...] = ()  # object ids of attached training-data manifests (docs/PROVENANCE.md)
+    # False: record the snapshot under the ref's model and move no tag (a mirror carries untagged history too);
+    # sent only when False, so an offer that moves its tag is the same document as before the field existed
+    move_tag: bool = True
+    # the sender's access policy for the snapshot when it withholds the weights ({level, until, reason}); the
+    # receiver applies it only where it is stricter than its own (archive/access.py ``receive_policy``)
+    access: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format": TRANSFER_FORMAT,
             "ref": self.ref,
             "snapshot": self.snapshot,
@@ -57,6 +63,11 @@ class SnapshotOffer:
             "architecture": self.architecture,
             "data": list(self.data),
         }
+        if not self.move_tag:
+            doc["move_tag"] = False
+        if self.access is not None:
+            doc["access"] = dict(self.access)
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> SnapshotOffer:
@@ -119,6 +130,10 @@ class SnapshotOffer:
             or not all(isinstance(x, str) for x in data)
         ):
             raise UsageError(f"snapshot offer: data must be a list of at most {MAX_OFFER_ITEMS} object ids")
+        move_tag = doc.get("move_tag", True)
+        if not isinstance(move_tag, bool):
+            raise UsageError("snapshot offer: move_tag must be true or false")
+        access = _access(doc.get("access"))
         return cls(
             str(ref),
             snapshot,
@@ -127,6 +142,8 @@ class SnapshotOffer:
             tuple(parents),
             arch,
             tuple(ObjectId(x) for x in data),
+            move_tag,
+            access,
         )
 
 
@@ -195,6 +212,8 @@ def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, Sna
         for name in _PROVENANCE_FIELDS
         if (value := getattr(snap, name)) is not None
     }
+    from modelarc.archive.access import offered_policy  # the access rules load only where an offer is made
+
     offer = SnapshotOffer(
         ref=f"{ref.model}:{tag}",
         snapshot=snap.digest,
@@ -203,6 +222,7 @@ def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, Sna
         parents=parents,
         architecture=dict(snap.architecture),
         data=data,
+        access=offered_policy(archive, snap),
     )
     return offer, manifest
 
@@ -211,6 +231,26 @@ def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectI
     """Every object a receiver needs: the manifest first (so a partial pull can read it), then bundles, then data."""
     head = [ObjectId(offer.snapshot.hex)] + [ObjectId(o) for o in offer.signatures + offer.data]
     return head + sorted(manifest.object_ids() - set(head))
+
+
+def _access(value: Any) -> dict[str, Any] | None:
+    """The offer's ``access``: absent, or {level: gated|restricted, until: YYYY-MM-DD or null, reason: text}."""
+    if value is None:
+        return None
+    problem = "snapshot offer: access must be {level: gated|restricted, until: YYYY-MM-DD or null, reason: text}"
+    if not isinstance(value, dict) or set(value) - {"level", "until", "reason"}:
+        raise UsageError(problem)
+    level, until, reason = value.get("level"), value.get("until"), value.get("reason")
+    if level not in ("gated", "restricted") or not (reason is None or isinstance(reason, str)):
+        raise UsageError(problem)
+    if reason is not None and len(reason) > MAX_OFFER_TEXT:
+        raise UsageError(f"snapshot offer: access.reason is longer than {MAX_OFFER_TEXT} characters")
+    if until is not None:
+        try:
+            dt.date.fromisoformat(until if isinstance(until, str) and len(until) == 10 else "")
+        except ValueError:
+            raise UsageError(problem) from None
+    return {"level": level, "until": until, "reason": reason}
 
 
 def _string(doc: dict[str, Any], name: str) -> str:

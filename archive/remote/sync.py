@@ -23,7 +23,7 @@ from typing import TypeVar
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer
-from modelarc.archive.remote.offers import CommitResult, objects_of, offer_for
+from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore
@@ -62,20 +62,37 @@ def push_to_remote(
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> TransferResult:
-    """Send a local snapshot and move its tag on the remote; sends only the objects the remote lacks.
+    """Send a local snapshot and move its tag on the remote; sends only the objects the remote lacks."""
+    offer, manifest = offer_for(archive, ref_text)
+    return push_offer(archive, offer, manifest, client, progress=progress, on_total=on_total)
+
+
+def push_offer(
+    archive: Archive,
+    offer: SnapshotOffer,
+    manifest: SnapshotManifest,
+    client: RemoteArchive,
+    *,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+    read: Callable[[ObjectId], bytes] | None = None,
+) -> TransferResult:
+    """Send the objects of ``offer`` the remote lacks, then commit it there.
 
     The manifest and signature bundles go first and the remote vets them (``POST /v1/transfer/check``): a
     snapshot signed by a key the remote does not trust is refused before a single weight object moves.
+    ``read`` gives an object as stored (default: straight from the store; a mirror passes one that verifies it
+    first, so that a damaged local copy is named here rather than refused by the remote).
     """
     started = time.perf_counter()
-    offer, manifest = offer_for(archive, ref_text)
     needed = objects_of(offer, manifest)
     head = needed[: 1 + len(offer.signatures)]  # the manifest, then the bundles (objects_of's order)
     sent = 0
     moved: list[ObjectId] = []
+    read_stored = read or archive.store.get_stored
 
     def send(oid: ObjectId) -> int:
-        blob = archive.store.get_stored(oid)
+        blob = read_stored(oid)
         client.upload(oid, blob)
         return len(blob)
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @click.group()
 def mirror() -> None:
-    """Other stores (a folder or s3://BUCKET/PREFIX) that keep a verified copy of every object."""
+    """Other stores (a folder, s3://BUCKET/PREFIX, or a served archive remote:NAME) that keep a verified copy of
+    every object."""
 
 
 @mirror.command(name="add")
@@ -26,7 +27,8 @@ def mirror() -> None:
 @json_option
 @with_archive
 def mirror_add(archive: Archive, name: str, target: str, as_json: bool) -> None:
-    """Add mirror NAME at TARGET, a folder or s3://BUCKET/PREFIX (it must answer now); then `mirror sync`."""
+    """Add mirror NAME at TARGET: a folder, s3://BUCKET/PREFIX, or remote:REMOTE (a `modelarc serve` archive added
+    with `modelarc remote add`, with a push token); it must answer now. Then `mirror sync`."""
     from modelarc.archive.mirrors import add_mirror
 
     record = add_mirror(archive, name, target)
@@ -88,9 +90,21 @@ def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json
                 f"{r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)}), "
                 f"{r.already_there} already there"
             )
+            if r.snapshots_copied:
+                console.print(f"{r.mirror}: {r.snapshots_copied} snapshots committed there")
             for oid, why in sorted(r.not_copied.items()):
                 console.print(f"NOT COPIED  {oid}: {why} (modelarc repair)")
-    if any(r.not_copied for r in reports):
+            for label, why in sorted(r.snapshots_refused.items()):
+                console.print(f"REFUSED  {label}: {why}")
+            for label in r.snapshots_withdrawn:
+                console.print(f"withdrawn, not mirrored: {label}")
+    if not all(r.ok for r in reports):
+        refused = sum(len(r.snapshots_refused) for r in reports)
+        damaged = sum(len(r.not_copied) for r in reports)
+        click.echo(
+            f"error: mirror sync incomplete: {damaged} objects not copied, {refused} snapshots refused (see above)",
+            err=True,
+        )
         sys.exit(5)
 
 

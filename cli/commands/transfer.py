@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,6 +48,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Archive what symlinks point to even outside SOURCE, and follow symlinked folders.",
 )
+@click.option(
+    "--mirror",
+    "mirror_names",
+    multiple=True,
+    help="Then bring this mirror in step (`modelarc mirror sync NAME`; repeatable, `all` for every mirror).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -64,6 +72,7 @@ def push(
     released: str | None,
     data_manifest: Path | None,
     follow_symlinks: bool,
+    mirror_names: tuple[str, ...],
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -74,6 +83,8 @@ def push(
     if ref is None:
         if remote_name is None:
             raise click.UsageError("missing REF: push SOURCE REF, or push REF --remote NAME")
+        if mirror_names:
+            raise click.UsageError("--mirror goes with push SOURCE REF (or run `modelarc mirror sync`)")
         _push_remote(archive, source, remote_name, jobs, progress, as_json)
         return
     if relations and len(relations) not in (1, len(parents)):
@@ -104,6 +115,7 @@ def push(
     )
     from modelarc.archive.push import push_source  # imported here: ingest and signing load for push alone
 
+    targets = _mirror_records(archive, mirror_names)  # an unknown mirror fails before a byte is archived
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
         result = push_source(
             archive,
@@ -116,6 +128,7 @@ def push(
             on_total=set_total,
             warn=echo_warning,
         )
+    synced = _sync_mirrors(archive, targets, progress and not as_json)
     if remote_name is not None:
         _push_remote(
             archive,
@@ -126,9 +139,14 @@ def push(
             as_json,
             tag=result.ref,
         )
+        if not all(r.ok for r in synced):
+            click.echo("error: a mirror is not in step; see `modelarc mirror sync` for details", err=True)
+            sys.exit(5)
         return
     if as_json:
-        emit_json(result)
+        emit_json({**dataclasses.asdict(result), "mirrors": [r.to_json() for r in synced]} if targets else result)
+        if not all(r.ok for r in synced):
+            sys.exit(5)
         return
     state = "new snapshot" if result.new_snapshot else "unchanged snapshot"
     console.print(f"{result.ref} -> {result.snapshot} ({state})")
@@ -137,6 +155,34 @@ def push(
         f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
         f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
     )
+    for r in synced:
+        console.print(f"mirror {r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)})")
+    if not all(r.ok for r in synced):
+        click.echo("error: a mirror is not in step; see `modelarc mirror sync` for details", err=True)
+        sys.exit(5)
+
+
+def _mirror_records(archive: Archive, names: tuple[str, ...]) -> list[Any]:
+    if not names:
+        return []
+    from modelarc.archive.mirrors import mirrors
+
+    if "all" in names:
+        return mirrors(archive)
+    return [record for name in dict.fromkeys(names) for record in mirrors(archive, name)]
+
+
+def _sync_mirrors(archive: Archive, records: list[Any], show_progress: bool) -> list[Any]:
+    """Each mirror brought in step after the push (only what it lacks moves)."""
+    if not records:
+        return []
+    from modelarc.archive.mirrors import sync
+
+    reports = []
+    for record in records:
+        with byte_progress(f"mirror {record.name}", show_progress) as (advance, set_total):
+            reports.append(sync(archive, record, progress=advance, on_total=set_total))
+    return reports
 
 
 def _push_remote(

@@ -186,3 +186,15 @@ def test_kill_9_during_sync_and_repair_then_rerun(arc: Any, tmp_path: Path) -> N
     assert all(v.exists() for v in chunks)
     assert arc.json("verify", "--all")["ok"]
     assert arc.json("fsck", "--read-data")["ok"]
+
+
+def test_push_with_mirror_keeps_the_mirror_in_step(arc: Any, tmp_path: Path) -> None:
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    unknown = arc.fail("push", write_model(tmp_path / "m0", tiny_tensors()), "acme/m:v0", "--mirror", "nope")
+    assert "nope" in unknown.stderr and arc.json("ls") == []  # an unknown mirror fails before a byte is archived
+    pushed = arc.json("push", write_model(tmp_path / "m1", tiny_tensors()), "acme/m:v1", "--mirror", "backup")
+    assert pushed["snapshot"].startswith("sha256:") and pushed["mirrors"][0]["ok"]
+    assert arc.json("mirror", "ls")[0]["objects_behind"] == 0
+    assert sorted(p.name for p in _objects(tmp_path / "mirror")) == sorted(p.name for p in _objects(arc.home / "store"))
+    again = arc.json("push", write_model(tmp_path / "m2", tiny_tensors()), "acme/m:v2", "--mirror", "all")
+    assert again["mirrors"][0]["objects_copied"] == 0  # the same bytes: nothing new to copy

@@ -1,0 +1,136 @@
+"""Access to weights over HTTP: who is asking, the one check every byte-serving route makes, and the request routes.
+
+The rules are archive/access.py's; this module only asks them. A route that hands out the bytes of a snapshot's
+files calls ``require_file_access``; ``/v1/objects/{id}`` calls ``require_object_access`` (an id may have been read
+off a public manifest, so it is judged by every snapshot that uses the object). A refusal is ``AccessDeniedError``:
+403 with ``X-Error-Code: GatedRepo`` everywhere, which unmodified huggingface_hub raises as ``GatedRepoError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from modelarc.api.limits import Name, Namespace, read_body
+from modelarc.api.problems import problem, problem_responses
+from modelarc.archive.access import (
+    AccessDecision,
+    effective_policy,
+    is_withheld_entry,
+    list_requests,
+    object_readable,
+    read_decision,
+    request_access,
+)
+from modelarc.archive.manifest import FileEntry
+from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import Principal
+from modelarc.errors import AccessDeniedError, UsageError
+
+MAX_REQUEST_BODY = 16 << 10  # a justification is at most 4000 characters (archive/access.py MAX_TEXT)
+REQUEST_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["justification"],
+    "properties": {"justification": {"type": "string", "minLength": 1, "maxLength": 4000}},
+}
+
+
+def principal_of(request: Request) -> Principal | None:
+    """The live token of this request (set by the app's authentication middleware); None: anonymous."""
+    return getattr(request.state, "principal", None)
+
+
+def refusal(decision: AccessDecision, principal: Principal | None) -> AccessDeniedError:
+    """The one-line refusal: what the policy is, why, when it lifts, and what would let the caller in."""
+    policy = decision.policy
+    what = "restricted to administrators" if policy.level == "restricted" else "gated"
+    until = f" until {policy.until.isoformat()}" if policy.until else ""
+    why = f" ({policy.reason})" if policy.reason else ""
+    target = f"{policy.model}@{policy.snapshot}" if policy.snapshot else policy.model
+    if policy.level == "restricted":
+        ask = "an admin token can read them"
+    elif principal is None:
+        ask = "send a token that holds a grant, or request access: POST /v1/access/{ns}/{name}/requests".replace(
+            "{ns}/{name}", policy.model
+        )
+    else:
+        ask = f"token {principal.name} holds no grant; request access: POST /v1/access/{policy.model}/requests"
+    return AccessDeniedError(f"the weights of {target} are {what}{until}{why}: {ask}")
+
+
+def require_file_access(
+    archive: Archive, model: str, snapshot: str, entry: FileEntry, principal: Principal | None
+) -> None:
+    """Refuse unless ``principal`` may read this file of the snapshot (every file a policy does not withhold is
+    public)."""
+    if not is_withheld_entry(entry):
+        return
+    decision = read_decision(archive, model, snapshot, principal)
+    if not decision.allowed:
+        raise refusal(decision, principal)
+
+
+def require_object_access(archive: Archive, object_id: str, principal: Principal | None) -> None:
+    if not object_readable(archive, object_id, principal):
+        raise AccessDeniedError(
+            f"object {object_id} belongs only to weights that are gated or restricted here (or to no snapshot): "
+            "a token holding a grant for the model may read it"
+        )
+
+
+def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
+    router = APIRouter(tags=["access"], responses=problem_responses(400, 401, 403, 404, 413))
+
+    @router.get("/v1/access/{ns}/{name}")
+    def policy(ns: Namespace, name: Name) -> Any:
+        """A model's access policy (public, like all provenance): level, embargo date, reason. Grants are not."""
+        found = effective_policy(get_archive(), f"{ns}/{name}")
+        doc = found.to_json()
+        doc.pop("set_by", None)  # who set it is in the audit log, for the archive's operators
+        return doc
+
+    @router.post(
+        "/v1/access/{ns}/{name}/requests",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_BODY}}}
+        },
+    )
+    async def ask(ns: Namespace, name: Name, request: Request) -> Response:
+        """Ask for a gated model's weights, with a free-text justification; an admin grants or denies it
+        (`modelarc access decide`). Needs a token: the grant is made to it. A second request while one is
+        pending answers that one (200)."""
+        principal = principal_of(request)
+        if principal is None:
+            return problem(
+                401, "Unauthorized", "an access request needs a token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        try:
+            import json
+
+            doc = json.loads(await read_body(request, MAX_REQUEST_BODY))
+        except ValueError:
+            raise UsageError('the body is not JSON; expected {"justification": "..."}') from None
+        text = doc.get("justification") if isinstance(doc, dict) else None
+        if not isinstance(text, str):
+            raise UsageError('expected {"justification": "..."}')
+        archive = get_archive()
+        before = {r.id for r in list_requests(archive, principal=principal)}
+        made = await run_in_threadpool(lambda: request_access(archive, f"{ns}/{name}", principal, text))
+        return JSONResponse(made.to_json(), status_code=200 if made.id in before else 201)
+
+    @router.get("/v1/access/requests")
+    def mine(request: Request) -> Any:
+        """The calling token's own access requests, each with its status and, once decided, the decision."""
+        principal = principal_of(request)
+        if principal is None:
+            return problem(
+                401, "Unauthorized", "send the token that made the requests", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return [r.to_json() for r in list_requests(get_archive(), principal=principal)]
+
+    return router

@@ -1,0 +1,207 @@
+"""Gated and restricted weights over HTTP, on SQLite and PostgreSQL, with the real huggingface_hub client.
+
+No route hands out a gated byte: not /v1/objects (ids guessed from the public manifest), not the Hub resolve route
+(GET, HEAD, Range), not the HTML page's download links, not a remote pull. Everything else about the snapshot
+stays public: the catalog entry, the manifest, the tree listing with sizes and hashes, config and tokenizer files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from liveserver import serve
+from modelfactory import finetune, tiny_tensors, write_model
+from transferkit import make_home
+
+from modelarc.archive.access import decide_request, grant, set_policy
+from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import create_token
+from modelarc.registry.queries import audit_events
+from modelarc.storage import ObjectId
+
+REASON = "licence requires acceptance of the authors' terms"
+
+
+@pytest.fixture(scope="module")
+def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("access")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(base / "home")
+    tensors = tiny_tensors()
+    src = {
+        "open": write_model(base / "open", tensors),
+        # shares every tensor but one with acme/open: those objects are public through it
+        "closed": write_model(base / "closed", finetune(tensors, ["model.layers.1.mlp.weight"], seed=3)),
+        "secret": write_model(base / "secret", finetune(tensors, ["model.layers.0.mlp.weight"], seed=4)),
+    }
+    for name, folder in src.items():
+        archive.push(folder, f"acme/{name}:v1")
+    set_policy(archive, "acme/closed", "gated", reason=REASON)
+    set_policy(archive, "acme/secret", "restricted", reason="kept for research under agreement")
+    tokens = {
+        "admin": create_token(archive, "admin", "root").token,
+        "alice": create_token(archive, "read", "alice").token,
+        "bob": create_token(archive, "read", "bob").token,
+    }
+    grant(archive, "acme/closed", "alice", reason="accepted the licence")
+    grant(archive, "acme/secret", "alice", reason="a grant that restricted ignores")
+    with serve(archive) as url:
+        yield {"url": url, "archive": archive, "tokens": tokens, "src": src, "base": base}
+    archive.close()
+
+
+def _auth(site: dict[str, Any], who: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {site['tokens'][who]}"} if who else {}
+
+
+def _objects(archive: Archive, ref: str) -> tuple[str, set[str], set[str]]:
+    """The manifest id, the object ids of weight files only used by this snapshot, and those of other files."""
+    _ref, snap = archive.resolve(ref)
+    manifest = archive.manifest(snap)
+    weights = {c.id for f in manifest.files if f.path.endswith(".safetensors") for p in f.parts for c in p.chunks}
+    others = {c.id for f in manifest.files if not f.path.endswith(".safetensors") for p in f.parts for c in p.chunks}
+    _o, open_snap = archive.resolve("acme/open:v1")
+    shared = {c.id for f in archive.manifest(open_snap).files for p in f.parts for c in p.chunks}
+    return snap.digest.hex, weights - shared - others, others
+
+
+@pytest.mark.parametrize("who", [None, "bob"])
+def test_guessed_object_ids_of_gated_weights_are_refused(site: dict[str, Any], who: str | None) -> None:
+    manifest_id, gated, public = _objects(site["archive"], "acme/closed:v1")
+    assert gated and public
+    with httpx.Client(base_url=site["url"], headers=_auth(site, who)) as web:
+        for oid in sorted(gated):
+            answer = web.get(f"/v1/objects/{oid}")
+            assert answer.status_code == 403 and answer.headers["X-Error-Code"] == "GatedRepo"
+            assert REASON in answer.json()["detail"] or "gated" in answer.json()["detail"]
+            assert site["archive"].store.get_stored(ObjectId(oid))[:4] not in answer.content
+        for oid in sorted(public | {manifest_id}):  # the manifest and the config stay public
+            assert web.get(f"/v1/objects/{oid}").status_code == 200
+        _m, shared_open, _p = _objects(site["archive"], "acme/open:v1")
+        for oid in sorted(shared_open)[:3]:  # shared with a public snapshot: public
+            assert web.get(f"/v1/objects/{oid}").status_code == 200
+        restricted = _objects(site["archive"], "acme/secret:v1")[1]
+        assert {web.get(f"/v1/objects/{oid}").status_code for oid in restricted} == {403}
+
+
+def test_granted_and_admin_tokens_read_gated_objects_and_restricted_is_admin_only(site: dict[str, Any]) -> None:
+    _m, gated, _p = _objects(site["archive"], "acme/closed:v1")
+    _m, restricted, _p = _objects(site["archive"], "acme/secret:v1")
+    for who, ids, status in [
+        ("alice", gated, 200),
+        ("admin", gated, 200),
+        ("alice", restricted, 403),  # a grant does not open a restricted model
+        ("admin", restricted, 200),
+    ]:
+        with httpx.Client(base_url=site["url"], headers=_auth(site, who)) as web:
+            got = {oid: web.get(f"/v1/objects/{oid}") for oid in ids}
+        assert {a.status_code for a in got.values()} == {status}, who
+        if status == 200:
+            for oid, answer in got.items():
+                assert answer.content == site["archive"].store.get_stored(ObjectId(oid))
+
+
+def test_hub_resolve_refuses_gated_bytes_on_every_method_and_range(site: dict[str, Any]) -> None:
+    path = "/acme/closed/resolve/v1/model.safetensors"
+    weights = (site["src"]["closed"] / "model.safetensors").read_bytes()
+    with httpx.Client(base_url=site["url"]) as web:
+        for headers in ({}, {"Range": "bytes=0-7"}, {"Range": "bytes=-100"}, _auth(site, "bob")):
+            for method in ("GET", "HEAD"):
+                answer = web.request(method, path, headers=headers)
+                assert answer.status_code == 403, (method, headers)
+                assert answer.headers["X-Error-Code"] == "GatedRepo"
+                assert weights[:8] not in answer.content
+        assert web.get("/acme/closed/resolve/v1/config.json").status_code == 200  # configs stay public
+        tree = web.get("/api/models/acme/closed/tree/v1").json()
+        listed = {e["path"]: e for e in tree}
+        assert listed["model.safetensors"]["size"] == len(weights)  # names, sizes and hashes stay public
+        assert listed["model.safetensors"]["lfs"]["oid"] == hashlib.sha256(weights).hexdigest()
+        ranged = web.get(path, headers={"Range": "bytes=0-7", **_auth(site, "alice")})
+        assert ranged.status_code == 206 and ranged.content == weights[:8]
+        assert web.get(path, headers=_auth(site, "alice")).content == weights
+        assert web.get("/v1/snapshots/acme/closed/v1").status_code == 200  # the catalog entry is public
+        policy = web.get("/v1/access/acme/closed").json()
+        assert (policy["level"], policy["reason"]) == ("gated", REASON)
+
+
+def test_unmodified_huggingface_hub_raises_gated_repo_error_and_downloads_with_a_grant(
+    site: dict[str, Any], tmp_path: Path
+) -> None:
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import GatedRepoError
+
+    url = site["url"]
+    assert HfApi(endpoint=url).model_info("acme/closed", revision="v1").gated == "manual"
+    assert HfApi(endpoint=url).model_info("acme/open", revision="v1").gated is False
+    for token in (None, site["tokens"]["bob"]):
+        with pytest.raises(GatedRepoError):
+            hf_hub_download(
+                "acme/closed", "model.safetensors", revision="v1", endpoint=url, token=token or False, cache_dir=tmp_path / "c"
+            )
+    config = hf_hub_download("acme/closed", "config.json", revision="v1", endpoint=url, token=False, cache_dir=tmp_path / "c")
+    assert Path(config).read_bytes() == (site["src"]["closed"] / "config.json").read_bytes()
+    got = hf_hub_download(
+        "acme/closed", "model.safetensors", revision="v1", endpoint=url, token=site["tokens"]["alice"], cache_dir=tmp_path / "d"
+    )
+    assert Path(got).read_bytes() == (site["src"]["closed"] / "model.safetensors").read_bytes()
+
+
+def test_snapshot_page_shows_the_policy_and_its_download_links_are_enforced(site: dict[str, Any]) -> None:
+    with httpx.Client(base_url=site["url"]) as web:
+        page = web.get("/ui/snapshots/acme/closed/v1").text
+        assert 'id="access"' in page and "gated" in page and REASON.replace("'", "&#39;") in page
+        links = [part.split('"')[0] for part in page.split('class="download" href="')[1:]]
+        assert any(link.endswith("/model.safetensors") for link in links)
+        for link in links:
+            expected = 403 if link.endswith(".safetensors") else 200
+            assert web.get(link).status_code == expected, link
+        assert "restricted" in web.get("/ui/snapshots/acme/secret/v1").text
+
+
+def test_access_requests_are_made_with_a_token_and_the_requester_sees_the_decision(site: dict[str, Any]) -> None:
+    archive = site["archive"]
+    with httpx.Client(base_url=site["url"]) as web:
+        anonymous = web.post("/v1/access/acme/closed/requests", json={"justification": "research"})
+        assert anonymous.status_code == 401
+        bob = _auth(site, "bob")
+        assert web.post("/v1/access/acme/closed/requests", json={}, headers=bob).status_code == 400
+        made = web.post(
+            "/v1/access/acme/closed/requests", json={"justification": "studying 2021 models"}, headers=bob
+        )
+        assert made.status_code == 201 and made.json()["status"] == "pending"
+        again = web.post("/v1/access/acme/closed/requests", json={"justification": "again"}, headers=bob)
+        assert again.status_code == 200 and again.json()["id"] == made.json()["id"]
+        assert web.get("/acme/closed/resolve/v1/model.safetensors", headers=bob).status_code == 403
+        decide_request(archive, made.json()["id"], "grant", reason="research use accepted")
+        mine = web.get("/v1/access/requests", headers=bob).json()
+        assert [(r["status"], r["decision_reason"]) for r in mine] == [("granted", "research use accepted")]
+        assert web.get("/acme/closed/resolve/v1/model.safetensors", headers=bob).status_code == 200
+    with archive.catalog.session() as s:
+        actions = [(e.action, e.details.get("reason")) for e in audit_events(s) if e.action.startswith("access")]
+    assert ("access.set", REASON) in actions and ("access.decide", "research use accepted") in actions
+
+
+def test_remote_pull_of_gated_weights_needs_a_grant_and_carries_the_policy(
+    site: dict[str, Any], tmp_path: Path
+) -> None:
+    carol = make_home(tmp_path, "carol")
+    carol("remote", "add", "origin", site["url"])  # anonymous; trusts the server's keys
+    refused = carol("pull", "acme/secret:v1", tmp_path / "out", "--remote", "origin", ok=False)
+    assert refused.exit_code == 15 and "restricted" in refused.stderr
+    token = create_token(site["archive"], "admin", "carol-admin").token
+    carol("remote", "add", "trusted", site["url"], "--token", token)
+    carol("pull", "acme/secret:v1", tmp_path / "out2", "--remote", "trusted")
+    assert not (tmp_path / "out" / "model.safetensors").exists()  # the refused pull wrote no weight file
+    assert (tmp_path / "out2" / "model.safetensors").read_bytes() == (
+        site["src"]["secret"] / "model.safetensors"
+    ).read_bytes()
+    # what carol's archive would serve, it withholds as the server does
+    listed = json.loads(carol("access", "ls", "acme/secret", "--json").stdout)
+    assert "restricted" in json.dumps(listed)
