@@ -222,3 +222,22 @@ def test_pages_answer_without_a_browser_too(site) -> None:
     assert httpx.get(f"{url}/?cutoff_before=garbage").status_code == 400
     page = httpx.get(f"{url}/ui/snapshots/acme/tuned/v1").text
     assert "<script>window.__pwned" not in page and "&lt;script&gt;" in page
+
+
+def test_a_gated_snapshot_page_shows_its_policy_and_its_weight_link_is_refused(site, page) -> None:
+    from modelarc.archive.access import set_policy
+
+    reason = "embargoed <b>until</b> the paper is out"
+    set_policy(site["archive"], "other/gpt", "gated", until="2999-01-01", reason=reason)
+    page.goto(site["url"] + "/ui/snapshots/other/gpt/v2")
+    assert "gated" in page.locator("#access").inner_text()
+    assert page.locator("#embargo-until").inner_text() == "2999-01-01"
+    assert page.locator("#access-reason").inner_text() == reason  # shown as text, not markup
+    assert page.locator("span.gated").count() == 1  # the one weight file is marked
+    shot(page, "gated")
+    weights = page.locator("a.download", has_text="model.safetensors").get_attribute("href")
+    config = page.locator("a.download", has_text="config.json").get_attribute("href")
+    # the browser's own request context follows the links (a navigation to a file would start a download)
+    assert page.request.get(site["url"] + config).status == 200  # configs stay public
+    refused = page.request.get(site["url"] + weights)
+    assert refused.status == 403 and refused.headers["x-error-code"] == "GatedRepo"
