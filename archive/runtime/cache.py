@@ -42,14 +42,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
-from modelarc.archive.restore import restore_file
 from modelarc.config import Settings
 from modelarc.errors import UsageError
 from modelarc.registry.refs import SnapshotId
-from modelarc.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from modelarc.storage import ObjectStore
 
 CACHE_FORMAT = "modelarc.load-cache"
 CACHE_VERSION = 1
@@ -201,6 +202,8 @@ class LoadCache:
         """Write the entry for ``snapshot``: every safetensors file restored from ``store`` and hashed whole against
         the manifest, durable, then renamed into place. False when the entry alone is larger than the cap (the
         load then decodes without the cache). Least recently used entries are evicted to make room."""
+        from modelarc.archive.restore import restore_file  # decoding: only a fill needs it, not `cache ls`
+
         files = weight_files(manifest)
         need = sum(f.size for f in files)
         if self.max_bytes is not None and need > self.max_bytes:
