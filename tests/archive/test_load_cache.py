@@ -212,7 +212,7 @@ def test_a_changed_cache_file_is_never_used_and_the_entry_is_rebuilt(
     assert _sha256(_entry_file(archive, ref)) == _manifest_sha256(archive, ref)  # rebuilt
 
 
-@pytest.mark.parametrize("damage", ["garbled", "missing", "other-snapshot"])
+@pytest.mark.parametrize("damage", ["garbled", "missing", "other-snapshot", "no-files", "other-sha256"])
 def test_a_damaged_entry_file_discards_the_entry(archive: Archive, tmp_path: Path, damage: str) -> None:
     ref = _push(archive, tmp_path, _llama(), "llama")
     expected = _logits(load_model(archive, ref, device="cpu"))
@@ -222,13 +222,22 @@ def test_a_damaged_entry_file_discards_the_entry(archive: Archive, tmp_path: Pat
         entry_json.write_bytes(entry_json.read_bytes()[:-20])
     elif damage == "missing":
         entry_json.unlink()
-    else:  # a well-formed entry.json that describes another snapshot
+    else:  # a well-formed entry.json that does not describe this snapshot's files
         doc = json.loads(entry_json.read_text())
-        doc["snapshot"] = "sha256:" + "0" * 64
+        if damage == "other-snapshot":
+            doc["snapshot"] = "sha256:" + "0" * 64
+        elif damage == "no-files":
+            doc["files"] = []
+        else:
+            doc["files"][0]["sha256"] = "0" * 64
         entry_json.write_text(json.dumps(doc))
-    _flip(_entry_file_path_unchecked(archive, ref), _norm_byte(archive, ref))
+    if damage != "other-sha256":  # a flip the stat check would also catch: the entry check alone must find that
+        _flip(_entry_file_path_unchecked(archive, ref), _norm_byte(archive, ref))
     assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
     assert _sha256(_entry_file(archive, ref)) == _manifest_sha256(archive, ref)
+    _r, snap = archive.resolve(ref)
+    (rebuilt,) = LoadCache.of(archive.settings).entry(snap.digest).files
+    assert rebuilt.sha256 == _manifest_sha256(archive, ref)
 
 
 def _entry_file_path_unchecked(archive: Archive, ref: str) -> Path:
