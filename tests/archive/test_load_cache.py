@@ -231,7 +231,9 @@ def test_a_damaged_entry_file_discards_the_entry(archive: Archive, tmp_path: Pat
         else:
             doc["files"][0]["sha256"] = "0" * 64
         entry_json.write_text(json.dumps(doc))
-    if damage != "other-sha256":  # a flip the stat check would also catch: the entry check alone must find that
+    if (
+        damage != "other-sha256"
+    ):  # a flip the stat check would also catch: the entry check alone must find that
         _flip(_entry_file_path_unchecked(archive, ref), _norm_byte(archive, ref))
     assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
     assert _sha256(_entry_file(archive, ref)) == _manifest_sha256(archive, ref)
@@ -391,3 +393,28 @@ def test_a_withdrawn_snapshot_is_refused_even_when_cached(archive: Archive, tmp_
     withdraw(archive, ref, "bad weights")
     with pytest.raises(WithdrawnError):
         load_model(archive, ref, device="cpu", cache=True)
+
+
+def test_a_file_whose_tensors_are_not_aligned_loads_the_same_from_the_cache(
+    archive: Archive, tmp_path: Path
+) -> None:
+    """safetensors writers need not align tensors to their element size (this one puts an F32 at offset 6); the
+    mapped path then copies such a tensor to an aligned buffer instead of viewing it."""
+    half = torch.tensor([1.5, -2.0, 3.25], dtype=torch.float16)
+    single = torch.tensor([0.1, -7.0], dtype=torch.float32)
+    header = {
+        "a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]},
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [6, 14]},
+    }
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    data = half.numpy().tobytes() + single.numpy().tobytes()
+    (folder / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + data)
+    archive.push(folder, "acme/odd:v1")
+    for _ in range(2):  # fill, then map
+        loaded = load_state_dict(archive, "acme/odd:v1", device="cpu", cache=True)
+        assert torch.equal(loaded["a"], half) and torch.equal(loaded["b"], single)
+    _r, snap = archive.resolve("acme/odd:v1")
+    assert {p.name: p.offset % 4 for _f, p in archive.manifest(snap).tensors()}["b"] != 0
