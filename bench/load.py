@@ -100,7 +100,9 @@ def measure(key: str, cache: Path, repeat: int, with_cache: bool = True) -> floa
                 filled = cached()  # the first cached load fills the cache: timed once
                 fill_s = time.perf_counter() - started
                 if not (torch.equal(filled, expected) and torch.equal(cached(), expected)):
-                    raise RuntimeError(f"{key}: a cached load_model and from_pretrained give different logits")
+                    raise RuntimeError(
+                        f"{key}: a cached load_model and from_pretrained give different logits"
+                    )
             t_arc, t_cached, t_hf = [], [], []
             for _ in range(repeat):
                 t_arc.append(_timed(ours))
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=bench_models.DEFAULT_CACHE, help="where generated models live"
     )
     p.add_argument(
-        "--no-cache", action="store_true", help="leave out the load_model(..., cache=True) rows (the load cache)"
+        "--no-cache",
+        action="store_true",
+        help="leave out the load_model(..., cache=True) rows (the load cache)",
     )
     args = p.parse_args(argv)
     os.environ.pop("MODELARC_DATABASE_URL", None)  # SQLite inside the fresh home

@@ -418,3 +418,46 @@ def test_a_file_whose_tensors_are_not_aligned_loads_the_same_from_the_cache(
         assert torch.equal(loaded["a"], half) and torch.equal(loaded["b"], single)
     _r, snap = archive.resolve("acme/odd:v1")
     assert {p.name: p.offset % 4 for _f, p in archive.manifest(snap).tensors()}["b"] != 0
+
+
+FILL_IN_A_PROCESS = """
+import os, sys, time
+from pathlib import Path
+from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.loading import load_state_dict
+home, ref, go = sys.argv[1:4]
+with Archive.open(home) as archive:
+    while not Path(go).exists():
+        time.sleep(0.01)
+    state = load_state_dict(archive, ref, device="cpu", cache=True)
+    print(len(state))
+"""
+
+
+def test_two_processes_loading_at_once_leave_one_good_entry(archive: Archive, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ref = _push(archive, tmp_path, _llama(), "llama")
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FILL_IN_A_PROCESS, str(archive.settings.home), ref, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    go.touch()  # both start filling at about the same moment
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    cache = LoadCache.of(archive.settings)
+    _r, snap = archive.resolve(ref)
+    assert [e.snapshot for e in cache.entries()] == [snap.digest]
+    assert not list((cache.folder / "tmp").iterdir())
+    assert _sha256(_entry_file(archive, ref)) == _manifest_sha256(archive, ref)
+    decoded = load_state_dict(archive, ref, device="cpu")
+    cached = load_state_dict(archive, ref, device="cpu", cache=True)
+    assert all(torch.equal(cached[k], v) for k, v in decoded.items())
