@@ -81,7 +81,7 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         else ""
     )
     console.print(
-        f"{len(listing.entries)} snapshots, {human_bytes(listing.bytes)}{cap} in {listing.folder}{temp}"
+        f"{len(listing.entries)} snapshot{'' if len(listing.entries) == 1 else 's'}, {human_bytes(listing.bytes)}{cap} in {listing.folder}{temp}"
     )
 
 
