@@ -158,12 +158,18 @@ def restore_file(
     progress: Progress | None,
     source: ChunkSource | None = None,
     finish: Finish | None = None,
+    *,
+    hash_file: bool = False,
 ) -> None:
     """Write ``entry`` to ``target``, verified. The last step (fsync, close, rename into place) runs here, or is
     handed to ``finish`` to run later on another thread, so that the next file's bytes flow while this one's reach
-    the disk; a file appears under its name only once it is durable either way."""
+    the disk; a file appears under its name only once it is durable either way.
+
+    ``hash_file=True`` also hashes the whole file against the manifest's sha256 while it is written (what objects
+    from ``source`` always get): the load cache asks for it, because later loads trust its copy without re-reading.
+    """
     try:
-        _write_verified(store, entry, target, pool, progress, source, finish)
+        _write_verified(store, entry, target, pool, progress, source, finish, hash_file)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -185,6 +191,7 @@ def _write_verified(
     progress: Progress | None,
     source: ChunkSource | None,
     finish: Finish | None,
+    hash_file: bool = False,
 ) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
@@ -192,7 +199,7 @@ def _write_verified(
     # is enough: a manifest in the catalog was built by ingest or passed the commit's content check, so its
     # chunks rebuild each file's sha256. Objects from elsewhere (`source`) come with a manifest nobody here has
     # checked yet: the whole file is hashed as it is written, the check a pull into a folder relies on.
-    sha = hashlib.sha256() if source is not None else None
+    sha = hashlib.sha256() if source is not None or hash_file else None
     written = 0
     handed_off = False
     try:

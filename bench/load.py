@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py                       # all three rows, 5 runs each
     .venv/bin/python bench/load.py --models bf16 --repeat 3
+    .venv/bin/python bench/load.py --no-cache            # without the cached second-load rows
 
 Models: the generated Llama-shaped checkpoints of bench/models.py (168M parameters, tied embeddings, cached in
 ``/tmp/modelarc-bench``): ``bf16`` (336 MB, loaded as bfloat16), ``fp32`` (its exact FP32 upcast, 672 MB, loaded as
@@ -9,7 +10,12 @@ float32) and ``fp32-as-bf16`` (the FP32 file loaded as bfloat16: every tensor ch
 pushed once into a fresh home, then both sides are timed in the same run, interleaved:
 
     modelarc   load_model(archive, ref, device="cpu", dtype=D)   + one forward of 16 tokens
+    cached     load_model(archive, ref, device="cpu", dtype=D, cache=True), a second load (the load cache holds
+               the snapshot: its files are mapped, nothing decoded) + the same forward
     baseline   AutoModelForCausalLM.from_pretrained(folder, dtype=D)  + the same forward
+
+The first cached load (the fill: decode, hash each file whole, write and fsync into the cache) is timed once and
+printed beside them, against the uncached load; ``--no-cache`` leaves the cached rows out.
 
 Page caches are warm for both (one untimed load each first, which also checks that the two give identical logits).
 The ratio is modelarc / baseline (lower is better), median of ``--repeat``; target <= 1.30x. A benchmark, not a
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,7 +70,7 @@ def _timed(step: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def measure(key: str, cache: Path, repeat: int) -> float:
+def measure(key: str, cache: Path, repeat: int, with_cache: bool = True) -> float:
     title, dtype, make = MODELS[key]
     folder = make(cache)
     size = bench_models.folder_bytes(folder)
@@ -76,26 +83,55 @@ def measure(key: str, cache: Path, repeat: int) -> float:
             def ours() -> torch.Tensor:
                 return _forward(load_model(archive, REF, device="cpu", dtype=dtype), ids)
 
+            def cached() -> torch.Tensor:
+                return _forward(load_model(archive, REF, device="cpu", dtype=dtype, cache=True), ids)
+
             def theirs() -> torch.Tensor:
                 model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
                 return _forward(model, ids)
 
-            if not torch.equal(ours(), theirs()):  # also the warm-up of both sides
+            expected = theirs()
+            if not torch.equal(ours(), expected):  # also the warm-up of both sides
                 raise RuntimeError(f"{key}: load_model and from_pretrained give different logits")
-            t_arc, t_hf = [], []
+            fill_s = 0.0
+            if with_cache:
+                subprocess.run(["sync"], check=True)
+                started = time.perf_counter()
+                filled = cached()  # the first cached load fills the cache: timed once
+                fill_s = time.perf_counter() - started
+                if not (torch.equal(filled, expected) and torch.equal(cached(), expected)):
+                    raise RuntimeError(
+                        f"{key}: a cached load_model and from_pretrained give different logits"
+                    )
+            t_arc, t_cached, t_hf = [], [], []
             for _ in range(repeat):
                 t_arc.append(_timed(ours))
+                if with_cache:
+                    t_cached.append(_timed(cached))
                 t_hf.append(_timed(theirs))
     arc_s, hf_s = statistics.median(t_arc), statistics.median(t_hf)
     ratio = arc_s / hf_s
-    print(
+    lines = [
         f"[{key}] {title}, {bench_models.LlamaShape().parameter_count() / 1e6:.0f}M parameters, "
-        f"{size / 1e6:.0f} MB, dtype {str(dtype).removeprefix('torch.')}\n"
-        f"  load_model + forward (archive)       {arc_s:6.3f} s   runs {', '.join(f'{t:.2f}' for t in t_arc)}\n"
-        f"  from_pretrained + forward (folder)   {hf_s:6.3f} s   runs {', '.join(f'{t:.2f}' for t in t_hf)}\n"
+        f"{size / 1e6:.0f} MB, dtype {str(dtype).removeprefix('torch.')}",
+        f"  load_model + forward (archive)       {arc_s:6.3f} s   runs {', '.join(f'{t:.2f}' for t in t_arc)}",
+    ]
+    if with_cache:
+        cached_s = statistics.median(t_cached)
+        lines.append(
+            f"  load_model cache=True, 2nd load      {cached_s:6.3f} s   runs {', '.join(f'{t:.2f}' for t in t_cached)}"
+        )
+    lines += [
+        f"  from_pretrained + forward (folder)   {hf_s:6.3f} s   runs {', '.join(f'{t:.2f}' for t in t_hf)}",
         f"  ratio {ratio:.2f}x  target <= {TARGET:.2f}x  {'PASS' if ratio <= TARGET else 'MISS'}",
-        flush=True,
-    )
+    ]
+    if with_cache:
+        lines.append(
+            f"  cached ratio {cached_s / hf_s:.2f}x vs from_pretrained (target <= {TARGET:.2f}x "
+            f"{'PASS' if cached_s / hf_s <= TARGET else 'MISS'}); first cached load (fill) {fill_s:.3f} s, "
+            f"{fill_s / arc_s:.2f}x an uncached load"
+        )
+    print("\n".join(lines), flush=True)
     return ratio
 
 
@@ -108,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cache", type=Path, default=bench_models.DEFAULT_CACHE, help="where generated models live"
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="leave out the load_model(..., cache=True) rows (the load cache)",
+    )
     args = p.parse_args(argv)
     os.environ.pop("MODELARC_DATABASE_URL", None)  # SQLite inside the fresh home
     transformers.utils.logging.disable_progress_bar()  # from_pretrained's "Loading weights" bar, on both sides
@@ -117,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {os.cpu_count()} cores")
     for key in keys:
-        measure(key, args.cache, args.repeat)
+        measure(key, args.cache, args.repeat, with_cache=not args.no_cache)
     return 0
 
 

@@ -4,6 +4,7 @@ The public Python API is small and loaded lazily so ``import modelarc`` stays ch
 
     import modelarc
     model = modelarc.load_model("acme/tiny:v1", device="auto")       # CUDA when present, else CPU
+    model = modelarc.load_model("acme/tiny:v1", cache=True)          # decoded once, mapped on later loads
     state = modelarc.load_state_dict("acme/tiny:v1", device="cpu", dtype="bfloat16")
     snap = modelarc.open("acme/tiny:v1", lock="modelarc.lock")        # metadata, lazy snap.tensor(name)
 
@@ -41,12 +42,19 @@ def open(ref: str, *, lock: Any = None, archive: Any = None) -> Any:  # noqa: A0
 
 
 def load_state_dict(
-    ref: str, device: str = "auto", dtype: Any = None, *, lock: Any = None, archive: Any = None
+    ref: str,
+    device: str = "auto",
+    dtype: Any = None,
+    *,
+    lock: Any = None,
+    archive: Any = None,
+    cache: bool = False,
 ) -> Any:
+    """``cache=True``: keep a verified decoded copy in the load cache (``modelarc cache ls``) and map it next time."""
     from modelarc.archive.runtime.loading import load_state_dict as _load
 
     arc = _archive(archive)
-    return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype)
+    return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype, cache=cache)
 
 
 def load_model(
@@ -57,11 +65,15 @@ def load_model(
     lock: Any = None,
     archive: Any = None,
     trust_remote_code: bool = False,
+    cache: bool = False,
 ) -> Any:
+    """``cache=True``: keep a verified decoded copy in the load cache (``modelarc cache ls``) and map it next time."""
     from modelarc.archive.runtime.models import load_model as _load
 
     arc = _archive(archive)
-    return _load(arc, _ref(arc, ref, lock), device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return _load(
+        arc, _ref(arc, ref, lock), device=device, dtype=dtype, trust_remote_code=trust_remote_code, cache=cache
+    )
 
 
 def load_tokenizer(ref: str, *, lock: Any = None, archive: Any = None) -> Any:

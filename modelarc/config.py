@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,10 @@ class Settings:
     store_url: str | None = None
     # chunks a server process decodes at once across all its downloads (archive/streaming.py)
     decode_slots: int = 2
+    # the load cache (archive/runtime/cache.py): its folder (None: ``home/cache``) and the bytes it may hold
+    # (None: no cap); MODELARC_CACHE_DIR and MODELARC_CACHE_MAX_BYTES
+    cache_dir: Path | None = None
+    cache_max_bytes: int | None = None
 
     @property
     def store_path(self) -> Path:
@@ -36,6 +41,11 @@ class Settings:
     @property
     def store_location(self) -> str:
         return self.store_url or str(self.store_path)
+
+    @property
+    def cache_path(self) -> Path:
+        """Where ``load_model(..., cache=True)`` keeps its decoded copies."""
+        return self.cache_dir or self.home / "cache"
 
     @property
     def config_path(self) -> Path:
@@ -59,6 +69,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
     store = os.environ.get("MODELARC_STORE_URL") or _home_config(root).get("store")
+    cache_dir = os.environ.get("MODELARC_CACHE_DIR")
     return Settings(
         home=root,
         database_url=url,
@@ -66,6 +77,8 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
         store_url=str(store) if store else None,
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
+        cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
+        cache_max_bytes=_byte_count("MODELARC_CACHE_MAX_BYTES"),
     )
 
 
@@ -107,6 +120,24 @@ def _positive_int(name: str, *, default: int) -> int:
     if not (text.isascii() and text.isdigit() and len(text) <= 6 and int(text) >= 1):
         raise UsageError(f"{name} must be a whole number from 1 to 999999, not {text[:40]!r}")
     return int(text)
+
+
+# decimal, as `human_bytes` prints sizes (`modelarc cache ls` shows "336.0 MB"), and the binary units spelled out
+_BYTE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+_BYTE_COUNT = re.compile(r"(\d{1,15})\s*([KMGT]I?)?B?", re.IGNORECASE)
+
+
+def _byte_count(name: str) -> int | None:
+    """A size such as ``20000000000``, ``20G``, ``20GB`` or ``18GiB``; unset or empty means no limit."""
+    from modelarc.errors import UsageError
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    match = _BYTE_COUNT.fullmatch(text)
+    if match is None:
+        raise UsageError(f"{name} must be a size in bytes such as 20000000000, 20GB or 18GiB, not {text[:40]!r}")
+    return int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").upper()]
 
 
 def _login_name() -> str:

@@ -6,16 +6,21 @@ host buffer (pinned for CUDA) and copied once, the dtype conversion and the move
 same code runs on CPU with ``device="cpu"``, which is how it is tested here. ``load_model`` builds the model on the
 meta device, so no weight is allocated twice, initialised at random or cast after loading. Only tokenizers are
 restored to a temporary folder, because the tokenizer classes read files by path; they are small.
+
+With ``cache=True`` the snapshot's safetensors files are decoded once into the load cache (``cache.py``) and every
+load maps them instead: each tensor is then a view of the mapped file (copy-on-write, so the model may be trained
+without touching the cache), or one copy when its dtype or device changes.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -24,7 +29,9 @@ from modelarc.archive.catalog.views import SnapshotView
 from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.archive.restore import iter_chunk_bytes
+from modelarc.archive.runtime.cache import LoadCache, weight_files
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
+from modelarc.registry.refs import SnapshotId
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -174,6 +181,79 @@ def _decode_into(part: Part, chunks: Iterator[bytes | bytearray], target: np.nda
         raise ModelarcError(f"tensor {part.name}: decoded {pos} bytes, manifest says {part.length}")
 
 
+FilePlan = list[tuple[FileEntry, Part, "torch.dtype | None"]]
+
+
+def land_snapshot(
+    archive: Archive,
+    snapshot: SnapshotId,
+    model: str,
+    manifest: SnapshotManifest,
+    device: torch.device,
+    plan: FilePlan,
+    *,
+    cache: bool,
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """``land`` for a plan of (file, part, dtype): from the load cache when ``cache`` (filled first if need be), else
+    decoded from the store. A snapshot the cache cannot hold (tensors outside safetensors files, or larger than
+    the cap) is decoded as without the cache."""
+    files = open_cached(archive, snapshot, model, manifest) if cache else None
+    if files is None:
+        return land(archive, device, [(p, d) for _f, p, d in plan])
+    return land_cached(files, device, plan)
+
+
+def open_cached(
+    archive: Archive, snapshot: SnapshotId, model: str, manifest: SnapshotManifest
+) -> dict[str, BinaryIO] | None:
+    """The snapshot's cached files, open and checked (``LoadCache.open_files``), filling the entry when there is none
+    usable; None when the cache cannot serve this snapshot."""
+    if not weight_files(manifest) or any(f.kind != "safetensors" for f, _p in manifest.tensors()):
+        return None
+    cache = LoadCache.of(archive.settings)
+    for _attempt in range(2):  # a second time only if another process evicted the entry just filled
+        files = cache.open_files(snapshot, manifest)
+        if files is not None:
+            return files
+        if not cache.fill(archive.store, snapshot, model, manifest):
+            return None
+    return None
+
+
+def land_cached(
+    files: dict[str, BinaryIO], device: torch.device, plan: FilePlan
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """Each planned part as a tensor over its bytes in the mapped cached file (closed here once mapped).
+
+    Each file is mapped once, private and copy-on-write: writes to a tensor stay in this process. Each tensor gets
+    its own storage over its own byte range (``frombuffer`` with an offset), so no two tensors share a storage, as
+    after a decoding load. A tensor that changes dtype or device is copied once; one whose offset is not a multiple
+    of its element size (safetensors aligns them; another writer may not) is copied to an aligned buffer.
+    """
+    maps: dict[str, mmap.mmap] = {}
+    try:
+        for path, fh in files.items():
+            maps[path] = mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        for fh in files.values():
+            fh.close()
+    for entry, part, dtype in plan:
+        source = _torch_dtype(part)
+        final = dtype or source
+        shape = tuple(part.shape or ())
+        buffer = maps[entry.path]
+        if part.offset + part.length > len(buffer):
+            raise ModelarcError(f"tensor {part.name}: cached {entry.path} is shorter than the manifest says")
+        if not part.length:
+            host = torch.empty(shape, dtype=source)
+        elif part.offset % source.itemsize:
+            host = torch.frombuffer(bytearray(buffer[part.offset : part.offset + part.length]), dtype=source)
+        else:
+            host = torch.frombuffer(buffer, dtype=source, count=part.length // source.itemsize, offset=part.offset)
+        host = host.view(shape)
+        yield part, host if final == source and device.type == "cpu" else host.to(device=device, dtype=final)
+
+
 def iter_tensors(
     archive: Archive,
     manifest: SnapshotManifest,
@@ -196,12 +276,25 @@ def _cast(part: Part, dtype: torch.dtype | None) -> torch.dtype | None:
 
 
 def load_state_dict(
-    archive: Archive, ref: str, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
+    archive: Archive,
+    ref: str,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    *,
+    cache: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Every tensor of the snapshot, by name, on ``device`` (floating tensors cast to ``dtype`` if given)."""
+    """Every tensor of the snapshot, by name, on ``device`` (floating tensors cast to ``dtype`` if given).
+
+    ``cache=True`` keeps a verified copy of the snapshot's files in the load cache and maps it on later loads."""
     _r, snap = archive.resolve(ref)
     refuse_if_withdrawn(snap, ref)
-    return dict(iter_tensors(archive, archive.manifest(snap), resolve_device(device), resolve_dtype(dtype)))
+    manifest = archive.manifest(snap)
+    target, cast = resolve_device(device), resolve_dtype(dtype)
+    if not cache:
+        return dict(iter_tensors(archive, manifest, target, cast))
+    plan = [(f, p, _cast(p, cast)) for f, p in manifest.tensors()]
+    with closing(land_snapshot(archive, snap.digest, snap.model, manifest, target, plan, cache=True)) as landed:
+        return {part.name or "": tensor for part, tensor in landed}
 
 
 def _file(manifest: SnapshotManifest, path: str) -> FileEntry | None:

@@ -19,7 +19,7 @@ from modelarc.archive.restore import restore_file
 from modelarc.archive.runtime.loading import (
     TOKENIZER_FILES,
     SnapshotHandle,
-    land,
+    land_snapshot,
     open_snapshot,
     resolve_device,
     resolve_dtype,
@@ -33,6 +33,8 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    *,
+    cache: bool = False,
 ) -> Any:
     """Build the transformers model from the archived config.json, offline, and load the archived weights.
 
@@ -40,6 +42,9 @@ def load_model(
     run). ``dtype`` defaults to torch's default dtype (float32), as with ``from_pretrained``. The model is built on
     the meta device (no memory, no initialisation) and every archived tensor is decoded once into its final buffer
     on ``device``, in the dtype the model declares for it; a parameter the archive lacks is an error.
+
+    ``cache=True`` decodes the snapshot's safetensors files once into the load cache (``cache.py``: verified,
+    per snapshot id) and maps them on every later load instead of decoding; GGUF snapshots ignore it.
     """
     import transformers
 
@@ -69,7 +74,7 @@ def load_model(
         raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
     target_device = resolve_device(device)
     model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
-    missing = _load_weights(model, archive, handle, target_device)
+    missing = _load_weights(model, archive, handle, target_device, cache)
     # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
     # tied to the one it has, and leaves `missing`; two present but different copies are left untied.
     model.tie_weights(missing_keys=missing, recompute_mapping=False)
@@ -104,21 +109,27 @@ def _empty_model(cls: Any, config: Any, dtype: torch.dtype) -> Any:
         torch.set_default_dtype(previous)
 
 
-def _load_weights(model: Any, archive: Archive, handle: SnapshotHandle, device: torch.device) -> set[str]:
-    """Every archived tensor the model has a slot for, decoded into a new tensor on ``device`` in the slot's dtype
-    and put in the slot's place (the meta placeholder is dropped). Tensors the model has no slot for are not
-    decoded. Returns the slots left empty."""
+def _load_weights(
+    model: Any, archive: Archive, handle: SnapshotHandle, device: torch.device, cache: bool
+) -> set[str]:
+    """Every archived tensor the model has a slot for, decoded (or mapped from the load cache) into a new tensor on
+    ``device`` in the slot's dtype and put in the slot's place (the meta placeholder is dropped). Tensors the model
+    has no slot for are not decoded. Returns the slots left empty."""
     slots = {k: v for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
     # one part per name (the last, as a dict of the state would keep), in archive order
-    parts = list({p.name: p for _f, p in handle.manifest.tensors() if p.name in slots}.values())
-    for part in parts:  # all shapes first: a mismatch is refused before anything is decoded
+    chosen = list({p.name: (f, p) for f, p in handle.manifest.tensors() if p.name in slots}.values())
+    for _f, part in chosen:  # all shapes first: a mismatch is refused before anything is decoded
         slot = slots[part.name or ""]
         if tuple(part.shape or ()) != tuple(slot.shape):
             raise ModelarcError(
                 f"{handle.ref}: tensor {part.name} is {list(part.shape or ())} in the archive, the model expects "
                 f"{list(slot.shape)}"
             )
-    with closing(land(archive, device, [(p, slots[p.name or ""].dtype) for p in parts])) as landed:
+    plan = [(f, p, slots[p.name or ""].dtype) for f, p in chosen]
+    landing = land_snapshot(
+        archive, handle.info.snapshot, handle.info.model, handle.manifest, device, plan, cache=cache
+    )
+    with closing(landing) as landed:
         for part, tensor in landed:
             _put(model, part.name or "", tensor)
             del slots[part.name or ""]

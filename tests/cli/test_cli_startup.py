@@ -58,6 +58,9 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "tag": (["tag", f"{MODEL}:v1", "stable"], NEVER + CODING_AND_SIGNING, "stable -> sha256:"),
     # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
     "push": (["push", "{folder}", "acme/other:v1", "--no-progress"], NEVER, "new snapshot"),
+    # the load cache is listed from its entry files alone: no torch, no catalog, no decoding
+    "cache-ls": (["cache", "ls"], NEVER + ("sqlalchemy", "alembic", *CODING_AND_SIGNING), "snapshots"),
+    "cache-help": (["cache", "--help"], NEVER + ARCHIVE, "MODELARC_CACHE_MAX_BYTES"),
     # listing recorded runs reads the catalog; only `run` and `rerun` load torch
     "runs": (["runs"], NEVER, ""),
     # a model card is built with huggingface_hub's ModelCard; the CycloneDX exporter (and jsonschema) is not loaded
