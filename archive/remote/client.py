@@ -62,6 +62,8 @@ class RemoteArchive:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[http.client.HTTPConnection] = []
+        # at most ``jobs`` object bodies on the wire at once, however many threads decode what has arrived
+        self._transfers = threading.BoundedSemaphore(self.jobs)
         self.http = httpx.Client(
             base_url=remote.url,
             headers=headers,
@@ -144,7 +146,14 @@ class RemoteArchive:
         most that plus the codec's overhead, so a hostile remote cannot make the puller buffer a gigabyte.
         Objects are the bulk of every pull; http.client reads a body of known length in one ``readinto`` where
         httpx reads it 64 KiB at a time (measured: bench/http_pull.py). Small requests stay on httpx.
+
+        At most ``jobs`` downloads run at once: a puller may call this from more threads than that, so that the
+        objects already here are decoded while the next ones arrive, without asking more of the remote.
         """
+        with self._transfers:
+            return self._download(oid, expected_raw)
+
+    def _download(self, oid: ObjectId, expected_raw: int | None) -> bytes | bytearray:
         path = f"{self._prefix}/v1/objects/{oid}"
         for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
             conn = self._connection()
