@@ -18,7 +18,7 @@ import os
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -120,7 +120,7 @@ def iter_chunk_bytes(
     verify: bool = True,
     source: ChunkSource | None = None,
     ahead: int = READ_AHEAD,
-) -> Iterator[bytes | bytearray]:
+) -> Generator[bytes | bytearray, None, None]:
     """Chunk bytes in order, decoded up to ``ahead`` chunks ahead on ``pool``; each re-hashed unless ``verify=False``.
 
     ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
