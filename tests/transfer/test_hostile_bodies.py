@@ -58,9 +58,8 @@ def _nothing_kept(bob: Home, tmp_path: Path, bad: str, source: Path) -> None:
     out = tmp_path / "out"
     written = files_of(out) if out.exists() else {}
     honest = files_of(source)
-    assert all(honest.get(path) == digest for path, digest in written.items()), (
-        written
-    )  # no partial or wrong file
+    # no partial or wrong file under a real name
+    assert all(honest.get(path) == digest for path, digest in written.items()), written
 
 
 @pytest.mark.parametrize("into_folder", [True, False], ids=["into a folder", "into the store only"])
@@ -121,9 +120,8 @@ def test_bytes_sent_past_the_content_length_are_not_read_as_the_object(
     bad = _weight(served)
 
     def overrun(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
-        if path.endswith(
-            f"/v1/objects/{bad}"
-        ):  # declares the true length, then sends junk after it and hangs up
+        if path.endswith(f"/v1/objects/{bad}"):
+            # declares the true length, then sends junk after it (and the proxy hangs up)
             return (
                 status,
                 {**headers, "Content-Length": str(len(body))},
