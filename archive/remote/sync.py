@@ -37,8 +37,8 @@ from modelarc.storage import ObjectId
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
-# verified objects waiting for the store's writer thread, at most: a disk slower than the network slows the pull
-# down instead of holding every object of the model in memory
+# verified objects waiting for the store's writer threads, at most (or twice the writers): a disk slower than the
+# network slows the pull down instead of holding every object of the model in memory
 MAX_PENDING_WRITES = 8
 
 
@@ -176,11 +176,14 @@ def fetch_from_remote(
             moved["bytes"] += len(blob)
         return raw
 
-    # verified objects are written by one thread while the next ones download and decode; all writes are waited
+    # verified objects are written by their own threads while the next ones download and decode; all writes are waited
     # for (and their errors raised) before the commit, and on the way out of a failed pull
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelarc-store-writer")
+    # two writers at least: each object is fsynced before its rename, and one thread waiting on every fsync in turn
+    # was what the fetch threads waited for (profiled); a remote store (S3) takes as many as it needs
+    writers = max(2, archive.store.backend.concurrency)
+    writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="modelarc-store-writer")
     writes: list[Future[None]] = []
-    room = threading.BoundedSemaphore(MAX_PENDING_WRITES)
+    room = threading.BoundedSemaphore(max(MAX_PENDING_WRITES, 2 * writers))
 
     def later(store: Callable[[], None]) -> None:
         room.acquire()  # each queued write holds its object's bytes: wait for the writer when it is behind
