@@ -159,4 +159,4 @@ def test_a_pull_has_at_most_jobs_object_bodies_on_the_wire(
         bob = _puller(tmp_path, url)
         _pull(bob, tmp_path, True, ok=True, jobs=jobs)
     assert files_of(tmp_path / "out") == files_of(source)
-    assert peak == jobs  # more fetch-and-decode threads than that, but never more downloads
+    assert 1 <= peak <= jobs  # more fetch-and-decode threads than that, but never more downloads
