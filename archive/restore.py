@@ -18,7 +18,7 @@ import os
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,27 +119,34 @@ def iter_chunk_bytes(
     *,
     verify: bool = True,
     source: ChunkSource | None = None,
-) -> Iterator[bytes | bytearray]:
-    """Chunk bytes in order, decoded up to ``READ_AHEAD`` ahead on ``pool``; each re-hashed unless ``verify=False``.
+    ahead: int = READ_AHEAD,
+) -> Generator[bytes | bytearray, None, None]:
+    """Chunk bytes in order, decoded up to ``ahead`` chunks ahead on ``pool``; each re-hashed unless ``verify=False``.
 
     ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
+    At most ``ahead`` chunks are held at once, whatever the number of chunks; closing the iterator early cancels
+    those not started.
     """
     get: ChunkSource = source or (lambda oid: store.get(oid, verify=verify))
     queue: deque[tuple[Chunk, Future[bytes | bytearray]]] = deque()
     it = iter(chunks)
-    for chunk in it:
-        queue.append((chunk, pool.submit(get, chunk.id)))
-        if len(queue) >= READ_AHEAD:
-            break
-    while queue:
-        chunk, fut = queue.popleft()
-        data = fut.result()
-        nxt = next(it, None)
-        if nxt is not None:
-            queue.append((nxt, pool.submit(get, nxt.id)))
-        if len(data) != chunk.length:
-            raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
-        yield data
+    try:
+        for chunk in it:
+            queue.append((chunk, pool.submit(get, chunk.id)))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            chunk, fut = queue.popleft()
+            data = fut.result()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(get, nxt.id)))
+            if len(data) != chunk.length:
+                raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
+            yield data
+    finally:
+        for _chunk, fut in queue:  # a failed restore: read-ahead nobody will take
+            fut.cancel()
 
 
 def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
@@ -168,8 +175,24 @@ def restore_file(
     ``hash_file=True`` also hashes the whole file against the manifest's sha256 while it is written (what objects
     from ``source`` always get): the load cache asks for it, because later loads trust its copy without re-reading.
     """
+    chunks = iter_chunk_bytes(store, file_chunks(entry), pool, verify=source is None, source=source)
     try:
-        _write_verified(store, entry, target, pool, progress, source, finish, hash_file)
+        _restore_from(store, entry, target, chunks, progress, source is not None or hash_file, finish)
+    finally:
+        chunks.close()
+
+
+def _restore_from(
+    store: ObjectStore,
+    entry: FileEntry,
+    target: Path,
+    chunks: Iterator[bytes | bytearray],
+    progress: Progress | None,
+    foreign: bool,
+    finish: Finish | None,
+) -> None:
+    try:
+        _write_verified(store, entry, target, chunks, progress, foreign, finish)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -187,26 +210,27 @@ def _write_verified(
     store: ObjectStore,
     entry: FileEntry,
     target: Path,
-    pool: ThreadPoolExecutor,
+    chunks: Iterator[bytes | bytearray],
     progress: Progress | None,
-    source: ChunkSource | None,
+    foreign: bool,
     finish: Finish | None,
-    hash_file: bool = False,
 ) -> None:
+    """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     # From this archive's own store, each object is re-hashed against its id on the pool (both cores), and that
     # is enough: a manifest in the catalog was built by ingest or passed the commit's content check, so its
-    # chunks rebuild each file's sha256. Objects from elsewhere (`source`) come with a manifest nobody here has
+    # chunks rebuild each file's sha256. Objects from elsewhere (`foreign`) come with a manifest nobody here has
     # checked yet: the whole file is hashed as it is written, the check a pull into a folder relies on.
-    sha = hashlib.sha256() if source is not None or hash_file else None
+    sha = hashlib.sha256() if foreign else None
     written = 0
     handed_off = False
     try:
         # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            for data in iter_chunk_bytes(store, file_chunks(entry), pool, verify=sha is None, source=source):
+            for _chunk in file_chunks(entry):
+                data = next(chunks)
                 if sha is not None:
                     sha.update(data)
                 _write_all(fd, data)
@@ -267,7 +291,9 @@ def restore(
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
     Objects come from ``store`` unless ``source`` is given; either way each file's size and sha256 are checked.
-    ``resume=True`` (what ``modelarc pull`` uses) keeps files already in place that match the manifest and removes
+    Chunks are fetched ahead across file boundaries, so a snapshot of many small files does not wait one round trip
+    (or one decode) per file; with ``jobs`` above ``READ_AHEAD`` (a remote ``source``, whose workers mostly wait on
+    the network) the window widens to ``jobs`` chunks. ``resume=True`` (what ``modelarc pull`` uses) keeps files already in place that match the manifest and removes
     the temp files an interrupted run left, before writing; the default rewrites every file, as before.
     """
     root = Path(dest)
@@ -281,19 +307,25 @@ def restore(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelarc-fsync") as finisher,
     ):
         finishing: list[Future[None]] = []
+        every_chunk = (c for entry, _target in targets for c in file_chunks(entry))
+        verify = source is None
+        chunks = iter_chunk_bytes(
+            store, every_chunk, pool, verify=verify, source=source, ahead=max(READ_AHEAD, jobs)
+        )
         try:
             for entry, target in targets:
-                restore_file(
+                _restore_from(
                     store,
                     entry,
                     target,
-                    pool,
+                    chunks,
                     progress,
-                    source,
+                    source is not None,
                     lambda job: finishing.append(finisher.submit(job)),
                 )
                 written.append(target)
         finally:
+            chunks.close()  # cancels the read-ahead of a failed restore before the pool waits for it
             errors = [
                 f.exception() for f in finishing
             ]  # every file handed off is finished, even after a failure

@@ -26,7 +26,7 @@ from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
-from modelarc.archive.restore import restore
+from modelarc.archive.restore import READ_AHEAD, restore
 from modelarc.errors import (
     IntegrityError,
     MissingObjectsError,
@@ -37,6 +37,16 @@ from modelarc.storage import ObjectId
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
+# verified objects waiting for the store's writer threads, at most (or twice the writers): a disk slower than the
+# network slows the pull down instead of holding every object of the model in memory
+MAX_PENDING_WRITES = 8
+
+
+def pull_workers(jobs: int) -> int:
+    """Threads that fetch and decode objects in a pull: more than the ``jobs`` downloads the client allows at once,
+    so that objects that have arrived are decoded (and hashed) while the next ones are on the wire. Each holds at
+    most one object, so memory is bounded by this number, not by the size of the model."""
+    return max(READ_AHEAD, 2 * jobs)
 
 
 @dataclass(frozen=True)
@@ -183,14 +193,26 @@ def fetch_from_remote(
             moved["bytes"] += len(blob)
         return raw
 
-    # verified objects are written by one thread while the next ones download and decode; all writes are waited
+    # verified objects are written by their own threads while the next ones download and decode; all writes are waited
     # for (and their errors raised) before the commit, and on the way out of a failed pull
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelarc-store-writer")
+    # two writers at least: each object is fsynced before its rename, and one thread waiting on every fsync in turn
+    # was what the fetch threads waited for (profiled); a remote store (S3) takes as many as it needs
+    writers = max(2, archive.store.backend.concurrency)
+    writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="modelarc-store-writer")
     writes: list[Future[None]] = []
+    room = threading.BoundedSemaphore(max(MAX_PENDING_WRITES, 2 * writers))
 
     def later(store: Callable[[], None]) -> None:
+        room.acquire()  # each queued write holds its object's bytes: wait for the writer when it is behind
+
+        def write() -> None:
+            try:
+                store()
+            finally:
+                room.release()
+
         with lock:
-            writes.append(writer.submit(store))
+            writes.append(writer.submit(write))
 
     def written() -> None:
         writer.shutdown(wait=True)
@@ -215,14 +237,14 @@ def fetch_from_remote(
                     dest,
                     force=force,
                     progress=progress,
-                    jobs=client.jobs,
+                    jobs=pull_workers(client.jobs),
                     source=fetch,
                 )
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]
                 if on_total:
                     on_total(sum(sizes.get(oid, 0) for oid in todo))
-                for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, client.jobs):
+                for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
                     if progress:
                         progress(sizes.get(oid, 0))
         except BaseException:
