@@ -59,19 +59,19 @@ def refusal(decision: AccessDecision, principal: Principal | None) -> AccessDeni
         )
     else:
         ask = f"token {principal.name} holds no grant; request access: POST /v1/access/{policy.model}/requests"
-    return AccessDeniedError(f"the weights of {target} are {what}{until}{why}: {ask}")
+    named = f" and {', '.join(policy.files)}" if policy.files else ""
+    return AccessDeniedError(f"the weights{named} of {target} are {what}{until}{why}: {ask}")
 
 
 def require_file_access(
     archive: Archive, model: str, snapshot: str, entry: FileEntry, principal: Principal | None
 ) -> None:
     """Refuse unless ``principal`` may read this file of the snapshot (every file a policy does not withhold is
-    public)."""
-    if not is_withheld_entry(entry):
-        return
+    public: the policy is read first, since it may name files besides the weights)."""
     decision = read_decision(archive, model, snapshot, principal)
-    if not decision.allowed:
-        raise refusal(decision, principal)
+    if decision.allowed or not is_withheld_entry(entry, decision.policy.files):
+        return
+    raise refusal(decision, principal)
 
 
 def require_object_access(archive: Archive, object_id: str, principal: Principal | None) -> None:

@@ -155,7 +155,9 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return failure(exc)
         graph = Markup(lineage_svg(tree, snapshot_url)) if tree.ancestors or tree.descendants else None
         # every file links to the Hub download route, which enforces the policy; withheld ones say so beside it
-        withheld = {f.path for f in view.files if policy.withholds and is_withheld_file(f.path, f.kind)}
+        withheld = {
+            f.path for f in view.files if policy.withholds and is_withheld_file(f.path, f.kind, policy.files)
+        }
         tag = view.tags[0] if view.tags else None
         load_ref = f"{view.model}:{tag}" if tag else f"{view.model}@{view.snapshot}"
         return render(

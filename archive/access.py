@@ -22,9 +22,10 @@ import datetime as dt
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 LEVELS = ("public", "gated", "restricted")
 INHERIT = "inherit"  # a snapshot's override that ends: the snapshot follows its model again
 MAX_TEXT = 4000  # characters of a reason or a justification
+MAX_FILE_PATTERNS = 64  # --withhold patterns of one policy
 _TOKEN_SUBJECT = re.compile(r"token:([0-9]{1,18})")
 # why rebuild-catalog revokes every grant to a token id it replays (archive/rebuild.py); upgrade knows it by this
 TOKEN_GRANT_LAPSED = "API tokens do not survive rebuild-catalog, so a grant to a token id cannot either"
@@ -91,6 +93,7 @@ class EffectivePolicy:
     source: str = "default"
     set_by: str | None = None
     set_at: dt.datetime | None = None
+    files: tuple[str, ...] = ()  # glob patterns of files withheld besides weights
 
     @property
     def lapsed(self) -> bool:
@@ -107,6 +110,7 @@ class EffectivePolicy:
             "level": self.level,
             "declared": self.declared,
             "until": self.until.isoformat() if self.until else None,
+            "files": list(self.files),
             "lapsed": self.lapsed,
             "reason": self.reason,
             "source": self.source,
@@ -173,7 +177,16 @@ def resolve_policy(
     if chosen.until is not None and _naive_utc(now) >= dt.datetime.combine(chosen.until, dt.time()):
         level = "public"  # the embargo lapsed: no one had to act
     return EffectivePolicy(
-        model, snapshot, level, chosen.level, chosen.until, chosen.reason, source, chosen.actor, chosen.at
+        model,
+        snapshot,
+        level,
+        chosen.level,
+        chosen.until,
+        chosen.reason,
+        source,
+        chosen.actor,
+        chosen.at,
+        chosen.files,
     )
 
 
@@ -197,27 +210,33 @@ def may_read_weights(
     return any(g.live and g.model == policy.model and g.subject in subjects for g in grants)
 
 
-def is_withheld_file(path: str, kind: str) -> bool:
-    """Whether a file of a non-public snapshot is withheld: weights, by manifest kind or by name."""
+def is_withheld_file(path: str, kind: str, files: Sequence[str] = ()) -> bool:
+    """Whether a file of a non-public snapshot is withheld: weights, by manifest kind or by name, and any file a
+    glob pattern of the policy names (``files``, matched against the whole path, as ``fnmatch`` does)."""
     lower = path.lower()
-    return kind in WITHHELD_KINDS or lower.endswith(WITHHELD_SUFFIXES) or _TF_SHARD.search(lower) is not None
+    return (
+        kind in WITHHELD_KINDS
+        or lower.endswith(WITHHELD_SUFFIXES)
+        or _TF_SHARD.search(lower) is not None
+        or any(fnmatchcase(path, pattern) for pattern in files)
+    )
 
 
-def is_withheld_entry(entry: FileEntry) -> bool:
-    return is_withheld_file(entry.path, entry.kind) or any(p.kind == "tensor" for p in entry.parts)
+def is_withheld_entry(entry: FileEntry, files: Sequence[str] = ()) -> bool:
+    return is_withheld_file(entry.path, entry.kind, files) or any(p.kind == "tensor" for p in entry.parts)
 
 
-def withheld_paths(manifest: SnapshotManifest) -> set[str]:
+def withheld_paths(manifest: SnapshotManifest, files: Sequence[str] = ()) -> set[str]:
     """The files of a snapshot that its policy withholds (the rest, and the manifest itself, are public)."""
-    return {f.path for f in manifest.files if is_withheld_entry(f)}
+    return {f.path for f in manifest.files if is_withheld_entry(f, files)}
 
 
-def withheld_object_ids(manifest: SnapshotManifest) -> frozenset[str]:
+def withheld_object_ids(manifest: SnapshotManifest, files: Sequence[str] = ()) -> frozenset[str]:
     """Objects used only by withheld files: a chunk a public file of the same snapshot uses too is public."""
     withheld: set[str] = set()
     public: set[str] = set()
     for f in manifest.files:
-        into = withheld if is_withheld_entry(f) else public
+        into = withheld if is_withheld_entry(f, files) else public
         into.update(c.id for p in f.parts for c in p.chunks)
     return frozenset(withheld - public)
 
@@ -285,20 +304,21 @@ class _WithheldCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, tuple[str, ...]], frozenset[str]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, archive: Archive, digest: SnapshotId) -> frozenset[str] | None:
+    def get(self, archive: Archive, digest: SnapshotId, files: tuple[str, ...] = ()) -> frozenset[str] | None:
+        key = (str(digest), files)  # the same manifest withholds more under a policy that names files
         with self._lock:
-            if digest in self._items:
-                self._items.move_to_end(digest)
-                return self._items[digest]
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
         try:
-            ids = withheld_object_ids(archive.manifest_by_id(digest))  # re-hashed against the id
+            ids = withheld_object_ids(archive.manifest_by_id(digest), files)  # re-hashed against the id
         except ModelarcError:  # missing, corrupt or malformed (IntegrityError, UsageError for a bad path)
             return None  # a manifest that cannot be read: nothing can be shown to be public
         with self._lock:
-            self._items[digest] = ids
+            self._items[key] = ids
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return ids
@@ -347,10 +367,10 @@ def object_readable(
             grants = access_rows.grants(s, gated, subjects=principal.subjects)
     if any(may_read_weights(p, principal, grants) for _u, p in policies):
         return True
-    for u, _p in policies:
+    for u, p in policies:
         if object_id == u.digest.hex:
             return True  # the manifest: public provenance
-        withheld = _withheld_cache.get(archive, u.digest)
+        withheld = _withheld_cache.get(archive, u.digest, p.files)
         if withheld is not None and object_id not in withheld:
             return True  # a bundle, a data manifest, a config's chunk: used outside every withheld file
     return False
@@ -393,15 +413,28 @@ def apply_policy(
     *,
     actor: str,
     at: dt.datetime,
+    files: tuple[str, ...] = (),
 ) -> None:
     """Add the policy row and its audit entry: ``access set`` and its replay (archive/rebuild.py) alike."""
     found = q.require_model(s, *parse_model_name(model))
     access_rows.add_policy(
-        s, found.row_id, snapshot.row_id if snapshot else None, level, until, reason, actor, at
+        s, found.row_id, snapshot.row_id if snapshot else None, level, until, reason, actor, at, files
     )
     target = snapshot.label if snapshot else model
     until_text = until.isoformat() if until else None
-    q.audit(s, actor, "access.set", target, at=at, level=level, until=until_text, reason=reason)
+    extra = {"files": list(files)} if files else {}
+    q.audit(s, actor, "access.set", target, at=at, level=level, until=until_text, reason=reason, **extra)
+
+
+def parse_files(patterns: Iterable[str]) -> tuple[str, ...]:
+    """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path."""
+    out = tuple(dict.fromkeys(p.strip() for p in patterns))
+    if len(out) > MAX_FILE_PATTERNS:
+        raise UsageError(f"at most {MAX_FILE_PATTERNS} --withhold patterns, not {len(out)}")
+    for pattern in out:
+        if not pattern or len(pattern) > 500 or "\x00" in pattern:
+            raise UsageError(f"--withhold {pattern!r}: a glob pattern of 1 to 500 characters")
+    return out
 
 
 def set_policy(
@@ -413,6 +446,7 @@ def set_policy(
     until: str | dt.date | None = None,
     snapshot: str | None = None,
     now: dt.datetime | None = None,
+    files: Iterable[str] = (),
 ) -> EffectivePolicy:
     """Set ``model``'s policy (or, with ``snapshot``, a tag or snapshot id, that snapshot's override); the policy
     that holds afterwards. ``now`` is for tests: the change itself is stamped with the current time."""
@@ -423,12 +457,15 @@ def set_policy(
     day = parse_until(until, now)
     if day is not None and level in ("public", INHERIT):
         raise UsageError(f"--until lapses a policy to public; it makes no sense with {level}")
+    patterns = parse_files(files)
+    if patterns and level in ("public", INHERIT):
+        raise UsageError(f"--withhold names files a gated or restricted policy withholds; not with {level}")
     actor = archive.settings.actor
     with archive.catalog.session() as s:
         q.require_model(s, *parse_model_name(model))
         snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
         at = catalog_time()
-        apply_policy(s, model, snap, level, day, reason, actor=actor, at=at)
+        apply_policy(s, model, snap, level, day, reason, actor=actor, at=at, files=patterns)
         s.flush()  # the row is held before the record's time is taken (archive/records.py)
         write_record(
             archive.store.backend,
@@ -440,6 +477,7 @@ def set_policy(
             level=level,
             until=day.isoformat() if day else None,
             reason=reason,
+            **({"files": list(patterns)} if patterns else {}),
         )
         return effective_policy(s, model, snap, now=now)
 
@@ -666,11 +704,14 @@ def offered_policy(archive: Archive, snapshot: SnapshotRecord) -> dict[str, Any]
     policy = effective_policy(archive, snapshot.model, snapshot)
     if policy.declared not in ("gated", "restricted"):
         return None
-    return {
+    offered: dict[str, Any] = {
         "level": policy.declared,
         "until": policy.until.isoformat() if policy.until else None,
         "reason": policy.reason,
     }
+    if policy.files:
+        offered["files"] = list(policy.files)
+    return offered
 
 
 def receive_policy(
@@ -680,19 +721,23 @@ def receive_policy(
     than what holds here now: whoever sends a snapshot may withhold it here, never hand out what this archive
     withholds. A lapsed embargo changes nothing. Returns the new policy, or None if nothing changed."""
     level, until_text = offered["level"], offered.get("until")
+    files = parse_files(offered.get("files") or ())
     until = dt.date.fromisoformat(until_text) if until_text else None
     if until is not None and catalog_time() >= dt.datetime.combine(until, dt.time()):
         return None
     with archive.catalog.session() as s:
         snap = _snapshot_row(s, model, str(digest))
         current = effective_policy(s, model, snap)
-        if _RANK[level] <= _RANK.get(current.level, 2):
-            return None
+        if _RANK[level] < _RANK.get(current.level, 2) or (
+            _RANK[level] == _RANK.get(current.level, 2) and set(files) <= set(current.files)
+        ):
+            return None  # not stricter: the same or a looser level, naming no file this one does not withhold
+        files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
         reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[
             :MAX_TEXT
         ]
         at = catalog_time()
-        apply_policy(s, model, snap, level, until, reason, actor=actor, at=at)
+        apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files)
         s.flush()
         write_record(
             archive.store.backend,
@@ -704,5 +749,6 @@ def receive_policy(
             level=level,
             until=until_text,
             reason=reason,
+            **({"files": list(files)} if files else {}),
         )
         return effective_policy(s, model, snap)

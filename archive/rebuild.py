@@ -326,7 +326,7 @@ class _Replay:
         return write
 
     def _access(self, s: CatalogSession, rec: CatalogRecord) -> Write:
-        from modelarc.archive.access import INHERIT, LEVELS, apply_policy
+        from modelarc.archive.access import INHERIT, LEVELS, apply_policy, parse_files
 
         b = rec.body
         model = str(b["model"])
@@ -336,7 +336,10 @@ class _Replay:
         if level not in LEVELS + (INHERIT,) or (level == INHERIT and snap is None):
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
         until, reason = (dt.date.fromisoformat(b["until"]) if b.get("until") else None), str(b["reason"])
-        return lambda: apply_policy(s, model, snap, level, until, reason, actor=rec.actor, at=rec.at)
+        files = parse_files(b.get("files") or ())  # a bad pattern is the UsageError any bad record field is
+        return lambda: apply_policy(
+            s, model, snap, level, until, reason, actor=rec.actor, at=rec.at, files=files
+        )
 
     def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:
         from modelarc.archive.access import TOKEN_GRANT_LAPSED, apply_grant, apply_revoke

@@ -41,6 +41,7 @@ class PolicyRecord:
     reason: str
     actor: str
     at: dt.datetime
+    files: tuple[str, ...] = ()  # glob patterns of files withheld besides weights
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class PolicyRecord:
             "snapshot": self.snapshot,
             "level": self.level,
             "until": self.until.isoformat() if self.until else None,
+            "files": list(self.files),
             "reason": self.reason,
             "actor": self.actor,
             "at": self.at.isoformat(timespec="seconds"),
@@ -138,6 +140,7 @@ def _policy(row: AccessPolicy, model: str, digest: str | None) -> PolicyRecord:
         row.reason,
         row.actor,
         row.at,
+        tuple(str(f) for f in row.files or ()),
     )
 
 
@@ -150,9 +153,11 @@ def add_policy(
     reason: str,
     actor: str,
     at: dt.datetime,
+    files: tuple[str, ...] = (),
 ) -> None:
     s.add(
         AccessPolicy(
+            files=list(files) or None,
             model_id=model_id,
             snapshot_id=snapshot_row_id,
             level=level,

@@ -385,6 +385,9 @@ class AccessPolicy(Base):
     reason: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # glob patterns of further files the policy withholds besides weights (archive/access.py); None: weights only
+    files: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+
 
 
 class AccessGrant(Base):

@@ -234,12 +234,20 @@ def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectI
 
 
 def _access(value: Any) -> dict[str, Any] | None:
-    """The offer's ``access``: absent, or {level: gated|restricted, until: YYYY-MM-DD or null, reason: text}."""
+    """The offer's ``access``: absent, or {level: gated|restricted, until: YYYY-MM-DD or null, reason: text,
+    files: [glob, ...] (optional)}."""
     if value is None:
         return None
     problem = "snapshot offer: access must be {level: gated|restricted, until: YYYY-MM-DD or null, reason: text}"
-    if not isinstance(value, dict) or set(value) - {"level", "until", "reason"}:
+    if not isinstance(value, dict) or set(value) - {"level", "until", "reason", "files"}:
         raise UsageError(problem)
+    files = value.get("files") or []
+    if (
+        not isinstance(files, list)
+        or len(files) > MAX_OFFER_ITEMS
+        or not all(isinstance(f, str) and 0 < len(f) <= 500 and "\x00" not in f for f in files)
+    ):
+        raise UsageError(f"snapshot offer: access.files must be a list of at most {MAX_OFFER_ITEMS} glob patterns")
     level, until, reason = value.get("level"), value.get("until"), value.get("reason")
     if level not in ("gated", "restricted") or not (reason is None or isinstance(reason, str)):
         raise UsageError(problem)
@@ -250,7 +258,7 @@ def _access(value: Any) -> dict[str, Any] | None:
             dt.date.fromisoformat(until if isinstance(until, str) and len(until) == 10 else "")
         except ValueError:
             raise UsageError(problem) from None
-    return {"level": level, "until": until, "reason": reason}
+    return {"level": level, "until": until, "reason": reason, **({"files": files} if files else {})}
 
 
 def _string(doc: dict[str, Any], name: str) -> str:

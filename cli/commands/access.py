@@ -37,6 +37,8 @@ def _describe(p: EffectivePolicy) -> str:
     text = p.declared
     if p.until is not None:
         text += f" until {p.until.isoformat()}" + (", lapsed: public" if p.lapsed else "")
+    if p.files:
+        text += f" (weights and {', '.join(p.files)})"
     return f"{text}: {p.reason}  [{p.set_by}, {p.set_at:%Y-%m-%d %H:%M}]" if p.set_at else text
 
 
@@ -45,6 +47,13 @@ def _describe(p: EffectivePolicy) -> str:
 @click.argument("level")
 @click.option("--until", help="YYYY-MM-DD: the policy lapses to public from 00:00 UTC that day (an embargo).")
 @click.option("--snapshot", help="A tag or snapshot id of MODEL: override the model's policy for it only.")
+@click.option(
+    "--withhold",
+    "withhold",
+    multiple=True,
+    metavar="GLOB",
+    help="Also withhold the files this glob names (matched against the whole path; repeatable).",
+)
 @reason_option
 @json_option
 @with_archive
@@ -54,6 +63,7 @@ def set_(
     level: str,
     until: str | None,
     snapshot: str | None,
+    withhold: tuple[str, ...],
     reason: str | None,
     as_json: bool,
 ) -> None:
@@ -61,7 +71,9 @@ def set_(
     override)."""
     from modelarc.archive.access import set_policy
 
-    policy = set_policy(archive, model, level, reason=reason or "", until=until, snapshot=snapshot)
+    policy = set_policy(
+        archive, model, level, reason=reason or "", until=until, snapshot=snapshot, files=withhold
+    )
     if as_json:
         emit_json(policy.to_json())
         return

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("files", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(["model_id"], ["models.id"]),
         sa.ForeignKeyConstraint(["snapshot_id"], ["snapshots.id"]),
         sa.PrimaryKeyConstraint("id"),

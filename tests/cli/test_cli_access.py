@@ -133,7 +133,10 @@ def test_policies_embargoes_and_grants_come_back_after_a_rebuild(
     arc = models
     alice = _token(arc, "alice")
     arc("access", "set", "acme/llm", "gated", "--until", "2031-01-01", "--reason", "embargo")
-    arc("access", "set", "acme/llm", "restricted", "--snapshot", "v2", "--reason", "takedown")
+    arc(
+        "access", "set", "acme/llm", "restricted", "--snapshot", "v2", "--reason", "takedown",
+        "--withhold", "*.json", "--withhold", "notes/*",
+    )  # fmt: skip
     arc("access", "set", "acme/other", "restricted", "--reason", "first thought")
     arc("access", "set", "acme/other", "gated", "--reason", "second thought")  # the newest wins on replay too
     arc("access", "grant", "acme/llm", "alice", "--reason", "co-author")
@@ -143,6 +146,7 @@ def test_policies_embargoes_and_grants_come_back_after_a_rebuild(
     kinds = [r["kind"] for r in _records(arc)]
     assert kinds.count("access") == 4 and kinds.count("grant") == 4
     before = arc.json("access", "ls", "--history")
+    assert "notes/*" in json.dumps(before)  # the files the override names come back too (compared below)
 
     drop_catalog(database_url)
     report = arc.json("rebuild-catalog")
@@ -180,7 +184,10 @@ def test_upgrade_writes_access_records_a_store_lacks(models: ArchiveCli, databas
     arc = models
     _token(arc, "alice")
     arc("access", "set", "acme/llm", "gated", "--until", "2031-01-01", "--reason", "embargo")
-    arc("access", "set", "acme/llm", "restricted", "--snapshot", "v2", "--reason", "takedown")
+    arc(
+        "access", "set", "acme/llm", "restricted", "--snapshot", "v2", "--reason", "takedown",
+        "--withhold", "*.json", "--withhold", "notes/*",
+    )  # fmt: skip
     arc("access", "grant", "acme/llm", "alice", "--reason", "co-author")
     arc("access", "revoke", "acme/llm", "alice", "--reason", "left")
     arc("access", "grant", "acme/llm", "alice", "--reason", "back")

@@ -41,9 +41,13 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "closed": write_model(base / "closed", finetune(tensors, ["model.layers.1.mlp.weight"], seed=3)),
         "secret": write_model(base / "secret", finetune(tensors, ["model.layers.0.mlp.weight"], seed=4)),
     }
+    src["named"] = write_model(base / "named", finetune(tensors, ["model.layers.0.mlp.weight"], seed=5))
+    (src["named"] / "notes").mkdir()
+    (src["named"] / "notes" / "interviews.txt").write_text("what the annotators said\n" * 40)
     for name, folder in src.items():
         archive.push(folder, f"acme/{name}:v1")
     set_policy(archive, "acme/closed", "gated", reason=REASON)
+    set_policy(archive, "acme/named", "gated", reason="personal data", files=["notes/*"])
     set_policy(archive, "acme/secret", "restricted", reason="kept for research under agreement")
     tokens = {
         "admin": create_token(archive, "admin", "root").token,
@@ -205,3 +209,23 @@ def test_remote_pull_of_gated_weights_needs_a_grant_and_carries_the_policy(
     # what carol's archive would serve, it withholds as the server does
     listed = json.loads(carol("access", "ls", "acme/secret", "--json").stdout)
     assert "restricted" in json.dumps(listed)
+
+
+def test_files_a_policy_names_are_withheld_with_the_weights(site: dict[str, Any]) -> None:
+    archive = site["archive"]
+    _ref, snap = archive.resolve("acme/named:v1")
+    notes = next(f for f in archive.manifest(snap).files if f.path == "notes/interviews.txt")
+    note_ids = {c.id for p in notes.parts for c in p.chunks}
+    with httpx.Client(base_url=site["url"]) as web:
+        for who in (None, "alice", "bob"):  # alice's grant is for acme/closed, not this model
+            headers = _auth(site, who)
+            answer = web.get("/acme/named/resolve/v1/notes/interviews.txt", headers=headers)
+            assert answer.status_code == 403 and "notes/*" in answer.json()["error"]
+            assert {web.get(f"/v1/objects/{oid}", headers=headers).status_code for oid in note_ids} == {403}
+            assert web.get("/acme/named/resolve/v1/config.json", headers=headers).status_code == 200
+        admin = _auth(site, "admin")
+        assert web.get("/acme/named/resolve/v1/notes/interviews.txt", headers=admin).text.startswith("what the")
+        page = web.get("/ui/snapshots/acme/named/v1").text
+        assert page.count('<span class="tag gated">') == 2  # the weights and the notes
+        listed = {e["path"] for e in web.get("/api/models/acme/named/tree/v1", params={"recursive": "1"}).json()}
+        assert "notes/interviews.txt" in listed or "notes" in listed  # the name stays public
