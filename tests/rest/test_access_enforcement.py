@@ -84,6 +84,7 @@ def test_guessed_object_ids_of_gated_weights_are_refused(site: dict[str, Any], w
         for oid in sorted(gated):
             answer = web.get(f"/v1/objects/{oid}")
             assert answer.status_code == 403 and answer.headers["X-Error-Code"] == "GatedRepo"
+            assert web.head(f"/v1/objects/{oid}").status_code in (403, 405)
             assert REASON in answer.json()["detail"] or "gated" in answer.json()["detail"]
             assert site["archive"].store.get_stored(ObjectId(oid))[:4] not in answer.content
         for oid in sorted(public | {manifest_id}):  # the manifest and the config stay public
