@@ -44,7 +44,22 @@ from typing import ClassVar
 from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs import _planes  # type: ignore[attr-defined]
 from modelarc.storage.codecs.base import Encoded
-from modelarc.storage.codecs.floatplanes import _check_plane, _code_plane, _decode_plane
+from modelarc.storage.codecs.floatplanes import (
+    _SAMPLE_MIN,
+    _SAMPLE_WIN,
+    PLANE_DEFLATE,
+    PLANE_RAW,
+    PLANE_ZSTD,
+    Plane,
+    _check_plane,
+    _code_plane,
+    _decode_plane,
+    _deflate,
+    _has_unnameable,
+    _huffman,
+    _sample,
+    _zstd,
+)
 
 DELTA_CODEC_ID = 3
 PARAMS_VERSION = 1
@@ -87,6 +102,26 @@ def parse_params(params: bytes) -> DeltaParams:
     return DeltaParams(kind, bytes(base), planes)
 
 
+def _code_delta_plane(plane: bytes, high: bool) -> tuple[int, Plane]:
+    """Codec 2's coders, but on a large plane only the sample's winner codes the whole plane: XOR planes are
+    neither near-random (codec 2's cue to skip) nor reliably zstd's, and coding each plane twice, as codec 2's
+    chooser may, halved the delta's encode speed for a 1% smaller result."""
+    if len(plane) < _SAMPLE_MIN:
+        return _code_plane(plane, exponent=high)
+    probe = _sample(plane)
+    coders = [_huffman, _zstd] if high else [_zstd]
+    if _has_unnameable(probe):
+        coders.append(_deflate)
+    sizes = {code: len(code(probe)) for code in coders}
+    best = min(coders, key=lambda code: sizes[code])
+    if sizes[best] >= _SAMPLE_WIN * len(probe):
+        return (PLANE_RAW, plane)
+    coded = best(plane)
+    if len(coded) >= len(plane):
+        return (PLANE_RAW, plane)
+    return (PLANE_DEFLATE if best is _deflate else PLANE_ZSTD, coded)
+
+
 class DeltaCodec:
     """Not a self-contained codec: encoding and decoding need the base's raw bytes, which the store supplies."""
 
@@ -114,7 +149,7 @@ class DeltaCodec:
             raise ValueError("the base id must be 32 raw bytes")
         kind = ELEMENT_TYPES.get(dtype_hint or "", 0)
         planes = _planes.xor_split(view, base, _WIDTH[kind])
-        coded = [_code_plane(plane, exponent=i == 0) for i, plane in enumerate(planes[:-1])]
+        coded = [_code_delta_plane(plane, high=i == 0) for i, plane in enumerate(planes[:-1])]
         coded.append((0, planes[-1]))  # the tail: at most 3 bytes
         params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, base_id, len(coded)))
         for coder, chunk in coded:
