@@ -163,10 +163,12 @@ class ObjectStore:
 
         This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
         written, so a blob whose content is not ``oid`` never enters the store. Returns the decoded bytes.
+        A delta object's base must already be in this store (bases travel first): it is read from here and
+        verified, and a missing one raises ``DeltaBaseError`` naming both, with nothing written.
         ``write`` may run the (already verified) write elsewhere, e.g. on a writer thread, so the caller can use
         the bytes while they reach the disk; the caller must wait for it before relying on the object.
         """
-        raw = self.decode_stored(oid, blob)
+        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
         key = object_key(oid)
 
         def store() -> None:

@@ -30,9 +30,9 @@ depth; a depth above MAX_DELTA_DEPTH (4), or a base chain that comes back to an 
 object malformed: writers never produce one and readers refuse it. A reader verifies the base against its id
 before applying the delta, and the result against the delta's own id, as for every object.
 
-Which coder a writer picks per plane is not part of the format: this writer uses codec 2's plane coding (the
-high-byte plane as an exponent plane: Huffman-literal zstd frame first, the others zstd level 1 first, each with
-its sampled alternatives and raw), so the two codecs' figures compare like for like.
+Which coder a writer picks per plane is not part of the format: this writer uses codec 2's coders (the
+Huffman-literal zstd frame for the high-byte plane too, zstd level 1, Huffman-only deflate, raw), choosing one per
+plane from a sample of it (``_code_delta_plane``), so the two codecs' figures compare like for like.
 """
 
 from __future__ import annotations

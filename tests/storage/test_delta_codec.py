@@ -289,6 +289,19 @@ def test_decoding_a_delta_without_a_way_to_fetch_its_base_fails_clearly(
     assert bytes(ObjectStore.decode_stored(oid, blob, fetch_base=store.get_stored)) == data
 
 
+def test_a_delta_crosses_to_another_store_as_stored_only_after_its_base(
+    pair: tuple[ObjectStore, ObjectId, ObjectId, bytes], tmp_path: Path
+) -> None:
+    store, base_id, oid, data = pair
+    other = ObjectStore.open_local(tmp_path / "other")
+    with pytest.raises(DeltaBaseError, match=f"{oid} is a delta against {base_id}.*missing"):
+        other.put_stored(oid, store.get_stored(oid))
+    assert not other.has(oid)
+    other.put_stored(base_id, store.get_stored(base_id))
+    assert bytes(other.put_stored(oid, store.get_stored(oid))) == data
+    assert other.stat(oid).codec == "delta" and bytes(other.get(oid)) == data
+
+
 def test_a_delta_naming_the_wrong_base_is_corrupt(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     base = floats(4000, 13)
