@@ -170,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
             t = measure(parent, child, dtype)
             s, sec = t.sizes, t.seconds
             zn = s.get("zipnn")
-            print(f"  (bytes: raw {t.raw}, codec2 {s['independent']}, zipnn {zn}, delta kept {s['kept']})")
             print(
                 f"{dtype:5} {lr:7.0e} {s['unchanged'] / s['elements']:5.2f} {s['independent'] / t.raw:6.3f} "
                 f"{(zn or 0) / t.raw:6.3f} {s['delta'] / t.raw:6.3f} {s['kept'] / t.raw:6.3f} "
@@ -180,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mbs(t.raw, sec.get('zipnn', 0))} | {mbs(t.raw, sec['independent decode'])} "
                 f"{mbs(t.raw, sec['delta decode'])} {mbs(t.raw, sec['with base'])} {mbs(t.raw, sec.get('zipnn decode', 0))}"
             )
+            print(f"  (bytes: raw {t.raw}, codec2 {s['independent']}, zipnn {zn}, delta kept {s['kept']})")
             sys.stdout.flush()
     return 0
 
