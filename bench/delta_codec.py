@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/delta_codec.py               # 30 AdamW steps at lr 1e-5, 5e-5, 2e-4; BF16 and FP32
     .venv/bin/python bench/delta_codec.py --steps 10 --lrs 5e-5
+    .venv/bin/python bench/delta_codec.py --lrs 5e-5 --transforms   # the measurement that chose the transform
 
 The fine-tunes are made here: the real model (transformers' BertModel, FP32) trained with a contrastive loss on
 pairs of token sequences (a sentence and the same sentence with a tenth of its tokens replaced), AdamW, batch 16,
@@ -142,6 +143,49 @@ def measure(parent: dict[str, np.ndarray], child: dict[str, np.ndarray], dtype: 
     return t
 
 
+def compare_transforms(parent: dict[str, np.ndarray], child: dict[str, np.ndarray], dtype: str) -> None:
+    """Size of each candidate transform x plane coder, per tensor, as a fraction of codec 2's: how codec 3's
+    design was chosen. XOR commutes with any per-element bit permutation, so "split then XOR" is "XOR then
+    split"; the choice is the split (byte planes or codec 2's float planes) and XOR against subtraction."""
+    import zstandard
+
+    from modelarc.storage.codecs import _planes  # type: ignore[attr-defined]
+    from modelarc.storage.codecs.floatplanes import _code_plane
+
+    width, kind = (2, 1) if dtype == "BF16" else (4, 3)
+    coders: dict[str, Callable[[bytes], int]] = {
+        "raw": len,
+        "zstd-1": lambda p: len(zstandard.ZstdCompressor(level=1).compress(p)),
+        "zstd-3": lambda p: len(zstandard.ZstdCompressor(level=3).compress(p)),
+        "codec-2 planes": lambda p: len(_code_plane(p, exponent=False)[1]),
+        "codec-2 planes, Huffman frame": lambda p: len(_code_plane(p, exponent=True)[1]),
+    }
+    sizes: dict[tuple[str, str], int] = {}
+    independent = 0
+    for name in child:
+        a, b = as_dtype(child[name], dtype), as_dtype(parent[name], dtype)
+        enc = choose_and_encode(a, dtype)
+        independent += len(enc.params) + len(enc.payload)
+        x = (np.frombuffer(a, np.uint8) ^ np.frombuffer(b, np.uint8)).tobytes()
+        ua, ub = np.frombuffer(a, f"<u{width}"), np.frombuffer(b, f"<u{width}")
+        sub = (
+            ((ua.astype(np.int64) - ub.astype(np.int64)) % (1 << (8 * width))).astype(f"<u{width}").tobytes()
+        )
+        splits = {
+            "XOR, byte planes": [x[width - 1 - k :: width] for k in range(width)],
+            "XOR, float planes": _planes.split(x, kind, len(x) // width),
+            "subtract, byte planes": [sub[width - 1 - k :: width] for k in range(width)],
+            "XOR, whole": [x],
+        }
+        for transform, planes in splits.items():
+            for coder, measure_size in coders.items():
+                key = (transform, coder)
+                sizes[key] = sizes.get(key, 0) + sum(measure_size(p) for p in planes)
+    print(f"{dtype}: transform x plane coder, size / codec 2's independent size ({independent} bytes)")
+    for (transform, coder), size in sorted(sizes.items(), key=lambda kv: kv[1]):
+        print(f"  {transform:22} {coder:30} {size / independent:6.3f}x")
+
+
 def mbs(raw: int, seconds: float) -> str:
     return f"{raw / seconds / 1e6:7.0f}" if seconds else "      -"
 
@@ -151,7 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 5e-5, 2e-4])
     ap.add_argument("--dtypes", nargs="+", default=["BF16", "F32"])
+    ap.add_argument(
+        "--transforms", action="store_true", help="compare candidate transforms and coders instead"
+    )
     args = ap.parse_args(argv)
+    if args.transforms:
+        for lr in args.lrs:
+            parent, child = fine_tune(args.steps, lr)
+            print(f"lr {lr:.0e}, {args.steps} steps")
+            for dtype in args.dtypes:
+                compare_transforms(parent, child, dtype)
+        return 0
     print(
         f"all-MiniLM-L6-v2, {args.steps} AdamW steps per fine-tune; sizes as a fraction of raw, and x = of the"
     )
