@@ -3,10 +3,11 @@
 A fine-tune changes almost every tensor a little, so per-tensor dedup finds nothing, but the XOR of a fine-tuned
 tensor with its parent's is mostly zero bits: unchanged values are all-zero, and changed ones differ in the low
 mantissa bits, leaving the high byte (sign and exponent) mostly zero. Splitting the XOR into byte planes puts those
-zeros together. Measured on a 30-step AdamW fine-tune of all-MiniLM-L6-v2 (bench/delta_codec.py; the choice
-between transforms was made on it): XOR + byte planes coded like codec 2's planes is 0.37x the independent
-(codec 2) size in BF16 and 0.65x in F32; XOR + float-planes split 0.38x / 0.66x; integer subtraction + byte
-planes 0.41x / 0.67x; XOR coded whole 0.44x / 0.78x. Plain zstd level 3 on the planes did worse than level 1.
+zeros together. Measured on a 30-step AdamW fine-tune (lr 5e-5) of all-MiniLM-L6-v2 (``bench/delta_codec.py
+--transforms``), as a fraction of the fine-tune stored on its own with codec 2: XOR + byte planes 0.30x in BF16 and
+0.66x in F32; XOR + codec 2's float-planes split 0.31x / 0.66x; the XOR coded whole 0.38x / 0.78x; integer
+subtraction + byte planes 0.36x / 0.60x (better in F32 only: a later params version could offer it there).
+Plain zstd level 3 on the planes did worse than level 1 and than codec 2's plane coders.
 
 Byte layout (params version 1; this text is the specification, copied into docs/FORMAT.md):
 
