@@ -107,24 +107,24 @@ MAX_DELTA_DEPTH = 4
 
 def decode_delta(params: bytes, payload: bytes, raw_length: int, base: bytes, seen: Counter[str]) -> bytes:
     """Codec 3, given the base's raw bytes (already checked against the base id)."""
-    version, kind, _base_id, count = struct.unpack_from("<BB32sB", params, 0)
-    if version != 1 or kind not in DELTA_WIDTH:
-        raise FormatError(f"delta params version {version}, element type {kind}")
+    version, kind, transform, _base_id, count = struct.unpack_from("<BBB32sB", params, 0)
+    if version != 1 or kind not in DELTA_WIDTH or transform not in (0, 1):
+        raise FormatError(f"delta params version {version}, element type {kind}, transform {transform}")
     width = DELTA_WIDTH[kind]
-    if count != width + 1 or len(params) != 35 + count * PLANE_ENTRY.size:
+    if count != width + 1 or len(params) != 36 + count * PLANE_ENTRY.size:
         raise FormatError("delta: wrong plane count")
     if len(base) != raw_length:
         raise FormatError("delta: the base has another length")
     n, tail_length = divmod(raw_length, width)
     planes, pos = [], 0
     for i in range(count):
-        coder, length = PLANE_ENTRY.unpack_from(params, 35 + i * PLANE_ENTRY.size)
+        coder, length = PLANE_ENTRY.unpack_from(params, 36 + i * PLANE_ENTRY.size)
         expected = n if i < width else tail_length
         plane = decode_plane(coder, payload[pos : pos + length], expected)
         if len(plane) != expected:
             raise FormatError(f"delta: plane {i} has {len(plane)} bytes")
         planes.append(plane)
-        seen[f"delta.type{kind}.plane{i}.coder{coder}"] += 1
+        seen[f"delta.type{kind}.transform{transform}.plane{i}.coder{coder}"] += 1
         pos += length
     if pos != len(payload):
         raise FormatError("delta: payload length does not match the plane table")
@@ -132,7 +132,12 @@ def decode_delta(params: bytes, payload: bytes, raw_length: int, base: bytes, se
     for k in range(width):  # plane k byte i = x[w*i + w - 1 - k]
         x[width - 1 - k : width * n : width] = planes[k]
     x[width * n :] = planes[-1]
-    return (np.frombuffer(bytes(x), np.uint8) ^ np.frombuffer(base, np.uint8)).tobytes()
+    if transform == 0:  # XOR
+        return (np.frombuffer(bytes(x), np.uint8) ^ np.frombuffer(base, np.uint8)).tobytes()
+    # subtract: elements add back mod 2^(8w) (numpy's unsigned arithmetic wraps), tail bytes mod 256
+    body = np.frombuffer(bytes(x[: width * n]), f"<u{width}") + np.frombuffer(base[: width * n], f"<u{width}")
+    tail = np.frombuffer(bytes(x[width * n :]), np.uint8) + np.frombuffer(base[width * n :], np.uint8)
+    return body.astype(f"<u{width}").tobytes() + tail.tobytes()
 
 
 def read_object(
@@ -153,7 +158,7 @@ def read_object(
     elif codec == 2:
         raw = decode_floatplanes(params, payload, raw_length, seen)
     elif codec == 3:
-        base_id = params[2:34].hex()
+        base_id = params[3:35].hex()
         if base_id in (*chain, oid) or len(chain) + 1 > MAX_DELTA_DEPTH:
             raise FormatError(
                 f"{oid}: delta chain {' -> '.join((*chain, oid, base_id))} is circular or too deep"
@@ -421,6 +426,8 @@ def test_independent_reader_decodes_delta_objects(tmp_path: Path) -> None:
         assert read_object(tmp_path / "store", put.id, seen) == changed.tobytes()
     for kind in (0, 1, 2, 3):
         assert any(k.startswith(f"delta.type{kind}.") for k in seen), (kind, seen)
+    for transform in (0, 1):
+        assert any(f".transform{transform}." in k for k in seen), (transform, seen)
     # a chain of the maximum depth reads; one more link, written by hand, and a cycle are refused
     values = [(rng.standard_normal(5000) * 0.02).astype(np.float32).tobytes()]
     ids = [store.put(values[0], dtype_hint="F32").id]

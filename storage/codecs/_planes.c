@@ -712,7 +712,7 @@ done:
 
 
 /* ------------------------------------------------------------------------------------------------------------
- * Delta transform (codec 3, specified in delta.py and docs/FORMAT.md): x = data XOR base; plane k holds byte
+ * Delta transform (codec 3, specified in delta.py and docs/FORMAT.md): x = data XOR base (or minus, below); plane k holds byte
  * (w - 1 - k) of each w-byte element of x, most significant byte first; the tail is the L % w bytes of x after
  * the last whole element. Done in blocks that stay in cache, so each input byte is read once.
  * ------------------------------------------------------------------------------------------------------------ */
@@ -767,6 +767,34 @@ static void xor_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, in
     }
 }
 
+/* Subtraction (transform 1): element i of x is (u_data - u_base) mod 2^(8w), the elements read as little-endian
+ * unsigned integers; tail bytes are subtracted one by one mod 256. Then the same byte planes as XOR. */
+static uint32_t load_le(const uint8_t *p, int w)
+{
+    return w == 1 ? p[0] : w == 2 ? (uint32_t)p[0] | ((uint32_t)p[1] << 8)
+                                  : (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void sub_split(const uint8_t *a, const uint8_t *b, Py_ssize_t n, int w, uint8_t **p)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t d = load_le(a + (size_t)i * w, w) - load_le(b + (size_t)i * w, w);
+        for (int k = 0; k < w; k++) p[k][i] = (uint8_t)(d >> (8 * (w - 1 - k)));
+    }
+}
+
+static void sub_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, int w, uint8_t *dst)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t d = 0;
+        for (int k = 0; k < w; k++) d |= (uint32_t)p[k][i] << (8 * (w - 1 - k));
+        d += load_le(b + (size_t)i * w, w);
+        for (int k = 0; k < w; k++) dst[(size_t)i * w + k] = (uint8_t)(d >> (8 * k));
+    }
+}
+
+enum { TRANSFORM_XOR = 0, TRANSFORM_SUB = 1 };
+
 static int check_width(int w)
 {
     if (w != 1 && w != 2 && w != 4) {
@@ -776,21 +804,31 @@ static int check_width(int w)
     return 1;
 }
 
+static int check_transform(int t)
+{
+    if (t != TRANSFORM_XOR && t != TRANSFORM_SUB) {
+        PyErr_Format(PyExc_ValueError, "unknown transform %d", t);
+        return 0;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(xor_split_doc,
-             "xor_split(data, base, width) -> list of bytes: the width byte planes of data XOR base (most\n"
-             "significant byte first), then the tail (the len % width XOR bytes after the last element).");
+             "xor_split(data, base, width, transform=0) -> list of bytes: the width byte planes of data XOR base\n"
+             "(transform 1: data minus base, element-wise), most significant byte first, then the tail (the\n"
+             "len % width bytes after the last element, XOR-ed or subtracted byte by byte).");
 
 static PyObject *py_xor_split(PyObject *self, PyObject *args)
 {
     Py_buffer data, base;
-    int w, k;
+    int w, k, transform = TRANSFORM_XOR;
     Py_ssize_t n, body;
     PyObject *planes[5] = {NULL, NULL, NULL, NULL, NULL};
     uint8_t *ptrs[5];
     PyObject *result = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*i", &data, &base, &w)) return NULL;
-    if (!check_width(w)) goto done;
+    if (!PyArg_ParseTuple(args, "y*y*i|i", &data, &base, &w, &transform)) return NULL;
+    if (!check_width(w) || !check_transform(transform)) goto done;
     if (data.len != base.len) {
         PyErr_SetString(PyExc_ValueError, "data and base differ in length");
         goto done;
@@ -805,8 +843,13 @@ static PyObject *py_xor_split(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     {
         const uint8_t *a = (const uint8_t *)data.buf, *b = (const uint8_t *)base.buf;
-        xor_split(a, b, n, w, ptrs);
-        for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = a[i] ^ b[i];
+        if (transform == TRANSFORM_XOR) {
+            xor_split(a, b, n, w, ptrs);
+            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = a[i] ^ b[i];
+        } else {
+            sub_split(a, b, n, w, ptrs);
+            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = (uint8_t)(a[i] - b[i]);
+        }
     }
     Py_END_ALLOW_THREADS
     result = PyList_New(w + 1);
@@ -823,19 +866,19 @@ done:
 }
 
 PyDoc_STRVAR(xor_joined_doc,
-             "xor_joined(planes, base, width) -> bytearray: the bytes whose xor_split against base is planes\n"
-             "(width element planes, then the tail).");
+             "xor_joined(planes, base, width, transform=0) -> bytearray: the bytes whose xor_split against base\n"
+             "with that transform is planes (width element planes, then the tail).");
 
 static PyObject *py_xor_joined(PyObject *self, PyObject *args)
 {
     PyObject *seq, *result = NULL;
     Py_buffer views[5], base;
     const uint8_t *ptrs[5];
-    int w, k, got = 0;
+    int w, k, got = 0, transform = TRANSFORM_XOR;
     Py_ssize_t n, body;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oy*i", &seq, &base, &w)) return NULL;
-    if (!check_width(w)) goto done;
+    if (!PyArg_ParseTuple(args, "Oy*i|i", &seq, &base, &w, &transform)) return NULL;
+    if (!check_width(w) || !check_transform(transform)) goto done;
     if (!PySequence_Check(seq) || PySequence_Size(seq) != w + 1) {
         PyErr_SetString(PyExc_ValueError, "wrong number of planes");
         goto done;
@@ -863,8 +906,13 @@ static PyObject *py_xor_joined(PyObject *self, PyObject *args)
         uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(result);
         const uint8_t *b = (const uint8_t *)base.buf;
         Py_BEGIN_ALLOW_THREADS
-        xor_join(ptrs, b, n, w, dst);
-        for (Py_ssize_t i = body; i < base.len; i++) dst[i] = ptrs[w][i - body] ^ b[i];
+        if (transform == TRANSFORM_XOR) {
+            xor_join(ptrs, b, n, w, dst);
+            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = ptrs[w][i - body] ^ b[i];
+        } else {
+            sub_join(ptrs, b, n, w, dst);
+            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = (uint8_t)(ptrs[w][i - body] + b[i]);
+        }
         Py_END_ALLOW_THREADS
     }
 done:

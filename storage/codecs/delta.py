@@ -1,4 +1,5 @@
-"""Codec 3: delta. A chunk stored as its XOR with a *base object* of the same raw length, split into byte planes.
+"""Codec 3: delta. A chunk stored as its XOR with (or difference from) a *base object* of the same raw length, split
+into byte planes.
 
 A fine-tune changes almost every tensor a little, so per-tensor dedup finds nothing, but the XOR of a fine-tuned
 tensor with its parent's is mostly zero bits: unchanged values are all-zero, and changed ones differ in the low
@@ -6,7 +7,8 @@ mantissa bits, leaving the high byte (sign and exponent) mostly zero. Splitting 
 zeros together. Measured on a 30-step AdamW fine-tune (lr 5e-5) of all-MiniLM-L6-v2 (``bench/delta_codec.py
 --transforms``), as a fraction of the fine-tune stored on its own with codec 2: XOR + byte planes 0.30x in BF16 and
 0.66x in F32; XOR + codec 2's float-planes split 0.31x / 0.66x; the XOR coded whole 0.38x / 0.78x; integer
-subtraction + byte planes 0.36x / 0.60x (better in F32 only: a later params version could offer it there).
+subtraction + byte planes 0.36x / 0.60x. So both transforms are in the format; this writer subtracts F32 and
+XORs everything else.
 Plain zstd level 3 on the planes did worse than level 1 and than codec 2's plane coders.
 
 Byte layout (params version 1; this text is the specification, copied into docs/FORMAT.md):
@@ -14,17 +16,22 @@ Byte layout (params version 1; this text is the specification, copied into docs/
 Parameters (integers little-endian):
     u8        params version: 1
     u8        element type: 0 = bytes (1-byte elements), 1 = BF16 (2), 2 = F16 (2), 3 = F32 (4)
+    u8        transform: 0 = XOR, 1 = subtract
     32 bytes  the base object's id, as the 32 raw bytes of its sha256
     u8        number of planes N = w + 1 (w the element width: the element planes plus one tail plane)
     N x (u8 plane coder, u64 coded length of the plane in the payload)
-    Nothing follows: the parameters are exactly 35 + 9 * N bytes.
+    Nothing follows: the parameters are exactly 36 + 9 * N bytes.
 Payload: the N coded planes back to back, in table order; the coded lengths add up to the payload length.
 Plane coders are codec 2's (0 raw, 1 zstd frame declaring its content size, 2 raw deflate), with its rules.
 
-Transform: with raw length L, the base's raw bytes B (exactly L bytes, else the object is malformed) and
-x = raw XOR B (byte by byte), there are n = L // w elements; plane k (0 <= k < w) holds byte w - 1 - k of each
-element of x, most significant byte first: plane k byte i = x[w*i + w - 1 - k]. The tail plane holds the L % w
-bytes x[w*n:]. A reader rebuilds x from the planes and returns x XOR B.
+Transform: with raw length L and the base's raw bytes B (exactly L bytes, else the object is malformed), there
+are n = L // w elements, element i of a byte string being the little-endian unsigned integer of its bytes
+[w*i, w*i + w). x is L bytes: transform 0 (XOR): x = raw XOR B, byte by byte; transform 1 (subtract): element i of
+x is (element i of raw - element i of B) mod 2^(8w), and each byte after the last whole element is
+(raw byte - B byte) mod 256. Plane k (0 <= k < w) holds byte w - 1 - k of each element of x, most significant byte
+first: plane k byte i = x[w*i + w - 1 - k]. The tail plane holds the L % w bytes x[w*n:]. A reader rebuilds x from
+the planes and returns x XOR B, or for transform 1 (element of x + element of B) mod 2^(8w) per element and
+(x byte + B byte) mod 256 for the tail.
 
 Chains: the base may itself be a delta object. A non-delta object has depth 0, a delta object 1 + its base's
 depth; a depth above MAX_DELTA_DEPTH (4), or a base chain that comes back to an object already in it, makes the
@@ -68,7 +75,10 @@ PARAMS_VERSION = 1
 MAX_DELTA_DEPTH = 4
 ELEMENT_TYPES = {"BF16": 1, "F16": 2, "F32": 3}  # any other hint, or none, is 0: plain bytes
 _WIDTH = {0: 1, 1: 2, 2: 2, 3: 4}
-_HEAD = struct.Struct("<BB32sB")
+TRANSFORM_XOR, TRANSFORM_SUBTRACT = 0, 1
+# The writer's choice (not part of the format), by measurement: subtraction wins on F32 only.
+_WRITER_TRANSFORM = {0: TRANSFORM_XOR, 1: TRANSFORM_XOR, 2: TRANSFORM_XOR, 3: TRANSFORM_SUBTRACT}
+_HEAD = struct.Struct("<BBB32sB")
 _PLANE_ENTRY = struct.Struct("<BQ")
 _WHO = "delta"
 
@@ -76,6 +86,7 @@ _WHO = "delta"
 @dataclass(frozen=True)
 class DeltaParams:
     kind: int
+    transform: int
     base: bytes  # the base object's id, 32 raw bytes
     planes: tuple[tuple[int, int], ...]  # (coder, coded length), element planes then the tail
 
@@ -88,11 +99,13 @@ def parse_params(params: bytes) -> DeltaParams:
     """The parameters of a delta object, checked for shape; raises ``ObjectFormatError``."""
     if len(params) < _HEAD.size:
         raise ObjectFormatError(f"{_WHO}: parameters are {len(params)} bytes, too short")
-    version, kind, base, count = _HEAD.unpack_from(params, 0)
+    version, kind, transform, base, count = _HEAD.unpack_from(params, 0)
     if version != PARAMS_VERSION:
         raise ObjectFormatError(f"{_WHO}: unsupported parameters version {version}")
     if kind not in _WIDTH:
         raise ObjectFormatError(f"{_WHO}: unknown element type {kind}")
+    if transform not in (TRANSFORM_XOR, TRANSFORM_SUBTRACT):
+        raise ObjectFormatError(f"{_WHO}: unknown transform {transform}")
     expected = _WIDTH[kind] + 1
     if count != expected or len(params) != _HEAD.size + count * _PLANE_ENTRY.size:
         raise ObjectFormatError(
@@ -100,7 +113,7 @@ def parse_params(params: bytes) -> DeltaParams:
             f"expected {expected} in {_HEAD.size + expected * _PLANE_ENTRY.size}"
         )
     planes = tuple(_PLANE_ENTRY.unpack_from(params, _HEAD.size + i * _PLANE_ENTRY.size) for i in range(count))
-    return DeltaParams(kind, bytes(base), planes)
+    return DeltaParams(kind, transform, bytes(base), planes)
 
 
 def _code_delta_plane(plane: bytes, high: bool) -> tuple[int, Plane]:
@@ -141,18 +154,22 @@ class DeltaCodec:
         base: bytes | bytearray,
         base_id: bytes,
         dtype_hint: str | None,
+        transform: int | None = None,
     ) -> Encoded:
-        """``data`` as a delta against ``base`` (same length), whose id is ``base_id`` (32 raw bytes)."""
+        """``data`` as a delta against ``base`` (same length), whose id is ``base_id`` (32 raw bytes); the
+        transform is the writer's choice for the element type unless given."""
         view = memoryview(data).cast("B")
         if len(view) != len(base):
             raise ValueError(f"a delta needs a base of the same length: {len(view)} and {len(base)} bytes")
         if len(base_id) != 32:
             raise ValueError("the base id must be 32 raw bytes")
         kind = ELEMENT_TYPES.get(dtype_hint or "", 0)
-        planes = _planes.xor_split(view, base, _WIDTH[kind])
+        if transform is None:
+            transform = _WRITER_TRANSFORM[kind]
+        planes = _planes.xor_split(view, base, _WIDTH[kind], transform)
         coded = [_code_delta_plane(plane, high=i == 0) for i, plane in enumerate(planes[:-1])]
         coded.append((0, planes[-1]))  # the tail: at most 3 bytes
-        params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, base_id, len(coded)))
+        params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, transform, base_id, len(coded)))
         for coder, chunk in coded:
             params += _PLANE_ENTRY.pack(coder, len(chunk))
         payload = b"".join(coded_plane for _, coded_plane in coded)
@@ -179,5 +196,5 @@ class DeltaCodec:
         for (coder, clen), length in zip(params.planes, lengths, strict=True):
             planes.append(_decode_plane(coder, payload[pos : pos + clen], length, _WHO))
             pos += clen
-        out: bytearray = _planes.xor_joined(planes, base, width)
+        out: bytearray = _planes.xor_joined(planes, base, width, params.transform)
         return out

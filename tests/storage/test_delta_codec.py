@@ -30,12 +30,13 @@ CODEC = DeltaCodec()
 HINTS = ["BF16", "F16", "F32", None, "I8"]
 
 
-def roundtrip(data: bytes, base: bytes, hint: str | None) -> int:
+def roundtrip(data: bytes, base: bytes, hint: str | None, transform: int | None = None) -> int:
     """Encode ``data`` against ``base`` and decode it back; the encoded size."""
     base_id = hashlib.sha256(base).digest()
-    encoded = CODEC.encode_against(data, base, base_id, hint)
+    encoded = CODEC.encode_against(data, base, base_id, hint, transform)
     params = parse_params(encoded.params)
     assert params.base == base_id
+    assert transform is None or params.transform == transform
     assert bytes(CODEC.decode_against(params, memoryview(encoded.payload), len(data), base)) == data
     return len(encoded.params) + len(encoded.payload)
 
@@ -76,19 +77,36 @@ def floats(count: int, seed: int, dtype: str = "<f4") -> bytes:
 # ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transform", [0, 1])
 @pytest.mark.parametrize("hint", HINTS)
 @pytest.mark.parametrize("length", [0, 1, 2, 3, 5, 7, 64, 1001, 4099 * 4 + 3, 70_001])
-def test_round_trip_on_every_element_type_and_ragged_lengths(hint: str | None, length: int) -> None:
+def test_round_trip_on_every_element_type_and_ragged_lengths(
+    hint: str | None, length: int, transform: int
+) -> None:
     base = np.random.default_rng(length).bytes(length)
-    roundtrip(nudged(base, 0.3, 1), base, hint)
-    roundtrip(base, base, hint)  # all-zero XOR
-    roundtrip(np.random.default_rng(length + 1).bytes(length), base, hint)  # unrelated bytes
+    roundtrip(nudged(base, 0.3, 1), base, hint, transform)
+    roundtrip(base, base, hint, transform)  # all-zero XOR or difference
+    roundtrip(np.random.default_rng(length + 1).bytes(length), base, hint, transform)  # unrelated bytes
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=3000), st.integers(0, 2**32 - 1), st.sampled_from(HINTS))
-def test_any_bytes_round_trip_against_any_base(data: bytes, seed: int, hint: str | None) -> None:
-    roundtrip(data, np.random.default_rng(seed).bytes(len(data)), hint)
+@given(
+    st.binary(max_size=3000), st.integers(0, 2**32 - 1), st.sampled_from(HINTS), st.sampled_from([None, 0, 1])
+)
+def test_any_bytes_round_trip_against_any_base(
+    data: bytes, seed: int, hint: str | None, transform: int | None
+) -> None:
+    roundtrip(data, np.random.default_rng(seed).bytes(len(data)), hint, transform)
+
+
+def test_subtraction_wraps_around_and_is_element_wise() -> None:
+    """0x0000 - 0x0001 is 0xFFFF per 2-byte element (not two byte-wise differences), and adds back."""
+    base, data = bytes([1, 0, 0xFF, 0x7F, 9]), bytes([0, 0, 0, 0x80, 3])
+    encoded = CODEC.encode_against(data, base, b"\0" * 32, "BF16", 1)
+    high, low, tail = (encoded.payload[0:2], encoded.payload[2:4], encoded.payload[4:5])
+    assert [c for c, _ in parse_params(encoded.params).planes] == [0, 0, 0]  # tiny planes stay raw
+    assert (bytes(high), bytes(low), bytes(tail)) == (bytes([0xFF, 0x00]), bytes([0xFF, 0x01]), bytes([0xFA]))
+    roundtrip(data, base, "BF16", 1)
 
 
 @settings(max_examples=100, deadline=None)
@@ -402,7 +420,8 @@ def test_an_object_that_is_a_delta_against_itself_is_refused(tmp_path: Path) -> 
         (lambda p: p[:10], "too short"),
         (lambda p: bytes([2]) + p[1:], "parameters version 2"),
         (lambda p: p[:1] + bytes([9]) + p[2:], "element type 9"),
-        (lambda p: p[:34] + bytes([3]) + p[35:], "3 planes"),
+        (lambda p: p[:2] + bytes([2]) + p[3:], "unknown transform 2"),
+        (lambda p: p[:35] + bytes([3]) + p[36:], "3 planes"),
         (lambda p: p + b"\0", "planes in"),
     ],
 )
