@@ -27,7 +27,7 @@ from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
 QUARANTINE_PREFIX = "quarantine"  # damaged copies set aside by repair: never read as objects, never collected
-# the object header (16 fixed bytes and the codec parameters, at most 80 bytes for every codec so far): one ranged read
+# the object header (16 fixed bytes and the codec parameters, at most 81 bytes for every codec so far): one ranged read
 HEADER_READ = 4096
 
 # Fetches an object as stored (header + payload) by id: how a delta's base is found. ``ObjectStore.get_stored``
