@@ -73,6 +73,17 @@ class ObjectFormatError(IntegrityError):
     """A stored object's header is malformed or names an unknown codec or format version."""
 
 
+class DeltaBaseError(IntegrityError):
+    """A delta object cannot be decoded because its base is missing, corrupt, or not reachable by this reader.
+
+    The delta's own bytes may be intact: repairing it means repairing (or fetching) its base, named here.
+    """
+
+
+class DeltaChainError(ObjectCorruptError):
+    """A delta object's base chain is deeper than the format allows, or comes back on itself (a cycle)."""
+
+
 class SignatureError(ModelarcError):
     """A signature bundle is missing, malformed, or does not verify against a trusted key."""
 

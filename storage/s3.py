@@ -511,7 +511,9 @@ class S3Backend:
             hint = _AUTH_HINTS.get(code, _AUTH_HINT)
             if status == 403 and not code.isalpha():  # a HEAD's 403 has no body to name a code
                 code = "403 Forbidden"
-                hint += " (S3 also answers 403 for a missing key when the credentials may not list the bucket)"
+                hint += (
+                    " (S3 also answers 403 for a missing key when the credentials may not list the bucket)"
+                )
             return StoreAccessError(f"S3 refused access to {where}: {code}{_for_key(key)}; {hint}")
         if code == "NoSuchBucket" or (bucket_request and status == 404):
             return StoreAccessError(

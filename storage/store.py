@@ -9,9 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import ObjectCorruptError, ObjectFormatError, ObjectMissingError
+from modelarc.errors import (
+    DeltaBaseError,
+    DeltaChainError,
+    IntegrityError,
+    ObjectCorruptError,
+    ObjectFormatError,
+    ObjectMissingError,
+)
 from modelarc.storage.backend import Backend
 from modelarc.storage.codecs import CODEC_NAMES, choose_and_encode, codec_by_id
+from modelarc.storage.codecs.delta import DELTA_CODEC_ID, MAX_DELTA_DEPTH, DeltaCodec, parse_params
 from modelarc.storage.ids import ObjectId
 from modelarc.storage.local import LocalBackend
 from modelarc.storage.location import open_backend
@@ -19,8 +27,12 @@ from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
 OBJECTS_PREFIX = "objects"
 QUARANTINE_PREFIX = "quarantine"  # damaged copies set aside by repair: never read as objects, never collected
-# the object header (16 fixed bytes and the codec parameters, a few bytes for every codec so far): one ranged read
+# the object header (16 fixed bytes and the codec parameters, at most 81 bytes for every codec so far): one ranged read
 HEADER_READ = 4096
+
+# Fetches an object as stored (header + payload) by id: how a delta's base is found. ``ObjectStore.get_stored``
+# is one; a mirror or remote may supply its own. It raises ``ObjectMissingError`` when it has no such object.
+FetchStored = Callable[[ObjectId], bytes | bytearray | memoryview]
 
 
 def object_key(oid: ObjectId) -> str:
@@ -82,6 +94,64 @@ class ObjectStore:
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
 
+    def put_delta(
+        self,
+        data: bytes | bytearray | memoryview,
+        base_id: ObjectId,
+        *,
+        dtype_hint: str | None = None,
+        object_id: ObjectId | None = None,
+    ) -> PutResult:
+        """Store ``data`` as a delta against the stored object ``base_id`` (same length) when that is smaller than
+        encoding it on its own, else on its own; nothing when an object with its hash exists.
+
+        The base is read back and verified first, so a delta is never written against bytes that are not
+        ``base_id``. Raises ``DeltaBaseError`` when the base is missing or corrupt, ``DeltaChainError`` when the
+        base is already at ``MAX_DELTA_DEPTH`` (check ``delta_depth(base_id)`` first to pick another base), and
+        ``ValueError`` when the lengths differ. Both encodings are made in full: that is the price of the rule
+        "a delta is kept only when smaller".
+        """
+        oid = object_id if object_id is not None else ObjectId.of(data)
+        key = object_key(oid)
+        if self.backend.has(key):  # also covers data == base: an object is never a delta against itself
+            info = self.stat(oid)
+            return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False)
+        depth = self._depth_for_delta(oid, base_id)
+        if depth >= MAX_DELTA_DEPTH:
+            raise DeltaChainError(
+                f"object {oid} cannot be stored as a delta against {base_id}: that base is at delta depth "
+                f"{depth}, and a delta chain may be at most {MAX_DELTA_DEPTH} deep"
+            )
+        try:
+            base = self.get(base_id)
+        except IntegrityError as exc:
+            raise DeltaBaseError(
+                f"object {oid} cannot be stored as a delta against {base_id}: {exc}"
+            ) from None
+        if len(base) != len(data):
+            raise ValueError(
+                f"object {oid} ({len(data)} bytes) cannot be a delta against {base_id} ({len(base)} bytes)"
+            )
+        alone = choose_and_encode(data, dtype_hint)
+        delta = DeltaCodec().encode_against(data, base, bytes.fromhex(base_id), dtype_hint)
+        encoded = (
+            delta
+            if len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
+            else alone
+        )
+        header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
+        blob = b"".join((header, encoded.payload))
+        self.backend.put(key, blob)
+        return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
+
+    def _depth_for_delta(self, oid: ObjectId, base_id: ObjectId) -> int:
+        try:
+            return self.delta_depth(base_id)
+        except ObjectMissingError as exc:
+            raise DeltaBaseError(
+                f"object {oid} cannot be stored as a delta against {base_id}: {exc}"
+            ) from None
+
     def put_stored(
         self,
         oid: ObjectId,
@@ -93,10 +163,12 @@ class ObjectStore:
 
         This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
         written, so a blob whose content is not ``oid`` never enters the store. Returns the decoded bytes.
+        A delta object's base must already be in this store (bases travel first): it is read from here and
+        verified, and a missing one raises ``DeltaBaseError`` naming both, with nothing written.
         ``write`` may run the (already verified) write elsewhere, e.g. on a writer thread, so the caller can use
         the bytes while they reach the disk; the caller must wait for it before relying on the object.
         """
-        raw = self.decode_stored(oid, blob)
+        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
         key = object_key(oid)
 
         def store() -> None:
@@ -111,19 +183,21 @@ class ObjectStore:
 
     @staticmethod
     def decode_stored(
-        oid: ObjectId, blob: bytes | bytearray | memoryview, *, verify: bool = True
+        oid: ObjectId,
+        blob: bytes | bytearray | memoryview,
+        *,
+        verify: bool = True,
+        fetch_base: FetchStored | None = None,
     ) -> bytes | bytearray:
-        """The raw bytes of a stored blob, raising ``ObjectCorruptError`` unless they hash to ``oid``."""
-        name = f"object {oid}"
-        try:
-            header = unpack_header(blob, name)
-            codec = codec_by_id(header.codec_id, name)
-            raw = codec.decode(header.params, memoryview(blob)[header.size :], header.raw_length)
-        except ObjectFormatError as exc:
-            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
-        if verify and (actual := hashlib.sha256(raw).hexdigest()) != oid:
-            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
-        return raw
+        """The raw bytes of a stored blob, raising ``ObjectCorruptError`` unless they hash to ``oid``.
+
+        A delta object (codec 3) also needs its base: ``fetch_base`` returns a stored blob by id (for a store,
+        its ``get_stored``; ``ObjectStore.get`` passes it). Without one, a delta raises ``DeltaBaseError`` rather
+        than being mistaken for a corrupt object. Every base in the chain is verified against its id, whatever
+        ``verify`` says; a missing or corrupt base raises ``DeltaBaseError`` naming the delta and the base, and a
+        chain deeper than ``MAX_DELTA_DEPTH`` or a cycle raises ``DeltaChainError`` naming the chain.
+        """
+        return _decode_chain(oid, blob, verify, fetch_base, ())
 
     def open_stored(self, oid: ObjectId) -> tuple[BinaryIO, int]:
         """A reader over the object as stored, and its size, for streaming it out without decoding."""
@@ -162,7 +236,40 @@ class ObjectStore:
         ``verify=False`` skips the re-hash; only for callers that check a hash covering these bytes (a whole
         file's sha256) before anything is handed out, so each byte is hashed once instead of twice.
         """
-        return self.decode_stored(oid, self.get_stored(oid), verify=verify)
+        return self.decode_stored(oid, self.get_stored(oid), verify=verify, fetch_base=self.get_stored)
+
+    def delta_base(self, oid: ObjectId) -> ObjectId | None:
+        """The base ``oid`` is stored as a delta against, or None when it is not a delta: one ranged read of the
+        header, for gc and fsck to follow chains without decoding anything."""
+        key = object_key(oid)
+        try:
+            head = self.backend.read_range(key, 0, HEADER_READ)
+        except FileNotFoundError:
+            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+        name = f"object {oid}"
+        header = unpack_header(head, name)
+        if header.codec_id != DELTA_CODEC_ID:
+            return None
+        try:
+            return ObjectId(parse_params(header.params).base.hex())
+        except ObjectFormatError as exc:
+            raise ObjectFormatError(f"{name}: {exc}") from None
+
+    def delta_chain(self, oid: ObjectId) -> list[ObjectId]:
+        """The bases ``oid`` depends on, nearest first (empty for a non-delta object), read from headers only.
+
+        Raises ``DeltaChainError`` for a chain deeper than ``MAX_DELTA_DEPTH`` or a cycle, and
+        ``ObjectMissingError`` when an object of the chain is missing (its message names it)."""
+        chain: list[ObjectId] = []
+        current: ObjectId | None = oid
+        while (current := self.delta_base(current)) is not None:
+            _check_chain(oid, [oid, *chain], current)
+            chain.append(current)
+        return chain
+
+    def delta_depth(self, oid: ObjectId) -> int:
+        """0 for an object stored on its own, else 1 + its base's depth (see ``delta_chain``)."""
+        return len(self.delta_chain(oid))
 
     def verify(self, oid: ObjectId) -> None:
         """Raise ``ObjectMissingError``/``ObjectCorruptError`` unless ``oid`` reads back intact."""
@@ -214,3 +321,55 @@ class ObjectStore:
 
     def sync(self) -> None:
         self.backend.sync()
+
+
+def _check_chain(oid: ObjectId, path: list[ObjectId] | tuple[ObjectId, ...], base: ObjectId) -> None:
+    """``path`` is the deltas from ``oid`` down to the one whose base is ``base``: refuse a cycle or a depth
+    above ``MAX_DELTA_DEPTH``, naming every object of the chain."""
+    names = " -> ".join([*path, base])
+    if base in path:
+        raise DeltaChainError(f"object {oid} is corrupt: its delta chain comes back on itself: {names}")
+    if len(path) > MAX_DELTA_DEPTH:
+        raise DeltaChainError(
+            f"object {oid} is corrupt: its delta chain is deeper than {MAX_DELTA_DEPTH}: {names}"
+        )
+
+
+def _decode_chain(
+    oid: ObjectId,
+    blob: bytes | bytearray | memoryview,
+    verify: bool,
+    fetch_base: FetchStored | None,
+    path: tuple[ObjectId, ...],
+) -> bytes | bytearray:
+    """``decode_stored``, with ``path`` the deltas being decoded whose chain leads here (outermost first)."""
+    name = f"object {oid}"
+    try:
+        header = unpack_header(blob, name)
+        payload = memoryview(blob)[header.size :]
+        if header.codec_id == DELTA_CODEC_ID:
+            params = parse_params(header.params)
+            base_id = ObjectId(params.base.hex())
+            outer = path[0] if path else oid
+            _check_chain(outer, (*path, oid), base_id)
+            if fetch_base is None:
+                raise DeltaBaseError(
+                    f"object {oid} is a delta against {base_id}, and this reader was given no way to fetch its "
+                    "base (decode it through its store, or pass fetch_base)"
+                )
+            try:
+                base = _decode_chain(base_id, fetch_base(base_id), True, fetch_base, (*path, oid))
+            except DeltaChainError:
+                raise
+            except IntegrityError as exc:  # missing, corrupt, or a broken chain further down
+                raise DeltaBaseError(
+                    f"object {oid} is a delta against {base_id}, which cannot be read: {exc}"
+                ) from None
+            raw: bytes | bytearray = DeltaCodec().decode_against(params, payload, header.raw_length, base)
+        else:
+            raw = codec_by_id(header.codec_id, name).decode(header.params, payload, header.raw_length)
+    except ObjectFormatError as exc:
+        raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+    if verify and (actual := hashlib.sha256(raw).hexdigest()) != oid:
+        raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+    return raw

@@ -1,8 +1,9 @@
 """docs/FORMAT.md is enough to read an archive: an independent reader, written from the document alone.
 
-The reader below (``read_object`` .. ``find_manifests``) uses only hashlib, json, struct, zlib, zstandard and numpy;
-nothing from modelarc is imported to read. modelarc is used only to *write* the archive under test. If one of these
-tests fails after a format change, either the change broke compatibility or docs/FORMAT.md is out of date.
+The reader below (``read_object`` .. ``find_manifests``, delta objects included) uses only hashlib, json, struct,
+zlib, zstandard and numpy; nothing from modelarc is imported to read. modelarc is used only to *write* the archive
+under test. If one of these tests fails after a format change, either the change broke compatibility or
+docs/FORMAT.md is out of date.
 """
 
 from __future__ import annotations
@@ -100,8 +101,50 @@ def decode_floatplanes(params: bytes, payload: bytes, raw_length: int, seen: Cou
     return elements.astype(f"<u{width}").tobytes() + planes[-1]
 
 
-def read_object(store: Path, oid: str, seen: Counter[str] | None = None) -> bytes:
-    """The raw bytes of object ``oid`` (64 hex), checked against the header length and the id."""
+DELTA_WIDTH = {0: 1, 1: 2, 2: 2, 3: 4}  # delta element type -> element width
+MAX_DELTA_DEPTH = 4
+
+
+def decode_delta(params: bytes, payload: bytes, raw_length: int, base: bytes, seen: Counter[str]) -> bytes:
+    """Codec 3, given the base's raw bytes (already checked against the base id)."""
+    version, kind, transform, _base_id, count = struct.unpack_from("<BBB32sB", params, 0)
+    if version != 1 or kind not in DELTA_WIDTH or transform not in (0, 1):
+        raise FormatError(f"delta params version {version}, element type {kind}, transform {transform}")
+    width = DELTA_WIDTH[kind]
+    if count != width + 1 or len(params) != 36 + count * PLANE_ENTRY.size:
+        raise FormatError("delta: wrong plane count")
+    if len(base) != raw_length:
+        raise FormatError("delta: the base has another length")
+    n, tail_length = divmod(raw_length, width)
+    planes, pos = [], 0
+    for i in range(count):
+        coder, length = PLANE_ENTRY.unpack_from(params, 36 + i * PLANE_ENTRY.size)
+        expected = n if i < width else tail_length
+        plane = decode_plane(coder, payload[pos : pos + length], expected)
+        if len(plane) != expected:
+            raise FormatError(f"delta: plane {i} has {len(plane)} bytes")
+        planes.append(plane)
+        seen[f"delta.type{kind}.transform{transform}.plane{i}.coder{coder}"] += 1
+        pos += length
+    if pos != len(payload):
+        raise FormatError("delta: payload length does not match the plane table")
+    x = bytearray(raw_length)
+    for k in range(width):  # plane k byte i = x[w*i + w - 1 - k]
+        x[width - 1 - k : width * n : width] = planes[k]
+    x[width * n :] = planes[-1]
+    if transform == 0:  # XOR
+        return (np.frombuffer(bytes(x), np.uint8) ^ np.frombuffer(base, np.uint8)).tobytes()
+    # subtract: elements add back mod 2^(8w) (numpy's unsigned arithmetic wraps), tail bytes mod 256
+    body = np.frombuffer(bytes(x[: width * n]), f"<u{width}") + np.frombuffer(base[: width * n], f"<u{width}")
+    tail = np.frombuffer(bytes(x[width * n :]), np.uint8) + np.frombuffer(base[width * n :], np.uint8)
+    return body.astype(f"<u{width}").tobytes() + tail.tobytes()
+
+
+def read_object(
+    store: Path, oid: str, seen: Counter[str] | None = None, chain: tuple[str, ...] = ()
+) -> bytes:
+    """The raw bytes of object ``oid`` (64 hex), checked against the header length and the id. ``chain``: the
+    deltas whose bases lead here, outermost first."""
     seen = seen if seen is not None else Counter()
     blob = object_path(store, oid).read_bytes()
     magic, version, codec, params_length, raw_length = HEADER.unpack_from(blob, 0)
@@ -114,6 +157,14 @@ def read_object(store: Path, oid: str, seen: Counter[str] | None = None) -> byte
         raw = zstd_frame(payload)
     elif codec == 2:
         raw = decode_floatplanes(params, payload, raw_length, seen)
+    elif codec == 3:
+        base_id = params[3:35].hex()
+        if base_id in (*chain, oid) or len(chain) + 1 > MAX_DELTA_DEPTH:
+            raise FormatError(
+                f"{oid}: delta chain {' -> '.join((*chain, oid, base_id))} is circular or too deep"
+            )
+        base = read_object(store, base_id, seen, (*chain, oid))  # checked against base_id in there
+        raw = decode_delta(params, payload, raw_length, base, seen)
     else:
         raise FormatError(f"{oid}: unknown codec {codec}")
     seen[f"codec{codec}"] += 1
@@ -242,7 +293,9 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
 def test_layout_of_the_home_and_store(pushed: tuple[Path, Path, str]) -> None:
     _src, home, snapshot = pushed
     assert (home / "store" / "objects").is_dir() and (home / "store" / "tmp").is_dir()
-    assert (home / "registry.db").is_file() and not (home / "store" / "lock").exists()  # locks are catalog rows
+    assert (home / "registry.db").is_file() and not (
+        home / "store" / "lock"
+    ).exists()  # locks are catalog rows
     assert (home / "keys" / "signing-key.pem").is_file()
     assert object_path(home / "store", snapshot.removeprefix("sha256:")).is_file()
 
@@ -350,3 +403,54 @@ def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, off
         store.get(oid)
     with pytest.raises(FormatError):
         read_object(tmp_path / "store", oid)
+
+
+def test_independent_reader_decodes_delta_objects(tmp_path: Path) -> None:
+    """FORMAT.md, "3: delta": every element type, ragged lengths, an empty object, and a chain of the maximum
+    depth, as modelarc's store writes them; one deeper, and a cycle, are refused."""
+    from modelarc.storage import ObjectId, ObjectStore
+    from modelarc.storage.codecs.delta import DeltaCodec
+    from modelarc.storage.objectformat import ObjectHeader
+    from modelarc.storage.store import object_key
+
+    store = ObjectStore.open_local(tmp_path / "store")
+    rng = np.random.default_rng(11)
+    seen: Counter[str] = Counter()
+    for hint, length in [("BF16", 20_001), ("F16", 6_000), ("F32", 40_003), (None, 9_999), ("F32", 0)]:
+        base = (rng.standard_normal(length) * 0.02).astype(np.float32).tobytes()[:length]
+        changed = np.frombuffer(base, np.uint8).copy()
+        changed[rng.random(length) < 0.3] ^= 3
+        base_id = store.put(base, dtype_hint=hint).id
+        put = store.put_delta(changed.tobytes(), base_id, dtype_hint=hint)
+        assert put.codec == ("delta" if length else "raw")
+        assert read_object(tmp_path / "store", put.id, seen) == changed.tobytes()
+    for kind in (0, 1, 2, 3):
+        assert any(k.startswith(f"delta.type{kind}.") for k in seen), (kind, seen)
+    for transform in (0, 1):
+        assert any(f".transform{transform}." in k for k in seen), (transform, seen)
+    # a chain of the maximum depth reads; one more link, written by hand, and a cycle are refused
+    values = [(rng.standard_normal(5000) * 0.02).astype(np.float32).tobytes()]
+    ids = [store.put(values[0], dtype_hint="F32").id]
+    for _ in range(MAX_DELTA_DEPTH):
+        nxt = np.frombuffer(values[-1], np.uint8).copy()
+        nxt[rng.random(nxt.size) < 0.2] ^= 1
+        values.append(nxt.tobytes())
+        ids.append(store.put_delta(values[-1], ids[-1], dtype_hint="F32").id)
+    assert store.delta_depth(ids[-1]) == MAX_DELTA_DEPTH
+    assert read_object(tmp_path / "store", ids[-1]) == values[-1]
+
+    def forge(data: bytes, base: bytes) -> str:
+        encoded = DeltaCodec().encode_against(data, base, hashlib.sha256(base).digest(), "F32")
+        oid = ObjectId.of(data)
+        store.backend.put(
+            object_key(oid), ObjectHeader(3, len(data), encoded.params).pack() + encoded.payload
+        )
+        return oid
+
+    too_deep = forge(values[-1][::-1], values[-1])
+    with pytest.raises(FormatError, match="too deep"):
+        read_object(tmp_path / "store", too_deep)
+    a, b = bytes(range(256)) * 4, bytes(range(255, -1, -1)) * 4
+    forge(a, b)
+    with pytest.raises(FormatError, match="circular"):
+        read_object(tmp_path / "store", forge(b, a))

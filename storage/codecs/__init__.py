@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs.base import Codec, Encoded
+from modelarc.storage.codecs.delta import DeltaCodec
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES, FloatPlanesCodec
 from modelarc.storage.codecs.raw import RawCodec
 from modelarc.storage.codecs.zstd import ZstdCodec
 
-CODECS: dict[int, Codec] = {c.codec_id: c for c in (RawCodec(), ZstdCodec(), FloatPlanesCodec())}
+# The delta codec (3) decodes only against its base, which the store supplies (ObjectStore.decode_stored).
+CODECS: dict[int, Codec] = {
+    c.codec_id: c for c in (RawCodec(), ZstdCodec(), FloatPlanesCodec(), DeltaCodec())
+}
 CODEC_NAMES: dict[int, str] = {cid: c.name for cid, c in CODECS.items()}
 
 

@@ -1,6 +1,7 @@
 /*
  * Native core of the float-planes codec (codec 2): the byte-plane split and join, and a Huffman coder for the
- * exponent plane whose output is an ordinary zstd frame (RFC 8878).
+ * exponent plane whose output is an ordinary zstd frame (RFC 8878). Also the delta codec's (codec 3) transform:
+ * XOR with the base object and the split into byte planes, and back.
  *
  * Why a zstd frame: the exponent plane is coded best by an order-0 entropy coder with no string matching
  * (BASELINES.md), which libzstd cannot be asked to produce, but a zstd frame may consist of blocks whose literals
@@ -709,17 +710,230 @@ done:
     return result;
 }
 
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Delta transform (codec 3, specified in delta.py and docs/FORMAT.md): x = data XOR base (or minus, below); plane k holds byte
+ * (w - 1 - k) of each w-byte element of x, most significant byte first; the tail is the L % w bytes of x after
+ * the last whole element. Done in blocks that stay in cache, so each input byte is read once.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+#define DELTA_BLOCK 4096 /* elements per block */
+
+static void xor_split(const uint8_t *a, const uint8_t *b, Py_ssize_t n, int w, uint8_t **p)
+{
+    if (w == 1) {
+        for (Py_ssize_t i = 0; i < n; i++) p[0][i] = a[i] ^ b[i];
+        return;
+    }
+    if (w == 2) {
+        uint8_t *hi = p[0], *lo = p[1];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            lo[i] = a[2 * i] ^ b[2 * i];
+            hi[i] = a[2 * i + 1] ^ b[2 * i + 1];
+        }
+        return;
+    }
+    for (Py_ssize_t start = 0; start < n; start += DELTA_BLOCK) {
+        Py_ssize_t m = n - start < DELTA_BLOCK ? n - start : DELTA_BLOCK;
+        for (int k = 0; k < w; k++) {
+            const uint8_t *sa = a + start * w + (w - 1 - k), *sb = b + start * w + (w - 1 - k);
+            uint8_t *dst = p[k] + start;
+            for (Py_ssize_t i = 0; i < m; i++) dst[i] = sa[(size_t)i * w] ^ sb[(size_t)i * w];
+        }
+    }
+}
+
+static void xor_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, int w, uint8_t *dst)
+{
+    if (w == 1) {
+        for (Py_ssize_t i = 0; i < n; i++) dst[i] = p[0][i] ^ b[i];
+        return;
+    }
+    if (w == 2) {
+        const uint8_t *hi = p[0], *lo = p[1];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            dst[2 * i] = lo[i] ^ b[2 * i];
+            dst[2 * i + 1] = hi[i] ^ b[2 * i + 1];
+        }
+        return;
+    }
+    for (Py_ssize_t start = 0; start < n; start += DELTA_BLOCK) {
+        Py_ssize_t m = n - start < DELTA_BLOCK ? n - start : DELTA_BLOCK;
+        for (int k = 0; k < w; k++) {
+            const uint8_t *src = p[k] + start, *sb = b + start * w + (w - 1 - k);
+            uint8_t *d = dst + start * w + (w - 1 - k);
+            for (Py_ssize_t i = 0; i < m; i++) d[(size_t)i * w] = src[i] ^ sb[(size_t)i * w];
+        }
+    }
+}
+
+/* Subtraction (transform 1): element i of x is (u_data - u_base) mod 2^(8w), the elements read as little-endian
+ * unsigned integers; tail bytes are subtracted one by one mod 256. Then the same byte planes as XOR. */
+static uint32_t load_le(const uint8_t *p, int w)
+{
+    return w == 1 ? p[0] : w == 2 ? (uint32_t)p[0] | ((uint32_t)p[1] << 8)
+                                  : (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void sub_split(const uint8_t *a, const uint8_t *b, Py_ssize_t n, int w, uint8_t **p)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t d = load_le(a + (size_t)i * w, w) - load_le(b + (size_t)i * w, w);
+        for (int k = 0; k < w; k++) p[k][i] = (uint8_t)(d >> (8 * (w - 1 - k)));
+    }
+}
+
+static void sub_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, int w, uint8_t *dst)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t d = 0;
+        for (int k = 0; k < w; k++) d |= (uint32_t)p[k][i] << (8 * (w - 1 - k));
+        d += load_le(b + (size_t)i * w, w);
+        for (int k = 0; k < w; k++) dst[(size_t)i * w + k] = (uint8_t)(d >> (8 * k));
+    }
+}
+
+enum { TRANSFORM_XOR = 0, TRANSFORM_SUB = 1 };
+
+static int check_width(int w)
+{
+    if (w != 1 && w != 2 && w != 4) {
+        PyErr_Format(PyExc_ValueError, "element width %d is not 1, 2 or 4", w);
+        return 0;
+    }
+    return 1;
+}
+
+static int check_transform(int t)
+{
+    if (t != TRANSFORM_XOR && t != TRANSFORM_SUB) {
+        PyErr_Format(PyExc_ValueError, "unknown transform %d", t);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(xor_split_doc,
+             "xor_split(data, base, width, transform=0) -> list of bytes: the width byte planes of data XOR base\n"
+             "(transform 1: data minus base, element-wise), most significant byte first, then the tail (the\n"
+             "len % width bytes after the last element, XOR-ed or subtracted byte by byte).");
+
+static PyObject *py_xor_split(PyObject *self, PyObject *args)
+{
+    Py_buffer data, base;
+    int w, k, transform = TRANSFORM_XOR;
+    Py_ssize_t n, body;
+    PyObject *planes[5] = {NULL, NULL, NULL, NULL, NULL};
+    uint8_t *ptrs[5];
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*i|i", &data, &base, &w, &transform)) return NULL;
+    if (!check_width(w) || !check_transform(transform)) goto done;
+    if (data.len != base.len) {
+        PyErr_SetString(PyExc_ValueError, "data and base differ in length");
+        goto done;
+    }
+    n = data.len / w;
+    body = n * w;
+    for (k = 0; k <= w; k++) {
+        planes[k] = PyBytes_FromStringAndSize(NULL, k < w ? n : data.len - body);
+        if (!planes[k]) goto done;
+        ptrs[k] = (uint8_t *)PyBytes_AS_STRING(planes[k]);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    {
+        const uint8_t *a = (const uint8_t *)data.buf, *b = (const uint8_t *)base.buf;
+        if (transform == TRANSFORM_XOR) {
+            xor_split(a, b, n, w, ptrs);
+            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = a[i] ^ b[i];
+        } else {
+            sub_split(a, b, n, w, ptrs);
+            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = (uint8_t)(a[i] - b[i]);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyList_New(w + 1);
+    if (!result) goto done;
+    for (k = 0; k <= w; k++) {
+        PyList_SET_ITEM(result, k, planes[k]);
+        planes[k] = NULL;
+    }
+done:
+    for (k = 0; k < 5; k++) Py_XDECREF(planes[k]);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&base);
+    return result;
+}
+
+PyDoc_STRVAR(xor_joined_doc,
+             "xor_joined(planes, base, width, transform=0) -> bytearray: the bytes whose xor_split against base\n"
+             "with that transform is planes (width element planes, then the tail).");
+
+static PyObject *py_xor_joined(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *result = NULL;
+    Py_buffer views[5], base;
+    const uint8_t *ptrs[5];
+    int w, k, got = 0, transform = TRANSFORM_XOR;
+    Py_ssize_t n, body;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oy*i|i", &seq, &base, &w, &transform)) return NULL;
+    if (!check_width(w) || !check_transform(transform)) goto done;
+    if (!PySequence_Check(seq) || PySequence_Size(seq) != w + 1) {
+        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
+        goto done;
+    }
+    n = base.len / w;
+    body = n * w;
+    for (k = 0; k <= w; k++) {
+        PyObject *item = PySequence_GetItem(seq, k);
+        int ok;
+        if (!item) goto done;
+        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
+        Py_DECREF(item);
+        if (!ok) goto done;
+        got++;
+        if (views[k].len != (k < w ? n : base.len - body)) {
+            PyErr_SetString(PyExc_ValueError, "a plane's length does not match the base");
+            goto done;
+        }
+        ptrs[k] = (const uint8_t *)views[k].buf;
+    }
+    /* uninitialised: every byte is written below */
+    result = PyByteArray_FromStringAndSize(NULL, base.len);
+    if (!result) goto done;
+    {
+        uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(result);
+        const uint8_t *b = (const uint8_t *)base.buf;
+        Py_BEGIN_ALLOW_THREADS
+        if (transform == TRANSFORM_XOR) {
+            xor_join(ptrs, b, n, w, dst);
+            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = ptrs[w][i - body] ^ b[i];
+        } else {
+            sub_join(ptrs, b, n, w, dst);
+            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = (uint8_t)(ptrs[w][i - body] + b[i]);
+        }
+        Py_END_ALLOW_THREADS
+    }
+done:
+    for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&base);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
     {"max_byte", py_max_byte, METH_VARARGS, max_byte_doc},
     {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},
+    {"xor_split", py_xor_split, METH_VARARGS, xor_split_doc},
+    {"xor_joined", py_xor_joined, METH_VARARGS, xor_joined_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_planes", "Native byte-plane split/join and Huffman-only zstd frames.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_planes", "Native byte-plane split/join, Huffman-only zstd frames and the delta transform.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

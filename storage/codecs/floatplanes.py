@@ -203,7 +203,9 @@ def _inflate(coded: memoryview, length: int) -> bytes:
     return out
 
 
-def _decode_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryview:
+def _decode_plane(
+    coder: int, coded: memoryview, length: int, who: str = "float-planes"
+) -> bytes | memoryview:
     if coder == PLANE_RAW:
         return coded
     try:
@@ -211,9 +213,9 @@ def _decode_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryv
             declared = zstandard.frame_content_size(coded)
             if declared != length:
                 raise ObjectFormatError(
-                    f"float-planes: zstd plane declares {declared} bytes, expected {length}"
+                    f"{who}: zstd plane declares {declared} bytes, expected {length}"
                     if declared >= 0
-                    else "float-planes: zstd plane does not declare its size"
+                    else f"{who}: zstd plane does not declare its size"
                 )
             out: bytes = _zstd_decompressor().decompress(
                 coded, max_output_size=length, allow_extra_data=False
@@ -223,27 +225,25 @@ def _decode_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryv
         else:
             raise AssertionError(coder)  # checked by the caller
     except (zstandard.ZstdError, *_INFLATE_ERRORS) as exc:  # type: ignore[misc]
-        raise ObjectFormatError(f"float-planes: plane does not decode: {exc}") from None
+        raise ObjectFormatError(f"{who}: plane does not decode: {exc}") from None
     if len(out) != length:
-        raise ObjectFormatError(f"float-planes: plane decodes to {len(out)} bytes, expected {length}")
+        raise ObjectFormatError(f"{who}: plane decodes to {len(out)} bytes, expected {length}")
     return out
 
 
-def _check_plane(coder: int, clen: int, length: int, index: int) -> None:
+def _check_plane(coder: int, clen: int, length: int, index: int, who: str = "float-planes") -> None:
     """Reject impossible plane entries before anything is decoded or allocated."""
     if coder == PLANE_RAW:
         if clen != length:
-            raise ObjectFormatError(f"float-planes: raw plane {index} is {clen} bytes, expected {length}")
+            raise ObjectFormatError(f"{who}: raw plane {index} is {clen} bytes, expected {length}")
     elif coder == PLANE_ZSTD:
         if clen < 6:  # the smallest zstd frame: magic number, frame header, one empty block
-            raise ObjectFormatError(f"float-planes: zstd plane {index} is too short ({clen} bytes)")
+            raise ObjectFormatError(f"{who}: zstd plane {index} is too short ({clen} bytes)")
     elif coder == PLANE_DEFLATE:
         if clen == 0 or length > _DEFLATE_MAX_RATIO * clen:
-            raise ObjectFormatError(
-                f"float-planes: deflate plane {index} of {clen} bytes cannot hold {length}"
-            )
+            raise ObjectFormatError(f"{who}: deflate plane {index} of {clen} bytes cannot hold {length}")
     else:
-        raise ObjectFormatError(f"float-planes: unknown coder {coder} for plane {index}")
+        raise ObjectFormatError(f"{who}: unknown coder {coder} for plane {index}")
 
 
 class FloatPlanesCodec:
