@@ -426,6 +426,35 @@ def apply_policy(
     q.audit(s, actor, "access.set", target, at=at, level=level, until=until_text, reason=reason, **extra)
 
 
+def _record_policy(
+    archive: Archive,
+    s: CatalogSession,
+    model: str,
+    snap: SnapshotRecord | None,
+    level: str,
+    until: dt.date | None,
+    reason: str,
+    actor: str,
+    files: tuple[str, ...],
+) -> None:
+    """A policy change in the caller's transaction: the row, its audit entry, and its catalog record."""
+    at = catalog_time()
+    apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files)
+    s.flush()  # the row is held before the record's time is taken (archive/records.py)
+    write_record(
+        archive.store.backend,
+        "access",
+        at=at,
+        actor=actor,
+        model=model,
+        snapshot=snap.digest if snap else None,
+        level=level,
+        until=until.isoformat() if until else None,
+        reason=reason,
+        **({"files": list(files)} if files else {}),
+    )
+
+
 def parse_files(patterns: Iterable[str]) -> tuple[str, ...]:
     """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path."""
     out = tuple(dict.fromkeys(p.strip() for p in patterns))
@@ -464,21 +493,7 @@ def set_policy(
     with archive.catalog.session() as s:
         q.require_model(s, *parse_model_name(model))
         snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
-        at = catalog_time()
-        apply_policy(s, model, snap, level, day, reason, actor=actor, at=at, files=patterns)
-        s.flush()  # the row is held before the record's time is taken (archive/records.py)
-        write_record(
-            archive.store.backend,
-            "access",
-            at=at,
-            actor=actor,
-            model=model,
-            snapshot=snap.digest if snap else None,
-            level=level,
-            until=day.isoformat() if day else None,
-            reason=reason,
-            **({"files": list(patterns)} if patterns else {}),
-        )
+        _record_policy(archive, s, model, snap, level, day, reason, actor, patterns)
         return effective_policy(s, model, snap, now=now)
 
 
@@ -736,19 +751,5 @@ def receive_policy(
         reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[
             :MAX_TEXT
         ]
-        at = catalog_time()
-        apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files)
-        s.flush()
-        write_record(
-            archive.store.backend,
-            "access",
-            at=at,
-            actor=actor,
-            model=model,
-            snapshot=snap.digest,
-            level=level,
-            until=until_text,
-            reason=reason,
-            **({"files": list(files)} if files else {}),
-        )
+        _record_policy(archive, s, model, snap, level, until, reason, actor, files)
         return effective_policy(s, model, snap)

@@ -151,7 +151,7 @@ def upgrade(archive: Archive) -> UpgradeReport:
             until = p.until.isoformat() if p.until else None
             write(
                 "access", p.at, p.actor, model=p.model, snapshot=p.snapshot, level=p.level, until=until,
-                reason=p.reason,
+                reason=p.reason, **({"files": list(p.files)} if p.files else {}),
             )  # fmt: skip
     for g in grants:
         if ("grant", g.model, g.subject, "grant", g.granted_at) not in covered:
