@@ -248,9 +248,36 @@ def share() -> None:
         print(
             f"JSON API: GET /v1/stats -> {httpx.get(f'{url}/v1/stats', timeout=10).json()['snapshots']} snapshots"
         )
+        gated(url, reader)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def gated(url: str, reader: Path) -> None:
+    """Gate the model: its provenance stays public, its weights go only to a token holding a grant."""
+    import httpx
+
+    print("\n# gated weights: the catalog entry stays public, the weight bytes need a grant")
+    model = REF.split(":")[0]
+    run("access", "set", model, "gated", "--reason", "licence terms must be accepted first")
+    weights = f"{url}/{model}/resolve/v1/model.safetensors"
+    for name, answer in (
+        ("GET /v1/snapshots/.../v1", httpx.get(f"{url}/v1/snapshots/{model}/v1", timeout=10)),
+        ("GET .../resolve/v1/config.json", httpx.get(f"{url}/{model}/resolve/v1/config.json", timeout=10)),
+        ("GET .../resolve/v1/model.safetensors", httpx.get(weights, timeout=10)),
+    ):
+        print(f"{name} -> {answer.status_code} {answer.headers.get('X-Error-Code', '')}".rstrip())
+    run("pull", REF, str(WORK / "gated-copy"), "--remote", "origin", "--no-progress", home=reader, fails=True)
+    token = run("token", "create", "--scope", "read", "--name", "reader", capture=True).splitlines()[0]
+    run("access", "grant", model, "reader", "--reason", "accepted the licence terms")
+    run("remote", "add", "granted", url, "--token", token, home=reader)
+    run("pull", REF, str(WORK / "granted-copy"), "--remote", "granted", "--no-progress", home=reader)
+    same = filecmp.cmp(MODEL / "model.safetensors", WORK / "granted-copy" / "model.safetensors", shallow=False)
+    print(f"\nwith a grant: model.safetensors byte-identical: {same}")
+    if not same:
+        sys.exit("demo failed: the granted pull differs")
+    run("access", "ls", model)
 
 
 def _export_key() -> str:
