@@ -28,6 +28,7 @@ from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import READ_AHEAD, restore
 from modelarc.errors import (
+    AccessDeniedError,
     IntegrityError,
     MissingObjectsError,
     PayloadTooLargeError,
@@ -247,6 +248,9 @@ def fetch_from_remote(
                 for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
                     if progress:
                         progress(sizes.get(oid, 0))
+        except AccessDeniedError as exc:
+            writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
+            raise _withheld(client, offer, exc) from None
         except BaseException:
             writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
             raise
@@ -270,6 +274,24 @@ def fetch_from_remote(
         key_fingerprint=committed.key_fingerprint,
         parents_missing=committed.parents_missing,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _withheld(client: RemoteArchive, offer: SnapshotOffer, exc: AccessDeniedError) -> AccessDeniedError:
+    """The refusal of one object, said of the snapshot: what the remote's policy is and how to get a grant."""
+    model = offer.ref.split(":")[0]
+    if offer.access is None:
+        return exc
+    until = f" until {offer.access['until']}" if offer.access.get("until") else ""
+    why = f" ({offer.access['reason']})" if offer.access.get("reason") else ""
+    ask = (
+        "only an admin token may pull them"
+        if offer.access["level"] == "restricted"
+        else f"a token holding a grant may pull them; ask for one with POST /v1/access/{model}/requests"
+    )
+    return AccessDeniedError(
+        f"remote {client.remote.name} withholds the weights of {model}@{offer.snapshot}: "
+        f"{offer.access['level']}{until}{why}; {ask}"
     )
 
 

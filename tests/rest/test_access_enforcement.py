@@ -199,7 +199,8 @@ def test_remote_pull_of_gated_weights_needs_a_grant_and_carries_the_policy(
     carol = make_home(tmp_path, "carol")
     carol("remote", "add", "origin", site["url"])  # anonymous; trusts the server's keys
     refused = carol("pull", "acme/secret:v1", tmp_path / "out", "--remote", "origin", ok=False)
-    assert refused.exit_code == 15 and "restricted" in refused.stderr
+    assert refused.exit_code == 15 and "withholds the weights of acme/secret@sha256:" in refused.stderr
+    assert "restricted" in refused.stderr and "kept for research under agreement" in refused.stderr
     token = create_token(site["archive"], "admin", "carol-admin").token
     carol("remote", "add", "trusted", site["url"], "--token", token)
     carol("pull", "acme/secret:v1", tmp_path / "out2", "--remote", "trusted")
