@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirror
-from modelarc.errors import ObjectCorruptError, ObjectMissingError
+from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
+from modelarc.errors import ObjectCorruptError, ObjectMissingError, RecordError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
-from modelarc.storage import ObjectId
-from modelarc.storage.store import object_key
+from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.store import QUARANTINE_PREFIX, object_key
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -31,18 +32,22 @@ class RepairReport:
     unrepaired: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots left broken
     broken_snapshots: list[str] = field(default_factory=list)
     checked: int = 0
+    # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
+    records_repaired: dict[str, str] = field(default_factory=dict)  # record key -> the mirror it came from
+    records_unrepaired: dict[str, str] = field(default_factory=dict)  # record key -> why not
 
     @property
     def ok(self) -> bool:
-        return not self.unrepaired
+        return not (self.unrepaired or self.records_unrepaired)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, **self.__dict__}
 
 
 def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
-    """Repair what the last scrub found bad and every catalogued object missing from a listing of the store;
-    ``read_data`` re-hashes every object first (a full scrub) instead of trusting the last one."""
+    """Repair what the last scrub found bad and every catalogued object missing from a listing of the store, and
+    every catalog record a mirror has and the store lacks; ``read_data`` re-hashes every object and record first
+    (a full scrub) instead of trusting the last one."""
     report = RepairReport()
     sources = [(m.name, open_mirror(archive, m.target)) for m in mirrors(archive)]
     with archive.lock(exclusive=False, purpose="repair"):
@@ -73,6 +78,7 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
                 continue
             report.repaired[oid] = mirror_name
             fixed[oid] = "ok"
+        repair_records(archive, sources, report, read_data=read_data, stamp=stamp)
     with archive.catalog.session() as s:
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
         users = q.snapshots_using(s, report.unrepaired)
@@ -87,8 +93,54 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
             repaired=len(report.repaired),
             quarantined=len(report.quarantined),
             unrepaired=len(report.unrepaired),
+            records_repaired=len(report.records_repaired),
+            records_unrepaired=len(report.records_unrepaired),
         )
     return report
+
+
+def repair_records(
+    archive: Archive, sources: list[tuple[str, Any]], report: RepairReport, *, read_data: bool, stamp: str
+) -> None:
+    """Put back every catalog record a store mirror holds and the primary lacks (records are never deleted, so a
+    missing one was lost), and with ``read_data`` every record whose body no longer hashes to its name, from the
+    first mirror whose copy does (the damaged one is set aside in ``quarantine/records/``). A served mirror keeps
+    its own records and is not asked."""
+    primary = archive.store.backend
+    stores = [(name, store.backend) for name, store in sources if isinstance(store, ObjectStore)]
+    have = set(primary.iterate(RECORDS_PREFIX))
+    elsewhere = {key for _name, backend in stores for key in backend.iterate(RECORDS_PREFIX)}
+    damaged = set()
+    if read_data:
+        for key in sorted(have):
+            try:
+                read_record_bytes(primary, key)
+            except RecordError:
+                damaged.add(key)
+    for key in sorted((elsewhere - have) | damaged):
+        good = None
+        for name, backend in stores:
+            try:
+                good = name, read_record_bytes(backend, key)
+                break
+            except RecordError:
+                continue
+        if good is None:
+            report.records_unrepaired[key] = "no mirror has a copy that hashes to its name"
+            continue
+        if key in damaged:
+            aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
+            primary.put(aside, primary.get(key))
+            primary.sync()
+            primary.delete(key)
+        primary.put(key, good[1])
+        primary.sync()
+        try:
+            read_record_bytes(primary, key)  # read back: the write itself must have landed intact
+        except RecordError as exc:
+            report.records_unrepaired[key] = str(exc)
+            continue
+        report.records_repaired[key] = good[0]
 
 
 def _suspects(archive: Archive, read_data: bool) -> set[str]:

@@ -169,6 +169,10 @@ def repair(archive: Archive, read_data: bool, as_json: bool) -> None:
             console.print(f"REPAIRED  {oid} from {source}" + (f" (damaged copy kept at {aside})" if aside else ""))
         for oid, snaps in sorted(report.unrepaired.items()):
             console.print(f"NOT REPAIRED  {oid}: no mirror has a good copy; breaks {', '.join(snaps) or 'nothing'}")
+        for key, source in sorted(report.records_repaired.items()):
+            console.print(f"REPAIRED  catalog record {key} from {source}")
+        for key, why in sorted(report.records_unrepaired.items()):
+            console.print(f"NOT REPAIRED  catalog record {key}: {why}")
         console.print(
             f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
             + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")

@@ -198,3 +198,27 @@ def test_push_with_mirror_keeps_the_mirror_in_step(arc: Any, tmp_path: Path) -> 
     assert sorted(p.name for p in _objects(tmp_path / "mirror")) == sorted(p.name for p in _objects(arc.home / "store"))
     again = arc.json("push", write_model(tmp_path / "m2", tiny_tensors()), "acme/m:v2", "--mirror", "all")
     assert again["mirrors"][0]["objects_copied"] == 0  # the same bytes: nothing new to copy
+
+
+def test_repair_puts_back_lost_and_damaged_catalog_records_from_a_mirror(
+    arc: Any, tmp_path: Path, database_url: str
+) -> None:
+    _two_models(arc, tmp_path)
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc("mirror", "sync")
+    records = sorted((arc.home / "store" / "records").glob("*.json"))
+    assert len(records) >= 3
+    lost, damaged = records[0], records[1]
+    lost.unlink()
+    damaged.write_bytes(damaged.read_bytes().replace(b"acme", b"ACME", 1))
+    plain = arc.json("repair")  # a listing finds the lost one; only --read-data re-hashes the rest
+    assert list(plain["records_repaired"]) == [f"records/{lost.name}"]
+    full = arc.json("repair", "--read-data")
+    assert full["ok"] and full["records_repaired"] == {f"records/{damaged.name}": "backup"}
+    assert lost.exists() and (arc.home / "store" / "quarantine" / "records").is_dir()
+    before = arc.json("ls")
+    from catalogkit import drop_catalog
+
+    drop_catalog(database_url)
+    assert arc.json("rebuild-catalog")["ok"]
+    assert arc.json("ls") == before
