@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import (
     AccessDeniedError,
+    DeltaBaseError,
     IntegrityError,
     ObjectCorruptError,
     ObjectMissingError,
@@ -225,8 +226,9 @@ def sync(
         def copy(oid: str) -> None:
             try:
                 blob = archive.store.get_stored(ObjectId(oid))
-                ObjectStore.decode_stored(ObjectId(oid), blob)  # raises unless it hashes to its id
-            except (ObjectCorruptError, ObjectMissingError) as exc:
+                # raises unless it hashes to its id (a delta: read with its base from this store)
+                ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=archive.store.get_stored)
+            except (ObjectCorruptError, ObjectMissingError, DeltaBaseError) as exc:
                 with lock:
                     report.not_copied[oid] = str(exc)
                 return
@@ -285,7 +287,7 @@ def fetch_good_copy(stores: list[tuple[str, MirrorCopy]], oid: str) -> tuple[str
     for name, store in stores:
         try:
             blob = store.get_stored(ObjectId(oid))
-            ObjectStore.decode_stored(ObjectId(oid), blob)
+            ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=store.get_stored)  # a delta: the mirror's base
         except (IntegrityError, OSError, RemoteError, AccessDeniedError):
             continue  # (a served mirror withholds gated weights from a token that is not an admin's)
         return name, blob

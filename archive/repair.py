@@ -10,12 +10,14 @@ between "set aside" and "written" is simply missing, which the next run repairs 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirror
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
-from modelarc.errors import ObjectCorruptError, ObjectMissingError, RecordError
+from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError, RecordError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId, ObjectStore
@@ -55,10 +57,14 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
         report.checked = len(suspects)
         fixed: dict[str, str] = {}  # what each suspect is now, for the catalog
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        for oid in sorted(suspects):
+        # a delta can read back only once its base is back: what a pass could not mend gets one more pass
+        written: dict[str, str] = {}  # put back from a mirror but not yet readable (a delta before its base)
+        for oid in chain(sorted(suspects), _second_pass(report)):  # lazily: after the first pass
             state = _state(archive, oid)
             if state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
                 fixed[oid] = "ok"
+                if oid in written:  # ... or by this run's first pass, once its base was back
+                    report.repaired[oid] = written[oid]
                 continue
             good = fetch_good_copy(sources, oid)
             if good is None:
@@ -75,6 +81,7 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
             if (after := _state(archive, oid)) != "ok":  # read back: the write itself must have landed intact
                 report.unrepaired[oid] = []
                 fixed[oid] = after
+                written[oid] = mirror_name
                 continue
             report.repaired[oid] = mirror_name
             fixed[oid] = "ok"
@@ -143,6 +150,13 @@ def repair_records(
         report.records_repaired[key] = good[0]
 
 
+def _second_pass(report: RepairReport) -> Iterator[str]:
+    """After the first pass: each object it left unrepaired, taken off that list to be tried once more."""
+    for oid in sorted(report.unrepaired):
+        del report.unrepaired[oid]
+        yield oid
+
+
 def _suspects(archive: Archive, read_data: bool) -> set[str]:
     with archive.catalog.session() as s:
         known_bad = set(rows.objects_found_bad(s))
@@ -157,7 +171,7 @@ def _suspects(archive: Archive, read_data: bool) -> set[str]:
 def _state(archive: Archive, oid: str) -> str:
     try:
         archive.store.get(ObjectId(oid))
-    except ObjectMissingError:
+    except (ObjectMissingError, DeltaBaseError):  # a delta whose base is gone reads as missing (scrub's rule)
         return "missing"
     except ObjectCorruptError:
         return "corrupt"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirror, served_objects
-from modelarc.errors import ObjectCorruptError, ObjectMissingError
+from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId, ObjectStore
@@ -124,9 +124,11 @@ def scrub(
 
 
 def _check(store: MirrorCopy | ObjectStore, oid: str) -> str:
+    """ok, corrupt or missing; a delta whose base cannot be read counts as missing (its content cannot be had)
+    until the base, itself reported, is repaired."""
     try:
         store.get(ObjectId(oid))
-    except ObjectMissingError:
+    except (ObjectMissingError, DeltaBaseError):
         return "missing"
     except ObjectCorruptError:
         return "corrupt"

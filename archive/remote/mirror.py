@@ -26,6 +26,7 @@ from modelarc.archive.remote.config import get_remote
 from modelarc.archive.remote.offers import offer_for
 from modelarc.archive.remote.sync import push_offer
 from modelarc.errors import (
+    DeltaBaseError,
     IntegrityError,
     ModelarcError,
     NotFoundError,
@@ -71,7 +72,7 @@ class RemoteMirror:
             raise ObjectCorruptError(f"remote {self.name}'s copy of object {oid} is corrupt: {exc}") from None
 
     def get(self, oid: ObjectId) -> bytes | bytearray:
-        return ObjectStore.decode_stored(oid, self.get_stored(oid))
+        return ObjectStore.decode_stored(oid, self.get_stored(oid), fetch_base=self.get_stored)
 
 
 def sync_to_remote(
@@ -99,8 +100,8 @@ def sync_to_remote(
     def verified_read(oid: ObjectId) -> bytes:
         try:
             blob = archive.store.get_stored(oid)
-            ObjectStore.decode_stored(oid, blob)
-        except (ObjectCorruptError, ObjectMissingError) as exc:
+            ObjectStore.decode_stored(oid, blob, fetch_base=archive.store.get_stored)
+        except (ObjectCorruptError, ObjectMissingError, DeltaBaseError) as exc:
             with lock:
                 report.not_copied[str(oid)] = str(exc)
             raise
@@ -131,7 +132,7 @@ def sync_to_remote(
                         "it is older than this client and cannot be a mirror"
                     )
             report.snapshots_copied += 1
-        except (ObjectCorruptError, ObjectMissingError):
+        except (ObjectCorruptError, ObjectMissingError, DeltaBaseError):
             report.snapshots_refused[label] = "a local object is damaged (see not_copied; modelarc repair)"
         except RemoteError:
             raise  # unreachable, refused credentials, a server error: the whole sync stops and says so
