@@ -55,9 +55,7 @@ def refusal(decision: AccessDecision, principal: Principal | None) -> AccessDeni
     if policy.level == "restricted":
         ask = "an admin token can read them"
     elif principal is None:
-        ask = "send a token that holds a grant, or request access: POST /v1/access/{ns}/{name}/requests".replace(
-            "{ns}/{name}", policy.model
-        )
+        ask = f"send a token that holds a grant, or request access: POST /v1/access/{policy.model}/requests"
     else:
         ask = f"token {principal.name} holds no grant; request access: POST /v1/access/{policy.model}/requests"
     named = f" and {', '.join(policy.files)}" if policy.files else ""

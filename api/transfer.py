@@ -139,20 +139,21 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         """An object as stored (header + encoded payload); the receiver decodes and hashes it. 404 if absent; 403
         (``GatedRepo``) if it belongs only to weights this caller may not read."""
         archive = get_archive()
+        principal = principal_of(request)
         try:
             fh, size = archive.store.open_stored(ObjectId(object_id))
         except ObjectMissingError:
             # an id the archive never held (or gc removed) is unknown to the client, not a broken archive
             raise NotFoundError(f"no object {object_id} in this archive") from None
         try:  # that it exists is no secret (ids are in public manifests); its bytes may be
-            require_object_access(archive, object_id, principal_of(request))
+            require_object_access(archive, object_id, principal)
         except BaseException:
             fh.close()
             raise
         headers = {
             "ETag": f'"{object_id}"',
             # a shared cache may keep what anyone may read; what a token read (perhaps gated weights) it may not
-            "Cache-Control": f"{'private' if principal_of(request) else 'public'}, max-age=31536000, immutable",
+            "Cache-Control": f"{'private' if principal else 'public'}, max-age=31536000, immutable",
         }
         if size <= WHOLE_READ_BYTES:  # the usual 8 MiB chunk: one read, one send, no per-block thread hops
             with fh:

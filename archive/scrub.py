@@ -63,9 +63,10 @@ def scrub(
     report = ScrubReport()
     with archive.catalog.session() as s:
         order = rows.scrub_order(s)
-    others = [(m.name, open_mirror(archive, m.target)) for m in mirrors(archive)] if with_mirrors else []
+    records = mirrors(archive) if with_mirrors else []
+    others = [(m.name, open_mirror(archive, m.target)) for m in records]
     # a served mirror is sent live snapshots only: objects only withdrawn ones need are not expected there
-    served = {m.name for m in mirrors(archive) if is_remote_target(m.target)} if with_mirrors else set()
+    served = {m.name for m in records if is_remote_target(m.target)}
     live = served_objects(archive) if served else {}
     for name, _store in others:
         report.mirrors[name] = {"missing": [], "corrupt": []}
