@@ -23,13 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelarc.archive.deltas import DeltaBases
 from modelarc.archive.formats.gguf import GGUFTensor
 from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
 from modelarc.archive.formats.safetensors import TensorEntry, parse_layout, read_header_length
 from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
-from modelarc.errors import SourceError
-from modelarc.storage import ObjectStore, PutResult
+from modelarc.errors import DeltaBaseError, DeltaChainError, SourceError
+from modelarc.storage import ObjectId, ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 
 CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of every element size; chunk boundaries are relative to the part
@@ -47,6 +48,8 @@ class ObjectWrite:
     stored_size: int
     codec: str
     added: bool
+    delta_base: str | None = None
+    standalone_size: int | None = None  # a delta this push wrote: what it would have taken on its own
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class IngestResult:
     @property
     def stored_bytes_added(self) -> int:
         return sum(o.stored_size for o in self.objects if o.added)
+
+    @property
+    def deltas_added(self) -> tuple[ObjectWrite, ...]:
+        """The objects this ingest wrote as deltas against the base snapshot."""
+        return tuple(o for o in self.objects if o.added and o.delta_base is not None)
 
 
 def list_source_files(
@@ -156,8 +164,15 @@ def total_size(files: list[tuple[str, Path]]) -> int:
 class _ChunkWriter:
     """Hash-check-encode-write chunks on a pool while the caller keeps reading."""
 
-    def __init__(self, store: ObjectStore, pool: ThreadPoolExecutor, in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        pool: ThreadPoolExecutor,
+        in_flight: int = MAX_IN_FLIGHT,
+        warn: Warn | None = None,
+    ) -> None:
         self.store = store
+        self.warn = warn
         self.pool = pool
         self.in_flight = in_flight  # chunks held at once: bounds memory, keeps every worker fed
         self.pending: deque[Future[PutResult]] = deque()
@@ -172,20 +187,40 @@ class _ChunkWriter:
             return self.free.pop() if self.free else bytearray(CHUNK_SIZE)
 
     def submit(
-        self, data: bytes | bytearray | memoryview, dtype: str | None, owner: bytearray | None = None
+        self,
+        data: bytes | bytearray | memoryview,
+        dtype: str | None,
+        owner: bytearray | None = None,
+        base: ObjectId | None = None,
     ) -> Future[PutResult]:
-        """Store ``data`` on the pool; ``owner``, the pooled buffer ``data`` lives in, is reused once it is stored."""
+        """Store ``data`` on the pool (as a delta against ``base`` when that is smaller); ``owner``, the pooled
+        buffer ``data`` lives in, is reused once it is stored."""
         while len(self.pending) >= self.in_flight:
             self.pending.popleft().result()
-        fut = self.pool.submit(self._write, data, dtype, owner)
+        fut = self.pool.submit(self._write, data, dtype, owner, base)
         self.pending.append(fut)
         return fut
 
+    def _put(self, data: bytes | bytearray | memoryview, dtype: str | None, base: ObjectId | None) -> PutResult:
+        if base is None:
+            return self.store.put(data, dtype_hint=dtype)
+        try:
+            return self.store.put_delta(data, base, dtype_hint=dtype)
+        except (DeltaBaseError, DeltaChainError) as exc:
+            # the new weights are archived whatever state the base is in: on their own, and the user is told
+            if self.warn is not None:
+                self.warn(f"stored a chunk on its own instead of as a delta: {exc}")
+            return self.store.put(data, dtype_hint=dtype)
+
     def _write(
-        self, data: bytes | bytearray | memoryview, dtype: str | None, owner: bytearray | None
+        self,
+        data: bytes | bytearray | memoryview,
+        dtype: str | None,
+        owner: bytearray | None,
+        base: ObjectId | None,
     ) -> PutResult:
         try:
-            result = self.store.put(data, dtype_hint=dtype)
+            result = self._put(data, dtype, base)
         finally:
             if owner is not None:
                 if isinstance(data, memoryview):
@@ -196,7 +231,13 @@ class _ChunkWriter:
             prev = self.results.get(result.id)
             if prev is None or (result.added and not prev.added):
                 self.results[result.id] = ObjectWrite(
-                    result.id, result.raw_size, result.stored_size, result.codec, result.added
+                    result.id,
+                    result.raw_size,
+                    result.stored_size,
+                    result.codec,
+                    result.added,
+                    result.delta_base,
+                    result.standalone_size,
                 )
         return result
 
@@ -261,11 +302,14 @@ def ingest(
     *,
     files: list[tuple[str, Path]] | None = None,
     follow_symlinks: bool = False,
+    bases: DeltaBases | None = None,
+    warn: Warn | None = None,
 ) -> IngestResult:
     """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
 
     ``files`` is the caller's ``list_source_files`` result when it already has one (so symlink warnings are given
-    once); otherwise ``source`` is listed here with ``follow_symlinks``.
+    once); otherwise ``source`` is listed here with ``follow_symlinks``. With ``bases``, each tensor that has a
+    same-name, same-dtype, same-shape tensor there is tried chunk by chunk as a delta against it.
     """
     if files is None:
         files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
@@ -274,11 +318,11 @@ def ingest(
     # backend (S3) asks for more: there a worker mostly waits for the service's answer.
     workers = jobs or max(max(2, os.cpu_count() or 2) + 2, store.backend.concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
-        writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2))
+        writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2), warn=warn)
         try:
             # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
             # per file would leave one request in flight for a folder of small files
-            read = [_ingest_file(plan, writer, progress) for plan in plans]
+            read = [_ingest_file(plan, writer, progress, bases) for plan in plans]
             writer.drain()
             entries = [_entry(plan, sha, parts) for plan, sha, parts in read]
         except BaseException:
@@ -330,7 +374,7 @@ class _HashingReader:
 
 
 def _ingest_file(
-    plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None
+    plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None, bases: DeltaBases | None = None
 ) -> tuple[SourcePlan, str, list[_PendingPart]]:
     """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, the file's sha256, its parts)."""
     path = plan.path
@@ -341,9 +385,9 @@ def _ingest_file(
     with fh:
         reader = _HashingReader(fh, path, progress)
         if plan.kind == "safetensors":
-            parts = _safetensors_parts(plan, reader, writer)
+            parts = _safetensors_parts(plan, reader, writer, bases)
         elif plan.kind == "gguf":
-            parts = _gguf_parts(plan, reader, writer)
+            parts = _gguf_parts(plan, reader, writer, bases)
         else:
             parts = [_part(reader, writer, "blob", 0, plan.size, None)]
         if fh.read(1):
@@ -368,26 +412,50 @@ class _PendingPart:
 
 
 def _part(
-    reader: _HashingReader, writer: _ChunkWriter, kind: str, offset: int, length: int, dtype: str | None
+    reader: _HashingReader,
+    writer: _ChunkWriter,
+    kind: str,
+    offset: int,
+    length: int,
+    dtype: str | None,
+    bases: tuple[ObjectId, ...] | None = None,
 ) -> _PendingPart:
     hint = dtype if dtype in FLOAT_DTYPES else None
-    futures = [writer.submit(chunk, hint, owner) for chunk, owner in reader.chunks(length, writer.buffer)]
+    futures = [
+        writer.submit(chunk, hint, owner, bases[i] if bases and i < len(bases) else None)
+        for i, (chunk, owner) in enumerate(reader.chunks(length, writer.buffer))
+    ]
     return _PendingPart(kind, offset, length, futures)
 
 
-def _safetensors_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+def _tensor_part(
+    plan: SourcePlan,
+    reader: _HashingReader,
+    writer: _ChunkWriter,
+    t: TensorEntry | GGUFTensor,
+    bases: DeltaBases | None,
+) -> _PendingPart:
+    chunk_bases = bases.chunks_for(plan.rel, t.name, t.dtype, tuple(t.shape)) if bases else None
+    part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype, chunk_bases)
+    part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
+    return part
+
+
+def _safetensors_parts(
+    plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter, bases: DeltaBases | None = None
+) -> list[_PendingPart]:
     header = reader.read_exact(plan.header_length)
     if hashlib.sha256(header).digest() != plan.header_sha256:
         raise SourceError(f"{printable_path(str(plan.path))}: file changed while being read (header)")
     parts = [_PendingPart("header", 0, plan.header_length, [writer.submit(header, None)])]
     for t in plan.tensors:
-        part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
-        part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
-        parts.append(part)
+        parts.append(_tensor_part(plan, reader, writer, t, bases))
     return parts
 
 
-def _gguf_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) -> list[_PendingPart]:
+def _gguf_parts(
+    plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter, bases: DeltaBases | None = None
+) -> list[_PendingPart]:
     """Header, then one part per tensor in file order, with alignment padding as "pad" parts between them.
 
     One object per tensor chunk means a re-quantisation that keeps some tensors, or two files sharing tensors,
@@ -398,9 +466,7 @@ def _gguf_parts(plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter) 
     for t in plan.tensors:
         if t.begin > cursor:
             parts.append(_part(reader, writer, "pad", cursor, t.begin - cursor, None))
-        part = _part(reader, writer, "tensor", t.begin, t.end - t.begin, t.dtype)
-        part.name, part.dtype, part.shape = t.name, t.dtype, t.shape
-        parts.append(part)
+        parts.append(_tensor_part(plan, reader, writer, t, bases))
         cursor = t.end
     if plan.size > cursor:
         parts.append(_part(reader, writer, "pad", cursor, plan.size - cursor, None))

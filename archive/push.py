@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
 from modelarc.archive.manifest import SnapshotManifest
@@ -24,6 +25,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
+from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
@@ -43,6 +45,20 @@ class PushResult:
     files: int
     tensors: int
     seconds: float
+    delta_base: str | None = None  # the snapshot tensors were tried as deltas against
+    delta_objects: int = 0  # chunks this push stored as deltas
+    delta_stored_bytes: int = 0  # what they take
+    delta_standalone_bytes: int = 0  # what they would have taken stored on their own
+
+
+@dataclass(frozen=True)
+class DeltaRequest:
+    """How a push stores a fine-tune against its family: by default each tensor is tried as a delta against the
+    same tensor of the first ``--parent``."""
+
+    base: str | None = None  # a REF to delta against instead of the first parent
+    rename: Mapping[str, str] = field(default_factory=dict)  # new tensor name -> the base's tensor name
+    enabled: bool = True
 
 
 def push_folder(
@@ -55,9 +71,11 @@ def push_folder(
     on_total: Callable[[int], None] | None = None,
     follow_symlinks: bool = False,
     warn: Callable[[str], None] | None = None,
+    delta: DeltaRequest | None = None,
 ) -> PushResult:
     """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
-    and what is left out (e.g. a symlinked folder) is reported through ``warn``."""
+    and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
+    against a parent as ``delta`` says (archive/deltas.py)."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -70,12 +88,13 @@ def push_folder(
     with archive.catalog.session() as s:  # fail on a bad parent before reading gigabytes
         for pref, _rel in parent_refs:
             q.resolve_snapshot(s, pref)
+    bases = _delta_bases(archive, provenance, delta or DeltaRequest(), warn)
     key = archive._private_key()
     files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
     if on_total:
         on_total(total_size(files))
     with archive.lock(exclusive=False, purpose="push") as held:
-        result = ingest(source, archive.store, progress, files=files)
+        result = ingest(source, archive.store, progress, files=files, bases=bases, warn=warn)
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         manifest_put = archive.store.put(manifest.canonical_bytes())
@@ -87,10 +106,17 @@ def push_folder(
         bundle_put = archive.store.put(bundle)
         archive.store.sync()  # every object is durable before the catalog mentions it
         fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
-        record = _snapshot_record(archive, result, files, provenance, manifest_put.id, bundle_put.id)
-        objects = [ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in result.objects] + [
-            ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)
-        ]
+        # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
+        needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
+        record = _snapshot_record(
+            archive, result, files, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
+        )
+        objects = [
+            ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
+            for o in result.objects
+        ] + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)]
+        for info in (archive.store.stat(ObjectId(b)) for b in sorted(needed_bases)):
+            objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             recorded = record_snapshot(
@@ -118,7 +144,31 @@ def push_folder(
         files=len(manifest.files),
         tensors=sum(1 for _ in manifest.tensors()),
         seconds=time.perf_counter() - started,
+        delta_base=bases.label if bases else None,
+        delta_objects=len(result.deltas_added),
+        delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
+        delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
     )
+
+
+def _delta_bases(
+    archive: Archive, provenance: Provenance, delta: DeltaRequest, warn: Callable[[str], None] | None
+) -> DeltaBases | None:
+    """The base snapshot's tensors, or None when this push stores every tensor on its own."""
+    if not delta.enabled:
+        return None
+    ref_text = delta.base or (provenance.parents[0][0] if provenance.parents else None)
+    if ref_text is None:
+        if delta.rename:
+            raise UsageError("--delta-rename needs a base: --parent REF or --delta-base REF")
+        return None
+    ref, snap = archive.resolve(ref_text)
+    label = f"{ref.model}@{snap.digest}"
+    if snap.withdrawn:
+        if warn:
+            warn(f"{label} was withdrawn (its weights are gone): every tensor is stored on its own")
+        return None
+    return delta_bases(archive.manifest(snap), label, delta.rename)
 
 
 def push_source(
@@ -132,6 +182,7 @@ def push_source(
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    delta: DeltaRequest | None = None,
 ) -> PushResult:
     """`modelarc push SOURCE REF`: a folder or file, or ``hf://org/name[@revision]`` (archive/remote/hf_import.py,
     which downloads and then calls ``push_folder``), then the training-data manifest ``data`` if given (already
@@ -154,6 +205,7 @@ def push_source(
             on_total=on_total,
             follow_symlinks=follow_symlinks,
             warn=warn,
+            delta=delta,
         )
     if data is not None:
         from modelarc.archive.provenance.data import attach_data
@@ -169,6 +221,7 @@ def _snapshot_record(
     provenance: Provenance,
     manifest_oid: str,
     bundle_oid: str,
+    base_object_ids: frozenset[str] = frozenset(),
 ) -> NewSnapshot:
     manifest = result.manifest
     params, dtypes = parameter_counts(manifest)
@@ -183,6 +236,7 @@ def _snapshot_record(
         dtypes=dtypes,
         architecture=read_architecture(files),
         object_ids=frozenset(manifest.object_ids() | {manifest_oid, bundle_oid}),
+        base_object_ids=base_object_ids,
         provenance=provenance,
         pushed_by=archive.settings.actor,
     )

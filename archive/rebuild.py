@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.deltas import base_closure
 from modelarc.archive.manifest_checks import check_manifest_structure
 from modelarc.archive.records import CatalogRecord, parse_time, read_records
 from modelarc.archive.repository import apply_tag, check_bundles
@@ -45,6 +46,7 @@ from modelarc.registry.recording import NewSignature, SnapshotRecording, record_
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
 from modelarc.storage import ObjectId
+from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -198,7 +200,11 @@ class _Replay:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise ObjectMissingError(f"snapshot {label}: object {missing[0]}{more} is missing from the store")
         object_ids = needed & self.present
-        objects = self._object_rows(object_ids - self.catalogued)
+        infos = self._infos(object_ids)
+        # the bases of its delta objects, down their chains, as the headers say: kept with the snapshot
+        bases = base_closure(self.store, {i.id: i.delta_base for i in infos}) - object_ids
+        objects = _object_rows([i for i in infos if i.id not in self.catalogued])
+        objects += _object_rows(self._infos(bases - self.catalogued))
         prov = b["provenance"]
         recording = SnapshotRecording(
             model=Ref(namespace, name, tag=b.get("tag")),
@@ -211,6 +217,7 @@ class _Replay:
                 dtypes={str(k): int(v) for k, v in b["dtypes"].items()},
                 architecture=dict(b["architecture"]),
                 object_ids=frozenset(object_ids),
+                base_object_ids=frozenset(bases),
                 provenance=Provenance.from_json(prov),
                 pushed_by=b.get("pushed_by"),
             ),
@@ -251,7 +258,7 @@ class _Replay:
                     f"{rec.key}: trusted key {fingerprint} as the snapshot record names it"
                 )
             recorded = record_snapshot(s, recording)
-            self.catalogued.update(object_ids)
+            self.catalogued.update(object_ids | bases)
             if recorded.parents_missing:
                 self.report.notes.append(
                     f"{rec.key}: {label}: parents not in the rebuilt catalog: {', '.join(recorded.parents_missing)}"
@@ -271,14 +278,14 @@ class _Replay:
         return write
 
     def _withdraw(self, s: CatalogSession, rec: CatalogRecord) -> Write:
-        from modelarc.archive.provenance.withdrawal import apply_withdrawal, weight_object_ids
+        from modelarc.archive.provenance.withdrawal import apply_withdrawal, released_objects
 
         b = rec.body
         ref = self._snapshot_ref(b)
         snap = q.resolve_snapshot(s, ref)
         if snap.withdrawn:
             raise UsageError(f"{ref} was already withdrawn by an earlier record")
-        released = weight_object_ids(self.archive.manifest_by_id(snap.digest))
+        released = released_objects(s, snap, self.archive.manifest_by_id(snap.digest))
         reason, target = str(b["reason"]), str(b.get("ref") or ref)
         return lambda: apply_withdrawal(s, snap, released, reason, actor=rec.actor, target=target, at=rec.at)
 
@@ -291,7 +298,7 @@ class _Replay:
         oid = ObjectId(b["manifest"])
         manifest = parse_data_manifest(bytes(self.store.get(oid)), f"training-data manifest {oid}")
         datasets = [new_dataset(entry) for entry in manifest.datasets]
-        (stored,) = self._object_rows({oid})
+        (stored,) = _object_rows(self._infos({oid}))
         target = str(b.get("ref") or ref)
 
         def write() -> None:
@@ -307,7 +314,7 @@ class _Replay:
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
         doc = json.loads(bytes(self.store.get(oid)))
-        (stored,) = self._object_rows({oid})
+        (stored,) = _object_rows(self._infos({oid}))
 
         def write() -> None:
             run_rows.add_run(
@@ -388,12 +395,15 @@ class _Replay:
             raise RecordError(f"key {fingerprint}: the public key in the record has another fingerprint")
         return fingerprint, pem
 
-    def _object_rows(self, ids: set[str]) -> list[ObjectRecord]:
-        """Sizes and codec of each object, from its header (a ranged read each; parallel on S3)."""
+    def _infos(self, ids: set[str]) -> list[ObjectInfo]:
+        """Sizes, codec and delta base of each object, from its header (a ranged read each; parallel on S3)."""
         workers = max(1, self.store.backend.concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-rebuild") as pool:
-            infos = list(pool.map(lambda oid: self.store.stat(ObjectId(oid)), sorted(ids)))
-        return [ObjectRecord(i.id, i.raw_size, i.stored_size, i.codec) for i in infos]
+            return list(pool.map(lambda oid: self.store.stat(ObjectId(oid)), sorted(ids)))
+
+
+def _object_rows(infos: list[ObjectInfo]) -> list[ObjectRecord]:
+    return [ObjectRecord(i.id, i.raw_size, i.stored_size, i.codec, i.delta_base) for i in infos]
 
 
 def _audit_details(body: dict[str, Any]) -> dict[str, Any]:

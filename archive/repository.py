@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.pull import PullResult
-    from modelarc.archive.push import PushResult
+    from modelarc.archive.push import DeltaRequest, PushResult
     from modelarc.archive.store_lock import StoreLockHandle
 
 # Signing (archive/signing/, which loads `cryptography`) is imported inside the methods that sign or verify:
@@ -62,6 +62,7 @@ class PushOptions(TypedDict, total=False):
     on_total: Callable[[int], None] | None
     follow_symlinks: bool  # default False
     warn: Callable[[str], None] | None
+    delta: DeltaRequest | None  # how tensors are tried as deltas against a parent (archive/push.py)
 
 
 class PullOptions(TypedDict, total=False):

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -186,6 +187,10 @@ class StoredObject(Base):
     stored_size: Mapped[int] = mapped_column(BigInteger)
     codec: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # codec 3 (delta): the object it decodes against, as its header says; and what it would take stored on its own,
+    # when the push that wrote it measured that (None for objects received from elsewhere)
+    delta_base: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    standalone_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # scrub (archive/scrub.py): when the object was last re-read and re-hashed, and what that found
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True, default=None)
     last_check: Mapped[str | None] = mapped_column(String(10), default=None)  # ok | corrupt | missing
@@ -198,6 +203,8 @@ class SnapshotObject(Base):
 
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
     object_id: Mapped[str] = mapped_column(ForeignKey("objects.id"), primary_key=True, index=True)
+    # True: the snapshot needs the object only as the base of one of its delta objects, not as its own content
+    as_base: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SigningKey(Base):

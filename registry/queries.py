@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import (
@@ -137,6 +137,8 @@ def record_objects(s: Session, objects: Iterable[ObjectRecord]) -> None:
             "stored_size": o.stored_size,
             "codec": o.codec,
             "created_at": utcnow(),
+            "delta_base": o.delta_base,
+            "standalone_size": o.standalone_size,
         }
         for oid, o in todo.items()
         if oid not in known
@@ -210,16 +212,28 @@ def record_snapshot(
             for t in f.tensors
         )
     s.add_all(SnapshotObject(snapshot_id=snap.id, object_id=oid) for oid in sorted(new.object_ids))
+    s.add_all(
+        SnapshotObject(snapshot_id=snap.id, object_id=oid, as_base=True)
+        for oid in sorted(new.base_object_ids - new.object_ids)
+    )
     for parent, relation in parents:
         s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
     s.flush()
     return snap, True
 
 
-def add_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]) -> None:
-    """The snapshot with row id ``snapshot_id`` references these objects too (gc keeps them)."""
+def add_snapshot_objects(
+    s: Session, snapshot_id: int, object_ids: Iterable[str], base_object_ids: Iterable[str] = ()
+) -> None:
+    """The snapshot with row id ``snapshot_id`` references these objects too (gc keeps them), and keeps
+    ``base_object_ids`` as the bases of its delta objects."""
     have = set(s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.snapshot_id == snapshot_id)))
-    s.add_all(SnapshotObject(snapshot_id=snapshot_id, object_id=o) for o in set(object_ids) - have)
+    content = set(object_ids)
+    s.add_all(SnapshotObject(snapshot_id=snapshot_id, object_id=o) for o in content - have)
+    s.add_all(
+        SnapshotObject(snapshot_id=snapshot_id, object_id=o, as_base=True)
+        for o in set(base_object_ids) - content - have
+    )
     s.flush()
 
 
@@ -331,6 +345,32 @@ def objects_in_use(s: Session, object_ids: Iterable[str]) -> set[str]:
     return used
 
 
+def base_object_ids(s: Session, snapshot_id: int) -> set[str]:
+    """The objects the snapshot keeps only as bases of its delta objects (archive/deltas.py)."""
+    return set(
+        s.scalars(
+            select(SnapshotObject.object_id).where(
+                SnapshotObject.snapshot_id == snapshot_id, SnapshotObject.as_base.is_(True)
+            )
+        )
+    )
+
+
+def kept_as_bases(s: Session, object_ids: Iterable[str]) -> set[str]:
+    """Which of ``object_ids`` some snapshot keeps as the base of a delta object."""
+    ids = sorted(set(object_ids))
+    used: set[str] = set()
+    for i in range(0, len(ids), 500):
+        used.update(
+            s.scalars(
+                select(SnapshotObject.object_id).where(
+                    SnapshotObject.object_id.in_(ids[i : i + 500]), SnapshotObject.as_base.is_(True)
+                )
+            )
+        )
+    return used
+
+
 def release_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]) -> None:
     """The snapshot no longer references these objects (its weights were withdrawn)."""
     ids = sorted(set(object_ids))
@@ -378,6 +418,12 @@ class CatalogStats:
     objects: int
     unique_raw_bytes: int
     stored_bytes: int
+    delta_objects: int = 0
+    delta_raw_bytes: int = 0
+    delta_stored_bytes: int = 0
+    delta_standalone_bytes: int = 0  # of the deltas whose standalone size was measured when written
+    delta_measured_stored_bytes: int = 0  # what those take
+    delta_unmeasured: int = 0  # deltas received from elsewhere: their standalone size was never measured
 
 
 def catalog_stats(s: Session) -> CatalogStats:
@@ -390,7 +436,20 @@ def catalog_stats(s: Session) -> CatalogStats:
             func.coalesce(func.sum(StoredObject.stored_size), 0),
         )
     ).one()
-    return CatalogStats(int(models), int(snaps), int(logical), int(objs), int(raw), int(stored))
+    measured = StoredObject.standalone_size.is_not(None)
+    d = s.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(StoredObject.raw_size), 0),
+            func.coalesce(func.sum(StoredObject.stored_size), 0),
+            func.coalesce(func.sum(StoredObject.standalone_size), 0),
+            func.coalesce(func.sum(case((measured, StoredObject.stored_size), else_=0)), 0),
+            func.coalesce(func.sum(case((measured, 0), else_=1)), 0),
+        ).where(StoredObject.delta_base.is_not(None))
+    ).one()
+    return CatalogStats(
+        int(models), int(snaps), int(logical), int(objs), int(raw), int(stored), *(int(v) for v in d)
+    )
 
 
 def delete_object_rows(s: Session, object_ids: Iterable[str]) -> None:

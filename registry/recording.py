@@ -95,11 +95,11 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
                 )
             )
     if not created and r.merge_into_existing:
-        q.add_snapshot_objects(s, snap.id, r.snapshot.object_ids)
+        q.add_snapshot_objects(s, snap.id, r.snapshot.object_ids, r.snapshot.base_object_ids)
     tag = r.model.tag
     previous = q.move_tag(s, model, tag, snap, r.actor, at) if tag else None
     if r.release_leases_of is not None:
-        release_leases(s, r.snapshot.object_ids, r.release_leases_of)
+        release_leases(s, r.snapshot.object_ids | r.snapshot.base_object_ids, r.release_leases_of)
     label = f"{r.model.model}:{tag}" if tag else f"{r.model.model}@{snap.digest}"
     q.audit(
         s,

@@ -37,6 +37,8 @@ class ObjectRecord:
     raw_size: int
     stored_size: int
     codec: str
+    delta_base: str | None = None
+    standalone_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class NewSnapshot:
     architecture: dict[str, Any]
     object_ids: frozenset[str]
     provenance: Provenance = field(default_factory=Provenance)
+    # objects kept only as the bases of delta objects in ``object_ids`` (archive/deltas.py)
+    base_object_ids: frozenset[str] = frozenset()
     pushed_by: str | None = None
 
 

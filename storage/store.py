@@ -47,6 +47,9 @@ class PutResult:
     stored_size: int
     codec: str
     added: bool  # False when the object was already stored (deduplicated)
+    delta_base: ObjectId | None = None  # the object it is stored as a delta against (codec 3), else None
+    # for a delta written by this put: what the object would have taken stored on its own (both were encoded)
+    standalone_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class ObjectInfo:
     raw_size: int
     stored_size: int
     codec: str
+    delta_base: ObjectId | None = None  # the object it is stored as a delta against (codec 3), else None
 
 
 class ObjectStore:
@@ -86,8 +90,7 @@ class ObjectStore:
         oid = object_id if object_id is not None else ObjectId.of(data)
         key = object_key(oid)
         if self.backend.has(key):
-            info = self.stat(oid)
-            return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False)
+            return self._existing(oid)
         encoded = choose_and_encode(data, dtype_hint)
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
         blob = b"".join((header, encoded.payload))  # one copy of the payload, however it is held
@@ -114,8 +117,7 @@ class ObjectStore:
         oid = object_id if object_id is not None else ObjectId.of(data)
         key = object_key(oid)
         if self.backend.has(key):  # also covers data == base: an object is never a delta against itself
-            info = self.stat(oid)
-            return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False)
+            return self._existing(oid)
         depth = self._depth_for_delta(oid, base_id)
         if depth >= MAX_DELTA_DEPTH:
             raise DeltaChainError(
@@ -134,15 +136,25 @@ class ObjectStore:
             )
         alone = choose_and_encode(data, dtype_hint)
         delta = DeltaCodec().encode_against(data, base, bytes.fromhex(base_id), dtype_hint)
-        encoded = (
-            delta
-            if len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
-            else alone
-        )
+        alone_size = ObjectHeader(alone.codec_id, len(data), alone.params).size + len(alone.payload)
+        use_delta = len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
+        encoded = delta if use_delta else alone
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
         blob = b"".join((header, encoded.payload))
         self.backend.put(key, blob)
-        return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
+        return PutResult(
+            oid,
+            len(data),
+            len(blob),
+            CODEC_NAMES[encoded.codec_id],
+            added=True,
+            delta_base=base_id if use_delta else None,
+            standalone_size=alone_size if use_delta else None,
+        )
+
+    def _existing(self, oid: ObjectId) -> PutResult:
+        info = self.stat(oid)
+        return PutResult(oid, info.raw_size, info.stored_size, info.codec, added=False, delta_base=info.delta_base)
 
     def _depth_for_delta(self, oid: ObjectId, base_id: ObjectId) -> int:
         try:
@@ -227,7 +239,11 @@ class ObjectStore:
             raise ObjectMissingError(f"object {oid} is missing from the store") from None
         header = unpack_header(head, f"object {oid}")
         return ObjectInfo(
-            oid, header.raw_length, size, CODEC_NAMES.get(header.codec_id, str(header.codec_id))
+            oid,
+            header.raw_length,
+            size,
+            CODEC_NAMES.get(header.codec_id, str(header.codec_id)),
+            _base_of(oid, header),
         )
 
     def get(self, oid: ObjectId, *, verify: bool = True) -> bytes | bytearray:
@@ -246,14 +262,7 @@ class ObjectStore:
             head = self.backend.read_range(key, 0, HEADER_READ)
         except FileNotFoundError:
             raise ObjectMissingError(f"object {oid} is missing from the store") from None
-        name = f"object {oid}"
-        header = unpack_header(head, name)
-        if header.codec_id != DELTA_CODEC_ID:
-            return None
-        try:
-            return ObjectId(parse_params(header.params).base.hex())
-        except ObjectFormatError as exc:
-            raise ObjectFormatError(f"{name}: {exc}") from None
+        return _base_of(oid, unpack_header(head, f"object {oid}"))
 
     def delta_chain(self, oid: ObjectId) -> list[ObjectId]:
         """The bases ``oid`` depends on, nearest first (empty for a non-delta object), read from headers only.
@@ -321,6 +330,15 @@ class ObjectStore:
 
     def sync(self) -> None:
         self.backend.sync()
+
+
+def _base_of(oid: ObjectId, header: ObjectHeader) -> ObjectId | None:
+    if header.codec_id != DELTA_CODEC_ID:
+        return None
+    try:
+        return ObjectId(parse_params(header.params).base.hex())
+    except ObjectFormatError as exc:
+        raise ObjectFormatError(f"object {oid}: {exc}") from None
 
 
 def _check_chain(oid: ObjectId, path: list[ObjectId] | tuple[ObjectId, ...], base: ObjectId) -> None:

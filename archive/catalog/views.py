@@ -233,6 +233,7 @@ class ArchiveStats:
     unique_bytes: int
     stored_bytes: int
     store_bytes_on_disk: int
+    deltas: DeltaStats | None = None
 
     @property
     def dedup_ratio(self) -> float | None:
@@ -258,6 +259,34 @@ class ArchiveStats:
             "dedup_ratio": self.dedup_ratio,
             "compression_ratio": self.compression_ratio,
             "overall_ratio": self.overall_ratio,
+            "deltas": (self.deltas or DeltaStats()).to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class DeltaStats:
+    """What storing fine-tunes as deltas against their parents saved (archive/deltas.py)."""
+
+    objects: int = 0
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+    # for the deltas this archive wrote itself, the push measured both encodings
+    standalone_bytes: int = 0
+    measured_stored_bytes: int = 0
+    unmeasured: int = 0  # deltas received from another archive: what they would take alone was not measured
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.standalone_bytes - self.measured_stored_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "raw_bytes": self.raw_bytes,
+            "stored_bytes": self.stored_bytes,
+            "standalone_bytes": self.standalone_bytes,
+            "saved_bytes": self.saved_bytes,
+            "unmeasured_objects": self.unmeasured,
         }
 
 
@@ -278,6 +307,14 @@ def archive_stats(archive: Archive) -> ArchiveStats:
         unique_bytes=st.unique_raw_bytes,
         stored_bytes=st.stored_bytes,
         store_bytes_on_disk=on_disk,
+        deltas=DeltaStats(
+            st.delta_objects,
+            st.delta_raw_bytes,
+            st.delta_stored_bytes,
+            st.delta_standalone_bytes,
+            st.delta_measured_stored_bytes,
+            st.delta_unmeasured,
+        ),
     )
 
 

@@ -65,6 +65,8 @@ class WithdrawResult:
     objects_deleted: int
     bytes_freed: int
     deferred_to_gc: bool
+    # released weights that stay because fine-tunes stored as deltas against them need them (archive/deltas.py)
+    kept_as_bases: int = 0
 
 
 def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
@@ -76,9 +78,9 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
             f"{ref} was already withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}"
         )
     manifest = archive.manifest(snap)
-    released = weight_object_ids(manifest)
     actor = archive.settings.actor
     with archive.catalog.session() as s:
+        released = released_objects(s, snap, manifest)
         at = catalog_time()
         apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
@@ -93,7 +95,15 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
             reason=reason.strip(),
         )
     deleted, freed, deferred = _delete_unreferenced(archive, released)
-    return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred)
+    with archive.catalog.session() as s:
+        kept = len(q.kept_as_bases(s, released))
+    return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred, kept)
+
+
+def released_objects(s: CatalogSession, snap: SnapshotRecord, manifest: SnapshotManifest) -> set[str]:
+    """What a withdrawal releases: the weight objects, and the bases its delta objects needed (without the
+    weights it keeps nothing that needs them)."""
+    return weight_object_ids(manifest) | q.base_object_ids(s, snap.row_id)
 
 
 def apply_withdrawal(

@@ -124,6 +124,14 @@ def stats(archive: Archive, as_json: bool) -> None:
             f"dedup:        {st.dedup_ratio:.2f}x   compression: {st.compression_ratio:.3f}   "
             f"stored/logical: {st.overall_ratio:.3f}"
         )
+    d = st.deltas
+    if d and d.objects:
+        alone = f"{human_bytes(d.standalone_bytes)} on their own" if d.standalone_bytes else "not measured"
+        console.print(
+            f"deltas:       {d.objects} objects ({human_bytes(d.raw_bytes)} raw) stored in "
+            f"{human_bytes(d.stored_bytes)}; {alone}, {human_bytes(d.saved_bytes)} saved"
+            + (f" ({d.unmeasured} received from elsewhere, not measured)" if d.unmeasured else "")
+        )
 
 
 def register(group: click.Group) -> None:

@@ -35,6 +35,18 @@ if TYPE_CHECKING:
     multiple=True,
     help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.",
 )
+@click.option(
+    "--delta-base",
+    help="Store tensors as deltas against this REF's same tensors instead of the first --parent's.",
+)
+@click.option(
+    "--delta-rename",
+    "delta_renames",
+    multiple=True,
+    metavar="NEW=OLD",
+    help="Tensor NEW of this model is the base's tensor OLD, renamed (repeatable).",
+)
+@click.option("--no-delta", is_flag=True, help="Store every tensor on its own, even with --parent.")
 @click.option("--source", "source_url", help="Where the weights came from (URL).")
 @click.option("--released", help="Release date of these weights (YYYY[-MM[-DD]]).")
 @click.option(
@@ -68,6 +80,9 @@ def push(
     description: str | None,
     parents: tuple[str, ...],
     relations: tuple[str, ...],
+    delta_base: str | None,
+    delta_renames: tuple[str, ...],
+    no_delta: bool,
     source_url: str | None,
     released: str | None,
     data_manifest: Path | None,
@@ -113,7 +128,12 @@ def push(
         parents=tuple(zip(parents, rels, strict=True)),
         release_date=parse_cutoff(released)[0] if released else None,
     )
-    from modelarc.archive.push import push_source  # imported here: ingest and signing load for push alone
+    # imported here: ingest and signing load for push alone
+    from modelarc.archive.push import DeltaRequest, push_source
+
+    if no_delta and (delta_base or delta_renames):
+        raise click.UsageError("--no-delta cannot go with --delta-base or --delta-rename")
+    delta = DeltaRequest(delta_base, _renames(delta_renames), enabled=not no_delta)
 
     targets = _mirror_records(archive, mirror_names)  # an unknown mirror fails before a byte is archived
     with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
@@ -127,6 +147,7 @@ def push(
             progress=advance,
             on_total=set_total,
             warn=echo_warning,
+            delta=delta,
         )
     synced = _sync_mirrors(archive, targets, progress and not as_json)
     if remote_name is not None:
@@ -155,11 +176,27 @@ def push(
         f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
         f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
     )
+    if result.delta_base:
+        console.print(
+            f"deltas against {result.delta_base}: {result.delta_objects} chunks, "
+            f"{human_bytes(result.delta_stored_bytes)} stored instead of "
+            f"{human_bytes(result.delta_standalone_bytes)} on their own"
+        )
     for r in synced:
         console.print(f"mirror {r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)})")
     if not all(r.ok for r in synced):
         click.echo("error: a mirror is not in step; see `modelarc mirror sync` for details", err=True)
         sys.exit(5)
+
+
+def _renames(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        new, sep, old = pair.partition("=")
+        if not sep or not new or not old:
+            raise click.UsageError(f"--delta-rename takes NEW=OLD (two tensor names), not {pair!r}")
+        out[new] = old
+    return out
 
 
 def _mirror_records(archive: Archive, names: tuple[str, ...]) -> list[Any]:

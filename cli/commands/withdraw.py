@@ -39,6 +39,11 @@ def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
             f"{result.objects_released} weight objects released, {result.objects_deleted} deleted "
             f"({human_bytes(result.bytes_freed)} freed; the rest are shared with other snapshots)"
         )
+    if result.kept_as_bases:
+        console.print(
+            f"{result.kept_as_bases} of them kept: fine-tunes stored as deltas against these weights need them "
+            "(they are freed once no live snapshot does)"
+        )
 
 
 def register(group: click.Group) -> None:

@@ -1,0 +1,87 @@
+"""Families stored as deltas: which parent tensor each chunk of a new snapshot is tried against, and which bases a
+snapshot must keep.
+
+A fine-tune changes almost every tensor a little, so per-chunk dedup finds nothing to share; stored as a delta
+(codec 3, storage/codecs/delta.py) against the same tensor of its parent it takes a third of the space or less.
+Chunking is relative to the tensor (archive/ingest.py), so a same-name, same-dtype, same-shape tensor has chunks of
+the same lengths in the same order, and chunk k is tried against the parent's chunk k. The store keeps the delta
+only when it is smaller than the chunk encoded on its own (``ObjectStore.put_delta``).
+
+A delta object is useless without its base, so a snapshot's object set includes the bases of its delta objects,
+transitively (``base_closure``): gc and ``rm`` then never free a base a live snapshot needs, and a transfer sends
+them. Such bases are recorded with ``as_base`` (registry ``snapshot_objects``): they are not the snapshot's content,
+and reading the snapshot gives no right to read them (archive/access.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from modelarc.archive.manifest import Part, SnapshotManifest
+from modelarc.storage import ObjectId, ObjectStore
+
+
+@dataclass(frozen=True)
+class DeltaBases:
+    """The base snapshot's tensors by name (and by file and name, which wins when a name occurs in several files)."""
+
+    label: str  # the base snapshot, for messages
+    by_name: Mapping[str, Part]
+    by_file: Mapping[tuple[str, str], Part]
+    rename: Mapping[str, str]  # a tensor of the new snapshot -> the base's tensor it is a fine-tune of
+
+    def chunks_for(self, path: str, name: str, dtype: str, shape: tuple[int, ...]) -> tuple[ObjectId, ...] | None:
+        """The base chunk ids to try chunk by chunk, or None when the base has no same-name, same-dtype,
+        same-shape tensor."""
+        wanted = self.rename.get(name, name)
+        part = self.by_file.get((path, wanted)) or self.by_name.get(wanted)
+        if part is None or part.dtype != dtype or tuple(part.shape or ()) != tuple(shape):
+            return None
+        return tuple(c.id for c in part.chunks)
+
+
+def delta_bases(manifest: SnapshotManifest, label: str, rename: Mapping[str, str] | None = None) -> DeltaBases:
+    by_name: dict[str, Part] = {}
+    by_file: dict[tuple[str, str], Part] = {}
+    for f in manifest.files:
+        for part in f.tensors():
+            if part.name is None:
+                continue
+            by_name.setdefault(part.name, part)
+            by_file[(f.path, part.name)] = part
+    return DeltaBases(label, by_name, by_file, dict(rename or {}))
+
+
+def base_closure(store: ObjectStore, direct: Mapping[str, str | None], extra: Iterable[str] = ()) -> set[str]:
+    """Every object the delta objects among ``direct`` (object id -> its delta base or None) need, down their
+    chains; bases not in ``direct`` are looked up in ``store`` (one header read each). ``extra`` are more bases to
+    follow. Chains are bounded by the format (``MAX_DELTA_DEPTH``) and cycles end at an object already seen."""
+    out: set[str] = set()
+    frontier = [b for b in direct.values() if b] + list(extra)
+    while frontier:
+        oid = frontier.pop()
+        if oid in out:
+            continue
+        out.add(oid)
+        base = direct[oid] if oid in direct else store.delta_base(ObjectId(oid))
+        if base:
+            frontier.append(base)
+    return out
+
+
+def send_order(store: ObjectStore, ids: Iterable[ObjectId]) -> list[list[ObjectId]]:
+    """``ids`` in waves, each needing only objects of earlier waves as bases (a receiver decodes a delta against
+    a base it already holds): objects stored on their own first, then deltas on them, and so on."""
+    ids = list(dict.fromkeys(ids))
+    level: dict[str, int] = {}
+
+    def depth(oid: ObjectId) -> int:
+        if oid not in level:
+            level[oid] = len(store.delta_chain(oid))
+        return level[oid]
+
+    waves: dict[int, list[ObjectId]] = {}
+    for oid in ids:
+        waves.setdefault(depth(oid), []).append(oid)
+    return [waves[k] for k in sorted(waves)]

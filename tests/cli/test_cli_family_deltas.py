@@ -1,0 +1,190 @@
+"""Families: a fine-tune pushed with --parent is stored as deltas against its parent's tensors, restores byte for
+byte, and its bases outlive the parent's withdrawal and gc; broken bases are found and named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from modelfactory import TINY_CONFIG
+
+from modelarc.storage import ObjectId
+from modelarc.storage.store import object_key
+
+
+@cache
+def _trained() -> tuple[dict[str, np.ndarray], ...]:
+    """A base and two fine-tunes of it (FP32 weights): a few AdamW steps each on a small real model."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Embedding(256, 128), torch.nn.Linear(128, 512), torch.nn.GELU(), torch.nn.Linear(512, 128)
+    )
+
+    def weights() -> dict[str, np.ndarray]:
+        return {f"model.{k}": v.detach().clone().numpy() for k, v in model.state_dict().items()}
+
+    def train(steps: int, lr: float) -> None:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        for _ in range(steps):
+            tokens = torch.randint(0, 256, (64,))
+            loss = (model(tokens) - torch.sin(tokens.float()[:, None] / 40)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    train(20, 1e-3)  # the "pretrained" base
+    base = weights()
+    train(6, 5e-5)
+    first = weights()
+    train(6, 5e-5)
+    return base, first, weights()
+
+
+def _write(folder: Path, tensors: dict[str, np.ndarray], dtype: str) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cast = torch.bfloat16 if dtype == "BF16" else torch.float32
+    save_file(
+        {k: torch.from_numpy(v).to(cast).contiguous() for k, v in tensors.items()},
+        folder / "model.safetensors",
+    )
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    return folder
+
+
+def _family(tmp_path: Path, dtype: str) -> tuple[Path, Path, Path]:
+    base, first, second = _trained()
+    return (
+        _write(tmp_path / f"base-{dtype}", base, dtype),
+        _write(tmp_path / f"ft1-{dtype}", first, dtype),
+        _write(tmp_path / f"ft2-{dtype}", second, dtype),
+    )
+
+
+def _objects(arc: Any) -> set[str]:
+    return {p.name for p in (arc.home / "store" / "objects").rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
+    arc: Any, tmp_path: Path, dtype: str
+) -> None:
+    base, ft1, ft2 = _family(tmp_path, dtype)
+    arc("push", base, "acme/base:v1")
+    alone = arc.json("push", ft1, "acme/alone:v1", "--no-delta")
+    delta = arc.json("push", ft1, "other/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    # the same bytes were already stored on their own: dedup wins, nothing is written again
+    assert delta["stored_bytes_added"] == 0 and delta["delta_objects"] == 0
+
+    d2 = arc.json("push", ft2, "acme/ft:v2", "--parent", "acme/base:v1", "--relation", "finetune")
+    a2 = arc.json("push", ft2, "acme/ft2-alone:v1", "--no-delta")  # already stored: adds nothing
+    assert a2["stored_bytes_added"] == 0
+    assert d2["delta_objects"] >= 3 and d2["delta_base"].startswith("acme/base@sha256:")
+    assert d2["delta_stored_bytes"] < 0.8 * d2["delta_standalone_bytes"]
+    assert d2["stored_bytes_added"] < 0.8 * alone["stored_bytes_added"]
+    arc("pull", "acme/ft:v2", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (ft2 / "model.safetensors").read_bytes()
+    arc("verify", "acme/ft:v2")
+    again = arc.json("push", ft2, "acme/ft:v3", "--parent", "acme/base:v1", "--relation", "finetune")
+    assert again["stored_bytes_added"] == 0 and again["snapshot"] == d2["snapshot"]
+    stats = arc.json("stats")
+    assert stats["deltas"]["objects"] == d2["delta_objects"]
+    assert stats["deltas"]["saved_bytes"] == d2["delta_standalone_bytes"] - d2["delta_stored_bytes"]
+
+
+def test_withdrawn_parent_keeps_the_weights_its_fine_tunes_need_until_they_go(
+    arc: Any, tmp_path: Path
+) -> None:
+    base, ft1, _ft2 = _family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    out = arc("rm", "acme/base:v1", "--reason", "superseded").stdout
+    assert "kept: fine-tunes stored as deltas" in out
+    arc.json("gc")
+    arc("pull", "acme/ft:v1", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (ft1 / "model.safetensors").read_bytes()
+    assert arc.json("fsck")["ok"]
+    before = _objects(arc)
+    gone = arc.json("rm", "acme/ft:v1", "--reason", "family retired")
+    # the fine-tune's weights, then the parent weights nobody needs any more
+    assert gone["objects_deleted"] >= gone["objects_released"] - 1 and len(_objects(arc)) < len(before)
+    arc.json("gc")
+    assert arc.json("fsck")["ok"]
+    arc("verify", "--all")
+
+
+def test_delta_base_and_renamed_tensors(arc: Any, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from modelarc.storage import ObjectStore
+
+    base, ft1, _ = _family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    store = ObjectStore.open_local(arc.home / "store")
+
+    def object_of(t: torch.Tensor) -> str:
+        return hashlib.sha256(t.contiguous().view(torch.int16).numpy().tobytes()).hexdigest()
+
+    parent_weight = object_of(load_file(base / "model.safetensors")["model.1.weight"])
+    tensors = load_file(ft1 / "model.safetensors")
+    tensors["model.proj.weight"] = tensors.pop("model.1.weight")
+    for name, scale in (("plain", 1.0), ("mapped", 1.02)):
+        folder = tmp_path / name
+        folder.mkdir()
+        proj = (tensors["model.proj.weight"].float() * scale).to(torch.bfloat16)
+        save_file({**tensors, "model.proj.weight": proj}, folder / "model.safetensors")
+        rename = ["--delta-rename", "model.proj.weight=model.1.weight"] if name == "mapped" else []
+        pushed = arc.json("push", folder, f"acme/{name}:v1", "--delta-base", "acme/base:v1", *rename)
+        assert pushed["delta_base"].startswith("acme/base@")
+        expected = parent_weight if name == "mapped" else None  # unmapped, the renamed tensor has no base
+        assert store.delta_base(object_of(proj)) == expected
+    shown = arc.json("show", "acme/plain:v1")
+    assert not shown.get("parents")  # a delta base is a storage choice, not a declared parent
+    err = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", "--delta-rename", "oops").stderr
+    assert "NEW=OLD" in err
+    assert (
+        "--no-delta"
+        in arc.fail("push", ft1, "acme/x:v1", "--no-delta", "--delta-base", "acme/base:v1").stderr
+    )
+    assert "acme/none" in arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/none:v1").stderr
+
+
+def _damage(arc: Any, oid: str) -> None:
+    path = arc.home / "store" / object_key(ObjectId(oid))
+    blob = bytearray(path.read_bytes())
+    blob[-10] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(blob))
+
+
+def test_a_corrupt_or_missing_base_is_named_by_pull_verify_and_fsck(arc: Any, tmp_path: Path) -> None:
+    base, ft1, _ = _family(tmp_path, "F32")
+    arc("push", base, "acme/base:v1")
+    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    from modelarc.storage import ObjectStore
+
+    store = ObjectStore.open_local(arc.home / "store")
+    deltas = {oid: store.delta_base(oid) for oid in store.iter_ids()}
+    bases = {b for b in deltas.values() if b}
+    assert bases
+    victim = sorted(bases)[0]
+    _damage(arc, victim)
+    err = arc.fail("pull", "acme/ft:v1", tmp_path / "out").stderr
+    assert victim in err and "delta against" in err
+    assert not (tmp_path / "out/model.safetensors").exists()
+    assert victim in arc.fail("verify", "acme/ft:v1").stderr
+    fsck = arc("fsck", "--read-data", ok=False)
+    assert fsck.exit_code != 0 and victim[:12] in fsck.stdout + fsck.stderr
+    (arc.home / "store" / object_key(ObjectId(victim))).unlink()
+    missing = arc("fsck", ok=False)
+    assert missing.exit_code != 0 and victim[:12] in missing.stdout and "acme/ft" in missing.stdout
