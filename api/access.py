@@ -28,6 +28,7 @@ from modelarc.archive.access import (
     request_access,
 )
 from modelarc.archive.manifest import FileEntry
+from modelarc.archive.remote.receive import sent_by
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import Principal
 from modelarc.errors import AccessDeniedError, UsageError
@@ -57,7 +58,9 @@ def refusal(decision: AccessDecision, principal: Principal | None) -> AccessDeni
     elif principal is None:
         ask = f"send a token that holds a grant, or request access: POST /v1/access/{policy.model}/requests"
     else:
-        ask = f"token {principal.name} holds no grant; request access: POST /v1/access/{policy.model}/requests"
+        ask = (
+            f"token {principal.name} holds no grant; request access: POST /v1/access/{policy.model}/requests"
+        )
     named = f" and {', '.join(policy.files)}" if policy.files else ""
     return AccessDeniedError(f"the weights{named} of {target} are {what}{until}{why}: {ask}")
 
@@ -79,6 +82,19 @@ def require_object_access(archive: Archive, object_id: str, principal: Principal
             f"object {object_id} belongs only to weights that are gated or restricted here (or to no snapshot): "
             "a token holding a grant for the model may read it"
         )
+
+
+def require_delta_base_access(
+    archive: Archive, object_id: str, base: str, principal: Principal | None, holder: str
+) -> None:
+    """A pusher may send a delta only against a base it may read here or sent itself in this push: a delta
+    against bytes it cannot read would make the server hand those bytes out (decoded, as the fine-tune's)."""
+    if object_readable(archive, base, principal) or sent_by(archive, base, holder):
+        return
+    raise AccessDeniedError(
+        f"object {object_id} is a delta against {base}, which this token may not read here: "
+        "send the object on its own (or the base first)"
+    )
 
 
 def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
@@ -131,7 +147,10 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
         principal = principal_of(request)
         if principal is None:
             return problem(
-                401, "Unauthorized", "send the token that made the requests", headers={"WWW-Authenticate": "Bearer"}
+                401,
+                "Unauthorized",
+                "send the token that made the requests",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         return [r.to_json() for r in list_requests(get_archive(), principal=principal)]
 

@@ -16,12 +16,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from modelarc.api.access import principal_of, require_object_access
+from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem, problem_responses
+from modelarc.archive.access import served_standalone
 from modelarc.archive.remote.commit import commit_offer
 from modelarc.archive.remote.offers import MAX_OFFER_BYTES, SnapshotOffer, offer_for
-from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES, check_push, receive_object
+from modelarc.archive.remote.receive import (
+    MAX_CODEC_OVERHEAD,
+    MAX_OBJECT_BYTES,
+    check_push,
+    delta_base_of,
+    receive_object,
+)
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing.keys import key_fingerprint
 from modelarc.archive.tokens import allows
@@ -155,6 +162,14 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             # a shared cache may keep what anyone may read; what a token read (perhaps gated weights) it may not
             "Cache-Control": f"{'private' if principal else 'public'}, max-age=31536000, immutable",
         }
+        if served_standalone(archive, object_id, principal):  # a delta whose base this caller may not read
+            fh.close()
+            body = archive.store.standalone(ObjectId(object_id))
+            return Response(
+                body,
+                media_type="application/octet-stream",
+                headers={**headers, "ETag": "W/" + headers["ETag"]},
+            )
         if size <= WHOLE_READ_BYTES:  # the usual 8 MiB chunk: one read, one send, no per-block thread hops
             with fh:
                 return Response(fh.read(), media_type="application/octet-stream", headers=headers)
@@ -189,6 +204,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         archive = get_archive()
         added = not archive.store.has(oid)
         holder = _pusher(request)
+        if (base := delta_base_of(oid, body)) is not None:
+            principal = principal_of(request)
+            await run_in_threadpool(lambda: require_delta_base_access(archive, oid, base, principal, holder))
         await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder))
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 

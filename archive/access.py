@@ -32,7 +32,7 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.withdrawal import WEIGHT_SUFFIXES
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.tokens import Principal
-from modelarc.errors import ModelarcError, NotFoundError, UsageError
+from modelarc.errors import IntegrityError, ModelarcError, NotFoundError, UsageError
 from modelarc.registry import access as access_rows
 from modelarc.registry import queries as q
 from modelarc.registry import tokens as token_rows
@@ -40,6 +40,7 @@ from modelarc.registry.access import GrantRecord, PolicyRecord, RequestRecord
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.refs import SnapshotId, parse_model_name, revision_ref
 from modelarc.registry.snapshots import SnapshotRecord
+from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -325,6 +326,19 @@ class _WithheldCache:
 
 
 _withheld_cache = _WithheldCache(32)  # a 70B model in 8 MiB chunks is ~17k ids (~2 MB): 32 stay in memory
+
+
+def served_standalone(archive: Archive, object_id: str, principal: Principal | None) -> bool:
+    """Whether a delta object goes to ``principal`` decoded and encoded on its own: it may read the object (the
+    caller checked) but not every base of its chain, e.g. a public fine-tune of a gated parent. Sending the delta
+    would hand out the parent's bytes with it (its receiver needs them to decode)."""
+    if principal is not None and principal.scope == "admin":
+        return False
+    try:
+        chain = archive.store.delta_chain(ObjectId(object_id))
+    except IntegrityError:
+        return False  # a broken chain: the object goes as stored, and its receiver names what is wrong
+    return any(not object_readable(archive, base, principal) for base in chain)
 
 
 def object_readable(

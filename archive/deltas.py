@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelarc.archive.manifest import Part, SnapshotManifest
+from modelarc.errors import ObjectMissingError
 from modelarc.storage import ObjectId, ObjectStore
 
 
@@ -53,18 +54,30 @@ def delta_bases(manifest: SnapshotManifest, label: str, rename: Mapping[str, str
     return DeltaBases(label, by_name, by_file, dict(rename or {}))
 
 
-def base_closure(store: ObjectStore, direct: Mapping[str, str | None], extra: Iterable[str] = ()) -> set[str]:
+def base_closure(
+    store: ObjectStore, direct: Mapping[str, str | None], *, missing: list[str] | None = None
+) -> set[str]:
     """Every object the delta objects among ``direct`` (object id -> its delta base or None) need, down their
-    chains; bases not in ``direct`` are looked up in ``store`` (one header read each). ``extra`` are more bases to
-    follow. Chains are bounded by the format (``MAX_DELTA_DEPTH``) and cycles end at an object already seen."""
+    chains; bases not in ``direct`` are looked up in ``store`` (one header read each). A base the store lacks is
+    appended to ``missing`` when given (else ``ObjectMissingError``). Chains are bounded by the format
+    (``MAX_DELTA_DEPTH``) and cycles end at an object already seen."""
     out: set[str] = set()
-    frontier = [b for b in direct.values() if b] + list(extra)
+    frontier = [b for b in direct.values() if b]
     while frontier:
         oid = frontier.pop()
         if oid in out:
             continue
+        if oid in direct:
+            base = direct[oid]
+        else:
+            try:
+                base = store.delta_base(ObjectId(oid))
+            except ObjectMissingError:
+                if missing is None:
+                    raise
+                missing.append(oid)
+                continue
         out.add(oid)
-        base = direct[oid] if oid in direct else store.delta_base(ObjectId(oid))
         if base:
             frontier.append(base)
     return out

@@ -353,12 +353,15 @@ def get_request(s: Session, request_id: int) -> RequestRecord:
 
 # ------------------------------------------------------------------------------------------------ objects
 def object_uses(s: Session, object_id: str) -> list[ObjectUse]:
-    """Every snapshot that references ``object_id``: one indexed query (``snapshot_objects.object_id``)."""
+    """Every snapshot that has ``object_id`` as content: one indexed query (``snapshot_objects.object_id``).
+
+    A snapshot that keeps the object only as the base of one of its delta objects does not count: reading a
+    fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead)."""
     rows = s.execute(
         select(Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest)
         .join(SnapshotObject, SnapshotObject.snapshot_id == Snapshot.id)
         .join(Model, Model.id == Snapshot.model_id)
-        .where(SnapshotObject.object_id == object_id)
+        .where(SnapshotObject.object_id == object_id, SnapshotObject.as_base.is_(False))
         .order_by(Snapshot.id)
     )
     return [ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)) for sid, mid, ns, name, digest in rows]

@@ -20,11 +20,15 @@ from modelarc.registry.models import ObjectLease, utcnow
 LEASE_BATCH = 500
 
 
-def take_leases(s: Session, object_ids: Iterable[str], holder: str, ttl: dt.timedelta) -> None:
-    """Lease (or re-lease) ``object_ids`` for ``holder`` until now + ``ttl``."""
+def take_leases(
+    s: Session, object_ids: Iterable[str], holder: str, ttl: dt.timedelta, *, uploaded: bool = False
+) -> None:
+    """Lease (or re-lease) ``object_ids`` for ``holder`` until now + ``ttl``; ``uploaded``: the holder sent
+    these bytes itself (a lease on an object found present says nothing about knowing its bytes)."""
     expires = utcnow() + ttl
     rows = [
-        {"object_id": oid, "holder": holder[:200], "expires_at": expires} for oid in sorted(set(object_ids))
+        {"object_id": oid, "holder": holder[:200], "expires_at": expires, "uploaded": uploaded}
+        for oid in sorted(set(object_ids))
     ]
     if not rows:
         return
@@ -33,7 +37,11 @@ def take_leases(s: Session, object_ids: Iterable[str], holder: str, ttl: dt.time
         stmt = insert(ObjectLease).values(rows[i : i + LEASE_BATCH])
         s.execute(
             stmt.on_conflict_do_update(
-                index_elements=["object_id", "holder"], set_={"expires_at": stmt.excluded.expires_at}
+                index_elements=["object_id", "holder"],
+                set_={
+                    "expires_at": stmt.excluded.expires_at,
+                    "uploaded": ObjectLease.uploaded | stmt.excluded.uploaded,
+                },
             )
         )
 
@@ -54,3 +62,18 @@ def leased_object_ids(s: Session) -> set[str]:
     now = utcnow()
     s.execute(delete(ObjectLease).where(ObjectLease.expires_at <= now))
     return set(s.scalars(select(ObjectLease.object_id).distinct()))
+
+
+def uploaded_by(s: Session, object_id: str, holder: str) -> bool:
+    """Whether ``holder`` uploaded ``object_id`` in a push still in flight (an unexpired lease marked uploaded)."""
+    return (
+        s.scalar(
+            select(ObjectLease.object_id).where(
+                ObjectLease.object_id == object_id,
+                ObjectLease.holder == holder[:200],
+                ObjectLease.uploaded.is_(True),
+                ObjectLease.expires_at > utcnow(),
+            )
+        )
+        is not None
+    )

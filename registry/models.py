@@ -338,6 +338,8 @@ class ObjectLease(Base):
         String(200), primary_key=True
     )  # the pusher: token:<id>:<name> or actor
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    # the holder sent the object's bytes itself (not merely found it present): it may send deltas against it
+    uploaded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class StoreLock(Base):

@@ -19,7 +19,13 @@ from modelarc.errors import (
 )
 from modelarc.storage.backend import Backend
 from modelarc.storage.codecs import CODEC_NAMES, choose_and_encode, codec_by_id
-from modelarc.storage.codecs.delta import DELTA_CODEC_ID, MAX_DELTA_DEPTH, DeltaCodec, parse_params
+from modelarc.storage.codecs.delta import (
+    DELTA_CODEC_ID,
+    ELEMENT_TYPES,
+    MAX_DELTA_DEPTH,
+    DeltaCodec,
+    parse_params,
+)
 from modelarc.storage.ids import ObjectId
 from modelarc.storage.local import LocalBackend
 from modelarc.storage.location import open_backend
@@ -253,6 +259,19 @@ class ObjectStore:
         file's sha256) before anything is handed out, so each byte is hashed once instead of twice.
         """
         return self.decode_stored(oid, self.get_stored(oid), verify=verify, fetch_base=self.get_stored)
+
+    def standalone(self, oid: ObjectId) -> bytes:
+        """``oid`` as a stored blob that needs no base: the object itself unless it is a delta, else the delta
+        decoded (and verified) and encoded on its own, with the element type its delta header names. For a reader
+        that may read the object but not its base (a gated parent): the same id, without the base's bytes."""
+        blob = self.get_stored(oid)
+        header = unpack_header(blob, f"object {oid}")
+        if header.codec_id != DELTA_CODEC_ID:
+            return blob
+        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
+        hint = next((name for name, kind in ELEMENT_TYPES.items() if kind == header.params[1]), None)
+        encoded = choose_and_encode(raw, hint)
+        return ObjectHeader(encoded.codec_id, len(raw), encoded.params).pack() + bytes(encoded.payload)
 
     def delta_base(self, oid: ObjectId) -> ObjectId | None:
         """The base ``oid`` is stored as a delta against, or None when it is not a delta: one ranged read of the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.deltas import base_closure
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
@@ -72,6 +73,13 @@ def commit_offer(
             check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
         archive.store.sync()  # every object is durable before the catalog mentions it
         infos = {oid: archive.store.stat(oid) for oid in needed}
+        # the bases its delta objects need, as this store's own headers say (the sender's word is not taken)
+        lost: list[str] = []
+        bases = base_closure(archive.store, {o: i.delta_base for o, i in infos.items()}, missing=lost)
+        if lost:
+            raise MissingObjectsError(offer.snapshot, [ObjectId(b) for b in sorted(lost)])
+        bases -= set(infos)
+        base_infos = [archive.store.stat(ObjectId(b)) for b in sorted(bases)]
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
             held.confirm(s)  # the objects checked present above are still there: no gc can have run since
@@ -81,8 +89,11 @@ def commit_offer(
                 s,
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag),
-                    snapshot=_record(offer, manifest, architecture, infos, known, actor),
-                    objects=[ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec) for o in infos.values()],
+                    snapshot=_record(offer, manifest, architecture, infos, known, actor, frozenset(bases)),
+                    objects=[
+                        ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base)
+                        for o in [*infos.values(), *base_infos]
+                    ],
                     signatures=[
                         NewSignature(oid, bundle.decode(), fingerprint)
                         for oid, bundle in zip(offer.signatures, bundles, strict=True)
@@ -139,6 +150,7 @@ def _record(
     infos: dict[ObjectId, Any],
     known: set[str],
     actor: str,
+    bases: frozenset[str] = frozenset(),
 ) -> NewSnapshot:
     params, dtypes = parameter_counts(manifest)
     prov = offer.provenance
@@ -157,6 +169,7 @@ def _record(
         dtypes=dtypes,
         architecture=architecture,
         object_ids=frozenset(str(o) for o in infos),
+        base_object_ids=bases,
         provenance=provenance,
         pushed_by=actor,
     )

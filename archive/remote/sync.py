@@ -20,21 +20,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from modelarc.archive.deltas import base_closure, send_order
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
-from modelarc.archive.remote.receive import receive_object
+from modelarc.archive.remote.receive import delta_base_of, receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import READ_AHEAD, restore
 from modelarc.errors import (
     AccessDeniedError,
+    DeltaBaseError,
     IntegrityError,
     MissingObjectsError,
     PayloadTooLargeError,
 )
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
+from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -120,7 +123,12 @@ def push_offer(
     todo = _retry_missing(lambda: client.check(offer), lambda ids: send_all(ids, report=False))
     if on_total:
         on_total(sum(sizes.get(oid, 0) for oid in todo))
-    send_all(todo, report=True)
+    # a delta object decodes only against a base the receiver holds: the bases it lacks go too, each wave
+    # (objects on their own, then deltas on them, ...) complete before the next
+    bases = base_closure(archive.store, {oid: archive.store.delta_base(oid) for oid in todo}) - set(todo)
+    extra = client.missing([ObjectId(b) for b in sorted(bases)]) if bases else []
+    for wave in send_order(archive.store, [*extra, *todo]):
+        send_all(wave, report=True)
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
     result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
     return TransferResult(
@@ -181,12 +189,22 @@ def fetch_from_remote(
     moved = {"objects": 0, "bytes": 0}
     sizes: dict[ObjectId, int] = {}
 
-    def fetch(oid: ObjectId) -> bytes | bytearray:
+    def fetch(oid: ObjectId, *, depth: int = 0) -> bytes | bytearray:
         if archive.store.has(oid):
             return archive.store.get(oid, verify=dest is None)
         blob = client.download(oid, sizes.get(oid))
         try:
-            raw = receive_object(archive, oid, blob, write=later)
+            try:
+                raw = receive_object(archive, oid, blob, write=later)
+            except DeltaBaseError:
+                # a delta whose base this store lacks: fetch the base (written at once: the delta is decoded
+                # against it right after), then the delta again; chains are bounded, so is this
+                base = delta_base_of(oid, blob)
+                if base is None or depth >= MAX_DELTA_DEPTH or archive.store.has(base):
+                    raise
+                fetch(base, depth=depth + 1)
+                flush_writes()
+                raw = receive_object(archive, oid, blob, write=later)
         except (IntegrityError, PayloadTooLargeError) as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
         with lock:
@@ -214,6 +232,12 @@ def fetch_from_remote(
 
         with lock:
             writes.append(writer.submit(write))
+
+    def flush_writes() -> None:
+        with lock:
+            pending = list(writes)
+        for fut in pending:
+            fut.result()
 
     def written() -> None:
         writer.shutdown(wait=True)

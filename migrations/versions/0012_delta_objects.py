@@ -1,4 +1,5 @@
-"""delta objects: each object's delta base and standalone size; snapshot objects kept only as a delta's base
+"""delta objects: each object's delta base and standalone size; snapshot objects kept only as a delta's base;
+leases that record an upload
 
 Revision ID: 0012
 Revises: 0011
@@ -31,12 +32,19 @@ def upgrade() -> None:
     op.add_column(
         "snapshot_objects", sa.Column("as_base", sa.Boolean(), nullable=False, server_default=sa.false())
     )
+    # A pusher may send a delta only against a base it may read or sent itself in this push: a lease says which
+    # objects it uploaded (a lease on an object found already present proves nothing about knowing its bytes).
+    op.add_column(
+        "object_leases", sa.Column("uploaded", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:
     op.drop_index("ix_objects_delta_base", table_name="objects")
     with warnings.catch_warnings():  # SQLite copies the tables: reflection cannot read an expression index
         warnings.filterwarnings("ignore", message="Skipped unsupported reflection")
+        with op.batch_alter_table("object_leases") as batch:
+            batch.drop_column("uploaded")
         with op.batch_alter_table("snapshot_objects") as batch:
             batch.drop_column("as_base")
         with op.batch_alter_table("objects") as batch:

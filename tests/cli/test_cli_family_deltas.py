@@ -4,70 +4,14 @@ byte, and its bases outlive the parent's withdrawal and gc; broken bases are fou
 from __future__ import annotations
 
 import hashlib
-import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from modelfactory import TINY_CONFIG
+from familykit import family
 
 from modelarc.storage import ObjectId
 from modelarc.storage.store import object_key
-
-
-@cache
-def _trained() -> tuple[dict[str, np.ndarray], ...]:
-    """A base and two fine-tunes of it (FP32 weights): a few AdamW steps each on a small real model."""
-    import torch
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Embedding(256, 128), torch.nn.Linear(128, 512), torch.nn.GELU(), torch.nn.Linear(512, 128)
-    )
-
-    def weights() -> dict[str, np.ndarray]:
-        return {f"model.{k}": v.detach().clone().numpy() for k, v in model.state_dict().items()}
-
-    def train(steps: int, lr: float) -> None:
-        opt = torch.optim.AdamW(model.parameters(), lr=lr)
-        for _ in range(steps):
-            tokens = torch.randint(0, 256, (64,))
-            loss = (model(tokens) - torch.sin(tokens.float()[:, None] / 40)).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    train(20, 1e-3)  # the "pretrained" base
-    base = weights()
-    train(6, 5e-5)
-    first = weights()
-    train(6, 5e-5)
-    return base, first, weights()
-
-
-def _write(folder: Path, tensors: dict[str, np.ndarray], dtype: str) -> Path:
-    import torch
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cast = torch.bfloat16 if dtype == "BF16" else torch.float32
-    save_file(
-        {k: torch.from_numpy(v).to(cast).contiguous() for k, v in tensors.items()},
-        folder / "model.safetensors",
-    )
-    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
-    return folder
-
-
-def _family(tmp_path: Path, dtype: str) -> tuple[Path, Path, Path]:
-    base, first, second = _trained()
-    return (
-        _write(tmp_path / f"base-{dtype}", base, dtype),
-        _write(tmp_path / f"ft1-{dtype}", first, dtype),
-        _write(tmp_path / f"ft2-{dtype}", second, dtype),
-    )
 
 
 def _objects(arc: Any) -> set[str]:
@@ -78,7 +22,7 @@ def _objects(arc: Any) -> set[str]:
 def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
     arc: Any, tmp_path: Path, dtype: str
 ) -> None:
-    base, ft1, ft2 = _family(tmp_path, dtype)
+    base, ft1, ft2 = family(tmp_path, dtype)
     arc("push", base, "acme/base:v1")
     alone = arc.json("push", ft1, "acme/alone:v1", "--no-delta")
     delta = arc.json("push", ft1, "other/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
@@ -104,7 +48,7 @@ def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
 def test_withdrawn_parent_keeps_the_weights_its_fine_tunes_need_until_they_go(
     arc: Any, tmp_path: Path
 ) -> None:
-    base, ft1, _ft2 = _family(tmp_path, "BF16")
+    base, ft1, _ft2 = family(tmp_path, "BF16")
     arc("push", base, "acme/base:v1")
     arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
     out = arc("rm", "acme/base:v1", "--reason", "superseded").stdout
@@ -128,7 +72,7 @@ def test_delta_base_and_renamed_tensors(arc: Any, tmp_path: Path) -> None:
 
     from modelarc.storage import ObjectStore
 
-    base, ft1, _ = _family(tmp_path, "BF16")
+    base, ft1, _ = family(tmp_path, "BF16")
     arc("push", base, "acme/base:v1")
     store = ObjectStore.open_local(arc.home / "store")
 
@@ -168,7 +112,7 @@ def _damage(arc: Any, oid: str) -> None:
 
 
 def test_a_corrupt_or_missing_base_is_named_by_pull_verify_and_fsck(arc: Any, tmp_path: Path) -> None:
-    base, ft1, _ = _family(tmp_path, "F32")
+    base, ft1, _ = family(tmp_path, "F32")
     arc("push", base, "acme/base:v1")
     arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
     from modelarc.storage import ObjectStore

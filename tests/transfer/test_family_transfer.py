@@ -1,0 +1,141 @@
+"""A family crosses archives: bases travel before the deltas that need them, a receiver records the bases its own
+store says its deltas need, and a delta never carries a parent's bytes to someone who may not read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from familykit import family
+from transferkit import Home, Server, files_of, make_home, trusted_by_server
+
+from modelarc.archive.access import set_policy
+from modelarc.archive.repository import Archive
+from modelarc.storage import ObjectId
+from modelarc.storage.codecs.delta import DeltaCodec
+from modelarc.storage.objectformat import ObjectHeader, unpack_header
+
+
+def _trusts_alice(home: Home, alice: Home, tmp_path: Path) -> None:
+    pem = tmp_path / "alice.pem"
+    with alice.archive() as a:
+        pem.write_bytes(a.public_key_pem())
+    home("keys", "import", pem, "--label", "alice")
+
+
+def _deltas(archive: Archive) -> dict[str, str]:
+    """Delta object -> its base, of every object in the store."""
+    found = {oid: archive.store.delta_base(oid) for oid in archive.store.iter_ids()}
+    return {oid: base for oid, base in found.items() if base}
+
+
+def _weights(archive: Archive, ref: str) -> set[str]:
+    _ref, snap = archive.resolve(ref)
+    return {str(c.id) for f in archive.manifest(snap).files for p in f.tensors() for c in p.chunks}
+
+
+def test_a_fine_tune_goes_to_a_fresh_remote_with_its_bases_and_comes_back_byte_identical(
+    server: Server, tmp_path: Path
+) -> None:
+    alice, bob = make_home(tmp_path, "alice"), make_home(tmp_path, "bob")
+    trusted_by_server(server, alice)
+    base, ft1, ft2 = family(tmp_path, "BF16")
+    alice("push", base, "acme/base:v1")
+    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    alice("push", ft2, "acme/ft:v2", "--parent", "acme/ft:v1", "--relation", "finetune")  # a chain of two
+    with alice.archive() as a:
+        local = _deltas(a)
+        assert local and any(base_id in local for base_id in local.values())  # some base is itself a delta
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    # only the newest fine-tune: the remote has never seen its parents, whose objects must go first
+    sent = alice.json("push", "acme/ft:v2", "--remote", "origin")
+    assert sent["objects_sent"] > len(_weights(server.archive, "acme/ft:v2"))  # its bases went with it
+    remote = _deltas(server.archive)
+    assert set(local.items()) >= set(remote.items()) and remote  # stored as deltas there too, as sent
+    with server.archive.catalog.session() as s:
+        from modelarc.registry import queries as q
+
+        _ref, snap = server.archive.resolve("acme/ft:v2")
+        kept = q.base_object_ids(s, snap.row_id)
+    assert kept and kept.isdisjoint(_weights(server.archive, "acme/ft:v2"))
+    assert server.archive.fsck().ok
+    # bob pulls it with a read token: the parents' weights are no snapshot's content there, so bob receives
+    # the fine-tune's objects decoded and encoded on their own, and needs no base
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)
+    _trusts_alice(bob, alice, tmp_path)
+    bob("pull", "acme/ft:v2", tmp_path / "out", "--remote", "origin")
+    assert files_of(tmp_path / "out") == files_of(ft2)
+    with bob.archive() as b:
+        assert not _deltas(b)
+        assert b.fsck().ok
+    # an admin pulls the whole family from a remote that has it all: deltas arrive as deltas, bases fetched first
+    alice("push", "acme/base:v1", "--remote", "origin")
+    alice("push", "acme/ft:v1", "--remote", "origin")
+    carol = make_home(tmp_path, "carol")
+    carol("remote", "add", "origin", server.url, "--token", server.read_token)
+    _trusts_alice(carol, alice, tmp_path)
+    carol("pull", "acme/ft:v2", tmp_path / "carol-out", "--remote", "origin")
+    assert files_of(tmp_path / "carol-out") == files_of(ft2)
+    with carol.archive() as c:
+        assert _deltas(c)  # the bases are public content now: the deltas came as they are stored
+        assert c.fsck().ok
+    carol("verify", "--all")
+
+
+def test_a_public_fine_tune_of_a_gated_parent_never_hands_out_the_parent(
+    server: Server, tmp_path: Path
+) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    base, ft1, _ = family(tmp_path, "F32")
+    alice("push", base, "acme/base:v1")
+    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice("push", "acme/base:v1", "--remote", "origin")
+    alice("push", "acme/ft:v1", "--remote", "origin")
+    set_policy(server.archive, "acme/base", "gated", reason="the authors' licence")
+    bases = set(_deltas(server.archive).values())
+    assert bases
+    auth = {"Authorization": f"Bearer {server.read_token}"}
+    for oid in bases:
+        assert httpx.get(f"{server.url}/v1/objects/{oid}", headers=auth).status_code == 403
+    for oid in _deltas(server.archive):
+        got = httpx.get(f"{server.url}/v1/objects/{oid}", headers=auth)
+        assert got.status_code == 200
+        header = unpack_header(got.content)
+        assert header.codec_id != 3  # decoded and encoded on its own: no base needed, none revealed
+        assert bytes(server.archive.store.decode_stored(ObjectId(oid), got.content)) == bytes(
+            server.archive.store.get(ObjectId(oid))
+        )
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)
+    _trusts_alice(bob, alice, tmp_path)
+    bob("pull", "acme/ft:v1", tmp_path / "out", "--remote", "origin")
+    assert files_of(tmp_path / "out") == files_of(ft1)
+    bob("pull", "acme/base:v1", tmp_path / "base-out", "--remote", "origin", ok=False)
+
+
+def test_a_pusher_cannot_send_a_delta_against_weights_it_may_not_read(server: Server, tmp_path: Path) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    base, ft1, _ = family(tmp_path, "BF16")
+    alice("push", base, "acme/base:v1")
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice("push", "acme/base:v1", "--remote", "origin")
+    set_policy(server.archive, "acme/base", "gated", reason="the authors' licence")
+    target = sorted(_weights(server.archive, "acme/base:v1"))[0]
+    raw = bytes(server.archive.store.get(ObjectId(target)))
+    # the attacker's object: its bytes are the gated chunk with one bit flipped, as a delta against the chunk.
+    # Accepted, any reader of a snapshot naming it would get the gated bytes back, one bit away.
+    forged = bytearray(raw)
+    forged[0] ^= 1
+    encoded = DeltaCodec().encode_against(bytes(forged), raw, bytes.fromhex(target), "BF16")
+    blob = ObjectHeader(encoded.codec_id, len(forged), encoded.params).pack() + encoded.payload
+    oid = ObjectId.of(bytes(forged))
+    put = httpx.put(
+        f"{server.url}/v1/objects/{oid}",
+        content=blob,
+        headers={"Authorization": f"Bearer {server.push_token}"},
+    )
+    assert put.status_code == 403 and "may not read" in put.text
+    assert not server.archive.store.has(oid)
