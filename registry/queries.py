@@ -345,6 +345,28 @@ def objects_in_use(s: Session, object_ids: Iterable[str]) -> set[str]:
     return used
 
 
+@dataclass(frozen=True)
+class DeltaObject:
+    id: str
+    delta_base: str
+    stored_size: int
+    standalone_size: int | None
+
+
+def delta_objects(s: Session, object_ids: Iterable[str]) -> list[DeltaObject]:
+    """Those of ``object_ids`` stored as deltas, with their bases and sizes."""
+    ids = sorted(set(object_ids))
+    out: list[DeltaObject] = []
+    for i in range(0, len(ids), 500):
+        rows = s.execute(
+            select(
+                StoredObject.id, StoredObject.delta_base, StoredObject.stored_size, StoredObject.standalone_size
+            ).where(StoredObject.id.in_(ids[i : i + 500]), StoredObject.delta_base.is_not(None))
+        )
+        out.extend(DeltaObject(oid, str(base), int(size), alone) for oid, base, size, alone in rows)
+    return out
+
+
 def base_object_ids(s: Session, snapshot_id: int) -> set[str]:
     """The objects the snapshot keeps only as bases of its delta objects (archive/deltas.py)."""
     return set(

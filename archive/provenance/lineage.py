@@ -6,6 +6,11 @@ same in unrelated models and prove nothing) is either identical (same stored dig
 L2 change ||child - parent|| / ||parent|| is below ``EVIDENCE_THRESHOLD`` (0.5). Independent random
 initialisations of the same architecture differ by a relative L2 of about sqrt(2) (~1.41); fine-tunes typically
 change tensors by well under 0.1, so the threshold sits far from both.
+
+Delta evidence: when the child's chunks are stored as deltas (codec 3) against this parent's chunks, the push
+measured both encodings. The XOR of two independent tensors is as random as either, so a delta against an
+unrelated tensor is no smaller than the chunk on its own; deltas at most ``DELTA_EVIDENCE`` (0.8) of the size on
+their own (a real fine-tune: 0.3-0.7) support the parent too, and are reported with the counts.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from modelarc.archive.manifest import Part
+from modelarc.archive.manifest import Part, SnapshotManifest
 from modelarc.archive.provenance.diff import TensorChange, as_float64, compare_manifests
 from modelarc.archive.repository import Archive
 from modelarc.registry import lineage_queries as lq
+from modelarc.registry import queries as q
 from modelarc.registry.lineage_queries import LineageNode
 from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import parents_of
 from modelarc.storage import ObjectId
 
 EVIDENCE_THRESHOLD = 0.5
+DELTA_EVIDENCE = 0.8
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,11 @@ class ParentEvidence:
     median_relative_l2: float | None
     top_changes: list[TensorChange]
     no_evidence: bool
+    tensor_chunks: int = 0  # the child's tensor chunks
+    delta_chunks: int = 0  # of them, stored as deltas against this parent's chunks
+    delta_stored_bytes: int = 0
+    delta_standalone_bytes: int = 0  # what the measured ones would take on their own
+    delta_ratio: float | None = None  # stored / on their own, over the measured deltas
 
 
 def check_lineage(archive: Archive, ref_text: str) -> list[ParentEvidence]:
@@ -87,7 +99,9 @@ def check_lineage(archive: Archive, ref_text: str) -> list[ParentEvidence]:
         )
         close = any(r < EVIDENCE_THRESHOLD for r in rels)
         same = any(name in informative for name in diff.identical_names)
-        no_evidence = not (same or close)
+        deltas = _delta_evidence(archive, parent_manifest, child_manifest)
+        by_delta = deltas["delta_ratio"] is not None and deltas["delta_ratio"] <= DELTA_EVIDENCE
+        no_evidence = not (same or close or by_delta)
         out.append(
             ParentEvidence(
                 parent_model=parent.model,
@@ -102,9 +116,27 @@ def check_lineage(archive: Archive, ref_text: str) -> list[ParentEvidence]:
                 median_relative_l2=rels[len(rels) // 2] if rels else None,
                 top_changes=sorted(diff.changed, key=lambda c: -(c.relative_l2 or 0))[:5],
                 no_evidence=no_evidence,
+                **deltas,
             )
         )
     return out
+
+
+def _delta_evidence(archive: Archive, parent: SnapshotManifest, child: SnapshotManifest) -> dict[str, Any]:
+    """What the catalog recorded of the child's chunks stored as deltas against the parent's (no decoding)."""
+    child_chunks = {c.id for _f, p in child.tensors() for c in p.chunks}
+    parent_chunks = {c.id for _f, p in parent.tensors() for c in p.chunks}
+    with archive.catalog.session() as s:
+        rows = [r for r in q.delta_objects(s, child_chunks) if r.delta_base in parent_chunks]
+    measured = [r for r in rows if r.standalone_size]
+    standalone = sum(r.standalone_size or 0 for r in measured)
+    return {
+        "tensor_chunks": len(child_chunks),
+        "delta_chunks": len(rows),
+        "delta_stored_bytes": sum(r.stored_size for r in rows),
+        "delta_standalone_bytes": standalone,
+        "delta_ratio": (sum(r.stored_size for r in measured) / standalone) if standalone else None,
+    }
 
 
 def _informative(archive: Archive, part: Part) -> bool:

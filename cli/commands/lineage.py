@@ -57,6 +57,14 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
                 console.print(
                     f"  relative L2 of changed tensors: median {r.median_relative_l2:.3g}, max {r.max_relative_l2:.3g}"
                 )
+            if r.delta_chunks:
+                measured = (
+                    f", {r.delta_ratio:.2f} of their size on their own" if r.delta_ratio is not None else ""
+                )
+                console.print(
+                    f"  deltas: {r.delta_chunks} of {r.tensor_chunks} tensor chunks stored against this parent"
+                    f"{measured}"
+                )
             if r.no_evidence:
                 console.print(
                     line(

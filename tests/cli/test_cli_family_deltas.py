@@ -40,6 +40,10 @@ def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
     arc("verify", "acme/ft:v2")
     again = arc.json("push", ft2, "acme/ft:v3", "--parent", "acme/base:v1", "--relation", "finetune")
     assert again["stored_bytes_added"] == 0 and again["snapshot"] == d2["snapshot"]
+    (evidence,) = arc.json("lineage", "acme/ft:v2", "--check")
+    assert evidence["delta_chunks"] == d2["delta_objects"] and evidence["tensor_chunks"] >= d2["delta_objects"]
+    assert evidence["delta_ratio"] < 0.8 and not evidence["no_evidence"]
+    assert "stored against this parent" in arc("lineage", "acme/ft:v2", "--check").stdout
     stats = arc.json("stats")
     assert stats["deltas"]["objects"] == d2["delta_objects"]
     assert stats["deltas"]["saved_bytes"] == d2["delta_standalone_bytes"] - d2["delta_stored_bytes"]
