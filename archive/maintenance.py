@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from modelarc.archive.provenance.withdrawal import kept_files
 from modelarc.archive.records import has_snapshot_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
-from modelarc.errors import IntegrityError, ModelarcError, ObjectCorruptError, ObjectMissingError, UsageError
+from modelarc.errors import (
+    IntegrityError,
+    ModelarcError,
+    ObjectCorruptError,
+    ObjectFormatError,
+    ObjectMissingError,
+    UsageError,
+)
 from modelarc.registry import history
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
@@ -132,6 +139,16 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         report.objects_checked += 1
         if progress:
             progress(1)
+    if not read_data:  # (reading the data decodes every chain anyway) a delta's chain, from headers alone
+        with archive.catalog.session() as s:
+            deltas = q.delta_object_ids(s)
+        for oid in sorted((deltas & present) - set(report.corrupt)):
+            try:
+                archive.store.delta_chain(ObjectId(oid))
+            except (ObjectCorruptError, ObjectFormatError) as exc:  # too deep, a cycle, a malformed header
+                report.corrupt[oid] = [str(exc)]
+            except ObjectMissingError:
+                pass  # a base is missing: it is referenced by the delta's snapshots, so reported as missing
     for oid in referenced - present:
         report.missing[oid] = []
     report.unreferenced = len(present - referenced)

@@ -345,6 +345,11 @@ def objects_in_use(s: Session, object_ids: Iterable[str]) -> set[str]:
     return used
 
 
+def delta_object_ids(s: Session) -> set[str]:
+    """Every catalogued object stored as a delta."""
+    return set(s.scalars(select(StoredObject.id).where(StoredObject.delta_base.is_not(None))))
+
+
 @dataclass(frozen=True)
 class DeltaObject:
     id: str

@@ -136,3 +136,24 @@ def test_a_corrupt_or_missing_base_is_named_by_pull_verify_and_fsck(arc: Any, tm
     (arc.home / "store" / object_key(ObjectId(victim))).unlink()
     missing = arc("fsck", ok=False)
     assert missing.exit_code != 0 and victim[:12] in missing.stdout and "acme/ft" in missing.stdout
+
+
+def test_fsck_finds_a_delta_chain_that_comes_back_on_itself_from_headers_alone(arc: Any, tmp_path: Path) -> None:
+    from modelarc.storage import ObjectStore
+    from modelarc.storage.codecs.delta import DeltaCodec
+    from modelarc.storage.objectformat import ObjectHeader
+
+    base, ft1, _ = family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    assert arc.json("fsck")["ok"]
+    store = ObjectStore.open_local(arc.home / "store")
+    delta, parent = next((o, b) for o in store.iter_ids() if (b := store.delta_base(o)))
+    # the parent's file rewritten as a delta against the delta: a cycle, which no writer makes
+    raw = bytes(store.get(parent))
+    encoded = DeltaCodec().encode_against(raw, raw, bytes.fromhex(delta), "BF16")
+    path = arc.home / "store" / object_key(ObjectId(parent))
+    path.chmod(0o644)
+    path.write_bytes(ObjectHeader(encoded.codec_id, len(raw), encoded.params).pack() + encoded.payload)
+    found = arc("fsck", ok=False)
+    assert found.exit_code != 0 and f"CORRUPT  object {delta}" in found.stdout and "acme/ft" in found.stdout
