@@ -146,6 +146,35 @@ def push_offer(
     )
 
 
+MAX_ANCESTORS = 1000
+
+
+def ancestors_of(archive: Archive, ref_text: str) -> list[str]:
+    """The declared ancestors of a snapshot, as ``model@digest`` refs, each after its own ancestors (oldest first):
+    what ``push --remote --with-parents`` sends before it so the remote records the lineage too. Withdrawn
+    ancestors are left out (their weights are gone; the remote reports the link as missing)."""
+    from modelarc.registry.snapshots import parents_of
+
+    _ref, snap = archive.resolve(ref_text)
+    order: list[str] = []
+    seen: set[str] = {snap.digest}
+    with archive.catalog.session() as s:
+
+        def visit(row_id: int, depth: int) -> None:
+            for parent in parents_of(s, row_id):
+                if parent.snapshot in seen or len(seen) > MAX_ANCESTORS:
+                    continue
+                seen.add(parent.snapshot)
+                label = f"{parent.model}@{parent.snapshot}"
+                _pref, psnap = archive.resolve(label)
+                visit(psnap.row_id, depth + 1)
+                if not psnap.withdrawn:
+                    order.append(label)
+
+        visit(snap.row_id, 0)
+    return order
+
+
 def _retry_missing(call: Callable[[], T], resend: Callable[[list[ObjectId]], None], attempts: int = 3) -> T:
     """``call``; when it answers that objects are missing, ``resend`` them and try again (``attempts`` in all)."""
     for attempt in range(attempts):

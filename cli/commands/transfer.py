@@ -66,6 +66,11 @@ if TYPE_CHECKING:
     multiple=True,
     help="Then bring this mirror in step (`modelarc mirror sync NAME`; repeatable, `all` for every mirror).",
 )
+@click.option(
+    "--with-parents",
+    is_flag=True,
+    help="With --remote: first send the declared ancestors the remote lacks, so it records the lineage too.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -88,6 +93,7 @@ def push(
     data_manifest: Path | None,
     follow_symlinks: bool,
     mirror_names: tuple[str, ...],
+    with_parents: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -100,8 +106,10 @@ def push(
             raise click.UsageError("missing REF: push SOURCE REF, or push REF --remote NAME")
         if mirror_names:
             raise click.UsageError("--mirror goes with push SOURCE REF (or run `modelarc mirror sync`)")
-        _push_remote(archive, source, remote_name, jobs, progress, as_json)
+        _push_remote(archive, source, remote_name, jobs, progress, as_json, with_parents=with_parents)
         return
+    if with_parents and remote_name is None:
+        raise click.UsageError("--with-parents goes with --remote NAME")
     if relations and len(relations) not in (1, len(parents)):
         raise click.UsageError("give one --relation for all parents, or one per --parent")
     if relations and not parents:
@@ -159,13 +167,16 @@ def push(
             progress,
             as_json,
             tag=result.ref,
+            with_parents=with_parents,
         )
         if not all(r.ok for r in synced):
             click.echo("error: a mirror is not in step; see `modelarc mirror sync` for details", err=True)
             sys.exit(5)
         return
     if as_json:
-        emit_json({**dataclasses.asdict(result), "mirrors": [r.to_json() for r in synced]} if targets else result)
+        emit_json(
+            {**dataclasses.asdict(result), "mirrors": [r.to_json() for r in synced]} if targets else result
+        )
         if not all(r.ok for r in synced):
             sys.exit(5)
         return
@@ -230,13 +241,23 @@ def _push_remote(
     progress: bool,
     as_json: bool,
     tag: str | None = None,
+    with_parents: bool = False,
 ) -> None:
     from modelarc.archive.remote.client import RemoteArchive
     from modelarc.archive.remote.config import get_remote
-    from modelarc.archive.remote.sync import push_to_remote
+    from modelarc.archive.remote.sync import ancestors_of, push_to_remote
     from modelarc.cli.commands.remote import emit_transfer
 
+    ancestors = ancestors_of(archive, ref) if with_parents else []
     with RemoteArchive(get_remote(archive.settings.home, remote_name), jobs=jobs) as client:
+        for ancestor in ancestors:  # by digest: an ancestor's tags on the remote are not this push's business
+            with byte_progress(f"push {ancestor} -> {remote_name}", progress and not as_json) as (
+                advance,
+                total,
+            ):
+                sent = push_to_remote(archive, ancestor, client, progress=advance, on_total=total)
+            if not as_json:
+                emit_transfer(sent, as_json, "pushed")
         with byte_progress(f"push {ref} -> {remote_name}", progress and not as_json) as (advance, set_total):
             result = push_to_remote(archive, tag or ref, client, progress=advance, on_total=set_total)
     emit_transfer(result, as_json, "pushed")

@@ -139,3 +139,22 @@ def test_a_pusher_cannot_send_a_delta_against_weights_it_may_not_read(server: Se
     )
     assert put.status_code == 403 and "may not read" in put.text
     assert not server.archive.store.has(oid)
+
+
+def test_with_parents_sends_the_ancestors_first_so_the_remote_records_the_lineage(
+    server: Server, tmp_path: Path
+) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    base, ft1, ft2 = family(tmp_path, "BF16")
+    alice("push", base, "acme/base:v1")
+    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    alice("push", ft2, "acme/ft:v2", "--parent", "acme/ft:v1", "--relation", "finetune")
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    assert "--remote" in alice("push", "acme/ft:v2", "--with-parents", ok=False).stderr
+    out = alice("push", "acme/ft:v2", "--remote", "origin", "--with-parents").stdout
+    assert out.count("pushed ") == 3 and "not recorded" not in out
+    from modelarc.archive.provenance.lineage import lineage_tree
+
+    tree = str(lineage_tree(server.archive, "acme/ft:v2").to_json()["ancestors"])
+    assert "acme/ft" in tree and "acme/base" in tree
