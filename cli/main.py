@@ -17,6 +17,7 @@ import click
 from modelarc import __version__
 from modelarc.cli.commands import register_all
 from modelarc.cli.output import echo_error
+from modelarc.cli.startup import pause_during_startup
 from modelarc.errors import DiskFullError, ModelarcError
 
 
@@ -65,6 +66,7 @@ register_all(cli)
 
 def main() -> None:
     keep_freed_memory()
+    pause_during_startup()  # until the archive is open (cli/startup.py)
     cli(prog_name="modelarc")
 
 
