@@ -64,7 +64,11 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "log": (["log", MODEL], NEVER + CODING_AND_SIGNING, "tag moves:"),
     "tag": (["tag", f"{MODEL}:v1", "stable"], NEVER + CODING_AND_SIGNING, "stable -> sha256:"),
     # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
-    "push": (["push", "{folder}", "acme/other:v1", "--no-progress"], NEVER + CONSOLE + POSTGRES, "new snapshot"),
+    "push": (
+        ["push", "{folder}", "acme/other:v1", "--no-progress"],
+        NEVER + CONSOLE + POSTGRES,
+        "new snapshot",
+    ),
     "push-json": (
         ["push", "{folder}", "acme/json:v1", "--no-progress", "--json"],
         NEVER + CONSOLE + POSTGRES,
@@ -142,7 +146,8 @@ def test_command_imports_only_what_it_uses(
     assert done.returncode == 0, f"modelarc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     assert expected in done.stdout, done.stdout
     modules = json.loads(modules_file.read_text())
-    loaded = {*modules, *(name.partition(".")[0] for name in modules)}  # a package by its full or top-level name
+    # a package is named by its full or its top-level name
+    loaded = {*modules, *(name.partition(".")[0] for name in modules)}
     unneeded = sorted(loaded & set(forbidden))
     assert not unneeded, (
         f"`modelarc {' '.join(args)}` imported {', '.join(unneeded)}, which it does not use; import it inside "
