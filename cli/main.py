@@ -1,7 +1,7 @@
 """``modelarc``: the command line. Each command parses, calls ``modelarc.archive``, and prints text or JSON.
 
 This module is the click group and the one place errors become an ``error:`` line and an exit code; the commands
-live in ``cli/commands/`` (one module per family, registered by ``register_all``), the options they share in
+live in ``cli/commands/`` (one module per family, imported when its command runs), the options they share in
 ``cli/options.py``.
 """
 
@@ -15,12 +15,13 @@ from typing import Any
 import click
 
 from modelarc import __version__
-from modelarc.cli.commands import register_all
+from modelarc.cli.commands import CommandGroup
 from modelarc.cli.output import echo_error
+from modelarc.cli.startup import pause_during_startup
 from modelarc.errors import DiskFullError, ModelarcError
 
 
-class ArchiveGroup(click.Group):
+class ArchiveGroup(CommandGroup):
     """Turns every ModelarcError into one ``error:`` line and its exit code, in one place."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -60,11 +61,9 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
     ctx.obj = {"home": home, "debug": debug}
 
 
-register_all(cli)
-
-
 def main() -> None:
     keep_freed_memory()
+    pause_during_startup()  # until the archive is open (cli/startup.py)
     cli(prog_name="modelarc")
 
 

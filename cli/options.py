@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from modelarc.archive.catalog.filters import SEARCH_FILTERS
+from modelarc.cli.startup import startup_done
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 jobs_option = click.option(
@@ -31,6 +32,7 @@ def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
         from modelarc.archive.repository import Archive  # the catalog, only once a command runs
 
         with Archive.open(ctx.obj["home"]) as archive:
+            startup_done()
             return fn(archive, *args, **kwargs)
 
     return wrapper

@@ -16,11 +16,13 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
-from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 # C0 controls (newline and tab included: a newline in a description could forge a line of `show`), DEL, C1
 # controls, and lone surrogates (how Python presents file-name bytes that are not UTF-8).
@@ -43,27 +45,17 @@ def terminal_safe(text: str, *, keep: str = "") -> str:
     return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
 
 
-class TerminalConsole(Console):
-    """A rich console that prints strings as plain text: no markup, no emoji codes, control characters escaped.
-
-    rich turns every str it prints (``print`` arguments, table cells, tree labels) into text through
-    ``render_str``, so overriding it covers them all.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(markup=False, emoji=False, highlight=False, **kwargs)
-
-    def render_str(self, text: str, **kwargs: Any) -> Text:
-        return super().render_str(terminal_safe(text), **kwargs)
-
-
 def styled(text: str, style: str) -> Text:
     """``text`` (made terminal-safe) in a rich style such as ``"bold red"``: what markup was used for before."""
+    from rich.text import Text
+
     return Text(terminal_safe(text), style=style)
 
 
 def line(*parts: str | tuple[str, str]) -> Text:
     """One line from plain strings and ``(text, style)`` pairs, every part made terminal-safe."""
+    from rich.text import Text
+
     out = Text()
     for part in parts:
         text, style = part if isinstance(part, tuple) else (part, "")
@@ -71,9 +63,50 @@ def line(*parts: str | tuple[str, str]) -> Text:
     return out
 
 
-# Piped output keeps full ids and names instead of squeezing tables to 80 columns.
-console = TerminalConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err_console = TerminalConsole(stderr=True)
+class _DeferredConsole:
+    """A ``TerminalConsole`` (cli/terminal.py) made on first use, so that importing this module loads no rich.
+
+    Every command module imports ``console`` from here, and rich's console costs ~30 ms of start-up that `push`
+    and `pull` (which print plain lines with ``echo_line``), ``--json`` and ``--help`` need not pay.
+    """
+
+    def __init__(self, make: Callable[[], Console]) -> None:
+        self._make = make
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+    def get(self) -> Console:
+        """The console itself, for rich APIs that take one (a ``Progress``)."""
+        if self._console is None:
+            self._console = self._make()
+        return self._console
+
+
+def _stdout_console() -> Console:
+    from modelarc.cli.terminal import TerminalConsole
+
+    # Piped output keeps full ids and names instead of squeezing tables to 80 columns.
+    return TerminalConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def _stderr_console() -> Console:
+    from modelarc.cli.terminal import TerminalConsole
+
+    return TerminalConsole(stderr=True)
+
+
+_stdout = _DeferredConsole(_stdout_console)
+_stderr = _DeferredConsole(_stderr_console)
+console = cast("Console", _stdout)
+err_console = cast("Console", _stderr)
+
+
+def echo_line(text: str) -> None:
+    """One plain line on stdout, made terminal-safe: what ``console.print(text)`` prints for a str (no markup,
+    no highlighting, soft wrap), without loading rich."""
+    click.echo(terminal_safe(text))
 
 
 def echo_error(message: str) -> None:
@@ -116,7 +149,7 @@ def byte_progress(
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=_stderr.get(),
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)

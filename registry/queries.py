@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import (
@@ -195,27 +195,41 @@ def record_snapshot(
     )
     s.add(snap)
     s.flush()
-    for f in new.files:
-        row = File(snapshot_id=snap.id, path=f.path, size=f.size, sha256=f.sha256, kind=f.kind)
-        s.add(row)
-        s.flush()
-        s.add_all(
-            TensorRow(
-                file_id=row.id,
-                name=t.name,
-                dtype=t.dtype,
-                shape=list(t.shape),
-                offset=t.offset,
-                length=t.length,
-                digest=t.digest,
-            )
+    # Files, tensors and object references as bulk INSERTs (executemany; the files' ids come back with RETURNING,
+    # in the order given), not one ORM object and one flush per file: the unit of work cost ~30 ms of a
+    # MiniLM-sized push (13 files, 104 tensors). These rows are not in the session; reading them loads them.
+    if new.files:
+        file_ids = s.scalars(
+            insert(File).returning(File.id, sort_by_parameter_order=True),
+            [
+                {"snapshot_id": snap.id, "path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind}
+                for f in new.files
+            ],
+        ).all()
+        tensors = [
+            {
+                "file_id": file_id,
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "offset": t.offset,
+                "length": t.length,
+                "digest": t.digest,
+            }
+            for file_id, f in zip(file_ids, new.files, strict=True)
             for t in f.tensors
-        )
-    s.add_all(SnapshotObject(snapshot_id=snap.id, object_id=oid) for oid in sorted(new.object_ids))
-    s.add_all(
-        SnapshotObject(snapshot_id=snap.id, object_id=oid, as_base=True)
+        ]
+        if tensors:
+            s.execute(insert(TensorRow), tensors)
+    references = [
+        {"snapshot_id": snap.id, "object_id": oid, "as_base": False} for oid in sorted(new.object_ids)
+    ]
+    references += [
+        {"snapshot_id": snap.id, "object_id": oid, "as_base": True}
         for oid in sorted(new.base_object_ids - new.object_ids)
-    )
+    ]
+    if references:
+        s.execute(insert(SnapshotObject), references)
     for parent, relation in parents:
         s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
     s.flush()
@@ -365,7 +379,10 @@ def delta_objects(s: Session, object_ids: Iterable[str]) -> list[DeltaObject]:
     for i in range(0, len(ids), 500):
         rows = s.execute(
             select(
-                StoredObject.id, StoredObject.delta_base, StoredObject.stored_size, StoredObject.standalone_size
+                StoredObject.id,
+                StoredObject.delta_base,
+                StoredObject.stored_size,
+                StoredObject.standalone_size,
             ).where(StoredObject.id.in_(ids[i : i + 500]), StoredObject.delta_base.is_not(None))
         )
         out.extend(DeltaObject(oid, str(base), int(size), alone) for oid, base, size, alone in rows)

@@ -6,6 +6,7 @@ import click
 
 from modelarc.cli.options import json_option
 from modelarc.cli.output import console, emit_json
+from modelarc.cli.startup import startup_done
 
 
 @click.command()
@@ -22,6 +23,7 @@ def init(ctx: click.Context, store: str | None, as_json: bool) -> None:
     from modelarc.archive.repository import Archive
 
     archive, created = Archive.init(ctx.obj["home"], store=store)
+    startup_done()
     with archive:
         from modelarc.archive.signing.keys import key_fingerprint
 

@@ -6,6 +6,8 @@ import os
 
 import click
 
+from modelarc.cli.startup import startup_done
+
 
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -32,6 +34,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
     from modelarc.archive.repository import Archive
 
     archive = Archive.open(ctx.obj["home"])
+    startup_done()  # a long-lived process: the collector's usual thresholds from here on
     base = f"http://{host}:{port}"
     click.echo(
         f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; "

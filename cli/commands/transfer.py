@@ -11,7 +11,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, with_archive
-from modelarc.cli.output import byte_progress, console, echo_warning, emit_json
+from modelarc.cli.output import byte_progress, console, echo_line, echo_warning, emit_json
 from modelarc.registry.refs import parse_ref
 
 if TYPE_CHECKING:
@@ -180,21 +180,22 @@ def push(
         if not all(r.ok for r in synced):
             sys.exit(5)
         return
+    # plain lines (echo_line): a push need not load rich's console to print them
     state = "new snapshot" if result.new_snapshot else "unchanged snapshot"
-    console.print(f"{result.ref} -> {result.snapshot} ({state})")
+    echo_line(f"{result.ref} -> {result.snapshot} ({state})")
     ratio = result.stored_bytes_added / result.logical_bytes if result.logical_bytes else 0
-    console.print(
+    echo_line(
         f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
         f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
     )
     if result.delta_base:
-        console.print(
+        echo_line(
             f"deltas against {result.delta_base}: {result.delta_objects} chunks, "
             f"{human_bytes(result.delta_stored_bytes)} stored instead of "
             f"{human_bytes(result.delta_standalone_bytes)} on their own"
         )
     for r in synced:
-        console.print(f"mirror {r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)})")
+        echo_line(f"mirror {r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)})")
     if not all(r.ok for r in synced):
         click.echo("error: a mirror is not in step; see `modelarc mirror sync` for details", err=True)
         sys.exit(5)
@@ -324,13 +325,13 @@ def pull(
     if as_json:
         emit_json(result)
         return
-    console.print(f"{result.ref} ({result.snapshot}) -> {result.dest}")
-    console.print(
+    echo_line(f"{result.ref} ({result.snapshot}) -> {result.dest}")
+    echo_line(
         f"{result.files} files, {human_bytes(result.bytes)}, verified (signed by {result.key_fingerprint[:16]}…), "
         f"{result.seconds:.2f}s"
     )
     if result.signature:
-        console.print(f"signature bundle written to {result.signature}")
+        echo_line(f"signature bundle written to {result.signature}")
 
 
 def register(group: click.Group) -> None:

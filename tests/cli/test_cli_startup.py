@@ -7,6 +7,7 @@ entry point, and the test names the heavy libraries it loaded but does not need.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -15,10 +16,12 @@ import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from modelfactory import tiny_tensors, write_model
 
+from modelarc.cli.commands import MODULES, register_all
 from modelarc.cli.main import cli
 
 # Needed by none of the commands below: the model runtime, the server, the HTTP client (remotes only), the AWS SDK
@@ -44,20 +47,35 @@ NEVER = (
 CODING_AND_SIGNING = ("numpy", "safetensors", "cryptography")
 # Help is click and the command modules alone: nothing of the archive's own machinery.
 ARCHIVE = ("sqlalchemy", "alembic", "zstandard", *CODING_AND_SIGNING)
+# rich's console is loaded on first use (cli/output.py): push and pull print plain lines, help and --json none.
+CONSOLE = ("rich",)
+# The PostgreSQL dialect package loads every driver's module; a SQLite catalog needs none of it.
+POSTGRES = ("sqlalchemy.dialects.postgresql", "psycopg")
 
 MODEL = "acme/tiny"
 
 # (arguments, libraries the command must not import, a line it prints, so the test knows it did its work)
 COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
-    "help": (["--help"], NEVER + ARCHIVE, "Usage: modelarc"),
-    "ls-help": (["ls", "--help"], NEVER + ARCHIVE, "--cutoff-before"),
-    "push-help": (["push", "--help"], NEVER + ARCHIVE, "--follow-symlinks"),
-    "ls": (["ls"], NEVER + CODING_AND_SIGNING, MODEL),
+    "help": (["--help"], NEVER + ARCHIVE + CONSOLE, "Usage: modelarc"),
+    "ls-help": (["ls", "--help"], NEVER + ARCHIVE + CONSOLE, "--cutoff-before"),
+    "push-help": (["push", "--help"], NEVER + ARCHIVE + CONSOLE, "--follow-symlinks"),
+    "ls": (["ls"], NEVER + CODING_AND_SIGNING + POSTGRES, MODEL),
     "show": (["show", f"{MODEL}:v1"], NEVER + CODING_AND_SIGNING, "signature:"),
     "log": (["log", MODEL], NEVER + CODING_AND_SIGNING, "tag moves:"),
     "tag": (["tag", f"{MODEL}:v1", "stable"], NEVER + CODING_AND_SIGNING, "stable -> sha256:"),
     # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
-    "push": (["push", "{folder}", "acme/other:v1", "--no-progress"], NEVER, "new snapshot"),
+    "push": (
+        ["push", "{folder}", "acme/other:v1", "--no-progress"],
+        NEVER + CONSOLE + POSTGRES,
+        "new snapshot",
+    ),
+    "push-json": (
+        ["push", "{folder}", "acme/json:v1", "--no-progress", "--json"],
+        NEVER + CONSOLE + POSTGRES,
+        '"stored_bytes_added"',
+    ),
+    # the signature is checked (cryptography) and the tensors decoded; the lines printed are plain
+    "pull": (["pull", f"{MODEL}:v1", "{dest}", "--no-progress"], NEVER + CONSOLE + POSTGRES, "verified"),
     # the load cache is listed from its entry files alone: no torch, no catalog, no decoding
     "cache-ls": (["cache", "ls"], NEVER + ("sqlalchemy", "alembic", *CODING_AND_SIGNING), "snapshots"),
     "cache-help": (["cache", "--help"], NEVER + ARCHIVE, "MODELARC_CACHE_MAX_BYTES"),
@@ -71,8 +89,8 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     ),
 }
 
-# Runs the console script's entry point with the given arguments, then writes the top-level names of every module
-# loaded, whatever the exit (click ends with SystemExit).
+# Runs the console script's entry point with the given arguments, then writes the names of every module loaded,
+# whatever the exit (click ends with SystemExit).
 PROBE = """
 import importlib, json, sys
 out, module, attr, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -82,7 +100,7 @@ try:
     main()
 finally:
     with open(out, "w") as f:
-        json.dump(sorted({name.partition(".")[0] for name in sys.modules}), f)
+        json.dump(sorted(sys.modules), f)
 """
 
 
@@ -115,7 +133,7 @@ def test_command_imports_only_what_it_uses(
 ) -> None:
     env, folder = tiny_archive
     args, forbidden, expected = COMMANDS[name]
-    args = [a.format(folder=folder) for a in args]
+    args = [a.format(folder=folder, dest=tmp_path / "pulled") for a in args]
     modules_file = tmp_path / "modules.json"
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(modules_file), *_console_script(), *args],
@@ -127,12 +145,33 @@ def test_command_imports_only_what_it_uses(
     )
     assert done.returncode == 0, f"modelarc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     assert expected in done.stdout, done.stdout
-    loaded = set(json.loads(modules_file.read_text()))
+    modules = json.loads(modules_file.read_text())
+    # a package is named by its full or its top-level name
+    loaded = {*modules, *(name.partition(".")[0] for name in modules)}
     unneeded = sorted(loaded & set(forbidden))
     assert not unneeded, (
         f"`modelarc {' '.join(args)}` imported {', '.join(unneeded)}, which it does not use; import it inside "
         f"the function that needs it (see `python -X importtime -m modelarc.cli.main {' '.join(args)}`)"
     )
+
+
+def test_each_command_is_found_in_the_module_that_registers_it() -> None:
+    """A command runs by importing only the module ``MODULES`` names for it: the table must name every command
+    the modules register (a missing one would be absent from ``modelarc --help`` and unknown to the CLI), and the
+    right module for each."""
+    every = click.Group()
+    register_all(every)
+    assert sorted(MODULES) == sorted(every.commands)
+    for name, module in MODULES.items():
+        group = click.Group()
+        importlib.import_module(f"modelarc.cli.commands.{module}").register(group)
+        assert name in group.commands, f"`{name}` is not registered by cli/commands/{module}.py"
+
+
+def test_help_lists_every_command() -> None:
+    listed = CliRunner().invoke(cli, ["--help"], catch_exceptions=False).output
+    for name in MODULES:
+        assert f"  {name} " in listed, f"`{name}` missing from `modelarc --help`:\n{listed}"
 
 
 # Start-up as a ratio to a bare interpreter measured in the same test, never as seconds: the ratio holds on a fast
