@@ -2,7 +2,10 @@
 
 Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
 and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
-fetched and decoded ahead on a small pool so decoding and writing overlap.
+fetched, decoded and re-hashed against their ids ahead on a small pool, into a few recycled chunk buffers; the
+writing thread writes each chunk and feeds the whole-file sha256 in file order; a finisher thread starts each
+file's writeback while it is still being written and makes it durable at the end. So every stage runs on both
+cores at once and the final fsync has little left to wait for.
 
 The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
 push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX. With
@@ -16,6 +19,7 @@ import errno
 import hashlib
 import os
 import re
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -27,6 +31,11 @@ from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 
 READ_AHEAD = 6
+# Every tensor chunk fits (ingest's CHUNK_SIZE); a longer object is decoded into fresh bytes instead.
+CHUNK_BUFFER = 8 * 1024 * 1024
+# While a file is written, its writeback is started every this many bytes (an fdatasync on the finisher thread),
+# so the disk works while the next chunks decode and the fsync that ends the file finds little left to write.
+WRITEBACK_STEP = 32 * 1024 * 1024
 Progress = Callable[[int], None]
 
 
@@ -110,6 +119,29 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 ChunkSource = Callable[[ObjectId], "bytes | bytearray"]
+ChunkBytes = bytes | bytearray | memoryview
+
+
+class _ChunkBuffers:
+    """A free list of chunk-sized buffers that decoded objects are written into and given back to once written.
+
+    At most the read-ahead window plus the chunk being written exist at once, as many as fresh buffers would; but
+    reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(CHUNK_BUFFER)
+
+    def give(self, buf: bytearray) -> None:
+        with self._lock:
+            self._free.append(buf)
 
 
 def iter_chunk_bytes(
@@ -120,15 +152,34 @@ def iter_chunk_bytes(
     verify: bool = True,
     source: ChunkSource | None = None,
     ahead: int = READ_AHEAD,
-) -> Generator[bytes | bytearray, None, None]:
+    recycle: bool = False,
+) -> Generator[ChunkBytes, None, None]:
     """Chunk bytes in order, decoded up to ``ahead`` chunks ahead on ``pool``; each re-hashed unless ``verify=False``.
 
     ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
     At most ``ahead`` chunks are held at once, whatever the number of chunks; closing the iterator early cancels
-    those not started.
+    those not started. With ``recycle`` (objects from ``store`` only), each chunk is decoded into a buffer that is
+    reused once the caller asks for the next chunk: the caller must be done with a chunk's bytes by then.
     """
-    get: ChunkSource = source or (lambda oid: store.get(oid, verify=verify))
-    queue: deque[tuple[Chunk, Future[bytes | bytearray]]] = deque()
+    buffers = _ChunkBuffers() if recycle and source is None else None
+
+    def get(oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
+        if source is not None:
+            return source(oid), None
+        if buffers is None:
+            return store.get(oid, verify=verify), None
+        buf = buffers.take()
+        try:
+            data = store.get_into(oid, buf, verify=verify)
+        except BaseException:
+            buffers.give(buf)
+            raise
+        if isinstance(data, memoryview) and data.obj is buf:
+            return data, buf
+        buffers.give(buf)  # decoded into fresh bytes (a delta, a zstd object): the buffer was not used
+        return data, None
+
+    queue: deque[tuple[Chunk, Future[tuple[ChunkBytes, bytearray | None]]]] = deque()
     it = iter(chunks)
     try:
         for chunk in it:
@@ -137,13 +188,16 @@ def iter_chunk_bytes(
                 break
         while queue:
             chunk, fut = queue.popleft()
-            data = fut.result()
+            data, buf = fut.result()
             nxt = next(it, None)
             if nxt is not None:
                 queue.append((nxt, pool.submit(get, nxt.id)))
             if len(data) != chunk.length:
                 raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
             yield data
+            # the caller asked for the next chunk: it is done with this one's bytes
+            if buf is not None and buffers is not None:
+                buffers.give(buf)
     finally:
         for _chunk, fut in queue:  # a failed restore: read-ahead nobody will take
             fut.cancel()
@@ -154,7 +208,8 @@ def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
         yield from part.chunks
 
 
-Finish = Callable[[Callable[[], None]], None]
+# Runs a job on the finisher thread (jobs run one at a time, in the order given) and returns its future.
+Finish = Callable[[Callable[[], None]], "Future[None]"]
 
 
 def restore_file(
@@ -165,19 +220,18 @@ def restore_file(
     progress: Progress | None,
     source: ChunkSource | None = None,
     finish: Finish | None = None,
-    *,
-    hash_file: bool = False,
 ) -> None:
-    """Write ``entry`` to ``target``, verified. The last step (fsync, close, rename into place) runs here, or is
-    handed to ``finish`` to run later on another thread, so that the next file's bytes flow while this one's reach
-    the disk; a file appears under its name only once it is durable either way.
-
-    ``hash_file=True`` also hashes the whole file against the manifest's sha256 while it is written (what objects
-    from ``source`` always get): the load cache asks for it, because later loads trust its copy without re-reading.
+    """Write ``entry`` to ``target``, verified: the whole file against the manifest's sha256 (the digest a
+    signature covers) before it takes its name; a mismatch re-reads its objects verified to name the culprit.
+    (Objects from ``source`` are verified by it as they arrive.) The last step (fsync, close, rename into
+    place) runs here, or is handed to ``finish`` to run later on another thread, so that the next file's bytes
+    flow while this one's reach the disk; a file appears under its name only once it is durable either way.
     """
-    chunks = iter_chunk_bytes(store, file_chunks(entry), pool, verify=source is None, source=source)
+    chunks = iter_chunk_bytes(
+        store, file_chunks(entry), pool, verify=False, source=source, recycle=True
+    )
     try:
-        _restore_from(store, entry, target, chunks, progress, source is not None or hash_file, finish)
+        _restore_from(store, entry, target, chunks, progress, finish)
     finally:
         chunks.close()
 
@@ -186,13 +240,12 @@ def _restore_from(
     store: ObjectStore,
     entry: FileEntry,
     target: Path,
-    chunks: Iterator[bytes | bytearray],
+    chunks: Iterator[ChunkBytes],
     progress: Progress | None,
-    foreign: bool,
     finish: Finish | None,
 ) -> None:
     try:
-        _write_verified(store, entry, target, chunks, progress, foreign, finish)
+        _write_verified(store, entry, target, chunks, progress, finish)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -210,48 +263,57 @@ def _write_verified(
     store: ObjectStore,
     entry: FileEntry,
     target: Path,
-    chunks: Iterator[bytes | bytearray],
+    chunks: Iterator[ChunkBytes],
     progress: Progress | None,
-    foreign: bool,
     finish: Finish | None,
 ) -> None:
     """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
-    # From this archive's own store, each object is re-hashed against its id on the pool (both cores), and that
-    # is enough: a manifest in the catalog was built by ingest or passed the commit's content check, so its
-    # chunks rebuild each file's sha256. Objects from elsewhere (`foreign`) come with a manifest nobody here has
-    # checked yet: the whole file is hashed as it is written, the check a pull into a folder relies on.
-    sha = hashlib.sha256() if foreign else None
+    # The whole file is hashed in file order on this thread, against the manifest's sha256 (docs/FORMAT.md,
+    # "Restoring files safely": the digest a signature covers). That one pass is the check: a byte that is not
+    # what the signed manifest says fails the file, and only then are its objects re-read, verified, to name the
+    # corrupt one (hashing every object on the pool as well cost 10-25% of a pull for nothing more).
+    sha = hashlib.sha256()
     written = 0
     handed_off = False
+    # writeback started so far: an fdatasync on the finisher thread per WRITEBACK_STEP bytes written; a failed
+    # one fails the file (in complete(): a later fsync need not report the same lost write again)
+    kicks: list[Future[None]] = []
+    kick_errors: list[OSError] = []
+    kicked = 0
     try:
         # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             for _chunk in file_chunks(entry):
                 data = next(chunks)
-                if sha is not None:
-                    sha.update(data)
                 _write_all(fd, data)
+                sha.update(data)
                 written += len(data)
+                if finish is not None and written - kicked >= WRITEBACK_STEP:
+                    kicks.append(finish(lambda: _start_writeback(fd, kick_errors)))
+                    kicked = written
                 if progress:
                     progress(len(data))
-            if written != entry.size or (sha is not None and sha.hexdigest() != entry.sha256):
+            if written != entry.size or sha.hexdigest() != entry.sha256:
                 for chunk in file_chunks(entry):  # name the culprit: get() raises for the corrupt object
                     store.get(chunk.id)
-                digest = sha.hexdigest() if sha is not None else "not hashed whole"
                 raise IntegrityError(
                     f"{entry.path}: rebuilt file does not match the manifest "
-                    f"(size {written} vs {entry.size}, sha256 {digest} vs {entry.sha256})"
+                    f"(size {written} vs {entry.size}, sha256 {sha.hexdigest()} vs {entry.sha256})"
                 )
         except BaseException:
+            for kick in kicks:  # the descriptor stays open until no writeback job can still use it
+                kick.result()
             os.close(fd)
             raise
 
         def complete() -> None:
             try:
                 try:
+                    if kick_errors:
+                        raise kick_errors[0]
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -271,7 +333,15 @@ def _write_verified(
             tmp.unlink(missing_ok=True)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
+def _start_writeback(fd: int, errors: list[OSError]) -> None:
+    """Write the file's dirty pages so far (finisher thread); an error is kept for the file's last step to raise."""
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        errors.append(exc)
+
+
+def _write_all(fd: int, data: ChunkBytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -293,42 +363,46 @@ def restore(
     Objects come from ``store`` unless ``source`` is given; either way each file's size and sha256 are checked.
     Chunks are fetched ahead across file boundaries, so a snapshot of many small files does not wait one round trip
     (or one decode) per file; with ``jobs`` above ``READ_AHEAD`` (a remote ``source``, whose workers mostly wait on
-    the network) the window widens to ``jobs`` chunks. ``resume=True`` (what ``modelarc pull`` uses) keeps files already in place that match the manifest and removes
-    the temp files an interrupted run left, before writing; the default rewrites every file, as before.
+    the network) the window widens to ``jobs`` chunks. ``resume=True`` (what ``modelarc pull`` uses) keeps files
+    already in place that match the manifest and removes the temp files an interrupted run left, before writing;
+    the default rewrites every file, as before.
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume)
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
     written = []
-    # one thread makes finished files durable (fsync, rename) while the next file is decoded and written
+    # one thread starts writeback while a file is written and makes finished files durable (fsync, rename) while
+    # the next file is decoded and written
     with (
         ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelarc-restore") as pool,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelarc-fsync") as finisher,
     ):
         finishing: list[Future[None]] = []
+
+        def finish(job: Callable[[], None]) -> Future[None]:
+            future = finisher.submit(job)
+            finishing.append(future)
+            return future
+
         every_chunk = (c for entry, _target in targets for c in file_chunks(entry))
-        verify = source is None
         chunks = iter_chunk_bytes(
-            store, every_chunk, pool, verify=verify, source=source, ahead=max(READ_AHEAD, jobs)
+            store,
+            every_chunk,
+            pool,
+            verify=False,  # one sha256 pass: each whole file, below
+            source=source,
+            ahead=max(READ_AHEAD, jobs),
+            recycle=True,
         )
         try:
             for entry, target in targets:
-                _restore_from(
-                    store,
-                    entry,
-                    target,
-                    chunks,
-                    progress,
-                    source is not None,
-                    lambda job: finishing.append(finisher.submit(job)),
-                )
+                _restore_from(store, entry, target, chunks, progress, finish)
                 written.append(target)
         finally:
             chunks.close()  # cancels the read-ahead of a failed restore before the pool waits for it
-            errors = [
-                f.exception() for f in finishing
-            ]  # every file handed off is finished, even after a failure
+            # every file handed off is finished, even after a failure
+            errors = [f.exception() for f in finishing]
         for error in errors:
             if error is not None:
                 raise error

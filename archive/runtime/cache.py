@@ -228,7 +228,7 @@ class LoadCache:
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-cache") as pool:
                 for f in files:
                     target = tmp.joinpath(FILES, *f.path.split("/"))
-                    restore_file(store, f, target, pool, None, hash_file=True)
+                    restore_file(store, f, target, pool, None)
             records = [_record(f, tmp.joinpath(FILES, *f.path.split("/"))) for f in files]
             _write_durably(tmp / ENTRY_FILE, _entry_json(snapshot, model, records))
             _write_durably(tmp / USED_FILE, b"")

@@ -592,17 +592,19 @@ done:
 }
 
 PyDoc_STRVAR(joined_doc,
-             "joined(planes, kind, n, tail) -> bytearray: the n elements rebuilt from the planes, then tail.");
+             "joined(planes, kind, n, tail, out=None) -> bytearray: the n elements rebuilt from the planes, then tail.\n"
+             "With out (a writable buffer of exactly that length) they are written there and out is returned: a\n"
+             "caller that reuses its buffers touches no fresh pages.");
 
 static PyObject *py_joined(PyObject *self, PyObject *args)
 {
-    PyObject *seq, *result = NULL;
-    Py_buffer views[4], tail;
+    PyObject *seq, *out = Py_None, *result = NULL;
+    Py_buffer views[4], tail, target;
     const uint8_t *ptrs[4];
-    int kind, count, k, got = 0;
+    int kind, count, k, got = 0, have_target = 0;
     Py_ssize_t n, body;
     (void)self;
-    if (!PyArg_ParseTuple(args, "Oiny*", &seq, &kind, &n, &tail)) return NULL;
+    if (!PyArg_ParseTuple(args, "Oiny*|O", &seq, &kind, &n, &tail, &out)) return NULL;
     if (!check_kind(kind)) goto done;
     count = kind_planes(kind);
     if (!PySequence_Check(seq) || PySequence_Size(seq) != count) {
@@ -628,11 +630,22 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
         ptrs[k] = (const uint8_t *)views[k].buf;
     }
     body = n * kind_width(kind);
-    /* uninitialised: every byte is written below, so no pass is spent zeroing it first */
-    result = PyByteArray_FromStringAndSize(NULL, body + tail.len);
-    if (!result) goto done;
+    if (out != Py_None) {
+        if (PyObject_GetBuffer(out, &target, PyBUF_WRITABLE) != 0) goto done;
+        have_target = 1;
+        if (target.len != body + tail.len) {
+            PyErr_SetString(PyExc_ValueError, "out is not exactly the length of the joined bytes");
+            goto done;
+        }
+        Py_INCREF(out);
+        result = out;
+    } else {
+        /* uninitialised: every byte is written below, so no pass is spent zeroing it first */
+        result = PyByteArray_FromStringAndSize(NULL, body + tail.len);
+        if (!result) goto done;
+    }
     {
-        uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(result);
+        uint8_t *dst = have_target ? (uint8_t *)target.buf : (uint8_t *)PyByteArray_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
         join_planes(ptrs, n, kind, dst);
         memcpy(dst + body, tail.buf, (size_t)tail.len);
@@ -640,6 +653,7 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
     }
 done:
     for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    if (have_target) PyBuffer_Release(&target);
     PyBuffer_Release(&tail);
     return result;
 }

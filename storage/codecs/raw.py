@@ -19,3 +19,9 @@ class RawCodec:
         if len(payload) != raw_length:
             raise ObjectFormatError(f"raw payload is {len(payload)} bytes, header says {raw_length}")
         return bytes(payload)
+
+    def decode_into(self, params: bytes, payload: memoryview, raw_length: int, out: memoryview) -> None:
+        """``decode`` into ``out`` (exactly ``raw_length`` bytes): one copy, into pages the caller reuses."""
+        if len(payload) != raw_length:
+            raise ObjectFormatError(f"raw payload is {len(payload)} bytes, header says {raw_length}")
+        out[:] = payload

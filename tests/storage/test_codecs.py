@@ -336,3 +336,22 @@ def test_fp32_upcast_from_bf16_stores_its_zero_mantissa_bytes_in_almost_nothing(
 @pytest.mark.slow
 def test_generated_llm_like_bf16_stores_at_about_two_thirds() -> None:
     assert stored_ratio(normal_bf16(8 << 20, seed=6), "BF16") < 0.665
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=3000), hint=st.sampled_from(HINTS))
+def test_decode_into_writes_what_decode_returns(data: bytes, hint: str | None) -> None:
+    encoded = CODEC.encode(memoryview(data), hint)
+    out = bytearray(b"\xa5" * len(data))
+    CODEC.decode_into(encoded.params, memoryview(encoded.payload), len(data), memoryview(out))
+    assert out == data
+
+
+def test_decode_into_refuses_a_buffer_of_another_length() -> None:
+    data = normal_bf16(1000)
+    encoded = CODEC.encode(memoryview(data), "BF16")
+    for length in (len(data) - 1, len(data) + 1):
+        with pytest.raises(ValueError, match="out is not exactly the length"):
+            CODEC.decode_into(
+                encoded.params, memoryview(encoded.payload), len(data), memoryview(bytearray(length))
+            )

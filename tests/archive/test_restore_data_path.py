@@ -1,0 +1,112 @@
+"""restore()'s data path: the whole-file sha256 check, recycled chunk buffers and writeback started per file."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from modelfactory import big_model, write_model
+
+from modelarc.archive import restore as restore_module
+from modelarc.archive.ingest import ingest
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.restore import READ_AHEAD, restore
+from modelarc.errors import DiskFullError, IntegrityError
+from modelarc.storage import ObjectStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore.open_local(tmp_path / "store")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _with_sha256(manifest: SnapshotManifest, path: str, sha256: str) -> SnapshotManifest:
+    files = tuple(dataclasses.replace(f, sha256=sha256) if f.path == path else f for f in manifest.files)
+    return SnapshotManifest(files)
+
+
+def test_restore_refuses_a_file_whose_intact_objects_do_not_rebuild_its_sha256(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """Every object hashes to its id, yet the file is not what the manifest (and a signature over it) says."""
+    manifest = ingest(write_model(tmp_path / "m"), store).manifest
+    lied = _with_sha256(manifest, "model.safetensors", "0" * 64)
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="model.safetensors: rebuilt file does not match the manifest"):
+        restore(store, lied, out)
+    assert not (out / "model.safetensors").exists()
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def test_restore_decodes_into_no_more_buffers_than_its_window(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3 * READ_AHEAD):  # incompressible: raw objects, decoded into the recycled buffers
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + i))
+    big_model(src / "big", megabytes=24)  # float-planes objects of 8 MiB, several per file
+    manifest = ingest(src, store).manifest
+    handed_out: set[int] = set()
+    take = restore_module._ChunkBuffers.take
+
+    def counting_take(self: restore_module._ChunkBuffers) -> bytearray:
+        buf = take(self)
+        handed_out.add(id(buf))
+        return buf
+
+    monkeypatch.setattr(restore_module._ChunkBuffers, "take", counting_take)
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    chunks = sum(len(p.chunks) for f in manifest.files for p in f.parts)
+    assert chunks > 2 * (READ_AHEAD + 1)
+    assert 0 < len(handed_out) <= READ_AHEAD + 1  # the window and the chunk being written
+
+
+def test_writeback_starts_while_a_file_is_written(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    monkeypatch.setattr(restore_module, "WRITEBACK_STEP", 8 << 20)
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd))[1])
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    assert len(synced) >= 2  # b.safetensors alone is 16 MiB: at least two starts, before its final fsync
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "message"),
+    [(errno.EIO, OSError, "Input/output error"), (errno.ENOSPC, DiskFullError, "disk full")],
+)
+def test_a_failed_writeback_fails_the_file_and_leaves_nothing_under_its_name(
+    tmp_path: Path,
+    store: ObjectStore,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    error: type[Exception],
+    message: str,
+) -> None:
+    """A lost write reported to the early fdatasync may not be reported again to the final fsync: it must count."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    monkeypatch.setattr(restore_module, "WRITEBACK_STEP", 8 << 20)
+
+    def failing(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    out = tmp_path / "out"
+    with pytest.raises(error, match=message):
+        restore(store, manifest, out)
+    assert not (out / "b.safetensors").exists()
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
