@@ -268,6 +268,11 @@ def gated(url: str, reader: Path) -> None:
         ("GET .../resolve/v1/model.safetensors", httpx.get(weights, timeout=10)),
     ):
         print(f"{name} -> {answer.status_code} {answer.headers.get('X-Error-Code', '')}".rstrip())
+    # a newcomer: the reader above already holds these bytes (fetched while they were public, with the fine-tune
+    # stored as deltas against them), and what an archive holds it keeps
+    reader = WORK / "newcomer"
+    run("init", home=reader)
+    run("remote", "add", "origin", url, home=reader)
     run("pull", REF, str(WORK / "gated-copy"), "--remote", "origin", "--no-progress", home=reader, fails=True)
     token = run("token", "create", "--scope", "read", "--name", "reader", capture=True).splitlines()[0]
     run("access", "grant", model, "reader", "--reason", "accepted the licence terms")
