@@ -157,3 +157,23 @@ def test_fsck_finds_a_delta_chain_that_comes_back_on_itself_from_headers_alone(a
     path.write_bytes(ObjectHeader(encoded.codec_id, len(raw), encoded.params).pack() + encoded.payload)
     found = arc("fsck", ok=False)
     assert found.exit_code != 0 and f"CORRUPT  object {delta}" in found.stdout and "acme/ft" in found.stdout
+
+
+def test_a_rebuilt_catalog_keeps_the_bases_a_withdrawn_parent_left(
+    arc: Any, tmp_path: Path, database_url: str
+) -> None:
+    from catalogkit import drop_catalog
+
+    base, ft1, _ = family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    arc("rm", "acme/base:v1", "--reason", "superseded")
+    stats = arc.json("stats")["deltas"]
+    drop_catalog(database_url)
+    assert arc.json("rebuild-catalog")["ok"]
+    assert arc.json("gc")["objects_removed"] == 0  # the withdrawn parent's weights the fine-tune needs stay
+    arc("pull", "acme/ft:v1", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (ft1 / "model.safetensors").read_bytes()
+    rebuilt = arc.json("stats")["deltas"]
+    assert rebuilt["objects"] == stats["objects"] and rebuilt["stored_bytes"] == stats["stored_bytes"]
+    assert arc.json("fsck")["ok"]
