@@ -29,7 +29,7 @@ from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
 from modelarc.archive.formats.safetensors import TensorEntry, parse_layout, read_header_length
 from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
-from modelarc.errors import DeltaBaseError, DeltaChainError, SourceError
+from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
 from modelarc.storage import ObjectId, ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 
@@ -173,6 +173,7 @@ class _ChunkWriter:
     ) -> None:
         self.store = store
         self.warn = warn
+        self.fallbacks = 0  # chunks stored on their own because their delta base could not be used
         self.pool = pool
         self.in_flight = in_flight  # chunks held at once: bounds memory, keeps every worker fed
         self.pending: deque[Future[PutResult]] = deque()
@@ -205,11 +206,19 @@ class _ChunkWriter:
         if base is None:
             return self.store.put(data, dtype_hint=dtype)
         try:
-            return self.store.put_delta(data, base, dtype_hint=dtype)
-        except (DeltaBaseError, DeltaChainError) as exc:
-            # the new weights are archived whatever state the base is in: on their own, and the user is told
-            if self.warn is not None:
-                self.warn(f"stored a chunk on its own instead of as a delta: {exc}")
+            try:
+                return self.store.put_delta(data, base, dtype_hint=dtype)
+            except DeltaChainError:
+                # the parent's chunk is at the chain limit (a long line of fine-tunes): delta against the root of
+                # its chain instead, an older ancestor, so restoring stays bounded and the delta is still small
+                return self.store.put_delta(data, self.store.delta_chain(base)[-1], dtype_hint=dtype)
+        except (DeltaBaseError, DeltaChainError, ObjectMissingError) as exc:
+            # the new weights are archived whatever state the base is in: on their own, and the user is told once
+            with self.lock:
+                first = not self.fallbacks
+                self.fallbacks += 1
+            if first and self.warn is not None:
+                self.warn(f"stored chunks on their own instead of as deltas: {exc}")
             return self.store.put(data, dtype_hint=dtype)
 
     def _write(

@@ -177,3 +177,33 @@ def test_a_rebuilt_catalog_keeps_the_bases_a_withdrawn_parent_left(
     rebuilt = arc.json("stats")["deltas"]
     assert rebuilt["objects"] == stats["objects"] and rebuilt["stored_bytes"] == stats["stored_bytes"]
     assert arc.json("fsck")["ok"]
+
+
+def test_a_long_line_of_fine_tunes_keeps_every_chain_within_the_limit(arc: Any, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from modelarc.storage import ObjectStore
+    from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
+
+    base, _ft1, _ = family(tmp_path, "BF16")
+    arc("push", base, "acme/m:g0")
+    tensors = load_file(base / "model.safetensors")
+    generator = torch.Generator().manual_seed(7)
+    generations = MAX_DELTA_DEPTH + 3
+    for g in range(1, generations + 1):  # each generation nudges every tensor of the one before
+        tensors = {
+            k: (v.float() + torch.randn(v.shape, generator=generator) * 0.002).to(torch.bfloat16)
+            for k, v in tensors.items()
+        }
+        folder = tmp_path / f"g{g}"
+        folder.mkdir()
+        save_file(tensors, folder / "model.safetensors")
+        pushed = arc.json("push", folder, f"acme/m:g{g}", "--parent", f"acme/m:g{g - 1}", "--relation", "finetune")
+        assert pushed["delta_objects"] > 0  # past the limit too: against an older ancestor
+    store = ObjectStore.open_local(arc.home / "store")
+    depths = [store.delta_depth(oid) for oid in store.iter_ids()]
+    assert max(depths) == MAX_DELTA_DEPTH
+    arc("pull", f"acme/m:g{generations}", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    arc("verify", "--all")
