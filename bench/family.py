@@ -186,8 +186,10 @@ def cli_round(
     first: bool,
     stored: dict[str, Stored],
     times: Timings,
-) -> None:
-    """One fresh home: push the base, each fine-tune (with --parent in "delta" mode), then pull each one."""
+) -> Any:
+    """One fresh home: push the base, each fine-tune (with --parent in "delta" mode), then pull each one.
+    Returns what ``stats --json`` says deltas saved after the first delta round (None otherwise, or when this
+    modelarc does not say)."""
     cli = bench_run.cli
     home = work / f"home-{mode}"
     shutil.rmtree(home, ignore_errors=True)
@@ -213,6 +215,11 @@ def cli_round(
             raise RuntimeError(
                 f"{mode} push of {m} ({dtype}) stored a different number of bytes than round 1"
             )
+    saved = None
+    if first and mode == "delta":
+        # what the archive says deltas saved, when this modelarc reports it (`stats --json`, "deltas")
+        saved = cli(home, "stats", "--json").get("deltas")
+        print(f"    modelarc stats --json, deltas: {json.dumps(saved)}", flush=True)
     for m in members:
         dest = work / "pulled"
         shutil.rmtree(dest, ignore_errors=True)
@@ -224,6 +231,7 @@ def cli_round(
             raise RuntimeError(f"{mode} pull of {m} ({dtype}) differs from the source folder")
         shutil.rmtree(dest)
     shutil.rmtree(home)
+    return saved
 
 
 # --------------------------------------------------------------------------- store-level mode
@@ -375,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_run.environment()
     mode_name = "store level (ObjectStore.put_delta)" if args.store_level else "CLI (modelarc push --parent)"
     print(f"modelarc family bench, {mode_name}  {env['when']}  git {env['git']}  load {load()}", flush=True)
+    import modelarc.storage
+
+    # which modelarc runs: PYTHONPATH may point at another checkout than this bench's
+    print(f"modelarc.storage from {Path(modelarc.storage.__file__).parent}", flush=True)
     folders = make_family(args.cache, args.steps, args.lrs, args.dtypes)
     work = args.cache / "family-work"
     shutil.rmtree(work, ignore_errors=True)
@@ -398,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         base = bench_run.load_folder(folders["base"][dtype])
         stored: dict[str, dict[str, Stored]] = {mode: {} for mode in MODES}
         times = {mode: Timings() for mode in MODES}
+        saved = None  # `stats --json` "deltas" of the delta home after round 1 (CLI mode)
         for rnd in range(args.repeat):
             order = MODES if rnd % 2 == 0 else MODES[::-1]
             print(f"  round {rnd + 1}/{args.repeat}: {' then '.join(order)}", flush=True)
@@ -405,11 +418,13 @@ def main(argv: list[str] | None = None) -> int:
                 if args.store_level:
                     store_round(base, read, mode, work, rnd == 0, stored[mode], times[mode])
                 else:
-                    cli_round(folders, dtype, mode, work, rnd == 0, stored[mode], times[mode])
+                    said = cli_round(folders, dtype, mode, work, rnd == 0, stored[mode], times[mode])
+                    saved = said if said is not None else saved
         rows += rows_for(dtype, zipnn, stored, times, args.store_level)
         doc["dtypes"][dtype] = {
             "zipnn_tensor_bytes": zipnn,
             "stored": {mode: {m: vars(s) for m, s in by.items()} for mode, by in stored.items()},
+            "stats_deltas": saved,
             "seconds": {mode: vars(t) for mode, t in times.items()},
         }
         del read, base
