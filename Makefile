@@ -86,6 +86,9 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 	$(PY) bench/serve.py
 	$(PY) bench/sharded.py
 	$(PY) bench/s3.py
+	@# a family stored with deltas (issue 15): through `push --parent`, and at the store (ObjectStore.put_delta)
+	$(PY) bench/family.py
+	$(PY) bench/family.py --store-level
 
 clean: ## remove the venv, caches and build output (not the PostgreSQL cluster in /tmp)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
