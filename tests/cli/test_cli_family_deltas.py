@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from familykit import family
+from finetunes import LIGHT, MEDIUM, write_family
 
 from modelarc.storage import ObjectId
 from modelarc.storage.store import object_key
+
+
+def family(where: Path, dtype: str) -> tuple[Path, Path, Path]:
+    """A tiny Llama base and two genuine fine-tunes of it (tests/finetunes.py), in ``dtype``."""
+    made = write_family(where / f"family-{dtype}", strengths=(LIGHT, MEDIUM), dtypes=(dtype,))
+    return made.folder("base", dtype), made.folder("light", dtype), made.folder("medium", dtype)
 
 
 def _objects(arc: Any) -> set[str]:
@@ -41,7 +47,9 @@ def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
     again = arc.json("push", ft2, "acme/ft:v3", "--parent", "acme/base:v1", "--relation", "finetune")
     assert again["stored_bytes_added"] == 0 and again["snapshot"] == d2["snapshot"]
     (evidence,) = arc.json("lineage", "acme/ft:v2", "--check")
-    assert evidence["delta_chunks"] == d2["delta_objects"] and evidence["tensor_chunks"] >= d2["delta_objects"]
+    assert (
+        evidence["delta_chunks"] == d2["delta_objects"] and evidence["tensor_chunks"] >= d2["delta_objects"]
+    )
     assert evidence["delta_ratio"] < 0.8 and not evidence["no_evidence"]
     assert "stored against this parent" in arc("lineage", "acme/ft:v2", "--check").stdout
     stats = arc.json("stats")
@@ -83,15 +91,19 @@ def test_delta_base_and_renamed_tensors(arc: Any, tmp_path: Path) -> None:
     def object_of(t: torch.Tensor) -> str:
         return hashlib.sha256(t.contiguous().view(torch.int16).numpy().tobytes()).hexdigest()
 
-    parent_weight = object_of(load_file(base / "model.safetensors")["model.1.weight"])
+    parent_weight = object_of(load_file(base / "model.safetensors")["model.layers.0.mlp.down_proj.weight"])
     tensors = load_file(ft1 / "model.safetensors")
-    tensors["model.proj.weight"] = tensors.pop("model.1.weight")
+    tensors["model.layers.0.mlp.down.weight"] = tensors.pop("model.layers.0.mlp.down_proj.weight")
     for name, scale in (("plain", 1.0), ("mapped", 1.02)):
         folder = tmp_path / name
         folder.mkdir()
-        proj = (tensors["model.proj.weight"].float() * scale).to(torch.bfloat16)
-        save_file({**tensors, "model.proj.weight": proj}, folder / "model.safetensors")
-        rename = ["--delta-rename", "model.proj.weight=model.1.weight"] if name == "mapped" else []
+        proj = (tensors["model.layers.0.mlp.down.weight"].float() * scale).to(torch.bfloat16)
+        save_file({**tensors, "model.layers.0.mlp.down.weight": proj}, folder / "model.safetensors")
+        rename = (
+            ["--delta-rename", "model.layers.0.mlp.down.weight=model.layers.0.mlp.down_proj.weight"]
+            if name == "mapped"
+            else []
+        )
         pushed = arc.json("push", folder, f"acme/{name}:v1", "--delta-base", "acme/base:v1", *rename)
         assert pushed["delta_base"].startswith("acme/base@")
         expected = parent_weight if name == "mapped" else None  # unmapped, the renamed tensor has no base
@@ -138,7 +150,9 @@ def test_a_corrupt_or_missing_base_is_named_by_pull_verify_and_fsck(arc: Any, tm
     assert missing.exit_code != 0 and victim[:12] in missing.stdout and "acme/ft" in missing.stdout
 
 
-def test_fsck_finds_a_delta_chain_that_comes_back_on_itself_from_headers_alone(arc: Any, tmp_path: Path) -> None:
+def test_fsck_finds_a_delta_chain_that_comes_back_on_itself_from_headers_alone(
+    arc: Any, tmp_path: Path
+) -> None:
     from modelarc.storage import ObjectStore
     from modelarc.storage.codecs.delta import DeltaCodec
     from modelarc.storage.objectformat import ObjectHeader
@@ -199,7 +213,9 @@ def test_a_long_line_of_fine_tunes_keeps_every_chain_within_the_limit(arc: Any, 
         folder = tmp_path / f"g{g}"
         folder.mkdir()
         save_file(tensors, folder / "model.safetensors")
-        pushed = arc.json("push", folder, f"acme/m:g{g}", "--parent", f"acme/m:g{g - 1}", "--relation", "finetune")
+        pushed = arc.json(
+            "push", folder, f"acme/m:g{g}", "--parent", f"acme/m:g{g - 1}", "--relation", "finetune"
+        )
         assert pushed["delta_objects"] > 0  # past the limit too: against an older ancestor
     store = ObjectStore.open_local(arc.home / "store")
     depths = [store.delta_depth(oid) for oid in store.iter_ids()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from familykit import family
+from finetunes import LIGHT, MEDIUM, write_family
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
 
 from modelarc.archive.access import set_policy
@@ -14,6 +14,12 @@ from modelarc.archive.repository import Archive
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs.delta import DeltaCodec
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
+
+
+def family(where: Path, dtype: str) -> tuple[Path, Path, Path]:
+    """A tiny Llama base and two genuine fine-tunes of it (tests/finetunes.py), in ``dtype``."""
+    made = write_family(where / f"family-{dtype}", strengths=(LIGHT, MEDIUM), dtypes=(dtype,))
+    return made.folder("base", dtype), made.folder("light", dtype), made.folder("medium", dtype)
 
 
 def _trusts_alice(home: Home, alice: Home, tmp_path: Path) -> None:
