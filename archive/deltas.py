@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from modelarc.archive.manifest import Part, SnapshotManifest
 from modelarc.errors import ObjectMissingError
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ class DeltaBases:
     by_file: Mapping[tuple[str, str], Part]
     rename: Mapping[str, str]  # a tensor of the new snapshot -> the base's tensor it is a fine-tune of
 
-    def chunks_for(self, path: str, name: str, dtype: str, shape: tuple[int, ...]) -> tuple[ObjectId, ...] | None:
+    def chunks_for(
+        self, path: str, name: str, dtype: str, shape: tuple[int, ...]
+    ) -> tuple[ObjectId, ...] | None:
         """The base chunk ids to try chunk by chunk, or None when the base has no same-name, same-dtype,
         same-shape tensor."""
         wanted = self.rename.get(name, name)
@@ -42,7 +45,9 @@ class DeltaBases:
         return tuple(c.id for c in part.chunks)
 
 
-def delta_bases(manifest: SnapshotManifest, label: str, rename: Mapping[str, str] | None = None) -> DeltaBases:
+def delta_bases(
+    manifest: SnapshotManifest, label: str, rename: Mapping[str, str] | None = None
+) -> DeltaBases:
     by_name: dict[str, Part] = {}
     by_file: dict[tuple[str, str], Part] = {}
     for f in manifest.files:
@@ -83,18 +88,27 @@ def base_closure(
     return out
 
 
-def send_order(store: ObjectStore, ids: Iterable[ObjectId]) -> list[list[ObjectId]]:
+def send_order(
+    store: ObjectStore, ids: Iterable[ObjectId], known: Mapping[str, str | None]
+) -> list[list[ObjectId]]:
     """``ids`` in waves, each needing only objects of earlier waves as bases (a receiver decodes a delta against
-    a base it already holds): objects stored on their own first, then deltas on them, and so on."""
-    ids = list(dict.fromkeys(ids))
-    level: dict[str, int] = {}
+    a base it already holds): objects stored on their own first, then deltas on them, and so on. ``known`` gives
+    objects' bases as the catalog recorded them (None: not a delta); others are read from their headers."""
+    depth: dict[str, int] = {}
 
-    def depth(oid: ObjectId) -> int:
-        if oid not in level:
-            level[oid] = len(store.delta_chain(oid))
-        return level[oid]
+    def depth_of(oid: str) -> int:
+        path: list[str] = []
+        current: str | None = oid
+        while current is not None and current not in depth and len(path) <= MAX_DELTA_DEPTH + 1:
+            path.append(current)
+            current = known[current] if current in known else store.delta_base(ObjectId(current))
+        level = depth.get(current, 0) if current is not None else -1
+        for node in reversed(path):
+            level += 1
+            depth[node] = level
+        return depth[oid]
 
     waves: dict[int, list[ObjectId]] = {}
-    for oid in ids:
-        waves.setdefault(depth(oid), []).append(oid)
+    for oid in dict.fromkeys(ids):
+        waves.setdefault(depth_of(oid), []).append(oid)
     return [waves[k] for k in sorted(waves)]

@@ -35,6 +35,7 @@ from modelarc.errors import (
     MissingObjectsError,
     PayloadTooLargeError,
 )
+from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
@@ -125,9 +126,14 @@ def push_offer(
         on_total(sum(sizes.get(oid, 0) for oid in todo))
     # a delta object decodes only against a base the receiver holds: the bases it lacks go too, each wave
     # (objects on their own, then deltas on them, ...) complete before the next
-    bases = base_closure(archive.store, {oid: archive.store.delta_base(oid) for oid in todo}) - set(todo)
+    with (
+        archive.catalog.session() as s
+    ):  # bases as recorded: no header read per object (a request each on S3)
+        known: dict[str, str | None] = {oid: None for oid in todo}
+        known.update({d.id: d.delta_base for d in q.delta_objects(s, todo)})
+    bases = base_closure(archive.store, known) - set(todo)
     extra = client.missing([ObjectId(b) for b in sorted(bases)]) if bases else []
-    for wave in send_order(archive.store, [*extra, *todo]):
+    for wave in send_order(archive.store, [*extra, *todo], known):
         send_all(wave, report=True)
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
     result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
@@ -159,19 +165,22 @@ def ancestors_of(archive: Archive, ref_text: str) -> list[str]:
     order: list[str] = []
     seen: set[str] = {snap.digest}
     with archive.catalog.session() as s:
-
-        def visit(row_id: int, depth: int) -> None:
+        # depth first with an explicit stack (a long line of fine-tunes must not hit the recursion limit); a node
+        # is emitted once every ancestor of it has been
+        stack: list[tuple[int, str, bool, bool]] = [(snap.row_id, "", False, False)]
+        while stack:
+            row_id, label, withdrawn, expanded = stack.pop()
+            if expanded:
+                if label and not withdrawn:
+                    order.append(label)
+                continue
+            stack.append((row_id, label, withdrawn, True))
             for parent in parents_of(s, row_id):
                 if parent.snapshot in seen or len(seen) > MAX_ANCESTORS:
                     continue
                 seen.add(parent.snapshot)
-                label = f"{parent.model}@{parent.snapshot}"
-                _pref, psnap = archive.resolve(label)
-                visit(psnap.row_id, depth + 1)
-                if not psnap.withdrawn:
-                    order.append(label)
-
-        visit(snap.row_id, 0)
+                found = q.resolve_snapshot(s, parse_ref(f"{parent.model}@{parent.snapshot}"))
+                stack.append((found.row_id, f"{parent.model}@{parent.snapshot}", found.withdrawn, False))
     return order
 
 
