@@ -591,6 +591,35 @@ done:
     return result;
 }
 
+/* The buffers of `seq`'s planes, each at least n bytes; returns how many were acquired (the caller releases them),
+ * or -1 with an exception set after releasing what it had. */
+static int plane_views(PyObject *seq, int kind, Py_ssize_t n, Py_buffer *views, const uint8_t **ptrs)
+{
+    int count = kind_planes(kind), k;
+    if (!PySequence_Check(seq) || PySequence_Size(seq) != count) {
+        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
+        return -1;
+    }
+    for (k = 0; k < count; k++) {
+        PyObject *item = PySequence_GetItem(seq, k);
+        int ok;
+        if (!item) goto fail;
+        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
+        Py_DECREF(item);
+        if (!ok) goto fail;
+        if (views[k].len < n) {
+            PyBuffer_Release(&views[k]);
+            PyErr_SetString(PyExc_ValueError, "a plane is shorter than the element count");
+            goto fail;
+        }
+        ptrs[k] = (const uint8_t *)views[k].buf;
+    }
+    return count;
+fail:
+    while (k-- > 0) PyBuffer_Release(&views[k]);
+    return -1;
+}
+
 PyDoc_STRVAR(joined_doc,
              "joined(planes, kind, n, tail) -> bytearray: the n elements rebuilt from the planes, then tail.");
 
@@ -599,33 +628,18 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
     PyObject *seq, *result = NULL;
     Py_buffer views[4], tail;
     const uint8_t *ptrs[4];
-    int kind, count, k, got = 0;
+    int kind, k, got = 0;
     Py_ssize_t n, body;
     (void)self;
     if (!PyArg_ParseTuple(args, "Oiny*", &seq, &kind, &n, &tail)) return NULL;
     if (!check_kind(kind)) goto done;
-    count = kind_planes(kind);
-    if (!PySequence_Check(seq) || PySequence_Size(seq) != count) {
-        PyErr_SetString(PyExc_ValueError, "wrong number of planes");
-        goto done;
-    }
     if (n < 0 || n > (PY_SSIZE_T_MAX - tail.len) / kind_width(kind)) {
         PyErr_SetString(PyExc_ValueError, "impossible element count");
         goto done;
     }
-    for (k = 0; k < count; k++) {
-        PyObject *item = PySequence_GetItem(seq, k);
-        int ok;
-        if (!item) goto done;
-        ok = PyObject_GetBuffer(item, &views[k], PyBUF_SIMPLE) == 0;
-        Py_DECREF(item);
-        if (!ok) goto done;
-        got++;
-        if (views[k].len < n) {
-            PyErr_SetString(PyExc_ValueError, "a plane is shorter than the element count");
-            goto done;
-        }
-        ptrs[k] = (const uint8_t *)views[k].buf;
+    if ((got = plane_views(seq, kind, n, views, ptrs)) < 0) {
+        got = 0;
+        goto done;
     }
     body = n * kind_width(kind);
     /* uninitialised: every byte is written below, so no pass is spent zeroing it first */
@@ -641,6 +655,44 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
 done:
     for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
     PyBuffer_Release(&tail);
+    return result;
+}
+
+PyDoc_STRVAR(join_into_doc,
+             "join_into(planes, kind, n, tail, out) -> None: joined(), written into the writable buffer out, which "
+             "must be exactly n elements plus tail long (a loader's final tensor: no temporary, no copy).");
+
+static PyObject *py_join_into(PyObject *self, PyObject *args)
+{
+    PyObject *seq, *result = NULL;
+    Py_buffer views[4], tail, out;
+    const uint8_t *ptrs[4];
+    int kind, k, got = 0;
+    Py_ssize_t n, body;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oiny*w*", &seq, &kind, &n, &tail, &out)) return NULL;
+    if (!check_kind(kind)) goto done;
+    if (n < 0 || n > (PY_SSIZE_T_MAX - tail.len) / kind_width(kind) || out.len != n * kind_width(kind) + tail.len) {
+        PyErr_SetString(PyExc_ValueError, "the output is not the size of the joined elements and tail");
+        goto done;
+    }
+    if ((got = plane_views(seq, kind, n, views, ptrs)) < 0) {
+        got = 0;
+        goto done;
+    }
+    body = n * kind_width(kind);
+    {
+        uint8_t *dst = (uint8_t *)out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        join_planes(ptrs, n, kind, dst);
+        memcpy(dst + body, tail.buf, (size_t)tail.len);
+        Py_END_ALLOW_THREADS
+    }
+    result = Py_NewRef(Py_None);
+done:
+    for (k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&tail);
+    PyBuffer_Release(&out);
     return result;
 }
 
@@ -924,6 +976,7 @@ done:
 static PyMethodDef methods[] = {
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
+    {"join_into", py_join_into, METH_VARARGS, join_into_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
     {"max_byte", py_max_byte, METH_VARARGS, max_byte_doc},
     {"huffman_frame", py_huffman_frame, METH_VARARGS, huffman_frame_doc},

@@ -270,36 +270,52 @@ class FloatPlanesCodec:
         return Encoded(self.codec_id, bytes(params), payload)
 
     def decode(self, params: bytes, payload: memoryview, raw_length: int) -> bytearray:
-        payload = memoryview(payload).cast("B")
-        if len(params) < _HEAD.size:
-            raise ObjectFormatError(f"float-planes: parameters are {len(params)} bytes, too short")
-        version, kind, count = _HEAD.unpack_from(params, 0)
-        if version != PARAMS_VERSION:
-            raise ObjectFormatError(f"float-planes: unsupported parameters version {version}")
-        if kind not in _WIDTH:
-            raise ObjectFormatError(f"float-planes: unknown element type {kind}")
-        nplanes = _ELEMENT_PLANES[kind]
-        if count != nplanes + 1 or len(params) != _HEAD.size + count * _PLANE_ENTRY.size:
-            raise ObjectFormatError(
-                f"float-planes: {count} planes in {len(params)} bytes of parameters, "
-                f"expected {nplanes + 1} in {_HEAD.size + (nplanes + 1) * _PLANE_ENTRY.size}"
-            )
-        if raw_length < 0:
-            raise ObjectFormatError(f"float-planes: negative raw length {raw_length}")
-        width = _WIDTH[kind]
-        n, tail_len = divmod(raw_length, width)
-        entries = [_PLANE_ENTRY.unpack_from(params, _HEAD.size + i * _PLANE_ENTRY.size) for i in range(count)]
-        if sum(clen for _, clen in entries) != len(payload):
-            raise ObjectFormatError(
-                f"float-planes: plane table covers {sum(c for _, c in entries)} bytes, payload has {len(payload)}"
-            )
-        for i, (coder, clen) in enumerate(entries):
-            _check_plane(coder, clen, n if i < nplanes else tail_len, i)
-        planes: list[bytes | memoryview] = []
-        pos = 0
-        for coder, clen in entries[:nplanes]:
-            planes.append(_decode_plane(coder, payload[pos : pos + clen], n))
-            pos += clen
-        tail = _decode_plane(entries[-1][0], payload[pos:], tail_len)
+        kind, n, planes, tail = _decoded_planes(params, payload, raw_length)
         out: bytearray = _planes.joined(planes, kind, n, tail)
         return out
+
+    def decode_into(self, params: bytes, payload: memoryview, raw_length: int, out: memoryview) -> None:
+        """``decode``, the elements joined straight into ``out`` (writable, exactly ``raw_length`` bytes): a loader
+        passes its final tensor's memory, so the decoded bytes are written once and never copied."""
+        if len(out) != raw_length:
+            raise ValueError(f"float-planes: output of {len(out)} bytes for {raw_length} raw bytes")
+        kind, n, planes, tail = _decoded_planes(params, payload, raw_length)
+        _planes.join_into(planes, kind, n, tail, out)
+
+
+def _decoded_planes(
+    params: bytes, payload: memoryview, raw_length: int
+) -> tuple[int, int, list[bytes | memoryview], bytes | memoryview]:
+    """The element type, element count, decoded element planes and tail of an object, every entry checked."""
+    payload = memoryview(payload).cast("B")
+    if len(params) < _HEAD.size:
+        raise ObjectFormatError(f"float-planes: parameters are {len(params)} bytes, too short")
+    version, kind, count = _HEAD.unpack_from(params, 0)
+    if version != PARAMS_VERSION:
+        raise ObjectFormatError(f"float-planes: unsupported parameters version {version}")
+    if kind not in _WIDTH:
+        raise ObjectFormatError(f"float-planes: unknown element type {kind}")
+    nplanes = _ELEMENT_PLANES[kind]
+    if count != nplanes + 1 or len(params) != _HEAD.size + count * _PLANE_ENTRY.size:
+        raise ObjectFormatError(
+            f"float-planes: {count} planes in {len(params)} bytes of parameters, "
+            f"expected {nplanes + 1} in {_HEAD.size + (nplanes + 1) * _PLANE_ENTRY.size}"
+        )
+    if raw_length < 0:
+        raise ObjectFormatError(f"float-planes: negative raw length {raw_length}")
+    width = _WIDTH[kind]
+    n, tail_len = divmod(raw_length, width)
+    entries = [_PLANE_ENTRY.unpack_from(params, _HEAD.size + i * _PLANE_ENTRY.size) for i in range(count)]
+    if sum(clen for _, clen in entries) != len(payload):
+        raise ObjectFormatError(
+            f"float-planes: plane table covers {sum(c for _, c in entries)} bytes, payload has {len(payload)}"
+        )
+    for i, (coder, clen) in enumerate(entries):
+        _check_plane(coder, clen, n if i < nplanes else tail_len, i)
+    planes: list[bytes | memoryview] = []
+    pos = 0
+    for coder, clen in entries[:nplanes]:
+        planes.append(_decode_plane(coder, payload[pos : pos + clen], n))
+        pos += clen
+    tail = _decode_plane(entries[-1][0], payload[pos:], tail_len)
+    return kind, n, planes, tail
