@@ -188,9 +188,9 @@ def _one_chunk_tensor(
 ) -> torch.Tensor:
     """A one-chunk part (most of them) as a new tensor, made on the decoding thread. Kept in its dtype, the tensor
     is the decoded chunk itself: the codec joins it into a fresh bytearray that nothing else holds, which becomes
-    the tensor's storage without a copy. Measured against decoding into a tensor allocated first (``get_into``),
-    this faults in far fewer fresh pages on a repeated load (bench/load.py, FP32: ~30-55k page faults per load
-    instead of ~160k): malloc serves the joined bytes from memory this thread freed moments before."""
+    the tensor's storage without a copy. Decoding instead into a tensor allocated first (``get_into``) did no less
+    work and, on repeated loads in one process (bench/load.py), faulted in more fresh pages: up to ~160k per FP32
+    load against ~80-110k this way, as malloc serves the joined bytes from memory freed moments before."""
     shape = tuple(part.shape or ())
     if final != source or not part.length:
         out = torch.empty(shape, dtype=final)
