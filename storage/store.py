@@ -26,6 +26,7 @@ from modelarc.storage.codecs.delta import (
     DeltaCodec,
     parse_params,
 )
+from modelarc.storage.codecs.floatplanes import FloatPlanesCodec
 from modelarc.storage.ids import ObjectId
 from modelarc.storage.local import LocalBackend
 from modelarc.storage.location import open_backend
@@ -287,6 +288,30 @@ class ObjectStore:
         """
         blob = self.get_stored(oid)
         return _decode_chain(oid, blob, verify, self.get_stored, (), out)
+
+    def fill(self, oid: ObjectId, out: memoryview) -> None:
+        """``get``, written into ``out`` (writable, exactly the object's raw length) and verified there.
+
+        A loader passes its final tensor's memory: float-planes objects (weights) are joined straight into it, with
+        no temporary to copy from; other codecs decode as in ``get`` and are copied once. On any error ``out``
+        holds unverified bytes, and the caller must not hand it out.
+        """
+        out = memoryview(out).cast("B")
+        blob = self.get_stored(oid)
+        name = f"object {oid}"
+        try:
+            header = unpack_header(blob, name)
+            if header.codec_id == FloatPlanesCodec.codec_id and header.raw_length == len(out):
+                FloatPlanesCodec().decode_into(header.params, memoryview(blob)[header.size :], len(out), out)
+                if (actual := hashlib.sha256(out).hexdigest()) != oid:
+                    raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+                return
+        except ObjectFormatError as exc:
+            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
+        if len(raw) != len(out):
+            raise IntegrityError(f"object {oid} is {len(raw)} bytes, the reader expected {len(out)}")
+        out[:] = raw
 
     def delta_base(self, oid: ObjectId) -> ObjectId | None:
         """The base ``oid`` is stored as a delta against, or None when it is not a delta: one ranged read of the

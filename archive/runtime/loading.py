@@ -1,11 +1,13 @@
 """Archived tensors straight into torch, on CUDA when present and on CPU otherwise.
 
 Nothing is written to disk for weights: each tensor's chunks are decoded from the store into the tensor they end in.
-On CPU, when the dtype is kept, they are decoded directly into the tensor's own storage; otherwise into one reusable
-host buffer (pinned for CUDA) and copied once, the dtype conversion and the move to the device in the same copy. The
-same code runs on CPU with ``device="cpu"``, which is how it is tested here. ``load_model`` builds the model on the
-meta device, so no weight is allocated twice, initialised at random or cast after loading. Only tokenizers are
-restored to a temporary folder, because the tokenizer classes read files by path; they are small.
+On CPU each chunk is decoded, on two threads, straight into its tensor's memory and verified there (a one-chunk
+tensor is the decoded chunk itself); a chunk changing dtype is decoded into a per-thread scratch buffer, verified,
+and cast into place. For CUDA, each tensor is decoded into one reusable host buffer (pinned) and copied once, the
+dtype conversion and the move to the device in the same copy. The same code runs on CPU with ``device="cpu"``,
+which is how it is tested here. ``load_model`` builds the model on the meta device, so no weight is allocated
+twice, initialised at random or cast after loading. Only tokenizers are restored to a temporary folder, because
+the tokenizer classes read files by path; they are small.
 
 With ``cache=True`` the snapshot's safetensors files are decoded once into the load cache (``cache.py``) and every
 load maps them instead: each tensor is then a view of the mapped file (copy-on-write, so the model may be trained
@@ -15,23 +17,28 @@ without touching the cache), or one copy when its dtype or device changes.
 from __future__ import annotations
 
 import json
+import math
 import mmap
-from collections.abc import Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from functools import partial
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
 
 from modelarc.archive.catalog.views import SnapshotView
-from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
+from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
-from modelarc.archive.restore import iter_chunk_bytes
+from modelarc.archive.restore import READ_AHEAD, iter_chunk_bytes
 from modelarc.archive.runtime.cache import LoadCache, weight_files
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
 from modelarc.registry.refs import SnapshotId
+from modelarc.storage import ObjectStore
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -53,6 +60,7 @@ DTYPE_NAMES = {
     "bfloat16": torch.bfloat16,
     "float64": torch.float64,
 }
+DECODE_THREADS = 2  # zstd, the plane join and sha256 all release the GIL: one thread per core of a small machine
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -112,62 +120,178 @@ def land(
 ) -> Generator[tuple[Part, torch.Tensor], None, None]:
     """Each planned part as a new tensor on ``device`` in its planned dtype (None: the archived one), in plan order.
 
-    After decompression each byte is copied at most once. On CPU a one-chunk tensor (most of them) is the decoded
-    chunk itself, or one converting copy of it when its dtype changes; a larger tensor is decoded straight into its
-    own storage when it keeps its dtype. Everything else (a larger tensor changing dtype; any tensor for another
-    device) is decoded into one reusable host staging buffer, pinned for CUDA, and one ``copy_`` into the final
-    tensor converts the dtype and crosses to the device in the same step; no tensor handed out is a view of that
-    buffer. ``staged=True`` takes that path for every tensor on CPU too, so that the GPU path's code runs in the
-    tests here.
-
-    The chunks of every part are one stream, decoded ahead on two threads across tensor boundaries: most tensors
-    are a single chunk, and read-ahead within one tensor would keep one thread busy and the other idle.
+    On CPU every chunk is decoded straight into its tensor's final memory and verified there (``_land_direct``).
+    For another device, each tensor is decoded into one reusable host staging buffer, pinned for CUDA, and one
+    ``copy_`` into the final tensor converts the dtype and crosses to the device in the same step; no tensor
+    handed out is a view of that buffer. ``staged=True`` takes that path on CPU too, so that the GPU path's code
+    runs in the tests here.
     """
-    direct = device.type == "cpu" and not staged
-    via_staging = [
-        p
-        for p, dtype in plan
-        if not direct or (len(p.chunks) > 1 and (dtype or _torch_dtype(p)) != _torch_dtype(p))
-    ]
+    pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="modelarc-load")
+    try:
+        if device.type == "cpu" and not staged:
+            yield from _land_direct(archive.store, plan, pool)
+        else:
+            yield from _land_staged(archive, device, plan, pool)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _land_direct(
+    store: ObjectStore, plan: list[tuple[Part, torch.dtype | None]], pool: ThreadPoolExecutor
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """The CPU path: every chunk decoded by ``pool`` straight into the bytes of the tensor it ends in and hashed
+    there (``ObjectStore.fill``), so each decoded byte is written once and read once, by sha256; a chunk whose
+    tensor changes dtype is decoded into its thread's scratch buffer, hashed, and cast into place in one copy.
+
+    Chunks are decoded up to ``READ_AHEAD`` ahead of the tensor being handed out, across tensor boundaries (most
+    tensors are one chunk, and read-ahead within one tensor would leave a thread idle), so at most that many
+    decoded one-chunk tensors wait beyond the model, plus each thread's stored object, planes and scratch buffer.
+    A tensor is yielded once all its chunks are verified.
+    """
+    for part, _dtype in plan:
+        if sum(c.length for c in part.chunks) != part.length:
+            raise ModelarcError(
+                f"tensor {part.name}: its chunks hold {sum(c.length for c in part.chunks)} bytes, the manifest "
+                f"says {part.length}"
+            )
+        _check_size(part)
+    scratch = threading.local()
+    landing: list[tuple[Part, torch.Tensor | None, int]] = []  # per part: its tensor if made here, its job count
+    jobs: list[Callable[[], torch.Tensor | None]] = []
+    for part, dtype in plan:
+        source = _torch_dtype(part)
+        final = dtype or source
+        if len(part.chunks) == 1:  # most tensors: made by the thread that decodes them
+            landing.append((part, None, 1))
+            jobs.append(partial(_one_chunk_tensor, store, part, source, final, scratch))
+        else:
+            out = torch.empty(tuple(part.shape or ()), dtype=final)
+            part_jobs = _chunk_jobs(store, part, source, final, out, scratch)
+            landing.append((part, out, len(part_jobs)))
+            jobs.extend(part_jobs)
+    queued: deque[Future[torch.Tensor | None]] = deque()
+    submitted = 0
+    try:
+        for part, made, count in landing:
+            while submitted < len(jobs) and len(queued) < count + READ_AHEAD:
+                queued.append(pool.submit(jobs[submitted]))
+                submitted += 1
+            done = [queued.popleft().result() for _ in range(count)]
+            yield part, made if made is not None else cast(torch.Tensor, done[0])
+    finally:
+        for fut in queued:  # a failed or abandoned load: decoding nobody will take
+            fut.cancel()
+
+
+def _one_chunk_tensor(
+    store: ObjectStore, part: Part, source: torch.dtype, final: torch.dtype, scratch: threading.local
+) -> torch.Tensor:
+    """A one-chunk part (most of them) as a new tensor, made on the decoding thread. Kept in its dtype, the tensor
+    is the decoded chunk itself: the codec joins it into a fresh bytearray that nothing else holds, which becomes
+    the tensor's storage without a copy. Decoding instead into a tensor allocated first (``fill``) did no less
+    work and, on repeated loads in one process (bench/load.py), faulted in more fresh pages: up to ~160k per FP32
+    load against ~80-110k this way, as malloc serves the joined bytes from memory freed moments before."""
+    shape = tuple(part.shape or ())
+    if final != source or not part.length:
+        out = torch.empty(shape, dtype=final)
+        for job in _chunk_jobs(store, part, source, final, out, scratch):
+            job()
+        return out
+    data = store.get(part.chunks[0].id)
+    if len(data) != part.length:
+        raise ModelarcError(f"tensor {part.name}: decoded {len(data)} bytes, manifest says {part.length}")
+    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=source).view(shape)
+
+
+def _check_size(part: Part) -> None:
+    """Refuse, before anything is allocated or decoded, a part whose shape and dtype do not make its length."""
+    elements = math.prod(part.shape or ())
+    if elements * _torch_dtype(part).itemsize != part.length:
+        raise ModelarcError(
+            f"tensor {part.name}: shape {list(part.shape or ())} of {part.dtype} is not the {part.length} bytes "
+            "the manifest gives it"
+        )
+
+
+def _chunk_jobs(
+    store: ObjectStore,
+    part: Part,
+    source: torch.dtype,
+    final: torch.dtype,
+    out: torch.Tensor,
+    scratch: threading.local,
+) -> list[Callable[[], None]]:
+    """One job per chunk of ``part``, each leaving its chunk verified in ``out`` (in dtype ``final``)."""
+    if final == source:
+        target = _bytes_of(out).data
+        jobs: list[Callable[[], None]] = []
+        pos = 0
+        for chunk in part.chunks:
+            jobs.append(partial(store.fill, chunk.id, target[pos : pos + chunk.length]))
+            pos += chunk.length
+        return jobs
+    flat = out.view(-1)
+    if any(c.length % source.itemsize for c in part.chunks):  # no writer splits an element; if one did, the
+        return [partial(_decode_cast, store, part.chunks, flat, source, scratch)]  # part casts whole
+    jobs = []
+    at = 0
+    for chunk in part.chunks:
+        count = chunk.length // source.itemsize
+        jobs.append(partial(_decode_cast, store, (chunk,), flat[at : at + count], source, scratch))
+        at += count
+    return jobs
+
+
+def _decode_cast(
+    store: ObjectStore,
+    chunks: tuple[Chunk, ...],
+    target: torch.Tensor,
+    source: torch.dtype,
+    scratch: threading.local,
+) -> None:
+    """``chunks`` decoded and verified in this thread's scratch buffer, then cast into ``target`` in one copy (the
+    dtype conversion is torch's own, as in ``from_pretrained``)."""
+    need = sum(c.length for c in chunks)
+    if not need:
+        return
+    held: bytearray | None = getattr(scratch, "buffer", None)
+    if held is None or len(held) < need:
+        held = scratch.buffer = bytearray(need)
+    view = memoryview(held)[:need]
+    pos = 0
+    for chunk in chunks:
+        store.fill(chunk.id, view[pos : pos + chunk.length])
+        pos += chunk.length
+    target.copy_(torch.frombuffer(view, dtype=source))
+    view.release()
+
+
+def _land_staged(
+    archive: Archive,
+    device: torch.device,
+    plan: list[tuple[Part, torch.dtype | None]],
+    pool: ThreadPoolExecutor,
+) -> Generator[tuple[Part, torch.Tensor], None, None]:
+    """Every tensor through the reusable host staging buffer (see ``land``). The chunks of every part are one
+    stream, decoded ahead on the pool's threads across tensor boundaries."""
     staging = torch.empty(
-        max((p.length for p in via_staging), default=0), dtype=torch.uint8, pin_memory=device.type == "cuda"
+        max((p.length for p, _d in plan), default=0), dtype=torch.uint8, pin_memory=device.type == "cuda"
     )
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-load")
     chunks = iter_chunk_bytes(archive.store, (c for p, _d in plan for c in p.chunks), pool)
     try:
         for part, dtype in plan:
             source = _torch_dtype(part)
             final = dtype or source
             shape = tuple(part.shape or ())
-            if direct and len(part.chunks) == 1:  # most tensors: no copy at all when the dtype is kept
-                host = _one_chunk_tensor(part, next(chunks), source, shape)
-                out = host if final == source else host.to(final)
-            elif direct and final == source:
-                out = torch.empty(shape, dtype=final)
-                _decode_into(part, chunks, _bytes_of(out))
-            else:
-                view = staging[: part.length]
-                _decode_into(part, chunks, view.numpy())
-                out = torch.empty(shape, dtype=final, device=device)
-                out.copy_(view.view(source).view(shape), non_blocking=device.type == "cuda")
-                if device.type == "cuda":
-                    torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
+            view = staging[: part.length]
+            _decode_into(part, chunks, view.numpy())
+            out = torch.empty(shape, dtype=final, device=device)
+            out.copy_(view.view(source).view(shape), non_blocking=device.type == "cuda")
+            if device.type == "cuda":
+                torch.cuda.current_stream(device).synchronize()  # the staging buffer is reused next
             yield part, out
     finally:
         chunks.close()
-        pool.shutdown(cancel_futures=True)
-
-
-def _one_chunk_tensor(
-    part: Part, data: bytes | bytearray, dtype: torch.dtype, shape: tuple[int, ...]
-) -> torch.Tensor:
-    """A tensor held in one chunk, as the decoded chunk itself: codecs hand out a fresh bytearray that nothing else
-    holds, so it becomes the tensor's storage without a copy (immutable bytes are copied once)."""
-    if len(data) != part.length:
-        raise ModelarcError(f"tensor {part.name}: decoded {len(data)} bytes, manifest says {part.length}")
-    if not part.length:
-        return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=dtype).view(shape)
 
 
 def _decode_into(part: Part, chunks: Iterator[bytes | bytearray], target: np.ndarray) -> None:
