@@ -454,3 +454,39 @@ def test_independent_reader_decodes_delta_objects(tmp_path: Path) -> None:
     forge(a, b)
     with pytest.raises(FormatError, match="circular"):
         read_object(tmp_path / "store", forge(b, a))
+
+
+def test_independent_reader_restores_a_fine_tune_stored_as_deltas(tmp_path: Path) -> None:
+    """A snapshot pushed with --parent: its tensor chunks are deltas (codec 3) against the parent's, and the reader
+    above rebuilds every file from the store alone, chains included."""
+    from finetunes import LIGHT, write_family
+
+    from modelarc.archive.push import DeltaRequest
+    from modelarc.archive.repository import Archive
+    from modelarc.registry.records import Provenance
+
+    family = write_family(tmp_path / "family", strengths=(LIGHT,))
+    home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MODELARC_DATABASE_URL", raising=False)
+        archive, _created = Archive.init(home)
+        try:
+            pushed = {}
+            for dtype in ("BF16", "F32"):
+                archive.push(family.folder("base", dtype), f"acme/base:{dtype.lower()}")
+                parent = Provenance(parents=((f"acme/base:{dtype.lower()}", "finetune"),))
+                result = archive.push(
+                    family.folder("light", dtype), f"acme/ft:{dtype.lower()}", parent, delta=DeltaRequest()
+                )
+                assert result.delta_objects > 0
+                pushed[dtype] = result.snapshot
+        finally:
+            archive.close()
+    for dtype, snapshot in pushed.items():
+        seen: Counter[str] = Counter()
+        manifest = rebuild(home / "store", snapshot, tmp_path / dtype, seen)
+        for entry in manifest["files"]:
+            original = (family.folder("light", dtype) / entry["path"]).read_bytes()
+            assert (tmp_path / dtype / entry["path"]).read_bytes() == original, entry["path"]
+        kind = {"BF16": 1, "F32": 3}[dtype]
+        assert any(k.startswith(f"delta.type{kind}.") for k in seen), seen
