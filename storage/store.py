@@ -212,9 +212,11 @@ class ObjectStore:
 
         A delta object (codec 3) also needs its base: ``fetch_base`` returns a stored blob by id (for a store,
         its ``get_stored``; ``ObjectStore.get`` passes it). Without one, a delta raises ``DeltaBaseError`` rather
-        than being mistaken for a corrupt object. Every base in the chain is verified against its id, whatever
-        ``verify`` says; a missing or corrupt base raises ``DeltaBaseError`` naming the delta and the base, and a
-        chain deeper than ``MAX_DELTA_DEPTH`` or a cycle raises ``DeltaChainError`` naming the chain.
+        than being mistaken for a corrupt object. Every base in the chain is verified against its id unless
+        ``verify`` is False (a caller that checks a hash covering the result, and re-reads with ``verify`` to name
+        the culprit of a mismatch: docs/FORMAT.md "Reading a delta"); a missing or corrupt base raises
+        ``DeltaBaseError`` naming the delta and the base, and a chain deeper than ``MAX_DELTA_DEPTH`` or a cycle
+        raises ``DeltaChainError`` naming the chain.
         """
         raw = _decode_chain(oid, blob, verify, fetch_base, ())
         return bytes(raw) if isinstance(raw, memoryview) else raw  # never a view: no buffer was given
@@ -437,7 +439,7 @@ def _decode_chain(
                     "base (decode it through its store, or pass fetch_base)"
                 )
             try:
-                base = _decode_chain(base_id, fetch_base(base_id), True, fetch_base, (*path, oid))
+                base = _decode_chain(base_id, fetch_base(base_id), verify, fetch_base, (*path, oid))
             except DeltaChainError:
                 raise
             except IntegrityError as exc:  # missing, corrupt, or a broken chain further down
