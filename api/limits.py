@@ -28,9 +28,11 @@ COUNT_PATTERN = (
     r"^(?: *[0-9]{1,19}(?:\.[0-9]{1,9})? *[kKmMbBtT]? *)?$"  # parse_count's grammar, bounded; empty too
 )
 OBJECT_ID_PATTERN = r"^[0-9a-f]{64}$"
+# free text may hold anything but NUL, which no database text column stores (PostgreSQL refuses it: a 500, not a 400)
+TEXT_PATTERN = r"^[^\x00]*$"
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
-Text = Annotated[str | None, Query(max_length=MAX_TEXT)]
+Text = Annotated[str | None, Query(max_length=MAX_TEXT, pattern=TEXT_PATTERN)]
 Date = Annotated[
     str | None, Query(max_length=10, pattern=DATE_PATTERN, description="YYYY, YYYY-MM or YYYY-MM-DD.")
 ]
@@ -43,7 +45,7 @@ Name = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN, description="A 
 Revision = Annotated[
     str, Path(max_length=135, pattern=REV_PATTERN, description="A tag or sha256:<hex or unique prefix>.")
 ]
-PathText = Annotated[str, Path(max_length=MAX_TEXT)]
+PathText = Annotated[str, Path(max_length=MAX_TEXT)]  # a NUL is refused by the route (a pattern defeats the fuzzer)
 ObjectIdText = Annotated[
     str, Path(min_length=64, max_length=64, pattern=OBJECT_ID_PATTERN, description="64 lowercase hex digits.")
 ]

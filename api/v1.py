@@ -199,6 +199,8 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.get("/datasets/{name}")
     def dataset(request: Request, name: PathText) -> Response:
         """Every version of the dataset, with the snapshots trained on it."""
+        if "\x00" in name:  # no text column stores NUL (PostgreSQL refuses it)
+            raise UsageError("a dataset name cannot contain NUL")
         return respond(request, [v.to_json() for v in views.dataset(get_archive(), name)])
 
     @router.get("/stats")

@@ -182,5 +182,23 @@ def test_v1_snapshot_search_declares_exactly_the_search_filters() -> None:
     from modelarc.archive.catalog.filters import SEARCH_FILTERS
 
     schema = create_app(lambda: None).openapi()  # type: ignore[arg-type,return-value]
-    declared = {p["name"] for p in schema["paths"]["/v1/snapshots"]["get"]["parameters"] if p["in"] == "query"}
+    declared = {
+        p["name"] for p in schema["paths"]["/v1/snapshots"]["get"]["parameters"] if p["in"] == "query"
+    }
     assert declared - {"order", "limit", "cursor"} == {f.key for f in SEARCH_FILTERS}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/snapshots?trained_on=%00",
+        "/v1/snapshots?license=a%00b",
+        "/v1/snapshots?name=%00",
+        "/v1/datasets/a%00b",
+    ],
+)
+def test_a_nul_in_free_text_is_a_400_not_a_database_error(client, url: str) -> None:
+    """Found by the schema fuzzer on PostgreSQL, whose text columns cannot hold NUL: the query reached it (500)."""
+    c, _archive = client
+    r = c.get(url)
+    assert r.status_code == 400, (url, r.status_code, r.text)
