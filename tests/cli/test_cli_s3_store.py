@@ -123,3 +123,26 @@ def test_s3_store_errors_are_one_line(bare_arc: Any, s3_bucket: str) -> None:
 def test_a_home_with_a_local_store_is_not_switched_to_a_bucket(arc: Any, s3_bucket: str) -> None:
     assert "already keeps its objects" in arc.fail("init", "--store", f"s3://{s3_bucket}/x").stderr
     assert not (arc.home / "config.json").exists()
+
+
+def test_a_family_stored_as_deltas_in_a_bucket(s3arc: Any, tmp_path: Path) -> None:
+    """Deltas whose bases are read back from the bucket, a withdrawn parent's weights kept there for its fine-tune."""
+    from finetunes import LIGHT, write_family
+
+    family = write_family(tmp_path / "family", strengths=(LIGHT,), dtypes=("BF16",))
+    s3arc("push", family.folder("base", "BF16"), "acme/base:v1")
+    pushed = s3arc.json(
+        "push",
+        family.folder("light", "BF16"),
+        "acme/ft:v1",
+        "--parent",
+        "acme/base:v1",
+        "--relation",
+        "finetune",
+    )
+    assert pushed["delta_objects"] > 0
+    s3arc("rm", "acme/base:v1", "--reason", "superseded")
+    s3arc.json("gc")
+    s3arc("pull", "acme/ft:v1", tmp_path / "out")
+    assert _sha(tmp_path / "out") == _sha(family.folder("light", "BF16"))
+    assert s3arc.json("fsck")["ok"]
