@@ -141,7 +141,7 @@ def push_offer(
         ref=result.ref,
         snapshot=offer.snapshot,
         remote=client.remote.name,
-        objects=len(needed),
+        objects=len(needed) + len(extra),  # the bases the remote lacked moved too
         objects_sent=len(moved),
         bytes_sent=sent,
         new_snapshot=result.new_snapshot,
@@ -224,7 +224,7 @@ def fetch_from_remote(
             f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
         )
     lock = threading.Lock()
-    moved = {"objects": 0, "bytes": 0}
+    moved = {"objects": 0, "bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
     sizes: dict[ObjectId, int] = {}
 
     def fetch(oid: ObjectId, *, depth: int = 0) -> bytes | bytearray:
@@ -241,6 +241,8 @@ def fetch_from_remote(
                 if base is None or depth >= MAX_DELTA_DEPTH or archive.store.has(base):
                     raise
                 fetch(base, depth=depth + 1)
+                with lock:
+                    moved["bases"] += 1
                 flush_writes()
                 raw = receive_object(archive, oid, blob, write=later)
         except (IntegrityError, PayloadTooLargeError) as exc:
@@ -328,7 +330,7 @@ def fetch_from_remote(
         ref=committed.ref,
         snapshot=offer.snapshot,
         remote=client.remote.name,
-        objects=len(needed),
+        objects=len(needed) + moved["bases"],
         objects_sent=moved["objects"],
         bytes_sent=moved["bytes"],
         new_snapshot=committed.new_snapshot,

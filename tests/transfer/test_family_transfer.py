@@ -56,6 +56,7 @@ def test_a_fine_tune_goes_to_a_fresh_remote_with_its_bases_and_comes_back_byte_i
     # only the newest fine-tune: the remote has never seen its parents, whose objects must go first
     sent = alice.json("push", "acme/ft:v2", "--remote", "origin")
     assert sent["objects_sent"] > len(_weights(server.archive, "acme/ft:v2"))  # its bases went with it
+    assert sent["objects_sent"] <= sent["objects"]  # and are counted among what the snapshot needs
     remote = _deltas(server.archive)
     assert set(local.items()) >= set(remote.items()) and remote  # stored as deltas there too, as sent
     with server.archive.catalog.session() as s:
