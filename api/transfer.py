@@ -26,7 +26,6 @@ from modelarc.archive.remote.receive import (
     MAX_CODEC_OVERHEAD,
     MAX_OBJECT_BYTES,
     check_push,
-    delta_base_of,
     receive_object,
 )
 from modelarc.archive.repository import Archive
@@ -41,6 +40,7 @@ from modelarc.errors import (
 from modelarc.registry.keys import PublishedKey
 from modelarc.registry.refs import revision_ref
 from modelarc.storage import ObjectId
+from modelarc.storage.store import delta_base_of
 
 MAX_MISSING_QUERY = 100_000
 STREAM_BLOCK = 1 << 20

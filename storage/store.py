@@ -393,6 +393,12 @@ class ObjectStore:
         self.backend.sync()
 
 
+def delta_base_of(oid: ObjectId, blob: bytes | bytearray | memoryview) -> ObjectId | None:
+    """The base the stored blob ``oid`` is a delta against, from its header alone, or None when it is not a delta:
+    what a receiver checks before it decodes anything."""
+    return _base_of(oid, unpack_header(blob, f"object {oid}"))
+
+
 def _base_of(oid: ObjectId, header: ObjectHeader) -> ObjectId | None:
     if header.codec_id != DELTA_CODEC_ID:
         return None

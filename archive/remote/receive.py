@@ -14,10 +14,9 @@ from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import check_offer
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
-from modelarc.errors import ObjectFormatError, PayloadTooLargeError
+from modelarc.errors import PayloadTooLargeError
 from modelarc.registry.leases import take_leases, uploaded_by
 from modelarc.storage import ObjectId
-from modelarc.storage.codecs.delta import DELTA_CODEC_ID, parse_params
 from modelarc.storage.objectformat import unpack_header
 
 MAX_OBJECT_BYTES = MAX_CHUNK_BYTES  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
@@ -61,17 +60,6 @@ def lease_objects(archive: Archive, object_ids: Iterable[str], holder: str, *, u
     """Keep ``object_ids`` from gc for ``LEASE_TTL`` on behalf of a push in flight (registry/leases.py)."""
     with archive.catalog.session() as s:
         take_leases(s, object_ids, holder, LEASE_TTL, uploaded=uploaded)
-
-
-def delta_base_of(oid: ObjectId, blob: bytes | bytearray | memoryview) -> ObjectId | None:
-    """The base an uploaded object is a delta against (from its header), or None: checked before it is decoded."""
-    header = unpack_header(blob, f"object {oid}")
-    if header.codec_id != DELTA_CODEC_ID:
-        return None
-    try:
-        return ObjectId(parse_params(header.params).base.hex())
-    except ObjectFormatError as exc:
-        raise ObjectFormatError(f"object {oid}: {exc}") from None
 
 
 def sent_by(archive: Archive, oid: str, holder: str) -> bool:

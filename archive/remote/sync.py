@@ -25,7 +25,7 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
-from modelarc.archive.remote.receive import delta_base_of, receive_object
+from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import READ_AHEAD, restore
 from modelarc.errors import (
@@ -39,6 +39,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
+from modelarc.storage.store import delta_base_of
 
 Progress = Callable[[int], None]
 T = TypeVar("T")

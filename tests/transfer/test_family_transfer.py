@@ -22,6 +22,22 @@ def family(where: Path, dtype: str) -> tuple[Path, Path, Path]:
     return made.folder("base", dtype), made.folder("light", dtype), made.folder("medium", dtype)
 
 
+def _alice_with_family(
+    server: Server, tmp_path: Path, dtype: str, generations: int
+) -> tuple[Home, tuple[Path, Path, Path]]:
+    """alice's home, trusted by the server, with the family pushed locally (acme/base:v1, then acme/ft:v1 on it
+    and, with two generations, acme/ft:v2 on that) and the server added as remote origin with a push token."""
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    folders = family(tmp_path, dtype)
+    alice("push", folders[0], "acme/base:v1")
+    for g in range(1, generations + 1):
+        parent = "acme/base:v1" if g == 1 else f"acme/ft:v{g - 1}"
+        alice("push", folders[g], f"acme/ft:v{g}", "--parent", parent, "--relation", "finetune")
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    return alice, folders
+
+
 def _trusts_alice(home: Home, alice: Home, tmp_path: Path) -> None:
     pem = tmp_path / "alice.pem"
     with alice.archive() as a:
@@ -43,16 +59,11 @@ def _weights(archive: Archive, ref: str) -> set[str]:
 def test_a_fine_tune_goes_to_a_fresh_remote_with_its_bases_and_comes_back_byte_identical(
     server: Server, tmp_path: Path
 ) -> None:
-    alice, bob = make_home(tmp_path, "alice"), make_home(tmp_path, "bob")
-    trusted_by_server(server, alice)
-    base, ft1, ft2 = family(tmp_path, "BF16")
-    alice("push", base, "acme/base:v1")
-    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
-    alice("push", ft2, "acme/ft:v2", "--parent", "acme/ft:v1", "--relation", "finetune")  # a chain of two
+    alice, (_base, _ft1, ft2) = _alice_with_family(server, tmp_path, "BF16", generations=2)  # a chain of two
+    bob = make_home(tmp_path, "bob")
     with alice.archive() as a:
         local = _deltas(a)
         assert local and any(base_id in local for base_id in local.values())  # some base is itself a delta
-    alice("remote", "add", "origin", server.url, "--token", server.push_token)
     # only the newest fine-tune: the remote has never seen its parents, whose objects must go first
     sent = alice.json("push", "acme/ft:v2", "--remote", "origin")
     assert sent["objects_sent"] > len(_weights(server.archive, "acme/ft:v2"))  # its bases went with it
@@ -92,12 +103,7 @@ def test_a_fine_tune_goes_to_a_fresh_remote_with_its_bases_and_comes_back_byte_i
 def test_a_public_fine_tune_of_a_gated_parent_never_hands_out_the_parent(
     server: Server, tmp_path: Path
 ) -> None:
-    alice = make_home(tmp_path, "alice")
-    trusted_by_server(server, alice)
-    base, ft1, _ = family(tmp_path, "F32")
-    alice("push", base, "acme/base:v1")
-    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
-    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice, (_base, ft1, _ft2) = _alice_with_family(server, tmp_path, "F32", generations=1)
     alice("push", "acme/base:v1", "--remote", "origin")
     alice("push", "acme/ft:v1", "--remote", "origin")
     set_policy(server.archive, "acme/base", "gated", reason="the authors' licence")
@@ -123,11 +129,7 @@ def test_a_public_fine_tune_of_a_gated_parent_never_hands_out_the_parent(
 
 
 def test_a_pusher_cannot_send_a_delta_against_weights_it_may_not_read(server: Server, tmp_path: Path) -> None:
-    alice = make_home(tmp_path, "alice")
-    trusted_by_server(server, alice)
-    base, ft1, _ = family(tmp_path, "BF16")
-    alice("push", base, "acme/base:v1")
-    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice, _folders = _alice_with_family(server, tmp_path, "BF16", generations=0)
     alice("push", "acme/base:v1", "--remote", "origin")
     set_policy(server.archive, "acme/base", "gated", reason="the authors' licence")
     target = sorted(_weights(server.archive, "acme/base:v1"))[0]
@@ -151,13 +153,7 @@ def test_a_pusher_cannot_send_a_delta_against_weights_it_may_not_read(server: Se
 def test_with_parents_sends_the_ancestors_first_so_the_remote_records_the_lineage(
     server: Server, tmp_path: Path
 ) -> None:
-    alice = make_home(tmp_path, "alice")
-    trusted_by_server(server, alice)
-    base, ft1, ft2 = family(tmp_path, "BF16")
-    alice("push", base, "acme/base:v1")
-    alice("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
-    alice("push", ft2, "acme/ft:v2", "--parent", "acme/ft:v1", "--relation", "finetune")
-    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    alice, (_base, _ft1, _ft2) = _alice_with_family(server, tmp_path, "BF16", generations=2)
     assert "--remote" in alice("push", "acme/ft:v2", "--with-parents", ok=False).stderr
     out = alice("push", "acme/ft:v2", "--remote", "origin", "--with-parents").stdout
     assert out.count("pushed ") == 3 and "not recorded" not in out
