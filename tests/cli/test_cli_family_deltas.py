@@ -20,6 +20,14 @@ def family(where: Path, dtype: str) -> tuple[Path, Path, Path]:
     return made.folder("base", dtype), made.folder("light", dtype), made.folder("medium", dtype)
 
 
+def _pushed_family(arc: Any, tmp_path: Path, dtype: str) -> tuple[Path, Path, Path]:
+    """The family's folders, with acme/base:v1 pushed and acme/ft:v1 pushed on it with --parent (as deltas)."""
+    base, ft1, ft2 = family(tmp_path, dtype)
+    arc("push", base, "acme/base:v1")
+    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    return base, ft1, ft2
+
+
 def _objects(arc: Any) -> set[str]:
     return {p.name for p in (arc.home / "store" / "objects").rglob("*") if p.is_file()}
 
@@ -60,9 +68,7 @@ def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
 def test_withdrawn_parent_keeps_the_weights_its_fine_tunes_need_until_they_go(
     arc: Any, tmp_path: Path
 ) -> None:
-    base, ft1, _ft2 = family(tmp_path, "BF16")
-    arc("push", base, "acme/base:v1")
-    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    base, ft1, _ft2 = _pushed_family(arc, tmp_path, "BF16")
     out = arc("rm", "acme/base:v1", "--reason", "superseded").stdout
     assert "kept: fine-tunes stored as deltas" in out
     arc.json("gc")
@@ -128,9 +134,7 @@ def _damage(arc: Any, oid: str) -> None:
 
 
 def test_a_corrupt_or_missing_base_is_named_by_pull_verify_and_fsck(arc: Any, tmp_path: Path) -> None:
-    base, ft1, _ = family(tmp_path, "F32")
-    arc("push", base, "acme/base:v1")
-    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    base, ft1, _ = _pushed_family(arc, tmp_path, "F32")
     from modelarc.storage import ObjectStore
 
     store = ObjectStore.open_local(arc.home / "store")
@@ -157,9 +161,7 @@ def test_fsck_finds_a_delta_chain_that_comes_back_on_itself_from_headers_alone(
     from modelarc.storage.codecs.delta import DeltaCodec
     from modelarc.storage.objectformat import ObjectHeader
 
-    base, ft1, _ = family(tmp_path, "BF16")
-    arc("push", base, "acme/base:v1")
-    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    base, ft1, _ = _pushed_family(arc, tmp_path, "BF16")
     assert arc.json("fsck")["ok"]
     store = ObjectStore.open_local(arc.home / "store")
     delta, parent = next((o, b) for o in store.iter_ids() if (b := store.delta_base(o)))
@@ -178,9 +180,7 @@ def test_a_rebuilt_catalog_keeps_the_bases_a_withdrawn_parent_left(
 ) -> None:
     from catalogkit import drop_catalog
 
-    base, ft1, _ = family(tmp_path, "BF16")
-    arc("push", base, "acme/base:v1")
-    arc("push", ft1, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    base, ft1, _ = _pushed_family(arc, tmp_path, "BF16")
     arc("rm", "acme/base:v1", "--reason", "superseded")
     stats = arc.json("stats")["deltas"]
     drop_catalog(database_url)
