@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from modelarc.archive.runtime.models import load_model
 from modelarc.registry.records import Provenance
 
 IDS = torch.tensor([[1, 5, 9, 200, 3, 7]])
-
-
-@pytest.fixture
-def archive(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    arc, _ = Archive.init(tmp_path / "home")
-    yield arc
-    arc.close()
 
 
 @pytest.mark.parametrize("dtype", ["BF16", "F32"])

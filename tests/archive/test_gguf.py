@@ -37,14 +37,6 @@ def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.fixture
-def archive(tmp_path: Path, database_url: str, monkeypatch) -> Archive:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    arc, _ = Archive.init(tmp_path / "home")
-    yield arc
-    arc.close()
-
-
 def test_gguf_round_trip_with_one_part_per_tensor(archive: Archive, tmp_path: Path) -> None:
     src = tmp_path / "m"
     src.mkdir()

@@ -46,14 +46,6 @@ def _gpt2() -> transformers.PreTrainedModel:
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
-@pytest.fixture
-def archive(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Archive:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    arc, _ = Archive.init(tmp_path / "home")
-    yield arc
-    arc.close()
-
-
 def _push(archive: Archive, tmp_path: Path, model: transformers.PreTrainedModel, name: str) -> str:
     model.save_pretrained(tmp_path / name)
     archive.push(tmp_path / name, f"acme/{name}:v1")

@@ -16,14 +16,6 @@ from modelarc.storage.store import object_key
 REF = "acme/planes:v1"
 
 
-@pytest.fixture
-def archive(tmp_path: Path, database_url: str, monkeypatch) -> Archive:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    arc, _ = Archive.init(tmp_path / "home")
-    yield arc
-    arc.close()
-
-
 def _tensors(dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Tensors of one chunk and of many (CHUNK_SIZE is 1 KiB below), an odd element count, an empty one, and an
     integer tensor (stored with another codec than float-planes)."""

@@ -65,14 +65,6 @@ def _llama_tied() -> transformers.PreTrainedModel:
     return _llama(tie=True)
 
 
-@pytest.fixture
-def archive(tmp_path: Path, database_url: str, monkeypatch) -> Archive:
-    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
-    arc, _ = Archive.init(tmp_path / "home")
-    yield arc
-    arc.close()
-
-
 def _push(archive: Archive, tmp_path: Path, model, name: str) -> str:
     folder = tmp_path / name
     model.save_pretrained(folder)
