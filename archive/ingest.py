@@ -17,10 +17,11 @@ import hashlib
 import io
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelarc.archive.deltas import DeltaBases
@@ -29,6 +30,7 @@ from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
 from modelarc.archive.formats.safetensors import TensorEntry, parse_layout, read_header_length
 from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
 from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
+from modelarc.archive.push_index import FileRead
 from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
 from modelarc.storage import ObjectId, ObjectStore, PutResult
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
@@ -53,9 +55,20 @@ class ObjectWrite:
 
 
 @dataclass(frozen=True)
+class Reused:
+    """A file a push takes as it is in an earlier snapshot, without reading it: its entry there, and the objects
+    that entry's chunks name (every one of them in the store)."""
+
+    entry: FileEntry
+    objects: tuple[ObjectWrite, ...]
+
+
+@dataclass(frozen=True)
 class IngestResult:
     manifest: SnapshotManifest
     objects: tuple[ObjectWrite, ...]  # every chunk object the manifest references, once each
+    reads: tuple[FileRead, ...] = ()  # the files this ingest read (not those it took from ``reuse``)
+    reused: int = 0  # files taken from ``reuse`` without reading them
 
     @property
     def stored_bytes_added(self) -> int:
@@ -313,12 +326,15 @@ def ingest(
     follow_symlinks: bool = False,
     bases: DeltaBases | None = None,
     warn: Warn | None = None,
+    reuse: Mapping[str, Reused] | None = None,
 ) -> IngestResult:
     """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
 
     ``files`` is the caller's ``list_source_files`` result when it already has one (so symlink warnings are given
     once); otherwise ``source`` is listed here with ``follow_symlinks``. With ``bases``, each tensor that has a
-    same-name, same-dtype, same-shape tensor there is tried chunk by chunk as a delta against it.
+    same-name, same-dtype, same-shape tensor there is tried chunk by chunk as a delta against it. A file whose
+    path is in ``reuse`` is not read: its entry and objects are the ones given (the caller vouches for them:
+    archive/push_index.py).
     """
     if files is None:
         files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
@@ -331,15 +347,29 @@ def ingest(
         try:
             # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
             # per file would leave one request in flight for a folder of small files
-            read = [_ingest_file(plan, writer, progress, bases) for plan in plans]
+            taken = {p.rel: reuse[p.rel] for p in plans if reuse and _fits(reuse.get(p.rel), p)}
+            read = [_ingest_file(plan, writer, progress, bases) for plan in plans if plan.rel not in taken]
+            for plan in plans:
+                if plan.rel in taken and progress:
+                    progress(plan.size)
             writer.drain()
-            entries = [_entry(plan, sha, parts) for plan, sha, parts in read]
+            built = {plan.rel: _entry(plan, sha, parts) for plan, sha, parts, _ in read}
+            entries = [built[p.rel] if p.rel in built else replace(taken[p.rel].entry, path=p.rel) for p in plans]
         except BaseException:
             for fut in writer.pending:
                 fut.cancel()
             raise
     store.sync()
-    return IngestResult(SnapshotManifest(tuple(entries)), tuple(writer.results.values()))
+    objects = dict(writer.results)
+    for hit in taken.values():
+        for o in hit.objects:
+            objects.setdefault(o.id, o)
+    return IngestResult(
+        SnapshotManifest(tuple(entries)),
+        tuple(objects.values()),
+        reads=tuple(r for *_, r in read),
+        reused=len(taken),
+    )
 
 
 class _HashingReader:
@@ -384,14 +414,17 @@ class _HashingReader:
 
 def _ingest_file(
     plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None, bases: DeltaBases | None = None
-) -> tuple[SourcePlan, str, list[_PendingPart]]:
-    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, the file's sha256, its parts)."""
+) -> tuple[SourcePlan, str, list[_PendingPart], FileRead]:
+    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, the file's sha256, its parts, and the
+    file's stat around the read, for the push index)."""
     path = plan.path
     try:
         fh = open(path, "rb")
     except OSError as exc:
         raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
     with fh:
+        started = time.time()
+        before = os.fstat(fh.fileno())
         reader = _HashingReader(fh, path, progress)
         if plan.kind == "safetensors":
             parts = _safetensors_parts(plan, reader, writer, bases)
@@ -401,7 +434,14 @@ def _ingest_file(
             parts = [_part(reader, writer, "blob", 0, plan.size, None)]
         if fh.read(1):
             raise SourceError(f"{printable_path(str(path))}: file grew while being read")
-    return plan, reader.sha.hexdigest(), parts
+        after = os.fstat(fh.fileno())
+    sha = reader.sha.hexdigest()
+    return plan, sha, parts, FileRead(path, plan.rel, before, after, started, sha)
+
+
+def _fits(hit: Reused | None, plan: SourcePlan) -> bool:
+    """Whether an earlier snapshot's entry can stand for ``plan``'s file as it is listed now."""
+    return hit is not None and hit.entry.size == plan.size and hit.entry.kind == plan.kind
 
 
 def _entry(plan: SourcePlan, sha256: str, parts: list[_PendingPart]) -> FileEntry:

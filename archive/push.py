@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING
 
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
-from modelarc.archive.ingest import IngestResult, ingest, list_source_files, total_size
-from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
-from modelarc.errors import IntegrityError, UsageError
+from modelarc.errors import IntegrityError, ModelarcError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
-from modelarc.storage import ObjectId
+from modelarc.storage import ObjectId, ObjectStore
 
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
@@ -49,6 +50,7 @@ class PushResult:
     delta_objects: int = 0  # chunks this push stored as deltas
     delta_stored_bytes: int = 0  # what they take
     delta_standalone_bytes: int = 0  # what they would have taken stored on their own
+    unchanged_files: int = 0  # files not read: unchanged since an earlier push (archive/push_index.py)
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,12 @@ def push_folder(
     follow_symlinks: bool = False,
     warn: Callable[[str], None] | None = None,
     delta: DeltaRequest | None = None,
+    rehash: bool = False,
 ) -> PushResult:
     """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
     and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
-    against a parent as ``delta`` says (archive/deltas.py)."""
+    against a parent as ``delta`` says (archive/deltas.py). A file unchanged since an earlier push (by the push
+    index's rules, archive/push_index.py) is not read again unless ``rehash``."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -93,8 +97,11 @@ def push_folder(
     files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
     if on_total:
         on_total(total_size(files))
+    index = PushIndex.load(archive.settings.home)
     with archive.lock(exclusive=False, purpose="push") as held:
-        result = ingest(source, archive.store, progress, files=files, bases=bases, warn=warn)
+        # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
+        reuse = {} if rehash else _unchanged_files(archive, index, files)
+        result = ingest(source, archive.store, progress, files=files, bases=bases, warn=warn, reuse=reuse)
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         manifest_put = archive.store.put(manifest.canonical_bytes())
@@ -134,6 +141,7 @@ def push_folder(
                     audit_details={"stored_bytes_added": record.stored_bytes_added},
                 ),
             )
+    _update_index(index, result, files, snapshot_id, warn)
     return PushResult(
         ref=str(ref),
         snapshot=snapshot_id,
@@ -148,7 +156,67 @@ def push_folder(
         delta_objects=len(result.deltas_added),
         delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
+        unchanged_files=result.reused,
     )
+
+
+def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, Path]]) -> dict[str, Reused]:
+    """The source files the index vouches for, each with its entry from the earlier snapshot's verified manifest
+    and its objects, all present in the store; any doubt leaves a file out, and it is read."""
+    found: dict[str, Reused] = {}
+    manifests: dict[str, dict[str, FileEntry] | None] = {}
+    for rel, path in files:
+        hit = index.lookup(path)
+        if hit is None:
+            continue
+        if hit.snapshot not in manifests:
+            try:
+                manifest = archive.manifest_by_id(SnapshotId("sha256:" + hit.snapshot))
+                manifests[hit.snapshot] = {f.path: f for f in manifest.files}
+            except ModelarcError:  # gone, corrupt, or a malformed id in the index
+                manifests[hit.snapshot] = None
+        entry = (manifests[hit.snapshot] or {}).get(hit.path)
+        if entry is None or entry.sha256 != hit.sha256 or entry.size != hit.size:
+            continue
+        objects = _stored_objects(archive.store, entry)
+        if objects is not None:
+            found[rel] = Reused(entry, objects)
+    return found
+
+
+def _stored_objects(store: ObjectStore, entry: FileEntry) -> tuple[ObjectWrite, ...] | None:
+    """The objects ``entry``'s chunks name, as the store has them; None if one is missing or unreadable."""
+    found: dict[str, ObjectWrite] = {}
+    for chunk in (c for p in entry.parts for c in p.chunks):
+        if chunk.id in found:
+            continue
+        try:
+            info = store.stat(ObjectId(chunk.id))
+        except ModelarcError:
+            return None
+        if info.raw_size != chunk.length:
+            return None
+        found[chunk.id] = ObjectWrite(info.id, info.raw_size, info.stored_size, info.codec, False, info.delta_base)
+    return tuple(found.values())
+
+
+def _update_index(
+    index: PushIndex,
+    result: IngestResult,
+    files: list[tuple[str, Path]],
+    snapshot: SnapshotId,
+    warn: Callable[[str], None] | None,
+) -> None:
+    """Remember the files this push read, and point the files it reused at the snapshot just recorded (the
+    earlier one may be removed later). A failure here costs the next push a read, so it is a warning at most."""
+    index.remember(result.reads, snapshot.hex)
+    read = {r.rel for r in result.reads}
+    index.moved([(path, rel) for rel, path in files if rel not in read], snapshot.hex)
+    try:
+        index.save()
+    except OSError as exc:
+        if warn:
+            warn(f"could not update the push index {index.path} ({exc.strerror}); the next push reads every file")
 
 
 def _delta_bases(
@@ -183,6 +251,7 @@ def push_source(
     on_total: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     delta: DeltaRequest | None = None,
+    rehash: bool = False,
 ) -> PushResult:
     """`modelarc push SOURCE REF`: a folder or file, or ``hf://org/name[@revision]`` (archive/remote/hf_import.py,
     which downloads and then calls ``push_folder``), then the training-data manifest ``data`` if given (already
@@ -206,6 +275,7 @@ def push_source(
             follow_symlinks=follow_symlinks,
             warn=warn,
             delta=delta,
+            rehash=rehash,
         )
     if data is not None:
         from modelarc.archive.provenance.data import attach_data

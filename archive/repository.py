@@ -63,6 +63,7 @@ class PushOptions(TypedDict, total=False):
     follow_symlinks: bool  # default False
     warn: Callable[[str], None] | None
     delta: DeltaRequest | None  # how tensors are tried as deltas against a parent (archive/push.py)
+    rehash: bool  # default False: read even the files the push index says are unchanged
 
 
 class PullOptions(TypedDict, total=False):

@@ -71,6 +71,11 @@ if TYPE_CHECKING:
     is_flag=True,
     help="With --remote: first send the declared ancestors the remote lacks, so it records the lineage too.",
 )
+@click.option(
+    "--rehash",
+    is_flag=True,
+    help="Read and hash every file, even those unchanged (same size, times and inode) since an earlier push.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -94,6 +99,7 @@ def push(
     follow_symlinks: bool,
     mirror_names: tuple[str, ...],
     with_parents: bool,
+    rehash: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -156,6 +162,7 @@ def push(
             on_total=set_total,
             warn=echo_warning,
             delta=delta,
+            rehash=rehash,
         )
     synced = _sync_mirrors(archive, targets, progress and not as_json)
     if remote_name is not None:
@@ -188,6 +195,11 @@ def push(
         f"{result.files} files, {result.tensors} tensors, {human_bytes(result.logical_bytes)} logical, "
         f"{human_bytes(result.stored_bytes_added)} stored ({ratio:.3f}), {result.seconds:.2f}s"
     )
+    if result.unchanged_files:
+        echo_line(
+            f"{result.unchanged_files} of {result.files} files unchanged since an earlier push, not read again "
+            "(--rehash reads them)"
+        )
     if result.delta_base:
         echo_line(
             f"deltas against {result.delta_base}: {result.delta_objects} chunks, "
