@@ -185,3 +185,17 @@ def test_odd_length_float_tensors_round_trip_through_push_pull_verify_and_load(
     for name in ("odd.bf16.rows", "odd.bf16.past_a_chunk", "odd.f32.rows", "odd.f16.rows"):
         assert "floatplanes" in codecs[name], (name, codecs[name])
     assert len(codecs["odd.bf16.past_a_chunk"]) == 2  # 8 MiB of planes, then a 10-byte raw tail chunk
+
+
+def test_repush_takes_unchanged_files_from_the_push_index_and_says_so(arc, tmp_path: Path, monkeypatch) -> None:
+    from modelarc.archive import push_index
+
+    monkeypatch.setattr(push_index, "SETTLE_SECONDS", 0.0)  # the files were just written (the rule: 2 s)
+    src = write_model(tmp_path / "m")
+    first = arc.json("push", src, "acme/tiny:v1")
+    files = first["files"]
+    again = arc("push", src, "acme/tiny:v1", "--no-progress").stdout
+    assert f"{files} of {files} files unchanged since an earlier push, not read again" in again
+    forced = arc.json("push", src, "acme/tiny:v1", "--rehash")
+    assert forced["unchanged_files"] == 0 and forced["snapshot"] == first["snapshot"]
+    assert arc.json("push", src, "acme/tiny:v1")["unchanged_files"] == files
