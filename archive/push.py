@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -163,7 +164,7 @@ def push_folder(
 def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, Path]]) -> dict[str, Reused]:
     """The source files the index vouches for, each with its entry from the earlier snapshot's verified manifest
     and its objects, all present in the store; any doubt leaves a file out, and it is read."""
-    found: dict[str, Reused] = {}
+    candidates: dict[str, FileEntry] = {}
     manifests: dict[str, dict[str, FileEntry] | None] = {}
     for rel, path in files:
         hit = index.lookup(path)
@@ -176,28 +177,40 @@ def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, 
             except ModelarcError:  # gone, corrupt, or a malformed id in the index
                 manifests[hit.snapshot] = None
         entry = (manifests[hit.snapshot] or {}).get(hit.path)
-        if entry is None or entry.sha256 != hit.sha256 or entry.size != hit.size:
-            continue
-        objects = _stored_objects(archive.store, entry)
-        if objects is not None:
-            found[rel] = Reused(entry, objects)
+        if entry is not None and entry.sha256 == hit.sha256 and entry.size == hit.size:
+            candidates[rel] = entry
+    if not candidates:
+        return {}
+    chunks = {c.id: c.length for e in candidates.values() for p in e.parts for c in p.chunks}
+    stored = _stored_objects(archive.store, chunks)
+    found: dict[str, Reused] = {}
+    for rel, entry in candidates.items():
+        objects = [stored[i] for i in dict.fromkeys(c.id for p in entry.parts for c in p.chunks)]
+        present = tuple(o for o in objects if o is not None)
+        if len(present) == len(objects):
+            found[rel] = Reused(entry, present)
     return found
 
 
-def _stored_objects(store: ObjectStore, entry: FileEntry) -> tuple[ObjectWrite, ...] | None:
-    """The objects ``entry``'s chunks name, as the store has them; None if one is missing or unreadable."""
-    found: dict[str, ObjectWrite] = {}
-    for chunk in (c for p in entry.parts for c in p.chunks):
-        if chunk.id in found:
-            continue
+def _stored_objects(store: ObjectStore, chunks: dict[str, int]) -> dict[str, ObjectWrite | None]:
+    """Each chunk's object as the store has it, or None when it is missing, unreadable or of another length.
+    One header read per object; on a remote store (S3) several at once, as a push's dedup checks are."""
+
+    def one(item: tuple[str, int]) -> ObjectWrite | None:
+        oid, length = item
         try:
-            info = store.stat(ObjectId(chunk.id))
+            info = store.stat(ObjectId(oid))
         except ModelarcError:
             return None
-        if info.raw_size != chunk.length:
+        if info.raw_size != length:
             return None
-        found[chunk.id] = ObjectWrite(info.id, info.raw_size, info.stored_size, info.codec, False, info.delta_base)
-    return tuple(found.values())
+        return ObjectWrite(info.id, info.raw_size, info.stored_size, info.codec, False, info.delta_base)
+
+    workers = store.backend.concurrency
+    if workers <= 1 or len(chunks) < 2:
+        return {oid: one((oid, n)) for oid, n in chunks.items()}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-index") as pool:
+        return dict(zip(chunks, pool.map(one, chunks.items()), strict=True))
 
 
 def _update_index(

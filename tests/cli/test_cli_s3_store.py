@@ -146,3 +146,25 @@ def test_a_family_stored_as_deltas_in_a_bucket(s3arc: Any, tmp_path: Path) -> No
     s3arc("pull", "acme/ft:v1", tmp_path / "out")
     assert _sha(tmp_path / "out") == _sha(family.folder("light", "BF16"))
     assert s3arc.json("fsck")["ok"]
+
+
+def test_the_push_index_checks_the_bucket_before_it_vouches_for_a_file(
+    s3arc: Any, tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged re-push takes the files unread only while every object they name is in the bucket."""
+    from modelarc.archive import push_index
+
+    monkeypatch.setattr(push_index, "SETTLE_SECONDS", 0.0)
+    src = big_model(tmp_path / "big", megabytes=20)
+    files = s3arc.json("push", src, "acme/big:v1")["files"]
+    assert s3arc.json("push", src, "acme/big:v1")["unchanged_files"] == files
+    keys = _keys(s3arc, s3_endpoint)
+    sizes = {k: raw_client(s3_endpoint).head_object(Bucket=s3arc.bucket, Key=k)["ContentLength"] for k in keys}
+    victim = max(keys, key=sizes.__getitem__)  # a weight chunk
+    raw_client(s3_endpoint).delete_object(Bucket=s3arc.bucket, Key=victim)
+    again = s3arc.json("push", src, "acme/big:v1")
+    assert again["unchanged_files"] < files and again["stored_bytes_added"] > 0
+    assert victim in _keys(s3arc, s3_endpoint)  # read again, and stored again
+    out = tmp_path / "out"
+    s3arc("pull", "acme/big:v1", out)
+    assert _sha(out) == _sha(src)
