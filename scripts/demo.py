@@ -81,9 +81,10 @@ def main() -> None:
         "sentence embedding model, 6-layer MiniLM",
         "--no-progress",
     )
-    print("\n# pushing the same model again stores nothing new:")
+    print("\n# pushing the same model again stores nothing new (unchanged files are not even read again):")
     again = json.loads(run("push", str(MODEL), REF, "--json", "--no-progress", capture=True))
     assert again["stored_bytes_added"] == 0, again
+    print(f"  {again['unchanged_files']} of {again['files']} files taken from the push index, 0 bytes stored")
 
     print("\n# a derived model that changes two layers stores only those tensors:")
     make_finetune(WORK / "finetune")
