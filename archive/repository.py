@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.records import catalog_time, key_fields, write_record
 from modelarc.config import Settings, load_settings
 from modelarc.errors import (
     NotInitializedError,
@@ -28,26 +26,30 @@ from modelarc.errors import (
     UsageError,
     WithdrawnError,
 )
-from modelarc.registry import keys as key_rows
-from modelarc.registry import queries as q
-from modelarc.registry.db import Catalog, CatalogSession
-from modelarc.registry.keys import KeyInfo
-from modelarc.registry.queries import TagChange
-from modelarc.registry.records import Provenance
+from modelarc.registry.db import Catalog
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
-from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.location import canonical_location, open_backend
 
 if TYPE_CHECKING:
     from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
+    from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.pull import PullResult
     from modelarc.archive.push import DeltaRequest, PushResult
     from modelarc.archive.store_lock import StoreLockHandle
+    from modelarc.registry.db import CatalogSession
+    from modelarc.registry.keys import KeyInfo
+    from modelarc.registry.queries import TagChange
+    from modelarc.registry.records import Provenance
+    from modelarc.registry.snapshots import SnapshotRecord
 
 # Signing (archive/signing/, which loads `cryptography`) is imported inside the methods that sign or verify:
-# ls, show, log, tag and the other catalog reads open an Archive too and never touch a key.
+# ls, show, log, tag and the other catalog reads open an Archive too and never touch a key. Likewise the catalog's
+# query modules (registry/queries.py, keys.py, and archive/records.py with registry/recording.py behind it) and
+# the manifest: each method imports what it uses, since building their dataclasses and statements costs every
+# command that opens an Archive ~20-30 ms of CPU, and `ls` (registry/snapshot_search.py) needs none of them
+# (issue 12; tests/cli/test_cli_startup.py holds the line).
 
 Progress = Callable[[int], None]
 SIGNING_KEY_FILE = "signing-key.pem"
@@ -188,7 +190,9 @@ class Archive:
         return keyring.public_key_pem(self._private_key())
 
     def _register_key(self, pem: bytes, *, label: str | None, local: bool, actor: str) -> KeyInfo:
+        from modelarc.archive.records import catalog_time
         from modelarc.archive.signing import keys as keyring
+        from modelarc.registry import keys as key_rows
 
         fingerprint = keyring.key_fingerprint(pem)
         with self.catalog.session() as s:
@@ -202,6 +206,9 @@ class Archive:
             return info
 
     def _record_key(self, s: CatalogSession, fingerprint: str, at: dt.datetime, actor: str) -> None:
+        from modelarc.archive.records import key_fields, write_record
+        from modelarc.registry import keys as key_rows
+
         s.flush()  # the change holds its row (and SQLite's write lock) before the record's time is taken
         key = key_rows.find_key(s, fingerprint)
         assert key is not None
@@ -214,6 +221,9 @@ class Archive:
         return self._register_key(pem, label=label, local=False, actor=self.settings.actor).fingerprint
 
     def set_key_trust(self, fingerprint_prefix: str, trusted: bool) -> str:
+        from modelarc.archive.records import catalog_time
+        from modelarc.registry import keys as key_rows
+
         with self.catalog.session() as s:
             at = catalog_time()
             fingerprint = key_rows.set_trust(s, fingerprint_prefix, trusted, self.settings.actor, at)
@@ -221,10 +231,14 @@ class Archive:
             return fingerprint
 
     def list_keys(self) -> list[KeyInfo]:
+        from modelarc.registry import keys as key_rows
+
         with self.catalog.session() as s:
             return key_rows.list_keys(s)
 
     def trusted_pems(self) -> list[bytes]:
+        from modelarc.registry import keys as key_rows
+
         with self.catalog.session() as s:
             return key_rows.trusted_pems(s)
 
@@ -297,6 +311,8 @@ class Archive:
     # ----------------------------------------------------------------- read side
     def resolve(self, ref: Ref | str) -> tuple[Ref, SnapshotRecord]:
         """The snapshot a REF names now, as values (a tag moving later does not change what is returned)."""
+        from modelarc.registry import queries as q
+
         ref = ref if isinstance(ref, Ref) else parse_ref(ref)
         with self.catalog.session() as s:
             return ref, q.resolve_snapshot(s, ref)
@@ -306,6 +322,8 @@ class Archive:
         return self.manifest_by_id(snap.digest)
 
     def manifest_by_id(self, digest: SnapshotId) -> SnapshotManifest:
+        from modelarc.archive.manifest import SnapshotManifest
+
         try:
             data = self.store.get(ObjectId(digest.hex))
         except (ObjectMissingError, ObjectCorruptError) as exc:
@@ -323,11 +341,15 @@ class Archive:
         return self._verify_signature(snap, self.manifest(snap))[0]
 
     def signature_object_ids(self, snap: SnapshotRecord) -> list[str]:
+        from modelarc.registry import keys as key_rows
+
         with self.catalog.session() as s:
             return key_rows.signature_object_ids(s, snap.row_id)
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:
+        from modelarc.archive.records import catalog_time, write_record
+
         ref = parse_ref(ref_text)
         check_tag(new_tag)
         with self.catalog.session() as s:
@@ -364,6 +386,8 @@ class Archive:
         return views.archive_stats(self)
 
     def iter_snapshot_labels(self) -> Iterator[str]:
+        from modelarc.registry import queries as q
+
         with self.catalog.session() as s:
             snaps = q.list_snapshots(s)
         for sn in snaps:
@@ -372,6 +396,8 @@ class Archive:
 
 def apply_tag(s: CatalogSession, ref: Ref, tag: str, actor: str, at: dt.datetime) -> TagChange:
     """Move ``tag`` to the snapshot ``ref`` names, with its audit entry: `modelarc tag` and its replay alike."""
+    from modelarc.registry import queries as q
+
     moved = q.tag_snapshot(s, ref, tag, actor, at)
     q.audit(s, actor, "tag", f"{ref.model}:{tag}", at=at, snapshot=moved.snapshot, previous=moved.previous)
     return moved
