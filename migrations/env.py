@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from modelarc.registry.models import Base
+from modelarc.registry.models import all_tables
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = all_tables()  # every table, not only those this process imported (registry/models.py)
 
 
 def run_migrations_online() -> None:

@@ -16,15 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
-from modelarc.registry.models import (
-    AccessGrant,
-    AccessPolicy,
-    AccessRequest,
-    Model,
-    Snapshot,
-    SnapshotObject,
-)
+from modelarc.registry.access_models import AccessGrant, AccessPolicy, AccessRequest
+from modelarc.registry.models import Model, Snapshot
 from modelarc.registry.refs import SnapshotId
+from modelarc.registry.store_models import SnapshotObject
 
 
 @dataclass(frozen=True)

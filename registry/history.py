@@ -21,12 +21,12 @@ from modelarc.registry.models import (
     RunRecord,
     Signature,
     Snapshot,
-    StoredObject,
     TagHistory,
 )
 from modelarc.registry.queries import AuditEntry
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import ParentLink, SnapshotRecord, snapshot_record
+from modelarc.registry.store_models import StoredObject
 
 
 def content_counts(s: Session) -> dict[str, int]:

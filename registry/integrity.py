@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError, UsageError
-from modelarc.registry.models import Mirror, Snapshot, SnapshotObject, StoredObject, utcnow
+from modelarc.registry.models import Snapshot, utcnow
+from modelarc.registry.store_models import Mirror, SnapshotObject, StoredObject
 
 CHECKS = ("ok", "corrupt", "missing")
 
@@ -64,7 +65,9 @@ def record_checks(s: Session, results: dict[str, str], when: dt.datetime | None 
 def objects_found_bad(s: Session) -> dict[str, str]:
     """Objects whose last check found them corrupt or missing: what repair fixes without re-reading everything."""
     rows = s.execute(
-        select(StoredObject.id, StoredObject.last_check).where(StoredObject.last_check.in_(("corrupt", "missing")))
+        select(StoredObject.id, StoredObject.last_check).where(
+            StoredObject.last_check.in_(("corrupt", "missing"))
+        )
     )
     return {oid: str(check) for oid, check in rows}
 
@@ -97,7 +100,9 @@ def scrub_coverage(s: Session) -> tuple[int, int, dt.datetime | None]:
 
 # ------------------------------------------------------------------------------------------------- mirrors
 def _record(row: Mirror) -> MirrorRecord:
-    return MirrorRecord(row.name, row.target, row.added_at, row.synced_at, row.objects_copied, row.verified_at)
+    return MirrorRecord(
+        row.name, row.target, row.added_at, row.synced_at, row.objects_copied, row.verified_at
+    )
 
 
 def add_mirror(s: Session, name: str, target: str) -> MirrorRecord:

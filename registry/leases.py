@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from modelarc.registry.models import ObjectLease, utcnow
+from modelarc.registry.models import utcnow
+from modelarc.registry.store_models import ObjectLease
 
 LEASE_BATCH = 500
 

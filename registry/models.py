@@ -1,9 +1,19 @@
-"""SQLAlchemy 2 typed models of the catalog. Every change here needs an Alembic migration in migrations/versions."""
+"""SQLAlchemy 2 typed models of the catalog. Every change here needs an Alembic migration in migrations/versions.
+
+The schema is this module and two beside it, each imported by the queries that use it: registry/store_models.py
+(objects, their references and leases, the store lock, mirrors) and registry/access_models.py (API tokens and the
+access policies of gated models). Building a declarative class costs ~2.5 ms of CPU and every command pays for
+each one it imports (issue 12): ``modelarc ls`` needs none of those nine tables, a pull or push none of the access
+ones. What stays here is every class a relationship reaches, and the tables most commands read. A class that
+moves out must have no relationship to or from the classes here, and ``Base.metadata`` is the whole schema only
+after ``all_tables()``: Alembic and the schema test call it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -17,10 +27,15 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+# the modules that hold the rest of the schema (see above)
+SCHEMA_MODULES = ("modelarc.registry.store_models", "modelarc.registry.access_models")
 
 
 def utcnow() -> dt.datetime:
@@ -29,6 +44,13 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def all_tables() -> MetaData:
+    """``Base.metadata`` with every table of the catalog, whichever modules this process has imported so far."""
+    for name in SCHEMA_MODULES:
+        importlib.import_module(name)
+    return Base.metadata
 
 
 class Model(Base):
@@ -177,36 +199,6 @@ class TensorRow(Base):
     file: Mapped[File] = relationship(back_populates="tensors")
 
 
-class StoredObject(Base):
-    """An object known to be durable in the store (rows are written only after the object is synced)."""
-
-    __tablename__ = "objects"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    raw_size: Mapped[int] = mapped_column(BigInteger)
-    stored_size: Mapped[int] = mapped_column(BigInteger)
-    codec: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # codec 3 (delta): the object it decodes against, as its header says; and what it would take stored on its own,
-    # when the push that wrote it measured that (None for objects received from elsewhere)
-    delta_base: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
-    standalone_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    # scrub (archive/scrub.py): when the object was last re-read and re-hashed, and what that found
-    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True, default=None)
-    last_check: Mapped[str | None] = mapped_column(String(10), default=None)  # ok | corrupt | missing
-
-
-class SnapshotObject(Base):
-    """Which objects a snapshot needs (chunks, its manifest and its signatures): the reference set for gc/fsck."""
-
-    __tablename__ = "snapshot_objects"
-
-    snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
-    object_id: Mapped[str] = mapped_column(ForeignKey("objects.id"), primary_key=True, index=True)
-    # True: the snapshot needs the object only as the base of one of its delta objects, not as its own content
-    as_base: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-
-
 class SigningKey(Base):
     __tablename__ = "keys"
 
@@ -309,130 +301,3 @@ class RunRecord(Base):
     object_id: Mapped[str | None] = mapped_column(String(64))  # the canonical record, kept in the store
     signature: Mapped[str | None] = mapped_column(Text)  # DSSE envelope JSON over the canonical record
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
-
-
-class ApiToken(Base):
-    """A bearer token for the server; only its sha256 is stored, the token itself is shown once at creation."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[str] = mapped_column(String(20))  # read | push | admin (each includes the ones before it)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-
-
-class ObjectLease(Base):
-    """An object a transfer in flight relies on: uploaded (or found present) but not yet in a committed snapshot.
-
-    gc and withdrawal keep every object with an unexpired lease, so a pusher on another machine can upload for
-    an hour and then commit; a lease that is never committed expires and its objects become garbage again.
-    """
-
-    __tablename__ = "object_leases"
-
-    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    holder: Mapped[str] = mapped_column(
-        String(200), primary_key=True
-    )  # the pusher: token:<id>:<name> or actor
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
-    # the holder sent the object's bytes itself (not merely found it present): it may send deltas against it
-    uploaded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-
-
-class StoreLock(Base):
-    """A holder of the store lock (registry/store_locks.py): shared for transfers, exclusive for gc and deletions.
-
-    It lives in the catalog, not beside the objects, because the catalog is the one thing every host of a
-    deployment shares with transactions; an object store such as S3 has no lock primitive to build on.
-    """
-
-    __tablename__ = "store_locks"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    exclusive: Mapped[bool] = mapped_column(Boolean)
-    purpose: Mapped[str] = mapped_column(String(60))
-    actor: Mapped[str] = mapped_column(String(200))
-    machine: Mapped[str] = mapped_column(String(200))  # host name / PID namespace: where `pid` means something
-    pid: Mapped[int] = mapped_column(Integer)
-    acquired_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
-
-
-class Mirror(Base):
-    """Another store that holds a copy of every object (archive/mirrors.py): a folder or an S3 bucket."""
-
-    __tablename__ = "mirrors"
-
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    target: Mapped[str] = mapped_column(String(1000))
-    added_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
-    objects_copied: Mapped[int] = mapped_column(BigInteger, default=0)  # by all syncs together
-    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)  # last scrub --mirrors
-
-
-class AccessPolicy(Base):
-    """Who may read a model's weights (archive/access.py): one row per change, the newest per (model, snapshot) wins.
-
-    ``snapshot_id`` None is the model's policy; a row naming a snapshot overrides it for that snapshot (level
-    ``inherit`` ends the override). ``until`` lapses the policy to public from that day on (00:00 UTC), with no one
-    acting. Rows are never updated or deleted, so the history of every decision and its reason stays.
-    """
-
-    __tablename__ = "access_policies"
-    __table_args__ = (Index("ix_access_policies_model_snapshot", "model_id", "snapshot_id", "id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("snapshots.id"))
-    # public | gated | restricted | inherit (snapshot rows only)
-    level: Mapped[str] = mapped_column(String(20))
-    until: Mapped[dt.date | None] = mapped_column(Date)
-    reason: Mapped[str] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(200))
-    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # glob patterns of further files the policy withholds besides weights (archive/access.py); None: weights only
-    files: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
-
-
-
-class AccessGrant(Base):
-    """A grant of a gated model's weights to a token name or to one token (``token:<id>``); revoked, never deleted."""
-
-    __tablename__ = "access_grants"
-    __table_args__ = (Index("ix_access_grants_model_subject", "model_id", "subject"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    subject: Mapped[str] = mapped_column(String(220))  # a token name, or token:<id>
-    reason: Mapped[str] = mapped_column(Text)
-    granted_by: Mapped[str] = mapped_column(String(200))
-    granted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    revoked_by: Mapped[str | None] = mapped_column(String(200))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    revoke_reason: Mapped[str | None] = mapped_column(Text)
-
-
-class AccessRequest(Base):
-    """A token's request for a gated model's weights, with its justification, until an admin grants or denies it."""
-
-    __tablename__ = "access_requests"
-    __table_args__ = (
-        Index("ix_access_requests_status", "status", "id"),
-        Index("ix_access_requests_token", "token_id", "model_id"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
-    token_name: Mapped[str] = mapped_column(String(200))
-    justification: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    status: Mapped[str] = mapped_column(String(10))  # pending | granted | denied
-    decided_by: Mapped[str | None] = mapped_column(String(200))
-    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    decision_reason: Mapped[str | None] = mapped_column(Text)
-    grant_id: Mapped[int | None] = mapped_column(ForeignKey("access_grants.id"))

@@ -23,8 +23,6 @@ from modelarc.registry.models import (
     Lineage,
     Model,
     Snapshot,
-    SnapshotObject,
-    StoredObject,
     Tag,
     TagHistory,
     TensorRow,
@@ -33,6 +31,7 @@ from modelarc.registry.models import (
 from modelarc.registry.records import NewSnapshot, ObjectRecord
 from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, snapshot_record
+from modelarc.registry.store_models import SnapshotObject, StoredObject
 
 
 @dataclass(frozen=True)

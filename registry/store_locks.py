@@ -29,7 +29,8 @@ from functools import cache
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
-from modelarc.registry.models import StoreLock, utcnow
+from modelarc.registry.models import utcnow
+from modelarc.registry.store_models import StoreLock
 
 # any constant works, as long as every modelarc process uses the same one: "modelarc" in ASCII
 ADVISORY_KEY = 0x6D6F64656C617263 & 0x7FFFFFFFFFFFFFFF
@@ -152,5 +153,7 @@ def holders(s: Session) -> list[HeldLock]:
     now = utcnow()
     return [
         HeldLock(r.purpose, r.actor, r.machine, r.pid, r.acquired_at, r.exclusive)
-        for r in s.scalars(select(StoreLock).where(StoreLock.expires_at > now).order_by(StoreLock.acquired_at))
+        for r in s.scalars(
+            select(StoreLock).where(StoreLock.expires_at > now).order_by(StoreLock.acquired_at)
+        )
     ]

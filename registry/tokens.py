@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
-from modelarc.registry.models import ApiToken, utcnow
+from modelarc.registry.access_models import ApiToken
+from modelarc.registry.models import utcnow
 
 
 @dataclass(frozen=True)

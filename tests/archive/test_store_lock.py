@@ -17,7 +17,8 @@ import modelarc.archive.push as push_module
 from modelarc.archive.repository import Archive
 from modelarc.errors import LockedError, LockLostError
 from modelarc.registry import store_locks
-from modelarc.registry.models import StoreLock, utcnow
+from modelarc.registry.models import utcnow
+from modelarc.registry.store_models import StoreLock
 
 
 @pytest.fixture
@@ -28,7 +29,9 @@ def archive(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) 
         yield arc
 
 
-def _foreign_row(archive: Archive, *, exclusive: bool, expires_in: float, machine: str = "other-host/pid:[1]") -> None:
+def _foreign_row(
+    archive: Archive, *, exclusive: bool, expires_in: float, machine: str = "other-host/pid:[1]"
+) -> None:
     """A lock row as another host's process would have written it."""
     now = utcnow()
     with archive.catalog.session() as s:

@@ -63,6 +63,10 @@ CATALOG_QUERIES = (
     "modelarc.archive.manifest",
     *RECORDING,
 )
+# The declarative classes of the schema's two side modules (registry/models.py says why they are apart): `ls` needs
+# neither; no command below needs the access tables (API tokens, policies, grants).
+ACCESS_TABLES = ("modelarc.registry.access_models",)
+TABLES = ("modelarc.registry.store_models", *ACCESS_TABLES)
 
 MODEL = "acme/tiny"
 
@@ -71,25 +75,29 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     "help": (["--help"], NEVER + ARCHIVE + CONSOLE, "Usage: modelarc"),
     "ls-help": (["ls", "--help"], NEVER + ARCHIVE + CONSOLE, "--cutoff-before"),
     "push-help": (["push", "--help"], NEVER + ARCHIVE + CONSOLE, "--follow-symlinks"),
-    "ls": (["ls"], NEVER + CODING_AND_SIGNING + POSTGRES + CATALOG_QUERIES, MODEL),
-    "show": (["show", f"{MODEL}:v1"], NEVER + CODING_AND_SIGNING, "signature:"),
-    "log": (["log", MODEL], NEVER + CODING_AND_SIGNING, "tag moves:"),
-    "tag": (["tag", f"{MODEL}:v1", "stable"], NEVER + CODING_AND_SIGNING, "stable -> sha256:"),
+    "ls": (["ls"], NEVER + CODING_AND_SIGNING + POSTGRES + CATALOG_QUERIES + TABLES, MODEL),
+    "show": (["show", f"{MODEL}:v1"], NEVER + CODING_AND_SIGNING + ACCESS_TABLES, "signature:"),
+    "log": (["log", MODEL], NEVER + CODING_AND_SIGNING + ACCESS_TABLES, "tag moves:"),
+    "tag": (
+        ["tag", f"{MODEL}:v1", "stable"],
+        NEVER + CODING_AND_SIGNING + ACCESS_TABLES,
+        "stable -> sha256:",
+    ),
     # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
     "push": (
         ["push", "{folder}", "acme/other:v1", "--no-progress"],
-        NEVER + CONSOLE + POSTGRES,
+        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES,
         "new snapshot",
     ),
     "push-json": (
         ["push", "{folder}", "acme/json:v1", "--no-progress", "--json"],
-        NEVER + CONSOLE + POSTGRES,
+        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES,
         '"stored_bytes_added"',
     ),
     # the signature is checked (cryptography) and the tensors decoded; the lines printed are plain
     "pull": (
         ["pull", f"{MODEL}:v1", "{dest}", "--no-progress"],
-        NEVER + CONSOLE + POSTGRES + RECORDING,
+        NEVER + CONSOLE + POSTGRES + RECORDING + ACCESS_TABLES,
         "verified",
     ),
     # the load cache is listed from its entry files alone: no torch, no catalog, no decoding

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import event, func, select
 
 from modelarc.registry.db import Catalog
-from modelarc.registry.models import StoredObject
 from modelarc.registry.queries import record_objects
 from modelarc.registry.records import ObjectRecord
+from modelarc.registry.store_models import StoredObject
 
 
 @pytest.fixture
