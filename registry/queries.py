@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from modelarc.errors import (
     AmbiguousRefError,
@@ -28,10 +29,12 @@ from modelarc.registry.models import (
     TensorRow,
     utcnow,
 )
-from modelarc.registry.records import NewSnapshot, ObjectRecord
 from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, snapshot_record
 from modelarc.registry.store_models import SnapshotObject, StoredObject
+
+if TYPE_CHECKING:  # annotations only: a pull or a show needs none of the values a push records
+    from modelarc.registry.records import NewSnapshot, ObjectRecord
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,13 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
 
     Registry-internal (rows are added that point at it); above registry/, ``resolve_snapshot`` hands out values.
     """
-    model = require_model(s, ref.namespace, ref.name)
+    model = _model_row(s, ref.namespace, ref.name)
+    if model is None:
+        raise ModelNotFoundError(f"no model {ref.namespace}/{ref.name} in the archive")
     if ref.digest:
         rows = s.scalars(
             select(Snapshot)
-            .where(Snapshot.model_id == model.row_id, Snapshot.digest.startswith(ref.digest))
+            .where(Snapshot.model_id == model.id, Snapshot.digest.startswith(ref.digest))
             .limit(2)
         ).all()
         if not rows:
@@ -92,11 +97,22 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
             raise AmbiguousRefError(
                 f"{ref.digest} matches several snapshots of {ref.model}; give more digits"
             )
-        return rows[0]
-    tag = s.scalar(select(Tag).where(Tag.model_id == model.row_id, Tag.name == ref.tag))
-    if tag is None:
-        raise TagNotFoundError(f"no tag {ref.tag!r} on {ref.model}")
-    return tag.snapshot
+        snap = rows[0]
+    else:
+        # the tag's snapshot in one statement, not the tag and then its snapshot (issue 12: a statement is compiled
+        # afresh in every process)
+        found = s.scalar(
+            select(Snapshot)
+            .join(Tag, Tag.snapshot_id == Snapshot.id)
+            .where(Tag.model_id == model.id, Tag.name == ref.tag)
+        )
+        if found is None:
+            raise TagNotFoundError(f"no tag {ref.tag!r} on {ref.model}")
+        snap = found
+    # Callers read snap.model (snapshot_record): set it, as loaded, from the row in hand. The session holds rows
+    # weakly, so once ``model`` went out of scope that lazy load would select the model a second time.
+    set_committed_value(snap, "model", model)
+    return snap
 
 
 def resolve_snapshot(s: Session, ref: Ref) -> SnapshotRecord:
