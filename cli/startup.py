@@ -1,6 +1,7 @@
 """The cyclic garbage collector during the CLI's start-up (issue 12: the fixed cost of every command).
 
-Opening the archive imports SQLAlchemy and builds the catalog's ORM classes: about a million allocations, nearly all
+Opening the archive imports SQLAlchemy, builds the catalog's ORM classes and configures their mappers
+(registry/db.py, ``build_mappings``): about a million allocations, nearly all
 of them objects that live as long as the process. With the default thresholds the collector runs hundreds of times
 over them (and full collections over everything loaded so far), which measured 60-150 ms of CPU per command on the
 shared 2-core machine (`modelarc push` of a small model, interleaved runs, median of 9).
