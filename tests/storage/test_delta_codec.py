@@ -262,6 +262,35 @@ def test_a_delta_is_kept_only_when_smaller(tmp_path: Path) -> None:
     assert bytes(store.get(put.id)) == unrelated
 
 
+@pytest.mark.parametrize(("hint", "length"), [("F32", 600_003), ("BF16", 9_001), (None, 70_001)])
+def test_a_delta_coded_against_a_limit_stops_exactly_at_it(hint: str | None, length: int) -> None:
+    """``encode_smaller_than`` gives up exactly when the delta would take the limit or more, and otherwise
+    returns what ``encode_against`` makes, byte for byte: the rule "kept only when smaller" sees no difference."""
+    base = floats(length // 4 + 1, 40)[:length]
+    data = nudged(base, 0.3, 41)
+    full = CODEC.encode_against(data, base, b"\2" * 32, hint)
+    size = len(full.params) + len(full.payload)
+    assert CODEC.encode_smaller_than(size, data, base, b"\2" * 32, hint) is None
+    assert CODEC.encode_smaller_than(size // 2, data, base, b"\2" * 32, hint) is None
+    kept = CODEC.encode_smaller_than(size + 1, data, base, b"\2" * 32, hint)
+    assert kept is not None
+    assert (kept.params, bytes(kept.payload)) == (full.params, bytes(full.payload))
+
+
+def test_put_delta_keeps_a_smaller_delta_and_records_the_size_alone(tmp_path: Path) -> None:
+    """The store compares the delta's parameters and payload with the chunk's own, as before the early stop."""
+    store = store_at(tmp_path)
+    base = floats(20_000, 42)
+    data = nudged(base, 0.3, 43)
+    base_id = store.put(base, dtype_hint="F32").id
+    alone = choose_and_encode(data, "F32")
+    delta = CODEC.encode_against(data, base, bytes.fromhex(base_id), "F32")
+    assert len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
+    put = store.put_delta(data, base_id, dtype_hint="F32")
+    assert put.codec == "delta" and put.stored_size == 16 + len(delta.params) + len(delta.payload)
+    assert put.standalone_size == 16 + len(alone.params) + len(alone.payload)
+
+
 def test_a_base_of_another_length_is_refused(tmp_path: Path) -> None:
     store = store_at(tmp_path)
     base_id = store.put(floats(1000, 6)).id
