@@ -52,8 +52,9 @@ object malformed: writers never produce one and readers refuse it. A reader veri
 before applying the delta, and the result against the delta's own id, as for every object.
 
 Which coder a writer picks per plane is not part of the format: this writer uses codec 2's coders (the
-Huffman-literal zstd frame for the high-byte plane too, zstd level 1 tuned for speed (``_ZSTD_PARAMS``), raw; Huffman-only deflate only on small
-planes), choosing one per plane from a sample of it (``_code_delta_plane``).
+Huffman-literal zstd frame for the high-byte plane too, zstd level 1 tuned for speed on large planes
+(``_ZSTD_PARAMS``), raw; Huffman-only deflate only on small planes), choosing one per plane from a sample of it
+(``_code_delta_plane``).
 """
 
 from __future__ import annotations
