@@ -4,14 +4,15 @@
     .venv/bin/python bench/delta_codec.py               # 30 AdamW steps at lr 1e-5, 5e-5, 2e-4; BF16 and FP32
     .venv/bin/python bench/delta_codec.py --steps 10 --lrs 5e-5
     .venv/bin/python bench/delta_codec.py --lrs 5e-5 --transforms   # the measurement that chose the transform
+    .venv/bin/python bench/delta_codec.py --cache /tmp/modelarc-bench   # bench/family.py's fine-tunes, no training
 
 The fine-tunes are made here: the real model (transformers' BertModel, FP32) trained with a contrastive loss on
 pairs of token sequences (a sentence and the same sentence with a tenth of its tokens replaced), AdamW, batch 16,
 sequence 32, seed 0. Each tensor is cut into the 8 MiB chunks ingest hands the store, and each chunk is encoded
 (1) on its own as the store does (codec 2 for floats), (2) as a delta against the same chunk of the parent (what
 ``ObjectStore.put_delta`` keeps: the smaller of the two), and (3) with ZipNN. Every result is decoded and checked
-bit for bit. MB/s count raw bytes of the fine-tune. "put_delta" encode speed is both encodings (the rule "kept only
-when smaller" pays for both); "delta decode" is the delta alone given its base's raw bytes, "with base" adds the
+bit for bit. MB/s count raw bytes of the fine-tune. "put_delta" encode speed is what put_delta encodes: the chunk
+on its own, then the delta until it is known to be no smaller (the rule "kept only when smaller"); "delta decode" is the delta alone given its base's raw bytes, "with base" adds the
 base's own codec-2 decode (a chain of depth 1 read cold). Speeds vary 2x between runs on a shared machine: compare
 rows of one run.
 """
@@ -24,12 +25,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelarc.storage.codecs import Encoded, choose_and_encode, codec_by_id
-from modelarc.storage.codecs.delta import DeltaCodec, parse_params
+from modelarc.storage.codecs.delta import (
+    TRANSFORM_SUBTRACT,
+    TRANSFORM_XOR,
+    TRANSFORM_ZIGZAG,
+    DeltaCodec,
+    parse_params,
+)
 
 CHUNK = 8 << 20
 
@@ -62,9 +70,30 @@ def fine_tune(steps: int, lr: float) -> tuple[dict[str, np.ndarray], dict[str, n
     return parent, child
 
 
+def cached_fine_tune(
+    cache: Path, steps: int, lr: float
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``fine_tune``'s (parent, child), read from the FP32 members ``bench/family.py`` cached under ``cache``
+    (made by ``fine_tune`` itself, so the same bytes) instead of training again: minutes on a shared machine."""
+    import family  # bench/family.py, which imports this module: imported late
+    from safetensors.numpy import load_file
+
+    root = family.family_dir(cache, steps)
+    folders = (root / "base-f32", root / f"{family.member_name(lr)}-f32")
+    if not all((folder / "model.safetensors").is_file() for folder in folders):
+        raise SystemExit(f"error: no cached fine-tune at lr {lr:.0e} in {root} (run bench/family.py once)")
+    parent, child = (load_file(str(folder / "model.safetensors")) for folder in folders)
+    return (
+        {k: v for k, v in parent.items() if v.dtype == np.float32},
+        {k: v for k, v in child.items() if v.dtype == np.float32},
+    )
+
+
 def as_dtype(values: np.ndarray, dtype: str) -> bytes:
     if dtype == "F32":
         return values.astype("<f4").tobytes()
+    if dtype == "F16":
+        return values.astype("<f2").tobytes()
     u = values.astype(np.float32).view(np.uint32)
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes()
 
@@ -108,9 +137,8 @@ def measure(parent: dict[str, np.ndarray], child: dict[str, np.ndarray], dtype: 
         for at in range(0, len(data_all), CHUNK):
             data, base = data_all[at : at + CHUNK], base_all[at : at + CHUNK]
             t.raw += len(data)
-            same = np.frombuffer(data, "<u2" if dtype == "BF16" else "<u4") == np.frombuffer(
-                base, "<u2" if dtype == "BF16" else "<u4"
-            )
+            element = "<u4" if dtype == "F32" else "<u2"
+            same = np.frombuffer(data, element) == np.frombuffer(base, element)
             t.add("unchanged", int(same.sum()))
             t.add("elements", same.size)
             base_id = hashlib.sha256(base).digest()
@@ -120,7 +148,8 @@ def measure(parent: dict[str, np.ndarray], child: dict[str, np.ndarray], dtype: 
             n_delta = len(delta.params) + len(delta.payload)
             t.add("independent", n_alone, s_alone)
             t.add("delta", n_delta, s_delta)
-            t.add("kept", min(n_alone, n_delta), s_alone + s_delta)
+            _, s_kept = timed(codec.encode_smaller_than, n_alone, data, base, base_id, dtype)
+            t.add("kept", min(n_alone, n_delta), s_alone + s_kept)
             t.add("delta wins", int(n_delta < n_alone))
             t.add("chunks", 1)
             out, s = timed(
@@ -152,7 +181,7 @@ def compare_transforms(parent: dict[str, np.ndarray], child: dict[str, np.ndarra
     from modelarc.storage.codecs import _planes  # type: ignore[attr-defined]
     from modelarc.storage.codecs.floatplanes import _code_plane
 
-    width, kind = (2, 1) if dtype == "BF16" else (4, 3)
+    width, kind = {"BF16": (2, 1), "F16": (2, 2), "F32": (4, 3)}[dtype]
     coders: dict[str, Callable[[bytes], int]] = {
         "raw": len,
         "zstd-1": lambda p: len(zstandard.ZstdCompressor(level=1).compress(p)),
@@ -171,10 +200,13 @@ def compare_transforms(parent: dict[str, np.ndarray], child: dict[str, np.ndarra
         sub = (
             ((ua.astype(np.int64) - ub.astype(np.int64)) % (1 << (8 * width))).astype(f"<u{width}").tobytes()
         )
+        signed = np.frombuffer(sub, f"<i{width}")
+        zz = ((signed << 1) ^ (signed >> (8 * width - 1))).astype(f"<i{width}").tobytes()
         splits = {
             "XOR, byte planes": [x[width - 1 - k :: width] for k in range(width)],
             "XOR, float planes": _planes.split(x, kind, len(x) // width),
             "subtract, byte planes": [sub[width - 1 - k :: width] for k in range(width)],
+            "zigzag subtract, byte planes": [zz[width - 1 - k :: width] for k in range(width)],
             "XOR, whole": [x],
         }
         for transform, planes in splits.items():
@@ -184,6 +216,30 @@ def compare_transforms(parent: dict[str, np.ndarray], child: dict[str, np.ndarra
     print(f"{dtype}: transform x plane coder, size / codec 2's independent size ({independent} bytes)")
     for (transform, coder), size in sorted(sizes.items(), key=lambda kv: kv[1]):
         print(f"  {transform:22} {coder:30} {size / independent:6.3f}x")
+
+
+def compare_writer_transforms(
+    parent: dict[str, np.ndarray], child: dict[str, np.ndarray], dtype: str
+) -> None:
+    """Codec 3 as the store writes it (8 MiB chunks, the writer's plane coders) under each transform: stored size
+    as a fraction of raw, and single-thread encode MB/s. How the writer's transform per element type was chosen."""
+    codec = DeltaCodec()
+    names = {TRANSFORM_XOR: "XOR", TRANSFORM_SUBTRACT: "subtract", TRANSFORM_ZIGZAG: "zigzag"}
+    raw, sizes, seconds = 0, dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
+    for name in child:
+        data_all, base_all = as_dtype(child[name], dtype), as_dtype(parent[name], dtype)
+        for at in range(0, len(data_all), CHUNK):
+            data, base = data_all[at : at + CHUNK], base_all[at : at + CHUNK]
+            raw += len(data)
+            base_id = hashlib.sha256(base).digest()
+            for transform in names:
+                enc, s = timed(codec.encode_against, data, base, base_id, dtype, transform)
+                sizes[transform] += len(enc.params) + len(enc.payload)
+                seconds[transform] += s
+    print(
+        f"{dtype}: codec 3 as written, size / raw (encode MB/s): "
+        + "  ".join(f"{names[t]} {sizes[t] / raw:.3f} ({mbs(raw, seconds[t]).strip()})" for t in names)
+    )
 
 
 def mbs(raw: int, seconds: float) -> str:
@@ -198,12 +254,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--transforms", action="store_true", help="compare candidate transforms and coders instead"
     )
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="read bench/family.py's cached fine-tunes from this folder (e.g. /tmp/modelarc-bench) instead of training",
+    )
     args = ap.parse_args(argv)
+
+    def fine_tune_at(lr: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return (
+            fine_tune(args.steps, lr) if args.cache is None else cached_fine_tune(args.cache, args.steps, lr)
+        )
+
     if args.transforms:
         for lr in args.lrs:
-            parent, child = fine_tune(args.steps, lr)
+            parent, child = fine_tune_at(lr)
             print(f"lr {lr:.0e}, {args.steps} steps")
             for dtype in args.dtypes:
+                compare_writer_transforms(parent, child, dtype)
                 compare_transforms(parent, child, dtype)
         return 0
     print(
@@ -219,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     for lr in args.lrs:
-        parent, child = fine_tune(args.steps, lr)
+        parent, child = fine_tune_at(lr)
         for dtype in args.dtypes:
             t = measure(parent, child, dtype)
             s, sec = t.sizes, t.seconds

@@ -118,8 +118,8 @@ class ObjectStore:
         The base is read back and verified first, so a delta is never written against bytes that are not
         ``base_id``. Raises ``DeltaBaseError`` when the base is missing or corrupt, ``DeltaChainError`` when the
         base is already at ``MAX_DELTA_DEPTH`` (check ``delta_depth(base_id)`` first to pick another base), and
-        ``ValueError`` when the lengths differ. Both encodings are made in full: that is the price of the rule
-        "a delta is kept only when smaller".
+        ``ValueError`` when the lengths differ. The chunk is encoded on its own in full (that size is the rule's
+        yardstick, and what ``standalone_size`` reports), the delta only until it is known to be no smaller.
         """
         oid = object_id if object_id is not None else ObjectId.of(data)
         key = object_key(oid)
@@ -142,10 +142,13 @@ class ObjectStore:
                 f"object {oid} ({len(data)} bytes) cannot be a delta against {base_id} ({len(base)} bytes)"
             )
         alone = choose_and_encode(data, dtype_hint)
-        delta = DeltaCodec().encode_against(data, base, bytes.fromhex(base_id), dtype_hint)
         alone_size = ObjectHeader(alone.codec_id, len(data), alone.params).size + len(alone.payload)
-        use_delta = len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
-        encoded = delta if use_delta else alone
+        # the delta is kept only when len(params) + len(payload) is smaller than the chunk's on its own
+        delta = DeltaCodec().encode_smaller_than(
+            len(alone.params) + len(alone.payload), data, base, bytes.fromhex(base_id), dtype_hint
+        )
+        use_delta = delta is not None
+        encoded = delta if delta is not None else alone
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
         blob = b"".join((header, encoded.payload))
         self.backend.put(key, blob)

@@ -108,7 +108,7 @@ MAX_DELTA_DEPTH = 4
 def decode_delta(params: bytes, payload: bytes, raw_length: int, base: bytes, seen: Counter[str]) -> bytes:
     """Codec 3, given the base's raw bytes (already checked against the base id)."""
     version, kind, transform, _base_id, count = struct.unpack_from("<BBB32sB", params, 0)
-    if version != 1 or kind not in DELTA_WIDTH or transform not in (0, 1):
+    if version != 1 or kind not in DELTA_WIDTH or transform not in (0, 1, 2):
         raise FormatError(f"delta params version {version}, element type {kind}, transform {transform}")
     width = DELTA_WIDTH[kind]
     if count != width + 1 or len(params) != 36 + count * PLANE_ENTRY.size:
@@ -135,9 +135,19 @@ def decode_delta(params: bytes, payload: bytes, raw_length: int, base: bytes, se
     if transform == 0:  # XOR
         return (np.frombuffer(bytes(x), np.uint8) ^ np.frombuffer(base, np.uint8)).tobytes()
     # subtract: elements add back mod 2^(8w) (numpy's unsigned arithmetic wraps), tail bytes mod 256
-    body = np.frombuffer(bytes(x[: width * n]), f"<u{width}") + np.frombuffer(base[: width * n], f"<u{width}")
-    tail = np.frombuffer(bytes(x[width * n :]), np.uint8) + np.frombuffer(base[width * n :], np.uint8)
+    body = np.frombuffer(bytes(x[: width * n]), f"<u{width}")
+    tail = np.frombuffer(bytes(x[width * n :]), np.uint8)
+    if transform == 2:  # zigzag: z -> (z >> 1) XOR (all ones if z is odd); tail bytes as 1-byte elements
+        body, tail = unzigzag(body), unzigzag(tail)
+    body = body + np.frombuffer(base[: width * n], f"<u{width}")
+    tail = tail + np.frombuffer(base[width * n :], np.uint8)
     return body.astype(f"<u{width}").tobytes() + tail.tobytes()
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    """FORMAT.md, transform 2: d = (z >> 1) XOR (2^W - 1 if z is odd else 0), on W-bit unsigned values."""
+    all_ones = np.array(np.iinfo(z.dtype).max, z.dtype)
+    return (z >> 1) ^ np.where(z & 1 == 1, all_ones, np.array(0, z.dtype))
 
 
 def read_object(
@@ -424,9 +434,27 @@ def test_independent_reader_decodes_delta_objects(tmp_path: Path) -> None:
         put = store.put_delta(changed.tobytes(), base_id, dtype_hint=hint)
         assert put.codec == ("delta" if length else "raw")
         assert read_object(tmp_path / "store", put.id, seen) == changed.tobytes()
+    # the writer no longer picks transform 1 (nor 2 for plain bytes): written here as older writers did
+    for hint, transform in [("F32", 1), ("BF16", 1), (None, 1), (None, 2)]:
+        base = (rng.standard_normal(3001) * 0.02).astype(np.float32).tobytes()[:12_003]
+        changed = (np.frombuffer(base[:12_000], "<u4").astype(np.int64) + rng.integers(-9, 10, 3000)) % 2**32
+        data = changed.astype("<u4").tobytes() + bytes((b + 200) % 256 for b in base[12_000:])
+        encoded = DeltaCodec().encode_against(data, base, bytes.fromhex(store.put(base).id), hint, transform)
+        oid = ObjectId.of(data)
+        store.backend.put(
+            object_key(oid), ObjectHeader(3, len(data), encoded.params).pack() + encoded.payload
+        )
+        assert read_object(tmp_path / "store", oid, seen) == data
+    # objects written by modelarc before transform 2 existed (tests/storage/fixtures/delta-transforms-0-1)
+    old = Path(__file__).parent / "storage" / "fixtures" / "delta-transforms-0-1"
+    for entry in json.loads((old / "objects.json").read_text()):
+        for oid in (entry["base"], entry["delta"]):
+            object_path(tmp_path / "old", oid).parent.mkdir(parents=True, exist_ok=True)
+            object_path(tmp_path / "old", oid).write_bytes((old / oid).read_bytes())
+        read_object(tmp_path / "old", entry["delta"], seen)  # checked against its id in there
     for kind in (0, 1, 2, 3):
         assert any(k.startswith(f"delta.type{kind}.") for k in seen), (kind, seen)
-    for transform in (0, 1):
+    for transform in (0, 1, 2):
         assert any(f".transform{transform}." in k for k in seen), (transform, seen)
     # a chain of the maximum depth reads; one more link, written by hand, and a cycle are refused
     values = [(rng.standard_normal(5000) * 0.02).astype(np.float32).tobytes()]
@@ -489,4 +517,4 @@ def test_independent_reader_restores_a_fine_tune_stored_as_deltas(tmp_path: Path
             original = (family.folder("light", dtype) / entry["path"]).read_bytes()
             assert (tmp_path / dtype / entry["path"]).read_bytes() == original, entry["path"]
         kind = {"BF16": 1, "F32": 3}[dtype]
-        assert any(k.startswith(f"delta.type{kind}.") for k in seen), seen
+        assert any(k.startswith(f"delta.type{kind}.transform2.") for k in seen), seen  # zigzag subtraction

@@ -781,33 +781,124 @@ static void xor_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, in
     }
 }
 
-/* Subtraction (transform 1): element i of x is (u_data - u_base) mod 2^(8w), the elements read as little-endian
- * unsigned integers; tail bytes are subtracted one by one mod 256. Then the same byte planes as XOR. */
 static uint32_t load_le(const uint8_t *p, int w)
 {
     return w == 1 ? p[0] : w == 2 ? (uint32_t)p[0] | ((uint32_t)p[1] << 8)
                                   : (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-static void sub_split(const uint8_t *a, const uint8_t *b, Py_ssize_t n, int w, uint8_t **p)
+/* Subtraction (transform 1): element i of x is d = (u_data - u_base) mod 2^(8w), the elements read as little-endian
+ * unsigned integers; tail bytes are subtracted one by one mod 256. Zigzag subtraction (transform 2): the same d,
+ * read as a w-byte two's-complement integer, mapped to (d << 1) XOR (d >> (8w - 1)) (arithmetic shift) mod 2^(8w),
+ * so that small differences of either sign have small codes (0, -1, 1, -2 -> 0, 1, 2, 3) and a negative one no
+ * longer fills its high byte planes with 0xFF; tail bytes are zigzagged as 1-byte elements. Then the same byte
+ * planes as XOR. Each width has its own loop so that the compiler sees the element as one integer. */
+enum { TRANSFORM_XOR = 0, TRANSFORM_SUB = 1, TRANSFORM_ZIGZAG = 2 };
+
+static inline uint32_t zigzag32(uint32_t d) { return (d << 1) ^ (0u - (d >> 31)); }
+static inline uint32_t unzigzag32(uint32_t z) { return (z >> 1) ^ (0u - (z & 1u)); }
+static inline uint16_t zigzag16(uint16_t d) { return (uint16_t)((d << 1) ^ (0u - (d >> 15))); }
+static inline uint16_t unzigzag16(uint16_t z) { return (uint16_t)((z >> 1) ^ (0u - (z & 1u))); }
+static inline uint8_t zigzag8(uint8_t d) { return (uint8_t)((d << 1) ^ (0u - (d >> 7))); }
+static inline uint8_t unzigzag8(uint8_t z) { return (uint8_t)((z >> 1) ^ (0u - (z & 1u))); }
+
+/* x byte of a (data) against b (base) for the bytes after the last whole element, and back */
+static uint8_t tail_code(uint8_t a, uint8_t b, int transform)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t d = load_le(a + (size_t)i * w, w) - load_le(b + (size_t)i * w, w);
-        for (int k = 0; k < w; k++) p[k][i] = (uint8_t)(d >> (8 * (w - 1 - k)));
+    return transform == TRANSFORM_XOR ? (uint8_t)(a ^ b)
+           : transform == TRANSFORM_SUB ? (uint8_t)(a - b)
+                                        : zigzag8((uint8_t)(a - b));
+}
+
+static uint8_t tail_decode(uint8_t x, uint8_t b, int transform)
+{
+    return transform == TRANSFORM_XOR ? (uint8_t)(x ^ b)
+           : transform == TRANSFORM_SUB ? (uint8_t)(x + b)
+                                        : (uint8_t)(unzigzag8(x) + b);
+}
+
+/* always inlined with a constant zz, so each loop is compiled twice and tests nothing per element */
+static inline __attribute__((always_inline)) void sub_split_as(const uint8_t *restrict a, const uint8_t *restrict b,
+                                                                Py_ssize_t n, int w, const int zz, uint8_t **p)
+{
+    Py_ssize_t i;
+    if (w == 4) {
+        /* in blocks through a small buffer of differences: each pass is then a plain loop the compiler vectorises
+         * (subtract, zigzag; then one narrowing per plane), where one loop writing four planes was not */
+        uint32_t d[DELTA_BLOCK];
+        for (Py_ssize_t start = 0; start < n; start += DELTA_BLOCK) {
+            Py_ssize_t m = n - start < DELTA_BLOCK ? n - start : DELTA_BLOCK;
+            const uint8_t *sa = a + 4 * (size_t)start, *sb = b + 4 * (size_t)start;
+            for (i = 0; i < m; i++) {
+                uint32_t x = load_le(sa + 4 * (size_t)i, 4) - load_le(sb + 4 * (size_t)i, 4);
+                d[i] = zz ? zigzag32(x) : x;
+            }
+            for (int k = 0; k < 4; k++) {
+                uint8_t *restrict dst = p[k] + start;
+                const int shift = 8 * (3 - k);
+                for (i = 0; i < m; i++) dst[i] = (uint8_t)(d[i] >> shift);
+            }
+        }
+    } else if (w == 2) {
+        uint8_t *restrict p0 = p[0], *restrict p1 = p[1];
+        for (i = 0; i < n; i++) {
+            uint16_t d = (uint16_t)(load_le(a + 2 * (size_t)i, 2) - load_le(b + 2 * (size_t)i, 2));
+            if (zz) d = zigzag16(d);
+            p0[i] = (uint8_t)(d >> 8);
+            p1[i] = (uint8_t)d;
+        }
+    } else {
+        uint8_t *p0 = p[0];
+        for (i = 0; i < n; i++) p0[i] = zz ? zigzag8((uint8_t)(a[i] - b[i])) : (uint8_t)(a[i] - b[i]);
     }
 }
 
-static void sub_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, int w, uint8_t *dst)
+static inline __attribute__((always_inline)) void sub_join_as(const uint8_t *const *p, const uint8_t *restrict b,
+                                                               Py_ssize_t n, int w, const int zz, uint8_t *restrict dst)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint32_t d = 0;
-        for (int k = 0; k < w; k++) d |= (uint32_t)p[k][i] << (8 * (w - 1 - k));
-        d += load_le(b + (size_t)i * w, w);
-        for (int k = 0; k < w; k++) dst[(size_t)i * w + k] = (uint8_t)(d >> (8 * k));
+    Py_ssize_t i;
+    if (w == 4) {
+        const uint8_t *restrict p0 = p[0], *restrict p1 = p[1], *restrict p2 = p[2], *restrict p3 = p[3];
+        for (i = 0; i < n; i++) {
+            uint32_t d = ((uint32_t)p0[i] << 24) | ((uint32_t)p1[i] << 16) | ((uint32_t)p2[i] << 8) | p3[i];
+            if (zz) d = unzigzag32(d);
+            d += load_le(b + 4 * (size_t)i, 4);
+            uint8_t *o = dst + 4 * (size_t)i;
+            o[0] = (uint8_t)d;
+            o[1] = (uint8_t)(d >> 8);
+            o[2] = (uint8_t)(d >> 16);
+            o[3] = (uint8_t)(d >> 24);
+        }
+    } else if (w == 2) {
+        const uint8_t *restrict p0 = p[0], *restrict p1 = p[1];
+        for (i = 0; i < n; i++) {
+            uint16_t d = (uint16_t)(((uint32_t)p0[i] << 8) | p1[i]);
+            if (zz) d = unzigzag16(d);
+            d = (uint16_t)(d + load_le(b + 2 * (size_t)i, 2));
+            dst[2 * (size_t)i] = (uint8_t)d;
+            dst[2 * (size_t)i + 1] = (uint8_t)(d >> 8);
+        }
+    } else {
+        const uint8_t *p0 = p[0];
+        for (i = 0; i < n; i++) dst[i] = (uint8_t)((zz ? unzigzag8(p0[i]) : p0[i]) + b[i]);
     }
 }
 
-enum { TRANSFORM_XOR = 0, TRANSFORM_SUB = 1 };
+static void sub_split(const uint8_t *a, const uint8_t *b, Py_ssize_t n, int w, int zz, uint8_t **p)
+{
+    if (zz)
+        sub_split_as(a, b, n, w, 1, p);
+    else
+        sub_split_as(a, b, n, w, 0, p);
+}
+
+static void sub_join(const uint8_t *const *p, const uint8_t *b, Py_ssize_t n, int w, int zz, uint8_t *dst)
+{
+    if (zz)
+        sub_join_as(p, b, n, w, 1, dst);
+    else
+        sub_join_as(p, b, n, w, 0, dst);
+}
 
 static int check_width(int w)
 {
@@ -820,7 +911,7 @@ static int check_width(int w)
 
 static int check_transform(int t)
 {
-    if (t != TRANSFORM_XOR && t != TRANSFORM_SUB) {
+    if (t != TRANSFORM_XOR && t != TRANSFORM_SUB && t != TRANSFORM_ZIGZAG) {
         PyErr_Format(PyExc_ValueError, "unknown transform %d", t);
         return 0;
     }
@@ -829,8 +920,8 @@ static int check_transform(int t)
 
 PyDoc_STRVAR(xor_split_doc,
              "xor_split(data, base, width, transform=0) -> list of bytes: the width byte planes of data XOR base\n"
-             "(transform 1: data minus base, element-wise), most significant byte first, then the tail (the\n"
-             "len % width bytes after the last element, XOR-ed or subtracted byte by byte).");
+             "(transform 1: data minus base, element-wise; 2: that difference zigzagged), most significant byte\n"
+             "first, then the tail (the len % width bytes after the last element, transformed byte by byte).");
 
 static PyObject *py_xor_split(PyObject *self, PyObject *args)
 {
@@ -857,13 +948,11 @@ static PyObject *py_xor_split(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     {
         const uint8_t *a = (const uint8_t *)data.buf, *b = (const uint8_t *)base.buf;
-        if (transform == TRANSFORM_XOR) {
+        if (transform == TRANSFORM_XOR)
             xor_split(a, b, n, w, ptrs);
-            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = a[i] ^ b[i];
-        } else {
-            sub_split(a, b, n, w, ptrs);
-            for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = (uint8_t)(a[i] - b[i]);
-        }
+        else
+            sub_split(a, b, n, w, transform == TRANSFORM_ZIGZAG, ptrs);
+        for (Py_ssize_t i = body; i < data.len; i++) ptrs[w][i - body] = tail_code(a[i], b[i], transform);
     }
     Py_END_ALLOW_THREADS
     result = PyList_New(w + 1);
@@ -920,13 +1009,11 @@ static PyObject *py_xor_joined(PyObject *self, PyObject *args)
         uint8_t *dst = (uint8_t *)PyByteArray_AS_STRING(result);
         const uint8_t *b = (const uint8_t *)base.buf;
         Py_BEGIN_ALLOW_THREADS
-        if (transform == TRANSFORM_XOR) {
+        if (transform == TRANSFORM_XOR)
             xor_join(ptrs, b, n, w, dst);
-            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = ptrs[w][i - body] ^ b[i];
-        } else {
-            sub_join(ptrs, b, n, w, dst);
-            for (Py_ssize_t i = body; i < base.len; i++) dst[i] = (uint8_t)(ptrs[w][i - body] + b[i]);
-        }
+        else
+            sub_join(ptrs, b, n, w, transform == TRANSFORM_ZIGZAG, dst);
+        for (Py_ssize_t i = body; i < base.len; i++) dst[i] = tail_decode(ptrs[w][i - body], b[i], transform);
         Py_END_ALLOW_THREADS
     }
 done:

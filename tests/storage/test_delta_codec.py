@@ -4,6 +4,7 @@ base that is missing, corrupt, too deep or circular."""
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import cache
 from pathlib import Path
 
@@ -21,9 +22,13 @@ from modelarc.errors import (
     ObjectMissingError,
 )
 from modelarc.storage import ObjectId, ObjectStore
-from modelarc.storage.codecs import choose_and_encode
+from modelarc.storage.codecs import (
+    _planes,  # type: ignore[attr-defined]
+    choose_and_encode,
+)
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH, DeltaCodec, parse_params
-from modelarc.storage.objectformat import ObjectHeader
+from modelarc.storage.codecs.floatplanes import _decode_plane
+from modelarc.storage.objectformat import ObjectHeader, unpack_header
 from modelarc.storage.store import object_key
 
 CODEC = DeltaCodec()
@@ -77,7 +82,7 @@ def floats(count: int, seed: int, dtype: str = "<f4") -> bytes:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transform", [0, 1])
+@pytest.mark.parametrize("transform", [0, 1, 2])
 @pytest.mark.parametrize("hint", HINTS)
 @pytest.mark.parametrize("length", [0, 1, 2, 3, 5, 7, 64, 1001, 4099 * 4 + 3, 70_001])
 def test_round_trip_on_every_element_type_and_ragged_lengths(
@@ -91,7 +96,10 @@ def test_round_trip_on_every_element_type_and_ragged_lengths(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.binary(max_size=3000), st.integers(0, 2**32 - 1), st.sampled_from(HINTS), st.sampled_from([None, 0, 1])
+    st.binary(max_size=3000),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(HINTS),
+    st.sampled_from([None, 0, 1, 2]),
 )
 def test_any_bytes_round_trip_against_any_base(
     data: bytes, seed: int, hint: str | None, transform: int | None
@@ -107,6 +115,60 @@ def test_subtraction_wraps_around_and_is_element_wise() -> None:
     assert [c for c, _ in parse_params(encoded.params).planes] == [0, 0, 0]  # tiny planes stay raw
     assert (bytes(high), bytes(low), bytes(tail)) == (bytes([0xFF, 0x00]), bytes([0xFF, 0x01]), bytes([0xFA]))
     roundtrip(data, base, "BF16", 1)
+
+
+def test_zigzag_gives_small_differences_of_either_sign_small_codes() -> None:
+    """Transform 2: the element-wise difference as a signed integer, 0, -1, 1, -2 ... coded 0, 1, 2, 3 ...,
+    wrapping differences at the ends of the range, and each tail byte zigzagged as a 1-byte element."""
+    base = np.array([5, 3, 0, 0, 0x7FFFFFFF, 0x80000000], "<u4").tobytes() + bytes([10, 10, 0])
+    data = np.array([3, 5, 0xFFFFFFFF, 0x80000000, 0x80000000, 0x7FFFFFFF], "<u4").tobytes() + bytes(
+        [9, 12, 255]
+    )
+    # data - base, read signed: -2, 2, -1, -2^31, 1, -1
+    expected = np.array([3, 4, 1, 0xFFFFFFFF, 2, 1], "<u4").tobytes()
+    encoded = CODEC.encode_against(data, base, b"\0" * 32, "F32", 2)
+    params = parse_params(encoded.params)
+    assert params.transform == 2 and [c for c, _ in params.planes] == [0] * 5  # tiny planes stay raw
+    planes = [bytes(encoded.payload[6 * k : 6 * k + 6]) for k in range(4)]
+    assert planes == [expected[3 - k :: 4] for k in range(4)]  # most significant byte first
+    assert bytes(encoded.payload[24:]) == bytes([1, 4, 1])  # tail: -1, 2, -1 (255 - 0 wraps to -1)
+    roundtrip(data, base, "F32", 2)
+    # 2-byte elements: 0x0000 - 0x0001 is -1 (code 1), not two byte-wise differences
+    encoded = CODEC.encode_against(bytes([0, 0, 0, 0x80]), bytes([1, 0, 0xFF, 0x7F]), b"\0" * 32, "BF16", 2)
+    assert bytes(encoded.payload) == bytes([0x00, 0x00, 0x01, 0x02])  # high plane, then low: codes 1 and 2
+
+
+@pytest.mark.parametrize(("hint", "transform"), [("BF16", 2), ("F16", 2), ("F32", 2), (None, 0), ("I8", 0)])
+def test_the_writer_zigzags_float_types_and_xors_plain_bytes(hint: str | None, transform: int) -> None:
+    base = floats(5000, 30)
+    params = CODEC.encode_against(nudged(base, 0.3, 31), base, b"\1" * 32, hint).params
+    assert parse_params(params).transform == transform
+
+
+OLD_OBJECTS = Path(__file__).parent / "fixtures" / "delta-transforms-0-1"
+
+
+@pytest.mark.parametrize(
+    "entry", json.loads((OLD_OBJECTS / "objects.json").read_text()), ids=lambda e: str(e["hint"])
+)
+def test_objects_written_before_transform_2_read_bit_for_bit(tmp_path: Path, entry: dict[str, str]) -> None:
+    """Delta objects written by modelarc before transform 2 (subtract for F32, XOR for BF16 and bytes) read back
+    to the bytes of their id, and today's transform of those bytes gives the planes stored then, byte for byte."""
+    store = store_at(tmp_path)
+    for oid in (entry["base"], entry["delta"]):
+        store.backend.put(object_key(ObjectId(oid)), (OLD_OBJECTS / oid).read_bytes())
+    raw = bytes(store.get(ObjectId(entry["delta"])))  # verified against the id
+    blob = (OLD_OBJECTS / entry["delta"]).read_bytes()
+    header = unpack_header(blob, "old")
+    params = parse_params(header.params)
+    assert params.transform == (1 if entry["hint"] == "F32" else 0)
+    base = bytes(store.get(ObjectId(entry["base"])))
+    n, tail = divmod(len(raw), params.width)
+    stored, pos = [], header.size
+    for (coder, length), plane_length in zip(params.planes, [n] * params.width + [tail], strict=True):
+        stored.append(bytes(_decode_plane(coder, memoryview(blob)[pos : pos + length], plane_length)))
+        pos += length
+    assert [bytes(p) for p in _planes.xor_split(raw, base, params.width, params.transform)] == stored
 
 
 @settings(max_examples=100, deadline=None)
@@ -205,6 +267,35 @@ def test_a_delta_is_kept_only_when_smaller(tmp_path: Path) -> None:
     assert put.codec == "floatplanes" and store.delta_base(put.id) is None
     assert put.stored_size == 16 + len(alone.params) + len(alone.payload)
     assert bytes(store.get(put.id)) == unrelated
+
+
+@pytest.mark.parametrize(("hint", "length"), [("F32", 600_003), ("BF16", 9_001), (None, 70_001)])
+def test_a_delta_coded_against_a_limit_stops_exactly_at_it(hint: str | None, length: int) -> None:
+    """``encode_smaller_than`` gives up exactly when the delta would take the limit or more, and otherwise
+    returns what ``encode_against`` makes, byte for byte: the rule "kept only when smaller" sees no difference."""
+    base = floats(length // 4 + 1, 40)[:length]
+    data = nudged(base, 0.3, 41)
+    full = CODEC.encode_against(data, base, b"\2" * 32, hint)
+    size = len(full.params) + len(full.payload)
+    assert CODEC.encode_smaller_than(size, data, base, b"\2" * 32, hint) is None
+    assert CODEC.encode_smaller_than(size // 2, data, base, b"\2" * 32, hint) is None
+    kept = CODEC.encode_smaller_than(size + 1, data, base, b"\2" * 32, hint)
+    assert kept is not None
+    assert (kept.params, bytes(kept.payload)) == (full.params, bytes(full.payload))
+
+
+def test_put_delta_keeps_a_smaller_delta_and_records_the_size_alone(tmp_path: Path) -> None:
+    """The store compares the delta's parameters and payload with the chunk's own, as before the early stop."""
+    store = store_at(tmp_path)
+    base = floats(20_000, 42)
+    data = nudged(base, 0.3, 43)
+    base_id = store.put(base, dtype_hint="F32").id
+    alone = choose_and_encode(data, "F32")
+    delta = CODEC.encode_against(data, base, bytes.fromhex(base_id), "F32")
+    assert len(delta.params) + len(delta.payload) < len(alone.params) + len(alone.payload)
+    put = store.put_delta(data, base_id, dtype_hint="F32")
+    assert put.codec == "delta" and put.stored_size == 16 + len(delta.params) + len(delta.payload)
+    assert put.standalone_size == 16 + len(alone.params) + len(alone.payload)
 
 
 def test_a_base_of_another_length_is_refused(tmp_path: Path) -> None:
@@ -424,7 +515,7 @@ def test_an_object_that_is_a_delta_against_itself_is_refused(tmp_path: Path) -> 
         (lambda p: p[:10], "too short"),
         (lambda p: bytes([2]) + p[1:], "parameters version 2"),
         (lambda p: p[:1] + bytes([9]) + p[2:], "element type 9"),
-        (lambda p: p[:2] + bytes([2]) + p[3:], "unknown transform 2"),
+        (lambda p: p[:2] + bytes([3]) + p[3:], "unknown transform 3"),
         (lambda p: p[:35] + bytes([3]) + p[36:], "3 planes"),
         (lambda p: p + b"\0", "planes in"),
     ],
