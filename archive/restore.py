@@ -118,18 +118,23 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-ChunkSource = Callable[[ObjectId], "bytes | bytearray"]
 ChunkBytes = bytes | bytearray | memoryview
+# Fetches, verifies and returns an object's decoded bytes; given a buffer, it decodes into it when the object fits
+# and its codec can (the result is then a view of that buffer, as from ``ObjectStore.get_into``), else it returns
+# fresh bytes. A remote pull passes one that downloads and keeps each object.
+ChunkSource = Callable[[ObjectId, "bytearray | None"], ChunkBytes]
 
 
-class _ChunkBuffers:
-    """A free list of chunk-sized buffers that decoded objects are written into and given back to once written.
+class ChunkBuffers:
+    """A free list of same-sized buffers that objects are decoded (or downloaded) into and given back to once used.
 
     At most the read-ahead window plus the chunk being written exist at once, as many as fresh buffers would; but
-    reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults.
+    reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults (and a fresh
+    ``bytearray`` is zero-filled first).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = CHUNK_BUFFER) -> None:
+        self.size = size
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
 
@@ -137,7 +142,7 @@ class _ChunkBuffers:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return bytearray(CHUNK_BUFFER)
+        return bytearray(self.size)
 
     def give(self, buf: bytearray) -> None:
         with self._lock:
@@ -158,19 +163,17 @@ def iter_chunk_bytes(
 
     ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
     At most ``ahead`` chunks are held at once, whatever the number of chunks; closing the iterator early cancels
-    those not started. With ``recycle`` (objects from ``store`` only), each chunk is decoded into a buffer that is
-    reused once the caller asks for the next chunk: the caller must be done with a chunk's bytes by then.
+    those not started. With ``recycle``, each chunk is decoded into a buffer that is reused once the caller asks
+    for the next chunk: the caller must be done with a chunk's bytes by then.
     """
-    buffers = _ChunkBuffers() if recycle and source is None else None
+    buffers = ChunkBuffers() if recycle else None
 
     def get(oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
-        if source is not None:
-            return source(oid), None
         if buffers is None:
-            return store.get(oid, verify=verify), None
+            return (store.get(oid, verify=verify) if source is None else source(oid, None)), None
         buf = buffers.take()
         try:
-            data = store.get_into(oid, buf, verify=verify)
+            data = store.get_into(oid, buf, verify=verify) if source is None else source(oid, buf)
         except BaseException:
             buffers.give(buf)
             raise

@@ -144,7 +144,9 @@ class RemoteArchive:
             "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
         )
 
-    def download(self, oid: ObjectId, expected_raw: int | None = None) -> bytes | bytearray:
+    def download(
+        self, oid: ObjectId, expected_raw: int | None = None, *, into: bytearray | None = None
+    ) -> bytearray | memoryview:
         """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
 
         The object header is read and checked first: its declared decoded size must be within the receiver's
@@ -155,11 +157,16 @@ class RemoteArchive:
 
         At most ``jobs`` downloads run at once: a puller may call this from more threads than that, so that the
         objects already here are decoded while the next ones arrive, without asking more of the remote.
+
+        With ``into``, a body of known length that fits is read into it and a view of it is returned (a puller
+        recycles a few buffers: no fresh, zero-filled pages per object); the view is valid until ``into`` is reused.
         """
         with self._transfers:
-            return self._download(oid, expected_raw)
+            return self._download(oid, expected_raw, into)
 
-    def _download(self, oid: ObjectId, expected_raw: int | None) -> bytes | bytearray:
+    def _download(
+        self, oid: ObjectId, expected_raw: int | None, into: bytearray | None
+    ) -> bytearray | memoryview:
         path = f"{self._prefix}/v1/objects/{oid}"
         for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
             conn = self._connection()
@@ -169,7 +176,7 @@ class RemoteArchive:
                 if response.status >= 400:
                     code = response.getheader("X-Error-Code")
                     self._refuse(response.status, response.read(64 << 10), "GET", path, code)
-                return self._read_object(oid, response, expected_raw)
+                return self._read_object(oid, response, expected_raw, into)
             except (http.client.HTTPException, OSError) as exc:
                 conn.close()
                 self._local.conn = None
@@ -185,8 +192,12 @@ class RemoteArchive:
         raise AssertionError("unreachable")
 
     def _read_object(
-        self, oid: ObjectId, response: http.client.HTTPResponse, expected_raw: int | None
-    ) -> bytearray:
+        self,
+        oid: ObjectId,
+        response: http.client.HTTPResponse,
+        expected_raw: int | None,
+        into: bytearray | None = None,
+    ) -> bytearray | memoryview:
         where = f"remote {self.remote.name} sent object {oid}"
         head = response.read(HEADER_FIXED_SIZE)
         try:
@@ -201,21 +212,23 @@ class RemoteArchive:
         if declared is not None:
             if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
                 raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
-            body = bytearray(int(declared))
+            length = int(declared)
+            target = into if into is not None and length <= len(into) else bytearray(length)
+            body = memoryview(target)[:length]
             body[:HEADER_FIXED_SIZE] = head
-            view = memoryview(body)[HEADER_FIXED_SIZE:]
+            view = body[HEADER_FIXED_SIZE:]
             while view:
                 n = response.readinto(view)
                 if not n:
                     raise RemoteError(f"{where}: the body ended early")
                 view = view[n:]
-            return body
-        body = bytearray(head)  # no length given: read in blocks, never past the cap
+            return body if target is into else target
+        grown = bytearray(head)  # no length given: read in blocks, never past the cap
         while block := response.read(1 << 20):
-            body += block
-            if len(body) > cap:
+            grown += block
+            if len(grown) > cap:
                 raise IntegrityError(f"{where}: the body runs past the {cap} bytes that can be valid")
-        return body
+        return grown
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)

@@ -55,14 +55,14 @@ def test_restore_decodes_into_no_more_buffers_than_its_window(
     big_model(src / "big", megabytes=24)  # float-planes objects of 8 MiB, several per file
     manifest = ingest(src, store).manifest
     handed_out: set[int] = set()
-    take = restore_module._ChunkBuffers.take
+    take = restore_module.ChunkBuffers.take
 
-    def counting_take(self: restore_module._ChunkBuffers) -> bytearray:
+    def counting_take(self: restore_module.ChunkBuffers) -> bytearray:
         buf = take(self)
         handed_out.add(id(buf))
         return buf
 
-    monkeypatch.setattr(restore_module._ChunkBuffers, "take", counting_take)
+    monkeypatch.setattr(restore_module.ChunkBuffers, "take", counting_take)
     restore(store, manifest, tmp_path / "out")
     assert _files(tmp_path / "out") == _files(src)
     chunks = sum(len(p.chunks) for f in manifest.files for p in f.parts)
