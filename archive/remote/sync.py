@@ -52,8 +52,9 @@ BODY_BUFFER = CHUNK_BUFFER + (64 << 10)
 
 def pull_workers(jobs: int) -> int:
     """Threads that fetch and decode objects in a pull: more than the ``jobs`` downloads the client allows at once,
-    so that objects that have arrived are decoded (and hashed) while the next ones are on the wire. Each holds at
-    most one object, so memory is bounded by this number, not by the size of the model."""
+    so that objects that have arrived are decoded (and hashed, and written into their file) while the next ones are
+    on the wire. Each holds at most one object, so memory is bounded by this number, not by the size of the
+    model."""
     return max(READ_AHEAD, 2 * jobs)
 
 
@@ -216,7 +217,8 @@ def fetch_from_remote(
     digest pull moves none), whatever ref the offer names. The manifest and signature bundles come first and
     must verify against keys *this* archive trusts before any weights move. Every object is decoded and hashed
     on arrival and kept in the local store; with ``dest``, the same decoded bytes are written straight into the
-    files (one decode per object), each file checked against its sha256 before it is renamed in. The store's
+    files (one decode per object, into a recycled buffer; the download lands in one too, reused once the object is
+    in the store), each file checked against its sha256 before it is renamed in. The store's
     shared lock is held throughout, so a local gc cannot free what the pull has fetched but not yet recorded.
     """
     started = time.perf_counter()
