@@ -2,10 +2,13 @@
 
 Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
 and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
-fetched, decoded and re-hashed against their ids ahead on a small pool, into a few recycled chunk buffers; the
-writing thread writes each chunk and feeds the whole-file sha256 in file order; a finisher thread starts each
-file's writeback while it is still being written and makes it durable at the end. So every stage runs on both
-cores at once and the final fsync has little left to wait for.
+fetched and decoded ahead on a small pool, into a few recycled chunk buffers, and each pool thread writes the chunk
+it decoded into its file's temp file at the chunk's offset (``os.pwrite``); the calling thread is left only the
+whole-file sha256, fed in file order from the same buffers (it was the serial bottleneck when it also did every
+write: profiled with bench/http_pull.py); a finisher thread starts each file's writeback while it is still being
+written and makes it durable at the end. So every stage runs on both cores at once and the final fsync has little
+left to wait for. A failed restore deletes every temp file it began, including those of files the pool had
+started ahead of the one that failed.
 
 The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
 push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX. With
@@ -16,6 +19,7 @@ removes the temp files an interrupted run left.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import re
@@ -118,18 +122,25 @@ def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-ChunkSource = Callable[[ObjectId], "bytes | bytearray"]
 ChunkBytes = bytes | bytearray | memoryview
+# Fetches, verifies and returns an object's decoded bytes; given a buffer, it decodes into it when the object fits
+# and its codec can (the result is then a view of that buffer, as from ``ObjectStore.get_into``), else it returns
+# fresh bytes. A remote pull passes one that downloads and keeps each object.
+ChunkSource = Callable[[ObjectId, "bytearray | None"], ChunkBytes]
+# Run on a pool thread with a chunk's position in the sequence and its bytes, before they are handed on.
+Place = Callable[[int, ChunkBytes], None]
 
 
-class _ChunkBuffers:
-    """A free list of chunk-sized buffers that decoded objects are written into and given back to once written.
+class ChunkBuffers:
+    """A free list of same-sized buffers that objects are decoded (or downloaded) into and given back to once used.
 
     At most the read-ahead window plus the chunk being written exist at once, as many as fresh buffers would; but
-    reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults.
+    reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults (and a fresh
+    ``bytearray`` is zero-filled first).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = CHUNK_BUFFER) -> None:
+        self.size = size
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
 
@@ -137,7 +148,7 @@ class _ChunkBuffers:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return bytearray(CHUNK_BUFFER)
+        return bytearray(self.size)
 
     def give(self, buf: bytearray) -> None:
         with self._lock:
@@ -153,24 +164,25 @@ def iter_chunk_bytes(
     source: ChunkSource | None = None,
     ahead: int = READ_AHEAD,
     recycle: bool = False,
+    place: Place | None = None,
 ) -> Generator[ChunkBytes, None, None]:
     """Chunk bytes in order, decoded up to ``ahead`` chunks ahead on ``pool``; each re-hashed unless ``verify=False``.
 
     ``source`` replaces reading from ``store`` (a remote pull fetches, verifies and keeps each object as it goes).
     At most ``ahead`` chunks are held at once, whatever the number of chunks; closing the iterator early cancels
-    those not started. With ``recycle`` (objects from ``store`` only), each chunk is decoded into a buffer that is
-    reused once the caller asks for the next chunk: the caller must be done with a chunk's bytes by then.
+    those not started. With ``recycle``, each chunk is decoded into a buffer that is reused once the caller asks
+    for the next chunk: the caller must be done with a chunk's bytes by then. ``place`` runs on the pool with each
+    chunk's position in ``chunks`` and its bytes (of the manifest's length) before they are yielded: restore
+    writes each chunk into its file there, so the caller's thread is left only the in-order whole-file hash.
     """
-    buffers = _ChunkBuffers() if recycle and source is None else None
+    buffers = ChunkBuffers() if recycle else None
 
-    def get(oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
-        if source is not None:
-            return source(oid), None
+    def fetch(oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
         if buffers is None:
-            return store.get(oid, verify=verify), None
+            return (store.get(oid, verify=verify) if source is None else source(oid, None)), None
         buf = buffers.take()
         try:
-            data = store.get_into(oid, buf, verify=verify)
+            data = store.get_into(oid, buf, verify=verify) if source is None else source(oid, buf)
         except BaseException:
             buffers.give(buf)
             raise
@@ -179,27 +191,37 @@ def iter_chunk_bytes(
         buffers.give(buf)  # decoded into fresh bytes (a delta, a zstd object): the buffer was not used
         return data, None
 
-    queue: deque[tuple[Chunk, Future[tuple[ChunkBytes, bytearray | None]]]] = deque()
-    it = iter(chunks)
+    def get(index: int, chunk: Chunk) -> tuple[ChunkBytes, bytearray | None]:
+        data, buf = fetch(chunk.id)
+        try:
+            if len(data) != chunk.length:
+                raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
+            if place is not None:
+                place(index, data)
+        except BaseException:
+            if buf is not None and buffers is not None:
+                buffers.give(buf)
+            raise
+        return data, buf
+
+    queue: deque[Future[tuple[ChunkBytes, bytearray | None]]] = deque()
+    it = enumerate(chunks)
     try:
-        for chunk in it:
-            queue.append((chunk, pool.submit(get, chunk.id)))
+        for index, chunk in it:
+            queue.append(pool.submit(get, index, chunk))
             if len(queue) >= ahead:
                 break
         while queue:
-            chunk, fut = queue.popleft()
-            data, buf = fut.result()
+            data, buf = queue.popleft().result()
             nxt = next(it, None)
             if nxt is not None:
-                queue.append((nxt, pool.submit(get, nxt.id)))
-            if len(data) != chunk.length:
-                raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
+                queue.append(pool.submit(get, *nxt))
             yield data
             # the caller asked for the next chunk: it is done with this one's bytes
             if buf is not None and buffers is not None:
                 buffers.give(buf)
     finally:
-        for _chunk, fut in queue:  # a failed restore: read-ahead nobody will take
+        for fut in queue:  # a failed restore: read-ahead nobody will take
             fut.cancel()
 
 
@@ -210,6 +232,62 @@ def file_chunks(entry: FileEntry) -> Iterator[Chunk]:
 
 # Runs a job on the finisher thread (jobs run one at a time, in the order given) and returns its future.
 Finish = Callable[[Callable[[], None]], "Future[None]"]
+
+
+class _PartialFiles:
+    """The temp files of one restore, each opened by whichever thread needs it first: a pool thread writing a chunk
+    it has just fetched (``os.pwrite`` at the chunk's offset), or the writing thread starting the file.
+
+    A file's last step takes its descriptor over (``take``) once every chunk of it has been hashed, so no pool
+    thread can still write to it; whatever is left when the restore ends (a failure) is closed and deleted by
+    ``discard``, after the pool has stopped, so no descriptor is closed while a write may still use it.
+    """
+
+    def __init__(self, targets: list[tuple[FileEntry, Path]]) -> None:
+        self._targets = targets
+        self._open: dict[int, tuple[int, Path]] = {}
+        self._lock = threading.Lock()
+
+    def fd(self, index: int) -> int:
+        with self._lock:
+            if index not in self._open:
+                target = self._targets[index][1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
+                # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered writes lose nothing
+                self._open[index] = (os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp)
+            return self._open[index][0]
+
+    def take(self, index: int) -> tuple[int, Path]:
+        with self._lock:
+            return self._open.pop(index)
+
+    def discard(self) -> None:
+        with self._lock:
+            left, self._open = list(self._open.values()), {}
+        for fd, tmp in left:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+
+
+def _placer(targets: list[tuple[FileEntry, Path]], files: _PartialFiles) -> tuple[Place, Iterator[Chunk]]:
+    """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file."""
+    where: list[tuple[int, int]] = []  # (file index, offset in the file) of each chunk
+    for i, (entry, _target) in enumerate(targets):
+        offset = 0
+        for chunk in file_chunks(entry):
+            where.append((i, offset))
+            offset += chunk.length
+
+    def place(n: int, data: ChunkBytes) -> None:
+        i, offset = where[n]
+        try:
+            _pwrite_all(files.fd(i), data, offset)
+        except OSError as exc:
+            entry, target = targets[i]
+            raise _disk_full(exc, target, entry) from None
+
+    return place, (c for entry, _target in targets for c in file_chunks(entry))
 
 
 def restore_file(
@@ -243,9 +321,11 @@ def _restore_from(
     chunks: Iterator[ChunkBytes],
     progress: Progress | None,
     finish: Finish | None,
+    placed: Callable[[], int] | None = None,
+    take: Callable[[], tuple[int, Path]] | None = None,
 ) -> None:
     try:
-        _write_verified(store, entry, target, chunks, progress, finish)
+        _write_verified(store, entry, target, chunks, progress, finish, placed, take)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -266,10 +346,15 @@ def _write_verified(
     chunks: Iterator[ChunkBytes],
     progress: Progress | None,
     finish: Finish | None,
+    placed: Callable[[], int] | None = None,
+    take: Callable[[], tuple[int, Path]] | None = None,
 ) -> None:
-    """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
+    """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order).
+
+    With ``placed`` (the file's descriptor in a ``_PartialFiles``), the pool has already written each chunk into
+    the temp file by the time it arrives here, and only the hash is left; ``take`` hands the descriptor over to
+    the file's last step. On a failure such a file is left to its ``_PartialFiles`` to delete.
+    """
     # The whole file is hashed in file order on this thread, against the manifest's sha256 (docs/FORMAT.md,
     # "Restoring files safely": the digest a signature covers). That one pass is the check: a byte that is not
     # what the signed manifest says fails the file, and only then are its objects re-read, verified, to name the
@@ -282,13 +367,23 @@ def _write_verified(
     kicks: list[Future[None]] = []
     kick_errors: list[OSError] = []
     kicked = 0
+    if placed is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp: Path | None = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
+    else:
+        tmp = None  # the pool's: known here only once it is taken over
     try:
-        # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        if placed is None:
+            assert tmp is not None
+            # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        else:
+            fd = placed()
         try:
             for _chunk in file_chunks(entry):
                 data = next(chunks)
-                _write_all(fd, data)
+                if placed is None:
+                    _write_all(fd, data)
                 sha.update(data)
                 written += len(data)
                 if finish is not None and written - kicked >= WRITEBACK_STEP:
@@ -306,10 +401,14 @@ def _write_verified(
         except BaseException:
             for kick in kicks:  # the descriptor stays open until no writeback job can still use it
                 kick.result()
-            os.close(fd)
+            if placed is None:  # else the pool may still be writing to it: its _PartialFiles closes it
+                os.close(fd)
             raise
+        if take is not None:
+            fd, tmp = take()  # every chunk is hashed, so written: no pool thread uses it any more
 
         def complete() -> None:
+            assert tmp is not None
             try:
                 try:
                     if kick_errors:
@@ -329,7 +428,7 @@ def _write_verified(
         else:
             finish(complete)
     finally:
-        if not handed_off:
+        if not handed_off and tmp is not None and placed is None:
             tmp.unlink(missing_ok=True)
 
 
@@ -345,6 +444,13 @@ def _write_all(fd: int, data: ChunkBytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _pwrite_all(fd: int, data: ChunkBytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def restore(
@@ -385,7 +491,8 @@ def restore(
             finishing.append(future)
             return future
 
-        every_chunk = (c for entry, _target in targets for c in file_chunks(entry))
+        files = _PartialFiles(targets)
+        place, every_chunk = _placer(targets, files)
         chunks = iter_chunk_bytes(
             store,
             every_chunk,
@@ -394,15 +501,27 @@ def restore(
             source=source,
             ahead=max(READ_AHEAD, jobs),
             recycle=True,
+            place=place,
         )
         try:
-            for entry, target in targets:
-                _restore_from(store, entry, target, chunks, progress, finish)
+            for i, (entry, target) in enumerate(targets):
+                _restore_from(
+                    store,
+                    entry,
+                    target,
+                    chunks,
+                    progress,
+                    finish,
+                    placed=functools.partial(files.fd, i),
+                    take=functools.partial(files.take, i),
+                )
                 written.append(target)
         finally:
             chunks.close()  # cancels the read-ahead of a failed restore before the pool waits for it
             # every file handed off is finished, even after a failure
             errors = [f.exception() for f in finishing]
+            pool.shutdown(wait=True)  # no chunk is being written any more: the temp files left can go
+            files.discard()
         for error in errors:
             if error is not None:
                 raise error

@@ -7,6 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +16,7 @@ from modelarc.storage.backend import key_parts
 
 # errnos that mean "this file system cannot take more bytes": full, or over the user's quota
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SYNC_THREADS = 16  # directory fsyncs in flight at once in sync(): they wait on the disk, not on a core
 
 
 class LocalBackend:
@@ -79,8 +81,14 @@ class LocalBackend:
     def sync(self) -> None:
         with self._lock:
             dirs, self._dirty = self._dirty, set()
-        for d in dirs:
-            _fsync_dir(d)
+        if len(dirs) <= 1:
+            for d in dirs:
+                _fsync_dir(d)
+            return
+        # all at once: a journaling file system commits concurrent fsyncs together, where one directory after the
+        # other waited for a commit each (a 336 MB pull dirties ~100 fan-out folders: 0.1-0.3 s one by one)
+        with ThreadPoolExecutor(max_workers=min(SYNC_THREADS, len(dirs)), thread_name_prefix="modelarc-dirsync") as pool:
+            list(pool.map(_fsync_dir, dirs))
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")

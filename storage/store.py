@@ -180,7 +180,8 @@ class ObjectStore:
         blob: bytes | bytearray | memoryview,
         *,
         write: Callable[[Callable[[], None]], None] | None = None,
-    ) -> bytes | bytearray:
+        out: bytearray | None = None,
+    ) -> bytes | bytearray | memoryview:
         """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
 
         This is how objects cross the wire: no re-encoding, but the payload is decoded and hashed before a byte is
@@ -189,8 +190,13 @@ class ObjectStore:
         verified, and a missing one raises ``DeltaBaseError`` naming both, with nothing written.
         ``write`` may run the (already verified) write elsewhere, e.g. on a writer thread, so the caller can use
         the bytes while they reach the disk; the caller must wait for it before relying on the object.
+        With ``out``, the object is decoded into it when it fits and its codec can, as in ``get_into`` (the result
+        is then a view of ``out``): a puller that recycles a few chunk buffers maps no fresh pages per object.
         """
-        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
+        if out is None:
+            raw: bytes | bytearray | memoryview = self.decode_stored(oid, blob, fetch_base=self.get_stored)
+        else:
+            raw = _decode_chain(oid, blob, True, self.get_stored, (), out)
         key = object_key(oid)
 
         def store() -> None:

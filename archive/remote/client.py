@@ -6,14 +6,13 @@ bounded by their header before they are read (docs/FORMAT.md "Transfer between a
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
 import threading
-from collections.abc import Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable
+from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from modelarc import __version__
 from modelarc.archive.remote.config import Remote
@@ -38,6 +37,10 @@ from modelarc.registry.snapshot_search import SnapshotSummary
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import HEADER_FIXED_SIZE, unpack_fixed_header
 
+if TYPE_CHECKING:  # httpx (and httpcore, h11, anyio) costs ~0.08 s to import: a pull never needs it
+    import httpx
+
+T = TypeVar("T")
 MISSING_BATCH = 5000
 # answers without an X-Error-Code (older servers, proxies): what their status alone can mean
 _CLASS_BY_STATUS: dict[int, type[ModelarcError]] = {
@@ -62,21 +65,29 @@ class RemoteArchive:
         self._prefix = urlsplit(remote.url).path.rstrip("/")
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[http.client.HTTPConnection] = []
+        self._connections: list[HTTPConnection] = []
         # at most ``jobs`` object bodies on the wire at once, however many threads decode what has arrived
         self._transfers = threading.BoundedSemaphore(self.jobs)
-        self.http = httpx.Client(
-            base_url=remote.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
+
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """The httpx client for the small JSON requests, made on first use: a pull sends none of them (its offer
+        and objects go over http.client), so it never imports httpx."""
+        import httpx
+
+        return httpx.Client(
+            base_url=self.remote.url,
+            headers=self._headers,
+            timeout=httpx.Timeout(self._timeout, connect=10.0),
             limits=httpx.Limits(max_connections=self.jobs + 2, max_keepalive_connections=self.jobs + 2),
             # a plain-http remote has no certificate to check, and loading the CA bundle costs ~0.08 s per command;
             # the client only ever asks its base URL (redirects are not followed), so no https request is made
-            verify=urlsplit(remote.url).scheme == "https",
+            verify=urlsplit(self.remote.url).scheme == "https",
         )
 
     def close(self) -> None:
-        self.http.close()
+        if "http" in self.__dict__:  # made (cached_property keeps it in the instance's __dict__)
+            self.http.close()
         for conn in self._connections:
             conn.close()
 
@@ -88,6 +99,8 @@ class RemoteArchive:
 
     # ------------------------------------------------------------------ wire
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -144,7 +157,9 @@ class RemoteArchive:
             "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
         )
 
-    def download(self, oid: ObjectId, expected_raw: int | None = None) -> bytes | bytearray:
+    def download(
+        self, oid: ObjectId, expected_raw: int | None = None, *, into: bytearray | None = None
+    ) -> bytearray | memoryview:
         """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
 
         The object header is read and checked first: its declared decoded size must be within the receiver's
@@ -155,12 +170,19 @@ class RemoteArchive:
 
         At most ``jobs`` downloads run at once: a puller may call this from more threads than that, so that the
         objects already here are decoded while the next ones arrive, without asking more of the remote.
+
+        With ``into``, a body of known length that fits is read into it and a view of it is returned (a puller
+        recycles a few buffers: no fresh, zero-filled pages per object); the view is valid until ``into`` is reused.
         """
         with self._transfers:
-            return self._download(oid, expected_raw)
+            return self._get(
+                f"/v1/objects/{oid}", lambda response: self._read_object(oid, response, expected_raw, into)
+            )
 
-    def _download(self, oid: ObjectId, expected_raw: int | None) -> bytes | bytearray:
-        path = f"{self._prefix}/v1/objects/{oid}"
+    def _get(self, path: str, read: Callable[[HTTPResponse], T]) -> T:
+        """``GET path`` over this thread's kept-alive stdlib connection; ``read`` judges and reads the body of a
+        successful answer, and a refusal raises what the remote raised (``_refuse``)."""
+        path = f"{self._prefix}{path}"
         for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
             conn = self._connection()
             try:
@@ -169,8 +191,8 @@ class RemoteArchive:
                 if response.status >= 400:
                     code = response.getheader("X-Error-Code")
                     self._refuse(response.status, response.read(64 << 10), "GET", path, code)
-                return self._read_object(oid, response, expected_raw)
-            except (http.client.HTTPException, OSError) as exc:
+                return read(response)
+            except (HTTPException, OSError) as exc:
                 conn.close()
                 self._local.conn = None
                 if attempt == 2:
@@ -185,8 +207,12 @@ class RemoteArchive:
         raise AssertionError("unreachable")
 
     def _read_object(
-        self, oid: ObjectId, response: http.client.HTTPResponse, expected_raw: int | None
-    ) -> bytearray:
+        self,
+        oid: ObjectId,
+        response: HTTPResponse,
+        expected_raw: int | None,
+        into: bytearray | None = None,
+    ) -> bytearray | memoryview:
         where = f"remote {self.remote.name} sent object {oid}"
         head = response.read(HEADER_FIXED_SIZE)
         try:
@@ -201,27 +227,29 @@ class RemoteArchive:
         if declared is not None:
             if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
                 raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
-            body = bytearray(int(declared))
+            length = int(declared)
+            target = into if into is not None and length <= len(into) else bytearray(length)
+            body = memoryview(target)[:length]
             body[:HEADER_FIXED_SIZE] = head
-            view = memoryview(body)[HEADER_FIXED_SIZE:]
+            view = body[HEADER_FIXED_SIZE:]
             while view:
                 n = response.readinto(view)
                 if not n:
                     raise RemoteError(f"{where}: the body ended early")
                 view = view[n:]
-            return body
-        body = bytearray(head)  # no length given: read in blocks, never past the cap
+            return body if target is into else target
+        grown = bytearray(head)  # no length given: read in blocks, never past the cap
         while block := response.read(1 << 20):
-            body += block
-            if len(body) > cap:
+            grown += block
+            if len(grown) > cap:
                 raise IntegrityError(f"{where}: the body runs past the {cap} bytes that can be valid")
-        return body
+        return grown
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> HTTPConnection:
+        conn: HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             parts = urlsplit(self.remote.url)
-            kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            kind = HTTPSConnection if parts.scheme == "https" else HTTPConnection
             conn = kind(parts.hostname or "localhost", parts.port, timeout=self._timeout)
             self._local.conn = conn
             with self._lock:
@@ -230,7 +258,11 @@ class RemoteArchive:
 
     def offer(self, ref: Ref) -> SnapshotOffer:
         rev = ref.digest or ref.tag or "latest"
-        body = self._request("GET", f"/v1/transfer/snapshots/{ref.model}/{rev}").json()
+        text = self._get(f"/v1/transfer/snapshots/{ref.model}/{rev}", lambda response: response.read())
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise RemoteError(f"remote {self.remote.name}: its snapshot offer is not JSON") from None
         return SnapshotOffer.from_json(body)
 
     def check(self, offer: SnapshotOffer) -> list[ObjectId]:
@@ -259,7 +291,7 @@ class RemoteArchive:
             rows += response.json()
             nxt = response.links.get("next", {}).get("url")
             # the next link carries the filters, the page size and the cursor: follow it as it is
-            url, params = (httpx.URL(nxt).raw_path.decode(), None) if nxt else (None, None)
+            url, params = (_raw_path(nxt), None) if nxt else (None, None)
         try:
             return [SnapshotSummary.from_json(row) for row in rows[:limit]]
         except UsageError as exc:
@@ -274,3 +306,9 @@ class RemoteArchive:
             return [PublishedKey.from_json(k) for k in body]
         except UsageError as exc:
             raise RemoteError(f"remote {self.remote.name}: malformed list of keys ({exc})") from None
+
+
+def _raw_path(url: str) -> str:
+    import httpx
+
+    return httpx.URL(url).raw_path.decode()

@@ -30,12 +30,14 @@ def receive_object(
     *,
     write: Callable[[Callable[[], None]], None] | None = None,
     holder: str | None = None,
-) -> bytes | bytearray:
+    out: bytearray | None = None,
+) -> bytes | bytearray | memoryview:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
     The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
     With ``holder`` (a server receiving a push), the object is leased to that pusher before it is written, both
-    under the store's shared lock, so a gc can never see the object without its lease.
+    under the store's shared lock, so a gc can never see the object without its lease. With ``out``, the decoded
+    bytes land in it when they fit (``ObjectStore.put_stored``).
     """
     header = unpack_header(blob, f"object {oid}")
     if header.raw_length > MAX_OBJECT_BYTES:
@@ -43,9 +45,9 @@ def receive_object(
             f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
         )
     if holder is None:
-        return archive.store.put_stored(oid, blob, write=write)
+        return archive.store.put_stored(oid, blob, write=write, out=out)
     writes: list[Callable[[], None]] = []
-    raw = archive.store.put_stored(oid, blob, write=writes.append)  # decoded and verified, not yet written
+    raw = archive.store.put_stored(oid, blob, write=writes.append, out=out)  # decoded and verified, not yet written
     with archive.lock(exclusive=False, purpose="upload"):
         lease_objects(archive, [oid], holder, uploaded=True)
         for store in writes:

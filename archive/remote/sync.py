@@ -27,7 +27,7 @@ from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
-from modelarc.archive.restore import READ_AHEAD, restore
+from modelarc.archive.restore import CHUNK_BUFFER, READ_AHEAD, ChunkBuffers, ChunkBytes, restore
 from modelarc.errors import (
     AccessDeniedError,
     DeltaBaseError,
@@ -46,12 +46,15 @@ T = TypeVar("T")
 # verified objects waiting for the store's writer threads, at most (or twice the writers): a disk slower than the
 # network slows the pull down instead of holding every object of the model in memory
 MAX_PENDING_WRITES = 8
+# a downloaded object as stored: a chunk that its codec could not shrink (raw) is its length plus a header
+BODY_BUFFER = CHUNK_BUFFER + (64 << 10)
 
 
 def pull_workers(jobs: int) -> int:
     """Threads that fetch and decode objects in a pull: more than the ``jobs`` downloads the client allows at once,
-    so that objects that have arrived are decoded (and hashed) while the next ones are on the wire. Each holds at
-    most one object, so memory is bounded by this number, not by the size of the model."""
+    so that objects that have arrived are decoded (and hashed, and written into their file) while the next ones are
+    on the wire. Each holds at most one object, so memory is bounded by this number, not by the size of the
+    model."""
     return max(READ_AHEAD, 2 * jobs)
 
 
@@ -214,7 +217,8 @@ def fetch_from_remote(
     digest pull moves none), whatever ref the offer names. The manifest and signature bundles come first and
     must verify against keys *this* archive trusts before any weights move. Every object is decoded and hashed
     on arrival and kept in the local store; with ``dest``, the same decoded bytes are written straight into the
-    files (one decode per object), each file checked against its sha256 before it is renamed in. The store's
+    files (one decode per object, into a recycled buffer; the download lands in one too, reused once the object is
+    in the store), each file checked against its sha256 before it is renamed in. The store's
     shared lock is held throughout, so a local gc cannot free what the pull has fetched but not yet recorded.
     """
     started = time.perf_counter()
@@ -228,13 +232,37 @@ def fetch_from_remote(
     moved = {"objects": 0, "bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
     sizes: dict[ObjectId, int] = {}
 
-    def fetch(oid: ObjectId, *, depth: int = 0) -> bytes | bytearray:
+    bodies = ChunkBuffers(BODY_BUFFER)  # downloads land in these, each back once its object is in the store
+
+    def fetch(oid: ObjectId, out: bytearray | None = None, *, depth: int = 0) -> ChunkBytes:
         if archive.store.has(oid):
+            if out is not None:
+                return archive.store.get_into(oid, out, verify=dest is None)
             return archive.store.get(oid, verify=dest is None)
-        blob = client.download(oid, sizes.get(oid))
+        body = bodies.take()
+        try:
+            blob = client.download(oid, sizes.get(oid), into=body)
+        except BaseException:
+            bodies.give(body)
+            raise
+        returned = False
+
+        def store_then_return(store: Callable[[], None]) -> None:
+            """Queue the verified write; the download buffer is reused once the object is in the store."""
+            nonlocal returned
+            returned = True
+
+            def write() -> None:
+                try:
+                    store()
+                finally:
+                    bodies.give(body)
+
+            later(write)
+
         try:
             try:
-                raw = receive_object(archive, oid, blob, write=later)
+                raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
             except DeltaBaseError:
                 # a delta whose base this store lacks: fetch the base (written at once: the delta is decoded
                 # against it right after), then the delta again; chains are bounded, so is this
@@ -245,9 +273,12 @@ def fetch_from_remote(
                 with lock:
                     moved["bases"] += 1
                 flush_writes()
-                raw = receive_object(archive, oid, blob, write=later)
+                raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
         except (IntegrityError, PayloadTooLargeError) as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
+        finally:
+            if not returned:  # refused (or failed) before its write was queued: nothing else holds the buffer
+                bodies.give(body)
         with lock:
             moved["objects"] += 1
             moved["bytes"] += len(blob)

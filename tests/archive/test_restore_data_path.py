@@ -55,14 +55,14 @@ def test_restore_decodes_into_no_more_buffers_than_its_window(
     big_model(src / "big", megabytes=24)  # float-planes objects of 8 MiB, several per file
     manifest = ingest(src, store).manifest
     handed_out: set[int] = set()
-    take = restore_module._ChunkBuffers.take
+    take = restore_module.ChunkBuffers.take
 
-    def counting_take(self: restore_module._ChunkBuffers) -> bytearray:
+    def counting_take(self: restore_module.ChunkBuffers) -> bytearray:
         buf = take(self)
         handed_out.add(id(buf))
         return buf
 
-    monkeypatch.setattr(restore_module._ChunkBuffers, "take", counting_take)
+    monkeypatch.setattr(restore_module.ChunkBuffers, "take", counting_take)
     restore(store, manifest, tmp_path / "out")
     assert _files(tmp_path / "out") == _files(src)
     chunks = sum(len(p.chunks) for f in manifest.files for p in f.parts)
@@ -109,4 +109,31 @@ def test_a_failed_writeback_fails_the_file_and_leaves_nothing_under_its_name(
     with pytest.raises(error, match=message):
         restore(store, manifest, out)
     assert not (out / "b.safetensors").exists()
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def test_a_failed_file_leaves_no_temp_file_of_the_files_the_pool_wrote_ahead(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool writes each chunk into its file's temp file as it fetches it, ahead of the file being hashed: when
+    one file fails its sha256, the temp files already begun for the files after it are deleted too."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3 * READ_AHEAD):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + i))
+    manifest = ingest(src, store).manifest
+    first = manifest.files[0].path
+    ahead: list[int] = []
+    pwrite_all = restore_module._pwrite_all
+
+    def counting(fd: int, data: bytes, offset: int) -> None:
+        ahead.append(fd)
+        pwrite_all(fd, data, offset)
+
+    monkeypatch.setattr(restore_module, "_pwrite_all", counting)
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match=f"{first}: rebuilt file does not match the manifest"):
+        restore(store, _with_sha256(manifest, first, "0" * 64), out)
+    assert len(set(ahead)) > 1  # the pool had begun files after the one that failed
+    assert not list(out.rglob("*.bin"))
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]

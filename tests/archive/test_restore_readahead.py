@@ -30,7 +30,7 @@ def test_restore_fetches_the_next_files_chunks_while_one_file_waits(
     first = manifest.files[0].parts[0].chunks[0].id
     others_started = threading.Event()
 
-    def source(oid: ObjectId) -> bytes | bytearray:
+    def source(oid: ObjectId, out: bytearray | None) -> bytes | bytearray:  # out: decoded into fresh bytes here
         if oid == first:  # hold the first file back until a chunk of another file is asked for
             assert others_started.wait(timeout=60), (
                 "no chunk of a later file was fetched while the first waited"
@@ -54,7 +54,7 @@ def test_restore_holds_at_most_its_window_of_chunks_across_files(
     lock = threading.Lock()
     started = written = peak = 0
 
-    def source(oid: ObjectId) -> bytes | bytearray:
+    def source(oid: ObjectId, out: bytearray | None) -> bytes | bytearray:  # out: decoded into fresh bytes here
         nonlocal started, peak
         with lock:
             started += 1

@@ -58,8 +58,9 @@ def _nothing_kept(bob: Home, tmp_path: Path, bad: str, source: Path) -> None:
     out = tmp_path / "out"
     written = files_of(out) if out.exists() else {}
     honest = files_of(source)
-    # no partial or wrong file under a real name
+    # no partial or wrong file under a real name, and no temp file (the pull writes chunks into them as they arrive)
     assert all(honest.get(path) == digest for path, digest in written.items()), written
+    assert not [p for p in written if "modelarc-partial" in p], written
 
 
 @pytest.mark.parametrize("into_folder", [True, False], ids=["into a folder", "into the store only"])
