@@ -1,7 +1,7 @@
 """A disk that fills up, in-process: writes under one folder fail with ENOSPC once a byte budget is spent.
 
 Mounting a small tmpfs needs root, which CI may not have, and a test must not be skipped for want of it; so this
-patches ``os.write`` (which both the store and pull's file writer use) and decides by the path behind the file
+patches ``os.write`` and ``os.pwrite`` (the store writes with the one, restore's pool with the other) and decides by the path behind the file
 descriptor (``/proc/self/fd``, Linux) whether the write lands on the "full" disk. Like a real file system, the
 write that crosses the budget is short and the next one fails with ENOSPC.
 
@@ -26,26 +26,35 @@ class FullDisk:
         self.refused = 0
         self._lock = threading.Lock()
         self._real_write = os.write
+        self._real_pwrite = os.pwrite
 
     def __enter__(self) -> FullDisk:
         os.write = self._write
+        os.pwrite = self._pwrite
         return self
 
     def __exit__(self, *exc: Any) -> None:
         os.write = self._real_write
+        os.pwrite = self._real_pwrite
 
     def _write(self, fd: int, data: Any) -> int:
+        return self._budgeted(fd, data, lambda view: self._real_write(fd, view))
+
+    def _pwrite(self, fd: int, data: Any, offset: int) -> int:
+        return self._budgeted(fd, data, lambda view: self._real_pwrite(fd, view, offset))
+
+    def _budgeted(self, fd: int, data: Any, write: Any) -> int:
         try:
             path = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             path = ""
         if not path.startswith(self.folder):
-            return self._real_write(fd, data)
+            return int(write(data))
         with self._lock:
             room = self.capacity - self.used
             if room <= 0:
                 self.refused += 1
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            written = self._real_write(fd, memoryview(data)[:room])
+            written = int(write(memoryview(data)[:room]))
             self.used += written
             return written
