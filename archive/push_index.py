@@ -37,7 +37,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,19 +171,17 @@ def _indexed(v: dict[str, Any]) -> IndexedFile:
     ):
         raise TypeError("malformed push index entry")
     return IndexedFile(
-        v["size"], v["mtime_ns"], v["ctime_ns"], v["ino"], v["dev"], v["sha256"], v["snapshot"], v["path"], float(v["at"])
+        v["size"],
+        v["mtime_ns"],
+        v["ctime_ns"],
+        v["ino"],
+        v["dev"],
+        v["sha256"],
+        v["snapshot"],
+        v["path"],
+        float(v["at"]),
     )
 
 
 def _doc(e: IndexedFile) -> dict[str, Any]:
-    return {
-        "size": e.size,
-        "mtime_ns": e.mtime_ns,
-        "ctime_ns": e.ctime_ns,
-        "ino": e.ino,
-        "dev": e.dev,
-        "sha256": e.sha256,
-        "snapshot": e.snapshot,
-        "path": e.path,
-        "at": e.at,
-    }
+    return asdict(e)

@@ -327,6 +327,19 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
     zipnn_all = b["zipnn_tensors"] + b["zstd1_other"]
     zero = all(x == 0 for x in r["repush_stored_bytes"])
     traw = r["tensor_raw_bytes"]
+
+    def repush_row(metric: str, key: str, note: str) -> Row:
+        return Row(
+            m,
+            metric,
+            f"{secs(med[key], n)}, stored {max(r['repush_stored_bytes'])} B",
+            "sha256 " + secs(med["sha256"], n),
+            med[key] / med["sha256"],
+            TARGETS["repush"],
+            extra_ok=zero,
+            note=note + ("" if zero else "; stored bytes on an unchanged push"),
+        )
+
     return [
         Row(
             m,
@@ -368,27 +381,12 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
             r["stored_bytes_added"] / zipnn_all,
             TARGETS["stored_push_vs_zipnn"],
         ),
-        Row(
-            m,
+        repush_row(
             "re-push unchanged",
-            f"{secs(med['repush'], n)}, stored {max(r['repush_stored_bytes'])} B",
-            "sha256 " + secs(med["sha256"], n),
-            med["repush"] / med["sha256"],
-            TARGETS["repush"],
-            extra_ok=zero,
-            note=f"{min(r['repush_unread_files'])} of {r['files']} files taken from the push index"
-            + ("" if zero else "; stored bytes on an unchanged push"),
+            "repush",
+            f"{min(r['repush_unread_files'])} of {r['files']} files taken from the push index",
         ),
-        Row(
-            m,
-            "re-push unchanged --rehash",
-            f"{secs(med['rehash'], n)}, stored {max(r['repush_stored_bytes'])} B",
-            "sha256 " + secs(med["sha256"], n),
-            med["rehash"] / med["sha256"],
-            TARGETS["repush"],
-            extra_ok=zero,
-            note="every file read and hashed" + ("" if zero else "; stored bytes on an unchanged push"),
-        ),
+        repush_row("re-push unchanged --rehash", "rehash", "every file read and hashed"),
     ]
 
 
