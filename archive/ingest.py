@@ -353,7 +353,7 @@ def ingest(
                 if plan.rel in taken and progress:
                     progress(plan.size)
             writer.drain()
-            built = {plan.rel: _entry(plan, sha, parts) for plan, sha, parts, _ in read}
+            built = {plan.rel: _entry(plan, r.sha256, parts) for plan, parts, r in read}
             entries = [built[p.rel] if p.rel in built else replace(taken[p.rel].entry, path=p.rel) for p in plans]
         except BaseException:
             for fut in writer.pending:
@@ -414,9 +414,9 @@ class _HashingReader:
 
 def _ingest_file(
     plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None, bases: DeltaBases | None = None
-) -> tuple[SourcePlan, str, list[_PendingPart], FileRead]:
-    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, the file's sha256, its parts, and the
-    file's stat around the read, for the push index)."""
+) -> tuple[SourcePlan, list[_PendingPart], FileRead]:
+    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, its parts, and the read: the file's
+    sha256 and its stat around the read, for the push index)."""
     path = plan.path
     try:
         fh = open(path, "rb")
@@ -435,8 +435,7 @@ def _ingest_file(
         if fh.read(1):
             raise SourceError(f"{printable_path(str(path))}: file grew while being read")
         after = os.fstat(fh.fileno())
-    sha = reader.sha.hexdigest()
-    return plan, sha, parts, FileRead(path, plan.rel, before, after, started, sha)
+    return plan, parts, FileRead(path, plan.rel, before, after, started, reader.sha.hexdigest())
 
 
 def _fits(hit: Reused | None, plan: SourcePlan) -> bool:
