@@ -89,6 +89,7 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 	@# a family stored with deltas (issue 15): through `push --parent`, and at the store (ObjectStore.put_delta)
 	$(PY) bench/family.py
 	$(PY) bench/family.py --store-level
+	$(PY) bench/delta_entropy.py
 
 clean: ## remove the venv, caches and build output (not the PostgreSQL cluster in /tmp)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
