@@ -32,6 +32,7 @@ writes the block device directly): ``push --rehash`` reads every file, as restic
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -94,6 +95,7 @@ class PushIndex:
     def __init__(self, path: Path, files: dict[str, IndexedFile]) -> None:
         self.path = path
         self.files = files
+        self._changes: dict[str, IndexedFile | None] = {}  # what this push set (None: forgot), for ``save``
 
     @classmethod
     def load(cls, home: Path) -> PushIndex:
@@ -123,11 +125,12 @@ class PushIndex:
         for read in reads:
             key = _key(read.source)
             if not read.settled():
-                self.files.pop(key, None)
+                self._set(key, None)
                 continue
             size, mtime_ns, ctime_ns, ino, dev = stat_key(read.after)
-            self.files[key] = IndexedFile(
-                size, mtime_ns, ctime_ns, ino, dev, read.sha256, snapshot, read.rel, time.time()
+            self._set(
+                key,
+                IndexedFile(size, mtime_ns, ctime_ns, ino, dev, read.sha256, snapshot, read.rel, time.time()),
             )
 
     def moved(self, files: Iterable[tuple[Path, str]], snapshot: str) -> None:
@@ -135,13 +138,35 @@ class PushIndex:
         snapshot it recorded; an entry whose file changed since it was looked up is forgotten."""
         for source, rel in files:
             entry = self.lookup(source)
-            if entry is None:
-                self.files.pop(_key(source), None)
-            else:
-                self.files[_key(source)] = replace(entry, snapshot=snapshot, path=rel, at=time.time())
+            self._set(
+                _key(source),
+                None if entry is None else replace(entry, snapshot=snapshot, path=rel, at=time.time()),
+            )
+
+    def _set(self, key: str, entry: IndexedFile | None) -> None:
+        if entry is None:
+            self.files.pop(key, None)
+        else:
+            self.files[key] = entry
+        self._changes[key] = entry
 
     def save(self) -> None:
-        """Write the index atomically (temp file, fsync, rename); two pushes at once lose entries, never the file."""
+        """Apply this push's changes to the index as it is on disk now, and write it atomically (temp file, fsync,
+        rename). The read-modify-write holds a lock file beside the index, so two pushes ending at once each keep
+        the entries of the other: without it, the last to save would drop what the first recorded."""
+        with open(self.path.with_name(f".{self.path.name}.lock"), "ab") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+            current = PushIndex.load(self.path.parent)
+            for key, entry in self._changes.items():
+                if entry is None:
+                    current.files.pop(key, None)
+                else:
+                    current.files[key] = entry
+            self.files = current.files
+            self._write()
+        self._changes.clear()
+
+    def _write(self) -> None:
         if len(self.files) > MAX_ENTRIES:
             newest = sorted(self.files.items(), key=lambda kv: kv[1].at)[-MAX_ENTRIES:]
             self.files = dict(newest)

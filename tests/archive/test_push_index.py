@@ -202,4 +202,31 @@ def test_the_index_is_written_atomically_and_keeps_settled_files_only(archive: A
     doc = json.loads(index_path.read_text())
     assert doc["format"] == push_index.INDEX_FORMAT and doc["version"] == push_index.INDEX_VERSION
     assert sorted(doc["files"]) == sorted(os.path.abspath(p) for p in model.iterdir())
-    assert [p.name for p in index_path.parent.iterdir() if p.name.startswith(".push-index")] == []
+    assert [p.name for p in index_path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_two_pushes_saving_at_once_keep_each_others_entries(tmp_path: Path, model: Path) -> None:
+    """Each push loads the index at its start and saves at its end; the later save must not drop what an earlier
+    one, begun before it, recorded (nor bring back what it forgot)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    weights, config = model / "model.safetensors", model / "config.json"
+
+    def read(path: Path) -> push_index.FileRead:
+        st = os.stat(path)
+        return push_index.FileRead(path, path.name, st, st, st.st_mtime_ns / 1e9 + 60, "ab" * 32)
+
+    first = push_index.PushIndex.load(home)
+    first.remember([read(config)], "11" * 32)
+    first.save()
+    one, two = push_index.PushIndex.load(home), push_index.PushIndex.load(home)
+    one.remember([read(weights)], "22" * 32)
+    two.moved([(config, "renamed.json")], "33" * 32)
+    one.save()
+    two.save()
+    entries = push_index.PushIndex.load(home).files
+    assert entries[os.path.abspath(weights)].snapshot == "22" * 32
+    assert (entries[os.path.abspath(config)].snapshot, entries[os.path.abspath(config)].path) == (
+        "33" * 32,
+        "renamed.json",
+    )
