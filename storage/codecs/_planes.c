@@ -552,33 +552,52 @@ static int check_kind(int kind)
     return 1;
 }
 
-PyDoc_STRVAR(split_doc, "split(data, kind, n) -> list of bytes: the element planes of the first n elements.");
+PyDoc_STRVAR(split_doc,
+             "split(data, kind, n, out=None) -> list of bytes: the element planes of the first n elements.\n"
+             "With out (a writable buffer of at least planes * n bytes) plane k is written at out[k * n:] and None\n"
+             "is returned: an encoder that reuses its buffers touches no fresh pages per chunk.");
 
 static PyObject *py_split(PyObject *self, PyObject *args)
 {
-    Py_buffer view;
+    Py_buffer view, target;
     int kind;
     Py_ssize_t n;
+    PyObject *out = Py_None;
     PyObject *planes[4] = {NULL, NULL, NULL, NULL};
     uint8_t *ptrs[4];
     PyObject *result = NULL;
-    int count, k;
+    int count, k, have_target = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*in", &view, &kind, &n)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*in|O", &view, &kind, &n, &out)) return NULL;
     if (!check_kind(kind)) goto done;
     if (n < 0 || n > view.len / kind_width(kind)) {
         PyErr_SetString(PyExc_ValueError, "element count exceeds the buffer");
         goto done;
     }
     count = kind_planes(kind);
-    for (k = 0; k < count; k++) {
-        planes[k] = PyBytes_FromStringAndSize(NULL, n);
-        if (!planes[k]) goto done;
-        ptrs[k] = (uint8_t *)PyBytes_AS_STRING(planes[k]);
+    if (out != Py_None) {
+        if (PyObject_GetBuffer(out, &target, PyBUF_WRITABLE) != 0) goto done;
+        have_target = 1;
+        if (target.len / count < n) {
+            PyErr_SetString(PyExc_ValueError, "out is shorter than the planes");
+            goto done;
+        }
+        for (k = 0; k < count; k++) ptrs[k] = (uint8_t *)target.buf + (size_t)k * (size_t)n;
+    } else {
+        for (k = 0; k < count; k++) {
+            planes[k] = PyBytes_FromStringAndSize(NULL, n);
+            if (!planes[k]) goto done;
+            ptrs[k] = (uint8_t *)PyBytes_AS_STRING(planes[k]);
+        }
     }
     Py_BEGIN_ALLOW_THREADS
     split_planes((const uint8_t *)view.buf, n, kind, ptrs);
     Py_END_ALLOW_THREADS
+    if (have_target) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
     result = PyList_New(count);
     if (!result) goto done;
     for (k = 0; k < count; k++) {
@@ -587,6 +606,7 @@ static PyObject *py_split(PyObject *self, PyObject *args)
     }
 done:
     for (k = 0; k < 4; k++) Py_XDECREF(planes[k]);
+    if (have_target) PyBuffer_Release(&target);
     PyBuffer_Release(&view);
     return result;
 }
