@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -343,9 +342,7 @@ def ingest(
     # Two more threads than cores: a worker waiting on its object's fsync leaves its core to the others. A remote
     # backend (S3) asks for more: there a worker mostly waits for the service's answer.
     workers = jobs or max(max(2, os.cpu_count() or 2) + 2, store.backend.concurrency)
-    with ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="modelarc-ingest", initializer=_yield_to_reader
-    ) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
         writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2), warn=warn)
         try:
             # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
@@ -373,26 +370,6 @@ def ingest(
         reads=tuple(r for *_, r in read),
         reused=len(taken),
     )
-
-
-# How much lower the pool's scheduling priority is than the reading thread's (Linux nice steps; 5 is a weight of
-# about 1/3). Why: the reader (read, then the whole-file sha256, in file order) is a serial stage that every
-# chunk passes through, and the scheduler shares the cores equally among runnable threads: with four workers on
-# two cores it got about 0.4 of a core and the push waited on it (measured on the 672 MB FP32 upcast: the reader
-# waited for the workers only 0.1-0.3 s of a 1.6-3 s push). A worker that yields keeps the reader at its pace.
-WORKER_NICE = 5
-
-
-def _yield_to_reader() -> None:
-    """Run in each pool thread: lower that thread's priority (Linux only, where a thread id names one thread to
-    setpriority; elsewhere that call would address the whole process, or another one). Best effort."""
-    if sys.platform != "linux":
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICE)
-    except OSError:
-        pass
 
 
 class _HashingReader:

@@ -1,14 +1,11 @@
 import filecmp
 import json
-import os
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 from modelfactory import big_model, finetune, tiny_tensors, write_model
 
-from modelarc.archive.ingest import WORKER_NICE, ingest
+from modelarc.archive.ingest import ingest
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.restore import restore
 from modelarc.errors import DestinationError, SourceError, UsageError
@@ -43,27 +40,6 @@ def test_multi_chunk_tensors_restore_byte_identical(tmp_path: Path, store: Objec
     restore(store, result.manifest, tmp_path / "out")
     _same_tree(src, tmp_path / "out")
     assert result.stored_bytes_added < 0.9 * result.manifest.logical_bytes  # the float codec compressed
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are set on Linux only")
-def test_chunks_are_stored_by_threads_that_yield_to_the_reading_thread(
-    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The reader is the pipeline's serial stage: the workers run at a lower priority, the reader's is untouched."""
-    seen: list[tuple[str, int]] = []
-    real_put = store.put
-
-    def put(*args: object, **kwargs: object) -> object:
-        tid = threading.get_native_id()
-        seen.append((threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid)))
-        return real_put(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(store, "put", put)
-    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    ingest(big_model(tmp_path / "big", megabytes=20), store)
-    workers = {prio for name, prio in seen if name.startswith("modelarc-ingest")}
-    assert workers == {min(before + WORKER_NICE, 19)}
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
 def test_manifest_round_trips_through_canonical_bytes(tmp_path: Path, store: ObjectStore) -> None:
