@@ -43,7 +43,9 @@ HEADER_READ = 4096
 FetchStored = Callable[[ObjectId], bytes | bytearray | memoryview]
 
 
-# Each thread that puts objects (an ingest worker) encodes into its own buffers, reused chunk after chunk.
+# Each thread that puts objects (an ingest worker) encodes into its own buffers, reused chunk after chunk. They
+# hold about two chunks (16 MiB for 8 MiB float chunks) for as long as the thread lives: ingest's pool threads
+# end with the ingest; a long-lived thread that puts float chunks keeps them.
 _thread_buffers = threading.local()
 
 
