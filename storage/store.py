@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from modelarc.errors import (
     ObjectMissingError,
 )
 from modelarc.storage.backend import Backend
-from modelarc.storage.codecs import CODEC_NAMES, choose_and_encode, codec_by_id
+from modelarc.storage.codecs import CODEC_NAMES, EncodeBuffers, choose_and_encode, codec_by_id
 from modelarc.storage.codecs.delta import (
     DELTA_CODEC_ID,
     ELEMENT_TYPES,
@@ -40,6 +41,20 @@ HEADER_READ = 4096
 # Fetches an object as stored (header + payload) by id: how a delta's base is found. ``ObjectStore.get_stored``
 # is one; a mirror or remote may supply its own. It raises ``ObjectMissingError`` when it has no such object.
 FetchStored = Callable[[ObjectId], bytes | bytearray | memoryview]
+
+
+# Each thread that puts objects (an ingest worker) encodes into its own buffers, reused chunk after chunk. They
+# hold about two chunks (16 MiB for 8 MiB float chunks) for as long as the thread lives: ingest's pool threads
+# end with the ingest; a long-lived thread that puts float chunks keeps them.
+_thread_buffers = threading.local()
+
+
+def _encode_buffers() -> EncodeBuffers:
+    try:
+        return _thread_buffers.buffers  # type: ignore[no-any-return]
+    except AttributeError:
+        _thread_buffers.buffers = EncodeBuffers()
+        return _thread_buffers.buffers  # type: ignore[no-any-return]
 
 
 def object_key(oid: ObjectId) -> str:
@@ -98,9 +113,10 @@ class ObjectStore:
         key = object_key(oid)
         if self.backend.has(key):
             return self._existing(oid)
-        encoded = choose_and_encode(data, dtype_hint)
+        buffers = _encode_buffers()
+        encoded = choose_and_encode(data, dtype_hint, buffers)
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
-        blob = b"".join((header, encoded.payload))  # one copy of the payload, however it is held
+        blob = buffers.framed(header, encoded)  # in place, or one copy of the payload however it is held
         self.backend.put(key, blob)
         return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
 

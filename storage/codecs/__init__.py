@@ -8,7 +8,7 @@ falling back to raw, so a stored object is never larger than its raw bytes plus 
 from __future__ import annotations
 
 from modelarc.errors import ObjectFormatError
-from modelarc.storage.codecs.base import Codec, Encoded
+from modelarc.storage.codecs.base import Codec, EncodeBuffers, Encoded
 from modelarc.storage.codecs.delta import DeltaCodec
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES, FloatPlanesCodec
 from modelarc.storage.codecs.raw import RawCodec
@@ -28,10 +28,14 @@ def codec_by_id(codec_id: int, name: str = "object") -> Codec:
         raise ObjectFormatError(f"{name}: unknown codec id {codec_id}") from None
 
 
-def choose_and_encode(data: bytes | bytearray | memoryview, dtype_hint: str | None = None) -> Encoded:
+def choose_and_encode(
+    data: bytes | bytearray | memoryview, dtype_hint: str | None = None, buffers: EncodeBuffers | None = None
+) -> Encoded:
+    """The smallest encoding of ``data``; with ``buffers``, a float-planes payload lives in them (valid until
+    their next use, see ``EncodeBuffers``)."""
     view = memoryview(data).cast("B")
     if dtype_hint in FLOAT_DTYPES and len(view) >= 64:
-        candidate = CODECS[FloatPlanesCodec.codec_id].encode(view, dtype_hint)
+        candidate = FloatPlanesCodec().encode(view, dtype_hint, buffers)
     elif len(view) >= 64:
         candidate = CODECS[ZstdCodec.codec_id].encode(view, dtype_hint)
     else:
@@ -41,4 +45,4 @@ def choose_and_encode(data: bytes | bytearray | memoryview, dtype_hint: str | No
     return candidate
 
 
-__all__ = ["CODECS", "CODEC_NAMES", "Codec", "Encoded", "choose_and_encode", "codec_by_id"]
+__all__ = ["CODECS", "CODEC_NAMES", "Codec", "EncodeBuffers", "Encoded", "choose_and_encode", "codec_by_id"]

@@ -72,7 +72,7 @@ import zstandard
 
 from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs import _planes  # type: ignore[attr-defined]
-from modelarc.storage.codecs.base import Encoded
+from modelarc.storage.codecs.base import EncodeBuffers, Encoded
 
 FLOAT_DTYPES = {"BF16": 1, "F16": 2, "F32": 3}
 _WIDTH = {1: 2, 2: 2, 3: 4}
@@ -152,19 +152,46 @@ def _deflate(plane: Plane) -> bytes:
     return comp.compress(plane) + comp.flush()  # type: ignore[no-any-return]
 
 
-def _sample(plane: bytes) -> bytes:
+def _sample(plane: Plane) -> bytes:
     step = len(plane) // _SAMPLE_SLICES
     return b"".join(plane[i * step : i * step + _SAMPLE_SLICE] for i in range(_SAMPLE_SLICES))
 
 
-def _has_unnameable(data: bytes) -> bool:
+def _has_unnameable(data: Plane) -> bool:
     """Whether ``data`` holds bytes that the Huffman frame stores raw."""
     return bool(_planes.max_byte(data) > _HUFFMAN_MAX_SYMBOL)
 
 
-def _code_plane(plane: bytes, exponent: bool) -> tuple[int, Plane]:
+def _is_zero(plane: Plane) -> bool:
+    """Whether every byte is 0 (the low mantissa planes of FP32 weights upcast from BF16); the first 4 KiB
+    answer for nearly every other plane, so the full scan is paid only by planes that are zero."""
+    return len(plane) > 0 and _planes.max_byte(plane[:4096]) == 0 and _planes.max_byte(plane) == 0
+
+
+# The coding of an all-zero plane of each length, as ``_code_plane`` chooses it from the plane itself: zstd, the
+# mantissa planes' first coder, is deterministic, so a frame made once per length is the one it would make again
+# (the same bytes on disk), without compressing 2 MiB of zeros per chunk. A few lengths cover a model's chunks.
+_zero_planes: dict[int, tuple[int, Plane]] = {}
+_ZERO_PLANES_KEPT = 64
+
+
+def _zero_plane(n: int) -> tuple[int, Plane]:
+    coded = _zero_planes.get(n)
+    if coded is None:
+        zeros = bytes(n)
+        frame = _zstd(zeros)
+        coded = (PLANE_ZSTD, frame) if len(frame) < n else (PLANE_RAW, zeros)
+        if len(_zero_planes) >= _ZERO_PLANES_KEPT:
+            _zero_planes.clear()
+        _zero_planes[n] = coded
+    return coded
+
+
+def _code_plane(plane: Plane, exponent: bool) -> tuple[int, Plane]:
     """Smallest of raw and the coders. The first coder (Huffman frame for exponents, zstd otherwise) codes the
     whole plane; on a large plane the others are tried in full only if a sample says they may win."""
+    if not exponent and _is_zero(plane):
+        return _zero_plane(len(plane))
     first: Callable[[Plane], bytes] = _huffman if exponent else _zstd
     others: list[Callable[[Plane], bytes]] = [_zstd] if exponent else []
     probe = plane if len(plane) < _SAMPLE_MIN else _sample(plane)
@@ -250,24 +277,37 @@ class FloatPlanesCodec:
     codec_id: ClassVar[int] = 2
     name: ClassVar[str] = "floatplanes"
 
-    def encode(self, data: memoryview, dtype_hint: str | None) -> Encoded:
-        """Any bytes round-trip under any hint; the hint (F32 when missing or unknown) only steers the split."""
+    def encode(
+        self, data: memoryview, dtype_hint: str | None, buffers: EncodeBuffers | None = None
+    ) -> Encoded:
+        """Any bytes round-trip under any hint; the hint (F32 when missing or unknown) only steers the split.
+        With ``buffers`` the planes and the payload live in them (see ``EncodeBuffers``); the bytes are the same."""
         data = memoryview(data).cast("B")
         kind = FLOAT_DTYPES.get(dtype_hint or "F32", FLOAT_DTYPES["F32"])
         n = len(data) // _WIDTH[kind]
-        planes = _planes.split(data, kind, n)
+        count = _ELEMENT_PLANES[kind]
+        planes: list[Plane]
+        if buffers is None:
+            planes = _planes.split(data, kind, n)
+        else:
+            memory = buffers.planes_view(count * n)
+            _planes.split(data, kind, n, memory)
+            planes = [memory[k * n : (k + 1) * n] for k in range(count)]
         coded = [_code_plane(plane, exponent=i == 0) for i, plane in enumerate(planes)]
         coded.append((PLANE_RAW, data[n * _WIDTH[kind] :]))
         params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, len(coded)))
-        payload = bytearray(sum(len(c) for _, c in coded))
-        view = memoryview(payload)
+        size = sum(len(c) for _, c in coded)
+        owned = bytearray(size) if buffers is None else None
+        view = memoryview(owned) if owned is not None else buffers.payload_view(size)  # type: ignore[union-attr]
         pos = 0
         for coder, chunk in coded:
             params += _PLANE_ENTRY.pack(coder, len(chunk))
             view[pos : pos + len(chunk)] = memoryview(chunk)  # type: ignore[arg-type]
             pos += len(chunk)
+        if owned is None:
+            return Encoded(self.codec_id, bytes(params), view)
         view.release()
-        return Encoded(self.codec_id, bytes(params), payload)
+        return Encoded(self.codec_id, bytes(params), owned)
 
     def decode(self, params: bytes, payload: memoryview, raw_length: int) -> bytearray:
         planes, kind, n, tail = _coded_planes(params, payload, raw_length)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs import choose_and_encode, floatplanes
-from modelarc.storage.codecs.base import Encoded
+from modelarc.storage.codecs.base import HEADER_ROOM, EncodeBuffers, Encoded
 from modelarc.storage.codecs.floatplanes import PLANE_DEFLATE, PLANE_RAW, PLANE_ZSTD, FloatPlanesCodec
 
 CODEC = FloatPlanesCodec()
@@ -123,6 +123,76 @@ def test_the_stdlib_zlib_reads_what_the_fast_path_writes_and_back(monkeypatch: p
     assert (slow.params, bytes(slow.payload)) == (fast.params, bytes(fast.payload))
     monkeypatch.undo()
     assert bytes(CODEC.decode(slow.params, memoryview(slow.payload), len(data))) == data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reused encode buffers and the all-zero plane shortcut: speed-ups that must not change a stored byte
+# ---------------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=3000), hint=st.sampled_from(HINTS))
+def test_encoding_into_reused_buffers_gives_the_same_bytes(data: bytes, hint: str | None) -> None:
+    buffers = EncodeBuffers()
+    for chunk in (data, data[: len(data) // 2], data):  # the buffers hold an earlier chunk each time
+        fresh = choose_and_encode(chunk, hint)
+        reused = choose_and_encode(chunk, hint, buffers)
+        assert (reused.codec_id, reused.params, bytes(reused.payload)) == (
+            fresh.codec_id,
+            fresh.params,
+            bytes(fresh.payload),
+        )
+
+
+@pytest.mark.parametrize("hint", ["BF16", "F16", "F32"])
+def test_large_chunks_encode_the_same_into_reused_buffers(hint: str) -> None:
+    upcast = (np.frombuffer(normal_bf16(3 << 19, seed=4), "<u2").astype("<u4") << 16).tobytes()
+    buffers = EncodeBuffers()
+    for chunk in (upcast, normal_bf16(3 << 20, seed=5), upcast[:-3]):
+        fresh = CODEC.encode(memoryview(chunk), hint)
+        reused = CODEC.encode(memoryview(chunk), hint, buffers)
+        assert (reused.params, bytes(reused.payload)) == (fresh.params, bytes(fresh.payload))
+
+
+def test_split_into_a_buffer_writes_the_planes_split_returns() -> None:
+    data = normal_bf16(50_001, seed=7)
+    for kind, width, count in ((1, 2, 2), (2, 2, 3), (3, 4, 4)):
+        n = len(data) // width
+        out = bytearray(b"\xa5" * (count * n + 5))
+        assert floatplanes._planes.split(data, kind, n, out) is None
+        assert bytes(out[: count * n]) == b"".join(floatplanes._planes.split(data, kind, n))
+        with pytest.raises(ValueError, match="shorter than the planes"):
+            floatplanes._planes.split(data, kind, n, bytearray(count * n - 1))
+
+
+def test_the_header_is_framed_in_place_in_front_of_a_payload_in_the_buffers() -> None:
+    data = normal_bf16(100_000, seed=8)
+    buffers = EncodeBuffers()
+    encoded = choose_and_encode(data, "BF16", buffers)
+    header = b"H" * (16 + len(encoded.params))
+    framed = buffers.framed(header, encoded)
+    assert bytes(framed) == header + bytes(CODEC.encode(memoryview(data), "BF16").payload)
+    assert isinstance(framed, memoryview) and framed.obj is encoded.payload.obj  # no copy of the payload
+    assert len(header) <= HEADER_ROOM
+    # too short for planes: stored raw, so the payload is not in the buffers and is joined
+    raw = choose_and_encode(bytes(range(40)), "BF16", buffers)
+    assert bytes(buffers.framed(b"hdr", raw)) == b"hdr" + bytes(range(40))
+
+
+@pytest.mark.parametrize("length", [1, 5, 63, 64, 4095, 4097, floatplanes._SAMPLE_MIN - 1, 1 << 21])
+def test_an_all_zero_plane_is_coded_as_coding_it_in_full_would(
+    length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = floatplanes._code_plane(bytes(length), exponent=False)
+    monkeypatch.setattr(floatplanes, "_is_zero", lambda plane: False)
+    full = floatplanes._code_plane(bytes(length), exponent=False)
+    assert (quick[0], bytes(quick[1])) == (full[0], bytes(full[1]))
+
+
+def test_a_plane_zero_but_for_its_last_byte_is_not_taken_for_zero() -> None:
+    plane = bytes((1 << 20) - 1) + b"\x01"
+    coder, coded = floatplanes._code_plane(plane, exponent=False)
+    assert bytes(floatplanes._decode_plane(coder, memoryview(coded), len(plane))) == plane
 
 
 def test_choose_and_encode_picks_float_planes_for_bf16_weights() -> None:
