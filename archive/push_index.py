@@ -32,7 +32,6 @@ writes the block device directly): ``push --rehash`` reads every file, as restic
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -152,18 +151,18 @@ class PushIndex:
 
     def save(self) -> None:
         """Apply this push's changes to the index as it is on disk now, and write it atomically (temp file, fsync,
-        rename). The read-modify-write holds a lock file beside the index, so two pushes ending at once each keep
-        the entries of the other: without it, the last to save would drop what the first recorded."""
-        with open(self.path.with_name(f".{self.path.name}.lock"), "ab") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
-            current = PushIndex.load(self.path.parent)
-            for key, entry in self._changes.items():
-                if entry is None:
-                    current.files.pop(key, None)
-                else:
-                    current.files[key] = entry
-            self.files = current.files
-            self._write()
+        rename). A push loads the index when it starts and saves when it ends, minutes later for a large model:
+        writing back what it loaded would drop what any push that ended meanwhile recorded. Reloading first
+        narrows that to the milliseconds between this reload and the rename (no lock file: locks in archive/ are
+        catalog rows, and a lost entry costs one read, never a wrong answer)."""
+        current = PushIndex.load(self.path.parent)
+        for key, entry in self._changes.items():
+            if entry is None:
+                current.files.pop(key, None)
+            else:
+                current.files[key] = entry
+        self.files = current.files
+        self._write()
         self._changes.clear()
 
     def _write(self) -> None:

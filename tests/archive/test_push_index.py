@@ -205,7 +205,7 @@ def test_the_index_is_written_atomically_and_keeps_settled_files_only(archive: A
     assert [p.name for p in index_path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_two_pushes_saving_at_once_keep_each_others_entries(tmp_path: Path, model: Path) -> None:
+def test_pushes_that_overlap_keep_each_others_entries(tmp_path: Path, model: Path) -> None:
     """Each push loads the index at its start and saves at its end; the later save must not drop what an earlier
     one, begun before it, recorded (nor bring back what it forgot)."""
     home = tmp_path / "home"
