@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.remote import batch
 from modelarc.archive.remote.offers import offer_for
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing import keys as keyring
@@ -146,3 +147,23 @@ def serve_proxy(proxy: RewritingProxy) -> Iterator[str]:
 def object_files(store_root: Path) -> set[str]:
     """Object ids present in a store folder, read from the disk (not through the store's own code)."""
     return {p.name for p in (store_root / "objects").rglob("*") if p.is_file()}
+
+
+def batch_frames(body: bytes) -> list[tuple[str, int, bytes]]:
+    """The frames of a ``POST /v1/objects/batch`` answer (docs/FORMAT.md "Transfer"): (object id, status, payload)."""
+    assert body[: len(batch.MAGIC)] == batch.MAGIC
+    frames, at = [], len(batch.MAGIC)
+    while at < len(body):
+        frame = batch.unpack_frame_header(body[at : at + batch.FRAME_HEADER_SIZE])
+        at += batch.FRAME_HEADER_SIZE
+        frames.append((str(frame.oid), frame.status, body[at : at + frame.length]))
+        at += frame.length
+    return frames
+
+
+def pack_batch(frames: list[tuple[str, int, bytes, int]]) -> bytes:
+    """A batch answer from (object id, status, payload, the length its frame declares) - free to lie."""
+    out = [batch.MAGIC]
+    for oid, status, payload, declared in frames:
+        out += [batch.pack_frame_header(ObjectId(oid), status, declared), payload]
+    return b"".join(out)
