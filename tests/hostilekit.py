@@ -167,3 +167,28 @@ def pack_batch(frames: list[tuple[str, int, bytes, int]]) -> bytes:
     for oid, status, payload, declared in frames:
         out += [batch.pack_frame_header(ObjectId(oid), status, declared), payload]
     return b"".join(out)
+
+
+ROUTES = ["batch", "one by one"]  # how a puller may fetch objects: ``POST /v1/objects/batch``, or a GET each
+ObjectLie = Callable[[bytes], tuple[bytes, int]]  # an object's bytes -> the bytes sent and the length declared
+
+
+def lie_about(oid: str, lie: ObjectLie, route: str) -> Rewrite:
+    """A rewrite that sends object ``oid`` as ``lie`` makes it, whichever way the puller asks for it: in its batch
+    frame, or alone (``route="one by one"``: the batch route answers 405 then, as a server older than it does)."""
+
+    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if path.endswith("/v1/objects/batch"):
+            if route == "one by one":
+                return 405, {}, b""
+            frames = []
+            for fid, kind, payload in batch_frames(body):
+                sent, declared = lie(payload) if fid == oid and kind == batch.OBJECT else (payload, len(payload))
+                frames.append((fid, kind, sent, declared))
+            return status, headers, pack_batch(frames)
+        if path.endswith(f"/v1/objects/{oid}"):
+            sent, declared = lie(body)
+            return status, {**headers, "Content-Length": str(declared)}, sent
+        return status, headers, body
+
+    return rewrite
