@@ -235,7 +235,7 @@ def fetch_from_remote(
 
     bodies = ChunkBuffers(BODY_BUFFER)  # downloads land in these, each back once its object is in the store
     # the weights are downloaded ahead, several per request, in the order they are fetched below
-    prefetch = ObjectPrefetch(client, sizes, bodies)
+    prefetch = ObjectPrefetch(client, sizes)
 
     def plan(ids: list[ObjectId]) -> None:
         prefetch.plan([oid for oid in ids if not archive.store.has(oid)])
@@ -248,7 +248,7 @@ def fetch_from_remote(
         blob: ChunkBytes
         body: bytearray | None
         if (fetched := prefetch.take(oid)) is not None:
-            blob, body = fetched  # body: the buffer blob is a view of (None: fresh bytes)
+            blob, body = fetched, None  # fresh bytes of its own: no buffer to give back
         else:
             body = bodies.take()
             try:
