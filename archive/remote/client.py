@@ -185,7 +185,6 @@ class RemoteArchive:
         oids: list[ObjectId],
         expected_raw: dict[ObjectId, int],
         deliver: Callable[[int, bytearray | memoryview | ModelarcError], None],
-        buffer: Callable[[], bytearray | None] = lambda: None,
     ) -> bool:
         """Several objects in one request (``POST /v1/objects/batch``), each handed to ``deliver`` with its index in
         ``oids`` as soon as it has arrived, while the next ones are read; False (nothing delivered) when the remote
@@ -194,8 +193,7 @@ class RemoteArchive:
         Every object is judged as ``download`` judges it (its header bounds the body before it is read), and every
         frame must name the id asked for at its place. An object the remote refuses or lacks is delivered as the
         error ``download`` would raise for it (``AccessDeniedError``, ``NotFoundError``); the others still come.
-        ``buffer`` gives a buffer to read each object into (its view is delivered), or None for fresh bytes.
-        Counts as one of the ``jobs`` transfers while it runs.
+        Each object is read into fresh bytes of its own length. Counts as one of the ``jobs`` transfers while it runs.
         """
         path = f"{self._prefix}/v1/objects/batch"
         body = json.dumps({"ids": oids}).encode()
@@ -209,10 +207,7 @@ class RemoteArchive:
                     conn.request("POST", path, body=body, headers=headers)
                     response = conn.getresponse()
                     if response.status in (404, 405):  # no batch route there: nothing to judge, ask one by one
-                        response.read(64 << 10)
-                        if not response.isclosed():
-                            raise RemoteError(f"{where} answered {response.status} with a long body")
-                        conn.close()
+                        conn.close()  # its body unread: the connection is not reused
                         self._local.conn = None
                         return False
                     if response.status >= 400:
@@ -221,7 +216,7 @@ class RemoteArchive:
                     if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
                         raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
                     for index, oid in enumerate(oids):
-                        deliver(index, self._read_frame(oid, response, expected_raw.get(oid), buffer))
+                        deliver(index, self._read_frame(oid, response, expected_raw.get(oid)))
                         delivered += 1
                     if response.read(1):
                         raise IntegrityError(f"{where} sent more than the {len(oids)} objects asked for")
@@ -243,7 +238,6 @@ class RemoteArchive:
         oid: ObjectId,
         response: HTTPResponse,
         expected_raw: int | None,
-        buffer: Callable[[], bytearray | None],
     ) -> bytearray | memoryview | ModelarcError:
         where = f"remote {self.remote.name}"
         try:
@@ -259,7 +253,7 @@ class RemoteArchive:
             if frame.status == batch.REFUSED:  # as a GatedRepo answer to GET /v1/objects/{id}
                 return AccessDeniedError(f"{where}: {reason}")
             return NotFoundError(f"{where}: {reason}")
-        return self._read_object(oid, response, expected_raw, buffer(), length=frame.length)
+        return self._read_object(oid, response, expected_raw, length=frame.length)
 
     def _get(self, path: str, read: Callable[[HTTPResponse], T]) -> T:
         """``GET path`` over this thread's kept-alive stdlib connection; ``read`` judges and reads the body of a
