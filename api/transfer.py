@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
 from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
 from modelarc.api.problems import clip, problem, problem_responses
-from modelarc.archive.access import served_standalone
+from modelarc.archive.access import readable_objects, served_standalone
+from modelarc.archive.remote import batch
 from modelarc.archive.remote.commit import commit_offer
 from modelarc.archive.remote.offers import MAX_OFFER_BYTES, SnapshotOffer, offer_for
 from modelarc.archive.remote.receive import (
@@ -30,7 +31,7 @@ from modelarc.archive.remote.receive import (
 )
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing.keys import key_fingerprint
-from modelarc.archive.tokens import allows
+from modelarc.archive.tokens import Principal, allows
 from modelarc.errors import (
     NotFoundError,
     ObjectMissingError,
@@ -67,9 +68,21 @@ MISSING_ANSWER: dict[str, Any] = {
     "properties": {"missing": {"type": "array", "items": {"type": "string", "pattern": OBJECT_ID_PATTERN}}},
 }
 _OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
+BATCH_QUERY: dict[str, Any] = {
+    "type": "object",
+    "required": ["ids"],
+    "properties": {
+        "ids": {
+            "type": "array",
+            "maxItems": batch.MAX_BATCH_IDS,
+            "items": {"type": "string", "pattern": OBJECT_ID_PATTERN},
+        }
+    },
+}
+MAX_BATCH_BODY = batch.MAX_BATCH_IDS * 70 + 64
 
 
-def parse_missing_query(body: bytes) -> list[ObjectId]:
+def parse_missing_query(body: bytes, limit: int = MAX_MISSING_QUERY) -> list[ObjectId]:
     """``{"ids": [hex, ...]}`` -> the ids; 400 names the first bad one by its index and quotes at most 80 characters."""
     try:
         doc = json.loads(body)
@@ -78,8 +91,8 @@ def parse_missing_query(body: bytes) -> list[ObjectId]:
     ids = doc.get("ids") if isinstance(doc, dict) else None
     if not isinstance(ids, list):
         raise UsageError('expected {"ids": [hex, ...]}')
-    if len(ids) > MAX_MISSING_QUERY:
-        raise PayloadTooLargeError(f"ask about at most {MAX_MISSING_QUERY} ids at once, not {len(ids)}")
+    if len(ids) > limit:
+        raise PayloadTooLargeError(f"ask about at most {limit} ids at once, not {len(ids)}")
     for index, value in enumerate(ids):
         if not isinstance(value, str) or not _OBJECT_ID.fullmatch(value):
             raise UsageError(f"ids[{index}] is not an object id (64 lowercase hex digits): {clip(value)}")
@@ -115,6 +128,57 @@ async def _offer_body(request: Request) -> Any:
 def _pusher(request: Request) -> str:
     """Who is pushing (token:<id>:<name>): the audit log's actor and the holder of the push's object leases."""
     return getattr(request.state, "token_actor", None) or "anonymous"
+
+
+def _frames(
+    archive: Archive, ids: list[ObjectId], readable: set[str], principal: Principal | None
+) -> Iterator[bytes | memoryview]:
+    """The batch response: the magic, then a frame per id (run by Starlette on its thread pool, one object at a
+    time, so memory holds one object, however many were asked for)."""
+    yield batch.MAGIC
+    for oid in ids:
+        try:
+            fh, size = archive.store.open_stored(oid)
+        except ObjectMissingError:
+            yield _reason_frame(oid, batch.MISSING, f"no object {oid} in this archive")
+            continue
+        with fh:
+            if oid not in readable:  # that it exists is no secret (ids are in public manifests); its bytes may be
+                yield _reason_frame(
+                    oid,
+                    batch.REFUSED,
+                    f"object {oid} belongs only to weights that are gated or restricted here (or to no snapshot): "
+                    "a token holding a grant for the model may read it",
+                )
+                continue
+            if served_standalone(archive, oid, principal):  # a delta whose base this caller may not read
+                body = archive.store.standalone(oid)
+                yield batch.pack_frame_header(oid, batch.OBJECT, len(body)) + body
+                continue
+            if size > WHOLE_READ_BYTES:
+                yield batch.pack_frame_header(oid, batch.OBJECT, size)
+                sent = 0
+                while sent < size and (block := fh.read(min(STREAM_BLOCK, size - sent))):
+                    sent += len(block)
+                    yield block
+                if sent != size:  # the file shrank under us: the stream cannot be framed truthfully any more
+                    raise ObjectMissingError(f"object {oid} changed while it was sent")
+                continue
+            # the usual 8 MiB chunk: header and object in one buffer, read straight into it (no join, no copy)
+            frame = bytearray(batch.FRAME_HEADER_SIZE + size)
+            frame[: batch.FRAME_HEADER_SIZE] = batch.pack_frame_header(oid, batch.OBJECT, size)
+            view = memoryview(frame)[batch.FRAME_HEADER_SIZE :]
+            while view:
+                n = fh.readinto(view)
+                if not n:
+                    raise ObjectMissingError(f"object {oid} changed while it was sent")
+                view = view[n:]
+            yield memoryview(frame)  # Starlette sends bytes and memoryviews as they are (it would encode others)
+
+
+def _reason_frame(oid: ObjectId, status: int, reason: str) -> bytes:
+    text = reason.encode()[: batch.MAX_REASON_BYTES]
+    return batch.pack_frame_header(oid, status, len(text)) + text
 
 
 def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
@@ -181,6 +245,27 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
 
         return StreamingResponse(
             blocks(), media_type="application/octet-stream", headers={**headers, "Content-Length": str(size)}
+        )
+
+    @router.post(
+        "/v1/objects/batch",
+        response_class=Response,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_QUERY}}}},
+        responses={200: {"content": {batch.MEDIA_TYPE: {}}}},
+    )
+    async def download_batch(request: Request) -> Response:
+        """Several objects as stored, in one response (framing: docs/FORMAT.md "Transfer"): what a puller asks
+        instead of one ``GET /v1/objects/{id}`` per chunk. Each object is judged as that route judges it: one
+        missing here, or readable by this caller only as part of weights it may not read, is a frame saying so
+        (the others are still sent); a delta whose base the caller may not read is sent on its own."""
+        ids = parse_missing_query(await read_body(request, MAX_BATCH_BODY), batch.MAX_BATCH_IDS)
+        archive = get_archive()
+        principal = principal_of(request)
+        readable = await run_in_threadpool(lambda: readable_objects(archive, ids, principal))
+        return StreamingResponse(
+            _frames(archive, ids, readable, principal),
+            media_type=batch.MEDIA_TYPE,
+            headers={"Cache-Control": "no-store"},
         )
 
     @router.put("/v1/objects/{object_id}", status_code=201)

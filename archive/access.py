@@ -353,41 +353,59 @@ def object_readable(
     withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
     snapshots whose policy withholds something from this principal.
     """
+    return object_id in readable_objects(archive, [object_id], principal, now=now)
+
+
+def readable_objects(
+    archive: Archive, object_ids: Iterable[str], principal: Principal | None, *, now: dt.datetime | None = None
+) -> set[str]:
+    """Those of ``object_ids`` that ``principal`` may fetch, each judged exactly as ``object_readable`` says, with
+    the queries made once for all of them (``POST /v1/objects/batch``: per object they were most of the cost of
+    serving a chunk, bench/http_pull.py)."""
+    ids = list(dict.fromkeys(object_ids))
     if principal is not None and principal.scope == "admin":
-        return True  # admins read everything: no query
+        return set(ids)  # admins read everything: no query
+    readable: set[str] = set()
+    undecided: dict[str, list[tuple[access_rows.ObjectUse, EffectivePolicy]]] = {}
+    grants: list[GrantRecord] = []
     with archive.catalog.session() as s:
-        uses = access_rows.object_uses(s, object_id)
-        if not uses:
-            return False
-        rows = access_rows.current_policies(s, {u.model_id for u in uses}, [u.snapshot_row_id for u in uses])
-        if not rows:
-            return True  # no policy on any model that uses it: public
+        uses_of = access_rows.objects_uses(s, ids)  # an object no snapshot uses: for admins only
+        used = [u for uses in uses_of.values() for u in uses]
+        if not used:
+            return readable
+        rows = access_rows.current_policies(s, {u.model_id for u in used}, [u.snapshot_row_id for u in used])
         model_rows = {p.model_id: p for p in rows if p.snapshot_row_id is None}
         overrides = {p.snapshot_row_id: p for p in rows if p.snapshot_row_id is not None}
-        policies = [
-            (
-                u,
-                resolve_policy(
-                    u.model, u.digest, model_rows.get(u.model_id), overrides.get(u.snapshot_row_id), now
-                ),
-            )
-            for u in uses
-        ]
-        if any(not p.withholds for _u, p in policies):
-            return True
-        grants: list[GrantRecord] = []
-        gated = {u.model_id for u, p in policies if p.level == "gated"}
+        for oid, uses in uses_of.items():
+            policies = [
+                (
+                    u,
+                    resolve_policy(
+                        u.model, u.digest, model_rows.get(u.model_id), overrides.get(u.snapshot_row_id), now
+                    ),
+                )
+                for u in uses
+            ]
+            if any(not p.withholds for _u, p in policies):
+                readable.add(oid)  # some snapshot that uses it withholds nothing (no policy at all: public)
+            else:
+                undecided[oid] = policies
+        gated = {u.model_id for policies in undecided.values() for u, p in policies if p.level == "gated"}
         if gated and principal is not None and principal.scope != "admin":
             grants = access_rows.grants(s, gated, subjects=principal.subjects)
-    if any(may_read_weights(p, principal, grants) for _u, p in policies):
-        return True
-    for u, p in policies:
-        if object_id == u.digest.hex:
-            return True  # the manifest: public provenance
-        withheld = _withheld_cache.get(archive, u.digest, p.files)
-        if withheld is not None and object_id not in withheld:
-            return True  # a bundle, a data manifest, a config's chunk: used outside every withheld file
-    return False
+    for oid, policies in undecided.items():
+        if any(may_read_weights(p, principal, grants) for _u, p in policies):
+            readable.add(oid)
+            continue
+        for u, p in policies:
+            if oid == u.digest.hex:
+                readable.add(oid)  # the manifest: public provenance
+                break
+            withheld = _withheld_cache.get(archive, u.digest, p.files)
+            if withheld is not None and oid not in withheld:
+                readable.add(oid)  # a bundle, a data manifest, a config's chunk: used outside every withheld file
+                break
+    return readable
 
 
 # ------------------------------------------------------------------------------------------------ changes

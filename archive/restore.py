@@ -463,6 +463,7 @@ def restore(
     jobs: int = 2,
     source: ChunkSource | None = None,
     resume: bool = False,
+    announce: Callable[[list[ObjectId]], None] | None = None,
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
@@ -471,12 +472,15 @@ def restore(
     (or one decode) per file; with ``jobs`` above ``READ_AHEAD`` (a remote ``source``, whose workers mostly wait on
     the network) the window widens to ``jobs`` chunks. ``resume=True`` (what ``modelarc pull`` uses) keeps files
     already in place that match the manifest and removes the temp files an interrupted run left, before writing;
-    the default rewrites every file, as before.
+    the default rewrites every file, as before. ``announce`` is told, before the first fetch, every object id
+    ``source`` will be asked for, in that order (a remote source downloads them ahead, several per request).
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume)
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
+    if announce is not None:
+        announce([c.id for entry, _target in targets for c in file_chunks(entry)])
     written = []
     # one thread starts writeback while a file is written and makes finished files durable (fsync, rename) while
     # the next file is decoded and written

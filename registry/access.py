@@ -352,11 +352,23 @@ def object_uses(s: Session, object_id: str) -> list[ObjectUse]:
 
     A snapshot that keeps the object only as the base of one of its delta objects does not count: reading a
     fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead)."""
+    return objects_uses(s, [object_id]).get(object_id, [])
+
+
+def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[ObjectUse]]:
+    """``object_uses`` of several objects in one query (a batch download judges its objects at once); an object
+    no snapshot uses as content is absent from the answer."""
+    ids = sorted(set(object_ids))
+    if not ids:
+        return {}
     rows = s.execute(
-        select(Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest)
-        .join(SnapshotObject, SnapshotObject.snapshot_id == Snapshot.id)
+        select(SnapshotObject.object_id, Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest)
+        .join(Snapshot, SnapshotObject.snapshot_id == Snapshot.id)
         .join(Model, Model.id == Snapshot.model_id)
-        .where(SnapshotObject.object_id == object_id, SnapshotObject.as_base.is_(False))
+        .where(SnapshotObject.object_id.in_(ids), SnapshotObject.as_base.is_(False))
         .order_by(Snapshot.id)
     )
-    return [ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)) for sid, mid, ns, name, digest in rows]
+    uses: dict[str, list[ObjectUse]] = {}
+    for oid, sid, mid, ns, name, digest in rows:
+        uses.setdefault(oid, []).append(ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)))
+    return uses

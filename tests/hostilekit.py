@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.remote import batch
 from modelarc.archive.remote.offers import offer_for
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing import keys as keyring
@@ -146,3 +147,48 @@ def serve_proxy(proxy: RewritingProxy) -> Iterator[str]:
 def object_files(store_root: Path) -> set[str]:
     """Object ids present in a store folder, read from the disk (not through the store's own code)."""
     return {p.name for p in (store_root / "objects").rglob("*") if p.is_file()}
+
+
+def batch_frames(body: bytes) -> list[tuple[str, int, bytes]]:
+    """The frames of a ``POST /v1/objects/batch`` answer (docs/FORMAT.md "Transfer"): (object id, status, payload)."""
+    assert body[: len(batch.MAGIC)] == batch.MAGIC
+    frames, at = [], len(batch.MAGIC)
+    while at < len(body):
+        frame = batch.unpack_frame_header(body[at : at + batch.FRAME_HEADER_SIZE])
+        at += batch.FRAME_HEADER_SIZE
+        frames.append((str(frame.oid), frame.status, body[at : at + frame.length]))
+        at += frame.length
+    return frames
+
+
+def pack_batch(frames: list[tuple[str, int, bytes, int]]) -> bytes:
+    """A batch answer from (object id, status, payload, the length its frame declares) - free to lie."""
+    out = [batch.MAGIC]
+    for oid, status, payload, declared in frames:
+        out += [batch.pack_frame_header(ObjectId(oid), status, declared), payload]
+    return b"".join(out)
+
+
+ROUTES = ["batch", "one by one"]  # how a puller may fetch objects: ``POST /v1/objects/batch``, or a GET each
+ObjectLie = Callable[[bytes], tuple[bytes, int]]  # an object's bytes -> the bytes sent and the length declared
+
+
+def lie_about(oid: str, lie: ObjectLie, route: str) -> Rewrite:
+    """A rewrite that sends object ``oid`` as ``lie`` makes it, whichever way the puller asks for it: in its batch
+    frame, or alone (``route="one by one"``: the batch route answers 405 then, as a server older than it does)."""
+
+    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if path.endswith("/v1/objects/batch"):
+            if route == "one by one":
+                return 405, {}, b""
+            frames = []
+            for fid, kind, payload in batch_frames(body):
+                sent, declared = lie(payload) if fid == oid and kind == batch.OBJECT else (payload, len(payload))
+                frames.append((fid, kind, sent, declared))
+            return status, headers, pack_batch(frames)
+        if path.endswith(f"/v1/objects/{oid}"):
+            sent, declared = lie(body)
+            return status, {**headers, "Content-Length": str(declared)}, sent
+        return status, headers, body
+
+    return rewrite

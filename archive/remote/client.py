@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from modelarc import __version__
+from modelarc.archive.remote import batch
 from modelarc.archive.remote.config import Remote
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
@@ -179,6 +180,81 @@ class RemoteArchive:
                 f"/v1/objects/{oid}", lambda response: self._read_object(oid, response, expected_raw, into)
             )
 
+    def download_batch(
+        self,
+        oids: list[ObjectId],
+        expected_raw: dict[ObjectId, int],
+        deliver: Callable[[int, bytearray | memoryview | ModelarcError], None],
+    ) -> bool:
+        """Several objects in one request (``POST /v1/objects/batch``), each handed to ``deliver`` with its index in
+        ``oids`` as soon as it has arrived, while the next ones are read; False (nothing delivered) when the remote
+        has no such route (a server older than it), so the caller fetches them one by one instead.
+
+        Every object is judged as ``download`` judges it (its header bounds the body before it is read), and every
+        frame must name the id asked for at its place. An object the remote refuses or lacks is delivered as the
+        error ``download`` would raise for it (``AccessDeniedError``, ``NotFoundError``); the others still come.
+        Each object is read into fresh bytes of its own length. Counts as one of the ``jobs`` transfers while it runs.
+        """
+        path = f"{self._prefix}/v1/objects/batch"
+        body = json.dumps({"ids": oids}).encode()
+        headers = {**self._headers, "Content-Type": "application/json"}
+        where = f"remote {self.remote.name}"
+        with self._transfers:
+            for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
+                conn = self._connection()
+                delivered = 0
+                try:
+                    conn.request("POST", path, body=body, headers=headers)
+                    response = conn.getresponse()
+                    if response.status in (404, 405):  # no batch route there: nothing to judge, ask one by one
+                        conn.close()  # its body unread: the connection is not reused
+                        self._local.conn = None
+                        return False
+                    if response.status >= 400:
+                        code = response.getheader("X-Error-Code")
+                        self._refuse(response.status, response.read(64 << 10), "POST", path, code)
+                    if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
+                        raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
+                    for index, oid in enumerate(oids):
+                        deliver(index, self._read_frame(oid, response, expected_raw.get(oid)))
+                        delivered += 1
+                    if response.read(1):
+                        raise IntegrityError(f"{where} sent more than the {len(oids)} objects asked for")
+                    return True
+                except (HTTPException, OSError) as exc:
+                    conn.close()
+                    self._local.conn = None
+                    if attempt == 2 or delivered:
+                        raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
+                    continue
+                except BaseException:
+                    conn.close()  # a refused or half-read body leaves the connection unusable
+                    self._local.conn = None
+                    raise
+        raise AssertionError("unreachable")
+
+    def _read_frame(
+        self,
+        oid: ObjectId,
+        response: HTTPResponse,
+        expected_raw: int | None,
+    ) -> bytearray | memoryview | ModelarcError:
+        where = f"remote {self.remote.name}"
+        try:
+            frame = batch.unpack_frame_header(_read_exactly(response, batch.FRAME_HEADER_SIZE, where))
+        except ValueError as exc:
+            raise IntegrityError(f"{where} sent a malformed batch frame where object {oid} was due: {exc}") from None
+        if frame.oid != oid:
+            raise IntegrityError(f"{where} sent object {frame.oid} where {oid} was due")
+        if frame.status != batch.OBJECT:
+            if frame.length > batch.MAX_REASON_BYTES:
+                raise IntegrityError(f"{where}: a reason of {frame.length} bytes for object {oid}")
+            reason = _read_exactly(response, frame.length, where).decode("utf-8", "replace")
+            if frame.status == batch.REFUSED:  # as a GatedRepo answer to GET /v1/objects/{id}
+                return AccessDeniedError(f"{where}: {reason}")
+            return NotFoundError(f"{where}: {reason}")
+        return self._read_object(oid, response, expected_raw, length=frame.length)
+
     def _get(self, path: str, read: Callable[[HTTPResponse], T]) -> T:
         """``GET path`` over this thread's kept-alive stdlib connection; ``read`` judges and reads the body of a
         successful answer, and a refusal raises what the remote raised (``_refuse``)."""
@@ -212,7 +288,11 @@ class RemoteArchive:
         response: HTTPResponse,
         expected_raw: int | None,
         into: bytearray | None = None,
+        *,
+        length: int | None = None,
     ) -> bytearray | memoryview:
+        """The body of one object, judged by its header before the rest is read; ``length`` is the body's length
+        when a batch frame gives it (else the answer's ``Content-Length``, if any)."""
         where = f"remote {self.remote.name} sent object {oid}"
         head = response.read(HEADER_FIXED_SIZE)
         try:
@@ -223,7 +303,7 @@ class RemoteArchive:
             want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else "the limit"
             raise IntegrityError(f"{where}: it declares {raw_length} decoded bytes, not {want}")
         cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
-        declared = response.getheader("Content-Length")
+        declared = str(length) if length is not None else response.getheader("Content-Length")
         if declared is not None:
             if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
                 raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
@@ -306,6 +386,13 @@ class RemoteArchive:
             return [PublishedKey.from_json(k) for k in body]
         except UsageError as exc:
             raise RemoteError(f"remote {self.remote.name}: malformed list of keys ({exc})") from None
+
+
+def _read_exactly(response: HTTPResponse, n: int, where: str) -> bytes:
+    data = response.read(n)
+    if len(data) != n:
+        raise RemoteError(f"{where}: its answer ended early")
+    return data
 
 
 def _raw_path(url: str) -> str:

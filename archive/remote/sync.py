@@ -25,6 +25,7 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
+from modelarc.archive.remote.prefetch import ObjectPrefetch
 from modelarc.archive.remote.receive import receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import CHUNK_BUFFER, READ_AHEAD, ChunkBuffers, ChunkBytes, restore
@@ -233,18 +234,28 @@ def fetch_from_remote(
     sizes: dict[ObjectId, int] = {}
 
     bodies = ChunkBuffers(BODY_BUFFER)  # downloads land in these, each back once its object is in the store
+    # the weights are downloaded ahead, several per request, in the order they are fetched below
+    prefetch = ObjectPrefetch(client, sizes)
+
+    def plan(ids: list[ObjectId]) -> None:
+        prefetch.plan([oid for oid in ids if not archive.store.has(oid)])
 
     def fetch(oid: ObjectId, out: bytearray | None = None, *, depth: int = 0) -> ChunkBytes:
         if archive.store.has(oid):
             if out is not None:
                 return archive.store.get_into(oid, out, verify=dest is None)
             return archive.store.get(oid, verify=dest is None)
-        body = bodies.take()
-        try:
-            blob = client.download(oid, sizes.get(oid), into=body)
-        except BaseException:
-            bodies.give(body)
-            raise
+        blob: ChunkBytes
+        body: bytearray | None
+        if (fetched := prefetch.take(oid)) is not None:
+            blob, body = fetched, None  # fresh bytes of its own: no buffer to give back
+        else:
+            body = bodies.take()
+            try:
+                blob = client.download(oid, sizes.get(oid), into=body)
+            except BaseException:
+                bodies.give(body)
+                raise
         returned = False
 
         def store_then_return(store: Callable[[], None]) -> None:
@@ -256,7 +267,8 @@ def fetch_from_remote(
                 try:
                     store()
                 finally:
-                    bodies.give(body)
+                    if body is not None:
+                        bodies.give(body)
 
             later(write)
 
@@ -277,7 +289,7 @@ def fetch_from_remote(
         except (IntegrityError, PayloadTooLargeError) as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
         finally:
-            if not returned:  # refused (or failed) before its write was queued: nothing else holds the buffer
+            if not returned and body is not None:  # refused (or failed) before its write was queued
                 bodies.give(body)
         with lock:
             moved["objects"] += 1
@@ -336,20 +348,25 @@ def fetch_from_remote(
                     progress=progress,
                     jobs=pull_workers(client.jobs),
                     source=fetch,
+                    announce=plan,
                 )
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]
                 if on_total:
                     on_total(sum(sizes.get(oid, 0) for oid in todo))
+                prefetch.plan(todo)
                 for oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
                     if progress:
                         progress(sizes.get(oid, 0))
         except AccessDeniedError as exc:
+            prefetch.close()
             writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
             raise _withheld(client, offer, exc) from None
         except BaseException:
+            prefetch.close()
             writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
             raise
+        prefetch.close()
         written()
         committed: CommitResult = commit_offer(
             archive,

@@ -15,11 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hostilekit import batch_frames
 from liveserver import serve
 from modelfactory import finetune, tiny_tensors, write_model
 from transferkit import make_home
 
 from modelarc.archive.access import decide_request, grant, set_policy
+from modelarc.archive.remote import batch
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import create_token
 from modelarc.registry.queries import audit_events
@@ -94,6 +96,44 @@ def test_guessed_object_ids_of_gated_weights_are_refused(site: dict[str, Any], w
             assert web.get(f"/v1/objects/{oid}").status_code == 200
         restricted = _objects(site["archive"], "acme/secret:v1")[1]
         assert {web.get(f"/v1/objects/{oid}").status_code for oid in restricted} == {403}
+
+
+@pytest.mark.parametrize("who", [None, "bob", "alice", "admin"])
+def test_a_batch_download_judges_each_object_as_its_own_download_would(site: dict[str, Any], who: str | None) -> None:
+    manifest_id, gated, public = _objects(site["archive"], "acme/closed:v1")
+    _m, restricted, _p = _objects(site["archive"], "acme/secret:v1")
+    absent = "d" * 64
+    ids = [*sorted(gated)[:3], *sorted(public | {manifest_id}), *sorted(restricted)[:2], absent]
+    with httpx.Client(base_url=site["url"], headers=_auth(site, who)) as web:
+        answer = web.post("/v1/objects/batch", json={"ids": ids})
+        singles = {oid: web.get(f"/v1/objects/{oid}").status_code for oid in ids}
+    assert answer.status_code == 200 and answer.headers["content-type"] == batch.MEDIA_TYPE
+    frames = batch_frames(answer.content)
+    assert [oid for oid, _kind, _payload in frames] == ids
+    kinds = {200: batch.OBJECT, 403: batch.REFUSED, 404: batch.MISSING}
+    assert {oid: kind for oid, kind, _payload in frames} == {oid: kinds[status] for oid, status in singles.items()}
+    for oid, kind, payload in frames:
+        if kind == batch.OBJECT:
+            assert payload == site["archive"].store.get_stored(ObjectId(oid))
+        elif oid != absent:
+            assert site["archive"].store.get_stored(ObjectId(oid))[:16] not in payload
+    refused = {oid for oid, kind, _payload in frames if kind == batch.REFUSED}
+    asked_gated, asked_restricted = set(ids) & gated, set(ids) & restricted
+    assert asked_gated and asked_restricted
+    assert refused == {
+        None: asked_gated | asked_restricted,
+        "bob": asked_gated | asked_restricted,
+        "alice": asked_restricted,  # her grant opens the gated model, not the restricted one
+        "admin": set(),
+    }[who]
+
+
+def test_a_batch_asks_for_a_bounded_number_of_valid_ids(site: dict[str, Any]) -> None:
+    with httpx.Client(base_url=site["url"]) as web:
+        too_many = web.post("/v1/objects/batch", json={"ids": ["d" * 64] * (batch.MAX_BATCH_IDS + 1)})
+        bad = web.post("/v1/objects/batch", json={"ids": ["d" * 64, "D" * 64]})
+    assert too_many.status_code == 413
+    assert bad.status_code == 400 and "ids[1]" in bad.json()["detail"]
 
 
 def test_granted_and_admin_tokens_read_gated_objects_and_restricted_is_admin_only(site: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from hostilekit import RewritingProxy, object_files, serve_proxy
+from hostilekit import RewritingProxy, batch_frames, object_files, pack_batch, serve_proxy
 from modelfactory import finetune, tiny_tensors, write_model
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
 
@@ -95,30 +95,98 @@ def test_a_refused_signature_moves_no_weights(server: Server, alice: Home, tmp_p
     assert not bob.json("ls")
 
 
-@pytest.mark.parametrize("lie", ["declared size", "content length"])
-def test_an_object_body_is_judged_by_its_header_before_it_is_read(
-    server: Server, alice: Home, tmp_path: Path, lie: str
-) -> None:
+def _a_weight(alice: Home) -> str:
+    """The id of acme/m:v1's largest weight chunk (not in bob's store)."""
     with alice.archive() as a:
         _ref, snap = a.resolve("acme/m:v1")
         manifest = a.manifest(snap)
-    weight = (
-        max((p for _f, p in manifest.tensors()), key=lambda p: p.length).chunks[0].id
-    )  # not in bob's store
+    return max((p for _f, p in manifest.tensors()), key=lambda p: p.length).chunks[0].id
+
+
+def _older_server(path: str) -> bool:
+    """Whether a request is one a server older than the batch route would not know."""
+    return path.endswith("/v1/objects/batch")
+
+
+@pytest.mark.parametrize("route", ["batch", "one by one"])
+@pytest.mark.parametrize("lie", ["declared size", "content length"])
+def test_an_object_body_is_judged_by_its_header_before_it_is_read(
+    server: Server, alice: Home, tmp_path: Path, lie: str, route: str
+) -> None:
+    weight = _a_weight(alice)
 
     def huge(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if route == "one by one" and _older_server(path):
+            return 405, {}, b""  # the puller falls back to GET /v1/objects/{id}
         if path.endswith(f"/v1/objects/{weight}"):
             if lie == "declared size":  # the header claims 1 TiB of decoded bytes
                 body = body[:8] + struct.pack("<Q", 1 << 40) + body[16:]
             else:  # the header is honest, the body claims 1 TiB and sends a few bytes
                 headers = {**headers, "Content-Length": str(1 << 40)}
+        if path.endswith("/v1/objects/batch"):  # the same lies, inside the weight's frame
+            frames = []
+            for oid, kind, payload in batch_frames(body):
+                declared = len(payload)
+                if oid == weight and lie == "declared size":
+                    payload = payload[:8] + struct.pack("<Q", 1 << 40) + payload[16:]
+                elif oid == weight:
+                    declared = 1 << 40
+                frames.append((oid, kind, payload, declared))
+            body = pack_batch(frames)
         return status, headers, body
 
-    with serve_proxy(RewritingProxy(server.url, rewrite=huge)) as url:
+    proxy = RewritingProxy(server.url, rewrite=huge)
+    with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
         result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
     assert weight in result.stderr
     assert not bob.json("ls", "--name", "acme/m")
+    fetched_alone = any(r.startswith("GET") and r.endswith(weight) for r in proxy.requests)
+    assert fetched_alone == (route == "one by one")
+
+
+@pytest.mark.parametrize("lie", ["another object in its place", "a frame short"])
+def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
+    server: Server, alice: Home, tmp_path: Path, lie: str
+) -> None:
+    swapped: list[str] = []
+
+    def reorder(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if path.endswith("/v1/objects/batch"):
+            frames = [(oid, kind, payload, len(payload)) for oid, kind, payload in batch_frames(body)]
+            if lie == "another object in its place" and len(frames) > 1:  # each object genuine, in the wrong order
+                frames[0], frames[1] = frames[1], frames[0]
+                swapped.append(frames[1][0])
+            elif lie == "a frame short":
+                frames = frames[:-1]
+                swapped.append("short")
+            body = pack_batch(frames)
+        return status, headers, body
+
+    with serve_proxy(RewritingProxy(server.url, rewrite=reorder)) as url:
+        bob = _bob(tmp_path, url, alice)
+        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    assert swapped, "the pull sent no batch"
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    if lie == "another object in its place":
+        assert f"where {swapped[0]} was due" in result.stderr
+    assert not bob.json("ls", "--name", "acme/m")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
+
+
+def test_a_remote_without_the_batch_route_is_pulled_one_object_at_a_time(
+    server: Server, alice: Home, tmp_path: Path
+) -> None:
+    def older(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        return (405, {}, b"") if _older_server(path) else (status, headers, body)
+
+    proxy = RewritingProxy(server.url, rewrite=older)
+    with serve_proxy(proxy) as url:
+        bob = _bob(tmp_path, url, alice)
+        bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil")
+    assert files_of(tmp_path / "out") == files_of(tmp_path / "m1")
+    assert sum(r.startswith("POST") and _older_server(r) for r in proxy.requests) == 1  # asked once, then not
+    assert sum(r.startswith("GET /v1/objects/") for r in proxy.requests) > 1
 
 
 def test_a_withdrawn_snapshot_does_not_pull_over_http_even_when_its_weights_are_shared(
