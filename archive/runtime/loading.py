@@ -39,6 +39,7 @@ from modelarc.errors import ModelarcError, NotFoundError, UsageError
 from modelarc.registry.refs import SnapshotId
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import pairs_well
+from modelarc.storage.pages import populate_for_write
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -267,14 +268,14 @@ def _decode_job(store: ObjectStore, work: list[_Work], scratch: threading.local)
     held: list[bytearray] = scratch.__dict__.setdefault("buffers", [])
     fills: list[tuple[ObjectId, memoryview]] = []
     casts: list[tuple[memoryview, torch.Tensor, torch.dtype]] = []
-    for k, (chunks, memory, target, source) in enumerate(work):
+    for chunks, memory, target, source in work:
         if memory is None:
-            need = sum(c.length for c in chunks)
-            if len(held) <= k:
+            need, slot = sum(c.length for c in chunks), len(casts)
+            if len(held) <= slot:
                 held.append(bytearray(need))
-            elif len(held[k]) < need:
-                held[k] = bytearray(need)
-            memory = memoryview(held[k])[:need]
+            elif len(held[slot]) < need:
+                held[slot] = bytearray(need)
+            memory = memoryview(held[slot])[:need]
             casts.append((memory, cast(torch.Tensor, target), source))
         pos = 0
         for chunk in chunks:
@@ -283,6 +284,7 @@ def _decode_job(store: ObjectStore, work: list[_Work], scratch: threading.local)
     store.fill_many(fills)
     for memory, target, source in casts:
         if len(memory):
+            populate_for_write(_bytes_of(target).data)  # fresh tensor pages, mapped at once, not faulted by the copy
             target.copy_(torch.frombuffer(memory, dtype=source))
         memory.release()
 

@@ -1131,7 +1131,23 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(populate_doc,
+             "populate(buffer) -> None: map the whole pages of a writable buffer for writing, in one call.");
+
+static PyObject *py_populate(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) != 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    populate_for_write((uint8_t *)view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"populate", py_populate, METH_O, populate_doc},
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},
