@@ -25,6 +25,7 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -470,16 +471,22 @@ def read_small_file(archive: Archive, manifest: SnapshotManifest, path: str) -> 
 
 @dataclass
 class SnapshotHandle:
-    """An archived snapshot opened for study: metadata now, tensors on demand."""
+    """An archived snapshot opened for study: its manifest now, what ``show`` says about it and its tensors on
+    demand (``info`` is a few catalog queries, ~4 ms, that a load does not need)."""
 
     archive: Archive
     ref: str
-    info: SnapshotView
+    snapshot: SnapshotId
+    model: str
     manifest: SnapshotManifest
 
     @property
     def id(self) -> str:
-        return self.info.snapshot
+        return self.snapshot
+
+    @cached_property
+    def info(self) -> SnapshotView:
+        return self.archive.show(self.ref)
 
     def tensor_names(self) -> list[str]:
         return [p.name or "" for _f, p in self.manifest.tensors()]
@@ -502,4 +509,4 @@ class SnapshotHandle:
 def open_snapshot(archive: Archive, ref: str) -> SnapshotHandle:
     _r, snap = archive.resolve(ref)
     refuse_if_withdrawn(snap, ref)
-    return SnapshotHandle(archive, ref, archive.show(ref), archive.manifest(snap))
+    return SnapshotHandle(archive, ref, snap.digest, snap.model, archive.manifest(snap))
