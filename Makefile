@@ -8,9 +8,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-# The install is redone when pyproject.toml or the C extension's source changes (by content, not mtime, which a
+# The install is redone when pyproject.toml or the C extensions' source changes (by content, not mtime, which a
 # checkout resets): the extension is compiled by that install.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml storage/codecs/*.c | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml storage/*.c storage/codecs/*.c | sha256sum | cut -c1-16)
 
 # Extra pytest arguments, e.g. make test PYTEST_ARGS='-k migrations -x'
 PYTEST_ARGS ?=

@@ -1,9 +1,9 @@
 """Archived tensors straight into torch, on CUDA when present and on CPU otherwise.
 
 Nothing is written to disk for weights: each tensor's chunks are decoded from the store into the tensor they end in.
-On CPU each chunk is decoded, on two threads, straight into its tensor's memory and verified there (a one-chunk
-tensor is the decoded chunk itself); a chunk changing dtype is decoded into a per-thread scratch buffer, verified,
-and cast into place. For CUDA, each tensor is decoded into one reusable host buffer (pinned) and copied once, the
+On CPU each chunk is decoded, on two threads, straight into its tensor's memory and verified there, two chunks of
+similar length hashed at once (``storage/digests.py``); a chunk changing dtype is decoded into a per-thread scratch
+buffer, verified, and cast into place. For CUDA, each tensor is decoded into one reusable host buffer (pinned) and copied once, the
 dtype conversion and the move to the device in the same copy. The same code runs on CPU with ``device="cpu"``,
 which is how it is tested here. ``load_model`` builds the model on the meta device, so no weight is allocated
 twice, initialised at random or cast after loading. Only tokenizers are restored to a temporary folder, because
@@ -21,11 +21,11 @@ import math
 import mmap
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property
 from typing import Any, BinaryIO, cast
 
 import numpy as np
@@ -38,7 +38,9 @@ from modelarc.archive.restore import READ_AHEAD, iter_chunk_bytes
 from modelarc.archive.runtime.cache import LoadCache, weight_files
 from modelarc.errors import ModelarcError, NotFoundError, UsageError
 from modelarc.registry.refs import SnapshotId
-from modelarc.storage import ObjectStore
+from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.digests import pairs_well
+from modelarc.storage.pages import populate_for_write
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -136,17 +138,32 @@ def land(
         pool.shutdown(cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """Chunks of one part decoded by one job: one chunk, or a part's every chunk when it is cast whole. They start
+    ``offset`` bytes into the part as archived and hold ``length`` bytes."""
+
+    part: int
+    chunks: tuple[Chunk, ...]
+    offset: int
+    length: int
+
+
+PAIR_WINDOW = 8  # how far ahead a piece looks for a partner of a similar length to be hashed with
+
+
 def _land_direct(
     store: ObjectStore, plan: list[tuple[Part, torch.dtype | None]], pool: ThreadPoolExecutor
 ) -> Generator[tuple[Part, torch.Tensor], None, None]:
     """The CPU path: every chunk decoded by ``pool`` straight into the bytes of the tensor it ends in and hashed
-    there (``ObjectStore.fill``), so each decoded byte is written once and read once, by sha256; a chunk whose
+    there (``ObjectStore.fill_many``), so each decoded byte is written once and read once, by sha256; a chunk whose
     tensor changes dtype is decoded into its thread's scratch buffer, hashed, and cast into place in one copy.
 
-    Chunks are decoded up to ``READ_AHEAD`` ahead of the tensor being handed out, across tensor boundaries (most
-    tensors are one chunk, and read-ahead within one tensor would leave a thread idle), so at most that many
-    decoded one-chunk tensors wait beyond the model, plus each thread's stored object, planes and scratch buffer.
-    A tensor is yielded once all its chunks are verified.
+    A job decodes two pieces of similar length where it can (the nearest such partner within ``PAIR_WINDOW``) and
+    hashes them together, for less CPU than hashing each alone (``storage/digests.py``). Jobs run up to
+    ``READ_AHEAD`` ahead of the tensor being handed out, across tensor boundaries (most tensors are one chunk, and
+    read-ahead within one tensor would leave a thread idle). Each tensor is allocated, empty, when the first job
+    writing into it is queued, and yielded once every job writing into it is done.
     """
     for part, _dtype in plan:
         if sum(c.length for c in part.chunks) != part.length:
@@ -155,52 +172,122 @@ def _land_direct(
                 f"says {part.length}"
             )
         _check_size(part)
+    dtypes = [(_torch_dtype(part), dtype or _torch_dtype(part)) for part, dtype in plan]
+    jobs = _paired(list(_pieces(plan, dtypes)))
+    last_job = [-1] * len(plan)  # per part: the last job writing into it (-1: none, the part is empty)
+    for index, job in enumerate(jobs):
+        for piece in job:
+            last_job[piece.part] = index
+    tensors: list[torch.Tensor | None] = [None] * len(plan)
     scratch = threading.local()
-    landing: list[tuple[Part, torch.Tensor | None, int]] = []  # per part: its tensor if made here, its job count
-    jobs: list[Callable[[], torch.Tensor | None]] = []
-    for part, dtype in plan:
-        source = _torch_dtype(part)
-        final = dtype or source
-        if len(part.chunks) == 1:  # most tensors: made by the thread that decodes them
-            landing.append((part, None, 1))
-            jobs.append(partial(_one_chunk_tensor, store, part, source, final, scratch))
-        else:
-            out = torch.empty(tuple(part.shape or ()), dtype=final)
-            part_jobs = _chunk_jobs(store, part, source, final, out, scratch)
-            landing.append((part, out, len(part_jobs)))
-            jobs.extend(part_jobs)
-    queued: deque[Future[torch.Tensor | None]] = deque()
-    submitted = 0
+
+    def tensor(i: int) -> torch.Tensor:
+        made = tensors[i]
+        if made is None:
+            made = tensors[i] = torch.empty(tuple(plan[i][0].shape or ()), dtype=dtypes[i][1])
+        return made
+
+    def start(job: tuple[_Piece, ...]) -> Future[None]:
+        work: list[_Work] = []
+        for piece in job:
+            source, final = dtypes[piece.part]
+            if final == source:
+                memory = _bytes_of(tensor(piece.part)).data[piece.offset : piece.offset + piece.length]
+                work.append((piece.chunks, memory, None, source))
+            else:
+                at, count = piece.offset // source.itemsize, piece.length // source.itemsize
+                work.append((piece.chunks, None, tensor(piece.part).view(-1)[at : at + count], source))
+        return pool.submit(_decode_job, store, work, scratch)
+
+    queued: deque[Future[None]] = deque()
+    submitted = done = 0
     try:
-        for part, made, count in landing:
-            while submitted < len(jobs) and len(queued) < count + READ_AHEAD:
-                queued.append(pool.submit(jobs[submitted]))
+        for i, (part, _dtype) in enumerate(plan):
+            while submitted < len(jobs) and submitted <= last_job[i] + READ_AHEAD:
+                queued.append(start(jobs[submitted]))
                 submitted += 1
-            done = [queued.popleft().result() for _ in range(count)]
-            yield part, made if made is not None else cast(torch.Tensor, done[0])
+            while done <= last_job[i]:
+                queued.popleft().result()
+                done += 1
+            landed = tensor(i)
+            tensors[i] = None  # held by the caller from here: a consumer that drops it frees it
+            yield part, landed
     finally:
         for fut in queued:  # a failed or abandoned load: decoding nobody will take
             fut.cancel()
 
 
-def _one_chunk_tensor(
-    store: ObjectStore, part: Part, source: torch.dtype, final: torch.dtype, scratch: threading.local
-) -> torch.Tensor:
-    """A one-chunk part (most of them) as a new tensor, made on the decoding thread. Kept in its dtype, the tensor
-    is the decoded chunk itself: the codec joins it into a fresh bytearray that nothing else holds, which becomes
-    the tensor's storage without a copy. Decoding instead into a tensor allocated first (``fill``) did no less
-    work and, on repeated loads in one process (bench/load.py), faulted in more fresh pages: up to ~160k per FP32
-    load against ~80-110k this way, as malloc serves the joined bytes from memory freed moments before."""
-    shape = tuple(part.shape or ())
-    if final != source or not part.length:
-        out = torch.empty(shape, dtype=final)
-        for job in _chunk_jobs(store, part, source, final, out, scratch):
-            job()
-        return out
-    data = store.get(part.chunks[0].id)
-    if len(data) != part.length:
-        raise ModelarcError(f"tensor {part.name}: decoded {len(data)} bytes, manifest says {part.length}")
-    return torch.frombuffer(data if isinstance(data, bytearray) else bytearray(data), dtype=source).view(shape)
+def _pieces(
+    plan: list[tuple[Part, torch.dtype | None]], dtypes: list[tuple[torch.dtype, torch.dtype]]
+) -> Iterator[_Piece]:
+    """Every chunk of the plan, in order, as a piece of its own; a part changing dtype whose chunks split an
+    element (no writer does; another might) as one piece, cast whole."""
+    for i, (part, _dtype) in enumerate(plan):
+        source, final = dtypes[i]
+        if final != source and any(c.length % source.itemsize for c in part.chunks):
+            yield _Piece(i, part.chunks, 0, part.length)
+            continue
+        offset = 0
+        for chunk in part.chunks:
+            yield _Piece(i, (chunk,), offset, chunk.length)
+            offset += chunk.length
+
+
+def _paired(pieces: list[_Piece]) -> list[tuple[_Piece, ...]]:
+    """The pieces as jobs, in the order of each job's first piece: a piece is joined by the first later one within
+    ``PAIR_WINDOW`` whose length pairs well with its own for hashing (``pairs_well``); the rest go alone."""
+    taken = [False] * len(pieces)
+    jobs: list[tuple[_Piece, ...]] = []
+    for i, piece in enumerate(pieces):
+        if taken[i]:
+            continue
+        partner = next(
+            (
+                j
+                for j in range(i + 1, min(i + 1 + PAIR_WINDOW, len(pieces)))
+                if not taken[j] and pairs_well(piece.length, pieces[j].length)
+            ),
+            None,
+        )
+        if partner is None:
+            jobs.append((piece,))
+        else:
+            taken[partner] = True
+            jobs.append((piece, pieces[partner]))
+    return jobs
+
+
+# A piece's work on a decoding thread: its chunks, the tensor bytes they are decoded into (None: a scratch buffer),
+# the elements they are cast into (None: kept in their dtype), their archived dtype.
+_Work = tuple[tuple[Chunk, ...], "memoryview | None", "torch.Tensor | None", torch.dtype]
+
+
+def _decode_job(store: ObjectStore, work: list[_Work], scratch: threading.local) -> None:
+    """Every piece's chunks decoded into place and verified in one ``fill_many`` (so that they are hashed
+    together), then each piece changing dtype cast from its scratch buffer into its tensor (the conversion is
+    torch's own, as in ``from_pretrained``). This thread's scratch buffers are reused from job to job."""
+    held: list[bytearray] = scratch.__dict__.setdefault("buffers", [])
+    fills: list[tuple[ObjectId, memoryview]] = []
+    casts: list[tuple[memoryview, torch.Tensor, torch.dtype]] = []
+    for chunks, memory, target, source in work:
+        if memory is None:
+            need, slot = sum(c.length for c in chunks), len(casts)
+            if len(held) <= slot:
+                held.append(bytearray(need))
+            elif len(held[slot]) < need:
+                held[slot] = bytearray(need)
+            memory = memoryview(held[slot])[:need]
+            casts.append((memory, cast(torch.Tensor, target), source))
+        pos = 0
+        for chunk in chunks:
+            fills.append((chunk.id, memory[pos : pos + chunk.length]))
+            pos += chunk.length
+    store.fill_many(fills)
+    for memory, target, source in casts:
+        if len(memory):
+            populate_for_write(_bytes_of(target).data)  # fresh tensor pages, mapped at once, not faulted by the copy
+            target.copy_(torch.frombuffer(memory, dtype=source))
+        memory.release()
 
 
 def _check_size(part: Part) -> None:
@@ -211,59 +298,6 @@ def _check_size(part: Part) -> None:
             f"tensor {part.name}: shape {list(part.shape or ())} of {part.dtype} is not the {part.length} bytes "
             "the manifest gives it"
         )
-
-
-def _chunk_jobs(
-    store: ObjectStore,
-    part: Part,
-    source: torch.dtype,
-    final: torch.dtype,
-    out: torch.Tensor,
-    scratch: threading.local,
-) -> list[Callable[[], None]]:
-    """One job per chunk of ``part``, each leaving its chunk verified in ``out`` (in dtype ``final``)."""
-    if final == source:
-        target = _bytes_of(out).data
-        jobs: list[Callable[[], None]] = []
-        pos = 0
-        for chunk in part.chunks:
-            jobs.append(partial(store.fill, chunk.id, target[pos : pos + chunk.length]))
-            pos += chunk.length
-        return jobs
-    flat = out.view(-1)
-    if any(c.length % source.itemsize for c in part.chunks):  # no writer splits an element; if one did, the
-        return [partial(_decode_cast, store, part.chunks, flat, source, scratch)]  # part casts whole
-    jobs = []
-    at = 0
-    for chunk in part.chunks:
-        count = chunk.length // source.itemsize
-        jobs.append(partial(_decode_cast, store, (chunk,), flat[at : at + count], source, scratch))
-        at += count
-    return jobs
-
-
-def _decode_cast(
-    store: ObjectStore,
-    chunks: tuple[Chunk, ...],
-    target: torch.Tensor,
-    source: torch.dtype,
-    scratch: threading.local,
-) -> None:
-    """``chunks`` decoded and verified in this thread's scratch buffer, then cast into ``target`` in one copy (the
-    dtype conversion is torch's own, as in ``from_pretrained``)."""
-    need = sum(c.length for c in chunks)
-    if not need:
-        return
-    held: bytearray | None = getattr(scratch, "buffer", None)
-    if held is None or len(held) < need:
-        held = scratch.buffer = bytearray(need)
-    view = memoryview(held)[:need]
-    pos = 0
-    for chunk in chunks:
-        store.fill(chunk.id, view[pos : pos + chunk.length])
-        pos += chunk.length
-    target.copy_(torch.frombuffer(view, dtype=source))
-    view.release()
 
 
 def _land_staged(
@@ -437,16 +471,22 @@ def read_small_file(archive: Archive, manifest: SnapshotManifest, path: str) -> 
 
 @dataclass
 class SnapshotHandle:
-    """An archived snapshot opened for study: metadata now, tensors on demand."""
+    """An archived snapshot opened for study: its manifest now, what ``show`` says about it and its tensors on
+    demand (``info`` is a few catalog queries, ~4 ms, that a load does not need)."""
 
     archive: Archive
     ref: str
-    info: SnapshotView
+    snapshot: SnapshotId
+    model: str
     manifest: SnapshotManifest
 
     @property
     def id(self) -> str:
-        return self.info.snapshot
+        return self.snapshot
+
+    @cached_property
+    def info(self) -> SnapshotView:
+        return self.archive.show(self.ref)
 
     def tensor_names(self) -> list[str]:
         return [p.name or "" for _f, p in self.manifest.tensors()]
@@ -469,4 +509,4 @@ class SnapshotHandle:
 def open_snapshot(archive: Archive, ref: str) -> SnapshotHandle:
     _r, snap = archive.resolve(ref)
     refuse_if_withdrawn(snap, ref)
-    return SnapshotHandle(archive, ref, archive.show(ref), archive.manifest(snap))
+    return SnapshotHandle(archive, ref, snap.digest, snap.model, archive.manifest(snap))

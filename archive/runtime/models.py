@@ -127,7 +127,7 @@ def _load_weights(
             )
     plan = [(f, p, slots[p.name or ""].dtype) for f, p in chosen]
     landing = land_snapshot(
-        archive, handle.info.snapshot, handle.info.model, handle.manifest, device, plan, cache=cache
+        archive, handle.snapshot, handle.model, handle.manifest, device, plan, cache=cache
     )
     with closing(landing) as landed:
         for part, tensor in landed:

@@ -22,6 +22,10 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 /* ------------------------------------------------------------------------------------------------------------
  * Plane split and join (the element layout is specified in floatplanes.py and docs/FORMAT.md)
@@ -123,6 +127,25 @@ static void split_planes(const uint8_t *src, Py_ssize_t n, int kind, uint8_t **p
             p3[i] = b[0];
         }
     }
+}
+
+/* Map the whole pages of [dst, dst + len) for writing in one call, before the join writes them: the kernel then
+ * fills them in a batch instead of taking one page fault per 4 KiB. On a fresh 336 MB tensor allocation that cost
+ * 0.14 CPU seconds instead of 0.19 here (Linux 6.18 guest). Best effort: pages already present are left alone;
+ * where the kernel (before 5.14) or the system lacks it, the join takes the faults as before. */
+static void populate_for_write(uint8_t *dst, size_t len)
+{
+#if defined(__linux__)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)dst + page - 1) & ~(page - 1), end = ((uintptr_t)dst + len) & ~(page - 1);
+    if (end > start) (void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
+#else
+    (void)dst;
+    (void)len;
+#endif
 }
 
 static void join_planes(const uint8_t *const *p, Py_ssize_t n, int kind, uint8_t *dst)
@@ -732,6 +755,7 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
     {
         uint8_t *dst = have_target ? (uint8_t *)target.buf : (uint8_t *)PyByteArray_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
+        populate_for_write(dst, (size_t)(body + tail.len));
         join_planes(ptrs, n, kind, dst);
         memcpy(dst + body, tail.buf, (size_t)tail.len);
         Py_END_ALLOW_THREADS
@@ -1107,7 +1131,23 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(populate_doc,
+             "populate(buffer) -> None: map the whole pages of a writable buffer for writing, in one call.");
+
+static PyObject *py_populate(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) != 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    populate_for_write((uint8_t *)view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"populate", py_populate, METH_O, populate_doc},
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},
     {"order0_bits", py_order0_bits, METH_VARARGS, order0_bits_doc},

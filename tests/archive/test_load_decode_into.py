@@ -97,3 +97,28 @@ def test_a_damaged_chunk_is_refused_naming_its_object(
     stored.write_bytes(bytes(blob))
     with pytest.raises(ObjectCorruptError, match=f"object {oid} is corrupt"):
         load_state_dict(archive, REF, device="cpu", dtype=wanted)
+
+
+def test_each_chunk_is_decoded_once_and_hashed_beside_one_of_a_similar_length(
+    archive: Archive, tmp_path: Path, monkeypatch
+) -> None:
+    """Jobs pair chunks for the two-at-once hash: no chunk is left out or decoded twice, and a pair is of chunks
+    whose lengths ``pairs_well``."""
+    from modelarc.storage.digests import pairs_well
+    from modelarc.storage.store import ObjectStore
+
+    _push(archive, tmp_path, monkeypatch, torch.bfloat16)
+    jobs: list[list[tuple[str, int]]] = []
+    fill_many = ObjectStore.fill_many
+
+    def recording(self: ObjectStore, items):  # type: ignore[no-untyped-def]
+        jobs.append([(str(oid), len(out)) for oid, out in items])
+        fill_many(self, items)
+
+    monkeypatch.setattr(ObjectStore, "fill_many", recording)
+    load_state_dict(archive, REF, device="cpu")
+    _r, snap = archive.resolve(REF)
+    chunks = sorted((str(c.id), c.length) for _f, p in archive.manifest(snap).tensors() for c in p.chunks)
+    assert sorted(c for job in jobs for c in job) == chunks
+    assert any(len(job) == 2 for job in jobs)
+    assert all(len(job) == 1 or pairs_well(job[0][1], job[1][1]) for job in jobs)

@@ -64,3 +64,19 @@ def test_joining_into_a_buffer_needs_exactly_the_joined_size() -> None:
         FloatPlanesCodec().decode_into(
             encoded.params, memoryview(encoded.payload), 400, memoryview(bytearray(8))
         )
+
+
+def test_fill_many_writes_every_object_and_names_the_one_that_does_not_verify(tmp_path: Path) -> None:
+    """Objects filled together are hashed together (two at a time): each is still checked against its own id."""
+    store = ObjectStore.open_local(tmp_path)
+    datas = [_floats("BF16", 5000), _floats("F32", 2500), bytes(range(256)) * 40]
+    oids = [store.put(d, dtype_hint=h).id for d, h in zip(datas, ["BF16", "F32", None], strict=True)]
+    outs = [bytearray(len(d)) for d in datas]
+    store.fill_many([(oid, memoryview(out)) for oid, out in zip(oids, outs, strict=True)])
+    assert [bytes(o) for o in outs] == datas
+    path = tmp_path / object_key(oids[1])
+    blob = bytearray(path.read_bytes())
+    blob[-1] ^= 0x10
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ObjectCorruptError, match=f"object {oids[1]} is corrupt: its bytes hash to"):
+        store.fill_many([(oid, memoryview(bytearray(len(d)))) for oid, d in zip(oids, datas, strict=True)])
