@@ -3,7 +3,9 @@
 The model is pushed once (by the CLI, into a home kept under ``--work`` between runs), then ``restore`` runs
 in-process into a fresh folder, ``--rounds`` times, with the data path's functions wrapped: each wrapper adds its
 wall time and its thread's CPU time (``time.thread_time``) to a row keyed by thread group and phase. Nested
-phases are indented under the phase they run in. Also printed per round: wall, process CPU (user + sys), how
+phases are indented under the phase they run in; "no CPU" is the part of a phase's wall time its thread was
+runnable but another process had the CPU (/proc schedstat), "blocked" the rest of wall minus CPU: its own waits
+(I/O, dirty-page throttling, a lock, a future). Also printed per round: wall, process CPU (user + sys), how
 long the thread(s) that hash waited for decoded chunks, and the machine's load.
 
     .venv/bin/python bench/pull_phases.py                 # the 1 GB sharded model of bench/sharded.py
@@ -37,9 +39,24 @@ import sharded as bench_sharded  # noqa: E402
 MODELARC = Path(sys.executable).with_name("modelarc")
 REF = "bench/pull-phases:v1"
 
-# (thread group, phase, depth) -> [wall, cpu, calls]
-_rows: dict[tuple[str, str, int], list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
+# (thread group, phase, depth) -> [wall, cpu, calls, seconds runnable but waiting for a CPU]
+_rows: dict[tuple[str, str, int], list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
 _depth = threading.local()
+
+
+def _run_delay() -> float:
+    """Seconds this thread has spent runnable but not running (another process had the CPU): on a shared machine
+    that is the part of a phase's wall time that is neither its CPU time nor a wait of its own (I/O, a lock)."""
+    with open("/proc/thread-self/schedstat", "rb") as fh:
+        return int(fh.read().split()[1]) / 1e9
+
+
+def _add(label: str, depth: int, wall: float, cpu: float, delay: float) -> None:
+    row = _rows[(_group(threading.current_thread().name), label, depth)]
+    row[0] += time.perf_counter() - wall
+    row[1] += time.thread_time() - cpu
+    row[2] += 1
+    row[3] += _run_delay() - delay
 
 
 def _group(name: str) -> str:
@@ -52,15 +69,12 @@ def _wrap(owner: Any, attr: str, label: str) -> None:
     def timed(*args: Any, **kwargs: Any) -> Any:
         depth = getattr(_depth, "n", 0)
         _depth.n = depth + 1
-        wall, cpu = time.perf_counter(), time.thread_time()
+        delay, wall, cpu = _run_delay(), time.perf_counter(), time.thread_time()
         try:
             return inner(*args, **kwargs)
         finally:
             _depth.n = depth
-            row = _rows[(_group(threading.current_thread().name), label, depth)]
-            row[0] += time.perf_counter() - wall
-            row[1] += time.thread_time() - cpu
-            row[2] += 1
+            _add(label, depth, wall, cpu, delay)
 
     setattr(owner, attr, timed)
 
@@ -73,12 +87,9 @@ class _TimedSha:
 
     def update(self, data: Any) -> None:
         depth = getattr(_depth, "n", 0)
-        wall, cpu = time.perf_counter(), time.thread_time()
+        delay, wall, cpu = _run_delay(), time.perf_counter(), time.thread_time()
         self._inner.update(data)
-        row = _rows[(_group(threading.current_thread().name), "file sha256", depth)]
-        row[0] += time.perf_counter() - wall
-        row[1] += time.thread_time() - cpu
-        row[2] += 1
+        _add("file sha256", depth, wall, cpu, delay)
 
     def hexdigest(self) -> str:
         return str(self._inner.hexdigest())
@@ -104,21 +115,22 @@ def _instrument() -> None:
     _wrap(local.LocalBackend, "get", "object read")
     _wrap(store, "_decode_chain", "decode")
     _wrap(restore, "_pwrite_all", "pwrite")
+    if hasattr(restore, "_FileHashes"):  # the pool hashes each file's chunks in order: its wait for its turn
+        _wrap(restore._FileHashes, "update", "file hash (turn + sha256)")
     _wrap(restore, "_start_writeback", "writeback (fdatasync)")
     _wrap(restore.os, "fsync", "os.fsync")
     _wrap(restore.os, "replace", "os.replace")
     result = Future.result
 
-    def result_timed(self: Any, timeout: float | None = None) -> Any:  # waiting for a chunk, or a finisher job
+    def result_timed(
+        self: Any, timeout: float | None = None
+    ) -> Any:  # waiting for a chunk, or a finisher job
         depth = getattr(_depth, "n", 0)
-        wall, cpu = time.perf_counter(), time.thread_time()
+        delay, wall, cpu = _run_delay(), time.perf_counter(), time.thread_time()
         try:
             return result(self, timeout)
         finally:
-            row = _rows[(_group(threading.current_thread().name), "waiting on a future", depth)]
-            row[0] += time.perf_counter() - wall
-            row[1] += time.thread_time() - cpu
-            row[2] += 1
+            _add("waiting on a future", depth, wall, cpu, delay)
 
     Future.result = result_timed  # type: ignore[method-assign]
 
@@ -157,20 +169,27 @@ def measure(folder: Path, work: Path, rounds: int) -> None:
             f"round {r + 1}: restore {wall:.3f} s wall, {user + sys_:.2f} s CPU ({user:.2f} user + {sys_:.2f} sys)"
             f" = {(user + sys_) / wall:.2f} cores busy of {os.cpu_count()}; load {os.getloadavg()[0]:.2f}"
         )
-        print(f"  {'thread':18s} {'phase':30s} {'wall s':>8s} {'CPU s':>8s} {'calls':>6s}")
-        for (group, label, depth), (w, c, n) in sorted(
+        print(
+            f"  {'thread':18s} {'phase':30s} {'wall s':>8s} {'CPU s':>8s} {'no CPU':>8s} {'blocked':>8s} {'calls':>6s}"
+        )
+        for (group, label, depth), (w, c, n, d) in sorted(
             _rows.items(), key=lambda kv: (kv[0][0] != "MainThread", kv[0])
         ):
             if c < 0.001 and w < 0.005:
                 continue
-            print(f"  {group:18s} {'  ' * depth + label:30s} {w:8.3f} {c:8.3f} {int(n):6d}")
+            print(
+                f"  {group:18s} {'  ' * depth + label:30s} {w:8.3f} {c:8.3f} {d:8.3f} {max(0.0, w - c - d):8.3f}"
+                f" {int(n):6d}"
+            )
         shutil.rmtree(dest, ignore_errors=True)
     archive.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="*", type=Path, help="model folders (default: bench/sharded.py's model)")
+    parser.add_argument(
+        "folders", nargs="*", type=Path, help="model folders (default: bench/sharded.py's model)"
+    )
     parser.add_argument("--size", type=int, default=1, choices=sorted(bench_sharded.SHAPES))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/modelarc-bench-pull-phases"))

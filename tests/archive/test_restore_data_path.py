@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,8 @@ from modelarc.archive import restore as restore_module
 from modelarc.archive.ingest import ingest
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.restore import READ_AHEAD, restore
-from modelarc.errors import DiskFullError, IntegrityError
-from modelarc.storage import ObjectStore
+from modelarc.errors import DiskFullError, IntegrityError, ObjectCorruptError
+from modelarc.storage import ObjectId, ObjectStore
 
 
 @pytest.fixture
@@ -136,4 +138,55 @@ def test_a_failed_file_leaves_no_temp_file_of_the_files_the_pool_wrote_ahead(
         restore(store, _with_sha256(manifest, first, "0" * 64), out)
     assert len(set(ahead)) > 1  # the pool had begun files after the one that failed
     assert not list(out.rglob("*.bin"))
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def _delaying(store: ObjectStore, slow: set[str], fail: bool = False) -> restore_module.ChunkSource:
+    """A chunk source that takes its time over (or fails on) the objects in ``slow``, so the chunks after them in
+    the same file are decoded first."""
+
+    def source(oid: ObjectId, buf: bytearray | None) -> restore_module.ChunkBytes:
+        if oid in slow:
+            time.sleep(0.5)
+            if fail:
+                raise ObjectCorruptError(f"object {oid} is corrupt (planted)")
+        return store.get_into(oid, buf) if buf is not None else store.get(oid)
+
+    return source
+
+
+def test_restore_hashes_each_file_in_order_when_later_chunks_are_decoded_first(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """The pool hashes a file's chunks in file order, whichever finished decoding first."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    firsts = {f.parts[0].chunks[0].id for f in manifest.files if sum(len(p.chunks) for p in f.parts) > 1}
+    assert firsts  # a file of several chunks
+    restore(store, manifest, tmp_path / "out", source=_delaying(store, firsts), jobs=3)
+    assert _files(tmp_path / "out") == _files(src)
+
+
+def test_a_chunk_that_fails_while_the_next_waits_to_be_hashed_fails_the_restore_cleanly(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """The pool thread holding the chunk after a failed one waits for its turn to hash: the failure must wake it
+    (no hang) and its file's temp file must go."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    firsts = {f.parts[0].chunks[0].id for f in manifest.files if sum(len(p.chunks) for p in f.parts) > 1}
+    out = tmp_path / "out"
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            restore(store, manifest, out, source=_delaying(store, firsts, fail=True), jobs=3)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "restore hung after a chunk failed"
+    assert len(failed) == 1 and isinstance(failed[0], ObjectCorruptError)
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
