@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import mmap
 import os
 import re
 import threading
@@ -48,6 +49,9 @@ PARTIAL_PREFIX = ".modelarc-partial-"
 # Temp files of ours: today's name, and the one older versions derived from the file name.
 _PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
 _HASH_BLOCK = 1024 * 1024
+_PAGE = (
+    mmap.PAGESIZE
+)  # O_DIRECT writes whole pages from page-aligned memory (what every Linux file system takes)
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -244,31 +248,92 @@ class _PartialFiles:
     ``discard``, after the pool has stopped, so no descriptor is closed while a write may still use it.
     """
 
-    def __init__(self, targets: list[tuple[FileEntry, Path]]) -> None:
+    def __init__(self, targets: list[tuple[FileEntry, Path]], direct: bool = False) -> None:
         self._targets = targets
-        self._open: dict[int, tuple[int, Path]] = {}
+        self._direct = direct
+        # file index -> (descriptor, temp path, a second descriptor with O_DIRECT or -1)
+        self._open: dict[int, tuple[int, Path, int]] = {}
         self._lock = threading.Lock()
 
     def fd(self, index: int) -> int:
+        return self._entry(index)[0]
+
+    def direct_fd(self, index: int) -> int | None:
+        """The file's O_DIRECT descriptor, or None where the file system refuses O_DIRECT (tmpfs, say)."""
+        direct = self._entry(index)[2]
+        return None if direct < 0 else direct
+
+    def _entry(self, index: int) -> tuple[int, Path, int]:
         with self._lock:
             if index not in self._open:
                 target = self._targets[index][1]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
                 # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered writes lose nothing
-                self._open[index] = (os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp)
-            return self._open[index][0]
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                self._open[index] = (fd, tmp, _open_direct(tmp) if self._direct else -1)
+            return self._open[index]
 
     def take(self, index: int) -> tuple[int, Path]:
+        """The file's descriptor and temp path, once every chunk of it is written (its O_DIRECT one is closed)."""
         with self._lock:
-            return self._open.pop(index)
+            fd, tmp, direct = self._open.pop(index)
+        if direct >= 0:
+            os.close(direct)
+        return fd, tmp
 
     def discard(self) -> None:
         with self._lock:
             left, self._open = list(self._open.values()), {}
-        for fd, tmp in left:
+        for fd, tmp, direct in left:
             os.close(fd)
+            if direct >= 0:
+                os.close(direct)
             tmp.unlink(missing_ok=True)
+
+
+def _open_direct(path: Path) -> int:
+    """A second descriptor on ``path`` that writes around the page cache, or -1 where that is not possible."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return -1
+    try:
+        return os.open(path, os.O_WRONLY | flag)
+    except OSError:
+        return -1
+
+
+def _write_chunk(
+    fd: int, direct: int | None, data: ChunkBytes, offset: int, staging: bytearray | mmap.mmap | None
+) -> list[ChunkBytes]:
+    """Write ``data`` at ``offset``: its whole aligned pages through ``direct`` (O_DIRECT) from ``staging``, the
+    unaligned ends through ``fd``; returns the pieces as written, in file order, for the file's hash.
+
+    Why O_DIRECT: writing through the page cache costs the kernel a freshly allocated page per 4 KiB, and on the
+    shared VM it was measured at about half a pull's CPU (perf: ``copy_folio_from_iter_atomic``; ``dd`` of a 529 MB
+    shard: 1.3-1.55 s of system time buffered, 0.13 s with ``oflag=direct``). O_DIRECT needs an aligned buffer, so the
+    aligned middle is copied into ``staging`` (page-aligned, reused) and that copy is what is hashed: the bytes
+    hashed are the bytes written. The ends share pages only with other chunks' ends, so no page is written both
+    ways. A refused (EINVAL) or short direct write is finished through ``fd``.
+    """
+    view = memoryview(data).cast("B")
+    start = -offset % _PAGE  # up to the first page boundary
+    end = len(view) - (offset + len(view)) % _PAGE  # from the last page boundary
+    if direct is None or staging is None or end - start < _PAGE or end - start > len(staging):
+        _pwrite_all(fd, view, offset)
+        return [view]
+    middle = memoryview(staging)[: end - start]
+    middle[:] = view[start:end]
+    _pwrite_all(fd, view[:start], offset)
+    try:
+        done = os.pwrite(direct, middle, offset + start)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        done = 0
+    _pwrite_all(fd, middle[done:], offset + start + done)
+    _pwrite_all(fd, view[end:], offset + end)
+    return [view[:start], middle, view[end:]]
 
 
 class _Abandoned(Exception):
@@ -292,14 +357,15 @@ class _FileHashes:
         self._turn = threading.Condition()
         self._abandoned = False
 
-    def update(self, index: int, position: int, data: ChunkBytes) -> None:
+    def update(self, index: int, position: int, pieces: list[ChunkBytes]) -> None:
         with self._turn:
             while self._next[index] != position:
                 if self._abandoned:
                     raise _Abandoned
                 self._turn.wait()
         # its turn: no other thread touches this file's hash until _next moves on
-        self._sha[index].update(data)
+        for piece in pieces:
+            self._sha[index].update(piece)
         with self._turn:
             self._next[index] = position + 1
             self._turn.notify_all()
@@ -328,15 +394,20 @@ def _placer(
             where.append((i, offset, position))
             offset += chunk.length
 
+    staging = threading.local()  # each pool thread's page-aligned buffer for O_DIRECT writes
+
     def place(n: int, data: ChunkBytes) -> None:
         i, offset, position = where[n]
         try:
-            _pwrite_all(files.fd(i), data, offset)
+            direct = files.direct_fd(i)
+            if direct is not None and not hasattr(staging, "buf"):
+                staging.buf = mmap.mmap(-1, CHUNK_BUFFER)  # anonymous maps start on a page boundary
+            pieces = _write_chunk(files.fd(i), direct, data, offset, getattr(staging, "buf", None))
         except OSError as exc:
             entry, target = targets[i]
             raise _disk_full(exc, target, entry) from None
         if hashes is not None:
-            hashes.update(i, position, data)
+            hashes.update(i, position, pieces)
 
     return place, (c for entry, _target in targets for c in file_chunks(entry))
 
@@ -548,7 +619,7 @@ def restore(
             finishing.append(future)
             return future
 
-        files = _PartialFiles(targets)
+        files = _PartialFiles(targets, direct=True)
         hashes = _FileHashes(len(targets))
         place, every_chunk = _placer(targets, files, hashes)
         chunks = iter_chunk_bytes(
