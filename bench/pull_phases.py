@@ -114,7 +114,9 @@ def _instrument() -> None:
     _wrap(store.ObjectStore, "get_into", "store.get_into")
     _wrap(local.LocalBackend, "get", "object read")
     _wrap(store, "_decode_chain", "decode")
-    _wrap(restore, "_pwrite_all", "pwrite")
+    if hasattr(restore, "_write_chunk"):  # O_DIRECT for a chunk's whole pages, the page cache for its ends
+        _wrap(restore, "_write_chunk", "write chunk")
+    _wrap(restore, "_pwrite_all", "pwrite (page cache)")
     if hasattr(restore, "_FileHashes"):  # the pool hashes each file's chunks in order: its wait for its turn
         _wrap(restore._FileHashes, "update", "file hash (turn + sha256)")
     _wrap(restore, "_start_writeback", "writeback (fdatasync)")
