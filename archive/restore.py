@@ -3,13 +3,14 @@
 Each file is written to a temp name beside its destination, checked against the manifest's size and sha256, fsynced
 and only then renamed into place: a failed pull never leaves a half-written file under a real name. Objects are
 fetched and decoded ahead on a small pool, into a few recycled chunk buffers, and each pool thread writes the chunk
-it decoded into its file's temp file at the chunk's offset (``os.pwrite``), then feeds it to its file's sha256 once
-the chunks before it in that file have been (``_FileHashes``): each file is hashed whole, in order, but two files
-are hashed at once where the read-ahead spans them, where one calling thread used to hash every file in turn (a
-serial ~1.5 GB/s stage; bench/pull_phases.py). The calling thread checks each file's digest; a finisher thread
-starts each file's writeback while it is still being written and makes it durable at the end. So every stage runs
-on both cores at once and the final fsync has little left to wait for. A failed restore deletes every temp file it began, including those of files the pool had
-started ahead of the one that failed.
+it decoded into its file's temp file at the chunk's offset (``os.pwrite``; whole pages with O_DIRECT, see
+``_write_chunk``), then feeds it to its file's sha256 once the chunks before it in that file have been
+(``_FileHashes``): each file is hashed whole, in order, but two files are hashed at once where the read-ahead spans
+them, where one calling thread used to hash every file in turn (a serial ~1.5 GB/s stage; bench/pull_phases.py). The
+calling thread checks each file's digest; a finisher thread starts each file's writeback while it is still being
+written and makes it durable at the end. So every stage runs on both cores at once and the final fsync has little
+left to wait for. A failed restore deletes every temp file it began, including those of files the pool had started
+ahead of the one that failed.
 
 The temp name is short and fixed-length (``.modelarc-partial-<32 hex>``), not derived from the file name: any name
 push accepts (up to 255 bytes) must also be restorable, and a longer temp name would exceed NAME_MAX. With
