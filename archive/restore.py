@@ -50,9 +50,8 @@ PARTIAL_PREFIX = ".modelarc-partial-"
 # Temp files of ours: today's name, and the one older versions derived from the file name.
 _PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
 _HASH_BLOCK = 1024 * 1024
-_PAGE = (
-    mmap.PAGESIZE
-)  # O_DIRECT writes whole pages from page-aligned memory (what every Linux file system takes)
+# O_DIRECT writes whole pages from page-aligned memory (what every Linux file system takes)
+_PAGE = mmap.PAGESIZE
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -344,8 +343,8 @@ class _Abandoned(Exception):
 class _FileHashes:
     """Each file's whole-file sha256, fed on the pool threads, each file's chunks strictly in order.
 
-    Why on the pool: one thread hashing every file in turn was the pull's serial bottleneck (sha256 runs at about
-    1.5 GB/s on one core); here the chunks of a file are still hashed one after another, but two files (or the end
+    Why on the pool: one thread hashing every file in turn made sha256 (about 1.5 GB/s on one core) a serial stage,
+    which the scheduler could starve on a busy machine; here the chunks of a file are still hashed one after another, but two files (or the end
     of one and the start of the next) are hashed at once, and whichever thread decoded a chunk hashes it, so no
     thread exists only to hash. A thread whose chunk is not next in its file waits for the one before it, which
     was submitted earlier and so is already running: chunks start in order (the pool's queue is first in, first
@@ -386,9 +385,8 @@ def _placer(
 ) -> tuple[Place, Iterator[Chunk]]:
     """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file (and,
     with ``hashes``, feeds it to its file's hash once the chunks before it in that file have been)."""
-    where: list[
-        tuple[int, int, int]
-    ] = []  # (file index, offset in the file, position in the file) of each chunk
+    # (file index, offset in the file, position in the file) of each chunk
+    where: list[tuple[int, int, int]] = []
     for i, (entry, _target) in enumerate(targets):
         offset = 0
         for position, chunk in enumerate(file_chunks(entry)):
@@ -480,10 +478,10 @@ def _write_verified(
     (the file's hash in a ``_FileHashes``), the pool has hashed each chunk as well, and it gives the file's sha256
     once every chunk has arrived here.
     """
-    # The whole file is hashed in file order (on this thread, or on the pool: ``digest``), against the manifest's sha256 (docs/FORMAT.md,
-    # "Restoring files safely": the digest a signature covers). That one pass is the check: a byte that is not
-    # what the signed manifest says fails the file, and only then are its objects re-read, verified, to name the
-    # corrupt one (hashing every object on the pool as well cost 10-25% of a pull for nothing more).
+    # The whole file is hashed in file order (here, or on the pool: ``digest``), against the manifest's sha256
+    # (docs/FORMAT.md, "Restoring files safely": the digest a signature covers). That one pass is the check: a byte
+    # that is not what the signed manifest says fails the file, and only then are its objects re-read, verified, to
+    # name the corrupt one (hashing every object on the pool as well cost 10-25% of a pull for nothing more).
     sha = hashlib.sha256()
     written = 0
     handed_off = False
