@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,8 @@ from modelarc.archive import restore as restore_module
 from modelarc.archive.ingest import ingest
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.restore import READ_AHEAD, restore
-from modelarc.errors import DiskFullError, IntegrityError
-from modelarc.storage import ObjectStore
+from modelarc.errors import DiskFullError, IntegrityError, ObjectCorruptError
+from modelarc.storage import ObjectId, ObjectStore
 
 
 @pytest.fixture
@@ -137,3 +140,93 @@ def test_a_failed_file_leaves_no_temp_file_of_the_files_the_pool_wrote_ahead(
     assert len(set(ahead)) > 1  # the pool had begun files after the one that failed
     assert not list(out.rglob("*.bin"))
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def _delaying(store: ObjectStore, slow: set[str], fail: bool = False) -> restore_module.ChunkSource:
+    """A chunk source that takes its time over (or fails on) the objects in ``slow``, so the chunks after them in
+    the same file are decoded first."""
+
+    def source(oid: ObjectId, buf: bytearray | None) -> restore_module.ChunkBytes:
+        if oid in slow:
+            time.sleep(0.5)
+            if fail:
+                raise ObjectCorruptError(f"object {oid} is corrupt (planted)")
+        return store.get_into(oid, buf) if buf is not None else store.get(oid)
+
+    return source
+
+
+def test_restore_hashes_each_file_in_order_when_later_chunks_are_decoded_first(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """The pool hashes a file's chunks in file order, whichever finished decoding first."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    firsts = {f.parts[0].chunks[0].id for f in manifest.files if sum(len(p.chunks) for p in f.parts) > 1}
+    assert firsts  # a file of several chunks
+    restore(store, manifest, tmp_path / "out", source=_delaying(store, firsts), jobs=3)
+    assert _files(tmp_path / "out") == _files(src)
+
+
+def test_a_chunk_that_fails_while_the_next_waits_to_be_hashed_fails_the_restore_cleanly(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """The pool thread holding the chunk after a failed one waits for its turn to hash: the failure must wake it
+    (no hang) and its file's temp file must go."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    firsts = {f.parts[0].chunks[0].id for f in manifest.files if sum(len(p.chunks) for p in f.parts) > 1}
+    out = tmp_path / "out"
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            restore(store, manifest, out, source=_delaying(store, firsts, fail=True), jobs=3)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "restore hung after a chunk failed"
+    assert len(failed) == 1 and isinstance(failed[0], ObjectCorruptError)
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def test_restore_writes_whole_pages_around_the_page_cache_and_the_ends_through_it(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    direct: list[int] = []
+    open_direct = restore_module._open_direct
+    monkeypatch.setattr(
+        restore_module, "_open_direct", lambda p: (fd := open_direct(p), direct.append(fd))[0]
+    )
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    if not [fd for fd in direct if fd >= 0]:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT: the buffered path ran")
+
+
+def test_restore_finishes_through_the_page_cache_when_a_direct_write_is_refused(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems take O_DIRECT at open and refuse the write (EINVAL): the chunk is written all the same."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    pwrite = os.pwrite
+    refused: list[int] = []
+
+    def refusing(fd: int, data: bytes, offset: int) -> int:
+        # by the descriptor's flags, not its number: a closed O_DIRECT descriptor's number is reused
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0):
+            refused.append(fd)
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", refusing)
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    if not refused:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT at open: no direct write was tried")
