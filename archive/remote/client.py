@@ -199,39 +199,29 @@ class RemoteArchive:
         body = json.dumps({"ids": oids}).encode()
         headers = {**self._headers, "Content-Type": "application/json"}
         where = f"remote {self.remote.name}"
-        with self._transfers:
-            for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
-                conn = self._connection()
-                delivered = 0
-                try:
-                    conn.request("POST", path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    if response.status in (404, 405):  # no batch route there: nothing to judge, ask one by one
-                        conn.close()  # its body unread: the connection is not reused
-                        self._local.conn = None
-                        return False
-                    if response.status >= 400:
-                        code = response.getheader("X-Error-Code")
-                        self._refuse(response.status, response.read(64 << 10), "POST", path, code)
-                    if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
-                        raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
-                    for index, oid in enumerate(oids):
-                        deliver(index, self._read_frame(oid, response, expected_raw.get(oid)))
-                        delivered += 1
-                    if response.read(1):
-                        raise IntegrityError(f"{where} sent more than the {len(oids)} objects asked for")
-                    return True
-                except (HTTPException, OSError) as exc:
-                    conn.close()
-                    self._local.conn = None
-                    if attempt == 2 or delivered:
-                        raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
-                    continue
-                except BaseException:
-                    conn.close()  # a refused or half-read body leaves the connection unusable
-                    self._local.conn = None
-                    raise
-        raise AssertionError("unreachable")
+        delivered = 0
+
+        def read(response: HTTPResponse) -> bool:
+            nonlocal delivered
+            if response.status in (404, 405):  # no batch route there: nothing to judge, ask one by one
+                self._drop_connection()  # its body unread: the connection is not reused
+                return False
+            if response.status >= 400:
+                code = response.getheader("X-Error-Code")
+                self._refuse(response.status, response.read(64 << 10), "POST", path, code)
+            if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
+                raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
+            for index, oid in enumerate(oids):
+                deliver(index, self._read_frame(oid, response, expected_raw.get(oid)))
+                delivered += 1
+            if response.read(1):
+                raise IntegrityError(f"{where} sent more than the {len(oids)} objects asked for")
+            return True
+
+        with self._transfers:  # objects already delivered cannot be taken back: no second attempt after one
+            return self._exchange(
+                "POST", path, read, body=body, headers=headers, may_retry=lambda: not delivered
+            )
 
     def _read_frame(
         self,
@@ -259,28 +249,48 @@ class RemoteArchive:
         """``GET path`` over this thread's kept-alive stdlib connection; ``read`` judges and reads the body of a
         successful answer, and a refusal raises what the remote raised (``_refuse``)."""
         path = f"{self._prefix}{path}"
-        for attempt in (1, 2):  # a kept-alive connection the server has closed is reopened once
+
+        def judged(response: HTTPResponse) -> T:
+            if response.status >= 400:
+                code = response.getheader("X-Error-Code")
+                self._refuse(response.status, response.read(64 << 10), "GET", path, code)
+            return read(response)
+
+        return self._exchange("GET", path, judged)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[HTTPResponse], T],
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        may_retry: Callable[[], bool] = lambda: True,
+    ) -> T:
+        """One request over this thread's kept-alive stdlib connection, its answer handed to ``read``; a connection
+        the server has closed meanwhile is reopened and the request sent once more (if ``may_retry`` says so)."""
+        for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.request("GET", path, headers=self._headers)
-                response = conn.getresponse()
-                if response.status >= 400:
-                    code = response.getheader("X-Error-Code")
-                    self._refuse(response.status, response.read(64 << 10), "GET", path, code)
-                return read(response)
+                conn.request(method, path, body=body, headers=headers or self._headers)
+                return read(conn.getresponse())
             except (HTTPException, OSError) as exc:
-                conn.close()
-                self._local.conn = None
-                if attempt == 2:
+                self._drop_connection()
+                if attempt == 2 or not may_retry():
                     raise RemoteError(
                         f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
                     ) from None
-                continue
             except BaseException:
-                conn.close()  # a refused or half-read body leaves the connection unusable
-                self._local.conn = None
+                self._drop_connection()  # a refused or half-read body leaves the connection unusable
                 raise
         raise AssertionError("unreachable")
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
 
     def _read_object(
         self,
