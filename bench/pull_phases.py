@@ -19,14 +19,11 @@ a few microseconds per call. On a shared machine compare CPU columns rather than
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,49 +32,14 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import models as bench_models  # noqa: E402
 import sharded as bench_sharded  # noqa: E402
+from phases import ROWS as _rows  # noqa: E402
+from phases import add as _add  # noqa: E402
+from phases import depth as _depth  # noqa: E402
+from phases import run_delay as _run_delay  # noqa: E402
+from phases import wrap as _wrap  # noqa: E402
 
 MODELARC = Path(sys.executable).with_name("modelarc")
 REF = "bench/pull-phases:v1"
-
-# (thread group, phase, depth) -> [wall, cpu, calls, seconds runnable but waiting for a CPU]
-_rows: dict[tuple[str, str, int], list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
-_depth = threading.local()
-
-
-def _run_delay() -> float:
-    """Seconds this thread has spent runnable but not running (another process had the CPU): on a shared machine
-    that is the part of a phase's wall time that is neither its CPU time nor a wait of its own (I/O, a lock)."""
-    with open("/proc/thread-self/schedstat", "rb") as fh:
-        return int(fh.read().split()[1]) / 1e9
-
-
-def _add(label: str, depth: int, wall: float, cpu: float, delay: float) -> None:
-    row = _rows[(_group(threading.current_thread().name), label, depth)]
-    row[0] += time.perf_counter() - wall
-    row[1] += time.thread_time() - cpu
-    row[2] += 1
-    row[3] += _run_delay() - delay
-
-
-def _group(name: str) -> str:
-    return name.rsplit("_", 1)[0] if name.startswith("modelarc-") else name
-
-
-def _wrap(owner: Any, attr: str, label: str) -> None:
-    inner: Callable[..., Any] = getattr(owner, attr)
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        depth = getattr(_depth, "n", 0)
-        _depth.n = depth + 1
-        delay, wall, cpu = _run_delay(), time.perf_counter(), time.thread_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            _depth.n = depth
-            _add(label, depth, wall, cpu, delay)
-
-    setattr(owner, attr, timed)
-
 
 class _TimedSha:
     """hashlib.sha256 whose update() is timed (hashlib's objects cannot take attributes)."""

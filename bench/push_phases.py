@@ -16,7 +16,6 @@ microseconds per call, a few ms per push. On a shared machine compare CPU column
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import resource
 import shutil
@@ -25,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,36 +31,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import models as bench_models  # noqa: E402
+from phases import ROWS as _rows  # noqa: E402
+from phases import group as _group  # noqa: E402
+from phases import wrap as _wrap  # noqa: E402
 
 MODELARC = Path(sys.executable).with_name("modelarc")
 
-# (thread group, phase, depth) -> [wall, cpu, calls]
-_rows: dict[tuple[str, str, int], list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
-_depth = threading.local()
 _WAITED = {"s": 0.0}  # seconds the reading thread waited for a free in-flight slot
-
-
-def _group(name: str) -> str:
-    return name.rsplit("_", 1)[0] if name.startswith("modelarc-") else name
-
-
-def _wrap(owner: Any, attr: str, label: str) -> None:
-    inner: Callable[..., Any] = getattr(owner, attr)
-
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        depth = getattr(_depth, "n", 0)
-        _depth.n = depth + 1
-        wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            _depth.n = depth
-            row = _rows[(_group(threading.current_thread().name), label, depth)]
-            row[0] += time.perf_counter() - wall
-            row[1] += time.thread_time() - cpu
-            row[2] += 1
-
-    setattr(owner, attr, timed)
 
 
 def _instrument() -> None:
@@ -159,7 +134,7 @@ def measure(folder: Path) -> None:
         f"{waited['s']:.3f} s; load {os.getloadavg()[0]:.2f}"
     )
     print(f"  {'thread':18s} {'phase':28s} {'wall s':>8s} {'CPU s':>8s} {'calls':>6s}")
-    for (group, label, depth), (w, c, n) in sorted(_rows.items(), key=lambda kv: (kv[0][0] != "MainThread", kv[0])):
+    for (group, label, depth), (w, c, n, _delay) in sorted(_rows.items(), key=lambda kv: (kv[0][0] != "MainThread", kv[0])):
         if c < 0.001 and w < 0.005:
             continue
         print(f"  {group:18s} {'  ' * depth + label:28s} {w:8.3f} {c:8.3f} {int(n):6d}")
