@@ -347,17 +347,12 @@ def get_request(s: Session, request_id: int) -> RequestRecord:
 
 
 # ------------------------------------------------------------------------------------------------ objects
-def object_uses(s: Session, object_id: str) -> list[ObjectUse]:
-    """Every snapshot that has ``object_id`` as content: one indexed query (``snapshot_objects.object_id``).
+def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[ObjectUse]]:
+    """Every snapshot that has each of ``object_ids`` as content, in one indexed query
+    (``snapshot_objects.object_id``); an object no snapshot uses as content is absent from the answer.
 
     A snapshot that keeps the object only as the base of one of its delta objects does not count: reading a
     fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead)."""
-    return objects_uses(s, [object_id]).get(object_id, [])
-
-
-def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[ObjectUse]]:
-    """``object_uses`` of several objects in one query (a batch download judges its objects at once); an object
-    no snapshot uses as content is absent from the answer."""
     ids = sorted(set(object_ids))
     if not ids:
         return {}
