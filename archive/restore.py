@@ -248,9 +248,8 @@ class _PartialFiles:
     ``discard``, after the pool has stopped, so no descriptor is closed while a write may still use it.
     """
 
-    def __init__(self, targets: list[tuple[FileEntry, Path]], direct: bool = False) -> None:
+    def __init__(self, targets: list[tuple[FileEntry, Path]]) -> None:
         self._targets = targets
-        self._direct = direct
         # file index -> (descriptor, temp path, a second descriptor with O_DIRECT or -1)
         self._open: dict[int, tuple[int, Path, int]] = {}
         self._lock = threading.Lock()
@@ -271,7 +270,7 @@ class _PartialFiles:
                 tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
                 # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered writes lose nothing
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                self._open[index] = (fd, tmp, _open_direct(tmp) if self._direct else -1)
+                self._open[index] = (fd, tmp, _open_direct(tmp))
             return self._open[index]
 
     def take(self, index: int) -> tuple[int, Path]:
@@ -381,10 +380,10 @@ class _FileHashes:
 
 
 def _placer(
-    targets: list[tuple[FileEntry, Path]], files: _PartialFiles, hashes: _FileHashes | None = None
+    targets: list[tuple[FileEntry, Path]], files: _PartialFiles, hashes: _FileHashes
 ) -> tuple[Place, Iterator[Chunk]]:
-    """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file (and,
-    with ``hashes``, feeds it to its file's hash once the chunks before it in that file have been)."""
+    """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file and
+    feeds it to its file's hash once the chunks before it in that file have been."""
     # (file index, offset in the file, position in the file) of each chunk
     where: list[tuple[int, int, int]] = []
     for i, (entry, _target) in enumerate(targets):
@@ -405,8 +404,7 @@ def _placer(
         except OSError as exc:
             entry, target = targets[i]
             raise _disk_full(exc, target, entry) from None
-        if hashes is not None:
-            hashes.update(i, position, pieces)
+        hashes.update(i, position, pieces)
 
     return place, (c for entry, _target in targets for c in file_chunks(entry))
 
@@ -622,7 +620,7 @@ def restore(
             finishing.append(future)
             return future
 
-        files = _PartialFiles(targets, direct=True)
+        files = _PartialFiles(targets)
         hashes = _FileHashes(len(targets))
         place, every_chunk = _placer(targets, files, hashes)
         chunks = iter_chunk_bytes(
