@@ -168,7 +168,7 @@ def _is_zero(plane: Plane) -> bool:
     return len(plane) > 0 and _planes.max_byte(plane[:4096]) == 0 and _planes.max_byte(plane) == 0
 
 
-# The coding of an all-zero plane of each length, as ``_code_plane`` chooses it from the plane itself: zstd, the
+# The coding of an all-zero plane of each length, made by ``_best_coding`` from the plane itself: zstd, the
 # mantissa planes' first coder, is deterministic, so a frame made once per length is the one it would make again
 # (the same bytes on disk), without compressing 2 MiB of zeros per chunk. A few lengths cover a model's chunks.
 _zero_planes: dict[int, tuple[int, Plane]] = {}
@@ -178,9 +178,7 @@ _ZERO_PLANES_KEPT = 64
 def _zero_plane(n: int) -> tuple[int, Plane]:
     coded = _zero_planes.get(n)
     if coded is None:
-        zeros = bytes(n)
-        frame = _zstd(zeros)
-        coded = (PLANE_ZSTD, frame) if len(frame) < n else (PLANE_RAW, zeros)
+        coded = _best_coding(bytes(n), exponent=False)
         if len(_zero_planes) >= _ZERO_PLANES_KEPT:
             _zero_planes.clear()
         _zero_planes[n] = coded
@@ -188,10 +186,15 @@ def _zero_plane(n: int) -> tuple[int, Plane]:
 
 
 def _code_plane(plane: Plane, exponent: bool) -> tuple[int, Plane]:
-    """Smallest of raw and the coders. The first coder (Huffman frame for exponents, zstd otherwise) codes the
-    whole plane; on a large plane the others are tried in full only if a sample says they may win."""
+    """``_best_coding``, an all-zero mantissa plane's from the per-length cache."""
     if not exponent and _is_zero(plane):
         return _zero_plane(len(plane))
+    return _best_coding(plane, exponent)
+
+
+def _best_coding(plane: Plane, exponent: bool) -> tuple[int, Plane]:
+    """Smallest of raw and the coders. The first coder (Huffman frame for exponents, zstd otherwise) codes the
+    whole plane; on a large plane the others are tried in full only if a sample says they may win."""
     first: Callable[[Plane], bytes] = _huffman if exponent else _zstd
     others: list[Callable[[Plane], bytes]] = [_zstd] if exponent else []
     probe = plane if len(plane) < _SAMPLE_MIN else _sample(plane)
