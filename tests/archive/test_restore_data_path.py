@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import mmap
 import os
 import threading
 import time
@@ -126,18 +127,18 @@ def test_a_failed_file_leaves_no_temp_file_of_the_files_the_pool_wrote_ahead(
         (src / f"f{i:02d}.bin").write_bytes(os.urandom(1000 + i))
     manifest = ingest(src, store).manifest
     first = manifest.files[0].path
-    ahead: list[int] = []
-    pwrite_all = restore_module._pwrite_all
+    begun: list[Path] = []  # temp files opened by the pool
+    open_direct = restore_module._open_direct
 
-    def counting(fd: int, data: bytes, offset: int) -> None:
-        ahead.append(fd)
-        pwrite_all(fd, data, offset)
+    def counting(path: Path) -> int:
+        begun.append(path)
+        return open_direct(path)
 
-    monkeypatch.setattr(restore_module, "_pwrite_all", counting)
+    monkeypatch.setattr(restore_module, "_open_direct", counting)
     out = tmp_path / "out"
     with pytest.raises(IntegrityError, match=f"{first}: rebuilt file does not match the manifest"):
         restore(store, _with_sha256(manifest, first, "0" * 64), out)
-    assert len(set(ahead)) > 1  # the pool had begun files after the one that failed
+    assert len(set(begun)) > 1  # the pool had begun files after the one that failed
     assert not list(out.rglob("*.bin"))
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
 
@@ -230,3 +231,57 @@ def test_restore_finishes_through_the_page_cache_when_a_direct_write_is_refused(
     assert _files(tmp_path / "out") == _files(src)
     if not refused:
         pytest.skip("the file system under tmp_path refuses O_DIRECT at open: no direct write was tried")
+
+
+def _is_direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))
+
+
+def test_the_ends_of_direct_chunks_go_through_the_page_cache_after_the_files_direct_writes_as_whole_pages(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A buffered write into a file with direct writes in flight waits for them: the unaligned ends are kept until
+    the file's last direct write, and one chunk's tail joined to the next one's head is one whole page."""
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    pwrite = os.pwrite
+    log: list[tuple[int, bool, int, int]] = []  # (inode, direct, offset, length), in call order
+    lock = threading.Lock()
+
+    def logging(fd: int, data: bytes, offset: int) -> int:
+        with lock:
+            log.append((os.fstat(fd).st_ino, _is_direct(fd), offset, len(memoryview(data))))
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", logging)
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    direct_files = {ino for ino, direct, _o, _n in log if direct}
+    if not direct_files:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT: the buffered path ran")
+    for ino in direct_files:
+        calls = [(n, direct, offset) for n, (i, direct, offset, size) in enumerate(log) if i == ino and size]
+        last_direct = max(n for n, direct, _o in calls if direct)
+        buffered = [(n, offset) for n, direct, offset in calls if not direct]
+        assert buffered, "a file of several unaligned chunks has ends to write"
+        assert all(n > last_direct for n, _o in buffered)
+        assert all(offset % mmap.PAGESIZE == 0 for _n, offset in buffered)
+
+
+def test_a_disk_full_while_the_ends_are_written_fails_the_file_and_leaves_nothing(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    pwrite = os.pwrite
+
+    def full_but_direct(fd: int, data: bytes, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)) and not _is_direct(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", full_but_direct)
+    with pytest.raises(DiskFullError, match="disk full"):
+        restore(store, manifest, out)
+    assert not [p for p in out.rglob("*") if p.is_file()]
