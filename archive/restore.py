@@ -31,6 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
@@ -431,6 +432,25 @@ class _FileHashes:
             self._turn.notify_all()
 
 
+@dataclass(frozen=True)
+class _PooledFile:
+    """One file of a restore whose chunks the pool writes (``_PartialFiles``) and hashes (``_FileHashes``)."""
+
+    files: _PartialFiles
+    hashes: _FileHashes
+    index: int
+
+    def fd(self) -> int:
+        return self.files.fd(self.index)
+
+    def digest(self) -> str:
+        """The file's sha256; only once every chunk of it has arrived (each was hashed before it was yielded)."""
+        return self.hashes.hexdigest(self.index)
+
+    def take(self) -> tuple[int, Path]:
+        return self.files.take(self.index)
+
+
 def _placer(
     targets: list[tuple[FileEntry, Path]], files: _PartialFiles, hashes: _FileHashes
 ) -> tuple[Place, Iterator[Chunk]]:
@@ -492,12 +512,10 @@ def _restore_from(
     chunks: Iterator[ChunkBytes],
     progress: Progress | None,
     finish: Finish | None,
-    placed: Callable[[], int] | None = None,
-    take: Callable[[], tuple[int, Path]] | None = None,
-    digest: Callable[[], str] | None = None,
+    pooled: _PooledFile | None = None,
 ) -> None:
     try:
-        _write_verified(store, entry, target, chunks, progress, finish, placed, take, digest)
+        _write_verified(store, entry, target, chunks, progress, finish, pooled)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -518,19 +536,15 @@ def _write_verified(
     chunks: Iterator[ChunkBytes],
     progress: Progress | None,
     finish: Finish | None,
-    placed: Callable[[], int] | None = None,
-    take: Callable[[], tuple[int, Path]] | None = None,
-    digest: Callable[[], str] | None = None,
+    pooled: _PooledFile | None = None,
 ) -> None:
     """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order).
 
-    With ``placed`` (the file's descriptor in a ``_PartialFiles``), the pool has already written each chunk into
-    the temp file by the time it arrives here, and only the hash is left; ``take`` hands the descriptor over to
-    the file's last step. On a failure such a file is left to its ``_PartialFiles`` to delete. With ``digest``
-    (the file's hash in a ``_FileHashes``), the pool has hashed each chunk as well, and it gives the file's sha256
-    once every chunk has arrived here.
+    With ``pooled``, the pool has already written each chunk into the file's temp file and fed it to the file's
+    hash by the time it arrives here, so only the digest check is left; the descriptor is then taken over for the
+    file's last step. On a failure such a file is left to its ``_PartialFiles`` to delete.
     """
-    # The whole file is hashed in file order (here, or on the pool: ``digest``), against the manifest's sha256
+    # The whole file is hashed in file order (here, or on the pool: ``pooled``), against the manifest's sha256
     # (docs/FORMAT.md, "Restoring files safely": the digest a signature covers). That one pass is the check: a byte
     # that is not what the signed manifest says fails the file, and only then are its objects re-read, verified, to
     # name the corrupt one (hashing every object on the pool as well cost 10-25% of a pull for nothing more).
@@ -542,24 +556,23 @@ def _write_verified(
     kicks: list[Future[None]] = []
     kick_errors: list[OSError] = []
     kicked = 0
-    if placed is None:
+    if pooled is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp: Path | None = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
     else:
         tmp = None  # the pool's: known here only once it is taken over
     try:
-        if placed is None:
+        if pooled is None:
             assert tmp is not None
             # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered os.write loses nothing
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         else:
-            fd = placed()
+            fd = pooled.fd()
         try:
             for _chunk in file_chunks(entry):
                 data = next(chunks)
-                if placed is None:
+                if pooled is None:
                     _write_all(fd, data)
-                if digest is None:
                     sha.update(data)
                 written += len(data)
                 if finish is not None and written - kicked >= WRITEBACK_STEP:
@@ -567,7 +580,7 @@ def _write_verified(
                     kicked = written
                 if progress:
                     progress(len(data))
-            actual = sha.hexdigest() if digest is None else digest()
+            actual = sha.hexdigest() if pooled is None else pooled.digest()
             if written != entry.size or actual != entry.sha256:
                 for chunk in file_chunks(entry):  # name the culprit: get() raises for the corrupt object
                     store.get(chunk.id)
@@ -578,11 +591,11 @@ def _write_verified(
         except BaseException:
             for kick in kicks:  # the descriptor stays open until no writeback job can still use it
                 kick.result()
-            if placed is None:  # else the pool may still be writing to it: its _PartialFiles closes it
+            if pooled is None:  # else the pool may still be writing to it: its _PartialFiles closes it
                 os.close(fd)
             raise
-        if take is not None:
-            fd, tmp = take()  # every chunk is hashed, so written: no pool thread uses it any more
+        if pooled is not None:
+            fd, tmp = pooled.take()  # every chunk is hashed, so written: no pool thread uses it any more
 
         def complete() -> None:
             assert tmp is not None
@@ -605,7 +618,7 @@ def _write_verified(
         else:
             finish(complete)
     finally:
-        if not handed_off and tmp is not None and placed is None:
+        if not handed_off and tmp is not None and pooled is None:
             tmp.unlink(missing_ok=True)
 
 
@@ -696,9 +709,7 @@ def restore(
                     chunks,
                     progress,
                     finish,
-                    placed=functools.partial(files.fd, i),
-                    take=functools.partial(files.take, i),
-                    digest=functools.partial(hashes.hexdigest, i),
+                    pooled=_PooledFile(files, hashes, i),
                 )
                 written.append(target)
         finally:
