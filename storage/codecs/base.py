@@ -82,7 +82,11 @@ class EncodeBuffers:
         return framed
 
     def _out_view(self, size: int) -> memoryview:
-        """The first ``size`` bytes of ``out`` (replaced when too small, never resized: an older view may live on)."""
+        """The first ``size`` bytes of ``out`` (replaced when too small, never resized: an older view may live on).
+
+        A replacement is sized to the next power of two: coded payloads differ in length from chunk to chunk, and a
+        map sized to each new longest one was replaced again and again, each time with fresh pages to fault in
+        (a map's untouched pages cost nothing, so the slack is free)."""
         if self._out is None or len(self._out) < size:
-            self._out = aligned_buffer(size)
+            self._out = aligned_buffer(1 << max(16, (size - 1).bit_length()))
         return memoryview(self._out)[:size]
