@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import mmap
 import os
 import threading
 import uuid
@@ -13,6 +15,7 @@ from typing import BinaryIO
 
 from modelarc.errors import DiskFullError
 from modelarc.storage.backend import key_parts
+from modelarc.storage.pages import PAGE, aligned_buffer, is_page_aligned
 
 # errnos that mean "this file system cannot take more bytes": full, or over the user's quota
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -59,10 +62,7 @@ class LocalBackend:
         tmp = self.tmp / f"{final.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_file(fd, memoryview(data).cast("B"))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -145,6 +145,112 @@ class LocalBackend:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _write_file(fd: int, view: memoryview) -> None:
+    """Write ``view`` to the new, empty file ``fd``: its whole pages with O_DIRECT, the rest through the page cache.
+
+    Why: a write through the page cache costs the kernel a freshly allocated page per 4 KiB (perf:
+    ``copy_folio_from_iter_atomic``): 0.25-0.34 s of CPU in ``os.write`` of a 672 MB FP32 push's 0.59-0.81 s of
+    system time, 0.03 s direct (bench/push_phases.py; ``dd`` of a 529 MB file: 1.3-1.55 s of system time
+    buffered, 0.13 s with ``oflag=direct``). O_DIRECT moves the bytes from our memory to the device. It
+    needs page-aligned memory: an object encoded by ``ObjectStore.put`` already is (``EncodeBuffers``), anything
+    else is copied a piece at a time into a reused aligned buffer, which costs less than the page cache's copy.
+    The tail (less than a page) goes through the page cache once the direct writes are done: a buffered write into
+    a file with direct writes in flight waits for them. Where the file system refuses O_DIRECT (tmpfs; some
+    overlay and NFS mounts refuse the flag, others the write: EINVAL), or a direct write comes back short of a
+    whole page, the rest is written the buffered way, as before. Durability is unchanged: the caller fsyncs.
+    """
+    whole = len(view) - len(view) % PAGE
+    done = 0
+    if whole and _set_direct(fd, True):
+        try:
+            done = _write_direct(fd, view[:whole])
+        finally:
+            _set_direct(fd, False)
+    view = view[done:]
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_direct(fd: int, view: memoryview) -> int:
+    """Write whole pages of ``view`` through ``fd`` (O_DIRECT, at its current offset); how many bytes were written,
+    fewer than asked when the file system refused (EINVAL) or a write came back short of a whole page."""
+    if is_page_aligned(view):
+        return _write_pages(fd, view)
+    done = 0
+    with _STAGING.borrow() as staging:
+        while done < len(view):
+            piece = memoryview(staging)[: min(len(staging), len(view) - done)]
+            piece[:] = view[done : done + len(piece)]
+            written = _write_pages(fd, piece)
+            done += written
+            if written < len(piece):
+                break
+    return done
+
+
+def _write_pages(fd: int, view: memoryview) -> int:
+    done = 0
+    while done < len(view):
+        try:
+            written = os.write(fd, view[done:])
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                break
+            raise
+        done += written
+        if not written or written % PAGE:
+            break
+    return done
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for ``fd``; False when it cannot be on (no such flag here, or the file system
+    refuses it: checked by the kernel when the flag is set, as at open)."""
+    if not _O_DIRECT:
+        return False
+    import fcntl  # here, not at the top: POSIX only, and a system without O_DIRECT never gets this far
+
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+    except OSError:
+        return False
+    return True
+
+
+class _Staging:
+    """Page-aligned buffers that a put copies unaligned bytes into for O_DIRECT, lent one per write in progress.
+
+    A free list rather than one per thread: a server's many request threads would each keep one for good; here at
+    most ``KEEP`` stay once the writes are over, however many threads wrote.
+    """
+
+    SIZE = 8 << 20  # an ingest chunk: most objects go in one write
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[mmap.mmap]:
+        with self._lock:
+            buf = self._free.pop() if self._free else None
+        if buf is None:
+            buf = aligned_buffer(self.SIZE)
+        try:
+            yield buf
+        finally:
+            with self._lock:
+                if len(self._free) < self.KEEP:
+                    self._free.append(buf)
+
+
+_STAGING = _Staging()
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -299,12 +299,16 @@ class FloatPlanesCodec:
         coded = [_code_plane(plane, exponent=i == 0) for i, plane in enumerate(planes)]
         coded.append((PLANE_RAW, data[n * _WIDTH[kind] :]))
         params = bytearray(_HEAD.pack(PARAMS_VERSION, kind, len(coded)))
-        size = sum(len(c) for _, c in coded)
-        owned = bytearray(size) if buffers is None else None
-        view = memoryview(owned) if owned is not None else buffers.payload_view(size)  # type: ignore[union-attr]
-        pos = 0
         for coder, chunk in coded:
             params += _PLANE_ENTRY.pack(coder, len(chunk))
+        size = sum(len(c) for _, c in coded)
+        owned = bytearray(size) if buffers is None else None
+        if owned is not None:
+            view = memoryview(owned)
+        else:  # the parameters' length places the payload so that its object starts on a page (EncodeBuffers)
+            view = buffers.payload_view(size, len(params))  # type: ignore[union-attr]
+        pos = 0
+        for _coder, chunk in coded:
             view[pos : pos + len(chunk)] = memoryview(chunk)  # type: ignore[arg-type]
             pos += len(chunk)
         if owned is None:

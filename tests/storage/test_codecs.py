@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -425,3 +426,18 @@ def test_decode_into_refuses_a_buffer_of_another_length() -> None:
             CODEC.decode_into(
                 encoded.params, memoryview(encoded.payload), len(data), memoryview(bytearray(length))
             )
+
+
+@pytest.mark.parametrize("hint", ["BF16", "F16", "F32", None])
+def test_a_framed_object_starts_on_a_page_so_o_direct_takes_it_without_a_copy(hint: str | None) -> None:
+    """storage/local.py writes page-aligned memory with O_DIRECT as it is; anything else is copied first."""
+    from modelarc.storage.objectformat import ObjectHeader
+    from modelarc.storage.pages import is_page_aligned
+
+    buffers = EncodeBuffers()
+    for data in (normal_bf16(300_000, seed=9), bytes(50_000) + b"tail", os.urandom(70_000)):
+        encoded = choose_and_encode(data, hint, buffers)
+        header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
+        framed = buffers.framed(header, encoded)
+        assert is_page_aligned(framed), (hint, encoded.codec_id)
+        assert bytes(framed) == header + bytes(encoded.payload)
