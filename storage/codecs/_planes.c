@@ -762,7 +762,7 @@ PyDoc_STRVAR(joined_doc,
              "joined(planes, kind, n, tail, out=None) -> bytearray: the n elements rebuilt from the planes, then tail;\n"
              "a plane given as None is all zero.\n"
              "With out (a writable buffer of exactly that length) they are written there and out is returned: a\n"
-             "caller that reuses its buffers touches no fresh pages.");
+             "caller that reuses its buffers touches no fresh pages (and one passing fresh memory maps it first).");
 
 static PyObject *py_joined(PyObject *self, PyObject *args)
 {
@@ -820,7 +820,10 @@ static PyObject *py_joined(PyObject *self, PyObject *args)
     {
         uint8_t *dst = have_target ? (uint8_t *)target.buf : (uint8_t *)PyByteArray_AS_STRING(result);
         Py_BEGIN_ALLOW_THREADS
-        populate_for_write(dst, (size_t)(body + tail.len));
+        /* only a fresh result: a caller's buffer is mostly one it reuses (restore, a loader's cast scratch), whose
+         * pages are mapped already, and walking them costs the kernel a page-table lookup per 4 KiB for nothing.
+         * A caller passing fresh memory maps it first (pages.populate_for_write). */
+        if (!have_target) populate_for_write(dst, (size_t)(body + tail.len));
         join_planes(ptrs, n, kind, dst);
         memcpy(dst + body, tail.buf, (size_t)tail.len);
         Py_END_ALLOW_THREADS
