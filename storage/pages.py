@@ -3,7 +3,9 @@
 The first write to each 4 KiB page of a new allocation costs a page fault; for a model's tensors that is a large
 share of a load (about 0.19 CPU seconds per 336 MB here). Asking the kernel to map all of a buffer's pages at once
 (``MADV_POPULATE_WRITE``, Linux 5.14) costs about 0.14. The native helper lives in ``codecs/_planes.c``, beside
-the plane join that does the same before it writes a tensor's bytes.
+the plane join, which does the same for a result it allocates; a caller joining into fresh memory of its own (a
+loader's tensors) calls this first. Memory already mapped is not worth the call: the kernel still walks every page
+(in a load casting FP32 to BF16, re-populating each thread's reused scratch buffer was ~3% of its CPU).
 
 A write with O_DIRECT goes from the caller's memory to the device, with no page-cache page to allocate and copy
 into, but only from page-aligned memory, whole pages at a time (``storage/local.py``): ``aligned_buffer`` gives

@@ -270,7 +270,9 @@ def _decode_job(store: ObjectStore, work: list[_Work], scratch: threading.local)
     fills: list[tuple[ObjectId, memoryview]] = []
     casts: list[tuple[memoryview, torch.Tensor, torch.dtype]] = []
     for chunks, memory, target, source in work:
-        if memory is None:
+        if memory is not None:
+            populate_for_write(memory)  # fresh tensor pages, mapped at once, not faulted by the join
+        else:
             need, slot = sum(c.length for c in chunks), len(casts)
             if len(held) <= slot:
                 held.append(bytearray(need))

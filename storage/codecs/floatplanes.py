@@ -261,6 +261,32 @@ def _decode_plane(
     return out
 
 
+# Coded frames known to decode to an all-zero plane, with that plane's length: the low mantissa planes of FP32
+# weights upcast from BF16, the same few tiny frames in every chunk. Such a plane is handed to the join as None
+# (zeros it does not read from memory) instead of being decoded, 2 MiB of zeros per chunk, and streamed through.
+# A frame is remembered only after it has decoded to zeros here, and the same bytes always decode the same way,
+# so a frame is accepted or refused exactly as if it were decoded every time.
+_zero_frames: dict[bytes, int] = {}
+_ZERO_FRAMES_KEPT = 64
+_ZERO_FRAME_MAX = 1024  # coded bytes: a zero plane worth skipping codes to a few bytes per 128 KiB block
+
+
+def _element_plane(coder: int, coded: memoryview, length: int) -> bytes | memoryview | None:
+    """``_decode_plane`` for an element plane, None when it is all zeros (see ``_zero_frames``)."""
+    if coder != PLANE_ZSTD or len(coded) > _ZERO_FRAME_MAX or length < 2 * len(coded):
+        return _decode_plane(coder, coded, length)
+    key = bytes(coded)
+    if _zero_frames.get(key) == length:
+        return None
+    plane = _decode_plane(coder, coded, length)
+    if _planes.max_byte(plane) != 0:
+        return plane
+    if len(_zero_frames) >= _ZERO_FRAMES_KEPT:
+        _zero_frames.clear()
+    _zero_frames[key] = length
+    return None
+
+
 def _check_plane(coder: int, clen: int, length: int, index: int, who: str = "float-planes") -> None:
     """Reject impossible plane entries before anything is decoded or allocated."""
     if coder == PLANE_RAW:
@@ -330,8 +356,9 @@ class FloatPlanesCodec:
 
 def _coded_planes(
     params: bytes, payload: memoryview, raw_length: int
-) -> tuple[list[bytes | memoryview], int, int, bytes | memoryview]:
-    """The element planes, decoded, with the element type, element count and tail: everything the join needs.
+) -> tuple[list[bytes | memoryview | None], int, int, bytes | memoryview]:
+    """The element planes, decoded (None: all zeros, see ``_zero_frames``), with the element type, element count
+    and tail: everything the join needs.
     Every malformed case raises ``ObjectFormatError`` before anything large is allocated."""
     payload = memoryview(payload).cast("B")
     if len(params) < _HEAD.size:
@@ -358,10 +385,10 @@ def _coded_planes(
         )
     for i, (coder, clen) in enumerate(entries):
         _check_plane(coder, clen, n if i < nplanes else tail_len, i)
-    planes: list[bytes | memoryview] = []
+    planes: list[bytes | memoryview | None] = []
     pos = 0
     for coder, clen in entries[:nplanes]:
-        planes.append(_decode_plane(coder, payload[pos : pos + clen], n))
+        planes.append(_element_plane(coder, payload[pos : pos + clen], n))
         pos += clen
     tail = _decode_plane(entries[-1][0], payload[pos:], tail_len)
     return planes, kind, n, tail

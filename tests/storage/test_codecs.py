@@ -54,6 +54,11 @@ def bf16_of(f32: bytes) -> bytes:
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes()
 
 
+def bf16_upcast(bf16: bytes) -> bytes:
+    """The exact FP32 values of BF16 elements: their low two bytes are zero."""
+    return (np.frombuffer(bf16, "<u2").astype("<u4") << 16).tobytes()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Round trips
 # ---------------------------------------------------------------------------------------------------------
@@ -194,6 +199,27 @@ def test_a_plane_zero_but_for_its_last_byte_is_not_taken_for_zero() -> None:
     plane = bytes((1 << 20) - 1) + b"\x01"
     coder, coded = floatplanes._code_plane(plane, exponent=False)
     assert bytes(floatplanes._decode_plane(coder, memoryview(coded), len(plane))) == plane
+
+
+def test_fp32_upcast_chunks_decode_with_their_zero_planes_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(floatplanes, "_zero_frames", {})
+    chunks = [bf16_upcast(normal_bf16(1 << 18, seed=seed)) for seed in (1, 2)]
+    for data in chunks * 2:  # the second time round, every zero frame is known
+        encoded = CODEC.encode(memoryview(data), "F32")
+        out = bytearray(len(data))
+        CODEC.decode_into(encoded.params, memoryview(encoded.payload), len(data), memoryview(out))
+        assert out == data
+        assert CODEC.decode(encoded.params, memoryview(encoded.payload), len(data)) == data
+    assert list(floatplanes._zero_frames.values()) == [1 << 18]  # both low planes of both chunks: one frame
+
+
+def test_a_tiny_frame_of_another_constant_is_not_taken_for_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(floatplanes, "_zero_frames", {})
+    n = 1 << 18
+    for fill in (b"\0", b"\x01", b"\0"):  # zeros first: a remembered zero frame must not answer for ones
+        data = np.frombuffer(fill * n, np.uint8).astype("<u4").tobytes()  # the low byte plane holds the fill
+        encoded = CODEC.encode(memoryview(data), "F32")
+        assert CODEC.decode(encoded.params, memoryview(encoded.payload), len(data)) == data
 
 
 def test_choose_and_encode_picks_float_planes_for_bf16_weights() -> None:

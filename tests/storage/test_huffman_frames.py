@@ -123,6 +123,36 @@ def test_split_and_join_follow_the_specification(kind: int, width: int) -> None:
     assert _planes.joined(planes, kind, n, b"tail") == data + b"tail"
 
 
+def spec_join(planes: list[np.ndarray], kind: int) -> bytes:
+    """The specification's reader formulas, which ignore plane bits outside each field."""
+    p = [x.astype(np.uint32) for x in planes]
+    if kind == 1:
+        return (((p[1] & 0x80) << 8) | (p[0] << 7) | (p[1] & 0x7F)).astype("<u2").tobytes()
+    if kind == 2:
+        return (((p[1] & 0x83) << 8) | ((p[0] & 0x1F) << 10) | p[2]).astype("<u2").tobytes()
+    u = ((p[1] & 0x80) << 24) | (p[0] << 23) | ((p[1] & 0x7F) << 16) | (p[2] << 8) | p[3]
+    return u.astype("<u4").tobytes()
+
+
+@pytest.mark.parametrize("kind,count", [(1, 2), (2, 3), (3, 4)])
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 4095, 4097, 3 * 4096 + 21])
+def test_join_follows_the_specification_for_any_plane_bytes(kind: int, count: int, n: int) -> None:
+    planes = [np.random.default_rng(n + k).integers(0, 256, n, dtype=np.uint8) for k in range(count)]
+    assert _planes.joined([p.tobytes() for p in planes], kind, n, b"") == spec_join(planes, kind)
+
+
+@pytest.mark.parametrize("kind,count", [(1, 2), (2, 3), (3, 4)])
+def test_join_reads_a_plane_given_as_none_as_zeros(kind: int, count: int) -> None:
+    n = 2 * 4096 + 5
+    planes = [np.random.default_rng(k).integers(0, 256, n, dtype=np.uint8) for k in range(count)]
+    for k in range(count):
+        zeroed = [np.zeros(n, np.uint8) if i == k else p for i, p in enumerate(planes)]
+        given_as = [None if i == k else p.tobytes() for i, p in enumerate(planes)]
+        out = bytearray(n * (4 if kind == 3 else 2))
+        _planes.joined(given_as, kind, n, b"", out)
+        assert out == spec_join(zeroed, kind)
+
+
 @pytest.mark.parametrize(
     "data", [b"", bytes(1000), bytes(999) + b"\x81", b"\xff" + bytes(5000), bytes(range(256))]
 )
