@@ -1,11 +1,11 @@
 """Ingest a model folder or a single file into the store and build its manifest, reading each file once.
 
 The main thread reads each file sequentially in chunks (at most ``CHUNK_SIZE`` bytes of one tensor, header or
-blob) and hands them to a worker pool. The worker that takes a chunk hashes it once for two digests, the whole
-file's running sha256 and the chunk's own, its object id (storage/digests.py ``update_and_digest``: the two
-interleaved on the SHA unit cost about 0.7 of hashing the bytes twice), in file order (``_FileDigest``); then it
-skips the chunk if the store already has it and otherwise encodes and writes it. The hashing, numpy and the
-compressors release the GIL, so both cores work, and at most ``MAX_IN_FLIGHT`` chunks are held in memory at once.
+blob) and hashes each chunk once for two digests: the whole file's running sha256 and the chunk's own, its object
+id (storage/digests.py ``update_and_digest``: the two interleaved on the SHA unit cost about 0.7 of hashing the
+bytes twice). A worker pool skips each chunk the store already has and otherwise encodes and writes it. The hashing,
+numpy and the compressors release the GIL, so both cores work, and at most ``MAX_IN_FLIGHT`` chunks are held in
+memory at once.
 
 Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
 bytes a name, see ``path_problem``), symlinks (``list_source_files``), and every safetensors/GGUF header with the
@@ -198,7 +198,6 @@ class _ChunkWriter:
         # Chunk buffers, reused: a fresh 8 MiB allocation per chunk costs page faults that take as long as the
         # copy itself (measured: reading ran at the speed of hashing). A buffer comes back once its chunk is stored.
         self.free: list[bytearray] = []
-        self.digests: list[_FileDigest] = []
 
     def buffer(self) -> bytearray:
         with self.lock:
@@ -211,15 +210,13 @@ class _ChunkWriter:
         owner: bytearray | None = None,
         base: ObjectId | None = None,
         *,
-        digest: _FileDigest,
-        position: int,
+        object_id: ObjectId,
     ) -> Future[PutResult]:
-        """Hash ``data``, the ``position``-th chunk of the file ``digest`` is for, and store it on the pool (as a
-        delta against ``base`` when that is smaller); ``owner``, the pooled buffer ``data`` lives in, is reused
-        once it is stored. A file's chunks are submitted in order."""
+        """Store ``data``, whose id the caller hashed (``object_id``), on the pool (as a delta against ``base``
+        when that is smaller); ``owner``, the pooled buffer ``data`` lives in, is reused once it is stored."""
         while len(self.pending) >= self.in_flight:
             self.pending.popleft().result()
-        fut = self.pool.submit(self._write, data, dtype, owner, base, digest, position)
+        fut = self.pool.submit(self._write, data, dtype, owner, base, object_id)
         self.pending.append(fut)
         return fut
 
@@ -251,11 +248,9 @@ class _ChunkWriter:
         dtype: str | None,
         owner: bytearray | None,
         base: ObjectId | None,
-        digest: _FileDigest,
-        position: int,
+        oid: ObjectId,
     ) -> PutResult:
         try:
-            oid = digest.feed(position, data)
             result = self._put(data, dtype, base, oid)
         finally:
             if owner is not None:
@@ -280,17 +275,6 @@ class _ChunkWriter:
     def drain(self) -> None:
         while self.pending:
             self.pending.popleft().result()
-
-    def file_digest(self) -> _FileDigest:
-        """A new file's digest, which ``abandon`` will reach."""
-        digest = _FileDigest()
-        self.digests.append(digest)
-        return digest
-
-    def abandon(self) -> None:
-        """Wake every chunk waiting for its turn to be hashed: the ingest failed, the turn may never come."""
-        for digest in self.digests:
-            digest.abandon()
 
 
 @dataclass(frozen=True)
@@ -373,18 +357,16 @@ def ingest(
             # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
             # per file would leave one request in flight for a folder of small files
             taken = {p.rel: reuse[p.rel] for p in plans if reuse and _fits(reuse.get(p.rel), p)}
-            reading = [_ingest_file(plan, writer, progress, bases) for plan in plans if plan.rel not in taken]
+            read = [_ingest_file(plan, writer, progress, bases) for plan in plans if plan.rel not in taken]
             for plan in plans:
                 if plan.rel in taken and progress:
                     progress(plan.size)
             writer.drain()
-            read = [(plan, parts, replace(r, sha256=digest.hexdigest())) for plan, parts, r, digest in reading]
             built = {plan.rel: _entry(plan, r.sha256, parts) for plan, parts, r in read}
             entries = [built[p.rel] if p.rel in built else replace(taken[p.rel].entry, path=p.rel) for p in plans]
         except BaseException:
             for fut in writer.pending:
                 fut.cancel()
-            writer.abandon()  # wake the chunks waiting for a turn that will not come
             raise
     store.sync()
     objects = dict(writer.results)
@@ -399,87 +381,44 @@ def ingest(
     )
 
 
-class _Abandoned(Exception):
-    """A chunk's turn to be hashed will not come: the ingest failed."""
+class _HashingReader:
+    """Reads one file in order; every piece it reads goes into the file's sha256 and comes with its own id."""
 
-
-class _FileDigest:
-    """One file's running sha256, fed on the pool threads, its chunks strictly in order, each chunk's own id
-    computed in the same pass.
-
-    Why on the pool: the reading thread hashing every chunk made it the push's serial stage (read plus both
-    digests, about 0.75 s CPU of a 672 MB push), which the scheduler could starve while four workers encoded; here
-    the thread that takes a chunk hashes it, so no thread exists only to hash. A thread whose chunk is not next in
-    its file waits for the one before it, which was submitted earlier and so is already running (the pool's queue
-    is first in, first out), so the wait always ends, unless the ingest fails, when ``abandon_all`` wakes it.
-    """
-
-    def __init__(self) -> None:
-        self.sha = sha256_stream()
-        self._next = 0  # the position in its file of the chunk hashed next
-        self._turn = threading.Condition()
-        self._abandoned = False
-
-    def feed(self, position: int, data: bytes | bytearray | memoryview) -> ObjectId:
-        """Feed the ``position``-th chunk of the file, once the ones before it have been; its object id."""
-        with self._turn:
-            while self._next != position:
-                if self._abandoned:
-                    raise _Abandoned
-                self._turn.wait()
-        try:  # its turn: no other thread touches this file's digest until _next moves on
-            return ObjectId.from_digest(update_and_digest(self.sha, data))
-        finally:
-            with self._turn:
-                self._next = position + 1
-                self._turn.notify_all()
-
-    def hexdigest(self) -> str:
-        """The file's digest; only once every chunk of it has been fed (the writer is drained)."""
-        return self.sha.hexdigest()
-
-    def abandon(self) -> None:
-        with self._turn:
-            self._abandoned = True
-            self._turn.notify_all()
-
-
-class _ChunkReader:
-    """Reads one file in order into chunks for the pool, which hashes them (``_FileDigest``)."""
-
-    def __init__(self, fh: io.BufferedReader, path: Path, progress: Progress | None, digest: _FileDigest) -> None:
+    def __init__(self, fh: io.BufferedReader, path: Path, progress: Progress | None) -> None:
         self.fh = fh
         self.path = path
+        self.sha = sha256_stream()
+        self.read_bytes = 0
         self.progress = progress
-        self.digest = digest
-        self.position = 0  # chunks handed out so far
 
-    def read_exact(self, n: int) -> bytearray:
+    def read_exact(self, n: int) -> tuple[bytearray, ObjectId]:
+        """The next ``n`` bytes, and their id."""
         data = bytearray(n)
-        self._read_into(memoryview(data))
-        return data
+        return data, self._read_into(memoryview(data))
 
-    def chunks(self, n: int, buffers: Callable[[], bytearray]) -> Iterator[tuple[memoryview, bytearray, int]]:
+    def chunks(
+        self, n: int, buffers: Callable[[], bytearray]
+    ) -> Iterator[tuple[memoryview, bytearray, ObjectId]]:
         """The next ``n`` bytes in chunks read into buffers from ``buffers``: (the chunk, the buffer it lives in,
-        the chunk's position in the file)."""
+        the chunk's id)."""
         remaining = n
         while remaining:
             take = min(CHUNK_SIZE, remaining)
             buf = buffers()
             view = memoryview(buf)[:take]
-            self._read_into(view)
-            yield view, buf, self.next_position()
+            oid = self._read_into(view)
+            yield view, buf, oid
             remaining -= take
 
-    def next_position(self) -> int:
-        self.position += 1
-        return self.position - 1
-
-    def _read_into(self, view: memoryview) -> None:
-        """Fill ``view`` from the file and report progress; a file that ends early is an error."""
+    def _read_into(self, view: memoryview) -> ObjectId:
+        """Fill ``view`` from the file, feed it to the file's sha256 and report progress; the id of what was read.
+        A file that ends early is an error."""
         self._fill(view)
+        oid = ObjectId.from_digest(update_and_digest(self.sha, view))
+        self.read_bytes += len(view)
         if self.progress:
             self.progress(len(view))
+        return oid
 
     def _fill(self, view: memoryview) -> None:
         got = 0
@@ -494,9 +433,9 @@ class _ChunkReader:
 
 def _ingest_file(
     plan: SourcePlan, writer: _ChunkWriter, progress: Progress | None, bases: DeltaBases | None = None
-) -> tuple[SourcePlan, list[_PendingPart], FileRead, _FileDigest]:
-    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, its parts, the read: its stat around
-    the read, for the push index, and the file's digest, whole once the writer is drained)."""
+) -> tuple[SourcePlan, list[_PendingPart], FileRead]:
+    """Read ``plan``'s file once, handing its chunks to ``writer``; (plan, its parts, and the read: the file's
+    sha256 and its stat around the read, for the push index)."""
     path = plan.path
     try:
         fh = open(path, "rb")
@@ -505,7 +444,7 @@ def _ingest_file(
     with fh:
         started = time.time()
         before = os.fstat(fh.fileno())
-        reader = _ChunkReader(fh, path, progress, writer.file_digest())
+        reader = _HashingReader(fh, path, progress)
         if plan.kind == "safetensors":
             parts = _safetensors_parts(plan, reader, writer, bases)
         elif plan.kind == "gguf":
@@ -515,7 +454,7 @@ def _ingest_file(
         if fh.read(1):
             raise SourceError(f"{printable_path(str(path))}: file grew while being read")
         after = os.fstat(fh.fileno())
-    return plan, parts, FileRead(path, plan.rel, before, after, started, ""), reader.digest
+    return plan, parts, FileRead(path, plan.rel, before, after, started, reader.sha.hexdigest())
 
 
 def _fits(hit: Reused | None, plan: SourcePlan) -> bool:
@@ -540,7 +479,7 @@ class _PendingPart:
 
 
 def _part(
-    reader: _ChunkReader,
+    reader: _HashingReader,
     writer: _ChunkWriter,
     kind: str,
     offset: int,
@@ -550,17 +489,15 @@ def _part(
 ) -> _PendingPart:
     hint = dtype if dtype in FLOAT_DTYPES else None
     futures = [
-        writer.submit(
-            chunk, hint, owner, bases[i] if bases and i < len(bases) else None, digest=reader.digest, position=pos
-        )
-        for i, (chunk, owner, pos) in enumerate(reader.chunks(length, writer.buffer))
+        writer.submit(chunk, hint, owner, bases[i] if bases and i < len(bases) else None, object_id=oid)
+        for i, (chunk, owner, oid) in enumerate(reader.chunks(length, writer.buffer))
     ]
     return _PendingPart(kind, offset, length, futures)
 
 
 def _tensor_part(
     plan: SourcePlan,
-    reader: _ChunkReader,
+    reader: _HashingReader,
     writer: _ChunkWriter,
     t: TensorEntry | GGUFTensor,
     bases: DeltaBases | None,
@@ -572,20 +509,19 @@ def _tensor_part(
 
 
 def _safetensors_parts(
-    plan: SourcePlan, reader: _ChunkReader, writer: _ChunkWriter, bases: DeltaBases | None = None
+    plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter, bases: DeltaBases | None = None
 ) -> list[_PendingPart]:
-    header = reader.read_exact(plan.header_length)
-    if hashlib.sha256(header).digest() != plan.header_sha256:
+    header, oid = reader.read_exact(plan.header_length)
+    if bytes.fromhex(oid) != plan.header_sha256:  # the header's id is its sha256
         raise SourceError(f"{printable_path(str(plan.path))}: file changed while being read (header)")
-    stored = writer.submit(header, None, digest=reader.digest, position=reader.next_position())
-    parts = [_PendingPart("header", 0, plan.header_length, [stored])]
+    parts = [_PendingPart("header", 0, plan.header_length, [writer.submit(header, None, object_id=oid)])]
     for t in plan.tensors:
         parts.append(_tensor_part(plan, reader, writer, t, bases))
     return parts
 
 
 def _gguf_parts(
-    plan: SourcePlan, reader: _ChunkReader, writer: _ChunkWriter, bases: DeltaBases | None = None
+    plan: SourcePlan, reader: _HashingReader, writer: _ChunkWriter, bases: DeltaBases | None = None
 ) -> list[_PendingPart]:
     """Header, then one part per tensor in file order, with alignment padding as "pad" parts between them.
 

@@ -47,10 +47,8 @@ def _instrument() -> None:
     import modelarc.storage.store as store
     from modelarc.storage.ids import ObjectId
 
-    _wrap(ingest._ChunkReader, "_fill", "file read")
-    # on the workers: a chunk's wait for its turn in its file, then the one pass that feeds the file's sha256 and
-    # gives the chunk's id
-    _wrap(ingest._FileDigest, "feed", "file turn + sha256")
+    # the reading thread: its reads, and the one pass that feeds the file's sha256 and gives each chunk's id
+    _wrap(ingest._HashingReader, "_fill", "file read")
     _wrap(ingest, "update_and_digest", "file+chunk sha256")
     waited = _WAITED
     submit = ingest._ChunkWriter.submit
