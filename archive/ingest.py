@@ -1,13 +1,11 @@
 """Ingest a model folder or a single file into the store and build its manifest, reading each file once.
 
 The main thread reads each file sequentially in chunks (at most ``CHUNK_SIZE`` bytes of one tensor, header or
-blob) and feeds the whole file's running sha256; a worker pool skips each chunk the store already has and otherwise
-encodes and writes it. Each chunk's own sha256 (its object id) is hashed where it costs least: while the pool is
-backlogged (the reader would wait for it anyway) the reader hashes the chunk once for both digests
-(storage/digests.py ``update_and_digest``: the two interleaved on the SHA unit cost about 0.7 of hashing the bytes
-twice); otherwise the reader, the push's one serial stage, feeds only the file's digest and the worker hashes the
-chunk. The hashing, numpy and the compressors release the GIL, so both cores work, and at most ``MAX_IN_FLIGHT``
-chunks are held in memory at once.
+blob) and hashes each chunk once for two digests: the whole file's running sha256 and the chunk's own, its object
+id (storage/digests.py ``update_and_digest``: the two interleaved on the SHA unit cost about 0.7 of hashing the
+bytes twice). A worker pool skips each chunk the store already has and otherwise encodes and writes it. The hashing,
+numpy and the compressors release the GIL, so both cores work, and at most ``MAX_IN_FLIGHT`` chunks are held in
+memory at once.
 
 Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
 bytes a name, see ``path_problem``), symlinks (``list_source_files``), and every safetensors/GGUF header with the
@@ -212,11 +210,10 @@ class _ChunkWriter:
         owner: bytearray | None = None,
         base: ObjectId | None = None,
         *,
-        object_id: ObjectId | None = None,
+        object_id: ObjectId,
     ) -> Future[PutResult]:
-        """Store ``data`` on the pool (as a delta against ``base`` when that is smaller), hashing it there unless
-        the caller did (``object_id``); ``owner``, the pooled buffer ``data`` lives in, is reused once it is
-        stored."""
+        """Store ``data``, whose id the caller hashed (``object_id``), on the pool (as a delta against ``base``
+        when that is smaller); ``owner``, the pooled buffer ``data`` lives in, is reused once it is stored."""
         while len(self.pending) >= self.in_flight:
             self.pending.popleft().result()
         fut = self.pool.submit(self._write, data, dtype, owner, base, object_id)
@@ -224,11 +221,7 @@ class _ChunkWriter:
         return fut
 
     def _put(
-        self,
-        data: bytes | bytearray | memoryview,
-        dtype: str | None,
-        base: ObjectId | None,
-        oid: ObjectId | None,
+        self, data: bytes | bytearray | memoryview, dtype: str | None, base: ObjectId | None, oid: ObjectId
     ) -> PutResult:
         if base is None:
             return self.store.put(data, dtype_hint=dtype, object_id=oid)
@@ -255,7 +248,7 @@ class _ChunkWriter:
         dtype: str | None,
         owner: bytearray | None,
         base: ObjectId | None,
-        oid: ObjectId | None,
+        oid: ObjectId,
     ) -> PutResult:
         try:
             result = self._put(data, dtype, base, oid)
@@ -278,11 +271,6 @@ class _ChunkWriter:
                     result.standalone_size,
                 )
         return result
-
-    def backlogged(self) -> bool:
-        """Whether the pool has more chunks than it can start: then the reader will wait for it anyway, and may
-        as well hash the next chunk's id itself."""
-        return sum(not f.done() for f in self.pending) >= self.in_flight - 1
 
     def drain(self) -> None:
         while self.pending:
@@ -394,50 +382,39 @@ def ingest(
 
 
 class _HashingReader:
-    """Reads one file in order; every piece it reads goes into the file's sha256, and comes with its own id when
-    ``pair()`` says the reader should hash that too."""
+    """Reads one file in order; every piece it reads goes into the file's sha256 and comes with its own id."""
 
-    def __init__(
-        self, fh: io.BufferedReader, path: Path, progress: Progress | None, pair: Callable[[], bool]
-    ) -> None:
+    def __init__(self, fh: io.BufferedReader, path: Path, progress: Progress | None) -> None:
         self.fh = fh
         self.path = path
         self.sha = sha256_stream()
         self.read_bytes = 0
         self.progress = progress
-        self.pair = pair
 
     def read_exact(self, n: int) -> tuple[bytearray, ObjectId]:
-        """The next ``n`` bytes, and their id (always: a header's is checked against the plan)."""
+        """The next ``n`` bytes, and their id."""
         data = bytearray(n)
-        view = memoryview(data)
-        self._fill(view)
-        oid = self._hash(view, True)
-        assert oid is not None
-        return data, oid
+        return data, self._read_into(memoryview(data))
 
     def chunks(
         self, n: int, buffers: Callable[[], bytearray]
-    ) -> Iterator[tuple[memoryview, bytearray, ObjectId | None]]:
+    ) -> Iterator[tuple[memoryview, bytearray, ObjectId]]:
         """The next ``n`` bytes in chunks read into buffers from ``buffers``: (the chunk, the buffer it lives in,
-        the chunk's id or None for the pool to hash)."""
+        the chunk's id)."""
         remaining = n
         while remaining:
             take = min(CHUNK_SIZE, remaining)
             buf = buffers()
             view = memoryview(buf)[:take]
-            self._fill(view)
-            yield view, buf, self._hash(view, self.pair())
+            oid = self._read_into(view)
+            yield view, buf, oid
             remaining -= take
 
-    def _hash(self, view: memoryview, pair: bool) -> ObjectId | None:
-        """Feed ``view`` to the file's sha256 and report progress; with ``pair``, the id of ``view`` too, hashed
-        in the same pass."""
-        if pair:
-            oid: ObjectId | None = ObjectId.from_digest(update_and_digest(self.sha, view))
-        else:
-            self.sha.update(view)
-            oid = None
+    def _read_into(self, view: memoryview) -> ObjectId:
+        """Fill ``view`` from the file, feed it to the file's sha256 and report progress; the id of what was read.
+        A file that ends early is an error."""
+        self._fill(view)
+        oid = ObjectId.from_digest(update_and_digest(self.sha, view))
         self.read_bytes += len(view)
         if self.progress:
             self.progress(len(view))
@@ -467,7 +444,7 @@ def _ingest_file(
     with fh:
         started = time.time()
         before = os.fstat(fh.fileno())
-        reader = _HashingReader(fh, path, progress, writer.backlogged)
+        reader = _HashingReader(fh, path, progress)
         if plan.kind == "safetensors":
             parts = _safetensors_parts(plan, reader, writer, bases)
         elif plan.kind == "gguf":

@@ -49,8 +49,7 @@ def _instrument() -> None:
 
     # the reading thread: its reads, and the one pass that feeds the file's sha256 and gives each chunk's id
     _wrap(ingest._HashingReader, "_fill", "file read")
-    _wrap(ingest._HashingReader, "_hash", "file sha256")
-    _wrap(ingest, "update_and_digest", "+ chunk ids, paired")  # the chunks whose ids the reader hashed too
+    _wrap(ingest, "update_and_digest", "file+chunk sha256")
     waited = _WAITED
     submit = ingest._ChunkWriter.submit
 
@@ -62,7 +61,7 @@ def _instrument() -> None:
         return submit(self, *args, **kwargs)
 
     ingest._ChunkWriter.submit = submit_timed  # type: ignore[method-assign]
-    _wrap(ObjectId, "of", "chunk sha256")  # the chunks whose ids the reader left to the pool
+    _wrap(ObjectId, "of", "chunk sha256")  # ids hashed apart from the reading pass (none in a plain push)
     _wrap(store.ObjectStore, "put", "store.put")
     _wrap(codecs, "choose_and_encode", "encode")
     store.choose_and_encode = codecs.choose_and_encode  # type: ignore[attr-defined]

@@ -1,10 +1,9 @@
 """Ingest hashes each chunk once for two digests (the file's running sha256 and the chunk's object id, in one
-interleaved pass, storage/digests.py ``update_and_digest``) when the pool is backlogged, and the pool stores the
-chunk under that id without hashing it again: both must still be plain SHA-256 of the right bytes, with the native
-hasher and with the hashlib fallback."""
+interleaved pass, storage/digests.py ``update_and_digest``), and the pool stores the chunk under that id without
+hashing it again: both must still be plain SHA-256 of the right bytes, with the native hasher and with the
+hashlib fallback."""
 
 import hashlib
-import itertools
 import threading
 from pathlib import Path
 
@@ -14,9 +13,10 @@ from modelfactory import write_model
 
 import modelarc.archive.ingest as ingest_module
 from modelarc.archive.ingest import ingest
-from modelarc.storage import ObjectStore, _sha256  # type: ignore[attr-defined]
+from modelarc.storage import ObjectStore
+from modelarc.storage import _sha256  # type: ignore[attr-defined]
 
-# Small chunks: many per file, ids hashed on both sides of the pool, and partial blocks carried between them.
+# Small chunks: many per file, so several threads hash one file's chunks and the order between them matters.
 SMALL_CHUNK = 4096
 
 
@@ -36,20 +36,15 @@ def _model(folder: Path) -> Path:
     return write_model(folder, tensors, extra_files={"blob.bin": odd, "tiny.txt": b"x" * 57, "empty": b""})
 
 
-@pytest.mark.parametrize("pairing", ["paired", "unpaired", "alternating"])
 @pytest.mark.parametrize("native", [True, False], ids=["native", "hashlib"])
 def test_every_chunk_id_and_file_digest_is_the_plain_sha256_of_its_bytes(
-    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch, native: bool, pairing: str
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
-    """Whether the reader hashes a chunk's id with the file's digest or leaves it to the pool (it depends on how
-    busy the pool is) changes neither."""
     if native and not _sha256.lanes:
         pytest.skip("this CPU has no SHA extensions")
     if not native:
         monkeypatch.setattr(_sha256, "lanes", 0)  # as on a CPU without them: hashlib streams throughout
     monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
-    answers = itertools.cycle({"paired": [True], "unpaired": [False], "alternating": [True, False, False]}[pairing])
-    monkeypatch.setattr(ingest_module._ChunkWriter, "backlogged", lambda _self: next(answers))
     src = _model(tmp_path / "m")
     result = ingest(src, store, jobs=4)
     for entry in result.manifest.files:
