@@ -13,10 +13,9 @@ from modelfactory import write_model
 
 import modelarc.archive.ingest as ingest_module
 from modelarc.archive.ingest import ingest
-from modelarc.storage import ObjectStore
-from modelarc.storage import _sha256  # type: ignore[attr-defined]
+from modelarc.storage import ObjectStore, _sha256  # type: ignore[attr-defined]
 
-# Small chunks: many per file, so several threads hash one file's chunks and the order between them matters.
+# Small chunks: many per file, the file's digest carrying a partial block from one to the next, many ids to store.
 SMALL_CHUNK = 4096
 
 
