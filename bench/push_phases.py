@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import models as bench_models  # noqa: E402
 from phases import ROWS as _rows  # noqa: E402
-from phases import group as _group  # noqa: E402
 from phases import wrap as _wrap  # noqa: E402
 
 MODELARC = Path(sys.executable).with_name("modelarc")
@@ -49,28 +47,9 @@ def _instrument() -> None:
     import modelarc.storage.store as store
     from modelarc.storage.ids import ObjectId
 
-    def read_into(self: Any, view: memoryview) -> None:  # _HashingReader._read_into, split into its two steps
-        wall, cpu = time.perf_counter(), time.thread_time()
-        got = 0
-        while got < len(view):
-            k = self.fh.readinto(view[got:])
-            if not k:
-                raise RuntimeError("short read")
-            got += k
-        wall2, cpu2 = time.perf_counter(), time.thread_time()
-        self.sha.update(view)
-        self.read_bytes += len(view)
-        group = _group(threading.current_thread().name)
-        for label, w, c in (
-            ("file read", wall2 - wall, cpu2 - cpu),
-            ("file sha256", time.perf_counter() - wall2, time.thread_time() - cpu2),
-        ):
-            row = _rows[(group, label, 1)]
-            row[0] += w
-            row[1] += c
-            row[2] += 1
-
-    ingest._HashingReader._read_into = read_into  # type: ignore[method-assign]
+    # the reading thread: its reads, and the one pass that feeds the file's sha256 and gives each chunk's id
+    _wrap(ingest._HashingReader, "_fill", "file read")
+    _wrap(ingest, "update_and_digest", "file+chunk sha256")
     waited = _WAITED
     submit = ingest._ChunkWriter.submit
 
@@ -82,7 +61,7 @@ def _instrument() -> None:
         return submit(self, *args, **kwargs)
 
     ingest._ChunkWriter.submit = submit_timed  # type: ignore[method-assign]
-    _wrap(ObjectId, "of", "chunk sha256")
+    _wrap(ObjectId, "of", "chunk sha256")  # ids hashed apart from the reading pass (none in a plain push)
     _wrap(store.ObjectStore, "put", "store.put")
     _wrap(codecs, "choose_and_encode", "encode")
     store.choose_and_encode = codecs.choose_and_encode  # type: ignore[attr-defined]

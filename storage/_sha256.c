@@ -8,11 +8,18 @@
  * on one core against hashlib's 1.57 GB/s (AMD EPYC, 2026-11-29). The digests are ordinary SHA-256: callers
  * compare them with object ids exactly as they would compare hashlib's.
  *
+ * Also a streaming SHA-256 (`Sha256Stream`, hashlib's update/digest/hexdigest/copy) and `update_and_digest`, which
+ * feeds a buffer to such a stream AND returns the buffer's own digest in one interleaved pass: a push needs both the
+ * whole file's digest and every chunk's object id, the same bytes hashed twice, and two streams at once cost little
+ * more than one. The stream carries a partial block (< 64 bytes) between updates, so the file's lane starts at a
+ * different offset of the buffer than the chunk's lane whenever an earlier update's length was not a multiple of 64.
+ *
  * Only x86-64 CPUs with the SHA extensions (and SSSE3, SSE4.1) run this code; `lanes` is 0 elsewhere and callers
  * use hashlib instead. The GIL is released while hashing.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pythread.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -161,6 +168,60 @@ static void sha256_two(const uint8_t *pa, size_t na, uint8_t da[32], const uint8
     finish(sb, pb + 64 * bb, nb % 64, nb, db);
 }
 
+/* A running SHA-256: the state after every whole block so far, the bytes of the block begun, the length so far. */
+typedef struct {
+    uint32_t s[8];
+    uint8_t partial[64];
+    size_t used; /* bytes in `partial`, always < 64 between calls */
+    uint64_t total;
+} Stream;
+
+/* Tops up the stream's begun block from the head of (p, n); returns how many bytes of p that took. */
+static size_t stream_top_up(Stream *st, const uint8_t *p, size_t n)
+{
+    size_t take;
+    if (!st->used) return 0;
+    take = 64 - st->used < n ? 64 - st->used : n;
+    memcpy(st->partial + st->used, p, take);
+    st->used += take;
+    if (st->used == 64) {
+        blocks_one(st->s, st->partial, 1);
+        st->used = 0;
+    }
+    return take;
+}
+
+static void stream_update(Stream *st, const uint8_t *p, size_t n)
+{
+    size_t head = stream_top_up(st, p, n), nblocks = (n - head) / 64;
+    blocks_one(st->s, p + head, nblocks);
+    memcpy(st->partial, p + head + 64 * nblocks, n - head - 64 * nblocks);
+    st->used += n - head - 64 * nblocks; /* 0 when head left a block begun: then nothing is past it */
+    st->total += n;
+}
+
+/* stream_update(st, p, n) and the SHA-256 of (p, n) alone, their whole blocks interleaved (blocks_two). The
+ * stream's lane runs `head` bytes behind the buffer's own, so the buffer's lane has at most one block more. */
+static void stream_update_and_digest(Stream *st, const uint8_t *p, size_t n, uint8_t digest[32])
+{
+    uint32_t own[8];
+    size_t head = stream_top_up(st, p, n), stream_blocks = (n - head) / 64, own_blocks = n / 64;
+    memcpy(own, H0, sizeof own);
+    blocks_two(st->s, p + head, own, p, stream_blocks);
+    blocks_one(own, p + 64 * stream_blocks, own_blocks - stream_blocks);
+    memcpy(st->partial, p + head + 64 * stream_blocks, n - head - 64 * stream_blocks);
+    st->used += n - head - 64 * stream_blocks;
+    st->total += n;
+    finish(own, p + 64 * own_blocks, n % 64, n, digest);
+}
+
+static void stream_digest(const Stream *st, uint8_t digest[32])
+{
+    uint32_t s[8];
+    memcpy(s, st->s, sizeof s);
+    finish(s, st->partial, st->used, st->total, digest);
+}
+
 static int cpu_has_sha_ni(void)
 {
     unsigned a, b, c, d;
@@ -226,14 +287,225 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ Sha256Stream, update_and_digest */
+
+/* Buffers shorter than this are hashed holding the GIL (as hashlib does): releasing it costs more than they take. */
+#define GIL_MINSIZE 2048
+
+typedef struct {
+    PyObject_HEAD
+#if HAVE_SHA_NI_CODE
+    Stream st;
+#endif
+    PyThread_type_lock lock; /* one update at a time, the GIL released or not (as hashlib's objects) */
+} StreamObject;
+
+static PyTypeObject StreamType;
+
+/* Takes the object's lock, letting other threads run while it waits. */
+static void stream_lock(StreamObject *self)
+{
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static StreamObject *stream_alloc(void)
+{
+    StreamObject *self = PyObject_New(StreamObject, &StreamType);
+    if (!self) return NULL;
+    self->lock = PyThread_allocate_lock();
+    if (!self->lock) {
+        PyObject_Free(self);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return self;
+}
+
+static void stream_dealloc(StreamObject *self)
+{
+    PyThread_free_lock(self->lock);
+    PyObject_Free(self);
+}
+
+/* Feeds `view` to the stream and, when `digest` is not NULL, writes the view's own SHA-256 there. */
+static void stream_feed(StreamObject *self, Py_buffer *view, uint8_t *digest)
+{
+#if HAVE_SHA_NI_CODE
+    const uint8_t *p = view->buf;
+    size_t n = (size_t)view->len;
+    stream_lock(self);
+    if (n >= GIL_MINSIZE) {
+        Py_BEGIN_ALLOW_THREADS
+        if (digest)
+            stream_update_and_digest(&self->st, p, n, digest);
+        else
+            stream_update(&self->st, p, n);
+        Py_END_ALLOW_THREADS
+    } else if (digest) {
+        stream_update_and_digest(&self->st, p, n, digest);
+    } else {
+        stream_update(&self->st, p, n);
+    }
+    PyThread_release_lock(self->lock);
+#else
+    (void)self, (void)view, (void)digest;
+#endif
+}
+
+static PyObject *stream_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"data", NULL};
+    Py_buffer view = {0};
+    StreamObject *self;
+    (void)type;
+    if (!lanes) {
+        PyErr_SetString(PyExc_RuntimeError, "this CPU has no SHA extensions: use hashlib");
+        return NULL;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|y*:Sha256Stream", keywords, &view)) return NULL;
+    self = stream_alloc();
+    if (self) {
+#if HAVE_SHA_NI_CODE
+        memcpy(self->st.s, H0, sizeof self->st.s);
+        self->st.used = 0;
+        self->st.total = 0;
+#endif
+        if (view.buf) stream_feed(self, &view, NULL);
+    }
+    if (view.obj) PyBuffer_Release(&view);
+    return (PyObject *)self;
+}
+
+static PyObject *stream_py_update(StreamObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) return NULL;
+    stream_feed(self, &view, NULL);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
+static void stream_read_digest(StreamObject *self, uint8_t digest[32])
+{
+#if HAVE_SHA_NI_CODE
+    stream_lock(self);
+    stream_digest(&self->st, digest);
+    PyThread_release_lock(self->lock);
+#else
+    (void)self;
+    memset(digest, 0, 32);
+#endif
+}
+
+static PyObject *stream_py_digest(StreamObject *self, PyObject *Py_UNUSED(ignored))
+{
+    uint8_t digest[32];
+    stream_read_digest(self, digest);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
+static PyObject *stream_py_hexdigest(StreamObject *self, PyObject *Py_UNUSED(ignored))
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t digest[32];
+    char text[64];
+    stream_read_digest(self, digest);
+    for (int i = 0; i < 32; i++) {
+        text[2 * i] = hex[digest[i] >> 4];
+        text[2 * i + 1] = hex[digest[i] & 15];
+    }
+    return PyUnicode_FromStringAndSize(text, 64);
+}
+
+static PyObject *stream_py_copy(StreamObject *self, PyObject *Py_UNUSED(ignored))
+{
+    StreamObject *twin = stream_alloc();
+    if (!twin) return NULL;
+#if HAVE_SHA_NI_CODE
+    stream_lock(self);
+    twin->st = self->st;
+    PyThread_release_lock(self->lock);
+#endif
+    return (PyObject *)twin;
+}
+
+static PyObject *stream_get_name(PyObject *self, void *closure)
+{
+    (void)self, (void)closure;
+    return PyUnicode_FromString("sha256");
+}
+
+static PyObject *stream_get_digest_size(PyObject *self, void *closure)
+{
+    (void)self, (void)closure;
+    return PyLong_FromLong(32);
+}
+
+static PyObject *stream_get_block_size(PyObject *self, void *closure)
+{
+    (void)self, (void)closure;
+    return PyLong_FromLong(64);
+}
+
+static PyMethodDef stream_methods[] = {
+    {"update", (PyCFunction)stream_py_update, METH_O, "Feed a buffer to the running digest."},
+    {"digest", (PyCFunction)stream_py_digest, METH_NOARGS, "The SHA-256 of everything fed so far (32 bytes)."},
+    {"hexdigest", (PyCFunction)stream_py_hexdigest, METH_NOARGS, "digest() as 64 lowercase hex digits."},
+    {"copy", (PyCFunction)stream_py_copy, METH_NOARGS, "An independent stream in the same state."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stream_getset[] = {
+    {"name", stream_get_name, NULL, NULL, NULL},
+    {"digest_size", stream_get_digest_size, NULL, NULL, NULL},
+    {"block_size", stream_get_block_size, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject StreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "modelarc.storage._sha256.Sha256Stream",
+    .tp_doc = "Sha256Stream(data=b'') -> a running SHA-256 with hashlib's update/digest/hexdigest/copy.\n"
+              "Only when `lanes` is 2; raises RuntimeError otherwise.",
+    .tp_basicsize = sizeof(StreamObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = stream_new,
+    .tp_dealloc = (destructor)stream_dealloc,
+    .tp_methods = stream_methods,
+    .tp_getset = stream_getset,
+};
+
+PyDoc_STRVAR(update_and_digest_doc,
+             "update_and_digest(stream, buffer) -> bytes: stream.update(buffer), and the SHA-256 digest of buffer\n"
+             "alone, in one pass that hashes the two interleaved.");
+
+static PyObject *py_update_and_digest(PyObject *self, PyObject *args)
+{
+    PyObject *stream, *data;
+    Py_buffer view;
+    uint8_t digest[32];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O:update_and_digest", &StreamType, &stream, &data)) return NULL;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) != 0) return NULL;
+    stream_feed((StreamObject *)stream, &view, digest);
+    PyBuffer_Release(&view);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
 static PyMethodDef methods[] = {
     {"digests", py_digests, METH_O, digests_doc},
+    {"update_and_digest", py_update_and_digest, METH_VARARGS, update_and_digest_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_sha256", "SHA-256 of two buffers at once on the x86 SHA extensions.", -1, methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_sha256",
+    "SHA-256 of two buffers at once, or of a buffer and a running stream, on the x86 SHA extensions.", -1,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__sha256(void)
@@ -243,5 +515,7 @@ PyMODINIT_FUNC PyInit__sha256(void)
     lanes = cpu_has_sha_ni() ? 2 : 0;
 #endif
     if (m && PyModule_AddIntConstant(m, "lanes", lanes) != 0) Py_CLEAR(m);
+    if (m && (PyType_Ready(&StreamType) != 0 || PyModule_AddObjectRef(m, "Sha256Stream", (PyObject *)&StreamType) != 0))
+        Py_CLEAR(m);
     return m;
 }

@@ -26,6 +26,13 @@ class ObjectId(str):
     def of(cls, data: bytes | bytearray | memoryview) -> ObjectId:
         return super().__new__(cls, hashlib.sha256(data).hexdigest())
 
+    @classmethod
+    def from_digest(cls, digest: bytes) -> ObjectId:
+        """The id of an object whose raw bytes' SHA-256 digest (32 bytes) is already known."""
+        if len(digest) != 32:
+            raise ValueError(f"a SHA-256 digest is 32 bytes, not {len(digest)}")
+        return super().__new__(cls, digest.hex())
+
     @property
     def prefixed(self) -> str:
         return f"sha256:{self}"

@@ -1,5 +1,7 @@
 """``sha256_hexdigests`` (two buffers hashed at once on the x86 SHA extensions, hashlib otherwise) gives exactly
-hashlib's SHA-256 of every buffer, whatever their lengths and however they pair."""
+hashlib's SHA-256 of every buffer, whatever their lengths and however they pair; ``update_and_digest`` (a running
+stream and a buffer hashed at once) gives exactly hashlib's digest of the buffer and of everything fed to the
+stream, whatever partial block the stream carries."""
 
 import hashlib
 import os
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelarc.storage import _sha256  # type: ignore[attr-defined]
-from modelarc.storage.digests import pairs_well, sha256_hexdigests
+from modelarc.storage.digests import pairs_well, sha256_hexdigests, sha256_stream, update_and_digest
 
 # Around the block (64 bytes) and padding (56 bytes) boundaries, where a SHA-256 implementation goes wrong.
 EDGES = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096 + 55]
@@ -48,3 +50,87 @@ def test_the_native_pair_hasher_gives_sha256_for_any_number_of_buffers() -> None
 def test_only_lengths_of_a_similar_size_pair() -> None:
     assert not pairs_well(1000, 499)
     assert pairs_well(1000, 500) == bool(_sha256.lanes)
+
+
+# Both kinds of stream, so the hashlib fallback (every CPU without the SHA extensions) is tested here too.
+STREAMS = [
+    pytest.param(True, id="native", marks=pytest.mark.skipif(not _sha256.lanes, reason="no SHA extensions")),
+    pytest.param(False, id="hashlib"),
+]
+DATA = os.urandom(1 << 16)
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_a_buffer_after_every_carried_partial_block_hashes_as_hashlib(native: bool) -> None:
+    """The stream's lane starts ``carried`` bytes into its block, the buffer's own at 0: every pairing of the two
+    around the padding (55/56) and block (64) edges."""
+    for carried in range(0, 130):
+        for length in range(0, 201):
+            stream, want = sha256_stream(native=native), hashlib.sha256()
+            stream.update(DATA[:carried])
+            want.update(DATA[:carried])
+            chunk = DATA[carried : carried + length]
+            assert update_and_digest(stream, chunk) == hashlib.sha256(chunk).digest(), (carried, length)
+            want.update(chunk)
+            assert stream.hexdigest() == want.hexdigest(), (carried, length)
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_partial_blocks_carried_across_many_updates_hash_as_hashlib(native: bool) -> None:
+    stream, want, at = sha256_stream(native=native), hashlib.sha256(), 0
+    for i, length in enumerate([1, 54, 1, 8, 63, 0, 65, 127, 129, 55, 56, 57, 3, 200, 64, 4096 + 7, 2047, 2049]):
+        piece = DATA[at : at + length]
+        at += length
+        if i % 3 == 2:
+            stream.update(piece)
+        else:
+            assert update_and_digest(stream, piece) == hashlib.sha256(piece).digest(), (i, length)
+        want.update(piece)
+        assert stream.digest() == want.digest(), (i, length)  # a digest mid-stream does not disturb it
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_large_views_into_a_reused_buffer_hash_as_hashlib(native: bool) -> None:
+    """What ingest feeds: memoryviews into one reused 8 MiB bytearray, the GIL released for each."""
+    owner = bytearray(os.urandom(8 << 20))
+    stream, want = sha256_stream(native=native), hashlib.sha256()
+    for length in (8 << 20, 12_345, (8 << 20) - 1, 1 << 20):
+        view = memoryview(owner)[:length]
+        assert update_and_digest(stream, view) == hashlib.sha256(view).digest()
+        want.update(view)
+        view.release()
+    assert stream.hexdigest() == want.hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=700), st.booleans()), max_size=12), st.booleans())
+def test_any_sequence_of_updates_hashes_as_hashlib(steps: list[tuple[bytes, bool]], native: bool) -> None:
+    native = native and bool(_sha256.lanes)
+    stream, want = sha256_stream(native=native), hashlib.sha256()
+    for data, paired in steps:
+        if paired:
+            assert update_and_digest(stream, data) == hashlib.sha256(data).digest()
+        else:
+            stream.update(data)
+        want.update(data)
+    assert stream.hexdigest() == want.hexdigest()
+    assert stream.digest() == want.digest()
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_a_copy_goes_on_without_the_original(native: bool) -> None:
+    stream = sha256_stream(native=native)
+    stream.update(DATA[:100])
+    twin = stream.copy()
+    update_and_digest(twin, DATA[100:300])
+    assert stream.hexdigest() == hashlib.sha256(DATA[:100]).hexdigest()
+    assert twin.hexdigest() == hashlib.sha256(DATA[:300]).hexdigest()
+
+
+@pytest.mark.skipif(not _sha256.lanes, reason="this CPU has no SHA extensions")
+def test_the_native_stream_takes_initial_data_and_reads_as_hashlib() -> None:
+    stream = _sha256.Sha256Stream(b"abc")
+    assert stream.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    assert (stream.name, stream.digest_size, stream.block_size) == ("sha256", 32, 64)
+    with pytest.raises(TypeError):
+        _sha256.update_and_digest(hashlib.sha256(), b"x")  # only its own streams

@@ -1,0 +1,89 @@
+"""Ingest hashes each chunk once for two digests (the file's running sha256 and the chunk's object id, in one
+interleaved pass, storage/digests.py ``update_and_digest``), and the pool stores the chunk under that id without
+hashing it again: both must still be plain SHA-256 of the right bytes, with the native hasher and with the
+hashlib fallback."""
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from modelfactory import write_model
+
+import modelarc.archive.ingest as ingest_module
+from modelarc.archive.ingest import ingest
+from modelarc.storage import ObjectStore, _sha256  # type: ignore[attr-defined]
+
+# Small chunks: many per file, the file's digest carrying a partial block from one to the next, many ids to store.
+SMALL_CHUNK = 4096
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore.open_local(tmp_path / "store")
+
+
+def _model(folder: Path) -> Path:
+    rng = np.random.default_rng(7)
+    tensors = {
+        "a": rng.standard_normal(5000).astype(np.float32),  # 20000 bytes: chunks of 4096 and a 3616-byte end
+        "b": rng.standard_normal((33, 17)).astype(np.float32),  # 2244 bytes, not a multiple of 64
+        "c": rng.integers(0, 255, 40_001, dtype=np.uint8),
+    }
+    odd = bytes(rng.integers(0, 256, 3 * SMALL_CHUNK + 55, dtype=np.uint8))
+    return write_model(folder, tensors, extra_files={"blob.bin": odd, "tiny.txt": b"x" * 57, "empty": b""})
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "hashlib"])
+def test_every_chunk_id_and_file_digest_is_the_plain_sha256_of_its_bytes(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    if native and not _sha256.lanes:
+        pytest.skip("this CPU has no SHA extensions")
+    if not native:
+        monkeypatch.setattr(_sha256, "lanes", 0)  # as on a CPU without them: hashlib streams throughout
+    monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
+    src = _model(tmp_path / "m")
+    result = ingest(src, store, jobs=4)
+    for entry in result.manifest.files:
+        data = (src / entry.path).read_bytes()
+        assert entry.sha256 == hashlib.sha256(data).hexdigest(), entry.path
+        for part in entry.parts:
+            at = part.offset
+            for chunk in part.chunks:
+                assert chunk.id == hashlib.sha256(data[at : at + chunk.length]).hexdigest(), (entry.path, at)
+                at += chunk.length
+            assert at == part.offset + part.length
+    assert sum(len(p.chunks) for f in result.manifest.files for p in f.parts) > 20  # many chunks per file
+    assert {r.rel: r.sha256 for r in result.reads} == {f.path: f.sha256 for f in result.manifest.files}
+
+
+def test_a_store_failing_mid_file_ends_the_ingest_with_its_error(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader hands the pool ids and reused buffers: a failed chunk must end the ingest, not hang it."""
+    monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
+    src = _model(tmp_path / "m")
+    put, calls = store.put, []
+
+    def failing_put(data: bytes, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return put(data, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "put", failing_put)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ingest(src, store, jobs=4)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "ingest hung after a failed chunk"
+    assert len(outcome) == 1 and isinstance(outcome[0], OSError)
