@@ -87,3 +87,28 @@ def test_a_store_failing_mid_file_ends_the_ingest_with_its_error(
     worker.join(timeout=60)
     assert not worker.is_alive(), "ingest hung after a failed chunk"
     assert len(outcome) == 1 and isinstance(outcome[0], OSError)
+
+
+def test_the_reader_pairs_ids_while_chunks_are_new_and_leaves_them_to_the_pool_once_they_are_stored(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-push with --rehash stores nothing new: the pool would idle while the reader hashed every chunk twice
+    over, so there the reader hashes only the file and the pool the ids; either way the manifest is the same."""
+    monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
+    paired: list[int] = []
+    fused = ingest_module.update_and_digest
+
+    def counting(stream: object, data: memoryview) -> bytes:
+        paired.append(len(data))
+        return fused(stream, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "update_and_digest", counting)
+    src = _model(tmp_path / "m")
+    first = ingest(src, store, jobs=2)
+    chunks = sum(len(p.chunks) for f in first.manifest.files for p in f.parts)
+    assert len(paired) >= chunks - ingest_module.PAIR_WINDOW  # new chunks: paired (the window starts empty)
+    paired.clear()
+    again = ingest(src, store, jobs=2)
+    assert again.manifest == first.manifest
+    assert not any(o.added for o in again.objects)
+    assert len(paired) < chunks // 2  # stored already: most ids hashed on the pool
