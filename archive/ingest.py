@@ -214,8 +214,9 @@ class _ChunkWriter:
         them there runs beside the reader (4.29 GB sharded re-push --rehash: 5.15 s always paired, against 3.25 s
         for sha256 alone). Decided by the last ``PAIR_WINDOW`` chunks stored: paired unless most were already there.
         """
-        recent = list(self.recent)
-        return 2 * sum(recent) >= len(recent)
+        with self.lock:
+            new, seen = sum(self.recent), len(self.recent)
+        return 2 * new >= seen
 
     def submit(
         self,
@@ -269,7 +270,8 @@ class _ChunkWriter:
     ) -> PutResult:
         try:
             result = self._put(data, dtype, base, oid)
-            self.recent.append(result.added)
+            with self.lock:
+                self.recent.append(result.added)
         finally:
             if owner is not None:
                 if isinstance(data, memoryview):
