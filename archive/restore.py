@@ -37,6 +37,7 @@ from pathlib import Path
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.pages import aligned_buffer
 
 READ_AHEAD = 6
 # Every tensor chunk fits (ingest's CHUNK_SIZE); a longer object is decoded into fresh bytes instead.
@@ -300,9 +301,11 @@ class _PartialFiles:
         for offset, data in _coalesced(ends):
             _pwrite_all(fd, data, offset)
         with self._lock:
-            del self._open[index]
+            self._open[index] = (fd, tmp, -1)  # should closing ``direct`` fail, ``discard`` still has the file
         if direct >= 0:
             os.close(direct)
+        with self._lock:
+            del self._open[index]
         return fd, tmp
 
     def discard(self) -> None:
@@ -471,7 +474,7 @@ def _placer(
         try:
             direct = files.direct_fd(i)
             if direct is not None and not hasattr(staging, "buf"):
-                staging.buf = mmap.mmap(-1, CHUNK_BUFFER)  # anonymous maps start on a page boundary
+                staging.buf = aligned_buffer(CHUNK_BUFFER)
             pieces = _write_chunk(
                 files.fd(i), direct, data, offset, getattr(staging, "buf", None), functools.partial(files.defer, i)
             )

@@ -29,8 +29,9 @@ def populate_for_write(buffer: bytearray | memoryview) -> None:
 
 
 def aligned_buffer(size: int) -> mmap.mmap:
-    """``size`` bytes (at least one page) starting on a page boundary: an anonymous map always does."""
-    return mmap.mmap(-1, max(PAGE, -(-size // PAGE) * PAGE))
+    """``size`` bytes (at least one page) starting on a page boundary: an anonymous map always does. Private: a
+    shared one (mmap's default) would be shared with a forked child, which could then write into our buffers."""
+    return mmap.mmap(-1, max(PAGE, -(-size // PAGE) * PAGE), flags=mmap.MAP_PRIVATE)
 
 
 def is_page_aligned(buffer: bytes | bytearray | memoryview | mmap.mmap) -> bool:

@@ -285,3 +285,27 @@ def test_a_disk_full_while_the_ends_are_written_fails_the_file_and_leaves_nothin
     with pytest.raises(DiskFullError, match="disk full"):
         restore(store, manifest, out)
     assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_a_failure_to_close_the_direct_descriptor_leaves_no_temp_file(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = big_model(tmp_path / "m", megabytes=24)
+    manifest = ingest(src, store).manifest
+    out = tmp_path / "out"
+    close = os.close
+    failed: list[int] = []
+
+    def failing_once(fd: int) -> None:
+        if not failed and _is_direct(fd):
+            failed.append(fd)
+            close(fd)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        close(fd)
+
+    monkeypatch.setattr(os, "close", failing_once)
+    with pytest.raises(OSError, match="Input/output error"):
+        restore(store, manifest, out)
+    if not failed:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT: no direct descriptor to close")
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]

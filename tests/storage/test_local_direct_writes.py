@@ -267,3 +267,17 @@ def test_an_object_put_through_the_store_reads_back_after_a_refused_direct_write
     put = store.put(weights, dtype_hint="F32")
     assert store.get(put.id) == weights
     assert (tmp_path / object_key(put.id)).stat().st_size == put.stored_size
+
+
+def test_aligned_buffers_are_not_shared_with_a_forked_child() -> None:
+    """A shared anonymous map (mmap's default) would let a forked child write into the parent's buffers."""
+    from modelarc.storage.pages import aligned_buffer
+
+    buf = aligned_buffer(4096)
+    buf[:4] = b"mine"
+    pid = os.fork()
+    if pid == 0:  # the child
+        buf[:4] = b"kids"
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert buf[:4] == b"mine"
