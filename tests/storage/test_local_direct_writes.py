@@ -123,21 +123,24 @@ def test_an_object_encoded_by_the_store_is_written_from_its_encode_buffer_withou
     assert not staged
 
 
+def _refusing_direct(real: Write) -> Write:
+    """A write that refuses (EINVAL) whatever goes to an O_DIRECT descriptor, as some file systems do."""
+
+    def write(fd: int, data: Any) -> int:
+        if _is_direct(fd):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return real(fd, data)
+
+    return write
+
+
 def test_a_direct_write_the_file_system_refuses_is_written_through_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Some file systems take the O_DIRECT flag and refuse the write (EINVAL): the object is written all the same."""
 
-    def refusing(real: Write) -> Write:
-        def write(fd: int, data: Any) -> int:
-            if _is_direct(fd):
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            return real(fd, data)
-
-        return write
-
     data = _data(6 * PAGE + 9, seed=5)
-    log = _patch_write(monkeypatch, refusing)
+    log = _patch_write(monkeypatch, _refusing_direct)
     backend = LocalBackend(tmp_path)
     backend.put("objects/ab/k", data)
     _skip_unless_direct(log)
@@ -253,15 +256,7 @@ def test_a_disk_full_during_either_write_leaves_no_temp_file_and_one_line(
 def test_an_object_put_through_the_store_reads_back_after_a_refused_direct_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refusing(real: Write) -> Write:
-        def write(fd: int, data: Any) -> int:
-            if _is_direct(fd):
-                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            return real(fd, data)
-
-        return write
-
-    _patch_write(monkeypatch, refusing)
+    _patch_write(monkeypatch, _refusing_direct)
     store = ObjectStore.open_local(tmp_path)
     weights = np.random.default_rng(2).normal(size=500_000).astype("<f4").tobytes()
     put = store.put(weights, dtype_hint="F32")
