@@ -293,17 +293,16 @@ class _PartialFiles:
             self._ends.setdefault(index, []).append((offset, data))
 
     def take(self, index: int) -> tuple[int, Path]:
-        """The file's descriptor and temp path, once every chunk of it is written: the ends it kept are written
-        first and its O_DIRECT descriptor closed. Should writing them fail, the file stays here for ``discard``."""
+        """The file's descriptor and temp path, once every chunk of it is written: its O_DIRECT descriptor is closed
+        and the ends it kept are written first. Should either fail, the file stays here for ``discard``."""
         with self._lock:
             fd, tmp, direct = self._open[index]
+            self._open[index] = (fd, tmp, -1)  # until the ends are written: a failure leaves the file to ``discard``
             ends = sorted(self._ends.pop(index, []))
+        if direct >= 0:
+            os.close(direct)  # every direct write to the file has returned: the ends go through the page cache now
         for offset, data in _coalesced(ends):
             _pwrite_all(fd, data, offset)
-        with self._lock:
-            self._open[index] = (fd, tmp, -1)  # should closing ``direct`` fail, ``discard`` still has the file
-        if direct >= 0:
-            os.close(direct)
         with self._lock:
             del self._open[index]
         return fd, tmp
