@@ -3,9 +3,10 @@
 The main thread reads each file sequentially in chunks (at most ``CHUNK_SIZE`` bytes of one tensor, header or
 blob) and hashes each chunk once for two digests: the whole file's running sha256 and the chunk's own, its object
 id (storage/digests.py ``update_and_digest``: the two interleaved on the SHA unit cost about 0.7 of hashing the
-bytes twice). A worker pool skips each chunk the store already has and otherwise encodes and writes it. The hashing,
-numpy and the compressors release the GIL, so both cores work, and at most ``MAX_IN_FLIGHT`` chunks are held in
-memory at once.
+bytes twice); once most recent chunks turn out to be stored already, the pool hashes the ids instead, beside the
+reader (``_ChunkWriter.pair_hashes``). A worker pool skips each chunk the store already has and otherwise encodes
+and writes it. The hashing, numpy and the compressors release the GIL, so both cores work, and at most
+``MAX_IN_FLIGHT`` chunks are held in memory at once.
 
 Everything that can refuse a source is checked before the first object is written: file names (UTF-8, at most 255
 bytes a name, see ``path_problem``), symlinks (``list_source_files``), and every safetensors/GGUF header with the
