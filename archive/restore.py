@@ -37,6 +37,7 @@ from pathlib import Path
 from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
 from modelarc.storage.pages import aligned_buffer
 
 READ_AHEAD = 6
@@ -141,6 +142,10 @@ ChunkBytes = bytes | bytearray | memoryview
 ChunkSource = Callable[[ObjectId, "bytearray | None"], ChunkBytes]
 # Run on a pool thread with a chunk's position in the sequence and its bytes, before they are handed on.
 Place = Callable[[int, ChunkBytes], None]
+# Given a chunk, its bytes as its source returned them and their sha256 (hashed in the same pass as its file), on a
+# pool thread; raises unless they are that object. A remote pull's source hands over objects not yet hashed, and
+# keeps each in its store only once this has seen its digest (archive/remote/sync.py).
+Confirm = Callable[[Chunk, ChunkBytes, bytes], None]
 
 
 class ChunkBuffers:
@@ -405,13 +410,18 @@ class _FileHashes:
     out), so the wait always ends, unless the restore fails, when ``abandon`` wakes every waiter.
     """
 
-    def __init__(self, count: int) -> None:
-        self._sha = [hashlib.sha256() for _ in range(count)]
+    def __init__(self, count: int, *, native: bool = False) -> None:
+        # native streams where each chunk is also hashed on its own (``update_both`` pairs the two)
+        self._sha: list[Sha256Stream] = [sha256_stream() if native else hashlib.sha256() for _ in range(count)]
         self._next = [0] * count  # the position in its file of the chunk each file hashes next
         self._turn = threading.Condition()
         self._abandoned = False
 
-    def update(self, index: int, position: int, pieces: list[ChunkBytes]) -> None:
+    def update(
+        self, index: int, position: int, pieces: list[ChunkBytes], chunk: Sha256Stream | None = None
+    ) -> None:
+        """Feed chunk ``position`` of file ``index`` to the file's hash, in its turn; and to ``chunk`` (the chunk's
+        own hash) in the same pass when given."""
         with self._turn:
             while self._next[index] != position:
                 if self._abandoned:
@@ -419,7 +429,10 @@ class _FileHashes:
                 self._turn.wait()
         # its turn: no other thread touches this file's hash until _next moves on
         for piece in pieces:
-            self._sha[index].update(piece)
+            if chunk is None:
+                self._sha[index].update(piece)
+            else:
+                update_both(self._sha[index], chunk, piece)
         with self._turn:
             self._next[index] = position + 1
             self._turn.notify_all()
@@ -454,16 +467,22 @@ class _PooledFile:
 
 
 def _placer(
-    targets: list[tuple[FileEntry, Path]], files: _PartialFiles, hashes: _FileHashes
+    targets: list[tuple[FileEntry, Path]],
+    files: _PartialFiles,
+    hashes: _FileHashes,
+    confirm: Confirm | None = None,
 ) -> tuple[Place, Iterator[Chunk]]:
     """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file and
-    feeds it to its file's hash once the chunks before it in that file have been."""
+    feeds it to its file's hash once the chunks before it in that file have been; with ``confirm``, to the chunk's
+    own hash as well, in the same pass, and hands ``confirm`` its digest."""
     # (file index, offset in the file, position in the file) of each chunk
     where: list[tuple[int, int, int]] = []
+    every: list[Chunk] = []
     for i, (entry, _target) in enumerate(targets):
         offset = 0
         for position, chunk in enumerate(file_chunks(entry)):
             where.append((i, offset, position))
+            every.append(chunk)
             offset += chunk.length
 
     staging = threading.local()  # each pool thread's page-aligned buffer for O_DIRECT writes
@@ -480,9 +499,14 @@ def _placer(
         except OSError as exc:
             entry, target = targets[i]
             raise _disk_full(exc, target, entry) from None
-        hashes.update(i, position, pieces)
+        if confirm is None:
+            hashes.update(i, position, pieces)
+            return
+        own = sha256_stream()
+        hashes.update(i, position, pieces, own)
+        confirm(every[n], data, own.digest())
 
-    return place, (c for entry, _target in targets for c in file_chunks(entry))
+    return place, iter(every)
 
 
 def restore_file(
@@ -656,6 +680,7 @@ def restore(
     source: ChunkSource | None = None,
     resume: bool = False,
     announce: Callable[[list[ObjectId]], None] | None = None,
+    confirm: Confirm | None = None,
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
@@ -666,6 +691,9 @@ def restore(
     already in place that match the manifest and removes the temp files an interrupted run left, before writing;
     the default rewrites every file, as before. ``announce`` is told, before the first fetch, every object id
     ``source`` will be asked for, in that order (a remote source downloads them ahead, several per request).
+    With ``confirm``, each chunk is hashed on its own as well, in the same pass as its file (``update_both``: 7.7 ms
+    per 8 MiB against 10.6 ms for two hashlib passes), and ``confirm`` is given its digest once it is written: a
+    remote source then need not hash an object before handing it over, only keep it until it is confirmed.
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume)
@@ -690,8 +718,8 @@ def restore(
             return future
 
         files = _PartialFiles(targets)
-        hashes = _FileHashes(len(targets))
-        place, every_chunk = _placer(targets, files, hashes)
+        hashes = _FileHashes(len(targets), native=confirm is not None)
+        place, every_chunk = _placer(targets, files, hashes, confirm)
         chunks = iter_chunk_bytes(
             store,
             every_chunk,

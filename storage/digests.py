@@ -5,9 +5,11 @@ independent messages together (``_sha256.c``) gets through about 1.4 times as ma
 (OpenSSL). The digests are plain SHA-256 and are compared with ids exactly like hashlib's. Elsewhere, and for a
 buffer with no partner of a similar length, this is hashlib.
 
-Two ways to pair: ``sha256_hexdigests`` hashes several buffers two at a time (a reader verifying chunks);
+Three ways to pair: ``sha256_hexdigests`` hashes several buffers two at a time (a reader verifying chunks);
 ``update_and_digest`` feeds a buffer to a running whole-file digest (``sha256_stream``) and returns the buffer's
-own digest in the same pass (a push, which needs both the file's sha256 and each chunk's object id).
+own digest in the same pass (a push, which needs both the file's sha256 and each chunk's object id);
+``update_both`` feeds the same buffer to two running digests (a pull from a remote, which checks each chunk it
+writes against its object id and the file against its sha256, the chunk written in pieces).
 """
 
 from __future__ import annotations
@@ -77,3 +79,13 @@ def update_and_digest(stream: Sha256Stream, data: Buffer) -> bytes:
         return _sha256.update_and_digest(stream, data)  # type: ignore[no-any-return]
     stream.update(data)
     return hashlib.sha256(data).digest()
+
+
+def update_both(first: Sha256Stream, second: Sha256Stream, data: Buffer) -> None:
+    """``first.update(data)`` and ``second.update(data)``: in one interleaved pass when both are native (two
+    different streams), one after the other otherwise. Releases the GIL while hashing."""
+    if isinstance(first, _sha256.Sha256Stream) and isinstance(second, _sha256.Sha256Stream) and first is not second:
+        _sha256.update_two(first, second, data)
+        return
+    first.update(data)
+    second.update(data)

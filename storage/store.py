@@ -214,6 +214,43 @@ class ObjectStore:
             raw: bytes | bytearray | memoryview = self.decode_stored(oid, blob, fetch_base=self.get_stored)
         else:
             raw = _decode_chain(oid, blob, True, self.get_stored, (), out)
+        self._keep(oid, blob, write)
+        return raw
+
+    def decode_received(
+        self, oid: ObjectId, blob: bytes | bytearray | memoryview, *, out: bytearray | None = None
+    ) -> bytes | bytearray | memoryview | None:
+        """The decoded bytes of a blob another store sent as ``oid``, NOT yet hashed: for a caller that hashes them
+        anyway, in the same pass as something else (a pull, with the file they belong in), and then keeps the blob
+        with ``put_received``. With ``out``, as in ``put_stored``. None for a delta: its base chain is read and
+        verified here, so it goes through ``put_stored``."""
+        try:
+            if unpack_header(blob, f"object {oid}").codec_id == DELTA_CODEC_ID:
+                return None
+        except ObjectFormatError as exc:
+            raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+        return _decode_chain(oid, blob, False, None, (), out)
+
+    def put_received(
+        self,
+        oid: ObjectId,
+        blob: bytes | bytearray | memoryview,
+        digest: bytes,
+        *,
+        write: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        """Keep ``blob`` as ``oid``, given the sha256 of the bytes ``decode_received`` gave for it; raises
+        ``ObjectCorruptError`` (nothing written) unless that digest is the id. ``write`` as in ``put_stored``."""
+        if digest.hex() != oid:
+            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {digest.hex()}")
+        self._keep(oid, blob, write)
+
+    def _keep(
+        self,
+        oid: ObjectId,
+        blob: bytes | bytearray | memoryview,
+        write: Callable[[Callable[[], None]], None] | None,
+    ) -> None:
         key = object_key(oid)
 
         def store() -> None:
@@ -224,7 +261,6 @@ class ObjectStore:
             store()
         else:
             write(store)
-        return raw
 
     @staticmethod
     def decode_stored(

@@ -39,11 +39,7 @@ def receive_object(
     under the store's shared lock, so a gc can never see the object without its lease. With ``out``, the decoded
     bytes land in it when they fit (``ObjectStore.put_stored``).
     """
-    header = unpack_header(blob, f"object {oid}")
-    if header.raw_length > MAX_OBJECT_BYTES:
-        raise PayloadTooLargeError(
-            f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
-        )
+    _check_declared_size(oid, blob)
     if holder is None:
         return archive.store.put_stored(oid, blob, write=write, out=out)
     writes: list[Callable[[], None]] = []
@@ -53,6 +49,25 @@ def receive_object(
         for store in writes:
             store()
     return raw
+
+
+def decode_unconfirmed(
+    archive: Archive, oid: ObjectId, blob: bytes | bytearray, out: bytearray | None = None
+) -> bytes | bytearray | memoryview | None:
+    """The decoded bytes of an object sent as ``oid``, its declared size bounded first, but NOT yet hashed, and nothing
+    stored: the caller hashes them (a pull, in the same pass as their file) and keeps the blob with
+    ``archive.store.put_received`` only if the digest is ``oid``. None for a delta: use ``receive_object``."""
+    _check_declared_size(oid, blob)
+    return archive.store.decode_received(oid, blob, out=out)
+
+
+def _check_declared_size(oid: ObjectId, blob: bytes | bytearray) -> None:
+    """Before decoding: a small upload must not expand into gigabytes."""
+    header = unpack_header(blob, f"object {oid}")
+    if header.raw_length > MAX_OBJECT_BYTES:
+        raise PayloadTooLargeError(
+            f"object {oid} declares {header.raw_length} bytes; the limit is {MAX_OBJECT_BYTES}"
+        )
 
 
 LEASE_TTL = dt.timedelta(hours=1)

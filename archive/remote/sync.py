@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
-from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.manifest import Chunk, SnapshotManifest
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.prefetch import ObjectPrefetch
-from modelarc.archive.remote.receive import receive_object
+from modelarc.archive.remote.receive import decode_unconfirmed, receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import CHUNK_BUFFER, READ_AHEAD, ChunkBuffers, ChunkBytes, restore
 from modelarc.errors import (
@@ -34,6 +34,7 @@ from modelarc.errors import (
     DeltaBaseError,
     IntegrityError,
     MissingObjectsError,
+    ObjectCorruptError,
     PayloadTooLargeError,
 )
 from modelarc.registry import queries as q
@@ -240,7 +241,18 @@ def fetch_from_remote(
     def plan(ids: list[ObjectId]) -> None:
         prefetch.plan([oid for oid in ids if not archive.store.has(oid)])
 
-    def fetch(oid: ObjectId, out: bytearray | None = None, *, depth: int = 0) -> ChunkBytes:
+    # objects handed to restore decoded but not yet hashed (``fetch(..., unconfirmed=True)``), by the identity of
+    # the bytes handed over (each entry holds them, so no other object can take that identity while it waits):
+    # each is kept in the store by ``confirm`` once restore has hashed it with its file
+    unconfirmed: dict[int, tuple[ChunkBytes, Callable[[bytes], None]]] = {}
+
+    def fetch(
+        oid: ObjectId, out: bytearray | None = None, *, depth: int = 0, unconfirmed_ok: bool = False
+    ) -> ChunkBytes:
+        """The object's decoded bytes, downloaded (and kept in the store once verified) unless the store has it.
+        With ``unconfirmed_ok`` (restore's source), a downloaded object that is not a delta is handed over before it
+        is hashed: restore hashes it in the same pass as its file and gives ``confirm`` the digest, and only then
+        is it kept. Every other object is hashed here, before it is handed over or kept."""
         if archive.store.has(oid):
             if out is not None:
                 return archive.store.get_into(oid, out, verify=dest is None)
@@ -257,6 +269,7 @@ def fetch_from_remote(
                 bodies.give(body)
                 raise
         returned = False
+        waiting = False  # handed over unconfirmed: the download buffer goes back once the object is kept
 
         def store_then_return(store: Callable[[], None]) -> None:
             """Queue the verified write; the download buffer is reused once the object is in the store."""
@@ -274,7 +287,17 @@ def fetch_from_remote(
 
         try:
             try:
-                raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
+                if unconfirmed_ok and (decoded := decode_unconfirmed(archive, oid, blob, out)) is not None:
+
+                    def keep(digest: bytes) -> None:
+                        archive.store.put_received(oid, blob, digest, write=store_then_return)
+
+                    with lock:
+                        unconfirmed[id(decoded)] = (decoded, keep)
+                    waiting = True
+                    raw = decoded
+                else:
+                    raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
             except DeltaBaseError:
                 # a delta whose base this store lacks: fetch the base (written at once: the delta is decoded
                 # against it right after), then the delta again; chains are bounded, so is this
@@ -289,7 +312,7 @@ def fetch_from_remote(
         except (IntegrityError, PayloadTooLargeError) as exc:
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
         finally:
-            if not returned and body is not None:  # refused (or failed) before its write was queued
+            if not returned and not waiting and body is not None:  # refused (or failed) before its write was queued
                 bodies.give(body)
         with lock:
             moved["objects"] += 1
@@ -304,6 +327,21 @@ def fetch_from_remote(
     writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="modelarc-store-writer")
     writes: list[Future[None]] = []
     room = threading.BoundedSemaphore(max(MAX_PENDING_WRITES, 2 * writers))
+
+    def confirm(chunk: Chunk, data: ChunkBytes, digest: bytes) -> None:
+        """Restore's digest of a chunk it has written: an object downloaded for it is kept only if it matches; one
+        read from this store unverified (the file's hash covers it) is checked against its id all the same."""
+        with lock:
+            held = unconfirmed.pop(id(data), None)
+        if held is None:
+            if digest.hex() != chunk.id:
+                raise ObjectCorruptError(f"object {chunk.id} is corrupt: its bytes hash to {digest.hex()}")
+            return
+        _data, keep = held
+        try:
+            keep(digest)
+        except IntegrityError as exc:
+            raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
 
     def later(store: Callable[[], None]) -> None:
         room.acquire()  # each queued write holds its object's bytes: wait for the writer when it is behind
@@ -347,8 +385,9 @@ def fetch_from_remote(
                     force=force,
                     progress=progress,
                     jobs=pull_workers(client.jobs),
-                    source=fetch,
+                    source=lambda oid, out: fetch(oid, out, unconfirmed_ok=True),
                     announce=plan,
+                    confirm=confirm,
                 )
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]

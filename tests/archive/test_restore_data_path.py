@@ -309,3 +309,53 @@ def test_a_failure_to_close_the_direct_descriptor_leaves_no_temp_file(
     if not failed:
         pytest.skip("the file system under tmp_path refuses O_DIRECT: no direct descriptor to close")
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def test_with_confirm_every_chunk_written_is_hashed_on_its_own_in_its_files_pass(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """A remote pull's ``confirm`` gets each chunk's digest, computed in the same pass as its file's sha256 over the
+    pieces actually written (O_DIRECT middles, deferred ends): every chunk once, each digest its id, and the files
+    still checked whole; a source's unverified bytes are handed back with it, as the very objects it returned."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):  # small raw objects, and files whose chunks start at unaligned offsets
+        (src / f"f{i}.bin").write_bytes(os.urandom(3000 + 4099 * i))
+    big_model(src / "big", megabytes=24)
+    manifest = ingest(src, store).manifest
+    chunks = [c for f in manifest.files for p in f.parts for c in p.chunks]
+    handed: dict[int, str] = {}
+    seen: list[tuple[str, str, bool]] = []
+    lock = threading.Lock()
+
+    def source(oid: ObjectId, out: bytearray | None) -> bytes | bytearray | memoryview:
+        data = store.get_into(oid, out, verify=False) if out is not None else store.get(oid, verify=False)
+        with lock:
+            handed[id(data)] = oid
+        return data
+
+    def confirm(chunk: object, data: bytes | bytearray | memoryview, digest: bytes) -> None:
+        with lock:
+            seen.append((chunk.id, digest.hex(), handed.pop(id(data), None) == chunk.id))  # type: ignore[attr-defined]
+
+    restore(store, manifest, tmp_path / "out", source=source, confirm=confirm)
+    assert _files(tmp_path / "out") == _files(src)
+    assert sorted(seen) == sorted((c.id, c.id, True) for c in chunks)
+
+
+def test_a_chunk_that_confirm_refuses_fails_the_restore_and_leaves_its_file_unnamed(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    manifest = ingest(big_model(tmp_path / "m", megabytes=24), store).manifest
+    victim = manifest.files[-1]
+    refused = victim.parts[-1].chunks[-1].id
+
+    def confirm(chunk: object, data: bytes | bytearray | memoryview, digest: bytes) -> None:
+        if chunk.id == refused:  # type: ignore[attr-defined]
+            raise IntegrityError(f"remote sent a bad object: {refused}")
+
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match=refused):
+        restore(store, manifest, out, confirm=confirm)
+    assert not (out / victim.path).exists()
+    assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]

@@ -1,7 +1,8 @@
 """``sha256_hexdigests`` (two buffers hashed at once on the x86 SHA extensions, hashlib otherwise) gives exactly
 hashlib's SHA-256 of every buffer, whatever their lengths and however they pair; ``update_and_digest`` (a running
 stream and a buffer hashed at once) gives exactly hashlib's digest of the buffer and of everything fed to the
-stream, whatever partial block the stream carries."""
+stream, whatever partial block the stream carries; ``update_both`` (two running streams fed the same buffer) leaves each exactly as hashlib's, whatever
+partial block each carries."""
 
 import hashlib
 import os
@@ -11,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelarc.storage import _sha256  # type: ignore[attr-defined]
-from modelarc.storage.digests import pairs_well, sha256_hexdigests, sha256_stream, update_and_digest
+from modelarc.storage.digests import (
+    pairs_well,
+    sha256_hexdigests,
+    sha256_stream,
+    update_and_digest,
+    update_both,
+)
 
 # Around the block (64 bytes) and padding (56 bytes) boundaries, where a SHA-256 implementation goes wrong.
 EDGES = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 4096 + 55]
@@ -134,3 +141,75 @@ def test_the_native_stream_takes_initial_data_and_reads_as_hashlib() -> None:
     assert (stream.name, stream.digest_size, stream.block_size) == ("sha256", 32, 64)
     with pytest.raises(TypeError):
         _sha256.update_and_digest(hashlib.sha256(), b"x")  # only its own streams
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_two_streams_carrying_any_partial_blocks_take_a_buffer_as_hashlib(native: bool) -> None:
+    """Each stream tops up its own begun block first, so their lanes start at different offsets of the buffer:
+    every pair of carried lengths, around the block edge, for buffers around the padding and block edges."""
+    for carried_a in (0, 1, 55, 56, 63):
+        for carried_b in range(0, 66):
+            for length in (0, 1, 8, 55, 56, 63, 64, 65, 127, 128, 129, 200):
+                a, b = sha256_stream(native=native), sha256_stream(native=native)
+                want_a, want_b = hashlib.sha256(DATA[:carried_a]), hashlib.sha256(DATA[:carried_b])
+                a.update(DATA[:carried_a])
+                b.update(DATA[:carried_b])
+                piece = DATA[500 : 500 + length]
+                update_both(a, b, piece)
+                want_a.update(piece)
+                want_b.update(piece)
+                where = (carried_a, carried_b, length)
+                assert (a.hexdigest(), b.hexdigest()) == (want_a.hexdigest(), want_b.hexdigest()), where
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=700), st.sampled_from(["a", "b", "both"])), max_size=12), st.booleans())
+def test_any_mix_of_single_and_shared_updates_hashes_as_hashlib(steps: list[tuple[bytes, str]], native: bool) -> None:
+    native = native and bool(_sha256.lanes)
+    a, b = sha256_stream(native=native), sha256_stream(native=native)
+    want_a, want_b = hashlib.sha256(), hashlib.sha256()
+    for data, which in steps:
+        if which == "both":
+            update_both(a, b, data)
+        elif which == "a":
+            a.update(data)
+        else:
+            b.update(data)
+        if which in ("a", "both"):
+            want_a.update(data)
+        if which in ("b", "both"):
+            want_b.update(data)
+    assert (a.digest(), b.digest()) == (want_a.digest(), want_b.digest())
+
+
+@pytest.mark.parametrize("native", STREAMS)
+def test_large_views_fed_to_two_streams_hash_as_hashlib(native: bool) -> None:
+    """What a pull feeds: a chunk's pieces (a few-KiB head, megabytes of middle, a tail) to its file's stream and
+    its own, the file's stream carrying whatever the chunks before left."""
+    owner = bytearray(os.urandom(8 << 20))
+    file, want_file = sha256_stream(native=native), hashlib.sha256()
+    file.update(owner[:1001])
+    want_file.update(owner[:1001])
+    for head, middle, tail in ((0, 8 << 20, 0), (3000, (8 << 20) - 8192, 77), (4095, 1 << 20, 4095)):
+        chunk, want_chunk = sha256_stream(native=native), hashlib.sha256()
+        at = 0
+        for length in (head, middle, tail):
+            view = memoryview(owner)[at : at + length]
+            update_both(file, chunk, view)
+            want_file.update(view)
+            want_chunk.update(view)
+            view.release()
+            at += length
+        assert chunk.digest() == want_chunk.digest()
+    assert file.hexdigest() == want_file.hexdigest()
+
+
+@pytest.mark.skipif(not _sha256.lanes, reason="this CPU has no SHA extensions")
+def test_the_native_pair_update_refuses_one_stream_twice_and_foreign_streams() -> None:
+    stream = _sha256.Sha256Stream()
+    with pytest.raises(ValueError):
+        _sha256.update_two(stream, stream, b"x")
+    with pytest.raises(TypeError):
+        _sha256.update_two(stream, hashlib.sha256(), b"x")
+    update_both(stream, stream, b"x")  # the wrapper falls back to one update after the other: "x" twice
+    assert stream.hexdigest() == hashlib.sha256(b"xx").hexdigest()

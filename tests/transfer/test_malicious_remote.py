@@ -174,6 +174,55 @@ def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
 
 
+def _chunk_of(home: Home, ref: str, tensor: str) -> str:
+    with home.archive() as a:
+        _ref, snap = a.resolve(ref)
+        manifest = a.manifest(snap)
+    return next(p for _f, p in manifest.tensors() if p.name == tensor).chunks[0].id
+
+
+@pytest.mark.parametrize("route", ["batch", "one by one"])
+def test_a_well_formed_object_sent_under_another_id_is_refused_and_not_kept(
+    server: Server, alice: Home, tmp_path: Path, route: str
+) -> None:
+    """A pull into a folder hashes each downloaded object in the same pass as its file, after writing it into the
+    file's temp file, and keeps it only once that hash is its id: an object that decodes cleanly, has the length
+    the manifest gives, but holds other bytes (v2's version of the same tensor) must fail the pull, naming it, and
+    never enter the puller's store under the id it was sent as."""
+    tensor = "model.layers.0.mlp.weight"
+    asked, other = _chunk_of(alice, "acme/m:v1", tensor), _chunk_of(alice, "acme/m:v2", tensor)
+    assert asked != other
+    impostor = (alice.path / "store" / "objects" / other[:2] / other).read_bytes()
+
+    def swap(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if route == "one by one" and _older_server(path):
+            return 405, {}, b""
+        if path.endswith(f"/v1/objects/{asked}"):
+            return status, {**headers, "Content-Length": str(len(impostor))}, impostor
+        if path.endswith("/v1/objects/batch"):
+            frames = [
+                (oid, kind, impostor if oid == asked else payload, len(impostor) if oid == asked else len(payload))
+                for oid, kind, payload in batch_frames(body)
+            ]
+            body = pack_batch(frames)
+        return status, headers, body
+
+    proxy = RewritingProxy(server.url, rewrite=swap)
+    with serve_proxy(proxy) as url:
+        bob = _bob(tmp_path, url, alice)
+        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    assert asked in result.stderr and "bad object" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert asked not in object_files(bob.path / "store")
+    assert not bob.json("ls", "--name", "acme/m")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
+    # the honest remote behind the proxy: the same pull now completes, and every object kept verifies
+    bob("remote", "add", "origin", server.url)
+    bob("pull", "acme/m:v1", tmp_path / "again", "--remote", "origin")
+    assert files_of(tmp_path / "again") == files_of(tmp_path / "m1")
+    bob("verify", "acme/m:v1")
+
+
 def test_a_remote_without_the_batch_route_is_pulled_one_object_at_a_time(
     server: Server, alice: Home, tmp_path: Path
 ) -> None:
