@@ -218,9 +218,11 @@ def fetch_from_remote(
     digest; pulling by tag records the answer under the name and tag asked for (the only tag that moves; a
     digest pull moves none), whatever ref the offer names. The manifest and signature bundles come first and
     must verify against keys *this* archive trusts before any weights move. Every object is decoded and hashed
-    on arrival and kept in the local store; with ``dest``, the same decoded bytes are written straight into the
-    files (one decode per object, into a recycled buffer; the download lands in one too, reused once the object is
-    in the store), each file checked against its sha256 before it is renamed in. The store's
+    against its id before it is kept in the local store. Without ``dest`` that happens on arrival; with ``dest``,
+    the decoded bytes are first written straight into the files (one decode per object, into a recycled buffer;
+    the download lands in one too, reused once the object is in the store) and each chunk is hashed in the same
+    pass as its file (``restore``'s ``confirm``), so each byte is hashed once for both checks; an object is kept
+    only once its digest is its id, and each file is checked against its sha256 before it is renamed in. The store's
     shared lock is held throughout, so a local gc cannot free what the pull has fetched but not yet recorded.
     """
     started = time.perf_counter()
