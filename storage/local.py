@@ -163,15 +163,32 @@ def _write_file(fd: int, view: memoryview) -> None:
     """
     whole = len(view) - len(view) % PAGE
     done = 0
+    still_direct = False
     if whole and _set_direct(fd, True):
         try:
             done = _write_direct(fd, view[:whole])
         finally:
-            _set_direct(fd, False)
+            still_direct = not _set_direct(fd, False)
+    if still_direct and done < len(view):
+        _write_rest_buffered(fd, view[done:], done)
+        return
     view = view[done:]
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _write_rest_buffered(fd: int, view: memoryview, offset: int) -> None:
+    """The rest of the file from ``offset``, through a second descriptor of the same file opened without O_DIRECT:
+    for when the flag could be set on ``fd`` but not cleared again (no file system is known to do that; if one did,
+    the tail's unaligned write through ``fd`` would fail with a bare EINVAL)."""
+    other = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY)
+    try:
+        while view:
+            written = os.pwrite(other, view, offset)
+            view, offset = view[written:], offset + written
+    finally:
+        os.close(other)
 
 
 def _write_direct(fd: int, view: memoryview) -> int:

@@ -195,6 +195,30 @@ def test_a_file_system_that_refuses_the_direct_flag_gets_todays_buffered_writes(
     assert backend.get("objects/ab/k") == data
 
 
+@pytest.mark.parametrize("size", [5 * PAGE + 1, (9 << 20) + 3])
+def test_a_descriptor_whose_direct_flag_cannot_be_cleared_gets_its_tail_through_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Clearing O_DIRECT is refused (no known file system does; an unaligned tail through the still-direct
+    descriptor would fail with a bare EINVAL): the tail goes through a second, buffered descriptor, at its offset."""
+    real_fcntl = fcntl.fcntl
+
+    def sticky(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL and not arg & getattr(os, "O_DIRECT", 0) and _is_direct(fd):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        return int(real_fcntl(fd, cmd, arg))
+
+    monkeypatch.setattr(fcntl, "fcntl", sticky)
+    data = _data(size, seed=11)
+    log = _patch_write(monkeypatch, lambda real: real)
+    backend = LocalBackend(tmp_path)
+    backend.put("objects/ab/k", data)
+    _skip_unless_direct(log)
+    assert all(direct for direct, _n in log)  # every write through the first descriptor was a direct one
+    assert backend.get("objects/ab/k") == data
+    assert not list(backend.tmp.iterdir())
+
+
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("short_by", ["whole pages", "part of a page"])
 def test_a_direct_write_that_comes_back_short_is_finished(
