@@ -17,6 +17,13 @@ pushed once into a fresh home, then both sides are timed in the same run, interl
 The first cached load (the fill: decode, hash each file whole, write and fsync into the cache) is timed once and
 printed beside them, against the uncached load; ``--no-cache`` leaves the cached rows out.
 
+Then the same two loads as a user's script runs them, each in a fresh process (``python -c``: import torch and
+transformers or modelarc, load, one forward), interleaved, median of ``min(--repeat, 3)``: wall and CPU time from
+``wait4``. This row counts what the in-process row leaves out: imports, and the memory a fresh process must map for
+the weights (``from_pretrained`` maps the warm safetensors file instead; on this VM a fresh page costs ~0.7 s per
+GB, serialised within a process: bench/README.md "Fresh memory"). It has no target of its own: the issue's row is
+the in-process one. ``--no-processes`` leaves it out.
+
 Page caches are warm for both (one untimed load each first, which also checks that the two give identical logits).
 The ratio is modelarc / baseline (lower is better), median of ``--repeat``; target <= 1.30x. Each row also gives
 the median CPU seconds of the process (all threads): on a shared machine wall time swings with the neighbours' load,
@@ -76,7 +83,54 @@ def _timed(step: Callable[[], Any], cpu: list[float]) -> float:
     return time.perf_counter() - started
 
 
-def measure(key: str, cache: Path, repeat: int, with_cache: bool = True) -> float:
+# what a user's script does, each side in a fresh process; argv: REF or folder, dtype name
+SCRIPT_ARCHIVE = """
+import sys, torch, modelarc
+model = modelarc.load_model(sys.argv[1], device="cpu", dtype=sys.argv[2])
+with torch.no_grad():
+    model(torch.arange(16).unsqueeze(0) + 1)
+"""
+SCRIPT_FOLDER = """
+import sys, torch, transformers
+transformers.utils.logging.disable_progress_bar()
+model = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=getattr(torch, sys.argv[2]))
+with torch.no_grad():
+    model(torch.arange(16).unsqueeze(0) + 1)
+"""
+
+
+def _process(script: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, from wait4) of ``python -c script args`` in a fresh process."""
+    os.sync()
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"a load in a fresh process failed: {stderr[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def measure_processes(key: str, folder: Path, home: Path, dtype: torch.dtype, repeat: int) -> str:
+    """The process row: each side as a fresh ``python -c``, interleaved."""
+    name = str(dtype).removeprefix("torch.")
+    env = {**os.environ, "MODELARC_HOME": str(home)}
+    arc: list[tuple[float, float]] = []
+    hf: list[tuple[float, float]] = []
+    for _ in range(repeat):
+        arc.append(_process(SCRIPT_ARCHIVE, REF, name, env=env))
+        hf.append(_process(SCRIPT_FOLDER, str(folder), name))
+    arc_s, hf_s = statistics.median(w for w, _c in arc), statistics.median(w for w, _c in hf)
+    arc_cpu, hf_cpu = statistics.median(c for _w, c in arc), statistics.median(c for _w, c in hf)
+    return (
+        f"  as processes (import + load + forward, fresh memory): load_model {arc_s:.2f} s (cpu {arc_cpu:.2f}), "
+        f"from_pretrained {hf_s:.2f} s (cpu {hf_cpu:.2f}): {arc_s / hf_s:.2f}x (CPU {arc_cpu / hf_cpu:.2f}x), "
+        f"runs {', '.join(f'{w:.2f}' for w, _c in arc)} vs {', '.join(f'{w:.2f}' for w, _c in hf)}"
+    )
+
+
+def measure(key: str, cache: Path, repeat: int, with_cache: bool = True, processes: bool = True) -> float:
     title, dtype, make = MODELS[key]
     folder = make(cache)
     size = bench_models.folder_bytes(folder)
@@ -118,6 +172,9 @@ def measure(key: str, cache: Path, repeat: int, with_cache: bool = True) -> floa
                 if with_cache:
                     t_cached.append(_timed(cached, c_cached))
                 t_hf.append(_timed(theirs, c_hf))
+        process_row = (
+            measure_processes(key, folder, Path(tmp) / "home", dtype, min(repeat, 3)) if processes else None
+        )
     arc_s, hf_s = statistics.median(t_arc), statistics.median(t_hf)
     ratio = arc_s / hf_s
     lines = [
@@ -144,6 +201,8 @@ def measure(key: str, cache: Path, repeat: int, with_cache: bool = True) -> floa
             f"{'PASS' if cached_s / hf_s <= TARGET else 'MISS'}); first cached load (fill) {fill_s:.3f} s, "
             f"{fill_s / arc_s:.2f}x an uncached load"
         )
+    if process_row:
+        lines.append(process_row)
     print("\n".join(lines), flush=True)
     return ratio
 
@@ -162,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the load_model(..., cache=True) rows (the load cache)",
     )
+    p.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="leave out the row of each side as a fresh process (imports and fresh memory included)",
+    )
     args = p.parse_args(argv)
     os.environ.pop("MODELARC_DATABASE_URL", None)  # SQLite inside the fresh home
     transformers.utils.logging.disable_progress_bar()  # from_pretrained's "Loading weights" bar, on both sides
@@ -171,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {os.cpu_count()} cores")
     for key in keys:
-        measure(key, args.cache, args.repeat, with_cache=not args.no_cache)
+        measure(key, args.cache, args.repeat, with_cache=not args.no_cache, processes=not args.no_processes)
     return 0
 
 
