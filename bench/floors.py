@@ -17,7 +17,8 @@ the same run (interleaved, median of ``--repeat``):
                 fsynced, then the folder. One thread, and two threads taking the 8 MiB pieces in turn (two halves
                 of a file written at once); the faster counts. A pull must put exactly these bytes on the disk.
     W_stored    the same for as many bytes as a push stores (``stored_bytes_added`` of one push into a fresh
-                home), written as one file: a push must make at least that many bytes durable
+                home), written as one file: a push must make at least that many bytes durable (capped at the
+                model's size, which only lowers the bound)
 
 Lower bounds, each generous to the product (any real implementation pays at least this much):
 
@@ -200,6 +201,7 @@ def measure(key: str, cache: Path, work: Path, repeat: int, with_modelarc: bool)
     first = bench_run.cli(home, "push", str(source), bench_run.REF, "--no-progress", "--json")
     stored = int(first["stored_bytes_added"])
     shutil.rmtree(home)
+    s: dict[str, list[float]] = {}  # every sample, by the names of the module docstring
 
     def timed_cli(*args: str) -> float:
         os.sync()
@@ -213,8 +215,6 @@ def measure(key: str, cache: Path, work: Path, repeat: int, with_modelarc: bool)
         wall, cpu = startup.run([mc, *args], env, work)
         s[name].append(wall)
         s[name + "_cpu"].append(cpu)
-
-    s: dict[str, list[float]] = {}
 
     def sha256_step() -> None:
         wall, cpu = sha256_pass(files)
