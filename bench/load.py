@@ -102,12 +102,17 @@ with torch.no_grad():
 def _process(script: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall and CPU seconds (user + system, from wait4) of ``python -c script args`` in a fresh process."""
     os.sync()
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
+    # stderr into a file, not a pipe: a pipe read only after wait4 blocks a child that writes more than it holds
+    # (64 KiB: warnings, a long traceback), and wait4 then waits for ever
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, stderr=errors)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not think it still runs
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    if proc.returncode != 0:
         raise RuntimeError(f"a load in a fresh process failed: {stderr[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime
 
