@@ -79,7 +79,10 @@ def two_processes(total: int) -> float:
         p.start()
     for p in procs:
         p.join()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if any(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"a populating child failed: exit codes {[p.exitcode for p in procs]}")
+    return elapsed
 
 
 def overwrite(total: int) -> float:

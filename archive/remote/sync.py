@@ -391,6 +391,11 @@ def fetch_from_remote(
                     announce=plan,
                     confirm=confirm,
                 )
+                if unconfirmed:  # restore hands every chunk it wrote to confirm: any left were never hashed
+                    raise IntegrityError(
+                        f"{len(unconfirmed)} downloaded object(s) were written but never checked against their ids; "
+                        "nothing was recorded (a bug: please report it)"
+                    )
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]
                 if on_total:

@@ -18,7 +18,7 @@ from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.config import Remote
 from modelarc.archive.remote.sync import fetch_from_remote, push_to_remote
 from modelarc.archive.tokens import create_token
-from modelarc.errors import LockedError
+from modelarc.errors import IntegrityError, LockedError
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs import CODEC_NAMES
 from modelarc.storage.objectformat import ObjectHeader
@@ -325,3 +325,29 @@ def test_a_push_whose_leases_expired_and_objects_vanished_sends_them_again(
     assert removed and removed[0] >= 1
     assert result.new_snapshot and result.objects_sent > len(needed)
     server.archive.verify("acme/m:v1")
+
+
+def test_a_pull_whose_restore_confirms_nothing_keeps_and_records_nothing(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each object downloaded for a pull into a folder is kept only once restore's ``confirm`` has its digest; if a
+    bug ever left some unconfirmed, the pull must say so and record nothing, not fail later as 'incomplete'."""
+    server.archive.push(big_model(tmp_path / "big", megabytes=12), "acme/big:v1")
+    from modelarc.archive.remote import sync
+
+    real_restore = sync.restore
+
+    def forgetful(*args: object, **kwargs: object) -> object:
+        kwargs["confirm"] = lambda chunk, data, digest: None
+        return real_restore(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sync, "restore", forgetful)
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url)  # trusts the server's signing key
+    with bob.archive() as b, RemoteArchive(Remote("origin", server.url), jobs=2) as client:
+        with pytest.raises(IntegrityError, match="never checked against their ids"):
+            fetch_from_remote(b, "acme/big:v1", client, dest=tmp_path / "out")
+        assert b.stats().snapshots == 0
+        _ref, snap = server.archive.resolve("acme/big:v1")
+        weights = {str(c.id) for f in server.archive.manifest(snap).files for p in f.parts for c in p.chunks}
+        assert not [oid for oid in weights if b.store.has(ObjectId(oid))]

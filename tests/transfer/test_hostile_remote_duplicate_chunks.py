@@ -1,6 +1,7 @@
-"""Review of the pull-into-a-folder confirm path (97d2153), regression coverage that PASSES: a snapshot that holds the same object twice (two tensors
-with the same bytes) must still refuse an impostor sent for it, whichever of the two downloads carries it and by
-either route (the prefetch asks for a repeated id once; the second occurrence is then fetched on its own)."""
+"""A snapshot that holds the same object twice (two tensors with the same bytes), pulled into a folder, must still
+refuse an impostor sent for it, whichever of the two downloads carries it and by either route (the prefetch asks for
+a repeated id once; the second occurrence is then fetched on its own): each download is hashed after it is written,
+with its file, and kept only once that digest is its id (archive/remote/sync.py ``confirm``)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _duplicated(pusher: Home, tmp_path: Path) -> tuple[str, int]:
 
 @pytest.mark.parametrize("route", ["batch", "one by one"])
 @pytest.mark.parametrize("which", ["first", "second", "both"])
-def test_review_an_impostor_for_a_repeated_object_is_refused_whichever_copy_carries_it(
+def test_an_impostor_for_a_repeated_object_is_refused_whichever_copy_carries_it(
     server: Server,
     alice: Home,
     tmp_path: Path,
@@ -94,7 +95,7 @@ def test_review_an_impostor_for_a_repeated_object_is_refused_whichever_copy_carr
     assert not [p for p in store.rglob("*") if p.is_file() and p.relative_to(store).parts[0] == "tmp"]
 
 
-def test_review_a_repeated_object_pulls_honestly_by_either_route(
+def test_a_repeated_object_pulls_honestly(
     server: Server,
     alice: Home,
     tmp_path: Path,
