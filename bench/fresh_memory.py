@@ -25,6 +25,7 @@ import mmap
 import multiprocessing
 import threading
 import time
+from typing import Protocol
 
 MADV_POPULATE_WRITE = 23  # Linux 5.14; not in Python 3.11's mmap module
 MADV_HUGEPAGE = 14
@@ -51,15 +52,24 @@ def timed_populate(total: int, huge: bool = False) -> float:
     return elapsed
 
 
+class _Worker(Protocol):
+    def start(self) -> None: ...
+    def join(self) -> None: ...
+
+
+def _run_all(workers: list[_Worker]) -> float:
+    """Seconds from starting every worker (thread or process) to the last one's end."""
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
+
+
 def two_threads(total: int) -> float:
     held: list[list[mmap.mmap]] = []
-    threads = [threading.Thread(target=lambda: held.append(populate(total // 2))) for _ in range(2)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _run_all([threading.Thread(target=lambda: held.append(populate(total // 2))) for _ in range(2)])
     for maps in held:
         for m in maps:
             m.close()
@@ -74,12 +84,7 @@ def _child(total: int) -> None:
 def two_processes(total: int) -> float:
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_child, args=(total // 2,)) for _ in range(2)]
-    started = time.perf_counter()
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - started
+    elapsed = _run_all(list(procs))
     if any(p.exitcode != 0 for p in procs):
         raise RuntimeError(f"a populating child failed: exit codes {[p.exitcode for p in procs]}")
     return elapsed

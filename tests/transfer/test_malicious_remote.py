@@ -9,7 +9,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from hostilekit import RewritingProxy, batch_frames, object_files, pack_batch, serve_proxy
+from click.testing import Result
+from hostilekit import Rewrite, RewritingProxy, batch_frames, object_files, pack_batch, serve_proxy
 from modelfactory import finetune, tiny_tensors, write_model
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
 
@@ -35,6 +36,16 @@ def _bob(tmp_path: Path, url: str, alice: Home) -> Home:
     bob("keys", "import", _export_key(alice, tmp_path), "--label", "alice")
     bob("push", write_model(tmp_path / "own", tiny_tensors(seed=7)), "victim/prod:v1")
     return bob
+
+
+def _refused_pull(server: Server, alice: Home, tmp_path: Path, rewrite: Rewrite) -> tuple[Home, Result, RewritingProxy]:
+    """Bob pulls acme/m:v1 into ``tmp_path / "out"`` through a proxy that applies ``rewrite`` to the server's
+    answers, expecting the pull to fail: bob, the failed command, and the proxy (its ``requests``)."""
+    proxy = RewritingProxy(server.url, rewrite=rewrite)
+    with serve_proxy(proxy) as url:
+        bob = _bob(tmp_path, url, alice)
+        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    return bob, result, proxy
 
 
 def _export_key(home: Home, tmp_path: Path) -> Path:
@@ -135,10 +146,7 @@ def test_an_object_body_is_judged_by_its_header_before_it_is_read(
             body = pack_batch(frames)
         return status, headers, body
 
-    proxy = RewritingProxy(server.url, rewrite=huge)
-    with serve_proxy(proxy) as url:
-        bob = _bob(tmp_path, url, alice)
-        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    bob, result, proxy = _refused_pull(server, alice, tmp_path, huge)
     assert weight in result.stderr
     assert not bob.json("ls", "--name", "acme/m")
     fetched_alone = any(r.startswith("GET") and r.endswith(weight) for r in proxy.requests)
@@ -163,9 +171,7 @@ def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
             body = pack_batch(frames)
         return status, headers, body
 
-    with serve_proxy(RewritingProxy(server.url, rewrite=reorder)) as url:
-        bob = _bob(tmp_path, url, alice)
-        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    bob, result, _proxy = _refused_pull(server, alice, tmp_path, reorder)
     assert swapped, "the pull sent no batch"
     assert "error:" in result.stderr and "Traceback" not in result.stderr
     if lie == "another object in its place":
@@ -207,10 +213,7 @@ def test_a_well_formed_object_sent_under_another_id_is_refused_and_not_kept(
             body = pack_batch(frames)
         return status, headers, body
 
-    proxy = RewritingProxy(server.url, rewrite=swap)
-    with serve_proxy(proxy) as url:
-        bob = _bob(tmp_path, url, alice)
-        result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
+    bob, result, _proxy = _refused_pull(server, alice, tmp_path, swap)
     assert asked in result.stderr and "bad object" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert asked not in object_files(bob.path / "store")
