@@ -243,7 +243,7 @@ def fetch_from_remote(
     def plan(ids: list[ObjectId]) -> None:
         prefetch.plan([oid for oid in ids if not archive.store.has(oid)])
 
-    # objects handed to restore decoded but not yet hashed (``fetch(..., unconfirmed=True)``), by the identity of
+    # objects handed to restore decoded but not yet hashed (``fetch(..., unconfirmed_ok=True)``), by the identity of
     # the bytes handed over (each entry holds them, so no other object can take that identity while it waits):
     # each is kept in the store by ``confirm`` once restore has hashed it with its file
     unconfirmed: dict[int, tuple[ChunkBytes, Callable[[bytes], None]]] = {}
