@@ -4,11 +4,11 @@ hashing it again: both must still be plain SHA-256 of the right bytes, with the 
 hashlib fallback."""
 
 import hashlib
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hangkit import raised_within
 from modelfactory import write_model
 
 import modelarc.archive.ingest as ingest_module
@@ -74,18 +74,7 @@ def test_a_store_failing_mid_file_ends_the_ingest_with_its_error(
         return put(data, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store, "put", failing_put)
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            ingest(src, store, jobs=4)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "ingest hung after a failed chunk"
+    outcome = raised_within(lambda: ingest(src, store, jobs=4), 60, "ingest after a failed chunk")
     assert len(outcome) == 1 and isinstance(outcome[0], OSError)
 
 

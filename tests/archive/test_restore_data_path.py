@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hangkit import raised_within
 from modelfactory import big_model, write_model
 
 from modelarc.archive import restore as restore_module
@@ -178,18 +179,11 @@ def test_a_chunk_that_fails_while_the_next_waits_to_be_hashed_fails_the_restore_
     manifest = ingest(src, store).manifest
     firsts = {f.parts[0].chunks[0].id for f in manifest.files if sum(len(p.chunks) for p in f.parts) > 1}
     out = tmp_path / "out"
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            restore(store, manifest, out, source=_delaying(store, firsts, fail=True), jobs=3)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            failed.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "restore hung after a chunk failed"
+    failed = raised_within(
+        lambda: restore(store, manifest, out, source=_delaying(store, firsts, fail=True), jobs=3),
+        60,
+        "restore after a chunk failed",
+    )
     assert len(failed) == 1 and isinstance(failed[0], ObjectCorruptError)
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
 
@@ -268,12 +262,16 @@ def test_the_ends_of_direct_chunks_go_through_the_page_cache_after_the_files_dir
         assert all(offset % mmap.PAGESIZE == 0 for _n, offset in buffered)
 
 
+@pytest.fixture
+def big_stored(tmp_path: Path, store: ObjectStore) -> SnapshotManifest:
+    """A 24 MB model of several 8 MiB float-planes chunks per file, ingested into ``store``."""
+    return ingest(big_model(tmp_path / "m", megabytes=24), store).manifest
+
+
 def test_a_disk_full_while_the_ends_are_written_fails_the_file_and_leaves_nothing(
-    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: ObjectStore, big_stored: SnapshotManifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = big_model(tmp_path / "m", megabytes=24)
-    manifest = ingest(src, store).manifest
-    out = tmp_path / "out"
+    manifest, out = big_stored, tmp_path / "out"
     pwrite = os.pwrite
 
     def full_but_direct(fd: int, data: bytes, offset: int) -> int:
@@ -288,11 +286,9 @@ def test_a_disk_full_while_the_ends_are_written_fails_the_file_and_leaves_nothin
 
 
 def test_a_failure_to_close_the_direct_descriptor_leaves_no_temp_file(
-    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: ObjectStore, big_stored: SnapshotManifest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = big_model(tmp_path / "m", megabytes=24)
-    manifest = ingest(src, store).manifest
-    out = tmp_path / "out"
+    manifest, out = big_stored, tmp_path / "out"
     close = os.close
     failed: list[int] = []
 
