@@ -241,8 +241,7 @@ class ObjectStore:
     ) -> None:
         """Keep ``blob`` as ``oid``, given the sha256 of the bytes ``decode_received`` gave for it; raises
         ``ObjectCorruptError`` (nothing written) unless that digest is the id. ``write`` as in ``put_stored``."""
-        if digest.hex() != oid:
-            raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {digest.hex()}")
+        check_object_id(oid, digest.hex())
         self._keep(oid, blob, write)
 
     def _keep(
@@ -384,8 +383,7 @@ class ObjectStore:
                 raise IntegrityError(f"object {oid} is {len(raw)} bytes, the reader expected {len(out)}")
             out[:] = raw
         for (oid, _out), actual in zip(joined, sha256_hexdigests([out for _oid, out in joined]), strict=True):
-            if actual != oid:
-                raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+            check_object_id(oid, actual)
 
     def delta_base(self, oid: ObjectId) -> ObjectId | None:
         """The base ``oid`` is stored as a delta against, or None when it is not a delta: one ranged read of the
@@ -492,6 +490,12 @@ def _check_chain(oid: ObjectId, path: list[ObjectId] | tuple[ObjectId, ...], bas
         )
 
 
+def check_object_id(oid: ObjectId, actual: str) -> None:
+    """Raise ``ObjectCorruptError`` naming ``oid`` unless ``actual`` (the hex sha256 of its decoded bytes) is it."""
+    if actual != oid:
+        raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+
+
 def _decode_chain(
     oid: ObjectId,
     blob: bytes | bytearray | memoryview,
@@ -537,6 +541,6 @@ def _decode_chain(
                 raw = codec.decode(header.params, payload, header.raw_length)
     except ObjectFormatError as exc:
         raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
-    if verify and (actual := hashlib.sha256(raw).hexdigest()) != oid:
-        raise ObjectCorruptError(f"object {oid} is corrupt: its bytes hash to {actual}")
+    if verify:
+        check_object_id(oid, hashlib.sha256(raw).hexdigest())
     return raw

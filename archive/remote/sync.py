@@ -34,14 +34,13 @@ from modelarc.errors import (
     DeltaBaseError,
     IntegrityError,
     MissingObjectsError,
-    ObjectCorruptError,
     PayloadTooLargeError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
-from modelarc.storage.store import delta_base_of
+from modelarc.storage.store import check_object_id, delta_base_of
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
@@ -336,8 +335,7 @@ def fetch_from_remote(
         with lock:
             held = unconfirmed.pop(id(data), None)
         if held is None:
-            if digest.hex() != chunk.id:
-                raise ObjectCorruptError(f"object {chunk.id} is corrupt: its bytes hash to {digest.hex()}")
+            check_object_id(chunk.id, digest.hex())
             return
         _data, keep = held
         try:
