@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelarc.archive.repository import refuse_if_withdrawn
-from modelarc.archive.restore import restore
-from modelarc.errors import UsageError
+from modelarc.archive.restore import check_folder, restore
+from modelarc.errors import DestinationError, UsageError
 from modelarc.registry.refs import SnapshotId
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ def pull_snapshot(
     if on_total:
         on_total(manifest.logical_bytes)
     sig_target = Path(signature_path) if signature_path else None
+    if sig_target is not None:  # a place the bundle cannot go is refused before the files are written
+        check_folder(sig_target.parent, sig_target)
+        if sig_target.is_dir():
+            raise DestinationError(f"--signature {sig_target} is a folder; name the file to write the bundle to")
     if sig_target is not None and sig_target.exists() and not force and not _holds(sig_target, bundle):
         raise UsageError(f"{sig_target} already exists; use --force to overwrite")
     with archive.lock(exclusive=False, purpose="pull"):
@@ -76,10 +81,17 @@ def _holds(path: Path, data: bytes) -> bool:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Temp file beside the target, fsync, rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.modelarc-partial")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if tmp.is_file():
+            tmp.unlink()
+        raise DestinationError(f"cannot write {path}: {exc.strerror}") from None

@@ -72,10 +72,12 @@ def plan_destination(
     kept, not rewritten), so only a file that exists and differs needs ``force``.
     """
     root = dest.absolute()
+    check_folder(root, dest, None)
     targets = []
     clashes = []
     for f in manifest.files:
         target = root.joinpath(*check_relative_path(f.path).split("/"))
+        check_folder(target.parent, dest, f.path)
         # a symlinked folder inside dest could still point outside it: resolve what exists and compare.
         real_parent = _resolve_existing(target.parent)
         if not _is_within(real_parent, _resolve_existing(root)):
@@ -122,6 +124,18 @@ def remove_partial_files(folders: Iterable[Path]) -> int:
                 Path(e.path).unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def check_folder(folder: Path, dest: Path, path: str | None = None) -> None:
+    """Refuse, before anything is written, a folder that cannot be made because what stands in its place (it, or
+    the nearest of its parents that exists) is not a folder: a file, or a symlink to one or to nothing. Caught later,
+    it was a bare FileExistsError or NotADirectoryError from a pool thread."""
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = f"{path} under {dest}" if path is not None else f"into {dest}"
+        raise DestinationError(f"cannot write {what}: {probe} exists and is not a folder")
 
 
 def _resolve_existing(path: Path) -> Path:
@@ -285,10 +299,16 @@ class _PartialFiles:
         with self._lock:
             if index not in self._open:
                 target = self._targets[index][1]
-                target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
-                # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered writes lose nothing
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    # O_EXCL: the temp name is ours alone; chunks are MiBs, so unbuffered writes lose nothing
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                except OSError as exc:
+                    if exc.errno in _NO_SPACE:
+                        raise
+                    # a folder we may not write in, a read-only or pseudo file system (/proc, /sys)
+                    raise DestinationError(f"cannot write into {target.parent}: {exc.strerror}") from None
                 self._open[index] = (fd, tmp, _open_direct(tmp))
             return self._open[index]
 

@@ -33,14 +33,17 @@ class ArchiveGroup(CommandGroup):
             echo_error(str(exc))
             ctx.exit(exc.exit_code)
         except OSError as exc:
-            # a full disk the core did not name itself (it names the store and pull destinations): still one line
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            where = f" writing {exc.filename}" if exc.filename else ""
-            echo_error(f"disk full: no space left on the device{where} ({exc.strerror})")
-            ctx.exit(DiskFullError.exit_code)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # a full disk the core did not name itself (it names the store and pull destinations): one line
+                where = f" writing {exc.filename}" if exc.filename else ""
+                echo_error(f"disk full: no space left on the device{where} ({exc.strerror})")
+                ctx.exit(DiskFullError.exit_code)
+            # what the system refused and the core did not name (a folder not writable, a path that is a file):
+            # still one line, never a traceback; --debug shows where
+            echo_error(os_error_line(exc))
+            ctx.exit(ModelarcError.exit_code)
         except KeyboardInterrupt:
             echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)
@@ -59,6 +62,13 @@ class ArchiveGroup(CommandGroup):
 def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
     """modelarc: archive model weights deduplicated, compressed and signed, with their provenance."""
     ctx.obj = {"home": home, "debug": debug}
+
+
+def os_error_line(exc: OSError) -> str:
+    """``[Errno 13] Permission denied: '/x'`` as ``permission denied: /x``."""
+    text = exc.strerror[:1].lower() + exc.strerror[1:] if exc.strerror else str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{text}: {' -> '.join(paths)}" if paths else text
 
 
 def main() -> None:

@@ -182,3 +182,50 @@ def test_resume_keeps_matching_files_and_removes_our_temp_files(tmp_path: Path, 
     assert not stale.exists()
     with pytest.raises(DestinationError, match="already exists"):  # without resume, as before
         restore(store, manifest, out)
+
+
+@pytest.mark.parametrize(
+    "dest, blocker",
+    [
+        ("a-file", "a-file"),  # the destination is a file
+        ("a-file/under", "a-file"),  # it lies under one
+        ("out", "out/sub"),  # a folder the snapshot needs is a file there
+        ("dangling", "dangling"),  # a symlink to nothing
+    ],
+)
+def test_a_destination_that_cannot_be_a_folder_is_refused_before_writing(
+    tmp_path: Path, store: ObjectStore, dest: str, blocker: str
+) -> None:
+    manifest = ingest(write_model(tmp_path / "m", extra_files={"sub/x.txt": b"x"}), store).manifest
+    (tmp_path / "out").mkdir()
+    if blocker == "dangling":
+        (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    else:
+        (tmp_path / blocker).write_text("mine")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "store" not in p.parts)
+    with pytest.raises(DestinationError, match=f"{tmp_path / blocker} exists and is not a folder"):
+        restore(store, manifest, tmp_path / dest)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "store" not in p.parts) == before
+    if blocker != "dangling":
+        assert (tmp_path / blocker).read_text() == "mine"
+
+
+def test_a_folder_that_cannot_be_written_is_named(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder the system refuses (not writable to us, a read-only or pseudo file system): one DestinationError
+    naming it, where a bare PermissionError used to come out of a pool thread."""
+    import modelarc.archive.restore as restore_module
+
+    manifest = ingest(write_model(tmp_path / "m"), store).manifest
+    real_open = restore_module.os.open
+
+    def refuse(path, flags, *args):  # type: ignore[no-untyped-def]
+        if "out" in Path(path).parts:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(restore_module.os, "open", refuse)
+    with pytest.raises(DestinationError, match=f"cannot write into {tmp_path / 'out'}: Permission denied"):
+        restore(store, manifest, tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())

@@ -96,3 +96,47 @@ def test_uninitialised_home_says_run_init(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["ls"], env={"MODELARC_HOME": str(tmp_path / "nowhere")})
     assert result.exit_code != 0
     assert "modelarc init" in result.stderr
+
+
+@pytest.mark.parametrize("dest", ["a-file", "a-file/under"])
+def test_pull_into_a_file_is_refused_in_one_line(seeded, tmp_path: Path, dest: str) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    result = seeded.fail("pull", "acme/tiny:v1", tmp_path / dest)
+    assert result.exit_code == 7
+    assert f"{tmp_path / 'a-file'} exists and is not a folder" in result.stderr
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["a-file/bundle.sig", "."])
+def test_a_signature_path_that_cannot_be_written_is_refused_before_the_files(
+    seeded, tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    result = seeded.fail("pull", "acme/tiny:v1", tmp_path / "out", "--signature", tmp_path / where)
+    assert result.exit_code == 7
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_os_error_no_command_names_is_still_one_line() -> None:
+    """The last net: whatever the system refuses that the core did not turn into its own error (a permission, a
+    path that is a file) is one ``error:`` line and exit 1, not a traceback; ``--debug`` still shows where."""
+    import click
+    from click.testing import CliRunner
+
+    from modelarc.cli.main import ArchiveGroup
+
+    @click.group(cls=ArchiveGroup)
+    @click.option("--debug", is_flag=True)
+    @click.pass_context
+    def group(ctx: click.Context, debug: bool) -> None:
+        ctx.obj = {"debug": debug}
+
+    @group.command()
+    def refused() -> None:
+        raise PermissionError(13, "Permission denied", "/srv/models/x")
+
+    result = CliRunner().invoke(group, ["refused"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: permission denied: /srv/models/x"
+    debug = CliRunner().invoke(group, ["--debug", "refused"])
+    assert "Traceback" in debug.output and debug.exit_code == 1
