@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +24,21 @@ jobs_option = click.option(
     show_default=True,
     help="Parallel transfers with --remote.",
 )
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse ``""`` for a SOURCE or DEST: a path of nothing means the current folder to the file system, so an
+    empty variable in a script (``modelarc push "$DIR" ...``) archived, or wrote into, whatever folder it ran in."""
+    if value is not None and value == "":
+        raise click.BadParameter("is empty; name a folder or file (`.` for the current folder)")
+    return value
+
+
+def not_empty_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """``not_empty`` for an argument of type ``click.Path()`` (a str: ``path_type=Path`` would have made ``""``
+    the current folder before this could see it), as a Path."""
+    checked = not_empty(ctx, param, value)
+    return None if checked is None else Path(checked)
 
 
 def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:

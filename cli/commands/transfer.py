@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import jobs_option, json_option, with_archive
+from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
 from modelarc.cli.output import byte_progress, console, echo_line, echo_warning, emit_json
 from modelarc.registry.refs import parse_ref
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("source")
+@click.argument("source", callback=not_empty)
 @click.argument("ref", required=False)
 @click.option(
     "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
@@ -278,7 +278,7 @@ def _push_remote(
 
 @click.command()
 @click.argument("ref")
-@click.argument("dest", type=click.Path(path_type=Path), required=False)
+@click.argument("dest", type=click.Path(), required=False, callback=not_empty_path)
 @click.option("--remote", "remote_name", help="Fetch REF from this remote into the archive first.")
 @jobs_option
 @click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")

@@ -140,3 +140,18 @@ def test_an_os_error_no_command_names_is_still_one_line() -> None:
     assert result.output.strip() == "error: permission denied: /srv/models/x"
     debug = CliRunner().invoke(group, ["--debug", "refused"])
     assert "Traceback" in debug.output and debug.exit_code == 1
+
+
+def test_an_empty_source_or_destination_is_refused_not_taken_for_the_current_folder(
+    seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``modelarc push "$DIR" REF`` with DIR unset used to archive whatever folder the script ran in."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "private.txt").write_text("not for the archive")
+    monkeypatch.chdir(cwd)
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    assert "'SOURCE': is empty" in seeded.fail("push", "", "acme/cwd:v1").stderr
+    assert "DEST]': is empty" in seeded.fail("pull", "acme/tiny:v1", "").stderr
+    _unchanged(seeded, before)
+    assert sorted(p.name for p in cwd.iterdir()) == ["private.txt"]
