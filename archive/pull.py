@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -10,12 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelarc.archive.output_file import OutputFile, check_output_place
 from modelarc.archive.repository import refuse_if_withdrawn
-from modelarc.archive.restore import check_folder, restore
+from modelarc.archive.restore import restore
 from modelarc.errors import DestinationError, UsageError
 from modelarc.registry.refs import SnapshotId
 
 if TYPE_CHECKING:
+    from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.repository import Archive
 
 Progress = Callable[[int], None]
@@ -51,17 +52,22 @@ def pull_snapshot(
     if on_total:
         on_total(manifest.logical_bytes)
     sig_target = Path(signature_path) if signature_path else None
-    if sig_target is not None:  # a place the bundle cannot go is refused before the files are written
-        check_folder(sig_target.parent, sig_target)
-        if sig_target.is_dir():
-            raise DestinationError(f"--signature {sig_target} is a folder; name the file to write the bundle to")
-    if sig_target is not None and sig_target.exists() and not force and not _holds(sig_target, bundle):
-        raise UsageError(f"{sig_target} already exists; use --force to overwrite")
-    with archive.lock(exclusive=False, purpose="pull"):
-        # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
-        restore(archive.store, manifest, dest, force=force, progress=progress, resume=True)
-    if sig_target is not None:
-        write_atomic(sig_target, bundle)
+    bundle_file = None
+    if sig_target is not None:  # where the bundle cannot go is refused before the files are written
+        _refuse_a_pulled_file(sig_target, dest, manifest)
+        check_output_place(sig_target, "--signature")
+        if os.path.lexists(sig_target) and not force and not _holds(sig_target, bundle):
+            raise UsageError(f"{sig_target} already exists; use --force to overwrite")
+        bundle_file = OutputFile(sig_target, option="--signature")
+    try:
+        with archive.lock(exclusive=False, purpose="pull"):
+            # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
+            restore(archive.store, manifest, dest, force=force, progress=progress, resume=True)
+        if bundle_file is not None:
+            bundle_file.write(bundle)
+    finally:
+        if bundle_file is not None:
+            bundle_file.discard()
     return PullResult(
         ref=str(ref),
         snapshot=snap.digest,
@@ -79,19 +85,11 @@ def _holds(path: Path, data: bytes) -> bool:
     return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside the target, fsync, rename: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.modelarc-partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        if tmp.is_file():
-            tmp.unlink()
-        raise DestinationError(f"cannot write {path}: {exc.strerror}") from None
+def _refuse_a_pulled_file(signature: Path, dest: str | os.PathLike[str], manifest: SnapshotManifest) -> None:
+    """The bundle must not land on a file the pull writes: it replaced the weights it vouches for, and the pull
+    still said "verified"."""
+    where = signature.parent.resolve() / signature.name
+    root = Path(dest).resolve()
+    for entry in manifest.files:
+        if root.joinpath(*entry.path.split("/")) == where:
+            raise DestinationError(f"--signature {signature} is {entry.path} of the snapshot being pulled there")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,19 +43,27 @@ def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: boo
     # checked here rather than by click.Choice so a bad value is one `error:` line like every other failure
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if output is not None:
-        if output.is_dir():
-            raise DestinationError(f"{output} is a directory; give a file name")
-        if output.exists() and not force:
-            raise DestinationError(f"{output} already exists; use --force to overwrite")
-    # cyclonedx and huggingface_hub are slow to import: only when an export is asked for
-    from modelarc.archive.exports.dispatch import EXPORTERS
-    from modelarc.archive.pull import write_atomic
+    if output is not None and str(output) == "-":  # the usual spelling of standard output
+        output = None
+    from modelarc.archive.output_file import OutputFile, check_output_place
 
-    text = EXPORTERS[fmt](archive, ref)
-    data = text.encode("utf-8")
     if output is not None:
-        write_atomic(output, data)
+        check_output_place(output, "-o")
+        if os.path.exists(output) and not force:
+            raise DestinationError(f"{output} already exists; use --force to overwrite")
+
+    target = OutputFile(output, option="-o") if output is not None else None  # refused now, not after the work
+    try:
+        # cyclonedx and huggingface_hub are slow to import: only when an export is asked for
+        from modelarc.archive.exports.dispatch import EXPORTERS
+
+        text = EXPORTERS[fmt](archive, ref)
+        data = text.encode("utf-8")
+        if target is not None:
+            target.write(data)
+    finally:
+        if target is not None:
+            target.discard()
     if as_json:
         summary = {
             "format": fmt,

@@ -220,4 +220,4 @@ def test_export_errors_are_one_clear_line(arc, tmp_path: Path, catalog_snapshot,
 def test_export_to_a_directory_is_refused(arc, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/m:v1")
     err = arc.fail("export", "acme/m:v1", "--format", "cyclonedx", "-o", tmp_path, "--force").stderr
-    assert "is a directory" in err
+    assert "is a folder" in err
