@@ -18,7 +18,7 @@ from modelarc import __version__
 from modelarc.cli.commands import CommandGroup
 from modelarc.cli.output import echo_error
 from modelarc.cli.startup import pause_during_startup
-from modelarc.errors import DiskFullError, ModelarcError
+from modelarc.errors import DiskFullError, ModelarcError, UsageError
 
 
 class ArchiveGroup(CommandGroup):
@@ -44,6 +44,21 @@ class ArchiveGroup(CommandGroup):
             # still one line, never a traceback; --debug shows where
             echo_error(os_error_line(exc))
             ctx.exit(ModelarcError.exit_code)
+        except UnicodeEncodeError as exc:
+            # bytes that are not UTF-8, from an argument or a file (Python keeps them as lone surrogates), reaching
+            # something that must store or send text: caught where they are read when we know the place; this is
+            # the net for the places we do not
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+            shown = bad.encode("utf-8", "surrogateescape").hex() if bad else "?"
+            echo_error(f"text that is not valid UTF-8 (bytes {shown}) cannot be stored or sent; give it as UTF-8")
+            ctx.exit(UsageError.exit_code)
+        except OverflowError as exc:  # an integer beyond what the catalog or torch holds, from an option or a file
+            if ctx.obj and ctx.obj.get("debug"):
+                traceback.print_exc()
+            echo_error(f"a number is too large: {exc}")
+            ctx.exit(UsageError.exit_code)
         except KeyboardInterrupt:
             echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)

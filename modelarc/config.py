@@ -66,6 +66,12 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         Path(home) if home is not None else Path(os.environ.get("MODELARC_HOME") or Path.home() / ".modelarc")
     )
     root = root.expanduser().absolute()
+    if not str(root).isprintable():  # a lone surrogate (bytes that are not UTF-8) is not printable either
+        from modelarc.errors import UsageError
+
+        # the catalog's URL and every message name the home: bytes that are not UTF-8 (or control characters)
+        # failed half-way through `init`, leaving a half-made home that every later command tripped on
+        raise UsageError(f"the home {str(root).encode('utf-8', 'surrogateescape')!r} is not a printable UTF-8 path")
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
     store = os.environ.get("MODELARC_STORE_URL") or _home_config(root).get("store")

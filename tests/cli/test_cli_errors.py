@@ -155,3 +155,45 @@ def test_an_empty_source_or_destination_is_refused_not_taken_for_the_current_fol
     assert "DEST]': is empty" in seeded.fail("pull", "acme/tiny:v1", "").stderr
     _unchanged(seeded, before)
     assert sorted(p.name for p in cwd.iterdir()) == ["private.txt"]
+
+
+@pytest.mark.parametrize(
+    "raised, message",
+    [
+        (lambda: "\udcff".encode("utf-8"), "text that is not valid UTF-8 (bytes ff)"),
+        (lambda: int(2**70).to_bytes(8, "little"), "a number is too large"),
+    ],
+)
+def test_text_that_is_not_utf8_and_numbers_too_large_are_one_line_where_no_check_caught_them(
+    raised, message: str
+) -> None:
+    """The nets under the checks at the places that read arguments and files (lone surrogates from bytes that are
+    not UTF-8, integers beyond the catalog's or torch's range)."""
+    import click
+    from click.testing import CliRunner
+
+    from modelarc.cli.main import ArchiveGroup
+
+    @click.group(cls=ArchiveGroup)
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        ctx.obj = {}
+
+    @group.command()
+    def boom() -> None:
+        raised()
+
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {message}") and result.output.count("\n") == 1
+
+
+def test_a_home_that_is_not_printable_utf8_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelarc.cli.main import cli
+
+    for home in (tmp_path / "h\udcff", tmp_path / "h\nx"):
+        result = CliRunner().invoke(cli, ["--home", str(home), "init"])
+        assert result.exit_code == 2 and "is not a printable UTF-8 path" in result.output
+    assert list(tmp_path.iterdir()) == []
