@@ -36,11 +36,16 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
         emit_json([r.to_json() for r in rows])
         return
     if not rows:
-        console.print(
-            "no snapshots match"
-            if any(v for k, v in options.items() if k != "limit")
-            else "the archive is empty"
-        )
+        if any(v for k, v in options.items() if k != "limit"):
+            console.print("no snapshots match")
+        elif remote_name is None and next(iter(archive.store.iter_ids()), None) is not None:
+            # a catalog lost or replaced (a new MODELARC_DATABASE_URL, a deleted registry.db) over a full store
+            console.print(
+                "the catalog is empty, but the store holds objects: if the catalog was lost or replaced, "
+                "`modelarc rebuild-catalog` rebuilds it from the store"
+            )
+        else:
+            console.print("the archive is empty")
         return
     from rich.table import Table
 
