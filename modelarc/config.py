@@ -73,6 +73,14 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         # failed half-way through `init`, leaving a half-made home that every later command tripped on
         raise UsageError(f"the home {str(root).encode('utf-8', 'surrogateescape')!r} is not a printable UTF-8 path")
     url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
+    if url.startswith("sqlite") and url.partition("://")[2].lstrip("/").partition("?")[0] in ("", ":memory:"):
+        from modelarc.errors import UsageError
+
+        # each command would get a new, empty catalog: a push recorded nowhere, then "run `modelarc init`"
+        raise UsageError(
+            f"MODELARC_DATABASE_URL={url} is an in-memory SQLite database, which keeps nothing between commands; "
+            "name a file (sqlite:////path/to/registry.db)"
+        )
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
     store = os.environ.get("MODELARC_STORE_URL") or _home_config(root).get("store")
     cache_dir = os.environ.get("MODELARC_CACHE_DIR")

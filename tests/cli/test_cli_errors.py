@@ -197,3 +197,17 @@ def test_a_home_that_is_not_printable_utf8_is_refused_before_anything_is_made(tm
         result = CliRunner().invoke(cli, ["--home", str(home), "init"])
         assert result.exit_code == 2 and "is not a printable UTF-8 path" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite+pysqlite:///?cache=shared"])
+def test_an_in_memory_catalog_is_refused(tmp_path: Path, url: str) -> None:
+    """Each command would open a new, empty catalog: a push recorded nowhere, then advice to run init."""
+    from click.testing import CliRunner
+
+    from modelarc.cli.main import cli
+
+    env = {"MODELARC_HOME": str(tmp_path / "home"), "MODELARC_DATABASE_URL": url}
+    for args in (["init"], ["ls"]):
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 2 and "in-memory SQLite database" in result.output
+    assert not (tmp_path / "home").exists()
