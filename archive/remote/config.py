@@ -59,20 +59,25 @@ def check_remote(remote: Remote) -> None:
     that is not http(s)://host[:port] with a port from 1 to 65535, a token no HTTP header can carry."""
     if not _NAME.match(remote.name):
         raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
-    bad = UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port], with a port from 1 to 65535")
+    if not is_http_url(remote.url):
+        raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port], with a port from 1 to 65535")
+    check_token(remote)
+
+
+def is_http_url(url: str) -> bool:
+    """http(s)://host[:port][/path], a port from 1 to 65535, no whitespace or control character: a URL an HTTP
+    client can send a request to, rather than fail on deep inside."""
     try:
-        parts = urlsplit(remote.url)
+        parts = urlsplit(url)
         port = parts.port  # ValueError: not a number, or beyond 65535
     except ValueError:  # also "Invalid IPv6 URL": an unclosed [
-        raise bad from None
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or port == 0
-        or any(c.isspace() or not c.isprintable() for c in remote.url)
-    ):
-        raise bad
-    check_token(remote)
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and port != 0
+        and not any(c.isspace() or not c.isprintable() for c in url)
+    )
 
 
 def check_token(remote: Remote) -> None:
