@@ -84,13 +84,13 @@ def parse_database_url(url: str) -> URL:
     except (ArgumentError, ValueError):  # ValueError: a port that is no number
         raise UsageError(
             f"MODELARC_DATABASE_URL {_masked(url)!r} is not a database URL; give sqlite:///<file> or "
-            "postgresql://<user>:<password>@<host>/<database>"
+            "postgresql+psycopg://<user>:<password>@<host>/<database>"
         ) from None
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise UsageError(
             f"MODELARC_DATABASE_URL {parsed.render_as_string(hide_password=True)!r} is a "
             f"{parsed.get_backend_name()!r} database; the catalog is SQLite (sqlite:///<file>) or PostgreSQL "
-            "(postgresql://...)"
+            "(postgresql+psycopg://...)"
         )
     return parsed
 
