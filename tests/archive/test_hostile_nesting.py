@@ -16,11 +16,18 @@ from modelfactory import write_model
 from modelarc.archive.formats.describe import read_architecture
 from modelarc.archive.formats.safetensors import parse_layout
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.provenance.data import parse_data_manifest
 from modelarc.archive.records import read_record
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.config import Remote
 from modelarc.archive.repository import Archive
-from modelarc.errors import IntegrityError, RecordError, RemoteError, SafetensorsFormatError
+from modelarc.errors import (
+    DataManifestError,
+    IntegrityError,
+    RecordError,
+    RemoteError,
+    SafetensorsFormatError,
+)
 from modelarc.storage.local import LocalBackend
 
 DEEP = b"[" * 100_000
@@ -95,3 +102,10 @@ def test_a_remote_refusal_nested_too_deeply_is_judged_by_its_status() -> None:
     with remote_answering(DEEP, status=500) as remote, pytest.raises(RemoteError, match="answered 500"):
         remote.keys()
 
+
+
+@pytest.mark.parametrize("raw", [DEEP, b'{"a":' * 20_000])
+def test_a_training_data_manifest_nested_too_deeply_is_a_data_manifest_error(raw: bytes) -> None:
+    """Read from a file (push --data) and from objects a remote pushed (archive/remote/commit.py) alike."""
+    with pytest.raises(DataManifestError, match=r"data\.yaml: not valid YAML or JSON \(nested too deeply\)"):
+        parse_data_manifest(raw, "data.yaml")
