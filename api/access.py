@@ -126,7 +126,7 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
             )
         try:
             doc = json.loads(await read_body(request, MAX_REQUEST_BODY))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
             raise UsageError('the body is not JSON; expected {"justification": "..."}') from None
         text = doc.get("justification") if isinstance(doc, dict) else None
         if not isinstance(text, str):

@@ -437,7 +437,8 @@ def _paths_request(content_type: str, body: bytes) -> tuple[list[str], bool]:
             if flag not in ("true", "false", "1", "0"):
                 raise ValueError
             expand = flag in ("true", "1")
-    except ValueError:  # also UnicodeDecodeError and json's JSONDecodeError
+    # ValueError: also UnicodeDecodeError and json's JSONDecodeError; RecursionError: "[[[[..." nested too deeply
+    except (ValueError, RecursionError):
         raise UsageError(
             "a paths-info body is paths (a list of file paths) and expand (true or false)"
         ) from None

@@ -121,7 +121,7 @@ async def _offer_body(request: Request) -> Any:
     """The JSON of a snapshot offer, read to at most ``MAX_OFFER_BYTES`` (413) before it is parsed (400)."""
     try:
         return json.loads(await read_body(request, MAX_OFFER_BYTES))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
         raise UsageError("the snapshot offer is not JSON") from None
 
 

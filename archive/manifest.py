@@ -121,6 +121,8 @@ class SnapshotManifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"malformed manifest: {exc}") from None
+        except RecursionError:  # "[[[[..." nested deeper than the parser's stack (a hostile remote's manifest)
+            raise IntegrityError("malformed manifest: JSON nested too deeply") from None
         _check_paths_do_not_clash([f.path for f in files])
         return cls(files=files, _canonical=bytes(data))
 

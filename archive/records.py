@@ -155,6 +155,8 @@ def read_record(backend: Backend, key: str) -> CatalogRecord:
         written = dt.datetime.strptime(m[1], _NAME_TIME)
     except (ValueError, TypeError, KeyError) as exc:
         raise RecordError(f"record {key} cannot be read: {exc}") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        raise RecordError(f"record {key} cannot be read: JSON nested too deeply") from None
     return CatalogRecord(key, written, doc["kind"], at, doc["actor"], doc)
 
 

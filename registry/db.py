@@ -7,12 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 import modelarc.migrations
-from modelarc.errors import ModelarcError
+from modelarc.errors import ModelarcError, UsageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -23,6 +23,8 @@ VERSIONS = Path(modelarc.migrations.__file__).parent / "versions"
 # the unit of work archive/ passes back into registry functions, named here so archive/ need not import SQLAlchemy
 CatalogSession = Session
 MIGRATION_LOCK_KEY = 0x6D6F64656C617263 & 0x7FFFFFFFFFFFFFF0  # beside registry/store_locks.py's key
+# the catalogs the migrations and queries are written and tested for (tests run both)
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -66,8 +68,46 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def _masked(url: str) -> str:
+    """``url`` as given, any ``user:password@`` password masked: for a URL SQLAlchemy cannot parse to mask it."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+def parse_database_url(url: str) -> URL:
+    """The catalog URL parsed, or ``UsageError`` naming it (password masked) and what is wrong with it."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
+        raise UsageError(
+            f"MODELARC_DATABASE_URL {_masked(url)!r} is not a database URL; give sqlite:///<file> or "
+            "postgresql+psycopg://<user>:<password>@<host>/<database>"
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise UsageError(
+            f"MODELARC_DATABASE_URL {parsed.render_as_string(hide_password=True)!r} is a "
+            f"{parsed.get_backend_name()!r} database; the catalog is SQLite (sqlite:///<file>) or PostgreSQL "
+            "(postgresql+psycopg://...)"
+        )
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
+    parsed = parse_database_url(url)
+    try:
+        return _engine(parsed)
+    except (NoSuchModuleError, ImportError) as exc:  # postgresql+nosuchdriver, or a driver not installed
+        raise UsageError(
+            f"MODELARC_DATABASE_URL {parsed.render_as_string(hide_password=True)!r}: its database driver "
+            f"cannot be loaded ({exc})"
+        ) from None
+
+
+def _engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
@@ -106,8 +146,9 @@ class Catalog:
         try:
             if migrate and current_revision(self.engine) != head_revision():
                 upgrade(self.engine)
-        except OperationalError as exc:
-            raise ModelarcError(f"cannot open the catalog database: {exc.orig}") from None
+        # OperationalError (no server, no such folder) and the rest: a file that is not an SQLite database
+        except DatabaseError as exc:
+            raise ModelarcError(f"cannot open the catalog database {self.where}: {exc.orig}") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         build_mappings()
 
@@ -120,6 +161,14 @@ class Catalog:
     def display_url(self) -> str:
         """The database URL with any password masked, for messages."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def where(self) -> str:
+        """The catalog as a user knows it: an SQLite catalog's file, else the URL with its password masked."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return str(url.database)
+        return self.display_url
 
     def schema_state(self) -> tuple[str | None, str | None]:
         """(the schema's revision now, the revision this code expects): a round trip to the database."""

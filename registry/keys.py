@@ -142,7 +142,8 @@ def set_trust(
 ) -> str:
     """Trust or distrust the one key whose fingerprint starts with ``fingerprint_prefix`` (4 characters at least)."""
     rows = s.scalars(
-        select(SigningKey).where(SigningKey.fingerprint.startswith(fingerprint_prefix.lower()))
+        # autoescape: a prefix of "%" names no key, not every key
+        select(SigningKey).where(SigningKey.fingerprint.startswith(fingerprint_prefix.lower(), autoescape=True))
     ).all()
     if len(rows) != 1 or len(fingerprint_prefix) < 4:
         raise UsageError(

@@ -33,8 +33,8 @@ def list_models(
     """Models by name; counts and tags come from two grouped queries for the page, not one query per model."""
     q = select(Model).order_by(Model.namespace, Model.name, Model.id)
     if name_contains:
-        pattern = f"%{name_contains.lower()}%"
-        q = q.where(func.lower(Model.namespace + "/" + Model.name).like(pattern))
+        # autoescape: % and _ in the text are matched as themselves, not as LIKE wildcards
+        q = q.where(func.lower(Model.namespace + "/" + Model.name).contains(name_contains.lower(), autoescape=True))
     models = list(s.scalars(q.limit(limit).offset(offset)))
     ids = [m.id for m in models]
     if not ids:

@@ -151,13 +151,13 @@ def snapshot_conditions(f: SnapshotFilters) -> list[ColumnElement[bool]]:
     if f.cutoff_after is not None:
         out += [Snapshot.cutoff.is_not(None), _cutoff_start_after(f.cutoff_after)]
     if f.name:
-        out.append(func.lower(Model.namespace + "/" + Model.name).like(f"%{f.name.lower()}%"))
+        # autoescape: % and _ in the text are matched as themselves, not as LIKE wildcards ("contains this")
+        out.append(func.lower(Model.namespace + "/" + Model.name).contains(f.name.lower(), autoescape=True))
     if f.arch:
-        pattern = f"%{f.arch.lower()}%"
         out.append(
             or_(
                 func.lower(Snapshot.model_type) == f.arch.lower(),
-                func.lower(cast(Snapshot.architecture, Text)).like(pattern),
+                func.lower(cast(Snapshot.architecture, Text)).contains(f.arch.lower(), autoescape=True),
             )
         )
     if f.min_params is not None:

@@ -42,12 +42,16 @@ def parse_day(text: str) -> dt.date:
 def parse_as_of(text: str) -> dt.datetime:
     """End of the given day (or month/year), so ``--as-of 2024-05-01`` includes everything done that day."""
     start, precision = parse_cutoff(text)
-    if precision == "year":
-        end = dt.date(start.year + 1, 1, 1)
-    elif precision == "month":
-        end = dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    else:
-        end = start + dt.timedelta(days=1)
+    try:
+        if precision == "year":
+            end = dt.date(start.year + 1, 1, 1)
+        elif precision == "month":
+            end = dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+        else:
+            end = start + dt.timedelta(days=1)
+    # the period ends after 9999-12-31, the last day a date can hold (the CLI's option and the server's parameter)
+    except (ValueError, OverflowError):
+        raise UsageError(f"as-of date {text!r} is out of range: the latest is 9999-12-30") from None
     return dt.datetime.combine(end, dt.time()) - dt.timedelta(microseconds=1)
 
 

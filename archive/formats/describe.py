@@ -74,7 +74,8 @@ def read_architecture(files: list[tuple[str, Path]]) -> dict[str, Any]:
         if rel == "config.json":
             try:
                 doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            # RecursionError: "[[[[..." nested deeper than the parser's stack, as unreadable as bad JSON
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 return {}
             return architecture_from_config(doc) if isinstance(doc, dict) else {}
     return {}

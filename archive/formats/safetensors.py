@@ -85,6 +85,8 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
         doc = json.loads(header[8:].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsFormatError(f"{path}: header is not valid JSON ({exc})") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack: no real header is
+        raise SafetensorsFormatError(f"{path}: header is not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise SafetensorsFormatError(f"{path}: header is not a JSON object")
     metadata = doc.pop("__metadata__", None)

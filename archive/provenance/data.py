@@ -77,6 +77,8 @@ def parse_data_manifest(raw: bytes, where: str) -> DataManifest:
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataManifestError(f"{where}: not valid YAML or JSON ({first})") from None
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack (also from a remote's push)
+        raise DataManifestError(f"{where}: not valid YAML or JSON (nested too deeply)") from None
     validate(doc, where)
     return DataManifest(doc, raw)
 

@@ -114,6 +114,17 @@ class RemoteArchive:
             )
         return response
 
+    def _json(self, response: httpx.Response) -> Any:
+        """A successful answer's JSON; one that is not JSON (a proxy's page, "[[[[..." nested too deeply) is a
+        ``RemoteError`` naming the remote, not a traceback."""
+        try:
+            return json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise RemoteError(
+                f"remote {self.remote.name}: its answer to {response.request.method} {response.request.url.path} "
+                "is not JSON"
+            ) from None
+
     def _refuse(self, status: int, content: bytes, method: str, path: str, code: str | None) -> NoReturn:
         """Raise what the remote raised: the class its ``X-Error-Code`` names (modelarc/errors.py HTTP_ERRORS).
 
@@ -122,7 +133,7 @@ class RemoteArchive:
         """
         try:
             body = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
             body = None
         detail = (
             str(body.get("detail") or body.get("error") or body)
@@ -147,9 +158,9 @@ class RemoteArchive:
         wanted = list(ids)
         out: list[ObjectId] = []
         for i in range(0, len(wanted), MISSING_BATCH):
-            body = self._request(
-                "POST", "/v1/objects/missing", json={"ids": wanted[i : i + MISSING_BATCH]}
-            ).json()
+            body = self._json(
+                self._request("POST", "/v1/objects/missing", json={"ids": wanted[i : i + MISSING_BATCH]})
+            )
             out += [ObjectId(o) for o in body["missing"]]
         return out
 
@@ -351,20 +362,20 @@ class RemoteArchive:
         text = self._get(f"/v1/transfer/snapshots/{ref.model}/{rev}", lambda response: response.read())
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RemoteError(f"remote {self.remote.name}: its snapshot offer is not JSON") from None
         return SnapshotOffer.from_json(body)
 
     def check(self, offer: SnapshotOffer) -> list[ObjectId]:
         """Ask the remote to vet the signer and manifest before weights move; the objects it still lacks."""
-        body = self._request("POST", "/v1/transfer/check", json=offer.to_json()).json()
+        body = self._json(self._request("POST", "/v1/transfer/check", json=offer.to_json()))
         missing = body.get("missing") if isinstance(body, dict) else None
         if not isinstance(missing, list):
             raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check")
         return [ObjectId(o) for o in missing]
 
     def commit(self, offer: SnapshotOffer) -> CommitResult:
-        body = self._request("POST", "/v1/transfer/commit", json=offer.to_json()).json()
+        body = self._json(self._request("POST", "/v1/transfer/commit", json=offer.to_json()))
         try:
             return CommitResult.from_json(body)
         except UsageError as exc:
@@ -378,7 +389,7 @@ class RemoteArchive:
         rows: list[dict[str, Any]] = []
         while url and len(rows) < limit:
             response = self._request("GET", url, params=params)
-            rows += response.json()
+            rows += self._json(response)
             nxt = response.links.get("next", {}).get("url")
             # the next link carries the filters, the page size and the cursor: follow it as it is
             url, params = (_raw_path(nxt), None) if nxt else (None, None)
@@ -389,7 +400,7 @@ class RemoteArchive:
 
     def keys(self) -> list[PublishedKey]:
         """The keys the remote trusts, with their public halves."""
-        body = self._request("GET", "/v1/transfer/keys").json()
+        body = self._json(self._request("GET", "/v1/transfer/keys"))
         try:
             if not isinstance(body, list):
                 raise UsageError("expected a list")

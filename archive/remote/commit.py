@@ -210,7 +210,7 @@ def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any
     data = b"".join(bytes(archive.store.get(c.id)) for c in file_chunks(entry))
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." too deep
         return {}
     return architecture_from_config(doc) if isinstance(doc, dict) else {}
 

@@ -19,6 +19,8 @@ from modelarc.errors import NotFoundError, UsageError
 REMOTES_FILE = "remotes.json"
 REMOTES_FORMAT = 1
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# what an HTTP header value can carry as a bearer token: visible ASCII, no space, tab, newline or control character
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -48,15 +50,47 @@ def get_remote(home: Path, name: str) -> Remote:
     if name not in remotes:
         known = ", ".join(sorted(remotes)) or "none yet"
         raise NotFoundError(f"no remote named {name!r} (known: {known}); add one with `modelarc remote add`")
+    check_token(remotes[name])  # one written before tokens were checked: every request would fail on its header
     return remotes[name]
 
 
-def save_remote(home: Path, remote: Remote) -> None:
+def check_remote(remote: Remote) -> None:
+    """Refuse, before anything is contacted or written, a remote no request could be sent to: a bad name, a URL
+    that is not http(s)://host[:port] with a port from 1 to 65535, a token no HTTP header can carry."""
     if not _NAME.match(remote.name):
         raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
-    parts = urlsplit(remote.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port]")
+    if not is_http_url(remote.url):
+        raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port], with a port from 1 to 65535")
+    check_token(remote)
+
+
+def is_http_url(url: str) -> bool:
+    """http(s)://host[:port][/path], a port from 1 to 65535, no whitespace or control character: a URL an HTTP
+    client can send a request to, rather than fail on deep inside."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError: not a number, or beyond 65535
+    except ValueError:  # also "Invalid IPv6 URL": an unclosed [
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and port != 0
+        and not any(c.isspace() or not c.isprintable() for c in url)
+    )
+
+
+def check_token(remote: Remote) -> None:
+    """A token goes into an ``Authorization`` header as it is; the message never shows it (it is a secret)."""
+    if remote.token and not _TOKEN.fullmatch(remote.token):
+        raise UsageError(
+            f"the token of remote {remote.name!r} has a space, a line break, a control or a non-ASCII character: "
+            "give the token exactly as `modelarc token create` printed it"
+        )
+
+
+def save_remote(home: Path, remote: Remote) -> None:
+    check_remote(remote)
     remotes = load_remotes(home)
     remotes[remote.name] = Remote(remote.name, remote.url.rstrip("/"), remote.token)
     _write(home, remotes)

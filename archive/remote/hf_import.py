@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from modelarc.archive.push import PushResult
+from modelarc.archive.remote.config import is_http_url
 from modelarc.archive.repository import Archive
-from modelarc.errors import SourceError
+from modelarc.errors import SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import parse_ref
@@ -54,12 +55,22 @@ def _cache_dir() -> str | None:
     return None
 
 
+def hub_endpoint() -> str:
+    """``HF_ENDPOINT`` (default https://huggingface.co), refused in one line unless it is http(s)://host[:port]:
+    huggingface_hub would fail on it deep in its HTTP client."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if not is_http_url(endpoint):
+        raise UsageError(f"HF_ENDPOINT {endpoint!r} is not an http(s)://host[:port] URL; unset it for huggingface.co")
+    return endpoint
+
+
 def download(source: HubSource) -> tuple[Path, str, dict[str, str], str]:
     """(local snapshot folder, commit sha, etags by path, endpoint) for the source."""
+    endpoint = hub_endpoint()
+    import httpx
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub import errors as hf_errors
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     where = f"{source.repo}@{source.revision} on {endpoint}"
     etags: dict[str, str] = {}
     try:
@@ -87,7 +98,7 @@ def download(source: HubSource) -> tuple[Path, str, dict[str, str], str]:
         raise SourceError(
             f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
         ) from None
-    except (OSError, hf_errors.HfHubHTTPError) as exc:
+    except (OSError, hf_errors.HfHubHTTPError, httpx.HTTPError) as exc:
         raise SourceError(
             f"{where}: download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         ) from None

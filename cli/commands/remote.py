@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.remote.config import Remote, load_remotes, remove_remote, save_remote
+from modelarc.archive.remote.config import Remote, check_remote, load_remotes, remove_remote, save_remote
 from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled
 
@@ -41,6 +41,7 @@ def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bo
     from modelarc.archive.remote.sync import trust_remote_keys
 
     entry = Remote(name, url, token)
+    check_remote(entry)  # before it is contacted
     trusted: list[str] = []
     if trust_keys:  # contact it first: a typo in the URL should fail now, not at the first pull
         with RemoteArchive(entry) as client:

@@ -9,9 +9,16 @@ import click
 from modelarc.cli.startup import startup_done
 
 
+def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """An empty host would bind every interface (uvicorn passes it on as it is): that must be asked for as 0.0.0.0."""
+    if not value.strip():
+        raise click.BadParameter("give a host name or address (0.0.0.0 for every interface), not an empty one")
+    return value
+
+
 @click.command(name="serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8470, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_host)
+@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
 @click.option(
     "--anonymous-read/--no-anonymous-read",
     default=True,

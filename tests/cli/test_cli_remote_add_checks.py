@@ -1,0 +1,68 @@
+"""``remote add`` refuses, before contacting anything or writing remotes.json, a URL no request could go to (not
+http(s), no host, a port outside 1-65535, an unclosed IPv6 bracket) and a token no HTTP header can carry; one
+already stored with such a token is named in one line at its first use, without showing the token."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ArchiveCli
+
+
+@pytest.fixture
+def arc(tmp_path: Path, sqlite_url: str) -> ArchiveCli:
+    """SQLite only: nothing here reaches the catalog beyond opening it."""
+    home = ArchiveCli(tmp_path / "home", sqlite_url)
+    home("init")
+    return home
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:65536",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:-1",
+        "http://127.0.0.1:port",
+        "http://:8470",
+        "ftp://127.0.0.1:8470",
+        "127.0.0.1:8470",
+        "http://127.0.0.1 :8470",
+    ],
+)
+@pytest.mark.parametrize("trust", ["--no-trust-keys", "--trust-keys"])
+def test_a_url_no_request_could_go_to_is_refused(arc, url: str, trust: str) -> None:
+    result = arc.fail("remote", "add", "r", url, trust)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: remote URL {url!r} must be http(s)://host[:port], with a port from 1 to 65535"
+    )
+    assert not (arc.home / "remotes.json").exists()
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "https://[::1]:65535/prefix/", "http://host.example"])
+def test_a_url_with_a_host_and_a_port_in_range_is_kept(arc, url: str) -> None:
+    arc("remote", "add", "r", url, "--no-trust-keys")
+    assert [(r["name"], r["url"]) for r in arc.json("remote", "ls")] == [("r", url.rstrip("/"))]
+
+
+@pytest.mark.parametrize("token", ["ma_ab\ncd", "ma_ab cd", "ma_ab\tcd", "ma_ab\x00cd", "ma_\x7f", "ma_é"])
+def test_a_token_no_header_can_carry_is_refused_without_showing_it(arc, token: str) -> None:
+    result = arc.fail("remote", "add", "r", "http://127.0.0.1:8470", "--no-trust-keys", "--token", token)
+    assert result.exit_code == 2
+    assert "the token of remote 'r' has a space, a line break" in result.stderr
+    assert "ma_" not in result.output
+    assert not (arc.home / "remotes.json").exists()
+
+
+def test_a_stored_token_no_header_can_carry_is_named_at_its_first_use(arc) -> None:
+    doc = {"format": 1, "remotes": {"r": {"url": "http://127.0.0.1:8470", "token": "ma_ab\ncd"}}}
+    (arc.home / "remotes.json").write_text(json.dumps(doc))
+    result = arc.fail("ls", "--remote", "r")
+    assert result.exit_code == 2
+    assert "the token of remote 'r' has a space, a line break" in result.stderr
+    assert "ma_ab" not in result.output

@@ -1,0 +1,57 @@
+"""``serve`` refuses, before opening the archive or binding anything, a port outside 1-65535 (a traceback from the
+socket) and an empty host (which bound every interface).
+
+Each runs in a process of its own with a deadline: were the check gone, ``serve`` would start serving and never
+return, and the deadline turns that into a failure rather than a stuck suite.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ArchiveCli
+
+DEADLINE = 60  # seconds; the refusal comes in well under one
+
+
+def serve(home: ArchiveCli, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "modelarc.cli.main", "serve", *args],
+            env={**os.environ, **home.env},
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve {' '.join(args)} was not refused: it started serving")
+
+
+@pytest.fixture
+def home(tmp_path: Path, sqlite_url: str) -> ArchiveCli:
+    archive = ArchiveCli(tmp_path / "home", sqlite_url)
+    archive("init")
+    return archive
+
+
+@pytest.mark.parametrize("port", ["-1", "0", "65536", "99999"])
+def test_a_port_outside_1_to_65535_is_refused(home: ArchiveCli, port: str) -> None:
+    done = serve(home, "--host", "127.0.0.1", "--port", port)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: Invalid value for '--port': {port} is not in the range 1<=x<=65535."
+    )
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_host_is_refused_rather_than_binding_every_interface(home: ArchiveCli, host: str) -> None:
+    done = serve(home, "--host", host, "--port", "1")  # port 1: were it not refused, binding fails, not serves
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--host': give a host name or address (0.0.0.0 for every interface), "
+        "not an empty one"
+    )
