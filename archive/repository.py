@@ -173,6 +173,13 @@ class Archive:
             keyring.write_private_key(keyring.generate_private_key(), key_path)
             created = True
         pem = keyring.public_key_pem(keyring.load_private_key(key_path))
+        from modelarc.archive.store_identity import record_store_identity
+
+        try:
+            record_store_identity(archive)  # before the key's record: nothing is written to another catalog's store
+        except BaseException:
+            archive.close()
+            raise
         archive._register_key(pem, label="local signing key", local=True, actor=settings.actor)
         return archive, created
 
@@ -181,7 +188,15 @@ class Archive:
         settings = load_settings(home)
         if not (settings.keys_path.is_dir() or settings.store_path.is_dir()):
             raise NotInitializedError(f"no modelarc archive at {settings.home}; run `modelarc init` first")
-        return cls(settings)
+        archive = cls(settings)
+        from modelarc.archive.store_identity import check_store_identity
+
+        try:
+            check_store_identity(archive)
+        except BaseException:
+            archive.close()
+            raise
+        return archive
 
     def close(self) -> None:
         self.catalog.dispose()
