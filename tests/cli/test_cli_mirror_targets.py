@@ -94,3 +94,23 @@ def test_mirror_ls_shows_a_missing_mirror_folder_without_making_it(pushed: Any, 
     state = pushed.json("mirror", "ls")[0]
     assert state["error"] and "no store at" in state["error"]
     assert not (tmp_path / "mirror").exists()
+
+
+def test_sync_refuses_a_mirror_inside_the_store_recorded_before_these_checks(pushed: Any) -> None:
+    import datetime as dt
+
+    from sqlalchemy import create_engine, text
+
+    inner = pushed.home / "store" / "objects"
+    engine = create_engine(pushed.env["MODELARC_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO mirrors (name, target, added_at, objects_copied) VALUES ('inner', :t, :at, 0)"),
+            {"t": str(inner), "at": dt.datetime(2026, 1, 1)},
+        )
+    engine.dispose()
+    before = sorted(p for p in inner.rglob("*"))
+    result = pushed.fail("mirror", "sync", "inner")
+    assert "inside this archive's store" in result.stderr
+    assert sorted(p for p in inner.rglob("*")) == before
+    pushed("gc")
