@@ -33,7 +33,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.integrity import MirrorRecord
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.backend import Backend
-from modelarc.storage.location import canonical_location, open_backend
+from modelarc.storage.location import canonical_location, location_within, open_backend
 from modelarc.storage.store import object_key
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ class SyncReport:
         return {**self.__dict__, "ok": self.ok}
 
 
-def mirror_store(target: str) -> ObjectStore:
-    return ObjectStore(open_backend(target))
+def mirror_store(target: str, *, create: bool = True) -> ObjectStore:
+    return ObjectStore(open_backend(target, create=create))
 
 
 def open_mirror(archive: Archive, target: str) -> MirrorCopy:
@@ -124,13 +124,19 @@ def _lacks(archive: Archive, target: str, wanted: dict[str, int]) -> int:
             return len(remote.lacks(served_objects(archive)))
         finally:
             remote.close()
-    have = set(mirror_store(target).iter_ids())
+    # `mirror ls` shows a missing folder as an error, never makes one
+    have = set(mirror_store(target, create=False).iter_ids())
     return len(set(wanted) - have)
 
 
 def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
     if not _NAME.fullmatch(name):
         raise UsageError(f"invalid mirror name {name!r}: letters, digits, '.', '_' or '-', up to 100")
+    if not target:
+        raise UsageError("empty mirror target: name a folder, s3://BUCKET/PREFIX or remote:NAME")
+    with archive.catalog.session() as s:
+        if name in {m.name for m in rows.list_mirrors(s)}:  # refused before the target is probed (or created)
+            raise UsageError(f"a mirror named {name!r} already exists (modelarc mirror rm {name} first)")
     if is_remote_target(target):
         location = target
         remote = remote_mirror(archive, target)  # a remote added with `modelarc remote add`
@@ -140,8 +146,7 @@ def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
             remote.close()
     else:
         location = canonical_location(target)
-        if location == canonical_location(archive.settings.store_location):
-            raise UsageError(f"{target} is this archive's own store, not a mirror")
+        check_mirror_target(archive, target, location)
         next(
             iter(mirror_store(location).iter_ids()), None
         )  # it answers (and a new folder exists) before we record it
@@ -149,6 +154,22 @@ def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
         record = rows.add_mirror(s, name, location)
         q.audit(s, archive.settings.actor, "mirror add", name, location=location)
     return record
+
+
+def check_mirror_target(archive: Archive, target: str, location: str) -> None:
+    """Refuse a mirror that overlaps the archive: its own store, a folder inside that store or inside the home (the
+    store would list the mirror's copies as its own objects, and gc and fsck would never agree with it again), or
+    a folder that holds the store."""
+    store = canonical_location(archive.settings.store_location)
+    if location_within(location, store) and location_within(store, location):
+        raise UsageError(f"{target} is this archive's own store, not a mirror")
+    if location_within(location, store):
+        raise UsageError(f"{target} is inside this archive's store {store}; a mirror must be a place of its own")
+    if location_within(store, location):
+        raise UsageError(f"{target} holds this archive's store {store}; a mirror must be a place of its own")
+    home = str(archive.settings.home)
+    if location_within(location, home):
+        raise UsageError(f"{target} is inside this archive's home {home}; a mirror must be a place of its own")
 
 
 def remove_mirror(archive: Archive, name: str) -> MirrorRecord:
@@ -213,6 +234,7 @@ def sync(
             remote.close()
         _mark_synced(archive, record, report)
         return report
+    check_mirror_target(archive, record.target, record.target)  # one added before these checks existed
     target = mirror_store(record.target)
     with archive.lock(exclusive=False, purpose="mirror sync"):
         wanted = catalogued_objects(archive)

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.config import Settings, load_settings
@@ -23,13 +24,14 @@ from modelarc.errors import (
     ObjectMissingError,
     SignatureError,
     SigningKeyError,
+    StoreAccessError,
     UsageError,
     WithdrawnError,
 )
 from modelarc.registry.db import Catalog
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_ref
 from modelarc.storage import ObjectId, ObjectStore
-from modelarc.storage.location import canonical_location, open_backend
+from modelarc.storage.location import canonical_location, check_location, is_local_location, open_backend
 
 if TYPE_CHECKING:
     from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
@@ -110,6 +112,16 @@ def choose_store(settings: Settings, store: str) -> Settings:
     return dataclasses.replace(settings, store_url=location)
 
 
+def check_store_exists(settings: Settings) -> None:
+    """A ``StoreAccessError`` in one line when the archive's store is a folder that is not there."""
+    location = check_location(settings.store_location)
+    if is_local_location(location) and not Path(location).expanduser().is_dir():
+        raise StoreAccessError(
+            f"no store at {location!r} ({settings.store_origin_text}); fix that setting, "
+            "or run `modelarc init` to create a new, empty store there"
+        )
+
+
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
     """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` -> (first day of that period, precision)."""
     try:
@@ -128,9 +140,13 @@ def parse_cutoff(text: str) -> tuple[dt.date, str]:
 class Archive:
     """A modelarc home. Open with ``Archive.open()``; create with ``Archive.init()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, create_store: bool = False) -> None:
+        """``create_store`` is ``Archive.init``'s alone: opening an archive whose local store folder is missing
+        (a mistyped MODELARC_STORE_URL, an unmounted disk) is refused rather than answered from a new, empty one."""
         self.settings = settings
-        self.store = ObjectStore(open_backend(settings.store_location))
+        if not create_store:
+            check_store_exists(settings)
+        self.store = ObjectStore(open_backend(settings.store_location, create=create_store))
         self.catalog = Catalog(settings.database_url)
 
     # ----------------------------------------------------------------- lifecycle
@@ -146,8 +162,9 @@ class Archive:
         settings = load_settings(home)
         if store is not None:
             settings = choose_store(settings, store)
+        check_location(settings.store_location)  # a bad MODELARC_STORE_URL is refused before the home is made
         settings.keys_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        archive = cls(settings)
+        archive = cls(settings, create_store=True)
         from modelarc.archive.signing import keys as keyring
 
         key_path = settings.keys_path / SIGNING_KEY_FILE
@@ -156,6 +173,13 @@ class Archive:
             keyring.write_private_key(keyring.generate_private_key(), key_path)
             created = True
         pem = keyring.public_key_pem(keyring.load_private_key(key_path))
+        from modelarc.archive.store_identity import record_store_identity
+
+        try:
+            record_store_identity(archive)  # before the key's record: nothing is written to another catalog's store
+        except BaseException:
+            archive.close()
+            raise
         archive._register_key(pem, label="local signing key", local=True, actor=settings.actor)
         return archive, created
 
@@ -164,7 +188,15 @@ class Archive:
         settings = load_settings(home)
         if not (settings.keys_path.is_dir() or settings.store_path.is_dir()):
             raise NotInitializedError(f"no modelarc archive at {settings.home}; run `modelarc init` first")
-        return cls(settings)
+        archive = cls(settings)
+        from modelarc.archive.store_identity import check_store_identity
+
+        try:
+            check_store_identity(archive)
+        except BaseException:
+            archive.close()
+            raise
+        return archive
 
     def close(self) -> None:
         self.catalog.dispose()

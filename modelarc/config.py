@@ -32,6 +32,8 @@ class Settings:
     # (None: no cap); MODELARC_CACHE_DIR and MODELARC_CACHE_MAX_BYTES
     cache_dir: Path | None = None
     cache_max_bytes: int | None = None
+    # where store_url came from, for messages: "MODELARC_STORE_URL", the config.json path, or "" (the default)
+    store_origin: str = ""
 
     @property
     def store_path(self) -> Path:
@@ -41,6 +43,11 @@ class Settings:
     @property
     def store_location(self) -> str:
         return self.store_url or str(self.store_path)
+
+    @property
+    def store_origin_text(self) -> str:
+        """Where the store location was set, as a message says it: ``from MODELARC_STORE_URL`` and the like."""
+        return f"from {self.store_origin}" if self.store_origin else "the default HOME/store"
 
     @property
     def cache_path(self) -> Path:
@@ -82,14 +89,15 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
             "name a file (sqlite:////path/to/registry.db)"
         )
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
-    store = os.environ.get("MODELARC_STORE_URL") or _home_config(root).get("store")
+    store, store_origin = _store_setting(root)
     cache_dir = os.environ.get("MODELARC_CACHE_DIR")
     return Settings(
         home=root,
         database_url=url,
         actor=actor,
         lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
-        store_url=str(store) if store else None,
+        store_url=store,
+        store_origin=store_origin,
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
         cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
         cache_max_bytes=_byte_count("MODELARC_CACHE_MAX_BYTES"),
@@ -108,6 +116,27 @@ def _home_config(root: Path) -> dict[str, object]:
     if not isinstance(doc, dict):
         raise UsageError(f"{root / HOME_CONFIG} is not a JSON object")
     return doc
+
+
+def _store_setting(root: Path) -> tuple[str | None, str]:
+    """The store location set by MODELARC_STORE_URL or the home's config.json, and which of them set it.
+
+    A config.json ``store`` that is not a non-empty string is refused: ``5`` would have been the folder ``./5``.
+    """
+    from modelarc.errors import UsageError
+
+    env = os.environ.get("MODELARC_STORE_URL")
+    if env:
+        return env, "MODELARC_STORE_URL"
+    doc = _home_config(root)
+    if "store" not in doc or doc["store"] is None:
+        return None, ""
+    value = doc["store"]
+    if not isinstance(value, str) or not value:
+        raise UsageError(
+            f'{root / HOME_CONFIG}: "store" must be a folder path or s3://BUCKET/PREFIX, not {value!r:.60}'
+        )
+    return value, str(root / HOME_CONFIG)
 
 
 def _seconds(name: str, default: float) -> float:

@@ -301,3 +301,13 @@ class RunRecord(Base):
     object_id: Mapped[str | None] = mapped_column(String(64))  # the canonical record, kept in the store
     signature: Mapped[str | None] = mapped_column(Text)  # DSSE envelope JSON over the canonical record
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class CatalogSetting(Base):
+    """One named value the catalog keeps about itself; ``store_id`` is the identity of the store its rows describe
+    (archive/store_identity.py), so a catalog is never paired with another store's objects."""
+
+    __tablename__ = "catalog_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

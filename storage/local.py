@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import DiskFullError
+from modelarc.errors import DiskFullError, StoreAccessError
 from modelarc.storage.backend import key_parts
 from modelarc.storage.pages import PAGE, aligned_buffer, is_page_aligned
 
@@ -32,10 +32,18 @@ class LocalBackend:
 
     concurrency = 1
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        """``create=False`` opens an existing store only: a command that reads an archive must never leave a new,
+        empty store wherever a mistyped setting or an unmounted disk pointed (only ``modelarc init`` creates one)."""
         self.root = Path(root)
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise StoreAccessError(
+                f"no store at {self.root}: not a folder (run `modelarc init` to create one)"
+            )
+        self._tmp_ready = create  # an existing store without tmp/ gets one at its first write
         self._dirty: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -59,6 +67,9 @@ class LocalBackend:
         if final.exists():
             return
         final.parent.mkdir(parents=True, exist_ok=True)
+        if not self._tmp_ready:
+            self.tmp.mkdir(exist_ok=True)
+            self._tmp_ready = True
         tmp = self.tmp / f"{final.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -137,6 +148,8 @@ class LocalBackend:
     def clean_tmp(self, older_than: float) -> int:
         """Remove temp files a killed writer left behind; only those older than ``older_than`` (a timestamp)."""
         removed = 0
+        if not self.tmp.is_dir():
+            return 0
         for entry in self.tmp.iterdir():
             try:
                 if entry.stat().st_mtime < older_than:

@@ -87,31 +87,66 @@ def parse_s3_url(url: str) -> S3Location:
     return S3Location(check_bucket_name(bucket), check_prefix(prefix))
 
 
-def open_backend(location: str | Path) -> Backend:
-    """The backend for a store location: ``s3://BUCKET/PREFIX`` or a folder path (created if missing).
-
-    >>> open_backend("s3://models/prod")  # doctest: +SKIP
-    S3Backend('s3://models/prod')
-    """
+def check_location(location: str | Path) -> str | Path:
+    """``location`` if it is ``s3://BUCKET/PREFIX`` or a folder path; ``UsageError`` for an empty one or any other
+    ``scheme://`` (a folder named ``garbage:`` is never what ``garbage://x`` meant)."""
     if isinstance(location, str):
+        if not location:
+            raise UsageError("empty store location: use a folder path or s3://BUCKET/PREFIX")
         if is_s3_url(location):
-            parsed = parse_s3_url(location)
-            from modelarc.storage.s3 import S3Backend  # boto3 only for S3 stores
-
-            return S3Backend(parsed.bucket, parsed.prefix)
-        if _SCHEME.match(location):
+            parse_s3_url(location)
+        elif _SCHEME.match(location):
             scheme = location.split("://", 1)[0]
             raise UsageError(
                 f"unsupported store URL scheme {scheme!r}: use a folder path or s3://BUCKET/PREFIX"
             )
+    return location
+
+
+def open_backend(location: str | Path, *, create: bool = True) -> Backend:
+    """The backend for a store location: ``s3://BUCKET/PREFIX`` or a folder path.
+
+    A missing folder is created only with ``create`` (``modelarc init``, ``mirror add``); without it a missing
+    folder is a ``StoreAccessError``, so opening an archive never leaves an empty store behind.
+
+    >>> open_backend("s3://models/prod")  # doctest: +SKIP
+    S3Backend('s3://models/prod')
+    """
+    check_location(location)
+    if isinstance(location, str) and is_s3_url(location):
+        parsed = parse_s3_url(location)
+        from modelarc.storage.s3 import S3Backend  # boto3 only for S3 stores
+
+        return S3Backend(parsed.bucket, parsed.prefix)
     from modelarc.storage.local import LocalBackend
 
-    return LocalBackend(Path(location))
+    return LocalBackend(Path(location), create=create)
+
+
+def is_local_location(location: str | Path) -> bool:
+    return not (isinstance(location, str) and is_s3_url(location))
 
 
 def canonical_location(location: str | Path) -> str:
     """One spelling per store, so "is this the store the home already uses?" compares like with like:
-    ``s3://BUCKET/PREFIX`` without trailing slashes, or an absolute folder path."""
+    ``s3://BUCKET/PREFIX`` without trailing slashes, or an absolute folder path. ``UsageError`` for a location
+    ``open_backend`` would refuse."""
+    check_location(location)
     if isinstance(location, str) and is_s3_url(location):
         return parse_s3_url(location).url()
     return str(Path(location).expanduser().absolute())
+
+
+def location_within(inner: str | Path, outer: str | Path) -> bool:
+    """Whether the store at ``inner`` lies at or below the one at ``outer``: for folders after resolving symlinks
+    (two spellings of one folder are one place), for S3 in the same bucket under the same prefix segments."""
+    inner_s3 = isinstance(inner, str) and is_s3_url(inner)
+    outer_s3 = isinstance(outer, str) and is_s3_url(outer)
+    if inner_s3 != outer_s3:
+        return False
+    if isinstance(inner, str) and isinstance(outer, str) and inner_s3:
+        a, b = parse_s3_url(inner), parse_s3_url(outer)
+        outer_parts = b.prefix.split("/") if b.prefix else []
+        inner_parts = a.prefix.split("/") if a.prefix else []
+        return a.bucket == b.bucket and inner_parts[: len(outer_parts)] == outer_parts
+    return Path(inner).expanduser().resolve().is_relative_to(Path(outer).expanduser().resolve())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from modelarc.cli.options import json_option
+from modelarc.cli.options import json_option, not_empty
 from modelarc.cli.output import console, emit_json
 from modelarc.cli.startup import startup_done
 
@@ -13,6 +13,7 @@ from modelarc.cli.startup import startup_done
 @click.option(
     "--store",
     metavar="LOCATION",
+    callback=not_empty,
     help="Keep the objects in this folder or S3-compatible bucket (s3://BUCKET/PREFIX) instead of HOME/store; "
     "endpoint and credentials come from the standard AWS variables and files. Default: $MODELARC_STORE_URL.",
 )

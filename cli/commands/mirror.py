@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import json_option, not_empty, with_archive
 from modelarc.cli.output import byte_progress, console, emit_json
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+
+
+def _not_empty_name(value: str | None) -> str | None:
+    """``""`` is not "every mirror": an unset variable in ``modelarc mirror sync "$NAME"`` synced them all."""
+    if value == "":
+        raise click.BadParameter("is empty; name a mirror (`mirror sync` without NAME syncs every one)")
+    return value
 
 
 @click.group()
@@ -23,7 +30,7 @@ def mirror() -> None:
 
 @mirror.command(name="add")
 @click.argument("name")
-@click.argument("target")
+@click.argument("target", callback=not_empty)
 @json_option
 @with_archive
 def mirror_add(archive: Archive, name: str, target: str, as_json: bool) -> None:
@@ -70,7 +77,7 @@ def mirror_ls(archive: Archive, as_json: bool) -> None:
 
 
 @mirror.command(name="sync")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=lambda ctx, param, value: _not_empty_name(value))
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive

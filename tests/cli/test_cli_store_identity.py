@@ -1,0 +1,74 @@
+"""A catalog is paired with one store: pointing an archive at another store (MODELARC_STORE_URL, config.json) is
+refused before a push can put its objects there and its snapshot here. Archives from before store identities, and
+several homes sharing one store through `init`, keep working."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelfactory import write_model
+
+from modelarc.errors import StoreAccessError
+
+
+def _home(arc: Any, tmp_path: Path, name: str) -> Any:
+    """Another home like ``arc`` (tests/cli/conftest.py), with a SQLite catalog of its own."""
+    return type(arc)(tmp_path / f"{name}-home", f"sqlite:///{tmp_path / name}.db")
+
+
+def _other_store(arc: Any, tmp_path: Path) -> Path:
+    """A store made by another home's init, so it has an identity of its own."""
+    other = _home(arc, tmp_path, "other")
+    other("init", "--store", tmp_path / "other-store")
+    return tmp_path / "other-store"
+
+
+def test_push_to_another_store_is_refused_and_the_catalog_is_unchanged(
+    arc: Any, tmp_path: Path
+) -> None:
+    src = write_model(tmp_path / "m")
+    arc("push", src, "ns/m:v1")
+    other = _other_store(arc, tmp_path)
+    before = sorted(p for p in other.rglob("*"))
+    arc.env["MODELARC_STORE_URL"] = str(other)
+    result = arc.fail("push", src, "ns/split:v1")
+    assert result.exit_code == StoreAccessError.exit_code
+    assert "belongs to store" in result.stderr and "MODELARC_STORE_URL" in result.stderr
+    assert sorted(p for p in other.rglob("*")) == before
+    del arc.env["MODELARC_STORE_URL"]
+    assert [m["model"] for m in arc.json("ls")] == ["ns/m"]
+    assert arc.json("verify", "--all")["ok"]
+
+
+def test_a_store_without_identity_is_refused_once_the_catalog_has_one(arc: Any, tmp_path: Path) -> None:
+    bare = tmp_path / "bare-store"
+    (bare / "objects").mkdir(parents=True)
+    (arc.home / "config.json").write_text(json.dumps({"store": str(bare)}))
+    result = arc.fail("ls")
+    assert "has no store identity" in result.stderr and "config.json" in result.stderr
+
+
+def test_an_archive_from_before_identities_keeps_opening_and_init_records_one(arc: Any, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    arc("push", write_model(tmp_path / "m"), "ns/m:v1")
+    (arc.home / "store" / "store-id").unlink()
+    engine = create_engine(arc.env["MODELARC_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM catalog_settings"))
+    engine.dispose()
+    assert arc.json("verify", "--all")["ok"]
+    assert not (arc.home / "store" / "store-id").exists()  # opening writes nothing
+    arc("init")
+    assert (arc.home / "store" / "store-id").is_file()
+    assert arc.json("verify", "--all")["ok"]
+
+
+def test_a_second_home_can_still_share_a_store_through_init(arc: Any, tmp_path: Path) -> None:
+    other = _other_store(arc, tmp_path)
+    third = _home(arc, tmp_path, "third")
+    third("init", "--store", other)
+    third("push", write_model(tmp_path / "m"), "ns/m:v1")
+    assert third.json("verify", "--all")["ok"]
