@@ -11,7 +11,7 @@ from modelarc.cli.startup import startup_done
 
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8470, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8470, show_default=True)
 @click.option(
     "--anonymous-read/--no-anonymous-read",
     default=True,
