@@ -48,7 +48,9 @@ def refuse_other_provenance(
     for ref, relation in parents:
         parent = q.resolve_snapshot(s, ref)
         if (parent.model, parent.digest, relation) not in recorded:
-            differences.append(f"--parent {_short(parent.model, parent.digest)} --relation {relation} (not recorded)")
+            differences.append(
+                f"--parent {_short(parent.model, parent.digest)} --relation {relation} (not recorded)"
+            )
     if differences:
         raise ProvenanceConflictError(
             f"{model}: these files are already archived as {_short(existing.model, existing.digest)} with other "

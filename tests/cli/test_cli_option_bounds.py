@@ -31,7 +31,14 @@ def seeded(arc, tmp_path: Path):
         ("rerun", HUGE),
         ("access", "decide", HUGE, "grant", "--reason", "r"),
         ("run", "acme/tiny:v1", "--prompt", "hi", "--seed", HUGE),
-        ("run", "acme/tiny:v1", "--prompt", "hi", "--seed", str(2**64)),  # torch.manual_seed's range ends below
+        (
+            "run",
+            "acme/tiny:v1",
+            "--prompt",
+            "hi",
+            "--seed",
+            str(2**64),
+        ),  # torch.manual_seed's range ends below
         ("run", "acme/tiny:v1", "--prompt", "hi", "--seed", "-1"),
         ("scrub", "--max-bytes", HUGE),
         ("serve", "--port", "70000"),

@@ -30,16 +30,28 @@ def test_repush_with_provenance_the_snapshot_lacks_is_refused_and_changes_nothin
     result = arc.fail("push", ft, "ns/r:v2", *PROVENANCE, *PARENT)
     assert result.exit_code == 2 and result.stdout == ""
     line = result.stderr.strip()
-    assert "\n" not in line and line.startswith("error: ns/r:v2: these files are already archived as ns/r@sha256:")
-    for given in ("--license 'mit' (recorded: none)", "--cutoff 2020 (recorded: none)",
-                  "--description 'hello' (recorded: none)", "--parent ns/m@sha256:", "--relation finetune"):
+    assert "\n" not in line and line.startswith(
+        "error: ns/r:v2: these files are already archived as ns/r@sha256:"
+    )
+    for given in (
+        "--license 'mit' (recorded: none)",
+        "--cutoff 2020 (recorded: none)",
+        "--description 'hello' (recorded: none)",
+        "--parent ns/m@sha256:",
+        "--relation finetune",
+    ):
         assert given in line
     assert "no command changes it" in line
     assert "deltas against" not in result.output
     assert _state(arc) == before  # no tag v2, no audit entry, no new object
     assert "no tag 'v2'" in arc.fail("show", "ns/r:v2").stderr
     shown = arc.json("show", "ns/r:v1")
-    assert (shown["license"], shown["cutoff"], shown["description"], shown["parents"]) == (None, None, None, [])
+    assert (shown["license"], shown["cutoff"], shown["description"], shown["parents"]) == (
+        None,
+        None,
+        None,
+        [],
+    )
 
 
 def test_repush_with_another_license_names_both(arc, folders) -> None:
