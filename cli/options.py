@@ -17,10 +17,13 @@ import click
 from modelarc.archive.catalog.filters import SEARCH_FILTERS
 from modelarc.cli.startup import startup_done
 
-# The catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT): a larger id names no row and a
-# larger limit means nothing more, but either reaching a query is an OverflowError from the driver, not an answer.
+# A number past what the catalog's column or statement can hold names no row and limits nothing more, but reaching
+# a query it is an OverflowError (SQLite) or DataError (PostgreSQL) traceback, not an answer. Row ids (tokens, runs,
+# access requests) are INTEGER columns: 64-bit in SQLite but 32-bit in PostgreSQL, where a larger id is "integer out
+# of range"; LIMIT and the catalog's sizes take any signed 64-bit number.
 CATALOG_INT_MAX = 2**63 - 1
-ROW_ID = click.IntRange(1, CATALOG_INT_MAX)
+ROW_ID_MAX = 2**31 - 1
+ROW_ID = click.IntRange(1, ROW_ID_MAX)
 # one below the largest: a page reads one row more than its limit, to know whether more follow
 ROW_LIMIT = click.IntRange(1, CATALOG_INT_MAX - 1)
 

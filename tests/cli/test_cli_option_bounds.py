@@ -2,13 +2,15 @@
 integers, a seed past torch's, or a NaN or infinite float is one `Error:` line, never an OverflowError traceback
 from the database driver nor a NaN silently accepted."""
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 from modelfactory import finetune, tiny_tensors, write_model
 
 HUGE = "99999999999999999999999"
-ID_MAX = str(2**63 - 1)  # the largest id the catalog can hold: names no row, but is a clean "not found"
+ID_MAX = str(2**31 - 1)  # the largest id every catalog can hold (PostgreSQL INTEGER): a clean "not found"
 
 
 @pytest.fixture
@@ -28,8 +30,11 @@ def seeded(arc, tmp_path: Path):
         ("data", "ls", "--limit", HUGE),
         ("diff", "acme/tiny:v1", "acme/tiny:v2", "--limit", HUGE),
         ("token", "revoke", HUGE),
+        ("token", "revoke", str(2**31)),  # past PostgreSQL's INTEGER ids
         ("rerun", HUGE),
+        ("rerun", str(2**31)),
         ("access", "decide", HUGE, "grant", "--reason", "r"),
+        ("access", "decide", str(2**31), "grant", "--reason", "r"),
         ("run", "acme/tiny:v1", "--prompt", "hi", "--seed", HUGE),
         (
             "run",
@@ -71,7 +76,7 @@ def test_the_largest_id_is_looked_up_and_not_found(seeded, args, message) -> Non
         ("timeline", "--limit", str(2**63 - 2)),
         ("data", "ls", "--limit", str(2**63 - 2)),
         ("diff", "acme/tiny:v1", "acme/tiny:v2", "--limit", str(2**63 - 2)),
-        ("scrub", "--max-bytes", ID_MAX, "--no-progress"),
+        ("scrub", "--max-bytes", str(2**63 - 1), "--no-progress"),
     ],
 )
 def test_the_largest_limit_is_accepted(seeded, args) -> None:
@@ -92,3 +97,15 @@ def test_scrub_refuses_a_float_that_is_not_finite(seeded, option, value) -> None
 def test_run_refuses_a_float_that_is_not_finite(seeded, args) -> None:
     result = seeded.fail("run", "acme/tiny:v1", "--prompt", "hi", *args)
     assert result.exit_code == 2 and args[0] in result.stderr
+
+
+def test_a_token_id_past_the_catalogs_ids_is_not_found(seeded) -> None:
+    seeded("access", "set", "acme/tiny", "gated", "--reason", "r")
+    result = seeded.fail("access", "grant", "acme/tiny", "token:99999999999", "--reason", "r")
+    assert result.exit_code == 3 and "token 99999999999 does not exist" in result.stderr
+
+
+def test_a_dataset_cursor_past_the_catalogs_ids_is_refused(seeded) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps({"a": 2**40}).encode()).decode().rstrip("=")
+    result = seeded.fail("data", "ls", "--cursor", cursor)
+    assert result.exit_code == 2 and "invalid dataset cursor" in result.stderr
