@@ -97,16 +97,16 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     dtype = resolve_dtype(params.dtype)
     _r, snap = archive.resolve(ref)
     started = time.perf_counter()
-    # the tokenizer first: a prompt of no tokens is refused before the weights load
+    # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
+    model = load_model(archive, ref, device=device, dtype=dtype)
     tokenizer = load_tokenizer(archive, ref)
+    load_seconds = time.perf_counter() - started
     inputs = tokenizer(prompt, return_tensors="pt")
     prompt_tokens = int(inputs["input_ids"].shape[1])
     if prompt_tokens == 0:
         raise UsageError(
             f"--prompt is no tokens to {ref}'s tokenizer (only what it drops): give text to continue"
         )
-    model = load_model(archive, ref, device=device, dtype=dtype)
-    load_seconds = time.perf_counter() - started
     _check_context(model.config, ref, prompt_tokens, params.max_new_tokens)
     inputs = inputs.to(device)
     torch.manual_seed(params.seed)
