@@ -18,6 +18,7 @@ from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.provenance.repush import refuse_other_provenance
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
@@ -105,6 +106,9 @@ def push_folder(
         result = ingest(source, archive.store, progress, files=files, bases=bases, warn=warn, reuse=reuse)
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
+        model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
+        with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
+            refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
         manifest_put = archive.store.put(manifest.canonical_bytes())
         if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
@@ -127,11 +131,13 @@ def push_folder(
             objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
+            # again in the recording's transaction: the same bytes may have been recorded since the check above
+            refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
             recorded = record_snapshot(
                 archive.store.backend,
                 s,
                 SnapshotRecording(
-                    model=Ref(ref.namespace, ref.name, tag=ref.tag or "latest"),
+                    model=model_ref,
                     snapshot=record,
                     objects=objects,
                     signatures=[NewSignature(bundle_put.id, bundle.decode(), fingerprint)],
@@ -153,7 +159,8 @@ def push_folder(
         files=len(manifest.files),
         tensors=sum(1 for _ in manifest.tensors()),
         seconds=time.perf_counter() - started,
-        delta_base=bases.label if bases else None,
+        # an unchanged snapshot stored no delta: it was not stored against the base, whatever was tried
+        delta_base=bases.label if bases and (recorded.created or result.deltas_added) else None,
         delta_objects=len(result.deltas_added),
         delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),

@@ -7,6 +7,7 @@ loads, ``modelarc --help`` loads too (tests/cli/test_cli_startup.py holds that l
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,30 @@ import click
 
 from modelarc.archive.catalog.filters import SEARCH_FILTERS
 from modelarc.cli.startup import startup_done
+
+# A number past what the catalog's column or statement can hold names no row and limits nothing more, but reaching
+# a query it is an OverflowError (SQLite) or DataError (PostgreSQL) traceback, not an answer. Row ids (tokens, runs,
+# access requests) are INTEGER columns: 64-bit in SQLite but 32-bit in PostgreSQL, where a larger id is "integer out
+# of range"; LIMIT and the catalog's sizes take any signed 64-bit number.
+CATALOG_INT_MAX = 2**63 - 1
+ROW_ID_MAX = 2**31 - 1
+ROW_ID = click.IntRange(1, ROW_ID_MAX)
+# one below the largest: a page reads one row more than its limit, to know whether more follow
+ROW_LIMIT = click.IntRange(1, CATALOG_INT_MAX - 1)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf``: NaN compares false with every bound, so a plain
+    range lets it through, and no option of ours means anything at infinity."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 jobs_option = click.option(
@@ -58,9 +83,7 @@ def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The provenance filters shared by ``ls`` and ``timeline``."""
     options = [
         *(click.option(f.option, help=f.help) for f in SEARCH_FILTERS),
-        click.option(
-            "--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most."
-        ),
+        click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="Rows at most."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -23,6 +23,11 @@ class InvalidRefError(UsageError):
     """A REF string that is neither ``ns/name:tag`` nor ``ns/name@sha256:<hex>``."""
 
 
+class ProvenanceConflictError(UsageError):
+    """A push of bytes the model already holds as a snapshot, stating provenance other than that snapshot's: its
+    provenance is fixed when first recorded, so the push is refused rather than the given values dropped."""
+
+
 class NotFoundError(ModelarcError):
     """Something named by the user does not exist."""
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry.access_models import AccessGrant, AccessPolicy, AccessRequest
-from modelarc.registry.models import Model, Snapshot
+from modelarc.registry.models import Model, Snapshot, get_by_id
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.store_models import SnapshotObject
 
@@ -326,7 +326,7 @@ def list_requests(
 def decide_request(
     s: Session, request_id: int, status: str, reason: str, actor: str, at: dt.datetime, grant_id: int | None
 ) -> RequestRecord:
-    row = s.get(AccessRequest, request_id)
+    row = get_by_id(s, AccessRequest, request_id)
     if row is None:
         raise NotFoundError(f"no access request {request_id} (see `modelarc access requests --all`)")
     row.status, row.decided_by, row.decided_at = status, actor, at
@@ -338,7 +338,7 @@ def decide_request(
 
 
 def get_request(s: Session, request_id: int) -> RequestRecord:
-    row = s.get(AccessRequest, request_id)
+    row = get_by_id(s, AccessRequest, request_id)
     if row is None:
         raise NotFoundError(f"no access request {request_id} (see `modelarc access requests --all`)")
     model = s.get(Model, row.model_id)

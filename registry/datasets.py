@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
+from modelarc.registry.models import (
+    ROW_ID_MAX,
+    DataAttachment,
+    Dataset,
+    Model,
+    Snapshot,
+    SnapshotDataset,
+    utcnow,
+)
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -161,7 +169,7 @@ def _decode_dataset_cursor(cursor: str) -> int:
         row_id = doc["a"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise bad from None
-    if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id <= 2**63 - 1:
+    if not isinstance(row_id, int) or isinstance(row_id, bool) or not 0 < row_id <= ROW_ID_MAX:
         raise bad
     return row_id
 

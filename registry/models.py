@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -29,7 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -40,6 +40,18 @@ SCHEMA_MODULES = ("modelarc.registry.store_models", "modelarc.registry.access_mo
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# Row ids are INTEGER primary keys: 64-bit in SQLite but 32-bit in PostgreSQL, where a larger id in a query is a
+# DataError ("integer out of range") rather than no row. A lookup by an id from outside (a CLI argument, a cursor,
+# ``token:<id>``) checks it against this first.
+ROW_ID_MAX = 2**31 - 1
+_Row = TypeVar("_Row")
+
+
+def get_by_id(s: Session, cls: type[_Row], row_id: int) -> _Row | None:
+    """``s.get`` for an id from outside: None for an id no row can have, where PostgreSQL would raise."""
+    return s.get(cls, row_id) if 0 < row_id <= ROW_ID_MAX else None
 
 
 class Base(DeclarativeBase):

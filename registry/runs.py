@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
-from modelarc.registry.models import RunRecord, SigningKey, utcnow
+from modelarc.registry.models import RunRecord, SigningKey, get_by_id, utcnow
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -65,7 +65,7 @@ def list_runs(s: Session, snapshot_id: int | None = None) -> list[dict[str, Any]
 
 def run_signature(s: Session, run_id: int) -> tuple[str, bytes | None]:
     """(DSSE envelope, the signer's PEM if that key is trusted) of one run."""
-    row = s.get(RunRecord, run_id)
+    row = get_by_id(s, RunRecord, run_id)
     if row is None:
         raise NotFoundError(f"no run record {run_id} (see `modelarc runs`)")
     key = s.scalar(

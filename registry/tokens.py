@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
 from modelarc.registry.access_models import ApiToken
-from modelarc.registry.models import utcnow
+from modelarc.registry.models import get_by_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def add_token(s: Session, name: str, token_hash: str, scope: str, actor: str) ->
 
 
 def revoke_token(s: Session, token_id: int, actor: str) -> None:
-    row = s.get(ApiToken, token_id)
+    row = get_by_id(s, ApiToken, token_id)
     if row is None:
         raise NotFoundError(f"no token {token_id} (see `modelarc token ls`)")
     row.revoked_at = row.revoked_at or utcnow()
@@ -63,7 +63,7 @@ def live_token(s: Session, token_hash: str) -> tuple[int, str, str] | None:
 
 
 def find_token(s: Session, token_id: int) -> TokenInfo | None:
-    t = s.get(ApiToken, token_id)
+    t = get_by_id(s, ApiToken, token_id)
     if t is None:
         return None
     return TokenInfo(

@@ -92,14 +92,23 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
 
     if params.max_new_tokens < 1:
         raise UsageError("--max-new-tokens must be at least 1")
+    _check_prompt_text(prompt)
     device = resolve_device(params.device)
     dtype = resolve_dtype(params.dtype)
     _r, snap = archive.resolve(ref)
     started = time.perf_counter()
+    # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
     model = load_model(archive, ref, device=device, dtype=dtype)
     tokenizer = load_tokenizer(archive, ref)
     load_seconds = time.perf_counter() - started
-    inputs = tokenizer(prompt, return_tensors="pt").to(device)
+    inputs = tokenizer(prompt, return_tensors="pt")
+    prompt_tokens = int(inputs["input_ids"].shape[1])
+    if prompt_tokens == 0:
+        raise UsageError(
+            f"--prompt is no tokens to {ref}'s tokenizer (only what it drops): give text to continue"
+        )
+    _check_context(model.config, ref, prompt_tokens, params.max_new_tokens)
+    inputs = inputs.to(device)
     torch.manual_seed(params.seed)
     kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
     if params.temperature is not None or params.top_p is not None:
@@ -128,6 +137,49 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
         load_seconds=load_seconds,
         new_tokens=int(new.numel()),
         tokens_per_second=float(new.numel()) / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _check_prompt_text(prompt: str) -> None:
+    """Refuse a prompt that is empty, or that is not text: a lone surrogate (how Python presents bytes that were
+    not UTF-8, e.g. from a shell argument) cannot be tokenized, nor written into a run record."""
+    if not prompt:
+        raise UsageError("--prompt is empty: give text to continue")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"--prompt is not valid UTF-8 text (an undecodable byte at character {exc.start})"
+        ) from None
+
+
+# the config fields that state how many positions (prompt plus generated tokens) a model can attend over
+_CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length")
+
+
+def _check_context(config: Any, ref: str, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a run that would go past the model's context rather than truncate the prompt: a silently shortened
+    prompt (or a shorter output) is not the run that was asked for, nor one a record could describe."""
+    context = next(
+        (
+            value
+            for name in _CONTEXT_FIELDS
+            if isinstance(value := getattr(config, name, None), int)
+            and not isinstance(value, bool)
+            and value > 0
+        ),
+        None,
+    )
+    if context is None or prompt_tokens + max_new_tokens <= context:
+        return
+    if prompt_tokens >= context:
+        raise UsageError(
+            f"--prompt is {prompt_tokens} tokens; {ref} has a context of {context} tokens, so it must be at most "
+            f"{context - 1} to leave room for one new token"
+        )
+    raise UsageError(
+        f"--prompt is {prompt_tokens} tokens and --max-new-tokens {max_new_tokens} would go past {ref}'s context "
+        f"of {context} tokens; give --max-new-tokens {context - prompt_tokens} or less, or a shorter prompt"
     )
 
 

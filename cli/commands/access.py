@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import ROW_ID_MAX, json_option, with_archive
 from modelarc.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -182,7 +182,8 @@ def decide(archive: Archive, request_id: str, decision: str, reason: str | None,
     from modelarc.archive.access import decide_request
     from modelarc.errors import UsageError
 
-    if not request_id.isdigit():
+    # digits within the catalog's ids (cli/options.py ROW_ID): a larger number names no request, and overflows
+    if not request_id.isdigit() or not 1 <= int(request_id) <= ROW_ID_MAX:
         raise UsageError(f"{request_id!r} is not a request id (see `modelarc access requests`)")
     made = decide_request(archive, int(request_id), decision, reason=reason or "")
     if as_json:

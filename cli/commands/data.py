@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import ROW_LIMIT, json_option, with_archive
 from modelarc.cli.output import console, emit_json, err_console, line
 from modelarc.errors import NotFoundError
 
@@ -46,9 +46,7 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
 
 
 @data.command(name="ls")
-@click.option(
-    "--limit", type=click.IntRange(1, None), default=100, show_default=True, help="Rows at most (one page)."
-)
+@click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="Rows at most (one page).")
 @click.option("--cursor", help="Start after the previous page: the cursor its last line on stderr gave.")
 @json_option
 @with_archive

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import ROW_LIMIT, json_option, with_archive
 from modelarc.cli.output import console, emit_json, line
 
 if TYPE_CHECKING:
@@ -94,9 +94,7 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
 @click.command(name="diff")
 @click.argument("ref_a")
 @click.argument("ref_b")
-@click.option(
-    "--limit", type=click.IntRange(1, None), default=20, show_default=True, help="Changed tensors to list."
-)
+@click.option("--limit", type=ROW_LIMIT, default=20, show_default=True, help="Changed tensors to list.")
 @json_option
 @with_archive
 def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import json_option, not_empty, with_archive
+from modelarc.cli.options import CATALOG_INT_MAX, FiniteFloatRange, json_option, not_empty, with_archive
 from modelarc.cli.output import byte_progress, console, emit_json
 
 if TYPE_CHECKING:
@@ -116,9 +116,12 @@ def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json
 
 
 @click.command()
-@click.option("--max-bytes", type=click.IntRange(1, None), help="Stop after re-reading this many bytes.")
-@click.option("--max-seconds", type=click.FloatRange(0.1, None), help="Stop after this long.")
-@click.option("--rate", type=click.FloatRange(0.1, None), help="Read at most this many MB/s.")
+# bounded like every size the catalog keeps (64-bit): no store holds more bytes than that
+@click.option(
+    "--max-bytes", type=click.IntRange(1, CATALOG_INT_MAX), help="Stop after re-reading this many bytes."
+)
+@click.option("--max-seconds", type=FiniteFloatRange(0.1, None), help="Stop after this long.")
+@click.option("--rate", type=FiniteFloatRange(0.1, None), help="Read at most this many MB/s.")
 @click.option("--mirrors", "with_mirrors", is_flag=True, help="Also re-read each object's copy in every mirror.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on a terminal.")
 @json_option

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import ROW_ID, FiniteFloatRange, json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled, terminal_safe
 
 if TYPE_CHECKING:
@@ -16,15 +16,22 @@ if TYPE_CHECKING:
 
 @click.command(name="run")
 @click.argument("ref")
-@click.option("--prompt", required=True)
+@click.option(
+    "--prompt",
+    required=True,
+    help="Text to continue: not empty, and with --max-new-tokens within the model's context.",
+)
 @click.option("--max-new-tokens", type=click.IntRange(1, None), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Default: as archived.")
-@click.option("--seed", type=int, default=0, show_default=True)
+# torch.manual_seed takes any unsigned 64-bit seed; a larger one would be a RuntimeError after the model loaded
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option(
-    "--temperature", type=float, help="Sample with this temperature (greedy without sampling options)."
+    "--temperature",
+    type=FiniteFloatRange(0, None),
+    help="Sample with this temperature; 0 is greedy, as is leaving out both sampling options.",
 )
-@click.option("--top-p", type=float, help="Nucleus sampling.")
+@click.option("--top-p", type=FiniteFloatRange(0, 1, min_open=True), help="Nucleus sampling: 0 < P <= 1.")
 @click.option("--record", is_flag=True, help="Store a signed run record (see `modelarc runs`).")
 @json_option
 @with_archive
@@ -48,6 +55,9 @@ def run(
         record_run,
     )
 
+    if temperature == 0:
+        # greedy, and recorded as such: the core takes a temperature only to sample with it
+        temperature, top_p = None, None
     params = GenerationParams(max_new_tokens, seed, temperature, top_p, device, dtype)
     result = generate(archive, ref, prompt, params)
     run_id = record_run(archive, result) if record else None
@@ -78,7 +88,7 @@ def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
 
 
 @click.command(name="rerun")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @json_option
 @with_archive
 def rerun_cmd(archive: Archive, run_id: int, as_json: bool) -> None:

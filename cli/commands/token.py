@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.tokens import SCOPES, create_token, list_tokens, revoke_token
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import ROW_ID, json_option, with_archive
 from modelarc.cli.output import console, emit_json, styled
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def ls(archive: Archive, as_json: bool) -> None:
 
 
 @token.command(name="revoke")
-@click.argument("token_id", type=int)
+@click.argument("token_id", type=ROW_ID)
 @with_archive
 def revoke(archive: Archive, token_id: int) -> None:
     revoke_token(archive, token_id)
