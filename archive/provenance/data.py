@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, parse_cutoff
@@ -48,7 +49,6 @@ class DataManifest:
         return list(self.document["datasets"])
 
 
-MAX_DATA_MANIFEST_BYTES = 4 << 20  # a manifest lists datasets, not their records
 # Deeper than any manifest the schema allows (four levels), shallow enough that composing stays far from the
 # interpreter's recursion limit.
 MAX_DATA_MANIFEST_DEPTH = 32
@@ -137,12 +137,8 @@ class _WrittenDate:
 
 
 def load_data_manifest(path: str | Path) -> DataManifest:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DataManifestError(f"{p}: cannot read training-data manifest ({exc.strerror})") from None
-    return parse_data_manifest(raw, str(p))
+    raw = read_small_file(path, MAX_DATA_MANIFEST_BYTES, "a training-data manifest", DataManifestError)
+    return parse_data_manifest(raw, str(path))
 
 
 def parse_data_manifest(raw: bytes, where: str, *, recorded: bool = False) -> DataManifest:

@@ -5,11 +5,20 @@ the archive (refs, objects, datasets, audit) is exactly as it was."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modelfactory import write_model
+
+from modelarc.cli.main import cli
+
+# reading input does not touch the catalog: one backend is enough
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -153,3 +162,75 @@ def test_a_time_range_ending_in_the_year_it_starts_is_accepted(seeded: Any, tmp_
         "version: 1\ndatasets: [{name: a, role: eval, time_range: {start: 2020-06, end: '2020'}}]\n"
     )
     arc("data", "attach", "acme/tiny:v1", manifest)
+
+
+# ------------------------------------------------------------------------------ reading the named file
+
+
+# An address-space cap for the process: a command that reads a huge input (or /dev/zero) whole fails under it
+# within a second or two instead of taking the machine's memory.
+MEMORY_CAP = 3 << 30
+
+
+def _modelarc(arc: Any, *args: object) -> subprocess.CompletedProcess[str]:
+    """``modelarc ARGS`` in a process of its own, which a FIFO cannot block past the timeout."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelarc.cli.main", *map(str, args)],
+        env={**os.environ, **arc.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP)),
+    )
+
+
+def _commands(folder: Path, path: Path | str) -> dict[str, list[object]]:
+    return {
+        "push --data": ["push", folder, "acme/q:v9", "--data", path],
+        "data attach": ["data", "attach", "acme/tiny:v1", path],
+        "keys import": ["keys", "import", path],
+    }
+
+
+COMMANDS = ["push --data", "data attach", "keys import"]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_fifo_or_device_is_refused_unread(seeded: Any, tmp_path: Path, command: str, special: str) -> None:
+    arc, folder = seeded
+    path: Path | str = special
+    if special == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    before = _state(arc)
+    done = _modelarc(arc, *_commands(folder, path)[command])
+    assert done.returncode == 2, done.stderr
+    assert "not a regular file" in _one_error_line(done)
+    assert _state(arc) == before
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_huge_file_is_refused_without_reading_it_whole(seeded: Any, tmp_path: Path, command: str) -> None:
+    arc, folder = seeded
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as f:
+        f.truncate(2 * MEMORY_CAP)  # sparse: zeros, more than the process may map
+    before = _state(arc)
+    done = _modelarc(arc, *_commands(folder, huge)[command])
+    assert done.returncode == 2, done.stderr
+    assert "may have at most" in _one_error_line(done)
+    assert _state(arc) == before
+
+
+@SQLITE_ONLY
+def test_keys_import_from_stdin_is_bounded_too(seeded: Any) -> None:
+    arc, _ = seeded
+    pem = arc("keys", "export").stdout
+    imported = arc.runner.invoke(cli, ["keys", "import", "-"], input=pem, env=arc.env)
+    assert imported.exit_code == 0, imported.output
+    refused = arc.runner.invoke(cli, ["keys", "import", "-"], input=b"x" * (1 << 20), env=arc.env)
+    assert refused.exit_code == 2
+    assert "stdin: more than 65,536 bytes" in _one_error_line(refused)
