@@ -9,7 +9,11 @@ Raise one only together with the document.
 
 from __future__ import annotations
 
-from modelarc.errors import SourceLimitError
+import os
+import stat
+from typing import BinaryIO
+
+from modelarc.errors import ModelarcError, SourceLimitError, UsageError
 
 # The safetensors reference implementation refuses a header longer than this (its MAX_HEADER_SIZE), so no file
 # any safetensors reader can load is refused here.
@@ -31,6 +35,10 @@ SNAPSHOT_BYTES_PER_EXTRA_TENSOR = 64 * 1024
 # local push accepts can also be pushed to a remote, and a remote push costs no more than a local one.
 MAX_TENSORS_PER_SNAPSHOT = 200_000
 MAX_FILES_PER_SNAPSHOT = 100_000
+# Small documents a user hands to a command: a training-data manifest lists datasets, not their records; a PEM
+# public key is a few hundred bytes.
+MAX_DATA_MANIFEST_BYTES = 4 << 20
+MAX_PUBLIC_KEY_BYTES = 64 << 10
 
 
 def snapshot_tensor_allowance(logical_bytes: int) -> int:
@@ -67,3 +75,47 @@ def check_snapshot_tensors(where: str, count: int, logical_bytes: int) -> None:
             f"{SNAPSHOT_BYTES_PER_EXTRA_TENSOR // 1024} KiB, at most {MAX_TENSORS_PER_SNAPSHOT:,}; "
             "see docs/FORMAT.md, Limits)"
         )
+
+
+def read_small_file(
+    path: str | os.PathLike[str], limit: int, what: str, error: type[ModelarcError] = UsageError
+) -> bytes:
+    """The bytes of the regular file ``path``, refused with one ``error`` line if it holds more than ``limit``.
+
+    Never reads more than ``limit + 1`` bytes (``/dev/zero`` or a huge file is refused, not read into memory) and
+    never waits on a FIFO: the open does not block and anything but a regular file is refused before a read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise error(f"{path}: {_kind(mode)}, not a regular file; {what} is read from a file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return read_small_stream(f, limit, f"{path}", what, error)
+        except OSError as exc:
+            raise error(f"{path}: cannot read {what} ({exc.strerror})") from None
+
+
+def read_small_stream(
+    stream: BinaryIO, limit: int, where: str, what: str, error: type[ModelarcError] = UsageError
+) -> bytes:
+    """At most ``limit`` bytes from ``stream`` (stdin, say), refused once a byte more arrives."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{where}: more than {limit:,} bytes; {what} may have at most {limit:,} bytes")
+    return data
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")

@@ -296,7 +296,9 @@ class _Replay:
         ref = self._snapshot_ref(b)
         snap = q.resolve_snapshot(s, ref)
         oid = ObjectId(b["manifest"])
-        manifest = parse_data_manifest(bytes(self.store.get(oid)), f"training-data manifest {oid}")
+        manifest = parse_data_manifest(
+            bytes(self.store.get(oid)), f"training-data manifest {oid}", recorded=True
+        )
         datasets = [new_dataset(entry) for entry in manifest.datasets]
         (stored,) = _object_rows(self._infos({oid}))
         target = str(b.get("ref") or ref)

@@ -8,6 +8,7 @@ append-only: attaching again adds an attachment, it never edits or removes one.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, parse_cutoff
@@ -47,43 +49,121 @@ class DataManifest:
         return list(self.document["datasets"])
 
 
-MAX_DATA_MANIFEST_BYTES = 4 << 20  # a manifest lists datasets, not their records
+# Deeper than any manifest the schema allows (four levels), shallow enough that composing stays far from the
+# interpreter's recursion limit.
+MAX_DATA_MANIFEST_DEPTH = 32
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors/aliases: a few hundred bytes of nested aliases expand into an exponential walk."""
+class _ManifestLoader(yaml.SafeLoader):
+    """Safe YAML, refusing what a training-data manifest never needs and a hostile one could use.
+
+    No anchors/aliases (a few hundred bytes of nested aliases expand into an exponential walk), no nesting past
+    ``MAX_DATA_MANIFEST_DEPTH`` (composing recurses once per level), no duplicated keys (PyYAML keeps the last one
+    silently), and dates keep the text they were written as, so a message shows ``2020-01-01``, not a repr.
+    """
+
+    # Duplicated keys and NUL characters were accepted (with SQLite) before they were refused: a manifest this
+    # archive already recorded is read as it was then (``_RecordedManifestLoader``), so a rebuild still replays it.
+    strict = True
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             raise yaml.YAMLError("YAML aliases (*name) are not allowed in a training-data manifest")
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DATA_MANIFEST_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_DATA_MANIFEST_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value if self.strict else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges keys that its mapping may override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicated = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own construct_mapping says so
+                continue
+            if duplicated:
+                raise yaml.YAMLError(f"line {key_node.start_mark.line + 1}: key {key!r} is duplicated")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        return _WrittenDate(self.construct_scalar(node))
+
+    def construct_yaml_str(self, node: yaml.ScalarNode) -> str:
+        """A string the catalog can store: JSON's escaped surrogate pairs (``"\\ud83d\\ude00"``, how
+        ``json.dumps`` writes an emoji) joined into their character; a lone surrogate or a NUL refused."""
+        text = self.construct_scalar(node)
+        line = node.start_mark.line + 1
+        if "\0" in text and self.strict:
+            raise yaml.YAMLError(f"line {line}: a string holds a NUL character, which the catalog cannot store")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                text = text.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                raise yaml.YAMLError(
+                    f"line {line}: a string holds a lone UTF-16 surrogate (an escape like \\udcff), not a character"
+                ) from None
+        return text
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", _ManifestLoader.construct_yaml_timestamp)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:str", _ManifestLoader.construct_yaml_str)
+
+
+class _RecordedManifestLoader(_ManifestLoader):
+    strict = False
+
+
+@dataclass(frozen=True)
+class _WrittenDate:
+    """A YAML date or timestamp, which no field of the schema accepts (dates are strings): kept as written."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def load_data_manifest(path: str | Path) -> DataManifest:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DataManifestError(f"{p}: cannot read training-data manifest ({exc.strerror})") from None
-    return parse_data_manifest(raw, str(p))
+    raw = read_small_file(path, MAX_DATA_MANIFEST_BYTES, "a training-data manifest", DataManifestError)
+    return parse_data_manifest(raw, str(path))
 
 
-def parse_data_manifest(raw: bytes, where: str) -> DataManifest:
-    """Parse and validate a training-data manifest's bytes, from a local file or another archive alike."""
+def parse_data_manifest(raw: bytes, where: str, *, recorded: bool = False) -> DataManifest:
+    """Parse and validate a training-data manifest's bytes, from a local file or another archive alike.
+
+    ``recorded``: the manifest is one this archive's records already attached (a rebuild replays it), checked only
+    as strictly as when it was attached.
+    """
     if len(raw) > MAX_DATA_MANIFEST_BYTES:
-        raise DataManifestError(f"{where}: {len(raw)} bytes; a training-data manifest may have at most 4 MiB")
+        raise DataManifestError(
+            f"{where}: {len(raw):,} bytes; a training-data manifest may have at most {MAX_DATA_MANIFEST_BYTES:,}"
+        )
     try:
-        doc = yaml.load(raw.decode("utf-8"), Loader=_NoAliasLoader)  # YAML is a superset of JSON
+        loader = _RecordedManifestLoader if recorded else _ManifestLoader
+        doc = yaml.load(raw.decode("utf-8"), Loader=loader)  # YAML is a superset of JSON
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataManifestError(f"{where}: not valid YAML or JSON ({first})") from None
-    except RecursionError:  # "[[[[..." nested deeper than the parser's stack (also from a remote's push)
+    except RecursionError:  # a net under the loader's depth limit: nothing that deep is parsed
         raise DataManifestError(f"{where}: not valid YAML or JSON (nested too deeply)") from None
-    validate(doc, where)
+    validate(doc, where, recorded=recorded)
     return DataManifest(doc, raw)
 
 
-def validate(doc: Any, where: str) -> None:
+def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
     # imported here, not at the top: jsonschema pulls in rfc3987-syntax, which builds lark grammars on import
     # (seconds), and this module is loaded for more than validating (attach_data, the DataManifest type)
     import jsonschema
@@ -96,10 +176,13 @@ def validate(doc: Any, where: str) -> None:
             "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path).lstrip(".")
             or "(top)"
         )
-        raise DataManifestError(f"{where}: {field}: {e.message}")
+        # jsonschema's const message names only the expected value ("1 was expected"): say what was given too
+        message = f"{e.message}, {e.instance!r} given" if e.validator == "const" else e.message
+        raise DataManifestError(f"{where}: {field}: {message}")
     for i, ds in enumerate(doc["datasets"]):
+        span = ds.get("time_range", {})
         for end in ("start", "end"):
-            value = ds.get("time_range", {}).get(end)
+            value = span.get(end)
             if value is not None:
                 try:
                     parse_cutoff(value)
@@ -107,6 +190,21 @@ def validate(doc: Any, where: str) -> None:
                     raise DataManifestError(
                         f"{where}: datasets[{i}].time_range.{end}: {value!r} is not a valid date"
                     ) from None
+        backwards = "start" in span and "end" in span and _last_day(span["end"]) < parse_cutoff(span["start"])[0]
+        if backwards and not recorded:
+            raise DataManifestError(
+                f"{where}: datasets[{i}].time_range: end {span['end']} is before start {span['start']}"
+            )
+
+
+def _last_day(value: str) -> dt.date:
+    """The last day of the period ``value`` names: an end of ``2020`` runs to 2020-12-31."""
+    first, precision = parse_cutoff(value)
+    if precision == "year":
+        return first.replace(month=12, day=31)
+    if precision == "month":
+        return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+    return first
 
 
 def content_hash(entry: dict[str, Any]) -> str:

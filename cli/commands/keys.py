@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -40,13 +40,21 @@ def keys_list(archive: Archive, as_json: bool) -> None:
 
 
 @keys.command(name="import")
-@click.argument("pem_file", type=click.File("rb"))
+@click.argument("pem_file", type=click.Path(allow_dash=True))
 @click.option("--label", help="A name for the key's owner.")
 @json_option
 @with_archive
-def keys_import(archive: Archive, pem_file: Any, label: str | None, as_json: bool) -> None:
+def keys_import(archive: Archive, pem_file: str, label: str | None, as_json: bool) -> None:
     """Import a public key (PEM file, or - for stdin) and trust it."""
-    fingerprint = archive.import_key(pem_file.read(), label)
+    from modelarc.archive.limits import MAX_PUBLIC_KEY_BYTES, read_small_file, read_small_stream
+
+    what = "a PEM public key"
+    if pem_file == "-":
+        with click.open_file("-", "rb") as stdin:
+            pem = read_small_stream(stdin, MAX_PUBLIC_KEY_BYTES, "stdin", what)
+    else:
+        pem = read_small_file(pem_file, MAX_PUBLIC_KEY_BYTES, what)
+    fingerprint = archive.import_key(pem, label)
     emit_json({"fingerprint": fingerprint, "trusted": True}) if as_json else console.print(
         f"trusted {fingerprint}"
     )
