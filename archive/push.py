@@ -18,7 +18,6 @@ from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
-from modelarc.archive.provenance.repush import refuse_other_provenance
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
@@ -107,8 +106,10 @@ def push_folder(
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
-        with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
-            refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
+        refuse_other_provenance = _provenance_check(provenance, parent_refs)
+        if refuse_other_provenance is not None:
+            with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
+                refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
         manifest_put = archive.store.put(manifest.canonical_bytes())
         if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
@@ -131,8 +132,9 @@ def push_folder(
             objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
-            # again in the recording's transaction: the same bytes may have been recorded since the check above
-            refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
+            if refuse_other_provenance is not None:
+                # again in the recording's transaction: the same bytes may have been recorded since the check above
+                refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
             recorded = record_snapshot(
                 archive.store.backend,
                 s,
@@ -166,6 +168,26 @@ def push_folder(
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
         unchanged_files=result.reused,
     )
+
+
+def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) -> Callable[..., None] | None:
+    """archive/provenance/repush.py's check when this push states any provenance, else None: what a re-push does
+    not state is no difference, so a plain push (most are) pays neither the import nor the queries (issue 12)."""
+    stated = parents or any(
+        value is not None
+        for value in (
+            provenance.cutoff,
+            provenance.license,
+            provenance.description,
+            provenance.source_url,
+            provenance.release_date,
+        )
+    )
+    if not stated:
+        return None
+    from modelarc.archive.provenance.repush import refuse_other_provenance
+
+    return refuse_other_provenance
 
 
 def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, Path]]) -> dict[str, Reused]:

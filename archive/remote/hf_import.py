@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from modelarc.archive.push import PushResult
-from modelarc.archive.remote.config import is_http_url
 from modelarc.archive.repository import Archive
 from modelarc.errors import SourceError, UsageError
 from modelarc.registry import queries as q
@@ -58,6 +57,9 @@ def _cache_dir() -> str | None:
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` (default https://huggingface.co), refused in one line unless it is http(s)://host[:port]:
     huggingface_hub would fail on it deep in its HTTP client."""
+    # here, not at the top: only an hf:// push needs it, and every push imports this module
+    from modelarc.archive.remote.config import is_http_url
+
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if not is_http_url(endpoint):
         raise UsageError(f"HF_ENDPOINT {endpoint!r} is not an http(s)://host[:port] URL; unset it for huggingface.co")
