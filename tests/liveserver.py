@@ -7,9 +7,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
 from modelarc.api.app import create_app
@@ -27,6 +29,23 @@ def serve(archive: Archive, *, anonymous_read: bool = True) -> Iterator[str]:
     """Yield the base URL while the server runs; it stops when the block ends."""
     with serve_app(create_app(lambda: archive, anonymous_read=anonymous_read)) as url:
         yield url
+
+
+@contextmanager
+def served_base_model(database_url: str, base: Path) -> Iterator[tuple[Archive, str]]:
+    """A new archive under ``base`` on the catalog at ``database_url``, holding a small model as acme/base:v1, and
+    the URL of a server for it: what a module of request tests shares."""
+    from modelfactory import write_model
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELARC_DATABASE_URL", database_url)
+        archive, _ = Archive.init(base / "home")
+    try:
+        archive.push(write_model(base / "src"), "acme/base:v1")
+        with serve(archive) as url:
+            yield archive, url
+    finally:
+        archive.close()
 
 
 def free_port() -> int:

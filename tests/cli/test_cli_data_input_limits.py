@@ -195,6 +195,15 @@ def _commands(folder: Path, path: Path | str) -> dict[str, list[object]]:
 COMMANDS = ["push --data", "data attach", "keys import"]
 
 
+def _refused_and_unchanged(arc: Any, args: Any, message: str) -> None:
+    """The command exits 2 with one error line holding ``message`` and leaves the archive as it was."""
+    before = _state(arc)
+    done = _modelarc(arc, *args)
+    assert done.returncode == 2, done.stderr
+    assert message in _one_error_line(done)
+    assert _state(arc) == before
+
+
 @SQLITE_ONLY
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
@@ -204,11 +213,7 @@ def test_a_fifo_or_device_is_refused_unread(seeded: Any, tmp_path: Path, command
     if special == "fifo":
         path = tmp_path / "fifo"
         os.mkfifo(path)
-    before = _state(arc)
-    done = _modelarc(arc, *_commands(folder, path)[command])
-    assert done.returncode == 2, done.stderr
-    assert "not a regular file" in _one_error_line(done)
-    assert _state(arc) == before
+    _refused_and_unchanged(arc, _commands(folder, path)[command], "not a regular file")
 
 
 @SQLITE_ONLY
@@ -218,11 +223,7 @@ def test_a_huge_file_is_refused_without_reading_it_whole(seeded: Any, tmp_path: 
     huge = tmp_path / "huge.yaml"
     with huge.open("wb") as f:
         f.truncate(2 * MEMORY_CAP)  # sparse: zeros, more than the process may map
-    before = _state(arc)
-    done = _modelarc(arc, *_commands(folder, huge)[command])
-    assert done.returncode == 2, done.stderr
-    assert "may have at most" in _one_error_line(done)
-    assert _state(arc) == before
+    _refused_and_unchanged(arc, _commands(folder, huge)[command], "may have at most")
 
 
 @SQLITE_ONLY

@@ -12,10 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from liveserver import serve
-from modelfactory import write_model
+from liveserver import served_base_model
 
-from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import create_token
 
 DEEP = b"[" * 10_000  # under the smallest body limit (16 KB), ten times what the parser follows
@@ -24,15 +22,9 @@ DEEP = b"[" * 10_000  # under the smallest body limit (16 KB), ten times what th
 @pytest.fixture(scope="module")
 def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """acme/base:v1 served, and a push token (module-scoped: no test here changes the archive)."""
-    base = tmp_path_factory.mktemp("nesting")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MODELARC_DATABASE_URL", module_database_url)
-        archive, _ = Archive.init(base / "home")
-    archive.push(write_model(base / "src"), "acme/base:v1")
-    token = create_token(archive, "push", "nesting").token
-    with serve(archive) as url:
+    with served_base_model(module_database_url, tmp_path_factory.mktemp("nesting")) as (archive, url):
+        token = create_token(archive, "push", "nesting").token
         yield {"url": url, "headers": {"Authorization": f"Bearer {token}"}}
-    archive.close()
 
 
 @pytest.mark.parametrize(

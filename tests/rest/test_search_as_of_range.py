@@ -9,25 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from liveserver import serve
-from modelfactory import write_model
+from liveserver import served_base_model
 from transferkit import make_home
-
-from modelarc.archive.repository import Archive
 
 PAST_THE_LAST_DAY = ["9999-12-31", "9999-12", "9999"]
 
 
 @pytest.fixture(scope="module")
 def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("asof")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MODELARC_DATABASE_URL", module_database_url)
-        archive, _ = Archive.init(base / "home")
-    archive.push(write_model(base / "src"), "acme/base:v1")
-    with serve(archive) as url:
+    with served_base_model(module_database_url, tmp_path_factory.mktemp("asof")) as (_archive, url):
         yield {"url": url}
-    archive.close()
 
 
 @pytest.mark.parametrize("as_of", PAST_THE_LAST_DAY)
