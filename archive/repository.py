@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.config import Settings, load_settings
@@ -112,16 +111,6 @@ def choose_store(settings: Settings, store: str) -> Settings:
     return dataclasses.replace(settings, store_url=location)
 
 
-def check_store_exists(settings: Settings) -> None:
-    """A ``StoreAccessError`` in one line when the archive's store is a folder that is not there."""
-    location = check_location(settings.store_location)
-    if is_local_location(location) and not Path(location).expanduser().is_dir():
-        raise StoreAccessError(
-            f"no store at {location!r} ({settings.store_origin_text}); fix that setting, "
-            "or run `modelarc init` to create a new, empty store there"
-        )
-
-
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
     """``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD`` -> (first day of that period, precision)."""
     try:
@@ -144,9 +133,16 @@ class Archive:
         """``create_store`` is ``Archive.init``'s alone: opening an archive whose local store folder is missing
         (a mistyped MODELARC_STORE_URL, an unmounted disk) is refused rather than answered from a new, empty one."""
         self.settings = settings
-        if not create_store:
-            check_store_exists(settings)
-        self.store = ObjectStore(open_backend(settings.store_location, create=create_store))
+        try:
+            backend = open_backend(settings.store_location, create=create_store)
+        except StoreAccessError:
+            if not is_local_location(settings.store_location):
+                raise
+            raise StoreAccessError(  # the local folder is not there: say which setting named it
+                f"no store at {str(settings.store_location)!r} ({settings.store_origin_text}); fix that setting, "
+                "or run `modelarc init` to create a new, empty store there"
+            ) from None
+        self.store = ObjectStore(backend)
         self.catalog = Catalog(settings.database_url)
 
     # ----------------------------------------------------------------- lifecycle
