@@ -72,22 +72,8 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     root = (
         Path(home) if home is not None else Path(os.environ.get("MODELARC_HOME") or Path.home() / ".modelarc")
     )
-    root = root.expanduser().absolute()
-    if not str(root).isprintable():  # a lone surrogate (bytes that are not UTF-8) is not printable either
-        from modelarc.errors import UsageError
-
-        # the catalog's URL and every message name the home: bytes that are not UTF-8 (or control characters)
-        # failed half-way through `init`, leaving a half-made home that every later command tripped on
-        raise UsageError(f"the home {str(root).encode('utf-8', 'surrogateescape')!r} is not a printable UTF-8 path")
-    url = os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}"
-    if url.startswith("sqlite") and url.partition("://")[2].lstrip("/").partition("?")[0] in ("", ":memory:"):
-        from modelarc.errors import UsageError
-
-        # each command would get a new, empty catalog: a push recorded nowhere, then "run `modelarc init`"
-        raise UsageError(
-            f"MODELARC_DATABASE_URL={url} is an in-memory SQLite database, which keeps nothing between commands; "
-            "name a file (sqlite:////path/to/registry.db)"
-        )
+    root = _checked_home(root.expanduser().absolute())
+    url = _checked_database_url(os.environ.get("MODELARC_DATABASE_URL") or f"sqlite:///{root / 'registry.db'}")
     actor = os.environ.get("MODELARC_ACTOR") or _login_name()
     store, store_origin = _store_setting(root)
     cache_dir = os.environ.get("MODELARC_CACHE_DIR")
@@ -116,6 +102,30 @@ def _home_config(root: Path) -> dict[str, object]:
     if not isinstance(doc, dict):
         raise UsageError(f"{root / HOME_CONFIG} is not a JSON object")
     return doc
+
+
+def _checked_home(root: Path) -> Path:
+    """The catalog's URL and every message name the home: one whose path is not printable UTF-8 (bytes that are
+    not UTF-8 come in as lone surrogates, which are not printable either; control characters) failed half-way
+    through ``init``, leaving a half-made home that every later command tripped on."""
+    if not str(root).isprintable():
+        from modelarc.errors import UsageError
+
+        raise UsageError(f"the home {str(root).encode('utf-8', 'surrogateescape')!r} is not a printable UTF-8 path")
+    return root
+
+
+def _checked_database_url(url: str) -> str:
+    """An in-memory SQLite catalog is refused: each command would open a new, empty one (a push recorded nowhere,
+    then advice to run ``modelarc init``)."""
+    if url.startswith("sqlite") and url.partition("://")[2].lstrip("/").partition("?")[0] in ("", ":memory:"):
+        from modelarc.errors import UsageError
+
+        raise UsageError(
+            f"MODELARC_DATABASE_URL={url} is an in-memory SQLite database, which keeps nothing between commands; "
+            "name a file (sqlite:////path/to/registry.db)"
+        )
+    return url
 
 
 def _store_setting(root: Path) -> tuple[str | None, str]:
