@@ -66,7 +66,8 @@ def ls(archive: Archive, as_json: bool) -> None:
         emit_json(rows)
         return
     for row in rows:
-        console.print(f"{row['name']}\t{row['url']}{'  (token)' if row['token'] else ''}")
+        # two spaces, not a tab: the console shows every control character as an escape (cli/output.py)
+        console.print(f"{row['name']}  {row['url']}{'  (token)' if row['token'] else ''}")
 
 
 @remote.command(name="rm")

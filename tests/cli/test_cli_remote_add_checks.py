@@ -66,3 +66,8 @@ def test_a_stored_token_no_header_can_carry_is_named_at_its_first_use(arc) -> No
     assert result.exit_code == 2
     assert "the token of remote 'r' has a space, a line break" in result.stderr
     assert "ma_ab" not in result.output
+
+
+def test_remote_ls_shows_name_and_url_without_escapes(arc) -> None:
+    arc("remote", "add", "up", "http://127.0.0.1:9", "--no-trust-keys")
+    assert arc("remote", "ls").stdout.strip() == "up  http://127.0.0.1:9"
