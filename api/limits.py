@@ -15,8 +15,9 @@ from fastapi import Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from modelarc.errors import PayloadTooLargeError, UsageError
+from modelarc.registry.bounds import CATALOG_INT_MAX
 
-MAX_INT = 2**63 - 1  # the catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
+MAX_INT = CATALOG_INT_MAX  # the catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
 MAX_TEXT = 300  # a free-text filter or a REF: ns and name are at most 100 characters, a tag 128
 MAX_PAGE = 100_000  # HTML catalog pages of 50 rows: five million rows deep is further than anyone pages
 

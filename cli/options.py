@@ -16,13 +16,9 @@ import click
 
 from modelarc.archive.catalog.filters import SEARCH_FILTERS
 from modelarc.cli.startup import startup_done
+from modelarc.registry.bounds import CATALOG_INT_MAX, ROW_ID_MAX
 
-# A number past what the catalog's column or statement can hold names no row and limits nothing more, but reaching
-# a query it is an OverflowError (SQLite) or DataError (PostgreSQL) traceback, not an answer. Row ids (tokens, runs,
-# access requests) are INTEGER columns: 64-bit in SQLite but 32-bit in PostgreSQL, where a larger id is "integer out
-# of range"; LIMIT and the catalog's sizes take any signed 64-bit number.
-CATALOG_INT_MAX = 2**63 - 1
-ROW_ID_MAX = 2**31 - 1
+# ids and limits bounded by what the catalog's columns hold (registry/bounds.py), where they are parsed
 ROW_ID = click.IntRange(1, ROW_ID_MAX)
 # one below the largest: a page reads one row more than its limit, to know whether more follow
 ROW_LIMIT = click.IntRange(1, CATALOG_INT_MAX - 1)

@@ -15,15 +15,8 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.models import (
-    ROW_ID_MAX,
-    DataAttachment,
-    Dataset,
-    Model,
-    Snapshot,
-    SnapshotDataset,
-    utcnow,
-)
+from modelarc.registry.bounds import ROW_ID_MAX
+from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
 

@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from modelarc.registry.bounds import ROW_ID_MAX
+
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
 
@@ -42,15 +44,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-# Row ids are INTEGER primary keys: 64-bit in SQLite but 32-bit in PostgreSQL, where a larger id in a query is a
-# DataError ("integer out of range") rather than no row. A lookup by an id from outside (a CLI argument, a cursor,
-# ``token:<id>``) checks it against this first.
-ROW_ID_MAX = 2**31 - 1
 _Row = TypeVar("_Row")
 
 
 def get_by_id(s: Session, cls: type[_Row], row_id: int) -> _Row | None:
-    """``s.get`` for an id from outside: None for an id no row can have, where PostgreSQL would raise."""
+    """``s.get`` for an id from outside (a CLI argument, a cursor, ``token:<id>``): None for an id no row can have
+    (registry/bounds.py), where PostgreSQL would raise."""
     return s.get(cls, row_id) if 0 < row_id <= ROW_ID_MAX else None
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Select, Text, and_, bindparam, cast, func,
 from sqlalchemy.orm import Session, aliased
 
 from modelarc.errors import UsageError
+from modelarc.registry.bounds import CATALOG_INT_MAX
 from modelarc.registry.models import (
     DataAttachment,
     Dataset,
@@ -32,7 +33,7 @@ from modelarc.registry.models import (
 )
 from modelarc.registry.refs import SnapshotId
 
-MAX_FILTER_INT = 2**63 - 1
+MAX_FILTER_INT = CATALOG_INT_MAX
 
 
 @dataclass(frozen=True)

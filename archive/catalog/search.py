@@ -9,13 +9,14 @@ from decimal import Decimal
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import UsageError
 from modelarc.registry import snapshot_search as ss
+from modelarc.registry.bounds import CATALOG_INT_MAX
 from modelarc.registry.snapshot_search import SnapshotFilters, SnapshotSummary
 
 # The filters themselves are listed in filters.py (SEARCH_FILTERS); this module turns their values into a query.
 
 _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
-MAX_COUNT = 2**63 - 1  # the catalog stores parameter counts as signed 64-bit integers
+MAX_COUNT = CATALOG_INT_MAX  # the catalog stores parameter counts as signed 64-bit integers
 _MAX_COUNT_TEXT = 40  # longer is never a count we can store; refused before any conversion
 
 

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import ROW_ID_MAX, json_option, with_archive
+from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
+from modelarc.registry.bounds import ROW_ID_MAX
 
 if TYPE_CHECKING:
     from modelarc.archive.access import EffectivePolicy

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import CATALOG_INT_MAX, FiniteFloatRange, json_option, not_empty, with_archive
+from modelarc.cli.options import FiniteFloatRange, json_option, not_empty, with_archive
 from modelarc.cli.output import byte_progress, console, emit_json
+from modelarc.registry.bounds import CATALOG_INT_MAX
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
