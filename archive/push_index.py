@@ -105,7 +105,8 @@ class PushIndex:
             if doc.get("format") != INDEX_FORMAT or doc.get("version") != INDEX_VERSION:
                 return cls(path, {})
             return cls(path, {k: _indexed(v) for k, v in doc["files"].items()})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack, as malformed as any
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls(path, {})
 
     def lookup(self, source: Path) -> IndexedFile | None:

@@ -31,10 +31,14 @@ def read_store_id(backend: Backend) -> str | None:
     try:
         doc = json.loads(backend.get(STORE_ID_KEY))
         store_id = doc["store_id"] if doc.get("format") == STORE_ID_FORMAT else None
-    except (ValueError, TypeError, KeyError, AttributeError):
+    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         store_id = None
     if not isinstance(store_id, str) or not store_id:
-        raise StoreAccessError(f"the store's {STORE_ID_KEY} file is unreadable: expected format {STORE_ID_FORMAT}")
+        raise StoreAccessError(
+            f"the store's {STORE_ID_KEY} file is unreadable (expected format {STORE_ID_FORMAT}): remove it and "
+            "run `modelarc init`, which writes the catalog's store id back"
+        )
     return store_id
 
 

@@ -65,6 +65,11 @@ class Settings:
 
 # the home's own settings, written by `modelarc init --store`: {"store": "s3://BUCKET/PREFIX"}
 HOME_CONFIG = "config.json"
+# what to do with one that cannot be read: nothing rewrites it (every command, `init` too, reads it first)
+_HOME_CONFIG_FIX = (
+    'fix it by hand: it holds a JSON object such as {"store": "s3://BUCKET/PREFIX"}, '
+    "as `modelarc init --store` writes it"
+)
 
 
 def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
@@ -97,10 +102,11 @@ def _home_config(root: Path) -> dict[str, object]:
         doc = json.loads((root / HOME_CONFIG).read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read {root / HOME_CONFIG}: {exc}") from None
+    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(f"cannot read {root / HOME_CONFIG} ({exc}); {_HOME_CONFIG_FIX}") from None
     if not isinstance(doc, dict):
-        raise UsageError(f"{root / HOME_CONFIG} is not a JSON object")
+        raise UsageError(f"{root / HOME_CONFIG} is not a JSON object; {_HOME_CONFIG_FIX}")
     return doc
 
 

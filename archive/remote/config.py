@@ -41,7 +41,8 @@ def load_remotes(home: Path) -> dict[str, Remote]:
         return {
             name: Remote(name, entry["url"], entry.get("token")) for name, entry in doc["remotes"].items()
         }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise UsageError(f"{path} is unreadable ({exc}); fix or remove it") from None
 
 

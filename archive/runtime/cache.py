@@ -336,7 +336,8 @@ def _read_entry(folder: Path) -> CacheEntry | None:
             CachedFile(**{k: _field(f, k) for k in CachedFile.__dataclass_fields__}) for f in doc["files"]
         )
         used = (folder / USED_FILE).stat().st_mtime
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
+    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack, as unreadable as bad JSON
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError, RecursionError):
         return None
     return CacheEntry(snapshot, str(doc.get("model", "")), folder, files, float(doc["created"]), used)
 

@@ -34,13 +34,21 @@ def resolve_through_lock(archive: Archive, ref: str, lock: str | Path) -> str:
     """``ns/name@sha256:...`` for ``ref`` as pinned in ``lock``; the pinned snapshot must be in the archive."""
     try:
         doc = json.loads(Path(lock).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{lock}: not a readable lockfile ({exc})") from None
-    if doc.get("format") != LOCK_FORMAT or doc.get("version") != 1:
-        raise UsageError(f"{lock}: not a modelarc lockfile (version 1)")
-    entry = doc.get("refs", {}).get(ref)
+    # ValueError: also UnicodeDecodeError; RecursionError: damaged into "[[[[..." nested too deeply to parse
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UsageError(
+            f"{lock}: not a readable lockfile ({exc}); write it again with `modelarc lock`"
+        ) from None
+    damaged = UsageError(f"{lock}: not a modelarc lockfile (version 1); write it again with `modelarc lock`")
+    if not isinstance(doc, dict) or doc.get("format") != LOCK_FORMAT or doc.get("version") != 1:
+        raise damaged
+    if not isinstance(refs := doc.get("refs", {}), dict):
+        raise damaged
+    entry = refs.get(ref)
     if entry is None:
         raise NotFoundError(f"{ref} is not pinned in {lock}")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("model", "snapshot")):
+        raise damaged
     pinned = f"{entry['model']}@{entry['snapshot']}"
     archive.resolve(pinned)  # raises a clear error when the pinned snapshot is not in this archive
     return pinned
