@@ -9,6 +9,7 @@ record whose signature does not verify.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -37,12 +38,31 @@ RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """How ``generate`` continues a prompt: greedily unless ``temperature`` or ``top_p`` is given.
+
+    Checked here, once, so the Python API refuses what the CLI's option types refuse. A temperature of 0 means
+    greedy, as at the CLI, whatever ``top_p`` says; it is kept as None (greedy) so that a run record says greedy,
+    and ``generate`` only ever sees a temperature it can sample with.
+    """
+
     max_new_tokens: int = 32
     seed: int = 0
     temperature: float | None = None  # None: greedy
     top_p: float | None = None
     device: str = "auto"
     dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UsageError(f"max_new_tokens (--max-new-tokens) must be at least 1, not {self.max_new_tokens}")
+        t, p = self.temperature, self.top_p
+        if t is not None and not (math.isfinite(t) and t >= 0):
+            raise UsageError(f"temperature must be a finite number, 0 (greedy) or more, not {t}")
+        if p is not None and not 0 < p <= 1:  # NaN fails both comparisons
+            raise UsageError(f"top_p must be a number with 0 < top_p <= 1, not {p}")
+        if t == 0:
+            object.__setattr__(self, "temperature", None)  # frozen: set once, while it is being made
+            object.__setattr__(self, "top_p", None)
 
 
 @dataclass(frozen=True)
@@ -90,8 +110,6 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     from modelarc.archive.runtime.loading import resolve_device, resolve_dtype
     from modelarc.archive.runtime.models import load_model, load_tokenizer
 
-    if params.max_new_tokens < 1:
-        raise UsageError("--max-new-tokens must be at least 1")
     _check_prompt_text(prompt)
     device = resolve_device(params.device)
     dtype = resolve_dtype(params.dtype)

@@ -55,9 +55,6 @@ def run(
         record_run,
     )
 
-    if temperature == 0:
-        # greedy, and recorded as such: the core takes a temperature only to sample with it
-        temperature, top_p = None, None
     params = GenerationParams(max_new_tokens, seed, temperature, top_p, device, dtype)
     result = generate(archive, ref, prompt, params)
     run_id = record_run(archive, result) if record else None
