@@ -51,7 +51,8 @@ def cursor_offset(cursor: str | None) -> int:
         offset = doc["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise UsageError("invalid cursor; use the Link rel=next URL of the previous page") from None
-    if not isinstance(offset, int) or offset < 0 or offset > 10**9:
+    # a bool is an int to Python (true: offset 1); no cursor of ours holds one
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= 10**9:
         raise UsageError("invalid cursor; use the Link rel=next URL of the previous page")
     return offset
 
