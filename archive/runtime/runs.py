@@ -54,7 +54,9 @@ class GenerationParams:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise UsageError(f"max_new_tokens (--max-new-tokens) must be at least 1, not {self.max_new_tokens}")
+            raise UsageError(
+                f"max_new_tokens (--max-new-tokens) must be at least 1, not {self.max_new_tokens}"
+            )
         t, p = self.temperature, self.top_p
         if t is not None and not (math.isfinite(t) and t >= 0):
             raise UsageError(f"temperature must be a finite number, 0 (greedy) or more, not {t}")
