@@ -22,10 +22,12 @@ from modelarc.errors import (
     AccessDeniedError,
     DeltaBaseError,
     IntegrityError,
+    MirrorUnreachableError,
     ObjectCorruptError,
     ObjectMissingError,
     RecordError,
     RemoteError,
+    StoreAccessError,
     UsageError,
 )
 from modelarc.registry import integrity as rows
@@ -33,7 +35,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.integrity import MirrorRecord
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.backend import Backend
-from modelarc.storage.location import canonical_location, location_within, open_backend
+from modelarc.storage.location import canonical_location, is_local_location, location_within, open_backend
 from modelarc.storage.store import object_key
 
 if TYPE_CHECKING:
@@ -88,27 +90,94 @@ class SyncReport:
     already_there: int = 0
     not_copied: dict[str, str] = field(default_factory=dict)  # object id -> why (bad primary copy)
     records_copied: int = 0  # catalog records (archive/records.py), so the mirror alone can rebuild a catalog
+    unreachable: str | None = None  # why the mirror could not be opened (nothing was copied)
     snapshots_copied: int = 0  # a served mirror: snapshots (or tags) committed there by this sync
     snapshots_refused: dict[str, str] = field(default_factory=dict)  # label -> why the served mirror refused it
     snapshots_withdrawn: list[str] = field(default_factory=list)  # not sent to a served mirror: not handed out
 
     @property
     def ok(self) -> bool:
-        return not (self.not_copied or self.snapshots_refused)
+        return not (self.not_copied or self.snapshots_refused or self.unreachable)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}
 
 
-def mirror_store(target: str, *, create: bool = True) -> ObjectStore:
+def mirror_store(target: str, *, create: bool = False) -> ObjectStore:
+    """The store mirror at ``target``. Only ``mirror add`` passes ``create``: to any other command a missing folder
+    is an unmounted disk, and made again it would sit on the disk that holds the mount point, take a sync's or a
+    repair's copies there, and be called whole."""
     return ObjectStore(open_backend(target, create=create))
 
 
-def open_mirror(archive: Archive, target: str) -> MirrorCopy:
-    """The mirror at ``target`` for reading objects back: a store, or a served archive (``remote:NAME``)."""
-    if is_remote_target(target):
-        return remote_mirror(archive, target)
-    return mirror_store(target)
+def _unreachable(record: MirrorRecord, why: object) -> MirrorUnreachableError:
+    return MirrorUnreachableError(f"mirror {record.name} at {record.target} is unreachable: {why}")
+
+
+def open_store_mirror(record: MirrorRecord) -> ObjectStore:
+    """The folder or bucket mirror ``record`` names, answering now; ``MirrorUnreachableError`` naming it and its
+    target otherwise (a missing folder is never made again)."""
+    try:
+        store = mirror_store(record.target)
+    except StoreAccessError:
+        if not is_local_location(record.target):
+            raise
+        raise _unreachable(
+            record,
+            f"no folder there (an unmounted disk?); it is not made again: mount it, or `modelarc mirror rm "
+            f"{record.name}`",
+        ) from None
+    try:
+        next(iter(store.iter_ids()), None)  # a bucket that is gone or refuses us fails here, not half-way
+    except (StoreAccessError, OSError) as exc:
+        raise _unreachable(record, exc) from None
+    return store
+
+
+def _open_remote_mirror(archive: Archive, record: MirrorRecord) -> RemoteMirror:
+    remote = remote_mirror(archive, record.target)
+    try:
+        remote.probe()
+    except (RemoteError, StoreAccessError) as exc:
+        remote.close()
+        raise _unreachable(record, exc) from None
+    return remote
+
+
+def open_mirror(archive: Archive, record: MirrorRecord) -> MirrorCopy:
+    """The mirror ``record`` names, for reading objects back: a store, or a served archive (``remote:NAME``);
+    ``MirrorUnreachableError`` if it does not answer now."""
+    if is_remote_target(record.target):
+        return _open_remote_mirror(archive, record)
+    return open_store_mirror(record)
+
+
+def open_mirrors(
+    archive: Archive, records: list[MirrorRecord]
+) -> tuple[list[tuple[str, MirrorCopy]], dict[str, str]]:
+    """Each mirror that answers, by name, and why each other one does not: scrub and repair go on with the rest
+    and count the others as failures."""
+    opened: list[tuple[str, MirrorCopy]] = []
+    unreachable: dict[str, str] = {}
+    for record in records:
+        try:
+            opened.append((record.name, open_mirror(archive, record)))
+        except MirrorUnreachableError as exc:
+            unreachable[record.name] = str(exc)
+    return opened, unreachable
+
+
+def check_reachable(archive: Archive, records: list[MirrorRecord]) -> None:
+    """Before a push that syncs ``records``: a mirror that does not answer is refused before a byte is archived,
+    like an unknown one, rather than found missing after."""
+    for record in records:
+        try:
+            if is_remote_target(record.target):
+                _open_remote_mirror(archive, record).close()
+            else:
+                open_store_mirror(record)
+        except MirrorUnreachableError as exc:
+            raise MirrorUnreachableError(f"{exc}; nothing was archived") from None
 
 
 def served_objects(archive: Archive) -> dict[str, int]:
@@ -117,15 +186,15 @@ def served_objects(archive: Archive) -> dict[str, int]:
         return rows.live_snapshot_sizes(s)
 
 
-def _lacks(archive: Archive, target: str, wanted: dict[str, int]) -> int:
-    if is_remote_target(target):
-        remote = remote_mirror(archive, target)
+def _lacks(archive: Archive, record: MirrorRecord, wanted: dict[str, int]) -> int:
+    if is_remote_target(record.target):
+        remote = remote_mirror(archive, record.target)
         try:
             return len(remote.lacks(served_objects(archive)))
         finally:
             remote.close()
     # `mirror ls` shows a missing folder as an error, never makes one
-    have = set(mirror_store(target, create=False).iter_ids())
+    have = set(open_store_mirror(record).iter_ids())
     return len(set(wanted) - have)
 
 
@@ -147,9 +216,8 @@ def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
     else:
         location = canonical_location(target)
         check_mirror_target(archive, target, location)
-        next(
-            iter(mirror_store(location).iter_ids()), None
-        )  # it answers (and a new folder exists) before we record it
+        # it answers (and a new folder exists) before we record it: the one place a mirror's folder is made
+        next(iter(mirror_store(location, create=True).iter_ids()), None)
     with archive.catalog.session() as s:
         record = rows.add_mirror(s, name, location)
         q.audit(s, archive.settings.actor, "mirror add", name, location=location)
@@ -196,7 +264,7 @@ def states(archive: Archive) -> list[MirrorState]:
     out = []
     for m in mirrors(archive):
         try:
-            behind, error = _lacks(archive, m.target, wanted), None
+            behind, error = _lacks(archive, m, wanted), None
         except Exception as exc:  # an unreachable mirror is a state to show, not a reason to stop listing
             behind, error = -1, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         out.append(
@@ -235,7 +303,11 @@ def sync(
         _mark_synced(archive, record, report)
         return report
     check_mirror_target(archive, record.target, record.target)  # one added before these checks existed
-    target = mirror_store(record.target)
+    try:
+        target = open_store_mirror(record)
+    except MirrorUnreachableError as exc:  # the other mirrors are still synced; the caller counts this one
+        report.unreachable = str(exc)
+        return report
     with archive.lock(exclusive=False, purpose="mirror sync"):
         wanted = catalogued_objects(archive)
         have = set(target.iter_ids())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirror
+from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirrors
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError, RecordError
 from modelarc.registry import integrity as rows
@@ -37,10 +37,12 @@ class RepairReport:
     # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
     records_repaired: dict[str, str] = field(default_factory=dict)  # record key -> the mirror it came from
     records_unrepaired: dict[str, str] = field(default_factory=dict)  # record key -> why not
+    # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.unrepaired or self.records_unrepaired)
+        return not (self.unrepaired or self.records_unrepaired or self.unreachable)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, **self.__dict__}
@@ -51,7 +53,8 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
     every catalog record a mirror has and the store lacks; ``read_data`` re-hashes every object and record first
     (a full scrub) instead of trusting the last one."""
     report = RepairReport()
-    sources = [(m.name, open_mirror(archive, m.target)) for m in mirrors(archive)]
+    # a missing mirror (an unmounted disk) is counted, never made again: the others still lend their copies
+    sources, report.unreachable = open_mirrors(archive, mirrors(archive))
     with archive.lock(exclusive=False, purpose="repair"):
         suspects = _suspects(archive, read_data)
         report.checked = len(suspects)
@@ -102,6 +105,7 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
             unrepaired=len(report.unrepaired),
             records_repaired=len(report.records_repaired),
             records_unrepaired=len(report.records_unrepaired),
+            unreachable=len(report.unreachable),
         )
     return report
 

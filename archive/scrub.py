@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirror, served_objects
+from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirrors, served_objects
 from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
@@ -40,14 +40,20 @@ class ScrubReport:
     corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
     missing: dict[str, list[str]] = field(default_factory=dict)
     mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # name -> {"missing"/"corrupt": ids}
+    # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
+    unreachable: dict[str, str] = field(default_factory=dict)
     stopped_by: str = "done"  # done | max-bytes | max-seconds
     objects_total: int = 0
     objects_ever_verified: int = 0
     oldest_verified: str | None = None
 
     @property
+    def damage_found(self) -> bool:
+        return bool(self.corrupt or self.missing or any(v for m in self.mirrors.values() for v in m.values()))
+
+    @property
     def ok(self) -> bool:
-        return not (self.corrupt or self.missing or any(v for m in self.mirrors.values() for v in m.values()))
+        return not (self.damage_found or self.unreachable)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, **self.__dict__}
@@ -64,7 +70,7 @@ def scrub(
     with archive.catalog.session() as s:
         order = rows.scrub_order(s)
     records = mirrors(archive) if with_mirrors else []
-    others = [(m.name, open_mirror(archive, m.target)) for m in records]
+    others, report.unreachable = open_mirrors(archive, records)  # a missing one is counted, never made again
     # a served mirror is sent live snapshots only: objects only withdrawn ones need are not expected there
     served = {m.name for m in records if is_remote_target(m.target)}
     live = served_objects(archive) if served else {}
@@ -120,6 +126,7 @@ def scrub(
             objects_checked=report.objects_checked,
             corrupt=len(report.corrupt),
             missing=len(report.missing),
+            unreachable=len(report.unreachable),
         )
     return report
 

@@ -4,7 +4,8 @@
 same id in the catalog. Opening an archive compares them: a MODELARC_STORE_URL or config.json pointing at a
 different store (another home's, a copy made by hand) would otherwise take a push's objects while its snapshot
 went into this catalog, and `verify` would find them "missing from the store" later. An archive made before
-identities existed has none on either side and keeps opening; running `modelarc init` again records one.
+identities existed has none on either side: its first opening that may write adopts one (``adopt_store_identity``),
+so the check protects it from then on; an opening that may not (a read-only store or catalog) opens it as before.
 A mirror is never given the id (sync copies objects and records only): it is a copy, not the store.
 """
 
@@ -14,11 +15,12 @@ import json
 import secrets
 from typing import TYPE_CHECKING
 
-from modelarc.errors import StoreAccessError
+from modelarc.errors import DiskFullError, StoreAccessError
 from modelarc.storage.backend import Backend
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+    from modelarc.storage import ObjectStore
 
 STORE_ID_KEY = "store-id"
 STORE_ID_FORMAT = 1
@@ -50,10 +52,15 @@ def _catalog_store_id(archive: Archive) -> str | None:
 
 
 def check_store_identity(archive: Archive) -> None:
-    """Refuse, in one line, a store that is not the one this catalog was built on."""
+    """Refuse, in one line, a store that is not the one this catalog was built on; a pair from before identities
+    (neither side has one) adopts one first."""
     expected = _catalog_store_id(archive)
+    if expected is None and not archive.store.backend.has(STORE_ID_KEY):
+        adopt_store_identity(archive)
+        # ours, or another opening's that got there first, or still none (this opening may not write)
+        expected = _catalog_store_id(archive)
     if expected is None:
-        return  # a catalog from before identities: nothing to compare with
+        return  # a catalog from before identities, with a store that has one (or read-only): nothing to compare
     found = read_store_id(archive.store.backend)
     if found == expected:
         return
@@ -75,14 +82,41 @@ def record_store_identity(archive: Archive) -> str:
     found = read_store_id(archive.store.backend)
     if found is None:
         # an existing catalog with a store that lost its id (restored from a mirror) takes the catalog's
-        body = json.dumps({"format": STORE_ID_FORMAT, "store_id": expected or secrets.token_hex(16)}) + "\n"
-        archive.store.backend.put(STORE_ID_KEY, body.encode())
-        archive.store.backend.sync()
-        found = read_store_id(archive.store.backend)  # two inits at once: whichever id landed is the store's
-        assert found is not None
+        found = _give_store_id(archive.store, expected or secrets.token_hex(16))
     if expected is None:
         with archive.catalog.session() as s:
             set_setting(s, STORE_ID, found)
     elif found != expected:
         check_store_identity(archive)  # raises, naming both
+    return found
+
+
+def adopt_store_identity(archive: Archive) -> None:
+    """An archive from before identities (no ``store-id``, no catalog row), opened: give the store an id and record
+    it in the catalog, as ``modelarc init`` would, so the check protects this pair from now on.
+
+    The catalog's row is written first and committed last (``claim_setting``): a catalog that may not be written
+    refuses before the store is touched, and a second opening at the same moment waits on that row and then finds
+    it, so only one id is ever written. A store that may not be written (a read-only mount, read-only credentials)
+    rolls the row back. Either way the archive opens as before, without an identity. The store lock is not taken:
+    it serialises objects against gc, which never touches ``store-id``, and is itself a catalog write.
+    """
+    from modelarc.registry.catalog_settings import STORE_ID, claim_setting
+
+    new_id = secrets.token_hex(16)
+    try:
+        claim_setting(archive.catalog, STORE_ID, new_id, lambda: _give_store_id(archive.store, new_id))
+    except (OSError, StoreAccessError, DiskFullError):
+        return  # the store may not be written here: the next opening that may, adopts
+
+
+def _give_store_id(store: ObjectStore, store_id: str) -> str:
+    """Write ``store_id`` as the store's id unless it has one, and return the id it has now. The backend's put is
+    atomic (local: temp file, fsync, rename; S3: one PUT) and skips a key that exists: of two writers at once, one
+    id lands and both read it back."""
+    body = json.dumps({"format": STORE_ID_FORMAT, "store_id": store_id}) + "\n"
+    store.backend.put(STORE_ID_KEY, body.encode())
+    store.backend.sync()
+    found = read_store_id(store.backend)
+    assert found is not None
     return found

@@ -176,6 +176,12 @@ class StoreAccessError(ModelarcError):
     exit_code = 14
 
 
+class MirrorUnreachableError(StoreAccessError):
+    """A configured mirror cannot be read: its folder is gone (an unmounted disk), or its bucket or served archive
+    does not answer. The message names the mirror and its target. Such a mirror is reported, never made again:
+    only ``mirror add`` creates a mirror's folder."""
+
+
 class MissingObjectsError(ModelarcError):
     """A commit named objects the receiving store does not have; ``missing`` lists them so the sender can resume."""
 

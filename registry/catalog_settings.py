@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from modelarc.registry.models import CatalogSetting
+
+if TYPE_CHECKING:
+    from modelarc.registry.db import Catalog
 
 STORE_ID = "store_id"
 
@@ -21,3 +28,23 @@ def set_setting(s: Session, key: str, value: str) -> None:
     else:
         row.value = value
     s.flush()
+
+
+def claim_setting(catalog: Catalog, key: str, value: str, settle: Callable[[], str]) -> bool:
+    """Record ``key`` for the first time, as what ``settle()`` returns, when something outside the catalog must be
+    written with it (``settle`` writes it). The row for ``value`` is written first and committed last, so a
+    catalog that may not be written (a read-only session or role, a standby) refuses before ``settle`` touches
+    anything, and two processes claiming at once are serialised by the key: the second one's row waits for the
+    first and then fails, before its ``settle``. False, with nothing recorded, when the catalog refused the write
+    or already had the key; what ``settle`` raises propagates, the row rolled back."""
+    try:
+        with catalog.session() as s:
+            if s.get(CatalogSetting, key) is not None:
+                return False
+            row = CatalogSetting(key=key, value=value)
+            s.add(row)
+            s.flush()
+            row.value = settle()
+    except DBAPIError:  # read-only, no grant, or another process's row got there first
+        return False
+    return True

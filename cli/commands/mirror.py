@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import click
@@ -106,14 +107,25 @@ def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json
                 console.print(f"REFUSED  {label}: {why}")
             for label in r.snapshots_withdrawn:
                 console.print(f"withdrawn, not mirrored: {label}")
+    _echo_unreachable(r.unreachable for r in reports)
     if not all(r.ok for r in reports):
         refused = sum(len(r.snapshots_refused) for r in reports)
         damaged = sum(len(r.not_copied) for r in reports)
+        unreachable = sum(1 for r in reports if r.unreachable)
         click.echo(
-            f"error: mirror sync incomplete: {damaged} objects not copied, {refused} snapshots refused (see above)",
+            f"error: mirror sync incomplete: {damaged} objects not copied, {refused} snapshots refused, "
+            f"{unreachable} mirrors unreachable (see above)",
             err=True,
         )
         sys.exit(5)
+
+
+def _echo_unreachable(whys: Iterable[str | None]) -> None:
+    """One error line per mirror that could not be read (it names the mirror and its target), in text and --json
+    alike: a missing mirror is a failure, never something to find in a report by chance."""
+    for why in whys:
+        if why:
+            click.echo(f"error: {why}", err=True)
 
 
 @click.command()
@@ -158,7 +170,9 @@ def scrub(
             f"{report.objects_checked} objects ({human_bytes(report.bytes_checked)}) re-hashed, stopped: "
             f"{report.stopped_by}; {report.objects_ever_verified} of {report.objects_total} objects ever verified"
         )
-        console.print("ok" if report.ok else "damage found: run `modelarc repair`")
+        if report.ok or report.damage_found:
+            console.print("ok" if report.ok else "damage found: run `modelarc repair`")
+    _echo_unreachable(report.unreachable.values())
     if not report.ok:
         sys.exit(5)
 
@@ -188,6 +202,7 @@ def repair(archive: Archive, read_data: bool, as_json: bool) -> None:
             f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
             + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")
         )
+    _echo_unreachable(report.unreachable.values())
     if not report.ok:
         sys.exit(5)
 

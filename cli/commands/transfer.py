@@ -224,13 +224,18 @@ def _renames(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def _mirror_records(archive: Archive, names: tuple[str, ...]) -> list[Any]:
+    """The mirrors a push is to sync, each known and answering: a missing one (an unmounted disk) is refused
+    before a byte is archived."""
     if not names:
         return []
-    from modelarc.archive.mirrors import mirrors
+    from modelarc.archive.mirrors import check_reachable, mirrors
 
     if "all" in names:
-        return mirrors(archive)
-    return [record for name in dict.fromkeys(names) for record in mirrors(archive, name)]
+        records = mirrors(archive)
+    else:
+        records = [record for name in dict.fromkeys(names) for record in mirrors(archive, name)]
+    check_reachable(archive, records)
+    return records
 
 
 def _sync_mirrors(archive: Archive, records: list[Any], show_progress: bool) -> list[Any]:
@@ -243,6 +248,8 @@ def _sync_mirrors(archive: Archive, records: list[Any], show_progress: bool) -> 
     for record in records:
         with byte_progress(f"mirror {record.name}", show_progress) as (advance, set_total):
             reports.append(sync(archive, record, progress=advance, on_total=set_total))
+        if reports[-1].unreachable:  # gone since the push began: the snapshot is archived, this mirror is not
+            click.echo(f"error: {reports[-1].unreachable}", err=True)
     return reports
 
 

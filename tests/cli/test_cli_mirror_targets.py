@@ -92,7 +92,7 @@ def test_mirror_ls_shows_a_missing_mirror_folder_without_making_it(pushed: Any, 
 
     shutil.rmtree(tmp_path / "mirror")
     state = pushed.json("mirror", "ls")[0]
-    assert state["error"] and "no store at" in state["error"]
+    assert state["error"] and "unreachable: no folder there" in state["error"]
     assert not (tmp_path / "mirror").exists()
 
 

@@ -1,6 +1,6 @@
 """A catalog is paired with one store: pointing an archive at another store (MODELARC_STORE_URL, config.json) is
-refused before a push can put its objects there and its snapshot here. Archives from before store identities, and
-several homes sharing one store through `init`, keep working."""
+refused before a push can put its objects there and its snapshot here. Archives from before store identities
+(which adopt one), and several homes sharing one store through `init`, keep working."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_a_store_without_identity_is_refused_once_the_catalog_has_one(arc: Any, 
     assert "has no store identity" in result.stderr and "config.json" in result.stderr
 
 
-def test_an_archive_from_before_identities_keeps_opening_and_init_records_one(arc: Any, tmp_path: Path) -> None:
+def test_an_archive_from_before_identities_keeps_opening_and_adopts_one(arc: Any, tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
     arc("push", write_model(tmp_path / "m"), "ns/m:v1")
@@ -60,7 +60,7 @@ def test_an_archive_from_before_identities_keeps_opening_and_init_records_one(ar
         conn.execute(text("DELETE FROM catalog_settings"))
     engine.dispose()
     assert arc.json("verify", "--all")["ok"]
-    assert not (arc.home / "store" / "store-id").exists()  # opening writes nothing
+    assert (arc.home / "store" / "store-id").is_file()  # that opening adopted one (see ..._adoption.py)
     arc("init")
     assert (arc.home / "store" / "store-id").is_file()
     assert arc.json("verify", "--all")["ok"]
