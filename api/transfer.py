@@ -125,7 +125,9 @@ def _refuse_outside_namespaces(request: Request, offer: SnapshotOffer) -> Respon
     principal = principal_of(request)
     namespace = parse_ref(offer.ref).namespace
     if principal is None:  # cannot happen after _refuse_unless_push; refused all the same
-        return problem(401, "Unauthorized", "pushing needs a bearer token", headers={"WWW-Authenticate": "Bearer"})
+        return problem(
+            401, "Unauthorized", "pushing needs a bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
     if (why := principal.push_refusal(offer.ref, namespace)) is not None:
         return problem(403, "Forbidden", why)
     return None

@@ -38,9 +38,13 @@ def create(archive: Archive, scope: str, name: str, namespaces: tuple[str, ...],
         emit_json(made.to_json())
         return
     click.echo(made.token)
-    console.print(styled(f"token {made.id} ({made.scope}); store it now, it is not kept in plain text", "dim"))
+    console.print(
+        styled(f"token {made.id} ({made.scope}); store it now, it is not kept in plain text", "dim")
+    )
     if made.namespaces:
-        console.print(f"can push only to namespace{'s' if len(made.namespaces) > 1 else ''} {', '.join(made.namespaces)}")
+        console.print(
+            f"can push only to namespace{'s' if len(made.namespaces) > 1 else ''} {', '.join(made.namespaces)}"
+        )
     elif made.scope == "push":  # say it, so an archive-wide token is a choice, not an accident
         console.print("can push to every namespace; --namespace limits it")
 

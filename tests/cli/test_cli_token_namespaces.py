@@ -19,8 +19,12 @@ def test_create_says_an_unlimited_push_token_reaches_every_namespace(arc: Archiv
 
 def test_ls_shows_each_tokens_namespaces_in_text_and_json(arc: ArchiveCli) -> None:
     arc("token", "create", "--scope", "push", "--name", "wide")
-    arc("token", "create", "--scope", "push", "--name", "narrow", "--namespace", "beta", "--namespace", "acme")
-    made = arc.json("token", "create", "--scope", "push", "--name", "twice", "--namespace", "acme", "--namespace", "acme")
+    arc(
+        "token", "create", "--scope", "push", "--name", "narrow", "--namespace", "beta", "--namespace", "acme"
+    )
+    made = arc.json(
+        "token", "create", "--scope", "push", "--name", "twice", "--namespace", "acme", "--namespace", "acme"
+    )
     assert made["namespaces"] == ["acme"] and made["token"].startswith("marc_")
     arc("token", "create", "--scope", "admin", "--name", "root")
     listed = {t["name"]: t["namespaces"] for t in arc.json("token", "ls")}

@@ -18,7 +18,8 @@ def _insert_token(conn, token_id: int, namespaces: tuple[str, ...]) -> None:  # 
     )
     for ns in namespaces:
         conn.execute(
-            text("INSERT INTO token_namespaces (token_id, namespace) VALUES (:id, :ns)"), {"id": token_id, "ns": ns}
+            text("INSERT INTO token_namespaces (token_id, namespace) VALUES (:id, :ns)"),
+            {"id": token_id, "ns": ns},
         )
 
 
