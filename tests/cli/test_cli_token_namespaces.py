@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from conftest import ArchiveCli
+
+if TYPE_CHECKING:  # the fixture's type only: importing conftest by name clashes when tests/transfer runs too
+    from conftest import ArchiveCli
 
 
 def test_create_says_an_unlimited_push_token_reaches_every_namespace(arc: ArchiveCli) -> None:
