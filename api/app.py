@@ -25,7 +25,7 @@ from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
 from modelarc.archive.streaming import ChunkDecoder
-from modelarc.archive.tokens import Principal, allows, token_identity
+from modelarc.archive.tokens import allows, token_principal
 from modelarc.errors import (
     MissingObjectsError,
     ModelarcError,
@@ -66,11 +66,11 @@ def create_app(
         request.state.principal = None  # anonymous, as the access rules see it (archive/access.py)
         if header:
             kind, _, token = header.partition(" ")
-            found = token_identity(get_archive(), token.strip()) if kind.lower() == "bearer" else None
+            found = token_principal(get_archive(), token.strip()) if kind.lower() == "bearer" else None
             if found is None:  # a wrong token is refused even when anonymous reads are allowed
                 return _unauthorized("invalid or revoked token")
-            scope, request.state.token_actor = found
-            request.state.principal = Principal.from_identity(*found)
+            scope, request.state.token_actor = found.scope, found.actor
+            request.state.principal = found  # with the namespaces it may push to (api/transfer.py)
         if not anonymous_read and not allows(scope, "read"):
             return _unauthorized("this archive requires a token with the read scope")
         request.state.token_scope = scope  # routes that write check it (push, admin)

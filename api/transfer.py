@@ -1,7 +1,9 @@
 """The server side of remote push/pull (client: ``modelarc.archive.remote.sync``; wire format: docs/FORMAT.md "Transfer").
 
 Reads (which objects are missing, object bytes, snapshot offers, trusted keys) follow the server's read policy;
-writes (object uploads, commits) need a token with the push scope: 401 without one, 403 with a weaker one.
+writes (object uploads, commits) need a token with the push scope: 401 without one, 403 with a weaker one. A push
+token limited to namespaces (``token create --namespace``) is refused (403) a check or commit of a ref outside them;
+object uploads are content-addressed and belong to no model, so they are not judged by namespace.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from modelarc.errors import (
     UsageError,
 )
 from modelarc.registry.keys import PublishedKey
-from modelarc.registry.refs import revision_ref
+from modelarc.registry.refs import parse_ref, revision_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.store import delta_base_of
 
@@ -114,6 +116,20 @@ def _refuse_unless_push(request: Request) -> Response | None:
         )
     if not allows(scope, "push"):
         return problem(403, "Forbidden", f"this token has the {scope} scope; pushing needs push")
+    return None
+
+
+def _refuse_outside_namespaces(request: Request, offer: SnapshotOffer) -> Response | None:
+    """403 unless this token may push into the namespace of the offer's ref: a token limited to namespaces
+    records snapshots, moves tags and sets policies only there (``_refuse_unless_push`` has already run)."""
+    principal = principal_of(request)
+    namespace = parse_ref(offer.ref).namespace
+    if principal is None:  # cannot happen after _refuse_unless_push; refused all the same
+        return problem(
+            401, "Unauthorized", "pushing needs a bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if (why := principal.push_refusal(offer.ref, namespace)) is not None:
+        return problem(403, "Forbidden", why)
     return None
 
 
@@ -308,6 +324,8 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return refused
         doc = await _offer_body(request)
         snapshot_offer = SnapshotOffer.from_json(doc)
+        if (refused := _refuse_outside_namespaces(request, snapshot_offer)) is not None:
+            return refused  # before anything is looked up, recorded or moved
         archive = get_archive()
         actor = _pusher(request)  # who pushed, in the audit log
         result = await run_in_threadpool(
@@ -327,6 +345,8 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return refused
         doc = await _offer_body(request)
         snapshot_offer = SnapshotOffer.from_json(doc)
+        if (refused := _refuse_outside_namespaces(request, snapshot_offer)) is not None:
+            return refused  # before any weight is sent, and before any object is leased to this pusher
         archive = get_archive()
         holder = _pusher(request)
         missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,17 +30,38 @@ class CreatedToken:
     name: str
     scope: str
     token: str  # the only time the plaintext exists outside the holder's hands
+    namespaces: tuple[str, ...] | None = None  # where a push token may push; None: every namespace
+
+    def to_json(self) -> dict[str, object]:
+        from modelarc.registry.tokens import ALL_NAMESPACES
+
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scope": self.scope,
+            "token": self.token,
+            "namespaces": list(self.namespaces) if self.namespaces is not None else ALL_NAMESPACES,
+        }
 
 
-def create_token(archive: Archive, scope: str, name: str) -> CreatedToken:
+def create_token(archive: Archive, scope: str, name: str, namespaces: Iterable[str] = ()) -> CreatedToken:
+    """A new token, shown only in the answer. ``namespaces`` limits a push token to those namespaces (the refs it
+    may commit); without any it may push to every namespace, as every token could before limits existed."""
     from modelarc.registry import tokens as token_rows
+    from modelarc.registry.refs import check_namespace
 
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
+    limited = tuple(sorted({check_namespace(ns) for ns in namespaces}))
+    if limited and scope != "push":
+        raise UsageError(
+            f"only a push token can be limited to namespaces: a {scope} token "
+            + ("pushes nowhere" if scope == "read" else "reaches every namespace")
+        )
     token = PREFIX + secrets.token_urlsafe(32)
     with archive.catalog.session() as s:
-        token_id = token_rows.add_token(s, name, _hash(token), scope, archive.settings.actor)
-    return CreatedToken(token_id, name, scope, token)
+        token_id = token_rows.add_token(s, name, _hash(token), scope, archive.settings.actor, limited)
+    return CreatedToken(token_id, name, scope, token, limited or None)
 
 
 def revoke_token(archive: Archive, token_id: int) -> None:
@@ -58,42 +80,59 @@ def list_tokens(archive: Archive) -> list[dict[str, object]]:
 
 def token_identity(archive: Archive, token: str) -> tuple[str, str] | None:
     """(scope, "token:<id>:<name>") of a live token, for authorisation and the audit log; None if not live."""
-    from modelarc.registry import tokens as token_rows
-
-    with archive.catalog.session() as s:
-        found = token_rows.live_token(s, _hash(token))
-    if found is None:
-        return None
-    token_id, name, scope = found
-    return scope, f"token:{token_id}:{name}"
+    found = token_principal(archive, token)
+    return None if found is None else (found.scope, found.actor)
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking, as the access rules see a live token: its id, name and scope (None stands for anonymous)."""
+    """Who is asking, as the access rules see a live token: its id, name and scope (None stands for anonymous),
+    and the namespaces it may push to (None: every one)."""
 
     id: int
     name: str
     scope: str
+    namespaces: tuple[str, ...] | None = None
 
     @property
     def subjects(self) -> tuple[str, str]:
         """What a grant may name to cover this token: its name, or ``token:<id>`` (archive/access.py)."""
         return self.name, f"token:{self.id}"
 
-    @classmethod
-    def from_identity(cls, scope: str, actor: str) -> Principal:
-        """From ``token_identity``'s (scope, ``token:<id>:<name>``), as the server keeps it on each request."""
-        kind, token_id, name = actor.split(":", 2)
-        if kind != "token" or not token_id.isdigit():
-            raise ValueError(f"not a token identity: {actor!r}")
-        return cls(int(token_id), name, scope)
+    @property
+    def actor(self) -> str:
+        """``token:<id>:<name>``: the audit log's actor for what this token does, and its leases' holder."""
+        return f"token:{self.id}:{self.name}"
+
+    def may_push_to(self, namespace: str) -> bool:
+        """Whether this token may record snapshots and move tags under ``namespace``: a push token limited to
+        namespaces only in those, an unlimited push token and an admin token anywhere, a read token nowhere."""
+        if not allows(self.scope, "push"):
+            return False
+        return self.scope == "admin" or self.namespaces is None or namespace in self.namespaces
+
+    def push_refusal(self, ref: str, namespace: str) -> str | None:
+        """Why this token may not push ``ref`` (in ``namespace``), in one line; None if it may."""
+        if self.may_push_to(namespace):
+            return None
+        if not allows(self.scope, "push"):
+            return f"token {self.name} has the {self.scope} scope; pushing needs push"
+        allowed = ", ".join(self.namespaces or ())
+        return (
+            f"token {self.name} may push only to namespace{'s' if len(self.namespaces or ()) > 1 else ''} "
+            f"{allowed}; {ref} is in namespace {namespace}"
+        )
 
 
 def token_principal(archive: Archive, token: str) -> Principal | None:
     """The live token ``token`` as a ``Principal``; None if it is unknown or revoked."""
-    found = token_identity(archive, token)
-    return None if found is None else Principal.from_identity(*found)
+    from modelarc.registry import tokens as token_rows
+
+    with archive.catalog.session() as s:
+        found = token_rows.live_token(s, _hash(token))
+    if found is None:
+        return None
+    return Principal(found.id, found.name, found.scope, found.namespaces)
 
 
 def allows(scope: str | None, needed: str) -> bool:

@@ -34,6 +34,17 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
+class TokenNamespace(Base):
+    """A namespace a push token may write to (archive/tokens.py). A token with no rows here is archive-wide: the
+    tokens made before namespaces existed keep working, and ``token create`` and ``token ls`` say which is which.
+    Rows are written once, with the token, and never change (a token's reach is part of what was handed out)."""
+
+    __tablename__ = "token_namespaces"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(100), primary_key=True)  # as a REF's: registry/refs.py
+
+
 class AccessPolicy(Base):
     """Who may read a model's weights (archive/access.py): one row per change, the newest per (model, snapshot) wins.
 

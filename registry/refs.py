@@ -16,6 +16,7 @@ _REF = re.compile(
 )
 _MODEL = re.compile(rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})$")
 _TAG_RE = re.compile(rf"^{_TAG}$")
+_NAME_RE = re.compile(_NAME)
 _SNAPSHOT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_TAG = "latest"
 
@@ -89,6 +90,15 @@ def parse_model_name(text: str) -> tuple[str, str]:
     if m is None:
         raise InvalidRefError(f"invalid model name {text!r}: expected ns/name")
     return m["ns"], m["name"]
+
+
+def check_namespace(text: str) -> str:
+    """``text`` if it is a namespace as a REF spells one (the part before ``/``), else ``InvalidRefError``."""
+    if not isinstance(text, str) or not _NAME_RE.fullmatch(text):
+        raise InvalidRefError(
+            f"invalid namespace {str(text)[:80]!r}: letters, digits, . _ - (up to 100, starting with a letter or digit)"
+        )
+    return text
 
 
 def check_tag(tag: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import click
@@ -23,31 +22,48 @@ def token() -> None:
 @token.command(name="create")
 @click.option("--scope", type=click.Choice(SCOPES), required=True)
 @click.option("--name", default="token", show_default=True)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    metavar="NS",
+    help="Limit a push token to this namespace (repeatable); without it, it can push to every namespace.",
+)
 @json_option
 @with_archive
-def create(archive: Archive, scope: str, name: str, as_json: bool) -> None:
+def create(archive: Archive, scope: str, name: str, namespaces: tuple[str, ...], as_json: bool) -> None:
     """Create a token; it is shown only now."""
-    made = create_token(archive, scope, name)
+    made = create_token(archive, scope, name, namespaces)
     if as_json:
-        emit_json(dataclasses.asdict(made))
-    else:
-        click.echo(made.token)
+        emit_json(made.to_json())
+        return
+    click.echo(made.token)
+    console.print(
+        styled(f"token {made.id} ({made.scope}); store it now, it is not kept in plain text", "dim")
+    )
+    if made.namespaces:
         console.print(
-            styled(f"token {made.id} ({made.scope}); store it now, it is not kept in plain text", "dim")
+            f"can push only to namespace{'s' if len(made.namespaces) > 1 else ''} {', '.join(made.namespaces)}"
         )
+    elif made.scope == "push":  # say it, so an archive-wide token is a choice, not an accident
+        console.print("can push to every namespace; --namespace limits it")
 
 
 @token.command(name="ls")
 @json_option
 @with_archive
 def ls(archive: Archive, as_json: bool) -> None:
+    """Every token: id, scope, name, created, the namespaces it may push to ("all": no limit), revoked."""
     rows = list_tokens(archive)
     if as_json:
         emit_json(rows)
         return
     for r in rows:
+        spaces = r["namespaces"]
+        reach = ",".join(map(str, spaces)) if isinstance(spaces, list) else str(spaces)
         console.print(
-            f"{r['id']:>4}  {r['scope']:<6} {r['name']:<20} {r['created_at']}{'  REVOKED' if r['revoked'] else ''}"
+            f"{r['id']:>4}  {r['scope']:<6} {r['name']:<20} {r['created_at']}  namespaces: {reach}"
+            f"{'  REVOKED' if r['revoked'] else ''}"
         )
 
 
