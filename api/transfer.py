@@ -107,7 +107,7 @@ TRANSFER_ERRORS = problem_responses(400, 401, 403, 404, 409, 410, 411, 413, 422)
 
 def _refuse_unless_push(request: Request) -> Response | None:
     scope = getattr(request.state, "token_scope", None)
-    if scope is None:
+    if scope is None or principal_of(request) is None:  # a push is judged by its token (archive/remote/commit.py)
         return problem(
             401,
             "Unauthorized",
@@ -328,8 +328,9 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return refused  # before anything is looked up, recorded or moved
         archive = get_archive()
         actor = _pusher(request)  # who pushed, in the audit log
+        pusher = principal_of(request)
         result = await run_in_threadpool(
-            lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor)
+            lambda: commit_offer(archive, snapshot_offer, actor=actor, holder=actor, pusher=pusher)
         )
         return JSONResponse(result.to_json(), status_code=201 if result.new_snapshot else 200)
 
@@ -349,7 +350,8 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return refused  # before any weight is sent, and before any object is leased to this pusher
         archive = get_archive()
         holder = _pusher(request)
-        missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder))
+        principal = principal_of(request)
+        missing = await run_in_threadpool(lambda: check_push(archive, snapshot_offer, holder, principal))
         return JSONResponse({"snapshot": snapshot_offer.snapshot, "missing": missing})
 
     @router.get("/v1/transfer/keys")

@@ -187,9 +187,9 @@ class MissingObjectsError(ModelarcError):
 
     exit_code = 5
 
-    def __init__(self, snapshot: str, missing: list[str]) -> None:
+    def __init__(self, snapshot: str, missing: list[str], why: str = "is missing") -> None:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        super().__init__(f"snapshot {snapshot} is incomplete: object {missing[0]} is missing{more}")
+        super().__init__(f"snapshot {snapshot} is incomplete: object {missing[0]} {why}{more}")
         self.snapshot = snapshot
         self.missing = missing
 
@@ -221,6 +221,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (SnapshotNotFoundError, 404, "SnapshotNotFound"),
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
+    (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
     (StoreAccessError, 503, "StoreUnavailable"),  # the server's own store (its bucket) failed, not the request
     (UsageError, 400, "BadRequest"),

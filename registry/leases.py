@@ -80,16 +80,40 @@ def leased_object_ids(s: Session) -> set[str]:
     return set(s.scalars(select(ObjectLease.object_id).distinct()))
 
 
-def uploaded_by(s: Session, object_id: str, holder: str) -> bool:
-    """Whether ``holder`` uploaded ``object_id`` in a push still in flight (an unexpired lease marked uploaded)."""
-    return (
-        s.scalar(
-            select(ObjectLease.object_id).where(
-                ObjectLease.object_id == object_id,
-                ObjectLease.holder == holder[:200],
-                ObjectLease.uploaded.is_(True),
-                ObjectLease.expires_at > utcnow(),
+def uploaded_object_ids(s: Session, object_ids: Iterable[str], holder: str) -> set[str]:
+    """Those of ``object_ids`` that ``holder`` uploaded (its leases marked uploaded, expired or not: an expired
+    lease no longer keeps the object from gc, but the upload it records still proves the pusher had the bytes)."""
+    ids = sorted(set(object_ids))
+    found: set[str] = set()
+    for i in range(0, len(ids), LEASE_BATCH):
+        found.update(
+            s.scalars(
+                select(ObjectLease.object_id).where(
+                    ObjectLease.object_id.in_(ids[i : i + LEASE_BATCH]),
+                    ObjectLease.holder == holder[:200],
+                    ObjectLease.uploaded.is_(True),
+                )
             )
         )
-        is not None
-    )
+    return found
+
+
+def uploaded_by(s: Session, object_id: str, holder: str) -> bool:
+    """Whether ``holder`` uploaded ``object_id`` in a push not yet committed (``uploaded_object_ids``)."""
+    return object_id in uploaded_object_ids(s, [object_id], holder)
+
+
+def drop_presence_leases(s: Session, object_ids: Iterable[str]) -> None:
+    """Drop the leases on ``object_ids`` that were taken because the objects were found present, not sent.
+
+    A withdrawal calls this for the weights it releases: a pusher that only asked `/v1/transfer/check` about a
+    snapshot it could read then must not keep those weights on disk after the archive withdrew them. A lease on
+    bytes the pusher uploaded itself stays: it holds what the pusher already has.
+    """
+    ids = sorted(set(object_ids))
+    for i in range(0, len(ids), LEASE_BATCH):
+        s.execute(
+            delete(ObjectLease).where(
+                ObjectLease.object_id.in_(ids[i : i + LEASE_BATCH]), ObjectLease.uploaded.is_(False)
+            )
+        )

@@ -125,6 +125,16 @@ def digest_recorded(s: Session, digest: SnapshotId) -> bool:
     return s.scalar(select(Snapshot.id).where(Snapshot.digest == digest).limit(1)) is not None
 
 
+def digest_withdrawn(s: Session, digest: SnapshotId) -> bool:
+    """Whether some model holds a snapshot with this id that was withdrawn (its weights taken out of the archive)."""
+    return (
+        s.scalar(
+            select(Snapshot.id).where(Snapshot.digest == digest, Snapshot.tombstoned_at.is_not(None)).limit(1)
+        )
+        is not None
+    )
+
+
 def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the catalog already has rows for (queried in batches to stay under bind limits)."""
     wanted = list(ids)

@@ -18,6 +18,7 @@ from modelarc.archive.records import catalog_time, write_record
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
+from modelarc.registry.leases import drop_presence_leases
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, withdraw_snapshot
 
@@ -120,6 +121,7 @@ def apply_withdrawal(
     its replay from a catalog record (archive/rebuild.py) alike. Deleting the objects is the caller's business."""
     withdraw_snapshot(s, snap.row_id, reason, at)
     q.release_snapshot_objects(s, snap.row_id, released)
+    drop_presence_leases(s, released)  # a pusher's `check` on these weights must not keep them from being freed
     q.audit(s, actor, "tombstone", target, at=at, snapshot=snap.digest, reason=reason)
 
 

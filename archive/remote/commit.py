@@ -18,8 +18,9 @@ from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive, check_bundles
 from modelarc.archive.restore import file_chunks
-from modelarc.errors import MissingObjectsError, UsageError
+from modelarc.errors import MissingObjectsError, NotFoundError, UsageError, WithdrawnError
 from modelarc.registry import queries as q
+from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
@@ -27,6 +28,7 @@ from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
     from modelarc.archive.provenance.data import DataManifest
+    from modelarc.archive.tokens import Principal
 
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
 
@@ -39,6 +41,7 @@ def commit_offer(
     record_as: Ref | None = None,
     holder: str | None = None,
     content_checked: bool = False,
+    pusher: Principal | None = None,
 ) -> CommitResult:
     """Record a received snapshot and move one tag (none if the offer says so), once every claim the offer
     makes has been checked here.
@@ -50,6 +53,12 @@ def commit_offer(
     with a key *this* archive trusts. ``record_as`` is the name and tag to record (default: the offer's ref); its
     tag is the only one that moves, and a ``record_as`` without a tag moves none. ``holder`` releases that
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
+
+    ``pusher`` is the token of a push this archive receives (a server; None for a pull, which the local user
+    asked for). Its commit is also refused when it names an object the token may neither read here nor uploaded
+    itself (``reusable_objects``: ids are public, bytes are not), when the snapshot was withdrawn here (unless
+    the token is an admin's), and when it states other provenance than this model already records for it; a
+    policy it declares applies only to a snapshot the commit adds to the model, never to one already there.
     """
     ref = record_as or parse_ref(offer.ref)
     if not offer.move_tag:
@@ -67,8 +76,11 @@ def commit_offer(
             raise MissingObjectsError(offer.snapshot, missing)
         manifest, fingerprint, bundles = check_offer(archive, offer, manifest)
         data = _data_manifests(archive, offer)
+        provenance = _provenance(offer)
         with archive.catalog.session() as s:
             known_snapshot = q.digest_recorded(s, offer.snapshot)
+            if pusher is not None:
+                _refuse_for_pusher(s, offer, ref, provenance, pusher)
         if not (content_checked or known_snapshot):
             check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
         archive.store.sync()  # every object is durable before the catalog mentions it
@@ -79,6 +91,8 @@ def commit_offer(
         if lost:
             raise MissingObjectsError(offer.snapshot, [ObjectId(b) for b in sorted(lost)])
         bases -= set(infos)
+        if pusher is not None:
+            _refuse_unreadable(archive, offer, [*infos, *map(ObjectId, sorted(bases))], pusher, holder)
         base_infos = [archive.store.stat(ObjectId(b)) for b in sorted(bases)]
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
@@ -89,7 +103,9 @@ def commit_offer(
                 s,
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag),
-                    snapshot=_record(offer, manifest, architecture, infos, known, actor, frozenset(bases)),
+                    snapshot=_record(
+                        offer, manifest, provenance, architecture, infos, known, actor, frozenset(bases)
+                    ),
                     objects=[
                         ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base)
                         for o in [*infos.values(), *base_infos]
@@ -107,7 +123,9 @@ def commit_offer(
                 ),
             )
     _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
-    if offer.access is not None:  # withheld there: withheld here too, unless this archive is already stricter
+    # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
+    # sender's word about the snapshot it brings, so it never changes one this model already held
+    if offer.access is not None and (pusher is None or recorded.created):
         from modelarc.archive.access import receive_policy
 
         receive_policy(archive, ref.model, offer.snapshot, offer.access, actor=actor)
@@ -143,9 +161,57 @@ def check_offer(
     return manifest, fingerprint, bundles
 
 
+def _provenance(offer: SnapshotOffer) -> Provenance:
+    try:
+        provenance = Provenance.from_json(offer.provenance)
+    except ValueError as exc:
+        raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
+    if provenance.cutoff_precision not in (None, "year", "month", "day"):
+        raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
+    return provenance
+
+
+def _refuse_for_pusher(
+    s: CatalogSession, offer: SnapshotOffer, ref: Ref, provenance: Provenance, pusher: Principal
+) -> None:
+    """What a received push may not do that a local push may: bring back weights this archive withdrew, or
+    restate a recorded snapshot's provenance (archive/provenance/repush.py, as a local re-push is refused)."""
+    if pusher.scope != "admin" and q.digest_withdrawn(s, offer.snapshot):
+        raise WithdrawnError(
+            f"snapshot {offer.snapshot} was withdrawn from this archive: it cannot be pushed again "
+            "(an administrator of this archive can)"
+        )
+    from modelarc.archive.provenance.repush import refuse_other_provenance
+
+    parents = []
+    for text, relation in offer.parents:
+        try:  # a parent this archive lacks is reported, not recorded (``parents_missing``): nothing to compare
+            q.resolve_snapshot(s, parse_ref(text))
+        except NotFoundError:
+            continue
+        parents.append((parse_ref(text), relation))
+    refuse_other_provenance(s, Ref(ref.namespace, ref.name), offer.snapshot, provenance, parents)
+
+
+def _refuse_unreadable(
+    archive: Archive, offer: SnapshotOffer, object_ids: list[ObjectId], pusher: Principal, holder: str | None
+) -> None:
+    """Unless the pusher may read, or sent, every object the snapshot uses: ``MissingObjectsError`` (409) listing
+    the others, as `/v1/transfer/check` lists them. A pusher that has their bytes sends them and commits again
+    (an upload proves possession); one that only knows their ids cannot."""
+    from modelarc.archive.remote.receive import reusable_objects
+
+    allowed = reusable_objects(archive, object_ids, pusher, holder or "")
+    if refused := [oid for oid in object_ids if str(oid) not in allowed]:
+        raise MissingObjectsError(
+            offer.snapshot, refused, "is not this token's to reuse: it may not read it here and has not sent it"
+        )
+
+
 def _record(
     offer: SnapshotOffer,
     manifest: SnapshotManifest,
+    provenance: Provenance,
     architecture: dict[str, Any],
     infos: dict[ObjectId, Any],
     known: set[str],
@@ -153,13 +219,6 @@ def _record(
     bases: frozenset[str] = frozenset(),
 ) -> NewSnapshot:
     params, dtypes = parameter_counts(manifest)
-    prov = offer.provenance
-    try:
-        provenance = Provenance.from_json(prov)
-    except ValueError as exc:
-        raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
-    if provenance.cutoff_precision not in (None, "year", "month", "day"):
-        raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
     return NewSnapshot(
         digest=offer.snapshot,
         logical_bytes=manifest.logical_bytes,

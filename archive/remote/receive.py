@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import check_offer
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
 from modelarc.errors import PayloadTooLargeError
-from modelarc.registry.leases import take_leases, uploaded_by
+from modelarc.registry.leases import take_leases, uploaded_by, uploaded_object_ids
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import unpack_header
+
+if TYPE_CHECKING:
+    from modelarc.archive.tokens import Principal
 
 MAX_OBJECT_BYTES = MAX_CHUNK_BYTES  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
 MAX_CODEC_OVERHEAD = 1 << 20  # a stored object is at most its decoded size plus its header and this much
@@ -85,16 +89,45 @@ def sent_by(archive: Archive, oid: str, holder: str) -> bool:
         return uploaded_by(s, oid, holder)
 
 
-def check_push(archive: Archive, offer: SnapshotOffer, holder: str) -> list[ObjectId]:
+def reusable_objects(
+    archive: Archive, object_ids: Iterable[str], principal: Principal | None, holder: str
+) -> set[str]:
+    """Those of ``object_ids`` a pusher may build a snapshot on without sending their bytes: it may read them here
+    (archive/access.py ``readable_objects``), or it uploaded them itself in this push.
+
+    Why: objects are content-addressed and their ids are public (every manifest lists them), so "the server
+    already has it" must not stand in for "the pusher has it". Otherwise a push token could commit a manifest that
+    names a gated snapshot's weight chunks under a new, public model, and the server would hand them out.
+    Uploading the bytes proves possession: an upload is refused unless it decodes to its id.
+    """
+    ids = list(dict.fromkeys(str(o) for o in object_ids))
+    if principal is not None and principal.scope == "admin":
+        return set(ids)
+    from modelarc.archive.access import readable_objects  # the access rules: only a server's pushes need them
+
+    allowed = readable_objects(archive, ids, principal)
+    if rest := [oid for oid in ids if oid not in allowed]:
+        with archive.catalog.session() as s:
+            allowed |= uploaded_object_ids(s, rest, holder)
+    return allowed
+
+
+def check_push(
+    archive: Archive, offer: SnapshotOffer, holder: str, principal: Principal | None
+) -> list[ObjectId]:
     """Before weights move: the signer is trusted and the manifest is sane; the objects still to send.
 
-    The objects this archive already has are leased to ``holder`` under the shared store lock, so the answer
-    "you need not send these" stays true until the commit (or the lease expires).
+    The objects this archive already has *and the pusher may reuse* (``reusable_objects``) are leased to
+    ``holder`` under the shared store lock, so the answer "you need not send these" stays true until the commit
+    (or the lease expires). Present objects it may not reuse are listed as still to send: a pusher that has their
+    bytes uploads them, and one that does not cannot commit.
     """
     with archive.lock(exclusive=False, purpose="upload"):
         manifest, _fingerprint, _bundles = check_offer(archive, offer)
         needed = objects_of(offer, manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
-        lease_objects(archive, present, holder)
-    have = set(present)
-    return [oid for oid in needed if oid not in have]
+        reusable = reusable_objects(archive, present, principal, holder)
+        have = [oid for oid in present if oid in reusable]
+        lease_objects(archive, have, holder)
+    kept = set(have)
+    return [oid for oid in needed if oid not in kept]
