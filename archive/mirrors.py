@@ -10,6 +10,7 @@ remote added with ``modelarc remote add``) is kept in step snapshot by snapshot 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -127,11 +128,27 @@ def open_store_mirror(record: MirrorRecord) -> ObjectStore:
             f"no folder there (an unmounted disk?); it is not made again: mount it, or `modelarc mirror rm "
             f"{record.name}`",
         ) from None
+    if is_local_location(record.target) and _empty_folder(record.target):
+        raise _unreachable(
+            record,
+            "the folder there is empty, and a mirror `mirror add` made never is (an unmounted disk's mount "
+            f"point?); nothing is copied into it: mount the disk, or `modelarc mirror rm {record.name}`",
+        )
     try:
         next(iter(store.iter_ids()), None)  # a bucket that is gone or refuses us fails here, not half-way
     except (StoreAccessError, OSError) as exc:
         raise _unreachable(record, exc) from None
     return store
+
+
+def _empty_folder(target: str) -> bool:
+    """A mirror folder holds at least its ``tmp/`` from `mirror add`; an empty one is a mount point whose disk is
+    not mounted, and a sync would fill the disk that holds the mount point instead."""
+    try:
+        with os.scandir(target) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # unreadable: iter_ids below says why
 
 
 def _open_remote_mirror(archive: Archive, record: MirrorRecord) -> RemoteMirror:

@@ -123,3 +123,14 @@ def test_mirror_ls_names_a_missing_mirror_without_making_it(arc: Any, unmounted:
     assert "unreachable" in states["gone"]["error"] and str(gone) in states["gone"]["error"]
     assert states["kept"]["error"] is None
     assert not gone.exists()
+
+
+def test_an_empty_mount_point_is_not_taken_for_the_mirror(arc: Any, unmounted: tuple[Path, Path]) -> None:
+    """The disk is unmounted but its mount point stays, an empty folder: neither sync nor repair copies into it."""
+    gone, _kept = unmounted
+    gone.mkdir(parents=True)
+    for args in (("mirror", "sync"), ("scrub", "--mirrors"), ("repair",)):
+        result = arc.fail(*args)
+        _says_unreachable(result, gone)
+        assert "empty" in result.stderr
+        assert list(gone.iterdir()) == []
