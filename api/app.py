@@ -63,7 +63,8 @@ def create_app(
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if (refused := url_text_problem(request)) is not None:  # before any route or token lookup sees the text
+        # before any route or token lookup sees the text
+        if (refused := url_text_problem(request)) is not None:
             return problem(400, "Bad Request", refused)
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)

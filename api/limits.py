@@ -49,7 +49,8 @@ Name = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN, description="A 
 Revision = Annotated[
     str, Path(max_length=135, pattern=REV_PATTERN, description="A tag or sha256:<hex or unique prefix>.")
 ]
-PathText = Annotated[str, Path(max_length=MAX_TEXT)]  # NUL: refused by the app's middleware (a pattern defeats the fuzzer)
+# NUL: refused by the app's middleware for every path (a pattern here defeats the fuzzer)
+PathText = Annotated[str, Path(max_length=MAX_TEXT)]
 ObjectIdText = Annotated[
     str, Path(min_length=64, max_length=64, pattern=OBJECT_ID_PATTERN, description="64 lowercase hex digits.")
 ]

@@ -17,7 +17,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
-from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body, read_json
+from modelarc.api.limits import (
+    OBJECT_ID_PATTERN,
+    Name,
+    Namespace,
+    ObjectIdText,
+    Revision,
+    read_body,
+    read_json,
+)
 from modelarc.api.problems import clip, problem, problem_responses
 from modelarc.archive.access import readable_objects, served_standalone
 from modelarc.archive.remote import batch

@@ -117,10 +117,10 @@ class SnapshotManifest:
             doc = json.loads(data, parse_float=_refuse_number, parse_constant=_refuse_number)
         except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise IntegrityError(f"malformed manifest: {str(exc)[:200]}") from None
-        except RecursionError:  # "[[[[..." nested deeper than the parser's stack (a hostile remote's manifest)
+        except RecursionError:  # "[[[[..." nested deeper than the parser's stack (a hostile remote's)
             raise IntegrityError("malformed manifest: JSON nested too deeply") from None
         if not isinstance(doc, dict):
-            raise IntegrityError(f"malformed manifest: the document is a JSON {_json_type(doc)}, not an object")
+            raise IntegrityError(f"malformed manifest: the document is a {_json_type(doc)}, not an object")
         fmt, version = doc.get("format"), doc.get("version")
         if fmt != MANIFEST_FORMAT or type(version) is not int or version != MANIFEST_VERSION:
             raise IntegrityError(f"unsupported manifest format {str(fmt)[:80]!r} v{str(version)[:20]}")
@@ -154,7 +154,9 @@ def _file_from_json(value: object, index: int) -> FileEntry:
         size=_natural(f, "size", where),
         sha256=_string(f, "sha256", where),
         kind=_string(f, "kind", where),
-        parts=tuple(_part_from_json(p, f"{where}.parts[{i}]") for i, p in enumerate(_array(f, "parts", where))),
+        parts=tuple(
+            _part_from_json(p, f"{where}.parts[{i}]") for i, p in enumerate(_array(f, "parts", where))
+        ),
     )
 
 

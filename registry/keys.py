@@ -45,7 +45,9 @@ class PublishedKey(KeyInfo):
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> PublishedKey:
         """One entry of another archive's answer; ``UsageError`` if it is not shaped like one."""
-        if not isinstance(doc, dict) or not all(type(doc.get(k)) is str for k in ("fingerprint", "public_pem")):
+        if not isinstance(doc, dict) or not all(
+            type(doc.get(k)) is str for k in ("fingerprint", "public_pem")
+        ):
             raise UsageError("a published key needs a fingerprint and a public_pem")
         label, created = doc.get("label"), doc.get("created_at")
         flags = (doc.get("trusted", False), doc.get("local", False))

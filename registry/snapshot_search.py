@@ -112,7 +112,9 @@ _SUMMARY_TYPES: dict[str, type] = {
     "model": str, "created_at": str, "parameters": int, "logical_bytes": int, "withdrawn": bool, "model_type": str,
     "cutoff": str, "cutoff_precision": str, "release_date": str, "license": str, "withdrawn_reason": str,
 }  # fmt: skip
-_SUMMARY_OPTIONAL = frozenset({"model_type", "cutoff", "cutoff_precision", "release_date", "license", "withdrawn_reason"})
+_SUMMARY_OPTIONAL = frozenset(
+    {"model_type", "cutoff", "cutoff_precision", "release_date", "license", "withdrawn_reason"}
+)
 
 
 def _cutoff_end_before(d: dt.date) -> ColumnElement[bool]:

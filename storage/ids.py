@@ -16,7 +16,7 @@ class ObjectId(str):
     __slots__ = ()
 
     def __new__(cls, value: str) -> ObjectId:
-        if not isinstance(value, str):  # a JSON number or null from a hostile document: refused, not an AttributeError
+        if not isinstance(value, str):  # a JSON number or null from a hostile document: not an AttributeError
             raise UsageError(f"not an object id (64 lowercase hex digits): {str(value)[:80]!r}")
         if value.startswith("sha256:"):
             value = value[len("sha256:") :]

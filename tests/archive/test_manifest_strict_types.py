@@ -146,7 +146,9 @@ def test_a_pushed_manifest_reads_back(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_a_field_of_the_wrong_json_type_is_an_integrity_error(change: Callable[[Doc], None]) -> None:
     doc = copy.deepcopy(_manifest())
     change(doc)
-    data = json.dumps(doc).encode()  # json.dumps writes inf as Infinity and nan as NaN, as a hostile sender may
+    data = json.dumps(
+        doc
+    ).encode()  # json.dumps writes inf as Infinity and nan as NaN, as a hostile sender may
     with pytest.raises(IntegrityError, match="manifest"):
         SnapshotManifest.from_bytes(data)
 
@@ -160,7 +162,9 @@ def test_a_document_that_is_not_a_manifest_object_is_an_integrity_error(data: by
 def test_the_error_names_the_field() -> None:
     doc = copy.deepcopy(_manifest())
     doc["files"][1]["parts"][1]["chunks"][0]["length"] = True
-    with pytest.raises(IntegrityError, match=r"files\[1\]\.parts\[1\]\.chunks\[0\]\.length is a JSON boolean"):
+    with pytest.raises(
+        IntegrityError, match=r"files\[1\]\.parts\[1\]\.chunks\[0\]\.length is a JSON boolean"
+    ):
         SnapshotManifest.from_bytes(json.dumps(doc).encode())
 
 
@@ -246,3 +250,67 @@ def test_a_published_key_of_the_wrong_json_type_is_refused(field: str, value: ob
 def test_a_published_key_that_is_not_an_object_is_refused() -> None:
     with pytest.raises(UsageError, match="published key"):
         PublishedKey.from_json(["f", "pem"])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ the other received JSON
+
+
+def test_an_object_id_that_is_not_text_is_a_usage_error() -> None:
+    from modelarc.storage import ObjectId
+
+    for value in (123, None, ["ab"]):
+        with pytest.raises(UsageError, match="not an object id"):
+            ObjectId(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_bundle_whose_modelarc_version_is_not_the_integer_1_is_refused(version: object) -> None:
+    """The version sits inside the signed statement: re-signed here with the same key, so only it differs."""
+    import base64
+
+    from modelarc.archive.signing import dsse
+    from modelarc.archive.signing.bundles import DSSE_PAYLOAD_TYPE, FileDigest, sign_snapshot, verify_bundle
+    from modelarc.archive.signing.keys import generate_private_key, public_key_pem
+    from modelarc.errors import SignatureError
+
+    key = generate_private_key()
+    bundle = json.loads(sign_snapshot([FileDigest("a", HEX)], "sha256:" + HEX, key))
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    assert verify_bundle(json.dumps(bundle).encode(), [public_key_pem(key)]).snapshot_id == "sha256:" + HEX
+    statement["predicate"]["modelarc"]["version"] = version
+    payload = json.dumps(statement).encode()
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+    signature = dsse.sign(DSSE_PAYLOAD_TYPE, payload, key)
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+    with pytest.raises(SignatureError, match="version"):
+        verify_bundle(json.dumps(bundle).encode(), [public_key_pem(key)])
+
+
+def test_a_cursor_whose_position_is_a_boolean_is_refused() -> None:
+    import base64
+
+    from modelarc.api.v1 import cursor_offset, encode_cursor
+
+    assert cursor_offset(encode_cursor(1)) == 1
+    with pytest.raises(UsageError, match="cursor"):
+        cursor_offset(base64.urlsafe_b64encode(b'{"o": true}').decode().rstrip("="))
+
+
+def test_a_config_json_name_holding_a_nul_is_left_out_of_the_architecture() -> None:
+    """A pushed (or received) config.json becomes catalog text: a NUL in it would fail the commit on PostgreSQL."""
+    from modelarc.archive.formats.describe import architecture_from_config
+
+    arch = architecture_from_config(
+        {"model_type": "lla\x00ma", "architectures": ["A\x00", "B"], "hidden_size": 8}
+    )
+    assert arch == {"architectures": ["B"], "hidden_size": 8}
+
+
+def test_a_received_manifest_whose_tensor_name_holds_a_nul_is_refused() -> None:
+    from modelarc.archive.manifest_checks import check_manifest_structure
+
+    doc = _manifest()
+    check_manifest_structure(SnapshotManifest.from_bytes(canonical_json(doc)), "snapshot x")
+    doc["files"][1]["parts"][1]["name"] = "w\x00"
+    with pytest.raises(IntegrityError, match="NUL"):
+        check_manifest_structure(SnapshotManifest.from_bytes(canonical_json(doc)), "snapshot x")

@@ -83,7 +83,12 @@ def test_aborted_bodies_leave_no_traceback_in_the_log(served: tuple[str, str, Pa
         b"POST /v1/transfer/commit HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
         + b"\r\nContent-Type: application/json\r\nContent-Length: 900\r\n\r\n"
     )  # fmt: skip
-    for head, sent in [(anonymous, b'{"ids":['), (anonymous, b"{"), (upload, b"MAOB"), (commit, b'{"format"')]:
+    for head, sent in [
+        (anonymous, b'{"ids":['),
+        (anonymous, b"{"),
+        (upload, b"MAOB"),
+        (commit, b'{"format"'),
+    ]:
         _abort_mid_body(url, head, sent)
     # the server still answers, and has finished with the aborted requests by the time it does
     assert httpx.post(f"{url}/v1/objects/missing", json={"ids": []}).json() == {"missing": []}

@@ -67,7 +67,9 @@ def test_a_nul_in_the_url_is_a_400_naming_it(site: dict[str, Any], url: str) -> 
     assert "NUL" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("url", ["/?license=mit", "/api/models?search=base", "/?name=%2500", "/v1/datasets/a%2500b"])
+@pytest.mark.parametrize(
+    "url", ["/?license=mit", "/api/models?search=base", "/?name=%2500", "/v1/datasets/a%2500b"]
+)
 def test_text_without_a_nul_is_still_served(site: dict[str, Any], url: str) -> None:
     """``%2500`` is the three characters ``%00``, not a NUL: searched for (and found nowhere), not refused."""
     r = httpx.get(site["url"] + url)
@@ -91,7 +93,9 @@ def test_a_justification_with_a_nul_is_a_400_and_records_nothing(site: dict[str,
     [("provenance", "description"), ("provenance", "license"), ("architecture", "model_type")],
     ids=lambda w: ".".join(w),
 )
-def test_an_offer_with_a_nul_is_a_400_on_check_and_commit(site: dict[str, Any], where: tuple[str, str]) -> None:
+def test_an_offer_with_a_nul_is_a_400_on_check_and_commit(
+    site: dict[str, Any], where: tuple[str, str]
+) -> None:
     archive = site["archive"]
     offer, _manifest = offer_for(archive, "acme/base:v1")
     doc = offer.to_json()

@@ -33,18 +33,27 @@ HOSTILE = {
     "size 5.9": _manifest(size=b"5.9"),
     "a list": b"[1,2,3]",
     "chunk id a number": _manifest().replace(b'"id":"' + HEX.encode() + b'"', b'"id":123'),
-    "tensor shape [1e999]": _manifest().replace(b'"kind":"blob","offset"', b'"kind":"tensor","shape":[1e999],"offset"'),
+    "tensor shape [1e999]": _manifest().replace(
+        b'"kind":"blob","offset"', b'"kind":"tensor","shape":[1e999],"offset"'
+    ),
 }
 
 
 def test_hostile_manifests_are_422_on_check_and_commit(server: Server, tmp_path: Path) -> None:
-    alice = make_home(tmp_path, "alice")  # her key is not trusted here: the manifest is read before the signature
+    alice = make_home(
+        tmp_path, "alice"
+    )  # her key is not trusted here: the manifest is read before the signature
     pusher = HostilePusher(Archive.open(alice.path), server.url, server.push_token)
     junk = pusher.put_bytes(b"not a bundle")
     before = {k: v for k, v in server.archive.stats().to_json().items() if k != "store_bytes_on_disk"}
     answers: dict[str, list[Any]] = {}
     for name, data in HOSTILE.items():
-        offer = {"format": 1, "ref": "alice/bad:v1", "snapshot": "sha256:" + pusher.put_bytes(data), "signatures": [junk]}
+        offer = {
+            "format": 1,
+            "ref": "alice/bad:v1",
+            "snapshot": "sha256:" + pusher.put_bytes(data),
+            "signatures": [junk],
+        }
         for route in ("/v1/transfer/check", "/v1/transfer/commit"):
             r = pusher.http.post(route, json=offer)
             answers[f"{name} {route}"] = [r.status_code, r.headers.get("content-type"), r.text[:200]]

@@ -34,7 +34,11 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             "  - {name: the-pile, role: pretrain}\n"
         )
         attach_data(archive, "acme/base:v1", load_data_manifest(data))
-        yield {"url": url, "archive": archive, "secret": (archive.settings.keys_path / "signing-key.pem").read_bytes()}
+        yield {
+            "url": url,
+            "archive": archive,
+            "secret": (archive.settings.keys_path / "signing-key.pem").read_bytes(),
+        }
 
 
 def test_v1_answers_for_a_name_with_a_slash_encoded_or_not(site: dict[str, Any]) -> None:
