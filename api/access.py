@@ -8,7 +8,6 @@ off a public manifest, so it is judged by every snapshot that uses the object). 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modelarc.api.limits import Name, Namespace, read_body
+from modelarc.api.limits import Name, Namespace, read_json
 from modelarc.api.problems import problem, problem_responses
 from modelarc.archive.access import (
     AccessDecision,
@@ -124,10 +123,7 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return problem(
                 401, "Unauthorized", "an access request needs a token", headers={"WWW-Authenticate": "Bearer"}
             )
-        try:
-            doc = json.loads(await read_body(request, MAX_REQUEST_BODY))
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
-            raise UsageError('the body is not JSON; expected {"justification": "..."}') from None
+        doc = await read_json(request, MAX_REQUEST_BODY, '{"justification": "..."}')
         text = doc.get("justification") if isinstance(doc, dict) else None
         if not isinstance(text, str):
             raise UsageError('expected {"justification": "..."}')

@@ -5,6 +5,7 @@ The API layer only parses, calls the archive and formats; errors become problem+
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from modelarc import __version__
 from modelarc.api.access import access_router
@@ -20,6 +22,7 @@ from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
+from modelarc.api.limits import url_text_problem
 from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
@@ -33,6 +36,7 @@ from modelarc.errors import (
 )
 
 OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
+_log = logging.getLogger("uvicorn.error")  # the server's own log: where `modelarc serve` prints what happened
 
 
 def create_app(
@@ -59,6 +63,9 @@ def create_app(
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # before any route or token lookup sees the text
+        if (refused := url_text_problem(request)) is not None:
+            return problem(400, "Bad Request", refused)
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")
@@ -85,6 +92,14 @@ def create_app(
             {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
         )
         return problem(status, type(exc).__name__, exc, headers={"X-Error-Code": code}, **extra)
+
+    @app.exception_handler(ClientDisconnect)
+    def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client closed the connection before sending the whole body: nobody reads an answer, and a traceback
+        # per aborted upload would let anyone flood the log; one line says it happened
+        _log.info("client %s disconnected before sending the body of %s %s", _peer(request), request.method,
+                  request.url.path[:MAX_ECHO])  # fmt: skip
+        return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -141,6 +156,10 @@ def validation_detail(exc: RequestValidationError) -> str:
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(part)[:MAX_ECHO] for part in first.get("loc", ()))
     return f"{where}: {first.get('msg', 'invalid request')}"
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
 
 
 def _unauthorized(detail: str) -> Response:

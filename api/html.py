@@ -20,7 +20,7 @@ from markupsafe import Markup
 from starlette.datastructures import QueryParams
 
 from modelarc import __version__
-from modelarc.api.limits import MAX_PAGE, MAX_TEXT
+from modelarc.api.limits import MAX_PAGE, MAX_TEXT, PathText
 from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
 from modelarc.archive.access import effective_policy, is_withheld_file
@@ -185,8 +185,9 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def datasets() -> HTMLResponse:
         return render("datasets.html", rows=views.list_datasets(get_archive(), limit=1000).rows)
 
-    @router.get("/ui/datasets/{name}", response_class=HTMLResponse)
-    def dataset(name: str) -> HTMLResponse:
+    @router.get("/ui/datasets/{name:anytext}", response_class=HTMLResponse)
+    def dataset(name: PathText) -> HTMLResponse:
+        """A name may hold slashes (``allenai/c4``); the pages link to it percent-encoded whole."""
         try:
             versions = views.dataset(get_archive(), name)
         except ModelarcError as exc:

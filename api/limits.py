@@ -8,14 +8,15 @@ them too; docs/API.md ("Limits") lists them with their reasons.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from modelarc.errors import PayloadTooLargeError, UsageError
-from modelarc.registry.bounds import CATALOG_INT_MAX
+from modelarc.registry.bounds import CATALOG_INT_MAX, catalog_value_problem
 
 MAX_INT = CATALOG_INT_MAX  # the catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
 MAX_TEXT = 300  # a free-text filter or a REF: ns and name are at most 100 characters, a tag 128
@@ -29,7 +30,9 @@ COUNT_PATTERN = (
     r"^(?: *[0-9]{1,19}(?:\.[0-9]{1,9})? *[kKmMbBtT]? *)?$"  # parse_count's grammar, bounded; empty too
 )
 OBJECT_ID_PATTERN = r"^[0-9a-f]{64}$"
-# free text may hold anything but NUL, which no database text column stores (PostgreSQL refuses it: a 500, not a 400)
+# free text may hold anything but NUL, which no database text column stores (PostgreSQL refuses it: a 500, not a 400).
+# Declared on /v1's parameters for the OpenAPI document; every request's path and query are held to it by the app's
+# middleware (``url_text_problem``), every JSON body by ``read_json``.
 TEXT_PATTERN = r"^[^\x00]*$"
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
@@ -46,7 +49,8 @@ Name = Annotated[str, Path(max_length=100, pattern=NAME_PATTERN, description="A 
 Revision = Annotated[
     str, Path(max_length=135, pattern=REV_PATTERN, description="A tag or sha256:<hex or unique prefix>.")
 ]
-PathText = Annotated[str, Path(max_length=MAX_TEXT)]  # a NUL is refused by the route (a pattern defeats the fuzzer)
+# NUL: refused by the app's middleware for every path (a pattern here defeats the fuzzer)
+PathText = Annotated[str, Path(max_length=MAX_TEXT)]
 ObjectIdText = Annotated[
     str, Path(min_length=64, max_length=64, pattern=OBJECT_ID_PATTERN, description="64 lowercase hex digits.")
 ]
@@ -81,3 +85,28 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise PayloadTooLargeError(f"the body may be at most {limit} bytes")
     return bytes(body)
+
+
+def url_text_problem(request: Request) -> str | None:
+    """Why text in this request's path or query string cannot reach a query or a row (a NUL), or ``None``.
+
+    Checked once for every route, by the app's middleware, on the decoded path and every decoded query name and
+    value: the HTML form, the Hub's list filters and path parameters reach the catalog as well as /v1's do.
+    """
+    if "\x00" in request.scope.get("path", ""):
+        return "the path holds a NUL character (%00), which no name here may contain"
+    if any("\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()):
+        return "the query string holds a NUL character (%00), which no text here may contain"
+    return None
+
+
+async def read_json(request: Request, limit: int, expected: str) -> Any:
+    """The request's JSON body, read to at most ``limit`` bytes (413) and parsed: ``UsageError`` (400) when it is not
+    JSON, or holds what no catalog column can (a NUL in any string, NaN or Infinity), wherever it may be stored."""
+    try:
+        doc = json.loads(await read_body(request, limit))
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
+        raise UsageError(f"the body is not JSON; expected {expected}") from None
+    if (problem := catalog_value_problem(doc)) is not None:
+        raise UsageError(f"the body holds {problem}, which no text here may contain")
+    return doc

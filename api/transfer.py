@@ -19,7 +19,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
-from modelarc.api.limits import OBJECT_ID_PATTERN, Name, Namespace, ObjectIdText, Revision, read_body
+from modelarc.api.limits import (
+    OBJECT_ID_PATTERN,
+    Name,
+    Namespace,
+    ObjectIdText,
+    Revision,
+    read_body,
+    read_json,
+)
 from modelarc.api.problems import clip, problem, problem_responses
 from modelarc.archive.access import readable_objects, served_standalone
 from modelarc.archive.remote import batch
@@ -135,10 +143,7 @@ def _refuse_outside_namespaces(request: Request, offer: SnapshotOffer) -> Respon
 
 async def _offer_body(request: Request) -> Any:
     """The JSON of a snapshot offer, read to at most ``MAX_OFFER_BYTES`` (413) before it is parsed (400)."""
-    try:
-        return json.loads(await read_body(request, MAX_OFFER_BYTES))
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack
-        raise UsageError("the snapshot offer is not JSON") from None
+    return await read_json(request, MAX_OFFER_BYTES, "a snapshot offer")
 
 
 def _pusher(request: Request) -> str:

@@ -51,8 +51,7 @@ def cursor_offset(cursor: str | None) -> int:
         offset = doc["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise UsageError("invalid cursor; use the Link rel=next URL of the previous page") from None
-    # a bool is an int to Python (true: offset 1); no cursor of ours holds one
-    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= 10**9:
+    if type(offset) is not int or offset < 0 or offset > 10**9:  # a JSON true is no position (bool is an int)
         raise UsageError("invalid cursor; use the Link rel=next URL of the previous page")
     return offset
 
@@ -197,11 +196,10 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
         page = views.list_datasets(get_archive(), limit=limit, cursor=cursor)
         return page_response(request, page.rows, page.next_cursor)
 
-    @router.get("/datasets/{name}")
+    @router.get("/datasets/{name:anytext}")
     def dataset(request: Request, name: PathText) -> Response:
-        """Every version of the dataset, with the snapshots trained on it."""
-        if "\x00" in name:  # no text column stores NUL (PostgreSQL refuses it)
-            raise UsageError("a dataset name cannot contain NUL")
+        """Every version of the dataset, with the snapshots trained on it. A name may hold slashes, as Hugging Face
+        dataset ids do (``allenai/c4``): the lookup is by name in the catalog, never a file path."""
         return respond(request, [v.to_json() for v in views.dataset(get_archive(), name)])
 
     @router.get("/stats")

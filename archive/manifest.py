@@ -11,16 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from modelarc.errors import IntegrityError, UsageError
+from modelarc.registry.bounds import CATALOG_INT_MAX
 from modelarc.registry.refs import SnapshotId
 from modelarc.storage.ids import ObjectId
 
 MANIFEST_FORMAT = "modelarc.manifest"
 MANIFEST_VERSION = 1
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -99,30 +102,29 @@ class SnapshotManifest:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, expected_id: str | None = None) -> SnapshotManifest:
+        """Parse a manifest from anywhere (a local store, a pusher, a remote): ``IntegrityError`` for anything that
+        is not a version-1 document of the exact JSON types docs/FORMAT.md gives, ``UsageError`` for an unsafe path.
+
+        Strict on types because a manifest is hostile input: ``true`` or ``5.9`` read as an integer, ``1e400`` as
+        infinity or a list as the document were each a 500 on the server (or a traceback in ``pull --remote``).
+        """
         if expected_id is not None:
             actual = SnapshotId.of(data)
             if actual != expected_id:
                 raise IntegrityError(f"manifest of {expected_id} hashes to {actual}")
         try:
-            doc = json.loads(data)
-            if doc.get("format") != MANIFEST_FORMAT or doc.get("version") != MANIFEST_VERSION:
-                raise IntegrityError(
-                    f"unsupported manifest format {doc.get('format')!r} v{doc.get('version')!r}"
-                )
-            files = tuple(
-                FileEntry(
-                    path=check_relative_path(f["path"]),
-                    size=int(f["size"]),
-                    sha256=str(f["sha256"]),
-                    kind=str(f["kind"]),
-                    parts=tuple(_part_from_json(p) for p in f["parts"]),
-                )
-                for f in doc["files"]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise IntegrityError(f"malformed manifest: {exc}") from None
-        except RecursionError:  # "[[[[..." nested deeper than the parser's stack (a hostile remote's manifest)
+            # the format has no floats and no NaN (docs/FORMAT.md "Canonical JSON"): refused where they stand
+            doc = json.loads(data, parse_float=_refuse_number, parse_constant=_refuse_number)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise IntegrityError(f"malformed manifest: {str(exc)[:200]}") from None
+        except RecursionError:  # "[[[[..." nested deeper than the parser's stack (a hostile remote's)
             raise IntegrityError("malformed manifest: JSON nested too deeply") from None
+        if not isinstance(doc, dict):
+            raise IntegrityError(f"malformed manifest: the document is a {_json_type(doc)}, not an object")
+        fmt, version = doc.get("format"), doc.get("version")
+        if fmt != MANIFEST_FORMAT or type(version) is not int or version != MANIFEST_VERSION:
+            raise IntegrityError(f"unsupported manifest format {str(fmt)[:80]!r} v{str(version)[:20]}")
+        files = tuple(_file_from_json(f, i) for i, f in enumerate(_array(doc, "files", "manifest")))
         _check_paths_do_not_clash([f.path for f in files])
         return cls(files=files, _canonical=bytes(data))
 
@@ -139,17 +141,92 @@ def _part_json(p: Part) -> dict[str, Any]:
     return out
 
 
-def _part_from_json(p: dict[str, Any]) -> Part:
-    shape = tuple(int(d) for d in p["shape"]) if "shape" in p else None
+# ---------------------------------------------------------------------------------------- reading, field by field
+# Each reader takes the JSON value and where it was found, and raises IntegrityError naming that place. Integers
+# must be JSON integers (``type(x) is int``: a bool is an int to Python) between 0 and the catalog's largest.
+
+
+def _file_from_json(value: object, index: int) -> FileEntry:
+    where = f"files[{index}]"
+    f = _object(value, where)
+    return FileEntry(
+        path=check_relative_path(_string(f, "path", where)),
+        size=_natural(f, "size", where),
+        sha256=_string(f, "sha256", where),
+        kind=_string(f, "kind", where),
+        parts=tuple(
+            _part_from_json(p, f"{where}.parts[{i}]") for i, p in enumerate(_array(f, "parts", where))
+        ),
+    )
+
+
+def _part_from_json(value: object, where: str) -> Part:
+    p = _object(value, where)
+    shape = None
+    if "shape" in p:
+        dims = _array(p, "shape", where)
+        if not all(type(d) is int and 0 <= d <= CATALOG_INT_MAX for d in dims):
+            raise IntegrityError(f"malformed manifest: {where}.shape is not a list of non-negative integers")
+        shape = tuple(dims)
+    chunks = []
+    for i, c in enumerate(_array(p, "chunks", where)):
+        chunk = _object(c, f"{where}.chunks[{i}]")
+        oid = _string(chunk, "id", f"{where}.chunks[{i}]")
+        if not _HEX64.fullmatch(oid):
+            raise IntegrityError(f"malformed manifest: {where}.chunks[{i}].id is not 64 lowercase hex digits")
+        chunks.append(Chunk(ObjectId(oid), _natural(chunk, "length", f"{where}.chunks[{i}]")))
     return Part(
-        kind=str(p["kind"]),
-        offset=int(p["offset"]),
-        length=int(p["length"]),
-        chunks=tuple(Chunk(ObjectId(c["id"]), int(c["length"])) for c in p["chunks"]),
-        name=p.get("name"),
-        dtype=p.get("dtype"),
+        kind=_string(p, "kind", where),
+        offset=_natural(p, "offset", where),
+        length=_natural(p, "length", where),
+        chunks=tuple(chunks),
+        name=_optional_string(p, "name", where),
+        dtype=_optional_string(p, "dtype", where),
         shape=shape,
     )
+
+
+def _refuse_number(text: str) -> NoReturn:
+    raise ValueError(f"{text[:40]} is not an integer (a manifest holds no floats, NaN or Infinity)")
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", int: "integer", bool: "boolean", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _field(obj: dict[str, Any], name: str, kind: type, what: str, where: str) -> Any:
+    if name not in obj:
+        raise IntegrityError(f"malformed manifest: {where} has no {name!r}")
+    value = obj[name]
+    if type(value) is not kind:
+        raise IntegrityError(f"malformed manifest: {where}.{name} is a JSON {_json_type(value)}, not {what}")
+    return value
+
+
+def _object(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise IntegrityError(f"malformed manifest: {where} is a JSON {_json_type(value)}, not an object")
+    return value
+
+
+def _array(obj: dict[str, Any], name: str, where: str) -> list[Any]:
+    return _field(obj, name, list, "an array", where)  # type: ignore[no-any-return]
+
+
+def _string(obj: dict[str, Any], name: str, where: str) -> str:
+    return _field(obj, name, str, "a string", where)  # type: ignore[no-any-return]
+
+
+def _optional_string(obj: dict[str, Any], name: str, where: str) -> str | None:
+    return None if obj.get(name) is None else _string(obj, name, where)
+
+
+def _natural(obj: dict[str, Any], name: str, where: str) -> int:
+    value: int = _field(obj, name, int, "an integer", where)
+    if not 0 <= value <= CATALOG_INT_MAX:
+        raise IntegrityError(f"malformed manifest: {where}.{name} is not between 0 and {CATALOG_INT_MAX}")
+    return value
 
 
 def canonical_json(doc: Any) -> bytes:

@@ -85,6 +85,8 @@ def _check_file(f: FileEntry, label: str) -> None:
 def _check_tensor_part(p: Part, file_kind: str, where: str) -> None:
     if not isinstance(p.name, str) or not isinstance(p.dtype, str) or p.shape is None:
         raise IntegrityError(f"{where}: a tensor part without name, dtype or shape")
+    if "\x00" in p.name or "\x00" in p.dtype:  # no tensor row could hold it (PostgreSQL refuses NUL)
+        raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has a NUL in its name or dtype")
     if any(not isinstance(d, int) or d < 0 for d in p.shape) or len(p.shape) > 16:
         raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has shape {p.shape!r}")
     if file_kind == "safetensors":

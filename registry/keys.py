@@ -45,17 +45,17 @@ class PublishedKey(KeyInfo):
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> PublishedKey:
         """One entry of another archive's answer; ``UsageError`` if it is not shaped like one."""
-        try:
-            return cls(
-                str(doc["fingerprint"]),
-                None if doc.get("label") is None else str(doc["label"]),
-                bool(doc.get("trusted")),
-                bool(doc.get("local")),
-                str(doc.get("created_at") or ""),
-                str(doc["public_pem"]),
-            )
-        except (KeyError, TypeError, AttributeError):
-            raise UsageError("a published key needs a fingerprint and a public_pem") from None
+        if not isinstance(doc, dict) or not all(
+            type(doc.get(k)) is str for k in ("fingerprint", "public_pem")
+        ):
+            raise UsageError("a published key needs a fingerprint and a public_pem")
+        label, created = doc.get("label"), doc.get("created_at")
+        flags = (doc.get("trusted", False), doc.get("local", False))
+        if not (label is None or type(label) is str) or not (created is None or type(created) is str):
+            raise UsageError("a published key's label and created_at are strings")
+        if not all(type(flag) is bool for flag in flags):  # bool("false") is True: never coerced
+            raise UsageError("a published key's trusted and local are true or false")
+        return cls(doc["fingerprint"], label, *flags, created or "", doc["public_pem"])
 
 
 @dataclass(frozen=True)

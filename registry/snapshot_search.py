@@ -89,6 +89,15 @@ class SnapshotSummary:
         names = [f.name for f in fields(cls)]
         if not isinstance(doc, dict) or not all(n in doc for n in names) or not isinstance(doc["tags"], list):
             raise UsageError(f"a snapshot row needs {', '.join(names)}")
+        # exact JSON types: a true read as 1 parameter, or "7B" as a count, would be a wrong row or a traceback later
+        wrong = [
+            n
+            for n in names
+            if n in _SUMMARY_TYPES
+            and not (type(doc[n]) is _SUMMARY_TYPES[n] or (doc[n] is None and n in _SUMMARY_OPTIONAL))
+        ]
+        if wrong or not all(type(t) is str for t in doc["tags"]):
+            raise UsageError(f"a snapshot row has {', '.join(wrong) or 'tags'} of the wrong JSON type")
         return cls(
             **{
                 **{n: doc[n] for n in names},
@@ -96,6 +105,16 @@ class SnapshotSummary:
                 "tags": tuple(doc["tags"]),
             }
         )
+
+
+# the JSON type of each field of a SnapshotSummary another archive sends (``snapshot`` and ``tags`` are checked apart)
+_SUMMARY_TYPES: dict[str, type] = {
+    "model": str, "created_at": str, "parameters": int, "logical_bytes": int, "withdrawn": bool, "model_type": str,
+    "cutoff": str, "cutoff_precision": str, "release_date": str, "license": str, "withdrawn_reason": str,
+}  # fmt: skip
+_SUMMARY_OPTIONAL = frozenset(
+    {"model_type", "cutoff", "cutoff_precision", "release_date", "license", "withdrawn_reason"}
+)
 
 
 def _cutoff_end_before(d: dt.date) -> ColumnElement[bool]:

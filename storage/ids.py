@@ -16,9 +16,11 @@ class ObjectId(str):
     __slots__ = ()
 
     def __new__(cls, value: str) -> ObjectId:
+        if not isinstance(value, str):  # a JSON number or null from a hostile document: not an AttributeError
+            raise UsageError(f"not an object id (64 lowercase hex digits): {str(value)[:80]!r}")
         if value.startswith("sha256:"):
             value = value[len("sha256:") :]
-        if not isinstance(value, str) or not _HEX64.fullmatch(value):  # match() would let a trailing "\n" in
+        if not _HEX64.fullmatch(value):  # match() would let a trailing "\n" in
             raise UsageError(f"not an object id (64 lowercase hex digits): {value[:80]!r}")
         return super().__new__(cls, value)
 

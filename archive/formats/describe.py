@@ -20,10 +20,10 @@ _ARCH_KEYS: dict[str, tuple[str, ...]] = {
 
 def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
     arch: dict[str, Any] = {}
-    if isinstance(config.get("model_type"), str):
+    if _storable(config.get("model_type")):
         arch["model_type"] = config["model_type"]
     if isinstance(config.get("architectures"), list):
-        arch["architectures"] = [a for a in config["architectures"] if isinstance(a, str)]
+        arch["architectures"] = [a for a in config["architectures"] if _storable(a)]
     sources = [config]
     if isinstance(config.get("text_config"), dict):
         sources.append(config["text_config"])
@@ -42,7 +42,7 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
 def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> dict[str, Any]:
     arch_name = metadata.get("general.architecture")
     arch: dict[str, Any] = {"format": "gguf", "gguf_quantization": sorted(set(quant_types))}
-    if isinstance(arch_name, str):
+    if _storable(arch_name):
         arch["model_type"] = arch_name
         for field, key in (
             ("context_length", "context_length"),
@@ -88,3 +88,9 @@ def parameter_counts(manifest: SnapshotManifest) -> tuple[int, dict[str, int]]:
         n = math.prod(part.shape or ())
         per_dtype[part.dtype or "?"] = per_dtype.get(part.dtype or "?", 0) + n
     return sum(per_dtype.values()), dict(sorted(per_dtype.items()))
+
+
+def _storable(value: object) -> bool:
+    """A name the catalog can hold: text without NUL (PostgreSQL's columns refuse it, so a config.json holding one,
+    pushed or received, would fail the commit). Such a name is left out, as a missing one is."""
+    return isinstance(value, str) and "\x00" not in value

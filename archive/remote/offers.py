@@ -18,6 +18,7 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
+from modelarc.registry.bounds import catalog_value_problem
 from modelarc.registry.records import RELATIONS, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.registry.snapshots import parents_of
@@ -74,7 +75,10 @@ class SnapshotOffer:
         """Parse and validate; every problem is a ``UsageError`` naming the field."""
         if not isinstance(doc, dict):
             raise UsageError("snapshot offer: expected a JSON object")
-        if doc.get("format") != TRANSFER_FORMAT:
+        # one walk for what no catalog column holds, wherever it is: provenance, architecture, access, parents
+        if (problem := catalog_value_problem(doc)) is not None:
+            raise UsageError(f"snapshot offer: holds {problem}, which the catalog cannot store")
+        if type(doc.get("format")) is not int or doc["format"] != TRANSFER_FORMAT:
             raise UsageError(f"snapshot offer: format {doc.get('format')!r} is not {TRANSFER_FORMAT}")
         ref = parse_ref(_string(doc, "ref"))
         if ref.digest:

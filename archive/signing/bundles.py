@@ -289,7 +289,7 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
         extension = field(predicate, "modelarc", dict, "predicate")
         version = extension.get("version")
         expect(
-            version == MODELARC_PREDICATE_VERSION,
+            type(version) is int and version == MODELARC_PREDICATE_VERSION,  # a JSON true or 1.0 is not 1
             f"predicate.modelarc version {version!r} is not supported (this modelarc reads {MODELARC_PREDICATE_VERSION})",
         )
         claimed = field(extension, "snapshot", str, "predicate.modelarc")
