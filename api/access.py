@@ -19,8 +19,9 @@ from modelarc.api.limits import Name, Namespace, read_json
 from modelarc.api.problems import problem, problem_responses
 from modelarc.archive.access import (
     AccessDecision,
-    effective_policy,
+    EffectivePolicy,
     is_withheld_entry,
+    list_policies,
     list_requests,
     object_readable,
     read_decision,
@@ -96,15 +97,23 @@ def require_delta_base_access(
     )
 
 
+def _public(policy: EffectivePolicy) -> dict[str, Any]:
+    doc = policy.to_json()
+    doc.pop("set_by", None)  # who set it is in the audit log, for the archive's operators
+    return doc
+
+
 def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     router = APIRouter(tags=["access"], responses=problem_responses(400, 401, 403, 404, 413))
 
     @router.get("/v1/access/{ns}/{name}")
     def policy(ns: Namespace, name: Name) -> Any:
         """A model's access policy (public, like all provenance): level, embargo date, reason. Grants are not."""
-        found = effective_policy(get_archive(), f"{ns}/{name}")
-        doc = found.to_json()
-        doc.pop("set_by", None)  # who set it is in the audit log, for the archive's operators
+        (found,) = list_policies(get_archive(), f"{ns}/{name}")
+        doc = _public(found.policy)
+        # a snapshot's own policy overrides the model's: without them a gated or restricted snapshot of a public
+        # model would look public here
+        doc["snapshots"] = [_public(o) for o in found.overrides]
         return doc
 
     @router.post(

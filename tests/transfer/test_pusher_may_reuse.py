@@ -189,3 +189,16 @@ def test_a_push_restating_a_recorded_snapshots_provenance_is_refused(server: Ser
     assert "--license" in answer.json()["detail"]
     _ref, snap = server.archive.resolve("acme/pub:v1")
     assert snap.license is None
+
+
+def test_a_models_access_answer_lists_its_snapshots_own_policies(server: Server, tmp_path: Path) -> None:
+    """Without the overrides, a restricted snapshot of a public model would look public at /v1/access."""
+    _served(server, tmp_path, "acme/pub:v1", 9, None)
+    set_policy(server.archive, "acme/pub", "restricted", reason="withheld for review", snapshot="v1")
+    _ref, snap = server.archive.resolve("acme/pub:v1")
+    doc = _anonymous(server, "/v1/access/acme/pub").json()
+    assert doc["level"] == "public"
+    assert [(o["snapshot"], o["level"], o["reason"]) for o in doc["snapshots"]] == [
+        (snap.digest, "restricted", "withheld for review")
+    ]
+    assert "set_by" not in doc["snapshots"][0]
