@@ -30,8 +30,8 @@ sudo=()
 export DEBIAN_FRONTEND=noninteractive
 log "installing Debian's chromium (first run only)"
 {
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends chromium fonts-dejavu-core
 } >&2
 browser=$(find_browser) || { log "error: chromium is still missing after apt-get install"; exit 1; }
 echo "$browser"

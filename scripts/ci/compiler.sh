@@ -21,9 +21,9 @@ sudo=()
 minor=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 log "installing a C compiler and the Python $minor headers (Debian packages)"
 export DEBIAN_FRONTEND=noninteractive
-if ! { "${sudo[@]}" apt-get update -q >&2 &&
-    { "${sudo[@]}" apt-get install -y -q --no-install-recommends gcc libc6-dev python3-dev "python$minor-dev" >&2 ||
-        "${sudo[@]}" apt-get install -y -q --no-install-recommends gcc libc6-dev python3-dev >&2; }; }; then
+if ! { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2 &&
+    { "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends gcc libc6-dev python3-dev "python$minor-dev" >&2 ||
+        "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends gcc libc6-dev python3-dev >&2; }; }; then
     log "error: could not install them; install a C compiler and the headers of $PYTHON, then run make again"
     exit 1
 fi

@@ -42,10 +42,10 @@ install_postgres() {
         sudo=(sudo -n)
     fi
     export DEBIAN_FRONTEND=noninteractive
-    "${sudo[@]}" apt-get update -q >&2
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
     # policy-rc.d/--no-start are not needed: on a machine without systemd the package's own
     # cluster simply does not start, and we never use it.
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends postgresql >&2
+    "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends postgresql >&2
 }
 
 BIN=$(find_bindir)
