@@ -151,6 +151,8 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
     infos = []
     for i in range(n_tensors):
         name = r.string(f"tensor name #{i}")
+        if "\x00" in name:  # as in safetensors.py: no catalog row could hold it
+            raise GGUFFormatError(f"{path}: tensor name #{i} {name[:200]!r} holds a NUL character")
         n_dims = r.unpack("<I", f"tensor {name!r} dims")
         if n_dims > 8:
             raise GGUFFormatError(f"{path}: tensor {name!r} has {n_dims} dimensions")

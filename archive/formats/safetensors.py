@@ -117,6 +117,8 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
 
 def _parse_tensor(path: str, name: object, info: object, data_size: int, base: int) -> TensorEntry:
     where = f"{path}: tensor {name!r}"
+    if "\x00" in str(name):  # no catalog row could hold it (PostgreSQL refuses NUL), and a received one is refused
+        raise SafetensorsFormatError(f"{where}: the tensor name holds a NUL character")
     if not isinstance(info, dict):
         raise SafetensorsFormatError(f"{where}: entry is not a JSON object")
     dtype = info.get("dtype")
