@@ -69,22 +69,27 @@ def _model_signing_bundle(alice: Home, folder: Path, tmp_path: Path) -> bytes:
 
 
 class Forgery:
-    """Objects alice's store holds that the remote serves as if they were its own, and the offer it answers."""
+    """Objects from alice's store that the remote serves as if they were its own, and the offer it answers with."""
 
     def __init__(self, alice: Home) -> None:
         self.alice = alice
-        self.ids: set[str] = set()
+        self.stored: dict[str, bytes] = {}  # read up front: the proxy's threads never open alice's archive
         self.offer: dict[str, Any] = {}
 
     def put(self, data: bytes) -> str:
         with self.alice.archive() as a:
             oid = str(a.store.put(data).id)
             a.store.sync()
-        self.ids.add(oid)
+        self._serve(oid)
         return oid
 
     def serve_objects_of(self, manifest: SnapshotManifest) -> None:
-        self.ids |= {str(o) for o in manifest.object_ids()}
+        for oid in {manifest.snapshot_id.hex, *(str(o) for o in manifest.object_ids())}:
+            self._serve(oid)
+
+    def _serve(self, oid: str) -> None:
+        with self.alice.archive() as a:
+            self.stored[oid] = bytes(a.store.get_stored(ObjectId(oid)))
 
     def rewrite(self, method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
         if path.endswith("/v1/objects/batch"):
@@ -94,10 +99,8 @@ class Forgery:
             doc.update(self.offer)
             return status, headers, json.dumps(doc).encode()
         oid = path.rsplit("/", 1)[-1]
-        if method == "GET" and "/v1/objects/" in path and oid in self.ids:
-            with self.alice.archive() as a:
-                stored = bytes(a.store.get_stored(ObjectId(oid)))
-            return 200, {"Content-Type": "application/octet-stream"}, stored
+        if method == "GET" and "/v1/objects/" in path and oid in self.stored:
+            return 200, {"Content-Type": "application/octet-stream"}, self.stored[oid]
         return status, headers, body
 
 
@@ -124,10 +127,11 @@ def test_files_a_model_signing_bundle_does_not_list_are_refused_before_weights_m
     manifest, folder = _with_git_files(alice, tmp_path, forgery)
     bundle = _model_signing_bundle(alice, folder, tmp_path)  # alice signed the model files, as model_signing does
     forgery.offer = {"snapshot": str(manifest.snapshot_id), "signatures": [forgery.put(bundle)]}
-    with serve_proxy(RewritingProxy(server.url, rewrite=forgery.rewrite)) as url:
+    proxy = RewritingProxy(server.url, rewrite=forgery.rewrite)
+    with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
         result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
-    assert "file .gitattributes and 1 more is not covered by the signature" in result.stderr, result.stderr
+    assert "file .gitattributes and 1 more is not covered by the signature" in result.stderr
     assert not (tmp_path / "out").exists()  # refused before a file was written
     assert not bob.json("ls")
     weights = {str(c.id) for _f, p in manifest.tensors() for c in p.chunks}
