@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.pull import PullResult
-    from modelarc.archive.signing.bundles import VerifiedSignature
     from modelarc.archive.push import DeltaRequest, PushResult
+    from modelarc.archive.signing.bundles import VerifiedSignature
     from modelarc.archive.store_lock import StoreLockHandle
     from modelarc.registry.db import CatalogSession
     from modelarc.registry.keys import KeyInfo

@@ -34,7 +34,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path, is_git_path, printable_path
+from modelarc.archive.manifest import (
+    Chunk,
+    FileEntry,
+    SnapshotManifest,
+    check_relative_path,
+    is_git_path,
+    printable_path,
+)
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure, refuse_git_paths
+from modelarc.archive.manifest_checks import (
+    check_manifest_content,
+    check_manifest_structure,
+    refuse_git_paths,
+)
 from modelarc.archive.push import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of

@@ -124,7 +124,7 @@ def check_push(
     """
     with archive.lock(exclusive=False, purpose="upload"):
         checked = check_offer(archive, offer)
-        manifest, needed = checked.manifest, objects_of(checked.offer, checked.manifest)
+        needed = objects_of(checked.offer, checked.manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
         reusable = reusable_objects(archive, present, principal, holder)
         have = [oid for oid in present if oid in reusable]

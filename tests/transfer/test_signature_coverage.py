@@ -23,10 +23,12 @@ from modelarc.archive.repository import check_bundles
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.errors import SignatureError
-from modelarc.registry.refs import SnapshotId
 from modelarc.storage import ObjectId
 
-GIT_FILES = {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n", ".github/workflows/x.yml": b"on: push\n"}
+GIT_FILES = {
+    ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    ".github/workflows/x.yml": b"on: push\n",
+}
 
 
 @pytest.fixture
@@ -125,7 +127,9 @@ def test_files_a_model_signing_bundle_does_not_list_are_refused_before_weights_m
 ) -> None:
     forgery = Forgery(alice)
     manifest, folder = _with_git_files(alice, tmp_path, forgery)
-    bundle = _model_signing_bundle(alice, folder, tmp_path)  # alice signed the model files, as model_signing does
+    bundle = _model_signing_bundle(
+        alice, folder, tmp_path
+    )  # alice signed the model files, as model_signing does
     forgery.offer = {"snapshot": str(manifest.snapshot_id), "signatures": [forgery.put(bundle)]}
     proxy = RewritingProxy(server.url, rewrite=forgery.rewrite)
     with serve_proxy(proxy) as url:
@@ -155,10 +159,14 @@ def test_check_bundles_refuses_a_manifest_with_files_outside_a_model_signing_bun
         keyring.load_private_key(_key_path(alice)),
     )
     fingerprint, _ = check_bundles([ours], manifest, manifest.snapshot_id, trusted)
-    assert fingerprint == keyring.key_fingerprint(keyring.public_key_pem(keyring.load_private_key(_key_path(alice))))
+    assert fingerprint == keyring.key_fingerprint(
+        keyring.public_key_pem(keyring.load_private_key(_key_path(alice)))
+    )
 
 
-def test_a_model_signing_bundle_that_lists_every_file_still_pulls(server: Server, alice: Home, tmp_path: Path) -> None:
+def test_a_model_signing_bundle_that_lists_every_file_still_pulls(
+    server: Server, alice: Home, tmp_path: Path
+) -> None:
     forgery = Forgery(alice)
     bundle = _model_signing_bundle(alice, tmp_path / "m1", tmp_path)
     forgery.offer = {"signatures": [forgery.put(bundle)]}  # v1 as it is, signed by model_signing only
@@ -177,8 +185,19 @@ def test_our_push_of_a_hub_folder_with_gitattributes_round_trips_signed(
     folder = write_model(tmp_path / "hub", extra_files=GIT_FILES)
     alice("push", folder, "acme/hub:v1", "--remote", "origin")
     bob = _bob(tmp_path, server.url, alice)
-    bob("pull", "acme/hub:v1", tmp_path / "out", "--remote", "evil", "--signature", tmp_path / "out" / "model.sig")
-    assert files_of(tmp_path / "out") == {**files_of(folder), "model.sig": files_of(tmp_path / "out")["model.sig"]}
+    bob(
+        "pull",
+        "acme/hub:v1",
+        tmp_path / "out",
+        "--remote",
+        "evil",
+        "--signature",
+        tmp_path / "out" / "model.sig",
+    )
+    assert files_of(tmp_path / "out") == {
+        **files_of(folder),
+        "model.sig": files_of(tmp_path / "out")["model.sig"],
+    }
     bob("verify", "acme/hub:v1")
     public = tmp_path / "alice.pem"
     model_signing.verifying.Config().use_elliptic_key_verifier(public_key=public).verify(
