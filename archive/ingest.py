@@ -32,7 +32,15 @@ from modelarc.archive.formats.gguf import GGUFTensor
 from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
 from modelarc.archive.formats.safetensors import TensorEntry, parse_layout, read_header_length
 from modelarc.archive.limits import check_snapshot_files, check_snapshot_tensors
-from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest, path_problem, printable_path
+from modelarc.archive.manifest import (
+    Chunk,
+    FileEntry,
+    Part,
+    SnapshotManifest,
+    is_git_path,
+    path_problem,
+    printable_path,
+)
 from modelarc.archive.push_index import FileRead
 from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
 from modelarc.storage import ObjectId, ObjectStore, PutResult
@@ -153,9 +161,12 @@ def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Pa
                     )
                     warn(f"skipped {shown}: {what}")
             elif entry.is_dir(follow_symlinks=False):
-                if entry.name not in SKIPPED_DIRS:
+                if entry.name not in SKIPPED_DIRS and not is_git_path(entry.name):
                     stack.append((full, rel + "/", (*chain, Path(os.path.realpath(full)))))
             elif entry.is_file(follow_symlinks=False):
+                if is_git_path(entry.name):  # a worktree's or submodule's ".git" file names a folder on this machine
+                    warn(f"skipped {shown}: git metadata is not archived")
+                    continue
                 found.append((_archivable_name(rel, full), full))
             else:
                 warn(f"skipped {shown}: not a regular file")

@@ -271,6 +271,12 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+def is_git_path(path: str) -> bool:
+    """Whether ``path`` (posix, relative) has a ``.git`` segment, in any case: git's own metadata, which no snapshot
+    holds (a push skips it, a receiver and a restore refuse it; ``.gitattributes`` and the like are not this)."""
+    return any(part.lower() == ".git" for part in path.split("/"))
+
+
 def printable_path(path: object) -> str:
     """``path`` for a one-line message: bytes that are not UTF-8 as ``\\xNN``, control characters escaped, at most
     300 characters (a hostile manifest must not make an error message unbounded or drive a terminal)."""

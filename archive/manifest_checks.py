@@ -27,7 +27,7 @@ from modelarc.archive.limits import (
     check_snapshot_files,
     check_snapshot_tensors,
 )
-from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest
+from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest, is_git_path, printable_path
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError
 from modelarc.storage import ObjectStore
@@ -49,6 +49,23 @@ def check_manifest_structure(manifest: SnapshotManifest, label: str) -> None:
         _check_file(f, label)
         check_file_tensors(f"{label}: {f.path}", sum(1 for _ in f.tensors()))
     check_snapshot_tensors(label, sum(1 for _ in manifest.tensors()), manifest.logical_bytes)
+
+
+def refuse_git_paths(manifest: SnapshotManifest, label: str) -> None:
+    """Refuse a manifest with a ``.git`` path segment (any case), before anything is fetched or written.
+
+    A ``.git`` folder or file in a restored folder is git's own metadata: ``.git/config`` can name commands git
+    runs (``core.fsmonitor``, hooks), and a ``.git`` file redirects git to another folder. No model needs one,
+    modelarc's push never archives one (archive/ingest.py skips ``.git``), and a pull destination may itself sit in
+    a git checkout. ``.gitattributes``, ``.gitignore`` and ``.github`` are ordinary files here (Hub repositories
+    carry ``.gitattributes``), and a signature must cover them like any other file.
+    """
+    for f in manifest.files:
+        if is_git_path(f.path):
+            raise IntegrityError(
+                f"{label}: {printable_path(f.path)} is a .git path, which a model snapshot never holds "
+                "(it would be git metadata in the restored folder); refused"
+            )
 
 
 def _check_file(f: FileEntry, label: str) -> None:

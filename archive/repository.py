@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.pull import PullResult
     from modelarc.archive.push import DeltaRequest, PushResult
+    from modelarc.archive.signing.bundles import VerifiedSignature
     from modelarc.archive.store_lock import StoreLockHandle
     from modelarc.registry.db import CatalogSession
     from modelarc.registry.keys import KeyInfo
@@ -434,28 +435,65 @@ def apply_tag(s: CatalogSession, ref: Ref, tag: str, actor: str, at: dt.datetime
 def check_bundles(
     bundles: list[bytes], manifest: SnapshotManifest, digest: SnapshotId, trusted: list[bytes]
 ) -> tuple[str, bytes]:
-    """The first bundle that verifies against a trusted key and signs exactly this manifest's files.
+    """The first bundle that verifies against a trusted key and covers every file of this manifest.
 
     Returns (key fingerprint, bundle); raises ``SignatureError`` naming what was wrong with each bundle.
     """
+    signing, errors = signing_bundles(bundles, manifest, digest, trusted)
+    if not signing:
+        if not bundles:
+            raise SignatureError(f"snapshot {digest} has no signature")
+        raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
+    index, fingerprint = signing[0]
+    return fingerprint, bundles[index]
+
+
+def signing_bundles(
+    bundles: list[bytes], manifest: SnapshotManifest, digest: SnapshotId, trusted: list[bytes]
+) -> tuple[list[tuple[int, str]], list[str]]:
+    """(index, key fingerprint) of every bundle that signs this snapshot with a trusted key, and why each other
+    bundle does not: a receiver records only the former as the snapshot's signatures."""
     from modelarc.archive.signing.bundles import verify_bundle
 
-    if not bundles:
-        raise SignatureError(f"snapshot {digest} has no signature")
-    errors = []
-    for bundle in bundles:
+    signing: list[tuple[int, str]] = []
+    errors: list[str] = []
+    for index, bundle in enumerate(bundles):
         try:
             verified = verify_bundle(bundle, trusted)
         except SignatureError as exc:
             errors.append(str(exc))
             continue
-        # files model_signing never hashes (.git*, the bundle itself) are covered by the snapshot id instead
-        expected = {f.path: f.sha256 for f in manifest.files if not verified.ignores(f.path)}
-        if verified.files != expected:
-            errors.append("signed file digests do not match the manifest")
+        problem = _coverage_problem(verified, manifest, digest)
+        if problem:
+            errors.append(problem)
             continue
-        if verified.snapshot_id not in (None, digest):
-            errors.append(f"signature is for snapshot {verified.snapshot_id}")
-            continue
-        return verified.key_fingerprint, bundle
-    raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
+        signing.append((index, verified.key_fingerprint))
+    return signing, errors
+
+
+def _coverage_problem(verified: VerifiedSignature, manifest: SnapshotManifest, digest: SnapshotId) -> str | None:
+    """Why a verified bundle does not vouch for every file of ``manifest`` with its exact digest, or None.
+
+    A bundle with ``predicate.modelarc`` signs the snapshot id, the hash of the manifest, which lists every file's
+    sha256: it covers the files model_signing does not hash (``.git*``, its ``ignore_paths``) too. A bundle
+    without it (model_signing's own form) vouches only for its ``resources``: a file outside them would be a file
+    nobody signed (a remote could add ``.git/config`` or ``.gitattributes`` to a signed snapshot), so the
+    manifest must then hold exactly those files.
+    """
+    if verified.snapshot_id is not None and verified.snapshot_id != digest:
+        return f"signature is for snapshot {verified.snapshot_id}"
+    from modelarc.archive.manifest import printable_path as printable
+
+    expected = {f.path: f.sha256 for f in manifest.files if not verified.ignores(f.path)}
+    if verified.files != expected:
+        differ = sorted(set(verified.files.items()) ^ set(expected.items()))
+        return f"signed file digests do not match the manifest (first: {printable(differ[0][0])})"
+    if verified.snapshot_id is None:
+        unsigned = sorted(f.path for f in manifest.files if f.path not in verified.files)
+        if unsigned:
+            more = f" and {len(unsigned) - 1} more" if len(unsigned) > 1 else ""
+            return (
+                f"file {printable(unsigned[0])}{more} is not covered by the signature (a model_signing bundle "
+                "without predicate.modelarc vouches only for the files it lists)"
+            )
+    return None

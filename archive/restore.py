@@ -34,7 +34,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelarc.archive.manifest import Chunk, FileEntry, SnapshotManifest, check_relative_path
+from modelarc.archive.manifest import (
+    Chunk,
+    FileEntry,
+    SnapshotManifest,
+    check_relative_path,
+    is_git_path,
+    printable_path,
+)
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
@@ -76,6 +83,8 @@ def plan_destination(
     targets = []
     clashes = []
     for f in manifest.files:
+        if is_git_path(f.path):  # git metadata (.git/config can name commands git runs): never written into dest
+            raise DestinationError(f"refusing to write {printable_path(f.path)}: a .git path is git metadata")
         target = root.joinpath(*check_relative_path(f.path).split("/"))
         check_folder(target.parent, dest, f.path)
         # a symlinked folder inside dest could still point outside it: resolve what exists and compare.

@@ -6,17 +6,22 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
+from modelarc.archive.manifest_checks import (
+    check_manifest_content,
+    check_manifest_structure,
+    refuse_git_paths,
+)
 from modelarc.archive.push import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
-from modelarc.archive.repository import Archive, check_bundles
+from modelarc.archive.repository import Archive, check_bundles, signing_bundles
 from modelarc.archive.restore import file_chunks
 from modelarc.errors import MissingObjectsError, NotFoundError, UsageError, WithdrawnError
 from modelarc.registry import queries as q
@@ -74,7 +79,10 @@ def commit_offer(
         )
         if missing := [oid for oid in needed if not archive.store.has(oid)]:
             raise MissingObjectsError(offer.snapshot, missing)
-        manifest, fingerprint, bundles = check_offer(archive, offer, manifest)
+        checked = check_offer(archive, offer, manifest)
+        # what the snapshot is recorded with: its manifest, objects and the bundles that sign it (no others)
+        manifest, fingerprint, offer = checked.manifest, checked.fingerprint, checked.offer
+        needed = objects_of(offer, manifest)
         data = _data_manifests(archive, offer)
         provenance = _provenance(offer)
         with archive.catalog.session() as s:
@@ -110,10 +118,7 @@ def commit_offer(
                         ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base)
                         for o in [*infos.values(), *base_infos]
                     ],
-                    signatures=[
-                        NewSignature(oid, bundle.decode(), fingerprint)
-                        for oid, bundle in zip(offer.signatures, bundles, strict=True)
-                    ],
+                    signatures=list(checked.signatures),
                     actor=actor,
                     action="transfer.commit",
                     parents=[(parse_ref(text), relation) for text, relation in offer.parents],
@@ -139,16 +144,27 @@ def commit_offer(
     )
 
 
+class CheckedOffer(NamedTuple):
+    """An offer whose manifest and signatures have been checked here (``check_offer``)."""
+
+    manifest: SnapshotManifest
+    fingerprint: str  # of the trusted key of the first bundle that signs the snapshot
+    offer: SnapshotOffer  # the offer with only the bundles that sign this snapshot (the others are not its own)
+    signatures: tuple[NewSignature, ...]  # those bundles, each with the key that signed it, as recorded
+
+
 def check_offer(
     archive: Archive, offer: SnapshotOffer, manifest: SnapshotManifest | None = None
-) -> tuple[SnapshotManifest, str, list[bytes]]:
+) -> CheckedOffer:
     """The checks that need only the manifest and the bundles: run before any weight object moves.
 
     ``manifest``, when the caller has already read it by the offered id, is not read again.
 
-    Returns the manifest, the fingerprint of the trusted key that signed it, and the bundles' bytes. Raises
-    ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose numbers
-    cannot be true, ``SignatureError`` unless a bundle verifies against a key this archive trusts.
+    Raises ``MissingObjectsError`` for an absent manifest or bundle, ``IntegrityError`` for a manifest whose
+    numbers cannot be true or that would write a ``.git`` path, ``SignatureError`` unless a bundle verifies
+    against a key this archive trusts and covers every file of the manifest. Other bundles in the offer (another
+    snapshot's, an untrusted key's, not a bundle at all) are ignored, not refused: a snapshot may carry signatures
+    by keys only some archives trust, and a signature this archive cannot check is no claim it records.
     """
     head = [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]
     missing = [oid for oid in head if not archive.store.has(oid)]
@@ -156,9 +172,15 @@ def check_offer(
         raise MissingObjectsError(offer.snapshot, missing)
     manifest = manifest or archive.manifest_by_id(offer.snapshot)
     check_manifest_structure(manifest, f"snapshot {offer.snapshot}")
-    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in offer.signatures]
-    fingerprint, _bundle = check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
-    return manifest, fingerprint, bundles
+    refuse_git_paths(manifest, f"snapshot {offer.snapshot}")
+    ids = list(dict.fromkeys(offer.signatures))  # a bundle listed twice is one signature
+    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in ids]
+    signing, _errors = signing_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
+    if not signing:
+        check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())  # raises, saying why each failed
+    signatures = tuple(NewSignature(ids[i], bundles[i].decode("utf-8"), key) for i, key in signing)
+    kept = dataclasses.replace(offer, signatures=tuple(s.object_id for s in signatures))
+    return CheckedOffer(manifest, signatures[0].key_fingerprint, kept, signatures)
 
 
 def _provenance(offer: SnapshotOffer) -> Provenance:

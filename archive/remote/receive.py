@@ -123,8 +123,8 @@ def check_push(
     bytes uploads them, and one that does not cannot commit.
     """
     with archive.lock(exclusive=False, purpose="upload"):
-        manifest, _fingerprint, _bundles = check_offer(archive, offer)
-        needed = objects_of(offer, manifest)
+        checked = check_offer(archive, offer)
+        needed = objects_of(checked.offer, checked.manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
         reusable = reusable_objects(archive, present, principal, holder)
         have = [oid for oid in present if oid in reusable]

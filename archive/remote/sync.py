@@ -35,6 +35,7 @@ from modelarc.errors import (
     IntegrityError,
     MissingObjectsError,
     PayloadTooLargeError,
+    UsageError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
@@ -47,6 +48,7 @@ T = TypeVar("T")
 # verified objects waiting for the store's writer threads, at most (or twice the writers): a disk slower than the
 # network slows the pull down instead of holding every object of the model in memory
 MAX_PENDING_WRITES = 8
+FULL_DIGEST_LENGTH = len("sha256:") + 64  # what a pull from a remote by digest must give
 # a downloaded object as stored: a chunk that its codec could not shrink (raw) is its length plus a header
 BODY_BUFFER = CHUNK_BUFFER + (64 << 10)
 
@@ -226,8 +228,15 @@ def fetch_from_remote(
     """
     started = time.perf_counter()
     wanted = parse_ref(ref_text)
+    if wanted.digest and len(wanted.digest) != FULL_DIGEST_LENGTH:
+        # the remote chooses the answer: a prefix of a few hex digits pins nothing (one that matches is found in
+        # seconds), so a pull from a remote by digest names the snapshot whole
+        raise UsageError(
+            f"{ref_text}: a pull from a remote by digest needs the full sha256:<64 hex digits>, not a prefix "
+            "(a remote could answer a prefix with any snapshot it makes to match)"
+        )
     offer = client.offer(wanted)
-    if wanted.digest and not offer.snapshot.startswith(wanted.digest):
+    if wanted.digest and offer.snapshot != wanted.digest:
         raise IntegrityError(
             f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
         )
@@ -372,7 +381,8 @@ def fetch_from_remote(
                 fetch(oid)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
                 fut.result()
-            manifest, _fingerprint, _bundles = check_offer(archive, offer)
+            checked = check_offer(archive, offer)
+            manifest, offer = checked.manifest, checked.offer  # bundles that do not sign it are not its objects
             sizes.update(_raw_sizes(manifest))
             needed = objects_of(offer, manifest)
             if dest is not None:

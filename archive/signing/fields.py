@@ -19,7 +19,8 @@ _JSON_NAMES = {str: "string", dict: "object", list: "array", int: "integer", boo
 
 def parse_json(data: bytes | str, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
+        # bytes are read as UTF-8 only (json.loads would also take UTF-16/32): a bundle is stored and shown as text
+        doc = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting raises RecursionError.
     except (ValueError, TypeError, RecursionError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -91,6 +91,11 @@ def emit_transfer(result: object, as_json: bool, verb: str) -> None:
         f"{r['objects_sent']} of {r['objects']} objects transferred ({r['bytes_sent']} bytes), "
         f"signed by {r['key_fingerprint'][:16]}…, {r['seconds']:.2f}s"
     )
+    if r.get("previous") and r["previous"] != r["snapshot"]:
+        # a tag that already named another snapshot now names this one: said aloud, as a remote may answer a tag
+        # with an older snapshot than the one recorded here (`modelarc tag` moves it back)
+        where = "on remote " + r["remote"] if verb == "pushed" else "here"
+        console.print(styled(f"tag {r['ref']} moved {where}: {r['previous']} -> {r['snapshot']}", "yellow"))
     for parent in r["parents_missing"]:
         console.print(styled(f"lineage to {parent} not recorded: the receiver does not have it", "yellow"))
 
