@@ -202,8 +202,10 @@ class RemoteArchive:
             missing = body.get("missing") if isinstance(body, dict) else None
             if not isinstance(missing, list) or not all(isinstance(o, str) for o in missing):
                 raise RemoteError(f"remote {self.remote.name}: malformed answer to which objects it lacks")
-            if not set(missing) <= set(asked):
-                raise RemoteError(f"remote {self.remote.name} says it lacks objects that were not asked about")
+            if stray := set(missing) - set(asked):
+                raise RemoteError(
+                    f"remote {self.remote.name} says it lacks object {min(stray)}, which it was not asked about"
+                )
             out += [ObjectId(o) for o in missing]
         return out
 
