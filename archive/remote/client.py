@@ -336,7 +336,11 @@ class RemoteArchive:
             self._local.watchdog = watchdog
             try:
                 conn.request(method, path, body=body, headers=headers or self._headers)
-                return read(conn.getresponse())
+                result = read(conn.getresponse())
+                if watchdog.expired:  # a read cut short by the shutdown may have ended "cleanly"
+                    self._drop_connection()
+                    raise self._too_slow(method, path)
+                return result
             except (HTTPException, OSError) as exc:
                 self._drop_connection()
                 if watchdog.expired:
@@ -513,7 +517,7 @@ class _Answer(NamedTuple):
     """A successful JSON answer, read whole (and bounded): its bytes, its ``Link`` header, what it answered."""
 
     content: bytes
-    links: dict[str, dict[str, str]]
+    links: dict[str | None, dict[str, str]]
     method: str
     path: str
 

@@ -46,7 +46,9 @@ def test_remote_add_trusts_only_the_key_the_remote_calls_its_own(server: Server,
     trusted_by_server(server, alice)
     bob = make_home(tmp_path, "bob")
     bob("remote", "add", "origin", server.url)
-    assert [fp for fp, trusted in _keys(bob).items() if trusted and fp != _bob_own(bob)] == [_server_key(server)]
+    assert [fp for fp, trusted in _keys(bob).items() if trusted and fp != _bob_own(bob)] == [
+        _server_key(server)
+    ]
 
 
 def _bob_own(bob: Home) -> str:
@@ -58,7 +60,9 @@ def test_remote_add_refuses_a_remote_claiming_several_own_keys(server: Server, t
     trusted_by_server(server, alice)
     bob = make_home(tmp_path, "bob")
     before = _keys(bob)
-    proxy = RewritingProxy(server.url, rewrite=_rewrite_keys(lambda keys: [{**k, "local": True} for k in keys]))
+    proxy = RewritingProxy(
+        server.url, rewrite=_rewrite_keys(lambda keys: [{**k, "local": True} for k in keys])
+    )
     with serve_proxy(proxy) as url:
         result = bob("remote", "add", "evil", url, ok=False)
     assert "calls 2 keys its own signing keys" in result.stderr

@@ -46,7 +46,9 @@ def alice(server: Server, tmp_path: Path) -> Home:
 # ------------------------------------------------------------------ size
 def test_remote_add_refuses_a_gzip_bomb_as_it_inflates(server: Server, tmp_path: Path) -> None:
     bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")  # 64 KiB on the wire, 64 MiB decoded
-    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/keys", 200, bomb, {"Content-Encoding": "gzip"}))
+    proxy = RewritingProxy(
+        server.url, rewrite=_answer("/v1/transfer/keys", 200, bomb, {"Content-Encoding": "gzip"})
+    )
     bob = make_home(tmp_path, "bob")
     with serve_proxy(proxy) as url:
         result = bob("remote", "add", "evil", url, ok=False)
@@ -62,7 +64,9 @@ def test_ls_remote_refuses_a_page_larger_than_its_cap(server: Server, tmp_path: 
     assert "is larger than" in result.stderr
 
 
-def test_pull_refuses_an_offer_larger_than_max_offer_bytes(server: Server, tmp_path: Path, alice: Home) -> None:
+def test_pull_refuses_an_offer_larger_than_max_offer_bytes(
+    server: Server, tmp_path: Path, alice: Home
+) -> None:
     offer = b'{"pad": "' + b"x" * (MAX_OFFER_BYTES + 10) + b'"}'
     proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/snapshots/acme/m/v1", 200, offer))
     bob = make_home(tmp_path, "bob")
@@ -88,7 +92,11 @@ def _endless(kind: str) -> Any:
         if not path.split("?")[0].endswith("/v1/snapshots"):
             return status, headers, body
         page = b"[]" if kind == "empty" else body
-        return 200, {"content-type": "application/json", "link": '</v1/snapshots?cursor=abc&limit=5>; rel="next"'}, page
+        return (
+            200,
+            {"content-type": "application/json", "link": '</v1/snapshots?cursor=abc&limit=5>; rel="next"'},
+            page,
+        )
 
     return rewrite
 
