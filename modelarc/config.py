@@ -209,3 +209,23 @@ def _login_name() -> str:
 def anonymous_read_default() -> bool:
     """Whether a server started from the environment (api/asgi.py) allows reads without a token."""
     return os.environ.get("MODELARC_ANONYMOUS_READ", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def remote_timeouts() -> tuple[float, float]:
+    """How long the remote client waits for any one read (``MODELARC_REMOTE_TIMEOUT``, seconds, default 60) and the
+    slowest transfer rate it accepts (``MODELARC_REMOTE_MIN_RATE``, bytes per second, default 10 KiB): a request's
+    deadline is the timeout plus its expected size at that rate, so a remote that trickles a byte a second, or
+    stops answering, ends the command instead of holding it forever (docs/FORMAT.md "Transfer")."""
+    from modelarc.errors import UsageError
+
+    timeout = _seconds("MODELARC_REMOTE_TIMEOUT", 60.0)
+    text = os.environ.get("MODELARC_REMOTE_MIN_RATE")
+    rate = 10 << 10
+    if text:
+        try:
+            rate = _byte_count("MODELARC_REMOTE_MIN_RATE") or 0
+        except UsageError:
+            rate = 0
+        if rate < 1:
+            raise UsageError(f"MODELARC_REMOTE_MIN_RATE={text[:40]!r}: expected a positive number of bytes per second")
+    return timeout, float(rate)

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from modelarc import __version__
 from modelarc.archive.remote import batch
 from modelarc.archive.remote.config import Remote
-from modelarc.archive.remote.offers import CommitResult, SnapshotOffer
+from modelarc.archive.remote.offers import MAX_OFFER_BYTES, CommitResult, SnapshotOffer
 from modelarc.archive.remote.receive import MAX_CODEC_OVERHEAD, MAX_OBJECT_BYTES
 from modelarc.errors import (
     AccessDeniedError,
@@ -43,6 +45,14 @@ if TYPE_CHECKING:  # httpx (and httpcore, h11, anyio) costs ~0.08 s to import: a
 
 T = TypeVar("T")
 MISSING_BATCH = 5000
+# the most decoded bytes of each JSON answer the client reads (a hostile remote may send gigabytes, or a gzip bomb):
+# each well above what an honest server sends for the request
+ERROR_BODY_BYTES = 64 << 10  # an error's detail: what is past this is dropped, not refused
+SMALL_ANSWER_BYTES = 1 << 20  # keys, an upload's receipt, a commit's result
+MISSING_ANSWER_BYTES = MISSING_BATCH * 80 + (64 << 10)  # at most the ids asked for, each 64 hex and quotes
+CHECK_ANSWER_BYTES = 2 * MAX_OFFER_BYTES  # the offer's objects, at most, which the offer's own size bounds
+PAGE_ANSWER_BYTES = 32 << 20  # one page of ``GET /v1/snapshots`` (page_size rows)
+MAX_LISTING_PAGES = 10_000  # of one listing: ten million snapshots in pages of 1000; a remote paging on is stopped
 # answers without an X-Error-Code (older servers, proxies): what their status alone can mean
 _CLASS_BY_STATUS: dict[int, type[ModelarcError]] = {
     404: NotFoundError,
@@ -55,14 +65,22 @@ _CLASS_BY_STATUS: dict[int, type[ModelarcError]] = {
 class RemoteArchive:
     """An HTTP client for one remote; thread-safe, so ``jobs`` transfers share one connection pool."""
 
-    def __init__(self, remote: Remote, *, jobs: int = 4, timeout: float = 300.0) -> None:
+    def __init__(
+        self, remote: Remote, *, jobs: int = 4, timeout: float | None = None, min_rate: float | None = None
+    ) -> None:
+        from modelarc.config import remote_timeouts
+
         self.remote = remote
         self.jobs = max(1, jobs)
-        headers = {"User-Agent": f"modelarc/{__version__}"}
+        default_timeout, default_rate = remote_timeouts()
+        # ``timeout``: the longest wait for any one read; a request's deadline is that plus its size at ``min_rate``
+        self._timeout = timeout if timeout is not None else default_timeout
+        self._min_rate = min_rate if min_rate is not None else default_rate
+        # identity: a compressed answer would be inflated by the client beyond what its size on the wire says
+        headers = {"User-Agent": f"modelarc/{__version__}", "Accept-Encoding": "identity"}
         if remote.token:
             headers["Authorization"] = f"Bearer {remote.token}"
         self._headers = headers
-        self._timeout = timeout
         self._prefix = urlsplit(remote.url).path.rstrip("/")
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -99,30 +117,46 @@ class RemoteArchive:
         self.close()
 
     # ------------------------------------------------------------------ wire
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, cap: int, **kwargs: Any) -> _Answer:
+        """One small JSON request over httpx, its answer read whole but never past ``cap`` decoded bytes (a gzip
+        bomb is counted as it inflates, not by what it weighs on the wire), nor past the request's deadline."""
         import httpx
 
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RemoteError(
-                f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
-            ) from None
-        if response.status_code >= 400:
-            self._refuse(
-                response.status_code, response.content, method, path, response.headers.get("X-Error-Code")
-            )
-        return response
+        where = f"remote {self.remote.name}"
 
-    def _json(self, response: httpx.Response) -> Any:
+        def slow(seconds: float, received: int) -> bool:  # a read that waits past the timeout fails in httpx
+            return seconds > self._allowance(received)
+
+        try:
+            with self.http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    content = _read_capped(response, ERROR_BODY_BYTES, slow, where, truncate=True)
+                    self._refuse(
+                        response.status_code, content, method, path, response.headers.get("X-Error-Code")
+                    )
+                content = _read_capped(response, cap, slow, where, what=f"{method} {path}")
+                return _Answer(content, response.links, method, response.request.url.path)
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
+
+    def _allowance(self, size: int) -> float:
+        """Seconds a request whose answer is ``size`` bytes may take, from its start to its last byte."""
+        return self._timeout + size / self._min_rate
+
+    def _too_slow(self, method: str, path: str) -> RemoteError:
+        return RemoteError(
+            f"remote {self.remote.name}: {method} {path} ran past its deadline ({self._timeout:g} s plus "
+            f"{self._min_rate:g} bytes/s; MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE): it is stalled or too slow"
+        )
+
+    def _json(self, answer: _Answer) -> Any:
         """A successful answer's JSON; one that is not JSON (a proxy's page, "[[[[..." nested too deeply) is a
         ``RemoteError`` naming the remote, not a traceback."""
         try:
-            return json.loads(response.content)
+            return json.loads(answer.content)
         except (ValueError, RecursionError):
             raise RemoteError(
-                f"remote {self.remote.name}: its answer to {response.request.method} {response.request.url.path} "
-                "is not JSON"
+                f"remote {self.remote.name}: its answer to {answer.method} {answer.path} is not JSON"
             ) from None
 
     def _refuse(self, status: int, content: bytes, method: str, path: str, code: str | None) -> NoReturn:
@@ -149,7 +183,10 @@ class RemoteArchive:
         if cls is MissingObjectsError:
             if not isinstance(body, dict):
                 raise RemoteError(f"{where} answered {status} to {method} {path} without the missing objects")
-            raise MissingObjectsError(str(body.get("snapshot", "?")), list(body.get("missing") or ["?"]))
+            missing = body.get("missing")
+            if not isinstance(missing, list) or not missing or not all(isinstance(o, str) for o in missing):
+                raise RemoteError(f"{where} answered {status} to {method} {path} with a malformed list of missing objects")
+            raise MissingObjectsError(str(body.get("snapshot", "?"))[:80], missing)
         if cls is not None and cls is not ModelarcError:
             raise cls(f"{where}: {detail}")
         raise RemoteError(f"{where} answered {status} to {method} {path}: {detail}")
@@ -158,15 +195,27 @@ class RemoteArchive:
         wanted = list(ids)
         out: list[ObjectId] = []
         for i in range(0, len(wanted), MISSING_BATCH):
+            asked = wanted[i : i + MISSING_BATCH]
             body = self._json(
-                self._request("POST", "/v1/objects/missing", json={"ids": wanted[i : i + MISSING_BATCH]})
+                self._request("POST", "/v1/objects/missing", cap=MISSING_ANSWER_BYTES, json={"ids": asked})
             )
-            out += [ObjectId(o) for o in body["missing"]]
+            missing = body.get("missing") if isinstance(body, dict) else None
+            if not isinstance(missing, list) or not all(isinstance(o, str) for o in missing):
+                raise RemoteError(f"remote {self.remote.name}: malformed answer to which objects it lacks")
+            if stray := set(missing) - set(asked):
+                raise RemoteError(
+                    f"remote {self.remote.name} says it lacks object {min(stray)}, which it was not asked about"
+                )
+            out += [ObjectId(o) for o in missing]
         return out
 
     def upload(self, oid: ObjectId, blob: bytes) -> None:
         self._request(
-            "PUT", f"/v1/objects/{oid}", content=blob, headers={"Content-Type": "application/octet-stream"}
+            "PUT",
+            f"/v1/objects/{oid}",
+            cap=SMALL_ANSWER_BYTES,
+            content=blob,
+            headers={"Content-Type": "application/octet-stream"},
         )
 
     def download(
@@ -219,7 +268,7 @@ class RemoteArchive:
                 return False
             if response.status >= 400:
                 code = response.getheader("X-Error-Code")
-                self._refuse(response.status, response.read(64 << 10), "POST", path, code)
+                self._refuse(response.status, response.read(ERROR_BODY_BYTES), "POST", path, code)
             if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
                 raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
             for index, oid in enumerate(oids):
@@ -264,7 +313,7 @@ class RemoteArchive:
         def judged(response: HTTPResponse) -> T:
             if response.status >= 400:
                 code = response.getheader("X-Error-Code")
-                self._refuse(response.status, response.read(64 << 10), "GET", path, code)
+                self._refuse(response.status, response.read(ERROR_BODY_BYTES), "GET", path, code)
             return read(response)
 
         return self._exchange("GET", path, judged)
@@ -283,19 +332,38 @@ class RemoteArchive:
         the server has closed meanwhile is reopened and the request sent once more (if ``may_retry`` says so)."""
         for attempt in (1, 2):
             conn = self._connection()
+            watchdog = _Watchdog(conn, self._allowance(0))
+            self._local.watchdog = watchdog
             try:
                 conn.request(method, path, body=body, headers=headers or self._headers)
-                return read(conn.getresponse())
+                result = read(conn.getresponse())
+                if watchdog.expired:  # a read cut short by the shutdown may have ended "cleanly"
+                    self._drop_connection()
+                    raise self._too_slow(method, path)
+                return result
             except (HTTPException, OSError) as exc:
                 self._drop_connection()
+                if watchdog.expired:
+                    raise self._too_slow(method, path) from None
                 if attempt == 2 or not may_retry():
                     raise RemoteError(
                         f"remote {self.remote.name} ({self.remote.url}) is unreachable: {exc}"
                     ) from None
             except BaseException:
                 self._drop_connection()  # a refused or half-read body leaves the connection unusable
+                if watchdog.expired:
+                    raise self._too_slow(method, path) from None
                 raise
+            finally:
+                watchdog.cancel()
+                self._local.watchdog = None
         raise AssertionError("unreachable")
+
+    def _expect(self, size: int) -> None:
+        """This thread's request is about to read ``size`` more bytes: its deadline moves to allow for them."""
+        watchdog: _Watchdog | None = getattr(self._local, "watchdog", None)
+        if watchdog is not None:
+            watchdog.extend(self._allowance(size))
 
     def _drop_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -329,6 +397,7 @@ class RemoteArchive:
             if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
                 raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
             length = int(declared)
+            self._expect(length)
             target = into if into is not None and length <= len(into) else bytearray(length)
             body = memoryview(target)[:length]
             body[:HEADER_FIXED_SIZE] = head
@@ -339,6 +408,7 @@ class RemoteArchive:
                     raise RemoteError(f"{where}: the body ended early")
                 view = view[n:]
             return body if target is into else target
+        self._expect(cap)
         grown = bytearray(head)  # no length given: read in blocks, never past the cap
         while block := response.read(1 << 20):
             grown += block
@@ -359,7 +429,16 @@ class RemoteArchive:
 
     def offer(self, ref: Ref) -> SnapshotOffer:
         rev = ref.digest or ref.tag or "latest"
-        text = self._get(f"/v1/transfer/snapshots/{ref.model}/{rev}", lambda response: response.read())
+        where = f"remote {self.remote.name}"
+
+        def read(response: HTTPResponse) -> bytes:
+            self._expect(MAX_OFFER_BYTES)
+            text = response.read(MAX_OFFER_BYTES + 1)
+            if len(text) > MAX_OFFER_BYTES:
+                raise RemoteError(f"{where}: its snapshot offer is larger than {MAX_OFFER_BYTES} bytes; refused")
+            return text
+
+        text = self._get(f"/v1/transfer/snapshots/{ref.model}/{rev}", read)
         try:
             body = json.loads(text)
         except (ValueError, RecursionError):
@@ -368,14 +447,21 @@ class RemoteArchive:
 
     def check(self, offer: SnapshotOffer) -> list[ObjectId]:
         """Ask the remote to vet the signer and manifest before weights move; the objects it still lacks."""
-        body = self._json(self._request("POST", "/v1/transfer/check", json=offer.to_json()))
+        body = self._json(
+            self._request("POST", "/v1/transfer/check", cap=CHECK_ANSWER_BYTES, json=offer.to_json())
+        )
         missing = body.get("missing") if isinstance(body, dict) else None
-        if not isinstance(missing, list):
+        if not isinstance(missing, list) or not all(isinstance(o, str) for o in missing):
             raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check")
-        return [ObjectId(o) for o in missing]
+        try:
+            return [ObjectId(o) for o in missing]
+        except UsageError as exc:
+            raise RemoteError(f"remote {self.remote.name}: malformed answer to the push check ({exc})") from None
 
     def commit(self, offer: SnapshotOffer) -> CommitResult:
-        body = self._json(self._request("POST", "/v1/transfer/commit", json=offer.to_json()))
+        body = self._json(
+            self._request("POST", "/v1/transfer/commit", cap=SMALL_ANSWER_BYTES, json=offer.to_json())
+        )
         try:
             return CommitResult.from_json(body)
         except UsageError as exc:
@@ -387,26 +473,108 @@ class RemoteArchive:
         params = {**(params or {}), "limit": min(page_size, limit)}
         url: str | None = "/v1/snapshots"
         rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        where = f"remote {self.remote.name}"
         while url and len(rows) < limit:
-            response = self._request("GET", url, params=params)
-            rows += self._json(response)
-            nxt = response.links.get("next", {}).get("url")
+            answer = self._request("GET", url, cap=PAGE_ANSWER_BYTES, params=params)
+            page = self._json(answer)
+            if not isinstance(page, list):
+                raise RemoteError(f"{where}: malformed snapshot listing (a page is not a list)")
+            rows += page
+            nxt = answer.links.get("next", {}).get("url")
+            if not nxt:
+                break
+            # an endless listing: a next link after an empty page, or back to a page already read
+            if not page:
+                raise RemoteError(f"{where}: its snapshot listing links an empty page to a next one; stopped")
+            if nxt in seen:
+                raise RemoteError(f"{where}: its snapshot listing links back to a page already read; stopped")
+            seen.add(nxt)
+            if len(seen) >= MAX_LISTING_PAGES:
+                raise RemoteError(f"{where}: its snapshot listing runs past {MAX_LISTING_PAGES} pages; stopped")
             # the next link carries the filters, the page size and the cursor: follow it as it is
-            url, params = (_raw_path(nxt), None) if nxt else (None, None)
+            try:
+                url, params = _raw_path(nxt), None
+            except ValueError:  # httpx.InvalidURL
+                raise RemoteError(f"{where}: its snapshot listing links to a malformed next page") from None
         try:
             return [SnapshotSummary.from_json(row) for row in rows[:limit]]
-        except UsageError as exc:
+        except (UsageError, TypeError, AttributeError, KeyError, ValueError) as exc:
             raise RemoteError(f"remote {self.remote.name}: malformed snapshot listing ({exc})") from None
 
     def keys(self) -> list[PublishedKey]:
         """The keys the remote trusts, with their public halves."""
-        body = self._json(self._request("GET", "/v1/transfer/keys"))
+        body = self._json(self._request("GET", "/v1/transfer/keys", cap=SMALL_ANSWER_BYTES))
         try:
             if not isinstance(body, list):
                 raise UsageError("expected a list")
             return [PublishedKey.from_json(k) for k in body]
         except UsageError as exc:
             raise RemoteError(f"remote {self.remote.name}: malformed list of keys ({exc})") from None
+
+
+class _Answer(NamedTuple):
+    """A successful JSON answer, read whole (and bounded): its bytes, its ``Link`` header, what it answered."""
+
+    content: bytes
+    links: dict[str | None, dict[str, str]]
+    method: str
+    path: str
+
+
+def _read_capped(
+    response: httpx.Response,
+    cap: int,
+    slow: Callable[[float, int], bool],
+    where: str,
+    *,
+    what: str = "",
+    truncate: bool = False,
+) -> bytes:
+    """The answer's decoded bytes, at most ``cap`` of them (more is an error, or dropped with ``truncate``), while
+    ``slow(seconds so far, bytes so far)`` says the remote keeps up."""
+    out = bytearray()
+    started = time.monotonic()
+    for block in response.iter_bytes():
+        out += block
+        if slow(time.monotonic() - started, len(out)):
+            raise RemoteError(f"{where}: its answer to {what or 'a request'} is stalled or too slow; stopped")
+        if len(out) > cap:
+            if truncate:
+                return bytes(out[:cap])
+            raise RemoteError(f"{where}: its answer to {what} is larger than {cap} bytes; refused")
+    return bytes(out)
+
+
+class _Watchdog:
+    """Ends a request over a stdlib connection at its deadline, however slowly the remote trickles: the socket is
+    shut down, so the blocked read fails at once and ``expired`` says why."""
+
+    def __init__(self, conn: HTTPConnection, seconds: float) -> None:
+        self._conn = conn
+        self._timer: threading.Timer | None = None
+        self.expired = False
+        self.extend(seconds)
+
+    def extend(self, seconds: float) -> None:
+        """The deadline is now ``seconds`` from now."""
+        self.cancel()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _read_exactly(response: HTTPResponse, n: int, where: str) -> bytes:

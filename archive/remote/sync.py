@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,7 +34,9 @@ from modelarc.errors import (
     DeltaBaseError,
     IntegrityError,
     MissingObjectsError,
+    ModelarcError,
     PayloadTooLargeError,
+    RemoteError,
     UsageError,
 )
 from modelarc.registry import queries as q
@@ -127,8 +129,21 @@ def push_offer(
                 progress(sizes.get(oid, 0))
 
     sizes = _raw_sizes(manifest)
-    send_all(client.missing(head), report=False)
-    todo = _retry_missing(lambda: client.check(offer), lambda ids: send_all(ids, report=False))
+    # what the remote may ask for: this snapshot's objects and the delta bases they decode against, nothing else
+    # (ids are public, bytes are not: a remote naming another local object must not get it)
+    allowed = _sendable(archive, needed)
+
+    def asked(ids: Sequence[str]) -> list[ObjectId]:
+        for oid in ids:
+            if oid not in allowed:
+                raise RemoteError(
+                    f"remote {client.remote.name} asked for object {oid}, which is not part of this snapshot "
+                    f"({offer.snapshot}); nothing of it was sent and the push stopped"
+                )
+        return [ObjectId(oid) for oid in ids]
+
+    send_all(asked(client.missing(head)), report=False)
+    todo = asked(_retry_missing(lambda: client.check(offer), lambda ids: send_all(asked(ids), report=False)))
     if on_total:
         on_total(sum(sizes.get(oid, 0) for oid in todo))
     # a delta object decodes only against a base the receiver holds: the bases it lacks go too, each wave
@@ -139,11 +154,11 @@ def push_offer(
         known: dict[str, str | None] = {oid: None for oid in todo}
         known.update({d.id: d.delta_base for d in q.delta_objects(s, todo)})
     bases = base_closure(archive.store, known) - set(todo)
-    extra = client.missing([ObjectId(b) for b in sorted(bases)]) if bases else []
+    extra = asked(client.missing([ObjectId(b) for b in sorted(bases)])) if bases else []
     for wave in send_order(archive.store, [*extra, *todo], known):
         send_all(wave, report=True)
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
-    result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(ids, report=False))
+    result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(asked(ids), report=False))
     return TransferResult(
         ref=result.ref,
         snapshot=offer.snapshot,
@@ -157,6 +172,15 @@ def push_offer(
         parents_missing=result.parents_missing,
         seconds=time.perf_counter() - started,
     )
+
+
+def _sendable(archive: Archive, needed: list[ObjectId]) -> set[str]:
+    """The objects a push of a snapshot may upload: ``needed`` and, down their chains, the delta bases they decode
+    against (as the catalog records them; a base this store lacks is left out, as it could not be sent anyway)."""
+    with archive.catalog.session() as s:
+        direct: dict[str, str | None] = {oid: None for oid in needed}
+        direct.update({d.id: d.delta_base for d in q.delta_objects(s, needed)})
+    return set(direct) | base_closure(archive.store, direct, missing=[])
 
 
 MAX_ANCESTORS = 1000
@@ -191,7 +215,7 @@ def ancestors_of(archive: Archive, ref_text: str) -> list[str]:
     return order
 
 
-def _retry_missing(call: Callable[[], T], resend: Callable[[list[ObjectId]], None], attempts: int = 3) -> T:
+def _retry_missing(call: Callable[[], T], resend: Callable[[Sequence[str]], None], attempts: int = 3) -> T:
     """``call``; when it answers that objects are missing, ``resend`` them and try again (``attempts`` in all)."""
     for attempt in range(attempts):
         try:
@@ -199,7 +223,7 @@ def _retry_missing(call: Callable[[], T], resend: Callable[[list[ObjectId]], Non
         except MissingObjectsError as exc:
             if attempt == attempts - 1:
                 raise
-            resend([ObjectId(o) for o in exc.missing])
+            resend(exc.missing)  # judged by ``resend`` (a push sends only its own snapshot's objects)
     raise AssertionError("unreachable")
 
 
@@ -462,13 +486,57 @@ def _withheld(client: RemoteArchive, offer: SnapshotOffer, exc: AccessDeniedErro
     )
 
 
-def trust_remote_keys(archive: Archive, client: RemoteArchive) -> list[str]:
-    """Import the remote's own signing keys as trusted (trust on first use, at ``remote add``); their fingerprints."""
-    imported = []
-    for key in client.keys():
-        if key.local:
-            imported.append(archive.import_key(key.public_pem.encode(), label=f"remote {client.remote.name}"))
-    return imported
+# a modelarc archive signs with one key of its own (archive/repository.py makes it at init); a remote that calls
+# more keys its own is not one, and trusting all of them would let it add any signer to this archive
+MAX_REMOTE_OWN_KEYS = 1
+
+
+@dataclass(frozen=True)
+class RemoteKeys:
+    """What ``remote add`` did with the remote's own signing keys: fingerprints newly or already trusted, and those
+    left untrusted because the user distrusted them (``keys distrust``) - a remote never undoes that."""
+
+    trusted: list[str]
+    kept_distrusted: list[str]
+
+
+def trust_remote_keys(archive: Archive, client: RemoteArchive) -> RemoteKeys:
+    """Trust the remote's own signing key (trust on first use, at ``remote add``), as it marks it (``local``) in
+    ``GET /v1/transfer/keys``; the other keys it trusts are its business, not this archive's.
+
+    Every key is judged before any is trusted (so a bad answer trusts nothing): at most ``MAX_REMOTE_OWN_KEYS``,
+    each a valid public key whose fingerprint is the one the remote states. A key this archive knows and does not
+    trust was distrusted by the user and stays so (``keys trust`` is how to undo that).
+    """
+    from modelarc.archive.signing import keys as keyring
+
+    where = f"remote {client.remote.name}"
+    own = [key for key in client.keys() if key.local]
+    if len(own) > MAX_REMOTE_OWN_KEYS:
+        raise RemoteError(
+            f"{where} calls {len(own)} keys its own signing keys; an archive has {MAX_REMOTE_OWN_KEYS}: "
+            "none was trusted (add it with --no-trust-keys and import its key with `modelarc keys import`)"
+        )
+    pems: list[tuple[str, bytes]] = []
+    for key in own:
+        pem = key.public_pem.encode()
+        try:
+            fingerprint = keyring.key_fingerprint(pem)
+        except ModelarcError as exc:
+            raise RemoteError(f"{where}: its signing key {key.fingerprint[:16]} is unusable ({exc})") from None
+        if fingerprint != key.fingerprint:
+            raise RemoteError(
+                f"{where}: its signing key is named {key.fingerprint[:16]} but its fingerprint is {fingerprint[:16]}"
+            )
+        pems.append((fingerprint, pem))
+    known = {k.fingerprint: k.trusted for k in archive.list_keys()}
+    result = RemoteKeys([], [])
+    for fingerprint, pem in pems:
+        if known.get(fingerprint) is False:
+            result.kept_distrusted.append(fingerprint)
+        else:
+            result.trusted.append(archive.import_key(pem, label=f"remote {client.remote.name}"))
+    return result
 
 
 def _raw_sizes(manifest: SnapshotManifest) -> dict[ObjectId, int]:

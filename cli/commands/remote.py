@@ -43,16 +43,33 @@ def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bo
     entry = Remote(name, url, token)
     check_remote(entry)  # before it is contacted
     trusted: list[str] = []
+    distrusted: list[str] = []
     if trust_keys:  # contact it first: a typo in the URL should fail now, not at the first pull
         with RemoteArchive(entry) as client:
-            trusted = trust_remote_keys(archive, client)
+            keys = trust_remote_keys(archive, client)
+            trusted, distrusted = keys.trusted, keys.kept_distrusted
     save_remote(archive.settings.home, entry)
     if as_json:
-        emit_json({"name": name, "url": url.rstrip("/"), "token": bool(token), "trusted_keys": trusted})
+        emit_json(
+            {
+                "name": name,
+                "url": url.rstrip("/"),
+                "token": bool(token),
+                "trusted_keys": trusted,
+                "distrusted_keys": distrusted,
+            }
+        )
         return
     console.print(f"remote {name} -> {url.rstrip('/')}")
     for fp in trusted:
         console.print(f"trusting its signing key {fp[:16]}… (undo: modelarc keys distrust {fp[:16]})")
+    for fp in distrusted:
+        console.print(
+            styled(
+                f"not trusting its signing key {fp[:16]}…: you distrusted it (modelarc keys trust {fp[:16]})",
+                "yellow",
+            )
+        )
 
 
 @remote.command(name="ls")

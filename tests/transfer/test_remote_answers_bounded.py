@@ -1,0 +1,235 @@
+"""Every answer the client reads from a remote is bounded: in size (counted as decoded, so a gzip bomb is stopped as
+it inflates), in pages (a listing that pages on forever is stopped), in time (a remote that trickles or stalls ends
+the command), and in shape (a malformed answer is a one-line error, never a traceback)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hostilekit import RewritingProxy, serve_proxy
+from modelfactory import write_model
+from transferkit import Home, Server, make_home, trusted_by_server
+
+from modelarc.archive.remote.offers import MAX_OFFER_BYTES
+
+
+def _answer(route: str, status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    """A rewrite that answers ``body`` to every request whose path (without its query) ends with ``route``."""
+
+    def rewrite(method: str, path: str, st: int, hd: dict[str, str], content: bytes) -> Any:
+        if path.split("?")[0].endswith(route):
+            return status, {"content-type": "application/json", **(headers or {})}, body
+        return st, hd, content
+
+    return rewrite
+
+
+@pytest.fixture
+def alice(server: Server, tmp_path: Path) -> Home:
+    """A pusher the server trusts, who has pushed acme/m:v1 to it."""
+    home = make_home(tmp_path, "alice")
+    trusted_by_server(server, home)
+    home("remote", "add", "origin", server.url, "--token", server.push_token)
+    home("push", write_model(tmp_path / "m1"), "acme/m:v1", "--remote", "origin")
+    return home
+
+
+# ------------------------------------------------------------------ size
+def test_remote_add_refuses_a_gzip_bomb_as_it_inflates(server: Server, tmp_path: Path) -> None:
+    bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")  # 64 KiB on the wire, 64 MiB decoded
+    proxy = RewritingProxy(
+        server.url, rewrite=_answer("/v1/transfer/keys", 200, bomb, {"Content-Encoding": "gzip"})
+    )
+    bob = make_home(tmp_path, "bob")
+    with serve_proxy(proxy) as url:
+        result = bob("remote", "add", "evil", url, ok=False)
+    assert "its answer to GET /v1/transfer/keys is larger than" in result.stderr
+
+
+def test_ls_remote_refuses_a_page_larger_than_its_cap(server: Server, tmp_path: Path, alice: Home) -> None:
+    page = json.dumps([{"x": "y" * 1000}] * (40 << 10)).encode()  # 40 MiB
+    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/snapshots", 200, page))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--no-trust-keys")
+        result = alice("ls", "--remote", "evil", ok=False)
+    assert "is larger than" in result.stderr
+
+
+def test_pull_refuses_an_offer_larger_than_max_offer_bytes(
+    server: Server, tmp_path: Path, alice: Home
+) -> None:
+    offer = b'{"pad": "' + b"x" * (MAX_OFFER_BYTES + 10) + b'"}'
+    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/snapshots/acme/m/v1", 200, offer))
+    bob = make_home(tmp_path, "bob")
+    with serve_proxy(proxy) as url:
+        bob("remote", "add", "evil", url)
+        result = bob("pull", "acme/m:v1", "--remote", "evil", ok=False)
+    assert f"its snapshot offer is larger than {MAX_OFFER_BYTES} bytes" in result.stderr
+
+
+def test_push_refuses_an_oversized_check_answer(server: Server, tmp_path: Path, alice: Home) -> None:
+    body = json.dumps({"missing": [], "pad": "x" * (4 * MAX_OFFER_BYTES)}).encode()
+    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/check", 200, body))
+    alice("push", write_model(tmp_path / "m2", metadata={"v": "2"}), "acme/m:v2")
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        result = alice("push", "acme/m:v2", "--remote", "evil", ok=False)
+    assert "its answer to POST /v1/transfer/check is larger than" in result.stderr
+
+
+# ------------------------------------------------------------------ pages
+def _endless(kind: str) -> Any:
+    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if not path.split("?")[0].endswith("/v1/snapshots"):
+            return status, headers, body
+        page = b"[]" if kind == "empty" else body
+        return (
+            200,
+            {"content-type": "application/json", "link": '</v1/snapshots?cursor=abc&limit=5>; rel="next"'},
+            page,
+        )
+
+    return rewrite
+
+
+@pytest.mark.parametrize(("kind", "said"), [("empty", "empty page"), ("loop", "a page already read")])
+def test_ls_remote_stops_an_endless_listing(
+    server: Server, tmp_path: Path, alice: Home, kind: str, said: str
+) -> None:
+    # every page is the first one again, its next link back to the same cursor
+    first_page = lambda path: "/v1/snapshots" if path.startswith("/v1/snapshots") else path  # noqa: E731
+    proxy = RewritingProxy(server.url, route=first_page, rewrite=_endless(kind))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--no-trust-keys")
+        result = alice("ls", "--remote", "evil", ok=False)
+    assert said in result.stderr
+    assert len(proxy.requests) < 10
+
+
+def test_mirror_sync_stops_an_endless_listing(server: Server, tmp_path: Path, alice: Home) -> None:
+    proxy = RewritingProxy(server.url, rewrite=_endless("empty"))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        alice("mirror", "add", "m", "remote:evil")
+        result = alice("mirror", "sync", ok=False)
+    assert "empty page" in result.stderr
+
+
+# ------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("page", [b"null", b"5", b'{"a": 1}', b"[5]", b"[null]", b'[{"model": 5}]'])
+def test_ls_remote_refuses_a_malformed_page(server: Server, tmp_path: Path, alice: Home, page: bytes) -> None:
+    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/snapshots", 200, page))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--no-trust-keys")
+        result = alice("ls", "--remote", "evil", ok=False)
+    assert "malformed snapshot listing" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "body"),
+    [
+        ("/v1/objects/missing", 200, b'{"nope": 1}'),
+        ("/v1/objects/missing", 200, b'{"missing": 5}'),
+        ("/v1/objects/missing", 200, b"[1]"),
+        ("/v1/objects/missing", 200, b'{"missing": [5]}'),
+        ("/v1/transfer/check", 200, b'{"missing": [5, null]}'),
+        ("/v1/transfer/check", 200, b'{"missing": ["nothex"]}'),
+        ("/v1/transfer/commit", 409, b'{"missing": [5, null]}'),
+        ("/v1/transfer/commit", 409, b'{"missing": "abc"}'),
+        ("/v1/transfer/commit", 200, b'{"ref": 5}'),
+        ("/v1/transfer/commit", 200, b"[]"),
+    ],
+)
+def test_push_refuses_a_malformed_answer(
+    server: Server, tmp_path: Path, alice: Home, route: str, status: int, body: bytes
+) -> None:
+    proxy = RewritingProxy(server.url, rewrite=_answer(route, status, body))
+    alice("push", write_model(tmp_path / "m2", metadata={"v": "2"}), "acme/m:v2")
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        result = alice("push", "acme/m:v2", "--remote", "evil", ok=False)
+    assert "remote evil" in result.stderr
+
+
+# ------------------------------------------------------------------ time
+@contextmanager
+def _trickling(route: str) -> Iterator[str]:
+    """A server answering ``route`` with a body of 1 MiB that it sends a byte every 0.2 s; 404 to the rest."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            if not self.path.split("?")[0].endswith(route):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            try:
+                while not stop.wait(0.2):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+    class Quiet(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            return
+
+    server = Quiet(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("route", "command"),
+    [
+        ("/v1/transfer/snapshots/acme/m/v1", ["pull", "acme/m:v1", "--remote", "slow"]),
+        ("/v1/snapshots", ["ls", "--remote", "slow"]),
+    ],
+)
+def test_a_trickling_remote_is_stopped_at_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str, command: list[str]
+) -> None:
+    bob = make_home(tmp_path, "bob")
+    with _trickling(route) as url:
+        bob("remote", "add", "slow", url, "--no-trust-keys")
+        monkeypatch.setenv("MODELARC_REMOTE_TIMEOUT", "1")
+        monkeypatch.setenv("MODELARC_REMOTE_MIN_RATE", "1MiB")
+        started = time.monotonic()
+        result = bob(*command, ok=False)
+    assert time.monotonic() - started < 15
+    assert "stalled or too slow" in result.stderr
+
+
+def test_remote_timeout_must_be_a_number_of_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "x", "http://127.0.0.1:9", "--no-trust-keys")
+    monkeypatch.setenv("MODELARC_REMOTE_TIMEOUT", "soon")
+    result = bob("ls", "--remote", "x", ok=False)
+    assert "MODELARC_REMOTE_TIMEOUT" in result.stderr
