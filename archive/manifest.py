@@ -59,6 +59,11 @@ class FileEntry:
     def tensors(self) -> Iterator[Part]:
         return (p for p in self.parts if p.kind == "tensor")
 
+    @property
+    def header_length(self) -> int:
+        """Bytes of the file's own header part (its first part, in a safetensors or GGUF file); 0 without one."""
+        return self.parts[0].length if self.parts and self.parts[0].kind == "header" else 0
+
 
 @dataclass(frozen=True)
 class SnapshotManifest:

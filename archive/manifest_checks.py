@@ -127,7 +127,7 @@ def check_manifest_content(
             sha = hashlib.sha256()
             size = 0
             header = bytearray()
-            header_length = f.parts[0].length if f.parts and f.parts[0].kind == "header" else 0
+            header_length = f.header_length
             for data in iter_chunk_bytes(store, file_chunks(f), pool):
                 sha.update(data)
                 if size < header_length:
@@ -138,11 +138,18 @@ def check_manifest_content(
                     f"{label}: {f.path} does not rebuild to its declared size and sha256 "
                     f"({size} bytes, sha256 {sha.hexdigest()}; the manifest says {f.size}, {f.sha256})"
                 )
-            if f.kind in ("safetensors", "gguf"):
-                _check_tensors_match_header(f, bytes(header), label)
+            check_tensors_match_header(f, bytes(header), label)
 
 
-def _check_tensors_match_header(f: FileEntry, header: bytes, label: str) -> None:
+def check_tensors_match_header(f: FileEntry, header: bytes, label: str) -> None:
+    """Refuse a safetensors or GGUF file whose own header (``header``: its first ``f.header_length`` bytes) does not
+    list exactly the manifest's tensor parts (name, dtype, shape, offset, length); a blob has nothing to compare.
+
+    A pull into a folder runs this on the header bytes restore writes (``restore(check_header=...)``), so the
+    commit after it may skip ``check_manifest_content``: both passes must refuse the same files.
+    """
+    if f.kind not in ("safetensors", "gguf"):
+        return
     where = f"{label}: {f.path}"
     try:
         if f.kind == "safetensors":

@@ -169,6 +169,11 @@ Place = Callable[[int, ChunkBytes], None]
 # pool thread; raises unless they are that object. A remote pull's source hands over objects not yet hashed, and
 # keeps each in its store only once this has seen its digest (archive/remote/sync.py).
 Confirm = Callable[[Chunk, ChunkBytes, bytes], None]
+# Given a file and its header part's bytes (its first ``header_length`` bytes, as written), on the calling thread
+# before the file takes its name; raises unless the header says what the manifest does. A remote pull passes
+# ``manifest_checks.check_tensors_match_header``: the file's own header, not the signed manifest's word, is what a
+# loader reads.
+HeaderCheck = Callable[[FileEntry, bytes], None]
 
 
 class ChunkBuffers:
@@ -568,9 +573,10 @@ def _restore_from(
     progress: Progress | None,
     finish: Finish | None,
     pooled: _PooledFile | None = None,
+    check_header: HeaderCheck | None = None,
 ) -> None:
     try:
-        _write_verified(store, entry, target, chunks, progress, finish, pooled)
+        _write_verified(store, entry, target, chunks, progress, finish, pooled, check_header)
     except OSError as exc:
         raise _disk_full(exc, target, entry) from None
 
@@ -592,12 +598,15 @@ def _write_verified(
     progress: Progress | None,
     finish: Finish | None,
     pooled: _PooledFile | None = None,
+    check_header: HeaderCheck | None = None,
 ) -> None:
     """Write the next ``len(file_chunks(entry))`` items of ``chunks`` (the entry's chunk bytes, in order).
 
     With ``pooled``, the pool has already written each chunk into the file's temp file and fed it to the file's
     hash by the time it arrives here, so only the digest check is left; the descriptor is then taken over for the
-    file's last step. On a failure such a file is left to its ``_PartialFiles`` to delete.
+    file's last step. On a failure such a file is left to its ``_PartialFiles`` to delete. ``check_header`` is
+    given the file's header part as soon as its bytes are here (before the rest of the file is waited for), so a
+    file whose header lies is refused before it takes its name.
     """
     # The whole file is hashed in file order (here, or on the pool: ``pooled``), against the manifest's sha256
     # (docs/FORMAT.md, "Restoring files safely": the digest a signature covers). That one pass is the check: a byte
@@ -611,6 +620,8 @@ def _write_verified(
     kicks: list[Future[None]] = []
     kick_errors: list[OSError] = []
     kicked = 0
+    header = bytearray()  # the file's header part, collected for check_header
+    header_due = check_header is not None
     if pooled is None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp: Path | None = target.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}"
@@ -624,8 +635,18 @@ def _write_verified(
         else:
             fd = pooled.fd()
         try:
+            if header_due and not entry.header_length:
+                assert check_header is not None
+                check_header(entry, b"")
+                header_due = False
             for _chunk in file_chunks(entry):
                 data = next(chunks)
+                if header_due:  # copied now: a recycled buffer is reused once the next chunk is asked for
+                    assert check_header is not None
+                    header += memoryview(data).cast("B")[: entry.header_length - len(header)]
+                    if len(header) >= entry.header_length:
+                        check_header(entry, bytes(header))
+                        header_due = False
                 if pooled is None:
                     _write_all(fd, data)
                     sha.update(data)
@@ -673,7 +694,9 @@ def _write_verified(
         else:
             finish(complete)
     finally:
-        if not handed_off and tmp is not None and pooled is None:
+        if not handed_off and tmp is not None:
+            if pooled is not None:  # taken over from its _PartialFiles (``tmp`` is set only then): ours to close
+                os.close(fd)
             tmp.unlink(missing_ok=True)
 
 
@@ -710,6 +733,7 @@ def restore(
     resume: bool = False,
     announce: Callable[[list[ObjectId]], None] | None = None,
     confirm: Confirm | None = None,
+    check_header: HeaderCheck | None = None,
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
@@ -723,6 +747,7 @@ def restore(
     With ``confirm``, each chunk is hashed on its own as well, in the same pass as its file (``update_both``: 7.7 ms
     per 8 MiB against 10.6 ms for two hashlib passes), and ``confirm`` is given its digest once it is written: a
     remote source then need not hash an object before handing it over, only keep it until it is confirmed.
+    ``check_header`` is run on every file's header part before that file takes its name (``HeaderCheck``).
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume)
@@ -746,6 +771,7 @@ def restore(
             finishing.append(future)
             return future
 
+        _start_threads(pool, max(1, jobs) + _WAITING)
         files = _PartialFiles(targets)
         hashes = _FileHashes(len(targets), native=confirm is not None)
         place, every_chunk = _placer(targets, files, hashes, confirm)
@@ -769,6 +795,7 @@ def restore(
                     progress,
                     finish,
                     pooled=_PooledFile(files, hashes, i),
+                    check_header=check_header,
                 )
                 written.append(target)
         finally:
@@ -788,6 +815,25 @@ def restore(
         finally:
             os.close(fd)
     return written
+
+
+def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:
+    """Start all ``count`` threads of a fresh ``pool`` now, before any temp file exists.
+
+    Why: a pool starts a thread on a submit, and waits for it to run; a Ctrl-C (KeyboardInterrupt) raised in that
+    wait leaves the thread running but unknown to the pool, so ``shutdown`` does not wait for it. It then ran the
+    chunk it was started for after the failed restore had deleted its temp files, and left a new one behind (an
+    interrupted pull said "nothing partial was recorded" over a ``.modelarc-partial-*`` file). Each thread waits at
+    a barrier until all have started, so none is idle and each submit starts the next one.
+    """
+    barrier = threading.Barrier(count + 1)
+    try:
+        for _ in range(count):
+            pool.submit(barrier.wait, 60)
+        barrier.wait(60)
+    except BaseException:
+        barrier.abort()  # the threads that did start are released (BrokenBarrierError, in futures nobody reads)
+        raise
 
 
 def _folders_of(manifest: SnapshotManifest, root: Path) -> set[Path]:

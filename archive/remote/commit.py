@@ -20,10 +20,10 @@ from modelarc.archive.manifest_checks import (
 )
 from modelarc.archive.push import catalog_files
 from modelarc.archive.records import record_snapshot
-from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of
+from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles
 from modelarc.archive.restore import file_chunks
-from modelarc.errors import MissingObjectsError, NotFoundError, UsageError, WithdrawnError
+from modelarc.errors import MissingObjectsError, NotFoundError, WithdrawnError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
@@ -53,8 +53,8 @@ def commit_offer(
 
     Before anything is recorded: every object is present, the manifest hashes to the offered id (it is read by
     that id and re-hashed), its numbers are sane, every file rebuilds to its declared size and sha256 with tensor
-    entries matching its own header (skipped when the caller has just rebuilt the files itself:
-    ``content_checked``, or when this archive already holds the snapshot), and a bundle signs exactly these files
+    entries matching its own header (skipped when the caller has just rebuilt the files and checked their headers
+    itself: ``content_checked``, or when this archive already holds the snapshot), and a bundle signs exactly these files
     with a key *this* archive trusts. ``record_as`` is the name and tag to record (default: the offer's ref); its
     tag is the only one that moves, and a ``record_as`` without a tag moves none. ``holder`` releases that
     pusher's leases on the objects once they are referenced. Objects must already be durable in ``archive.store``.
@@ -83,8 +83,8 @@ def commit_offer(
         # what the snapshot is recorded with: its manifest, objects and the bundles that sign it (no others)
         manifest, fingerprint, offer = checked.manifest, checked.fingerprint, checked.offer
         needed = objects_of(offer, manifest)
-        data = _data_manifests(archive, offer)
-        provenance = _provenance(offer)
+        data = data_manifests(archive, offer)
+        provenance = parse_provenance(offer.provenance)
         with archive.catalog.session() as s:
             known_snapshot = q.digest_recorded(s, offer.snapshot)
             if pusher is not None:
@@ -183,16 +183,6 @@ def check_offer(
     return CheckedOffer(manifest, signatures[0].key_fingerprint, kept, signatures)
 
 
-def _provenance(offer: SnapshotOffer) -> Provenance:
-    try:
-        provenance = Provenance.from_json(offer.provenance)
-    except ValueError as exc:
-        raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
-    if provenance.cutoff_precision not in (None, "year", "month", "day"):
-        raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
-    return provenance
-
-
 def _refuse_for_pusher(
     s: CatalogSession, offer: SnapshotOffer, ref: Ref, provenance: Provenance, pusher: Principal
 ) -> None:
@@ -256,8 +246,9 @@ def _record(
     )
 
 
-def _data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]:
-    """The offer's training-data manifests, each parsed and validated as if given on this side, before recording."""
+def data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]:
+    """The offer's training-data manifests, each parsed and validated as if given on this side, before recording
+    (a puller runs this before any weight moves, too: they are in the store by then, with the manifest)."""
     if not offer.data:
         return []
     # imported here: jsonschema's import costs about a second, which every CLI command would otherwise pay

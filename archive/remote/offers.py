@@ -107,6 +107,7 @@ class SnapshotOffer:
                 f"snapshot offer: provenance may only hold strings (at most {MAX_OFFER_TEXT} characters) "
                 f"for {', '.join(_PROVENANCE_FIELDS)}"
             )
+        parse_provenance(prov)  # its dates too: refused here, before a puller moves any weight
         parents = []
         if len(doc.get("parents") or []) > MAX_OFFER_ITEMS:
             raise UsageError(f"snapshot offer: at most {MAX_OFFER_ITEMS} parents")
@@ -229,6 +230,19 @@ def offer_for(archive: Archive, ref_text: Ref | str) -> tuple[SnapshotOffer, Sna
         access=offered_policy(archive, snap),
     )
     return offer, manifest
+
+
+def parse_provenance(doc: dict[str, Any]) -> Provenance:
+    """An offer's provenance as recorded; ``UsageError`` for a date that is not ``YYYY-MM-DD`` or an unknown
+    cutoff precision. Run as the offer is parsed (a puller has moved nothing yet, a server has taken no upload's
+    word for it), and again when it is recorded."""
+    try:
+        provenance = Provenance.from_json(doc)
+    except ValueError as exc:
+        raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
+    if provenance.cutoff_precision not in (None, "year", "month", "day"):
+        raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
+    return provenance
 
 
 def objects_of(offer: SnapshotOffer, manifest: SnapshotManifest) -> list[ObjectId]:

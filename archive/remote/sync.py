@@ -22,8 +22,9 @@ from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
 from modelarc.archive.manifest import Chunk, SnapshotManifest
+from modelarc.archive.manifest_checks import check_tensors_match_header
 from modelarc.archive.remote.client import RemoteArchive
-from modelarc.archive.remote.commit import check_offer, commit_offer
+from modelarc.archive.remote.commit import check_offer, commit_offer, data_manifests
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.prefetch import ObjectPrefetch
 from modelarc.archive.remote.receive import decode_unconfirmed, receive_object
@@ -401,12 +402,14 @@ def fetch_from_remote(
 
     with archive.lock(exclusive=False, purpose="pull"):
         try:
-            for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures)]:
+            # the manifest, bundles and training-data manifests: everything checkable before a weight moves
+            for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures + offer.data)]:
                 fetch(oid)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
                 fut.result()
             checked = check_offer(archive, offer)
             manifest, offer = checked.manifest, checked.offer  # bundles that do not sign it are not its objects
+            data_manifests(archive, offer)  # every training-data manifest parses, before a weight moves
             sizes.update(_raw_sizes(manifest))
             needed = objects_of(offer, manifest)
             if dest is not None:
@@ -422,6 +425,10 @@ def fetch_from_remote(
                     source=lambda oid, out: fetch(oid, out, unconfirmed_ok=True),
                     announce=plan,
                     confirm=confirm,
+                    # what check_manifest_content would compare at commit, on the header bytes restore has anyway
+                    check_header=lambda entry, header: check_tensors_match_header(
+                        entry, header, f"snapshot {offer.snapshot}"
+                    ),
                 )
                 if unconfirmed:  # restore hands every chunk it wrote to confirm: any left were never hashed
                     raise IntegrityError(
@@ -451,7 +458,8 @@ def fetch_from_remote(
             offer,
             actor=archive.settings.actor,
             record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
-            content_checked=dest is not None,  # restore has just rebuilt and hashed every file
+            # restore has just rebuilt and hashed every file, and compared each header with its tensor parts
+            content_checked=dest is not None,
         )
     return TransferResult(
         ref=committed.ref,
