@@ -772,6 +772,7 @@ def restore(
             return future
 
         _start_threads(pool, max(1, jobs) + _WAITING)
+        _start_threads(finisher, 1)  # the same for the thread that finishes files: a Ctrl-C in its first submit
         files = _PartialFiles(targets)
         hashes = _FileHashes(len(targets), native=confirm is not None)
         place, every_chunk = _placer(targets, files, hashes, confirm)
