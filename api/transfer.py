@@ -234,9 +234,8 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
         are then looked up off the event loop. The body must be ``application/json`` (415 otherwise).
         """
         require_json(request)
-        if (
-            principal_of(request) is None
-        ):  # no token: a tenth of the ids, so one request costs a tenth of the CPU
+        # no token: a tenth of the ids, so one anonymous request costs a tenth of the CPU
+        if principal_of(request) is None:
             body, limit = await read_body(request, MAX_MISSING_ANONYMOUS_BODY), MAX_MISSING_ANONYMOUS
         else:
             body, limit = await read_body(request, MAX_MISSING_BODY), MAX_MISSING_QUERY

@@ -253,8 +253,9 @@ class ChunkDecoder:
         """Bytes ``[start, end)`` of ``entry``, decoded as the consumer takes them (see the module's memory model).
 
         Each chunk is verified by the store as it is decoded; an ``IntegrityError`` ends the stream where it happens.
-        The first step takes the download's memory, waiting at most ``admit`` seconds (``ServerBusyError`` then): a
-        response primes the stream before it sends its status, so that can still be a 503. That memory is its
+        The first step takes the download's memory, waiting at most ``admit`` seconds (``ServerBusyError`` then), and
+        yields an empty piece: a response primes the stream that far before it sends its status, so that can still
+        be a 503, and the status never waits for a decode. That memory is its
         largest chunk and one piece, held to the end, so a download that has begun never waits for memory again
         (one that did would hold its piece while queued behind others); only a read-ahead takes more, when it fits.
         """
@@ -275,6 +276,7 @@ class ChunkDecoder:
             if wanted:  # the piece's share is held until the last yield below, when the socket has taken it
                 largest = max(chunk.length for _offset, chunk in wanted)
                 own = await self.memory.take(largest + min(PIECE_BYTES, end - start), wait=admit)
+            yield b""  # admitted: the response may send its status now, before a chunk is decoded
             todo = iter(wanted)
             if (nxt := next(todo, None)) is not None:
                 submit(nxt, 0)
