@@ -5,16 +5,25 @@ The API layer only parses, calls the archive and formats; errors become problem+
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import socket
+import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+from starlette.types import Message, Receive, Scope, Send
 
 from modelarc import __version__
 from modelarc.api.access import access_router
@@ -24,14 +33,16 @@ from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import url_text_problem
 from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
+from modelarc.api.sending import HEAD_ONLY
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
 from modelarc.archive.repository import Archive
-from modelarc.archive.streaming import ChunkDecoder
+from modelarc.archive.streaming import ChunkDecoder, ResponseMemory
 from modelarc.archive.tokens import allows, token_principal
 from modelarc.errors import (
     MissingObjectsError,
     ModelarcError,
+    ServerBusyError,
     http_error,
 )
 
@@ -41,7 +52,7 @@ _log = logging.getLogger("uvicorn.error")  # the server's own log: where `modela
 
 def create_app(
     get_archive: Callable[[], Archive], *, anonymous_read: bool = True, decoder: ChunkDecoder | None = None
-) -> FastAPI:
+) -> ArchiveApp:
     """``anonymous_read=False`` requires a bearer token with at least the read scope on every data route.
 
     ``decoder`` decodes the chunks of every file download; by default the app makes its own on the first download,
@@ -49,12 +60,17 @@ def create_app(
     """
     decoders = ServerDecoder(get_archive, decoder)
 
+    @functools.cache
+    def send_timeout() -> float:
+        return get_archive().settings.send_timeout
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         decoders.close()
 
-    app = FastAPI(
+    app = ArchiveApp(
+        send_timeout,
         title="modelarc",
         version=__version__,
         description="An archive for machine-learning models.",
@@ -86,12 +102,15 @@ def create_app(
     @app.exception_handler(ModelarcError)
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
         if HUB_TAG in getattr(request.scope.get("route"), "tags", ()):
-            return hub_error(exc)  # the Hub's own codes, so huggingface_hub raises its typed errors
+            # the Hub's own codes, so huggingface_hub raises its typed errors
+            return hub_error(exc, _retry_after(exc))
         status, code = http_error(exc)  # the one table, modelarc/errors.py HTTP_ERRORS
         extra = (
             {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
         )
-        return problem(status, type(exc).__name__, exc, headers={"X-Error-Code": code}, **extra)
+        return problem(
+            status, type(exc).__name__, exc, headers={"X-Error-Code": code, **_retry_after(exc)}, **extra
+        )
 
     @app.exception_handler(ClientDisconnect)
     def client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -115,7 +134,7 @@ def create_app(
     app.include_router(v1_router(get_archive))
     app.include_router(hub_router(get_archive, decoders))
     app.include_router(hub_browse_router(get_archive))
-    app.include_router(transfer_router(get_archive))
+    app.include_router(transfer_router(get_archive, decoders))
     app.include_router(access_router(get_archive))
     app.include_router(html_router(get_archive))  # last: "/" and /ui/ only
     return app
@@ -137,7 +156,8 @@ class ServerDecoder:
     def __call__(self) -> ChunkDecoder:
         with self._lock:
             if self._decoder is None:
-                self._decoder = ChunkDecoder(self._get_archive().settings.decode_slots)
+                settings = self._get_archive().settings
+                self._decoder = ChunkDecoder(settings.decode_slots, ResponseMemory(settings.send_memory))
             return self._decoder
 
     def close(self) -> None:
@@ -146,6 +166,86 @@ class ServerDecoder:
             if self._owned and self._decoder is not None:
                 self._decoder.close()
                 self._decoder = None
+
+
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
+class ArchiveApp(FastAPI):
+    """The FastAPI app, with what every response of it gets, at the one place that sees the server's own ``send``:
+
+    - ``X-Content-Type-Options: nosniff``, so a browser never guesses a type (a file served as octet-stream stays
+      a download, a JSON error never runs as a script);
+    - HEAD wherever GET is routed (FastAPI routes only the methods declared; Starlette's own routes add HEAD to
+      GET): the GET route answers, marked ``HEAD_ONLY`` so a download starts no body, and the server sends the
+      headers alone;
+    - a send timeout: a client that takes none of the next bytes for ``send_timeout()`` seconds is dropped and its
+      connection aborted (not closed, which would wait for the client to read what the socket holds), so the
+      memory its response held goes back (archive/streaming.py ``ResponseMemory``).
+    """
+
+    def __init__(self, send_timeout: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._send_timeout = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        timeout = self._send_timeout()
+        dropped = False
+
+        async def guarded(message: Message) -> None:
+            nonlocal dropped
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+            with anyio.move_on_after(timeout) as waited:
+                await send(message)
+            if waited.cancelled_caught:
+                dropped = True
+                _abort_connection(send)
+                raise ClientStoppedReading(f"the client took nothing for {timeout:g} seconds")
+
+        try:
+            await super().__call__(self._head_as_get(scope), receive, guarded)
+        except Exception:
+            if not dropped:
+                raise
+            await anyio.sleep(
+                0
+            )  # the server sees the connection lost before this app returns: nothing to log
+
+    def _head_as_get(self, scope: Scope) -> Scope:
+        if scope["method"] != "HEAD" or self._routed(scope):
+            return scope
+        as_get = {**scope, "method": "GET", HEAD_ONLY: True}  # a copy: the server still knows it was a HEAD
+        return as_get if self._routed(as_get) else scope
+
+    def _routed(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.router.routes)
+
+
+class ClientStoppedReading(Exception):
+    """Raised through the app when the send timeout dropped a client; ``ArchiveApp`` ends the request quietly."""
+
+
+def _abort_connection(send: Send) -> None:
+    """Drop the connection now, with whatever its socket buffer holds. uvicorn's ``send`` is a method of the
+    request's cycle, which holds the transport; under another server nothing is aborted and the response just
+    ends (its body generator is closed all the same). The lingering is set to zero first, so the socket is reset.
+    """
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if isinstance(transport, asyncio.Transport):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a reset, not a FIN queued behind what the kernel still holds for a client that
+            # reads nothing: the kernel's buffer goes too, and the client learns at once
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+
+def _retry_after(exc: ModelarcError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusyError) else {}
 
 
 def validation_detail(exc: RequestValidationError) -> str:

@@ -12,17 +12,18 @@ caps the chunks decoded at once across all downloads (archive/streaming.py, docs
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
-import anyio
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import JSONResponse, Response
 
 from modelarc.api.access import principal_of, require_file_access
+from modelarc.api.conditional import Precondition, precondition, range_applies
 from modelarc.api.limits import MAX_TEXT
-from modelarc.api.problems import HUB_TAG, clip, problem_responses
+from modelarc.api.problems import HUB_TAG, clip, problem, problem_responses
+from modelarc.api.sending import DownloadResponse
 from modelarc.archive.catalog.revisions import commit_id, refuse_withdrawn, resolve_revision
 from modelarc.archive.manifest import SnapshotManifest, check_relative_path
 from modelarc.archive.repository import Archive
@@ -83,8 +84,26 @@ HUB_ERRORS: dict[int | str, dict[str, Any]] = {
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
+    304: {"description": "Not Modified (If-None-Match names the file's current ETag, or is *)"},
+    412: {"description": "Precondition Failed (If-Match names none of the file's current ETag)"},
     416: {"description": "Range Not Satisfiable"},
 }
+
+
+def attachment(path: str) -> str:
+    """``Content-Disposition: attachment`` naming the file's last path segment (RFC 6266): an ASCII ``filename``
+    for every client, plus ``filename*`` (RFC 8187, UTF-8 percent-encoded) when the name is not plain ASCII.
+
+    The fallback replaces what a quoted string cannot hold safely (quotes, backslashes, control characters,
+    non-ASCII, and ``%``, which some browsers decode) with ``_``; the header never carries a raw line break.
+
+    ``onnx/modèle.onnx`` gives ``attachment; filename="mod_le.onnx"; filename*=UTF-8''mod%C3%A8le.onnx``.
+    """
+    name = path.rsplit("/", 1)[-1]
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\%' else "_" for c in name) or "download"
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def refuse_unsafe_path(path: str) -> None:
@@ -100,25 +119,6 @@ def _not_found(code: str, message: str, commit: str | None = None) -> Response:
     if commit:
         headers["X-Repo-Commit"] = commit
     return JSONResponse({"error": message}, status_code=404, headers=headers)
-
-
-class ClosingStreamingResponse(StreamingResponse):
-    """A streaming response that closes its body generator as soon as the response ends, however it ends.
-
-    When a client hangs up, Starlette cancels the sending but leaves the generator suspended until the garbage
-    collector finds it, holding the decoded chunks it had; closing it here lets them go at once.
-    """
-
-    def __init__(self, body: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
-        super().__init__(body, **kwargs)
-        self._body = body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._body.aclose()
 
 
 class HubView:
@@ -150,13 +150,29 @@ class HubView:
             "ETag": f'"{entry.sha256}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
+            # an uploaded .html or .svg must never render as a page of the archive's origin: always a download
+            "Content-Disposition": attachment(entry.path),
         }
         if entry.path.endswith(LFS_SUFFIXES):
             headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})
+        decision = precondition(request.headers, headers["ETag"])
+        if decision is Precondition.NOT_MODIFIED:
+            return Response(
+                status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Type"}
+            )
+        if decision is Precondition.FAILED:
+            return problem(
+                412,
+                "Precondition Failed",
+                f"{clip(path)} is now {headers['ETag']}, not what If-Match names",
+                headers={"ETag": headers["ETag"], "X-Repo-Commit": commit},
+            )
         start, end = 0, entry.size
         status = 200
+        # a stale If-Range (the tag moved since the client's first part): the whole file, never a splice of two
+        asked = request.headers.get("range") if range_applies(request.headers, headers["ETag"]) else None
         try:
-            wanted = requested_range(request.headers.get("range"), entry.size)
+            wanted = requested_range(asked, entry.size)
         except RangeNotSatisfiable:
             return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
         if wanted is not None:
@@ -168,7 +184,7 @@ class HubView:
             return Response(status_code=status, headers=headers)
         # only the chunks that overlap the range are decoded, each as the client reads up to it
         body = self.decoder().stream(self.archive.store, entry, start, end)
-        return ClosingStreamingResponse(body, status_code=status, headers=headers)
+        return DownloadResponse(body, status_code=status, headers=headers)
 
 
 def hub_router(get_archive: Any, decoder: Callable[[], ChunkDecoder]) -> APIRouter:

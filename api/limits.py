@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from modelarc.errors import PayloadTooLargeError, UsageError
+from modelarc.errors import PayloadTooLargeError, UnsupportedMediaTypeError, UsageError
 from modelarc.registry.bounds import CATALOG_INT_MAX, catalog_value_problem
 
 MAX_INT = CATALOG_INT_MAX  # the catalog's integers are signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
@@ -65,6 +65,18 @@ class AnyTextConvertor(PathConvertor):
 
 
 register_url_convertor("anytext", AnyTextConvertor())  # routes write {name:anytext}
+
+
+def require_json(request: Request) -> None:
+    """A JSON route reads only a JSON body: ``application/json`` or a ``+json`` type, parameters allowed (415).
+
+    So a plain HTML form (``text/plain``, ``application/x-www-form-urlencoded``) can never post to it.
+    """
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise UnsupportedMediaTypeError(
+            f"send the body as application/json, not {media[:80] or 'without a Content-Type'}"
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

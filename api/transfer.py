@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
@@ -27,8 +28,10 @@ from modelarc.api.limits import (
     Revision,
     read_body,
     read_json,
+    require_json,
 )
 from modelarc.api.problems import clip, problem, problem_responses
+from modelarc.api.sending import DownloadResponse, held_bytes, stored_object
 from modelarc.archive.access import readable_objects, served_standalone
 from modelarc.archive.remote import batch
 from modelarc.archive.remote.commit import commit_offer
@@ -41,6 +44,7 @@ from modelarc.archive.remote.receive import (
 )
 from modelarc.archive.repository import Archive
 from modelarc.archive.signing.keys import key_fingerprint
+from modelarc.archive.streaming import ADMIT_SECONDS, ChunkDecoder, ResponseMemory
 from modelarc.archive.tokens import Principal, allows
 from modelarc.errors import (
     NotFoundError,
@@ -53,14 +57,18 @@ from modelarc.registry.refs import parse_ref, revision_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.store import delta_base_of
 
-MAX_MISSING_QUERY = 100_000
-STREAM_BLOCK = 1 << 20
-WHOLE_READ_BYTES = 16 << 20
+MAX_MISSING_QUERY = (
+    100_000  # for a token: a pusher's or puller's snapshot of many thousand chunks in one question
+)
+# anonymous: each id is a stat of the store (~10 us), so 100 000 cost a second of server CPU for no credential;
+# the remote client asks in batches of 5 000 (archive/remote/client.py MISSING_BATCH), well inside both
+MAX_MISSING_ANONYMOUS = 10_000
 MAX_UPLOAD_BYTES = MAX_OBJECT_BYTES + MAX_CODEC_OVERHEAD
 
 
 # a JSON id is 64 hex digits, two quotes and a comma: 67 bytes; 70 leaves room for the separator's spaces
 MAX_MISSING_BODY = MAX_MISSING_QUERY * 70 + 64
+MAX_MISSING_ANONYMOUS_BODY = MAX_MISSING_ANONYMOUS * 70 + 64
 MISSING_QUERY: dict[str, Any] = {
     "type": "object",
     "required": ["ids"],
@@ -110,7 +118,7 @@ def parse_missing_query(body: bytes, limit: int = MAX_MISSING_QUERY) -> list[Obj
 
 
 # what the transfer routes answer besides success (docs/FORMAT.md, "Transfer between archives")
-TRANSFER_ERRORS = problem_responses(400, 401, 403, 404, 409, 410, 411, 413, 422)
+TRANSFER_ERRORS = problem_responses(400, 401, 403, 404, 409, 410, 411, 413, 415, 422, 503)
 
 
 def _refuse_unless_push(request: Request) -> Response | None:
@@ -151,50 +159,70 @@ def _pusher(request: Request) -> str:
     return getattr(request.state, "token_actor", None) or "anonymous"
 
 
-def _frames(
-    archive: Archive, ids: list[ObjectId], readable: set[str], principal: Principal | None
-) -> Iterator[bytes | memoryview]:
-    """The batch response: the magic, then a frame per id (run by Starlette on its thread pool, one object at a
-    time, so memory holds one object, however many were asked for)."""
-    yield batch.MAGIC
+async def _frames(
+    archive: Archive,
+    ids: list[ObjectId],
+    readable: set[str],
+    principal: Principal | None,
+    memory: ResponseMemory,
+) -> AsyncGenerator[bytes | memoryview, None]:
+    """The batch response: the magic, then a frame per id, one object at a time, each counted in the process's
+    response memory from before it is read until the socket has taken it (api/sending.py). The magic goes out with
+    the first frame, so that frame's wait for memory comes before the status: a 503 if the server is full."""
+    lead, admit = batch.MAGIC, ADMIT_SECONDS
     for oid in ids:
-        try:
-            fh, size = archive.store.open_stored(oid)
-        except ObjectMissingError:
-            yield _reason_frame(oid, batch.MISSING, f"no object {oid} in this archive")
-            continue
-        with fh:
-            if oid not in readable:  # that it exists is no secret (ids are in public manifests); its bytes may be
-                yield _reason_frame(
-                    oid,
-                    batch.REFUSED,
-                    f"object {oid} belongs only to weights that are gated or restricted here (or to no snapshot): "
-                    "a token holding a grant for the model may read it",
+        plan = await run_in_threadpool(_frame_plan, archive, oid, readable, principal)
+        if isinstance(plan, bytes):  # a reason frame: small, and nothing read
+            yield lead + plan
+        else:
+            body = (
+                stored_object(
+                    memory,
+                    *plan,
+                    prefix=lead + batch.pack_frame_header(oid, batch.OBJECT, plan[1]),
+                    admit=admit,
                 )
-                continue
-            if served_standalone(archive, oid, principal):  # a delta whose base this caller may not read
-                body = archive.store.standalone(oid)
-                yield batch.pack_frame_header(oid, batch.OBJECT, len(body)) + body
-                continue
-            if size > WHOLE_READ_BYTES:
-                yield batch.pack_frame_header(oid, batch.OBJECT, size)
-                sent = 0
-                while sent < size and (block := fh.read(min(STREAM_BLOCK, size - sent))):
-                    sent += len(block)
-                    yield block
-                if sent != size:  # the file shrank under us: the stream cannot be framed truthfully any more
-                    raise ObjectMissingError(f"object {oid} changed while it was sent")
-                continue
-            # the usual 8 MiB chunk: header and object in one buffer, read straight into it (no join, no copy)
-            frame = bytearray(batch.FRAME_HEADER_SIZE + size)
-            frame[: batch.FRAME_HEADER_SIZE] = batch.pack_frame_header(oid, batch.OBJECT, size)
-            view = memoryview(frame)[batch.FRAME_HEADER_SIZE :]
-            while view:
-                n = fh.readinto(view)
-                if not n:
-                    raise ObjectMissingError(f"object {oid} changed while it was sent")
-                view = view[n:]
-            yield memoryview(frame)  # Starlette sends bytes and memoryviews as they are (it would encode others)
+                if isinstance(plan, tuple)
+                else held_bytes(
+                    memory,
+                    lead + batch.pack_frame_header(oid, batch.OBJECT, len(plan.body)) + plan.body,
+                    admit=admit,
+                )
+            )
+            async with aclosing(body):
+                async for piece in body:
+                    yield piece
+        lead, admit = b"", None
+    if lead:
+        yield lead
+
+
+@dataclasses.dataclass(frozen=True)
+class _Standalone:
+    body: bytes
+
+
+def _frame_plan(
+    archive: Archive, oid: ObjectId, readable: set[str], principal: Principal | None
+) -> bytes | tuple[BinaryIO, int] | _Standalone:
+    """What to send for ``oid`` (on the thread pool): a reason frame, the open stored object and its size, or the
+    object rebuilt on its own (a delta whose base this caller may not read)."""
+    try:
+        fh, size = archive.store.open_stored(oid)
+    except ObjectMissingError:
+        return _reason_frame(oid, batch.MISSING, f"no object {oid} in this archive")
+    if oid not in readable:  # that it exists is no secret (ids are in public manifests); its bytes may be
+        fh.close()
+        return _reason_frame(
+            oid,
+            batch.REFUSED,
+            f"object {oid} belongs only to weights that are gated or restricted here (or to no snapshot): "
+            "a token holding a grant for the model may read it",
+        )
+    if served_standalone(archive, oid, principal):
+        fh.close()
+        return _Standalone(archive.store.standalone(oid))
+    return fh, size
 
 
 def _reason_frame(oid: ObjectId, status: int, reason: str) -> bytes:
@@ -202,7 +230,7 @@ def _reason_frame(oid: ObjectId, status: int, reason: str) -> bytes:
     return batch.pack_frame_header(oid, status, len(text)) + text
 
 
-def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
+def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], ChunkDecoder]) -> APIRouter:
     router = APIRouter(tags=["transfer"], responses=TRANSFER_ERRORS)
 
     @router.post(
@@ -215,10 +243,17 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
     async def missing(request: Request) -> Any:
         """Which of these object ids this archive lacks: the first step of every push and pull.
 
-        Anyone with read access may ask, so the body is bounded before it is parsed (413) and every id is checked
-        (400 names the first bad one by index); the ids are then looked up off the event loop.
+        Anyone with read access may ask, so the body is bounded before it is parsed (413: at most 10 000 ids
+        without a token, 100 000 with one) and every id is checked (400 names the first bad one by index); the ids
+        are then looked up off the event loop. The body must be ``application/json`` (415 otherwise).
         """
-        ids = parse_missing_query(await read_body(request, MAX_MISSING_BODY))
+        require_json(request)
+        # no token: a tenth of the ids, so one anonymous request costs a tenth of the CPU
+        if principal_of(request) is None:
+            body, limit = await read_body(request, MAX_MISSING_ANONYMOUS_BODY), MAX_MISSING_ANONYMOUS
+        else:
+            body, limit = await read_body(request, MAX_MISSING_BODY), MAX_MISSING_QUERY
+        ids = parse_missing_query(body, limit)
         store = get_archive().store
         return {"missing": await run_in_threadpool(lambda: [oid for oid in ids if not store.has(oid)])}
 
@@ -247,25 +282,20 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
             # a shared cache may keep what anyone may read; what a token read (perhaps gated weights) it may not
             "Cache-Control": f"{'private' if principal else 'public'}, max-age=31536000, immutable",
         }
+        memory = decoders().memory
         if served_standalone(archive, object_id, principal):  # a delta whose base this caller may not read
             fh.close()
             body = archive.store.standalone(ObjectId(object_id))
-            return Response(
-                body,
+            return DownloadResponse(
+                held_bytes(memory, body),
                 media_type="application/octet-stream",
-                headers={**headers, "ETag": "W/" + headers["ETag"]},
+                headers={**headers, "ETag": "W/" + headers["ETag"], "Content-Length": str(len(body))},
             )
-        if size <= WHOLE_READ_BYTES:  # the usual 8 MiB chunk: one read, one send, no per-block thread hops
-            with fh:
-                return Response(fh.read(), media_type="application/octet-stream", headers=headers)
-
-        def blocks() -> Iterator[bytes]:
-            with fh:
-                while block := fh.read(STREAM_BLOCK):
-                    yield block
-
-        return StreamingResponse(
-            blocks(), media_type="application/octet-stream", headers={**headers, "Content-Length": str(size)}
+        # held in the process's response memory from before it is read until the socket has taken it
+        return DownloadResponse(
+            stored_object(memory, fh, size),
+            media_type="application/octet-stream",
+            headers={**headers, "Content-Length": str(size)},
         )
 
     @router.post(
@@ -279,12 +309,13 @@ def transfer_router(get_archive: Callable[[], Archive]) -> APIRouter:
         instead of one ``GET /v1/objects/{id}`` per chunk. Each object is judged as that route judges it: one
         missing here, or readable by this caller only as part of weights it may not read, is a frame saying so
         (the others are still sent); a delta whose base the caller may not read is sent on its own."""
+        require_json(request)
         ids = parse_missing_query(await read_body(request, MAX_BATCH_BODY), batch.MAX_BATCH_IDS)
         archive = get_archive()
         principal = principal_of(request)
         readable = await run_in_threadpool(lambda: readable_objects(archive, ids, principal))
-        return StreamingResponse(
-            _frames(archive, ids, readable, principal),
+        return DownloadResponse(
+            _frames(archive, ids, readable, principal, decoders().memory),
             media_type=batch.MEDIA_TYPE,
             headers={"Cache-Control": "no-store"},
         )

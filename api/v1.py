@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Protocol
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from modelarc.api.conditional import weak_match
 from modelarc.api.limits import Count, Date, Name, Namespace, PathText, Revision, Text
 from modelarc.api.problems import problem_responses
 from modelarc.archive.catalog import views as views
@@ -71,10 +72,8 @@ def respond(
     tag = f'"{etag or hashlib.sha256(body).hexdigest()[:40]}"'
     out = {"ETag": tag, "Cache-Control": IMMUTABLE if immutable else "no-cache", **(headers or {})}
     wanted = request.headers.get("if-none-match")
-    if wanted is not None:
-        candidates = {t.strip().removeprefix("W/") for t in wanted.split(",")}
-        if tag in candidates or "*" in candidates:
-            return Response(status_code=304, headers=out)
+    if wanted is not None and weak_match(wanted, tag):
+        return Response(status_code=304, headers=out)
     return Response(body, media_type="application/json", headers=out)
 
 

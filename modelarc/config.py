@@ -15,8 +15,8 @@ class Settings:
     """Where the archive lives, and how much work ``modelarc serve`` does at once.
 
     ``database_url`` defaults to SQLite inside ``home``. ``decode_slots`` (``MODELARC_DECODE_SLOTS``, default two
-    per CPU), with the one or two decoded chunks each open download holds, bounds a server's memory (docs/API.md,
-    "Serving many clients").
+    per CPU), with the one or two decoded chunks each open download holds, and ``send_memory``, the bytes all open
+    responses may hold together, bound a server's memory (docs/API.md, "Serving many clients").
     """
 
     home: Path
@@ -28,6 +28,12 @@ class Settings:
     store_url: str | None = None
     # chunks a server process decodes at once across all its downloads (archive/streaming.py)
     decode_slots: int = 2
+    # bytes of response bodies (decoded chunks, stored objects) a server process holds at once across all its
+    # downloads, MODELARC_SEND_MEMORY; beyond it a new download waits briefly, then is answered 503
+    send_memory: int = 1 << 30
+    # seconds a server waits for a client to take the next bytes of a response before it drops the connection,
+    # MODELARC_SEND_TIMEOUT: a client that stops reading frees what its response held
+    send_timeout: float = 60.0
     # the load cache (archive/runtime/cache.py): its folder (None: ``home/cache``) and the bytes it may hold
     # (None: no cap); MODELARC_CACHE_DIR and MODELARC_CACHE_MAX_BYTES
     cache_dir: Path | None = None
@@ -90,6 +96,8 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         store_url=store,
         store_origin=store_origin,
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
+        send_memory=_byte_count("MODELARC_SEND_MEMORY", minimum=1 << 20) or 1 << 30,
+        send_timeout=_seconds("MODELARC_SEND_TIMEOUT", 60.0),
         cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
         cache_max_bytes=_byte_count("MODELARC_CACHE_MAX_BYTES"),
     )
@@ -186,8 +194,8 @@ _BYTE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KI": 2**
 _BYTE_COUNT = re.compile(r"(\d{1,15})\s*([KMGT]I?)?B?", re.IGNORECASE)
 
 
-def _byte_count(name: str) -> int | None:
-    """A size such as ``20000000000``, ``20G``, ``20GB`` or ``18GiB``; unset or empty means no limit."""
+def _byte_count(name: str, minimum: int = 0) -> int | None:
+    """A size such as ``20000000000``, ``20G``, ``20GB`` or ``18GiB``; unset or empty means no limit (None)."""
     from modelarc.errors import UsageError
 
     text = os.environ.get(name, "").strip()
@@ -196,7 +204,10 @@ def _byte_count(name: str) -> int | None:
     match = _BYTE_COUNT.fullmatch(text)
     if match is None:
         raise UsageError(f"{name} must be a size in bytes such as 20000000000, 20GB or 18GiB, not {text[:40]!r}")
-    return int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").upper()]
+    value = int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "").upper()]
+    if value < minimum:
+        raise UsageError(f"{name} must be at least {minimum} bytes, not {text[:40]!r}")
+    return value
 
 
 def _login_name() -> str:

@@ -156,6 +156,19 @@ class PayloadTooLargeError(UsageError):
     """An upload is bigger than it declared, or than any object may be."""
 
 
+class UnsupportedMediaTypeError(UsageError):
+    """A request body in a media type the route does not read (a JSON route sent ``text/plain``): 415."""
+
+
+class ServerBusyError(ModelarcError):
+    """The server holds as many response bytes in memory as it may (``MODELARC_SEND_MEMORY``) and none came free
+    while the request waited: 503 with ``Retry-After``, so a client tries again instead of failing for good."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class SourceLimitError(SourceError):
     """A source is beyond one of the documented limits (docs/FORMAT.md, "Limits"): too many tensors in a file or a
     snapshot, or a header too large. Refused before any object is written."""
@@ -222,6 +235,8 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
+    (UnsupportedMediaTypeError, 415, "UnsupportedMediaType"),
+    (ServerBusyError, 503, "ServerBusy"),  # the server's memory for responses is taken for now: retry later
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
     (StoreAccessError, 503, "StoreUnavailable"),  # the server's own store (its bucket) failed, not the request
     (UsageError, 400, "BadRequest"),

@@ -1,0 +1,160 @@
+"""Clients that send a download request and never read cannot grow a real ``modelarc serve`` process's memory
+without bound (docs/API.md, "Serving many clients"): the response memory (MODELARC_SEND_MEMORY) caps what all
+responses hold together, and the send timeout (MODELARC_SEND_TIMEOUT) drops a client that stopped reading, so the
+memory goes back and a normal client is served again.
+
+Measured as the kernel sees it: the server's peak resident size (VmHWM in /proc/PID/status) before and after the
+stalled clients. Without the bound each stalled download holds a decoded chunk (8 MiB here) and the piece on its way
+out, each stalled object download its object: 48 of them took the server up by about 430 MB.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from liveserver import free_port
+from modelfactory import write_model
+
+from modelarc.archive.repository import Archive
+
+MIB = 1 << 20
+SEND_MEMORY = 32 * MIB
+SEND_TIMEOUT = 2  # seconds; the smallest MODELARC_SEND_TIMEOUT takes is 1
+STALLED_FILE = 24  # Hub file downloads that never read
+STALLED_OBJECT = 24  # object downloads (remote pull) that never read
+# well under what the stalled clients hold without the bound (48 x 8-10 MiB: about 430 MB) and well over what they may
+# hold with it (32 MiB, plus one decode's planes, the allocator's slack and each connection's own small buffers:
+# about 100 MB measured)
+MAX_GROWTH = 200 * MIB
+URL_PATH = "/acme/big/resolve/v1/model.safetensors"
+
+
+def status_bytes(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """``modelarc serve`` in a process of its own over a 32 MiB file of four 8 MiB chunks."""
+    base = tmp_path_factory.mktemp("stalled")
+    rng = np.random.default_rng(5)
+    tensors = {f"w{i}": rng.standard_normal(2 * MIB, dtype=np.float32) for i in range(4)}  # 8 MiB each
+    src = write_model(base / "src", tensors)
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MODELARC_DATABASE_URL", raising=False)
+        archive, _ = Archive.init(base / "home")
+    archive.push(src, "acme/big:v1")
+    _ref, snap = archive.resolve("acme/big:v1")
+    entry = next(f for f in archive.manifest(snap).files if f.path == "model.safetensors")
+    chunk_ids = [str(c.id) for p in entry.parts for c in p.chunks]
+    archive.close()
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELARC_")},
+        "MODELARC_HOME": str(base / "home"),
+        "MODELARC_SEND_MEMORY": f"{SEND_MEMORY}",
+        "MODELARC_SEND_TIMEOUT": str(SEND_TIMEOUT),
+        "MODELARC_DECODE_SLOTS": "1",
+    }
+    modelarc = Path(sys.executable).with_name("modelarc")
+    log = (base / "serve.log").open("w")
+    proc = subprocess.Popen([str(modelarc), "serve", "--port", str(port)], env=env, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "modelarc serve did not start"
+            time.sleep(0.1)
+        yield {
+            "url": url,
+            "port": port,
+            "pid": proc.pid,
+            "data": (src / "model.safetensors").read_bytes(),
+            "chunks": chunk_ids,
+            "proc": proc,
+            "log": base / "serve.log",
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def stalled_request(port: int, path: str) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little on the client's side
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def ended(s: socket.socket, seconds: float = 10, most: int = MIB) -> bool:
+    """Whether the server has ended this download: a reset or EOF within ``most`` bytes read (what the sockets
+    held when it was aborted), or a 503 (turned away before it began). A download still going sends more."""
+    s.settimeout(seconds)
+    got = 0
+    try:
+        while got <= most:
+            block = s.recv(1 << 16)
+            if not block or (got == 0 and block.startswith(b"HTTP/1.1 503 ")):
+                return True
+            got += len(block)
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        pass
+    return False
+
+
+def test_stalled_downloads_hold_bounded_memory_and_are_dropped(server) -> None:
+    url, pid = server["url"], server["pid"]
+    warm = httpx.get(url + URL_PATH, timeout=60)  # one whole download: the allocator's usual arenas exist
+    assert warm.status_code == 200 and warm.content == server["data"]
+    before = status_bytes(pid, "VmHWM")
+
+    objects = [f"/v1/objects/{server['chunks'][i % len(server['chunks'])]}" for i in range(STALLED_OBJECT)]
+    sockets = [stalled_request(server["port"], URL_PATH) for _ in range(STALLED_FILE)]
+    sockets += [stalled_request(server["port"], path) for path in objects]
+    try:
+        # meanwhile a normal client is served, or told to come back (503 with Retry-After), never left hanging
+        during = httpx.get(url + URL_PATH, timeout=60)
+        assert during.status_code in (200, 503), during.text[:300]
+        if during.status_code == 503:
+            assert during.headers["retry-after"].isdigit() and during.headers["x-error-code"] == "ServerBusy"
+        else:
+            assert during.content == server["data"]
+        # the send timeout drops every stalled client: none is left holding memory
+        time.sleep(SEND_TIMEOUT + 1)
+        assert sum(not ended(s) for s in sockets) == 0
+        growth = status_bytes(pid, "VmHWM") - before
+        assert growth < MAX_GROWTH, (
+            f"the server grew by {growth // MIB} MiB for {len(sockets)} stalled clients"
+        )
+        after = httpx.get(url + URL_PATH, timeout=60)
+        assert after.status_code == 200 and after.content == server["data"]
+    finally:
+        for s in sockets:
+            s.close()
+    assert server["proc"].poll() is None
+    assert "Traceback" not in server["log"].read_text()  # a dropped client is no error of the server's
