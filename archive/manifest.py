@@ -242,6 +242,11 @@ def canonical_json(doc: Any) -> bytes:
 # The longest file or folder name (one path segment) Linux, macOS and Windows file systems can create, in bytes of
 # UTF-8 (NAME_MAX on Linux and macOS). A writer refuses longer names so that every archived path can be restored.
 MAX_NAME_BYTES = 255
+# A whole path: Linux's PATH_MAX (4096 with its NUL) bounds what a restore can open, and folders are made one level
+# at a time (pathlib recurses per missing level), so a path of thousands of levels is refused here, in one line, not
+# met as a RecursionError half-way through a restore. Real model repositories nest a few levels.
+MAX_PATH_BYTES = 4095
+MAX_PATH_DEPTH = 255
 
 
 def path_problem(path: object) -> str | None:
@@ -265,6 +270,10 @@ def path_problem(path: object) -> str | None:
     longest = max(segments, key=len)
     if len(longest) > MAX_NAME_BYTES:
         return f"has a name of {len(longest)} bytes (at most {MAX_NAME_BYTES} can be restored)"
+    if len(segments) > MAX_PATH_DEPTH:
+        return f"is {len(segments)} levels deep (at most {MAX_PATH_DEPTH})"
+    if (total := sum(map(len, segments)) + len(segments) - 1) > MAX_PATH_BYTES:
+        return f"is {total} bytes long (at most {MAX_PATH_BYTES} can be restored)"
     return None
 
 
