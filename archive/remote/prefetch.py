@@ -57,6 +57,7 @@ class ObjectPrefetch:
         self._asked = 0  # 1 + the furthest position taken so far
         self._next = 0  # the first position no batch has asked for yet
         self._stopped = False
+        self._failure: BaseException | None = None  # what a batch raised after delivering every object it held
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
 
@@ -90,6 +91,12 @@ class ObjectPrefetch:
         finally:
             with self._cond:
                 self._slots.pop(index, None)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What a batch raised once every object in it was delivered (a stream that went on after its last frame):
+        the pull must still fail, since docs/FORMAT.md says such a stream stops it. Read after ``close``."""
+        return self._failure
 
     def close(self) -> None:
         """Stop asking for batches; wait for those in flight (what nobody took is dropped)."""
@@ -151,6 +158,9 @@ class ObjectPrefetch:
             if not isinstance(exc, _NoBatches):
                 for slot in slots[filled:]:
                     slot.set_exception(exc)
+                if filled == len(slots):  # e.g. bytes after the last frame: no slot is left to carry it
+                    with self._cond:
+                        self._failure = self._failure or exc
             raise
 
 

@@ -452,6 +452,9 @@ def fetch_from_remote(
             writer.shutdown(wait=True)  # let verified objects land: a re-run resumes from them
             raise
         prefetch.close()
+        if prefetch.failure is not None:  # a batch that broke the protocol after its last object: nothing recorded
+            writer.shutdown(wait=True)
+            raise prefetch.failure
         written()
         committed: CommitResult = commit_offer(
             archive,
