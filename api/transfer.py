@@ -145,7 +145,7 @@ def _refuse_outside_namespaces(request: Request, offer: SnapshotOffer) -> Respon
             401, "Unauthorized", "pushing needs a bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
     if (why := principal.push_refusal(offer.ref, namespace)) is not None:
-        return problem(403, "Forbidden", why)
+        return problem(403, "Forbidden", why, headers={"X-Error-Code": "NamespaceForbidden"})
     return None
 
 

@@ -152,6 +152,13 @@ class RemoteAuthError(RemoteError):
     exit_code = 12
 
 
+class NamespaceRefusedError(ModelarcError):
+    """A remote refused a push outside the namespaces its token may push to. Not a ``RemoteError``: the remote
+    answered, and a mirror sync records that one snapshot as refused and goes on with the rest."""
+
+    exit_code = 12
+
+
 class PayloadTooLargeError(UsageError):
     """An upload is bigger than it declared, or than any object may be."""
 

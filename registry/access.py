@@ -354,16 +354,21 @@ def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[Object
     A snapshot that keeps the object only as the base of one of its delta objects does not count: reading a
     fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead)."""
     ids = sorted(set(object_ids))
-    if not ids:
-        return {}
-    rows = s.execute(
-        select(SnapshotObject.object_id, Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest)
-        .join(Snapshot, SnapshotObject.snapshot_id == Snapshot.id)
-        .join(Model, Model.id == Snapshot.model_id)
-        .where(SnapshotObject.object_id.in_(ids), SnapshotObject.as_base.is_(False))
-        .order_by(Snapshot.id)
-    )
     uses: dict[str, list[ObjectUse]] = {}
-    for oid, sid, mid, ns, name, digest in rows:
-        uses.setdefault(oid, []).append(ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)))
+    for i in range(0, len(ids), USES_BATCH):  # a push asks about every object of a snapshot: tens of thousands
+        rows = s.execute(
+            select(
+                SnapshotObject.object_id, Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest
+            )
+            .join(Snapshot, SnapshotObject.snapshot_id == Snapshot.id)
+            .join(Model, Model.id == Snapshot.model_id)
+            .where(SnapshotObject.object_id.in_(ids[i : i + USES_BATCH]), SnapshotObject.as_base.is_(False))
+            .order_by(Snapshot.id)
+        )
+        for oid, sid, mid, ns, name, digest in rows:
+            uses.setdefault(oid, []).append(ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)))
     return uses
+
+
+# ids per query: PostgreSQL's protocol takes at most 65,535 parameters in one statement
+USES_BATCH = 1000

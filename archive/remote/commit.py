@@ -89,6 +89,10 @@ def commit_offer(
             known_snapshot = q.digest_recorded(s, offer.snapshot)
             if pusher is not None:
                 _refuse_for_pusher(s, offer, ref, provenance, pusher)
+                # a tag moved to a snapshot this model holds exposes none of its weights anew
+                reused = reused_objects(s, ref, offer, needed)
+        if pusher is not None:  # before the content check, which would read (and hash) bytes for the pusher
+            _refuse_unreadable(archive, offer, reused, pusher, holder)
         if not (content_checked or known_snapshot):
             check_manifest_content(archive.store, manifest, f"snapshot {offer.snapshot}")
         archive.store.sync()  # every object is durable before the catalog mentions it
@@ -98,9 +102,7 @@ def commit_offer(
         bases = base_closure(archive.store, {o: i.delta_base for o, i in infos.items()}, missing=lost)
         if lost:
             raise MissingObjectsError(offer.snapshot, [ObjectId(b) for b in sorted(lost)])
-        bases -= set(infos)
-        if pusher is not None:
-            _refuse_unreadable(archive, offer, [*infos, *map(ObjectId, sorted(bases))], pusher, holder)
+        bases -= set(infos)  # not judged for the pusher: a reader who may not read a base gets the delta decoded
         base_infos = [archive.store.stat(ObjectId(b)) for b in sorted(bases)]
         architecture = _architecture(archive, manifest) or offer.architecture
         with archive.catalog.session() as s:
@@ -203,6 +205,17 @@ def _refuse_for_pusher(
             continue
         parents.append((parse_ref(text), relation))
     refuse_other_provenance(s, Ref(ref.namespace, ref.name), offer.snapshot, provenance, parents)
+
+
+def reused_objects(s: CatalogSession, ref: Ref, offer: SnapshotOffer, needed: list[ObjectId]) -> list[ObjectId]:
+    """The objects of ``needed`` a push must be entitled to (``reusable_objects``): all of them, unless the model
+    ``ref`` names already holds this snapshot, when a commit only moves a tag and the snapshot's own content is
+    exposed no further: then only its signatures and training-data manifests, which the commit may add."""
+    try:
+        q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
+    except NotFoundError:
+        return needed
+    return [ObjectId(oid) for oid in dict.fromkeys(offer.signatures + offer.data)]
 
 
 def _refuse_unreadable(

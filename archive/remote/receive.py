@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
-from modelarc.archive.remote.commit import check_offer
+from modelarc.archive.remote.commit import check_offer, reused_objects
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
 from modelarc.errors import PayloadTooLargeError
 from modelarc.registry.leases import take_leases, uploaded_by, uploaded_object_ids
+from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import unpack_header
 
@@ -105,11 +106,16 @@ def reusable_objects(
         return set(ids)
     from modelarc.archive.access import readable_objects  # the access rules: only a server's pushes need them
 
-    allowed = readable_objects(archive, ids, principal)
+    allowed: set[str] = set()
+    for i in range(0, len(ids), REUSE_BATCH):  # bounded queries (and snapshot lists) for models of 100k objects
+        allowed |= readable_objects(archive, ids[i : i + REUSE_BATCH], principal)
     if rest := [oid for oid in ids if oid not in allowed]:
         with archive.catalog.session() as s:
             allowed |= uploaded_object_ids(s, rest, holder)
     return allowed
+
+
+REUSE_BATCH = 5000
 
 
 def check_push(
@@ -126,8 +132,10 @@ def check_push(
         checked = check_offer(archive, offer)
         needed = objects_of(checked.offer, checked.manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
-        reusable = reusable_objects(archive, present, principal, holder)
-        have = [oid for oid in present if oid in reusable]
+        with archive.catalog.session() as s:
+            judged = set(reused_objects(s, parse_ref(offer.ref), checked.offer, present)) & set(present)
+        reusable = reusable_objects(archive, [o for o in present if o in judged], principal, holder)
+        have = [oid for oid in present if oid not in judged or oid in reusable]
         lease_objects(archive, have, holder)
     kept = set(have)
     return [oid for oid in needed if oid not in kept]

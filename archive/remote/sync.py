@@ -159,7 +159,7 @@ def push_offer(
     for wave in send_order(archive.store, [*extra, *todo], known):
         send_all(wave, report=True)
     # the remote lost objects between upload and commit (its leases expired): send them again and retry
-    result = _retry_missing(lambda: client.commit(offer), lambda ids: send_all(asked(ids), report=False))
+    result = _retry_missing(lambda: client.commit(offer, manifest.logical_bytes), lambda ids: send_all(asked(ids), report=False))
     return TransferResult(
         ref=result.ref,
         snapshot=offer.snapshot,
