@@ -8,6 +8,7 @@ live in ``cli/commands/`` (one module per family, imported when its command runs
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 import traceback
 from typing import Any
@@ -59,9 +60,21 @@ class ArchiveGroup(CommandGroup):
                 traceback.print_exc()
             echo_error(f"a number is too large: {exc}")
             ctx.exit(UsageError.exit_code)
+        except Terminated:
+            echo_error("terminated; nothing partial was recorded")
+            ctx.exit(143)
         except KeyboardInterrupt:
             echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, `kill`, a CI timeout): raised in the main thread like Ctrl-C, so every cleanup a
+    Ctrl-C runs (temp files, threads, locks) runs too; Python's default would end the process on the spot."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 @click.group(cls=ArchiveGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,6 +100,7 @@ def os_error_line(exc: OSError) -> str:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)  # `serve` gets uvicorn's own handler, which shuts it down gracefully
     keep_freed_memory()
     pause_during_startup()  # until the archive is open (cli/startup.py)
     cli(prog_name="modelarc")

@@ -223,8 +223,13 @@ def test_a_bad_training_data_manifest_is_refused_before_any_weight_moves(
     bob("show", "acme/m:v1", ok=False)
 
 
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, b"interrupted"), (signal.SIGTERM, 143, b"terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
 def test_an_interrupted_pull_leaves_no_temp_file_in_the_folder(
-    server: Server, alice: Home, tmp_path: Path
+    server: Server, alice: Home, tmp_path: Path, signum: int, code: int, said: bytes
 ) -> None:
     """Ctrl-C while the weights are being written: the CLI says nothing partial was recorded, and no
     ``.modelarc-partial-*`` file is left in the folder (files already complete and verified may stay)."""
@@ -262,9 +267,9 @@ def test_an_interrupted_pull_leaves_no_temp_file_in_the_folder(
         while not _partials(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert _partials(out), "the pull never began writing the weights"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and b"interrupted" in stderr, stderr
+    assert proc.returncode == code and said in stderr, stderr
     assert not _partials(out)
     assert not (out / "model.safetensors").exists()
     assert bob.json("ls") == before
