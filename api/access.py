@@ -28,7 +28,7 @@ from modelarc.archive.access import (
     request_access,
 )
 from modelarc.archive.manifest import FileEntry
-from modelarc.archive.remote.receive import sent_by
+from modelarc.archive.remote.receive import reusable_objects
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import Principal
 from modelarc.errors import AccessDeniedError, UsageError
@@ -89,7 +89,7 @@ def require_delta_base_access(
 ) -> None:
     """A pusher may send a delta only against a base it may read here or sent itself in this push: a delta
     against bytes it cannot read would make the server hand those bytes out (decoded, as the fine-tune's)."""
-    if object_readable(archive, base, principal) or sent_by(archive, base, holder):
+    if base in reusable_objects(archive, [base], principal, holder):  # the rule a commit judges its objects by
         return
     raise AccessDeniedError(
         f"object {object_id} is a delta against {base}, which this token may not read here: "

@@ -98,11 +98,6 @@ def uploaded_object_ids(s: Session, object_ids: Iterable[str], holder: str) -> s
     return found
 
 
-def uploaded_by(s: Session, object_id: str, holder: str) -> bool:
-    """Whether ``holder`` uploaded ``object_id`` in a push not yet committed (``uploaded_object_ids``)."""
-    return object_id in uploaded_object_ids(s, [object_id], holder)
-
-
 def drop_presence_leases(s: Session, object_ids: Iterable[str]) -> None:
     """Drop the leases on ``object_ids`` that were taken because the objects were found present, not sent.
 

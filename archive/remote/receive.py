@@ -16,7 +16,7 @@ from modelarc.archive.remote.commit import check_offer, reused_objects
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
 from modelarc.errors import PayloadTooLargeError
-from modelarc.registry.leases import take_leases, uploaded_by, uploaded_object_ids
+from modelarc.registry.leases import take_leases, uploaded_object_ids
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import unpack_header
@@ -82,12 +82,6 @@ def lease_objects(archive: Archive, object_ids: Iterable[str], holder: str, *, u
     """Keep ``object_ids`` from gc for ``LEASE_TTL`` on behalf of a push in flight (registry/leases.py)."""
     with archive.catalog.session() as s:
         take_leases(s, object_ids, holder, LEASE_TTL, uploaded=uploaded)
-
-
-def sent_by(archive: Archive, oid: str, holder: str) -> bool:
-    """Whether the pusher ``holder`` uploaded ``oid`` itself in a push still in flight."""
-    with archive.catalog.session() as s:
-        return uploaded_by(s, oid, holder)
 
 
 def reusable_objects(
