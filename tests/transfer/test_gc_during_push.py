@@ -25,6 +25,9 @@ def test_remote_pushes_succeed_while_gc_runs_in_a_loop_on_the_server(server: Ser
                 runs["gc"] += 1
             except LockedError:  # an upload or commit holds the store: gc says so and tries again
                 runs["busy"] += 1
+            # A pause between runs, as any scheduled gc has: back to back, gc won the store lock's race against a
+            # waiting upload almost every time (the lock is not fair) and this test took 55-200 s instead of ~3.
+            stop.wait(0.01)
 
     collector = threading.Thread(target=collect)
     collector.start()
