@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
-from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.manifest import FileEntry
+from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
@@ -25,7 +26,7 @@ from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.errors import IntegrityError, ModelarcError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
-from modelarc.registry.records import RELATIONS, NewFile, NewSnapshot, NewTensor, ObjectRecord, Provenance
+from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId, ObjectStore
 
@@ -351,21 +352,4 @@ def _snapshot_record(
         base_object_ids=base_object_ids,
         provenance=provenance,
         pushed_by=archive.settings.actor,
-    )
-
-
-def catalog_files(manifest: SnapshotManifest) -> tuple[NewFile, ...]:
-    """The per-file and per-tensor rows the catalog keeps for queries, from a manifest."""
-    return tuple(
-        NewFile(
-            path=f.path,
-            size=f.size,
-            sha256=f.sha256,
-            kind=f.kind,
-            tensors=tuple(
-                NewTensor(p.name or "", p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
-                for p in f.tensors()
-            ),
-        )
-        for f in manifest.files
     )

@@ -167,8 +167,8 @@ class _Replay:
         return write
 
     def _snapshot(self, s: CatalogSession, rec: CatalogRecord) -> Write:
+        from modelarc.archive.manifest_rows import catalog_files
         from modelarc.archive.provenance.withdrawal import weight_object_ids
-        from modelarc.archive.push import catalog_files
 
         b = rec.body
         namespace, name = parse_model_name(b["model"])

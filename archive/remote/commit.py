@@ -18,7 +18,7 @@ from modelarc.archive.manifest_checks import (
     check_manifest_structure,
     refuse_git_paths,
 )
-from modelarc.archive.push import catalog_files
+from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles

@@ -9,7 +9,7 @@ import click
 
 from modelarc.archive.remote.config import Remote, check_remote, load_remotes, remove_remote, save_remote
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json, styled
+from modelarc.cli.output import console, echo_line, emit_json, styled
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -101,10 +101,11 @@ def emit_transfer(result: object, as_json: bool, verb: str) -> None:
         emit_json(result)
         return
     r = dataclasses.asdict(result)  # type: ignore[call-overload]
-    console.print(
+    # plain lines (echo_line): rich's console loads only for the coloured lines below (~30 ms of start-up)
+    echo_line(
         f"{verb} {r['ref']} ({r['snapshot']}) {'to' if verb == 'pushed' else 'from'} remote {r['remote']}"
     )
-    console.print(
+    echo_line(
         f"{r['objects_sent']} of {r['objects']} objects transferred ({r['bytes_sent']} bytes), "
         f"signed by {r['key_fingerprint'][:16]}…, {r['seconds']:.2f}s"
     )

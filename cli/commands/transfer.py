@@ -11,7 +11,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
-from modelarc.cli.output import byte_progress, console, echo_line, echo_warning, emit_json
+from modelarc.cli.output import byte_progress, echo_line, echo_warning, emit_json
 from modelarc.registry.refs import parse_ref
 
 if TYPE_CHECKING:
@@ -330,7 +330,7 @@ def pull(
         if dest is None or direct is not None:
             emit_transfer(fetched, as_json, "fetched")
             if direct is not None and not as_json:
-                console.print(f"written and verified in {Path(direct).absolute()}")
+                echo_line(f"written and verified in {Path(direct).absolute()}")
             return
         if not as_json:
             emit_transfer(fetched, False, "fetched")

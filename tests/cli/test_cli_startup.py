@@ -179,6 +179,51 @@ def test_command_imports_only_what_it_uses(
     )
 
 
+# A pull from a remote records what it fetched (RECORDING) but pushes nothing: not the push pipeline (ingest, the
+# push index, the format readers), nor rich's console for its plain lines.
+PUSH_PIPELINE = ("modelarc.archive.push", "modelarc.archive.ingest", "modelarc.archive.push_index")
+
+
+def test_a_pull_from_a_remote_imports_only_what_it_uses(
+    tiny_archive: tuple[dict[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liveserver import serve
+
+    from modelarc.archive.repository import Archive
+
+    env, _ = tiny_archive
+    monkeypatch.setenv("MODELARC_DATABASE_URL", env["MODELARC_DATABASE_URL"])
+    server_home = Archive.open(env["MODELARC_HOME"])
+    monkeypatch.delenv("MODELARC_DATABASE_URL")
+    client = {
+        "MODELARC_HOME": str(tmp_path / "client"),
+        "MODELARC_DATABASE_URL": f"sqlite:///{tmp_path / 'client.db'}",
+        "MODELARC_ACTOR": "tester",
+    }
+    try:
+        with serve(server_home) as url:
+            for args in (["init"], ["remote", "add", "origin", url]):
+                result = CliRunner().invoke(cli, args, env=client, catch_exceptions=False)
+                assert result.exit_code == 0, result.output
+            args = ["pull", f"{MODEL}:v1", str(tmp_path / "pulled"), "--remote", "origin", "--no-progress"]
+            modules_file = tmp_path / "modules.json"
+            done = subprocess.run(
+                [sys.executable, "-c", PROBE, str(modules_file), *_console_script(), *args],
+                env={**os.environ, **client},
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+    finally:
+        server_home.close()
+    assert done.returncode == 0, f"modelarc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    assert "written and verified" in done.stdout, done.stdout
+    loaded = {*(modules := json.loads(modules_file.read_text())), *(m.partition(".")[0] for m in modules)}
+    unneeded = sorted(loaded & {*NEVER, *CONSOLE, *POSTGRES, *ACCESS_TABLES, *PUSH_PIPELINE})
+    assert not unneeded, f"a pull from a remote imported {', '.join(unneeded)}, which it does not use"
+
+
 def test_each_command_is_found_in_the_module_that_registers_it() -> None:
     """A command runs by importing only the module ``MODULES`` names for it: the table must name every command
     the modules register (a missing one would be absent from ``modelarc --help`` and unknown to the CLI), and the
