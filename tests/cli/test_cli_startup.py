@@ -158,6 +158,13 @@ def test_command_imports_only_what_it_uses(
     env, folder = tiny_archive
     args, forbidden, expected = COMMANDS[name]
     args = [a.format(folder=folder, dest=tmp_path / "pulled") for a in args]
+    assert_imports_only_what_it_uses(args, env, tmp_path, forbidden, expected)
+
+
+def assert_imports_only_what_it_uses(
+    args: list[str], env: dict[str, str], tmp_path: Path, forbidden: tuple[str, ...], expected: str
+) -> None:
+    """Run ``modelarc ARGS`` in a fresh interpreter with ``env``; fail naming any module of ``forbidden`` it loaded."""
     modules_file = tmp_path / "modules.json"
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(modules_file), *_console_script(), *args],
@@ -205,23 +212,15 @@ def test_a_pull_from_a_remote_imports_only_what_it_uses(
             for args in (["init"], ["remote", "add", "origin", url]):
                 result = CliRunner().invoke(cli, args, env=client, catch_exceptions=False)
                 assert result.exit_code == 0, result.output
-            args = ["pull", f"{MODEL}:v1", str(tmp_path / "pulled"), "--remote", "origin", "--no-progress"]
-            modules_file = tmp_path / "modules.json"
-            done = subprocess.run(
-                [sys.executable, "-c", PROBE, str(modules_file), *_console_script(), *args],
-                env={**os.environ, **client},
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=300,
+            assert_imports_only_what_it_uses(
+                ["pull", f"{MODEL}:v1", str(tmp_path / "pulled"), "--remote", "origin", "--no-progress"],
+                client,
+                tmp_path,
+                (*NEVER, *CONSOLE, *POSTGRES, *ACCESS_TABLES, *PUSH_PIPELINE),
+                "written and verified",
             )
     finally:
         server_home.close()
-    assert done.returncode == 0, f"modelarc {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    assert "written and verified" in done.stdout, done.stdout
-    loaded = {*(modules := json.loads(modules_file.read_text())), *(m.partition(".")[0] for m in modules)}
-    unneeded = sorted(loaded & {*NEVER, *CONSOLE, *POSTGRES, *ACCESS_TABLES, *PUSH_PIPELINE})
-    assert not unneeded, f"a pull from a remote imported {', '.join(unneeded)}, which it does not use"
 
 
 def test_each_command_is_found_in_the_module_that_registers_it() -> None:
