@@ -35,6 +35,9 @@ SNAPSHOT_BYTES_PER_EXTRA_TENSOR = 64 * 1024
 # local push accepts can also be pushed to a remote, and a remote push costs no more than a local one.
 MAX_TENSORS_PER_SNAPSHOT = 200_000
 MAX_FILES_PER_SNAPSHOT = 100_000
+# One dimension of a tensor's shape: what a manifest and a catalog row can hold (a signed 64-bit integer). Only a
+# tensor with a zero-sized dimension can declare a larger one (its element count is 0, so its bytes match).
+MAX_TENSOR_DIMENSION = 2**63 - 1
 # Small documents a user hands to a command: a training-data manifest lists datasets, not their records; a PEM
 # public key is a few hundred bytes.
 MAX_DATA_MANIFEST_BYTES = 4 << 20

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
-from modelarc.archive.manifest import FileEntry
+from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
-from modelarc.errors import IntegrityError, ModelarcError, UsageError
+from modelarc.errors import IntegrityError, ModelarcError, SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
@@ -111,7 +111,9 @@ def push_folder(
         if refuse_other_provenance is not None:
             with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
                 refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
-        manifest_put = archive.store.put(manifest.canonical_bytes())
+        manifest_bytes = manifest.canonical_bytes()
+        _check_reads_back(source, manifest_bytes)
+        manifest_put = archive.store.put(manifest_bytes)
         if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
         bundle = sign_snapshot(
@@ -353,3 +355,14 @@ def _snapshot_record(
         provenance=provenance,
         pushed_by=archive.settings.actor,
     )
+
+
+def _check_reads_back(source: Path, manifest_bytes: bytes) -> None:
+    """Refuse a manifest that the archive's own reader would refuse (``pull`` and ``verify`` read it with
+    ``SnapshotManifest.from_bytes``): the readers of a source's formats accept what the manifest format cannot hold
+    only by a mistake, and such a snapshot, once recorded, could never be restored. (A safetensors shape with a
+    dimension of 2**70 and a zero was archived, then refused by every pull.)"""
+    try:
+        SnapshotManifest.from_bytes(manifest_bytes)
+    except (IntegrityError, UsageError) as exc:
+        raise SourceError(f"{source}: not archived: its manifest would not read back ({exc})") from None

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from modelarc.archive.limits import MAX_GGUF_HEADER_BYTES, check_file_tensors
+from modelarc.archive.limits import MAX_GGUF_HEADER_BYTES, MAX_TENSOR_DIMENSION, check_file_tensors
 from modelarc.errors import GGUFFormatError
 
 MAGIC = b"GGUF"
@@ -157,6 +157,10 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
         if n_dims > 8:
             raise GGUFFormatError(f"{path}: tensor {name!r} has {n_dims} dimensions")
         dims = tuple(r.unpack("<Q", f"tensor {name!r} shape") for _ in range(n_dims))
+        if any(d > MAX_TENSOR_DIMENSION for d in dims):
+            raise GGUFFormatError(
+                f"{path}: tensor {name!r}: a dimension of {dims} is larger than {MAX_TENSOR_DIMENSION}"
+            )
         type_id = r.unpack("<I", f"tensor {name!r} type")
         offset = r.unpack("<Q", f"tensor {name!r} offset")
         if type_id not in GGML_TYPES:

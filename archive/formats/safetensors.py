@@ -13,7 +13,7 @@ import math
 import struct
 from dataclasses import dataclass
 
-from modelarc.archive.limits import MAX_SAFETENSORS_HEADER_BYTES, check_file_tensors
+from modelarc.archive.limits import MAX_SAFETENSORS_HEADER_BYTES, MAX_TENSOR_DIMENSION, check_file_tensors
 from modelarc.errors import SafetensorsFormatError
 
 # Bits per element for every dtype the safetensors format defines (0.4 through 0.8).
@@ -130,6 +130,10 @@ def _parse_tensor(path: str, name: object, info: object, data_size: int, base: i
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise SafetensorsFormatError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if any(d > MAX_TENSOR_DIMENSION for d in shape):
+        raise SafetensorsFormatError(
+            f"{where}: a dimension of shape {shape} is larger than {MAX_TENSOR_DIMENSION}"
+        )
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
