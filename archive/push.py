@@ -357,7 +357,7 @@ def _snapshot_record(
     )
 
 
-def _check_reads_back(source: Path, manifest_bytes: bytes) -> None:
+def _check_reads_back(source: str | os.PathLike[str], manifest_bytes: bytes) -> None:
     """Refuse a manifest that the archive's own reader would refuse (``pull`` and ``verify`` read it with
     ``SnapshotManifest.from_bytes``): the readers of a source's formats accept what the manifest format cannot hold
     only by a mistake, and such a snapshot, once recorded, could never be restored. (A safetensors shape with a
