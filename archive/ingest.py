@@ -496,6 +496,16 @@ def _ingest_file(
         if fh.read(1):
             raise SourceError(f"{printable_path(str(path))}: file grew while being read")
         after = os.fstat(fh.fileno())
+    if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    ):
+        # rewritten in place (same size) while read: the bytes read are a mix of two versions that the file never
+        # held at once, and the snapshot would record that mix as the file
+        raise SourceError(
+            f"{printable_path(str(path))}: file changed while being read; push again once it is written"
+        )
     return plan, parts, FileRead(path, plan.rel, before, after, started, reader.sha.hexdigest())
 
 
