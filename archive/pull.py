@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelarc.archive.output_file import OutputFile, check_output_place
+from modelarc.archive.own_state import refuse_state_place, state_places
 from modelarc.archive.repository import refuse_if_withdrawn
 from modelarc.archive.restore import restore
 from modelarc.errors import DestinationError, UsageError
@@ -53,7 +54,9 @@ def pull_snapshot(
         on_total(manifest.logical_bytes)
     sig_target = Path(signature_path) if signature_path else None
     bundle_file = None
+    places = state_places(archive.settings)
     if sig_target is not None:  # where the bundle cannot go is refused before the files are written
+        refuse_state_place(sig_target, places, "the signature bundle")
         _refuse_a_pulled_file(sig_target, dest, manifest)
         check_output_place(sig_target, "--signature")
         if os.path.lexists(sig_target) and not force and not _holds(sig_target, bundle):
@@ -62,7 +65,9 @@ def pull_snapshot(
     try:
         with archive.lock(exclusive=False, purpose="pull"):
             # resume: files already in place that match are kept, so a re-run after an interruption needs no --force
-            restore(archive.store, manifest, dest, force=force, progress=progress, resume=True)
+            restore(
+                archive.store, manifest, dest, force=force, progress=progress, resume=True, protected=places
+            )
         if bundle_file is not None:
             bundle_file.write(bundle)
     finally:

@@ -42,6 +42,7 @@ from modelarc.archive.manifest import (
     is_git_path,
     printable_path,
 )
+from modelarc.archive.own_state import refuse_state_place
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
@@ -71,12 +72,18 @@ _WAITING = 3
 
 
 def plan_destination(
-    manifest: SnapshotManifest, dest: Path, force: bool, *, resume: bool = False
+    manifest: SnapshotManifest,
+    dest: Path,
+    force: bool,
+    *,
+    resume: bool = False,
+    protected: tuple[Path, ...] = (),
 ) -> list[tuple[FileEntry, Path]]:
     """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front.
 
     With ``resume``, a file already at its target with the manifest's size and sha256 is left out of the plan (it is
-    kept, not rewritten), so only a file that exists and differs needs ``force``.
+    kept, not rewritten), so only a file that exists and differs needs ``force``. No file may land in ``protected``
+    (the archive's own places, archive/own_state.py), whatever ``force`` says.
     """
     root = dest.absolute()
     check_folder(root, dest, None)
@@ -91,6 +98,7 @@ def plan_destination(
         real_parent = _resolve_existing(target.parent)
         if not _is_within(real_parent, _resolve_existing(root)):
             raise DestinationError(f"refusing to write {f.path}: it would land outside {dest}")
+        refuse_state_place(target, protected, printable_path(f.path))
         if target.is_symlink() or (target.exists() and not target.is_file()):
             raise DestinationError(f"refusing to write {f.path}: {target} exists and is not a regular file")
         if target.exists():
@@ -734,6 +742,7 @@ def restore(
     announce: Callable[[list[ObjectId]], None] | None = None,
     confirm: Confirm | None = None,
     check_header: HeaderCheck | None = None,
+    protected: tuple[Path, ...] = (),
 ) -> list[Path]:
     """Write every file of ``manifest`` under ``dest``; returns the paths written.
 
@@ -748,9 +757,10 @@ def restore(
     per 8 MiB against 10.6 ms for two hashlib passes), and ``confirm`` is given its digest once it is written: a
     remote source then need not hash an object before handing it over, only keep it until it is confirmed.
     ``check_header`` is run on every file's header part before that file takes its name (``HeaderCheck``).
+    No file is written into ``protected`` (``plan_destination``).
     """
     root = Path(dest)
-    targets = plan_destination(manifest, root, force, resume=resume)
+    targets = plan_destination(manifest, root, force, resume=resume, protected=protected)
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
     if announce is not None:

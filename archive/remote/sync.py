@@ -23,6 +23,7 @@ from typing import TypeVar
 from modelarc.archive.deltas import base_closure, send_order
 from modelarc.archive.manifest import Chunk, SnapshotManifest
 from modelarc.archive.manifest_checks import check_tensors_match_header
+from modelarc.archive.own_state import state_places
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer, data_manifests
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
@@ -425,6 +426,7 @@ def fetch_from_remote(
                     source=lambda oid, out: fetch(oid, out, unconfirmed_ok=True),
                     announce=plan,
                     confirm=confirm,
+                    protected=state_places(archive.settings),
                     # what check_manifest_content would compare at commit, on the header bytes restore has anyway
                     check_header=lambda entry, header: check_tensors_match_header(
                         entry, header, f"snapshot {offer.snapshot}"

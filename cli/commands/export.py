@@ -48,6 +48,9 @@ def export(archive: Archive, ref: str, fmt: str, output: Path | None, force: boo
     from modelarc.archive.output_file import OutputFile, check_output_place
 
     if output is not None:
+        from modelarc.archive.own_state import refuse_state_place, state_places
+
+        refuse_state_place(output, state_places(archive.settings), "the export")
         check_output_place(output, "-o")
         if os.path.exists(output) and not force:
             raise DestinationError(f"{output} already exists; use --force to overwrite")

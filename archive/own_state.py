@@ -1,0 +1,50 @@
+"""The places an archive keeps its own state in (home, store, load cache, SQLite catalog), where no file a command
+writes for the user may land.
+
+A snapshot names its files, and one from elsewhere names them as it likes: a snapshot holding ``registry.db``,
+pulled with ``--force`` into the home, replaced the catalog (every command then failed), and without ``--force`` a
+pull could still add files under ``store/records/`` (which a rebuild replays) or ``store/objects/``. A file the user
+names (``pull --signature``, ``export -o``) is held to the same rule: nothing but the archive's own code writes
+there, so nothing else can leave it in a state the archive did not choose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelarc.config import Settings
+from modelarc.errors import DestinationError
+from modelarc.storage.location import is_s3_url
+
+_SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def state_places(settings: Settings) -> tuple[Path, ...]:
+    """Every folder and file the archive of ``settings`` owns, resolved (a symlinked home is its target)."""
+    places = [settings.home, settings.cache_path]
+    if settings.store_url is not None and not is_s3_url(settings.store_url):
+        places.append(Path(settings.store_url))
+    scheme, _, rest = settings.database_url.partition(":///")
+    if scheme.startswith("sqlite") and rest and not rest.startswith(":memory:"):
+        database = rest.partition("?")[0]
+        places += [Path(database + side) for side in _SQLITE_SIDE_FILES]
+    return tuple(resolved(p.expanduser().absolute()) for p in places)
+
+
+def refuse_state_place(target: Path, places: tuple[Path, ...], shown: str) -> None:
+    """``DestinationError`` if ``target`` (or where its existing folders lead) is one of ``places`` or inside one."""
+    real = resolved(target.absolute())
+    for place in places:
+        if real == place or place in real.parents:
+            raise DestinationError(
+                f"refusing to write {shown}: {target} is inside this archive's own files ({place}); choose "
+                "another destination"
+            )
+
+
+def resolved(path: Path) -> Path:
+    """``path`` with its existing part resolved (symlinks followed) and the rest appended as given."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe.resolve() / path.relative_to(probe)
