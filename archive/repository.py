@@ -365,9 +365,10 @@ class Archive:
         bundles = [bytes(self.store.get(ObjectId(oid))) for oid in self.signature_object_ids(snap)]
         return check_bundles(bundles, manifest, snap.digest, self.trusted_pems())
 
-    def check_signature(self, snap: SnapshotRecord) -> str:
-        """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise."""
-        return self._verify_signature(snap, self.manifest(snap))[0]
+    def check_signature(self, snap: SnapshotRecord, manifest: SnapshotManifest | None = None) -> str:
+        """The fingerprint of the trusted key whose signature covers this snapshot; ``SignatureError`` otherwise.
+        ``manifest``: the snapshot's, when the caller has read it already."""
+        return self._verify_signature(snap, manifest or self.manifest(snap))[0]
 
     def signature_object_ids(self, snap: SnapshotRecord) -> list[str]:
         from modelarc.registry import keys as key_rows

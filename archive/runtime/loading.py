@@ -449,6 +449,7 @@ def load_state_dict(
     _r, snap = archive.resolve(ref)
     refuse_if_withdrawn(snap, ref)
     manifest = archive.manifest(snap)
+    archive.check_signature(snap, manifest)  # as a pull does: a key distrusted since, or a bundle gone, is refused
     target, cast = resolve_device(device), resolve_dtype(dtype)
     if not cache:
         return dict(iter_tensors(archive, manifest, target, cast))
@@ -509,6 +510,11 @@ class SnapshotHandle:
 
 
 def open_snapshot(archive: Archive, ref: str) -> SnapshotHandle:
+    """The snapshot opened for study, once its signature verifies against a key this archive trusts (as for a
+    pull: each byte is still checked against its object id as it is read, but a load of a snapshot whose key was
+    distrusted since, or whose bundle is gone, went ahead)."""
     _r, snap = archive.resolve(ref)
     refuse_if_withdrawn(snap, ref)
-    return SnapshotHandle(archive, ref, snap.digest, snap.model, archive.manifest(snap))
+    manifest = archive.manifest(snap)
+    archive.check_signature(snap, manifest)
+    return SnapshotHandle(archive, ref, snap.digest, snap.model, manifest)
