@@ -6,9 +6,16 @@ transaction, each record is replayed in name order through the functions the liv
 ``record_snapshot``, ``apply_tag``, ``apply_withdrawal``, ``apply_attachment``, ``trust_key``, ``add_run``,
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
-is in the store (weights excepted for a snapshot a later record withdraws); a record that fails is reported with the
-reason and left out, as is anything that names what it left out. Chunk contents are not re-hashed here (``fsck
---read-data`` or ``scrub`` do that).
+is in the store (weights excepted for a snapshot withdrawn by a later record that itself replays); a record that
+fails is reported with the reason and left out, as is anything that names what it left out. Chunk contents are not
+re-hashed here (``fsck --read-data`` or ``scrub`` do that).
+
+Anyone who can write the store can write records (docs/SECURITY.md), so a snapshot record's own word is taken only
+for what cannot be checked (its time, actor, pusher, provenance, bytes added): it is recorded with only the
+signatures that verify, each under the key that verified it, and with the sizes, parameters, dtypes and
+architecture its manifest and config.json give, as a received commit is (archive/snapshot_figures.py); where the
+record said otherwise, the report notes it. A record named more than ``CLOCK_SLACK`` after this machine's clock is
+refused: it would sort after, and so override, every real change made until then.
 
 Not recovered: API tokens (so grants to ``token:<id>`` come back revoked; grants to a token name stand), access
 requests, the mirrors list, scrub results, leases and store locks, and the audit log beyond one entry per replayed
@@ -27,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.manifest_checks import check_manifest_structure
-from modelarc.archive.records import CatalogRecord, parse_time, read_records
-from modelarc.archive.repository import apply_tag, check_bundles
+from modelarc.archive.records import CatalogRecord, catalog_time, parse_time, read_records
+from modelarc.archive.repository import apply_tag, check_bundles, signing_bundles
+from modelarc.archive.snapshot_figures import snapshot_figures
 from modelarc.errors import (
     CatalogNotEmptyError,
     ModelarcError,
+    NotFoundError,
     ObjectMissingError,
     RecordError,
     SigningKeyError,
@@ -49,10 +58,13 @@ from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
+    from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.repository import Archive
     from modelarc.archive.store_lock import StoreLockHandle
 
 Write = Callable[[], None]  # the catalog writes of one record, run only once every check of it has passed
+# how far after this machine's clock a record's name may date it (clocks of the machines that wrote the store drift)
+CLOCK_SLACK = dt.timedelta(hours=1)
 
 
 @dataclass
@@ -117,10 +129,22 @@ class _Replay:
         self.report = report
         self.present = {str(oid) for oid in archive.store.iter_ids()}  # one listing, not a request per object
         self.catalogued: set[str] = set()  # objects already given a row by an earlier record
-        # snapshots that a later record withdraws: their weights may be gone already, as they are in the catalog
-        self.withdrawn = {
-            (r.body.get("model"), r.body.get("snapshot")) for r in records if r.kind == "withdraw"
-        }
+        self.latest = catalog_time() + CLOCK_SLACK  # a record named after this is refused (_refuse_if_future)
+        # the withdraw records that will replay, should their snapshot be in the catalog by then: their snapshot's
+        # weights may be gone already, as they are in the catalog. The checks a withdraw record can fail on its
+        # own are run here, so a refused one excuses nothing; ``run`` confirms each excuse held.
+        self.withdrawals: list[tuple[tuple[dt.datetime, int, str], str, SnapshotId]] = []
+        for r in records:
+            if r.kind == "withdraw" and r.written <= self.latest:
+                try:
+                    ref = _withdrawal(r.body)[0]
+                except (ModelarcError, KeyError, TypeError, ValueError, AttributeError):
+                    continue
+                assert ref.digest is not None
+                self.withdrawals.append((r.order, ref.model, ref.digest))
+        self.excused: dict[
+            tuple[str, SnapshotId], str
+        ] = {}  # snapshot replayed without some weights -> record
         try:
             from modelarc.archive.signing import keys as keyring
 
@@ -133,6 +157,7 @@ class _Replay:
         confirmed = time.monotonic()
         for rec in self.records:
             try:
+                self._refuse_if_future(rec)
                 write = getattr(self, f"_{rec.kind}")(s, rec)
             except ModelarcError as exc:
                 self.report.refused[rec.key] = f"{rec.kind}: {exc}"
@@ -149,7 +174,28 @@ class _Replay:
             if time.monotonic() - confirmed > held.ttl.total_seconds() / 4:
                 held.confirm(s)
                 confirmed = time.monotonic()
+        self._confirm_excuses(s)
         held.confirm(s)  # still ours at the end: no gc can have deleted what was found present
+
+    def _refuse_if_future(self, rec: CatalogRecord) -> None:
+        if rec.written > self.latest:
+            raise RecordError(
+                f"its name dates it {rec.written:%Y-%m-%d %H:%M:%S} UTC, more than {CLOCK_SLACK.total_seconds() / 3600:g} h after "
+                f"this machine's clock ({self.latest - CLOCK_SLACK:%Y-%m-%d %H:%M:%S} UTC): a record from the "
+                "future would sort after, and override, every real change made until then (if this clock is "
+                "wrong, set it right and rebuild again)"
+            )
+
+    def _confirm_excuses(self, s: CatalogSession) -> None:
+        """Every snapshot replayed without some of its weights is withdrawn by now. The withdraw records were
+        checked ahead (``__init__``) with the checks they can fail alone, so this holds; were it ever not to, the
+        rebuild stops, writing nothing, rather than list a snapshot whose weights are gone as live."""
+        for (model, digest), key in self.excused.items():
+            if not q.resolve_snapshot(s, Ref(*parse_model_name(model), digest=digest)).withdrawn:
+                raise RecordError(
+                    f"{key}: {model}@{digest} was replayed without weights the store lacks, for a withdrawal "
+                    "that did not replay; nothing was rebuilt (a bug: please report it)"
+                )
 
     # ------------------------------------------------------------------------------------------ per kind
     def _key(self, s: CatalogSession, rec: CatalogRecord) -> Write:
@@ -172,68 +218,57 @@ class _Replay:
 
         b = rec.body
         namespace, name = parse_model_name(b["model"])
-        digest = SnapshotId(b["snapshot"])
-        label = f"{b['model']}@{digest}"
+        model, digest = f"{namespace}/{name}", SnapshotId(b["snapshot"])
+        label = f"{model}@{digest}"
         if b.get("tag") is not None:
             check_tag(b["tag"])
         manifest = self.archive.manifest_by_id(digest)  # re-hashed against the snapshot id
         check_manifest_structure(manifest, f"snapshot {label}")
-        signatures = list(b["signatures"])
-        bundles = [bytes(self.store.get(ObjectId(sig["object"]))) for sig in signatures]
-        known = key_rows.public_pems(s, [sig["key"] for sig in signatures])
-        offered = {}  # keys this catalog does not know yet, carried by the record
-        for entry in b["keys"]:
-            if entry["fingerprint"] not in known:
-                fingerprint, pem = self._checked_key(entry["fingerprint"], entry["public_pem"])
-                offered[fingerprint] = pem
-        for sig in signatures:
-            if sig["key"] not in known and sig["key"] not in offered:
-                raise RecordError(f"snapshot {label}: signed by key {sig['key']}, which no record holds")
-        trusted = key_rows.trusted_pems(s) + [pem.encode() for pem in offered.values()]
-        check_bundles(bundles, manifest, digest, trusted)
+        signatures, offered = self._signatures(s, rec, label, manifest, digest)
         needed = (
-            {str(o) for o in manifest.object_ids()} | {digest.hex} | {sig["object"] for sig in signatures}
+            {str(o) for o in manifest.object_ids()} | {digest.hex} | {sig.object_id for sig in signatures}
         )
-        optional = weight_object_ids(manifest) if (b["model"], digest) in self.withdrawn else set()
-        missing = sorted(needed - optional - self.present)
-        if missing:
-            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise ObjectMissingError(f"snapshot {label}: object {missing[0]}{more} is missing from the store")
-        object_ids = needed & self.present
+        missing = needed - self.present
+        excused: set[str] = set()
+        if missing and self._withdrawn(s, rec, model, digest):
+            excused = missing & weight_object_ids(manifest)
+        if missing - excused:
+            first, *rest = sorted(missing - excused)
+            more = f" (and {len(rest)} more)" if rest else ""
+            raise ObjectMissingError(f"snapshot {label}: object {first}{more} is missing from the store")
+        object_ids = needed - missing
         infos = self._infos(object_ids)
         # the bases of its delta objects, down their chains, as the headers say: kept with the snapshot
         bases = base_closure(self.store, {i.id: i.delta_base for i in infos}) - object_ids
         objects = _object_rows([i for i in infos if i.id not in self.catalogued])
         objects += _object_rows(self._infos(bases - self.catalogued))
+        # what can be derived is, as a received commit derives it: a record cannot make the catalog disagree
+        # with the weights (its figures are compared only to say so)
+        files = catalog_files(manifest)
+        figures = snapshot_figures(self.store, manifest, dict(b.get("architecture") or {}))
+        derived_counts = {"file_count": len(files), "tensor_count": sum(len(f.tensors) for f in files)}
+        differ = figures.differences(b) + [k for k, v in derived_counts.items() if k in b and b[k] != v]
         prov = b["provenance"]
         recording = SnapshotRecording(
             model=Ref(namespace, name, tag=b.get("tag")),
             snapshot=NewSnapshot(
                 digest=digest,
-                logical_bytes=int(b["logical_bytes"]),
+                logical_bytes=figures.logical_bytes,
                 stored_bytes_added=int(b["stored_bytes_added"]),
-                files=catalog_files(manifest),
-                parameter_count=int(b["parameter_count"]),
-                dtypes={str(k): int(v) for k, v in b["dtypes"].items()},
-                architecture=dict(b["architecture"]),
+                files=files,
+                parameter_count=figures.parameter_count,
+                dtypes=figures.dtypes,
+                architecture=figures.architecture,
                 object_ids=frozenset(object_ids),
                 base_object_ids=frozenset(bases),
                 provenance=Provenance.from_json(prov),
                 pushed_by=b.get("pushed_by"),
             ),
             objects=objects,
-            signatures=[
-                NewSignature(
-                    sig["object"],
-                    bundle.decode(),
-                    sig["key"],
-                    at=parse_time(sig["at"]) if sig.get("at") else None,
-                )
-                for sig, bundle in zip(signatures, bundles, strict=True)
-            ],
+            signatures=signatures,
             actor=rec.actor,
             action=str(b["action"]),
-            audit_details=_audit_details(b),
+            audit_details=_audit_details(b, signatures),
             parents=[
                 (Ref(*parse_model_name(p["model"]), digest=SnapshotId(p["snapshot"])), str(p["relation"]))
                 for p in b["parents"]
@@ -259,6 +294,13 @@ class _Replay:
                 )
             recorded = record_snapshot(s, recording)
             self.catalogued.update(object_ids | bases)
+            if excused:
+                self.excused[(model, digest)] = rec.key
+            if differ:
+                self.report.notes.append(
+                    f"{rec.key}: {label}: the record's {', '.join(differ)} disagree with the snapshot's manifest "
+                    "and config.json; recorded as those say"
+                )
             if recorded.parents_missing:
                 self.report.notes.append(
                     f"{rec.key}: {label}: parents not in the rebuilt catalog: {', '.join(recorded.parents_missing)}"
@@ -280,13 +322,11 @@ class _Replay:
     def _withdraw(self, s: CatalogSession, rec: CatalogRecord) -> Write:
         from modelarc.archive.provenance.withdrawal import apply_withdrawal, released_objects
 
-        b = rec.body
-        ref = self._snapshot_ref(b)
+        ref, reason, target = _withdrawal(rec.body)
         snap = q.resolve_snapshot(s, ref)
         if snap.withdrawn:
             raise UsageError(f"{ref} was already withdrawn by an earlier record")
         released = released_objects(s, snap, self.archive.manifest_by_id(snap.digest))
-        reason, target = str(b["reason"]), str(b.get("ref") or ref)
         return lambda: apply_withdrawal(s, snap, released, reason, actor=rec.actor, target=target, at=rec.at)
 
     def _data(self, s: CatalogSession, rec: CatalogRecord) -> Write:
@@ -382,6 +422,57 @@ class _Replay:
 
         return write
 
+    def _signatures(
+        self,
+        s: CatalogSession,
+        rec: CatalogRecord,
+        label: str,
+        manifest: SnapshotManifest,
+        digest: SnapshotId,
+    ) -> tuple[list[NewSignature], dict[str, str]]:
+        """The record's bundles that sign this snapshot with a key trusted at this point of the replay (or carried
+        by the record), each under the key that verified it, as a received commit keeps them (``check_offer``);
+        and the carried keys that signed one, to trust. ``SignatureError`` when none does. A listed signature that
+        does not verify, or verifies with another key than the record says, is noted and not recorded as listed."""
+        listed = {str(sig["object"]): sig for sig in rec.body["signatures"]}  # a bundle listed twice is one
+        ids = list(listed)
+        bundles = [bytes(self.store.get(ObjectId(oid))) for oid in ids]
+        carried = {str(entry["fingerprint"]): str(entry["public_pem"]) for entry in rec.body["keys"]}
+        known = key_rows.public_pems(s, carried)
+        offered = dict(self._checked_key(fp, pem) for fp, pem in carried.items() if fp not in known)
+        trusted = key_rows.trusted_pems(s) + [pem.encode() for pem in offered.values()]
+        signing, errors = signing_bundles(bundles, manifest, digest, trusted)
+        if not signing:
+            check_bundles(bundles, manifest, digest, trusted)  # raises, saying why each failed
+        signatures = []
+        for i, fingerprint in signing:
+            sig = listed[ids[i]]
+            if sig.get("key") != fingerprint:
+                self.report.notes.append(
+                    f"{rec.key}: {label}: signature {ids[i]} is listed as by key {sig.get('key')} but verifies "
+                    f"with key {fingerprint}; recorded as {fingerprint}'s"
+                )
+            at = parse_time(sig["at"]) if sig.get("at") else None
+            signatures.append(NewSignature(ids[i], bundles[i].decode("utf-8"), fingerprint, at=at))
+        signed = {i for i, _fp in signing}
+        for i, why in zip([i for i in range(len(ids)) if i not in signed], errors, strict=True):
+            self.report.notes.append(
+                f"{rec.key}: {label}: signature {ids[i]} (listed as by key {listed[ids[i]].get('key')}) is not "
+                f"recorded: {why}"
+            )
+        keys = {sig.key_fingerprint for sig in signatures}
+        return signatures, {fp: pem for fp, pem in offered.items() if fp in keys}
+
+    def _withdrawn(self, s: CatalogSession, rec: CatalogRecord, model: str, digest: SnapshotId) -> bool:
+        """Whether snapshot ``model@digest`` is withdrawn in the rebuilt catalog already, or will be by a withdraw
+        record after ``rec`` that replays: only then may its weights be missing from the store."""
+        if any(order > rec.order and (m, d) == (model, digest) for order, m, d in self.withdrawals):
+            return True
+        try:
+            return q.resolve_snapshot(s, Ref(*parse_model_name(model), digest=digest)).withdrawn
+        except NotFoundError:
+            return False
+
     # ------------------------------------------------------------------------------------------ helpers
     @staticmethod
     def _snapshot_ref(body: dict[str, Any]) -> Ref:
@@ -408,10 +499,16 @@ def _object_rows(infos: list[ObjectInfo]) -> list[ObjectRecord]:
     return [ObjectRecord(i.id, i.raw_size, i.stored_size, i.codec, i.delta_base) for i in infos]
 
 
-def _audit_details(body: dict[str, Any]) -> dict[str, Any]:
-    """What the live recording added to its audit entry, as far as the record says it."""
+def _audit_details(body: dict[str, Any], signatures: list[NewSignature]) -> dict[str, Any]:
+    """What the live recording added to its audit entry, as far as the record says it (the key, as verified)."""
     if body["action"] == "push":
         return {"stored_bytes_added": body["stored_bytes_added"]}
-    if body["action"] == "transfer.commit" and body["signatures"]:
-        return {"key": body["signatures"][0]["key"]}
+    if body["action"] == "transfer.commit" and signatures:
+        return {"key": signatures[0].key_fingerprint}
     return {}
+
+
+def _withdrawal(body: dict[str, Any]) -> tuple[Ref, str, str]:
+    """A withdraw record's snapshot, reason and target: the checks it can fail on its own, before the catalog."""
+    ref = _Replay._snapshot_ref(body)
+    return ref, str(body["reason"]), str(body.get("ref") or ref)

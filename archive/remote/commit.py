@@ -7,11 +7,9 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
-from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import (
     check_manifest_content,
@@ -22,7 +20,7 @@ from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles
-from modelarc.archive.restore import file_chunks
+from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
 from modelarc.errors import MissingObjectsError, NotFoundError, WithdrawnError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
@@ -34,8 +32,6 @@ from modelarc.storage import ObjectId
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
     from modelarc.archive.provenance.data import DataManifest
     from modelarc.archive.tokens import Principal
-
-MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
 
 
 def commit_offer(
@@ -104,7 +100,8 @@ def commit_offer(
             raise MissingObjectsError(offer.snapshot, [ObjectId(b) for b in sorted(lost)])
         bases -= set(infos)  # not judged for the pusher: a reader who may not read a base gets the delta decoded
         base_infos = [archive.store.stat(ObjectId(b)) for b in sorted(bases)]
-        architecture = _architecture(archive, manifest) or offer.architecture
+        # derived from the manifest and the received config.json: a sender cannot make the catalog disagree
+        figures = snapshot_figures(archive.store, manifest, offer.architecture)
         with archive.catalog.session() as s:
             held.confirm(s)  # the objects checked present above are still there: no gc can have run since
             known = q.known_object_ids(s, infos)
@@ -114,7 +111,7 @@ def commit_offer(
                 SnapshotRecording(
                     model=Ref(ref.namespace, ref.name, tag=ref.tag),
                     snapshot=_record(
-                        offer, manifest, provenance, architecture, infos, known, actor, frozenset(bases)
+                        offer, manifest, provenance, figures, infos, known, actor, frozenset(bases)
                     ),
                     objects=[
                         ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base)
@@ -237,21 +234,20 @@ def _record(
     offer: SnapshotOffer,
     manifest: SnapshotManifest,
     provenance: Provenance,
-    architecture: dict[str, Any],
+    figures: SnapshotFigures,
     infos: dict[ObjectId, Any],
     known: set[str],
     actor: str,
     bases: frozenset[str] = frozenset(),
 ) -> NewSnapshot:
-    params, dtypes = parameter_counts(manifest)
     return NewSnapshot(
         digest=offer.snapshot,
-        logical_bytes=manifest.logical_bytes,
+        logical_bytes=figures.logical_bytes,
         stored_bytes_added=sum(info.stored_size for oid, info in infos.items() if oid not in known),
         files=catalog_files(manifest),
-        parameter_count=params,
-        dtypes=dtypes,
-        architecture=architecture,
+        parameter_count=figures.parameter_count,
+        dtypes=figures.dtypes,
+        architecture=figures.architecture,
         object_ids=frozenset(str(o) for o in infos),
         base_object_ids=bases,
         provenance=provenance,
@@ -285,17 +281,4 @@ def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str)
     for manifest in manifests:
         if ObjectId.of(manifest.raw) not in have:
             attach_data(archive, ref_text, manifest)
-
-
-def _architecture(archive: Archive, manifest: SnapshotManifest) -> dict[str, Any]:
-    """Derived from the received config.json, so a sender cannot make the catalog disagree with the weights."""
-    entry = next((f for f in manifest.files if f.path == "config.json"), None)
-    if entry is None or entry.size > MAX_CONFIG_BYTES:
-        return {}
-    data = b"".join(bytes(archive.store.get(c.id)) for c in file_chunks(entry))
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." too deep
-        return {}
-    return architecture_from_config(doc) if isinstance(doc, dict) else {}
 

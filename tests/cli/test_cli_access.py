@@ -3,6 +3,7 @@ input, and every policy and grant back after ``rebuild-catalog`` (catalog record
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -226,8 +227,15 @@ def test_a_forged_access_record_is_refused_and_reported(models: ArchiveCli, data
     arc = models
     head = {"format": "modelarc.record", "version": 1, "at": "2030-01-01T00:00:00.000000Z", "actor": "forger"}
     common = {**head, "kind": "access", "snapshot": None, "until": None, "reason": "x"}
-    bad_level = _put_record(arc, {**common, "model": "acme/llm", "level": "secret"})
-    no_model = _put_record(arc, {**common, "model": "acme/gone", "level": "gated"}, "20300101T000000000001Z")
+    # named now, after every record of the fixture (a name over an hour ahead of the clock is refused for that)
+    now = dt.datetime.now(dt.UTC)
+    bad_level = _put_record(
+        arc, {**common, "model": "acme/llm", "level": "secret"}, f"{now:%Y%m%dT%H%M%S%fZ}"
+    )
+    later = now + dt.timedelta(microseconds=1)
+    no_model = _put_record(
+        arc, {**common, "model": "acme/gone", "level": "gated"}, f"{later:%Y%m%dT%H%M%S%fZ}"
+    )
     drop_catalog(database_url)
     result = arc("rebuild-catalog", "--json", ok=False)
     assert result.exit_code == 5

@@ -1,0 +1,70 @@
+"""What a snapshot received or replayed is recorded with, derived from its own manifest and config.json in the store.
+
+A received commit (archive/remote/commit.py) and a catalog rebuilt from records (archive/rebuild.py) both record a
+snapshot whose figures someone else stated: the sender's offer, or a record anyone who can write the store could
+have written. Both take the figures from here instead, so neither can make the catalog disagree with the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.restore import file_chunks
+from modelarc.storage.store import ObjectStore
+
+MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
+
+
+@dataclass(frozen=True)
+class SnapshotFigures:
+    """The numbers and architecture a catalog keeps for a snapshot (``NewSnapshot``'s fields of the same names)."""
+
+    logical_bytes: int
+    parameter_count: int
+    dtypes: dict[str, int]
+    architecture: dict[str, Any]
+
+    def differences(self, stated: dict[str, Any]) -> list[str]:
+        """The fields of ``stated`` (a record's or an offer's figures) that say otherwise than these, by name."""
+        return [
+            name
+            for name, derived in (
+                ("logical_bytes", self.logical_bytes),
+                ("parameter_count", self.parameter_count),
+                ("dtypes", self.dtypes),
+                ("architecture", self.architecture),
+            )
+            if name in stated and stated[name] != derived
+        ]
+
+
+def snapshot_figures(
+    store: ObjectStore, manifest: SnapshotManifest, stated_architecture: dict[str, Any]
+) -> SnapshotFigures:
+    """Sizes and parameters from the manifest; the architecture from the snapshot's config.json as stored, else the
+    stated one (a GGUF-only model's architecture is read from its header at push time, which is not re-read here:
+    only then is the sender's word kept). config.json's objects must be in ``store``."""
+    params, dtypes = parameter_counts(manifest)
+    return SnapshotFigures(
+        logical_bytes=manifest.logical_bytes,
+        parameter_count=params,
+        dtypes=dtypes,
+        architecture=stored_architecture(store, manifest) or dict(stated_architecture),
+    )
+
+
+def stored_architecture(store: ObjectStore, manifest: SnapshotManifest) -> dict[str, Any]:
+    """Derived from the stored config.json, as a push derives it from the file; {} without a readable one."""
+    entry = next((f for f in manifest.files if f.path == "config.json"), None)
+    if entry is None or entry.size > MAX_CONFIG_BYTES:
+        return {}
+    data = b"".join(bytes(store.get(c.id)) for c in file_chunks(entry))
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." too deep
+        return {}
+    return architecture_from_config(doc) if isinstance(doc, dict) else {}
