@@ -393,9 +393,14 @@ def _tree_bytes(path: Path) -> int:
 
 
 def _remove_tree(path: Path) -> None:
-    """Delete ``path`` and what is under it; what another process deleted meanwhile is not an error."""
+    """Delete ``path`` and what is under it; what another process deleted meanwhile is not an error. A symlink
+    (an entry someone moved to another disk and linked back) is unlinked, never followed: rmtree refused it, which
+    made every load of that snapshot and every ``cache clear`` fail."""
     try:
-        shutil.rmtree(path, onerror=_ignore_missing)
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path, onerror=_ignore_missing)
     except FileNotFoundError:
         pass
 
