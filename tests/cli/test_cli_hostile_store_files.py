@@ -94,13 +94,15 @@ def test_a_hostile_object_in_the_store_is_reported_and_repaired_from_a_mirror(
     plant(victim, kind)
 
     verify = run(arc, "verify", "--all")
-    assert verify.returncode == 5 and f"FAILED  {REF}" in verify.stdout and oid in verify.stdout, verify.stdout
+    failed = [ln for ln in verify.stdout.splitlines() if ln.startswith("FAILED")]
+    assert verify.returncode == 5 and len(failed) == 1 and f"object {oid} is corrupt" in failed[0], verify.stdout
     assert oid in one_error_line(run(arc, "verify", REF))
     pulled = run(arc, "pull", REF, tmp_path / "out")
     assert oid in one_error_line(pulled)
     scrub = run(arc, "scrub")
     assert scrub.returncode == 5
-    assert [ln for ln in scrub.stdout.splitlines() if oid in ln] == [f"CORRUPT  object {oid} needed by {REF}"]
+    found = [ln for ln in scrub.stdout.splitlines() if oid in ln]
+    assert len(found) == 1 and found[0].startswith(f"CORRUPT  object {oid} needed by acme/big"), scrub.stdout
 
     repair = run(arc, "repair", "--json")
     assert repair.returncode == 0, repair.stdout + repair.stderr
@@ -137,7 +139,7 @@ def test_a_hostile_object_in_the_store_and_a_mirror_is_left_unrepaired(mirrored:
     plant(arc.mirror / victim.relative_to(arc.home / "store"), kind)
     repair = run(arc, "repair", "--read-data")
     assert repair.returncode == 5
-    assert f"NOT REPAIRED  {victim.name}: no mirror has a good copy; breaks {REF}" in repair.stdout
+    assert f"NOT REPAIRED  {victim.name}: no mirror has a good copy; breaks acme/big" in repair.stdout
 
 
 @pytest.mark.parametrize("kind", KINDS)
