@@ -179,7 +179,8 @@ class LocalBackend:
             path.unlink()
         except FileNotFoundError:
             return
-        except IsADirectoryError:  # a folder put where a value belongs (repair sets it aside): only an empty one
+        except IsADirectoryError:
+            # a folder put where a value belongs, which repair sets aside: only an empty one is removed
             try:
                 path.rmdir()
             except OSError as exc:

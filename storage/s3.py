@@ -381,8 +381,8 @@ class S3Backend:
             got = 0
             while got <= max_bytes:
                 piece = reader.read(max_bytes + 1 - got)
-                if not piece:  # the end: botocore has checked the length (and any checksum) on this empty read
-                    break
+                if not piece:
+                    break  # the end: botocore has checked the length (and any checksum) on this empty read
                 pieces.append(piece)
                 got += len(piece)
             if got > max_bytes:

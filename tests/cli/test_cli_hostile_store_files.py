@@ -95,7 +95,9 @@ def test_a_hostile_object_in_the_store_is_reported_and_repaired_from_a_mirror(
 
     verify = run(arc, "verify", "--all")
     failed = [ln for ln in verify.stdout.splitlines() if ln.startswith("FAILED")]
-    assert verify.returncode == 5 and len(failed) == 1 and f"object {oid} is corrupt" in failed[0], verify.stdout
+    assert verify.returncode == 5 and len(failed) == 1 and f"object {oid} is corrupt" in failed[0], (
+        verify.stdout
+    )
     assert oid in one_error_line(run(arc, "verify", REF))
     pulled = run(arc, "pull", REF, tmp_path / "out")
     assert oid in one_error_line(pulled)
@@ -160,7 +162,11 @@ def test_a_hostile_catalog_record_is_reported_not_copied(mirrored: Any, tmp_path
     assert [ln for ln in synced.stdout.splitlines() if key in ln] == [
         f"NOT COPIED  {key}: record {key} is damaged: {arc.home / 'store' / key} is "
         + {"symlink-to-dev-zero": "a symbolic link", "fifo": "a FIFO", "sparse-2GiB": f"{SPARSE} bytes"}[kind]
-        + (", more than the 67108864 a reader of it takes" if kind == "sparse-2GiB" else ", not a regular file")
+        + (
+            ", more than the 67108864 a reader of it takes"
+            if kind == "sparse-2GiB"
+            else ", not a regular file"
+        )
         + " (modelarc repair)"
     ]
     assert not (tmp_path / "fresh" / key).exists()

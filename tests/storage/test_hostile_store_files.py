@@ -22,7 +22,9 @@ from modelarc.storage.local import LocalBackend
 from modelarc.storage.objectformat import MAX_CODEC_OVERHEAD, MAX_RAW_LENGTH, MAX_STORED_SIZE, ObjectHeader
 from modelarc.storage.store import QUARANTINE_PREFIX, object_key
 
-DEADLINE = 20.0  # seconds: only a deadline for a read that must end; a hang fails the test instead of the suite
+DEADLINE = (
+    20.0  # seconds: only a deadline for a read that must end; a hang fails the test instead of the suite
+)
 SPARSE = 2 << 30  # a sparse file costs no disk; read whole it would cost 2 GiB of memory
 
 # what is put in place of a good file, and the words of the guard that must refuse it
@@ -94,7 +96,9 @@ def test_every_object_read_refuses_a_hostile_file_as_corrupt_before_reading_it(
     for what, read in reads.items():
         exc = refused(read, what)
         assert isinstance(exc, ObjectCorruptError), f"{what}: {exc!r}"
-        assert str(exc).startswith(f"object {oid} is corrupt: ") and HOSTILE[kind] in str(exc), f"{what}: {exc}"
+        assert str(exc).startswith(f"object {oid} is corrupt: ") and HOSTILE[kind] in str(exc), (
+            f"{what}: {exc}"
+        )
         assert "\n" not in str(exc)
 
 
@@ -103,7 +107,9 @@ def test_a_hostile_record_is_a_damaged_record(tmp_path: Path, kind: str) -> None
     import datetime as dt
 
     backend = LocalBackend(tmp_path / "store")
-    key = write_record(backend, "tag", at=dt.datetime(2026, 1, 2), actor="t", model="a/b", tag="v1", snapshot="x")
+    key = write_record(
+        backend, "tag", at=dt.datetime(2026, 1, 2), actor="t", model="a/b", tag="v1", snapshot="x"
+    )
     path = backend.root / key
     good = path.read_bytes()
     plant(path, kind, good)
@@ -119,7 +125,9 @@ def test_a_record_longer_than_the_cap_is_refused_before_it_is_read(tmp_path: Pat
     path.parent.mkdir(parents=True)
     with open(path, "wb") as fh:
         fh.truncate(MAX_RECORD_BYTES + 1)
-    with pytest.raises(RecordError, match=f"is {MAX_RECORD_BYTES + 1} bytes, more than the {MAX_RECORD_BYTES}"):
+    with pytest.raises(
+        RecordError, match=f"is {MAX_RECORD_BYTES + 1} bytes, more than the {MAX_RECORD_BYTES}"
+    ):
         read_record_bytes(backend, key)
 
 
@@ -139,7 +147,9 @@ def test_an_object_declaring_more_than_the_limit_is_corrupt_before_it_is_decoded
     path = Path(store.backend.root) / object_key(oid)  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True)
     path.write_bytes(ObjectHeader(0, MAX_RAW_LENGTH + 1, b"").pack() + b"x" * 100)
-    with pytest.raises(ObjectCorruptError, match=f"declares {MAX_RAW_LENGTH + 1} decoded bytes; the limit is"):
+    with pytest.raises(
+        ObjectCorruptError, match=f"declares {MAX_RAW_LENGTH + 1} decoded bytes; the limit is"
+    ):
         store.get(oid)
 
 
@@ -156,7 +166,9 @@ def test_the_store_reads_no_object_longer_than_the_format_allows(store: ObjectSt
     oid, path, good = _stored(store, os.urandom(5000))
     with open(path, "r+b") as fh:
         fh.truncate(MAX_STORED_SIZE + 1)
-    with pytest.raises(ObjectCorruptError, match=f"is {MAX_STORED_SIZE + 1} bytes, more than the {MAX_STORED_SIZE}"):
+    with pytest.raises(
+        ObjectCorruptError, match=f"is {MAX_STORED_SIZE + 1} bytes, more than the {MAX_STORED_SIZE}"
+    ):
         store.get_stored(oid)
 
 
@@ -165,7 +177,9 @@ def test_quarantine_sets_a_hostile_entry_aside_without_reading_it(store: ObjectS
     oid, path, good = _stored(store, os.urandom(5000))
     plant(path, kind, good)
     aside: list[str | None] = []
-    assert not raised_within(lambda: aside.append(store.quarantine(oid, "20260101T000000Z")), DEADLINE, "quarantine")
+    assert not raised_within(
+        lambda: aside.append(store.quarantine(oid, "20260101T000000Z")), DEADLINE, "quarantine"
+    )
     assert aside[0] == f"{QUARANTINE_PREFIX}/{oid}.20260101T000000Z"
     note = (Path(store.backend.root) / aside[0]).read_text()  # type: ignore[attr-defined]
     assert note.startswith("not kept: ") and HOSTILE[kind] in note

@@ -47,5 +47,7 @@ def test_an_s3_object_longer_than_its_header_allows_is_corrupt(s3_bucket: str, s
     client = raw_client(s3_endpoint)
     good = client.get_object(Bucket=s3_bucket, Key=name)["Body"].read()
     client.put_object(Bucket=s3_bucket, Key=name, Body=good + bytes(MAX_CODEC_OVERHEAD + 1))
-    with pytest.raises(ObjectCorruptError, match=f"object {oid} is corrupt: .* bytes stored for 5000 declared"):
+    with pytest.raises(
+        ObjectCorruptError, match=f"object {oid} is corrupt: .* bytes stored for 5000 declared"
+    ):
         store.get(oid)
