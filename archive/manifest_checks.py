@@ -31,12 +31,13 @@ from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest, is_git_
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError
 from modelarc.storage import ObjectStore
+from modelarc.storage.objectformat import MAX_RAW_LENGTH
 
 # A receiver applies the same limits as a local push (archive/limits.py, docs/FORMAT.md "Limits"), so every
 # snapshot one archive accepts can be sent to another, and a pushed manifest cannot cost the receiver more catalog
 # rows than a local push of the same bytes would. Beyond those, the numbers a manifest can declare at all:
 MAX_FILE_BYTES = 1 << 50  # 1 PiB: no single file of a real model comes near; 2^62 sizes are refused
-MAX_CHUNK_BYTES = 256 << 20  # the largest object a receiver accepts (ingest writes 8 MiB chunks)
+MAX_CHUNK_BYTES = MAX_RAW_LENGTH  # the largest object a receiver accepts (ingest writes 8 MiB chunks)
 MAX_HEADER_PART_BYTES = MAX_SAFETENSORS_HEADER_BYTES + 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PART_KINDS = {"safetensors": {"header", "tensor"}, "gguf": {"header", "tensor", "pad"}, "blob": {"blob"}}

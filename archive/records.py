@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from modelarc.errors import RecordError
+from modelarc.errors import RecordError, StoredValueError
 from modelarc.registry import keys as key_rows
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import RecordedSnapshot, SnapshotRecording
@@ -38,6 +38,9 @@ RECORD_VERSION = 1
 # rather than skip it: a kind may take something away (``access`` withholds weights), and a catalog rebuilt without
 # it would hand out what its owners withheld (docs/FORMAT.md "Catalog records"). New kinds go at the end.
 KINDS = ("key", "snapshot", "tag", "data", "withdraw", "run", "access", "grant")
+# the longest body a reader takes (docs/FORMAT.md "Catalog records"): real records are a few KB; a longer one, like
+# anything that is not a regular file under records/, is damaged and refused before it is read
+MAX_RECORD_BYTES = 64 << 20
 _NAME = re.compile(r"records/([0-9]{8}T[0-9]{12}Z)-([0-9a-f]{64})\.json")
 _NAME_TIME = "%Y%m%dT%H%M%S%fZ"
 _BODY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -122,9 +125,11 @@ def read_record_bytes(backend: Backend, key: str) -> bytes:
     if m is None:
         raise RecordError(f"{key} is not a catalog record name (records/<time>-<sha256>.json)")
     try:
-        data = backend.get(key)
+        data = backend.get(key, max_bytes=MAX_RECORD_BYTES)
     except FileNotFoundError:
         raise RecordError(f"record {key} vanished while it was being read") from None
+    except StoredValueError as exc:
+        raise RecordError(f"record {key} is damaged: {exc}") from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != m[2]:
         raise RecordError(

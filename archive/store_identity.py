@@ -15,7 +15,7 @@ import json
 import secrets
 from typing import TYPE_CHECKING
 
-from modelarc.errors import DiskFullError, StoreAccessError
+from modelarc.errors import DiskFullError, StoreAccessError, StoredValueError
 from modelarc.storage.backend import Backend
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 STORE_ID_KEY = "store-id"
 STORE_ID_FORMAT = 1
+STORE_ID_MAX_BYTES = 4096  # one line of JSON, about 60 bytes
 
 
 def read_store_id(backend: Backend) -> str | None:
@@ -31,10 +32,11 @@ def read_store_id(backend: Backend) -> str | None:
     if not backend.has(STORE_ID_KEY):
         return None
     try:
-        doc = json.loads(backend.get(STORE_ID_KEY))
+        doc = json.loads(backend.get(STORE_ID_KEY, max_bytes=STORE_ID_MAX_BYTES))
         store_id = doc["store_id"] if doc.get("format") == STORE_ID_FORMAT else None
     # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+    # StoredValueError: not a regular file, or longer than any store-id file (read no further)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, StoredValueError):
         store_id = None
     if not isinstance(store_id, str) or not store_id:
         raise StoreAccessError(

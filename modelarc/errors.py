@@ -78,6 +78,13 @@ class ObjectFormatError(IntegrityError):
     """A stored object's header is malformed or names an unknown codec or format version."""
 
 
+class StoredValueError(IntegrityError):
+    """What a backend holds under a key is not a value a reader may take: not a regular file (a symbolic link, FIFO,
+    device, socket or folder put in its place), or larger than the bound the reader asked for. Raised before a byte
+    of it is read, so a damaged store is reported, never read until memory runs out or a read that never returns.
+    The store reports it as a corrupt object (``ObjectCorruptError``), a record reader as a damaged record."""
+
+
 class DeltaBaseError(IntegrityError):
     """A delta object cannot be decoded because its base is missing, corrupt, or not reachable by this reader.
 

@@ -36,14 +36,18 @@ class Backend(Protocol):
         """Store ``data`` under ``key`` atomically and durably; an existing key is left as it is."""
 
     def open(self, key: str) -> BinaryIO:
-        """A streaming reader; raises ``FileNotFoundError`` for a missing key."""
+        """A streaming reader; raises ``FileNotFoundError`` for a missing key, ``StoredValueError`` for something
+        there that is not a value (on a local disk: anything but a regular file)."""
 
-    def get(self, key: str) -> bytes:
-        """The whole value; raises ``FileNotFoundError`` for a missing key."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The whole value; raises ``FileNotFoundError`` for a missing key, ``StoredValueError`` for something there
+        that is not a value or, with ``max_bytes``, one longer than that, in both cases before its bytes are read.
+        Readers of stored objects and records always pass a bound: what is under a key may be damaged."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer at the end, none past it), without reading the rest:
-        headers of large objects cost one ranged GET on S3. Raises ``FileNotFoundError`` for a missing key."""
+        headers of large objects cost one ranged GET on S3. Raises ``FileNotFoundError`` for a missing key,
+        ``StoredValueError`` as ``open`` does."""
 
     def has(self, key: str) -> bool: ...
 

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import mmap
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import DiskFullError, StoreAccessError
+from modelarc.errors import DiskFullError, StoreAccessError, StoredValueError
 from modelarc.storage.backend import key_parts
 from modelarc.storage.pages import PAGE, aligned_buffer, is_page_aligned
 
@@ -102,19 +103,57 @@ class LocalBackend:
             list(pool.map(_fsync_dir, dirs))
 
     def open(self, key: str) -> BinaryIO:
-        return open(self._path(key), "rb")
+        fd, _size = self._open_value(key)
+        return os.fdopen(fd, "rb")
 
-    def get(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        fd, size = self._open_value(key)
+        try:
+            if max_bytes is not None and size > max_bytes:
+                raise StoredValueError(
+                    f"{self._path(key)} is {size} bytes, more than the {max_bytes} a reader of it takes"
+                )
+            return _read_exactly(fd, size)
+        finally:
+            os.close(fd)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:
             raise ValueError(f"read_range needs a non-negative offset and length, not {offset}, {length}")
-        fd = os.open(self._path(key), os.O_RDONLY)
+        fd, _size = self._open_value(key)
         try:
             return os.pread(fd, length, offset)
         finally:
             os.close(fd)
+
+    def _open_value(self, key: str) -> tuple[int, int]:
+        """A read-only descriptor of the regular file under ``key``, and its size; ``StoredValueError`` for anything
+        else there, before a byte is read; ``FileNotFoundError`` for nothing.
+
+        Why: a store is a folder anyone with access may damage. A symbolic link to ``/dev/zero`` read to its end
+        grew until memory ran out, a FIFO blocked every reader for good. O_NOFOLLOW refuses a link (the last
+        component: the store's own folders may be links, e.g. a store moved to another disk), O_NONBLOCK opens a
+        FIFO without waiting for a writer, and the type is checked on the open descriptor, so nothing can be
+        swapped in between the check and the read. O_NONBLOCK is left on: it changes nothing for a regular file.
+        """
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoredValueError(f"{path} is a symbolic link, not a regular file") from None
+            if exc.errno == errno.ENXIO:  # a socket (or a device with nothing behind it)
+                raise StoredValueError(f"{path} is not a regular file (a socket or device)") from None
+            raise
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StoredValueError(f"{path} is {_file_kind(st.st_mode)}, not a regular file")
+        return fd, st.st_size
 
     def has(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -140,6 +179,15 @@ class LocalBackend:
             path.unlink()
         except FileNotFoundError:
             return
+        except IsADirectoryError:
+            # a folder put where a value belongs, which repair sets aside: only an empty one is removed
+            try:
+                path.rmdir()
+            except OSError as exc:
+                raise StoredValueError(
+                    f"{path} is a folder where a file belongs and cannot be removed ({exc.strerror}): "
+                    "move it out of the store by hand"
+                ) from None
         _fsync_dir(path.parent)
 
     def temp_count(self) -> int:
@@ -158,6 +206,32 @@ class LocalBackend:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """The ``size`` bytes from the start of the regular file ``fd`` (fewer if it was cut meanwhile, never more): one
+    ``read`` into bytes of exactly that length, the result handed out without a copy."""
+    data = os.read(fd, size) if size else b""
+    if len(data) == size or not data:
+        return data
+    parts = [data]  # a short read (a file cut meanwhile, or a file system that reads less per call)
+    got = len(data)
+    while got < size and (piece := os.read(fd, size - got)):
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "an unknown kind of file")
 
 
 def _write_file(fd: int, view: memoryview) -> None:

@@ -24,6 +24,15 @@ FORMAT_VERSION = 1
 _FIXED = struct.Struct("<4sBBHQ")
 HEADER_FIXED_SIZE = _FIXED.size  # 16
 
+# The limits every reader of an object applies (docs/SECURITY.md "Limits"): the decoded length a header may declare
+# (ingest writes 8 MiB chunks; manifests of huge models stay far below it), and how much more than that a stored
+# object may take (no codec expands data by more). A store reads no more than MAX_STORED_SIZE bytes of any object,
+# and decodes none whose header breaks either limit, so a damaged or hostile file costs bounded memory.
+MAX_RAW_LENGTH = 256 << 20
+MAX_CODEC_OVERHEAD = 1 << 20
+MAX_HEADER_SIZE = HEADER_FIXED_SIZE + 0xFFFF  # the parameter length is 16 bits
+MAX_STORED_SIZE = MAX_HEADER_SIZE + MAX_RAW_LENGTH + MAX_CODEC_OVERHEAD
+
 
 @dataclass(frozen=True)
 class ObjectHeader:
@@ -51,6 +60,21 @@ def unpack_fixed_header(blob: bytes | bytearray | memoryview, name: str = "objec
     if version != FORMAT_VERSION:
         raise ObjectFormatError(f"{name}: unsupported object format version {version}")
     return codec_id, plen, raw_length
+
+
+def check_sizes(header: ObjectHeader, stored_size: int, name: str = "object") -> None:
+    """Refuse an object whose header declares more than ``MAX_RAW_LENGTH`` decoded bytes, or whose stored size is
+    more than its header, its declared length and ``MAX_CODEC_OVERHEAD``: before decoding, so a small file cannot
+    make a reader allocate gigabytes, nor a large one pass for a small object."""
+    if header.raw_length > MAX_RAW_LENGTH:
+        raise ObjectFormatError(
+            f"{name}: its header declares {header.raw_length} decoded bytes; the limit is {MAX_RAW_LENGTH}"
+        )
+    if stored_size > header.size + header.raw_length + MAX_CODEC_OVERHEAD:
+        raise ObjectFormatError(
+            f"{name}: {stored_size} bytes stored for {header.raw_length} declared; at most "
+            f"{MAX_CODEC_OVERHEAD} more than the header and declared length is allowed"
+        )
 
 
 def unpack_header(blob: bytes | bytearray | memoryview, name: str = "object") -> ObjectHeader:

@@ -50,7 +50,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from modelarc.errors import StoreAccessError, UsageError
+from modelarc.errors import StoreAccessError, StoredValueError, UsageError
 from modelarc.storage.backend import key_parts
 from modelarc.storage.location import S3Location, check_bucket_name, check_prefix
 
@@ -361,9 +361,40 @@ class S3Backend:
         self._bucket_seen = True
         return cast(BinaryIO, _BodyReader(response["Body"], self, key))
 
-    def get(self, key: str) -> bytes:
-        with self.open(key) as reader:
-            return reader.read()
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        name = self._name(key)
+        with self._calls(key):
+            try:
+                response = self._client.get_object(Bucket=self.bucket, Key=name)
+            except ClientError as exc:
+                raise self._not_found(exc, key) from None
+        self._bucket_seen = True
+        with _BodyReader(response["Body"], self, key) as reader:
+            if max_bytes is None:
+                return reader.read()
+            # the length the response declares is checked before its body is read, and the read stops one byte
+            # past the bound whatever was declared (closing the reader drops the rest of a longer response)
+            declared = response.get("ContentLength")
+            if declared is not None and int(declared) > max_bytes:
+                raise StoredValueError(self._too_long(key, int(declared), max_bytes))
+            pieces: list[bytes] = []
+            got = 0
+            while got <= max_bytes:
+                piece = reader.read(max_bytes + 1 - got)
+                if not piece:
+                    break  # the end: botocore has checked the length (and any checksum) on this empty read
+                pieces.append(piece)
+                got += len(piece)
+            if got > max_bytes:
+                raise StoredValueError(self._too_long(key, None, max_bytes))
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _too_long(self, key: str, size: int | None, max_bytes: int) -> str:
+        what = f"{size} bytes" if size is not None else "longer"
+        return (
+            f"{key} in bucket {self.bucket!r} at {self.endpoint} is {what}, more than the {max_bytes} a reader "
+            "of it takes"
+        )
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -17,6 +18,7 @@ from modelarc.errors import (
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
+    StoredValueError,
 )
 from modelarc.storage.backend import Backend
 from modelarc.storage.codecs import CODEC_NAMES, EncodeBuffers, choose_and_encode, codec_by_id
@@ -32,7 +34,7 @@ from modelarc.storage.digests import sha256_hexdigests
 from modelarc.storage.ids import ObjectId
 from modelarc.storage.local import LocalBackend
 from modelarc.storage.location import open_backend
-from modelarc.storage.objectformat import ObjectHeader, unpack_header
+from modelarc.storage.objectformat import MAX_STORED_SIZE, ObjectHeader, check_sizes, unpack_header
 
 OBJECTS_PREFIX = "objects"
 QUARANTINE_PREFIX = "quarantine"  # damaged copies set aside by repair: never read as objects, never collected
@@ -285,29 +287,30 @@ class ObjectStore:
     def open_stored(self, oid: ObjectId) -> tuple[BinaryIO, int]:
         """A reader over the object as stored, and its size, for streaming it out without decoding."""
         key = object_key(oid)
-        try:
-            return self.backend.open(key), self.backend.size(key)
-        except FileNotFoundError:
-            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+        with _reading(oid):
+            reader = self.backend.open(key)
+            try:
+                return reader, self.backend.size(key)
+            except BaseException:
+                reader.close()
+                raise
 
     def get_stored(self, oid: ObjectId) -> bytes:
-        """The object as stored (header + encoded payload), unverified: the receiver checks it."""
-        try:
-            return self.backend.get(object_key(oid))
-        except FileNotFoundError:
-            raise ObjectMissingError(f"object {oid} is missing from the store") from None
+        """The object as stored (header + encoded payload), unverified: the receiver checks it. At most
+        ``MAX_STORED_SIZE`` bytes are read: anything longer, or not a value at all (a FIFO or a link in its place),
+        is refused as a corrupt object before it is read (``ObjectCorruptError``)."""
+        with _reading(oid):
+            return self.backend.get(object_key(oid), max_bytes=MAX_STORED_SIZE)
 
     def has(self, oid: ObjectId) -> bool:
         return self.backend.has(object_key(oid))
 
     def stat(self, oid: ObjectId) -> ObjectInfo:
         key = object_key(oid)
-        try:
+        with _reading(oid):
             head = self.backend.read_range(key, 0, HEADER_READ)
             # a short read was the whole object, which saves asking for its size (a HEAD on S3)
             size = len(head) if len(head) < HEADER_READ else self.backend.size(key)
-        except FileNotFoundError:
-            raise ObjectMissingError(f"object {oid} is missing from the store") from None
         header = unpack_header(head, f"object {oid}")
         return ObjectInfo(
             oid,
@@ -372,6 +375,7 @@ class ObjectStore:
             blob = self.get_stored(oid)
             try:
                 header = unpack_header(blob, f"object {oid}")
+                check_sizes(header, len(blob), f"object {oid}")
                 if header.codec_id == FloatPlanesCodec.codec_id and header.raw_length == len(out):
                     FloatPlanesCodec().decode_into(header.params, memoryview(blob)[header.size :], len(out), out)
                     joined.append((oid, out))
@@ -389,10 +393,8 @@ class ObjectStore:
         """The base ``oid`` is stored as a delta against, or None when it is not a delta: one ranged read of the
         header, for gc and fsck to follow chains without decoding anything."""
         key = object_key(oid)
-        try:
+        with _reading(oid):
             head = self.backend.read_range(key, 0, HEADER_READ)
-        except FileNotFoundError:
-            raise ObjectMissingError(f"object {oid} is missing from the store") from None
         return _base_of(oid, unpack_header(head, f"object {oid}"))
 
     def delta_chain(self, oid: ObjectId) -> list[ObjectId]:
@@ -444,9 +446,12 @@ class ObjectStore:
         when there was nothing under the object's key."""
         key = object_key(oid)
         try:
-            blob = self.backend.get(key)
+            blob = self.backend.get(key, max_bytes=MAX_STORED_SIZE)
         except FileNotFoundError:
             return None
+        except StoredValueError as exc:
+            # nothing there can be read to keep (a FIFO, a link, a file longer than any object): what it was is
+            blob = f"not kept: {exc}\n".encode()
         aside = f"{QUARANTINE_PREFIX}/{oid}.{stamp}"
         self.backend.put(aside, blob)
         self.backend.sync()
@@ -461,6 +466,19 @@ class ObjectStore:
 
     def sync(self) -> None:
         self.backend.sync()
+
+
+@contextlib.contextmanager
+def _reading(oid: ObjectId) -> Iterator[None]:
+    """A backend's answers for what is under ``oid``'s key, as the store's errors: nothing there is a missing
+    object; something that is not a value (a FIFO, a link, a file longer than any object) is a corrupt one, which
+    scrub and verify report and repair replaces from a mirror."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ObjectMissingError(f"object {oid} is missing from the store") from None
+    except StoredValueError as exc:
+        raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
 
 
 def delta_base_of(oid: ObjectId, blob: bytes | bytearray | memoryview) -> ObjectId | None:
@@ -509,6 +527,7 @@ def _decode_chain(
     name = f"object {oid}"
     try:
         header = unpack_header(blob, name)
+        check_sizes(header, len(blob), name)
         payload = memoryview(blob)[header.size :]
         if header.codec_id == DELTA_CODEC_ID:
             params = parse_params(header.params)

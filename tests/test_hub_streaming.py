@@ -60,16 +60,16 @@ class HeldBackend(LocalBackend):
     def release(self) -> None:
         self.released.set()
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         if key not in self.keys:
-            return super().get(key)
+            return super().get(key, max_bytes=max_bytes)
         with self.lock:
             self.inside += 1
             self.peak_inside = max(self.peak_inside, self.inside)
         try:
             if not self.released.wait(WAIT_SECONDS):
                 raise TimeoutError("the test never released the held chunk reads")
-            return super().get(key)
+            return super().get(key, max_bytes=max_bytes)
         finally:
             with self.lock:
                 self.inside -= 1

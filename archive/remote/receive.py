@@ -19,13 +19,16 @@ from modelarc.errors import PayloadTooLargeError
 from modelarc.registry.leases import take_leases, uploaded_object_ids
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
+from modelarc.storage.objectformat import MAX_CODEC_OVERHEAD as MAX_CODEC_OVERHEAD
 from modelarc.storage.objectformat import unpack_header
 
 if TYPE_CHECKING:
     from modelarc.archive.tokens import Principal
 
+# MAX_CODEC_OVERHEAD, from the object format: a stored object is at most its decoded size plus its header and this
+# much (imported from here by the client and the server)
+
 MAX_OBJECT_BYTES = MAX_CHUNK_BYTES  # ingest writes 8 MiB chunks; manifests of huge models stay far below this
-MAX_CODEC_OVERHEAD = 1 << 20  # a stored object is at most its decoded size plus its header and this much
 
 
 def receive_object(
