@@ -45,6 +45,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
+from modelarc.registry.written_records import note_written
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
 
@@ -140,6 +141,7 @@ class _Replay:
                 self.report.refused[rec.key] = f"{rec.kind}: the record lacks or garbles a field ({exc!r})"
             else:
                 write()
+                note_written(s, rec.key)  # this catalog now says what it says: repair may put it back
                 self.report.replayed[rec.kind] = self.report.replayed.get(rec.kind, 0) + 1
             s.flush()
             s.expunge_all()  # rows already written need not stay in memory: a catalog of any size replays
