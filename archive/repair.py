@@ -177,7 +177,7 @@ def repair_records(
                 report.records_not_taken[key] = (
                     f"held by mirror {', '.join(holders[key])}; this catalog has no note of writing it (written "
                     "before catalog revision 0015, or planted in the mirror): `modelarc repair --records-from "
-                    f"{holders[key][0]}` takes it if you vouch for that mirror"
+                    f"{holders[key][0]}` takes it if you vouch for that mirror; else delete it there"
                 )
                 continue
             trusted = [(name, backend) for name, backend in stores if name == records_from]
