@@ -150,8 +150,9 @@ def repair_records(
     A record's name is only the sha256 of its body, which anyone can compute: a record the catalog has no note of
     may have been planted by someone who can write to a mirror (a USB disk) but not to this store, and a rebuild
     would obey it (lift an embargo, trust a key). So such a record is reported, not taken, unless ``records_from``
-    names the mirror the user vouches for: then that mirror's copy is taken. A damaged record needs no note: the
-    primary's own name for it vouches for the body. The keys taken on the user's word are returned, to be noted."""
+    names a mirror the user vouches for that lists it. What a name vouches for is the one body that hashes to it,
+    so any mirror's copy that does is that body (as a damaged record needs no note: the primary's own name for it
+    vouches for the body). The keys taken on the user's word are returned, to be noted."""
     primary = archive.store.backend
     stores = [(name, store.backend) for name, store in sources if isinstance(store, ObjectStore)]
     have = set(primary.iterate(RECORDS_PREFIX))
@@ -171,18 +172,16 @@ def repair_records(
                 damaged.add(key)
     vouched = []
     for key in sorted(set(holders) | damaged):
-        trusted = stores
-        if key not in damaged and key not in noted:
-            if records_from not in holders[key]:
-                report.records_not_taken[key] = (
-                    f"held by mirror {', '.join(holders[key])}; this catalog has no note of writing it (written "
-                    "before catalog revision 0015, or planted in the mirror): `modelarc repair --records-from "
-                    f"{holders[key][0]}` takes it if you vouch for that mirror; else delete it there"
-                )
-                continue
-            trusted = [(name, backend) for name, backend in stores if name == records_from]
+        on_word = key not in damaged and key not in noted  # taken only if the user vouches for a mirror of it
+        if on_word and records_from not in holders[key]:
+            report.records_not_taken[key] = (
+                f"held by mirror {', '.join(holders[key])}; this catalog has no note of writing it (written "
+                "before catalog revision 0015, or planted in the mirror): `modelarc repair --records-from "
+                f"{holders[key][0]}` takes it if you vouch for that mirror; else delete it there"
+            )
+            continue
         good = None
-        for name, backend in trusted:
+        for name, backend in sorted(stores, key=lambda m: m[0] != records_from):  # the vouched-for one first
             try:
                 good = name, read_record_bytes(backend, key)
                 break
@@ -204,7 +203,7 @@ def repair_records(
             report.records_unrepaired[key] = str(exc)
             continue
         report.records_repaired[key] = good[0]
-        if trusted is not stores:
+        if on_word:
             vouched.append(key)
     return vouched
 
