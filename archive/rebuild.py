@@ -7,7 +7,8 @@ transaction, each record is replayed in name order through the functions the liv
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
 is in the store (weights excepted for a snapshot a later record withdraws); a record that fails is reported with the
-reason and left out, as is anything that names what it left out. Chunk contents are not re-hashed here (``fsck
+reason and left out, as is anything that names what it left out. Each replayed record is noted as written by this
+archive (registry/written_records.py), so `repair` may put it back from a mirror later. Chunk contents are not re-hashed here (``fsck
 --read-data`` or ``scrub`` do that).
 
 Not recovered: API tokens (so grants to ``token:<id>`` come back revoked; grants to a token name stand), access
