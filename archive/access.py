@@ -475,6 +475,7 @@ def _record_policy(
     s.flush()  # the row is held before the record's time is taken (archive/records.py)
     write_record(
         archive.store.backend,
+        s,
         "access",
         at=at,
         actor=actor,
@@ -591,10 +592,18 @@ def apply_revoke(
 
 
 def _write_grant_record(
-    archive: Archive, action: str, model: str, subject: str, reason: str, at: dt.datetime, request: int | None
+    archive: Archive,
+    s: CatalogSession,
+    action: str,
+    model: str,
+    subject: str,
+    reason: str,
+    at: dt.datetime,
+    request: int | None,
 ) -> None:
     write_record(
         archive.store.backend,
+        s,
         "grant",
         at=at,
         actor=archive.settings.actor,
@@ -619,7 +628,7 @@ def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange
         at = catalog_time()
         made = apply_grant(s, model, subject, reason, actor=archive.settings.actor, at=at)
         s.flush()
-        _write_grant_record(archive, "grant", model, subject, reason, at, None)
+        _write_grant_record(archive, s, "grant", model, subject, reason, at, None)
     return GrantChange(model, subject, "grant", reason, (made,))
 
 
@@ -636,7 +645,7 @@ def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChang
                 f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)"
             )
         s.flush()
-        _write_grant_record(archive, "revoke", model, subject, reason, at, None)
+        _write_grant_record(archive, s, "revoke", model, subject, reason, at, None)
     return GrantChange(model, subject, "revoke", reason, tuple(revoked))
 
 
@@ -737,7 +746,7 @@ def decide_request(archive: Archive, request_id: int, decision: str, *, reason: 
         )
         if decision == "grant" and not live:
             s.flush()
-            _write_grant_record(archive, "grant", req.model, subject, reason, at, request_id)
+            _write_grant_record(archive, s, "grant", req.model, subject, reason, at, request_id)
         return decided
 
 

@@ -7,8 +7,9 @@ transaction, each record is replayed in name order through the functions the liv
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
 is in the store (weights excepted for a snapshot withdrawn by a later record that itself replays); a record that
-fails is reported with the reason and left out, as is anything that names what it left out. Chunk contents are not
-re-hashed here (``fsck --read-data`` or ``scrub`` do that).
+fails is reported with the reason and left out, as is anything that names what it left out. Each replayed record is
+noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a mirror later.
+Chunk contents are not re-hashed here (``fsck --read-data`` or ``scrub`` do that).
 
 Anyone who can write the store can write records (docs/SECURITY.md), so a snapshot record's own word is taken only
 for what cannot be checked (its time, actor, pusher, provenance, bytes added): it is recorded with only the
@@ -54,6 +55,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
+from modelarc.registry.written_records import note_written
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
 
@@ -165,6 +167,7 @@ class _Replay:
                 self.report.refused[rec.key] = f"{rec.kind}: the record lacks or garbles a field ({exc!r})"
             else:
                 write()
+                note_written(s, rec.key)  # this catalog now says what it says: repair may put it back
                 self.report.replayed[rec.kind] = self.report.replayed.get(rec.kind, 0) + 1
             s.flush()
             s.expunge_all()  # rows already written need not stay in memory: a catalog of any size replays

@@ -28,6 +28,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import RecordedSnapshot, SnapshotRecording
 from modelarc.registry.recording import record_snapshot as record_snapshot_rows
 from modelarc.registry.snapshots import ParentLink
+from modelarc.registry.written_records import note_written
 from modelarc.storage.backend import Backend
 
 RECORDS_PREFIX = "records"
@@ -71,6 +72,7 @@ def record_name(written: dt.datetime, body: bytes) -> str:
 
 def write_record(
     backend: Backend,
+    s: CatalogSession,
     kind: str,
     *,
     at: dt.datetime,
@@ -78,8 +80,10 @@ def write_record(
     written: dt.datetime | None = None,
     **fields: Any,
 ) -> str:
-    """Put one record and make it durable; its key. ``at`` is when the change happened (the time its catalog rows
-    carry); ``written`` orders it among the others (default now: call after the transaction's changes)."""
+    """Put one record and make it durable, and note it in ``s`` (the transaction of the change it records, so the
+    note commits exactly when the change does: what lets `repair` put it back from a mirror); its key. ``at`` is
+    when the change happened (the time its catalog rows carry); ``written`` orders it among the others (default
+    now: call after the transaction's changes)."""
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")  # a bug, not a user error
     body = canonical(
@@ -95,6 +99,7 @@ def write_record(
     key = record_name(written or catalog_time(), body)
     backend.put(key, body)
     backend.sync()
+    note_written(s, key)
     return key
 
 
@@ -243,7 +248,7 @@ def record_snapshot(backend: Backend, s: CatalogSession, r: SnapshotRecording) -
     assert r.at is not None
     recorded = record_snapshot_rows(s, r)
     pems = key_rows.public_pems(s, (sig.key_fingerprint for sig in r.signatures))
-    write_record(backend, "snapshot", at=r.at, actor=r.actor, **snapshot_fields(r, recorded.parents, pems))
+    write_record(backend, s, "snapshot", at=r.at, actor=r.actor, **snapshot_fields(r, recorded.parents, pems))
     return recorded
 
 

@@ -5,6 +5,9 @@ touched. A damaged primary copy is moved aside to ``quarantine/`` (kept for a lo
 then the good copy is written with the store's atomic put and read back. Each step is idempotent, so a repair
 killed at any instant is finished by running it again: the quarantined copy is kept, and an object left missing
 between "set aside" and "written" is simply missing, which the next run repairs from the same mirror.
+
+Catalog records are put back the same way, but a lost one only if this catalog notes that it wrote it
+(``repair_records``): a mirror can mend this archive's records, never add to them, unless the user names it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import fetch_good_copy, mirrors, open_mirrors
+from modelarc.archive.mirrors import fetch_good_copy, is_remote_target, mirrors, open_mirrors
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
-from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError, RecordError
+from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError, RecordError, UsageError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
+from modelarc.registry import written_records as written_rows
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.store import QUARANTINE_PREFIX, object_key
 
@@ -37,22 +41,35 @@ class RepairReport:
     # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
     records_repaired: dict[str, str] = field(default_factory=dict)  # record key -> the mirror it came from
     records_unrepaired: dict[str, str] = field(default_factory=dict)  # record key -> why not
+    # record key -> why not, for a record the primary lacks that this catalog has no note of writing: only a
+    # mirror holds it, and anyone who can write to a mirror can make one (``--records-from MIRROR`` takes it)
+    records_not_taken: dict[str, str] = field(default_factory=dict)
     # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
     unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.unrepaired or self.records_unrepaired or self.unreachable)
+        return not (self.unrepaired or self.records_unrepaired or self.records_not_taken or self.unreachable)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, **self.__dict__}
 
 
-def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
+def repair(archive: Archive, *, read_data: bool = False, records_from: str | None = None) -> RepairReport:
     """Repair what the last scrub found bad and every catalogued object missing from a listing of the store, and
-    every catalog record a mirror has and the store lacks; ``read_data`` re-hashes every object and record first
-    (a full scrub) instead of trusting the last one."""
+    every catalog record a mirror has and the store lacks that this catalog wrote (``records_from``: also every
+    other one that mirror has); ``read_data`` re-hashes every object and record first (a full scrub) instead of
+    trusting the last one."""
     report = RepairReport()
+    if records_from is not None:
+        named = mirrors(archive, records_from)[
+            0
+        ]  # NotFoundError, listing the names, for one this archive lacks
+        if is_remote_target(named.target):
+            raise UsageError(
+                f"mirror {records_from} is a served archive ({named.target}): it keeps its own catalog records, "
+                "and repair takes records only from a folder or bucket mirror"
+            )
     # a missing mirror (an unmounted disk) is counted, never made again: the others still lend their copies
     sources, report.unreachable = open_mirrors(archive, mirrors(archive))
     with archive.lock(exclusive=False, purpose="repair"):
@@ -88,8 +105,12 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
                 continue
             report.repaired[oid] = mirror_name
             fixed[oid] = "ok"
-        repair_records(archive, sources, report, read_data=read_data, stamp=stamp)
+        vouched = repair_records(
+            archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
+        )
     with archive.catalog.session() as s:
+        for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
+            written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
@@ -105,22 +126,43 @@ def repair(archive: Archive, *, read_data: bool = False) -> RepairReport:
             unrepaired=len(report.unrepaired),
             records_repaired=len(report.records_repaired),
             records_unrepaired=len(report.records_unrepaired),
+            records_not_taken=len(report.records_not_taken),
+            records_from=records_from,
             unreachable=len(report.unreachable),
         )
     return report
 
 
 def repair_records(
-    archive: Archive, sources: list[tuple[str, Any]], report: RepairReport, *, read_data: bool, stamp: str
-) -> None:
+    archive: Archive,
+    sources: list[tuple[str, Any]],
+    report: RepairReport,
+    *,
+    read_data: bool,
+    stamp: str,
+    records_from: str | None = None,
+) -> list[str]:
     """Put back every catalog record a store mirror holds and the primary lacks (records are never deleted, so a
-    missing one was lost), and with ``read_data`` every record whose body no longer hashes to its name, from the
-    first mirror whose copy does (the damaged one is set aside in ``quarantine/records/``). A served mirror keeps
-    its own records and is not asked."""
+    missing one was lost) if this catalog notes it wrote it, and with ``read_data`` every record whose body no
+    longer hashes to its name (the damaged one is set aside in ``quarantine/records/``), from the first mirror
+    whose copy hashes to the name. A served mirror keeps its own records and is not asked.
+
+    A record's name is only the sha256 of its body, which anyone can compute: a record the catalog has no note of
+    may have been planted by someone who can write to a mirror (a USB disk) but not to this store, and a rebuild
+    would obey it (lift an embargo, trust a key). So such a record is reported, not taken, unless ``records_from``
+    names a mirror the user vouches for that lists it. What a name vouches for is the one body that hashes to it,
+    so any mirror's copy that does is that body (as a damaged record needs no note: the primary's own name for it
+    vouches for the body). The keys taken on the user's word are returned, to be noted."""
     primary = archive.store.backend
     stores = [(name, store.backend) for name, store in sources if isinstance(store, ObjectStore)]
     have = set(primary.iterate(RECORDS_PREFIX))
-    elsewhere = {key for _name, backend in stores for key in backend.iterate(RECORDS_PREFIX)}
+    holders: dict[str, list[str]] = {}  # record key the primary lacks -> the mirrors that list it
+    for name, backend in stores:
+        for key in backend.iterate(RECORDS_PREFIX):
+            if key not in have:
+                holders.setdefault(key, []).append(name)
+    with archive.catalog.session() as s:
+        noted = written_rows.noted(s, holders)
     damaged = set()
     if read_data:
         for key in sorted(have):
@@ -128,9 +170,18 @@ def repair_records(
                 read_record_bytes(primary, key)
             except RecordError:
                 damaged.add(key)
-    for key in sorted((elsewhere - have) | damaged):
+    vouched = []
+    for key in sorted(set(holders) | damaged):
+        on_word = key not in damaged and key not in noted  # taken only if the user vouches for a mirror of it
+        if on_word and records_from not in holders[key]:
+            report.records_not_taken[key] = (
+                f"held by mirror {', '.join(holders[key])}; this catalog has no note of writing it (written "
+                "before catalog revision 0015, or planted in the mirror): `modelarc repair --records-from "
+                f"{holders[key][0]}` takes it if you vouch for that mirror; else delete it there"
+            )
+            continue
         good = None
-        for name, backend in stores:
+        for name, backend in sorted(stores, key=lambda m: m[0] != records_from):  # the vouched-for one first
             try:
                 good = name, read_record_bytes(backend, key)
                 break
@@ -152,6 +203,9 @@ def repair_records(
             report.records_unrepaired[key] = str(exc)
             continue
         report.records_repaired[key] = good[0]
+        if on_word:
+            vouched.append(key)
+    return vouched
 
 
 def _second_pass(report: RepairReport) -> Iterator[str]:

@@ -241,7 +241,7 @@ class Archive:
         s.flush()  # the change holds its row (and SQLite's write lock) before the record's time is taken
         key = key_rows.find_key(s, fingerprint)
         assert key is not None
-        write_record(self.store.backend, "key", at=at, actor=actor, **key_fields(key))
+        write_record(self.store.backend, s, "key", at=at, actor=actor, **key_fields(key))
 
     def import_key(self, pem: bytes, label: str | None = None) -> str:
         from modelarc.archive.signing import keys as keyring
@@ -387,6 +387,7 @@ class Archive:
             moved = apply_tag(s, ref, new_tag, self.settings.actor, at)
             write_record(
                 self.store.backend,
+                s,
                 "tag",
                 at=at,
                 actor=self.settings.actor,

@@ -71,7 +71,12 @@ def upgrade(archive: Archive) -> UpgradeReport:
     fallback_actor = archive.settings.actor
 
     def write(kind: str, at: dt.datetime, actor: str | None, **fields: Any) -> None:
-        write_record(archive.store.backend, kind, at=at, actor=actor or fallback_actor, written=at, **fields)
+        # each record noted as it is written: one killed half-way has noted every record it wrote, which a
+        # second run finds covered and does not write again
+        with archive.catalog.session() as s:
+            write_record(
+                archive.store.backend, s, kind, at=at, actor=actor or fallback_actor, written=at, **fields
+            )
         report.written[kind] = report.written.get(kind, 0) + 1
 
     for key in keys:

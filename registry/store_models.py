@@ -100,3 +100,14 @@ class Mirror(Base):
     synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)
     objects_copied: Mapped[int] = mapped_column(BigInteger, default=0)  # by all syncs together
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, default=None)  # last scrub --mirrors
+
+
+class WrittenRecord(Base):
+    """A catalog record this archive wrote (archive/records.py), noted in the transaction of the change it records:
+    what `repair` may put back from any mirror. A record a mirror holds without a note here may have been planted
+    there by anyone who can write to the mirror (its name is just the sha256 of its body), so repair takes it only
+    from a mirror the user names (docs/FORMAT.md "Catalog records")."""
+
+    __tablename__ = "written_records"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # records/<time>-<sha256>.json

@@ -257,6 +257,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
         attached = apply_attachment(s, snap, stored, datasets, actor=actor, target=str(ref), at=at)
         write_record(
             archive.store.backend,
+            s,
             "data",
             at=at,
             actor=actor,

@@ -87,6 +87,7 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
         write_record(
             archive.store.backend,
+            s,
             "withdraw",
             at=at,
             actor=actor,

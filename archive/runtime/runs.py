@@ -242,6 +242,7 @@ def record_run(archive: Archive, result: RunResult) -> int:
         )
         write_record(
             archive.store.backend,
+            s,
             "run",
             at=at,
             actor=archive.settings.actor,

@@ -24,6 +24,12 @@ def _not_empty_name(value: str | None) -> str | None:
     return value
 
 
+def _vouched_mirror(value: str | None) -> str | None:
+    if value == "":
+        raise click.BadParameter("is empty; name the one mirror whose catalog records you vouch for")
+    return value
+
+
 @click.group()
 def mirror() -> None:
     """Other stores (a folder, s3://BUCKET/PREFIX, or a served archive remote:NAME) that keep a verified copy of
@@ -179,13 +185,21 @@ def scrub(
 
 @click.command()
 @click.option("--read-data", is_flag=True, help="Re-hash every object first instead of trusting the last scrub.")
+@click.option(
+    "--records-from",
+    metavar="MIRROR",
+    callback=lambda _ctx, _param, value: _vouched_mirror(value),
+    help="Also put back catalog records this catalog has no note of writing, from MIRROR only: you vouch that "
+    "no one else wrote to it (a record there can lift an embargo or trust a key at the next rebuild-catalog).",
+)
 @json_option
 @with_archive
-def repair(archive: Archive, read_data: bool, as_json: bool) -> None:
-    """Replace missing or corrupt objects with verified copies from the mirrors; damaged ones are quarantined."""
+def repair(archive: Archive, read_data: bool, records_from: str | None, as_json: bool) -> None:
+    """Replace missing or corrupt objects with verified copies from the mirrors; damaged ones are quarantined.
+    A lost catalog record is put back only if this catalog wrote it, any other only with --records-from."""
     from modelarc.archive.repair import repair as run_repair
 
-    report = run_repair(archive, read_data=read_data)
+    report = run_repair(archive, read_data=read_data, records_from=records_from)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -198,6 +212,8 @@ def repair(archive: Archive, read_data: bool, as_json: bool) -> None:
             console.print(f"REPAIRED  catalog record {key} from {source}")
         for key, why in sorted(report.records_unrepaired.items()):
             console.print(f"NOT REPAIRED  catalog record {key}: {why}")
+        for key, why in sorted(report.records_not_taken.items()):
+            console.print(f"NOT TAKEN  catalog record {key}: {why}")
         console.print(
             f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
             + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")

@@ -6,20 +6,38 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelarc.archive.records import read_record, read_records, write_record
 from modelarc.errors import RecordError
+from modelarc.registry.db import Catalog, CatalogSession
+from modelarc.registry.written_records import noted
 from modelarc.storage.local import LocalBackend
 
 AT = dt.datetime(2026, 1, 2, 3, 4, 5, 0)
 
 
-def test_a_record_is_named_by_its_time_and_the_sha256_of_its_canonical_body(tmp_path: Path) -> None:
+@pytest.fixture
+def s(sqlite_url: str) -> Iterator[CatalogSession]:
+    """The catalog transaction each record is written in (write_record notes it there)."""
+    catalog = Catalog(sqlite_url)
+    try:
+        with catalog.session() as session:
+            yield session
+    finally:
+        catalog.dispose()
+
+
+def test_a_record_is_named_by_its_time_and_the_sha256_of_its_canonical_body(
+    tmp_path: Path, s: CatalogSession
+) -> None:
     backend = LocalBackend(tmp_path)
-    key = write_record(backend, "tag", at=AT, actor="ana", written=AT, model="acme/m", tag="é", snapshot="x")
+    key = write_record(
+        backend, s, "tag", at=AT, actor="ana", written=AT, model="acme/m", tag="é", snapshot="x"
+    )
     body = (tmp_path / key).read_bytes()
     assert re.fullmatch(r"records/20260102T030405000000Z-[0-9a-f]{64}\.json", key)
     assert key.endswith(f"-{hashlib.sha256(body).hexdigest()}.json")
@@ -32,19 +50,22 @@ def test_a_record_is_named_by_its_time_and_the_sha256_of_its_canonical_body(tmp_
     )
     record = read_record(backend, key)
     assert (record.kind, record.at, record.actor, record.written) == ("tag", AT, "ana", AT)
+    assert noted(s, [key, "records/other.json"]) == {key}  # noted in the writer's transaction, for repair
 
 
-def test_records_of_the_same_instant_replay_in_kind_order(tmp_path: Path) -> None:
+def test_records_of_the_same_instant_replay_in_kind_order(tmp_path: Path, s: CatalogSession) -> None:
     backend = LocalBackend(tmp_path)
     for kind in ("withdraw", "tag", "snapshot", "key"):
-        write_record(backend, kind, at=AT, actor="ana", written=AT)
-    write_record(backend, "run", at=AT, actor="ana", written=AT - dt.timedelta(microseconds=1))
+        write_record(backend, s, kind, at=AT, actor="ana", written=AT)
+    write_record(backend, s, "run", at=AT, actor="ana", written=AT - dt.timedelta(microseconds=1))
     assert [r.kind for r in read_records(backend)] == ["run", "key", "snapshot", "tag", "withdraw"]
 
 
-def test_every_damaged_record_is_named_before_anything_is_read_as_true(tmp_path: Path) -> None:
+def test_every_damaged_record_is_named_before_anything_is_read_as_true(
+    tmp_path: Path, s: CatalogSession
+) -> None:
     backend = LocalBackend(tmp_path)
-    keys = [write_record(backend, "tag", at=AT, actor=name, written=AT) for name in ("a", "b", "c")]
+    keys = [write_record(backend, s, "tag", at=AT, actor=name, written=AT) for name in ("a", "b", "c")]
     for key in keys[:2]:
         path = tmp_path / key
         path.write_bytes(path.read_bytes().replace(b'"actor":"', b'"actor":"x'))
