@@ -19,8 +19,15 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import fetch_good_copy, is_remote_target, mirrors, open_mirrors
-from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
-from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError, RecordError, UsageError
+from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes
+from modelarc.errors import (
+    DeltaBaseError,
+    ObjectCorruptError,
+    ObjectMissingError,
+    RecordError,
+    StoredValueError,
+    UsageError,
+)
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry import written_records as written_rows
@@ -192,7 +199,11 @@ def repair_records(
             continue
         if key in damaged:
             aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
-            primary.put(aside, primary.get(key))
+            try:
+                kept = primary.get(key, max_bytes=MAX_RECORD_BYTES)
+            except StoredValueError as exc:  # a FIFO, a link, a file past the cap: nothing to keep but a note
+                kept = f"not kept: {exc}\n".encode()
+            primary.put(aside, kept)
             primary.sync()
             primary.delete(key)
         primary.put(key, good[1])

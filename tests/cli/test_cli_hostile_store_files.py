@@ -170,3 +170,17 @@ def test_a_hostile_catalog_record_is_reported_not_copied(mirrored: Any, tmp_path
         + " (modelarc repair)"
     ]
     assert not (tmp_path / "fresh" / key).exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_repair_mends_a_hostile_catalog_record_from_the_mirror(mirrored: Any, kind: str) -> None:
+    arc = mirrored
+    victim = sorted((arc.home / "store" / "records").iterdir())[-1]
+    good = (arc.mirror / "records" / victim.name).read_bytes()
+    plant(victim, kind)
+    repair = run(arc, "repair", "--read-data")
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert not victim.is_symlink() and victim.read_bytes() == good
+    (aside,) = (arc.home / "store" / "quarantine" / "records").iterdir()
+    assert aside.is_file() and not aside.is_symlink()  # what stood there is kept (or, unreadable, a note of it)
+    assert run(arc, "repair", "--read-data").returncode == 0
