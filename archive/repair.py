@@ -170,6 +170,10 @@ def repair_records(
                 holders.setdefault(key, []).append(name)
     with archive.catalog.session() as s:
         noted = written_rows.noted(s, holders)
+        # the primary's own records are this archive's on the store's word, as a rebuild takes them (whoever can
+        # write the store can write records): noted now, so that one written before catalog revision 0015 can be
+        # put back from a mirror should it be lost later
+        written_rows.note_all(s, have)
     damaged = set()
     if read_data:
         for key in sorted(have):

@@ -21,6 +21,14 @@ def note_written(s: Session, key: str) -> None:
         s.flush()
 
 
+def note_all(s: Session, keys: Iterable[str]) -> int:
+    """Note every one of ``keys`` not noted yet, in the caller's transaction; returns how many were new."""
+    new = sorted(set(keys) - noted(s, keys))
+    s.add_all(WrittenRecord(key=key) for key in new)
+    s.flush()
+    return len(new)
+
+
 def noted(s: Session, keys: Iterable[str]) -> set[str]:
     """Those of ``keys`` this archive noted as written."""
     wanted = sorted(set(keys))

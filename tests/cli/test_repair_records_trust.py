@@ -5,6 +5,7 @@ takes such records from the one mirror the user vouches for (docs/FORMAT.md "Cat
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
@@ -19,7 +20,13 @@ from modelarc.archive.records import canonical
 from modelarc.registry.db import alembic_config, make_engine
 
 ArchiveCli = Any  # tests/cli/conftest.py
-FAR_FUTURE = "99991231T235959999999Z"  # sorts after every real record: replayed last, so it would win
+
+
+def _now() -> tuple[str, str]:
+    """(a record name's time, a record body's time) for now: after every record the test made, so a planted record
+    is replayed last and would win (one dated far ahead is refused by the rebuild, archive/rebuild.py CLOCK_SLACK)."""
+    at = dt.datetime.now(dt.UTC)
+    return at.strftime("%Y%m%dT%H%M%S%fZ"), at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _restricted_with_mirror(arc: ArchiveCli, tmp_path: Path, mirror: str = "usb") -> Path:
@@ -33,12 +40,13 @@ def _restricted_with_mirror(arc: ArchiveCli, tmp_path: Path, mirror: str = "usb"
 
 def _plant_public(folder: Path, model: str = "t/m1", reason: str = "planted") -> str:
     """What someone with write access to the mirror folder alone can do: an `access` record lifting the embargo."""
+    name_time, body_time = _now()
     body = canonical(
         {
             "format": "modelarc.record",
             "version": 1,
             "kind": "access",
-            "at": "9999-12-31T23:59:59.999999Z",
+            "at": body_time,
             "actor": "mallory",
             "model": model,
             "snapshot": None,
@@ -47,7 +55,7 @@ def _plant_public(folder: Path, model: str = "t/m1", reason: str = "planted") ->
             "reason": reason,
         }
     )
-    key = f"records/{FAR_FUTURE}-{hashlib.sha256(body).hexdigest()}.json"
+    key = f"records/{name_time}-{hashlib.sha256(body).hexdigest()}.json"
     (folder / key).write_bytes(body)
     return key
 
@@ -218,3 +226,17 @@ def test_every_command_that_writes_a_record_notes_it(
     finally:
         engine.dispose()
     assert noted == store
+
+
+def test_a_repair_notes_the_primarys_records_so_an_older_one_lost_later_comes_back(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    _restricted_with_mirror(arc, tmp_path)
+    [access] = _records_of(arc, "access")
+    _forget_notes(database_url)
+    assert arc.json("repair")["ok"]  # nothing lost yet: the primary's records are noted as it holds them
+    access.unlink()
+    report = arc.json("repair")
+    assert report["ok"] and report["records_repaired"] == {f"records/{access.name}": "usb"}
+    assert report["records_not_taken"] == {}
+    assert _level_after_rebuild(arc, database_url) == "restricted"
