@@ -307,7 +307,7 @@ def push_source(
     hub = parse_hub_source(source)
     if hub is not None:
         result, _details = import_from_hub(
-            archive, hub, ref_text, provenance or Provenance(), progress=progress, on_total=on_total
+            archive, hub, ref_text, provenance or Provenance(), progress=progress, on_total=on_total, warn=warn
         )
     else:
         result = push_folder(

@@ -3,7 +3,11 @@
 Serves folders as repos: ``repos[(repo_id, revision)] = folder``. Each revision gets a fixed 40-hex commit id.
 Routes: model info (``/api/models/{repo}[/revision/{rev}]``), tree listing, and ``HEAD``/``GET``
 ``/{repo}/resolve/{rev}/{path}`` with the headers huggingface_hub reads (X-Repo-Commit, ETag, X-Linked-Etag,
-X-Linked-Size, Content-Length) and 404s with X-Error-Code. No Xet headers.
+X-Linked-Size, Content-Length) and 404s with X-Error-Code. No Xet headers. Blob ids are git blob ids, as the Hub's.
+
+Hostile knobs, for tests of what an untrusted endpoint can do: ``tamper_info(info)`` edits a model-info answer in
+place, ``tamper_file(path, data, headers)`` returns the body to send for a file (editing its headers in place);
+``requests`` logs every path asked for.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 
+def git_blob_id(data: bytes) -> str:
+    """What git (and the Hub's ``blobId``) names a file's bytes by."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 class HubServer:
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], Path] = {}
+        self.tamper_info: Callable[[dict[str, object]], None] | None = None
+        self.tamper_file: Callable[[str, bytes, dict[str, str]], bytes] | None = None
+        self.requests: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -79,7 +92,7 @@ class HubServer:
                             "type": "file",
                             "path": p.relative_to(folder).as_posix(),
                             "size": len(data),
-                            "oid": hashlib.sha1(data).hexdigest(),
+                            "oid": git_blob_id(data),
                         }
                         if p.suffix in (".safetensors", ".bin", ".gguf"):
                             entry["lfs"] = {
@@ -98,6 +111,7 @@ class HubServer:
 
             def _route(self) -> None:
                 path = urlparse(self.path).path
+                hub.requests.append(path)
                 parts = [unquote(p) for p in path.strip("/").split("/")]
                 if parts[:2] == ["api", "models"]:
                     return self._api(parts[2:])
@@ -141,6 +155,8 @@ class HubServer:
                     "downloads": 0,
                     "likes": 0,
                 }
+                if hub.tamper_info is not None:
+                    hub.tamper_info(info)
                 self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
 
             def _resolve(self, repo: str, rev: str, file: str) -> None:
@@ -161,7 +177,9 @@ class HubServer:
                         {"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))}
                     )
                 else:
-                    headers["ETag"] = f'"{hashlib.sha1(data).hexdigest()}"'
+                    headers["ETag"] = f'"{git_blob_id(data)}"'
+                if hub.tamper_file is not None:
+                    data = hub.tamper_file(file, data, headers)
                 self._send(200, data, headers)
 
         return Handler

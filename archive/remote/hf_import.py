@@ -1,29 +1,42 @@
 """Importing a model from a Hugging Face Hub endpoint: ``modelarc push hf://org/name[@revision] REF``.
 
-Downloads with huggingface_hub (so ``HF_ENDPOINT``, the ``HF_HOME``/``HF_HUB_CACHE`` cache and ``HF_HUB_OFFLINE``
-are honoured; they are read at call time, not when huggingface_hub was first imported), then pushes the downloaded
-snapshot folder like any other. Provenance recorded: source URL (endpoint, repo, resolved commit), per-file etags
-(sha256 for LFS files, git blob id otherwise) in the audit event, and license, base_model and datasets from the
-model card. A base_model that is already archived (any tag; its newest snapshot) becomes a declared parent.
+The endpoint (``HF_ENDPOINT``) is untrusted: archive/remote/hf_fetch.py lists, validates, downloads and verifies the
+revision's files into a private folder (``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are honoured; they are
+read at call time), which is then pushed like any other. Provenance recorded: source URL (endpoint, repo, the
+listing's validated commit), per-file hashes the bytes were checked against (sha256 for LFS files, git blob id
+otherwise) in the audit event, and license, base_model and datasets from the model card. A base_model that is
+already archived (any tag; its newest snapshot) becomes a declared parent.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from modelarc.archive.manifest import printable_path
 from modelarc.archive.push import PushResult
+from modelarc.archive.remote.hf_fetch import Fetched, fetch
 from modelarc.archive.repository import Archive
 from modelarc.errors import SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import parse_ref
 
-_SOURCE = re.compile(r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[^\s]+))?$")
+# what the Hub accepts as a repo id (ASCII letters, digits, "_", ".", "-"; at most 96 characters a part), less
+# what it refuses ("..", "--", a ".git" end): the id also names the cache folder models--org--name
+_SOURCE = re.compile(
+    r"^hf://(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<rev>.*))?$",
+    re.DOTALL,
+)
+# a branch or tag (refs/pr/N included) or a 40-hex commit: it is part of a URL and names refs/<revision> in the cache,
+# so no "..", ".", empty or hidden segment
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+MAX_REVISION_CHARS = 200
 HF_TO_RELATION = {"finetune": "finetune", "quantized": "quantized", "merge": "merge", "adapter": "adapter"}
 
 
@@ -36,22 +49,29 @@ class HubSource:
 def parse_hub_source(text: str) -> HubSource | None:
     if not text.startswith("hf://"):
         return None
-    m = _SOURCE.match(text)
-    if m is None:
-        raise SourceError(f"invalid Hub source {text!r}: expected hf://org/name[@revision]")
-    return HubSource(m["repo"], m["rev"] or "main")
+    m = _SOURCE.fullmatch(text)
+    repo = m["repo"] if m else ""
+    if (
+        m is None
+        or ".." in repo
+        or "--" in repo
+        or any(p.endswith((".", "-")) for p in repo.split("/"))
+        or (repo.lower().endswith(".git"))
+    ):
+        raise SourceError(f"invalid Hub source {printable_path(text)!r}: expected hf://org/name[@revision]")
+    revision = m["rev"]
+    if revision is None:
+        return HubSource(repo, "main")
+    if len(revision) > MAX_REVISION_CHARS or not _REVISION.fullmatch(revision) or ".." in revision:
+        raise SourceError(
+            f"invalid Hub revision {printable_path(revision)!r}: expected a branch or tag name, refs/pr/N or a "
+            "40-hex commit"
+        )
+    return HubSource(repo, revision)
 
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _cache_dir() -> str | None:
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    if os.environ.get("HF_HOME"):
-        return str(Path(os.environ["HF_HOME"]) / "hub")
-    return None
 
 
 def hub_endpoint() -> str:
@@ -62,49 +82,19 @@ def hub_endpoint() -> str:
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if not is_http_url(endpoint):
-        raise UsageError(f"HF_ENDPOINT {endpoint!r} is not an http(s)://host[:port] URL; unset it for huggingface.co")
+        raise UsageError(
+            f"HF_ENDPOINT {endpoint!r} is not an http(s)://host[:port] URL; unset it for huggingface.co"
+        )
     return endpoint
 
 
-def download(source: HubSource) -> tuple[Path, str, dict[str, str], str]:
-    """(local snapshot folder, commit sha, etags by path, endpoint) for the source."""
+@contextmanager
+def download(source: HubSource) -> Iterator[tuple[Fetched, str]]:
+    """(the verified files in a private folder, endpoint) for the source; the folder is removed when the block ends.
+    Every failure is one ``SourceError`` and happens before the caller records anything."""
     endpoint = hub_endpoint()
-    import httpx
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub import errors as hf_errors
-
-    where = f"{source.repo}@{source.revision} on {endpoint}"
-    etags: dict[str, str] = {}
-    try:
-        folder = Path(
-            snapshot_download(
-                source.repo,
-                revision=source.revision,
-                endpoint=endpoint,
-                cache_dir=_cache_dir(),
-                local_files_only=_offline(),
-            )
-        )
-        commit = folder.name
-        if not _offline():
-            info = HfApi(endpoint=endpoint).model_info(source.repo, revision=commit, files_metadata=True)
-            commit = info.sha or commit
-            for sib in info.siblings or []:
-                lfs = getattr(sib, "lfs", None)
-                etags[sib.rfilename] = (lfs.sha256 if lfs else None) or getattr(sib, "blob_id", None) or ""
-    except hf_errors.RepositoryNotFoundError:
-        raise SourceError(f"no repository {source.repo} on {endpoint}") from None
-    except hf_errors.RevisionNotFoundError:
-        raise SourceError(f"no revision {source.revision!r} in {source.repo} on {endpoint}") from None
-    except hf_errors.LocalEntryNotFoundError:
-        raise SourceError(
-            f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
-        ) from None
-    except (OSError, hf_errors.HfHubHTTPError, httpx.HTTPError) as exc:
-        raise SourceError(
-            f"{where}: download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        ) from None
-    return folder, commit, etags, endpoint
+    with fetch(source.repo, source.revision, endpoint, offline=_offline()) as fetched:
+        yield fetched, endpoint
 
 
 def _card(folder: Path) -> dict[str, Any]:
@@ -133,9 +123,27 @@ def import_from_hub(
     *,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[PushResult, dict[str, Any]]:
     parse_ref(ref_text)  # a bad REF fails before anything is downloaded
-    folder, commit, etags, endpoint = download(source)
+    with download(source) as (fetched, endpoint):
+        return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
+
+
+def _record(
+    archive: Archive,
+    source: HubSource,
+    ref_text: str,
+    provenance: Provenance,
+    fetched: Fetched,
+    endpoint: str,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+    warn: Callable[[str], None] | None,
+) -> tuple[PushResult, dict[str, Any]]:
+    folder, commit = fetched.folder, fetched.commit
+    if fetched.skipped and warn:
+        warn(f"{source.repo}: skipped {len(fetched.skipped)} file(s) under .git, which no snapshot holds")
     card = _card(folder)
     parents = list(provenance.parents)
     unresolved = []
@@ -152,14 +160,18 @@ def import_from_hub(
     license_ = provenance.license or (str(card["license"]) if card.get("license") else None)
     source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
     prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
-    # the Hub cache's snapshot folder holds symlinks into its blobs/ folder, outside it: following them is the point
-    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=True)
+    # the private folder holds only regular files written from verified bytes: no link is followed
+    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=False)
     details = {
         "repo": source.repo,
         "revision": source.revision,
         "commit": commit,
         "endpoint": endpoint,
-        "etags": etags,
+        # the hash each file's bytes were checked against (named etags since the first version of this event)
+        "etags": fetched.hashes,
+        "skipped_git_paths": list(fetched.skipped),
+        # offline, the bytes came from the Hugging Face cache (checked against their blob names), not the endpoint
+        "from_cache": fetched.from_cache,
         "base_model": _as_list(card.get("base_model")),
         "base_model_unarchived": unresolved,
         "datasets": _as_list(card.get("datasets")),

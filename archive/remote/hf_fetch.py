@@ -1,0 +1,441 @@
+"""One Hub revision's files, fetched and verified into a private folder: the bytes of ``push hf://``.
+
+The Hub endpoint (``HF_ENDPOINT``) is untrusted, and so is what it says. huggingface_hub's downloader named cache
+files after the endpoint's ``ETag`` header, so an ETag that was a path made it link any local file into a snapshot
+(the archive's own signing key was archived that way) or write the endpoint's bytes anywhere (a ``.pth`` file in
+site-packages). So this module does not use it: it asks for the listing as JSON, validates every name, size and
+hash in it before a byte is written, downloads each file over httpx in the calling (main) thread, so Ctrl-C and
+SIGTERM stop it, into a fresh private folder under names taken from the validated listing, and checks each file's
+bytes against the listed hash (sha256 for an LFS file, the git blob id otherwise). What is recorded is the listing's
+commit and these verified hashes, never a header's word.
+
+The Hugging Face cache (``HF_HUB_CACHE``, ``HF_HOME/hub`` or the default) is written after an online import in the
+standard layout, under names that are verified hashes only, so that ``HF_HUB_OFFLINE=1`` can import from it later;
+an offline import accepts only files whose cache blob hashes to its own name (docs/SECURITY.md, "Hub imports").
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
+from modelarc.archive.manifest import is_git_path, path_problem, printable_path
+from modelarc.errors import SourceError
+
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# a listing of MAX_FILES_PER_SNAPSHOT siblings with their hashes is ~30 MB of JSON
+MAX_LISTING_BYTES = 64 << 20
+# the Hub's own limit is 50 GB per file; a mirror of it may hold more, but no published file is near a TiB
+MAX_HUB_FILE_BYTES = 1 << 40
+MAX_REDIRECTS = 5
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One listed file: ``sha256`` for an LFS file, else ``blob_id`` (the git blob sha1) is what its bytes must hash to."""
+
+    path: str
+    size: int
+    sha256: str | None
+    blob_id: str | None
+
+    @property
+    def digest(self) -> str:
+        """The hash its bytes are checked against: the name of its blob in the Hugging Face cache."""
+        return self.sha256 or self.blob_id or ""
+
+
+@dataclass(frozen=True)
+class HubListing:
+    commit: str
+    files: tuple[HubFile, ...]
+    skipped: tuple[str, ...]  # ``.git`` paths, which no snapshot holds
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A revision's verified files in ``folder`` (private, removed when the ``fetch`` block ends)."""
+
+    folder: Path
+    commit: str
+    hashes: dict[str, str]  # path -> verified sha256 (LFS) or git blob sha1
+    skipped: tuple[str, ...]
+    from_cache: bool
+
+
+def git_blob_sha1(size: int) -> Any:
+    """A sha1 primed with git's blob header: fed the ``size`` bytes of a file, it gives the file's git blob id."""
+    return hashlib.sha1(b"blob %d\0" % size)
+
+
+def cache_root() -> Path:
+    """Where huggingface_hub keeps its cache, read at call time like the other ``HF_*`` settings."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def _repo_cache(repo: str) -> Path:
+    # repo ids are checked to hold no "..", "--" or "/" beyond the one (hf_import._SOURCE): the name is one segment
+    return cache_root() / f"models--{repo.replace('/', '--')}"
+
+
+# ------------------------------------------------------------------------------------------------------ the listing
+def parse_listing(info: object, where: str) -> HubListing:
+    """The ``model_info`` JSON (with ``blobs=true``) as a ``HubListing``, or one ``SourceError`` naming what is wrong:
+    everything is checked before a byte is written."""
+    if not isinstance(info, dict):
+        raise SourceError(f"{where}: the endpoint's listing is not a JSON object")
+    commit = info.get("sha")
+    if not isinstance(commit, str) or not _HEX40.fullmatch(commit):
+        raise SourceError(
+            f"{where}: the endpoint's commit {printable_path(commit)} is not 40 lowercase hex digits"
+        )
+    siblings = info.get("siblings")
+    if not isinstance(siblings, list):
+        raise SourceError(f"{where}: the endpoint's listing has no list of files")
+    if len(siblings) > MAX_FILES_PER_SNAPSHOT:
+        raise SourceError(
+            f"{where}: {len(siblings):,} files listed, more than the limit of {MAX_FILES_PER_SNAPSHOT:,} "
+            "(see docs/FORMAT.md, Limits)"
+        )
+    files: list[HubFile] = []
+    skipped: list[str] = []
+    for sib in siblings:
+        if not isinstance(sib, dict):
+            raise SourceError(f"{where}: a listed file is not a JSON object")
+        path = sib.get("rfilename")
+        problem = path_problem(path)
+        if problem is not None:
+            raise SourceError(f"{where}: listed file '{printable_path(path)}' {problem}")
+        assert isinstance(path, str)
+        if is_git_path(path):
+            skipped.append(path)
+            continue
+        files.append(_listed_file(sib, path, where))
+    _check_no_clash([f.path for f in files], where)
+    return HubListing(commit, tuple(files), tuple(skipped))
+
+
+def _listed_file(sib: dict[str, Any], path: str, where: str) -> HubFile:
+    shown = f"{where}: listed file '{printable_path(path)}'"
+    size = sib.get("size")
+    if type(size) is not int or not 0 <= size <= MAX_HUB_FILE_BYTES:
+        raise SourceError(
+            f"{shown} has size {printable_path(size)}, not an integer from 0 to {MAX_HUB_FILE_BYTES}"
+        )
+    blob_id = sib.get("blobId")
+    if blob_id is not None and (not isinstance(blob_id, str) or not _HEX40.fullmatch(blob_id)):
+        raise SourceError(f"{shown} has blob id {printable_path(blob_id)}, not 40 lowercase hex digits")
+    lfs = sib.get("lfs")
+    sha256 = None
+    if lfs is not None:
+        if not isinstance(lfs, dict):
+            raise SourceError(f"{shown} has malformed LFS details")
+        sha256 = lfs.get("sha256")
+        if not isinstance(sha256, str) or not _HEX64.fullmatch(sha256):
+            raise SourceError(f"{shown} has LFS sha256 {printable_path(sha256)}, not 64 lowercase hex digits")
+        if "size" in lfs and lfs["size"] != size:
+            raise SourceError(f"{shown} has LFS size {printable_path(lfs['size'])}, not its size {size}")
+    if sha256 is None and blob_id is None:
+        raise SourceError(f"{shown} has neither an LFS sha256 nor a blob id to check it against")
+    return HubFile(path, size, sha256, None if sha256 else blob_id)
+
+
+def _check_no_clash(paths: list[str], where: str) -> None:
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise SourceError(f"{where}: the endpoint's listing names a file twice")
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in seen:
+                raise SourceError(
+                    f"{where}: listed file '{printable_path(path)}' lies inside another listed file"
+                )
+
+
+# ------------------------------------------------------------------------------------------------------ online
+def _private_folder() -> Path:
+    """A fresh 0700 folder beside the Hugging Face cache (the disk a Hub download is expected to use, and where the
+    verified files are moved into the cache without a copy), or in the system temp dir if that cannot be made."""
+    root = cache_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".modelarc-import-", dir=root))
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="modelarc-hf-import-"))
+
+
+def _headers() -> dict[str, str]:
+    """huggingface_hub's headers (its user agent, and the user's token unless HF_HUB_DISABLE_IMPLICIT_TOKEN): gated
+    repos need the token as they did when huggingface_hub downloaded. httpx drops it on a redirect to another host."""
+    from huggingface_hub.utils import build_hf_headers
+
+    return {**build_hf_headers(), "Accept-Encoding": "identity"}
+
+
+def _error_for(response: Any, what: str, where: str, repo: str, revision: str, endpoint: str) -> SourceError:
+    code = response.headers.get("X-Error-Code", "")
+    if code == "RepoNotFound":
+        return SourceError(f"no repository {repo} on {endpoint}")
+    if code == "RevisionNotFound":
+        return SourceError(f"no revision {revision!r} in {repo} on {endpoint}")
+    if response.status_code in (401, 403):
+        return SourceError(
+            f"{where}: {what} refused (HTTP {response.status_code}; a gated or private repo needs HF_TOKEN)"
+        )
+    return SourceError(f"{where}: {what} failed (HTTP {response.status_code})")
+
+
+def _read_listing(client: Any, endpoint: str, repo: str, revision: str, where: str) -> Any:
+    import json
+
+    url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
+    with client.stream("GET", url, params={"blobs": "true"}) as response:
+        if response.status_code != 200:
+            raise _error_for(response, "the listing", where, repo, revision, endpoint)
+        body = bytearray()
+        for chunk in response.iter_raw(_CHUNK):
+            body += chunk
+            if len(body) > MAX_LISTING_BYTES:
+                raise SourceError(f"{where}: the endpoint's listing is larger than {MAX_LISTING_BYTES} bytes")
+    try:
+        return json.loads(bytes(body))
+    except (ValueError, RecursionError):
+        raise SourceError(f"{where}: the endpoint's listing is not JSON") from None
+
+
+def _download_file(
+    client: Any, url: str, file: HubFile, dest: Path, where: str, timeout: float, min_rate: float
+) -> None:
+    """``file``'s bytes into ``dest``, never more than its listed size, within ``timeout`` plus its size at
+    ``min_rate`` (a body trickled a byte at a time would otherwise never end), checked against its listed hash."""
+    shown = f"{where}: '{printable_path(file.path)}'"
+    deadline = time.monotonic() + timeout + file.size / min_rate
+    digest = hashlib.sha256() if file.sha256 else git_blob_sha1(file.size)
+    received = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with client.stream("GET", url) as response, open(dest, "xb") as out:
+        if response.url.scheme not in (
+            "http",
+            "https",
+        ):  # httpx refuses others; this says why it may not change
+            raise SourceError(f"{shown}: redirected to a {response.url.scheme} URL")
+        if response.status_code != 200:
+            raise SourceError(f"{shown}: download failed (HTTP {response.status_code})")
+        for chunk in response.iter_raw(_CHUNK):
+            received += len(chunk)
+            if received > file.size:
+                raise SourceError(f"{shown}: the endpoint sent more than the {file.size} bytes it listed")
+            if time.monotonic() > deadline:
+                raise SourceError(
+                    f"{shown}: not received within {timeout:g} s plus {min_rate:g} bytes/s "
+                    "(MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE)"
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    if received != file.size:
+        raise SourceError(f"{shown}: the endpoint sent {received} bytes, not the {file.size} it listed")
+    if digest.hexdigest() != file.digest:
+        kind = "LFS sha256" if file.sha256 else "blob id"
+        raise SourceError(
+            f"{shown}: its bytes hash to {digest.hexdigest()}, not the {kind} {file.digest} listed"
+        )
+
+
+def _fetch_online(endpoint: str, repo: str, revision: str, folder: Path, where: str) -> HubListing:
+    import httpx
+
+    from modelarc.config import remote_timeouts
+
+    timeout, min_rate = remote_timeouts()
+    with httpx.Client(
+        headers=_headers(),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        trust_env=True,
+    ) as client:
+        listing = parse_listing(_read_listing(client, endpoint, repo, revision, where), where)
+        for file in listing.files:
+            url = f"{endpoint}/{repo}/resolve/{listing.commit}/{quote(file.path)}"
+            _download_file(client, url, file, folder / file.path, where, timeout, min_rate)
+    return listing
+
+
+def _publish(repo: str, revision: str, listing: HubListing, folder: Path) -> None:
+    """Move the verified files into the Hugging Face cache in its layout (``blobs/<hash>``, ``snapshots/<commit>/<path>``
+    a relative link to it, ``refs/<revision>``), each name made from a verified hash or a checked path. A cache that
+    cannot be written (read-only, a link where a folder should be) only costs a later offline import its files."""
+    repo_dir = _repo_cache(repo)
+    blobs = repo_dir / "blobs"
+    snapshot = repo_dir / "snapshots" / listing.commit
+    try:
+        for sub in (blobs, snapshot, repo_dir / "refs"):
+            _real_folder(repo_dir, sub)
+        for file in listing.files:
+            link = snapshot / file.path
+            if not _real_folder(repo_dir, link.parent):
+                continue
+            blob = blobs / file.digest
+            os.replace(folder / file.path, blob)
+            _replace_atomically(link, functools.partial(os.symlink, os.path.relpath(blob, link.parent)))
+        if revision != listing.commit:
+            ref = repo_dir / "refs" / revision
+            if _real_folder(repo_dir, ref.parent):
+                _replace_atomically(ref, functools.partial(Path.write_text, data=listing.commit))
+    except OSError:
+        pass
+
+
+def _real_folder(repo_dir: Path, folder: Path) -> bool:
+    """Make ``folder`` (inside ``repo_dir``) and say whether every part of it below ``repo_dir`` is a real folder,
+    not a link that would take a write elsewhere."""
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    if repo_dir.is_symlink():
+        return False
+    here = repo_dir
+    for part in folder.relative_to(repo_dir).parts:
+        here = here / part
+        if here.is_symlink():
+            return False
+        here.mkdir(exist_ok=True)
+    return True
+
+
+def _replace_atomically(target: Path, make: Callable[[Path], object]) -> None:
+    tmp = target.with_name(f".{target.name}.modelarc-{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    make(tmp)
+    os.replace(tmp, target)
+
+
+# ------------------------------------------------------------------------------------------------------ offline
+def _fetch_offline(
+    repo: str, revision: str, folder: Path, where: str
+) -> tuple[str, dict[str, str], list[str]]:
+    """(commit, hashes by path, skipped .git paths) of the cached revision, copied into ``folder``; only a file that
+    is a link into this repo's ``blobs/`` folder, to a blob named by a hash its bytes match, is taken."""
+    missing = SourceError(
+        f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
+    )
+    repo_dir = _repo_cache(repo)
+    if _HEX40.fullmatch(revision):
+        commit = revision
+    else:
+        ref = repo_dir / "refs" / revision
+        try:
+            with open(ref, "rb") as fh:
+                commit = fh.read(100).decode("ascii", "replace").strip()
+        except OSError:
+            raise missing from None
+        if not _HEX40.fullmatch(commit):
+            raise SourceError(f"{where}: the cache's ref {printable_path(str(ref))} names no commit")
+    snapshot = repo_dir / "snapshots" / commit
+    if snapshot.is_symlink() or not snapshot.is_dir():
+        raise missing
+    blobs = os.path.realpath(repo_dir / "blobs")
+    hashes: dict[str, str] = {}
+    skipped: list[str] = []
+    for base, dirs, names in os.walk(snapshot):
+        for name in sorted(dirs + names):
+            entry = Path(base) / name
+            rel = entry.relative_to(snapshot).as_posix()
+            if is_git_path(rel):
+                skipped.append(rel)
+                continue
+            if name in dirs and not entry.is_symlink():
+                continue
+            if path_problem(rel) is not None or len(hashes) >= MAX_FILES_PER_SNAPSHOT:
+                raise SourceError(f"{where}: the cached file '{printable_path(rel)}' cannot be archived")
+            hashes[rel] = _copy_blob(
+                entry, blobs, folder / rel, f"{where}: the cached file '{printable_path(rel)}'"
+            )
+        dirs[:] = [d for d in dirs if not is_git_path((Path(base) / d).relative_to(snapshot).as_posix())]
+    return commit, hashes, skipped
+
+
+def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
+    if not entry.is_symlink():
+        raise SourceError(f"{shown} is not a link into the cache's blobs folder")
+    real = os.path.realpath(entry)
+    name = os.path.basename(real)
+    if os.path.dirname(real) != blobs or not (_HEX40.fullmatch(name) or _HEX64.fullmatch(name)):
+        raise SourceError(
+            f"{shown} links outside the cache's blobs folder, or to a blob not named by its hash"
+        )
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(real, flags)
+    with open(fd, "rb") as src:
+        info = os.fstat(fd)
+        size = info.st_size
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceError(f"{shown} is not a regular file in the cache")
+        digest = hashlib.sha256() if len(name) == 64 else git_blob_sha1(size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        with open(dest, "xb") as out:
+            while chunk := src.read(_CHUNK):
+                copied += len(chunk)
+                digest.update(chunk)
+                out.write(chunk)
+    if copied != size or digest.hexdigest() != name:
+        raise SourceError(f"{shown}: its bytes do not hash to its blob name {name}")
+    return name
+
+
+# ------------------------------------------------------------------------------------------------------ entry
+@contextmanager
+def fetch(repo: str, revision: str, endpoint: str, *, offline: bool) -> Iterator[Fetched]:
+    """The verified files of ``repo`` at ``revision``, in a private folder that is removed when the block ends
+    (whatever happens). Online, a block that ends without an exception also fills the Hugging Face cache."""
+    import httpx
+
+    where = f"{repo}@{revision} on {endpoint}"
+    folder = _private_folder()
+    try:
+        try:
+            if offline:
+                commit, hashes, skipped = _fetch_offline(repo, revision, folder, where)
+                listing = None
+            else:
+                listing = _fetch_online(endpoint, repo, revision, folder, where)
+                commit, hashes, skipped = (
+                    listing.commit,
+                    {f.path: f.digest for f in listing.files},
+                    list(listing.skipped),
+                )
+        except httpx.TimeoutException as exc:
+            raise SourceError(
+                f"{where}: the endpoint did not answer in time ({type(exc).__name__})"
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise SourceError(
+                f"{where}: download failed ({type(exc).__name__}: {printable_path(str(exc).splitlines()[0] if str(exc) else '')})"
+            ) from None
+        except OSError as exc:
+            raise SourceError(f"{where}: download failed ({exc.strerror or type(exc).__name__})") from None
+        yield Fetched(folder, commit, hashes, tuple(skipped), offline)
+        if listing is not None:
+            _publish(repo, revision, listing, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
