@@ -1,0 +1,346 @@
+"""push hf://org/name[@rev] against a hostile Hub endpoint (tests/hubserver.py's tamper knobs): nothing outside the
+private download folder is read or written, nothing the endpoint says is recorded unless the bytes bear it out, and
+every refusal is one error line with the catalog unchanged."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ArchiveCli
+from hubserver import HubServer, git_blob_id
+from modelfactory import tiny_tensors, write_model
+
+CONFIG = b'{"model_type": "gpt2", "n_layer": 1}\n'
+SECRET = b"-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n"
+
+
+@pytest.fixture
+def hub(tmp_path: Path, arc: ArchiveCli):
+    server = HubServer().start()
+    arc.env.update(
+        {
+            "HF_ENDPOINT": server.url,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+        }
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path, hub: HubServer) -> Path:
+    folder = write_model(tmp_path / "served", tiny_tensors(seed=7), extra_files={"config.json": CONFIG})
+    hub.add("org/tiny", folder)
+    return folder
+
+
+def refused(arc: ArchiveCli, *args: str) -> str:
+    """The command fails in one line and the catalog holds no snapshot and no import event."""
+    result = arc.fail(*args)
+    assert arc.json("ls") == [] and arc.json("audit", "--action", "import") == []
+    return result.stderr.strip().splitlines()[-1]
+
+
+def _with_etag(etag: str) -> Callable[[str, bytes, dict[str, str]], bytes]:
+    def tamper(path: str, data: bytes, headers: dict[str, str]) -> bytes:
+        if path == "config.json":
+            headers["ETag"] = f'"{etag}"'
+        return data
+
+    return tamper
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_an_etag_naming_an_existing_file_does_not_get_it_archived(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, relative: bool
+) -> None:
+    secret = tmp_path / "secret.pem"
+    secret.write_bytes(SECRET)
+    # huggingface_hub named the blob by the ETag: blobs/<etag>, from HF_HOME/hub/models--org--tiny/blobs
+    hub.tamper_file = _with_etag("../../../../secret.pem" if relative else str(secret))
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    arc("pull", "org/tiny:v1", tmp_path / "out")
+    assert (tmp_path / "out" / "config.json").read_bytes() == CONFIG
+    assert secret.read_bytes() == SECRET
+    for p in (tmp_path / "out").rglob("*"):
+        assert not p.is_file() or SECRET not in p.read_bytes(), p
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_an_etag_naming_a_new_file_writes_nothing_there(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, relative: bool
+) -> None:
+    target = tmp_path / "site-packages" / "evil.pth"
+    target.parent.mkdir()
+    hub.tamper_file = _with_etag("../../../../site-packages/evil.pth" if relative else str(target))
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    assert not target.exists() and not target.with_name("evil.pth.lock").exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def _lfs_sha256(value: str) -> Callable[[dict[str, Any]], None]:
+    def tamper(info: dict[str, Any]) -> None:
+        for sib in info["siblings"]:
+            if "lfs" in sib:
+                sib["lfs"]["sha256"] = value
+
+    return tamper
+
+
+def test_a_lying_lfs_sha256_is_refused(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
+    hub.tamper_info = _lfs_sha256("f" * 64)
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert "model.safetensors" in line and "not the LFS sha256 " + "f" * 64 in line
+
+
+def test_a_lying_blob_id_is_refused(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
+    def tamper(info: dict[str, Any]) -> None:
+        for sib in info["siblings"]:
+            if sib["rfilename"] == "config.json":
+                sib["blobId"] = git_blob_id(b"something else")
+
+    hub.tamper_info = tamper
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert "config.json" in line and "not the blob id" in line
+
+
+def test_a_body_the_listing_does_not_bear_out_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    """The body (and its headers, consistent with it) differ from the listing: the listing's hash is what counts."""
+
+    def tamper(path: str, data: bytes, headers: dict[str, str]) -> bytes:
+        if path != "config.json":
+            return data
+        headers["ETag"] = f'"{git_blob_id(b"evil")}"'
+        return b"evil"
+
+    hub.tamper_file = tamper
+    assert "config.json" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+
+
+def test_a_body_longer_than_listed_is_refused(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
+    def tamper(path: str, data: bytes, headers: dict[str, str]) -> bytes:
+        if path != "config.json":
+            return data
+        longer = data + b" " * (1 << 20)
+        headers["ETag"] = f'"{git_blob_id(longer)}"'
+        return longer
+
+    hub.tamper_file = tamper
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert "config.json" in line and f"more than the {len(CONFIG)} bytes it listed" in line
+
+
+def test_a_listing_naming_another_commit_records_nothing_false(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The listing for main names v2's commit: the files are fetched at the commit the listing names and checked
+    against the listing's hashes, so main's hashes with v2's bytes are refused, not recorded as either."""
+    other = hub.add("org/tiny", write_model(tmp_path / "v2", tiny_tensors(seed=8)), revision="v2")
+
+    def tamper(info: dict[str, Any]) -> None:
+        info["sha"] = other
+
+    hub.tamper_info = tamper
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert line.startswith("error: org/tiny@main on ") and "config.json" in line
+
+
+def test_a_listing_whose_commit_and_files_agree_is_recorded_as_that_commit(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The endpoint answers "main" with v2's listing: v2's bytes are archived and v2's commit is what is recorded."""
+    other = hub.add("org/tiny", write_model(tmp_path / "v2", tiny_tensors(seed=8)), revision="v2")
+    arc("push", "hf://org/tiny@v2", "org/tiny:v2")
+    hub.repos[("org/tiny", "main")] = tmp_path / "v2"  # main now serves v2's files under main's commit
+    hub.tamper_info = lambda info: info.update(sha=other)
+    pushed = arc.json("push", "hf://org/tiny", "org/tiny:main")
+    assert pushed["snapshot"] == arc.json("show", "org/tiny:v2")["snapshot"]
+    assert other in arc.json("show", "org/tiny:main")["source_url"]
+    events = {e["target"]: e for e in arc.json("audit", "--action", "import")}
+    assert events["org/tiny:main"]["details"]["commit"] == other
+
+
+@pytest.mark.parametrize("sha", ["main; rm -rf ~", "../../x", "A" * 40, "a" * 39, 12])
+def test_a_commit_that_is_not_40_hex_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, sha: object
+) -> None:
+    hub.tamper_info = lambda info: info.update(sha=sha)
+    assert "is not 40 lowercase hex digits" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/tmp/escape.txt", "a/../../b", "a//b", "a\\b"])
+def test_a_listed_filename_that_could_escape_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path, name: str
+) -> None:
+    def tamper(info: dict[str, Any]) -> None:
+        info["siblings"].append({"rfilename": name, "size": 1, "blobId": git_blob_id(b"x")})
+
+    hub.tamper_info = tamper
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert "listed file" in line
+    assert not any("escape" in r for r in hub.requests)  # refused before any file was asked for
+
+
+@pytest.mark.parametrize(
+    "sibling",
+    [
+        {"rfilename": "x.bin", "size": -1, "blobId": "0" * 40},
+        {"rfilename": "x.bin", "size": 2**60, "blobId": "0" * 40},
+        {"rfilename": "x.bin", "size": "7", "blobId": "0" * 40},
+        {"rfilename": "x.bin", "size": 1},
+        {"rfilename": "x.bin", "size": 1, "blobId": "../../etc"},
+        {"rfilename": "x.bin", "size": 1, "lfs": {"sha256": "/etc/passwd"}},
+        {"rfilename": "x.bin", "size": 1, "lfs": "yes"},
+        {"size": 1, "blobId": "0" * 40},
+        "x.bin",
+    ],
+)
+def test_a_malformed_listing_is_refused_in_one_line(
+    arc: ArchiveCli, hub: HubServer, served: Path, sibling: object
+) -> None:
+    hub.tamper_info = lambda info: info["siblings"].append(sibling)
+    assert "org/tiny@main" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+
+
+def test_a_listing_that_is_no_list_is_refused_in_one_line(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    hub.tamper_info = lambda info: info.update(siblings={"a": 1})
+    assert "no list of files" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+
+
+def test_a_stalled_body_ends_in_one_line(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
+    import time
+
+    def tamper(path: str, data: bytes, headers: dict[str, str]) -> bytes:
+        if path == "config.json":
+            time.sleep(3)
+        return data
+
+    hub.tamper_file = tamper
+    arc.env["MODELARC_REMOTE_TIMEOUT"] = "1"
+    started = time.monotonic()
+    assert "in time" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert time.monotonic() - started < 3
+
+
+def test_git_paths_are_skipped_and_listed(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
+    def tamper(info: dict[str, Any]) -> None:
+        info["siblings"].append({"rfilename": ".git/config", "size": 1, "blobId": git_blob_id(b"x")})
+
+    hub.tamper_info = tamper
+    result = arc("push", "hf://org/tiny", "org/tiny:v1")
+    assert ".git" in result.stderr
+    [event] = arc.json("audit", "--action", "import")
+    assert event["details"]["skipped_git_paths"] == [".git/config"]
+    assert not any(".git" in r for r in hub.requests)
+    assert ".git/config" not in {f["path"] for f in arc.json("show", "org/tiny:v1")["files"]}
+
+
+@pytest.mark.parametrize(
+    "revision", ["../../x", "/abs", "a/../b", "a//b", "main\nx", "-x", "a/.hidden", "a" * 201, "..", "x/"]
+)
+def test_a_revision_that_could_escape_is_refused_before_any_request(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, revision: str
+) -> None:
+    line = refused(arc, "push", f"hf://org/tiny@{revision}", "org/tiny:v1")
+    assert line.startswith("error: invalid Hub revision")
+    assert hub.requests == []
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "revision", ["v1.0", "refs/pr/12", "feature/x_y-z", "0123456789abcdef0123456789abcdef01234567"]
+)
+def test_a_branch_tag_pr_or_commit_revision_is_asked_for(
+    arc: ArchiveCli, hub: HubServer, served: Path, revision: str
+) -> None:
+    line = refused(arc, "push", f"hf://org/tiny@{revision}", "org/tiny:v1")
+    assert line.startswith("error: no revision")
+    assert hub.requests
+
+
+@pytest.mark.parametrize(
+    "repo", ["org/a..b", "org/a--b", "org/x.git", "org/x.", "org/é", "org/tiny/x", "../x/y"]
+)
+def test_a_repo_id_the_hub_refuses_is_refused_before_any_request(
+    arc: ArchiveCli, hub: HubServer, served: Path, repo: str
+) -> None:
+    assert refused(arc, "push", f"hf://{repo}", "org/tiny:v1").startswith("error: invalid Hub source")
+    assert hub.requests == []
+
+
+# ------------------------------------------------------------------------------------------------------ offline
+def _snapshot_link(tmp_path: Path, name: str) -> Path:
+    snapshots = tmp_path / "hf-home" / "hub" / "models--org--tiny" / "snapshots"
+    [commit] = list(snapshots.iterdir())
+    return commit / name
+
+
+def test_offline_import_from_the_cache_it_wrote(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    online = arc.json("push", "hf://org/tiny", "org/tiny:v1")["snapshot"]
+    hub.stop()
+    arc.env["HF_HUB_OFFLINE"] = "1"
+    assert arc.json("push", "hf://org/tiny", "org/tiny:v1-offline")["snapshot"] == online
+    events = {e["target"]: e["details"] for e in arc.json("audit", "--action", "import")}
+    assert events["org/tiny:v1-offline"]["from_cache"] is True
+    assert events["org/tiny:v1-offline"]["etags"] == events["org/tiny:v1"]["etags"]
+
+
+@pytest.mark.parametrize("where", ["absolute", "relative", "inside-snapshot"])
+def test_offline_a_cache_link_outside_blobs_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, where: str
+) -> None:
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    before = arc.json("ls")
+    secret = tmp_path / "secret.pem"
+    secret.write_bytes(SECRET)
+    link = _snapshot_link(tmp_path, "config.json")
+    link.unlink()
+    if where == "absolute":
+        link.symlink_to(secret)
+    elif where == "relative":
+        link.symlink_to(os.path.relpath(secret, link.parent))
+    else:
+        (link.parent / "plain.txt").write_bytes(SECRET)
+        link.symlink_to("plain.txt")
+    hub.stop()
+    arc.env["HF_HUB_OFFLINE"] = "1"
+    result = arc.fail("push", "hf://org/tiny", "org/tiny:v2")
+    assert "config.json" in result.stderr.splitlines()[-1]
+    assert arc.json("ls") == before
+
+
+def test_offline_a_plain_file_in_the_snapshot_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    (_snapshot_link(tmp_path, "extra.txt")).write_bytes(SECRET)
+    hub.stop()
+    arc.env["HF_HUB_OFFLINE"] = "1"
+    assert "extra.txt" in arc.fail("push", "hf://org/tiny", "org/tiny:v2").stderr.splitlines()[-1]
+
+
+def test_offline_a_blob_whose_bytes_do_not_match_its_name_is_refused(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """A shared cache another endpoint (or user) wrote: a blob is taken only when it hashes to its own name."""
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    blob = _snapshot_link(tmp_path, "model.safetensors").resolve()
+    blob.chmod(0o644)
+    blob.write_bytes(b"planted")
+    hub.stop()
+    arc.env["HF_HUB_OFFLINE"] = "1"
+    line = arc.fail("push", "hf://org/tiny", "org/tiny:v2").stderr.splitlines()[-1]
+    assert "model.safetensors" in line and "do not hash" in line
