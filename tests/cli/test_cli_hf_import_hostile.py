@@ -344,3 +344,46 @@ def test_offline_a_blob_whose_bytes_do_not_match_its_name_is_refused(
     arc.env["HF_HUB_OFFLINE"] = "1"
     line = arc.fail("push", "hf://org/tiny", "org/tiny:v2").stderr.splitlines()[-1]
     assert "model.safetensors" in line and "do not hash" in line
+
+
+def test_sigterm_during_a_download_ends_the_import_and_leaves_no_folder(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The download runs in the main thread, so SIGTERM ends it like Ctrl-C (huggingface_hub's worker threads kept
+    a stalled download going for minutes after it); the private folder is removed and nothing is recorded."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def stall(path: str, data: bytes, headers: dict[str, str]) -> bytes:
+        if path == "config.json":
+            release.wait(60)
+        return data
+
+    hub.tamper_file = stall
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelarc.cli.main", "push", "hf://org/tiny", "org/tiny:v1", "--no-progress"],
+        env={**os.environ, **arc.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r.endswith("/config.json") for r in hub.requests) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143 and b"terminated" in stderr, stderr
+    hub_cache = tmp_path / "hf-home" / "hub"
+    assert not [p for p in hub_cache.iterdir() if p.name.startswith(".modelarc-import-")]
+    assert arc.json("ls") == [] and arc.json("audit", "--action", "import") == []
