@@ -108,21 +108,15 @@ def download(source: HubSource) -> tuple[Path, str, dict[str, str], str]:
 
 
 def _card(folder: Path) -> dict[str, Any]:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        return {}
-    from huggingface_hub import ModelCard
+    from modelarc.archive.remote.hf_card import read_card
 
-    try:
-        return ModelCard.load(readme).data.to_dict()
-    except Exception:  # noqa: BLE001 - a malformed card is not a reason to refuse the weights
-        return {}
+    return read_card(folder / "README.md")
 
 
 def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    from modelarc.archive.remote.hf_card import card_list
+
+    return card_list(value)
 
 
 def import_from_hub(
@@ -135,11 +129,13 @@ def import_from_hub(
     on_total: Callable[[int], None] | None = None,
 ) -> tuple[PushResult, dict[str, Any]]:
     parse_ref(ref_text)  # a bad REF fails before anything is downloaded
+    from modelarc.archive.remote.hf_card import card_text
+
     folder, commit, etags, endpoint = download(source)
     card = _card(folder)
     parents = list(provenance.parents)
     unresolved = []
-    relation = HF_TO_RELATION.get(str(card.get("base_model_relation") or "finetune"), "finetune")
+    relation = HF_TO_RELATION.get(card_text(card.get("base_model_relation")) or "finetune", "finetune")
     with archive.catalog.session() as s:
         for base in _as_list(card.get("base_model")):
             ns, _, name = base.partition("/")
@@ -149,7 +145,7 @@ def import_from_hub(
                 parents.append((f"{base}@{snaps[0].digest}", relation))
             else:
                 unresolved.append(base)
-    license_ = provenance.license or (str(card["license"]) if card.get("license") else None)
+    license_ = provenance.license or card_text(card.get("license"))
     source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
     prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
     # the Hub cache's snapshot folder holds symlinks into its blobs/ folder, outside it: following them is the point
@@ -163,7 +159,7 @@ def import_from_hub(
         "base_model": _as_list(card.get("base_model")),
         "base_model_unarchived": unresolved,
         "datasets": _as_list(card.get("datasets")),
-        "license": card.get("license"),
+        "license": card_text(card.get("license")),
     }
     with archive.catalog.session() as s:
         q.audit(s, archive.settings.actor, "import", result.ref, snapshot=result.snapshot, **details)
