@@ -40,6 +40,8 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> dict[str, Any]:
+    from modelarc.archive.formats.gguf import GGUFArray
+
     arch_name = metadata.get("general.architecture")
     arch: dict[str, Any] = {"format": "gguf", "gguf_quantization": sorted(set(quant_types))}
     if _storable(arch_name):
@@ -53,7 +55,7 @@ def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> 
             if isinstance(value, int):
                 arch[field] = value
     tokens = metadata.get("tokenizer.ggml.tokens")
-    if isinstance(tokens, list):
+    if isinstance(tokens, list | GGUFArray):
         arch["vocab_size"] = len(tokens)
     if isinstance(metadata.get("general.file_type"), int):
         arch["gguf_file_type"] = metadata["general.file_type"]
