@@ -17,7 +17,7 @@ from modelarc.errors import GGUFFormatError
 ITEMS = 1_000_000  # as a list of Python ints, over 35 MB
 
 
-def _write(path: Path, values: "np.ndarray", tokens: list[str]) -> Path:
+def _write(path: Path, values: np.ndarray, tokens: list[str]) -> Path:
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_array("test.big", values.tolist())
     w.add_token_list(tokens)
