@@ -182,6 +182,8 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
     metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = r.string(f"metadata key #{i}")
+        if key in metadata:  # which one counts would depend on the reader (llama.cpp refuses the file)
+            raise GGUFFormatError(f"{path}: metadata key {key[:200]!r} appears twice")
         metadata[key] = r.value(r.unpack("<I", f"type of {key!r}"), f"metadata {key!r}")
     infos = []
     for i in range(n_tensors):
@@ -201,12 +203,21 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
         if type_id not in GGML_TYPES:
             raise GGUFFormatError(f"{path}: tensor {name!r}: unknown ggml type {type_id}")
         infos.append((name, dims, type_id, offset))
+    names: set[str] = set()
+    for name, *_ in infos:  # a load would keep one of two, and which one depends on the reader
+        if name in names:
+            raise GGUFFormatError(f"{path}: tensor name {name[:200]!r} appears twice")
+        names.add(name)
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
         raise GGUFFormatError(f"{path}: general.alignment {alignment!r} is not a power of two")
     data_start = -(-r.pos // alignment) * alignment
     tensors = []
     for name, dims, type_id, offset in infos:
+        if offset % alignment:  # the format requires it; llama.cpp and transformers refuse the file
+            raise GGUFFormatError(
+                f"{path}: tensor {name!r}: offset {offset} is not a multiple of {alignment}"
+            )
         type_name, block, block_bytes = GGML_TYPES[type_id]
         elements = 1
         for d in dims:
