@@ -140,9 +140,10 @@ def import_from_hub(
         for base in _as_list(card.get("base_model")):
             ns, _, name = base.partition("/")
             model = q.find_model(s, ns, name) if name else None
-            snaps = q.list_snapshots(s, model) if model else []
-            if snaps:
-                parents.append((f"{base}@{snaps[0].digest}", relation))
+            # its newest snapshot still held: a withdrawn one is no parent to declare
+            live = [sn for sn in (q.list_snapshots(s, model) if model else []) if not sn.withdrawn]
+            if live:
+                parents.append((f"{base}@{live[0].digest}", relation))
             else:
                 unresolved.append(base)
     license_ = provenance.license or card_text(card.get("license"))
