@@ -6,13 +6,21 @@ archive upgraded late sort among those its newer commands already wrote, and a r
 they happened: keys, then snapshots in creation order, their tag moves, attachments, withdrawals and runs.
 
 Running it again writes nothing: a fact is covered when a record states it with the same time (the catalog rows
-of a live change carry exactly its record's time). The catalog is read before the records are listed, so a change
-committed meanwhile is covered by the record it wrote before its commit, never written twice.
+of a live change carry exactly its record's time), and, for a snapshot, when the first of its records in replay
+order (the one a rebuild creates it from: later ones only add signatures and objects) says what the catalog says
+of everything a rebuild takes on a record's word (provenance, parents, pusher, bytes added). Anyone who can write
+the store can write records (docs/SECURITY.md), so a record that only names the same snapshot covers nothing: the
+catalog's record is written, named a microsecond before that first record so that it replays first and wins, and
+every record that gives provenance or parents the catalog contradicts is reported (``contradicted``) to be moved
+out of ``records/``. A run is covered by a record of its object, snapshot and signature as the catalog holds them.
+The catalog is read before the records are listed, so a change committed meanwhile is covered by the record it
+wrote before its commit, never written twice.
 
 What an old catalog cannot tell is recorded as well as it can be: how a snapshot arrived (``push`` or
 ``transfer.commit``) and who withdrew one come from the audit log when it says, and a key's trust as it is now
-(a key distrusted now is recorded as trusted from its creation and distrusted at the time of the upgrade, so
-every snapshot it signed replays). Access policies and grants (catalog revision 0011 and later) are written as
+(a key distrusted now is recorded as trusted from its creation and distrusted from its last ``key.distrust`` in
+the audit log, or from the time of the upgrade when the log does not say or a key record of it is newer: as the
+live records of a newer archive would replay it, a snapshot signed only by it after that does not). Access policies and grants (catalog revision 0011 and later) are written as
 ``access`` and ``grant`` records the same way. Attachments and runs whose document was never kept in the store
 cannot be replayed and are listed instead.
 """

@@ -47,7 +47,9 @@ def _provenance(shown: dict[str, Any]) -> tuple[Any, ...]:
     return shown["license"], shown["cutoff"], shown["source_url"]
 
 
-@pytest.mark.parametrize("earlier", [dt.timedelta(0), dt.timedelta(days=1)], ids=["same-time", "a-day-before"])
+@pytest.mark.parametrize(
+    "earlier", [dt.timedelta(0), dt.timedelta(days=1)], ids=["same-time", "a-day-before"]
+)
 def test_a_planted_snapshot_record_that_contradicts_the_catalog_does_not_cover_it(
     arc: ArchiveCli, tmp_path: Path, database_url: str, earlier: dt.timedelta
 ) -> None:
@@ -70,7 +72,8 @@ def test_a_planted_snapshot_record_that_contradicts_the_catalog_does_not_cover_i
     [said] = [c for c in upgraded["contradicted"] if c.startswith(key)]
     assert "provenance.license" in said and "provenance.source_url" in said
     again = arc.json("upgrade")
-    assert again["written"] == {} and again["contradicted"] == upgraded["contradicted"]  # idempotent, still loud
+    # idempotent, and still loud
+    assert again["written"] == {} and again["contradicted"] == upgraded["contradicted"]
     assert key in arc("upgrade").stdout  # and said at the terminal
 
     drop_catalog(database_url)
