@@ -112,3 +112,39 @@ def test_a_key_distrusted_before_the_upgrade_is_recorded_as_distrusted_from_then
     distrusted = dt.datetime.strptime(records[1]["at"], _BODY_TIME)
     assert distrusted < mark  # when `keys distrust` ran, not when the upgrade did
     assert records[1]["name"].startswith(distrusted.strftime(_NAME_TIME))
+
+
+def test_a_planted_run_record_with_another_signature_does_not_cover_the_run(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<unk>", "<pad>", "the", "model", "was"]
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(words), n_positions=32)
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(tmp_path / "m")
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>"
+    ).save_pretrained(tmp_path / "m")
+    arc("push", tmp_path / "m", "acme/gpt2:v1")
+    arc("run", "acme/gpt2:v1", "--prompt", "the model", "--max-new-tokens", "2", "--record")
+    runs = arc.json("runs")
+    [genuine] = _records(arc, "run")
+    _as_before_records(arc)
+    envelope = json.loads(genuine["signature"])
+    envelope["signatures"][0]["sig"] = envelope["signatures"][0]["sig"][
+        ::-1
+    ]  # garbage, as a planter could write
+    planted = {k: v for k, v in genuine.items() if k != "name"}
+    planted.update(actor="mallory", signature=json.dumps(envelope))
+    _plant(arc, planted, dt.datetime.strptime(genuine["at"], _BODY_TIME))
+
+    assert arc.json("upgrade")["written"].get("run") == 1
+    drop_catalog(database_url)
+    report = json.loads(arc("rebuild-catalog", "--json", ok=False).stdout)
+    assert report["replayed"].get("run") == 1, report  # the planted one is refused; the run itself replays
+    assert arc.json("runs") == runs
