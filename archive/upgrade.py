@@ -85,9 +85,13 @@ def upgrade(archive: Archive) -> UpgradeReport:
     pems = {k.fingerprint: k.public_pem for k in keys}
     fallback_actor = archive.settings.actor
 
-    def write(
-        kind: str, at: dt.datetime, actor: str | None, written: dt.datetime | None = None, **fields: Any
+    def write(kind: str, at: dt.datetime, actor: str | None, **fields: Any) -> None:
+        write_named(kind, at, actor, at, fields)
+
+    def write_named(
+        kind: str, at: dt.datetime, actor: str | None, written: dt.datetime, fields: dict[str, Any]
     ) -> None:
+        """``write``, named with ``written`` (its place in the replay) rather than the fact's time."""
         # each record noted as it is written: one killed half-way has noted every record it wrote, which a
         # second run finds covered and does not write again
         with archive.catalog.session() as s:
@@ -97,7 +101,7 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 kind,
                 at=at,
                 actor=actor or fallback_actor,
-                written=written or at,
+                written=written,
                 **fields,
             )
         report.written[kind] = report.written.get(kind, 0) + 1
@@ -125,7 +129,7 @@ def upgrade(archive: Archive) -> UpgradeReport:
         # it says what the catalog says. Otherwise the catalog's record is named to sort before it.
         if not stated or stated[0].at != snap.created_at or _differs(stated[0].body, truth):
             first = stated[0].written - dt.timedelta(microseconds=1) if stated else snap.created_at
-            write("snapshot", snap.created_at, snap.pushed_by, written=min(snap.created_at, first), **truth)
+            write_named("snapshot", snap.created_at, snap.pushed_by, min(snap.created_at, first), truth)
     for move in moves:
         if ("tag", move.model, move.tag, move.snapshot, move.at) not in covered:
             write(
