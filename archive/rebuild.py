@@ -26,7 +26,6 @@ record (the actions that kept no record, such as gc, imports' details or mirror 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -353,27 +352,50 @@ class _Replay:
         return write
 
     def _run(self, s: CatalogSession, rec: CatalogRecord) -> Write:
+        """A run whose envelope verifies against a key trusted at this point of the replay, whose signed payload is
+        the object the record names, byte for byte, and is a run of the record's snapshot: only then is it a run
+        anyone recorded. It is indexed as signed, under the key that verified it (the record's ``key`` is only
+        compared, to say so), so `runs` lists what `rerun` checks."""
+        from modelarc.archive.runtime.runs import read_signed_run
+
         b = rec.body
         digest = SnapshotId(b["snapshot"])
         if not q.digest_recorded(s, digest):
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
-        doc = json.loads(bytes(self.store.get(oid)))
+        data = bytes(self.store.get(oid))
+        where = f"run {oid}"
+        # SignatureError ("does not verify") when no key trusted at this point signed it
+        payload, doc, fingerprint = read_signed_run(str(b["signature"]), key_rows.trusted_pems(s), where)
+        if payload != data:
+            raise RecordError(
+                f"{where}: its signature is over another document than the object the record names"
+            )
+        if doc.get("snapshot") != digest or doc.get("ref") != b["ref"]:
+            raise RecordError(
+                f"{where}: the signed run is of {str(doc.get('ref'))[:200]!r} ({str(doc.get('snapshot'))[:80]}), "
+                f"not of {str(b['ref'])[:200]!r} ({digest}) as the record says"
+            )
         (stored,) = _object_rows(self._infos({oid}))
 
         def write() -> None:
             run_rows.add_run(
                 s,
                 digest=digest,
-                ref=str(b["ref"]),
+                ref=str(doc["ref"]),
                 actor=rec.actor,
                 record=doc,
                 stored=stored,
                 envelope=str(b["signature"]),
-                key_fingerprint=str(b["key"]),
+                key_fingerprint=fingerprint,
                 at=rec.at,
             )
             self.catalogued.add(oid)
+            if fingerprint != b["key"]:
+                self.report.notes.append(
+                    f"{rec.key}: {where} is listed as signed by key {str(b['key'])[:80]} but verifies with key "
+                    f"{fingerprint}; recorded as {fingerprint}'s"
+                )
 
         return write
 

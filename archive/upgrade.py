@@ -6,13 +6,21 @@ archive upgraded late sort among those its newer commands already wrote, and a r
 they happened: keys, then snapshots in creation order, their tag moves, attachments, withdrawals and runs.
 
 Running it again writes nothing: a fact is covered when a record states it with the same time (the catalog rows
-of a live change carry exactly its record's time). The catalog is read before the records are listed, so a change
-committed meanwhile is covered by the record it wrote before its commit, never written twice.
+of a live change carry exactly its record's time), and, for a snapshot, when the first of its records in replay
+order (the one a rebuild creates it from: later ones only add signatures and objects) says what the catalog says
+of everything a rebuild takes on a record's word (provenance, parents, pusher, bytes added). Anyone who can write
+the store can write records (docs/SECURITY.md), so a record that only names the same snapshot covers nothing: the
+catalog's record is written, named a microsecond before that first record so that it replays first and wins, and
+every record that gives provenance or parents the catalog contradicts is reported (``contradicted``) to be moved
+out of ``records/``. A run is covered by a record of its object, snapshot and signature as the catalog holds them.
+The catalog is read before the records are listed, so a change committed meanwhile is covered by the record it
+wrote before its commit, never written twice.
 
 What an old catalog cannot tell is recorded as well as it can be: how a snapshot arrived (``push`` or
 ``transfer.commit``) and who withdrew one come from the audit log when it says, and a key's trust as it is now
-(a key distrusted now is recorded as trusted from its creation and distrusted at the time of the upgrade, so
-every snapshot it signed replays). Access policies and grants (catalog revision 0011 and later) are written as
+(a key distrusted now is recorded as trusted from its creation and distrusted from its last ``key.distrust`` in
+the audit log, or from the time of the upgrade when the log does not say or a key record of it is newer: as the
+live records of a newer archive would replay it, a snapshot signed only by it after that does not). Access policies and grants (catalog revision 0011 and later) are written as
 ``access`` and ``grant`` records the same way. Attachments and runs whose document was never kept in the store
 cannot be replayed and are listed instead.
 """
@@ -20,6 +28,7 @@ cannot be replayed and are listed instead.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +57,9 @@ class UpgradeReport:
     records_found: int = 0  # already in the store
     written: dict[str, int] = field(default_factory=dict)  # kind -> records written now
     not_recordable: list[str] = field(default_factory=list)
+    # records in the store that state something the catalog contradicts (a planted record, or a damaged history):
+    # each named, to move out of records/; the catalog's own record is written so that it replays first
+    contradicted: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,22 +72,37 @@ def upgrade(archive: Archive) -> UpgradeReport:
         moves = history.tag_move_facts(s)
         attachments = history.attachment_facts(s)
         runs = history.run_facts(s)
-        audit = history.audit_entries(s, ("push", "transfer.commit", "tombstone", "key.trust"))
+        audit = history.audit_entries(
+            s, ("push", "transfer.commit", "tombstone", "key.trust", "key.distrust")
+        )
         policies = access_rows.policy_history(s)
         grants = access_rows.grants(s, live_only=False)
         requests = {r.grant_id: r.id for r in access_rows.list_requests(s) if r.grant_id is not None}
     existing = read_records(archive.store.backend)
     report = UpgradeReport(records_found=len(existing))
     covered = _covered(existing)
+    snapshot_records = _snapshot_records(existing)
     pems = {k.fingerprint: k.public_pem for k in keys}
     fallback_actor = archive.settings.actor
 
     def write(kind: str, at: dt.datetime, actor: str | None, **fields: Any) -> None:
+        write_named(kind, at, actor, at, fields)
+
+    def write_named(
+        kind: str, at: dt.datetime, actor: str | None, written: dt.datetime, fields: dict[str, Any]
+    ) -> None:
+        """``write``, named with ``written`` (its place in the replay) rather than the fact's time."""
         # each record noted as it is written: one killed half-way has noted every record it wrote, which a
         # second run finds covered and does not write again
         with archive.catalog.session() as s:
             write_record(
-                archive.store.backend, s, kind, at=at, actor=actor or fallback_actor, written=at, **fields
+                archive.store.backend,
+                s,
+                kind,
+                at=at,
+                actor=actor or fallback_actor,
+                written=written,
+                **fields,
             )
         report.written[kind] = report.written.get(kind, 0) + 1
 
@@ -86,16 +113,23 @@ def upgrade(archive: Archive) -> UpgradeReport:
             write("key", key.created_at, first.actor if first else None, **fields)
     for fact in snapshots:
         snap = fact.snapshot
-        if ("snapshot", snap.model, snap.digest, snap.created_at) not in covered:
-            arrival = _first(
-                audit, ("push", "transfer.commit"), lambda e, d=snap.digest: e.details.get("snapshot") == d
-            )
-            write(
-                "snapshot",
-                snap.created_at,
-                snap.pushed_by,
-                **_snapshot_fields(fact, arrival.action if arrival else "recorded", pems),
-            )
+        arrival = _first(
+            audit, ("push", "transfer.commit"), lambda e, d=snap.digest: e.details.get("snapshot") == d
+        )
+        truth = _snapshot_fields(fact, arrival.action if arrival else "recorded", pems)
+        stated = snapshot_records.get((snap.model, snap.digest), [])
+        for r in stated:
+            if differ := _contradicts(r.body, truth):
+                report.contradicted.append(
+                    f"{r.key}: {snap.label}: its {', '.join(differ)} contradict the catalog; move it out of "
+                    "records/ (the catalog's record is written to replay before it)"
+                )
+        # the first record of a snapshot in replay order is the one a rebuild creates it from (its provenance,
+        # parents, pusher and time; later ones only add signatures and objects): it covers the snapshot only when
+        # it says what the catalog says. Otherwise the catalog's record is named to sort before it.
+        if not stated or stated[0].at != snap.created_at or _differs(stated[0].body, truth):
+            first = stated[0].written - dt.timedelta(microseconds=1) if stated else snap.created_at
+            write_named("snapshot", snap.created_at, snap.pushed_by, min(snap.created_at, first), truth)
     for move in moves:
         if ("tag", move.model, move.tag, move.snapshot, move.at) not in covered:
             write(
@@ -140,7 +174,7 @@ def upgrade(archive: Archive) -> UpgradeReport:
             report.not_recordable.append(
                 f"run of {run.snapshot} at {format_time(run.at)}: its record was not kept"
             )
-        elif ("run", run.object_id) not in covered:
+        elif ("run", run.object_id, run.snapshot, run.signature) not in covered:
             write(
                 "run",
                 run.at,
@@ -174,15 +208,26 @@ def upgrade(archive: Archive) -> UpgradeReport:
             )  # fmt: skip
             covered.add(("grant", g.model, g.subject, "revoke", g.revoked_at))  # one record revokes them all
     # trust as it is now, where the records (old and new) would replay to another answer
-    replayed_trust = {
-        r.body["fingerprint"]: bool(r.body["trusted"])
-        for r in read_records(archive.store.backend)
-        if r.kind == "key"
-    }
+    key_records = [r for r in read_records(archive.store.backend) if r.kind == "key"]
+    replayed_trust = {r.body["fingerprint"]: bool(r.body["trusted"]) for r in key_records}
     now = catalog_time()
     for key in keys:
         if replayed_trust.get(key.fingerprint) != key.trusted:
-            write("key", now, fallback_actor, **key_fields(key))
+            # a key distrusted since: from when the audit log says, if no record of it is newer (so that it
+            # is not trusted over a longer stretch of the replay than it was live); else, or when trusted, now
+            last = _last(audit, ("key.trust", "key.distrust"), lambda e, fp=key.fingerprint: e.target == fp)
+            newest = max(
+                (r.written for r in key_records if r.body["fingerprint"] == key.fingerprint), default=None
+            )
+            if (
+                not key.trusted
+                and last is not None
+                and last.action == "key.distrust"
+                and (newest is None or last.at > newest)
+            ):
+                write("key", last.at, last.actor, **key_fields(key))
+            else:
+                write("key", now, fallback_actor, **key_fields(key))
     with archive.catalog.session() as s:
         q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
     return report
@@ -195,8 +240,7 @@ def _covered(records: list[CatalogRecord]) -> set[tuple[Any, ...]]:
         b = r.body
         if r.kind == "key":
             out.add((b["fingerprint"], r.at))
-        elif r.kind == "snapshot":
-            out.add(("snapshot", b["model"], b["snapshot"], r.at))
+        elif r.kind == "snapshot":  # whether it covers its snapshot: _snapshot_records
             if b.get("tag"):
                 out.add(("tag", b["model"], b["tag"], b["snapshot"], r.at))
         elif r.kind == "tag":
@@ -205,13 +249,58 @@ def _covered(records: list[CatalogRecord]) -> set[tuple[Any, ...]]:
             out.add(("data", b["model"], b["snapshot"], b["manifest"], r.at))
         elif r.kind == "withdraw":
             out.add(("withdraw", b["model"], b["snapshot"]))
-        elif r.kind == "run":
-            out.add(("run", b["object"]))
+        elif r.kind == "run":  # what a rebuild checks it by (rebuild.py ``_run``), not its object alone
+            out.add(("run", b["object"], b["snapshot"], b["signature"]))
         elif r.kind == "access":
             out.add(("access", b["model"], b.get("snapshot"), r.at))
         elif r.kind == "grant":
             out.add(("grant", b["model"], b["subject"], b["action"], r.at))
     return out
+
+
+def _snapshot_records(records: list[CatalogRecord]) -> dict[tuple[str, str], list[CatalogRecord]]:
+    """(model, snapshot) -> its snapshot records, in replay order (``records`` are)."""
+    out: dict[tuple[str, str], list[CatalogRecord]] = {}
+    for r in records:
+        if r.kind == "snapshot":
+            out.setdefault((r.body["model"], r.body["snapshot"]), []).append(r)
+    return out
+
+
+# what a rebuild takes on the word of the record that creates a snapshot (docs/FORMAT.md "Catalog records"); the
+# rest it checks or derives (signatures, figures) or only adds (a tag move, more signatures)
+_PROVENANCE = ("cutoff", "cutoff_precision", "license", "description", "source_url", "release_date")
+
+
+def _differs(body: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    """The fields of snapshot record ``body`` a rebuild would take on its word that are not the catalog's."""
+    prov = _provenance(body)
+    out = [f"provenance.{k}" for k in _PROVENANCE if prov.get(k) != truth["provenance"][k]]
+    out += [k for k in ("pushed_by", "stored_bytes_added") if body.get(k) != truth[k]]
+    return out + (["parents"] if _parents(body) != _parents(truth) else [])
+
+
+def _contradicts(body: dict[str, Any], truth: dict[str, Any]) -> list[str]:
+    """What ``body`` states against the catalog: provenance or parents it gives, otherwise than the catalog. A
+    re-push's record may give none, another pusher and no bytes added; none of that is a contradiction."""
+    prov = _provenance(body)
+    out = [
+        f"provenance.{k}"
+        for k in _PROVENANCE
+        if prov.get(k) is not None and prov[k] != truth["provenance"][k]
+    ]
+    return out + (["parents"] if _parents(body) and _parents(body) != _parents(truth) else [])
+
+
+def _provenance(body: dict[str, Any]) -> dict[str, Any]:
+    prov = body.get("provenance")
+    return prov if isinstance(prov, dict) else {}
+
+
+def _parents(body: dict[str, Any]) -> list[str]:
+    """A record's parents, in an order that does not depend on how they were declared."""
+    parents = body.get("parents")
+    return sorted(json.dumps(p, sort_keys=True) for p in parents) if isinstance(parents, list) else []
 
 
 def _snapshot_fields(fact: SnapshotFact, action: str, pems: dict[str, str]) -> dict[str, Any]:
@@ -256,5 +345,5 @@ def _first(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any
     return next((e for e in entries if e.action in wanted and match(e)), None)
 
 
-def _last(entries: list[AuditEntry], actions: str, match: Any) -> AuditEntry | None:
+def _last(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any) -> AuditEntry | None:
     return _first(list(reversed(entries)), actions, match)

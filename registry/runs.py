@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry import queries as q
-from modelarc.registry.models import RunRecord, SigningKey, get_by_id, utcnow
+from modelarc.registry.models import RunRecord, SigningKey, Snapshot, get_by_id, utcnow
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId
 
@@ -57,18 +57,40 @@ def list_runs(s: Session, snapshot_id: int | None = None) -> list[dict[str, Any]
     stmt = select(RunRecord).order_by(RunRecord.id.desc()).limit(MAX_LISTED)
     if snapshot_id is not None:
         stmt = stmt.where(RunRecord.snapshot_id == snapshot_id)
+    # a stored document that is not a JSON object (a damaged or planted row) is listed as such, not spread
     return [
-        {"id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"), "actor": r.actor, **r.record}
+        {
+            "id": r.id,
+            "created_at": r.created_at.isoformat(timespec="seconds"),
+            "actor": r.actor,
+            **(r.record if isinstance(r.record, dict) else {"record": r.record}),
+        }
         for r in s.scalars(stmt)
     ]
 
 
-def run_signature(s: Session, run_id: int) -> tuple[str, bytes | None]:
-    """(DSSE envelope, the signer's PEM if that key is trusted) of one run."""
+class RecordedRun(NamedTuple):
+    """One run as the catalog holds it, with what checking it needs."""
+
+    envelope: str  # the DSSE envelope over the canonical record
+    pem: bytes | None  # the signer's public key, if that key is trusted
+    record: Any  # the record as the catalog states it (what `runs` lists)
+    snapshot: SnapshotId  # the snapshot the catalog files it under
+    object_id: str | None  # the canonical record in the store, if it was kept
+
+
+def recorded_run(s: Session, run_id: int) -> RecordedRun:
     row = get_by_id(s, RunRecord, run_id)
     if row is None:
         raise NotFoundError(f"no run record {run_id} (see `modelarc runs`)")
     key = s.scalar(
         select(SigningKey).where(SigningKey.fingerprint == row.key_fingerprint, SigningKey.trusted.is_(True))
     )
-    return row.signature or "", key.public_pem.encode() if key else None
+    digest = s.scalar(select(Snapshot.digest).where(Snapshot.id == row.snapshot_id))
+    return RecordedRun(
+        row.signature or "",
+        key.public_pem.encode() if key else None,
+        row.record,
+        SnapshotId(str(digest)),
+        row.object_id,
+    )

@@ -23,14 +23,14 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
     if _storable(config.get("model_type")):
         arch["model_type"] = config["model_type"]
     if isinstance(config.get("architectures"), list):
-        arch["architectures"] = [a for a in config["architectures"] if _storable(a)]
+        arch["architectures"] = [a for a in config["architectures"][:MAX_ARCHITECTURES] if _storable(a)]
     sources = [config]
     if isinstance(config.get("text_config"), dict):
         sources.append(config["text_config"])
     for field, keys in _ARCH_KEYS.items():
         for src in sources:
             value = next(
-                (src[k] for k in keys if isinstance(src.get(k), int) and not isinstance(src.get(k), bool)),
+                (src[k] for k in keys if _count(src.get(k))),
                 None,
             )
             if value is not None:
@@ -40,6 +40,8 @@ def architecture_from_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> dict[str, Any]:
+    from modelarc.archive.formats.gguf import GGUFArray
+
     arch_name = metadata.get("general.architecture")
     arch: dict[str, Any] = {"format": "gguf", "gguf_quantization": sorted(set(quant_types))}
     if _storable(arch_name):
@@ -50,12 +52,12 @@ def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> 
             ("num_layers", "block_count"),
         ):
             value = metadata.get(f"{arch_name}.{key}")
-            if isinstance(value, int):
+            if _count(value):
                 arch[field] = value
     tokens = metadata.get("tokenizer.ggml.tokens")
-    if isinstance(tokens, list):
+    if isinstance(tokens, list | GGUFArray):
         arch["vocab_size"] = len(tokens)
-    if isinstance(metadata.get("general.file_type"), int):
+    if _count(metadata.get("general.file_type")):
         arch["gguf_file_type"] = metadata["general.file_type"]
     return arch
 
@@ -90,7 +92,20 @@ def parameter_counts(manifest: SnapshotManifest) -> tuple[int, dict[str, int]]:
     return sum(per_dtype.values()), dict(sorted(per_dtype.items()))
 
 
+# Real model types and class names are a few dozen characters: a longer one is no name a reader could use, and a
+# 5 MB architecture name from a GGUF file widened `ls`'s column for every row.
+MAX_NAME = 128
+MAX_ARCHITECTURES = 16
+MAX_COUNT = 2**63 - 1  # what the catalog's integers hold
+
+
 def _storable(value: object) -> bool:
-    """A name the catalog can hold: text without NUL (PostgreSQL's columns refuse it, so a config.json holding one,
-    pushed or received, would fail the commit). Such a name is left out, as a missing one is."""
-    return isinstance(value, str) and "\x00" not in value
+    """A name the catalog can hold and show: text without NUL (PostgreSQL's columns refuse it, so a config.json
+    holding one, pushed or received, would fail the commit), of at most ``MAX_NAME`` characters. Such a name is left
+    out, as a missing one is."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and "\x00" not in value
+
+
+def _count(value: object) -> bool:
+    """A size or count as a config states it: an integer (not a bool) the catalog can hold, not negative."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT

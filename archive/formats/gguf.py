@@ -85,6 +85,17 @@ class GGUFTensor:
 
 
 @dataclass(frozen=True)
+class GGUFArray:
+    """A metadata array, read past: its item type and length (its items are not kept)."""
+
+    item_type: int
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass(frozen=True)
 class GGUFLayout:
     version: int
     metadata: dict[str, Any]
@@ -104,6 +115,13 @@ class _Reader:
             raise GGUFFormatError(f"{self.path}: {what} is truncated")
         self.pos += n
         return data
+
+    def skip(self, n: int, what: str) -> None:
+        """Move past ``n`` bytes unread, within the same bounds as ``take``."""
+        if n < 0 or self.pos + n > self.size or self.pos + n > MAX_HEADER_BYTES:
+            raise GGUFFormatError(f"{self.path}: {what} runs past the end of the file")
+        self.fh.seek(n, 1)
+        self.pos += n
 
     def unpack(self, fmt: str, what: str) -> Any:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
@@ -125,8 +143,25 @@ class _Reader:
             count = self.unpack("<Q", what)
             if count > self.size - self.pos:  # every item takes at least one byte
                 raise GGUFFormatError(f"{self.path}: {what}: array of {count} items cannot fit in the file")
-            return [self.value(itype, what, depth + 1) for _ in range(count)]
+            self.skip_items(itype, count, what, depth + 1)
+            return GGUFArray(itype, count)
         raise GGUFFormatError(f"{self.path}: {what}: unknown value type {vtype}")
+
+    def skip_items(self, itype: int, count: int, what: str, depth: int) -> None:
+        """Move past an array's items, checking their structure but keeping none: nothing here reads them (a
+        tokenizer's vocabulary and merges are millions of items), and a Python object per item made a push of a
+        64 MiB array take 89 s and 645 MB."""
+        if itype in _SCALARS:
+            self.skip(struct.calcsize(_SCALARS[itype]) * count, what)
+        elif itype == STRING:
+            for _ in range(count):
+                self.skip(self.unpack("<Q", what), what)
+        elif itype == ARRAY and depth < 4:
+            for _ in range(count):
+                inner = self.unpack("<I", what)
+                self.skip_items(inner, self.unpack("<Q", what), what, depth + 1)
+        else:
+            raise GGUFFormatError(f"{self.path}: {what}: unknown value type {itype}")
 
 
 def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
@@ -147,6 +182,8 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
     metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = r.string(f"metadata key #{i}")
+        if key in metadata:  # which one counts would depend on the reader (llama.cpp refuses the file)
+            raise GGUFFormatError(f"{path}: metadata key {key[:200]!r} appears twice")
         metadata[key] = r.value(r.unpack("<I", f"type of {key!r}"), f"metadata {key!r}")
     infos = []
     for i in range(n_tensors):
@@ -166,12 +203,21 @@ def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
         if type_id not in GGML_TYPES:
             raise GGUFFormatError(f"{path}: tensor {name!r}: unknown ggml type {type_id}")
         infos.append((name, dims, type_id, offset))
+    names: set[str] = set()
+    for name, *_ in infos:  # a load would keep one of two, and which one depends on the reader
+        if name in names:
+            raise GGUFFormatError(f"{path}: tensor name {name[:200]!r} appears twice")
+        names.add(name)
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
         raise GGUFFormatError(f"{path}: general.alignment {alignment!r} is not a power of two")
     data_start = -(-r.pos // alignment) * alignment
     tensors = []
     for name, dims, type_id, offset in infos:
+        if offset % alignment:  # the format requires it; llama.cpp and transformers refuse the file
+            raise GGUFFormatError(
+                f"{path}: tensor {name!r}: offset {offset} is not a multiple of {alignment}"
+            )
         type_name, block, block_bytes = GGML_TYPES[type_id]
         elements = 1
         for d in dims:

@@ -98,21 +98,15 @@ def download(source: HubSource) -> Iterator[tuple[Fetched, str]]:
 
 
 def _card(folder: Path) -> dict[str, Any]:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        return {}
-    from huggingface_hub import ModelCard
+    from modelarc.archive.remote.hf_card import read_card
 
-    try:
-        return ModelCard.load(readme).data.to_dict()
-    except Exception:  # noqa: BLE001 - a malformed card is not a reason to refuse the weights
-        return {}
+    return read_card(folder / "README.md")
 
 
 def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    from modelarc.archive.remote.hf_card import card_list
+
+    return card_list(value)
 
 
 def import_from_hub(
@@ -141,23 +135,26 @@ def _record(
     on_total: Callable[[int], None] | None,
     warn: Callable[[str], None] | None,
 ) -> tuple[PushResult, dict[str, Any]]:
+    from modelarc.archive.remote.hf_card import card_text
+
     folder, commit = fetched.folder, fetched.commit
     if fetched.skipped and warn:
         warn(f"{source.repo}: skipped {len(fetched.skipped)} file(s) under .git, which no snapshot holds")
     card = _card(folder)
     parents = list(provenance.parents)
     unresolved = []
-    relation = HF_TO_RELATION.get(str(card.get("base_model_relation") or "finetune"), "finetune")
+    relation = HF_TO_RELATION.get(card_text(card.get("base_model_relation")) or "finetune", "finetune")
     with archive.catalog.session() as s:
         for base in _as_list(card.get("base_model")):
             ns, _, name = base.partition("/")
             model = q.find_model(s, ns, name) if name else None
-            snaps = q.list_snapshots(s, model) if model else []
-            if snaps:
-                parents.append((f"{base}@{snaps[0].digest}", relation))
+            # its newest snapshot still held: a withdrawn one is no parent to declare
+            live = [sn for sn in (q.list_snapshots(s, model) if model else []) if not sn.withdrawn]
+            if live:
+                parents.append((f"{base}@{live[0].digest}", relation))
             else:
                 unresolved.append(base)
-    license_ = provenance.license or (str(card["license"]) if card.get("license") else None)
+    license_ = provenance.license or card_text(card.get("license"))
     source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
     prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
     # the private folder holds only regular files written from verified bytes: no link is followed
@@ -175,7 +172,7 @@ def _record(
         "base_model": _as_list(card.get("base_model")),
         "base_model_unarchived": unresolved,
         "datasets": _as_list(card.get("datasets")),
-        "license": card.get("license"),
+        "license": card_text(card.get("license")),
     }
     with archive.catalog.session() as s:
         q.audit(s, archive.settings.actor, "import", result.ref, snapshot=result.snapshot, **details)

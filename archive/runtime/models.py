@@ -5,6 +5,7 @@ tokenizer from the archived tokenizer files. GGUF snapshots go through transform
 
 from __future__ import annotations
 
+import math
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -183,6 +184,7 @@ def _load_gguf_model(
         kwargs: dict[str, Any] = {"gguf_file": target.name}
         if dtype is not None:
             kwargs["dtype"] = dtype
+        _refuse_a_model_larger_than_its_weights(handle, entry, tmp, target.name)
         try:
             model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
         except (ValueError, KeyError, RuntimeError) as exc:
@@ -190,6 +192,35 @@ def _load_gguf_model(
                 f"{handle.ref}: transformers cannot load this GGUF file ({str(exc)[:200]})"
             ) from None
     return model.to(device).eval()  # type: ignore[arg-type]  # transformers stubs misdescribe .to
+
+
+# a GGUF file may hold a little less than its model (an output layer tied to the embeddings), never far less
+GGUF_PARAMETER_SLACK = 2
+
+
+def _refuse_a_model_larger_than_its_weights(
+    handle: SnapshotHandle, entry: FileEntry, folder: str, name: str
+) -> None:
+    """Refuse a GGUF file whose metadata describes a model far larger than the weights it holds, before any of it
+    is allocated: transformers fills the hyperparameters a file lacks with its defaults, so a 192-byte GGUF
+    (architecture llama, one tensor of 16 floats) had a 7B Llama allocated and the process killed for memory."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, RuntimeError, TypeError, OverflowError) as exc:
+        raise UsageError(
+            f"{handle.ref}: transformers cannot load this GGUF file ({str(exc)[:200]})"
+        ) from None
+    needed = sum(p.numel() for p in skeleton.parameters())
+    held = sum(math.prod(p.shape or ()) for p in entry.tensors())
+    if needed > GGUF_PARAMETER_SLACK * held + (1 << 20):
+        raise UsageError(
+            f"{handle.ref}: {entry.path} holds {held:,} weights, but the model its metadata describes has "
+            f"{needed:,} parameters (transformers takes defaults for what the file does not say): not loaded"
+        )
 
 
 def load_tokenizer(archive: Archive, ref: str) -> Any:

@@ -12,6 +12,7 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from modelarc.errors import SignatureError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId, parse_ref
+from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:
     import torch
@@ -255,33 +257,79 @@ def record_run(archive: Archive, result: RunResult) -> int:
         return run_id
 
 
+# what `runs` shows of each record: a row whose stored document lacks one (damaged, or not written by `run
+# --record`) is listed as damaged, never a traceback
+_LISTED_FIELDS = ("ref", "snapshot", "prompt", "output")
+
+
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
+    """The recorded runs as the catalog lists them (newest first); a row whose document lacks a listed field, or
+    is not a JSON object, carries ``damaged`` saying so (``rerun`` refuses it)."""
     snapshot_id = archive.resolve(ref)[1].row_id if ref else None
     with archive.catalog.session() as s:
-        return run_rows.list_runs(s, snapshot_id)
+        rows = run_rows.list_runs(s, snapshot_id)
+    for row in rows:
+        bad = [name for name in _LISTED_FIELDS if not isinstance(row.get(name), str)]
+        if bad:
+            row["damaged"] = f"the catalog's run document has no text {', '.join(bad)}"
+    return rows
 
 
-def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
-    """The run record, after checking its signature against a trusted key and its stored copy."""
-    with archive.catalog.session() as s:
-        envelope, pem = run_rows.run_signature(s, run_id)
-    if pem is None:
-        raise SignatureError(f"run {run_id} is not signed by a trusted key")
+def read_signed_run(envelope: str, pems: Sequence[bytes], where: str) -> tuple[bytes, dict[str, Any], str]:
+    """A run's DSSE envelope checked against ``pems``: its payload (the canonical record's bytes), that payload as
+    a JSON object, and the fingerprint of the key that signed it; ``SignatureError`` naming ``where`` otherwise.
+    The one check of a run's signature, for ``rerun`` and for a rebuild's replay of a ``run`` record alike."""
     try:
         env = dsse.read_envelope(parse_json(envelope, "run envelope"), "run envelope")
     except SignatureError as exc:
-        raise SignatureError(f"run {run_id}: {exc}") from None
-    public = keyring.load_public_key_pem(pem)
-    if (
-        env.payload_type != RUN_PAYLOAD_TYPE
-        or len(env.signatures) != 1
-        or not dsse.signature_valid(public, env.signatures[0][1], env.payload_type, env.payload)
-    ):
-        raise SignatureError(f"run {run_id}: signature does not verify")
+        raise SignatureError(f"{where}: {exc}") from None
+    signer = None
+    if env.payload_type == RUN_PAYLOAD_TYPE and len(env.signatures) == 1:
+        signer = next(
+            (
+                pem
+                for pem in pems
+                if dsse.signature_valid(
+                    keyring.load_public_key_pem(pem), env.signatures[0][1], env.payload_type, env.payload
+                )
+            ),
+            None,
+        )
+    if signer is None:
+        raise SignatureError(f"{where}: signature does not verify")
     try:
-        return json.loads(env.payload)  # type: ignore[no-any-return]
-    except ValueError:
-        raise SignatureError(f"run {run_id}: the signed record is not JSON") from None
+        doc = json.loads(env.payload)
+    except (ValueError, RecursionError):
+        raise SignatureError(f"{where}: the signed record is not JSON") from None
+    if not isinstance(doc, dict):
+        raise SignatureError(f"{where}: the signed record is not a JSON object")
+    return env.payload, doc, keyring.key_fingerprint(signer)
+
+
+def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
+    """The run record as signed, after checking its signature against a trusted key, and that the catalog's row
+    and the stored copy say what was signed: a row that differs (an altered catalog, or one rebuilt from a record
+    that did not hold) is refused, lest `rerun` confirm a signed run while `runs` lists another."""
+    with archive.catalog.session() as s:
+        row = run_rows.recorded_run(s, run_id)
+    if row.pem is None:
+        raise SignatureError(f"run {run_id} is not signed by a trusted key")
+    payload, doc, _signer = read_signed_run(row.envelope, [row.pem], f"run {run_id}")
+    if row.record != doc:
+        listed = row.record if isinstance(row.record, dict) else {}
+        differ = sorted(k for k in set(listed) | set(doc) if listed.get(k) != doc.get(k)) or ["document"]
+        raise SignatureError(
+            f"run {run_id}: the catalog's record is not the signed one (its {', '.join(differ)} differ); the "
+            "catalog was changed after the run was recorded"
+        )
+    if doc.get("snapshot") != row.snapshot:
+        raise SignatureError(
+            f"run {run_id}: the catalog files it under snapshot {row.snapshot}, but the signed record is a run "
+            f"of {str(doc.get('snapshot'))[:80]}"
+        )
+    if row.object_id is not None and bytes(archive.store.get(ObjectId(row.object_id))) != payload:
+        raise SignatureError(f"run {run_id}: the stored record {row.object_id} is not the signed one")
+    return doc
 
 
 def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, bool]:

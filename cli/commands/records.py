@@ -54,6 +54,8 @@ def upgrade(archive: Archive, as_json: bool) -> None:
         return
     for item in report.not_recordable:
         console.print(f"NOT RECORDABLE  {item}")
+    for item in report.contradicted:
+        console.print(f"CONTRADICTED    {item}")
     written = ", ".join(f"{n} {kind}" for kind, n in sorted(report.written.items())) or "no records"
     console.print(f"{report.records_found} records were there; wrote {written}")
 

@@ -79,6 +79,9 @@ def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     for r in rows:
+        if "damaged" in r:
+            console.print(f"{r['id']:>5}  {r['created_at']}  DAMAGED: {r['damaged']}")
+            continue
         console.print(
             f"{r['id']:>5}  {r['created_at']}  {r['ref']}  {r['snapshot'][:19]}  {r['prompt'][:40]!r} -> {r['output'][:40]!r}"
         )

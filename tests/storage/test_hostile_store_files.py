@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from hangkit import raised_within
 
-from modelarc.archive.records import MAX_RECORD_BYTES, read_record_bytes, write_record
+from modelarc.archive.records import (
+    MAX_RECORD_BYTES,
+    RECORD_FORMAT,
+    RECORD_VERSION,
+    canonical,
+    format_time,
+    read_record_bytes,
+    record_name,
+)
 from modelarc.errors import ObjectCorruptError, RecordError, StoredValueError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.local import LocalBackend
@@ -107,9 +115,21 @@ def test_a_hostile_record_is_a_damaged_record(tmp_path: Path, kind: str) -> None
     import datetime as dt
 
     backend = LocalBackend(tmp_path / "store")
-    key = write_record(
-        backend, "tag", at=dt.datetime(2026, 1, 2), actor="t", model="a/b", tag="v1", snapshot="x"
+    at = dt.datetime(2026, 1, 2)
+    body = canonical(
+        {
+            "format": RECORD_FORMAT,
+            "version": RECORD_VERSION,
+            "kind": "tag",
+            "at": format_time(at),
+            "actor": "t",
+            "model": "a/b",
+            "tag": "v1",
+            "snapshot": "x",
+        }
     )
+    key = record_name(at, body)  # as write_record names it (that one also notes it in a catalog: none here)
+    backend.put(key, body)
     path = backend.root / key
     good = path.read_bytes()
     plant(path, kind, good)

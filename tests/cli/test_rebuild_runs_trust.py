@@ -1,0 +1,198 @@
+"""A recorded run is only what its signature says (docs/FORMAT.md "Catalog records", docs/SECURITY.md): a rebuild
+replays a `run` record only when its envelope verifies against a key trusted at that point, over the very object
+the record names, for the record's snapshot; `rerun` refuses a catalog row that is not what was signed; `runs` lists
+a damaged row as damaged. On SQLite and PostgreSQL.
+
+Each planted record is intact (its name the sha256 of its body), as anyone who can write the store could write it:
+only the checks behind the record can catch it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import transformers
+from catalogkit import drop_catalog
+from modelfactory import write_model
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from modelarc.archive.manifest import canonical_json
+from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.runs import RUN_PAYLOAD_TYPE
+from modelarc.archive.signing import dsse
+from modelarc.archive.signing import keys as keyring
+
+ArchiveCli = Any  # tests/cli/conftest.py
+WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "on", "news"]
+_NAME_TIME = "%Y%m%dT%H%M%S%fZ"
+
+
+def _save_gpt2(folder: Path) -> None:
+    """A tiny GPT-2 transformers can build and generate with (no downloads)."""
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(WORDS), n_positions=32)
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
+    fast.save_pretrained(folder)
+
+
+@pytest.fixture
+def recorded(arc: ArchiveCli, tmp_path: Path) -> dict[str, Any]:
+    """acme/gpt2:v1 with one recorded run (run 1); its `run` record's body."""
+    _save_gpt2(tmp_path / "m")
+    arc("push", tmp_path / "m", "acme/gpt2:v1")
+    arc("run", "acme/gpt2:v1", "--prompt", "the model was", "--max-new-tokens", "3", "--record")
+    [record] = _run_records(arc)
+    return dict(json.loads(record.read_bytes()))
+
+
+@contextmanager
+def _archive(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        archive = Archive.open(arc.home)
+        with archive:
+            yield archive
+
+
+def _run_records(arc: ArchiveCli) -> list[Path]:
+    paths = sorted((arc.home / "store" / "records").glob("*.json"))
+    return [p for p in paths if json.loads(p.read_bytes())["kind"] == "run"]
+
+
+def _plant(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, genuine: dict[str, Any], payload: bytes,
+           **change: Any) -> str:  # fmt: skip
+    """Put ``payload`` in the store and a `run` record naming it, otherwise the genuine one's (signature and key
+    included, unless ``change`` says), named a second after every record; its key."""
+    with _archive(arc, monkeypatch) as archive:
+        put = archive.store.put(payload)
+        archive.store.sync()
+    body = {**genuine, "actor": "mallory", "object": str(put.id), **change}
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    folder = arc.home / "store" / "records"
+    last = max(dt.datetime.strptime(p.name.split("-")[0], _NAME_TIME) for p in folder.glob("*.json"))
+    name = f"{(last + dt.timedelta(seconds=1)).strftime(_NAME_TIME)}-{hashlib.sha256(data).hexdigest()}.json"
+    (folder / name).write_bytes(data)
+    return f"records/{name}"
+
+
+def _forged_doc(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, genuine: dict[str, Any]) -> dict[str, Any]:
+    with _archive(arc, monkeypatch) as archive:
+        doc = json.loads(bytes(archive.store.get(genuine["object"])))
+    return dict(doc, prompt="Who won the 2030 election?", output="FABRICATED ANSWER")
+
+
+def _rebuild(arc: ArchiveCli, database_url: str) -> tuple[int, dict[str, Any]]:
+    drop_catalog(database_url)
+    result = arc("rebuild-catalog", "--json", ok=False)
+    assert "Traceback" not in result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _refused(report: dict[str, Any], key: str) -> str:
+    assert not report["ok"] and key in report["refused"], report
+    assert report["replayed"].get("run") == 1, report  # the genuine run still replays
+    return str(report["refused"][key])
+
+
+# ------------------------------------------------------------------------------------------------ rebuild
+def test_a_run_record_whose_object_is_not_what_its_signature_signed_is_refused(
+    arc: ArchiveCli, recorded: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = arc.json("runs")
+    forged = canonical_json(_forged_doc(arc, monkeypatch, recorded))
+    key = _plant(arc, monkeypatch, recorded, forged)
+
+    code, report = _rebuild(arc, database_url)
+    assert code != 0 and "another document" in _refused(report, key)
+    assert arc.json("runs") == runs  # the fabricated run is not listed
+    assert "FABRICATED" not in arc("runs").stdout
+    assert arc.json("rerun", "1")["identical"] is True
+
+
+def test_a_run_record_whose_object_is_not_a_json_object_is_refused(
+    arc: ArchiveCli, recorded: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = arc.json("runs")
+    key = _plant(arc, monkeypatch, recorded, b"[1,2,3]")
+
+    code, report = _rebuild(arc, database_url)
+    assert code != 0 and "another document" in _refused(report, key)
+    assert arc.json("runs") == runs
+
+
+def test_a_run_signed_by_a_key_not_trusted_is_refused(
+    arc: ArchiveCli, recorded: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forged = canonical_json(_forged_doc(arc, monkeypatch, recorded))
+    stranger = keyring.generate_private_key()
+    fingerprint = keyring.key_fingerprint(keyring.public_key_pem(stranger))
+    signature = dsse.sign(RUN_PAYLOAD_TYPE, forged, stranger)
+    envelope = json.dumps(dsse.Envelope(RUN_PAYLOAD_TYPE, forged, ((fingerprint, signature),)).to_json())
+    key = _plant(arc, monkeypatch, recorded, forged, signature=envelope, key=fingerprint)
+
+    code, report = _rebuild(arc, database_url)
+    assert code != 0 and "signature does not verify" in _refused(report, key)
+    assert "FABRICATED" not in arc("runs").stdout
+
+
+def test_a_signed_run_filed_by_its_record_under_another_snapshot_is_refused(
+    arc: ArchiveCli,
+    recorded: dict[str, Any],
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    arc("push", write_model(tmp_path / "other"), "acme/other:v1")
+    other = arc.json("show", "acme/other:v1")["snapshot"]
+    with _archive(arc, monkeypatch) as archive:
+        genuine = bytes(archive.store.get(recorded["object"]))
+    # the genuine run's own object and envelope, filed under another snapshot the rebuilt catalog holds
+    key = _plant(arc, monkeypatch, recorded, genuine, snapshot=other, ref="acme/other:v1")
+
+    code, report = _rebuild(arc, database_url)
+    assert code != 0 and "not of 'acme/other:v1'" in _refused(report, key)
+    assert arc.json("runs", "acme/other:v1") == []
+
+
+# ------------------------------------------------------------------------------------------------ rerun, runs
+def _alter_row(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, record: Any) -> None:
+    from modelarc.registry.models import RunRecord
+
+    with _archive(arc, monkeypatch) as archive, archive.catalog.session() as s:
+        row = s.get(RunRecord, 1)
+        assert row is not None
+        row.record = record
+
+
+def test_rerun_refuses_a_catalog_row_that_is_not_the_signed_record(
+    arc: ArchiveCli, recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [listed] = arc.json("runs")
+    doc = {k: v for k, v in listed.items() if k not in ("id", "created_at", "actor")}
+    _alter_row(arc, monkeypatch, dict(doc, prompt="Who won the 2030 election?", output="FABRICATED ANSWER"))
+
+    err = arc.fail("rerun", "1").stderr
+    assert "is not the signed one (its output, prompt differ)" in err
+    assert "IDENTICAL" not in arc("rerun", "1", ok=False).stdout
+
+
+def test_runs_lists_a_row_whose_document_is_not_a_run_as_damaged(
+    arc: ArchiveCli, recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for damaged in ([1, 2, 3], {"prompt": 7}):
+        _alter_row(arc, monkeypatch, damaged)
+        out = arc("runs")
+        assert "Traceback" not in out.output and "DAMAGED" in out.stdout
+        [listed] = arc.json("runs")
+        assert listed["id"] == 1 and "damaged" in listed
+        assert "is not the signed one" in arc.fail("rerun", "1").stderr
