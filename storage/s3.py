@@ -351,24 +351,21 @@ class S3Backend:
 
     # -- reading ----------------------------------------------------------------------------------------------
 
-    def open(self, key: str) -> BinaryIO:
-        name = self._name(key)
+    def _get_object(self, key: str) -> Any:
+        """The GetObject response for ``key``, its body not read yet."""
         with self._calls(key):
             try:
-                response = self._client.get_object(Bucket=self.bucket, Key=name)
+                response = self._client.get_object(Bucket=self.bucket, Key=self._name(key))
             except ClientError as exc:
                 raise self._not_found(exc, key) from None
         self._bucket_seen = True
-        return cast(BinaryIO, _BodyReader(response["Body"], self, key))
+        return response
+
+    def open(self, key: str) -> BinaryIO:
+        return cast(BinaryIO, _BodyReader(self._get_object(key)["Body"], self, key))
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        name = self._name(key)
-        with self._calls(key):
-            try:
-                response = self._client.get_object(Bucket=self.bucket, Key=name)
-            except ClientError as exc:
-                raise self._not_found(exc, key) from None
-        self._bucket_seen = True
+        response = self._get_object(key)
         with _BodyReader(response["Body"], self, key) as reader:
             if max_bytes is None:
                 return reader.read()

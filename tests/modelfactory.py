@@ -148,3 +148,23 @@ def odd_float_model(folder: Path, seed: int = 0) -> tuple[Path, dict[str, Any]]:
     save_torch(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
     return folder, tensors
+
+
+def tiny_llama(folder: Path, seed: int = 0, layers: int = 1) -> Path:
+    """A real transformers Llama of a few thousand parameters, saved with ``save_pretrained`` into ``folder``: what
+    a test needs to load a model (transformers is imported here, only by the tests that build one)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=20,
+        max_position_embeddings=64,
+    )
+    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from modelfactory import tiny_llama
 
 from modelarc.archive.repository import Archive
 from modelarc.archive.runtime.cache import LoadCache
@@ -17,18 +18,7 @@ IDS = torch.tensor([[2, 3, 4, 5]])
 
 
 def _pushed(archive: Archive, tmp_path: Path) -> str:
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=20,
-        max_position_embeddings=64,
-    )
-    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "llama")
-    archive.push(tmp_path / "llama", "acme/llama:v1")
+    archive.push(tiny_llama(tmp_path / "llama", seed=1), "acme/llama:v1")
     return "acme/llama:v1"
 
 

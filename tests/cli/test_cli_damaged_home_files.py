@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import transformers
-from modelfactory import write_model
+from modelfactory import tiny_llama, write_model
 
 import modelarc
 from modelarc.archive import push_index
@@ -98,18 +96,7 @@ def test_a_damaged_push_index_is_an_empty_one_and_is_rewritten(
 def test_a_damaged_load_cache_entry_is_absent_and_rebuilt(
     home: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bytes
 ) -> None:
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=20,
-        max_position_embeddings=64,
-    )
-    transformers.LlamaForCausalLM(cfg).save_pretrained(tmp_path / "m")
-    home("push", tmp_path / "m", "acme/m:v1", "--no-progress")
+    home("push", tiny_llama(tmp_path / "m"), "acme/m:v1", "--no-progress")
     monkeypatch.setenv("MODELARC_DATABASE_URL", home.env["MODELARC_DATABASE_URL"])
     with Archive.open(home.home) as archive:
         load_model(archive, "acme/m:v1", device="cpu", cache=True)
