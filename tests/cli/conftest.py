@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,22 @@ def arc(tmp_path: Path, database_url: str) -> ArchiveCli:
 def catalog_snapshot(arc: ArchiveCli) -> Callable[[], tuple[Any, Any]]:
     """What `ls` and `stats` say, to prove a failed command changed nothing."""
     return lambda: (arc.json("ls"), arc.json("stats")["objects"])
+
+
+@pytest.fixture
+def hub(tmp_path: Path, arc: ArchiveCli) -> Iterator[Any]:
+    """A Hub imitation on 127.0.0.1 (tests/hubserver.py) that ``arc`` imports from: HF_ENDPOINT points at it, with
+    an HF cache of the test's own."""
+    from hubserver import HubServer
+
+    server = HubServer().start()
+    arc.env.update(
+        {
+            "HF_ENDPOINT": server.url,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_XET": "1",
+        }
+    )
+    yield server
+    server.stop()

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import transformers
+from modelfactory import tiny_llama
 
 from modelarc.archive.repository import Archive
 from modelarc.archive.runtime.models import load_model
@@ -20,18 +19,7 @@ def cached(arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """Two models of different sizes pushed and loaded once each with cache=True (through the Python API)."""
     refs = []
     for seed, layers in ((0, 1), (1, 3)):
-        torch.manual_seed(seed)
-        cfg = transformers.LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=20,
-            max_position_embeddings=64,
-        )
-        folder = tmp_path / f"m{seed}"
-        transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+        folder = tiny_llama(tmp_path / f"m{seed}", seed=seed, layers=layers)
         arc("push", folder, f"acme/m{seed}:v1", "--no-progress")
         refs.append(f"acme/m{seed}:v1")
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])

@@ -11,16 +11,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from hubserver import HubServer
 from modelfactory import tiny_tensors, write_model
 
 from modelarc.archive.remote.hf_card import MAX_CARD_BYTES, card_list, card_text, read_card
 
-BOMB = "---\nlicense: apache-2.0\na: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-    for i in range(8)
-) + "datasets: *i\nbase_model: *i\n---\n# bomb\n"
+BOMB = (
+    "---\nlicense: apache-2.0\na: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(8)
+    )
+    + "datasets: *i\nbase_model: *i\n---\n# bomb\n"
+)
 
 
 def test_an_alias_bomb_is_no_card_and_costs_little(tmp_path: Path) -> None:
@@ -69,19 +72,11 @@ def test_a_card_past_the_bound_or_a_fifo_is_no_card(tmp_path: Path) -> None:
 
 
 def test_an_import_of_a_repo_whose_card_is_a_bomb_takes_the_weights_and_nothing_from_the_card(
-    arc, tmp_path: Path
+    arc, hub, tmp_path: Path
 ) -> None:
-    server = HubServer().start()
-    try:
-        arc.env.update(
-            {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0",
-             "HF_HUB_DISABLE_XET": "1"}
-        )
-        served = write_model(tmp_path / "served", tiny_tensors(seed=2), extra_files={"README.md": BOMB.encode()})
-        server.add("org/bomb", served)
-        arc("push", "hf://org/bomb", "org/bomb:v1")
-    finally:
-        server.stop()
+    served = write_model(tmp_path / "served", tiny_tensors(seed=2), extra_files={"README.md": BOMB.encode()})
+    hub.add("org/bomb", served)
+    arc("push", "hf://org/bomb", "org/bomb:v1")
     shown = arc.json("show", "org/bomb:v1")
     assert shown["license"] is None
     [event] = arc.json("audit", "--action", "import")

@@ -4,7 +4,6 @@ import filecmp
 from pathlib import Path
 
 import pytest
-from hubserver import HubServer
 from liveserver import serve
 from modelfactory import tiny_tensors, write_model
 
@@ -12,21 +11,6 @@ from modelarc.api.hub import commit_id
 from modelarc.archive.repository import Archive
 
 CARD = "---\nlicense: apache-2.0\nbase_model: acme/base\nbase_model_relation: finetune\ndatasets:\n- the-pile\n---\n# tiny\n"
-
-
-@pytest.fixture
-def hub(tmp_path: Path, arc):
-    server = HubServer().start()
-    arc.env.update(
-        {
-            "HF_ENDPOINT": server.url,
-            "HF_HOME": str(tmp_path / "hf-home"),
-            "HF_HUB_OFFLINE": "0",
-            "HF_HUB_DISABLE_XET": "1",
-        }
-    )
-    yield server
-    server.stop()
 
 
 def test_import_by_url_records_provenance_and_is_byte_identical(arc, hub, tmp_path: Path) -> None:

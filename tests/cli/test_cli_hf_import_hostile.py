@@ -19,21 +19,6 @@ SECRET = b"-----BEGIN PRIVATE KEY-----\nnot really\n-----END PRIVATE KEY-----\n"
 
 
 @pytest.fixture
-def hub(tmp_path: Path, arc: ArchiveCli):
-    server = HubServer().start()
-    arc.env.update(
-        {
-            "HF_ENDPOINT": server.url,
-            "HF_HOME": str(tmp_path / "hf-home"),
-            "HF_HUB_OFFLINE": "0",
-            "HF_HUB_DISABLE_XET": "1",
-        }
-    )
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def served(tmp_path: Path, hub: HubServer) -> Path:
     folder = write_model(tmp_path / "served", tiny_tensors(seed=7), extra_files={"config.json": CONFIG})
     hub.add("org/tiny", folder)

@@ -5,32 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubserver import HubServer
 from modelfactory import tiny_tensors, write_model
 
 CARD = b"---\nbase_model: acme/base\nbase_model_relation: finetune\n---\n# tiny\n"
 
 
-def test_the_declared_parent_is_the_newest_base_snapshot_not_withdrawn(arc, tmp_path: Path) -> None:
+def test_the_declared_parent_is_the_newest_base_snapshot_not_withdrawn(arc, hub, tmp_path: Path) -> None:
     v1 = arc.json("push", write_model(tmp_path / "b1", tiny_tensors(seed=1)), "acme/base:v1")["snapshot"]
     arc("push", write_model(tmp_path / "b2", tiny_tensors(seed=2)), "acme/base:v2")
     arc("rm", "acme/base:v2", "--reason", "leaked test data")
-    server = HubServer().start()
-    try:
-        arc.env.update(
-            {
-                "HF_ENDPOINT": server.url,
-                "HF_HOME": str(tmp_path / "hf-home"),
-                "HF_HUB_OFFLINE": "0",
-                "HF_HUB_DISABLE_XET": "1",
-            }
-        )
-        server.add(
-            "org/tiny",
-            write_model(tmp_path / "served", tiny_tensors(seed=3), extra_files={"README.md": CARD}),
-        )
-        arc("push", "hf://org/tiny", "org/tiny:v1")
-    finally:
-        server.stop()
+    hub.add(
+        "org/tiny", write_model(tmp_path / "served", tiny_tensors(seed=3), extra_files={"README.md": CARD})
+    )
+    arc("push", "hf://org/tiny", "org/tiny:v1")
     parents = arc.json("show", "org/tiny:v1")["parents"]
     assert [(p["model"], p["snapshot"], p["relation"]) for p in parents] == [("acme/base", v1, "finetune")]
