@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from modelarc.archive.bounded_yaml import BoundedLoader
 from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.records import catalog_time, write_record
@@ -54,7 +55,7 @@ class DataManifest:
 MAX_DATA_MANIFEST_DEPTH = 32
 
 
-class _ManifestLoader(yaml.SafeLoader):
+class _ManifestLoader(BoundedLoader):
     """Safe YAML, refusing what a training-data manifest never needs and a hostile one could use.
 
     No anchors/aliases (a few hundred bytes of nested aliases expand into an exponential walk), no nesting past
@@ -65,21 +66,8 @@ class _ManifestLoader(yaml.SafeLoader):
     # Duplicated keys and NUL characters were accepted (with SQLite) before they were refused: a manifest this
     # archive already recorded is read as it was then (``_RecordedManifestLoader``), so a rebuild still replays it.
     strict = True
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("YAML aliases (*name) are not allowed in a training-data manifest")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DATA_MANIFEST_DEPTH:
-                raise yaml.YAMLError(f"nested more than {MAX_DATA_MANIFEST_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+    max_depth = MAX_DATA_MANIFEST_DEPTH
+    document = "a training-data manifest"
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

@@ -15,29 +15,17 @@ from typing import Any
 
 import yaml
 
+from modelarc.archive.bounded_yaml import BoundedLoader
+
 MAX_CARD_BYTES = 1 << 20  # real cards are a few KB; their front matter far less
 MAX_DEPTH = 16
 MAX_TEXT = 256  # a license id, a repo id, a dataset name
 MAX_ITEMS = 64
 
 
-class _CardLoader(yaml.SafeLoader):
-    """Safe YAML without aliases (each may stand for a whole subtree: an exponential expansion) or deep nesting."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("aliases are not read in a model card")
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class _CardLoader(BoundedLoader):
+    max_depth = MAX_DEPTH
+    document = "a model card"
 
 
 def read_card(readme: Path) -> dict[str, Any]:
