@@ -304,15 +304,24 @@ def printable_path(path: object) -> str:
     return text if len(text) <= 300 else text[:300] + "..."
 
 
-def _check_paths_do_not_clash(paths: list[str]) -> None:
-    """A path listed twice, or a file that is also another file's folder, cannot be restored faithfully."""
+def path_clash(paths: list[str]) -> tuple[str, str | None] | None:
+    """The first clash among ``paths`` that no folder could hold faithfully, or None: (a path, None) for one listed
+    twice, (a path, its folder) for a file whose folder is also a listed file. For a manifest and a Hub listing."""
     seen = set(paths)
     if len(seen) != len(paths):
-        raise IntegrityError("malformed manifest: a path is listed twice")
+        return next(p for i, p in enumerate(paths) if p in paths[:i]), None
     for path in paths:
         parts = path.split("/")
         for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in seen:
-                raise IntegrityError(
-                    f"malformed manifest: {'/'.join(parts[:i])!r} is both a file and a folder"
-                )
+            if (folder := "/".join(parts[:i])) in seen:
+                return path, folder
+    return None
+
+
+def _check_paths_do_not_clash(paths: list[str]) -> None:
+    """A path listed twice, or a file that is also another file's folder, cannot be restored faithfully."""
+    clash = path_clash(paths)
+    if clash is not None and clash[1] is None:
+        raise IntegrityError("malformed manifest: a path is listed twice")
+    if clash is not None:
+        raise IntegrityError(f"malformed manifest: {clash[1]!r} is both a file and a folder")

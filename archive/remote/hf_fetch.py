@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
-from modelarc.archive.manifest import is_git_path, path_problem, printable_path
+from modelarc.archive.manifest import is_git_path, path_clash, path_problem, printable_path
 from modelarc.errors import SourceError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -161,16 +161,13 @@ def _listed_file(sib: dict[str, Any], path: str, where: str) -> HubFile:
 
 
 def _check_no_clash(paths: list[str], where: str) -> None:
-    seen = set(paths)
-    if len(seen) != len(paths):
+    clash = path_clash(paths)
+    if clash is not None and clash[1] is None:
         raise SourceError(f"{where}: the endpoint's listing names a file twice")
-    for path in paths:
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in seen:
-                raise SourceError(
-                    f"{where}: listed file '{printable_path(path)}' lies inside another listed file"
-                )
+    if clash is not None:
+        raise SourceError(
+            f"{where}: listed file '{printable_path(clash[0])}' lies inside another listed file"
+        )
 
 
 # ------------------------------------------------------------------------------------------------------ online
