@@ -88,6 +88,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         resolved = torch.device(device)
     except RuntimeError:
         raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda[:N]") from None
+    if resolved.type not in ("cpu", "cuda"):
+        # meta, mps, xpu...: meta holds no data (a load there would look like success), the others are untested here
+        raise UsageError(f"device {device!r} cannot be loaded onto: use auto, cpu or cuda[:N]")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {device!r} asked for, but CUDA is not available here")
     return resolved

@@ -91,6 +91,9 @@ def test_run_errors_are_clean(arc, tmp_path: Path, monkeypatch) -> None:
     _save_gpt2(tmp_path / "m")
     arc("push", tmp_path / "m", "acme/gpt2:v1")
     assert "unknown device 'tpu:0'" in arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "tpu:0").stderr
+    # meta holds no data: a "load" there succeeded and then failed far away, naming the architecture
+    meta = arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "meta").stderr
+    assert "device 'meta' cannot be loaded onto" in meta and "Traceback" not in meta
     with monkeypatch.context() as m:  # a machine without CUDA, also when this one has a GPU
         m.setattr(torch.cuda, "is_available", lambda: False)
         err = arc.fail("run", "acme/gpt2:v1", "--prompt", "x", "--device", "cuda:0").stderr
