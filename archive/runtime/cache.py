@@ -25,6 +25,13 @@ with their sizes and sha256) discards the whole entry, and the load rebuilds it.
 silent corruption of the disk under an unchanged inode (bit rot); ``modelarc cache clear`` and a rebuild is the
 remedy, as for the Hub cache.
 
+Who may have written it: a cache folder can be shared (MODELARC_CACHE_DIR on a shared disk), and an entry whose
+files and entry.json someone else wrote would be self-consistent, stat and all. So a load uses an entry only if
+entry.json and every file are regular files that no group or other user may write, owned by this user or root, or
+on a file system mounted read-only (a cache prepared once and shared read-only). Fills make their files read-only
+(0444) whatever the umask. An entry that fails this is removed if this process may remove it, and otherwise left
+alone and not used: the load decodes from the store, with a warning.
+
 Removing an entry (eviction, ``cache clear``, a discarded entry) renames it into ``tmp/`` first and deletes it
 there, so no process ever sees half an entry; a process that mapped its files keeps its mapping (POSIX: the
 inode lives until the last mapping goes).
@@ -38,6 +45,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +66,8 @@ CACHE_VERSION = 1
 ENTRY_FILE = "entry.json"
 USED_FILE = "last-used"
 FILES = "files"
+# entry.json lists one line per safetensors file; this is far past any real snapshot
+MAX_ENTRY_JSON = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -171,10 +181,10 @@ class LoadCache:
         open file's size, mtime, ctime and inode are the ones recorded (fstat of the open file: what is checked is
         what the caller maps).
         """
-        entry = self.entry(snapshot)
+        entry = _read_entry(self._entry_folder(snapshot), trusted_only=True)
         if entry is None:
-            if self._entry_folder(snapshot).exists():  # there, but entry.json is missing or unreadable
-                self._discard(snapshot)
+            if self._entry_folder(snapshot).exists():  # entry.json missing, unreadable or untrusted
+                self._discard_if_allowed(snapshot)
             return None
         expected = sorted((f.path, f.size, f.sha256) for f in weight_files(manifest))
         if sorted((f.path, f.size, f.sha256) for f in entry.files) != expected:
@@ -183,19 +193,32 @@ class LoadCache:
         opened: dict[str, BinaryIO] = {}
         try:
             for cached in entry.files:
-                fh = open(entry.file_path(cached.path), "rb")  # noqa: SIM115 - handed to the caller
+                fd = os.open(entry.file_path(cached.path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fh = os.fdopen(fd, "rb")  # handed to the caller
                 opened[cached.path] = fh
-                if not cached.matches(os.fstat(fh.fileno())):
+                st = os.fstat(fd)
+                if not cached.matches(st) or not _trusted(st, fd):
                     raise _Stale(cached.path)
-        except (_Stale, FileNotFoundError):
+        except (_Stale, FileNotFoundError, IsADirectoryError):
             _close_all(opened)
-            self._discard(snapshot)
+            self._discard_if_allowed(snapshot)
+            return None
+        except OSError as exc:  # ELOOP: a symlink where a file was written
+            _close_all(opened)
+            if exc.errno != errno.ELOOP:
+                raise
+            self._discard_if_allowed(snapshot)
             return None
         except BaseException:
             _close_all(opened)
             raise
         _touch(entry.folder / USED_FILE)
         return opened
+
+    def blocked(self, snapshot: SnapshotId) -> bool:
+        """An entry is there that ``open_files`` would not use and could not remove (another user's, in a shared
+        folder): filling would only fail to rename over it."""
+        return self._entry_folder(snapshot).exists()
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -229,8 +252,11 @@ class LoadCache:
                 for f in files:
                     target = tmp.joinpath(FILES, *f.path.split("/"))
                     restore_file(store, f, target, pool, None)
+            for f in files:  # read-only whatever the umask: a group-writable file is not trusted (_trusted)
+                os.chmod(tmp.joinpath(FILES, *f.path.split("/")), 0o444)
             records = [_record(f, tmp.joinpath(FILES, *f.path.split("/"))) for f in files]
             _write_durably(tmp / ENTRY_FILE, _entry_json(snapshot, model, records))
+            os.chmod(tmp / ENTRY_FILE, 0o444)
             _write_durably(tmp / USED_FILE, b"")
             for folder in {tmp, *(tmp.joinpath(FILES, *f.path.split("/")).parent for f in files)}:
                 _fsync_dir(folder)
@@ -286,6 +312,13 @@ class LoadCache:
             _remove_tree(path)
         return removed, freed
 
+    def _discard_if_allowed(self, snapshot: SnapshotId) -> None:
+        """Remove an unusable entry; one this process may not remove (another user's) is left, and not used."""
+        try:
+            self._discard(snapshot)
+        except PermissionError:
+            pass
+
     def _discard(self, snapshot: SnapshotId) -> bool:
         """Rename the entry out of ``entries/`` (atomic: no process sees half of it), then delete it."""
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -324,9 +357,24 @@ def _entry_json(snapshot: SnapshotId, model: str, files: list[CachedFile]) -> by
     return json.dumps(doc, indent=1).encode()
 
 
-def _read_entry(folder: Path) -> CacheEntry | None:
+def _trusted(st: os.stat_result, fd: int) -> bool:
+    """A regular file no group or other user may write, owned by this user or root, or on a read-only mount."""
+    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
+        return False
+    return st.st_uid in (os.geteuid(), 0) or bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY)
+
+
+def _read_entry(folder: Path, *, trusted_only: bool = False) -> CacheEntry | None:
+    """The entry as its entry.json says; None if unreadable, or (``trusted_only``) written by someone untrusted."""
     try:
-        doc = json.loads((folder / ENTRY_FILE).read_bytes())
+        fd = os.open(folder / ENTRY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_JSON:
+                return None
+            if trusted_only and not _trusted(st, fd):
+                return None
+            doc = json.loads(fh.read(MAX_ENTRY_JSON + 1))
         if doc.get("format") != CACHE_FORMAT or doc.get("version") != CACHE_VERSION:
             return None
         snapshot = SnapshotId(doc["snapshot"])

@@ -20,6 +20,7 @@ import json
 import math
 import mmap
 import threading
+import warnings
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -378,6 +379,13 @@ def open_cached(
         files = cache.open_files(snapshot, manifest)
         if files is not None:
             return files
+        if cache.blocked(snapshot):
+            warnings.warn(
+                f"load cache: the entry of {snapshot} in {cache.folder} was written by another user (or may be "
+                "changed by one) and is not used; loading from the archive",
+                stacklevel=2,
+            )
+            return None
         if not cache.fill(archive.store, snapshot, model, manifest):
             return None
     return None

@@ -155,6 +155,7 @@ def _norm_byte(archive: Archive, ref: str) -> int:
 
 
 def _flip(path: Path, offset: int) -> None:
+    path.chmod(0o644)  # fills make their files read-only
     with open(path, "r+b") as fh:
         fh.seek(offset)
         byte = fh.read(1)[0]
@@ -174,6 +175,7 @@ def _tamper_flip_keeping_mtime(path: Path, offset: int) -> None:
 
 
 def _tamper_truncate(path: Path, _offset: int) -> None:
+    path.chmod(0o644)
     with open(path, "r+b") as fh:
         fh.truncate(path.stat().st_size - 8)
 
@@ -210,6 +212,7 @@ def test_a_damaged_entry_file_discards_the_entry(archive: Archive, tmp_path: Pat
     expected = _logits(load_model(archive, ref, device="cpu"))
     load_model(archive, ref, device="cpu", cache=True)
     entry_json = _entry_file(archive, ref).parents[1] / "entry.json"
+    entry_json.chmod(0o644)
     if damage == "garbled":
         entry_json.write_bytes(entry_json.read_bytes()[:-20])
     elif damage == "missing":

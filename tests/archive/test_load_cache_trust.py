@@ -1,0 +1,117 @@
+"""Who may have written a load cache entry (archive/runtime/cache.py `_trusted`).
+
+An entry someone else wrote in a shared cache folder is self-consistent: entry.json lists the manifest's sha256
+and the stat of files its writer made. A load used such an entry's bytes unchecked. It now uses only files no
+group or other user may write, owned by this user or root (or on a read-only mount); anything else is discarded
+and the load decodes from the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from modelfactory import tiny_llama
+
+from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.cache import LoadCache
+from modelarc.archive.runtime.models import load_model
+
+IDS = torch.tensor([[2, 3, 4, 5]])
+NOBODY = 65534
+
+
+def _logits(model: transformers.PreTrainedModel) -> torch.Tensor:
+    with torch.no_grad():
+        return model(IDS).logits
+
+
+def _pushed_and_cached(archive: Archive, tmp_path: Path) -> tuple[str, torch.Tensor, Path]:
+    """A snapshot, its uncached logits, and its cache entry's folder."""
+    archive.push(tiny_llama(tmp_path / "llama", seed=1), "acme/llama:v1")
+    expected = _logits(load_model(archive, "acme/llama:v1", device="cpu"))
+    load_model(archive, "acme/llama:v1", device="cpu", cache=True)
+    _r, snap = archive.resolve("acme/llama:v1")
+    return "acme/llama:v1", expected, archive.settings.cache_path / "entries" / snap.digest.hex
+
+
+def _forge(entry: Path, *, mode: int, owner: int | None = None, via: Path | None = None) -> Path:
+    """Replace the entry's model.safetensors by other bytes (written at ``via`` and linked there, if given) and
+    rewrite entry.json to describe the new file, as a co-user of the folder could: sizes and sha256 as the manifest
+    says, the stat of the forged file. Returns the forged file."""
+    target = entry / "files" / "model.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0x40  # the last byte of the last tensor: a different model
+    target.unlink()
+    forged = via or target
+    forged.write_bytes(bytes(data))
+    forged.chmod(mode)
+    if owner is not None:
+        os.chown(forged, owner, owner)
+    if via is not None:
+        target.symlink_to(via)
+    st = forged.stat()
+    doc_path = entry / "entry.json"
+    doc = json.loads(doc_path.read_text())
+    for f in doc["files"]:
+        if f["path"] == "model.safetensors":
+            f.update(mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+    doc_path.unlink()
+    doc_path.write_text(json.dumps(doc))
+    doc_path.chmod(0o444)
+    return forged
+
+
+def test_fills_write_read_only_files_whatever_the_umask(archive: Archive, tmp_path: Path) -> None:
+    old = os.umask(0o002)  # a user-private-group umask: files would be group-writable, hence never trusted
+    try:
+        _ref, _expected, entry = _pushed_and_cached(archive, tmp_path)
+    finally:
+        os.umask(old)
+    for path in (entry / "entry.json", entry / "files" / "model.safetensors"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o444, path
+    snapshot = archive.resolve("acme/llama:v1")[1].digest
+    first = LoadCache.of(archive.settings).entry(snapshot)
+    load_model(archive, "acme/llama:v1", device="cpu", cache=True)
+    again = LoadCache.of(archive.settings).entry(snapshot)
+    assert first is not None and again is not None and again.created == first.created  # used, not refilled
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646], ids=["group-writable", "other-writable"])
+def test_an_entry_others_may_write_is_not_used(archive: Archive, tmp_path: Path, mode: int) -> None:
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    forged = _forge(entry, mode=mode)
+    forged_bytes = forged.read_bytes()
+    assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
+    rebuilt = entry / "files" / "model.safetensors"
+    assert rebuilt.read_bytes() != forged_bytes and stat.S_IMODE(rebuilt.stat().st_mode) == 0o444
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's takes root")
+def test_an_entry_another_user_wrote_is_not_used(archive: Archive, tmp_path: Path) -> None:
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    forged = _forge(entry, mode=0o444, owner=NOBODY)
+    assert forged.stat().st_uid == NOBODY
+    assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
+    assert (entry / "files" / "model.safetensors").stat().st_uid == os.geteuid()  # refilled by this user
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's takes root")
+def test_an_entry_json_another_user_wrote_is_not_used(archive: Archive, tmp_path: Path) -> None:
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    _forge(entry, mode=0o444)
+    os.chown(entry / "entry.json", NOBODY, NOBODY)
+    assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
+    assert (entry / "entry.json").stat().st_uid == os.geteuid()
+
+
+def test_a_symlink_in_place_of_a_cached_file_is_not_followed(archive: Archive, tmp_path: Path) -> None:
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    _forge(entry, mode=0o444, via=tmp_path / "elsewhere.safetensors")
+    assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
+    assert not (entry / "files" / "model.safetensors").is_symlink()
