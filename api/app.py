@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import socket
 import struct
+import termios
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -179,7 +181,7 @@ class ArchiveApp(FastAPI):
     - HEAD wherever GET is routed (FastAPI routes only the methods declared; Starlette's own routes add HEAD to
       GET): the GET route answers, marked ``HEAD_ONLY`` so a download starts no body, and the server sends the
       headers alone;
-    - a send timeout: a client that takes none of the next bytes for ``send_timeout()`` seconds is dropped and its
+    - a send timeout: a client that takes no bytes at all for ``send_timeout()`` seconds is dropped and its
       connection aborted (not closed, which would wait for the client to read what the socket holds), so the
       memory its response held goes back (archive/streaming.py ``ResponseMemory``).
     """
@@ -199,9 +201,14 @@ class ArchiveApp(FastAPI):
             nonlocal dropped
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
-            with anyio.move_on_after(timeout) as waited:
-                await send(message)
-            if waited.cancelled_caught:
+            transport = _transport_of(send)
+            if message["type"] == "http.response.body" and transport is not None:
+                stalled = await _send_while_read(send, message, transport, timeout)
+            else:
+                with anyio.move_on_after(timeout) as waited:
+                    await send(message)
+                stalled = waited.cancelled_caught
+            if stalled:
                 dropped = True
                 _abort_connection(send)
                 raise ClientStoppedReading(f"the client took nothing for {timeout:g} seconds")
@@ -229,13 +236,69 @@ class ClientStoppedReading(Exception):
     """Raised through the app when the send timeout dropped a client; ``ArchiveApp`` ends the request quietly."""
 
 
+def _transport_of(send: Send) -> asyncio.Transport | None:
+    """The connection's transport: uvicorn's ``send`` is a method of the request's cycle, which holds it."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    return transport if isinstance(transport, asyncio.Transport) else None
+
+
+async def _send_while_read(
+    send: Send, message: Message, transport: asyncio.Transport, timeout: float
+) -> bool:
+    """Send one piece of a body, as long as the client keeps taking bytes; True if it took none for ``timeout``.
+
+    The server's ``send`` returns only once the transport's buffer has drained, so bounding the whole call dropped
+    any client slower than one 1 MiB piece per timeout (~17 KiB/s at 60 s). What is watched instead is progress:
+    what is still to be delivered shrinking (``_unsent``), which happens only as the client reads."""
+    stalled = False
+    tick = min(1.0, timeout / 4)
+    sock = transport.get_extra_info("socket")
+
+    async def watch() -> None:
+        nonlocal stalled
+        last, idle_since = _unsent(transport, sock), anyio.current_time()
+        while True:
+            await anyio.sleep(tick)
+            size, now = _unsent(transport, sock), anyio.current_time()
+            if size < last:
+                idle_since = now
+            last = size
+            if now - idle_since >= timeout:
+                stalled = True
+                tasks.cancel_scope.cancel()
+                return
+
+    failed: Exception | None = None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        try:
+            await send(message)
+        except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
+            failed = exc
+        tasks.cancel_scope.cancel()
+    if failed is not None:
+        raise failed
+    return stalled
+
+
+def _unsent(transport: asyncio.Transport, sock: socket.socket | None) -> int:
+    """Bytes of this response not yet taken by the client: the transport's buffer plus what the kernel holds for
+    the socket and the client has not acknowledged (SIOCOUTQ). The kernel's share matters: its send buffer can hold
+    far more than a slow client reads in a timeout, and the transport's buffer moves only when it has room."""
+    unsent = transport.get_write_buffer_size()
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    return unsent
+
+
 def _abort_connection(send: Send) -> None:
     """Drop the connection now, with whatever its socket buffer holds. uvicorn's ``send`` is a method of the
     request's cycle, which holds the transport; under another server nothing is aborted and the response just
     ends (its body generator is closed all the same). The lingering is set to zero first, so the socket is reset.
     """
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.Transport):
+    transport = _transport_of(send)
+    if transport is not None:
         sock = transport.get_extra_info("socket")
         if sock is not None:  # a reset, not a FIN queued behind what the kernel still holds for a client that
             # reads nothing: the kernel's buffer goes too, and the client learns at once

@@ -158,3 +158,33 @@ def test_stalled_downloads_hold_bounded_memory_and_are_dropped(server) -> None:
             s.close()
     assert server["proc"].poll() is None
     assert "Traceback" not in server["log"].read_text()  # a dropped client is no error of the server's
+
+
+def test_a_slow_client_that_keeps_reading_is_not_dropped(server) -> None:
+    """The timeout is for a client that takes nothing, not for a slow one: one reading 64 KiB/s (a 1 MiB piece
+    every 16 s, against a 2 s timeout) was dropped, because the whole send of a piece was timed."""
+    s = socket.create_connection(("127.0.0.1", server["port"]))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET {URL_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    s.settimeout(10)
+    got = bytearray()
+    try:
+        until = time.monotonic() + 4 * SEND_TIMEOUT
+        while time.monotonic() < until:
+            block = s.recv(16 << 10)
+            assert block, f"dropped after {len(got)} bytes"
+            got += block
+            time.sleep(0.25)
+    except ConnectionResetError:
+        raise AssertionError(f"reset after {len(got)} bytes") from None
+    finally:
+        s.close()
+    head, _, body = bytes(got).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and server["data"].startswith(body)
+    # and one that never reads is still dropped, once the timeout has passed (reading it now would keep it going)
+    stalled = stalled_request(server["port"], URL_PATH)
+    try:
+        time.sleep(SEND_TIMEOUT + 2)
+        assert ended(stalled)
+    finally:
+        stalled.close()
