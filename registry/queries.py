@@ -119,7 +119,10 @@ def namespace_spelled_otherwise(s: Session, namespace: str) -> str | None:
     if s.scalar(select(Model.id).where(Model.namespace == namespace).limit(1)) is not None:
         return None
     return s.scalar(
-        select(Model.namespace).where(func.lower(Model.namespace) == namespace.lower()).order_by(Model.id).limit(1)
+        select(Model.namespace)
+        .where(func.lower(Model.namespace) == namespace.lower())
+        .order_by(Model.id)
+        .limit(1)
     )
 
 

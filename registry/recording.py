@@ -68,7 +68,9 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     """Record ``r`` in the caller's session (one transaction); see the module docstring."""
     at = r.at or utcnow()
     q.record_objects(s, r.objects)
-    model = q.get_or_create_model(s, r.model.namespace, r.model.name, at, lookalike_allowed=r.lookalike_allowed)
+    model = q.get_or_create_model(
+        s, r.model.namespace, r.model.name, at, lookalike_allowed=r.lookalike_allowed
+    )
     parents, missing = [], []
     for ref, relation in r.parents:
         try:

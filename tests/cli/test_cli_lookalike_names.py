@@ -141,3 +141,14 @@ def test_rebuild_catalog_brings_back_both_of_an_archived_pair(
     assert arc.json("show", "acme/tiny:v1")["snapshot"] == tiny
     assert arc.json("show", "Acme/tiny:v1")["snapshot"] == twin
     assert "this archive has acme/tiny" in arc.fail("push", tmp_path / "twin", "ACME/tiny:v1").stderr
+
+
+def test_a_hub_import_under_a_lookalike_name_is_refused_before_a_download(
+    arc: ArchiveCli, tiny: str, tmp_path: Path, hub: Any
+) -> None:
+    hub.add("Meta/tiny", write_model(tmp_path / "hub-model", tiny_tensors(seed=8)))
+    refused = arc.fail("push", "hf://Meta/tiny", "ACME/tiny:v1")
+    assert refused.exit_code == 2 and "this archive has acme/tiny" in refused.stderr, refused.output
+    assert hub.requests == []  # not a byte asked of the Hub
+    arc("push", "hf://Meta/tiny", "acme/tiny:hub")  # the archived spelling imports as ever
+    assert hub.requests

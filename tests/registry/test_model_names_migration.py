@@ -16,7 +16,9 @@ def _indexes(engine: Engine) -> set[str]:
     """The models table's index names (SQLite cannot reflect an expression index: read its schema instead)."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'models'"))
+            rows = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'models'")
+            )
             return set(rows.scalars())
         return {str(ix["name"]) for ix in inspect(conn).get_indexes("models")}
 
@@ -38,7 +40,9 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
             command.upgrade(cfg, "0015")
             for ns, name in pair:
                 conn.execute(
-                    text("INSERT INTO models (namespace, name, created_at) VALUES (:ns, :n, CURRENT_TIMESTAMP)"),
+                    text(
+                        "INSERT INTO models (namespace, name, created_at) VALUES (:ns, :n, CURRENT_TIMESTAMP)"
+                    ),
                     {"ns": ns, "n": name},
                 )
         assert "ix_models_lower_name" not in _indexes(engine)

@@ -42,20 +42,29 @@ def _other_model(tmp_path: Path) -> Path:
     return write_model(tmp_path / "other", finetune(tiny_tensors(), ["model.layers.0.mlp.weight"], seed=7))
 
 
-def test_a_push_creating_a_lookalike_on_the_server_is_refused_in_one_line(server: Server, tmp_path: Path) -> None:
+def test_a_push_creating_a_lookalike_on_the_server_is_refused_in_one_line(
+    server: Server, tmp_path: Path
+) -> None:
     server.archive.push(write_model(tmp_path / "tiny"), "acme/tiny:v1")
     alice = make_home(tmp_path, "alice")
     trusted_by_server(server, alice)
     alice("remote", "add", "origin", server.url, "--token", server.push_token)
     alice("push", _other_model(tmp_path), "Acme/tiny:v1")  # alice's own archive has no acme/tiny
     commits = _commits(server)
+    with alice.archive() as a:  # the weight objects the server lacks: none may arrive
+        manifest = a.manifest(a.resolve("Acme/tiny:v1")[1])
+    weights = [oid for oid in manifest.object_ids() if not server.archive.store.has(oid)]
+    assert weights
 
     refused = alice("push", "Acme/tiny:v1", "--remote", "origin", ok=False)
     assert refused.exit_code == 2, refused.output
     [line] = [ln for ln in refused.stderr.splitlines() if ln.strip()]
-    assert "Acme/tiny" in line and "this archive has acme/tiny" in line and "differs only in case" in line, line
+    assert "Acme/tiny" in line and "this archive has acme/tiny" in line, line
+    assert "differs only in case" in line, line
+    # nothing recorded; no weight was sent either (refused at the check: only the manifest and bundle were)
     assert _models(server) == ["acme/tiny"] and _commits(server) == commits
-    assert server.archive.stats().snapshots == 1  # nothing recorded; no weight was sent either (refused at check)
+    assert server.archive.stats().snapshots == 1
+    assert not any(server.archive.store.has(oid) for oid in weights)
 
     # the wire answer, at the check and at the commit: 409 with a JSON error naming the archived spelling
     with alice.archive() as a:
@@ -106,7 +115,9 @@ def test_a_token_limited_to_a_namespace_is_held_to_its_spelling(server: Server, 
         create_token(server.archive, "push", "shouty", ["ACME"])
 
 
-def test_a_served_mirror_records_a_lookalike_as_refused_and_copies_the_rest(server: Server, tmp_path: Path) -> None:
+def test_a_served_mirror_records_a_lookalike_as_refused_and_copies_the_rest(
+    server: Server, tmp_path: Path
+) -> None:
     server.archive.push(write_model(tmp_path / "tiny"), "Acme/tiny:v1")
     alice = make_home(tmp_path, "alice")
     alice("push", _other_model(tmp_path), "acme/tiny:v1")
@@ -137,7 +148,13 @@ def test_a_pull_from_a_remote_is_refused_a_name_this_archive_spells_otherwise(
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models/ACME/tiny", "/v1/snapshots/ACME/tiny/v1", "/api/models/ACME/tiny", "/api/models/ACME/tiny/refs"]
+    "path",
+    [
+        "/v1/models/ACME/tiny",
+        "/v1/snapshots/ACME/tiny/v1",
+        "/api/models/ACME/tiny",
+        "/api/models/ACME/tiny/refs",
+    ],
 )
 def test_the_servers_model_routes_say_did_you_mean(server: Server, tmp_path: Path, path: str) -> None:
     server.archive.push(write_model(tmp_path / "tiny"), "acme/tiny:v1")
