@@ -91,7 +91,8 @@ def push_folder(
         if relation not in RELATIONS:
             raise UsageError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
     parent_refs = [(parse_ref(text), rel) for text, rel in provenance.parents]
-    with archive.catalog.session() as s:  # fail on a bad parent before reading gigabytes
+    with archive.catalog.session() as s:  # fail on a lookalike name or a bad parent before reading gigabytes
+        q.refuse_name_clash(s, ref.namespace, ref.name)
         for pref, _rel in parent_refs:
             q.resolve_snapshot(s, pref)
     bases = _delta_bases(archive, provenance, delta or DeltaRequest(), warn)

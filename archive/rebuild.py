@@ -278,9 +278,18 @@ class _Replay:
             lenient_parents=True,  # a parent whose own record was refused is reported, not fatal
             merge_into_existing=bool(b["merge"]),
             at=rec.at,
+            # the store's records are what this archive held: a pair of names that differ only in case was
+            # recorded before such pairs were refused, and both come back (noted), as both were kept
+            lookalike_allowed=True,
         )
 
         def write() -> None:
+            if (clash := q.name_clash(s, namespace, name)) is not None:
+                self.report.notes.append(
+                    f"{rec.key}: kept {model} beside {'namespace ' if clash.namespace_only else ''}{clash.existing}, "
+                    "a name that differs only in case "
+                    "(recorded before such names were refused)"
+                )
             for fingerprint, pem in offered.items():
                 key_rows.trust_key(
                     s,

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelarc.errors import UsageError
+from modelarc.errors import ModelNameClashError, UsageError
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+    from modelarc.registry.db import CatalogSession
 
 # The catalog rows (registry/tokens.py, SQLAlchemy) are imported inside the functions that reach them: the CLI
 # reads SCOPES when it starts, for `token create --scope`, and `modelarc --help` should not load the catalog.
@@ -60,8 +61,22 @@ def create_token(archive: Archive, scope: str, name: str, namespaces: Iterable[s
         )
     token = PREFIX + secrets.token_urlsafe(32)
     with archive.catalog.session() as s:
+        _refuse_lookalike_namespaces(s, limited)
         token_id = token_rows.add_token(s, name, _hash(token), scope, archive.settings.actor, limited)
     return CreatedToken(token_id, name, scope, token, limited or None)
+
+
+def _refuse_lookalike_namespaces(s: CatalogSession, namespaces: Iterable[str]) -> None:
+    """A namespace this archive spells in another case is refused: a token for ``ACME`` could push nothing beside
+    ``acme`` (new names differing only in case are refused, docs/SECURITY.md) and the limit compares spellings."""
+    from modelarc.registry import queries as q
+
+    for ns in namespaces:
+        if (spelled := q.namespace_spelled_otherwise(s, ns)) is not None:
+            raise ModelNameClashError(
+                f"namespace {ns} is refused: this archive has namespace {spelled}, which differs only in case "
+                f"(limit the token to {spelled})"
+            )
 
 
 def revoke_token(archive: Archive, token_id: int) -> None:
@@ -118,9 +133,13 @@ class Principal:
         if not allows(self.scope, "push"):
             return f"token {self.name} has the {self.scope} scope; pushing needs push"
         allowed = ", ".join(self.namespaces or ())
+        # compared as spelled: a token for acme may not create Acme/..., which a push of any token would make a
+        # lookalike of acme's models (docs/SECURITY.md, "Lookalike model names")
+        spelled = [ns for ns in self.namespaces or () if ns.lower() == namespace.lower()]
+        hint = f" (namespaces are compared as spelled: push as {spelled[0]}/...)" if spelled else ""
         return (
             f"token {self.name} may push only to namespace{'s' if len(self.namespaces or ()) > 1 else ''} "
-            f"{allowed}; {ref} is in namespace {namespace}"
+            f"{allowed}; {ref} is in namespace {namespace}{hint}"
         )
 
 

@@ -28,6 +28,14 @@ class ProvenanceConflictError(UsageError):
     provenance is fixed when first recorded, so the push is refused rather than the given values dropped."""
 
 
+class ModelNameClashError(UsageError):
+    """A new model whose ``namespace/name`` equals an existing model's but for case (``Acme/tiny`` beside
+    ``acme/tiny``), or whose new namespace is an existing one spelled in another case (``ACME/new`` beside
+    ``acme/...``). Refused wherever a model is created: Hub repository ids are case-insensitive, so such a name reads
+    as the existing model's to anyone using the Hub routes (docs/SECURITY.md, "Lookalike model names"). The message
+    names the spelling the archive already has."""
+
+
 class NotFoundError(ModelarcError):
     """Something named by the user does not exist."""
 
@@ -249,6 +257,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
+    (ModelNameClashError, 409, "ModelNameClash"),  # a new model named like an existing one but for case
     (UnsupportedMediaTypeError, 415, "UnsupportedMediaType"),
     (ServerBusyError, 503, "ServerBusy"),  # the server's memory for responses is taken for now: retry later
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request

@@ -81,6 +81,12 @@ class Model(Base):
         return f"{self.namespace}/{self.name}"
 
 
+# A new model equal to an existing one but for case is refused (registry/queries.py ``name_clash``); this index serves
+# that lookup and "did you mean". Not unique: archives from before the rule may hold such pairs. An expression index
+# (see ix_snapshots_license_created below for what that means on SQLite).
+Index("ix_models_lower_name", func.lower(Model.namespace), func.lower(Model.name))
+
+
 class Snapshot(Base):
     """One immutable archived state of a model; ``digest`` is the manifest's sha256 (``sha256:<hex>``)."""
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from modelarc.errors import (
     AmbiguousRefError,
+    ModelNameClashError,
     ModelNotFoundError,
     SnapshotNotFoundError,
     TagNotFoundError,
@@ -55,6 +56,83 @@ def _model_row(s: Session, namespace: str, name: str) -> Model | None:
     return s.scalar(select(Model).where(Model.namespace == namespace, Model.name == name))
 
 
+# Names are ASCII (registry/refs.py), so lower() means the same on SQLite and PostgreSQL; the expression index
+# ix_models_lower_name (migration 0016) serves both lookups below. It is not UNIQUE: archives made before the rule
+# may hold such pairs, and both keep working under their exact spelling.
+def spelled_otherwise(s: Session, namespace: str, name: str, limit: int = 3) -> list[str]:
+    """The models whose name equals ``namespace/name`` but for case (never that exact spelling), oldest first."""
+    rows = s.execute(
+        select(Model.namespace, Model.name)
+        .where(func.lower(Model.namespace) == namespace.lower(), func.lower(Model.name) == name.lower())
+        .order_by(Model.id)
+        .limit(limit + 1)
+    ).all()
+    return [f"{ns}/{n}" for ns, n in rows if (ns, n) != (namespace, name)][:limit]
+
+
+def model_not_found(s: Session, namespace: str, name: str, message: str | None = None) -> ModelNotFoundError:
+    """The error for a model name that names none, saying "did you mean" when one is spelled so in another case."""
+    message = message or f"no model {namespace}/{name} in the archive"
+    if similar := spelled_otherwise(s, namespace, name):
+        message += f"; did you mean {' or '.join(similar)}?"
+    return ModelNotFoundError(message)
+
+
+@dataclass(frozen=True)
+class NameClash:
+    """The existing spelling that a new model's name equals but for case: a model's ``ns/name``, or a namespace."""
+
+    existing: str
+    namespace_only: bool  # the namespace clashes (the model name is new in any case)
+
+    def refusal(self, namespace: str, name: str) -> str:
+        """The one-line refusal of creating ``namespace/name``, naming the spelling this archive has."""
+        if self.namespace_only:
+            return (
+                f"model {namespace}/{name} is refused: this archive has namespace {self.existing}, which differs "
+                f"only in case (push as {self.existing}/{name})"
+            )
+        return (
+            f"model {namespace}/{name} is refused: this archive has {self.existing}, which differs only in case "
+            "(model names are compared ignoring case)"
+        )
+
+
+def name_clash(s: Session, namespace: str, name: str) -> NameClash | None:
+    """What a new model ``namespace/name`` would clash with here; None if nothing, or if the model exists.
+
+    Refused: a name equal to an existing model's but for case, and a namespace new to this archive that an
+    existing one equals but for case (docs/SECURITY.md, "Lookalike model names"). A namespace already spelled
+    exactly so takes new models (an archive from before this rule may hold ``acme`` and ``Acme`` both).
+    """
+    if _model_row(s, namespace, name) is not None:
+        return None
+    if similar := spelled_otherwise(s, namespace, name, limit=1):
+        return NameClash(similar[0], namespace_only=False)
+    spelled = namespace_spelled_otherwise(s, namespace)
+    return None if spelled is None else NameClash(spelled, namespace_only=True)
+
+
+def namespace_spelled_otherwise(s: Session, namespace: str) -> str | None:
+    """How this archive spells ``namespace`` if no model has it spelled exactly so but one has it in another case
+    (the oldest such spelling); None if it is spelled so here, or is new in every case."""
+    if s.scalar(select(Model.id).where(Model.namespace == namespace).limit(1)) is not None:
+        return None
+    return s.scalar(
+        select(Model.namespace)
+        .where(func.lower(Model.namespace) == namespace.lower())
+        .order_by(Model.id)
+        .limit(1)
+    )
+
+
+def refuse_name_clash(s: Session, namespace: str, name: str) -> None:
+    """``ModelNameClashError`` if a new model ``namespace/name`` may not be created here (``name_clash``); callers
+    run it before the work a refusal would waste (reading a source, receiving weights), as the recording does."""
+    if (clash := name_clash(s, namespace, name)) is not None:
+        raise ModelNameClashError(clash.refusal(namespace, name))
+
+
 def find_model(s: Session, namespace: str, name: str) -> ModelRecord | None:
     row = _model_row(s, namespace, name)
     return None if row is None else ModelRecord(row.id, row.namespace, row.name, row.created_at)
@@ -63,14 +141,22 @@ def find_model(s: Session, namespace: str, name: str) -> ModelRecord | None:
 def require_model(s: Session, namespace: str, name: str) -> ModelRecord:
     model = find_model(s, namespace, name)
     if model is None:
-        raise ModelNotFoundError(f"no model {namespace}/{name} in the archive")
+        raise model_not_found(s, namespace, name)
     return model
 
 
-def get_or_create_model(s: Session, namespace: str, name: str, at: dt.datetime | None = None) -> Model:
-    """The model's row (registry-internal: the recording transaction adds rows that point at it)."""
+def get_or_create_model(
+    s: Session, namespace: str, name: str, at: dt.datetime | None = None, *, lookalike_allowed: bool = False
+) -> Model:
+    """The model's row (registry-internal: the recording transaction adds rows that point at it).
+
+    A new model whose name ``name_clash`` refuses raises ``ModelNameClashError``, unless ``lookalike_allowed``
+    (a catalog rebuilt from the store's records, which may hold a pair recorded before the rule).
+    """
     model = _model_row(s, namespace, name)
     if model is None:
+        if not lookalike_allowed:
+            refuse_name_clash(s, namespace, name)
         model = Model(namespace=namespace, name=name, created_at=at or utcnow())
         s.add(model)
         s.flush()
@@ -84,7 +170,7 @@ def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     """
     model = _model_row(s, ref.namespace, ref.name)
     if model is None:
-        raise ModelNotFoundError(f"no model {ref.namespace}/{ref.name} in the archive")
+        raise model_not_found(s, ref.namespace, ref.name)
     if ref.digest:
         rows = s.scalars(
             select(Snapshot)

@@ -47,6 +47,9 @@ class SnapshotRecording:
     merge_into_existing: bool = True  # a known snapshot still gains these signatures and objects
     release_leases_of: str | None = None  # the pusher whose leases on these objects end with this commit
     audit_details: dict[str, Any] = field(default_factory=dict)
+    # a new model named like an existing one but for case is refused (``ModelNameClashError``), except in a
+    # catalog rebuilt from the store's records: they may hold such a pair recorded before the rule, and both stay
+    lookalike_allowed: bool = False
     # when it happened: every row it adds carries this time (default now). A catalog rebuilt from the store's
     # records (archive/rebuild.py) passes the original time, so the rebuilt rows say what the lost ones said.
     at: dt.datetime | None = None
@@ -65,7 +68,9 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     """Record ``r`` in the caller's session (one transaction); see the module docstring."""
     at = r.at or utcnow()
     q.record_objects(s, r.objects)
-    model = q.get_or_create_model(s, r.model.namespace, r.model.name, at)
+    model = q.get_or_create_model(
+        s, r.model.namespace, r.model.name, at, lookalike_allowed=r.lookalike_allowed
+    )
     parents, missing = [], []
     for ref, relation in r.parents:
         try:

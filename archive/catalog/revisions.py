@@ -60,7 +60,7 @@ def resolve_revision(archive: Archive, repo: str, revision: str) -> Revision:
     with archive.catalog.session() as s:
         model = q.find_model(s, ns, name)
         if model is None:
-            raise ModelNotFoundError(f"repository {repo} not found")
+            raise q.model_not_found(s, ns, name, f"repository {repo} not found")
         for ref, tag in _candidates(ns, name, revision):
             try:
                 snap = q.resolve_snapshot(s, ref)

@@ -64,6 +64,8 @@ def commit_offer(
     ref = record_as or parse_ref(offer.ref)
     if not offer.move_tag:
         ref = Ref(ref.namespace, ref.name, tag=None)
+    with archive.catalog.session() as s:  # before anything is read (the recording's transaction checks again)
+        q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="commit") as held:
         manifest_id = ObjectId(offer.snapshot.hex)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None

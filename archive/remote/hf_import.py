@@ -119,7 +119,9 @@ def import_from_hub(
     on_total: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> tuple[PushResult, dict[str, Any]]:
-    parse_ref(ref_text)  # a bad REF fails before anything is downloaded
+    ref = parse_ref(ref_text)  # a bad REF fails before anything is downloaded
+    with archive.catalog.session() as s:  # so does a name refused as a lookalike of one archived here
+        q.refuse_name_clash(s, ref.namespace, ref.name)
     with download(source) as (fetched, endpoint):
         return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
 

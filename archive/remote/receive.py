@@ -16,6 +16,7 @@ from modelarc.archive.remote.commit import check_offer, reused_objects
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
 from modelarc.errors import PayloadTooLargeError
+from modelarc.registry import queries as q
 from modelarc.registry.leases import take_leases, uploaded_object_ids
 from modelarc.registry.refs import parse_ref
 from modelarc.storage import ObjectId
@@ -125,12 +126,15 @@ def check_push(
     (or the lease expires). Present objects it may not reuse are listed as still to send: a pusher that has their
     bytes uploads them, and one that does not cannot commit.
     """
+    ref = parse_ref(offer.ref)
+    with archive.catalog.session() as s:  # a name the commit would refuse is refused before a weight is sent
+        q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="upload"):
         checked = check_offer(archive, offer)
         needed = objects_of(checked.offer, checked.manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
         with archive.catalog.session() as s:
-            judged = set(reused_objects(s, parse_ref(offer.ref), checked.offer, present)) & set(present)
+            judged = set(reused_objects(s, ref, checked.offer, present)) & set(present)
         reusable = reusable_objects(archive, [o for o in present if o in judged], principal, holder)
         have = [oid for oid in present if oid not in judged or oid in reusable]
         lease_objects(archive, have, holder)

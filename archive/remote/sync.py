@@ -261,6 +261,8 @@ def fetch_from_remote(
             f"{ref_text}: a pull from a remote by digest needs the full sha256:<64 hex digits>, not a prefix "
             "(a remote could answer a prefix with any snapshot it makes to match)"
         )
+    with archive.catalog.session() as s:  # recorded here under the name asked for: refused before it is asked
+        q.refuse_name_clash(s, wanted.namespace, wanted.name)
     offer = client.offer(wanted)
     if wanted.digest and offer.snapshot != wanted.digest:
         raise IntegrityError(
