@@ -77,6 +77,8 @@ def commit_offer(
         )
         if missing := [oid for oid in needed if not archive.store.has(oid)]:
             raise MissingObjectsError(offer.snapshot, missing)
+        if pusher is not None:  # before they are read as a signature bundle or a data manifest (check_offer)
+            _refuse_unreadable(archive, offer, offered_documents(offer), pusher, holder)
         checked = check_offer(archive, offer, manifest)
         # what the snapshot is recorded with: its manifest, objects and the bundles that sign it (no others)
         manifest, fingerprint, offer = checked.manifest, checked.fingerprint, checked.offer
@@ -214,6 +216,13 @@ def reused_objects(s: CatalogSession, ref: Ref, offer: SnapshotOffer, needed: li
         q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
     except NotFoundError:
         return needed
+    return offered_documents(offer)
+
+
+def offered_documents(offer: SnapshotOffer) -> list[ObjectId]:
+    """The objects an offer names as its signature bundles and training-data manifests. Whatever else a commit
+    adds, it always adds these (``reused_objects``), and the receiver reads each to check the offer: so a pusher's
+    right to them is judged first, or it could make the server parse (and answer about) bytes it may not read."""
     return [ObjectId(oid) for oid in dict.fromkeys(offer.signatures + offer.data)]
 
 

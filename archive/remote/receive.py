@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
-from modelarc.archive.remote.commit import check_offer, reused_objects
+from modelarc.archive.remote.commit import check_offer, offered_documents, reused_objects
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
-from modelarc.errors import PayloadTooLargeError
+from modelarc.errors import MissingObjectsError, PayloadTooLargeError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import take_leases, uploaded_object_ids
 from modelarc.registry.refs import parse_ref
@@ -130,6 +130,13 @@ def check_push(
     with archive.catalog.session() as s:  # a name the commit would refuse is refused before a weight is sent
         q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="upload"):
+        # the bundles and data manifests named in the offer are read to check it: only those the pusher may reuse
+        # (the client uploads the others, and an upload proves possession)
+        documents = [oid for oid in offered_documents(offer) if archive.store.has(oid)]
+        reusable = reusable_objects(archive, documents, principal, holder)
+        if refused := [oid for oid in documents if str(oid) not in reusable]:
+            why = "is not this token's to reuse: it may not read it here and has not sent it"
+            raise MissingObjectsError(offer.snapshot, refused, why)
         checked = check_offer(archive, offer)
         needed = objects_of(checked.offer, checked.manifest)
         present = [oid for oid in needed if archive.store.has(oid)]
