@@ -150,6 +150,10 @@ def _record(
         for base in _as_list(card.get("base_model")):
             ns, _, name = base.partition("/")
             model = q.find_model(s, ns, name) if name else None
+            spelled = q.spelled_otherwise(s, ns, name, limit=2) if name and model is None else []
+            if len(spelled) == 1:  # Hub ids ignore case: `Acme/Base` on a card is this archive's acme/base
+                base = spelled[0]
+                model = q.find_model(s, *base.split("/", 1))
             # its newest snapshot still held: a withdrawn one is no parent to declare
             live = [sn for sn in (q.list_snapshots(s, model) if model else []) if not sn.withdrawn]
             if live:

@@ -20,3 +20,14 @@ def test_the_declared_parent_is_the_newest_base_snapshot_not_withdrawn(arc, hub,
     arc("push", "hf://org/tiny", "org/tiny:v1")
     parents = arc.json("show", "org/tiny:v1")["parents"]
     assert [(p["model"], p["snapshot"], p["relation"]) for p in parents] == [("acme/base", v1, "finetune")]
+
+
+def test_a_base_model_spelled_in_another_case_is_the_archived_model(arc, hub, tmp_path: Path) -> None:
+    """Hub ids ignore case, and this archive refuses names that differ only in case: a card's `ACME/Base` can only
+    mean the archived acme/base."""
+    v1 = arc.json("push", write_model(tmp_path / "b1", tiny_tensors(seed=1)), "acme/base:v1")["snapshot"]
+    card = CARD.replace(b"acme/base", b"ACME/Base")
+    hub.add("org/tiny", write_model(tmp_path / "served", tiny_tensors(seed=3), extra_files={"README.md": card}))
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    parents = arc.json("show", "org/tiny:v1")["parents"]
+    assert [(p["model"], p["snapshot"], p["relation"]) for p in parents] == [("acme/base", v1, "finetune")]
