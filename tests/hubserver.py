@@ -80,7 +80,11 @@ class HubServer:
                 pass
 
             def _send(
-                self, code: int, body: bytes = b"", headers: dict[str, str] | None = None, rate: float | None = None
+                self,
+                code: int,
+                body: bytes = b"",
+                headers: dict[str, str] | None = None,
+                rate: float | None = None,
             ) -> None:
                 self.send_response(code)
                 for k, v in (headers or {}).items():
