@@ -204,18 +204,39 @@ def may_carry_token(endpoint: str) -> bool:
 
 
 def _headers(endpoint: str) -> tuple[dict[str, str], bool]:
-    """(huggingface_hub's headers: its user agent, and the user's token unless HF_HUB_DISABLE_IMPLICIT_TOKEN, as gated
-    repos need it; whether a token was withheld because ``may_carry_token`` says no). The token goes to the endpoint
-    only: httpx drops it on a redirect to another origin (scheme, host or port), except http -> https on the same
-    host; tests/cli/test_cli_hf_token.py holds both rules."""
-    from huggingface_hub.utils import build_hf_headers
+    """(the headers of every request: a user agent, and the user's token where ``may_carry_token`` allows, as gated
+    repos need it; whether a configured token was withheld). The token goes to the endpoint only: httpx drops it on a
+    redirect to another origin (scheme, host or port), except http -> https on the same host
+    (tests/cli/test_cli_hf_token.py holds both rules).
 
-    headers = {**build_hf_headers(), "Accept-Encoding": "identity"}
-    auth = [k for k in headers if k.lower() == "authorization"]
-    if auth and not may_carry_token(endpoint):
-        for key in auth:
-            del headers[key]
-        return headers, True
+    Not huggingface_hub's ``build_hf_headers``: to name the user's AI agent in its user agent it fetched
+    ``{HF_ENDPOINT}/api/agent-harnesses`` (an unbounded answer from the untrusted endpoint, cached in HF_HOME) and
+    matched the environment variables that answer named; and its token lookup, for a browser login near expiry,
+    posts the refresh token to ``{HF_ENDPOINT}/oauth/token``, so the token is not even looked up where it may not go.
+    """
+    import platform
+
+    from huggingface_hub import __version__ as hf_version
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub.utils import get_token_to_send
+
+    from modelarc import __version__
+
+    headers = {
+        "user-agent": f"modelarc/{__version__}; hf_hub/{hf_version}; python/{platform.python_version()}",
+        "Accept-Encoding": "identity",
+    }
+    if not may_carry_token(endpoint):
+        configured = (
+            any(os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
+            or os.path.isfile(hf_constants.HF_TOKEN_PATH)
+        ) and not hf_constants.HF_HUB_DISABLE_IMPLICIT_TOKEN
+        return headers, configured
+    token = get_token_to_send(
+        None
+    )  # None unless HF_HUB_DISABLE_IMPLICIT_TOKEN is unset and a token is configured
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     return headers, False
 
 
