@@ -20,14 +20,15 @@ from safetensors.numpy import save_file
 SHARDS = 4
 
 
-def sharded_model(folder: Path, shards: int = SHARDS, floats: int = 4096) -> Path:
+def sharded_model(folder: Path, shards: int = SHARDS, floats: int = 4096, config: bool = True) -> Path:
     """A model in ``shards`` safetensors files (as the Hub serves large ones) and a config."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(11)
     for n in range(shards):
         tensors = {f"layers.{n}.weight": rng.standard_normal(floats).astype(np.float32)}
         save_file(tensors, str(folder / f"model-{n + 1:05d}-of-{shards:05d}.safetensors"))
-    (folder / "config.json").write_text('{"model_type": "llama"}\n')
+    if config:
+        (folder / "config.json").write_text('{"model_type": "llama"}\n')
     return folder
 
 
@@ -190,3 +191,17 @@ def test_a_terminal_shows_the_download_then_the_push(arc: ArchiveCli, hub: HubSe
 def test_no_bar_when_stderr_is_no_terminal(arc: ArchiveCli, hub: HubServer, sharded: Path) -> None:
     result = arc("push", "hf://org/sharded", "org/sharded:v1")
     assert "download hf://" not in result.stderr
+
+
+def test_a_trickled_body_ends_at_its_deadline(arc: ArchiveCli, hub: HubServer, tmp_path: Path) -> None:
+    """8 bytes a second, well under MODELARC_REMOTE_MIN_RATE: each file's budget is 1 s plus its size at 1000
+    bytes/s (a few seconds here), checked at every read. It was checked once per MiB received, so a body smaller
+    than that trickled on to its end (here more than ten minutes)."""
+    # no small file: one that ended before the first MiB was checked at its end, and refused, all the same
+    hub.add("org/slow", sharded_model(tmp_path / "slow", shards=2, floats=1024, config=False))
+    hub.rate = 8.0
+    arc.env.update({"MODELARC_REMOTE_TIMEOUT": "1", "MODELARC_REMOTE_MIN_RATE": "1000"})
+    started = time.monotonic()
+    line = arc.fail("push", "hf://org/slow", "org/slow:v1").stderr.strip().splitlines()[-1]
+    assert "not received within 1 s plus 1000 bytes/s" in line
+    assert time.monotonic() - started < 60
