@@ -100,10 +100,10 @@ def download(source: HubSource, transfer: Transfer | None = None) -> Iterator[tu
 
 def _local_store(archive: Archive) -> Path | None:
     """The store's folder if it is on this machine (a Hub import checks it has room), None for S3."""
-    from modelarc.storage.local import LocalBackend
+    from modelarc.storage.location import canonical_location, is_local_location
 
-    backend = archive.store.backend
-    return backend.root if isinstance(backend, LocalBackend) else None
+    location = archive.settings.store_location
+    return Path(canonical_location(location)) if is_local_location(location) else None
 
 
 def _card(folder: Path) -> dict[str, Any]:
