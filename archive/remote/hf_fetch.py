@@ -348,7 +348,8 @@ def _check_room(total: int, folder: Path, store: Path | None, where: str) -> Non
 
     reserve = disk_reserve()
     disks: dict[int, tuple[Path, int, list[str]]] = {}
-    for place, what in ((folder, "the download"), (store, "the store's copy")):
+    # the private folder's parent is named: the folder itself is gone once the command ends
+    for place, what in ((folder.parent, "the download"), (store, "the store's copy")):
         if place is None:
             continue
         try:
