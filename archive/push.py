@@ -298,17 +298,30 @@ def push_source(
     warn: Callable[[str], None] | None = None,
     delta: DeltaRequest | None = None,
     rehash: bool = False,
+    jobs: int = 4,
+    fetch_progress: Progress | None = None,
+    on_fetch_total: Callable[[int], None] | None = None,
 ) -> PushResult:
     """`modelarc push SOURCE REF`: a folder or file, or ``hf://org/name[@revision]`` (archive/remote/hf_import.py,
-    which downloads and then calls ``push_folder``), then the training-data manifest ``data`` if given (already
-    parsed and validated by the caller, so a bad one fails before a byte is archived)."""
+    which downloads ``jobs`` files at once, shown by ``fetch_progress``/``on_fetch_total``, and then calls
+    ``push_folder``), then the training-data manifest ``data`` if given (already parsed and validated by the caller,
+    so a bad one fails before a byte is archived)."""
     # imported here: huggingface_hub and jsonschema cost time that a plain folder push need not pay
     from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
 
     hub = parse_hub_source(source)
     if hub is not None:
         result, _details = import_from_hub(
-            archive, hub, ref_text, provenance or Provenance(), progress=progress, on_total=on_total, warn=warn
+            archive,
+            hub,
+            ref_text,
+            provenance or Provenance(),
+            progress=progress,
+            on_total=on_total,
+            warn=warn,
+            jobs=jobs,
+            fetch_progress=fetch_progress,
+            on_fetch_total=on_fetch_total,
         )
     else:
         result = push_folder(

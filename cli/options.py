@@ -43,7 +43,7 @@ jobs_option = click.option(
     type=click.IntRange(1, 64),
     default=4,
     show_default=True,
-    help="Parallel transfers with --remote.",
+    help="Parallel transfers with --remote, and parallel downloads from a Hub endpoint (hf://).",
 )
 
 

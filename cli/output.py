@@ -130,8 +130,19 @@ def byte_progress(
     description: str, enabled: bool
 ) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
     """(advance, set_total) callbacks; a rich bar with bytes and rate only when stderr is a terminal."""
+    with byte_progress_steps([description], enabled) as steps:
+        yield steps[0]
+
+
+@contextmanager
+def byte_progress_steps(
+    descriptions: list[str], enabled: bool
+) -> Iterator[list[tuple[Callable[[int], None], Callable[[int], None]]]]:
+    """One (advance, set_total) pair per step of a command (a Hub import: download, then push), as bars in one
+    display (rich shows one at a time); a step's bar appears when it begins. Thread-safe, as rich's ``Progress`` is:
+    downloads advance it from their threads. Only when stderr is a terminal."""
     if not enabled or not sys.stderr.isatty():
-        yield (lambda _n: None), (lambda _t: None)
+        yield [((lambda _n: None), (lambda _t: None)) for _ in descriptions]
         return
     # imported only for a bar: every command loads this module, and rich.progress brings tables and spinners
     from rich.progress import (
@@ -152,5 +163,12 @@ def byte_progress(
         console=_stderr.get(),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=None)
-        yield (lambda n: bar.advance(task, n)), (lambda t: bar.update(task, total=t))
+        tasks = [bar.add_task(d, total=None, visible=n == 0) for n, d in enumerate(descriptions)]
+
+        def step(task: Any) -> tuple[Callable[[int], None], Callable[[int], None]]:
+            return (
+                lambda n: bar.update(task, advance=n, visible=True),
+                lambda t: bar.update(task, total=t, visible=True),
+            )
+
+        yield [step(task) for task in tasks]

@@ -222,6 +222,17 @@ def anonymous_read_default() -> bool:
     return os.environ.get("MODELARC_ANONYMOUS_READ", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+DEFAULT_DISK_RESERVE = 1 << 30
+
+
+def disk_reserve() -> int:
+    """Bytes a Hub import leaves free on each disk it writes to (``MODELARC_DISK_RESERVE``, default 1 GiB, ``0`` for
+    none): it refuses to start a download that would leave less, so a disk is not filled to the last byte for the
+    system and the other programs on it, and a model that cannot fit is refused before a byte moves."""
+    value = _byte_count("MODELARC_DISK_RESERVE")
+    return DEFAULT_DISK_RESERVE if value is None else value
+
+
 def remote_timeouts() -> tuple[float, float]:
     """How long the remote client waits for any one read (``MODELARC_REMOTE_TIMEOUT``, seconds, default 60) and the
     slowest transfer rate it accepts (``MODELARC_REMOTE_MIN_RATE``, bytes per second, default 10 KiB): a request's

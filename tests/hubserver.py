@@ -7,7 +7,9 @@ X-Linked-Size, Content-Length) and 404s with X-Error-Code. No Xet headers. Blob 
 
 Hostile knobs, for tests of what an untrusted endpoint can do: ``tamper_info(info)`` edits a model-info answer in
 place, ``tamper_file(path, data, headers)`` returns the body to send for a file (editing its headers in place);
-``requests`` logs every path asked for.
+``redirect_file(path)`` returns a URL to send a file's request to (a 302) or None; ``rate`` sends every file body at
+that many bytes per second, on each connection (a throttled CDN, or a trickle); ``requests`` logs every path asked
+for and ``headers`` the request headers of each, in the same order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +34,10 @@ class HubServer:
         self.repos: dict[tuple[str, str], Path] = {}
         self.tamper_info: Callable[[dict[str, object]], None] | None = None
         self.tamper_file: Callable[[str, bytes, dict[str, str]], bytes] | None = None
+        self.redirect_file: Callable[[str], str | None] | None = None
+        self.rate: float | None = None
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # a client that gives up mid-answer (a test of timeouts) is no error of the server's to print
         self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
@@ -73,14 +79,33 @@ class HubServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self,
+                code: int,
+                body: bytes = b"",
+                headers: dict[str, str] | None = None,
+                rate: float | None = None,
+            ) -> None:
                 self.send_response(code)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if rate is None:
                     self.wfile.write(body)
+                    return
+                # every 50 ms at most, what the rate allows since the body began
+                self.wfile.flush()
+                started, sent = time.monotonic(), 0
+                while sent < len(body):
+                    due = min(len(body), int((time.monotonic() - started) * rate))
+                    if due > sent:
+                        self.wfile.write(body[sent:due])
+                        self.wfile.flush()
+                        sent = due
+                    time.sleep(min(0.05, 1 / rate))
 
             def _error(self, code: str, extra: dict[str, str] | None = None) -> None:
                 self._send(404, json.dumps({"error": code}).encode(), {"X-Error-Code": code, **(extra or {})})
@@ -114,6 +139,7 @@ class HubServer:
             def _route(self) -> None:
                 path = urlparse(self.path).path
                 hub.requests.append(path)
+                hub.headers.append({k.lower(): v for k, v in self.headers.items()})
                 parts = [unquote(p) for p in path.strip("/").split("/")]
                 if parts[:2] == ["api", "models"]:
                     return self._api(parts[2:])
@@ -171,6 +197,9 @@ class HubServer:
                 target = (folder / file).resolve()
                 if folder.resolve() not in target.parents or not target.is_file():
                     return self._error("EntryNotFound", {"X-Repo-Commit": commit})
+                elsewhere = hub.redirect_file(file) if hub.redirect_file is not None else None
+                if elsewhere is not None:
+                    return self._send(302, b"", {"Location": elsewhere, "X-Repo-Commit": commit})
                 data = target.read_bytes()
                 headers = {"X-Repo-Commit": commit, "Content-Type": "application/octet-stream"}
                 if target.suffix in (".safetensors", ".bin", ".gguf"):
@@ -182,6 +211,6 @@ class HubServer:
                     headers["ETag"] = f'"{git_blob_id(data)}"'
                 if hub.tamper_file is not None:
                     data = hub.tamper_file(file, data, headers)
-                self._send(200, data, headers)
+                self._send(200, data, headers, hub.rate)
 
         return Handler

@@ -4,10 +4,12 @@ The Hub endpoint (``HF_ENDPOINT``) is untrusted, and so is what it says. hugging
 files after the endpoint's ``ETag`` header, so an ETag that was a path made it link any local file into a snapshot
 (the archive's own signing key was archived that way) or write the endpoint's bytes anywhere (a ``.pth`` file in
 site-packages). So this module does not use it: it asks for the listing as JSON, validates every name, size and
-hash in it before a byte is written, downloads each file over httpx in the calling (main) thread, so Ctrl-C and
-SIGTERM stop it, into a fresh private folder under names taken from the validated listing, and checks each file's
-bytes against the listed hash (sha256 for an LFS file, the git blob id otherwise). What is recorded is the listing's
-commit and these verified hashes, never a header's word.
+hash in it before a byte is written, checks the disks have room for what it lists, downloads the files over httpx
+(up to ``jobs`` at once, archive/remote/hf_download.py, which Ctrl-C and SIGTERM stop at once) into a fresh private
+folder under names taken from the validated listing, and checks each file's bytes against the listed hash (sha256 for
+an LFS file, the git blob id otherwise). What is recorded is the listing's commit and these verified hashes, never a
+header's word. The user's token goes only to the endpoint, and never over plain http unless the endpoint is this
+machine (docs/SECURITY.md, "Hub imports").
 
 The Hugging Face cache (``HF_HUB_CACHE``, ``HF_HOME/hub`` or the default) is written after an online import in the
 standard layout, under names that are verified hashes only, so that ``HF_HUB_OFFLINE=1`` can import from it later;
@@ -18,12 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import os
 import re
 import shutil
 import stat
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,9 +33,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
 from modelarc.archive.manifest import is_git_path, path_clash, path_problem, printable_path
-from modelarc.errors import SourceError
+from modelarc.archive.remote.hf_download import Budget, Stopper, download_all, git_blob_sha1
+from modelarc.errors import DiskFullError, SourceError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -43,6 +47,7 @@ MAX_LISTING_BYTES = 64 << 20
 MAX_HUB_FILE_BYTES = 1 << 40
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
+DEFAULT_JOBS = 4  # the CLI's --jobs default too; huggingface_hub used 8 workers
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,6 @@ class Fetched:
     hashes: dict[str, str]  # path -> verified sha256 (LFS) or git blob sha1
     skipped: tuple[str, ...]
     from_cache: bool
-
-
-def git_blob_sha1(size: int) -> Any:
-    """A sha1 primed with git's blob header: fed the ``size`` bytes of a file, it gives the file's git blob id."""
-    return hashlib.sha1(b"blob %d\0" % size)
 
 
 def cache_root() -> Path:
@@ -182,12 +182,62 @@ def _private_folder() -> Path:
         return Path(tempfile.mkdtemp(prefix="modelarc-hf-import-"))
 
 
-def _headers() -> dict[str, str]:
-    """huggingface_hub's headers (its user agent, and the user's token unless HF_HUB_DISABLE_IMPLICIT_TOKEN): gated
-    repos need the token as they did when huggingface_hub downloaded. httpx drops it on a redirect to another host."""
-    from huggingface_hub.utils import build_hf_headers
+def is_loopback_http(endpoint: str) -> bool:
+    """Whether ``endpoint`` is plain http to this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import httpx
 
-    return {**build_hf_headers(), "Accept-Encoding": "identity"}
+    url = httpx.URL(endpoint)
+    if url.scheme != "http":
+        return False
+    if url.host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(url.host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_token(endpoint: str) -> bool:
+    """The token may go to an https endpoint, or to an http one on this machine: over plain http to any other host,
+    anyone on the path could read it and use it as the user on the Hub."""
+    return endpoint.lower().startswith("https://") or is_loopback_http(endpoint)
+
+
+def _headers(endpoint: str) -> tuple[dict[str, str], bool]:
+    """(the headers of every request: a user agent, and the user's token where ``may_carry_token`` allows, as gated
+    repos need it; whether a configured token was withheld). The token goes to the endpoint only: httpx drops it on a
+    redirect to another origin (scheme, host or port), except http -> https on the same host
+    (tests/cli/test_cli_hf_token.py holds both rules).
+
+    Not huggingface_hub's ``build_hf_headers``: to name the user's AI agent in its user agent it fetched
+    ``{HF_ENDPOINT}/api/agent-harnesses`` (an unbounded answer from the untrusted endpoint, cached in HF_HOME) and
+    matched the environment variables that answer named; and its token lookup, for a browser login near expiry,
+    posts the refresh token to ``{HF_ENDPOINT}/oauth/token``, so the token is not even looked up where it may not go.
+    """
+    import platform
+
+    from huggingface_hub import __version__ as hf_version
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub.utils import get_token_to_send
+
+    from modelarc import __version__
+
+    headers = {
+        "user-agent": f"modelarc/{__version__}; hf_hub/{hf_version}; python/{platform.python_version()}",
+        "Accept-Encoding": "identity",
+    }
+    if not may_carry_token(endpoint):
+        configured = (
+            any(os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
+            or os.path.isfile(hf_constants.HF_TOKEN_PATH)
+        ) and not hf_constants.HF_HUB_DISABLE_IMPLICIT_TOKEN
+        return headers, configured
+    token = get_token_to_send(
+        None
+    )  # None unless HF_HUB_DISABLE_IMPLICIT_TOKEN is unset and a token is configured
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return headers, False
 
 
 def _error_for(response: Any, what: str, where: str, repo: str, revision: str, endpoint: str) -> SourceError:
@@ -197,6 +247,11 @@ def _error_for(response: Any, what: str, where: str, repo: str, revision: str, e
     if code == "RevisionNotFound":
         return SourceError(f"no revision {revision!r} in {repo} on {endpoint}")
     if response.status_code in (401, 403):
+        if not may_carry_token(endpoint):
+            return SourceError(
+                f"{where}: {what} refused (HTTP {response.status_code}); a token is never sent over plain http "
+                "to another machine: use an https:// HF_ENDPOINT"
+            )
         return SourceError(
             f"{where}: {what} refused (HTTP {response.status_code}; a gated or private repo needs HF_TOKEN)"
         )
@@ -221,62 +276,95 @@ def _read_listing(client: Any, endpoint: str, repo: str, revision: str, where: s
         raise SourceError(f"{where}: the endpoint's listing is not JSON") from None
 
 
-def _download_file(
-    client: Any, url: str, file: HubFile, dest: Path, where: str, timeout: float, min_rate: float
-) -> None:
-    """``file``'s bytes into ``dest``, never more than its listed size, within ``timeout`` plus its size at
-    ``min_rate`` (a body trickled a byte at a time would otherwise never end), checked against its listed hash."""
-    shown = f"{where}: '{printable_path(file.path)}'"
-    deadline = time.monotonic() + timeout + file.size / min_rate
-    digest = hashlib.sha256() if file.sha256 else git_blob_sha1(file.size)
-    received = 0
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with client.stream("GET", url) as response, open(dest, "xb") as out:
-        if response.url.scheme not in (
-            "http",
-            "https",
-        ):  # httpx refuses others; this says why it may not change
-            raise SourceError(f"{shown}: redirected to a {response.url.scheme} URL")
-        if response.status_code != 200:
-            raise SourceError(f"{shown}: download failed (HTTP {response.status_code})")
-        for chunk in response.iter_raw(_CHUNK):
-            received += len(chunk)
-            if received > file.size:
-                raise SourceError(f"{shown}: the endpoint sent more than the {file.size} bytes it listed")
-            if time.monotonic() > deadline:
-                raise SourceError(
-                    f"{shown}: not received within {timeout:g} s plus {min_rate:g} bytes/s "
-                    "(MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE)"
-                )
-            digest.update(chunk)
-            out.write(chunk)
-    if received != file.size:
-        raise SourceError(f"{shown}: the endpoint sent {received} bytes, not the {file.size} it listed")
-    if digest.hexdigest() != file.digest:
-        kind = "LFS sha256" if file.sha256 else "blob id"
-        raise SourceError(
-            f"{shown}: its bytes hash to {digest.hexdigest()}, not the {kind} {file.digest} listed"
-        )
+@dataclass(frozen=True)
+class Transfer:
+    """How an online fetch runs: ``jobs`` downloads at once; ``progress`` (called from the download threads) and
+    ``on_total`` for a progress bar; ``warn`` for a line the user should see; ``store`` the local store's folder
+    (None for S3), which must have room for the files too."""
+
+    jobs: int = DEFAULT_JOBS
+    progress: Callable[[int], None] | None = None
+    on_total: Callable[[int], None] | None = None
+    warn: Callable[[str], None] | None = None
+    store: Path | None = None
 
 
-def _fetch_online(endpoint: str, repo: str, revision: str, folder: Path, where: str) -> HubListing:
+def _fetch_online(
+    endpoint: str, repo: str, revision: str, folder: Path, where: str, transfer: Transfer
+) -> HubListing:
     import httpx
 
     from modelarc.config import remote_timeouts
 
     timeout, min_rate = remote_timeouts()
+    headers, withheld = _headers(endpoint)
+    if withheld and transfer.warn:
+        transfer.warn(
+            f"{endpoint} is plain http to another machine: your Hugging Face token is not sent to it"
+        )
+    # a loopback endpoint is reached directly, never through a proxy from the environment (HTTP_PROXY), which
+    # would receive the token in the clear
+    mounts = (
+        {f"http://{httpx.URL(endpoint).netloc.decode()}": httpx.HTTPTransport()}
+        if is_loopback_http(endpoint)
+        else None
+    )
+    stopper = Stopper()
     with httpx.Client(
-        headers=_headers(),
+        headers=headers,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         trust_env=True,
+        mounts=mounts,
     ) as client:
         listing = parse_listing(_read_listing(client, endpoint, repo, revision, where), where)
-        for file in listing.files:
-            url = f"{endpoint}/{repo}/resolve/{listing.commit}/{quote(file.path)}"
-            _download_file(client, url, file, folder / file.path, where, timeout, min_rate)
+        total = sum(f.size for f in listing.files)
+        _check_room(total, folder, transfer.store, where)
+        if transfer.on_total:
+            transfer.on_total(total)
+        work = [
+            (f"{endpoint}/{repo}/resolve/{listing.commit}/{quote(f.path)}", f, folder / f.path)
+            for f in listing.files
+        ]
+        download_all(
+            client,
+            work,
+            where,
+            Budget(timeout, min_rate),
+            transfer.jobs,
+            transfer.progress,
+            stopper,
+        )
     return listing
+
+
+def _check_room(total: int, folder: Path, store: Path | None, where: str) -> None:
+    """Refuse, before a byte is downloaded, a revision the disks cannot hold: the private folder needs the listing's
+    total size, and a local store as much again (an upper bound: compression and deduplication only shrink what it
+    writes), each plus ``MODELARC_DISK_RESERVE``; on one disk the two add up, as both copies are there until the push
+    ends. Without it a disk filled half-way through a large model, after the time spent downloading it."""
+    from modelarc.config import disk_reserve
+
+    reserve = disk_reserve()
+    disks: dict[int, tuple[Path, int, list[str]]] = {}
+    # the private folder's parent is named: the folder itself is gone once the command ends
+    for place, what in ((folder.parent, "the download"), (store, "the store's copy")):
+        if place is None:
+            continue
+        try:
+            device = os.stat(place).st_dev
+        except OSError:  # a store folder that is not there fails later, with its own message
+            continue
+        first, need, whats = disks.get(device, (place, 0, []))
+        disks[device] = (first, need + total, [*whats, what])
+    for place, need, whats in disks.values():
+        free = shutil.disk_usage(place).free
+        if free < need + reserve:
+            raise DiskFullError(
+                f"{where}: not enough free space: {human_bytes(need)} for {' and '.join(whats)} plus "
+                f"{human_bytes(reserve)} kept free (MODELARC_DISK_RESERVE), but {place} has {human_bytes(free)} free"
+            )
 
 
 def _publish(repo: str, revision: str, listing: HubListing, folder: Path) -> None:
@@ -402,9 +490,12 @@ def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------ entry
 @contextmanager
-def fetch(repo: str, revision: str, endpoint: str, *, offline: bool) -> Iterator[Fetched]:
+def fetch(
+    repo: str, revision: str, endpoint: str, *, offline: bool, transfer: Transfer | None = None
+) -> Iterator[Fetched]:
     """The verified files of ``repo`` at ``revision``, in a private folder that is removed when the block ends
-    (whatever happens). Online, a block that ends without an exception also fills the Hugging Face cache."""
+    (whatever happens, and only once every download thread has ended). Online, a block that ends without an
+    exception also fills the Hugging Face cache."""
     import httpx
 
     where = f"{repo}@{revision} on {endpoint}"
@@ -415,7 +506,7 @@ def fetch(repo: str, revision: str, endpoint: str, *, offline: bool) -> Iterator
                 commit, hashes, skipped = _fetch_offline(repo, revision, folder, where)
                 listing = None
             else:
-                listing = _fetch_online(endpoint, repo, revision, folder, where)
+                listing = _fetch_online(endpoint, repo, revision, folder, where, transfer or Transfer())
                 commit, hashes, skipped = (
                     listing.commit,
                     {f.path: f.digest for f in listing.files},

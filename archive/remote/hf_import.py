@@ -20,7 +20,7 @@ from typing import Any
 
 from modelarc.archive.manifest import printable_path
 from modelarc.archive.push import PushResult
-from modelarc.archive.remote.hf_fetch import Fetched, fetch
+from modelarc.archive.remote.hf_fetch import DEFAULT_JOBS, Fetched, Transfer, fetch
 from modelarc.archive.repository import Archive
 from modelarc.errors import SourceError, UsageError
 from modelarc.registry import queries as q
@@ -89,12 +89,21 @@ def hub_endpoint() -> str:
 
 
 @contextmanager
-def download(source: HubSource) -> Iterator[tuple[Fetched, str]]:
+def download(source: HubSource, transfer: Transfer | None = None) -> Iterator[tuple[Fetched, str]]:
     """(the verified files in a private folder, endpoint) for the source; the folder is removed when the block ends.
-    Every failure is one ``SourceError`` and happens before the caller records anything."""
+    Every failure is one ``SourceError`` (``DiskFullError`` if the disks cannot hold it) and happens before the
+    caller records anything."""
     endpoint = hub_endpoint()
-    with fetch(source.repo, source.revision, endpoint, offline=_offline()) as fetched:
+    with fetch(source.repo, source.revision, endpoint, offline=_offline(), transfer=transfer) as fetched:
         yield fetched, endpoint
+
+
+def _local_store(archive: Archive) -> Path | None:
+    """The store's folder if it is on this machine (a Hub import checks it has room), None for S3."""
+    from modelarc.storage.location import canonical_location, is_local_location
+
+    location = archive.settings.store_location
+    return Path(canonical_location(location)) if is_local_location(location) else None
 
 
 def _card(folder: Path) -> dict[str, Any]:
@@ -118,11 +127,22 @@ def import_from_hub(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    jobs: int = DEFAULT_JOBS,
+    fetch_progress: Callable[[int], None] | None = None,
+    on_fetch_total: Callable[[int], None] | None = None,
 ) -> tuple[PushResult, dict[str, Any]]:
+<<<<<<< HEAD
     ref = parse_ref(ref_text)  # a bad REF fails before anything is downloaded
     with archive.catalog.session() as s:  # so does a name refused as a lookalike of one archived here
         q.refuse_name_clash(s, ref.namespace, ref.name)
     with download(source) as (fetched, endpoint):
+=======
+    """Download ``source`` (``jobs`` files at once; ``fetch_progress``/``on_fetch_total`` follow the download's bytes,
+    called from its threads) and push it as ``ref_text`` (``progress``/``on_total`` follow the push)."""
+    parse_ref(ref_text)  # a bad REF fails before anything is downloaded
+    transfer = Transfer(jobs, fetch_progress, on_fetch_total, warn, _local_store(archive))
+    with download(source, transfer) as (fetched, endpoint):
+>>>>>>> hf-parallel
         return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
 
 

@@ -11,7 +11,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
-from modelarc.cli.output import byte_progress, echo_line, echo_warning, emit_json
+from modelarc.cli.output import byte_progress, byte_progress_steps, echo_line, echo_warning, emit_json
 from modelarc.registry.refs import parse_ref
 
 if TYPE_CHECKING:
@@ -150,7 +150,10 @@ def push(
     delta = DeltaRequest(delta_base, _renames(delta_renames), enabled=not no_delta)
 
     targets = _mirror_records(archive, mirror_names)  # an unknown mirror fails before a byte is archived
-    with byte_progress(f"push {ref}", progress and not as_json) as (advance, set_total):
+    # a Hub import shows its download first, then the push
+    steps = [f"download {source}", f"push {ref}"] if source.startswith("hf://") else [f"push {ref}"]
+    with byte_progress_steps(steps, progress and not as_json) as bars:
+        (fetch_advance, fetch_total), (advance, set_total) = bars[0], bars[-1]
         result = push_source(
             archive,
             source,
@@ -163,6 +166,9 @@ def push(
             warn=echo_warning,
             delta=delta,
             rehash=rehash,
+            jobs=jobs,
+            fetch_progress=fetch_advance,
+            on_fetch_total=fetch_total,
         )
     synced = _sync_mirrors(archive, targets, progress and not as_json)
     if remote_name is not None:
