@@ -368,8 +368,10 @@ class _Replay:
         if not q.digest_recorded(s, digest):
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
-        data = bytes(self.store.get(oid))
         where = f"run {oid}"
+        if run_rows.run_indexed(s, str(oid)):  # one run is one object: a second record of it is not a second run
+            raise RecordError(f"{where} was already replayed from an earlier record")
+        data = bytes(self.store.get(oid))
         # SignatureError ("does not verify") when no key trusted at this point signed it
         payload, doc, fingerprint = read_signed_run(str(b["signature"]), key_rows.trusted_pems(s), where)
         if payload != data:
