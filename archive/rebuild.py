@@ -2,7 +2,8 @@
 
 Every record (archive/records.py, docs/FORMAT.md "Catalog records") is read and re-hashed against its name first:
 one damaged record stops the rebuild before anything is written, naming it. Then, into an empty catalog and in one
-transaction, each record is replayed in name order through the functions the live command used (a push's
+transaction, each record is replayed in name order, except that none goes before the record that creates what it
+names (a child after its parents: archive/record_order.py), through the functions the live command used (a push's
 ``record_snapshot``, ``apply_tag``, ``apply_withdrawal``, ``apply_attachment``, ``trust_key``, ``add_run``,
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
@@ -369,7 +370,8 @@ class _Replay:
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
         where = f"run {oid}"
-        if run_rows.run_indexed(s, str(oid)):  # one run is one object: a second record of it is not a second run
+        # one run is one object: a second record of it is not a second run
+        if run_rows.run_indexed(s, str(oid)):
             raise RecordError(f"{where} was already replayed from an earlier record")
         data = bytes(self.store.get(oid))
         # SignatureError ("does not verify") when no key trusted at this point signed it

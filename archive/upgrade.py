@@ -5,14 +5,18 @@ have written, named with the time of the fact (a snapshot's creation, a tag move
 archive upgraded late sort among those its newer commands already wrote, and a rebuild replays them in the order
 they happened: keys, then snapshots in creation order, their tag moves, attachments, withdrawals and runs.
 
-Running it again writes nothing: a fact is covered when a record states it with the same time (the catalog rows
-of a live change carry exactly its record's time), and, for a snapshot, when the first of its records in replay
-order (the one a rebuild creates it from: later ones only add signatures and objects) says what the catalog says
-of everything a rebuild takes on a record's word (provenance, parents, pusher, bytes added). Anyone who can write
-the store can write records (docs/SECURITY.md), so a record that only names the same snapshot covers nothing: the
-catalog's record is written, named a microsecond before that first record so that it replays first and wins, and
-every record that gives provenance or parents the catalog contradicts is reported (``contradicted``) to be moved
-out of ``records/``. A run is covered by a record of its object, snapshot and signature as the catalog holds them.
+Running it again writes nothing: a fact is covered by a record of the same fact (``_identity``: a tag move's model,
+tag, snapshot and time, a withdrawal's snapshot, ...; the catalog rows of a live change carry exactly its record's
+time) only when that record says what the catalog says of everything a rebuild takes on its word (``_Fact.compared``
+and the actor: a withdrawal's time, reason and reference, a key's trust, a policy's level, ...) and is the one a
+rebuild ends with: the first record of the fact, or the last for a key's trust and a policy, which every replay sets
+again. For a snapshot, the first of its records in replay order (the one a rebuild creates it from: later ones only
+add signatures and objects) must say what the catalog says of provenance, parents, pusher and bytes added. Anyone
+who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
+nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
+key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
+per record) to be moved out of ``records/``; so is a withdraw record of a snapshot the catalog holds live, which no
+record can undo. A record named before what it names still replays after it (archive/record_order.py).
 The catalog is read before the records are listed, so a change committed meanwhile is covered by the record it
 wrote before its commit, never written twice.
 

@@ -30,7 +30,11 @@ def _family(arc: ArchiveCli, tmp_path: Path) -> dict[str, Any]:
 
 def _said(arc: ArchiveCli) -> dict[str, Any]:
     shown = arc.json("show", "acme/chat:v1")
-    return {"lineage": arc.json("lineage", "acme/chat:v1"), "license": shown["license"], "at": shown["created_at"]}
+    return {
+        "lineage": arc.json("lineage", "acme/chat:v1"),
+        "license": shown["license"],
+        "at": shown["created_at"],
+    }
 
 
 def _paths(arc: ArchiveCli, kind: str) -> list[Path]:

@@ -184,7 +184,11 @@ def test_a_planted_data_record_by_another_actor_does_not_cover_the_attachment(
 ) -> None:
     arc("push", write_model(tmp_path / "m"), "r/g:v1")
     data = tmp_path / "data.json"
-    data.write_text(json.dumps({"version": 1, "datasets": [{"name": "logs", "version": "2", "records": 10, "role": "finetune"}]}))
+    data.write_text(
+        json.dumps(
+            {"version": 1, "datasets": [{"name": "logs", "version": "2", "records": 10, "role": "finetune"}]}
+        )
+    )
     arc("data", "attach", "r/g:v1", data)
     before = _attachments(arc, monkeypatch)
     [genuine] = _records(arc, "data")
