@@ -370,9 +370,6 @@ class _Replay:
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
         where = f"run {oid}"
-        # one run is one object: a second record of it is not a second run
-        if run_rows.run_indexed(s, str(oid)):
-            raise RecordError(f"{where} was already replayed from an earlier record")
         data = bytes(self.store.get(oid))
         # SignatureError ("does not verify") when no key trusted at this point signed it
         payload, doc, fingerprint = read_signed_run(str(b["signature"]), key_rows.trusted_pems(s), where)
@@ -385,6 +382,8 @@ class _Replay:
                 f"{where}: the signed run is of {str(doc.get('ref'))[:200]!r} ({str(doc.get('snapshot'))[:80]}), "
                 f"not of {str(b['ref'])[:200]!r} ({digest}) as the record says"
             )
+        if run_rows.run_indexed(s, str(oid)):  # one run is one object: a second record of it is no second run
+            raise RecordError(f"{where} was already replayed from an earlier record")
         (stored,) = _object_rows(self._infos({oid}))
 
         def write() -> None:
