@@ -94,3 +94,23 @@ def test_a_planted_record_named_before_the_parents_leaves_the_lineage_to_the_cat
     assert list(report["refused"]) == [key] and "contradict" in report["refused"][key], report
     assert not [n for n in report["notes"] if "parents not in the rebuilt catalog" in n], report
     assert _said(arc) == before
+
+
+def test_a_repush_naming_only_some_parents_is_no_contradiction(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    base, other = tiny_tensors(), tiny_tensors(seed=4)
+    arc("push", write_model(tmp_path / "b", base), "acme/base:v1")
+    arc("push", write_model(tmp_path / "o", other), "acme/other:v1")
+    child = write_model(tmp_path / "c", finetune(base, ["model.layers.0.mlp.weight"]))
+    arc("push", child, "acme/chat:v1", "--parent", "acme/base:v1", "--relation", "merge", "--parent",
+        "acme/other:v1", "--relation", "merge")  # fmt: skip
+    # a re-push stating one of the two
+    arc("push", child, "acme/chat:again", "--parent", "acme/other:v1", "--relation", "merge")
+    before = _said(arc)
+
+    upgraded = arc.json("upgrade")
+    assert upgraded["written"] == {} and upgraded["contradicted"] == [], upgraded
+    report = _rebuild(arc, database_url)
+    assert report["ok"], report
+    assert _said(arc) == before
