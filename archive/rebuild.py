@@ -2,7 +2,8 @@
 
 Every record (archive/records.py, docs/FORMAT.md "Catalog records") is read and re-hashed against its name first:
 one damaged record stops the rebuild before anything is written, naming it. Then, into an empty catalog and in one
-transaction, each record is replayed in name order through the functions the live command used (a push's
+transaction, each record is replayed in name order, except that none goes before the record that creates what it
+names (a child after its parents: archive/record_order.py), through the functions the live command used (a push's
 ``record_snapshot``, ``apply_tag``, ``apply_withdrawal``, ``apply_attachment``, ``trust_key``, ``add_run``,
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.manifest_checks import check_manifest_structure
+from modelarc.archive.record_order import replay_order
 from modelarc.archive.records import CatalogRecord, catalog_time, parse_time, read_records
 from modelarc.archive.repository import apply_tag, check_bundles, signing_bundles
 from modelarc.archive.snapshot_figures import snapshot_figures
@@ -54,6 +56,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
+from modelarc.registry.snapshots import parents_of
 from modelarc.registry.written_records import note_written
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
@@ -101,7 +104,7 @@ def rebuild_catalog(archive: Archive, progress: Callable[[int], None] | None = N
     report = RebuildReport(records=len(records))
     with archive.lock(exclusive=True, wait=False, purpose="rebuild-catalog") as held:
         refuse_unless_empty(archive)  # another rebuild may have filled it while we took the lock
-        replay = _Replay(archive, records, report)
+        replay = _Replay(archive, replay_order(records), report)
         with archive.catalog.session() as s:
             replay.run(s, held, progress)
             q.audit(
@@ -126,7 +129,8 @@ class _Replay:
     def __init__(self, archive: Archive, records: list[CatalogRecord], report: RebuildReport) -> None:
         self.archive = archive
         self.store = archive.store
-        self.records = records
+        self.records = records  # in replay order (``replay_order``)
+        self.position = {r.key: i for i, r in enumerate(records)}
         self.report = report
         self.present = {str(oid) for oid in archive.store.iter_ids()}  # one listing, not a request per object
         self.catalogued: set[str] = set()  # objects already given a row by an earlier record
@@ -134,7 +138,7 @@ class _Replay:
         # the withdraw records that will replay, should their snapshot be in the catalog by then: their snapshot's
         # weights may be gone already, as they are in the catalog. The checks a withdraw record can fail on its
         # own are run here, so a refused one excuses nothing; ``run`` confirms each excuse held.
-        self.withdrawals: list[tuple[tuple[dt.datetime, int, str], str, SnapshotId]] = []
+        self.withdrawals: list[tuple[int, str, SnapshotId]] = []  # (position in the replay, model, snapshot)
         for r in records:
             if r.kind == "withdraw" and r.written <= self.latest:
                 try:
@@ -142,7 +146,7 @@ class _Replay:
                 except (ModelarcError, KeyError, TypeError, ValueError, AttributeError):
                     continue
                 assert ref.digest is not None
-                self.withdrawals.append((r.order, ref.model, ref.digest))
+                self.withdrawals.append((self.position[r.key], ref.model, ref.digest))
         self.excused: dict[
             tuple[str, SnapshotId], str
         ] = {}  # snapshot replayed without some weights -> record
@@ -224,6 +228,12 @@ class _Replay:
         label = f"{model}@{digest}"
         if b.get("tag") is not None:
             check_tag(b["tag"])
+        prov = b["provenance"]
+        parents = [
+            (Ref(*parse_model_name(p["model"]), digest=SnapshotId(p["snapshot"])), str(p["relation"]))
+            for p in b["parents"]
+        ]
+        self._refuse_if_contradicting(s, model, digest, Provenance.from_json(prov), parents)
         manifest = self.archive.manifest_by_id(digest)  # re-hashed against the snapshot id
         check_manifest_structure(manifest, f"snapshot {label}")
         signatures, offered = self._signatures(s, rec, label, manifest, digest)
@@ -250,7 +260,6 @@ class _Replay:
         figures = snapshot_figures(self.store, manifest, dict(b.get("architecture") or {}))
         derived_counts = {"file_count": len(files), "tensor_count": sum(len(f.tensors) for f in files)}
         differ = figures.differences(b) + [k for k, v in derived_counts.items() if k in b and b[k] != v]
-        prov = b["provenance"]
         recording = SnapshotRecording(
             model=Ref(namespace, name, tag=b.get("tag")),
             snapshot=NewSnapshot(
@@ -271,10 +280,7 @@ class _Replay:
             actor=rec.actor,
             action=str(b["action"]),
             audit_details=_audit_details(b, signatures),
-            parents=[
-                (Ref(*parse_model_name(p["model"]), digest=SnapshotId(p["snapshot"])), str(p["relation"]))
-                for p in b["parents"]
-            ],
+            parents=parents,
             lenient_parents=True,  # a parent whose own record was refused is reported, not fatal
             merge_into_existing=bool(b["merge"]),
             at=rec.at,
@@ -372,8 +378,8 @@ class _Replay:
         if not q.digest_recorded(s, digest):
             raise RecordError(f"run of snapshot {digest}, which is not in the rebuilt catalog")
         oid = ObjectId(b["object"])
-        data = bytes(self.store.get(oid))
         where = f"run {oid}"
+        data = bytes(self.store.get(oid))
         # SignatureError ("does not verify") when no key trusted at this point signed it
         payload, doc, fingerprint = read_signed_run(str(b["signature"]), key_rows.trusted_pems(s), where)
         if payload != data:
@@ -385,6 +391,8 @@ class _Replay:
                 f"{where}: the signed run is of {str(doc.get('ref'))[:200]!r} ({str(doc.get('snapshot'))[:80]}), "
                 f"not of {str(b['ref'])[:200]!r} ({digest}) as the record says"
             )
+        if run_rows.run_indexed(s, str(oid)):  # one run is one object: a second record of it is no second run
+            raise RecordError(f"{where} was already replayed from an earlier record")
         (stored,) = _object_rows(self._infos({oid}))
 
         def write() -> None:
@@ -497,10 +505,41 @@ class _Replay:
         keys = {sig.key_fingerprint for sig in signatures}
         return signatures, {fp: pem for fp, pem in offered.items() if fp in keys}
 
+    @staticmethod
+    def _refuse_if_contradicting(
+        s: CatalogSession,
+        model: str,
+        digest: SnapshotId,
+        provenance: Provenance,
+        parents: list[tuple[Ref, str]],
+    ) -> None:
+        """A record of a snapshot the rebuilt catalog holds already states no provenance or parent its first
+        record did not: a snapshot's provenance is fixed when it is first recorded, and a live re-push or commit
+        that states other is refused (archive/provenance/repush.py), so such a record was not written by one.
+        It is refused (a planted record, or one that ``upgrade`` reported as ``CONTRADICTED``)."""
+        try:
+            existing = q.resolve_snapshot(s, Ref(*parse_model_name(model), digest=digest))
+        except NotFoundError:
+            return
+        held = Provenance(**{f: getattr(existing, f) for f in Provenance.JSON_FIELDS}).to_json()
+        differ = [name for name, value in provenance.to_json().items() if value != held.get(name)]
+        recorded = {(p.model, str(p.snapshot), p.relation) for p in parents_of(s, existing.row_id)}
+        for ref, relation in parents:
+            if (ref.model, str(ref.digest), relation) not in recorded and _holds(s, ref):
+                differ.append("parents")  # one the rebuilt catalog lacks could not have been recorded either
+                break
+        if differ:
+            raise RecordError(
+                f"{model}@{digest}: its {', '.join('provenance.' + d if d != 'parents' else d for d in differ)} "
+                "contradict the snapshot's first record, which the rebuilt catalog holds (a snapshot's provenance "
+                "is fixed when it is first recorded): move this record out of records/"
+            )
+
     def _withdrawn(self, s: CatalogSession, rec: CatalogRecord, model: str, digest: SnapshotId) -> bool:
         """Whether snapshot ``model@digest`` is withdrawn in the rebuilt catalog already, or will be by a withdraw
         record after ``rec`` that replays: only then may its weights be missing from the store."""
-        if any(order > rec.order and (m, d) == (model, digest) for order, m, d in self.withdrawals):
+        here = self.position[rec.key]
+        if any(at > here and (m, d) == (model, digest) for at, m, d in self.withdrawals):
             return True
         try:
             return q.resolve_snapshot(s, Ref(*parse_model_name(model), digest=digest)).withdrawn
@@ -527,6 +566,14 @@ class _Replay:
         workers = max(1, self.store.backend.concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-rebuild") as pool:
             return list(pool.map(lambda oid: self.store.stat(ObjectId(oid)), sorted(ids)))
+
+
+def _holds(s: CatalogSession, ref: Ref) -> bool:
+    try:
+        q.resolve_snapshot(s, ref)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _object_rows(infos: list[ObjectInfo]) -> list[ObjectRecord]:

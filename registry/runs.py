@@ -52,6 +52,11 @@ def add_run(
     return row.id
 
 
+def run_indexed(s: Session, object_id: str) -> bool:
+    """Whether a run whose canonical record is object ``object_id`` is indexed already."""
+    return s.scalar(select(RunRecord.id).where(RunRecord.object_id == object_id).limit(1)) is not None
+
+
 def list_runs(s: Session, snapshot_id: int | None = None) -> list[dict[str, Any]]:
     """The newest runs first (at most ``MAX_LISTED``), each its record plus id, time and actor."""
     stmt = select(RunRecord).order_by(RunRecord.id.desc()).limit(MAX_LISTED)

@@ -77,7 +77,9 @@ def test_a_planted_snapshot_record_that_contradicts_the_catalog_does_not_cover_i
     assert key in arc("upgrade").stdout  # and said at the terminal
 
     drop_catalog(database_url)
-    assert arc.json("rebuild-catalog")["ok"]
+    rebuilt = json.loads(arc("rebuild-catalog", "--json", ok=False).stdout)
+    # the planted record replays after the catalog's and is refused: it contradicts the snapshot's first record
+    assert list(rebuilt["refused"]) == [key] and "contradict" in rebuilt["refused"][key], rebuilt
     after = arc.json("show", "r/g:v1")
     assert _provenance(after) == _provenance(before) == ("mit", before["cutoff"], "https://example.org/g")
     assert after["created_at"] == before["created_at"]
