@@ -131,18 +131,13 @@ def import_from_hub(
     fetch_progress: Callable[[int], None] | None = None,
     on_fetch_total: Callable[[int], None] | None = None,
 ) -> tuple[PushResult, dict[str, Any]]:
-<<<<<<< HEAD
+    """Download ``source`` (``jobs`` files at once; ``fetch_progress``/``on_fetch_total`` follow the download's bytes,
+    called from its threads) and push it as ``ref_text`` (``progress``/``on_total`` follow the push)."""
     ref = parse_ref(ref_text)  # a bad REF fails before anything is downloaded
     with archive.catalog.session() as s:  # so does a name refused as a lookalike of one archived here
         q.refuse_name_clash(s, ref.namespace, ref.name)
-    with download(source) as (fetched, endpoint):
-=======
-    """Download ``source`` (``jobs`` files at once; ``fetch_progress``/``on_fetch_total`` follow the download's bytes,
-    called from its threads) and push it as ``ref_text`` (``progress``/``on_total`` follow the push)."""
-    parse_ref(ref_text)  # a bad REF fails before anything is downloaded
     transfer = Transfer(jobs, fetch_progress, on_fetch_total, warn, _local_store(archive))
     with download(source, transfer) as (fetched, endpoint):
->>>>>>> hf-parallel
         return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
 
 
