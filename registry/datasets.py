@@ -259,6 +259,15 @@ def _listing(
     )
 
 
+_OTHER_COLUMNS = (
+    Dataset.name,
+    Dataset.version,
+    Dataset.license,
+    Dataset.description_hash,
+    Dataset.snapshot_count,
+)
+
+
 def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
     """Every version of the dataset ``name`` with the snapshots that used it (empty list: unknown name), each with
     the other descriptions recorded for its content hash (under any name)."""
@@ -275,7 +284,7 @@ def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
         others = tuple(
             OtherDescription(name, version, license, digest, count)
             for name, version, license, digest, count in s.execute(
-                select(Dataset.name, Dataset.version, Dataset.license, Dataset.description_hash, Dataset.snapshot_count)
+                select(*_OTHER_COLUMNS)
                 .where(Dataset.content_hash == d.content_hash, Dataset.id != d.id)
                 .order_by(Dataset.id)
             )
