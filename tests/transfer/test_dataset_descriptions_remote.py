@@ -95,6 +95,13 @@ def test_a_limited_token_stating_a_public_sha256_first_labels_only_its_own_snaps
     [version] = detail["versions"] if isinstance(detail, dict) else detail
     assert version["content_hash"] == PILE_SHA and [u["model"] for u in version["used_by"]] == ["acme/base"]
     assert [o["name"] for o in version["described_otherwise"]] == ["junk-data"]
+    page = httpx.get(
+        server.url + "/ui/datasets/the-pile", headers={"Authorization": f"Bearer {server.read_token}"}
+    )
+    assert (
+        page.status_code == 200
+        and 'href="/ui/datasets/junk-data">junk-data</a> 1.0, license do-not-use' in page.text
+    )
 
 
 def test_a_limited_token_relabelling_a_recorded_sha256_leaves_the_honest_model_alone(
