@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.bounds import ROW_ID_MAX
+from modelarc.registry.dataset_identity import description_hash
 from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
@@ -32,7 +33,8 @@ class TimeRange:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One version of a dataset as a training-data manifest described it (deduplicated by ``content_hash``)."""
+    """One version of a dataset as a training-data manifest described it: the same description is one row, the same
+    ``content_hash`` described otherwise is another (registry/dataset_identity.py)."""
 
     name: str
     version: str | None
@@ -44,6 +46,7 @@ class DatasetInfo:
     time_range: TimeRange
     content_hash: str
     notes: str | None
+    description_hash: str  # the row's identity: the hash of all the fields above
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class DatasetInfo:
             "time_range": self.time_range.to_json(),
             "content_hash": self.content_hash,
             "notes": self.notes,
+            "description_hash": self.description_hash,
         }
 
 
@@ -83,13 +87,40 @@ class DatasetUse:
 
 
 @dataclass(frozen=True)
-class DatasetVersion(DatasetInfo):
-    """One version of a named dataset with the snapshots that used it (``modelarc data show``)."""
+class OtherDescription:
+    """Another recorded description of the same ``content_hash``: someone stated that data hash with other
+    labels (another name, licence, notes...). ``data show`` names them, so a relabelled copy is not hidden."""
 
-    used_by: tuple[DatasetUse, ...]
+    name: str
+    version: str | None
+    license: str | None
+    description_hash: str
+    snapshots: int
 
     def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "used_by": [u.to_json() for u in self.used_by]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "license": self.license,
+            "description_hash": self.description_hash,
+            "snapshots": self.snapshots,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetVersion(DatasetInfo):
+    """One version of a named dataset with the snapshots that used it (``modelarc data show``), and the other
+    descriptions recorded for its ``content_hash``."""
+
+    used_by: tuple[DatasetUse, ...]
+    described_otherwise: tuple[OtherDescription, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "used_by": [u.to_json() for u in self.used_by],
+            "described_otherwise": [o.to_json() for o in self.described_otherwise],
+        }
 
 
 @dataclass(frozen=True)
@@ -116,6 +147,7 @@ def _fields(d: Dataset) -> dict[str, Any]:
         ),
         "content_hash": d.content_hash,
         "notes": d.notes,
+        "description_hash": d.description_hash,
     }
 
 
@@ -136,6 +168,7 @@ _COLUMNS = (
     Dataset.time_end,
     Dataset.content_hash,
     Dataset.notes,
+    Dataset.description_hash,
     Dataset.snapshot_count,
 )
 
@@ -204,6 +237,7 @@ def _listing(
     time_end: dt.date | None,
     content_hash: str,
     notes: str | None,
+    description_hash: str,
     snapshot_count: int,
 ) -> DatasetListing:
     """A row of the columns in ``_COLUMNS``, in their order."""
@@ -220,12 +254,23 @@ def _listing(
         ),
         content_hash=content_hash,
         notes=notes,
+        description_hash=description_hash,
         snapshots=snapshot_count,
     )
 
 
+_OTHER_COLUMNS = (
+    Dataset.name,
+    Dataset.version,
+    Dataset.license,
+    Dataset.description_hash,
+    Dataset.snapshot_count,
+)
+
+
 def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
-    """Every version of the dataset ``name`` with the snapshots that used it (empty list: unknown name)."""
+    """Every version of the dataset ``name`` with the snapshots that used it (empty list: unknown name), each with
+    the other descriptions recorded for its content hash (under any name)."""
     out = []
     for d in s.scalars(select(Dataset).where(Dataset.name == name).order_by(Dataset.id)):
         rows = s.execute(
@@ -236,7 +281,15 @@ def dataset_detail(s: Session, name: str) -> list[DatasetVersion]:
             .order_by(Snapshot.id)
         ).all()
         users = tuple(DatasetUse(f"{ns}/{nm}", SnapshotId(dg), role) for ns, nm, dg, role in rows)
-        out.append(DatasetVersion(**_fields(d), used_by=users))
+        others = tuple(
+            OtherDescription(name, version, license, digest, count)
+            for name, version, license, digest, count in s.execute(
+                select(*_OTHER_COLUMNS)
+                .where(Dataset.content_hash == d.content_hash, Dataset.id != d.id)
+                .order_by(Dataset.id)
+            )
+        )
+        out.append(DatasetVersion(**_fields(d), used_by=users, described_otherwise=others))
     return out
 
 
@@ -250,15 +303,18 @@ def snapshot_datasets(s: Session, snapshot_id: int) -> list[AttachedDataset]:
     return [AttachedDataset(**_fields(d), role=role) for d, role in rows]
 
 
-def find_dataset(s: Session, content_hash: str) -> Dataset | None:
-    """The dataset a training-data manifest entry names, by the hash of its identifying fields."""
-    return s.scalar(select(Dataset).where(Dataset.content_hash == content_hash))
+def find_dataset(s: Session, dataset: NewDataset) -> Dataset | None:
+    """The row recording exactly the description ``dataset`` gives (registry/dataset_identity.py), if any.
+
+    Never a row that only states the same ``content_hash``: that hash is public, and sharing a row by it would show
+    this entry with whatever description someone else recorded for it first."""
+    return s.scalar(select(Dataset).where(Dataset.description_hash == description_hash(dataset)))
 
 
 @dataclass(frozen=True)
 class AttachedEntry:
-    """A dataset of a new attachment: as the catalog has it (a known dataset keeps the name and version it was
-    first recorded with), and whether this attachment added it."""
+    """A dataset of a new attachment: as the catalog has it (exactly as the manifest described it), and whether
+    this attachment added its row (no earlier manifest described it alike)."""
 
     dataset: AttachedDataset
     new: bool
@@ -280,7 +336,8 @@ def attach_datasets(
 ) -> Attachment:
     """Attach a training-data manifest (``manifest``, durable in the store) to the snapshot with row id
     ``snapshot_id``: the attachment, the snapshot's reference to the manifest object (gc keeps it), and each
-    dataset, added unless its ``content_hash`` is known. Append-only: nothing recorded before is changed, except
+    dataset, added unless a row records the same description (``find_dataset``; the same ``content_hash``
+    described otherwise is another row). Append-only: nothing recorded before is changed, except
     each dataset's count of snapshots, which grows when this snapshot uses it for the first time. ``at`` is when
     (default now)."""
     at = at or utcnow()
@@ -294,11 +351,12 @@ def attach_datasets(
     q.add_snapshot_objects(s, snapshot_id, [manifest.id])
     entries = []
     for new in datasets:
-        row = find_dataset(s, new.content_hash)
+        row = find_dataset(s, new)
         created = row is None
         if row is None:
             row = Dataset(
                 content_hash=new.content_hash,
+                description_hash=description_hash(new),
                 name=new.name,
                 version=new.version,
                 source_url=new.source_url,

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from modelarc.registry.bounds import ROW_ID_MAX
+from modelarc.registry.dataset_identity import description_hash_of
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -256,12 +257,22 @@ class AuditEvent(Base):
 
 
 class Dataset(Base):
-    """A training/eval dataset, shared across snapshots and deduplicated by ``content_hash``."""
+    """One description of a training/eval dataset, shared by the snapshots whose manifests describe it alike.
+
+    Deduplicated by ``description_hash`` (registry/dataset_identity.py), not by ``content_hash``: several rows may
+    state one data hash under different descriptions, and each snapshot is linked to the one its manifest gave.
+    """
 
     __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("description_hash", name="uq_datasets_description_hash"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the sha256 the manifest stated for the data, else a hash of the description without role and notes
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # what identifies the row: computed from the recorded fields on every insert (also one that names none of it)
+    description_hash: Mapped[str] = mapped_column(
+        String(64), default=lambda ctx: description_hash_of(ctx.get_current_parameters())
+    )
     name: Mapped[str] = mapped_column(String(300), index=True)
     version: Mapped[str | None] = mapped_column(String(200))
     source_url: Mapped[str | None] = mapped_column(Text)

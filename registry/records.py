@@ -100,7 +100,9 @@ class NewSnapshot:
 class NewDataset:
     """One dataset entry of a training-data manifest, as the catalog records it (archive/provenance/data.py)."""
 
-    content_hash: str  # what deduplicates it: an entry with a known hash is that dataset, described or not
+    # the data's hash (stated sha256, else a hash of the description); not the row's identity, which is the whole
+    # description (registry/dataset_identity.py): a known hash described otherwise is another row
+    content_hash: str
     name: str
     role: str  # this attachment's use of it: pretrain, finetune, eval, ...
     version: str | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -174,23 +175,30 @@ def _model(subject: ExportSubject) -> Component:
 
 def _datasets(subject: ExportSubject) -> list[tuple[Component, dict[str, Any]]]:
     """Each dataset once (a dataset used in two roles is one component), as a ``data`` component with the 1.6
-    ``componentData`` object the library cannot model."""
+    ``componentData`` object the library cannot model.
+
+    A dataset is one recorded description (registry/dataset_identity.py): the snapshot's manifests may state one
+    content hash under two descriptions (a later ``data attach`` correcting a licence), which are two components.
+    Their bom-ref is ``data:<content hash>`` as before while the hash is described once, and gains the
+    description's hash only when it is not, so bom-refs stay unique."""
     roles: dict[str, list[str]] = {}
     rows: dict[str, AttachedDataset] = {}
     for d in subject.view.datasets:
-        rows.setdefault(d.content_hash, d)
-        roles.setdefault(d.content_hash, [])
-        if d.role not in roles[d.content_hash]:
-            roles[d.content_hash].append(d.role)
+        rows.setdefault(d.description_hash, d)
+        roles.setdefault(d.description_hash, [])
+        if d.role not in roles[d.description_hash]:
+            roles[d.description_hash].append(d.role)
+    described = Counter(d.content_hash for d in rows.values())
     out = []
-    for key, d in rows.items():
+    for identity, d in rows.items():
+        key = d.content_hash
         url = _url(d.source)
         declared = subject.dataset_hash(d)
         component = Component(
             type=ComponentType.DATA,
             name=d.name,
             version=d.version,
-            bom_ref=f"data:{key}",
+            bom_ref=f"data:{key}" if described[key] == 1 else f"data:{key}:{identity}",
             hashes=[_sha256(declared)] if declared else [],
             licenses=_licenses(d.license),
             description=d.notes,
@@ -199,7 +207,7 @@ def _datasets(subject: ExportSubject) -> list[tuple[Component, dict[str, Any]]]:
             else [],
             properties=_props(
                 {
-                    "role": ",".join(roles[key]),
+                    "role": ",".join(roles[identity]),
                     "dataset_key": key,
                     "source": d.source if url is None else None,
                     "size_bytes": d.size_bytes,

@@ -1,9 +1,11 @@
 """Training-data manifests: parse (YAML or JSON), validate against the shipped JSON Schema, attach to snapshots.
 
-Datasets are deduplicated by a content hash: the ``sha256`` the manifest gives (of the data files or of the
-dataset's own manifest) when present, otherwise the sha256 of the canonical JSON of the entry without ``role`` and
-``notes`` (the same dataset described the same way is one row, whatever it was used for). Attachments are
-append-only: attaching again adds an attachment, it never edits or removes one.
+Each dataset has a content hash: the ``sha256`` the manifest gives (of the data files or of the dataset's own
+manifest) when present, otherwise the sha256 of the canonical JSON of the entry without ``role`` and ``notes``. A
+catalog row is one whole description, not one content hash (registry/dataset_identity.py): the same description is
+one row whatever it was used for, and an entry stating a known hash with other labels is a row of its own, so no
+manifest can relabel the data another snapshot's manifest described. Attachments are append-only: attaching again
+adds an attachment, it never edits or removes one.
 """
 
 from __future__ import annotations
@@ -196,6 +198,7 @@ def _last_day(value: str) -> dt.date:
 
 
 def content_hash(entry: dict[str, Any]) -> str:
+    """The data's hash as exports print it: stated, or of the description (then exports print none)."""
     if entry.get("sha256"):
         return str(entry["sha256"])
     described = {k: v for k, v in entry.items() if k not in ("role", "notes")}

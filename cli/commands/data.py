@@ -100,6 +100,13 @@ def data_show(archive: Archive, name: str, as_json: bool) -> None:
         console.print(f"  time range: {v.time_range.start or '?'} .. {v.time_range.end or '?'}")
         for u in v.used_by:
             console.print(f"  {u.role:<11} {u.model}@{u.snapshot[:19]}")
+        # the same data hash stated under other labels: each snapshot is linked to what its own manifest said
+        for o in v.described_otherwise:
+            console.print(
+                f"  also described here as {o.name} {o.version or ''} (license {o.license or 'unknown'}), "
+                f"used by {o.snapshots} snapshot{'' if o.snapshots == 1 else 's'}",
+                soft_wrap=True,
+            )
 
 
 def register(group: click.Group) -> None:

@@ -65,7 +65,7 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
         engine.dispose()
     catalog = Catalog(database_url)  # opening brings it to head again
     try:
-        assert current_revision(catalog.engine) == head_revision() == "0016"
+        assert current_revision(catalog.engine) == head_revision()  # 0016 or a later head
         assert "ix_models_lower_name" in _indexes(catalog.engine)
         assert _models(catalog.engine) == pair
     finally:
