@@ -63,8 +63,9 @@ def create_app(
     decoders = ServerDecoder(get_archive, decoder)
 
     @functools.cache
-    def send_timeout() -> float:
-        return get_archive().settings.send_timeout
+    def send_timeout() -> tuple[float, int]:
+        settings = get_archive().settings
+        return settings.send_timeout, settings.send_min_rate
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -181,12 +182,12 @@ class ArchiveApp(FastAPI):
     - HEAD wherever GET is routed (FastAPI routes only the methods declared; Starlette's own routes add HEAD to
       GET): the GET route answers, marked ``HEAD_ONLY`` so a download starts no body, and the server sends the
       headers alone;
-    - a send timeout: a client that takes no bytes at all for ``send_timeout()`` seconds is dropped and its
+    - a send timeout: a client that takes less than the minimum rate over ``send_timeout()`` seconds is dropped and its
       connection aborted (not closed, which would wait for the client to read what the socket holds), so the
       memory its response held goes back (archive/streaming.py ``ResponseMemory``).
     """
 
-    def __init__(self, send_timeout: Callable[[], float], **kwargs: Any) -> None:
+    def __init__(self, send_timeout: Callable[[], tuple[float, int]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._send_timeout = send_timeout
 
@@ -194,7 +195,7 @@ class ArchiveApp(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        timeout = self._send_timeout()
+        timeout, min_rate = self._send_timeout()
         dropped = False
 
         async def guarded(message: Message) -> None:
@@ -203,7 +204,7 @@ class ArchiveApp(FastAPI):
                 message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
             transport = _transport_of(send)
             if message["type"] == "http.response.body" and transport is not None:
-                stalled = await _send_while_read(send, message, transport, timeout)
+                stalled = await _send_while_read(send, message, transport, timeout, min_rate)
             else:
                 with anyio.move_on_after(timeout) as waited:
                     await send(message)
@@ -211,7 +212,7 @@ class ArchiveApp(FastAPI):
             if stalled:
                 dropped = True
                 _abort_connection(send)
-                raise ClientStoppedReading(f"the client took nothing for {timeout:g} seconds")
+                raise ClientStoppedReading(f"the client took less than {min_rate} B/s for {timeout:g} seconds")
 
         try:
             await super().__call__(self._head_as_get(scope), receive, guarded)
@@ -243,30 +244,34 @@ def _transport_of(send: Send) -> asyncio.Transport | None:
 
 
 async def _send_while_read(
-    send: Send, message: Message, transport: asyncio.Transport, timeout: float
+    send: Send, message: Message, transport: asyncio.Transport, timeout: float, min_rate: int
 ) -> bool:
-    """Send one piece of a body, as long as the client keeps taking bytes; True if it took none for ``timeout``.
+    """Send one piece of a body while the client keeps taking it; True once it took less than ``min_rate`` bytes a
+    second over a whole ``timeout`` (or, of what was left at that window's start, less than all of it).
 
     The server's ``send`` returns only once the transport's buffer has drained, so bounding the whole call dropped
-    any client slower than one 1 MiB piece per timeout (~17 KiB/s at 60 s). What is watched instead is progress:
-    what is still to be delivered shrinking (``_unsent``), which happens only as the client reads."""
+    any client slower than one 1 MiB piece per timeout (~17 KiB/s at 60 s). What is watched instead is what is still
+    to be delivered (``_unsent``) shrinking, window by window. Without a floor a client acknowledging a few bytes
+    per timeout (~140 B/s with a small window) held its share of MODELARC_SEND_MEMORY for ever, and three of them
+    could keep every other download at 503."""
     stalled = False
     tick = min(1.0, timeout / 4)
     sock = transport.get_extra_info("socket")
 
     async def watch() -> None:
         nonlocal stalled
-        last, idle_since = _unsent(transport, sock), anyio.current_time()
+        window_start, window_unsent = anyio.current_time(), _unsent(transport, sock)
         while True:
             await anyio.sleep(tick)
-            size, now = _unsent(transport, sock), anyio.current_time()
-            if size < last:
-                idle_since = now
-            last = size
-            if now - idle_since >= timeout:
+            now = anyio.current_time()
+            if now - window_start < timeout:
+                continue
+            unsent = _unsent(transport, sock)
+            if window_unsent - unsent < max(1, min(min_rate * timeout, window_unsent)):
                 stalled = True
                 tasks.cancel_scope.cancel()
                 return
+            window_start, window_unsent = now, unsent
 
     failed: Exception | None = None
     async with anyio.create_task_group() as tasks:

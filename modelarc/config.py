@@ -34,6 +34,9 @@ class Settings:
     # seconds a server waits for a client to take the next bytes of a response before it drops the connection,
     # MODELARC_SEND_TIMEOUT: a client that stops reading frees what its response held
     send_timeout: float = 60.0
+    # bytes per second a client must take of a response, averaged over each send timeout, MODELARC_SEND_MIN_RATE
+    # (0: any progress will do): a client taking a few bytes per timeout would otherwise hold its share for ever
+    send_min_rate: int = 4096
     # the load cache (archive/runtime/cache.py): its folder (None: ``home/cache``) and the bytes it may hold
     # (None: no cap); MODELARC_CACHE_DIR and MODELARC_CACHE_MAX_BYTES
     cache_dir: Path | None = None
@@ -98,6 +101,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
         send_memory=_byte_count("MODELARC_SEND_MEMORY", minimum=1 << 20) or 1 << 30,
         send_timeout=_seconds("MODELARC_SEND_TIMEOUT", 60.0),
+        send_min_rate=_send_min_rate(),
         cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
         cache_max_bytes=_byte_count("MODELARC_CACHE_MAX_BYTES"),
     )
@@ -176,6 +180,11 @@ def _seconds(name: str, default: float) -> float:
     if not 1.0 <= value <= 86400.0:
         raise UsageError(f"{name}={text!r}: expected a number of seconds between 1 and 86400")
     return value
+
+
+def _send_min_rate() -> int:
+    rate = _byte_count("MODELARC_SEND_MIN_RATE")
+    return 4096 if rate is None else rate
 
 
 def _positive_int(name: str, *, default: int) -> int:

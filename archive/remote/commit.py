@@ -68,6 +68,8 @@ def commit_offer(
         q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="commit") as held:
         manifest_id = ObjectId(offer.snapshot.hex)
+        if pusher is not None:
+            refuse_unproven_manifest(archive, offer, pusher, holder)
         manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
         # every missing object at once (only what the offer names until the manifest is here): one resend completes
         needed = (
@@ -226,8 +228,28 @@ def offered_documents(offer: SnapshotOffer) -> list[ObjectId]:
     return [ObjectId(oid) for oid in dict.fromkeys(offer.signatures + offer.data)]
 
 
+def refuse_unproven_manifest(
+    archive: Archive, offer: SnapshotOffer, pusher: Principal | None, holder: str | None
+) -> None:
+    """Before the object the offer names as its manifest is read: unless it is a snapshot this archive records
+    (a manifest, and its offer is served), the pusher must have sent it or may read it (``_refuse_unreadable``).
+    Otherwise the snapshot id could name a gated weight chunk, which the server would parse as a manifest and
+    quote back in its error (422 "unsupported manifest format ...")."""
+    manifest_id = ObjectId(offer.snapshot.hex)
+    if not archive.store.has(manifest_id):
+        return  # reported missing as such
+    with archive.catalog.session() as s:
+        if q.digest_recorded(s, offer.snapshot):
+            return
+    _refuse_unreadable(archive, offer, [manifest_id], pusher, holder)
+
+
 def _refuse_unreadable(
-    archive: Archive, offer: SnapshotOffer, object_ids: list[ObjectId], pusher: Principal, holder: str | None
+    archive: Archive,
+    offer: SnapshotOffer,
+    object_ids: list[ObjectId],
+    pusher: Principal | None,
+    holder: str | None,
 ) -> None:
     """Unless the pusher may read, or sent, every object the snapshot uses: ``MissingObjectsError`` (409) listing
     the others, as `/v1/transfer/check` lists them. A pusher that has their bytes sends them and commits again

@@ -12,7 +12,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
-from modelarc.archive.remote.commit import check_offer, offered_documents, reused_objects
+from modelarc.archive.remote.commit import (
+    check_offer,
+    offered_documents,
+    refuse_unproven_manifest,
+    reused_objects,
+)
 from modelarc.archive.remote.offers import SnapshotOffer, objects_of
 from modelarc.archive.repository import Archive
 from modelarc.errors import MissingObjectsError, PayloadTooLargeError
@@ -130,6 +135,7 @@ def check_push(
     with archive.catalog.session() as s:  # a name the commit would refuse is refused before a weight is sent
         q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="upload"):
+        refuse_unproven_manifest(archive, offer, principal, holder)  # before it is read as the manifest
         # the bundles and data manifests named in the offer are read to check it: only those the pusher may reuse
         # (the client uploads the others, and an upload proves possession)
         documents = [oid for oid in offered_documents(offer) if archive.store.has(oid)]

@@ -16,6 +16,11 @@ def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
+# seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them: a slow client
+# that keeps reading is never dropped by the send timeout, and would otherwise hold the stop for as long as it reads
+GRACEFUL_SHUTDOWN = 10
+
+
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True, callback=_host)
 @click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
@@ -60,12 +65,17 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             port=port,
             workers=workers,
             log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )
         return
     from modelarc.api.app import create_app
 
     uvicorn.run(
-        create_app(lambda: archive, anonymous_read=anonymous_read), host=host, port=port, log_level="warning"
+        create_app(lambda: archive, anonymous_read=anonymous_read),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
 
 

@@ -10,10 +10,12 @@ out, each stalled object download its object: 48 of them took the server up by a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,10 +48,9 @@ def status_bytes(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``modelarc serve`` in a process of its own over a 32 MiB file of four 8 MiB chunks."""
-    base = tmp_path_factory.mktemp("stalled")
+@contextlib.contextmanager
+def serving(base: Path, env_extra: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """``modelarc serve`` in a process of its own over a 32 MiB file of four 8 MiB chunks, in ``base``."""
     rng = np.random.default_rng(5)
     tensors = {f"w{i}": rng.standard_normal(2 * MIB, dtype=np.float32) for i in range(4)}  # 8 MiB each
     src = write_model(base / "src", tensors)
@@ -68,6 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         "MODELARC_SEND_MEMORY": f"{SEND_MEMORY}",
         "MODELARC_SEND_TIMEOUT": str(SEND_TIMEOUT),
         "MODELARC_DECODE_SLOTS": "1",
+        **(env_extra or {}),
     }
     modelarc = Path(sys.executable).with_name("modelarc")
     log = (base / "serve.log").open("w")
@@ -100,6 +102,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with serving(tmp_path_factory.mktemp("stalled")) as running:
+        yield running
 
 
 def stalled_request(port: int, path: str) -> socket.socket:
@@ -188,3 +196,56 @@ def test_a_slow_client_that_keeps_reading_is_not_dropped(server) -> None:
         assert ended(stalled)
     finally:
         stalled.close()
+
+
+def _reading(port: int, block: int, pause: float, seconds: float) -> tuple[int, bool]:
+    """Download the file reading ``block`` bytes every ``pause`` seconds for ``seconds``: (bytes read, whether the
+    server ended it). What the client's kernel still holds when the time is up is read at once: a reset or EOF
+    within it means the server had dropped the download."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET {URL_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    s.settimeout(10)
+    got = 0
+    try:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            data = s.recv(block)
+            if not data:
+                return got, True
+            got += len(data)
+            time.sleep(pause)
+        return got, ended(s, seconds=5, most=512 << 10)
+    except ConnectionResetError:
+        return got, True
+    finally:
+        s.close()
+
+
+def test_a_client_below_the_minimum_rate_is_dropped(tmp_path: Path) -> None:
+    """Taking a little in every timeout is not reading. With MODELARC_SEND_MIN_RATE at 1 MiB/s over a 4 s timeout,
+    a client reading 64 KiB/s (which the default floor keeps: the test above) is dropped, and one reading at full
+    speed gets the whole file. Without a floor any progress at all kept a client, and its share of the send memory,
+    for ever: a few bytes acknowledged per timeout were enough."""
+    floor = {"MODELARC_SEND_TIMEOUT": "4", "MODELARC_SEND_MIN_RATE": "1MiB"}
+    with serving(tmp_path, floor) as running:
+        got, dropped = _reading(running["port"], 16 << 10, 0.25, 16)
+        assert dropped, f"still served after {got} bytes at 64 KiB/s"
+        whole = httpx.get(running["url"] + URL_PATH, timeout=60)
+        assert whole.status_code == 200 and whole.content == running["data"]
+
+
+def test_a_stopping_server_does_not_wait_on_a_slow_reader(tmp_path: Path) -> None:
+    """SIGTERM with a slow client still reading: the server stops within its grace period (10 s), where it waited
+    for the download to end (the client here would read for minutes)."""
+    with serving(tmp_path) as running:
+        reader = threading.Thread(target=_reading, args=(running["port"], 16 << 10, 0.25, 120), daemon=True)
+        reader.start()
+        time.sleep(1)
+        started = time.monotonic()
+        running["proc"].terminate()
+        try:
+            running["proc"].wait(40)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("modelarc serve still running 40 s after SIGTERM") from None
+        assert time.monotonic() - started < 30

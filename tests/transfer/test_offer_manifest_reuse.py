@@ -1,0 +1,58 @@
+"""The object an offer names as its manifest (its snapshot id) is judged before it is read, like its bundles.
+
+A review found that a push token could set an offer's `snapshot` to the id of a gated model's weight chunk:
+`/v1/transfer/check` and `/v1/transfer/commit` parsed that chunk as a manifest and quoted it back (422
+"unsupported manifest format ..."), though `GET /v1/objects/{id}` answered that token 403. Now an object that is no
+recorded snapshot's manifest must have been sent by the pusher, or be readable by it, before it is read (409 as
+for any object the token may not reuse); an honest push, whose client sends its manifest first, is unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from modelfactory import tiny_tensors, write_model
+from test_offer_documents_reuse import _offer_naming
+from transferkit import Server
+
+from modelarc.archive.access import set_policy
+
+SECRET = "GATED-SECRET-FORMAT"
+
+
+def _gated_json_object(server: Server, tmp_path: Path) -> str:
+    """A withheld object that parses as JSON with a manifest's keys, whose values an error would quote."""
+    content = json.dumps({"format": SECRET, "version": 42}).encode()
+    folder = write_model(tmp_path / "secret", tiny_tensors(seed=7), extra_files={"weights.bin": content})
+    server.archive.push(folder, "acme/secret:v1")
+    set_policy(server.archive, "acme/secret", "gated", reason="the authors' licence")
+    _r, snap = server.archive.resolve("acme/secret:v1")
+    withheld = next(f for f in server.archive.manifest(snap).files if f.path == "weights.bin")
+    return str(withheld.parts[0].chunks[0].id)
+
+
+@pytest.mark.parametrize("route", ["check", "commit"])
+def test_a_snapshot_id_naming_an_unreadable_object_is_refused_unread(
+    server: Server, tmp_path: Path, route: str
+) -> None:
+    secret = _gated_json_object(server, tmp_path)
+    pusher, doc = _offer_naming(server, tmp_path, "signatures", secret)
+    doc["signatures"] = doc["signatures"][:-1]  # an honest offer of its own snapshot ...
+    assert pusher.http.get(f"/v1/objects/{secret}").status_code == 403  # (the token may not read the chunk)
+    doc["snapshot"] = "sha256:" + secret  # ... but for the snapshot id, the gated chunk's
+    answer = pusher.http.post(f"/v1/transfer/{route}", json=doc)
+    assert answer.status_code == 409, answer.text
+    assert "not this token's to reuse" in answer.text and secret in answer.text
+    assert SECRET not in answer.text
+
+
+def test_an_honest_push_of_a_snapshot_the_server_holds_still_commits(server: Server, tmp_path: Path) -> None:
+    """A recorded snapshot's manifest is read without proof (its offer is served to readers): pushing the same
+    snapshot under a second tag by a non-admin token needs no upload of it."""
+    pusher, doc = _offer_naming(server, tmp_path, "signatures", "")
+    doc["signatures"] = doc["signatures"][:-1]
+    assert pusher.http.post("/v1/transfer/commit", json=doc).status_code in (200, 201)
+    again = pusher.http.post("/v1/transfer/check", json=doc)
+    assert again.status_code == 200, again.text
