@@ -27,8 +27,8 @@ remedy, as for the Hub cache.
 
 Who may have written it: a cache folder can be shared (MODELARC_CACHE_DIR on a shared disk), and an entry whose
 files and entry.json someone else wrote would be self-consistent, stat and all. So a load uses an entry only if
-entry.json and every file are regular files that no group or other user may write, owned by this user or root, or
-on a file system mounted read-only (a cache prepared once and shared read-only). Fills make their files read-only
+entry.json and every file are regular files that no group or other user may write, owned by this user or root
+(a cache on a read-only mount serves loads when root or this user filled it). Fills make their files read-only
 (0444) whatever the umask. An entry that fails this is removed if this process may remove it, and otherwise left
 alone and not used: the load decodes from the store, with a warning.
 
@@ -188,7 +188,7 @@ class LoadCache:
             return None
         expected = sorted((f.path, f.size, f.sha256) for f in weight_files(manifest))
         if sorted((f.path, f.size, f.sha256) for f in entry.files) != expected:
-            self._discard(snapshot)
+            self._discard_if_allowed(snapshot)
             return None
         opened: dict[str, BinaryIO] = {}
         try:
@@ -197,7 +197,7 @@ class LoadCache:
                 fh = os.fdopen(fd, "rb")  # handed to the caller
                 opened[cached.path] = fh
                 st = os.fstat(fd)
-                if not cached.matches(st) or not _trusted(st, fd):
+                if not cached.matches(st) or not _trusted(st):
                     raise _Stale(cached.path)
         except (_Stale, FileNotFoundError, IsADirectoryError):
             _close_all(opened)
@@ -313,11 +313,13 @@ class LoadCache:
         return removed, freed
 
     def _discard_if_allowed(self, snapshot: SnapshotId) -> None:
-        """Remove an unusable entry; one this process may not remove (another user's) is left, and not used."""
+        """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
+        left, and not used."""
         try:
             self._discard(snapshot)
-        except PermissionError:
-            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
 
     def _discard(self, snapshot: SnapshotId) -> bool:
         """Rename the entry out of ``entries/`` (atomic: no process sees half of it), then delete it."""
@@ -357,11 +359,10 @@ def _entry_json(snapshot: SnapshotId, model: str, files: list[CachedFile]) -> by
     return json.dumps(doc, indent=1).encode()
 
 
-def _trusted(st: os.stat_result, fd: int) -> bool:
-    """A regular file no group or other user may write, owned by this user or root, or on a read-only mount."""
-    if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o022:
-        return False
-    return st.st_uid in (os.geteuid(), 0) or bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY)
+def _trusted(st: os.stat_result) -> bool:
+    """A regular file no group or other user may write, owned by this user or root. (A read-only mount is no
+    excuse for another owner: another user can link an entry's folder to one they filled and then mounted.)"""
+    return stat.S_ISREG(st.st_mode) and not st.st_mode & 0o022 and st.st_uid in (os.geteuid(), 0)
 
 
 def _read_entry(folder: Path, *, trusted_only: bool = False) -> CacheEntry | None:
@@ -372,7 +373,7 @@ def _read_entry(folder: Path, *, trusted_only: bool = False) -> CacheEntry | Non
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_JSON:
                 return None
-            if trusted_only and not _trusted(st, fd):
+            if trusted_only and not _trusted(st):
                 return None
             doc = json.loads(fh.read(MAX_ENTRY_JSON + 1))
         if doc.get("format") != CACHE_FORMAT or doc.get("version") != CACHE_VERSION:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,62 @@ def test_a_symlink_in_place_of_a_cached_file_is_not_followed(archive: Archive, t
     _forge(entry, mode=0o444, via=tmp_path / "elsewhere.safetensors")
     assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
     assert not (entry / "files" / "model.safetensors").is_symlink()
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """``view(folder)``: a read-only bind mount of ``folder`` (needs root: skipped where mounting is not allowed)."""
+    mounted: list[Path] = []
+
+    def view(folder: Path) -> Path:
+        target = tmp_path / f"ro-{len(mounted)}"
+        target.mkdir()
+        bind = subprocess.run(["mount", "--bind", str(folder), str(target)], capture_output=True)
+        if bind.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()[:100]}")
+        mounted.append(target)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
+        return target
+
+    try:
+        yield view
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-l", str(target)], check=False)  # lazily: a mapping may still hold it
+
+
+def test_another_users_entry_on_a_read_only_mount_is_not_used(
+    archive: Archive, tmp_path: Path, read_only_view: Callable[[Path], Path]
+) -> None:
+    """A read-only mount is no excuse for another owner: a co-user of the cache folder could link an entry's folder
+    to one they filled and then mounted read-only (the entry was used, its forged bytes loaded)."""
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    theirs = tmp_path / "theirs"
+    shutil.copytree(entry, theirs, symlinks=True)
+    _forge(theirs, mode=0o444, owner=NOBODY)
+    os.chown(theirs / "entry.json", NOBODY, NOBODY)
+    shutil.rmtree(entry)
+    entry.symlink_to(read_only_view(theirs), target_is_directory=True)
+    assert torch.equal(_logits(load_model(archive, ref, device="cpu", cache=True)), expected)
+
+
+def test_a_stale_entry_in_a_read_only_cache_falls_back_to_the_archive(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_only_view: Callable[[Path], Path]
+) -> None:
+    """A shared cache mounted read-only whose entry no longer matches its recorded stat (a file copied back):
+    the entry cannot be removed (EROFS), so it is left alone and the load decodes from the archive, with a warning
+    (the discard's OSError ended the load)."""
+    ref, expected, entry = _pushed_and_cached(archive, tmp_path)
+    cached = entry / "files" / "model.safetensors"
+    # the same bytes and mode, as a copy or restore of the cache leaves them: another inode than recorded
+    shutil.copy2(cached, tmp_path / "copy")
+    os.replace(tmp_path / "copy", cached)
+    cache = archive.settings.cache_path
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(read_only_view(cache)))
+    reopened = Archive.open(archive.settings.home)
+    try:
+        with pytest.warns(UserWarning, match="not used; loading from the archive"):
+            loaded = load_model(reopened, ref, device="cpu", cache=True)
+        assert torch.equal(_logits(loaded), expected)
+    finally:
+        reopened.close()
