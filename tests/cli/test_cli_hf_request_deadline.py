@@ -38,7 +38,7 @@ HOPS = 4  # redirects before the file, each within the deadline on its own, not 
 class TricklingHub:
     """A Hub endpoint that answers one repo (``org/m``, one file) and trickles the part ``mode`` names:
     ``listing-body`` (one byte of chunked JSON whitespace at a time, forever), ``listing-headers``, ``file-headers``
-    (~90 KB of headers, a byte at a time), or ``redirects`` (the file behind ``HOPS`` redirects, each hop's headers
+    (~90 KB of headers, a byte at a time), ``listing-slow`` (an honest listing, slower than the timeout), or ``redirects`` (the file behind ``HOPS`` redirects, each hop's headers
     trickled for 1.5 s; the last hop serves the right bytes)."""
 
     def __init__(self, mode: str) -> None:
@@ -103,6 +103,13 @@ class TricklingHub:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
                 while not self.stop.wait(0.5):
                     conn.sendall(b"1\r\n \r\n")
+            elif self.mode == "listing-slow":  # 8 KB in 3 s: slower than the timeout, faster than the minimum rate
+                body = self.listing.ljust(8000)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                for at in range(0, len(body), 400):
+                    if self.stop.wait(0.15):
+                        return
+                    conn.sendall(body[at : at + 400])
             else:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.listing) + self.listing)
         elif self.mode == "file-headers":
@@ -114,6 +121,8 @@ class TricklingHub:
                 return
             conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /hop/%d\r\nContent-Length: 0\r\n" % (hop + 1))
             self._trickle(conn, b"X-Padding: " + b"a" * 14 + b"\r\n\r\n", 0.05)  # 1.45 s: under the deadline
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
 
 
 @pytest.fixture
@@ -171,6 +180,16 @@ def test_a_trickled_listing_ends_at_its_deadline(arc: ArchiveCli, hostile: Trick
     assert f"not received within {TIMEOUT:g} s plus its size at {MIN_RATE:g} bytes/s" in line
     assert took < TIMEOUT + MARGIN
     _left_nothing(arc)
+
+
+@pytest.mark.parametrize("hostile", ["listing-slow"], indirect=True)
+def test_a_listing_slower_than_the_timeout_but_above_the_minimum_rate_is_read(
+    arc: ArchiveCli, hostile: TricklingHub
+) -> None:
+    """The listing's deadline grows with what arrives: a large listing is not cut off at the timeout."""
+    done, _took = _push(arc, TIMEOUT + MARGIN + 10)
+    assert done.returncode == 0, done.stderr
+    assert [m["model"] for m in arc.json("ls")] == ["org/m"]
 
 
 @pytest.mark.parametrize("hostile", ["file-headers", "redirects"], indirect=True)
