@@ -217,7 +217,8 @@ def download_file(
             client.stream("GET", url, extensions={"trace": stopper.trace}) as response,
             open(dest, "xb") as out,
         ):
-            if response.url.scheme not in ("http", "https"):  # httpx refuses others; this says why it may not change
+            # httpx refuses other schemes; this says why that may not change
+            if response.url.scheme not in ("http", "https"):
                 raise SourceError(f"{shown}: redirected to a {response.url.scheme} URL")
             if response.status_code != 200:
                 raise SourceError(f"{shown}: download failed (HTTP {response.status_code})")

@@ -32,28 +32,33 @@ MIN_RATE = 1000  # MODELARC_REMOTE_MIN_RATE
 DATA = b'{"model_type": "llama"}\n'
 FILE_DEADLINE = TIMEOUT + len(DATA) / MIN_RATE
 MARGIN = 20.0  # interpreter start-up and a busy machine; a hang is hours
+BIG = b"b" * 1_000_000  # 1000 s at the minimum rate: its own deadline is far off
 HOPS = 4  # redirects before the file, each within the deadline on its own, not together
 
 
 class TricklingHub:
     """A Hub endpoint that answers one repo (``org/m``, one file) and trickles the part ``mode`` names:
     ``listing-body`` (one byte of chunked JSON whitespace at a time, forever), ``listing-headers``, ``file-headers``
-    (~90 KB of headers, a byte at a time), ``listing-slow`` (an honest listing, slower than the timeout), or ``redirects`` (the file behind ``HOPS`` redirects, each hop's headers
+    (~90 KB of headers, a byte at a time), ``more-files`` (that, while three other files' bodies arrive within their own deadlines), ``listing-slow`` (an honest
+    listing, slower than the timeout), or ``redirects`` (the file behind ``HOPS`` redirects, each hop's headers
     trickled for 1.5 s; the last hop serves the right bytes)."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.stop = threading.Event()
         self.requests: list[str] = []
+        bigs = [(f"big-{n}.bin", BIG) for n in range(3)] if mode == "more-files" else []
+        files = [("config.json", DATA), *bigs]
         self.listing = json.dumps(
             {
                 "sha": "a" * 40,
                 "siblings": [
                     {
-                        "rfilename": "config.json",
-                        "size": len(DATA),
-                        "blobId": hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest(),
+                        "rfilename": name,
+                        "size": len(data),
+                        "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
                     }
+                    for name, data in files
                 ],
             }
         ).encode()
@@ -100,10 +105,13 @@ class TricklingHub:
             if self.mode == "listing-headers":
                 self._trickle(conn, padding, 0.5)
             elif self.mode == "listing-body":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
                 while not self.stop.wait(0.5):
                     conn.sendall(b"1\r\n \r\n")
-            elif self.mode == "listing-slow":  # 8 KB in 3 s: slower than the timeout, faster than the minimum rate
+            # listing-slow: 8 KB in 3 s, slower than the timeout, faster than the minimum rate
+            elif self.mode == "listing-slow":
                 body = self.listing.ljust(8000)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
                 for at in range(0, len(body), 400):
@@ -111,9 +119,18 @@ class TricklingHub:
                         return
                     conn.sendall(body[at : at + 400])
             else:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.listing) + self.listing)
-        elif self.mode == "file-headers":
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.listing) + self.listing
+                )
+        elif self.mode == "file-headers" or (self.mode == "more-files" and path.endswith("/config.json")):
             self._trickle(conn, padding, 0.5)
+        # more-files: a big file, 1 KB every 10 ms, so its worker is reading when the stop comes
+        elif self.mode == "more-files":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BIG))
+            for at in range(0, len(BIG), 1000):
+                if self.stop.wait(0.01):
+                    return
+                conn.sendall(BIG[at : at + 1000])
         elif self.mode == "redirects":
             hop = int(path.rsplit("/", 1)[1]) if path.startswith("/hop/") else 0
             if hop == HOPS:
@@ -192,14 +209,17 @@ def test_a_listing_slower_than_the_timeout_but_above_the_minimum_rate_is_read(
     assert [m["model"] for m in arc.json("ls")] == ["org/m"]
 
 
-@pytest.mark.parametrize("hostile", ["file-headers", "redirects"], indirect=True)
+@pytest.mark.parametrize("hostile", ["file-headers", "more-files", "redirects"], indirect=True)
 def test_a_file_whose_headers_trickle_ends_at_its_deadline(arc: ArchiveCli, hostile: TricklingHub) -> None:
     """The file's deadline covers its whole request: headers a byte at a time, or a chain of redirects each of which
-    alone is within it."""
+    alone is within it. With other downloads in flight, whose connections the expiry breaks too (and whose workers
+    may end first), the line is still the late file's."""
     done, took = _push(arc, FILE_DEADLINE + MARGIN + 10)
     line = _one_error_line(done)
     assert "'config.json'" in line, line
-    assert f"not received within {TIMEOUT:g} s plus {MIN_RATE:g} bytes/s, {FILE_DEADLINE:.6g} s for its" in line
+    assert (
+        f"not received within {TIMEOUT:g} s plus {MIN_RATE:g} bytes/s, {FILE_DEADLINE:.6g} s for its" in line
+    )
     assert took < FILE_DEADLINE + MARGIN
     if hostile.mode == "redirects":
         hops = [p for p in hostile.requests if p.startswith("/hop/")]
