@@ -7,6 +7,11 @@ the files go to worker threads, largest first. The main thread only waits, so Ct
 endpoint where closing the socket would not, and the workers are joined before the caller removes the folder, so
 none writes after the clean-up and no thread outlives the command. Every bound of a file (its listed size, its time
 budget, its hash) is checked by the worker that downloads it, exactly as when they ran one at a time.
+
+Every request to the endpoint (the listing too, hf_fetch.py) runs under a ``Deadline``: httpx's timeouts are per read,
+so headers trickled a byte a second (h11 takes ~100 KiB of them, on every redirect hop) would hold a request for a
+day, and a loop over the body never runs while httpx reads headers. Its watchdog thread stops the same ``Stopper``
+when the time is up, so one mechanism, shutting the client's sockets down, ends both an interrupt and an expiry.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Stopper:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.cause: SourceError | None = None  # why it was stopped, when a request's deadline passed
 
     @property
     def stopped(self) -> bool:
@@ -74,6 +80,49 @@ class Stopper:
             streams = list(self._streams)
         for stream in streams:
             _shut(stream)
+
+    def expire(self, error: SourceError) -> None:
+        """Stop because a request's deadline passed: ``error`` (the first such) is what the command reports, not the
+        broken connections the stop leaves in every request."""
+        with self._lock:
+            if self.cause is None:
+                self.cause = error
+        self.stop()
+
+
+class Deadline:
+    """A request's overall deadline, ``seconds`` from now (``at`` may be moved later as bytes arrive), enforced by a
+    watchdog thread: when it passes, the watchdog expires ``stopper``, whose sockets shut down, so a read blocked
+    anywhere in httpx (headers, a redirect hop, the body) returns, and the ``with`` block raises ``error`` instead of
+    whatever the broken connection made httpx raise. The request must carry ``stopper.trace``. The watchdog is ended
+    and joined when the block ends; an interrupt (not an ``Exception``) passes through unchanged."""
+
+    def __init__(self, stopper: Stopper, seconds: float, error: SourceError) -> None:
+        self.at = time.monotonic() + seconds
+        self.error = error
+        self._stopper = stopper
+        self._done = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="modelarc-hf-deadline", daemon=True)
+
+    @property
+    def expired(self) -> bool:
+        return self._stopper.cause is self.error
+
+    def _watch(self) -> None:
+        while not self._done.wait(max(0.0, self.at - time.monotonic())):
+            if time.monotonic() >= self.at:
+                self._stopper.expire(self.error)
+                return
+
+    def __enter__(self) -> Deadline:
+        self._watchdog.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._done.set()
+        self._watchdog.join()
+        if self.expired and (exc_type is None or issubclass(exc_type, Exception)):
+            raise self.error from None
 
 
 def _shut(stream: Any) -> None:
@@ -117,8 +166,11 @@ def download_all(
         ]
         for future in as_completed(futures):
             future.result()
-    except BaseException:
+    except BaseException as exc:
         stopper.stop()
+        if isinstance(exc, Exception) and stopper.cause is not None:
+            # a deadline stopped every download: the others' broken connections may have ended first
+            raise stopper.cause from None
         raise
     finally:
         _join(pool)
@@ -142,50 +194,53 @@ def download_file(
     dest: Path,
     where: str,
     budget: Budget,
-    progress: Callable[[int], None] | None = None,
-    stopper: Stopper | None = None,
+    progress: Callable[[int], None] | None,
+    stopper: Stopper,
 ) -> None:
-    """``file``'s bytes into ``dest``, never more than its listed size, within its time budget (checked at every
-    read, each of which waits at most the timeout: a body trickled a byte at a time would otherwise never end),
-    checked against its listed hash."""
-    if stopper is not None and stopper.stopped:
+    """``file``'s bytes into ``dest``, never more than its listed size, checked against its listed hash, within its
+    time budget: a ``Deadline`` over the whole request (redirects and headers included), and checked at every read of
+    the body too."""
+    if stopper.stopped:
         raise _Stopped()
     shown = f"{where}: '{printable_path(file.path)}'"
-    deadline = time.monotonic() + budget.timeout + file.size / budget.min_rate
+    seconds = budget.timeout + file.size / budget.min_rate
+    late = SourceError(
+        f"{shown}: not received within {budget.timeout:g} s plus {budget.min_rate:g} bytes/s, {seconds:.6g} s for "
+        f"its {file.size} bytes (MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE)"
+    )
     digest = hashlib.sha256() if file.sha256 else git_blob_sha1(file.size)
     received = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
     # the trace extension shows the stopper every connection this request opens (redirects keep it)
-    extensions = {"trace": stopper.trace} if stopper is not None else None
-    with client.stream("GET", url, extensions=extensions) as response, open(dest, "xb") as out:
-        if response.url.scheme not in (
-            "http",
-            "https",
-        ):  # httpx refuses others; this says why it may not change
-            raise SourceError(f"{shown}: redirected to a {response.url.scheme} URL")
-        if response.status_code != 200:
-            raise SourceError(f"{shown}: download failed (HTTP {response.status_code})")
-        # no chunk size: each network read as it arrives (at most 64 KiB), so the deadline is checked at every read;
-        # with a size, httpx gathered reads until it had that many bytes before the loop saw any
-        for chunk in response.iter_raw():
-            if stopper is not None and stopper.stopped:
-                raise _Stopped()
-            received += len(chunk)
-            if received > file.size:
-                raise SourceError(f"{shown}: the endpoint sent more than the {file.size} bytes it listed")
-            if time.monotonic() > deadline:
-                raise SourceError(
-                    f"{shown}: not received within {budget.timeout:g} s plus {budget.min_rate:g} bytes/s "
-                    "(MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE)"
-                )
-            digest.update(chunk)
-            out.write(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    if received != file.size:
-        raise SourceError(f"{shown}: the endpoint sent {received} bytes, not the {file.size} it listed")
-    if digest.hexdigest() != file.digest:
-        kind = "LFS sha256" if file.sha256 else "blob id"
-        raise SourceError(
-            f"{shown}: its bytes hash to {digest.hexdigest()}, not the {kind} {file.digest} listed"
-        )
+    with Deadline(stopper, seconds, late) as deadline:
+        with (
+            client.stream("GET", url, extensions={"trace": stopper.trace}) as response,
+            open(dest, "xb") as out,
+        ):
+            # httpx refuses other schemes; this says why that may not change
+            if response.url.scheme not in ("http", "https"):
+                raise SourceError(f"{shown}: redirected to a {response.url.scheme} URL")
+            if response.status_code != 200:
+                raise SourceError(f"{shown}: download failed (HTTP {response.status_code})")
+            # no chunk size: each network read as it arrives (at most 64 KiB), so the deadline is checked at every
+            # read; with a size, httpx gathered reads until it had that many bytes before the loop saw any
+            for chunk in response.iter_raw():
+                if stopper.stopped:
+                    raise _Stopped()
+                received += len(chunk)
+                if received > file.size:
+                    raise SourceError(f"{shown}: the endpoint sent more than the {file.size} bytes it listed")
+                if time.monotonic() > deadline.at:
+                    raise late
+                digest.update(chunk)
+                out.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        # inside the deadline: a body cut short by its expiry is reported as the expiry
+        if received != file.size:
+            raise SourceError(f"{shown}: the endpoint sent {received} bytes, not the {file.size} it listed")
+        if digest.hexdigest() != file.digest:
+            kind = "LFS sha256" if file.sha256 else "blob id"
+            raise SourceError(
+                f"{shown}: its bytes hash to {digest.hexdigest()}, not the {kind} {file.digest} listed"
+            )

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
 from modelarc.archive.manifest import is_git_path, path_clash, path_problem, printable_path
-from modelarc.archive.remote.hf_download import Budget, Stopper, download_all, git_blob_sha1
+from modelarc.archive.remote.hf_download import Budget, Deadline, Stopper, download_all, git_blob_sha1
 from modelarc.errors import DiskFullError, SourceError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
@@ -258,18 +258,31 @@ def _error_for(response: Any, what: str, where: str, repo: str, revision: str, e
     return SourceError(f"{where}: {what} failed (HTTP {response.status_code})")
 
 
-def _read_listing(client: Any, endpoint: str, repo: str, revision: str, where: str) -> Any:
+def _read_listing(
+    client: Any, endpoint: str, repo: str, revision: str, where: str, budget: Budget, stopper: Stopper
+) -> Any:
+    """The listing's JSON, within ``budget``: the timeout plus what has arrived so far at the minimum rate (its size is
+    not known before), so headers or a body trickled a byte a second end at the timeout, not after 64 MiB."""
     import json
 
     url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}"
-    with client.stream("GET", url, params={"blobs": "true"}) as response:
+    late = SourceError(
+        f"{where}: the listing ({printable_path(url)}) was not received within {budget.timeout:g} s plus its size at "
+        f"{budget.min_rate:g} bytes/s (MODELARC_REMOTE_TIMEOUT, MODELARC_REMOTE_MIN_RATE)"
+    )
+    body = bytearray()
+    with (
+        Deadline(stopper, budget.timeout, late) as deadline,
+        client.stream("GET", url, params={"blobs": "true"}, extensions={"trace": stopper.trace}) as response,
+    ):
         if response.status_code != 200:
             raise _error_for(response, "the listing", where, repo, revision, endpoint)
-        body = bytearray()
-        for chunk in response.iter_raw(_CHUNK):
+        # each network read as it arrives: with a chunk size, httpx gathered 1 MiB before the deadline moved
+        for chunk in response.iter_raw():
             body += chunk
             if len(body) > MAX_LISTING_BYTES:
                 raise SourceError(f"{where}: the endpoint's listing is larger than {MAX_LISTING_BYTES} bytes")
+            deadline.at += len(chunk) / budget.min_rate
     try:
         return json.loads(bytes(body))
     except (ValueError, RecursionError):
@@ -318,7 +331,10 @@ def _fetch_online(
         trust_env=True,
         mounts=mounts,
     ) as client:
-        listing = parse_listing(_read_listing(client, endpoint, repo, revision, where), where)
+        budget = Budget(timeout, min_rate)
+        listing = parse_listing(
+            _read_listing(client, endpoint, repo, revision, where, budget, stopper), where
+        )
         total = sum(f.size for f in listing.files)
         _check_room(total, folder, transfer.store, where)
         if transfer.on_total:
@@ -331,7 +347,7 @@ def _fetch_online(
             client,
             work,
             where,
-            Budget(timeout, min_rate),
+            budget,
             transfer.jobs,
             transfer.progress,
             stopper,
