@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, select, text
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -155,12 +156,33 @@ def get_or_create_model(
     """
     model = _model_row(s, namespace, name)
     if model is None:
+        if _serialise_names(s, namespace):  # another transaction may have created it meanwhile
+            model = _model_row(s, namespace, name)
+    if model is None:
         if not lookalike_allowed:
             refuse_name_clash(s, namespace, name)
         model = Model(namespace=namespace, name=name, created_at=at or utcnow())
         s.add(model)
         s.flush()
     return model
+
+
+def _serialise_names(s: Session, namespace: str) -> bool:
+    """Make the creation of models in ``namespace`` (in any case) one transaction at a time, held until this one
+    ends; True if it may have waited for another. The clash check and the insert are two statements, and the
+    index on lower(namespace), lower(name) is not UNIQUE (archives from before the rule may hold a pair), so two
+    servers creating `acme/x` and `Acme/x` at once could both succeed. Under READ COMMITTED the statements after
+    the lock see what the transaction that held it committed. SQLite has one writer at a time, but its reads
+    before the first write of a transaction see no other's uncommitted insert and wait for nothing: a write that
+    changes no row takes the database's write lock first (as registry/store_locks.py does)."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(text("UPDATE models SET id = id WHERE 0"))
+        return True
+    if s.get_bind().dialect.name != "postgresql":
+        return False
+    digest = hashlib.sha256(b"modelarc.model-names:" + namespace.lower().encode()).digest()
+    s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big", signed=True)})
+    return True
 
 
 def resolve_ref(s: Session, ref: Ref) -> Snapshot:
