@@ -26,9 +26,9 @@ from modelarc.storage import ObjectId
 SECRET_KEY = "withheld_field_name"  # in a gated model's weight file, which a schema error would quote
 
 
-def _gated_weight_object(server: Server, tmp_path: Path) -> str:
+def _gated_weight_object(server: Server, tmp_path: Path, weights: bytes | None = None) -> str:
     """A withheld object: a gated model's `.bin` weight file (JSON text, so a parse of it says something)."""
-    weights = json.dumps({"version": 1, "datasets": [], SECRET_KEY: 1}).encode()
+    weights = weights or json.dumps({"version": 1, "datasets": [], SECRET_KEY: 1}).encode()
     folder = write_model(tmp_path / "secret", tiny_tensors(seed=7), extra_files={"weights.bin": weights})
     server.archive.push(folder, "acme/secret:v1")
     set_policy(server.archive, "acme/secret", "gated", reason="the authors' licence")

@@ -13,31 +13,18 @@ import json
 from pathlib import Path
 
 import pytest
-from modelfactory import tiny_tensors, write_model
-from test_offer_documents_reuse import _offer_naming
+from test_offer_documents_reuse import _gated_weight_object, _offer_naming
 from transferkit import Server
 
-from modelarc.archive.access import set_policy
-
 SECRET = "GATED-SECRET-FORMAT"
-
-
-def _gated_json_object(server: Server, tmp_path: Path) -> str:
-    """A withheld object that parses as JSON with a manifest's keys, whose values an error would quote."""
-    content = json.dumps({"format": SECRET, "version": 42}).encode()
-    folder = write_model(tmp_path / "secret", tiny_tensors(seed=7), extra_files={"weights.bin": content})
-    server.archive.push(folder, "acme/secret:v1")
-    set_policy(server.archive, "acme/secret", "gated", reason="the authors' licence")
-    _r, snap = server.archive.resolve("acme/secret:v1")
-    withheld = next(f for f in server.archive.manifest(snap).files if f.path == "weights.bin")
-    return str(withheld.parts[0].chunks[0].id)
 
 
 @pytest.mark.parametrize("route", ["check", "commit"])
 def test_a_snapshot_id_naming_an_unreadable_object_is_refused_unread(
     server: Server, tmp_path: Path, route: str
 ) -> None:
-    secret = _gated_json_object(server, tmp_path)
+    # a withheld object that parses as JSON with a manifest's keys, whose values an error would quote
+    secret = _gated_weight_object(server, tmp_path, json.dumps({"format": SECRET, "version": 42}).encode())
     pusher, doc = _offer_naming(server, tmp_path, "signatures", secret)
     doc["signatures"] = doc["signatures"][:-1]  # an honest offer of its own snapshot ...
     assert pusher.http.get(f"/v1/objects/{secret}").status_code == 403  # (the token may not read the chunk)
