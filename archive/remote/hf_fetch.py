@@ -212,13 +212,12 @@ def _headers(endpoint: str) -> tuple[dict[str, str], bool]:
     Not huggingface_hub's ``build_hf_headers``: to name the user's AI agent in its user agent it fetched
     ``{HF_ENDPOINT}/api/agent-harnesses`` (an unbounded answer from the untrusted endpoint, cached in HF_HOME) and
     matched the environment variables that answer named; and its token lookup, for a browser login near expiry,
-    posts the refresh token to ``{HF_ENDPOINT}/oauth/token``, so the token is not even looked up where it may not go.
+    posts the refresh token to ``{HF_ENDPOINT}/oauth/token`` (``_configured_token`` reads it without a request).
     """
     import platform
 
     from huggingface_hub import __version__ as hf_version
     from huggingface_hub import constants as hf_constants
-    from huggingface_hub.utils import get_token_to_send
 
     from modelarc import __version__
 
@@ -226,18 +225,37 @@ def _headers(endpoint: str) -> tuple[dict[str, str], bool]:
         "user-agent": f"modelarc/{__version__}; hf_hub/{hf_version}; python/{platform.python_version()}",
         "Accept-Encoding": "identity",
     }
+    token = _configured_token(hf_constants)
     if not may_carry_token(endpoint):
-        configured = (
-            any(os.environ.get(name) for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))
-            or os.path.isfile(hf_constants.HF_TOKEN_PATH)
-        ) and not hf_constants.HF_HUB_DISABLE_IMPLICIT_TOKEN
-        return headers, configured
-    token = get_token_to_send(
-        None
-    )  # None unless HF_HUB_DISABLE_IMPLICIT_TOKEN is unset and a token is configured
+        return headers, token is not None
     if token:
         headers["authorization"] = f"Bearer {token}"
     return headers, False
+
+
+MAX_TOKEN_FILE = 4096  # a Hugging Face token is ~40 characters
+
+
+def _configured_token(hf_constants: Any) -> str | None:
+    """The user's Hugging Face token as configured (HF_TOKEN, HUGGING_FACE_HUB_TOKEN, else the token file of
+    `hf auth login`), or None; none at all with HF_HUB_DISABLE_IMPLICIT_TOKEN. Read here, with no request:
+    huggingface_hub's lookup may post a browser login's refresh token, or exchange an OIDC token, at
+    ``{HF_ENDPOINT}/oauth/token`` (the untrusted endpoint, with no deadline), and store the answer as the token."""
+    # the environment as it is now (huggingface_hub's constants were fixed when it was first imported)
+    if os.environ.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return None
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if value := os.environ.get(name, "").strip():
+            return value
+    hf_home = os.environ.get("HF_HOME") or hf_constants.HF_HOME
+    token_path = os.environ.get("HF_TOKEN_PATH") or os.path.join(os.path.expanduser(hf_home), "token")
+    try:
+        with open(token_path, "rb") as fh:
+            text = fh.read(MAX_TOKEN_FILE + 1)
+    except OSError:
+        return None
+    token = text.decode("utf-8", "replace").strip() if len(text) <= MAX_TOKEN_FILE else ""
+    return token if token and token.isprintable() else None
 
 
 def _error_for(response: Any, what: str, where: str, repo: str, revision: str, endpoint: str) -> SourceError:

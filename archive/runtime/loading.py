@@ -381,8 +381,8 @@ def open_cached(
             return files
         if cache.blocked(snapshot):
             warnings.warn(
-                f"load cache: the entry of {snapshot} in {cache.folder} was written by another user (or may be "
-                "changed by one) and is not used; loading from the archive",
+                f"load cache: the entry of {snapshot} in {cache.folder} is not used (another user's, writable by "
+                "others, or changed since it was written) and cannot be removed here; loading from the archive",
                 stacklevel=2,
             )
             return None

@@ -172,7 +172,7 @@ def test_a_stale_entry_in_a_read_only_cache_falls_back_to_the_archive(
     monkeypatch.setenv("MODELARC_CACHE_DIR", str(read_only_view(cache)))
     reopened = Archive.open(archive.settings.home)
     try:
-        with pytest.warns(UserWarning, match="not used; loading from the archive"):
+        with pytest.warns(UserWarning, match="cannot be removed here; loading from the archive"):
             loaded = load_model(reopened, ref, device="cpu", cache=True)
         assert torch.equal(_logits(loaded), expected)
     finally:
