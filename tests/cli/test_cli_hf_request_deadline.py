@@ -136,7 +136,12 @@ class TricklingHub:
             if hop == HOPS:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
                 return
-            conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /hop/%d\r\nContent-Length: 0\r\n" % (hop + 1))
+            # each hop closes its connection, and says so: a client reusing it raced the close (a reset, not the
+            # deadline, ended the import on a busy machine)
+            conn.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: /hop/%d\r\nContent-Length: 0\r\nConnection: close\r\n"
+                % (hop + 1)
+            )
             self._trickle(conn, b"X-Padding: " + b"a" * 14 + b"\r\n\r\n", 0.05)  # 1.45 s: under the deadline
         else:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
