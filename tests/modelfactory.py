@@ -168,3 +168,20 @@ def tiny_llama(folder: Path, seed: int = 0, layers: int = 1) -> Path:
     )
     transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
     return folder
+
+
+def tiny_gpt2(folder: Path, words: tuple[str, ...] = ("<unk>", "<pad>", "the", "model", "was")) -> Path:
+    """A tiny GPT-2 with a word-level tokenizer over ``words``, saved into ``folder``: what `modelarc run` needs to
+    generate (and `--record` a run) with no download."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(words), n_positions=32)
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
+    fast.save_pretrained(folder)
+    return folder

@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-import transformers
 from catalogkit import drop_catalog
-from modelfactory import write_model
-from tokenizers import Tokenizer, models, pre_tokenizers
+from modelfactory import tiny_gpt2, write_model
 
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.repository import Archive
@@ -30,25 +27,14 @@ from modelarc.archive.signing import dsse
 from modelarc.archive.signing import keys as keyring
 
 ArchiveCli = Any  # tests/cli/conftest.py
-WORDS = ["<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "on", "news"]
+WORDS = ("<unk>", "<pad>", "the", "model", "was", "trained", "in", "2021", "on", "news")
 _NAME_TIME = "%Y%m%dT%H%M%S%fZ"
-
-
-def _save_gpt2(folder: Path) -> None:
-    """A tiny GPT-2 transformers can build and generate with (no downloads)."""
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(WORDS), n_positions=32)
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(folder)
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
-    fast.save_pretrained(folder)
 
 
 @pytest.fixture
 def recorded(arc: ArchiveCli, tmp_path: Path) -> dict[str, Any]:
     """acme/gpt2:v1 with one recorded run (run 1); its `run` record's body."""
-    _save_gpt2(tmp_path / "m")
+    tiny_gpt2(tmp_path / "m", WORDS)
     arc("push", tmp_path / "m", "acme/gpt2:v1")
     arc("run", "acme/gpt2:v1", "--prompt", "the model was", "--max-new-tokens", "3", "--record")
     [record] = _run_records(arc)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from catalogkit import drop_catalog
-from modelfactory import tiny_tensors, write_model
+from modelfactory import tiny_gpt2, tiny_tensors, write_model
 
 from modelarc.archive.repository import Archive
 
@@ -204,20 +204,7 @@ def test_a_planted_data_record_by_another_actor_does_not_cover_the_attachment(
 def test_a_planted_run_record_with_another_time_or_actor_does_not_cover_the_run(
     arc: ArchiveCli, tmp_path: Path, database_url: str
 ) -> None:
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    words = ["<unk>", "<pad>", "the", "model", "was"]
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(words), n_positions=32)
-    transformers.GPT2LMHeadModel(config).eval().save_pretrained(tmp_path / "m")
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>"
-    ).save_pretrained(tmp_path / "m")
-    arc("push", tmp_path / "m", "acme/gpt2:v1")
+    arc("push", tiny_gpt2(tmp_path / "m"), "acme/gpt2:v1")
     arc("run", "acme/gpt2:v1", "--prompt", "the model", "--max-new-tokens", "2", "--record")
     runs = arc.json("runs")
     [genuine] = _records(arc, "run")
