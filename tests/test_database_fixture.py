@@ -28,6 +28,47 @@ def test_each_test_gets_an_empty_database(database_url: str) -> None:
         engine.dispose()
 
 
+def test_database_url_is_at_the_schema_head_and_holds_no_rows(database_url: str) -> None:
+    """A copy of the template must be what the migrations make, and nothing a test left in it."""
+    from sqlalchemy import inspect
+
+    from modelarc.registry.db import current_revision, head_revision
+
+    engine = create_engine(database_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as connection:
+            tables = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
+            assert "snapshots" in tables
+            counts = {t: connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
+        assert not any(counts.values()), counts
+    finally:
+        engine.dispose()
+
+
+def test_two_tests_do_not_share_a_database(database_url: str) -> None:
+    """Each test writes into its own copy: a row left here would show up in the test above when both ran in
+    one worker, and in the next copy if the template itself were handed out."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE fixture_probe_two (id INTEGER PRIMARY KEY)"))
+            connection.execute(text("INSERT INTO catalog_settings (key, value) VALUES ('probe', 'x')"))
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_url_has_no_tables(empty_database_url: str) -> None:
+    from sqlalchemy import inspect
+
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            assert inspect(connection).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
 def test_module_database_url_accepts_a_query(module_database_url: str) -> None:
     engine = create_engine(module_database_url)
     try:

@@ -126,9 +126,9 @@ def _attach(catalog: Catalog, snapshot_id: int, manifest: int, *datasets: NewDat
 
 
 def test_upgrade_fills_description_hashes_that_new_entries_meet_and_downgrade_refuses_then_restores(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     try:
         _migrate(engine, "0016")
         _insert_old_catalog(engine)
@@ -138,7 +138,7 @@ def test_upgrade_fills_description_hashes_that_new_entries_meet_and_downgrade_re
     finally:
         engine.dispose()
 
-    catalog = Catalog(database_url)
+    catalog = Catalog(empty_database_url)
     try:
         assert current_revision(catalog.engine) == head_revision()
         with catalog.session() as s:
@@ -157,7 +157,7 @@ def test_upgrade_fills_description_hashes_that_new_entries_meet_and_downgrade_re
     finally:
         catalog.dispose()
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     try:
         with pytest.raises(RuntimeError, match=f"cannot downgrade below 0017: .*{PILE} \\(2 descriptions\\)"):
             _migrate(engine, "0016", down=True)
@@ -186,7 +186,7 @@ def test_upgrade_fills_description_hashes_that_new_entries_meet_and_downgrade_re
             again = dict(conn.execute(text("SELECT id, description_hash FROM datasets")).all())
     finally:
         engine.dispose()
-    catalog = Catalog(database_url)
+    catalog = Catalog(empty_database_url)
     try:
         assert _attach(catalog, 2, 3, _new(OLD_ROWS[0])) == [False]
         with catalog.session() as s:

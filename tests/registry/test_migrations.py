@@ -13,8 +13,8 @@ from modelarc.registry.models import all_tables
 # test_expression_indexes_exist_on_sqlite looks for it instead.
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 @pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
-def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
-    catalog = Catalog(database_url)
+def test_migrations_reach_head_and_match_the_models(empty_database_url: str) -> None:
+    catalog = Catalog(empty_database_url)
     try:
         assert current_revision(catalog.engine) == head_revision()
         with catalog.engine.connect() as conn:
@@ -39,20 +39,20 @@ def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
         catalog.dispose()
 
 
-def test_opening_twice_is_a_no_op(database_url: str) -> None:
-    Catalog(database_url).dispose()
-    catalog = Catalog(database_url)
+def test_opening_twice_is_a_no_op(empty_database_url: str) -> None:
+    Catalog(empty_database_url).dispose()
+    catalog = Catalog(empty_database_url)
     assert current_revision(catalog.engine) == head_revision()
     catalog.dispose()
 
 
-def test_upgrade_from_0001_keeps_existing_rows(database_url: str) -> None:
+def test_upgrade_from_0001_keeps_existing_rows(empty_database_url: str) -> None:
     from alembic import command
     from sqlalchemy import text
 
     from modelarc.registry.db import alembic_config, make_engine
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -62,7 +62,7 @@ def test_upgrade_from_0001_keeps_existing_rows(database_url: str) -> None:
             text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', 'old', CURRENT_TIMESTAMP)")
         )
     engine.dispose()
-    catalog = Catalog(database_url)  # opening brings the schema to head
+    catalog = Catalog(empty_database_url)  # opening brings the schema to head
     try:
         assert current_revision(catalog.engine) == head_revision() != "0001"
         with catalog.engine.connect() as conn:
@@ -80,14 +80,14 @@ def test_head_revision_read_from_file_names_is_alembics_head() -> None:
     assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_upgrade_to_0009_counts_the_snapshots_of_each_dataset(database_url: str) -> None:
+def test_upgrade_to_0009_counts_the_snapshots_of_each_dataset(empty_database_url: str) -> None:
     """The counts `data ls` reads are filled from the links already there; a snapshot attached twice counts once."""
     from alembic import command
     from sqlalchemy import text
 
     from modelarc.registry.db import alembic_config, make_engine
 
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -131,7 +131,7 @@ def test_upgrade_to_0009_counts_the_snapshots_of_each_dataset(database_url: str)
                 {"s": sid, "d": did},
             )
     engine.dispose()
-    catalog = Catalog(database_url)
+    catalog = Catalog(empty_database_url)
     try:
         with catalog.engine.connect() as conn:
             counts = dict(conn.execute(text("SELECT name, snapshot_count FROM datasets")).all())

@@ -29,9 +29,9 @@ def _models(engine: Engine) -> list[tuple[str, str]]:
 
 
 def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade_drops_it(
-    database_url: str,
+    empty_database_url: str,
 ) -> None:
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     cfg = alembic_config(engine)
     pair = [("acme", "tiny"), ("Acme", "tiny"), ("other", "x")]
     try:
@@ -63,7 +63,7 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
         assert _models(engine) == pair
     finally:
         engine.dispose()
-    catalog = Catalog(database_url)  # opening brings it to head again
+    catalog = Catalog(empty_database_url)  # opening brings it to head again
     try:
         assert current_revision(catalog.engine) == head_revision()  # 0016 or a later head
         assert "ix_models_lower_name" in _indexes(catalog.engine)

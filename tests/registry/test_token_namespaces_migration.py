@@ -23,8 +23,8 @@ def _insert_token(conn, token_id: int, namespaces: tuple[str, ...]) -> None:  # 
         )
 
 
-def test_upgrade_keeps_old_tokens_archive_wide_and_downgrade_revokes_limited_ones(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_upgrade_keeps_old_tokens_archive_wide_and_downgrade_revokes_limited_ones(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     cfg = alembic_config(engine)
     try:
         with engine.begin() as conn:
@@ -57,7 +57,7 @@ def test_upgrade_keeps_old_tokens_archive_wide_and_downgrade_revokes_limited_one
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
-    catalog = Catalog(database_url)
+    catalog = Catalog(empty_database_url)
     try:
         assert current_revision(catalog.engine) == head_revision()
     finally:

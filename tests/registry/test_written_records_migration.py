@@ -8,8 +8,8 @@ from sqlalchemy import inspect, text
 from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
 
 
-def test_upgrade_notes_no_record_and_downgrade_drops_the_notes(database_url: str) -> None:
-    engine = make_engine(database_url)
+def test_upgrade_notes_no_record_and_downgrade_drops_the_notes(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     cfg = alembic_config(engine)
     key = "records/20260102T030405123456Z-" + "a" * 64 + ".json"
     try:
@@ -30,7 +30,7 @@ def test_upgrade_notes_no_record_and_downgrade_drops_the_notes(database_url: str
             assert "written_records" not in inspect(conn).get_table_names()
     finally:
         engine.dispose()
-    catalog = Catalog(database_url)  # opening brings it to head again
+    catalog = Catalog(empty_database_url)  # opening brings it to head again
     try:
         assert current_revision(catalog.engine) == head_revision()
         with catalog.engine.connect() as conn:
