@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import logging
 import os
+from typing import Any
 
 import click
 
@@ -12,13 +16,81 @@ from modelarc.cli.startup import startup_done
 def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     """An empty host would bind every interface (uvicorn passes it on as it is): that must be asked for as 0.0.0.0."""
     if not value.strip():
-        raise click.BadParameter("give a host name or address (0.0.0.0 for every interface), not an empty one")
+        raise click.BadParameter(
+            "give a host name or address (0.0.0.0 for every interface), not an empty one"
+        )
     return value
 
 
 # seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them: a slow client
 # that keeps reading is never dropped by the send timeout, and would otherwise hold the stop for as long as it reads
 GRACEFUL_SHUTDOWN = 10
+
+# uvicorn's own line when the grace runs out (uvicorn/server.py ``Server.shutdown``), logged to "uvicorn.error" with
+# the number of request tasks it is about to cancel as its one argument
+_UVICORN_GRACE_EXCEEDED = "Cancel %s running task(s), timeout graceful shutdown exceeded"
+
+
+class StoppingServerLog(logging.Filter):
+    """What a stopping server says about the requests it cut off: one line, never a traceback per request.
+
+    When the grace runs out uvicorn cancels every request task still running (a download to a slow reader, most
+    likely), and its protocol catches the task's ``CancelledError`` as any ``BaseException`` and logs it as
+    "Exception in ASGI application" with the traceback. That record is dropped here, but only for a task that was
+    itself cancelled (``Task.cancelling()``): the server stopping, by the grace or by asyncio's teardown after a
+    second Ctrl-C. Every other exception of a request, and a ``CancelledError`` that some code raised without its
+    task being cancelled (a bug), is logged as uvicorn logs it. uvicorn's own line is reworded to name the grace.
+
+    Installed on the "uvicorn.error" logger through uvicorn's ``log_config``, so each worker process of
+    ``--workers N`` (spawned, configured from that dict) has it too.
+    """
+
+    def __init__(self, grace: float) -> None:
+        super().__init__()
+        self.grace = grace
+        self.grace_exceeded = False  # the one line was said: a cut-off request needs none of its own
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == _UVICORN_GRACE_EXCEEDED and isinstance(record.args, tuple) and len(record.args) == 1:
+            count = record.args[0]
+            record.msg = "stopped %s request%s still in flight after the %g s grace"
+            record.args = (count, "" if count == 1 else "s", self.grace)
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            self.grace_exceeded = True
+            return True
+        if record.exc_info is None or not isinstance(record.exc_info[1], asyncio.CancelledError):
+            return True
+        if not _task_cancelled():
+            return True
+        if self.grace_exceeded:
+            return False
+        # cut off without the grace line (a second Ctrl-C): one line for this request, in place of the traceback
+        record.msg = "stopped a request still in flight"
+        record.args, record.exc_info, record.exc_text = (), None, None
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+def _task_cancelled() -> bool:
+    """Whether the record is logged from an asyncio task that something cancelled (uvicorn, asyncio.run)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # not in the event loop's thread
+        return False
+    return task is not None and task.cancelling() > 0
+
+
+def log_config(grace: float) -> dict[str, Any]:
+    """uvicorn's logging, with ``StoppingServerLog`` on the "uvicorn.error" logger (where both its lines go)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["stopping"] = {
+        "()": f"{__name__}.{StoppingServerLog.__name__}",
+        "grace": grace,
+    }
+    config["loggers"]["uvicorn.error"]["filters"] = ["stopping"]
+    return config
 
 
 @click.command(name="serve")
@@ -66,6 +138,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             workers=workers,
             log_level="warning",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            log_config=log_config(GRACEFUL_SHUTDOWN),
         )
         return
     from modelarc.api.app import create_app
@@ -76,6 +149,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        log_config=log_config(GRACEFUL_SHUTDOWN),
     )
 
 
