@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -48,10 +49,29 @@ def served_base_model(database_url: str, base: Path) -> Iterator[tuple[Archive, 
         archive.close()
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, for a server that binds it a moment later.
+
+    Chosen below the kernel's ephemeral range: a port the OS handed out for port 0 is one it also hands out as the
+    local port of outgoing connections (the tests' own clients, PostgreSQL's), and one of those took it between this
+    check and the server's bind often enough to fail a test on a busy machine ("address already in use")."""
+    top = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(20000, top) if top > 20100 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @contextmanager
