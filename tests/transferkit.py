@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,12 @@ def files_of(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def copy_into(made: Path, tmp_path: Path) -> None:
+    """Copy what a module fixture made under ``made`` (homes, model folders) into a test's ``tmp_path``, at the
+    same relative paths: the test gets its own homes, as if it had made them itself, for a copy's cost.
+
+    A home holds no absolute path of its own (its catalog is ``registry.db`` beside the store, found through
+    MODELARC_HOME), so the copy is a working archive with the same key, snapshots, remotes and trusted keys."""
+    shutil.copytree(made, tmp_path, dirs_exist_ok=True)

@@ -57,6 +57,16 @@ def arc(tmp_path: Path, database_url: str) -> ArchiveCli:
     return archive
 
 
+@pytest.fixture(scope="module")
+def module_arc(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> ArchiveCli:
+    """``arc`` made once per module and backend and shared by the module's tests: for tests that only read the
+    archive, or change it in ways no other test of the module observes (each module says which). Its
+    MODELARC_* go to each command's CliRunner env, never into os.environ."""
+    archive = ArchiveCli(tmp_path_factory.mktemp("home") / "home", module_database_url)
+    archive("init")
+    return archive
+
+
 @pytest.fixture
 def catalog_snapshot(arc: ArchiveCli) -> Callable[[], tuple[Any, Any]]:
     """What `ls` and `stats` say, to prove a failed command changed nothing."""

@@ -23,3 +23,20 @@ def server(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
     with serve(archive) as url:
         yield Server(archive, url, push, read)
     archive.close()
+
+
+@pytest.fixture(scope="module")
+def module_server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``server`` made once per module and backend and shared by the module's tests: for tests that only read it,
+    or change it in ways no other test of the module observes (each module says which). The catalog URL is set
+    only around ``Archive.init`` (the MODELARC_* guard in tests/conftest.py)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELARC_DATABASE_URL", module_database_url)
+        archive, _ = Archive.init(tmp_path_factory.mktemp("server") / "server")
+    try:
+        push = create_token(archive, "push", "ci-push").token
+        read = create_token(archive, "read", "ci-read").token
+        with serve(archive) as url:
+            yield Server(archive, url, push, read)
+    finally:
+        archive.close()

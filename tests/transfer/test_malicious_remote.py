@@ -9,24 +9,37 @@ import struct
 from pathlib import Path
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from hostilekit import Rewrite, RewritingProxy, batch_frames, object_files, pack_batch, serve_proxy
 from modelfactory import finetune, tiny_tensors, write_model
-from transferkit import Home, Server, files_of, make_home, trusted_by_server
+from transferkit import Home, Server, copy_into, files_of, make_home, trusted_by_server
 
 from modelarc.archive.provenance.withdrawal import withdraw
 
 
-@pytest.fixture
-def alice(server: Server, tmp_path: Path) -> Home:
-    """A pusher the server trusts, who has pushed acme/m:v1 and a different acme/m:v2 to it."""
-    home = make_home(tmp_path, "alice")
-    trusted_by_server(server, home)
-    home("remote", "add", "origin", server.url, "--token", server.push_token)
-    home("push", write_model(tmp_path / "m1"), "acme/m:v1", "--remote", "origin")
+# One server per module and backend (``module_server``), which the tests only read: each puller (bob) is the test's
+# own. The test that withdraws a snapshot on the server has a server of its own. Each test has its own copy of
+# alice's home and models, so that nothing one test does to her is seen by another.
+@pytest.fixture(scope="module")
+def pushed(module_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding alice/, a pusher the server trusts, who has pushed m1/ as acme/m:v1 and a different m2/ as
+    acme/m:v2 to it; made once per module and backend."""
+    made = tmp_path_factory.mktemp("pushed")
+    home = make_home(made, "alice")
+    trusted_by_server(module_server, home)
+    home("remote", "add", "origin", module_server.url, "--token", module_server.push_token)
+    home("push", write_model(made / "m1"), "acme/m:v1", "--remote", "origin")
     tuned = finetune(tiny_tensors(), ["model.layers.0.mlp.weight"])
-    home("push", write_model(tmp_path / "m2", tuned), "acme/m:v2", "--remote", "origin")
-    return home
+    home("push", write_model(made / "m2", tuned), "acme/m:v2", "--remote", "origin")
+    return made
+
+
+@pytest.fixture
+def alice(pushed: Path, tmp_path: Path) -> Home:
+    """A pusher the server trusts, who has pushed ``tmp_path / "m1"`` as acme/m:v1 and a different
+    ``tmp_path / "m2"`` as acme/m:v2 to it: this test's own copy of ``pushed``."""
+    copy_into(pushed, tmp_path)
+    return Home(tmp_path / "alice", CliRunner())
 
 
 def _bob(tmp_path: Path, url: str, alice: Home) -> Home:
@@ -38,7 +51,9 @@ def _bob(tmp_path: Path, url: str, alice: Home) -> Home:
     return bob
 
 
-def _refused_pull(server: Server, alice: Home, tmp_path: Path, rewrite: Rewrite) -> tuple[Home, Result, RewritingProxy]:
+def _refused_pull(
+    server: Server, alice: Home, tmp_path: Path, rewrite: Rewrite
+) -> tuple[Home, Result, RewritingProxy]:
     """Bob pulls acme/m:v1 into ``tmp_path / "out"`` through a proxy that applies ``rewrite`` to the server's
     answers, expecting the pull to fail: bob, the failed command, and the proxy (its ``requests``)."""
     proxy = RewritingProxy(server.url, rewrite=rewrite)
@@ -61,7 +76,7 @@ def _digest(home: Home, ref: str) -> str:
 
 
 def test_an_offer_that_names_another_ref_cannot_move_the_pullers_other_tags(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     def retarget(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
         if "/v1/transfer/snapshots/" in path and status == 200:
@@ -70,7 +85,7 @@ def test_an_offer_that_names_another_ref_cannot_move_the_pullers_other_tags(
             body = json.dumps(doc).encode()
         return status, headers, body
 
-    with serve_proxy(RewritingProxy(server.url, rewrite=retarget)) as url:
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=retarget)) as url:
         bob = _bob(tmp_path, url, alice)
         own = _digest(bob, "victim/prod:v1")
         bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil")
@@ -80,9 +95,11 @@ def test_an_offer_that_names_another_ref_cannot_move_the_pullers_other_tags(
     assert isinstance(log, dict) and len(log["tag_moves"]) == 1
 
 
-def test_a_pull_by_digest_refuses_any_other_snapshot(server: Server, alice: Home, tmp_path: Path) -> None:
+def test_a_pull_by_digest_refuses_any_other_snapshot(
+    module_server: Server, alice: Home, tmp_path: Path
+) -> None:
     v1, v2 = _digest(alice, "acme/m:v1"), _digest(alice, "acme/m:v2")
-    with serve_proxy(RewritingProxy(server.url, route=lambda path: path.replace(v1, v2))) as url:
+    with serve_proxy(RewritingProxy(module_server.url, route=lambda path: path.replace(v1, v2))) as url:
         bob = _bob(tmp_path, url, alice)
         before = object_files(bob.path / "store")
         result = bob("pull", f"acme/m@{v1}", tmp_path / "out", "--remote", "evil", ok=False)
@@ -93,9 +110,9 @@ def test_a_pull_by_digest_refuses_any_other_snapshot(server: Server, alice: Home
     assert not bob.json("ls", "--name", "acme/m")
 
 
-def test_a_refused_signature_moves_no_weights(server: Server, alice: Home, tmp_path: Path) -> None:
+def test_a_refused_signature_moves_no_weights(module_server: Server, alice: Home, tmp_path: Path) -> None:
     bob = make_home(tmp_path, "bob")  # trusts the server's key, not alice's
-    bob("remote", "add", "origin", server.url)
+    bob("remote", "add", "origin", module_server.url)
     result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "origin", ok=False)
     assert "signature" in result.stderr.lower()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -122,7 +139,7 @@ def _older_server(path: str) -> bool:
 @pytest.mark.parametrize("route", ["batch", "one by one"])
 @pytest.mark.parametrize("lie", ["declared size", "content length"])
 def test_an_object_body_is_judged_by_its_header_before_it_is_read(
-    server: Server, alice: Home, tmp_path: Path, lie: str, route: str
+    module_server: Server, alice: Home, tmp_path: Path, lie: str, route: str
 ) -> None:
     weight = _a_weight(alice)
 
@@ -146,7 +163,7 @@ def test_an_object_body_is_judged_by_its_header_before_it_is_read(
             body = pack_batch(frames)
         return status, headers, body
 
-    bob, result, proxy = _refused_pull(server, alice, tmp_path, huge)
+    bob, result, proxy = _refused_pull(module_server, alice, tmp_path, huge)
     assert weight in result.stderr
     assert not bob.json("ls", "--name", "acme/m")
     fetched_alone = any(r.startswith("GET") and r.endswith(weight) for r in proxy.requests)
@@ -155,15 +172,15 @@ def test_an_object_body_is_judged_by_its_header_before_it_is_read(
 
 @pytest.mark.parametrize("lie", ["another object in its place", "a frame short"])
 def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
-    server: Server, alice: Home, tmp_path: Path, lie: str
+    module_server: Server, alice: Home, tmp_path: Path, lie: str
 ) -> None:
     swapped: list[str] = []
 
     def reorder(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
         if path.endswith("/v1/objects/batch"):
             frames = [(oid, kind, payload, len(payload)) for oid, kind, payload in batch_frames(body)]
-            if lie == "another object in its place" and len(frames) > 1:  # each object genuine, in the wrong order
-                frames[0], frames[1] = frames[1], frames[0]
+            if lie == "another object in its place" and len(frames) > 1:
+                frames[0], frames[1] = frames[1], frames[0]  # each object genuine, in the wrong order
                 swapped.append(frames[1][0])
             elif lie == "a frame short":
                 frames = frames[:-1]
@@ -171,7 +188,7 @@ def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
             body = pack_batch(frames)
         return status, headers, body
 
-    bob, result, _proxy = _refused_pull(server, alice, tmp_path, reorder)
+    bob, result, _proxy = _refused_pull(module_server, alice, tmp_path, reorder)
     assert swapped, "the pull sent no batch"
     assert "error:" in result.stderr and "Traceback" not in result.stderr
     if lie == "another object in its place":
@@ -189,7 +206,7 @@ def _chunk_of(home: Home, ref: str, tensor: str) -> str:
 
 @pytest.mark.parametrize("route", ["batch", "one by one"])
 def test_a_well_formed_object_sent_under_another_id_is_refused_and_not_kept(
-    server: Server, alice: Home, tmp_path: Path, route: str
+    module_server: Server, alice: Home, tmp_path: Path, route: str
 ) -> None:
     """A pull into a folder hashes each downloaded object in the same pass as its file, after writing it into the
     file's temp file, and keeps it only once that hash is its id: an object that decodes cleanly, has the length
@@ -207,32 +224,37 @@ def test_a_well_formed_object_sent_under_another_id_is_refused_and_not_kept(
             return status, {**headers, "Content-Length": str(len(impostor))}, impostor
         if path.endswith("/v1/objects/batch"):
             frames = [
-                (oid, kind, impostor if oid == asked else payload, len(impostor) if oid == asked else len(payload))
+                (
+                    oid,
+                    kind,
+                    impostor if oid == asked else payload,
+                    len(impostor) if oid == asked else len(payload),
+                )
                 for oid, kind, payload in batch_frames(body)
             ]
             body = pack_batch(frames)
         return status, headers, body
 
-    bob, result, _proxy = _refused_pull(server, alice, tmp_path, swap)
+    bob, result, _proxy = _refused_pull(module_server, alice, tmp_path, swap)
     assert asked in result.stderr and "bad object" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert asked not in object_files(bob.path / "store")
     assert not bob.json("ls", "--name", "acme/m")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
     # the honest remote behind the proxy: the same pull now completes, and every object kept verifies
-    bob("remote", "add", "origin", server.url)
+    bob("remote", "add", "origin", module_server.url)
     bob("pull", "acme/m:v1", tmp_path / "again", "--remote", "origin")
     assert files_of(tmp_path / "again") == files_of(tmp_path / "m1")
     bob("verify", "acme/m:v1")
 
 
 def test_a_remote_without_the_batch_route_is_pulled_one_object_at_a_time(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     def older(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
         return (405, {}, b"") if _older_server(path) else (status, headers, body)
 
-    proxy = RewritingProxy(server.url, rewrite=older)
+    proxy = RewritingProxy(module_server.url, rewrite=older)
     with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
         bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil")

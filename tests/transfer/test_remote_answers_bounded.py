@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hostilekit import RewritingProxy, serve_proxy
 from modelfactory import write_model
-from transferkit import Home, Server, make_home, trusted_by_server
+from transferkit import Home, Server, copy_into, make_home, trusted_by_server
 
 from modelarc.archive.remote.offers import MAX_OFFER_BYTES
 
@@ -33,21 +34,33 @@ def _answer(route: str, status: int, body: bytes, headers: dict[str, str] | None
     return rewrite
 
 
+# One server per module and backend (``module_server``): the tests read it, and what they change there - the
+# acme/m:v2 a push commits before its answer is rewritten, objects uploaded - no other test here observes (each
+# request path a test's proxy rewrites is asked whatever the server holds). Each test has its own alice, a copy:
+# tests add remotes named evil, a mirror and local snapshots to her.
+@pytest.fixture(scope="module")
+def pushed(module_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding alice/, a pusher the server trusts who has pushed acme/m:v1 to it, and m1/, that model."""
+    made = tmp_path_factory.mktemp("pushed")
+    home = make_home(made, "alice")
+    trusted_by_server(module_server, home)
+    home("remote", "add", "origin", module_server.url, "--token", module_server.push_token)
+    home("push", write_model(made / "m1"), "acme/m:v1", "--remote", "origin")
+    return made
+
+
 @pytest.fixture
-def alice(server: Server, tmp_path: Path) -> Home:
-    """A pusher the server trusts, who has pushed acme/m:v1 to it."""
-    home = make_home(tmp_path, "alice")
-    trusted_by_server(server, home)
-    home("remote", "add", "origin", server.url, "--token", server.push_token)
-    home("push", write_model(tmp_path / "m1"), "acme/m:v1", "--remote", "origin")
-    return home
+def alice(pushed: Path, tmp_path: Path) -> Home:
+    """A pusher the server trusts, who has pushed acme/m:v1 to it: this test's own copy of ``pushed``."""
+    copy_into(pushed, tmp_path)
+    return Home(tmp_path / "alice", CliRunner())
 
 
 # ------------------------------------------------------------------ size
-def test_remote_add_refuses_a_gzip_bomb_as_it_inflates(server: Server, tmp_path: Path) -> None:
+def test_remote_add_refuses_a_gzip_bomb_as_it_inflates(module_server: Server, tmp_path: Path) -> None:
     bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")  # 64 KiB on the wire, 64 MiB decoded
     proxy = RewritingProxy(
-        server.url, rewrite=_answer("/v1/transfer/keys", 200, bomb, {"Content-Encoding": "gzip"})
+        module_server.url, rewrite=_answer("/v1/transfer/keys", 200, bomb, {"Content-Encoding": "gzip"})
     )
     bob = make_home(tmp_path, "bob")
     with serve_proxy(proxy) as url:
@@ -55,9 +68,11 @@ def test_remote_add_refuses_a_gzip_bomb_as_it_inflates(server: Server, tmp_path:
     assert "its answer to GET /v1/transfer/keys is larger than" in result.stderr
 
 
-def test_ls_remote_refuses_a_page_larger_than_its_cap(server: Server, tmp_path: Path, alice: Home) -> None:
+def test_ls_remote_refuses_a_page_larger_than_its_cap(
+    module_server: Server, tmp_path: Path, alice: Home
+) -> None:
     page = json.dumps([{"x": "y" * 1000}] * (40 << 10)).encode()  # 40 MiB
-    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/snapshots", 200, page))
+    proxy = RewritingProxy(module_server.url, rewrite=_answer("/v1/snapshots", 200, page))
     with serve_proxy(proxy) as url:
         alice("remote", "add", "evil", url, "--no-trust-keys")
         result = alice("ls", "--remote", "evil", ok=False)
@@ -65,10 +80,10 @@ def test_ls_remote_refuses_a_page_larger_than_its_cap(server: Server, tmp_path: 
 
 
 def test_pull_refuses_an_offer_larger_than_max_offer_bytes(
-    server: Server, tmp_path: Path, alice: Home
+    module_server: Server, tmp_path: Path, alice: Home
 ) -> None:
     offer = b'{"pad": "' + b"x" * (MAX_OFFER_BYTES + 10) + b'"}'
-    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/snapshots/acme/m/v1", 200, offer))
+    proxy = RewritingProxy(module_server.url, rewrite=_answer("/v1/transfer/snapshots/acme/m/v1", 200, offer))
     bob = make_home(tmp_path, "bob")
     with serve_proxy(proxy) as url:
         bob("remote", "add", "evil", url)
@@ -76,12 +91,12 @@ def test_pull_refuses_an_offer_larger_than_max_offer_bytes(
     assert f"its snapshot offer is larger than {MAX_OFFER_BYTES} bytes" in result.stderr
 
 
-def test_push_refuses_an_oversized_check_answer(server: Server, tmp_path: Path, alice: Home) -> None:
+def test_push_refuses_an_oversized_check_answer(module_server: Server, tmp_path: Path, alice: Home) -> None:
     body = json.dumps({"missing": [], "pad": "x" * (4 * MAX_OFFER_BYTES)}).encode()
-    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/transfer/check", 200, body))
+    proxy = RewritingProxy(module_server.url, rewrite=_answer("/v1/transfer/check", 200, body))
     alice("push", write_model(tmp_path / "m2", metadata={"v": "2"}), "acme/m:v2")
     with serve_proxy(proxy) as url:
-        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
         result = alice("push", "acme/m:v2", "--remote", "evil", ok=False)
     assert "its answer to POST /v1/transfer/check is larger than" in result.stderr
 
@@ -103,11 +118,11 @@ def _endless(kind: str) -> Any:
 
 @pytest.mark.parametrize(("kind", "said"), [("empty", "empty page"), ("loop", "a page already read")])
 def test_ls_remote_stops_an_endless_listing(
-    server: Server, tmp_path: Path, alice: Home, kind: str, said: str
+    module_server: Server, tmp_path: Path, alice: Home, kind: str, said: str
 ) -> None:
     # every page is the first one again, its next link back to the same cursor
     first_page = lambda path: "/v1/snapshots" if path.startswith("/v1/snapshots") else path  # noqa: E731
-    proxy = RewritingProxy(server.url, route=first_page, rewrite=_endless(kind))
+    proxy = RewritingProxy(module_server.url, route=first_page, rewrite=_endless(kind))
     with serve_proxy(proxy) as url:
         alice("remote", "add", "evil", url, "--no-trust-keys")
         result = alice("ls", "--remote", "evil", ok=False)
@@ -115,10 +130,10 @@ def test_ls_remote_stops_an_endless_listing(
     assert len(proxy.requests) < 10
 
 
-def test_mirror_sync_stops_an_endless_listing(server: Server, tmp_path: Path, alice: Home) -> None:
-    proxy = RewritingProxy(server.url, rewrite=_endless("empty"))
+def test_mirror_sync_stops_an_endless_listing(module_server: Server, tmp_path: Path, alice: Home) -> None:
+    proxy = RewritingProxy(module_server.url, rewrite=_endless("empty"))
     with serve_proxy(proxy) as url:
-        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
         alice("mirror", "add", "m", "remote:evil")
         result = alice("mirror", "sync", ok=False)
     assert "empty page" in result.stderr
@@ -126,8 +141,10 @@ def test_mirror_sync_stops_an_endless_listing(server: Server, tmp_path: Path, al
 
 # ------------------------------------------------------------------ shapes
 @pytest.mark.parametrize("page", [b"null", b"5", b'{"a": 1}', b"[5]", b"[null]", b'[{"model": 5}]'])
-def test_ls_remote_refuses_a_malformed_page(server: Server, tmp_path: Path, alice: Home, page: bytes) -> None:
-    proxy = RewritingProxy(server.url, rewrite=_answer("/v1/snapshots", 200, page))
+def test_ls_remote_refuses_a_malformed_page(
+    module_server: Server, tmp_path: Path, alice: Home, page: bytes
+) -> None:
+    proxy = RewritingProxy(module_server.url, rewrite=_answer("/v1/snapshots", 200, page))
     with serve_proxy(proxy) as url:
         alice("remote", "add", "evil", url, "--no-trust-keys")
         result = alice("ls", "--remote", "evil", ok=False)
@@ -150,12 +167,12 @@ def test_ls_remote_refuses_a_malformed_page(server: Server, tmp_path: Path, alic
     ],
 )
 def test_push_refuses_a_malformed_answer(
-    server: Server, tmp_path: Path, alice: Home, route: str, status: int, body: bytes
+    module_server: Server, tmp_path: Path, alice: Home, route: str, status: int, body: bytes
 ) -> None:
-    proxy = RewritingProxy(server.url, rewrite=_answer(route, status, body))
+    proxy = RewritingProxy(module_server.url, rewrite=_answer(route, status, body))
     alice("push", write_model(tmp_path / "m2", metadata={"v": "2"}), "acme/m:v2")
     with serve_proxy(proxy) as url:
-        alice("remote", "add", "evil", url, "--token", server.push_token, "--no-trust-keys")
+        alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
         result = alice("push", "acme/m:v2", "--remote", "evil", ok=False)
     assert "remote evil" in result.stderr
 

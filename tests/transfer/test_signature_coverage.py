@@ -14,9 +14,10 @@ from typing import Any
 
 import model_signing
 import pytest
+from click.testing import CliRunner
 from hostilekit import RewritingProxy, object_files, serve_proxy
 from modelfactory import write_model
-from transferkit import Home, Server, files_of, make_home, trusted_by_server
+from transferkit import Home, Server, copy_into, files_of, make_home, trusted_by_server
 
 from modelarc.archive.manifest import SnapshotManifest, canonical_json
 from modelarc.archive.repository import check_bundles
@@ -31,16 +32,36 @@ GIT_FILES = {
 }
 
 
-@pytest.fixture
-def alice(server: Server, tmp_path: Path) -> Home:
-    home = make_home(tmp_path, "alice")
+def _alice_pushes(server: Server, made: Path) -> Home:
+    """alice (``made / "alice"``), a pusher ``server`` trusts, who has pushed ``made / "m1"`` to it as acme/m:v1 and
+    ``made / "m2"`` (the same model with a NOTES.md) as acme/m:v2."""
+    home = make_home(made, "alice")
     trusted_by_server(server, home)
     home("remote", "add", "origin", server.url, "--token", server.push_token)
-    home("push", write_model(tmp_path / "m1"), "acme/m:v1", "--remote", "origin")
-    (tmp_path / "m2").mkdir()
-    write_model(tmp_path / "m2", extra_files={"NOTES.md": b"v2\n"})
-    home("push", tmp_path / "m2", "acme/m:v2", "--remote", "origin")
+    home("push", write_model(made / "m1"), "acme/m:v1", "--remote", "origin")
+    (made / "m2").mkdir()
+    write_model(made / "m2", extra_files={"NOTES.md": b"v2\n"})
+    home("push", made / "m2", "acme/m:v2", "--remote", "origin")
     return home
+
+
+# One server per module and backend (``module_server``), which the tests only read, but for acme/hub:v1, which one
+# test pushes and none other asks for. The test whose failure would move the acme/m:v1 every other test pulls has
+# a server of its own. Each test has its own alice, a copy: tests push forgeries and put objects into her archive.
+@pytest.fixture(scope="module")
+def pushed(module_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding alice/ and her models m1/ and m2/, made once per module and backend."""
+    made = tmp_path_factory.mktemp("pushed")
+    _alice_pushes(module_server, made)
+    return made
+
+
+@pytest.fixture
+def alice(pushed: Path, tmp_path: Path) -> Home:
+    """A pusher the server trusts, who has pushed ``tmp_path / "m1"`` as acme/m:v1 and ``tmp_path / "m2"`` (the same
+    model with a NOTES.md) as acme/m:v2: this test's own copy of ``pushed``."""
+    copy_into(pushed, tmp_path)
+    return Home(tmp_path / "alice", CliRunner())
 
 
 def _bob(tmp_path: Path, url: str, alice: Home) -> Home:
@@ -123,7 +144,7 @@ def _with_git_files(alice: Home, tmp_path: Path, forgery: Forgery) -> tuple[Snap
 
 
 def test_files_a_model_signing_bundle_does_not_list_are_refused_before_weights_move(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     forgery = Forgery(alice)
     manifest, folder = _with_git_files(alice, tmp_path, forgery)
@@ -131,7 +152,7 @@ def test_files_a_model_signing_bundle_does_not_list_are_refused_before_weights_m
         alice, folder, tmp_path
     )  # alice signed the model files, as model_signing does
     forgery.offer = {"snapshot": str(manifest.snapshot_id), "signatures": [forgery.put(bundle)]}
-    proxy = RewritingProxy(server.url, rewrite=forgery.rewrite)
+    proxy = RewritingProxy(module_server.url, rewrite=forgery.rewrite)
     with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
         result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
@@ -165,12 +186,12 @@ def test_check_bundles_refuses_a_manifest_with_files_outside_a_model_signing_bun
 
 
 def test_a_model_signing_bundle_that_lists_every_file_still_pulls(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     forgery = Forgery(alice)
     bundle = _model_signing_bundle(alice, tmp_path / "m1", tmp_path)
     forgery.offer = {"signatures": [forgery.put(bundle)]}  # v1 as it is, signed by model_signing only
-    with serve_proxy(RewritingProxy(server.url, rewrite=forgery.rewrite)) as url:
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=forgery.rewrite)) as url:
         bob = _bob(tmp_path, url, alice)
         bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil")
     assert files_of(tmp_path / "out") == files_of(tmp_path / "m1")
@@ -178,13 +199,13 @@ def test_a_model_signing_bundle_that_lists_every_file_still_pulls(
 
 
 def test_our_push_of_a_hub_folder_with_gitattributes_round_trips_signed(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     """modelarc's own bundles leave .gitattributes out of the resources (model_signing skips it) and cover it by
     the signed snapshot id: the pull accepts it, and model_signing verifies the restored folder."""
     folder = write_model(tmp_path / "hub", extra_files=GIT_FILES)
     alice("push", folder, "acme/hub:v1", "--remote", "origin")
-    bob = _bob(tmp_path, server.url, alice)
+    bob = _bob(tmp_path, module_server.url, alice)
     bob(
         "pull",
         "acme/hub:v1",
@@ -206,10 +227,12 @@ def test_our_push_of_a_hub_folder_with_gitattributes_round_trips_signed(
 
 
 def test_a_server_refuses_a_pushed_model_signing_bundle_that_leaves_files_unsigned(
-    server: Server, alice: Home, tmp_path: Path
+    server: Server, tmp_path: Path
 ) -> None:
     from hostilekit import HostilePusher
 
+    # a server of its own, not module_server: were the commit taken, acme/m:v1 would move under the other tests
+    alice = _alice_pushes(server, tmp_path)
     manifest, folder = _with_git_files(alice, tmp_path, Forgery(alice))
     bundle = _model_signing_bundle(alice, folder, tmp_path)
     pusher = HostilePusher(alice.archive(), server.url, server.push_token)
@@ -236,7 +259,7 @@ def _manifest_doc(alice: Home, ref: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("git_path", [".git/config", "sub/.GIT/config", ".git"])
 def test_a_git_path_is_refused_even_when_a_trusted_key_signs_it(
-    server: Server, alice: Home, tmp_path: Path, git_path: str
+    module_server: Server, alice: Home, tmp_path: Path, git_path: str
 ) -> None:
     """.git/config can name a command git runs in the pulled folder (core.fsmonitor): no signature makes it a
     model file."""
@@ -257,7 +280,7 @@ def test_a_git_path_is_refused_even_when_a_trusted_key_signs_it(
         keyring.load_private_key(_key_path(alice)),
     )
     forgery.offer = {"snapshot": str(forged.snapshot_id), "signatures": [forgery.put(bundle)]}
-    with serve_proxy(RewritingProxy(server.url, rewrite=forgery.rewrite)) as url:
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=forgery.rewrite)) as url:
         bob = _bob(tmp_path, url, alice)
         result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
     assert "is a .git path" in result.stderr, result.stderr
@@ -270,7 +293,7 @@ def test_a_git_path_is_refused_even_when_a_trusted_key_signs_it(
 
 @pytest.mark.parametrize("junk", ["text", "another snapshot's bundle", "not utf-8"])
 def test_only_bundles_that_sign_this_snapshot_are_recorded(
-    server: Server, alice: Home, tmp_path: Path, junk: str
+    module_server: Server, alice: Home, tmp_path: Path, junk: str
 ) -> None:
     forgery = Forgery(alice)
     with alice.archive() as a:
@@ -285,7 +308,7 @@ def test_only_bundles_that_sign_this_snapshot_are_recorded(
     else:
         extra = other[0]
     forgery.offer = {"signatures": [*honest, extra]}
-    with serve_proxy(RewritingProxy(server.url, rewrite=forgery.rewrite)) as url:
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=forgery.rewrite)) as url:
         bob = _bob(tmp_path, url, alice)
         bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil")
     shown = bob.json("show", "acme/m:v1")
@@ -298,11 +321,11 @@ def test_only_bundles_that_sign_this_snapshot_are_recorded(
 
 
 def test_an_offer_whose_bundles_all_are_junk_is_refused_cleanly_before_weights_move(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     forgery = Forgery(alice)
     forgery.offer = {"signatures": [forgery.put(b"\xff\xfe\x00junk"), forgery.put(b"plain text")]}
-    with serve_proxy(RewritingProxy(server.url, rewrite=forgery.rewrite)) as url:
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=forgery.rewrite)) as url:
         bob = _bob(tmp_path, url, alice)
         result = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "evil", ok=False)
     assert "no valid signature" in result.stderr
@@ -314,9 +337,9 @@ def test_an_offer_whose_bundles_all_are_junk_is_refused_cleanly_before_weights_m
 
 
 def test_a_pull_from_a_remote_by_digest_prefix_is_refused_before_asking(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
-    proxy = RewritingProxy(server.url)
+    proxy = RewritingProxy(module_server.url)
     v1 = _digest(alice, "acme/m:v1")
     with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
@@ -328,12 +351,12 @@ def test_a_pull_from_a_remote_by_digest_prefix_is_refused_before_asking(
 
 
 def test_a_pull_that_moves_a_local_tag_says_from_where_to_where(
-    server: Server, alice: Home, tmp_path: Path
+    module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
     v1, v2 = _digest(alice, "acme/m:v1"), _digest(alice, "acme/m:v2")
     rolled = {"on": False}
     proxy = RewritingProxy(
-        server.url,
+        module_server.url,
         route=lambda path: path.replace("/acme/m/v2", "/acme/m/v1") if rolled["on"] else path,
     )
     with serve_proxy(proxy) as url:
