@@ -8,8 +8,10 @@ names (a child after its parents: archive/record_order.py), through the function
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
 is in the store (weights excepted for a snapshot withdrawn by a later record that itself replays); a record that
-fails is reported with the reason and left out, as is anything that names what it left out. Each replayed record is
-noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a mirror later.
+fails is reported with the reason and left out, as is anything that names what it left out, and a second record of
+one run, attachment or grant (two records of one fact make one: a copy, or a planted duplicate). Each replayed
+record is noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a
+mirror later.
 Chunk contents are not re-hashed here (``fsck --read-data`` or ``scrub`` do that).
 
 Anyone who can write the store can write records (docs/SECURITY.md), so a snapshot record's own word is taken only

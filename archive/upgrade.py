@@ -11,12 +11,23 @@ time) only when that record says what the catalog says of everything a rebuild t
 and the actor: a withdrawal's time, reason and reference, a key's trust, a policy's level, ...) and is the one a
 rebuild ends with: the first record of the fact, or the last for a key's trust and a policy, which every replay sets
 again. For a snapshot, the first of its records in replay order (the one a rebuild creates it from: later ones only
-add signatures and objects) must say what the catalog says of provenance, parents, pusher and bytes added. Anyone
+add signatures and objects) must be dated at its creation and say what the catalog says of provenance, parents,
+pusher (``pushed_by``, and the record's actor: a live push writes both) and bytes added; every record of it dated at
+or before its creation states that creation and is compared on who pushed it (a re-push's record is dated later and
+may name another pusher). Anyone
 who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
 nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
 key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
 per record) to be moved out of ``records/``; so is a withdraw record of a snapshot the catalog holds live, which no
 record can undo. A record named before what it names still replays after it (archive/record_order.py).
+A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
+grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
+(``not_in_catalog``). Not every such record is planted: a record is written before its transaction commits
+(archive/records.py), so a command stopped between the two leaves the record of a change the catalog lacks, which a
+rebuild replays (the user asked for it); so does one still running, and a record an earlier rebuild refused stays in
+the store. The line says so and accuses no one; nothing is removed, and, as for contradicted records, the command
+succeeds: the operator moves out what should not be replayed. The catalog is read again before such a record is
+named, lest a change committed after the first read be named as lacking.
 The catalog is read before the records are listed, so a change committed meanwhile is covered by the record it
 wrote before its commit, never written twice.
 
