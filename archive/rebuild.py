@@ -8,8 +8,10 @@ names (a child after its parents: archive/record_order.py), through the function
 ``apply_policy``, ``apply_grant``), with its original time and actor. A snapshot is recorded only after its manifest
 re-hashes to its id, a bundle verifies against a key trusted at that point of the replay, and every object it needs
 is in the store (weights excepted for a snapshot withdrawn by a later record that itself replays); a record that
-fails is reported with the reason and left out, as is anything that names what it left out. Each replayed record is
-noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a mirror later.
+fails is reported with the reason and left out, as is anything that names what it left out, and a second record of
+one run, attachment or grant (two records of one fact make one: a copy, or a planted duplicate). Each replayed
+record is noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a
+mirror later.
 Chunk contents are not re-hashed here (``fsck --read-data`` or ``scrub`` do that).
 
 Anyone who can write the store can write records (docs/SECURITY.md), so a snapshot record's own word is taken only
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.manifest_checks import check_manifest_structure
 from modelarc.archive.record_order import replay_order
-from modelarc.archive.records import CatalogRecord, catalog_time, parse_time, read_records
+from modelarc.archive.records import CatalogRecord, catalog_time, format_time, parse_time, read_records
 from modelarc.archive.repository import apply_tag, check_bundles, signing_bundles
 from modelarc.archive.snapshot_figures import snapshot_figures
 from modelarc.errors import (
@@ -348,11 +350,18 @@ class _Replay:
 
     def _data(self, s: CatalogSession, rec: CatalogRecord) -> Write:
         from modelarc.archive.provenance.data import apply_attachment, new_dataset, parse_data_manifest
+        from modelarc.registry.datasets import attachment_recorded
 
         b = rec.body
         ref = self._snapshot_ref(b)
         snap = q.resolve_snapshot(s, ref)
         oid = ObjectId(b["manifest"])
+        # one attachment is one manifest on one snapshot at one time: a second record of it is no second one
+        # (the same manifest attached again later is: `data attach` keeps both)
+        if attachment_recorded(s, snap.row_id, str(oid), rec.at):
+            raise RecordError(
+                f"data attachment {oid} of {ref} at {format_time(rec.at)} was already replayed from an earlier record"
+            )
         manifest = parse_data_manifest(
             bytes(self.store.get(oid)), f"training-data manifest {oid}", recorded=True
         )
@@ -442,9 +451,11 @@ class _Replay:
             str(b["reason"]),
             str(b["action"]),
         )
-        q.require_model(s, *parse_model_name(model))
+        found = q.require_model(s, *parse_model_name(model))
         if action not in ("grant", "revoke"):
             raise RecordError(f"grant record of {model}: unknown action {action!r}")
+        if action == "grant":  # a second revoke revokes nothing: only a grant can be replayed twice
+            self._refuse_second_grant(s, rec, found.row_id, model, subject)
         # API tokens are not recovered, and a new catalog numbers its tokens from 1 again: a grant to token:<id>
         # would go to whoever holds the new token of that id. It is replayed as history, revoked at once.
         by_id = subject.startswith("token:")
@@ -463,6 +474,28 @@ class _Replay:
                 )
 
         return write
+
+    @staticmethod
+    def _refuse_second_grant(
+        s: CatalogSession, rec: CatalogRecord, model_id: int, model: str, subject: str
+    ) -> None:
+        """A grant record is refused where the live command refuses the grant (``access grant``: the subject holds
+        a live grant on the model) and where it states a grant the rebuilt catalog holds already (the same model,
+        subject and time; a grant to ``token:<id>`` is revoked at once, so a live grant does not show it): two
+        records of one grant make one."""
+        from modelarc.registry import access as access_rows
+
+        for held in access_rows.grants(s, [model_id], subjects=[subject], live_only=False):
+            if held.granted_at == rec.at:
+                raise RecordError(
+                    f"the grant of {model} to {subject} at {format_time(rec.at)} was already replayed from an "
+                    "earlier record"
+                )
+            if held.live:
+                raise RecordError(
+                    f"{subject} already holds a live grant on {model}, from the record of "
+                    f"{format_time(held.granted_at)} (as `access grant` refuses a second one)"
+                )
 
     def _signatures(
         self,

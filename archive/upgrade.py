@@ -11,12 +11,23 @@ time) only when that record says what the catalog says of everything a rebuild t
 and the actor: a withdrawal's time, reason and reference, a key's trust, a policy's level, ...) and is the one a
 rebuild ends with: the first record of the fact, or the last for a key's trust and a policy, which every replay sets
 again. For a snapshot, the first of its records in replay order (the one a rebuild creates it from: later ones only
-add signatures and objects) must say what the catalog says of provenance, parents, pusher and bytes added. Anyone
+add signatures and objects) must be dated at its creation and say what the catalog says of provenance, parents,
+pusher (``pushed_by``, and the record's actor: a live push writes both) and bytes added; every record of it dated at
+or before its creation states that creation and is compared on who pushed it (a re-push's record is dated later and
+may name another pusher). Anyone
 who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
 nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
 key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
 per record) to be moved out of ``records/``; so is a withdraw record of a snapshot the catalog holds live, which no
 record can undo. A record named before what it names still replays after it (archive/record_order.py).
+A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
+grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
+(``not_in_catalog``). Not every such record is planted: a record is written before its transaction commits
+(archive/records.py), so a command stopped between the two leaves the record of a change the catalog lacks, which a
+rebuild replays (the user asked for it); so does one still running, and a record an earlier rebuild refused stays in
+the store. The line says so and accuses no one; nothing is removed, and, as for contradicted records, the command
+succeeds: the operator moves out what should not be replayed. The catalog is read again before such a record is
+named, lest a change committed after the first read be named as lacking.
 The catalog is read before the records are listed, so a change committed meanwhile is covered by the record it
 wrote before its commit, never written twice.
 
@@ -52,6 +63,7 @@ from modelarc.registry import queries as q
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+    from modelarc.registry.db import CatalogSession
     from modelarc.registry.history import SnapshotFact
     from modelarc.registry.queries import AuditEntry
 
@@ -64,6 +76,9 @@ class UpgradeReport:
     # records in the store that state something the catalog contradicts (a planted record, or a damaged history):
     # each named, to move out of records/; the catalog's own record is written so that it replays first
     contradicted: list[str] = field(default_factory=list)
+    # records of a fact the catalog does not hold at all (a change whose commit never happened, one a rebuild
+    # refused, or a planted one): a rebuild would replay each, so each is named, for the operator to judge
+    not_in_catalog: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,12 +160,22 @@ def upgrade(archive: Archive) -> UpgradeReport:
         truth = _snapshot_fields(fact, arrival.action if arrival else "recorded", pems)
         stated = snapshot_records.get((snap.model, snap.digest), [])
         for r in stated:
-            if differ := _contradicts(r.body, truth):
+            differ = _contradicts(r.body, truth)
+            # a record dated at or before the snapshot's creation states that creation (a re-push's is dated
+            # later, and may name another pusher): who it names is compared, as every other kind's actor is
+            if r.at <= snap.created_at:
+                differ += _pusher_differs(r, snap.pushed_by)
+            if differ:
                 findings.setdefault(r.key, []).append(f"{snap.label}: its {', '.join(differ)}")
         # the first record of a snapshot in replay order is the one a rebuild creates it from (its provenance,
-        # parents, pusher and time; later ones only add signatures and objects): it covers the snapshot only when
-        # it says what the catalog says. Otherwise the catalog's record is named to sort before it.
-        if not stated or stated[0].at != snap.created_at or _differs(stated[0].body, truth):
+        # parents, pusher, actor and time; later ones only add signatures and objects): it covers the snapshot
+        # only when it says what the catalog says. Otherwise the catalog's record is named to sort before it.
+        if (
+            not stated
+            or stated[0].at != snap.created_at
+            or _differs(stated[0].body, truth)
+            or _pusher_differs(stated[0], snap.pushed_by)
+        ):
             first_named = stated[0].written - _TICK if stated else snap.created_at
             write_named("snapshot", snap.created_at, snap.pushed_by, min(snap.created_at, first_named), truth)
     for move in moves:
@@ -254,6 +279,20 @@ def upgrade(archive: Archive) -> UpgradeReport:
                     f"{r.body['model']}@{r.body['snapshot']}: it withdraws a snapshot the catalog holds live "
                     "(a rebuild would withdraw it: no record undoes a withdrawal)"
                 )
+    # a record of a fact the catalog lacks would create it at a rebuild: named, never removed (module docstring).
+    # Read again before it is named, lest a change committed since the first read be named as lacking.
+    held = _held(keys, snapshots, moves, attachments, runs, policies, grants)
+    if any(held.lacks(r) for r in existing):
+        with archive.catalog.session() as s:
+            held = _read_held(s)
+        report.not_in_catalog = [
+            f"{r.key}: {what}, which the catalog does not hold: a rebuild would replay it. Either a change that "
+            "never committed (its command stopped, or is still running, between writing this record and its "
+            "commit) or one an earlier rebuild refused, or a record someone else wrote into the store: move it "
+            "out of records/ unless that change should be made"
+            for r in existing
+            if (what := held.lacks(r))
+        ]
     # one line per record, whatever it contradicts (a push's record states its snapshot and its tag move)
     report.contradicted = [
         f"{key}: {'; '.join(items)}: this contradicts the catalog; move it out of records/ (where a rebuild "
@@ -284,6 +323,103 @@ def upgrade(archive: Archive) -> UpgradeReport:
     with archive.catalog.session() as s:
         q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
     return report
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the catalog holds, as the facts a record can name (``_identity``): a record of anything else would
+    create it at a rebuild."""
+
+    facts: frozenset[tuple[Any, ...]]
+    snapshots: frozenset[tuple[str, str]]  # (model, digest)
+    keys: frozenset[str]  # fingerprints
+    tags: dict[
+        tuple[str, str], list[tuple[dt.datetime, str]]
+    ]  # (model, tag) -> (time, snapshot) of each move
+
+    def lacks(self, r: CatalogRecord) -> str | None:
+        """What record ``r`` states that the catalog does not hold, said for a person; None when the catalog holds
+        it, or ``r`` is too garbled to say (a rebuild refuses it)."""
+        b, when = r.body, format_time(r.at)
+        try:
+            if r.kind == "key":
+                return None if b["fingerprint"] in self.keys else f"key {b['fingerprint']}"
+            if r.kind == "withdraw":  # of a snapshot held live: reported as contradicting it (``upgrade``)
+                held = (b["model"], b["snapshot"]) in self.snapshots
+                return None if held else f"withdrawal of {b['model']}@{b['snapshot']}"
+            if r.kind == "snapshot" and (b["model"], b["snapshot"]) not in self.snapshots:
+                return f"snapshot {b['model']}@{b['snapshot']}"
+            if r.kind in ("snapshot", "tag"):  # a push's record moves its tag too
+                if not b.get("tag") or self._tag_held(b["model"], b["tag"], b["snapshot"], r.at):
+                    return None
+                return f"tag {b['model']}:{b['tag']} -> {b['snapshot']} at {when}"
+            identity = _identity(r)
+            if identity is None or identity in self.facts:
+                return None
+            if r.kind == "data":
+                return f"data attachment {b['manifest']} of {b['model']}@{b['snapshot']} at {when}"
+            if r.kind == "run":
+                return f"run {b['object']} of {b['snapshot']}"
+            if r.kind == "access":
+                where = f"{b['model']}@{b['snapshot']}" if b.get("snapshot") else b["model"]
+                return f"access policy {b.get('level')!r} of {where} at {when}"
+            if r.kind == "grant":
+                if b["action"] == "grant":
+                    return f"grant of {b['model']} to {b['subject']} at {when}"
+                return f"revocation of {b['model']} from {b['subject']} at {when}"
+        except (KeyError, TypeError, AttributeError):  # a missing field, or a list where a name belongs
+            return None
+        return None
+
+    def _tag_held(self, model: str, tag: str, snapshot: str, at: dt.datetime) -> bool:
+        """Whether the catalog holds this move of ``tag``, or had the tag there already (a move to where it
+        pointed leaves no history row, live or at a rebuild: docs/FORMAT.md "Catalog records")."""
+        if ("tag", model, tag, snapshot, at) in self.facts:
+            return True
+        before = [to for moved, to in self.tags.get((model, tag), []) if moved < at]
+        return bool(before) and before[-1] == snapshot
+
+
+def _held(
+    keys: list[key_rows.CatalogKey],
+    snapshots: list[SnapshotFact],
+    moves: list[history.TagMoveFact],
+    attachments: list[history.AttachmentFact],
+    runs: list[history.RunFact],
+    policies: list[access_rows.PolicyRecord],
+    grants: list[access_rows.GrantRecord],
+) -> _Held:
+    facts: set[tuple[Any, ...]] = {("tag", m.model, m.tag, m.snapshot, m.at) for m in moves}
+    facts |= {("data", a.model, a.snapshot, a.object_id, a.at) for a in attachments}
+    facts |= {("withdraw", f.snapshot.model, f.snapshot.digest) for f in snapshots
+              if f.snapshot.tombstoned_at is not None}  # fmt: skip
+    facts |= {("run", r.object_id, r.snapshot, r.signature) for r in runs}
+    facts |= {("access", p.model, p.snapshot, p.at) for p in policies}
+    for g in grants:
+        facts.add(("grant", g.model, g.subject, "grant", g.granted_at))
+        if g.revoked_at is not None:
+            facts.add(("grant", g.model, g.subject, "revoke", g.revoked_at))
+    tags: dict[tuple[str, str], list[tuple[dt.datetime, str]]] = {}
+    for m in sorted(moves, key=lambda m: m.at):
+        tags.setdefault((m.model, m.tag), []).append((m.at, m.snapshot))
+    return _Held(
+        frozenset(facts),
+        frozenset((f.snapshot.model, f.snapshot.digest) for f in snapshots),
+        frozenset(k.fingerprint for k in keys),
+        tags,
+    )
+
+
+def _read_held(s: CatalogSession) -> _Held:
+    return _held(
+        key_rows.all_keys(s),
+        history.snapshot_facts(s),
+        history.tag_move_facts(s),
+        history.attachment_facts(s),
+        history.run_facts(s),
+        access_rows.policy_history(s),
+        access_rows.grants(s, live_only=False),
+    )
 
 
 # a microsecond: how far apart the catalog's record is named from one it must replay before or after
@@ -381,6 +517,19 @@ def _differs(body: dict[str, Any], truth: dict[str, Any]) -> list[str]:
     out = [f"provenance.{k}" for k in _PROVENANCE if prov.get(k) != truth["provenance"][k]]
     out += [k for k in ("pushed_by", "stored_bytes_added") if body.get(k) != truth[k]]
     return out + (["parents"] if _parents(body) != _parents(truth) else [])
+
+
+def _pusher_differs(r: CatalogRecord, pushed_by: str | None) -> list[str]:
+    """Who record ``r`` of a snapshot's creation names otherwise than the catalog: its ``pushed_by`` and its
+    ``actor`` (a live push or commit writes both as the pusher; the record of its audit entry and tag move), when
+    the catalog knows who pushed it."""
+    if pushed_by is None:
+        return []
+    return [
+        name
+        for name, said in (("pushed_by", r.body.get("pushed_by")), ("actor", r.actor))
+        if said != pushed_by
+    ]
 
 
 def _contradicts(body: dict[str, Any], truth: dict[str, Any]) -> list[str]:

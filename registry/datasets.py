@@ -326,6 +326,21 @@ class Attachment:
     entries: tuple[AttachedEntry, ...]  # in the manifest's order
 
 
+def attachment_recorded(s: Session, snapshot_id: int, manifest_id: str, at: dt.datetime) -> bool:
+    """Whether manifest ``manifest_id`` is attached to the snapshot with row id ``snapshot_id`` at ``at`` already:
+    one attachment, however many catalog records state it (archive/rebuild.py)."""
+    found = s.scalar(
+        select(DataAttachment.id)
+        .where(
+            DataAttachment.snapshot_id == snapshot_id,
+            DataAttachment.object_id == manifest_id,
+            DataAttachment.attached_at == at,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def attach_datasets(
     s: Session,
     snapshot_id: int,

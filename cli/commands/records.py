@@ -56,6 +56,8 @@ def upgrade(archive: Archive, as_json: bool) -> None:
         console.print(f"NOT RECORDABLE  {item}")
     for item in report.contradicted:
         console.print(f"CONTRADICTED    {item}")
+    for item in report.not_in_catalog:
+        console.print(f"NOT IN CATALOG  {item}")
     written = ", ".join(f"{n} {kind}" for kind, n in sorted(report.written.items())) or "no records"
     console.print(f"{report.records_found} records were there; wrote {written}")
 
