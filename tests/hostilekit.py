@@ -134,7 +134,7 @@ def serve_proxy(proxy: RewritingProxy) -> Iterator[str]:
             return  # a client hanging up on a refused body is the expected ending, not news
 
     server = QuietServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -41,7 +41,8 @@ class HubServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         # a client that gives up mid-answer (a test of timeouts) is no error of the server's to print
         self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: the default 0.5 s was most of each Hub test's teardown
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
