@@ -22,7 +22,9 @@ per record) to be moved out of ``records/``; so is a withdraw record of a snapsh
 record can undo. A record named before what it names still replays after it (archive/record_order.py).
 A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
 grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
-(``not_in_catalog``). Not every such record is planted: a record is written before its transaction commits
+(``not_in_catalog``); so is a record of a held snapshot that carries a key the catalog lacks (a rebuild trusts a
+carried key that signs the snapshot). A revocation is listed only where the catalog holds a grant live at its time:
+elsewhere it revokes nothing (and a rebuild revokes a grant to ``token:<id>`` at the grant's own time). Not every such record is planted: a record is written before its transaction commits
 (archive/records.py), so a command stopped between the two leaves the record of a change the catalog lacks, which a
 rebuild replays (the user asked for it); so does one still running, and a record an earlier rebuild refused stays in
 the store. The line says so and accuses no one; nothing is removed, and, as for contradicted records, the command
@@ -336,6 +338,8 @@ class _Held:
     tags: dict[
         tuple[str, str], list[tuple[dt.datetime, str]]
     ]  # (model, tag) -> (time, snapshot) of each move
+    # (model, subject) -> (granted, revoked or None) of each grant: a revocation matters only where one was live
+    grant_spans: dict[tuple[str, str], list[tuple[dt.datetime, dt.datetime | None]]]
 
     def lacks(self, r: CatalogRecord) -> str | None:
         """What record ``r`` states that the catalog does not hold, said for a person; None when the catalog holds
@@ -349,6 +353,15 @@ class _Held:
                 return None if held else f"withdrawal of {b['model']}@{b['snapshot']}"
             if r.kind == "snapshot" and (b["model"], b["snapshot"]) not in self.snapshots:
                 return f"snapshot {b['model']}@{b['snapshot']}"
+            if r.kind == "snapshot":
+                # a key the record carries is trusted by a rebuild once it signs the snapshot: a record of a held
+                # snapshot (a later copy, say) that brings a key the catalog never had would add a trusted key
+                for entry in b.get("keys") or []:
+                    if entry["fingerprint"] not in self.keys:
+                        return (
+                            f"key {entry['fingerprint']} carried by a record of snapshot {b['model']}@{b['snapshot']} "
+                            "(a rebuild would trust it)"
+                        )
             if r.kind in ("snapshot", "tag"):  # a push's record moves its tag too
                 if not b.get("tag") or self._tag_held(b["model"], b["tag"], b["snapshot"], r.at):
                     return None
@@ -366,6 +379,12 @@ class _Held:
             if r.kind == "grant":
                 if b["action"] == "grant":
                     return f"grant of {b['model']} to {b['subject']} at {when}"
+                # a revocation where the catalog holds no grant live at its time revokes nothing at a rebuild; and a
+                # rebuild revokes a grant to token:<id> at once, at the grant's time, so after one the genuine
+                # revocation's time is in no catalog row
+                spans = self.grant_spans.get((b["model"], b["subject"]), [])
+                if not any(granted <= r.at and (revoked is None or revoked > r.at) for granted, revoked in spans):
+                    return None
                 return f"revocation of {b['model']} from {b['subject']} at {when}"
         except (KeyError, TypeError, AttributeError):  # a missing field, or a list where a name belongs
             return None
@@ -395,7 +414,9 @@ def _held(
               if f.snapshot.tombstoned_at is not None}  # fmt: skip
     facts |= {("run", r.object_id, r.snapshot, r.signature) for r in runs}
     facts |= {("access", p.model, p.snapshot, p.at) for p in policies}
+    spans: dict[tuple[str, str], list[tuple[dt.datetime, dt.datetime | None]]] = {}
     for g in grants:
+        spans.setdefault((g.model, g.subject), []).append((g.granted_at, g.revoked_at))
         facts.add(("grant", g.model, g.subject, "grant", g.granted_at))
         if g.revoked_at is not None:
             facts.add(("grant", g.model, g.subject, "revoke", g.revoked_at))
@@ -407,6 +428,7 @@ def _held(
         frozenset((f.snapshot.model, f.snapshot.digest) for f in snapshots),
         frozenset(k.fingerprint for k in keys),
         tags,
+        spans,
     )
 
 
