@@ -6,48 +6,20 @@ manifest attached again later is a second attachment, as it is live. On SQLite a
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from catalogkit import drop_catalog
 from modelfactory import write_model
-
-from modelarc.archive.repository import Archive
+from recordkit import catalog_session as _session
+from recordkit import plant as _copy
+from recordkit import rebuild as _rebuild
+from recordkit import records as _records
 
 ArchiveCli = Any  # tests/cli/conftest.py
-_NAME_TIME = "%Y%m%dT%H%M%S%fZ"
 _BODY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 DATA = {"version": 1, "datasets": [{"name": "logs", "version": "2", "records": 10, "role": "finetune"}]}
-
-
-def _records(arc: ArchiveCli, kind: str) -> list[dict[str, Any]]:
-    paths = sorted((arc.home / "store" / "records").glob("*.json"))
-    bodies = [dict(json.loads(p.read_bytes()), name=p.name) for p in paths]
-    return [b for b in bodies if b["kind"] == kind]
-
-
-def _copy(arc: ArchiveCli, genuine: dict[str, Any], later: dt.timedelta, **change: Any) -> str:
-    """A copy of the genuine record with ``change``, named ``later`` than it (a mirror's copy, a planted one)."""
-    body = {k: v for k, v in genuine.items() if k != "name"}
-    body.update(change)
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    written = dt.datetime.strptime(genuine["name"].split("-")[0], _NAME_TIME) + later
-    name = f"{written.strftime(_NAME_TIME)}-{hashlib.sha256(data).hexdigest()}.json"
-    (arc.home / "store" / "records" / name).write_bytes(data)
-    return f"records/{name}"
-
-
-@contextmanager
-def _session(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with monkeypatch.context() as m:
-        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
-        with Archive.open(arc.home) as archive, archive.catalog.session() as s:
-            yield s
 
 
 def _attachments(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
@@ -65,14 +37,6 @@ def _grants(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any,
             (g.model, g.subject, g.reason, g.granted_at, g.revoked_at)
             for g in access_rows.grants(s, live_only=False)
         ]
-
-
-def _rebuild(arc: ArchiveCli, database_url: str) -> dict[str, Any]:
-    drop_catalog(database_url)
-    result = arc("rebuild-catalog", "--json", ok=False)
-    assert "Traceback" not in result.output
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
 
 
 def test_two_records_of_one_attachment_replay_as_one(

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from catalogkit import drop_catalog
 from modelfactory import finetune, tiny_tensors, write_model
+from recordkit import rebuild as _rebuild
 
 ArchiveCli = Any  # tests/cli/conftest.py
 _NAME_TIME = "%Y%m%dT%H%M%S%fZ"
@@ -44,14 +44,6 @@ def _paths(arc: ArchiveCli, kind: str) -> list[Path]:
 
 def _written(path: Path) -> dt.datetime:
     return dt.datetime.strptime(path.name.split("-")[0], _NAME_TIME)
-
-
-def _rebuild(arc: ArchiveCli, database_url: str) -> dict[str, Any]:
-    drop_catalog(database_url)
-    result = arc("rebuild-catalog", "--json", ok=False)
-    assert "Traceback" not in result.output
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
 
 
 def test_a_child_record_named_before_its_parent_still_replays_after_it(

@@ -10,52 +10,21 @@ upgrade, upgrade again (writes nothing, still reports), and a rebuild from the r
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from catalogkit import drop_catalog
 from modelfactory import tiny_gpt2, tiny_tensors, write_model
-
-from modelarc.archive.repository import Archive
+from recordkit import as_before_records as _as_before_records
+from recordkit import catalog_session as _session
+from recordkit import plant as _plant
+from recordkit import rebuild as _rebuild
+from recordkit import records as _records
 
 ArchiveCli = Any  # tests/cli/conftest.py
-_NAME_TIME = "%Y%m%dT%H%M%S%fZ"
 _BODY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _records(arc: ArchiveCli, kind: str) -> list[dict[str, Any]]:
-    paths = sorted((arc.home / "store" / "records").glob("*.json"))
-    bodies = [dict(json.loads(p.read_bytes()), name=p.name) for p in paths]
-    return [b for b in bodies if b["kind"] == kind]
-
-
-def _as_before_records(arc: ArchiveCli) -> None:
-    shutil.rmtree(arc.home / "store" / "records")
-    (arc.home / "store" / "records").mkdir()
-
-
-def _plant(arc: ArchiveCli, genuine: dict[str, Any], **change: Any) -> str:
-    """The genuine record with ``change``, named at the genuine one's time (as a planter would, to look real)."""
-    body = {k: v for k, v in genuine.items() if k != "name"}
-    body.update(change)
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    name = f"{genuine['name'].split('-')[0]}-{hashlib.sha256(data).hexdigest()}.json"
-    (arc.home / "store" / "records" / name).write_bytes(data)
-    return f"records/{name}"
-
-
-@contextmanager
-def _session(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with monkeypatch.context() as m:
-        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
-        with Archive.open(arc.home) as archive, archive.catalog.session() as s:
-            yield s
 
 
 def _upgrade_reports(arc: ArchiveCli, planted: str, kind: str, written: int = 1) -> None:
@@ -65,14 +34,6 @@ def _upgrade_reports(arc: ArchiveCli, planted: str, kind: str, written: int = 1)
     assert "contradicts the catalog" in said
     again = arc.json("upgrade")
     assert again["written"] == {} and again["contradicted"] == upgraded["contradicted"]
-
-
-def _rebuild(arc: ArchiveCli, database_url: str) -> dict[str, Any]:
-    drop_catalog(database_url)
-    result = arc("rebuild-catalog", "--json", ok=False)
-    assert "Traceback" not in result.output
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
 
 
 def _earlier(genuine: dict[str, Any]) -> str:

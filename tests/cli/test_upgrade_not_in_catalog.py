@@ -8,7 +8,6 @@ PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
+from recordkit import plant as _plant
+from recordkit import records as _records
 
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, apply_tag
@@ -25,22 +26,6 @@ from modelarc.registry.refs import parse_ref
 ArchiveCli = Any  # tests/cli/conftest.py
 _BODY_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 OTHER_DIGEST = "sha256:" + "0" * 64
-
-
-def _records(arc: ArchiveCli, kind: str) -> list[dict[str, Any]]:
-    paths = sorted((arc.home / "store" / "records").glob("*.json"))
-    bodies = [dict(json.loads(p.read_bytes()), name=p.name) for p in paths]
-    return [b for b in bodies if b["kind"] == kind]
-
-
-def _plant(arc: ArchiveCli, genuine: dict[str, Any], **change: Any) -> str:
-    """The genuine record with ``change``, named at the genuine one's time."""
-    body = {k: v for k, v in genuine.items() if k != "name"}
-    body.update(change)
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    name = f"{genuine['name'].split('-')[0]}-{hashlib.sha256(data).hexdigest()}.json"
-    (arc.home / "store" / "records" / name).write_bytes(data)
-    return f"records/{name}"
 
 
 def _later(genuine: dict[str, Any]) -> str:

@@ -6,38 +6,17 @@ creation, by another pusher) is no contradiction. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from catalogkit import drop_catalog
 from modelfactory import write_model
+from recordkit import as_before_records as _as_before_records
+from recordkit import plant as _plant
+from recordkit import records as _records
 
 ArchiveCli = Any  # tests/cli/conftest.py
-
-
-def _records(arc: ArchiveCli, kind: str) -> list[dict[str, Any]]:
-    paths = sorted((arc.home / "store" / "records").glob("*.json"))
-    bodies = [dict(json.loads(p.read_bytes()), name=p.name) for p in paths]
-    return [b for b in bodies if b["kind"] == kind]
-
-
-def _as_before_records(arc: ArchiveCli) -> None:
-    shutil.rmtree(arc.home / "store" / "records")
-    (arc.home / "store" / "records").mkdir()
-
-
-def _plant(arc: ArchiveCli, genuine: dict[str, Any], **change: Any) -> str:
-    """The genuine record with ``change``, named at the genuine one's time (as a planter would, to look real)."""
-    body = {k: v for k, v in genuine.items() if k != "name"}
-    body.update(change)
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    name = f"{genuine['name'].split('-')[0]}-{hashlib.sha256(data).hexdigest()}.json"
-    (arc.home / "store" / "records" / name).write_bytes(data)
-    return f"records/{name}"
 
 
 def _creation(arc: ArchiveCli) -> tuple[Any, ...]:
