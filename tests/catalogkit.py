@@ -1,8 +1,12 @@
-"""Losing a catalog on purpose, for the tests of rebuilding it from the store (tests/cli/test_cli_rebuild.py)."""
+"""Catalogs in tests: opening one for a fixture, and losing one on purpose for the tests of rebuilding it from the
+store (tests/cli/test_cli_rebuild.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+from modelarc.registry.db import Catalog
 
 
 def drop_catalog(url: str) -> None:
@@ -21,3 +25,13 @@ def drop_catalog(url: str) -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(parsed.database)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(parsed.database)))
+
+
+def open_catalog(url: str) -> Iterator[Catalog]:
+    """The catalog at ``url`` (brought to head as any command brings it), disposed when the generator ends: the body
+    of the tests' ``catalog`` fixtures (``yield from open_catalog(url)``)."""
+    catalog = Catalog(url)
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()

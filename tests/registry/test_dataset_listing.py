@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from catalogkit import open_catalog
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -17,22 +18,14 @@ from modelarc.registry.models import Dataset, Model, Snapshot
 from modelarc.registry.records import NewDataset, ObjectRecord
 
 
-def _catalog(url: str) -> Iterator[Catalog]:
-    catalog = Catalog(url)
-    try:
-        yield catalog
-    finally:
-        catalog.dispose()
-
-
 @pytest.fixture
 def catalog(database_url: str) -> Iterator[Catalog]:
-    yield from _catalog(database_url)
+    yield from open_catalog(database_url)
 
 
 @pytest.fixture
 def pg_catalog(postgresql_url: str) -> Iterator[Catalog]:
-    yield from _catalog(postgresql_url)
+    yield from open_catalog(postgresql_url)
 
 
 def _snapshot(s: Session) -> int:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from catalogkit import open_catalog
 from sqlalchemy import func, select
 
 from modelarc.errors import ModelNameClashError
@@ -23,11 +24,7 @@ from modelarc.registry.queries import get_or_create_model
 
 @pytest.fixture
 def catalog(database_url: str) -> Iterator[Catalog]:
-    catalog = Catalog(database_url)
-    try:
-        yield catalog
-    finally:
-        catalog.dispose()
+    yield from open_catalog(database_url)
 
 
 def test_a_lookalike_created_while_the_first_is_uncommitted_is_refused(catalog: Catalog) -> None:

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from catalogkit import open_catalog
 from sqlalchemy import event, func, select
 
 from modelarc.registry.db import Catalog
@@ -16,11 +17,7 @@ from modelarc.registry.store_models import StoredObject
 
 @pytest.fixture
 def catalog(database_url: str) -> Iterator[Catalog]:
-    catalog = Catalog(database_url)
-    try:
-        yield catalog
-    finally:
-        catalog.dispose()
+    yield from open_catalog(database_url)
 
 
 def test_two_recordings_of_one_new_object_at_once_both_commit(catalog: Catalog) -> None:
