@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# the interpreter .venv is built from: the OS's optimised CPython when it matches python3 (scripts/ci/python.sh)
+PYTHON ?= $(shell scripts/ci/python.sh)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
