@@ -18,8 +18,10 @@ may name another pusher). Anyone
 who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
 nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
 key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
-per record) to be moved out of ``records/``; so is a withdraw record of a snapshot the catalog holds live, which no
-record can undo. A record named before what it names still replays after it (archive/record_order.py).
+per record) to be moved out of ``records/``; so is a key record whose trust the key's history (its creation, then
+its ``key.trust``/``key.distrust`` audit entries) does not have at the record's time, which a rebuild would take
+from then on (``_unlogged_trust``: the catalog's trust then is written a microsecond after it); so is a withdraw
+record of a snapshot the catalog holds live, which no record can undo. A record named before what it names still replays after it (archive/record_order.py).
 A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
 grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
 (``not_in_catalog``); so is a record of a held snapshot that carries a key the catalog lacks (a rebuild trusts a
@@ -160,7 +162,8 @@ def upgrade(archive: Archive) -> UpgradeReport:
     for r in existing:
         fingerprint = r.body.get("fingerprint") if r.kind == "key" else None
         key_row = by_fingerprint.get(fingerprint) if isinstance(fingerprint, str) else None
-        if key_row is None or "trusted" not in r.body or r.at == key_row.created_at:  # that one: ``state`` above
+        # a record at the key's creation is compared by ``state`` above
+        if key_row is None or "trusted" not in r.body or r.at == key_row.created_at:
             continue
         timeline = _trust_timeline(key_row, audit)
         if (why := _unlogged_trust(r, key_row, timeline)) is None:
@@ -659,14 +662,12 @@ def _unlogged_trust(
     r: CatalogRecord, key: key_rows.CatalogKey, timeline: list[tuple[dt.datetime, bool]]
 ) -> str | None:
     """Why key record ``r`` sets a trust the catalog's history does not have at its time, said for a person; None
-    when it agrees. It agrees when a change of the timeline has its very time and trust (the record a live
-    ``keys import``/``trust``/``distrust`` wrote with its audit entry), or when it restates the trust in effect then
-    (it changes nothing at a rebuild: ``keys trust`` of a trusted key, whose replay logs nothing; the record upgrade
-    writes at its own time). After the last logged change, the key's trust now agrees too: a log that does not
-    end where the key is says only that it changed since, not when (upgrade records that change at its own time)."""
+    when it agrees: when it says the trust in effect then. So does the record a live ``keys import``/``trust``/
+    ``distrust`` writes (its ``at`` is its audit entry's very time), and one that changes nothing at a rebuild
+    (``keys trust`` of a trusted key, whose replay logs nothing; the record upgrade writes after a contradicted
+    one). After the last logged change, the key's trust now agrees too: a log that does not end where the key is
+    says only that it changed since, not when (upgrade records that change at its own time)."""
     trusted = bool(r.body["trusted"])
-    if (r.at, trusted) in timeline:
-        return None
     then = _trust_at(timeline, r.at)
     if then == trusted or (r.at > timeline[-1][0] and trusted == key.trusted):
         return None

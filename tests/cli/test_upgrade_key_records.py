@@ -9,7 +9,6 @@ PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,9 @@ def _clean(upgraded: dict[str, Any]) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ planted records
-def test_a_planted_distrust_between_a_keys_creation_and_now_is_reported(arc: ArchiveCli, tmp_path: Path) -> None:
+def test_a_planted_distrust_between_a_keys_creation_and_now_is_reported(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
     fingerprint = _import_key(arc, tmp_path)
     [created] = _key_records(arc, fingerprint)
     key, at = _plant_between(arc, created, dt.datetime.now(dt.UTC).replace(tzinfo=None), trusted=False)
@@ -127,17 +128,22 @@ def test_a_genuine_trust_history_upgraded_twice_reports_nothing(arc: ArchiveCli,
         assert upgraded["written"] == {} and _clean(upgraded), upgraded
 
 
-def test_an_archive_made_before_records_upgraded_twice_reports_nothing(arc: ArchiveCli, tmp_path: Path) -> None:
+def test_an_archive_made_before_records_upgraded_twice_reports_nothing(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
     fingerprint = _genuine_history(arc, tmp_path)
     as_before_records(arc)
     first = arc.json("upgrade")
-    assert first["written"]["key"] == 3 and _clean(first), first  # init's key; the other, trusted, then distrusted
+    # init's key; the other, trusted, then distrusted
+    assert first["written"]["key"] == 3 and _clean(first), first
     again = arc.json("upgrade")
     assert again["written"] == {} and _clean(again), again
     assert [r["trusted"] for r in _key_records(arc, fingerprint)] == [True, False]
 
 
-def test_a_rebuilt_catalog_upgraded_reports_nothing(arc: ArchiveCli, tmp_path: Path, database_url: str) -> None:
+def test_a_rebuilt_catalog_upgraded_reports_nothing(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
     # its audit log is the replay's: a record of `keys trust` of a trusted key replays without an audit entry
     _genuine_history(arc, tmp_path)
     report = rebuild(arc, database_url)
@@ -185,7 +191,7 @@ def test_a_rebuild_keeps_a_snapshot_signed_after_a_reported_distrust_moved_out(
     arc: ArchiveCli, tmp_path: Path, database_url: str
 ) -> None:
     key, shown = _signed_after_a_planted_distrust(arc, tmp_path)
-    [said] = [line for line in arc.json("upgrade")["contradicted"]]
+    [said] = arc.json("upgrade")["contradicted"]
     reported = said.split(":")[0]  # what the operator reads off the report and moves out
     assert reported == key
     _move_out(arc, reported, tmp_path)
@@ -203,7 +209,9 @@ def test_the_record_upgrade_writes_after_a_planted_distrust_keeps_the_snapshot_a
     upgraded = arc.json("upgrade")
     assert upgraded["written"] == {"key": 1} and _said(upgraded, key), upgraded
 
-    report = rebuild(arc, database_url)  # the planted record left in place: the catalog's trust replays after it
+    report = rebuild(
+        arc, database_url
+    )  # the planted record left in place: the catalog's trust replays after it
     assert report["refused"] == {}, report
     assert arc.json("show", "acme/m:v1")["signatures"] == shown["signatures"]
 
