@@ -18,8 +18,10 @@ may name another pusher). Anyone
 who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
 nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
 key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
-per record) to be moved out of ``records/``; so is a withdraw record of a snapshot the catalog holds live, which no
-record can undo. A record named before what it names still replays after it (archive/record_order.py).
+per record) to be moved out of ``records/``; so is a key record whose trust the key's history (its creation, then
+its ``key.trust``/``key.distrust`` audit entries) does not have at the record's time, which a rebuild would take
+from then on (``_unlogged_trust``: the catalog's trust then is written a microsecond after it); so is a withdraw
+record of a snapshot the catalog holds live, which no record can undo. A record named before what it names still replays after it (archive/record_order.py).
 A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
 grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
 (``not_in_catalog``); so is a record of a held snapshot that carries a key the catalog lacks (a rebuild trusts a
@@ -154,6 +156,27 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 compared=("public_pem", "label", "trusted"), last_wins=True,
             )
         )  # fmt: skip
+    # a key record between a key's creation and now sets its trust from then on at a rebuild: one that sets what
+    # the catalog's history does not have then would refuse (or admit) the snapshots signed after it
+    by_fingerprint = {k.fingerprint: k for k in keys}
+    for r in existing:
+        fingerprint = r.body.get("fingerprint") if r.kind == "key" else None
+        key_row = by_fingerprint.get(fingerprint) if isinstance(fingerprint, str) else None
+        # a record at the key's creation is compared by ``state`` above
+        if key_row is None or "trusted" not in r.body or r.at == key_row.created_at:
+            continue
+        timeline = _trust_timeline(key_row, audit)
+        if (why := _unlogged_trust(r, key_row, timeline)) is None:
+            continue
+        findings.setdefault(r.key, []).append(why)
+        then = _trust_at(timeline, r.at)
+        restated = any(
+            o.kind == "key" and o.body.get("fingerprint") == key_row.fingerprint
+            and r.written < o.written <= r.written + _TICK and bool(o.body.get("trusted")) == then
+            for o in existing
+        )  # fmt: skip
+        if then is not None and not restated:  # the catalog's trust then, to replay right after it
+            write_named("key", r.at, None, r.written + _TICK, {**key_fields(key_row), "trusted": then})
     for fact in snapshots:
         snap = fact.snapshot
         arrival = _first(
@@ -614,6 +637,51 @@ def _snapshot_fields(fact: SnapshotFact, action: str, pems: dict[str, str]) -> d
         "dtypes": dict(snap.dtypes),
         "architecture": dict(snap.architecture),
     }
+
+
+def _trust_timeline(key: key_rows.CatalogKey, audit: list[AuditEntry]) -> list[tuple[dt.datetime, bool]]:
+    """The trust the catalog gives ``key`` over time: trusted at its creation, then each ``key.trust`` and
+    ``key.distrust`` of it in the audit log (live commands write the entry with their record's very time), oldest
+    first, in log order among entries of the same time."""
+    changes = [
+        (e.at, e.action == "key.trust")
+        for e in audit
+        if e.target == key.fingerprint and e.action in ("key.trust", "key.distrust")
+    ]
+    return sorted([(key.created_at, True), *changes], key=lambda change: change[0])
+
+
+def _trust_at(timeline: list[tuple[dt.datetime, bool]], at: dt.datetime) -> bool | None:
+    """The trust in effect at ``at`` by ``timeline`` (the last change at or before it); None before the key's
+    creation."""
+    then = [trusted for when, trusted in timeline if when <= at]
+    return then[-1] if then else None
+
+
+def _unlogged_trust(
+    r: CatalogRecord, key: key_rows.CatalogKey, timeline: list[tuple[dt.datetime, bool]]
+) -> str | None:
+    """Why key record ``r`` sets a trust the catalog's history does not have at its time, said for a person; None
+    when it agrees: when it says the trust in effect then. So does the record a live ``keys import``/``trust``/
+    ``distrust`` writes (its ``at`` is its audit entry's very time), and one that changes nothing at a rebuild
+    (``keys trust`` of a trusted key, whose replay logs nothing; the record upgrade writes after a contradicted
+    one). After the last logged change, the key's trust now agrees too: a log that does not end where the key is
+    says only that it changed since, not when (upgrade records that change at its own time)."""
+    trusted = bool(r.body["trusted"])
+    then = _trust_at(timeline, r.at)
+    if then == trusted or (r.at > timeline[-1][0] and trusted == key.trusted):
+        return None
+    said = "trusted" if trusted else "distrusted"
+    if then is None:
+        return (
+            f"key {key.fingerprint}: it says the key is {said} at {format_time(r.at)}, before the catalog holds "
+            f"the key (from {format_time(key.created_at)})"
+        )
+    return (
+        f"key {key.fingerprint}: it says the key is {said} from {format_time(r.at)}, a trust change the catalog's "
+        f"audit log does not hold (the key is {'trusted' if then else 'distrusted'} then; a rebuild would "
+        f"{'refuse' if then else 'accept'} the snapshots it signs after that)"
+    )
 
 
 def _first(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any) -> AuditEntry | None:

@@ -101,3 +101,21 @@ def test_remote_add_refuses_a_key_whose_fingerprint_is_not_its_own(server: Serve
         result = bob("remote", "add", "evil", url, ok=False)
     assert "but its fingerprint is" in result.stderr
     assert _keys(bob) == before
+
+
+def test_upgrade_reports_nothing_of_the_key_records_remote_add_and_keys_commands_wrote(
+    server: Server, tmp_path: Path
+) -> None:
+    """`upgrade` holds every key record to the key's trust history (docs/FORMAT.md "Older archives"): the records of
+    `remote add`, `keys distrust` and `keys trust`, each at its audit entry's time, agree with it."""
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url)
+    own = _server_key(server)
+    bob("keys", "distrust", own[:16])
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)  # keeps it distrusted: no record
+    bob("keys", "trust", own[:16])
+    bob("remote", "add", "origin", server.url)  # trusted already: no record
+    bob("keys", "distrust", own[:16])
+    for _ in range(2):
+        upgraded = bob.json("upgrade")
+        assert upgraded == {**upgraded, "written": {}, "contradicted": [], "not_in_catalog": []}, upgraded
