@@ -3,7 +3,9 @@ logs them: a request task's exception from inside that task, and the grace line 
 
 The whole path (a real ``modelarc serve`` stopped with a slow reader, one process and ``--workers 2``) is
 tests/rest/test_stalled_downloads.py::test_a_stopping_server_does_not_wait_on_a_slow_reader; this one holds the
-other side, fast: a genuine exception of a request is still logged with its traceback, stopping or not.
+other side, fast: a genuine exception of a request is still logged with its traceback, stopping or not. A second
+Ctrl-C (the filter's ``forced``, set by cli/stopping_server.py ``StoppingServer``) is
+tests/rest/test_serve_second_ctrl_c.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ import pytest
 from modelarc.cli.commands.serve import StoppingServerLog
 
 ASGI_ERROR = "Exception in ASGI application\n"  # uvicorn/protocols/http/h11_impl.py run_asgi
+# what Starlette's lifespan hands uvicorn as the message of "lifespan.shutdown.failed" (traceback.format_exc()) when
+# asyncio's teardown cancels it, logged by uvicorn/lifespan/on.py as it is, without exc_info
+LIFESPAN_CANCELLED = """Traceback (most recent call last):
+  File "starlette/routing.py", line 668, in lifespan
+    await receive()
+  File "asyncio/queues.py", line 158, in get
+    await getter
+asyncio.exceptions.CancelledError
+"""
 GRACE_LINE = "Cancel %s running task(s), timeout graceful shutdown exceeded"  # uvicorn/server.py shutdown
 
 
@@ -87,3 +98,26 @@ def test_a_genuine_exception_of_a_request_keeps_its_traceback(log, stopping: boo
     assert text.count("Traceback") == 3, text
     assert "ValueError: a real bug" in text and "OSError: cleanup failed" in text, text
     assert "CancelledError: raised by hand" in text, text
+
+
+def test_after_a_second_ctrl_c_the_cancelled_requests_and_lifespan_say_nothing(log) -> None:
+    """The server said the one line; asyncio's teardown cancels what it left, and under anyio a cancelled request's
+    task may no longer count as cancelled (the same record as a hand-raised ``CancelledError``)."""
+    logger, out = log
+    logger.filters[0].forced = True
+    asyncio.run(_request(logger, None, cancel=True))
+    asyncio.run(_request(logger, asyncio.CancelledError(), cancel=False))
+    logger.error(LIFESPAN_CANCELLED)
+    assert out.getvalue() == ""
+
+
+def test_after_a_second_ctrl_c_a_genuine_exception_keeps_its_traceback(log) -> None:
+    logger, out = log
+    logger.filters[0].forced = True
+    asyncio.run(_request(logger, ValueError("a real bug"), cancel=False))
+    asyncio.run(_request(logger, OSError("cleanup failed"), cancel=True))
+    logger.error(LIFESPAN_CANCELLED.replace("asyncio.exceptions.CancelledError", "OSError: shutdown failed"))
+    text = out.getvalue()
+    assert text.count("Traceback") == 3, text
+    assert "ValueError: a real bug" in text and "OSError: cleanup failed" in text, text
+    assert "OSError: shutdown failed" in text, text
