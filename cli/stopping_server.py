@@ -21,12 +21,13 @@ logger = logging.getLogger("uvicorn.error")
 class StoppingServer(uvicorn.Server):
     """A second Ctrl-C makes uvicorn skip the grace: it leaves the requests still running to asyncio's teardown,
     which cancels them once the server has returned, and each then logged its ``CancelledError`` with a traceback,
-    as did the app's lifespan (Starlette hands uvicorn that traceback as text). The filter cannot tell those from a
-    bug's ``CancelledError`` by itself (under anyio the task may no longer count as cancelled), so the server says
-    so: from the forced exit on, the filter drops them, and the server says once how many requests it stopped.
+    as did the app's lifespan (Starlette hands uvicorn that traceback as text). Under anyio such a task may no longer
+    count as cancelled, which is how the filter knows the grace's cancel from a bug's ``CancelledError``, so the
+    server says so: from the forced exit on, the filter drops them, and the server says once how many it stopped.
 
     Only the one-process server: the workers of ``--workers N`` are uvicorn's own ``Server``, built by its
-    supervisor (uvicorn/supervisors/multiprocess.py ``Process.server``), which takes no server class.
+    supervisor (uvicorn/supervisors/multiprocess.py ``Process.server``), which takes no server class. The filter
+    knows their teardown by the ``KeyboardInterrupt`` it runs under, and says one line per request.
     """
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

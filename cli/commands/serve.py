@@ -35,6 +35,8 @@ _UVICORN_GRACE_EXCEEDED = "Cancel %s running task(s), timeout graceful shutdown 
 # the last line of a traceback formatted as text (Starlette's lifespan sends uvicorn ``traceback.format_exc()``, and
 # uvicorn logs it as the message) when the exception was a ``CancelledError``
 _CANCELLED_LAST_LINE = re.compile(r"(asyncio\.(exceptions\.)?)?CancelledError(:.*)?")
+# the same text, of a ``CancelledError`` raised while a ``KeyboardInterrupt`` was handled (see ``_torn_down``)
+_TORN_DOWN_TEXT = re.compile(r"^KeyboardInterrupt\n\nDuring handling of the above exception", re.MULTILINE)
 
 
 class StoppingServerLog(logging.Filter):
@@ -49,7 +51,9 @@ class StoppingServerLog(logging.Filter):
 
     After a second Ctrl-C (``forced``, set by cli/stopping_server.py ``StoppingServer``, which then says how many
     requests it stopped) every ``CancelledError`` of a request or of the lifespan is asyncio's teardown cancelling
-    what uvicorn left running, whether or not the task still counts itself cancelled: dropped too.
+    what uvicorn left running, whether or not the task still counts itself cancelled: dropped too. A worker of
+    ``--workers N`` runs uvicorn's own server, which sets no ``forced``; there the sign is the ``KeyboardInterrupt``
+    that asyncio's teardown runs under (the ``CancelledError``'s context), and each request gets its one line.
 
     Installed on the "uvicorn.error" logger through uvicorn's ``log_config``, so each worker process of
     ``--workers N`` (spawned, configured from that dict) has it too.
@@ -69,13 +73,13 @@ class StoppingServerLog(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
             self.grace_exceeded = True
             return True
-        if self.forced and _cancelled_traceback_text(record):
-            return False
+        if _cancelled_traceback_text(record):  # the lifespan's, handed to uvicorn as text
+            return not (self.forced or _TORN_DOWN_TEXT.search(record.msg))
         if record.exc_info is None or not isinstance(record.exc_info[1], asyncio.CancelledError):
             return True
         if self.forced:
             return False
-        if not _task_cancelled():
+        if not (_task_cancelled() or _torn_down(record.exc_info[1])):
             return True
         if self.grace_exceeded:
             return False
@@ -93,6 +97,19 @@ def _task_cancelled() -> bool:
     except RuntimeError:  # not in the event loop's thread
         return False
     return task is not None and task.cancelling() > 0
+
+
+def _torn_down(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a ``KeyboardInterrupt`` was handled: a second Ctrl-C makes uvicorn return
+    and raise it again, and asyncio.run, on its way out with it, cancels every task still running."""
+    context = exc.__context__
+    for _ in range(8):  # a teardown's is the first or second; a chain is never a loop, but need not be walked far
+        if context is None:
+            return False
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        context = context.__context__
+    return False
 
 
 def _cancelled_traceback_text(record: logging.LogRecord) -> bool:

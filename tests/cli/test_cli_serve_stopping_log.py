@@ -29,6 +29,16 @@ LIFESPAN_CANCELLED = """Traceback (most recent call last):
     await getter
 asyncio.exceptions.CancelledError
 """
+# how that text begins when asyncio's teardown cancelled the lifespan, under the KeyboardInterrupt a second Ctrl-C
+# makes uvicorn raise again
+TORN_DOWN = """Traceback (most recent call last):
+  File "uvicorn/server.py", line 349, in capture_signals
+    signal.raise_signal(captured_signal)
+KeyboardInterrupt
+
+During handling of the above exception, another exception occurred:
+
+"""
 GRACE_LINE = "Cancel %s running task(s), timeout graceful shutdown exceeded"  # uvicorn/server.py shutdown
 
 
@@ -121,3 +131,28 @@ def test_after_a_second_ctrl_c_a_genuine_exception_keeps_its_traceback(log) -> N
     assert text.count("Traceback") == 3, text
     assert "ValueError: a real bug" in text and "OSError: cleanup failed" in text, text
     assert "OSError: shutdown failed" in text, text
+
+
+def test_in_a_worker_what_the_teardown_after_a_second_ctrl_c_cancels_gets_a_line_per_request(log) -> None:
+    """A worker of ``--workers N`` runs uvicorn's own server, which sets no ``forced``: asyncio.run cancels what it
+    left while the ``KeyboardInterrupt`` uvicorn raised again is handled, the context of each ``CancelledError``."""
+    logger, out = log
+
+    def torn_down() -> asyncio.CancelledError:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:
+                raise asyncio.CancelledError()
+            except asyncio.CancelledError as exc:
+                return exc
+
+    logger.error(ASGI_ERROR, exc_info=torn_down())
+    logger.error(LIFESPAN_CANCELLED.replace("Traceback", TORN_DOWN + "Traceback", 1))
+    assert out.getvalue() == "WARNING: stopped a request still in flight\n"
+
+
+def test_before_any_stop_the_lifespans_cancelled_traceback_is_logged(log) -> None:
+    logger, out = log
+    logger.error(LIFESPAN_CANCELLED)
+    assert out.getvalue() == "ERROR: " + LIFESPAN_CANCELLED + "\n"
