@@ -6,6 +6,8 @@ import asyncio
 import copy
 import logging
 import os
+import re
+import sys
 from typing import Any
 
 import click
@@ -30,6 +32,12 @@ GRACEFUL_SHUTDOWN = 10
 # the number of request tasks it is about to cancel as its one argument
 _UVICORN_GRACE_EXCEEDED = "Cancel %s running task(s), timeout graceful shutdown exceeded"
 
+# the last line of a traceback formatted as text (Starlette's lifespan sends uvicorn ``traceback.format_exc()``, and
+# uvicorn logs it as the message) when the exception was a ``CancelledError``
+_CANCELLED_LAST_LINE = re.compile(r"(asyncio\.(exceptions\.)?)?CancelledError(:.*)?")
+# the same text, of a ``CancelledError`` raised while a ``KeyboardInterrupt`` was handled (see ``_torn_down``)
+_TORN_DOWN_TEXT = re.compile(r"^KeyboardInterrupt\n\nDuring handling of the above exception", re.MULTILINE)
+
 
 class StoppingServerLog(logging.Filter):
     """What a stopping server says about the requests it cut off: one line, never a traceback per request.
@@ -41,6 +49,12 @@ class StoppingServerLog(logging.Filter):
     second Ctrl-C. Every other exception of a request, and a ``CancelledError`` that some code raised without its
     task being cancelled (a bug), is logged as uvicorn logs it. uvicorn's own line is reworded to name the grace.
 
+    After a second Ctrl-C (``forced``, set by cli/stopping_server.py ``StoppingServer``, which then says how many
+    requests it stopped) every ``CancelledError`` of a request or of the lifespan is asyncio's teardown cancelling
+    what uvicorn left running, whether or not the task still counts itself cancelled: dropped too. A worker of
+    ``--workers N`` runs uvicorn's own server, which sets no ``forced``; there the sign is the ``KeyboardInterrupt``
+    that asyncio's teardown runs under (the ``CancelledError``'s context), and each request gets its one line.
+
     Installed on the "uvicorn.error" logger through uvicorn's ``log_config``, so each worker process of
     ``--workers N`` (spawned, configured from that dict) has it too.
     """
@@ -49,6 +63,7 @@ class StoppingServerLog(logging.Filter):
         super().__init__()
         self.grace = grace
         self.grace_exceeded = False  # the one line was said: a cut-off request needs none of its own
+        self.forced = False  # a second Ctrl-C skipped the grace; the server said the one line
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == _UVICORN_GRACE_EXCEEDED and isinstance(record.args, tuple) and len(record.args) == 1:
@@ -58,9 +73,13 @@ class StoppingServerLog(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
             self.grace_exceeded = True
             return True
+        if _cancelled_traceback_text(record):  # the lifespan's, handed to uvicorn as text
+            return not (self.forced or _TORN_DOWN_TEXT.search(record.msg))
         if record.exc_info is None or not isinstance(record.exc_info[1], asyncio.CancelledError):
             return True
-        if not _task_cancelled():
+        if self.forced:
+            return False
+        if not (_task_cancelled() or _torn_down(record.exc_info[1])):
             return True
         if self.grace_exceeded:
             return False
@@ -78,6 +97,29 @@ def _task_cancelled() -> bool:
     except RuntimeError:  # not in the event loop's thread
         return False
     return task is not None and task.cancelling() > 0
+
+
+def _torn_down(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a ``KeyboardInterrupt`` was handled: a second Ctrl-C makes uvicorn return
+    and raise it again, and asyncio.run, on its way out with it, cancels every task still running."""
+    context = exc.__context__
+    for _ in range(8):  # a teardown's is the first or second; a chain is never a loop, but need not be walked far
+        if context is None:
+            return False
+        if isinstance(context, KeyboardInterrupt):
+            return True
+        context = context.__context__
+    return False
+
+
+def _cancelled_traceback_text(record: logging.LogRecord) -> bool:
+    """Whether the record's message is a traceback, as text, of a ``CancelledError`` (the lifespan's, cancelled)."""
+    if record.exc_info is not None or not isinstance(record.msg, str):
+        return False
+    text = record.msg.rstrip()
+    return text.startswith("Traceback (most recent call last):") and bool(
+        _CANCELLED_LAST_LINE.fullmatch(text.rsplit("\n", 1)[-1])
+    )
 
 
 def log_config(grace: float) -> dict[str, Any]:
@@ -141,16 +183,28 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             log_config=log_config(GRACEFUL_SHUTDOWN),
         )
         return
-    from modelarc.api.app import create_app
+    from uvicorn.config import STARTUP_FAILURE
 
-    uvicorn.run(
-        create_app(lambda: archive, anonymous_read=anonymous_read),
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        log_config=log_config(GRACEFUL_SHUTDOWN),
+    from modelarc.api.app import create_app
+    from modelarc.cli.stopping_server import StoppingServer
+
+    # what uvicorn.run does for one process, with the server that tells the log of a second Ctrl-C
+    server = StoppingServer(
+        uvicorn.Config(
+            create_app(lambda: archive, anonymous_read=anonymous_read),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            log_config=log_config(GRACEFUL_SHUTDOWN),
+        )
     )
+    try:
+        server.run()
+    except KeyboardInterrupt:  # the Ctrl-C (or SIGTERM) that stopped it, raised again once the server is down
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def register(group: click.Group) -> None:

@@ -3,7 +3,9 @@ logs them: a request task's exception from inside that task, and the grace line 
 
 The whole path (a real ``modelarc serve`` stopped with a slow reader, one process and ``--workers 2``) is
 tests/rest/test_stalled_downloads.py::test_a_stopping_server_does_not_wait_on_a_slow_reader; this one holds the
-other side, fast: a genuine exception of a request is still logged with its traceback, stopping or not.
+other side, fast: a genuine exception of a request is still logged with its traceback, stopping or not. A second
+Ctrl-C (the filter's ``forced``, set by cli/stopping_server.py ``StoppingServer``) is
+tests/rest/test_serve_second_ctrl_c.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,25 @@ import pytest
 from modelarc.cli.commands.serve import StoppingServerLog
 
 ASGI_ERROR = "Exception in ASGI application\n"  # uvicorn/protocols/http/h11_impl.py run_asgi
+# what Starlette's lifespan hands uvicorn as the message of "lifespan.shutdown.failed" (traceback.format_exc()) when
+# asyncio's teardown cancels it, logged by uvicorn/lifespan/on.py as it is, without exc_info
+LIFESPAN_CANCELLED = """Traceback (most recent call last):
+  File "starlette/routing.py", line 668, in lifespan
+    await receive()
+  File "asyncio/queues.py", line 158, in get
+    await getter
+asyncio.exceptions.CancelledError
+"""
+# how that text begins when asyncio's teardown cancelled the lifespan, under the KeyboardInterrupt a second Ctrl-C
+# makes uvicorn raise again
+TORN_DOWN = """Traceback (most recent call last):
+  File "uvicorn/server.py", line 349, in capture_signals
+    signal.raise_signal(captured_signal)
+KeyboardInterrupt
+
+During handling of the above exception, another exception occurred:
+
+"""
 GRACE_LINE = "Cancel %s running task(s), timeout graceful shutdown exceeded"  # uvicorn/server.py shutdown
 
 
@@ -87,3 +108,51 @@ def test_a_genuine_exception_of_a_request_keeps_its_traceback(log, stopping: boo
     assert text.count("Traceback") == 3, text
     assert "ValueError: a real bug" in text and "OSError: cleanup failed" in text, text
     assert "CancelledError: raised by hand" in text, text
+
+
+def test_after_a_second_ctrl_c_the_cancelled_requests_and_lifespan_say_nothing(log) -> None:
+    """The server said the one line; asyncio's teardown cancels what it left, and under anyio a cancelled request's
+    task may no longer count as cancelled (the same record as a hand-raised ``CancelledError``)."""
+    logger, out = log
+    logger.filters[0].forced = True
+    asyncio.run(_request(logger, None, cancel=True))
+    asyncio.run(_request(logger, asyncio.CancelledError(), cancel=False))
+    logger.error(LIFESPAN_CANCELLED)
+    assert out.getvalue() == ""
+
+
+def test_after_a_second_ctrl_c_a_genuine_exception_keeps_its_traceback(log) -> None:
+    logger, out = log
+    logger.filters[0].forced = True
+    asyncio.run(_request(logger, ValueError("a real bug"), cancel=False))
+    asyncio.run(_request(logger, OSError("cleanup failed"), cancel=True))
+    logger.error(LIFESPAN_CANCELLED.replace("asyncio.exceptions.CancelledError", "OSError: shutdown failed"))
+    text = out.getvalue()
+    assert text.count("Traceback") == 3, text
+    assert "ValueError: a real bug" in text and "OSError: cleanup failed" in text, text
+    assert "OSError: shutdown failed" in text, text
+
+
+def test_in_a_worker_what_the_teardown_after_a_second_ctrl_c_cancels_gets_a_line_per_request(log) -> None:
+    """A worker of ``--workers N`` runs uvicorn's own server, which sets no ``forced``: asyncio.run cancels what it
+    left while the ``KeyboardInterrupt`` uvicorn raised again is handled, the context of each ``CancelledError``."""
+    logger, out = log
+
+    def torn_down() -> asyncio.CancelledError:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            try:
+                raise asyncio.CancelledError()
+            except asyncio.CancelledError as exc:
+                return exc
+
+    logger.error(ASGI_ERROR, exc_info=torn_down())
+    logger.error(LIFESPAN_CANCELLED.replace("Traceback", TORN_DOWN + "Traceback", 1))
+    assert out.getvalue() == "WARNING: stopped a request still in flight\n"
+
+
+def test_before_any_stop_the_lifespans_cancelled_traceback_is_logged(log) -> None:
+    logger, out = log
+    logger.error(LIFESPAN_CANCELLED)
+    assert out.getvalue() == "ERROR: " + LIFESPAN_CANCELLED + "\n"
