@@ -17,10 +17,11 @@ or before its creation states that creation and is compared on who pushed it (a 
 may name another pusher). Anyone
 who can write the store can write records (docs/SECURITY.md), so a record that only names the same fact covers
 nothing: the catalog's record is written, named a microsecond before the first such record (after the last, for a
-key or policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
+policy) so that it prevails, and every record that says otherwise is reported (``contradicted``, one line
 per record) to be moved out of ``records/``; so is a key record whose trust the key's history (its creation, then
-its ``key.trust``/``key.distrust`` audit entries) does not have at the record's time, which a rebuild would take
-from then on (``_unlogged_trust``: the catalog's trust then is written a microsecond after it); so is a withdraw
+its ``key.trust``/``key.distrust`` audit entries) does not have at the record's place in the replay (its name's
+time) or at its ``at``, which a rebuild would take from there on (``_unlogged_trust``: the catalog's trust at the
+next place is written there); so is a withdraw
 record of a snapshot the catalog holds live, which no record can undo. A record named before what it names still replays after it (archive/record_order.py).
 A record of a fact the catalog does not hold at all (a key, snapshot, tag move, attachment, withdrawal, run, policy,
 grant or revocation it never had: ``_Held``) would make that fact out of nothing at a rebuild, so it is listed too
@@ -139,9 +140,12 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 findings.setdefault(r.key, []).append(f"{fact.label}: its {', '.join(differ)}")
         if same and not _disagrees(same[-1] if fact.last_wins else same[0], fact):
             return
+        if fact.kind == "key" and any(not _disagrees(r, fact) for r in same):
+            return  # the key's creation is stated; a record of it that says otherwise is met by ``key_trust``
         written = fact.at
-        # a key's trust, a policy: the later record of one fact is the one that holds
-        if same and fact.last_wins:
+        # a policy: the later record of one fact is the one that holds (a key's creation is written where it
+        # happened: ``key_trust`` puts the trust right after any record that says otherwise, as of that point)
+        if same and fact.last_wins and fact.kind != "key":
             written = max(written, same[-1].written + _TICK)
         elif same:  # a tag move, an attachment, a withdrawal, a run, a grant: the first is the one replayed
             written = min(written, same[0].written - _TICK)
@@ -156,27 +160,30 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 compared=("public_pem", "label", "trusted"), last_wins=True,
             )
         )  # fmt: skip
-    # a key record between a key's creation and now sets its trust from then on at a rebuild: one that sets what
-    # the catalog's history does not have then would refuse (or admit) the snapshots signed after it
+    # a key record sets the key's trust from its place in the replay (its name's time, not its ``at``) on: one
+    # that says another trust than the key had there would refuse (or admit) the snapshots it signs after it
     by_fingerprint = {k.fingerprint: k for k in keys}
     for r in existing:
         fingerprint = r.body.get("fingerprint") if r.kind == "key" else None
         key_row = by_fingerprint.get(fingerprint) if isinstance(fingerprint, str) else None
-        # a record at the key's creation is compared by ``state`` above
-        if key_row is None or "trusted" not in r.body or r.at == key_row.created_at:
-            continue
+        if key_row is None or not isinstance(r.body.get("trusted"), bool):
+            continue  # a key the catalog lacks is listed as not in it; a malformed record, refused by a rebuild
         timeline = _trust_timeline(key_row, audit)
         if (why := _unlogged_trust(r, key_row, timeline)) is None:
             continue
         findings.setdefault(r.key, []).append(why)
-        then = _trust_at(timeline, r.at)
+        # the catalog's trust at the next place in the replay, written there, unless a record there says it: the
+        # trust at that very place, so that a genuine record of the same microsecond says the same, whichever of
+        # the two replays first
+        after = r.written + _TICK
+        then = _trust_at(timeline, after)
         restated = any(
             o.kind == "key" and o.body.get("fingerprint") == key_row.fingerprint
-            and r.written < o.written <= r.written + _TICK and bool(o.body.get("trusted")) == then
+            and r.written < o.written <= after and o.body.get("trusted") is then
             for o in existing
         )  # fmt: skip
-        if then is not None and not restated:  # the catalog's trust then, to replay right after it
-            write_named("key", r.at, None, r.written + _TICK, {**key_fields(key_row), "trusted": then})
+        if then is not None and not restated:
+            write_named("key", after, None, after, {**key_fields(key_row), "trusted": then})
     for fact in snapshots:
         snap = fact.snapshot
         arrival = _first(
@@ -325,8 +332,12 @@ def upgrade(archive: Archive) -> UpgradeReport:
         for key, items in findings.items()
     ]
     # trust as it is now, where the records (old and new) would replay to another answer
-    key_records = [r for r in read_records(archive.store.backend) if r.kind == "key"]
-    replayed_trust = {r.body["fingerprint"]: bool(r.body["trusted"]) for r in key_records}
+    key_records = [
+        r
+        for r in read_records(archive.store.backend)
+        if r.kind == "key" and isinstance(r.body.get("fingerprint"), str) and isinstance(r.body.get("trusted"), bool)
+    ]
+    replayed_trust = {r.body["fingerprint"]: r.body["trusted"] for r in key_records}
     now = catalog_time()
     for key in keys:
         if replayed_trust.get(key.fingerprint) != key.trusted:
@@ -345,6 +356,11 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 write("key", last.at, last.actor, **key_fields(key))
             else:
                 write("key", now, fallback_actor, **key_fields(key))
+                # and logged at the record's time, so that the key's history (``_trust_timeline``) has the change
+                # where the record puts it, and a later upgrade does not take its own record for a planted one
+                with archive.catalog.session() as s:
+                    action = "key.trust" if key.trusted else "key.distrust"
+                    q.audit(s, fallback_actor, action, key.fingerprint, at=now, recorded_by="upgrade")
     with archive.catalog.session() as s:
         q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
     return report
@@ -661,25 +677,31 @@ def _trust_at(timeline: list[tuple[dt.datetime, bool]], at: dt.datetime) -> bool
 def _unlogged_trust(
     r: CatalogRecord, key: key_rows.CatalogKey, timeline: list[tuple[dt.datetime, bool]]
 ) -> str | None:
-    """Why key record ``r`` sets a trust the catalog's history does not have at its time, said for a person; None
-    when it agrees: when it says the trust in effect then. So does the record a live ``keys import``/``trust``/
-    ``distrust`` writes (its ``at`` is its audit entry's very time), and one that changes nothing at a rebuild
-    (``keys trust`` of a trusted key, whose replay logs nothing; the record upgrade writes after a contradicted
-    one). After the last logged change, the key's trust now agrees too: a log that does not end where the key is
-    says only that it changed since, not when (upgrade records that change at its own time)."""
+    """Why key record ``r`` sets a trust the catalog's history does not have, said for a person; None when it
+    agrees. A rebuild sets the trust where the record's name puts it in the replay, and logs it at its ``at``: the
+    record must say the trust in effect at both. So does the record of a live ``keys import``/``trust``/
+    ``distrust`` (its ``at`` is its audit entry's very time, its name a moment later, before any other change of
+    the key) and one that changes nothing at a rebuild (``keys trust`` of a trusted key, whose replay logs nothing;
+    the records upgrade writes). After the last logged change, the key's trust now agrees too: a log that does not
+    end where the key is says only that it changed since, not when."""
     trusted = bool(r.body["trusted"])
-    then = _trust_at(timeline, r.at)
-    if then == trusted or (r.at > timeline[-1][0] and trusted == key.trusted):
+    placed, logged = _trust_at(timeline, r.written), _trust_at(timeline, r.at)
+    last_change = timeline[-1][0]
+    if placed == trusted and logged == trusted:
+        return None
+    if r.written > last_change and r.at > last_change and trusted == key.trusted:
         return None
     said = "trusted" if trusted else "distrusted"
-    if then is None:
+    where = f"at {format_time(r.at)}, replayed at {format_time(r.written)}"
+    if placed is None or logged is None:
         return (
-            f"key {key.fingerprint}: it says the key is {said} at {format_time(r.at)}, before the catalog holds "
-            f"the key (from {format_time(key.created_at)})"
+            f"key {key.fingerprint}: it says the key is {said} {where}, before the catalog holds the key (from "
+            f"{format_time(key.created_at)})"
         )
+    then = placed if placed != trusted else logged
     return (
-        f"key {key.fingerprint}: it says the key is {said} from {format_time(r.at)}, a trust change the catalog's "
-        f"audit log does not hold (the key is {'trusted' if then else 'distrusted'} then; a rebuild would "
+        f"key {key.fingerprint}: it says the key is {said} {where}, which the catalog's audit log does not hold "
+        f"(the key is {'trusted' if then else 'distrusted'} then; a rebuild would "
         f"{'refuse' if then else 'accept'} the snapshots it signs after that)"
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from modelfactory import write_model
-from recordkit import BODY_TIME, as_before_records, catalog_session, plant, rebuild, records
+from recordkit import BODY_TIME, NAME_TIME, as_before_records, catalog_session, plant, rebuild, records
 
 ArchiveCli = Any  # tests/cli/conftest.py
 
@@ -89,7 +89,7 @@ def test_a_planted_trust_while_the_key_was_distrusted_is_reported(arc: ArchiveCl
 
     upgraded = arc.json("upgrade")
     [said] = _said(upgraded, key)
-    assert fingerprint in said and at.strftime(BODY_TIME) in said and "is trusted from" in said, said
+    assert fingerprint in said and at.strftime(BODY_TIME) in said and "is trusted at" in said, said
     assert "audit log does not hold" in said
     assert len(upgraded["contradicted"]) == 1, upgraded
     again = arc.json("upgrade")
@@ -225,3 +225,110 @@ def test_without_upgrade_a_planted_distrust_loses_the_snapshot_at_a_rebuild(
     [why] = report["refused"].values()
     assert why.startswith("snapshot"), report
     assert arc("show", "acme/m:v1", ok=False).exit_code != 0
+
+
+# ------------------------------------------------------------------------------- where a record replays (review)
+# A rebuild replays key records in the order of their names, not of their ``at``: whoever plants one chooses both.
+def _named(record: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.strptime(record["name"].split("-")[0], NAME_TIME)
+
+
+def _own_key_signed_then_distrusted(arc: ArchiveCli, tmp_path: Path) -> tuple[dict[str, Any], ...]:
+    """The home's key signs a snapshot, then is distrusted: (its creation record, its distrust record, the
+    snapshot's record)."""
+    arc("push", write_model(tmp_path / "m"), "acme/m:v1")
+    [own] = [sig["key"] for sig in arc.json("show", "acme/m:v1")["signatures"]]
+    arc("keys", "distrust", own)
+    created, distrusted = _key_records(arc, own)
+    [snapshot] = records(arc, "snapshot")
+    return created, distrusted, snapshot
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_key_record_named_before_a_snapshot_but_dated_after_a_distrust_is_reported(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, trusted: bool
+) -> None:
+    """Named half-way from the key's creation to the snapshot it signs (so it replays there), dated after the key's
+    genuine distrust. Saying distrusted, it agrees with the log at its ``at`` and would lose the snapshot; saying
+    trusted, the record written after it must say the trust at its place in the replay (trusted), not at its
+    ``at`` (distrusted), or that record would lose the snapshot in its stead."""
+    created, distrusted, snapshot = _own_key_signed_then_distrusted(arc, tmp_path)
+    at = _at(distrusted) + dt.timedelta(seconds=1)
+    key = plant(
+        arc, created, later=(_named(snapshot) - _named(created)) / 2, at=at.strftime(BODY_TIME), trusted=trusted
+    )
+
+    upgraded = arc.json("upgrade")
+    assert _said(upgraded, key), upgraded
+    _move_out(arc, key, tmp_path)  # as the report says
+    assert _clean(arc.json("upgrade"))
+    assert rebuild(arc, database_url)["refused"] == {}
+
+
+def test_a_key_record_dated_before_the_key_but_named_after_it_is_met_by_the_catalogs_trust(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    """Left in place, a distrust dated before the key existed and named before the snapshot it signs: the record
+    upgrade writes after it keeps the snapshot at a rebuild."""
+    arc("push", write_model(tmp_path / "m"), "acme/m:v1")
+    [own] = [sig["key"] for sig in arc.json("show", "acme/m:v1")["signatures"]]
+    [created] = _key_records(arc, own)
+    [snapshot] = records(arc, "snapshot")
+    earlier = _at(created) - dt.timedelta(days=1)
+    key = plant(
+        arc, created, later=(_named(snapshot) - _named(created)) / 2, at=earlier.strftime(BODY_TIME), trusted=False
+    )
+
+    [said] = _said(arc.json("upgrade"), key)
+    assert "before the catalog holds the key" in said, said
+    assert rebuild(arc, database_url)["refused"] == {}
+
+
+def test_upgrades_own_record_of_an_unlogged_distrust_is_not_reported_after_a_later_trust(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An audit log without the key's distrust: upgrade records the distrust at its own time and logs it there, so
+    a later genuine `keys trust` does not make the next upgrade take that record for a planted one."""
+    from sqlalchemy import delete
+
+    from modelarc.registry.models import AuditEvent
+
+    fingerprint = _import_key(arc, tmp_path)
+    arc("keys", "distrust", fingerprint)
+    as_before_records(arc)
+    with catalog_session(arc, monkeypatch) as s:
+        s.execute(delete(AuditEvent).where(AuditEvent.action == "key.distrust"))
+    assert _clean(arc.json("upgrade"))
+    arc("keys", "trust", fingerprint)
+    again = arc.json("upgrade")
+    assert again["written"] == {} and _clean(again), again
+
+
+def test_the_record_after_a_planted_one_says_what_a_genuine_record_of_the_same_microsecond_says(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    """A planted distrust named a microsecond before the genuine distrust and dated just before its ``at``: the
+    catalog's record would go in the genuine one's microsecond, where the two replay in the order of their
+    sha256; it must say what the genuine one says (or not be written)."""
+    fingerprint = _import_key(arc, tmp_path)
+    arc("keys", "distrust", fingerprint)
+    created, genuine = _key_records(arc, fingerprint)
+    for shift in range(1, 4):
+        at = _at(genuine) - dt.timedelta(microseconds=shift)
+        later = _named(genuine) - _named(created) - dt.timedelta(microseconds=shift)
+        plant(arc, created, later=later, at=at.strftime(BODY_TIME), trusted=False)
+    arc.json("upgrade")
+    same_microsecond = [r for r in _key_records(arc, fingerprint) if _named(r) == _named(genuine)]
+    assert {r["trusted"] for r in same_microsecond} == {False}, same_microsecond
+
+
+@pytest.mark.parametrize(
+    "change", [{"trusted": "no"}, {"trusted": None}, {"trusted": 0}, {"fingerprint": ["x"]}, {"fingerprint": 5}]
+)
+def test_a_malformed_key_record_gets_no_traceback(arc: ArchiveCli, tmp_path: Path, change: dict[str, Any]) -> None:
+    fingerprint = _import_key(arc, tmp_path)
+    [created] = _key_records(arc, fingerprint)
+    later = dt.timedelta(seconds=1)
+    plant(arc, created, later=later, at=(_at(created) + later).strftime(BODY_TIME), **change)
+    result = arc("upgrade", ok=False)
+    assert "Traceback" not in result.output and result.exit_code in (0, 1, 2, 5), result.output
