@@ -24,7 +24,8 @@ help: ## list the targets
 venv: $(STAMP) ## create .venv and install the project with its dev extras
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@# made again when it has no pip (a venv command that failed half-way leaves one)
+	@$(PY) -m pip --version >/dev/null 2>&1 || { echo "==> creating $(VENV) from $(PYTHON)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	@scripts/ci/compiler.sh $(PY)  # the codec's C extension: a compiler and Python.h, installed if missing
 	@# torch first, pinned exactly: pip takes this CPU build from local disk. Left to the resolver,
 	@# another package's bare `torch` requirement could pull a multi-GB CUDA build.
