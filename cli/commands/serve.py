@@ -74,7 +74,7 @@ class StoppingServerLog(logging.Filter):
             self.grace_exceeded = True
             return True
         if _cancelled_traceback_text(record):  # the lifespan's, handed to uvicorn as text
-            return not (self.forced or _TORN_DOWN_TEXT.search(record.msg))
+            return not ((self.forced or _TORN_DOWN_TEXT.search(record.msg)) and _only_cancellation(record.msg))
         if record.exc_info is None or not isinstance(record.exc_info[1], asyncio.CancelledError):
             return True
         if self.forced:
@@ -120,6 +120,27 @@ def _cancelled_traceback_text(record: logging.LogRecord) -> bool:
     return text.startswith("Traceback (most recent call last):") and bool(
         _CANCELLED_LAST_LINE.fullmatch(text.rsplit("\n", 1)[-1])
     )
+
+
+# the lines of a traceback text that join one exception to the next, besides the exceptions themselves
+_CHAIN_LINES = (
+    "Traceback (most recent call last):",
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
+def _only_cancellation(text: str) -> bool:
+    """Whether every exception of a traceback text is a Ctrl-C's ``KeyboardInterrupt`` or the ``CancelledError``
+    of the teardown: a lifespan that failed on its own (a disk full at shutdown) before it was cancelled keeps its
+    traceback. An exception is a line that is not indented (frames and exception groups are) and not one of the
+    lines that chain them; a message of several lines counts as another exception, so it too is kept."""
+    for line in text.splitlines():
+        if not line or line[0].isspace() or line in _CHAIN_LINES:
+            continue
+        if line != "KeyboardInterrupt" and not _CANCELLED_LAST_LINE.fullmatch(line):
+            return False
+    return True
 
 
 def log_config(grace: float) -> dict[str, Any]:

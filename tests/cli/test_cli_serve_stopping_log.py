@@ -156,3 +156,21 @@ def test_before_any_stop_the_lifespans_cancelled_traceback_is_logged(log) -> Non
     logger, out = log
     logger.error(LIFESPAN_CANCELLED)
     assert out.getvalue() == "ERROR: " + LIFESPAN_CANCELLED + "\n"
+
+
+def test_after_a_second_ctrl_c_a_lifespan_that_failed_before_its_cancel_keeps_its_traceback(log) -> None:
+    """The text ends in the teardown's ``CancelledError``, but a genuine error came first (review finding): one
+    process (``forced``) and a worker (the ``KeyboardInterrupt`` it was torn down under) alike."""
+    logger, out = log
+    failed_first = LIFESPAN_CANCELLED.replace(
+        "Traceback",
+        "Traceback (most recent call last):\n  File \"app.py\", line 9, in shutdown\n    flush()\n"
+        "OSError: [Errno 28] No space left on device\n\n"
+        "During handling of the above exception, another exception occurred:\n\nTraceback",
+        1,
+    )
+    logger.error(TORN_DOWN + failed_first)  # a worker
+    logger.filters[0].forced = True
+    logger.error(failed_first)  # one process
+    text = out.getvalue()
+    assert text.count("No space left on device") == 2, text
