@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,9 +115,15 @@ def upgrade(archive: Archive) -> UpgradeReport:
         write_named(kind, at, actor, at, fields)
 
     def write_named(
-        kind: str, at: dt.datetime, actor: str | None, written: dt.datetime, fields: dict[str, Any]
+        kind: str,
+        at: dt.datetime,
+        actor: str | None,
+        written: dt.datetime,
+        fields: dict[str, Any],
+        also: Callable[[CatalogSession], None] | None = None,
     ) -> None:
-        """``write``, named with ``written`` (its place in the replay) rather than the fact's time."""
+        """``write``, named with ``written`` (its place in the replay) rather than the fact's time; ``also`` adds
+        to the same transaction, so that the catalog notes the record and what goes with it together."""
         # each record noted as it is written: one killed half-way has noted every record it wrote, which a
         # second run finds covered and does not write again
         with archive.catalog.session() as s:
@@ -129,6 +136,8 @@ def upgrade(archive: Archive) -> UpgradeReport:
                 written=written,
                 **fields,
             )
+            if also is not None:
+                also(s)
         report.written[kind] = report.written.get(kind, 0) + 1
 
     def state(fact: _Fact) -> None:
@@ -145,7 +154,9 @@ def upgrade(archive: Archive) -> UpgradeReport:
         written = fact.at
         # a policy: the later record of one fact is the one that holds (a key's creation is written where it
         # happened: ``key_trust`` puts the trust right after any record that says otherwise, as of that point)
-        if same and fact.last_wins and fact.kind != "key":
+        if fact.kind == "key":
+            pass
+        elif same and fact.last_wins:
             written = max(written, same[-1].written + _TICK)
         elif same:  # a tag move, an attachment, a withdrawal, a run, a grant: the first is the one replayed
             written = min(written, same[0].written - _TICK)
@@ -166,11 +177,19 @@ def upgrade(archive: Archive) -> UpgradeReport:
     for r in existing:
         fingerprint = r.body.get("fingerprint") if r.kind == "key" else None
         key_row = by_fingerprint.get(fingerprint) if isinstance(fingerprint, str) else None
-        if key_row is None or not isinstance(r.body.get("trusted"), bool):
-            continue  # a key the catalog lacks is listed as not in it; a malformed record, refused by a rebuild
+        if key_row is None or "trusted" not in r.body:
+            continue  # a key the catalog lacks is listed as not in it; one without a trust, refused by a rebuild
         timeline = _trust_timeline(key_row, audit)
         if (why := _unlogged_trust(r, key_row, timeline)) is None:
             continue
+        # a record of another kind in the same microsecond replays after this one (keys go first) and before the
+        # catalog's record below could: only moving this one out keeps it from that record
+        crowded = sorted({o.kind for o in existing if o.kind != "key" and o.written == r.written})
+        if crowded:
+            why += (
+                f"; a {' and '.join(crowded)} record of the same microsecond replays after it, before the "
+                "catalog's record can: move it out before any rebuild"
+            )
         findings.setdefault(r.key, []).append(why)
         # the catalog's trust at the next place in the replay, written there, unless a record there says it: the
         # trust at that very place, so that a genuine record of the same microsecond says the same, whichever of
@@ -179,7 +198,8 @@ def upgrade(archive: Archive) -> UpgradeReport:
         then = _trust_at(timeline, after)
         restated = any(
             o.kind == "key" and o.body.get("fingerprint") == key_row.fingerprint
-            and r.written < o.written <= after and o.body.get("trusted") is then
+            and o.body.get("public_pem") == key_row.public_pem  # one a rebuild refuses restates nothing
+            and r.written < o.written <= after and "trusted" in o.body and bool(o.body["trusted"]) is then
             for o in existing
         )  # fmt: skip
         if then is not None and not restated:
@@ -335,9 +355,9 @@ def upgrade(archive: Archive) -> UpgradeReport:
     key_records = [
         r
         for r in read_records(archive.store.backend)
-        if r.kind == "key" and isinstance(r.body.get("fingerprint"), str) and isinstance(r.body.get("trusted"), bool)
+        if r.kind == "key" and isinstance(r.body.get("fingerprint"), str) and "trusted" in r.body
     ]
-    replayed_trust = {r.body["fingerprint"]: r.body["trusted"] for r in key_records}
+    replayed_trust = {r.body["fingerprint"]: bool(r.body["trusted"]) for r in key_records}
     now = catalog_time()
     for key in keys:
         if replayed_trust.get(key.fingerprint) != key.trusted:
@@ -355,12 +375,15 @@ def upgrade(archive: Archive) -> UpgradeReport:
             ):
                 write("key", last.at, last.actor, **key_fields(key))
             else:
-                write("key", now, fallback_actor, **key_fields(key))
-                # and logged at the record's time, so that the key's history (``_trust_timeline``) has the change
-                # where the record puts it, and a later upgrade does not take its own record for a planted one
-                with archive.catalog.session() as s:
-                    action = "key.trust" if key.trusted else "key.distrust"
-                    q.audit(s, fallback_actor, action, key.fingerprint, at=now, recorded_by="upgrade")
+                # recorded now, and logged at that time in the same transaction, so that the key's history
+                # (``_trust_timeline``) has the change where the record puts it, and a later upgrade does not take
+                # its own record for a planted one
+                action = "key.trust" if key.trusted else "key.distrust"
+
+                def log_it(s: CatalogSession, action: str = action, fingerprint: str = key.fingerprint) -> None:
+                    q.audit(s, fallback_actor, action, fingerprint, at=now, recorded_by="upgrade")
+
+                write_named("key", now, fallback_actor, now, key_fields(key), also=log_it)
     with archive.catalog.session() as s:
         q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
     return report

@@ -332,3 +332,73 @@ def test_a_malformed_key_record_gets_no_traceback(arc: ArchiveCli, tmp_path: Pat
     plant(arc, created, later=later, at=(_at(created) + later).strftime(BODY_TIME), **change)
     result = arc("upgrade", ok=False)
     assert "Traceback" not in result.output and result.exit_code in (0, 1, 2, 5), result.output
+
+
+# ------------------------------------------------------------------------------------ second review (e653a54)
+def _own_key_signed(arc: ArchiveCli, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The home's key signs a snapshot: (the key's creation record, the snapshot's record)."""
+    arc("push", write_model(tmp_path / "m"), "acme/m:v1")
+    [own] = [sig["key"] for sig in arc.json("show", "acme/m:v1")["signatures"]]
+    [created] = _key_records(arc, own)
+    [snapshot] = records(arc, "snapshot")
+    return created, snapshot
+
+
+@pytest.mark.parametrize("trusted", [0, None, ""])
+def test_a_planted_falsy_trust_is_read_as_a_rebuild_reads_it(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, trusted: Any
+) -> None:
+    """A rebuild takes ``bool()`` of a record's ``trusted``: 0, null and "" distrust the key there."""
+    created, snapshot = _own_key_signed(arc, tmp_path)
+    gap = _named(snapshot) - _named(created)
+    key = plant(arc, created, later=gap / 2, at=(_at(created) + gap / 2).strftime(BODY_TIME), trusted=trusted)
+    assert _said(arc.json("upgrade"), key)
+    assert rebuild(arc, database_url)["refused"] == {}  # left in place: the catalog's trust replays after it
+
+
+def test_a_planted_distrust_in_a_snapshot_records_microsecond_must_be_moved_out(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    """Named in the very microsecond of the snapshot's record, the planted key record replays before it (keys go
+    first) and the catalog's record, a microsecond later, after it: the report says it must be moved out."""
+    created, snapshot = _own_key_signed(arc, tmp_path)
+    gap = _named(snapshot) - _named(created)
+    key = plant(arc, created, later=gap, at=(_at(created) + gap / 2).strftime(BODY_TIME), trusted=False)
+    [said] = _said(arc.json("upgrade"), key)
+    assert "a snapshot record of the same microsecond" in said and "move it out before any rebuild" in said, said
+    _move_out(arc, key, tmp_path)
+    assert rebuild(arc, database_url)["refused"] == {}
+
+
+def test_a_record_a_rebuild_would_refuse_does_not_restate_the_trust(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    """A planted distrust followed a microsecond later by a planted 'trust' carrying another key's PEM (which a
+    rebuild refuses): the catalog's record is still written after the distrust."""
+    from modelarc.archive.signing import keys as keyring
+
+    created, snapshot = _own_key_signed(arc, tmp_path)
+    gap = _named(snapshot) - _named(created)
+    at = (_at(created) + gap / 2).strftime(BODY_TIME)
+    plant(arc, created, later=gap / 2, at=at, trusted=False)
+    other = keyring.public_key_pem(keyring.generate_private_key()).decode()
+    refused_later = plant(
+        arc, created, later=gap / 2 + dt.timedelta(microseconds=1), at=at, trusted=True, public_pem=other
+    )
+    assert arc.json("upgrade")["written"].get("key") == 1
+    assert list(rebuild(arc, database_url)["refused"]) == [refused_later]  # the snapshot is kept
+
+
+def test_the_keys_creation_is_written_where_it_happened_not_before_a_planted_copy(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    """An archive without records holding a copy of a key's creation record planted a second earlier, with
+    another label: once it is moved out as reported, upgrade's own creation record is not reported."""
+    fingerprint = _import_key(arc, tmp_path)
+    [created] = _key_records(arc, fingerprint)
+    as_before_records(arc)
+    key = plant(arc, created, later=dt.timedelta(seconds=-1), label="evil")
+    assert _said(arc.json("upgrade"), key)
+    _move_out(arc, key, tmp_path)
+    again = arc.json("upgrade")
+    assert again["written"] == {} and _clean(again), again
