@@ -147,16 +147,16 @@ def upgrade(archive: Archive) -> UpgradeReport:
         for r in same:
             if differ := _disagrees(r, fact):
                 findings.setdefault(r.key, []).append(f"{fact.label}: its {', '.join(differ)}")
+        if fact.kind == "key":
+            # a key's creation: stated by any record that says it as the catalog does, else written where it
+            # happened; a record of it that says another trust is met right after it by the key-record check below
+            if not any(not _disagrees(r, fact) for r in same):
+                write_named(fact.kind, fact.at, fact.actor, fact.at, fact.fields)
+            return
         if same and not _disagrees(same[-1] if fact.last_wins else same[0], fact):
             return
-        if fact.kind == "key" and any(not _disagrees(r, fact) for r in same):
-            return  # the key's creation is stated; a record of it that says otherwise is met by ``key_trust``
         written = fact.at
-        # a policy: the later record of one fact is the one that holds (a key's creation is written where it
-        # happened: ``key_trust`` puts the trust right after any record that says otherwise, as of that point)
-        if fact.kind == "key":
-            pass
-        elif same and fact.last_wins:
+        if same and fact.last_wins:  # a policy: the later record of one fact is the one that holds
             written = max(written, same[-1].written + _TICK)
         elif same:  # a tag move, an attachment, a withdrawal, a run, a grant: the first is the one replayed
             written = min(written, same[0].written - _TICK)
