@@ -174,12 +174,13 @@ def upgrade(archive: Archive) -> UpgradeReport:
     # a key record sets the key's trust from its place in the replay (its name's time, not its ``at``) on: one
     # that says another trust than the key had there would refuse (or admit) the snapshots it signs after it
     by_fingerprint = {k.fingerprint: k for k in keys}
+    timelines = {k.fingerprint: _trust_timeline(k, audit) for k in keys}  # one pass over the log per key
     for r in existing:
         fingerprint = r.body.get("fingerprint") if r.kind == "key" else None
         key_row = by_fingerprint.get(fingerprint) if isinstance(fingerprint, str) else None
         if key_row is None or "trusted" not in r.body:
             continue  # a key the catalog lacks is listed as not in it; one without a trust, refused by a rebuild
-        timeline = _trust_timeline(key_row, audit)
+        timeline = timelines[key_row.fingerprint]
         if (why := _unlogged_trust(r, key_row, timeline)) is None:
             continue
         # a record of another kind in the same microsecond replays after this one (keys go first) and before the
