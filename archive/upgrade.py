@@ -98,11 +98,11 @@ def upgrade(archive: Archive) -> UpgradeReport:
         attachments = history.attachment_facts(s)
         runs = history.run_facts(s)
         audit = history.audit_entries(
-            s, ("push", "transfer.commit", "tombstone", "key.trust", "key.distrust")
+            s, ("push", "transfer.commit", "tombstone", "key.trust", "key.distrust", "access.grant")
         )
         policies = access_rows.policy_history(s)
         grants = access_rows.grants(s, live_only=False)
-        requests = {r.grant_id: r.id for r in access_rows.list_requests(s) if r.grant_id is not None}
+        requests = _decided_requests(s, audit)
     existing = read_records(archive.store.backend)
     report = UpgradeReport(records_found=len(existing))
     stating = _by_identity(existing)
@@ -677,6 +677,19 @@ def _snapshot_fields(fact: SnapshotFact, action: str, pems: dict[str, str]) -> d
         "dtypes": dict(snap.dtypes),
         "architecture": dict(snap.architecture),
     }
+
+
+def _decided_requests(s: CatalogSession, audit: list[AuditEntry]) -> dict[int, int | None]:
+    """Grant id -> the access request it decided (None: granted without one), as a grant record states it. From
+    the request rows where the catalog holds them; else from the grant's audit entry, which is how a rebuilt
+    catalog keeps it (requests are not rebuilt; archive/rebuild.py), so a genuine record is not CONTRADICTED."""
+    found: dict[int, int | None] = {}
+    for e in audit:
+        grant, request = e.details.get("grant"), e.details.get("request")
+        if e.action == "access.grant" and isinstance(grant, int) and (request is None or isinstance(request, int)):
+            found[grant] = request
+    found.update({r.grant_id: r.id for r in access_rows.list_requests(s) if r.grant_id is not None})
+    return found
 
 
 def _trust_timeline(key: key_rows.CatalogKey, audit: list[AuditEntry]) -> list[tuple[dt.datetime, bool]]:

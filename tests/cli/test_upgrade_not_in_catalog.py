@@ -176,3 +176,36 @@ def test_a_revocation_of_a_token_grant_is_no_lacking_fact_after_a_rebuild(
 
     upgraded = arc.json("upgrade")
     assert upgraded["not_in_catalog"] == [] and upgraded["contradicted"] == [], upgraded
+
+
+def test_a_grant_decided_on_a_request_is_not_contradicted_after_a_rebuild(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`access decide` records its grant with the request it decides; a rebuild brings the grant back (revoked: it
+    was to token:<id>) but not the request (requests are catalog-only), and keeps the request's number in the
+    grant's audit entry. So the catalog still says which request the grant decided, and upgrade agrees with the
+    genuine record; a copy naming another request is still CONTRADICTED."""
+    from modelarc.archive.access import request_access
+    from modelarc.archive.tokens import token_principal
+
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    arc("access", "set", "r/g", "gated", "--reason", "licence")
+    made = arc.json("token", "create", "--scope", "read", "--name", "erin")
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            asked = request_access(archive, "r/g", token_principal(archive, made["token"]), "I study old models")
+    arc("access", "decide", str(asked.id), "grant", "--reason", "academic")
+    [genuine] = [r for r in _records(arc, "grant") if r["action"] == "grant"]
+    assert genuine["request"] == asked.id, genuine
+    assert arc.json("upgrade")["contradicted"] == []
+
+    drop_catalog(database_url)
+    rebuilt = json.loads(arc("rebuild-catalog", "--json", ok=False).stdout)
+    assert rebuilt["replayed"].get("grant") == 1, rebuilt
+    upgraded = arc.json("upgrade")
+    assert upgraded["contradicted"] == [] and upgraded["not_in_catalog"] == [], upgraded
+
+    planted = _plant(arc, genuine, request=asked.id + 1)
+    upgraded = arc.json("upgrade")
+    assert len(upgraded["contradicted"]) == 1 and upgraded["contradicted"][0].startswith(planted), upgraded
