@@ -136,6 +136,9 @@ class _Replay:
         self.report = report
         self.present = {str(oid) for oid in archive.store.iter_ids()}  # one listing, not a request per object
         self.catalogued: set[str] = set()  # objects already given a row by an earlier record
+        # what a replayed attachment, run or grant was -> the record it came from: a refused second record of it
+        # names that one, so whoever reads the report can tell which of the two is the copy or the planted one
+        self.first_record: dict[tuple[Any, ...], str] = {}
         self.latest = catalog_time() + CLOCK_SLACK  # a record named after this is refused (_refuse_if_future)
         # the withdraw records that will replay, should their snapshot be in the catalog by then: their snapshot's
         # weights may be gone already, as they are in the catalog. The checks a withdraw record can fail on its
@@ -358,9 +361,11 @@ class _Replay:
         oid = ObjectId(b["manifest"])
         # one attachment is one manifest on one snapshot at one time: a second record of it is no second one
         # (the same manifest attached again later is: `data attach` keeps both)
+        identity = ("data", snap.row_id, str(oid), rec.at)
         if attachment_recorded(s, snap.row_id, str(oid), rec.at):
             raise RecordError(
-                f"data attachment {oid} of {ref} at {format_time(rec.at)} was already replayed from an earlier record"
+                f"data attachment {oid} of {ref} at {format_time(rec.at)} was already replayed from "
+                f"{self._earlier(identity)}"
             )
         manifest = parse_data_manifest(
             bytes(self.store.get(oid)), f"training-data manifest {oid}", recorded=True
@@ -372,6 +377,7 @@ class _Replay:
         def write() -> None:
             apply_attachment(s, snap, stored, datasets, actor=rec.actor, target=target, at=rec.at)
             self.catalogued.add(oid)
+            self.first_record.setdefault(identity, rec.key)
 
         return write
 
@@ -401,7 +407,7 @@ class _Replay:
                 f"not of {str(b['ref'])[:200]!r} ({digest}) as the record says"
             )
         if run_rows.run_indexed(s, str(oid)):  # one run is one object: a second record of it is no second run
-            raise RecordError(f"{where} was already replayed from an earlier record")
+            raise RecordError(f"{where} was already replayed from {self._earlier(('run', str(oid)))}")
         (stored,) = _object_rows(self._infos({oid}))
 
         def write() -> None:
@@ -417,6 +423,7 @@ class _Replay:
                 at=rec.at,
             )
             self.catalogued.add(oid)
+            self.first_record.setdefault(("run", str(oid)), rec.key)
             if fingerprint != b["key"]:
                 self.report.notes.append(
                     f"{rec.key}: {where} is listed as signed by key {str(b['key'])[:80]} but verifies with key "
@@ -465,6 +472,7 @@ class _Replay:
                 apply_revoke(s, model, subject, reason, actor=rec.actor, at=rec.at)
                 return
             apply_grant(s, model, subject, reason, actor=rec.actor, at=rec.at, request=b.get("request"))
+            self.first_record.setdefault(("grant", found.row_id, subject, rec.at), rec.key)
             if by_id:
                 apply_revoke(
                     s, model, subject, TOKEN_GRANT_LAPSED, actor=self.archive.settings.actor, at=rec.at
@@ -475,9 +483,13 @@ class _Replay:
 
         return write
 
-    @staticmethod
+    def _earlier(self, identity: tuple[Any, ...]) -> str:
+        """The record that replayed ``identity`` first, named ("an earlier record" if this replay did not)."""
+        key = self.first_record.get(identity)
+        return f"the earlier record {key}" if key else "an earlier record"
+
     def _refuse_second_grant(
-        s: CatalogSession, rec: CatalogRecord, model_id: int, model: str, subject: str
+        self, s: CatalogSession, rec: CatalogRecord, model_id: int, model: str, subject: str
     ) -> None:
         """A grant record is refused where the live command refuses the grant (``access grant``: the subject holds
         a live grant on the model) and where it states a grant the rebuilt catalog holds already (the same model,
@@ -486,15 +498,15 @@ class _Replay:
         from modelarc.registry import access as access_rows
 
         for held in access_rows.grants(s, [model_id], subjects=[subject], live_only=False):
+            earlier = self._earlier(("grant", model_id, subject, held.granted_at))
             if held.granted_at == rec.at:
                 raise RecordError(
-                    f"the grant of {model} to {subject} at {format_time(rec.at)} was already replayed from an "
-                    "earlier record"
+                    f"the grant of {model} to {subject} at {format_time(rec.at)} was already replayed from {earlier}"
                 )
             if held.live:
                 raise RecordError(
-                    f"{subject} already holds a live grant on {model}, from the record of "
-                    f"{format_time(held.granted_at)} (as `access grant` refuses a second one)"
+                    f"{subject} already holds a live grant on {model}, granted at {format_time(held.granted_at)} "
+                    f"by {earlier} (as `access grant` refuses a second one)"
                 )
 
     def _signatures(

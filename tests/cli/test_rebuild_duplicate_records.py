@@ -53,7 +53,8 @@ def test_two_records_of_one_attachment_replay_as_one(
 
     report = _rebuild(arc, database_url)
     assert list(report["refused"]) == [second], report
-    assert "already replayed from an earlier record" in report["refused"][second]
+    # the refusal names the record that replayed first, so a reader can tell which of the two to look at
+    assert f"already replayed from the earlier record records/{first['name']}" in report["refused"][second]
     assert report["replayed"]["data"] == 2
     assert _attachments(arc, monkeypatch) == before
 
@@ -71,7 +72,7 @@ def test_two_records_of_one_grant_replay_as_one(
 
     report = _rebuild(arc, database_url)
     assert list(report["refused"]) == [second], report
-    assert "already replayed from an earlier record" in report["refused"][second]
+    assert f"already replayed from the earlier record records/{genuine['name']}" in report["refused"][second]
     [grant] = _grants(arc, monkeypatch)
     assert grant[:3] == ("r/g", subject, "co-author")
 
@@ -91,4 +92,5 @@ def test_a_grant_record_for_a_subject_holding_a_live_grant_is_refused(
     report = _rebuild(arc, database_url)
     assert list(report["refused"]) == [second], report
     assert "already holds a live grant" in report["refused"][second]
+    assert f"by the earlier record records/{genuine['name']}" in report["refused"][second], report
     assert _grants(arc, monkeypatch) == before

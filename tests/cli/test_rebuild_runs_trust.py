@@ -182,3 +182,20 @@ def test_runs_lists_a_row_whose_document_is_not_a_run_as_damaged(
         [listed] = arc.json("runs")
         assert listed["id"] == 1 and "damaged" in listed
         assert "is not the signed one" in arc.fail("rerun", "1").stderr
+
+
+def test_a_second_record_of_one_run_is_refused_naming_the_first(
+    arc: ArchiveCli, recorded: dict[str, Any], database_url: str
+) -> None:
+    """One run is one object: a copy of its record (a mirror's, or a planted one by another actor) replays as
+    nothing more, and the refusal names the record that replayed it, so a reader can tell which one to look at."""
+    [genuine] = _run_records(arc)
+    data = json.dumps({**recorded, "actor": "mallory"}, sort_keys=True, separators=(",", ":")).encode()
+    name = f"{genuine.name.split('-')[0]}-{hashlib.sha256(data).hexdigest()}.json"
+    (genuine.parent / name).write_bytes(data)
+    copy = f"records/{name}"
+    _code, report = _rebuild(arc, database_url)
+    first = sorted([f"records/{genuine.name}", copy])[0]  # same time: the name's hash orders the two
+    second = copy if first != copy else f"records/{genuine.name}"
+    reason = _refused(report, second)
+    assert f"already replayed from the earlier record {first}" in reason, reason
