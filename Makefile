@@ -88,6 +88,8 @@ bench: venv ## speed, as ratios against a baseline measured in the same run
 	$(PY) bench/serve.py
 	$(PY) bench/sharded.py
 	$(PY) bench/s3.py
+	@# parallel Hub downloads (`push hf://`, --jobs 1 vs 4) from the Hub imitation on 127.0.0.1
+	$(PY) bench/hf_parallel.py
 	@# a family stored with deltas (issue 15): through `push --parent`, and at the store (ObjectStore.put_delta)
 	$(PY) bench/family.py
 	$(PY) bench/family.py --store-level
