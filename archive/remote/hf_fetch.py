@@ -450,10 +450,11 @@ def _replace_atomically(target: Path, make: Callable[[Path], object]) -> None:
 
 # ------------------------------------------------------------------------------------------------------ offline
 def _fetch_offline(
-    repo: str, revision: str, folder: Path, where: str
+    repo: str, revision: str, folder: Path, where: str, store: Path | None
 ) -> tuple[str, dict[str, str], list[str]]:
     """(commit, hashes by path, skipped .git paths) of the cached revision, copied into ``folder``; only a file that
-    is a link into this repo's ``blobs/`` folder, to a blob named by a hash its bytes match, is taken."""
+    is a link into this repo's ``blobs/`` folder, to a blob named by a hash its bytes match, is taken. Every file is
+    found first, so that a revision the disks cannot hold is refused (``_check_room``) before a byte is copied."""
     missing = SourceError(
         f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
     )
@@ -473,7 +474,7 @@ def _fetch_offline(
     if snapshot.is_symlink() or not snapshot.is_dir():
         raise missing
     blobs = os.path.realpath(repo_dir / "blobs")
-    hashes: dict[str, str] = {}
+    found: list[tuple[str, Path]] = []
     skipped: list[str] = []
     for base, dirs, names in os.walk(snapshot):
         for name in sorted(dirs + names):
@@ -484,13 +485,24 @@ def _fetch_offline(
                 continue
             if name in dirs and not entry.is_symlink():
                 continue
-            if path_problem(rel) is not None or len(hashes) >= MAX_FILES_PER_SNAPSHOT:
+            if path_problem(rel) is not None or len(found) >= MAX_FILES_PER_SNAPSHOT:
                 raise SourceError(f"{where}: the cached file '{printable_path(rel)}' cannot be archived")
-            hashes[rel] = _copy_blob(
-                entry, blobs, folder / rel, f"{where}: the cached file '{printable_path(rel)}'"
-            )
+            found.append((rel, entry))
         dirs[:] = [d for d in dirs if not is_git_path((Path(base) / d).relative_to(snapshot).as_posix())]
+    _check_room(sum(_cached_size(entry) for _rel, entry in found), folder, store, where)
+    hashes = {
+        rel: _copy_blob(entry, blobs, folder / rel, f"{where}: the cached file '{printable_path(rel)}'")
+        for rel, entry in found
+    }
     return commit, hashes, skipped
+
+
+def _cached_size(entry: Path) -> int:
+    """The size of the blob a cached file links to (0 when it is not there: ``_copy_blob`` then says why)."""
+    try:
+        return os.stat(entry).st_size
+    except OSError:
+        return 0
 
 
 def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
@@ -537,7 +549,8 @@ def fetch(
     try:
         try:
             if offline:
-                commit, hashes, skipped = _fetch_offline(repo, revision, folder, where)
+                store = transfer.store if transfer is not None else None
+                commit, hashes, skipped = _fetch_offline(repo, revision, folder, where, store)
                 listing = None
             else:
                 listing = _fetch_online(endpoint, repo, revision, folder, where, transfer or Transfer())

@@ -81,3 +81,21 @@ def test_a_reserve_that_is_no_size_is_refused_in_one_line(
     arc.env["MODELARC_DISK_RESERVE"] = "lots"
     line = arc.fail("push", "hf://org/tiny", "org/tiny:v1").stderr.strip().splitlines()[-1]
     assert "MODELARC_DISK_RESERVE" in line
+
+
+def test_an_offline_import_is_refused_before_a_byte_is_copied_from_the_cache(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    """With downloads off the cached revision is copied into a private folder and then into the store: the same
+    room is needed, and checked from the cached files' sizes before the first copy."""
+    arc("push", "hf://org/tiny", "org/tiny:v1")  # fills the Hugging Face cache
+    hub.stop()
+    arc.env["HF_HUB_OFFLINE"] = "1"
+    arc.env["MODELARC_DISK_RESERVE"] = "999999T"
+    result = arc.fail("push", "hf://org/tiny", "org/tiny:offline")
+    assert result.exit_code == DiskFullError.exit_code
+    line = result.stderr.strip().splitlines()[-1]
+    assert "not enough free space" in line and "the download and the store's copy" in line, line
+    assert [row["tags"] for row in arc.json("ls")] == [["v1"]]
+    arc.env["MODELARC_DISK_RESERVE"] = "1MiB"
+    assert arc.json("push", "hf://org/tiny", "org/tiny:offline")["stored_bytes_added"] == 0
