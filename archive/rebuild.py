@@ -54,7 +54,7 @@ from modelarc.registry import history
 from modelarc.registry import keys as key_rows
 from modelarc.registry import queries as q
 from modelarc.registry import runs as run_rows
-from modelarc.registry.db import CatalogSession
+from modelarc.registry.db import CatalogSession, savepoint
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
@@ -127,6 +127,16 @@ def rebuild_catalog(archive: Archive, progress: Callable[[int], None] | None = N
     return report
 
 
+@dataclass
+class _Staged:
+    """What one record's writes add to the replay's own state (objects with a row, snapshots excused some weights,
+    the record each fact came from): kept only if its savepoint commits."""
+
+    objects: set[str] = field(default_factory=set)
+    excused: dict[tuple[str, SnapshotId], str] = field(default_factory=dict)
+    first_record: dict[tuple[Any, ...], str] = field(default_factory=dict)
+
+
 class _Replay:
     def __init__(self, archive: Archive, records: list[CatalogRecord], report: RebuildReport) -> None:
         self.archive = archive
@@ -139,6 +149,7 @@ class _Replay:
         # what a replayed attachment, run or grant was -> the record it came from: a refused second record of it
         # names that one, so whoever reads the report can tell which of the two is the copy or the planted one
         self.first_record: dict[tuple[Any, ...], str] = {}
+        self.staged = _Staged()  # what the record being replayed adds to the three above, once its rows are in
         self.latest = catalog_time() + CLOCK_SLACK  # a record named after this is refused (_refuse_if_future)
         # the withdraw records that will replay, should their snapshot be in the catalog by then: their snapshot's
         # weights may be gone already, as they are in the catalog. The checks a withdraw record can fail on its
@@ -174,9 +185,7 @@ class _Replay:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 self.report.refused[rec.key] = f"{rec.kind}: the record lacks or garbles a field ({exc!r})"
             else:
-                write()
-                note_written(s, rec.key)  # this catalog now says what it says: repair may put it back
-                self.report.replayed[rec.kind] = self.report.replayed.get(rec.kind, 0) + 1
+                self._write(s, rec, write)
             s.flush()
             s.expunge_all()  # rows already written need not stay in memory: a catalog of any size replays
             if progress:
@@ -187,6 +196,26 @@ class _Replay:
                 confirmed = time.monotonic()
         self._confirm_excuses(s)
         held.confirm(s)  # still ours at the end: no gc can have deleted what was found present
+
+    def _write(self, s: CatalogSession, rec: CatalogRecord, write: Write) -> None:
+        """Run a checked record's writes in a savepoint: a record whose rows the catalog cannot hold after all (text
+        it cannot store, such as a NUL or a lone surrogate, a value longer than its column) is refused alone, as
+        every other failing record is, and what it had added to the replay's own state goes with its rows."""
+        notes = len(self.report.notes)
+        self.staged = _Staged()
+        try:
+            with savepoint(s):
+                write()
+        except ModelarcError as exc:
+            del self.report.notes[notes:]
+            self.report.refused[rec.key] = f"{rec.kind}: {exc}"
+            return
+        self.catalogued |= self.staged.objects
+        self.excused.update(self.staged.excused)
+        for identity, key in self.staged.first_record.items():
+            self.first_record.setdefault(identity, key)
+        note_written(s, rec.key)  # this catalog now says what it says: repair may put it back
+        self.report.replayed[rec.kind] = self.report.replayed.get(rec.kind, 0) + 1
 
     def _refuse_if_future(self, rec: CatalogRecord) -> None:
         if rec.written > self.latest:
@@ -315,9 +344,9 @@ class _Replay:
                     f"{rec.key}: trusted key {fingerprint} as the snapshot record names it"
                 )
             recorded = record_snapshot(s, recording)
-            self.catalogued.update(object_ids | bases)
+            self.staged.objects.update(object_ids | bases)
             if excused:
-                self.excused[(model, digest)] = rec.key
+                self.staged.excused[(model, digest)] = rec.key
             if differ:
                 self.report.notes.append(
                     f"{rec.key}: {label}: the record's {', '.join(differ)} disagree with the snapshot's manifest "
@@ -376,8 +405,8 @@ class _Replay:
 
         def write() -> None:
             apply_attachment(s, snap, stored, datasets, actor=rec.actor, target=target, at=rec.at)
-            self.catalogued.add(oid)
-            self.first_record.setdefault(identity, rec.key)
+            self.staged.objects.add(oid)
+            self.staged.first_record[identity] = rec.key
 
         return write
 
@@ -422,8 +451,8 @@ class _Replay:
                 key_fingerprint=fingerprint,
                 at=rec.at,
             )
-            self.catalogued.add(oid)
-            self.first_record.setdefault(("run", str(oid)), rec.key)
+            self.staged.objects.add(oid)
+            self.staged.first_record[("run", str(oid))] = rec.key
             if fingerprint != b["key"]:
                 self.report.notes.append(
                     f"{rec.key}: {where} is listed as signed by key {str(b['key'])[:80]} but verifies with key "
@@ -472,7 +501,7 @@ class _Replay:
                 apply_revoke(s, model, subject, reason, actor=rec.actor, at=rec.at)
                 return
             apply_grant(s, model, subject, reason, actor=rec.actor, at=rec.at, request=b.get("request"))
-            self.first_record.setdefault(("grant", found.row_id, subject, rec.at), rec.key)
+            self.staged.first_record[("grant", found.row_id, subject, rec.at)] = rec.key
             if by_id:
                 apply_revoke(
                     s, model, subject, TOKEN_GRANT_LAPSED, actor=self.archive.settings.actor, at=rec.at

@@ -233,6 +233,12 @@ class DataManifestError(UsageError):
     """A training-data manifest that does not parse or does not match the schema; names the field."""
 
 
+class CatalogValueError(ModelarcError):
+    """The catalog database refused to hold a value (text it cannot store, such as a NUL on PostgreSQL or a lone
+    surrogate, or a value longer than its column): raised from a savepoint (``registry.db.savepoint``), so only that
+    unit of work is undone and the caller can refuse the input that carried it."""
+
+
 class RecordError(IntegrityError):
     """A catalog record in the store (``records/``, docs/FORMAT.md "Catalog records") whose body does not hash to
     the sha256 in its name, or that is not a record this version can read; the message names it."""

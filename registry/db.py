@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 import modelarc.migrations
-from modelarc.errors import ModelarcError, UsageError
+from modelarc.errors import CatalogValueError, ModelarcError, UsageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -135,6 +135,21 @@ def build_mappings() -> None:
     import modelarc.registry.models  # noqa: F401  (the classes register themselves with the mapper registry)
 
     configure_mappers()
+
+
+@contextmanager
+def savepoint(s: Session) -> Iterator[None]:
+    """The block's writes in a savepoint, flushed at its end: if the database refuses them (``CatalogValueError``,
+    naming what it said in one printable line), they are undone and the rest of the transaction goes on."""
+    try:
+        with s.begin_nested():
+            yield
+            s.flush()
+    except (SQLAlchemyError, UnicodeError) as exc:
+        orig = getattr(exc, "orig", None) or exc
+        lines = str(orig).strip().splitlines()
+        said = ascii(lines[0] if lines else "")[1:-1][:200]
+        raise CatalogValueError(f"the catalog cannot hold it ({type(orig).__name__}: {said})") from None
 
 
 class Catalog:
