@@ -320,14 +320,14 @@ def upgrade(archive: Archive) -> UpgradeReport:
     # a withdraw record of a snapshot the catalog holds live would withdraw it at a rebuild: there is no record
     # that undoes one, so it is only reported (read again, lest a withdrawal committed meanwhile be named)
     suspect = [
-        r for r in existing if r.kind == "withdraw" and (r.body.get("model"), r.body.get("snapshot")) in live
+        r for r in existing if r.kind == "withdraw" and _named_snapshot(r) in live
     ]
     if suspect:
         with archive.catalog.session() as s:
             still_live = {(f.snapshot.model, f.snapshot.digest) for f in history.snapshot_facts(s)
                           if f.snapshot.tombstoned_at is None}  # fmt: skip
         for r in suspect:
-            if (r.body["model"], r.body["snapshot"]) in still_live:
+            if _named_snapshot(r) in still_live:
                 findings.setdefault(r.key, []).append(
                     f"{r.body['model']}@{r.body['snapshot']}: it withdraws a snapshot the catalog holds live "
                     "(a rebuild would withdraw it: no record undoes a withdrawal)"
@@ -586,9 +586,17 @@ def _snapshot_records(records: list[CatalogRecord]) -> dict[tuple[str, str], lis
     """(model, snapshot) -> its snapshot records, in replay order (``records`` are)."""
     out: dict[tuple[str, str], list[CatalogRecord]] = {}
     for r in records:
-        if r.kind == "snapshot":
-            out.setdefault((r.body["model"], r.body["snapshot"]), []).append(r)
+        named = _named_snapshot(r) if r.kind == "snapshot" else None
+        if named is not None:
+            out.setdefault(named, []).append(r)
     return out
+
+
+def _named_snapshot(r: CatalogRecord) -> tuple[str, str] | None:
+    """(model, snapshot) as the record names them, or None when either is not text (a garbled or planted record,
+    which a rebuild refuses: it names no snapshot the catalog could hold)."""
+    model, snapshot = r.body.get("model"), r.body.get("snapshot")
+    return (model, snapshot) if isinstance(model, str) and isinstance(snapshot, str) else None
 
 
 # what a rebuild takes on the word of the record that creates a snapshot (docs/FORMAT.md "Catalog records"); the
