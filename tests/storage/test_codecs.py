@@ -467,3 +467,43 @@ def test_a_framed_object_starts_on_a_page_so_o_direct_takes_it_without_a_copy(hi
         framed = buffers.framed(header, encoded)
         assert is_page_aligned(framed), (hint, encoded.codec_id)
         assert bytes(framed) == header + bytes(encoded.payload)
+
+
+# Codec 1 (one zstd frame): a small hostile object must not inflate past its header's length
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_zstd_object_whose_frame_states_more_than_its_header_is_refused_before_inflating() -> None:
+    """python-zstandard ignores max_output_size when the frame states its content size: a 2 MiB-of-zeros frame
+    (~100 bytes) under a header of 1 KiB would be inflated whole. It is refused from the frame's own size."""
+    from modelarc.storage.codecs.zstd import ZstdCodec
+
+    bomb = zstandard.ZstdCompressor().compress(bytes(256 << 20))  # 256 MiB of zeros, ~8 KB coded
+    before = _peak_rss_mb()
+    with pytest.raises(ObjectFormatError, match="frame declares 268435456 bytes, header says 1024"):
+        ZstdCodec().decode(b"", memoryview(bomb), 1024)
+    assert _peak_rss_mb() - before < 64, "the frame was inflated"
+
+
+def test_a_zstd_object_without_a_stated_size_is_read_no_further_than_its_header_says() -> None:
+    from modelarc.storage.codecs.zstd import ZstdCodec
+
+    cctx = zstandard.ZstdCompressor(write_content_size=False)
+    data = os.urandom(5000)
+    assert ZstdCodec().decode(b"", memoryview(cctx.compress(data)), 5000) == data
+    bomb = cctx.compress(bytes(256 << 20))
+    before = _peak_rss_mb()
+    with pytest.raises(ObjectFormatError, match="decodes to 1025 bytes, header says 1024"):
+        ZstdCodec().decode(b"", memoryview(bomb), 1024)
+    assert _peak_rss_mb() - before < 64, "the frame was inflated"
+
+
+def test_bytes_after_a_zstd_object_frame_are_rejected() -> None:
+    from modelarc.storage.codecs.zstd import ZstdCodec
+
+    coded = zstandard.ZstdCompressor().compress(bytes(100))
+    with pytest.raises(ObjectFormatError, match="unused data"):
+        ZstdCodec().decode(b"", memoryview(coded + b"x"), 100)
