@@ -40,6 +40,7 @@ from modelarc.archive.remote.receive import (
     MAX_CODEC_OVERHEAD,
     MAX_OBJECT_BYTES,
     check_push,
+    lacking,
     receive_object,
 )
 from modelarc.archive.repository import Archive
@@ -241,7 +242,8 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
         responses={200: {"content": {"application/json": {"schema": MISSING_ANSWER}}}},
     )
     async def missing(request: Request) -> Any:
-        """Which of these object ids this archive lacks: the first step of every push and pull.
+        """Which of these object ids this archive lacks (or holds only a copy of that a scrub found damaged: a
+        pusher's bytes replace it): the first step of every push and pull.
 
         Anyone with read access may ask, so the body is bounded before it is parsed (413: at most 10 000 ids
         without a token, 100 000 with one) and every id is checked (400 names the first bad one by index); the ids
@@ -254,8 +256,8 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
         else:
             body, limit = await read_body(request, MAX_MISSING_BODY), MAX_MISSING_QUERY
         ids = parse_missing_query(body, limit)
-        store = get_archive().store
-        return {"missing": await run_in_threadpool(lambda: [oid for oid in ids if not store.has(oid)])}
+        archive = get_archive()
+        return {"missing": await run_in_threadpool(lambda: lacking(archive, ids))}
 
     @router.get(
         "/v1/objects/{object_id}",
@@ -344,7 +346,7 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
         if (base := delta_base_of(oid, body)) is not None:
             principal = principal_of(request)
             await run_in_threadpool(lambda: require_delta_base_access(archive, oid, base, principal, holder))
-        await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder))
+        await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder, stored=not added))
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")

@@ -43,7 +43,7 @@ from modelarc.archive.manifest import (
 )
 from modelarc.archive.push_index import FileRead
 from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
-from modelarc.storage import ObjectId, ObjectStore, PutResult
+from modelarc.storage import ObjectId, ObjectStore, PutResult, Replacing
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 from modelarc.storage.digests import sha256_stream, update_and_digest
 
@@ -65,6 +65,7 @@ class ObjectWrite:
     added: bool
     delta_base: str | None = None
     standalone_size: int | None = None  # a delta this push wrote: what it would have taken on its own
+    replaced: bool = False  # written in place of a copy the catalog knows damaged (archive/heal.py)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class IngestResult:
     def deltas_added(self) -> tuple[ObjectWrite, ...]:
         """The objects this ingest wrote as deltas against the base snapshot."""
         return tuple(o for o in self.objects if o.added and o.delta_base is not None)
+
+    @property
+    def replaced(self) -> tuple[str, ...]:
+        """The objects this ingest wrote in place of damaged copies (``replacing``)."""
+        return tuple(o.id for o in self.objects if o.replaced)
 
 
 def list_source_files(
@@ -199,9 +205,11 @@ class _ChunkWriter:
         pool: ThreadPoolExecutor,
         in_flight: int = MAX_IN_FLIGHT,
         warn: Warn | None = None,
+        replacing: Replacing | None = None,
     ) -> None:
         self.store = store
         self.warn = warn
+        self.replacing = replacing
         self.fallbacks = 0  # chunks stored on their own because their delta base could not be used
         self.pool = pool
         self.in_flight = in_flight  # chunks held at once: bounds memory, keeps every worker fed
@@ -253,8 +261,9 @@ class _ChunkWriter:
     ) -> PutResult:
         if oid is None:
             oid = ObjectId.of(data)
-        if base is None:
-            return self.store.put(data, dtype_hint=dtype, object_id=oid)
+        if base is None or (self.replacing is not None and oid in self.replacing):
+            # a damaged object is written on its own: its good copy then needs no other object to read back
+            return self.store.put(data, dtype_hint=dtype, object_id=oid, replacing=self.replacing)
         try:
             try:
                 return self.store.put_delta(data, base, dtype_hint=dtype, object_id=oid)
@@ -292,7 +301,7 @@ class _ChunkWriter:
                     self.free.append(owner)
         with self.lock:
             prev = self.results.get(result.id)
-            if prev is None or (result.added and not prev.added):
+            if prev is None or (result.added and not prev.added) or (result.replaced and not prev.replaced):
                 self.results[result.id] = ObjectWrite(
                     result.id,
                     result.raw_size,
@@ -301,6 +310,7 @@ class _ChunkWriter:
                     result.added,
                     result.delta_base,
                     result.standalone_size,
+                    result.replaced,
                 )
         return result
 
@@ -368,6 +378,7 @@ def ingest(
     bases: DeltaBases | None = None,
     warn: Warn | None = None,
     reuse: Mapping[str, Reused] | None = None,
+    replacing: Replacing | None = None,
 ) -> IngestResult:
     """Store every file under ``source`` and return the manifest; nothing is added to the catalog here.
 
@@ -375,7 +386,8 @@ def ingest(
     once); otherwise ``source`` is listed here with ``follow_symlinks``. With ``bases``, each tensor that has a
     same-name, same-dtype, same-shape tensor there is tried chunk by chunk as a delta against it. A file whose
     path is in ``reuse`` is not read: its entry and objects are the ones given (the caller vouches for them:
-    archive/push_index.py).
+    archive/push_index.py). An object named in ``replacing`` is written in place of its stored copy, which the
+    caller knows to be damaged (archive/heal.py), and comes back ``replaced``.
     """
     if files is None:
         files = list_source_files(Path(source), follow_symlinks=follow_symlinks)
@@ -384,7 +396,9 @@ def ingest(
     # backend (S3) asks for more: there a worker mostly waits for the service's answer.
     workers = jobs or max(max(2, os.cpu_count() or 2) + 2, store.backend.concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-ingest") as pool:
-        writer = _ChunkWriter(store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2), warn=warn)
+        writer = _ChunkWriter(
+            store, pool, in_flight=max(MAX_IN_FLIGHT, workers + 2), warn=warn, replacing=replacing
+        )
         try:
             # a file's entry is assembled once all its chunks are stored, after every file has been read: waiting
             # per file would leave one request in flight for a folder of small files

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
+from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
@@ -28,7 +29,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
-from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage import ObjectId, ObjectStore, Replacing
 
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
@@ -53,6 +54,8 @@ class PushResult:
     delta_stored_bytes: int = 0  # what they take
     delta_standalone_bytes: int = 0  # what they would have taken stored on their own
     unchanged_files: int = 0  # files not read: unchanged since an earlier push (archive/push_index.py)
+    # objects the catalog knew corrupt or missing that this push wrote back from its bytes (archive/heal.py)
+    healed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,9 @@ def push_folder(
     """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
     and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
     against a parent as ``delta`` says (archive/deltas.py). A file unchanged since an earlier push (by the push
-    index's rules, archive/push_index.py) is not read again unless ``rehash``."""
+    index's rules, archive/push_index.py) is not read again unless ``rehash``. An object the catalog knows to be
+    corrupt or missing that the push holds the bytes of is written back in place of the damaged copy
+    (archive/heal.py)."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -102,9 +107,19 @@ def push_folder(
         on_total(total_size(files))
     index = PushIndex.load(archive.settings.home)
     with archive.lock(exclusive=False, purpose="push") as held:
+        damaged = known_damaged(archive)  # one query; None unless a scrub found objects corrupt or missing
         # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
-        reuse = {} if rehash else _unchanged_files(archive, index, files)
-        result = ingest(source, archive.store, progress, files=files, bases=bases, warn=warn, reuse=reuse)
+        reuse = {} if rehash else _unchanged_files(archive, index, files, damaged)
+        result = ingest(
+            source,
+            archive.store,
+            progress,
+            files=files,
+            bases=bases,
+            warn=warn,
+            reuse=reuse,
+            replacing=damaged,
+        )
         manifest = result.manifest
         snapshot_id = manifest.snapshot_id
         model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
@@ -114,14 +129,16 @@ def push_folder(
                 refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
         manifest_bytes = manifest.canonical_bytes()
         _check_reads_back(source, manifest_bytes)
-        manifest_put = archive.store.put(manifest_bytes)
+        manifest_put = archive.store.put(manifest_bytes, replacing=damaged)
         if manifest_put.id != snapshot_id.hex:
             raise IntegrityError("manifest object id does not match the snapshot id")  # cannot happen
         bundle = sign_snapshot(
             [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
         )
-        bundle_put = archive.store.put(bundle)
+        bundle_put = archive.store.put(bundle, replacing=damaged)
         archive.store.sync()  # every object is durable before the catalog mentions it
+        replaced = [*result.replaced, *(p.id for p in (manifest_put, bundle_put) if p.replaced)]
+        healed = read_back(archive, replaced) if replaced else {}
         fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
         # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
         needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
@@ -154,6 +171,7 @@ def push_folder(
                     audit_details={"stored_bytes_added": record.stored_bytes_added},
                 ),
             )
+            record_healed(s, healed, archive.settings.actor, f"{model_ref.model}@{snapshot_id}", by="push")
     _update_index(index, result, files, snapshot_id, warn)
     return PushResult(
         ref=str(ref),
@@ -171,6 +189,7 @@ def push_folder(
         delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
         unchanged_files=result.reused,
+        healed=tuple(sorted(healed)),
     )
 
 
@@ -194,9 +213,12 @@ def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) ->
     return refuse_other_provenance
 
 
-def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, Path]]) -> dict[str, Reused]:
+def _unchanged_files(
+    archive: Archive, index: PushIndex, files: list[tuple[str, Path]], damaged: Replacing | None = None
+) -> dict[str, Reused]:
     """The source files the index vouches for, each with its entry from the earlier snapshot's verified manifest
-    and its objects, all present in the store; any doubt leaves a file out, and it is read."""
+    and its objects, all present in the store and none known ``damaged``; any doubt leaves a file out, and it is
+    read (which is how its damaged objects are written back)."""
     candidates: dict[str, FileEntry] = {}
     manifests: dict[str, dict[str, FileEntry] | None] = {}
     for rel, path in files:
@@ -211,6 +233,8 @@ def _unchanged_files(archive: Archive, index: PushIndex, files: list[tuple[str, 
                 manifests[hit.snapshot] = None
         entry = (manifests[hit.snapshot] or {}).get(hit.path)
         if entry is not None and entry.sha256 == hit.sha256 and entry.size == hit.size:
+            if damaged is not None and any(c.id in damaged for p in entry.parts for c in p.chunks):
+                continue  # read, so that its bytes replace the damaged copies
             candidates[rel] = entry
     if not candidates:
         return {}

@@ -87,7 +87,7 @@ def scrub(
             if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
                 report.stopped_by = "max-seconds"
                 break
-            found[item.id] = result = _check(archive.store, item.id)
+            found[item.id] = result = check_object(archive.store, item.id)
             if result != "ok":
                 bad[item.id] = result
             report.objects_checked += 1
@@ -95,7 +95,7 @@ def scrub(
             for name, store in others:
                 if name in served and item.id not in live:
                     continue
-                result = _check(store, item.id)
+                result = check_object(store, item.id)
                 if result != "ok":
                     report.mirrors[name][result].append(item.id)
                 report.bytes_checked += item.stored_size
@@ -131,7 +131,7 @@ def scrub(
     return report
 
 
-def _check(store: MirrorCopy | ObjectStore, oid: str) -> str:
+def check_object(store: MirrorCopy | ObjectStore, oid: str) -> str:
     """ok, corrupt or missing; a delta whose base cannot be read counts as missing (its content cannot be had)
     until the base, itself reported, is repaired."""
     try:

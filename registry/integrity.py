@@ -8,6 +8,7 @@ covers the whole store over a period and always spends its budget where the last
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError, UsageError
 from modelarc.registry.models import Snapshot, utcnow
+from modelarc.registry.records import ObjectRecord
 from modelarc.registry.store_models import Mirror, SnapshotObject, StoredObject
 
 CHECKS = ("ok", "corrupt", "missing")
@@ -62,6 +64,27 @@ def record_checks(s: Session, results: dict[str, str], when: dt.datetime | None 
             )
 
 
+def record_replaced(s: Session, objects: Iterable[ObjectRecord], when: dt.datetime | None = None) -> None:
+    """Objects whose damaged copies were replaced by a good one (a push that held their bytes): each row describes
+    the new copy (its encoding may differ from the lost one's: a delta is rewritten on its own) and is checked
+    ``ok``, as repair records what it read back. One statement per object: there are few (scrub found them)."""
+    when = when or utcnow()
+    for o in objects:
+        s.execute(
+            update(StoredObject)
+            .where(StoredObject.id == o.id)
+            .values(
+                stored_size=o.stored_size,
+                codec=o.codec,
+                delta_base=o.delta_base,
+                standalone_size=o.standalone_size,
+                verified_at=when,
+                last_check="ok",
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
 def objects_found_bad(s: Session) -> dict[str, str]:
     """Objects whose last check found them corrupt or missing: what repair fixes without re-reading everything."""
     rows = s.execute(
@@ -70,6 +93,27 @@ def objects_found_bad(s: Session) -> dict[str, str]:
         )
     )
     return {oid: str(check) for oid, check in rows}
+
+
+FEW_IDS = 500  # ids looked up in one statement (bind limits); for more, one query of every bad object is cheaper
+
+
+def found_bad_among(s: Session, object_ids: Iterable[str]) -> set[str]:
+    """Those of ``object_ids`` whose last check found them corrupt or missing, in one query: by id for at most
+    ``FEW_IDS`` of them, else every object found bad (usually none: ``last_check`` is not indexed, but a query per
+    500 ids of a 100,000-object snapshot would cost more than one pass over the table)."""
+    ids = set(object_ids)
+    if len(ids) > FEW_IDS:
+        return set(objects_found_bad(s)) & ids
+    if not ids:
+        return set()
+    return set(
+        s.scalars(
+            select(StoredObject.id).where(
+                StoredObject.id.in_(sorted(ids)), StoredObject.last_check.in_(("corrupt", "missing"))
+            )
+        )
+    )
 
 
 def catalogued_sizes(s: Session) -> dict[str, int]:

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -71,10 +71,46 @@ class PutResult:
     raw_size: int
     stored_size: int
     codec: str
-    added: bool  # False when the object was already stored (deduplicated)
+    # False when the object was already stored (deduplicated), or this put replaced a damaged copy
+    added: bool
     delta_base: ObjectId | None = None  # the object it is stored as a delta against (codec 3), else None
     # for a delta written by this put: what the object would have taken stored on its own (both were encoded)
     standalone_size: int | None = None
+    # this put wrote the object in place of a copy the caller named damaged (``Replacing``): healed, not added
+    replaced: bool = False
+
+
+class Replacing:
+    """Objects whose stored copies the caller knows to be damaged (a scrub found them corrupt or missing), for a
+    put of one of them to write its good bytes in their place instead of deduplicating against the damaged copy.
+
+    The store cannot know this itself: a check of every put would read back every object a push deduplicates.
+    The catalog remembers what scrub found, so the caller asks it once and names the ids here. The damaged copy
+    (if anything is under the key) is set aside with ``ObjectStore.quarantine(oid, stamp)`` first, as repair
+    does, then the good one is written by the backend's atomic put. Each id is replaced once however often it is
+    put (a chunk may occur twice in a model): the later puts wait for the first and then find the good copy.
+    """
+
+    def __init__(self, ids: Iterable[str], stamp: str) -> None:
+        self.ids = frozenset(ids)
+        self.stamp = stamp  # the quarantine key's suffix: a UTC time, %Y%m%dT%H%M%SZ
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __contains__(self, oid: object) -> bool:
+        return oid in self.ids
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    @contextlib.contextmanager
+    def claim(self, oid: str) -> Iterator[bool]:
+        """True for the first put of ``oid``, which replaces it while holding the claim; False for the others,
+        which wait for it (replacements are rare: they take turns) and then deduplicate against its copy."""
+        with self._lock:
+            first = oid in self.ids and oid not in self._done
+            self._done.add(oid)
+            yield first
 
 
 @dataclass(frozen=True)
@@ -110,18 +146,39 @@ class ObjectStore:
         *,
         dtype_hint: str | None = None,
         object_id: ObjectId | None = None,
+        replacing: Replacing | None = None,
     ) -> PutResult:
-        """Store ``data`` unless an object with its hash exists. ``object_id`` skips re-hashing when already known."""
+        """Store ``data`` unless an object with its hash exists. ``object_id`` skips re-hashing when already known.
+
+        An object named in ``replacing`` is written whatever is stored under its id, the damaged copy set aside in
+        ``quarantine/`` first (``PutResult.replaced``). ``data`` must be the object's bytes: with ``object_id``
+        given, the caller has hashed them (a put never reads back what it replaces).
+        """
         oid = object_id if object_id is not None else ObjectId.of(data)
-        key = object_key(oid)
-        if self.backend.has(key):
+        if replacing is not None and oid in replacing:
+            with replacing.claim(oid) as first:
+                if first:
+                    self.quarantine(oid, replacing.stamp)
+                    return self._write(oid, data, dtype_hint, replaced=True)
+        if self.backend.has(object_key(oid)):
             return self._existing(oid)
+        return self._write(oid, data, dtype_hint)
+
+    def _write(
+        self,
+        oid: ObjectId,
+        data: bytes | bytearray | memoryview,
+        dtype_hint: str | None,
+        *,
+        replaced: bool = False,
+    ) -> PutResult:
         buffers = _encode_buffers()
         encoded = choose_and_encode(data, dtype_hint, buffers)
         header = ObjectHeader(encoded.codec_id, len(data), encoded.params).pack()
         blob = buffers.framed(header, encoded)  # in place, or one copy of the payload however it is held
-        self.backend.put(key, blob)
-        return PutResult(oid, len(data), len(blob), CODEC_NAMES[encoded.codec_id], added=True)
+        self.backend.put(object_key(oid), blob)
+        codec = CODEC_NAMES[encoded.codec_id]
+        return PutResult(oid, len(data), len(blob), codec, added=not replaced, replaced=replaced)
 
     def put_delta(
         self,
@@ -200,6 +257,7 @@ class ObjectStore:
         *,
         write: Callable[[Callable[[], None]], None] | None = None,
         out: bytearray | None = None,
+        replacing: Replacing | None = None,
     ) -> bytes | bytearray | memoryview:
         """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
 
@@ -211,12 +269,13 @@ class ObjectStore:
         the bytes while they reach the disk; the caller must wait for it before relying on the object.
         With ``out``, the object is decoded into it when it fits and its codec can, as in ``get_into`` (the result
         is then a view of ``out``): a puller that recycles a few chunk buffers maps no fresh pages per object.
+        An object named in ``replacing`` replaces what is stored under its id, as in ``put``.
         """
         if out is None:
             raw: bytes | bytearray | memoryview = self.decode_stored(oid, blob, fetch_base=self.get_stored)
         else:
             raw = _decode_chain(oid, blob, True, self.get_stored, (), out)
-        self._keep(oid, blob, write)
+        self._keep(oid, blob, write, replacing)
         return raw
 
     def decode_received(
@@ -251,10 +310,17 @@ class ObjectStore:
         oid: ObjectId,
         blob: bytes | bytearray | memoryview,
         write: Callable[[Callable[[], None]], None] | None,
+        replacing: Replacing | None = None,
     ) -> None:
         key = object_key(oid)
 
         def store() -> None:
+            if replacing is not None and oid in replacing:
+                with replacing.claim(oid) as first:
+                    if first:  # the damaged copy aside first, then the verified one in its place
+                        self.quarantine(oid, replacing.stamp)
+                        self.backend.put(key, blob)
+                        return
             if not self.backend.has(key):
                 self.backend.put(key, blob)
 

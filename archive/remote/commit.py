@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
+from modelarc.archive.heal import damaged_among, record_healed
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import (
     check_manifest_content,
@@ -20,6 +21,7 @@ from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles
+from modelarc.archive.scrub import check_object
 from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
 from modelarc.errors import MissingObjectsError, NotFoundError, WithdrawnError
 from modelarc.registry import queries as q
@@ -28,6 +30,7 @@ from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.storage import ObjectId
+from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
     from modelarc.archive.provenance.data import DataManifest
@@ -85,6 +88,8 @@ def commit_offer(
         # what the snapshot is recorded with: its manifest, objects and the bundles that sign it (no others)
         manifest, fingerprint, offer = checked.manifest, checked.fingerprint, checked.offer
         needed = objects_of(offer, manifest)
+        # a received push heals what this catalog knows damaged, or is refused until it does (archive/heal.py)
+        healed = _healed_objects(archive, offer, needed) if pusher is not None else {}
         data = data_manifests(archive, offer)
         provenance = parse_provenance(offer.provenance)
         with archive.catalog.session() as s:
@@ -132,6 +137,7 @@ def commit_offer(
                     audit_details={"key": fingerprint},
                 ),
             )
+            record_healed(s, healed, actor, f"{ref.model}@{offer.snapshot}", by="transfer.commit")
     _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
     # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
     # sender's word about the snapshot it brings, so it never changes one this model already held
@@ -147,6 +153,23 @@ def commit_offer(
         key_fingerprint=fingerprint,
         parents_missing=recorded.parents_missing,
     )
+
+
+def _healed_objects(archive: Archive, offer: SnapshotOffer, needed: list[ObjectId]) -> dict[str, ObjectInfo]:
+    """The objects of a pushed snapshot that the catalog knows damaged, each read back now (one query, which
+    usually finds none): the pusher's upload replaced the damaged copy (archive/remote/receive.py), so it is
+    healed. One that still does not read back is refused as missing, listed for the pusher to send, rather than
+    recorded in a snapshot broken from birth."""
+    damaged = damaged_among(archive, [str(oid) for oid in needed])
+    if not damaged:
+        return {}
+    if bad := sorted(oid for oid in damaged if check_object(archive.store, oid) != "ok"):
+        raise MissingObjectsError(
+            offer.snapshot,
+            [ObjectId(oid) for oid in bad],
+            "is damaged here (a scrub found it corrupt or missing): send its bytes to replace it",
+        )
+    return {oid: archive.store.stat(ObjectId(oid)) for oid in sorted(damaged)}
 
 
 class CheckedOffer(NamedTuple):

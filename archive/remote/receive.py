@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from modelarc.archive.heal import damaged_among, quarantine_stamp
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import (
     check_offer,
@@ -24,7 +25,7 @@ from modelarc.errors import MissingObjectsError, PayloadTooLargeError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import take_leases, uploaded_object_ids
 from modelarc.registry.refs import parse_ref
-from modelarc.storage import ObjectId
+from modelarc.storage import ObjectId, Replacing
 from modelarc.storage.objectformat import MAX_CODEC_OVERHEAD as MAX_CODEC_OVERHEAD
 from modelarc.storage.objectformat import unpack_header
 
@@ -45,19 +46,27 @@ def receive_object(
     write: Callable[[Callable[[], None]], None] | None = None,
     holder: str | None = None,
     out: bytearray | None = None,
+    stored: bool | None = None,
 ) -> bytes | bytearray | memoryview:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
     The header's declared raw size is bounded before decoding, so a small upload cannot expand into gigabytes.
     With ``holder`` (a server receiving a push), the object is leased to that pusher before it is written, both
     under the store's shared lock, so a gc can never see the object without its lease. With ``out``, the decoded
-    bytes land in it when they fit (``ObjectStore.put_stored``).
+    bytes land in it when they fit (``ObjectStore.put_stored``). A pushed object this store holds a copy of that
+    the catalog knows to be damaged replaces that copy (archive/heal.py; the commit records it healed); asking
+    the catalog costs a query only for an object already stored (``stored``: whether the caller found it so,
+    None to look here), which a pusher sends only then.
     """
     _check_declared_size(oid, blob)
     if holder is None:
         return archive.store.put_stored(oid, blob, write=write, out=out)
+    replacing = None
+    if (archive.store.has(oid) if stored is None else stored) and damaged_among(archive, [oid]):
+        replacing = Replacing([oid], quarantine_stamp())
     writes: list[Callable[[], None]] = []
-    raw = archive.store.put_stored(oid, blob, write=writes.append, out=out)  # decoded and verified, not yet written
+    # decoded and verified, not yet written
+    raw = archive.store.put_stored(oid, blob, write=writes.append, out=out, replacing=replacing)
     with archive.lock(exclusive=False, purpose="upload"):
         lease_objects(archive, [oid], holder, uploaded=True)
         for store in writes:
@@ -85,6 +94,16 @@ def _check_declared_size(oid: ObjectId, blob: bytes | bytearray) -> None:
 
 
 LEASE_TTL = dt.timedelta(hours=1)
+
+
+def lacking(archive: Archive, object_ids: Iterable[ObjectId]) -> list[ObjectId]:
+    """Those of ``object_ids`` this archive has no good copy of: not stored, or stored but known damaged (a scrub
+    found them corrupt or missing). A sender asks before it sends: its bytes of a damaged one replace that copy."""
+    ids = list(object_ids)
+    present = [oid for oid in ids if archive.store.has(oid)]
+    damaged = damaged_among(archive, present)
+    have = {oid for oid in present if oid not in damaged}
+    return [oid for oid in ids if oid not in have]
 
 
 def lease_objects(archive: Archive, object_ids: Iterable[str], holder: str, *, uploaded: bool = False) -> None:
@@ -145,7 +164,10 @@ def check_push(
             raise MissingObjectsError(offer.snapshot, refused, why)
         checked = check_offer(archive, offer)
         needed = objects_of(checked.offer, checked.manifest)
-        present = [oid for oid in needed if archive.store.has(oid)]
+        stored = [oid for oid in needed if archive.store.has(oid)]
+        damaged = damaged_among(archive, stored)
+        # a copy known damaged is not one to build on: the pusher sends its bytes (they replace it on upload)
+        present = [oid for oid in stored if oid not in damaged]
         with archive.catalog.session() as s:
             judged = set(reused_objects(s, ref, checked.offer, present)) & set(present)
         reusable = reusable_objects(archive, [o for o in present if o in judged], principal, holder)

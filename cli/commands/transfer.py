@@ -206,6 +206,11 @@ def push(
             f"{result.unchanged_files} of {result.files} files unchanged since an earlier push, not read again "
             "(--rehash reads them)"
         )
+    if result.healed:
+        echo_line(
+            f"healed {len(result.healed)} damaged object(s) a scrub had found corrupt or missing, from this push's "
+            "bytes (a damaged copy is kept in quarantine/)"
+        )
     if result.delta_base:
         echo_line(
             f"deltas against {result.delta_base}: {result.delta_objects} chunks, "

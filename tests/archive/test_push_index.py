@@ -18,6 +18,7 @@ from modelarc.archive import ingest as ingest_module
 from modelarc.archive import push_index
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
+from modelarc.archive.scrub import scrub
 from modelarc.storage import ObjectId
 from modelarc.storage.store import object_key
 
@@ -136,6 +137,28 @@ def test_an_object_gone_from_the_store_makes_the_file_read_and_stored_again(
     assert pulled_bytes(archive, "acme/m:v1", tmp_path / "out")["model.safetensors"] == (
         model / "model.safetensors"
     ).read_bytes()
+
+
+def test_a_file_whose_object_a_scrub_found_corrupt_is_read_again_and_heals_it(
+    archive: Archive, model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The index vouches for the file, its objects are all present, but the catalog knows one is corrupt: the
+    file is read, and its bytes replace the damaged copy (archive/heal.py)."""
+    first = archive.push(model, "acme/m:v1")
+    manifest = archive.manifest_by_id(first.snapshot)
+    entry = next(f for f in manifest.files if f.path == "model.safetensors")
+    victim = entry.parts[-1].chunks[0].id
+    path = archive.settings.store_path / object_key(ObjectId(victim))
+    damaged = bytearray(path.read_bytes())
+    damaged[-5] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    assert victim in scrub(archive).corrupt
+    seen = read_files(monkeypatch)
+    again = archive.push(model, "acme/m:v1")
+    assert seen == ["model.safetensors"] and again.unchanged_files == 1 and again.healed == (victim,)
+    archive.verify("acme/m:v1")
+    restored = pulled_bytes(archive, "acme/m:v1", tmp_path / "out")
+    assert restored["model.safetensors"] == (model / "model.safetensors").read_bytes()
 
 
 def test_files_of_a_removed_snapshot_are_read_again(
