@@ -328,7 +328,8 @@ class SourcePlan:
     size: int
     kind: str  # "safetensors" | "gguf" | "blob"
     header_length: int = 0  # bytes before the first tensor (safetensors: 8 + N; GGUF: the data start)
-    # safetensors only: the header bytes must not change between the plan and the read
+    # sha256 of those header bytes, as parsed here: the read must find the same bytes, or the manifest would list
+    # the tensors of a header that is not the one archived (a file rewritten at the same size in between)
     header_sha256: bytes = b""
     tensors: tuple[TensorEntry | GGUFTensor, ...] = ()
 
@@ -362,9 +363,39 @@ def _plan_file(rel: str, path: Path) -> SourcePlan:
             digest = hashlib.sha256(header).digest()
             return SourcePlan(rel, path, size, "safetensors", header_length, digest, layout.tensors)
         if rel.endswith(".gguf"):
-            gguf = read_gguf_layout(fh, where, size)
-            return SourcePlan(rel, path, size, "gguf", gguf.data_start, b"", gguf.tensors)
+            digesting = _DigestingReader(fh)
+            gguf = read_gguf_layout(digesting, where, size)
+            digesting.seek(gguf.data_start - digesting.position, 1)  # the padding up to the data is header too
+            digest = digesting.sha.digest()
+            return SourcePlan(rel, path, size, "gguf", gguf.data_start, digest, gguf.tensors)
     return SourcePlan(rel, path, size, "blob")
+
+
+class _DigestingReader:
+    """A file as the GGUF parser reads it, every byte it passes fed to a sha256, so the digest is of exactly the
+    header bytes parsed (the parser seeks past metadata arrays; here those bytes are read and hashed instead: a
+    tokenizer's few MB, which the push reads again anyway)."""
+
+    def __init__(self, fh: io.BufferedReader) -> None:
+        self.fh = fh
+        self.sha = hashlib.sha256()
+        self.position = 0
+
+    def read(self, n: int, /) -> bytes:
+        data = self.fh.read(n)
+        self.sha.update(data)
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        if whence != 1 or offset < 0:  # the parser only moves forwards; anything else is a bug here
+            raise ValueError("a digesting reader only moves forwards")
+        while offset > 0:
+            data = self.read(min(offset, 1 << 20))
+            if not data:  # past the end: the parser's next read reports it, and a short header cannot match
+                break
+            offset -= len(data)
+        return self.position
 
 
 def ingest(
@@ -594,7 +625,15 @@ def _gguf_parts(
     One object per tensor chunk means a re-quantisation that keeps some tensors, or two files sharing tensors,
     deduplicate. The header was parsed by ``plan_files`` (it is small; the data is still read once).
     """
-    parts = [_part(reader, writer, "header", 0, plan.header_length, None)]
+    header = _PendingPart("header", 0, plan.header_length, [])
+    digest = hashlib.sha256()
+    for chunk, owner, oid in reader.chunks(plan.header_length, writer.buffer):
+        digest.update(chunk)
+        header.futures.append(writer.submit(chunk, None, owner, object_id=oid))
+    if digest.digest() != plan.header_sha256:
+        # the objects written for it are unreferenced (gc removes them), as for any file changed while read
+        raise SourceError(f"{printable_path(str(plan.path))}: file changed while being read (header)")
+    parts = [header]
     cursor = plan.header_length
     for t in plan.tensors:
         if t.begin > cursor:

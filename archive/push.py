@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
-from modelarc.archive.formats.describe import parameter_counts, read_architecture
+from modelarc.archive.formats.describe import parameter_counts
 from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
@@ -24,6 +24,7 @@ from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
+from modelarc.archive.snapshot_figures import pushed_architecture
 from modelarc.errors import IntegrityError, ModelarcError, SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
@@ -143,7 +144,7 @@ def push_folder(
         # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
         needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
         record = _snapshot_record(
-            archive, result, files, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
+            archive, result, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
         )
         objects = [
             ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
@@ -370,7 +371,6 @@ def push_source(
 def _snapshot_record(
     archive: Archive,
     result: IngestResult,
-    files: list[tuple[str, Path]],
     provenance: Provenance,
     manifest_oid: str,
     bundle_oid: str,
@@ -387,7 +387,7 @@ def _snapshot_record(
         files=new_files,
         parameter_count=params,
         dtypes=dtypes,
-        architecture=read_architecture(files),
+        architecture=pushed_architecture(archive.store, manifest),  # the bytes archived, not the folder now
         object_ids=frozenset(manifest.object_ids() | {manifest_oid, bundle_oid}),
         base_object_ids=base_object_ids,
         provenance=provenance,

@@ -3,15 +3,23 @@
 A received commit (archive/remote/commit.py) and a catalog rebuilt from records (archive/rebuild.py) both record a
 snapshot whose figures someone else stated: the sender's offer, or a record anyone who can write the store could
 have written. Both take the figures from here instead, so neither can make the catalog disagree with the weights.
+A local push takes its architecture from here too (``pushed_architecture``): from the bytes it archived, not from
+the folder, which may have changed since it was read.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from modelarc.archive.formats.describe import architecture_from_config, parameter_counts
+from modelarc.archive.formats.describe import (
+    architecture_from_config,
+    architecture_from_gguf,
+    parameter_counts,
+)
+from modelarc.archive.formats.gguf import read_layout as read_gguf_layout
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.restore import file_chunks
 from modelarc.storage.store import ObjectStore
@@ -68,3 +76,22 @@ def stored_architecture(store: ObjectStore, manifest: SnapshotManifest) -> dict[
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." too deep
         return {}
     return architecture_from_config(doc) if isinstance(doc, dict) else {}
+
+
+def pushed_architecture(store: ObjectStore, manifest: SnapshotManifest) -> dict[str, Any]:
+    """What a local push records: the stored config.json's architecture when the snapshot has one (as
+    ``stored_architecture``, so a rebuild or a receiver derives the same), else the first GGUF file's, from its
+    stored header; {} otherwise.
+
+    Read back from the store, not from the source folder: a config.json or GGUF file rewritten after the push read
+    it would otherwise be catalogued as one model and archived as another. ``manifest``'s objects must be in
+    ``store``.
+    """
+    if any(f.path == "config.json" for f in manifest.files):
+        return stored_architecture(store, manifest)
+    entry = next((f for f in manifest.files if f.kind == "gguf"), None)
+    if entry is None or not entry.parts:
+        return {}
+    header = b"".join(bytes(store.get(c.id)) for c in entry.parts[0].chunks)
+    layout = read_gguf_layout(io.BytesIO(header), entry.path, entry.size)  # parsed once already by the push
+    return architecture_from_gguf(layout.metadata, [t.dtype for t in layout.tensors])

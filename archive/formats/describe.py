@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 from modelarc.archive.manifest import SnapshotManifest
@@ -60,27 +58,6 @@ def architecture_from_gguf(metadata: dict[str, Any], quant_types: list[str]) -> 
     if _count(metadata.get("general.file_type")):
         arch["gguf_file_type"] = metadata["general.file_type"]
     return arch
-
-
-def read_architecture(files: list[tuple[str, Path]]) -> dict[str, Any]:
-    """Architecture from the top-level config.json, else from the first GGUF file's metadata, else {}."""
-    if not any(rel == "config.json" for rel, _ in files):
-        for rel, path in files:
-            if rel.endswith(".gguf"):
-                from modelarc.archive.formats.gguf import read_layout
-
-                with open(path, "rb") as fh:
-                    layout = read_layout(fh, str(path), path.stat().st_size)
-                return architecture_from_gguf(layout.metadata, [t.dtype for t in layout.tensors])
-    for rel, path in files:
-        if rel == "config.json":
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            # RecursionError: "[[[[..." nested deeper than the parser's stack, as unreadable as bad JSON
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                return {}
-            return architecture_from_config(doc) if isinstance(doc, dict) else {}
-    return {}
 
 
 def parameter_counts(manifest: SnapshotManifest) -> tuple[int, dict[str, int]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from modelarc.archive.limits import MAX_GGUF_HEADER_BYTES, MAX_TENSOR_DIMENSION, check_file_tensors
 from modelarc.errors import GGUFFormatError
@@ -103,8 +103,17 @@ class GGUFLayout:
     tensors: tuple[GGUFTensor, ...]  # in file order
 
 
+class HeaderSource(Protocol):
+    """What the parser reads a header from: a file opened for reading, a ``BytesIO``, or a wrapper that digests
+    every byte it passes (archive/ingest.py); ``seek`` is only ever called relative (``whence=1``), forwards."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+
 class _Reader:
-    def __init__(self, fh: BinaryIO, path: str, size: int) -> None:
+    def __init__(self, fh: HeaderSource, path: str, size: int) -> None:
         self.fh, self.path, self.size, self.pos = fh, path, size, 0
 
     def take(self, n: int, what: str) -> bytes:
@@ -164,7 +173,7 @@ class _Reader:
             raise GGUFFormatError(f"{self.path}: {what}: unknown value type {itype}")
 
 
-def read_layout(fh: BinaryIO, path: str, size: int) -> GGUFLayout:
+def read_layout(fh: HeaderSource, path: str, size: int) -> GGUFLayout:
     """Parse the header from ``fh`` (positioned at 0); the caller re-reads the header bytes for storage."""
     r = _Reader(fh, path, size)
     if r.take(4, "magic") != MAGIC:

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from modelfactory import write_model
 
-from modelarc.archive.formats.describe import read_architecture
 from modelarc.archive.formats.safetensors import parse_layout
-from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.manifest import Chunk, FileEntry, Part, SnapshotManifest
 from modelarc.archive.provenance.data import parse_data_manifest
 from modelarc.archive.records import read_record
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.config import Remote
 from modelarc.archive.repository import Archive
+from modelarc.archive.snapshot_figures import stored_architecture
 from modelarc.errors import (
     DataManifestError,
     IntegrityError,
@@ -28,6 +28,7 @@ from modelarc.errors import (
     RemoteError,
     SafetensorsFormatError,
 )
+from modelarc.storage import ObjectStore
 from modelarc.storage.local import LocalBackend
 
 DEEP = b"[" * 100_000
@@ -53,9 +54,12 @@ def test_pushing_a_safetensors_file_nested_too_deeply_is_refused(archive: Archiv
 
 
 def test_a_config_json_nested_too_deeply_is_an_unreadable_config(tmp_path: Path) -> None:
-    config = tmp_path / "config.json"
-    config.write_bytes(DEEP)
-    assert read_architecture([("config.json", config)]) == {}
+    store = ObjectStore.open_local(tmp_path / "store")
+    put = store.put(DEEP)
+    chunks = (Chunk(put.id, len(DEEP)),)
+    sha = hashlib.sha256(DEEP).hexdigest()
+    entry = FileEntry("config.json", len(DEEP), sha, "blob", (Part("blob", 0, len(DEEP), chunks),))
+    assert stored_architecture(store, SnapshotManifest((entry,))) == {}
 
 
 def test_a_model_whose_config_json_is_nested_too_deeply_is_archived_without_an_architecture(
