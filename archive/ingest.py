@@ -112,6 +112,9 @@ def list_source_files(
     if not source.exists():
         raise SourceError(f"{printable_path(str(source))}: no such file or folder")
     if source.is_file():
+        if is_git_path(source.name):  # as the walk skips one: no restore would write it (a receiver refuses it)
+            shown = printable_path(str(source))
+            raise SourceError(f"{shown}: a .git file is git metadata, which is not archived")
         return [(_archivable_name(source.name, source), source)]
     if not source.is_dir():
         raise SourceError(f"{printable_path(str(source))}: not a regular file or folder")
@@ -136,6 +139,12 @@ def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Pa
         for entry in entries:
             full, rel = Path(entry.path), prefix + entry.name
             shown = printable_path(str(full))
+            if is_git_path(entry.name):
+                # ".git" in any case, a folder, a file (a worktree's or submodule's names a folder on this machine)
+                # or a link to either: git's metadata, which every restore refuses to write, so it is never archived
+                if not entry.is_dir(follow_symlinks=False):  # a checkout's own .git folder goes without saying
+                    warn(f"skipped {shown}: git metadata is not archived")
+                continue
             if entry.is_symlink():
                 real = Path(os.path.realpath(full))
                 if real.is_dir():
@@ -167,12 +176,9 @@ def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Pa
                     )
                     warn(f"skipped {shown}: {what}")
             elif entry.is_dir(follow_symlinks=False):
-                if entry.name not in SKIPPED_DIRS and not is_git_path(entry.name):
+                if entry.name not in SKIPPED_DIRS:
                     stack.append((full, rel + "/", (*chain, Path(os.path.realpath(full)))))
             elif entry.is_file(follow_symlinks=False):
-                if is_git_path(entry.name):  # a worktree's or submodule's ".git" file names a folder on this machine
-                    warn(f"skipped {shown}: git metadata is not archived")
-                    continue
                 found.append((_archivable_name(rel, full), full))
             else:
                 warn(f"skipped {shown}: not a regular file")
