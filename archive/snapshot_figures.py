@@ -73,7 +73,9 @@ def stored_architecture(store: ObjectStore, manifest: SnapshotManifest) -> dict[
     data = b"".join(bytes(store.get(c.id)) for c in file_chunks(entry))
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # Recursion: "[[[[..." too deep
+    # ValueError: JSONDecodeError, UnicodeDecodeError, and an integer of more than 4300 digits (Python's int
+    # conversion limit); RecursionError: "[[[[..." nested too deeply. Each is an unreadable config.json.
+    except (ValueError, RecursionError):
         return {}
     return architecture_from_config(doc) if isinstance(doc, dict) else {}
 

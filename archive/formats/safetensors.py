@@ -83,8 +83,11 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
         raise SafetensorsFormatError(f"{path}: truncated header")
     try:
         doc = json.loads(header[8:].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SafetensorsFormatError(f"{path}: header is not valid JSON ({exc})") from None
+    # ValueError: besides JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer of more than 4300
+    # digits, which Python's int conversion refuses (sys.get_int_max_str_digits)
+    except ValueError as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise SafetensorsFormatError(f"{path}: header is not valid JSON ({reason})") from None
     except RecursionError:  # "[[[[..." nested deeper than the parser's stack: no real header is
         raise SafetensorsFormatError(f"{path}: header is not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):

@@ -144,8 +144,9 @@ def parse_data_manifest(raw: bytes, where: str, *, recorded: bool = False) -> Da
     try:
         loader = _RecordedManifestLoader if recorded else _ManifestLoader
         doc = yaml.load(raw.decode("utf-8"), Loader=loader)  # YAML is a superset of JSON
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # ValueError: UnicodeDecodeError, and an integer of more than 4300 digits (Python's int conversion limit)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise DataManifestError(f"{where}: not valid YAML or JSON ({first})") from None
     except RecursionError:  # a net under the loader's depth limit: nothing that deep is parsed
         raise DataManifestError(f"{where}: not valid YAML or JSON (nested too deeply)") from None

@@ -516,8 +516,20 @@ class SnapshotHandle:
             return next(landed)[1]
 
     def config(self) -> dict[str, Any] | None:
+        """The archived config.json, or None without one; ``UsageError`` for one that is not a JSON object (a
+        snapshot's files are anyone's, and a received one may hold anything)."""
         raw = read_small_file(self.archive, self.manifest, "config.json")
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            doc = json.loads(raw)
+        # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits; RecursionError: nested too deeply
+        except (ValueError, RecursionError) as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"{self.ref}: config.json is not valid JSON ({reason})") from None
+        if not isinstance(doc, dict):
+            raise UsageError(f"{self.ref}: config.json is not a JSON object")
+        return doc
 
 
 def open_snapshot(archive: Archive, ref: str) -> SnapshotHandle:
