@@ -30,6 +30,7 @@ from modelarc.archive.limits import (
 from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest, is_git_path, printable_path
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError
+from modelarc.registry.bounds import text_problem
 from modelarc.storage import ObjectStore
 from modelarc.storage.objectformat import MAX_RAW_LENGTH
 
@@ -103,8 +104,9 @@ def _check_file(f: FileEntry, label: str) -> None:
 def _check_tensor_part(p: Part, file_kind: str, where: str) -> None:
     if not isinstance(p.name, str) or not isinstance(p.dtype, str) or p.shape is None:
         raise IntegrityError(f"{where}: a tensor part without name, dtype or shape")
-    if "\x00" in p.name or "\x00" in p.dtype:  # no tensor row could hold it (PostgreSQL refuses NUL)
-        raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has a NUL in its name or dtype")
+    # no tensor row could hold a NUL (PostgreSQL refuses it) or a lone surrogate (a JSON "\ud800": not UTF-8)
+    if (problem := text_problem(p.name) or text_problem(p.dtype)) is not None:
+        raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has {problem} in its name or dtype")
     if any(not isinstance(d, int) or d < 0 for d in p.shape) or len(p.shape) > 16:
         raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has shape {p.shape!r}")
     if file_kind == "safetensors":

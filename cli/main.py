@@ -52,8 +52,8 @@ class ArchiveGroup(CommandGroup):
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
             bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
-            shown = bad.encode("utf-8", "surrogateescape").hex() if bad else "?"
-            echo_error(f"text that is not valid UTF-8 (bytes {shown}) cannot be stored or sent; give it as UTF-8")
+            shown = _unencodable(bad)
+            echo_error(f"text that is not valid UTF-8 ({shown}) cannot be stored or sent; give it as UTF-8")
             ctx.exit(UsageError.exit_code)
         except OverflowError as exc:  # an integer beyond what the catalog or torch holds, from an option or a file
             if ctx.obj and ctx.obj.get("debug"):
@@ -66,6 +66,18 @@ class ArchiveGroup(CommandGroup):
         except KeyboardInterrupt:
             echo_error("interrupted; nothing partial was recorded")
             ctx.exit(130)
+
+
+def _unencodable(bad: str) -> str:
+    """What UTF-8 could not encode, for the error line: the bytes an argument or file name held (Python keeps them
+    as surrogate escapes, U+DC80-U+DCFF) in hex; any other lone surrogate (a JSON ``"\\ud800"``, which stands for
+    no byte) as its escape. This net must not fail itself."""
+    if not bad:
+        return "?"
+    try:
+        return "bytes " + bad.encode("utf-8", "surrogateescape").hex()
+    except UnicodeEncodeError:
+        return bad.encode("ascii", "backslashreplace").decode("ascii")
 
 
 class Terminated(KeyboardInterrupt):

@@ -7,6 +7,7 @@ use them before the catalog is loaded.
 
 Text is bounded by what PostgreSQL stores: no text or JSON column holds NUL (U+0000), and a JSON column holds no NaN
 or Infinity. SQLite stores both, but a catalog must move between the two (``rebuild-catalog``), so both refuse them.
+Neither holds a lone surrogate (a JSON ``"\ud800"`` escape parses to one): text is stored as UTF-8, which has none.
 """
 
 import math
@@ -15,6 +16,22 @@ import math
 CATALOG_INT_MAX = 2**63 - 1
 # row ids are INTEGER primary keys: 64-bit in SQLite but 32-bit in PostgreSQL ("integer out of range")
 ROW_ID_MAX = 2**31 - 1
+
+
+def text_problem(text: str) -> str | None:
+    """What in ``text`` no catalog column can hold (a NUL, a lone surrogate), or ``None``.
+
+    >>> text_problem("a\\ud800")
+    'a lone surrogate (\\ud800), which is not UTF-8'
+    """
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # only surrogates fail: every other code point has a UTF-8 form
+        bad = text[exc.start]
+        return f"a lone surrogate (\\u{ord(bad):04x}), which is not UTF-8"
+    return None
 
 
 def catalog_value_problem(value: object) -> str | None:
@@ -29,8 +46,8 @@ def catalog_value_problem(value: object) -> str | None:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return "a NUL character (\\u0000)"
+            if (problem := text_problem(item)) is not None:
+                return problem
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return "a number that is not finite (NaN or Infinity)"

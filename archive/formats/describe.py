@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.registry.bounds import text_problem
 
 # transformers configs name the same thing differently per family; the first key present wins.
 _ARCH_KEYS: dict[str, tuple[str, ...]] = {
@@ -78,9 +79,10 @@ MAX_COUNT = 2**63 - 1  # what the catalog's integers hold
 
 def _storable(value: object) -> bool:
     """A name the catalog can hold and show: text without NUL (PostgreSQL's columns refuse it, so a config.json
-    holding one, pushed or received, would fail the commit), of at most ``MAX_NAME`` characters. Such a name is left
-    out, as a missing one is."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and "\x00" not in value
+    holding one, pushed or received, would fail the commit) or a lone surrogate (a JSON "\\ud800" escape: text is
+    stored as UTF-8, which has none), of at most ``MAX_NAME`` characters. Such a name is left out, as a missing one
+    is."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and text_problem(value) is None
 
 
 def _count(value: object) -> bool:

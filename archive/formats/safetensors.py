@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from modelarc.archive.limits import MAX_SAFETENSORS_HEADER_BYTES, MAX_TENSOR_DIMENSION, check_file_tensors
 from modelarc.errors import SafetensorsFormatError
+from modelarc.registry.bounds import text_problem
 
 # Bits per element for every dtype the safetensors format defines (0.4 through 0.8).
 DTYPE_BITS: dict[str, int] = {
@@ -120,8 +121,10 @@ def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
 
 def _parse_tensor(path: str, name: object, info: object, data_size: int, base: int) -> TensorEntry:
     where = f"{path}: tensor {name!r}"
-    if "\x00" in str(name):  # no catalog row could hold it (PostgreSQL refuses NUL), and a received one is refused
-        raise SafetensorsFormatError(f"{where}: the tensor name holds a NUL character")
+    # no catalog row could hold a NUL (PostgreSQL refuses it) or a lone surrogate (a JSON "\ud800" escape: no UTF-8
+    # form), and a received manifest naming one is refused: refused here, before any object is written
+    if (problem := text_problem(str(name))) is not None:
+        raise SafetensorsFormatError(f"{where}: the tensor name holds {problem}")
     if not isinstance(info, dict):
         raise SafetensorsFormatError(f"{where}: entry is not a JSON object")
     dtype = info.get("dtype")

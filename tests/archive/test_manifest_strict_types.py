@@ -200,6 +200,8 @@ OFFER_LIES: dict[str, Callable[[Doc], None]] = {
     "NaN in the architecture": _set("architecture.rope_theta", float("nan")),
     "Infinity in the architecture": _set("architecture.rope_theta", INFINITY),
     "NUL in access.reason": _set("access", {"level": "gated", "until": None, "reason": "x\x00"}),
+    "lone surrogate in an architecture value": _set("architecture.model_type", "llama\ud800"),
+    "lone surrogate in provenance.license": _set("provenance.license", "\udfff"),
 }
 
 
@@ -314,3 +316,23 @@ def test_a_received_manifest_whose_tensor_name_holds_a_nul_is_refused() -> None:
     doc["files"][1]["parts"][1]["name"] = "w\x00"
     with pytest.raises(IntegrityError, match="NUL"):
         check_manifest_structure(SnapshotManifest.from_bytes(canonical_json(doc)), "snapshot x")
+
+
+def test_a_config_json_name_holding_a_lone_surrogate_is_left_out_of_the_architecture() -> None:
+    """A JSON "\\ud800" escape parses to a lone surrogate, which has no UTF-8 form: no catalog column holds it."""
+    from modelarc.archive.formats.describe import architecture_from_config
+
+    arch = architecture_from_config(
+        json.loads('{"model_type": "bert\\ud800", "architectures": ["A\\udc80", "B"]}')
+    )
+    assert arch == {"architectures": ["B"]}
+
+
+def test_a_received_manifest_whose_tensor_name_holds_a_lone_surrogate_is_refused() -> None:
+    from modelarc.archive.manifest_checks import check_manifest_structure
+
+    doc = _manifest()
+    doc["files"][1]["parts"][1]["name"] = "w-placeholder"
+    data = canonical_json(doc).replace(b'"w-placeholder"', b'"w\\ud800"')  # as a sender's JSON escape arrives
+    with pytest.raises(IntegrityError, match="lone surrogate"):
+        check_manifest_structure(SnapshotManifest.from_bytes(data), "snapshot x")

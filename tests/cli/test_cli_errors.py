@@ -161,6 +161,8 @@ def test_an_empty_source_or_destination_is_refused_not_taken_for_the_current_fol
     "raised, message",
     [
         (lambda: "\udcff".encode("utf-8"), "text that is not valid UTF-8 (bytes ff)"),
+        # a lone surrogate that stands for no byte (a JSON "\ud800" escape): the net itself must not fail on it
+        (lambda: "a\ud800".encode("utf-8"), "text that is not valid UTF-8 (\\ud800)"),
         (lambda: int(2**70).to_bytes(8, "little"), "a number is too large"),
     ],
 )
