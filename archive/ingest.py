@@ -41,6 +41,7 @@ from modelarc.archive.manifest import (
     path_problem,
     printable_path,
 )
+from modelarc.archive.own_state import place_holding
 from modelarc.archive.push_index import FileRead
 from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
 from modelarc.storage import ObjectId, ObjectStore, PutResult, Replacing
@@ -100,7 +101,11 @@ class IngestResult:
 
 
 def list_source_files(
-    source: Path, *, follow_symlinks: bool = False, warn: Warn | None = None
+    source: Path,
+    *,
+    follow_symlinks: bool = False,
+    warn: Warn | None = None,
+    own_state: tuple[Path, ...] = (),
 ) -> list[tuple[str, Path]]:
     """(relative posix path, absolute path) for every regular file to archive, sorted by path.
 
@@ -108,9 +113,20 @@ def list_source_files(
     file's content; a link to a file outside is refused unless ``follow_symlinks``; a link to a folder is followed
     only with ``follow_symlinks`` (a link back to a folder that contains it is refused as a loop) and otherwise
     skipped with a ``warn`` line, as are broken links and sockets or fifos.
+
+    ``own_state``: the archive's own places, resolved (archive/own_state.py ``state_places``). Anything in one of
+    them, reached directly or through a link, is left out with a ``warn`` line: the home holds the private signing
+    key and the live catalog, which are never a model's files. Left out rather than refused, so that a project
+    folder that keeps its archive's home inside can still be pushed; a source inside one of them is refused.
     """
     if not source.exists():
         raise SourceError(f"{printable_path(str(source))}: no such file or folder")
+    place = place_holding(Path(os.path.realpath(source)), own_state)
+    if place is not None:
+        raise SourceError(
+            f"{printable_path(str(source))}: inside this archive's own files ({printable_path(str(place))}), "
+            "which are never archived"
+        )
     if source.is_file():
         if is_git_path(source.name):  # as the walk skips one: no restore would write it (a receiver refuses it)
             shown = printable_path(str(source))
@@ -118,13 +134,15 @@ def list_source_files(
         return [(_archivable_name(source.name, source), source)]
     if not source.is_dir():
         raise SourceError(f"{printable_path(str(source))}: not a regular file or folder")
-    found = _walk(source, follow_symlinks, warn or (lambda _msg: None))
+    found = _walk(source, follow_symlinks, warn or (lambda _msg: None), own_state)
     if not found:
         raise SourceError(f"{printable_path(str(source))}: folder has no files to archive")
     return sorted(found)
 
 
-def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Path]]:
+def _walk(
+    source: Path, follow_symlinks: bool, warn: Warn, own_state: tuple[Path, ...]
+) -> list[tuple[str, Path]]:
     """Depth-first over ``source`` with an explicit stack (deep trees must not hit the recursion limit)."""
     root_real = Path(os.path.realpath(source))
     found: list[tuple[str, Path]] = []
@@ -145,8 +163,12 @@ def _walk(source: Path, follow_symlinks: bool, warn: Warn) -> list[tuple[str, Pa
                 if not entry.is_dir(follow_symlinks=False):  # a checkout's own .git folder goes without saying
                     warn(f"skipped {shown}: git metadata is not archived")
                 continue
+            # where the entry really is: a link resolved; anything else is its folder's real path and its name
+            real = Path(os.path.realpath(full)) if entry.is_symlink() else chain[-1] / entry.name
+            if place_holding(real, own_state) is not None:
+                warn(f"skipped {shown}: this archive's own files (home, keys, catalog, store) are never archived")
+                continue
             if entry.is_symlink():
-                real = Path(os.path.realpath(full))
                 if real.is_dir():
                     if entry.name in SKIPPED_DIRS:
                         continue

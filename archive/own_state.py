@@ -1,5 +1,6 @@
 """The places an archive keeps its own state in (home, store, load cache, SQLite catalog), where no file a command
-writes for the user may land.
+writes for the user may land, and which no push reads (archive/ingest.py leaves them out of a source folder: the
+home holds the private signing key, and a snapshot's files may be handed to anyone who can read it).
 
 A snapshot names its files, and one from elsewhere names them as it likes: a snapshot holding ``registry.db``,
 pulled with ``--force`` into the home, replaced the catalog (every command then failed), and without ``--force`` a
@@ -33,13 +34,20 @@ def state_places(settings: Settings) -> tuple[Path, ...]:
 
 def refuse_state_place(target: Path, places: tuple[Path, ...], shown: str) -> None:
     """``DestinationError`` if ``target`` (or where its existing folders lead) is one of ``places`` or inside one."""
-    real = resolved(target.absolute())
+    place = place_holding(resolved(target.absolute()), places)
+    if place is not None:
+        raise DestinationError(
+            f"refusing to write {shown}: {target} is inside this archive's own files ({place}); choose "
+            "another destination"
+        )
+
+
+def place_holding(real: Path, places: tuple[Path, ...]) -> Path | None:
+    """The one of ``places`` that ``real`` (a resolved path) is, or is inside; None when it is in none of them."""
     for place in places:
         if real == place or place in real.parents:
-            raise DestinationError(
-                f"refusing to write {shown}: {target} is inside this archive's own files ({place}); choose "
-                "another destination"
-            )
+            return place
+    return None
 
 
 def resolved(path: Path) -> Path:

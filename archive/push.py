@@ -20,6 +20,7 @@ from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
+from modelarc.archive.own_state import state_places
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
@@ -103,7 +104,9 @@ def push_folder(
             q.resolve_snapshot(s, pref)
     bases = _delta_bases(archive, provenance, delta or DeltaRequest(), warn)
     key = archive._private_key()
-    files = list_source_files(Path(source), follow_symlinks=follow_symlinks, warn=warn)
+    files = list_source_files(
+        Path(source), follow_symlinks=follow_symlinks, warn=warn, own_state=state_places(archive.settings)
+    )
     if on_total:
         on_total(total_size(files))
     index = PushIndex.load(archive.settings.home)
