@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING
 from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts, read_architecture
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
+from modelarc.archive.limits import MAX_BUNDLE_BYTES
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
-from modelarc.errors import IntegrityError, ModelarcError, SourceError, UsageError
+from modelarc.errors import IntegrityError, ModelarcError, SourceError, SourceLimitError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
@@ -120,6 +121,11 @@ def push_folder(
         bundle = sign_snapshot(
             [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
         )
+        if len(bundle) > MAX_BUNDLE_BYTES:  # no reader would take it (docs/FORMAT.md, Limits)
+            raise SourceLimitError(
+                f"{source}: not archived: its signature would be {len(bundle):,} bytes, more than the "
+                f"{MAX_BUNDLE_BYTES:,} a bundle may have (see docs/FORMAT.md, Limits)"
+            )
         bundle_put = archive.store.put(bundle)
         archive.store.sync()  # every object is durable before the catalog mentions it
         fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))

@@ -235,7 +235,12 @@ class RemoteArchive:
         )
 
     def download(
-        self, oid: ObjectId, expected_raw: int | None = None, *, into: bytearray | None = None
+        self,
+        oid: ObjectId,
+        expected_raw: int | None = None,
+        *,
+        into: bytearray | None = None,
+        limit: int = MAX_OBJECT_BYTES,
     ) -> bytearray | memoryview:
         """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
 
@@ -250,10 +255,13 @@ class RemoteArchive:
 
         With ``into``, a body of known length that fits is read into it and a view of it is returned (a puller
         recycles a few buffers: no fresh, zero-filled pages per object); the view is valid until ``into`` is reused.
+        ``limit``: the most decoded bytes the object may declare (a signature bundle or a manifest is held to less
+        than a weight chunk), judged on its header before the body is read.
         """
         with self._transfers:
             return self._get(
-                f"/v1/objects/{oid}", lambda response: self._read_object(oid, response, expected_raw, into)
+                f"/v1/objects/{oid}",
+                lambda response: self._read_object(oid, response, expected_raw, into, limit=limit),
             )
 
     def download_batch(
@@ -395,17 +403,18 @@ class RemoteArchive:
         into: bytearray | None = None,
         *,
         length: int | None = None,
+        limit: int = MAX_OBJECT_BYTES,
     ) -> bytearray | memoryview:
         """The body of one object, judged by its header before the rest is read; ``length`` is the body's length
-        when a batch frame gives it (else the answer's ``Content-Length``, if any)."""
+        when a batch frame gives it (else the answer's ``Content-Length``, if any); ``limit`` as in ``download``."""
         where = f"remote {self.remote.name} sent object {oid}"
         head = response.read(HEADER_FIXED_SIZE)
         try:
             _codec, params_length, raw_length = unpack_fixed_header(head, where)
         except ObjectFormatError as exc:
             raise IntegrityError(str(exc)) from None
-        if raw_length > MAX_OBJECT_BYTES or (expected_raw is not None and raw_length != expected_raw):
-            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else "the limit"
+        if raw_length > limit or (expected_raw is not None and raw_length != expected_raw):
+            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else f"at most {limit:,}"
             raise IntegrityError(f"{where}: it declares {raw_length} decoded bytes, not {want}")
         cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
         declared = str(length) if length is not None else response.getheader("Content-Length")
