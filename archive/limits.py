@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from modelarc.errors import ModelarcError, SourceLimitError, UsageError
+from modelarc.errors import (
+    IntegrityError,
+    ModelarcError,
+    ObjectCorruptError,
+    ObjectFormatError,
+    SourceLimitError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from modelarc.storage import ObjectId, ObjectStore
 
 # The safetensors reference implementation refuses a header longer than this (its MAX_HEADER_SIZE), so no file
 # any safetensors reader can load is refused here.
@@ -42,6 +52,16 @@ MAX_TENSOR_DIMENSION = 2**63 - 1
 # public key is a few hundred bytes.
 MAX_DATA_MANIFEST_BYTES = 4 << 20
 MAX_PUBLIC_KEY_BYTES = 64 << 10
+# A snapshot manifest, as the limits above allow it: canonical JSON costs ~270 bytes a file (with one part and one
+# chunk, a 20-character path) and ~250 a tensor (a 60-character name), plus ~90 a chunk of 8 MiB. At every limit at
+# once with typical names - 100,000 files, 200,000 tensors and the chunks of a 4 TiB snapshot - that is ~120 MB;
+# the largest published checkpoints (1 TB, ~140,000 tensors) make 40-60 MB. A reader refuses a bigger manifest
+# object by its header, before decoding it (a hostile remote's 128 MiB manifest of "[]" took 3.5 GB to parse).
+MAX_MANIFEST_BYTES = 128 << 20
+# A signature bundle lists the path and sha256 of every file it signs (its statement, base64: ~4/3 x (155 bytes +
+# the path) a file) and a few hundred bytes besides: 64 MiB holds 100,000 files with paths of ~340 bytes. Bigger
+# ones are refused by their header before decoding, and a writer refuses to make one (archive/push.py).
+MAX_BUNDLE_BYTES = 64 << 20
 
 
 def snapshot_tensor_allowance(logical_bytes: int) -> int:
@@ -78,6 +98,21 @@ def check_snapshot_tensors(where: str, count: int, logical_bytes: int) -> None:
             f"{SNAPSHOT_BYTES_PER_EXTRA_TENSOR // 1024} KiB, at most {MAX_TENSORS_PER_SNAPSHOT:,}; "
             "see docs/FORMAT.md, Limits)"
         )
+
+
+def read_document(store: ObjectStore, oid: ObjectId, limit: int, what: str) -> bytes:
+    """The decoded bytes of a document object (a manifest, a signature bundle, a training-data manifest), refused
+    with ``IntegrityError`` when its header declares more than ``limit`` of them: judged on the header alone, before
+    a byte is decoded (any object may decode to 256 MiB; six listed as bundles made a pull hold gigabytes)."""
+    try:
+        raw = store.stat(oid).raw_size
+    except ObjectFormatError as exc:
+        raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+    if raw > limit:
+        raise IntegrityError(
+            f"{what} is {raw:,} bytes; one may have at most {limit:,} (see docs/FORMAT.md, Limits)"
+        )
+    return bytes(store.get(oid))
 
 
 def read_small_file(

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from modelarc.archive.limits import MAX_MANIFEST_BYTES
 from modelarc.errors import IntegrityError, UsageError
 from modelarc.registry.bounds import CATALOG_INT_MAX
 from modelarc.registry.refs import SnapshotId
@@ -113,10 +114,16 @@ class SnapshotManifest:
         Strict on types because a manifest is hostile input: ``true`` or ``5.9`` read as an integer, ``1e400`` as
         infinity or a list as the document were each a 500 on the server (or a traceback in ``pull --remote``).
         """
+        if len(data) > MAX_MANIFEST_BYTES:  # what the limits allow: refused before it is parsed
+            raise IntegrityError(
+                f"malformed manifest: {len(data):,} bytes, more than the {MAX_MANIFEST_BYTES:,} a manifest may have "
+                "(see docs/FORMAT.md, Limits)"
+            )
         if expected_id is not None:
             actual = SnapshotId.of(data)
             if actual != expected_id:
                 raise IntegrityError(f"manifest of {expected_id} hashes to {actual}")
+        _refuse_dense_json(data)
         try:
             # the format has no floats and no NaN (docs/FORMAT.md "Canonical JSON"): refused where they stand
             doc = json.loads(data, parse_float=_refuse_number, parse_constant=_refuse_number)
@@ -132,6 +139,22 @@ class SnapshotManifest:
         files = tuple(_file_from_json(f, i) for i, f in enumerate(_array(doc, "files", "manifest")))
         _check_paths_do_not_clash([f.path for f in files])
         return cls(files=files, _canonical=bytes(data))
+
+
+# Parsing costs ~60 bytes of memory per JSON array or object whatever its size: "[]," three bytes apart made a
+# 128 MiB manifest cost 3.5 GB. A manifest's smallest object (a chunk) is ~90 bytes of JSON and each object holds at
+# most two arrays, so more than one "{" per 64 bytes or one "[" per 32 (counted in strings too: a generous bound) is
+# no manifest, and is refused before it is parsed.
+_BYTES_PER_OBJECT = 64
+_BYTES_PER_ARRAY = 32
+
+
+def _refuse_dense_json(data: bytes | bytearray | memoryview) -> None:
+    raw = bytes(data) if isinstance(data, memoryview) else data
+    if raw.count(b"{") > len(raw) // _BYTES_PER_OBJECT + 16 or raw.count(b"[") > len(raw) // _BYTES_PER_ARRAY + 16:
+        raise IntegrityError(
+            "malformed manifest: more JSON objects or arrays than a manifest of its size can hold (refused unparsed)"
+        )
 
 
 def _part_json(p: Part) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
 from modelarc.archive.formats.describe import parameter_counts
 from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
+from modelarc.archive.limits import MAX_BUNDLE_BYTES
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.own_state import state_places
@@ -26,7 +27,7 @@ from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.archive.snapshot_figures import pushed_architecture
-from modelarc.errors import IntegrityError, ModelarcError, SourceError, UsageError
+from modelarc.errors import IntegrityError, ModelarcError, SourceError, SourceLimitError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
@@ -139,6 +140,11 @@ def push_folder(
         bundle = sign_snapshot(
             [FileDigest(f.path, f.sha256) for f in manifest.files], snapshot_id, key, model_name=ref.model
         )
+        if len(bundle) > MAX_BUNDLE_BYTES:  # no reader would take it (docs/FORMAT.md, Limits)
+            raise SourceLimitError(
+                f"{source}: not archived: its signature would be {len(bundle):,} bytes, more than the "
+                f"{MAX_BUNDLE_BYTES:,} a bundle may have (see docs/FORMAT.md, Limits)"
+            )
         bundle_put = archive.store.put(bundle, replacing=damaged)
         archive.store.sync()  # every object is durable before the catalog mentions it
         replaced = [*result.replaced, *(p.id for p in (manifest_put, bundle_put) if p.replaced)]

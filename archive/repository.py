@@ -351,13 +351,14 @@ class Archive:
         return self.manifest_by_id(snap.digest)
 
     def manifest_by_id(self, digest: SnapshotId) -> SnapshotManifest:
+        from modelarc.archive.limits import MAX_MANIFEST_BYTES, read_document
         from modelarc.archive.manifest import SnapshotManifest
 
-        try:
-            data = self.store.get(ObjectId(digest.hex))
+        try:  # judged by its header before it is decoded: a manifest bigger than the limits allow is refused
+            data = read_document(self.store, ObjectId(digest.hex), MAX_MANIFEST_BYTES, f"manifest of snapshot {digest}")
         except (ObjectMissingError, ObjectCorruptError) as exc:
             raise type(exc)(f"manifest of snapshot {digest}: {exc}") from None
-        return SnapshotManifest.from_bytes(bytes(data), expected_id=digest)
+        return SnapshotManifest.from_bytes(data, expected_id=digest)
 
     def _verify_signature(self, snap: SnapshotRecord, manifest: SnapshotManifest) -> tuple[str, bytes]:
         """Check the snapshot's bundle against trusted keys and the manifest; returns (key fingerprint, bundle)."""
@@ -443,11 +444,16 @@ def check_bundles(
     """
     signing, errors = signing_bundles(bundles, manifest, digest, trusted)
     if not signing:
-        if not bundles:
-            raise SignatureError(f"snapshot {digest} has no signature")
-        raise SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
+        raise no_signature(digest, errors)
     index, fingerprint = signing[0]
     return fingerprint, bundles[index]
+
+
+def no_signature(digest: SnapshotId, errors: list[str]) -> SignatureError:
+    """The refusal of a snapshot none of whose bundles signs it, with why each failed (none: it has no bundle)."""
+    if not errors:
+        return SignatureError(f"snapshot {digest} has no signature")
+    return SignatureError(f"snapshot {digest}: no valid signature from a trusted key ({'; '.join(errors)})")
 
 
 def signing_bundles(
@@ -465,7 +471,7 @@ def signing_bundles(
         except SignatureError as exc:
             errors.append(str(exc))
             continue
-        problem = _coverage_problem(verified, manifest, digest)
+        problem = coverage_problem(verified, manifest, digest)
         if problem:
             errors.append(problem)
             continue
@@ -473,7 +479,7 @@ def signing_bundles(
     return signing, errors
 
 
-def _coverage_problem(verified: VerifiedSignature, manifest: SnapshotManifest, digest: SnapshotId) -> str | None:
+def coverage_problem(verified: VerifiedSignature, manifest: SnapshotManifest, digest: SnapshotId) -> str | None:
     """Why a verified bundle does not vouch for every file of ``manifest`` with its exact digest, or None.
 
     A bundle with ``predicate.modelarc`` signs the snapshot id, the hash of the manifest, which lists every file's

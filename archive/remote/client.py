@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -235,7 +235,12 @@ class RemoteArchive:
         )
 
     def download(
-        self, oid: ObjectId, expected_raw: int | None = None, *, into: bytearray | None = None
+        self,
+        oid: ObjectId,
+        expected_raw: int | None = None,
+        *,
+        into: bytearray | None = None,
+        limit: int = MAX_OBJECT_BYTES,
     ) -> bytearray | memoryview:
         """One object as stored, over a kept-alive stdlib connection per thread, read with bounded memory.
 
@@ -250,10 +255,13 @@ class RemoteArchive:
 
         With ``into``, a body of known length that fits is read into it and a view of it is returned (a puller
         recycles a few buffers: no fresh, zero-filled pages per object); the view is valid until ``into`` is reused.
+        ``limit``: the most decoded bytes the object may declare (a signature bundle or a manifest is held to less
+        than a weight chunk), judged on its header before the body is read.
         """
         with self._transfers:
             return self._get(
-                f"/v1/objects/{oid}", lambda response: self._read_object(oid, response, expected_raw, into)
+                f"/v1/objects/{oid}",
+                lambda response: self._read_object(oid, response, expected_raw, into, limit=limit),
             )
 
     def download_batch(
@@ -395,17 +403,18 @@ class RemoteArchive:
         into: bytearray | None = None,
         *,
         length: int | None = None,
+        limit: int = MAX_OBJECT_BYTES,
     ) -> bytearray | memoryview:
         """The body of one object, judged by its header before the rest is read; ``length`` is the body's length
-        when a batch frame gives it (else the answer's ``Content-Length``, if any)."""
+        when a batch frame gives it (else the answer's ``Content-Length``, if any); ``limit`` as in ``download``."""
         where = f"remote {self.remote.name} sent object {oid}"
         head = response.read(HEADER_FIXED_SIZE)
         try:
             _codec, params_length, raw_length = unpack_fixed_header(head, where)
         except ObjectFormatError as exc:
             raise IntegrityError(str(exc)) from None
-        if raw_length > MAX_OBJECT_BYTES or (expected_raw is not None and raw_length != expected_raw):
-            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else "the limit"
+        if raw_length > limit or (expected_raw is not None and raw_length != expected_raw):
+            want = f"the {expected_raw} bytes the manifest says" if expected_raw is not None else f"at most {limit:,}"
             raise IntegrityError(f"{where}: it declares {raw_length} decoded bytes, not {want}")
         cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
         declared = str(length) if length is not None else response.getheader("Content-Length")
@@ -494,23 +503,36 @@ class RemoteArchive:
 
     def search(self, filters: dict[str, Any], limit: int, *, page_size: int = 1000) -> list[SnapshotSummary]:
         """The remote's ``GET /v1/snapshots`` with the ``ls`` filters, following ``Link: rel="next"`` pages."""
+        return list(self.iter_search(filters, limit, page_size=page_size))
+
+    def iter_search(
+        self, filters: dict[str, Any], limit: int, *, page_size: int = 1000
+    ) -> Iterator[SnapshotSummary]:
+        """``search``, a page at a time: each page is judged and converted as it arrives (a page holding more rows
+        than were asked for is refused), so a caller that keeps only some rows holds at most one page of the rest."""
+        asked = min(page_size, limit)
         params: dict[str, Any] | None = {k: v for k, v in filters.items() if v is not None}
-        params = {**(params or {}), "limit": min(page_size, limit)}
+        params = {**(params or {}), "limit": asked}
         url: str | None = "/v1/snapshots"
-        rows: list[dict[str, Any]] = []
+        given = 0
         seen: set[str] = set()
         where = f"remote {self.remote.name}"
-        while url and len(rows) < limit:
+        while url and given < limit:
             answer = self._request("GET", url, cap=PAGE_ANSWER_BYTES, params=params)
-            page = self._json(answer)
-            if not isinstance(page, list):
-                raise RemoteError(f"{where}: malformed snapshot listing (a page is not a list)")
-            rows += page
+            page = _listing_page(answer, asked, where)
+            try:
+                rows = [SnapshotSummary.from_json(row) for row in page]
+            except (UsageError, TypeError, AttributeError, KeyError, ValueError) as exc:
+                raise RemoteError(f"{where}: malformed snapshot listing ({exc})") from None
+            del page
+            for row in rows[: limit - given]:
+                given += 1
+                yield row
             nxt = answer.links.get("next", {}).get("url")
             if not nxt:
                 break
             # an endless listing: a next link after an empty page, or back to a page already read
-            if not page:
+            if not rows:
                 raise RemoteError(f"{where}: its snapshot listing links an empty page to a next one; stopped")
             if nxt in seen:
                 raise RemoteError(f"{where}: its snapshot listing links back to a page already read; stopped")
@@ -522,10 +544,6 @@ class RemoteArchive:
                 url, params = _raw_path(nxt), None
             except ValueError:  # httpx.InvalidURL
                 raise RemoteError(f"{where}: its snapshot listing links to a malformed next page") from None
-        try:
-            return [SnapshotSummary.from_json(row) for row in rows[:limit]]
-        except (UsageError, TypeError, AttributeError, KeyError, ValueError) as exc:
-            raise RemoteError(f"remote {self.remote.name}: malformed snapshot listing ({exc})") from None
 
     def keys(self) -> list[PublishedKey]:
         """The keys the remote trusts, with their public halves."""
@@ -536,6 +554,40 @@ class RemoteArchive:
             return [PublishedKey.from_json(k) for k in body]
         except UsageError as exc:
             raise RemoteError(f"remote {self.remote.name}: malformed list of keys ({exc})") from None
+
+
+class _TooManyRows(Exception):
+    """Raised from the JSON parser's object hook: the page holds more rows than were asked for."""
+
+
+def _listing_page(answer: _Answer, asked: int, where: str) -> list[Any]:
+    """One page of ``GET /v1/snapshots``, parsed no further than a page of ``asked`` rows goes: a row is one JSON
+    object holding one array (its tags), so the parse stops at object ``asked + 1`` and a page with more arrays than
+    its rows and strings could hold is refused unparsed (30 MB of "{}" once cost 900 MB to parse). The next link
+    carries the page size too: no page may hold more rows than the first asked for."""
+    content = answer.content
+    if content.count(b"[") > 2 * asked + len(content) // 64 + 16:  # "[" in strings counted too: generous
+        raise RemoteError(f"{where}: malformed snapshot listing (more arrays than {asked:,} rows hold)")
+    rows = 0
+
+    def counted(obj: dict[str, Any]) -> dict[str, Any]:
+        nonlocal rows
+        rows += 1
+        if rows > asked:
+            raise _TooManyRows
+        return obj
+
+    try:
+        page = json.loads(content, object_hook=counted)
+    except _TooManyRows:
+        raise RemoteError(
+            f"{where}: a page of its snapshot listing holds more than the {asked:,} rows asked for; stopped"
+        ) from None
+    except (ValueError, RecursionError):
+        raise RemoteError(f"{where}: its answer to {answer.method} {answer.path} is not JSON") from None
+    if not isinstance(page, list):
+        raise RemoteError(f"{where}: malformed snapshot listing (a page is not a list)")
+    return page
 
 
 class _Answer(NamedTuple):

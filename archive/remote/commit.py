@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
 from modelarc.archive.heal import damaged_among, record_healed
+from modelarc.archive.limits import MAX_BUNDLE_BYTES, MAX_DATA_MANIFEST_BYTES, read_document
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import (
     check_manifest_content,
@@ -20,10 +21,15 @@ from modelarc.archive.manifest_checks import (
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
-from modelarc.archive.repository import Archive, check_bundles, signing_bundles
+from modelarc.archive.repository import (
+    Archive,
+    coverage_problem,
+    no_signature,
+)
 from modelarc.archive.scrub import check_object
+from modelarc.archive.signing.bundles import VerifiedSignature, verify_bundle
 from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
-from modelarc.errors import MissingObjectsError, NotFoundError, WithdrawnError
+from modelarc.errors import MissingObjectsError, NotFoundError, SignatureError, WithdrawnError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
@@ -198,17 +204,39 @@ def check_offer(
     missing = [oid for oid in head if not archive.store.has(oid)]
     if missing:
         raise MissingObjectsError(offer.snapshot, missing)
+    # the bundles first, one at a time, each bounded by its header before it is decoded: the manifest (up to
+    # MAX_MANIFEST_BYTES) is parsed only once a bundle by a trusted key verifies and does not name another snapshot
+    trusted = archive.trusted_pems()
+    verified: list[tuple[str, str, VerifiedSignature]] = []  # (object id, bundle text, what it signs)
+    errors: list[str] = []
+    for oid in dict.fromkeys(offer.signatures):  # a bundle listed twice is one signature
+        bundle = read_document(archive.store, ObjectId(oid), MAX_BUNDLE_BYTES, f"signature bundle {oid}")
+        try:
+            signed = verify_bundle(bundle, trusted)
+        except SignatureError as exc:
+            errors.append(str(exc))
+            continue
+        if signed.snapshot_id is not None and signed.snapshot_id != offer.snapshot:
+            errors.append(f"signature is for snapshot {signed.snapshot_id}")
+            continue
+        verified.append((oid, bundle.decode("utf-8"), signed))
+        del bundle
+    if not verified:
+        raise no_signature(offer.snapshot, errors)
     manifest = manifest or archive.manifest_by_id(offer.snapshot)
     check_manifest_structure(manifest, f"snapshot {offer.snapshot}")
     refuse_git_paths(manifest, f"snapshot {offer.snapshot}")
-    ids = list(dict.fromkeys(offer.signatures))  # a bundle listed twice is one signature
-    bundles = [bytes(archive.store.get(ObjectId(oid))) for oid in ids]
-    signing, _errors = signing_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())
-    if not signing:
-        check_bundles(bundles, manifest, offer.snapshot, archive.trusted_pems())  # raises, saying why each failed
-    signatures = tuple(NewSignature(ids[i], bundles[i].decode("utf-8"), key) for i, key in signing)
+    signatures: list[NewSignature] = []
+    for oid, text, signed in verified:
+        problem = coverage_problem(signed, manifest, offer.snapshot)
+        if problem:
+            errors.append(problem)
+        else:
+            signatures.append(NewSignature(oid, text, signed.key_fingerprint))
+    if not signatures:
+        raise no_signature(offer.snapshot, errors)
     kept = dataclasses.replace(offer, signatures=tuple(s.object_id for s in signatures))
-    return CheckedOffer(manifest, signatures[0].key_fingerprint, kept, signatures)
+    return CheckedOffer(manifest, signatures[0].key_fingerprint, kept, tuple(signatures))
 
 
 def _refuse_for_pusher(
@@ -319,8 +347,11 @@ def data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]
     # imported here: jsonschema's import costs about a second, which every CLI command would otherwise pay
     from modelarc.archive.provenance.data import parse_data_manifest
 
-    return [
-        parse_data_manifest(bytes(archive.store.get(ObjectId(oid))), f"training-data manifest {oid}")
+    return [  # each bounded by its header before it is decoded, as a data manifest given on this side is
+        parse_data_manifest(
+            read_document(archive.store, ObjectId(oid), MAX_DATA_MANIFEST_BYTES, f"training-data manifest {oid}"),
+            f"training-data manifest {oid}",
+        )
         for oid in offer.data
     ]
 

@@ -41,8 +41,10 @@ from modelarc.errors import DiskFullError, SourceError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# a listing of MAX_FILES_PER_SNAPSHOT siblings with their hashes is ~30 MB of JSON
-MAX_LISTING_BYTES = 64 << 20
+# what a listing of MAX_FILES_PER_SNAPSHOT siblings needs: the Hub lists each as ~200 bytes of JSON (name, size, blob
+# id, LFS sha256 and sizes) plus its path, so 100,000 files with paths of ~100 bytes make ~30 MB. The listing is
+# parsed whole before it is judged, and hostile JSON costs up to ~20 times its size to parse: no more is read.
+MAX_LISTING_BYTES = 32 << 20
 # the Hub's own limit is 50 GB per file; a mirror of it may hold more, but no published file is near a TiB
 MAX_HUB_FILE_BYTES = 1 << 40
 MAX_REDIRECTS = 5
@@ -132,6 +134,8 @@ def parse_listing(info: object, where: str) -> HubListing:
             continue
         files.append(_listed_file(sib, path, where))
     _check_no_clash([f.path for f in files], where)
+    if not files:  # said here, of the revision: the folder it would be downloaded into is a private detail
+        raise SourceError(f"{where}: the revision (commit {commit}) has no files to archive")
     return HubListing(commit, tuple(files), tuple(skipped))
 
 
@@ -489,6 +493,8 @@ def _fetch_offline(
                 raise SourceError(f"{where}: the cached file '{printable_path(rel)}' cannot be archived")
             found.append((rel, entry))
         dirs[:] = [d for d in dirs if not is_git_path((Path(base) / d).relative_to(snapshot).as_posix())]
+    if not found:
+        raise SourceError(f"{where}: the cached revision (commit {commit}) has no files to archive")
     _check_room(sum(_cached_size(entry) for _rel, entry in found), folder, store, where)
     hashes = {
         rel: _copy_blob(entry, blobs, folder / rel, f"{where}: the cached file '{printable_path(rel)}'")

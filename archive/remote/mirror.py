@@ -41,7 +41,10 @@ if TYPE_CHECKING:
     from modelarc.archive.mirrors import SyncReport
     from modelarc.archive.repository import Archive
 
-ALL_SNAPSHOTS = 10**9  # a listing bound no archive reaches
+# the most snapshots a served mirror may list: a thousand pages of a thousand rows. Only the rows of snapshots this
+# archive holds are kept, but each page is read and judged; a mirror listing more is refused, not half-read (the
+# snapshots past the cut would look missing and be pushed again)
+MAX_MIRROR_SNAPSHOTS = 1_000_000
 
 
 class RemoteMirror:
@@ -75,6 +78,24 @@ class RemoteMirror:
         return ObjectStore.decode_stored(oid, self.get_stored(oid), fetch_base=self.get_stored)
 
 
+def _remote_tags(mirror: RemoteMirror, local: set[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
+    """The tags the mirror holds for each snapshot of ``local`` (model, digest) it has: its listing is read a page
+    at a time, and rows of snapshots this archive lacks are not kept."""
+    there: dict[tuple[str, str], set[str]] = {}
+    listed = 0
+    for row in mirror.client.iter_search({}, MAX_MIRROR_SNAPSHOTS + 1):
+        listed += 1
+        if listed > MAX_MIRROR_SNAPSHOTS:
+            raise RemoteError(
+                f"remote {mirror.name} lists more than {MAX_MIRROR_SNAPSHOTS:,} snapshots; "
+                "a mirror this archive syncs to may hold at most that many"
+            )
+        key = (row.model, str(row.snapshot))
+        if key in local:
+            there[key] = set(row.tags)
+    return there
+
+
 def sync_to_remote(
     archive: Archive,
     mirror: RemoteMirror,
@@ -89,12 +110,10 @@ def sync_to_remote(
     report.already_there = len(wanted) - len(lacking)
     if on_total:
         on_total(sum(wanted[oid] for oid in lacking))
-    there: dict[tuple[str, str], set[str]] = {
-        (row.model, str(row.snapshot)): set(row.tags) for row in mirror.client.search({}, ALL_SNAPSHOTS)
-    }
     with archive.catalog.session() as s:
         snaps = sorted(q.list_snapshots(s), key=lambda snap: snap.row_id)
         tags = q.tags_by_snapshot(s, [snap.row_id for snap in snaps])
+    there = _remote_tags(mirror, {(snap.model, str(snap.digest)) for snap in snaps})
     lock = threading.Lock()
 
     def verified_read(oid: ObjectId) -> bytes:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
+from modelarc.archive.limits import MAX_BUNDLE_BYTES, MAX_DATA_MANIFEST_BYTES, MAX_MANIFEST_BYTES
 from modelarc.archive.manifest import Chunk, SnapshotManifest
 from modelarc.archive.manifest_checks import check_tensors_match_header
 from modelarc.archive.own_state import state_places
@@ -28,7 +29,7 @@ from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer, data_manifests
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
 from modelarc.archive.remote.prefetch import ObjectPrefetch
-from modelarc.archive.remote.receive import decode_unconfirmed, receive_object
+from modelarc.archive.remote.receive import MAX_OBJECT_BYTES, decode_unconfirmed, receive_object
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import CHUNK_BUFFER, READ_AHEAD, ChunkBuffers, ChunkBytes, restore
 from modelarc.errors import (
@@ -269,7 +270,9 @@ def fetch_from_remote(
             f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
         )
     lock = threading.Lock()
-    moved = {"objects": 0, "bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
+    moved = {"bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
+    downloaded: set[ObjectId] = set()  # only the snapshot's own objects and their bases are counted
+    bases: set[ObjectId] = set()
     sizes: dict[ObjectId, int] = {}
 
     bodies = ChunkBuffers(BODY_BUFFER)  # downloads land in these, each back once its object is in the store
@@ -285,12 +288,18 @@ def fetch_from_remote(
     unconfirmed: dict[int, tuple[ChunkBytes, Callable[[bytes], None]]] = {}
 
     def fetch(
-        oid: ObjectId, out: bytearray | None = None, *, depth: int = 0, unconfirmed_ok: bool = False
+        oid: ObjectId,
+        out: bytearray | None = None,
+        *,
+        depth: int = 0,
+        unconfirmed_ok: bool = False,
+        limit: int = MAX_OBJECT_BYTES,
     ) -> ChunkBytes:
         """The object's decoded bytes, downloaded (and kept in the store once verified) unless the store has it.
         With ``unconfirmed_ok`` (restore's source), a downloaded object that is not a delta is handed over before it
         is hashed: restore hashes it in the same pass as its file and gives ``confirm`` the digest, and only then
-        is it kept. Every other object is hashed here, before it is handed over or kept."""
+        is it kept. Every other object is hashed here, before it is handed over or kept. ``limit``: the most
+        decoded bytes a download may declare (a document is held to its own bound: ``client.download``)."""
         if archive.store.has(oid):
             if out is not None:
                 return archive.store.get_into(oid, out, verify=dest is None)
@@ -302,7 +311,7 @@ def fetch_from_remote(
         else:
             body = bodies.take()
             try:
-                blob = client.download(oid, sizes.get(oid), into=body)
+                blob = client.download(oid, sizes.get(oid), into=body, limit=limit)
             except BaseException:
                 bodies.give(body)
                 raise
@@ -345,6 +354,7 @@ def fetch_from_remote(
                 fetch(base, depth=depth + 1)
                 with lock:
                     moved["bases"] += 1
+                    bases.add(base)
                 flush_writes()
                 raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
         except (IntegrityError, PayloadTooLargeError) as exc:
@@ -353,7 +363,7 @@ def fetch_from_remote(
             if not returned and not waiting and body is not None:  # refused (or failed) before its write was queued
                 bodies.give(body)
         with lock:
-            moved["objects"] += 1
+            downloaded.add(oid)
             moved["bytes"] += len(blob)
         return raw
 
@@ -405,9 +415,15 @@ def fetch_from_remote(
 
     with archive.lock(exclusive=False, purpose="pull"):
         try:
-            # the manifest, bundles and training-data manifests: everything checkable before a weight moves
-            for oid in [ObjectId(offer.snapshot.hex), *map(ObjectId, offer.signatures + offer.data)]:
-                fetch(oid)
+            # the manifest, bundles and training-data manifests: everything checkable before a weight moves, each
+            # held to its own bound by its header before its body is read (a bundle is no 256 MiB weight chunk)
+            documents = [
+                (ObjectId(offer.snapshot.hex), MAX_MANIFEST_BYTES),
+                *((ObjectId(oid), MAX_BUNDLE_BYTES) for oid in dict.fromkeys(offer.signatures)),
+                *((ObjectId(oid), MAX_DATA_MANIFEST_BYTES) for oid in dict.fromkeys(offer.data)),
+            ]
+            for oid, limit in documents:
+                fetch(oid, limit=limit)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
                 fut.result()
             checked = check_offer(archive, offer)
@@ -473,7 +489,7 @@ def fetch_from_remote(
         snapshot=offer.snapshot,
         remote=client.remote.name,
         objects=len(needed) + moved["bases"],
-        objects_sent=moved["objects"],
+        objects_sent=len(downloaded & (set(needed) | bases)),  # not the offered bundles that did not sign it
         bytes_sent=moved["bytes"],
         new_snapshot=committed.new_snapshot,
         previous=committed.previous,

@@ -58,6 +58,9 @@ DEFAULT_SIGNATURE_NAME = "model.sig"
 GIT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# arrays and objects in a bundle's own JSON (its statement is base64 inside it): ours has 7, a keyless Sigstore bundle
+# with its certificate chain and transparency-log entries a few dozen
+MAX_BUNDLE_CONTAINERS = 1024
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,12 @@ def verify_bundle(bundle: bytes, trusted_public_pems: Sequence[bytes]) -> Verifi
     if not trusted:
         raise SignatureError("no trusted public keys to verify the signature with")
 
+    # a bundle is a few JSON objects around base64 strings, which hold no brackets: one with more arrays and objects
+    # than any Sigstore bundle is refused before it is parsed (64 MiB of "[]" would take gigabytes to parse)
+    expect(
+        bundle.count(b"[") + bundle.count(b"{") <= MAX_BUNDLE_CONTAINERS,
+        "bundle holds more JSON arrays and objects than a Sigstore bundle does",
+    )
     doc = parse_json(bundle, "bundle")
     expect(
         field(doc, "mediaType", str, "bundle") == BUNDLE_MEDIA_TYPE,

@@ -336,3 +336,33 @@ def test_a_received_manifest_whose_tensor_name_holds_a_lone_surrogate_is_refused
     data = canonical_json(doc).replace(b'"w-placeholder"', b'"w\\ud800"')  # as a sender's JSON escape arrives
     with pytest.raises(IntegrityError, match="lone surrogate"):
         check_manifest_structure(SnapshotManifest.from_bytes(data), "snapshot x")
+
+
+@pytest.mark.parametrize("pad", [b"[]", b"{}", b'{"a":0}', b"[[]]"])
+def test_a_manifest_denser_in_objects_or_arrays_than_any_real_one_is_refused_unparsed(pad: bytes) -> None:
+    """Parsing costs ~60 bytes per JSON array or object: 128 MiB of "[]," took 3.5 GB (a remote's, unsigned)."""
+    doc = b'{"files":[],"format":"modelarc.manifest","pad":[' + b",".join([pad] * 10_000) + b'],"version":1}'
+    with pytest.raises(IntegrityError, match="more JSON objects or arrays than a manifest of its size"):
+        SnapshotManifest.from_bytes(doc)
+
+
+def test_the_densest_real_manifests_still_read() -> None:
+    """Many empty files, and many tensors with 16 zero-sized dimensions and no chunk: the least bytes per JSON
+    object and per array a written manifest has."""
+    files = [{"path": f"f{i}", "size": 0, "sha256": HEX, "kind": "blob", "parts": []} for i in range(2000)]
+    tensors = [
+        {"kind": "tensor", "offset": 0, "length": 0, "chunks": [], "name": "t", "dtype": "I8", "shape": [0] * 16}
+        for _ in range(2000)
+    ]
+    header = {"kind": "header", "offset": 0, "length": 0, "chunks": []}
+    st = {"path": "m.safetensors", "size": 0, "sha256": HEX, "kind": "safetensors", "parts": [header, *tensors]}
+    doc = {"format": "modelarc.manifest", "version": 1, "files": [*files, st]}
+    assert len(SnapshotManifest.from_bytes(canonical_json(doc)).files) == 2001
+
+
+def test_a_manifest_bigger_than_the_limit_is_refused_unparsed() -> None:
+    from modelarc.archive.limits import MAX_MANIFEST_BYTES
+
+    doc = b'{"files":[],"format":"modelarc.manifest","pad":"' + b" " * MAX_MANIFEST_BYTES + b'","version":1}'
+    with pytest.raises(IntegrityError, match=f"more than the {MAX_MANIFEST_BYTES:,} a manifest may have"):
+        SnapshotManifest.from_bytes(doc)

@@ -204,6 +204,24 @@ def test_a_listing_that_is_no_list_is_refused_in_one_line(
     assert "no list of files" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
 
 
+def test_a_listing_larger_than_the_file_limit_needs_is_refused_unparsed(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    """100,000 files (MAX_FILES_PER_SNAPSHOT) need ~30 MB of listing: a 40 MiB one is not parsed (60 MiB of "[]"
+    once took the import to 1.7 GB)."""
+    hub.tamper_info = lambda info: info.update(pad=" " * (40 << 20))
+    assert "the endpoint's listing is larger than" in refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+
+
+def test_a_revision_without_files_is_named_not_the_private_folder(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    hub.tamper_info = lambda info: info.update(siblings=[])
+    said = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert "org/tiny@main" in said and "has no files to archive" in said
+    assert ".modelarc-import" not in said
+
+
 def test_a_stalled_body_ends_in_one_line(arc: ArchiveCli, hub: HubServer, served: Path) -> None:
     import time
 

@@ -1,6 +1,6 @@
 """A pushed manifest whose JSON has the wrong types is a 422 on /v1/transfer/check and /v1/transfer/commit, not a 500.
 
-Found by probing `modelarc serve` (finding 6): the manifest is parsed before the signature is checked, so a push token
+Found by probing `modelarc serve` (finding 6): the manifest was parsed before the signature was checked, so a push token
 and any uploaded object as the "signature" were enough to make the server log a traceback and answer 500 with a
 manifest holding ``1e400``, ``Infinity`` or a list as the document. SQLite and PostgreSQL (the ``server`` fixture).
 """
@@ -59,6 +59,8 @@ def test_hostile_manifests_are_422_on_check_and_commit(server: Server, tmp_path:
             answers[f"{name} {route}"] = [r.status_code, r.headers.get("content-type"), r.text[:200]]
     wrong = {k: v for k, v in answers.items() if v[:2] != [422, "application/problem+json"]}
     assert not wrong, wrong
-    assert all("manifest" in v[2] for v in answers.values()), answers
+    # the check reads a manifest only once a trusted bundle signs it (refused for that here); the commit reads it first
+    assert all("signature" in v[2] for k, v in answers.items() if k.endswith("/check")), answers
+    assert all("manifest" in v[2] for k, v in answers.items() if k.endswith("/commit")), answers
     after = {k: v for k, v in server.archive.stats().to_json().items() if k != "store_bytes_on_disk"}
     assert after == before

@@ -139,6 +139,40 @@ def test_mirror_sync_stops_an_endless_listing(module_server: Server, tmp_path: P
     assert "empty page" in result.stderr
 
 
+def _more_rows(count: int) -> Any:
+    """A rewrite whose every page of ``GET /v1/snapshots`` holds ``count`` copies of the server's first row."""
+
+    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if not path.split("?")[0].endswith("/v1/snapshots"):
+            return status, headers, body
+        rows = json.loads(body)
+        return 200, {"content-type": "application/json"}, json.dumps(rows[:1] * count).encode()
+
+    return rewrite
+
+
+def test_ls_remote_refuses_a_page_with_more_rows_than_asked_for(
+    module_server: Server, tmp_path: Path, alice: Home
+) -> None:
+    proxy = RewritingProxy(module_server.url, rewrite=_more_rows(30))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--no-trust-keys")
+        result = alice("ls", "--remote", "evil", "--limit", "20", ok=False)
+    assert "holds more than the 20 rows asked for" in result.stderr
+
+
+def test_mirror_sync_refuses_a_page_with_more_rows_than_asked_for(
+    module_server: Server, tmp_path: Path, alice: Home
+) -> None:
+    """A mirror's listing is read a page of (at most) 1000 rows at a time, each judged as it arrives."""
+    proxy = RewritingProxy(module_server.url, rewrite=_more_rows(1001))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
+        alice("mirror", "add", "m", "remote:evil")
+        result = alice("mirror", "sync", ok=False)
+    assert "holds more than the 1,000 rows asked for" in result.stderr
+
+
 # ------------------------------------------------------------------ shapes
 @pytest.mark.parametrize("page", [b"null", b"5", b'{"a": 1}', b"[5]", b"[null]", b'[{"model": 5}]'])
 def test_ls_remote_refuses_a_malformed_page(
