@@ -7,6 +7,8 @@ use them before the catalog is loaded.
 
 Text is bounded by what PostgreSQL stores: no text or JSON column holds NUL (U+0000), and a JSON column holds no NaN
 or Infinity. SQLite stores both, but a catalog must move between the two (``rebuild-catalog``), so both refuse them.
+Neither database holds a lone UTF-16 surrogate (JSON's ``"\\ud800"`` is valid JSON and parses to one): text must
+encode as UTF-8, or the driver raises (``UnicodeEncodeError``) as the row is written.
 """
 
 import math
@@ -31,6 +33,11 @@ def catalog_value_problem(value: object) -> str | None:
         if isinstance(item, str):
             if "\x00" in item:
                 return "a NUL character (\\u0000)"
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:  # JSON joins an escaped pair ("\ud83d\ude00"): only a lone one is left
+                    return "a lone UTF-16 surrogate (an escape like \\ud800), which is no character"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return "a number that is not finite (NaN or Infinity)"
