@@ -276,6 +276,8 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (RequestTimeoutError, 408, "RequestTimeout"),  # the client stopped sending its body: closed, not kept waiting
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
     (StoreAccessError, 503, "StoreUnavailable"),  # the server's own store (its bucket) failed, not the request
+    # a training-data manifest an offer names fails its schema: a receiver's check that failed, as FORMAT.md gives it
+    (DataManifestError, 422, "DataManifestInvalid"),
     (UsageError, 400, "BadRequest"),
     (SignatureError, 422, "SignatureInvalid"),
     (IntegrityError, 422, "IntegrityFailed"),
