@@ -35,6 +35,7 @@ from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import url_text_problem
 from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
+from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
 from modelarc.api.sending import HEAD_ONLY
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
@@ -44,6 +45,7 @@ from modelarc.archive.tokens import allows, token_principal
 from modelarc.errors import (
     MissingObjectsError,
     ModelarcError,
+    RequestTimeoutError,
     ServerBusyError,
     http_error,
 )
@@ -67,6 +69,12 @@ def create_app(
         settings = get_archive().settings
         return settings.send_timeout, settings.send_min_rate
 
+    @functools.cache
+    def body_limits() -> BodyLimits:
+        settings = get_archive().settings
+        memory = ResponseMemory(settings.receive_memory, "request bodies in flight")
+        return BodyLimits(settings.receive_timeout, settings.receive_min_rate, memory)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -74,6 +82,7 @@ def create_app(
 
     app = ArchiveApp(
         send_timeout,
+        body_limits,
         title="modelarc",
         version=__version__,
         description="An archive for machine-learning models.",
@@ -106,17 +115,19 @@ def create_app(
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
         if HUB_TAG in getattr(request.scope.get("route"), "tags", ()):
             # the Hub's own codes, so huggingface_hub raises its typed errors
-            return hub_error(exc, _retry_after(exc))
+            return hub_error(exc, _extra_headers(exc))
         status, code = http_error(exc)  # the one table, modelarc/errors.py HTTP_ERRORS
         extra = (
             {"snapshot": exc.snapshot, "missing": exc.missing} if isinstance(exc, MissingObjectsError) else {}
         )
         return problem(
-            status, type(exc).__name__, exc, headers={"X-Error-Code": code, **_retry_after(exc)}, **extra
+            status, type(exc).__name__, exc, headers={"X-Error-Code": code, **_extra_headers(exc)}, **extra
         )
 
     @app.exception_handler(ClientDisconnect)
     def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        if (timed_out := request.scope.get(RECEIVE_FAILED)) is not None:  # too slow, not gone: 408 (api/receiving.py)
+            return expected_failure(request, timed_out)
         # the client closed the connection before sending the whole body: nobody reads an answer, and a traceback
         # per aborted upload would let anyone flood the log; one line says it happened
         _log.info("client %s disconnected before sending the body of %s %s", _peer(request), request.method,
@@ -184,23 +195,35 @@ class ArchiveApp(FastAPI):
       headers alone;
     - a send timeout: a client that takes less than the minimum rate over ``send_timeout()`` seconds is dropped and its
       connection aborted (not closed, which would wait for the client to read what the socket holds), so the
-      memory its response held goes back (archive/streaming.py ``ResponseMemory``).
+      memory its response held goes back (archive/streaming.py ``ResponseMemory``);
+    - a receive timeout and a memory budget for request bodies (``body_limits()``, api/receiving.py): a client that
+      stops sending its body is answered 408 and the half-read body let go.
     """
 
-    def __init__(self, send_timeout: Callable[[], tuple[float, int]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        send_timeout: Callable[[], tuple[float, int]],
+        body_limits: Callable[[], BodyLimits],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._send_timeout = send_timeout
+        self._body_limits = body_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         timeout, min_rate = self._send_timeout()
+        limits = self._body_limits()
+        scope[RECEIVING] = limits  # for the routes that read a body (api/receiving.py ``body_memory``)
         dropped = False
+        started = [False]  # the response has begun: the body is no longer waited for
 
         async def guarded(message: Message) -> None:
             nonlocal dropped
             if message["type"] == "http.response.start":
+                started[0] = True
                 message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
             transport = _transport_of(send)
             if message["type"] == "http.response.body" and transport is not None:
@@ -215,7 +238,9 @@ class ArchiveApp(FastAPI):
                 raise ClientStoppedReading(f"the client took less than {min_rate} B/s for {timeout:g} seconds")
 
         try:
-            await super().__call__(self._head_as_get(scope), receive, guarded)
+            await super().__call__(
+                self._head_as_get(scope), guarded_receive(receive, scope, limits, started), guarded
+            )
         except Exception:
             if not dropped:
                 raise
@@ -312,8 +337,14 @@ def _abort_connection(send: Send) -> None:
         transport.abort()
 
 
-def _retry_after(exc: ModelarcError) -> dict[str, str]:
-    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusyError) else {}
+def _extra_headers(exc: ModelarcError) -> dict[str, str]:
+    """``Retry-After`` on a 503 for a full server; ``Connection: close`` on a 408, so the server reads nothing more
+    of a body it gave up on (uvicorn closes the connection once the answer is sent)."""
+    if isinstance(exc, ServerBusyError):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, RequestTimeoutError):
+        return {"Connection": "close"}
+    return {}
 
 
 def validation_detail(exc: RequestValidationError) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from modelarc.api.receiving import body_memory
 from modelarc.errors import PayloadTooLargeError, UnsupportedMediaTypeError, UsageError
 from modelarc.registry.bounds import CATALOG_INT_MAX, catalog_value_problem
 
@@ -83,7 +84,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes.
 
     A declared Content-Length over the limit is refused before one byte of the body is read; a chunked body is read
-    only up to the limit. Either way the server holds at most ``limit`` bytes of it.
+    only up to the limit. Either way the server holds at most ``limit`` bytes of it, counted while it is read in the
+    process's memory for request bodies (503 when that is full), and a client that stops sending is answered 408
+    (api/receiving.py).
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -91,12 +94,13 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise UsageError("Content-Length is not a number of bytes")
         if int(declared) > limit:
             raise PayloadTooLargeError(f"the body may be at most {limit} bytes; this one declares {declared}")
-    body = bytearray()
-    async for block in request.stream():
-        body += block
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"the body may be at most {limit} bytes")
-    return bytes(body)
+    async with body_memory(request, limit if declared is None else int(declared)):
+        body = bytearray()
+        async for block in request.stream():
+            body += block
+            if len(body) > limit:
+                raise PayloadTooLargeError(f"the body may be at most {limit} bytes")
+        return bytes(body)
 
 
 def url_text_problem(request: Request) -> str | None:

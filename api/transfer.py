@@ -31,6 +31,7 @@ from modelarc.api.limits import (
     require_json,
 )
 from modelarc.api.problems import clip, problem, problem_responses
+from modelarc.api.receiving import body_memory
 from modelarc.api.sending import DownloadResponse, held_bytes, stored_object
 from modelarc.archive.access import readable_objects, served_standalone
 from modelarc.archive.remote import batch
@@ -324,7 +325,11 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
 
     @router.put("/v1/objects/{object_id}", status_code=201)
     async def upload(object_id: ObjectIdText, request: Request) -> Response:
-        """Store one object; refused unless its bytes decode to exactly ``object_id``. Idempotent."""
+        """Store one object; refused unless its bytes decode to exactly ``object_id``. Idempotent.
+
+        The body is held whole (it must hash to its id before a byte is written), counted in the process's memory
+        for request bodies until it is stored (503 when that is full); a client that stops sending is answered 408.
+        """
         if (refused := _refuse_unless_push(request)) is not None:
             return refused
         oid = ObjectId(object_id)
@@ -333,20 +338,21 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
             return problem(411, "Length Required", "uploads must declare their Content-Length")
         if int(declared) > MAX_UPLOAD_BYTES:
             return problem(413, "Payload Too Large", f"an object may be at most {MAX_UPLOAD_BYTES} bytes")
-        body = bytearray()
-        async for block in request.stream():
-            body += block
-            if len(body) > int(declared):
-                raise PayloadTooLargeError(f"upload of {oid} is longer than its declared {declared} bytes")
-        if len(body) != int(declared):
-            return problem(400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes")
-        archive = get_archive()
-        added = not archive.store.has(oid)
-        holder = _pusher(request)
-        if (base := delta_base_of(oid, body)) is not None:
-            principal = principal_of(request)
-            await run_in_threadpool(lambda: require_delta_base_access(archive, oid, base, principal, holder))
-        await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder, stored=not added))
+        async with body_memory(request, int(declared)):
+            body = bytearray()
+            async for block in request.stream():
+                body += block
+                if len(body) > int(declared):
+                    raise PayloadTooLargeError(f"upload of {oid} is longer than its declared {declared} bytes")
+            if len(body) != int(declared):
+                return problem(400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes")
+            archive = get_archive()
+            added = not archive.store.has(oid)
+            holder = _pusher(request)
+            if (base := delta_base_of(oid, body)) is not None:
+                principal = principal_of(request)
+                await run_in_threadpool(lambda: require_delta_base_access(archive, oid, base, principal, holder))
+            await run_in_threadpool(lambda: receive_object(archive, oid, body, holder=holder, stored=not added))
         return JSONResponse({"id": oid, "added": added}, status_code=201 if added else 200)
 
     @router.get("/v1/transfer/snapshots/{ns}/{name}/{rev}")

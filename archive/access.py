@@ -492,10 +492,14 @@ def parse_files(patterns: Iterable[str]) -> tuple[str, ...]:
     """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path."""
     out = tuple(dict.fromkeys(p.strip() for p in patterns))
     if len(out) > MAX_FILE_PATTERNS:
-        raise UsageError(f"at most {MAX_FILE_PATTERNS} --withhold patterns, not {len(out)}")
+        raise UsageError(
+            f"at most {MAX_FILE_PATTERNS} withheld-file patterns (--withhold, access.files), not {len(out)}"
+        )
     for pattern in out:
         if not pattern or len(pattern) > 500 or "\x00" in pattern:
-            raise UsageError(f"--withhold {pattern!r}: a glob pattern of 1 to 500 characters")
+            raise UsageError(
+                f"withheld-file pattern {pattern!r} (--withhold, access.files): a glob pattern of 1 to 500 characters"
+            )
     return out
 
 

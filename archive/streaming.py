@@ -63,10 +63,11 @@ class ResponseMemory:
     >>> ...; memory.give_back(n)
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "responses in flight") -> None:
         if limit < 1:
             raise ValueError(f"response memory needs at least one byte, not {limit}")
         self.limit = limit
+        self.what = what  # what the bytes are for, as a 503 says it (request bodies count in one of their own)
         self._lock = threading.Lock()
         self._held = self._peak = 0
         self._waiters: deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
@@ -122,7 +123,7 @@ class ResponseMemory:
                 self._wake()  # the first waiter left: the next may fit
             if isinstance(exc, TimeoutError):
                 raise ServerBusyError(
-                    f"the server already holds the memory it may ({self.limit} bytes) for responses in flight; "
+                    f"the server already holds the memory it may ({self.limit} bytes) for {self.what}; "
                     f"try again in {RETRY_AFTER_SECONDS} seconds",
                     retry_after=RETRY_AFTER_SECONDS,
                 ) from None

@@ -37,6 +37,12 @@ class Settings:
     # bytes per second a client must take of a response, averaged over each send timeout, MODELARC_SEND_MIN_RATE
     # (0: any progress will do): a client taking a few bytes per timeout would otherwise hold its share for ever
     send_min_rate: int = 4096
+    # the same for request bodies (uploads, offers, id lists), MODELARC_RECEIVE_TIMEOUT, MODELARC_RECEIVE_MIN_RATE: a
+    # client that stops sending is answered 408 and its half-read body let go; MODELARC_RECEIVE_MEMORY bounds the
+    # bytes of request bodies a process holds at once (beyond it a new body waits briefly, then is answered 503)
+    receive_timeout: float = 60.0
+    receive_min_rate: int = 4096
+    receive_memory: int = 1 << 30
     # the load cache (archive/runtime/cache.py): its folder (None: ``home/cache``) and the bytes it may hold
     # (None: no cap); MODELARC_CACHE_DIR and MODELARC_CACHE_MAX_BYTES
     cache_dir: Path | None = None
@@ -101,7 +107,10 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
         send_memory=_byte_count("MODELARC_SEND_MEMORY", minimum=1 << 20) or 1 << 30,
         send_timeout=_seconds("MODELARC_SEND_TIMEOUT", 60.0),
-        send_min_rate=_send_min_rate(),
+        send_min_rate=_min_rate("MODELARC_SEND_MIN_RATE"),
+        receive_timeout=_seconds("MODELARC_RECEIVE_TIMEOUT", 60.0),
+        receive_min_rate=_min_rate("MODELARC_RECEIVE_MIN_RATE"),
+        receive_memory=_byte_count("MODELARC_RECEIVE_MEMORY", minimum=1 << 20) or 1 << 30,
         cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
         cache_max_bytes=_byte_count("MODELARC_CACHE_MAX_BYTES"),
     )
@@ -182,8 +191,9 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-def _send_min_rate() -> int:
-    rate = _byte_count("MODELARC_SEND_MIN_RATE")
+def _min_rate(name: str) -> int:
+    """Bytes per second a client must move (default 4 KiB); 0: any progress will do."""
+    rate = _byte_count(name)
     return 4096 if rate is None else rate
 
 

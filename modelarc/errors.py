@@ -183,12 +183,19 @@ class UnsupportedMediaTypeError(UsageError):
 
 
 class ServerBusyError(ModelarcError):
-    """The server holds as many response bytes in memory as it may (``MODELARC_SEND_MEMORY``) and none came free
-    while the request waited: 503 with ``Retry-After``, so a client tries again instead of failing for good."""
+    """The server holds as many response bytes in memory as it may (``MODELARC_SEND_MEMORY``), or as many request
+    body bytes (``MODELARC_RECEIVE_MEMORY``), and none came free while the request waited: 503 with
+    ``Retry-After``, so a client tries again instead of failing for good."""
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RequestTimeoutError(ModelarcError):
+    """A client stopped sending its request body, or sent it slower than the server accepts
+    (``MODELARC_RECEIVE_TIMEOUT``, ``MODELARC_RECEIVE_MIN_RATE``): 408, and the connection is closed, so what the
+    server had read of the body is let go."""
 
 
 class SourceLimitError(SourceError):
@@ -265,9 +272,12 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
     (ModelNameClashError, 409, "ModelNameClash"),  # a new model named like an existing one but for case
     (UnsupportedMediaTypeError, 415, "UnsupportedMediaType"),
-    (ServerBusyError, 503, "ServerBusy"),  # the server's memory for responses is taken for now: retry later
+    (ServerBusyError, 503, "ServerBusy"),  # the server's memory for responses or bodies is taken for now: retry later
+    (RequestTimeoutError, 408, "RequestTimeout"),  # the client stopped sending its body: closed, not kept waiting
     (DiskFullError, 507, "DiskFull"),  # Insufficient Storage (RFC 4918): the server's disk, not the request
     (StoreAccessError, 503, "StoreUnavailable"),  # the server's own store (its bucket) failed, not the request
+    # a training-data manifest an offer names fails its schema: a receiver's check that failed, as FORMAT.md gives it
+    (DataManifestError, 422, "DataManifestInvalid"),
     (UsageError, 400, "BadRequest"),
     (SignatureError, 422, "SignatureInvalid"),
     (IntegrityError, 422, "IntegrityFailed"),

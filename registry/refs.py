@@ -59,9 +59,10 @@ class Ref:
         return f"{self.namespace}/{self.name}"
 
     def __str__(self) -> str:
+        """``ns/name@sha256:...``, ``ns/name:tag``, or ``ns/name`` for a ref naming the model alone (no tag)."""
         if self.digest:
             return f"{self.model}@{self.digest}"
-        return f"{self.model}:{self.tag}"
+        return f"{self.model}:{self.tag}" if self.tag is not None else self.model
 
 
 def parse_ref(text: str) -> Ref:

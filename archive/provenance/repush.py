@@ -6,6 +6,9 @@ store (docs/FORMAT.md "Catalog records"; a re-push's record says ``merge: false`
 afterwards. So a re-push that states other provenance cannot be honoured, and it is refused before the tag moves:
 telling the user "pushed" while dropping the license or the parent they gave would leave the catalog saying less
 (or other) than they believe it says. What the re-push does not state is not a difference.
+
+A difference is named by its field, as an offer's provenance names it (``POST /v1/transfer/commit``), and by the
+push option that gives it: the same refusal reaches a CLI user and an HTTP client.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshot_search import format_cutoff_value
 from modelarc.registry.snapshots import SnapshotRecord, parents_of
 
-# (Provenance field, the push option that gives it)
+# (Provenance field, as an offer names it, the push option that gives it)
 _FIELDS = (
     ("license", "--license"),
     ("description", "--description"),
@@ -49,7 +52,7 @@ def refuse_other_provenance(
         parent = q.resolve_snapshot(s, ref)
         if (parent.model, parent.digest, relation) not in recorded:
             differences.append(
-                f"--parent {_short(parent.model, parent.digest)} --relation {relation} (not recorded)"
+                f"parent {_short(parent.model, parent.digest)} {relation} (--parent/--relation; not recorded)"
             )
     if differences:
         raise ProvenanceConflictError(
@@ -60,19 +63,19 @@ def refuse_other_provenance(
 
 
 def _field_differences(existing: SnapshotRecord, provenance: Provenance) -> list[str]:
-    """``--option given (recorded: ...)`` for each field the push states and the record does not say."""
+    """``field given (--option; recorded: ...)`` for each field the push states and the record does not say."""
     out = []
     if provenance.cutoff is not None and (provenance.cutoff, provenance.cutoff_precision) != (
         existing.cutoff,
         existing.cutoff_precision,
     ):
         given = format_cutoff_value(provenance.cutoff, provenance.cutoff_precision)
-        out.append(f"--cutoff {given} (recorded: {_shown(existing.cutoff, existing.cutoff_precision)})")
+        out.append(f"cutoff {given} (--cutoff; recorded: {_shown(existing.cutoff, existing.cutoff_precision)})")
     for name, option in _FIELDS:
         given_value = getattr(provenance, name)
         recorded_value = getattr(existing, name)
         if given_value is not None and given_value != recorded_value:
-            out.append(f"{option} {_shown(given_value)} (recorded: {_shown(recorded_value)})")
+            out.append(f"{name} {_shown(given_value)} ({option}; recorded: {_shown(recorded_value)})")
     return out
 
 

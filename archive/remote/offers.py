@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.formats.describe import architecture_problem
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
@@ -128,6 +129,8 @@ class SnapshotOffer:
             raise UsageError(
                 f"snapshot offer: architecture must be an object of at most {MAX_OFFER_TEXT} bytes"
             )
+        if (problem := architecture_problem(arch)) is not None:  # recorded as stated without a config.json
+            raise UsageError(f"snapshot offer: architecture.{problem}")
         data = doc.get("data") or []
         if (
             not isinstance(data, list)

@@ -93,6 +93,16 @@ def _check_declared_size(oid: ObjectId, blob: bytes | bytearray) -> None:
         )
 
 
+def _check_data_manifests(archive: Archive, object_ids: list[ObjectId]) -> None:
+    """``DataManifestError`` (422) for the first of these training-data manifests that does not parse or validate."""
+    if not object_ids:
+        return
+    from modelarc.archive.provenance.data import parse_data_manifest  # jsonschema: imported only where needed
+
+    for oid in object_ids:
+        parse_data_manifest(bytes(archive.store.get(oid)), f"training-data manifest {oid}")
+
+
 LEASE_TTL = dt.timedelta(hours=1)
 
 
@@ -163,6 +173,9 @@ def check_push(
             why = "is not this token's to reuse: it may not read it here and has not sent it"
             raise MissingObjectsError(offer.snapshot, refused, why)
         checked = check_offer(archive, offer)
+        # the training-data manifests already here (a pusher sends them with the bundles), parsed and validated as
+        # the commit will: a pusher is told before any weight moves (one still to send is judged by the commit)
+        _check_data_manifests(archive, [oid for oid in map(ObjectId, offer.data) if archive.store.has(oid)])
         needed = objects_of(checked.offer, checked.manifest)
         stored = [oid for oid in needed if archive.store.has(oid)]
         damaged = damaged_among(archive, stored)

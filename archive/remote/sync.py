@@ -106,14 +106,16 @@ def push_offer(
 ) -> TransferResult:
     """Send the objects of ``offer`` the remote lacks, then commit it there.
 
-    The manifest and signature bundles go first and the remote vets them (``POST /v1/transfer/check``): a
-    snapshot signed by a key the remote does not trust is refused before a single weight object moves.
+    The manifest, signature bundles and training-data manifests go first and the remote vets them (``POST
+    /v1/transfer/check``): a snapshot signed by a key the remote does not trust, or naming a data manifest it
+    refuses, is refused before a single weight object moves.
     ``read`` gives an object as stored (default: straight from the store; a mirror passes one that verifies it
     first, so that a damaged local copy is named here rather than refused by the remote).
     """
     started = time.perf_counter()
     needed = objects_of(offer, manifest)
-    head = needed[: 1 + len(offer.signatures)]  # the manifest, then the bundles (objects_of's order)
+    # the manifest, the bundles and the training-data manifests (objects_of's order): the remote's check reads them
+    head = needed[: 1 + len(offer.signatures) + len(offer.data)]
     sent = 0
     moved: list[ObjectId] = []
     read_stored = read or archive.store.get_stored

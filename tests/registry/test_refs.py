@@ -37,3 +37,15 @@ def test_valid_refs(text: str, ref: Ref) -> None:
 def test_invalid_refs(text: str) -> None:
     with pytest.raises(InvalidRefError):
         parse_ref(text)
+
+
+@pytest.mark.parametrize(
+    "ref, text",
+    [
+        (Ref("acme", "tiny", tag="v1"), "acme/tiny:v1"),
+        (Ref("acme", "tiny", digest="sha256:abcd"), "acme/tiny@sha256:abcd"),
+        (Ref("acme", "tiny"), "acme/tiny"),  # the model alone: it was "acme/tiny:None" in messages
+    ],
+)
+def test_a_ref_prints_as_it_is_written(ref: Ref, text: str) -> None:
+    assert str(ref) == text

@@ -56,9 +56,10 @@ def _offer_naming(
     return pusher, doc
 
 
-# `check` reads an offer's bundles (it verifies them) but not its data manifests, which it lists as still to send
+# both read an offer's bundles (to verify them) and the data manifests already present (to validate them)
 @pytest.mark.parametrize(
-    ("route", "field"), [("check", "signatures"), ("commit", "signatures"), ("commit", "data")]
+    ("route", "field"),
+    [("check", "signatures"), ("commit", "signatures"), ("check", "data"), ("commit", "data")],
 )
 def test_an_unreadable_object_named_as_a_document_of_the_offer_is_refused_unread(
     server: Server, tmp_path: Path, route: str, field: str
