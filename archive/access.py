@@ -22,7 +22,7 @@ import datetime as dt
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -468,34 +468,45 @@ def _record_policy(
     reason: str,
     actor: str,
     files: tuple[str, ...],
+    deferred: list[Callable[[], object]] | None = None,
 ) -> None:
-    """A policy change in the caller's transaction: the row, its audit entry, and its catalog record."""
+    """A policy change in the caller's transaction: the row, its audit entry, and its catalog record (appended to
+    ``deferred`` instead, for a caller that writes its records once every row of the transaction is in)."""
     at = catalog_time()
     apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files)
     s.flush()  # the row is held before the record's time is taken (archive/records.py)
-    write_record(
-        archive.store.backend,
-        s,
-        "access",
-        at=at,
-        actor=actor,
-        model=model,
-        snapshot=snap.digest if snap else None,
-        level=level,
-        until=until.isoformat() if until else None,
-        reason=reason,
-        **({"files": list(files)} if files else {}),
-    )
+
+    def write() -> str:
+        return write_record(
+            archive.store.backend,
+            s,
+            "access",
+            at=at,
+            actor=actor,
+            model=model,
+            snapshot=snap.digest if snap else None,
+            level=level,
+            until=until.isoformat() if until else None,
+            reason=reason,
+            **({"files": list(files)} if files else {}),
+        )
+
+    if deferred is None:
+        write()
+    else:
+        deferred.append(write)
 
 
-def parse_files(patterns: Iterable[str]) -> tuple[str, ...]:
-    """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path."""
+def parse_files(patterns: Iterable[str], what: str = "--withhold") -> tuple[str, ...]:
+    """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path. The same
+    rules hold for a received offer's ``access.files`` (``what`` names it), checked as the offer is parsed: a pattern
+    refused only once the snapshot were recorded would leave it recorded without its policy."""
     out = tuple(dict.fromkeys(p.strip() for p in patterns))
     if len(out) > MAX_FILE_PATTERNS:
-        raise UsageError(f"at most {MAX_FILE_PATTERNS} --withhold patterns, not {len(out)}")
+        raise UsageError(f"at most {MAX_FILE_PATTERNS} {what} patterns, not {len(out)}")
     for pattern in out:
         if not pattern or len(pattern) > 500 or "\x00" in pattern:
-            raise UsageError(f"--withhold {pattern!r}: a glob pattern of 1 to 500 characters")
+            raise UsageError(f"{what} {pattern!r}: a glob pattern of 1 to 500 characters")
     return out
 
 
@@ -771,26 +782,33 @@ def offered_policy(archive: Archive, snapshot: SnapshotRecord) -> dict[str, Any]
 
 
 def receive_policy(
-    archive: Archive, model: str, digest: SnapshotId, offered: dict[str, Any], *, actor: str
+    archive: Archive,
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    offered: dict[str, Any],
+    *,
+    actor: str,
+    deferred: list[Callable[[], object]] | None = None,
 ) -> EffectivePolicy | None:
     """Record the policy a received snapshot's offer carries, as that snapshot's override, only where it is stricter
     than what holds here now: whoever sends a snapshot may withhold it here, never hand out what this archive
-    withholds. A lapsed embargo changes nothing. Returns the new policy, or None if nothing changed."""
+    withholds. A lapsed embargo changes nothing. Returns the new policy, or None if nothing changed.
+
+    Runs in the commit's transaction ``s``, after the snapshot's rows: the snapshot is recorded with its policy or
+    not at all (its catalog record goes to ``deferred``, as ``_record_policy`` says). ``offered`` was validated as
+    the offer was parsed (``SnapshotOffer.from_json``)."""
+    model = snap.model
     level, until_text = offered["level"], offered.get("until")
-    files = parse_files(offered.get("files") or ())
+    files = parse_files(offered.get("files") or (), "snapshot offer: access.files")
     until = dt.date.fromisoformat(until_text) if until_text else None
     if until is not None and catalog_time() >= dt.datetime.combine(until, dt.time()):
         return None
-    with archive.catalog.session() as s:
-        snap = _snapshot_row(s, model, str(digest))
-        current = effective_policy(s, model, snap)
-        if _RANK[level] < _RANK.get(current.level, 2) or (
-            _RANK[level] == _RANK.get(current.level, 2) and set(files) <= set(current.files)
-        ):
-            return None  # not stricter: the same or a looser level, naming no file this one does not withhold
-        files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
-        reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[
-            :MAX_TEXT
-        ]
-        _record_policy(archive, s, model, snap, level, until, reason, actor, files)
-        return effective_policy(s, model, snap)
+    current = effective_policy(s, model, snap)
+    if _RANK[level] < _RANK.get(current.level, 2) or (
+        _RANK[level] == _RANK.get(current.level, 2) and set(files) <= set(current.files)
+    ):
+        return None  # not stricter: the same or a looser level, naming no file this one does not withhold
+    files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
+    reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[:MAX_TEXT]
+    _record_policy(archive, s, model, snap, level, until, reason, actor, files, deferred)
+    return effective_policy(s, model, snap)

@@ -7,9 +7,14 @@ use them before the catalog is loaded.
 
 Text is bounded by what PostgreSQL stores: no text or JSON column holds NUL (U+0000), and a JSON column holds no NaN
 or Infinity. SQLite stores both, but a catalog must move between the two (``rebuild-catalog``), so both refuse them.
+Neither stores a lone UTF-16 surrogate (JSON's ``"\\ud800"``): text reaches both, and the catalog records in the store,
+as UTF-8, which has no encoding for one.
 """
 
 import math
+import re
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins an escaped pair into its character
 
 # sizes, counts and LIMITs: signed 64-bit (SQLite INTEGER, PostgreSQL BIGINT)
 CATALOG_INT_MAX = 2**63 - 1
@@ -31,6 +36,8 @@ def catalog_value_problem(value: object) -> str | None:
         if isinstance(item, str):
             if "\x00" in item:
                 return "a NUL character (\\u0000)"
+            if _LONE_SURROGATE.search(item):
+                return "a lone UTF-16 surrogate (an escape like \\ud800, not a character)"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return "a number that is not finite (NaN or Infinity)"

@@ -7,6 +7,8 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
@@ -17,7 +19,7 @@ from modelarc.archive.manifest_checks import (
     refuse_git_paths,
 )
 from modelarc.archive.manifest_rows import catalog_files
-from modelarc.archive.records import record_snapshot
+from modelarc.archive.records import catalog_time, stage_snapshot, write_record
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles
 from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
@@ -27,6 +29,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
 
 if TYPE_CHECKING:  # provenance imports jsonschema (about a second): only where a data manifest is read
@@ -111,7 +114,7 @@ def commit_offer(
         with archive.catalog.session() as s:
             held.confirm(s)  # the objects checked present above are still there: no gc can have run since
             known = q.known_object_ids(s, infos)
-            recorded = record_snapshot(
+            recorded, write_snapshot_record = stage_snapshot(
                 archive.store.backend,
                 s,
                 SnapshotRecording(
@@ -132,13 +135,22 @@ def commit_offer(
                     audit_details={"key": fingerprint},
                 ),
             )
-    _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
-    # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
-    # sender's word about the snapshot it brings, so it never changes one this model already held
-    if offer.access is not None and (pusher is None or recorded.created):
-        from modelarc.archive.access import receive_policy
+            # in the same transaction as the snapshot: recorded with its data and its policy, or not at all (a
+            # policy applied after the commit and failed would leave the snapshot public, and a retried commit
+            # finds it already recorded and applies no policy). Every catalog record is written once every row is
+            # in: a row that fails leaves no record a rebuild would replay without the others.
+            s.flush()
+            snap = q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
+            records: list[Callable[[], object]] = [write_snapshot_record]
+            _attach_data(archive, s, snap, data, infos, actor, records)
+            # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
+            # sender's word about the snapshot it brings, so it never changes one this model already held
+            if offer.access is not None and (pusher is None or recorded.created):
+                from modelarc.archive.access import receive_policy
 
-        receive_policy(archive, ref.model, offer.snapshot, offer.access, actor=actor)
+                receive_policy(archive, s, snap, offer.access, actor=actor, deferred=records)
+            for write in records:
+                write()
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,
@@ -302,16 +314,36 @@ def data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]
     ]
 
 
-def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str) -> None:
-    """Attach each training-data manifest not yet attached to the snapshot here."""
+def _attach_data(
+    archive: Archive,
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    manifests: list[DataManifest],
+    infos: dict[ObjectId, Any],
+    actor: str,
+    records: list[Callable[[], object]],
+) -> None:
+    """Attach each training-data manifest not yet attached to the snapshot, in the commit's transaction ``s``:
+    each is in the store (``infos`` has it) and recorded as an object by the same commit. Each attachment's
+    ``data`` record is appended to ``records``, for the caller to write once every row is in."""
     if not manifests:
         return
-    from modelarc.archive.provenance.data import attach_data
+    from modelarc.archive.provenance.data import apply_attachment, new_dataset
 
-    _ref, snap = archive.resolve(ref_text)
-    with archive.catalog.session() as s:
-        have = set(q.data_manifest_object_ids(s, snap.row_id))
+    have = set(q.data_manifest_object_ids(s, snap.row_id))
+    target = f"{snap.model}@{snap.digest}"
     for manifest in manifests:
-        if ObjectId.of(manifest.raw) not in have:
-            attach_data(archive, ref_text, manifest)
-
+        oid = ObjectId.of(manifest.raw)
+        if str(oid) in have:
+            continue
+        have.add(str(oid))
+        info = infos[oid]
+        stored = ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec)
+        at = catalog_time()
+        datasets = [new_dataset(entry) for entry in manifest.datasets]
+        apply_attachment(s, snap, stored, datasets, actor=actor, target=target, at=at)
+        s.flush()  # the rows are held before the record's time is taken (archive/records.py)
+        fields = {"model": snap.model, "snapshot": snap.digest, "ref": target, "manifest": str(oid)}
+        records.append(
+            functools.partial(write_record, archive.store.backend, s, "data", at=at, actor=actor, **fields)
+        )
