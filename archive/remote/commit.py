@@ -23,7 +23,7 @@ from modelarc.archive.records import catalog_time, stage_snapshot, write_record
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import Archive, check_bundles, signing_bundles
 from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
-from modelarc.errors import MissingObjectsError, NotFoundError, WithdrawnError
+from modelarc.errors import MissingObjectsError, NotFoundError, ProvenanceConflictError, WithdrawnError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
@@ -61,8 +61,10 @@ def commit_offer(
     ``pusher`` is the token of a push this archive receives (a server; None for a pull, which the local user
     asked for). Its commit is also refused when it names an object the token may neither read here nor uploaded
     itself (``reusable_objects``: ids are public, bytes are not), when the snapshot was withdrawn here (unless
-    the token is an admin's), and when it states other provenance than this model already records for it; a
-    policy it declares applies only to a snapshot the commit adds to the model, never to one already there.
+    the token is an admin's), when it states other provenance than this model already records for it, and when it
+    would attach training-data manifests to a snapshot the model already holds that another token pushed (unless
+    the token is an admin's); a policy it declares applies only to a snapshot the commit adds to the model, never
+    to one already there.
     """
     ref = record_as or parse_ref(offer.ref)
     if not offer.move_tag:
@@ -220,6 +222,29 @@ def _refuse_for_pusher(
             continue
         parents.append((parse_ref(text), relation))
     refuse_other_provenance(s, Ref(ref.namespace, ref.name), offer.snapshot, provenance, parents)
+    _refuse_others_data(s, offer, ref, pusher)
+
+
+def _refuse_others_data(s: CatalogSession, offer: SnapshotOffer, ref: Ref, pusher: Principal) -> None:
+    """A training-data manifest is a claim about what a snapshot was made from: a push may add one to a snapshot
+    the model already holds only when the token is the one that pushed it there, or an admin's. Otherwise any
+    push token could re-commit someone else's snapshot and have it say it was trained on whatever it likes
+    (docs/SECURITY.md: a pusher's description is linked only to its own snapshots)."""
+    if not offer.data or pusher.scope == "admin":
+        return
+    try:
+        held = q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
+    except NotFoundError:
+        return  # new to the model: what its pusher says of it is the pusher's own
+    if held.pushed_by == pusher.actor:
+        return
+    attached = set(q.data_manifest_object_ids(s, held.row_id))
+    if added := [oid for oid in dict.fromkeys(offer.data) if oid not in attached]:
+        raise ProvenanceConflictError(
+            f"{ref.namespace}/{ref.name} already holds snapshot {offer.snapshot}, pushed by {held.pushed_by}: a "
+            f"push may not add training-data manifests to it ({', '.join(added)}); only its pusher or an "
+            "administrator can, so nothing was changed"
+        )
 
 
 def reused_objects(s: CatalogSession, ref: Ref, offer: SnapshotOffer, needed: list[ObjectId]) -> list[ObjectId]:
