@@ -118,7 +118,8 @@ def url_text_problem(request: Request) -> str | None:
 
 async def read_json(request: Request, limit: int, expected: str) -> Any:
     """The request's JSON body, read to at most ``limit`` bytes (413) and parsed: ``UsageError`` (400) when it is not
-    JSON, or holds what no catalog column can (a NUL in any string, NaN or Infinity), wherever it may be stored."""
+    JSON, or holds what no catalog column can (a NUL or a lone UTF-16 surrogate in any string, NaN or Infinity),
+    wherever it may be stored."""
     try:
         doc = json.loads(await read_body(request, limit))
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser's stack

@@ -3,8 +3,10 @@
 A model is ``public`` unless a policy says otherwise; ``gated`` weights go to tokens holding a live grant for the
 model (naming the token's name, or ``token:<id>``); ``restricted`` weights to admins only. A policy may carry an
 ``until`` date: from 00:00 UTC that day it lapses to public with no one acting (an embargo). A snapshot may
-override its model's policy (``inherit`` ends the override); an override that lapses lapses to public too, not to
-the model's policy. Admin tokens read everything.
+override its model's policy (``inherit`` ends the override); an override an administrator set that lapses lapses to
+public too, not to the model's policy. One a received snapshot's offer brought (``receive_policy``) lapses to the
+model's policy instead: its date is the pusher's choice, and a pusher may not make a gated model's snapshot public.
+Admin tokens read everything.
 
 Only the bytes of weight files are withheld (``is_withheld_file``): the catalog entry, the manifest, file names,
 sizes and hashes, configs, tokenizers, READMEs, signatures and training-data manifests stay public, because that
@@ -22,7 +24,7 @@ import datetime as dt
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -176,6 +178,9 @@ def resolve_policy(
         return EffectivePolicy(model, snapshot, "public")
     level = chosen.level
     if chosen.until is not None and _naive_utc(now) >= dt.datetime.combine(chosen.until, dt.time()):
+        if source == "snapshot" and chosen.received:
+            # a received embargo lapses to the model's policy, never below it: the pusher chose its date
+            return resolve_policy(model, snapshot, model_row, None, now)
         level = "public"  # the embargo lapsed: no one had to act
     return EffectivePolicy(
         model,
@@ -446,15 +451,19 @@ def apply_policy(
     actor: str,
     at: dt.datetime,
     files: tuple[str, ...] = (),
+    received: bool = False,
 ) -> None:
-    """Add the policy row and its audit entry: ``access set`` and its replay (archive/rebuild.py) alike."""
+    """Add the policy row and its audit entry: ``access set``, a received snapshot's policy (``received``) and
+    their replay (archive/rebuild.py) alike."""
     found = q.require_model(s, *parse_model_name(model))
     access_rows.add_policy(
-        s, found.row_id, snapshot.row_id if snapshot else None, level, until, reason, actor, at, files
+        s, found.row_id, snapshot.row_id if snapshot else None, level, until, reason, actor, at, files, received
     )
     target = snapshot.label if snapshot else model
     until_text = until.isoformat() if until else None
-    extra = {"files": list(files)} if files else {}
+    extra: dict[str, Any] = {"files": list(files)} if files else {}
+    if received:
+        extra["received"] = True
     q.audit(s, actor, "access.set", target, at=at, level=level, until=until_text, reason=reason, **extra)
 
 
@@ -468,38 +477,47 @@ def _record_policy(
     reason: str,
     actor: str,
     files: tuple[str, ...],
+    deferred: list[Callable[[], object]] | None = None,
+    received: bool = False,
 ) -> None:
-    """A policy change in the caller's transaction: the row, its audit entry, and its catalog record."""
+    """A policy change in the caller's transaction: the row, its audit entry, and its catalog record (appended to
+    ``deferred`` instead, for a caller that writes its records once every row of the transaction is in)."""
     at = catalog_time()
-    apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files)
+    apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files, received=received)
     s.flush()  # the row is held before the record's time is taken (archive/records.py)
-    write_record(
-        archive.store.backend,
-        s,
-        "access",
-        at=at,
-        actor=actor,
-        model=model,
-        snapshot=snap.digest if snap else None,
-        level=level,
-        until=until.isoformat() if until else None,
-        reason=reason,
-        **({"files": list(files)} if files else {}),
-    )
+
+    def write() -> str:
+        return write_record(
+            archive.store.backend,
+            s,
+            "access",
+            at=at,
+            actor=actor,
+            model=model,
+            snapshot=snap.digest if snap else None,
+            level=level,
+            until=until.isoformat() if until else None,
+            reason=reason,
+            **({"files": list(files)} if files else {}),
+            **({"received": True} if received else {}),
+        )
+
+    if deferred is None:
+        write()
+    else:
+        deferred.append(write)
 
 
-def parse_files(patterns: Iterable[str]) -> tuple[str, ...]:
-    """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path."""
+def parse_files(patterns: Iterable[str], what: str = "--withhold, access.files") -> tuple[str, ...]:
+    """``--withhold GLOB``: further files a policy withholds, as ``fnmatch`` patterns over the whole path. The same
+    rules hold for a received offer's ``access.files`` (``what`` names it), checked as the offer is parsed: a pattern
+    refused only once the snapshot were recorded would leave it recorded without its policy."""
     out = tuple(dict.fromkeys(p.strip() for p in patterns))
     if len(out) > MAX_FILE_PATTERNS:
-        raise UsageError(
-            f"at most {MAX_FILE_PATTERNS} withheld-file patterns (--withhold, access.files), not {len(out)}"
-        )
+        raise UsageError(f"at most {MAX_FILE_PATTERNS} withheld-file patterns ({what}), not {len(out)}")
     for pattern in out:
         if not pattern or len(pattern) > 500 or "\x00" in pattern:
-            raise UsageError(
-                f"withheld-file pattern {pattern!r} (--withhold, access.files): a glob pattern of 1 to 500 characters"
-            )
+            raise UsageError(f"withheld-file pattern {pattern!r} ({what}): a glob pattern of 1 to 500 characters")
     return out
 
 
@@ -775,26 +793,35 @@ def offered_policy(archive: Archive, snapshot: SnapshotRecord) -> dict[str, Any]
 
 
 def receive_policy(
-    archive: Archive, model: str, digest: SnapshotId, offered: dict[str, Any], *, actor: str
+    archive: Archive,
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    offered: dict[str, Any],
+    *,
+    actor: str,
+    deferred: list[Callable[[], object]] | None = None,
 ) -> EffectivePolicy | None:
     """Record the policy a received snapshot's offer carries, as that snapshot's override, only where it is stricter
     than what holds here now: whoever sends a snapshot may withhold it here, never hand out what this archive
-    withholds. A lapsed embargo changes nothing. Returns the new policy, or None if nothing changed."""
+    withholds. A lapsed embargo changes nothing, and an embargo that lapses later lapses to the model's policy, not
+    to public (``resolve_policy``): the sender's date never makes public what this archive gates. Returns the new
+    policy, or None if nothing changed.
+
+    Runs in the commit's transaction ``s``, after the snapshot's rows: the snapshot is recorded with its policy or
+    not at all (its catalog record goes to ``deferred``, as ``_record_policy`` says). ``offered`` was validated as
+    the offer was parsed (``SnapshotOffer.from_json``)."""
+    model = snap.model
     level, until_text = offered["level"], offered.get("until")
-    files = parse_files(offered.get("files") or ())
+    files = parse_files(offered.get("files") or (), "snapshot offer: access.files")
     until = dt.date.fromisoformat(until_text) if until_text else None
     if until is not None and catalog_time() >= dt.datetime.combine(until, dt.time()):
         return None
-    with archive.catalog.session() as s:
-        snap = _snapshot_row(s, model, str(digest))
-        current = effective_policy(s, model, snap)
-        if _RANK[level] < _RANK.get(current.level, 2) or (
-            _RANK[level] == _RANK.get(current.level, 2) and set(files) <= set(current.files)
-        ):
-            return None  # not stricter: the same or a looser level, naming no file this one does not withhold
-        files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
-        reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[
-            :MAX_TEXT
-        ]
-        _record_policy(archive, s, model, snap, level, until, reason, actor, files)
-        return effective_policy(s, model, snap)
+    current = effective_policy(s, model, snap)
+    if _RANK[level] < _RANK.get(current.level, 2) or (
+        _RANK[level] == _RANK.get(current.level, 2) and set(files) <= set(current.files)
+    ):
+        return None  # not stricter: the same or a looser level, naming no file this one does not withhold
+    files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
+    reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[:MAX_TEXT]
+    _record_policy(archive, s, model, snap, level, until, reason, actor, files, deferred, received=True)
+    return effective_policy(s, model, snap)

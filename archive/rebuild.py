@@ -473,8 +473,9 @@ class _Replay:
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
         until, reason = (dt.date.fromisoformat(b["until"]) if b.get("until") else None), str(b["reason"])
         files = parse_files(b.get("files") or ())  # a bad pattern is the UsageError any bad record field is
+        received = b.get("received") is True  # a received snapshot's override: it lapses to the model's policy
         return lambda: apply_policy(
-            s, model, snap, level, until, reason, actor=rec.actor, at=rec.at, files=files
+            s, model, snap, level, until, reason, actor=rec.actor, at=rec.at, files=files, received=received
         )
 
     def _grant(self, s: CatalogSession, rec: CatalogRecord) -> Write:

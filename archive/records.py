@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -244,12 +244,25 @@ def snapshot_fields(
 def record_snapshot(backend: Backend, s: CatalogSession, r: SnapshotRecording) -> RecordedSnapshot:
     """``registry.recording.record_snapshot`` in the caller's transaction, then its ``snapshot`` record: the one
     write path of local pushes and received commits alike."""
+    recorded, write = stage_snapshot(backend, s, r)
+    write()
+    return recorded
+
+
+def stage_snapshot(
+    backend: Backend, s: CatalogSession, r: SnapshotRecording
+) -> tuple[RecordedSnapshot, Callable[[], str]]:
+    """``record_snapshot``'s rows now, and a function that writes its ``snapshot`` record: for a caller that adds
+    more rows to the same transaction (a received snapshot's training data and policy, archive/remote/commit.py)
+    and writes every record once all its rows are in, so a row that fails leaves no record in the store of a
+    change the catalog then lacks (which a rebuild would replay without the rest: a snapshot without its policy)."""
     r = r if r.at is not None else replace(r, at=catalog_time())
-    assert r.at is not None
+    at = r.at
+    assert at is not None
     recorded = record_snapshot_rows(s, r)
     pems = key_rows.public_pems(s, (sig.key_fingerprint for sig in r.signatures))
-    write_record(backend, s, "snapshot", at=r.at, actor=r.actor, **snapshot_fields(r, recorded.parents, pems))
-    return recorded
+    fields = snapshot_fields(r, recorded.parents, pems)
+    return recorded, lambda: write_record(backend, s, "snapshot", at=at, actor=r.actor, **fields)
 
 
 def key_fields(key: key_rows.CatalogKey) -> dict[str, Any]:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 SCOPES = ("read", "push", "admin")
 PREFIX = "marc_"
+# how a grant names one token by its id (``token:<id>``, archive/access.py): never a token's name
+ID_SUBJECT = "token:"
 
 
 def _hash(token: str) -> str:
@@ -53,6 +55,11 @@ def create_token(archive: Archive, scope: str, name: str, namespaces: Iterable[s
 
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
+    if name.startswith(ID_SUBJECT):
+        raise UsageError(
+            f"token name {name!r} is refused: a grant to {ID_SUBJECT}<id> names a token by its id, so no token "
+            f"may be named so (pick a name that does not start with {ID_SUBJECT})"
+        )
     limited = tuple(sorted({check_namespace(ns) for ns in namespaces}))
     if limited and scope != "push":
         raise UsageError(
@@ -110,9 +117,12 @@ class Principal:
     namespaces: tuple[str, ...] | None = None
 
     @property
-    def subjects(self) -> tuple[str, str]:
-        """What a grant may name to cover this token: its name, or ``token:<id>`` (archive/access.py)."""
-        return self.name, f"token:{self.id}"
+    def subjects(self) -> tuple[str, ...]:
+        """What a grant may name to cover this token: its name, or ``token:<id>`` (archive/access.py). A name that
+        starts with ``token:`` (refused since, but a catalog may hold one) is not a subject: a grant to
+        ``token:1`` names token 1 by its id, never a token someone named "token:1"."""
+        by_id = f"{ID_SUBJECT}{self.id}"
+        return (by_id,) if self.name.startswith(ID_SUBJECT) else (self.name, by_id)
 
     @property
     def actor(self) -> str:

@@ -289,9 +289,9 @@ def upgrade(archive: Archive) -> UpgradeReport:
             _Fact(
                 "access", ("access", p.model, p.snapshot, p.at), p.at, p.actor,
                 {"model": p.model, "snapshot": p.snapshot, "level": p.level, "until": until, "reason": p.reason,
-                 **({"files": list(p.files)} if p.files else {})},
+                 **({"files": list(p.files)} if p.files else {}), **({"received": True} if p.received else {})},
                 f"access policy of {p.model}{'@' + p.snapshot if p.snapshot else ''} at {format_time(p.at)}",
-                compared=("level", "until", "reason", "files"), last_wins=True,
+                compared=("level", "until", "reason", "files", "received"), last_wins=True,
             )
         )  # fmt: skip
     revocations: set[tuple[Any, ...]] = set()

@@ -37,6 +37,7 @@ class PolicyRecord:
     actor: str
     at: dt.datetime
     files: tuple[str, ...] = ()  # glob patterns of files withheld besides weights
+    received: bool = False  # an override a received snapshot's offer brought: it lapses to the model's policy
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +137,7 @@ def _policy(row: AccessPolicy, model: str, digest: str | None) -> PolicyRecord:
         row.actor,
         row.at,
         tuple(str(f) for f in row.files or ()),
+        bool(row.received),
     )
 
 
@@ -149,10 +151,12 @@ def add_policy(
     actor: str,
     at: dt.datetime,
     files: tuple[str, ...] = (),
+    received: bool = False,
 ) -> None:
     s.add(
         AccessPolicy(
             files=list(files) or None,
+            received=received,
             model_id=model_id,
             snapshot_id=snapshot_row_id,
             level=level,

@@ -9,12 +9,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
     Index,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +69,9 @@ class AccessPolicy(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # glob patterns of further files the policy withholds besides weights (archive/access.py); None: weights only
     files: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    # an override a received snapshot's offer brought (``receive_policy``): when its embargo lapses, the model's
+    # policy holds again, not public (the pusher chose the date)
+    received: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AccessGrant(Base):

@@ -7,6 +7,8 @@ and their order are docs/FORMAT.md "Transfer between archives"; the threat model
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from modelarc.archive.deltas import base_closure
@@ -19,7 +21,7 @@ from modelarc.archive.manifest_checks import (
     refuse_git_paths,
 )
 from modelarc.archive.manifest_rows import catalog_files
-from modelarc.archive.records import record_snapshot
+from modelarc.archive.records import catalog_time, stage_snapshot, write_record
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, parse_provenance
 from modelarc.archive.repository import (
     Archive,
@@ -29,12 +31,19 @@ from modelarc.archive.repository import (
 from modelarc.archive.scrub import check_object
 from modelarc.archive.signing.bundles import VerifiedSignature, verify_bundle
 from modelarc.archive.snapshot_figures import SnapshotFigures, snapshot_figures
-from modelarc.errors import MissingObjectsError, NotFoundError, SignatureError, WithdrawnError
+from modelarc.errors import (
+    MissingObjectsError,
+    NotFoundError,
+    ProvenanceConflictError,
+    SignatureError,
+    WithdrawnError,
+)
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
 
@@ -67,8 +76,10 @@ def commit_offer(
     ``pusher`` is the token of a push this archive receives (a server; None for a pull, which the local user
     asked for). Its commit is also refused when it names an object the token may neither read here nor uploaded
     itself (``reusable_objects``: ids are public, bytes are not), when the snapshot was withdrawn here (unless
-    the token is an admin's), and when it states other provenance than this model already records for it; a
-    policy it declares applies only to a snapshot the commit adds to the model, never to one already there.
+    the token is an admin's), when it states other provenance than this model already records for it, and when it
+    would attach training-data manifests to a snapshot the model already holds that another token pushed (unless
+    the token is an admin's); a policy it declares applies only to a snapshot the commit adds to the model, never
+    to one already there.
     """
     ref = record_as or parse_ref(offer.ref)
     if not offer.move_tag:
@@ -122,7 +133,7 @@ def commit_offer(
         with archive.catalog.session() as s:
             held.confirm(s)  # the objects checked present above are still there: no gc can have run since
             known = q.known_object_ids(s, infos)
-            recorded = record_snapshot(
+            recorded, write_snapshot_record = stage_snapshot(
                 archive.store.backend,
                 s,
                 SnapshotRecording(
@@ -144,13 +155,22 @@ def commit_offer(
                 ),
             )
             record_healed(s, healed, actor, f"{ref.model}@{offer.snapshot}", by="transfer.commit")
-    _attach_data(archive, data, f"{ref.model}@{offer.snapshot}")
-    # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
-    # sender's word about the snapshot it brings, so it never changes one this model already held
-    if offer.access is not None and (pusher is None or recorded.created):
-        from modelarc.archive.access import receive_policy
+            # in the same transaction as the snapshot: recorded with its data and its policy, or not at all (a
+            # policy applied after the commit and failed would leave the snapshot public, and a retried commit
+            # finds it already recorded and applies no policy). Every catalog record is written once every row is
+            # in: a row that fails leaves no record a rebuild would replay without the others.
+            s.flush()
+            snap = q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
+            records: list[Callable[[], object]] = [write_snapshot_record]
+            _attach_data(archive, s, snap, data, infos, actor, records)
+            # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
+            # sender's word about the snapshot it brings, so it never changes one this model already held
+            if offer.access is not None and (pusher is None or recorded.created):
+                from modelarc.archive.access import receive_policy
 
-        receive_policy(archive, ref.model, offer.snapshot, offer.access, actor=actor)
+                receive_policy(archive, s, snap, offer.access, actor=actor, deferred=records)
+            for write in records:
+                write()
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,
@@ -259,6 +279,29 @@ def _refuse_for_pusher(
             continue
         parents.append((parse_ref(text), relation))
     refuse_other_provenance(s, Ref(ref.namespace, ref.name), offer.snapshot, provenance, parents)
+    _refuse_others_data(s, offer, ref, pusher)
+
+
+def _refuse_others_data(s: CatalogSession, offer: SnapshotOffer, ref: Ref, pusher: Principal) -> None:
+    """A training-data manifest is a claim about what a snapshot was made from: a push may add one to a snapshot
+    the model already holds only when the token is the one that pushed it there, or an admin's. Otherwise any
+    push token could re-commit someone else's snapshot and have it say it was trained on whatever it likes
+    (docs/SECURITY.md: a pusher's description is linked only to its own snapshots)."""
+    if not offer.data or pusher.scope == "admin":
+        return
+    try:
+        held = q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
+    except NotFoundError:
+        return  # new to the model: what its pusher says of it is the pusher's own
+    if held.pushed_by == pusher.actor:
+        return
+    attached = set(q.data_manifest_object_ids(s, held.row_id))
+    if added := [oid for oid in dict.fromkeys(offer.data) if oid not in attached]:
+        raise ProvenanceConflictError(
+            f"{ref.namespace}/{ref.name} already holds snapshot {offer.snapshot}, pushed by {held.pushed_by}: a "
+            f"push may not add training-data manifests to it ({', '.join(added)}); only its pusher or an "
+            "administrator can, so nothing was changed"
+        )
 
 
 def reused_objects(s: CatalogSession, ref: Ref, offer: SnapshotOffer, needed: list[ObjectId]) -> list[ObjectId]:
@@ -356,16 +399,36 @@ def data_manifests(archive: Archive, offer: SnapshotOffer) -> list[DataManifest]
     ]
 
 
-def _attach_data(archive: Archive, manifests: list[DataManifest], ref_text: str) -> None:
-    """Attach each training-data manifest not yet attached to the snapshot here."""
+def _attach_data(
+    archive: Archive,
+    s: CatalogSession,
+    snap: SnapshotRecord,
+    manifests: list[DataManifest],
+    infos: dict[ObjectId, Any],
+    actor: str,
+    records: list[Callable[[], object]],
+) -> None:
+    """Attach each training-data manifest not yet attached to the snapshot, in the commit's transaction ``s``:
+    each is in the store (``infos`` has it) and recorded as an object by the same commit. Each attachment's
+    ``data`` record is appended to ``records``, for the caller to write once every row is in."""
     if not manifests:
         return
-    from modelarc.archive.provenance.data import attach_data
+    from modelarc.archive.provenance.data import apply_attachment, new_dataset
 
-    _ref, snap = archive.resolve(ref_text)
-    with archive.catalog.session() as s:
-        have = set(q.data_manifest_object_ids(s, snap.row_id))
+    have = set(q.data_manifest_object_ids(s, snap.row_id))
+    target = f"{snap.model}@{snap.digest}"
     for manifest in manifests:
-        if ObjectId.of(manifest.raw) not in have:
-            attach_data(archive, ref_text, manifest)
-
+        oid = ObjectId.of(manifest.raw)
+        if str(oid) in have:
+            continue
+        have.add(str(oid))
+        info = infos[oid]
+        stored = ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec)
+        at = catalog_time()
+        datasets = [new_dataset(entry) for entry in manifest.datasets]
+        apply_attachment(s, snap, stored, datasets, actor=actor, target=target, at=at)
+        s.flush()  # the rows are held before the record's time is taken (archive/records.py)
+        fields = {"model": snap.model, "snapshot": snap.digest, "ref": target, "manifest": str(oid)}
+        records.append(
+            functools.partial(write_record, archive.store.backend, s, "data", at=at, actor=actor, **fields)
+        )

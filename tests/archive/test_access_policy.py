@@ -24,7 +24,7 @@ from modelarc.archive.access import (
 )
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive
-from modelarc.archive.tokens import Principal, create_token, revoke_token, token_principal
+from modelarc.archive.tokens import Principal, create_token, list_tokens, revoke_token, token_principal
 from modelarc.errors import NotFoundError, UsageError
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId
@@ -96,6 +96,27 @@ def test_gated_weights_need_a_live_grant_naming_the_token_or_its_name(archive: A
 
         every = rows.grants(s)  # alice's grant on acme/secret among them
     assert not may_read_weights(effective_policy(archive, "acme/private"), alice, every)
+
+
+def test_a_grant_to_a_token_id_covers_that_token_only_never_a_token_named_like_it(archive: Archive) -> None:
+    """``token:<id>`` names one token by its id: no token may be named so, and one a catalog already holds under
+    such a name (made before names were checked) is not covered by the grant to that id."""
+    holder = _token(archive, "read", "reviewer")
+    set_policy(archive, "acme/secret", "gated", reason="licence needs acceptance")
+    grant(archive, "acme/secret", f"token:{holder.id}", reason="the reviewer's request")
+    with pytest.raises(UsageError, match="token:"):
+        create_token(archive, "read", f"token:{holder.id}")
+    assert [t["name"] for t in list_tokens(archive)] == ["reviewer"]
+    with archive.catalog.session() as s:  # as an older catalog may hold it
+        from modelarc.archive.tokens import _hash
+        from modelarc.registry import tokens as token_rows
+
+        token_rows.add_token(s, f"token:{holder.id}", _hash("marc_lookalike"), "read", "curator")
+    lookalike = token_principal(archive, "marc_lookalike")
+    assert lookalike is not None and lookalike.name == f"token:{holder.id}" != f"token:{lookalike.id}"
+    assert _readable(archive, "acme/secret", holder)
+    assert not _readable(archive, "acme/secret", lookalike)
+    assert not read_decision(archive, "acme/secret", "v1", lookalike).allowed
 
 
 def test_a_revoked_grant_or_a_revoked_token_reads_nothing_more(archive: Archive) -> None:

@@ -50,3 +50,12 @@ def test_only_push_tokens_take_namespaces(arc: ArchiveCli, scope: str) -> None:
     refused = arc.fail("token", "create", "--scope", scope, "--namespace", "acme")
     assert "only a push token can be limited to namespaces" in refused.stderr
     assert arc.json("token", "ls") == []
+
+
+@pytest.mark.parametrize("name", ["token:1", "token:007", "token:"])
+def test_create_refuses_a_name_a_grant_would_read_as_a_token_id(arc: ArchiveCli, name: str) -> None:
+    """A grant to token:1 names token 1 by its id; a token named "token:1" must not be covered by it."""
+    refused = arc.fail("token", "create", "--scope", "read", "--name", name)
+    [line] = [ln for ln in refused.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and "token:<id>" in line, line
+    assert arc.json("token", "ls") == []

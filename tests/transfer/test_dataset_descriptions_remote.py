@@ -160,3 +160,29 @@ def test_a_pull_records_the_description_its_signed_manifest_gives_beside_a_local
     assert sorted(r["model"] for r in bob.json("ls", "--trained-on", "the-pile")) == ["acme/base"]  # type: ignore[attr-defined]
     [version] = bob.json("data", "show", "pile-dedup")  # type: ignore[misc]
     assert [o["name"] for o in version["described_otherwise"]] == ["the-pile"]
+
+
+def test_a_push_adds_training_data_to_a_snapshot_the_model_holds_only_from_its_pusher_or_an_admin(
+    server: Server, tmp_path: Path
+) -> None:
+    """A re-commit of a snapshot the model already holds (a tag "move" to the same snapshot) could attach the
+    pusher's training-data claims to a snapshot someone else pushed: refused (409) unless the token is that
+    snapshot's pusher or an admin's, and nothing changes. One already attached is no addition: that push goes on."""
+    folder = write_model(tmp_path / "model", tiny_tensors(seed=11))
+    alice = _home(server, tmp_path, "alice", create_token(server.archive, "push", "alice").token)
+    mallory = _home(server, tmp_path, "mallory", create_token(server.archive, "push", "mallory").token)
+    alice("push", folder, "acme/pub:v1", "--remote", "origin")
+    stolen = _pile(tmp_path, "stolen-books", "none")
+    refused = mallory("push", folder, "acme/pub:v1", "--data", stolen, "--remote", "origin", ok=False)
+    assert "training-data" in refused.stderr and "pushed by token:" in refused.stderr, refused.stderr
+    assert _shown(server, "acme/pub") == []
+    pile = _pile(tmp_path)
+    alice("push", folder, "acme/pub:v1", "--data", pile, "--remote", "origin")  # its own pusher may
+    assert _shown(server, "acme/pub") == [("the-pile", "mixed")]
+    # mallory's own archive still lists the stolen books with the snapshot: her every push of it is refused
+    assert "training-data" in mallory("push", "acme/pub:v1", "--remote", "origin", ok=False).stderr
+    carol = _home(server, tmp_path, "carol", create_token(server.archive, "push", "carol").token)
+    carol("push", folder, "acme/pub:v1", "--data", pile, "--remote", "origin")  # nothing new: goes through
+    admin = _home(server, tmp_path, "root", create_token(server.archive, "admin", "root").token)
+    admin("push", folder, "acme/pub:v1", "--data", _pile(tmp_path, "c4", "odc-by"), "--remote", "origin")
+    assert sorted(_shown(server, "acme/pub")) == [("c4", "odc-by"), ("the-pile", "mixed")]
