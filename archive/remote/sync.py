@@ -40,6 +40,7 @@ from modelarc.errors import (
     PayloadTooLargeError,
     RemoteError,
     UsageError,
+    WithdrawnError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
@@ -268,6 +269,13 @@ def fetch_from_remote(
         raise IntegrityError(
             f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
         )
+    with archive.catalog.session() as s:
+        gone = q.withdrawn_with_digest(s, offer.snapshot)
+        if gone is not None:  # its weights were taken out here: a pull must not bring them back (nor move a tag)
+            raise WithdrawnError(
+                f"{ref_text} ({str(offer.snapshot)[:19]}) was withdrawn on {gone.tombstoned_at:%Y-%m-%d}: "
+                f"{gone.tombstone_reason}; its provenance is kept (modelarc show) but its weights are not handed out"
+            )
     lock = threading.Lock()
     moved = {"objects": 0, "bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
     sizes: dict[ObjectId, int] = {}
