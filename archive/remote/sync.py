@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
@@ -470,7 +470,9 @@ def fetch_from_remote(
         written()
         committed: CommitResult = commit_offer(
             archive,
-            offer,
+            # the puller, not the remote, says which tag moves: the one it asked for (an offer's "move_tag": false
+            # would record the snapshot, move nothing, and still report the tag pulled), none for a digest pull
+            replace(offer, move_tag=True),
             actor=archive.settings.actor,
             record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
             # restore has just rebuilt and hashed every file, and compared each header with its tensor parts

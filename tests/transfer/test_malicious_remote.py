@@ -95,6 +95,23 @@ def test_an_offer_that_names_another_ref_cannot_move_the_pullers_other_tags(
     assert isinstance(log, dict) and len(log["tag_moves"]) == 1
 
 
+@pytest.mark.parametrize("dest", [False, True])
+def test_a_tag_pull_moves_the_tag_asked_for_whatever_move_tag_the_offer_says(
+    module_server: Server, alice: Home, tmp_path: Path, dest: bool
+) -> None:
+    def no_tag(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if "/v1/transfer/snapshots/" in path and status == 200:
+            doc = json.loads(body)
+            doc["move_tag"] = False
+            body = json.dumps(doc).encode()
+        return status, headers, body
+
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=no_tag)) as url:
+        bob = _bob(tmp_path, url, alice)
+        bob("pull", "acme/m:v1", *([tmp_path / "out"] if dest else []), "--remote", "evil")
+    assert _digest(bob, "acme/m:v1") == _digest(alice, "acme/m:v1")
+
+
 def test_a_pull_by_digest_refuses_any_other_snapshot(
     module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
