@@ -187,6 +187,39 @@ def test_an_object_body_is_judged_by_its_header_before_it_is_read(
     assert fetched_alone == (route == "one by one")
 
 
+def test_a_content_length_that_is_not_ascii_digits_is_refused(
+    module_server: Server, alice: Home, tmp_path: Path
+) -> None:
+    weight = _a_weight(alice)
+
+    def superscript(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if _older_server(path):
+            return 405, {}, b""  # the puller falls back to GET /v1/objects/{id}
+        if path.endswith(f"/v1/objects/{weight}"):
+            headers = {**headers, "Content-Length": "\u00b2"}  # str.isdigit() says yes, int() says no
+        return status, headers, body
+
+    bob, result, _proxy = _refused_pull(module_server, alice, tmp_path, superscript)
+    assert result.exit_code == 5 and "Traceback" not in result.output, result.output
+    assert weight in result.stderr and "bytes; at most" in result.stderr
+    assert not bob.json("ls", "--name", "acme/m")
+
+
+@pytest.mark.parametrize("parents", [5, "acme/x", {"ref": "acme/x"}])
+def test_an_offer_whose_parents_are_not_a_list_is_refused(
+    module_server: Server, alice: Home, tmp_path: Path, parents: object
+) -> None:
+    def odd(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if "/v1/transfer/snapshots/" in path and status == 200:
+            doc = json.loads(body)
+            doc["parents"] = parents
+            body = json.dumps(doc).encode()
+        return status, headers, body
+
+    _bob_home, result, _proxy = _refused_pull(module_server, alice, tmp_path, odd)
+    assert "Traceback" not in result.output and "parents must be a list" in result.stderr, result.output
+
+
 @pytest.mark.parametrize("lie", ["another object in its place", "a frame short"])
 def test_a_batch_that_does_not_answer_what_was_asked_is_refused(
     module_server: Server, alice: Home, tmp_path: Path, lie: str
