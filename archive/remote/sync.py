@@ -411,6 +411,7 @@ def fetch_from_remote(
         for fut in writes:
             fut.result()
 
+    resumed = False
     with archive.lock(exclusive=False, purpose="pull"):
         try:
             # the manifest, bundles and training-data manifests: everything checkable before a weight moves
@@ -426,15 +427,17 @@ def fetch_from_remote(
             if dest is not None:
                 if on_total:
                     on_total(manifest.logical_bytes)
-                restore(
+                rebuilt = restore(
                     archive.store,
                     manifest,
                     dest,
                     force=force,
+                    resume=True,  # as a local pull: files already in place and matching are kept, so a re-run resumes
                     progress=progress,
                     jobs=pull_workers(client.jobs),
                     source=lambda oid, out: fetch(oid, out, unconfirmed_ok=True),
-                    announce=plan,
+                    # and after them, the objects of the files it keeps in place (fetched below)
+                    announce=lambda ids: plan([*ids, *needed]),
                     confirm=confirm,
                     protected=state_places(archive.settings),
                     # what check_manifest_content would compare at commit, on the header bytes restore has anyway
@@ -447,6 +450,12 @@ def fetch_from_remote(
                         f"{len(unconfirmed)} downloaded object(s) were written but never checked against their ids; "
                         "nothing was recorded (a bug: please report it)"
                     )
+                # a file kept in place (its sha256 matches) was not rebuilt: its objects still come, each verified
+                resumed = len(rebuilt) < len(manifest.files)
+                if resumed:
+                    todo = [oid for oid in needed if not archive.store.has(oid)]
+                    for _oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
+                        pass
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]
                 if on_total:
@@ -476,7 +485,8 @@ def fetch_from_remote(
             actor=archive.settings.actor,
             record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
             # restore has just rebuilt and hashed every file, and compared each header with its tensor parts
-            content_checked=dest is not None,
+            # (not the files a resumed pull kept in place: commit rebuilds and checks them all)
+            content_checked=dest is not None and not resumed,
         )
     return TransferResult(
         ref=committed.ref,
