@@ -31,6 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -761,6 +762,51 @@ def restore(
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume, protected=protected)
+    with _writing_into(root):
+        return _restore_planned(
+            store, manifest, root, targets, progress=progress, jobs=jobs, source=source,
+            resume=resume, announce=announce, confirm=confirm, check_header=check_header,
+        )
+
+
+@contextmanager
+def _writing_into(root: Path) -> Iterator[None]:
+    """Hold ``root`` (made if need be; the plan has checked it may be) for this restore alone: an flock on the folder
+    itself, so nothing is left in it. A second pull into the same folder would delete this one's temp files when it
+    starts (``remove_partial_files``) and rename files under it; it is refused instead, before it writes a byte."""
+    import fcntl  # here, not at the top: POSIX only
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:  # not ours to write (or to read): named, as a file that cannot be written in it is
+        raise DestinationError(f"cannot write into {root}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DestinationError(
+                f"another pull is writing {root}: wait for it to end, or pull into another folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _restore_planned(
+    store: ObjectStore,
+    manifest: SnapshotManifest,
+    root: Path,
+    targets: list[tuple[FileEntry, Path]],
+    *,
+    progress: Progress | None,
+    jobs: int,
+    source: ChunkSource | None,
+    resume: bool,
+    announce: Callable[[list[ObjectId]], None] | None,
+    confirm: Confirm | None,
+    check_header: HeaderCheck | None,
+) -> list[Path]:
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
     if announce is not None:
