@@ -47,6 +47,7 @@ from modelarc.archive.own_state import refuse_state_place
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
+from modelarc.storage.folder_lock import FolderBusy, FolderLock
 from modelarc.storage.pages import aligned_buffer
 
 READ_AHEAD = 6
@@ -771,26 +772,20 @@ def restore(
 
 @contextmanager
 def _writing_into(root: Path) -> Iterator[None]:
-    """Hold ``root`` (made if need be; the plan has checked it may be) for this restore alone: an flock on the folder
-    itself, so nothing is left in it. A second pull into the same folder would delete this one's temp files when it
+    """Hold ``root`` (made if need be; the plan has checked it may be) for this restore alone (an flock on the folder
+    itself, storage/folder_lock.py). A second pull into the same folder would delete this one's temp files when it
     starts (``remove_partial_files``) and rename files under it; it is refused instead, before it writes a byte."""
-    import fcntl  # here, not at the top: POSIX only
-
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        lock = FolderLock(root)
+    except FolderBusy:
+        raise DestinationError(
+            f"another pull is writing {root}: wait for it to end, or pull into another folder"
+        ) from None
     except OSError as exc:  # not ours to write (or to read): named, as a file that cannot be written in it is
         raise DestinationError(f"cannot write into {root}: {exc.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DestinationError(
-                f"another pull is writing {root}: wait for it to end, or pull into another folder"
-            ) from None
+    with lock:
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _restore_planned(
