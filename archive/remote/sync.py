@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
@@ -534,6 +534,8 @@ class RemoteKeys:
 
     trusted: list[str]
     kept_distrusted: list[str]
+    # trusted here before (this archive's own key, one imported by hand, a remote added earlier): nothing to undo
+    already_trusted: list[str] = field(default_factory=list)
 
 
 def trust_remote_keys(archive: Archive, client: RemoteArchive) -> RemoteKeys:
@@ -570,6 +572,8 @@ def trust_remote_keys(archive: Archive, client: RemoteArchive) -> RemoteKeys:
     for fingerprint, pem in pems:
         if known.get(fingerprint) is False:
             result.kept_distrusted.append(fingerprint)
+        elif known.get(fingerprint) is True:  # left as it is (its label, even if it is this archive's own key)
+            result.already_trusted.append(fingerprint)
         else:
             result.trusted.append(archive.import_key(pem, label=f"remote {client.remote.name}"))
     return result
