@@ -334,7 +334,7 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
             return refused
         oid = ObjectId(object_id)
         declared = request.headers.get("content-length")
-        if declared is None or not declared.isdigit():
+        if declared is None or not (declared.isascii() and declared.isdigit()):
             return problem(411, "Length Required", "uploads must declare their Content-Length")
         if int(declared) > MAX_UPLOAD_BYTES:
             return problem(413, "Payload Too Large", f"an object may be at most {MAX_UPLOAD_BYTES} bytes")

@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import (
-    AccessDeniedError,
     DeltaBaseError,
-    IntegrityError,
     MirrorUnreachableError,
+    ModelarcError,
     ObjectCorruptError,
     ObjectMissingError,
     RecordError,
@@ -394,13 +393,16 @@ def copy_records(source: Backend, target: Backend, not_copied: dict[str, str]) -
 
 
 def fetch_good_copy(stores: list[tuple[str, MirrorCopy]], oid: str) -> tuple[str, bytes] | None:
-    """The first mirror copy of ``oid`` that decodes and hashes to its id: (mirror name, stored blob)."""
+    """The first mirror copy of ``oid`` that decodes and hashes to its id: (mirror name, stored blob).
+
+    Any refusal from one mirror (a served one busy, withholding gated weights from a token that is not an admin's,
+    unreachable) is that mirror's failure for this object only: the others are still asked."""
     for name, store in stores:
         try:
             blob = store.get_stored(ObjectId(oid))
             ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=store.get_stored)  # a delta: the mirror's base
-        except (IntegrityError, OSError, RemoteError, AccessDeniedError):
-            continue  # (a served mirror withholds gated weights from a token that is not an admin's)
+        except (ModelarcError, OSError):
+            continue
         return name, blob
     return None
 

@@ -170,6 +170,18 @@ def read_record(backend: Backend, key: str) -> CatalogRecord:
     return CatalogRecord(key, written, doc["kind"], at, doc["actor"], doc)
 
 
+def holds_snapshot_records(backend: Backend) -> bool:
+    """Whether a rebuild (``rebuild-catalog``) would find a snapshot to put back: a snapshot record, or a record it
+    cannot read (which it names). The objects of a pull refused before its commit (a manifest, a bundle) have none."""
+    for key in record_keys(backend):
+        try:
+            if read_record(backend, key).kind == "snapshot":
+                return True
+        except RecordError:
+            return True
+    return False
+
+
 def read_records(backend: Backend) -> list[CatalogRecord]:
     """Every record, checked, in replay order; one ``RecordError`` naming every damaged record otherwise."""
     found, bad = [], []

@@ -31,6 +31,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from modelarc.archive.own_state import refuse_state_place
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
+from modelarc.storage.folder_lock import FolderBusy, FolderLock
 from modelarc.storage.pages import aligned_buffer
 
 READ_AHEAD = 6
@@ -761,6 +763,45 @@ def restore(
     """
     root = Path(dest)
     targets = plan_destination(manifest, root, force, resume=resume, protected=protected)
+    with _writing_into(root):
+        return _restore_planned(
+            store, manifest, root, targets, progress=progress, jobs=jobs, source=source,
+            resume=resume, announce=announce, confirm=confirm, check_header=check_header,
+        )
+
+
+@contextmanager
+def _writing_into(root: Path) -> Iterator[None]:
+    """Hold ``root`` (made if need be; the plan has checked it may be) for this restore alone (an flock on the folder
+    itself, storage/folder_lock.py). A second pull into the same folder would delete this one's temp files when it
+    starts (``remove_partial_files``) and rename files under it; it is refused instead, before it writes a byte."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(root)
+    except FolderBusy:
+        raise DestinationError(
+            f"another pull is writing {root}: wait for it to end, or pull into another folder"
+        ) from None
+    except OSError as exc:  # not ours to write (or to read): named, as a file that cannot be written in it is
+        raise DestinationError(f"cannot write into {root}: {exc.strerror}") from None
+    with lock:
+        yield
+
+
+def _restore_planned(
+    store: ObjectStore,
+    manifest: SnapshotManifest,
+    root: Path,
+    targets: list[tuple[FileEntry, Path]],
+    *,
+    progress: Progress | None,
+    jobs: int,
+    source: ChunkSource | None,
+    resume: bool,
+    announce: Callable[[list[ObjectId]], None] | None,
+    confirm: Confirm | None,
+    check_header: HeaderCheck | None,
+) -> list[Path]:
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
         remove_partial_files(_folders_of(manifest, root))
     if announce is not None:

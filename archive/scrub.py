@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirrors, served_objects
-from modelarc.errors import DeltaBaseError, ObjectCorruptError, ObjectMissingError
+from modelarc.errors import DeltaBaseError, ModelarcError, ObjectCorruptError, ObjectMissingError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId, ObjectStore
@@ -95,7 +95,11 @@ def scrub(
             for name, store in others:
                 if name in served and item.id not in live:
                     continue
-                result = check_object(store, item.id)
+                try:
+                    result = check_object(store, item.id)
+                except ModelarcError as exc:  # a served mirror busy or refusing: this object, on this mirror only
+                    report.unreachable.setdefault(name, f"object {item.id}: {str(exc).splitlines()[0]}")
+                    continue
                 if result != "ok":
                     report.mirrors[name][result].append(item.id)
                 report.bytes_checked += item.stored_size
@@ -111,7 +115,8 @@ def scrub(
     with archive.catalog.session() as s:
         if with_mirrors and report.stopped_by == "done":
             for name, _store in others:
-                rows.mark_verified(s, name)
+                if name not in report.unreachable:  # some of its objects could not be read this time
+                    rows.mark_verified(s, name)
         report.objects_total, report.objects_ever_verified, oldest = rows.scrub_coverage(s)
         report.oldest_verified = None if oldest is None else oldest.isoformat(timespec="seconds") + "Z"
         users = q.snapshots_using(s, bad)

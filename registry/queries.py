@@ -243,6 +243,16 @@ def digest_withdrawn(s: Session, digest: SnapshotId) -> bool:
     )
 
 
+def withdrawn_with_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
+    """A withdrawn snapshot with this id, under any model (its weights are the same whichever model holds it)."""
+    return s.scalar(
+        select(Snapshot)
+        .where(Snapshot.digest == digest, Snapshot.tombstoned_at.is_not(None))
+        .order_by(Snapshot.tombstoned_at)
+        .limit(1)
+    )
+
+
 def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the catalog already has rows for (queried in batches to stay under bind limits)."""
     wanted = list(ids)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http.client import HTTPConnection, HTTPException, HTTPResponse, HTTPSConnection
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar, cast
 from urllib.parse import urlsplit
 
 from modelarc import __version__
@@ -97,17 +97,27 @@ class RemoteArchive:
     @functools.cached_property
     def http(self) -> httpx.Client:
         """The httpx client for the small JSON requests, made on first use: a pull sends none of them (its offer
-        and objects go over http.client), so it never imports httpx."""
+        and objects go over http.client), so it never imports httpx.
+
+        Its connections read and write through ``_DeadlineBackend``: httpx's timeouts are per read, so a remote that
+        trickles its headers a byte at a time would hold a request for as long as it liked; every read and write is
+        bounded by the calling thread's request deadline too. The transport is given, so HTTP_PROXY is not followed,
+        as a pull's http.client connections never did."""
         import httpx
 
+        transport = httpx.HTTPTransport(
+            # a plain-http remote has no certificate to check, and loading the CA bundle costs ~0.08 s per command;
+            # the client only ever asks its base URL (redirects are not followed), so no https request is made
+            verify=urlsplit(self.remote.url).scheme == "https",
+            limits=httpx.Limits(max_connections=self.jobs + 2, max_keepalive_connections=self.jobs + 2),
+        )
+        pool = transport._pool  # httpcore's ConnectionPool: the one place its network backend can be given
+        pool._network_backend = cast(Any, _DeadlineBackend(pool._network_backend))  # duck-typed: no httpcore import at load
         return httpx.Client(
             base_url=self.remote.url,
             headers=self._headers,
             timeout=httpx.Timeout(self._timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=self.jobs + 2, max_keepalive_connections=self.jobs + 2),
-            # a plain-http remote has no certificate to check, and loading the CA bundle costs ~0.08 s per command;
-            # the client only ever asks its base URL (redirects are not followed), so no https request is made
-            verify=urlsplit(self.remote.url).scheme == "https",
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -130,12 +140,18 @@ class RemoteArchive:
         import httpx
 
         where = f"remote {self.remote.name}"
-
-        def slow(seconds: float, received: int) -> bool:  # a read that waits past the timeout fails in httpx
-            return seconds > self._allowance(received) + grace
-
         if grace:
             kwargs["timeout"] = httpx.Timeout(self._timeout + grace, connect=10.0)
+        sent = len(kwargs.get("content") or b"")
+        started = time.monotonic()
+        # the whole request, headers included, within the timeout plus its bytes each way at the minimum rate
+        _DEADLINE.at = started + grace + self._allowance(sent)
+
+        def slow(seconds: float, received: int) -> bool:
+            # the next block (at most 64 KiB) may take its share of time too
+            _DEADLINE.at = started + grace + self._allowance(sent + received + (64 << 10))
+            return time.monotonic() - started > grace + self._allowance(sent + received)
+
         try:
             with self.http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 400:
@@ -145,13 +161,17 @@ class RemoteArchive:
                     )
                 content = _read_capped(response, cap, slow, where, what=f"{method} {path}")
                 return _Answer(content, response.links, method, response.request.url.path)
-        except httpx.ReadTimeout:
+        except httpx.TimeoutException:
+            if time.monotonic() >= _DEADLINE.at:
+                raise self._too_slow(method, path) from None
             raise RemoteError(
                 f"{where} did not answer {method} {path} within {self._timeout + grace:g} s "
                 "(MODELARC_REMOTE_TIMEOUT): it is stalled or overloaded"
             ) from None
         except httpx.HTTPError as exc:
             raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
+        finally:
+            _DEADLINE.at = None
 
     def _allowance(self, size: int) -> float:
         """Seconds a request whose answer is ``size`` bytes may take, from its start to its last byte."""
@@ -419,7 +439,8 @@ class RemoteArchive:
         cap = HEADER_FIXED_SIZE + params_length + raw_length + MAX_CODEC_OVERHEAD
         declared = str(length) if length is not None else response.getheader("Content-Length")
         if declared is not None:
-            if not declared.isdigit() or not HEADER_FIXED_SIZE <= int(declared) <= cap:
+            # isdigit alone takes '²', which int() refuses
+            if not (declared.isascii() and declared.isdigit()) or not HEADER_FIXED_SIZE <= int(declared) <= cap:
                 raise IntegrityError(f"{where}: a body of {declared[:40]} bytes; at most {cap} can be valid")
             length = int(declared)
             self._expect(length)
@@ -612,6 +633,7 @@ def _read_capped(
     ``slow(seconds so far, bytes so far)`` says the remote keeps up."""
     out = bytearray()
     started = time.monotonic()
+    slow(0.0, 0)
     for block in response.iter_bytes():
         out += block
         if slow(time.monotonic() - started, len(out)):
@@ -665,3 +687,76 @@ def _raw_path(url: str) -> str:
     import httpx
 
     return httpx.URL(url).raw_path.decode()
+
+
+class _RequestDeadline(threading.local):
+    """When this thread's httpx request must be over (``time.monotonic()``), or None outside one."""
+
+    at: float | None = None
+
+
+_DEADLINE = _RequestDeadline()
+
+
+def _bounded(timeout: float | None, late: Callable[[str], Exception]) -> float | None:
+    """A read's or write's timeout, cut to what is left of this thread's request deadline; none left: ``late``."""
+    at = _DEADLINE.at
+    if at is None:
+        return timeout
+    left = at - time.monotonic()
+    if left <= 0:
+        raise late("the request ran past its deadline")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream:
+    """An httpcore network stream whose every read and write ends by the request's deadline (``_bounded``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        import httpcore
+
+        data: bytes = self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        import httpcore
+
+        self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        import httpcore
+
+        return _DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """httpcore's network backend, its streams wrapped in ``_DeadlineStream`` (connecting bounded too)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        import httpcore
+
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, bounded, *args, **kwargs))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        import httpcore
+
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, *args, **kwargs))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)

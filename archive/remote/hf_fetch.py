@@ -34,12 +34,14 @@ from typing import Any
 from urllib.parse import quote
 
 from modelarc.archive.catalog.units import human_bytes
+from modelarc.archive.ingest import SKIPPED_DIRS
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
 from modelarc.archive.manifest import is_git_path, path_clash, path_problem, printable_path
 from modelarc.archive.remote.hf_download import Budget, Deadline, Stopper, download_all, git_blob_sha1
 from modelarc.errors import DiskFullError, SourceError
 
 _HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX40_ANY_CASE = re.compile(r"[0-9a-fA-F]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # what a listing of MAX_FILES_PER_SNAPSHOT siblings needs: the Hub lists each as ~200 bytes of JSON (name, size, blob
 # id, LFS sha256 and sizes) plus its path, so 100,000 files with paths of ~100 bytes make ~30 MB. The listing is
@@ -71,7 +73,7 @@ class HubFile:
 class HubListing:
     commit: str
     files: tuple[HubFile, ...]
-    skipped: tuple[str, ...]  # ``.git`` paths, which no snapshot holds
+    skipped: tuple[str, ...]  # ``.git`` paths and files in ``.cache/`` folders, which no snapshot holds
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,10 @@ def _repo_cache(repo: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------------ the listing
-def parse_listing(info: object, where: str) -> HubListing:
+def parse_listing(info: object, where: str, revision: str | None = None) -> HubListing:
     """The ``model_info`` JSON (with ``blobs=true``) as a ``HubListing``, or one ``SourceError`` naming what is wrong:
-    everything is checked before a byte is written."""
+    everything is checked before a byte is written. A ``revision`` that is a commit (40 hex digits) pins the
+    listing: one for another commit is refused, not imported under the pin."""
     if not isinstance(info, dict):
         raise SourceError(f"{where}: the endpoint's listing is not a JSON object")
     commit = info.get("sha")
@@ -111,6 +114,8 @@ def parse_listing(info: object, where: str) -> HubListing:
         raise SourceError(
             f"{where}: the endpoint's commit {printable_path(commit)} is not 40 lowercase hex digits"
         )
+    if revision is not None and is_commit(revision) and commit != revision.lower():
+        raise SourceError(f"{where}: the endpoint answered commit {commit}, not the commit {revision} asked for")
     siblings = info.get("siblings")
     if not isinstance(siblings, list):
         raise SourceError(f"{where}: the endpoint's listing has no list of files")
@@ -129,7 +134,8 @@ def parse_listing(info: object, where: str) -> HubListing:
         if problem is not None:
             raise SourceError(f"{where}: listed file '{printable_path(path)}' {problem}")
         assert isinstance(path, str)
-        if is_git_path(path):
+        # as a folder import skips them (archive/ingest.py): git metadata, and tool caches in .cache/ folders
+        if is_git_path(path) or any(part in SKIPPED_DIRS for part in path.split("/")[:-1]):
             skipped.append(path)
             continue
         files.append(_listed_file(sib, path, where))
@@ -137,6 +143,11 @@ def parse_listing(info: object, where: str) -> HubListing:
     if not files:  # said here, of the revision: the folder it would be downloaded into is a private detail
         raise SourceError(f"{where}: the revision (commit {commit}) has no files to archive")
     return HubListing(commit, tuple(files), tuple(skipped))
+
+
+def is_commit(revision: str) -> bool:
+    """Whether ``revision`` names a commit (40 hex digits) rather than a branch or tag."""
+    return _HEX40_ANY_CASE.fullmatch(revision) is not None
 
 
 def _listed_file(sib: dict[str, Any], path: str, where: str) -> HubFile:
@@ -355,7 +366,7 @@ def _fetch_online(
     ) as client:
         budget = Budget(timeout, min_rate)
         listing = parse_listing(
-            _read_listing(client, endpoint, repo, revision, where, budget, stopper), where
+            _read_listing(client, endpoint, repo, revision, where, budget, stopper), where, revision
         )
         total = sum(f.size for f in listing.files)
         _check_room(total, folder, transfer.store, where)
@@ -422,7 +433,7 @@ def _publish(repo: str, revision: str, listing: HubListing, folder: Path) -> Non
             blob = blobs / file.digest
             os.replace(folder / file.path, blob)
             _replace_atomically(link, functools.partial(os.symlink, os.path.relpath(blob, link.parent)))
-        if revision != listing.commit:
+        if revision != listing.commit and not is_commit(revision):  # a commit is a snapshot name, never a ref
             ref = repo_dir / "refs" / revision
             if _real_folder(repo_dir, ref.parent):
                 _replace_atomically(ref, functools.partial(Path.write_text, data=listing.commit))

@@ -156,7 +156,7 @@ def _record(
 
     folder, commit = fetched.folder, fetched.commit
     if fetched.skipped and warn:
-        warn(f"{source.repo}: skipped {len(fetched.skipped)} file(s) under .git, which no snapshot holds")
+        warn(f"{source.repo}: skipped {len(fetched.skipped)} file(s) under .git or .cache/, which no snapshot holds")
     card = _card(folder)
     parents = list(provenance.parents)
     unresolved = []

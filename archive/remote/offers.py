@@ -110,9 +110,10 @@ class SnapshotOffer:
             )
         parse_provenance(prov)  # its dates too: refused here, before a puller moves any weight
         parents = []
-        if len(doc.get("parents") or []) > MAX_OFFER_ITEMS:
-            raise UsageError(f"snapshot offer: at most {MAX_OFFER_ITEMS} parents")
-        for i, p in enumerate(doc.get("parents") or []):
+        listed = doc.get("parents") or []
+        if not isinstance(listed, list) or len(listed) > MAX_OFFER_ITEMS:  # "parents": 5 was a TypeError
+            raise UsageError(f"snapshot offer: parents must be a list of at most {MAX_OFFER_ITEMS}")
+        for i, p in enumerate(listed):
             if (
                 not isinstance(p, dict)
                 or not isinstance(p.get("ref"), str)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
@@ -41,6 +41,7 @@ from modelarc.errors import (
     PayloadTooLargeError,
     RemoteError,
     UsageError,
+    WithdrawnError,
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
@@ -271,6 +272,13 @@ def fetch_from_remote(
         raise IntegrityError(
             f"remote {client.remote.name} answered {ref_text} with snapshot {offer.snapshot}, not the one asked for"
         )
+    with archive.catalog.session() as s:
+        gone = q.withdrawn_with_digest(s, offer.snapshot)
+        if gone is not None:  # its weights were taken out here: a pull must not bring them back (nor move a tag)
+            raise WithdrawnError(
+                f"{ref_text} ({str(offer.snapshot)[:19]}) was withdrawn on {gone.tombstoned_at:%Y-%m-%d}: "
+                f"{gone.tombstone_reason}; its provenance is kept (modelarc show) but its weights are not handed out"
+            )
     lock = threading.Lock()
     moved = {"bytes": 0, "bases": 0}  # bases: fetched for deltas, not in the snapshot's own list
     downloaded: set[ObjectId] = set()  # only the snapshot's own objects and their bases are counted
@@ -415,6 +423,7 @@ def fetch_from_remote(
         for fut in writes:
             fut.result()
 
+    resumed = False
     with archive.lock(exclusive=False, purpose="pull"):
         try:
             # the manifest, bundles and training-data manifests: everything checkable before a weight moves, each
@@ -436,15 +445,17 @@ def fetch_from_remote(
             if dest is not None:
                 if on_total:
                     on_total(manifest.logical_bytes)
-                restore(
+                rebuilt = restore(
                     archive.store,
                     manifest,
                     dest,
                     force=force,
+                    resume=True,  # as a local pull: files already in place and matching are kept, so a re-run resumes
                     progress=progress,
                     jobs=pull_workers(client.jobs),
                     source=lambda oid, out: fetch(oid, out, unconfirmed_ok=True),
-                    announce=plan,
+                    # and after them, the objects of the files it keeps in place (fetched below)
+                    announce=lambda ids: plan([*ids, *needed]),
                     confirm=confirm,
                     protected=state_places(archive.settings),
                     # what check_manifest_content would compare at commit, on the header bytes restore has anyway
@@ -457,6 +468,12 @@ def fetch_from_remote(
                         f"{len(unconfirmed)} downloaded object(s) were written but never checked against their ids; "
                         "nothing was recorded (a bug: please report it)"
                     )
+                # a file kept in place (its sha256 matches) was not rebuilt: its objects still come, each verified
+                resumed = len(rebuilt) < len(manifest.files)
+                if resumed:
+                    todo = [oid for oid in needed if not archive.store.has(oid)]
+                    for _oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
+                        pass
             else:
                 todo = [oid for oid in needed if not archive.store.has(oid)]
                 if on_total:
@@ -480,11 +497,14 @@ def fetch_from_remote(
         written()
         committed: CommitResult = commit_offer(
             archive,
-            offer,
+            # the puller, not the remote, says which tag moves: the one it asked for (an offer's "move_tag": false
+            # would record the snapshot, move nothing, and still report the tag pulled), none for a digest pull
+            replace(offer, move_tag=True),
             actor=archive.settings.actor,
             record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
             # restore has just rebuilt and hashed every file, and compared each header with its tensor parts
-            content_checked=dest is not None,
+            # (not the files a resumed pull kept in place: commit rebuilds and checks them all)
+            content_checked=dest is not None and not resumed,
         )
     return TransferResult(
         ref=committed.ref,
@@ -532,6 +552,8 @@ class RemoteKeys:
 
     trusted: list[str]
     kept_distrusted: list[str]
+    # trusted here before (this archive's own key, one imported by hand, a remote added earlier): nothing to undo
+    already_trusted: list[str] = field(default_factory=list)
 
 
 def trust_remote_keys(archive: Archive, client: RemoteArchive) -> RemoteKeys:
@@ -568,6 +590,8 @@ def trust_remote_keys(archive: Archive, client: RemoteArchive) -> RemoteKeys:
     for fingerprint, pem in pems:
         if known.get(fingerprint) is False:
             result.kept_distrusted.append(fingerprint)
+        elif known.get(fingerprint) is True:  # left as it is (its label, even if it is this archive's own key)
+            result.already_trusted.append(fingerprint)
         else:
             result.trusted.append(archive.import_key(pem, label=f"remote {client.remote.name}"))
     return result

@@ -184,7 +184,7 @@ def decide(archive: Archive, request_id: str, decision: str, reason: str | None,
     from modelarc.errors import UsageError
 
     # digits within the catalog's ids (cli/options.py ROW_ID): a larger number names no request, and overflows
-    if not request_id.isdigit() or not 1 <= int(request_id) <= ROW_ID_MAX:
+    if not (request_id.isascii() and request_id.isdigit()) or not 1 <= int(request_id) <= ROW_ID_MAX:
         raise UsageError(f"{request_id!r} is not a request id (see `modelarc access requests`)")
     made = decide_request(archive, int(request_id), decision, reason=reason or "")
     if as_json:

@@ -38,10 +38,10 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
     if not rows:
         if any(v for k, v in options.items() if k != "limit"):
             console.print("no snapshots match")
-        elif remote_name is None and next(iter(archive.store.iter_ids()), None) is not None:
+        elif remote_name is None and _store_holds_snapshots(archive):
             # a catalog lost or replaced (a new MODELARC_DATABASE_URL, a deleted registry.db) over a full store
             console.print(
-                "the catalog is empty, but the store holds objects: if the catalog was lost or replaced, "
+                "the catalog is empty, but the store holds snapshot records: if the catalog was lost or replaced, "
                 "`modelarc rebuild-catalog` rebuilds it from the store"
             )
         else:
@@ -65,6 +65,14 @@ def ls_(archive: Archive, as_json: bool, remote_name: str | None, **options: Any
             "WITHDRAWN" if r.withdrawn else "",
         )
     console.print(table)
+
+
+def _store_holds_snapshots(archive: Archive) -> bool:
+    """Whether the store has snapshot records a rebuild would restore: objects alone (a pull refused before its
+    commit leaves its manifest and bundle) are no sign of a lost catalog."""
+    from modelarc.archive.records import holds_snapshot_records
+
+    return holds_snapshot_records(archive.store.backend)
 
 
 @click.command()

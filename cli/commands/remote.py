@@ -44,10 +44,11 @@ def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bo
     check_remote(entry)  # before it is contacted
     trusted: list[str] = []
     distrusted: list[str] = []
+    already: list[str] = []
     if trust_keys:  # contact it first: a typo in the URL should fail now, not at the first pull
         with RemoteArchive(entry) as client:
             keys = trust_remote_keys(archive, client)
-            trusted, distrusted = keys.trusted, keys.kept_distrusted
+            trusted, distrusted, already = keys.trusted, keys.kept_distrusted, keys.already_trusted
     save_remote(archive.settings.home, entry)
     if as_json:
         emit_json(
@@ -57,12 +58,15 @@ def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bo
                 "token": bool(token),
                 "trusted_keys": trusted,
                 "distrusted_keys": distrusted,
+                "already_trusted_keys": already,
             }
         )
         return
     console.print(f"remote {name} -> {url.rstrip('/')}")
     for fp in trusted:
         console.print(f"trusting its signing key {fp[:16]}… (undo: modelarc keys distrust {fp[:16]})")
+    for fp in already:  # trusted before this: no undo to offer (it may be this archive's own key)
+        console.print(f"its signing key {fp[:16]}… is already trusted here")
     for fp in distrusted:
         console.print(
             styled(

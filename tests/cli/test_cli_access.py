@@ -86,6 +86,7 @@ def test_set_grant_revoke_and_ls(models: ArchiveCli) -> None:
         (("revoke", "acme/llm", "alice", "--reason", "x"), "holds no live grant"),
         (("decide", "1", "grant", "--reason", "x"), "no access request 1"),
         (("decide", "one", "grant", "--reason", "x"), "not a request id"),
+        (("decide", "\u00b2", "grant", "--reason", "x"), "not a request id"),  # isdigit() alone says yes
         (("decide", "1", "maybe", "--reason", "x"), "grant or deny"),
         (("ls", "acme/nope"), "no model acme/nope"),
     ],

@@ -393,3 +393,30 @@ def test_sigterm_during_a_download_ends_the_import_and_leaves_no_folder(
     hub_cache = tmp_path / "hf-home" / "hub"
     assert not [p for p in hub_cache.iterdir() if p.name.startswith(".modelarc-import-")]
     assert arc.json("ls") == [] and arc.json("audit", "--action", "import") == []
+
+
+def test_a_revision_pinned_to_a_commit_refuses_a_listing_for_another(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The user pinned a commit: a listing (whose files all agree) for any other commit is not imported under the
+    pin, and no ``refs/<40 hex>`` is written into the Hugging Face cache (a commit is a snapshot name, never a ref)."""
+    pin = "0123456789abcdef0123456789abcdef01234567"
+    answered = hub.add("org/tiny", served, revision=pin)  # the endpoint answers the pin with another commit
+    assert answered != pin
+    line = refused(arc, "push", f"hf://org/tiny@{pin}", "org/tiny:v1")
+    assert answered in line and pin in line and "not the commit" in line
+    assert not any(any(part == pin for part in p.parts) for p in (tmp_path / "hf-home").rglob("*"))
+
+
+def test_cache_folders_are_skipped_and_listed(arc: ArchiveCli, hub: HubServer, tmp_path: Path) -> None:
+    """Files under a .cache/ folder are skipped as a folder import skips them, and said so: never downloaded."""
+    folder = write_model(tmp_path / "served", tiny_tensors(seed=7), extra_files={"config.json": CONFIG})
+    (folder / ".cache" / "huggingface").mkdir(parents=True)
+    (folder / ".cache" / "huggingface" / "x.metadata").write_bytes(b"tool state")
+    hub.add("org/tiny", folder)
+    result = arc("push", "hf://org/tiny", "org/tiny:v1")
+    assert ".cache" in result.stderr
+    [event] = arc.json("audit", "--action", "import")
+    assert event["details"]["skipped_git_paths"] == [".cache/huggingface/x.metadata"]
+    assert not any(".cache" in r for r in hub.requests)
+    assert not any(f["path"].startswith(".cache") for f in arc.json("show", "org/tiny:v1")["files"])

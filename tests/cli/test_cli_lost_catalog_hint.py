@@ -16,3 +16,12 @@ def test_ls_over_a_full_store_with_a_new_catalog_names_rebuild_catalog(arc, tmp_
 
 def test_a_new_archive_is_just_empty(arc) -> None:
     assert arc("ls").stdout.strip() == "the archive is empty"
+
+
+def test_objects_without_snapshot_records_are_no_sign_of_a_lost_catalog(arc, tmp_path: Path) -> None:
+    """A pull refused before its commit (an untrusted signer) leaves its verified manifest and bundle in the store,
+    and no snapshot record: `ls` must not send the user to rebuild a catalog that lost nothing."""
+    from modelarc.storage import ObjectStore
+
+    ObjectStore.open_local(arc.home / "store").put(b'{"a manifest": "of a refused pull"}')
+    assert arc("ls").stdout.strip() == "the archive is empty"

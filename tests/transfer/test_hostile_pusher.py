@@ -166,3 +166,11 @@ def test_an_offer_with_too_many_items_is_refused(server: Server, pusher: Hostile
     answer = pusher.commit(offer)
     assert answer.status_code == 400, answer.text
     assert "signatures" in answer.json()["detail"]
+
+
+def test_an_offer_whose_parents_are_not_a_list_is_refused(server: Server, pusher: HostilePusher) -> None:
+    offer = pusher.offer("acme/m:v1", _honest_manifest(pusher))
+    offer["parents"] = 5  # was a TypeError: a 500
+    answer = pusher.commit(offer)
+    assert answer.status_code == 400, answer.text
+    assert "parents must be a list" in answer.json()["detail"]

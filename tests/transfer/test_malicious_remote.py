@@ -95,6 +95,23 @@ def test_an_offer_that_names_another_ref_cannot_move_the_pullers_other_tags(
     assert isinstance(log, dict) and len(log["tag_moves"]) == 1
 
 
+@pytest.mark.parametrize("dest", [False, True])
+def test_a_tag_pull_moves_the_tag_asked_for_whatever_move_tag_the_offer_says(
+    module_server: Server, alice: Home, tmp_path: Path, dest: bool
+) -> None:
+    def no_tag(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if "/v1/transfer/snapshots/" in path and status == 200:
+            doc = json.loads(body)
+            doc["move_tag"] = False
+            body = json.dumps(doc).encode()
+        return status, headers, body
+
+    with serve_proxy(RewritingProxy(module_server.url, rewrite=no_tag)) as url:
+        bob = _bob(tmp_path, url, alice)
+        bob("pull", "acme/m:v1", *([tmp_path / "out"] if dest else []), "--remote", "evil")
+    assert _digest(bob, "acme/m:v1") == _digest(alice, "acme/m:v1")
+
+
 def test_a_pull_by_digest_refuses_any_other_snapshot(
     module_server: Server, alice: Home, tmp_path: Path
 ) -> None:
@@ -168,6 +185,39 @@ def test_an_object_body_is_judged_by_its_header_before_it_is_read(
     assert not bob.json("ls", "--name", "acme/m")
     fetched_alone = any(r.startswith("GET") and r.endswith(weight) for r in proxy.requests)
     assert fetched_alone == (route == "one by one")
+
+
+def test_a_content_length_that_is_not_ascii_digits_is_refused(
+    module_server: Server, alice: Home, tmp_path: Path
+) -> None:
+    weight = _a_weight(alice)
+
+    def superscript(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if _older_server(path):
+            return 405, {}, b""  # the puller falls back to GET /v1/objects/{id}
+        if path.endswith(f"/v1/objects/{weight}"):
+            headers = {**headers, "Content-Length": "\u00b2"}  # str.isdigit() says yes, int() says no
+        return status, headers, body
+
+    bob, result, _proxy = _refused_pull(module_server, alice, tmp_path, superscript)
+    assert result.exit_code == 5 and "Traceback" not in result.output, result.output
+    assert weight in result.stderr and "bytes; at most" in result.stderr
+    assert not bob.json("ls", "--name", "acme/m")
+
+
+@pytest.mark.parametrize("parents", [5, "acme/x", {"ref": "acme/x"}])
+def test_an_offer_whose_parents_are_not_a_list_is_refused(
+    module_server: Server, alice: Home, tmp_path: Path, parents: object
+) -> None:
+    def odd(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
+        if "/v1/transfer/snapshots/" in path and status == 200:
+            doc = json.loads(body)
+            doc["parents"] = parents
+            body = json.dumps(doc).encode()
+        return status, headers, body
+
+    _bob_home, result, _proxy = _refused_pull(module_server, alice, tmp_path, odd)
+    assert "Traceback" not in result.output and "parents must be a list" in result.stderr, result.output
 
 
 @pytest.mark.parametrize("lie", ["another object in its place", "a frame short"])

@@ -119,3 +119,23 @@ def test_upgrade_reports_nothing_of_the_key_records_remote_add_and_keys_commands
     for _ in range(2):
         upgraded = bob.json("upgrade")
         assert upgraded == {**upgraded, "written": {}, "contradicted": [], "not_in_catalog": []}, upgraded
+
+
+def test_remote_add_says_a_key_already_trusted_is_so_and_offers_no_undo(server: Server, tmp_path: Path) -> None:
+    """A remote calling this archive's own key its own (or a remote added again) does not get it reported as newly
+    trusted with an undo that would distrust the archive's own key."""
+    bob = make_home(tmp_path, "bob")
+    own, pem = _bob_own(bob), bob("keys", "export").stdout
+
+    def mine(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**k, "fingerprint": own, "public_pem": pem} for k in keys if k.get("local")]
+
+    with serve_proxy(RewritingProxy(server.url, rewrite=_rewrite_keys(mine))) as url:
+        added = bob("remote", "add", "evil", url)
+        doc = bob.json("remote", "add", "evil", url)
+    assert "distrust" not in added.stdout and f"{own[:16]}… is already trusted here" in added.stdout
+    assert doc["trusted_keys"] == [] and doc["already_trusted_keys"] == [own]  # type: ignore[index]
+    assert _keys(bob)[own] is True
+    bob("remote", "add", "origin", server.url)
+    again = bob("remote", "add", "origin", server.url)
+    assert "distrust" not in again.stdout and "already trusted here" in again.stdout

@@ -278,6 +278,73 @@ def test_a_trickling_remote_is_stopped_at_its_deadline(
     assert "stalled or too slow" in result.stderr
 
 
+@contextmanager
+def _trickling_headers() -> Iterator[str]:
+    """A server answering every request with a status line and then headers it sends a byte every 0.2 s, forever:
+    httpx's timeouts are per read, so only an overall deadline ends such a request."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            return
+
+        def _trickle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+                self.wfile.flush()
+                while not stop.wait(0.2):
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        do_GET = do_POST = do_PUT = _trickle
+
+    class Quiet(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            return
+
+    server = Quiet(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["remote", "add", "slow2", "{url}"],
+        ["ls", "--remote", "slow"],
+        ["push", "{model}", "acme/m:v9", "--remote", "slow"],
+        ["mirror", "add", "slowm", "remote:slow"],
+    ],
+)
+def test_a_remote_trickling_its_headers_is_stopped_at_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    bob = make_home(tmp_path, "bob")
+    model = write_model(tmp_path / "m")
+    with _trickling_headers() as url:
+        bob("remote", "add", "slow", url, "--no-trust-keys")
+        monkeypatch.setenv("MODELARC_REMOTE_TIMEOUT", "1")
+        monkeypatch.setenv("MODELARC_REMOTE_MIN_RATE", "1MiB")
+        started = time.monotonic()
+        result = bob(*[c.format(url=url, model=model) for c in command], ok=False)
+    assert time.monotonic() - started < 10
+    assert "stalled or too slow" in result.stderr
+
+
 def test_remote_timeout_must_be_a_number_of_seconds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bob = make_home(tmp_path, "bob")
     bob("remote", "add", "x", "http://127.0.0.1:9", "--no-trust-keys")

@@ -172,3 +172,32 @@ def test_a_served_mirror_receives_the_access_policy_and_enforces_it(server: Serv
     alice("tag", "acme/closed:v1", "again")
     alice("mirror", "sync")
     assert effective_policy(server.archive, "acme/closed", digest).level == "gated"
+
+
+def test_a_busy_served_mirror_does_not_stop_repair_or_scrub(server: Server, tmp_path: Path) -> None:
+    from hostilekit import RewritingProxy, serve_proxy
+
+    def busy(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> object:
+        if path.startswith("/v1/objects/"):  # every object read answered 503, as a server out of send memory
+            return 503, {"content-type": "application/json", "X-Error-Code": "ServerBusy"}, b'{"detail": "busy"}'
+        return status, headers, body
+
+    alice = make_home(tmp_path, "alice")
+    alice("push", write_model(tmp_path / "m"), "acme/m:v1")
+    with serve_proxy(RewritingProxy(server.url, rewrite=busy)) as url:
+        alice("remote", "add", "busy", url, "--token", server.push_token, "--no-trust-keys")
+        alice("mirror", "add", "a-served", "remote:busy")
+        alice("mirror", "add", "b-folder", tmp_path / "mirror")
+        alice("mirror", "sync", "b-folder")
+        victim = max(_objects(alice), key=lambda p: p.stat().st_size)
+        data = bytearray(victim.read_bytes())
+        data[-7] ^= 0x40
+        victim.write_bytes(bytes(data))
+        scrubbed = alice.runner.invoke(cli, ["scrub", "--mirrors", "--json"], env=alice.env)
+        assert scrubbed.exit_code != 0 and "Traceback" not in scrubbed.output
+        found = json.loads(scrubbed.stdout)
+        assert len(found["corrupt"]) == 1 and "busy" in found["unreachable"]["a-served"]
+        assert found["mirrors"]["b-folder"] == {"missing": [], "corrupt": []}
+        repaired = alice.json("repair")
+    assert repaired["ok"] and set(repaired["repaired"].values()) == {"b-folder"}
+    alice("fsck", "--read-data")
