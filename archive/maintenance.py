@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelarc.archive.provenance.withdrawal import kept_files
-from modelarc.archive.records import has_snapshot_records
+from modelarc.archive.records import read_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
     IntegrityError,
     ModelarcError,
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
+    RecordError,
     UsageError,
 )
-from modelarc.registry import history
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.refs import SnapshotId
@@ -179,20 +180,41 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
 def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
     """Delete objects no snapshot references. Refuses to run while any push or pull holds the store, and on a
     catalog with no snapshot when the store's catalog records name some: that catalog is not the store's (lost and
-    replaced by an empty one), and gc would delete every object; `rebuild-catalog` first."""
+    replaced by an empty one), and gc would delete every object; `rebuild-catalog` first.
+
+    Keeps too what a later rebuild needs of each snapshot the records name and the catalog lacks (one a rebuild
+    refused for a missing object that `repair` can still fetch; archive/unreplayed.py): its objects may be the
+    last copy. The records are read once, under the lock."""
     with archive.lock(exclusive=True, wait=False, purpose="gc") as held:
         # asked under the lock: a push writes its snapshot record under the shared lock just before its commit,
         # so no record seen here belongs to a push still in flight
         with archive.catalog.session() as s:
-            no_snapshots = not history.has_snapshots(s)
-        if no_snapshots and has_snapshot_records(archive.store.backend):
+            catalogued = q.snapshot_digests(s)
+        try:
+            unreplayed = unreplayed_snapshots(read_records(archive.store.backend), catalogued)
+        except RecordError as exc:
+            raise UsageError(
+                f"{exc}; gc cannot tell which objects a damaged record needs (`modelarc repair --read-data` "
+                "mends it from a mirror)"
+            ) from None
+        if not catalogued and unreplayed:
             raise UsageError(
                 "the catalog has no snapshots but the store's catalog records (records/) name some: this catalog "
                 "is not the store's (lost, or a new database), and gc would delete every object; run "
                 "`modelarc rebuild-catalog` first"
             )
+        needed = needed_objects(archive.store, unreplayed)
+        if needed.unreadable:
+            label, why = next(iter(sorted(needed.unreadable.items())))
+            more = f" (and {len(needed.unreadable) - 1} more)" if len(needed.unreadable) > 1 else ""
+            raise UsageError(
+                f"snapshot {label}{more}, named by the store's catalog records but not in the catalog: {why}; gc "
+                "cannot tell which objects it needs. `modelarc repair` fetches its manifest from a mirror (then "
+                "`rebuild-catalog` into an empty catalog brings it back); if no copy is left, move its records out "
+                "of records/"
+            )
         present = set(archive.store.iter_ids())
-        removed, freed = delete_unreferenced(archive, present, held=held, dry_run=dry_run)
+        removed, freed = delete_unreferenced(archive, present - needed.ids, held=held, dry_run=dry_run)
         temp_removed = 0
         if not dry_run:
             temp_removed = archive.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
