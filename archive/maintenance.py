@@ -59,6 +59,9 @@ class FsckReport:
     unreferenced: int = 0
     broken_snapshots: list[str] = field(default_factory=list)
     temp_files: int = 0
+    # keys under objects/ that are not objects (a name not 64 hex, or a copy outside its fan-out folder): ignored
+    # by every reader, reported here (docs/FORMAT.md "Keys")
+    stray: list[str] = field(default_factory=list)
     read_data: bool = False  # False: presence and manifests only, object bytes not re-hashed
 
     @property
@@ -130,7 +133,11 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         referenced = q.referenced_object_ids(s)
         snaps = q.list_snapshots(s)
     present: set[str] = set()
-    for oid in archive.store.iter_ids():
+    for key, found in archive.store.iter_keys():  # one listing
+        if found is None:
+            report.stray.append(key)
+            continue
+        oid = found
         present.add(oid)
         try:
             if read_data:
@@ -173,6 +180,7 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         except ModelarcError:
             broken.add(snap.label)
     report.broken_snapshots = sorted(broken)
+    report.stray.sort()
     report.temp_files = archive.store.temp_count()
     return report
 
