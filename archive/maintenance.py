@@ -19,6 +19,7 @@ from modelarc.archive.records import read_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
+    DeltaBaseError,
     IntegrityError,
     ModelarcError,
     ObjectCorruptError,
@@ -133,6 +134,7 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         referenced = q.referenced_object_ids(s)
         snaps = q.list_snapshots(s)
     present: set[str] = set()
+    base_unreadable: list[str] = []  # deltas whose base could not be read
     for key, found in archive.store.iter_keys():  # one listing
         if found is None:
             report.stray.append(key)
@@ -144,6 +146,8 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
                 report.bytes_checked += len(archive.store.get(oid))
         except (ObjectCorruptError, ObjectMissingError) as exc:
             report.corrupt[oid] = [str(exc)]
+        except DeltaBaseError:
+            base_unreadable.append(oid)  # decided below, once the listing is whole
         report.objects_checked += 1
         if progress:
             progress(1)
@@ -156,7 +160,20 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             except (ObjectCorruptError, ObjectFormatError) as exc:  # too deep, a cycle, a malformed header
                 report.corrupt[oid] = [str(exc)]
             except ObjectMissingError:
-                pass  # a base is missing: it is referenced by the delta's snapshots, so reported as missing
+                base_unreadable.append(oid)
+    for oid in sorted(set(base_unreadable) & referenced):  # (an unreferenced one is gc's)
+        # a base the catalog references is reported missing in its own right; one it does not know is no base
+        # this delta was ever stored against: its header is damaged (one flipped bit names another object)
+        try:
+            base = _first_missing_base(archive, oid, present)
+        except (ObjectCorruptError, ObjectFormatError, ObjectMissingError) as exc:
+            report.corrupt[oid] = [str(exc)]
+            continue
+        if base is not None and base not in referenced:
+            report.corrupt[oid] = [
+                f"object {oid} is corrupt: its header names base {base}, which is neither in the store nor in the "
+                "catalog"
+            ]
     for oid in referenced - present:
         report.missing[oid] = []
     report.unreferenced = len(present - referenced)
@@ -183,6 +200,20 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
     report.stray.sort()
     report.temp_files = archive.store.temp_count()
     return report
+
+
+def _first_missing_base(archive: Archive, oid: str, present: set[str]) -> str | None:
+    """The first base down ``oid``'s delta chain that the store lacks, from headers alone (None: every base is
+    there, so one of them is damaged and reported in its own right)."""
+    current, seen = ObjectId(oid), {oid}
+    while (base := archive.store.delta_base(current)) is not None:
+        if base not in present:
+            return str(base)
+        if base in seen:  # a cycle: every object of it is there
+            return None
+        seen.add(base)
+        current = base
+    return None
 
 
 def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:

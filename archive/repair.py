@@ -106,7 +106,10 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
                 continue
             mirror_name, blob = good
-            if state == "corrupt":
+            # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header names a
+            # base that does not exist reads as missing): the put below skips a key that exists. A copy equal to the
+            # good one (a delta whose base is what is missing) stays as it is.
+            if not _holds(archive, oid, blob):
                 aside = archive.store.quarantine(ObjectId(oid), stamp)
                 if aside is not None:
                     report.quarantined[oid] = aside
@@ -283,6 +286,14 @@ def _suspects(archive: Archive, read_data: bool) -> set[str]:
     if read_data:
         suspects |= {oid for oid in catalogued & present if _state(archive, oid) != "ok"}
     return suspects
+
+
+def _holds(archive: Archive, oid: str, blob: bytes) -> bool:
+    """Whether the primary's stored copy of ``oid`` is exactly ``blob``."""
+    try:
+        return archive.store.get_stored(ObjectId(oid)) == blob
+    except (ObjectMissingError, ObjectCorruptError, StoredValueError, OSError):
+        return False
 
 
 def _state(archive: Archive, oid: str) -> str:
