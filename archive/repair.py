@@ -48,6 +48,8 @@ class RepairReport:
     repaired: dict[str, str] = field(default_factory=dict)  # object id -> the mirror its copy came from
     quarantined: dict[str, str] = field(default_factory=dict)  # object id -> where its damaged copy now is
     unrepaired: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots left broken
+    # object id -> why it was not repaired, when a mirror had a good copy (else no mirror has one)
+    unrepaired_why: dict[str, str] = field(default_factory=dict)
     broken_snapshots: list[str] = field(default_factory=list)
     checked: int = 0
     # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
@@ -94,6 +96,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         written: dict[str, str] = {}  # put back from a mirror but not yet readable (a delta before its base)
         recorded = _Unreplayed(archive, read_data)  # what the records' snapshots the catalog lacks need
         for oid in chain(sorted(suspects), recorded.rounds(report, suspects), _second_pass(report)):  # lazily
+            report.unrepaired_why.pop(oid, None)  # (from the first pass: tried again now)
             state = _state(archive, oid)
             if state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
                 fixed[oid] = "ok"
@@ -106,15 +109,21 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
                 continue
             mirror_name, blob = good
-            # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header names a
-            # base that does not exist reads as missing): the put below skips a key that exists. A copy equal to the
-            # good one (a delta whose base is what is missing) stays as it is.
-            if not _holds(archive, oid, blob):
-                aside = archive.store.quarantine(ObjectId(oid), stamp)
-                if aside is not None:
-                    report.quarantined[oid] = aside
-            archive.store.backend.put(object_key(ObjectId(oid)), blob)
-            archive.store.sync()
+            try:
+                # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header
+                # names a base that does not exist reads as missing): the put below skips a key that exists. A
+                # copy equal to the good one (a delta whose base is what is missing) stays as it is.
+                if not _holds(archive, oid, blob):
+                    aside = archive.store.quarantine(ObjectId(oid), stamp)
+                    if aside is not None:
+                        report.quarantined[oid] = aside
+                archive.store.backend.put(object_key(ObjectId(oid)), blob)
+                archive.store.sync()
+            except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+                report.unrepaired[oid] = []
+                report.unrepaired_why[oid] = f"a good copy from {mirror_name} could not replace it: {exc}"
+                fixed[oid] = state
+                continue
             if (after := _state(archive, oid)) != "ok":  # read back: the write itself must have landed intact
                 report.unrepaired[oid] = []
                 fixed[oid] = after
@@ -215,17 +224,21 @@ def repair_records(
         if good is None:
             report.records_unrepaired[key] = "no mirror has a copy that hashes to its name"
             continue
-        if key in damaged:
-            aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
-            try:
-                kept = primary.get(key, max_bytes=MAX_RECORD_BYTES)
-            except StoredValueError as exc:  # a FIFO, a link, a file past the cap: nothing to keep but a note
-                kept = f"not kept: {exc}\n".encode()
-            primary.put(aside, kept)
+        try:
+            if key in damaged:
+                aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
+                try:
+                    kept = primary.get(key, max_bytes=MAX_RECORD_BYTES)
+                except StoredValueError as exc:  # a FIFO, a link, a file past the cap: nothing to keep but a note
+                    kept = f"not kept: {exc}\n".encode()
+                primary.put(aside, kept)
+                primary.sync()
+                primary.delete(key)
+            primary.put(key, good[1])
             primary.sync()
-            primary.delete(key)
-        primary.put(key, good[1])
-        primary.sync()
+        except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+            report.records_unrepaired[key] = f"a good copy from {good[0]} could not replace it: {exc}"
+            continue
         try:
             read_record_bytes(primary, key)  # read back: the write itself must have landed intact
         except RecordError as exc:

@@ -207,7 +207,8 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
             aside = report.quarantined.get(oid)
             console.print(f"REPAIRED  {oid} from {source}" + (f" (damaged copy kept at {aside})" if aside else ""))
         for oid, snaps in sorted(report.unrepaired.items()):
-            console.print(f"NOT REPAIRED  {oid}: no mirror has a good copy; breaks {', '.join(snaps) or 'nothing'}")
+            why = report.unrepaired_why.get(oid, "no mirror has a good copy")
+            console.print(f"NOT REPAIRED  {oid}: {why}; breaks {', '.join(snaps) or 'nothing'}")
         for key, source in sorted(report.records_repaired.items()):
             console.print(f"REPAIRED  catalog record {key} from {source}")
         for key, why in sorted(report.records_unrepaired.items()):

@@ -292,3 +292,31 @@ def test_delta_objects_are_mirrored_scrubbed_and_repaired_with_their_bases(
     (store / base[:2] / base).unlink()
     result = arc.runner.invoke(cli_main, ["repair", "--read-data", "--json"], env=arc.env)
     assert result.exit_code == 5 and set(json.loads(result.stdout)["unrepaired"]) == {delta, base}
+
+
+def test_repair_reports_an_object_it_cannot_replace_and_goes_on_with_the_others(
+    arc: Any, tmp_path: Path
+) -> None:
+    store = arc.home / "store"
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.bin").write_bytes(os.urandom(3000))
+        arc("push", tmp_path / f"{name}.bin", f"acme/{name}:v1")
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc("mirror", "sync")
+    first, second = sorted(_objects(store), key=lambda p: p.name)[:2]  # repair goes in id order
+    _flip(first)
+    second.unlink()
+    (second / "x").mkdir(parents=True)  # a non-empty folder under the object's name: no command removes it
+    arc("scrub", ok=False)
+
+    result = arc("repair", "--json", ok=False)
+    assert result.exit_code == 5
+    report = json.loads(result.stdout)
+    assert report["repaired"] == {first.name: "backup"}
+    assert set(report["unrepaired"]) == {second.name} and "folder" in report["unrepaired_why"][second.name]
+    assert f"NOT REPAIRED  {second.name}: a good copy from backup could not replace it" in arc("repair", ok=False).stdout
+    assert arc.json("audit", "--action", "repair")[-1]["details"]["repaired"] == 1  # the first run is audited
+    (second / "x").rmdir()
+    second.rmdir()
+    assert arc.json("repair")["repaired"] == {second.name: "backup"}
+    assert arc.json("fsck", "--read-data")["ok"]
