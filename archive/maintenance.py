@@ -56,7 +56,8 @@ class FsckReport:
     objects_checked: int = 0
     bytes_checked: int = 0
     missing: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
-    corrupt: dict[str, list[str]] = field(default_factory=dict)
+    corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
+    corrupt_why: dict[str, str] = field(default_factory=dict)  # object id -> what is wrong with it
     unreferenced: int = 0
     broken_snapshots: list[str] = field(default_factory=list)
     temp_files: int = 0
@@ -145,7 +146,7 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             if read_data:
                 report.bytes_checked += len(archive.store.get(oid))
         except (ObjectCorruptError, ObjectMissingError) as exc:
-            report.corrupt[oid] = [str(exc)]
+            _corrupt(report, oid, str(exc))
         except DeltaBaseError:
             base_unreadable.append(oid)  # decided below, once the listing is whole
         report.objects_checked += 1
@@ -158,7 +159,7 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             try:
                 archive.store.delta_chain(ObjectId(oid))
             except (ObjectCorruptError, ObjectFormatError) as exc:  # too deep, a cycle, a malformed header
-                report.corrupt[oid] = [str(exc)]
+                _corrupt(report, oid, str(exc))
             except ObjectMissingError:
                 base_unreadable.append(oid)
     for oid in sorted(set(base_unreadable) & referenced):  # (an unreferenced one is gc's)
@@ -167,13 +168,15 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         try:
             base = _first_missing_base(archive, oid, present)
         except (ObjectCorruptError, ObjectFormatError, ObjectMissingError) as exc:
-            report.corrupt[oid] = [str(exc)]
+            _corrupt(report, oid, str(exc))
             continue
         if base is not None and base not in referenced:
-            report.corrupt[oid] = [
+            _corrupt(
+                report,
+                oid,
                 f"object {oid} is corrupt: its header names base {base}, which is neither in the store nor in the "
-                "catalog"
-            ]
+                "catalog",
+            )
     for oid in referenced - present:
         report.missing[oid] = []
     report.unreferenced = len(present - referenced)
@@ -191,8 +194,9 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             continue
         try:
             archive.manifest(snap)
-        except ObjectCorruptError:  # found without read_data too: manifests are always read
-            report.corrupt[snap.digest.hex] = [snap.label]
+        except ObjectCorruptError as exc:  # found without read_data too: manifests are always read
+            _corrupt(report, snap.digest.hex, str(exc))
+            report.corrupt[snap.digest.hex].append(snap.label)
             broken.add(snap.label)
         except ModelarcError:
             broken.add(snap.label)
@@ -200,6 +204,12 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
     report.stray.sort()
     report.temp_files = archive.store.temp_count()
     return report
+
+
+def _corrupt(report: FsckReport, oid: str, why: str) -> None:
+    """Note ``oid`` corrupt for ``why``; the snapshots that need it are filled in afterwards."""
+    report.corrupt[oid] = []
+    report.corrupt_why[oid] = why
 
 
 def _first_missing_base(archive: Archive, oid: str, present: set[str]) -> str | None:

@@ -70,7 +70,10 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
         for oid, snaps in sorted(report.missing.items()):
             console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
         for oid, snaps in sorted(report.corrupt.items()):
-            console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+            why = report.corrupt_why.get(oid, "")
+            console.print(
+                f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}" + (f" ({why})" if why else "")
+            )
         for snap in report.broken_snapshots:
             console.print(f"BROKEN   snapshot {snap}")
         for key in report.stray:
