@@ -320,3 +320,22 @@ def test_repair_reports_an_object_it_cannot_replace_and_goes_on_with_the_others(
     second.rmdir()
     assert arc.json("repair")["repaired"] == {second.name: "backup"}
     assert arc.json("fsck", "--read-data")["ok"]
+
+
+def test_mirror_sync_read_data_replaces_a_damaged_mirror_copy_that_scrub_found(arc: Any, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    (tmp_path / "w.bin").write_bytes(os.urandom(5000))
+    arc("push", tmp_path / "w.bin", "acme/m:v1")
+    arc("mirror", "add", "usb", mirror)
+    arc("mirror", "sync")
+    victim = _objects(mirror)[0]
+    _flip(victim)
+    scrubbed = arc("scrub", "--mirrors", ok=False)
+    assert scrubbed.exit_code == 5 and "run `modelarc mirror sync usb --read-data`" in scrubbed.stdout
+    assert "modelarc repair" not in scrubbed.stdout  # repair writes only the primary: it would mend nothing
+    assert arc.json("mirror", "sync")[0]["objects_copied"] == 0  # a plain sync lists, it does not re-read
+
+    synced = arc.json("mirror", "sync", "--read-data")[0]
+    assert synced["ok"] and list(synced["replaced"]) == [victim.name] and synced["objects_copied"] == 1
+    assert (mirror / synced["replaced"][victim.name]).is_file()  # the damaged copy is kept in the mirror
+    assert arc.json("scrub", "--mirrors")["ok"]
