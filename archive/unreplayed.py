@@ -6,7 +6,7 @@ be the last copy of something a later rebuild brings back (after `repair` fetche
 them, and `repair` fetches from the mirrors those the primary lacks (docs/FORMAT.md "Catalog records").
 
 What a rebuild needs of such a snapshot is what ``archive/rebuild.py`` checks: its manifest, the bundles its records
-list, every chunk of its manifest (only the files without weights when a later ``withdraw`` record withdraws it),
+list, every chunk of its manifest (only the files without weights when a ``withdraw`` record withdraws it),
 and the bases of its delta objects down their chains.
 """
 
@@ -30,7 +30,7 @@ class UnreplayedSnapshot:
     model: str
     snapshot: SnapshotId
     bundles: frozenset[str]  # bundle object ids its records list
-    withdrawn: bool  # a ``withdraw`` record after its first record withdraws it: its weights are not needed
+    withdrawn: bool  # a ``withdraw`` record of it withdraws it (a rebuild then needs no weights of it)
 
     @property
     def label(self) -> str:
@@ -51,10 +51,10 @@ def unreplayed_snapshots(records: Iterable[CatalogRecord], catalogued: set[str])
     """The snapshots ``records`` (in replay order: ``read_records``, which reads each once and refuses a damaged
     one) name whose id is not in ``catalogued`` (snapshot ids the catalog holds, under any model: their objects
     the catalog references itself). A record whose fields are garbled is left out: a rebuild refuses it too."""
-    first: dict[tuple[str, str], int] = {}  # (model, snapshot) -> position of its first record
+    first: set[tuple[str, str]] = set()  # (model, snapshot)
     bundles: dict[tuple[str, str], set[str]] = {}
-    withdrawals: list[tuple[int, str, str]] = []
-    for position, rec in enumerate(records):
+    withdrawn: set[tuple[str, str]] = set()
+    for rec in records:
         if rec.kind not in ("snapshot", "withdraw"):
             continue
         try:
@@ -62,23 +62,24 @@ def unreplayed_snapshots(records: Iterable[CatalogRecord], catalogued: set[str])
             namespace, name = parse_model_name(b["model"])
             pair = (f"{namespace}/{name}", str(SnapshotId(b["snapshot"])))
             if rec.kind == "withdraw":
-                withdrawals.append((position, *pair))
+                withdrawn.add(pair)
                 continue
             listed = {str(ObjectId(sig["object"])) for sig in b.get("signatures") or []}
         except (ModelarcError, KeyError, TypeError, ValueError, AttributeError):
             continue
         if pair[1] in catalogued:
             continue
-        first.setdefault(pair, position)
+        first.add(pair)
         bundles.setdefault(pair, set()).update(listed)
     return [
         UnreplayedSnapshot(
             model,
             SnapshotId(digest),
             frozenset(bundles[(model, digest)]),
-            any(p > at and (m, d) == (model, digest) for p, m, d in withdrawals),
+            # a withdraw record replays after its snapshot's first record, whatever its name (archive/record_order.py)
+            (model, digest) in withdrawn,
         )
-        for (model, digest), at in sorted(first.items())
+        for (model, digest) in sorted(first)
     ]
 
 
