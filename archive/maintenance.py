@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelarc.archive.provenance.withdrawal import kept_files
-from modelarc.archive.records import has_snapshot_records
+from modelarc.archive.records import read_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
+    DeltaBaseError,
     IntegrityError,
     ModelarcError,
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
+    RecordError,
     UsageError,
 )
-from modelarc.registry import history
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
 from modelarc.registry.refs import SnapshotId
@@ -54,10 +56,14 @@ class FsckReport:
     objects_checked: int = 0
     bytes_checked: int = 0
     missing: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
-    corrupt: dict[str, list[str]] = field(default_factory=dict)
+    corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
+    corrupt_why: dict[str, str] = field(default_factory=dict)  # object id -> what is wrong with it
     unreferenced: int = 0
     broken_snapshots: list[str] = field(default_factory=list)
     temp_files: int = 0
+    # keys under objects/ that are not objects (a name not 64 hex, or a copy outside its fan-out folder): ignored
+    # by every reader, reported here (docs/FORMAT.md "Keys")
+    stray: list[str] = field(default_factory=list)
     read_data: bool = False  # False: presence and manifests only, object bytes not re-hashed
 
     @property
@@ -129,13 +135,20 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         referenced = q.referenced_object_ids(s)
         snaps = q.list_snapshots(s)
     present: set[str] = set()
-    for oid in archive.store.iter_ids():
+    base_unreadable: list[str] = []  # deltas whose base could not be read
+    for key, found in archive.store.iter_keys():  # one listing
+        if found is None:
+            report.stray.append(key)
+            continue
+        oid = found
         present.add(oid)
         try:
             if read_data:
                 report.bytes_checked += len(archive.store.get(oid))
         except (ObjectCorruptError, ObjectMissingError) as exc:
-            report.corrupt[oid] = [str(exc)]
+            _corrupt(report, oid, str(exc))
+        except DeltaBaseError:
+            base_unreadable.append(oid)  # decided below, once the listing is whole
         report.objects_checked += 1
         if progress:
             progress(1)
@@ -146,9 +159,24 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             try:
                 archive.store.delta_chain(ObjectId(oid))
             except (ObjectCorruptError, ObjectFormatError) as exc:  # too deep, a cycle, a malformed header
-                report.corrupt[oid] = [str(exc)]
+                _corrupt(report, oid, str(exc))
             except ObjectMissingError:
-                pass  # a base is missing: it is referenced by the delta's snapshots, so reported as missing
+                base_unreadable.append(oid)
+    for oid in sorted(set(base_unreadable) & referenced):  # (an unreferenced one is gc's)
+        # a base the catalog references is reported missing in its own right; one it does not know is no base
+        # this delta was ever stored against: its header is damaged (one flipped bit names another object)
+        try:
+            base = _first_missing_base(archive, oid, present)
+        except (ObjectCorruptError, ObjectFormatError, ObjectMissingError) as exc:
+            _corrupt(report, oid, str(exc))
+            continue
+        if base is not None and base not in referenced:
+            _corrupt(
+                report,
+                oid,
+                f"object {oid} is corrupt: its header names base {base}, which is neither in the store nor in the "
+                "catalog",
+            )
     for oid in referenced - present:
         report.missing[oid] = []
     report.unreferenced = len(present - referenced)
@@ -166,33 +194,76 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             continue
         try:
             archive.manifest(snap)
-        except ObjectCorruptError:  # found without read_data too: manifests are always read
-            report.corrupt[snap.digest.hex] = [snap.label]
+        except ObjectCorruptError as exc:  # found without read_data too: manifests are always read
+            _corrupt(report, snap.digest.hex, str(exc))
+            report.corrupt[snap.digest.hex].append(snap.label)
             broken.add(snap.label)
         except ModelarcError:
             broken.add(snap.label)
     report.broken_snapshots = sorted(broken)
+    report.stray.sort()
     report.temp_files = archive.store.temp_count()
     return report
+
+
+def _corrupt(report: FsckReport, oid: str, why: str) -> None:
+    """Note ``oid`` corrupt for ``why``; the snapshots that need it are filled in afterwards."""
+    report.corrupt[oid] = []
+    report.corrupt_why[oid] = why
+
+
+def _first_missing_base(archive: Archive, oid: str, present: set[str]) -> str | None:
+    """The first base down ``oid``'s delta chain that the store lacks, from headers alone (None: every base is
+    there, so one of them is damaged and reported in its own right)."""
+    current, seen = ObjectId(oid), {oid}
+    while (base := archive.store.delta_base(current)) is not None:
+        if base not in present:
+            return str(base)
+        if base in seen:  # a cycle: every object of it is there
+            return None
+        seen.add(base)
+        current = base
+    return None
 
 
 def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
     """Delete objects no snapshot references. Refuses to run while any push or pull holds the store, and on a
     catalog with no snapshot when the store's catalog records name some: that catalog is not the store's (lost and
-    replaced by an empty one), and gc would delete every object; `rebuild-catalog` first."""
+    replaced by an empty one), and gc would delete every object; `rebuild-catalog` first.
+
+    Keeps too what a later rebuild needs of each snapshot the records name and the catalog lacks (one a rebuild
+    refused for a missing object that `repair` can still fetch; archive/unreplayed.py): its objects may be the
+    last copy. The records are read once, under the lock."""
     with archive.lock(exclusive=True, wait=False, purpose="gc") as held:
         # asked under the lock: a push writes its snapshot record under the shared lock just before its commit,
         # so no record seen here belongs to a push still in flight
         with archive.catalog.session() as s:
-            no_snapshots = not history.has_snapshots(s)
-        if no_snapshots and has_snapshot_records(archive.store.backend):
+            catalogued = q.snapshot_digests(s)
+        try:
+            unreplayed = unreplayed_snapshots(read_records(archive.store.backend), catalogued)
+        except RecordError as exc:
+            raise UsageError(
+                f"{exc}; gc cannot tell which objects a damaged record needs (`modelarc repair --read-data` "
+                "mends it from a mirror)"
+            ) from None
+        if not catalogued and unreplayed:
             raise UsageError(
                 "the catalog has no snapshots but the store's catalog records (records/) name some: this catalog "
                 "is not the store's (lost, or a new database), and gc would delete every object; run "
                 "`modelarc rebuild-catalog` first"
             )
+        needed = needed_objects(archive.store, unreplayed)
+        if needed.unreadable:
+            label, why = next(iter(sorted(needed.unreadable.items())))
+            more = f" (and {len(needed.unreadable) - 1} more)" if len(needed.unreadable) > 1 else ""
+            raise UsageError(
+                f"snapshot {label}{more}, named by the store's catalog records but not in the catalog: {why}; gc "
+                "cannot tell which objects it needs. `modelarc repair` fetches its manifest from a mirror (then "
+                "`rebuild-catalog` into an empty catalog brings it back); if no copy is left, move its records out "
+                "of records/"
+            )
         present = set(archive.store.iter_ids())
-        removed, freed = delete_unreferenced(archive, present, held=held, dry_run=dry_run)
+        removed, freed = delete_unreferenced(archive, present - needed.ids, held=held, dry_run=dry_run)
         temp_removed = 0
         if not dry_run:
             temp_removed = archive.store.clean_tmp(time.time())  # no writer can be running: we hold the lock

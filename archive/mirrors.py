@@ -10,6 +10,7 @@ remote added with ``modelarc remote add``) is kept in step snapshot by snapshot 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ from modelarc.errors import (
     RecordError,
     RemoteError,
     StoreAccessError,
+    StoredValueError,
     UsageError,
 )
 from modelarc.registry import integrity as rows
@@ -94,6 +96,8 @@ class SyncReport:
     snapshots_copied: int = 0  # a served mirror: snapshots (or tags) committed there by this sync
     snapshots_refused: dict[str, str] = field(default_factory=dict)  # label -> why the served mirror refused it
     snapshots_withdrawn: list[str] = field(default_factory=list)  # not sent to a served mirror: not handed out
+    # with ``read_data``: object id -> where the mirror's damaged copy, replaced by a verified one, now is there
+    replaced: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -303,8 +307,13 @@ def sync(
     *,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
+    read_data: bool = False,
 ) -> SyncReport:
-    """Copy every catalogued object the mirror lacks; each verified against its id before it is written."""
+    """Copy every catalogued object the mirror lacks; each verified against its id before it is written.
+
+    ``read_data`` also re-reads every copy the mirror has (a store mirror; a served archive keeps its own) and
+    replaces each that does not read back intact, its damaged copy set aside in the mirror's ``quarantine/``, as
+    ``repair`` does in the primary: what `scrub --mirrors` finds there, no other command mends."""
     report = SyncReport(record.name)
     if is_remote_target(record.target):
         from modelarc.archive.remote.mirror import sync_to_remote
@@ -327,7 +336,9 @@ def sync(
     with archive.lock(exclusive=False, purpose="mirror sync"):
         wanted = catalogued_objects(archive)
         have = set(target.iter_ids())
-        todo = sorted(oid for oid in wanted if oid not in have)
+        damaged = {oid for oid in sorted(set(wanted) & have) if not _intact(target, oid)} if read_data else set()
+        todo = sorted(oid for oid in wanted if oid not in have or oid in damaged)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         report.already_there = len(wanted) - len(todo)
         if on_total:
             on_total(sum(wanted[oid] for oid in todo))
@@ -342,6 +353,15 @@ def sync(
                 with lock:
                     report.not_copied[oid] = str(exc)
                 return
+            if oid in damaged and not _holds(target, oid, blob):  # (a delta whose base is what is damaged: kept)
+                try:
+                    aside = target.quarantine(ObjectId(oid), stamp)
+                except (StoredValueError, OSError) as exc:  # a non-empty folder under its key
+                    with lock:
+                        report.not_copied[oid] = f"the mirror's damaged copy could not be replaced: {exc}"
+                    return
+                with lock:
+                    report.replaced[oid] = aside or ""
             target.backend.put(object_key(ObjectId(oid)), blob)
             with lock:
                 report.objects_copied += 1
@@ -357,6 +377,22 @@ def sync(
         target.sync()  # durable there before the catalog says the mirror is in step
     _mark_synced(archive, record, report)
     return report
+
+
+def _intact(store: ObjectStore, oid: str) -> bool:
+    try:
+        store.get(ObjectId(oid))
+    except (ObjectMissingError, ObjectCorruptError, DeltaBaseError):
+        return False
+    return True
+
+
+def _holds(store: ObjectStore, oid: str, blob: bytes) -> bool:
+    """Whether ``store`` holds exactly ``blob`` under ``oid``."""
+    try:
+        return store.get_stored(ObjectId(oid)) == blob
+    except (IntegrityError, OSError):
+        return False
 
 
 def _mark_synced(archive: Archive, record: MirrorRecord, report: SyncReport) -> None:

@@ -281,7 +281,11 @@ class _Replay:
         if missing - excused:
             first, *rest = sorted(missing - excused)
             more = f" (and {len(rest)} more)" if rest else ""
-            raise ObjectMissingError(f"snapshot {label}: object {first}{more} is missing from the store")
+            raise ObjectMissingError(
+                f"snapshot {label}: object {first}{more} is missing from the store (gc keeps what the store "
+                "has of it; `modelarc mirror add` the mirrors and `modelarc repair` fetches what it lacks, then "
+                "rebuild-catalog into an empty catalog again brings it back)"
+            )
         object_ids = needed - missing
         infos = self._infos(object_ids)
         # the bases of its delta objects, down their chains, as the headers say: kept with the snapshot

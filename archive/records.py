@@ -198,6 +198,18 @@ def read_records(backend: Backend) -> list[CatalogRecord]:
     return sorted(found, key=lambda r: r.order)
 
 
+def readable_records(backend: Backend) -> list[CatalogRecord]:
+    """Every record that reads back intact, in replay order: the damaged ones left out (``read_records`` refuses
+    them all instead)."""
+    found = []
+    for key in record_keys(backend):
+        try:
+            found.append(read_record(backend, key))
+        except RecordError:
+            continue
+    return sorted(found, key=lambda r: r.order)
+
+
 def has_snapshot_records(backend: Backend) -> bool:
     """Whether the store records any snapshot: read oldest first, so a store that has them answers in a few reads
     (a new archive's first records are its keys). A record that cannot be read counts as one."""

@@ -6,6 +6,10 @@ then the good copy is written with the store's atomic put and read back. Each st
 killed at any instant is finished by running it again: the quarantined copy is kept, and an object left missing
 between "set aside" and "written" is simply missing, which the next run repairs from the same mirror.
 
+The objects a snapshot of the store's catalog records needs that the catalog lacks (one `rebuild-catalog` refused for
+an object the primary lost; archive/unreplayed.py) are fetched too, so that a rebuild into an empty catalog brings it
+back afterwards.
+
 Catalog records are put back the same way, but a lost one only if this catalog notes that it wrote it
 (``repair_records``): a mirror can mend this archive's records, never add to them, unless the user names it.
 """
@@ -19,7 +23,8 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import fetch_good_copy, is_remote_target, mirrors, open_mirrors
-from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes
+from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes, readable_records
+from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
     DeltaBaseError,
     ObjectCorruptError,
@@ -43,6 +48,8 @@ class RepairReport:
     repaired: dict[str, str] = field(default_factory=dict)  # object id -> the mirror its copy came from
     quarantined: dict[str, str] = field(default_factory=dict)  # object id -> where its damaged copy now is
     unrepaired: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots left broken
+    # object id -> why it was not repaired, when a mirror had a good copy (else no mirror has one)
+    unrepaired_why: dict[str, str] = field(default_factory=dict)
     broken_snapshots: list[str] = field(default_factory=list)
     checked: int = 0
     # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
@@ -63,7 +70,8 @@ class RepairReport:
 
 
 def repair(archive: Archive, *, read_data: bool = False, records_from: str | None = None) -> RepairReport:
-    """Repair what the last scrub found bad and every catalogued object missing from a listing of the store, and
+    """Repair what the last scrub found bad, every catalogued object missing from a listing of the store and every
+    object missing there that a snapshot of the catalog records needs and the catalog lacks, and
     every catalog record a mirror has and the store lacks that this catalog wrote (``records_from``: also every
     other one that mirror has); ``read_data`` re-hashes every object and record first (a full scrub) instead of
     trusting the last one."""
@@ -86,7 +94,9 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         # a delta can read back only once its base is back: what a pass could not mend gets one more pass
         written: dict[str, str] = {}  # put back from a mirror but not yet readable (a delta before its base)
-        for oid in chain(sorted(suspects), _second_pass(report)):  # lazily: after the first pass
+        recorded = _Unreplayed(archive, read_data)  # what the records' snapshots the catalog lacks need
+        for oid in chain(sorted(suspects), recorded.rounds(report, suspects), _second_pass(report)):  # lazily
+            report.unrepaired_why.pop(oid, None)  # (from the first pass: tried again now)
             state = _state(archive, oid)
             if state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
                 fixed[oid] = "ok"
@@ -99,12 +109,21 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
                 continue
             mirror_name, blob = good
-            if state == "corrupt":
-                aside = archive.store.quarantine(ObjectId(oid), stamp)
-                if aside is not None:
-                    report.quarantined[oid] = aside
-            archive.store.backend.put(object_key(ObjectId(oid)), blob)
-            archive.store.sync()
+            try:
+                # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header
+                # names a base that does not exist reads as missing): the put below skips a key that exists. A
+                # copy equal to the good one (a delta whose base is what is missing) stays as it is.
+                if not _holds(archive, oid, blob):
+                    aside = archive.store.quarantine(ObjectId(oid), stamp)
+                    if aside is not None:
+                        report.quarantined[oid] = aside
+                archive.store.backend.put(object_key(ObjectId(oid)), blob)
+                archive.store.sync()
+            except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+                report.unrepaired[oid] = []
+                report.unrepaired_why[oid] = f"a good copy from {mirror_name} could not replace it: {exc}"
+                fixed[oid] = state
+                continue
             if (after := _state(archive, oid)) != "ok":  # read back: the write itself must have landed intact
                 report.unrepaired[oid] = []
                 fixed[oid] = after
@@ -112,6 +131,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 continue
             report.repaired[oid] = mirror_name
             fixed[oid] = "ok"
+        report.checked += recorded.checked
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
@@ -121,7 +141,10 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
-            report.unrepaired[oid] = sorted(sn.label for sn in users.get(oid, []))
+            report.unrepaired[oid] = sorted(
+                {sn.label for sn in users.get(oid, [])}
+                | {f"{label} (records only)" for label in recorded.labels.get(oid, [])}
+            )
         report.broken_snapshots = sorted({label for labels in report.unrepaired.values() for label in labels})
         q.audit(
             s,
@@ -201,17 +224,21 @@ def repair_records(
         if good is None:
             report.records_unrepaired[key] = "no mirror has a copy that hashes to its name"
             continue
-        if key in damaged:
-            aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
-            try:
-                kept = primary.get(key, max_bytes=MAX_RECORD_BYTES)
-            except StoredValueError as exc:  # a FIFO, a link, a file past the cap: nothing to keep but a note
-                kept = f"not kept: {exc}\n".encode()
-            primary.put(aside, kept)
+        try:
+            if key in damaged:
+                aside = f"{QUARANTINE_PREFIX}/{key}.{stamp}"
+                try:
+                    kept = primary.get(key, max_bytes=MAX_RECORD_BYTES)
+                except StoredValueError as exc:  # a FIFO, a link, a file past the cap: nothing to keep but a note
+                    kept = f"not kept: {exc}\n".encode()
+                primary.put(aside, kept)
+                primary.sync()
+                primary.delete(key)
+            primary.put(key, good[1])
             primary.sync()
-            primary.delete(key)
-        primary.put(key, good[1])
-        primary.sync()
+        except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+            report.records_unrepaired[key] = f"a good copy from {good[0]} could not replace it: {exc}"
+            continue
         try:
             read_record_bytes(primary, key)  # read back: the write itself must have landed intact
         except RecordError as exc:
@@ -230,6 +257,39 @@ def _second_pass(report: RepairReport) -> Iterator[str]:
         yield oid
 
 
+class _Unreplayed:
+    """The objects a rebuild would need of the snapshots the store's records name and the catalog lacks (one a
+    rebuild refused for a missing object; archive/unreplayed.py), found in rounds: a manifest fetched from a mirror
+    names chunks, a delta fetched names its base, neither known before."""
+
+    def __init__(self, archive: Archive, read_data: bool) -> None:
+        self.archive = archive
+        self.read_data = read_data
+        with archive.catalog.session() as s:
+            catalogued = q.snapshot_digests(s)
+        # a damaged record is left out here: ``repair_records`` mends it (with ``read_data``), the next run uses it
+        self.snapshots = unreplayed_snapshots(readable_records(archive.store.backend), catalogued)
+        self.labels: dict[str, list[str]] = {}  # object id -> the unreplayed snapshots needing it
+        self.checked = 0
+
+    def rounds(self, report: RepairReport, suspects: set[str]) -> Iterator[str]:
+        """Each object needed and missing from the store (with ``read_data`` also each one that does not read back
+        intact), once, until a round finds nothing new; what could not be fetched is in ``report.unrepaired``."""
+        tried = set(suspects)  # the first pass's own
+        while self.snapshots:
+            needed = needed_objects(self.archive.store, self.snapshots)
+            self.labels = needed.labels
+            present = {str(oid) for oid in self.archive.store.iter_ids()}
+            todo = (needed.ids - present) - tried
+            if self.read_data:
+                todo |= {o for o in (needed.ids & present) - tried if _state(self.archive, o) != "ok"}
+            if not todo:
+                return
+            tried |= todo
+            self.checked += len(todo)
+            yield from sorted(todo)
+
+
 def _suspects(archive: Archive, read_data: bool) -> set[str]:
     with archive.catalog.session() as s:
         known_bad = set(rows.objects_found_bad(s))
@@ -239,6 +299,14 @@ def _suspects(archive: Archive, read_data: bool) -> set[str]:
     if read_data:
         suspects |= {oid for oid in catalogued & present if _state(archive, oid) != "ok"}
     return suspects
+
+
+def _holds(archive: Archive, oid: str, blob: bytes) -> bool:
+    """Whether the primary's stored copy of ``oid`` is exactly ``blob``."""
+    try:
+        return archive.store.get_stored(ObjectId(oid)) == blob
+    except (ObjectMissingError, ObjectCorruptError, StoredValueError, OSError):
+        return False
 
 
 def _state(archive: Archive, oid: str) -> str:

@@ -487,6 +487,11 @@ def tag_history(s: Session, model: ModelRecord) -> list[TagMoveRecord]:
     return [TagMoveRecord(h.tag, h.old_snapshot_id, h.new_snapshot_id, h.moved_at, h.actor) for h in rows]
 
 
+def snapshot_digests(s: Session) -> set[str]:
+    """The id (``sha256:<hex>``) of every snapshot the catalog holds, withdrawn ones too."""
+    return set(s.scalars(select(Snapshot.digest).distinct()))
+
+
 def referenced_object_ids(s: Session) -> set[str]:
     return set(s.scalars(select(SnapshotObject.object_id).distinct()))
 

@@ -19,6 +19,7 @@ from modelarc.errors import (
     ObjectFormatError,
     ObjectMissingError,
     StoredValueError,
+    UsageError,
 )
 from modelarc.storage.backend import Backend
 from modelarc.storage.codecs import CODEC_NAMES, EncodeBuffers, choose_and_encode, codec_by_id
@@ -63,6 +64,15 @@ def _encode_buffers() -> EncodeBuffers:
 def object_key(oid: ObjectId) -> str:
     """Fan-out by the first two hex digits keeps directories small: ``objects/ab/ab12...``."""
     return f"{OBJECTS_PREFIX}/{oid[:2]}/{oid}"
+
+
+def _object_id_of(key: str) -> ObjectId | None:
+    """The object whose key ``key`` is, or None for any other key (a stray file)."""
+    try:
+        oid = ObjectId(key.rsplit("/", 1)[-1])
+    except UsageError:  # not 64 lowercase hex
+        return None
+    return oid if object_key(oid) == key else None
 
 
 @dataclass(frozen=True)
@@ -484,12 +494,18 @@ class ObjectStore:
         self.get(oid)
 
     def iter_ids(self) -> Iterator[ObjectId]:
+        """Every object in the store: each key under ``objects/`` that is an object's own key. Anything else there
+        (a name that is not 64 hex, or a copy in another fan-out folder) is not an object (docs/FORMAT.md "Keys"):
+        counting a misplaced copy would hide from fsck, repair and mirror sync that the object's own key is empty."""
+        for _key, oid in self.iter_keys():
+            if oid is not None:
+                yield oid
+
+    def iter_keys(self) -> Iterator[tuple[str, ObjectId | None]]:
+        """Every key under ``objects/`` in one listing, with the object it holds, or None for a stray file that is
+        not an object (fsck reports those)."""
         for key in self.backend.iterate(OBJECTS_PREFIX):
-            name = key.rsplit("/", 1)[-1]
-            try:
-                yield ObjectId(name)
-            except Exception:  # a stray file in the objects folder is not an object; fsck reports it
-                continue
+            yield key, _object_id_of(key)
 
     def stored_size(self, oid: ObjectId) -> int:
         """Bytes the object takes in the backend; raises ``ObjectMissingError`` when it is not there."""

@@ -70,15 +70,21 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
         for oid, snaps in sorted(report.missing.items()):
             console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
         for oid, snaps in sorted(report.corrupt.items()):
-            console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+            why = report.corrupt_why.get(oid, "")
+            console.print(
+                f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}" + (f" ({why})" if why else "")
+            )
         for snap in report.broken_snapshots:
             console.print(f"BROKEN   snapshot {snap}")
+        for key in report.stray:
+            console.print(f"STRAY    {key} is not an object (no reader uses it; move it out of the store)")
         console.print(
             f"{report.objects_checked} objects listed"
             + (f", {human_bytes(report.bytes_checked)} re-hashed" if read_data else " (bytes not re-read: --read-data)")
             + "; "
             f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, {report.unreferenced} unreferenced, "
             f"{report.temp_files} temp files"
+            + (f", {len(report.stray)} stray files" if report.stray else "")
         )
         console.print("ok" if report.ok else f"{len(report.broken_snapshots)} snapshots damaged")
     if not report.ok:

@@ -15,6 +15,7 @@ from modelarc.registry.bounds import CATALOG_INT_MAX
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
+    from modelarc.archive.scrub import ScrubReport
 
 
 def _not_empty_name(value: str | None) -> str | None:
@@ -86,17 +87,23 @@ def mirror_ls(archive: Archive, as_json: bool) -> None:
 
 @mirror.command(name="sync")
 @click.argument("name", required=False, callback=lambda ctx, param, value: _not_empty_name(value))
+@click.option(
+    "--read-data",
+    is_flag=True,
+    help="Also re-read every copy a folder or bucket mirror has, and replace each damaged one (what "
+    "`scrub --mirrors` finds there) with a verified copy; the damaged one is kept in the mirror's quarantine/.",
+)
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
-def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json: bool) -> None:
+def mirror_sync(archive: Archive, name: str | None, read_data: bool, show_progress: bool, as_json: bool) -> None:
     """Copy every object NAME (default: every mirror) lacks, verified; run again to resume."""
     from modelarc.archive.mirrors import mirrors, sync
 
     reports = []
     for record in mirrors(archive, name):
         with byte_progress(f"mirror {record.name}", show_progress and not as_json) as (advance, set_total):
-            reports.append(sync(archive, record, progress=advance, on_total=set_total))
+            reports.append(sync(archive, record, progress=advance, on_total=set_total, read_data=read_data))
     if as_json:
         emit_json([r.to_json() for r in reports])
     else:
@@ -105,6 +112,8 @@ def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json
                 f"{r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)}), "
                 f"{r.already_there} already there"
             )
+            for oid, aside in sorted(r.replaced.items()):
+                console.print(f"REPLACED  {r.mirror}: {oid}" + (f" (damaged copy kept at {aside})" if aside else ""))
             if r.snapshots_copied:
                 console.print(f"{r.mirror}: {r.snapshots_copied} snapshots committed there")
             for oid, why in sorted(r.not_copied.items()):
@@ -124,6 +133,21 @@ def mirror_sync(archive: Archive, name: str | None, show_progress: bool, as_json
             err=True,
         )
         sys.exit(5)
+
+
+def _mending(archive: Archive, report: ScrubReport) -> str:
+    """What mends the damage a scrub found: `repair` the primary's, `mirror sync --read-data` a store mirror's
+    (repair only ever writes the primary); a served mirror keeps its own copies and mends them itself."""
+    from modelarc.archive.mirrors import is_remote_target, mirrors
+
+    served = {m.name for m in mirrors(archive) if is_remote_target(m.target)}
+    damaged = {name for name, problems in report.mirrors.items() if any(problems.values())}
+    steps = ["run `modelarc repair`"] if report.corrupt or report.missing else []
+    for name in sorted(damaged - served):
+        steps.append(f"run `modelarc mirror sync {name} --read-data`")
+    for name in sorted(damaged & served):
+        steps.append(f"run `modelarc repair` on the archive mirror {name} serves")
+    return "; ".join(steps)
 
 
 def _echo_unreachable(whys: Iterable[str | None]) -> None:
@@ -177,7 +201,7 @@ def scrub(
             f"{report.stopped_by}; {report.objects_ever_verified} of {report.objects_total} objects ever verified"
         )
         if report.ok or report.damage_found:
-            console.print("ok" if report.ok else "damage found: run `modelarc repair`")
+            console.print("ok" if report.ok else f"damage found: {_mending(archive, report)}")
     _echo_unreachable(report.unreachable.values())
     if not report.ok:
         sys.exit(5)
@@ -207,7 +231,8 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
             aside = report.quarantined.get(oid)
             console.print(f"REPAIRED  {oid} from {source}" + (f" (damaged copy kept at {aside})" if aside else ""))
         for oid, snaps in sorted(report.unrepaired.items()):
-            console.print(f"NOT REPAIRED  {oid}: no mirror has a good copy; breaks {', '.join(snaps) or 'nothing'}")
+            why = report.unrepaired_why.get(oid, "no mirror has a good copy")
+            console.print(f"NOT REPAIRED  {oid}: {why}; breaks {', '.join(snaps) or 'nothing'}")
         for key, source in sorted(report.records_repaired.items()):
             console.print(f"REPAIRED  catalog record {key} from {source}")
         for key, why in sorted(report.records_unrepaired.items()):

@@ -223,3 +223,30 @@ def test_a_long_line_of_fine_tunes_keeps_every_chain_within_the_limit(arc: Any, 
     arc("pull", f"acme/m:g{generations}", tmp_path / "out")
     assert (tmp_path / "out/model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
     arc("verify", "--all")
+
+
+def test_a_delta_whose_header_names_a_base_that_does_not_exist_is_corrupt_and_repaired(
+    arc: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from modelarc.storage import ObjectStore
+
+    _pushed_family(arc, tmp_path, "F32")
+    arc("mirror", "add", "usb", tmp_path / "mirror")
+    arc("mirror", "sync")
+    store = ObjectStore.open_local(arc.home / "store")
+    delta = next(o for o in sorted(store.iter_ids()) if store.delta_base(o))
+    path = arc.home / "store" / object_key(delta)
+    data = bytearray(path.read_bytes())
+    data[16 + 3 + 5] ^= 1  # one bit of the base id in the codec parameters: that object does not exist
+    path.write_bytes(bytes(data))
+
+    for args in ((), ("--read-data",)):
+        result = arc("fsck", "--json", *args, ok=False)
+        assert result.exit_code == 5, args
+        assert list(json.loads(result.stdout)["corrupt"]) == [delta], args
+    arc("scrub", ok=False)
+    repaired = arc.json("repair")
+    assert repaired["ok"] and repaired["repaired"] == {delta: "usb"} and delta in repaired["quarantined"]
+    assert arc.json("fsck", "--read-data")["ok"]

@@ -78,6 +78,26 @@ def test_fsck_names_missing_object_and_broken_snapshot(arc, tmp_path: Path) -> N
     assert "missing" in arc.fail("verify", "acme/tiny:v1").stderr
 
 
+def test_fsck_keeps_what_is_wrong_with_a_corrupt_object_apart_from_the_snapshots_needing_it(
+    arc, tmp_path: Path
+) -> None:
+    snap = arc.json("push", write_model(tmp_path / "m"), "acme/tiny:v1")["snapshot"]
+    from modelarc.storage import ObjectStore
+
+    orphan = ObjectStore.open_local(arc.home / "store").put(b"an object nothing references" * 10).id
+    needed = _largest_object(arc.home)
+    for path in (needed, arc.home / "store" / "objects" / orphan[:2] / orphan):
+        _flip_byte(path)
+    result = arc("fsck", "--read-data", "--json", ok=False)
+    report = json.loads(result.stdout)
+    assert report["corrupt"] == {needed.name: [f"acme/tiny@{snap}"], orphan: []}
+    assert set(report["corrupt_why"]) == {needed.name, orphan}
+    assert all("corrupt" in why for why in report["corrupt_why"].values())
+    text = arc("fsck", "--read-data", ok=False).stdout
+    assert f"CORRUPT  object {orphan} needed by no snapshot (object {orphan} is corrupt" in text
+    assert "needed by object" not in text
+
+
 def test_gc_removes_only_unreferenced_objects(arc, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
     kept = set(_objects(arc.home))

@@ -292,3 +292,50 @@ def test_delta_objects_are_mirrored_scrubbed_and_repaired_with_their_bases(
     (store / base[:2] / base).unlink()
     result = arc.runner.invoke(cli_main, ["repair", "--read-data", "--json"], env=arc.env)
     assert result.exit_code == 5 and set(json.loads(result.stdout)["unrepaired"]) == {delta, base}
+
+
+def test_repair_reports_an_object_it_cannot_replace_and_goes_on_with_the_others(
+    arc: Any, tmp_path: Path
+) -> None:
+    store = arc.home / "store"
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.bin").write_bytes(os.urandom(3000))
+        arc("push", tmp_path / f"{name}.bin", f"acme/{name}:v1")
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc("mirror", "sync")
+    first, second = sorted(_objects(store), key=lambda p: p.name)[:2]  # repair goes in id order
+    _flip(first)
+    second.unlink()
+    (second / "x").mkdir(parents=True)  # a non-empty folder under the object's name: no command removes it
+    arc("scrub", ok=False)
+
+    result = arc("repair", "--json", ok=False)
+    assert result.exit_code == 5
+    report = json.loads(result.stdout)
+    assert report["repaired"] == {first.name: "backup"}
+    assert set(report["unrepaired"]) == {second.name} and "folder" in report["unrepaired_why"][second.name]
+    assert f"NOT REPAIRED  {second.name}: a good copy from backup could not replace it" in arc("repair", ok=False).stdout
+    assert arc.json("audit", "--action", "repair")[-1]["details"]["repaired"] == 1  # the first run is audited
+    (second / "x").rmdir()
+    second.rmdir()
+    assert arc.json("repair")["repaired"] == {second.name: "backup"}
+    assert arc.json("fsck", "--read-data")["ok"]
+
+
+def test_mirror_sync_read_data_replaces_a_damaged_mirror_copy_that_scrub_found(arc: Any, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    (tmp_path / "w.bin").write_bytes(os.urandom(5000))
+    arc("push", tmp_path / "w.bin", "acme/m:v1")
+    arc("mirror", "add", "usb", mirror)
+    arc("mirror", "sync")
+    victim = _objects(mirror)[0]
+    _flip(victim)
+    scrubbed = arc("scrub", "--mirrors", ok=False)
+    assert scrubbed.exit_code == 5 and "run `modelarc mirror sync usb --read-data`" in scrubbed.stdout
+    assert "modelarc repair" not in scrubbed.stdout  # repair writes only the primary: it would mend nothing
+    assert arc.json("mirror", "sync")[0]["objects_copied"] == 0  # a plain sync lists, it does not re-read
+
+    synced = arc.json("mirror", "sync", "--read-data")[0]
+    assert synced["ok"] and list(synced["replaced"]) == [victim.name] and synced["objects_copied"] == 1
+    assert (mirror / synced["replaced"][victim.name]).is_file()  # the damaged copy is kept in the mirror
+    assert arc.json("scrub", "--mirrors")["ok"]
