@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+from sqlalchemy.pool import NullPool
 
 import modelarc.migrations
 from modelarc.errors import CatalogValueError, ModelarcError, UsageError
@@ -59,6 +60,19 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
 
     cfg = alembic_config(engine)
+    if engine.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction, so on the shared engine an interrupted or concurrent first
+        # open left tables without their version stamp: a catalog nothing could open ("table ... already
+        # exists"). The upgrade runs on its own engine, all of it in one BEGIN IMMEDIATE transaction: it commits
+        # whole or not at all, and a second process waits for the write lock and then finds the schema at head.
+        engine = _sqlite_engine(engine.url, transactional_ddl=True)
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
+        return
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # several servers starting at once on one catalog: one migrates, the others wait and then find the
@@ -108,18 +122,34 @@ def make_engine(url: str) -> Engine:
 
 def _engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        return engine
+        return _sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL, *, transactional_ddl: bool = False) -> Engine:
+    """An SQLite engine with the catalog's pragmas. ``transactional_ddl``: pysqlite's own transaction handling
+    off and every transaction opened with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe), so DDL is inside
+    it; for migrations only, the catalog's sessions keep pysqlite's default."""
+    pool = {"poolclass": NullPool} if transactional_ddl else {}  # the upgrade's one connection, closed after it
+    engine = create_engine(url, connect_args={"timeout": 60}, **pool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+        if transactional_ddl:
+            dbapi_conn.isolation_level = None
+
+    if transactional_ddl:
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def build_mappings() -> None:
