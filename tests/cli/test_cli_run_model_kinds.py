@@ -35,3 +35,17 @@ def test_an_architecture_that_is_not_a_model_class_of_the_config_is_refused(
     arc("push", folder, "acme/odd:v1")
     err = arc.fail("run", "acme/odd:v1", "--prompt", "x").stderr
     assert "Traceback" not in err and "acme/odd:v1: architecture" in err, err
+
+
+def test_run_without_dtype_runs_in_float32_as_its_help_says(arc, tmp_path: Path) -> None:
+    import torch
+
+    folder = tiny_gpt2(tmp_path / "m")
+    transformers.GPT2LMHeadModel.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    arc("push", folder, "acme/bf16:v1")
+    assert "Default: float32, whatever dtype the weights were archived in" in " ".join(arc("run", "--help").stdout.split())
+    ran = arc.json("run", "acme/bf16:v1", "--prompt", "the model", "--max-new-tokens", "1")
+    assert ran["dtype"] == "float32"
+    assert arc.json("run", "acme/bf16:v1", "--prompt", "the model", "--max-new-tokens", "1", "--dtype", "bfloat16")[
+        "dtype"
+    ] == "bfloat16"
