@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     "--relation",
     "relations",
     multiple=True,
-    help=f"How it derives from each --parent: {', '.join(RELATIONS)}.",
+    # the names in the option's column, which click never wraps: in the help text it broke "continued-pretrain"
+    metavar="|".join(RELATIONS),
+    help="How it derives from each --parent (one of the names shown).",
 )
 @click.option(
     "--delta-base",

@@ -205,7 +205,7 @@ def test_push_help_and_relation_error_list_every_relation(arc, tmp_path: Path) -
     """continued-pretrain was accepted but missing from `push --help` and from the --relation error."""
     from modelarc.registry.records import RELATIONS
 
-    helped = "".join(arc("push", "--help").stdout.split())  # click wraps lines at spaces and hyphens
-    assert f"Howitderivesfromeach--parent:{','.join(RELATIONS)}." in helped
+    helped = arc("push", "--help").stdout
+    assert f"--relation {'|'.join(RELATIONS)}" in helped  # in one piece: not wrapped at a hyphen
     err = arc.fail("push", write_model(tmp_path / "m"), "acme/x:v1", "--parent", "acme/base:v1").stderr
     assert f"--parent needs --relation ({', '.join(RELATIONS)})" in err and "continued-pretrain" in err
