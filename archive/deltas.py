@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelarc.archive.manifest import Part, SnapshotManifest
-from modelarc.errors import ObjectMissingError
+from modelarc.errors import ObjectMissingError, UsageError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 
@@ -56,7 +56,24 @@ def delta_bases(
                 continue
             by_name.setdefault(part.name, part)
             by_file[(f.path, part.name)] = part
+    # a typo in OLD matched nothing and the rename was silently ignored (every such tensor stored on its own)
+    unknown = sorted({old for old in (rename or {}).values() if old not in by_name})
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise UsageError(f"--delta-rename: the base {label} has no tensor {unknown[0]!r}{more} (NEW=OLD: OLD is the base's)")
     return DeltaBases(label, by_name, by_file, dict(rename or {}))
+
+
+def check_renamed_tensors(bases: DeltaBases, manifest: SnapshotManifest) -> None:
+    """Refuse a ``--delta-rename NEW=OLD`` whose NEW is no tensor of the snapshot being pushed (a typo, else
+    silently ignored): checked once the source is read, before anything is recorded."""
+    names = {part.name for f in manifest.files for part in f.tensors() if part.name is not None}
+    unknown = sorted(set(bases.rename) - names)
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise UsageError(
+            f"--delta-rename: the model being pushed has no tensor {unknown[0]!r}{more} (NEW=OLD: NEW is its own)"
+        )
 
 
 def base_closure(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import (
     DeltaBaseError,
+    IntegrityError,
     MirrorUnreachableError,
     ModelarcError,
     ObjectCorruptError,

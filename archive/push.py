@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelarc.archive.deltas import DeltaBases, base_closure, delta_bases
+from modelarc.archive.deltas import DeltaBases, base_closure, check_renamed_tensors, delta_bases
 from modelarc.archive.formats.describe import parameter_counts
 from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
@@ -126,6 +126,8 @@ def push_folder(
             replacing=damaged,
         )
         manifest = result.manifest
+        if bases is not None and bases.rename:
+            check_renamed_tensors(bases, manifest)
         snapshot_id = manifest.snapshot_id
         model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
         refuse_other_provenance = _provenance_check(provenance, parent_refs)

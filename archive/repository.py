@@ -167,8 +167,13 @@ class Archive:
         key_path = settings.keys_path / SIGNING_KEY_FILE
         created = False
         if not key_path.exists():
-            keyring.write_private_key(keyring.generate_private_key(), key_path)
-            created = True
+            try:
+                keyring.write_private_key(keyring.generate_private_key(), key_path)
+                created = True
+            except SigningKeyError:
+                if not key_path.exists():
+                    raise
+                # another `init` of this home wrote its key since the check (the write is atomic): use that one
         pem = keyring.public_key_pem(keyring.load_private_key(key_path))
         from modelarc.archive.store_identity import record_store_identity
 

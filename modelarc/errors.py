@@ -246,6 +246,18 @@ class CatalogValueError(ModelarcError):
     unit of work is undone and the caller can refuse the input that carried it."""
 
 
+class ListenError(ModelarcError):
+    """``serve`` cannot listen on its host and port (in use, not an address of this machine, a privileged port):
+    its own exit code, so a service manager can tell it from a catalog or usage error."""
+
+    exit_code = 16
+
+
+class CatalogReadOnlyError(ModelarcError):
+    """The catalog database refuses writes (an SQLite file or folder without write permission, a read-only mount,
+    a PostgreSQL read-only transaction): named once, in registry/db.py, rather than a driver's traceback."""
+
+
 class RecordError(IntegrityError):
     """A catalog record in the store (``records/``, docs/FORMAT.md "Catalog records") whose body does not hash to
     the sha256 in its name, or that is not a record this version can read; the message names it."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+from sqlalchemy.pool import NullPool
 
 import modelarc.migrations
-from modelarc.errors import CatalogValueError, ModelarcError, UsageError
+from modelarc.errors import CatalogReadOnlyError, CatalogValueError, ModelarcError, UsageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -59,6 +61,19 @@ def upgrade(engine: Engine) -> None:
     from alembic import command
 
     cfg = alembic_config(engine)
+    if engine.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction, so on the shared engine an interrupted or concurrent first
+        # open left tables without their version stamp: a catalog nothing could open ("table ... already
+        # exists"). The upgrade runs on its own engine, all of it in one BEGIN IMMEDIATE transaction: it commits
+        # whole or not at all, and a second process waits for the write lock and then finds the schema at head.
+        engine = _sqlite_engine(engine.url, transactional_ddl=True)
+        try:
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            engine.dispose()
+        return
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # several servers starting at once on one catalog: one migrates, the others wait and then find the
@@ -108,18 +123,34 @@ def make_engine(url: str) -> Engine:
 
 def _engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.close()
-
-        return engine
+        return _sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL, *, transactional_ddl: bool = False) -> Engine:
+    """An SQLite engine with the catalog's pragmas. ``transactional_ddl``: pysqlite's own transaction handling
+    off and every transaction opened with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe), so DDL is inside
+    it; for migrations only, the catalog's sessions keep pysqlite's default."""
+    pool = {"poolclass": NullPool} if transactional_ddl else {}  # the upgrade's one connection, closed after it
+    engine = create_engine(url, connect_args={"timeout": 60}, **pool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+        if transactional_ddl:
+            dbapi_conn.isolation_level = None
+
+    if transactional_ddl:
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def build_mappings() -> None:
@@ -163,14 +194,47 @@ class Catalog:
                 upgrade(self.engine)
         # OperationalError (no server, no such folder) and the rest: a file that is not an SQLite database
         except DatabaseError as exc:
-            raise ModelarcError(f"cannot open the catalog database {self.where}: {exc.orig}") from None
+            raise self._read_only(exc) or ModelarcError(
+                f"cannot open the catalog database {self.where}: {exc.orig}"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         build_mappings()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
-            yield s
+        try:
+            with self._sessions() as s, s.begin():
+                yield s
+        except DBAPIError as exc:
+            # every write to the catalog goes through here: a read-only catalog is one line naming it, for the
+            # CLI and the server alike; any other database error stays what it is (a bug or an outage)
+            refusal = self._read_only(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
+
+    def _read_only(self, exc: DBAPIError) -> CatalogReadOnlyError | None:
+        """``exc`` as "the catalog is read-only" when that is what the database said, else None."""
+        said = str(exc.orig).strip()
+        if getattr(exc.orig, "sqlstate", None) == "25006":  # PostgreSQL read_only_sql_transaction
+            return CatalogReadOnlyError(f"the catalog database {self.where} is read-only ({said})")
+        if self.engine.dialect.name != "sqlite":
+            return None
+        if "readonly database" in said:
+            return CatalogReadOnlyError(
+                f"the catalog {self.where} is read-only (SQLite: {said}); this command writes to it: give modelarc "
+                "write access to the file and its folder"
+            )
+        folder = Path(self.where).parent
+        if "unable to open database file" in said and Path(self.where).is_file() and not os.access(folder, os.W_OK):
+            # WAL mode: even a reader creates registry.db-shm beside the file, so a read-only folder (a mounted
+            # backup, write-protected media) refuses every command, ls and verify included
+            return CatalogReadOnlyError(
+                f"the catalog {self.where} cannot be opened: its folder {folder} is read-only and SQLite must "
+                "create its -wal and -shm files there, even to read; every modelarc command needs write access "
+                "to the archive home (copy it somewhere writable to read it)"
+            )
+        return None
 
     @property
     def display_url(self) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import UsageError
@@ -128,10 +129,16 @@ def trust_key(
         row = SigningKey(
             fingerprint=fingerprint, public_pem=pem, label=label, trusted=True, is_local=local, created_at=at
         )
-        s.add(row)
-        s.flush()
-        q.audit(s, actor, "key.trust", fingerprint, at=at, label=label, local=local)
-    elif not row.trusted:
+        try:
+            with s.begin_nested():
+                s.add(row)
+                s.flush()
+        except IntegrityError:
+            # another process recorded the same key since the select (two `init`s of one home at once): theirs
+            row = s.scalars(select(SigningKey).where(SigningKey.fingerprint == fingerprint)).one()
+        else:
+            q.audit(s, actor, "key.trust", fingerprint, at=at, label=label, local=local)
+    if not row.trusted:
         row.trusted = True
         q.audit(s, actor, "key.trust", fingerprint, at=at, label=label)
     return _info(row)

@@ -154,6 +154,9 @@ def parse_data_manifest(raw: bytes, where: str, *, recorded: bool = False) -> Da
     return DataManifest(doc, raw)
 
 
+_NOT_A_DATE = "is not a valid date (YYYY, YYYY-MM or YYYY-MM-DD)"  # docs/PROVENANCE.md quotes it
+
+
 def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
     # imported here, not at the top: jsonschema pulls in rfc3987-syntax, which builds lark grammars on import
     # (seconds), and this module is loaded for more than validating (attach_data, the DataManifest type)
@@ -169,6 +172,8 @@ def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
         )
         # jsonschema's const message names only the expected value ("1 was expected"): say what was given too
         message = f"{e.message}, {e.instance!r} given" if e.validator == "const" else e.message
+        if e.validator == "pattern" and list(e.absolute_path)[-2:-1] == ["time_range"]:
+            message = f"{e.instance!r} {_NOT_A_DATE}"  # not the schema's regular expression
         raise DataManifestError(f"{where}: {field}: {message}")
     for i, ds in enumerate(doc["datasets"]):
         span = ds.get("time_range", {})
@@ -179,7 +184,7 @@ def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
                     parse_cutoff(value)
                 except UsageError:
                     raise DataManifestError(
-                        f"{where}: datasets[{i}].time_range.{end}: {value!r} is not a valid date"
+                        f"{where}: datasets[{i}].time_range.{end}: {value!r} {_NOT_A_DATE}"
                     ) from None
         backwards = "start" in span and "end" in span and _last_day(span["end"]) < parse_cutoff(span["start"])[0]
         if backwards and not recorded:

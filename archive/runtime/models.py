@@ -70,11 +70,23 @@ def load_model(
             f"{ref}: transformers cannot build a config for model_type {model_type!r} ({exc})"
         ) from None
     arch_names = config_doc.get("architectures") or []
-    cls = getattr(transformers, arch_names[0], None) if arch_names else None
-    if cls is None:
-        raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers class")
+    cls = getattr(transformers, arch_names[0], None) if arch_names and isinstance(arch_names[0], str) else None
+    # only a model class is built: config.json names any attribute of transformers (a function such as
+    # `pipeline`, `Trainer`), and what it names is called with the archived config
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers model class")
+    wanted = getattr(cls, "config_class", None)
+    if isinstance(wanted, type) and not isinstance(config, wanted):
+        raise UsageError(
+            f"{ref}: architecture {cls.__name__} takes a {wanted.__name__}, but config.json's model_type "
+            f"{model_type!r} gives a {type(config).__name__}"
+        )
     target_device = resolve_device(device)
-    model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
+    try:
+        model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        # a config.json transformers accepted but its class cannot be built from (a field missing or mistyped)
+        raise UsageError(f"{ref}: transformers cannot build {cls.__name__} from config.json ({exc})") from None
     missing = _load_weights(model, archive, handle, target_device, cache)
     # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
     # tied to the one it has, and leaves `missing`; two present but different copies are left untied.

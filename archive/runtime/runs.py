@@ -121,6 +121,11 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     started = time.perf_counter()
     # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
     model = load_model(archive, ref, device=device, dtype=dtype)
+    if not model.can_generate():  # an encoder (BertModel) or a classifier has no generate(): nothing to continue
+        raise UsageError(
+            f"{ref} is a {type(model).__name__}, not a text-generation model: `run` continues a prompt; "
+            "load_model() gives the model itself"
+        )
     tokenizer = load_tokenizer(archive, ref)
     load_seconds = time.perf_counter() - started
     inputs = tokenizer(prompt, return_tensors="pt")

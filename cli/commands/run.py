@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 )
 @click.option("--max-new-tokens", type=click.IntRange(1, None), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Default: as archived.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    # load_model's default, as from_pretrained's: torch's default dtype, not the dtype of the archived weights
+    help="Default: float32, whatever dtype the weights were archived in (bfloat16 halves a BF16 model's memory; "
+    "GGUF snapshots: what transformers' GGUF loader picks).",
+)
 # torch.manual_seed takes any unsigned 64-bit seed; a larger one would be a RuntimeError after the model loaded
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option(

@@ -7,6 +7,7 @@ import copy
 import logging
 import os
 import re
+import socket
 import sys
 from typing import Any
 
@@ -182,6 +183,9 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
 
     archive = Archive.open(ctx.obj["home"])
     startup_done()  # a long-lived process: the collector's usual thresholds from here on
+    # the socket is bound here, before the banner: a port in use is one `error:` line (ListenError, exit 16), not
+    # "serving ..." followed by uvicorn's own ERROR line and its exit code 3 (which is modelarc's "not found")
+    sock = _listen(host, port)
     base = f"http://{host}:{port}"
     click.echo(
         f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; "
@@ -196,6 +200,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
         uvicorn.run(
             "modelarc.api.asgi:create_app_from_env",
             factory=True,
+            fd=sock.fileno(),  # the listening socket bound above, shared by the workers
             host=host,
             port=port,
             workers=workers,
@@ -221,11 +226,31 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
         )
     )
     try:
-        server.run()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:  # the Ctrl-C (or SIGTERM) that stopped it, raised again once the server is down
         pass
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` as uvicorn binds one (SO_REUSEADDR, IPv6 for an address with ':'), or
+    ``ListenError`` naming the address and what the system said."""
+    from modelarc.errors import ListenError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except (OSError, OverflowError) as exc:  # socket.gaierror too: a host name that does not resolve
+        sock.close()
+        said = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        shown = f"[{host}]" if ":" in host else host
+        raise ListenError(f"cannot listen on {shown}:{port}: {said[:1].lower() + said[1:]}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def register(group: click.Group) -> None:

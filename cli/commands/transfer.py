@@ -12,6 +12,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
 from modelarc.cli.output import byte_progress, byte_progress_steps, echo_line, echo_warning, emit_json
+from modelarc.registry.records import RELATIONS  # the catalog's own list: help and errors cannot drift
 from modelarc.registry.refs import parse_ref
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
     "--relation",
     "relations",
     multiple=True,
-    help="How it derives from each --parent: finetune, quantized, merge, adapter, distilled.",
+    # the names in the option's column, which click never wraps: in the help text it broke "continued-pretrain"
+    metavar="|".join(RELATIONS),
+    help="How it derives from each --parent (one of the names shown).",
 )
 @click.option(
     "--delta-base",
@@ -121,7 +124,7 @@ def push(
     if relations and not parents:
         raise click.UsageError("--relation needs --parent REF")
     if parents and not relations:
-        raise click.UsageError("--parent needs --relation (finetune, quantized, merge, adapter, distilled)")
+        raise click.UsageError(f"--parent needs --relation ({', '.join(RELATIONS)})")
     from modelarc.archive.repository import parse_cutoff
     from modelarc.registry.records import Provenance
 

@@ -82,7 +82,12 @@ def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_pat
     [
         (
             "version: 1\ndatasets:\n  - name: x\n    role: pretrain\n    time_range: {start: '2023-13'}\n",
-            "datasets[0].time_range.start",
+            # the words docs/PROVENANCE.md quotes, not the schema's regular expression
+            "datasets[0].time_range.start: '2023-13' is not a valid date (YYYY, YYYY-MM or YYYY-MM-DD)",
+        ),
+        (
+            "version: 1\ndatasets:\n  - name: x\n    role: pretrain\n    time_range: {end: '2023-02-30'}\n",
+            "datasets[0].time_range.end: '2023-02-30' is not a valid date (YYYY, YYYY-MM or YYYY-MM-DD)",
         ),
         ("version: 1\ndatasets:\n  - name: x\n    role: homework\n", "datasets[0].role"),
         ("version: 1\ndatasets:\n  - role: pretrain\n", "'name' is a required property"),

@@ -250,3 +250,15 @@ def test_a_delta_whose_header_names_a_base_that_does_not_exist_is_corrupt_and_re
     repaired = arc.json("repair")
     assert repaired["ok"] and repaired["repaired"] == {delta: "usb"} and delta in repaired["quarantined"]
     assert arc.json("fsck", "--read-data")["ok"]
+
+
+def test_a_delta_rename_naming_no_tensor_is_refused(arc: Any, tmp_path: Path) -> None:
+    """A typo on either side of NEW=OLD used to be ignored: the tensor was stored on its own, with no word."""
+    base, ft1, _ft2 = family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    good = "model.layers.0.mlp.down_proj.weight"
+    no_old = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", "--delta-rename", f"{good}={good}x").stderr
+    assert "the base acme/base@" in no_old and f"has no tensor '{good}x'" in no_old, no_old
+    no_new = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", "--delta-rename", f"{good}x={good}").stderr
+    assert f"the model being pushed has no tensor '{good}x'" in no_new, no_new
+    assert "acme/x" not in arc("ls").stdout  # nothing recorded

@@ -199,3 +199,13 @@ def test_repush_takes_unchanged_files_from_the_push_index_and_says_so(arc, tmp_p
     forced = arc.json("push", src, "acme/tiny:v1", "--rehash")
     assert forced["unchanged_files"] == 0 and forced["snapshot"] == first["snapshot"]
     assert arc.json("push", src, "acme/tiny:v1")["unchanged_files"] == files
+
+
+def test_push_help_and_relation_error_list_every_relation(arc, tmp_path: Path) -> None:
+    """continued-pretrain was accepted but missing from `push --help` and from the --relation error."""
+    from modelarc.registry.records import RELATIONS
+
+    helped = arc("push", "--help").stdout
+    assert f"--relation {'|'.join(RELATIONS)}" in helped  # in one piece: not wrapped at a hyphen
+    err = arc.fail("push", write_model(tmp_path / "m"), "acme/x:v1", "--parent", "acme/base:v1").stderr
+    assert f"--parent needs --relation ({', '.join(RELATIONS)})" in err and "continued-pretrain" in err

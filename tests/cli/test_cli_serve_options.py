@@ -55,3 +55,18 @@ def test_an_empty_host_is_refused_rather_than_binding_every_interface(home: Arch
         "Error: Invalid value for '--host': give a host name or address (0.0.0.0 for every interface), "
         "not an empty one"
     )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_error_line_with_its_own_exit_code(home: ArchiveCli, workers: str) -> None:
+    """Not "serving ..." then uvicorn's own ERROR line and its exit 3 (modelarc's "not found"): the socket is
+    bound before the banner, and a failure is ``ListenError``, exit 16."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = serve(home, "--host", "127.0.0.1", "--port", port, "--workers", workers)
+    assert done.returncode == 16, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"]

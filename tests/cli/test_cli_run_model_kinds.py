@@ -1,0 +1,51 @@
+"""`run` and `load_model` build only transformers model classes, and `run` only generative ones: anything else is
+one `error:` line (archive/runtime/models.py, archive/runtime/runs.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import transformers
+from modelfactory import tiny_gpt2, tiny_llama
+
+
+def test_run_on_an_encoder_says_it_is_not_a_text_generation_model(arc, tmp_path: Path) -> None:
+    folder = tiny_gpt2(tmp_path / "bert")  # the tokenizer; the weights are a BertModel's
+    for stale in folder.glob("model*.safetensors"):
+        stale.unlink()
+    bert = transformers.BertConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=5
+    )
+    transformers.BertModel(bert).save_pretrained(folder)
+    arc("push", folder, "acme/bert:v1")
+    err = arc.fail("run", "acme/bert:v1", "--prompt", "the model").stderr
+    assert "acme/bert:v1 is a BertModel, not a text-generation model" in err, err
+
+
+@pytest.mark.parametrize("architecture", ["pipeline", "Trainer", "GPT2LMHeadModel", "LlamaConfig"])
+def test_an_architecture_that_is_not_a_model_class_of_the_config_is_refused(
+    arc, tmp_path: Path, architecture: str
+) -> None:
+    folder = tiny_llama(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = [architecture]
+    (folder / "config.json").write_text(json.dumps(config))
+    arc("push", folder, "acme/odd:v1")
+    err = arc.fail("run", "acme/odd:v1", "--prompt", "x").stderr
+    assert "Traceback" not in err and "acme/odd:v1: architecture" in err, err
+
+
+def test_run_without_dtype_runs_in_float32_as_its_help_says(arc, tmp_path: Path) -> None:
+    import torch
+
+    folder = tiny_gpt2(tmp_path / "m")
+    transformers.GPT2LMHeadModel.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    arc("push", folder, "acme/bf16:v1")
+    assert "Default: float32, whatever dtype the weights were archived in" in " ".join(arc("run", "--help").stdout.split())
+    ran = arc.json("run", "acme/bf16:v1", "--prompt", "the model", "--max-new-tokens", "1")
+    assert ran["dtype"] == "float32"
+    assert arc.json("run", "acme/bf16:v1", "--prompt", "the model", "--max-new-tokens", "1", "--dtype", "bfloat16")[
+        "dtype"
+    ] == "bfloat16"
