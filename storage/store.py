@@ -15,6 +15,7 @@ from modelarc.errors import (
     DeltaBaseError,
     DeltaChainError,
     IntegrityError,
+    ModelarcError,
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
@@ -167,7 +168,7 @@ class ObjectStore:
         oid = object_id if object_id is not None else ObjectId.of(data)
         if replacing is not None and oid in replacing:
             with replacing.claim(oid) as first:
-                if first:
+                if first and not self._intact(oid):
                     self.quarantine(oid, replacing.stamp)
                     return self._write(oid, data, dtype_hint, replaced=True)
         if self.backend.has(object_key(oid)):
@@ -327,7 +328,7 @@ class ObjectStore:
         def store() -> None:
             if replacing is not None and oid in replacing:
                 with replacing.claim(oid) as first:
-                    if first:  # the damaged copy aside first, then the verified one in its place
+                    if first and not self._intact(oid):  # the damaged copy aside, then the verified one in its place
                         self.quarantine(oid, replacing.stamp)
                         self.backend.put(key, blob)
                         return
@@ -522,6 +523,16 @@ class ObjectStore:
     def temp_count(self) -> int:
         return self.backend.temp_count()
 
+    def _intact(self, oid: ObjectId) -> bool:
+        """Whether the copy under ``oid``'s key reads back as ``oid`` now: a copy the catalog still calls damaged may
+        have been replaced since (by an upload whose commit has not recorded it yet, or another push), and a good
+        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object)."""
+        try:
+            self.get(oid)
+        except (ModelarcError, OSError):
+            return False
+        return True
+
     def quarantine(self, oid: ObjectId, stamp: str) -> str | None:
         """Move the stored copy of ``oid`` out of the way, to ``quarantine/<id>.<stamp>``, before a good copy
         replaces it: a damaged object is kept for a look, never overwritten in place. The key it went to, or None
@@ -535,6 +546,10 @@ class ObjectStore:
             # nothing there can be read to keep (a FIFO, a link, a file longer than any object): what it was is
             blob = f"not kept: {exc}\n".encode()
         aside = f"{QUARANTINE_PREFIX}/{oid}.{stamp}"
+        n = 1
+        while self.backend.has(aside):  # a copy set aside earlier in the same second is kept too
+            n += 1
+            aside = f"{QUARANTINE_PREFIX}/{oid}.{stamp}.{n}"
         self.backend.put(aside, blob)
         self.backend.sync()
         self.backend.delete(key)

@@ -65,13 +65,25 @@ def receive_object(
     if (archive.store.has(oid) if stored is None else stored) and damaged_among(archive, [oid]):
         replacing = Replacing([oid], quarantine_stamp())
     writes: list[Callable[[], None]] = []
-    # decoded and verified, not yet written
-    raw = archive.store.put_stored(oid, blob, write=writes.append, out=out, replacing=replacing)
+    if replacing is None:
+        # decoded and verified, not yet written
+        raw = archive.store.put_stored(oid, blob, write=writes.append, out=out)
+    else:
+        # the good bytes written on their own, never as the pusher's blob: sent as a delta, the healed object would
+        # come to depend on a base that only the pushed snapshot keeps, and the snapshots that held it before (whose
+        # rows name no such base) would break when that one is withdrawn and gc runs
+        decoded = archive.store.put_stored(oid, blob, write=lambda _store: None)  # decoded and verified only
+        raw = bytes(decoded)
+        writes.append(lambda: _put_healed(archive, oid, raw, replacing))
     with archive.lock(exclusive=False, purpose="upload"):
         lease_objects(archive, [oid], holder, uploaded=True)
         for store in writes:
             store()
     return raw
+
+
+def _put_healed(archive: Archive, oid: ObjectId, raw: bytes, replacing: Replacing) -> None:
+    archive.store.put(raw, object_id=oid, replacing=replacing)
 
 
 def decode_unconfirmed(
