@@ -169,7 +169,10 @@ def commit_offer(
                 from modelarc.archive.access import receive_policy
 
                 receive_policy(archive, s, snap, offer.access, actor=actor, deferred=records)
-            for write in records:
+            # the snapshot's own record last: a record write that fails (a full disk) after some were written
+            # leaves only records of its data and policy, naming a snapshot no record creates, which a rebuild
+            # refuses; written first, the snapshot's record would bring it back without its embargo
+            for write in reversed(records):
                 write()
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",

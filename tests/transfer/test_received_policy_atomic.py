@@ -138,3 +138,29 @@ def test_a_policy_that_fails_to_record_leaves_the_snapshot_unrecorded_and_a_retr
         r.kind for r in read_records(server.archive.store.backend) if r.body.get("model") == SECRET
     )
     assert kinds == ["access", "snapshot"]
+
+
+def test_a_policy_record_that_fails_to_write_leaves_no_snapshot_record_a_rebuild_would_replay(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows roll back when a record write fails (a full disk), but records already written stay in the store:
+    the snapshot's own record is written last, so what is left names a snapshot no record creates, and a rebuild
+    cannot bring the snapshot back without its embargo."""
+    import modelarc.archive.access as access_module
+
+    real = access_module.write_record
+
+    def failing(backend: Any, s: Any, kind: str, **fields: Any) -> str:
+        if kind == "access":
+            raise OSError(28, "No space left on device")
+        return real(backend, s, kind, **fields)
+
+    offer = _served_offer(server, tmp_path)
+    offer["access"] = {"level": "restricted", "until": None, "reason": "embargoed"}
+    monkeypatch.setattr(access_module, "write_record", failing)
+    answer = _post(server, "/v1/transfer/commit", offer)
+    monkeypatch.undo()
+    assert answer.status_code >= 500, answer.text
+    with pytest.raises(NotFoundError):
+        server.archive.resolve(f"{SECRET}:v1")
+    assert [r for r in read_records(server.archive.store.backend) if r.body.get("model") == SECRET] == []
