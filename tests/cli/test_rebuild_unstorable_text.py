@@ -38,8 +38,8 @@ def test_a_record_whose_text_the_catalog_cannot_hold_is_refused_alone(
     [snapshot] = _records(arc, "snapshot")
     planted = _plant_raw(
         arc,
-        '{"actor":"evil%s","at":"%s","format":"modelarc.record","kind":"tag","model":"acme/m","previous":null,'
-        '"snapshot":"%s","tag":"v2","version":1}' % (escape, snapshot["at"], snapshot["snapshot"]),
+        '{"actor":"evil' + escape + '","at":"' + snapshot["at"] + '","format":"modelarc.record","kind":"tag",'
+        '"model":"acme/m","previous":null,"snapshot":"' + snapshot["snapshot"] + '","tag":"v2","version":1}',
         snapshot["name"],
     )
     report = _rebuild(arc, database_url)
