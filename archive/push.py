@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,14 @@ from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
 from modelarc.archive.snapshot_figures import pushed_architecture
-from modelarc.errors import IntegrityError, ModelarcError, SourceError, SourceLimitError, UsageError
+from modelarc.errors import (
+    IntegrityError,
+    ModelarcError,
+    ObjectMissingError,
+    SourceError,
+    SourceLimitError,
+    UsageError,
+)
 from modelarc.registry import queries as q
 from modelarc.registry.recording import NewSignature, SnapshotRecording
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
@@ -37,6 +45,7 @@ from modelarc.storage import ObjectId, ObjectStore, Replacing
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
     from modelarc.archive.repository import Archive
+    from modelarc.archive.store_lock import StoreLockHandle
 
 Progress = Callable[[int], None]
 
@@ -150,19 +159,20 @@ def push_folder(
         bundle_put = archive.store.put(bundle, replacing=damaged)
         archive.store.sync()  # every object is durable before the catalog mentions it
         replaced = [*result.replaced, *(p.id for p in (manifest_put, bundle_put) if p.replaced)]
-        healed = read_back(archive, replaced) if replaced else {}
         fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
-        # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
-        needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
-        record = _snapshot_record(
-            archive, result, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
-        )
-        objects = [
-            ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
-            for o in result.objects
-        ] + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)]
-        for info in (archive.store.stat(ObjectId(b)) for b in sorted(needed_bases)):
-            objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
+        with _reading_what_it_wrote(archive, held):
+            healed = read_back(archive, replaced) if replaced else {}
+            # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
+            needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
+            record = _snapshot_record(
+                archive, result, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
+            )
+            objects = [
+                ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
+                for o in result.objects
+            ] + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)]
+            for info in (archive.store.stat(ObjectId(b)) for b in sorted(needed_bases)):
+                objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             if refuse_other_provenance is not None:
@@ -203,6 +213,19 @@ def push_folder(
         unchanged_files=result.reused,
         healed=tuple(sorted(healed)),
     )
+
+
+@contextmanager
+def _reading_what_it_wrote(archive: Archive, held: StoreLockHandle) -> Iterator[None]:
+    """Reads of objects this push has just written (heals, delta bases, the archived config.json): one gone means a
+    gc ran under a push that lost its lock (paused past its expiry), which is what to say (``LockLostError``:
+    nothing is recorded, run it again) rather than that an object is missing."""
+    try:
+        yield
+    except ObjectMissingError:
+        with archive.catalog.session() as s:
+            held.confirm(s)
+        raise
 
 
 def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) -> Callable[..., None] | None:
