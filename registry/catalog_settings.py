@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from modelarc.errors import CatalogReadOnlyError
 from modelarc.registry.models import CatalogSetting
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def claim_setting(catalog: Catalog, key: str, value: str, settle: Callable[[], s
             s.add(row)
             s.flush()
             row.value = settle()
-    except DBAPIError:  # read-only, no grant, or another process's row got there first
+    # read-only (Catalog.session names it CatalogReadOnlyError), no grant, or another process's row got there first
+    except (DBAPIError, CatalogReadOnlyError):
         return False
     return True

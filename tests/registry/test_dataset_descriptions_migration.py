@@ -17,7 +17,14 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from modelarc.registry.datasets import attach_datasets
-from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
+from modelarc.registry.db import (
+    Catalog,
+    _sqlite_engine,
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+)
 from modelarc.registry.models import Dataset
 from modelarc.registry.records import NewDataset, ObjectRecord
 
@@ -43,10 +50,17 @@ OLD_ROWS: list[dict[str, Any]] = [
 
 
 def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    """As registry/db.py's ``upgrade`` migrates: on SQLite in one transaction that holds the DDL too (pysqlite's
+    default runs it outside, so a downgrade refused after another had copied a table left that copy behind)."""
     cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, revision)
+    migrating = _sqlite_engine(engine.url, transactional_ddl=True) if engine.dialect.name == "sqlite" else engine
+    try:
+        with migrating.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
 
 
 def _insert_old_catalog(engine: Engine) -> None:
