@@ -100,8 +100,8 @@ FEW_IDS = 500  # ids looked up in one statement (bind limits); for more, one que
 
 def found_bad_among(s: Session, object_ids: Iterable[str]) -> set[str]:
     """Those of ``object_ids`` whose last check found them corrupt or missing, in one query: by id for at most
-    ``FEW_IDS`` of them, else every object found bad (usually none: ``last_check`` is not indexed, but a query per
-    500 ids of a 100,000-object snapshot would cost more than one pass over the table)."""
+    ``FEW_IDS`` of them, else every object found bad (usually none, read through the ``last_check`` index: a query
+    per 500 ids of a 100,000-object snapshot would cost more)."""
     ids = set(object_ids)
     if len(ids) > FEW_IDS:
         return set(objects_found_bad(s)) & ids

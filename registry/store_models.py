@@ -36,7 +36,8 @@ class StoredObject(Base):
     standalone_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # scrub (archive/scrub.py): when the object was last re-read and re-hashed, and what that found
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True, default=None)
-    last_check: Mapped[str | None] = mapped_column(String(10), default=None)  # ok | corrupt | missing
+    # indexed (0019): a push asks which of its objects were found bad, repair asks for all of them
+    last_check: Mapped[str | None] = mapped_column(String(10), index=True, default=None)  # ok | corrupt | missing
 
 
 class SnapshotObject(Base):

@@ -166,14 +166,27 @@ class ObjectStore:
         given, the caller has hashed them (a put never reads back what it replaces).
         """
         oid = object_id if object_id is not None else ObjectId.of(data)
-        if replacing is not None and oid in replacing:
-            with replacing.claim(oid) as first:
-                if first and not self._intact(oid):
-                    self.quarantine(oid, replacing.stamp)
-                    return self._write(oid, data, dtype_hint, replaced=True)
-        if self.backend.has(object_key(oid)):
-            return self._existing(oid)
-        return self._write(oid, data, dtype_hint)
+        with self._replacing_damaged(oid, replacing) as replace:
+            if replace:
+                return self._write(oid, data, dtype_hint, replaced=True)
+            if self.backend.has(object_key(oid)):
+                return self._existing(oid)
+            return self._write(oid, data, dtype_hint)
+
+    @contextlib.contextmanager
+    def _replacing_damaged(self, oid: ObjectId, replacing: Replacing | None) -> Iterator[bool]:
+        """True when this put must write ``oid`` in place of a damaged copy, which has just been set aside: the first
+        put of an id ``replacing`` names whose copy does not read back intact. The claim is held until the caller has
+        written, so a second put of the same id waits and then finds the good copy (False: it deduplicates)."""
+        if replacing is None or oid not in replacing:
+            yield False
+            return
+        with replacing.claim(oid) as first:
+            if first and not self._intact(oid):
+                self.quarantine(oid, replacing.stamp)
+                yield True
+            else:
+                yield False
 
     def _write(
         self,
@@ -326,14 +339,9 @@ class ObjectStore:
         key = object_key(oid)
 
         def store() -> None:
-            if replacing is not None and oid in replacing:
-                with replacing.claim(oid) as first:
-                    if first and not self._intact(oid):  # the damaged copy aside, then the verified one in its place
-                        self.quarantine(oid, replacing.stamp)
-                        self.backend.put(key, blob)
-                        return
-            if not self.backend.has(key):
-                self.backend.put(key, blob)
+            with self._replacing_damaged(oid, replacing) as replace:
+                if replace or not self.backend.has(key):
+                    self.backend.put(key, blob)
 
         if write is None:
             store()

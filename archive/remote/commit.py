@@ -90,21 +90,20 @@ def commit_offer(
         manifest_id = ObjectId(offer.snapshot.hex)
         if pusher is not None:
             refuse_unproven_manifest(archive, offer, pusher, holder)
-        manifest = archive.manifest_by_id(offer.snapshot) if archive.store.has(manifest_id) else None
-        # every missing object at once (only what the offer names until the manifest is here): one resend completes
-        needed = (
-            objects_of(offer, manifest)
-            if manifest
-            else [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
-        )
-        if missing := [oid for oid in needed if not archive.store.has(oid)]:
+        # what the offer names first: the manifest (up to 128 MiB of JSON) is parsed only once a bundle by a key
+        # this archive trusts signs it (check_offer), so an unsigned one costs a sender's upload, not our memory
+        named = [manifest_id, *map(ObjectId, offer.signatures + offer.data)]
+        if missing := [oid for oid in named if not archive.store.has(oid)]:
             raise MissingObjectsError(offer.snapshot, missing)
         if pusher is not None:  # before they are read as a signature bundle or a data manifest (check_offer)
             _refuse_unreadable(archive, offer, offered_documents(offer), pusher, holder)
-        checked = check_offer(archive, offer, manifest)
+        checked = check_offer(archive, offer)
         # what the snapshot is recorded with: its manifest, objects and the bundles that sign it (no others)
         manifest, fingerprint, offer = checked.manifest, checked.fingerprint, checked.offer
         needed = objects_of(offer, manifest)
+        # every missing chunk at once: one resend completes
+        if missing := [oid for oid in needed if not archive.store.has(oid)]:
+            raise MissingObjectsError(offer.snapshot, missing)
         # a received push heals what this catalog knows damaged, or is refused until it does (archive/heal.py)
         healed = _healed_objects(archive, offer, needed) if pusher is not None else {}
         data = data_manifests(archive, offer)

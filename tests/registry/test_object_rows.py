@@ -50,3 +50,31 @@ def test_two_recordings_of_one_new_object_at_once_both_commit(catalog: Catalog) 
     assert not other.is_alive() and failures == []
     with catalog.session() as s:
         assert s.scalar(select(func.count()).select_from(StoredObject)) == 2
+
+
+def test_objects_found_bad_are_read_through_the_check_index(sqlite_url: str) -> None:
+    """A push asks which of its objects scrub found bad: on a store of a million objects, a scan of the table per
+    push would cost seconds. The plan must name the index (revision 0019), and the answer must hold the bad ones."""
+    from sqlalchemy import text
+
+    from modelarc.registry.integrity import found_bad_among, objects_found_bad, record_checks
+
+    catalog = Catalog(sqlite_url)
+    try:
+        ids = [f"{i:064x}" for i in range(2000)]
+        with catalog.session() as s:
+            record_objects(s, [ObjectRecord(oid, 10, 12, "zstd") for oid in ids])
+            record_checks(s, {ids[7]: "corrupt", ids[1500]: "missing", ids[9]: "ok"})
+        with catalog.session() as s:
+            assert objects_found_bad(s) == {ids[7]: "corrupt", ids[1500]: "missing"}
+            assert found_bad_among(s, ids) == {ids[7], ids[1500]}
+        with catalog.engine.connect() as conn:
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    text("EXPLAIN QUERY PLAN SELECT id FROM objects WHERE last_check IN ('corrupt', 'missing')")
+                )
+            )
+        assert "ix_objects_last_check" in plan, plan
+    finally:
+        catalog.dispose()

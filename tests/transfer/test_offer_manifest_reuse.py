@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from modelfactory import tiny_tensors, write_model
 from test_offer_documents_reuse import _gated_weight_object, _offer_naming
 from transferkit import Server
 
@@ -43,3 +44,23 @@ def test_an_honest_push_of_a_snapshot_the_server_holds_still_commits(server: Ser
     assert pusher.http.post("/v1/transfer/commit", json=doc).status_code in (200, 201)
     again = pusher.http.post("/v1/transfer/check", json=doc)
     assert again.status_code == 200, again.text
+
+
+def test_a_pushed_manifest_is_parsed_only_once_a_trusted_key_signs_it(server: Server, tmp_path: Path) -> None:
+    """A push token whose key the server does not trust uploads a manifest of its own making (up to 128 MiB of
+    JSON, ~1.4 GB to parse) and commits: the commit is refused on its signature before the manifest is read. The
+    planted document is no manifest at all, so a parse of it would answer 422 quoting its format."""
+    from hostilekit import HostilePusher
+    from transferkit import make_home
+
+    from modelarc.archive.repository import Archive
+
+    alice = make_home(tmp_path, "alice")  # never trusted by the server
+    alice("push", write_model(tmp_path / "own", tiny_tensors(seed=8)), "alice/own:v1")
+    pusher = HostilePusher(Archive.open(alice.path), server.url, server.push_token)
+    doc = pusher.offer("alice/own:v1", {"format": "UNSIGNED-NEVER-PARSED", "version": 1, "files": []})
+    answer = pusher.commit(doc)
+    assert answer.status_code in (401, 403, 422), answer.text
+    assert "UNSIGNED-NEVER-PARSED" not in answer.text and "format" not in answer.text.lower(), answer.text
+    assert "signature" in answer.text.lower() or "trust" in answer.text.lower(), answer.text
+    assert "alice/own" not in pusher.http.get("/v1/models").text
