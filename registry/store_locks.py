@@ -7,7 +7,7 @@ protocol, specified in docs/FORMAT.md ("Store locks"):
 
 - **Acquire** in one serialised transaction (PostgreSQL: a transaction-scoped advisory lock; SQLite: the database
   write lock, taken by the first statement, a delete): drop expired rows and rows whose process is known dead
-  (same machine, pid gone), then insert this holder's row unless a conflicting row remains (exclusive conflicts
+  (same machine by boot id and PID namespace, ``same_machine``; pid gone), then insert this holder's row unless a conflicting row remains (exclusive conflicts
   with anything, shared with exclusive).
 - **Heartbeat**: the holder moves its ``expires_at`` forward every ``ttl / 4``; a crashed holder on another machine
   stops doing so and its row expires after ``ttl``, so gc is never blocked for longer than that.
@@ -68,14 +68,69 @@ class HeldLock:
         return f"{self.purpose} by {self.actor} on {host} (pid {self.pid}) since {self.since:%Y-%m-%d %H:%M:%S} UTC"
 
 
+# Where this machine's identity is read (Linux; elsewhere none is found, and pids are never trusted, see below).
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+PID_NAMESPACE_LINK = "/proc/self/ns/pid"
+# the `machine` column's format, "HOST/m2:MACHINE-ID:BOOT-ID:PID-NAMESPACE": a row in any other (before it,
+# "HOST/pid:[INODE]") was written by a version that could not tell cloned hosts apart, and is never reaped by pid
+MACHINE_FORMAT = "m2"
+UNKNOWN = "-"
+
+
 @cache
 def machine_id() -> str:
-    """Host name plus PID namespace: two containers may share a host name but never a PID namespace and a name."""
+    """Where this process's pid means something: see ``machine_label``."""
+    return machine_label(socket.gethostname())
+
+
+def machine_label(
+    hostname: str,
+    *,
+    machine_id_files: tuple[str, ...] = MACHINE_ID_FILES,
+    boot_id_file: str = BOOT_ID_FILE,
+    pid_namespace_link: str = PID_NAMESPACE_LINK,
+) -> str:
+    """``HOST/m2:MACHINE-ID:BOOT-ID:PID-NAMESPACE``, each part ``-`` when it cannot be read.
+
+    Why each part: the host name is for people (``HeldLock.describe``) and proves nothing, since VMs cloned from
+    one image share it; the PID namespace alone neither, since the initial one is the same inode
+    (``pid:[4026531836]``) on every Linux host. The boot id is random per kernel boot, so it tells any two hosts
+    apart, cloned VMs included (which often share /etc/machine-id too), while containers on one host share it and
+    are told apart by their PID namespaces. The machine id names the host across reboots, for whoever reads the
+    row. A row from before a reboot of this host has another boot id: its pid is not trusted, it expires.
+    """
+    machine = next((v for v in map(_hex_id, machine_id_files) if v), UNKNOWN)
+    boot = _hex_id(boot_id_file) or UNKNOWN
     try:
-        pidns = os.readlink("/proc/self/ns/pid")
+        link = os.readlink(pid_namespace_link)  # "pid:[4026531836]"
     except OSError:
-        pidns = "-"
-    return f"{socket.gethostname()}/{pidns}"[:200]
+        link = ""
+    inode = link.removeprefix("pid:[").removesuffix("]")
+    pidns = inode if inode.isdigit() else UNKNOWN
+    return f"{hostname[:64]}/{MACHINE_FORMAT}:{machine}:{boot}:{pidns}"
+
+
+def _hex_id(path: str) -> str | None:
+    """The 128-bit id in ``path`` as 32 lowercase hex digits (a boot id's dashes dropped); None when the file is
+    missing, empty (an image's machine-id is emptied to be made at first boot) or holds anything else."""
+    try:
+        with open(path, encoding="ascii") as f:
+            text = f.read(100).strip().replace("-", "").lower()
+    except (OSError, ValueError):
+        return None
+    return text if len(text) == 32 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def same_machine(row_machine: str, mine: str) -> bool:
+    """True when a row's ``pid`` names a process this one can see, so a pid that is not running means its holder
+    died: the same label, in this format, with the boot id and PID namespace known. Anything less (a row of the
+    old format, a label with an unread part, another boot) is another machine, whose row only expires."""
+    if row_machine != mine:
+        return False
+    _host, _sep, ident = mine.partition("/")
+    parts = ident.split(":")
+    return len(parts) == 4 and parts[0] == MACHINE_FORMAT and UNKNOWN not in parts[2:]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,7 +161,7 @@ def try_acquire(s: Session, holder: Holder, ttl: dt.timedelta) -> list[HeldLock]
     rows = list(s.scalars(select(StoreLock)))
     live = []
     for row in rows:
-        if row.machine == holder.machine and not _pid_alive(row.pid):
+        if same_machine(row.machine, holder.machine) and not _pid_alive(row.pid):
             s.delete(row)  # its process died without releasing (kill -9, power cut): it holds nothing
             continue
         live.append(row)

@@ -84,7 +84,7 @@ class StoreLock(Base):
     actor: Mapped[str] = mapped_column(String(200))
     machine: Mapped[str] = mapped_column(
         String(200)
-    )  # host name / PID namespace: where `pid` means something
+    )  # host name / machine id, boot id, PID namespace: where `pid` means something (store_locks.machine_label)
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)

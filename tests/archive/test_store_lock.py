@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +85,30 @@ def test_a_dead_process_on_this_machine_blocks_nothing(archive: Archive) -> None
         s.execute(update(StoreLock).values(pid=2**22 + 17))
     archive.gc()
     assert _rows(archive) == 0
+
+
+def _dead_pid_row(archive: Archive, machine: str) -> None:
+    _foreign_row(archive, exclusive=False, expires_in=300, machine=machine)
+    with archive.catalog.session() as s:  # a pid not running here, as the other host's live push has
+        s.execute(update(StoreLock).values(pid=2**22 + 17))
+
+
+def test_a_row_of_the_old_machine_format_from_a_host_of_the_same_name_keeps_gc_out(archive: Archive) -> None:
+    """Before the boot id, ``machine`` was host name + PID namespace, which is the same on two VMs cloned from one
+    image (the initial namespace is one inode on every host): such a row may be another host's live push."""
+    _dead_pid_row(archive, f"{socket.gethostname()}/{os.readlink('/proc/self/ns/pid')}")
+    with pytest.raises(LockedError, match="busy: push by bob"):
+        archive.gc()
+    assert _rows(archive) == 1
+
+
+def test_a_clone_of_this_host_with_another_boot_id_keeps_gc_out(archive: Archive) -> None:
+    """Same host name, machine id and PID namespace (a VM cloned without a new machine id), another kernel boot."""
+    host, _, ident = store_locks.machine_id().partition("/")
+    fmt, machine, _boot, pidns = ident.split(":")
+    _dead_pid_row(archive, f"{host}/{fmt}:{machine}:{'b' * 32}:{pidns}")
+    with pytest.raises(LockedError, match="busy"):
+        archive.gc()
 
 
 def test_the_heartbeat_keeps_a_long_operation_locked(archive: Archive) -> None:
