@@ -34,6 +34,7 @@ from modelarc.errors import (
     ObjectMissingError,
     SourceError,
     SourceLimitError,
+    StoreWriteLostError,
     UsageError,
 )
 from modelarc.registry import queries as q
@@ -120,7 +121,7 @@ def push_folder(
     if on_total:
         on_total(total_size(files))
     index = PushIndex.load(archive.settings.home)
-    with archive.lock(exclusive=False, purpose="push") as held:
+    with archive.lock(exclusive=False, purpose="push") as held, _lost_lock_explains(archive, held):
         damaged = known_damaged(archive)  # one query; None unless a scrub found objects corrupt or missing
         # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
         reuse = {} if rehash else _unchanged_files(archive, index, files, damaged)
@@ -160,19 +161,18 @@ def push_folder(
         archive.store.sync()  # every object is durable before the catalog mentions it
         replaced = [*result.replaced, *(p.id for p in (manifest_put, bundle_put) if p.replaced)]
         fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
-        with _reading_what_it_wrote(archive, held):
-            healed = read_back(archive, replaced) if replaced else {}
-            # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
-            needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
-            record = _snapshot_record(
-                archive, result, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
-            )
-            objects = [
-                ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
-                for o in result.objects
-            ] + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)]
-            for info in (archive.store.stat(ObjectId(b)) for b in sorted(needed_bases)):
-                objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
+        healed = read_back(archive, replaced) if replaced else {}
+        # the bases the snapshot's delta objects need, down their chains: kept with it (gc, rm) and sent with it
+        needed_bases = base_closure(archive.store, {o.id: o.delta_base for o in result.objects})
+        record = _snapshot_record(
+            archive, result, provenance, manifest_put.id, bundle_put.id, frozenset(needed_bases)
+        )
+        objects = [
+            ObjectRecord(o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size)
+            for o in result.objects
+        ] + [ObjectRecord(p.id, p.raw_size, p.stored_size, p.codec) for p in (manifest_put, bundle_put)]
+        for info in (archive.store.stat(ObjectId(b)) for b in sorted(needed_bases)):
+            objects.append(ObjectRecord(info.id, info.raw_size, info.stored_size, info.codec, info.delta_base))
         with archive.catalog.session() as s:
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             if refuse_other_provenance is not None:
@@ -216,13 +216,14 @@ def push_folder(
 
 
 @contextmanager
-def _reading_what_it_wrote(archive: Archive, held: StoreLockHandle) -> Iterator[None]:
-    """Reads of objects this push has just written (heals, delta bases, the archived config.json): one gone means a
-    gc ran under a push that lost its lock (paused past its expiry), which is what to say (``LockLostError``:
-    nothing is recorded, run it again) rather than that an object is missing."""
+def _lost_lock_explains(archive: Archive, held: StoreLockHandle) -> Iterator[None]:
+    """What a gc running under a push that lost its lock (paused past its expiry) does to it: an object it wrote
+    gone when read back (heals, delta bases, the archived config.json), a temp file cleared before its rename. Then
+    that is what to say (``LockLostError``: nothing is recorded, run it again) rather than a missing object or
+    file; with the lock still held, the error as raised."""
     try:
         yield
-    except ObjectMissingError:
+    except (ObjectMissingError, StoreWriteLostError):
         with archive.catalog.session() as s:
             held.confirm(s)
         raise

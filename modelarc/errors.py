@@ -210,6 +210,13 @@ class DiskFullError(ModelarcError):
     exit_code = 13
 
 
+class StoreWriteLostError(ModelarcError):
+    """A write into a folder store lost its temp file before the rename that would have made it an object: something
+    cleared the store's ``tmp/`` meanwhile, which gc does holding the exclusive store lock, so the writer had lost
+    its own (paused or cut off past its expiry). Nothing was stored under the key. A push reports this as
+    ``LockLostError`` once it has seen its lock gone; storage cannot know about locks, so it names the file."""
+
+
 class StoreAccessError(ModelarcError):
     """The store's backend cannot be used: an S3-compatible endpoint refused the credentials, has no such bucket,
     or could not be reached (after the client's retries). The message names the bucket and endpoint, never the

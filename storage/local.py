@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from modelarc.errors import DiskFullError, StoreAccessError, StoredValueError
+from modelarc.errors import DiskFullError, StoreAccessError, StoredValueError, StoreWriteLostError
 from modelarc.storage.backend import key_parts
 from modelarc.storage.pages import PAGE, aligned_buffer, is_page_aligned
 
@@ -84,6 +84,15 @@ class LocalBackend:
         # rename is atomic; two writers of the same content-addressed key race harmlessly (identical bytes).
         try:
             os.replace(tmp, final)
+        except FileNotFoundError:
+            if os.path.lexists(tmp):  # the destination's folder is what is missing: say so as the system did
+                tmp.unlink(missing_ok=True)
+                raise
+            raise StoreWriteLostError(
+                f"the temp file {tmp} was removed before its rename into {final}: something cleared the store's "
+                "tmp/ meanwhile (gc does, once no writer holds the store lock); nothing was stored there; run the "
+                "command again"
+            ) from None
         except BaseException:  # a full folder can refuse the new entry: leave no temp file behind either
             tmp.unlink(missing_ok=True)
             raise

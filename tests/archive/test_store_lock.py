@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,35 @@ def test_a_push_that_lost_its_lock_records_nothing(
     assert collected["gc"].objects_removed > 0  # gc really ran under the push
     assert list(archive.iter_snapshot_labels()) == []
     monkeypatch.setattr(push_module, "ingest", real_ingest)
+    archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")  # a re-run succeeds
+    archive.verify("acme/m:v1")
+    assert archive.fsck().ok
+
+
+def test_a_push_whose_temp_file_gc_cleared_reports_the_lost_lock(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push is "paused" past its expiry between writing an object's temp file and renaming it; gc runs meanwhile
+    and clears tmp/. The rename then finds no temp file: the lock was lost, nothing is recorded (not a raw
+    "no such file or directory")."""
+    real_replace = os.replace
+    collected = {}
+    once = threading.Lock()  # the push writes from several threads: the first rename runs gc, the rest wait for it
+
+    def paused_before_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        with once:
+            if "gc" not in collected and Path(src).parent == archive.store.backend.tmp:  # type: ignore[attr-defined]
+                with archive.catalog.session() as s:
+                    s.execute(update(StoreLock).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+                collected["gc"] = archive.gc()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", paused_before_rename)
+    with pytest.raises(LockLostError, match="nothing was recorded; run the command again"):
+        archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")
+    assert collected["gc"].temp_files_removed >= 1  # gc really ran under the push and took its temp file(s)
+    assert list(archive.iter_snapshot_labels()) == []
+    monkeypatch.setattr(os, "replace", real_replace)
     archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")  # a re-run succeeds
     archive.verify("acme/m:v1")
     assert archive.fsck().ok
