@@ -50,7 +50,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from modelarc.errors import StoreAccessError, StoredValueError, UsageError
+from modelarc.errors import StoreAccessError, StoredValueError, StoreWriteLostError, UsageError
 from modelarc.storage.backend import key_parts
 from modelarc.storage.location import S3Location, check_bucket_name, check_prefix
 
@@ -289,9 +289,18 @@ class S3Backend:
                         **_if_none_match(conditional),
                     )
                 )
-        except BaseException:
+        except BaseException as exc:
             self._abort(name, upload_id)
-            raise
+            if not _upload_gone(exc):
+                raise
+            if self.has(key):  # a completion retried after it had succeeded: S3 no longer knows the upload
+                return
+            # this backend's tmp/: aborted by clean_tmp, as a local writer's temp file removed before its rename
+            raise StoreWriteLostError(
+                f"the multipart upload of {key} to bucket {self.bucket!r} at {self.endpoint} was aborted before "
+                "it completed: something cleared the store's incomplete uploads meanwhile (gc does, once no "
+                "writer holds the store lock); nothing was stored there; run the command again"
+            ) from None
         if not created:  # the key existed (equal bytes): S3 keeps a refused upload's parts until aborted
             self._abort(name, upload_id)
 
@@ -578,6 +587,12 @@ class S3Backend:
             retries = getattr(self._client.meta.config, "retries", None) or {}
             attempts = int(retries.get("total_max_attempts", 0))
         return f" after {attempts} attempts" if attempts > 1 else ""
+
+
+def _upload_gone(exc: BaseException) -> bool:
+    """A multipart request failed because S3 no longer knows the upload (``NoSuchUpload``): it was aborted."""
+    cause = exc.__cause__
+    return isinstance(exc, StoreAccessError) and isinstance(cause, ClientError) and _code(cause) == "NoSuchUpload"
 
 
 def _if_none_match(conditional: bool) -> dict[str, Any]:

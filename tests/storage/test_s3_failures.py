@@ -1,6 +1,7 @@
 """The S3 backend when things go wrong: injected 5xx answers (retried, or not recoverable), a failing multipart
-upload, a missing bucket, a closed port, a stalled or truncated answer, refused or missing credentials, and a
-server without conditional writes. Each failure is one ``StoreAccessError`` line naming the bucket and endpoint.
+upload, an upload aborted under its writer, a missing bucket, a closed port, a stalled or truncated answer, refused
+or missing credentials, and a server without conditional writes. Each failure is one line naming the bucket and
+endpoint: ``StoreAccessError``, or ``StoreWriteLostError`` for the aborted upload.
 
 Faults come from a real proxy or socket server on 127.0.0.1 (tests/s3server.py), in front of moto's S3 server.
 """
@@ -18,7 +19,7 @@ import pytest
 from liveserver import free_port
 from s3server import DUMMY_KEY_ID, DUMMY_SECRET, FaultProxy, ProxiedRequest, moto_auth, raw_client
 
-from modelarc.errors import StoreAccessError
+from modelarc.errors import StoreAccessError, StoreWriteLostError
 
 if TYPE_CHECKING:
     from modelarc.storage.s3 import S3Backend
@@ -118,6 +119,42 @@ def test_a_failed_multipart_upload_leaves_nothing_under_the_key_and_is_aborted(
         assert not backend.has("objects/ab/large")
         assert backend.temp_count() == 0
     assert _no_uploads_left(s3_endpoint, s3_bucket)
+
+
+def test_an_upload_aborted_before_it_completes_is_a_lost_write(
+    s3_bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc's clean_tmp aborts incomplete uploads (this backend's tmp/) under a writer that lost the store lock; S3
+    then answers the writer's next part 404 NoSuchUpload (moto answers 500, so the proxy gives S3's answer). The
+    writer says what happened (``StoreWriteLostError``, which a push turns into its lost lock), not "S3 error"."""
+    with FaultProxy(
+        s3_endpoint,
+        lambda r: r.method == "PUT" and "partNumber=2" in r.path,
+        status=404,
+        code="NoSuchUpload",
+    ) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        backend = _small_parts(s3_bucket)
+        with pytest.raises(StoreWriteLostError, match="upload of objects/ab/large .* was aborted before it complet"):
+            backend.put("objects/ab/large", os.urandom(LARGE))
+        assert not backend.has("objects/ab/large")
+    assert _no_uploads_left(s3_endpoint, s3_bucket)
+
+
+def test_no_such_upload_at_completion_with_the_key_there_is_a_stored_write(
+    s3_bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion retried after it had succeeded finds S3 no longer knows the upload, and the object there."""
+    data = os.urandom(LARGE)
+    raw_client(s3_endpoint).put_object(Bucket=s3_bucket, Key="store/objects/ab/large", Body=data)
+    with FaultProxy(
+        s3_endpoint, lambda r: r.method == "POST" and "uploadId=" in r.path, status=404, code="NoSuchUpload"
+    ) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        backend = _small_parts(s3_bucket)
+        backend.put("objects/ab/large", data)
+        assert any(method == "POST" and status == 404 for method, _path, status in proxy.requests)
+        assert backend.get("objects/ab/large") == data
 
 
 def test_a_missing_bucket_is_named_with_its_endpoint(s3_bucket: str, s3_endpoint: str) -> None:
