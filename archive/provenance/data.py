@@ -14,6 +14,8 @@ import calendar
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -116,6 +118,97 @@ class _RecordedManifestLoader(_ManifestLoader):
     strict = False
 
 
+# How YAML 1.2's core schema (yaml.org/spec/1.2.2, 10.3.2) resolves a plain scalar: what a reader of a stored manifest
+# other than PyYAML most likely applies. PyYAML reads YAML 1.1, where some plain scalars mean something else.
+_CORE_NULL = ("", "~", "null", "Null", "NULL")
+_CORE_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_CORE_INT = re.compile(r"[-+]?[0-9]+")
+_CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_INF = (".inf", ".Inf", ".INF")
+_CORE_SPECIAL = (
+    {t: math.inf for t in _INF}
+    | {"+" + t: math.inf for t in _INF}
+    | {"-" + t: -math.inf for t in _INF}
+    | {t: math.nan for t in (".nan", ".NaN", ".NAN")}
+)
+_CORE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null")}
+_UNKNOWN = object()  # a scalar too long for Python's int conversion: PyYAML's own reading decides
+
+
+def _yaml12_value(text: str) -> object:
+    """``text``, a plain scalar, as YAML 1.2's core schema reads it."""
+    if text in _CORE_NULL:
+        return None
+    if text in _CORE_BOOL:
+        return _CORE_BOOL[text]
+    try:
+        if _CORE_INT.fullmatch(text):
+            return int(text)
+        if re.fullmatch(r"0o[0-7]+", text):
+            return int(text[2:], 8)
+        if re.fullmatch(r"0x[0-9a-fA-F]+", text):
+            return int(text[2:], 16)
+        if _CORE_FLOAT.fullmatch(text):
+            return float(text)
+    except ValueError:
+        return _UNKNOWN
+    return _CORE_SPECIAL.get(text, text)
+
+
+def _same_value(a: object, b: object) -> bool:
+    if type(a) is not type(b):  # True == 1 and 1 == 1.0 in Python; not in a manifest
+        return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+class _YAML11Only(yaml.YAMLError):
+    """A plain scalar that YAML 1.1 (PyYAML, which modelarc reads) and YAML 1.2 read as different values."""
+
+
+class _GivenManifestLoader(_ManifestLoader):
+    """A manifest a user gives (``push --data``, ``data attach``), refused when a plain scalar means one thing to
+    YAML 1.1, as modelarc reads it, and another to YAML 1.2 (``017`` is 15 or 17; ``1:30`` is 90 or text; ``on``
+    is true or text; ``0b1``, ``1_000``, ``<<`` merge keys): the stored document is re-read by every rebuild and by
+    whatever reads the store decades on, and must mean one thing (docs/FORMAT.md "Training-data manifests").
+    Manifests already attached here or received from another archive are read as before."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # ids of the scalar nodes whose value a schema decides: plain and untagged, or tagged !!int, !!float,
+        # !!bool or !!null (`!!int 017` is 15 or 17 too); the nodes live until the document is built, so ids stay unique
+        self._resolved: set[int] = set()
+
+    def compose_scalar_node(self, anchor: Any) -> yaml.ScalarNode:
+        event = self.peek_event()
+        node = super().compose_scalar_node(anchor)
+        if (event.tag is None and event.implicit[0]) or event.tag in _CORE_TAGS:
+            self._resolved.add(id(node))
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _YAML11Only(
+                    f"line {line}: `<<` merges a mapping in YAML 1.1, as modelarc reads it, but is an ordinary key "
+                    "in YAML 1.2; write the keys out"
+                )
+            if id(value_node) not in self._resolved or value_node.tag == "tag:yaml.org,2002:timestamp":
+                continue  # a date is refused by the schema, with its own advice to quote it
+            text = str(value_node.value)
+            read, other = self.construct_object(value_node, deep=deep), _yaml12_value(text)
+            if other is not _UNKNOWN and not _same_value(read, other):
+                key, shown = str(key_node.value)[:100], text[:100]
+                raise _YAML11Only(
+                    f"line {value_node.start_mark.line + 1}: {key}: {shown} is {read!r:.100} to YAML 1.1, as "
+                    f"modelarc reads it, but {other!r:.100} to YAML 1.2; quote it ('{shown}') if it is text, "
+                    "or write it as both read it alike (a number in plain decimal, true or false)"
+                )
+        return super().construct_mapping(node, deep)
+
+
 @dataclass(frozen=True)
 class _WrittenDate:
     """A YAML date or timestamp, which no field of the schema accepts (dates are strings): kept as written."""
@@ -127,23 +220,31 @@ class _WrittenDate:
 
 
 def load_data_manifest(path: str | Path) -> DataManifest:
+    """A manifest the user gives, from a file: parsed as every manifest is, and refused besides when a plain scalar
+    reads differently in YAML 1.1 and 1.2 (``_GivenManifestLoader``)."""
     raw = read_small_file(path, MAX_DATA_MANIFEST_BYTES, "a training-data manifest", DataManifestError)
-    return parse_data_manifest(raw, str(path))
+    return parse_data_manifest(raw, str(path), given=True)
 
 
-def parse_data_manifest(raw: bytes, where: str, *, recorded: bool = False) -> DataManifest:
+def parse_data_manifest(
+    raw: bytes, where: str, *, recorded: bool = False, given: bool = False
+) -> DataManifest:
     """Parse and validate a training-data manifest's bytes, from a local file or another archive alike.
 
     ``recorded``: the manifest is one this archive's records already attached (a rebuild replays it), checked only
-    as strictly as when it was attached.
+    as strictly as when it was attached. ``given``: the user gives it now (``push --data``, ``data attach``), so
+    a plain scalar that YAML 1.1 and 1.2 read differently is refused (one received from another archive was
+    attached there already, and is read as YAML 1.1, as it was there).
     """
     if len(raw) > MAX_DATA_MANIFEST_BYTES:
         raise DataManifestError(
             f"{where}: {len(raw):,} bytes; a training-data manifest may have at most {MAX_DATA_MANIFEST_BYTES:,}"
         )
     try:
-        loader = _RecordedManifestLoader if recorded else _ManifestLoader
+        loader = _RecordedManifestLoader if recorded else _GivenManifestLoader if given else _ManifestLoader
         doc = yaml.load(raw.decode("utf-8"), Loader=loader)  # YAML is a superset of JSON
+    except _YAML11Only as exc:
+        raise DataManifestError(f"{where}: {exc}") from None
     # ValueError: UnicodeDecodeError, and an integer of more than 4300 digits (Python's int conversion limit)
     except (ValueError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
