@@ -11,7 +11,8 @@ Admin tokens read everything.
 Only the bytes of weight files are withheld (``is_withheld_file``), and every file is weights but a short list of
 public metadata (archive/weights.py): the catalog entry, the manifest, file names, sizes and hashes, configs,
 tokenizers, READMEs, licences, signatures and training-data manifests stay public, because that the model existed
-and what it was made from is the point of the archive.
+and what it was made from is the point of the archive. A withdrawn snapshot withholds its weights from everyone
+but admins, whatever its policy.
 
 The routes call one function per request: ``read_decision`` for a snapshot's files, ``object_readable`` for
 ``/v1/objects/{id}`` (where an id may have been read off a public manifest, so it is checked against every snapshot
@@ -328,7 +329,9 @@ def object_readable(
     Yes when at least one snapshot that references it (``snapshot_objects``) lets the principal read its weights,
     or uses it outside every withheld file (its manifest, a signature bundle, a training-data manifest, a config's
     chunk). So an object a public and a gated snapshot share is public, and a gated weight chunk is not, however
-    its id was learnt. An object no snapshot references (uploaded by a push not yet committed, or weights a
+    its id was learnt. A withdrawn snapshot's use counts as a policy that withholds from everyone: it makes its
+    manifest, bundles and public metadata readable, never a weight chunk it still holds (a header, one an older
+    withdrawal did not release). An object no snapshot references (uploaded by a push not yet committed, or weights a
     withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
     snapshots whose policy withholds something from this principal.
     """
@@ -365,17 +368,17 @@ def readable_objects(
                 )
                 for u in uses
             ]
-            if any(not p.withholds for _u, p in policies):
-                readable.add(oid)  # some snapshot that uses it withholds nothing (no policy at all: public)
+            if any(not p.withholds and not u.withdrawn for u, p in policies):
+                readable.add(oid)  # some live snapshot that uses it withholds nothing (no policy at all: public)
             else:
                 undecided[oid] = policies
         gated = {u.model_id for policies in undecided.values() for u, p in policies if p.level == "gated"}
         if gated and principal is not None and principal.scope != "admin":
             grants = access_rows.grants(s, gated, subjects=principal.subjects)
     for oid, policies in undecided.items():
-        if any(may_read_weights(p, principal, grants) for _u, p in policies):
+        if any(not u.withdrawn and may_read_weights(p, principal, grants) for u, p in policies):
             readable.add(oid)
-            continue
+            continue  # a withdrawn snapshot's weights are no one's but an admin's: only its public files are read
         for u, p in policies:
             if oid == u.digest.hex:
                 readable.add(oid)  # the manifest: public provenance
