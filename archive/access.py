@@ -8,9 +8,11 @@ public too, not to the model's policy. One a received snapshot's offer brought (
 model's policy instead: its date is the pusher's choice, and a pusher may not make a gated model's snapshot public.
 Admin tokens read everything.
 
-Only the bytes of weight files are withheld (``is_withheld_file``): the catalog entry, the manifest, file names,
-sizes and hashes, configs, tokenizers, READMEs, signatures and training-data manifests stay public, because that
-the model existed and what it was made from is the point of the archive.
+Only the bytes of weight files are withheld (``is_withheld_file``), and every file is weights but a short list of
+public metadata (archive/weights.py): the catalog entry, the manifest, file names, sizes and hashes, configs,
+tokenizers, READMEs, licences, signatures and training-data manifests stay public, because that the model existed
+and what it was made from is the point of the archive. A withdrawn snapshot withholds its weights from everyone
+but admins, whatever its policy.
 
 The routes call one function per request: ``read_decision`` for a snapshot's files, ``object_readable`` for
 ``/v1/objects/{id}`` (where an id may have been read off a public manifest, so it is checked against every snapshot
@@ -31,9 +33,9 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
-from modelarc.archive.provenance.withdrawal import WEIGHT_SUFFIXES
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.tokens import Principal
+from modelarc.archive.weights import is_public_metadata, is_weights_entry
 from modelarc.errors import IntegrityError, ModelarcError, NotFoundError, UsageError
 from modelarc.registry import access as access_rows
 from modelarc.registry import queries as q
@@ -54,28 +56,6 @@ MAX_FILE_PATTERNS = 64  # --withhold patterns of one policy
 _TOKEN_SUBJECT = re.compile(r"token:([0-9]{1,18})")
 # why rebuild-catalog revokes every grant to a token id it replays (archive/rebuild.py); upgrade knows it by this
 TOKEN_GRANT_LAPSED = "API tokens do not survive rebuild-catalog, so a grant to a token id cannot either"
-
-# Weight files beyond withdrawal's list (archive/provenance/withdrawal.py, which must not change: a rebuild replays
-# withdrawals with it): pickles and numpy arrays, TensorFlow/Keras/TFLite/Core ML/Paddle/NeMo/TensorRT files and
-# TensorFlow checkpoint shards. Tokenizer files (tokenizer.model, *.tiktoken, vocab.txt, merges.txt) stay public.
-WITHHELD_SUFFIXES = WEIGHT_SUFFIXES + (
-    ".pkl",
-    ".pickle",
-    ".npy",
-    ".joblib",
-    ".tflite",
-    ".keras",
-    ".pb",
-    ".mlmodel",
-    ".pdparams",
-    ".nemo",
-    ".ggml",
-    ".llamafile",
-    ".engine",
-    ".plan",
-)
-_TF_SHARD = re.compile(r"\.data-[0-9]+-of-[0-9]+$")
-WITHHELD_KINDS = ("safetensors", "gguf")  # manifest file kinds that are weights whatever their name
 
 
 # ------------------------------------------------------------------------------------------------ values
@@ -217,19 +197,14 @@ def may_read_weights(
 
 
 def is_withheld_file(path: str, kind: str, files: Sequence[str] = ()) -> bool:
-    """Whether a file of a non-public snapshot is withheld: weights, by manifest kind or by name, and any file a
-    glob pattern of the policy names (``files``, matched against the whole path, as ``fnmatch`` does)."""
-    lower = path.lower()
-    return (
-        kind in WITHHELD_KINDS
-        or lower.endswith(WITHHELD_SUFFIXES)
-        or _TF_SHARD.search(lower) is not None
-        or any(fnmatchcase(path, pattern) for pattern in files)
-    )
+    """Whether a file of a non-public snapshot is withheld: every file but public metadata (archive/weights.py:
+    an unknown format is weights), and any file a glob pattern of the policy names (``files``, matched against the
+    whole path, as ``fnmatch`` does)."""
+    return not is_public_metadata(path, kind) or any(fnmatchcase(path, pattern) for pattern in files)
 
 
 def is_withheld_entry(entry: FileEntry, files: Sequence[str] = ()) -> bool:
-    return is_withheld_file(entry.path, entry.kind, files) or any(p.kind == "tensor" for p in entry.parts)
+    return is_weights_entry(entry) or is_withheld_file(entry.path, entry.kind, files)
 
 
 def withheld_paths(manifest: SnapshotManifest, files: Sequence[str] = ()) -> set[str]:
@@ -354,7 +329,9 @@ def object_readable(
     Yes when at least one snapshot that references it (``snapshot_objects``) lets the principal read its weights,
     or uses it outside every withheld file (its manifest, a signature bundle, a training-data manifest, a config's
     chunk). So an object a public and a gated snapshot share is public, and a gated weight chunk is not, however
-    its id was learnt. An object no snapshot references (uploaded by a push not yet committed, or weights a
+    its id was learnt. A withdrawn snapshot's use counts as a policy that withholds from everyone: it makes its
+    manifest, bundles and public metadata readable, never a weight chunk it still holds (a header, one an older
+    withdrawal did not release). An object no snapshot references (uploaded by a push not yet committed, or weights a
     withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
     snapshots whose policy withholds something from this principal.
     """
@@ -391,17 +368,17 @@ def readable_objects(
                 )
                 for u in uses
             ]
-            if any(not p.withholds for _u, p in policies):
-                readable.add(oid)  # some snapshot that uses it withholds nothing (no policy at all: public)
+            if any(not p.withholds and not u.withdrawn for u, p in policies):
+                readable.add(oid)  # some live snapshot that uses it withholds nothing (no policy at all: public)
             else:
                 undecided[oid] = policies
         gated = {u.model_id for policies in undecided.values() for u, p in policies if p.level == "gated"}
         if gated and principal is not None and principal.scope != "admin":
             grants = access_rows.grants(s, gated, subjects=principal.subjects)
     for oid, policies in undecided.items():
-        if any(may_read_weights(p, principal, grants) for _u, p in policies):
+        if any(not u.withdrawn and may_read_weights(p, principal, grants) for u, p in policies):
             readable.add(oid)
-            continue
+            continue  # a withdrawn snapshot's weights are no one's but an admin's: only its public files are read
         for u, p in policies:
             if oid == u.digest.hex:
                 readable.add(oid)  # the manifest: public provenance

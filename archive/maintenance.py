@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from modelarc.archive.provenance.withdrawal import kept_files
 from modelarc.archive.records import read_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
+from modelarc.archive.weights import kept_files
 from modelarc.errors import (
     DeltaBaseError,
     IntegrityError,

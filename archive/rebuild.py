@@ -254,7 +254,7 @@ class _Replay:
 
     def _snapshot(self, s: CatalogSession, rec: CatalogRecord) -> Write:
         from modelarc.archive.manifest_rows import catalog_files
-        from modelarc.archive.provenance.withdrawal import weight_object_ids
+        from modelarc.archive.weights import weight_object_ids
 
         b = rec.body
         namespace, name = parse_model_name(b["model"])

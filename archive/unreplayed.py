@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.provenance.withdrawal import kept_files
 from modelarc.archive.records import CatalogRecord
+from modelarc.archive.weights import kept_files
 from modelarc.errors import ModelarcError
 from modelarc.registry.refs import SnapshotId, parse_model_name
 from modelarc.storage import ObjectId, ObjectStore

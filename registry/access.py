@@ -121,6 +121,7 @@ class ObjectUse:
     model_id: int
     model: str  # ns/name
     digest: SnapshotId
+    withdrawn: bool = False  # its weights were withdrawn: its use makes only its public files readable
 
 
 # ------------------------------------------------------------------------------------------------ policies
@@ -362,15 +363,22 @@ def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[Object
     for i in range(0, len(ids), USES_BATCH):  # a push asks about every object of a snapshot: tens of thousands
         rows = s.execute(
             select(
-                SnapshotObject.object_id, Snapshot.id, Snapshot.model_id, Model.namespace, Model.name, Snapshot.digest
+                SnapshotObject.object_id,
+                Snapshot.id,
+                Snapshot.model_id,
+                Model.namespace,
+                Model.name,
+                Snapshot.digest,
+                Snapshot.tombstoned_at,
             )
             .join(Snapshot, SnapshotObject.snapshot_id == Snapshot.id)
             .join(Model, Model.id == Snapshot.model_id)
             .where(SnapshotObject.object_id.in_(ids[i : i + USES_BATCH]), SnapshotObject.as_base.is_(False))
             .order_by(Snapshot.id)
         )
-        for oid, sid, mid, ns, name, digest in rows:
-            uses.setdefault(oid, []).append(ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest)))
+        for oid, sid, mid, ns, name, digest, tombstoned_at in rows:
+            use = ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest), tombstoned_at is not None)
+            uses.setdefault(oid, []).append(use)
     return uses
 
 

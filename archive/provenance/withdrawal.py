@@ -1,10 +1,10 @@
 """Withdrawing a snapshot (``modelarc rm``): the weights go, the record stays.
 
 A tombstoned snapshot keeps its catalog row, manifest, file hashes, signature, provenance and the reason it was
-withdrawn, so the archive can still say what it was and prove it. Only weight objects are released: tensor chunks
-of safetensors files and whole files with a weight extension. Small files (configs, tokenizers, model cards) and
-safetensors headers are kept. Released objects are deleted at once when no other snapshot uses them and no push is
-running; otherwise the next ``gc`` deletes them.
+withdrawn, so the archive can still say what it was and prove it. Only weight objects are released, as
+archive/weights.py defines them: every file that is not public metadata (configs, tokenizers, model cards, licences
+are), safetensors and GGUF files save their headers. Those are kept. Released objects are deleted at once when no
+other snapshot uses them and no push is running; otherwise the next ``gc`` deletes them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
@@ -24,37 +25,6 @@ from modelarc.registry.snapshots import SnapshotRecord, withdraw_snapshot
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
-
-WEIGHT_SUFFIXES = (
-    ".bin",
-    ".pt",
-    ".pth",
-    ".ckpt",
-    ".gguf",
-    ".onnx",
-    ".h5",
-    ".msgpack",
-    ".npz",
-    ".safetensors",
-)
-
-
-def is_weight_file(entry: FileEntry) -> bool:
-    return entry.kind == "blob" and entry.path.lower().endswith(WEIGHT_SUFFIXES)
-
-
-def weight_object_ids(manifest: SnapshotManifest) -> set[str]:
-    ids: set[str] = set()
-    for f in manifest.files:
-        for part in f.parts:
-            if part.kind == "tensor" or is_weight_file(f):
-                ids.update(c.id for c in part.chunks)
-    return ids
-
-
-def kept_files(manifest: SnapshotManifest) -> list[FileEntry]:
-    """Files a withdrawn snapshot can still rebuild (those with no weight objects)."""
-    return [f for f in manifest.files if not (is_weight_file(f) or any(p.kind == "tensor" for p in f.parts))]
 
 
 @dataclass(frozen=True)

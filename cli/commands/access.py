@@ -28,7 +28,7 @@ def access() -> None:
     """Who may read a model's weights: public, gated (grants), restricted (admins), embargoed --until a date.
 
     Provenance stays public whatever the policy: catalog entry, manifest, file names, sizes and hashes, configs,
-    tokenizers, signatures; only weight files are withheld.
+    tokenizers, model cards, licences, signatures; every other file is withheld as weights, whatever its format.
     """
 
 

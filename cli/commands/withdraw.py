@@ -35,9 +35,11 @@ def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
             f"{result.objects_released} weight objects released; a push is running, `modelarc gc` frees them"
         )
     else:
+        rest = result.objects_released - result.objects_deleted  # only other snapshots' uses keep one now
+        shared = f"; the other {rest} are used by other snapshots" if rest else ""
         console.print(
             f"{result.objects_released} weight objects released, {result.objects_deleted} deleted "
-            f"({human_bytes(result.bytes_freed)} freed; the rest are shared with other snapshots)"
+            f"({human_bytes(result.bytes_freed)} freed{shared})"
         )
     if result.kept_as_bases:
         console.print(

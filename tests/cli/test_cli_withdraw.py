@@ -1,7 +1,10 @@
 """Tombstones: weights go, record and provenance stay; pull refuses with the reason; the audit log has it all."""
 
+import hashlib
+import re
 from pathlib import Path
 
+from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
 
 
@@ -61,3 +64,54 @@ def test_audit_log_records_push_tag_and_tombstone(arc, tmp_path: Path) -> None:
     assert events[0]["details"]["reason"] == "withdrawn for the test"
     assert [e["action"] for e in arc.json("audit", "--action", "push")] == ["push"]
     assert "invalid date" in arc.fail("audit", "--since", "yesterday").stderr
+
+
+# weights in formats an older suffix list missed, and public metadata that a withdrawal keeps (archive/weights.py)
+OTHER_WEIGHTS = {
+    "model.pkl": b"PICKLED WEIGHTS " * 64,
+    "embeddings.npy": b"NUMPY WEIGHTS " * 64,
+    "onnx/model.onnx_data": b"ONNX EXTERNAL DATA " * 64,
+    "rust_model.ot": b"RUST-BERT WEIGHTS " * 64,
+}
+METADATA = {"tokenizer.model": b"SENTENCEPIECE MODEL " * 64, "LICENSE": b"the licence text\n" * 20}
+
+
+def _stored(home: Path, content: bytes) -> Path:
+    oid = hashlib.sha256(content).hexdigest()  # a small file is one chunk, stored under its sha256
+    return home / "store" / "objects" / oid[:2] / oid
+
+
+def test_rm_frees_weights_in_every_format_and_keeps_public_metadata(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "m", extra_files={**OTHER_WEIGHTS, **METADATA}), "acme/w:v1")
+    arc("rm", "acme/w:v1", "--reason", "takedown")
+    assert [p for p, data in OTHER_WEIGHTS.items() if _stored(arc.home, data).exists()] == []
+    assert all(_stored(arc.home, data).exists() for data in METADATA.values())
+    assert arc.json("verify", "acme/w:v1")["withdrawn"] is True  # the kept files still verify
+    assert arc.json("fsck")["ok"] and arc.json("gc")["objects_removed"] == 0
+
+
+def test_rm_says_objects_are_shared_only_when_some_are(arc, tmp_path: Path) -> None:
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=21)), "acme/a:v1")
+    alone = arc("rm", "acme/a:v1", "--reason", "alone").stdout
+    assert "other snapshots" not in alone and "shared" not in alone
+    src = write_model(tmp_path / "b", tiny_tensors(seed=22))
+    arc("push", src, "acme/b:v1")
+    arc("push", src, "acme/c:v1")
+    shared = arc("rm", "acme/b:v1", "--reason", "duplicate").stdout
+    assert " 0 deleted " in shared and re.search(r"the other \d+ are used by other snapshots", shared)
+
+
+def test_a_rebuild_replays_an_older_withdrawal_with_todays_weights(arc, tmp_path: Path, database_url: str) -> None:
+    """A withdraw record written when fewer formats counted as weights left them in the store; replayed now, it
+    releases them and gc frees them (docs/FORMAT.md "Weights and public metadata")."""
+    arc("push", write_model(tmp_path / "m", extra_files={**OTHER_WEIGHTS, **METADATA}), "acme/w:v1")
+    left = {p: _stored(arc.home, data).read_bytes() for p, data in OTHER_WEIGHTS.items()}
+    arc("rm", "acme/w:v1", "--reason", "takedown")
+    for p, data in OTHER_WEIGHTS.items():  # what the older rule left in the store
+        _stored(arc.home, data).write_bytes(left[p])
+    drop_catalog(database_url)
+    assert arc.json("rebuild-catalog")["replayed"]["withdraw"] == 1
+    assert arc.json("gc")["objects_removed"] == len(OTHER_WEIGHTS)
+    assert not any(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())
+    assert all(_stored(arc.home, data).exists() for data in METADATA.values())
+    assert arc.json("verify", "acme/w:v1")["withdrawn"] is True
