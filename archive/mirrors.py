@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from modelarc.archive.remote.mirror import RemoteMirror
     from modelarc.archive.repository import Archive
 
+MIRROR_TEMP_AGE = 3600.0  # seconds untouched after which a mirror's temp file is a killed writer's debris
 REMOTE_TARGET = "remote:"  # a served archive, by the name `modelarc remote add` gave it
 
 
@@ -99,6 +101,7 @@ class SyncReport:
     snapshots_withdrawn: list[str] = field(default_factory=list)  # not sent to a served mirror: not handed out
     # with ``read_data``: object id -> where the mirror's damaged copy, replaced by a verified one, now is there
     replaced: dict[str, str] = field(default_factory=dict)
+    temp_removed: int = 0  # temp files (a folder) or unfinished uploads (S3) that killed syncs left in the mirror
 
     @property
     def ok(self) -> bool:
@@ -335,6 +338,10 @@ def sync(
         report.unreachable = str(exc)
         return report
     with archive.lock(exclusive=False, purpose="mirror sync"):
+        # what a killed sync left half-written there: nothing else removes it (gc cleans the primary's own tmp/).
+        # Only debris untouched for an hour goes, so a sync running at this moment keeps its files (a writer's
+        # temp file is written continuously, and no object takes an hour).
+        report.temp_removed = target.clean_tmp(time.time() - MIRROR_TEMP_AGE)
         wanted = catalogued_objects(archive)
         have = set(target.iter_ids())
         damaged = {oid for oid in sorted(set(wanted) & have) if not _intact(target, oid)} if read_data else set()

@@ -111,6 +111,7 @@ def mirror_sync(archive: Archive, name: str | None, read_data: bool, show_progre
             console.print(
                 f"{r.mirror}: {r.objects_copied} objects copied ({human_bytes(r.bytes_copied)}), "
                 f"{r.already_there} already there"
+                + (f", {r.temp_removed} temp files of killed syncs removed" if r.temp_removed else "")
             )
             for oid, aside in sorted(r.replaced.items()):
                 console.print(f"REPLACED  {r.mirror}: {oid}" + (f" (damaged copy kept at {aside})" if aside else ""))

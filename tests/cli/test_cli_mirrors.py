@@ -339,3 +339,23 @@ def test_mirror_sync_read_data_replaces_a_damaged_mirror_copy_that_scrub_found(a
     assert synced["ok"] and list(synced["replaced"]) == [victim.name] and synced["objects_copied"] == 1
     assert (mirror / synced["replaced"][victim.name]).is_file()  # the damaged copy is kept in the mirror
     assert arc.json("scrub", "--mirrors")["ok"]
+
+
+def test_a_killed_syncs_temp_files_in_a_folder_mirror_are_removed_by_the_next_sync(arc: Any, tmp_path: Path) -> None:
+    """A `mirror sync` killed with SIGKILL leaves its half-written objects in the mirror's tmp/; nothing but the next
+    sync ever looks there (gc cleans the primary's). An hour-old temp file is debris and goes; a fresh one may be
+    another sync's, writing now, and stays."""
+    _two_models(arc, tmp_path)
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc.json("mirror", "sync")
+    tmp = tmp_path / "mirror" / "tmp"
+    tmp.mkdir(exist_ok=True)
+    old, fresh = tmp / ("ab" * 32 + ".dead.tmp"), tmp / ("cd" * 32 + ".live.tmp")
+    old.write_bytes(b"x" * 4096)
+    fresh.write_bytes(b"y" * 4096)
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    report = arc.json("mirror", "sync")[0]
+    assert report["temp_removed"] == 1 and report["ok"], report
+    assert not old.exists() and fresh.exists()
+    assert "1 temp files of killed syncs removed" not in arc("mirror", "sync").output  # nothing old is left
