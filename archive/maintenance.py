@@ -233,7 +233,10 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
 
     Keeps too what a later rebuild needs of each snapshot the records name and the catalog lacks (one a rebuild
     refused for a missing object that `repair` can still fetch; archive/unreplayed.py): its objects may be the
-    last copy. The records are read once, under the lock."""
+    last copy. The records are read once, under the lock.
+
+    First releases what withdrawn snapshots still reference that today's definition of weights calls weights
+    (withdrawals before it left pickles, NumPy arrays, ... referenced: archive/provenance/withdrawal.py)."""
     with archive.lock(exclusive=True, wait=False, purpose="gc") as held:
         # asked under the lock: a push writes its snapshot record under the shared lock just before its commit,
         # so no record seen here belongs to a push still in flight
@@ -252,6 +255,11 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
                 "is not the store's (lost, or a new database), and gc would delete every object; run "
                 "`modelarc rebuild-catalog` first"
             )
+        released = 0
+        if not dry_run:  # what withdrawals by an older, narrower rule left referenced (a dry run changes nothing)
+            from modelarc.archive.provenance.withdrawal import release_withdrawn_weights
+
+            released = release_withdrawn_weights(archive)
         needed = needed_objects(archive.store, unreplayed)
         if needed.unreadable:
             label, why = next(iter(sorted(needed.unreadable.items())))
@@ -268,7 +276,15 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
         if not dry_run:
             temp_removed = archive.store.clean_tmp(time.time())  # no writer can be running: we hold the lock
             with archive.catalog.session() as s:
-                q.audit(s, archive.settings.actor, "gc", "store", objects_removed=removed, bytes_freed=freed)
+                q.audit(
+                    s,
+                    archive.settings.actor,
+                    "gc",
+                    "store",
+                    objects_removed=removed,
+                    bytes_freed=freed,
+                    withdrawn_weights_released=released,
+                )
     return GcReport(removed, freed, temp_removed, len(present) - removed)
 
 

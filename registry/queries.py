@@ -243,6 +243,12 @@ def digest_withdrawn(s: Session, digest: SnapshotId) -> bool:
     )
 
 
+def withdrawn_snapshots(s: Session) -> list[SnapshotRecord]:
+    """Every withdrawn snapshot, oldest withdrawal first (gc releases their weights again: archive/weights.py)."""
+    rows = s.scalars(select(Snapshot).where(Snapshot.tombstoned_at.is_not(None)).order_by(Snapshot.id))
+    return [snapshot_record(row) for row in rows]
+
+
 def withdrawn_with_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
     """A withdrawn snapshot with this id, under any model (its weights are the same whichever model holds it)."""
     return s.scalar(
@@ -561,6 +567,11 @@ def kept_as_bases(s: Session, object_ids: Iterable[str]) -> set[str]:
             )
         )
     return used
+
+
+def snapshot_object_ids(s: Session, snapshot_id: int) -> set[str]:
+    """Every object the snapshot references now (its content, and bases it keeps for its delta objects)."""
+    return set(s.scalars(select(SnapshotObject.object_id).where(SnapshotObject.snapshot_id == snapshot_id)))
 
 
 def release_snapshot_objects(s: Session, snapshot_id: int, object_ids: Iterable[str]) -> None:

@@ -104,3 +104,27 @@ def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, i
             return deleted, freed, False
     except LockedError:
         return 0, 0, True
+
+
+def release_withdrawn_weights(archive: Archive) -> int:
+    """Release again, by today's definition of weights (archive/weights.py), what every withdrawn snapshot still
+    references; the number of objects released now. gc calls it under its exclusive lock, before it deletes.
+
+    Withdrawals made before that definition released only files with a known weight suffix: a pickle, a NumPy
+    array or an ONNX external-data file of a withdrawn snapshot stayed referenced, so gc kept it for good. A
+    rebuild replays the ``withdraw`` record with the current rule and frees them; this does the same without one.
+    A withdrawn snapshot whose manifest cannot be read keeps everything (what its weights are is unknown)."""
+    from modelarc.errors import ModelarcError
+
+    released_now = 0
+    with archive.catalog.session() as s:
+        for snap in q.withdrawn_snapshots(s):
+            try:
+                manifest = archive.manifest(snap)
+            except ModelarcError:
+                continue
+            held = q.snapshot_object_ids(s, snap.row_id) & weight_object_ids(manifest)
+            if held:
+                q.release_snapshot_objects(s, snap.row_id, held)
+                released_now += len(held)
+    return released_now

@@ -115,3 +115,33 @@ def test_a_rebuild_replays_an_older_withdrawal_with_todays_weights(arc, tmp_path
     assert not any(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())
     assert all(_stored(arc.home, data).exists() for data in METADATA.values())
     assert arc.json("verify", "acme/w:v1")["withdrawn"] is True
+
+
+def test_gc_releases_what_an_older_withdrawal_left_referenced(arc, tmp_path: Path, monkeypatch) -> None:
+    """A snapshot withdrawn when only a few suffixes counted as weights still references its pickles, NumPy arrays,
+    ...: gc kept them for good. gc now releases them by today's definition, without a rebuild, and frees them."""
+    from modelarc.archive import weights
+    from modelarc.archive.provenance import withdrawal
+
+    def older_rule(manifest):  # the suffix list withdrawals used before archive/weights.py
+        older = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5", ".msgpack", ".npz", ".safetensors")
+        return {
+            c.id
+            for f in manifest.files
+            if f.path.endswith(older)
+            for p in f.parts
+            if p.kind == "tensor" or f.kind not in weights.WEIGHT_KINDS
+            for c in p.chunks
+        }
+
+    arc("push", write_model(tmp_path / "m", extra_files={**OTHER_WEIGHTS, **METADATA}), "acme/w:v1")
+    with monkeypatch.context() as m:
+        m.setattr(withdrawal, "weight_object_ids", older_rule)
+        arc("rm", "acme/w:v1", "--reason", "takedown")
+    assert all(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())  # what the older rule left
+    assert arc.json("gc", "--dry-run")["objects_removed"] == 0  # a dry run changes nothing
+    assert arc.json("gc")["objects_removed"] == len(OTHER_WEIGHTS)
+    assert not any(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())
+    assert all(_stored(arc.home, data).exists() for data in METADATA.values())
+    assert arc.json("verify", "acme/w:v1")["withdrawn"] is True
+    assert arc.json("fsck")["ok"] and arc.json("gc")["objects_removed"] == 0
