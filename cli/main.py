@@ -22,12 +22,43 @@ from modelarc.cli.startup import pause_during_startup
 from modelarc.errors import DiskFullError, ModelarcError, UsageError
 
 
+class OneLineUsageError(click.ClickException):
+    """A command line click could not parse (a missing argument, an unknown option or command, a value of the wrong
+    type), shown as one ``error:`` line naming the help to read, like every other error, not click's usage block.
+    Exit code 2, click's and ours for usage errors."""
+
+    exit_code = UsageError.exit_code
+
+    def __init__(self, exc: click.UsageError) -> None:
+        text = " ".join(exc.format_message().split())  # click's suggestions ("Did you mean ...?") on one line
+        text = text[:1].lower() + text[1:] if text[:1].isupper() and text[1:2].islower() else text
+        self.help_path = exc.ctx.command_path if exc.ctx is not None else "modelarc"
+        super().__init__(text.rstrip("."))
+
+    def show(self, file: Any = None) -> None:
+        echo_error(f"{self.message} (see '{self.help_path} --help')")
+
+
 class ArchiveGroup(CommandGroup):
     """Turns every ModelarcError into one ``error:`` line and its exit code, in one place."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:  # the group's own options (`modelarc --foo`): parsed before any command runs
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group named without a command (`modelarc keys`): its help is the answer
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # a command's arguments and options, parsed as it is invoked
+            raise OneLineUsageError(exc) from None
         except ModelarcError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()

@@ -213,3 +213,29 @@ def test_an_in_memory_catalog_is_refused(tmp_path: Path, url: str) -> None:
         result = CliRunner().invoke(cli, args, env=env)
         assert result.exit_code == 2 and "in-memory SQLite database" in result.output
     assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["push"], "error: missing argument 'SOURCE' (see 'modelarc push --help')"),
+        (["--no-such-option"], "error: no such option '--no-such-option' (see 'modelarc --help')"),
+        (["pushh"], "error: no such command 'pushh'"),
+        (["ls", "--limit", "x"], "error: invalid value for '--limit': 'x' is not a valid integer range"),
+        (["mirror", "add"], "error: missing argument 'NAME' (see 'modelarc mirror add --help')"),
+        (["mirror", "nope"], "error: no such command 'nope' (see 'modelarc mirror --help')"),
+    ],
+)
+def test_a_command_line_click_cannot_parse_is_one_error_line(arc, args: list[str], message: str) -> None:
+    """Not click's usage block (Usage:, Try ..., a blank line, Error: ...): one line like every other error, naming
+    the help to read, exit code 2."""
+    result = arc(*args, ok=False)
+    # in process the program is named after the click function (`cli`); installed, it is `modelarc`
+    lines = [ln.replace("(see 'cli", "(see 'modelarc") for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert "Usage:" not in result.output and "Traceback" not in result.output
+
+
+def test_a_group_named_without_a_command_still_shows_its_help(arc) -> None:
+    result = arc("keys", ok=False)
+    assert "keys [OPTIONS] COMMAND" in result.output and "Commands:" in result.output

@@ -55,7 +55,7 @@ def test_prompt_that_is_not_utf8_is_refused(gpt2, prompt: str) -> None:
 )
 def test_sampling_option_outside_its_meaning_is_refused(gpt2, option: str, value: str) -> None:
     stderr = _refused(gpt2, "--prompt", "the model", option, value)
-    assert f"Invalid value for '{option}'" in stderr
+    assert f"invalid value for '{option}'" in stderr
 
 
 def test_temperature_zero_is_greedy_and_recorded_as_greedy(gpt2) -> None:

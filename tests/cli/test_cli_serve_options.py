@@ -43,7 +43,7 @@ def test_a_port_outside_1_to_65535_is_refused(home: ArchiveCli, port: str) -> No
     done = serve(home, "--host", "127.0.0.1", "--port", port)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        f"Error: Invalid value for '--port': {port} is not in the range 1<=x<=65535."
+        f"error: invalid value for '--port': {port} is not in the range 1<=x<=65535 (see 'modelarc serve --help')"
     )
 
 
@@ -52,8 +52,8 @@ def test_an_empty_host_is_refused_rather_than_binding_every_interface(home: Arch
     done = serve(home, "--host", host, "--port", "1")  # port 1: were it not refused, binding fails, not serves
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "Error: Invalid value for '--host': give a host name or address (0.0.0.0 for every interface), "
-        "not an empty one"
+        "error: invalid value for '--host': give a host name or address (0.0.0.0 for every interface), "
+        "not an empty one (see 'modelarc serve --help')"
     )
 
 
