@@ -233,6 +233,17 @@ def test_access_requests_are_made_with_a_token_and_the_requester_sees_the_decisi
     assert ("access.set", REASON) in actions and ("access.decide", "research use accepted") in actions
 
 
+@pytest.mark.parametrize("model, level", [("acme/secret", "restricted"), ("acme/open", "public")])
+def test_a_model_that_is_not_gated_refuses_access_requests(site: dict[str, Any], model: str, level: str) -> None:
+    """A grant opens gated weights only: a request for anything else could only be granted and still refused."""
+    with httpx.Client(base_url=site["url"]) as web:
+        bob = _auth(site, "bob")
+        asked = web.post(f"/v1/access/{model}/requests", json={"justification": "please"}, headers=bob)
+        assert asked.status_code == 409 and asked.headers["x-error-code"] == "AccessNotRequestable"
+        assert f"{model} is {level}" in asked.json()["detail"]
+        assert [r["model"] for r in web.get("/v1/access/requests", headers=bob).json()] in ([], ["acme/closed"])
+
+
 def test_remote_pull_of_gated_weights_needs_a_grant_and_carries_the_policy(
     site: dict[str, Any], tmp_path: Path
 ) -> None:
