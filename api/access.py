@@ -140,6 +140,7 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.post(
         "/v1/access/{ns}/{name}/requests",
         status_code=201,
+        responses=problem_responses(409),  # AccessNotRequestable: nothing of the model is gated
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_BODY}}}
         },
@@ -147,7 +148,8 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     async def ask(ns: Namespace, name: Name, request: Request) -> Response:
         """Ask for a gated model's weights, with a free-text justification; an admin grants or denies it
         (`modelarc access decide`). Needs a token: the grant is made to it. A second request while one is
-        pending answers that one (200)."""
+        pending answers that one (200). 409 (`AccessNotRequestable`) when nothing of the model is gated: a public
+        model's weights need no grant, a restricted one's are for admin tokens whatever is granted."""
         principal = principal_of(request)
         if principal is None:
             return problem(

@@ -249,7 +249,10 @@ def test_snapshot_page_shows_the_policy_and_its_download_links_are_enforced(site
         for link in links:
             expected = 403 if link.endswith(".safetensors") else 200
             assert web.get(link).status_code == expected, link
-        assert "restricted" in web.get("/ui/snapshots/acme/secret/v1").text
+        assert "/v1/access/acme/closed/requests" in page  # a gated model takes requests
+        restricted = web.get("/ui/snapshots/acme/secret/v1").text
+        assert "restricted" in restricted
+        assert "/v1/access/acme/secret/requests" not in restricted  # it would answer 409: nothing to request
 
 
 def test_access_requests_are_made_with_a_token_and_the_requester_sees_the_decision(site: dict[str, Any]) -> None:
