@@ -67,13 +67,34 @@ def refusal(decision: AccessDecision, principal: Principal | None) -> AccessDeni
 
 def require_file_access(
     archive: Archive, model: str, snapshot: str, entry: FileEntry, principal: Principal | None
-) -> None:
+) -> bool:
     """Refuse unless ``principal`` may read this file of the snapshot (every file a policy does not withhold is
-    public: the policy is read first, since it may name files besides the weights)."""
+    public: the policy is read first, since it may name files besides the weights). True when the policy withholds
+    the file (and this caller may read it): its bytes must not reach a shared cache (``bytes_cache_headers``)."""
     decision = read_decision(archive, model, snapshot, principal)
-    if decision.allowed or not is_withheld_entry(entry, decision.policy.files):
-        return
+    withheld = decision.policy.withholds and is_withheld_entry(entry, decision.policy.files)
+    if decision.allowed or not withheld:
+        return withheld
     raise refusal(decision, principal)
+
+
+# How long a shared cache may keep bytes anyone may read. Gating, restricting or withdrawing a model later cannot
+# reach a copy a cache already holds, so that copy must lapse: an hour bounds how long a takedown takes to reach
+# every cache, while a cache still fetches a popular object at most once an hour (and, its ETag being its id, a
+# revalidation is a 304 without the bytes). A year (content addressing alone would allow it) would keep withdrawn
+# weights in every proxy for a year.
+PUBLIC_BYTES_LIFETIME = "public, max-age=3600"
+
+
+def bytes_cache_headers(principal: Principal | None, *, withheld: bool, public: str) -> dict[str, str]:
+    """``Cache-Control`` and ``Vary`` for a response carrying file or object bytes, the one rule of every route
+    that sends them. Bytes a policy withholds, or read with a token, are ``private`` (no shared cache may keep
+    them: a cache would hand a granted token's copy to anyone); ``public`` is what anonymous public bytes get.
+    ``Vary: Authorization`` always: whether the same URL answers 200 or 403 depends on the token."""
+    if withheld or principal is not None:
+        # private caches only, and revalidated on each use, so a revoked grant or a withdrawal is seen at once
+        return {"Cache-Control": "private, no-cache", "Vary": "Authorization"}
+    return {"Cache-Control": public, "Vary": "Authorization"}
 
 
 def require_object_access(archive: Archive, object_id: str, principal: Principal | None) -> None:
@@ -119,6 +140,7 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     @router.post(
         "/v1/access/{ns}/{name}/requests",
         status_code=201,
+        responses=problem_responses(409),  # AccessNotRequestable: nothing of the model is gated
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_BODY}}}
         },
@@ -126,7 +148,8 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     async def ask(ns: Namespace, name: Name, request: Request) -> Response:
         """Ask for a gated model's weights, with a free-text justification; an admin grants or denies it
         (`modelarc access decide`). Needs a token: the grant is made to it. A second request while one is
-        pending answers that one (200)."""
+        pending answers that one (200). 409 (`AccessNotRequestable`) when nothing of the model is gated: a public
+        model's weights need no grant, a restricted one's are for admin tokens whatever is granted."""
         principal = principal_of(request)
         if principal is None:
             return problem(

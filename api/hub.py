@@ -19,7 +19,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
-from modelarc.api.access import principal_of, require_file_access
+from modelarc.api.access import bytes_cache_headers, principal_of, require_file_access
 from modelarc.api.conditional import Precondition, precondition, range_applies
 from modelarc.api.limits import MAX_TEXT
 from modelarc.api.problems import HUB_TAG, clip, problem, problem_responses
@@ -144,7 +144,8 @@ class HubView:
         if entry is None:
             return _not_found("EntryNotFound", f"{clip(path)} not found in {repo}@{clip(revision)}", commit)
         # HEAD and ranges too: a weight file's header is its bytes (names, sizes and hashes are in the tree)
-        require_file_access(self.archive, repo, digest, entry, principal_of(request))
+        principal = principal_of(request)
+        withheld = require_file_access(self.archive, repo, digest, entry, principal)
         headers = {
             "X-Repo-Commit": commit,
             "ETag": f'"{entry.sha256}"',
@@ -152,6 +153,9 @@ class HubView:
             "Content-Type": "application/octet-stream",
             # an uploaded .html or .svg must never render as a page of the archive's origin: always a download
             "Content-Disposition": attachment(entry.path),
+            # public bytes: revalidated on every use (a 304 by the sha256 ETag, after the access check), since a
+            # tag may move and a policy or a withdrawal may change what this URL gives; withheld ones: private
+            **bytes_cache_headers(principal, withheld=withheld, public="public, no-cache"),
         }
         if entry.path.endswith(LFS_SUFFIXES):
             headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size)})

@@ -19,7 +19,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modelarc.api.access import principal_of, require_delta_base_access, require_object_access
+from modelarc.api.access import (
+    PUBLIC_BYTES_LIFETIME,
+    bytes_cache_headers,
+    principal_of,
+    require_delta_base_access,
+    require_object_access,
+)
+from modelarc.api.conditional import Precondition, precondition
 from modelarc.api.limits import (
     OBJECT_ID_PATTERN,
     Name,
@@ -282,17 +289,25 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
             raise
         headers = {
             "ETag": f'"{object_id}"',
-            # a shared cache may keep what anyone may read; what a token read (perhaps gated weights) it may not
-            "Cache-Control": f"{'private' if principal else 'public'}, max-age=31536000, immutable",
+            # a shared cache may keep what anyone may read, for an hour (a later gating or withdrawal must reach
+            # it); what a token read (perhaps gated weights) it may not. Read anonymously, the object is public.
+            **bytes_cache_headers(principal, withheld=False, public=PUBLIC_BYTES_LIFETIME),
         }
         memory = decoders().memory
-        if served_standalone(archive, object_id, principal):  # a delta whose base this caller may not read
+        standalone = served_standalone(archive, object_id, principal)  # a delta whose base it may not read
+        if standalone:
+            headers["ETag"] = "W/" + headers["ETag"]
+        # checked after the access check: a revalidation is a 304 without the bytes only for who may read them
+        if precondition(request.headers, headers["ETag"]) is Precondition.NOT_MODIFIED:
+            fh.close()
+            return Response(status_code=304, headers=headers)
+        if standalone:
             fh.close()
             body = archive.store.standalone(ObjectId(object_id))
             return DownloadResponse(
                 held_bytes(memory, body),
                 media_type="application/octet-stream",
-                headers={**headers, "ETag": "W/" + headers["ETag"], "Content-Length": str(len(body))},
+                headers={**headers, "Content-Length": str(len(body))},
             )
         # held in the process's response memory from before it is read until the socket has taken it
         return DownloadResponse(

@@ -36,7 +36,13 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
-from modelarc.errors import IntegrityError, ModelarcError, NotFoundError, UsageError
+from modelarc.errors import (
+    AccessNotRequestableError,
+    IntegrityError,
+    ModelarcError,
+    NotFoundError,
+    UsageError,
+)
 from modelarc.registry import access as access_rows
 from modelarc.registry import queries as q
 from modelarc.registry import tokens as token_rows
@@ -133,6 +139,8 @@ class GrantChange:
     action: str  # grant | revoke
     reason: str
     grants: tuple[GrantRecord, ...] = field(default_factory=tuple)
+    # a grant that opens nothing now (no policy of the model is gated): what to tell whoever made it (``grant_note``)
+    note: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ decisions
@@ -552,6 +560,45 @@ def subject_of(s: CatalogSession, who: str, *, check: bool = True) -> str:
     return who
 
 
+def _gate_state(
+    s: CatalogSession, model: str, model_row_id: int, now: dt.datetime | None = None
+) -> tuple[EffectivePolicy, bool]:
+    """The model's own policy, and whether a grant of the model opens anything now: whether that policy, or a
+    snapshot's override, is gated (``may_read_weights`` reads grants for ``gated`` only)."""
+    rows = access_rows.current_policies(s, [model_row_id])
+    model_row = next((p for p in rows if p.snapshot_row_id is None), None)
+    policy = resolve_policy(model, None, model_row, None, now)
+    gated = policy.level == "gated" or any(
+        resolve_policy(model, p.snapshot, model_row, p, now).level == "gated"
+        for p in rows
+        if p.snapshot_row_id is not None
+    )
+    return policy, gated
+
+
+def _level_meaning(level: str) -> str:
+    return {
+        "public": "anyone may read its weights",
+        "restricted": "only admin tokens read its weights",
+    }.get(level, f"{level} is not a level grants open")
+
+
+def grant_note(source: Archive | CatalogSession, model: str, *, now: dt.datetime | None = None) -> str | None:
+    """None when a grant of ``model`` lets its holder read weights now; otherwise the plain statement that a grant
+    (kept: it may be wanted ahead of a change to gated) has no effect while the model's level holds. A grant says
+    "granted" only when it gives something: a restricted model's grant reported as granted, with the token still
+    refused, is what this is for."""
+    with _session(source) as s:
+        found = q.require_model(s, *parse_model_name(model))
+        policy, gated = _gate_state(s, model, found.row_id, now)
+    if gated:
+        return None
+    return (
+        f"recorded; has no effect while {model} is {policy.level} ({_level_meaning(policy.level)}): "
+        "it counts once the model, or one of its snapshots, is gated"
+    )
+
+
 def apply_grant(
     s: CatalogSession,
     model: str,
@@ -615,7 +662,9 @@ def _write_grant_record(
 
 
 def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
-    """Grant ``who`` (``token:<id>`` or a token name) the weights of the gated ``model``."""
+    """Grant ``who`` (``token:<id>`` or a token name) the weights of the gated ``model``. A grant of a model that
+    is not gated is recorded all the same (it may be wanted ahead of a change to gated); its ``note`` says it has no
+    effect until then."""
     reason = _reason(reason, "modelarc access grant")
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
@@ -628,7 +677,8 @@ def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange
         made = apply_grant(s, model, subject, reason, actor=archive.settings.actor, at=at)
         s.flush()
         _write_grant_record(archive, s, "grant", model, subject, reason, at, None)
-    return GrantChange(model, subject, "grant", reason, (made,))
+        note = grant_note(s, model)
+    return GrantChange(model, subject, "grant", reason, (made,), note)
 
 
 def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
@@ -680,7 +730,12 @@ def request_access(
     archive: Archive, model: str, principal: Principal | None, justification: str
 ) -> RequestRecord:
     """A token asks for a model's weights; an admin decides (``decide_request``). A request while one of the same
-    token for the same model is pending returns that one."""
+    token for the same model is pending returns that one.
+
+    Only a gated model (or one with a gated snapshot) takes requests: a grant is all a request can lead to, and
+    grants open gated weights only. A public model's weights need none; a restricted model's are for admin tokens,
+    whatever is granted. ``AccessNotRequestableError`` (409) names the level instead of a request that would be
+    "granted" and still refused."""
     if principal is None:
         raise UsageError("an access request needs a token (Authorization: Bearer ...)")
     text = (justification or "").strip()
@@ -690,6 +745,12 @@ def request_access(
         raise UsageError(f"the justification is {len(text)} characters long; at most {MAX_TEXT}")
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
+        policy, gated = _gate_state(s, model, found.row_id)
+        if not gated:
+            raise AccessNotRequestableError(
+                f"{model} is {policy.level} ({_level_meaning(policy.level)}): access requests are for gated "
+                "models, so there is nothing to request"
+            )
         pending = access_rows.list_requests(s, status="pending", token_id=principal.id, model_id=found.row_id)
         if pending:
             return pending[0]
@@ -716,7 +777,10 @@ def list_requests(
 
 
 def decide_request(archive: Archive, request_id: int, decision: str, *, reason: str) -> RequestRecord:
-    """Grant or deny a pending request; granting grants the requesting token (``token:<id>``), not its name."""
+    """Grant or deny a pending request; granting grants the requesting token (``token:<id>``), not its name.
+
+    A request is made while its model is gated; if the model stopped being gated since, granting it still records
+    the grant, and ``grant_note`` says that it has no effect (the CLI prints it)."""
     if decision not in ("grant", "deny"):
         raise UsageError(f"decide grant or deny, not {decision!r}")
     reason = _reason(reason, "modelarc access decide")

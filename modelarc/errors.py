@@ -174,6 +174,12 @@ class NamespaceRefusedError(ModelarcError):
     exit_code = 12
 
 
+class AccessNotRequestableError(UsageError):
+    """An access request for a model that is not gated: a public model's weights need no grant, and a restricted
+    model's are for admin tokens whatever is granted, so a request could only be "granted" and still refused. 409:
+    the model's current policy, not the request, is what stands in the way; the message names the level."""
+
+
 class PayloadTooLargeError(UsageError):
     """An upload is bigger than it declared, or than any object may be."""
 
@@ -291,6 +297,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
     (ModelNameClashError, 409, "ModelNameClash"),  # a new model named like an existing one but for case
+    (AccessNotRequestableError, 409, "AccessNotRequestable"),  # an access request for a model that is not gated
     (UnsupportedMediaTypeError, 415, "UnsupportedMediaType"),
     (ServerBusyError, 503, "ServerBusy"),  # the server's memory for responses or bodies is taken for now: retry later
     (RequestTimeoutError, 408, "RequestTimeout"),  # the client stopped sending its body: closed, not kept waiting

@@ -90,14 +90,23 @@ def set_(
 @with_archive
 def grant_(archive: Archive, model: str, token_or_name: str, reason: str | None, as_json: bool) -> None:
     """Let a token read gated MODEL's weights: TOKEN_OR_NAME is token:<id> or a token name (every live token so
-    named)."""
+    named). On a model that is not gated the grant is recorded, for when it is, and has no effect until then."""
     from modelarc.archive.access import grant
 
     change = grant(archive, model, token_or_name, reason=reason or "")
     if as_json:
         emit_json(
-            {"model": change.model, "subject": change.subject, "grants": [g.to_json() for g in change.grants]}
+            {
+                "model": change.model,
+                "subject": change.subject,
+                "grants": [g.to_json() for g in change.grants],
+                "effective": change.note is None,
+                "note": change.note,
+            }
         )
+        return
+    if change.note is not None:  # never "granted" for a grant that gives nothing now
+        console.print(f"grant of {change.subject} on {change.model} {change.note}: {change.reason}")
         return
     console.print(f"granted {change.subject} the weights of {change.model}: {change.reason}")
 
@@ -180,19 +189,21 @@ def requests(archive: Archive, all_requests: bool, as_json: bool) -> None:
 @with_archive
 def decide(archive: Archive, request_id: str, decision: str, reason: str | None, as_json: bool) -> None:
     """Grant or deny access request REQUEST_ID (DECISION: grant | deny); granting grants token:<id>."""
-    from modelarc.archive.access import decide_request
+    from modelarc.archive.access import decide_request, grant_note
     from modelarc.errors import UsageError
 
     # digits within the catalog's ids (cli/options.py ROW_ID): a larger number names no request, and overflows
     if not (request_id.isascii() and request_id.isdigit()) or not 1 <= int(request_id) <= ROW_ID_MAX:
         raise UsageError(f"{request_id!r} is not a request id (see `modelarc access requests`)")
     made = decide_request(archive, int(request_id), decision, reason=reason or "")
+    granted = made.status == "granted"
+    note = grant_note(archive, made.model) if granted else None
     if as_json:
-        emit_json(made.to_json())
+        emit_json({**made.to_json(), **({"effective": note is None, "note": note} if granted else {})})
         return
-    console.print(
-        f"request {made.id} ({made.model}, token:{made.token_id}): {made.status}: {made.decision_reason}"
-    )
+    # a model that stopped being gated since the request: the grant is kept, and is not reported as "granted"
+    outcome = made.status if note is None else f"grant {note}"
+    console.print(f"request {made.id} ({made.model}, token:{made.token_id}): {outcome}: {made.decision_reason}")
 
 
 def register(group: click.Group) -> None:

@@ -25,7 +25,7 @@ from modelarc.archive.access import (
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import Principal, create_token, list_tokens, revoke_token, token_principal
-from modelarc.errors import NotFoundError, UsageError
+from modelarc.errors import AccessNotRequestableError, NotFoundError, UsageError
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId
 
@@ -348,6 +348,7 @@ def test_an_access_request_is_granted_or_denied_once_and_the_requester_sees_it(a
     assert [r.status for r in access.list_requests(archive, principal=erin)] == ["granted"]
     with pytest.raises(UsageError, match="already granted"):
         access.decide_request(archive, made.id, "deny", reason="changed my mind")
+    set_policy(archive, "acme/private", "gated", reason="licence")
     again = access.request_access(archive, "acme/private", erin, "and this one")
     assert access.decide_request(archive, again.id, "deny", reason="no").status == "denied"
     with pytest.raises(UsageError, match="justification"):
@@ -356,6 +357,39 @@ def test_an_access_request_is_granted_or_denied_once_and_the_requester_sees_it(a
         access.request_access(archive, "acme/secret", None, "anonymous")
     with pytest.raises(NotFoundError):
         access.decide_request(archive, 999, "grant", reason="x")
+
+
+def test_only_a_model_with_something_gated_takes_access_requests(archive: Archive) -> None:
+    """A grant opens gated weights only: a request for a public or a restricted model could only be "granted" and
+    still refused, so it is refused itself, naming the level."""
+    erin = _token(archive, "read", "erin")
+    with pytest.raises(AccessNotRequestableError, match=r"acme/pub is public \(anyone may read"):
+        access.request_access(archive, "acme/pub", erin, "please")
+    set_policy(archive, "acme/private", "restricted", reason="admins only")
+    with pytest.raises(AccessNotRequestableError, match=r"acme/private is restricted \(only admin tokens"):
+        access.request_access(archive, "acme/private", erin, "please")
+    assert access.list_requests(archive, all_requests=True) == []
+    # a gated snapshot of a restricted model: its grant opens that snapshot, so it may be asked for
+    set_policy(archive, "acme/private", "gated", snapshot="v1", reason="this release only")
+    assert access.request_access(archive, "acme/private", erin, "the v1 release").status == "pending"
+
+
+def test_a_grant_that_opens_nothing_is_recorded_and_says_so(archive: Archive) -> None:
+    erin = _token(archive, "read", "erin")
+    set_policy(archive, "acme/secret", "gated", reason="licence")
+    made = access.request_access(archive, "acme/secret", erin, "I study 2023 models")
+    assert access.grant(archive, "acme/secret", "erin", reason="licence accepted").note is None
+    set_policy(archive, "acme/private", "restricted", reason="admins only")
+    change = access.grant(archive, "acme/private", "erin", reason="ahead of gating it")
+    assert change.note is not None and change.note.startswith(
+        "recorded; has no effect while acme/private is restricted"
+    )
+    assert [g.subject for g in change.grants] == ["erin"] and not _readable(archive, "acme/private", erin)
+    set_policy(archive, "acme/secret", "restricted", reason="takedown")  # after erin asked
+    assert access.decide_request(archive, made.id, "grant", reason="ok").status == "granted"
+    assert "no effect while acme/secret is restricted" in (access.grant_note(archive, "acme/secret") or "")
+    set_policy(archive, "acme/private", "gated", reason="now gated")
+    assert access.grant_note(archive, "acme/private") is None and _readable(archive, "acme/private", erin)
 
 
 def test_object_ids_in_the_store_are_what_the_tests_guess(archive: Archive) -> None:

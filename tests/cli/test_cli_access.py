@@ -103,6 +103,7 @@ def test_requests_are_listed_and_decided(models: ArchiveCli, monkeypatch: pytest
     arc = models
     made = _token(arc, "erin")
     arc("access", "set", "acme/llm", "gated", "--reason", "licence")
+    arc("access", "set", "acme/other", "gated", "--reason", "licence")
     for key, value in arc.env.items():
         monkeypatch.setenv(key, value)
     from modelarc.archive.access import request_access
@@ -118,11 +119,43 @@ def test_requests_are_listed_and_decided(models: ArchiveCli, monkeypatch: pytest
     assert "I study\\x0aold models" in arc("access", "requests").stdout  # a justification cannot forge a line
     out = arc.json("access", "decide", str(first.id), "grant", "--reason", "academic")
     assert out["status"] == "granted" and out["grant_id"]
-    arc("access", "decide", str(second.id), "deny", "--reason", "not gated anyway")
+    arc("access", "decide", str(second.id), "deny", "--reason", "not a use the licence covers")
     assert arc.json("access", "requests") == []
     assert [r["status"] for r in arc.json("access", "requests", "--all")] == ["granted", "denied"]
     assert arc.json("access", "ls", "acme/llm")[0]["grants"][0]["subject"] == f"token:{made['id']}"
     assert "already granted" in arc.fail("access", "decide", str(first.id), "deny", "--reason", "x").stderr
+
+
+def test_a_grant_on_a_model_that_is_not_gated_is_recorded_and_never_reported_granted(
+    models: ArchiveCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arc = models
+    made = _token(arc, "carol")
+    arc("access", "set", "acme/llm", "gated", "--reason", "licence")
+    for key, value in arc.env.items():
+        monkeypatch.setenv(key, value)
+    from modelarc.archive.access import request_access
+    from modelarc.archive.repository import Archive
+    from modelarc.archive.tokens import token_principal
+    from modelarc.errors import AccessNotRequestableError, http_error
+
+    with Archive.open() as archive:
+        carol = token_principal(archive, made["token"])
+        asked = request_access(archive, "acme/llm", carol, "reviewing the paper")
+        with pytest.raises(AccessNotRequestableError, match="acme/other is public") as refused:
+            request_access(archive, "acme/other", carol, "and this")
+    assert http_error(refused.value) == (409, "AccessNotRequestable") and refused.value.exit_code == 2
+    arc("access", "set", "acme/llm", "restricted", "--reason", "admins only")
+    out = arc("access", "grant", "acme/llm", "carol", "--reason", "ahead of gating").stdout
+    assert out.startswith("grant of carol on acme/llm recorded; has no effect while acme/llm is restricted")
+    assert "granted" not in out
+    assert arc.json("access", "ls", "acme/llm")[0]["grants"][0]["subject"] == "carol"  # kept, for later
+    out = arc("access", "decide", str(asked.id), "grant", "--reason", "ok").stdout
+    assert "grant recorded; has no effect while acme/llm is restricted" in out and "granted" not in out
+    arc("access", "set", "acme/llm", "gated", "--reason", "licence again")
+    _token(arc, "dave")
+    other = arc.json("access", "grant", "acme/llm", "dave", "--reason", "now it counts")
+    assert (other["effective"], other["note"]) == (True, None)
 
 
 def _records(arc: ArchiveCli) -> list[dict[str, Any]]:

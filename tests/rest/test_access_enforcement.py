@@ -153,6 +153,48 @@ def test_granted_and_admin_tokens_read_gated_objects_and_restricted_is_admin_onl
                 assert answer.content == site["archive"].store.get_stored(ObjectId(oid))
 
 
+def test_bytes_read_with_a_token_or_withheld_never_reach_a_shared_cache(site: dict[str, Any]) -> None:
+    """Withheld bytes (and anything read with a token) are ``private`` with ``Vary: Authorization`` on every route
+    that sends file or object bytes; public bytes read anonymously get a bounded shared lifetime, never a year of
+    ``immutable``, so a later gating or withdrawal reaches every cache within the hour."""
+    weights = "/acme/closed/resolve/v1/model.safetensors"
+    _m, gated, _p = _objects(site["archive"], "acme/closed:v1")
+    _ref, snap = site["archive"].resolve("acme/open:v1")
+    shared_open = {c.id for f in site["archive"].manifest(snap).files for p in f.parts for c in p.chunks}
+    with httpx.Client(base_url=site["url"]) as web:
+        alice, admin = _auth(site, "alice"), _auth(site, "admin")
+        private = [
+            web.get(weights, headers=alice),
+            web.head(weights, headers=alice),
+            web.get(weights, headers={**alice, "Range": "bytes=0-7"}),
+            web.get("/acme/open/resolve/v1/model.safetensors", headers=admin),  # public bytes, but a token
+            web.get(f"/v1/objects/{sorted(gated)[0]}", headers=alice),
+            web.get(f"/v1/objects/{sorted(shared_open)[0]}", headers=alice),
+        ]
+        tag = private[0].headers["etag"]
+        private.append(web.get(weights, headers={**alice, "If-None-Match": tag}))
+        public_file = web.get("/acme/open/resolve/v1/model.safetensors")
+        public_config = web.get("/acme/closed/resolve/v1/config.json")  # a gated model's config is public
+        public_object = web.get(f"/v1/objects/{sorted(shared_open)[0]}")
+        public_oid, gated_oid = sorted(shared_open)[0], sorted(gated)[0]
+        revalidated = web.get(f"/v1/objects/{public_oid}", headers={"If-None-Match": f'"{public_oid}"'})
+        # the access check comes first: an ETag names no one's permission
+        sneaked = web.get(f"/v1/objects/{gated_oid}", headers={"If-None-Match": f'"{gated_oid}"'})
+    assert [a.status_code for a in private] == [200, 200, 206, 200, 200, 200, 304]
+    for answer in private:
+        assert answer.headers["cache-control"] == "private, no-cache", answer.request.url
+        assert answer.headers["vary"].lower() == "authorization"
+    for answer in (public_file, public_config):  # a tag may move: revalidated (a 304) on every use
+        assert answer.status_code == 200 and answer.headers["cache-control"] == "public, no-cache"
+        assert answer.headers["vary"].lower() == "authorization"
+    assert public_object.status_code == 200
+    assert public_object.headers["cache-control"] == "public, max-age=3600"
+    assert public_object.headers["vary"].lower() == "authorization"
+    assert revalidated.status_code == 304 and revalidated.content == b""
+    assert revalidated.headers["cache-control"] == "public, max-age=3600"
+    assert sneaked.status_code == 403
+
+
 def test_hub_resolve_refuses_gated_bytes_on_every_method_and_range(site: dict[str, Any]) -> None:
     path = "/acme/closed/resolve/v1/model.safetensors"
     weights = (site["src"]["closed"] / "model.safetensors").read_bytes()
@@ -207,7 +249,10 @@ def test_snapshot_page_shows_the_policy_and_its_download_links_are_enforced(site
         for link in links:
             expected = 403 if link.endswith(".safetensors") else 200
             assert web.get(link).status_code == expected, link
-        assert "restricted" in web.get("/ui/snapshots/acme/secret/v1").text
+        assert "/v1/access/acme/closed/requests" in page  # a gated model takes requests
+        restricted = web.get("/ui/snapshots/acme/secret/v1").text
+        assert "restricted" in restricted
+        assert "/v1/access/acme/secret/requests" not in restricted  # it would answer 409: nothing to request
 
 
 def test_access_requests_are_made_with_a_token_and_the_requester_sees_the_decision(site: dict[str, Any]) -> None:
@@ -231,6 +276,17 @@ def test_access_requests_are_made_with_a_token_and_the_requester_sees_the_decisi
     with archive.catalog.session() as s:
         actions = [(e.action, e.details.get("reason")) for e in audit_events(s) if e.action.startswith("access")]
     assert ("access.set", REASON) in actions and ("access.decide", "research use accepted") in actions
+
+
+@pytest.mark.parametrize("model, level", [("acme/secret", "restricted"), ("acme/open", "public")])
+def test_a_model_that_is_not_gated_refuses_access_requests(site: dict[str, Any], model: str, level: str) -> None:
+    """A grant opens gated weights only: a request for anything else could only be granted and still refused."""
+    with httpx.Client(base_url=site["url"]) as web:
+        bob = _auth(site, "bob")
+        asked = web.post(f"/v1/access/{model}/requests", json={"justification": "please"}, headers=bob)
+        assert asked.status_code == 409 and asked.headers["x-error-code"] == "AccessNotRequestable"
+        assert f"{model} is {level}" in asked.json()["detail"]
+        assert [r["model"] for r in web.get("/v1/access/requests", headers=bob).json()] in ([], ["acme/closed"])
 
 
 def test_remote_pull_of_gated_weights_needs_a_grant_and_carries_the_policy(
