@@ -85,6 +85,19 @@ def record_replaced(s: Session, objects: Iterable[ObjectRecord], when: dt.dateti
         )
 
 
+def stored_encodings(s: Session, object_ids: Iterable[str]) -> dict[str, ObjectRecord]:
+    """How the catalog records each of ``object_ids`` is stored (those it has a row for), to compare with a copy
+    written in its place (repair)."""
+    ids = sorted(set(object_ids))
+    out: dict[str, ObjectRecord] = {}
+    for i in range(0, len(ids), 500):
+        for o in s.scalars(select(StoredObject).where(StoredObject.id.in_(ids[i : i + 500]))):
+            out[o.id] = ObjectRecord(
+                o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size
+            )
+    return out
+
+
 def objects_found_bad(s: Session) -> dict[str, str]:
     """Objects whose last check found them corrupt or missing: what repair fixes without re-reading everything."""
     rows = s.execute(
