@@ -201,10 +201,12 @@ def check_reachable(archive: Archive, records: list[MirrorRecord]) -> None:
             raise MirrorUnreachableError(f"{exc}; nothing was archived") from None
 
 
-def served_objects(archive: Archive) -> dict[str, int]:
-    """What a served mirror must hold: the objects of every snapshot not withdrawn (withdrawn ones are not sent)."""
+def served_objects(archive: Archive, *, bases: bool = True) -> dict[str, int]:
+    """What a served mirror must hold: the objects of every snapshot not withdrawn (withdrawn ones are not sent),
+    with the bases of their deltas (a withdrawn parent's chunks among them), or without them (``bases=False``:
+    what it hands back to a mirror token; rows.live_snapshot_sizes)."""
     with archive.catalog.session() as s:
-        return rows.live_snapshot_sizes(s)
+        return rows.live_snapshot_sizes(s, bases=bases)
 
 
 def _lacks(archive: Archive, record: MirrorRecord, wanted: dict[str, int]) -> int:

@@ -134,17 +134,20 @@ def catalogued_sizes(s: Session) -> dict[str, int]:
     return {oid: int(size) for oid, size in s.execute(select(StoredObject.id, StoredObject.stored_size))}
 
 
-def live_snapshot_sizes(s: Session) -> dict[str, int]:
+def live_snapshot_sizes(s: Session, *, bases: bool = True) -> dict[str, int]:
     """Every object a snapshot that is not withdrawn needs, with its stored size: what a served mirror, which
-    is sent live snapshots only, must hold."""
-    rows = s.execute(
+    is sent live snapshots only, must hold. ``bases=False`` leaves out the objects live snapshots keep only as the
+    bases of their deltas (``as_base``): a served mirror holds them too but hands them to no reader of those
+    snapshots, only the deltas decoded against them."""
+    query = (
         select(StoredObject.id, StoredObject.stored_size)
         .join(SnapshotObject, SnapshotObject.object_id == StoredObject.id)
         .join(Snapshot, Snapshot.id == SnapshotObject.snapshot_id)
         .where(Snapshot.tombstoned_at.is_(None))
-        .distinct()
     )
-    return {oid: int(size) for oid, size in rows}
+    if not bases:
+        query = query.where(SnapshotObject.as_base.is_(False))
+    return {oid: int(size) for oid, size in s.execute(query.distinct())}
 
 
 def scrub_coverage(s: Session) -> tuple[int, int, dt.datetime | None]:
