@@ -111,7 +111,8 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             # a delta the catalog records is put back as it is, its base kept by the catalog (and mended in this
             # run if need be); on the second pass it is one whose base did not come back: written on its own now
             keep = None if oid in written else recorded_bases.get(oid)
-            outcome = _put_back(archive, report, oid, good_copies(sources, oid, delta_against=keep), stamp)
+            copies = good_copies(sources, oid, delta_against=keep)
+            outcome = _put_back(archive, report, oid, copies, stamp, own_copy=oid in written)
             if outcome is None:  # no mirror has a good copy
                 report.unrepaired[oid] = []
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
@@ -246,13 +247,20 @@ def repair_records(
 
 
 def _put_back(
-    archive: Archive, report: RepairReport, oid: str, copies: Iterable[tuple[str, bytes]], stamp: str
+    archive: Archive,
+    report: RepairReport,
+    oid: str,
+    copies: Iterable[tuple[str, bytes]],
+    stamp: str,
+    *,
+    own_copy: bool = False,
 ) -> tuple[str, str] | None:
     """Write the first good mirror copy of ``oid`` into the primary and read it back; one that does not read back
     is followed by the next mirror's. (mirror name, what the primary's copy is now: ``ok``, ``corrupt``,
     ``missing`` (a delta whose base is not back yet: the caller tries it again once the others are mended), or
     ``unwritten`` when it could not be written at all), or None when no mirror has a good copy. Why a copy was not
-    taken goes to ``report.unrepaired_why``."""
+    taken goes to ``report.unrepaired_why``. ``own_copy``: what is under the key is a mirror's good delta this run
+    wrote (its base did not come back), deleted rather than set aside: there is no damaged copy to keep."""
     last: tuple[str, str] | None = None
     failed: list[str] = []  # mirrors whose copy was written and did not read back
     for mirror_name, blob in copies:
@@ -260,7 +268,9 @@ def _put_back(
             # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header
             # names a base that does not exist reads as missing): the put below skips a key that exists. A
             # copy equal to the good one (a delta whose base is what is missing) stays as it is.
-            if not _holds(archive, oid, blob):
+            if own_copy and not failed:
+                archive.store.delete(ObjectId(oid))
+            elif not _holds(archive, oid, blob):
                 aside = archive.store.quarantine(ObjectId(oid), stamp)
                 if aside is not None:
                     report.quarantined[oid] = aside

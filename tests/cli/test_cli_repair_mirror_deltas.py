@@ -126,6 +126,7 @@ def test_a_delta_the_catalog_records_is_put_back_as_a_delta_or_on_its_own_when_i
     assert result.exit_code == 5
     report = json.loads(result.stdout)
     assert report["repaired"] == {delta: "usb"} and set(report["unrepaired"]) == {base_id}
+    assert delta not in report["quarantined"]  # the mirror's delta it first wrote was good: nothing to keep aside
     assert primary.delta_base(ObjectId(delta)) is None
     row = _catalog_row(arc, delta, monkeypatch)
     assert row.delta_base is None and row.stored_size == stored.stat().st_size
