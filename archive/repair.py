@@ -125,6 +125,9 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 report.repaired[oid] = outcome[0]
                 fixed[oid] = "ok"
         report.checked += recorded.checked
+        # a copy written in another encoding than the one lost (a mirror's delta put back on its own), read under
+        # the lock: every one found ok (one written by a run killed before it recorded it too)
+        rewritten = _rewritten(archive, [o for o, st in fixed.items() if st == "ok"], catalogued)
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
@@ -132,9 +135,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
-        # a copy written in another encoding than the one lost (a mirror's delta put back on its own): its row says so
-        # (every one found ok: one written by a run killed before it got here too)
-        rows.record_replaced(s, _rewritten(archive, [o for o, st in fixed.items() if st == "ok"], catalogued))
+        rows.record_replaced(s, rewritten)  # its row describes the copy now stored: gc and fsck go by it
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(
