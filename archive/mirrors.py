@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,7 +40,7 @@ from modelarc.registry.integrity import MirrorRecord
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.backend import Backend
 from modelarc.storage.location import canonical_location, is_local_location, location_within, open_backend
-from modelarc.storage.store import object_key
+from modelarc.storage.store import delta_base_of, object_key
 
 if TYPE_CHECKING:
     from modelarc.archive.remote.mirror import RemoteMirror
@@ -204,10 +204,12 @@ def check_reachable(archive: Archive, records: list[MirrorRecord]) -> None:
             raise MirrorUnreachableError(f"{exc}; nothing was archived") from None
 
 
-def served_objects(archive: Archive) -> dict[str, int]:
-    """What a served mirror must hold: the objects of every snapshot not withdrawn (withdrawn ones are not sent)."""
+def served_objects(archive: Archive, *, bases: bool = True) -> dict[str, int]:
+    """What a served mirror must hold: the objects of every snapshot not withdrawn (withdrawn ones are not sent),
+    with the bases of their deltas (a withdrawn parent's chunks among them), or without them (``bases=False``:
+    what it hands back to a mirror token; rows.live_snapshot_sizes)."""
     with archive.catalog.session() as s:
-        return rows.live_snapshot_sizes(s)
+        return rows.live_snapshot_sizes(s, bases=bases)
 
 
 def _lacks(archive: Archive, record: MirrorRecord, wanted: dict[str, int]) -> int:
@@ -436,19 +438,29 @@ def copy_records(source: Backend, target: Backend, not_copied: dict[str, str]) -
         return sum(pool.map(copy, todo))
 
 
-def fetch_good_copy(stores: list[tuple[str, MirrorCopy]], oid: str) -> tuple[str, bytes] | None:
-    """The first mirror copy of ``oid`` that decodes and hashes to its id: (mirror name, stored blob).
+def good_copies(
+    stores: list[tuple[str, MirrorCopy]], oid: str, *, delta_against: str | None = None
+) -> Iterator[tuple[str, bytes]]:
+    """Each mirror's copy of ``oid`` that decodes and hashes to its id, in mirror order, as (mirror name, a blob for
+    the primary to store): the mirror's blob as stored, unless it is a delta against any base but
+    ``delta_against``, when it is decoded with the mirror's base and encoded on its own.
 
-    Any refusal from one mirror (a served one busy, withholding gated weights from a token that is not an admin's,
-    unreachable) is that mirror's failure for this object only: the others are still asked."""
+    Why not the mirror's delta as it is: its base is the mirror's choice (a served archive stores a fine-tune as a
+    delta against a parent the primary may lack or hold for another model; a planted one can name any object), and
+    the primary's catalog records no snapshot keeping that base, so gc or a withdrawal would delete it and break
+    the object. ``delta_against`` is the base the primary's catalog records for ``oid``: that dependency is
+    already kept. Any refusal from one mirror (a served one busy, withholding gated weights from a token that is
+    not an admin's, unreachable) is that mirror's failure for this object only: the others are still asked."""
     for name, store in stores:
         try:
             blob = store.get_stored(ObjectId(oid))
-            ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=store.get_stored)  # a delta: the mirror's base
+            if delta_against is not None and delta_base_of(ObjectId(oid), blob) == delta_against:
+                ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=store.get_stored)  # the mirror's base
+            else:
+                blob = ObjectStore.standalone_of(ObjectId(oid), blob, fetch_base=store.get_stored)
         except (ModelarcError, OSError):
             continue
-        return name, blob
-    return None
+        yield name, blob
 
 
 def _iso(when: Any) -> str | None:

@@ -17,12 +17,12 @@ Catalog records are put back the same way, but a lost one only if this catalog n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from modelarc.archive.mirrors import fetch_good_copy, is_remote_target, mirrors, open_mirrors
+from modelarc.archive.mirrors import good_copies, is_remote_target, mirrors, open_mirrors
 from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes, readable_records
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
@@ -36,8 +36,9 @@ from modelarc.errors import (
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry import written_records as written_rows
+from modelarc.registry.records import ObjectRecord
 from modelarc.storage import ObjectId, ObjectStore
-from modelarc.storage.store import QUARANTINE_PREFIX, object_key
+from modelarc.storage.store import QUARANTINE_PREFIX, delta_base_of, object_key
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -90,6 +91,10 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
     with archive.lock(exclusive=False, purpose="repair"):
         suspects = _suspects(archive, read_data)
         report.checked = len(suspects)
+        with archive.catalog.session() as s:
+            # what the catalog records of each suspect's stored copy: a copy put back differently is recorded so
+            catalogued = rows.stored_encodings(s, suspects)
+        recorded_bases = {oid: o.delta_base for oid, o in catalogued.items() if o.delta_base is not None}
         fixed: dict[str, str] = {}  # what each suspect is now, for the catalog
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         # a delta can read back only once its base is back: what a pass could not mend gets one more pass
@@ -103,35 +108,26 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 if oid in written:  # ... or by this run's first pass, once its base was back
                     report.repaired[oid] = written[oid]
                 continue
-            good = fetch_good_copy(sources, oid)
-            if good is None:
+            # a delta the catalog records is put back as it is, its base kept by the catalog (and mended in this
+            # run if need be); on the second pass it is one whose base did not come back: written on its own now
+            keep = None if oid in written else recorded_bases.get(oid)
+            copies = good_copies(sources, oid, delta_against=keep)
+            outcome = _put_back(archive, report, oid, copies, stamp, own_copy=oid in written)
+            if outcome is None:  # no mirror has a good copy
                 report.unrepaired[oid] = []
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
-                continue
-            mirror_name, blob = good
-            try:
-                # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header
-                # names a base that does not exist reads as missing): the put below skips a key that exists. A
-                # copy equal to the good one (a delta whose base is what is missing) stays as it is.
-                if not _holds(archive, oid, blob):
-                    aside = archive.store.quarantine(ObjectId(oid), stamp)
-                    if aside is not None:
-                        report.quarantined[oid] = aside
-                archive.store.backend.put(object_key(ObjectId(oid)), blob)
-                archive.store.sync()
-            except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+            elif outcome[1] != "ok":
                 report.unrepaired[oid] = []
-                report.unrepaired_why[oid] = f"a good copy from {mirror_name} could not replace it: {exc}"
-                fixed[oid] = state
-                continue
-            if (after := _state(archive, oid)) != "ok":  # read back: the write itself must have landed intact
-                report.unrepaired[oid] = []
-                fixed[oid] = after
-                written[oid] = mirror_name
-                continue
-            report.repaired[oid] = mirror_name
-            fixed[oid] = "ok"
+                fixed[oid] = state if outcome[1] == "unwritten" else outcome[1]
+                if outcome[1] == "missing":  # a delta whose base is not back yet: the second pass tries again
+                    written[oid] = outcome[0]
+            else:
+                report.repaired[oid] = outcome[0]
+                fixed[oid] = "ok"
         report.checked += recorded.checked
+        # a copy written in another encoding than the one lost (a mirror's delta put back on its own), read under
+        # the lock: every one found ok (one written by a run killed before it recorded it too)
+        rewritten = _rewritten(archive, [o for o, st in fixed.items() if st == "ok"], catalogued)
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
@@ -139,6 +135,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
+        rows.record_replaced(s, rewritten)  # its row describes the copy now stored: gc and fsck go by it
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(
@@ -248,6 +245,68 @@ def repair_records(
         if on_word:
             vouched.append(key)
     return vouched
+
+
+def _put_back(
+    archive: Archive,
+    report: RepairReport,
+    oid: str,
+    copies: Iterable[tuple[str, bytes]],
+    stamp: str,
+    *,
+    own_copy: bool = False,
+) -> tuple[str, str] | None:
+    """Write the first good mirror copy of ``oid`` into the primary and read it back; one that does not read back
+    is followed by the next mirror's. (mirror name, what the primary's copy is now: ``ok``, ``corrupt``,
+    ``missing`` (a delta whose base is not back yet: the caller tries it again once the others are mended), or
+    ``unwritten`` when it could not be written at all), or None when no mirror has a good copy. Why a copy was not
+    taken goes to ``report.unrepaired_why``. ``own_copy``: what is under the key is a mirror's good delta this run
+    wrote (its base did not come back), deleted rather than set aside: there is no damaged copy to keep."""
+    last: tuple[str, str] | None = None
+    failed: list[str] = []  # mirrors whose copy was written and did not read back
+    for mirror_name, blob in copies:
+        try:
+            # whatever else is under the key goes aside first, "missing" too (a delta whose damaged header
+            # names a base that does not exist reads as missing): the put below skips a key that exists. A
+            # copy equal to the good one (a delta whose base is what is missing) stays as it is.
+            if own_copy and not failed:
+                archive.store.delete(ObjectId(oid))
+            elif not _holds(archive, oid, blob):
+                aside = archive.store.quarantine(ObjectId(oid), stamp)
+                if aside is not None:
+                    report.quarantined[oid] = aside
+            archive.store.backend.put(object_key(ObjectId(oid)), blob)
+            archive.store.sync()
+        except (StoredValueError, OSError) as exc:  # a non-empty folder under its key, a read-only disk
+            report.unrepaired_why[oid] = f"a good copy from {mirror_name} could not replace it: {exc}"
+            return mirror_name, "unwritten"
+        after = _state(archive, oid)  # read back: the write itself must have landed intact
+        if after == "ok" or (after == "missing" and delta_base_of(ObjectId(oid), blob) is not None):
+            return mirror_name, after
+        failed.append(mirror_name)
+        last = mirror_name, after
+    if last is not None:
+        report.unrepaired_why[oid] = (
+            f"the good copies from {', '.join(failed)} were written but do not read back ({last[1]}): the "
+            "store's disk may be failing"
+        )
+    return last
+
+
+def _rewritten(
+    archive: Archive, repaired: Iterable[str], catalogued: dict[str, ObjectRecord]
+) -> list[ObjectRecord]:
+    """The repaired objects whose new copy is encoded otherwise than the catalog records (a delta put back on its
+    own, a mirror's other codec), as they are stored now: gc and fsck go by the catalog's delta rows."""
+    out = []
+    for oid in sorted(repaired):
+        was = catalogued.get(oid)
+        if was is None:  # not catalogued (needed by a snapshot only the records name): a rebuild reads it
+            continue
+        now = archive.store.stat(ObjectId(oid))
+        if (now.codec, now.stored_size, now.delta_base) != (was.codec, was.stored_size, was.delta_base):
+            out.append(ObjectRecord(oid, now.raw_size, now.stored_size, now.codec, now.delta_base))
+    return out
 
 
 def _second_pass(report: RepairReport) -> Iterator[str]:

@@ -71,9 +71,12 @@ def scrub(
         order = rows.scrub_order(s)
     records = mirrors(archive) if with_mirrors else []
     others, report.unreachable = open_mirrors(archive, records)  # a missing one is counted, never made again
-    # a served mirror is sent live snapshots only: objects only withdrawn ones need are not expected there
+    # a served mirror is sent live snapshots only: objects only withdrawn ones need are not expected there. The
+    # bases live snapshots' deltas need are there (a withdrawn parent's chunks too), kept as bases only, which the
+    # mirror hands to no reader of those snapshots (403): they are checked through the deltas, which it decodes
+    # against them, verified, for a reader who may not read the base
     served = {m.name for m in records if is_remote_target(m.target)}
-    live = served_objects(archive) if served else {}
+    live = served_objects(archive, bases=False) if served else {}
     for name, _store in others:
         report.mirrors[name] = {"missing": [], "corrupt": []}
     found: dict[str, str] = {}  # results not yet written to the catalog

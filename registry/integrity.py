@@ -85,6 +85,19 @@ def record_replaced(s: Session, objects: Iterable[ObjectRecord], when: dt.dateti
         )
 
 
+def stored_encodings(s: Session, object_ids: Iterable[str]) -> dict[str, ObjectRecord]:
+    """How the catalog records each of ``object_ids`` is stored (those it has a row for), to compare with a copy
+    written in its place (repair)."""
+    ids = sorted(set(object_ids))
+    out: dict[str, ObjectRecord] = {}
+    for i in range(0, len(ids), 500):
+        for o in s.scalars(select(StoredObject).where(StoredObject.id.in_(ids[i : i + 500]))):
+            out[o.id] = ObjectRecord(
+                o.id, o.raw_size, o.stored_size, o.codec, o.delta_base, o.standalone_size
+            )
+    return out
+
+
 def objects_found_bad(s: Session) -> dict[str, str]:
     """Objects whose last check found them corrupt or missing: what repair fixes without re-reading everything."""
     rows = s.execute(
@@ -121,17 +134,20 @@ def catalogued_sizes(s: Session) -> dict[str, int]:
     return {oid: int(size) for oid, size in s.execute(select(StoredObject.id, StoredObject.stored_size))}
 
 
-def live_snapshot_sizes(s: Session) -> dict[str, int]:
+def live_snapshot_sizes(s: Session, *, bases: bool = True) -> dict[str, int]:
     """Every object a snapshot that is not withdrawn needs, with its stored size: what a served mirror, which
-    is sent live snapshots only, must hold."""
-    rows = s.execute(
+    is sent live snapshots only, must hold. ``bases=False`` leaves out the objects live snapshots keep only as the
+    bases of their deltas (``as_base``): a served mirror holds them too but hands them to no reader of those
+    snapshots, only the deltas decoded against them."""
+    query = (
         select(StoredObject.id, StoredObject.stored_size)
         .join(SnapshotObject, SnapshotObject.object_id == StoredObject.id)
         .join(Snapshot, Snapshot.id == SnapshotObject.snapshot_id)
         .where(Snapshot.tombstoned_at.is_(None))
-        .distinct()
     )
-    return {oid: int(size) for oid, size in rows}
+    if not bases:
+        query = query.where(SnapshotObject.as_base.is_(False))
+    return {oid: int(size) for oid, size in s.execute(query.distinct())}
 
 
 def scrub_coverage(s: Session) -> tuple[int, int, dt.datetime | None]:

@@ -421,10 +421,18 @@ class ObjectStore:
         header = unpack_header(blob, f"object {oid}")
         if header.codec_id != DELTA_CODEC_ID:
             return blob
-        raw = self.decode_stored(oid, blob, fetch_base=self.get_stored)
-        hint = next((name for name, kind in ELEMENT_TYPES.items() if kind == header.params[1]), None)
-        encoded = choose_and_encode(raw, hint)
-        return ObjectHeader(encoded.codec_id, len(raw), encoded.params).pack() + bytes(encoded.payload)
+        return _encode_alone(header, self.decode_stored(oid, blob, fetch_base=self.get_stored))
+
+    @staticmethod
+    def standalone_of(oid: ObjectId, blob: bytes | bytearray | memoryview, *, fetch_base: FetchStored) -> bytes:
+        """A stored blob another store holds as ``oid`` (its deltas' bases fetched with ``fetch_base``, that store's
+        ``get_stored``), verified as ``oid`` and returned as a blob that needs no base: the blob itself unless it is
+        a delta, else its decoded bytes encoded on their own. Raises as ``decode_stored``. For a store that takes a
+        copy from a mirror (repair): the mirror's delta is against the mirror's base, which this store may lack or
+        keep for nothing but that mirror's sake."""
+        raw = ObjectStore.decode_stored(oid, blob, fetch_base=fetch_base)
+        header = unpack_header(blob, f"object {oid}")  # (decode_stored parsed it: it is well formed)
+        return bytes(blob) if header.codec_id != DELTA_CODEC_ID else _encode_alone(header, raw)
 
     def get_into(
         self, oid: ObjectId, out: bytearray, *, verify: bool = True
@@ -584,6 +592,13 @@ def _reading(oid: ObjectId) -> Iterator[None]:
         raise ObjectMissingError(f"object {oid} is missing from the store") from None
     except StoredValueError as exc:
         raise ObjectCorruptError(f"object {oid} is corrupt: {exc}") from None
+
+
+def _encode_alone(delta_header: ObjectHeader, raw: bytes | bytearray) -> bytes:
+    """A delta's decoded bytes encoded on their own, with the element type its delta header names."""
+    hint = next((name for name, kind in ELEMENT_TYPES.items() if kind == delta_header.params[1]), None)
+    encoded = choose_and_encode(raw, hint)
+    return ObjectHeader(encoded.codec_id, len(raw), encoded.params).pack() + bytes(encoded.payload)
 
 
 def delta_base_of(oid: ObjectId, blob: bytes | bytearray | memoryview) -> ObjectId | None:

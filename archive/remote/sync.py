@@ -38,6 +38,7 @@ from modelarc.errors import (
     IntegrityError,
     MissingObjectsError,
     ModelarcError,
+    ObjectCorruptError,
     PayloadTooLargeError,
     RemoteError,
     UsageError,
@@ -57,6 +58,20 @@ MAX_PENDING_WRITES = 8
 FULL_DIGEST_LENGTH = len("sha256:") + 64  # what a pull from a remote by digest must give
 # a downloaded object as stored: a chunk that its codec could not shrink (raw) is its length plus a header
 BODY_BUFFER = CHUNK_BUFFER + (64 << 10)
+
+
+def _damaged_here(archive: Archive, base: ObjectId, oid: ObjectId, remote: str) -> ObjectCorruptError | None:
+    """The error for a delta ``oid`` the remote sent against ``base``, which this store holds and cannot read back
+    (damaged, or a base of its own chain lost), or None when it reads back intact now."""
+    try:
+        archive.store.get(base)
+    except IntegrityError as exc:
+        return ObjectCorruptError(
+            f"this archive's copy of object {base} does not read back ({exc}); remote {remote} sent object {oid} "
+            f"as a delta against it, so it cannot be read either: run `modelarc scrub` then `modelarc repair` "
+            "(a mirror's copy, or a push of the files it came from, replaces it), then pull again"
+        )
+    return None
 
 
 def pull_workers(jobs: int) -> int:
@@ -327,6 +342,7 @@ def fetch_from_remote(
                 raise
         returned = False
         waiting = False  # handed over unconfirmed: the download buffer goes back once the object is kept
+        own_damage: IntegrityError | None = None  # this store's copy of the delta's base does not read back
 
         def store_then_return(store: Callable[[], None]) -> None:
             """Queue the verified write; the download buffer is reused once the object is in the store."""
@@ -359,6 +375,12 @@ def fetch_from_remote(
                 # a delta whose base this store lacks: fetch the base (written at once: the delta is decoded
                 # against it right after), then the delta again; chains are bounded, so is this
                 base = delta_base_of(oid, blob)
+                if base is not None and archive.store.has(base):
+                    # the base is here and does not read back: the damage is this archive's, not the remote's
+                    # (a server sends a delta whenever the caller may read its base; it cannot tell ours is bad)
+                    own_damage = _damaged_here(archive, base, oid, client.remote.name)
+                    if own_damage is not None:
+                        raise own_damage from None
                 if base is None or depth >= MAX_DELTA_DEPTH or archive.store.has(base):
                     raise
                 fetch(base, depth=depth + 1)
@@ -368,6 +390,8 @@ def fetch_from_remote(
                 flush_writes()
                 raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
         except (IntegrityError, PayloadTooLargeError) as exc:
+            if exc is own_damage:
+                raise
             raise IntegrityError(f"remote {client.remote.name} sent a bad object: {exc}") from None
         finally:
             if not returned and not waiting and body is not None:  # refused (or failed) before its write was queued

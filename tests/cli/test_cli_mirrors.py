@@ -229,8 +229,10 @@ def test_repair_puts_back_lost_and_damaged_catalog_records_from_a_mirror(
 
 def _store_as_deltas(home: Path, new_ref: str, base_ref: str) -> list[tuple[str, str]]:
     """Re-store the chunks ``new_ref`` does not share with ``base_ref`` as deltas against the base's chunk of the
-    same tensor (what a family push will write): (delta id, base id) pairs."""
+    same tensor, recorded so in the catalog (what a family push writes): (delta id, base id) pairs."""
     from modelarc.archive.repository import Archive
+    from modelarc.registry import integrity as rows
+    from modelarc.registry.records import ObjectRecord
     from modelarc.storage import ObjectId
 
     def tensor_chunks(archive: Any, ref: str) -> dict[tuple[str, int], Any]:
@@ -254,6 +256,8 @@ def _store_as_deltas(home: Path, new_ref: str, base_ref: str) -> list[tuple[str,
             archive.store.delete(chunk.id)
             put = archive.store.put_delta(raw, ObjectId(other.id), dtype_hint="F32")
             assert put.codec == "delta" and archive.store.delta_base(chunk.id) == other.id
+            with archive.catalog.session() as s:  # (the base is a chunk of base_ref's: kept by that snapshot)
+                rows.record_replaced(s, [ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec, other.id)])
             pairs.append((str(chunk.id), str(other.id)))
     return pairs
 

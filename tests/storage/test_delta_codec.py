@@ -553,3 +553,23 @@ def test_any_damage_to_a_stored_delta_gives_an_integrity_error_or_the_right_byte
     except IntegrityError:
         return
     assert bytes(out) == value
+
+
+def test_another_stores_delta_is_taken_on_its_own_and_a_bad_one_refused(
+    pair: tuple[ObjectStore, ObjectId, ObjectId, bytes], tmp_path: Path
+) -> None:
+    """``standalone_of``: how repair takes a mirror's delta into a store that lacks (or must not depend on) its
+    base; the blob is verified against the id with the other store's base first."""
+    mirror, base_id, oid, data = pair
+    blob = mirror.get_stored(oid)
+    alone = ObjectStore.standalone_of(oid, blob, fetch_base=mirror.get_stored)
+    assert unpack_header(alone).codec_id != 3
+    assert ObjectStore.decode_stored(oid, alone) == data  # no base needed
+    plain = mirror.get_stored(base_id)
+    assert ObjectStore.standalone_of(base_id, plain, fetch_base=mirror.get_stored) == plain  # not a delta: as is
+    damaged = bytearray(blob)
+    damaged[-3] ^= 1
+    with pytest.raises(ObjectCorruptError, match=oid):
+        ObjectStore.standalone_of(oid, bytes(damaged), fetch_base=mirror.get_stored)
+    with pytest.raises(DeltaBaseError, match=base_id):
+        ObjectStore.standalone_of(oid, blob, fetch_base=store_at(tmp_path / "empty").get_stored)

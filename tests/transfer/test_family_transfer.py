@@ -161,3 +161,29 @@ def test_with_parents_sends_the_ancestors_first_so_the_remote_records_the_lineag
 
     tree = str(lineage_tree(server.archive, "acme/ft:v2").to_json()["ancestors"])
     assert "acme/ft" in tree and "acme/base" in tree
+
+
+def test_a_pull_names_the_pullers_own_damaged_base_not_the_remote(server: Server, tmp_path: Path) -> None:
+    """A delta the remote sends against a base the puller holds damaged is the puller's damage to mend: the error
+    says so, and what mends it, instead of "remote origin sent a bad object"."""
+    alice, _folders = _alice_with_family(server, tmp_path, "F32", generations=1)
+    alice("push", "acme/base:v1", "--remote", "origin")
+    alice("push", "acme/ft:v1", "--remote", "origin")
+    carol = make_home(tmp_path, "carol")
+    carol("remote", "add", "origin", server.url, "--token", server.read_token)
+    _trusts_alice(carol, alice, tmp_path)
+    carol("pull", "acme/base:v1", "--remote", "origin")
+    delta, base = next(iter(sorted(_deltas(server.archive).items())))
+    with carol.archive() as c:
+        assert c.store.has(base) and not c.store.has(delta)
+        path = c.store.backend.root / "objects" / base[:2] / base  # type: ignore[attr-defined]
+    path.chmod(0o644)
+    damaged = bytearray(path.read_bytes())
+    damaged[-5] ^= 1
+    path.write_bytes(bytes(damaged))
+
+    result = carol("pull", "acme/ft:v1", tmp_path / "out", "--remote", "origin", ok=False)
+    assert result.exit_code == 5
+    assert "sent a bad object" not in result.output
+    assert f"this archive's copy of object {base} does not read back" in result.output
+    assert "run `modelarc scrub` then `modelarc repair`" in result.output
