@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
 import socket
 import struct
-import termios
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +34,7 @@ from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import url_text_problem
 from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
+from modelarc.api.send_watch import SendWatch
 from modelarc.api.sending import HEAD_ONLY
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
@@ -219,15 +218,19 @@ class ArchiveApp(FastAPI):
         scope[RECEIVING] = limits  # for the routes that read a body (api/receiving.py ``body_memory``)
         dropped = False
         started = [False]  # the response has begun: the body is no longer waited for
+        watch: SendWatch | None = None  # made with the body's first piece, for all of them
 
         async def guarded(message: Message) -> None:
-            nonlocal dropped
+            nonlocal dropped, watch
             if message["type"] == "http.response.start":
                 started[0] = True
                 message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
-            transport = _transport_of(send)
-            if message["type"] == "http.response.body" and transport is not None:
-                stalled = await _send_while_read(send, message, transport, timeout, min_rate)
+            if message["type"] == "http.response.body" and watch is None:
+                transport = _transport_of(send)
+                if transport is not None:
+                    watch = SendWatch(transport, timeout, min_rate)
+            if message["type"] == "http.response.body" and watch is not None:
+                stalled = await watch.send(send, message)
             else:
                 with anyio.move_on_after(timeout) as waited:
                     await send(message)
@@ -247,6 +250,9 @@ class ArchiveApp(FastAPI):
             await anyio.sleep(
                 0
             )  # the server sees the connection lost before this app returns: nothing to log
+        finally:
+            if watch is not None:
+                watch.close()
 
     def _head_as_get(self, scope: Scope) -> Scope:
         if scope["method"] != "HEAD" or self._routed(scope):
@@ -266,60 +272,6 @@ def _transport_of(send: Send) -> asyncio.Transport | None:
     """The connection's transport: uvicorn's ``send`` is a method of the request's cycle, which holds it."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     return transport if isinstance(transport, asyncio.Transport) else None
-
-
-async def _send_while_read(
-    send: Send, message: Message, transport: asyncio.Transport, timeout: float, min_rate: int
-) -> bool:
-    """Send one piece of a body while the client keeps taking it; True once it took less than ``min_rate`` bytes a
-    second over a whole ``timeout`` (or, of what was left at that window's start, less than all of it).
-
-    The server's ``send`` returns only once the transport's buffer has drained, so bounding the whole call dropped
-    any client slower than one 1 MiB piece per timeout (~17 KiB/s at 60 s). What is watched instead is what is still
-    to be delivered (``_unsent``) shrinking, window by window. Without a floor a client acknowledging a few bytes
-    per timeout (~140 B/s with a small window) held its share of MODELARC_SEND_MEMORY for ever, and three of them
-    could keep every other download at 503."""
-    stalled = False
-    tick = min(1.0, timeout / 4)
-    sock = transport.get_extra_info("socket")
-
-    async def watch() -> None:
-        nonlocal stalled
-        window_start, window_unsent = anyio.current_time(), _unsent(transport, sock)
-        while True:
-            await anyio.sleep(tick)
-            now = anyio.current_time()
-            if now - window_start < timeout:
-                continue
-            unsent = _unsent(transport, sock)
-            if window_unsent - unsent < max(1, min(min_rate * timeout, window_unsent)):
-                stalled = True
-                tasks.cancel_scope.cancel()
-                return
-            window_start, window_unsent = now, unsent
-
-    failed: Exception | None = None
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(watch)
-        try:
-            await send(message)
-        except Exception as exc:  # raised as itself below, not wrapped in the task group's ExceptionGroup
-            failed = exc
-        tasks.cancel_scope.cancel()
-    if failed is not None:
-        raise failed
-    return stalled
-
-
-def _unsent(transport: asyncio.Transport, sock: socket.socket | None) -> int:
-    """Bytes of this response not yet taken by the client: the transport's buffer plus what the kernel holds for
-    the socket and the client has not acknowledged (SIOCOUTQ). The kernel's share matters: its send buffer can hold
-    far more than a slow client reads in a timeout, and the transport's buffer moves only when it has room."""
-    unsent = transport.get_write_buffer_size()
-    if sock is not None:
-        with contextlib.suppress(OSError, ValueError):
-            unsent += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    return unsent
 
 
 def _abort_connection(send: Send) -> None:

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from modelarc.archive.store_lock import StoreLockHandle
 
 Progress = Callable[[int], None]
+# A push SOURCE that starts so is a Hub repository (archive/remote/hf_import.py), anything else a local path
+HUB_SCHEME = "hf://"
 
 
 @dataclass(frozen=True)
@@ -366,10 +368,12 @@ def push_source(
     which downloads ``jobs`` files at once, shown by ``fetch_progress``/``on_fetch_total``, and then calls
     ``push_folder``), then the training-data manifest ``data`` if given (already parsed and validated by the caller,
     so a bad one fails before a byte is archived)."""
-    # imported here: huggingface_hub and jsonschema cost time that a plain folder push need not pay
-    from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
+    hub = None
+    if source.startswith(HUB_SCHEME):
+        # imported only for a Hub source: the import machinery (and what it loads) costs a plain folder push time
+        from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
 
-    hub = parse_hub_source(source)
+        hub = parse_hub_source(source)
     if hub is not None:
         result, _details = import_from_hub(
             archive,

@@ -48,7 +48,7 @@ from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
 from modelarc.storage.folder_lock import FolderBusy, FolderLock
-from modelarc.storage.pages import aligned_buffer
+from modelarc.storage.pages import aligned_buffer, is_page_aligned, to_page_boundary
 
 READ_AHEAD = 6
 # Every tensor chunk fits (ingest's CHUNK_SIZE); a longer object is decoded into fresh bytes instead.
@@ -169,10 +169,11 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 ChunkBytes = bytes | bytearray | memoryview
-# Fetches, verifies and returns an object's decoded bytes; given a buffer, it decodes into it when the object fits
-# and its codec can (the result is then a view of that buffer, as from ``ObjectStore.get_into``), else it returns
-# fresh bytes. A remote pull passes one that downloads and keeps each object.
-ChunkSource = Callable[[ObjectId, "bytearray | None"], ChunkBytes]
+# Fetches, verifies and returns an object's decoded bytes; given a buffer (a ``bytearray``, or a view of one where
+# restore wants the bytes at a given place in a page), it decodes into it when the object fits and its codec can (the
+# result is then a view of that buffer, as from ``ObjectStore.get_into``), else it returns fresh bytes. A remote pull
+# passes one that downloads and keeps each object.
+ChunkSource = Callable[[ObjectId, "bytearray | memoryview | None"], ChunkBytes]
 # Run on a pool thread with a chunk's position in the sequence and its bytes, before they are handed on.
 Place = Callable[[int, ChunkBytes], None]
 # Given a chunk, its bytes as its source returned them and their sha256 (hashed in the same pass as its file), on a
@@ -192,10 +193,17 @@ class ChunkBuffers:
     At most the read-ahead window plus the chunk being written exist at once, as many as fresh buffers would; but
     reused pages are already mapped, where a fresh 8 MiB buffer per chunk costs 2,048 page faults (and a fresh
     ``bytearray`` is zero-filled first).
+
+    ``aligned=True`` (restore's decode buffers) gives each buffer two pages of slack, so that ``at`` can hand out
+    ``size`` bytes of it starting at any given place within a page: a chunk decoded at its file offset's place in a
+    page then has its whole pages page-aligned in memory as they are in its file, and O_DIRECT writes them straight
+    from there (``_write_chunk``) instead of from a copy. The buffers stay plain ``bytearray`` objects (a download
+    buffer, archive/remote/sync.py, needs no alignment and takes none of the slack).
     """
 
-    def __init__(self, size: int = CHUNK_BUFFER) -> None:
+    def __init__(self, size: int = CHUNK_BUFFER, *, aligned: bool = False) -> None:
         self.size = size
+        self.aligned = aligned
         self._free: list[bytearray] = []
         self._lock = threading.Lock()
 
@@ -203,7 +211,17 @@ class ChunkBuffers:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return bytearray(self.size)
+        # up to a page before the first page boundary, and up to a page past it before the bytes handed out start
+        return bytearray(self.size + 2 * _PAGE if self.aligned else self.size)
+
+    def at(self, buf: bytearray, in_page: int) -> memoryview:
+        """``size`` bytes of ``buf`` (one of an ``aligned`` instance's) starting ``in_page`` bytes past a page
+        boundary. A ``bytearray``'s memory does not move while a view of it exists, nor between uses (none of them
+        resizes it), so the place is worked out afresh each time at no risk."""
+        if not self.aligned or not 0 <= in_page < _PAGE:
+            raise ValueError(f"no place {in_page} within a page in a buffer without slack")
+        start = to_page_boundary(buf) + in_page
+        return memoryview(buf)[start : start + self.size]
 
     def give(self, buf: bytearray) -> None:
         with self._lock:
@@ -220,6 +238,7 @@ def iter_chunk_bytes(
     ahead: int = READ_AHEAD,
     recycle: bool = False,
     place: Place | None = None,
+    in_page: Callable[[int], int] | None = None,
 ) -> Generator[ChunkBytes, None, None]:
     """Chunk bytes in order, decoded up to ``ahead`` chunks ahead on ``pool``; each re-hashed unless ``verify=False``.
 
@@ -229,15 +248,19 @@ def iter_chunk_bytes(
     for the next chunk: the caller must be done with a chunk's bytes by then. ``place`` runs on the pool with each
     chunk's position in ``chunks`` and its bytes (of the manifest's length) before they are yielded: restore
     writes each chunk into its file there, so the caller's thread is left only the in-order whole-file hash.
+    ``in_page`` (with ``recycle``) gives the place within a page of the n-th chunk's offset in its file: each chunk
+    is decoded at that place of its buffer (``ChunkBuffers.at``), so that its whole pages are page-aligned in
+    memory as they are in the file, which is what lets restore write them with O_DIRECT without a copy.
     """
-    buffers = ChunkBuffers() if recycle else None
+    buffers = ChunkBuffers(aligned=in_page is not None) if recycle else None
 
-    def fetch(oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
+    def fetch(index: int, oid: ObjectId) -> tuple[ChunkBytes, bytearray | None]:
         if buffers is None:
             return (store.get(oid, verify=verify) if source is None else source(oid, None)), None
         buf = buffers.take()
+        into = buf if in_page is None else buffers.at(buf, in_page(index))
         try:
-            data = store.get_into(oid, buf, verify=verify) if source is None else source(oid, buf)
+            data = store.get_into(oid, into, verify=verify) if source is None else source(oid, into)
         except BaseException:
             buffers.give(buf)
             raise
@@ -247,7 +270,7 @@ def iter_chunk_bytes(
         return data, None
 
     def get(index: int, chunk: Chunk) -> tuple[ChunkBytes, bytearray | None]:
-        data, buf = fetch(chunk.id)
+        data, buf = fetch(index, chunk.id)
         try:
             if len(data) != chunk.length:
                 raise IntegrityError(f"object {chunk.id} is {len(data)} bytes, manifest says {chunk.length}")
@@ -398,32 +421,40 @@ def _write_chunk(
     direct: int | None,
     data: ChunkBytes,
     offset: int,
-    staging: bytearray | mmap.mmap | None,
+    staging: Callable[[], mmap.mmap],
     defer: Callable[[int, bytes], None],
 ) -> list[ChunkBytes]:
-    """Write ``data`` at ``offset``: its whole aligned pages through ``direct`` (O_DIRECT) from ``staging``, the
-    unaligned ends copied and handed to ``defer`` (written through ``fd`` once the file's direct writes are done,
+    """Write ``data`` at ``offset``: its whole aligned pages through ``direct`` (O_DIRECT), the unaligned ends
+    copied and handed to ``defer`` (written through ``fd`` once the file's direct writes are done,
     ``_PartialFiles.take``); returns the pieces as written, in file order, for the file's hash.
 
     Why O_DIRECT: writing through the page cache costs the kernel a freshly allocated page per 4 KiB, and on the
     shared VM it was measured at about half a pull's CPU (perf: ``copy_folio_from_iter_atomic``; ``dd`` of a 529 MB
-    shard: 1.3-1.55 s of system time buffered, 0.13 s with ``oflag=direct``). O_DIRECT needs an aligned buffer, so the
-    aligned middle is copied into ``staging`` (page-aligned, reused) and that copy is what is hashed: the bytes
-    hashed are the bytes written. The ends share pages only with other chunks' ends, so no page is written both
-    ways. A refused (EINVAL) or short direct write is finished through ``fd``.
+    shard: 1.3-1.55 s of system time buffered, 0.13 s with ``oflag=direct``). O_DIRECT needs page-aligned memory:
+    restore decodes each chunk at its file offset's place in a page (``iter_chunk_bytes``' ``in_page``), so the
+    middle is written straight from the chunk's buffer. Bytes decoded elsewhere (fresh bytes: a delta, a zstd
+    object) have their middle copied into ``staging()`` (this thread's page-aligned buffer, made on first need)
+    first. Either way what is hashed is the memory the direct write read: the bytes hashed are the bytes written.
+    The ends share pages only with other chunks' ends, so no page is written both ways. A refused (EINVAL) or short
+    direct write is finished through ``fd``.
     """
     view = memoryview(data).cast("B")
     start = -offset % _PAGE  # up to the first page boundary
     end = len(view) - (offset + len(view)) % _PAGE  # from the last page boundary
-    if direct is None or staging is None or end - start > len(staging):
+    if direct is None:
         _pwrite_all(fd, view, offset)
         return [view]
     if end - start < _PAGE:  # no whole page: all of it waits with the ends
         whole = bytes(view)
         defer(offset, whole)
         return [whole]
-    middle = memoryview(staging)[: end - start]
-    middle[:] = view[start:end]
+    middle = view[start:end]
+    if not is_page_aligned(middle):
+        if end - start > CHUNK_BUFFER:  # longer than any staging buffer (an object restore did not decode)
+            _pwrite_all(fd, view, offset)
+            return [view]
+        middle = memoryview(staging())[: end - start]
+        middle[:] = view[start:end]
     head, tail = bytes(view[:start]), bytes(view[end:])  # the chunk's buffer is reused before they are written
     if head:
         defer(offset, head)
@@ -515,10 +546,11 @@ def _placer(
     files: _PartialFiles,
     hashes: _FileHashes,
     confirm: Confirm | None = None,
-) -> tuple[Place, Iterator[Chunk]]:
-    """Every chunk of ``targets`` in order, and the ``place`` that writes the n-th of them into its temp file and
-    feeds it to its file's hash once the chunks before it in that file have been; with ``confirm``, to the chunk's
-    own hash as well, in the same pass, and hands ``confirm`` its digest."""
+) -> tuple[Place, Iterator[Chunk], Callable[[int], int]]:
+    """Every chunk of ``targets`` in order, the ``place`` that writes the n-th of them into its temp file and
+    feeds it to its file's hash once the chunks before it in that file have been (with ``confirm``, to the chunk's
+    own hash as well, in the same pass, and hands ``confirm`` its digest), and the place within a page of the n-th
+    chunk's offset in its file (``iter_chunk_bytes``' ``in_page``)."""
     # (file index, offset in the file, position in the file) of each chunk
     where: list[tuple[int, int, int]] = []
     every: list[Chunk] = []
@@ -529,16 +561,19 @@ def _placer(
             every.append(chunk)
             offset += chunk.length
 
-    staging = threading.local()  # each pool thread's page-aligned buffer for O_DIRECT writes
+    local = threading.local()  # each pool thread's page-aligned buffer, for bytes not decoded page-aligned
+
+    def staging() -> mmap.mmap:
+        buf: mmap.mmap | None = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = aligned_buffer(CHUNK_BUFFER)
+        return buf
 
     def place(n: int, data: ChunkBytes) -> None:
         i, offset, position = where[n]
         try:
-            direct = files.direct_fd(i)
-            if direct is not None and not hasattr(staging, "buf"):
-                staging.buf = aligned_buffer(CHUNK_BUFFER)
             pieces = _write_chunk(
-                files.fd(i), direct, data, offset, getattr(staging, "buf", None), functools.partial(files.defer, i)
+                files.fd(i), files.direct_fd(i), data, offset, staging, functools.partial(files.defer, i)
             )
         except OSError as exc:
             entry, target = targets[i]
@@ -550,7 +585,7 @@ def _placer(
         hashes.update(i, position, pieces, own)
         confirm(every[n], data, own.digest())
 
-    return place, iter(every)
+    return place, iter(every), lambda n: where[n][1] % _PAGE
 
 
 def restore_file(
@@ -826,7 +861,7 @@ def _restore_planned(
         _start_threads(finisher, 1)  # the same for the thread that finishes files: a Ctrl-C in its first submit
         files = _PartialFiles(targets)
         hashes = _FileHashes(len(targets), native=confirm is not None)
-        place, every_chunk = _placer(targets, files, hashes, confirm)
+        place, every_chunk, in_page = _placer(targets, files, hashes, confirm)
         chunks = iter_chunk_bytes(
             store,
             every_chunk,
@@ -836,6 +871,7 @@ def _restore_planned(
             ahead=max(READ_AHEAD, jobs),
             recycle=True,
             place=place,
+            in_page=in_page,
         )
         try:
             for i, (entry, target) in enumerate(targets):

@@ -245,4 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from project_bytecode import compile_project  # beside this file
+
+    compile_project()  # first: each command timed would otherwise recompile every stale module
     raise SystemExit(main())

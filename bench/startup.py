@@ -101,4 +101,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from project_bytecode import compile_project  # beside this file
+
+    compile_project()  # first: each command timed would otherwise recompile every stale module
     main()

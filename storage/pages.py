@@ -9,7 +9,8 @@ loader's tensors) calls this first. Memory already mapped is not worth the call:
 
 A write with O_DIRECT goes from the caller's memory to the device, with no page-cache page to allocate and copy
 into, but only from page-aligned memory, whole pages at a time (``storage/local.py``): ``aligned_buffer`` gives
-such memory, and ``is_page_aligned`` tells whether a buffer a caller handed over already is.
+such memory, ``to_page_boundary`` finds it inside a ``bytearray`` allocated a page longer, and ``is_page_aligned``
+tells whether a buffer a caller handed over already is.
 """
 
 from __future__ import annotations
@@ -41,3 +42,9 @@ def is_page_aligned(buffer: bytes | bytearray | memoryview | mmap.mmap) -> bool:
     if view.readonly or not view.c_contiguous or not view.nbytes:
         return False
     return ctypes.addressof(ctypes.c_char.from_buffer(view)) % PAGE == 0
+
+
+def to_page_boundary(buffer: bytearray) -> int:
+    """How many bytes into writable ``buffer`` its first page boundary is (0 when it starts on one): where a caller
+    that over-allocated by a page finds page-aligned memory inside an ordinary ``bytearray``."""
+    return -ctypes.addressof(ctypes.c_char.from_buffer(buffer)) % PAGE

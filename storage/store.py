@@ -280,7 +280,7 @@ class ObjectStore:
         blob: bytes | bytearray | memoryview,
         *,
         write: Callable[[Callable[[], None]], None] | None = None,
-        out: bytearray | None = None,
+        out: bytearray | memoryview | None = None,
         replacing: Replacing | None = None,
     ) -> bytes | bytearray | memoryview:
         """Store an object exactly as another store encoded it (header + payload), after checking it is ``oid``.
@@ -303,7 +303,7 @@ class ObjectStore:
         return raw
 
     def decode_received(
-        self, oid: ObjectId, blob: bytes | bytearray | memoryview, *, out: bytearray | None = None
+        self, oid: ObjectId, blob: bytes | bytearray | memoryview, *, out: bytearray | memoryview | None = None
     ) -> bytes | bytearray | memoryview | None:
         """The decoded bytes of a blob another store sent as ``oid``, NOT yet hashed: for a caller that hashes them
         anyway, in the same pass as something else (a pull, with the file they belong in), and then keeps the blob
@@ -435,7 +435,7 @@ class ObjectStore:
         return bytes(blob) if header.codec_id != DELTA_CODEC_ID else _encode_alone(header, raw)
 
     def get_into(
-        self, oid: ObjectId, out: bytearray, *, verify: bool = True
+        self, oid: ObjectId, out: bytearray | memoryview, *, verify: bool = True
     ) -> bytes | bytearray | memoryview:
         """``get``, decoded into the start of ``out`` when the object fits there and its codec can write into a
         buffer (float planes, raw: nearly every tensor chunk). The result is then a view of ``out``, valid until
@@ -640,7 +640,7 @@ def _decode_chain(
     verify: bool,
     fetch_base: FetchStored | None,
     path: tuple[ObjectId, ...],
-    out: bytearray | None = None,
+    out: bytearray | memoryview | None = None,
 ) -> bytes | bytearray | memoryview:
     """``decode_stored``, with ``path`` the deltas being decoded whose chain leads here (outermost first); with
     ``out``, into ``out`` when the object fits and its codec can (see ``ObjectStore.get_into``)."""

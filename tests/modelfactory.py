@@ -114,6 +114,23 @@ def write_bf16_file(path: Path, tensors: dict[str, np.ndarray]) -> None:
             fh.write(arr.astype("<u2").tobytes())
 
 
+
+def write_odd_header_safetensors(path: Path, seed: int = 0) -> Path:
+    """A safetensors file whose header is an odd number of bytes (a writer that does not pad it to 8), of FP32 and
+    BF16 tensors spanning several 8 MiB chunks: every chunk after the header starts at an odd offset in the file."""
+    rng = np.random.default_rng(seed)
+    f32 = (rng.standard_normal(3 << 20) * 0.02).astype(np.float32)  # 12 MiB
+    bf16 = bf16_bits(rng.standard_normal(5 << 20) * 0.02)  # 10 MiB
+    header = {
+        "w.f32": {"dtype": "F32", "shape": [f32.size], "data_offsets": [0, f32.nbytes]},
+        "w.bf16": {"dtype": "BF16", "shape": [bf16.size], "data_offsets": [f32.nbytes, f32.nbytes + bf16.nbytes]},
+    }
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (1 - len(raw) % 2)  # 8 + an odd length
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + f32.tobytes() + bf16.astype("<u2").tobytes())
+    return path
+
 # Odd element counts: byte lengths that are not multiples of 4 or 8 and tensors at unaligned offsets, including
 # one BF16 tensor that runs 10 bytes past the first 8 MiB chunk.
 ODD_SHAPES = {

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelarc.archive.manifest import printable_path
-from modelarc.archive.push import PushResult
+from modelarc.archive.push import HUB_SCHEME, PushResult
 from modelarc.archive.remote.hf_fetch import DEFAULT_JOBS, Fetched, Transfer, fetch
 from modelarc.archive.repository import Archive
 from modelarc.errors import SourceError, UsageError
@@ -47,7 +47,7 @@ class HubSource:
 
 
 def parse_hub_source(text: str) -> HubSource | None:
-    if not text.startswith("hf://"):
+    if not text.startswith(HUB_SCHEME):
         return None
     m = _SOURCE.fullmatch(text)
     repo = m["repo"] if m else ""

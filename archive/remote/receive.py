@@ -45,7 +45,7 @@ def receive_object(
     *,
     write: Callable[[Callable[[], None]], None] | None = None,
     holder: str | None = None,
-    out: bytearray | None = None,
+    out: bytearray | memoryview | None = None,
     stored: bool | None = None,
 ) -> bytes | bytearray | memoryview:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
@@ -87,7 +87,7 @@ def _put_healed(archive: Archive, oid: ObjectId, raw: bytes, replacing: Replacin
 
 
 def decode_unconfirmed(
-    archive: Archive, oid: ObjectId, blob: bytes | bytearray, out: bytearray | None = None
+    archive: Archive, oid: ObjectId, blob: bytes | bytearray, out: bytearray | memoryview | None = None
 ) -> bytes | bytearray | memoryview | None:
     """The decoded bytes of an object sent as ``oid``, its declared size bounded first, but NOT yet hashed, and nothing
     stored: the caller hashes them (a pull, in the same pass as their file) and keeps the blob with

@@ -314,7 +314,7 @@ def fetch_from_remote(
 
     def fetch(
         oid: ObjectId,
-        out: bytearray | None = None,
+        out: bytearray | memoryview | None = None,
         *,
         depth: int = 0,
         unconfirmed_ok: bool = False,

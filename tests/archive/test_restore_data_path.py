@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from hangkit import raised_within
-from modelfactory import big_model, write_model
+from modelfactory import big_model, write_model, write_odd_header_safetensors
 
 from modelarc.archive import restore as restore_module
 from modelarc.archive.ingest import ingest
@@ -355,3 +355,65 @@ def test_a_chunk_that_confirm_refuses_fails_the_restore_and_leaves_its_file_unna
         restore(store, manifest, out, confirm=confirm)
     assert not (out / victim.path).exists()
     assert not [p for p in out.rglob("*") if "modelarc-partial" in p.name]
+
+
+def _direct_writes_by_source(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of O_DIRECT writes by where their bytes were: ``decoded`` (the chunk's own decode buffer) or
+    ``staged`` (copied into a thread's staging buffer, the anonymous map ``aligned_buffer`` makes)."""
+    counts = {"decoded": 0, "staged": 0}
+    pwrite = os.pwrite
+    lock = threading.Lock()
+
+    def counting(fd: int, data: bytes, offset: int) -> int:
+        if _is_direct(fd):
+            with lock:
+                counts["staged" if isinstance(memoryview(data).obj, mmap.mmap) else "decoded"] += 1
+        return pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting)
+    return counts
+
+
+def test_restore_writes_chunks_at_unaligned_offsets_straight_from_their_decode_buffers(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk is decoded at its file offset's place in a page, so O_DIRECT writes its whole pages from the
+    buffer it was decoded into, with no copy into a staging buffer; the files come out byte-identical."""
+    src = tmp_path / "src"
+    write_odd_header_safetensors(src / "odd.safetensors")
+    big_model(src / "big", megabytes=24)
+    for i in range(3):  # small raw objects at unaligned offsets of one file each
+        (src / f"f{i}.bin").write_bytes(os.urandom(5000 + 4099 * i))
+    manifest = ingest(src, store).manifest
+    odd = next(f for f in manifest.files if f.path == "odd.safetensors")
+    assert odd.header_length % 2 == 1 and sum(len(p.chunks) for p in odd.parts) >= 4
+    counts = _direct_writes_by_source(monkeypatch)
+    staging: list[int] = []
+    make = restore_module.aligned_buffer
+    monkeypatch.setattr(restore_module, "aligned_buffer", lambda size: (staging.append(size), make(size))[1])
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    if not counts["decoded"] + counts["staged"]:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT: the buffered path ran")
+    assert counts == {"decoded": counts["decoded"], "staged": 0}
+    assert counts["decoded"] >= 6  # the odd file's chunks and big/'s
+    assert staging == []  # no thread needed a staging buffer at all
+
+
+def test_restore_stages_bytes_it_could_not_decode_in_place_and_writes_them_identically(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object decoded into fresh bytes (zstd: a compressible file) is copied into a page-aligned staging buffer
+    for its direct write, beside chunks written from their decode buffers, in the same restore."""
+    src = tmp_path / "src"
+    write_odd_header_safetensors(src / "odd.safetensors")
+    (src / "notes.txt").write_bytes(b"a line of text that compresses well\n" * 300_000)  # ~10 MiB
+    manifest = ingest(src, store).manifest
+    codecs = {store.stat(c.id).codec for f in manifest.files for p in f.parts for c in p.chunks}
+    assert "zstd" in codecs, codecs
+    counts = _direct_writes_by_source(monkeypatch)
+    restore(store, manifest, tmp_path / "out")
+    assert _files(tmp_path / "out") == _files(src)
+    if not counts["decoded"] + counts["staged"]:
+        pytest.skip("the file system under tmp_path refuses O_DIRECT: the buffered path ran")
+    assert counts["staged"] >= 1 and counts["decoded"] >= 1

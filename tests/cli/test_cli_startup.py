@@ -51,6 +51,8 @@ ARCHIVE = ("sqlalchemy", "alembic", "zstandard", *CODING_AND_SIGNING)
 CONSOLE = ("rich",)
 # The PostgreSQL dialect package loads every driver's module; a SQLite catalog needs none of it.
 POSTGRES = ("sqlalchemy.dialects.postgresql", "psycopg")
+# Importing from a Hub endpoint (`push hf://...`): a push from a local folder needs none of it.
+HUB_IMPORT = ("modelarc.archive.remote.hf_import", "modelarc.archive.remote.hf_fetch")
 
 # The catalog's write side and its query modules (issue 12): their dataclasses and statements cost ~20-30 ms of CPU
 # to build. `ls` needs only the search (registry/snapshot_search.py); a pull resolves, checks and restores, and
@@ -86,12 +88,12 @@ COMMANDS: dict[str, tuple[list[str], tuple[str, ...], str]] = {
     # a plain folder, no --data and no --remote: tensors are coded (numpy) and the snapshot signed (cryptography)
     "push": (
         ["push", "{folder}", "acme/other:v1", "--no-progress"],
-        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES,
+        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES + HUB_IMPORT,
         "new snapshot",
     ),
     "push-json": (
         ["push", "{folder}", "acme/json:v1", "--no-progress", "--json"],
-        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES,
+        NEVER + CONSOLE + POSTGRES + ACCESS_TABLES + HUB_IMPORT,
         '"stored_bytes_added"',
     ),
     # the signature is checked (cryptography) and the tensors decoded; the lines printed are plain

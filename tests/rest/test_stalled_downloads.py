@@ -200,12 +200,16 @@ def test_a_slow_client_that_keeps_reading_is_not_dropped(server) -> None:
         stalled.close()
 
 
-def _reading(port: int, block: int, pause: float, seconds: float) -> tuple[int, bool]:
+def _reading(
+    port: int, block: int, pause: float, seconds: float, rcvbuf: int | None = 4096
+) -> tuple[int, bool]:
     """Download the file reading ``block`` bytes every ``pause`` seconds for ``seconds``: (bytes read, whether the
     server ended it). What the client's kernel still holds when the time is up is read at once: a reset or EOF
-    within it means the server had dropped the download."""
+    within it means the server had dropped the download. ``rcvbuf``: the client's receive buffer (None: the
+    kernel's own, which lets one ``recv`` take a whole ``block``)."""
     s = socket.create_connection(("127.0.0.1", port))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.sendall(f"GET {URL_PATH} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     s.settimeout(10)
     got = 0
@@ -236,6 +240,19 @@ def test_a_client_below_the_minimum_rate_is_dropped(tmp_path: Path) -> None:
         whole = httpx.get(running["url"] + URL_PATH, timeout=60)
         assert whole.status_code == 200 and whole.content == running["data"]
 
+
+
+def test_the_floor_holds_across_pieces_when_it_asks_more_than_a_piece_per_timeout(tmp_path: Path) -> None:
+    """With MODELARC_SEND_MIN_RATE at 4 MiB/s over a 2 s timeout (8 MiB a window, more than a 1 MiB piece), a client
+    reading at most 1.25 MiB/s is dropped. When each piece had a watcher of its own, whose window restarted with the
+    piece and asked at most what was unsent at its start, a client that took each piece within the timeout was
+    never judged: the floor was really min(floor, about 1 MiB per timeout)."""
+    floor = {"MODELARC_SEND_TIMEOUT": "2", "MODELARC_SEND_MIN_RATE": "4MiB"}
+    with serving(tmp_path, floor) as running:
+        got, dropped = _reading(running["port"], 64 << 10, 0.05, 8, rcvbuf=None)
+        assert dropped, f"still served after {got} bytes at up to 1.25 MiB/s"
+        whole = httpx.get(running["url"] + URL_PATH, timeout=60)
+        assert whole.status_code == 200 and whole.content == running["data"]
 
 def test_a_stopping_server_does_not_wait_on_a_slow_reader(tmp_path: Path) -> None:
     """SIGTERM with a slow client still reading: the server stops within its grace period (10 s), where it waited
