@@ -5,6 +5,7 @@ ones, which then failed with a bare "no such file" on rename."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ from modelarc.archive.ingest import ingest
 from modelarc.archive.restore import PARTIAL_PREFIX, restore
 from modelarc.errors import DestinationError
 from modelarc.storage import ObjectId, ObjectStore
+
+
+def _settled_partials(dest: Path) -> list[str]:
+    """The partial files of a pull stalled on one chunk, once its other threads are done with the rest: the same
+    listing twice, 0.3 s apart (a file finished meanwhile is renamed away, one started appears)."""
+    seen: list[str] | None = None
+    for _ in range(100):
+        now = sorted(p.name for p in dest.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+        if now == seen:
+            return now
+        seen = now
+        time.sleep(0.3)
+    raise AssertionError(f"the stalled pull's partial files never settled: {seen}")
 
 
 def test_a_second_restore_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
@@ -44,7 +58,7 @@ def test_a_second_restore_into_a_folder_being_written_is_refused(tmp_path: Path)
     worker.start()
     try:
         assert held.wait(timeout=60)
-        partial = sorted(p.name for p in dest.iterdir() if p.name.startswith(PARTIAL_PREFIX))
+        partial = _settled_partials(dest)  # the first pull's other files finish (renamed) or wait on the stall
         with pytest.raises(DestinationError, match="another pull is writing"):
             restore(store, manifest, dest, jobs=1, resume=True, force=True)
         assert partial == sorted(p.name for p in dest.iterdir() if p.name.startswith(PARTIAL_PREFIX))
