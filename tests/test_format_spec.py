@@ -407,8 +407,9 @@ def test_signature_bundle_is_an_object_that_signs_the_manifest_files(pushed: tup
 
 @pytest.mark.parametrize(("offset", "value"), [(4, 2), (5, 9)])
 def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, offset: int, value: int) -> None:
-    """FORMAT.md, "Versions": a reader must refuse, never guess, an unknown object version or codec id."""
-    from modelarc.errors import ObjectCorruptError
+    """FORMAT.md, "Versions": a reader must refuse, never guess, an unknown object version or codec id; modelarc
+    says it needs a newer modelarc (the object is not damaged), naming the object once."""
+    from modelarc.errors import UnsupportedObjectError
     from modelarc.storage import ObjectStore
 
     store = ObjectStore.open_local(tmp_path / "store")
@@ -417,8 +418,9 @@ def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, off
     blob = bytearray(path.read_bytes())
     blob[offset] = value
     path.write_bytes(bytes(blob))
-    with pytest.raises(ObjectCorruptError):
+    with pytest.raises(UnsupportedObjectError, match="needs a newer modelarc") as err:
         store.get(oid)
+    assert str(err.value).count(oid) == 1 and "corrupt" not in str(err.value)
     with pytest.raises(FormatError):
         read_object(tmp_path / "store", oid)
 
