@@ -60,12 +60,18 @@ def read_back(archive: Archive, object_ids: Iterable[str]) -> dict[str, ObjectIn
     store just wrote bad bytes, and a snapshot recorded on them would be broken from birth."""
     infos: dict[str, ObjectInfo] = {}
     failed: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
     for oid in sorted(object_ids):
         state = check_object(archive.store, oid)
         if state == "ok":
             infos[oid] = archive.store.stat(ObjectId(oid))
+        elif state == "unsupported":  # of a newer format, left as it was (ObjectStore._intact): not damaged
+            unsupported[oid] = state
         else:
             failed[oid] = state
+    if unsupported:
+        with archive.catalog.session() as s:
+            rows.record_checks(s, unsupported)
     if failed:
         with archive.catalog.session() as s:
             rows.record_checks(s, failed)

@@ -26,6 +26,7 @@ from modelarc.errors import (
     ObjectFormatError,
     ObjectMissingError,
     RecordError,
+    UnsupportedObjectError,
     UsageError,
 )
 from modelarc.registry import queries as q
@@ -58,6 +59,10 @@ class FsckReport:
     missing: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
     corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
     corrupt_why: dict[str, str] = field(default_factory=dict)  # object id -> what is wrong with it
+    # object id -> snapshots that need it, for objects of a newer format (or codec) than this modelarc reads: not
+    # damage, and not broken snapshots, but nothing this modelarc can check or restore (unsupported_why: what)
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
+    unsupported_why: dict[str, str] = field(default_factory=dict)
     unreferenced: int = 0
     broken_snapshots: list[str] = field(default_factory=list)
     temp_files: int = 0
@@ -67,8 +72,12 @@ class FsckReport:
     read_data: bool = False  # False: presence and manifests only, object bytes not re-hashed
 
     @property
+    def damage_found(self) -> bool:
+        return bool(self.missing or self.corrupt or self.broken_snapshots)
+
+    @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.broken_snapshots)
+        return not (self.damage_found or self.unsupported)
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,8 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             _corrupt(report, oid, str(exc))
         except DeltaBaseError:
             base_unreadable.append(oid)  # decided below, once the listing is whole
+        except UnsupportedObjectError as exc:
+            _unsupported(report, oid, str(exc))
         report.objects_checked += 1
         if progress:
             progress(1)
@@ -162,6 +173,8 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
                 _corrupt(report, oid, str(exc))
             except ObjectMissingError:
                 base_unreadable.append(oid)
+            except UnsupportedObjectError as exc:  # it, or a base down its chain, is of a newer format
+                _unsupported(report, oid, str(exc))
     for oid in sorted(set(base_unreadable) & referenced):  # (an unreferenced one is gc's)
         # a base the catalog references is reported missing in its own right; one it does not know is no base
         # this delta was ever stored against: its header is damaged (one flipped bit names another object)
@@ -169,6 +182,9 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             base = _first_missing_base(archive, oid, present)
         except (ObjectCorruptError, ObjectFormatError, ObjectMissingError) as exc:
             _corrupt(report, oid, str(exc))
+            continue
+        except UnsupportedObjectError as exc:
+            _unsupported(report, oid, str(exc))
             continue
         if base is not None and base not in referenced:
             _corrupt(
@@ -182,15 +198,18 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
     report.unreferenced = len(present - referenced)
     bad = set(report.missing) | set(report.corrupt)
     with archive.catalog.session() as s:
-        users = q.snapshots_using(s, bad)
+        users = q.snapshots_using(s, bad | set(report.unsupported))
         broken = set()
         for oid, snap_list in users.items():
             names = sorted(sn.label for sn in snap_list)
+            if oid in report.unsupported and oid not in bad:  # not damage: nothing broken
+                report.unsupported[oid] = names
+                continue
             target = report.missing if oid in report.missing else report.corrupt
             target[oid] = names
             broken.update(names)
     for snap in snaps:  # a manifest that no longer parses breaks its snapshot even if every object is fine
-        if snap.digest.hex in bad:
+        if snap.digest.hex in bad or snap.digest.hex in report.unsupported:
             continue
         try:
             archive.manifest(snap)
@@ -198,6 +217,9 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
             _corrupt(report, snap.digest.hex, str(exc))
             report.corrupt[snap.digest.hex].append(snap.label)
             broken.add(snap.label)
+        except UnsupportedObjectError as exc:
+            _unsupported(report, snap.digest.hex, str(exc))
+            report.unsupported[snap.digest.hex].append(snap.label)
         except ModelarcError:
             broken.add(snap.label)
     report.broken_snapshots = sorted(broken)
@@ -210,6 +232,12 @@ def _corrupt(report: FsckReport, oid: str, why: str) -> None:
     """Note ``oid`` corrupt for ``why``; the snapshots that need it are filled in afterwards."""
     report.corrupt[oid] = []
     report.corrupt_why[oid] = why
+
+
+def _unsupported(report: FsckReport, oid: str, why: str) -> None:
+    """Note ``oid`` of a newer format than this modelarc reads, for ``why``; its snapshots are filled in later."""
+    report.unsupported[oid] = []
+    report.unsupported_why[oid] = why
 
 
 def _first_missing_base(archive: Archive, oid: str, present: set[str]) -> str | None:
@@ -261,6 +289,13 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
 
             released = release_withdrawn_weights(archive)
         needed = needed_objects(archive.store, unreplayed)
+        if needed.unsupported:
+            oid, why = next(iter(sorted(needed.unsupported.items())))
+            more = f" (and {len(needed.unsupported) - 1} more)" if len(needed.unsupported) > 1 else ""
+            raise UnsupportedObjectError(
+                f"{why}{more}; gc cannot tell which objects it needs as bases, so it deletes nothing: run gc with "
+                "that newer modelarc"
+            )
         if needed.unreadable:
             label, why = next(iter(sorted(needed.unreadable.items())))
             more = f" (and {len(needed.unreadable) - 1} more)" if len(needed.unreadable) > 1 else ""

@@ -35,7 +35,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Part:
-    kind: str  # "header" | "tensor" | "blob"
+    kind: str  # "header" | "tensor" | "pad" (GGUF alignment bytes) | "blob"
     offset: int
     length: int
     chunks: tuple[Chunk, ...]
@@ -54,7 +54,7 @@ class FileEntry:
     path: str  # posix, relative, normalised
     size: int
     sha256: str
-    kind: str  # "safetensors" | "blob"
+    kind: str  # "safetensors" | "gguf" | "blob"
     parts: tuple[Part, ...]
 
     def tensors(self) -> Iterator[Part]:

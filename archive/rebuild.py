@@ -477,7 +477,9 @@ class _Replay:
             raise RecordError(f"access level {level!r} of {model} is not one this modelarc knows")
         until, reason = (dt.date.fromisoformat(b["until"]) if b.get("until") else None), str(b["reason"])
         files = parse_files(b.get("files") or ())  # a bad pattern is the UsageError any bad record field is
-        received = b.get("received") is True  # a received snapshot's override: it lapses to the model's policy
+        # a received snapshot's override: it lapses to the model's policy. Version 2 when it says so; a version 1
+        # record saying so (written before version 2) means the same
+        received = b.get("received") is True
         return lambda: apply_policy(
             s, model, snap, level, until, reason, actor=rec.actor, at=rec.at, files=files, received=received
         )

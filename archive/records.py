@@ -34,7 +34,13 @@ from modelarc.storage.backend import Backend
 RECORDS_PREFIX = "records"
 RECORD_FORMAT = "modelarc.record"
 RECORD_VERSION = 1
-# every kind a version 1 reader knows, in the order a rebuild replays records written in the same microsecond
+# Version 2 is an ``access`` record carrying ``received: true``: the field changes what its ``until`` means (the
+# override lapses to the model's policy, not to public), so a reader that predates it must refuse the record rather
+# than lift the embargo. Every other record is still written as version 1, which older readers keep reading.
+# A version-1 access record with ``received`` (what 0.1 wrote) is still read as received (archive/rebuild.py).
+RECEIVED_ACCESS_VERSION = 2
+RECORD_VERSIONS = (RECORD_VERSION, RECEIVED_ACCESS_VERSION)
+# every kind a version 1 or 2 reader knows, in the order a rebuild replays records written in the same microsecond
 # (a key before the snapshots it signs, a snapshot before what names it). A reader refuses a kind it does not know
 # rather than skip it: a kind may take something away (``access`` withholds weights), and a catalog rebuilt without
 # it would hand out what its owners withheld (docs/FORMAT.md "Catalog records"). New kinds go at the end.
@@ -70,6 +76,11 @@ def record_name(written: dt.datetime, body: bytes) -> str:
     return f"{RECORDS_PREFIX}/{written.strftime(_NAME_TIME)}-{hashlib.sha256(body).hexdigest()}.json"
 
 
+def record_version(kind: str, fields: dict[str, Any]) -> int:
+    """The version a record of ``kind`` with ``fields`` is written as: the lowest whose readers read it right."""
+    return RECEIVED_ACCESS_VERSION if kind == "access" and fields.get("received") is True else RECORD_VERSION
+
+
 def write_record(
     backend: Backend,
     s: CatalogSession,
@@ -89,7 +100,7 @@ def write_record(
     body = canonical(
         {
             "format": RECORD_FORMAT,
-            "version": RECORD_VERSION,
+            "version": record_version(kind, fields),
             "kind": kind,
             "at": format_time(at),
             "actor": actor,
@@ -152,8 +163,9 @@ def read_record(backend: Backend, key: str) -> CatalogRecord:
         doc = json.loads(data)
         if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
             raise ValueError("not a modelarc.record document")
-        if doc.get("version") != RECORD_VERSION:
-            raise ValueError(f"record version {doc.get('version')!r}; this modelarc reads version 1")
+        version = doc.get("version")
+        if type(version) is not int or version not in RECORD_VERSIONS:  # not true, not 1.0
+            raise ValueError(f"record version {version!r}; this modelarc reads versions 1 and 2")
         if doc.get("kind") not in KINDS:
             raise ValueError(
                 f"unknown kind {doc.get('kind')!r}, written by a newer modelarc: rebuild with that version "

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import good_copies, is_remote_target, mirrors, open_mirrors
 from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes, readable_records
+from modelarc.archive.scrub import check_object
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
-    DeltaBaseError,
     ObjectCorruptError,
     ObjectMissingError,
     RecordError,
     StoredValueError,
+    UnsupportedObjectError,
     UsageError,
 )
 from modelarc.registry import integrity as rows
@@ -51,6 +52,9 @@ class RepairReport:
     unrepaired: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots left broken
     # object id -> why it was not repaired, when a mirror had a good copy (else no mirror has one)
     unrepaired_why: dict[str, str] = field(default_factory=dict)
+    # object id -> why: of a newer format than this modelarc reads, so not known damaged; left as it is (a mirror's
+    # copy would be no better, and replacing it would undo what a newer modelarc wrote)
+    unsupported: dict[str, str] = field(default_factory=dict)
     broken_snapshots: list[str] = field(default_factory=list)
     checked: int = 0
     # catalog records (records/, archive/records.py): the copy a rebuild-catalog depends on
@@ -103,6 +107,10 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         for oid in chain(sorted(suspects), recorded.rounds(report, suspects), _second_pass(report)):  # lazily
             report.unrepaired_why.pop(oid, None)  # (from the first pass: tried again now)
             state = _state(archive, oid)
+            if state == "unsupported":
+                report.unsupported[oid] = _why_unsupported(archive, oid)
+                fixed[oid] = state
+                continue
             if state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
                 fixed[oid] = "ok"
                 if oid in written:  # ... or by this run's first pass, once its base was back
@@ -369,10 +377,13 @@ def _holds(archive: Archive, oid: str, blob: bytes) -> bool:
 
 
 def _state(archive: Archive, oid: str) -> str:
+    """What scrub would find (``check_object``), for the primary."""
+    return check_object(archive.store, oid)
+
+
+def _why_unsupported(archive: Archive, oid: str) -> str:
     try:
         archive.store.get(ObjectId(oid))
-    except (ObjectMissingError, DeltaBaseError):  # a delta whose base is gone reads as missing (scrub's rule)
-        return "missing"
-    except ObjectCorruptError:
-        return "corrupt"
-    return "ok"
+    except UnsupportedObjectError as exc:
+        return str(exc)
+    return "of a newer format"  # (read back fine since: a newer modelarc rewrote it)

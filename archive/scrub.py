@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.mirrors import MirrorCopy, is_remote_target, mirrors, open_mirrors, served_objects
-from modelarc.errors import DeltaBaseError, ModelarcError, ObjectCorruptError, ObjectMissingError
+from modelarc.errors import (
+    DeltaBaseError,
+    ModelarcError,
+    ObjectCorruptError,
+    ObjectMissingError,
+    UnsupportedObjectError,
+)
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.storage import ObjectId, ObjectStore
@@ -39,7 +45,11 @@ class ScrubReport:
     bytes_checked: int = 0
     corrupt: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots that need it
     missing: dict[str, list[str]] = field(default_factory=dict)
-    mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # name -> {"missing"/"corrupt": ids}
+    # object id -> snapshots that need it, for objects of a newer format than this modelarc reads: not damage, left
+    # as they are (a newer modelarc checks them)
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
+    # name -> {"missing"/"corrupt"/"unsupported": ids}
+    mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
     unreachable: dict[str, str] = field(default_factory=dict)
     stopped_by: str = "done"  # done | max-bytes | max-seconds
@@ -49,11 +59,19 @@ class ScrubReport:
 
     @property
     def damage_found(self) -> bool:
-        return bool(self.corrupt or self.missing or any(v for m in self.mirrors.values() for v in m.values()))
+        return bool(
+            self.corrupt
+            or self.missing
+            or any(ids for m in self.mirrors.values() for kind, ids in m.items() if kind != "unsupported")
+        )
+
+    @property
+    def unsupported_found(self) -> bool:
+        return bool(self.unsupported or any(m.get("unsupported") for m in self.mirrors.values()))
 
     @property
     def ok(self) -> bool:
-        return not (self.damage_found or self.unreachable)
+        return not (self.damage_found or self.unreachable or self.unsupported_found)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, **self.__dict__}
@@ -78,9 +96,9 @@ def scrub(
     served = {m.name for m in records if is_remote_target(m.target)}
     live = served_objects(archive, bases=False) if served else {}
     for name, _store in others:
-        report.mirrors[name] = {"missing": [], "corrupt": []}
+        report.mirrors[name] = {"missing": [], "corrupt": []}  # and "unsupported" once one is found
     found: dict[str, str] = {}  # results not yet written to the catalog
-    bad: dict[str, str] = {}  # every corrupt or missing primary object this run found
+    bad: dict[str, str] = {}  # every corrupt, missing or unsupported primary object this run found
     started = time.monotonic()
     with archive.lock(exclusive=False, purpose="scrub"):
         for item in order:
@@ -104,7 +122,7 @@ def scrub(
                     report.unreachable.setdefault(name, f"object {item.id}: {str(exc).splitlines()[0]}")
                     continue
                 if result != "ok":
-                    report.mirrors[name][result].append(item.id)
+                    report.mirrors[name].setdefault(result, []).append(item.id)
                 report.bytes_checked += item.stored_size
             if progress:
                 progress(item.stored_size)
@@ -124,7 +142,7 @@ def scrub(
         report.oldest_verified = None if oldest is None else oldest.isoformat(timespec="seconds") + "Z"
         users = q.snapshots_using(s, bad)
         for oid, result in bad.items():
-            target = report.corrupt if result == "corrupt" else report.missing
+            target = {"corrupt": report.corrupt, "unsupported": report.unsupported}.get(result, report.missing)
             target[oid] = sorted(sn.label for sn in users.get(oid, []))
         q.audit(
             s,
@@ -134,20 +152,25 @@ def scrub(
             objects_checked=report.objects_checked,
             corrupt=len(report.corrupt),
             missing=len(report.missing),
+            unsupported=len(report.unsupported),
             unreachable=len(report.unreachable),
         )
     return report
 
 
 def check_object(store: MirrorCopy | ObjectStore, oid: str) -> str:
-    """ok, corrupt or missing; a delta whose base cannot be read counts as missing (its content cannot be had)
-    until the base, itself reported, is repaired."""
+    """ok, corrupt, missing or unsupported (registry/integrity.py ``CHECKS``); a delta whose base cannot be read
+    counts as missing (its content cannot be had) until the base, itself reported, is repaired. An object of a
+    newer format (or whose base is) is unsupported: this modelarc cannot tell it good or bad, and must not call it
+    damaged, or repair and heal would replace what a newer modelarc wrote."""
     try:
         store.get(ObjectId(oid))
     except (ObjectMissingError, DeltaBaseError):
         return "missing"
     except ObjectCorruptError:
         return "corrupt"
+    except UnsupportedObjectError:
+        return "unsupported"
     return "ok"
 
 

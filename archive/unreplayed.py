@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import CatalogRecord
 from modelarc.archive.weights import kept_files
-from modelarc.errors import ModelarcError
+from modelarc.errors import ModelarcError, UnsupportedObjectError
 from modelarc.registry.refs import SnapshotId, parse_model_name
 from modelarc.storage import ObjectId, ObjectStore
 
@@ -44,6 +44,8 @@ class NeededObjects:
 
     ids: set[str] = field(default_factory=set)
     unreadable: dict[str, str] = field(default_factory=dict)
+    # object id -> why: a needed object of a newer format, whose bases (if any) this modelarc cannot tell
+    unsupported: dict[str, str] = field(default_factory=dict)
     labels: dict[str, list[str]] = field(default_factory=dict)  # object id -> the snapshots that need it
 
 
@@ -98,6 +100,9 @@ def needed_objects(store: ObjectStore, snapshots: list[UnreplayedSnapshot]) -> N
             try:
                 data = store.get(ObjectId(snap.snapshot.hex))
                 manifests[snap.snapshot] = SnapshotManifest.from_bytes(bytes(data), expected_id=snap.snapshot)
+            except UnsupportedObjectError as exc:  # what it needs is unknown: as for a delta of a newer codec
+                manifests[snap.snapshot] = None
+                out.unsupported[snap.snapshot.hex] = str(exc)
             except ModelarcError as exc:
                 manifests[snap.snapshot] = None
                 out.unreadable[snap.label] = str(exc)
@@ -115,6 +120,9 @@ def needed_objects(store: ObjectStore, snapshots: list[UnreplayedSnapshot]) -> N
         oid = frontier.pop()
         try:
             base = store.delta_base(ObjectId(oid))
+        except UnsupportedObjectError as exc:  # it may need bases: never taken for an object that needs none
+            out.unsupported[oid] = str(exc)
+            continue
         except ModelarcError:
             continue
         if base is not None and str(base) not in out.ids:

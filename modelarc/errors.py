@@ -86,6 +86,15 @@ class ObjectFormatError(IntegrityError):
     """A stored object's header is malformed or names an unknown codec or format version."""
 
 
+class UnsupportedObjectError(ModelarcError):
+    """A stored object of a format version or codec id this modelarc does not know: one a newer modelarc wrote
+    (docs/FORMAT.md "Versions"), not damaged bytes, so not an ``IntegrityError``. The message names the object and
+    what it does not know, once. scrub and fsck report it ``unsupported``; repair, heal and quarantine leave it as it
+    is (a mirror's copy is no better); gc refuses to run rather than guess which bases it needs."""
+
+    exit_code = 17
+
+
 class StoredValueError(IntegrityError):
     """What a backend holds under a key is not a value a reader may take: not a regular file (a symbolic link, FIFO,
     device, socket or folder put in its place), or larger than the bound the reader asked for. Raised before a byte
@@ -308,6 +317,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (UsageError, 400, "BadRequest"),
     (SignatureError, 422, "SignatureInvalid"),
     (IntegrityError, 422, "IntegrityFailed"),
+    (UnsupportedObjectError, 422, "UnsupportedObject"),  # an object of a newer format: not damaged
     (ModelarcError, 422, "Refused"),  # understood and refused (format, source, lock)
 )
 

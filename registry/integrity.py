@@ -19,7 +19,9 @@ from modelarc.registry.models import Snapshot, utcnow
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.store_models import Mirror, SnapshotObject, StoredObject
 
-CHECKS = ("ok", "corrupt", "missing")
+# what a check of an object found; 'unsupported': of a newer format than this modelarc reads (not damaged: repair and
+# heal leave it alone, docs/FORMAT.md "Versions")
+CHECKS = ("ok", "corrupt", "missing", "unsupported")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def scrub_order(s: Session) -> list[ScrubItem]:
 
 
 def record_checks(s: Session, results: dict[str, str], when: dt.datetime | None = None) -> None:
-    """Remember what re-hashing found for each object (``ok``, ``corrupt`` or ``missing``)."""
+    """Remember what re-hashing found for each object (one of ``CHECKS``)."""
     when = when or utcnow()
     for check in CHECKS:
         ids = sorted(oid for oid, found in results.items() if found == check)

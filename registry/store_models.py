@@ -37,7 +37,8 @@ class StoredObject(Base):
     # scrub (archive/scrub.py): when the object was last re-read and re-hashed, and what that found
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True, default=None)
     # indexed (0019): a push asks which of its objects were found bad, repair asks for all of them
-    last_check: Mapped[str | None] = mapped_column(String(10), index=True, default=None)  # ok | corrupt | missing
+    # widened (0020) for 'unsupported'
+    last_check: Mapped[str | None] = mapped_column(String(16), index=True, default=None)  # integrity.CHECKS
 
 
 class SnapshotObject(Base):

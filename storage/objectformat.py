@@ -3,7 +3,7 @@
     offset  size  field
     0       4     magic b"MAOB"
     4       1     format version (1)
-    5       1     codec id (0 raw, 1 zstd, 2 float planes)
+    5       1     codec id (0 raw, 1 zstd, 2 float planes, 3 delta)
     6       2     length P of the codec parameters, little-endian
     8       8     raw (decoded) length in bytes, little-endian
     16      P     codec parameters
@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from modelarc.errors import ObjectFormatError
+from modelarc.errors import ObjectFormatError, UnsupportedObjectError
 
 MAGIC = b"MAOB"
 FORMAT_VERSION = 1
@@ -57,8 +57,12 @@ def unpack_fixed_header(blob: bytes | bytearray | memoryview, name: str = "objec
     magic, version, codec_id, plen, raw_length = _FIXED.unpack_from(blob, 0)
     if magic != MAGIC:
         raise ObjectFormatError(f"{name}: not a modelarc object (bad magic {bytes(magic)[:8]!r})")
-    if version != FORMAT_VERSION:
-        raise ObjectFormatError(f"{name}: unsupported object format version {version}")
+    if version > FORMAT_VERSION:  # a later format, not damage: the object is left as it is (FORMAT.md "Versions")
+        raise UnsupportedObjectError(
+            f"{name}: object format version {version} needs a newer modelarc (this one reads version {FORMAT_VERSION})"
+        )
+    if version != FORMAT_VERSION:  # 0 was never written
+        raise ObjectFormatError(f"{name}: object format version {version} was never written")
     return codec_id, plen, raw_length
 
 

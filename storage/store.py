@@ -20,10 +20,18 @@ from modelarc.errors import (
     ObjectFormatError,
     ObjectMissingError,
     StoredValueError,
+    UnsupportedObjectError,
     UsageError,
 )
 from modelarc.storage.backend import Backend
-from modelarc.storage.codecs import CODEC_NAMES, EncodeBuffers, choose_and_encode, codec_by_id
+from modelarc.storage.codecs import (
+    CODEC_NAMES,
+    CODECS,
+    EncodeBuffers,
+    choose_and_encode,
+    codec_by_id,
+    unknown_codec,
+)
 from modelarc.storage.codecs.delta import (
     DELTA_CODEC_ID,
     ELEMENT_TYPES,
@@ -507,7 +515,8 @@ class ObjectStore:
         return len(self.delta_chain(oid))
 
     def verify(self, oid: ObjectId) -> None:
-        """Raise ``ObjectMissingError``/``ObjectCorruptError`` unless ``oid`` reads back intact."""
+        """Raise ``ObjectMissingError``/``ObjectCorruptError`` unless ``oid`` reads back intact (or
+        ``UnsupportedObjectError`` for one of a newer format, which this modelarc cannot check)."""
         self.get(oid)
 
     def iter_ids(self) -> Iterator[ObjectId]:
@@ -542,9 +551,12 @@ class ObjectStore:
     def _intact(self, oid: ObjectId) -> bool:
         """Whether the copy under ``oid``'s key reads back as ``oid`` now: a copy the catalog still calls damaged may
         have been replaced since (by an upload whose commit has not recorded it yet, or another push), and a good
-        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object)."""
+        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object). One of a
+        newer format (``UnsupportedObjectError``) is not damaged either, only unreadable here: it is left as it is."""
         try:
             self.get(oid)
+        except UnsupportedObjectError:
+            return True
         except (ModelarcError, OSError):
             return False
         return True
@@ -608,6 +620,10 @@ def delta_base_of(oid: ObjectId, blob: bytes | bytearray | memoryview) -> Object
 
 
 def _base_of(oid: ObjectId, header: ObjectHeader) -> ObjectId | None:
+    """Its base from the header; ``UnsupportedObjectError`` for a codec this modelarc does not know, which may
+    need bases of its own: gc and every other caller that follows chains must not take it for "none"."""
+    if header.codec_id not in CODECS:
+        raise unknown_codec(header.codec_id, f"object {oid}")
     if header.codec_id != DELTA_CODEC_ID:
         return None
     try:

@@ -50,9 +50,17 @@ def object_path(store: Path, oid: str) -> Path:
     return store / "objects" / oid[:2] / oid
 
 
-def zstd_frame(coded: bytes) -> bytes:
-    # A streaming decompressor, so a frame that does not record its content size still decodes.
-    return zstandard.ZstdDecompressor().decompressobj().decompress(coded)
+def zstd_frame(coded: bytes, length: int) -> bytes:
+    """Codec 1: a frame declaring another size than the header's is refused before decoding; nothing may follow
+    the frame. A streaming decompressor, so a frame that does not record its content size still decodes."""
+    declared = zstandard.frame_content_size(coded)
+    if declared not in (-1, length):
+        raise FormatError(f"zstd frame declares {declared} bytes, the header {length}")
+    d = zstandard.ZstdDecompressor().decompressobj()
+    out = d.decompress(coded)
+    if not d.eof or d.unused_data:
+        raise FormatError("zstd frame is truncated or has bytes after it")
+    return out
 
 
 def decode_plane(coder: int, coded: bytes, length: int) -> bytes:
@@ -164,7 +172,7 @@ def read_object(
     if codec == 0:
         raw = payload
     elif codec == 1:
-        raw = zstd_frame(payload)
+        raw = zstd_frame(payload, raw_length)
     elif codec == 2:
         raw = decode_floatplanes(params, payload, raw_length, seen)
     elif codec == 3:
@@ -399,8 +407,9 @@ def test_signature_bundle_is_an_object_that_signs_the_manifest_files(pushed: tup
 
 @pytest.mark.parametrize(("offset", "value"), [(4, 2), (5, 9)])
 def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, offset: int, value: int) -> None:
-    """FORMAT.md, "Versions": a reader must refuse, never guess, an unknown object version or codec id."""
-    from modelarc.errors import ObjectCorruptError
+    """FORMAT.md, "Versions": a reader must refuse, never guess, an unknown object version or codec id; modelarc
+    says it needs a newer modelarc (the object is not damaged), naming the object once."""
+    from modelarc.errors import UnsupportedObjectError
     from modelarc.storage import ObjectStore
 
     store = ObjectStore.open_local(tmp_path / "store")
@@ -409,10 +418,49 @@ def test_modelarc_refuses_unknown_object_versions_and_codecs(tmp_path: Path, off
     blob = bytearray(path.read_bytes())
     blob[offset] = value
     path.write_bytes(bytes(blob))
-    with pytest.raises(ObjectCorruptError):
+    with pytest.raises(UnsupportedObjectError, match="needs a newer modelarc") as err:
         store.get(oid)
+    assert str(err.value).count(oid) == 1 and "corrupt" not in str(err.value)
     with pytest.raises(FormatError):
         read_object(tmp_path / "store", oid)
+
+
+def _write_zstd_object(store: Path, raw: bytes, payload: bytes) -> str:
+    oid = hashlib.sha256(raw).hexdigest()
+    path = object_path(store, oid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(HEADER.pack(b"MAOB", 1, 1, 0, len(raw)) + payload)
+    return oid
+
+
+@pytest.mark.parametrize("content_size", [False, True])
+def test_both_readers_refuse_bytes_after_a_zstd_frame(tmp_path: Path, content_size: bool) -> None:
+    """FORMAT.md, "1: zstd": a reader MUST refuse bytes after the frame, whether or not it states its size."""
+    from modelarc.errors import ObjectCorruptError
+    from modelarc.storage import ObjectStore
+
+    raw = b"hello modelarc " * 100
+    frame = zstandard.ZstdCompressor(write_content_size=content_size).compress(raw)
+    store = ObjectStore.open_local(tmp_path / "store")
+    assert read_object(tmp_path / "store", _write_zstd_object(tmp_path / "store", raw, frame)) == raw
+    oid = _write_zstd_object(tmp_path / "store", raw, frame + b"TRAILING GARBAGE")
+    with pytest.raises(FormatError, match="bytes after it"):
+        read_object(tmp_path / "store", oid)
+    with pytest.raises(ObjectCorruptError, match="bytes after its frame"):
+        store.get(oid)
+
+
+def test_independent_reader_refuses_a_zstd_frame_declaring_another_size_before_decoding(tmp_path: Path) -> None:
+    """FORMAT.md, "1: zstd": refused from the frame header, so a 10 KB object cannot make a reader inflate 300 MiB."""
+    import resource
+
+    coder, zeros = zstandard.ZstdCompressor(level=1).compressobj(size=300 << 20), bytes(1 << 20)
+    bomb = b"".join(coder.compress(zeros) for _ in range(300)) + coder.flush()  # never 300 MiB in memory here
+    oid = _write_zstd_object(tmp_path, b"tiny", bomb)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(FormatError, match="declares 314572800 bytes, the header 4"):
+        read_object(tmp_path, oid)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024 < 64, "the frame was inflated"
 
 
 def test_independent_reader_decodes_delta_objects(tmp_path: Path) -> None:

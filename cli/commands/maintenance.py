@@ -10,6 +10,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import console, emit_json
+from modelarc.errors import UnsupportedObjectError
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -74,6 +75,12 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             console.print(
                 f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}" + (f" ({why})" if why else "")
             )
+        for oid, snaps in sorted(report.unsupported.items()):
+            why = report.unsupported_why.get(oid, "").removeprefix(f"object {oid}: ")  # named once
+            console.print(
+                f"UNSUPPORTED  object {oid} needed by {', '.join(snaps) or 'no snapshot'} ({why}; not damaged: "
+                "check it with that modelarc)"
+            )
         for snap in report.broken_snapshots:
             console.print(f"BROKEN   snapshot {snap}")
         for key in report.stray:
@@ -82,13 +89,20 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             f"{report.objects_checked} objects listed"
             + (f", {human_bytes(report.bytes_checked)} re-hashed" if read_data else " (bytes not re-read: --read-data)")
             + "; "
-            f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, {report.unreferenced} unreferenced, "
+            f"{len(report.missing)} missing, {len(report.corrupt)} corrupt, "
+            + (f"{len(report.unsupported)} of a newer format, " if report.unsupported else "")
+            + f"{report.unreferenced} unreferenced, "
             f"{report.temp_files} temp files"
             + (f", {len(report.stray)} stray files" if report.stray else "")
         )
-        console.print("ok" if report.ok else f"{len(report.broken_snapshots)} snapshots damaged")
-    if not report.ok:
+        if report.damage_found:
+            console.print(f"{len(report.broken_snapshots)} snapshots damaged")
+        else:
+            console.print("ok" if report.ok else "no damage found; objects of a newer format need a newer modelarc")
+    if report.damage_found:
         sys.exit(5)
+    if report.unsupported:
+        sys.exit(UnsupportedObjectError.exit_code)
 
 
 @click.command()

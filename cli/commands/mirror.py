@@ -11,6 +11,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import FiniteFloatRange, json_option, not_empty, with_archive
 from modelarc.cli.output import byte_progress, console, emit_json
+from modelarc.errors import UnsupportedObjectError
 from modelarc.registry.bounds import CATALOG_INT_MAX
 
 if TYPE_CHECKING:
@@ -193,6 +194,11 @@ def scrub(
             console.print(f"MISSING  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
         for oid, snaps in sorted(report.corrupt.items()):
             console.print(f"CORRUPT  object {oid} needed by {', '.join(snaps) or 'no snapshot'}")
+        for oid, snaps in sorted(report.unsupported.items()):
+            console.print(
+                f"UNSUPPORTED  object {oid} needed by {', '.join(snaps) or 'no snapshot'}: of a newer format, "
+                "not damaged (needs a newer modelarc)"
+            )
         for name, problems in sorted(report.mirrors.items()):
             for kind, ids in sorted(problems.items()):
                 for oid in ids:
@@ -203,9 +209,13 @@ def scrub(
         )
         if report.ok or report.damage_found:
             console.print("ok" if report.ok else f"damage found: {_mending(archive, report)}")
+        elif report.unsupported_found and not report.unreachable:
+            console.print("no damage found; objects of a newer format need a newer modelarc")
     _echo_unreachable(report.unreachable.values())
-    if not report.ok:
+    if report.damage_found or report.unreachable:
         sys.exit(5)
+    if report.unsupported_found:
+        sys.exit(UnsupportedObjectError.exit_code)
 
 
 @click.command()
@@ -234,6 +244,8 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
         for oid, snaps in sorted(report.unrepaired.items()):
             why = report.unrepaired_why.get(oid, "no mirror has a good copy")
             console.print(f"NOT REPAIRED  {oid}: {why}; breaks {', '.join(snaps) or 'nothing'}")
+        for oid, why in sorted(report.unsupported.items()):
+            console.print(f"LEFT AS IT IS  {oid}: {why} (of a newer format, not damaged)")
         for key, source in sorted(report.records_repaired.items()):
             console.print(f"REPAIRED  catalog record {key} from {source}")
         for key, why in sorted(report.records_unrepaired.items()):

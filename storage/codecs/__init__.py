@@ -7,7 +7,7 @@ falling back to raw, so a stored object is never larger than its raw bytes plus 
 
 from __future__ import annotations
 
-from modelarc.errors import ObjectFormatError
+from modelarc.errors import UnsupportedObjectError
 from modelarc.storage.codecs.base import Codec, EncodeBuffers, Encoded
 from modelarc.storage.codecs.delta import DeltaCodec
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES, FloatPlanesCodec
@@ -22,10 +22,17 @@ CODEC_NAMES: dict[int, str] = {cid: c.name for cid, c in CODECS.items()}
 
 
 def codec_by_id(codec_id: int, name: str = "object") -> Codec:
+    """``UnsupportedObjectError`` for an id this modelarc does not know: ids are only ever added, so such an
+    object was written by a newer modelarc (docs/FORMAT.md "Versions"), not damaged."""
     try:
         return CODECS[codec_id]
     except KeyError:
-        raise ObjectFormatError(f"{name}: unknown codec id {codec_id}") from None
+        raise unknown_codec(codec_id, name) from None
+
+
+def unknown_codec(codec_id: int, name: str = "object") -> UnsupportedObjectError:
+    known = f"0 to {max(CODECS)}"
+    return UnsupportedObjectError(f"{name}: codec id {codec_id} needs a newer modelarc (this one knows {known})")
 
 
 def choose_and_encode(
@@ -45,4 +52,4 @@ def choose_and_encode(
     return candidate
 
 
-__all__ = ["CODECS", "CODEC_NAMES", "Codec", "EncodeBuffers", "Encoded", "choose_and_encode", "codec_by_id"]
+__all__ = ["CODECS", "CODEC_NAMES", "Codec", "EncodeBuffers", "Encoded", "choose_and_encode", "codec_by_id", "unknown_codec"]

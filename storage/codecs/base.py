@@ -9,9 +9,10 @@ from typing import ClassVar, Protocol
 from modelarc.storage.objectformat import HEADER_FIXED_SIZE
 from modelarc.storage.pages import aligned_buffer
 
-# Room an encoder leaves in front of a payload it writes into ``EncodeBuffers.out``: the object header (16 bytes
-# and the codec parameters, at most 48 bytes for every codec so far) goes there, so header and payload are one
-# buffer without a copy.
+# Room an encoder leaves in front of a payload it writes into ``EncodeBuffers.out`` when it does not announce its
+# parameters' length: the object header (16 bytes and the codec parameters, up to 81 bytes for a delta,
+# docs/FORMAT.md; float planes' are at most 48) goes there, so header and payload are one buffer without a copy. A
+# header longer than the room is not cut: ``framed`` copies the payload behind it instead.
 HEADER_ROOM = 64
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import ClassVar
 
 import zstandard
@@ -10,6 +11,10 @@ from modelarc.errors import ObjectFormatError
 from modelarc.storage.codecs.base import Encoded
 
 LEVEL = 3
+
+_BLOCK_HEADER_SIZE = 3
+_BLOCK_RAW, _BLOCK_RLE, _BLOCK_COMPRESSED = 0, 1, 2
+_CHECKSUM_SIZE = 4
 
 
 class ZstdCodec:
@@ -24,11 +29,16 @@ class ZstdCodec:
         """Never more than ``raw_length`` (+1) bytes of output, whatever the frame says: python-zstandard ignores
         ``max_output_size`` when the frame states its own content size, so a small hostile object whose frame
         states gigabytes would be inflated whole before any length check. A frame that states a size must state
-        the header's; one that states none (another writer's) is read through a bounded stream."""
+        the header's; one that states none (another writer's) is read through a bounded stream. Before any
+        decoding the frame's blocks are walked to check it ends exactly at the payload's end: neither the stream
+        nor ``allow_extra_data`` looks past a frame without a size (nor one declaring 0 bytes)."""
         try:
             declared = zstandard.frame_content_size(payload)
             if declared >= 0 and declared != raw_length:
                 raise ObjectFormatError(f"zstd frame declares {declared} bytes, header says {raw_length}")
+            frame_length = _frame_length(payload)
+            if frame_length != len(payload):
+                raise ObjectFormatError(f"zstd payload has {len(payload) - frame_length} bytes after its frame")
             if declared == raw_length:
                 out = zstandard.ZstdDecompressor().decompress(
                     payload, max_output_size=raw_length, allow_extra_data=False
@@ -41,3 +51,28 @@ class ZstdCodec:
         if len(out) != raw_length:
             raise ObjectFormatError(f"zstd payload decodes to {len(out)} bytes, header says {raw_length}")
         return out
+
+
+def _frame_length(payload: memoryview) -> int:
+    """The stored length of the zstd frame at the start of ``payload`` (RFC 8878 3.1.1), from its block headers
+    alone: what libzstd's ZSTD_findFrameCompressedSize does, which python-zstandard does not expose. Costs one
+    3-byte read per block (at most 128 KiB of output each), nothing decoded."""
+    pos = zstandard.frame_header_size(payload)  # magic included; raises ZstdError on a bad magic or header
+    has_checksum = bool(payload[4] & 0x04)  # Frame_Header_Descriptor, Content_Checksum_flag
+    while True:
+        if pos + _BLOCK_HEADER_SIZE > len(payload):
+            raise ObjectFormatError("zstd frame is truncated (a block header runs past the payload)")
+        (header,) = struct.unpack_from("<I", bytes(payload[pos : pos + _BLOCK_HEADER_SIZE]) + b"\0")
+        last, block_type, size = header & 1, (header >> 1) & 3, header >> 3
+        if block_type == _BLOCK_RLE:
+            size = 1
+        elif block_type not in (_BLOCK_RAW, _BLOCK_COMPRESSED):
+            raise ObjectFormatError("zstd frame has a block of the reserved type")
+        pos += _BLOCK_HEADER_SIZE + size
+        if pos > len(payload):
+            raise ObjectFormatError("zstd frame is truncated (a block runs past the payload)")
+        if last:
+            pos += _CHECKSUM_SIZE if has_checksum else 0
+            if pos > len(payload):
+                raise ObjectFormatError("zstd frame is truncated (its checksum runs past the payload)")
+            return pos

@@ -77,7 +77,8 @@ def test_every_damaged_record_is_named_before_anything_is_read_as_true(
 @pytest.mark.parametrize(
     "doc, message",
     [
-        ({"format": "modelarc.record", "version": 2, "kind": "tag"}, "version 2"),
+        ({"format": "modelarc.record", "version": 3, "kind": "tag"}, "version 3"),
+        ({"format": "modelarc.record", "version": True, "kind": "tag"}, "version True"),
         ({"format": "modelarc.record", "version": 1, "kind": "rename"}, "unknown kind"),
         ({"format": "other", "version": 1}, "not a modelarc.record"),
     ],
@@ -92,6 +93,36 @@ def test_a_record_this_version_cannot_read_is_refused_by_name(
     with pytest.raises(RecordError, match=message) as err:
         read_record(backend, key)
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "kind, fields, version",
+    [
+        ("access", {"level": "gated", "received": True}, 2),  # `received` changes what `until` means
+        ("access", {"level": "gated"}, 1),  # older readers keep reading ordinary policies
+        ("tag", {"tag": "v1"}, 1),
+    ],
+)
+def test_only_an_access_record_of_a_received_override_is_written_as_version_2(
+    tmp_path: Path, s: CatalogSession, kind: str, fields: dict, version: int
+) -> None:
+    """A version 1 reader would lapse a received override to public on its day: it must refuse it instead."""
+    backend = LocalBackend(tmp_path)
+    key = write_record(backend, s, kind, at=AT, actor="ana", model="acme/m", **fields)
+    assert json.loads((tmp_path / key).read_bytes())["version"] == version
+    assert read_record(backend, key).body == json.loads((tmp_path / key).read_bytes())
+
+
+def test_a_version_1_access_record_of_a_received_override_is_still_read(tmp_path: Path) -> None:
+    """What the release before version 2 wrote for a received override."""
+    backend = LocalBackend(tmp_path)
+    doc = {"format": "modelarc.record", "version": 1, "kind": "access", "at": "2026-01-02T03:04:05.000000Z",
+           "actor": "a", "model": "acme/m", "snapshot": None, "level": "gated", "until": None, "reason": "",
+           "received": True}  # fmt: skip
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    key = f"records/20260102T030405000000Z-{hashlib.sha256(body).hexdigest()}.json"
+    backend.put(key, body)
+    assert read_record(backend, key).body["received"] is True
 
 
 def test_a_stray_file_under_records_is_refused(tmp_path: Path) -> None:

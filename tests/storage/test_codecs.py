@@ -505,5 +505,35 @@ def test_bytes_after_a_zstd_object_frame_are_rejected() -> None:
     from modelarc.storage.codecs.zstd import ZstdCodec
 
     coded = zstandard.ZstdCompressor().compress(bytes(100))
-    with pytest.raises(ObjectFormatError, match="unused data"):
+    with pytest.raises(ObjectFormatError, match="1 bytes after its frame"):
         ZstdCodec().decode(b"", memoryview(coded + b"x"), 100)
+
+
+@pytest.mark.parametrize("content_size", [False, True])
+@pytest.mark.parametrize("raw", [b"hello modelarc " * 100, b""], ids=["text", "empty"])
+@pytest.mark.parametrize("after", [b"TRAILING GARBAGE", "a second frame"])
+def test_bytes_after_a_zstd_frame_are_rejected_whether_or_not_it_states_its_size(
+    content_size: bool, raw: bytes, after: bytes | str
+) -> None:
+    """FORMAT.md: a reader MUST refuse bytes after the frame. Neither python-zstandard's bounded stream nor
+    ``allow_extra_data=False`` looks past a frame that states no size (or states 0), so another writer's object
+    with anything appended would be read as if the appended bytes were not there."""
+    from modelarc.storage.codecs.zstd import ZstdCodec
+
+    cctx = zstandard.ZstdCompressor(write_content_size=content_size)
+    frame = cctx.compress(raw)
+    tail = frame if isinstance(after, str) else after
+    assert ZstdCodec().decode(b"", memoryview(frame), len(raw)) == raw
+    with pytest.raises(ObjectFormatError, match=f"{len(tail)} bytes after its frame"):
+        ZstdCodec().decode(b"", memoryview(frame + tail), len(raw))
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_truncated_zstd_frame_without_a_stated_size_is_rejected(checksum: bool) -> None:
+    from modelarc.storage.codecs.zstd import ZstdCodec
+
+    raw = os.urandom(300_000)  # three blocks, stored raw
+    frame = zstandard.ZstdCompressor(write_content_size=False, write_checksum=checksum).compress(raw)
+    for cut in (1, 4, 5, 100_000):
+        with pytest.raises(ObjectFormatError, match="truncated|does not decode"):
+            ZstdCodec().decode(b"", memoryview(frame[:-cut]), len(raw))

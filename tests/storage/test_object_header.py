@@ -1,7 +1,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelarc.errors import ObjectCorruptError, ObjectFormatError
+from modelarc.errors import ObjectCorruptError, ObjectFormatError, UnsupportedObjectError
 from modelarc.storage import ObjectStore
 from modelarc.storage.objectformat import ObjectHeader, unpack_header
 
@@ -21,6 +21,9 @@ def test_mangled_header_is_a_format_error(blob: bytes) -> None:
     valid = valid and len(blob) >= 16 + plen
     try:
         header = unpack_header(blob)
+    except UnsupportedObjectError:  # a later format version: refused as needing a newer modelarc, not as damage
+        assert len(blob) >= 16 and blob[:4] == b"MAOB" and blob[4] > 1
+        return
     except ObjectFormatError:
         assert not valid
         return
@@ -46,7 +49,7 @@ def test_store_never_returns_bytes_that_do_not_hash_to_the_id(tmp_path) -> None:
         path.write_bytes(bytes(mangled))
         try:
             assert store.get(oid) == data  # a flip in an unused header bit may still decode correctly
-        except (ObjectCorruptError, ObjectFormatError):
+        except (ObjectCorruptError, ObjectFormatError, UnsupportedObjectError):  # (a flipped codec id may name none)
             pass
         if pos > 200:
             break

@@ -1,0 +1,106 @@
+"""An object of a newer format version or codec id (docs/FORMAT.md "Versions") is not damage, on SQLite and
+PostgreSQL: verify, fsck, scrub and pull say it needs a newer modelarc (exit 17, the object named once), scrub
+remembers it ``unsupported``, and repair, heal and quarantine leave it as it is; gc refuses to guess its bases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from catalogkit import drop_catalog
+from modelfactory import tiny_tensors, write_model
+from recordkit import catalog_session
+
+from modelarc.errors import UnsupportedObjectError
+from modelarc.registry import integrity as rows
+
+ArchiveCli = Any  # tests/cli/conftest.py
+NEWER = UnsupportedObjectError.exit_code
+
+
+def _largest(store: Path) -> Path:
+    return max((p for p in (store / "objects").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def _as_newer(path: Path, offset: int, value: int) -> bytes:
+    """The object at ``path`` as a later modelarc might write it: format version (offset 4) or codec id (5)."""
+    blob = bytearray(path.read_bytes())
+    blob[offset] = value
+    path.write_bytes(bytes(blob))
+    return bytes(blob)
+
+
+def _pushed(arc: ArchiveCli, tmp_path: Path, offset: int = 5, value: int = 4) -> tuple[Path, Path, bytes]:
+    src = write_model(tmp_path / "m", tiny_tensors())
+    arc("push", src, "acme/m:v1")
+    victim = _largest(arc.home / "store")
+    return src, victim, _as_newer(victim, offset, value)
+
+
+def test_verify_fsck_and_pull_say_an_object_of_a_newer_codec_needs_a_newer_modelarc(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    _src, victim, _blob = _pushed(arc, tmp_path)
+    for command in (("verify", "acme/m:v1"), ("pull", "acme/m:v1", tmp_path / "out")):
+        failed = arc.fail(*command)
+        assert failed.exit_code == NEWER
+        assert "codec id 4 needs a newer modelarc" in failed.stderr and "corrupt" not in failed.stderr
+        assert failed.stderr.count(victim.name) == 1
+    fsck = arc("fsck", "--read-data", ok=False)
+    assert fsck.exit_code == NEWER and "CORRUPT" not in fsck.stdout and "BROKEN" not in fsck.stdout
+    (line,) = [ln for ln in fsck.stdout.splitlines() if ln.startswith("UNSUPPORTED")]
+    assert line.count(victim.name) == 1 and "codec id 4 needs a newer modelarc" in line
+    report = json.loads(arc("fsck", "--read-data", "--json", ok=False).stdout)
+    assert (report["corrupt"], list(report["unsupported"]), report["broken_snapshots"]) == ({}, [victim.name], [])
+
+
+def test_an_object_of_a_newer_format_version_is_not_called_corrupt(arc: ArchiveCli, tmp_path: Path) -> None:
+    _src, victim, _blob = _pushed(arc, tmp_path, offset=4, value=2)
+    failed = arc.fail("verify", "acme/m:v1")
+    assert failed.exit_code == NEWER and "object format version 2 needs a newer modelarc" in failed.stderr
+
+
+def test_scrub_remembers_it_unsupported_and_repair_leaves_it_as_it_is(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    mirror = tmp_path / "mirror"
+    arc("mirror", "add", "usb", mirror)
+    arc("mirror", "sync")  # the mirror holds the object as this modelarc wrote it
+    _src, victim, blob = _pushed(arc, tmp_path)  # (the same bytes: a push of them again finds it stored)
+    scrub = arc("scrub", "--json", ok=False)
+    report = json.loads(scrub.stdout)
+    assert scrub.exit_code == NEWER and list(report["unsupported"]) == [victim.name] and not report["corrupt"]
+    repaired = arc.json("repair", "--read-data")
+    assert repaired["repaired"] == {} and repaired["quarantined"] == {} and list(repaired["unsupported"]) == [
+        victim.name
+    ]
+    assert victim.read_bytes() == blob and not (arc.home / "store" / "quarantine").exists()
+
+
+def test_a_push_does_not_heal_an_object_an_older_scrub_called_corrupt_for_its_newer_codec(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The push holds the bytes, but the stored copy is not damaged: it is not set aside and rewritten. Nor can the
+    push record it (its bases are unknown here): it is refused, naming the object."""
+    src, victim, blob = _pushed(arc, tmp_path)
+    with catalog_session(arc, monkeypatch) as s:  # what a scrub before 'unsupported' recorded
+        rows.record_checks(s, {victim.name: "corrupt"})
+    failed = arc.fail("push", src, "acme/m:v2")
+    assert failed.exit_code == NEWER and f"object {victim.name}: codec id 4 needs a newer modelarc" in failed.stderr
+    assert victim.read_bytes() == blob and not (arc.home / "store" / "quarantine").exists()
+
+
+def test_gc_refuses_rather_than_guess_the_bases_of_an_object_of_a_newer_codec(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    """A snapshot the records name and the catalog lacks keeps its objects and their bases through gc; the bases
+    of an object of an unknown codec cannot be told, so gc deletes nothing."""
+    (tmp_path / "other.bin").write_bytes(b"x")
+    arc("push", tmp_path / "other.bin", "acme/other:v1")
+    _src, victim, _blob = _pushed(arc, tmp_path)
+    drop_catalog(database_url)
+    arc("rebuild-catalog", ok=False)  # acme/m is refused: its object cannot be read here
+    failed = arc.fail("gc")
+    assert failed.exit_code == NEWER and "gc cannot tell which objects it needs" in failed.stderr
+    assert victim.name in failed.stderr and "codec id 4" in failed.stderr
