@@ -71,6 +71,11 @@ def upgrade(engine: Engine) -> None:
             with engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+                if broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall():
+                    raise ModelarcError(  # rolled back whole: the catalog stays at the revision it had
+                        f"the catalog's migration would leave {len(broken)} rows referring to rows that do not "
+                        f"exist (first: table {broken[0][0]}, row {broken[0][1]}); nothing was changed"
+                    )
         finally:
             engine.dispose()
         return
@@ -137,7 +142,11 @@ def _sqlite_engine(url: URL, *, transactional_ddl: bool = False) -> Engine:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
+        # a migration copies tables to change them (Alembic's batch mode): with foreign keys enforced, dropping the
+        # old `objects` drops what snapshot_objects refers to and fails. SQLite's own procedure for such changes
+        # turns them off (it cannot be changed inside a transaction) and checks them all before the commit
+        # (``upgrade``: PRAGMA foreign_key_check)
+        cur.execute("PRAGMA foreign_keys=OFF" if transactional_ddl else "PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
