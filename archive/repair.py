@@ -108,19 +108,26 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             report.unrepaired_why.pop(oid, None)  # (from the first pass: tried again now)
             state = _state(archive, oid)
             if state == "unsupported":
-                report.unsupported[oid] = _why_unsupported(archive, oid)
-                fixed[oid] = state
-                continue
-            if state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
+                # a header this modelarc cannot read: a newer format, or damage to its version or codec bytes. A
+                # mirror copy this modelarc verifies (decodes and hashes to the id) settles it either way, and the
+                # unreadable copy goes to quarantine/ (kept, whichever it was); without one it is left as it is
+                outcome = _put_back(archive, report, oid, good_copies(sources, oid), stamp)
+                if outcome is None:
+                    report.unrepaired_why.pop(oid, None)
+                    report.unsupported[oid] = _why_unsupported(archive, oid)
+                    fixed[oid] = state
+                    continue
+            elif state == "ok":  # already fine (repaired by an earlier, interrupted run, or a false alarm)
                 fixed[oid] = "ok"
                 if oid in written:  # ... or by this run's first pass, once its base was back
                     report.repaired[oid] = written[oid]
                 continue
-            # a delta the catalog records is put back as it is, its base kept by the catalog (and mended in this
-            # run if need be); on the second pass it is one whose base did not come back: written on its own now
-            keep = None if oid in written else recorded_bases.get(oid)
-            copies = good_copies(sources, oid, delta_against=keep)
-            outcome = _put_back(archive, report, oid, copies, stamp, own_copy=oid in written)
+            else:
+                # a delta the catalog records is put back as it is, its base kept by the catalog (and mended in
+                # this run if need be); on the second pass one whose base did not come back: written on its own
+                keep = None if oid in written else recorded_bases.get(oid)
+                copies = good_copies(sources, oid, delta_against=keep)
+                outcome = _put_back(archive, report, oid, copies, stamp, own_copy=oid in written)
             if outcome is None:  # no mirror has a good copy
                 report.unrepaired[oid] = []
                 fixed[oid] = state  # remembered, so the next repair (or a new mirror) tries it again
@@ -359,7 +366,8 @@ class _Unreplayed:
 
 def _suspects(archive: Archive, read_data: bool) -> set[str]:
     with archive.catalog.session() as s:
-        known_bad = set(rows.objects_found_bad(s))
+        # unsupported too: a mirror added since may hold a copy this modelarc can verify
+        known_bad = set(rows.objects_found_bad(s, ("corrupt", "missing", "unsupported")))
         catalogued = set(rows.catalogued_sizes(s))
     present = set(archive.store.iter_ids())
     suspects = known_bad | (catalogued - present)

@@ -100,13 +100,10 @@ def stored_encodings(s: Session, object_ids: Iterable[str]) -> dict[str, ObjectR
     return out
 
 
-def objects_found_bad(s: Session) -> dict[str, str]:
-    """Objects whose last check found them corrupt or missing: what repair fixes without re-reading everything."""
-    rows = s.execute(
-        select(StoredObject.id, StoredObject.last_check).where(
-            StoredObject.last_check.in_(("corrupt", "missing"))
-        )
-    )
+def objects_found_bad(s: Session, checks: tuple[str, ...] = ("corrupt", "missing")) -> dict[str, str]:
+    """Objects whose last check found them corrupt or missing (or in ``checks``): what repair fixes without
+    re-reading everything."""
+    rows = s.execute(select(StoredObject.id, StoredObject.last_check).where(StoredObject.last_check.in_(checks)))
     return {oid: str(check) for oid, check in rows}
 
 

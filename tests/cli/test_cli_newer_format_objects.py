@@ -104,3 +104,24 @@ def test_gc_refuses_rather_than_guess_the_bases_of_an_object_of_a_newer_codec(
     failed = arc.fail("gc")
     assert failed.exit_code == NEWER and "gc cannot tell which objects it needs" in failed.stderr
     assert victim.name in failed.stderr and "codec id 4" in failed.stderr
+
+
+def test_repair_replaces_an_unreadable_header_from_a_mirror_copy_it_can_verify(arc: ArchiveCli, tmp_path: Path) -> None:
+    """A header this modelarc cannot read is a newer format or damage to those bytes; a mirror copy this modelarc
+    decodes and hashes to the id settles it either way. Repair (after a plain scrub, no --read-data) puts that copy
+    back and keeps the unreadable one in quarantine/, so a flipped codec byte is not left unrepaired for good."""
+    src = write_model(tmp_path / "m", tiny_tensors())
+    arc("push", src, "acme/m:v1")
+    arc("mirror", "add", "usb", tmp_path / "mirror")
+    arc("mirror", "sync")  # a copy this modelarc wrote and can verify
+    victim = _largest(arc.home / "store")
+    original = victim.read_bytes()
+    unreadable = _as_newer(victim, 5, 4)
+    assert arc("scrub", ok=False).exit_code == NEWER
+    repaired = arc.json("repair")
+    assert list(repaired["repaired"]) == [victim.name] and not repaired["unsupported"], repaired
+    assert victim.read_bytes() == original
+    (aside,) = (arc.home / "store" / "quarantine").iterdir()
+    assert aside.read_bytes() == unreadable and aside.name.startswith(victim.name)
+    assert arc.json("verify", "acme/m:v1")["ok"]
+    assert arc.json("scrub")["ok"]
