@@ -290,15 +290,13 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
             released = release_withdrawn_weights(archive)
         needed = needed_objects(archive.store, unreplayed)
         if needed.unsupported:
-            oid, why = next(iter(sorted(needed.unsupported.items())))
-            more = f" (and {len(needed.unsupported) - 1} more)" if len(needed.unsupported) > 1 else ""
+            _oid, why, more = _first_of(needed.unsupported)
             raise UnsupportedObjectError(
                 f"{why}{more}; gc cannot tell which objects it needs as bases, so it deletes nothing: run gc with "
                 "that newer modelarc"
             )
         if needed.unreadable:
-            label, why = next(iter(sorted(needed.unreadable.items())))
-            more = f" (and {len(needed.unreadable) - 1} more)" if len(needed.unreadable) > 1 else ""
+            label, why, more = _first_of(needed.unreadable)
             raise UsageError(
                 f"snapshot {label}{more}, named by the store's catalog records but not in the catalog: {why}; gc "
                 "cannot tell which objects it needs. `modelarc repair` fetches its manifest from a mirror (then "
@@ -321,6 +319,12 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
                     withdrawn_weights_released=released,
                 )
     return GcReport(removed, freed, temp_removed, len(present) - removed)
+
+
+def _first_of(problems: dict[str, str]) -> tuple[str, str, str]:
+    """The first problem in key order, what it is, and `` (and N more)`` when there are others: one error line."""
+    key, why = next(iter(sorted(problems.items())))
+    return key, why, f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
 
 
 def delete_unreferenced(
