@@ -1215,7 +1215,50 @@ static PyObject *py_populate(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * Where a zstd frame ends (used by codecs/zstd.py for any zstd payload, not only ours)
+ * ------------------------------------------------------------------------------------------------------------ */
+
+PyDoc_STRVAR(zstd_blocks_end_doc,
+             "zstd_blocks_end(buffer, start, checksum) -> int: the offset just past the last block of the zstd frame "
+             "whose first block header is at start (and its 4-byte checksum when checksum is true), from the block "
+             "headers alone (RFC 8878 3.1.1.2), or a negative code: -1 a block header, -3 a block, -4 the checksum "
+             "runs past the buffer; -2 a block of the reserved type. As libzstd's ZSTD_findFrameCompressedSize, "
+             "which python-zstandard does not expose: in C, since a hostile frame of empty blocks has one header "
+             "every 3 bytes.");
+
+static PyObject *py_zstd_blocks_end(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, result = 0;
+    int checksum;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*np", &view, &pos, &checksum)) return NULL;
+    const uint8_t *b = (const uint8_t *)view.buf;
+    const Py_ssize_t n = view.len;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        if (pos < 0 || pos + 3 > n) { result = -1; break; }
+        const uint32_t header = (uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8) | ((uint32_t)b[pos + 2] << 16);
+        const uint32_t last = header & 1, type = (header >> 1) & 3;
+        Py_ssize_t size = (Py_ssize_t)(header >> 3);
+        if (type == 3) { result = -2; break; }
+        if (type == 1) size = 1; /* RLE: one byte, repeated */
+        pos += 3 + size;
+        if (pos > n) { result = -3; break; }
+        if (last) {
+            if (checksum) pos += 4;
+            result = pos > n ? -4 : pos;
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(result);
+}
+
 static PyMethodDef methods[] = {
+    {"zstd_blocks_end", py_zstd_blocks_end, METH_VARARGS, zstd_blocks_end_doc},
     {"populate", py_populate, METH_O, populate_doc},
     {"split", py_split, METH_VARARGS, split_doc},
     {"joined", py_joined, METH_VARARGS, joined_doc},

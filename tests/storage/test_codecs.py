@@ -537,3 +537,41 @@ def test_a_truncated_zstd_frame_without_a_stated_size_is_rejected(checksum: bool
     for cut in (1, 4, 5, 100_000):
         with pytest.raises(ObjectFormatError, match="truncated|does not decode"):
             ZstdCodec().decode(b"", memoryview(frame[:-cut]), len(raw))
+
+
+def _frame_of_blocks(blocks: list[bytes], *, checksum: bytes | None = None) -> bytes:
+    """A zstd frame with no stated size (single segment off, window 1 KiB) of the given raw blocks, the last flagged."""
+    descriptor = 0x04 if checksum is not None else 0x00
+    out = bytearray(struct.pack("<I", 0xFD2FB528)) + bytes([descriptor, 0x00])  # magic, descriptor, window
+    for i, block in enumerate(blocks):
+        last = 1 if i == len(blocks) - 1 else 0
+        out += struct.pack("<I", last | (0 << 1) | (len(block) << 3))[:3] + block
+    return bytes(out + (checksum or b""))
+
+
+def test_a_frame_of_many_empty_blocks_is_walked_to_its_end_and_decoded() -> None:
+    """A hostile writer may send one empty block every 3 bytes (85 million in a 256 MiB object): the walk that
+    finds the frame's end runs in C, and its answer must still be exact."""
+    from modelarc.storage.codecs.zstd import ZstdCodec, _frame_length
+
+    frame = _frame_of_blocks([b""] * 200_000 + [b"tail"])
+    assert _frame_length(memoryview(frame)) == len(frame)
+    assert ZstdCodec().decode(b"", memoryview(frame), 4) == b"tail"
+    with pytest.raises(ObjectFormatError, match="after its frame"):
+        ZstdCodec().decode(b"", memoryview(frame + b"x"), 4)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (_frame_of_blocks([b"abc"])[:-1], "a block runs past"),
+        (_frame_of_blocks([b"", b"abc"])[:8], "a block header runs past"),
+        (_frame_of_blocks([b"abc"], checksum=b"\0\0\0\0")[:-2], "its checksum runs past"),
+        (_frame_of_blocks([b"abc"])[:6] + bytes([0x07, 0, 0]), "reserved type"),
+    ],
+)
+def test_a_zstd_frame_cut_short_or_of_a_reserved_block_type_is_refused(frame: bytes, message: str) -> None:
+    from modelarc.storage.codecs.zstd import _frame_length
+
+    with pytest.raises(ObjectFormatError, match=message):
+        _frame_length(memoryview(frame))
