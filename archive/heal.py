@@ -40,8 +40,8 @@ def quarantine_stamp() -> str:
 def known_damaged(archive: Archive) -> Replacing | None:
     """What a local push may replace: every object the last check found corrupt or missing (one query, which
     finds none in a healthy store: then None, and the push is as it was)."""
-    with archive.catalog.session() as s:
-        bad = rows.objects_found_bad(s)
+    with archive.catalog.session() as s:  # unsupported too: a header this modelarc cannot read, the push's bytes can
+        bad = rows.objects_found_bad(s, rows.REPLACEABLE)
     return Replacing(bad, quarantine_stamp()) if bad else None
 
 
@@ -51,7 +51,7 @@ def damaged_among(archive: Archive, object_ids: Collection[str]) -> set[str]:
     if not object_ids:
         return set()
     with archive.catalog.session() as s:
-        return rows.found_bad_among(s, object_ids)
+        return rows.found_bad_among(s, object_ids, rows.REPLACEABLE)
 
 
 def read_back(archive: Archive, object_ids: Iterable[str]) -> dict[str, ObjectInfo]:
@@ -65,7 +65,7 @@ def read_back(archive: Archive, object_ids: Iterable[str]) -> dict[str, ObjectIn
         state = check_object(archive.store, oid)
         if state == "ok":
             infos[oid] = archive.store.stat(ObjectId(oid))
-        elif state == "unsupported":  # of a newer format, left as it was (ObjectStore._intact): not damaged
+        elif state == "unsupported":  # still unreadable here (the store's copy was not replaced): not damage
             unsupported[oid] = state
         else:
             failed[oid] = state

@@ -32,6 +32,7 @@ from modelarc.errors import (
     RemoteError,
     StoreAccessError,
     StoredValueError,
+    UnsupportedObjectError,
     UsageError,
 )
 from modelarc.registry import integrity as rows
@@ -359,8 +360,8 @@ def sync(
                 blob = archive.store.get_stored(ObjectId(oid))
                 # raises unless it hashes to its id (a delta: read with its base from this store)
                 ObjectStore.decode_stored(ObjectId(oid), blob, fetch_base=archive.store.get_stored)
-            except (ObjectCorruptError, ObjectMissingError, DeltaBaseError) as exc:
-                with lock:
+            except (ObjectCorruptError, ObjectMissingError, DeltaBaseError, UnsupportedObjectError) as exc:
+                with lock:  # (one this modelarc cannot read is not copied unverified: a newer one syncs it)
                     report.not_copied[oid] = str(exc)
                 return
             if oid in damaged and not _holds(target, oid, blob):  # (a delta whose base is what is damaged: kept)
@@ -390,9 +391,11 @@ def sync(
 
 
 def _intact(store: ObjectStore, oid: str) -> bool:
+    """Whether a mirror's copy reads back as ``oid``. One whose header this modelarc cannot read counts as not
+    intact: the primary's copy, verified, replaces it, and it is kept in the mirror's quarantine/."""
     try:
         store.get(ObjectId(oid))
-    except (ObjectMissingError, ObjectCorruptError, DeltaBaseError):
+    except (ObjectMissingError, ObjectCorruptError, DeltaBaseError, UnsupportedObjectError):
         return False
     return True
 

@@ -52,8 +52,8 @@ class RepairReport:
     unrepaired: dict[str, list[str]] = field(default_factory=dict)  # object id -> snapshots left broken
     # object id -> why it was not repaired, when a mirror had a good copy (else no mirror has one)
     unrepaired_why: dict[str, str] = field(default_factory=dict)
-    # object id -> why: of a newer format than this modelarc reads, so not known damaged; left as it is (a mirror's
-    # copy would be no better, and replacing it would undo what a newer modelarc wrote)
+    # object id -> why: a header this modelarc cannot read (a newer format, or a flipped byte) and no mirror copy it
+    # can verify; left as it is (one that a mirror had was put back, the unreadable copy kept in quarantine/)
     unsupported: dict[str, str] = field(default_factory=dict)
     broken_snapshots: list[str] = field(default_factory=list)
     checked: int = 0
@@ -367,7 +367,7 @@ class _Unreplayed:
 def _suspects(archive: Archive, read_data: bool) -> set[str]:
     with archive.catalog.session() as s:
         # unsupported too: a mirror added since may hold a copy this modelarc can verify
-        known_bad = set(rows.objects_found_bad(s, ("corrupt", "missing", "unsupported")))
+        known_bad = set(rows.objects_found_bad(s, rows.REPLACEABLE))
         catalogued = set(rows.catalogued_sizes(s))
     present = set(archive.store.iter_ids())
     suspects = known_bad | (catalogued - present)

@@ -89,8 +89,9 @@ class ObjectFormatError(IntegrityError):
 class UnsupportedObjectError(ModelarcError):
     """A stored object of a format version or codec id this modelarc does not know: one a newer modelarc wrote
     (docs/FORMAT.md "Versions"), not damaged bytes, so not an ``IntegrityError``. The message names the object and
-    what it does not know, once. scrub and fsck report it ``unsupported``; repair, heal and quarantine leave it as it
-    is (a mirror's copy is no better); gc refuses to run rather than guess which bases it needs."""
+    what it does not know, once. scrub and fsck report it ``unsupported``; only a copy this modelarc verifies (a
+    mirror's, a push's bytes) replaces it, the unreadable one kept in quarantine/ (a flipped version or codec byte
+    reads the same); gc refuses to run rather than guess which bases it needs."""
 
     exit_code = 17
 

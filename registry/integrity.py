@@ -22,6 +22,9 @@ from modelarc.registry.store_models import Mirror, SnapshotObject, StoredObject
 # what a check of an object found; 'unsupported': of a newer format than this modelarc reads (not damaged: repair and
 # heal leave it alone, docs/FORMAT.md "Versions")
 CHECKS = ("ok", "corrupt", "missing", "unsupported")
+# what a copy verified against its id may replace (repair from a mirror, a push's heal): damage, and a header this
+# modelarc cannot read (a newer format, or a flipped version or codec byte; the old copy is kept in quarantine/)
+REPLACEABLE = ("corrupt", "missing", "unsupported")
 
 
 @dataclass(frozen=True)
@@ -110,19 +113,21 @@ def objects_found_bad(s: Session, checks: tuple[str, ...] = ("corrupt", "missing
 FEW_IDS = 500  # ids looked up in one statement (bind limits); for more, one query of every bad object is cheaper
 
 
-def found_bad_among(s: Session, object_ids: Iterable[str]) -> set[str]:
-    """Those of ``object_ids`` whose last check found them corrupt or missing, in one query: by id for at most
+def found_bad_among(
+    s: Session, object_ids: Iterable[str], checks: tuple[str, ...] = ("corrupt", "missing")
+) -> set[str]:
+    """Those of ``object_ids`` whose last check found them corrupt or missing (or in ``checks``), in one query: by id for at most
     ``FEW_IDS`` of them, else every object found bad (usually none, read through the ``last_check`` index: a query
     per 500 ids of a 100,000-object snapshot would cost more)."""
     ids = set(object_ids)
     if len(ids) > FEW_IDS:
-        return set(objects_found_bad(s)) & ids
+        return set(objects_found_bad(s, checks)) & ids
     if not ids:
         return set()
     return set(
         s.scalars(
             select(StoredObject.id).where(
-                StoredObject.id.in_(sorted(ids)), StoredObject.last_check.in_(("corrupt", "missing"))
+                StoredObject.id.in_(sorted(ids)), StoredObject.last_check.in_(checks)
             )
         )
     )

@@ -241,7 +241,7 @@ class ObjectStore:
             )
         try:
             base = self.get(base_id)
-        except IntegrityError as exc:
+        except (IntegrityError, UnsupportedObjectError) as exc:  # stored on its own instead (archive/ingest.py)
             raise DeltaBaseError(
                 f"object {oid} cannot be stored as a delta against {base_id}: {exc}"
             ) from None
@@ -277,7 +277,7 @@ class ObjectStore:
     def _depth_for_delta(self, oid: ObjectId, base_id: ObjectId) -> int:
         try:
             return self.delta_depth(base_id)
-        except ObjectMissingError as exc:
+        except (ObjectMissingError, UnsupportedObjectError) as exc:
             raise DeltaBaseError(
                 f"object {oid} cannot be stored as a delta against {base_id}: {exc}"
             ) from None
@@ -551,12 +551,12 @@ class ObjectStore:
     def _intact(self, oid: ObjectId) -> bool:
         """Whether the copy under ``oid``'s key reads back as ``oid`` now: a copy the catalog still calls damaged may
         have been replaced since (by an upload whose commit has not recorded it yet, or another push), and a good
-        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object). One of a
-        newer format (``UnsupportedObjectError``) is not damaged either, only unreadable here: it is left as it is."""
+        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object). One whose
+        header this modelarc cannot read (``UnsupportedObjectError``: a newer format, or a flipped version or codec
+        byte) is replaced too: the caller holds bytes that hash to the id, which docs/FORMAT.md "Versions" allows to
+        take its place, and the unreadable copy is kept in quarantine/."""
         try:
             self.get(oid)
-        except UnsupportedObjectError:
-            return True
         except (ModelarcError, OSError):
             return False
         return True

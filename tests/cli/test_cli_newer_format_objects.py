@@ -4,10 +4,12 @@ remembers it ``unsupported``, and repair, heal and quarantine leave it as it is;
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
 from recordkit import catalog_session
@@ -78,17 +80,43 @@ def test_scrub_remembers_it_unsupported_and_repair_leaves_it_as_it_is(
     assert victim.read_bytes() == blob and not (arc.home / "store" / "quarantine").exists()
 
 
-def test_a_push_does_not_heal_an_object_an_older_scrub_called_corrupt_for_its_newer_codec(
-    arc: ArchiveCli, tmp_path: Path, monkeypatch: Any
+@pytest.mark.parametrize("found", ["unsupported", "corrupt"])
+def test_a_push_that_holds_the_bytes_replaces_an_unreadable_header_and_keeps_it(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: Any, found: str
 ) -> None:
-    """The push holds the bytes, but the stored copy is not damaged: it is not set aside and rewritten. Nor can the
-    push record it (its bases are unknown here): it is refused, naming the object."""
+    """A header this modelarc cannot read (a newer format, or one bit of rot in its version or codec byte) that a
+    scrub found (``unsupported``; ``corrupt`` by a scrub before that state existed): a push holding the object's
+    bytes, which hash to its id, puts a copy this modelarc verifies in its place and keeps the unreadable one in
+    quarantine/, as docs/FORMAT.md "Versions" allows. Without a mirror nothing else could ever mend a flipped byte."""
     src, victim, blob = _pushed(arc, tmp_path)
-    with catalog_session(arc, monkeypatch) as s:  # what a scrub before 'unsupported' recorded
-        rows.record_checks(s, {victim.name: "corrupt"})
-    failed = arc.fail("push", src, "acme/m:v2")
-    assert failed.exit_code == NEWER and f"object {victim.name}: codec id 4 needs a newer modelarc" in failed.stderr
-    assert victim.read_bytes() == blob and not (arc.home / "store" / "quarantine").exists()
+    original = (tmp_path / "m").exists()
+    with catalog_session(arc, monkeypatch) as s:
+        rows.record_checks(s, {victim.name: found})
+    pushed = arc("push", src, "acme/m:v2")
+    assert "healed" in pushed.stdout, pushed.stdout
+    (aside,) = (arc.home / "store" / "quarantine").iterdir()
+    assert aside.read_bytes() == blob and aside.name.startswith(victim.name) and original
+    assert victim.read_bytes() != blob and arc.json("verify", "acme/m:v1")["ok"]
+    assert arc.json("scrub")["ok"]
+
+
+def test_a_fine_tune_whose_delta_base_has_an_unreadable_header_is_stored_on_its_own(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    """The parent chunk a fine-tune would be a delta against cannot be read here: the push stores that tensor on
+    its own (as for a damaged base) instead of failing."""
+    from modelfactory import finetune
+
+    base = tiny_tensors()
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    changed = "model.layers.1.mlp.weight"
+    tuned = write_model(tmp_path / "ft", finetune(base, [changed], seed=9))
+    store = arc.home / "store" / "objects"
+    base_chunk = hashlib.sha256(base[changed].tobytes()).hexdigest()  # a small tensor is one chunk, named so
+    _as_newer(store / base_chunk[:2] / base_chunk, 5, 4)
+    pushed = arc("push", tuned, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    assert ": 0 chunks" in pushed.stdout  # its only changed tensor is stored on its own, not as a delta
+    assert arc.json("verify", "acme/ft:v1")["ok"]
 
 
 def test_gc_refuses_rather_than_guess_the_bases_of_an_object_of_a_newer_codec(
@@ -125,3 +153,29 @@ def test_repair_replaces_an_unreadable_header_from_a_mirror_copy_it_can_verify(a
     assert aside.read_bytes() == unreadable and aside.name.startswith(victim.name)
     assert arc.json("verify", "acme/m:v1")["ok"]
     assert arc.json("scrub")["ok"]
+
+
+def test_mirror_sync_copies_what_it_can_and_mends_a_mirror_copy_it_cannot_read(arc: ArchiveCli, tmp_path: Path) -> None:
+    """One object of the primary this modelarc cannot read is not copied (named, exit 5) while every other object
+    reaches every mirror; a mirror's copy it cannot read is replaced by `--read-data` from the primary's verified
+    one, the unreadable copy kept in the mirror's quarantine/."""
+    _src, victim, _blob = _pushed(arc, tmp_path)
+    for name in ("a", "b"):
+        arc("mirror", "add", name, tmp_path / name)
+    failed = arc("mirror", "sync", ok=False)
+    assert failed.exit_code == 5 and victim.name in failed.stdout and "NOT COPIED" in failed.stdout
+    stored = sum(1 for p in (arc.home / "store" / "objects").rglob("*") if p.is_file())
+    for name in ("a", "b"):
+        assert sum(1 for p in (tmp_path / name / "objects").rglob("*") if p.is_file()) == stored - 1
+    (tmp_path / "x").mkdir()
+    arc("push", write_model(tmp_path / "x" / "m", tiny_tensors(seed=3)), "acme/x:v1")
+    arc("mirror", "rm", "b")
+    arc("mirror", "add", "c", tmp_path / "c")
+    arc("mirror", "sync", "c", ok=False)  # (the primary's unreadable object still is not copied: exit 5)
+    copy = next(p for p in (tmp_path / "c" / "objects").rglob("*") if p.is_file() and p.stat().st_size > 64)
+    good = copy.read_bytes()
+    unreadable = _as_newer(copy, 5, 4)
+    mended = arc("mirror", "sync", "c", "--read-data", ok=False)
+    assert "REPLACED" in mended.stdout and copy.read_bytes() == good
+    (aside,) = (tmp_path / "c" / "quarantine").iterdir()
+    assert aside.read_bytes() == unreadable
