@@ -295,8 +295,9 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
         }
         memory = decoders().memory
         standalone = served_standalone(archive, object_id, principal)  # a delta whose base it may not read
-        if standalone:
-            headers["ETag"] = "W/" + headers["ETag"]
+        if standalone:  # another representation, with its own tag: a cache holding the delta (from when its base
+            # was readable) must not have it confirmed by a 304, or it keeps serving what gives the base away
+            headers["ETag"] = f'W/"{object_id}-standalone"'
         # checked after the access check: a revalidation is a 304 without the bytes only for who may read them
         if precondition(request.headers, headers["ETag"]) is Precondition.NOT_MODIFIED:
             fh.close()

@@ -115,6 +115,10 @@ def test_a_public_fine_tune_of_a_gated_parent_never_hands_out_the_parent(
     for oid in _deltas(server.archive):
         got = httpx.get(f"{server.url}/v1/objects/{oid}", headers=auth)
         assert got.status_code == 200
+        # a cache that kept the delta itself while the parent was public (tag "<id>") must not have it confirmed
+        assert got.headers["etag"] != f'"{oid}"'
+        stale = httpx.get(f"{server.url}/v1/objects/{oid}", headers={**auth, "If-None-Match": f'"{oid}"'})
+        assert stale.status_code == 200 and stale.content == got.content
         header = unpack_header(got.content)
         assert header.codec_id != 3  # decoded and encoded on its own: no base needed, none revealed
         assert bytes(server.archive.store.decode_stored(ObjectId(oid), got.content)) == bytes(
