@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import CatalogRecord
-from modelarc.archive.weights import kept_files
+from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import ModelarcError, UnsupportedObjectError
 from modelarc.registry.refs import SnapshotId, parse_model_name
 from modelarc.storage import ObjectId, ObjectStore
@@ -108,8 +108,10 @@ def needed_objects(store: ObjectStore, snapshots: list[UnreplayedSnapshot]) -> N
                 out.unreadable[snap.label] = str(exc)
         manifest = manifests[snap.snapshot]
         if manifest is not None:
-            files = manifest.files if weights_needed[snap.snapshot] else kept_files(manifest)
-            ids |= {str(c.id) for f in files for p in f.parts for c in p.chunks}
+            # a withdrawn one keeps what a withdrawal keeps: all but its released weights (headers and pad parts
+            # of safetensors and GGUF files too, which a rebuild checks are present)
+            every = {str(c) for c in manifest.object_ids()}
+            ids |= every if weights_needed[snap.snapshot] else every - weight_object_ids(manifest)
         for oid in ids:
             out.labels.setdefault(oid, []).append(snap.label)
         out.ids |= ids

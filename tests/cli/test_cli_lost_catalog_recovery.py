@@ -108,3 +108,32 @@ def test_gc_refuses_while_a_refused_snapshot_s_manifest_is_lost_and_repair_fetch
     drop_catalog(database_url)
     assert arc.json("rebuild-catalog")["ok"]
     assert arc.json("verify", "--all")["ok"]
+
+
+def test_gc_keeps_the_header_chunks_of_a_withdrawn_snapshot_a_rebuild_refused(
+    arc: ArchiveCli, tmp_path: Path, database_url: str
+) -> None:
+    """A withdrawn snapshot keeps its safetensors header (and pad) chunks, and a rebuild checks they are there: gc
+    must keep them for a withdrawn snapshot the rebuild refused too, or the next rebuild refuses it for good."""
+    store = arc.home / "store"
+    w = write_model(tmp_path / "w", tiny_tensors(seed=1, layers=3), extra_files={"notes.md": b"card " * 50})
+    arc("push", w, "acme/w:v1")  # (another header than acme/live's: none of its chunks is shared)
+    arc("push", write_model(tmp_path / "l", tiny_tensors(seed=2)), "acme/live:v1")
+    digest = arc.json("show", "acme/w:v1")["snapshot"]
+    arc("rm", "acme/w:v1", "--reason", "takedown")
+    data = ObjectStore.open_local(store).get(ObjectId(SnapshotId(digest).hex))
+    manifest = SnapshotManifest.from_bytes(bytes(data), expected_id=SnapshotId(digest))
+    headers = [str(c.id) for f in manifest.files if f.kind == "safetensors" for p in f.parts if p.kind != "tensor"
+               for c in p.chunks]  # fmt: skip
+    notes = next(str(c.id) for f in manifest.files if f.path == "notes.md" for p in f.parts for c in p.chunks)
+    kept = _path(store, notes).read_bytes()
+    _path(store, notes).unlink()  # a kept object the primary lost: the rebuild refuses the snapshot
+    drop_catalog(database_url)
+    arc("rebuild-catalog", ok=False)
+    arc("gc")
+    assert headers and all(_path(store, oid).is_file() for oid in headers)
+    _path(store, notes).parent.mkdir(parents=True, exist_ok=True)
+    _path(store, notes).write_bytes(kept)  # back (from a mirror, say)
+    drop_catalog(database_url)
+    arc("rebuild-catalog")
+    assert arc.json("verify", "acme/w:v1")["withdrawn"] is True
