@@ -568,10 +568,12 @@ def _gate_state(
     rows = access_rows.current_policies(s, [model_row_id])
     model_row = next((p for p in rows if p.snapshot_row_id is None), None)
     policy = resolve_policy(model, None, model_row, None, now)
+    # a withdrawn snapshot's override opens nothing: its weights are gone
+    withdrawn = q.withdrawn_among(s, [p.snapshot_row_id for p in rows if p.snapshot_row_id is not None])
     gated = policy.level == "gated" or any(
         resolve_policy(model, p.snapshot, model_row, p, now).level == "gated"
         for p in rows
-        if p.snapshot_row_id is not None
+        if p.snapshot_row_id is not None and p.snapshot_row_id not in withdrawn
     )
     return policy, gated
 

@@ -38,8 +38,12 @@ PUBLIC_SUFFIXES = (
 PUBLIC_NAMES = frozenset(
     {
         "tokenizer.model",
+        "tokenizer.model.v3",  # Mistral v0.3's SentencePiece model
         "spiece.model",
+        "spm.model",  # DeBERTa-v3
+        "sentencepiece.model",
         "sentencepiece.bpe.model",
+        "bpe.codes",  # fastBPE codes (PhoBERT, BERTweet)
         "source.spm",
         "target.spm",
         "vocab.bpe",

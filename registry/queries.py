@@ -243,6 +243,14 @@ def digest_withdrawn(s: Session, digest: SnapshotId) -> bool:
     )
 
 
+def withdrawn_among(s: Session, snapshot_row_ids: Iterable[int]) -> set[int]:
+    """Those of the snapshot rows that are withdrawn."""
+    ids = sorted(set(snapshot_row_ids))
+    if not ids:
+        return set()
+    return set(s.scalars(select(Snapshot.id).where(Snapshot.id.in_(ids), Snapshot.tombstoned_at.is_not(None))))
+
+
 def withdrawn_snapshots(s: Session) -> list[SnapshotRecord]:
     """Every withdrawn snapshot, oldest withdrawal first (gc releases their weights again: archive/weights.py)."""
     rows = s.scalars(select(Snapshot).where(Snapshot.tombstoned_at.is_not(None)).order_by(Snapshot.id))

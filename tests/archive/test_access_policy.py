@@ -397,3 +397,19 @@ def test_object_ids_in_the_store_are_what_the_tests_guess(archive: Archive) -> N
     v2 = _manifest(archive, "acme/secret:v2")
     oid = sorted(_chunks(v2, "model.safetensors", "tensor"))[0]
     assert archive.store.has(ObjectId(oid))
+
+
+def test_a_gated_override_of_a_withdrawn_snapshot_opens_nothing_to_grant(archive: Archive) -> None:
+    """A public model whose one gated snapshot was withdrawn: its weights are gone, so a grant opens nothing and
+    says so, and no one may ask for access to it."""
+    from modelarc.archive.provenance.withdrawal import withdraw
+    from modelarc.errors import AccessNotRequestableError
+
+    frank = _token(archive, "read", "frank")
+    set_policy(archive, "acme/private", "gated", snapshot="v1", reason="this release only")
+    assert access.grant_note(archive, "acme/private") is None  # gated while the snapshot stands
+    withdraw(archive, "acme/private:v1", "takedown")
+    note = access.grant(archive, "acme/private", "frank", reason="too late").note
+    assert note is not None and note.startswith("recorded; has no effect while acme/private is public"), note
+    with pytest.raises(AccessNotRequestableError):
+        access.request_access(archive, "acme/private", frank, "I study it")

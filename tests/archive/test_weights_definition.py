@@ -48,6 +48,9 @@ PUBLIC_FILES = [
     "vocab.txt",
     "vocab.json",
     "tokenizer.model",
+    "tokenizer.model.v3",  # Mistral v0.3
+    "spm.model",  # DeBERTa-v3
+    "bpe.codes",  # PhoBERT, BERTweet
     "spm/spiece.model",
     "qwen.tiktoken",
     "chat_template.jinja",
@@ -105,7 +108,7 @@ def test_a_parsed_weight_file_is_weights_whatever_its_name(kind: str) -> None:
 def test_a_withdrawal_keeps_safetensors_headers_and_chunks_a_public_file_shares() -> None:
     weights = _safetensors("model.safetensors", b'{"w":{}}', b"TENSOR BYTES")
     tokenizer = _blob("tokenizer.model", b"SAME BYTES")
-    copy = _blob("spm.model", b"SAME BYTES")  # not on the list, but its bytes are the tokenizer's
+    copy = _blob("tokenizer.bin", b"SAME BYTES")  # not on the list, but its bytes are the tokenizer's
     manifest = SnapshotManifest((weights, tokenizer, copy))
     header, tensor = (p.chunks[0].id for p in weights.parts)
     assert weight_object_ids(manifest) == {tensor}  # the header stays for `show`; the shared chunk for the tokenizer
