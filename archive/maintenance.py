@@ -86,6 +86,9 @@ class GcReport:
     bytes_freed: int
     temp_files_removed: int
     objects_kept: int
+    # references of withdrawn snapshots to what is weights now, released first (archive/provenance/withdrawal.py);
+    # a dry run releases none, so what they would free is not in its objects_removed: it counts them here
+    withdrawn_weights_released: int = 0
 
 
 def verify(archive: Archive, ref_text: str, progress: Progress | None = None) -> VerifyReport:
@@ -283,11 +286,10 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
                 "is not the store's (lost, or a new database), and gc would delete every object; run "
                 "`modelarc rebuild-catalog` first"
             )
-        released = 0
-        if not dry_run:  # what withdrawals by an older, narrower rule left referenced (a dry run changes nothing)
-            from modelarc.archive.provenance.withdrawal import release_withdrawn_weights
+        # what withdrawals by an older, narrower rule left referenced (a dry run only counts it)
+        from modelarc.archive.provenance.withdrawal import release_withdrawn_weights
 
-            released = release_withdrawn_weights(archive)
+        released = release_withdrawn_weights(archive, dry_run=dry_run)
         needed = needed_objects(archive.store, unreplayed)
         if needed.unsupported:
             _oid, why, more = _first_of(needed.unsupported)
@@ -318,7 +320,7 @@ def gc(archive: Archive, *, dry_run: bool = False) -> GcReport:
                     bytes_freed=freed,
                     withdrawn_weights_released=released,
                 )
-    return GcReport(removed, freed, temp_removed, len(present) - removed)
+    return GcReport(removed, freed, temp_removed, len(present) - removed, released)
 
 
 def _first_of(problems: dict[str, str]) -> tuple[str, str, str]:

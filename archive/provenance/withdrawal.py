@@ -106,7 +106,7 @@ def _delete_unreferenced(archive: Archive, candidates: set[str]) -> tuple[int, i
         return 0, 0, True
 
 
-def release_withdrawn_weights(archive: Archive) -> int:
+def release_withdrawn_weights(archive: Archive, *, dry_run: bool = False) -> int:
     """Release again, by today's definition of weights (archive/weights.py), what every withdrawn snapshot still
     references; the number of objects released now. gc calls it under its exclusive lock, before it deletes.
 
@@ -124,7 +124,7 @@ def release_withdrawn_weights(archive: Archive) -> int:
             except ModelarcError:
                 continue
             held = q.snapshot_object_ids(s, snap.row_id) & weight_object_ids(manifest)
-            if held:
+            if held and not dry_run:  # (a dry run counts them)
                 q.release_snapshot_objects(s, snap.row_id, held)
-                released_now += len(held)
+            released_now += len(held)
     return released_now

@@ -116,6 +116,12 @@ def gc(archive: Archive, dry_run: bool, as_json: bool) -> None:
         emit_json({"dry_run": dry_run, **report.__dict__})
     else:
         verb = "would remove" if dry_run else "removed"
+        if report.withdrawn_weights_released:
+            console.print(
+                f"{'would release' if dry_run else 'released'} {report.withdrawn_weights_released} references of "
+                "withdrawn snapshots to files that are weights by today's definition"
+                + (" (what they free is not counted below)" if dry_run else "")
+            )
         console.print(
             f"{verb} {report.objects_removed} objects ({human_bytes(report.bytes_freed)}), "
             f"{report.temp_files_removed} temp files; kept {report.objects_kept}"

@@ -139,7 +139,9 @@ def test_gc_releases_what_an_older_withdrawal_left_referenced(arc, tmp_path: Pat
         m.setattr(withdrawal, "weight_object_ids", older_rule)
         arc("rm", "acme/w:v1", "--reason", "takedown")
     assert all(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())  # what the older rule left
-    assert arc.json("gc", "--dry-run")["objects_removed"] == 0  # a dry run changes nothing
+    dry = arc.json("gc", "--dry-run")  # changes nothing, and says what it would release first
+    assert dry["objects_removed"] == 0 and dry["withdrawn_weights_released"] == len(OTHER_WEIGHTS)
+    assert "would release 4 references of withdrawn snapshots" in arc("gc", "--dry-run").stdout
     assert arc.json("gc")["objects_removed"] == len(OTHER_WEIGHTS)
     assert not any(_stored(arc.home, data).exists() for data in OTHER_WEIGHTS.values())
     assert all(_stored(arc.home, data).exists() for data in METADATA.values())
