@@ -21,6 +21,11 @@ from modelarc.cli.output import echo_error
 from modelarc.cli.startup import pause_during_startup
 from modelarc.errors import DiskFullError, ModelarcError, UsageError
 
+# What an interrupted command leaves: every write is whole or absent, but a command that works in steps (rm records
+# the withdrawal, then deletes; gc deletes one object after another; push --remote archives locally, then sends)
+# keeps the steps it committed. The next run (or gc, for deletions) finishes the work.
+INTERRUPTED = "nothing half-written was recorded; steps already committed stay (run it again, or gc, to finish)"
+
 
 class OneLineUsageError(click.ClickException):
     """A command line click could not parse (a missing argument, an unknown option or command, a value of the wrong
@@ -92,10 +97,10 @@ class ArchiveGroup(CommandGroup):
             echo_error(f"a number is too large: {exc}")
             ctx.exit(UsageError.exit_code)
         except Terminated:
-            echo_error("terminated; nothing partial was recorded")
+            echo_error(f"terminated; {INTERRUPTED}")
             ctx.exit(143)
         except KeyboardInterrupt:
-            echo_error("interrupted; nothing partial was recorded")
+            echo_error(f"interrupted; {INTERRUPTED}")
             ctx.exit(130)
 
 
