@@ -35,3 +35,23 @@ def open_catalog(url: str) -> Iterator[Catalog]:
         yield catalog
     finally:
         catalog.dispose()
+
+
+def downgrade_catalog(url: str, revision: str) -> None:
+    """Take a catalog back to an older revision, as an archive made by an older modelarc has it. On SQLite through
+    the engine migrations use (registry/db.py ``upgrade``): one transaction, foreign keys off while tables are copied
+    (0020 copies ``objects``, which snapshot_objects refers to)."""
+    from alembic import command
+
+    from modelarc.registry.db import _sqlite_engine, alembic_config, make_engine
+
+    engine = make_engine(url)
+    migrating = _sqlite_engine(engine.url, transactional_ddl=True) if engine.dialect.name == "sqlite" else engine
+    cfg = alembic_config(engine)
+    try:
+        with migrating.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        migrating.dispose()
+        engine.dispose()

@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from catalogkit import drop_catalog
+from catalogkit import downgrade_catalog, drop_catalog
 from modelfactory import tiny_tensors, write_model
 from sqlalchemy import create_engine, inspect, text
 
 from modelarc.archive.records import canonical
-from modelarc.registry.db import alembic_config, make_engine
+from modelarc.registry.db import make_engine
 
 ArchiveCli = Any  # tests/cli/conftest.py
 
@@ -79,12 +78,10 @@ def _records_of(arc: ArchiveCli, kind: str) -> list[Path]:
 def _forget_notes(database_url: str) -> None:
     """The catalog taken back to revision 0014, from before the notes: the next command upgrades it again, with no
     note of any record written so far (as an archive made by an older modelarc has)."""
+    downgrade_catalog(database_url, "0014")
     engine = make_engine(database_url)
-    cfg = alembic_config(engine)
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0014")
+        with engine.connect() as conn:
             assert "written_records" not in inspect(conn).get_table_names()
     finally:
         engine.dispose()
