@@ -207,8 +207,12 @@ def may_read_weights(
 def is_withheld_file(path: str, kind: str, files: Sequence[str] = ()) -> bool:
     """Whether a file of a non-public snapshot is withheld: every file but public metadata (archive/weights.py:
     an unknown format is weights), and any file a glob pattern of the policy names (``files``, matched against the
-    whole path, as ``fnmatch`` does)."""
-    return not is_public_metadata(path, kind) or any(fnmatchcase(path, pattern) for pattern in files)
+    whole path, as ``fnmatch`` does, ignoring case: the public list ignores case too, so `--withhold '*.json'`
+    must name `CONFIG.JSON` as well, or it would stay public under a spelling the pusher chose)."""
+    if not is_public_metadata(path, kind):
+        return True
+    lower = path.lower()
+    return any(fnmatchcase(lower, pattern.lower()) for pattern in files)
 
 
 def is_withheld_entry(entry: FileEntry, files: Sequence[str] = ()) -> bool:

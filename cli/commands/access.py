@@ -53,7 +53,7 @@ def _describe(p: EffectivePolicy) -> str:
     "withhold",
     multiple=True,
     metavar="GLOB",
-    help="Also withhold the files this glob names (matched against the whole path; repeatable).",
+    help="Also withhold the files this glob names (matched against the whole path, ignoring case; repeatable).",
 )
 @reason_option
 @json_option

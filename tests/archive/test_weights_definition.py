@@ -118,3 +118,12 @@ def test_a_withdrawal_keeps_safetensors_headers_and_chunks_a_public_file_shares(
 def test_a_policys_patterns_withhold_public_metadata_too() -> None:
     assert is_withheld_file("notes/interviews.txt", "blob", ["notes/*"])
     assert not is_withheld_file("notes/interviews.txt", "blob", ["other/*"])
+
+
+def test_a_policys_patterns_ignore_case_as_the_public_list_does() -> None:
+    """`--withhold '*.json'` must withhold `CONFIG.JSON` too: the public list takes it as `.json` metadata whatever
+    its case, so a case-sensitive pattern left it public under a spelling the pusher chose."""
+    assert is_withheld_file("CONFIG.JSON", "blob", ["*.json"])
+    assert is_withheld_file("Notes/Interviews.TXT", "blob", ["notes/*.txt"])
+    assert is_withheld_file("notes/a.txt", "blob", ["NOTES/*"])
+    assert not is_withheld_file("CONFIG.JSON", "blob", ["*.yaml"])
