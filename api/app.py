@@ -112,6 +112,12 @@ def create_app(
 
     @app.exception_handler(ModelarcError)
     def expected_failure(request: Request, exc: ModelarcError) -> Response:
+        answer = _failure_answer(request, exc)
+        if answer.status_code in (401, 403):  # another token gets another answer at this URL (docs/API.md)
+            answer.headers["Vary"] = "Authorization"
+        return answer
+
+    def _failure_answer(request: Request, exc: ModelarcError) -> Response:
         if HUB_TAG in getattr(request.scope.get("route"), "tags", ()):
             # the Hub's own codes, so huggingface_hub raises its typed errors
             return hub_error(exc, _extra_headers(exc))

@@ -201,6 +201,10 @@ def test_bytes_read_with_a_token_or_withheld_never_reach_a_shared_cache(site: di
     assert revalidated.status_code == 304 and revalidated.content == b""
     assert revalidated.headers["cache-control"] == "public, max-age=3600"
     assert sneaked.status_code == 403
+    # a refusal varies by token too: a cache must not hand the 403 to a granted token, nor a 200 to anyone
+    assert sneaked.headers["vary"].lower() == "authorization"
+    with httpx.Client(base_url=site["url"]) as web:
+        assert web.get(weights).headers["vary"].lower() == "authorization"  # the Hub route's 403
 
 
 def test_hub_resolve_refuses_gated_bytes_on_every_method_and_range(site: dict[str, Any]) -> None:
