@@ -209,14 +209,17 @@ def is_withheld_file(path: str, kind: str, files: Sequence[str] = ()) -> bool:
     an unknown format is weights), and any file a glob pattern of the policy names (``files``, matched against the
     whole path, as ``fnmatch`` does, ignoring case: the public list ignores case too, so `--withhold '*.json'`
     must name `CONFIG.JSON` as well, or it would stay public under a spelling the pusher chose)."""
-    if not is_public_metadata(path, kind):
-        return True
-    lower = path.lower()
-    return any(fnmatchcase(lower, pattern.lower()) for pattern in files)
+    return not is_public_metadata(path, kind) or _named_by(path, files)
 
 
 def is_withheld_entry(entry: FileEntry, files: Sequence[str] = ()) -> bool:
-    return is_weights_entry(entry) or is_withheld_file(entry.path, entry.kind, files)
+    return is_weights_entry(entry) or _named_by(entry.path, files)
+
+
+def _named_by(path: str, files: Sequence[str]) -> bool:
+    """Whether a policy's ``files`` patterns name ``path`` (whole path, ignoring case)."""
+    lower = path.lower()
+    return any(fnmatchcase(lower, pattern.lower()) for pattern in files)
 
 
 def withheld_paths(manifest: SnapshotManifest, files: Sequence[str] = ()) -> set[str]:
