@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from modelarc.archive.records import RECORDS_PREFIX, read_record_bytes
 from modelarc.errors import (
     DeltaBaseError,
-    IntegrityError,
     MirrorUnreachableError,
     ModelarcError,
     ObjectCorruptError,
@@ -347,7 +346,7 @@ def sync(
         report.temp_removed = target.clean_tmp(time.time() - MIRROR_TEMP_AGE)
         wanted = catalogued_objects(archive)
         have = set(target.iter_ids())
-        damaged = {oid for oid in sorted(set(wanted) & have) if not _intact(target, oid)} if read_data else set()
+        damaged = {oid for oid in sorted(set(wanted) & have) if not target.reads_back(ObjectId(oid))} if read_data else set()
         todo = sorted(oid for oid in wanted if oid not in have or oid in damaged)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         report.already_there = len(wanted) - len(todo)
@@ -364,7 +363,7 @@ def sync(
                 with lock:  # (one this modelarc cannot read is not copied unverified: a newer one syncs it)
                     report.not_copied[oid] = str(exc)
                 return
-            if oid in damaged and not _holds(target, oid, blob):  # (a delta whose base is what is damaged: kept)
+            if oid in damaged and not target.holds(ObjectId(oid), blob):  # (a delta whose base is what is damaged: kept)
                 try:
                     aside = target.quarantine(ObjectId(oid), stamp)
                 except (StoredValueError, OSError) as exc:  # a non-empty folder under its key
@@ -388,24 +387,6 @@ def sync(
         target.sync()  # durable there before the catalog says the mirror is in step
     _mark_synced(archive, record, report)
     return report
-
-
-def _intact(store: ObjectStore, oid: str) -> bool:
-    """Whether a mirror's copy reads back as ``oid``. One whose header this modelarc cannot read counts as not
-    intact: the primary's copy, verified, replaces it, and it is kept in the mirror's quarantine/."""
-    try:
-        store.get(ObjectId(oid))
-    except (ObjectMissingError, ObjectCorruptError, DeltaBaseError, UnsupportedObjectError):
-        return False
-    return True
-
-
-def _holds(store: ObjectStore, oid: str, blob: bytes) -> bool:
-    """Whether ``store`` holds exactly ``blob`` under ``oid``."""
-    try:
-        return store.get_stored(ObjectId(oid)) == blob
-    except (IntegrityError, OSError):
-        return False
 
 
 def _mark_synced(archive: Archive, record: MirrorRecord, report: SyncReport) -> None:

@@ -27,8 +27,6 @@ from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_reco
 from modelarc.archive.scrub import check_object
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
-    ObjectCorruptError,
-    ObjectMissingError,
     RecordError,
     StoredValueError,
     UnsupportedObjectError,
@@ -286,7 +284,7 @@ def _put_back(
             # copy equal to the good one (a delta whose base is what is missing) stays as it is.
             if own_copy and not failed:
                 archive.store.delete(ObjectId(oid))
-            elif not _holds(archive, oid, blob):
+            elif not archive.store.holds(ObjectId(oid), blob):
                 aside = archive.store.quarantine(ObjectId(oid), stamp)
                 if aside is not None:
                     report.quarantined[oid] = aside
@@ -374,14 +372,6 @@ def _suspects(archive: Archive, read_data: bool) -> set[str]:
     if read_data:
         suspects |= {oid for oid in catalogued & present if _state(archive, oid) != "ok"}
     return suspects
-
-
-def _holds(archive: Archive, oid: str, blob: bytes) -> bool:
-    """Whether the primary's stored copy of ``oid`` is exactly ``blob``."""
-    try:
-        return archive.store.get_stored(ObjectId(oid)) == blob
-    except (ObjectMissingError, ObjectCorruptError, StoredValueError, OSError):
-        return False
 
 
 def _state(archive: Archive, oid: str) -> str:

@@ -15,7 +15,6 @@ from modelarc.errors import (
     DeltaBaseError,
     DeltaChainError,
     IntegrityError,
-    ModelarcError,
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
@@ -190,7 +189,7 @@ class ObjectStore:
             yield False
             return
         with replacing.claim(oid) as first:
-            if first and not self._intact(oid):
+            if first and not self.reads_back(oid):
                 self.quarantine(oid, replacing.stamp)
                 yield True
             else:
@@ -548,18 +547,29 @@ class ObjectStore:
     def temp_count(self) -> int:
         return self.backend.temp_count()
 
-    def _intact(self, oid: ObjectId) -> bool:
-        """Whether the copy under ``oid``'s key reads back as ``oid`` now: a copy the catalog still calls damaged may
-        have been replaced since (by an upload whose commit has not recorded it yet, or another push), and a good
-        copy is neither set aside again nor rewritten (each would cost a quarantined copy of the object). One whose
-        header this modelarc cannot read (``UnsupportedObjectError``: a newer format, or a flipped version or codec
-        byte) is replaced too: the caller holds bytes that hash to the id, which docs/FORMAT.md "Versions" allows to
-        take its place, and the unreadable copy is kept in quarantine/."""
+    def reads_back(self, oid: ObjectId) -> bool:
+        """Whether the copy under ``oid``'s key reads back as ``oid`` now: what decides, for a push's heal, a
+        ``mirror sync --read-data`` and a repair alike, whether a stored copy must be set aside and replaced. A copy
+        the catalog still calls damaged may have been replaced since (by an upload whose commit has not recorded it
+        yet, or another push), and a good copy is neither set aside again nor rewritten (each would cost a
+        quarantined copy of the object). One whose header this modelarc cannot read (``UnsupportedObjectError``: a
+        newer format, or a flipped version or codec byte) does not read back either: the caller holds bytes that
+        hash to the id, which docs/FORMAT.md "Versions" allows to take its place, and the unreadable copy is kept in
+        quarantine/. A store that cannot be reached at all (``StoreAccessError``) is not an answer and propagates."""
         try:
             self.get(oid)
-        except (ModelarcError, OSError):
+        except (IntegrityError, UnsupportedObjectError, OSError):
             return False
         return True
+
+    def holds(self, oid: ObjectId, blob: bytes) -> bool:
+        """Whether the stored copy of ``oid`` is exactly ``blob`` (header and payload), unverified: a repair or a
+        mirror sync leaves a copy that already equals the good one where it is rather than quarantining it (a delta
+        whose base is what was damaged reads as damaged, yet its own bytes are right)."""
+        try:
+            return self.get_stored(oid) == blob
+        except (IntegrityError, OSError):
+            return False
 
     def quarantine(self, oid: ObjectId, stamp: str) -> str | None:
         """Move the stored copy of ``oid`` out of the way, to ``quarantine/<id>.<stamp>``, before a good copy

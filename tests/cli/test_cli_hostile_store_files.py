@@ -133,6 +133,26 @@ def test_a_hostile_copy_in_a_mirror_is_reported_by_scrub(mirrored: Any, kind: st
     ]
 
 
+@pytest.mark.parametrize("kind", [*KINDS, "truncated-header"])
+def test_mirror_sync_read_data_replaces_a_hostile_copy_in_a_mirror(mirrored: Any, kind: str) -> None:
+    """What ``scrub --mirrors`` calls corrupt, ``mirror sync --read-data`` replaces (one rule,
+    ``ObjectStore.reads_back``, decides it for a push's heal, a sync and a repair), keeping what stood there."""
+    arc = mirrored
+    victim = _largest_object(arc.mirror)
+    good = (arc.home / "store" / victim.relative_to(arc.mirror)).read_bytes()
+    if kind == "truncated-header":
+        victim.write_bytes(good[:5])
+    else:
+        plant(victim, kind)
+    synced = run(arc, "mirror", "sync", "--read-data", "--json")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    (report,) = json.loads(synced.stdout)
+    assert list(report["replaced"]) == [victim.name] and report["objects_copied"] == 1
+    assert not victim.is_symlink() and victim.read_bytes() == good
+    assert (arc.mirror / report["replaced"][victim.name]).is_file()  # what stood there is kept, or a note of it
+    assert run(arc, "scrub", "--mirrors").returncode == 0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_hostile_object_in_the_store_and_a_mirror_is_left_unrepaired(mirrored: Any, kind: str) -> None:
     arc = mirrored
