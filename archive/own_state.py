@@ -11,6 +11,7 @@ there, so nothing else can leave it in a state the archive did not choose.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from modelarc.config import Settings
@@ -51,8 +52,8 @@ def place_holding(real: Path, places: tuple[Path, ...]) -> Path | None:
 
 
 def resolved(path: Path) -> Path:
-    """``path`` with its existing part resolved (symlinks followed) and the rest appended as given."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return probe.resolve() / path.relative_to(probe)
+    """Where ``path`` leads once the folders a write makes exist: its existing part with symlinks followed, and a
+    ``..`` after a part that does not exist yet taken as the OS will take it once that part is made (it cancels
+    that part). Appending the missing rest as typed, ``X/nosuch/../home`` was compared as written and passed every
+    check while the write, after making ``nosuch``, landed in ``X/home``."""
+    return Path(os.path.realpath(path.absolute()))

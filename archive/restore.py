@@ -43,7 +43,7 @@ from modelarc.archive.manifest import (
     is_git_path,
     printable_path,
 )
-from modelarc.archive.own_state import refuse_state_place
+from modelarc.archive.own_state import refuse_state_place, resolved
 from modelarc.errors import DestinationError, DiskFullError, IntegrityError
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.digests import Sha256Stream, sha256_stream, update_both
@@ -97,8 +97,8 @@ def plan_destination(
         target = root.joinpath(*check_relative_path(f.path).split("/"))
         check_folder(target.parent, dest, f.path)
         # a symlinked folder inside dest could still point outside it: resolve what exists and compare.
-        real_parent = _resolve_existing(target.parent)
-        if not _is_within(real_parent, _resolve_existing(root)):
+        real_parent = resolved(target.parent)
+        if not _is_within(real_parent, resolved(root)):
             raise DestinationError(f"refusing to write {f.path}: it would land outside {dest}")
         refuse_state_place(target, protected, printable_path(f.path))
         if target.is_symlink() or (target.exists() and not target.is_file()):
@@ -155,13 +155,6 @@ def check_folder(folder: Path, dest: Path, path: str | None = None) -> None:
     if not probe.is_dir():
         what = f"{path} under {dest}" if path is not None else f"into {dest}"
         raise DestinationError(f"cannot write {what}: {probe} exists and is not a folder")
-
-
-def _resolve_existing(path: Path) -> Path:
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return probe.resolve() / path.relative_to(probe)
 
 
 def _is_within(path: Path, root: Path) -> bool:
