@@ -633,8 +633,8 @@ class GGUFReader:
 
 
 def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_path: Path) -> None:
-    """A GGUF v3 file (F32, F16, BF16 and Q8_0 tensors, alignment padding between them) whose header is over 8 MiB
-    (a long metadata string): the reader rebuilds it from the store alone, and the manifest's parts are the header
+    """A GGUF v3 file (F32, F16, BF16 and Q8_0 tensors, an alignment of 64 and padding between tensors) whose
+    header is over 8 MiB (a long metadata string): the reader rebuilds it from the store alone, and the manifest's parts are the header
     cut into 8 MiB chunks, one tensor part per tensor in file order and pad parts for the gaps, as FORMAT.md says."""
     import gguf
 
@@ -645,11 +645,15 @@ def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_p
     src.mkdir()
     writer = gguf.GGUFWriter(str(src / "tiny.gguf"), "llama")
     writer.add_block_count(1)
+    writer.add_custom_alignment(64)  # general.alignment: the data start and offsets round to 64, not 32
+    writer.add_token_list(["<s>", "</s>", "a"])  # an array of strings
+    writer.add_float32("spec.scale", 0.5)
     writer.add_string("spec.filler", "modelarc " * (MIB8 // 9 + 4096))  # pushes the data start past 8 MiB
     q8 = rng.standard_normal((4, 64)).astype(np.float32)
     writer.add_tensor("q8.weight", gguf.quants.quantize(q8, gguf.GGMLQuantizationType.Q8_0),
                       raw_dtype=gguf.GGMLQuantizationType.Q8_0)  # fmt: skip
     writer.add_tensor("f32.weight", rng.standard_normal((3, 5)).astype(np.float32))  # 60 bytes: padding follows
+    writer.add_tensor("empty.weight", np.zeros((0, 4), np.float32))  # zero-length: shares its offset, no chunks
     writer.add_tensor("f16.weight", rng.standard_normal(7).astype(np.float16))
     bf16 = (rng.standard_normal((2, 48)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
     writer.add_tensor("bf16.weight", bf16, raw_shape=(2, 48), raw_dtype=gguf.GGMLQuantizationType.BF16)
@@ -673,7 +677,7 @@ def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_p
     [entry] = manifest["files"]
     assert (entry["path"], entry["kind"], entry["size"]) == ("tiny.gguf", "gguf", len(original))
     start, tensors = GGUFReader(original).layout()
-    assert start > MIB8
+    assert start > MIB8 and all(begin % 64 == 0 for begin, *_ in tensors)
     expected, position = [("header", 0, start, None)], start
     for begin, end, name, dtype, dims in tensors:
         if begin > position:
@@ -695,3 +699,5 @@ def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_p
         whole, rest = divmod(part["length"], MIB8)
         assert [c["length"] for c in part["chunks"]] == [MIB8] * whole + ([rest] if rest else [])
     assert len(entry["parts"][0]["chunks"]) == 2
+    [empty] = [p for p in entry["parts"] if p.get("name") == "empty.weight"]
+    assert (empty["length"], empty["chunks"], empty["shape"]) == (0, [], [4, 0])  # fastest-varying first
