@@ -16,6 +16,8 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def read_records(store: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Every record under ``records/`` as (name, body), checked as FORMAT.md says, in replay order:
+    """Every record under ``records/`` as (name, body), checked as FORMAT.md says, in name order:
     ``(<T>, kind, key)``."""
     found = []
     for path in (store / "records").iterdir():
@@ -91,6 +93,47 @@ def read_records(store: Path) -> list[tuple[str, dict[str, Any]]]:
             raise FormatError(f"{path.name}: at {body['at']} after its name, or no actor")
         found.append((written, KINDS.index(body["kind"]), path.name, body))
     return [(name, body) for *_, name, body in sorted(found, key=lambda r: r[:3])]
+
+
+def replay_order(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """FORMAT.md "Order and replay": name order, except that a record waits for the record creating what it names
+    (the first record of a snapshot of its model; a snapshot's first record, for those of its parents; a `run`, for
+    the first of any model's snapshot of its id; a `grant` or model-level `access`, for its model's first snapshot).
+    What no record creates is not waited for; records that wait on each other go last, in name order."""
+
+    def needs(r: dict[str, Any], first: bool) -> set[tuple[str | None, str | None]]:
+        kind = r["kind"]
+        if kind == "snapshot":
+            return {(p["model"], p["snapshot"]) for p in r["parents"]} if first else {(r["model"], r["snapshot"])}
+        if kind in ("tag", "data", "withdraw") or (kind == "access" and r["snapshot"] is not None):
+            return {(r["model"], r["snapshot"])}
+        if kind == "run":
+            return {(None, r["snapshot"])}
+        if kind in ("grant", "access"):
+            return {(r["model"], None)}
+        return set()
+
+    def creates(r: dict[str, Any]) -> set[tuple[str | None, str | None]]:
+        return {(r["model"], r["snapshot"]), (None, r["snapshot"]), (r["model"], None)}
+
+    creatable = set().union(*(creates(r) for _n, r in records if r["kind"] == "snapshot"))
+    created: set[tuple[str | None, str | None]] = set()
+    pending, ordered = list(records), []
+    while pending:
+        ready = [
+            (n, r)
+            for n, r in pending
+            if all(
+                need in created or need not in creatable
+                for need in needs(r, r["kind"] == "snapshot" and (r["model"], r["snapshot"]) not in created)
+            )
+        ]
+        name, record = (ready or pending)[0]
+        pending.remove((name, record))
+        ordered.append((name, record))
+        if record["kind"] == "snapshot":
+            created |= creates(record)
+    return ordered
 
 
 def load_public_key(pem: str) -> ec.EllipticCurvePublicKey:
@@ -179,8 +222,8 @@ def check_snapshot_record(store: Path, record: dict[str, Any]) -> dict[str, Any]
     for parent in record["parents"]:
         assert set(parent) == {"model", "snapshot", "relation"} and SNAPSHOT_ID.fullmatch(parent["snapshot"])
     assert set(record["provenance"]) == PROVENANCE
-    for field in ("cutoff", "release_date"):
-        assert record["provenance"][field] is None or DATE.fullmatch(record["provenance"][field])
+    for date in ("cutoff", "release_date"):
+        assert record["provenance"][date] is None or DATE.fullmatch(record["provenance"][date])
     tensors = [p for f in manifest["files"] for p in f["parts"] if p["kind"] == "tensor"]
     dtypes: dict[str, int] = {}
     for t in tensors:
@@ -225,11 +268,11 @@ def architecture(store: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     if isinstance(config.get("architectures"), list):
         arch["architectures"] = [a for a in config["architectures"][:16] if is_name(a, 128)]
     sources = [config] + ([config["text_config"]] if isinstance(config.get("text_config"), dict) else [])
-    for field, keys in ARCH_COUNTS.items():
+    for count, keys in ARCH_COUNTS.items():
         for source in sources:
             value = next((source[k] for k in keys if is_count(source.get(k))), None)
             if value is not None:
-                arch[field] = value
+                arch[count] = value
                 break
     return arch
 
@@ -295,60 +338,77 @@ def session(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
     return arc
 
 
-def test_every_record_kind_reads_from_format_md_alone(session: Session) -> None:
-    """Each record: its name, body and exact fields as FORMAT.md's table gives them, checked against the store
-    (manifests, bundles, keys, data manifests, run documents and their DSSE signatures), replayed in FORMAT.md's
-    order into the names, tags, attachments and withdrawals the session made."""
-    store = session.home / "store"
-    records = read_records(store)
-    kinds = [body["kind"] for _name, body in records]
-    assert set(kinds) == set(KINDS), kinds
-    keys: dict[str, dict[str, Any]] = {}
-    snapshots: dict[str, dict[str, Any]] = {}  # snapshot id -> its first record
-    tags: dict[tuple[str, str], str] = {}
-    attachments, runs, withdrawn, policies, grants = [], [], set(), [], []
-    for name, r in records:
+@dataclass
+class Replayed:
+    """What the records of a store say, replayed in FORMAT.md's order."""
+
+    kinds: list[str] = field(default_factory=list)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # snapshot id -> its first record
+    tags: dict[tuple[str, str], str] = field(default_factory=dict)
+    attachments: list[tuple[str, str]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    withdrawn: set[str] = field(default_factory=set)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    grants: list[tuple[str, str, int | None]] = field(default_factory=list)
+
+
+def replay(store: Path) -> Replayed:
+    """Every record of ``store``: its name, body and exact fields as FORMAT.md's table gives them, checked against
+    the store (manifests, bundles, keys, data manifests, run documents and their DSSE signatures) in replay order."""
+    out = Replayed()
+    for name, r in replay_order(read_records(store)):
         kind = r["kind"]
+        out.kinds.append(kind)
         if kind != "key" and r.get("snapshot") is not None:  # replays after the snapshot's first record
-            assert r["snapshot"] in snapshots or kind == "snapshot", (name, r)
+            assert r["snapshot"] in out.snapshots or kind == "snapshot", (name, r)
         if kind == "key":
             assert fingerprint(r["public_pem"]) == r["fingerprint"] and isinstance(r["trusted"], bool)
             assert isinstance(r["local"], bool) and (r["label"] is None or isinstance(r["label"], str))
-            keys[r["fingerprint"]] = r
+            out.keys[r["fingerprint"]] = r
         elif kind == "snapshot":
             check_snapshot_record(store, r)
             for sig in r["signatures"]:  # signed by a key trusted at this point (or one of `keys` not yet known)
-                assert keys.get(sig["key"], {"trusted": True})["trusted"]
-            snapshots.setdefault(r["snapshot"], r)
+                assert out.keys.get(sig["key"], {"trusted": True})["trusted"]
+            out.snapshots.setdefault(r["snapshot"], r)
             if r["tag"] is not None:
-                tags[(r["model"], r["tag"])] = r["snapshot"]
+                out.tags[(r["model"], r["tag"])] = r["snapshot"]
         elif kind == "tag":
-            assert r["previous"] == tags.get((r["model"], r["tag"]))
-            tags[(r["model"], r["tag"])] = r["snapshot"]
+            assert r["previous"] == out.tags.get((r["model"], r["tag"]))
+            out.tags[(r["model"], r["tag"])] = r["snapshot"]
         elif kind == "data":
             assert read_object(store, r["manifest"]) == DATA_YAML.encode()  # the document as given
             doc = read_data_manifest(store, r["manifest"])
             assert doc["datasets"][0]["records"] == 1000 and doc["datasets"][0]["notes"] == "yes"
-            attachments.append((r["ref"], r["snapshot"]))
+            out.attachments.append((r["ref"], r["snapshot"]))
         elif kind == "withdraw":
             assert isinstance(r["ref"], str) and isinstance(r["reason"], str)
-            withdrawn.add(r["snapshot"])
+            out.withdrawn.add(r["snapshot"])
         elif kind == "run":
-            trusted = {fp: k["public_pem"] for fp, k in keys.items() if k["trusted"]}
-            runs.append(read_run(store, r, trusted))
+            trusted = {fp: k["public_pem"] for fp, k in out.keys.items() if k["trusted"]}
+            out.runs.append(read_run(store, r, trusted))
         elif kind == "access":
             assert r["level"] in ("public", "gated", "restricted", "inherit") and isinstance(r["reason"], str)
             assert r["until"] is None or DATE.fullmatch(r["until"])
             assert r.get("files", ["*"]) and all(isinstance(p, str) for p in r.get("files", []))  # absent: none
-            policies.append((r["snapshot"], r["level"], r["until"], r.get("files")))
+            assert r.get("received", True) is True and (r["version"] == 2) == ("received" in r)
+            out.policies.append(r)
         elif kind == "grant":
             assert r["action"] in ("grant", "revoke") and isinstance(r["subject"], str)
             assert r["request"] is None or type(r["request"]) is int
-            grants.append((r["subject"], r["action"], r["request"]))
+            out.grants.append((r["subject"], r["action"], r["request"]))
+    return out
 
+
+def test_every_record_kind_reads_from_format_md_alone(session: Session) -> None:
+    """A record of every kind, read and checked by the reader above, replays into the names, tags, attachments,
+    runs, policies, grants and withdrawals the session made."""
+    out = replay(session.home / "store")
+    assert set(out.kinds) == set(KINDS), out.kinds
+    keys, snapshots = out.keys, out.snapshots
     [local] = [k for k in keys.values() if k["local"]]
-    [other] = [k for k in keys.values() if not k["local"]]
-    assert local["trusted"] and not other["trusted"] and other["label"] == "other signer"
+    [other] = [k for k in keys.values() if k["label"] == "other signer"]
+    assert local["trusted"] and not other["trusted"] and not other["local"]
     pem = (session.home / "keys" / "signing-key.pem").read_bytes()
     home_key = serialization.load_pem_private_key(pem, None).public_key()
     assert local["public_pem"].encode() == home_key.public_bytes(
@@ -363,14 +423,64 @@ def test_every_record_kind_reads_from_format_md_alone(session: Session) -> None:
         "month",
     )
     assert snapshots[v1]["architecture"]["model_type"] == "gpt2" and snapshots[v1]["architecture"]["num_layers"] == 1
-    assert tags == {("acme/gpt2", "v1"): v1, ("acme/gpt2", "v2"): v2, ("acme/gpt2", "stable"): v2}
-    assert attachments == [(f"acme/gpt2@{v1}", v1), ("acme/gpt2:v1", v1)]  # push --data, then data attach
-    assert withdrawn == {v2}
-    [run] = runs
+    assert out.tags == {("acme/gpt2", "v1"): v1, ("acme/gpt2", "v2"): v2, ("acme/gpt2", "stable"): v2}
+    assert out.attachments == [(f"acme/gpt2@{v1}", v1), ("acme/gpt2:v1", v1)]  # push --data, then data attach
+    assert out.withdrawn == {v2}
+    [run] = out.runs
     assert run["ref"] == "acme/gpt2:v1" and run["prompt"] == "the model was"
     assert run["parameters"] == {
         "max_new_tokens": 3, "seed": 5, "temperature": 0.7, "top_p": 0.9, "device": "cpu", "dtype": None
     }  # fmt: skip
+    policies = [(p["snapshot"], p["level"], p["until"], p.get("files")) for p in out.policies]
     assert policies == [(None, "gated", "2030-01-01", ["*.md"]), (v1, "restricted", None, None)]
-    assert grants == [("alice", "grant", None), ("alice", "revoke", None)]
+    assert out.grants == [("alice", "grant", None), ("alice", "revoke", None)]
 
+
+
+@pytest.fixture(scope="module")
+def received(session: Session, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The store of a served archive (SQLite: only its store is read) that ``session`` pushed acme/gpt2:v1 to, with
+    its training-data manifest and its restricted override: what a received commit records."""
+    from liveserver import serve
+
+    from modelarc.archive.repository import Archive
+    from modelarc.archive.tokens import create_token
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MODELARC_DATABASE_URL", raising=False)
+        archive, _created = Archive.init(tmp_path_factory.mktemp("served") / "server")
+    try:
+        private = (session.home / "keys" / "signing-key.pem").read_bytes()
+        pem = serialization.load_pem_private_key(private, None).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        archive.import_key(pem, label="pusher")
+        token = create_token(archive, "push", "pusher").token
+        with serve(archive) as url:
+            session("remote", "add", "origin", url, "--token", token)
+            session("push", "acme/gpt2:v1", "--remote", "origin")
+        yield archive.settings.home / "store"
+    finally:
+        archive.close()
+
+
+def test_records_of_a_received_commit_read_from_format_md_alone(session: Session, received: Path) -> None:
+    """A received commit's records: the snapshot's (action `transfer.commit`), a `data` record per training-data
+    manifest with the pushed snapshot's digest ref, and a `received` override as record version 2."""
+    # written after its data and policy records (so a failed write leaves none a rebuild would replay without its
+    # embargo), the snapshot's record replays first all the same: they wait for it
+    assert [r["kind"] for _name, r in read_records(received)] == ["key", "key", "access", "data", "snapshot"]
+    out = replay(received)
+    assert out.kinds == ["key", "key", "snapshot", "access", "data"], out.kinds  # the server's key, the pusher's
+    [snapshot] = out.snapshots
+    record = out.snapshots[snapshot]
+    assert (record["action"], record["model"], record["tag"]) == ("transfer.commit", "acme/gpt2", "v1")
+    assert re.fullmatch(r"token:[0-9]+:pusher", record["actor"]) and record["pushed_by"] == record["actor"]
+    assert out.attachments == [(f"acme/gpt2@{snapshot}", snapshot)]  # one manifest, attached twice there: once
+    [policy] = out.policies
+    assert (policy["version"], policy["received"], policy["snapshot"], policy["level"]) == (
+        2,
+        True,
+        snapshot,
+        "restricted",
+    )
