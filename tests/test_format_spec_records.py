@@ -28,7 +28,14 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from modelfactory import tiny_gpt2
-from test_format_spec import FormatError, canonical, read_manifest, read_object
+from test_format_spec import (
+    FormatError,
+    canonical,
+    find_manifests,
+    object_path,
+    read_manifest,
+    read_object,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # The independent reader of records (docs/FORMAT.md "Catalog records" and the documents they point at).
@@ -158,6 +165,24 @@ def dsse_verify(envelope: dict[str, Any], pem: str) -> bytes:
     [signature] = envelope["signatures"]
     key.verify(base64.b64decode(signature["sig"]), pae, ec.ECDSA(CURVE_HASH[key.curve.name]()))
     return payload
+
+
+PUBLIC_SUFFIXES = (".json", ".md", ".txt", ".py", ".yaml", ".yml", ".jinja", ".tiktoken", ".cfg", ".toml", ".ini")
+PUBLIC_NAMES = {
+    "tokenizer.model", "tokenizer.model.v3", "spiece.model", "spm.model", "sentencepiece.model",
+    "sentencepiece.bpe.model", "bpe.codes", "source.spm", "target.spm", "vocab.bpe", ".gitattributes", "license",
+    "licence", "notice", "copying",
+}  # fmt: skip
+
+
+def is_public_metadata(entry: dict[str, Any]) -> bool:
+    """FORMAT.md "Weights and public metadata": a blob file with no tensor part, named as one of the list."""
+    path = entry["path"].lower()
+    return (
+        entry["kind"] == "blob"
+        and all(p["kind"] != "tensor" for p in entry["parts"])
+        and (path.endswith(PUBLIC_SUFFIXES) or path.rsplit("/", 1)[-1] in PUBLIC_NAMES)
+    )
 
 
 def read_data_manifest(store: Path, oid: str) -> dict[str, Any]:
@@ -434,6 +459,20 @@ def test_every_record_kind_reads_from_format_md_alone(session: Session) -> None:
     policies = [(p["snapshot"], p["level"], p["until"], p.get("files")) for p in out.policies]
     assert policies == [(None, "gated", "2030-01-01", ["*.md"]), (v1, "restricted", None, None)]
     assert out.grants == [("alice", "grant", None), ("alice", "revoke", None)]
+    # scanning the objects (FORMAT.md "What the catalog adds") finds the two manifests, whatever else is JSON
+    store = session.home / "store"
+    assert set(find_manifests(store)) == {v1, v2}
+    # the withdrawal freed v2's weights and kept its manifest, bundle, safetensors header and public metadata
+    manifest = read_manifest(store, v2)
+    kept = {c["id"] for f in manifest["files"] if is_public_metadata(f) for p in f["parts"] for c in p["chunks"]}
+    kept |= {c["id"] for f in manifest["files"] for p in f["parts"] if p["kind"] == "header" for c in p["chunks"]}
+    kept |= {sig["object"] for sig in snapshots[v2]["signatures"]}
+    assert all(object_path(store, oid).is_file() for oid in kept)
+    [extra] = [f for f in manifest["files"] if f["path"] == "extra.bin"]  # weights, and only v2's
+    assert not is_public_metadata(extra) and not object_path(store, extra["parts"][0]["chunks"][0]["id"]).exists()
+    assert {p for f in manifest["files"] if is_public_metadata(f) for p in [f["path"]]} == {
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"
+    }  # fmt: skip
 
 
 
