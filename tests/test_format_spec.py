@@ -633,9 +633,10 @@ class GGUFReader:
 
 
 def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_path: Path) -> None:
-    """A GGUF v3 file (F32, F16, BF16 and Q8_0 tensors, an alignment of 64 and padding between tensors) whose
-    header is over 8 MiB (a long metadata string): the reader rebuilds it from the store alone, and the manifest's parts are the header
-    cut into 8 MiB chunks, one tensor part per tensor in file order and pad parts for the gaps, as FORMAT.md says."""
+    """A GGUF v3 file (F32, F16, BF16 and Q8_0 tensors, a zero-length one, an alignment of 64 and padding between
+    tensors) whose header is over 8 MiB (a long metadata string): the reader rebuilds it from the store alone, and
+    the manifest's parts are the header cut into 8 MiB chunks, one tensor part per tensor in file order and pad
+    parts for the gaps, as FORMAT.md says."""
     import gguf
 
     from modelarc.archive.repository import Archive

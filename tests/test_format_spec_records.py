@@ -64,7 +64,9 @@ OPTIONAL = {"access": {"files", "received"}}
 PROVENANCE = {"cutoff", "cutoff_precision", "license", "description", "source_url", "release_date"}
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
-RUN_FIELDS = {"version", "snapshot", "ref", "prompt", "parameters", "output", "device", "dtype", "versions", "hardware"}
+RUN_FIELDS = {
+    "version", "snapshot", "ref", "prompt", "parameters", "output", "device", "dtype", "versions", "hardware"
+}  # fmt: skip
 RUN_PARAMETERS = {"max_new_tokens", "seed", "temperature", "top_p", "device", "dtype"}
 CURVE_HASH = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
 SCHEMA = Path(__file__).parents[1] / "archive" / "schemas" / "training-data.schema.json"
@@ -225,7 +227,8 @@ def read_run(store: Path, record: dict[str, Any], trusted: dict[str, str]) -> di
     assert all(isinstance(v, str) for v in doc["versions"].values())
     hw = doc["hardware"]
     assert set(hw) == {"machine", "processor", "cuda_available", "cuda_device"}
-    assert isinstance(hw["cuda_available"], bool) and (hw["cuda_device"] is None or isinstance(hw["cuda_device"], str))
+    assert isinstance(hw["cuda_available"], bool)
+    assert hw["cuda_device"] is None or isinstance(hw["cuda_device"], str)
     return dict(doc)
 
 
@@ -516,6 +519,9 @@ def test_records_of_a_received_commit_read_from_format_md_alone(session: Session
     assert (record["action"], record["model"], record["tag"]) == ("transfer.commit", "acme/gpt2", "v1")
     assert re.fullmatch(r"token:[0-9]+:pusher", record["actor"]) and record["pushed_by"] == record["actor"]
     assert out.attachments == [(f"acme/gpt2@{snapshot}", snapshot)]  # one manifest, attached twice there: once
+    [server_key] = [k for k in out.keys.values() if k["local"]]
+    remote_key = replay(session.home / "store").keys[server_key["fingerprint"]]
+    assert remote_key["trusted"] and not remote_key["local"]  # `remote add` trusts the remote's key, and records it
     [policy] = out.policies
     assert (policy["version"], policy["received"], policy["snapshot"], policy["level"]) == (
         2,
