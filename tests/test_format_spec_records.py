@@ -126,6 +126,10 @@ def replay_order(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, d
         return {(r["model"], r["snapshot"]), (None, r["snapshot"]), (r["model"], None)}
 
     creatable = set().union(*(creates(r) for _n, r in records if r["kind"] == "snapshot"))
+    firsts: dict[tuple[str, str], str] = {}  # (model, snapshot) -> the name of its first record, by name order
+    for n, r in records:
+        if r["kind"] == "snapshot":
+            firsts.setdefault((r["model"], r["snapshot"]), n)
     created: set[tuple[str | None, str | None]] = set()
     pending, ordered = list(records), []
     while pending:
@@ -134,7 +138,7 @@ def replay_order(records: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, d
             for n, r in pending
             if all(
                 need in created or need not in creatable
-                for need in needs(r, r["kind"] == "snapshot" and (r["model"], r["snapshot"]) not in created)
+                for need in needs(r, r["kind"] == "snapshot" and firsts[(r["model"], r["snapshot"])] == n)
             )
         ]
         name, record = (ready or pending)[0]
