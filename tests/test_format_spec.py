@@ -702,3 +702,10 @@ def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_p
     assert len(entry["parts"][0]["chunks"]) == 2
     [empty] = [p for p in entry["parts"] if p.get("name") == "empty.weight"]
     assert (empty["length"], empty["chunks"], empty["shape"]) == (0, [], [4, 0])  # fastest-varying first
+    # no config.json: the snapshot record's architecture is the GGUF header's (FORMAT.md "Catalog records")
+    [record] = [r for r in map(json.loads, map(Path.read_bytes, (home / "store" / "records").glob("*.json")))
+                if r["kind"] == "snapshot"]  # fmt: skip
+    assert record["architecture"] == {
+        "format": "gguf", "gguf_quantization": ["BF16", "F16", "F32", "Q8_0"], "model_type": "llama",
+        "num_layers": 1, "vocab_size": 3,
+    }  # fmt: skip
