@@ -3,9 +3,9 @@ training-data manifests they point at, and the DSSE signatures of runs, read by 
 
 The reader below is written from FORMAT.md ("Catalog records", "Run documents", "Training-data manifests",
 "Signature bundle") alone: it uses hashlib, json, base64, yaml, jsonschema and cryptography, and the object reader
-of tests/test_format_spec.py; nothing from modelarc is imported to read. modelarc (its CLI) only writes the store
-under test, in one session that makes a record of every kind. If a test here fails, either the records changed or
-docs/FORMAT.md is out of date.
+of tests/test_format_spec.py; nothing from modelarc is imported to read. modelarc only writes the stores under
+test: one CLI session that makes a record of every kind, then pushes to a served archive, whose store then holds a
+received commit's records. If a test here fails, either the records changed or docs/FORMAT.md is out of date.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from modelfactory import tiny_gpt2
@@ -210,7 +211,7 @@ def read_run(store: Path, record: dict[str, Any], trusted: dict[str, str]) -> di
     for pem in trusted.values():  # tried against every trusted key
         try:
             verified.append(dsse_verify(envelope, pem))
-        except Exception:  # noqa: BLE001 - InvalidSignature: not this key
+        except InvalidSignature:  # not this key
             continue
     assert verified, "the run's signature verifies against no trusted key"
     payload = verified[0]
