@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import posixpath
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -566,3 +568,144 @@ def test_independent_reader_restores_a_fine_tune_stored_as_deltas(tmp_path: Path
             assert (tmp_path / dtype / entry["path"]).read_bytes() == original, entry["path"]
         kind = {"BF16": 1, "F32": 3}[dtype]
         assert any(k.startswith(f"delta.type{kind}.transform2.") for k in seen), seen  # zigzag subtraction
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GGUF files (FORMAT.md "Parts", "GGUF rules", "Chunks"): restored by concatenation like any file; the header is
+# parsed here only to check that the manifest's parts are the ones the rules give.
+# ---------------------------------------------------------------------------------------------------------------
+
+GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+GGUF_STRING, GGUF_ARRAY = 8, 9
+# ggml type id -> (name, elements per block, bytes per block): the part of FORMAT.md's table this test writes
+GGML_TYPES = {0: ("F32", 1, 4), 1: ("F16", 1, 2), 8: ("Q8_0", 32, 34), 30: ("BF16", 1, 2)}
+
+
+class GGUFReader:
+    """Just enough of ggml's docs/gguf.md (versions 2 and 3) to find the data start and each tensor's range."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str) -> Any:
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self) -> str:
+        n = self.take("<Q")
+        self.pos += n
+        return self.data[self.pos - n : self.pos].decode("utf-8")
+
+    def value(self, vtype: int, depth: int = 0) -> Any:
+        if vtype in GGUF_SCALARS:
+            return self.take(GGUF_SCALARS[vtype])
+        if vtype == GGUF_STRING:
+            return self.string()
+        if vtype == GGUF_ARRAY and depth < 4:
+            item, count = self.take("<I"), self.take("<Q")
+            return [self.value(item, depth + 1) for _ in range(count)]
+        raise FormatError(f"GGUF value type {vtype}")
+
+    def layout(self) -> tuple[int, list[tuple[int, int, str, str, list[int]]]]:
+        """The data start, and (begin, end, name, ggml type name, dimensions) per tensor in FORMAT.md's file order."""
+        if self.take("<4s") != b"GGUF" or self.take("<I") not in (2, 3):
+            raise FormatError("not a GGUF file of version 2 or 3")
+        tensor_count, kv_count = self.take("<Q"), self.take("<Q")
+        metadata = {}
+        for _ in range(kv_count):
+            key = self.string()
+            metadata[key] = self.value(self.take("<I"))
+        infos = []
+        for _ in range(tensor_count):
+            name = self.string()
+            dims = [self.take("<Q") for _ in range(self.take("<I"))]
+            gtype, offset = self.take("<I"), self.take("<Q")
+            infos.append((name, dims, gtype, offset))
+        alignment = metadata.get("general.alignment", 32)
+        start = -(-self.pos // alignment) * alignment
+        tensors = []
+        for name, dims, gtype, offset in infos:
+            type_name, per_block, block_bytes = GGML_TYPES[gtype]
+            length = math.prod(dims) // per_block * block_bytes
+            tensors.append((start + offset, start + offset + length, name, type_name, dims))
+        return start, sorted(tensors, key=lambda t: (t[0], t[1]))  # stable: equal ranges keep header order
+
+
+def test_independent_reader_restores_a_gguf_file_with_a_multi_chunk_header(tmp_path: Path) -> None:
+    """A GGUF v3 file (F32, F16, BF16 and Q8_0 tensors, a zero-length one, an alignment of 64 and padding between
+    tensors) whose header is over 8 MiB (a long metadata string): the reader rebuilds it from the store alone, and
+    the manifest's parts are the header cut into 8 MiB chunks, one tensor part per tensor in file order and pad
+    parts for the gaps, as FORMAT.md says."""
+    import gguf
+
+    from modelarc.archive.repository import Archive
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "model"
+    src.mkdir()
+    writer = gguf.GGUFWriter(str(src / "tiny.gguf"), "llama")
+    writer.add_block_count(1)
+    writer.add_custom_alignment(64)  # general.alignment: the data start and offsets round to 64, not 32
+    writer.add_token_list(["<s>", "</s>", "a"])  # an array of strings
+    writer.add_float32("spec.scale", 0.5)
+    writer.add_string("spec.filler", "modelarc " * (MIB8 // 9 + 4096))  # pushes the data start past 8 MiB
+    q8 = rng.standard_normal((4, 64)).astype(np.float32)
+    writer.add_tensor("q8.weight", gguf.quants.quantize(q8, gguf.GGMLQuantizationType.Q8_0),
+                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)  # fmt: skip
+    writer.add_tensor("f32.weight", rng.standard_normal((3, 5)).astype(np.float32))  # 60 bytes: padding follows
+    writer.add_tensor("empty.weight", np.zeros((0, 4), np.float32))  # zero-length: shares its offset, no chunks
+    writer.add_tensor("f16.weight", rng.standard_normal(7).astype(np.float16))
+    bf16 = (rng.standard_normal((2, 48)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    writer.add_tensor("bf16.weight", bf16, raw_shape=(2, 48), raw_dtype=gguf.GGMLQuantizationType.BF16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original = (src / "tiny.gguf").read_bytes()
+    home = tmp_path / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MODELARC_DATABASE_URL", raising=False)
+        archive, _created = Archive.init(home)
+        try:
+            snapshot = archive.push(src, "acme/gguf:v1").snapshot
+        finally:
+            archive.close()
+
+    seen: Counter[str] = Counter()
+    manifest = rebuild(home / "store", snapshot, tmp_path / "out", seen)
+    assert (tmp_path / "out" / "tiny.gguf").read_bytes() == original
+    [entry] = manifest["files"]
+    assert (entry["path"], entry["kind"], entry["size"]) == ("tiny.gguf", "gguf", len(original))
+    start, tensors = GGUFReader(original).layout()
+    assert start > MIB8 and all(begin % 64 == 0 for begin, *_ in tensors)
+    expected, position = [("header", 0, start, None)], start
+    for begin, end, name, dtype, dims in tensors:
+        if begin > position:
+            expected.append(("pad", position, begin - position, None))
+        expected.append(("tensor", begin, end - begin, (name, dtype, dims)))
+        position = end
+    if position < len(original):
+        expected.append(("pad", position, len(original) - position, None))
+    got = [
+        (p["kind"], p["offset"], p["length"], (p["name"], p["dtype"], p["shape"]) if "name" in p else None)
+        for p in entry["parts"]
+    ]
+    assert got == expected
+    assert "pad" in {p["kind"] for p in entry["parts"]}
+    assert {p["dtype"] for p in entry["parts"] if p["kind"] == "tensor"} == {"F32", "F16", "BF16", "Q8_0"}
+    for part in entry["parts"]:  # the header too is cut every 8 MiB from the start of its part
+        tensor_fields = {"name", "dtype", "shape"} if part["kind"] == "tensor" else set()
+        assert set(part) == {"kind", "offset", "length", "chunks"} | tensor_fields
+        whole, rest = divmod(part["length"], MIB8)
+        assert [c["length"] for c in part["chunks"]] == [MIB8] * whole + ([rest] if rest else [])
+    assert len(entry["parts"][0]["chunks"]) == 2
+    [empty] = [p for p in entry["parts"] if p.get("name") == "empty.weight"]
+    assert (empty["length"], empty["chunks"], empty["shape"]) == (0, [], [4, 0])  # fastest-varying first
+    # no config.json: the snapshot record's architecture is the GGUF header's (FORMAT.md "Catalog records")
+    [record] = [r for r in map(json.loads, map(Path.read_bytes, (home / "store" / "records").glob("*.json")))
+                if r["kind"] == "snapshot"]  # fmt: skip
+    assert record["architecture"] == {
+        "format": "gguf", "gguf_quantization": ["BF16", "F16", "F32", "Q8_0"], "model_type": "llama",
+        "num_layers": 1, "vocab_size": 3,
+    }  # fmt: skip
