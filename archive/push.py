@@ -97,8 +97,8 @@ def push_folder(
     and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
     against a parent as ``delta`` says (archive/deltas.py). A file unchanged since an earlier push (by the push
     index's rules, archive/push_index.py) is not read again unless ``rehash``. An object the catalog knows to be
-    corrupt or missing that the push holds the bytes of is written back in place of the damaged copy
-    (archive/heal.py)."""
+    corrupt or missing, or whose stored copy a put finds unreadable, that the push holds the bytes of is written
+    back in place of the damaged copy (archive/heal.py)."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -123,7 +123,7 @@ def push_folder(
     # a gc under a push that lost its lock: a temp file cleared, or an object it wrote gone when read back (heals,
     # delta bases, the archived config.json): said as the lost lock, not as a missing object or file
     with archive.lock(exclusive=False, purpose="push") as held, held.explains_lost_writes(ObjectMissingError):
-        damaged = known_damaged(archive)  # one query; None unless a scrub found objects corrupt or missing
+        damaged = known_damaged(archive)  # one query: what a scrub found bad; a put adds any it finds unreadable
         # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
         reuse = {} if rehash else _unchanged_files(archive, index, files, damaged)
         result = ingest(
