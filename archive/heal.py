@@ -5,7 +5,9 @@ mirror. Without a mirror nothing did: a push of the same bytes deduplicated agai
 "unchanged" and healed nothing, or recorded a new snapshot that was broken from birth. So a push asks the catalog
 once for the objects found bad (usually none) and hands their ids to the store (``storage.Replacing``): a put of one
 of them sets the damaged copy aside in ``quarantine/`` and writes the good one, as repair does. What was written is
-read back, and the catalog's row for it describes the new copy, checked ``ok``, with a ``heal`` audit entry.
+read back, and the catalog's row for it describes the new copy, checked ``ok``, with a ``heal`` audit entry. A put
+that finds a stored copy it cannot read as the object (a header of a newer format, or a flipped version or codec
+byte), scrubbed or not, replaces it the same way: the push holds bytes that hash to the id.
 
 A server receiving a push does the same for the objects of the pushed snapshot (archive/remote/receive.py): it
 names the damaged ones as missing, so the pusher sends their bytes, and its commit refuses a snapshot whose
@@ -37,12 +39,13 @@ def quarantine_stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime(QUARANTINE_STAMP)
 
 
-def known_damaged(archive: Archive) -> Replacing | None:
+def known_damaged(archive: Archive) -> Replacing:
     """What a local push may replace: every object the last check found corrupt or missing (one query, which
-    finds none in a healthy store: then None, and the push is as it was)."""
+    finds none in a healthy store), and any whose stored copy a put of it finds it cannot read, scrubbed or not
+    (``Replacing.found_unreadable``: a header of a newer format, or a flipped version or codec byte)."""
     with archive.catalog.session() as s:  # unsupported too: a header this modelarc cannot read, the push's bytes can
         bad = rows.objects_found_bad(s, rows.REPLACEABLE)
-    return Replacing(bad, quarantine_stamp()) if bad else None
+    return Replacing(bad, quarantine_stamp())
 
 
 def damaged_among(archive: Archive, object_ids: Collection[str]) -> set[str]:

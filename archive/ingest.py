@@ -43,7 +43,14 @@ from modelarc.archive.manifest import (
 )
 from modelarc.archive.own_state import place_holding
 from modelarc.archive.push_index import FileRead
-from modelarc.errors import DeltaBaseError, DeltaChainError, ObjectMissingError, SourceError
+from modelarc.errors import (
+    DeltaBaseError,
+    DeltaChainError,
+    IntegrityError,
+    ObjectMissingError,
+    SourceError,
+    UnsupportedObjectError,
+)
 from modelarc.storage import ObjectId, ObjectStore, PutResult, Replacing
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
 from modelarc.storage.digests import sha256_stream, update_and_digest
@@ -307,7 +314,13 @@ class _ChunkWriter:
                 self.fallbacks += 1
             if first and self.warn is not None:
                 self.warn(f"stored chunks on their own instead of as deltas: {exc}")
-            return self.store.put(data, dtype_hint=dtype, object_id=oid)
+            return self.store.put(data, dtype_hint=dtype, object_id=oid, replacing=self.replacing)
+        except (UnsupportedObjectError, IntegrityError):
+            # the chunk is stored and its copy cannot be read as it (a newer format, a flipped header byte): with
+            # ``replacing`` its bytes take that copy's place, on their own as any replacement (store.put)
+            if self.replacing is None:
+                raise
+            return self.store.put(data, dtype_hint=dtype, object_id=oid, replacing=self.replacing)
 
     def _write(
         self,

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,7 @@ from modelarc.errors import (
     RemoteError,
     StoreAccessError,
     StoredValueError,
+    StoreWriteLostError,
     UnsupportedObjectError,
     UsageError,
 )
@@ -45,6 +47,7 @@ from modelarc.storage.store import delta_base_of, object_key
 if TYPE_CHECKING:
     from modelarc.archive.remote.mirror import RemoteMirror
     from modelarc.archive.repository import Archive
+    from modelarc.archive.store_lock import StoreLockHandle
 
 MIRROR_TEMP_AGE = 3600.0  # seconds untouched after which a mirror's temp file is a killed writer's debris
 REMOTE_TARGET = "remote:"  # a served archive, by the name `modelarc remote add` gave it
@@ -339,7 +342,7 @@ def sync(
     except MirrorUnreachableError as exc:  # the other mirrors are still synced; the caller counts this one
         report.unreachable = str(exc)
         return report
-    with archive.lock(exclusive=False, purpose="mirror sync"):
+    with archive.lock(exclusive=False, purpose="mirror sync") as held, _lost_write_named(record, held):
         # what a killed sync left half-written there: nothing else removes it (gc cleans the primary's own tmp/).
         # Only debris untouched for an hour goes, so a sync running at this moment keeps its files (a writer's
         # temp file is written continuously, and no object takes an hour).
@@ -387,6 +390,24 @@ def sync(
         target.sync()  # durable there before the catalog says the mirror is in step
     _mark_synced(archive, record, report)
     return report
+
+
+@contextmanager
+def _lost_write_named(record: MirrorRecord, held: StoreLockHandle) -> Iterator[None]:
+    """A temp file of this sync removed from the mirror before its rename (an S3 mirror: its upload aborted):
+    another sync's cleanup of debris untouched for ``MIRROR_TEMP_AGE`` took it, so this one was paused that long.
+    Said as push says its own: the lost store lock (``LockLostError``, exit 8) when the pause outlasted it too, which
+    it does unless the lock's expiry is set above an hour; else ``StoreWriteLostError`` naming the mirror (storage's
+    own message blames the primary's gc, which never touches a mirror)."""
+    try:
+        with held.explains_lost_writes():
+            yield
+    except StoreWriteLostError as exc:
+        raise StoreWriteLostError(
+            f"mirror {record.name} at {record.target}: a temp file this sync wrote there was removed before its "
+            f"rename: another `mirror sync` removes those untouched for {MIRROR_TEMP_AGE / 3600:.0f} h, so this one "
+            "was paused or stalled that long; nothing was stored under its key; run the command again"
+        ) from exc
 
 
 def _mark_synced(archive: Archive, record: MirrorRecord, report: SyncReport) -> None:

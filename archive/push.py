@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +33,6 @@ from modelarc.errors import (
     ObjectMissingError,
     SourceError,
     SourceLimitError,
-    StoreWriteLostError,
     UsageError,
 )
 from modelarc.registry import queries as q
@@ -46,7 +44,6 @@ from modelarc.storage import ObjectId, ObjectStore, Replacing
 if TYPE_CHECKING:
     from modelarc.archive.provenance.data import DataManifest
     from modelarc.archive.repository import Archive
-    from modelarc.archive.store_lock import StoreLockHandle
 
 Progress = Callable[[int], None]
 # A push SOURCE that starts so is a Hub repository (archive/remote/hf_import.py), anything else a local path
@@ -100,8 +97,8 @@ def push_folder(
     and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
     against a parent as ``delta`` says (archive/deltas.py). A file unchanged since an earlier push (by the push
     index's rules, archive/push_index.py) is not read again unless ``rehash``. An object the catalog knows to be
-    corrupt or missing that the push holds the bytes of is written back in place of the damaged copy
-    (archive/heal.py)."""
+    corrupt or missing, or whose stored copy a put finds unreadable, that the push holds the bytes of is written
+    back in place of the damaged copy (archive/heal.py)."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -123,8 +120,10 @@ def push_folder(
     if on_total:
         on_total(total_size(files))
     index = PushIndex.load(archive.settings.home)
-    with archive.lock(exclusive=False, purpose="push") as held, _lost_lock_explains(archive, held):
-        damaged = known_damaged(archive)  # one query; None unless a scrub found objects corrupt or missing
+    # a gc under a push that lost its lock: a temp file cleared, or an object it wrote gone when read back (heals,
+    # delta bases, the archived config.json): said as the lost lock, not as a missing object or file
+    with archive.lock(exclusive=False, purpose="push") as held, held.explains_lost_writes(ObjectMissingError):
+        damaged = known_damaged(archive)  # one query: what a scrub found bad; a put adds any it finds unreadable
         # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
         reuse = {} if rehash else _unchanged_files(archive, index, files, damaged)
         result = ingest(
@@ -215,20 +214,6 @@ def push_folder(
         unchanged_files=result.reused,
         healed=tuple(sorted(healed)),
     )
-
-
-@contextmanager
-def _lost_lock_explains(archive: Archive, held: StoreLockHandle) -> Iterator[None]:
-    """What a gc running under a push that lost its lock (paused past its expiry) does to it: an object it wrote
-    gone when read back (heals, delta bases, the archived config.json), a temp file cleared before its rename. Then
-    that is what to say (``LockLostError``: nothing is recorded, run it again) rather than a missing object or
-    file; with the lock still held, the error as raised."""
-    try:
-        yield
-    except (ObjectMissingError, StoreWriteLostError):
-        with archive.catalog.session() as s:
-            held.confirm(s)
-        raise
 
 
 def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) -> Callable[..., None] | None:

@@ -90,7 +90,9 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             )
     # a missing mirror (an unmounted disk) is counted, never made again: the others still lend their copies
     sources, report.unreachable = open_mirrors(archive, mirrors(archive))
-    with archive.lock(exclusive=False, purpose="repair"):
+    # a gc under a repair that lost its lock clears the temp file of a copy it is putting back: said as the lost
+    # lock (exit 8, nothing recorded), as push says it
+    with archive.lock(exclusive=False, purpose="repair") as held, held.explains_lost_writes():
         suspects = _suspects(archive, read_data)
         report.checked = len(suspects)
         with archive.catalog.session() as s:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from modelarc.errors import LockedError, LockLostError
+from modelarc.errors import LockedError, LockLostError, StoreWriteLostError
 from modelarc.registry import store_locks
 
 if TYPE_CHECKING:
@@ -71,6 +71,21 @@ class StoreLockHandle:
         """Refresh when the safe window is running out: gc calls this before each deletion."""
         if not self.safe():
             self.refresh()
+
+    @contextmanager
+    def explains_lost_writes(self, *also: type[Exception]) -> Iterator[None]:
+        """What a gc running under a holder that lost its lock (paused past its expiry) does to its writes: a temp
+        file cleared before its rename, an S3 upload aborted before it completed (``StoreWriteLostError``, which
+        storage raises naming only the file: it knows nothing of locks), or any of ``also`` (a push: an object it
+        wrote gone when read back). Then that is what to say: ``LockLostError`` (exit 8, nothing is recorded, run
+        it again), as every command that writes into a store says it; with the lock still held, the error as
+        raised."""
+        lost: tuple[type[Exception], ...] = (StoreWriteLostError, *also)
+        try:
+            yield
+        except lost:
+            self.refresh()
+            raise
 
 
 @contextmanager

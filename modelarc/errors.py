@@ -230,8 +230,9 @@ class StoreWriteLostError(ModelarcError):
     """A write into a store lost its temp file before the rename that would have made it an object (an S3 store: its
     multipart upload was aborted before it completed): something cleared the store's ``tmp/`` meanwhile, which gc
     does holding the exclusive store lock, so the writer had lost its own (paused or cut off past its expiry).
-    Nothing was stored under the key. A push reports this as ``LockLostError`` once it has seen its lock gone;
-    storage cannot know about locks, so it names the file or upload."""
+    Nothing was stored under the key. Push, pull --remote, repair and mirror sync report this as ``LockLostError``
+    once they have seen their lock gone (archive/store_lock.py ``explains_lost_writes``); storage cannot know about
+    locks, so it names the file or upload."""
 
 
 class StoreAccessError(ModelarcError):

@@ -107,26 +107,37 @@ class Replacing:
     (if anything is under the key) is set aside with ``ObjectStore.quarantine(oid, stamp)`` first, as repair
     does, then the good one is written by the backend's atomic put. Each id is replaced once however often it is
     put (a chunk may occur twice in a model): the later puts wait for the first and then find the good copy.
+
+    A put that would deduplicate against a copy it cannot read as the object (a header of a newer format version
+    or codec, or one a flipped byte made so; a header that does not parse) replaces that copy the same way, named
+    here as it is met (``found_unreadable``): the put holds bytes that hash to the id, so a caller that can record
+    a replacement (any that passes a ``Replacing``, even with no ids) need not wait for a scrub to have found it.
     """
 
     def __init__(self, ids: Iterable[str], stamp: str) -> None:
         self.ids = frozenset(ids)
         self.stamp = stamp  # the quarantine key's suffix: a UTC time, %Y%m%dT%H%M%SZ
+        self._found: set[str] = set()  # ids whose stored copy a put found unreadable (``found_unreadable``)
         self._done: set[str] = set()
         self._lock = threading.Lock()
 
     def __contains__(self, oid: object) -> bool:
-        return oid in self.ids
+        return oid in self.ids or oid in self._found
 
     def __bool__(self) -> bool:
-        return bool(self.ids)
+        return bool(self.ids or self._found)
+
+    def found_unreadable(self, oid: str) -> None:
+        """A put met ``oid``'s stored copy unreadable: replaced by the first put of it that claims it from now."""
+        with self._lock:  # (waits for a claim in progress: the set is read under this lock)
+            self._found.add(oid)
 
     @contextlib.contextmanager
     def claim(self, oid: str) -> Iterator[bool]:
         """True for the first put of ``oid``, which replaces it while holding the claim; False for the others,
         which wait for it (replacements are rare: they take turns) and then deduplicate against its copy."""
         with self._lock:
-            first = oid in self.ids and oid not in self._done
+            first = (oid in self.ids or oid in self._found) and oid not in self._done
             self._done.add(oid)
             yield first
 
@@ -169,16 +180,25 @@ class ObjectStore:
         """Store ``data`` unless an object with its hash exists. ``object_id`` skips re-hashing when already known.
 
         An object named in ``replacing`` is written whatever is stored under its id, the damaged copy set aside in
-        ``quarantine/`` first (``PutResult.replaced``). ``data`` must be the object's bytes: with ``object_id``
+        ``quarantine/`` first (``PutResult.replaced``); with ``replacing``, so is one whose stored copy this put
+        cannot read as it (``Replacing.found_unreadable``). ``data`` must be the object's bytes: with ``object_id``
         given, the caller has hashed them (a put never reads back what it replaces).
         """
         oid = object_id if object_id is not None else ObjectId.of(data)
+        claimed = replacing is not None and oid in replacing
         with self._replacing_damaged(oid, replacing) as replace:
             if replace:
                 return self._write(oid, data, dtype_hint, replaced=True)
-            if self.backend.has(object_key(oid)):
+            if not self.backend.has(object_key(oid)):
+                return self._write(oid, data, dtype_hint)
+            try:
                 return self._existing(oid)
-            return self._write(oid, data, dtype_hint)
+            except (UnsupportedObjectError, IntegrityError):
+                # (missing too: another put of it is setting the unreadable copy aside this instant)
+                if replacing is None or claimed:
+                    raise
+        replacing.found_unreadable(oid)
+        return self.put(data, dtype_hint=dtype_hint, object_id=oid, replacing=replacing)  # claimed this time
 
     @contextlib.contextmanager
     def _replacing_damaged(self, oid: ObjectId, replacing: Replacing | None) -> Iterator[bool]:

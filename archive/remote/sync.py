@@ -448,7 +448,8 @@ def fetch_from_remote(
             fut.result()
 
     resumed = False
-    with archive.lock(exclusive=False, purpose="pull"):
+    # a gc under a pull that lost its lock clears the temp file of an object it is keeping: said as push says it
+    with archive.lock(exclusive=False, purpose="pull") as held, held.explains_lost_writes():
         try:
             # the manifest, bundles and training-data manifests: everything checkable before a weight moves, each
             # held to its own bound by its header before its body is read (a bundle is no 256 MiB weight chunk)

@@ -17,8 +17,10 @@ from modelfactory import tiny_tensors, write_model
 from sqlalchemy import update
 
 import modelarc.archive.push as push_module
+from modelarc.archive import mirrors
+from modelarc.archive.repair import repair
 from modelarc.archive.repository import Archive
-from modelarc.errors import LockedError, LockLostError
+from modelarc.errors import LockedError, LockLostError, StoreWriteLostError
 from modelarc.registry import store_locks
 from modelarc.registry.models import utcnow
 from modelarc.registry.store_models import StoreLock
@@ -175,6 +177,90 @@ def test_a_push_whose_temp_file_gc_cleared_reports_the_lost_lock(
     archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")  # a re-run succeeds
     archive.verify("acme/m:v1")
     assert archive.fsck().ok
+
+
+def _expire_every_lock(archive: Archive) -> None:
+    """What a pause past the lock's expiry leaves in the catalog: the holder's row no longer counts."""
+    with archive.catalog.session() as s:
+        s.execute(update(StoreLock).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+
+
+def test_a_repair_whose_temp_file_gc_cleared_reports_the_lost_lock(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a push does: the repair is "paused" past its expiry between writing a mirror's good copy to a temp file
+    and renaming it into the store; gc runs meanwhile and clears tmp/. Then the lost lock is what is said (exit 8,
+    nothing recorded), not the storage error about a temp file that "something" cleared."""
+    archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")
+    usb = mirrors.add_mirror(archive, "usb", str(tmp_path / "usb"))
+    assert mirrors.sync(archive, usb).ok
+    objects = archive.store.backend.root / "objects"  # type: ignore[attr-defined]
+    victim = max((p for p in objects.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.unlink()
+    real_replace = os.replace
+    collected = {}
+
+    def paused_before_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if "gc" not in collected and Path(src).parent == archive.store.backend.tmp:  # type: ignore[attr-defined]
+            _expire_every_lock(archive)
+            collected["gc"] = archive.gc()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", paused_before_rename)
+    with pytest.raises(LockLostError, match="this repair lost the store lock: .*nothing was recorded; run the command again") as lost:
+        repair(archive)
+    assert lost.value.exit_code == 8
+    assert collected["gc"].temp_files_removed >= 1  # gc really ran under the repair and took its temp file
+    assert not victim.exists()
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert list(repair(archive).repaired) == [victim.name]  # a re-run mends it
+    archive.verify("acme/m:v1")
+    assert archive.fsck().ok
+
+
+@pytest.mark.parametrize("paused_past_the_lock", [True, False])
+def test_a_mirror_sync_whose_temp_file_another_sync_cleared_says_so(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paused_past_the_lock: bool
+) -> None:
+    """The sync is "paused" for over an hour between writing an object's temp file in the mirror and renaming it;
+    another sync of that mirror runs meanwhile and removes it as a killed sync's debris. A pause that long outlasts
+    the store lock too (300 s by default): said as push says it (exit 8). With a lock that outlasted it (its expiry
+    set above an hour), the lost write, naming the mirror rather than the primary's gc, which never touches it."""
+    archive.push(write_model(tmp_path / "m", tiny_tensors()), "acme/m:v1")
+    usb = mirrors.add_mirror(archive, "usb", str(tmp_path / "usb"))
+    mirror_tmp = tmp_path / "usb" / "tmp"
+    real_replace = os.replace
+    state: dict[str, object] = {}
+    once = threading.Lock()  # the sync writes from several threads: the first rename runs the other sync
+
+    def paused_before_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        if state.get("phase") != "other sync" and Path(src).parent == mirror_tmp:
+            with once:
+                if "phase" not in state:
+                    state["phase"] = "other sync"  # (its own renames pass straight through)
+                    if paused_past_the_lock:
+                        _expire_every_lock(archive)
+                    an_hour_ago = time.time() - mirrors.MIRROR_TEMP_AGE - 60
+                    os.utime(src, (an_hour_ago, an_hour_ago))
+                    state["other"] = mirrors.sync(archive, usb)
+                    state["phase"] = "done"
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", paused_before_rename)
+    if paused_past_the_lock:
+        with pytest.raises(LockLostError, match="this mirror sync lost the store lock: .*nothing was recorded") as lost:
+            mirrors.sync(archive, usb)
+        assert lost.value.exit_code == 8
+    else:
+        with pytest.raises(StoreWriteLostError, match=r"mirror usb at .*/usb: a temp file this sync wrote there was removed before its rename: another `mirror sync` removes those untouched for 1 h") as lost:
+            mirrors.sync(archive, usb)
+        assert "gc" not in str(lost.value)
+    other = state["other"]
+    assert isinstance(other, mirrors.SyncReport) and other.temp_removed == 1  # the other sync took the temp file
+    monkeypatch.setattr(os, "replace", real_replace)
+    again = mirrors.sync(archive, usb)  # a re-run finds the mirror complete
+    assert again.ok and again.objects_copied == 0
+    assert not list(mirror_tmp.iterdir())
 
 
 def test_gc_stops_deleting_once_it_cannot_be_sure_it_still_holds_the_lock(archive: Archive) -> None:

@@ -100,6 +100,59 @@ def test_a_push_that_holds_the_bytes_replaces_an_unreadable_header_and_keeps_it(
     assert arc.json("scrub")["ok"]
 
 
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize(("offset", "value"), [(5, 4), (4, 2)], ids=["codec", "version"])
+def test_a_push_of_the_same_bytes_replaces_an_unreadable_header_no_scrub_has_found(
+    arc: ArchiveCli, tmp_path: Path, offset: int, value: int
+) -> None:
+    """No scrub ran: the push meets the unreadable copy as it deduplicates against it. It holds bytes that hash to
+    the id, so it puts a copy this modelarc verifies in its place, as for one a scrub found (the unreadable one
+    kept in quarantine/), rather than failing with exit 17 until someone runs a scrub."""
+    src, victim, blob = _pushed(arc, tmp_path, offset, value)
+    pushed = arc("push", src, "acme/m:v2")
+    assert "healed 1 damaged object" in pushed.stdout, pushed.stdout
+    (aside,) = (arc.home / "store" / "quarantine").iterdir()
+    assert aside.read_bytes() == blob and aside.name.startswith(victim.name)
+    arc("pull", "acme/m:v1", tmp_path / "out")
+    assert _tree(tmp_path / "out") == _tree(src)
+    heal = arc.json("audit", "--action", "heal")
+    assert len(heal) == 1 and heal[0]["details"]["objects"] == [victim.name]
+    assert arc.json("verify", "acme/m:v2")["ok"] and arc.json("fsck", "--read-data")["ok"]
+    assert arc.json("scrub")["ok"]
+
+
+def test_a_fine_tune_re_pushed_replaces_its_own_delta_whose_header_cannot_be_read(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    """The unreadable copy is a chunk the push would store as a delta against its parent: it is met there too,
+    and replaced by a copy stored on its own."""
+    from modelfactory import finetune
+
+    base = tiny_tensors()
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    changed = "model.layers.1.mlp.weight"
+    tuned = write_model(tmp_path / "ft", finetune(base, [changed], seed=9))
+    arc("push", tuned, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    store = arc.home / "store" / "objects"
+    chunk = hashlib.sha256(finetune(base, [changed], seed=9)[changed].tobytes()).hexdigest()
+    delta = store / chunk[:2] / chunk
+    assert delta.read_bytes()[5] == 3  # stored as a delta (codec 3) against the parent's chunk
+    unreadable = _as_newer(delta, 5, 4)
+    arc("push", tuned, "acme/ft:v2", "--parent", "acme/base:v1", "--relation", "finetune")
+    (aside,) = (arc.home / "store" / "quarantine").iterdir()
+    assert aside.read_bytes() == unreadable and delta.read_bytes()[5] not in (3, 4)
+    arc("pull", "acme/ft:v1", tmp_path / "out")
+    assert _tree(tmp_path / "out") == _tree(tuned)
+    assert arc.json("fsck", "--read-data")["ok"]
+
+
 def test_a_fine_tune_whose_delta_base_has_an_unreadable_header_is_stored_on_its_own(
     arc: ArchiveCli, tmp_path: Path
 ) -> None:

@@ -351,3 +351,51 @@ def test_a_pull_whose_restore_confirms_nothing_keeps_and_records_nothing(
         _ref, snap = server.archive.resolve("acme/big:v1")
         weights = {str(c.id) for f in server.archive.manifest(snap).files for p in f.parts for c in p.chunks}
         assert not [oid for oid in weights if b.store.has(ObjectId(oid))]
+
+
+def test_a_pull_whose_temp_file_gc_cleared_reports_the_lost_lock(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a local push: the pull is "paused" past its store lock's expiry between writing a downloaded object's
+    temp file and renaming it into the store; gc runs meanwhile and clears tmp/. Then the lost lock is what is said
+    (exit 8, nothing recorded), not the storage error about a temp file that "something" cleared."""
+    import os
+    import threading
+
+    from sqlalchemy import update
+
+    from modelarc.registry.models import utcnow
+    from modelarc.registry.store_models import StoreLock
+
+    alice, bob = make_home(tmp_path, "alice"), make_home(tmp_path, "bob")
+    trusted_by_server(server, alice)
+    alice("remote", "add", "origin", server.url, "--token", server.push_token)
+    src = write_model(tmp_path / "m", tiny_tensors())
+    alice("push", src, "acme/m:v1", "--remote", "origin")
+    bob("remote", "add", "origin", server.url)
+    with alice.archive() as a:
+        (tmp_path / "alice.pem").write_bytes(a.public_key_pem())
+    bob("keys", "import", tmp_path / "alice.pem", "--label", "alice")
+    bob_tmp = bob.path / "store" / "tmp"
+    real_replace = os.replace
+    collected = {}
+    once = threading.Lock()  # objects are kept from several threads: the first rename runs gc, the rest wait
+
+    def paused_before_rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        with once:
+            if "gc" not in collected and Path(src).parent == bob_tmp:
+                with bob.archive() as b:
+                    with b.catalog.session() as s:
+                        s.execute(update(StoreLock).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+                    collected["gc"] = b.gc()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", paused_before_rename)
+    failed = bob("pull", "acme/m:v1", tmp_path / "out", "--remote", "origin", ok=False)
+    assert failed.exit_code == 8, failed.output
+    assert "this pull lost the store lock" in failed.stderr and "nothing was recorded" in failed.stderr
+    assert collected["gc"].temp_files_removed >= 1  # gc really ran under the pull and took its temp file
+    assert bob.json("ls") == []
+    monkeypatch.setattr(os, "replace", real_replace)
+    bob("pull", "acme/m:v1", tmp_path / "out2", "--remote", "origin")  # a re-run succeeds
+    assert files_of(tmp_path / "out2") == files_of(src)
