@@ -37,6 +37,7 @@ from modelarc.archive.manifest import (
     FileEntry,
     Part,
     SnapshotManifest,
+    file_kind,
     is_git_path,
     path_problem,
     printable_path,
@@ -395,15 +396,16 @@ def _plan_file(rel: str, path: Path) -> SourcePlan:
     except OSError as exc:
         raise SourceError(f"{printable_path(str(path))}: cannot read ({exc.strerror})") from None
     where = printable_path(str(path))
+    kind = file_kind(rel)
     with fh:
-        if rel.endswith(".safetensors"):
+        if kind == "safetensors":
             header_length = read_header_length(where, fh.read(8), size)
             fh.seek(0)
             header = fh.read(header_length)
             layout = parse_layout(where, header, size)
             digest = hashlib.sha256(header).digest()
             return SourcePlan(rel, path, size, "safetensors", header_length, digest, layout.tensors)
-        if rel.endswith(".gguf"):
+        if kind == "gguf":
             digesting = _DigestingReader(fh)
             gguf = read_gguf_layout(digesting, where, size)
             digesting.seek(gguf.data_start - digesting.position, 1)  # the padding up to the data is header too

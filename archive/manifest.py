@@ -49,6 +49,17 @@ class Part:
         return hashlib.sha256(",".join(c.id for c in self.chunks).encode()).hexdigest()
 
 
+def file_kind(path: str) -> str:
+    """The kind a writer gives the file at manifest path ``path`` (docs/FORMAT.md "Parts"): from its suffix alone,
+    compared case-sensitively (``x.GGUF`` is a blob), never from its content. It may not change: the kind sets the
+    parts, and so the snapshot id of every folder holding such a file; a receiver holds manifests to it."""
+    if path.endswith(".safetensors"):
+        return "safetensors"
+    if path.endswith(".gguf"):
+        return "gguf"
+    return "blob"
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str  # posix, relative, normalised

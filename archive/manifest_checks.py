@@ -27,7 +27,14 @@ from modelarc.archive.limits import (
     check_snapshot_files,
     check_snapshot_tensors,
 )
-from modelarc.archive.manifest import FileEntry, Part, SnapshotManifest, is_git_path, printable_path
+from modelarc.archive.manifest import (
+    FileEntry,
+    Part,
+    SnapshotManifest,
+    file_kind,
+    is_git_path,
+    printable_path,
+)
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
 from modelarc.errors import IntegrityError, ModelarcError
 from modelarc.registry.bounds import text_problem
@@ -42,6 +49,10 @@ MAX_CHUNK_BYTES = MAX_RAW_LENGTH  # the largest object a receiver accepts (inges
 MAX_HEADER_PART_BYTES = MAX_SAFETENSORS_HEADER_BYTES + 8
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PART_KINDS = {"safetensors": {"header", "tensor"}, "gguf": {"header", "tensor", "pad"}, "blob": {"blob"}}
+# Kinds an earlier modelarc gave a path that today's writer gives another kind (file_kind), which a receiver must
+# still accept: the first modelarc (until 2026-11-24, commit 091a2b7) did not parse GGUF and stored a .gguf file as a
+# blob. Nothing else ever differed: .safetensors was parsed from the first commit, both suffixes case-sensitively.
+_EARLIER_KINDS = {"gguf": frozenset({"blob"})}
 
 
 def check_manifest_structure(manifest: SnapshotManifest, label: str) -> None:
@@ -79,6 +90,7 @@ def _check_file(f: FileEntry, label: str) -> None:
     kinds = _PART_KINDS.get(f.kind)
     if kinds is None:
         raise IntegrityError(f"{where}: unknown file kind {f.kind[:40]!r}")
+    _check_kind_follows_path(f, where)
     cursor = 0
     for i, p in enumerate(f.parts):
         if p.kind not in kinds:
@@ -101,7 +113,24 @@ def _check_file(f: FileEntry, label: str) -> None:
         raise IntegrityError(f"{where}: header part of {f.parts[0].length} bytes")
 
 
-def _check_tensor_part(p: Part, file_kind: str, where: str) -> None:
+def _check_kind_follows_path(f: FileEntry, where: str) -> None:
+    """Refuse a file whose kind is not the one its path gives (docs/FORMAT.md "Parts"). The kind decides how the
+    file is read: ``weights.bin`` claimed as safetensors would be loaded as tensors and listed as such, a
+    ``model.safetensors`` or ``x.gguf`` claimed as a blob would skip the header check that ties the catalog's tensor
+    rows to the file, and no modelarc would have written either, so the same folder pushed here gets another
+    snapshot id. What an earlier modelarc wrote (``_EARLIER_KINDS``) still passes."""
+    expected = file_kind(f.path)
+    if f.kind != expected and f.kind not in _EARLIER_KINDS.get(expected, frozenset()):
+        if expected == "blob":
+            rule = "a path not ending in .safetensors or .gguf (compared case-sensitively) is a blob"
+        else:
+            rule = f"a path ending in .{expected} is a {expected} file"
+        raise IntegrityError(
+            f"{where}: the manifest gives it kind {f.kind!r}, but {rule} (docs/FORMAT.md \"Parts\"); refused"
+        )
+
+
+def _check_tensor_part(p: Part, kind: str, where: str) -> None:
     if not isinstance(p.name, str) or not isinstance(p.dtype, str) or p.shape is None:
         raise IntegrityError(f"{where}: a tensor part without name, dtype or shape")
     # no tensor row could hold a NUL (PostgreSQL refuses it) or a lone surrogate (a JSON "\ud800": not UTF-8)
@@ -109,7 +138,7 @@ def _check_tensor_part(p: Part, file_kind: str, where: str) -> None:
         raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has {problem} in its name or dtype")
     if any(not isinstance(d, int) or d < 0 for d in p.shape) or len(p.shape) > 16:
         raise IntegrityError(f"{where}: tensor {p.name[:200]!r} has shape {p.shape!r}")
-    if file_kind == "safetensors":
+    if kind == "safetensors":
         bits = DTYPE_BITS.get(p.dtype)
         if bits is None or math.prod(p.shape) * bits != p.length * 8:
             raise IntegrityError(

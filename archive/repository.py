@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from modelarc.config import Settings, load_settings
+from modelarc.config import HOME_CONFIG_FORMAT, Settings, load_settings
 from modelarc.errors import (
     NotInitializedError,
     ObjectCorruptError,
@@ -103,7 +103,7 @@ def choose_store(settings: Settings, store: str) -> Settings:
     # a missing bucket or bad credentials fail here, before the home records the store, not at the first push
     next(iter(ObjectStore(open_backend(location)).iter_ids()), None)
     settings.home.mkdir(parents=True, exist_ok=True)
-    doc = json.dumps({"store": location}, indent=2) + "\n"
+    doc = json.dumps({"format": HOME_CONFIG_FORMAT, "store": location}, indent=2) + "\n"
     tmp = settings.config_path.with_suffix(".tmp")
     tmp.write_text(doc)
     with open(tmp, "rb+") as fh:

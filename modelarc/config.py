@@ -78,11 +78,14 @@ class Settings:
         return self.home / "keys"
 
 
-# the home's own settings, written by `modelarc init --store`: {"store": "s3://BUCKET/PREFIX"}
+# the home's own settings, written by `modelarc init --store`: {"format": 1, "store": "s3://BUCKET/PREFIX"}
 HOME_CONFIG = "config.json"
+# the layout of config.json this modelarc reads and writes (docs/FORMAT.md "The home"); a file without "format" was
+# written before the field existed and is this layout. A larger one is a newer modelarc's home: refused, not misread.
+HOME_CONFIG_FORMAT = 1
 # what to do with one that cannot be read: nothing rewrites it (every command, `init` too, reads it first)
 _HOME_CONFIG_FIX = (
-    'fix it by hand: it holds a JSON object such as {"store": "s3://BUCKET/PREFIX"}, '
+    'fix it by hand: it holds a JSON object such as {"format": 1, "store": "s3://BUCKET/PREFIX"}, '
     "as `modelarc init --store` writes it"
 )
 
@@ -128,7 +131,25 @@ def _home_config(root: Path) -> dict[str, object]:
         raise UsageError(f"cannot read {root / HOME_CONFIG} ({exc}); {_HOME_CONFIG_FIX}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{root / HOME_CONFIG} is not a JSON object; {_HOME_CONFIG_FIX}")
+    _check_home_format(root, doc.get("format", HOME_CONFIG_FORMAT))
     return doc
+
+
+def _check_home_format(root: Path, value: object) -> None:
+    """Refuse a config.json of a layout this modelarc does not know before any of it is read: a newer modelarc's
+    (a larger ``format``) may give ``store`` or a new key a meaning this one would get wrong, and `init` would write
+    into that home as if it were this layout. The home is left as it is."""
+    from modelarc.errors import UnsupportedFormatError, UsageError
+
+    if type(value) is not int or value < 1:  # not true, not 1.0, not "1": damaged, not newer
+        raise UsageError(
+            f'{root / HOME_CONFIG}: "format" must be a whole number (1), not {value!r:.60}; {_HOME_CONFIG_FIX}'
+        )
+    if value > HOME_CONFIG_FORMAT:
+        raise UnsupportedFormatError(
+            f"{root / HOME_CONFIG} is format {value}, written by a newer modelarc (this one reads format "
+            f"{HOME_CONFIG_FORMAT}); use that modelarc with this home, nothing was changed"
+        )
 
 
 def _checked_home(root: Path) -> Path:
@@ -162,10 +183,10 @@ def _store_setting(root: Path) -> tuple[str | None, str]:
     """
     from modelarc.errors import UsageError
 
+    doc = _home_config(root)  # read even when the environment sets the store: a newer home's is refused anyway
     env = os.environ.get("MODELARC_STORE_URL")
     if env:
         return env, "MODELARC_STORE_URL"
-    doc = _home_config(root)
     if "store" not in doc or doc["store"] is None:
         return None, ""
     value = doc["store"]

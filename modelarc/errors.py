@@ -86,14 +86,22 @@ class ObjectFormatError(IntegrityError):
     """A stored object's header is malformed or names an unknown codec or format version."""
 
 
-class UnsupportedObjectError(ModelarcError):
+class UnsupportedFormatError(ModelarcError):
+    """Something on disk of a format version this modelarc does not know: one a newer modelarc wrote (docs/FORMAT.md
+    "Versions"), refused rather than misread, and never rewritten. A home's ``config.json`` whose ``"format"`` is
+    larger than this modelarc reads (every command refuses the home, ``init`` too, before anything is changed), a
+    run document whose ``"version"`` it does not know (``rerun`` and a rebuild refuse the run). The message names the
+    file or document and the version. Exit 17, as for a stored object of a newer format (the subclass below)."""
+
+    exit_code = 17
+
+
+class UnsupportedObjectError(UnsupportedFormatError):
     """A stored object of a format version or codec id this modelarc does not know: one a newer modelarc wrote
     (docs/FORMAT.md "Versions"), not damaged bytes, so not an ``IntegrityError``. The message names the object and
     what it does not know, once. scrub and fsck report it ``unsupported``; only a copy this modelarc verifies (a
     mirror's, a push's bytes) replaces it, the unreadable one kept in quarantine/ (a flipped version or codec byte
     reads the same); gc refuses to run rather than guess which bases it needs."""
-
-    exit_code = 17
 
 
 class StoredValueError(IntegrityError):
@@ -320,6 +328,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (SignatureError, 422, "SignatureInvalid"),
     (IntegrityError, 422, "IntegrityFailed"),
     (UnsupportedObjectError, 422, "UnsupportedObject"),  # an object of a newer format: not damaged
+    (UnsupportedFormatError, 422, "UnsupportedFormat"),  # a document of a newer format (a run document)
     (ModelarcError, 422, "Refused"),  # understood and refused (format, source, lock)
 )
 

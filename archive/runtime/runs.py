@@ -23,7 +23,7 @@ from modelarc.archive.repository import Archive
 from modelarc.archive.signing import dsse
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.fields import parse_json
-from modelarc.errors import SignatureError, UsageError
+from modelarc.errors import IntegrityError, SignatureError, UnsupportedFormatError, UsageError
 from modelarc.registry import runs as run_rows
 from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId, parse_ref
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 # runs (`modelarc runs`, the record's signature) reads the catalog and the store only.
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
+# the run document's layout (its "version"), written by record_run and the only one read_signed_run reads
+RUN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ def _check_context(config: Any, ref: str, prompt_tokens: int, max_new_tokens: in
 
 def _record_doc(result: RunResult) -> dict[str, Any]:
     return {
-        "version": 1,
+        "version": RUN_VERSION,
         "snapshot": result.snapshot,
         "ref": result.ref,
         "prompt": result.prompt,
@@ -308,7 +310,25 @@ def read_signed_run(envelope: str, pems: Sequence[bytes], where: str) -> tuple[b
         raise SignatureError(f"{where}: the signed record is not JSON") from None
     if not isinstance(doc, dict):
         raise SignatureError(f"{where}: the signed record is not a JSON object")
+    check_run_version(doc.get("version"), where)
     return env.payload, doc, keyring.key_fingerprint(signer)
+
+
+def check_run_version(version: object, where: str) -> None:
+    """Refuse a signed run document of a layout this modelarc does not know (docs/FORMAT.md "Run documents"): its
+    fields may mean something else there (a parameter with another unit, an output that is not the continuation
+    alone), and ``rerun`` would compare against, or a rebuild index, a run it misreads. A larger version is a
+    newer modelarc's; anything else is no run document modelarc wrote."""
+    if type(version) is int and version > RUN_VERSION:  # not true, not 1.0
+        raise UnsupportedFormatError(
+            f"{where}: the signed run document is version {version}, written by a newer modelarc (this one reads "
+            f"version {RUN_VERSION}); use that modelarc to read it"
+        )
+    if type(version) is not int or version != RUN_VERSION:
+        raise IntegrityError(
+            f"{where}: the signed run document's version is {str(version)[:40]!r}, not a version of the run "
+            f"document (this modelarc reads version {RUN_VERSION})"
+        )
 
 
 def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:

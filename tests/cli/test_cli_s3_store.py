@@ -117,7 +117,7 @@ def test_s3_store_errors_are_one_line(bare_arc: Any, s3_bucket: str) -> None:
     arc("init", "--store", f"s3://{s3_bucket}/one")
     arc("init", "--store", f"s3://{s3_bucket}/one/")  # the same store, spelled with a slash: fine
     assert "already keeps its objects" in arc.fail("init", "--store", f"s3://{s3_bucket}/two").stderr
-    assert json.loads((arc.home / "config.json").read_text()) == {"store": f"s3://{s3_bucket}/one"}
+    assert json.loads((arc.home / "config.json").read_text()) == {"format": 1, "store": f"s3://{s3_bucket}/one"}
 
 
 def test_a_home_with_a_local_store_is_not_switched_to_a_bucket(arc: Any, s3_bucket: str) -> None:

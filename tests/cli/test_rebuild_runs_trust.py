@@ -150,6 +150,49 @@ def test_a_signed_run_filed_by_its_record_under_another_snapshot_is_refused(
     assert arc.json("runs", "acme/other:v1") == []
 
 
+def _signed_by_the_home(
+    arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, doc: dict[str, Any]
+) -> tuple[bytes, str, str]:
+    """``doc`` as record_run would sign it, with the home's own (trusted) key: (payload, envelope text, key)."""
+    payload = canonical_json(doc)
+    with _archive(arc, monkeypatch) as archive:
+        key = archive._private_key()
+    fingerprint = keyring.key_fingerprint(keyring.public_key_pem(key))
+    signature = dsse.sign(RUN_PAYLOAD_TYPE, payload, key)
+    envelope = json.dumps(dsse.Envelope(RUN_PAYLOAD_TYPE, payload, ((fingerprint, signature),)).to_json())
+    return payload, envelope, fingerprint
+
+
+# a run document's "version" this modelarc does not read, and what the refusal says (docs/FORMAT.md "Run documents")
+UNKNOWN_VERSIONS = {
+    "newer": (2, "version 2, written by a newer modelarc"),
+    "text": ("1", "version is '1', not a version of the run document"),
+    "absent": (None, "version is 'None', not a version of the run document"),
+}
+
+
+@pytest.mark.parametrize(("version", "says"), UNKNOWN_VERSIONS.values(), ids=UNKNOWN_VERSIONS.keys())
+def test_a_signed_run_of_a_version_this_modelarc_does_not_read_is_not_replayed(
+    arc: ArchiveCli,
+    recorded: dict[str, Any],
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    version: object,
+    says: str,
+) -> None:
+    """Signed by a trusted key, of the record's snapshot and ref, byte for byte the object it names: only its
+    version is not one this modelarc knows, so it is refused rather than indexed as a run it would misread."""
+    doc = {k: v for k, v in _forged_doc(arc, monkeypatch, recorded).items() if k != "version"}
+    if version is not None:
+        doc["version"] = version
+    payload, envelope, fingerprint = _signed_by_the_home(arc, monkeypatch, doc)
+    key = _plant(arc, monkeypatch, recorded, payload, signature=envelope, key=fingerprint)
+
+    code, report = _rebuild(arc, database_url)
+    assert code != 0 and says in _refused(report, key)
+    assert "FABRICATED" not in arc("runs").stdout
+
+
 # ------------------------------------------------------------------------------------------------ rerun, runs
 def _alter_row(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, record: Any) -> None:
     from modelarc.registry.models import RunRecord
@@ -199,3 +242,25 @@ def test_a_second_record_of_one_run_is_refused_naming_the_first(
     second = copy if first != copy else f"records/{genuine.name}"
     reason = _refused(report, second)
     assert f"already replayed from the earlier record {first}" in reason, reason
+
+
+def test_rerun_refuses_a_signed_run_of_a_newer_version(
+    arc: ArchiveCli, recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog row whose signed document is a newer layout (as a newer modelarc sharing this catalog would
+    record): `rerun` says so in one line, exit 17, and does not run it as if it were version 1."""
+    from modelarc.registry.models import RunRecord
+
+    doc = dict(_forged_doc(arc, monkeypatch, recorded), version=2)
+    payload, envelope, _fingerprint = _signed_by_the_home(arc, monkeypatch, doc)
+    with _archive(arc, monkeypatch) as archive, archive.catalog.session() as s:
+        put = archive.store.put(payload)
+        archive.store.sync()
+        row = s.get(RunRecord, 1)
+        assert row is not None
+        row.record, row.signature, row.object_id = doc, envelope, str(put.id)
+
+    result = arc.fail("rerun", "1")
+    assert result.exit_code == 17, result.output
+    assert "run 1: the signed run document is version 2, written by a newer modelarc" in result.stderr
+    assert "IDENTICAL" not in result.stdout and "FABRICATED" not in result.stdout

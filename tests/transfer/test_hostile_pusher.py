@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogkit import drop_catalog
 from hostilekit import HostilePusher, object_files
 from modelfactory import write_model
-from transferkit import Server, make_home, trusted_by_server
+from test_pull_folder_checks import _write_gguf
+from transferkit import Server, files_of, make_home, trusted_by_server
 
 from modelarc.archive.repository import Archive
 from modelarc.errors import NotFoundError
+from modelarc.storage import ObjectId
 
 Doc = dict[str, Any]
 
@@ -174,3 +178,102 @@ def test_an_offer_whose_parents_are_not_a_list_is_refused(server: Server, pusher
     answer = pusher.commit(offer)
     assert answer.status_code == 400, answer.text
     assert "parents must be a list" in answer.json()["detail"]
+
+
+# ------------------------------------------------------------------------------- a file's kind and its path
+# docs/FORMAT.md "Parts": a file's kind follows from its path (".safetensors" parsed, ".gguf" parsed, every
+# other path a blob, the suffix compared case-sensitively). A signed manifest giving a path another kind is no
+# manifest any modelarc wrote, except a .gguf file as a blob: the first modelarc did not parse GGUF (commit
+# 091a2b7 began to).
+KindLie = Callable[[HostilePusher, Doc], None]
+
+
+def _renamed(suffix: str, new_suffix: str) -> KindLie:
+    """The file ending in ``suffix`` named with ``new_suffix`` instead, its kind and bytes as they were."""
+
+    def lie(_pusher: HostilePusher, doc: Doc) -> None:
+        f = _file(doc, suffix)
+        f["path"] = f["path"][: -len(suffix)] + new_suffix
+
+    return lie
+
+
+def _as_one_blob(suffix: str) -> KindLie:
+    """The file as a blob of one chunk, its whole bytes (each test file is under the 8 MiB chunk size): how a
+    writer that did not parse the file, such as the first modelarc for a .gguf file, stored it."""
+
+    def lie(pusher: HostilePusher, doc: Doc) -> None:
+        f = _file(doc, suffix)
+        chunks = [ObjectId(c["id"]) for p in f["parts"] for c in p["chunks"]]
+        data = b"".join(bytes(pusher.archive.store.get(oid)) for oid in chunks)
+        assert len(data) == f["size"] and hashlib.sha256(data).hexdigest() == f["sha256"]
+        chunk = {"id": pusher.put_bytes(data), "length": len(data)}
+        f.update(kind="blob", parts=[{"kind": "blob", "offset": 0, "length": len(data), "chunks": [chunk]}])
+
+    return lie
+
+
+KIND_LIES: dict[str, tuple[str, KindLie]] = {
+    "model.bin claimed as safetensors": ("m", _renamed(".safetensors", ".bin")),
+    "model.SAFETENSORS claimed as safetensors": ("m", _renamed(".safetensors", ".SAFETENSORS")),
+    "model.safetensors as a blob": ("m", _as_one_blob(".safetensors")),
+    "model.GGUF claimed as gguf": ("g", _renamed(".gguf", ".GGUF")),
+    "model.bin claimed as gguf": ("g", _renamed(".gguf", ".bin")),
+}
+
+
+def _with_gguf(pusher: HostilePusher, tmp_path: Path) -> None:
+    pusher.archive.push(_write_gguf(tmp_path / "g"), "acme/g:v1")
+
+
+@pytest.mark.parametrize(("model", "lie"), KIND_LIES.values(), ids=KIND_LIES.keys())
+def test_a_commit_is_refused_when_a_file_kind_is_not_the_one_its_path_gives(
+    server: Server, pusher: HostilePusher, tmp_path: Path, model: str, lie: KindLie
+) -> None:
+    """Every byte checks out (sizes, sha256, the header of a parsed file against its tensor parts): only the kind
+    disagrees with the path, which decides how the file is read and listed."""
+    if model == "g":
+        _with_gguf(pusher, tmp_path)
+    ref = f"acme/{model}:v1"
+    _ref, snap = pusher.archive.resolve(ref)
+    doc = copy.deepcopy(pusher.archive.manifest(snap).to_json())
+    lie(pusher, doc)
+    pusher.upload_all(doc)
+    before = _catalog_stats(server.archive)
+    answer = pusher.commit(pusher.offer(ref, doc))
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "the manifest gives it kind" in detail and 'docs/FORMAT.md "Parts"' in detail, detail
+    assert _catalog_stats(server.archive) == before
+    with pytest.raises(NotFoundError):
+        server.archive.resolve(ref)
+
+
+def test_a_gguf_file_stored_as_a_blob_by_the_first_modelarc_is_still_received_pulled_and_rebuilt(
+    server: Server, pusher: HostilePusher, tmp_path: Path
+) -> None:
+    """The one combination an earlier modelarc wrote that today's would not, a .gguf path of kind blob, passes
+    every reader that checks a manifest from elsewhere: a server receiving it, a `pull --remote` client, and a
+    rebuild reading it from the store."""
+    _with_gguf(pusher, tmp_path)
+    _ref, snap = pusher.archive.resolve("acme/g:v1")
+    doc = copy.deepcopy(pusher.archive.manifest(snap).to_json())
+    _as_one_blob(".gguf")(pusher, doc)
+    pusher.upload_all(doc)
+    answer = pusher.commit(pusher.offer("acme/g:v1", doc))
+    assert answer.status_code == 201, answer.text
+    server.archive.verify("acme/g:v1")
+    _ref, received = server.archive.resolve("acme/g:v1")
+    assert [f.kind for f in server.archive.manifest(received).files if f.path.endswith(".gguf")] == ["blob"]
+
+    bob = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)
+    (tmp_path / "alice.pem").write_bytes(pusher.archive.public_key_pem())
+    bob("keys", "import", tmp_path / "alice.pem", "--label", "alice")
+    bob("pull", "acme/g:v1", tmp_path / "out", "--remote", "origin")
+    assert files_of(tmp_path / "out") == files_of(tmp_path / "g")
+    drop_catalog(bob.env["MODELARC_DATABASE_URL"])
+    rebuilt = bob("rebuild-catalog", "--json")
+    report = json.loads(rebuilt.stdout)
+    assert report["refused"] == {} and report["replayed"].get("snapshot") == 1, report
+    bob("verify", "acme/g:v1")

@@ -128,6 +128,35 @@ def test_a_signed_manifest_whose_tensor_entries_lie_about_the_header_is_refused(
     assert not _partials(out)
 
 
+def _safetensors_named_bin(doc: dict[str, Any]) -> None:
+    """The safetensors file under a path no writer parses (``model.bin``), its kind, parts and bytes unchanged."""
+    f = next(f for f in doc["files"] if f["kind"] == "safetensors")
+    f["path"] = f["path"].removesuffix(".safetensors") + ".bin"
+
+
+@pytest.mark.parametrize("into", ["folder", "archive only"])
+def test_a_signed_manifest_giving_a_path_another_kind_is_refused_before_a_weight_moves(
+    server: Server, alice: Home, tmp_path: Path, into: str
+) -> None:
+    """docs/FORMAT.md "Parts": the kind follows from the path. Every byte and the header check out; the client
+    refuses the manifest as the server would, with the manifest and bundles, before any weight is asked for."""
+    alice("push", write_model(tmp_path / "m"), "acme/m:v1", "--remote", "origin")
+    manifest_id, bundle_id, stored = _forged(alice, "acme/m:v1", _safetensors_named_bin)
+    proxy = _serving_forgery(manifest_id, bundle_id, stored)
+    proxy.upstream = server.url
+    out = tmp_path / "out"
+    with serve_proxy(proxy) as url:
+        bob = _bob(tmp_path, url, alice)
+        before = bob.json("ls")
+        where = [out] if into == "folder" else []
+        result = bob("pull", "acme/m:v1", *where, "--remote", "evil", ok=False)
+    assert "model.bin: the manifest gives it kind 'safetensors'" in result.stderr, result.stderr
+    assert bob.json("ls") == before
+    asked = [r for r in proxy.requests if "/v1/objects" in r]
+    assert asked and all(r.endswith((manifest_id, bundle_id)) for r in asked), asked
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_an_honest_pull_into_a_folder_still_records_its_tensors(
     server: Server, alice: Home, tmp_path: Path
 ) -> None:
