@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelarc.archive.manifest import Part, SnapshotManifest
-from modelarc.errors import ObjectMissingError, UsageError
+from modelarc.errors import ModelarcError, ObjectMissingError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.db import CatalogSession
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 
@@ -103,6 +105,37 @@ def base_closure(
         if base:
             frontier.append(base)
     return out
+
+
+def release_unneeded_bases(store: ObjectStore, s: CatalogSession, rewritten: Iterable[str]) -> int:
+    """After objects were rewritten in another encoding (a delta on its own: a push's heal, repair), drop the
+    ``as_base`` references of each snapshot that references one of them which its objects' chains, as this
+    store's headers say now, no longer reach: otherwise gc keeps the old base for as long as the snapshot lives.
+    Only references are dropped, never an object, and only bases no delta of that snapshot decodes against; a
+    snapshot whose chains cannot all be read (a missing object, a newer format) keeps every reference. The number
+    of references dropped. Headers are read once each, for the snapshots concerned only (rewrites are rare)."""
+    headers: dict[str, str | None] = {}
+
+    def base_of(oid: str) -> str | None:
+        if oid not in headers:
+            headers[oid] = store.delta_base(ObjectId(oid))
+        return headers[oid]
+
+    snapshots = {snap.row_id for snaps in q.snapshots_using(s, rewritten).values() for snap in snaps}
+    dropped = 0
+    for row_id in sorted(snapshots):
+        kept = q.base_object_ids(s, row_id)
+        if not kept:
+            continue
+        content = q.snapshot_object_ids(s, row_id) - kept
+        try:
+            needed = base_closure(store, {oid: base_of(oid) for oid in content})
+        except (ModelarcError, OSError):
+            continue
+        if stale := kept - needed:
+            q.release_snapshot_objects(s, row_id, stale)
+            dropped += len(stale)
+    return dropped
 
 
 def send_order(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.deltas import release_unneeded_bases
 from modelarc.archive.mirrors import good_copies, is_remote_target, mirrors, open_mirrors
 from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes, readable_records
 from modelarc.archive.scrub import check_object
@@ -162,6 +163,8 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
         rows.record_replaced(s, rewritten + realigned)  # its row describes the copy now stored: gc and fsck go by it
+        # a delta written on its own no longer needs its old base: its snapshots stop keeping it for gc
+        release_unneeded_bases(archive.store, s, [o.id for o in rewritten + realigned])
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(

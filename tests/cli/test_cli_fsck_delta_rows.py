@@ -125,8 +125,10 @@ def test_a_delta_whose_row_names_another_base_is_rewritten_on_its_own(
     assert primary.delta_base(ObjectId(delta)) is None and _row(arc, delta, monkeypatch).delta_base is None
 
     arc("rm", "acme/other:v1", "--reason", "retired")
+    arc("rm", "acme/base:v1", "--reason", "retired")
     arc("gc")
     assert not primary.has(ObjectId(other))
+    assert not primary.has(ObjectId(recorded_base))  # acme/ft:v1 no longer keeps the base its row named
     _gc_keeps_the_snapshot_whole(arc, tmp_path, "acme/ft:v1", child)
 
 
@@ -155,14 +157,19 @@ def test_a_row_naming_a_base_for_a_copy_stored_on_its_own_is_corrected_without_r
 def test_a_healing_push_that_rewrites_a_delta_on_its_own_records_it_so(
     arc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rewrite paths (a push's heal here, repair in test_cli_repair_mirror_deltas.py) leave no stale base."""
+    """The rewrite paths (a push's heal here, repair in test_cli_repair_mirror_deltas.py) leave no stale base: not
+    in the row, and not in the snapshot's references, which would keep the old base from gc for good."""
     base = tiny_tensors()
     arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
     child = write_model(tmp_path / "ft", finetune(base, WEIGHTS, scale=1e-5))
     arc("push", child, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
     primary = ObjectStore.open_local(arc.home / "store")
     delta = _chunk(primary, arc, "acme/ft:v1")
-    assert _row(arc, delta, monkeypatch).delta_base is not None
+    old_base = _row(arc, delta, monkeypatch).delta_base
+    assert old_base is not None
+    arc("rm", "acme/base:v1", "--reason", "retired")
+    arc("gc")
+    assert primary.has(ObjectId(old_base))  # acme/ft:v1 keeps it: its chunk decodes against it
     path = arc.home / "store" / object_key(ObjectId(delta))
     damaged = bytearray(path.read_bytes())
     damaged[-1] ^= 0xFF
@@ -175,6 +182,11 @@ def test_a_healing_push_that_rewrites_a_delta_on_its_own_records_it_so(
     row = _row(arc, delta, monkeypatch)
     assert (row.codec, row.delta_base, row.standalone_size) == (primary.stat(ObjectId(delta)).codec, None, None)
     assert arc.json("fsck", "--read-data")["ok"]
+    arc("gc")
+    assert not primary.has(ObjectId(old_base))
+    assert arc.json("fsck", "--read-data")["ok"]
+    arc("pull", "acme/ft:v1", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (child / "model.safetensors").read_bytes()
 
 
 def test_a_rewrite_that_cannot_write_leaves_the_delta_copy_for_the_next_repair_to_put_back(
