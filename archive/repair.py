@@ -415,7 +415,7 @@ def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, st
         for oid in sorted((set(recorded) & present) - suspects):
             if _state(archive, oid) != "ok":
                 suspects.add(oid)
-            elif (why := mismatch(archive.store.stat(ObjectId(oid)), recorded[oid])) is not None:
+            elif (why := mismatch(archive.store.stat(ObjectId(oid)), recorded[oid], past=True)) is not None:
                 mismatched[oid] = why
     return suspects, mismatched
 

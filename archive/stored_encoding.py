@@ -31,13 +31,15 @@ def describe(codec: str, base: str | None) -> str:
     return f"on its own (codec {codec})"
 
 
-def mismatch(info: ObjectInfo, row: ObjectRecord) -> str | None:
+def mismatch(info: ObjectInfo, row: ObjectRecord, *, past: bool = False) -> str | None:
     """What differs between the stored copy's header (``info``, from ``ObjectStore.stat``) and the catalog's row,
-    in one sentence naming the object, or None when the row describes the copy (codec and delta base)."""
+    in one sentence naming the object (``past``: as it was, for a report of what was mended), or None when the row
+    describes the copy (codec and delta base)."""
     if (info.codec, info.delta_base) == (row.codec, row.delta_base):
         return None
+    is_, records = ("was", "recorded") if past else ("is", "records")
     return (
-        f"object {info.id} is stored {describe(info.codec, info.delta_base)}, but the catalog records it "
+        f"object {info.id} {is_} stored {describe(info.codec, info.delta_base)}, but the catalog {records} it "
         f"{describe(row.codec, row.delta_base)}"
     )
 
