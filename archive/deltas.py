@@ -107,32 +107,29 @@ def base_closure(
     return out
 
 
-def release_unneeded_bases(store: ObjectStore, s: CatalogSession, rewritten: Iterable[str]) -> int:
-    """After objects were rewritten in another encoding (a delta on its own: a push's heal, repair), drop the
-    ``as_base`` references of each snapshot that references one of them which its objects' chains, as this
-    store's headers say now, no longer reach: otherwise gc keeps the old base for as long as the snapshot lives.
-    Only references are dropped, never an object, and only bases no delta of that snapshot decodes against; a
-    snapshot whose chains cannot all be read (a missing object, a newer format) keeps every reference. The number
-    of references dropped. Headers are read once each, for the snapshots concerned only (rewrites are rare)."""
-    headers: dict[str, str | None] = {}
+def release_unneeded_bases(store: ObjectStore, s: CatalogSession, headers: Mapping[str, str | None]) -> int:
+    """Drop every snapshot's ``as_base`` references that no chain of its objects reaches any more and that no
+    stored object's header names as its base; the number dropped. Why: a delta rewritten on its own (a push's
+    heal, repair) no longer needs its old base, yet its snapshots kept referencing it, and gc kept it for as long
+    as they lived.
 
-    def base_of(oid: str) -> str | None:
-        if oid not in headers:
-            headers[oid] = store.delta_base(ObjectId(oid))
-        return headers[oid]
-
-    snapshots = {snap.row_id for snaps in q.snapshots_using(s, rewritten).values() for snap in snaps}
+    ``headers`` must be the delta base (or None) of **every** catalogued object, as its header says, all of them
+    read back intact just now (``repair --read-data`` under the store lock, after mending every one): a base
+    some object decodes against is then never released, even when the catalog's references omit it (rows an older
+    modelarc got wrong). Only references are dropped, never an object. A snapshot one of whose objects is not in
+    ``headers`` keeps every reference."""
+    named = {base for base in headers.values() if base is not None}
     dropped = 0
-    for row_id in sorted(snapshots):
+    for row_id in q.snapshots_keeping_bases(s):
         kept = q.base_object_ids(s, row_id)
-        if not kept:
-            continue
         content = q.snapshot_object_ids(s, row_id) - kept
+        if not content <= headers.keys():
+            continue
         try:
-            needed = base_closure(store, {oid: base_of(oid) for oid in content})
+            needed = base_closure(store, {oid: headers[oid] for oid in content})
         except (ModelarcError, OSError):
             continue
-        if stale := kept - needed:
+        if stale := kept - needed - named:
             q.release_snapshot_objects(s, row_id, stale)
             dropped += len(stale)
     return dropped

@@ -18,14 +18,13 @@ import datetime as dt
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
-from modelarc.archive.deltas import release_unneeded_bases
 from modelarc.archive.scrub import check_object
 from modelarc.errors import IntegrityError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import ObjectRecord
-from modelarc.storage import ObjectId, ObjectStore, Replacing
+from modelarc.storage import ObjectId, Replacing
 from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
@@ -85,20 +84,15 @@ def read_back(archive: Archive, object_ids: Iterable[str]) -> dict[str, ObjectIn
 
 
 def record_healed(
-    store: ObjectStore,
-    s: CatalogSession,
-    infos: dict[str, ObjectInfo],
-    actor: str,
-    target: str,
-    **details: object,
+    s: CatalogSession, infos: dict[str, ObjectInfo], actor: str, target: str, **details: object
 ) -> None:
-    """In the caller's transaction: the healed objects' rows describe their new copies, checked ok, the snapshots
-    that kept a healed delta's old base only for it keep it no more (a heal writes on its own), and the audit log
-    says which were healed, by whom, for what (``target``: the snapshot pushed)."""
+    """In the caller's transaction: the healed objects' rows describe their new copies, checked ok, and the
+    audit log says which were healed, by whom, for what (``target``: the snapshot pushed). A healed delta is
+    written on its own; the snapshots keep referencing its old base until ``repair --read-data``, which alone
+    knows every object's header (``deltas.release_unneeded_bases``)."""
     if not infos:
         return
     rows.record_replaced(
         s, [ObjectRecord(i.id, i.raw_size, i.stored_size, i.codec, i.delta_base) for i in infos.values()]
     )
-    release_unneeded_bases(store, s, infos)
     q.audit(s, actor, "heal", target, objects=sorted(infos), **details)

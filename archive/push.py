@@ -195,7 +195,7 @@ def push_folder(
                     audit_details={"stored_bytes_added": record.stored_bytes_added},
                 ),
             )
-            record_healed(archive.store, s, healed, archive.settings.actor, f"{model_ref.model}@{snapshot_id}", by="push")
+            record_healed(s, healed, archive.settings.actor, f"{model_ref.model}@{snapshot_id}", by="push")
     _update_index(index, result, files, snapshot_id, warn)
     return PushResult(
         ref=str(ref),

@@ -102,7 +102,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
     # a missing mirror (an unmounted disk) is counted, never made again: the others still lend their copies
     sources, report.unreachable = open_mirrors(archive, mirrors(archive))
     with archive.lock(exclusive=False, purpose="repair"):
-        suspects, mismatched = _suspects(archive, read_data)
+        suspects, mismatched, headers = _suspects(archive, read_data)
         report.checked = len(suspects)
         with archive.catalog.session() as s:
             # what the catalog records of each suspect's stored copy: a copy put back differently is recorded so
@@ -158,13 +158,17 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
+        if read_data and not (report.unrepaired or report.unsupported):
+            # every catalogued object is intact: its header is known, so no base any of them needs is released
+            for oid in [o for o, st in fixed.items() if st == "ok"] + [r.id for r in realigned]:
+                headers[oid] = archive.store.delta_base(ObjectId(oid))  # as mended now
+            with archive.catalog.session() as s:  # (under the lock: no heal or repair rewrites meanwhile)
+                release_unneeded_bases(archive.store, s, headers)
     with archive.catalog.session() as s:
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
         rows.record_replaced(s, rewritten + realigned)  # its row describes the copy now stored: gc and fsck go by it
-        # a delta written on its own no longer needs its old base: its snapshots stop keeping it for gc
-        release_unneeded_bases(archive.store, s, [o.id for o in rewritten + realigned])
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(
@@ -401,9 +405,10 @@ class _Unreplayed:
             yield from sorted(todo)
 
 
-def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, str]]:
+def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, str], dict[str, str | None]]:
     """The objects to mend from a mirror and, with ``read_data``, the intact ones whose catalog row does not
-    describe their stored copy (id -> what differs; archive/stored_encoding.py)."""
+    describe their stored copy (id -> what differs; archive/stored_encoding.py) and the delta base (or None) of
+    every intact catalogued object, as its header says."""
     with archive.catalog.session() as s:
         # unsupported too: a mirror added since may hold a copy this modelarc can verify
         known_bad = set(rows.objects_found_bad(s, rows.REPLACEABLE))
@@ -411,13 +416,17 @@ def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, st
     present = set(archive.store.iter_ids())
     suspects = known_bad | (set(recorded) - present)
     mismatched: dict[str, str] = {}
+    headers: dict[str, str | None] = {}
     if read_data:
         for oid in sorted((set(recorded) & present) - suspects):
             if _state(archive, oid) != "ok":
                 suspects.add(oid)
-            elif (why := mismatch(archive.store.stat(ObjectId(oid)), recorded[oid], past=True)) is not None:
+                continue
+            info = archive.store.stat(ObjectId(oid))
+            headers[oid] = info.delta_base
+            if (why := mismatch(info, recorded[oid], past=True)) is not None:
                 mismatched[oid] = why
-    return suspects, mismatched
+    return suspects, mismatched, headers
 
 
 def _realign(

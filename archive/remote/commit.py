@@ -153,7 +153,7 @@ def commit_offer(
                     audit_details={"key": fingerprint},
                 ),
             )
-            record_healed(archive.store, s, healed, actor, f"{ref.model}@{offer.snapshot}", by="transfer.commit")
+            record_healed(s, healed, actor, f"{ref.model}@{offer.snapshot}", by="transfer.commit")
             # in the same transaction as the snapshot: recorded with its data and its policy, or not at all (a
             # policy applied after the commit and failed would leave the snapshot public, and a retried commit
             # finds it already recorded and applies no policy). Every catalog record is written once every row is

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from modelfactory import finetune, tiny_tensors, write_model
 from recordkit import catalog_session
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from modelarc.registry import integrity as rows
+from modelarc.registry import queries as q
 from modelarc.registry.records import ObjectRecord
-from modelarc.registry.store_models import StoredObject
+from modelarc.registry.store_models import SnapshotObject, StoredObject
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.store import object_key
 
@@ -157,8 +158,8 @@ def test_a_row_naming_a_base_for_a_copy_stored_on_its_own_is_corrected_without_r
 def test_a_healing_push_that_rewrites_a_delta_on_its_own_records_it_so(
     arc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The rewrite paths (a push's heal here, repair in test_cli_repair_mirror_deltas.py) leave no stale base: not
-    in the row, and not in the snapshot's references, which would keep the old base from gc for good."""
+    """The rewrite paths (a push's heal here, repair in test_cli_repair_mirror_deltas.py) leave no stale base in
+    the row; the snapshot's reference to the old base, which kept it from gc for good, goes at `repair --read-data`."""
     base = tiny_tensors()
     arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
     child = write_model(tmp_path / "ft", finetune(base, WEIGHTS, scale=1e-5))
@@ -182,6 +183,9 @@ def test_a_healing_push_that_rewrites_a_delta_on_its_own_records_it_so(
     row = _row(arc, delta, monkeypatch)
     assert (row.codec, row.delta_base, row.standalone_size) == (primary.stat(ObjectId(delta)).codec, None, None)
     assert arc.json("fsck", "--read-data")["ok"]
+    arc("gc")
+    assert primary.has(ObjectId(old_base))  # still referenced: a heal cannot tell that nothing else needs it
+    assert arc.json("repair", "--read-data")["ok"]  # which reads every header, and releases it
     arc("gc")
     assert not primary.has(ObjectId(old_base))
     assert arc.json("fsck", "--read-data")["ok"]
@@ -221,3 +225,36 @@ def test_a_rewrite_that_cannot_write_leaves_the_delta_copy_for_the_next_repair_t
     arc("gc")
     assert not primary.has(ObjectId(other))
     _gc_keeps_the_snapshot_whole(arc, tmp_path, "acme/base:v1", source)
+
+
+def test_repair_never_releases_a_base_reference_a_stored_delta_decodes_against(
+    arc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """acme/ft's chunk, once a delta against the parent's chunk, is stored on its own now, so acme/ft's reference
+    to that base looks stale; but acme/ft2's chunk decodes against it, and acme/ft2's own reference was lost (as an
+    older modelarc's rows could be). repair --read-data keeps acme/ft's reference: a stored header names the base."""
+    base = tiny_tensors()
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    for name, seed in (("ft", 1), ("ft2", 2)):
+        tuned = write_model(tmp_path / name, finetune(base, WEIGHTS, scale=1e-5, seed=seed))
+        arc("push", tuned, f"acme/{name}:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    primary = ObjectStore.open_local(arc.home / "store")
+    first, second = _chunk(primary, arc, "acme/ft:v1"), _chunk(primary, arc, "acme/ft2:v1")
+    shared = str(primary.delta_base(ObjectId(first)))
+    assert str(primary.delta_base(ObjectId(second))) == shared
+    raw = bytes(primary.get(ObjectId(first)))
+    primary.delete(ObjectId(first))
+    assert primary.put(raw, dtype_hint="F32").delta_base is None  # on its own, its row still naming the base
+    with catalog_session(arc, monkeypatch) as s:
+        (ft2,) = [sn for sn in q.snapshots_using(s, [shared])[shared] if sn.model == "acme/ft2"]
+        s.execute(
+            delete(SnapshotObject).where(SnapshotObject.snapshot_id == ft2.row_id, SnapshotObject.object_id == shared)
+        )
+
+    assert set(arc.json("repair", "--read-data")["realigned"]) == {first}
+    arc("rm", "acme/base:v1", "--reason", "retired")
+    arc("gc")
+    assert primary.has(ObjectId(shared))
+    assert arc.json("fsck", "--read-data")["ok"]
+    arc("pull", "acme/ft2:v1", tmp_path / "out")
+    assert (tmp_path / "out/model.safetensors").read_bytes() == (tmp_path / "ft2/model.safetensors").read_bytes()
