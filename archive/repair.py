@@ -74,6 +74,9 @@ class RepairReport:
     # object id -> how its catalog row misdescribed the stored copy, and what was done (``read_data`` only;
     # archive/stored_encoding.py): a delta rewritten on its own, or the row of a copy that needs no base corrected
     realigned: dict[str, str] = field(default_factory=dict)
+    # snapshots' references to bases no stored object decodes against any more, dropped (``read_data`` with every
+    # object intact; archive/deltas.py ``release_unneeded_bases``): gc may free those bases now
+    base_references_released: int = 0
 
     @property
     def ok(self) -> bool:
@@ -163,7 +166,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             for oid in [o for o, st in fixed.items() if st == "ok"] + [r.id for r in realigned]:
                 headers[oid] = archive.store.delta_base(ObjectId(oid))  # as mended now
             with archive.catalog.session() as s:  # (under the lock: no heal or repair rewrites meanwhile)
-                release_unneeded_bases(archive.store, s, headers)
+                report.base_references_released = release_unneeded_bases(archive.store, s, headers)
     with archive.catalog.session() as s:
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
@@ -189,6 +192,8 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             records_not_taken=len(report.records_not_taken),
             records_from=records_from,
             unreachable=len(report.unreachable),
+            realigned=len(report.realigned),
+            base_references_released=report.base_references_released,
         )
     return report
 

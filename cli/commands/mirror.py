@@ -258,6 +258,12 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
         console.print(
             f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
             + (f", {len(report.realigned)} realigned with the catalog" if report.realigned else "")
+            + (
+                f", {report.base_references_released} references to bases nothing decodes against released (gc "
+                "frees them)"
+                if report.base_references_released
+                else ""
+            )
             + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")
         )
     _echo_unreachable(report.unreachable.values())

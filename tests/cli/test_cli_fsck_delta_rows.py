@@ -185,7 +185,8 @@ def test_a_healing_push_that_rewrites_a_delta_on_its_own_records_it_so(
     assert arc.json("fsck", "--read-data")["ok"]
     arc("gc")
     assert primary.has(ObjectId(old_base))  # still referenced: a heal cannot tell that nothing else needs it
-    assert arc.json("repair", "--read-data")["ok"]  # which reads every header, and releases it
+    released = arc.json("repair", "--read-data")  # which reads every header, and releases it
+    assert released["ok"] and released["base_references_released"] == 1
     arc("gc")
     assert not primary.has(ObjectId(old_base))
     assert arc.json("fsck", "--read-data")["ok"]
