@@ -259,3 +259,26 @@ def test_repair_never_releases_a_base_reference_a_stored_delta_decodes_against(
     assert arc.json("fsck", "--read-data")["ok"]
     arc("pull", "acme/ft2:v1", tmp_path / "out")
     assert (tmp_path / "out/model.safetensors").read_bytes() == (tmp_path / "ft2/model.safetensors").read_bytes()
+
+
+def test_on_an_s3_store_fsck_names_the_mismatch_and_repair_rewrites_it(
+    bare_arc: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on a bucket, where the rewrite is a conditional create after the delta copy is set aside."""
+    arc = bare_arc
+    arc("init", "--store", f"s3://{s3_bucket}/archive/main/")
+    store = ObjectStore.open_location(f"s3://{s3_bucket}/archive/main")
+    base = tiny_tensors()
+    source = write_model(tmp_path / "base", base)
+    arc("push", source, "acme/base:v1")
+    arc("push", write_model(tmp_path / "other", finetune(base, WEIGHTS, scale=1e-5)), "acme/other:v1")
+    chunk, other = _chunk(store, arc, "acme/base:v1"), _chunk(store, arc, "acme/other:v1")
+    _restore_as_delta(store, chunk, other)
+
+    assert set(_fsck_mismatch(arc)) == {chunk}
+    assert set(arc.json("repair", "--read-data")["realigned"]) == {chunk}
+    assert store.delta_base(ObjectId(chunk)) is None and _row(arc, chunk, monkeypatch).delta_base is None
+    arc("rm", "acme/other:v1", "--reason", "retired")
+    arc("gc")
+    assert not store.has(ObjectId(other))
+    _gc_keeps_the_snapshot_whole(arc, tmp_path, "acme/base:v1", source)
