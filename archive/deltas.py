@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from modelarc.archive.manifest import Part, SnapshotManifest
-from modelarc.errors import ObjectMissingError, UsageError
+from modelarc.errors import ModelarcError, ObjectMissingError, UsageError
+from modelarc.registry import queries as q
+from modelarc.registry.db import CatalogSession
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 
@@ -103,6 +105,34 @@ def base_closure(
         if base:
             frontier.append(base)
     return out
+
+
+def release_unneeded_bases(store: ObjectStore, s: CatalogSession, headers: Mapping[str, str | None]) -> int:
+    """Drop every snapshot's ``as_base`` references that no chain of its objects reaches any more and that no
+    stored object's header names as its base; the number dropped. Why: a delta rewritten on its own (a push's
+    heal, repair) no longer needs its old base, yet its snapshots kept referencing it, and gc kept it for as long
+    as they lived.
+
+    ``headers`` must be the delta base (or None) of **every** catalogued object, as its header says, all of them
+    read back intact just now (``repair --read-data`` under the store lock, after mending every one): a base
+    some object decodes against is then never released, even when the catalog's references omit it (rows an older
+    modelarc got wrong). Only references are dropped, never an object. A snapshot one of whose objects is not in
+    ``headers`` keeps every reference."""
+    named = {base for base in headers.values() if base is not None}
+    dropped = 0
+    for row_id in q.snapshots_keeping_bases(s):
+        kept = q.base_object_ids(s, row_id)
+        content = q.snapshot_object_ids(s, row_id) - kept
+        if not content <= headers.keys():
+            continue
+        try:
+            needed = base_closure(store, {oid: headers[oid] for oid in content})
+        except (ModelarcError, OSError):
+            continue
+        if stale := kept - needed - named:
+            q.release_snapshot_objects(s, row_id, stale)
+            dropped += len(stale)
+    return dropped
 
 
 def send_order(

@@ -90,7 +90,9 @@ def record_healed(
     s: CatalogSession, infos: dict[str, ObjectInfo], actor: str, target: str, **details: object
 ) -> None:
     """In the caller's transaction: the healed objects' rows describe their new copies, checked ok, and the
-    audit log says which were healed, by whom, for what (``target``: the snapshot pushed)."""
+    audit log says which were healed, by whom, for what (``target``: the snapshot pushed). A healed delta is
+    written on its own; the snapshots keep referencing its old base until ``repair --read-data``, which alone
+    knows every object's header (``deltas.release_unneeded_bases``)."""
     if not infos:
         return
     rows.record_replaced(

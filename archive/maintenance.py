@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from modelarc.archive.records import read_records
 from modelarc.archive.restore import file_chunks, iter_chunk_bytes
+from modelarc.archive.stored_encoding import mismatch
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.archive.weights import kept_files
 from modelarc.errors import (
@@ -29,8 +30,10 @@ from modelarc.errors import (
     UnsupportedObjectError,
     UsageError,
 )
+from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry.leases import leased_object_ids
+from modelarc.registry.records import ObjectRecord
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
@@ -70,6 +73,9 @@ class FsckReport:
     # by every reader, reported here (docs/FORMAT.md "Keys")
     stray: list[str] = field(default_factory=list)
     read_data: bool = False  # False: presence and manifests only, object bytes not re-hashed
+    # object id -> how its stored header (codec, delta base) differs from its catalog row (read_data only): gc keeps
+    # bases by the catalog, so such a delta can lose its base (archive/stored_encoding.py; `repair --read-data`)
+    mismatched: dict[str, str] = field(default_factory=dict)
 
     @property
     def damage_found(self) -> bool:
@@ -77,7 +83,7 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.damage_found or self.unsupported)
+        return not (self.damage_found or self.unsupported or self.mismatched)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
     with archive.catalog.session() as s:
         referenced = q.referenced_object_ids(s)
         snaps = q.list_snapshots(s)
+        recorded = rows.recorded_encodings(s) if read_data else {}
     present: set[str] = set()
     base_unreadable: list[str] = []  # deltas whose base could not be read
     for key, found in archive.store.iter_keys():  # one listing
@@ -157,10 +164,12 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
         try:
             if read_data:
                 report.bytes_checked += len(archive.store.get(oid))
+                _compare_row(archive, report, oid, recorded)
         except (ObjectCorruptError, ObjectMissingError) as exc:
             _corrupt(report, oid, str(exc))
         except DeltaBaseError:
             base_unreadable.append(oid)  # decided below, once the listing is whole
+            _compare_row(archive, report, oid, recorded)  # (its header is whole: only its base is not)
         except UnsupportedObjectError as exc:
             _unsupported(report, oid, str(exc))
         report.objects_checked += 1
@@ -235,6 +244,21 @@ def _corrupt(report: FsckReport, oid: str, why: str) -> None:
     """Note ``oid`` corrupt for ``why``; the snapshots that need it are filled in afterwards."""
     report.corrupt[oid] = []
     report.corrupt_why[oid] = why
+
+
+def _compare_row(archive: Archive, report: FsckReport, oid: str, recorded: dict[str, ObjectRecord]) -> None:
+    """Note ``oid`` mismatched when its catalog row does not describe the header just read (one ranged read more:
+    the object was read whole already). An object without a row is not compared: it is gc's, or a rebuild's."""
+    row = recorded.get(oid)
+    if row is None:
+        return
+    try:
+        info = archive.store.stat(ObjectId(oid))
+    except ModelarcError:  # changed since it was read (or its header is unreadable): reported in its own right
+        return
+    why = mismatch(info, row)
+    if why is not None:
+        report.mismatched[oid] = why
 
 
 def _unsupported(report: FsckReport, oid: str, why: str) -> None:

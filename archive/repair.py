@@ -1,4 +1,6 @@
-"""Repair: replace every missing or corrupt object with a good copy from a mirror.
+"""Repair: replace every missing or corrupt object with a good copy from a mirror (or, last, one set aside in the
+primary's ``quarantine/`` that still verifies), and with ``--read-data`` make every catalog row describe its
+object's stored copy (``_realign``, archive/stored_encoding.py).
 
 A copy is good only if it decodes and hashes to the object's id, checked before anything of the primary is
 touched. A damaged primary copy is moved aside to ``quarantine/`` (kept for a look, never overwritten in place),
@@ -22,11 +24,14 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.deltas import release_unneeded_bases
 from modelarc.archive.mirrors import good_copies, is_remote_target, mirrors, open_mirrors
 from modelarc.archive.records import MAX_RECORD_BYTES, RECORDS_PREFIX, read_record_bytes, readable_records
 from modelarc.archive.scrub import check_object
+from modelarc.archive.stored_encoding import mismatch, rewrite_alone
 from modelarc.archive.unreplayed import needed_objects, unreplayed_snapshots
 from modelarc.errors import (
+    ModelarcError,
     RecordError,
     StoredValueError,
     UnsupportedObjectError,
@@ -37,6 +42,7 @@ from modelarc.registry import queries as q
 from modelarc.registry import written_records as written_rows
 from modelarc.registry.records import ObjectRecord
 from modelarc.storage import ObjectId, ObjectStore
+from modelarc.storage.objectformat import MAX_STORED_SIZE
 from modelarc.storage.store import QUARANTINE_PREFIX, delta_base_of, object_key
 
 if TYPE_CHECKING:
@@ -63,6 +69,12 @@ class RepairReport:
     records_not_taken: dict[str, str] = field(default_factory=dict)
     # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
     unreachable: dict[str, str] = field(default_factory=dict)
+    # object id -> how its catalog row misdescribed the stored copy, and what was done (``read_data`` only;
+    # archive/stored_encoding.py): a delta rewritten on its own, or the row of a copy that needs no base corrected
+    realigned: dict[str, str] = field(default_factory=dict)
+    # snapshots' references to bases no stored object decodes against any more, dropped (``read_data`` with every
+    # object intact; archive/deltas.py ``release_unneeded_bases``): gc may free those bases now
+    base_references_released: int = 0
 
     @property
     def ok(self) -> bool:
@@ -77,7 +89,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
     object missing there that a snapshot of the catalog records needs and the catalog lacks, and
     every catalog record a mirror has and the store lacks that this catalog wrote (``records_from``: also every
     other one that mirror has); ``read_data`` re-hashes every object and record first (a full scrub) instead of
-    trusting the last one."""
+    trusting the last one, and makes each intact object's catalog row describe its stored copy (``_realign``)."""
     report = RepairReport()
     if records_from is not None:
         named = mirrors(archive, records_from)[
@@ -93,7 +105,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
     # a gc under a repair that lost its lock clears the temp file of a copy it is putting back: said as the lost
     # lock (exit 8, nothing recorded), as push says it
     with archive.lock(exclusive=False, purpose="repair") as held, held.explains_lost_writes():
-        suspects = _suspects(archive, read_data)
+        suspects, mismatched, headers = _suspects(archive, read_data)
         report.checked = len(suspects)
         with archive.catalog.session() as s:
             # what the catalog records of each suspect's stored copy: a copy put back differently is recorded so
@@ -104,6 +116,7 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         # a delta can read back only once its base is back: what a pass could not mend gets one more pass
         written: dict[str, str] = {}  # put back from a mirror but not yet readable (a delta before its base)
         recorded = _Unreplayed(archive, read_data)  # what the records' snapshots the catalog lacks need
+        set_aside = _SetAside(archive)
         for oid in chain(sorted(suspects), recorded.rounds(report, suspects), _second_pass(report)):  # lazily
             report.unrepaired_why.pop(oid, None)  # (from the first pass: tried again now)
             state = _state(archive, oid)
@@ -126,7 +139,8 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 # a delta the catalog records is put back as it is, its base kept by the catalog (and mended in
                 # this run if need be); on the second pass one whose base did not come back: written on its own
                 keep = None if oid in written else recorded_bases.get(oid)
-                copies = good_copies(sources, oid, delta_against=keep)
+                # last, a copy set aside here that still verifies (a rewrite that lost its write: _realign)
+                copies = chain(good_copies(sources, oid, delta_against=keep), set_aside.good_copies(oid))
                 outcome = _put_back(archive, report, oid, copies, stamp, own_copy=oid in written)
             if outcome is None:  # no mirror has a good copy
                 report.unrepaired[oid] = []
@@ -140,17 +154,24 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
                 report.repaired[oid] = outcome[0]
                 fixed[oid] = "ok"
         report.checked += recorded.checked
+        realigned = _realign(archive, report, mismatched, stamp, fixed)
         # a copy written in another encoding than the one lost (a mirror's delta put back on its own), read under
         # the lock: every one found ok (one written by a run killed before it recorded it too)
         rewritten = _rewritten(archive, [o for o, st in fixed.items() if st == "ok"], catalogued)
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
+        if read_data and not (report.unrepaired or report.unsupported):
+            # every catalogued object is intact: its header is known, so no base any of them needs is released
+            for oid in [o for o, st in fixed.items() if st == "ok"] + [r.id for r in realigned]:
+                headers[oid] = archive.store.delta_base(ObjectId(oid))  # as mended now
+            with archive.catalog.session() as s:  # (under the lock: no heal or repair rewrites meanwhile)
+                report.base_references_released = release_unneeded_bases(archive.store, s, headers)
     with archive.catalog.session() as s:
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
-        rows.record_replaced(s, rewritten)  # its row describes the copy now stored: gc and fsck go by it
+        rows.record_replaced(s, rewritten + realigned)  # its row describes the copy now stored: gc and fsck go by it
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(
@@ -171,6 +192,8 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
             records_not_taken=len(report.records_not_taken),
             records_from=records_from,
             unreachable=len(report.unreachable),
+            realigned=len(report.realigned),
+            base_references_released=report.base_references_released,
         )
     return report
 
@@ -324,6 +347,29 @@ def _rewritten(
     return out
 
 
+class _SetAside:
+    """The copies set aside in the primary's ``quarantine/``, as a source of last resort: one that decodes (its
+    bases from the primary) and hashes to its id is the object, whatever set it aside. Such a copy exists when a
+    rewrite of a delta on its own (``_realign``) set the delta aside and then could not write (a full disk, a
+    killed process): the object is missing, no mirror may hold it, and the delta copy is the last one. Damaged
+    copies never verify, so they are never taken. Listed once per run, and only when a copy is needed."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.store = archive.store
+        self._keys: list[str] | None = None
+
+    def good_copies(self, oid: str) -> Iterator[tuple[str, bytes]]:
+        """(its key under ``quarantine/``, a blob needing no base) for each copy of ``oid`` there that verifies."""
+        if self._keys is None:
+            self._keys = self.store.quarantined()
+        for key in (k for k in self._keys if k.startswith(f"{QUARANTINE_PREFIX}/{oid}.")):
+            try:
+                blob = self.store.backend.get(key, max_bytes=MAX_STORED_SIZE)
+                yield key, ObjectStore.standalone_of(ObjectId(oid), blob, fetch_base=self.store.get_stored)
+            except (ModelarcError, OSError):
+                continue
+
+
 def _second_pass(report: RepairReport) -> Iterator[str]:
     """After the first pass: each object it left unrepaired, taken off that list to be tried once more."""
     for oid in sorted(report.unrepaired):
@@ -364,16 +410,60 @@ class _Unreplayed:
             yield from sorted(todo)
 
 
-def _suspects(archive: Archive, read_data: bool) -> set[str]:
+def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, str], dict[str, str | None]]:
+    """The objects to mend from a mirror and, with ``read_data``, the intact ones whose catalog row does not
+    describe their stored copy (id -> what differs; archive/stored_encoding.py) and the delta base (or None) of
+    every intact catalogued object, as its header says."""
     with archive.catalog.session() as s:
         # unsupported too: a mirror added since may hold a copy this modelarc can verify
         known_bad = set(rows.objects_found_bad(s, rows.REPLACEABLE))
-        catalogued = set(rows.catalogued_sizes(s))
+        recorded = rows.recorded_encodings(s)
     present = set(archive.store.iter_ids())
-    suspects = known_bad | (catalogued - present)
+    suspects = known_bad | (set(recorded) - present)
+    mismatched: dict[str, str] = {}
+    headers: dict[str, str | None] = {}
     if read_data:
-        suspects |= {oid for oid in catalogued & present if _state(archive, oid) != "ok"}
-    return suspects
+        for oid in sorted((set(recorded) & present) - suspects):
+            if _state(archive, oid) != "ok":
+                suspects.add(oid)
+                continue
+            info = archive.store.stat(ObjectId(oid))
+            headers[oid] = info.delta_base
+            if (why := mismatch(info, recorded[oid], past=True)) is not None:
+                mismatched[oid] = why
+    return suspects, mismatched, headers
+
+
+def _realign(
+    archive: Archive, report: RepairReport, mismatched: dict[str, str], stamp: str, fixed: dict[str, str]
+) -> list[ObjectRecord]:
+    """Make each of ``mismatched`` (intact objects whose catalog row misdescribes the stored copy) agree with its
+    row: a delta is rewritten on its own (``rewrite_alone``: verified before anything is replaced; its delta copy
+    kept in ``quarantine/``), any other copy is left as it is. Returns the rows to record, as the copies read back.
+    No object is deleted, so no base another object needs is lost. One that cannot be rewritten is reported
+    unrepaired with its reason, and what it is now goes to ``fixed`` (the checks to record)."""
+    out = []
+    for oid, why in sorted(mismatched.items()):
+        try:
+            aside = rewrite_alone(archive.store, ObjectId(oid), stamp)
+        except (ModelarcError, OSError) as exc:
+            report.unrepaired[oid] = []
+            report.unrepaired_why[oid] = f"{why}, and it could not be rewritten on its own: {exc}"
+            fixed[oid] = _state(archive, oid)
+            continue
+        if aside is not None:
+            report.quarantined[oid] = aside
+        state = _state(archive, oid)  # read back: the write itself must have landed intact
+        if state != "ok":
+            report.unrepaired[oid] = []
+            report.unrepaired_why[oid] = f"{why}; the copy written on its own does not read back ({state})"
+            fixed[oid] = state
+            continue
+        info = archive.store.stat(ObjectId(oid))
+        done = "rewritten on its own" if aside is not None else "its row now describes the stored copy"
+        report.realigned[oid] = f"{why}: {done}"
+        out.append(ObjectRecord(oid, info.raw_size, info.stored_size, info.codec, info.delta_base))
+    return out
 
 
 def _state(archive: Archive, oid: str) -> str:

@@ -103,6 +103,26 @@ def stored_encodings(s: Session, object_ids: Iterable[str]) -> dict[str, ObjectR
     return out
 
 
+def recorded_encodings(s: Session) -> dict[str, ObjectRecord]:
+    """How the catalog records every object is stored, in one query: what ``fsck --read-data`` and ``repair
+    --read-data`` compare with each object's header (gc keeps bases by the catalog, so a delta whose row names no
+    base, or another, can lose its base to gc)."""
+    rows = s.execute(
+        select(
+            StoredObject.id,
+            StoredObject.raw_size,
+            StoredObject.stored_size,
+            StoredObject.codec,
+            StoredObject.delta_base,
+            StoredObject.standalone_size,
+        )
+    )
+    return {
+        oid: ObjectRecord(oid, int(raw), int(stored), codec, base, alone)
+        for oid, raw, stored, codec, base, alone in rows
+    }
+
+
 def objects_found_bad(s: Session, checks: tuple[str, ...] = ("corrupt", "missing")) -> dict[str, str]:
     """Objects whose last check found them corrupt or missing (or in ``checks``): what repair fixes without
     re-reading everything."""

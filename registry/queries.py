@@ -562,6 +562,13 @@ def base_object_ids(s: Session, snapshot_id: int) -> set[str]:
     )
 
 
+def snapshots_keeping_bases(s: Session) -> list[int]:
+    """The row ids of the snapshots that keep some object as the base of one of their delta objects."""
+    return sorted(
+        set(s.scalars(select(SnapshotObject.snapshot_id).where(SnapshotObject.as_base.is_(True)).distinct()))
+    )
+
+
 def kept_as_bases(s: Session, object_ids: Iterable[str]) -> set[str]:
     """Which of ``object_ids`` some snapshot keeps as the base of a delta object."""
     ids = sorted(set(object_ids))

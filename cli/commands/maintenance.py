@@ -83,6 +83,10 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             )
         for snap in report.broken_snapshots:
             console.print(f"BROKEN   snapshot {snap}")
+        for why in (report.mismatched[oid] for oid in sorted(report.mismatched)):
+            console.print(
+                f"MISMATCH {why}: gc keeps bases by the catalog (`modelarc repair --read-data` makes them agree)"
+            )
         for key in report.stray:
             console.print(f"STRAY    {key} is not an object (no reader uses it; move it out of the store)")
         console.print(
@@ -94,12 +98,15 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             + f"{report.unreferenced} unreferenced, "
             f"{report.temp_files} temp files"
             + (f", {len(report.stray)} stray files" if report.stray else "")
+            + (f", {len(report.mismatched)} not as the catalog records" if report.mismatched else "")
         )
         if report.damage_found:
             console.print(f"{len(report.broken_snapshots)} snapshots damaged")
+        elif report.mismatched:
+            console.print("no damage found; the catalog misdescribes stored objects")
         else:
             console.print("ok" if report.ok else "no damage found; objects of a newer format need a newer modelarc")
-    if report.damage_found:
+    if report.damage_found or report.mismatched:
         sys.exit(5)
     if report.unsupported:
         sys.exit(UnsupportedObjectError.exit_code)

@@ -246,6 +246,9 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
             console.print(f"NOT REPAIRED  {oid}: {why}; breaks {', '.join(snaps) or 'nothing'}")
         for oid, why in sorted(report.unsupported.items()):
             console.print(f"LEFT AS IT IS  {oid}: {why} (of a newer format, not damaged)")
+        for oid in sorted(report.realigned):
+            aside = report.quarantined.get(oid)
+            console.print(f"REALIGNED  {report.realigned[oid]}" + (f" (delta copy kept at {aside})" if aside else ""))
         for key, source in sorted(report.records_repaired.items()):
             console.print(f"REPAIRED  catalog record {key} from {source}")
         for key, why in sorted(report.records_unrepaired.items()):
@@ -254,6 +257,13 @@ def repair(archive: Archive, read_data: bool, records_from: str | None, as_json:
             console.print(f"NOT TAKEN  catalog record {key}: {why}")
         console.print(
             f"{len(report.repaired)} repaired, {len(report.unrepaired)} not repaired"
+            + (f", {len(report.realigned)} realigned with the catalog" if report.realigned else "")
+            + (
+                f", {report.base_references_released} references to bases nothing decodes against released (gc "
+                "frees them)"
+                if report.base_references_released
+                else ""
+            )
             + (f"; broken: {', '.join(report.broken_snapshots)}" if report.broken_snapshots else "")
         )
     _echo_unreachable(report.unreachable.values())
