@@ -322,6 +322,17 @@ def is_git_path(path: str) -> bool:
     return any(part.lower() == ".git" for part in path.split("/"))
 
 
+# The temp file names a restore writes beside its targets (archive/restore.py): today's ``.modelarc-partial-<32
+# hex>``, and ``.<name>.<12 hex>.modelarc-partial`` from older versions. A resumed pull removes files so named.
+_PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether a file name (one segment) is a restore's temp file name: what an interrupted pull leaves behind, which a
+    resumed pull deletes (and, a file the snapshot lists, keeps), so push refuses to archive one."""
+    return _PARTIAL_NAME.fullmatch(name) is not None
+
+
 def printable_path(path: object) -> str:
     """``path`` for a one-line message: bytes that are not UTF-8 as ``\\xNN``, control characters escaped, at most
     300 characters (a hostile manifest must not make an error message unbounded or drive a terminal)."""
