@@ -290,8 +290,10 @@ def path_problem(path: object) -> str | None:
         return "empty or not a string"
     if "\\" in path or "\x00" in path:
         return "contains a backslash or NUL"
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+    if path.startswith("/"):
         return "is absolute"
+    if len(path) > 1 and path[1] == ":":  # Windows reads "C:x" (any character, for Python's ntpath) as a drive
+        return "starts like a Windows drive ('X:'), which Windows could not restore as a file name"
     if posixpath.normpath(path) != path or any(seg in ("", ".", "..") for seg in path.split("/")):
         return "is not a normalised relative path"
     try:

@@ -62,6 +62,13 @@ def test_push_refuses_a_file_named_like_a_pull_temp_file(arc, tmp_path, catalog_
     arc("push", src, "acme/partial:v1")
 
 
+def test_push_names_a_drive_letter_like_name_as_such_not_as_absolute(arc, tmp_path: Path) -> None:
+    """``1:notes.txt`` is a legal Linux name that Windows reads as drive ``1:``; it was refused as "absolute"."""
+    src = write_model(tmp_path / "m", extra_files={"1:notes.txt": b"x"})
+    error = arc.fail("push", src, "acme/drive:v1").stderr
+    assert "1:notes.txt" in error and "Windows drive" in error and "absolute" not in error
+
+
 def test_show_escapes_control_characters_from_the_model(arc, tmp_path: Path) -> None:
     src = write_model(tmp_path / "m", extra_files={"ev\x1b]0;owned\x07il.txt": b"x"})
     arc(
