@@ -39,6 +39,7 @@ from modelarc.archive.manifest import (
     SnapshotManifest,
     file_kind,
     is_git_path,
+    is_partial_name,
     path_problem,
     printable_path,
 )
@@ -218,9 +219,16 @@ def _walk(
 def _archivable_name(rel: str, full: Path) -> str:
     """``rel`` if a restore can recreate it exactly; a clear error naming the file otherwise."""
     problem = path_problem(rel)
-    if problem is None:
-        return rel
     shown = printable_path(str(full))
+    if problem is None:
+        if is_partial_name(rel.rsplit("/", 1)[-1]):
+            # an interrupted pull's temp file (a pulled folder pushed before the pull was resumed): a resumed pull
+            # deletes files so named unless the snapshot lists them, as an older version's does even then
+            raise SourceError(
+                f"{shown}: named like the temp file of an interrupted 'modelarc pull', which is not archived; "
+                "finish that pull or remove the file (or rename it, if it is one of the model's files)"
+            )
+        return rel
     if problem == "is not valid UTF-8":
         raise SourceError(
             f"{shown}: file name is not valid UTF-8; rename it (archived names are UTF-8, see docs/FORMAT.md)"

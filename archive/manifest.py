@@ -301,8 +301,10 @@ def path_problem(path: object) -> str | None:
         return "empty or not a string"
     if "\\" in path or "\x00" in path:
         return "contains a backslash or NUL"
-    if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+    if path.startswith("/"):
         return "is absolute"
+    if len(path) > 1 and path[1] == ":":  # Windows reads "C:x" (any character, for Python's ntpath) as a drive
+        return "starts like a Windows drive ('X:'), which Windows could not restore as a file name"
     if posixpath.normpath(path) != path or any(seg in ("", ".", "..") for seg in path.split("/")):
         return "is not a normalised relative path"
     try:
@@ -331,6 +333,17 @@ def is_git_path(path: str) -> bool:
     """Whether ``path`` (posix, relative) has a ``.git`` segment, in any case: git's own metadata, which no snapshot
     holds (a push skips it, a receiver and a restore refuse it; ``.gitattributes`` and the like are not this)."""
     return any(part.lower() == ".git" for part in path.split("/"))
+
+
+# The temp file names a restore writes beside its targets (archive/restore.py): today's ``.modelarc-partial-<32
+# hex>``, and ``.<name>.<12 hex>.modelarc-partial`` from older versions. A resumed pull removes files so named.
+_PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
+
+
+def is_partial_name(name: str) -> bool:
+    """Whether a file name (one segment) is a restore's temp file name: what an interrupted pull leaves behind, which a
+    resumed pull deletes (and, a file the snapshot lists, keeps), so push refuses to archive one."""
+    return _PARTIAL_NAME.fullmatch(name) is not None
 
 
 def printable_path(path: object) -> str:

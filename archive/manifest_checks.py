@@ -47,7 +47,7 @@ from modelarc.storage.objectformat import MAX_RAW_LENGTH
 MAX_FILE_BYTES = 1 << 50  # 1 PiB: no single file of a real model comes near; 2^62 sizes are refused
 MAX_CHUNK_BYTES = MAX_RAW_LENGTH  # the largest object a receiver accepts (ingest writes 8 MiB chunks)
 MAX_HEADER_PART_BYTES = MAX_SAFETENSORS_HEADER_BYTES + 8
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # fullmatch: match and a final "$" let "<64 hex>\n" in
 _PART_KINDS = {"safetensors": {"header", "tensor"}, "gguf": {"header", "tensor", "pad"}, "blob": {"blob"}}
 # Kinds an earlier modelarc gave a path that today's writer gives another kind (file_kind), which a receiver must
 # still accept: the first modelarc (until 2026-11-24, commit 091a2b7) did not parse GGUF and stored a .gguf file as a
@@ -85,7 +85,7 @@ def _check_file(f: FileEntry, label: str) -> None:
     where = f"{label}: {f.path}"
     if not isinstance(f.size, int) or not 0 <= f.size <= MAX_FILE_BYTES:
         raise IntegrityError(f"{where}: size {f.size} is not between 0 and {MAX_FILE_BYTES}")
-    if not _HEX64.match(f.sha256):
+    if not _HEX64.fullmatch(f.sha256):
         raise IntegrityError(f"{where}: sha256 {f.sha256[:80]!r} is not 64 lowercase hex digits")
     kinds = _PART_KINDS.get(f.kind)
     if kinds is None:

@@ -25,11 +25,10 @@ import functools
 import hashlib
 import mmap
 import os
-import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from modelarc.archive.manifest import (
     SnapshotManifest,
     check_relative_path,
     is_git_path,
+    is_partial_name,
     printable_path,
 )
 from modelarc.archive.own_state import refuse_state_place, resolved
@@ -60,8 +60,6 @@ Progress = Callable[[int], None]
 
 
 PARTIAL_PREFIX = ".modelarc-partial-"
-# Temp files of ours: today's name, and the one older versions derived from the file name.
-_PARTIAL_NAME = re.compile(r"\.modelarc-partial-[0-9a-f]{32}|\..+\.[0-9a-f]{12}\.modelarc-partial", re.DOTALL)
 _HASH_BLOCK = 1024 * 1024
 # O_DIRECT writes whole pages from page-aligned memory (what every Linux file system takes)
 _PAGE = mmap.PAGESIZE
@@ -130,8 +128,13 @@ def _matches(path: Path, entry: FileEntry) -> bool:
     return sha.hexdigest() == entry.sha256
 
 
-def remove_partial_files(folders: Iterable[Path]) -> int:
-    """Delete the temp files an interrupted restore left in ``folders`` (ours only, by name); returns how many."""
+def remove_partial_files(folders: Iterable[Path], keep: Collection[Path] = ()) -> int:
+    """Delete the temp files an interrupted restore left in ``folders`` (ours only, by name); returns how many.
+
+    Never a path in ``keep``: the snapshot's own files. A manifest may list a file named like one of our temp files
+    (push refuses such names, but a snapshot from elsewhere or an older version may hold one); deleting it made a
+    resumed pull report every file restored while one was gone.
+    """
     removed = 0
     for folder in folders:
         try:
@@ -139,7 +142,7 @@ def remove_partial_files(folders: Iterable[Path]) -> int:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for e in entries:
-            if _PARTIAL_NAME.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+            if is_partial_name(e.name) and e.is_file(follow_symlinks=False) and Path(e.path) not in keep:
                 Path(e.path).unlink(missing_ok=True)
                 removed += 1
     return removed
@@ -831,7 +834,7 @@ def _restore_planned(
     check_header: HeaderCheck | None,
 ) -> list[Path]:
     if resume:  # after the plan: it has checked that none of these folders leads outside dest
-        remove_partial_files(_folders_of(manifest, root))
+        remove_partial_files(_folders_of(manifest, root), keep=_paths_of(manifest, root))
     if announce is not None:
         announce([c.id for entry, _target in targets for c in file_chunks(entry)])
     written = []
@@ -919,7 +922,9 @@ def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:
 
 def _folders_of(manifest: SnapshotManifest, root: Path) -> set[Path]:
     """``root`` and every folder the manifest's files go in: where an interrupted restore may have left temp files."""
-    folders = {root}
-    for f in manifest.files:
-        folders.add(root.joinpath(*check_relative_path(f.path).split("/")[:-1]))
-    return folders
+    return {root} | {path.parent for path in _paths_of(manifest, root)}
+
+
+def _paths_of(manifest: SnapshotManifest, root: Path) -> set[Path]:
+    """Where each of the manifest's files goes under ``root``."""
+    return {root.joinpath(*check_relative_path(f.path).split("/")) for f in manifest.files}

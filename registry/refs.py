@@ -11,11 +11,13 @@ from modelarc.errors import InvalidRefError
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+# Every pattern here is used with fullmatch: with match and a final "$", "v2\n" passed as the tag "v2\n" (the "$"
+# matches before a final newline) and was recorded as a tag no REF can name.
 _REF = re.compile(
-    rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})(?::(?P<tag>{_TAG})|@(?P<digest>sha256:[0-9a-f]{{4,64}}))?$"
+    rf"(?P<ns>{_NAME})/(?P<name>{_NAME})(?::(?P<tag>{_TAG})|@(?P<digest>sha256:[0-9a-f]{{4,64}}))?"
 )
-_MODEL = re.compile(rf"^(?P<ns>{_NAME})/(?P<name>{_NAME})$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
+_MODEL = re.compile(rf"(?P<ns>{_NAME})/(?P<name>{_NAME})")
+_TAG_RE = re.compile(_TAG)
 _NAME_RE = re.compile(_NAME)
 _SNAPSHOT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 DEFAULT_TAG = "latest"
@@ -66,7 +68,7 @@ class Ref:
 
 
 def parse_ref(text: str) -> Ref:
-    m = _REF.match(text or "")
+    m = _REF.fullmatch(text or "")
     if m is None:
         raise InvalidRefError(
             f"invalid REF {text!r}: expected ns/name:tag or ns/name@sha256:<hex> (names: letters, digits, . _ -)"
@@ -87,7 +89,7 @@ def revision_ref(namespace: str, name: str, revision: str) -> Ref:
 
 
 def parse_model_name(text: str) -> tuple[str, str]:
-    m = _MODEL.match(text or "")
+    m = _MODEL.fullmatch(text or "")
     if m is None:
         raise InvalidRefError(f"invalid model name {text!r}: expected ns/name")
     return m["ns"], m["name"]
@@ -103,6 +105,6 @@ def check_namespace(text: str) -> str:
 
 
 def check_tag(tag: str) -> str:
-    if not _TAG_RE.match(tag or ""):
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
         raise InvalidRefError(f"invalid tag {tag!r}: letters, digits, . _ - (up to 128)")
     return tag

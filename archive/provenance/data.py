@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -258,12 +259,36 @@ def parse_data_manifest(
 _NOT_A_DATE = "is not a valid date (YYYY, YYYY-MM or YYYY-MM-DD)"  # docs/PROVENANCE.md quotes it
 
 
-def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
+@cache
+def _validator_class(recorded: bool) -> Any:
+    """Draft 2020-12, whose ``pattern`` is an ECMA-262 regular expression: there a final ``$`` matches only at the
+    end of the string, but jsonschema runs it with Python's ``re.search``, where it also matches before a final
+    newline, so a ``sha256`` of 64 hex digits and a newline passed and was recorded and exported. Given manifests
+    are held to ECMA's meaning (``$`` as ``\\Z``); a recorded one (``recorded``) as leniently as when it was
+    attached, so that a rebuild still replays it."""
     # imported here, not at the top: jsonschema pulls in rfc3987-syntax, which builds lark grammars on import
     # (seconds), and this module is loaded for more than validating (attach_data, the DataManifest type)
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
+    if recorded:
+        return jsonschema.Draft202012Validator
+
+    def pattern(validator: Any, regex: str, instance: Any, _schema: Any) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not re.search(_ecma_end(regex), instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {regex!r}")
+
+    return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
+
+
+def _ecma_end(regex: str) -> str:
+    """``regex`` with a final ``$`` (every pattern of the shipped schema ends so) made Python's end of string."""
+    if regex.endswith("$") and not regex.endswith("\\$"):
+        return regex[:-1] + r"\Z"
+    return regex
+
+
+def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
+    validator = _validator_class(recorded)(schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]

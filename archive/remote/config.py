@@ -18,7 +18,7 @@ from modelarc.errors import NotFoundError, UsageError
 
 REMOTES_FILE = "remotes.json"
 REMOTES_FORMAT = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: a final "$" let "origin\n" in
 # what an HTTP header value can carry as a bearer token: visible ASCII, no space, tab, newline or control character
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
@@ -58,7 +58,7 @@ def get_remote(home: Path, name: str) -> Remote:
 def check_remote(remote: Remote) -> None:
     """Refuse, before anything is contacted or written, a remote no request could be sent to: a bad name, a URL
     that is not http(s)://host[:port] with a port from 1 to 65535, a token no HTTP header can carry."""
-    if not _NAME.match(remote.name):
+    if not _NAME.fullmatch(remote.name):
         raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
     if not is_http_url(remote.url):
         raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port], with a port from 1 to 65535")

@@ -36,7 +36,7 @@ from urllib.parse import quote
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.ingest import SKIPPED_DIRS
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
-from modelarc.archive.manifest import is_git_path, path_clash, path_problem, printable_path
+from modelarc.archive.manifest import is_git_path, is_partial_name, path_clash, path_problem, printable_path
 from modelarc.archive.remote.hf_download import Budget, Deadline, Stopper, download_all, git_blob_sha1
 from modelarc.errors import DiskFullError, SourceError
 
@@ -134,6 +134,11 @@ def parse_listing(info: object, where: str, revision: str | None = None) -> HubL
         if problem is not None:
             raise SourceError(f"{where}: listed file '{printable_path(path)}' {problem}")
         assert isinstance(path, str)
+        if is_partial_name(path.rsplit("/", 1)[-1]):  # as a folder push refuses one (archive/ingest.py)
+            raise SourceError(
+                f"{where}: listed file '{printable_path(path)}' is named like the temp file of an interrupted "
+                "'modelarc pull', which is not archived"
+            )
         # as a folder import skips them (archive/ingest.py): git metadata, and tool caches in .cache/ folders
         if is_git_path(path) or any(part in SKIPPED_DIRS for part in path.split("/")[:-1]):
             skipped.append(path)
@@ -500,7 +505,7 @@ def _fetch_offline(
                 continue
             if name in dirs and not entry.is_symlink():
                 continue
-            if path_problem(rel) is not None or len(found) >= MAX_FILES_PER_SNAPSHOT:
+            if path_problem(rel) is not None or is_partial_name(name) or len(found) >= MAX_FILES_PER_SNAPSHOT:
                 raise SourceError(f"{where}: the cached file '{printable_path(rel)}' cannot be archived")
             found.append((rel, entry))
         dirs[:] = [d for d in dirs if not is_git_path((Path(base) / d).relative_to(snapshot).as_posix())]

@@ -57,7 +57,7 @@ DEFAULT_SIGNATURE_NAME = "model.sig"
 # What model_signing's hashing.Config ignores unless told `ignore_git_paths=False`, as it writes them in a bundle.
 GIT_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")  # fullmatch: match and a final "$" let "<64 hex>\n" in
 # arrays and objects in a bundle's own JSON (its statement is base64 inside it): ours has 7, a keyless Sigstore bundle
 # with its certificate chain and transparency-log entries a few dozen
 MAX_BUNDLE_CONTAINERS = 1024
@@ -75,7 +75,7 @@ class FileDigest:
         problem = _path_problem(self.path)
         if problem:
             raise ValueError(f"FileDigest path {self.path!r} {problem}")
-        if not _HEX64.match(self.sha256):
+        if not _HEX64.fullmatch(self.sha256):
             raise ValueError(
                 f"FileDigest sha256 for {self.path!r} is not 64 lowercase hex digits: {self.sha256!r}"
             )
@@ -280,7 +280,7 @@ def _read_statement(payload: bytes, fingerprint: str) -> VerifiedSignature:
         algorithm = field(resource, "algorithm", str, where)
         expect(algorithm == "sha256", f"{where} ({name}) uses {algorithm!r}, expected sha256")
         digest = field(resource, "digest", str, where).lower()
-        expect(bool(_HEX64.match(digest)), f"{where} ({name}) digest is not 64 hex digits")
+        expect(bool(_HEX64.fullmatch(digest)), f"{where} ({name}) digest is not 64 hex digits")
         # model_signing reads names as PurePosixPath, so "./a" and "a" are the same file to it.
         path = str(PurePosixPath(name))
         problem = _path_problem(path)

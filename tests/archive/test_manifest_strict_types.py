@@ -381,3 +381,38 @@ def test_brackets_inside_names_are_no_containers() -> None:
     data = canonical_json({"format": "modelarc.manifest", "version": 1, "files": [st]})
     assert data.count(b"[") > len(data) // 32 + 16  # a plain count would have refused it
     assert len(SnapshotManifest.from_bytes(data).files[0].parts) == 2001
+
+
+def test_a_sha256_with_a_final_newline_is_refused_in_a_received_manifest_and_a_bundle() -> None:
+    """``^[0-9a-f]{64}$`` under ``re.match`` passed ``<64 hex>\\n``."""
+    from modelarc.archive.manifest_checks import check_manifest_structure
+    from modelarc.archive.signing.bundles import FileDigest
+
+    doc = _manifest()
+    doc["files"][0]["sha256"] = HEX + "\n"
+    with pytest.raises(IntegrityError, match="is not 64 lowercase hex digits"):
+        check_manifest_structure(SnapshotManifest.from_bytes(canonical_json(doc)), "snapshot x")
+    with pytest.raises(ValueError, match="not 64 lowercase hex digits"):
+        FileDigest("a", HEX + "\n")
+
+
+def test_a_bundle_resource_digest_with_a_final_newline_is_refused() -> None:
+    """Re-signed here with the same key, so only the digest differs (``bytes.fromhex`` ignores the newline, so the
+    statement's subject digest still matched)."""
+    import base64
+
+    from modelarc.archive.signing import dsse
+    from modelarc.archive.signing.bundles import DSSE_PAYLOAD_TYPE, FileDigest, sign_snapshot, verify_bundle
+    from modelarc.archive.signing.keys import generate_private_key, public_key_pem
+    from modelarc.errors import SignatureError
+
+    key = generate_private_key()
+    bundle = json.loads(sign_snapshot([FileDigest("a", HEX)], "sha256:" + HEX, key))
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    statement["predicate"]["resources"][0]["digest"] += "\n"
+    payload = json.dumps(statement).encode()
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+    signature = dsse.sign(DSSE_PAYLOAD_TYPE, payload, key)
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+    with pytest.raises(SignatureError, match="digest is not 64 hex digits"):
+        verify_bundle(json.dumps(bundle).encode(), [public_key_pem(key)])

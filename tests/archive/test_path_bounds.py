@@ -47,3 +47,9 @@ def test_paths_at_the_bounds_are_accepted() -> None:
     assert path_problem("d/" * (MAX_PATH_DEPTH - 1) + "f") is None
     assert path_problem("/".join(["n" * 200] * 20)) is None  # 4019 bytes
     assert len("/".join(["n" * 200] * 20)) <= MAX_PATH_BYTES
+
+
+def test_an_absolute_path_and_a_drive_like_one_are_told_apart() -> None:
+    assert path_problem("/etc/passwd") == "is absolute"
+    assert "Windows drive" in (path_problem("C:notes.txt") or "")
+    assert "absolute" not in (path_problem("1:notes.txt") or "absolute")

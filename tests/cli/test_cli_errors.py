@@ -43,6 +43,19 @@ def test_unknown_ref_is_refused(seeded, tmp_path: Path, ref: str, message: str) 
     assert not (tmp_path / "out").exists()
 
 
+def test_a_final_newline_is_no_part_of_a_tag_or_ref(seeded, tmp_path: Path) -> None:
+    """``^...$`` under ``re.match`` let "v2\n" through: ``tag`` recorded a tag no REF can name (a REF "...:v2\n"
+    parsed as tag v2)."""
+    before = (seeded.json("ls"), seeded.json("stats")["objects"])
+    assert "invalid tag 'v2\\n'" in seeded.fail("tag", "acme/tiny:v1", "v2\n").stderr
+    assert seeded.json("show", "acme/tiny:v1")["tags"] == ["v1"]
+    pushes = ["push", write_model(tmp_path / "m2"), "acme/tiny:v2\n"]
+    for cmd in (pushes, ["pull", "acme/tiny:v1\n", tmp_path / "o"]):
+        assert "invalid REF" in seeded.fail(*cmd).stderr
+    _unchanged(seeded, before)
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_folder_is_refused(seeded, tmp_path: Path) -> None:
     before = (seeded.json("ls"), seeded.json("stats")["objects"])
     result = seeded.fail("push", tmp_path / "does-not-exist", "acme/tiny:v2")

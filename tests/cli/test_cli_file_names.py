@@ -45,6 +45,30 @@ def test_push_refuses_a_name_that_is_not_utf8_before_writing_anything(
     assert _objects(arc.home) == objects  # nothing was written to the store, not even unreferenced objects
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["sub/.modelarc-partial-0123456789abcdef0123456789abcdef", ".notes.txt.0123456789ab.modelarc-partial"],
+)
+def test_push_refuses_a_file_named_like_a_pull_temp_file(arc, tmp_path, catalog_snapshot, name: str) -> None:
+    """A resumed pull deletes files so named (an older version's even when the snapshot lists them): such a file is
+    what an interrupted pull left in a folder, not part of the model."""
+    src = write_model(tmp_path / "m", extra_files={name: b"half a file"})
+    before, objects = catalog_snapshot(), _objects(arc.home)
+    result = arc.fail("push", src, "acme/partial:v1")
+    assert name.rsplit("/", 1)[-1] in result.stderr and "interrupted 'modelarc pull'" in result.stderr
+    assert catalog_snapshot() == before
+    assert _objects(arc.home) == objects
+    (src / name).rename(src / ".modelarc-partial-notes.txt")  # a name merely like it is archived
+    arc("push", src, "acme/partial:v1")
+
+
+def test_push_names_a_drive_letter_like_name_as_such_not_as_absolute(arc, tmp_path: Path) -> None:
+    """``1:notes.txt`` is a legal Linux name that Windows reads as drive ``1:``; it was refused as "absolute"."""
+    src = write_model(tmp_path / "m", extra_files={"1:notes.txt": b"x"})
+    error = arc.fail("push", src, "acme/drive:v1").stderr
+    assert "1:notes.txt" in error and "Windows drive" in error and "absolute" not in error
+
+
 def test_show_escapes_control_characters_from_the_model(arc, tmp_path: Path) -> None:
     src = write_model(tmp_path / "m", extra_files={"ev\x1b]0;owned\x07il.txt": b"x"})
     arc(

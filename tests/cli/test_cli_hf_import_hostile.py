@@ -176,6 +176,21 @@ def test_a_listed_filename_that_could_escape_is_refused(
     assert not any("escape" in r for r in hub.requests)  # refused before any file was asked for
 
 
+def test_a_listed_file_named_like_a_pull_temp_file_is_refused_before_any_download(
+    arc: ArchiveCli, hub: HubServer, served: Path
+) -> None:
+    """As a folder push refuses one: it was downloaded first, then refused naming the private download folder."""
+    name = "sub/.modelarc-partial-0123456789abcdef0123456789abcdef"
+
+    def tamper(info: dict[str, Any]) -> None:
+        info["siblings"].append({"rfilename": name, "size": 1, "blobId": git_blob_id(b"x")})
+
+    hub.tamper_info = tamper
+    line = refused(arc, "push", "hf://org/tiny", "org/tiny:v1")
+    assert f"listed file '{name}' is named like the temp file of an interrupted 'modelarc pull'" in line
+    assert not any("resolve" in r for r in hub.requests)  # refused before any file was asked for
+
+
 @pytest.mark.parametrize(
     "sibling",
     [

@@ -68,6 +68,14 @@ def test_a_stored_token_no_header_can_carry_is_named_at_its_first_use(arc) -> No
     assert "ma_ab" not in result.output
 
 
+@pytest.mark.parametrize("name", ["r\n", "r x", ".r", ""])
+def test_a_remote_name_of_other_characters_is_refused(arc, name: str) -> None:
+    """``^...$`` under ``re.match`` let "r\n" through (the ``$`` matches before a final newline)."""
+    result = arc.fail("remote", "add", name, "http://127.0.0.1:8470", "--no-trust-keys")
+    assert result.exit_code == 2 and "use letters, digits" in result.stderr
+    assert not (arc.home / "remotes.json").exists()
+
+
 def test_remote_ls_shows_name_and_url_without_escapes(arc) -> None:
     arc("remote", "add", "up", "http://127.0.0.1:9", "--no-trust-keys")
     assert arc("remote", "ls").stdout.strip() == "up  http://127.0.0.1:9"

@@ -1,7 +1,7 @@
 import pytest
 
 from modelarc.errors import InvalidRefError
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, check_tag, parse_model_name, parse_ref
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,18 @@ def test_invalid_refs(text: str) -> None:
 )
 def test_a_ref_prints_as_it_is_written(ref: Ref, text: str) -> None:
     assert str(ref) == text
+
+
+@pytest.mark.parametrize("text", ["acme/tiny:v1\n", "acme/tiny\n", "acme/tiny@sha256:abcd\n", "acme\n/tiny"])
+def test_a_final_newline_is_no_part_of_a_ref(text: str) -> None:
+    """``^...$`` under ``re.match`` lets ``$`` match before a final newline: ``acme/tiny:v1\\n`` named tag v1."""
+    with pytest.raises(InvalidRefError):
+        parse_ref(text)
+
+
+def test_a_final_newline_is_no_part_of_a_tag_or_model_name() -> None:
+    assert check_tag("v2") == "v2" and parse_model_name("acme/tiny") == ("acme", "tiny")
+    with pytest.raises(InvalidRefError, match="invalid tag"):
+        check_tag("v2\n")
+    with pytest.raises(InvalidRefError, match="invalid model name"):
+        parse_model_name("acme/tiny\n")
