@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from modelarc.archive.manifest import printable_path
+from modelarc.archive.own_state import place_holding, resolved, state_places
 from modelarc.archive.push import HUB_SCHEME, PushResult
+from modelarc.archive.remote.hf_cache import cache_root
 from modelarc.archive.remote.hf_fetch import DEFAULT_JOBS, Fetched, Transfer, fetch
 from modelarc.archive.repository import Archive
-from modelarc.errors import SourceError, UsageError
+from modelarc.errors import DestinationError, SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import parse_ref
@@ -107,6 +109,20 @@ def download(
         yield fetched, endpoint
 
 
+def refuse_cache_in_archive(archive: Archive) -> None:
+    """``DestinationError`` if the Hugging Face cache is inside this archive's own files: the download folder made
+    beside it and the cache written after it would be, and nothing but the archive's data goes there (a push refused
+    the download folder as "inside this archive's own files", naming the folder, not HF_HOME)."""
+    root = cache_root()
+    place = place_holding(resolved(root.absolute()), state_places(archive.settings))
+    if place is not None:
+        raise DestinationError(
+            f"the Hugging Face cache {printable_path(str(root))} (HF_HOME/hub, or HF_HUB_CACHE) is inside this "
+            f"archive's own files ({printable_path(str(place))}), where nothing else is written: set HF_HOME or "
+            "HF_HUB_CACHE to a folder outside it"
+        )
+
+
 def _local_store(archive: Archive) -> Path | None:
     """The store's folder if it is on this machine (a Hub import checks it has room), None for S3."""
     from modelarc.storage.location import canonical_location, is_local_location
@@ -147,6 +163,7 @@ def import_from_hub(
     ref = parse_ref(ref_text)  # a bad REF fails before anything is downloaded
     with archive.catalog.session() as s:  # so does a name refused as a lookalike of one archived here
         q.refuse_name_clash(s, ref.namespace, ref.name)
+    refuse_cache_in_archive(archive)
     transfer = Transfer(jobs, fetch_progress, on_fetch_total, warn, _local_store(archive))
     with download(source, transfer, allow_partial=allow_partial) as (fetched, endpoint):
         return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)

@@ -204,3 +204,16 @@ def test_a_fifo_as_the_token_file_is_not_waited_on(
     done = _push_in_a_process(arc, "hf://org/tiny", "org/tiny:v1")
     assert done.returncode == 0, done.stderr
 
+
+# ------------------------------------------------------------------------------------------------------ where
+@pytest.mark.parametrize("inside", ["hf", "store/hf"])
+def test_a_cache_inside_the_archive_home_is_refused_naming_it(
+    arc: ArchiveCli, hub: HubServer, served: Path, inside: str
+) -> None:
+    """It failed (exit 4) naming the download folder made beside the cache as "inside this archive's own files"."""
+    arc.env["HF_HOME"] = str(arc.home / inside)
+    result = arc.fail("push", "hf://org/tiny", "org/tiny:v1")
+    line = last_line(result)
+    assert result.exit_code == 7 and f"the Hugging Face cache {arc.home / inside / 'hub'}" in line
+    assert "set HF_HOME or HF_HUB_CACHE" in line and ".modelarc-import-" not in line
+    assert hub.requests == [] and not (arc.home / inside).exists()
