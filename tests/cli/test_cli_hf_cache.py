@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from conftest import ArchiveCli
 from hubserver import HubServer
 from modelfactory import tiny_tensors, write_model
@@ -43,8 +44,8 @@ def offline(arc: ArchiveCli, hub: HubServer) -> None:
     arc.env["HF_HUB_OFFLINE"] = "1"
 
 
-def last_line(result: object) -> str:
-    return result.stderr.strip().splitlines()[-1]  # type: ignore[attr-defined]
+def last_line(result: Result) -> str:
+    return result.stderr.strip().splitlines()[-1]
 
 
 # ------------------------------------------------------------------------------------------------------ whole or not
@@ -83,7 +84,11 @@ def test_allow_partial_archives_what_the_cache_holds_and_says_so(
     result = arc("push", "hf://org/tiny", "part/tiny:v1", "--allow-partial")
     assert "warning: org/tiny: the snapshot may be partial: 3 of the 4 files" in result.stderr
     shown = arc.json("show", "part/tiny:v1")
-    assert sorted(f["path"] for f in shown["files"]) == ["config.json", "tokenizer.json", "tokenizer/vocab.txt"]
+    assert sorted(f["path"] for f in shown["files"]) == [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer/vocab.txt",
+    ]
     assert shown["description"].startswith("Possibly partial: 3 of the 4 files of Hub commit")
     event = next(e for e in arc.json("audit", "--action", "import") if e["target"] == "part/tiny:v1")
     assert "lacked 'model.safetensors'" in event["details"]["partial"]
@@ -157,7 +162,9 @@ def test_a_file_the_cache_cannot_take_is_warned_and_then_refused_offline(
     planted.parent.mkdir(parents=True)
     planted.symlink_to(elsewhere)
     result = arc("push", "hf://org/tiny", "org/tiny:v1")
-    assert "lacks 'tokenizer/vocab.txt'" in result.stderr and "offline import of it is refused" in result.stderr
+    assert (
+        "lacks 'tokenizer/vocab.txt'" in result.stderr and "offline import of it is refused" in result.stderr
+    )
     assert list(elsewhere.iterdir()) == []
     assert (snapshot(tmp_path) / "model.safetensors").is_file()  # the others were written
     assert (repo_cache(tmp_path) / "refs" / "main").read_text() == commit
