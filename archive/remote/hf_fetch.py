@@ -478,7 +478,7 @@ def _publish_file(repo_dir: Path, snapshot: Path, file: HubFile, folder: Path) -
     blob = repo_dir / "blobs" / file.digest
     try:
         os.replace(folder / file.path, blob)
-    except OSError as exc:  # the private folder is on another disk when the cache's could not hold it
+    except OSError as exc:  # the private folder is in the system temp dir when none could be made beside the cache
         if exc.errno != errno.EXDEV:
             raise
         replace_atomically(repo_dir, blob, functools.partial(shutil.copyfile, folder / file.path))
