@@ -348,10 +348,11 @@ def push_source(
     jobs: int = 4,
     fetch_progress: Progress | None = None,
     on_fetch_total: Callable[[int], None] | None = None,
+    allow_partial: bool = False,
 ) -> PushResult:
     """`modelarc push SOURCE REF`: a folder or file, or ``hf://org/name[@revision]`` (archive/remote/hf_import.py,
     which downloads ``jobs`` files at once, shown by ``fetch_progress``/``on_fetch_total``, and then calls
-    ``push_folder``), then the training-data manifest ``data`` if given (already parsed and validated by the caller,
+    ``push_folder``; offline, ``allow_partial`` takes a revision the cache may hold only part of), then the training-data manifest ``data`` if given (already parsed and validated by the caller,
     so a bad one fails before a byte is archived)."""
     hub = None
     if source.startswith(HUB_SCHEME):
@@ -359,6 +360,8 @@ def push_source(
         from modelarc.archive.remote.hf_import import import_from_hub, parse_hub_source
 
         hub = parse_hub_source(source)
+    if allow_partial and hub is None:
+        raise UsageError("--allow-partial goes with an hf:// source (imported offline, HF_HUB_OFFLINE=1)")
     if hub is not None:
         result, _details = import_from_hub(
             archive,
@@ -371,6 +374,7 @@ def push_source(
             jobs=jobs,
             fetch_progress=fetch_progress,
             on_fetch_total=on_fetch_total,
+            allow_partial=allow_partial,
         )
     else:
         result = push_folder(

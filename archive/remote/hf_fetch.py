@@ -12,15 +12,20 @@ header's word. The user's token goes only to the endpoint, and never over plain 
 machine (docs/SECURITY.md, "Hub imports").
 
 The Hugging Face cache (``HF_HUB_CACHE``, ``HF_HOME/hub`` or the default) is written after an online import in the
-standard layout, under names that are verified hashes only, so that ``HF_HUB_OFFLINE=1`` can import from it later;
-an offline import accepts only files whose cache blob hashes to its own name (docs/SECURITY.md, "Hub imports").
+standard layout, under names that are verified hashes only, with the revision's verified listing beside it
+(archive/remote/hf_cache.py), so that ``HF_HUB_OFFLINE=1`` can import from it later: an offline import takes a
+revision only whole (every listed file present, a link to the blob its listing names, whose bytes hash to that name),
+and a revision the cache holds without such a listing (huggingface_hub fetches file by file) only with
+``--allow-partial``, recorded as possibly partial (docs/SECURITY.md, "Hub imports").
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -37,6 +42,18 @@ from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.ingest import SKIPPED_DIRS
 from modelarc.archive.limits import MAX_FILES_PER_SNAPSHOT
 from modelarc.archive.manifest import is_git_path, is_partial_name, path_clash, path_problem, printable_path
+from modelarc.archive.remote.hf_cache import (
+    LISTING_FORMAT,
+    LISTING_VERSION,
+    NotRegularFileError,
+    cache_root,
+    listing_path,
+    read_cache_file,
+    real_folder,
+    replace_atomically,
+    repo_cache,
+    write_new_file,
+)
 from modelarc.archive.remote.hf_download import Budget, Deadline, Stopper, download_all, git_blob_sha1
 from modelarc.errors import DiskFullError, SourceError
 
@@ -85,21 +102,8 @@ class Fetched:
     hashes: dict[str, str]  # path -> verified sha256 (LFS) or git blob sha1
     skipped: tuple[str, ...]
     from_cache: bool
-
-
-def cache_root() -> Path:
-    """Where huggingface_hub keeps its cache, read at call time like the other ``HF_*`` settings."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "huggingface" / "hub"
-
-
-def _repo_cache(repo: str) -> Path:
-    # repo ids are checked to hold no "..", "--" or "/" beyond the one (hf_import._SOURCE): the name is one segment
-    return cache_root() / f"models--{repo.replace('/', '--')}"
+    # None for the whole revision; else what these files are of it (an offline import with --allow-partial)
+    partial: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------------ the listing
@@ -269,9 +273,8 @@ def _configured_token(hf_constants: Any) -> str | None:
             return value
     hf_home = os.environ.get("HF_HOME") or hf_constants.HF_HOME
     token_path = os.environ.get("HF_TOKEN_PATH") or os.path.join(os.path.expanduser(hf_home), "token")
-    try:
-        with open(token_path, "rb") as fh:
-            text = fh.read(MAX_TOKEN_FILE + 1)
+    try:  # without blocking: a FIFO there would hang the import (a token file may be a link: `hf auth` tools make one)
+        text = read_cache_file(token_path, MAX_TOKEN_FILE, follow_link=True)
     except OSError:
         return None
     token = text.decode("utf-8", "replace").strip() if len(text) <= MAX_TOKEN_FILE else ""
@@ -421,80 +424,214 @@ def _check_room(total: int, folder: Path, store: Path | None, where: str) -> Non
             )
 
 
-def _publish(repo: str, revision: str, listing: HubListing, folder: Path) -> None:
+def _publish(
+    repo: str, revision: str, listing: HubListing, folder: Path, warn: Callable[[str], None] | None
+) -> None:
     """Move the verified files into the Hugging Face cache in its layout (``blobs/<hash>``, ``snapshots/<commit>/<path>``
-    a relative link to it, ``refs/<revision>``), each name made from a verified hash or a checked path. A cache that
-    cannot be written (read-only, a link where a folder should be) only costs a later offline import its files."""
-    repo_dir = _repo_cache(repo)
-    blobs = repo_dir / "blobs"
+    a relative link to it, ``refs/<revision>``), each name made from a verified hash or a checked path, and write the
+    revision's verified listing beside them (hf_cache.py), which an offline import needs to know it has every file.
+
+    The cache is a courtesy, the archive is the product: a file the cache cannot take (read-only, a link where a
+    folder should be, a name its disk refuses) costs that file only, and one ``warn`` line says the cache is
+    incomplete. The listing is written even then, so that an offline import names what the cache lacks and is
+    refused, instead of archiving part of the revision as the whole."""
+    repo_dir = repo_cache(repo)
     snapshot = repo_dir / "snapshots" / listing.commit
+    failed: list[tuple[str, OSError]] = []
     try:
-        for sub in (blobs, snapshot, repo_dir / "refs"):
-            _real_folder(repo_dir, sub)
-        for file in listing.files:
-            link = snapshot / file.path
-            if not _real_folder(repo_dir, link.parent):
-                continue
-            blob = blobs / file.digest
-            os.replace(folder / file.path, blob)
-            _replace_atomically(link, functools.partial(os.symlink, os.path.relpath(blob, link.parent)))
-        if revision != listing.commit and not is_commit(revision):  # a commit is a snapshot name, never a ref
-            ref = repo_dir / "refs" / revision
-            if _real_folder(repo_dir, ref.parent):
-                _replace_atomically(ref, functools.partial(Path.write_text, data=listing.commit))
-    except OSError:
-        pass
+        for sub in (repo_dir / "blobs", snapshot, repo_dir / "refs"):
+            real_folder(repo_dir, sub)
+    except OSError as exc:
+        if warn:
+            warn(
+                f"the Hugging Face cache {repo_dir} was not written ({_why(exc)}); the archive has the revision"
+            )
+        return
+    for file in listing.files:
+        try:
+            _publish_file(repo_dir, snapshot, file, folder)
+        except OSError as exc:
+            failed.append((f"'{printable_path(file.path)}'", exc))
+    try:
+        real_folder(repo_dir, listing_path(repo_dir, listing.commit).parent)
+        replace_atomically(
+            repo_dir,
+            listing_path(repo_dir, listing.commit),
+            functools.partial(write_new_file, data=_listing_json(listing)),
+        )
+    except OSError as exc:
+        failed.append(("its file listing", exc))
+    if revision != listing.commit and not is_commit(revision):  # a commit is a snapshot name, never a ref
+        ref = repo_dir / "refs" / revision
+        try:
+            real_folder(repo_dir, ref.parent)
+            replace_atomically(repo_dir, ref, functools.partial(write_new_file, data=listing.commit.encode()))
+        except OSError as exc:
+            failed.append((f"refs/{revision}", exc))
+    if failed and warn:
+        what, first = failed[0]
+        more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+        warn(
+            f"the Hugging Face cache {repo_dir} lacks {what}{more} of commit {listing.commit} ({_why(first)}); the "
+            "archive has the whole revision, but an offline import of it is refused until an online one fills the cache"
+        )
 
 
-def _real_folder(repo_dir: Path, folder: Path) -> bool:
-    """Make ``folder`` (inside ``repo_dir``) and say whether every part of it below ``repo_dir`` is a real folder,
-    not a link that would take a write elsewhere."""
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    if repo_dir.is_symlink():
-        return False
-    here = repo_dir
-    for part in folder.relative_to(repo_dir).parts:
-        here = here / part
-        if here.is_symlink():
-            return False
-        here.mkdir(exist_ok=True)
-    return True
+def _publish_file(repo_dir: Path, snapshot: Path, file: HubFile, folder: Path) -> None:
+    link = snapshot / file.path
+    real_folder(repo_dir, link.parent)
+    blob = repo_dir / "blobs" / file.digest
+    try:
+        os.replace(folder / file.path, blob)
+    except OSError as exc:  # the private folder is in the system temp dir when none could be made beside the cache
+        if exc.errno != errno.EXDEV:
+            raise
+        replace_atomically(repo_dir, blob, functools.partial(shutil.copyfile, folder / file.path))
+    replace_atomically(repo_dir, link, functools.partial(os.symlink, os.path.relpath(blob, link.parent)))
 
 
-def _replace_atomically(target: Path, make: Callable[[Path], object]) -> None:
-    tmp = target.with_name(f".{target.name}.modelarc-{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    make(tmp)
-    os.replace(tmp, target)
+def _listing_json(listing: HubListing) -> bytes:
+    """The listing as modelarc keeps it in the cache (docs/FORMAT.md, "Hugging Face cache listing"): the shape of the
+    Hub's own ``model_info`` JSON, read back by ``parse_listing`` with every check an endpoint's listing gets."""
+    siblings: list[dict[str, Any]] = [
+        {"rfilename": f.path, "size": f.size}
+        | ({"lfs": {"sha256": f.sha256, "size": f.size}} if f.sha256 else {"blobId": f.blob_id})
+        for f in listing.files
+    ]
+    siblings += [{"rfilename": path} for path in listing.skipped]  # skipped again when read: no hash needed
+    doc = {"format": LISTING_FORMAT, "version": LISTING_VERSION, "sha": listing.commit, "siblings": siblings}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------------------------ offline
 def _fetch_offline(
-    repo: str, revision: str, folder: Path, where: str, store: Path | None
-) -> tuple[str, dict[str, str], list[str]]:
-    """(commit, hashes by path, skipped .git paths) of the cached revision, copied into ``folder``; only a file that
-    is a link into this repo's ``blobs/`` folder, to a blob named by a hash its bytes match, is taken. Every file is
-    found first, so that a revision the disks cannot hold is refused (``_check_room``) before a byte is copied."""
+    repo: str, revision: str, folder: Path, where: str, store: Path | None, allow_partial: bool
+) -> tuple[str, dict[str, str], list[str], str | None]:
+    """(commit, hashes by path, skipped paths, None or what part of the revision it is) of the cached revision,
+    copied into ``folder``. Only the whole revision its listing (written by ``_publish``) names is taken: every listed
+    file a link into this repo's ``blobs/`` folder, to the blob its listing names, whose bytes hash to that name. A
+    cache without a listing (huggingface_hub's, filled file by file) or lacking files is taken only with
+    ``allow_partial``, and said to be partial. Every file is found first, so that a revision the disks cannot hold
+    is refused (``_check_room``) before a byte is copied."""
     missing = SourceError(
         f"{where}: not in the local cache and downloads are off (HF_HUB_OFFLINE) or the endpoint is unreachable"
     )
-    repo_dir = _repo_cache(repo)
-    if _HEX40.fullmatch(revision):
-        commit = revision
-    else:
-        ref = repo_dir / "refs" / revision
-        try:
-            with open(ref, "rb") as fh:
-                commit = fh.read(100).decode("ascii", "replace").strip()
-        except OSError:
-            raise missing from None
-        if not _HEX40.fullmatch(commit):
-            raise SourceError(f"{where}: the cache's ref {printable_path(str(ref))} names no commit")
+    repo_dir = repo_cache(repo)
+    commit = revision.lower() if is_commit(revision) else _cached_ref(repo_dir, revision, where, missing)
     snapshot = repo_dir / "snapshots" / commit
     if snapshot.is_symlink() or not snapshot.is_dir():
         raise missing
+    found, skipped = _cached_files(snapshot, where)
+    listing = _cached_listing(repo_dir, commit, where)
+    if listing is not None:
+        expected = {f.path: f.digest for f in listing.files}
+        found, partial = _listed_part(found, listing, allow_partial, where)
+        skipped = list(listing.skipped)
+    elif allow_partial:
+        expected = {}
+        found = {rel: entry for rel, entry in found.items() if os.path.exists(entry)}  # its blob is there
+        partial = f"the files a Hugging Face cache not written by modelarc held of Hub commit {commit}; it may lack others"
+    else:
+        raise SourceError(
+            f"{where}: the cache holds commit {commit} without modelarc's listing of its files (huggingface_hub "
+            "fills it file by file), so it may lack some: import it online, or pass --allow-partial to archive "
+            "what it holds, recorded as possibly partial"
+        )
+    if not found:
+        raise SourceError(f"{where}: the cached revision (commit {commit}) has no files to archive")
     blobs = os.path.realpath(repo_dir / "blobs")
-    found: list[tuple[str, Path]] = []
+    shown = {rel: f"{where}: the cached file '{printable_path(rel)}'" for rel in found}
+    linked = {rel: _linked_blob(entry, blobs, shown[rel], expected.get(rel)) for rel, entry in found.items()}
+    if listing is not None and (extra := [rel for rel in found if rel not in expected]):
+        raise SourceError(
+            f"{shown[extra[0]]} is not in the revision's listing "
+            f"({printable_path(str(listing_path(repo_dir, commit)))})"
+        )
+    _check_room(sum(_cached_size(entry) for entry in found.values()), folder, store, where)
+    hashes = {rel: _copy_blob(real, folder / rel, shown[rel]) for rel, real in linked.items()}
+    return commit, hashes, skipped, partial
+
+
+def _listed_part(
+    found: dict[str, Path], listing: HubListing, allow_partial: bool, where: str
+) -> tuple[dict[str, Path], str | None]:
+    """(the cached files to take, None or what part of the revision they are): every listed file must be there
+    (a link to a blob that is there), unless ``allow_partial``."""
+    absent = [f.path for f in listing.files if f.path not in found or not os.path.exists(found[f.path])]
+    total = len(listing.files)
+    if absent and not allow_partial:
+        raise SourceError(
+            f"{where}: the cache lacks {len(absent)} of the {total} files of commit {listing.commit} "
+            f"({_some(absent)}); offline, a revision is imported only whole: import it online, or pass "
+            "--allow-partial"
+        )
+    partial = None
+    if absent:
+        partial = (
+            f"{total - len(absent)} of the {total} files of Hub commit {listing.commit}; the Hugging Face cache "
+            f"lacked {_some(absent)}"
+        )
+    # .cache/ files are skipped as online (huggingface_hub may have fetched one; .git paths are never found)
+    left_out = {*absent, *listing.skipped}
+    return {rel: entry for rel, entry in found.items() if rel not in left_out}, partial
+
+
+def _some(paths: list[str]) -> str:
+    shown = ", ".join(f"'{printable_path(p)}'" for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def _cached_ref(repo_dir: Path, revision: str, where: str, missing: SourceError) -> str:
+    """The commit ``refs/<revision>`` names, read without blocking (a FIFO there hung the import) or following a link."""
+    ref = repo_dir / "refs" / revision
+    shown = f"{where}: the cache's ref {printable_path(str(ref))}"
+    try:
+        data = read_cache_file(ref, 100)
+    except (FileNotFoundError, NotADirectoryError):
+        raise missing from None
+    except NotRegularFileError:
+        raise SourceError(f"{shown} is not a regular file") from None
+    except OSError as exc:
+        raise SourceError(f"{shown} cannot be read ({_why(exc)})") from None
+    commit = data.decode("ascii", "replace").strip()
+    if not _HEX40.fullmatch(commit):
+        raise SourceError(f"{shown} names no commit")
+    return commit
+
+
+def _cached_listing(repo_dir: Path, commit: str, where: str) -> HubListing | None:
+    """The listing ``_publish`` wrote for ``commit``, checked as an endpoint's is, or None if there is none."""
+    path = listing_path(repo_dir, commit)
+    shown = f"{where}: the cache's listing {printable_path(str(path))}"
+    try:
+        data = read_cache_file(path, MAX_LISTING_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SourceError(f"{shown} cannot be read ({_why(exc)})") from None
+    if len(data) > MAX_LISTING_BYTES:
+        raise SourceError(f"{shown} is larger than {MAX_LISTING_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise SourceError(f"{shown} is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("format") != LISTING_FORMAT:
+        raise SourceError(f"{shown} is not a modelarc listing")
+    if doc.get("version") != LISTING_VERSION:
+        raise SourceError(
+            f"{shown} has version {printable_path(doc.get('version'))}; this modelarc reads version {LISTING_VERSION}"
+        )
+    return parse_listing(doc, shown, commit)
+
+
+def _cached_files(snapshot: Path, where: str) -> tuple[dict[str, Path], list[str]]:
+    """(entry by relative path, skipped .git paths) of a cached snapshot folder: every file or link in it, a link to a
+    folder included (``_copy_blob`` refuses it)."""
+    found: dict[str, Path] = {}
     skipped: list[str] = []
     for base, dirs, names in os.walk(snapshot):
         for name in sorted(dirs + names):
@@ -507,16 +644,9 @@ def _fetch_offline(
                 continue
             if path_problem(rel) is not None or is_partial_name(name) or len(found) >= MAX_FILES_PER_SNAPSHOT:
                 raise SourceError(f"{where}: the cached file '{printable_path(rel)}' cannot be archived")
-            found.append((rel, entry))
+            found[rel] = entry
         dirs[:] = [d for d in dirs if not is_git_path((Path(base) / d).relative_to(snapshot).as_posix())]
-    if not found:
-        raise SourceError(f"{where}: the cached revision (commit {commit}) has no files to archive")
-    _check_room(sum(_cached_size(entry) for _rel, entry in found), folder, store, where)
-    hashes = {
-        rel: _copy_blob(entry, blobs, folder / rel, f"{where}: the cached file '{printable_path(rel)}'")
-        for rel, entry in found
-    }
-    return commit, hashes, skipped
+    return found, skipped
 
 
 def _cached_size(entry: Path) -> int:
@@ -527,7 +657,9 @@ def _cached_size(entry: Path) -> int:
         return 0
 
 
-def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
+def _linked_blob(entry: Path, blobs: str, shown: str, expected: str | None) -> str:
+    """The blob ``entry`` links to, refused unless it is in ``blobs``, named by a hash (``expected``, when the
+    revision's listing names one)."""
     if not entry.is_symlink():
         raise SourceError(f"{shown} is not a link into the cache's blobs folder")
     real = os.path.realpath(entry)
@@ -536,6 +668,16 @@ def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
         raise SourceError(
             f"{shown} links outside the cache's blobs folder, or to a blob not named by its hash"
         )
+    if expected is not None and name != expected:
+        raise SourceError(
+            f"{shown} links to blob {name}, not to {expected}, which the revision's listing names"
+        )
+    return real
+
+
+def _copy_blob(real: str, dest: Path, shown: str) -> str:
+    """Copy the blob ``real`` to ``dest``, refused unless its bytes hash to its name; its name."""
+    name = os.path.basename(real)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     fd = os.open(real, flags)
     with open(fd, "rb") as src:
@@ -559,23 +701,33 @@ def _copy_blob(entry: Path, blobs: str, dest: Path, shown: str) -> str:
 # ------------------------------------------------------------------------------------------------------ entry
 @contextmanager
 def fetch(
-    repo: str, revision: str, endpoint: str, *, offline: bool, transfer: Transfer | None = None
+    repo: str,
+    revision: str,
+    endpoint: str,
+    *,
+    offline: bool,
+    transfer: Transfer | None = None,
+    allow_partial: bool = False,
 ) -> Iterator[Fetched]:
     """The verified files of ``repo`` at ``revision``, in a private folder that is removed when the block ends
     (whatever happens, and only once every download thread has ended). Online, a block that ends without an
-    exception also fills the Hugging Face cache."""
+    exception also fills the Hugging Face cache. Offline, ``allow_partial`` takes what the cache holds of a revision
+    it may not hold whole (``Fetched.partial`` says so)."""
     import httpx
 
     where = f"{repo}@{revision} on {endpoint}"
+    transfer = transfer or Transfer()
     folder = _private_folder()
+    partial = None
     try:
         try:
             if offline:
-                store = transfer.store if transfer is not None else None
-                commit, hashes, skipped = _fetch_offline(repo, revision, folder, where, store)
+                commit, hashes, skipped, partial = _fetch_offline(
+                    repo, revision, folder, where, transfer.store, allow_partial
+                )
                 listing = None
             else:
-                listing = _fetch_online(endpoint, repo, revision, folder, where, transfer or Transfer())
+                listing = _fetch_online(endpoint, repo, revision, folder, where, transfer)
                 commit, hashes, skipped = (
                     listing.commit,
                     {f.path: f.digest for f in listing.files},
@@ -591,8 +743,8 @@ def fetch(
             ) from None
         except OSError as exc:
             raise SourceError(f"{where}: download failed ({exc.strerror or type(exc).__name__})") from None
-        yield Fetched(folder, commit, hashes, tuple(skipped), offline)
+        yield Fetched(folder, commit, hashes, tuple(skipped), offline, partial)
         if listing is not None:
-            _publish(repo, revision, listing, folder)
+            _publish(repo, revision, listing, folder, transfer.warn)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from modelarc.archive.manifest import printable_path
+from modelarc.archive.own_state import place_holding, resolved, state_places
 from modelarc.archive.push import HUB_SCHEME, PushResult
+from modelarc.archive.remote.hf_cache import cache_root
 from modelarc.archive.remote.hf_fetch import DEFAULT_JOBS, Fetched, Transfer, fetch
 from modelarc.archive.repository import Archive
-from modelarc.errors import SourceError, UsageError
+from modelarc.errors import DestinationError, SourceError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import parse_ref
@@ -89,13 +91,36 @@ def hub_endpoint() -> str:
 
 
 @contextmanager
-def download(source: HubSource, transfer: Transfer | None = None) -> Iterator[tuple[Fetched, str]]:
+def download(
+    source: HubSource, transfer: Transfer | None = None, *, allow_partial: bool = False
+) -> Iterator[tuple[Fetched, str]]:
     """(the verified files in a private folder, endpoint) for the source; the folder is removed when the block ends.
     Every failure is one ``SourceError`` (``DiskFullError`` if the disks cannot hold it) and happens before the
     caller records anything."""
     endpoint = hub_endpoint()
-    with fetch(source.repo, source.revision, endpoint, offline=_offline(), transfer=transfer) as fetched:
+    with fetch(
+        source.repo,
+        source.revision,
+        endpoint,
+        offline=_offline(),
+        transfer=transfer,
+        allow_partial=allow_partial,
+    ) as fetched:
         yield fetched, endpoint
+
+
+def refuse_cache_in_archive(archive: Archive) -> None:
+    """``DestinationError`` if the Hugging Face cache is inside this archive's own files: the download folder made
+    beside it and the cache written after it would be, and nothing but the archive's data goes there (a push refused
+    the download folder as "inside this archive's own files", naming the folder, not HF_HOME)."""
+    root = cache_root()
+    place = place_holding(resolved(root.absolute()), state_places(archive.settings))
+    if place is not None:
+        raise DestinationError(
+            f"the Hugging Face cache {printable_path(str(root))} (HF_HOME/hub, or HF_HUB_CACHE) is inside this "
+            f"archive's own files ({printable_path(str(place))}), where nothing else is written: set HF_HOME or "
+            "HF_HUB_CACHE to a folder outside it"
+        )
 
 
 def _local_store(archive: Archive) -> Path | None:
@@ -130,14 +155,17 @@ def import_from_hub(
     jobs: int = DEFAULT_JOBS,
     fetch_progress: Callable[[int], None] | None = None,
     on_fetch_total: Callable[[int], None] | None = None,
+    allow_partial: bool = False,
 ) -> tuple[PushResult, dict[str, Any]]:
     """Download ``source`` (``jobs`` files at once; ``fetch_progress``/``on_fetch_total`` follow the download's bytes,
-    called from its threads) and push it as ``ref_text`` (``progress``/``on_total`` follow the push)."""
+    called from its threads) and push it as ``ref_text`` (``progress``/``on_total`` follow the push). Offline,
+    ``allow_partial`` archives what the cache holds of a revision it may not hold whole, recorded as such."""
     ref = parse_ref(ref_text)  # a bad REF fails before anything is downloaded
     with archive.catalog.session() as s:  # so does a name refused as a lookalike of one archived here
         q.refuse_name_clash(s, ref.namespace, ref.name)
+    refuse_cache_in_archive(archive)
     transfer = Transfer(jobs, fetch_progress, on_fetch_total, warn, _local_store(archive))
-    with download(source, transfer) as (fetched, endpoint):
+    with download(source, transfer, allow_partial=allow_partial) as (fetched, endpoint):
         return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
 
 
@@ -177,7 +205,16 @@ def _record(
                 unresolved.append(base)
     license_ = provenance.license or card_text(card.get("license"))
     source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
-    prov = replace(provenance, parents=tuple(parents), license=license_, source_url=source_url)
+    description = provenance.description
+    # the source URL names the whole commit: the record says what part of it the snapshot holds
+    if fetched.partial is not None:
+        note = f"Possibly partial: {fetched.partial} (imported offline with --allow-partial)."
+        description = f"{description}\n\n{note}" if description else note
+        if warn:
+            warn(f"{source.repo}: the snapshot may be partial: {fetched.partial}")
+    prov = replace(
+        provenance, parents=tuple(parents), license=license_, source_url=source_url, description=description
+    )
     # the private folder holds only regular files written from verified bytes: no link is followed
     result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=False)
     details = {
@@ -190,6 +227,8 @@ def _record(
         "skipped_git_paths": list(fetched.skipped),
         # offline, the bytes came from the Hugging Face cache (checked against their blob names), not the endpoint
         "from_cache": fetched.from_cache,
+        # None for the whole revision; else what part of it the snapshot may be (offline, --allow-partial)
+        "partial": fetched.partial,
         "base_model": _as_list(card.get("base_model")),
         "base_model_unarchived": unresolved,
         "datasets": _as_list(card.get("datasets")),

@@ -79,6 +79,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Read and hash every file, even those unchanged (same size, times and inode) since an earlier push.",
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="With hf:// and HF_HUB_OFFLINE=1: archive what the Hugging Face cache holds of a revision it may not hold "
+    "whole (one modelarc did not write), recorded as possibly partial.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
@@ -103,6 +109,7 @@ def push(
     mirror_names: tuple[str, ...],
     with_parents: bool,
     rehash: bool,
+    allow_partial: bool,
     progress: bool,
     as_json: bool,
 ) -> None:
@@ -172,6 +179,7 @@ def push(
             jobs=jobs,
             fetch_progress=fetch_advance,
             on_fetch_total=fetch_total,
+            allow_partial=allow_partial,
         )
     synced = _sync_mirrors(archive, targets, progress and not as_json)
     if remote_name is not None:
