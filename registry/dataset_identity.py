@@ -12,6 +12,10 @@ snapshot is linked to exactly what its own manifest said.
 entry describing it alike meet: migration 0017 fills the column of older rows with a frozen copy of this function.
 Changing what it hashes, or how, splits every recorded row from new entries describing it: it needs a new
 ``_FORMAT`` and a migration that recomputes the column.
+
+A ``time_range`` bound is hashed as the manifest wrote it, at its precision (``2020-06``, ``2010``), so ``2020-06``
+and ``2020-06-01`` are two descriptions. A bound of day precision (or of none: rows recorded before migration 0021,
+which marks them 'day') is the ISO date format 1 always hashed, so no recorded hash changed and the format stayed 1.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ DESCRIPTION_FIELDS = (
     "notes",
 )
 
+# the column holding the precision of each dated field: the period a bound names is part of the description
+PRECISION_FIELDS = {"time_start": "time_start_precision", "time_end": "time_end_precision"}
+
 
 class DatasetDescription(Protocol):
     """A dataset version with the recorded fields: a new manifest entry (``NewDataset``) or a catalog row."""
@@ -54,16 +61,21 @@ class DatasetDescription(Protocol):
     time_start: dt.date | None
     time_end: dt.date | None
     notes: str | None
+    time_start_precision: str | None
+    time_end_precision: str | None
 
 
 def description_hash(dataset: DatasetDescription) -> str:
     """The sha256 that identifies ``dataset``'s row: equal for equal recorded fields, whatever else differs."""
-    return description_hash_of({f: getattr(dataset, f) for f in DESCRIPTION_FIELDS})
+    named = DESCRIPTION_FIELDS + tuple(PRECISION_FIELDS.values())
+    return description_hash_of({f: getattr(dataset, f) for f in named})
 
 
 def description_hash_of(fields: dict[str, Any]) -> str:
     """``description_hash`` of a mapping from column name to value (absent: NULL), as an INSERT's parameters are."""
     doc = {"format": _FORMAT, **{f: _plain(fields.get(f)) for f in DESCRIPTION_FIELDS}}
+    for f, precision in PRECISION_FIELDS.items():
+        doc[f] = bound_text(fields.get(f), fields.get(precision))
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
@@ -71,3 +83,12 @@ def description_hash_of(fields: dict[str, Any]) -> str:
 def _plain(value: Any) -> Any:
     """A date as its ISO text (how SQLite returns one read without its column type), anything else as stored."""
     return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def bound_text(value: Any, precision: str | None) -> Any:
+    """A dated bound as the manifest wrote it: ``2020-06`` for month precision, ``2010`` for year, the ISO date for
+    day (or no) precision. What is hashed, so it may not change (see the module's docstring)."""
+    text = _plain(value)
+    if not isinstance(text, str):
+        return text
+    return {"year": text[:4], "month": text[:7]}.get(precision or "day", text)

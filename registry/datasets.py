@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from modelarc.errors import UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.bounds import ROW_ID_MAX
-from modelarc.registry.dataset_identity import description_hash
+from modelarc.registry.dataset_identity import bound_text, description_hash
 from modelarc.registry.models import DataAttachment, Dataset, Model, Snapshot, SnapshotDataset, utcnow
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
@@ -24,11 +24,39 @@ from modelarc.registry.refs import SnapshotId
 
 @dataclass(frozen=True)
 class TimeRange:
-    start: str | None  # ISO dates
+    """When the content was written, each bound at the precision the manifest gave: ``2010``, ``2020-06`` or
+    ``2020-06-15`` (ISO 8601 dates, reduced to a year or a month), so an end of ``2020-06`` still means all of June,
+    not its first day. The precisions say the same, spelled out as snapshots' ``cutoff_precision`` is."""
+
+    start: str | None
     end: str | None
+    start_precision: str | None = None  # "year" | "month" | "day"; None when the bound is
+    end_precision: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        start: dt.date | None,
+        start_precision: str | None,
+        end: dt.date | None,
+        end_precision: str | None,
+    ) -> TimeRange:
+        """The range from the catalog's columns: each bound the first day of its period, and its precision (a
+        bound without one is a day, as migration 0021 marks the bounds recorded before precisions were kept)."""
+        return cls(
+            bound_text(start, start_precision),
+            bound_text(end, end_precision),
+            (start_precision or "day") if start else None,
+            (end_precision or "day") if end else None,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "start_precision": self.start_precision,
+            "end_precision": self.end_precision,
+        }
 
 
 @dataclass(frozen=True)
@@ -142,9 +170,7 @@ def _fields(d: Dataset) -> dict[str, Any]:
         "size_bytes": d.size_bytes,
         "records": d.records,
         "tokens": d.tokens,
-        "time_range": TimeRange(
-            d.time_start.isoformat() if d.time_start else None, d.time_end.isoformat() if d.time_end else None
-        ),
+        "time_range": TimeRange.of(d.time_start, d.time_start_precision, d.time_end, d.time_end_precision),
         "content_hash": d.content_hash,
         "notes": d.notes,
         "description_hash": d.description_hash,
@@ -165,7 +191,9 @@ _COLUMNS = (
     Dataset.records,
     Dataset.tokens,
     Dataset.time_start,
+    Dataset.time_start_precision,
     Dataset.time_end,
+    Dataset.time_end_precision,
     Dataset.content_hash,
     Dataset.notes,
     Dataset.description_hash,
@@ -234,7 +262,9 @@ def _listing(
     records: int | None,
     tokens: int | None,
     time_start: dt.date | None,
+    time_start_precision: str | None,
     time_end: dt.date | None,
+    time_end_precision: str | None,
     content_hash: str,
     notes: str | None,
     description_hash: str,
@@ -249,9 +279,7 @@ def _listing(
         size_bytes=size_bytes,
         records=records,
         tokens=tokens,
-        time_range=TimeRange(
-            time_start.isoformat() if time_start else None, time_end.isoformat() if time_end else None
-        ),
+        time_range=TimeRange.of(time_start, time_start_precision, time_end, time_end_precision),
         content_hash=content_hash,
         notes=notes,
         description_hash=description_hash,
@@ -381,6 +409,8 @@ def attach_datasets(
                 tokens=new.tokens,
                 time_start=new.time_start,
                 time_end=new.time_end,
+                time_start_precision=new.time_start_precision if new.time_start else None,
+                time_end_precision=new.time_end_precision if new.time_end else None,
                 notes=new.notes,
                 created_at=at,
             )

@@ -280,8 +280,12 @@ class Dataset(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     records: Mapped[int | None] = mapped_column(BigInteger)
     tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # when the content was written: the first day of the period the manifest named (``2020-06`` is 2020-06-01),
+    # with that period's precision beside it, as snapshots keep ``cutoff``; NULL precision only for a NULL bound
     time_start: Mapped[dt.date | None] = mapped_column(Date)
     time_end: Mapped[dt.date | None] = mapped_column(Date)
+    time_start_precision: Mapped[str | None] = mapped_column(String(5))  # "year" | "month" | "day"
+    time_end_precision: Mapped[str | None] = mapped_column(String(5))
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # How many distinct snapshots use it, kept by attach_datasets (the only writer of snapshot_datasets, which is

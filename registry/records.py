@@ -111,6 +111,8 @@ class NewDataset:
     size_bytes: int | None = None
     records: int | None = None
     tokens: int | None = None
-    time_start: dt.date | None = None
+    time_start: dt.date | None = None  # the first day of the period the manifest named
     time_end: dt.date | None = None
     notes: str | None = None
+    time_start_precision: str | None = None  # "year" | "month" | "day": the period (None: a day)
+    time_end_precision: str | None = None

@@ -213,8 +213,12 @@ def _datasets(subject: ExportSubject) -> list[tuple[Component, dict[str, Any]]]:
                     "size_bytes": d.size_bytes,
                     "records": d.records,
                     "tokens": d.tokens,
+                    # at the precision the manifest gave (ISO 8601 reduced precision: "2020-06" is all of June),
+                    # as training_cutoff is: no day is invented that the manifest did not state
                     "time_start": d.time_range.start,
+                    "time_start_precision": d.time_range.start_precision,
                     "time_end": d.time_range.end,
+                    "time_end_precision": d.time_range.end_precision,
                 }
             ),
         )

@@ -337,8 +337,10 @@ def content_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(described)).hexdigest()
 
 
-def _date(value: str | None) -> dt.date | None:
-    return parse_cutoff(value)[0] if value else None
+def _bound(value: str | None) -> tuple[dt.date | None, str | None]:
+    """A ``time_range`` bound as the catalog keeps it: the first day of the period it names and that period's
+    precision (``2020-06`` -> 2020-06-01, "month": all of June, not its first day), as ``--cutoff`` is kept."""
+    return parse_cutoff(value) if value else (None, None)
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,7 @@ class AttachResult:
 def new_dataset(entry: dict[str, Any]) -> NewDataset:
     """A validated manifest entry as the catalog records it."""
     span = entry.get("time_range", {})
+    (start, start_precision), (end, end_precision) = _bound(span.get("start")), _bound(span.get("end"))
     return NewDataset(
         content_hash=content_hash(entry),
         name=entry["name"],
@@ -362,9 +365,11 @@ def new_dataset(entry: dict[str, Any]) -> NewDataset:
         size_bytes=entry.get("size_bytes"),
         records=entry.get("records"),
         tokens=entry.get("tokens"),
-        time_start=_date(span.get("start")),
-        time_end=_date(span.get("end")),
+        time_start=start,
+        time_end=end,
         notes=entry.get("notes"),
+        time_start_precision=start_precision,
+        time_end_precision=end_precision,
     )
 
 

@@ -43,10 +43,32 @@ def test_push_with_data_attaches_datasets(arc, tmp_path: Path) -> None:
     ]
     assert shown["release_date"] == "2023-02-01"
     pile = shown["datasets"][0]
-    assert (
-        pile["time_range"] == {"start": "2010-01-01", "end": "2020-06-01"} and pile["tokens"] == 300000000000
-    )
+    assert pile["time_range"] == {
+        "start": "2010",
+        "end": "2020-06",
+        "start_precision": "year",
+        "end_precision": "month",
+    }
+    assert pile["tokens"] == 300000000000
     assert "dataset:      pretrain the-pile" in arc("show", "acme/tiny:v1").stdout
+
+
+def test_time_range_bounds_keep_the_precision_the_manifest_gave(arc, tmp_path: Path) -> None:
+    """``end: "2020-06"`` is content through June: the catalog, ``data ls``, ``data show`` and --json say 2020-06,
+    not 2020-06-01, and the same dates written to the day are another description (another row)."""
+    arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
+    spans = ("{start: '2010', end: '2020-06'}", "{start: '2010-01-01', end: '2020-06-01'}")
+    for i, span in enumerate(spans):
+        text = f"version: 1\ndatasets:\n  - {{name: the-pile, role: pretrain, time_range: {span}}}\n"
+        arc("data", "attach", "acme/tiny:v1", _write(tmp_path, f"d{i}.yaml", text))
+    listed = arc("data", "ls").stdout.splitlines()
+    assert ["2010..2020-06" in r for r in listed] == [True, False]
+    assert "2010-01-01..2020-06-01" in listed[1]
+    assert [v["time_range"] for v in arc.json("data", "show", "the-pile")] == [
+        {"start": "2010", "end": "2020-06", "start_precision": "year", "end_precision": "month"},
+        {"start": "2010-01-01", "end": "2020-06-01", "start_precision": "day", "end_precision": "day"},
+    ]
+    assert "time range: 2010 .. 2020-06\n" in arc("data", "show", "the-pile").stdout
 
 
 def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_path: Path) -> None:

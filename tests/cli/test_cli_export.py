@@ -117,10 +117,13 @@ def test_cyclonedx_datasets_are_data_components_with_only_declared_hashes(arc, t
     ]
     pile_props = {p["name"]: p["value"] for p in pile["properties"]}
     assert pile_props["modelarc:size_bytes"] == "825000000000"
-    assert (pile_props["modelarc:time_start"], pile_props["modelarc:time_end"]) == (
-        "2019-01-01",
+    # each bound at the precision the manifest gave (ISO 8601 reduced precision): 2019-01 is all of January
+    assert [pile_props[f"modelarc:time_{b}"] for b in ("start", "start_precision", "end", "end_precision")] == [
+        "2019-01",
+        "month",
         "2020-12-31",
-    )
+        "day",
+    ]
     # no sha256 in the manifest: the catalog keys the row by a hash of its description, which is not a data hash
     assert "hashes" not in chats
     chat_props = {p["name"]: p["value"] for p in chats["properties"]}

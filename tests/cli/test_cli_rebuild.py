@@ -105,6 +105,10 @@ def test_a_rebuilt_catalog_answers_as_the_lost_one_did(
 ) -> None:
     _build(arc, tmp_path)
     before, keys = _answers(arc), arc.json("keys", "list")
+    # the manifest's "2010".."2020-06", at its precision: the rebuild must re-derive it, not a day
+    assert [(d["time_range"]["start"], d["time_range"]["end"]) for d in before["data"] if d["name"] == "the-pile"] == [
+        ("2010", "2020-06")
+    ]
     garbage = arc.json("gc", "--dry-run")["objects_removed"]
     records = _records(arc.home / "store")
     kinds = sorted(json.loads(p.read_bytes())["kind"] for p in records)
