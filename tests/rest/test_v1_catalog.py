@@ -97,6 +97,22 @@ def test_datasets_page_by_name_through_the_link_header(client, tmp_path: Path) -
     assert "link" not in c.get("/v1/datasets?limit=3").headers
 
 
+def test_dataset_time_range_is_given_at_the_precision_of_the_manifest(client, tmp_path: Path) -> None:
+    """``end: "2021-05"`` is all of May: /v1 and the dataset page say 2021-05, never 2021-05-01."""
+    c, archive = client
+    more = tmp_path / "dated.yaml"
+    more.write_text(
+        "version: 1\ndatasets:\n  - {name: news, role: pretrain, time_range: {start: '2015', end: '2021-05'}}\n"
+    )
+    attach_data(archive, "acme/tuned:v1", load_data_manifest(more))
+    expected = {"start": "2015", "end": "2021-05", "start_precision": "year", "end_precision": "month"}
+    assert c.get("/v1/datasets/news").json()[0]["time_range"] == expected
+    assert [d["time_range"] for d in c.get("/v1/datasets").json() if d["name"] == "news"] == [expected]
+    assert c.get("/v1/snapshots/acme/tuned/v1").json()["datasets"][0]["time_range"] == expected
+    page = c.get("/ui/datasets/news").text
+    assert "2015 – 2021-05" in page and "2021-05-01" not in page
+
+
 def test_snapshot_manifest_files_tensors_and_lineage(client) -> None:
     c, archive = client
     shown = c.get("/v1/snapshots/acme/tuned/v1").json()
