@@ -7,9 +7,10 @@ Create Date: 2026-12-01 02:00:00
 
 Upgrade marks every recorded bound 'day'. The period the manifest named is in the manifest object, in the store,
 which a migration of the catalog cannot read (registry/ knows nothing about bytes on disk; the store may be remote):
-``modelarc rebuild`` re-derives the precisions from the stored manifests. 'day' is what those rows have shown all
-along, and it keeps their ``description_hash`` (registry/dataset_identity.py hashes a day bound as the ISO date it
-always hashed), so a new entry describing one of them with day dates still meets it.
+a catalog rebuilt from the store (``modelarc rebuild-catalog``) re-derives the precisions from the stored manifests.
+'day' is what those rows have shown all along, and it keeps their ``description_hash`` (registry/dataset_identity.py
+hashes a day bound as the ISO date it always hashed), so a new entry describing one of them with day dates still
+meets it.
 
 Downgrade hashes the year and month bounds back as the dates 0020 records (``2020-06`` as ``2020-06-01``, as an older
 modelarc recorded it), refused while two rows differ only in a bound's precision: the old schema cannot tell them
