@@ -744,7 +744,8 @@ def fetch(
     names, or None when not known."""
     import httpx
 
-    where = f"{repo}@{revision} on {endpoint}"
+    # offline, HF_ENDPOINT has nothing to do with it: the files are the cache's, from wherever they came
+    where = f"{repo}@{revision} {'in the Hugging Face cache' if offline else f'on {endpoint}'}"
     transfer = transfer or Transfer()
     folder = _private_folder()
     partial = None

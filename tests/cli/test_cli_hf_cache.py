@@ -292,6 +292,7 @@ def test_offline_refuses_a_listing_naming_an_endpoint_that_is_no_url(
     offline(arc, hub)
     line = last_line(arc.fail("push", "hf://org/tiny", "other/tiny:v1"))
     assert "names endpoint 'file:///etc', not an http(s)://host[:port] URL" in line
+    assert line.startswith("error: org/tiny@main in the Hugging Face cache: ")  # not "on HF_ENDPOINT"
 
 
 def test_a_partial_reimport_of_an_archived_snapshot_moves_the_tag_and_keeps_its_record(
