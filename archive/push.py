@@ -92,13 +92,20 @@ def push_folder(
     warn: Callable[[str], None] | None = None,
     delta: DeltaRequest | None = None,
     rehash: bool = False,
+    stated: Provenance | None = None,
 ) -> PushResult:
     """Archive ``source`` as ``ref_text``; symlinks out of ``source`` are refused unless ``follow_symlinks``,
     and what is left out (e.g. a symlinked folder) is reported through ``warn``. Tensors are tried as deltas
     against a parent as ``delta`` says (archive/deltas.py). A file unchanged since an earlier push (by the push
     index's rules, archive/push_index.py) is not read again unless ``rehash``. An object the catalog knows to be
     corrupt or missing, or whose stored copy a put finds unreadable, that the push holds the bytes of is written
-    back in place of the damaged copy (archive/heal.py)."""
+    back in place of the damaged copy (archive/heal.py).
+
+    A re-push of bytes the model already holds is refused if it states provenance the record does not say
+    (archive/provenance/repush.py). ``stated`` is what the user stated, when ``provenance`` holds more that the
+    caller derived (a Hub import's source URL, the card's license and base_model, a "possibly partial" note): that is
+    recorded by a first push only, and a re-push of the same bytes keeps the record as it is, since the user gave no
+    option that could be dropped (the refusal named --description for a note the import wrote)."""
     started = time.perf_counter()
     ref = parse_ref(ref_text)
     if ref.digest:
@@ -108,6 +115,8 @@ def push_folder(
         if relation not in RELATIONS:
             raise UsageError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
     parent_refs = [(parse_ref(text), rel) for text, rel in provenance.parents]
+    stated = provenance if stated is None else stated
+    stated_parents = [(parse_ref(text), rel) for text, rel in stated.parents]
     with archive.catalog.session() as s:  # fail on a lookalike name or a bad parent before reading gigabytes
         q.refuse_name_clash(s, ref.namespace, ref.name)
         for pref, _rel in parent_refs:
@@ -141,10 +150,10 @@ def push_folder(
             check_renamed_tensors(bases, manifest)
         snapshot_id = manifest.snapshot_id
         model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
-        refuse_other_provenance = _provenance_check(provenance, parent_refs)
+        refuse_other_provenance = _provenance_check(stated, stated_parents)
         if refuse_other_provenance is not None:
             with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
-                refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
+                refuse_other_provenance(s, model_ref, snapshot_id, stated, stated_parents)
         manifest_bytes = manifest.canonical_bytes()
         _check_reads_back(source, manifest_bytes)
         manifest_put = archive.store.put(manifest_bytes, replacing=damaged)
@@ -178,7 +187,7 @@ def push_folder(
             held.confirm(s)  # gc cannot have run under us: our lock row is alive, and now locked until commit
             if refuse_other_provenance is not None:
                 # again in the recording's transaction: the same bytes may have been recorded since the check above
-                refuse_other_provenance(s, model_ref, snapshot_id, provenance, parent_refs)
+                refuse_other_provenance(s, model_ref, snapshot_id, stated, stated_parents)
             recorded = record_snapshot(
                 archive.store.backend,
                 s,

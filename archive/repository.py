@@ -68,6 +68,7 @@ class PushOptions(TypedDict, total=False):
     warn: Callable[[str], None] | None
     delta: DeltaRequest | None  # how tensors are tried as deltas against a parent (archive/push.py)
     rehash: bool  # default False: read even the files the push index says are unchanged
+    stated: Provenance | None  # what the user stated, if provenance holds more the caller derived (archive/push.py)
 
 
 class PullOptions(TypedDict, total=False):

@@ -38,13 +38,10 @@ class FiniteFloatRange(click.FloatRange):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-jobs_option = click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Parallel transfers with --remote, and parallel downloads from a Hub endpoint (hf://).",
-)
+def jobs_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--jobs N`` (1 to 64, default 4), with the help of the command it goes with: pull refuses hf://, and its help
+    said it downloaded from a Hub endpoint."""
+    return click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help=help_text)
 
 
 def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

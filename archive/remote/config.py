@@ -97,12 +97,14 @@ def save_remote(home: Path, remote: Remote) -> None:
     _write(home, remotes)
 
 
-def remove_remote(home: Path, name: str) -> None:
+def remove_remote(home: Path, name: str) -> Remote:
+    """Forget remote ``name``; the remote it was."""
     remotes = load_remotes(home)
     if name not in remotes:
         raise NotFoundError(f"no remote named {name!r}")
-    del remotes[name]
+    removed = remotes.pop(name)
     _write(home, remotes)
+    return removed
 
 
 def _write(home: Path, remotes: dict[str, Remote]) -> None:

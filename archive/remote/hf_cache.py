@@ -24,6 +24,9 @@ from pathlib import Path
 OWN_FOLDER = ".modelarc"
 LISTING_FORMAT = "modelarc.hf-cache-listing"
 LISTING_VERSION = 1
+# the source an offline import records when the endpoint its cached files came from is not known: the repo and the
+# commit, no endpoint claimed (docs/FORMAT.md, "Hugging Face cache listing")
+CACHE_SOURCE_SCHEME = "hf-cache:"
 
 
 def cache_root() -> Path:

@@ -69,6 +69,7 @@ MAX_HUB_FILE_BYTES = 1 << 40
 MAX_REDIRECTS = 5
 _CHUNK = 1 << 20
 DEFAULT_JOBS = 4  # the CLI's --jobs default too; huggingface_hub used 8 workers
+MAX_ENDPOINT_CHARS = 2048  # an endpoint a cached listing names becomes a source URL shown by `show`
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class Fetched:
     from_cache: bool
     # None for the whole revision; else what these files are of it (an offline import with --allow-partial)
     partial: str | None = None
+    # where the bytes came from: online, the endpoint; offline, the endpoint modelarc's listing in the cache names
+    # (the online import that filled it wrote it there), None when that is not known (a cache huggingface_hub filled,
+    # or a listing written before listings named it): a cached blob's hash proves its bytes, not their origin
+    endpoint: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------------ the listing
@@ -425,7 +430,12 @@ def _check_room(total: int, folder: Path, store: Path | None, where: str) -> Non
 
 
 def _publish(
-    repo: str, revision: str, listing: HubListing, folder: Path, warn: Callable[[str], None] | None
+    repo: str,
+    revision: str,
+    listing: HubListing,
+    folder: Path,
+    warn: Callable[[str], None] | None,
+    endpoint: str,
 ) -> None:
     """Move the verified files into the Hugging Face cache in its layout (``blobs/<hash>``, ``snapshots/<commit>/<path>``
     a relative link to it, ``refs/<revision>``), each name made from a verified hash or a checked path, and write the
@@ -434,7 +444,8 @@ def _publish(
     The cache is a courtesy, the archive is the product: a file the cache cannot take (read-only, a link where a
     folder should be, a name its disk refuses) costs that file only, and one ``warn`` line says the cache is
     incomplete. The listing is written even then, so that an offline import names what the cache lacks and is
-    refused, instead of archiving part of the revision as the whole."""
+    refused, instead of archiving part of the revision as the whole. The listing names ``endpoint``, the one the
+    files came from, which an offline import records as their source."""
     repo_dir = repo_cache(repo)
     snapshot = repo_dir / "snapshots" / listing.commit
     failed: list[tuple[str, OSError]] = []
@@ -457,7 +468,7 @@ def _publish(
         replace_atomically(
             repo_dir,
             listing_path(repo_dir, listing.commit),
-            functools.partial(write_new_file, data=_listing_json(listing)),
+            functools.partial(write_new_file, data=_listing_json(listing, endpoint)),
         )
     except OSError as exc:
         failed.append(("its file listing", exc))
@@ -490,16 +501,23 @@ def _publish_file(repo_dir: Path, snapshot: Path, file: HubFile, folder: Path) -
     replace_atomically(repo_dir, link, functools.partial(os.symlink, os.path.relpath(blob, link.parent)))
 
 
-def _listing_json(listing: HubListing) -> bytes:
+def _listing_json(listing: HubListing, endpoint: str) -> bytes:
     """The listing as modelarc keeps it in the cache (docs/FORMAT.md, "Hugging Face cache listing"): the shape of the
-    Hub's own ``model_info`` JSON, read back by ``parse_listing`` with every check an endpoint's listing gets."""
+    Hub's own ``model_info`` JSON, read back by ``parse_listing`` with every check an endpoint's listing gets, plus
+    the ``endpoint`` it came from (never read from an endpoint's own answer: only from a listing modelarc wrote)."""
     siblings: list[dict[str, Any]] = [
         {"rfilename": f.path, "size": f.size}
         | ({"lfs": {"sha256": f.sha256, "size": f.size}} if f.sha256 else {"blobId": f.blob_id})
         for f in listing.files
     ]
     siblings += [{"rfilename": path} for path in listing.skipped]  # skipped again when read: no hash needed
-    doc = {"format": LISTING_FORMAT, "version": LISTING_VERSION, "sha": listing.commit, "siblings": siblings}
+    doc = {
+        "format": LISTING_FORMAT,
+        "version": LISTING_VERSION,
+        "sha": listing.commit,
+        "endpoint": endpoint,
+        "siblings": siblings,
+    }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -510,9 +528,9 @@ def _why(exc: OSError) -> str:
 # ------------------------------------------------------------------------------------------------------ offline
 def _fetch_offline(
     repo: str, revision: str, folder: Path, where: str, store: Path | None, allow_partial: bool
-) -> tuple[str, dict[str, str], list[str], str | None]:
-    """(commit, hashes by path, skipped paths, None or what part of the revision it is) of the cached revision,
-    copied into ``folder``. Only the whole revision its listing (written by ``_publish``) names is taken: every listed
+) -> tuple[str, dict[str, str], list[str], str | None, str | None]:
+    """(commit, hashes by path, skipped paths, None or what part of the revision it is, the endpoint its listing
+    names or None) of the cached revision, copied into ``folder``. Only the whole revision its listing (written by ``_publish``) names is taken: every listed
     file a link into this repo's ``blobs/`` folder, to the blob its listing names, whose bytes hash to that name. A
     cache without a listing (huggingface_hub's, filled file by file) or lacking files is taken only with
     ``allow_partial``, and said to be partial. Every file is found first, so that a revision the disks cannot hold
@@ -526,7 +544,7 @@ def _fetch_offline(
     if snapshot.is_symlink() or not snapshot.is_dir():
         raise missing
     found, skipped = _cached_files(snapshot, where)
-    listing = _cached_listing(repo_dir, commit, where)
+    listing, endpoint = _cached_listing(repo_dir, commit, where)
     if listing is not None:
         expected = {f.path: f.digest for f in listing.files}
         found, partial = _listed_part(found, listing, allow_partial, where)
@@ -553,7 +571,7 @@ def _fetch_offline(
         )
     _check_room(sum(_cached_size(entry) for entry in found.values()), folder, store, where)
     hashes = {rel: _copy_blob(real, folder / rel, shown[rel]) for rel, real in linked.items()}
-    return commit, hashes, skipped, partial
+    return commit, hashes, skipped, partial, endpoint
 
 
 def _listed_part(
@@ -603,14 +621,15 @@ def _cached_ref(repo_dir: Path, revision: str, where: str, missing: SourceError)
     return commit
 
 
-def _cached_listing(repo_dir: Path, commit: str, where: str) -> HubListing | None:
-    """The listing ``_publish`` wrote for ``commit``, checked as an endpoint's is, or None if there is none."""
+def _cached_listing(repo_dir: Path, commit: str, where: str) -> tuple[HubListing | None, str | None]:
+    """(the listing ``_publish`` wrote for ``commit``, checked as an endpoint's is, or None if there is none; the
+    endpoint it names, or None: a listing written before listings named it)."""
     path = listing_path(repo_dir, commit)
     shown = f"{where}: the cache's listing {printable_path(str(path))}"
     try:
         data = read_cache_file(path, MAX_LISTING_BYTES)
     except FileNotFoundError:
-        return None
+        return None, None
     except OSError as exc:
         raise SourceError(f"{shown} cannot be read ({_why(exc)})") from None
     if len(data) > MAX_LISTING_BYTES:
@@ -625,7 +644,16 @@ def _cached_listing(repo_dir: Path, commit: str, where: str) -> HubListing | Non
         raise SourceError(
             f"{shown} has version {printable_path(doc.get('version'))}; this modelarc reads version {LISTING_VERSION}"
         )
-    return parse_listing(doc, shown, commit)
+    endpoint = doc.get("endpoint")
+    if endpoint is not None and not _is_endpoint(endpoint):
+        raise SourceError(f"{shown} names endpoint '{printable_path(endpoint)}', not an http(s)://host[:port] URL")
+    return parse_listing(doc, shown, commit), endpoint
+
+
+def _is_endpoint(value: object) -> bool:
+    from modelarc.archive.remote.config import is_http_url
+
+    return isinstance(value, str) and len(value) <= MAX_ENDPOINT_CHARS and is_http_url(value)
 
 
 def _cached_files(snapshot: Path, where: str) -> tuple[dict[str, Path], list[str]]:
@@ -712,17 +740,20 @@ def fetch(
     """The verified files of ``repo`` at ``revision``, in a private folder that is removed when the block ends
     (whatever happens, and only once every download thread has ended). Online, a block that ends without an
     exception also fills the Hugging Face cache. Offline, ``allow_partial`` takes what the cache holds of a revision
-    it may not hold whole (``Fetched.partial`` says so)."""
+    it may not hold whole (``Fetched.partial`` says so); ``Fetched.endpoint`` is the endpoint the cache's listing
+    names, or None when not known."""
     import httpx
 
-    where = f"{repo}@{revision} on {endpoint}"
+    # offline, HF_ENDPOINT has nothing to do with it: the files are the cache's, from wherever they came
+    where = f"{repo}@{revision} {'in the Hugging Face cache' if offline else f'on {endpoint}'}"
     transfer = transfer or Transfer()
     folder = _private_folder()
     partial = None
+    origin: str | None = endpoint
     try:
         try:
             if offline:
-                commit, hashes, skipped, partial = _fetch_offline(
+                commit, hashes, skipped, partial, origin = _fetch_offline(
                     repo, revision, folder, where, transfer.store, allow_partial
                 )
                 listing = None
@@ -743,8 +774,8 @@ def fetch(
             ) from None
         except OSError as exc:
             raise SourceError(f"{where}: download failed ({exc.strerror or type(exc).__name__})") from None
-        yield Fetched(folder, commit, hashes, tuple(skipped), offline, partial)
+        yield Fetched(folder, commit, hashes, tuple(skipped), offline, partial, origin)
         if listing is not None:
-            _publish(repo, revision, listing, folder, transfer.warn)
+            _publish(repo, revision, listing, folder, transfer.warn, endpoint)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -3,7 +3,8 @@
 The endpoint (``HF_ENDPOINT``) is untrusted: archive/remote/hf_fetch.py lists, validates, downloads and verifies the
 revision's files into a private folder (``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are honoured; they are
 read at call time), which is then pushed like any other. Provenance recorded: source URL (endpoint, repo, the
-listing's validated commit), per-file hashes the bytes were checked against (sha256 for LFS files, git blob id
+listing's validated commit; offline, the endpoint modelarc's listing in the cache names, else
+``hf-cache:org/name@<commit>``, which claims no endpoint), per-file hashes the bytes were checked against (sha256 for LFS files, git blob id
 otherwise) in the audit event, and license, base_model and datasets from the model card. A base_model that is
 already archived (any tag; its newest snapshot) becomes a declared parent.
 """
@@ -21,7 +22,7 @@ from typing import Any
 from modelarc.archive.manifest import printable_path
 from modelarc.archive.own_state import place_holding, resolved, state_places
 from modelarc.archive.push import HUB_SCHEME, PushResult
-from modelarc.archive.remote.hf_cache import cache_root
+from modelarc.archive.remote.hf_cache import CACHE_SOURCE_SCHEME, cache_root
 from modelarc.archive.remote.hf_fetch import DEFAULT_JOBS, Fetched, Transfer, fetch
 from modelarc.archive.repository import Archive
 from modelarc.errors import DestinationError, SourceError, UsageError
@@ -143,6 +144,16 @@ def _as_list(value: Any) -> list[str]:
     return card_list(value)
 
 
+def source_of(repo: str, commit: str, endpoint: str | None) -> str:
+    """The source URL a Hub import records: the commit's page on the endpoint the bytes came from, or, for cached
+    files of unknown origin, ``hf-cache:org/name@<commit>``. A cached blob's hash proves its bytes, not where they
+    were downloaded from: naming https://huggingface.co for them would be a claim nothing checked (a mirror, or a
+    local server standing in for the Hub, fills the cache just the same)."""
+    if endpoint is None:
+        return f"{CACHE_SOURCE_SCHEME}{repo}@{commit}"
+    return f"{endpoint}/{repo}/tree/{commit}"
+
+
 def import_from_hub(
     archive: Archive,
     source: HubSource,
@@ -165,8 +176,8 @@ def import_from_hub(
         q.refuse_name_clash(s, ref.namespace, ref.name)
     refuse_cache_in_archive(archive)
     transfer = Transfer(jobs, fetch_progress, on_fetch_total, warn, _local_store(archive))
-    with download(source, transfer, allow_partial=allow_partial) as (fetched, endpoint):
-        return _record(archive, source, ref_text, provenance, fetched, endpoint, progress, on_total, warn)
+    with download(source, transfer, allow_partial=allow_partial) as (fetched, _endpoint):
+        return _record(archive, source, ref_text, provenance, fetched, progress, on_total, warn)
 
 
 def _record(
@@ -175,7 +186,6 @@ def _record(
     ref_text: str,
     provenance: Provenance,
     fetched: Fetched,
-    endpoint: str,
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
     warn: Callable[[str], None] | None,
@@ -204,7 +214,7 @@ def _record(
             else:
                 unresolved.append(base)
     license_ = provenance.license or card_text(card.get("license"))
-    source_url = provenance.source_url or f"{endpoint}/{source.repo}/tree/{commit}"
+    source_url = provenance.source_url or source_of(source.repo, commit, fetched.endpoint)
     description = provenance.description
     # the source URL names the whole commit: the record says what part of it the snapshot holds
     if fetched.partial is not None:
@@ -216,12 +226,16 @@ def _record(
         provenance, parents=tuple(parents), license=license_, source_url=source_url, description=description
     )
     # the private folder holds only regular files written from verified bytes: no link is followed
-    result = archive.push(folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=False)
+    # only what the user stated is held against a snapshot the model already has: the rest is derived here
+    result = archive.push(
+        folder, ref_text, prov, progress=progress, on_total=on_total, follow_symlinks=False, stated=provenance
+    )
     details = {
         "repo": source.repo,
         "revision": source.revision,
         "commit": commit,
-        "endpoint": endpoint,
+        # where the bytes came from; offline, what modelarc's listing in the cache names, None when not known
+        "endpoint": fetched.endpoint,
         # the hash each file's bytes were checked against (named etags since the first version of this event)
         "etags": fetched.hashes,
         "skipped_git_paths": list(fetched.skipped),

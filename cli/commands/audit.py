@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @click.command(name="audit")
 @click.option("--action", help="Only this action (push, tag, tombstone, data.attach, key.trust, gc, ...).")
 @click.option("--since", help="Only events on or after this date (YYYY[-MM[-DD]]).")
-@click.option("--limit", type=ROW_LIMIT, default=100, show_default=True)
+@click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="At most this many events.")
 @json_option
 @with_archive
 def audit(archive: Archive, action: str | None, since: str | None, limit: int, as_json: bool) -> None:

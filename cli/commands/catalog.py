@@ -112,7 +112,7 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     if view.description:
         console.print(f"description:  {view.description}")
     if view.source_url:
-        console.print(f"source:       {view.source_url}")
+        console.print(f"source:       {view.source_url}{_source_note(view.source_url)}")
     for p in view.parents:
         console.print(f"parent:       {p.relation} of {p.model}@{p.snapshot[:19]}")
     for sig in view.signatures:
@@ -121,6 +121,15 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     console.print("files:")
     for f in view.files:
         console.print(f"  {human_bytes(f.size):>10}  {f.path}")
+
+
+def _source_note(source_url: str) -> str:
+    """What a source recorded by an offline Hub import from a cache of unknown origin means (archive/remote/hf_import.py)."""
+    from modelarc.archive.remote.hf_cache import CACHE_SOURCE_SCHEME
+
+    if not source_url.startswith(CACHE_SOURCE_SCHEME):
+        return ""
+    return " (from a Hugging Face cache: the endpoint its files were downloaded from is not known)"
 
 
 @click.command()

@@ -57,12 +57,16 @@ def mirror_add(archive: Archive, name: str, target: str, as_json: bool) -> None:
 
 @mirror.command(name="rm")
 @click.argument("name")
+@json_option
 @with_archive
-def mirror_rm(archive: Archive, name: str) -> None:
+def mirror_rm(archive: Archive, name: str, as_json: bool) -> None:
     """Forget mirror NAME (its copies stay where they are)."""
     from modelarc.archive.mirrors import remove_mirror
 
     record = remove_mirror(archive, name)
+    if as_json:
+        emit_json({"name": record.name, "target": record.target, "removed": True})
+        return
     console.print(f"removed mirror {record.name} ({record.target}); its copies were left in place")
 
 

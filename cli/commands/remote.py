@@ -93,10 +93,14 @@ def ls(archive: Archive, as_json: bool) -> None:
 
 @remote.command(name="rm")
 @click.argument("name")
+@json_option
 @with_archive
-def rm(archive: Archive, name: str) -> None:
+def rm(archive: Archive, name: str, as_json: bool) -> None:
     """Forget remote NAME (its trusted keys stay trusted; see `modelarc keys`)."""
-    remove_remote(archive.settings.home, name)
+    removed = remove_remote(archive.settings.home, name)
+    if as_json:
+        emit_json({"name": removed.name, "url": removed.url, "removed": True})
+        return
     console.print(f"removed remote {name}")
 
 

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     required=True,
     help="Text to continue: not empty, and with --max-new-tokens within the model's context.",
 )
-@click.option("--max-new-tokens", type=click.IntRange(1, None), default=32, show_default=True)
+@click.option(
+    "--max-new-tokens", type=click.IntRange(1, None), default=32, show_default=True, help="Generate at most this many tokens."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option(
     "--dtype",
@@ -31,7 +33,13 @@ if TYPE_CHECKING:
     "GGUF snapshots: what transformers' GGUF loader picks).",
 )
 # torch.manual_seed takes any unsigned 64-bit seed; a larger one would be a RuntimeError after the model loaded
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    show_default=True,
+    help="Random seed for sampling (kept in a --record, so `rerun` repeats it).",
+)
 @click.option(
     "--temperature",
     type=FiniteFloatRange(0, None),

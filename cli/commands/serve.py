@@ -158,8 +158,8 @@ def log_config(grace: float) -> dict[str, Any]:
 
 
 @click.command(name="serve")
-@click.option("--host", default="127.0.0.1", show_default=True, callback=_host)
-@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_host, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8470, show_default=True, help="Port to listen on.")
 @click.option(
     "--anonymous-read/--no-anonymous-read",
     default=True,

@@ -20,8 +20,8 @@ def token() -> None:
 
 
 @token.command(name="create")
-@click.option("--scope", type=click.Choice(SCOPES), required=True)
-@click.option("--name", default="token", show_default=True)
+@click.option("--scope", type=click.Choice(SCOPES), required=True, help="What the token may do.")
+@click.option("--name", default="token", show_default=True, help="A label for it, shown by `token ls`.")
 @click.option(
     "--namespace",
     "namespaces",
@@ -69,9 +69,14 @@ def ls(archive: Archive, as_json: bool) -> None:
 
 @token.command(name="revoke")
 @click.argument("token_id", type=ROW_ID)
+@json_option
 @with_archive
-def revoke(archive: Archive, token_id: int) -> None:
+def revoke(archive: Archive, token_id: int, as_json: bool) -> None:
+    """Revoke token TOKEN_ID (its id in `modelarc token ls`): the server refuses it from now on."""
     revoke_token(archive, token_id)
+    if as_json:
+        emit_json({"id": token_id, "revoked": True})
+        return
     console.print(f"revoked token {token_id}")
 
 

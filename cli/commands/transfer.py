@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 @click.option(
     "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
 )
-@jobs_option
+@jobs_option("Parallel transfers with --remote, and parallel downloads from a Hub endpoint (hf://).")
 @click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
 @click.option("--description", help="Free-text description.")
@@ -309,7 +309,7 @@ def _push_remote(
 @click.argument("ref")
 @click.argument("dest", type=click.Path(), required=False, callback=not_empty_path)
 @click.option("--remote", "remote_name", help="Fetch REF from this remote into the archive first.")
-@jobs_option
+@jobs_option("Parallel transfers with --remote.")
 @click.option("--force", is_flag=True, help="Overwrite existing files in DEST.")
 @click.option(
     "--signature",
@@ -317,7 +317,7 @@ def _push_remote(
     type=click.Path(path_type=Path),
     help="Also write the signature bundle (model_signing format) here.",
 )
-@click.option("--progress/--no-progress", default=True)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @json_option
 @with_archive
 def pull(

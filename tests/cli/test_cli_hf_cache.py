@@ -4,6 +4,7 @@ as the whole revision its listing names, unless --allow-partial says otherwise a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -224,3 +225,93 @@ def test_a_cache_inside_the_archive_home_is_refused_naming_it(
     assert result.exit_code == 7 and f"the Hugging Face cache {arc.home / inside / 'hub'}" in line
     assert "set HF_HOME or HF_HUB_CACHE" in line and ".modelarc-import-" not in line
     assert hub.requests == [] and not (arc.home / inside).exists()
+
+
+# ------------------------------------------------------------------------------------------------------ provenance
+def _import_event(arc: ArchiveCli, ref: str) -> dict:
+    return next(e for e in arc.json("audit", "--action", "import") if e["target"] == ref)["details"]
+
+
+def test_offline_records_the_endpoint_its_listing_names_not_hf_endpoint(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The cache was filled from the test's endpoint; offline, HF_ENDPOINT (here unset: huggingface.co) says nothing
+    about where cached bytes came from, and was recorded as their source."""
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    commit = hub.commit("org/tiny", "main")
+    offline(arc, hub)
+    arc.env.pop("HF_ENDPOINT")
+    arc("push", "hf://org/tiny", "org/tiny:v1-offline")
+    assert arc.json("show", "org/tiny:v1-offline")["source_url"] == f"{hub.url}/org/tiny/tree/{commit}"
+    assert _import_event(arc, "org/tiny:v1-offline")["endpoint"] == hub.url
+
+
+def test_offline_from_a_cache_of_unknown_origin_claims_no_endpoint(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """A cache huggingface_hub filled (from any endpoint, a mirror say) was recorded as from huggingface.co."""
+    from huggingface_hub import hf_hub_download
+
+    commit = hub.commit("org/tiny", "main")
+    hf_hub_download("org/tiny", "config.json", cache_dir=repo_cache(tmp_path).parent, endpoint=hub.url)
+    offline(arc, hub)
+    arc.env.pop("HF_ENDPOINT")
+    arc("push", "hf://org/tiny", "org/tiny:v1", "--allow-partial")
+    assert arc.json("show", "org/tiny:v1")["source_url"] == f"hf-cache:org/tiny@{commit}"
+    shown = arc("show", "org/tiny:v1").stdout
+    assert f"source:       hf-cache:org/tiny@{commit} (from a Hugging Face cache: the endpoint" in shown
+    assert _import_event(arc, "org/tiny:v1")["endpoint"] is None
+    # the user may say where it came from
+    arc("push", "hf://org/tiny", "mine/tiny:v1", "--allow-partial", "--source", "https://example.org/tiny")
+    assert arc.json("show", "mine/tiny:v1")["source_url"] == "https://example.org/tiny"
+
+
+def test_offline_from_a_listing_that_names_no_endpoint_claims_none(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """A listing written before listings named their endpoint: the origin is not known."""
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    commit = hub.commit("org/tiny", "main")
+    listing = repo_cache(tmp_path) / ".modelarc" / "listings" / f"{commit}.json"
+    doc = json.loads(listing.read_text())
+    assert doc["endpoint"] == hub.url
+    del doc["endpoint"]
+    listing.write_text(json.dumps(doc))
+    offline(arc, hub)
+    arc("push", "hf://org/tiny", "other/tiny:v1")
+    assert arc.json("show", "other/tiny:v1")["source_url"] == f"hf-cache:org/tiny@{commit}"
+
+
+def test_offline_refuses_a_listing_naming_an_endpoint_that_is_no_url(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    commit = hub.commit("org/tiny", "main")
+    listing = repo_cache(tmp_path) / ".modelarc" / "listings" / f"{commit}.json"
+    listing.write_text(json.dumps({**json.loads(listing.read_text()), "endpoint": "file:///etc"}))
+    offline(arc, hub)
+    line = last_line(arc.fail("push", "hf://org/tiny", "other/tiny:v1"))
+    assert "names endpoint 'file:///etc', not an http(s)://host[:port] URL" in line
+    assert line.startswith("error: org/tiny@main in the Hugging Face cache: ")  # not "on HF_ENDPOINT"
+
+
+def test_a_partial_reimport_of_an_archived_snapshot_moves_the_tag_and_keeps_its_record(
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+) -> None:
+    """The same files imported again with --allow-partial were refused as a provenance conflict naming
+    --description, which the user never gave: the import wrote the "Possibly partial" note (and an hf-cache:
+    source). Only what the user states is held against the record."""
+    arc("push", "hf://org/tiny", "org/tiny:v1")
+    before = arc.json("show", "org/tiny:v1")
+    commit = hub.commit("org/tiny", "main")
+    (repo_cache(tmp_path) / ".modelarc" / "listings" / f"{commit}.json").unlink()  # as huggingface_hub leaves it
+    offline(arc, hub)
+    result = arc("push", "hf://org/tiny", "org/tiny:v2", "--allow-partial")
+    assert "unchanged snapshot" in result.stdout
+    after = arc.json("show", "org/tiny:v2")
+    assert after["snapshot"] == before["snapshot"]
+    assert (after["description"], after["source_url"]) == (before["description"], before["source_url"])
+    assert _import_event(arc, "org/tiny:v2")["partial"] is not None
+    # what the user states is still held against the record
+    line = last_line(arc.fail("push", "hf://org/tiny", "org/tiny:v3", "--allow-partial", "--license", "mit"))
+    assert "license 'mit' (--license; recorded: none)" in line and "--description" not in line
