@@ -1,7 +1,7 @@
 """snapshots.unrecorded_parents: lineage a received snapshot declared whose parent this catalog lacked
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-01 02:00:00
 
 A received push or pull may name parents the receiver does not hold: the snapshot is recorded without those edges
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
