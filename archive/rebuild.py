@@ -58,7 +58,7 @@ from modelarc.registry.db import CatalogSession, savepoint
 from modelarc.registry.recording import NewSignature, SnapshotRecording, record_snapshot
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, check_tag, parse_model_name
-from modelarc.registry.snapshots import parents_of
+from modelarc.registry.snapshots import parents_of, unrecorded_parents_of
 from modelarc.registry.written_records import note_written
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
@@ -268,6 +268,11 @@ class _Replay:
             for p in b["parents"]
         ]
         self._refuse_if_contradicting(s, model, digest, Provenance.from_json(prov), parents)
+        # declared by a first recording whose catalog lacked them: declared here too (recorded if present now)
+        parents += [
+            (Ref(*parse_model_name(p["model"]), digest=SnapshotId(p["snapshot"])), str(p["relation"]))
+            for p in b.get("parents_unrecorded") or []
+        ]
         manifest = self.archive.manifest_by_id(digest)  # re-hashed against the snapshot id
         check_manifest_structure(manifest, f"snapshot {label}")
         signatures, offered = self._signatures(s, rec, label, manifest, digest)
@@ -604,7 +609,8 @@ class _Replay:
             return
         held = Provenance(**{f: getattr(existing, f) for f in Provenance.JSON_FIELDS}).to_json()
         differ = [name for name, value in provenance.to_json().items() if value != held.get(name)]
-        recorded = {(p.model, str(p.snapshot), p.relation) for p in parents_of(s, existing.row_id)}
+        declared = [*parents_of(s, existing.row_id), *unrecorded_parents_of(s, existing.row_id)]
+        recorded = {(p.model, str(p.snapshot), p.relation) for p in declared}
         for ref, relation in parents:
             if (ref.model, str(ref.digest), relation) not in recorded and _holds(s, ref):
                 differ.append("parents")  # one the rebuilt catalog lacks could not have been recorded either

@@ -236,10 +236,15 @@ def has_snapshot_records(backend: Backend) -> bool:
 
 # ------------------------------------------------------------------------------------------- what each kind says
 def snapshot_fields(
-    r: SnapshotRecording, parents: Sequence[ParentLink], pems: dict[str, str]
+    r: SnapshotRecording,
+    parents: Sequence[ParentLink],
+    pems: dict[str, str],
+    unrecorded: Sequence[ParentLink] = (),
 ) -> dict[str, Any]:
     """The body of a ``snapshot`` record: what ``record_snapshot`` was given, with the parents it resolved and the
-    public keys that sign the snapshot (so a rebuild can check the signatures before any key record)."""
+    public keys that sign the snapshot (so a rebuild can check the signatures before any key record), and, only
+    when there are any, the parents a new snapshot declared that the catalog lacked (``parents_unrecorded``), so a
+    rebuild keeps them declared as the live catalog does."""
     new, p = r.snapshot, r.snapshot.provenance
     signatures = []
     for sig in r.signatures:
@@ -274,6 +279,7 @@ def snapshot_fields(
         "parameter_count": new.parameter_count,
         "dtypes": dict(new.dtypes),
         "architecture": dict(new.architecture),
+        **({"parents_unrecorded": [link.to_json() for link in unrecorded]} if unrecorded else {}),
     }
 
 
@@ -297,7 +303,7 @@ def stage_snapshot(
     assert at is not None
     recorded = record_snapshot_rows(s, r)
     pems = key_rows.public_pems(s, (sig.key_fingerprint for sig in r.signatures))
-    fields = snapshot_fields(r, recorded.parents, pems)
+    fields = snapshot_fields(r, recorded.parents, pems, recorded.parents_unrecorded)
     return recorded, lambda: write_record(backend, s, "snapshot", at=at, actor=r.actor, **fields)
 
 

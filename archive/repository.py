@@ -13,7 +13,8 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from modelarc.config import HOME_CONFIG_FORMAT, Settings, load_settings
@@ -87,7 +88,8 @@ def refuse_if_withdrawn(snap: SnapshotRecord, label: str) -> None:
 
 
 def choose_store(settings: Settings, store: str) -> Settings:
-    """``settings`` with the objects at ``store``, recorded in the home's config.json; a home keeps its store."""
+    """``settings`` with the objects at ``store`` (``record_store_choice`` writes it to the home's config.json once
+    ``init`` has checked the store against the catalog); a home keeps its store."""
     location = canonical_location(store)
     if settings.store_url is not None and canonical_location(settings.store_url) != location:
         raise UsageError(
@@ -103,14 +105,33 @@ def choose_store(settings: Settings, store: str) -> Settings:
         )
     # a missing bucket or bad credentials fail here, before the home records the store, not at the first push
     next(iter(ObjectStore(open_backend(location)).iter_ids()), None)
+    return dataclasses.replace(settings, store_url=location, store_origin=settings.store_origin or "--store")
+
+
+def record_store_choice(settings: Settings) -> None:
+    """Write ``choose_store``'s store to the home's config.json, so later commands find it."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    doc = json.dumps({"format": HOME_CONFIG_FORMAT, "store": location}, indent=2) + "\n"
+    doc = json.dumps({"format": HOME_CONFIG_FORMAT, "store": settings.store_url}, indent=2) + "\n"
     tmp = settings.config_path.with_suffix(".tmp")
     tmp.write_text(doc)
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, settings.config_path)
-    return dataclasses.replace(settings, store_url=location)
+
+
+def _folders_init_makes(settings: Settings, store: str | None) -> list[Path]:
+    """The folders ``Archive.init`` may create, innermost first (a local store's ``tmp/`` and folder, ``keys/``,
+    the home), for ``_remove_if_empty``."""
+    location = store if store is not None else settings.store_location
+    folders = [Path(location) / "tmp", Path(location)] if is_local_location(location) else []
+    return [*folders, settings.keys_path, settings.home]
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each folder that is still empty, innermost first; one that holds anything is left alone."""
+    for folder in folders:
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def parse_cutoff(text: str) -> tuple[dt.date, str]:
@@ -158,11 +179,24 @@ class Archive:
         ``s3://BUCKET/PREFIX``. It is written to ``HOME/config.json`` so later commands find it.
         """
         settings = load_settings(home)
+        made = [p for p in _folders_init_makes(settings, store) if not p.exists()]
         if store is not None:
             settings = choose_store(settings, store)
         check_location(settings.store_location)  # a bad MODELARC_STORE_URL is refused before the home is made
         settings.keys_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         archive = cls(settings, create_store=True)
+        from modelarc.archive.store_identity import record_store_identity
+
+        # before the key and its record: nothing is written to another catalog's store, and a refusal (a new
+        # store for a catalog another store holds snapshots of) leaves the home as it was
+        try:
+            record_store_identity(archive)
+        except BaseException:
+            archive.close()
+            _remove_if_empty(made)
+            raise
+        if settings.store_url is not None and store is not None:
+            record_store_choice(settings)
         from modelarc.archive.signing import keys as keyring
 
         key_path = settings.keys_path / SIGNING_KEY_FILE
@@ -175,15 +209,12 @@ class Archive:
                 if not key_path.exists():
                     raise
                 # another `init` of this home wrote its key since the check (the write is atomic): use that one
-        pem = keyring.public_key_pem(keyring.load_private_key(key_path))
-        from modelarc.archive.store_identity import record_store_identity
-
         try:
-            record_store_identity(archive)  # before the key's record: nothing is written to another catalog's store
+            pem = keyring.public_key_pem(keyring.load_private_key(key_path))
+            archive._register_key(pem, label="local signing key", local=True, actor=settings.actor)
         except BaseException:
             archive.close()
             raise
-        archive._register_key(pem, label="local signing key", local=True, actor=settings.actor)
         return archive, created
 
     @classmethod

@@ -77,13 +77,16 @@ def check_store_identity(archive: Archive) -> None:
 
 def record_store_identity(archive: Archive) -> str:
     """``modelarc init``: give the store an id if it has none, and record the store's id in the catalog if the
-    catalog has none; a catalog that already names a different store is refused."""
+    catalog has none; a catalog that already names a different store is refused, and so is a new, empty store
+    for a catalog that records snapshots (``_refuse_new_store``)."""
     from modelarc.registry.catalog_settings import STORE_ID, set_setting
 
     expected = _catalog_store_id(archive)
     found = read_store_id(archive.store.backend)
     if found is None:
-        # an existing catalog with a store that lost its id (restored from a mirror) takes the catalog's
+        if expected is not None:
+            _refuse_new_store(archive, expected)
+        # an existing catalog with a store that lost its id (copied back from a mirror) takes the catalog's
         found = _give_store_id(archive.store, expected or secrets.token_hex(16))
     if expected is None:
         with archive.catalog.session() as s:
@@ -91,6 +94,31 @@ def record_store_identity(archive: Archive) -> str:
     elif found != expected:
         check_store_identity(archive)  # raises, naming both
     return found
+
+
+def _refuse_new_store(archive: Archive, expected: str) -> None:
+    """A store without an id takes the catalog's only when it is that store's copy (it holds objects or records:
+    copied back from a mirror or a backup) or the catalog records no snapshot whose objects it would lack. A new,
+    empty store for a catalog with snapshots is a host that shares the catalog but forgot MODELARC_STORE_URL: given
+    the id, its pushes would be recorded in the shared catalog with objects no other host can read."""
+    from modelarc.archive.records import record_keys
+    from modelarc.registry.history import content_counts
+
+    store = archive.store
+    holds_objects = next(iter(store.iter_ids()), None) is not None
+    if holds_objects or next(iter(record_keys(store.backend)), None) is not None:
+        return
+    with archive.catalog.session() as s:
+        snapshots = content_counts(s)["snapshots"]
+    if not snapshots:
+        return
+    settings = archive.settings
+    raise StoreAccessError(
+        f"this catalog ({archive.catalog.display_url}) belongs to store {expected[:12]} holding {snapshots} "
+        f"snapshot{'s' if snapshots != 1 else ''}; the store at {settings.store_location} "
+        f"({settings.store_origin_text}) is new and empty: set MODELARC_STORE_URL, or `modelarc init --store`, "
+        "to the catalog's own store (nothing was changed)"
+    )
 
 
 def adopt_store_identity(archive: Archive) -> None:

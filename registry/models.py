@@ -123,6 +123,10 @@ class Snapshot(Base):
     # A tombstoned snapshot keeps its row, manifest, hashes and provenance; only its weights may be freed.
     tombstoned_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     tombstone_reason: Mapped[str | None] = mapped_column(Text)
+    # [{model, snapshot, relation}]: parents its first recording declared that this catalog lacked then, so no
+    # lineage edge was written (a received snapshot's ``parents_missing``); a later recording of it that finds
+    # one of them here adds exactly that edge (registry/recording.py). None: it declared none such.
+    unrecorded_parents: Mapped[list[Any] | None] = mapped_column(JSON)
 
     model: Mapped[Model] = relationship(back_populates="snapshots")
     files: Mapped[list[File]] = relationship(back_populates="snapshot", order_by="File.path")

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from modelarc.errors import NotFoundError, SigningKeyError
 from modelarc.registry import queries as q
 from modelarc.registry.leases import release_leases
-from modelarc.registry.models import Signature, SigningKey, utcnow
+from modelarc.registry.models import Lineage, Signature, SigningKey, Snapshot, utcnow
 from modelarc.registry.records import NewSnapshot, ObjectRecord
 from modelarc.registry.refs import Ref, SnapshotId
-from modelarc.registry.snapshots import ParentLink
+from modelarc.registry.snapshots import ParentLink, unrecorded_parents_of
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class RecordedSnapshot:
     previous: str | None  # the snapshot the tag pointed at before, if it moved from another
     parents_missing: tuple[str, ...]
     parents: tuple[ParentLink, ...] = ()  # the declared parents this catalog has (recorded if ``created``)
+    # of ``parents_missing``, those kept as the snapshot's unrecorded parents (``created`` only), and the edges to
+    # unrecorded parents of a known snapshot that this recording found and added (``add_declared_lineage``)
+    parents_unrecorded: tuple[ParentLink, ...] = ()
+    parents_added: tuple[ParentLink, ...] = ()
 
 
 def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
@@ -71,7 +75,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     model = q.get_or_create_model(
         s, r.model.namespace, r.model.name, at, lookalike_allowed=r.lookalike_allowed
     )
-    parents, missing = [], []
+    parents, missing, unrecorded = [], [], []
     for ref, relation in r.parents:
         try:
             parents.append((q.resolve_ref(s, ref), relation))
@@ -79,7 +83,16 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
             if not r.lenient_parents:
                 raise
             missing.append(str(ref))
+            digest = ref.digest or ""
+            if len(digest) == len(r.snapshot.digest):  # a whole snapshot id, not a prefix
+                unrecorded.append(ParentLink(ref.model, SnapshotId(digest), relation))
     snap, created = q.record_snapshot(s, model, r.snapshot, parents, at)
+    added: list[ParentLink] = []
+    if created and unrecorded:
+        snap.unrecorded_parents = [link.to_json() for link in unrecorded]
+    elif not created:
+        unrecorded = []
+        added = add_declared_lineage(s, snap, parents)
     if created or r.merge_into_existing:
         have = set(s.scalars(select(Signature.object_id).where(Signature.snapshot_id == snap.id)))
         for sig in r.signatures:
@@ -116,6 +129,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         new_snapshot=created,
         previous=previous,
         **r.audit_details,
+        **({"lineage_added": [link.label for link in added]} if added else {}),
     )
     return RecordedSnapshot(
         digest=snap.digest,
@@ -125,4 +139,35 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         parents=tuple(
             ParentLink(p.model.full_name, SnapshotId(p.digest), relation) for p, relation in parents
         ),
+        parents_unrecorded=tuple(unrecorded),
+        parents_added=tuple(added),
     )
+
+
+def add_declared_lineage(
+    s: Session, snap: Snapshot, parents: Sequence[tuple[Snapshot, str]]
+) -> list[ParentLink]:
+    """Add the edges from ``snap`` to those of ``parents`` that its first recording declared but could not record
+    (the catalog lacked them then: ``Snapshot.unrecorded_parents``), and return them.
+
+    A snapshot's lineage is fixed at its first recording; what that recording declared is part of it, even when
+    its parent came later (``push --with-parents`` after a push without). Only exactly a declared (parent,
+    relation) is added: any other parent is a new claim, which the callers refuse beforehand
+    (archive/provenance/repush.py) or ignore, as they always did.
+    """
+    if not snap.unrecorded_parents:
+        return []
+    declared = unrecorded_parents_of(s, snap.id)
+    have = set(s.scalars(select(Lineage.parent_id).where(Lineage.child_id == snap.id)))
+    added = []
+    for parent, relation in parents:
+        link = ParentLink(parent.model.full_name, SnapshotId(parent.digest), relation)
+        if link in declared and parent.id not in have and parent.id != snap.id:
+            s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
+            have.add(parent.id)
+            declared.remove(link)
+            added.append(link)
+    if added:
+        snap.unrecorded_parents = [link.to_json() for link in declared] or None
+        s.flush()
+    return added

@@ -120,6 +120,17 @@ def parents_of(s: Session, snapshot_id: int) -> list[ParentLink]:
     ]
 
 
+def unrecorded_parents_of(s: Session, snapshot_id: int) -> list[ParentLink]:
+    """The parents the snapshot's first recording declared that this catalog lacked then (``Snapshot.
+    unrecorded_parents``): the only lineage a later recording of it may add."""
+    listed = s.scalar(select(Snapshot.unrecorded_parents).where(Snapshot.id == snapshot_id)) or []
+    return [
+        ParentLink(str(p["model"]), SnapshotId(str(p["snapshot"])), str(p["relation"]))
+        for p in listed
+        if isinstance(p, dict) and {"model", "snapshot", "relation"} <= p.keys()
+    ]
+
+
 def snapshot_files(s: Session, snapshot_id: int) -> list[FileRecord]:
     rows = s.scalars(select(File).where(File.snapshot_id == snapshot_id).order_by(File.path))
     return [FileRecord(f.path, f.size, f.sha256, f.kind) for f in rows]

@@ -61,7 +61,7 @@ FIELDS = {
     "access": {"model", "snapshot", "level", "until", "reason"},
     "grant": {"model", "subject", "action", "reason", "request"},
 }
-OPTIONAL = {"access": {"files", "received"}}
+OPTIONAL = {"access": {"files", "received"}, "snapshot": {"parents_unrecorded"}}
 PROVENANCE = {"cutoff", "cutoff_precision", "license", "description", "source_url", "release_date"}
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"

@@ -5,7 +5,9 @@ when the snapshot is first recorded, into its catalog row and into the immutable
 store (docs/FORMAT.md "Catalog records"; a re-push's record says ``merge: false``). No command changes it
 afterwards. So a re-push that states other provenance cannot be honoured, and it is refused before the tag moves:
 telling the user "pushed" while dropping the license or the parent they gave would leave the catalog saying less
-(or other) than they believe it says. What the re-push does not state is not a difference.
+(or other) than they believe it says. What the re-push does not state is not a difference. A parent the first
+recording declared but could not record (a received snapshot whose parent the receiver lacked) is no difference
+either: it was declared then, and a push that brings it now records exactly that edge.
 
 A difference is named by its field, as an offer's provenance names it (``POST /v1/transfer/commit``), and by the
 push option that gives it: the same refusal reaches a CLI user and an HTTP client.
@@ -22,7 +24,7 @@ from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import Provenance
 from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshot_search import format_cutoff_value
-from modelarc.registry.snapshots import SnapshotRecord, parents_of
+from modelarc.registry.snapshots import SnapshotRecord, parents_of, unrecorded_parents_of
 
 # (Provenance field, as an offer names it, the push option that gives it)
 _FIELDS = (
@@ -47,7 +49,10 @@ def refuse_other_provenance(
     except NotFoundError:
         return
     differences = _field_differences(existing, provenance)
-    recorded = {(p.model, p.snapshot, p.relation) for p in parents_of(s, existing.row_id)}
+    # what its first recording declared: the parents it has, and those this catalog lacked then (a received
+    # snapshot's ``parents_missing``), which a push that brings them now records (registry/recording.py)
+    declared = [*parents_of(s, existing.row_id), *unrecorded_parents_of(s, existing.row_id)]
+    recorded = {(p.model, p.snapshot, p.relation) for p in declared}
     for ref, relation in parents:
         parent = q.resolve_snapshot(s, ref)
         if (parent.model, parent.digest, relation) not in recorded:

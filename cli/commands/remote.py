@@ -122,8 +122,12 @@ def emit_transfer(result: object, as_json: bool, verb: str) -> None:
         # with an older snapshot than the one recorded here (`modelarc tag` moves it back)
         where = "on remote " + r["remote"] if verb == "pushed" else "here"
         console.print(styled(f"tag {r['ref']} moved {where}: {r['previous']} -> {r['snapshot']}", "yellow"))
+    # the receiver keeps the lineage as declared: a later push that brings the parent records it
+    fix = "; push again with --with-parents to send it and record the lineage" if verb == "pushed" else ""
     for parent in r["parents_missing"]:
-        console.print(styled(f"lineage to {parent} not recorded: the receiver does not have it", "yellow"))
+        console.print(
+            styled(f"lineage to {parent} not recorded: the receiver does not have it{fix}", "yellow")
+        )
 
 
 def register(group: click.Group) -> None:

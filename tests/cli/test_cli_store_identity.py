@@ -72,3 +72,50 @@ def test_a_second_home_can_still_share_a_store_through_init(arc: Any, tmp_path: 
     third("init", "--store", other)
     third("push", write_model(tmp_path / "m"), "ns/m:v1")
     assert third.json("verify", "--all")["ok"]
+
+
+def _host_sharing_the_catalog(arc: Any, tmp_path: Path, name: str) -> Any:
+    """A second host of one catalog (docs/DEPLOY.md): a home of its own on ``arc``'s catalog."""
+    return type(arc)(tmp_path / f"{name}-home", arc.env["MODELARC_DATABASE_URL"])
+
+
+def test_a_new_empty_store_for_a_catalog_with_snapshots_is_refused_and_nothing_changes(
+    arc: Any, tmp_path: Path
+) -> None:
+    arc("push", write_model(tmp_path / "m"), "ns/m:v1")
+    keys_before = arc.json("keys", "list")
+    host_b = _host_sharing_the_catalog(arc, tmp_path, "b")
+    result = host_b.fail("init")  # MODELARC_STORE_URL forgotten: the default, new HOME/store
+    assert result.exit_code == StoreAccessError.exit_code
+    line = result.stderr.strip().splitlines()[-1]
+    assert "holding 1 snapshot;" in line and "new and empty" in line and "MODELARC_STORE_URL" in line
+    assert not host_b.home.exists(), sorted(host_b.home.rglob("*"))  # no store, no key, no home left behind
+    assert arc.json("keys", "list") == keys_before  # host B's key was not registered
+    wrong = tmp_path / "new-store"
+    assert "new and empty" in host_b.fail("init", "--store", wrong).stderr
+    assert not wrong.exists() and not (host_b.home / "config.json").exists()
+    host_b("init", "--store", arc.home / "store")  # the fix the message names; not barred by the refusal
+    assert [m["model"] for m in host_b.json("ls")] == ["ns/m"]
+    assert host_b.json("verify", "--all")["ok"]
+
+
+def test_a_store_copied_back_from_a_mirror_takes_the_catalogs_id(arc: Any, tmp_path: Path) -> None:
+    import shutil
+
+    arc("push", write_model(tmp_path / "m"), "ns/m:v1")
+    store = arc.home / "store"
+    original = (store / "store-id").read_bytes()
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc("mirror", "sync")
+    shutil.rmtree(store)
+    shutil.copytree(tmp_path / "mirror", store)
+    assert not (store / "store-id").exists()
+    arc("init")
+    assert (store / "store-id").read_bytes() == original
+    assert arc.json("verify", "--all")["ok"]
+
+
+def test_a_new_store_for_a_catalog_without_snapshots_takes_its_id(arc: Any, tmp_path: Path) -> None:
+    host_b = _host_sharing_the_catalog(arc, tmp_path, "b")
+    host_b("init")  # nothing recorded that this store would lack
+    assert (host_b.home / "store" / "store-id").read_bytes() == (arc.home / "store" / "store-id").read_bytes()
