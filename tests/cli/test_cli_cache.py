@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,52 @@ def test_ls_reports_the_cap_and_a_cache_dir_of_its_own(arc: ArchiveCli, tmp_path
     listing = arc.json("cache", "ls")
     assert listing["max_bytes"] == 2 * 10**9 and listing["path"] == str(tmp_path / "elsewhere")
     assert "of 2.0 GB" in arc("cache", "ls").stdout
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__setitem__(key, value)
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__delitem__(key)
+
+
+def _first_file(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc["files"][0].__setitem__(key, value)
+
+
+# entry.json as a co-user of a shared MODELARC_CACHE_DIR, or a damaged disk, may leave it: every field is read
+# inside the check, so each of these makes the entry unreadable (cache ls, cache clear and capped loads went on
+# to crash with a traceback on "created")
+DAMAGE = {
+    "created-a-date-string": _set("created", "2026-12-01"),
+    "created-missing": _drop("created"),
+    "created-null": _set("created", None),
+    "created-a-bool": _set("created", True),
+    "created-nan": _set("created", float("nan")),
+    "created-past-year-9999": _set("created", 1e300),
+    "model-not-a-string": _set("model", {"name": "acme/m0"}),
+    "version-a-bool": _set("version", True),
+    "files-an-object": _set("files", {"model.safetensors": 1}),
+    "size-negative": _first_file("size", -(10**12)),
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the cache has no catalog in it
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_an_entry_json_with_a_bad_field_is_unreadable_and_cleared(
+    arc: ArchiveCli, cached: list[str], damage: Callable[[dict[str, Any]], None]
+) -> None:
+    before = arc.json("cache", "ls")
+    damaged, intact = (Path(e["path"]) for e in before["entries"])
+    doc = json.loads((damaged / "entry.json").read_text())
+    damage(doc)
+    (damaged / "entry.json").chmod(0o644)
+    (damaged / "entry.json").write_text(json.dumps(doc))
+    listing = arc.json("cache", "ls")
+    assert [Path(e["path"]) for e in listing["entries"]] == [intact]
+    assert "1 snapshot," in arc("cache", "ls").stdout
+    out = arc.json("cache", "clear", "--all")
+    assert [Path(e["path"]) for e in out["removed"]] == [intact]
+    assert out["bytes_freed"] > before["bytes"] and out["left"] == []  # the unreadable entry's bytes too
+    assert not damaged.exists() and arc.json("cache", "ls")["entries"] == []
