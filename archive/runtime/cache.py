@@ -137,6 +137,16 @@ class CacheClearing:
     left: tuple[Path, ...]
 
 
+@dataclass(frozen=True)
+class CachePurge:
+    """What ``purge_snapshot`` did in each cache folder: the entry folders removed and their bytes, and the ones
+    this process may not remove, each with why (``Permission denied``, ``Read-only file system``)."""
+
+    removed: tuple[Path, ...]
+    bytes_freed: int
+    left: tuple[tuple[Path, str], ...]
+
+
 def weight_files(manifest: SnapshotManifest) -> list[FileEntry]:
     """The files a cache entry holds: every safetensors file (tensors live nowhere else a load reads them from)."""
     return [f for f in manifest.files if f.kind == "safetensors"]
@@ -358,6 +368,22 @@ class LoadCache:
                 freed += size
         return CacheClearing(tuple(removed), freed, tuple(left))
 
+    def purge(self, snapshot: SnapshotId) -> tuple[int | None, str]:
+        """Remove ``snapshot``'s entry, readable or not (a withdrawal: the decoded weights must go whatever state
+        they are in). Returns (its bytes, "") when removed, (None, "") when there was none, and (None, why) when
+        this process may not remove it."""
+        folder = self._entry_folder(snapshot)
+        if not os.path.lexists(folder):
+            return None, ""
+        size = _own_bytes(folder)
+        try:
+            gone = self._discard(snapshot)
+        except OSError as exc:
+            if exc.errno not in _NOT_OURS:
+                raise
+            return None, exc.strerror or str(exc)
+        return (size if gone else None), ""
+
     def _discard_if_allowed(self, snapshot: SnapshotId) -> bool | None:
         """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
         left, and not used. Returns what ``_discard`` does, or None when the entry was left."""
@@ -378,6 +404,25 @@ class LoadCache:
             return False  # already gone (another process removed it)
         _remove_tree(trash)
         return True
+
+
+def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
+    """Remove ``snapshot``'s entry from every load cache folder this home uses: its own ``HOME/cache`` and
+    MODELARC_CACHE_DIR when set (a withdrawal frees the weights; a decoded copy left in a cache would keep them).
+    An entry this process may not remove (another user's, in a shared folder) is left and reported, not an error:
+    the withdrawal itself is done, and no load through a catalog that knows of it uses the entry."""
+    removed: list[Path] = []
+    left: list[tuple[Path, str]] = []
+    freed = 0
+    for folder in dict.fromkeys([settings.home / "cache", settings.cache_path]):
+        cache = LoadCache(folder)
+        size, why = cache.purge(snapshot)
+        if size is not None:
+            removed.append(cache._entry_folder(snapshot))
+            freed += size
+        elif why:
+            left.append((cache._entry_folder(snapshot), why))
+    return CachePurge(tuple(removed), freed, tuple(left))
 
 
 def _close_all(files: dict[str, BinaryIO]) -> None:

@@ -380,14 +380,25 @@ def test_a_bad_cap_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatc
         load_settings("/nonexistent")
 
 
-def test_a_withdrawn_snapshot_is_refused_even_when_cached(archive: Archive, tmp_path: Path) -> None:
+def test_a_withdrawn_snapshot_is_refused_even_when_cached(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache the withdrawal does not reach (another home's, a server's MODELARC_CACHE_DIR) still holds the entry;
+    a load checks the catalog before it looks there."""
     from modelarc.archive.provenance.withdrawal import withdraw
 
     ref = _push(archive, tmp_path, _llama(), "llama")
-    load_model(archive, ref, device="cpu", cache=True)
-    withdraw(archive, ref, "bad weights")
-    with pytest.raises(WithdrawnError):
-        load_model(archive, ref, device="cpu", cache=True)
+    elsewhere = tmp_path / "another-cache"
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(elsewhere))
+    with Archive(load_settings(archive.settings.home)) as other:
+        load_model(other, ref, device="cpu", cache=True)
+        withdraw(archive, ref, "bad weights")  # this archive's settings know nothing of `elsewhere`
+        _r, snap = other.resolve(ref)
+        assert LoadCache.of(other.settings).entry(snap.digest) is not None
+        with pytest.raises(WithdrawnError):
+            load_model(other, ref, device="cpu", cache=True)
+        with pytest.raises(WithdrawnError):
+            load_state_dict(other, ref, device="cpu", cache=True)
 
 
 def test_a_file_whose_tensors_are_not_aligned_loads_the_same_from_the_cache(

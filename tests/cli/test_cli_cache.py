@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,3 +157,68 @@ def test_an_entry_json_with_a_bad_field_is_unreadable_and_cleared(
     assert [Path(e["path"]) for e in out["removed"]] == [intact]
     assert out["bytes_freed"] > before["bytes"] and out["left"] == []  # the unreadable entry's bytes too
     assert not damaged.exists() and arc.json("cache", "ls")["entries"] == []
+
+
+# ---- rm (withdrawal) removes the snapshot's decoded copies ------------------------------------------------------
+
+
+def _load_into(arc: ArchiveCli, ref: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Load ``ref`` with cache=True into the cache folder ``cache_dir``; its entry folder."""
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(cache_dir))
+    with Archive.open(arc.home) as archive:
+        load_model(archive, ref, device="cpu", cache=True)
+        digest = archive.resolve(ref)[1].digest
+    monkeypatch.delenv("MODELARC_CACHE_DIR")
+    return cache_dir / "entries" / digest.hex
+
+
+def test_rm_removes_the_snapshots_copy_from_the_home_cache_and_the_cache_dir(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rm` said the weights were freed while the load cache kept a byte-identical decoded copy in the home."""
+    in_home = arc.home / "cache" / "entries" / arc.json("show", cached[0])["snapshot"].split(":")[1]
+    in_cache_dir = _load_into(arc, cached[0], tmp_path / "cache-dir", monkeypatch)
+    assert in_home.is_dir() and in_cache_dir.is_dir()
+    size = arc.json("cache", "ls")["entries"][0]["bytes"]
+    arc.env["MODELARC_CACHE_DIR"] = str(tmp_path / "cache-dir")
+    out = arc.json("rm", cached[0], "--reason", "legal takedown")
+    assert sorted(out["cache_removed"]) == sorted([str(in_home), str(in_cache_dir)])
+    assert out["cache_bytes_freed"] > 2 * size and out["cache_left"] == []
+    assert not in_home.exists() and not in_cache_dir.exists()
+    del arc.env["MODELARC_CACHE_DIR"]
+    assert [e["model"] for e in arc.json("cache", "ls")["entries"]] == ["acme/m1"]  # another snapshot's stays
+    text = arc("rm", cached[1], "--reason", "superseded").stdout
+    assert "removed its decoded copy from the load cache" in text and "acme/m1" not in arc("cache", "ls").stdout
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv: another user's entry, and a process that permission bits bind",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rm_leaves_another_users_cache_entry_with_one_warning_line(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    for folder in (shared, shared / "entries", shared / "tmp"):
+        folder.mkdir()
+        folder.chmod(0o1777)  # anyone may add an entry, only its owner may remove it
+    theirs = _load_into(arc, cached[0], shared, monkeypatch)
+    for root, dirs, names in os.walk(theirs):  # as if user nobody had filled it
+        for name in [*dirs, *names]:
+            os.lchown(os.path.join(root, name), 65534, 65534)
+    os.lchown(theirs, 65534, 65534)
+    proc = subprocess.run(
+        # root without the capabilities that pass permission bits and the sticky bit: bound like any other user
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", sys.executable, "-m",
+         "modelarc.cli.main", "rm", cached[0], "--reason", "legal takedown"],
+        env={**os.environ, **arc.env, "MODELARC_CACHE_DIR": str(shared)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed its decoded copy from the load cache" in proc.stdout  # the home's own copy
+    (warning,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert warning.startswith("warning: the load cache still holds its decoded weights at ") and str(theirs) in warning
+    assert theirs.is_dir()
