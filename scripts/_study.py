@@ -21,13 +21,23 @@ from modelarc.registry.snapshot_search import SnapshotSummary  # noqa: E402
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
+# The catalog's --arch filter matches a substring of the architecture, case-insensitively: every name ending in one
+# of CAUSAL_SUFFIXES contains "lm", so this one query returns every causal LM (and a few others, dropped below).
+CAUSAL_ARCH_FILTER = "lm"
+assert all(CAUSAL_ARCH_FILTER in s.lower() for s in CAUSAL_SUFFIXES)
+
+
 def causal_lms(
-    archive: Archive, cutoff_before: str | None = None, limit: int = 1000
+    archive: Archive, cutoff_before: str | None = None, limit: int | None = None
 ) -> list[SnapshotSummary]:
-    """Archived, non-withdrawn causal LMs ordered by training cutoff (unknown last)."""
-    rows = search(archive, build_filters(archive, cutoff_before=cutoff_before, limit=limit), order="cutoff")
+    """Every archived, non-withdrawn causal LM (at most ``limit`` of them), ordered by training cutoff (unknown
+    last). The search is narrowed to causal LMs in the query and has no limit of its own: a limit on snapshots of
+    any kind (1000 it was) left out, silently, every causal LM past the first 1000 snapshots."""
+    filters = build_filters(archive, cutoff_before=cutoff_before, arch=CAUSAL_ARCH_FILTER, limit=None)
     out = []
-    for r in rows:
+    for r in search(archive, filters, order="cutoff"):
+        if limit is not None and len(out) >= limit:
+            break
         if r.withdrawn:
             continue
         arch = archive.show(f"{r.model}@{r.snapshot}").architecture.get("architectures", [])

@@ -83,3 +83,35 @@ def test_compare_generations_side_by_side(home: Study, tmp_path: Path) -> None:
     rows = list(csv.DictReader(open(tmp_path / "compare_generations.csv")))
     assert [r["prompt"] for r in rows] == ["what year is it ?", "the news"]
     assert len(rows[0]) == 4  # prompt + one column per archived model
+
+
+def test_causal_lms_counts_only_causal_lms_against_its_limit(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """causal_lms asked search() for the first 1000 snapshots of any kind, then kept the causal LMs: past 1000
+    snapshots, LMs left the study silently. The query now asks for causal LMs, with no limit of its own; here two
+    other snapshots with earlier cutoffs and limit=2 stand for the 1000."""
+    import datetime as dt
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from modelarc.registry.records import Provenance
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from _study import causal_lms
+
+    monkeypatch.setenv("MODELARC_DATABASE_URL", database_url)
+    archive, _ = Archive.init(tmp_path / "home")
+    with archive:
+        for i in range(2):  # not causal LMs: plain tensors (an embedding table, a probe), with earlier cutoffs
+            folder = tmp_path / f"probe{i}"
+            folder.mkdir()
+            save_file({"w": np.full(4, i, np.float32)}, str(folder / "model.safetensors"))
+            archive.push(folder, f"lab/probe{i}:v1", Provenance(cutoff=dt.date(2020, 1, 1), cutoff_precision="day"))
+        torch.manual_seed(0)
+        transformers.GPT2LMHeadModel(transformers.GPT2Config(
+            n_layer=1, n_embd=16, n_head=2, vocab_size=len(WORDS), n_positions=32)).save_pretrained(tmp_path / "lm")
+        archive.push(tmp_path / "lm", "lab/lm:v1", Provenance(cutoff=dt.date(2024, 1, 1), cutoff_precision="day"))
+        assert [r.model for r in causal_lms(archive, limit=2)] == ["lab/lm"]
+        assert [r.model for r in causal_lms(archive)] == ["lab/lm"]

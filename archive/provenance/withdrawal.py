@@ -5,6 +5,12 @@ withdrawn, so the archive can still say what it was and prove it. Only weight ob
 archive/weights.py defines them: every file that is not public metadata (configs, tokenizers, model cards, licences
 are), safetensors and GGUF files save their headers. Those are kept. Released objects are deleted at once when no
 other snapshot uses them and no push is running; otherwise the next ``gc`` deletes them.
+
+The load cache's decoded copy of the snapshot (archive/runtime/cache.py) goes at once too, from the home's own
+``cache/`` and MODELARC_CACHE_DIR: otherwise ``rm`` would say the weights are freed while a byte-identical copy
+stayed in the home. One this user may not remove (another user's, in a shared cache folder) is reported, not an
+error. A cache this process does not know (another home's, a server's own MODELARC_CACHE_DIR) is not reached,
+but no load serves a withdrawn snapshot from any cache: loads check the catalog first (``refuse_if_withdrawn``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.runtime.cache import purge_snapshot
 from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import LockedError, UsageError
 from modelarc.registry import queries as q
@@ -38,6 +45,11 @@ class WithdrawResult:
     deferred_to_gc: bool
     # released weights that stay because fine-tunes stored as deltas against them need them (archive/deltas.py)
     kept_as_bases: int = 0
+    # the load cache's decoded copies removed (entry folders) and their bytes, and those this user may not
+    # remove, as "FOLDER (why)"
+    cache_removed: tuple[str, ...] = ()
+    cache_bytes_freed: int = 0
+    cache_left: tuple[str, ...] = ()
 
 
 def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
@@ -69,7 +81,20 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
     deleted, freed, deferred = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
-    return WithdrawResult(str(ref), snap.digest, reason.strip(), len(released), deleted, freed, deferred, kept)
+    purged = purge_snapshot(archive.settings, snap.digest)
+    return WithdrawResult(
+        str(ref),
+        snap.digest,
+        reason.strip(),
+        len(released),
+        deleted,
+        freed,
+        deferred,
+        kept,
+        cache_removed=tuple(str(p) for p in purged.removed),
+        cache_bytes_freed=purged.bytes_freed,
+        cache_left=tuple(f"{p} ({why})" for p, why in purged.left),
+    )
 
 
 def released_objects(s: CatalogSession, snap: SnapshotRecord, manifest: SnapshotManifest) -> set[str]:

@@ -34,13 +34,16 @@ alone and not used: the load decodes from the store, with a warning.
 
 Removing an entry (eviction, ``cache clear``, a discarded entry) renames it into ``tmp/`` first and deletes it
 there, so no process ever sees half an entry; a process that mapped its files keeps its mapping (POSIX: the
-inode lives until the last mapping goes).
+inode lives until the last mapping goes). An entry this process may not remove (another user's in a shared
+folder, EACCES/EPERM/EROFS) is passed by: eviction still counts its bytes, ``clear`` reports it as left; a load
+never fails on it.
 
 This module imports no torch: ``modelarc cache ls/clear`` use it; ``loading.py`` maps the files into tensors.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import os
@@ -68,6 +71,8 @@ USED_FILE = "last-used"
 FILES = "files"
 # entry.json lists one line per safetensors file; this is far past any real snapshot
 MAX_ENTRY_JSON = 64 << 20
+# what removing another user's entry (a shared folder) or one on a read-only mount fails with: left, not an error
+_NOT_OURS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,27 @@ class CacheListing:
     @property
     def bytes(self) -> int:
         return sum(e.bytes for e in self.entries)
+
+
+@dataclass(frozen=True)
+class CacheClearing:
+    """What ``LoadCache.clear`` did: the entries removed, every byte freed (entries, temp folders, unreadable
+    entries), and what it had to leave: entries or temp folders another user wrote in a shared folder, or on a
+    read-only mount."""
+
+    removed: tuple[CacheEntry, ...]
+    bytes_freed: int
+    left: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class CachePurge:
+    """What ``purge_snapshot`` did in each cache folder: the entry folders removed and their bytes, and the ones
+    this process may not remove, each with why (``Permission denied``, ``Read-only file system``)."""
+
+    removed: tuple[Path, ...]
+    bytes_freed: int
+    left: tuple[tuple[Path, str], ...]
 
 
 def weight_files(manifest: SnapshotManifest) -> list[FileEntry]:
@@ -239,7 +265,7 @@ class LoadCache:
             probe.mkdir()
             probe.rmdir()
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if exc.errno not in _NOT_OURS:
                 raise
             raise DestinationError(
                 f"cannot write the load cache at {self.folder} ({exc.strerror}): set MODELARC_CACHE_DIR to a "
@@ -288,38 +314,85 @@ class LoadCache:
                 break
             if e.snapshot == keep:
                 continue
-            if self._discard(e.snapshot):
+            gone = self._discard_if_allowed(e.snapshot)
+            if gone is None:
+                # another user's entry in a shared folder (or a read-only mount): left, its bytes still counted, so
+                # this user's older entries go instead; a load never fails on someone else's entry
+                continue
+            if gone:
                 removed.append(e)
             total -= e.bytes
         return removed
 
     def remove(self, snapshot: SnapshotId) -> CacheEntry | None:
-        """Remove the entry of ``snapshot``; returns it, or None if there was none."""
+        """Remove the entry of ``snapshot``; returns it, or None if there was none. ``DestinationError`` when this
+        process may not remove it (another user's, in a shared folder; a read-only mount)."""
         entry = self.entry(snapshot)
-        return entry if self._discard(snapshot) and entry is not None else None
+        try:
+            gone = self._discard(snapshot)
+        except OSError as exc:
+            if exc.errno not in _NOT_OURS:
+                raise
+            raise DestinationError(
+                f"cannot remove the load cache entry {self._entry_folder(snapshot)} ({exc.strerror}): another "
+                "user wrote it in a shared cache folder, or the folder is read-only; its owner can remove it"
+            ) from None
+        return entry if gone and entry is not None else None
 
-    def clear(self) -> tuple[list[CacheEntry], int]:
-        """Remove every entry and every temp folder; returns the entries removed and the temp bytes freed.
+    def clear(self) -> CacheClearing:
+        """Remove every entry and every temp folder this process may remove (in a shared folder, other users' are
+        left and listed); unreadable entries go too.
 
         A temp folder may belong to a fill running now in another process: that fill then fails and its load says
         so; clearing the whole cache is an explicit act, like ``rm -rf`` of the Hub cache."""
-        removed = [e for e in self.entries() if self._discard(e.snapshot)]
-        freed = 0
-        for path in _children(self._tmp):
-            freed += _tree_bytes(path)
-            _remove_tree(path)
-        for path in _children(self._entries):  # unreadable entries that entries() could not list
-            _remove_tree(path)
-        return removed, freed
+        removed: list[CacheEntry] = []
+        left: list[Path] = []
+        for e in self.entries():
+            gone = self._discard_if_allowed(e.snapshot)
+            if gone:
+                removed.append(e)
+            elif gone is None:
+                left.append(e.folder)
+        freed = sum(e.bytes for e in removed)
+        listed = set(left)
+        # temp folders, then unreadable entries that entries() could not list
+        for path in [*_children(self._tmp), *(p for p in _children(self._entries) if p not in listed)]:
+            size = _own_bytes(path)
+            try:
+                _remove_tree(path)
+            except OSError as exc:
+                if exc.errno not in _NOT_OURS:
+                    raise
+                left.append(path)
+            else:
+                freed += size
+        return CacheClearing(tuple(removed), freed, tuple(left))
 
-    def _discard_if_allowed(self, snapshot: SnapshotId) -> None:
-        """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
-        left, and not used."""
+    def purge(self, snapshot: SnapshotId) -> tuple[int | None, str]:
+        """Remove ``snapshot``'s entry, readable or not (a withdrawal: the decoded weights must go whatever state
+        they are in). Returns (its bytes, "") when removed, (None, "") when there was none, and (None, why) when
+        this process may not remove it."""
+        folder = self._entry_folder(snapshot)
+        if not os.path.lexists(folder):
+            return None, ""
+        size = _own_bytes(folder)
         try:
-            self._discard(snapshot)
+            gone = self._discard(snapshot)
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            if exc.errno not in _NOT_OURS:
                 raise
+            return None, exc.strerror or str(exc)
+        return (size if gone else None), ""
+
+    def _discard_if_allowed(self, snapshot: SnapshotId) -> bool | None:
+        """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
+        left, and not used. Returns what ``_discard`` does, or None when the entry was left."""
+        try:
+            return self._discard(snapshot)
+        except OSError as exc:
+            if exc.errno not in _NOT_OURS:
+                raise
+            return None
 
     def _discard(self, snapshot: SnapshotId) -> bool:
         """Rename the entry out of ``entries/`` (atomic: no process sees half of it), then delete it."""
@@ -331,6 +404,25 @@ class LoadCache:
             return False  # already gone (another process removed it)
         _remove_tree(trash)
         return True
+
+
+def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
+    """Remove ``snapshot``'s entry from every load cache folder this home uses: its own ``HOME/cache`` and
+    MODELARC_CACHE_DIR when set (a withdrawal frees the weights; a decoded copy left in a cache would keep them).
+    An entry this process may not remove (another user's, in a shared folder) is left and reported, not an error:
+    the withdrawal itself is done, and no load through a catalog that knows of it uses the entry."""
+    removed: list[Path] = []
+    left: list[tuple[Path, str]] = []
+    freed = 0
+    for folder in dict.fromkeys([settings.home / "cache", settings.cache_path]):
+        cache = LoadCache(folder)
+        size, why = cache.purge(snapshot)
+        if size is not None:
+            removed.append(cache._entry_folder(snapshot))
+            freed += size
+        elif why:
+            left.append((cache._entry_folder(snapshot), why))
+    return CachePurge(tuple(removed), freed, tuple(left))
 
 
 def _close_all(files: dict[str, BinaryIO]) -> None:
@@ -376,19 +468,29 @@ def _read_entry(folder: Path, *, trusted_only: bool = False) -> CacheEntry | Non
             if trusted_only and not _trusted(st):
                 return None
             doc = json.loads(fh.read(MAX_ENTRY_JSON + 1))
-        if doc.get("format") != CACHE_FORMAT or doc.get("version") != CACHE_VERSION:
+        version = doc.get("version")
+        if doc.get("format") != CACHE_FORMAT or type(version) is not int or version != CACHE_VERSION:
             return None
         snapshot = SnapshotId(doc["snapshot"])
         if snapshot.hex != folder.name:
             return None
+        if type(doc["files"]) is not list:
+            return None
         files = tuple(
             CachedFile(**{k: _field(f, k) for k in CachedFile.__dataclass_fields__}) for f in doc["files"]
         )
-        used = (folder / USED_FILE).stat().st_mtime
-    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack, as unreadable as bad JSON
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError, RecursionError):
+        model = doc.get("model", "")
+        if type(model) is not str:
+            return None
+        # every field is checked here, inside the try: `cache ls`, `cache clear` and a capped load's eviction read
+        # every entry, and one a co-user of a shared cache (or a damaged disk) wrote must not stop them
+        created = _timestamp(doc["created"])
+        used = _timestamp((folder / USED_FILE).stat().st_mtime)
+    # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack, as unreadable as bad JSON;
+    # OverflowError: a time past what a date can hold
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError, RecursionError, OverflowError):
         return None
-    return CacheEntry(snapshot, str(doc.get("model", "")), folder, files, float(doc["created"]), used)
+    return CacheEntry(snapshot, model, folder, files, created, used)
 
 
 def _field(doc: dict[str, Any], key: str) -> Any:
@@ -396,7 +498,18 @@ def _field(doc: dict[str, Any], key: str) -> Any:
     wanted = str if key in ("path", "sha256") else int
     if type(value) is not wanted:
         raise TypeError(f"{key} is {type(value).__name__}")
+    if key == "size" and isinstance(value, int) and value < 0:  # would hide other entries' bytes from the cap
+        raise ValueError(f"size is {value}")
     return value
+
+
+def _timestamp(value: Any) -> float:
+    """Seconds since the epoch that a date can be made of (``cache ls`` prints them as dates); ValueError or
+    TypeError otherwise (a string, a bool, NaN, a year past 9999)."""
+    if type(value) not in (int, float):
+        raise TypeError(f"a time is {type(value).__name__}")
+    dt.datetime.fromtimestamp(value, dt.UTC)  # ValueError, OverflowError or OSError when out of range
+    return float(value)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -439,6 +552,11 @@ def _tree_bytes(path: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def _own_bytes(path: Path) -> int:
+    """What removing ``path`` frees: nothing for a symlink (``_remove_tree`` unlinks it, its target stays)."""
+    return 0 if path.is_symlink() else _tree_bytes(path)
 
 
 def _remove_tree(path: Path) -> None:

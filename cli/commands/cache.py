@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -99,21 +100,30 @@ def clear(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None:
     if bool(ref) == all_:
         raise click.UsageError("give a REF or --all")
     load_cache = LoadCache.of(archive.settings)
+    left: tuple[Path, ...] = ()
     if ref:
         _r, snap = archive.resolve(ref)
         entry = load_cache.remove(snap.digest)
-        removed, temp_bytes = ([entry] if entry else []), 0
+        removed = [entry] if entry else []
+        freed = sum(e.bytes for e in removed)
     else:
-        removed, temp_bytes = load_cache.clear()
-    freed = sum(e.bytes for e in removed) + temp_bytes
+        cleared = load_cache.clear()
+        removed, freed, left = list(cleared.removed), cleared.bytes_freed, cleared.left
     if as_json:
-        emit_json({"removed": [_entry_json(e) for e in removed], "bytes_freed": freed})
+        emit_json(
+            {"removed": [_entry_json(e) for e in removed], "bytes_freed": freed, "left": [str(p) for p in left]}
+        )
         return
     for e in removed:
         console.print(f"removed {e.snapshot[:19]}  {human_bytes(e.bytes)}  {e.model}")
     if ref and not removed:
         console.print(f"{ref}: not in the load cache")
     console.print(f"freed {human_bytes(freed)}")
+    if left:
+        echo_warning(
+            f"left {len(left)} entries or temp folders in {load_cache.folder} that this user may not remove "
+            "(other users' in a shared cache folder, or a read-only folder); their owners can clear them"
+        )
 
 
 def register(group: click.Group) -> None:

@@ -8,7 +8,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -45,6 +45,17 @@ def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
         console.print(
             f"{result.kept_as_bases} of them kept: fine-tunes stored as deltas against these weights need them "
             "(they are freed once no live snapshot does)"
+        )
+    if result.cache_removed:
+        console.print(
+            f"removed its decoded copy from the load cache ({human_bytes(result.cache_bytes_freed)}): "
+            + ", ".join(result.cache_removed)
+        )
+    if result.cache_left:
+        echo_warning(
+            "the load cache still holds its decoded weights at "
+            + ", ".join(result.cache_left)
+            + f": this user may not remove them; their owner can, with `modelarc cache clear {result.ref}`"
         )
 
 

@@ -139,7 +139,7 @@ def test_a_loaded_model_outlives_clearing_the_cache(archive: Archive, tmp_path: 
     ref = _push(archive, tmp_path, _llama(), "llama")
     load_model(archive, ref, device="cpu", cache=True)
     mapped = load_model(archive, ref, device="cpu", cache=True)
-    removed, _temp = LoadCache.of(archive.settings).clear()
+    removed = LoadCache.of(archive.settings).clear().removed
     assert len(removed) == 1 and not list((archive.settings.cache_path / "entries").iterdir())
     assert torch.equal(_logits(mapped), _logits(load_model(archive, ref, device="cpu")))
 
@@ -380,14 +380,25 @@ def test_a_bad_cap_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatc
         load_settings("/nonexistent")
 
 
-def test_a_withdrawn_snapshot_is_refused_even_when_cached(archive: Archive, tmp_path: Path) -> None:
+def test_a_withdrawn_snapshot_is_refused_even_when_cached(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache the withdrawal does not reach (another home's, a server's MODELARC_CACHE_DIR) still holds the entry;
+    a load checks the catalog before it looks there."""
     from modelarc.archive.provenance.withdrawal import withdraw
 
     ref = _push(archive, tmp_path, _llama(), "llama")
-    load_model(archive, ref, device="cpu", cache=True)
-    withdraw(archive, ref, "bad weights")
-    with pytest.raises(WithdrawnError):
-        load_model(archive, ref, device="cpu", cache=True)
+    elsewhere = tmp_path / "another-cache"
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(elsewhere))
+    with Archive(load_settings(archive.settings.home)) as other:
+        load_model(other, ref, device="cpu", cache=True)
+        withdraw(archive, ref, "bad weights")  # this archive's settings know nothing of `elsewhere`
+        _r, snap = other.resolve(ref)
+        assert LoadCache.of(other.settings).entry(snap.digest) is not None
+        with pytest.raises(WithdrawnError):
+            load_model(other, ref, device="cpu", cache=True)
+        with pytest.raises(WithdrawnError):
+            load_state_dict(other, ref, device="cpu", cache=True)
 
 
 def test_a_file_whose_tensors_are_not_aligned_loads_the_same_from_the_cache(
@@ -456,3 +467,20 @@ def test_two_processes_loading_at_once_leave_one_good_entry(archive: Archive, tm
     decoded = load_state_dict(archive, ref, device="cpu")
     cached = load_state_dict(archive, ref, device="cpu", cache=True)
     assert all(torch.equal(cached[k], v) for k, v in decoded.items())
+
+
+def test_a_capped_load_is_not_stopped_by_an_unreadable_entry(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eviction reads every entry: one whose entry.json has a date string for "created" (a co-user of a shared
+    cache folder, a damaged disk) ended every capped load with a ValueError."""
+    refs = [_push(archive, tmp_path, _llama(seed=s), f"m{s}") for s in range(2)]
+    with _capped(archive, tmp_path, monkeypatch, "10GB") as capped:
+        load_model(capped, refs[0], device="cpu", cache=True)
+        entry_json = _entry_file(capped, refs[0]).parents[1] / "entry.json"
+        entry_json.chmod(0o644)
+        entry_json.write_text(json.dumps({**json.loads(entry_json.read_text()), "created": "2026-12-01"}))
+        expected = _logits(load_model(archive, refs[1], device="cpu"))
+        assert torch.equal(_logits(load_model(capped, refs[1], device="cpu", cache=True)), expected)
+        _r, snap = capped.resolve(refs[1])
+        assert [e.snapshot for e in LoadCache.of(capped.settings).entries()] == [snap.digest]

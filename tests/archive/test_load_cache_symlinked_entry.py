@@ -54,7 +54,7 @@ def test_cache_clear_unlinks_a_symlinked_entry(archive: Archive, tmp_path: Path)
     load_model(archive, ref, device="cpu", cache=True)
     elsewhere = tmp_path / "other-disk"
     link = _move_entry_out(archive, ref, elsewhere)
-    removed, _freed = LoadCache.of(archive.settings).clear()
+    removed = LoadCache.of(archive.settings).clear().removed
     assert len(removed) == 1
     assert not link.exists() and not link.is_symlink()
     assert (elsewhere / "entry.json").exists()  # the link is gone, not what it pointed at

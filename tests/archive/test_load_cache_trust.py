@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -177,3 +178,74 @@ def test_a_stale_entry_in_a_read_only_cache_falls_back_to_the_archive(
         assert torch.equal(_logits(loaded), expected)
     finally:
         reopened.close()
+
+
+# a shared MODELARC_CACHE_DIR as docs/ARCHITECTURE.md describes one: anyone may add, only an owner may remove
+SHARED_LOAD = """
+import json, os
+import modelarc
+from modelarc.archive.runtime.cache import LoadCache
+from modelarc.config import load_settings
+from modelarc.errors import DestinationError
+from modelarc.registry.refs import SnapshotId
+
+modelarc.load_model("acme/ours:v1", device="cpu", cache=True)
+cache = LoadCache.of(load_settings())
+loaded = sorted(e.snapshot for e in cache.entries())
+try:
+    cache.remove(SnapshotId(os.environ["THEIRS"]))
+    refused = ""
+except DestinationError as exc:
+    refused = str(exc)
+cleared = cache.clear()
+print(json.dumps({"loaded": loaded, "refused": refused, "removed": [e.snapshot for e in cleared.removed],
+                  "left": [str(p) for p in cleared.left]}))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv: another user's entry, and a process that permission bits bind",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the cache has no catalog in it
+def test_a_capped_load_in_a_shared_cache_leaves_another_users_entry_it_may_not_remove(
+    archive: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load whose fill must evict another user's entry (sticky folder: only its owner may rename it) ended with
+    PermissionError; it now leaves that entry, still counting its bytes, and ``clear`` leaves and reports it."""
+    shared = tmp_path / "shared"
+    for folder in (shared, shared / "entries", shared / "tmp"):
+        folder.mkdir()
+        folder.chmod(0o1777)
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(shared))
+    archive.push(tiny_llama(tmp_path / "theirs", seed=1), "acme/theirs:v1")
+    archive.push(tiny_llama(tmp_path / "ours", seed=2), "acme/ours:v1")
+    with Archive.open(archive.settings.home) as sharing:
+        load_model(sharing, "acme/theirs:v1", device="cpu", cache=True)
+    theirs = archive.resolve("acme/theirs:v1")[1].digest
+    ours = archive.resolve("acme/ours:v1")[1].digest
+    entry = shared / "entries" / theirs.hex
+    for root, dirs, names in os.walk(entry):  # as if user nobody had filled it
+        for name in [*dirs, *names]:
+            os.lchown(os.path.join(root, name), NOBODY, NOBODY)
+    os.lchown(entry, NOBODY, NOBODY)
+    size = LoadCache(shared).entry(theirs).bytes
+    proc = subprocess.run(
+        # root without the capabilities that pass permission bits and the sticky bit: bound like any other user
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", sys.executable, "-c", SHARED_LOAD],
+        env={
+            **os.environ,
+            "MODELARC_HOME": str(archive.settings.home),
+            "MODELARC_CACHE_MAX_BYTES": str(size * 3 // 2),  # room for one entry: theirs would have to go
+            "THEIRS": str(theirs),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["loaded"] == sorted([str(theirs), str(ours)])  # over the cap: theirs cannot go, ours is used
+    assert "cannot remove the load cache entry" in out["refused"] and theirs.hex in out["refused"]
+    assert out["removed"] == [str(ours)] and out["left"] == [str(entry)]
+    assert (entry / "entry.json").exists()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +108,118 @@ def test_ls_reports_the_cap_and_a_cache_dir_of_its_own(arc: ArchiveCli, tmp_path
     listing = arc.json("cache", "ls")
     assert listing["max_bytes"] == 2 * 10**9 and listing["path"] == str(tmp_path / "elsewhere")
     assert "of 2.0 GB" in arc("cache", "ls").stdout
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__setitem__(key, value)
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.__delitem__(key)
+
+
+def _first_file(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc["files"][0].__setitem__(key, value)
+
+
+# entry.json as a co-user of a shared MODELARC_CACHE_DIR, or a damaged disk, may leave it: every field is read
+# inside the check, so each of these makes the entry unreadable (cache ls, cache clear and capped loads went on
+# to crash with a traceback on "created")
+DAMAGE = {
+    "created-a-date-string": _set("created", "2026-12-01"),
+    "created-missing": _drop("created"),
+    "created-null": _set("created", None),
+    "created-a-bool": _set("created", True),
+    "created-nan": _set("created", float("nan")),
+    "created-past-year-9999": _set("created", 1e300),
+    "model-not-a-string": _set("model", {"name": "acme/m0"}),
+    "version-a-bool": _set("version", True),
+    "files-an-object": _set("files", {"model.safetensors": 1}),
+    "size-negative": _first_file("size", -(10**12)),
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the cache has no catalog in it
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_an_entry_json_with_a_bad_field_is_unreadable_and_cleared(
+    arc: ArchiveCli, cached: list[str], damage: Callable[[dict[str, Any]], None]
+) -> None:
+    before = arc.json("cache", "ls")
+    damaged, intact = (Path(e["path"]) for e in before["entries"])
+    doc = json.loads((damaged / "entry.json").read_text())
+    damage(doc)
+    (damaged / "entry.json").chmod(0o644)
+    (damaged / "entry.json").write_text(json.dumps(doc))
+    listing = arc.json("cache", "ls")
+    assert [Path(e["path"]) for e in listing["entries"]] == [intact]
+    assert "1 snapshot," in arc("cache", "ls").stdout
+    out = arc.json("cache", "clear", "--all")
+    assert [Path(e["path"]) for e in out["removed"]] == [intact]
+    assert out["bytes_freed"] > before["bytes"] and out["left"] == []  # the unreadable entry's bytes too
+    assert not damaged.exists() and arc.json("cache", "ls")["entries"] == []
+
+
+# ---- rm (withdrawal) removes the snapshot's decoded copies ------------------------------------------------------
+
+
+def _load_into(arc: ArchiveCli, ref: str, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Load ``ref`` with cache=True into the cache folder ``cache_dir``; its entry folder."""
+    monkeypatch.setenv("MODELARC_CACHE_DIR", str(cache_dir))
+    with Archive.open(arc.home) as archive:
+        load_model(archive, ref, device="cpu", cache=True)
+        digest = archive.resolve(ref)[1].digest
+    monkeypatch.delenv("MODELARC_CACHE_DIR")
+    return cache_dir / "entries" / digest.hex
+
+
+def test_rm_removes_the_snapshots_copy_from_the_home_cache_and_the_cache_dir(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rm` said the weights were freed while the load cache kept a byte-identical decoded copy in the home."""
+    in_home = arc.home / "cache" / "entries" / arc.json("show", cached[0])["snapshot"].split(":")[1]
+    in_cache_dir = _load_into(arc, cached[0], tmp_path / "cache-dir", monkeypatch)
+    assert in_home.is_dir() and in_cache_dir.is_dir()
+    (size,) = [e["bytes"] for e in arc.json("cache", "ls")["entries"] if e["model"] == "acme/m0"]
+    arc.env["MODELARC_CACHE_DIR"] = str(tmp_path / "cache-dir")
+    out = arc.json("rm", cached[0], "--reason", "legal takedown")
+    assert sorted(out["cache_removed"]) == sorted([str(in_home), str(in_cache_dir)])
+    assert out["cache_bytes_freed"] > 2 * size and out["cache_left"] == []
+    assert not in_home.exists() and not in_cache_dir.exists()
+    del arc.env["MODELARC_CACHE_DIR"]
+    assert [e["model"] for e in arc.json("cache", "ls")["entries"]] == ["acme/m1"]  # another snapshot's stays
+    text = arc("rm", cached[1], "--reason", "superseded").stdout
+    assert "removed its decoded copy from the load cache" in text and "acme/m1" not in arc("cache", "ls").stdout
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv: another user's entry, and a process that permission bits bind",
+)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rm_leaves_another_users_cache_entry_with_one_warning_line(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    for folder in (shared, shared / "entries", shared / "tmp"):
+        folder.mkdir()
+        folder.chmod(0o1777)  # anyone may add an entry, only its owner may remove it
+    theirs = _load_into(arc, cached[0], shared, monkeypatch)
+    for root, dirs, names in os.walk(theirs):  # as if user nobody had filled it
+        for name in [*dirs, *names]:
+            os.lchown(os.path.join(root, name), 65534, 65534)
+    os.lchown(theirs, 65534, 65534)
+    proc = subprocess.run(
+        # root without the capabilities that pass permission bits and the sticky bit: bound like any other user
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", sys.executable, "-m",
+         "modelarc.cli.main", "rm", cached[0], "--reason", "legal takedown"],
+        env={**os.environ, **arc.env, "MODELARC_CACHE_DIR": str(shared)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed its decoded copy from the load cache" in proc.stdout  # the home's own copy
+    (warning,) = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert warning.startswith("warning: the load cache still holds its decoded weights at ")
+    assert str(theirs) in warning and ("(Permission denied)" in warning or "(Operation not permitted)" in warning)
+    assert theirs.is_dir()
