@@ -500,7 +500,8 @@ class SnapshotHandle:
 
     @cached_property
     def info(self) -> SnapshotView:
-        return self.archive.show(self.ref)
+        # by id, not by ``ref`` again: a tag moved since the handle was opened must not describe another snapshot
+        return self.archive.show(f"{self.model}@{self.snapshot}")
 
     def tensor_names(self) -> list[str]:
         return [p.name or "" for _f, p in self.manifest.tensors()]

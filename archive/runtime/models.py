@@ -47,11 +47,24 @@ def load_model(
     ``cache=True`` decodes the snapshot's safetensors files once into the load cache (``cache.py``: verified,
     per snapshot id) and maps them on every later load instead of decoding; GGUF snapshots ignore it.
     """
-    import transformers
-
     if trust_remote_code:
         raise UsageError("trust_remote_code is not supported: modelarc never runs code from an archive")
-    handle = open_snapshot(archive, ref)
+    return model_from_snapshot(open_snapshot(archive, ref), device, dtype, cache=cache)
+
+
+def model_from_snapshot(
+    handle: SnapshotHandle,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    *,
+    cache: bool = False,
+) -> Any:
+    """``load_model`` of a snapshot already opened: everything it reads comes from ``handle``'s one snapshot, so a
+    caller that also wants its tokenizer (``tokenizer_from_snapshot``) or records its id gets all three from the
+    same snapshot, however a tag moves meanwhile (a REF resolved once per use, never once per file)."""
+    import transformers
+
+    archive, ref = handle.archive, handle.ref
     config_doc = handle.config()
     gguf_file = _gguf_file(handle.manifest)
     if config_doc is None and gguf_file is not None:
@@ -236,9 +249,14 @@ def _refuse_a_model_larger_than_its_weights(
 
 
 def load_tokenizer(archive: Archive, ref: str) -> Any:
+    return tokenizer_from_snapshot(open_snapshot(archive, ref))
+
+
+def tokenizer_from_snapshot(handle: SnapshotHandle) -> Any:
+    """``load_tokenizer`` of a snapshot already opened (see ``model_from_snapshot``)."""
     from transformers import AutoTokenizer
 
-    handle = open_snapshot(archive, ref)
+    archive, ref = handle.archive, handle.ref
     gguf_file = _gguf_file(handle.manifest)
     if gguf_file is not None and not any(f.path in TOKENIZER_FILES[:-2] for f in handle.manifest.files):
         with tempfile.TemporaryDirectory(prefix="modelarc-gguf-") as tmp, ThreadPoolExecutor(2) as pool:

@@ -113,22 +113,24 @@ def _hardware(device: torch.device) -> dict[str, Any]:
 def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
     import torch
 
-    from modelarc.archive.runtime.loading import resolve_device, resolve_dtype
-    from modelarc.archive.runtime.models import load_model, load_tokenizer
+    from modelarc.archive.runtime.loading import open_snapshot, resolve_device, resolve_dtype
+    from modelarc.archive.runtime.models import model_from_snapshot, tokenizer_from_snapshot
 
     _check_prompt_text(prompt)
     device = resolve_device(params.device)
     dtype = resolve_dtype(params.dtype)
-    _r, snap = archive.resolve(ref)
     started = time.perf_counter()
+    # REF resolved once: the model, the tokenizer and the id a record signs are all of this one snapshot (resolved
+    # per file, a tag moved meanwhile made a signed record name a snapshot other than the one that ran)
+    snap = open_snapshot(archive, ref)
     # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
-    model = load_model(archive, ref, device=device, dtype=dtype)
+    model = model_from_snapshot(snap, device=device, dtype=dtype)
     if not model.can_generate():  # an encoder (BertModel) or a classifier has no generate(): nothing to continue
         raise UsageError(
             f"{ref} is a {type(model).__name__}, not a text-generation model: `run` continues a prompt; "
             "load_model() gives the model itself"
         )
-    tokenizer = load_tokenizer(archive, ref)
+    tokenizer = tokenizer_from_snapshot(snap)
     load_seconds = time.perf_counter() - started
     inputs = tokenizer(prompt, return_tensors="pt")
     prompt_tokens = int(inputs["input_ids"].shape[1])
@@ -155,7 +157,7 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     new = out[0, inputs["input_ids"].shape[1] :]
     return RunResult(
         text=tokenizer.decode(new, skip_special_tokens=True),
-        snapshot=snap.digest,
+        snapshot=snap.snapshot,
         ref=ref,
         prompt=prompt,
         params=asdict(params),
