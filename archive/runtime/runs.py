@@ -139,7 +139,7 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
             f"--prompt is no tokens to {ref}'s tokenizer (only what it drops): give text to continue"
         )
     _check_context(model.config, ref, prompt_tokens, params.max_new_tokens)
-    inputs = inputs.to(device)
+    inputs = _model_inputs(model, inputs).to(device)
     torch.manual_seed(params.seed)
     kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
     if params.temperature is not None or params.top_p is not None:
@@ -151,8 +151,12 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     elif tokenizer.eos_token_id is not None:
         kwargs["pad_token_id"] = tokenizer.eos_token_id
     t = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(**inputs, **kwargs)
+    try:
+        with torch.no_grad():
+            out = model.generate(**inputs, **kwargs)
+    except ValueError as exc:  # transformers' refusal of what this model cannot generate with: one bounded line
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{ref}: transformers cannot generate with this model ({reason})") from None
     seconds = time.perf_counter() - t
     new = out[0, inputs["input_ids"].shape[1] :]
     return RunResult(
@@ -169,6 +173,21 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
         new_tokens=int(new.numel()),
         tokens_per_second=float(new.numel()) / seconds if seconds > 0 else 0.0,
     )
+
+
+def _model_inputs(model: Any, inputs: Any) -> Any:
+    """The tokenizer's outputs the model takes, as a text-generation pipeline passes them: ``input_ids`` and
+    ``attention_mask`` always, anything else (``token_type_ids``) only when the model names it. A BERT-style
+    tokenizer returns ``token_type_ids`` to models (Falcon's, a Llama with a WordPiece vocabulary) whose ``generate``
+    refuses them."""
+    import inspect
+
+    named = set(inspect.signature(model.forward).parameters) | set(
+        inspect.signature(model.prepare_inputs_for_generation).parameters
+    )
+    for key in [k for k in inputs if k not in ("input_ids", "attention_mask") and k not in named]:
+        del inputs[key]
+    return inputs
 
 
 def _check_prompt_text(prompt: str) -> None:

@@ -49,3 +49,29 @@ def test_run_without_dtype_runs_in_float32_as_its_help_says(arc, tmp_path: Path)
     assert arc.json("run", "acme/bf16:v1", "--prompt", "the model", "--max-new-tokens", "1", "--dtype", "bfloat16")[
         "dtype"
     ] == "bfloat16"
+
+
+def test_run_of_a_model_whose_tokenizer_gives_token_type_ids_generates_as_from_pretrained_does(
+    arc, tmp_path: Path
+) -> None:
+    """A BERT WordPiece tokenizer returns token_type_ids, which a Llama's generate() refuses (Falcon's tokenizer does
+    the same): run passes the model what it takes, as a text-generation pipeline does."""
+    import torch
+
+    folder = tiny_llama(tmp_path / "m")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "model", "was"]) + "\n")
+    tok = transformers.BertTokenizerFast(vocab_file=str(vocab))
+    tok.save_pretrained(folder)
+    assert "token_type_ids" in tok("the model")
+    arc("push", folder, "acme/tt:v1")
+    ran = arc.json("run", "acme/tt:v1", "--prompt", "the model was", "--max-new-tokens", "3")
+    original = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = tok("the model was", return_tensors="pt")
+    with torch.no_grad():
+        out = original.generate(
+            input_ids=ids.input_ids, attention_mask=ids.attention_mask, max_new_tokens=3, do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )  # fmt: skip
+    assert ran["text"] == tok.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
+    assert ran["new_tokens"] == 3
