@@ -107,7 +107,7 @@ def model_from_snapshot(
     if missing:
         first = next(k for k in model.state_dict(keep_vars=True) if k in missing)
         raise ModelarcError(f"{ref}: the archive has no weights for {len(missing)} parameters, e.g. {first}")
-    _compute_buffers(model, target_device)
+    _compute_buffers(model, target_device, handle)
     empty = next((n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta), None)
     if empty is not None:
         raise ModelarcError(f"{ref}: {empty} is neither in the archive nor computed by {cls.__name__}")
@@ -172,20 +172,48 @@ def _put(model: Any, name: str, tensor: torch.Tensor) -> None:
     setattr(owner, leaf, value)
 
 
-def _compute_buffers(model: Any, device: torch.device) -> None:
+# Computed buffers (rotary frequencies, position ids, GPT-Neo's causal masks) are a small fraction of a real model's
+# weights: GPT-Neo 125M's twelve 2048x2048 masks are 48 MB beside 500 MB of weights. A config.json may say anything.
+BUFFER_SLACK = 2
+BUFFER_FLOOR = 64 << 20
+
+
+def _compute_buffers(model: Any, device: torch.device, handle: SnapshotHandle) -> None:
     """Non-persistent buffers (rotary inv_freq, position ids) are not in checkpoints, so on the meta device they
     hold nothing. As from_pretrained does, each gets an empty tensor on ``device`` and the model's own
     ``_init_weights`` computes it; every loaded tensor is flagged, so nothing else is touched. A buffer shared by
-    several modules stays shared."""
-    fresh: dict[int, torch.Tensor] = {}
+    several modules stays shared.
+
+    Their sizes come from config.json alone, so they are totalled first and refused, before any is allocated, when
+    far larger than the archived weights: a 16 MB GPT-Neo whose config said max_position_embeddings=1000000 asked
+    for a 1 TB mask (a traceback; at 100000, the machine's memory). An allocation that still fails is one line."""
+    pending: dict[int, tuple[torch.Tensor, list[tuple[Any, str]]]] = {}
     for module in model.modules():
         for name in module._non_persistent_buffers_set:
             buffer = module._buffers.get(name)
             if buffer is not None and buffer.is_meta:
-                if id(buffer) not in fresh:
-                    fresh[id(buffer)] = torch.empty_like(buffer, device=device)
-                module._buffers[name] = fresh[id(buffer)]
-    model.initialize_weights()
+                pending.setdefault(id(buffer), (buffer, []))[1].append((module, name))
+    needed = sum(b.numel() * b.element_size() for b, _uses in pending.values())
+    weights = sum(p.length for _f, p in handle.manifest.tensors())
+    if needed > BUFFER_SLACK * weights + BUFFER_FLOOR:
+        raise UsageError(
+            f"{handle.ref}: its config.json makes the model compute {needed:,} bytes of buffers beside "
+            f"{weights:,} bytes of archived weights (a size such as max_position_embeddings out of proportion to "
+            "the model): not loaded"
+        )
+    try:
+        for buffer, uses in pending.values():
+            fresh = torch.empty_like(buffer, device=device)
+            for module, name in uses:
+                module._buffers[name] = fresh
+        model.initialize_weights()
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError too
+        if not isinstance(exc, MemoryError | torch.OutOfMemoryError) and "alloc" not in str(exc):
+            raise  # not an allocation failure: a bug, shown as one
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelarcError(
+            f"{handle.ref}: not enough memory on {device} for the {needed:,} bytes of buffers it computes ({reason})"
+        ) from None
 
 
 def _gguf_file(manifest: SnapshotManifest) -> FileEntry | None:

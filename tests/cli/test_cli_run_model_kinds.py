@@ -75,3 +75,27 @@ def test_run_of_a_model_whose_tokenizer_gives_token_type_ids_generates_as_from_p
         )  # fmt: skip
     assert ran["text"] == tok.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
     assert ran["new_tokens"] == 3
+
+
+def test_a_config_asking_for_buffers_far_larger_than_the_weights_is_refused_before_allocating(
+    arc, tmp_path: Path
+) -> None:
+    """GPT-Neo computes a max_position_embeddings-squared causal mask at load: a 4 MB snapshot whose config.json says
+    1,000,000 positions asked for 1 TB (a traceback; 100,000 had the machine's memory taken)."""
+    import torch
+    from safetensors.torch import save_file
+
+    config = transformers.GPTNeoConfig(
+        hidden_size=1, num_heads=1, num_layers=1, intermediate_size=2, vocab_size=8, max_position_embeddings=16,
+        attention_types=[[["global"], 1]],
+    )  # fmt: skip
+    folder = tmp_path / "neo"
+    transformers.GPTNeoForCausalLM(config).save_pretrained(folder)
+    tensors = {k: v for k, v in transformers.GPTNeoForCausalLM(config).state_dict().items() if k != "lm_head.weight"}
+    tensors["transformer.wpe.weight"] = torch.zeros(1_000_000, 1)  # what the positions' count needs
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    doc = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**doc, "max_position_embeddings": 1_000_000}))
+    arc("push", folder, "acme/neo:v1")
+    err = arc.fail("run", "acme/neo:v1", "--prompt", "x", "--max-new-tokens", "1").stderr
+    assert "buffers beside 4,000" in err and "not loaded" in err, err
