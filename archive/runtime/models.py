@@ -71,23 +71,33 @@ def model_from_snapshot(
         return _load_gguf_model(archive, handle, gguf_file, resolve_device(device), resolve_dtype(dtype))
     if config_doc is None:
         raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
     model_type = config_doc.get("model_type")
     if not isinstance(model_type, str):
         raise UsageError(f"{ref}: config.json has no model_type")
+    if model_type not in CONFIG_MAPPING:  # said here: transformers' own message lists all ~900 types it knows
+        raise UsageError(
+            f"{ref}: config.json's model_type {_clipped(model_type)} is not one transformers "
+            f"{transformers.__version__} knows"
+        )
     try:
         config = transformers.AutoConfig.for_model(
             model_type, **{k: v for k, v in config_doc.items() if k != "model_type"}
         )
-    except (ValueError, KeyError) as exc:
+    # StrictDataclassError: a field of the wrong type (hidden_size "sixty-four"), as huggingface_hub checks them
+    except (ValueError, KeyError, TypeError, StrictDataclassError) as exc:
         raise UsageError(
-            f"{ref}: transformers cannot build a config for model_type {model_type!r} ({exc})"
+            f"{ref}: transformers cannot build a config for model_type {model_type!r} ({_reason(exc)})"
         ) from None
     arch_names = config_doc.get("architectures") or []
     cls = getattr(transformers, arch_names[0], None) if arch_names and isinstance(arch_names[0], str) else None
     # only a model class is built: config.json names any attribute of transformers (a function such as
     # `pipeline`, `Trainer`), and what it names is called with the archived config
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-        raise UsageError(f"{ref}: architecture {arch_names[:1]} is not a transformers model class")
+        first = arch_names[0] if isinstance(arch_names, list) and arch_names else arch_names
+        raise UsageError(f"{ref}: architecture [{_clipped(first)}] is not a transformers model class")
     wanted = getattr(cls, "config_class", None)
     if isinstance(wanted, type) and not isinstance(config, wanted):
         raise UsageError(
@@ -97,9 +107,9 @@ def model_from_snapshot(
     target_device = resolve_device(device)
     try:
         model = _empty_model(cls, config, resolve_dtype(dtype) or torch.get_default_dtype())
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, StrictDataclassError) as exc:
         # a config.json transformers accepted but its class cannot be built from (a field missing or mistyped)
-        raise UsageError(f"{ref}: transformers cannot build {cls.__name__} from config.json ({exc})") from None
+        raise UsageError(f"{ref}: transformers cannot build {cls.__name__} from config.json ({_reason(exc)})") from None
     missing = _load_weights(model, archive, handle, target_device, cache)
     # Symmetric, as in from_pretrained: a tied parameter the archive lacks (lm_head saved as the embeddings) is
     # tied to the one it has, and leaves `missing`; two present but different copies are left untied.
@@ -112,6 +122,23 @@ def model_from_snapshot(
     if empty is not None:
         raise ModelarcError(f"{ref}: {empty} is neither in the archive nor computed by {cls.__name__}")
     return model.eval()
+
+
+# how much of an archived config's text, or of transformers' complaint about it, an error line repeats: config.json
+# is anyone's, and transformers' messages echo it whole (a 400 KB model_type made a 400 KB "one line")
+ECHOED_CHARS = 200
+
+
+def _clipped(value: object, limit: int = ECHOED_CHARS // 2) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message on one line, at most ``ECHOED_CHARS`` long (its cause's too: huggingface_hub's
+    field validation says what was wrong on a second line)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= ECHOED_CHARS else f"{text[:ECHOED_CHARS]}..."
 
 
 def _empty_model(cls: Any, config: Any, dtype: torch.dtype) -> Any:

@@ -99,3 +99,26 @@ def test_a_config_asking_for_buffers_far_larger_than_the_weights_is_refused_befo
     arc("push", folder, "acme/neo:v1")
     err = arc.fail("run", "acme/neo:v1", "--prompt", "x", "--max-new-tokens", "1").stderr
     assert "buffers beside 4,000" in err and "not loaded" in err, err
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"hidden_size": "sixty-four"}, "Field 'hidden_size' expected int, got str"),  # huggingface_hub's check
+        ({"model_type": "nonexistent_arch"}, "model_type 'nonexistent_arch' is not one transformers"),
+        ({"model_type": "x" * 400_000}, "is not one transformers"),
+        ({"architectures": ["y" * 400_000]}, "is not a transformers model class"),
+    ],
+    ids=["mistyped-field", "unknown-model-type", "huge-model-type", "huge-architecture"],
+)
+def test_a_config_json_transformers_refuses_is_one_short_error_line(
+    arc, tmp_path: Path, change: dict, said: str
+) -> None:
+    """transformers' own messages echo config.json's text whole, with its list of ~900 model types: a 400 KB
+    "one line" (and a mistyped field escaped as a traceback)."""
+    folder = tiny_llama(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    arc("push", folder, "acme/bad:v1")
+    err = arc.fail("run", "acme/bad:v1", "--prompt", "x").stderr
+    assert said in err and len(err) < 500 and len(err.splitlines()) == 1, err[:1000]
