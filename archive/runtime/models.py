@@ -67,7 +67,10 @@ def model_from_snapshot(
     archive, ref = handle.archive, handle.ref
     config_doc = handle.config()
     gguf_file = _gguf_file(handle.manifest)
-    if config_doc is None and gguf_file is not None:
+    # a GGUF file describes its model itself: one that comes with a config.json (as many Hub GGUF repos do) still
+    # loads through transformers' GGUF reader, unless there are safetensors weights to build that config from
+    has_safetensors = any(f.kind == "safetensors" and any(f.tensors()) for f in handle.manifest.files)
+    if gguf_file is not None and not has_safetensors:
         return _load_gguf_model(archive, handle, gguf_file, resolve_device(device), resolve_dtype(dtype))
     if config_doc is None:
         raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
