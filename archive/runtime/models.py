@@ -58,20 +58,50 @@ def model_from_snapshot(
     dtype: str | torch.dtype | None = None,
     *,
     cache: bool = False,
+    archived_generation_config: bool = True,
 ) -> Any:
     """``load_model`` of a snapshot already opened: everything it reads comes from ``handle``'s one snapshot, so a
     caller that also wants its tokenizer (``tokenizer_from_snapshot``) or records its id gets all three from the
-    same snapshot, however a tag moves meanwhile (a REF resolved once per use, never once per file)."""
+    same snapshot, however a tag moves meanwhile (a REF resolved once per use, never once per file).
+
+    The snapshot's generation_config.json, if it has one, becomes the model's generation defaults, as with
+    ``from_pretrained`` (eos token lists, repetition penalties); ``archived_generation_config=False`` keeps the
+    defaults transformers derives from config.json alone, as modelarc did before (``rerun`` of a version 1 record).
+    """
+    model = _built_model(handle, device, dtype, cache)
+    if archived_generation_config and model.can_generate():
+        _apply_generation_config(model, handle)
+    return model
+
+
+def _apply_generation_config(model: Any, handle: SnapshotHandle) -> None:
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import GenerationConfig
+
+    doc = handle.generation_config()
+    if doc is None:
+        return
+    try:
+        model.generation_config = GenerationConfig.from_dict(doc)
+    except (ValueError, TypeError, KeyError, AttributeError, StrictDataclassError) as exc:
+        raise UsageError(
+            f"{handle.ref}: transformers cannot read its generation_config.json ({_reason(exc)})"
+        ) from None
+
+
+def _built_model(
+    handle: SnapshotHandle, device: str | torch.device, dtype: str | torch.dtype | None, cache: bool
+) -> Any:
     import transformers
 
     archive, ref = handle.archive, handle.ref
-    config_doc = handle.config()
     gguf_file = _gguf_file(handle.manifest)
     # a GGUF file describes its model itself: one that comes with a config.json (as many Hub GGUF repos do) still
     # loads through transformers' GGUF reader, unless there are safetensors weights to build that config from
     has_safetensors = any(f.kind == "safetensors" and any(f.tensors()) for f in handle.manifest.files)
     if gguf_file is not None and not has_safetensors:
         return _load_gguf_model(archive, handle, gguf_file, resolve_device(device), resolve_dtype(dtype))
+    config_doc = handle.config()
     if config_doc is None:
         raise NotFoundError(f"{ref} has no config.json; load_state_dict() gives its tensors")
     from huggingface_hub.errors import StrictDataclassError

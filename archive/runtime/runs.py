@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 # runs (`modelarc runs`, the record's signature) reads the catalog and the store only.
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
-# the run document's layout (its "version"), written by record_run and the only one read_signed_run reads
-RUN_VERSION = 1
+# the run document's version, written by record_run: 2 since runs take their generation defaults from the snapshot's
+# generation_config.json (version 1: from config.json alone, as modelarc ran them before). Both are read, and
+# `rerun` of a version 1 record runs as version 1 did, so an old record is compared like for like.
+RUN_VERSION = 2
+READ_RUN_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,18 @@ def _hardware(device: torch.device) -> dict[str, Any]:
     }
 
 
-def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
+def generate(
+    archive: Archive,
+    ref: str,
+    prompt: str,
+    params: GenerationParams,
+    *,
+    archived_generation_config: bool = True,
+) -> RunResult:
+    """``prompt`` continued by the model of ``ref``, as ``params`` say. Its generation defaults (eos tokens, a
+    repetition penalty...) are the snapshot's generation_config.json, as ``from_pretrained`` makes them; what
+    ``params`` sets (greedy or sampled, temperature, top_p, max_new_tokens) is as asked, whatever the file says.
+    ``archived_generation_config=False``: without the file, as version 1 run records were made."""
     import torch
 
     from modelarc.archive.runtime.loading import open_snapshot, resolve_device, resolve_dtype
@@ -124,7 +138,9 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     # per file, a tag moved meanwhile made a signed record name a snapshot other than the one that ran)
     snap = open_snapshot(archive, ref)
     # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
-    model = model_from_snapshot(snap, device=device, dtype=dtype)
+    model = model_from_snapshot(
+        snap, device=device, dtype=dtype, archived_generation_config=archived_generation_config
+    )
     if not model.can_generate():  # an encoder (BertModel) or a classifier has no generate(): nothing to continue
         raise UsageError(
             f"{ref} is a {type(model).__name__}, not a text-generation model: `run` continues a prompt; "
@@ -340,16 +356,17 @@ def check_run_version(version: object, where: str) -> None:
     fields may mean something else there (a parameter with another unit, an output that is not the continuation
     alone), and ``rerun`` would compare against, or a rebuild index, a run it misreads. A larger version is a
     newer modelarc's; anything else is no run document modelarc wrote."""
-    if type(version) is int and version > RUN_VERSION:  # not true, not 1.0
+    if type(version) is int and version in READ_RUN_VERSIONS:  # not true, not 1.0
+        return
+    if type(version) is int and version > RUN_VERSION:
         raise UnsupportedFormatError(
             f"{where}: the signed run document is version {version}, written by a newer modelarc (this one reads "
-            f"version {RUN_VERSION}); use that modelarc to read it"
+            f"up to version {RUN_VERSION}); use that modelarc to read it"
         )
-    if type(version) is not int or version != RUN_VERSION:
-        raise IntegrityError(
-            f"{where}: the signed run document's version is {str(version)[:40]!r}, not a version of the run "
-            f"document (this modelarc reads version {RUN_VERSION})"
-        )
+    raise IntegrityError(
+        f"{where}: the signed run document's version is {str(version)[:40]!r}, not a version of the run "
+        f"document (this modelarc reads versions {', '.join(map(str, READ_RUN_VERSIONS))})"
+    )
 
 
 def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
@@ -382,5 +399,8 @@ def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, boo
     record = verified_record(archive, run_id)
     params = GenerationParams(**record["parameters"])
     ref = f"{parse_ref(record['ref']).model}@{record['snapshot']}"
-    result = generate(archive, ref, record["prompt"], params)
+    # a version 1 record was run without the snapshot's generation_config.json: run it so again, like for like
+    result = generate(
+        archive, ref, record["prompt"], params, archived_generation_config=record["version"] >= 2
+    )
     return record, result, result.text == record["output"]
