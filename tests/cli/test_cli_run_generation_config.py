@@ -89,8 +89,10 @@ def test_rerun_of_a_version_1_record_runs_without_the_generation_config_as_it_wa
         (json.dumps({"num_return_sequences": 2}).encode(), "transformers cannot read its generation_config.json"),
         # valid for sampling, as the file says; `run` is greedy unless asked, and generate() refuses the mixture
         (json.dumps({"do_sample": True, "num_return_sequences": 2}).encode(), "cannot generate with this model"),
+        # read whole into memory, so refused by its size in the manifest before a byte is read
+        (b"{}" + b" " * (16 << 20), "generation_config.json is 16,777,218 bytes; it is read whole"),
     ],
-    ids=["not-an-object", "not-json", "refused-by-transformers", "refused-by-generate"],
+    ids=["not-an-object", "not-json", "refused-by-transformers", "refused-by-generate", "too-large"],
 )
 def test_a_generation_config_that_cannot_be_used_is_one_error_line(
     arc, tmp_path: Path, content: bytes, said: str
