@@ -219,7 +219,7 @@ def read_run(store: Path, record: dict[str, Any], trusted: dict[str, str]) -> di
     assert payload == read_object(store, record["object"])  # the object holds exactly the payload
     doc = json.loads(payload)
     assert canonical(doc) == payload
-    assert set(doc) == RUN_FIELDS and doc["version"] == 1
+    assert set(doc) == RUN_FIELDS and doc["version"] in (1, 2)  # FORMAT.md: the versions a reader knows
     assert (doc["snapshot"], doc["ref"]) == (record["snapshot"], record["ref"])
     p = doc["parameters"]
     assert set(p) == RUN_PARAMETERS and type(p["max_new_tokens"]) is int and p["max_new_tokens"] >= 1

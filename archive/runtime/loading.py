@@ -473,10 +473,21 @@ def _file(manifest: SnapshotManifest, path: str) -> FileEntry | None:
     return next((f for f in manifest.files if f.path == path), None)
 
 
-def read_small_file(archive: Archive, manifest: SnapshotManifest, path: str) -> bytes | None:
+# config.json and generation_config.json are read whole, into memory: real ones are a few KB (an id2label of many
+# thousand classes, a few MB); a snapshot's files are anyone's, so a larger one is refused by its manifest size
+MAX_CONFIG_BYTES = 16 << 20
+
+
+def read_small_file(
+    archive: Archive, manifest: SnapshotManifest, path: str, limit: int = MAX_CONFIG_BYTES
+) -> bytes | None:
+    """The bytes of the snapshot's file ``path`` (None without one), refused before a byte is read when its manifest
+    says it holds more than ``limit``."""
     entry = _file(manifest, path)
     if entry is None:
         return None
+    if entry.size > limit:
+        raise UsageError(f"{path} is {entry.size:,} bytes; it is read whole, so at most {limit:,} are read")
     with ThreadPoolExecutor(max_workers=1) as pool:
         return b"".join(
             bytes(d) for p in entry.parts for d in iter_chunk_bytes(archive.store, p.chunks, pool)
@@ -500,7 +511,8 @@ class SnapshotHandle:
 
     @cached_property
     def info(self) -> SnapshotView:
-        return self.archive.show(self.ref)
+        # by id, not by ``ref`` again: a tag moved since the handle was opened must not describe another snapshot
+        return self.archive.show(f"{self.model}@{self.snapshot}")
 
     def tensor_names(self) -> list[str]:
         return [p.name or "" for _f, p in self.manifest.tensors()]
@@ -518,7 +530,18 @@ class SnapshotHandle:
     def config(self) -> dict[str, Any] | None:
         """The archived config.json, or None without one; ``UsageError`` for one that is not a JSON object (a
         snapshot's files are anyone's, and a received one may hold anything)."""
-        raw = read_small_file(self.archive, self.manifest, "config.json")
+        return self._json_document("config.json")
+
+    def generation_config(self) -> dict[str, Any] | None:
+        """The archived generation_config.json (what ``from_pretrained`` makes a model's generation defaults), or
+        None without one; checked as ``config`` is."""
+        return self._json_document("generation_config.json")
+
+    def _json_document(self, path: str) -> dict[str, Any] | None:
+        try:
+            raw = read_small_file(self.archive, self.manifest, path)
+        except UsageError as exc:
+            raise UsageError(f"{self.ref}: {exc}") from None
         if not raw:
             return None
         try:
@@ -526,9 +549,9 @@ class SnapshotHandle:
         # ValueError: not JSON, not UTF-8, or an integer of more than 4300 digits; RecursionError: nested too deeply
         except (ValueError, RecursionError) as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"{self.ref}: config.json is not valid JSON ({reason})") from None
+            raise UsageError(f"{self.ref}: {path} is not valid JSON ({reason})") from None
         if not isinstance(doc, dict):
-            raise UsageError(f"{self.ref}: config.json is not a JSON object")
+            raise UsageError(f"{self.ref}: {path} is not a JSON object")
         return doc
 
 

@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 # runs (`modelarc runs`, the record's signature) reads the catalog and the store only.
 
 RUN_PAYLOAD_TYPE = "application/vnd.modelarc.run+json"
-# the run document's layout (its "version"), written by record_run and the only one read_signed_run reads
-RUN_VERSION = 1
+# the run document's version, written by record_run: 2 since runs take their generation defaults from the snapshot's
+# generation_config.json (version 1: from config.json alone, as modelarc ran them before). Both are read, and
+# `rerun` of a version 1 record runs as version 1 did, so an old record is compared like for like.
+RUN_VERSION = 2
+READ_RUN_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -110,25 +113,40 @@ def _hardware(device: torch.device) -> dict[str, Any]:
     }
 
 
-def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) -> RunResult:
+def generate(
+    archive: Archive,
+    ref: str,
+    prompt: str,
+    params: GenerationParams,
+    *,
+    archived_generation_config: bool = True,
+) -> RunResult:
+    """``prompt`` continued by the model of ``ref``, as ``params`` say. Its generation defaults (eos tokens, a
+    repetition penalty...) are the snapshot's generation_config.json, as ``from_pretrained`` makes them; what
+    ``params`` sets (greedy or sampled, temperature, top_p, max_new_tokens) is as asked, whatever the file says.
+    ``archived_generation_config=False``: without the file, as version 1 run records were made."""
     import torch
 
-    from modelarc.archive.runtime.loading import resolve_device, resolve_dtype
-    from modelarc.archive.runtime.models import load_model, load_tokenizer
+    from modelarc.archive.runtime.loading import open_snapshot, resolve_device, resolve_dtype
+    from modelarc.archive.runtime.models import model_from_snapshot, tokenizer_from_snapshot
 
     _check_prompt_text(prompt)
     device = resolve_device(params.device)
     dtype = resolve_dtype(params.dtype)
-    _r, snap = archive.resolve(ref)
     started = time.perf_counter()
+    # REF resolved once: the model, the tokenizer and the id a record signs are all of this one snapshot (resolved
+    # per file, a tag moved meanwhile made a signed record name a snapshot other than the one that ran)
+    snap = open_snapshot(archive, ref)
     # the model first: it says clearly when the snapshot is not one transformers can build, the tokenizer may not
-    model = load_model(archive, ref, device=device, dtype=dtype)
+    model = model_from_snapshot(
+        snap, device=device, dtype=dtype, archived_generation_config=archived_generation_config
+    )
     if not model.can_generate():  # an encoder (BertModel) or a classifier has no generate(): nothing to continue
         raise UsageError(
             f"{ref} is a {type(model).__name__}, not a text-generation model: `run` continues a prompt; "
             "load_model() gives the model itself"
         )
-    tokenizer = load_tokenizer(archive, ref)
+    tokenizer = tokenizer_from_snapshot(snap)
     load_seconds = time.perf_counter() - started
     inputs = tokenizer(prompt, return_tensors="pt")
     prompt_tokens = int(inputs["input_ids"].shape[1])
@@ -137,7 +155,7 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
             f"--prompt is no tokens to {ref}'s tokenizer (only what it drops): give text to continue"
         )
     _check_context(model.config, ref, prompt_tokens, params.max_new_tokens)
-    inputs = inputs.to(device)
+    inputs = _model_inputs(model, inputs).to(device)
     torch.manual_seed(params.seed)
     kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
     if params.temperature is not None or params.top_p is not None:
@@ -149,13 +167,17 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
     elif tokenizer.eos_token_id is not None:
         kwargs["pad_token_id"] = tokenizer.eos_token_id
     t = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(**inputs, **kwargs)
+    try:
+        with torch.no_grad():
+            out = model.generate(**inputs, **kwargs)
+    except ValueError as exc:  # transformers' refusal of what this model cannot generate with: one bounded line
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{ref}: transformers cannot generate with this model ({reason})") from None
     seconds = time.perf_counter() - t
     new = out[0, inputs["input_ids"].shape[1] :]
     return RunResult(
         text=tokenizer.decode(new, skip_special_tokens=True),
-        snapshot=snap.digest,
+        snapshot=snap.snapshot,
         ref=ref,
         prompt=prompt,
         params=asdict(params),
@@ -167,6 +189,21 @@ def generate(archive: Archive, ref: str, prompt: str, params: GenerationParams) 
         new_tokens=int(new.numel()),
         tokens_per_second=float(new.numel()) / seconds if seconds > 0 else 0.0,
     )
+
+
+def _model_inputs(model: Any, inputs: Any) -> Any:
+    """The tokenizer's outputs the model takes, as a text-generation pipeline passes them: ``input_ids`` and
+    ``attention_mask`` always, anything else (``token_type_ids``) only when the model names it. A BERT-style
+    tokenizer returns ``token_type_ids`` to models (Falcon's, a Llama with a WordPiece vocabulary) whose ``generate``
+    refuses them."""
+    import inspect
+
+    named = set(inspect.signature(model.forward).parameters) | set(
+        inspect.signature(model.prepare_inputs_for_generation).parameters
+    )
+    for key in [k for k in inputs if k not in ("input_ids", "attention_mask") and k not in named]:
+        del inputs[key]
+    return inputs
 
 
 def _check_prompt_text(prompt: str) -> None:
@@ -319,16 +356,17 @@ def check_run_version(version: object, where: str) -> None:
     fields may mean something else there (a parameter with another unit, an output that is not the continuation
     alone), and ``rerun`` would compare against, or a rebuild index, a run it misreads. A larger version is a
     newer modelarc's; anything else is no run document modelarc wrote."""
-    if type(version) is int and version > RUN_VERSION:  # not true, not 1.0
+    if type(version) is int and version in READ_RUN_VERSIONS:  # not true, not 1.0
+        return
+    if type(version) is int and version > RUN_VERSION:
         raise UnsupportedFormatError(
             f"{where}: the signed run document is version {version}, written by a newer modelarc (this one reads "
-            f"version {RUN_VERSION}); use that modelarc to read it"
+            f"up to version {RUN_VERSION}); use that modelarc to read it"
         )
-    if type(version) is not int or version != RUN_VERSION:
-        raise IntegrityError(
-            f"{where}: the signed run document's version is {str(version)[:40]!r}, not a version of the run "
-            f"document (this modelarc reads version {RUN_VERSION})"
-        )
+    raise IntegrityError(
+        f"{where}: the signed run document's version is {str(version)[:40]!r}, not a version of the run "
+        f"document (this modelarc reads versions {', '.join(map(str, READ_RUN_VERSIONS))})"
+    )
 
 
 def verified_record(archive: Archive, run_id: int) -> dict[str, Any]:
@@ -361,5 +399,8 @@ def rerun(archive: Archive, run_id: int) -> tuple[dict[str, Any], RunResult, boo
     record = verified_record(archive, run_id)
     params = GenerationParams(**record["parameters"])
     ref = f"{parse_ref(record['ref']).model}@{record['snapshot']}"
-    result = generate(archive, ref, record["prompt"], params)
+    # a version 1 record was run without the snapshot's generation_config.json: run it so again, like for like
+    result = generate(
+        archive, ref, record["prompt"], params, archived_generation_config=record["version"] >= 2
+    )
     return record, result, result.text == record["output"]

@@ -168,3 +168,26 @@ def test_run_on_a_gguf_snapshot_equals_generate_on_the_file(archive: Archive, tm
                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     assert result.text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
     assert result.new_tokens == out.shape[1] - ids.shape[1]
+
+
+def test_load_model_on_a_gguf_snapshot_with_a_config_json_reads_the_gguf(archive: Archive, tmp_path: Path) -> None:
+    """Many Hub GGUF repos carry a config.json too: the GGUF file still describes (and holds) the model; the
+    config.json sent the load looking for safetensors weights ("the archive has no weights")."""
+    import json
+
+    import torch
+    import transformers
+
+    from modelarc.archive.runtime.models import load_model
+
+    src = tmp_path / "g"
+    src.mkdir()
+    _llama_gguf(src / "tiny.gguf")
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 32, "vocab_size": 8}
+    (src / "config.json").write_text(json.dumps(config))
+    archive.push(src, "acme/tiny-gguf:v1")
+    ours = load_model(archive, "acme/tiny-gguf:v1", device="cpu")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file="tiny.gguf").eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert torch.equal(ours(ids).logits, theirs(ids).logits)

@@ -165,7 +165,7 @@ def _signed_by_the_home(
 
 # a run document's "version" this modelarc does not read, and what the refusal says (docs/FORMAT.md "Run documents")
 UNKNOWN_VERSIONS = {
-    "newer": (2, "version 2, written by a newer modelarc"),
+    "newer": (3, "version 3, written by a newer modelarc"),
     "text": ("1", "version is '1', not a version of the run document"),
     "absent": (None, "version is 'None', not a version of the run document"),
 }
@@ -251,7 +251,7 @@ def test_rerun_refuses_a_signed_run_of_a_newer_version(
     record): `rerun` says so in one line, exit 17, and does not run it as if it were version 1."""
     from modelarc.registry.models import RunRecord
 
-    doc = dict(_forged_doc(arc, monkeypatch, recorded), version=2)
+    doc = dict(_forged_doc(arc, monkeypatch, recorded), version=3)
     payload, envelope, _fingerprint = _signed_by_the_home(arc, monkeypatch, doc)
     with _archive(arc, monkeypatch) as archive, archive.catalog.session() as s:
         put = archive.store.put(payload)
@@ -262,5 +262,5 @@ def test_rerun_refuses_a_signed_run_of_a_newer_version(
 
     result = arc.fail("rerun", "1")
     assert result.exit_code == 17, result.output
-    assert "run 1: the signed run document is version 2, written by a newer modelarc" in result.stderr
+    assert "run 1: the signed run document is version 3, written by a newer modelarc" in result.stderr
     assert "IDENTICAL" not in result.stdout and "FABRICATED" not in result.stdout
