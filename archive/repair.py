@@ -161,17 +161,21 @@ def repair(archive: Archive, *, read_data: bool = False, records_from: str | Non
         vouched = repair_records(
             archive, sources, report, read_data=read_data, stamp=stamp, records_from=records_from
         )
-        if read_data and not (report.unrepaired or report.unsupported):
+        release = read_data and not (report.unrepaired or report.unsupported)
+        if release:
             # every catalogued object is intact: its header is known, so no base any of them needs is released
             for oid in [o for o, st in fixed.items() if st == "ok"] + [r.id for r in realigned]:
                 headers[oid] = archive.store.delta_base(ObjectId(oid))  # as mended now
-            with archive.catalog.session() as s:  # (under the lock: no heal or repair rewrites meanwhile)
+        with archive.catalog.session() as s:  # (under the lock: no heal or repair rewrites meanwhile)
+            # each row describes the copy now stored (gc and fsck go by it) in the same commit as the references
+            # released: recorded after the lock, a crash or a gc in between left a row naming a base gc deleted
+            rows.record_replaced(s, rewritten + realigned)
+            if release:
                 report.base_references_released = release_unneeded_bases(archive.store, s, headers)
     with archive.catalog.session() as s:
         for key in vouched:  # the user vouched for them: the next repair may put them back from any mirror
             written_rows.note_written(s, key)
         rows.record_checks(s, fixed)  # ok, or still corrupt/missing
-        rows.record_replaced(s, rewritten + realigned)  # its row describes the copy now stored: gc and fsck go by it
         users = q.snapshots_using(s, report.unrepaired)
         for oid in report.unrepaired:
             report.unrepaired[oid] = sorted(

@@ -261,6 +261,41 @@ def test_repair_never_releases_a_base_reference_a_stored_delta_decodes_against(
     assert (tmp_path / "out/model.safetensors").read_bytes() == (tmp_path / "ft2/model.safetensors").read_bytes()
 
 
+def test_a_repair_that_dies_before_recording_its_rows_releases_no_base_reference(
+    arc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows a repair corrects and the base references it releases commit together: recorded apart, a repair
+    killed in between left acme/ft's row naming the parent's chunk as its base while no snapshot kept that chunk,
+    gc deleted it, and a push to a remote (which reads bases from the rows) failed on the missing object."""
+    import modelarc.archive.repair as repair_module
+
+    base = tiny_tensors()
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    child = write_model(tmp_path / "ft", finetune(base, WEIGHTS, scale=1e-5))
+    arc("push", child, "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    primary = ObjectStore.open_local(arc.home / "store")
+    delta = _chunk(primary, arc, "acme/ft:v1")
+    parent_chunk = str(primary.delta_base(ObjectId(delta)))
+    raw = bytes(primary.get(ObjectId(delta)))
+    primary.delete(ObjectId(delta))
+    assert primary.put(raw, dtype_hint="F32").delta_base is None  # on its own; its row still names the base
+    arc("rm", "acme/base:v1", "--reason", "retired")
+
+    def dies(*_args: object) -> None:
+        raise KeyboardInterrupt  # (the process killed as it records the rows)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repair_module.rows, "record_replaced", dies)
+        arc("repair", "--read-data", ok=False)
+    arc("gc")
+    if _row(arc, delta, monkeypatch).delta_base == parent_chunk:
+        assert primary.has(ObjectId(parent_chunk))  # a row naming a base keeps it
+    assert set(arc.json("repair", "--read-data")["realigned"]) == {delta}
+    arc("gc")
+    assert not primary.has(ObjectId(parent_chunk))  # released once the row says the copy is on its own
+    _gc_keeps_the_snapshot_whole(arc, tmp_path, "acme/ft:v1", child)
+
+
 def test_on_an_s3_store_fsck_names_the_mismatch_and_repair_rewrites_it(
     bare_arc: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
