@@ -515,7 +515,8 @@ def _listing_json(listing: HubListing, endpoint: str) -> bytes:
         "format": LISTING_FORMAT,
         "version": LISTING_VERSION,
         "sha": listing.commit,
-        "endpoint": endpoint,
+        # an endpoint with a path (a mirror under a prefix) is not one a reader takes: its origin is left unknown
+        "endpoint": endpoint if _is_endpoint(endpoint) else None,
         "siblings": siblings,
     }
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -651,9 +652,17 @@ def _cached_listing(repo_dir: Path, commit: str, where: str) -> tuple[HubListing
 
 
 def _is_endpoint(value: object) -> bool:
+    """http(s)://host[:port] and nothing more: no path, query, fragment or user part. A listing's endpoint becomes
+    the snapshot's source, ``ENDPOINT/org/name/tree/<commit>``; with a path or a ``?`` it could name another
+    repository (``https://huggingface.co/other/repo/tree/main?``), and a cache is anyone's to write."""
+    from urllib.parse import urlsplit
+
     from modelarc.archive.remote.config import is_http_url
 
-    return isinstance(value, str) and len(value) <= MAX_ENDPOINT_CHARS and is_http_url(value)
+    if not (isinstance(value, str) and len(value) <= MAX_ENDPOINT_CHARS and is_http_url(value)):
+        return False
+    parts = urlsplit(value)
+    return "?" not in value and "#" not in value and "@" not in parts.netloc and parts.path in ("", "/")
 
 
 def _cached_files(snapshot: Path, where: str) -> tuple[dict[str, Path], list[str]]:

@@ -282,16 +282,26 @@ def test_offline_from_a_listing_that_names_no_endpoint_claims_none(
     assert arc.json("show", "other/tiny:v1")["source_url"] == f"hf-cache:org/tiny@{commit}"
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "file:///etc",
+        # a path and a "?" made the recorded source another repository's page
+        "https://huggingface.co/meta-llama/Llama-2-7b-hf/tree/main?",
+        "https://huggingface.co/meta-llama/Llama-2-7b-hf/tree/main#",
+        "https://someone@huggingface.co",
+    ],
+)
 def test_offline_refuses_a_listing_naming_an_endpoint_that_is_no_url(
-    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path
+    arc: ArchiveCli, hub: HubServer, served: Path, tmp_path: Path, endpoint: str
 ) -> None:
     arc("push", "hf://org/tiny", "org/tiny:v1")
     commit = hub.commit("org/tiny", "main")
     listing = repo_cache(tmp_path) / ".modelarc" / "listings" / f"{commit}.json"
-    listing.write_text(json.dumps({**json.loads(listing.read_text()), "endpoint": "file:///etc"}))
+    listing.write_text(json.dumps({**json.loads(listing.read_text()), "endpoint": endpoint}))
     offline(arc, hub)
     line = last_line(arc.fail("push", "hf://org/tiny", "other/tiny:v1"))
-    assert "names endpoint 'file:///etc', not an http(s)://host[:port] URL" in line
+    assert f"names endpoint '{endpoint}', not an http(s)://host[:port] URL" in line
     assert line.startswith("error: org/tiny@main in the Hugging Face cache: ")  # not "on HF_ENDPOINT"
 
 
