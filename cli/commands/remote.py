@@ -104,7 +104,9 @@ def rm(archive: Archive, name: str, as_json: bool) -> None:
     console.print(f"removed remote {name}")
 
 
-def emit_transfer(result: object, as_json: bool, verb: str) -> None:
+def emit_transfer(result: object, as_json: bool, verb: str, *, with_parents: bool = False) -> None:
+    """``with_parents``: the push was asked to send the ancestors first (``--with-parents``), so a parent still
+    missing on the receiver is one this archive could not send, and pushing again would not help."""
     if as_json:
         emit_json(result)
         return
@@ -123,7 +125,12 @@ def emit_transfer(result: object, as_json: bool, verb: str) -> None:
         where = "on remote " + r["remote"] if verb == "pushed" else "here"
         console.print(styled(f"tag {r['ref']} moved {where}: {r['previous']} -> {r['snapshot']}", "yellow"))
     # the receiver keeps the lineage as declared: a later push that brings the parent records it
-    fix = "; push again with --with-parents to send it and record the lineage" if verb == "pushed" else ""
+    if verb != "pushed":
+        fix = ""
+    elif with_parents:  # (ancestors_of sends no withdrawn snapshot, and one only recorded by id is not here)
+        fix = "; --with-parents could not send it: it is withdrawn or not archived here"
+    else:
+        fix = "; push again with --with-parents to send it and record the lineage"
     for parent in r["parents_missing"]:
         console.print(
             styled(f"lineage to {parent} not recorded: the receiver does not have it{fix}", "yellow")

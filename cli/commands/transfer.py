@@ -302,7 +302,7 @@ def _push_remote(
                 emit_transfer(sent, as_json, "pushed")
         with byte_progress(f"push {ref} -> {remote_name}", progress and not as_json) as (advance, set_total):
             result = push_to_remote(archive, tag or ref, client, progress=advance, on_total=set_total)
-    emit_transfer(result, as_json, "pushed")
+    emit_transfer(result, as_json, "pushed", with_parents=with_parents)
 
 
 @click.command()

@@ -78,3 +78,15 @@ def test_a_parent_other_than_the_declared_one_is_still_refused(server: Server, t
     assert _server_parents(server, "acme/ft:v1") == []
     alice("push", "acme/ft:v1", "--remote", "origin", "--with-parents")  # the declared one still records
     assert _server_parents(server, "acme/ft:v1") == [("acme/alice-base", "finetune")]
+
+
+def test_with_parents_does_not_advise_itself_for_a_parent_it_cannot_send(server: Server, tmp_path: Path) -> None:
+    """A parent withdrawn here is never sent (``ancestors_of``): the warning said to push again with
+    --with-parents to a user who had just done so."""
+    alice = _pusher(server, tmp_path, "alice", base_seed=7)
+    alice("rm", "acme/alice-base:v1", "--reason", "retired")
+    out = alice("push", "acme/ft:v1", "--remote", "origin", "--with-parents").stdout
+    (line,) = [ln for ln in out.splitlines() if "not recorded" in ln]
+    assert "push again" not in line and "could not send it: it is withdrawn or not archived here" in line, out
+    plain = alice("push", "acme/ft:v1", "--remote", "origin").stdout
+    assert "push again with --with-parents" in plain, plain
