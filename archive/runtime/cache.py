@@ -140,7 +140,7 @@ class CacheClearing:
 @dataclass(frozen=True)
 class CachePurge:
     """What ``purge_snapshot`` did in each cache folder: the entry folders removed and their bytes, and the ones
-    this process may not remove, each with why (``Permission denied``, ``Read-only file system``)."""
+    left, each with why (``Permission denied``, ``Read-only file system``; a link, whose target is never followed)."""
 
     removed: tuple[Path, ...]
     bytes_freed: int
@@ -375,6 +375,16 @@ class LoadCache:
         folder = self._entry_folder(snapshot)
         if not os.path.lexists(folder):
             return None, ""
+        if os.path.islink(folder):
+            # an entry moved to another disk and linked back: the link goes, its target (the decoded weights) is
+            # never followed, so it is left and said, not counted as removed
+            target = os.path.realpath(folder)
+            try:
+                self._discard(snapshot)
+            except OSError as exc:
+                if exc.errno not in _NOT_OURS:
+                    raise
+            return None, f"a link; its target {target} was not removed"
         size = _own_bytes(folder)
         try:
             gone = self._discard(snapshot)

@@ -55,7 +55,7 @@ def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
         echo_warning(
             "the load cache still holds its decoded weights at "
             + ", ".join(result.cache_left)
-            + f": this user may not remove them; their owner can, with `modelarc cache clear {result.ref}`"
+            + ": delete those folders (their owner may; a tag can name another snapshot by then, so not by REF)"
         )
 
 

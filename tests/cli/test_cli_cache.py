@@ -191,6 +191,23 @@ def test_rm_removes_the_snapshots_copy_from_the_home_cache_and_the_cache_dir(
     assert "removed its decoded copy from the load cache" in text and "acme/m1" not in arc("cache", "ls").stdout
 
 
+def test_rm_does_not_claim_it_removed_a_linked_entry_whose_target_it_leaves(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path
+) -> None:
+    """An entry moved to another disk and linked back: rm unlinks it and never follows the link, so the decoded
+    weights stay at its target; rm said it had removed the decoded copy (0 B)."""
+    in_home = arc.home / "cache" / "entries" / arc.json("show", cached[0])["snapshot"].split(":")[1]
+    elsewhere = tmp_path / "other-disk" / in_home.name
+    elsewhere.parent.mkdir()
+    shutil.move(in_home, elsewhere)
+    in_home.symlink_to(elsewhere)
+    out = arc.json("rm", cached[0], "--reason", "legal takedown")
+    assert out["cache_removed"] == [] and out["cache_bytes_freed"] == 0
+    (left,) = out["cache_left"]
+    assert left.startswith(str(in_home)) and f"a link; its target {elsewhere} was not removed" in left
+    assert not os.path.lexists(in_home) and any(elsewhere.rglob("*.safetensors"))  # left, and said so
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("setpriv") is None,
     reason="needs root and setpriv: another user's entry, and a process that permission bits bind",
