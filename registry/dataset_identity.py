@@ -15,7 +15,8 @@ Changing what it hashes, or how, splits every recorded row from new entries desc
 
 A ``time_range`` bound is hashed as the manifest wrote it, at its precision (``2020-06``, ``2010``), so ``2020-06``
 and ``2020-06-01`` are two descriptions. A bound of day precision (or of none: rows recorded before migration 0021,
-which marks them 'day') is the ISO date format 1 always hashed, so no recorded hash changed and the format stayed 1.
+whose precision is unknown until their entry is attached again) is the ISO date format 1 always hashed, so no
+recorded hash changed and the format stayed 1.
 """
 
 from __future__ import annotations

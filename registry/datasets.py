@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -41,13 +42,15 @@ class TimeRange:
         end: dt.date | None,
         end_precision: str | None,
     ) -> TimeRange:
-        """The range from the catalog's columns: each bound the first day of its period, and its precision (a
-        bound without one is a day, as migration 0021 marks the bounds recorded before precisions were kept)."""
+        """The range from the catalog's columns: each bound the first day of its period, and its precision. A
+        bound recorded before precisions were kept (migration 0021) has none: its date is shown as it was
+        recorded, and its precision is unknown (None), not claimed; the next attachment of its manifest, or a
+        rebuild, gives it the manifest's (``find_dataset``)."""
         return cls(
             bound_text(start, start_precision),
             bound_text(end, end_precision),
-            (start_precision or "day") if start else None,
-            (end_precision or "day") if end else None,
+            start_precision if start else None,
+            end_precision if end else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -336,7 +339,33 @@ def find_dataset(s: Session, dataset: NewDataset) -> Dataset | None:
 
     Never a row that only states the same ``content_hash``: that hash is public, and sharing a row by it would show
     this entry with whatever description someone else recorded for it first."""
-    return s.scalar(select(Dataset).where(Dataset.description_hash == description_hash(dataset)))
+    found = s.scalar(select(Dataset).where(Dataset.description_hash == description_hash(dataset)))
+    if found is None:
+        # a row recorded before precisions were kept describes every bound as its first day, whatever the manifest
+        # said: ``2020-06`` and ``2020-06-01`` hashed alike then. Met by the same entry, it is that entry's row
+        legacy = dataclasses.replace(dataset, time_start_precision=None, time_end_precision=None)
+        found = s.scalar(
+            select(Dataset).where(
+                Dataset.description_hash == description_hash(legacy),
+                Dataset.time_start_precision.is_(None),
+                Dataset.time_end_precision.is_(None),
+            )
+        )
+    if found is not None and _precision_unknown(found):
+        # the manifest says now what the migration could not know: the row takes its precisions (and the hash
+        # they give), as a catalog rebuilt from the records has them
+        found.time_start_precision = dataset.time_start_precision if found.time_start else None
+        found.time_end_precision = dataset.time_end_precision if found.time_end else None
+        found.description_hash = description_hash(dataset)
+        s.flush()
+    return found
+
+
+def _precision_unknown(row: Dataset) -> bool:
+    """A dated bound of ``row`` without a precision: recorded before migration 0021."""
+    return (row.time_start is not None and row.time_start_precision is None) or (
+        row.time_end is not None and row.time_end_precision is None
+    )
 
 
 @dataclass(frozen=True)

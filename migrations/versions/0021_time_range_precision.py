@@ -5,12 +5,12 @@ Revision ID: 0021
 Revises: 0020
 Create Date: 2026-12-01 02:00:00
 
-Upgrade marks every recorded bound 'day'. The period the manifest named is in the manifest object, in the store,
-which a migration of the catalog cannot read (registry/ knows nothing about bytes on disk; the store may be remote):
-a catalog rebuilt from the store (``modelarc rebuild-catalog``) re-derives the precisions from the stored manifests.
-'day' is what those rows have shown all along, and it keeps their ``description_hash`` (registry/dataset_identity.py
-hashes a day bound as the ISO date it always hashed), so a new entry describing one of them with day dates still
-meets it.
+Upgrade leaves the bounds recorded so far without a precision (unknown). The period the manifest named is in the
+manifest object, in the store, which a migration of the catalog cannot read (registry/ knows nothing about bytes on
+disk; the store may be remote). Such a row keeps its ``description_hash`` (a bound without a precision is hashed as
+the ISO date it always was), shows its dates as before and claims no precision; the next attachment of the same
+entry finds it (registry/datasets.py ``find_dataset``, by the hash an older modelarc gave it) and gives it the
+manifest's precisions, and a catalog rebuilt from the store (``modelarc rebuild-catalog``) has them all.
 
 Downgrade hashes the year and month bounds back as the dates 0020 records (``2020-06`` as ``2020-06-01``, as an older
 modelarc recorded it), refused while two rows differ only in a bound's precision: the old schema cannot tell them
@@ -81,10 +81,9 @@ def _day_description_hash(fields: dict[str, Any]) -> str:
 def upgrade() -> None:
     op.add_column("datasets", sa.Column("time_start_precision", sa.String(length=5), nullable=True))
     op.add_column("datasets", sa.Column("time_end_precision", sa.String(length=5), nullable=True))
-    for bound in ("time_start", "time_end"):
-        op.execute(
-            sa.update(_datasets).where(_datasets.c[bound].is_not(None)).values({f"{bound}_precision": "day"})
-        )
+    # the bounds recorded so far keep no precision (unknown: the manifest, in the store, is beyond a migration's
+    # reach); the next attachment of the same entry gives its row the manifest's (registry/datasets.py
+    # find_dataset), as does a rebuild. Marked 'day', they claimed a precision the manifest may not have given
 
 
 def downgrade() -> None:

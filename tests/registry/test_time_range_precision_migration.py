@@ -1,8 +1,9 @@
 """Migration 0021 (a precision per time_range bound), up and down with rows present, on SQLite and PostgreSQL.
 
-Up: every recorded bound is marked 'day' (the manifest, in the store, is beyond a catalog migration's reach; a rebuild
-re-derives it) and keeps its description hash, so an entry describing the row alike still meets it, while the same
-dates at a month's or a year's precision are another description. Down: refused while two rows differ only in a
+Up: every recorded bound keeps no precision (unknown: the manifest, in the store, is beyond a catalog migration's
+reach; a rebuild re-derives it) and its description hash; the next entry that describes the row alike, at a day's
+precision or at the month's or year's its manifest gave, meets it and gives it that precision. Once it has one, the
+same dates at another precision are another description. Down: refused while two rows differ only in a
 bound's precision, done once they do not, the coarse rows hashed as revision 0020 hashes them.
 """
 
@@ -92,7 +93,7 @@ def _pile(**changed: Any) -> NewDataset:
     return NewDataset(role="pretrain", **(fields | changed))
 
 
-def test_upgrade_marks_recorded_bounds_day_and_downgrade_refuses_rows_that_differ_only_in_precision(
+def test_upgrade_leaves_recorded_bounds_unknown_and_downgrade_refuses_rows_that_differ_only_in_precision(
     empty_database_url: str,
 ) -> None:
     engine = make_engine(empty_database_url)
@@ -101,7 +102,7 @@ def test_upgrade_marks_recorded_bounds_day_and_downgrade_refuses_rows_that_diffe
         _insert_old_catalog(engine)
         hashes = [digest for _, digest in _rows(engine)]
         _migrate(engine, "0021")
-        assert _rows(engine) == [(1, hashes[0], "day", "day"), (2, hashes[1], None, None)]
+        assert _rows(engine) == [(1, hashes[0], None, None), (2, hashes[1], None, None)]
         assert _links(engine) == [(1, 1, 1), (2, 1, 2)]
     finally:
         engine.dispose()
@@ -109,9 +110,11 @@ def test_upgrade_marks_recorded_bounds_day_and_downgrade_refuses_rows_that_diffe
     catalog = Catalog(empty_database_url)
     try:
         assert current_revision(catalog.engine) == head_revision()
-        # the same dates to the day: the recorded row; at a year's and a month's precision: another description
+        # the same dates to the day: the recorded row, which takes that precision; then at a year's and a month's
+        # precision: another description
         day = _pile(time_start_precision="day", time_end_precision="day")
         assert _attach(catalog, 1, 2, day) == [False]
+        assert _rows(catalog.engine)[0] == (1, hashes[0], "day", "day")
         assert _attach(catalog, 1, 3, _pile(time_start_precision="year", time_end_precision="month")) == [
             True
         ]
@@ -149,7 +152,32 @@ def test_upgrade_marks_recorded_bounds_day_and_downgrade_refuses_rows_that_diffe
             {"content_hash": "b" * 64, "name": "books", "time_end": dt.date(2021, 5, 1)}
         )
         assert rows[:2] == [(1, hashes[0]), (2, hashes[1])] and rows[2][1] == as_0020
-        _migrate(engine, "0021")  # and up again: the precision 0020 could not keep is a day's
-        assert _rows(engine)[2][2:] == (None, "day")
+        _migrate(engine, "0021")  # and up again: the precision 0020 could not keep is unknown again
+        assert _rows(engine)[2][2:] == (None, None)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("precisions", [("year", "month"), ("day", "month")])
+def test_a_recorded_row_is_found_again_by_its_entry_and_takes_the_manifests_precision(
+    empty_database_url: str, precisions: tuple[str, str]
+) -> None:
+    """After the upgrade, the manifest that said 2010 .. 2020-06 attached again meets the row an older modelarc
+    recorded for it (as 2010-01-01 .. 2020-06-01), not a second row "described otherwise" with the same data, and
+    the row now says what the manifest said, as a rebuilt catalog does."""
+    engine = make_engine(empty_database_url)
+    try:
+        _migrate(engine, "0020")
+        _insert_old_catalog(engine)
+        _migrate(engine, "0021")
+    finally:
+        engine.dispose()
+    catalog = Catalog(empty_database_url)
+    try:
+        start, end = precisions
+        entry = _pile(time_start_precision=start, time_end_precision=end)
+        assert _attach(catalog, 1, 2, entry) == [False]
+        assert _rows(catalog.engine)[0] == (1, description_hash_of(vars(entry)), start, end)
+        assert _attach(catalog, 1, 3, entry) == [False]  # and again: the same row
+    finally:
+        catalog.dispose()
