@@ -108,12 +108,13 @@ def test_transformers_loads_through_hf_endpoint_with_identical_logits(served, tm
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory, module_database_url: str):
-    """acme/tiny with v1 and latest on different snapshots, and acme/gone:v1 withdrawn."""
+def versions(tmp_path_factory, module_database_url: str, served):
+    """acme/tiny with v1 and latest on different snapshots, and acme/gone:v1 withdrawn: a second home on the
+    module's catalog and so on its store (a new, empty store for a catalog holding snapshots is refused: init)."""
     base = tmp_path_factory.mktemp("hub-versions")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELARC_DATABASE_URL", module_database_url)
-        archive, _ = Archive.init(base / "home")
+        archive, _ = Archive.init(base / "home", store=str(served["base"] / "home" / "store"))
     v1 = archive.push(write_model(base / "v1", tiny_tensors(seed=1)), "acme/tiny:v1").snapshot
     latest = archive.push(write_model(base / "v2", tiny_tensors(seed=2)), "acme/tiny:latest").snapshot
     gone = archive.push(write_model(base / "gone", tiny_tensors(seed=3)), "acme/gone:v1").snapshot
