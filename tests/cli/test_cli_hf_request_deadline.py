@@ -85,6 +85,8 @@ class TricklingHub:
             conn.sendall(bytes([byte]))
 
     def _handle(self, conn: socket.socket) -> None:
+        # one answer per connection, each saying so (Connection: close): a client that reused one raced its close,
+        # and a reset, not the code under test, ended the import on a busy machine
         with conn:
             try:
                 request = b""
@@ -113,20 +115,20 @@ class TricklingHub:
             # listing-slow: 8 KB in 3 s, slower than the timeout, faster than the minimum rate
             elif self.mode == "listing-slow":
                 body = self.listing.ljust(8000)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
                 for at in range(0, len(body), 400):
                     if self.stop.wait(0.15):
                         return
                     conn.sendall(body[at : at + 400])
             else:
                 conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.listing) + self.listing
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(self.listing) + self.listing
                 )
         elif self.mode == "file-headers" or (self.mode == "more-files" and path.endswith("/config.json")):
             self._trickle(conn, padding, 0.5)
         # more-files: a big file, 1 KB every 10 ms, so its worker is reading when the stop comes
         elif self.mode == "more-files":
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BIG))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(BIG))
             for at in range(0, len(BIG), 1000):
                 if self.stop.wait(0.01):
                     return
@@ -134,7 +136,7 @@ class TricklingHub:
         elif self.mode == "redirects":
             hop = int(path.rsplit("/", 1)[1]) if path.startswith("/hop/") else 0
             if hop == HOPS:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(DATA) + DATA)
                 return
             # each hop closes its connection, and says so: a client reusing it raced the close (a reset, not the
             # deadline, ended the import on a busy machine)
@@ -144,7 +146,7 @@ class TricklingHub:
             )
             self._trickle(conn, b"X-Padding: " + b"a" * 14 + b"\r\n\r\n", 0.05)  # 1.45 s: under the deadline
         else:
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(DATA) + DATA)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(DATA) + DATA)
 
 
 @pytest.fixture
