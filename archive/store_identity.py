@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import TYPE_CHECKING
 
 from modelarc.errors import DiskFullError, StoreAccessError, StoredValueError
@@ -88,34 +87,14 @@ def record_store_identity(archive: Archive) -> str:
         # an existing catalog with a store that lost its id (copied back from a mirror) takes the catalog's
         found = _give_store_id(archive.store, expected or secrets.token_hex(16))
     if expected is None:
-        expected = _record_catalog_store_id(archive, found)
+        from modelarc.registry.catalog_settings import STORE_ID, record_setting
+
+        # two first inits at once both find no row: the second reads what the first recorded (the same id: both
+        # read it back from the store) for the comparison below
+        expected = record_setting(archive.catalog, STORE_ID, found)
     if found != expected:
         check_store_identity(archive)  # raises, naming both
     return found
-
-
-def _record_catalog_store_id(archive: Archive, store_id: str, attempts: int = 20) -> str:
-    """Record ``store_id`` as the catalog's and return the id the catalog holds now. Two first inits at once both
-    find no row: the second's insert fails on the first's row (or, on SQLite, on the first's write lock after its
-    read), and it then reads what the first recorded (the same id: both read it back from the store) for the
-    caller to compare. A catalog that refuses for another reason raises what the last attempt raised."""
-    from sqlalchemy.exc import DBAPIError
-
-    from modelarc.registry.catalog_settings import STORE_ID, set_setting
-
-    for attempt in range(attempts):
-        try:
-            with archive.catalog.session() as s:
-                set_setting(s, STORE_ID, store_id)
-            return store_id
-        except DBAPIError:
-            recorded = _catalog_store_id(archive)
-            if recorded is not None:
-                return recorded
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _refuse_new_store(archive: Archive, expected: str) -> None:

@@ -50,3 +50,29 @@ def claim_setting(catalog: Catalog, key: str, value: str, settle: Callable[[], s
     except (DBAPIError, CatalogReadOnlyError):
         return False
     return True
+
+
+def record_setting(catalog: Catalog, key: str, value: str, attempts: int = 20) -> str:
+    """Record ``key`` as ``value`` unless the catalog holds it already, and return what it holds now. Two
+    processes recording it at once: the second's insert fails on the first's row (or, on SQLite, on the first's
+    write lock after its own read), and it then reads the first's value. A catalog that refuses for another reason
+    raises what the last attempt raised."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            with catalog.session() as s:
+                held = get_setting(s, key)
+                if held is not None:
+                    return held
+                set_setting(s, key, value)
+            return value
+        except DBAPIError:
+            with catalog.session() as s:
+                held = get_setting(s, key)
+            if held is not None:
+                return held
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -192,20 +193,31 @@ def savepoint(s: Session) -> Iterator[None]:
         raise CatalogValueError(f"the catalog cannot hold it ({type(orig).__name__}: {said})") from None
 
 
+_MIGRATE_ATTEMPTS = 20  # tries at a new catalog another process is migrating (about 10 s in all)
+
+
 class Catalog:
     """A handle on the catalog database; ``session()`` is one unit of work, committed on clean exit."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
-        try:
-            if migrate and current_revision(self.engine) != head_revision():
-                upgrade(self.engine)
-        # OperationalError (no server, no such folder) and the rest: a file that is not an SQLite database
-        except DatabaseError as exc:
-            raise self._read_only(exc) or ModelarcError(
-                f"cannot open the catalog database {self.where}: {exc.orig}"
-            ) from None
+        for attempt in range(_MIGRATE_ATTEMPTS):
+            try:
+                if migrate and current_revision(self.engine) != head_revision():
+                    upgrade(self.engine)
+                break
+            # OperationalError (no server, no such folder) and the rest: a file that is not an SQLite database
+            except DatabaseError as exc:
+                # two processes opening a new SQLite catalog at once (two first `init`s): the one migrating holds
+                # the write lock, and the other, whose read came first, is refused at once, not after the busy
+                # timeout; once the first has committed, this one finds the catalog at head
+                if "database is locked" in str(exc.orig) and attempt < _MIGRATE_ATTEMPTS - 1:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise self._read_only(exc) or ModelarcError(
+                    f"cannot open the catalog database {self.where}: {exc.orig}"
+                ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         build_mappings()
 
