@@ -176,7 +176,7 @@ def v1_router(get_archive: Callable[[], Archive]) -> APIRouter:
     def tensors(
         request: Request, ns: Namespace, name: Name, rev: Revision, limit: Limit = 100, cursor: Cursor = None
     ) -> Response:
-        """Tensors in file order: name, file, dtype, shape, byte offset and length, digest."""
+        """Tensors in file order: name, file, its format, dtype, shape, byte offset and length, digest."""
         offset = cursor_offset(cursor)
         rows = views.snapshot_tensors(
             get_archive(), revision_ref(ns, name, rev), limit=limit + 1, offset=offset

@@ -57,20 +57,30 @@ def run_indexed(s: Session, object_id: str) -> bool:
     return s.scalar(select(RunRecord.id).where(RunRecord.object_id == object_id).limit(1)) is not None
 
 
-def list_runs(s: Session, snapshot_id: int | None = None) -> list[dict[str, Any]]:
-    """The newest runs first (at most ``MAX_LISTED``), each its record plus id, time and actor."""
-    stmt = select(RunRecord).order_by(RunRecord.id.desc()).limit(MAX_LISTED)
+class ListedRun(NamedTuple):
+    """One row of the run index as ``runs`` lists it: the catalog's own columns, and the document as stored (not
+    read here: what its fields mean depends on its ``version``, which ``archive/runtime/runs.py`` checks)."""
+
+    id: int
+    created_at: dt.datetime
+    actor: str
+    snapshot: SnapshotId  # the snapshot the catalog files it under
+    record: Any  # the run document as the catalog states it
+
+
+def list_runs(s: Session, snapshot_id: int | None = None) -> list[ListedRun]:
+    """The newest runs first (at most ``MAX_LISTED``)."""
+    stmt = (
+        select(Snapshot.digest, RunRecord)
+        .join(Snapshot, Snapshot.id == RunRecord.snapshot_id)
+        .order_by(RunRecord.id.desc())
+        .limit(MAX_LISTED)
+    )
     if snapshot_id is not None:
         stmt = stmt.where(RunRecord.snapshot_id == snapshot_id)
-    # a stored document that is not a JSON object (a damaged or planted row) is listed as such, not spread
     return [
-        {
-            "id": r.id,
-            "created_at": r.created_at.isoformat(timespec="seconds"),
-            "actor": r.actor,
-            **(r.record if isinstance(r.record, dict) else {"record": r.record}),
-        }
-        for r in s.scalars(stmt)
+        ListedRun(r.id, r.created_at, r.actor, SnapshotId(str(digest)), r.record)
+        for digest, r in s.execute(stmt)
     ]
 
 

@@ -7,6 +7,7 @@ key (``row_id``) so later queries about the same snapshot can name it.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from modelarc.errors import SnapshotNotFoundError
-from modelarc.registry.models import File, Lineage, Snapshot, utcnow
+from modelarc.registry.models import File, Lineage, Snapshot, TensorRow, utcnow
 from modelarc.registry.refs import SnapshotId
 
 
@@ -134,6 +135,40 @@ def unrecorded_parents_of(s: Session, snapshot_id: int) -> list[ParentLink]:
 def snapshot_files(s: Session, snapshot_id: int) -> list[FileRecord]:
     rows = s.scalars(select(File).where(File.snapshot_id == snapshot_id).order_by(File.path))
     return [FileRecord(f.path, f.size, f.sha256, f.kind) for f in rows]
+
+
+@dataclass(frozen=True)
+class FormatTensors:
+    """The tensors of one weight format (the kind of the files holding them: safetensors, gguf) in a snapshot.
+
+    Kept apart per format because the formats' dtype names overlap (both have F32, F16, BF16...) while meaning
+    tensors of different files, with shapes in different orders (GGUF's ggml order is reversed): a snapshot
+    carrying a model in both formats counted as one list put the GGUF tensors among the safetensors ones."""
+
+    tensors: int
+    parameters: int
+    dtypes: dict[str, int]  # dtype -> parameters
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tensors": self.tensors, "parameters": self.parameters, "dtypes": dict(self.dtypes)}
+
+
+def tensors_by_format(s: Session, snapshot_id: int) -> dict[str, FormatTensors]:
+    """The snapshot's tensors counted per file kind (only kinds that hold tensors), by kind."""
+    counts: dict[str, tuple[int, dict[str, int]]] = {}
+    rows = s.execute(
+        select(File.kind, TensorRow.dtype, TensorRow.shape)
+        .join(File, File.id == TensorRow.file_id)
+        .where(File.snapshot_id == snapshot_id)
+    )
+    for kind, dtype, shape in rows:
+        tensors, dtypes = counts.setdefault(kind, (0, {}))
+        dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape or ())
+        counts[kind] = (tensors + 1, dtypes)
+    return {
+        kind: FormatTensors(tensors, sum(dtypes.values()), dict(sorted(dtypes.items())))
+        for kind, (tensors, dtypes) in sorted(counts.items())
+    }
 
 
 def files_of_snapshots(s: Session, snapshot_ids: Sequence[int]) -> dict[int, list[FileRecord]]:

@@ -202,3 +202,40 @@ def tiny_gpt2(folder: Path, words: tuple[str, ...] = ("<unk>", "<pad>", "the", "
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>")
     fast.save_pretrained(folder)
     return folder
+
+
+def write_gguf_file(path: Path, tensors: dict[str, np.ndarray], arch: str = "llama") -> Path:
+    """A real GGUF v3 file, written by the ``gguf`` package as llama.cpp's converters write one."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_context_length(128)
+    w.add_embedding_length(16)
+    w.add_block_count(1)
+    w.add_token_list(["<s>", "</s>", "a", "b"])
+    for name, arr in tensors.items():
+        w.add_tensor(name, arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# a model in two weight formats at once (as many Hub repos carry one): dtype names both formats use (F32, F16)
+MIXED_SAFETENSORS = {
+    "model.embed.weight": np.arange(128, dtype=np.float32).reshape(8, 16),
+    "model.norm.weight": np.ones(16, dtype=np.float16),
+}
+MIXED_GGUF = {
+    "token_embd.weight": np.arange(64, dtype=np.float32).reshape(4, 16),
+    "blk.0.attn_q.weight": np.zeros((16, 16), dtype=np.float16),
+}
+
+
+def write_mixed_model(folder: Path) -> Path:
+    """model.safetensors (written by safetensors: F32 128 + F16 16 parameters) beside model.gguf (by gguf: F32 64
+    + F16 256), with config.json and tokenizer.json."""
+    write_model(folder, dict(MIXED_SAFETENSORS))
+    write_gguf_file(folder / "model.gguf", dict(MIXED_GGUF))
+    return folder

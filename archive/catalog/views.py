@@ -8,7 +8,7 @@ never touch the database. Every result that is printed as JSON has one ``to_json
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
@@ -22,7 +22,7 @@ from modelarc.registry.model_listing import list_models as _list_models
 from modelarc.registry.queries import AuditEntry
 from modelarc.registry.refs import Ref, SnapshotId, parse_model_name
 from modelarc.registry.snapshot_search import format_cutoff_value
-from modelarc.registry.snapshots import FileRecord, ParentLink, parents_of
+from modelarc.registry.snapshots import FileRecord, FormatTensors, ParentLink, parents_of, tensors_by_format
 from modelarc.registry.snapshots import snapshot_files as file_records
 
 
@@ -48,8 +48,8 @@ class SnapshotView:
     stored_bytes_added: int
     file_count: int
     tensor_count: int
-    parameter_count: int
-    dtypes: dict[str, int]  # dtype -> parameters
+    parameter_count: int  # over every tensor, of every format (the catalog's figure, as records state it)
+    dtypes: dict[str, int]  # dtype -> parameters, likewise over every format
     architecture: dict[str, Any]  # what config.json said, free-form
     cutoff: str | None  # YYYY, YYYY-MM or YYYY-MM-DD
     license: str | None
@@ -62,6 +62,8 @@ class SnapshotView:
     withdrawn: Withdrawal | None = None
     release_date: str | None = None
     datasets: tuple[AttachedDataset, ...] = ()
+    # file kind (safetensors, gguf) -> its own tensors: a snapshot with both lists each format's apart
+    tensors_by_format: dict[str, FormatTensors] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class SnapshotView:
             "tensor_count": self.tensor_count,
             "parameter_count": self.parameter_count,
             "dtypes": dict(self.dtypes),
+            "tensors_by_format": {kind: t.to_json() for kind, t in self.tensors_by_format.items()},
             "architecture": dict(self.architecture),
             "cutoff": self.cutoff,
             "license": self.license,
@@ -98,6 +101,7 @@ def snapshot_view(archive: Archive, ref: Ref | str) -> SnapshotView:
         files = file_records(s, snap.row_id)
         signatures = signatures_of(s, snap.row_id)
         datasets = dq.snapshot_datasets(s, snap.row_id)
+        by_format = tensors_by_format(s, snap.row_id)
     return SnapshotView(
         model=snap.model,
         snapshot=snap.digest,
@@ -120,6 +124,7 @@ def snapshot_view(archive: Archive, ref: Ref | str) -> SnapshotView:
         signatures=tuple(signatures),
         release_date=snap.release_date.isoformat() if snap.release_date else None,
         datasets=tuple(datasets),
+        tensors_by_format=by_format,
         withdrawn=(
             Withdrawal(snap.tombstoned_at.isoformat(timespec="seconds"), snap.tombstone_reason or "")
             if snap.tombstoned_at is not None
@@ -386,6 +391,7 @@ def snapshot_files(archive: Archive, ref: Ref | str) -> list[FileSummary]:
 class TensorRow:
     name: str
     file: str
+    format: str  # the file's kind (safetensors, gguf): what its dtype names and its shape's order mean
     dtype: str
     shape: tuple[int, ...]
     offset: int
@@ -396,6 +402,7 @@ class TensorRow:
         return {
             "name": self.name,
             "file": self.file,
+            "format": self.format,
             "dtype": self.dtype,
             "shape": list(self.shape),
             "offset": self.offset,
@@ -408,7 +415,9 @@ def snapshot_tensors(archive: Archive, ref: Ref | str, *, limit: int, offset: in
     _ref, snap = archive.resolve(ref)
     manifest = archive.manifest(snap)
     rows = [
-        TensorRow(p.name or "", f.path, p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest)
+        TensorRow(
+            p.name or "", f.path, f.kind, p.dtype or "", tuple(p.shape or ()), p.offset, p.length, p.digest
+        )
         for f, p in manifest.tensors()
     ]
     return rows[offset : offset + limit]

@@ -62,6 +62,11 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
     )
     cutoff = f"{view.cutoff} ({subject.cutoff_precision} precision)" if view.cutoff else "unknown"
     dtypes = ", ".join(f"{k} {v:,}" for k, v in sorted(view.dtypes.items()))
+    if len(view.tensors_by_format) > 1:  # each format's apart: their dtype names overlap (F32 in both)
+        dtypes = "; ".join(
+            f"{kind} {t.parameters:,}: " + ", ".join(f"{k} {v:,}" for k, v in t.dtypes.items())
+            for kind, t in view.tensors_by_format.items()
+        )
     lines = [f"# {view.model}", ""]
     if view.description:
         lines += [view.description, ""]

@@ -36,7 +36,8 @@ Removing an entry (eviction, ``cache clear``, a discarded entry) renames it into
 there, so no process ever sees half an entry; a process that mapped its files keeps its mapping (POSIX: the
 inode lives until the last mapping goes). An entry this process may not remove (another user's in a shared
 folder, EACCES/EPERM/EROFS) is passed by: eviction still counts its bytes, ``clear`` reports it as left; a load
-never fails on it.
+never fails on it. A folder in ``entries/`` that is no readable entry counts too, by its bytes on disk (links not
+followed), and eviction removes it first (it can never be served), if it is this user's.
 
 This module imports no torch: ``modelarc cache ls/clear`` use it; ``loading.py`` maps the files into tensors.
 """
@@ -114,16 +115,29 @@ class CacheEntry:
 
 
 @dataclass(frozen=True)
+class UnreadableEntry:
+    """A folder in ``entries/`` that is no entry (entry.json missing, damaged or of another version; a link to no
+    entry): it is never served, but its bytes are on disk, so they count against the cap, and eviction removes it
+    before any readable entry."""
+
+    folder: Path
+    bytes: int  # on disk, links not followed (a link itself: 0, its target is not this cache's)
+    mine: bool  # the folder (or link) is this user's: only then may eviction remove it
+
+
+@dataclass(frozen=True)
 class CacheListing:
     folder: Path
     max_bytes: int | None
     entries: tuple[CacheEntry, ...]  # least recently used first
     temp_folders: int  # fills in progress, or left by a process that died
     temp_bytes: int
+    unreadable: tuple[UnreadableEntry, ...] = ()
 
     @property
     def bytes(self) -> int:
-        return sum(e.bytes for e in self.entries)
+        """What counts against the cap: the entries' files and every unreadable entry's bytes."""
+        return sum(e.bytes for e in self.entries) + sum(u.bytes for u in self.unreadable)
 
 
 @dataclass(frozen=True)
@@ -189,14 +203,31 @@ class LoadCache:
         found = [e for e in (_read_entry(self._entries / n) for n in names) if e is not None]
         return sorted(found, key=lambda e: (e.last_used, e.snapshot))
 
+    def unreadable_entries(self, readable: list[CacheEntry]) -> list[UnreadableEntry]:
+        """Every folder in ``entries/`` that is not one of ``readable`` (what ``entries()`` listed) and still
+        reads as no entry: one a fill renamed into place since that listing is readable, and not listed here."""
+        listed = {e.folder for e in readable}
+        found = []
+        for path in _children(self._entries):
+            if path in listed or _read_entry(path) is not None:
+                continue
+            try:
+                st = os.lstat(path)  # the folder, or the link itself: never its target
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            found.append(UnreadableEntry(path, _own_bytes(path), st.st_uid == os.geteuid()))
+        return found
+
     def listing(self) -> CacheListing:
         temp = _children(self._tmp)
+        entries = self.entries()
         return CacheListing(
             folder=self.folder,
             max_bytes=self.max_bytes,
-            entries=tuple(self.entries()),
+            entries=tuple(entries),
             temp_folders=len(temp),
             temp_bytes=sum(_tree_bytes(p) for p in temp),
+            unreadable=tuple(self.unreadable_entries(entries)),
         )
 
     def open_files(self, snapshot: SnapshotId, manifest: SnapshotManifest) -> dict[str, BinaryIO] | None:
@@ -302,12 +333,24 @@ class LoadCache:
     # -- removing --------------------------------------------------------------------------------------------
 
     def evict(self, *, room: int = 0, keep: SnapshotId | None = None) -> list[CacheEntry]:
-        """Remove least recently used entries until the rest plus ``room`` bytes fit under the cap (no cap: none
-        are removed); ``keep`` is never removed. Returns what was removed."""
+        """Remove unreadable entries, then least recently used entries, until the rest plus ``room`` bytes fit
+        under the cap (no cap: none are removed); ``keep`` is never removed. Returns the readable entries removed.
+
+        Unreadable ones count their bytes on disk (they took room until ``cache clear --all`` otherwise) and go
+        first, as they can never be served; only this user's, and a link only as a link (it holds no bytes here,
+        so removing it frees nothing and it is left)."""
         if self.max_bytes is None:
             return []
         entries = self.entries()
-        total = sum(e.bytes for e in entries)
+        unreadable = self.unreadable_entries(entries)
+        total = sum(e.bytes for e in entries) + sum(u.bytes for u in unreadable)
+        for u in sorted(unreadable, key=lambda u: -u.bytes):
+            if total + room <= self.max_bytes:
+                break
+            if not u.mine or u.bytes == 0 or (keep is not None and u.folder.name == keep.hex):
+                continue  # another user's (a shared folder): left, its bytes still counted, as an entry's are
+            if self._discard_folder_if_allowed(u.folder) is not None:
+                total -= u.bytes
         removed = []
         for e in entries:
             if total + room <= self.max_bytes:
@@ -397,19 +440,26 @@ class LoadCache:
     def _discard_if_allowed(self, snapshot: SnapshotId) -> bool | None:
         """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
         left, and not used. Returns what ``_discard`` does, or None when the entry was left."""
+        return self._discard_folder_if_allowed(self._entry_folder(snapshot))
+
+    def _discard_folder_if_allowed(self, folder: Path) -> bool | None:
         try:
-            return self._discard(snapshot)
+            return self._discard_folder(folder)
         except OSError as exc:
             if exc.errno not in _NOT_OURS:
                 raise
             return None
 
     def _discard(self, snapshot: SnapshotId) -> bool:
-        """Rename the entry out of ``entries/`` (atomic: no process sees half of it), then delete it."""
+        return self._discard_folder(self._entry_folder(snapshot))
+
+    def _discard_folder(self, folder: Path) -> bool:
+        """Rename the entry ``folder`` out of ``entries/`` (atomic: no process sees half of it), then delete it (a
+        link: unlink it, never following it)."""
         self._tmp.mkdir(parents=True, exist_ok=True)
         trash = self._tmp / f"trash-{uuid.uuid4().hex}"
         try:
-            os.rename(self._entry_folder(snapshot), trash)
+            os.rename(folder, trash)
         except FileNotFoundError:
             return False  # already gone (another process removed it)
         _remove_tree(trash)

@@ -307,16 +307,48 @@ _LISTED_FIELDS = ("ref", "snapshot", "prompt", "output")
 
 
 def list_runs(archive: Archive, ref: str | None = None) -> list[dict[str, Any]]:
-    """The recorded runs as the catalog lists them (newest first); a row whose document lacks a listed field, or
-    is not a JSON object, carries ``damaged`` saying so (``rerun`` refuses it)."""
+    """The recorded runs as the catalog lists them (newest first): each its id, time and actor, and its document's
+    fields. Rows ``rerun`` would refuse are marked, never listed as ordinary runs:
+
+    - a document of a newer version (as a newer modelarc sharing the catalog records) carries ``unreadable`` and
+      its ``version``, and none of its fields (they may mean something else there), only the snapshot the
+      catalog files it under;
+    - one that is not a JSON object, has no version this modelarc knows, or lacks a listed field carries
+      ``damaged`` saying so."""
     snapshot_id = archive.resolve(ref)[1].row_id if ref else None
     with archive.catalog.session() as s:
         rows = run_rows.list_runs(s, snapshot_id)
-    for row in rows:
-        bad = [name for name in _LISTED_FIELDS if not isinstance(row.get(name), str)]
-        if bad:
-            row["damaged"] = f"the catalog's run document has no text {', '.join(bad)}"
-    return rows
+    return [_listed_run(row) for row in rows]
+
+
+def _listed_run(row: run_rows.ListedRun) -> dict[str, Any]:
+    listed: dict[str, Any] = {
+        "id": row.id,
+        "created_at": row.created_at.isoformat(timespec="seconds"),
+        "actor": row.actor,
+    }
+    doc = row.record
+    if not isinstance(doc, dict):
+        return {**listed, "record": doc, "damaged": "the catalog's run document is not a JSON object"}
+    version = doc.get("version")
+    if type(version) is int and version > RUN_VERSION:  # not true: check_run_version's test
+        return {
+            **listed,
+            "snapshot": row.snapshot,
+            "version": version,
+            "unreadable": f"run document version {version}, written by a newer modelarc (this one reads up to "
+            f"version {RUN_VERSION}); use that modelarc to read it",
+        }
+    listed = {**listed, **doc, **listed}  # the catalog's id, time and actor, whatever the document holds
+    if not (type(version) is int and version in READ_RUN_VERSIONS):
+        listed["damaged"] = (
+            f"the catalog's run document's version is {str(version)[:40]!r}, not a version of the run document"
+        )
+        return listed
+    bad = [name for name in _LISTED_FIELDS if not isinstance(doc.get(name), str)]
+    if bad:
+        listed["damaged"] = f"the catalog's run document has no text {', '.join(bad)}"
+    return listed
 
 
 def read_signed_run(envelope: str, pems: Sequence[bytes], where: str) -> tuple[bytes, dict[str, Any], str]:

@@ -64,6 +64,7 @@ def ls(ctx: click.Context, as_json: bool) -> None:
                 "entries": [_entry_json(e) for e in listing.entries],
                 "temp_folders": listing.temp_folders,
                 "temp_bytes": listing.temp_bytes,
+                "unreadable": [{"path": str(u.folder), "bytes": u.bytes} for u in listing.unreadable],
             }
         )
         return
@@ -81,6 +82,10 @@ def ls(ctx: click.Context, as_json: bool) -> None:
         if listing.temp_folders
         else ""
     )
+    for u in listing.unreadable:  # never served; counted against the cap, and evicted first
+        console.print(f"{'UNREADABLE':<19}  {human_bytes(u.bytes):>9}  {u.folder}")
+    if listing.unreadable:
+        temp += f"; {len(listing.unreadable)} unreadable entries (never served; evicted first)"
     console.print(
         f"{len(listing.entries)} snapshot{'' if len(listing.entries) == 1 else 's'}, {human_bytes(listing.bytes)}{cap} in {listing.folder}{temp}"
     )

@@ -97,8 +97,21 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
             f"layers={arch.get('num_layers', '-')} hidden={arch.get('hidden_size', '-')} "
             f"vocab={arch.get('vocab_size', '-')} context={arch.get('context_length', '-')}"
         )
-    dtypes = ", ".join(f"{k} {human_count(v)}" for k, v in view.dtypes.items()) or "-"
-    console.print(f"parameters:   {human_count(view.parameter_count)} ({view.parameter_count:,}); {dtypes}")
+    # each format's tensors apart: their dtype names overlap (F32 in both), their tensors are not one list
+    if len(view.tensors_by_format) > 1:
+        console.print(
+            f"parameters:   {human_count(view.parameter_count)} ({view.parameter_count:,}) in all formats"
+        )
+        for kind, t in view.tensors_by_format.items():
+            dtypes = ", ".join(f"{k} {human_count(v)}" for k, v in t.dtypes.items()) or "-"
+            console.print(
+                f"  {kind + ':':<14}{human_count(t.parameters)} ({t.parameters:,}) in {t.tensors} tensors; {dtypes}"
+            )
+    else:
+        dtypes = ", ".join(f"{k} {human_count(v)}" for k, v in view.dtypes.items()) or "-"
+        console.print(
+            f"parameters:   {human_count(view.parameter_count)} ({view.parameter_count:,}); {dtypes}"
+        )
     console.print(
         f"size:         {human_bytes(view.logical_bytes)} in {view.file_count} files, {view.tensor_count} tensors; "
         f"{human_bytes(view.stored_bytes_added)} new bytes stored at push"

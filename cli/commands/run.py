@@ -93,6 +93,11 @@ def runs(archive: Archive, ref: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     for r in rows:
+        if "unreadable" in r:  # a newer modelarc's run: none of its document's fields (they may mean else)
+            console.print(
+                f"{r['id']:>5}  {r['created_at']}  {r['snapshot'][:19]}  UNREADABLE: {r['unreadable']}"
+            )
+            continue
         if "damaged" in r:
             console.print(f"{r['id']:>5}  {r['created_at']}  DAMAGED: {r['damaged']}")
             continue

@@ -152,7 +152,13 @@ def test_an_entry_json_with_a_bad_field_is_unreadable_and_cleared(
     (damaged / "entry.json").write_text(json.dumps(doc))
     listing = arc.json("cache", "ls")
     assert [Path(e["path"]) for e in listing["entries"]] == [intact]
-    assert "1 snapshot," in arc("cache", "ls").stdout
+    # never served, but on disk: listed with its bytes, which count against the cap
+    on_disk = sum(p.lstat().st_size for p in damaged.rglob("*") if not p.is_dir())
+    assert listing["unreadable"] == [{"path": str(damaged), "bytes": on_disk}]
+    assert listing["bytes"] == listing["entries"][0]["bytes"] + on_disk
+    text = arc("cache", "ls").stdout
+    assert "1 snapshot," in text and "1 unreadable entries" in text
+    assert [ln.split()[0] for ln in text.splitlines() if str(damaged) in ln] == ["UNREADABLE"]
     out = arc.json("cache", "clear", "--all")
     assert [Path(e["path"]) for e in out["removed"]] == [intact]
     assert out["bytes_freed"] > before["bytes"] and out["left"] == []  # the unreadable entry's bytes too

@@ -227,6 +227,52 @@ def test_runs_lists_a_row_whose_document_is_not_a_run_as_damaged(
         assert "is not the signed one" in arc.fail("rerun", "1").stderr
 
 
+def test_runs_lists_a_row_of_no_known_version_as_damaged(
+    arc: ArchiveCli, recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every field a run has, but a version that is no run document's (text, absent): `rerun` refuses it, so
+    `runs` does not list it as an ordinary run."""
+    [listed] = arc.json("runs")
+    doc = {k: v for k, v in listed.items() if k not in ("id", "created_at", "actor", "version")}
+    for damaged, says in ((dict(doc, version="2"), "version is '2'"), (doc, "version is 'None'")):
+        _alter_row(arc, monkeypatch, damaged)
+        assert f"DAMAGED: the catalog's run document's {says}" in arc("runs").stdout
+        [row] = arc.json("runs")
+        assert row["id"] == 1 and says in row["damaged"]
+
+
+@pytest.mark.parametrize("layout", ["version 2's fields", "other fields"])
+def test_runs_lists_a_run_of_a_newer_version_as_unreadable_without_its_fields(
+    arc: ArchiveCli, recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A newer modelarc sharing this catalog records a version 3 run: `runs` lists it (its id, time, actor and the
+    snapshot the catalog files it under) marked unreadable by this modelarc, with its version, and shows none of
+    the document's fields, which may mean something else in version 3, whether or not they look like version 2's."""
+    [genuine] = arc.json("runs")
+    if layout == "other fields":
+        doc: dict[str, Any] = {"version": 3, "prompt": {"turns": ["FABRICATED"]}, "outputs": ["FABRICATED"]}
+    else:
+        doc = dict(_forged_doc(arc, monkeypatch, recorded), version=3)
+    _alter_row(arc, monkeypatch, doc)
+
+    [listed] = arc.json("runs")
+    assert listed == {
+        "id": 1,
+        "created_at": genuine["created_at"],
+        "actor": genuine["actor"],
+        "snapshot": genuine["snapshot"],
+        "version": 3,
+        "unreadable": "run document version 3, written by a newer modelarc (this one reads up to version 2); "
+        "use that modelarc to read it",
+    }
+    assert arc.json("runs", "acme/gpt2:v1") == [listed]  # under the snapshot the catalog files it under
+    out = arc("runs")
+    assert "Traceback" not in out.output and "FABRICATED" not in out.stdout and "DAMAGED" not in out.stdout
+    [line] = out.stdout.splitlines()
+    assert line.startswith("    1  ") and "UNREADABLE: run document version 3, written by a newer" in line
+    assert genuine["snapshot"][:19] in line
+
+
 def test_a_second_record_of_one_run_is_refused_naming_the_first(
     arc: ArchiveCli, recorded: dict[str, Any], database_url: str
 ) -> None:
