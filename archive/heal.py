@@ -10,23 +10,27 @@ that finds a stored copy it cannot read as the object (a header of a newer forma
 byte), scrubbed or not, replaces it the same way: the push holds bytes that hash to the id.
 
 A server receiving a push does the same for the objects of the pushed snapshot (archive/remote/receive.py): it
-names the damaged ones as missing, so the pusher sends their bytes, and its commit refuses a snapshot whose
-objects are still known damaged rather than recording it broken.
+names as missing the ones the catalog knows damaged and those whose stored header it cannot read (``stored_copies``:
+one ranged read of each header, no read-back), so the pusher sends their bytes; an upload of one replaces the copy,
+and its commit refuses a snapshot whose objects are still known damaged rather than recording it broken. A pull
+from a remote (archive/remote/sync.py) fetches its own such objects the same way, and its commit records them healed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from modelarc.archive.scrub import check_object
-from modelarc.errors import IntegrityError
+from modelarc.errors import IntegrityError, ObjectMissingError, UnsupportedObjectError
 from modelarc.registry import integrity as rows
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import ObjectRecord
-from modelarc.storage import ObjectId, Replacing
+from modelarc.storage import ObjectId, ObjectStore, Replacing
 from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
@@ -55,6 +59,68 @@ def damaged_among(archive: Archive, object_ids: Collection[str]) -> set[str]:
         return set()
     with archive.catalog.session() as s:
         return rows.found_bad_among(s, object_ids, rows.REPLACEABLE)
+
+
+def header_problems(store: ObjectStore, object_ids: Sequence[ObjectId]) -> dict[ObjectId, str]:
+    """What one ranged read of each object's header finds wrong, by id (ids whose header reads as an object's are
+    left out): ``missing`` (nothing under its key), ``unsupported`` (a format version or codec id this modelarc does
+    not know: a newer modelarc's, or a flipped version or codec byte), ``corrupt`` (a header that does not parse, or
+    no regular file under the key).
+
+    Why this check: it is the one ``ObjectStore.put`` makes when it deduplicates (``_existing``), without the size
+    (a HEAD on S3): as cheap as asking whether the object is there, where reading every present object back on every
+    push would cost a second copy of the model's reads. It is not a read-back: a payload damaged behind a good header
+    passes here, as it passes a local push, until a scrub finds it (then the catalog knows it: ``damaged_among``).
+    On a backend that serves several requests at once (S3), several headers are read at once."""
+
+    def one(oid: ObjectId) -> str | None:
+        try:
+            store.delta_base(oid)  # the header parsed, its codec known (a delta's parameters too)
+        except ObjectMissingError:
+            return "missing"
+        except UnsupportedObjectError:
+            return "unsupported"
+        except IntegrityError:
+            return "corrupt"
+        return None
+
+    workers = store.backend.concurrency
+    if workers <= 1 or len(object_ids) < 2:
+        found = {oid: one(oid) for oid in object_ids}
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-headers") as pool:
+            found = dict(zip(object_ids, pool.map(one, object_ids), strict=True))
+    return {oid: problem for oid, problem in found.items() if problem is not None}
+
+
+@dataclass(frozen=True)
+class StoredCopies:
+    """What a store holds of some objects, as a transfer that brings verified bytes of them sees it."""
+
+    good: list[ObjectId]  # stored, with a header this modelarc reads, and not known damaged: nothing to send
+    # stored, but known damaged or with a header it cannot read: bytes that hash to the id replace the copy
+    replace: set[str]
+    # the others are missing: written as any new object
+
+
+def stored_copies(archive: Archive, object_ids: Iterable[ObjectId], *, record: bool) -> StoredCopies:
+    """Judge this store's copies of ``object_ids`` (``header_problems``, then one catalog query for the readable
+    ones: ``damaged_among``). With ``record``, a header found unreadable is remembered as a scrub would have
+    (``last_check``), before anything replaces it: the commit that follows reads every known-damaged object of its
+    snapshot back, records the ones now good healed (audit ``heal``) and refuses the snapshot while any is not, so
+    what was found is neither lost nor recorded broken. Without ``record`` (an anonymous ``/v1/objects/missing``),
+    nothing is written: the upload that follows finds it again."""
+    ids = list(dict.fromkeys(object_ids))
+    problems = header_problems(archive.store, ids)
+    readable = [oid for oid in ids if oid not in problems]
+    damaged = damaged_among(archive, readable)
+    unreadable = {oid: problem for oid, problem in problems.items() if problem != "missing"}
+    if record and unreadable:
+        with archive.catalog.session() as s:
+            rows.record_checks(s, dict(unreadable))
+    return StoredCopies(
+        good=[oid for oid in readable if oid not in damaged], replace={*damaged, *map(str, unreadable)}
+    )
 
 
 def read_back(archive: Archive, object_ids: Iterable[str]) -> dict[str, ObjectInfo]:

@@ -104,8 +104,8 @@ def commit_offer(
         # every missing chunk at once: one resend completes
         if missing := [oid for oid in needed if not archive.store.has(oid)]:
             raise MissingObjectsError(offer.snapshot, missing)
-        # a received push heals what this catalog knows damaged, or is refused until it does (archive/heal.py)
-        healed = _healed_objects(archive, offer, needed) if pusher is not None else {}
+        # a received push or a pull heals what this catalog knows damaged, or is refused until it does (archive/heal.py)
+        healed = _healed_objects(archive, offer, needed, pushed=pusher is not None)
         data = data_manifests(archive, offer)
         provenance = parse_provenance(offer.provenance)
         with archive.catalog.session() as s:
@@ -153,7 +153,8 @@ def commit_offer(
                     audit_details={"key": fingerprint},
                 ),
             )
-            record_healed(s, healed, actor, f"{ref.model}@{offer.snapshot}", by="transfer.commit")
+            by = "transfer.commit" if pusher is not None else "pull"
+            record_healed(s, healed, actor, f"{ref.model}@{offer.snapshot}", by=by)
             # in the same transaction as the snapshot: recorded with its data and its policy, or not at all (a
             # policy applied after the commit and failed would leave the snapshot public, and a retried commit
             # finds it already recorded and applies no policy). Every catalog record is written once every row is
@@ -183,19 +184,24 @@ def commit_offer(
     )
 
 
-def _healed_objects(archive: Archive, offer: SnapshotOffer, needed: list[ObjectId]) -> dict[str, ObjectInfo]:
-    """The objects of a pushed snapshot that the catalog knows damaged, each read back now (one query, which
-    usually finds none): the pusher's upload replaced the damaged copy (archive/remote/receive.py), so it is
-    healed. One that still does not read back is refused as missing, listed for the pusher to send, rather than
-    recorded in a snapshot broken from birth."""
+def _healed_objects(
+    archive: Archive, offer: SnapshotOffer, needed: list[ObjectId], *, pushed: bool
+) -> dict[str, ObjectInfo]:
+    """The objects of a received snapshot that the catalog knows damaged (a scrub found them corrupt, missing or
+    unreadable, or the transfer found their headers unreadable: archive/heal.py ``stored_copies``), each read back
+    now (one query, which usually finds none): the pusher's upload (archive/remote/receive.py), or the pull's
+    download (archive/remote/sync.py), replaced the damaged copy, so it is healed. One that still does not read back
+    is refused as missing, listed for the pusher to send (a pull run again fetches it), rather than recorded in a
+    snapshot broken from birth."""
     damaged = damaged_among(archive, [str(oid) for oid in needed])
     if not damaged:
         return {}
     if bad := sorted(oid for oid in damaged if check_object(archive.store, oid) != "ok"):
+        fix = "send its bytes to replace it" if pushed else "pull again to fetch its bytes in its place"
         raise MissingObjectsError(
             offer.snapshot,
             [ObjectId(oid) for oid in bad],
-            "is damaged here (a scrub found it corrupt or missing): send its bytes to replace it",
+            f"is damaged here (found corrupt, missing or unreadable): {fix}",
         )
     return {oid: archive.store.stat(ObjectId(oid)) for oid in sorted(damaged)}
 

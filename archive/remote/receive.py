@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from modelarc.archive.heal import damaged_among, quarantine_stamp
+from modelarc.archive.heal import quarantine_stamp, stored_copies
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import (
     check_offer,
@@ -47,6 +47,7 @@ def receive_object(
     holder: str | None = None,
     out: bytearray | memoryview | None = None,
     stored: bool | None = None,
+    replacing: Replacing | None = None,
 ) -> bytes | bytearray | memoryview:
     """Store an object sent as stored bytes, refusing it unless it decodes to exactly ``oid``; its decoded bytes.
 
@@ -54,27 +55,37 @@ def receive_object(
     With ``holder`` (a server receiving a push), the object is leased to that pusher before it is written, both
     under the store's shared lock, so a gc can never see the object without its lease. With ``out``, the decoded
     bytes land in it when they fit (``ObjectStore.put_stored``). A pushed object this store holds a copy of that
-    the catalog knows to be damaged replaces that copy (archive/heal.py; the commit records it healed); asking
-    the catalog costs a query only for an object already stored (``stored``: whether the caller found it so,
-    None to look here), which a pusher sends only then.
+    the catalog knows to be damaged, or whose header it cannot read, replaces that copy (archive/heal.py
+    ``stored_copies``, which records an unreadable header as found; the commit records it healed); that costs a
+    header read and a query only for an object already stored (``stored``: whether the caller found it so, None
+    to look here), which a pusher sends only then. A puller passes ``replacing`` itself: the objects whose local
+    copies it found so (archive/remote/sync.py); one of them is written in place of its copy the same way.
     """
     _check_declared_size(oid, blob)
-    if holder is None:
+    if holder is None and (replacing is None or oid not in replacing):
         return archive.store.put_stored(oid, blob, write=write, out=out)
-    replacing = None
-    if (archive.store.has(oid) if stored is None else stored) and damaged_among(archive, [oid]):
-        replacing = Replacing([oid], quarantine_stamp())
+    if holder is not None and (archive.store.has(oid) if stored is None else stored):
+        if stored_copies(archive, [oid], record=True).replace:
+            replacing = Replacing([oid], quarantine_stamp())
     writes: list[Callable[[], None]] = []
-    if replacing is None:
+    if replacing is None or oid not in replacing:
         # decoded and verified, not yet written
         raw = archive.store.put_stored(oid, blob, write=writes.append, out=out)
     else:
-        # the good bytes written on their own, never as the pusher's blob: sent as a delta, the healed object would
-        # come to depend on a base that only the pushed snapshot keeps, and the snapshots that held it before (whose
+        # the good bytes written on their own, never as the sender's blob: sent as a delta, the healed object would
+        # come to depend on a base that only the sent snapshot keeps, and the snapshots that held it before (whose
         # rows name no such base) would break when that one is withdrawn and gc runs
         decoded = archive.store.put_stored(oid, blob, write=lambda _store: None)  # decoded and verified only
         raw = bytes(decoded)
-        writes.append(lambda: _put_healed(archive, oid, raw, replacing))
+        heal = replacing
+        writes.append(lambda: _put_healed(archive, oid, raw, heal))
+    if holder is None:  # a puller: its own lock is held, and it queues the write as it does every other
+        (store,) = writes
+        if write is None:
+            store()
+        else:
+            write(store)
+        return raw
     with archive.lock(exclusive=False, purpose="upload"):
         lease_objects(archive, [oid], holder, uploaded=True)
         for store in writes:
@@ -120,11 +131,10 @@ LEASE_TTL = dt.timedelta(hours=1)
 
 def lacking(archive: Archive, object_ids: Iterable[ObjectId]) -> list[ObjectId]:
     """Those of ``object_ids`` this archive has no good copy of: not stored, or stored but known damaged (a scrub
-    found them corrupt or missing). A sender asks before it sends: its bytes of a damaged one replace that copy."""
+    found them corrupt or missing) or with a header it cannot read (archive/heal.py ``stored_copies``: a header read
+    each, where ``has`` was a stat each). A sender asks before it sends: its bytes of such a copy replace it."""
     ids = list(object_ids)
-    present = [oid for oid in ids if archive.store.has(oid)]
-    damaged = damaged_among(archive, present)
-    have = {oid for oid in present if oid not in damaged}
+    have = set(stored_copies(archive, ids, record=False).good)
     return [oid for oid in ids if oid not in have]
 
 
@@ -189,10 +199,9 @@ def check_push(
         # the commit will: a pusher is told before any weight moves (one still to send is judged by the commit)
         _check_data_manifests(archive, [oid for oid in map(ObjectId, offer.data) if archive.store.has(oid)])
         needed = objects_of(checked.offer, checked.manifest)
-        stored = [oid for oid in needed if archive.store.has(oid)]
-        damaged = damaged_among(archive, stored)
-        # a copy known damaged is not one to build on: the pusher sends its bytes (they replace it on upload)
-        present = [oid for oid in stored if oid not in damaged]
+        # a copy known damaged, or whose header this modelarc cannot read (recorded so, for the commit to refuse the
+        # snapshot until it is replaced), is not one to build on: the pusher sends its bytes (they replace it on upload)
+        present = stored_copies(archive, needed, record=True).good
         with archive.catalog.session() as s:
             judged = set(reused_objects(s, ref, checked.offer, present)) & set(present)
         reusable = reusable_objects(archive, [o for o in present if o in judged], principal, holder)

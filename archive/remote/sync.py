@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from modelarc.archive.deltas import base_closure, send_order
+from modelarc.archive.heal import quarantine_stamp, stored_copies
 from modelarc.archive.limits import MAX_BUNDLE_BYTES, MAX_DATA_MANIFEST_BYTES, MAX_MANIFEST_BYTES
 from modelarc.archive.manifest import Chunk, SnapshotManifest
 from modelarc.archive.manifest_checks import check_tensors_match_header
@@ -46,7 +47,7 @@ from modelarc.errors import (
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
-from modelarc.storage import ObjectId
+from modelarc.storage import ObjectId, Replacing
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 from modelarc.storage.store import check_object_id, delta_base_of
 
@@ -304,8 +305,29 @@ def fetch_from_remote(
     # the weights are downloaded ahead, several per request, in the order they are fetched below
     prefetch = ObjectPrefetch(client, sizes)
 
+    # objects this store holds copies of that it cannot read as them (a header of a newer format, a flipped version
+    # or codec byte) or that its catalog knows damaged: fetched as if missing, their verified bytes written in place of
+    # those copies (set aside in quarantine/), and recorded healed by the commit (archive/heal.py)
+    heal: set[ObjectId] = set()
+    judged: set[ObjectId] = set()
+    replacing = Replacing((), quarantine_stamp())
+
+    def judge(ids: list[ObjectId]) -> None:
+        """Look at this store's copies of ``ids`` (a header read each, one query: ``stored_copies``) before they
+        are fetched or read; any found unreadable is remembered in the catalog for the commit."""
+        nonlocal replacing
+        fresh = [oid for oid in dict.fromkeys(ids) if oid not in judged]
+        judged.update(fresh)
+        if found := stored_copies(archive, fresh, record=True).replace:
+            heal.update(map(ObjectId, found))
+            replacing = Replacing(heal, replacing.stamp)
+
+    def have(oid: ObjectId) -> bool:
+        """Whether the object is to be read from this store rather than fetched."""
+        return oid not in heal and archive.store.has(oid)
+
     def plan(ids: list[ObjectId]) -> None:
-        prefetch.plan([oid for oid in ids if not archive.store.has(oid)])
+        prefetch.plan([oid for oid in ids if not have(oid)])
 
     # objects handed to restore decoded but not yet hashed (``fetch(..., unconfirmed_ok=True)``), by the identity of
     # the bytes handed over (each entry holds them, so no other object can take that identity while it waits):
@@ -325,7 +347,7 @@ def fetch_from_remote(
         is hashed: restore hashes it in the same pass as its file and gives ``confirm`` the digest, and only then
         is it kept. Every other object is hashed here, before it is handed over or kept. ``limit``: the most
         decoded bytes a download may declare (a document is held to its own bound: ``client.download``)."""
-        if archive.store.has(oid):
+        if have(oid):
             if out is not None:
                 return archive.store.get_into(oid, out, verify=dest is None)
             return archive.store.get(oid, verify=dest is None)
@@ -360,7 +382,11 @@ def fetch_from_remote(
 
         try:
             try:
-                if unconfirmed_ok and (decoded := decode_unconfirmed(archive, oid, blob, out)) is not None:
+                # one to write in place of a copy goes through ``receive_object``, which hashes it before it is kept
+                decoded = None
+                if unconfirmed_ok and oid not in heal:
+                    decoded = decode_unconfirmed(archive, oid, blob, out)
+                if decoded is not None:
 
                     def keep(digest: bytes) -> None:
                         archive.store.put_received(oid, blob, digest, write=store_then_return)
@@ -370,7 +396,9 @@ def fetch_from_remote(
                     waiting = True
                     raw = decoded
                 else:
-                    raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
+                    raw = receive_object(
+                        archive, oid, blob, write=store_then_return, out=out, replacing=replacing
+                    )
             except DeltaBaseError:
                 # a delta whose base this store lacks: fetch the base (written at once: the delta is decoded
                 # against it right after), then the delta again; chains are bounded, so is this
@@ -388,7 +416,9 @@ def fetch_from_remote(
                     moved["bases"] += 1
                     bases.add(base)
                 flush_writes()
-                raw = receive_object(archive, oid, blob, write=store_then_return, out=out)
+                raw = receive_object(
+                    archive, oid, blob, write=store_then_return, out=out, replacing=replacing
+                )
         except (IntegrityError, PayloadTooLargeError) as exc:
             if exc is own_damage:
                 raise
@@ -458,6 +488,7 @@ def fetch_from_remote(
                 *((ObjectId(oid), MAX_BUNDLE_BYTES) for oid in dict.fromkeys(offer.signatures)),
                 *((ObjectId(oid), MAX_DATA_MANIFEST_BYTES) for oid in dict.fromkeys(offer.data)),
             ]
+            judge([oid for oid, _limit in documents])
             for oid, limit in documents:
                 fetch(oid, limit=limit)
             for fut in list(writes):  # the manifest and bundles are read back from the store right away
@@ -467,6 +498,7 @@ def fetch_from_remote(
             data_manifests(archive, offer)  # every training-data manifest parses, before a weight moves
             sizes.update(_raw_sizes(manifest))
             needed = objects_of(offer, manifest)
+            judge(needed)
             if dest is not None:
                 if on_total:
                     on_total(manifest.logical_bytes)
@@ -496,11 +528,11 @@ def fetch_from_remote(
                 # a file kept in place (its sha256 matches) was not rebuilt: its objects still come, each verified
                 resumed = len(rebuilt) < len(manifest.files)
                 if resumed:
-                    todo = [oid for oid in needed if not archive.store.has(oid)]
+                    todo = [oid for oid in needed if not have(oid) and oid not in downloaded]
                     for _oid, _size in _parallel(lambda oid: len(fetch(oid)), todo, pull_workers(client.jobs)):
                         pass
             else:
-                todo = [oid for oid in needed if not archive.store.has(oid)]
+                todo = [oid for oid in needed if not have(oid) and oid not in downloaded]
                 if on_total:
                     on_total(sum(sizes.get(oid, 0) for oid in todo))
                 prefetch.plan(todo)
