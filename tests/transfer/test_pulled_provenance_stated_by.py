@@ -18,6 +18,7 @@ from transferkit import Home, Server, copy_into, make_home, trusted_by_server
 
 from modelarc.archive.provenance.statement import MAX_PUSHED_BY, provenance_source, remote_identity
 from modelarc.archive.records import read_records
+from modelarc.cli.main import cli
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,12 @@ def test_a_pulled_snapshots_provenance_is_recorded_as_the_remotes_word(
     with bob.archive() as a:
         snap_records = [r for r in read_records(a.store.backend) if r.kind == "snapshot"]
     assert [(r.actor, r.body["pushed_by"]) for r in snap_records] == [(stated, stated)]
+    # upgrade finds the records say what the catalog says; a catalog rebuilt from them says it too
+    assert bob.json("upgrade")["written"] == {}  # type: ignore[index]
+    rebuilt = {**bob.env, "MODELARC_DATABASE_URL": f"sqlite:///{tmp_path / 'rebuilt.db'}"}
+    assert bob.runner.invoke(cli, ["rebuild-catalog"], env=rebuilt).exit_code == 0
+    again = json.loads(bob.runner.invoke(cli, ["show", "acme/m:v1", "--json"], env=rebuilt).stdout)
+    assert (again["pushed_by"], again["license"]) == (stated, "apache-2.0")
     # so does the web page, and the signature there says what it covers
     with bob.archive() as a, serve(a) as served:
         page = httpx.get(f"{served}/ui/snapshots/acme/m/v1").text
