@@ -55,13 +55,18 @@ def snapshot_figures(
 ) -> SnapshotFigures:
     """Sizes and parameters from the manifest; the architecture from the snapshot's config.json as stored, else the
     stated one (a GGUF-only model's architecture is read from its header at push time, which is not re-read here:
-    only then is the sender's word kept). config.json's objects must be in ``store``."""
+    only then is the sender's word kept). config.json's objects must be in ``store``.
+
+    The presence of config.json decides, not what it yields (docs/FORMAT.md "Transfer"): one without architecture
+    fields, or unreadable, gives {} as it does at a local push, never the sender's statement, which would let an
+    offer describe weights its own config.json does not."""
     params, dtypes = parameter_counts(manifest)
+    has_config = any(f.path == "config.json" for f in manifest.files)
     return SnapshotFigures(
         logical_bytes=manifest.logical_bytes,
         parameter_count=params,
         dtypes=dtypes,
-        architecture=stored_architecture(store, manifest) or dict(stated_architecture),
+        architecture=stored_architecture(store, manifest) if has_config else dict(stated_architecture),
     )
 
 

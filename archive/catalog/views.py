@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelarc.archive.provenance.statement import ProvenanceSource, provenance_source
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import IntegrityError, NotFoundError, ObjectMissingError, SignatureError
 from modelarc.registry import datasets as dq
@@ -65,6 +66,11 @@ class SnapshotView:
     # file kind (safetensors, gguf) -> its own tensors: a snapshot with both lists each format's apart
     tensors_by_format: dict[str, FormatTensors] = field(default_factory=dict)
 
+    @property
+    def stated_by(self) -> ProvenanceSource | None:
+        """Who stated the provenance: the pusher, or the remote a pull took it from."""
+        return provenance_source(self.pushed_by)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -84,6 +90,9 @@ class SnapshotView:
             "description": self.description,
             "source_url": self.source_url,
             "pushed_by": self.pushed_by,
+            # whose word the provenance (cutoff, license, release date, source, description, parents, datasets)
+            # is: no signature covers it, the bundles sign the files only
+            "provenance_stated_by": self.stated_by.to_json() if self.stated_by else None,
             "parents": [p.to_json() for p in self.parents],
             "files": [f.to_json() for f in self.files],
             "signatures": [sig.to_json() for sig in self.signatures],
@@ -444,4 +453,6 @@ def signature_status(archive: Archive, ref: Ref | str) -> SignatureStatus:
         key = archive.check_signature(snap)
     except (SignatureError, IntegrityError) as exc:
         return SignatureStatus(False, None, str(exc))
-    return SignatureStatus(True, key, "signed by a trusted key; the signature covers every file's sha256")
+    return SignatureStatus(
+        True, key, "signed by a trusted key; the signature covers every file's sha256, not the provenance"
+    )

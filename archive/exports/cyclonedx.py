@@ -144,6 +144,8 @@ def _model(subject: ExportSubject) -> Component:
         "training_cutoff": view.cutoff,
         "training_cutoff_precision": subject.cutoff_precision,
         "release_date": view.release_date,
+        # whose word the provenance is (the pusher, or the remote a pull took it from): no signature covers it
+        "provenance_stated_by": view.stated_by.describe() if view.stated_by else None,
         "withdrawn_at": view.withdrawn.at if view.withdrawn else None,
         "withdrawn_reason": view.withdrawn.reason if view.withdrawn else None,
         **{f"dtype:{k}": v for k, v in sorted(view.dtypes.items())},

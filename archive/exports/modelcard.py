@@ -46,9 +46,50 @@ def hub_metadata(subject: ExportSubject) -> tuple[dict[str, Any], list[str]]:
     )
 
 
+# C0 and C1 controls, and the format characters that reorder or hide text (bidi overrides and isolates, zero
+# width): a pusher's text may not make the card read otherwise than its bytes say
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# what Markdown reads as markup inside a line: a backslash first (so an escape given cannot undo ours), then code,
+# links and images, table pipes; HTML is escaped as entities
+_INLINE = str.maketrans(
+    {"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "|": "\\|", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+)
+# what opens a block at the start of a line (a heading, a quote, a list, a thematic break or setext underline, a
+# fence, a table row): escaped there, so a line of the pusher's text stays a line of text
+_BLOCK_START = re.compile(r"^(?:([#>+*=~_-])|(\d+)([.)]))")
+
+
+def _plain(value: Any) -> str:
+    """Free text with no control characters, its line breaks as ``\\n``."""
+    text = re.sub(r"\r\n?|[\u2028\u2029]", "\n", str(value))
+    return _CONTROLS.sub("", text.replace("\t", " "))
+
+
+def _inline(value: Any) -> str:
+    """Free text as Markdown that renders as that text: no HTML, links, code or pipes of its own."""
+    return _plain(value).translate(_INLINE)
+
+
 def _cell(value: Any) -> str:
-    """A Markdown table cell: no pipes or line breaks from free text."""
-    return re.sub(r"\s+", " ", str(value)).replace("|", "\\|")
+    """A Markdown table cell: one line of ``_inline`` text."""
+    return re.sub(r"\s+", " ", _inline(value)).strip()
+
+
+def _escaped_start(m: re.Match[str]) -> str:
+    """``## x`` as ``\\## x``, ``1. x`` as ``1\\. x``: the line's first character no longer opens a block."""
+    return f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}"
+
+
+def _statement(text: str, who: str) -> list[str]:
+    """The pusher's (or a remote's) description as a quoted block labelled as theirs: each line escaped so that it
+    opens no heading, list, fence, table or HTML of the card's own (a description saying ``## Provenance`` must
+    not read as the card's section)."""
+    lines = [f"Description, as stated by {_inline(who)} (not verified, not signed):", ""]
+    for line in _plain(text).split("\n"):
+        # indentation dropped: four spaces would make a code block of the line; a list number's dot is escaped
+        line = _BLOCK_START.sub(_escaped_start, _inline(line).strip())
+        lines.append(f"> {line}" if line else ">")
+    return lines
 
 
 def _body(subject: ExportSubject, notes: list[str]) -> str:
@@ -67,9 +108,11 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
             f"{kind} {t.parameters:,}: " + ", ".join(f"{k} {v:,}" for k, v in t.dtypes.items())
             for kind, t in view.tensors_by_format.items()
         )
+    stated = view.stated_by
+    who = stated.describe() if stated else "its pusher"
     lines = [f"# {view.model}", ""]
     if view.description:
-        lines += [view.description, ""]
+        lines += [*_statement(view.description, who), ""]
     lines += [
         f"Archived with modelarc {__version__} as snapshot `{view.snapshot}`; the snapshot id is the sha256 of its "
         "manifest, which names every file and tensor by hash.",
@@ -79,7 +122,7 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
         f"| architecture | {_cell(arch_text)} |",
     ]
     if shape:
-        lines.append(f"| shape | {shape} |")
+        lines.append(f"| shape | {_cell(shape)} |")
     lines += [
         f"| parameters | {view.parameter_count:,} ({dtypes}) |",
         f"| training cutoff | {cutoff} |",
@@ -89,14 +132,21 @@ def _body(subject: ExportSubject, notes: list[str]) -> str:
     if view.source_url:
         lines.append(f"| source | {_cell(view.source_url)} |")
     if view.withdrawn:
-        lines += ["", f"**Withdrawn** on {view.withdrawn.at}: {view.withdrawn.reason}"]
-    lines += ["", "## Provenance", ""]
+        lines += ["", f"**Withdrawn** on {view.withdrawn.at}: {_cell(view.withdrawn.reason)}"]
+    lines += [
+        "",
+        "## Provenance",
+        "",
+        f"Stated by {_inline(who)}: the cutoff, release date, license, source, description, lineage and training "
+        "data are that word, not verified; the signature signs the files only.",
+        "",
+    ]
     if view.parents:
         lines += [f"- {p.relation} of `{p.model}` (snapshot `{p.snapshot}`)" for p in view.parents]
     else:
         lines.append("No parent model declared.")
     if notes:
-        lines += [""] + [f"Note: {n}" for n in notes]
+        lines += [""] + [f"Note: {_cell(n)}" for n in notes]
     if view.datasets:
         lines += [
             "",

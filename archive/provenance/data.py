@@ -28,6 +28,7 @@ import yaml
 from modelarc.archive.bounded_yaml import BoundedLoader
 from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, read_small_file
 from modelarc.archive.manifest import canonical_json
+from modelarc.archive.provenance.dates import SLACK, latest_stated_day
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import DataManifestError, UsageError
@@ -317,6 +318,16 @@ def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
             raise DataManifestError(
                 f"{where}: datasets[{i}].time_range: end {span['end']} is before start {span['start']}"
             )
+        # data collected in a period that has not begun is provably not what the weights were trained on; a
+        # recorded manifest (a rebuild's replay) is kept as it was attached, before this rule
+        latest = latest_stated_day()
+        for end in ("start", "end"):
+            value = span.get(end)
+            if value is not None and not recorded and parse_cutoff(value)[0] > latest:
+                raise DataManifestError(
+                    f"{where}: datasets[{i}].time_range.{end}: {value} is after today ({latest - SLACK} UTC): "
+                    "data from a period that has not begun cannot be described"
+                )
 
 
 def _last_day(value: str) -> dt.date:

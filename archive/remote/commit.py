@@ -61,6 +61,7 @@ def commit_offer(
     holder: str | None = None,
     content_checked: bool = False,
     pusher: Principal | None = None,
+    pulled_by: str | None = None,
 ) -> CommitResult:
     """Record a received snapshot and move one tag (none if the offer says so), once every claim the offer
     makes has been checked here.
@@ -80,6 +81,11 @@ def commit_offer(
     would attach training-data manifests to a snapshot the model already holds that another token pushed (unless
     the token is an admin's); a policy it declares applies only to a snapshot the commit adds to the model, never
     to one already there.
+
+    ``actor`` is whose word the offer is: a server's pusher, or for a pull the remote
+    (archive/provenance/statement.py ``remote_identity``), recorded as the snapshot's ``pushed_by`` and as the
+    actor of every row and record the commit writes; ``pulled_by``, the local user who asked for the pull, is
+    named in the audit entry beside it.
     """
     ref = record_as or parse_ref(offer.ref)
     if not offer.move_tag:
@@ -150,7 +156,7 @@ def commit_offer(
                     parents=[(parse_ref(text), relation) for text, relation in offer.parents],
                     lenient_parents=True,
                     release_leases_of=holder,
-                    audit_details={"key": fingerprint},
+                    audit_details={"key": fingerprint, **({"pulled_by": pulled_by} if pulled_by else {})},
                 ),
             )
             by = "transfer.commit" if pusher is not None else "pull"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.formats.describe import architecture_problem
 from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.provenance.dates import refuse_impossible_dates
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
@@ -246,6 +247,7 @@ def parse_provenance(doc: dict[str, Any]) -> Provenance:
         raise UsageError(f"snapshot offer: bad date in provenance: {exc}") from None
     if provenance.cutoff_precision not in (None, "year", "month", "day"):
         raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
+    refuse_impossible_dates(provenance, "snapshot offer: provenance")
     return provenance
 
 

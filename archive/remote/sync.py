@@ -26,6 +26,7 @@ from modelarc.archive.limits import MAX_BUNDLE_BYTES, MAX_DATA_MANIFEST_BYTES, M
 from modelarc.archive.manifest import Chunk, SnapshotManifest
 from modelarc.archive.manifest_checks import check_tensors_match_header
 from modelarc.archive.own_state import state_places
+from modelarc.archive.provenance.statement import remote_identity
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.commit import check_offer, commit_offer, data_manifests
 from modelarc.archive.remote.offers import CommitResult, SnapshotOffer, objects_of, offer_for
@@ -557,7 +558,10 @@ def fetch_from_remote(
             # the puller, not the remote, says which tag moves: the one it asked for (an offer's "move_tag": false
             # would record the snapshot, move nothing, and still report the tag pulled), none for a digest pull
             replace(offer, move_tag=True),
-            actor=archive.settings.actor,
+            # the offer (provenance, parents, data, policy) is the remote's word, not the puller's: no signature
+            # covers it (the bundles sign the files), so it is recorded as the remote's, by name and URL
+            actor=remote_identity(client.remote.name, client.remote.url),
+            pulled_by=archive.settings.actor,
             record_as=Ref(wanted.namespace, wanted.name, tag=wanted.tag),
             # restore has just rebuilt and hashed every file, and compared each header with its tensor parts
             # (not the files a resumed pull kept in place: commit rebuilds and checks them all)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
+from modelarc.archive.provenance.statement import describe_pusher
 from modelarc.cli.options import json_option, search_options, with_archive
 from modelarc.cli.output import console, emit_json, line, styled
 
@@ -89,7 +90,7 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
     if view.withdrawn:
         console.print(line(("WITHDRAWN", "bold red"), f" on {view.withdrawn.at}: {view.withdrawn.reason}"))
     console.print(f"tags:         {', '.join(view.tags) or '-'}")
-    console.print(f"created:      {view.created_at} by {view.pushed_by or '-'}")
+    console.print(f"created:      {view.created_at} by {describe_pusher(view.pushed_by)}")
     arch = view.architecture
     if arch:
         console.print(
@@ -128,9 +129,16 @@ def show(archive: Archive, ref: str, as_json: bool) -> None:
         console.print(f"source:       {view.source_url}{_source_note(view.source_url)}")
     for p in view.parents:
         console.print(f"parent:       {p.relation} of {p.model}@{p.snapshot[:19]}")
+    # the provenance above is someone's word: no signature covers it (a bundle signs the files), so it is said
+    # whose, before any signature line could be read as vouching for it
+    stated = view.stated_by
+    whose = "the remote's word" if stated is not None and stated.kind == "remote" else "the pusher's word"
+    console.print(f"provenance:   stated by {stated.describe() if stated else '-'}, not signed: {whose}")
     for sig in view.signatures:
         trusted = "yes" if sig.trusted else "no"
-        console.print(f"signature:    key {sig.key[:16]}… trusted={trusted} at {sig.created_at}")
+        console.print(
+            f"signature:    key {sig.key[:16]}… trusted={trusted} at {sig.created_at}; signs the files only"
+        )
     console.print("files:")
     for f in view.files:
         console.print(f"  {human_bytes(f.size):>10}  {f.path}")
@@ -159,7 +167,7 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
     for sn in history.snapshots:
         tags = f" ({', '.join(sn.tags)})" if sn.tags else ""
         console.print(
-            f"  {sn.created_at}  {sn.snapshot[:19]}{tags}  {human_bytes(sn.logical_bytes)}  by {sn.pushed_by}"
+            f"  {sn.created_at}  {sn.snapshot[:19]}{tags}  {human_bytes(sn.logical_bytes)}  by {describe_pusher(sn.pushed_by)}"
         )
     console.print("tag moves:")
     for mv in history.tag_moves:
