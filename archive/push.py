@@ -69,6 +69,8 @@ class PushResult:
     unchanged_files: int = 0  # files not read: unchanged since an earlier push (archive/push_index.py)
     # objects the catalog knew corrupt or missing that this push wrote back from its bytes (archive/heal.py)
     healed: tuple[str, ...] = ()
+    # declared parents (unrecorded until now) whose edge was left out: the parent already descends from the snapshot
+    lineage_refused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ def push_folder(
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
         unchanged_files=result.reused,
         healed=tuple(sorted(healed)),
+        lineage_refused=tuple(p.label for p in recorded.parents_refused),
     )
 
 

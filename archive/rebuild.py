@@ -330,6 +330,9 @@ class _Replay:
             # the store's records are what this archive held: a pair of names that differ only in case was
             # recorded before such pairs were refused, and both come back (noted), as both were kept
             lookalike_allowed=True,
+            # and a snapshot claiming the reverse of a parent another declared while the catalog lacked it, which an
+            # older modelarc recorded: it comes back; the edge that would close the cycle is left out (noted)
+            refuse_declared_cycles=False,
         )
 
         def write() -> None:
@@ -364,6 +367,11 @@ class _Replay:
             if recorded.parents_missing:
                 self.report.notes.append(
                     f"{rec.key}: {label}: parents not in the rebuilt catalog: {', '.join(recorded.parents_missing)}"
+                )
+            if recorded.parents_refused:
+                self.report.notes.append(
+                    f"{rec.key}: {label}: lineage to {', '.join(p.label for p in recorded.parents_refused)} not "
+                    "recorded: the parent already descends from it (the edge would close a cycle)"
                 )
 
         return write

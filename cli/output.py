@@ -114,6 +114,10 @@ def echo_error(message: str) -> None:
     click.echo(f"error: {terminal_safe(message)}", err=True)
 
 
+# why a declared parent's edge was left out of an existing snapshot (registry/recording.py add_declared_lineage)
+LINEAGE_CYCLE = "the parent already descends from it, so the edge would close a cycle"
+
+
 def echo_warning(message: str) -> None:
     """A ``warning: <message>`` line on stderr: something was left out or done differently, not a failure."""
     click.echo(f"warning: {terminal_safe(message)}", err=True)

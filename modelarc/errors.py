@@ -28,6 +28,12 @@ class ProvenanceConflictError(UsageError):
     provenance is fixed when first recorded, so the push is refused rather than the given values dropped."""
 
 
+class LineageCycleError(ProvenanceConflictError):
+    """A new snapshot declaring a parent that already descends from it (recorded, or declared by a snapshot whose
+    parent the catalog lacked then): lineage is a derivation order, so a model cannot be its own ancestor. An edge
+    a later recording would add to an existing snapshot is not refused this way but left out and reported."""
+
+
 class ModelNameClashError(UsageError):
     """A new model whose ``namespace/name`` equals an existing model's but for case (``Acme/tiny`` beside
     ``acme/tiny``), or whose new namespace is an existing one spelled in another case (``ACME/new`` beside
@@ -314,6 +320,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (SnapshotNotFoundError, 404, "SnapshotNotFound"),
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
+    (LineageCycleError, 409, "LineageCycle"),  # a new snapshot whose declared parent descends from it
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
     (ModelNameClashError, 409, "ModelNameClash"),  # a new model named like an existing one but for case
     (AccessNotRequestableError, 409, "AccessNotRequestable"),  # an access request for a model that is not gated

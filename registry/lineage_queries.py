@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from modelarc.registry.models import Lineage, Model, Snapshot
@@ -100,3 +100,64 @@ def ancestors(s: Session, snap: SnapshotRecord) -> LineageNode:
 
 def descendants(s: Session, snap: SnapshotRecord) -> LineageNode:
     return _walk(s, snap, up=False)
+
+
+# A bound on every walk below: lineage is acyclic as recorded now, but a catalog an older modelarc wrote may hold a
+# cycle, and a walk that keeps a visited set ends on it anyway; the bound only caps the queries a deep chain costs.
+_MAX_WALK = 10_000
+
+
+def ancestor_ids(s: Session, snapshot_id: int) -> set[int]:
+    """Row ids of every recorded ancestor of the snapshot ``snapshot_id`` (not itself, unless on a cycle)."""
+    found: set[int] = set()
+    frontier = {snapshot_id}
+    step = select(Lineage.parent_id).where(Lineage.child_id.in_(bindparam("ids", expanding=True)))
+    for _ in range(_MAX_WALK):
+        if not frontier:
+            break
+        frontier = set(s.scalars(step, {"ids": list(frontier)})) - found
+        found |= frontier
+    return found
+
+
+def snapshot_row_id(s: Session, namespace: str, name: str, digest: str) -> int | None:
+    return s.scalar(
+        select(Snapshot.id)
+        .join(Model, Model.id == Snapshot.model_id)
+        .where(Model.namespace == namespace, Model.name == name, Snapshot.digest == digest)
+    )
+
+
+def declared_ancestry_reaches(s: Session, snapshot_id: int, model: str, digest: str) -> bool:
+    """Whether snapshot ``model``@``digest`` is an ancestor of the snapshot ``snapshot_id`` by lineage recorded or
+    declared: an edge, or a parent a snapshot declared while the catalog lacked it (``unrecorded_parents``), which
+    a later recording of that snapshot would turn into an edge."""
+    seen: set[int] = set()
+    frontier = {snapshot_id}
+    edges = select(Lineage.parent_id).where(Lineage.child_id.in_(bindparam("ids", expanding=True)))
+    declared = select(Snapshot.unrecorded_parents).where(
+        Snapshot.id.in_(bindparam("ids", expanding=True)), Snapshot.unrecorded_parents.is_not(None)
+    )
+    for _ in range(_MAX_WALK):
+        if not frontier:
+            return False
+        seen |= frontier
+        nxt = set(s.scalars(edges, {"ids": list(frontier)}))
+        named = {
+            (str(p.get("model")), str(p.get("snapshot")))
+            for listed in s.scalars(declared, {"ids": list(frontier)})
+            for p in (listed if isinstance(listed, list) else [])
+            if isinstance(p, dict)
+        }
+        if (model, digest) in named:
+            return True
+        if named:  # those the catalog holds now: their own lineage, recorded or declared, goes on
+            nxt |= set(
+                s.scalars(
+                    select(Snapshot.id)
+                    .join(Model, Model.id == Snapshot.model_id)
+                    .where(tuple_(Model.namespace + "/" + Model.name, Snapshot.digest).in_(sorted(named)))
+                )
+            )
+        frontier = nxt - seen
+    return False

@@ -151,6 +151,9 @@ class Lineage(Base):
     child_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True)
     parent_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id"), primary_key=True, index=True)
     relation: Mapped[str] = mapped_column(String(40))
+    # when the edge was recorded: its child's recording, or later for a declared parent the catalog lacked then
+    # (``Snapshot.unrecorded_parents``); ``--as-of`` reads only the edges recorded by then
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     child: Mapped[Snapshot] = relationship(back_populates="parents", foreign_keys=[child_id])
     parent: Mapped[Snapshot] = relationship(foreign_keys=[parent_id])

@@ -388,7 +388,7 @@ def record_snapshot(
     if references:
         s.execute(insert(SnapshotObject), references)
     for parent, relation in parents:
-        s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
+        s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation, created_at=snap.created_at))
     s.flush()
     return snap, True
 

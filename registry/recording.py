@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelarc.errors import NotFoundError, SigningKeyError
+from modelarc.errors import LineageCycleError, NotFoundError, SigningKeyError
+from modelarc.registry import lineage_queries as lq
 from modelarc.registry import queries as q
 from modelarc.registry.leases import release_leases
 from modelarc.registry.models import Lineage, Signature, SigningKey, Snapshot, utcnow
@@ -50,6 +51,10 @@ class SnapshotRecording:
     # a new model named like an existing one but for case is refused (``ModelNameClashError``), except in a
     # catalog rebuilt from the store's records: they may hold such a pair recorded before the rule, and both stay
     lookalike_allowed: bool = False
+    # a new snapshot declaring a parent that a snapshot lacking it declared as its own parent (a cycle once that
+    # declaration is recorded) is refused (``LineageCycleError``), except in a rebuilt catalog: its records may hold
+    # such a pair written by an older modelarc, and there the later edge is left out (``parents_refused``) instead
+    refuse_declared_cycles: bool = True
     # when it happened: every row it adds carries this time (default now). A catalog rebuilt from the store's
     # records (archive/rebuild.py) passes the original time, so the rebuilt rows say what the lost ones said.
     at: dt.datetime | None = None
@@ -66,6 +71,8 @@ class RecordedSnapshot:
     # unrecorded parents of a known snapshot that this recording found and added (``add_declared_lineage``)
     parents_unrecorded: tuple[ParentLink, ...] = ()
     parents_added: tuple[ParentLink, ...] = ()
+    # declared unrecorded parents of a known snapshot whose edge was not added: it would have closed a cycle
+    parents_refused: tuple[ParentLink, ...] = ()
 
 
 def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
@@ -86,13 +93,16 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
             digest = ref.digest or ""
             if len(digest) == len(r.snapshot.digest):  # a whole snapshot id, not a prefix
                 unrecorded.append(ParentLink(ref.model, SnapshotId(digest), relation))
+    if r.refuse_declared_cycles:
+        refuse_declared_cycle(s, r.model, r.snapshot.digest, parents)
     snap, created = q.record_snapshot(s, model, r.snapshot, parents, at)
     added: list[ParentLink] = []
+    refused: list[ParentLink] = []
     if created and unrecorded:
         snap.unrecorded_parents = [link.to_json() for link in unrecorded]
     elif not created:
         unrecorded = []
-        added = add_declared_lineage(s, snap, parents)
+        added, refused = add_declared_lineage(s, snap, parents, at)
     if created or r.merge_into_existing:
         have = set(s.scalars(select(Signature.object_id).where(Signature.snapshot_id == snap.id)))
         for sig in r.signatures:
@@ -130,6 +140,7 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         previous=previous,
         **r.audit_details,
         **({"lineage_added": [link.label for link in added]} if added else {}),
+        **({"lineage_refused": [link.label for link in refused]} if refused else {}),
     )
     return RecordedSnapshot(
         digest=snap.digest,
@@ -141,33 +152,64 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         ),
         parents_unrecorded=tuple(unrecorded),
         parents_added=tuple(added),
+        parents_refused=tuple(refused),
     )
 
 
 def add_declared_lineage(
-    s: Session, snap: Snapshot, parents: Sequence[tuple[Snapshot, str]]
-) -> list[ParentLink]:
+    s: Session, snap: Snapshot, parents: Sequence[tuple[Snapshot, str]], at: dt.datetime
+) -> tuple[list[ParentLink], list[ParentLink]]:
     """Add the edges from ``snap`` to those of ``parents`` that its first recording declared but could not record
-    (the catalog lacked them then: ``Snapshot.unrecorded_parents``), and return them.
+    (the catalog lacked them then: ``Snapshot.unrecorded_parents``), dated ``at``; return them, and those left out
+    because the parent already descends from ``snap`` (the edge would close a cycle).
 
     A snapshot's lineage is fixed at its first recording; what that recording declared is part of it, even when
     its parent came later (``push --with-parents`` after a push without). Only exactly a declared (parent,
     relation) is added: any other parent is a new claim, which the callers refuse beforehand
-    (archive/provenance/repush.py) or ignore, as they always did.
+    (archive/provenance/repush.py) or ignore, as they always did. A refused one stays declared (unrecorded): the
+    first recording did declare it, and every later recording that names it reports it again.
     """
     if not snap.unrecorded_parents:
-        return []
+        return [], []
     declared = unrecorded_parents_of(s, snap.id)
     have = set(s.scalars(select(Lineage.parent_id).where(Lineage.child_id == snap.id)))
-    added = []
+    added, refused = [], []
     for parent, relation in parents:
         link = ParentLink(parent.model.full_name, SnapshotId(parent.digest), relation)
-        if link in declared and parent.id not in have and parent.id != snap.id:
-            s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation))
-            have.add(parent.id)
-            declared.remove(link)
-            added.append(link)
+        if link not in declared or parent.id in have:
+            continue
+        if parent.id == snap.id or snap.id in lq.ancestor_ids(s, parent.id):
+            refused.append(link)
+            continue
+        s.add(Lineage(child_id=snap.id, parent_id=parent.id, relation=relation, created_at=at))
+        s.flush()  # the next parent's cycle check sees this edge
+        have.add(parent.id)
+        declared.remove(link)
+        added.append(link)
     if added:
         snap.unrecorded_parents = [link.to_json() for link in declared] or None
         s.flush()
-    return added
+    return added, refused
+
+
+def refuse_declared_cycle(
+    s: Session, model: Ref, digest: SnapshotId, parents: Sequence[tuple[Snapshot, str]]
+) -> None:
+    """Raise ``LineageCycleError`` when snapshot ``digest`` of ``model``, not yet in the catalog, declares a parent
+    that descends from it: through recorded edges and through the parents snapshots declared while the catalog
+    lacked them (``Snapshot.unrecorded_parents``), which a later recording of theirs would record.
+
+    A snapshot the catalog holds has its own edges checked as they are added (``add_declared_lineage``); a new one
+    has no recorded child, so only a declared-but-unrecorded edge to it can make its parents its descendants. The
+    first claim wins: the snapshot that came second, claiming the reverse, is the one refused.
+    """
+    if not parents or lq.snapshot_row_id(s, model.namespace, model.name, digest) is not None:
+        return
+    for parent, relation in parents:
+        if lq.declared_ancestry_reaches(s, parent.id, model.model, digest):
+            raise LineageCycleError(
+                f"{model.model}@{digest[:19]} declares parent {parent.model.full_name}@{parent.digest[:19]} "
+                f"({relation}), which already descends from it (by lineage recorded here, or declared by a "
+                "snapshot whose parent was missing then): a snapshot cannot be its own ancestor, so nothing was "
+                "recorded"
+            )

@@ -6,8 +6,10 @@ and *after* D when the whole period starts after D (``2023-05`` is after 2023-04
 are exact for day precision and never claim more than the precision allows.
 
 ``as_of``: snapshots pushed by then, tags as they pointed then (from tag history), withdrawals that had happened
-by then, and datasets attached by then. Pages are small (``limit``, newest first) and every per-row lookup (tags)
-is one query for the whole page, so time grows with the page, not with the catalog.
+by then, datasets attached by then, and lineage edges recorded by then (an edge to a parent the catalog lacked at
+the child's first recording is recorded later, when the parent arrives: ``Lineage.created_at``). Pages are small
+(``limit``, newest first) and every per-row lookup (tags) is one query for the whole page, so time grows with the
+page, not with the catalog.
 """
 
 from __future__ import annotations
@@ -133,19 +135,27 @@ def _cutoff_start_after(d: dt.date) -> ColumnElement[bool]:
     return Snapshot.cutoff > d
 
 
-def _descendant_ids(root: int) -> Select:  # type: ignore[type-arg]
-    tree = (
-        select(Lineage.child_id.label("id"))
-        .where(Lineage.parent_id == root)
-        .cte("descendants", recursive=True)
-    )
+def _descendant_ids(root: int, as_of: dt.datetime | None) -> Select:  # type: ignore[type-arg]
+    """Row ids of the snapshots below ``root`` by the edges recorded by ``as_of`` (all, when None), never ``root``.
+
+    UNION (not UNION ALL) drops a row already in the tree, so the recursion ends even on a cycle an older
+    modelarc recorded; on such a catalog the root would be its own descendant, which it is not listed as.
+    """
+    first = select(Lineage.child_id.label("id")).where(Lineage.parent_id == root)
+    if as_of is not None:
+        first = first.where(Lineage.created_at <= as_of)
+    tree = first.cte("descendants", recursive=True)
     step = aliased(Lineage)
-    tree = tree.union(select(step.child_id).join(tree, step.parent_id == tree.c.id))
-    return select(tree.c.id)
+    more = select(step.child_id).join(tree, step.parent_id == tree.c.id)
+    if as_of is not None:
+        more = more.where(step.created_at <= as_of)
+    tree = tree.union(more)
+    return select(tree.c.id).where(tree.c.id != root)
 
 
-def _children_of_model(namespace: str, name: str, relation: str | None) -> Select:  # type: ignore[type-arg]
-    """Snapshots that declare a snapshot of model ``namespace/name`` as a direct parent (by ``relation``)."""
+def _children_of_model(namespace: str, name: str, relation: str | None, as_of: dt.datetime | None) -> Select:  # type: ignore[type-arg]
+    """Snapshots that declare a snapshot of model ``namespace/name`` as a direct parent (by ``relation``), by an
+    edge recorded by ``as_of`` (any, when None)."""
     parent = aliased(Snapshot)
     parent_model = aliased(Model)
     q = (
@@ -154,6 +164,8 @@ def _children_of_model(namespace: str, name: str, relation: str | None) -> Selec
         .join(parent_model, parent_model.id == parent.model_id)
         .where(parent_model.namespace == namespace, parent_model.name == name)
     )
+    if as_of is not None:
+        q = q.where(Lineage.created_at <= as_of)
     return q.where(Lineage.relation == relation) if relation is not None else q
 
 
@@ -200,9 +212,9 @@ def snapshot_conditions(f: SnapshotFilters) -> list[ColumnElement[bool]]:
             )
         out.append(Snapshot.id.in_(used))
     if f.descendant_of is not None:
-        out.append(Snapshot.id.in_(_descendant_ids(f.descendant_of)))
+        out.append(Snapshot.id.in_(_descendant_ids(f.descendant_of, f.as_of)))
     if f.parent_model is not None:
-        out.append(Snapshot.id.in_(_children_of_model(*f.parent_model, f.parent_relation)))
+        out.append(Snapshot.id.in_(_children_of_model(*f.parent_model, f.parent_relation, f.as_of)))
     return out
 
 

@@ -187,6 +187,7 @@ def commit_offer(
         previous=recorded.previous,
         key_fingerprint=fingerprint,
         parents_missing=recorded.parents_missing,
+        lineage_refused=tuple(p.label for p in recorded.parents_refused),
     )
 
 

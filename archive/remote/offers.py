@@ -167,6 +167,9 @@ class CommitResult:
     previous: str | None  # the snapshot the moved tag pointed at before
     key_fingerprint: str
     parents_missing: tuple[str, ...]  # lineage the receiver could not record because it lacks the parent
+    # declared lineage the receiver left out: the parent already descends from the snapshot (a cycle); absent from
+    # an older receiver's answer
+    lineage_refused: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +179,7 @@ class CommitResult:
             "previous": self.previous,
             "key_fingerprint": self.key_fingerprint,
             "parents_missing": list(self.parents_missing),
+            "lineage_refused": list(self.lineage_refused),
         }
 
     @classmethod
@@ -184,6 +188,7 @@ class CommitResult:
         if not isinstance(doc, dict):
             raise UsageError("commit answer: expected a JSON object")
         missing = doc.get("parents_missing")
+        refused = doc.get("lineage_refused", [])
         previous = doc.get("previous")
         if not (
             isinstance(doc.get("ref"), str)
@@ -192,6 +197,8 @@ class CommitResult:
             and (previous is None or isinstance(previous, str))
             and isinstance(missing, list)
             and all(isinstance(p, str) for p in missing)
+            and isinstance(refused, list)
+            and all(isinstance(p, str) for p in refused)
         ):
             raise UsageError(
                 "commit answer: needs ref, snapshot, new_snapshot, previous, key_fingerprint and parents_missing"
@@ -201,7 +208,13 @@ class CommitResult:
         except InvalidRefError as exc:
             raise UsageError(f"commit answer: {exc}") from None
         return cls(
-            doc["ref"], snapshot, doc["new_snapshot"], previous, doc["key_fingerprint"], tuple(missing)
+            doc["ref"],
+            snapshot,
+            doc["new_snapshot"],
+            previous,
+            doc["key_fingerprint"],
+            tuple(missing),
+            tuple(refused),
         )
 
 

@@ -97,6 +97,7 @@ class TransferResult:
     key_fingerprint: str
     parents_missing: tuple[str, ...]
     seconds: float
+    lineage_refused: tuple[str, ...] = ()  # declared lineage the receiver left out: it would close a cycle
 
 
 def push_to_remote(
@@ -194,6 +195,7 @@ def push_offer(
         key_fingerprint=result.key_fingerprint,
         parents_missing=result.parents_missing,
         seconds=time.perf_counter() - started,
+        lineage_refused=result.lineage_refused,
     )
 
 
@@ -579,6 +581,7 @@ def fetch_from_remote(
         key_fingerprint=committed.key_fingerprint,
         parents_missing=committed.parents_missing,
         seconds=time.perf_counter() - started,
+        lineage_refused=committed.lineage_refused,
     )
 
 

@@ -32,7 +32,9 @@ def _grow(tree: Tree, nodes: Sequence[LineageNode], arrow: str) -> None:
 @click.command(name="lineage")
 @click.argument("ref")
 @click.option(
-    "--check", is_flag=True, help="Compare tensors with each declared parent and report the evidence."
+    "--check",
+    is_flag=True,
+    help="Compare tensors with each declared parent and report the evidence (relatedness, not direction).",
 )
 @json_option
 @with_archive
@@ -49,6 +51,13 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
             console.print(f"{ref} declares no parents")
         for r in report:
             console.print(f"{r.relation} of {r.parent_model}@{r.parent_snapshot[:19]}:")
+            if r.verdict == "parent_withdrawn":
+                why = f" ({r.parent_withdrawn_reason})" if r.parent_withdrawn_reason else ""
+                console.print(
+                    f"  the parent was withdrawn{why} and its weights are gone from this archive, so there is "
+                    "nothing to compare: the tensors can neither support nor contradict this parent"
+                )
+                continue
             console.print(
                 f"  identical {r.identical}, changed {r.changed}, shape/dtype changed {r.shape_changed}, "
                 f"only in child {r.only_in_child}, only in parent {r.only_in_parent}"
@@ -65,7 +74,22 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
                     f"  deltas: {r.delta_chunks} of {r.tensor_chunks} tensor chunks stored against this parent"
                     f"{measured}"
                 )
-            if r.no_evidence:
+            share = f"{r.supported_fraction:.1%} of the {r.compared_parameters} compared parameters"
+            if r.verdict == "related":
+                console.print(
+                    f"  evidence: the tensors show the two are related ({share} identical or close); they "
+                    f"cannot show which came first: that {r.parent_model} is the parent is as declared"
+                )
+            elif r.verdict == "partial":
+                console.print(
+                    line(
+                        "  ",
+                        ("WARNING", "bold red"),
+                        f": partial evidence for {r.parent_model}: only {share} identical or close (shared "
+                        "tensors, not necessarily a derivation)",
+                    )
+                )
+            else:
                 console.print(
                     line(
                         "  ",
@@ -73,8 +97,6 @@ def lineage(archive: Archive, ref: str, check: bool, as_json: bool) -> None:
                         f": declared parent {r.parent_model} shows no tensor evidence",
                     )
                 )
-            else:
-                console.print("  evidence: the tensors support this parent")
         return
     from rich.tree import Tree
 

@@ -9,7 +9,7 @@ import click
 
 from modelarc.archive.remote.config import Remote, check_remote, load_remotes, remove_remote, save_remote
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, echo_line, emit_json, styled
+from modelarc.cli.output import LINEAGE_CYCLE, console, echo_line, echo_warning, emit_json, styled
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -135,6 +135,8 @@ def emit_transfer(result: object, as_json: bool, verb: str, *, with_parents: boo
         console.print(
             styled(f"lineage to {parent} not recorded: the receiver does not have it{fix}", "yellow")
         )
+    for parent in r.get("lineage_refused") or ():
+        echo_warning(f"lineage to {parent} not recorded: {LINEAGE_CYCLE}")
 
 
 def register(group: click.Group) -> None:

@@ -11,7 +11,14 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
-from modelarc.cli.output import byte_progress, byte_progress_steps, echo_line, echo_warning, emit_json
+from modelarc.cli.output import (
+    LINEAGE_CYCLE,
+    byte_progress,
+    byte_progress_steps,
+    echo_line,
+    echo_warning,
+    emit_json,
+)
 from modelarc.registry.records import RELATIONS  # the catalog's own list: help and errors cannot drift
 from modelarc.registry.refs import parse_ref
 
@@ -222,6 +229,8 @@ def push(
             f"healed {len(result.healed)} damaged object(s) a scrub had found corrupt or missing, from this push's "
             "bytes (a damaged copy is kept in quarantine/)"
         )
+    for parent in result.lineage_refused:
+        echo_warning(f"lineage to {parent} not recorded: {LINEAGE_CYCLE}")
     if result.delta_base:
         echo_line(
             f"deltas against {result.delta_base}: {result.delta_objects} chunks, "

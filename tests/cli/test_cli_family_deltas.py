@@ -59,6 +59,8 @@ def test_a_fine_tune_is_stored_as_deltas_and_restores_byte_for_byte(
         evidence["delta_chunks"] == d2["delta_objects"] and evidence["tensor_chunks"] >= d2["delta_objects"]
     )
     assert evidence["delta_ratio"] < 0.8 and not evidence["no_evidence"]
+    # a genuine fine-tune: every compared parameter is close to the base's (docs/PROVENANCE.md, the thresholds)
+    assert evidence["verdict"] == "related" and evidence["supported_fraction"] == 1.0
     assert "stored against this parent" in arc("lineage", "acme/ft:v2", "--check").stdout
     stats = arc.json("stats")
     assert stats["deltas"]["objects"] == d2["delta_objects"]

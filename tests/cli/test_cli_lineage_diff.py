@@ -113,3 +113,71 @@ def test_lineage_and_diff_refuse_unknown_refs(arc, tmp_path: Path) -> None:
     assert "no tag" in arc.fail("diff", "acme/m:v1", "acme/m:v9").stderr
     assert "invalid REF" in arc.fail("diff", "bad", "acme/m:v1").stderr
     json.loads(arc("lineage", "acme/m:v1", "--json").stdout)
+
+
+def test_lineage_check_says_related_not_which_came_first(arc, tmp_path: Path) -> None:
+    """A base declared as the child of its own fine-tune: the tensors are symmetric, so they show the two are
+    related, and the report says that is all they show."""
+    base = tiny_tensors(**BIG)
+    arc("push", write_model(tmp_path / "ft", finetune(base, list(base), scale=1e-4)), "acme/ft:v1")
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1", "--parent", "acme/ft:v1", "--relation", "finetune")
+    (report,) = arc.json("lineage", "acme/base:v1", "--check")
+    assert report["verdict"] == "related" and report["direction_shown"] is False
+    assert report["supported_fraction"] > 0.95
+    text = arc("lineage", "acme/base:v1", "--check").stdout
+    assert "show the two are related" in text and "cannot show which came first" in text
+    assert "support this parent" not in text
+
+
+def test_lineage_check_weighs_one_shared_tensor_as_partial_evidence(arc, tmp_path: Path) -> None:
+    """An unrelated model that copied one 64x64 tensor (10% of the compared parameters) is not supported."""
+    base = tiny_tensors(**BIG)
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    stranger = tiny_tensors(seed=99, **BIG)
+    stranger["model.layers.0.attn.weight"] = base["model.layers.0.attn.weight"]
+    arc("push", write_model(tmp_path / "s", stranger), "acme/s:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    (report,) = arc.json("lineage", "acme/s:v1", "--check")
+    informative = [k for k, v in base.items() if v.dtype.kind == "f" and np.ptp(v) > 0]
+    share = base["model.layers.0.attn.weight"].size / sum(base[k].size for k in informative)
+    assert report["verdict"] == "partial" and report["no_evidence"] is False
+    assert report["supported_fraction"] == pytest.approx(share)
+    assert report["median_relative_l2"] > 1.0
+    text = arc("lineage", "acme/s:v1", "--check").stdout
+    assert f"partial evidence for acme/base: only {share:.1%} of the" in text
+    assert "related" not in text and "support this parent" not in text
+
+
+def test_lineage_check_of_a_child_of_a_withdrawn_parent_says_so(arc, tmp_path: Path) -> None:
+    """Its weights freed by gc, the parent has nothing to compare: said, not reported as a damaged store."""
+    base = tiny_tensors(**BIG)
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    ft = finetune(base, ["model.layers.0.mlp.weight"], seed=1)
+    arc("push", write_model(tmp_path / "ft", ft), "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune", "--no-delta")
+    arc("rm", "acme/base:v1", "--reason", "leaked eval data")
+    arc("gc")
+    (report,) = arc.json("lineage", "acme/ft:v1", "--check")
+    assert report["verdict"] == "parent_withdrawn" and report["parent_withdrawn_reason"] == "leaked eval data"
+    text = arc("lineage", "acme/ft:v1", "--check").stdout
+    assert "the parent was withdrawn (leaked eval data) and its weights are gone" in text
+    assert "nothing to compare" in text
+
+
+def test_lineage_queries_end_on_a_cycle_an_older_modelarc_recorded(arc, tmp_path: Path, monkeypatch) -> None:
+    """a -> b -> a, as an older modelarc could record it: the walks end, and a is not its own descendant."""
+    from modelarc.archive.repository import Archive
+    from modelarc.registry import queries as q
+    from modelarc.registry.models import Lineage
+    from modelarc.registry.refs import parse_ref
+
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "evil/a:v1")
+    arc("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "evil/b:v1")
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive, archive.catalog.session() as s:
+        a = q.resolve_snapshot(s, parse_ref("evil/a:v1")).row_id
+        b = q.resolve_snapshot(s, parse_ref("evil/b:v1")).row_id
+        s.add_all([Lineage(child_id=a, parent_id=b, relation="finetune"), Lineage(child_id=b, parent_id=a, relation="finetune")])
+    assert [r["model"] for r in arc.json("ls", "--descendant-of", "evil/a:v1")] == ["evil/b"]
+    assert [r["model"] for r in arc.json("ls", "--descendant-of", "evil/b:v1")] == ["evil/a"]
+    tree = arc.json("lineage", "evil/a:v1")
+    assert [n["model"] for n in tree["descendants"]] == ["evil/b"]
+    assert [n["model"] for n in tree["ancestors"]] == ["evil/b"]
