@@ -347,8 +347,11 @@ def object_readable(
     its id was learnt. A withdrawn snapshot's use counts as a policy that withholds from everyone: it makes its
     manifest, bundles and public metadata readable, never a weight chunk it still holds (a header, one an older
     withdrawal did not release). An object no snapshot references (uploaded by a push not yet committed, or weights a
-    withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
-    snapshots whose policy withholds something from this principal.
+    withdrawal released, awaiting gc) is for admins only. A run document (``modelarc run --record``) is judged as
+    its snapshot's weights are: it holds the prompt and the model's output, which is derived from the weights, so
+    it goes only to who may read them (or to anyone while some live snapshot that has it withholds nothing).
+    All public: two queries; a manifest is read only for snapshots whose policy withholds something from this
+    principal.
     """
     return object_id in readable_objects(archive, [object_id], principal, now=now)
 
@@ -395,6 +398,8 @@ def readable_objects(
             readable.add(oid)
             continue  # a withdrawn snapshot's weights are no one's but an admin's: only its public files are read
         for u, p in policies:
+            if u.run:
+                continue  # a run document: the model's output, derived from the weights it withholds
             if oid == u.digest.hex:
                 readable.add(oid)  # the manifest: public provenance
                 break
