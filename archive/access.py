@@ -11,8 +11,9 @@ Admin tokens read everything.
 Only the bytes of weight files are withheld (``is_withheld_file``), and every file is weights but a short list of
 public metadata (archive/weights.py): the catalog entry, the manifest, file names, sizes and hashes, configs,
 tokenizers, READMEs, licences, signatures and training-data manifests stay public, because that the model existed
-and what it was made from is the point of the archive. A withdrawn snapshot withholds its weights from everyone
-but admins, whatever its policy.
+and what it was made from is the point of the archive. A recorded run's document (its prompt and the model's
+output) is withheld as the weights are: the output is derived from them. A withdrawn snapshot withholds its
+weights from everyone but admins, whatever its policy.
 
 The routes call one function per request: ``read_decision`` for a snapshot's files, ``object_readable`` for
 ``/v1/objects/{id}`` (where an id may have been read off a public manifest, so it is checked against every snapshot
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.runtime.cache import purge_snapshot
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
 from modelarc.errors import (
@@ -347,8 +349,11 @@ def object_readable(
     its id was learnt. A withdrawn snapshot's use counts as a policy that withholds from everyone: it makes its
     manifest, bundles and public metadata readable, never a weight chunk it still holds (a header, one an older
     withdrawal did not release). An object no snapshot references (uploaded by a push not yet committed, or weights a
-    withdrawal released, awaiting gc) is for admins only. All public: two queries; a manifest is read only for
-    snapshots whose policy withholds something from this principal.
+    withdrawal released, awaiting gc) is for admins only. A run document (``modelarc run --record``) is judged as
+    its snapshot's weights are: it holds the prompt and the model's output, which is derived from the weights, so
+    it goes only to who may read them (or to anyone while some live snapshot that has it withholds nothing).
+    All public: two queries; a manifest is read only for snapshots whose policy withholds something from this
+    principal.
     """
     return object_id in readable_objects(archive, [object_id], principal, now=now)
 
@@ -395,6 +400,8 @@ def readable_objects(
             readable.add(oid)
             continue  # a withdrawn snapshot's weights are no one's but an admin's: only its public files are read
         for u, p in policies:
+            if u.run:
+                continue  # a run document: the model's output, derived from the weights it withholds
             if oid == u.digest.hex:
                 readable.add(oid)  # the manifest: public provenance
                 break
@@ -513,6 +520,46 @@ def parse_files(patterns: Iterable[str], what: str = "--withhold, access.files")
     return out
 
 
+@dataclass(frozen=True)
+class PolicyChange:
+    """What ``change_policy`` did: the policy that holds afterwards, and the load cache's decoded copies of the
+    snapshots it made stricter, removed (entry folders, their bytes) or left as "FOLDER (why)", as ``rm`` says."""
+
+    policy: EffectivePolicy
+    cache_removed: tuple[str, ...] = ()
+    cache_bytes_freed: int = 0
+    cache_left: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.policy.to_json(),
+            "cache_removed": list(self.cache_removed),
+            "cache_bytes_freed": self.cache_bytes_freed,
+            "cache_left": list(self.cache_left),
+        }
+
+
+# how much a level withholds; a level this code does not know withholds as restricted does (may_read_weights)
+_STRICTNESS = {"public": 0, "gated": 1, "restricted": 2}
+
+
+def _strictness(level: str) -> int:
+    return _STRICTNESS.get(level, 2)
+
+
+def _levels(
+    s: CatalogSession, model: str, model_row_id: int, snaps: Sequence[SnapshotRecord], now: dt.datetime | None
+) -> dict[int, str]:
+    """The level that holds for each of ``snaps`` (all of ``model``), by snapshot row id."""
+    rows = access_rows.current_policies(s, [model_row_id])
+    model_row = next((p for p in rows if p.snapshot_row_id is None), None)
+    overrides = {p.snapshot_row_id: p for p in rows if p.snapshot_row_id is not None}
+    levels = {}
+    for x in snaps:
+        levels[x.row_id] = resolve_policy(model, x.digest, model_row, overrides.get(x.row_id), now).level
+    return levels
+
+
 def set_policy(
     archive: Archive,
     model: str,
@@ -525,7 +572,29 @@ def set_policy(
     files: Iterable[str] = (),
 ) -> EffectivePolicy:
     """Set ``model``'s policy (or, with ``snapshot``, a tag or snapshot id, that snapshot's override); the policy
-    that holds afterwards. ``now`` is for tests: the change itself is stamped with the current time."""
+    that holds afterwards. ``now`` is for tests: the change itself is stamped with the current time. The load
+    cache is purged as ``change_policy`` says."""
+    return change_policy(
+        archive, model, level, reason=reason, until=until, snapshot=snapshot, now=now, files=files
+    ).policy
+
+
+def change_policy(
+    archive: Archive,
+    model: str,
+    level: str,
+    *,
+    reason: str,
+    until: str | dt.date | None = None,
+    snapshot: str | None = None,
+    now: dt.datetime | None = None,
+    files: Iterable[str] = (),
+) -> PolicyChange:
+    """``set_policy``, saying what it removed from the load cache: every snapshot the change makes stricter (public
+    to gated or restricted, gated to restricted) loses its decoded copy in the home's ``cache/`` and in
+    MODELARC_CACHE_DIR, as a withdrawal does (archive/runtime/cache.py ``purge_snapshot``): a copy filled while
+    the weights were public is readable by whoever could read that folder then. One this user may not remove
+    (another user's, in a shared folder) or a link is left and reported, not an error: the policy is set."""
     allowed = LEVELS + ((INHERIT,) if snapshot is not None else ())
     if level not in allowed:
         raise UsageError(f"unknown access level {level!r}: one of {', '.join(allowed)}")
@@ -538,10 +607,23 @@ def set_policy(
         raise UsageError(f"--withhold names files a gated or restricted policy withholds; not with {level}")
     actor = archive.settings.actor
     with archive.catalog.session() as s:
-        q.require_model(s, *parse_model_name(model))
+        found = q.require_model(s, *parse_model_name(model))
         snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
+        covered = [snap] if snap is not None else q.list_snapshots(s, found)
+        before = _levels(s, model, found.row_id, covered, now)
         _record_policy(archive, s, model, snap, level, day, reason, actor, patterns)
-        return effective_policy(s, model, snap, now=now)
+        after = _levels(s, model, found.row_id, covered, now)
+        policy = effective_policy(s, model, snap, now=now)
+    stricter = [x.digest for x in covered if _strictness(after[x.row_id]) > _strictness(before[x.row_id])]
+    removed: list[str] = []
+    left: list[str] = []
+    freed = 0
+    for digest in dict.fromkeys(stricter):  # after the commit: the policy holds whatever the cache says
+        purged = purge_snapshot(archive.settings, digest)
+        removed += [str(p) for p in purged.removed]
+        left += [f"{p} ({why})" for p, why in purged.left]
+        freed += purged.bytes_freed
+    return PolicyChange(policy, tuple(removed), freed, tuple(left))
 
 
 def subject_of(s: CatalogSession, who: str, *, check: bool = True) -> str:

@@ -127,6 +127,22 @@ def _folders_init_makes(settings: Settings, store: str | None) -> list[Path]:
     return [*folders, settings.keys_path, settings.home]
 
 
+def _make_private_folder(folder: Path) -> None:
+    """Create ``folder`` readable by its owner alone (0700, whatever the umask), if it does not exist yet.
+
+    A home holds the catalog and the store: every weight, withheld ones (gated, restricted, embargoed) included, in
+    files any local user could read under the usual umask 022, whatever `modelarc access` says (it binds the
+    server, not the file system). So a new home, and a new local store folder, are private to the user who made
+    them; opening one up is the owner's act (`chmod`, docs/SECURITY.md "Local users"). A folder that exists already
+    is left as it is: its mode is its owner's choice, never changed behind their back."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask: a umask of 0277 would leave it unusable
+
+
 def _remove_if_empty(folders: list[Path]) -> None:
     """Remove each folder that is still empty, innermost first; one that holds anything is left alone."""
     for folder in folders:
@@ -180,9 +196,17 @@ class Archive:
         """
         settings = load_settings(home)
         made = [p for p in _folders_init_makes(settings, store) if not p.exists()]
-        if store is not None:
-            settings = choose_store(settings, store)
-        check_location(settings.store_location)  # a bad MODELARC_STORE_URL is refused before the home is made
+        location = store if store is not None else settings.store_location
+        check_location(location)  # a bad MODELARC_STORE_URL is refused before the home is made
+        try:
+            _make_private_folder(settings.home)
+            if is_local_location(location):  # before choose_store opens it (which creates it)
+                _make_private_folder(Path(canonical_location(location)))
+            if store is not None:
+                settings = choose_store(settings, store)
+        except BaseException:
+            _remove_if_empty(made)
+            raise
         settings.keys_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         archive = cls(settings, create_store=True)
         from modelarc.archive.store_identity import record_store_identity

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from modelarc.errors import NotFoundError
 from modelarc.registry.access_models import AccessGrant, AccessPolicy, AccessRequest
-from modelarc.registry.models import Model, Snapshot, get_by_id
+from modelarc.registry.models import Model, RunRecord, Snapshot, get_by_id
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.store_models import SnapshotObject
 
@@ -122,6 +122,9 @@ class ObjectUse:
     model: str  # ns/name
     digest: SnapshotId
     withdrawn: bool = False  # its weights were withdrawn: its use makes only its public files readable
+    # the object is the document of a run of this snapshot (``runs.object_id``): a model's output is derived from
+    # its weights, so this use is judged as a weight file's, never as public metadata
+    run: bool = False
 
 
 # ------------------------------------------------------------------------------------------------ policies
@@ -357,9 +360,15 @@ def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[Object
     (``snapshot_objects.object_id``); an object no snapshot uses as content is absent from the answer.
 
     A snapshot that keeps the object only as the base of one of its delta objects does not count: reading a
-    fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead)."""
+    fine-tune gives no right to its parent's bytes (the server decodes the delta for such a reader instead). A use
+    as one of the snapshot's run documents says so (``ObjectUse.run``)."""
     ids = sorted(set(object_ids))
     uses: dict[str, list[ObjectUse]] = {}
+    is_run = (
+        select(RunRecord.id)
+        .where(RunRecord.snapshot_id == Snapshot.id, RunRecord.object_id == SnapshotObject.object_id)
+        .exists()
+    )
     for i in range(0, len(ids), USES_BATCH):  # a push asks about every object of a snapshot: tens of thousands
         rows = s.execute(
             select(
@@ -370,14 +379,16 @@ def objects_uses(s: Session, object_ids: Iterable[str]) -> dict[str, list[Object
                 Model.name,
                 Snapshot.digest,
                 Snapshot.tombstoned_at,
+                is_run,
             )
             .join(Snapshot, SnapshotObject.snapshot_id == Snapshot.id)
             .join(Model, Model.id == Snapshot.model_id)
             .where(SnapshotObject.object_id.in_(ids[i : i + USES_BATCH]), SnapshotObject.as_base.is_(False))
             .order_by(Snapshot.id)
         )
-        for oid, sid, mid, ns, name, digest, tombstoned_at in rows:
-            use = ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest), tombstoned_at is not None)
+        for oid, sid, mid, ns, name, digest, tombstoned_at, run in rows:
+            withdrawn = tombstoned_at is not None
+            use = ObjectUse(sid, mid, f"{ns}/{name}", SnapshotId(digest), withdrawn, bool(run))
             uses.setdefault(oid, []).append(use)
     return uses
 

@@ -8,11 +8,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelarc.errors import NotFoundError
+from modelarc.errors import InvalidRefError, NotFoundError
 from modelarc.registry import queries as q
-from modelarc.registry.models import RunRecord, SigningKey, Snapshot, get_by_id, utcnow
+from modelarc.registry.models import Model, RunRecord, SigningKey, Snapshot, get_by_id, utcnow
 from modelarc.registry.records import ObjectRecord
-from modelarc.registry.refs import SnapshotId
+from modelarc.registry.refs import SnapshotId, parse_ref
 
 MAX_LISTED = 500
 
@@ -32,7 +32,7 @@ def add_run(
     """Index a run of snapshot ``digest`` whose canonical record is the durable object ``stored``; its id.
     ``at`` is when it was recorded (default now)."""
     at = at or utcnow()
-    snap = q.find_snapshot_by_digest(s, digest)
+    snap = _snapshot_run(s, ref, digest)
     if snap is None:
         raise NotFoundError(f"snapshot {digest} is not in the catalog")
     q.record_objects(s, [stored])
@@ -50,6 +50,26 @@ def add_run(
     s.flush()
     q.audit(s, actor, "run.record", ref, at=at, run=row.id, snapshot=digest)
     return row.id
+
+
+def _snapshot_run(s: Session, ref: str, digest: SnapshotId) -> Snapshot | None:
+    """The snapshot row a run of ``ref`` (resolved to ``digest``) is filed under: the one of the model ``ref``
+    names. Two models may hold the same bytes under one id, each with its own access policy; a run of the gated
+    one filed under the public one was served as the public one's (archive/access.py judges a run document by
+    its snapshot's policy). Any model's snapshot with that id only when ``ref`` names no model holding it."""
+    try:
+        named = parse_ref(ref)
+    except InvalidRefError:
+        named = None
+    if named is not None:
+        found = s.scalar(
+            select(Snapshot)
+            .join(Model, Model.id == Snapshot.model_id)
+            .where(Model.namespace == named.namespace, Model.name == named.name, Snapshot.digest == digest)
+        )
+        if found is not None:
+            return found
+    return q.find_snapshot_by_digest(s, digest)
 
 
 def run_indexed(s: Session, object_id: str) -> bool:

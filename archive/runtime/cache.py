@@ -279,10 +279,23 @@ class LoadCache:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
-    def fill(self, store: ObjectStore, snapshot: SnapshotId, model: str, manifest: SnapshotManifest) -> bool:
+    def fill(
+        self,
+        store: ObjectStore,
+        snapshot: SnapshotId,
+        model: str,
+        manifest: SnapshotManifest,
+        *,
+        private: bool = False,
+    ) -> bool:
         """Write the entry for ``snapshot``: every safetensors file restored from ``store`` and hashed whole against
         the manifest, durable, then renamed into place. False when the entry alone is larger than the cap (the
-        load then decodes without the cache). Least recently used entries are evicted to make room."""
+        load then decodes without the cache). Least recently used entries are evicted to make room.
+
+        ``private`` (weights a policy withholds: gated, restricted, embargoed): the entry is written in a folder
+        only this user may enter (0700, from before the first byte lands, and renamed into place as it is) and its
+        files are 0400, so a cache folder other users can read (a shared MODELARC_CACHE_DIR) does not hand them
+        the decoded weights."""
         from modelarc.archive.restore import restore_file  # decoding: only a fill needs it, not `cache ls`
 
         files = weight_files(manifest)
@@ -304,17 +317,27 @@ class LoadCache:
             ) from None
         self.evict(room=need)
         tmp = self._tmp / f"fill-{uuid.uuid4().hex}"
+        file_mode = 0o444
         try:
+            if private:
+                tmp.mkdir(mode=0o700)
+                os.chmod(tmp, 0o700)  # whatever the umask: no byte is written where another user can look
+                file_mode = 0o400
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="modelarc-cache") as pool:
                 for f in files:
                     target = tmp.joinpath(FILES, *f.path.split("/"))
                     restore_file(store, f, target, pool, None)
             for f in files:  # read-only whatever the umask: a group-writable file is not trusted (_trusted)
-                os.chmod(tmp.joinpath(FILES, *f.path.split("/")), 0o444)
+                os.chmod(tmp.joinpath(FILES, *f.path.split("/")), file_mode)
             records = [_record(f, tmp.joinpath(FILES, *f.path.split("/"))) for f in files]
             _write_durably(tmp / ENTRY_FILE, _entry_json(snapshot, model, records))
-            os.chmod(tmp / ENTRY_FILE, 0o444)
+            os.chmod(tmp / ENTRY_FILE, file_mode)
             _write_durably(tmp / USED_FILE, b"")
+            if private:  # behind the entry's own 0700 already; closed too should that one be opened by hand
+                os.chmod(tmp / USED_FILE, 0o600)
+                for root, dirs, _names in os.walk(tmp):
+                    for name in dirs:
+                        os.chmod(os.path.join(root, name), 0o700)
             for folder in {tmp, *(tmp.joinpath(FILES, *f.path.split("/")).parent for f in files)}:
                 _fsync_dir(folder)
             try:
@@ -329,6 +352,21 @@ class LoadCache:
             _remove_tree(tmp)
         self.evict(keep=snapshot)  # another process may have filled meanwhile
         return True
+
+    def make_private(self, snapshot: SnapshotId) -> None:
+        """Close ``snapshot``'s entry folder to other users (0700) if it is this user's and open to them: one
+        filled while the snapshot's weights were public, before a policy withheld them. Another user's entry, or
+        a link, is left as it is (a link's target is never followed; ``open_files`` decides whether to use it)."""
+        folder = self._entry_folder(snapshot)
+        try:
+            st = os.lstat(folder)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                os.chmod(folder, 0o700)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in _NOT_OURS:
+                raise
 
     # -- removing --------------------------------------------------------------------------------------------
 

@@ -375,6 +375,9 @@ def open_cached(
     if not weight_files(manifest) or any(f.kind != "safetensors" for f, _p in manifest.tensors()):
         return None
     cache = LoadCache.of(archive.settings)
+    private = weights_withheld(archive, model, snapshot)
+    if private:
+        cache.make_private(snapshot)  # an entry filled while the snapshot was public (or by an older modelarc)
     for _attempt in range(2):  # a second time only if another process evicted the entry just filled
         files = cache.open_files(snapshot, manifest)
         if files is not None:
@@ -386,9 +389,18 @@ def open_cached(
                 stacklevel=2,
             )
             return None
-        if not cache.fill(archive.store, snapshot, model, manifest):
+        if not cache.fill(archive.store, snapshot, model, manifest, private=private):
             return None
     return None
+
+
+def weights_withheld(archive: Archive, model: str, snapshot: SnapshotId) -> bool:
+    """Whether the snapshot's policy withholds its weights from someone (gated, restricted, an embargo not yet
+    lapsed): its decoded copy in the load cache is then written private (``LoadCache.fill``), as the server would
+    not hand those bytes to every local user either."""
+    from modelarc.archive.access import effective_policy
+
+    return effective_policy(archive, model, str(snapshot)).withholds
 
 
 def land_cached(

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json
 from modelarc.registry.bounds import ROW_ID_MAX
 
 if TYPE_CHECKING:
@@ -70,16 +71,29 @@ def set_(
 ) -> None:
     """Set MODEL's policy: LEVEL is public, gated or restricted (with --snapshot also inherit, ending the
     override)."""
-    from modelarc.archive.access import set_policy
+    from modelarc.archive.access import change_policy
 
-    policy = set_policy(
+    change = change_policy(
         archive, model, level, reason=reason or "", until=until, snapshot=snapshot, files=withhold
     )
     if as_json:
-        emit_json(policy.to_json())
+        emit_json(change.to_json())
         return
+    policy = change.policy
     where = f"{model}@{policy.snapshot}" if snapshot else model
     console.print(f"{where}: {_describe(policy)}")
+    if change.cache_removed:
+        freed = human_bytes(change.cache_bytes_freed)
+        console.print(
+            f"removed decoded copies of its weights from the load cache ({freed}): "
+            + ", ".join(change.cache_removed)
+        )
+    if change.cache_left:
+        echo_warning(
+            "the load cache still holds decoded weights at "
+            + ", ".join(change.cache_left)
+            + ": delete those folders (their owner may)"
+        )
 
 
 @access.command(name="grant")
