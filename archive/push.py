@@ -23,6 +23,7 @@ from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.own_state import state_places
 from modelarc.archive.provenance.dates import refuse_impossible_dates
+from modelarc.archive.provenance.text import refuse_unstorable_text
 from modelarc.archive.push_index import PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
@@ -115,6 +116,7 @@ def push_folder(
         raise UsageError(f"push needs a tag to point at the new snapshot, not a digest: {ref_text}")
     provenance = provenance or Provenance()
     refuse_impossible_dates(provenance, "push")
+    refuse_unstorable_text(provenance, "push")
     for _parent, relation in provenance.parents:
         if relation not in RELATIONS:
             raise UsageError(f"unknown relation {relation!r}; one of {', '.join(RELATIONS)}")
@@ -369,6 +371,7 @@ def push_source(
     ``push_folder``; offline, ``allow_partial`` takes a revision the cache may hold only part of), then the training-data manifest ``data`` if given (already parsed and validated by the caller,
     so a bad one fails before a byte is archived)."""
     refuse_impossible_dates(provenance or Provenance(), "push")  # before a Hub download, too
+    refuse_unstorable_text(provenance or Provenance(), "push")
     hub = None
     if source.startswith(HUB_SCHEME):
         # imported only for a Hub source: the import machinery (and what it loads) costs a plain folder push time

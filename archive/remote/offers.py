@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.formats.describe import architecture_problem
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.provenance.dates import refuse_impossible_dates
+from modelarc.archive.provenance.text import refuse_unstorable_text
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
 from modelarc.registry import queries as q
@@ -261,6 +262,7 @@ def parse_provenance(doc: dict[str, Any]) -> Provenance:
     if provenance.cutoff_precision not in (None, "year", "month", "day"):
         raise UsageError("snapshot offer: cutoff_precision must be year, month or day")
     refuse_impossible_dates(provenance, "snapshot offer: provenance")
+    refuse_unstorable_text(provenance, "snapshot offer: provenance")
     return provenance
 
 
