@@ -145,7 +145,7 @@ def mirror_sync(archive: Archive, name: str | None, read_data: bool, show_progre
             f"error: mirror sync incomplete: {damaged} objects not copied, {refused} snapshots refused, "
             f"{unreachable} mirrors unreachable"
             + (
-                f", the policies of {policies} models not applied (their weights may be handed out there)"
+                f", {policies} models' policies not applied there (the mirror serves them otherwise than this archive)"
                 if policies
                 else ""
             )
