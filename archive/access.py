@@ -710,7 +710,9 @@ def apply_policies(
         for w, snap, _before, _row in plan:
             received = snap is not None and w.level != INHERIT
             level, until, why, files = w.level, w.until, w.reason, w.files
-            _record_policy(archive, s, model, snap, level, until, why, actor, files, records, received=received)
+            _record_policy(
+                archive, s, model, snap, level, until, why, actor, files, records, received=received
+            )
         s.flush()
         for _w, snap, before, _row in plan:
             after = effective_policy(s, model, snap, now=now)
