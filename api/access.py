@@ -8,6 +8,7 @@ off a public manifest, so it is judged by every snapshot that uses the object). 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from modelarc.api.limits import Name, Namespace, read_json
 from modelarc.api.problems import problem, problem_responses
 from modelarc.archive.access import (
+    MAX_POLICIES_AT_ONCE,
     AccessDecision,
     EffectivePolicy,
+    PolicyWanted,
+    apply_policies,
     is_withheld_entry,
     list_policies,
     list_requests,
@@ -30,10 +34,35 @@ from modelarc.archive.access import (
 from modelarc.archive.manifest import FileEntry
 from modelarc.archive.remote.receive import reusable_objects
 from modelarc.archive.repository import Archive
-from modelarc.archive.tokens import Principal
+from modelarc.archive.tokens import Principal, allows
 from modelarc.errors import AccessDeniedError, UsageError
 
 MAX_REQUEST_BODY = 16 << 10  # a justification is at most 4000 characters (archive/access.py MAX_TEXT)
+# a policy's reason is at most 4000 characters and it names at most 64 patterns of 500: a few hundred policies fit
+MAX_POLICIES_BODY = 16 << 20
+_POLICY: dict[str, Any] = {
+    "type": "object",
+    "required": ["level", "reason"],
+    "properties": {
+        "snapshot": {
+            "type": "string",
+            "description": "sha256:<hex> of a snapshot of the model; absent: the model",
+        },
+        "level": {"type": "string", "enum": ["public", "gated", "restricted", "inherit"]},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "until": {"type": ["string", "null"], "format": "date"},
+        "files": {
+            "type": "array",
+            "maxItems": 64,
+            "items": {"type": "string", "minLength": 1, "maxLength": 500},
+        },
+    },
+}
+POLICIES_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["policies"],
+    "properties": {"policies": {"type": "array", "maxItems": MAX_POLICIES_AT_ONCE + 1, "items": _POLICY}},
+}
 REQUEST_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["justification"],
@@ -124,6 +153,44 @@ def _public(policy: EffectivePolicy) -> dict[str, Any]:
     return doc
 
 
+def _public_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "set_by"}
+
+
+def _policies_wanted(doc: Any) -> list[PolicyWanted]:
+    """``{"policies": [{"level", "reason", "snapshot"?, "until"?, "files"?}, ...]}``; 400 names the first bad one."""
+    items = doc.get("policies") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise UsageError('expected {"policies": [{"level": ..., "reason": ...}, ...]}')
+    if len(items) > MAX_POLICIES_AT_ONCE + 1:
+        raise UsageError(f"at most {MAX_POLICIES_AT_ONCE} snapshot policies at once, not {len(items)}")
+    out = []
+    for index, item in enumerate(items):
+        where = f"policies[{index}]"
+        if not isinstance(item, dict):
+            raise UsageError(f"{where} is not an object")
+        level, reason, snapshot = item.get("level"), item.get("reason"), item.get("snapshot")
+        until, files = item.get("until"), item.get("files", [])
+        if not isinstance(level, str) or not isinstance(reason, str):
+            raise UsageError(f"{where}: level and reason are strings")
+        if snapshot is not None and not isinstance(snapshot, str):
+            raise UsageError(f"{where}: snapshot is a string (sha256:<hex>)")
+        if snapshot is not None and not snapshot.startswith("sha256:"):
+            raise UsageError(
+                f"{where}: snapshot names a snapshot by its id (sha256:<hex>), not {snapshot[:80]!r}"
+            )
+        if until is not None and not isinstance(until, str):
+            raise UsageError(f"{where}: until is a date (YYYY-MM-DD) or null")
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise UsageError(f"{where}: files is a list of glob patterns")
+        try:
+            day = dt.date.fromisoformat(until) if until is not None else None
+        except ValueError:
+            raise UsageError(f"{where}: invalid date {str(until)[:40]!r}: expected YYYY-MM-DD") from None
+        out.append(PolicyWanted(snapshot, level, reason, day, tuple(files)))
+    return out
+
+
 def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
     router = APIRouter(tags=["access"], responses=problem_responses(400, 401, 403, 404, 413))
 
@@ -136,6 +203,47 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
         # model would look public here
         doc["snapshots"] = [_public(o) for o in found.overrides]
         return doc
+
+    @router.put(
+        "/v1/access/{ns}/{name}",
+        responses=problem_responses(409),
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": POLICIES_BODY}}}
+        },
+    )
+    async def set_policies(ns: Namespace, name: Name, request: Request) -> Response:
+        """Set the model's policy and its snapshots' overrides (`mirror sync` keeps a served mirror's policies in
+        step with its primary's this way), in one transaction; a policy already holding is left as it is, and the
+        answer lists what changed. An admin token may set anything; a push token that may push to the namespace
+        only what withholds no less than what holds now, at any date to come (403 `PolicyLoosening` otherwise,
+        and nothing is changed)."""
+        principal = principal_of(request)
+        if principal is None:
+            return problem(
+                401, "Unauthorized", "setting a policy needs a token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if not allows(principal.scope, "push"):
+            return problem(
+                403, "Forbidden", f"this token has the {principal.scope} scope; setting a policy needs push"
+            )
+        model = f"{ns}/{name}"
+        if (why := principal.push_refusal(model, ns)) is not None:
+            return problem(403, "Forbidden", why, headers={"X-Error-Code": "NamespaceForbidden"})
+        doc = await read_json(request, MAX_POLICIES_BODY, '{"policies": [...]}')
+        wanted = _policies_wanted(doc)
+        archive = get_archive()
+        actor = getattr(request.state, "token_actor", None) or principal.actor
+        changed = await run_in_threadpool(
+            lambda: apply_policies(archive, model, wanted, principal, actor=actor)
+        )
+        (found,) = await run_in_threadpool(lambda: list_policies(archive, model))
+        answer = _public(found.policy)
+        answer["snapshots"] = [_public(o) for o in found.overrides]
+        answer["changed"] = [
+            {"target": c.target, "before": _public_doc(c.before), "after": _public_doc(c.after)}
+            for c in changed
+        ]
+        return JSONResponse(answer)
 
     @router.post(
         "/v1/access/{ns}/{name}/requests",

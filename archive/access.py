@@ -42,7 +42,9 @@ from modelarc.errors import (
     AccessNotRequestableError,
     IntegrityError,
     ModelarcError,
+    NamespaceRefusedError,
     NotFoundError,
+    PolicyLooseningError,
     UsageError,
 )
 from modelarc.registry import access as access_rows
@@ -624,6 +626,220 @@ def change_policy(
         left += [f"{p} ({why})" for p, why in purged.left]
         freed += purged.bytes_freed
     return PolicyChange(policy, tuple(removed), freed, tuple(left))
+
+
+# ------------------------------------------------------------------------------------------------ mirrors
+# A served mirror's policies are brought to its primary's by `mirror sync` (archive/remote/mirror.py), through
+# ``PUT /v1/access/{ns}/{name}`` (``apply_policies``). What is compared is a policy's *state*: what it withholds now
+# and until when, not which row says so (a lapsed embargo is public, a received override that lapsed is none).
+# level, until (ISO date), files (sorted), reason
+PolicyState = tuple[str, str | None, tuple[str, ...], str | None]
+
+
+def policy_state(doc: dict[str, Any] | None, *, override: bool = False) -> PolicyState | None:
+    """The state of a policy as ``EffectivePolicy.to_json`` (and ``GET /v1/access/...``) gives it: for a model,
+    ``("public", None, (), None)`` when nothing is withheld by any date to come; for a snapshot (``override``), None
+    when the snapshot follows its model (no override, ``inherit``, or a received override that lapsed to it)."""
+    if doc is None or (override and doc.get("source") != "snapshot"):
+        return None
+    if doc.get("lapsed") or doc.get("declared", doc.get("level")) == "public":
+        reason = doc.get("reason") if doc.get("source") != "default" else None
+        return ("public", None, (), reason)
+    files = tuple(sorted(str(f) for f in doc.get("files") or ()))
+    return (str(doc.get("declared") or doc.get("level")), doc.get("until"), files, doc.get("reason"))
+
+
+@dataclass(frozen=True)
+class PolicyWanted:
+    """One policy ``apply_policies`` is asked to hold: the model's (``snapshot`` None) or one snapshot's override
+    (``level`` ``inherit`` ends it)."""
+
+    snapshot: str | None
+    level: str
+    reason: str
+    until: dt.date | None = None
+    files: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"level": self.level, "reason": self.reason}
+        if self.snapshot is not None:
+            doc["snapshot"] = self.snapshot
+        if self.until is not None:
+            doc["until"] = self.until.isoformat()
+        if self.files:
+            doc["files"] = list(self.files)
+        return doc
+
+
+@dataclass(frozen=True)
+class PolicyChanged:
+    """A policy ``apply_policies`` changed: the target (``model`` or ``model@snapshot``), and what held before and
+    holds now (``EffectivePolicy.to_json`` each)."""
+
+    target: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "before": self.before, "after": self.after}
+
+
+MAX_POLICIES_AT_ONCE = 1000  # snapshot overrides one request may set: a model with more is synced in parts
+
+
+def _looser_at(before: EffectivePolicy, after: EffectivePolicy) -> bool:
+    if _RANK.get(after.level, 2) < _RANK.get(before.level, 2):
+        return True
+    # a file the old policy withheld by name that the new one does not name is handed out (public metadata is
+    # withheld only by name), whatever the new level
+    return before.level != "public" and not set(before.files) <= set(after.files)
+
+
+def _looser(
+    model: str,
+    snapshot: SnapshotId | None,
+    rows_before: tuple[PolicyRecord | None, PolicyRecord | None],
+    rows_after: tuple[PolicyRecord | None, PolicyRecord | None],
+    now: dt.datetime,
+) -> str | None:
+    """When the policy ``rows_after`` (the model's row, the snapshot's override) make hold would withhold less than
+    ``rows_before`` at some moment from ``now`` on (now, and each embargo date either names: levels change only at
+    those), that moment's ISO text; None when it never does."""
+    dates = {r.until for r in (*rows_before, *rows_after) if r is not None and r.until is not None}
+    lapses = sorted(dt.datetime.combine(d, dt.time()) for d in dates)
+    moments = [now, *(moment for moment in lapses if moment > now)]
+    for moment in moments:
+        before = resolve_policy(model, snapshot, *rows_before, moment)
+        after = resolve_policy(model, snapshot, *rows_after, moment)
+        if _looser_at(before, after):
+            return "now" if moment is now else f"from {moment.date().isoformat()}"
+    return None
+
+
+def apply_policies(
+    archive: Archive,
+    model: str,
+    wanted: Sequence[PolicyWanted],
+    principal: Principal,
+    *,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> list[PolicyChanged]:
+    """Make ``model``'s policies those ``wanted`` names (``PUT /v1/access/{ns}/{name}``: a served mirror kept in
+    step by its primary's `mirror sync`); each one whose state (``policy_state``) already holds is left as it is.
+    The changes are made in one transaction: all of them, or none (``PolicyLooseningError``, ``NotFoundError``,
+    ``UsageError`` name the first that is refused).
+
+    Who may: an admin token anything; a push token that may push to the model's namespace only what withholds
+    no less than what holds now, at any moment to come (a higher level, the same files named and more, no earlier
+    embargo date), since tightening is what keeps a withdrawn licence or a takedown from being lost on a mirror,
+    and making weights public is the owner's decision, which a push token does not carry. An override this sets
+    lapses to the model's policy (as a received one does), never to public: a snapshot's embargo set by a pusher
+    never hands out what its model withholds."""
+    if principal.scope != "admin" and not principal.may_push_to(parse_model_name(model)[0]):
+        namespace = parse_model_name(model)[0]
+        why = principal.push_refusal(model, namespace) or f"may not set policies in {namespace}"
+        raise NamespaceRefusedError(why)
+    if len(wanted) > MAX_POLICIES_AT_ONCE + 1:
+        raise UsageError(f"at most {MAX_POLICIES_AT_ONCE} snapshot policies at once, not {len(wanted)}")
+    at_now = _naive_utc(now)
+    checked = [_checked_wanted(w, now) for w in wanted]
+    if sum(1 for w in checked if w.snapshot is None) > 1:
+        raise UsageError("the model's own policy is named more than once")
+    records: list[Callable[[], object]] = []
+    changed: list[PolicyChanged] = []
+    with archive.catalog.session() as s:
+        found = q.require_model(s, *parse_model_name(model))
+        snaps = {w.snapshot: _snapshot_row(s, model, w.snapshot) for w in checked if w.snapshot is not None}
+        if len(snaps) < sum(1 for w in checked if w.snapshot is not None):
+            raise UsageError("a snapshot's policy is named more than once")
+        rows = access_rows.current_policies(s, [found.row_id], [snap.row_id for snap in snaps.values()])
+        model_before = next((p for p in rows if p.snapshot_row_id is None), None)
+        overrides = {p.snapshot_row_id: p for p in rows if p.snapshot_row_id is not None}
+        mine = next((w for w in checked if w.snapshot is None), None)
+        model_after = model_before
+        if mine is not None:
+            proposed = _proposed(found.row_id, model, None, mine, actor, at_now)
+            before = resolve_policy(model, None, model_before, None, now)
+            if _same_state(before, resolve_policy(model, None, proposed, None, now), override=False):
+                mine = None
+            else:
+                model_after = proposed
+        plan: list[tuple[PolicyWanted, SnapshotRecord | None, EffectivePolicy, PolicyRecord | None]] = []
+        if mine is not None:
+            plan.append((mine, None, before, model_after))
+        # a model's change reaches every snapshot that follows it: judged once, for the model, below
+        if principal.scope != "admin" and mine is not None:
+            if (when := _looser(model, None, (model_before, None), (model_after, None), at_now)) is not None:
+                raise PolicyLooseningError(_loosening(model, mine, when))
+        for w in checked:
+            if w.snapshot is None:
+                continue
+            snap = snaps[w.snapshot]
+            before_row = overrides.get(snap.row_id)
+            after_row = _proposed(found.row_id, model, snap, w, actor, at_now)
+            before = resolve_policy(model, snap.digest, model_before, before_row, now)
+            after = resolve_policy(model, snap.digest, model_after, after_row, now)
+            # the same state under the model as it will be: a snapshot whose override is already what is asked
+            kept = resolve_policy(model, snap.digest, model_after, before_row, now)
+            if _same_state(kept, after, override=True):
+                continue
+            if principal.scope != "admin":
+                pair = ((model_before, before_row), (model_after, after_row))
+                if (when := _looser(model, snap.digest, *pair, at_now)) is not None:
+                    raise PolicyLooseningError(_loosening(f"{model}@{snap.digest}", w, when))
+            plan.append((w, snap, before, after_row))
+        for w, snap, _before, _row in plan:
+            received = snap is not None and w.level != INHERIT
+            level, until, why, files = w.level, w.until, w.reason, w.files
+            _record_policy(
+                archive, s, model, snap, level, until, why, actor, files, records, received=received
+            )
+        s.flush()
+        for _w, snap, before, _row in plan:
+            after = effective_policy(s, model, snap, now=now)
+            target = model if snap is None else f"{model}@{snap.digest}"
+            changed.append(PolicyChanged(target, before.to_json(), after.to_json()))
+        for write in records:
+            write()
+    return changed
+
+
+def _proposed(
+    model_id: int, model: str, snap: SnapshotRecord | None, w: PolicyWanted, actor: str, at: dt.datetime
+) -> PolicyRecord:
+    return PolicyRecord(
+        0, model_id, model, snap.row_id if snap else None, snap.digest if snap else None, w.level, w.until,
+        w.reason, actor, at, w.files, received=snap is not None,
+    )  # fmt: skip
+
+
+def _same_state(before: EffectivePolicy, after: EffectivePolicy, *, override: bool) -> bool:
+    state = policy_state(before.to_json(), override=override)
+    return state == policy_state(after.to_json(), override=override)
+
+
+def _loosening(target: str, w: PolicyWanted, when: str) -> str:
+    until = f" until {w.until.isoformat()}" if w.until else ""
+    return (
+        f"setting {target} to {w.level}{until} would withhold less than its policy here does ({when}): only an "
+        "admin token may loosen a policy; a push token may only tighten one"
+    )
+
+
+def _checked_wanted(w: PolicyWanted, now: dt.datetime | None) -> PolicyWanted:
+    """``access set``'s rules, for one policy of ``apply_policies``."""
+    allowed = LEVELS + ((INHERIT,) if w.snapshot is not None else ())
+    if w.level not in allowed:
+        raise UsageError(f"unknown access level {w.level!r}: one of {', '.join(allowed)}")
+    reason = _reason(w.reason, "a policy's reason")
+    day = parse_until(w.until, now)
+    if day is not None and w.level in ("public", INHERIT):
+        raise UsageError(f"an embargo date lapses a policy to public; it makes no sense with {w.level}")
+    files = parse_files(w.files)
+    if files and w.level in ("public", INHERIT):
+        raise UsageError(f"withheld files are for a gated or restricted policy; not with {w.level}")
+    return PolicyWanted(w.snapshot, w.level, reason, day, files)
 
 
 def subject_of(s: CatalogSession, who: str, *, check: bool = True) -> str:

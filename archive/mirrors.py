@@ -105,10 +105,14 @@ class SyncReport:
     # with ``read_data``: object id -> where the mirror's damaged copy, replaced by a verified one, now is there
     replaced: dict[str, str] = field(default_factory=dict)
     temp_removed: int = 0  # temp files (a folder) or unfinished uploads (S3) that killed syncs left in the mirror
+    # a served mirror: each access policy this sync changed there ({"model", "target", "before", "after"}), and the
+    # models whose policies it refused to take (why): their weights may be handed out there as they are not here
+    policies_changed: list[dict[str, Any]] = field(default_factory=list)
+    policies_refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.not_copied or self.snapshots_refused or self.unreachable)
+        return not (self.not_copied or self.snapshots_refused or self.unreachable or self.policies_refused)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "ok": self.ok}

@@ -198,6 +198,14 @@ class NamespaceRefusedError(ModelarcError):
     exit_code = 12
 
 
+class PolicyLooseningError(ModelarcError):
+    """A push token asked a server to set an access policy that withholds less than the one it holds (now, or from
+    some embargo date on): a push token may tighten a policy (a served mirror kept in step by its primary), only an
+    admin token may loosen one. 403 ``PolicyLoosening``; the message names the policy and from when."""
+
+    exit_code = 15
+
+
 class AccessNotRequestableError(UsageError):
     """An access request for a model that is not gated: a public model's weights need no grant, and a restricted
     model's are for admin tokens whatever is granted, so a request could only be "granted" and still refused. 409:
@@ -315,6 +323,7 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (WithdrawnError, 410, "Withdrawn"),
     # the Hub's code for a gated repository: huggingface_hub raises GatedRepoError for it (anonymous or not granted)
     (AccessDeniedError, 403, "GatedRepo"),
+    (PolicyLooseningError, 403, "PolicyLoosening"),  # a push token may tighten a policy, never loosen one
     (ModelNotFoundError, 404, "ModelNotFound"),
     (TagNotFoundError, 404, "TagNotFound"),
     (SnapshotNotFoundError, 404, "SnapshotNotFound"),

@@ -29,6 +29,7 @@ from modelarc.errors import (
     NamespaceRefusedError,
     NotFoundError,
     ObjectFormatError,
+    PolicyLooseningError,
     RemoteAuthError,
     RemoteError,
     UsageError,
@@ -213,6 +214,8 @@ class RemoteArchive:
             raise AccessDeniedError(f"{where}: {detail}")
         if code == "NamespaceForbidden":  # this one ref is outside the token's namespaces; others may be fine
             raise NamespaceRefusedError(f"{where} refused {method} {path}: {detail}")
+        if code == "PolicyLoosening":  # this one policy needs an admin token there; the others may be fine
+            raise PolicyLooseningError(f"{where}: {detail}")
         if status in (401, 403):
             raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
         cls = error_class(code) or _CLASS_BY_STATUS.get(status)
@@ -565,6 +568,27 @@ class RemoteArchive:
                 url, params = _raw_path(nxt), None
             except ValueError:  # httpx.InvalidURL
                 raise RemoteError(f"{where}: its snapshot listing links to a malformed next page") from None
+
+    def access(self, model: str) -> dict[str, Any]:
+        """The remote's ``GET /v1/access/{ns}/{name}``: the model's policy and its snapshots' overrides
+        (``NotFoundError`` if it has no such model)."""
+        body = self._json(self._request("GET", f"/v1/access/{model}", cap=PAGE_ANSWER_BYTES))
+        if not isinstance(body, dict) or not isinstance(body.get("snapshots"), list):
+            raise RemoteError(f"remote {self.remote.name}: malformed access policy of {model}")
+        return body
+
+    def set_access(self, model: str, policies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``PUT /v1/access/{ns}/{name}``: make those of the model's policies the remote's (one transaction there);
+        what it changed. A push token may only tighten (``PolicyLooseningError`` otherwise)."""
+        body = self._json(
+            self._request("PUT", f"/v1/access/{model}", cap=PAGE_ANSWER_BYTES, json={"policies": policies})
+        )
+        changed = body.get("changed") if isinstance(body, dict) else None
+        if not isinstance(changed, list) or not all(isinstance(c, dict) for c in changed):
+            raise RemoteError(
+                f"remote {self.remote.name}: malformed answer to setting the policies of {model}"
+            )
+        return changed
 
     def keys(self) -> list[PublishedKey]:
         """The keys the remote trusts, with their public halves."""

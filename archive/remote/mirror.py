@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.remote.client import RemoteArchive
 from modelarc.archive.remote.config import get_remote
@@ -38,6 +38,7 @@ from modelarc.registry import queries as q
 from modelarc.storage import ObjectId, ObjectStore
 
 if TYPE_CHECKING:
+    from modelarc.archive.access import ModelAccess, PolicyState
     from modelarc.archive.mirrors import SyncReport
     from modelarc.archive.repository import Archive
 
@@ -131,6 +132,11 @@ def sync_to_remote(
             progress(len(blob))
         return blob
 
+    live = {(snap.model, str(snap.digest)) for snap in snaps if snap.tombstoned_at is None}
+    # policies first, for what the mirror already holds: a policy tightened here must reach it even when a snapshot
+    # push below stops the sync (an unreachable mirror, a server error)
+    sync_policies(archive, mirror, set(there) & live, report)
+    arrived: set[tuple[str, str]] = set()
     for snap in snaps:
         label = f"{snap.model}@{snap.digest}"
         if snap.tombstoned_at is not None:
@@ -151,9 +157,79 @@ def sync_to_remote(
                         "it is older than this client and cannot be a mirror"
                     )
             report.snapshots_copied += 1
+            arrived.add((snap.model, str(snap.digest)))
         except (ObjectCorruptError, ObjectMissingError, DeltaBaseError):
             report.snapshots_refused[label] = "a local object is damaged (see not_copied; modelarc repair)"
         except RemoteError:
             raise  # unreachable, refused credentials, a server error: the whole sync stops and says so
         except ModelarcError as exc:  # this snapshot was refused (an untrusted signer, ...): the rest go on
             report.snapshots_refused[label] = str(exc).splitlines()[0]
+    # then the models that received snapshots: a new model's policy, and its new snapshots' (an offer brings a
+    # snapshot's policy only where it is stricter than the mirror's: never a looser one, nor the model's own)
+    new_models = {model for model, _digest in arrived}
+    touched = {(m, d) for m, d in (set(there) & live) | arrived if m in new_models}
+    sync_policies(archive, mirror, touched, report)
+
+
+POLICY_BATCH = 200  # policies per PUT: well inside the server's body bound (api/access.py MAX_POLICIES_BODY)
+# the reason a policy this archive never set is given there (the model's default, a snapshot with no override)
+IN_STEP = "in step with the archive it mirrors (mirror sync): no policy is set there"
+
+
+def sync_policies(
+    archive: Archive, mirror: RemoteMirror, held: set[tuple[str, str]], report: SyncReport
+) -> None:
+    """Make the mirror's access policies this archive's, for every model and snapshot of ``held`` (model, digest)
+    the mirror holds: the model's policy, and each snapshot's override (or none), compared by what they withhold
+    and until when (``policy_state``) and by their reason. Each model's changes go in one transaction there
+    (``PUT /v1/access/{ns}/{name}``). A model whose change the mirror refuses (a push token may tighten, only an
+    admin token may loosen; a token outside the namespace; an older server) is named in
+    ``report.policies_refused``: the sync fails, loudly, rather than leave weights handed out that are withheld
+    here."""
+    from modelarc.archive.access import list_policies
+
+    by_model: dict[str, set[str]] = {}
+    for model, digest in held:
+        by_model.setdefault(model, set()).add(digest)
+    for model in sorted(by_model):
+        try:
+            (local,) = list_policies(archive, model)
+            wanted = _policies_wanted(local, mirror.client.access(model), by_model[model])
+            for start in range(0, len(wanted), POLICY_BATCH):
+                changed = mirror.client.set_access(model, wanted[start : start + POLICY_BATCH])
+                report.policies_changed += [{"model": model, **c} for c in changed]
+        except ModelarcError as exc:
+            report.policies_refused[model] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _policies_wanted(local: ModelAccess, theirs: dict[str, Any], digests: set[str]) -> list[dict[str, Any]]:
+    """What ``PUT /v1/access`` must set for the mirror's policies of ``local.model`` (and of its snapshots
+    ``digests``) to be this archive's: the model's own first."""
+    from modelarc.archive.access import INHERIT, policy_state
+
+    out: list[dict[str, Any]] = []
+    mine = local.policy.to_json()
+    if policy_state(mine) != policy_state(theirs):
+        out.append(_wanted(None, policy_state(mine), "public"))
+    overrides = {str(o.snapshot): o.to_json() for o in local.overrides}
+    their_overrides = {
+        str(o.get("snapshot")): o for o in theirs.get("snapshots") or () if isinstance(o, dict)
+    }
+    for digest in sorted(digests):
+        state = policy_state(overrides.get(digest), override=True)
+        if state != policy_state(their_overrides.get(digest), override=True):
+            out.append(_wanted(digest, state, INHERIT))
+    return out
+
+
+def _wanted(snapshot: str | None, state: PolicyState | None, default: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"level": default, "reason": IN_STEP} if state is None else {
+        "level": state[0], "reason": state[3] or IN_STEP
+    }  # fmt: skip
+    if snapshot is not None:
+        doc["snapshot"] = snapshot
+    if state is not None and state[1]:
+        doc["until"] = state[1]
+    if state is not None and state[2]:
+        doc["files"] = list(state[2])
+    return doc

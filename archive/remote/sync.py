@@ -48,7 +48,7 @@ from modelarc.errors import (
 )
 from modelarc.registry import queries as q
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
-from modelarc.storage import ObjectId, Replacing
+from modelarc.storage import ObjectId, ObjectStore, Replacing
 from modelarc.storage.codecs.delta import MAX_DELTA_DEPTH
 from modelarc.storage.store import check_object_id, delta_base_of
 
@@ -141,7 +141,16 @@ def push_offer(
 
     def send(oid: ObjectId) -> int:
         blob = read_stored(oid)
-        client.upload(oid, blob)
+        try:
+            client.upload(oid, blob)
+        except AccessDeniedError:
+            if delta_base_of(oid, blob) is None:
+                raise
+            # a delta against a base this token may not read there (a public fine-tune of a gated parent): the
+            # remote rightly refuses it, as it would hand out the base's bytes with it. The object on its own
+            # instead, as the remote itself serves such a delta to a reader who may not read its base.
+            blob = ObjectStore.standalone_of(oid, blob, fetch_base=archive.store.get_stored)
+            client.upload(oid, blob)
         return len(blob)
 
     def send_all(ids: list[ObjectId], report: bool) -> None:

@@ -128,17 +128,47 @@ def mirror_sync(archive: Archive, name: str | None, read_data: bool, show_progre
                 console.print(f"REFUSED  {label}: {why}")
             for label in r.snapshots_withdrawn:
                 console.print(f"withdrawn, not mirrored: {label}")
+            for change in r.policies_changed:
+                console.print(
+                    f"POLICY  {r.mirror}: {change['target']} {_policy_text(change['before'])} -> "
+                    f"{_policy_text(change['after'])}"
+                )
+            for model, why in sorted(r.policies_refused.items()):
+                console.print(f"POLICY NOT APPLIED  {r.mirror}: {model}: {why}")
     _echo_unreachable(r.unreachable for r in reports)
     if not all(r.ok for r in reports):
         refused = sum(len(r.snapshots_refused) for r in reports)
         damaged = sum(len(r.not_copied) for r in reports)
         unreachable = sum(1 for r in reports if r.unreachable)
+        policies = sum(len(r.policies_refused) for r in reports)
         click.echo(
             f"error: mirror sync incomplete: {damaged} objects not copied, {refused} snapshots refused, "
-            f"{unreachable} mirrors unreachable (see above)",
+            f"{unreachable} mirrors unreachable"
+            + (
+                f", {policies} models' policies not applied there (the mirror serves them otherwise than this archive)"
+                if policies
+                else ""
+            )
+            + " (see above)",
             err=True,
         )
         sys.exit(5)
+
+
+def _policy_text(doc: dict[str, object]) -> str:
+    """A policy as `mirror sync` reports its change: ``gated until 2031-01-01 (+ notes/*)``; a snapshot that follows
+    its model is ``inherit``."""
+    if doc.get("snapshot") and doc.get("source") != "snapshot":
+        return "inherit"
+    level = str(doc.get("level") if doc.get("lapsed") else doc.get("declared") or doc.get("level"))
+    until = f" until {doc['until']}" if doc.get("until") and not doc.get("lapsed") else ""
+    files = doc.get("files")
+    named = (
+        f" (+ {', '.join(map(str, files))})"
+        if isinstance(files, list) and files and level != "public"
+        else ""
+    )
+    return f"{level}{until}{named}"
 
 
 def _mending(archive: Archive, report: ScrubReport) -> str:

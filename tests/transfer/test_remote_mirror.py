@@ -167,11 +167,14 @@ def test_a_served_mirror_receives_the_access_policy_and_enforces_it(server: Serv
         answer = web.get("/acme/closed/resolve/v1/model.safetensors")
         assert answer.status_code == 403 and answer.headers["X-Error-Code"] == "GatedRepo"
         assert web.get("/acme/closed/resolve/v1/config.json").status_code == 200
-    # a pusher may withhold more, never hand out what the receiver withholds: "public" offers change nothing
+    # a pusher may withhold more, never hand out what the receiver withholds: "public" offers change nothing, and
+    # the sync says the mirror's policy was not brought to this one (a push token may not loosen it there)
     alice("access", "set", "acme/closed", "public", "--reason", "opened here")
     alice("tag", "acme/closed:v1", "again")
-    alice("mirror", "sync")
+    failed = alice("mirror", "sync", ok=False)
+    assert "POLICY NOT APPLIED  served: acme/closed:" in failed.stdout
     assert effective_policy(server.archive, "acme/closed", digest).level == "gated"
+    assert server.archive.resolve("acme/closed:again")[1].digest == digest  # the tag still moved
 
 
 def test_a_busy_served_mirror_does_not_stop_repair_or_scrub(server: Server, tmp_path: Path) -> None:
