@@ -38,8 +38,10 @@ from modelarc.archive.tokens import Principal, allows
 from modelarc.errors import AccessDeniedError, UsageError
 
 MAX_REQUEST_BODY = 16 << 10  # a justification is at most 4000 characters (archive/access.py MAX_TEXT)
-# a policy's reason is at most 4000 characters and it names at most 64 patterns of 500: a few hundred policies fit
-MAX_POLICIES_BODY = 16 << 20
+# `mirror sync` sends a model's policies in parts of at most 200 (archive/remote/mirror.py): about 200 bytes each
+# with a short reason, 40 KB; 1 MiB holds 200 with reasons of 4000 characters. The body is parsed on the event loop,
+# so its bound is what one push token may make the whole server wait for (16 MiB of `[{},{},...]` held it ~4 s).
+MAX_POLICIES_BODY = 1 << 20
 _POLICY: dict[str, Any] = {
     "type": "object",
     "required": ["level", "reason"],

@@ -265,7 +265,10 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
             body, limit = await read_body(request, MAX_MISSING_BODY), MAX_MISSING_QUERY
         ids = parse_missing_query(body, limit)
         archive = get_archive()
-        return {"missing": await run_in_threadpool(lambda: lacking(archive, ids))}
+        # only a caller that may push sends bytes that could replace an unreadable copy: the header reads are its
+        principal = principal_of(request)
+        pusher = principal is not None and allows(principal.scope, "push")
+        return {"missing": await run_in_threadpool(lambda: lacking(archive, ids, read_headers=pusher))}
 
     @router.get(
         "/v1/objects/{object_id}",

@@ -751,7 +751,8 @@ def apply_policies(
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
         snaps = {w.snapshot: _snapshot_row(s, model, w.snapshot) for w in checked if w.snapshot is not None}
-        if len(snaps) < sum(1 for w in checked if w.snapshot is not None):
+        # by the snapshot each names: a full id and a prefix of it are one snapshot named twice
+        if len({snap.row_id for snap in snaps.values()}) < sum(1 for w in checked if w.snapshot is not None):
             raise UsageError("a snapshot's policy is named more than once")
         rows = access_rows.current_policies(s, [found.row_id], [snap.row_id for snap in snaps.values()])
         model_before = next((p for p in rows if p.snapshot_row_id is None), None)

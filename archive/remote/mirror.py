@@ -171,7 +171,10 @@ def sync_to_remote(
     sync_policies(archive, mirror, touched, report)
 
 
-POLICY_BATCH = 200  # policies per PUT: well inside the server's body bound (api/access.py MAX_POLICIES_BODY)
+POLICY_BATCH = 200  # policies per PUT at most, and at most POLICY_BATCH_BYTES of them as JSON
+# well inside the server's body bound (api/access.py MAX_POLICIES_BODY, 1 MiB): one policy is at most ~37 KB (a
+# 4000-character reason and 64 withheld-file patterns of 500), so a part always holds at least one
+POLICY_BATCH_BYTES = 512 << 10
 # the reason a policy this archive never set is given there (the model's default, a snapshot with no override)
 IN_STEP = "in step with the archive it mirrors (mirror sync): no policy is set there"
 
@@ -195,11 +198,27 @@ def sync_policies(
         try:
             (local,) = list_policies(archive, model)
             wanted = _policies_wanted(local, mirror.client.access(model), by_model[model])
-            for start in range(0, len(wanted), POLICY_BATCH):
-                changed = mirror.client.set_access(model, wanted[start : start + POLICY_BATCH])
+            for part in _parts(wanted):
+                changed = mirror.client.set_access(model, part)
                 report.policies_changed += [{"model": model, **c} for c in changed]
         except ModelarcError as exc:
             report.policies_refused[model] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _parts(wanted: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``wanted`` in order, cut into parts of at most ``POLICY_BATCH`` policies and ``POLICY_BATCH_BYTES`` of JSON."""
+    import json
+
+    parts: list[list[dict[str, Any]]] = []
+    size = 0
+    for doc in wanted:
+        length = len(json.dumps(doc, ensure_ascii=False).encode()) + 1
+        if not parts or len(parts[-1]) >= POLICY_BATCH or size + length > POLICY_BATCH_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(doc)
+        size += length
+    return parts
 
 
 def _policies_wanted(local: ModelAccess, theirs: dict[str, Any], digests: set[str]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from modelarc.archive.heal import quarantine_stamp, stored_copies
+from modelarc.archive.heal import damaged_among, quarantine_stamp, stored_copies
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import (
     check_offer,
@@ -129,12 +129,19 @@ def _check_data_manifests(archive: Archive, object_ids: list[ObjectId]) -> None:
 LEASE_TTL = dt.timedelta(hours=1)
 
 
-def lacking(archive: Archive, object_ids: Iterable[ObjectId]) -> list[ObjectId]:
+def lacking(archive: Archive, object_ids: Iterable[ObjectId], *, read_headers: bool = True) -> list[ObjectId]:
     """Those of ``object_ids`` this archive has no good copy of: not stored, or stored but known damaged (a scrub
-    found them corrupt or missing) or with a header it cannot read (archive/heal.py ``stored_copies``: a header read
-    each, where ``has`` was a stat each). A sender asks before it sends: its bytes of such a copy replace it."""
+    found them corrupt or missing) or, with ``read_headers``, with a header it cannot read (archive/heal.py
+    ``stored_copies``: a header read each, where ``has`` is a stat each). A sender asks before it sends: its bytes
+    of such a copy replace it. A caller that may not push sends nothing, so it is answered from stats alone
+    (``read_headers`` False): an anonymous client's question costs what it did before headers were read."""
     ids = list(object_ids)
-    have = set(stored_copies(archive, ids, record=False).good)
+    if read_headers:
+        have = set(stored_copies(archive, ids, record=False).good)
+    else:
+        present = [oid for oid in ids if archive.store.has(oid)]
+        damaged = damaged_among(archive, present)
+        have = {oid for oid in present if oid not in damaged}
     return [oid for oid in ids if oid not in have]
 
 

@@ -9,6 +9,7 @@ The server's catalog runs on SQLite and PostgreSQL (``database_url``); the prima
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from transferkit import Home, Server, make_home, trusted_by_server
 
 from modelarc.archive.access import PolicyWanted, apply_policies, effective_policy, policy_state
 from modelarc.archive.tokens import create_token, token_principal
-from modelarc.errors import PolicyLooseningError
+from modelarc.errors import PolicyLooseningError, UsageError
 from modelarc.storage import ObjectId
 from modelarc.storage.objectformat import unpack_header
 
@@ -197,6 +198,38 @@ def test_a_push_token_may_tighten_never_loosen_at_any_date(server: Server, tmp_p
     assert read.status_code == 403
     assert httpx.put(f"{server.url}/v1/access/acme/later", json={"policies": []}).status_code == 401
     assert effective_policy(server.archive, "acme/later").level == "restricted"
+    # one snapshot named twice, by its id and by a prefix of it: refused whole, nothing written twice
+    try:
+        put(
+            PolicyWanted(str(snap.digest), "restricted", "one", None, ("*.json",)),
+            PolicyWanted(str(snap.digest)[:20], "restricted", "two", None, ("*.json", "*.txt")),
+        )
+    except UsageError as exc:
+        assert "named more than once" in str(exc)
+    else:
+        raise AssertionError("one snapshot's override was set twice in one request")
+    # the body is bounded before it is parsed (parsed on the event loop: a 16 MiB list of {} held the server ~4 s)
+    huge = b'{"policies": [' + b",".join([b"{}"] * 600_000) + b"]}"
+    answer = httpx.put(
+        f"{server.url}/v1/access/acme/later",
+        content=huge,
+        headers={"Authorization": f"Bearer {server.push_token}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413
+
+
+def test_a_mirror_sends_a_models_policies_in_parts_the_server_accepts() -> None:
+    """Many overrides with long reasons and withheld-file patterns: every part within the server's body bound."""
+    from modelarc.api.access import MAX_POLICIES_BODY
+    from modelarc.archive.remote.mirror import POLICY_BATCH, _parts
+
+    big = {"level": "gated", "reason": "r" * 4000, "files": [f"{i:03d}" + "x" * 496 for i in range(64)]}
+    wanted = [{**big, "snapshot": f"sha256:{i:064x}"} for i in range(300)] + [{"level": "gated", "reason": "m"}]
+    parts = _parts(wanted)
+    assert [doc for part in parts for doc in part] == wanted  # all of them, in order
+    for part in parts:
+        assert 0 < len(part) <= POLICY_BATCH
+        assert len(json.dumps({"policies": part}).encode()) < MAX_POLICIES_BODY
 
 
 def _family(tmp_path: Path) -> tuple[Path, Path]:
