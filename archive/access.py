@@ -610,6 +610,7 @@ def change_policy(
     actor = archive.settings.actor
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
+        access_rows.lock_policies(s, found.row_id)  # after a change in flight: `before` is what it left
         snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
         covered = [snap] if snap is not None else q.list_snapshots(s, found)
         before = _levels(s, model, found.row_id, covered, now)
@@ -750,6 +751,9 @@ def apply_policies(
     changed: list[PolicyChanged] = []
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
+        # judged against what holds once any change in flight is committed (an `access set` meanwhile): the rows
+        # read below are read after this lock, and the ones written here are the newest when it is released
+        access_rows.lock_policies(s, found.row_id)
         snaps = {w.snapshot: _snapshot_row(s, model, w.snapshot) for w in checked if w.snapshot is not None}
         # by the snapshot each names: a full id and a prefix of it are one snapshot named twice
         if len({snap.row_id for snap in snaps.values()}) < sum(1 for w in checked if w.snapshot is not None):

@@ -173,6 +173,14 @@ def add_policy(
     s.flush()
 
 
+def lock_policies(s: Session, model_id: int) -> None:
+    """Policy changes to one model take turns: a row lock on the model until the transaction ends (PostgreSQL;
+    SQLite has one writer at a time). A change judged against the policy that holds (a push token may only tighten
+    one: archive/access.py ``apply_policies``) reads it after taking the lock, so an ``access set`` committed
+    meanwhile is judged, never overwritten by a row written on what held before it."""
+    s.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+
+
 def current_policies(
     s: Session, model_ids: Iterable[int] | None = None, snapshot_row_ids: Iterable[int] = ()
 ) -> list[PolicyRecord]:
