@@ -10,9 +10,15 @@ child's ``created_at``: true for all but those added later, whose real time the 
 audit log's ``lineage_added`` entry has it); for them ``--as-of`` answers as if the edge had been there from the
 child's first recording, as it always did. A catalog rebuilt from the store's records (``rebuild-catalog``) dates
 every edge from the record that added it.
+
+The column defaults to the time of the insert (UTC) in the database itself: a server of the version before this
+one, still running while another process migrates a shared catalog, writes edges without it; with the default
+its commits go on (dated when written), where NOT NULL alone failed every commit that recorded lineage.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,8 +37,14 @@ def upgrade() -> None:
         "UPDATE lineage SET created_at = (SELECT snapshots.created_at FROM snapshots"
         " WHERE snapshots.id = lineage.child_id)"
     )
-    with op.batch_alter_table("lineage") as batch:
-        batch.alter_column("created_at", existing_type=sa.DateTime(), nullable=False)
+    # the catalog's times are naive UTC: SQLite's CURRENT_TIMESTAMP is UTC; PostgreSQL's is the session's zone
+    utc_now = "CURRENT_TIMESTAMP" if op.get_bind().dialect.name == "sqlite" else "(now() AT TIME ZONE 'utc')"
+    with warnings.catch_warnings():  # SQLite copies the table: reflection cannot read an expression index
+        warnings.filterwarnings("ignore", message="Skipped unsupported reflection")
+        with op.batch_alter_table("lineage") as batch:
+            batch.alter_column(
+                "created_at", existing_type=sa.DateTime(), nullable=False, server_default=sa.text(utc_now)
+            )
 
 
 def downgrade() -> None:

@@ -70,3 +70,34 @@ def test_0023_downgrades_and_upgrades_again(empty_database_url: str) -> None:
         assert current_revision(catalog.engine) == head_revision()
     finally:
         catalog.dispose()
+
+
+def test_an_edge_written_without_a_date_is_dated_when_written(empty_database_url: str) -> None:
+    """A server of the version before 0023, still running while a shared catalog is migrated, inserts edges with
+    no ``created_at``: the column's default dates them (UTC) instead of failing its commit."""
+    catalog = Catalog(empty_database_url)
+    try:
+        before = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0) - dt.timedelta(seconds=1)
+        with catalog.engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO models (id, namespace, name, created_at) VALUES (1, 'acme', 'm', :at)"),
+                {"at": before},
+            )
+            for sid in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO snapshots (id, model_id, digest, created_at, logical_bytes, stored_bytes_added,"
+                        " file_count, tensor_count, parameter_count, dtypes, architecture)"
+                        " VALUES (:id, 1, :digest, :at, 1, 0, 1, 1, 1, '{}', '{}')"
+                    ),
+                    {"id": sid, "digest": f"sha256:{sid:064x}", "at": before},
+                )
+            conn.execute(
+                text("INSERT INTO lineage (child_id, parent_id, relation) VALUES (2, 1, 'finetune')")
+            )
+            (at,) = conn.execute(text("SELECT created_at FROM lineage")).one()
+        at = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(at)
+        after = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
+        assert before <= at.replace(tzinfo=None) <= after  # UTC, as every time in the catalog
+    finally:
+        catalog.dispose()
