@@ -329,7 +329,8 @@ HTTP_ERRORS: tuple[tuple[type[ModelarcError], int, str], ...] = (
     (SnapshotNotFoundError, 404, "SnapshotNotFound"),
     (NotFoundError, 404, "NotFound"),
     (PayloadTooLargeError, 413, "PayloadTooLarge"),
-    (LineageCycleError, 409, "LineageCycle"),  # a new snapshot whose declared parent descends from it
+    # a new snapshot whose declared parent descends from it (LineageCycleError) is a ProvenanceConflict on the wire: a
+    # code of its own would reach an older client as an unknown 409, which it reads as MissingObjects (it did)
     (ProvenanceConflictError, 409, "ProvenanceConflict"),  # a re-push restating a recorded snapshot's provenance
     (ModelNameClashError, 409, "ModelNameClash"),  # a new model named like an existing one but for case
     (AccessNotRequestableError, 409, "AccessNotRequestable"),  # an access request for a model that is not gated

@@ -14,6 +14,8 @@ from modelarc.archive.remote.config import Remote
 from modelarc.archive.repository import Archive
 from modelarc.errors import (
     HTTP_ERRORS,
+    LineageCycleError,
+    ProvenanceConflictError,
     ModelNotFoundError,
     TagNotFoundError,
     WithdrawnError,
@@ -21,6 +23,14 @@ from modelarc.errors import (
     http_error,
 )
 from modelarc.registry.refs import Ref
+
+
+def test_a_lineage_cycle_travels_as_a_provenance_conflict() -> None:
+    """A code of its own reached clients older than the cycle rule as an unknown 409, which they read as
+    MissingObjects ("a malformed list of missing objects", and an old mirror sync stopped there): a client of any
+    version knows ProvenanceConflict, and the message names the cycle."""
+    assert http_error(LineageCycleError("a cycle")) == (409, "ProvenanceConflict")
+    assert error_class("ProvenanceConflict") is ProvenanceConflictError
 
 
 def test_every_entry_round_trips_and_codes_are_unique() -> None:
