@@ -15,8 +15,8 @@ from modelarc.archive.repository import Archive
 from modelarc.errors import (
     HTTP_ERRORS,
     LineageCycleError,
-    ProvenanceConflictError,
     ModelNotFoundError,
+    ProvenanceConflictError,
     TagNotFoundError,
     WithdrawnError,
     error_class,
