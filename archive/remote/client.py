@@ -218,6 +218,14 @@ class RemoteArchive:
             raise PolicyLooseningError(f"{where}: {detail}")
         if status in (401, 403):
             raise RemoteAuthError(f"{where} refused {method} {path}: {detail}")
+        if status == 405 and method == "PUT" and path.startswith("/v1/access/"):
+            # a server older than policy sync: what it withholds stays what each snapshot brought it, so the sync
+            # fails for every model whose policies differ until it is upgraded; say so, not "Method Not Allowed"
+            raise RemoteError(
+                f"{where} runs a modelarc too old to take access policies (no PUT /v1/access): upgrade it; until "
+                "then it keeps the policies each snapshot brought it, and mirror sync fails for every model whose "
+                "policies differ"
+            )
         cls = error_class(code) or _CLASS_BY_STATUS.get(status)
         if cls is MissingObjectsError:
             if not isinstance(body, dict):

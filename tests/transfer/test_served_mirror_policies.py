@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 from finetunes import LIGHT, write_family
+from hostilekit import RewritingProxy, serve_proxy
 from modelfactory import tiny_tensors, write_model
 from transferkit import Home, Server, make_home, trusted_by_server
 
@@ -286,3 +287,26 @@ def test_a_public_fine_tune_of_a_gated_parent_goes_with_push_remote(server: Serv
     alice("push", "acme/closed:v1", "--remote", "m2")
     alice("push", "acme/pubft:v1", "--remote", "m2")
     _arrived_on_their_own(server)
+
+
+def test_a_mirror_too_old_for_policies_is_named_as_such(server: Server, tmp_path: Path) -> None:
+    """A served mirror of a modelarc before policy sync answers PUT /v1/access with 405 (played here by a proxy in
+    front of a real server): the sync fails for that model, saying the mirror must be upgraded, not "Method Not
+    Allowed"; its snapshots still go."""
+
+    def older(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if method == "PUT" and path.startswith("/v1/access/"):
+            return 405, {"content-type": "application/json"}, b'{"detail":"Method Not Allowed"}'
+        return status, headers, body
+
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "later"), "acme/later:v1")
+    alice("access", "set", "acme/later", "gated", "--reason", "accept the licence")
+    with serve_proxy(RewritingProxy(server.url, rewrite=older)) as url:
+        alice("remote", "add", "m2", url, "--token", server.push_token, "--no-trust-keys")
+        alice("mirror", "add", "served", "remote:m2")
+        failed = alice("mirror", "sync", ok=False)
+    assert "too old to take access policies" in failed.stdout and "upgrade it" in failed.stdout
+    assert "Method Not Allowed" not in failed.stdout + failed.stderr
+    assert server.archive.resolve("acme/later:v1")  # the snapshot went
