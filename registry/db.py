@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import NullPool
 
 import modelarc.migrations
-from modelarc.errors import CatalogReadOnlyError, CatalogValueError, ModelarcError, UsageError
+from modelarc.errors import (
+    CatalogReadOnlyError,
+    CatalogValueError,
+    ModelarcError,
+    UnsupportedFormatError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -193,6 +199,19 @@ def savepoint(s: Session) -> Iterator[None]:
         raise CatalogValueError(f"the catalog cannot hold it ({type(orig).__name__}: {said})") from None
 
 
+def _refuse_newer(current: str | None, head: str | None, where: str) -> None:
+    """A catalog a newer modelarc migrated is refused in one line: Alembic, asked to upgrade from a revision it
+    has no file for, raised a traceback on every command (and nothing here may downgrade another version's
+    schema)."""
+    if current is None or head is None:
+        return
+    if not (len(current) == len(head) == 4 and current.isdigit()) or current > head:
+        raise UnsupportedFormatError(
+            f"the catalog database {where} is at schema revision {current}, which this modelarc does not know (it "
+            f"knows up to {head}): a newer modelarc migrated it; use that version or a later one"
+        )
+
+
 _MIGRATE_ATTEMPTS = 20  # tries at a new catalog another process is migrating (about 10 s in all)
 
 
@@ -204,7 +223,8 @@ class Catalog:
         self.engine = make_engine(url)
         for attempt in range(_MIGRATE_ATTEMPTS):
             try:
-                if migrate and current_revision(self.engine) != head_revision():
+                if migrate and (current := current_revision(self.engine)) != (head := head_revision()):
+                    _refuse_newer(current, head, self.where)
                     upgrade(self.engine)
                 break
             # OperationalError (no server, no such folder) and the rest: a file that is not an SQLite database
