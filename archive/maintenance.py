@@ -76,6 +76,14 @@ class FsckReport:
     # object id -> how its stored header (codec, delta base) differs from its catalog row (read_data only): gc keeps
     # bases by the catalog, so such a delta can lose its base (archive/stored_encoding.py; `repair --read-data`)
     mismatched: dict[str, str] = field(default_factory=dict)
+    # catalog records in the store (records/) that a rebuild would replay to another catalog, one line each as
+    # `upgrade` names them (archive/upgrade.py ``record_findings``). Contradicted: it states otherwise than the
+    # catalog about something the catalog holds (a withdrawal of a live snapshot, other provenance, another time):
+    # fsck fails (exit 5), as a rebuild would not bring this catalog back. Not in catalog: a change the catalog
+    # never had, most often an interrupted command's (stopped between its record and its commit), which a rebuild
+    # would make: a warning, as that is no damage
+    records_contradicted: list[str] = field(default_factory=list)
+    records_not_in_catalog: list[str] = field(default_factory=list)
 
     @property
     def damage_found(self) -> bool:
@@ -83,7 +91,7 @@ class FsckReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.damage_found or self.unsupported or self.mismatched)
+        return not (self.damage_found or self.unsupported or self.mismatched or self.records_contradicted)
 
 
 @dataclass(frozen=True)
@@ -237,6 +245,11 @@ def fsck(archive: Archive, progress: Progress | None = None, *, read_data: bool 
     report.broken_snapshots = sorted(broken)
     report.stray.sort()
     report.temp_files = archive.store.temp_count()
+    from modelarc.archive.upgrade import record_findings  # (its imports cost a plain fsck nothing until here)
+
+    findings = record_findings(archive)
+    report.records_contradicted = list(findings.contradicted)
+    report.records_not_in_catalog = list(findings.not_in_catalog)
     return report
 
 

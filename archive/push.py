@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelarc.archive.catalog.units import human_bytes
 from modelarc.archive.deltas import DeltaBases, base_closure, check_renamed_tensors, delta_bases
 from modelarc.archive.formats.describe import parameter_counts
 from modelarc.archive.heal import known_damaged, read_back, record_healed
@@ -38,7 +39,7 @@ from modelarc.errors import (
     UsageError,
 )
 from modelarc.registry import queries as q
-from modelarc.registry.recording import NewSignature, SnapshotRecording
+from modelarc.registry.recording import NewSignature, SnapshotRecording, refuse_withdrawn
 from modelarc.registry.records import RELATIONS, NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.storage import ObjectId, ObjectStore, Replacing
@@ -156,6 +157,9 @@ def push_folder(
             check_renamed_tensors(bases, manifest)
         snapshot_id = manifest.snapshot_id
         model_ref = Ref(ref.namespace, ref.name, tag=ref.tag or "latest")
+        # before the manifest and a new bundle: refused here, it writes no more
+        with archive.catalog.session() as s:
+            refuse_withdrawn(s, model_ref, snapshot_id, written=_written_note(result.stored_bytes_added))
         refuse_other_provenance = _provenance_check(stated, stated_parents)
         if refuse_other_provenance is not None:
             with archive.catalog.session() as s:  # before the manifest, bundle and tag: a refusal changes nothing
@@ -194,6 +198,7 @@ def push_folder(
             if refuse_other_provenance is not None:
                 # again in the recording's transaction: the same bytes may have been recorded since the check above
                 refuse_other_provenance(s, model_ref, snapshot_id, stated, stated_parents)
+            # (record_snapshot refuses a withdrawn snapshot again: one may have been withdrawn since the check)
             recorded = record_snapshot(
                 archive.store.backend,
                 s,
@@ -230,6 +235,13 @@ def push_folder(
         healed=tuple(sorted(healed)),
         lineage_refused=tuple(p.label for p in recorded.parents_refused),
     )
+
+
+def _written_note(stored: int) -> str:
+    """What a push refused after reading its files says of the bytes it wrote: no snapshot references them."""
+    if not stored:
+        return ""
+    return f"; the {human_bytes(stored)} this push wrote to the store are unreferenced, and the next gc frees them"
 
 
 def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) -> Callable[..., None] | None:

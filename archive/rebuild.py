@@ -333,6 +333,8 @@ class _Replay:
             # and a snapshot claiming the reverse of a parent another declared while the catalog lacked it, which an
             # older modelarc recorded: it comes back; the edge that would close the cycle is left out (noted)
             refuse_declared_cycles=False,
+            # and a re-push onto a withdrawn snapshot that an older modelarc recorded (a tag moved onto it) too
+            refuse_withdrawn=False,
         )
 
         def write() -> None:

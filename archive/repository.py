@@ -141,6 +141,16 @@ def _make_private_folder(folder: Path) -> None:
     except FileExistsError:
         return
     os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask: a umask of 0277 would leave it unusable
+    # its entry in its parent is durable before anything is stored in it (as the store's own folders are:
+    # storage/local.py); a power loss must not take a new home or store folder with what the catalog lists
+    try:
+        fd = os.open(folder.parent, os.O_RDONLY)
+    except PermissionError:  # a parent this user may enter but not read (mode 0711) cannot be opened to sync
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_if_empty(folders: list[Path]) -> None:

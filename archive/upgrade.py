@@ -90,7 +90,10 @@ class UpgradeReport:
         return dict(self.__dict__)
 
 
-def upgrade(archive: Archive) -> UpgradeReport:
+def upgrade(archive: Archive, *, writing: bool = True) -> UpgradeReport:
+    """See the module docstring. ``writing=False`` writes nothing and logs nothing: the report then names the
+    records the store holds that the catalog contradicts or lacks (``record_findings``), and ``written`` counts
+    what an upgrade would write."""
     with archive.catalog.session() as s:  # first the catalog, then the records (module docstring)
         keys = key_rows.all_keys(s)
         snapshots = history.snapshot_facts(s)
@@ -124,6 +127,9 @@ def upgrade(archive: Archive) -> UpgradeReport:
     ) -> None:
         """``write``, named with ``written`` (its place in the replay) rather than the fact's time; ``also`` adds
         to the same transaction, so that the catalog notes the record and what goes with it together."""
+        report.written[kind] = report.written.get(kind, 0) + 1
+        if not writing:
+            return
         # each record noted as it is written: one killed half-way has noted every record it wrote, which a
         # second run finds covered and does not write again
         with archive.catalog.session() as s:
@@ -138,7 +144,6 @@ def upgrade(archive: Archive) -> UpgradeReport:
             )
             if also is not None:
                 also(s)
-        report.written[kind] = report.written.get(kind, 0) + 1
 
     def state(fact: _Fact) -> None:
         """Write ``fact``'s record unless a record already states it as the catalog does, where a rebuild takes
@@ -347,9 +352,14 @@ def upgrade(archive: Archive) -> UpgradeReport:
             if (what := held.lacks(r))
         ]
     # one line per record, whatever it contradicts (a push's record states its snapshot and its tag move)
+    instead = (
+        "the catalog's own record is written to replay in its stead"
+        if writing
+        else "`modelarc upgrade` writes the catalog's own record to replay in its stead"
+    )
     report.contradicted = [
         f"{key}: {'; '.join(items)}: this contradicts the catalog; move it out of records/ (where a rebuild "
-        "would take it, the catalog's own record is written to replay in its stead)"
+        f"would take it, {instead})"
         for key, items in findings.items()
     ]
     # trust as it is now, where the records (old and new) would replay to another answer
@@ -385,9 +395,26 @@ def upgrade(archive: Archive) -> UpgradeReport:
                     q.audit(s, fallback_actor, action, fingerprint, at=now, recorded_by="upgrade")
 
                 write_named("key", now, fallback_actor, now, key_fields(key), also=log_it)
-    with archive.catalog.session() as s:
-        q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
+    if writing:
+        with archive.catalog.session() as s:
+            q.audit(s, fallback_actor, "upgrade", "catalog", records_written=report.written)
     return report
+
+
+@dataclass(frozen=True)
+class RecordFindings:
+    """The store's catalog records that a rebuild would replay to another catalog than this one, as ``upgrade``
+    names them (one line each, saying what to do): ``fsck`` reports them without writing anything."""
+
+    contradicted: tuple[str, ...]
+    not_in_catalog: tuple[str, ...]
+
+
+def record_findings(archive: Archive) -> RecordFindings:
+    """``upgrade``'s classification of the records in the store, read-only: the same code, so that ``fsck`` and
+    ``upgrade`` never disagree on which record is NOT IN CATALOG or CONTRADICTED."""
+    report = upgrade(archive, writing=False)
+    return RecordFindings(tuple(report.contradicted), tuple(report.not_in_catalog))
 
 
 @dataclass(frozen=True)
@@ -428,7 +455,19 @@ class _Held:
             if r.kind in ("snapshot", "tag"):  # a push's record moves its tag too
                 if not b.get("tag") or self._tag_held(b["model"], b["tag"], b["snapshot"], r.at):
                     return None
-                return f"tag {b['model']}:{b['tag']} -> {b['snapshot']} at {when}"
+                move = f"tag {b['model']}:{b['tag']} -> {b['snapshot']} at {when}"
+                # the same move committed later: most likely this attempt was stopped before its commit and run
+                # again. Still named: a rebuild would date the move here, where the catalog's history does not
+                # have it (an --as-of between the two times would answer otherwise), and a record that only names
+                # the same move covers nothing (module docstring)
+                later = self._next_move(b["model"], b["tag"], r.at)
+                if later is not None and later[1] == b["snapshot"]:
+                    move += (
+                        f" (the catalog holds the same move later, at {format_time(later[0])}: likely an attempt "
+                        "stopped before its commit and run again; a rebuild would date the move at this record's "
+                        "time instead)"
+                    )
+                return move
             identity = _identity(r)
             if identity is None or identity in self.facts:
                 return None
@@ -452,6 +491,10 @@ class _Held:
         except (KeyError, TypeError, AttributeError):  # a missing field, or a list where a name belongs
             return None
         return None
+
+    def _next_move(self, model: str, tag: str, at: dt.datetime) -> tuple[dt.datetime, str] | None:
+        """The catalog's first move of ``tag`` after ``at``: (time, snapshot)."""
+        return next(((moved, to) for moved, to in self.tags.get((model, tag), []) if moved > at), None)
 
     def _tag_held(self, model: str, tag: str, snapshot: str, at: dt.datetime) -> bool:
         """Whether the catalog holds this move of ``tag``, or had the tag there already (a move to where it

@@ -267,6 +267,21 @@ def withdrawn_with_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
     )
 
 
+def withdrawn_in_model(s: Session, namespace: str, name: str, digest: SnapshotId) -> SnapshotRecord | None:
+    """The snapshot ``digest`` of model ``namespace/name`` if that model holds it withdrawn, else None."""
+    row = s.scalar(
+        select(Snapshot)
+        .join(Model, Model.id == Snapshot.model_id)
+        .where(
+            Model.namespace == namespace,
+            Model.name == name,
+            Snapshot.digest == digest,
+            Snapshot.tombstoned_at.is_not(None),
+        )
+    )
+    return None if row is None else snapshot_record(row)
+
+
 def known_object_ids(s: Session, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the catalog already has rows for (queried in batches to stay under bind limits)."""
     wanted = list(ids)

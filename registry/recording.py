@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelarc.errors import LineageCycleError, NotFoundError, SigningKeyError
+from modelarc.errors import LineageCycleError, NotFoundError, SigningKeyError, WithdrawnError
 from modelarc.registry import lineage_queries as lq
 from modelarc.registry import queries as q
 from modelarc.registry.leases import release_leases
@@ -58,6 +58,10 @@ class SnapshotRecording:
     # when it happened: every row it adds carries this time (default now). A catalog rebuilt from the store's
     # records (archive/rebuild.py) passes the original time, so the rebuilt rows say what the lost ones said.
     at: dt.datetime | None = None
+    # a recording of a snapshot this model holds withdrawn is refused (``WithdrawnError``: ``refuse_withdrawn``),
+    # except in a rebuilt catalog: an older modelarc recorded such re-pushes (a tag moved onto the withdrawn
+    # snapshot), and the records say what the archive held
+    refuse_withdrawn: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class RecordedSnapshot:
 
 def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     """Record ``r`` in the caller's session (one transaction); see the module docstring."""
+    if r.refuse_withdrawn:
+        refuse_withdrawn(s, r.model, r.snapshot.digest)
     at = r.at or utcnow()
     q.record_objects(s, r.objects)
     model = q.get_or_create_model(
@@ -153,6 +159,23 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
         parents_unrecorded=tuple(unrecorded),
         parents_added=tuple(added),
         parents_refused=tuple(refused),
+    )
+
+
+def refuse_withdrawn(s: Session, model: Ref, digest: SnapshotId, *, written: str = "") -> None:
+    """Raise ``WithdrawnError`` when ``model`` holds snapshot ``digest`` withdrawn: a push or commit of the same
+    files would otherwise "succeed" as an unchanged snapshot, moving a tag onto a snapshot every pull refuses,
+    while the withdrawal keeps the weights it just wrote unreferenced (the next gc frees them). No record undoes a
+    withdrawal (docs/FORMAT.md, Catalog records), so nothing brings it back; the same files under another name
+    are a new snapshot. ``written`` is what the caller says of the bytes it wrote already."""
+    gone = q.withdrawn_in_model(s, model.namespace, model.name, digest)
+    if gone is None:
+        return
+    at = gone.tombstoned_at
+    when = f" on {at:%Y-%m-%d}" if at is not None else ""
+    raise WithdrawnError(
+        f"the files are those of {gone.model}@{gone.digest}, withdrawn{when}: {gone.tombstone_reason}; a withdrawn "
+        f"snapshot is not archived again (nothing recorded, no tag moved){written}"
     )
 
 

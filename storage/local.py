@@ -28,7 +28,9 @@ class LocalBackend:
 
     Directory fsyncs after renames are deferred to ``sync()`` (called once per push before the catalog commits):
     an object is durable when both its file and its directory entry have reached the disk, and one directory sync
-    per fan-out directory per push is far cheaper than one per object.
+    per fan-out directory per push is far cheaper than one per object. A folder a write creates (``objects/``,
+    ``objects/XX``, ``records/``, ``tmp/``) is an entry in its parent like any file: the parent of each is synced
+    too (once, when the folder is made), or a power loss could take the folder, and every object in it, with it.
     """
 
     concurrency = 1
@@ -39,7 +41,8 @@ class LocalBackend:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
         if create:
-            self.tmp.mkdir(parents=True, exist_ok=True)
+            for parent in _make_folders(self.tmp):
+                _fsync_dir(parent)
         elif not self.root.is_dir():
             raise StoreAccessError(
                 f"no store at {self.root}: not a folder (run `modelarc init` to create one)"
@@ -67,10 +70,13 @@ class LocalBackend:
         final = self._path(key)
         if final.exists():
             return
-        final.parent.mkdir(parents=True, exist_ok=True)
+        made = [] if final.parent.is_dir() else _make_folders(final.parent)
         if not self._tmp_ready:
-            self.tmp.mkdir(exist_ok=True)
+            made += _make_folders(self.tmp)
             self._tmp_ready = True
+        if made:  # synced with the renames, before any caller's catalog names what is in them
+            with self._lock:
+                self._dirty.update(made)
         tmp = self.tmp / f"{final.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -364,6 +370,26 @@ class _Staging:
 
 _STAGING = _Staging()
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing ancestors (as ``mkdir(parents=True)``); the parents whose entries that
+    changed, to be fsynced. A folder another writer made meanwhile counts too: its maker may not have synced its
+    parent yet when this writer's catalog commit names what it puts there."""
+    missing = []
+    here = folder
+    while not here.is_dir() and here.parent != here:
+        missing.append(here)
+        here = here.parent
+    parents = []
+    for made in reversed(missing):
+        try:
+            made.mkdir()
+        except FileExistsError:
+            if not made.is_dir():  # a file where the folder belongs: as mkdir(parents=True, exist_ok=True) says
+                raise
+        parents.append(made.parent)
+    return parents
 
 
 def _fsync_dir(path: Path) -> None:

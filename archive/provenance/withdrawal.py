@@ -23,12 +23,14 @@ from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.runtime.cache import purge_snapshot
 from modelarc.archive.weights import weight_object_ids
-from modelarc.errors import LockedError, UsageError
+from modelarc.errors import LockedError, ModelarcError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.leases import drop_presence_leases
-from modelarc.registry.refs import SnapshotId
+from modelarc.registry.refs import Ref, SnapshotId
 from modelarc.registry.snapshots import SnapshotRecord, withdraw_snapshot
+from modelarc.storage import ObjectId
+from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -50,16 +52,20 @@ class WithdrawResult:
     cache_removed: tuple[str, ...] = ()
     cache_bytes_freed: int = 0
     cache_left: tuple[str, ...] = ()
+    # a re-run of ``rm`` on a snapshot already withdrawn (on ``withdrawn_at``) that finished that withdrawal's
+    # deletion, cut short by a kill or by a push holding the store: ``reason`` is the withdrawal's own
+    finished: bool = False
+    withdrawn_at: str | None = None
 
 
-def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
-    if not reason or not reason.strip():
-        raise UsageError("a reason is required: modelarc rm REF --reason TEXT")
+def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawResult:
+    """Withdraw ``ref_text`` for ``reason``; on a snapshot already withdrawn, finish that withdrawal instead
+    (``finish_withdrawal``: no reason needed, and one given is not recorded)."""
     ref, snap = archive.resolve(ref_text)
     if snap.tombstoned_at is not None:
-        raise UsageError(
-            f"{ref} was already withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}"
-        )
+        return finish_withdrawal(archive, ref, snap)
+    if not reason or not reason.strip():
+        raise UsageError("a reason is required: modelarc rm REF --reason TEXT")
     manifest = archive.manifest(snap)
     actor = archive.settings.actor
     with archive.catalog.session() as s:
@@ -95,6 +101,56 @@ def withdraw(archive: Archive, ref_text: str, reason: str) -> WithdrawResult:
         cache_bytes_freed=purged.bytes_freed,
         cache_left=tuple(f"{p} ({why})" for p, why in purged.left),
     )
+
+
+def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> WithdrawResult:
+    """``rm`` again on a withdrawn snapshot: delete what its withdrawal released that is still stored and no
+    snapshot uses, and its load-cache copies. The withdrawal is committed (catalog row and record) before anything
+    is deleted, so a kill or a push holding the store lock leaves its weights on disk; README promises that running
+    ``rm`` again finishes the work, as ``gc`` does. The withdrawal keeps its first reason and date; nothing new is
+    recorded. With nothing left to free it is the user's mistake (another snapshot meant?), said as before."""
+    manifest = archive.manifest(snap)
+    with archive.catalog.session() as s:
+        # the bases its delta objects kept were released with the weights: those rows are gone, so the weights'
+        # own headers name them (a base still stored and unused then goes too, as the first run would have done)
+        candidates = weight_object_ids(manifest) | q.base_object_ids(s, snap.row_id)
+        stored = {oid for oid in candidates if archive.store.has(ObjectId(oid))}
+        bases = {info.delta_base for info in _infos(archive, stored) if info.delta_base}
+        candidates = stored | {b for b in bases if archive.store.has(ObjectId(b))}
+        pending = candidates - q.objects_in_use(s, candidates)
+    purged = purge_snapshot(archive.settings, snap.digest)
+    withdrawn = f"{ref} was already withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}"
+    if not pending and not purged.removed and not purged.left:
+        raise UsageError(f"{withdrawn} (nothing of its weights is left to free)")
+    deleted, freed, deferred = _delete_unreferenced(archive, pending) if pending else (0, 0, False)
+    with archive.catalog.session() as s:
+        kept = len(q.kept_as_bases(s, pending))
+    return WithdrawResult(
+        str(ref),
+        snap.digest,
+        snap.tombstone_reason or "",
+        len(pending),
+        deleted,
+        freed,
+        deferred,
+        kept,
+        cache_removed=tuple(str(p) for p in purged.removed),
+        cache_bytes_freed=purged.bytes_freed,
+        cache_left=tuple(f"{p} ({why})" for p, why in purged.left),
+        finished=True,
+        withdrawn_at=snap.tombstoned_at.isoformat() if snap.tombstoned_at else None,
+    )
+
+
+def _infos(archive: Archive, ids: set[str]) -> list[ObjectInfo]:
+    """The stored headers of ``ids``; one that cannot be read names no base (gc frees an unused base later)."""
+    infos = []
+    for oid in sorted(ids):
+        try:
+            infos.append(archive.store.stat(ObjectId(oid)))
+        except ModelarcError:
+            continue
+    return infos
 
 
 def released_objects(s: CatalogSession, snap: SnapshotRecord, manifest: SnapshotManifest) -> set[str]:
@@ -139,8 +195,6 @@ def release_withdrawn_weights(archive: Archive, *, dry_run: bool = False) -> int
     array or an ONNX external-data file of a withdrawn snapshot stayed referenced, so gc kept it for good. A
     rebuild replays the ``withdraw`` record with the current rule and frees them; this does the same without one.
     A withdrawn snapshot whose manifest cannot be read keeps everything (what its weights are is unknown)."""
-    from modelarc.errors import ModelarcError
-
     released_now = 0
     with archive.catalog.session() as s:
         for snap in q.withdrawn_snapshots(s):

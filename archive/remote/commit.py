@@ -40,7 +40,7 @@ from modelarc.errors import (
 )
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
-from modelarc.registry.recording import NewSignature, SnapshotRecording
+from modelarc.registry.recording import NewSignature, SnapshotRecording, refuse_withdrawn
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
 from modelarc.registry.refs import Ref, parse_ref
 from modelarc.registry.snapshots import SnapshotRecord
@@ -77,7 +77,7 @@ def commit_offer(
     ``pusher`` is the token of a push this archive receives (a server; None for a pull, which the local user
     asked for). Its commit is also refused when it names an object the token may neither read here nor uploaded
     itself (``reusable_objects``: ids are public, bytes are not), when the snapshot was withdrawn here (unless
-    the token is an admin's), when it states other provenance than this model already records for it, and when it
+    the token is an admin's, and then only under a model that did not withdraw it), when it states other provenance than this model already records for it, and when it
     would attach training-data manifests to a snapshot the model already holds that another token pushed (unless
     the token is an admin's); a policy it declares applies only to a snapshot the commit adds to the model, never
     to one already there.
@@ -115,6 +115,8 @@ def commit_offer(
         data = data_manifests(archive, offer)
         provenance = parse_provenance(offer.provenance)
         with archive.catalog.session() as s:
+            # the model withdrew it: refused for every pusher and puller alike (registry/recording.py)
+            refuse_withdrawn(s, ref, offer.snapshot)
             known_snapshot = q.digest_recorded(s, offer.snapshot)
             if pusher is not None:
                 _refuse_for_pusher(s, offer, ref, provenance, pusher)
@@ -278,11 +280,13 @@ def _refuse_for_pusher(
     s: CatalogSession, offer: SnapshotOffer, ref: Ref, provenance: Provenance, pusher: Principal
 ) -> None:
     """What a received push may not do that a local push may: bring back weights this archive withdrew, or
-    restate a recorded snapshot's provenance (archive/provenance/repush.py, as a local re-push is refused)."""
+    restate a recorded snapshot's provenance (archive/provenance/repush.py, as a local re-push is refused). An
+    admin may push a withdrawn snapshot's files under another model (a new snapshot, as a local push may), never
+    to the model that withdrew it (``refuse_withdrawn``, for every commit)."""
     if pusher.scope != "admin" and q.digest_withdrawn(s, offer.snapshot):
         raise WithdrawnError(
             f"snapshot {offer.snapshot} was withdrawn from this archive: it cannot be pushed again "
-            "(an administrator of this archive can)"
+            "(an administrator of this archive can, under another model)"
         )
     from modelarc.archive.provenance.repush import refuse_other_provenance
 

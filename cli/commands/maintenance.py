@@ -9,7 +9,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json
 from modelarc.errors import UnsupportedObjectError
 
 if TYPE_CHECKING:
@@ -89,6 +89,10 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             )
         for key in report.stray:
             console.print(f"STRAY    {key} is not an object (no reader uses it; move it out of the store)")
+        for line in report.records_contradicted:
+            console.print(f"RECORD   {line}")
+        for line in report.records_not_in_catalog:
+            echo_warning(f"record not in the catalog (not damage): {line}")
         console.print(
             f"{report.objects_checked} objects listed"
             + (f", {human_bytes(report.bytes_checked)} re-hashed" if read_data else " (bytes not re-read: --read-data)")
@@ -99,14 +103,28 @@ def fsck(archive: Archive, read_data: bool, as_json: bool) -> None:
             f"{report.temp_files} temp files"
             + (f", {len(report.stray)} stray files" if report.stray else "")
             + (f", {len(report.mismatched)} not as the catalog records" if report.mismatched else "")
+            + (
+                f", {len(report.records_contradicted)} records contradicting the catalog"
+                if report.records_contradicted
+                else ""
+            )
+            + (
+                f", {len(report.records_not_in_catalog)} records of changes the catalog lacks"
+                if report.records_not_in_catalog
+                else ""
+            )
         )
         if report.damage_found:
             console.print(f"{len(report.broken_snapshots)} snapshots damaged")
         elif report.mismatched:
             console.print("no damage found; the catalog misdescribes stored objects")
+        elif report.records_contradicted:
+            console.print(
+                "no damage found; records in the store contradict the catalog (a rebuild would not restore it)"
+            )
         else:
             console.print("ok" if report.ok else "no damage found; objects of a newer format need a newer modelarc")
-    if report.damage_found or report.mismatched:
+    if report.damage_found or report.mismatched or report.records_contradicted:
         sys.exit(5)
     if report.unsupported:
         sys.exit(UnsupportedObjectError.exit_code)

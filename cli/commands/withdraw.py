@@ -17,19 +17,33 @@ if TYPE_CHECKING:
 @click.command(name="rm")
 @click.argument("ref")
 @click.option(
-    "--reason", required=True, help="Why it is withdrawn (kept with the record and shown by show/pull/ls)."
+    "--reason",
+    help="Why it is withdrawn (kept with the record and shown by show/pull/ls); required, but for a snapshot "
+    "already withdrawn, whose withdrawal a re-run finishes.",
 )
 @json_option
 @with_archive
-def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
-    """Withdraw REF: free its weights, keep its manifest, hashes, provenance and the reason."""
+def rm(archive: Archive, ref: str, reason: str | None, as_json: bool) -> None:
+    """Withdraw REF: free its weights, keep its manifest, hashes, provenance and the reason. On a snapshot already
+    withdrawn, finish what that withdrawal left (a kill between its record and its deletion)."""
     from modelarc.archive.provenance.withdrawal import withdraw
 
     result = withdraw(archive, ref, reason)
     if as_json:
         emit_json(result)
         return
-    console.print(f"withdrew {result.ref} ({result.snapshot[:19]}): {result.reason}")
+    if result.finished:
+        console.print(
+            f"{result.ref} ({result.snapshot[:19]}) was already withdrawn on {(result.withdrawn_at or '')[:10]}: "
+            f"{result.reason}; finished that interrupted withdrawal"
+            + (
+                ""
+                if reason is None or reason.strip() == result.reason
+                else " (its reason stays; the new one is not recorded)"
+            )
+        )
+    else:
+        console.print(f"withdrew {result.ref} ({result.snapshot[:19]}): {result.reason}")
     if result.deferred_to_gc:
         console.print(
             f"{result.objects_released} weight objects released; a push is running, `modelarc gc` frees them"
@@ -37,8 +51,9 @@ def rm(archive: Archive, ref: str, reason: str, as_json: bool) -> None:
     else:
         rest = result.objects_released - result.objects_deleted  # only other snapshots' uses keep one now
         shared = f"; the other {rest} are used by other snapshots" if rest else ""
+        released = "it released were still stored" if result.finished else "released"
         console.print(
-            f"{result.objects_released} weight objects released, {result.objects_deleted} deleted "
+            f"{result.objects_released} weight objects {released}, {result.objects_deleted} deleted "
             f"({human_bytes(result.bytes_freed)} freed{shared})"
         )
     if result.kept_as_bases:

@@ -7,6 +7,8 @@ from pathlib import Path
 from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
 
+from modelarc.archive.repository import Archive
+
 
 def _object_count(home: Path) -> int:
     return sum(1 for p in (home / "store" / "objects").rglob("*") if p.is_file())
@@ -48,9 +50,51 @@ def test_rm_keeps_objects_shared_with_other_snapshots(arc, tmp_path: Path) -> No
 def test_rm_needs_a_reason_and_a_live_snapshot(arc, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m", tiny_tensors(seed=3)), "acme/tiny:v1")
     assert "reason" in arc.fail("rm", "acme/tiny:v1", "--reason", "  ").stderr
+    assert "reason" in arc.fail("rm", "acme/tiny:v1").stderr
     arc("rm", "acme/tiny:v1", "--reason", "bad weights")
-    assert "already withdrawn" in arc.fail("rm", "acme/tiny:v1", "--reason", "again").stderr
+    err = arc.fail("rm", "acme/tiny:v1", "--reason", "again").stderr
+    assert "already withdrawn" in err and "bad weights" in err, err
+    assert "nothing of its weights is left" in err, err
     assert "no model" in arc.fail("rm", "acme/none:v1", "--reason", "x").stderr
+
+
+def test_rm_again_finishes_a_withdrawal_whose_deletion_did_not_run(arc, tmp_path: Path, monkeypatch) -> None:
+    """`rm` commits the withdrawal (catalog row and record) before it deletes; a kill between them, or a push
+    holding the store then, leaves the freed weights on disk. README: running it again finishes the work. The
+    state is made here by a push holding the store (rm defers the deletion, as after a kill: tombstoned, nothing
+    deleted); /tmp/crash-probe/rm_tomb.py makes the same state with SIGKILL."""
+    arc("push", write_model(tmp_path / "m", tiny_tensors(seed=4)), "acme/tiny:v1")
+    before = _object_count(arc.home)
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive, archive.lock(exclusive=False, purpose="push"):
+        first = arc.json("rm", "acme/tiny:v1", "--reason", "bad weights")
+    assert first["deferred_to_gc"] and first["objects_deleted"] == 0 and first["objects_released"] > 0
+    assert _object_count(arc.home) == before  # withdrawn, but its weights still on disk
+
+    again = arc("rm", "acme/tiny:v1")  # no reason needed: the withdrawal has one
+    assert again.exit_code == 0, again.output
+    assert "already withdrawn" in again.stdout and "finished that interrupted withdrawal" in again.stdout
+    assert "bad weights" in again.stdout
+    assert _object_count(arc.home) == before - first["objects_released"]
+    shown = arc.json("show", "acme/tiny:v1")["withdrawn"]
+    assert shown["reason"] == "bad weights"  # the withdrawal keeps its first reason and date
+    assert [e["action"] for e in arc.json("audit", "--action", "tombstone")] == ["tombstone"]  # recorded once
+    assert arc.json("gc")["objects_removed"] == 0  # nothing left for gc
+    assert arc.json("fsck")["ok"]
+    err = arc.fail("rm", "acme/tiny:v1", "--reason", "again").stderr  # done now: the old answer
+    assert "already withdrawn" in err and "nothing of its weights is left" in err, err
+
+
+def test_rm_again_keeps_weights_another_snapshot_uses(arc, tmp_path: Path, monkeypatch) -> None:
+    """A re-run deletes only what no snapshot uses, like the first run."""
+    src = write_model(tmp_path / "m", tiny_tensors(seed=5))
+    arc("push", src, "acme/a:v1")
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    with Archive.open(arc.home) as archive, archive.lock(exclusive=False, purpose="push"):
+        arc("rm", "acme/a:v1", "--reason", "duplicate")
+    arc("push", src, "acme/b:v1")  # the same weights, now used by b
+    assert "nothing of its weights is left" in arc.fail("rm", "acme/a:v1").stderr
+    arc("pull", "acme/b:v1", tmp_path / "out")
 
 
 def test_audit_log_records_push_tag_and_tombstone(arc, tmp_path: Path) -> None:

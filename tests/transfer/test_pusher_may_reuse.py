@@ -202,3 +202,29 @@ def test_a_models_access_answer_lists_its_snapshots_own_policies(server: Server,
         (snap.digest, "restricted", "withheld for review")
     ]
     assert "set_by" not in doc["snapshots"][0]
+
+
+def test_an_admin_push_to_the_model_that_withdrew_the_snapshot_is_refused(
+    server: Server, tmp_path: Path
+) -> None:
+    """An admin may push a withdrawn snapshot's files under another model (a new snapshot), but a push to the model
+    that withdrew it used to move the tag onto the withdrawn snapshot and report success, while every pull of that
+    tag failed and the next gc freed the weights sent: refused (410 Withdrawn) with nothing recorded."""
+    from modelarc.archive.tokens import create_token
+
+    admin = create_token(server.archive, "admin", "ci-admin").token
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("remote", "add", "origin", server.url, "--token", admin)
+    alice("push", write_model(tmp_path / "m", tensors=_weights(8)), "acme/old:v1")
+    alice("push", "acme/old:v1", "--remote", "origin")
+    withdraw(server.archive, "acme/old:v1", "taken down")
+    alice("tag", "acme/old:v1", "v2")
+    result = alice("push", "acme/old:v2", "--remote", "origin", ok=False)
+    assert result.exit_code == 10, result.output
+    assert "withdrawn" in result.stderr and "taken down" in result.stderr, result.stderr
+    with pytest.raises(NotFoundError):
+        server.archive.resolve("acme/old:v2")
+    alice("push", tmp_path / "m", "alice/kept:v1")
+    alice("push", "alice/kept:v1", "--remote", "origin")  # another model: a new snapshot on the server
+    server.archive.verify("alice/kept:v1")

@@ -1,0 +1,131 @@
+"""`fsck` names the store's catalog records that a rebuild would replay to another catalog, as `upgrade` does (the
+same code: archive/upgrade.py ``record_findings``), without writing anything.
+
+A command killed between writing its record (store/records/) and its commit leaves a record of a change the catalog
+lacks. `upgrade` named it, but `fsck` (even --read-data) said ok. Now a record of a change the catalog lacks is a
+warning (exit 0: an interrupted command's leftover is no damage); a record that contradicts what the catalog holds
+(a withdrawal of a snapshot it holds live, another time or reason) fails fsck with exit 5: a rebuild would not bring
+this catalog back. The interrupted states are made as tests/cli/test_upgrade_not_in_catalog.py makes them: the
+command's own steps in its transaction, which then rolls back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from modelfactory import write_model
+from recordkit import records as _records
+
+from modelarc.archive.provenance.withdrawal import apply_withdrawal, released_objects
+from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.repository import Archive, apply_tag
+from modelarc.registry.refs import parse_ref
+
+ArchiveCli = Any  # tests/cli/conftest.py
+
+
+def _all_records(arc: ArchiveCli) -> set[str]:
+    return {p.name for p in (arc.home / "store" / "records").glob("*")}
+
+
+def _interrupted_tag(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`modelarc tag r/g:v1 stable` stopped between writing its record and its commit."""
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            try:
+                with archive.catalog.session() as s:
+                    at = catalog_time()
+                    moved = apply_tag(s, parse_ref("r/g:v1"), "stable", "tester", at)
+                    write_record(archive.store.backend, s, "tag", at=at, actor="tester", model="r/g",
+                                 tag="stable", snapshot=moved.snapshot, previous=moved.previous)  # fmt: skip
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                pass
+
+
+def _interrupted_rm(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`modelarc rm r/g:v1` stopped between writing its withdraw record and its commit (archive/provenance/
+    withdrawal.py ``withdraw``: the same steps)."""
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            ref, snap = archive.resolve("r/g:v1")
+            manifest = archive.manifest(snap)
+            try:
+                with archive.catalog.session() as s:
+                    at = catalog_time()
+                    released = released_objects(s, snap, manifest)
+                    apply_withdrawal(s, snap, released, "licence", actor="tester", target=str(ref), at=at)
+                    s.flush()
+                    write_record(archive.store.backend, s, "withdraw", at=at, actor="tester", model=snap.model,
+                                 snapshot=snap.digest, ref=str(ref), reason="licence")  # fmt: skip
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                pass
+
+
+@pytest.mark.parametrize("read_data", [False, True])
+def test_fsck_warns_of_the_record_an_interrupted_command_left(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_data: bool
+) -> None:
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    _interrupted_tag(arc, monkeypatch)
+    [record] = [r for r in _records(arc, "tag") if r["tag"] == "stable"]
+    flags = ["--read-data"] if read_data else []
+
+    before = _all_records(arc)
+    checked = arc.json("fsck", *flags)
+    assert _all_records(arc) == before  # fsck writes no record (upgrade would)
+    assert checked["ok"] and checked["records_contradicted"] == [], checked
+    [said] = checked["records_not_in_catalog"]
+    assert said == arc.json("upgrade")["not_in_catalog"][0]  # upgrade's own words
+    assert said.startswith(f"records/{record['name']}: tag r/g:stable -> ")
+    assert "move it out of records/" in said
+    shown = arc("fsck", *flags)  # exit 0: no damage, but said
+    assert f"warning: record not in the catalog (not damage): records/{record['name']}" in shown.stderr
+    assert "records of changes the catalog lacks" in shown.stdout and shown.stdout.rstrip().endswith("ok")
+
+
+def test_a_killed_tag_run_again_is_named_as_an_earlier_attempt_of_the_move(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog holds the same move later: still named (a rebuild would date the move at the killed
+    attempt's time, where the catalog's history has no move), but said to be an earlier attempt of it."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    _interrupted_tag(arc, monkeypatch)
+    arc("tag", "r/g:v1", "stable")  # run again
+    [said] = arc.json("upgrade")["not_in_catalog"]
+    assert "the catalog holds the same move later" in said and "run again" in said, said
+    assert arc.json("fsck")["records_not_in_catalog"] == [said]
+    assert arc("fsck").exit_code == 0
+
+
+def test_fsck_fails_on_a_record_that_contradicts_the_catalog(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A withdraw record of a snapshot the catalog holds live: a rebuild would withdraw it (no record undoes a
+    withdrawal). fsck exits 5 until the record is moved out of records/."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    _interrupted_rm(arc, monkeypatch)
+    [record] = _records(arc, "withdraw")
+
+    before = _all_records(arc)
+    result = arc("fsck", "--json", ok=False)  # --json exits 5 too
+    assert _all_records(arc) == before
+    assert result.exit_code == 5, result.output
+    checked = json.loads(result.stdout)
+    assert not checked["ok"] and checked["records_not_in_catalog"] == []
+    [said] = checked["records_contradicted"]
+    [upgrade_said] = arc.json("upgrade")["contradicted"]
+    assert said.split(": this contradicts")[0] == upgrade_said.split(": this contradicts")[0]
+    assert said.startswith(f"records/{record['name']}: ") and "holds live" in said
+    assert "modelarc upgrade" in said
+    shown = arc("fsck", ok=False)
+    assert shown.exit_code == 5 and f"RECORD   records/{record['name']}" in shown.stdout
+    assert "records in the store contradict the catalog" in shown.stdout
+
+    (arc.home / "store" / "records" / record["name"]).rename(tmp_path / record["name"])  # moved out
+    assert arc.json("fsck")["ok"]
