@@ -20,6 +20,7 @@ from modelarc.errors import (
     ObjectCorruptError,
     ObjectFormatError,
     ObjectMissingError,
+    UnsupportedObjectError,
 )
 from modelarc.storage import ObjectId, ObjectStore
 from modelarc.storage.codecs import (
@@ -551,6 +552,11 @@ def test_any_damage_to_a_stored_delta_gives_an_integrity_error_or_the_right_byte
     try:
         out = ObjectStore.decode_stored(oid, blob, fetch_base=fetch)
     except IntegrityError:
+        return
+    except UnsupportedObjectError:
+        # a flipped format-version or codec byte (bytes 4 and 5 of the header) reads as a newer modelarc's object,
+        # by design not damage (docs/FORMAT.md "Versions"): only those two bytes may say so
+        assert at in (4, 5)
         return
     assert bytes(out) == value
 
