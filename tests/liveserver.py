@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -17,8 +19,10 @@ import uvicorn
 
 from modelarc.api.app import create_app
 from modelarc.archive.repository import Archive
+from modelarc.cli.http_protocol import NoDelayH11Protocol
 
 STARTUP_TIMEOUT = 30.0  # seconds; a loaded CI machine starts uvicorn in well under one
+READY_TIMEOUT = 60.0  # seconds, for `modelarc serve` as a process of its own (imports, archive, workers)
 
 
 class ServerStartError(RuntimeError):
@@ -80,7 +84,9 @@ def serve_app(app: Any, *, port: int | None = None, startup_timeout: float = STA
     answer within ``startup_timeout`` seconds or exits first (a port in use, a failing startup)."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # the protocol `modelarc serve` runs (cli/http_protocol.py): without it every small answer waits 40 ms for an ACK
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=NoDelayH11Protocol)
+    server = uvicorn.Server(config)
     ended: list[BaseException] = []
 
     def run() -> None:
@@ -128,3 +134,40 @@ def _stop(server: uvicorn.Server, thread: threading.Thread) -> None:
     if thread.is_alive():
         server.force_exit = True
         thread.join(timeout=10)
+
+
+class ServedProcess(NamedTuple):
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def serve_process(home: Path, env: dict[str, str], *args: str) -> Iterator[ServedProcess]:
+    """``modelarc serve`` as its own process (as a user starts it); yields its URL and process once /readyz says
+    ready, and stops it when the block ends."""
+    port = free_port()
+    log_path = home.parent / f"{home.name}-serve.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelarc.cli.main", "serve", "--port", str(port), *args],
+        env={**env, "MODELARC_HOME": str(home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server not ready in time"
+            time.sleep(0.1)
+        yield ServedProcess(url, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

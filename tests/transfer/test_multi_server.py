@@ -10,51 +10,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
-from liveserver import free_port
+from liveserver import serve_process
 from modelfactory import big_model, finetune, tiny_tensors, write_model
 from transferkit import files_of, make_home
 
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import create_token
 from modelarc.errors import LockedError
-
-READY_TIMEOUT = 60.0
-
-
-@contextmanager
-def serve_process(home: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """``modelarc serve`` as its own process; yields its URL once /readyz says ready."""
-    port = free_port()
-    log = open(home.parent / f"{home.name}-serve.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelarc.cli.main", "serve", "--port", str(port), *args],
-        env={**env, "MODELARC_HOME": str(home)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            assert proc.poll() is None, (home.parent / f"{home.name}-serve.log").read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def test_two_servers_one_catalog_one_bucket_with_gc_in_a_loop(
@@ -79,8 +45,8 @@ def test_two_servers_one_catalog_one_bucket_with_gc_in_a_loop(
     with ExitStack() as stack:
         # host b runs two uvicorn workers (the app factory of api/asgi.py): three server processes in all
         urls = [
-            stack.enter_context(serve_process(homes[0], env)),
-            stack.enter_context(serve_process(homes[1], env, "--workers", "2")),
+            stack.enter_context(serve_process(homes[0], env)).url,
+            stack.enter_context(serve_process(homes[1], env, "--workers", "2")).url,
         ]
         for client, url in zip(clients, urls, strict=True):
             client("remote", "add", "origin", url, "--token", token)
