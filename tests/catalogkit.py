@@ -4,7 +4,10 @@ store (tests/cli/test_cli_rebuild.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import Connection, Engine
 
 from modelarc.registry.db import Catalog
 
@@ -55,3 +58,25 @@ def downgrade_catalog(url: str, revision: str) -> None:
     finally:
         migrating.dispose()
         engine.dispose()
+
+
+@contextmanager
+def migrated(engine: Engine, revision: str, *, down: bool = False) -> Iterator[Connection]:
+    """Bring the catalog on ``engine`` up (or ``down``) to ``revision`` in one transaction and yield its
+    connection, so the rows a migration test writes or reads next share that transaction. Through ``engine``
+    itself, not the transactional-DDL engine of registry/db.py ``upgrade`` (``downgrade_catalog`` uses that one)."""
+    from alembic import command
+
+    from modelarc.registry.db import alembic_config
+
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+        yield conn
+
+
+def migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    """``migrated`` with nothing more to do in its transaction."""
+    with migrated(engine, revision, down=down):
+        pass

@@ -6,6 +6,7 @@ proxy in front of one. Each lets a test change exactly one claim and see what th
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,8 +70,31 @@ class HostilePusher:
     def commit(self, offer: dict[str, Any]) -> httpx.Response:
         return self.http.post("/v1/transfer/commit", json=offer)
 
+    def commit_restated(self, ref: str, change: Callable[[dict[str, Any]], None]) -> httpx.Response:
+        """Push ``ref`` as it is in the pusher's archive (objects, manifest, signed bundle) with ``change`` made to
+        the offer alone: what a pusher states beside the files (provenance, architecture) is not signed."""
+        _ref, snap = self.archive.resolve(ref)
+        doc = self.archive.manifest(snap).to_json()
+        self.upload_all(doc)
+        offer = self.offer(ref, doc)
+        change(offer)
+        return self.commit(offer)
+
 
 Rewrite = Callable[[str, str, int, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
+
+
+def rewriting_offer(change: Callable[[dict[str, Any]], None]) -> Rewrite:
+    """A remote's rewrite that applies ``change`` to every snapshot offer it serves, and passes the rest."""
+
+    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
+        if "/v1/transfer/snapshots/" in path and status == 200:
+            doc = json.loads(body)
+            change(doc)
+            return status, headers, json.dumps(doc).encode()
+        return status, headers, body
+
+    return rewrite
 
 
 @dataclass

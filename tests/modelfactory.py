@@ -204,14 +204,15 @@ def tiny_gpt2(folder: Path, words: tuple[str, ...] = ("<unk>", "<pad>", "the", "
     return folder
 
 
-def write_gguf_file(path: Path, tensors: dict[str, np.ndarray], arch: str = "llama") -> Path:
-    """A real GGUF v3 file, written by the ``gguf`` package as llama.cpp's converters write one."""
+def write_gguf_file(path: Path, tensors: dict[str, np.ndarray], arch: str = "llama", blocks: int = 1) -> Path:
+    """A real GGUF v3 file, written by the ``gguf`` package as llama.cpp's converters write one. ``blocks`` is the
+    header's block count: it should match the ``blk.N`` tensors given, as a converter's would."""
     import gguf
 
     w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(128)
     w.add_embedding_length(16)
-    w.add_block_count(1)
+    w.add_block_count(blocks)
     w.add_token_list(["<s>", "</s>", "a", "b"])
     for name, arr in tensors.items():
         w.add_tensor(name, arr)

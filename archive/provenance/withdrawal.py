@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
-from modelarc.archive.runtime.cache import purge_snapshot
+from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import LockedError, ModelarcError, UsageError
 from modelarc.registry import queries as q
@@ -84,23 +84,11 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
             ref=str(ref),
             reason=reason.strip(),
         )
-    deleted, freed, deferred = _delete_unreferenced(archive, released)
+    deletion = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
     purged = purge_snapshot(archive.settings, snap.digest)
-    return WithdrawResult(
-        str(ref),
-        snap.digest,
-        reason.strip(),
-        len(released),
-        deleted,
-        freed,
-        deferred,
-        kept,
-        cache_removed=tuple(str(p) for p in purged.removed),
-        cache_bytes_freed=purged.bytes_freed,
-        cache_left=tuple(f"{p} ({why})" for p, why in purged.left),
-    )
+    return _result(ref, snap, reason.strip(), released, deletion, kept, purged)
 
 
 def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> WithdrawResult:
@@ -122,14 +110,31 @@ def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> Withd
     withdrawn = f"{ref} was already withdrawn on {snap.tombstoned_at:%Y-%m-%d}: {snap.tombstone_reason}"
     if not pending and not purged.removed and not purged.left:
         raise UsageError(f"{withdrawn} (nothing of its weights is left to free)")
-    deleted, freed, deferred = _delete_unreferenced(archive, pending) if pending else (0, 0, False)
+    deletion = _delete_unreferenced(archive, pending) if pending else (0, 0, False)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, pending))
+    return _result(ref, snap, snap.tombstone_reason or "", pending, deletion, kept, purged, finished=True)
+
+
+def _result(
+    ref: Ref,
+    snap: SnapshotRecord,
+    reason: str,
+    released: set[str],
+    deletion: tuple[int, int, bool],
+    kept: int,
+    purged: CachePurge,
+    *,
+    finished: bool = False,
+) -> WithdrawResult:
+    """The one way a withdrawal (first run or a finishing re-run) reports, so the two cannot drift apart in how
+    they count the cache or name what was left. ``deletion`` is ``_delete_unreferenced``'s answer."""
+    deleted, freed, deferred = deletion
     return WithdrawResult(
         str(ref),
         snap.digest,
-        snap.tombstone_reason or "",
-        len(pending),
+        reason,
+        len(released),
         deleted,
         freed,
         deferred,
@@ -137,8 +142,8 @@ def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> Withd
         cache_removed=tuple(str(p) for p in purged.removed),
         cache_bytes_freed=purged.bytes_freed,
         cache_left=tuple(f"{p} ({why})" for p, why in purged.left),
-        finished=True,
-        withdrawn_at=snap.tombstoned_at.isoformat() if snap.tombstoned_at else None,
+        finished=finished,
+        withdrawn_at=snap.tombstoned_at.isoformat() if finished and snap.tombstoned_at else None,
     )
 
 

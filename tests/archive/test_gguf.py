@@ -7,24 +7,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from modelfactory import write_gguf_file
 
 from modelarc.archive.repository import Archive
 from modelarc.errors import GGUFFormatError
-
-
-def write_gguf(path: Path, tensors: dict[str, np.ndarray], arch: str = "llama") -> Path:
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_context_length(128)
-    w.add_embedding_length(16)
-    w.add_block_count(2)
-    w.add_token_list(["<s>", "</s>", "a", "b"])
-    for name, arr in tensors.items():
-        w.add_tensor(name, arr)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
 
 
 def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
@@ -40,7 +26,7 @@ def _tensors(seed: int = 0) -> dict[str, np.ndarray]:
 def test_gguf_round_trip_with_one_part_per_tensor(archive: Archive, tmp_path: Path) -> None:
     src = tmp_path / "m"
     src.mkdir()
-    write_gguf(src / "model.gguf", _tensors())
+    write_gguf_file(src / "model.gguf", _tensors(), blocks=2)
     archive.push(src, "acme/gguf:v1")
     archive.pull("acme/gguf:v1", tmp_path / "out")
     assert filecmp.cmp(src / "model.gguf", tmp_path / "out" / "model.gguf", shallow=False)
@@ -61,10 +47,10 @@ def test_requantised_variant_dedups_unchanged_tensors(archive: Archive, tmp_path
     base = _tensors()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    write_gguf(tmp_path / "a" / "model.gguf", base)
+    write_gguf_file(tmp_path / "a" / "model.gguf", base, blocks=2)
     variant = dict(base)
     variant["blk.0.attn_q.weight"] = base["blk.0.attn_q.weight"].astype(np.float16)  # one tensor re-quantised
-    write_gguf(tmp_path / "b" / "model.gguf", variant)
+    write_gguf_file(tmp_path / "b" / "model.gguf", variant, blocks=2)
     archive.push(tmp_path / "a", "acme/gguf:f32")
     second = archive.push(tmp_path / "b", "acme/gguf:mixed")
     changed = variant["blk.0.attn_q.weight"].nbytes
@@ -80,7 +66,7 @@ def test_requantised_variant_dedups_unchanged_tensors(archive: Archive, tmp_path
 def test_malformed_headers_are_refused(archive: Archive, tmp_path: Path, mangle, message: str) -> None:
     src = tmp_path / "m"
     src.mkdir()
-    good = write_gguf(tmp_path / "good.gguf", _tensors()).read_bytes()
+    good = write_gguf_file(tmp_path / "good.gguf", _tensors(), blocks=2).read_bytes()
     (src / "model.gguf").write_bytes(mangle(good))
     with pytest.raises(GGUFFormatError, match=message) as err:
         archive.push(src, "acme/bad:v1")

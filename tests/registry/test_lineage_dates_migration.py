@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from alembic import command
+from catalogkit import migrate
 from sqlalchemy import inspect, text
 
-from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
+from modelarc.registry.db import Catalog, current_revision, head_revision, make_engine
 
 
 def test_upgrade_to_0023_dates_each_edge_by_its_child(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0022")
+    migrate(engine, "0022")
     times = {1: dt.datetime(2020, 1, 1, 8), 2: dt.datetime(2021, 6, 2, 9, 30), 3: dt.datetime(2022, 3, 4, 10)}
     with engine.begin() as conn:
         conn.execute(
@@ -58,10 +55,7 @@ def test_upgrade_to_0023_dates_each_edge_by_its_child(empty_database_url: str) -
 def test_0023_downgrades_and_upgrades_again(empty_database_url: str) -> None:
     Catalog(empty_database_url).dispose()
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0022")
+    migrate(engine, "0022", down=True)
     with engine.connect() as conn:
         assert "created_at" not in {c["name"] for c in inspect(conn).get_columns("lineage")}
     engine.dispose()

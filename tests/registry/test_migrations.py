@@ -47,16 +47,13 @@ def test_opening_twice_is_a_no_op(empty_database_url: str) -> None:
 
 
 def test_upgrade_from_0001_keeps_existing_rows(empty_database_url: str) -> None:
-    from alembic import command
+    from catalogkit import migrate
     from sqlalchemy import text
 
-    from modelarc.registry.db import alembic_config, make_engine
+    from modelarc.registry.db import make_engine
 
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    migrate(engine, "0001")
     with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', 'old', CURRENT_TIMESTAMP)")
@@ -82,16 +79,13 @@ def test_head_revision_read_from_file_names_is_alembics_head() -> None:
 
 def test_upgrade_to_0009_counts_the_snapshots_of_each_dataset(empty_database_url: str) -> None:
     """The counts `data ls` reads are filled from the links already there; a snapshot attached twice counts once."""
-    from alembic import command
+    from catalogkit import migrate
     from sqlalchemy import text
 
-    from modelarc.registry.db import alembic_config, make_engine
+    from modelarc.registry.db import make_engine
 
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0008")
+    migrate(engine, "0008")
     with engine.begin() as conn:
         conn.execute(
             text(

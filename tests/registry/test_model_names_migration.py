@@ -6,10 +6,10 @@ such pairs were refused): the index is not unique, and both rows stay as they we
 
 from __future__ import annotations
 
-from alembic import command
+from catalogkit import migrate, migrated
 from sqlalchemy import Engine, inspect, text
 
-from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
+from modelarc.registry.db import Catalog, current_revision, head_revision, make_engine
 
 
 def _indexes(engine: Engine) -> set[str]:
@@ -32,12 +32,9 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
     empty_database_url: str,
 ) -> None:
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
     pair = [("acme", "tiny"), ("Acme", "tiny"), ("other", "x")]
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0015")
+        with migrated(engine, "0015") as conn:
             for ns, name in pair:
                 conn.execute(
                     text(
@@ -46,9 +43,7 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
                     {"ns": ns, "n": name},
                 )
         assert "ix_models_lower_name" not in _indexes(engine)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0016")
+        migrate(engine, "0016")
         assert "ix_models_lower_name" in _indexes(engine)
         assert _models(engine) == pair  # the pair is kept: the index is not unique
         with engine.connect() as conn:  # and it answers the lookup it is for
@@ -56,9 +51,7 @@ def test_upgrade_indexes_names_ignoring_case_over_an_existing_pair_and_downgrade
                 text("SELECT namespace FROM models WHERE lower(namespace) = 'acme' AND lower(name) = 'tiny'")
             )
             assert sorted(found.scalars()) == ["Acme", "acme"]
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0015")
+        migrate(engine, "0015", down=True)
         assert "ix_models_lower_name" not in _indexes(engine)
         assert _models(engine) == pair
     finally:

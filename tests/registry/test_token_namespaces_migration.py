@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import command
+from catalogkit import migrate, migrated
 from sqlalchemy import inspect, text
 
-from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
+from modelarc.registry.db import Catalog, current_revision, head_revision, make_engine
 
 
 def _insert_token(conn, token_id: int, namespaces: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
@@ -25,11 +25,8 @@ def _insert_token(conn, token_id: int, namespaces: tuple[str, ...]) -> None:  # 
 
 def test_upgrade_keeps_old_tokens_archive_wide_and_downgrade_revokes_limited_ones(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0013")
+        with migrated(engine, "0013") as conn:
             conn.execute(
                 text(
                     "INSERT INTO api_tokens (id, name, token_hash, scope, created_at)"
@@ -37,24 +34,20 @@ def test_upgrade_keeps_old_tokens_archive_wide_and_downgrade_revokes_limited_one
                 ),
                 {"h": "1" * 64},
             )
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0014")
+        with migrated(engine, "0014") as conn:
             assert "token_namespaces" in inspect(conn).get_table_names()
             # the token made before 0014 has no namespaces: it reaches all of them, as it always did
             assert conn.execute(text("SELECT COUNT(*) FROM token_namespaces")).scalar() == 0
             _insert_token(conn, 2, ("acme", "beta"))
             _insert_token(conn, 3, ())
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0013")
+        with migrated(engine, "0013", down=True) as conn:
             assert "token_namespaces" not in inspect(conn).get_table_names()
-            revoked = dict(conn.execute(text("SELECT id, revoked_at IS NOT NULL FROM api_tokens")).all())
+            revoked: dict[int, object] = dict(
+                conn.execute(text("SELECT id, revoked_at IS NOT NULL FROM api_tokens")).all()
+            )
         # without the table a limited token would reach every namespace: it is revoked instead (fail closed)
         assert {k: bool(v) for k, v in revoked.items()} == {1: False, 2: True, 3: False}
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        migrate(engine, "head")
     finally:
         engine.dispose()
     catalog = Catalog(empty_database_url)

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from alembic import command
+from catalogkit import migrated
 from sqlalchemy import inspect, text
 
-from modelarc.registry.db import Catalog, alembic_config, current_revision, head_revision, make_engine
+from modelarc.registry.db import Catalog, current_revision, head_revision, make_engine
 
 
 def test_upgrade_notes_no_record_and_downgrade_drops_the_notes(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
-    cfg = alembic_config(engine)
     key = "records/20260102T030405123456Z-" + "a" * 64 + ".json"
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0014")
+        with migrated(engine, "0014") as conn:
             assert "written_records" not in inspect(conn).get_table_names()
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0015")
+        with migrated(engine, "0015") as conn:
             # the catalog cannot tell which of the store's records it wrote before now: none is noted
             assert conn.execute(text("SELECT COUNT(*) FROM written_records")).scalar() == 0
             conn.execute(text("INSERT INTO written_records (key) VALUES (:k)"), {"k": key})
             assert conn.execute(text("SELECT key FROM written_records")).scalars().all() == [key]
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0014")
+        with migrated(engine, "0014", down=True) as conn:
             assert "written_records" not in inspect(conn).get_table_names()
     finally:
         engine.dispose()

@@ -5,11 +5,10 @@ lets the sender describe the weights as something else.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from hostilekit import HostilePusher, RewritingProxy, serve_proxy
+from hostilekit import HostilePusher, RewritingProxy, rewriting_offer, serve_proxy
 from modelfactory import write_model
 from transferkit import Home, Server, make_home, trusted_by_server
 
@@ -34,12 +33,7 @@ def test_a_received_push_takes_no_stated_architecture_beside_a_config_json(
     trusted_by_server(server, alice)
     alice("push", _model(tmp_path, config), "acme/m:v1")
     pusher = HostilePusher(Archive.open(alice.path), server.url, server.push_token)
-    _ref, snap = pusher.archive.resolve("acme/m:v1")
-    doc = pusher.archive.manifest(snap).to_json()
-    pusher.upload_all(doc)
-    offer = pusher.offer("acme/m:v1", doc)
-    offer["architecture"] = LIE
-    answer = pusher.commit(offer)
+    answer = pusher.commit_restated("acme/m:v1", lambda offer: offer.update(architecture=LIE))
     assert answer.status_code == 201, answer.text
     assert server.archive.show("acme/m:v1").architecture == {}
     assert alice.json("show", "acme/m:v1")["architecture"] == {}  # type: ignore[index]  # as the push derived
@@ -58,14 +52,7 @@ def test_a_pull_takes_no_stated_architecture_beside_a_config_json(server: Server
     trusted_by_server(server, alice)
     alice("remote", "add", "origin", server.url, "--token", server.push_token)
     alice("push", _model(tmp_path, CONFIGS["no architecture fields"]), "acme/m:v1", "--remote", "origin")
-
-    def restate(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
-        if "/v1/transfer/snapshots/" in path and status == 200:
-            doc = json.loads(body)
-            doc["architecture"] = LIE
-            body = json.dumps(doc).encode()
-        return status, headers, body
-
+    restate = rewriting_offer(lambda doc: doc.update(architecture=LIE))
     with serve_proxy(RewritingProxy(server.url, rewrite=restate)) as url:
         bob = _bob(tmp_path, alice)
         bob("remote", "add", "evil", url)

@@ -3,12 +3,11 @@ the push and by a puller receiving the offer (before any weight moves), naming t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hostilekit import HostilePusher, RewritingProxy, object_files, serve_proxy
+from hostilekit import HostilePusher, RewritingProxy, object_files, rewriting_offer, serve_proxy
 from modelfactory import write_model
 from transferkit import Server, make_home, trusted_by_server
 
@@ -33,12 +32,7 @@ def test_a_server_refuses_a_pushed_offer_with_an_impossible_date(
     trusted_by_server(server, alice)
     alice("push", write_model(tmp_path / "m"), "acme/m:v1")
     pusher = HostilePusher(Archive.open(alice.path), server.url, server.push_token)
-    _ref, snap = pusher.archive.resolve("acme/m:v1")
-    doc = pusher.archive.manifest(snap).to_json()
-    pusher.upload_all(doc)
-    offer = pusher.offer("acme/m:v1", doc)
-    offer["provenance"] = provenance
-    answer = pusher.commit(offer)
+    answer = pusher.commit_restated("acme/m:v1", lambda offer: offer.update(provenance=provenance))
     assert answer.status_code == 400, answer.text
     assert said in answer.json()["detail"]
     with pytest.raises(NotFoundError):
@@ -53,14 +47,7 @@ def test_a_puller_refuses_an_offer_with_an_impossible_date_before_any_weight_mov
     trusted_by_server(server, alice)
     alice("remote", "add", "origin", server.url, "--token", server.push_token)
     alice("push", write_model(tmp_path / "m"), "acme/m:v1", "--remote", "origin")
-
-    def restate(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
-        if "/v1/transfer/snapshots/" in path and status == 200:
-            doc = json.loads(body)
-            doc["provenance"] = provenance
-            body = json.dumps(doc).encode()
-        return status, headers, body
-
+    restate = rewriting_offer(lambda doc: doc.update(provenance=provenance))
     with serve_proxy(RewritingProxy(server.url, rewrite=restate)) as url:
         bob = make_home(tmp_path, "bob")
         bob("remote", "add", "evil", url)

@@ -22,7 +22,7 @@ from typing import Any
 import gguf
 import numpy as np
 import pytest
-from hostilekit import RewritingProxy, object_files, serve_proxy
+from hostilekit import RewritingProxy, object_files, rewriting_offer, serve_proxy
 from modelfactory import tiny_tensors, write_model
 from test_malicious_remote import _bob
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
@@ -191,17 +191,6 @@ def test_a_pull_into_a_folder_brings_the_training_data_manifests(
     bob("fsck")
 
 
-def _rewriting_offer(change: Callable[[dict[str, Any]], None]) -> Callable[..., Any]:
-    def rewrite(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> Any:
-        if "/v1/transfer/snapshots/" in path and status == 200:
-            doc = json.loads(body)
-            change(doc)
-            return status, headers, json.dumps(doc).encode()
-        return status, headers, body
-
-    return rewrite
-
-
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
@@ -215,7 +204,7 @@ def test_bad_provenance_in_the_offer_is_refused_before_any_object_moves(
 ) -> None:
     alice("push", write_model(tmp_path / "m"), "acme/m:v1", "--cutoff", "2023-04", "--remote", "origin")
     proxy = RewritingProxy(
-        server.url, rewrite=_rewriting_offer(lambda doc: doc["provenance"].update({field: value}))
+        server.url, rewrite=rewriting_offer(lambda doc: doc["provenance"].update({field: value}))
     )
     with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
@@ -240,7 +229,7 @@ def test_a_bad_training_data_manifest_is_refused_before_any_weight_moves(
         str(c.id) for f in manifest.files if f.kind == "safetensors" for p in f.parts for c in p.chunks
     }
     # the remote names config.json's object as a training-data manifest: it is not one
-    proxy = RewritingProxy(server.url, rewrite=_rewriting_offer(lambda doc: doc.update(data=[str(config)])))
+    proxy = RewritingProxy(server.url, rewrite=rewriting_offer(lambda doc: doc.update(data=[str(config)])))
     with serve_proxy(proxy) as url:
         bob = _bob(tmp_path, url, alice)
         before = object_files(bob.path / "store")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from hostilekit import RewritingProxy, serve_proxy
+from hostilekit import RewritingProxy, rewriting_offer, serve_proxy
 from liveserver import serve
 from modelfactory import write_model
 from transferkit import Home, Server, copy_into, make_home, trusted_by_server
@@ -50,17 +50,13 @@ def _bob(tmp_path: Path, alice: Home) -> Home:
     return bob
 
 
-def _restate(method: str, path: str, status: int, headers: dict[str, str], body: bytes):  # type: ignore[no-untyped-def]
-    """The hostile remote's rewrite: the offer's provenance says what alice never said."""
-    if "/v1/transfer/snapshots/" in path and status == 200:
-        doc = json.loads(body)
-        doc["provenance"] = {
-            "cutoff": "2019-01-01", "cutoff_precision": "day", "license": "apache-2.0",
-            "description": "Official release, verified by the signer", "release_date": "2019-02-01",
-            "source_url": None,
-        }  # fmt: skip
-        body = json.dumps(doc).encode()
-    return status, headers, body
+# the hostile remote's rewrite: the offer's provenance says what alice never said
+_RESTATED = {
+    "cutoff": "2019-01-01", "cutoff_precision": "day", "license": "apache-2.0",
+    "description": "Official release, verified by the signer", "release_date": "2019-02-01",
+    "source_url": None,
+}  # fmt: skip
+_restate = rewriting_offer(lambda doc: doc.update(provenance=_RESTATED))
 
 
 def test_a_pulled_snapshots_provenance_is_recorded_as_the_remotes_word(
