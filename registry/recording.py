@@ -8,11 +8,12 @@ committed together or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from modelarc.errors import LineageCycleError, NotFoundError, SigningKeyError, WithdrawnError
@@ -81,6 +82,8 @@ class RecordedSnapshot:
 
 def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     """Record ``r`` in the caller's session (one transaction); see the module docstring."""
+    if r.parents:  # before they are looked up (serialise_lineage_changes)
+        serialise_lineage_changes(s)
     if r.refuse_withdrawn:
         refuse_withdrawn(s, r.model, r.snapshot.digest)
     at = r.at or utcnow()
@@ -162,6 +165,32 @@ def record_snapshot(s: Session, r: SnapshotRecording) -> RecordedSnapshot:
     )
 
 
+# the advisory lock key of lineage changes: a constant, so every recording on one PostgreSQL database (a catalog)
+# takes the same lock; derived like registry/queries.py's per-namespace keys, so it meets none of them
+LINEAGE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"modelarc.lineage").digest()[:8], "big", signed=True)
+
+
+def serialise_lineage_changes(s: Session) -> None:
+    """Make recordings that may add lineage take turns on this catalog, until this transaction ends.
+
+    The cycle checks (``refuse_declared_cycle``, ``add_declared_lineage``) read the lineage and the edge follows
+    in a later statement: on PostgreSQL under READ COMMITTED two recordings at once (two servers, or two commits
+    to one) each checked a graph without the other's uncommitted edge, so a -> b and b -> a could both land, a
+    cycle. Held until commit, the lock makes the second wait for the first to end; every statement it runs after
+    that takes a fresh snapshot (READ COMMITTED), so its check sees the first one's committed edge and declared
+    parents. Taken before the parents are looked up: one committed while this waited is then found, and checked.
+
+    SQLite has one writer at a time, but a recording's reads before its first write wait for no one (the driver
+    opens the transaction at the first write), so the same race was there: a write that changes no row takes the
+    database's write lock first, as registry/queries.py ``_serialise_names`` does.
+    """
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINEAGE_LOCK_KEY})
+    elif dialect == "sqlite":
+        s.execute(text("UPDATE lineage SET child_id = child_id WHERE 0"))
+
+
 def refuse_withdrawn(s: Session, model: Ref, digest: SnapshotId, *, written: str = "") -> None:
     """Raise ``WithdrawnError`` when ``model`` holds snapshot ``digest`` withdrawn: a push or commit of the same
     files would otherwise "succeed" as an unchanged snapshot, moving a tag onto a snapshot every pull refuses,
@@ -191,6 +220,9 @@ def add_declared_lineage(
     relation) is added: any other parent is a new claim, which the callers refuse beforehand
     (archive/provenance/repush.py) or ignore, as they always did. A refused one stays declared (unrecorded): the
     first recording did declare it, and every later recording that names it reports it again.
+
+    The caller holds ``serialise_lineage_changes`` (``record_snapshot`` takes it), or two of these at once could
+    each add one edge of a cycle.
     """
     if not snap.unrecorded_parents:
         return [], []
@@ -224,7 +256,8 @@ def refuse_declared_cycle(
 
     A snapshot the catalog holds has its own edges checked as they are added (``add_declared_lineage``); a new one
     has no recorded child, so only a declared-but-unrecorded edge to it can make its parents its descendants. The
-    first claim wins: the snapshot that came second, claiming the reverse, is the one refused.
+    first claim wins: the snapshot that came second, claiming the reverse, is the one refused. The caller holds
+    ``serialise_lineage_changes``, as for ``add_declared_lineage``.
     """
     if not parents or lq.snapshot_row_id(s, model.namespace, model.name, digest) is not None:
         return
