@@ -31,11 +31,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.records import catalog_time, write_record
-from modelarc.archive.runtime.cache import purge_snapshot
+from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
 from modelarc.errors import (
@@ -553,6 +554,8 @@ def _levels(
     s: CatalogSession, model: str, model_row_id: int, snaps: Sequence[SnapshotRecord], now: dt.datetime | None
 ) -> dict[int, str]:
     """The level that holds for each of ``snaps`` (all of ``model``), by snapshot row id."""
+    if not snaps:
+        return {}
     rows = access_rows.current_policies(s, [model_row_id])
     model_row = next((p for p in rows if p.snapshot_row_id is None), None)
     overrides = {p.snapshot_row_id: p for p in rows if p.snapshot_row_id is not None}
@@ -617,16 +620,38 @@ def change_policy(
         _record_policy(archive, s, model, snap, level, day, reason, actor, patterns)
         after = _levels(s, model, found.row_id, covered, now)
         policy = effective_policy(s, model, snap, now=now)
-    stricter = [x.digest for x in covered if _strictness(after[x.row_id]) > _strictness(before[x.row_id])]
-    removed: list[str] = []
-    left: list[str] = []
+    # after the commit: the policy holds whatever the cache says
+    purged = purge_tightened(archive, _tightened(covered, before, after))
+    removed = tuple(str(p) for p in purged.removed)
+    left = tuple(f"{p} ({why})" for p, why in purged.left)
+    return PolicyChange(policy, removed, purged.bytes_freed, left)
+
+
+def _tightened(
+    covered: Sequence[SnapshotRecord], before: dict[int, str], after: dict[int, str]
+) -> list[SnapshotId]:
+    """The snapshots of ``covered`` whose level (``_levels``, by row id) ``after`` withholds from more readers than
+    ``before``: public to gated or restricted, gated to restricted. Only the level counts: a load-cache entry
+    holds safetensors files only, which every level but public withholds, so naming more files withholds no more
+    of what it holds; an embargo is judged by the level it gives now."""
+    return [x.digest for x in covered if _strictness(after[x.row_id]) > _strictness(before[x.row_id])]
+
+
+def purge_tightened(archive: Archive, snapshots: Iterable[SnapshotId]) -> CachePurge:
+    """Remove the load-cache copies (``purge_snapshot``) of ``snapshots``, whose policy a change just made stricter,
+    once that change is committed: a copy filled while the weights were public is readable by whoever could read
+    that folder then. Every route that tightens a policy calls this: ``access set`` (``change_policy``), a policy a
+    pulled snapshot's offer brings (``receive_policy``, purged by archive/remote/commit.py after its commit), and a
+    mirror's policy sync (``apply_policies``). An entry this user may not remove, or a link, is left and reported."""
+    removed: list[Path] = []
+    left: list[tuple[Path, str]] = []
     freed = 0
-    for digest in dict.fromkeys(stricter):  # after the commit: the policy holds whatever the cache says
+    for digest in dict.fromkeys(snapshots):
         purged = purge_snapshot(archive.settings, digest)
-        removed += [str(p) for p in purged.removed]
-        left += [f"{p} ({why})" for p, why in purged.left]
+        removed += purged.removed
+        left += purged.left
         freed += purged.bytes_freed
-    return PolicyChange(policy, tuple(removed), freed, tuple(left))
+    return CachePurge(tuple(removed), freed, tuple(left))
 
 
 # ------------------------------------------------------------------------------------------------ mirrors
@@ -794,6 +819,9 @@ def apply_policies(
                 if (when := _looser(model, snap.digest, *pair, at_now)) is not None:
                     raise PolicyLooseningError(_loosening(f"{model}@{snap.digest}", w, when))
             plan.append((w, snap, before, after_row))
+        # every snapshot a change reaches (a model's change, each that follows the model), judged as `access set`
+        covered = q.list_snapshots(s, found) if plan else []
+        levels_before = _levels(s, model, found.row_id, covered, now)
         for w, snap, _before, _row in plan:
             received = snap is not None and w.level != INHERIT
             level, until, why, files = w.level, w.until, w.reason, w.files
@@ -805,8 +833,11 @@ def apply_policies(
             after = effective_policy(s, model, snap, now=now)
             target = model if snap is None else f"{model}@{snap.digest}"
             changed.append(PolicyChanged(target, before.to_json(), after.to_json()))
+        levels_after = _levels(s, model, found.row_id, covered, now)
         for write in records:
             write()
+    # after the commit, as change_policy
+    purge_tightened(archive, _tightened(covered, levels_before, levels_after))
     return changed
 
 
@@ -1153,6 +1184,7 @@ def receive_policy(
     *,
     actor: str,
     deferred: list[Callable[[], object]] | None = None,
+    tightened: list[SnapshotId] | None = None,
 ) -> EffectivePolicy | None:
     """Record the policy a received snapshot's offer carries, as that snapshot's override, only where it is stricter
     than what holds here now: whoever sends a snapshot may withhold it here, never hand out what this archive
@@ -1162,7 +1194,9 @@ def receive_policy(
 
     Runs in the commit's transaction ``s``, after the snapshot's rows: the snapshot is recorded with its policy or
     not at all (its catalog record goes to ``deferred``, as ``_record_policy`` says). ``offered`` was validated as
-    the offer was parsed (``SnapshotOffer.from_json``)."""
+    the offer was parsed (``SnapshotOffer.from_json``). A snapshot whose level this makes stricter is appended to
+    ``tightened``: its load-cache copies are the caller's to remove once the transaction commits
+    (``purge_tightened``), as ``access set`` removes them."""
     model = snap.model
     level, until_text = offered["level"], offered.get("until")
     files = parse_files(offered.get("files") or (), "snapshot offer: access.files")
@@ -1177,4 +1211,7 @@ def receive_policy(
     files = tuple(dict.fromkeys(current.files + files))  # what it withholds here now, and more
     reason = f"received with the snapshot from {actor}: {offered.get('reason') or 'no reason given'}"[:MAX_TEXT]
     _record_policy(archive, s, model, snap, level, until, reason, actor, files, deferred, received=True)
-    return effective_policy(s, model, snap)
+    after = effective_policy(s, model, snap)
+    if tightened is not None and _tightened([snap], {snap.row_id: current.level}, {snap.row_id: after.level}):
+        tightened.append(snap.digest)
+    return after

@@ -42,7 +42,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.recording import NewSignature, SnapshotRecording, refuse_withdrawn
 from modelarc.registry.records import NewSnapshot, ObjectRecord, Provenance
-from modelarc.registry.refs import Ref, parse_ref
+from modelarc.registry.refs import Ref, SnapshotId, parse_ref
 from modelarc.registry.snapshots import SnapshotRecord
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
@@ -80,7 +80,8 @@ def commit_offer(
     the token is an admin's, and then only under a model that did not withdraw it), when it states other provenance than this model already records for it, and when it
     would attach training-data manifests to a snapshot the model already holds that another token pushed (unless
     the token is an admin's); a policy it declares applies only to a snapshot the commit adds to the model, never
-    to one already there.
+    to one already there. A policy that makes a snapshot stricter here removes its load-cache copies once the
+    commit is in (``purge_tightened``): for a pull, one this archive held, and may have loaded, while public.
 
     ``actor`` is whose word the offer is: a server's pusher, or for a pull the remote
     (archive/provenance/statement.py ``remote_identity``), recorded as the snapshot's ``pushed_by`` and as the
@@ -170,18 +171,26 @@ def commit_offer(
             s.flush()
             snap = q.resolve_snapshot(s, Ref(ref.namespace, ref.name, digest=offer.snapshot))
             records: list[Callable[[], object]] = [write_snapshot_record]
+            tightened: list[SnapshotId] = []
             _attach_data(archive, s, snap, data, infos, actor, records)
             # withheld there: withheld here too, unless this archive is already stricter; a received policy is the
             # sender's word about the snapshot it brings, so it never changes one this model already held
             if offer.access is not None and (pusher is None or recorded.created):
                 from modelarc.archive.access import receive_policy
 
-                receive_policy(archive, s, snap, offer.access, actor=actor, deferred=records)
+                receive_policy(
+                    archive, s, snap, offer.access, actor=actor, deferred=records, tightened=tightened
+                )
             # the snapshot's own record last: a record write that fails (a full disk) after some were written
             # leaves only records of its data and policy, naming a snapshot no record creates, which a rebuild
             # refuses; written first, the snapshot's record would bring it back without its embargo
             for write in reversed(records):
                 write()
+        # committed: a pulled snapshot this archive held, now withheld here too, loses its load-cache copies
+        if tightened:
+            from modelarc.archive.access import purge_tightened
+
+            purge_tightened(archive, tightened)
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,

@@ -1,0 +1,80 @@
+"""A policy made stricter by another archive's word removes the snapshot's decoded copies from the load cache, as
+`access set` does (archive/access.py ``purge_tightened``).
+
+Only `access set` used to: a copy filled while the weights were public stayed, 0444 in a possibly shared folder,
+after a pull brought the remote's stricter policy for a snapshot this archive already held, or after `mirror sync`
+tightened a served mirror's policy through ``PUT /v1/access``. A push never changes the policy of a snapshot the
+model already holds (tests/transfer/test_pusher_may_reuse.py), so it has no copy of its own to remove.
+
+The server's catalog runs on SQLite and PostgreSQL (``database_url``); the homes are embedded SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelfactory import tiny_tensors, write_model
+from transferkit import Home, Server, make_home, trusted_by_server
+
+from modelarc.archive.access import effective_policy, set_policy
+from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.loading import load_state_dict
+
+
+def _cached(archive: Archive, ref: str) -> Path:
+    """Load ``ref`` with the load cache; its entry folder in the home's cache, filled."""
+    load_state_dict(archive, ref, device="cpu", cache=True)
+    _ref, snap = archive.resolve(ref)
+    entry = archive.settings.home / "cache" / "entries" / snap.digest.hex
+    assert any(entry.rglob("*.safetensors"))
+    return entry
+
+
+def test_a_pull_bringing_a_stricter_policy_for_a_held_snapshot_removes_its_cached_copy(
+    server: Server, tmp_path: Path
+) -> None:
+    server.archive.push(write_model(tmp_path / "pub"), "acme/pub:v1")
+    bob: Home = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)
+    bob("pull", "acme/pub:v1", "--remote", "origin")
+    with bob.archive() as archive:
+        entry = _cached(archive, "acme/pub:v1")
+    set_policy(server.archive, "acme/pub", "restricted", reason="licence withdrawn")
+    bob("pull", "acme/pub:v1", "--remote", "origin")  # held already: only the remote's policy is new
+    with bob.archive() as archive:
+        policy = effective_policy(archive, "acme/pub", "v1")
+        assert (policy.level, policy.source) == ("restricted", "snapshot")
+        assert not entry.exists()
+        assert _cached(archive, "acme/pub:v1") == entry  # a later load fills it again, private
+    # a pull that brings no stricter policy keeps the copy
+    bob("pull", "acme/pub:v1", "--remote", "origin")
+    assert entry.is_dir()
+
+
+def test_a_mirror_sync_tightening_a_served_mirrors_policy_removes_its_cached_copy(
+    server: Server, tmp_path: Path
+) -> None:
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "later"), "acme/later:v1")
+    alice("push", write_model(tmp_path / "other", tiny_tensors(seed=3)), "acme/other:v1")
+    alice("remote", "add", "m2", server.url, "--token", server.push_token, "--no-trust-keys")
+    alice("mirror", "add", "served", "remote:m2")
+    assert alice.json("mirror", "sync")[0]["ok"]
+    entry = _cached(server.archive, "acme/later:v1")
+    other = _cached(server.archive, "acme/other:v1")
+
+    alice("access", "set", "acme/later", "gated", "--reason", "accept the licence first")
+    [report] = alice.json("mirror", "sync")  # PUT /v1/access/acme/later on the served mirror
+    assert report["ok"] and report["policies_changed"][0]["after"]["level"] == "gated"
+    assert not entry.exists() and other.is_dir()  # another model's copy stays
+
+    # a snapshot's override that tightens reaches its copy too; one that changes only the reason keeps it
+    again = _cached(server.archive, "acme/later:v1")
+    alice("access", "set", "acme/later", "restricted", "--snapshot", "v1", "--reason", "review")
+    assert alice.json("mirror", "sync")[0]["ok"]
+    assert not again.exists()
+    kept = _cached(server.archive, "acme/later:v1")
+    alice("access", "set", "acme/later", "restricted", "--snapshot", "v1", "--reason", "still in review")
+    [same] = alice.json("mirror", "sync")
+    assert same["ok"] and len(same["policies_changed"]) == 1 and kept.is_dir()
