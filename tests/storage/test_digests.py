@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelarc.storage import _sha256  # type: ignore[attr-defined]
+from modelarc.storage import _sha256, digests  # type: ignore[attr-defined]
 from modelarc.storage.digests import (
+    choose_pairing,
+    pairing_pays,
     pairs_well,
     sha256_hexdigests,
     sha256_stream,
@@ -28,8 +30,23 @@ def _hashlib(buffers: list[bytes]) -> list[str]:
     return [hashlib.sha256(b).hexdigest() for b in buffers]
 
 
+# Whether pairs are hashed natively is measured per machine (``pairing_pays``): the tests take both answers, so the
+# paired code is tested on a machine where hashlib wins, and the hashlib path where pairing wins.
+PAIRING = [
+    pytest.param(False, id="hashlib"),
+    pytest.param(True, id="paired", marks=pytest.mark.skipif(not _sha256.lanes, reason="no SHA extensions")),
+]
+
+
+@pytest.fixture(params=PAIRING)
+def pairing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    answer: bool = request.param
+    monkeypatch.setattr(digests, "pairing_pays", lambda: answer)
+    return answer
+
+
 @pytest.mark.parametrize("first", EDGES)
-def test_pairs_of_every_edge_length_hash_as_hashlib(first: int) -> None:
+def test_pairs_of_every_edge_length_hash_as_hashlib(first: int, pairing: bool) -> None:
     for second in EDGES:
         buffers = [os.urandom(first), os.urandom(second)]
         assert sha256_hexdigests(buffers) == _hashlib(buffers), (first, second)
@@ -41,9 +58,9 @@ def test_any_buffers_hash_as_hashlib(buffers: list[bytes]) -> None:
     assert sha256_hexdigests(buffers) == _hashlib(buffers)
 
 
-def test_large_buffers_of_similar_length_hash_as_hashlib() -> None:
+def test_large_buffers_of_similar_length_hash_as_hashlib(pairing: bool) -> None:
     buffers = [os.urandom(3 << 20), bytearray(os.urandom((3 << 20) - 7)), memoryview(os.urandom(2 << 20))]
-    assert pairs_well(len(buffers[0]), len(buffers[1])) == bool(_sha256.lanes)
+    assert pairs_well(len(buffers[0]), len(buffers[1])) == pairing
     assert sha256_hexdigests(buffers) == _hashlib([bytes(b) for b in buffers])
 
 
@@ -54,9 +71,40 @@ def test_the_native_pair_hasher_gives_sha256_for_any_number_of_buffers() -> None
         assert [d.hex() for d in _sha256.digests(buffers[:count])] == _hashlib(buffers[:count])
 
 
-def test_only_lengths_of_a_similar_size_pair() -> None:
+def test_only_lengths_of_a_similar_size_pair(pairing: bool) -> None:
     assert not pairs_well(1000, 499)
-    assert pairs_well(1000, 500) == bool(_sha256.lanes)
+    assert pairs_well(1000, 500) == pairing
+
+
+def test_pairing_is_chosen_only_for_a_clear_gain() -> None:
+    assert choose_pairing(0.80, 1.0)
+    assert not choose_pairing(0.96, 1.0)  # a tie, within the noise: hashlib
+    assert not choose_pairing(1.2, 1.0)
+
+
+def test_pairing_is_measured_once_and_never_chosen_without_the_sha_extensions(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed: list[tuple[float, float]] = []
+
+    def rule(paired: float, alone: float) -> bool:
+        timed.append((paired, alone))
+        return True
+
+    monkeypatch.setattr(digests, "choose_pairing", rule)
+    pairing_pays.cache_clear()
+    try:
+        assert pairing_pays() == bool(_sha256.lanes)
+        assert pairing_pays() == bool(_sha256.lanes)  # remembered: the calibration runs once
+        if _sha256.lanes:
+            assert len(timed) == 1 and all(0 < t < 1 for t in timed[0]), timed
+        monkeypatch.setattr(_sha256, "lanes", 0)
+        pairing_pays.cache_clear()
+        assert not pairing_pays()
+    finally:
+        pairing_pays.cache_clear()  # the real answer again, measured at the next use
+
+
+def test_a_stream_is_native_exactly_where_pairing_pays(pairing: bool) -> None:
+    assert isinstance(sha256_stream(), _sha256.Sha256Stream) == pairing
 
 
 # Both kinds of stream, so the hashlib fallback (every CPU without the SHA extensions) is tested here too.
