@@ -55,7 +55,7 @@ from modelarc.errors import (
 )
 from modelarc.storage import ObjectId, ObjectStore, PutResult, Replacing
 from modelarc.storage.codecs.floatplanes import FLOAT_DTYPES
-from modelarc.storage.digests import sha256_stream, update_and_digest
+from modelarc.storage.digests import pairing_pays, sha256_stream, update_and_digest
 
 CHUNK_SIZE = 8 * 1024 * 1024  # a multiple of every element size; chunk boundaries are relative to the part
 MAX_IN_FLIGHT = 6
@@ -277,7 +277,11 @@ class _ChunkWriter:
         ``--rehash``, a copy of a model archived before): then the pool has nothing to do but the ids, and hashing
         them there runs beside the reader (4.29 GB sharded re-push --rehash: 5.15 s always paired, against 3.25 s
         for sha256 alone). Decided by the last ``PAIR_WINDOW`` chunks stored: paired unless most were already there.
+        Never where pairing does not pay on this machine (``pairing_pays``): the reader would hash every byte twice
+        in turn, the serial stage of a push, while the pool could hash the ids beside it for the same CPU.
         """
+        if not pairing_pays():
+            return False
         with self.lock:
             new, seen = sum(self.recent), len(self.recent)
         return 2 * new >= seen

@@ -1,12 +1,12 @@
-"""uvicorn's h11 protocol with Nagle's algorithm turned off on every connection ``modelarc serve`` accepts.
+"""uvicorn's HTTP protocol with Nagle's algorithm turned off on every connection ``modelarc serve`` accepts.
 
 Why: asyncio turns Nagle off only for a socket whose ``proto`` is ``IPPROTO_TCP`` (``base_events._set_nodelay``),
 and neither the socket ``serve`` binds (``socket(family, SOCK_STREAM)``, proto 0) nor the one uvicorn rebuilds for
 ``--workers`` (``socket.fromfd(fd, AF_UNIX, ...)``) says so. uvicorn writes a response's head and its body in
 separate sends; with Nagle on, a body that follows an unacknowledged head waits for the client's delayed ACK:
-40 ms on Linux. Measured on 127.0.0.1 (2026-12-01, a kept-alive connection, 5 requests each): a 69-byte object took
-48 ms per GET (curl and http.client alike) and a batch of eight objects (42 MB) 86-95 ms; a pull asks for the
-manifest, the bundles and its batches this way, one stall each. Kept out of cli/commands/serve.py because
+40 ms on Linux. Measured on 127.0.0.1 (2026-12-01, a kept-alive connection): a 69-byte object took 48 ms per GET
+(curl and http.client alike; 4-6 ms with this) and a batch of eight small objects 48-52 ms (9-12 ms); a pull asks
+for its manifest, bundles and batches this way (bench/README.md "Nagle's algorithm on the server's connections"). Kept out of cli/commands/serve.py because
 importing uvicorn costs about a quarter of a second (``modelarc --help`` imports every command module).
 """
 
@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """``H11Protocol`` that sets TCP_NODELAY on its connection's socket before serving it."""
+class NoDelayHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    """The protocol uvicorn's ``http="auto"`` picks (httptools where it is installed, h11 otherwise, as before),
+    setting TCP_NODELAY on its connection's socket before serving it."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         set_nodelay(transport)
         super().connection_made(transport)
 

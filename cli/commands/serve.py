@@ -180,7 +180,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
     import uvicorn
 
     from modelarc.archive.repository import Archive
-    from modelarc.cli.http_protocol import NoDelayH11Protocol
+    from modelarc.cli.http_protocol import NoDelayHTTPProtocol
 
     archive = Archive.open(ctx.obj["home"])
     startup_done()  # a long-lived process: the collector's usual thresholds from here on
@@ -202,7 +202,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             "modelarc.api.asgi:create_app_from_env",
             factory=True,
             fd=sock.fileno(),  # the listening socket bound above, shared by the workers
-            http=NoDelayH11Protocol,  # cli/http_protocol.py: no 40 ms wait for an ACK after each response head
+            http=NoDelayHTTPProtocol,  # cli/http_protocol.py: no 40 ms wait for an ACK after each response head
             host=host,
             port=port,
             workers=workers,
@@ -220,7 +220,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
     server = StoppingServer(
         uvicorn.Config(
             create_app(lambda: archive, anonymous_read=anonymous_read),
-            http=NoDelayH11Protocol,
+            http=NoDelayHTTPProtocol,
             host=host,
             port=port,
             log_level="warning",

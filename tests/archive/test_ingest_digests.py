@@ -13,7 +13,7 @@ from modelfactory import write_model
 
 import modelarc.archive.ingest as ingest_module
 from modelarc.archive.ingest import ingest
-from modelarc.storage import ObjectStore, _sha256  # type: ignore[attr-defined]
+from modelarc.storage import ObjectStore, _sha256, digests  # type: ignore[attr-defined]
 
 # Small chunks: many per file, the file's digest carrying a partial block from one to the next, many ids to store.
 SMALL_CHUNK = 4096
@@ -22,6 +22,12 @@ SMALL_CHUNK = 4096
 @pytest.fixture
 def store(tmp_path: Path) -> ObjectStore:
     return ObjectStore.open_local(tmp_path / "store")
+
+
+def _pairing(monkeypatch: pytest.MonkeyPatch, pays: bool) -> None:
+    """As on a machine where hashing two messages interleaved does (or does not) pay (``pairing_pays``)."""
+    monkeypatch.setattr(digests, "pairing_pays", lambda: pays)
+    monkeypatch.setattr(ingest_module, "pairing_pays", lambda: pays)
 
 
 def _model(folder: Path) -> Path:
@@ -41,8 +47,7 @@ def test_every_chunk_id_and_file_digest_is_the_plain_sha256_of_its_bytes(
 ) -> None:
     if native and not _sha256.lanes:
         pytest.skip("this CPU has no SHA extensions")
-    if not native:
-        monkeypatch.setattr(_sha256, "lanes", 0)  # as on a CPU without them: hashlib streams throughout
+    _pairing(monkeypatch, native)  # not native: hashlib streams throughout, as where pairing does not pay
     monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
     src = _model(tmp_path / "m")
     result = ingest(src, store, jobs=4)
@@ -83,6 +88,9 @@ def test_the_reader_pairs_ids_while_chunks_are_new_and_leaves_them_to_the_pool_o
 ) -> None:
     """A re-push with --rehash stores nothing new: the pool would idle while the reader hashed every chunk twice
     over, so there the reader hashes only the file and the pool the ids; either way the manifest is the same."""
+    if not _sha256.lanes:
+        pytest.skip("this CPU has no SHA extensions: nothing is ever paired")
+    _pairing(monkeypatch, True)
     monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
     paired: list[int] = []
     fused = ingest_module.update_and_digest
@@ -101,3 +109,32 @@ def test_the_reader_pairs_ids_while_chunks_are_new_and_leaves_them_to_the_pool_o
     assert again.manifest == first.manifest
     assert not any(o.added for o in again.objects)
     assert len(paired) < chunks // 2  # stored already: most ids hashed on the pool
+
+
+def test_where_pairing_does_not_pay_the_reader_leaves_every_id_to_the_pool(
+    tmp_path: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing a chunk's id on the reader beside the file's digest saves CPU only where the interleaved pair is
+    faster than two hashlib passes; elsewhere it makes the serial stage hash twice, so the pool takes every id."""
+    _pairing(monkeypatch, False)
+    monkeypatch.setattr(ingest_module, "CHUNK_SIZE", SMALL_CHUNK)
+    paired: list[int] = []
+    fused = ingest_module.update_and_digest
+
+    def counting(stream: object, data: memoryview) -> bytes:
+        paired.append(len(data))
+        return fused(stream, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "update_and_digest", counting)
+    src = _model(tmp_path / "m")
+    result = ingest(src, store, jobs=2)
+    # only each safetensors header is hashed for its id on the reader (``read_exact``: it is checked at once)
+    assert len(paired) == sum(f.path.endswith(".safetensors") for f in result.manifest.files) == 1
+    for entry in result.manifest.files:
+        data = (src / entry.path).read_bytes()
+        assert entry.sha256 == hashlib.sha256(data).hexdigest(), entry.path
+        for part in entry.parts:
+            at = part.offset
+            for chunk in part.chunks:
+                assert chunk.id == hashlib.sha256(data[at : at + chunk.length]).hexdigest(), (entry.path, at)
+                at += chunk.length
