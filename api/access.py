@@ -9,7 +9,9 @@ off a public manifest, so it is judged by every snapshot that uses the object). 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,6 +38,8 @@ from modelarc.archive.remote.receive import reusable_objects
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import Principal, allows
 from modelarc.errors import AccessDeniedError, UsageError
+
+_log = logging.getLogger("uvicorn.error")  # the server's own log (api/app.py)
 
 MAX_REQUEST_BODY = 16 << 10  # a justification is at most 4000 characters (archive/access.py MAX_TEXT)
 # `mirror sync` sends a model's policies in parts of at most 200 (archive/remote/mirror.py): about 200 bytes each
@@ -235,8 +239,11 @@ def access_router(get_archive: Callable[[], Archive]) -> APIRouter:
         wanted = _policies_wanted(doc)
         archive = get_archive()
         actor = getattr(request.state, "token_actor", None) or principal.actor
+        def left(path: Path, why: str) -> None:
+            _log.warning("%s: a load-cache copy of weights now withheld was left in %s (%s)", model, path, why)
+
         changed = await run_in_threadpool(
-            lambda: apply_policies(archive, model, wanted, principal, actor=actor)
+            lambda: apply_policies(archive, model, wanted, principal, actor=actor, on_cache_left=left)
         )
         (found,) = await run_in_threadpool(lambda: list_policies(archive, model))
         answer = _public(found.policy)

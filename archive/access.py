@@ -642,12 +642,20 @@ def purge_tightened(archive: Archive, snapshots: Iterable[SnapshotId]) -> CacheP
     once that change is committed: a copy filled while the weights were public is readable by whoever could read
     that folder then. Every route that tightens a policy calls this: ``access set`` (``change_policy``), a policy a
     pulled snapshot's offer brings (``receive_policy``, purged by archive/remote/commit.py after its commit), and a
-    mirror's policy sync (``apply_policies``). An entry this user may not remove, or a link, is left and reported."""
+    mirror's policy sync (``apply_policies``). An entry this user may not remove, or a link, is left and reported;
+    so is one whose removal failed otherwise (a full disk, an I/O error): the stricter policy is already committed,
+    and failing the command now would say it was not, while a re-run, finding nothing tightened, would not purge."""
     removed: list[Path] = []
     left: list[tuple[Path, str]] = []
     freed = 0
     for digest in dict.fromkeys(snapshots):
-        purged = purge_snapshot(archive.settings, digest)
+        try:
+            purged = purge_snapshot(archive.settings, digest)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else archive.settings.home / "cache"
+            said = f"snapshot {str(digest)[:19]}'s copy not removed: {exc.strerror or exc}"
+            left.append((where, f"{said}; remove it by hand (modelarc cache clear)"))
+            continue
         removed += purged.removed
         left += purged.left
         freed += purged.bytes_freed
@@ -750,6 +758,7 @@ def apply_policies(
     *,
     actor: str,
     now: dt.datetime | None = None,
+    on_cache_left: Callable[[Path, str], None] | None = None,
 ) -> list[PolicyChanged]:
     """Make ``model``'s policies those ``wanted`` names (``PUT /v1/access/{ns}/{name}``: a served mirror kept in
     step by its primary's `mirror sync`); each one whose state (``policy_state``) already holds is left as it is.
@@ -836,8 +845,12 @@ def apply_policies(
         levels_after = _levels(s, model, found.row_id, covered, now)
         for write in records:
             write()
-    # after the commit, as change_policy
-    purge_tightened(archive, _tightened(covered, levels_before, levels_after))
+    # after the commit, as change_policy; an entry left is for this archive's owner to hear of (the server's log),
+    # not for the token that asked
+    purged = purge_tightened(archive, _tightened(covered, levels_before, levels_after))
+    if on_cache_left is not None:
+        for path, why in purged.left:
+            on_cache_left(path, why)
     return changed
 
 

@@ -187,10 +187,11 @@ def commit_offer(
             for write in reversed(records):
                 write()
         # committed: a pulled snapshot this archive held, now withheld here too, loses its load-cache copies
+        cache_left: tuple[str, ...] = ()
         if tightened:
             from modelarc.archive.access import purge_tightened
 
-            purge_tightened(archive, tightened)
+            cache_left = tuple(f"{p} ({why})" for p, why in purge_tightened(archive, tightened).left)
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,
@@ -199,6 +200,7 @@ def commit_offer(
         key_fingerprint=fingerprint,
         parents_missing=recorded.parents_missing,
         lineage_refused=tuple(p.label for p in recorded.parents_refused),
+        cache_left=cache_left,
     )
 
 

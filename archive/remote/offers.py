@@ -171,6 +171,9 @@ class CommitResult:
     # declared lineage the receiver left out: the parent already descends from the snapshot (a cycle); absent from
     # an older receiver's answer
     lineage_refused: tuple[str, ...] = ()
+    # load-cache copies of weights the commit made withheld that could not be removed ("path (why)"): the
+    # receiver's own business, so never on the wire; a pull (which commits locally) says them
+    cache_left: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

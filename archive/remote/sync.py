@@ -98,6 +98,7 @@ class TransferResult:
     parents_missing: tuple[str, ...]
     seconds: float
     lineage_refused: tuple[str, ...] = ()  # declared lineage the receiver left out: it would close a cycle
+    cache_left: tuple[str, ...] = ()  # load-cache copies of weights a pull made withheld, not removed ("path (why)")
 
 
 def push_to_remote(
@@ -591,6 +592,7 @@ def fetch_from_remote(
         parents_missing=committed.parents_missing,
         seconds=time.perf_counter() - started,
         lineage_refused=committed.lineage_refused,
+        cache_left=committed.cache_left,
     )
 
 

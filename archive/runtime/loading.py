@@ -391,6 +391,11 @@ def open_cached(
             return None
         if not cache.fill(archive.store, snapshot, model, manifest, private=private):
             return None
+        if not private and weights_withheld(archive, model, snapshot):
+            # a stricter policy committed while this filled it: its purge may have run before the entry was in
+            # place, so the copy just written open is closed now, as the next load would (``make_private``)
+            private = True
+            cache.make_private(snapshot)
     return None
 
 

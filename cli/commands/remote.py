@@ -137,6 +137,8 @@ def emit_transfer(result: object, as_json: bool, verb: str, *, with_parents: boo
         )
     for parent in r.get("lineage_refused") or ():
         echo_warning(f"lineage to {parent} not recorded: {LINEAGE_CYCLE}")
+    for left in r.get("cache_left") or ():
+        echo_warning(f"a load-cache copy of weights now withheld here was left: {left}")
 
 
 def register(group: click.Group) -> None:

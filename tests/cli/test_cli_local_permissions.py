@@ -137,6 +137,32 @@ def test_a_load_closes_an_entry_it_filled_while_the_weights_were_public(
     assert _mode(entry) == 0o700
 
 
+def test_a_policy_tightened_while_a_load_fills_the_cache_leaves_the_new_entry_closed(
+    arc: ArchiveCli, models: list[str], shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load read the policy (public) before its fill; `access set` committed, and its purge ran, before the
+    fill renamed the entry into place (so it found nothing to remove). The load checks again once the entry is
+    in, and closes it rather than leave it open to every user until the next load."""
+    import modelarc.archive.access as access_module
+    from modelarc.archive.runtime.cache import CachePurge, LoadCache
+
+    fill = LoadCache.fill
+    fills: list[int] = []
+
+    def fill_then_tighten(self: LoadCache, *args: object, **kwargs: object) -> bool:
+        done = fill(self, *args, **kwargs)  # type: ignore[arg-type]
+        fills.append(1)
+        with monkeypatch.context() as m:  # the purge that ran before the rename: it found no entry
+            m.setattr(access_module, "purge_tightened", lambda *_a: CachePurge((), 0, ()))
+            arc("access", "set", "acme/m0", "restricted", "--reason", "withheld meanwhile")
+        return done
+
+    monkeypatch.setattr(LoadCache, "fill", fill_then_tighten)
+    entry = _load(arc, models[0], shared, monkeypatch)
+    assert fills == [1]
+    assert _mode(entry) == 0o700  # closed as make_private closes one (its files cannot be reached through it)
+
+
 # ---- access set of a stricter level -----------------------------------------------------------------------------
 
 

@@ -78,3 +78,32 @@ def test_a_mirror_sync_tightening_a_served_mirrors_policy_removes_its_cached_cop
     alice("access", "set", "acme/later", "restricted", "--snapshot", "v1", "--reason", "still in review")
     [same] = alice.json("mirror", "sync")
     assert same["ok"] and len(same["policies_changed"]) == 1 and kept.is_dir()
+
+
+def test_a_cached_copy_that_cannot_be_removed_after_the_commit_is_said_and_the_pull_succeeds(
+    server: Server, tmp_path: Path
+) -> None:
+    """The stricter policy is committed before the purge: a purge that fails (here the cache's own tmp/ is a file,
+    so the entry cannot be moved out) used to fail the pull after the fact, and a re-run, finding the policy already
+    strict, never purged. Now the copy is named as left, and the pull reports success: what it recorded holds."""
+    server.archive.push(write_model(tmp_path / "pub"), "acme/pub:v1")
+    bob: Home = make_home(tmp_path, "bob")
+    bob("remote", "add", "origin", server.url, "--token", server.read_token)
+    bob("pull", "acme/pub:v1", "--remote", "origin")
+    with bob.archive() as archive:
+        entry = _cached(archive, "acme/pub:v1")
+    scratch = bob.path / "cache" / "tmp"
+    for leftover in scratch.iterdir() if scratch.is_dir() else ():
+        leftover.unlink()
+    if scratch.is_dir():
+        scratch.rmdir()
+    scratch.write_bytes(b"not a folder")
+    set_policy(server.archive, "acme/pub", "restricted", reason="licence withdrawn")
+    done = bob("pull", "acme/pub:v1", "--remote", "origin")
+    assert "Traceback" not in done.output
+    assert f"a load-cache copy of weights now withheld here was left: {bob.path / 'cache'}" in done.output
+    with bob.archive() as archive:
+        assert effective_policy(archive, "acme/pub", "v1").level == "restricted"
+    [said] = bob.json("pull", "acme/pub:v1", "--remote", "origin")["cache_left"] or [None]
+    assert said is None  # nothing tightened this time: nothing to purge, nothing said
+    assert entry.is_dir()
