@@ -192,7 +192,7 @@ class Archive:
                 "or run `modelarc init` to create a new, empty store there"
             ) from None
         self.store = ObjectStore(backend)
-        self.catalog = Catalog(settings.database_url)
+        self.catalog = Catalog(settings.database_url, lock_wait=settings.lock_wait)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod

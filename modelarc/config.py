@@ -24,6 +24,9 @@ class Settings:
     actor: str
     # seconds a store lock outlives its holder's last heartbeat (archive/store_lock.py)
     lock_ttl: float = 300.0
+    # seconds a catalog change waits for a lock another transaction holds before it gives up (registry/db.py
+    # ``_engine``), MODELARC_LOCK_WAIT
+    lock_wait: float = 60.0
     # where the objects live: a folder, or s3://BUCKET/PREFIX; None means the default folder ``home/store``
     store_url: str | None = None
     # chunks a server process decodes at once across all its downloads (archive/streaming.py)
@@ -105,6 +108,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         database_url=url,
         actor=actor,
         lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
+        lock_wait=_seconds("MODELARC_LOCK_WAIT", 60.0),
         store_url=store,
         store_origin=store_origin,
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),

@@ -305,6 +305,14 @@ class CatalogReadOnlyError(ModelarcError):
     a PostgreSQL read-only transaction): named once, in registry/db.py, rather than a driver's traceback."""
 
 
+class CatalogBusyError(ServerBusyError):
+    """A change waited longer than ``MODELARC_LOCK_WAIT`` for a lock another transaction holds on the catalog (the
+    lineage turn, a namespace's names, a model's policies; SQLite's one writer): nothing of it was written, and it
+    can be tried again. Bounded so that one stuck holder (a server whose bucket stopped answering inside its
+    transaction) cannot stall every push on every server of the catalog, each holding a connection; 503 from a
+    server, like a full one."""
+
+
 class RecordError(IntegrityError):
     """A catalog record in the store (``records/``, docs/FORMAT.md "Catalog records") whose body does not hash to
     the sha256 in its name, or that is not a record this version can read; the message names it."""

@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 
 import modelarc.migrations
 from modelarc.errors import (
+    CatalogBusyError,
     CatalogReadOnlyError,
     CatalogValueError,
     ModelarcError,
@@ -34,6 +35,8 @@ CatalogSession = Session
 MIGRATION_LOCK_KEY = 0x6D6F64656C617263 & 0x7FFFFFFFFFFFFFF0  # beside registry/store_locks.py's key
 # the catalogs the migrations and queries are written and tested for (tests run both)
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+# seconds a change waits for a lock another transaction holds on the catalog (MODELARC_LOCK_WAIT)
+DEFAULT_LOCK_WAIT = 60.0
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -90,6 +93,9 @@ def upgrade(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             # several servers starting at once on one catalog: one migrates, the others wait and then find the
             # schema at head (Alembic reads the version inside this transaction, after the lock)
+            # a migration of a large catalog may take longer than a change's bounded wait (``_engine``): the
+            # servers starting behind it wait it out
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -122,10 +128,10 @@ def parse_database_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, lock_wait: float = DEFAULT_LOCK_WAIT) -> Engine:
     parsed = parse_database_url(url)
     try:
-        return _engine(parsed)
+        return _engine(parsed, lock_wait)
     except (NoSuchModuleError, ImportError) as exc:  # postgresql+nosuchdriver, or a driver not installed
         raise UsageError(
             f"MODELARC_DATABASE_URL {parsed.render_as_string(hide_password=True)!r}: its database driver "
@@ -133,18 +139,48 @@ def make_engine(url: str) -> Engine:
         ) from None
 
 
-def _engine(url: URL) -> Engine:
+def _engine(url: URL, lock_wait: float) -> Engine:
+    """Every wait for a lock bounded by ``lock_wait`` seconds (then ``CatalogBusyError``, ``Catalog.session``).
+
+    Changes take turns through locks held until their transaction ends (the lineage turn, a namespace's names, a
+    model's policy row; SQLite's one writer). PostgreSQL's waiters would wait for ever behind a stuck holder, a
+    server whose bucket stopped answering while it wrote a record inside its transaction, and every push on every
+    server sharing the catalog would hang with it, each holding a connection. SQLite already bounded the wait (its
+    busy timeout, 60 s before this setting)."""
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+        return _sqlite_engine(url, lock_wait=lock_wait)
+    engine = create_engine(url, pool_pre_ping=True)
+    milliseconds = max(1, round(lock_wait * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _bounded_lock_waits(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # outside any transaction, so it holds for the connection's life (SQLAlchemy's recipe for session settings)
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET lock_timeout = {milliseconds}")
+        cur.close()
+        dbapi_conn.autocommit = autocommit
+
+    return engine
 
 
-def _sqlite_engine(url: URL, *, transactional_ddl: bool = False) -> Engine:
+def lock_wait_ran_out(exc: DBAPIError) -> bool:
+    """Whether the database refused a statement because it waited ``lock_wait`` for a lock: PostgreSQL's
+    lock_not_available, SQLite's "database is locked" once its busy timeout has passed."""
+    if getattr(exc.orig, "sqlstate", None) == "55P03":
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def _sqlite_engine(
+    url: URL, *, transactional_ddl: bool = False, lock_wait: float = DEFAULT_LOCK_WAIT
+) -> Engine:
     """An SQLite engine with the catalog's pragmas. ``transactional_ddl``: pysqlite's own transaction handling
     off and every transaction opened with ``BEGIN IMMEDIATE`` (SQLAlchemy's pysqlite recipe), so DDL is inside
     it; for migrations only, the catalog's sessions keep pysqlite's default."""
     pool = {"poolclass": NullPool} if transactional_ddl else {}  # the upgrade's one connection, closed after it
-    engine = create_engine(url, connect_args={"timeout": 60}, **pool)
+    engine = create_engine(url, connect_args={"timeout": lock_wait}, **pool)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -193,6 +229,8 @@ def savepoint(s: Session) -> Iterator[None]:
             yield
             s.flush()
     except (SQLAlchemyError, UnicodeError) as exc:
+        if isinstance(exc, DBAPIError) and lock_wait_ran_out(exc):
+            raise  # not the value: the catalog was busy (``Catalog.session`` says so)
         orig = getattr(exc, "orig", None) or exc
         lines = str(orig).strip().splitlines()
         said = ascii(lines[0] if lines else "")[1:-1][:200]
@@ -218,9 +256,10 @@ _MIGRATE_ATTEMPTS = 20  # tries at a new catalog another process is migrating (a
 class Catalog:
     """A handle on the catalog database; ``session()`` is one unit of work, committed on clean exit."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.lock_wait = lock_wait
+        self.engine = make_engine(url, lock_wait)
         for attempt in range(_MIGRATE_ATTEMPTS):
             try:
                 if migrate and (current := current_revision(self.engine)) != (head := head_revision()):
@@ -249,10 +288,19 @@ class Catalog:
         except DBAPIError as exc:
             # every write to the catalog goes through here: a read-only catalog is one line naming it, for the
             # CLI and the server alike; any other database error stays what it is (a bug or an outage)
-            refusal = self._read_only(exc)
+            refusal = self._read_only(exc) or self._busy(exc)
             if refusal is None:
                 raise
             raise refusal from None
+
+    def _busy(self, exc: DBAPIError) -> CatalogBusyError | None:
+        """``exc`` as "the catalog is busy" when a lock wait ran out, else None."""
+        if not lock_wait_ran_out(exc):
+            return None
+        return CatalogBusyError(
+            f"the catalog database {self.where} is busy: another change held a lock this one needs for more than "
+            f"{self.lock_wait:g} s (MODELARC_LOCK_WAIT); nothing of this change was written, try it again"
+        )
 
     def _read_only(self, exc: DBAPIError) -> CatalogReadOnlyError | None:
         """``exc`` as "the catalog is read-only" when that is what the database said, else None."""
