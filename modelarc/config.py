@@ -277,6 +277,26 @@ def disk_reserve() -> int:
     return DEFAULT_DISK_RESERVE if value is None else value
 
 
+def remote_busy_wait() -> float:
+    """Seconds in all a ``--remote`` command waits on a remote that answers "busy" (503 ServerBusy, ``Retry-After``)
+    before it gives up with that answer (``MODELARC_REMOTE_BUSY_WAIT``, default 60; 0: ask once, never wait): a
+    server out of memory for bodies, or whose catalog is locked by another change, wrote nothing of the request and
+    asks to be asked again, so a push or pull waits out a short rush instead of failing, and a server that stays busy
+    costs the command at most this long."""
+    from modelarc.errors import UsageError
+
+    text = os.environ.get("MODELARC_REMOTE_BUSY_WAIT")
+    if not text:
+        return 60.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 86400.0:
+        raise UsageError(f"MODELARC_REMOTE_BUSY_WAIT={text[:40]!r}: expected a number of seconds between 0 and 86400")
+    return value
+
+
 def remote_timeouts() -> tuple[float, float]:
     """How long the remote client waits for any one read (``MODELARC_REMOTE_TIMEOUT``, seconds, default 60) and the
     slowest transfer rate it accepts (``MODELARC_REMOTE_MIN_RATE``, bytes per second, default 10 KiB): a request's

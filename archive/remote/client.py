@@ -32,6 +32,7 @@ from modelarc.errors import (
     PolicyLooseningError,
     RemoteAuthError,
     RemoteError,
+    ServerBusyError,
     UsageError,
     WithdrawnError,
     error_class,
@@ -64,6 +65,10 @@ _CLASS_BY_STATUS: dict[int, type[ModelarcError]] = {
 }
 
 
+# the shortest and longest pause before a "busy" remote (503 ServerBusy) is asked again, whatever its Retry-After
+# says: an honest server asks for a few seconds; a hostile one cannot make the client spin or sleep for a day
+BUSY_PAUSE_BOUNDS = (0.2, 30.0)
+
 # bytes per second a server is assumed to rebuild and hash a pushed snapshot at before it answers the commit (measured
 # ~394 MB/s on a 2-core VM): a 140 GB model may take up to ~47 minutes beyond MODELARC_REMOTE_TIMEOUT
 COMMIT_CHECK_RATE = 50_000_000
@@ -75,7 +80,7 @@ class RemoteArchive:
     def __init__(
         self, remote: Remote, *, jobs: int = 4, timeout: float | None = None, min_rate: float | None = None
     ) -> None:
-        from modelarc.config import remote_timeouts
+        from modelarc.config import remote_busy_wait, remote_timeouts
 
         self.remote = remote
         self.jobs = max(1, jobs)
@@ -94,6 +99,10 @@ class RemoteArchive:
         self._connections: list[HTTPConnection] = []
         # at most ``jobs`` object bodies on the wire at once, however many threads decode what has arrived
         self._transfers = threading.BoundedSemaphore(self.jobs)
+        # how long busy answers may go on before the command ends with one (MODELARC_REMOTE_BUSY_WAIT), and since
+        # when they have: the monotonic time of the first busy answer with none served after it, else None
+        self._busy_wait = remote_busy_wait()
+        self._busy_since: float | None = None
 
     @functools.cached_property
     def http(self) -> httpx.Client:
@@ -135,6 +144,18 @@ class RemoteArchive:
 
     # ------------------------------------------------------------------ wire
     def _request(self, method: str, path: str, *, cap: int, grace: float = 0.0, **kwargs: Any) -> _Answer:
+        """``_request_once``, asked again while the remote answers "busy" (``_ask_again``)."""
+        while True:
+            try:
+                answer = self._request_once(method, path, cap=cap, grace=grace, **kwargs)
+            except ServerBusyError as exc:
+                if not self._ask_again(exc):
+                    raise
+                continue
+            self._busy_since = None
+            return answer
+
+    def _request_once(self, method: str, path: str, *, cap: int, grace: float = 0.0, **kwargs: Any) -> _Answer:
         """One small JSON request over httpx, its answer read whole but never past ``cap`` decoded bytes (a gzip
         bomb is counted as it inflates, not by what it weighs on the wire), nor past the request's deadline.
         ``grace``: seconds the remote may work before it answers at all, beyond the timeout (a commit)."""
@@ -158,7 +179,12 @@ class RemoteArchive:
                 if response.status_code >= 400:
                     content = _read_capped(response, ERROR_BODY_BYTES, slow, where, truncate=True)
                     self._refuse(
-                        response.status_code, content, method, path, response.headers.get("X-Error-Code")
+                        response.status_code,
+                        content,
+                        method,
+                        path,
+                        response.headers.get("X-Error-Code"),
+                        response.headers.get("Retry-After"),
                     )
                 content = _read_capped(response, cap, slow, where, what=f"{method} {path}")
                 return _Answer(content, response.links, method, response.request.url.path)
@@ -173,6 +199,21 @@ class RemoteArchive:
             raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
         finally:
             _DEADLINE.at = None
+
+    def _ask_again(self, busy: ServerBusyError, may_retry: Callable[[], bool] = lambda: True) -> bool:
+        """Wait the pause a busy remote asked for and say True, so the request is sent again; False when busy
+        answers have gone on for ``MODELARC_REMOTE_BUSY_WAIT`` (or would, by the end of the pause) with none served
+        in between, or ``may_retry`` refuses. A busy server wrote nothing of the request (docs/API.md, 503), so asking
+        again cannot record anything twice; the pause is bounded (``BUSY_PAUSE_BOUNDS``) whatever the remote asks."""
+        low, high = BUSY_PAUSE_BOUNDS
+        pause = min(max(float(busy.retry_after), low), high)
+        now = time.monotonic()
+        with self._lock:
+            since = self._busy_since = self._busy_since if self._busy_since is not None else now
+        if now + pause - since > self._busy_wait or not may_retry():
+            return False
+        time.sleep(pause)
+        return True
 
     def _allowance(self, size: int) -> float:
         """Seconds a request whose answer is ``size`` bytes may take, from its start to its last byte."""
@@ -194,11 +235,13 @@ class RemoteArchive:
                 f"remote {self.remote.name}: its answer to {answer.method} {answer.path} is not JSON"
             ) from None
 
-    def _refuse(self, status: int, content: bytes, method: str, path: str, code: str | None) -> NoReturn:
+    def _refuse(
+        self, status: int, content: bytes, method: str, path: str, code: str | None, retry_after: str | None = None
+    ) -> NoReturn:
         """Raise what the remote raised: the class its ``X-Error-Code`` names (modelarc/errors.py HTTP_ERRORS).
 
         Auth refusals are ``RemoteAuthError``; an answer without a known code (an older server, a proxy) is
-        judged by its status alone.
+        judged by its status alone. A "busy" answer keeps the pause its ``Retry-After`` asks for (``_ask_again``).
         """
         try:
             body = json.loads(content)
@@ -234,6 +277,8 @@ class RemoteArchive:
             if not isinstance(missing, list) or not missing or not all(isinstance(o, str) for o in missing):
                 raise RemoteError(f"{where} answered {status} to {method} {path} with a malformed list of missing objects")
             raise MissingObjectsError(str(body.get("snapshot", "?"))[:80], missing)
+        if cls is ServerBusyError and status == 503:
+            raise ServerBusyError(f"{where}: {detail}", retry_after=_pause_asked(retry_after))
         if cls is not None and cls is not ModelarcError:
             raise cls(f"{where}: {detail}")
         raise RemoteError(f"{where} answered {status} to {method} {path}: {detail}")
@@ -323,7 +368,14 @@ class RemoteArchive:
                 return False
             if response.status >= 400:
                 code = response.getheader("X-Error-Code")
-                self._refuse(response.status, response.read(ERROR_BODY_BYTES), "POST", path, code)
+                self._refuse(
+                    response.status,
+                    response.read(ERROR_BODY_BYTES),
+                    "POST",
+                    path,
+                    code,
+                    response.getheader("Retry-After"),
+                )
             if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
                 raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
             for index, oid in enumerate(oids):
@@ -368,12 +420,40 @@ class RemoteArchive:
         def judged(response: HTTPResponse) -> T:
             if response.status >= 400:
                 code = response.getheader("X-Error-Code")
-                self._refuse(response.status, response.read(ERROR_BODY_BYTES), "GET", path, code)
+                self._refuse(
+                    response.status,
+                    response.read(ERROR_BODY_BYTES),
+                    "GET",
+                    path,
+                    code,
+                    response.getheader("Retry-After"),
+                )
             return read(response)
 
         return self._exchange("GET", path, judged)
 
     def _exchange(
+        self,
+        method: str,
+        path: str,
+        read: Callable[[HTTPResponse], T],
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        may_retry: Callable[[], bool] = lambda: True,
+    ) -> T:
+        """``_exchange_once``, sent again while the remote answers "busy" (``_ask_again``) and ``may_retry`` allows."""
+        while True:
+            try:
+                result = self._exchange_once(method, path, read, body=body, headers=headers, may_retry=may_retry)
+            except ServerBusyError as exc:
+                if not self._ask_again(exc, may_retry):
+                    raise
+                continue
+            self._busy_since = None
+            return result
+
+    def _exchange_once(
         self,
         method: str,
         path: str,
@@ -706,6 +786,14 @@ class _Watchdog:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _pause_asked(retry_after: str | None) -> int:
+    """The seconds a ``Retry-After`` asks for (RFC 9110: delay-seconds; an HTTP date or nothing reads as 1)."""
+    text = (retry_after or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= 6:
+        return int(text)
+    return 1
 
 
 def _read_exactly(response: HTTPResponse, n: int, where: str) -> bytes:

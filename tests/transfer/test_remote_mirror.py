@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from modelfactory import big_model, finetune, tiny_tensors, write_model
 from transferkit import Home, Server, files_of, make_home, trusted_by_server
 
@@ -177,8 +178,12 @@ def test_a_served_mirror_receives_the_access_policy_and_enforces_it(server: Serv
     assert server.archive.resolve("acme/closed:again")[1].digest == digest  # the tag still moved
 
 
-def test_a_busy_served_mirror_does_not_stop_repair_or_scrub(server: Server, tmp_path: Path) -> None:
+def test_a_busy_served_mirror_does_not_stop_repair_or_scrub(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hostilekit import RewritingProxy, serve_proxy
+
+    monkeypatch.setenv("MODELARC_REMOTE_BUSY_WAIT", "0")  # busy for good: asked once (tests/transfer/test_remote_busy.py)
 
     def busy(method: str, path: str, status: int, headers: dict[str, str], body: bytes) -> object:
         if path.startswith("/v1/objects/"):  # every object read answered 503, as a server out of send memory
