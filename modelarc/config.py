@@ -201,7 +201,7 @@ def _store_setting(root: Path) -> tuple[str | None, str]:
     return value, str(root / HOME_CONFIG)
 
 
-def _seconds(name: str, default: float) -> float:
+def _seconds(name: str, default: float, *, least: float = 1.0) -> float:
     from modelarc.errors import UsageError
 
     text = os.environ.get(name)
@@ -211,8 +211,8 @@ def _seconds(name: str, default: float) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not 1.0 <= value <= 86400.0:
-        raise UsageError(f"{name}={text!r}: expected a number of seconds between 1 and 86400")
+    if not least <= value <= 86400.0:
+        raise UsageError(f"{name}={text[:40]!r}: expected a number of seconds between {least:g} and 86400")
     return value
 
 
@@ -283,18 +283,7 @@ def remote_busy_wait() -> float:
     server out of memory for bodies, or whose catalog is locked by another change, wrote nothing of the request and
     asks to be asked again, so a push or pull waits out a short rush instead of failing, and a server that stays busy
     costs the command at most this long."""
-    from modelarc.errors import UsageError
-
-    text = os.environ.get("MODELARC_REMOTE_BUSY_WAIT")
-    if not text:
-        return 60.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 86400.0:
-        raise UsageError(f"MODELARC_REMOTE_BUSY_WAIT={text[:40]!r}: expected a number of seconds between 0 and 86400")
-    return value
+    return _seconds("MODELARC_REMOTE_BUSY_WAIT", 60.0, least=0.0)
 
 
 def remote_timeouts() -> tuple[float, float]:

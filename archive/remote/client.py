@@ -144,16 +144,8 @@ class RemoteArchive:
 
     # ------------------------------------------------------------------ wire
     def _request(self, method: str, path: str, *, cap: int, grace: float = 0.0, **kwargs: Any) -> _Answer:
-        """``_request_once``, asked again while the remote answers "busy" (``_ask_again``)."""
-        while True:
-            try:
-                answer = self._request_once(method, path, cap=cap, grace=grace, **kwargs)
-            except ServerBusyError as exc:
-                if not self._ask_again(exc):
-                    raise
-                continue
-            self._busy_since = None
-            return answer
+        """``_request_once``, asked again while the remote answers "busy" (``_while_busy``)."""
+        return self._while_busy(lambda: self._request_once(method, path, cap=cap, grace=grace, **kwargs))
 
     def _request_once(self, method: str, path: str, *, cap: int, grace: float = 0.0, **kwargs: Any) -> _Answer:
         """One small JSON request over httpx, its answer read whole but never past ``cap`` decoded bytes (a gzip
@@ -199,6 +191,18 @@ class RemoteArchive:
             raise RemoteError(f"{where} ({self.remote.url}) is unreachable: {exc}") from None
         finally:
             _DEADLINE.at = None
+
+    def _while_busy(self, once: Callable[[], T], may_retry: Callable[[], bool] = lambda: True) -> T:
+        """``once()``, called again while the remote answers "busy" and ``_ask_again`` allows."""
+        while True:
+            try:
+                result = once()
+            except ServerBusyError as exc:
+                if not self._ask_again(exc, may_retry):
+                    raise
+                continue
+            self._busy_since = None
+            return result
 
     def _ask_again(self, busy: ServerBusyError, may_retry: Callable[[], bool] = lambda: True) -> bool:
         """Wait the pause a busy remote asked for and say True, so the request is sent again; False when busy
@@ -386,8 +390,9 @@ class RemoteArchive:
             return True
 
         with self._transfers:  # objects already delivered cannot be taken back: no second attempt after one
-            return self._exchange(
-                "POST", path, read, body=body, headers=headers, may_retry=lambda: not delivered
+            return self._while_busy(
+                lambda: self._exchange("POST", path, read, body=body, headers=headers, may_retry=lambda: not delivered),
+                may_retry=lambda: not delivered,
             )
 
     def _read_frame(
@@ -430,30 +435,9 @@ class RemoteArchive:
                 )
             return read(response)
 
-        return self._exchange("GET", path, judged)
+        return self._while_busy(lambda: self._exchange("GET", path, judged))
 
     def _exchange(
-        self,
-        method: str,
-        path: str,
-        read: Callable[[HTTPResponse], T],
-        *,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        may_retry: Callable[[], bool] = lambda: True,
-    ) -> T:
-        """``_exchange_once``, sent again while the remote answers "busy" (``_ask_again``) and ``may_retry`` allows."""
-        while True:
-            try:
-                result = self._exchange_once(method, path, read, body=body, headers=headers, may_retry=may_retry)
-            except ServerBusyError as exc:
-                if not self._ask_again(exc, may_retry):
-                    raise
-                continue
-            self._busy_since = None
-            return result
-
-    def _exchange_once(
         self,
         method: str,
         path: str,

@@ -30,15 +30,21 @@ def _cached(archive: Archive, ref: str) -> Path:
     return entry
 
 
-def test_a_pull_bringing_a_stricter_policy_for_a_held_snapshot_removes_its_cached_copy(
-    server: Server, tmp_path: Path
-) -> None:
+def _pulled_and_cached(server: Server, tmp_path: Path) -> tuple[Home, Path]:
+    """A public snapshot of the server's, pulled by a new home and loaded there with the load cache: the home and
+    the cache entry."""
     server.archive.push(write_model(tmp_path / "pub"), "acme/pub:v1")
-    bob: Home = make_home(tmp_path, "bob")
+    bob = make_home(tmp_path, "bob")
     bob("remote", "add", "origin", server.url, "--token", server.read_token)
     bob("pull", "acme/pub:v1", "--remote", "origin")
     with bob.archive() as archive:
-        entry = _cached(archive, "acme/pub:v1")
+        return bob, _cached(archive, "acme/pub:v1")
+
+
+def test_a_pull_bringing_a_stricter_policy_for_a_held_snapshot_removes_its_cached_copy(
+    server: Server, tmp_path: Path
+) -> None:
+    bob, entry = _pulled_and_cached(server, tmp_path)
     set_policy(server.archive, "acme/pub", "restricted", reason="licence withdrawn")
     bob("pull", "acme/pub:v1", "--remote", "origin")  # held already: only the remote's policy is new
     with bob.archive() as archive:
@@ -86,12 +92,7 @@ def test_a_cached_copy_that_cannot_be_removed_after_the_commit_is_said_and_the_p
     """The stricter policy is committed before the purge: a purge that fails (here the cache's own tmp/ is a file,
     so the entry cannot be moved out) used to fail the pull after the fact, and a re-run, finding the policy already
     strict, never purged. Now the copy is named as left, and the pull reports success: what it recorded holds."""
-    server.archive.push(write_model(tmp_path / "pub"), "acme/pub:v1")
-    bob: Home = make_home(tmp_path, "bob")
-    bob("remote", "add", "origin", server.url, "--token", server.read_token)
-    bob("pull", "acme/pub:v1", "--remote", "origin")
-    with bob.archive() as archive:
-        entry = _cached(archive, "acme/pub:v1")
+    bob, entry = _pulled_and_cached(server, tmp_path)
     scratch = bob.path / "cache" / "tmp"
     for leftover in scratch.iterdir() if scratch.is_dir() else ():
         leftover.unlink()
