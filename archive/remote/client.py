@@ -281,11 +281,22 @@ class RemoteArchive:
             if not isinstance(missing, list) or not missing or not all(isinstance(o, str) for o in missing):
                 raise RemoteError(f"{where} answered {status} to {method} {path} with a malformed list of missing objects")
             raise MissingObjectsError(str(body.get("snapshot", "?"))[:80], missing)
-        if cls is ServerBusyError and status == 503:
+        if cls is ServerBusyError:
             raise ServerBusyError(f"{where}: {detail}", retry_after=_pause_asked(retry_after))
         if cls is not None and cls is not ModelarcError:
             raise cls(f"{where}: {detail}")
         raise RemoteError(f"{where} answered {status} to {method} {path}: {detail}")
+
+    def _refuse_answer(self, response: HTTPResponse, method: str, path: str) -> NoReturn:
+        """``_refuse`` for a refusal read over http.client: its body (bounded), its code and its Retry-After."""
+        self._refuse(
+            response.status,
+            response.read(ERROR_BODY_BYTES),
+            method,
+            path,
+            response.getheader("X-Error-Code"),
+            response.getheader("Retry-After"),
+        )
 
     def missing(self, ids: Iterable[str]) -> list[ObjectId]:
         wanted = list(ids)
@@ -371,15 +382,7 @@ class RemoteArchive:
                 self._drop_connection()  # its body unread: the connection is not reused
                 return False
             if response.status >= 400:
-                code = response.getheader("X-Error-Code")
-                self._refuse(
-                    response.status,
-                    response.read(ERROR_BODY_BYTES),
-                    "POST",
-                    path,
-                    code,
-                    response.getheader("Retry-After"),
-                )
+                self._refuse_answer(response, "POST", path)
             if _read_exactly(response, len(batch.MAGIC), where) != batch.MAGIC:
                 raise RemoteError(f"{where}: its answer to {path} is not a batch of objects (version 1)")
             for index, oid in enumerate(oids):
@@ -424,15 +427,7 @@ class RemoteArchive:
 
         def judged(response: HTTPResponse) -> T:
             if response.status >= 400:
-                code = response.getheader("X-Error-Code")
-                self._refuse(
-                    response.status,
-                    response.read(ERROR_BODY_BYTES),
-                    "GET",
-                    path,
-                    code,
-                    response.getheader("Retry-After"),
-                )
+                self._refuse_answer(response, "GET", path)
             return read(response)
 
         return self._while_busy(lambda: self._exchange("GET", path, judged))
