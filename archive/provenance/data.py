@@ -16,11 +16,13 @@ import hashlib
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -267,9 +269,9 @@ def _validator_class(recorded: bool) -> Any:
     newline, so a ``sha256`` of 64 hex digits and a newline passed and was recorded and exported. Given manifests
     are held to ECMA's meaning (``$`` as ``\\Z``); a recorded one (``recorded``) as leniently as when it was
     attached, so that a rebuild still replays it."""
-    # imported here, not at the top: jsonschema pulls in rfc3987-syntax, which builds lark grammars on import
-    # (seconds), and this module is loaded for more than validating (attach_data, the DataManifest type)
-    import jsonschema
+    # imported here, not at the top: this module is loaded for more than validating (attach_data, the DataManifest
+    # type), and jsonschema takes 0.2 s even without what _import_jsonschema leaves out
+    jsonschema = _import_jsonschema()
 
     if recorded:
         return jsonschema.Draft202012Validator
@@ -279,6 +281,27 @@ def _validator_class(recorded: bool) -> Any:
             yield jsonschema.ValidationError(f"{instance!r} does not match {regex!r}")
 
     return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": pattern})
+
+
+def _import_jsonschema() -> ModuleType:
+    """jsonschema, imported (when nothing has imported it yet) without rfc3987-syntax.
+
+    jsonschema imports rfc3987-syntax, when installed (the dev extras have it), for its optional "iri" format
+    checks, and rfc3987-syntax builds its lark grammars on import: 1.9 s of the 2.1 s `import jsonschema` took,
+    paid by every `push --data` and `data attach`. No schema here is checked for formats (no format checker is
+    given), so that check is never wanted; the module is hidden only during this import and can be imported
+    normally afterwards."""
+    if (loaded := sys.modules.get("jsonschema")) is not None:
+        return loaded
+    hidden = "rfc3987_syntax" not in sys.modules
+    if hidden:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # None: "import fails" (importlib)
+    try:
+        import jsonschema
+    finally:
+        if hidden and "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
+            del sys.modules["rfc3987_syntax"]
+    return jsonschema
 
 
 def _ecma_end(regex: str) -> str:
