@@ -1,4 +1,4 @@
-"""Catalogs in tests: opening one for a fixture, and losing one on purpose for the tests of rebuilding it from the
+"""Catalogs in tests: opening one for a fixture, copying one already at the schema's head, and losing one on purpose for the tests of rebuilding it from the
 store (tests/cli/test_cli_rebuild.py)."""
 
 from __future__ import annotations
@@ -10,6 +10,17 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from modelarc.registry.db import Catalog
+
+
+def sqlite_copy(template: Path, target: Path) -> str:
+    """A copy of the SQLite catalog ``template`` at ``target`` by SQLite's backup API (consistent whatever its
+    journal holds); its URL."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+    return f"sqlite:///{target}"
 
 
 def drop_catalog(url: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -68,15 +68,6 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _sqlite_copy(template: Path, target: Path) -> str:
-    """A copy of ``template`` at ``target`` by SQLite's backup API (consistent whatever its journal holds)."""
-    import sqlite3
-
-    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
-        source.backup(copy)
-    return f"sqlite:///{target}"
-
-
 @contextmanager
 def _new_postgres_database(template: str | None = None) -> Iterator[str]:
     """SQLAlchemy URL of a new PostgreSQL database on the test server, dropped on exit: empty, or a copy of the
@@ -135,7 +126,9 @@ def postgresql_url() -> Iterator[str]:
 
 def _catalog_url(request: pytest.FixtureRequest, backend: str, folder: Path) -> Iterator[str]:
     if backend == "sqlite":
-        yield _sqlite_copy(request.getfixturevalue("_sqlite_template"), folder / "registry.db")
+        from catalogkit import sqlite_copy
+
+        yield sqlite_copy(request.getfixturevalue("_sqlite_template"), folder / "registry.db")
     else:
         with _new_postgres_database(template=request.getfixturevalue("_postgres_template")) as url:
             yield url

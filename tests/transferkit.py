@@ -8,12 +8,11 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalogkit import sqlite_copy
 from click.testing import CliRunner, Result
 
 from modelarc.archive.repository import Archive
@@ -80,10 +79,7 @@ def make_home(tmp_path: Path, name: str) -> Home:
     home = Home(tmp_path / name, CliRunner())
     home.path.mkdir(mode=0o700, parents=True)
     os.chmod(home.path, 0o700)  # as init makes a new home, whatever the umask
-    with closing(sqlite3.connect(_catalog_template())) as source, closing(
-        sqlite3.connect(home.path / "registry.db")
-    ) as copy:
-        source.backup(copy)
+    sqlite_copy(_catalog_template(), home.path / "registry.db")
     home("init")
     return home
 
