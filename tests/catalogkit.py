@@ -1,5 +1,5 @@
-"""Catalogs in tests: opening one for a fixture, copying one already at the schema's head, and losing one on purpose for the tests of rebuilding it from the
-store (tests/cli/test_cli_rebuild.py)."""
+"""Catalogs in tests: opening one for a fixture, copying one already at the schema's head, and losing one on
+purpose for the tests of rebuilding it from the store (tests/cli/test_cli_rebuild.py)."""
 
 from __future__ import annotations
 
