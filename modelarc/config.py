@@ -115,7 +115,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         send_memory=_byte_count("MODELARC_SEND_MEMORY", minimum=1 << 20) or 1 << 30,
         send_timeout=_seconds("MODELARC_SEND_TIMEOUT", 60.0),
         send_min_rate=_min_rate("MODELARC_SEND_MIN_RATE"),
-        receive_timeout=_seconds("MODELARC_RECEIVE_TIMEOUT", 60.0),
+        receive_timeout=receive_timeout(),
         receive_min_rate=_min_rate("MODELARC_RECEIVE_MIN_RATE"),
         receive_memory=_byte_count("MODELARC_RECEIVE_MEMORY", minimum=1 << 20) or 1 << 30,
         cache_dir=Path(cache_dir).expanduser().absolute() if cache_dir else None,
@@ -275,6 +275,13 @@ def disk_reserve() -> int:
     system and the other programs on it, and a model that cannot fit is refused before a byte moves."""
     value = _byte_count("MODELARC_DISK_RESERVE")
     return DEFAULT_DISK_RESERVE if value is None else value
+
+
+def receive_timeout() -> float:
+    """Seconds a server gives a client to send more of a request body (``MODELARC_RECEIVE_TIMEOUT``, default 60):
+    the window of the receive deadline for a body a route reads (api/receiving.py), and all the time it gives a
+    client to finish sending a body it answered without reading (cli/http_protocol.py)."""
+    return _seconds("MODELARC_RECEIVE_TIMEOUT", 60.0)
 
 
 def remote_busy_wait() -> float:

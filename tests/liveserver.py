@@ -19,7 +19,7 @@ import uvicorn
 
 from modelarc.api.app import create_app
 from modelarc.archive.repository import Archive
-from modelarc.cli.http_protocol import NoDelayHTTPProtocol
+from modelarc.cli.http_protocol import ServeHTTPProtocol
 
 STARTUP_TIMEOUT = 30.0  # seconds; a loaded CI machine starts uvicorn in well under one
 READY_TIMEOUT = 60.0  # seconds, for `modelarc serve` as a process of its own (imports, archive, workers)
@@ -85,7 +85,7 @@ def serve_app(app: Any, *, port: int | None = None, startup_timeout: float = STA
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     # the protocol `modelarc serve` runs (cli/http_protocol.py): without it every small answer waits 40 ms for an ACK
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=NoDelayHTTPProtocol)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=ServeHTTPProtocol)
     server = uvicorn.Server(config)
     ended: list[BaseException] = []
 

@@ -180,7 +180,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
     import uvicorn
 
     from modelarc.archive.repository import Archive
-    from modelarc.cli.http_protocol import NoDelayHTTPProtocol
+    from modelarc.cli.http_protocol import ServeHTTPProtocol
 
     archive = Archive.open(ctx.obj["home"])
     startup_done()  # a long-lived process: the collector's usual thresholds from here on
@@ -202,7 +202,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             "modelarc.api.asgi:create_app_from_env",
             factory=True,
             fd=sock.fileno(),  # the listening socket bound above, shared by the workers
-            http=NoDelayHTTPProtocol,  # cli/http_protocol.py: no 40 ms wait for an ACK after each response head
+            http=ServeHTTPProtocol,  # cli/http_protocol.py: no 40 ms ACK wait; unread bodies get a deadline
             host=host,
             port=port,
             workers=workers,
@@ -220,7 +220,7 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
     server = StoppingServer(
         uvicorn.Config(
             create_app(lambda: archive, anonymous_read=anonymous_read),
-            http=NoDelayHTTPProtocol,
+            http=ServeHTTPProtocol,
             host=host,
             port=port,
             log_level="warning",

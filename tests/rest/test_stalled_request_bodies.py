@@ -254,3 +254,55 @@ def test_a_download_slower_than_the_receive_timeout_is_not_dropped(server) -> No
     assert head.startswith(b"HTTP/1.1 200 ")
     size = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split()[1])
     assert len(body) < size  # still being sent when the read stopped: it outlived the receive timeout
+
+
+def _answered_before_its_body(port: int, declared: int, sent: int) -> tuple[socket.socket, bytes]:
+    """An anonymous upload declaring ``declared`` bytes with ``sent`` of them sent: the server answers 401 without
+    reading the body. The socket and the whole answer."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(
+        f"PUT /v1/objects/{7:064x} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode()
+        + bytes(sent)
+    )
+    return s, whole_answer(s, 10)
+
+
+def test_the_rest_of_a_body_answered_unread_is_not_waited_for_past_the_receive_timeout(server) -> None:
+    """A client that declares a huge body, is answered at once, and then trickles the body on (a few bytes every
+    quarter second: each one used to restart the server's keep-alive timer) has its connection closed once the
+    receive timeout has passed since the answer: no credentials and a byte a second held a connection for ever."""
+    s, got = _answered_before_its_body(server["port"], declared=1 << 40, sent=1024)
+    answered = time.monotonic()
+    closed_after = None
+    try:
+        assert got.startswith(b"HTTP/1.1 401 "), got[:200]
+        s.settimeout(1)
+        while time.monotonic() - answered < 4 * RECEIVE_TIMEOUT + 5:
+            try:
+                s.sendall(b"x" * 16)
+                if select.select([s], [], [], 0.25)[0] and not s.recv(1 << 16):
+                    closed_after = time.monotonic() - answered  # the server's FIN
+                    break
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - answered  # the server closed with bytes unread: a reset
+                break
+    finally:
+        s.close()
+    assert closed_after is not None, "the server kept reading a trickled body it had answered, with no end"
+    assert RECEIVE_TIMEOUT - 0.5 < closed_after < RECEIVE_TIMEOUT + 3, closed_after
+    assert server["proc"].poll() is None
+
+
+def test_a_client_that_sends_the_rest_of_an_unread_body_keeps_its_connection(server) -> None:
+    """The deadline is for clients that do not finish: one that sends the rest of the body it was answered for
+    goes on using the connection for its next request, as HTTP/1.1 keep-alive allows."""
+    declared, sent = 1 << 20, 64 << 10
+    s, got = _answered_before_its_body(server["port"], declared=declared, sent=sent)
+    try:
+        assert got.startswith(b"HTTP/1.1 401 "), got[:200]
+        s.sendall(bytes(declared - sent))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        again = whole_answer(s, 10)
+    finally:
+        s.close()
+    assert again.startswith(b"HTTP/1.1 200 "), again[:200]
