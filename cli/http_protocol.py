@@ -1,5 +1,5 @@
 """uvicorn's HTTP protocol as ``modelarc serve`` runs it: Nagle's algorithm off on every connection, and a deadline
-for the rest of a request body the server answered without reading.
+for each request's head.
 
 Why no Nagle: asyncio turns Nagle off only for a socket whose ``proto`` is ``IPPROTO_TCP``
 (``base_events._set_nodelay``), and neither the socket ``serve`` binds (``socket(family, SOCK_STREAM)``, proto 0)
@@ -10,15 +10,17 @@ object took 48 ms per GET (curl and http.client alike; 4-6 ms with this) and a b
 (9-12 ms); a pull asks for its manifest, bundles and batches this way (bench/README.md "Nagle's algorithm on the
 server's connections").
 
-Why a deadline for unread bodies: a route may answer before it reads the body (401 to an anonymous upload, 503 when
-the memory for bodies is spent, 413, 404). uvicorn then reads and drops the rest of the declared body so that the
-connection can serve a next request, and every byte that arrives cancels its keep-alive timer: a client declaring
-a terabyte and sending a byte a second held a connection (a file descriptor, a task) for as long as it liked, with
-no credentials needed. Now such a connection is closed ``MODELARC_RECEIVE_TIMEOUT`` seconds after its answer unless
-a next request has begun on it: a client that sends its body on at any usable speed finishes it and keeps the
-connection; one that cannot has had the answer for that long. The connection is not closed at once (nor given
-``Connection: close``): closing a socket with unread bytes resets it, and a client still sending, as most do
-before they read, could then lose the answer (the 503 and its Retry-After) to the reset.
+Why a deadline for request heads: uvicorn gives none. A connection that sent nothing, or sent a request's head a
+byte at a time, stayed open for as long as the client liked (tried on 2026-12-02: both still open after 40 s, and
+without end), and so did one whose body the server had answered without reading (401 to an anonymous upload, 503
+when the memory for bodies is spent, 404): uvicorn reads and drops the rest of such a body so that the connection
+can carry a next request, and every byte that arrives cancels its keep-alive timer. Each held a file descriptor and
+a task, with no credentials needed. Now a connection is closed ``MODELARC_RECEIVE_TIMEOUT`` seconds after it was
+opened, or after its last answer, unless the head of a next request has arrived by then. A client that sends at any
+usable speed is not affected; an idle kept-alive connection still ends at uvicorn's keep-alive timeout (5 s). A body
+answered unread is not cut at once (nor the answer sent with ``Connection: close``): closing a socket with unread
+bytes resets it, and a client still sending, as most do before they read, could lose the answer (the 503 and its
+Retry-After) to the reset; it has the whole timeout to finish or to read it.
 
 Kept out of cli/commands/serve.py because importing uvicorn costs about a quarter of a second (``modelarc --help``
 imports every command module).
@@ -37,35 +39,44 @@ from modelarc.config import receive_timeout
 
 class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     """The protocol uvicorn's ``http="auto"`` picks (httptools where it is installed, h11 otherwise), with
-    TCP_NODELAY set on its connection's socket and unread request bodies given a deadline (the module's doc)."""
+    TCP_NODELAY set on its connection's socket and a deadline for each request's head (the module's doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # read per connection, not per request: the environment is fixed once the server runs, and validated at its
         # start (load_settings), so this never raises here
-        self._linger_seconds = receive_timeout()
-        self._linger: asyncio.TimerHandle | None = None
+        self._head_seconds = receive_timeout()
+        self._head_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         set_nodelay(transport)
         super().connection_made(transport)
+        self._await_next_head(None)
 
     def on_response_complete(self) -> None:
         # the newest request: httptools may hold a pipelined one here, whose answer is not done
         cycle = self.cycle
         super().on_response_complete()
-        # more_body: the body was still coming when the answer was done (both protocols set it False only when the
-        # whole body arrived before the answer)
-        answered_unread = cycle is not None and cycle.response_complete and cycle.more_body
-        if answered_unread and not self.transport.is_closing():
-            if self._linger is not None:
-                self._linger.cancel()
-            self._linger = self.loop.call_later(self._linger_seconds, self._end_linger, cycle)
+        if cycle is not None and cycle.response_complete and self.cycle is cycle:
+            self._await_next_head(cycle)
 
-    def _end_linger(self, cycle: object) -> None:
-        """Close the connection unless a next request began on it since ``cycle`` was answered."""
-        self._linger = None
-        if self.cycle is not cycle or self.transport.is_closing():
+    def _await_next_head(self, answered: object) -> None:
+        """Close the connection unless the head of a request after ``answered`` (None: the first) arrives within the
+        deadline. Both uvicorn protocols make a new ``cycle`` as soon as a request's head is parsed."""
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self._head_deadline = self.loop.call_later(self._head_seconds, self._no_head_in_time, answered)
+
+    def _no_head_in_time(self, answered: object) -> None:
+        self._head_deadline = None
+        # a connection upgraded to another protocol is no longer this one's to close
+        if (
+            self.cycle is not answered
+            or self.transport.is_closing()
+            or self.transport.get_protocol() is not self
+        ):
             return
         if self.transport.get_write_buffer_size():
             self.transport.abort()  # a client that reads nothing would hold a graceful close open
@@ -73,9 +84,9 @@ class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
         super().connection_lost(exc)
 
 

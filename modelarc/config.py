@@ -278,9 +278,9 @@ def disk_reserve() -> int:
 
 
 def receive_timeout() -> float:
-    """Seconds a server gives a client to send more of a request body (``MODELARC_RECEIVE_TIMEOUT``, default 60):
-    the window of the receive deadline for a body a route reads (api/receiving.py), and all the time it gives a
-    client to finish sending a body it answered without reading (cli/http_protocol.py)."""
+    """Seconds a server waits on a client's request (``MODELARC_RECEIVE_TIMEOUT``, default 60): the window of the
+    receive deadline for a body a route reads (api/receiving.py), and the time a connection has for a request's
+    head after it opens or after its last answer, a body answered unread included (cli/http_protocol.py)."""
     return _seconds("MODELARC_RECEIVE_TIMEOUT", 60.0)
 
 

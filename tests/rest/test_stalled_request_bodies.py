@@ -267,27 +267,43 @@ def _answered_before_its_body(port: int, declared: int, sent: int) -> tuple[sock
     return s, whole_answer(s, 10)
 
 
+def _seconds_until_closed(s: socket.socket, trickle: bytes, since: float) -> float | None:
+    """Send ``trickle`` (b"": nothing) every quarter second until the server closes the connection: seconds from
+    ``since`` until it did, None if it was still open well past the receive timeout."""
+    s.settimeout(1)
+    try:
+        while time.monotonic() - since < 4 * RECEIVE_TIMEOUT + 5:
+            if trickle:
+                s.sendall(trickle)
+            if select.select([s], [], [], 0.25)[0] and not s.recv(1 << 16):
+                return time.monotonic() - since  # the server's FIN
+    except (BrokenPipeError, ConnectionResetError):
+        return time.monotonic() - since  # the server closed with bytes unread: a reset
+    finally:
+        s.close()
+    return None
+
+
+@pytest.mark.parametrize("trickle", [b"", b"G"], ids=["nothing-sent", "head-trickled"])
+def test_a_request_head_must_arrive_within_the_receive_timeout(server, trickle: bytes) -> None:
+    """A connection that sends nothing, or a request's head a byte every quarter second, is closed once the
+    receive timeout has passed: either held a connection for ever (a file descriptor each, no credentials)."""
+    s = socket.create_connection(("127.0.0.1", server["port"]))
+    if trickle:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+    closed_after = _seconds_until_closed(s, trickle, time.monotonic())
+    assert closed_after is not None, "the server kept a connection that sent no whole request, with no end"
+    assert RECEIVE_TIMEOUT - 0.5 < closed_after < RECEIVE_TIMEOUT + 3, closed_after
+    assert server["proc"].poll() is None
+
+
 def test_the_rest_of_a_body_answered_unread_is_not_waited_for_past_the_receive_timeout(server) -> None:
     """A client that declares a huge body, is answered at once, and then trickles the body on (a few bytes every
     quarter second: each one used to restart the server's keep-alive timer) has its connection closed once the
     receive timeout has passed since the answer: no credentials and a byte a second held a connection for ever."""
     s, got = _answered_before_its_body(server["port"], declared=1 << 40, sent=1024)
-    answered = time.monotonic()
-    closed_after = None
-    try:
-        assert got.startswith(b"HTTP/1.1 401 "), got[:200]
-        s.settimeout(1)
-        while time.monotonic() - answered < 4 * RECEIVE_TIMEOUT + 5:
-            try:
-                s.sendall(b"x" * 16)
-                if select.select([s], [], [], 0.25)[0] and not s.recv(1 << 16):
-                    closed_after = time.monotonic() - answered  # the server's FIN
-                    break
-            except (BrokenPipeError, ConnectionResetError):
-                closed_after = time.monotonic() - answered  # the server closed with bytes unread: a reset
-                break
-    finally:
-        s.close()
+    closed_after = _seconds_until_closed(s, b"x" * 16, time.monotonic())
+    assert got.startswith(b"HTTP/1.1 401 "), got[:200]
     assert closed_after is not None, "the server kept reading a trickled body it had answered, with no end"
     assert RECEIVE_TIMEOUT - 0.5 < closed_after < RECEIVE_TIMEOUT + 3, closed_after
     assert server["proc"].poll() is None
