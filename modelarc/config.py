@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# seconds a catalog change waits for a lock another transaction holds (MODELARC_LOCK_WAIT; registry/db.py)
+DEFAULT_LOCK_WAIT = 60.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -26,7 +29,7 @@ class Settings:
     lock_ttl: float = 300.0
     # seconds a catalog change waits for a lock another transaction holds before it gives up (registry/db.py
     # ``_engine``), MODELARC_LOCK_WAIT
-    lock_wait: float = 60.0
+    lock_wait: float = DEFAULT_LOCK_WAIT
     # where the objects live: a folder, or s3://BUCKET/PREFIX; None means the default folder ``home/store``
     store_url: str | None = None
     # chunks a server process decodes at once across all its downloads (archive/streaming.py)
@@ -108,7 +111,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         database_url=url,
         actor=actor,
         lock_ttl=_seconds("MODELARC_LOCK_TTL", 300.0),
-        lock_wait=_seconds("MODELARC_LOCK_WAIT", 60.0),
+        lock_wait=_seconds("MODELARC_LOCK_WAIT", DEFAULT_LOCK_WAIT),
         store_url=store,
         store_origin=store_origin,
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),

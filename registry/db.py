@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import NullPool
 
 import modelarc.migrations
+from modelarc.config import DEFAULT_LOCK_WAIT
 from modelarc.errors import (
     CatalogBusyError,
     CatalogReadOnlyError,
@@ -35,8 +36,6 @@ CatalogSession = Session
 MIGRATION_LOCK_KEY = 0x6D6F64656C617263 & 0x7FFFFFFFFFFFFFF0  # beside registry/store_locks.py's key
 # the catalogs the migrations and queries are written and tested for (tests run both)
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-# seconds a change waits for a lock another transaction holds on the catalog (MODELARC_LOCK_WAIT)
-DEFAULT_LOCK_WAIT = 60.0
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
