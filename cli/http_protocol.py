@@ -16,11 +16,14 @@ without end), and so did one whose body the server had answered without reading 
 when the memory for bodies is spent, 404): uvicorn reads and drops the rest of such a body so that the connection
 can carry a next request, and every byte that arrives cancels its keep-alive timer. Each held a file descriptor and
 a task, with no credentials needed. Now a connection is closed ``MODELARC_RECEIVE_TIMEOUT`` seconds after it was
-opened, or after its last answer, unless the head of a next request has arrived by then. A client that sends at any
-usable speed is not affected; an idle kept-alive connection still ends at uvicorn's keep-alive timeout (5 s). A body
-answered unread is not cut at once (nor the answer sent with ``Connection: close``): closing a socket with unread
-bytes resets it, and a client still sending, as most do before they read, could lose the answer (the 503 and its
-Retry-After) to the reset; it has the whole timeout to finish or to read it.
+opened, or after its last answer, unless the head of a next request has arrived by then; an idle kept-alive one
+still ends at uvicorn's keep-alive timeout (5 s) where that comes first. The rest of a body answered unread must so
+arrive within one timeout of the answer, whatever its speed. It is not cut at once (nor the answer sent with
+``Connection: close``): closing a socket with unread bytes resets it, and a client still sending, as most do before
+they read, could lose the answer (the 503 and its Retry-After) to the reset; it has the whole timeout to finish, and
+on Linux the answer stays readable after the reset. An answer still going out when the deadline comes (a large one,
+to a slow reader) is not cut: the deadline moves on while the client takes the send floor
+(``MODELARC_SEND_MIN_RATE``) over each window, as a download must; one that takes less is reset.
 
 Kept out of cli/commands/serve.py because importing uvicorn costs about a quarter of a second (``modelarc --help``
 imports every command module).
@@ -29,12 +32,15 @@ imports every command module).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from modelarc.config import receive_timeout
+from modelarc.config import receive_timeout, send_min_rate
 
 
 class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -43,10 +49,8 @@ class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # read per connection, not per request: the environment is fixed once the server runs, and validated at its
-        # start (load_settings), so this never raises here
-        self._head_seconds = receive_timeout()
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._unsent = 0  # bytes of the last answer not yet taken by the kernel when the deadline was set
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         set_nodelay(transport)
@@ -62,25 +66,30 @@ class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
 
     def _await_next_head(self, answered: object) -> None:
         """Close the connection unless the head of a request after ``answered`` (None: the first) arrives within the
-        deadline. Both uvicorn protocols make a new ``cycle`` as soon as a request's head is parsed."""
+        deadline. Both uvicorn protocols make a new ``cycle`` as soon as a request's head is parsed. Armed on a
+        closing connection too: uvicorn's graceful close waits for ever on a client that takes nothing."""
         if self._head_deadline is not None:
             self._head_deadline.cancel()
-        self._head_deadline = None
-        if not self.transport.is_closing():
-            self._head_deadline = self.loop.call_later(self._head_seconds, self._no_head_in_time, answered)
+        self._unsent = self.transport.get_write_buffer_size()
+        self._head_deadline = self.loop.call_later(_limits()[0], self._no_head_in_time, answered)
 
     def _no_head_in_time(self, answered: object) -> None:
         self._head_deadline = None
         # a connection upgraded to another protocol is no longer this one's to close
-        if (
-            self.cycle is not answered
-            or self.transport.is_closing()
-            or self.transport.get_protocol() is not self
-        ):
+        if self.cycle is not answered or self.transport.get_protocol() is not self:
             return
-        if self.transport.get_write_buffer_size():
-            self.transport.abort()  # a client that reads nothing would hold a graceful close open
-        else:
+        window, floor = _limits()
+        unsent = self.transport.get_write_buffer_size()
+        if unsent:
+            # the answer is still going out (a large one, to a slow reader): wait on while the client takes what a
+            # download must (the send floor over the window, or all that was left), as api/app.py asks of bodies
+            # being sent; one that takes less is reset, its unsent bytes dropped
+            if self._unsent - unsent >= max(1, min(int(floor * window), self._unsent)):
+                self._unsent = unsent
+                self._head_deadline = self.loop.call_later(window, self._no_head_in_time, answered)
+            else:
+                _reset(self.transport)
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -88,6 +97,22 @@ class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self._head_deadline.cancel()
             self._head_deadline = None
         super().connection_lost(exc)
+
+
+@functools.cache
+def _limits() -> tuple[float, int]:
+    """(MODELARC_RECEIVE_TIMEOUT, MODELARC_SEND_MIN_RATE), read once per server process: its environment is fixed
+    once it runs and was checked at its start (load_settings)."""
+    return receive_timeout(), send_min_rate()
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Drop the connection with a reset: the kernel's buffer for a client that takes nothing goes too."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

@@ -117,7 +117,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         decode_slots=_positive_int("MODELARC_DECODE_SLOTS", default=2 * (os.cpu_count() or 1)),
         send_memory=_byte_count("MODELARC_SEND_MEMORY", minimum=1 << 20) or 1 << 30,
         send_timeout=_seconds("MODELARC_SEND_TIMEOUT", 60.0),
-        send_min_rate=_min_rate("MODELARC_SEND_MIN_RATE"),
+        send_min_rate=send_min_rate(),
         receive_timeout=receive_timeout(),
         receive_min_rate=_min_rate("MODELARC_RECEIVE_MIN_RATE"),
         receive_memory=_byte_count("MODELARC_RECEIVE_MEMORY", minimum=1 << 20) or 1 << 30,
@@ -278,6 +278,12 @@ def disk_reserve() -> int:
     system and the other programs on it, and a model that cannot fit is refused before a byte moves."""
     value = _byte_count("MODELARC_DISK_RESERVE")
     return DEFAULT_DISK_RESERVE if value is None else value
+
+
+def send_min_rate() -> int:
+    """Bytes per second a client must take of a response, averaged over each send timeout
+    (``MODELARC_SEND_MIN_RATE``, default 4 KiB; 0: any progress will do)."""
+    return _min_rate("MODELARC_SEND_MIN_RATE")
 
 
 def receive_timeout() -> float:
