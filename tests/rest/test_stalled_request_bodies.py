@@ -293,7 +293,9 @@ def test_a_request_head_must_arrive_within_the_receive_timeout(server, trickle: 
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
     closed_after = _seconds_until_closed(s, trickle, time.monotonic())
     assert closed_after is not None, "the server kept a connection that sent no whole request, with no end"
-    assert RECEIVE_TIMEOUT - 0.5 < closed_after < RECEIVE_TIMEOUT + 3, closed_after
+    # not at once, and not long after (a loaded machine may be late by seconds; never early but for the time
+    # between the server setting its deadline and the client starting its clock)
+    assert RECEIVE_TIMEOUT - 1 < closed_after < RECEIVE_TIMEOUT + 5, closed_after
     assert server["proc"].poll() is None
 
 
@@ -305,7 +307,9 @@ def test_the_rest_of_a_body_answered_unread_is_not_waited_for_past_the_receive_t
     closed_after = _seconds_until_closed(s, b"x" * 16, time.monotonic())
     assert got.startswith(b"HTTP/1.1 401 "), got[:200]
     assert closed_after is not None, "the server kept reading a trickled body it had answered, with no end"
-    assert RECEIVE_TIMEOUT - 0.5 < closed_after < RECEIVE_TIMEOUT + 3, closed_after
+    # not at once, and not long after (a loaded machine may be late by seconds; never early but for the time
+    # between the server setting its deadline and the client starting its clock)
+    assert RECEIVE_TIMEOUT - 1 < closed_after < RECEIVE_TIMEOUT + 5, closed_after
     assert server["proc"].poll() is None
 
 
