@@ -1,5 +1,6 @@
-"""Catalogs in tests: opening one for a fixture, copying one already at the schema's head, and losing one on
-purpose for the tests of rebuilding it from the store (tests/cli/test_cli_rebuild.py)."""
+"""Catalogs in tests: opening one for a fixture, copying one already at the schema's head, losing one on purpose
+for the tests of rebuilding it from the store (tests/cli/test_cli_rebuild.py), and holding a lock in it as a stuck
+transaction would."""
 
 from __future__ import annotations
 
@@ -21,6 +22,46 @@ def sqlite_copy(template: Path, target: Path) -> str:
     with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(target)) as copy:
         source.backup(copy)
     return f"sqlite:///{target}"
+
+
+@contextmanager
+def lock_held(database_url: str, postgres_lock: str, hold: float, **params: object) -> Iterator[None]:
+    """A lock held by another connection, in a thread of its own, until the block ends or for ``hold`` seconds at
+    most (a change that waits without bound then goes through, and the test fails instead of hanging): SQLite's one
+    write lock, or on PostgreSQL what the statement ``postgres_lock`` (with ``params``) takes in a transaction."""
+    import sqlite3
+    import threading
+
+    from sqlalchemy import create_engine, make_url, text
+
+    taken, done = threading.Event(), threading.Event()
+
+    def hold_it() -> None:
+        if database_url.startswith("sqlite"):
+            conn = sqlite3.connect(make_url(database_url).database or "", isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")  # the one writer
+            taken.set()
+            done.wait(hold)
+            conn.execute("ROLLBACK")
+            conn.close()
+            return
+        engine = create_engine(database_url)
+        try:
+            with engine.connect() as conn, conn.begin():
+                conn.execute(text(postgres_lock), params)
+                taken.set()
+                done.wait(hold)
+        finally:
+            engine.dispose()
+
+    holder = threading.Thread(target=hold_it)
+    holder.start()
+    try:
+        assert taken.wait(30)
+        yield
+    finally:
+        done.set()
+        holder.join(30)
 
 
 def drop_catalog(url: str) -> None:

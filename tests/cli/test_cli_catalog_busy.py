@@ -10,56 +10,17 @@ was a SQLAlchemy traceback. Here the test itself is the stuck holder.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from catalogkit import lock_held
 from conftest import ArchiveCli
 from modelfactory import tiny_gpt2, tiny_tensors, write_model
-from sqlalchemy import create_engine, make_url, text
 
 from modelarc.registry.recording import LINEAGE_LOCK_KEY
 
 WAIT = 1  # MODELARC_LOCK_WAIT for the blocked command: the smallest the setting takes
 HOLD = 15  # seconds the stuck holder holds at most
-
-
-@contextmanager
-def _held(database_url: str) -> Iterator[None]:
-    """The lock a push declaring a parent needs, held by another connection (in a thread of its own) until the block
-    ends, or for ``HOLD`` seconds at most: a push that waits without bound then goes through, and the test fails
-    instead of hanging."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        if database_url.startswith("sqlite"):
-            conn = sqlite3.connect(make_url(database_url).database, isolation_level=None)
-            conn.execute("BEGIN IMMEDIATE")  # the one writer
-            taken.set()
-            done.wait(HOLD)
-            conn.execute("ROLLBACK")
-            conn.close()
-            return
-        engine = create_engine(database_url)
-        try:
-            with engine.connect() as conn, conn.begin():
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINEAGE_LOCK_KEY})
-                taken.set()
-                done.wait(HOLD)
-        finally:
-            engine.dispose()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert taken.wait(30)
-        yield
-    finally:
-        done.set()
-        holder.join(30)
 
 
 def test_a_push_behind_a_stuck_lock_holder_fails_in_one_line_and_goes_through_afterwards(
@@ -69,7 +30,7 @@ def test_a_push_behind_a_stuck_lock_holder_fails_in_one_line_and_goes_through_af
     child = write_model(tmp_path / "child", tiny_tensors(seed=7))
     before = arc.json("ls")
     arc.env["MODELARC_LOCK_WAIT"] = str(WAIT)
-    with _held(database_url):
+    with lock_held(database_url, "SELECT pg_advisory_xact_lock(:k)", HOLD, k=LINEAGE_LOCK_KEY):
         started = time.monotonic()
         failed = arc.fail(
             "push", child, "acme/child:v1", "--parent", "acme/base:v1", "--relation", "finetune"

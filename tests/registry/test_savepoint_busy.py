@@ -7,59 +7,21 @@ records out of the rebuilt catalog instead of failing the rebuild.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from catalogkit import lock_held
 
 from modelarc.errors import CatalogBusyError, CatalogValueError
 from modelarc.registry.db import Catalog, savepoint
 from modelarc.registry.models import CatalogSetting
 
 HOLD = 20  # seconds the holder holds at most: a wait without bound ends the test instead of hanging it
-
-
-@contextmanager
-def _table_held(database_url: str) -> Iterator[None]:
-    """``catalog_settings`` locked against writers by another connection, in a thread of its own, until the block
-    ends: SQLite's one write lock, PostgreSQL's table lock."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        if database_url.startswith("sqlite"):
-            conn = sqlite3.connect(make_url(database_url).database, isolation_level=None)
-            conn.execute("BEGIN IMMEDIATE")
-            taken.set()
-            done.wait(HOLD)
-            conn.execute("ROLLBACK")
-            conn.close()
-            return
-        engine = create_engine(database_url)
-        try:
-            with engine.connect() as conn, conn.begin():
-                conn.execute(text("LOCK TABLE catalog_settings IN ACCESS EXCLUSIVE MODE"))
-                taken.set()
-                done.wait(HOLD)
-        finally:
-            engine.dispose()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert taken.wait(30)
-        yield
-    finally:
-        done.set()
-        holder.join(30)
+TABLE_LOCK = "LOCK TABLE catalog_settings IN ACCESS EXCLUSIVE MODE"  # on PostgreSQL; SQLite: its write lock
 
 
 def test_a_lock_wait_that_runs_out_inside_a_savepoint_is_busy_not_a_bad_value(database_url: str) -> None:
     catalog = Catalog(database_url, lock_wait=1)
     try:
-        with _table_held(database_url), pytest.raises(CatalogBusyError, match="is busy"):
+        with lock_held(database_url, TABLE_LOCK, HOLD), pytest.raises(CatalogBusyError, match="is busy"):
             with catalog.session() as s, savepoint(s):
                 s.add(CatalogSetting(key="probe", value="written while the catalog was locked"))
         with catalog.session() as s:  # nothing of it was written
