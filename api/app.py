@@ -6,11 +6,8 @@ The API layer only parses, calls the archive and formats; errors become problem+
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import socket
-import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,7 +31,7 @@ from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import url_text_problem
 from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
-from modelarc.api.send_watch import SendWatch
+from modelarc.api.send_watch import SendWatch, reset_connection
 from modelarc.api.sending import HEAD_ONLY
 from modelarc.api.transfer import transfer_router
 from modelarc.api.v1 import v1_router
@@ -287,12 +284,7 @@ def _abort_connection(send: Send) -> None:
     """
     transport = _transport_of(send)
     if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:  # a reset, not a FIN queued behind what the kernel still holds for a client that
-            # reads nothing: the kernel's buffer goes too, and the client learns at once
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+        reset_connection(transport)
 
 
 def _extra_headers(exc: ModelarcError) -> dict[str, str]:

@@ -106,3 +106,14 @@ def unsent(transport: asyncio.Transport, sock: socket.socket | None) -> int:
         with contextlib.suppress(OSError, ValueError):
             left += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     return left
+
+
+def reset_connection(transport: asyncio.Transport) -> None:
+    """Drop the connection now with a reset, not a FIN queued behind what the kernel still holds for a client that
+    reads nothing: the lingering is set to zero first, so the kernel's buffer goes too and the client learns at
+    once."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

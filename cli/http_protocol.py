@@ -32,14 +32,13 @@ imports every command module).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import socket
-import struct
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from modelarc.api.send_watch import reset_connection
 from modelarc.config import receive_timeout, send_min_rate
 
 
@@ -88,7 +87,7 @@ class ServeHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
                 self._unsent = unsent
                 self._head_deadline = self.loop.call_later(window, self._no_head_in_time, answered)
             else:
-                _reset(self.transport)
+                reset_connection(self.transport)
         elif not self.transport.is_closing():
             self.transport.close()
 
@@ -104,15 +103,6 @@ def _limits() -> tuple[float, int]:
     """(MODELARC_RECEIVE_TIMEOUT, MODELARC_SEND_MIN_RATE), read once per server process: its environment is fixed
     once it runs and was checked at its start (load_settings)."""
     return receive_timeout(), send_min_rate()
-
-
-def _reset(transport: asyncio.Transport) -> None:
-    """Drop the connection with a reset: the kernel's buffer for a client that takes nothing goes too."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
