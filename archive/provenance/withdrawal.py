@@ -16,15 +16,16 @@ but no load serves a withdrawn snapshot from any cache: loads check the catalog 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.records import CatalogRecord, catalog_time, read_record, record_keys, write_record
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.weights import weight_object_ids
-from modelarc.errors import LockedError, ModelarcError, UsageError
+from modelarc.errors import LockedError, ModelarcError, RecordError, UsageError
 from modelarc.registry import queries as q
+from modelarc.registry import written_records as written_rows
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.leases import drop_presence_leases
 from modelarc.registry.refs import Ref, SnapshotId
@@ -56,6 +57,11 @@ class WithdrawResult:
     # deletion, cut short by a kill or by a push holding the store: ``reason`` is the withdrawal's own
     finished: bool = False
     withdrawn_at: str | None = None
+    # the record an earlier run wrote before it was stopped short of its commit, which this run completed
+    # (``records_left_unfinished``), and the keys of other such records of the snapshot, which state another
+    # withdrawal (reason, reference, actor): they contradict the catalog until moved out of records/ (fsck names them)
+    record_completed: str | None = None
+    records_contradicting: tuple[str, ...] = ()
 
 
 def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawResult:
@@ -70,25 +76,66 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
     actor = archive.settings.actor
     with archive.catalog.session() as s:
         released = released_objects(s, snap, manifest)
-        at = catalog_time()
+        left, other = records_left_unfinished(archive, s, snap, str(ref), reason.strip(), actor)
+        at = left.at if left is not None else catalog_time()
         apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
-        write_record(
-            archive.store.backend,
-            s,
-            "withdraw",
-            at=at,
-            actor=actor,
-            model=snap.model,
-            snapshot=snap.digest,
-            ref=str(ref),
-            reason=reason.strip(),
-        )
+        if left is not None:
+            written_rows.note_written(s, left.key)  # that record is this withdrawal's, committed with it now
+        else:
+            write_record(
+                archive.store.backend,
+                s,
+                "withdraw",
+                at=at,
+                actor=actor,
+                model=snap.model,
+                snapshot=snap.digest,
+                ref=str(ref),
+                reason=reason.strip(),
+            )
     deletion = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
     purged = purge_snapshot(archive.settings, snap.digest)
-    return _result(ref, snap, reason.strip(), released, deletion, kept, purged)
+    result = _result(ref, snap, reason.strip(), released, deletion, kept, purged)
+    return replace(result, record_completed=left.key if left else None, records_contradicting=other)
+
+
+def records_left_unfinished(
+    archive: Archive, s: CatalogSession, snap: SnapshotRecord, ref: str, reason: str, actor: str
+) -> tuple[CatalogRecord | None, tuple[str, ...]]:
+    """The withdraw records of ``snap`` that an earlier ``rm`` wrote but never committed (killed between its record
+    and its commit: archive/records.py), as (the one that states exactly this withdrawal, the keys of the others).
+
+    Why: such a record withdraws a snapshot the catalog holds live, which ``fsck`` reports as a contradiction (a
+    rebuild would withdraw it at that record's time, with its reason). Running the same ``rm`` again is what a user
+    does after a kill; it then completes the withdrawal that record states (its time, reason, reference and actor,
+    the record noted as this archive's) instead of writing a second one dated later, which the first would still
+    contradict. A record only counts when it says exactly what this run would record and its time lies between the
+    snapshot's creation and now: anyone who can write the store can write records (docs/SECURITY.md), and a
+    planted one must not choose the reason or the actor the catalog records. Only records this catalog has no note
+    of writing are read (``written_records``: a committed change notes its record), so a re-run reads few."""
+    backend = archive.store.backend
+    keys = set(record_keys(backend))
+    unnoted = sorted(keys - written_rows.noted(s, keys))
+    now = catalog_time()
+    match: CatalogRecord | None = None
+    other: list[str] = []
+    for key in unnoted:
+        try:
+            record = read_record(backend, key)
+        except RecordError:
+            continue  # named by fsck; not this withdrawal's
+        body = record.body
+        if record.kind != "withdraw" or body.get("model") != snap.model or body.get("snapshot") != str(snap.digest):
+            continue
+        same = body.get("ref") == ref and body.get("reason") == reason and record.actor == actor
+        if match is None and same and snap.created_at <= record.at <= now:
+            match = record
+        else:
+            other.append(key)
+    return match, tuple(other)
 
 
 def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> WithdrawResult:

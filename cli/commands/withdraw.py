@@ -44,6 +44,16 @@ def rm(archive: Archive, ref: str, reason: str | None, as_json: bool) -> None:
         )
     else:
         console.print(f"withdrew {result.ref} ({result.snapshot[:19]}): {result.reason}")
+    if result.record_completed:
+        console.print(
+            f"completed the withdrawal an earlier rm stopped before its commit: its record {result.record_completed} "
+            "is this one's (dated when that run started it)"
+        )
+    for key in result.records_contradicting:
+        echo_warning(
+            f"{key}, left by an earlier rm of this snapshot stopped before its commit, states another withdrawal "
+            "(reason, reference or who): it contradicts the catalog (fsck names it); move it out of records/"
+        )
     if result.deferred_to_gc:
         console.print(
             f"{result.objects_released} weight objects released; a push is running, `modelarc gc` frees them"

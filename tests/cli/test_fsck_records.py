@@ -10,6 +10,7 @@ command's own steps in its transaction, which then rolls back."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,14 @@ def _interrupted_tag(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
                 pass
 
 
-def _interrupted_rm(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupted_rm(
+    arc: ArchiveCli,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    actor: str = "tester",
+    reason: str = "licence",
+    at: dt.datetime | None = None,
+) -> None:
     """`modelarc rm r/g:v1` stopped between writing its withdraw record and its commit (archive/provenance/
     withdrawal.py ``withdraw``: the same steps)."""
     with monkeypatch.context() as m:
@@ -56,12 +64,12 @@ def _interrupted_rm(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
             manifest = archive.manifest(snap)
             try:
                 with archive.catalog.session() as s:
-                    at = catalog_time()
+                    at = at or catalog_time()
                     released = released_objects(s, snap, manifest)
-                    apply_withdrawal(s, snap, released, "licence", actor="tester", target=str(ref), at=at)
+                    apply_withdrawal(s, snap, released, reason, actor=actor, target=str(ref), at=at)
                     s.flush()
-                    write_record(archive.store.backend, s, "withdraw", at=at, actor="tester", model=snap.model,
-                                 snapshot=snap.digest, ref=str(ref), reason="licence")  # fmt: skip
+                    write_record(archive.store.backend, s, "withdraw", at=at, actor=actor, model=snap.model,
+                                 snapshot=snap.digest, ref=str(ref), reason=reason)  # fmt: skip
                     raise KeyboardInterrupt
             except KeyboardInterrupt:
                 pass
@@ -129,3 +137,57 @@ def test_fsck_fails_on_a_record_that_contradicts_the_catalog(
 
     (arc.home / "store" / "records" / record["name"]).rename(tmp_path / record["name"])  # moved out
     assert arc.json("fsck")["ok"]
+
+
+def test_rm_run_again_after_a_kill_before_its_commit_completes_that_withdrawal(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same `rm` run again after a kill between its record and its commit: the withdrawal that record states
+    is committed (its time, reason and actor), no second record is written, and fsck finds nothing, where a second
+    record dated later left the first contradicting the catalog (fsck exit 5)."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    _interrupted_rm(arc, monkeypatch, actor="me", reason="licence")
+    [left] = _records(arc, "withdraw")
+    assert arc("fsck", ok=False).exit_code == 5  # the state the re-run starts from
+
+    arc.env["MODELARC_ACTOR"] = "me"
+    out = arc("rm", "r/g:v1", "--reason", "licence")
+    assert f"completed the withdrawal an earlier rm stopped before its commit: its record records/{left['name']}" in (
+        out.stdout.replace("\n", " ")
+    ), out.stdout
+    assert [r["name"] for r in _records(arc, "withdraw")] == [left["name"]]  # no second record
+    checked = arc.json("fsck")
+    assert checked["ok"] and checked["records_contradicted"] == [] and checked["records_not_in_catalog"] == []
+    withdrawn = arc.json("show", "r/g:v1")["withdrawn"]
+    assert withdrawn == {"at": left["at"][:19], "reason": "licence"}  # the left record's time, to the second
+    upgraded = arc.json("upgrade")
+    assert upgraded["contradicted"] == [] and upgraded["not_in_catalog"] == [] and not upgraded["written"]
+
+
+@pytest.mark.parametrize("differs", ["reason", "actor", "dated before the snapshot"])
+def test_rm_run_again_does_not_take_a_left_record_that_says_otherwise(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, differs: str
+) -> None:
+    """A left withdraw record of the snapshot that is not exactly this withdrawal (another reason or actor, a time
+    before the snapshot existed: anyone who can write the store can write one) does not choose what the catalog
+    records: the re-run writes its own record and warns that the left one contradicts the catalog."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    stated = {
+        "reason": {"actor": "me", "reason": "licence"},
+        "actor": {"actor": "someone-else", "reason": "takedown"},
+        "dated before the snapshot": {"actor": "me", "reason": "takedown", "at": dt.datetime(2001, 1, 1)},
+    }[differs]
+    _interrupted_rm(arc, monkeypatch, **stated)  # type: ignore[arg-type]
+    [left] = _records(arc, "withdraw")
+
+    arc.env["MODELARC_ACTOR"] = "me"
+    out = arc("rm", "r/g:v1", "--reason", "takedown")
+    assert "completed the withdrawal" not in out.stdout
+    assert f"warning: records/{left['name']}, left by an earlier rm of this snapshot" in out.stderr, out.stderr
+    names = [r["name"] for r in _records(arc, "withdraw")]
+    assert len(names) == 2 and left["name"] in names
+    assert arc.json("show", "r/g:v1")["withdrawn"]["reason"] == "takedown"
+    result = arc("fsck", "--json", ok=False)
+    assert result.exit_code == 5
+    [said] = json.loads(result.stdout)["records_contradicted"]
+    assert said.startswith(f"records/{left['name']}: ")
