@@ -18,6 +18,10 @@ _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 MAX_COUNT = CATALOG_INT_MAX  # the catalog stores parameter counts as signed 64-bit integers
 _MAX_COUNT_TEXT = 40  # longer is never a count we can store; refused before any conversion
+# a free-text filter's most characters, as the server bounds its query parameters (api/limits.py MAX_TEXT): SQLite
+# refuses a LIKE pattern over 50,000 bytes with an error that is no user's fault, and no name, architecture,
+# dataset or license is anywhere near this long
+MAX_FILTER_TEXT = 300
 
 
 def parse_count(text: str) -> int:
@@ -72,6 +76,9 @@ def build_filters(
     limit: int | None = 100,
     offset: int = 0,
 ) -> SnapshotFilters:
+    for option, text in (("--name", name), ("--arch", arch), ("--trained-on", trained_on), ("--license", license)):
+        if text is not None and len(text) > MAX_FILTER_TEXT:
+            raise UsageError(f"{option} is {len(text):,} characters long; at most {MAX_FILTER_TEXT} are taken")
     root = archive.resolve(descendant_of)[1].row_id if descendant_of else None
     return SnapshotFilters(
         cutoff_before=parse_day(cutoff_before) if cutoff_before else None,

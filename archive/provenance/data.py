@@ -311,6 +311,13 @@ def _ecma_end(regex: str) -> str:
     return regex
 
 
+_SHOWN_CHARS = 300  # of a field path or a schema message: jsonschema quotes the offending value whole (3 MB)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
 def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
     validator = _validator_class(recorded)(schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
@@ -324,7 +331,7 @@ def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
         message = f"{e.message}, {e.instance!r} given" if e.validator == "const" else e.message
         if e.validator == "pattern" and list(e.absolute_path)[-2:-1] == ["time_range"]:
             message = f"{e.instance!r} {_NOT_A_DATE}"  # not the schema's regular expression
-        raise DataManifestError(f"{where}: {field}: {message}")
+        raise DataManifestError(f"{where}: {_clip(field)}: {_clip(message)}")
     for i, ds in enumerate(doc["datasets"]):
         span = ds.get("time_range", {})
         for end in ("start", "end"):

@@ -49,8 +49,11 @@ class TensorChange:
     name: str
     dtype: str
     shape: list[int]
-    relative_l2: float | None  # ||b - a|| / ||a||; None when not numeric or ||a|| = 0
-    max_abs_diff: float | None
+    relative_l2: float | None  # ||b - a|| / ||a||; None when not numeric, ||a|| = 0 or ``nonfinite``
+    max_abs_diff: float | None  # over the elements whose difference is finite
+    # elements whose change is not a finite number: one became (or stopped being) NaN or an infinity, or moved
+    # between them. A fine-tune that diverged shows here, where a difference of NaN taken as 0 said "unchanged"
+    nonfinite: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def _tensors(manifest: SnapshotManifest) -> dict[str, Part]:
 def compare_tensor(archive: Archive, a: Part, b: Part) -> TensorChange:
     sum_sq_diff = sum_sq_base = 0.0
     max_abs = 0.0
+    nonfinite = 0
     numeric = True
     for ca, cb in zip(a.chunks, b.chunks, strict=True):
         raw_a = archive.store.get(ObjectId(ca.id))
@@ -88,21 +92,27 @@ def compare_tensor(archive: Archive, a: Part, b: Part) -> TensorChange:
         if va is None:
             numeric = False
             break
-        sum_sq_base += float(np.dot(va, va))
+        base = np.where(np.isfinite(va), va, 0.0)  # a NaN the two share is no change, nor part of the norm
+        sum_sq_base += float(np.dot(base, base))
         if ca.id == cb.id:
             continue
         vb = as_float64(archive.store.get(ObjectId(cb.id)), b.dtype or "")
         assert vb is not None
-        d = vb - va
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN: counted below, not warned about
+            d = vb - va
         finite = np.isfinite(d)
+        # NaN where both are NaN, or the same infinity on both sides, is no change
+        unchanged = (va == vb) | (np.isnan(va) & np.isnan(vb))
+        nonfinite += int(np.count_nonzero(~finite & ~unchanged))
         d = np.where(finite, d, 0.0)
         sum_sq_diff += float(np.dot(d, d))
         if d.size:
             max_abs = max(max_abs, float(np.abs(d).max()))
     if not numeric:
         return TensorChange(b.name or "", b.dtype or "", list(b.shape or ()), None, None)
-    rel = math.sqrt(sum_sq_diff) / math.sqrt(sum_sq_base) if sum_sq_base > 0 else None
-    return TensorChange(b.name or "", b.dtype or "", list(b.shape or ()), rel, max_abs)
+    defined = sum_sq_base > 0 and math.isfinite(sum_sq_base) and not nonfinite
+    rel = math.sqrt(sum_sq_diff) / math.sqrt(sum_sq_base) if defined else None
+    return TensorChange(b.name or "", b.dtype or "", list(b.shape or ()), rel, max_abs, nonfinite)
 
 
 def compare_manifests(archive: Archive, before: SnapshotManifest, after: SnapshotManifest) -> SnapshotDiff:

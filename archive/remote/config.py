@@ -38,9 +38,13 @@ def load_remotes(home: Path) -> dict[str, Remote]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format") != REMOTES_FORMAT:
             raise UsageError(f"{path}: unknown format {doc.get('format')!r}")
-        return {
+        remotes = {
             name: Remote(name, entry["url"], entry.get("token")) for name, entry in doc["remotes"].items()
         }
+        for remote in remotes.values():  # hand-edited or damaged: a number where text belongs fails every request
+            if not isinstance(remote.url, str) or not isinstance(remote.token, str | None):
+                raise TypeError(f"remote {remote.name!r} has a url or token that is not text")
+        return remotes
     # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise UsageError(f"{path} is unreadable ({exc}); fix or remove it") from None
@@ -51,7 +55,8 @@ def get_remote(home: Path, name: str) -> Remote:
     if name not in remotes:
         known = ", ".join(sorted(remotes)) or "none yet"
         raise NotFoundError(f"no remote named {name!r} (known: {known}); add one with `modelarc remote add`")
-    check_token(remotes[name])  # one written before tokens were checked: every request would fail on its header
+    # one written before tokens were checked, or edited by hand since: every request would fail deep inside
+    check_remote(remotes[name])
     return remotes[name]
 
 
@@ -61,8 +66,25 @@ def check_remote(remote: Remote) -> None:
     if not _NAME.fullmatch(remote.name):
         raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
     if not is_http_url(remote.url):
-        raise UsageError(f"remote URL {remote.url!r} must be http(s)://host[:port], with a port from 1 to 65535")
+        raise UsageError(
+            f"remote URL {without_password(remote.url)!r} must be http(s)://host[:port], with a port from 1 to 65535"
+        )
+    if urlsplit(remote.url).username is not None:  # sent nowhere (the token is), and shown in every error
+        raise UsageError(
+            f"remote URL {without_password(remote.url)!r} carries a user name or password: give the URL without "
+            "it and the remote's token with --token"
+        )
     check_token(remote)
+
+
+def without_password(url: str) -> str:
+    """``url`` as an error may show it: a password in its user part (``http://user:pw@host``) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not (sep and at and ":" in user):
+        return url
+    return f"{scheme}{sep}{user.split(':', 1)[0]}:***@{host}{slash}{path}"
 
 
 def is_http_url(url: str) -> bool:

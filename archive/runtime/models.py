@@ -125,11 +125,15 @@ def _built_model(
             f"{ref}: transformers cannot build a config for model_type {model_type!r} ({_reason(exc)})"
         ) from None
     arch_names = config_doc.get("architectures") or []
+    if not isinstance(arch_names, list):  # a number, an object or one bare string: config.json says a list
+        raise UsageError(
+            f"{ref}: config.json's architectures is {_clipped(arch_names)}, not a list of class names"
+        )
     cls = getattr(transformers, arch_names[0], None) if arch_names and isinstance(arch_names[0], str) else None
     # only a model class is built: config.json names any attribute of transformers (a function such as
     # `pipeline`, `Trainer`), and what it names is called with the archived config
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
-        first = arch_names[0] if isinstance(arch_names, list) and arch_names else arch_names
+        first = arch_names[0] if arch_names else arch_names
         raise UsageError(f"{ref}: architecture [{_clipped(first)}] is not a transformers model class")
     wanted = getattr(cls, "config_class", None)
     if isinstance(wanted, type) and not isinstance(config, wanted):

@@ -155,6 +155,8 @@ def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) ->
         for c in d.changed[:limit]:
             rel = f"{c.relative_l2:.3e}" if c.relative_l2 is not None else "-"
             mx = f"{c.max_abs_diff:.3e}" if c.max_abs_diff is not None else "-"
+            if c.nonfinite:
+                mx += f" (+{c.nonfinite:,} NaN/inf)"
             table.add_row(c.name, c.dtype, str(c.shape), rel, mx)
         console.print(table)
 

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.archive.remote.config import Remote, check_remote, load_remotes, remove_remote, save_remote
+from modelarc.archive.remote.config import (
+    Remote,
+    check_remote,
+    load_remotes,
+    remove_remote,
+    save_remote,
+    without_password,
+)
 from modelarc.cli.options import json_option, with_archive
 from modelarc.cli.output import LINEAGE_CYCLE, console, echo_line, echo_warning, emit_json, styled
 
@@ -82,7 +89,8 @@ def add(archive: Archive, name: str, url: str, token: str | None, trust_keys: bo
 def ls(archive: Archive, as_json: bool) -> None:
     """List remotes (tokens are never printed)."""
     remotes = load_remotes(archive.settings.home)
-    rows = [{"name": r.name, "url": r.url, "token": bool(r.token)} for r in remotes.values()]
+    # a password in a URL (refused since, or written by hand) is a secret like the token
+    rows = [{"name": r.name, "url": without_password(r.url), "token": bool(r.token)} for r in remotes.values()]
     if as_json:
         emit_json(rows)
         return

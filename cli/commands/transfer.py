@@ -167,6 +167,10 @@ def push(
     delta = DeltaRequest(delta_base, _renames(delta_renames), enabled=not no_delta)
 
     targets = _mirror_records(archive, mirror_names)  # an unknown mirror fails before a byte is archived
+    if remote_name is not None:  # so does an unknown or unusable remote (a typo must not archive and move the tag)
+        from modelarc.archive.remote.config import get_remote
+
+        get_remote(archive.settings.home, remote_name)
     # a Hub import shows its download first, then the push
     steps = [f"download {source}", f"push {ref}"] if source.startswith("hf://") else [f"push {ref}"]
     with byte_progress_steps(steps, progress and not as_json) as bars:

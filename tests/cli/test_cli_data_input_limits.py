@@ -105,6 +105,20 @@ def test_an_escaped_surrogate_pair_is_the_character_it_encodes(seeded: Any, tmp_
     assert [d["name"] for d in arc.json("data", "ls")] == ["corpus \U0001f600"]
 
 
+def test_a_schema_error_quotes_at_most_a_few_hundred_characters_of_the_value(seeded: Any, tmp_path: Path) -> None:
+    """jsonschema's message quotes the offending value whole: a 3 MB `notes` made a 3 MB "one line"."""
+    arc, folder = seeded
+    manifest = _manifest(tmp_path, '{"name": "a", "role": "pretrain", "notes": "' + "x" * 3_000_000 + '"}')
+    before = _state(arc)
+    for result in (
+        arc.fail("data", "attach", "acme/tiny:v1", manifest),
+        arc.fail("push", folder, "acme/dd:v1", "--data", manifest),
+    ):
+        line = _one_error_line(result)
+        assert "datasets[0].notes" in line and "characters)" in line and len(line) < 1000, line[:2000]
+    assert _state(arc) == before
+
+
 @pytest.mark.parametrize("text", ["[" * 100_000, "- " * 100_000 + "x\n"], ids=["json", "yaml"])
 def test_a_deeply_nested_manifest_is_one_error_line(seeded: Any, tmp_path: Path, text: str) -> None:
     arc, folder = seeded

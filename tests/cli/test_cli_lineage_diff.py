@@ -30,6 +30,26 @@ def test_diff_of_a_finetune_reports_exactly_the_changed_tensors(arc, tmp_path: P
     assert "2 changed" in text and changed[0] in text
 
 
+def test_diff_counts_values_that_became_nan_or_inf_instead_of_calling_them_unchanged(arc, tmp_path: Path) -> None:
+    """A fine-tune that diverged: values that became NaN or an infinity are counted, and the relative L2 is not
+    given (it is not a number), where the difference of NaN taken as 0 reported max |diff| 0. NaN on both sides
+    is no change."""
+    base = tiny_tensors(**BIG)
+    name = "model.layers.0.mlp.weight"
+    base[name] = base[name].copy()
+    base[name].flat[7] = np.nan  # NaN in both: unchanged
+    ft = dict(base)
+    ft[name] = base[name].copy()
+    ft[name].flat[:3] = [np.nan, np.inf, -np.inf]
+    ft[name].flat[10] += 0.25
+    arc("push", write_model(tmp_path / "a", base), "acme/base:v1")
+    arc("push", write_model(tmp_path / "b", ft), "acme/ft:v1")
+    [c] = arc.json("diff", "acme/base:v1", "acme/ft:v1")["changed"]
+    assert c["name"] == name and c["nonfinite"] == 3 and c["relative_l2"] is None
+    assert c["max_abs_diff"] == pytest.approx(0.25, rel=1e-6)
+    assert "(+3 NaN/inf)" in arc("diff", "acme/base:v1", "acme/ft:v1").stdout
+
+
 def test_diff_sees_added_removed_reshaped_tensors_and_changed_files(arc, tmp_path: Path) -> None:
     base = tiny_tensors()
     other = dict(base)

@@ -79,3 +79,23 @@ def test_a_remote_name_of_other_characters_is_refused(arc, name: str) -> None:
 def test_remote_ls_shows_name_and_url_without_escapes(arc) -> None:
     arc("remote", "add", "up", "http://127.0.0.1:9", "--no-trust-keys")
     assert arc("remote", "ls").stdout.strip() == "up  http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("remotes", [None, {"r1": {"url": "ftp://127.0.0.1:1"}}], ids=["unknown", "unusable"])
+def test_push_to_an_unknown_or_unusable_remote_is_refused_before_a_byte_is_archived(
+    arc: ArchiveCli, tmp_path: Path, remotes: dict | None
+) -> None:
+    """`push SOURCE REF --remote NAME` archives locally, then sends: a mistyped NAME failed only after the local
+    push, with the snapshot recorded and the tag moved (as `--mirror` with an unknown mirror never did)."""
+    from modelfactory import tiny_tensors, write_model
+
+    arc("push", write_model(tmp_path / "a", tiny_tensors(seed=1)), "acme/x:v1")
+    if remotes is not None:
+        (arc.home / "remotes.json").write_text(json.dumps({"format": 1, "remotes": remotes}))
+    before, log = arc.json("ls"), arc("log", "acme/x").stdout
+    objects = sorted(p.name for p in (arc.home / "store" / "objects").rglob("*") if p.is_file())
+    result = arc.fail("push", write_model(tmp_path / "b", tiny_tensors(seed=2)), "acme/x:v1", "--remote", "r1")
+    [line] = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and ("no remote named 'r1'" in line or "must be http(s)" in line), line
+    assert arc.json("ls") == before and arc("log", "acme/x").stdout == log
+    assert sorted(p.name for p in (arc.home / "store" / "objects").rglob("*") if p.is_file()) == objects

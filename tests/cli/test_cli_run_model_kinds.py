@@ -108,8 +108,14 @@ def test_a_config_asking_for_buffers_far_larger_than_the_weights_is_refused_befo
         ({"model_type": "nonexistent_arch"}, "model_type 'nonexistent_arch' is not one transformers"),
         ({"model_type": "x" * 400_000}, "is not one transformers"),
         ({"architectures": ["y" * 400_000]}, "is not a transformers model class"),
+        ({"architectures": 5}, "architectures is 5, not a list of class names"),  # a traceback before
+        ({"architectures": {"a": 1}}, "not a list of class names"),
+        ({"architectures": "LlamaForCausalLM"}, "architectures is 'LlamaForCausalLM', not a list"),
     ],
-    ids=["mistyped-field", "unknown-model-type", "huge-model-type", "huge-architecture"],
+    ids=[
+        "mistyped-field", "unknown-model-type", "huge-model-type", "huge-architecture", "architectures-a-number",
+        "architectures-an-object", "architectures-a-string",
+    ],  # fmt: skip
 )
 def test_a_config_json_transformers_refuses_is_one_short_error_line(
     arc, tmp_path: Path, change: dict, said: str

@@ -20,3 +20,21 @@ def test_the_largest_64_bit_count_is_accepted_exactly(arc) -> None:
     """float() would round 2^63-1 up to 2^63, one past what the catalog can compare against."""
     assert arc.json("ls", "--max-params", str(2**63 - 1)) == []
     assert arc.json("ls", "--min-params", "9.2B") == []
+
+
+@pytest.mark.parametrize("command", ["ls", "timeline"])
+@pytest.mark.parametrize("option", ["--name", "--arch", "--trained-on", "--license"])
+@pytest.mark.parametrize("text", ["x" * 50_001, "_" * 25_001], ids=["50001-characters", "25001-escaped"])
+def test_a_free_text_filter_longer_than_the_servers_bound_is_a_one_line_error(
+    arc, command: str, option: str, text: str
+) -> None:
+    """SQLite refuses a LIKE pattern over 50,000 bytes (``_`` and ``%`` are escaped, so half as many of them):
+    `ls --name` of that length was a traceback quoting the SQL. The bound is the server's, 300 characters."""
+    result = arc.fail(command, option, text)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    [line] = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert line == f"error: {option} is {len(text):,} characters long; at most 300 are taken", line
+
+
+def test_a_free_text_filter_of_300_characters_is_taken(arc) -> None:
+    assert arc.json("ls", "--name", "x" * 300) == []
