@@ -254,6 +254,8 @@ def _renames(pairs: tuple[str, ...]) -> dict[str, str]:
         new, sep, old = pair.partition("=")
         if not sep or not new or not old:
             raise click.UsageError(f"--delta-rename takes NEW=OLD (two tensor names), not {pair!r}")
+        if out.get(new, old) != old:  # the last one silently won
+            raise click.UsageError(f"--delta-rename names {new!r} twice, as {out[new]!r} and as {old!r}: give one")
         out[new] = old
     return out
 

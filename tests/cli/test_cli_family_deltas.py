@@ -120,6 +120,9 @@ def test_delta_base_and_renamed_tensors(arc: Any, tmp_path: Path) -> None:
     assert not shown.get("parents")  # a delta base is a storage choice, not a declared parent
     err = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", "--delta-rename", "oops").stderr
     assert "NEW=OLD" in err
+    twice = ("--delta-rename", "w=a", "--delta-rename", "w=b")  # the last one silently won
+    err = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", *twice).stderr
+    assert "--delta-rename names 'w' twice, as 'a' and as 'b'" in err, err
     assert (
         "--no-delta"
         in arc.fail("push", ft1, "acme/x:v1", "--no-delta", "--delta-base", "acme/base:v1").stderr
