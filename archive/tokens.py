@@ -55,6 +55,12 @@ def create_token(archive: Archive, scope: str, name: str, namespaces: Iterable[s
 
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}: one of {', '.join(SCOPES)}")
+    if not name.strip() or name != name.strip() or not name.isprintable():
+        # a grant names its token stripped (archive/access.py ``subject_of``): such a name could never be granted
+        raise UsageError(
+            f"token name {ascii(name)[:80]} is refused: give a name with no space at either end and no control "
+            "character (a grant names the token by it)"
+        )
     if name.startswith(ID_SUBJECT):
         raise UsageError(
             f"token name {name!r} is refused: a grant to {ID_SUBJECT}<id> names a token by its id, so no token "

@@ -63,3 +63,19 @@ def test_tokens_are_stored_hashed_and_managed_from_the_cli(tmp_path: Path, datab
     assert json.loads(runner.invoke(cli, ["token", "ls", "--json"], env=env).stdout)[0]["revoked"] is True
     bad = runner.invoke(cli, ["token", "create", "--scope", "root"], env=env)
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("name", ["", "   ", " ci", "ci ", "c\ni", "c\x1bi"])
+def test_a_token_name_no_grant_could_name_is_refused(tmp_path: Path, database_url: str, name: str) -> None:
+    """A grant names its token by the name stripped: a token named "" or " ci" was made, and could never be
+    granted access by name."""
+    import json
+
+    env = {"MODELARC_HOME": str(tmp_path / "home"), "MODELARC_DATABASE_URL": database_url}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"], env=env).exit_code == 0
+    bad = runner.invoke(cli, ["token", "create", "--scope", "read", "--name", name], env=env)
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    [line] = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert line.startswith("error: token name ") and "is refused" in line, line
+    assert json.loads(runner.invoke(cli, ["token", "ls", "--json"], env=env).stdout) == []
