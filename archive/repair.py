@@ -422,10 +422,17 @@ def _suspects(archive: Archive, read_data: bool) -> tuple[set[str], dict[str, st
         # unsupported too: a mirror added since may hold a copy this modelarc can verify
         known_bad = set(rows.objects_found_bad(s, rows.REPLACEABLE))
         recorded = rows.recorded_encodings(s)
+        manifests = {digest.removeprefix("sha256:") for digest in q.snapshot_digests(s)}
     present = set(archive.store.iter_ids())
     suspects = known_bad | (set(recorded) - present)
     mismatched: dict[str, str] = {}
     headers: dict[str, str | None] = {}
+    if not read_data:
+        # every manifest is read, as fsck reads them without --read-data too: a damaged one that fsck names (and
+        # whose snapshot it calls broken) is mended here, not left for a repair --read-data to find
+        for oid in sorted((manifests & present) - suspects):
+            if _state(archive, oid) != "ok":
+                suspects.add(oid)
     if read_data:
         for oid in sorted((set(recorded) & present) - suspects):
             if _state(archive, oid) != "ok":

@@ -99,6 +99,30 @@ def test_repair_says_what_it_cannot_mend_and_touches_nothing(arc: Any, tmp_path:
     assert "NOT REPAIRED" in text and victim.name in text
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_repair_without_read_data_mends_a_damaged_manifest_that_fsck_names(
+    arc: Any, tmp_path: Path, damage: str
+) -> None:
+    """fsck reads every manifest without --read-data and names a damaged one (its snapshot broken, exit 5); repair
+    without --read-data found nothing to do ("0 repaired", exit 0) and left the snapshot broken."""
+    src = write_model(tmp_path / "m")
+    snap = arc.json("push", src, "acme/tiny:v1")["snapshot"]
+    arc("mirror", "add", "backup", tmp_path / "mirror")
+    arc("mirror", "sync")
+    manifest = next(p for p in _objects(arc.home / "store") if p.name == snap.removeprefix("sha256:"))
+    if damage == "truncated":
+        manifest.write_bytes(manifest.read_bytes()[:30])
+    else:
+        _flip(manifest)
+    assert arc("fsck", ok=False).exit_code == 5
+
+    repaired = arc.json("repair")
+    assert repaired["ok"] and set(repaired["repaired"]) == {manifest.name}, repaired
+    assert arc.json("fsck")["ok"] and arc.json("verify", "--all")["ok"]
+    arc("pull", "acme/tiny:v1", tmp_path / "out")
+    assert _tree(tmp_path / "out") == _tree(src)
+
+
 def test_sync_never_copies_a_damaged_object(arc: Any, tmp_path: Path) -> None:
     arc("push", write_model(tmp_path / "m"), "acme/tiny:v1")
     victim = max(_objects(arc.home / "store"), key=lambda p: p.stat().st_size)
