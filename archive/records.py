@@ -76,6 +76,15 @@ def record_name(written: dt.datetime, body: bytes) -> str:
     return f"{RECORDS_PREFIX}/{written.strftime(_NAME_TIME)}-{hashlib.sha256(body).hexdigest()}.json"
 
 
+def record_written(key: str) -> dt.datetime | None:
+    """The time in a record's name (its place in the replay order), or None for a key that is no record name."""
+    m = _NAME.fullmatch(key)
+    try:
+        return None if m is None else dt.datetime.strptime(m[1], _NAME_TIME)
+    except ValueError:  # digits that are no date (month 13)
+        return None
+
+
 def record_version(kind: str, fields: dict[str, Any]) -> int:
     """The version a record of ``kind`` with ``fields`` is written as: the lowest whose readers read it right."""
     return RECEIVED_ACCESS_VERSION if kind == "access" and fields.get("received") is True else RECORD_VERSION

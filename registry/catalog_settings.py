@@ -31,6 +31,14 @@ def set_setting(s: Session, key: str, value: str) -> None:
     s.flush()
 
 
+def clear_setting(s: Session, key: str) -> None:
+    """No value for ``key`` any more (none is fine)."""
+    row = s.get(CatalogSetting, key)
+    if row is not None:
+        s.delete(row)
+        s.flush()
+
+
 def claim_setting(catalog: Catalog, key: str, value: str, settle: Callable[[], str]) -> bool:
     """Record ``key`` for the first time, as what ``settle()`` returns, when something outside the catalog must be
     written with it (``settle`` writes it). The row for ``value`` is written first and committed last, so a

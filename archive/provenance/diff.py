@@ -49,7 +49,8 @@ class TensorChange:
     name: str
     dtype: str
     shape: list[int]
-    relative_l2: float | None  # ||b - a|| / ||a||; None when not numeric, ||a|| = 0 or ``nonfinite``
+    # ||b - a|| / ||a|| over the elements whose difference is finite; None when not numeric or ||a|| = 0
+    relative_l2: float | None
     max_abs_diff: float | None  # over the elements whose difference is finite
     # elements whose change is not a finite number: one became (or stopped being) NaN or an infinity, or moved
     # between them. A fine-tune that diverged shows here, where a difference of NaN taken as 0 said "unchanged"
@@ -103,14 +104,17 @@ def compare_tensor(archive: Archive, a: Part, b: Part) -> TensorChange:
         finite = np.isfinite(d)
         # NaN where both are NaN, or the same infinity on both sides, is no change
         unchanged = (va == vb) | (np.isnan(va) & np.isnan(vb))
-        nonfinite += int(np.count_nonzero(~finite & ~unchanged))
+        # counted where a value is not finite: two finite values (near 1e308, of either sign) may differ by more
+        # than a float holds, and neither went NaN
+        either = ~(np.isfinite(va) & np.isfinite(vb))
+        nonfinite += int(np.count_nonzero(either & ~unchanged))
         d = np.where(finite, d, 0.0)
         sum_sq_diff += float(np.dot(d, d))
         if d.size:
             max_abs = max(max_abs, float(np.abs(d).max()))
     if not numeric:
         return TensorChange(b.name or "", b.dtype or "", list(b.shape or ()), None, None)
-    defined = sum_sq_base > 0 and math.isfinite(sum_sq_base) and not nonfinite
+    defined = sum_sq_base > 0 and math.isfinite(sum_sq_base)
     rel = math.sqrt(sum_sq_diff) / math.sqrt(sum_sq_base) if defined else None
     return TensorChange(b.name or "", b.dtype or "", list(b.shape or ()), rel, max_abs, nonfinite)
 
@@ -138,7 +142,8 @@ def compare_manifests(archive: Archive, before: SnapshotManifest, after: Snapsho
             )
         else:
             out.changed.append(compare_tensor(archive, a, b))
-    out.changed.sort(key=lambda c: -(c.relative_l2 or 0.0))
+    # a tensor with values gone NaN or infinite first (a diverged fine-tune): the table shows the first rows only
+    out.changed.sort(key=lambda c: (-c.nonfinite, -(c.relative_l2 or 0.0)))
     return out
 
 

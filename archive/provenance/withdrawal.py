@@ -20,12 +20,23 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.records import CatalogRecord, catalog_time, read_record, record_keys, write_record
+from modelarc.archive.records import (
+    CatalogRecord,
+    catalog_time,
+    format_time,
+    parse_time,
+    read_record,
+    read_record_bytes,
+    record_keys,
+    record_written,
+    write_record,
+)
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import LockedError, ModelarcError, RecordError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry import written_records as written_rows
+from modelarc.registry.catalog_settings import clear_setting, record_setting
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.leases import drop_presence_leases
 from modelarc.registry.refs import Ref, SnapshotId
@@ -58,8 +69,9 @@ class WithdrawResult:
     finished: bool = False
     withdrawn_at: str | None = None
     # the record an earlier run wrote before it was stopped short of its commit, which this run completed
-    # (``records_left_unfinished``), and the keys of other such records of the snapshot, which state another
-    # withdrawal (reason, reference, actor): they contradict the catalog until moved out of records/ (fsck names them)
+    # (``records_left_unfinished``), and the keys of other withdraw records of the snapshot named since that run
+    # started, not taken (another reason, reference or actor, or a time outside that run's): they contradict the
+    # catalog until moved out of records/ (fsck names them)
     record_completed: str | None = None
     records_contradicting: tuple[str, ...] = ()
 
@@ -74,14 +86,19 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
         raise UsageError("a reason is required: modelarc rm REF --reason TEXT")
     manifest = archive.manifest(snap)
     actor = archive.settings.actor
+    since = _mark_started(archive, snap)
     with archive.catalog.session() as s:
         released = released_objects(s, snap, manifest)
-        left, other = records_left_unfinished(archive, s, snap, str(ref), reason.strip(), actor)
+        left, other = records_left_unfinished(archive, snap, since, str(ref), reason.strip(), actor)
         at = left.at if left is not None else catalog_time()
         apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
         if left is not None:
-            written_rows.note_written(s, left.key)  # that record is this withdrawal's, committed with it now
+            # that record is this withdrawal's, committed with it now: durable first (the run that wrote it may
+            # have been stopped between its put and its sync), as a record is before the change it records commits
+            archive.store.backend.put(left.key, read_record_bytes(archive.store.backend, left.key))
+            archive.store.backend.sync()
+            written_rows.note_written(s, left.key)
         else:
             write_record(
                 archive.store.backend,
@@ -94,6 +111,7 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
                 ref=str(ref),
                 reason=reason.strip(),
             )
+        clear_setting(s, _started_key(snap))  # committed with the withdrawal: no later run looks for records
     deletion = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
@@ -102,36 +120,62 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
     return replace(result, record_completed=left.key if left else None, records_contradicting=other)
 
 
+def _started_key(snap: SnapshotRecord) -> str:
+    """The ``catalog_settings`` key that says an ``rm`` of ``snap`` started and has not committed (the column holds
+    64 characters: the snapshot's hex is cut to 61, which still names one snapshot)."""
+    return f"rm:{snap.digest.hex[:61]}"
+
+
+def _mark_started(archive: Archive, snap: SnapshotRecord) -> dt.datetime | None:
+    """Note, committed before the withdraw record is written, that an ``rm`` of ``snap`` started now; the time
+    an earlier run that never committed noted (None when there was none: then no record is looked for).
+
+    Why a note: a run killed between its record and its commit leaves nothing else in the catalog, and looking
+    for such a record on every ``rm`` would list (and read) every record of the store. The earliest note is kept,
+    so a record left by the first of several stopped runs is still found."""
+    mine = format_time(catalog_time())
+    # two at once: the second reads the first's note (whose record, if any, is not left yet: no match is found)
+    noted = record_setting(archive.catalog, _started_key(snap), mine)
+    if noted == mine:
+        return None
+    try:
+        return parse_time(noted)
+    except ValueError:  # garbled by hand: look from the snapshot's creation on
+        return snap.created_at
+
+
 def records_left_unfinished(
-    archive: Archive, s: CatalogSession, snap: SnapshotRecord, ref: str, reason: str, actor: str
+    archive: Archive, snap: SnapshotRecord, since: dt.datetime | None, ref: str, reason: str, actor: str
 ) -> tuple[CatalogRecord | None, tuple[str, ...]]:
-    """The withdraw records of ``snap`` that an earlier ``rm`` wrote but never committed (killed between its record
-    and its commit: archive/records.py), as (the one that states exactly this withdrawal, the keys of the others).
+    """The withdraw records of ``snap`` named since an earlier ``rm`` of it started (``since``, from its note) that it
+    wrote but never committed (killed between its record and its commit: archive/records.py), as (the one that
+    states exactly this withdrawal, the keys of the others). None and () without such a note.
 
     Why: such a record withdraws a snapshot the catalog holds live, which ``fsck`` reports as a contradiction (a
     rebuild would withdraw it at that record's time, with its reason). Running the same ``rm`` again is what a user
-    does after a kill; it then completes the withdrawal that record states (its time, reason, reference and actor,
-    the record noted as this archive's) instead of writing a second one dated later, which the first would still
-    contradict. A record only counts when it says exactly what this run would record and its time lies between the
-    snapshot's creation and now: anyone who can write the store can write records (docs/SECURITY.md), and a
-    planted one must not choose the reason or the actor the catalog records. Only records this catalog has no note
-    of writing are read (``written_records``: a committed change notes its record), so a re-run reads few."""
+    does after a kill; it then completes the withdrawal that record states (its time, reason, reference and actor)
+    instead of writing a second one dated later, which the first would still contradict. A record only counts when
+    it says exactly what this run would record, and when its time and the time in its name lie, in that order,
+    between the earlier run's start and now: anyone who can write the store can write records (docs/SECURITY.md), and
+    a planted one must not choose the reason, the actor or the time the catalog records, nor be named where a
+    rebuild would refuse it (in the future) or replay it before the snapshot existed. Any record of a withdrawal
+    of a live snapshot is one that never committed or was planted, whether or not a `repair` noted it since."""
+    if since is None:
+        return None, ()
     backend = archive.store.backend
-    keys = set(record_keys(backend))
-    unnoted = sorted(keys - written_rows.noted(s, keys))
     now = catalog_time()
     match: CatalogRecord | None = None
     other: list[str] = []
-    for key in unnoted:
+    for key in sorted(k for k in record_keys(backend) if since <= (record_written(k) or dt.datetime.min) <= now):
         try:
             record = read_record(backend, key)
-        except RecordError:
+        except (RecordError, OSError, ModelarcError):
             continue  # named by fsck; not this withdrawal's
         body = record.body
         if record.kind != "withdraw" or body.get("model") != snap.model or body.get("snapshot") != str(snap.digest):
             continue
         same = body.get("ref") == ref and body.get("reason") == reason and record.actor == actor
-        if match is None and same and snap.created_at <= record.at <= now:
+        if match is None and same and since <= record.at <= record.written <= now:
             match = record
         else:
             other.append(key)

@@ -55,8 +55,9 @@ def get_remote(home: Path, name: str) -> Remote:
     if name not in remotes:
         known = ", ".join(sorted(remotes)) or "none yet"
         raise NotFoundError(f"no remote named {name!r} (known: {known}); add one with `modelarc remote add`")
-    # one written before tokens were checked, or edited by hand since: every request would fail deep inside
-    check_remote(remotes[name])
+    # one written before tokens were checked, or edited by hand since: every request would fail deep inside (its
+    # name is not judged again: one an older modelarc took stays usable)
+    _check_address(remotes[name])
     return remotes[name]
 
 
@@ -65,6 +66,11 @@ def check_remote(remote: Remote) -> None:
     that is not http(s)://host[:port] with a port from 1 to 65535, a token no HTTP header can carry."""
     if not _NAME.fullmatch(remote.name):
         raise UsageError(f"remote name {remote.name!r}: use letters, digits, '.', '_' or '-'")
+    _check_address(remote)
+
+
+def _check_address(remote: Remote) -> None:
+    """The URL and the token of ``check_remote``."""
     if not is_http_url(remote.url):
         raise UsageError(
             f"remote URL {without_password(remote.url)!r} must be http(s)://host[:port], with a port from 1 to 65535"
@@ -80,11 +86,15 @@ def check_remote(remote: Remote) -> None:
 def without_password(url: str) -> str:
     """``url`` as an error may show it: a password in its user part (``http://user:pw@host``) replaced by ``***``."""
     scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    user, at, host = authority.rpartition("@")
+    # the user part ends at the authority's "@"; with none there (a password holding "/" ends the authority as
+    # urlsplit cuts it), at the last "@" before any query or fragment ("@" in a query is no user part)
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    if "@" not in rest[:end]:
+        end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    user, at, after = rest[:end].rpartition("@")
     if not (sep and at and ":" in user):
         return url
-    return f"{scheme}{sep}{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+    return f"{scheme}{sep}{user.split(':', 1)[0]}:***@{after}{rest[end:]}"
 
 
 def is_http_url(url: str) -> bool:

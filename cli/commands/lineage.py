@@ -130,6 +130,7 @@ def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) ->
     console.print(
         f"tensors: {d.identical} identical, {len(d.changed)} changed, {len(d.shape_changed)} shape/dtype changed, "
         f"{len(d.added)} added, {len(d.removed)} removed"
+        + (f" ({diverged} with values gone NaN or infinite)" if (diverged := sum(1 for c in d.changed if c.nonfinite)) else "")
     )
     console.print(
         f"files:   {d.files_identical} identical, {len(d.files_changed)} changed, {len(d.files_added)} added, "

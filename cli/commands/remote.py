@@ -107,7 +107,7 @@ def rm(archive: Archive, name: str, as_json: bool) -> None:
     """Forget remote NAME (its trusted keys stay trusted; see `modelarc keys`)."""
     removed = remove_remote(archive.settings.home, name)
     if as_json:
-        emit_json({"name": removed.name, "url": removed.url, "removed": True})
+        emit_json({"name": removed.name, "url": without_password(removed.url), "removed": True})
         return
     console.print(f"removed remote {name}")
 

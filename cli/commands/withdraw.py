@@ -51,8 +51,9 @@ def rm(archive: Archive, ref: str, reason: str | None, as_json: bool) -> None:
         )
     for key in result.records_contradicting:
         echo_warning(
-            f"{key}, left by an earlier rm of this snapshot stopped before its commit, states another withdrawal "
-            "(reason, reference or who): it contradicts the catalog (fsck names it); move it out of records/"
+            f"{key}, left by an earlier rm of this snapshot stopped before its commit (or put there since), is not "
+            "this withdrawal (another reason, reference or who, or dated outside that run): it contradicts the "
+            "catalog (fsck names it); move it out of records/"
         )
     if result.deferred_to_gc:
         console.print(

@@ -74,19 +74,27 @@ def test_a_remote_whose_url_or_token_is_not_text_is_one_error_naming_the_file(
         assert str(home.home / "remotes.json") in line and "not text" in line, line
 
 
-def test_a_remote_url_with_a_password_is_refused_and_never_shown(home: ArchiveCli) -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:s3cret@127.0.0.1:1", "http://user:***@127.0.0.1:1"),
+        ("http://user:s3/cret@127.0.0.1:1/x", "http://user:***@127.0.0.1:1/x"),  # "/" ends urlsplit's authority
+        ("http://user:s3cret@[::1]:1/a@b", "http://user:***@[::1]:1/a@b"),
+    ],
+)
+def test_a_remote_url_with_a_password_is_refused_and_never_shown(home: ArchiveCli, url: str, shown: str) -> None:
     """The client sends a token, never a URL's user part; a password in the URL went into every error message
     (`remote add` says the remote is unreachable, naming it) and `remote ls`."""
-    line = one_error_line(home, "remote", "add", "r1", "http://user:s3cret@127.0.0.1:1")
-    assert "carries a user name or password" in line and "s3cret" not in line, line
+    line = one_error_line(home, "remote", "add", "r1", url)
+    assert "s3" not in line and "cret" not in line and shown in line, line
     # one written by hand (or by an older modelarc) is refused when used, and listed without its password
-    (home.home / "remotes.json").write_text(
-        json.dumps({"format": 1, "remotes": {"r1": {"url": "http://user:s3cret@127.0.0.1:1"}}})
-    )
+    (home.home / "remotes.json").write_text(json.dumps({"format": 1, "remotes": {"r1": {"url": url}}}))
     line = one_error_line(home, "ls", "--remote", "r1")
-    assert "carries a user name or password" in line and "s3cret" not in line, line
+    assert "s3" not in line and "cret" not in line and shown in line, line
     listed = home("remote", "ls").stdout
-    assert "http://user:***@127.0.0.1:1" in listed and "s3cret" not in listed
+    assert shown in listed and "cret" not in listed
+    removed = home.json("remote", "rm", "r1")
+    assert removed["url"] == shown
 
 
 @pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())

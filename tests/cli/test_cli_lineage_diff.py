@@ -31,23 +31,31 @@ def test_diff_of_a_finetune_reports_exactly_the_changed_tensors(arc, tmp_path: P
 
 
 def test_diff_counts_values_that_became_nan_or_inf_instead_of_calling_them_unchanged(arc, tmp_path: Path) -> None:
-    """A fine-tune that diverged: values that became NaN or an infinity are counted, and the relative L2 is not
-    given (it is not a number), where the difference of NaN taken as 0 reported max |diff| 0. NaN on both sides
-    is no change."""
+    """A fine-tune that diverged: values that became NaN or an infinity are counted, and that tensor is listed
+    first (the table shows the first rows only), where the difference of NaN taken as 0 reported max |diff| 0 and
+    sorted it last. NaN on both sides is no change; the L2 and max figures cover the finite differences."""
     base = tiny_tensors(**BIG)
-    name = "model.layers.0.mlp.weight"
+    name, louder = "model.layers.0.mlp.weight", "model.layers.1.attn.weight"
     base[name] = base[name].copy()
     base[name].flat[7] = np.nan  # NaN in both: unchanged
     ft = dict(base)
     ft[name] = base[name].copy()
     ft[name].flat[:3] = [np.nan, np.inf, -np.inf]
     ft[name].flat[10] += 0.25
+    ft[louder] = base[louder] * 3  # changed far more, in finite values only
     arc("push", write_model(tmp_path / "a", base), "acme/base:v1")
     arc("push", write_model(tmp_path / "b", ft), "acme/ft:v1")
-    [c] = arc.json("diff", "acme/base:v1", "acme/ft:v1")["changed"]
-    assert c["name"] == name and c["nonfinite"] == 3 and c["relative_l2"] is None
-    assert c["max_abs_diff"] == pytest.approx(0.25, rel=1e-6)
-    assert "(+3 NaN/inf)" in arc("diff", "acme/base:v1", "acme/ft:v1").stdout
+    first, second = arc.json("diff", "acme/base:v1", "acme/ft:v1")["changed"]
+    assert (first["name"], first["nonfinite"], second["name"], second["nonfinite"]) == (name, 3, louder, 0)
+    a, b = base[name].astype(np.float64).ravel(), ft[name].astype(np.float64).ravel()
+    finite = np.isfinite(a) & np.isfinite(b)
+    expected = np.linalg.norm((b - a)[finite]) / np.linalg.norm(a[np.isfinite(a)])
+    assert first["relative_l2"] == pytest.approx(expected, rel=1e-9)
+    assert first["relative_l2"] < second["relative_l2"]
+    assert first["max_abs_diff"] == pytest.approx(0.25, rel=1e-6)
+    text = arc("diff", "acme/base:v1", "acme/ft:v1").stdout
+    assert "(+3 NaN/inf)" in text and "(1 with values gone NaN or infinite)" in text, text
+    assert text.index(name) < text.index(louder)
 
 
 def test_diff_sees_added_removed_reshaped_tensors_and_changed_files(arc, tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelfactory import write_model
+from modelfactory import tiny_tensors, write_model
 from recordkit import records as _records
 
-from modelarc.archive.provenance.withdrawal import apply_withdrawal, released_objects
+from modelarc.archive.provenance.withdrawal import _mark_started, apply_withdrawal, released_objects
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, apply_tag
 from modelarc.registry.refs import parse_ref
@@ -54,14 +54,20 @@ def _interrupted_rm(
     actor: str = "tester",
     reason: str = "licence",
     at: dt.datetime | None = None,
+    written: dt.datetime | None = None,
+    ref_text: str | None = None,
+    started: bool = True,
 ) -> None:
     """`modelarc rm r/g:v1` stopped between writing its withdraw record and its commit (archive/provenance/
-    withdrawal.py ``withdraw``: the same steps)."""
+    withdrawal.py ``withdraw``: the same steps, its note that it started committed first unless ``started`` is
+    False: a record planted with no rm run). ``at``, ``written`` and ``ref_text`` change what the record says."""
     with monkeypatch.context() as m:
         m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
         with Archive.open(arc.home) as archive:
             ref, snap = archive.resolve("r/g:v1")
             manifest = archive.manifest(snap)
+            if started:
+                _mark_started(archive, snap)
             try:
                 with archive.catalog.session() as s:
                     at = at or catalog_time()
@@ -69,10 +75,23 @@ def _interrupted_rm(
                     apply_withdrawal(s, snap, released, reason, actor=actor, target=str(ref), at=at)
                     s.flush()
                     write_record(archive.store.backend, s, "withdraw", at=at, actor=actor, model=snap.model,
-                                 snapshot=snap.digest, ref=str(ref), reason=reason)  # fmt: skip
+                                 snapshot=snap.digest, ref=ref_text or str(ref), reason=reason,
+                                 written=written)  # fmt: skip
                     raise KeyboardInterrupt
             except KeyboardInterrupt:
                 pass
+
+
+def _started_notes(arc: ArchiveCli) -> list[str]:
+    """The catalog's notes of an rm that started and has not committed (``catalog_settings`` keys ``rm:<hex>``)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(arc.env["MODELARC_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT key FROM catalog_settings WHERE key LIKE 'rm:%'")).scalars())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("read_data", [False, True])
@@ -139,22 +158,26 @@ def test_fsck_fails_on_a_record_that_contradicts_the_catalog(
     assert arc.json("fsck")["ok"]
 
 
+@pytest.mark.parametrize("between", ["nothing", "repair"])
 def test_rm_run_again_after_a_kill_before_its_commit_completes_that_withdrawal(
-    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, between: str
 ) -> None:
     """The same `rm` run again after a kill between its record and its commit: the withdrawal that record states
     is committed (its time, reason and actor), no second record is written, and fsck finds nothing, where a second
-    record dated later left the first contradicting the catalog (fsck exit 5)."""
+    record dated later left the first contradicting the catalog (fsck exit 5). A `repair` in between (which notes
+    every record of the store as this archive's) changes nothing."""
     arc("push", write_model(tmp_path / "m"), "r/g:v1")
     _interrupted_rm(arc, monkeypatch, actor="me", reason="licence")
     [left] = _records(arc, "withdraw")
     assert arc("fsck", ok=False).exit_code == 5  # the state the re-run starts from
+    assert len(_started_notes(arc)) == 1
+    if between == "repair":
+        arc("repair")
 
     arc.env["MODELARC_ACTOR"] = "me"
     out = arc("rm", "r/g:v1", "--reason", "licence")
-    assert f"completed the withdrawal an earlier rm stopped before its commit: its record records/{left['name']}" in (
-        out.stdout.replace("\n", " ")
-    ), out.stdout
+    said = f"completed the withdrawal an earlier rm stopped before its commit: its record records/{left['name']}"
+    assert said in out.stdout.replace("\n", " "), out.stdout
     assert [r["name"] for r in _records(arc, "withdraw")] == [left["name"]]  # no second record
     checked = arc.json("fsck")
     assert checked["ok"] and checked["records_contradicted"] == [] and checked["records_not_in_catalog"] == []
@@ -162,28 +185,44 @@ def test_rm_run_again_after_a_kill_before_its_commit_completes_that_withdrawal(
     assert withdrawn == {"at": left["at"][:19], "reason": "licence"}  # the left record's time, to the second
     upgraded = arc.json("upgrade")
     assert upgraded["contradicted"] == [] and upgraded["not_in_catalog"] == [] and not upgraded["written"]
+    assert _started_notes(arc) == []  # gone with the commit: no later command looks for left records
+
+    arc("push", write_model(tmp_path / "n", tiny_tensors(seed=9)), "r/h:v1")
+    arc("rm", "r/h:v1", "--reason", "x")  # a run that was never stopped leaves no note either
+    assert _started_notes(arc) == []
 
 
-@pytest.mark.parametrize("differs", ["reason", "actor", "dated before the snapshot"])
+LATER = dt.timedelta(days=3)
+
+
+@pytest.mark.parametrize(
+    "differs", ["reason", "actor", "reference", "dated before the run", "named in the future", "no run started"]
+)
 def test_rm_run_again_does_not_take_a_left_record_that_says_otherwise(
     arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, differs: str
 ) -> None:
-    """A left withdraw record of the snapshot that is not exactly this withdrawal (another reason or actor, a time
-    before the snapshot existed: anyone who can write the store can write one) does not choose what the catalog
-    records: the re-run writes its own record and warns that the left one contradicts the catalog."""
+    """A left withdraw record of the snapshot that is not exactly this withdrawal (another reason, actor or
+    reference; dated before the stopped run started, or named in the future, where a rebuild would refuse it; or
+    planted with no rm run at all: anyone who can write the store can write one) does not choose what the catalog
+    records: the re-run writes its own record, warns of the left one where an rm started, and fsck names it."""
     arc("push", write_model(tmp_path / "m"), "r/g:v1")
-    stated = {
+    same = {"actor": "me", "reason": "takedown"}
+    stated: dict[str, Any] = {
         "reason": {"actor": "me", "reason": "licence"},
         "actor": {"actor": "someone-else", "reason": "takedown"},
-        "dated before the snapshot": {"actor": "me", "reason": "takedown", "at": dt.datetime(2001, 1, 1)},
+        "reference": {**same, "ref_text": "r/g:v2"},
+        "dated before the run": {**same, "at": dt.datetime(2001, 1, 1)},
+        "named in the future": {**same, "written": catalog_time() + LATER},
+        "no run started": {**same, "started": False},
     }[differs]
-    _interrupted_rm(arc, monkeypatch, **stated)  # type: ignore[arg-type]
+    _interrupted_rm(arc, monkeypatch, **stated)
     [left] = _records(arc, "withdraw")
 
     arc.env["MODELARC_ACTOR"] = "me"
     out = arc("rm", "r/g:v1", "--reason", "takedown")
     assert "completed the withdrawal" not in out.stdout
-    assert f"warning: records/{left['name']}, left by an earlier rm of this snapshot" in out.stderr, out.stderr
+    warned = f"warning: records/{left['name']}, left by an earlier rm of this snapshot" in out.stderr
+    assert warned == (differs not in ("no run started", "named in the future")), out.stderr
     names = [r["name"] for r in _records(arc, "withdraw")]
     assert len(names) == 2 and left["name"] in names
     assert arc.json("show", "r/g:v1")["withdrawn"]["reason"] == "takedown"
