@@ -8,7 +8,6 @@ off a public manifest, so it is judged by every snapshot that uses the object). 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from modelarc.archive.access import (
     PolicyWanted,
     apply_policies,
     is_withheld_entry,
+    iso_day,
     list_policies,
     list_requests,
     object_readable,
@@ -190,7 +190,7 @@ def _policies_wanted(doc: Any) -> list[PolicyWanted]:
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise UsageError(f"{where}: files is a list of glob patterns")
         try:
-            day = dt.date.fromisoformat(until) if until is not None else None
+            day = iso_day(until) if until is not None else None
         except ValueError:
             raise UsageError(f"{where}: invalid date {str(until)[:40]!r}: expected YYYY-MM-DD") from None
         out.append(PolicyWanted(snapshot, level, reason, day, tuple(files)))

@@ -89,7 +89,7 @@ def create_app(
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # before any route or token lookup sees the text
         if (refused := url_text_problem(request)) is not None:
-            return problem(400, "Bad Request", refused)
+            return problem(400, "Bad Request", refused, headers={"X-Error-Code": "BadRequest"})
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")
@@ -138,7 +138,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
-        return problem(400, "RequestValidationError", validation_detail(exc))
+        # the code of every other malformed input (docs/API.md "Errors"): a client tells them apart by it
+        return problem(400, "RequestValidationError", validation_detail(exc), headers={"X-Error-Code": "BadRequest"})
 
     @app.exception_handler(StarletteHTTPException)
     def http_exception(request: Request, exc: StarletteHTTPException) -> Response:

@@ -30,7 +30,7 @@ from modelarc.archive.catalog.filters import SEARCH_FILTERS
 from modelarc.archive.catalog.search import build_filters, search
 from modelarc.archive.provenance.lineage import lineage_tree
 from modelarc.archive.repository import Archive
-from modelarc.errors import ModelarcError, UsageError
+from modelarc.errors import ModelarcError, UsageError, http_error
 from modelarc.registry.refs import SnapshotId, revision_ref
 
 PAGE_ROWS = 50
@@ -93,18 +93,18 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     env = _environment()
 
-    def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(
-            env.get_template(template).render(**context),
-            status_code=status,
-            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
-        )
+    def render(template: str, status: int = 200, *, failed: ModelarcError | None = None, **context: Any) -> HTMLResponse:
+        headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
+        if failed is not None:  # the code of the one table, as /v1 sends it (docs/API.md "Errors")
+            headers["X-Error-Code"] = http_error(failed)[1]
+        return HTMLResponse(env.get_template(template).render(**context), status_code=status, headers=headers)
 
     def failure(exc: ModelarcError) -> HTMLResponse:
         status = status_for(exc)
         return render(
             "error.html",
             status,
+            failed=exc,
             title=HTTPStatus(status).phrase,
             message=bounded_detail(exc),
         )
@@ -126,6 +126,7 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             return render(
                 "home.html",
                 400,
+                failed=exc,
                 filters=FILTERS,
                 values=shown,
                 rows=[],

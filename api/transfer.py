@@ -364,7 +364,12 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
                 if len(body) > int(declared):
                     raise PayloadTooLargeError(f"upload of {oid} is longer than its declared {declared} bytes")
             if len(body) != int(declared):
-                return problem(400, "Bad Request", f"upload of {oid} ended after {len(body)} of {declared} bytes")
+                return problem(
+                    400,
+                    "Bad Request",
+                    f"upload of {oid} ended after {len(body)} of {declared} bytes",
+                    headers={"X-Error-Code": "BadRequest"},
+                )
             archive = get_archive()
             added = not archive.store.has(oid)
             holder = _pusher(request)

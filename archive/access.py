@@ -425,6 +425,17 @@ def _reason(reason: str | None, what: str) -> str:
     return text
 
 
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: str) -> dt.date:
+    """A ``YYYY-MM-DD`` date, exactly: ``date.fromisoformat`` also takes ``20990101`` and ISO week dates
+    (``2099-W01-1`` is 2098-12-29), which no policy, record or offer states; ValueError otherwise."""
+    if not _DAY.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text[:40]!r}")
+    return dt.date.fromisoformat(text)
+
+
 def parse_until(text: str | dt.date | None, now: dt.datetime | None = None) -> dt.date | None:
     """``--until``: a date (``YYYY-MM-DD``) after today (UTC); the policy lapses to public from 00:00 UTC that day."""
     if text is None:
@@ -433,9 +444,9 @@ def parse_until(text: str | dt.date | None, now: dt.datetime | None = None) -> d
         day = text
     else:
         try:
-            day = dt.date.fromisoformat(text)
+            day = iso_day(text)
         except ValueError:
-            raise UsageError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+            raise UsageError(f"invalid date {text[:40]!r}: expected YYYY-MM-DD") from None
     today = _naive_utc(now).date()
     if day <= today:
         raise UsageError(f"--until {day.isoformat()} is not after today ({today.isoformat()} UTC)")

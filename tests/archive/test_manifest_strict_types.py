@@ -200,6 +200,8 @@ OFFER_LIES: dict[str, Callable[[Doc], None]] = {
     "NaN in the architecture": _set("architecture.rope_theta", float("nan")),
     "Infinity in the architecture": _set("architecture.rope_theta", INFINITY),
     "NUL in access.reason": _set("access", {"level": "gated", "until": None, "reason": "x\x00"}),
+    # ten characters, which date.fromisoformat reads as 2098-12-29: no offer states a date so
+    "a week date in access.until": _set("access", {"level": "gated", "until": "2099-W01-1", "reason": "x"}),
     "lone surrogate in an architecture value": _set("architecture.model_type", "llama\ud800"),
     "lone surrogate in provenance.license": _set("provenance.license", "\udfff"),
 }

@@ -76,6 +76,9 @@ def test_set_grant_revoke_and_ls(models: ArchiveCli) -> None:
         (("set", "acme/llm", "secret", "--reason", "x"), "unknown access level"),
         (("set", "acme/llm", "gated", "--until", "2001-01-01", "--reason", "x"), "not after today"),
         (("set", "acme/llm", "gated", "--until", "2031-02-30", "--reason", "x"), "invalid date"),
+        # what date.fromisoformat takes besides YYYY-MM-DD: a basic-format date and an ISO week date (2098-12-29)
+        (("set", "acme/llm", "gated", "--until", "20990101", "--reason", "x"), "expected YYYY-MM-DD"),
+        (("set", "acme/llm", "gated", "--until", "2099-W01-1", "--reason", "x"), "expected YYYY-MM-DD"),
         (("set", "acme/llm", "gated", "--snapshot", "v9", "--reason", "x"), "no tag 'v9'"),
         (("set", "bad name", "gated", "--reason", "x"), "invalid model name"),
         (("grant", "acme/llm", "nobody", "--reason", "x"), "no live token is named 'nobody'"),

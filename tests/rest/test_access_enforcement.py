@@ -339,3 +339,17 @@ def test_files_a_policy_names_are_withheld_with_the_weights(site: dict[str, Any]
         assert page.count('<span class="tag gated">') == 2  # the weights and the notes
         listed = {e["path"] for e in web.get("/api/models/acme/named/tree/v1", params={"recursive": "1"}).json()}
         assert "notes/interviews.txt" in listed or "notes" in listed  # the name stays public
+
+
+@pytest.mark.parametrize("until", ["20990101", "2099-W01-1", "2099-1-1"])
+def test_a_policy_until_that_is_not_yyyy_mm_dd_is_400(site: dict[str, Any], until: str) -> None:
+    """`until` is YYYY-MM-DD (docs/API.md); date.fromisoformat also took a basic-format date and an ISO week date
+    (2099-W01-1 read as 2098-12-29). Refused before anything is judged or changed."""
+    before = httpx.get(f"{site['url']}/v1/access/acme/open").json()
+    answer = httpx.put(
+        f"{site['url']}/v1/access/acme/open",
+        json={"policies": [{"level": "gated", "reason": "x", "until": until}]},
+        headers=_auth(site, "admin"),
+    )
+    assert answer.status_code == 400 and "expected YYYY-MM-DD" in answer.json()["detail"], answer.text
+    assert httpx.get(f"{site['url']}/v1/access/acme/open").json() == before

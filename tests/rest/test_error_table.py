@@ -73,3 +73,20 @@ def test_withdrawn_is_410_with_its_code_on_every_route_family(served: str) -> No
         assert (answer.status_code, answer.headers.get("X-Error-Code")) == (410, "Withdrawn"), path
     page = httpx.get(served + "/ui/snapshots/acme/nope/v1")
     assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models?limit=0",  # a parameter outside its bound (FastAPI's validation)
+        "/v1/models/acme/m%0A",  # a malformed name
+        "/v1/models?q=%00",  # NUL, refused before any route
+        "/?page=0",  # the HTML catalog
+        "/?min_params=lots",
+    ],
+)
+def test_every_malformed_request_is_400_bad_request_on_every_surface(served: str, path: str) -> None:
+    """docs/API.md: 400 carries `BadRequest` "for /v1, the transfer routes, the Hub routes and the HTML pages
+    alike"; FastAPI's own validation answers, the NUL refusal and the HTML pages sent no code."""
+    answer = httpx.get(f"{served}{path}")
+    assert answer.status_code == 400 and answer.headers.get("X-Error-Code") == "BadRequest", answer.headers
