@@ -12,6 +12,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from modelarc.archive.limits import MAX_SAFETENSORS_HEADER_BYTES, MAX_TENSOR_DIMENSION, check_file_tensors
 from modelarc.errors import SafetensorsFormatError
@@ -77,13 +78,32 @@ def read_header_length(path: str, prefix: bytes, file_size: int) -> int:
     return 8 + n
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: json.loads keeps the last of two, so a header naming a tensor
+    twice was refused only later, as "a gap of N bytes before" it (the first one's bytes unaccounted for)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def parse_layout(path: str, header: bytes, file_size: int) -> SafetensorsLayout:
     """Parse and validate ``header`` (the first ``8 + N`` bytes of the file)."""
     header_length = read_header_length(path, header, file_size)
     if len(header) != header_length:
         raise SafetensorsFormatError(f"{path}: truncated header")
     try:
-        doc = json.loads(header[8:].decode("utf-8"))
+        doc = json.loads(header[8:].decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise SafetensorsFormatError(f"{path}: header names {exc.key[:200]!r} twice") from None
     # ValueError: besides JSONDecodeError and UnicodeDecodeError (both ValueErrors), an integer of more than 4300
     # digits, which Python's int conversion refuses (sys.get_int_max_str_digits)
     except ValueError as exc:

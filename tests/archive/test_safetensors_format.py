@@ -82,6 +82,20 @@ def test_invalid_json_header() -> None:
         _parse(struct.pack("<Q", len(raw)) + raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}',
+        b'{"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}',
+    ],
+    ids=["tensor", "field"],
+)
+def test_a_header_naming_a_key_twice_says_so(raw: bytes) -> None:
+    """json.loads keeps the last of two: a tensor named twice was refused as "a gap of 8 bytes before" it."""
+    with pytest.raises(SafetensorsFormatError, match="header names '(w|dtype)' twice"):
+        _parse(struct.pack("<Q", len(raw)) + raw + bytes(16))
+
+
 def test_too_short_file() -> None:
     with pytest.raises(SafetensorsFormatError, match="too short"):
         _parse(b"\x01\x02")
