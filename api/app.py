@@ -188,6 +188,19 @@ class ServerDecoder:
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
+def _with_head_allowed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A 405's ``Allow`` with HEAD beside GET: this app answers HEAD wherever GET is routed (``ArchiveApp``), which
+    the router's own list (the methods routes declare) does not know."""
+    out = []
+    for name, value in headers:
+        if name.lower() == b"allow":
+            methods = [m.strip() for m in value.split(b",") if m.strip()]
+            if b"GET" in methods and b"HEAD" not in methods:
+                value = b", ".join([*methods, b"HEAD"])
+        out.append((name, value))
+    return out
+
+
 class ArchiveApp(FastAPI):
     """The FastAPI app, with what every response of it gets, at the one place that sees the server's own ``send``:
 
@@ -228,7 +241,10 @@ class ArchiveApp(FastAPI):
             nonlocal dropped, watch
             if message["type"] == "http.response.start":
                 started[0] = True
-                message = {**message, "headers": [*message.get("headers", ()), NOSNIFF]}
+                headers = [*message.get("headers", ()), NOSNIFF]
+                if message.get("status") == 405:
+                    headers = _with_head_allowed(headers)
+                message = {**message, "headers": headers}
             if message["type"] == "http.response.body" and watch is None:
                 transport = _transport_of(send)
                 if transport is not None:

@@ -169,7 +169,8 @@ class HubView:
                 412,
                 "Precondition Failed",
                 f"{clip(path)} is now {headers['ETag']}, not what If-Match names",
-                headers={"ETag": headers["ETag"], "X-Repo-Commit": commit},
+                # which file an ETag names depends on the token too: the same Vary as every answer of this route
+                headers={"ETag": headers["ETag"], "X-Repo-Commit": commit, "Vary": headers["Vary"]},
             )
         start, end = 0, entry.size
         status = 200
@@ -178,7 +179,9 @@ class HubView:
         try:
             wanted = requested_range(asked, entry.size)
         except RangeNotSatisfiable:
-            return Response(status_code=416, headers={"Content-Range": f"bytes */{entry.size}"})
+            return Response(
+                status_code=416, headers={"Content-Range": f"bytes */{entry.size}", "Vary": headers["Vary"]}
+            )
         if wanted is not None:
             start, end = wanted
             status = 206

@@ -90,3 +90,11 @@ def test_every_malformed_request_is_400_bad_request_on_every_surface(served: str
     alike"; FastAPI's own validation answers, the NUL refusal and the HTML pages sent no code."""
     answer = httpx.get(f"{served}{path}")
     assert answer.status_code == 400 and answer.headers.get("X-Error-Code") == "BadRequest", answer.headers
+
+
+def test_a_405_allows_head_wherever_it_allows_get(served: str) -> None:
+    """Every GET route answers HEAD too (api/app.py ArchiveApp); the 405's Allow said only GET."""
+    answer = httpx.delete(f"{served}/v1/models")
+    assert answer.status_code == 405
+    assert [m.strip() for m in answer.headers["allow"].split(",")] == ["GET", "HEAD"]
+    assert httpx.head(f"{served}/v1/models").status_code == 200

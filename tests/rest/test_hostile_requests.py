@@ -231,6 +231,7 @@ def test_a_valid_range_is_served_and_an_unsatisfiable_one_is_416(site) -> None:
         response = get_weights(site, header)
         assert response.status_code == 416, header
         assert response.headers["content-range"] == f"bytes */{len(weights)}"
+        assert response.headers["vary"] == "Authorization"  # as every answer of a route sending file bytes
 
 
 # --------------------------------------------------------------------------------------- bounded parameters

@@ -66,6 +66,7 @@ def test_if_range_with_a_weak_tag_or_a_date_sends_the_whole_file(site, validator
 def test_if_match_naming_another_etag_is_412(site) -> None:
     answer = httpx.get(site["url"] + FILE, headers={"If-Match": '"nope"'})
     assert answer.status_code == 412 and answer.headers["etag"] == _etag(site)
+    assert answer.headers["vary"] == "Authorization"
     assert httpx.get(site["url"] + FILE, headers={"If-Match": _etag(site)}).status_code == 200
     assert httpx.get(site["url"] + FILE, headers={"If-Match": "*"}).status_code == 200
 
