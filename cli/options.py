@@ -52,6 +52,14 @@ def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return value
 
 
+def no_blank_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse ``""`` (or spaces) for a filter or a date: taken as not given, ``ls --license "$LICENSE"`` with the
+    variable unset listed every snapshot, and ``push --cutoff "$CUTOFF"`` recorded none, without a word."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; leave the option out to not filter or state it")
+    return value
+
+
 def not_empty_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
     """``not_empty`` for an argument of type ``click.Path()`` (a str: ``path_type=Path`` would have made ``""``
     the current folder before this could see it), as a Path."""
@@ -75,7 +83,7 @@ def with_archive(fn: Callable[..., Any]) -> Callable[..., Any]:
 def search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The provenance filters shared by ``ls`` and ``timeline``."""
     options = [
-        *(click.option(f.option, help=f.help) for f in SEARCH_FILTERS),
+        *(click.option(f.option, help=f.help, callback=no_blank_value) for f in SEARCH_FILTERS),
         click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="Rows at most."),
     ]
     for option in reversed(options):

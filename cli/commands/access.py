@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import json_option, no_blank_value, with_archive
 from modelarc.cli.output import console, echo_warning, emit_json
 from modelarc.registry.bounds import ROW_ID_MAX
 
@@ -47,7 +47,7 @@ def _describe(p: EffectivePolicy) -> str:
 @access.command(name="set")
 @click.argument("model")
 @click.argument("level")
-@click.option("--until", help="YYYY-MM-DD: the policy lapses to public from 00:00 UTC that day (an embargo).")
+@click.option("--until", callback=no_blank_value, help="YYYY-MM-DD: the policy lapses to public from 00:00 UTC that day (an embargo).")
 @click.option("--snapshot", help="A tag or snapshot id of MODEL: override the model's policy for it only.")
 @click.option(
     "--withhold",

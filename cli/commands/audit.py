@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import ROW_LIMIT, json_option, with_archive
+from modelarc.cli.options import ROW_LIMIT, json_option, no_blank_value, with_archive
 from modelarc.cli.output import console, emit_json
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @click.command(name="audit")
 @click.option("--action", help="Only this action (push, tag, tombstone, data.attach, key.trust, gc, ...).")
-@click.option("--since", help="Only events on or after this date (YYYY[-MM[-DD]]).")
+@click.option("--since", callback=no_blank_value, help="Only events on or after this date (YYYY[-MM[-DD]]).")
 @click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="At most this many events.")
 @json_option
 @with_archive

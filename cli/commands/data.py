@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
-from modelarc.cli.options import ROW_LIMIT, json_option, with_archive
+from modelarc.cli.options import ROW_LIMIT, json_option, no_blank_value, with_archive
 from modelarc.cli.output import console, emit_json, err_console, line
 from modelarc.errors import NotFoundError
 
@@ -47,7 +47,7 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
 
 @data.command(name="ls")
 @click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="Rows at most (one page).")
-@click.option("--cursor", help="Start after the previous page: the cursor its last line on stderr gave.")
+@click.option("--cursor", callback=no_blank_value, help="Start after the previous page: the cursor its last line on stderr gave.")
 @json_option
 @with_archive
 def data_ls(archive: Archive, as_json: bool, limit: int, cursor: str | None) -> None:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelarc.archive.catalog.units import human_bytes
-from modelarc.cli.options import jobs_option, json_option, not_empty, not_empty_path, with_archive
+from modelarc.cli.options import (
+    jobs_option,
+    json_option,
+    no_blank_value,
+    not_empty,
+    not_empty_path,
+    with_archive,
+)
 from modelarc.cli.output import (
     LINEAGE_CYCLE,
     byte_progress,
@@ -33,7 +40,7 @@ if TYPE_CHECKING:
     "--remote", "remote_name", help="Also send the snapshot to this remote (see `modelarc remote add`)."
 )
 @jobs_option("Parallel transfers with --remote, and parallel downloads from a Hub endpoint (hf://).")
-@click.option("--cutoff", help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
+@click.option("--cutoff", callback=no_blank_value, help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
 @click.option("--license", "license_", help="License id, e.g. apache-2.0.")
 @click.option("--description", help="Free-text description.")
 @click.option("--parent", "parents", multiple=True, help="REF of a model this one derives from (repeatable).")
@@ -58,7 +65,7 @@ if TYPE_CHECKING:
 )
 @click.option("--no-delta", is_flag=True, help="Store every tensor on its own, even with --parent.")
 @click.option("--source", "source_url", help="Where the weights came from (URL).")
-@click.option("--released", help="Release date of these weights (YYYY[-MM[-DD]]).")
+@click.option("--released", callback=no_blank_value, help="Release date of these weights (YYYY[-MM[-DD]]).")
 @click.option(
     "--data",
     "data_manifest",

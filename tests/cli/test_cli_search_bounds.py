@@ -38,3 +38,30 @@ def test_a_free_text_filter_longer_than_the_servers_bound_is_a_one_line_error(
 
 def test_a_free_text_filter_of_300_characters_is_taken(arc) -> None:
     assert arc.json("ls", "--name", "x" * 300) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls", "--license", ""),
+        ("ls", "--cutoff-before", " "),
+        ("timeline", "--name", ""),
+        ("ls", "--descendant-of", ""),
+        ("audit", "--since", ""),
+        ("data", "ls", "--cursor", ""),
+    ],
+)
+def test_an_empty_filter_is_refused_not_dropped(arc, args: tuple[str, ...]) -> None:
+    """Taken as not given, `ls --license "$LICENSE"` with the variable unset listed every snapshot."""
+    result = arc.fail(*args)
+    assert result.exit_code == 2 and "is empty" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_empty_cutoff_or_release_date_is_refused_before_anything_is_archived(arc, tmp_path) -> None:
+    from modelfactory import write_model
+
+    folder = write_model(tmp_path / "m")
+    for option in ("--cutoff", "--released"):
+        result = arc.fail("push", folder, "acme/m:v1", option, "")
+        assert result.exit_code == 2 and "is empty" in result.stderr
+    assert arc.json("ls") == []
