@@ -26,7 +26,6 @@ from modelarc.archive.access import (
     PolicyWanted,
     apply_policies,
     is_withheld_entry,
-    iso_day,
     list_policies,
     list_requests,
     object_readable,
@@ -34,6 +33,7 @@ from modelarc.archive.access import (
     request_access,
 )
 from modelarc.archive.manifest import FileEntry
+from modelarc.archive.provenance.dates import iso_day
 from modelarc.archive.remote.receive import reusable_objects
 from modelarc.archive.repository import Archive
 from modelarc.archive.tokens import Principal, allows

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.provenance.dates import iso_day
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.tokens import Principal
@@ -423,17 +424,6 @@ def _reason(reason: str | None, what: str) -> str:
     if len(text) > MAX_TEXT:
         raise UsageError(f"the reason is {len(text)} characters long; at most {MAX_TEXT}")
     return text
-
-
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def iso_day(text: str) -> dt.date:
-    """A ``YYYY-MM-DD`` date, exactly: ``date.fromisoformat`` also takes ``20990101`` and ISO week dates
-    (``2099-W01-1`` is 2098-12-29), which no policy, record or offer states; ValueError otherwise."""
-    if not _DAY.fullmatch(text):
-        raise ValueError(f"not YYYY-MM-DD: {text[:40]!r}")
-    return dt.date.fromisoformat(text)
 
 
 def parse_until(text: str | dt.date | None, now: dt.datetime | None = None) -> dt.date | None:

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import re
 
 from modelarc.errors import UsageError
 from modelarc.registry.records import Provenance
 
 # the day is UTC's; a pusher east of Greenwich is a day ahead of it for hours, so one day more is allowed
 SLACK = dt.timedelta(days=1)
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: str) -> dt.date:
+    """A ``YYYY-MM-DD`` date, exactly: ``date.fromisoformat`` also takes ``20990101`` and ISO week dates
+    (``2099-W01-1`` is 2098-12-29), which no policy, record or offer states; ValueError otherwise."""
+    if not _DAY.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text[:40]!r}")
+    return dt.date.fromisoformat(text)
 
 
 def latest_stated_day(today: dt.date | None = None) -> dt.date:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.formats.describe import architecture_problem
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.provenance.dates import refuse_impossible_dates
+from modelarc.archive.provenance.dates import iso_day, refuse_impossible_dates
 from modelarc.archive.provenance.text import refuse_unstorable_text
 from modelarc.archive.repository import Archive, refuse_if_withdrawn
 from modelarc.errors import InvalidRefError, UsageError
@@ -37,8 +36,6 @@ MAX_OFFER_ITEMS = 64  # signatures, parents, data manifests
 MAX_OFFER_TEXT = 64 << 10  # each provenance string; the architecture object as JSON
 MAX_CONFIG_BYTES = 4 << 20  # config.json is read back from the store to describe the architecture
 _PROVENANCE_FIELDS = Provenance.JSON_FIELDS
-
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # an access policy's until, as docs/FORMAT.md states it
 
 
 @dataclass(frozen=True)
@@ -301,8 +298,7 @@ def _access(value: Any) -> dict[str, Any] | None:
         raise UsageError(f"snapshot offer: access.reason is longer than {MAX_OFFER_TEXT} characters")
     if until is not None:
         try:
-            # YYYY-MM-DD exactly: fromisoformat also takes a week date of ten characters (2099-W01-1)
-            dt.date.fromisoformat(until if isinstance(until, str) and _DAY.fullmatch(until) else "")
+            iso_day(until if isinstance(until, str) else "")
         except ValueError:
             raise UsageError(problem) from None
     return {"level": level, "until": until, "reason": reason, **({"files": files} if files else {})}
