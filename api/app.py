@@ -29,7 +29,7 @@ from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import url_text_problem
-from modelarc.api.problems import HUB_TAG, MAX_ECHO, hub_error, problem
+from modelarc.api.problems import BAD_REQUEST, HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
 from modelarc.api.send_watch import SendWatch, reset_connection
 from modelarc.api.sending import HEAD_ONLY
@@ -89,7 +89,7 @@ def create_app(
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # before any route or token lookup sees the text
         if (refused := url_text_problem(request)) is not None:
-            return problem(400, "Bad Request", refused, headers={"X-Error-Code": "BadRequest"})
+            return problem(400, "Bad Request", refused, headers=BAD_REQUEST)
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")
@@ -139,7 +139,7 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> Response:
         # the code of every other malformed input (docs/API.md "Errors"): a client tells them apart by it
-        return problem(400, "RequestValidationError", validation_detail(exc), headers={"X-Error-Code": "BadRequest"})
+        return problem(400, "RequestValidationError", validation_detail(exc), headers=BAD_REQUEST)
 
     @app.exception_handler(StarletteHTTPException)
     def http_exception(request: Request, exc: StarletteHTTPException) -> Response:

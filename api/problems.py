@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from modelarc.errors import ModelarcError, http_error
+from modelarc.errors import ModelarcError, UsageError, http_error
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_ECHO = 80  # characters of one client-supplied value an error may quote
@@ -28,6 +28,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string", "maxLength": MAX_DETAIL + 40},
     },
 }
+
+
+# the code a malformed request's 400 carries where no ModelarcError is raised (FastAPI's validation, the NUL
+# refusal, a short upload): the one table's, as for a UsageError (modelarc/errors.py HTTP_ERRORS)
+BAD_REQUEST = {"X-Error-Code": http_error(UsageError(""))[1]}
 
 
 def clip(value: object, limit: int = MAX_ECHO) -> str:

@@ -37,7 +37,7 @@ from modelarc.api.limits import (
     read_json,
     require_json,
 )
-from modelarc.api.problems import clip, problem, problem_responses
+from modelarc.api.problems import BAD_REQUEST, clip, problem, problem_responses
 from modelarc.api.receiving import body_memory
 from modelarc.api.sending import DownloadResponse, held_bytes, stored_object
 from modelarc.archive.access import readable_objects, served_standalone
@@ -368,7 +368,7 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
                     400,
                     "Bad Request",
                     f"upload of {oid} ended after {len(body)} of {declared} bytes",
-                    headers={"X-Error-Code": "BadRequest"},
+                    headers=BAD_REQUEST,
                 )
             archive = get_archive()
             added = not archive.store.has(oid)

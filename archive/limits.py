@@ -25,6 +25,12 @@ from modelarc.errors import (
 if TYPE_CHECKING:
     from modelarc.storage import ObjectId, ObjectStore
 
+
+def clip_text(text: str, limit: int) -> str:
+    """``text`` as an error line may repeat it: cut to ``limit`` characters, saying how long it was (a value from a
+    file anyone wrote, or a library's message quoting it whole, must not make a "one line" of megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
 # The safetensors reference implementation refuses a header longer than this (its MAX_HEADER_SIZE), so no file
 # any safetensors reader can load is refused here.
 MAX_SAFETENSORS_HEADER_BYTES = 100_000_000

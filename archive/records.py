@@ -183,7 +183,9 @@ def read_record(backend: Backend, key: str) -> CatalogRecord:
         if not isinstance(doc.get("actor"), str):
             raise ValueError("no actor")
         at = parse_time(doc["at"])
-        written = dt.datetime.strptime(m[1], _NAME_TIME)
+        written = record_written(key)
+        if written is None:
+            raise ValueError(f"its name's time {m[1]} is no date")
     except (ValueError, TypeError, KeyError) as exc:
         raise RecordError(f"record {key} cannot be read: {exc}") from None
     except RecursionError:  # "[[[[..." nested deeper than the parser's stack

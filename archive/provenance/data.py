@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from modelarc.archive.bounded_yaml import BoundedLoader
-from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, read_small_file
+from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, clip_text, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.provenance.dates import SLACK, latest_stated_day
 from modelarc.archive.records import catalog_time, write_record
@@ -314,10 +314,6 @@ def _ecma_end(regex: str) -> str:
 _SHOWN_CHARS = 300  # of a field path or a schema message: jsonschema quotes the offending value whole (3 MB)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
-
-
 def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
     validator = _validator_class(recorded)(schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
@@ -331,7 +327,7 @@ def validate(doc: Any, where: str, *, recorded: bool = False) -> None:
         message = f"{e.message}, {e.instance!r} given" if e.validator == "const" else e.message
         if e.validator == "pattern" and list(e.absolute_path)[-2:-1] == ["time_range"]:
             message = f"{e.instance!r} {_NOT_A_DATE}"  # not the schema's regular expression
-        raise DataManifestError(f"{where}: {_clip(field)}: {_clip(message)}")
+        raise DataManifestError(f"{where}: {clip_text(field, _SHOWN_CHARS)}: {clip_text(message, _SHOWN_CHARS)}")
     for i, ds in enumerate(doc["datasets"]):
         span = ds.get("time_range", {})
         for end in ("start", "end"):

@@ -88,9 +88,9 @@ def without_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     # the user part ends at the authority's "@"; with none there (a password holding "/" ends the authority as
     # urlsplit cuts it), at the last "@" before any query or fragment ("@" in a query is no user part)
-    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    if "@" not in rest[:end]:
-        end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    tail = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    slash = rest.find("/", 0, tail)
+    end = slash if slash >= 0 and "@" in rest[:slash] else tail
     user, at, after = rest[:end].rpartition("@")
     if not (sep and at and ":" in user):
         return url

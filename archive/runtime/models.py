@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from modelarc.archive.limits import clip_text
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.repository import Archive
 from modelarc.archive.restore import restore_file
@@ -167,8 +168,7 @@ ECHOED_CHARS = 200
 
 
 def _clipped(value: object, limit: int = ECHOED_CHARS // 2) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+    return clip_text(repr(value), limit)
 
 
 def _reason(exc: BaseException) -> str:
