@@ -85,6 +85,7 @@ class Reused:
 
     entry: FileEntry
     objects: tuple[ObjectWrite, ...]
+    counted: bool = False  # its bytes were reported to the push's progress already (read to prove it unchanged)
 
 
 @dataclass(frozen=True)
@@ -498,7 +499,7 @@ def ingest(
             taken = {p.rel: reuse[p.rel] for p in plans if reuse and _fits(reuse.get(p.rel), p)}
             read = [_ingest_file(plan, writer, progress, bases) for plan in plans if plan.rel not in taken]
             for plan in plans:
-                if plan.rel in taken and progress:
+                if plan.rel in taken and progress and not taken[plan.rel].counted:
                     progress(plan.size)
             writer.drain()
             built = {plan.rel: _entry(plan, r.sha256, parts) for plan, parts, r in read}

@@ -23,9 +23,10 @@ from modelarc.archive.limits import MAX_BUNDLE_BYTES
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.own_state import state_places
+from modelarc.archive.proven_files import Candidate, prove_unchanged
 from modelarc.archive.provenance.dates import refuse_impossible_dates
 from modelarc.archive.provenance.text import refuse_unstorable_text
-from modelarc.archive.push_index import PushIndex
+from modelarc.archive.push_index import FileRead, PushIndex
 from modelarc.archive.records import record_snapshot
 from modelarc.archive.signing import keys as keyring
 from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
@@ -69,6 +70,8 @@ class PushResult:
     delta_stored_bytes: int = 0  # what they take
     delta_standalone_bytes: int = 0  # what they would have taken stored on their own
     unchanged_files: int = 0  # files not read: unchanged since an earlier push (archive/push_index.py)
+    # files read and found to hold an earlier push's bytes by their chunk ids (archive/proven_files.py)
+    proven_files: int = 0
     # objects the catalog knew corrupt or missing that this push wrote back from its bytes (archive/heal.py)
     healed: tuple[str, ...] = ()
     # declared parents (unrecorded until now) whose edge was left out: the parent already descends from the snapshot
@@ -141,7 +144,11 @@ def push_folder(
     with archive.lock(exclusive=False, purpose="push") as held, held.explains_lost_writes(ObjectMissingError):
         damaged = known_damaged(archive)  # one query: what a scrub found bad; a put adds any it finds unreadable
         # under the lock: the objects a reused file names cannot be collected by gc until this push is recorded
-        reuse = {} if rehash else _unchanged_files(archive, index, files, damaged)
+        reuse, to_prove = _unchanged_files(archive, index, files, damaged, rehash=rehash)
+        proven, wasted = prove_unchanged(to_prove, progress)
+        if wasted and on_total:  # bytes of changed files hashed before the difference: they are read again
+            on_total(total_size(files) + wasted)
+        reuse.update((rel, p.reused) for rel, p in proven.items())
         result = ingest(
             source,
             archive.store,
@@ -215,7 +222,7 @@ def push_folder(
                 ),
             )
             record_healed(s, healed, archive.settings.actor, f"{model_ref.model}@{snapshot_id}", by="push")
-    _update_index(index, result, files, snapshot_id, warn)
+    _update_index(index, result, [p.read for p in proven.values()], files, snapshot_id, warn)
     return PushResult(
         ref=str(ref),
         snapshot=snapshot_id,
@@ -231,7 +238,8 @@ def push_folder(
         delta_objects=len(result.deltas_added),
         delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
-        unchanged_files=result.reused,
+        unchanged_files=result.reused - len(proven),
+        proven_files=len(proven),
         healed=tuple(sorted(healed)),
         lineage_refused=tuple(p.label for p in recorded.parents_refused),
     )
@@ -265,39 +273,53 @@ def _provenance_check(provenance: Provenance, parents: list[tuple[Ref, str]]) ->
 
 
 def _unchanged_files(
-    archive: Archive, index: PushIndex, files: list[tuple[str, Path]], damaged: Replacing | None = None
-) -> dict[str, Reused]:
-    """The source files the index vouches for, each with its entry from the earlier snapshot's verified manifest
-    and its objects, all present in the store and none known ``damaged``; any doubt leaves a file out, and it is
-    read (which is how its damaged objects are written back)."""
-    candidates: dict[str, FileEntry] = {}
+    archive: Archive,
+    index: PushIndex,
+    files: list[tuple[str, Path]],
+    damaged: Replacing | None = None,
+    *,
+    rehash: bool = False,
+) -> tuple[dict[str, Reused], list[Candidate]]:
+    """The source files the index vouches for by their stat (none with ``rehash``), and those it names whose
+    stat changed (all it names, with ``rehash``), to be proven by their chunks (archive/proven_files.py). Each
+    comes with its entry from the verified manifest of a snapshot the catalog records (whose entries every way in
+    checked against their chunks) and its objects, all present in the store and none known ``damaged``; any doubt
+    leaves a file out, and it is read (which is how its damaged objects are written back)."""
+    candidates: dict[str, tuple[Path, FileEntry, bool]] = {}
     manifests: dict[str, dict[str, FileEntry] | None] = {}
     for rel, path in files:
-        hit = index.lookup(path)
+        hit = index.named(path)
         if hit is None:
             continue
         if hit.snapshot not in manifests:
             try:
-                manifest = archive.manifest_by_id(SnapshotId("sha256:" + hit.snapshot))
-                manifests[hit.snapshot] = {f.path: f for f in manifest.files}
+                digest = SnapshotId("sha256:" + hit.snapshot)
+                with archive.catalog.session() as s:  # a manifest the catalog records, not any object named so
+                    recorded = q.digest_recorded(s, digest)
+                manifest = archive.manifest_by_id(digest) if recorded else None
+                manifests[hit.snapshot] = {f.path: f for f in manifest.files} if manifest else None
             except ModelarcError:  # gone, corrupt, or a malformed id in the index
                 manifests[hit.snapshot] = None
         entry = (manifests[hit.snapshot] or {}).get(hit.path)
         if entry is not None and entry.sha256 == hit.sha256 and entry.size == hit.size:
             if damaged is not None and any(c.id in damaged for p in entry.parts for c in p.chunks):
                 continue  # read, so that its bytes replace the damaged copies
-            candidates[rel] = entry
+            candidates[rel] = (path, entry, not rehash and index.lookup(path) is not None)
     if not candidates:
-        return {}
-    chunks = {c.id: c.length for e in candidates.values() for p in e.parts for c in p.chunks}
+        return {}, []
+    chunks = {c.id: c.length for _, e, _ in candidates.values() for p in e.parts for c in p.chunks}
     stored = _stored_objects(archive.store, chunks)
-    found: dict[str, Reused] = {}
-    for rel, entry in candidates.items():
+    trusted: dict[str, Reused] = {}
+    to_prove: list[Candidate] = []
+    for rel, (path, entry, by_stat) in candidates.items():
         objects = [stored[i] for i in dict.fromkeys(c.id for p in entry.parts for c in p.chunks)]
         present = tuple(o for o in objects if o is not None)
         if len(present) == len(objects):
-            found[rel] = Reused(entry, present)
-    return found
+            if by_stat:
+                trusted[rel] = Reused(entry, present)
+            else:
+                to_prove.append(Candidate(rel, path, Reused(entry, present, counted=True)))
+    return trusted, to_prove
 
 
 def _stored_objects(store: ObjectStore, chunks: dict[str, int]) -> dict[str, ObjectWrite | None]:
@@ -324,14 +346,17 @@ def _stored_objects(store: ObjectStore, chunks: dict[str, int]) -> dict[str, Obj
 def _update_index(
     index: PushIndex,
     result: IngestResult,
+    proven: list[FileRead],
     files: list[tuple[str, Path]],
     snapshot: SnapshotId,
     warn: Callable[[str], None] | None,
 ) -> None:
-    """Remember the files this push read, and point the files it reused at the snapshot just recorded (the
-    earlier one may be removed later). A failure here costs the next push a read, so it is a warning at most."""
-    index.remember(result.reads, snapshot.hex)
-    read = {r.rel for r in result.reads}
+    """Remember the files this push read (as new, or to prove them unchanged), and point the files it reused
+    unread at the snapshot just recorded (the earlier one may be removed later). A failure here costs the next
+    push a read, so it is a warning at most."""
+    reads = [*result.reads, *proven]
+    index.remember(reads, snapshot.hex)
+    read = {r.rel for r in reads}
     index.moved([(path, rel) for rel, path in files if rel not in read], snapshot.hex)
     try:
         index.save()

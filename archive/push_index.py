@@ -21,13 +21,15 @@ to be file ``path`` of snapshot ``snapshot``, with this sha256". What a later pu
   (git's "racily clean" case: a write in the same timestamp tick as the read would leave the stat unchanged on a
   file system with coarse timestamps), or whose stat changed while it was read, is not recorded, and is read again
   next time.
-- Nothing else from the index. The file's entry (its parts and chunk ids) comes from the snapshot's manifest, read
-  from the store and verified against the snapshot id, and must list ``path`` with the same size and sha256; every
+- Nothing else from the index. The file's entry (its parts and chunk ids) comes from the manifest of a snapshot the
+  catalog records, read from the store and verified against the snapshot id, and must list ``path`` with the same size and sha256; every
   chunk it names must still be in the store (as the dedup of a normal push trusts). Any mismatch, or an index that
   does not parse, is a miss: the file is read as if the index did not exist.
 
 What this does not catch is a change under an unchanged stat (a disk that corrupts the file in place, or a tool that
-writes the block device directly): ``push --rehash`` reads every file, as restic's ``--force`` does.
+writes the block device directly): ``push --rehash`` reads every file, as restic's ``--force`` does. A file whose stat
+changed, and with ``--rehash`` every file, is not trusted but proven: read, and taken as the entry the index names
+only if each of its chunks hashes to that entry's ids (archive/proven_files.py).
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class PushIndex:
         # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack, as malformed as any
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return cls(path, {})
+
+    def named(self, source: Path) -> IndexedFile | None:
+        """The entry for ``source`` whatever its stat now: a candidate that a push proves by reading the file
+        (archive/proven_files.py), never one it trusts unread."""
+        return self.files.get(_key(source))
 
     def lookup(self, source: Path) -> IndexedFile | None:
         """The entry for ``source`` if its stat now is exactly the one recorded; None otherwise."""

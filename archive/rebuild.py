@@ -12,7 +12,9 @@ fails is reported with the reason and left out, as is anything that names what i
 one run, attachment or grant (two records of one fact make one: a copy, or a planted duplicate). Each replayed
 record is noted as written by this archive (registry/written_records.py), so ``repair`` may put it back from a
 mirror later.
-Chunk contents are not re-hashed here (``fsck --read-data`` or ``scrub`` do that).
+Every file of a snapshot whose weights are present is rebuilt from its chunks and must hash to the manifest's
+sha256 and list the tensors its header lists, as a received commit's must: a rebuild reads every byte of the store's
+snapshots, as ``fsck --read-data`` does.
 
 Anyone who can write the store can write records (docs/SECURITY.md), so a snapshot record's own word is taken only
 for what cannot be checked (its time, actor, pusher, provenance, bytes added): it is recorded with only the
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.deltas import base_closure
-from modelarc.archive.manifest_checks import check_manifest_structure
+from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
 from modelarc.archive.record_order import replay_order
 from modelarc.archive.records import CatalogRecord, catalog_time, format_time, parse_time, read_records
 from modelarc.archive.repository import apply_tag, check_bundles, signing_bundles
@@ -45,6 +47,7 @@ from modelarc.errors import (
     CatalogNotEmptyError,
     ModelarcError,
     NotFoundError,
+    ObjectCorruptError,
     ObjectMissingError,
     RecordError,
     SigningKeyError,
@@ -145,6 +148,7 @@ class _Replay:
         self.position = {r.key: i for i, r in enumerate(records)}
         self.report = report
         self.present = {str(oid) for oid in archive.store.iter_ids()}  # one listing, not a request per object
+        self.content_checked: set[str] = set()  # snapshot ids whose files were rebuilt against their manifest
         self.catalogued: set[str] = set()  # objects already given a row by an earlier record
         # what a replayed attachment, run or grant was -> the record it came from: a refused second record of it
         # names that one, so whoever reads the report can tell which of the two is the copy or the planted one
@@ -291,6 +295,8 @@ class _Replay:
                 "has of it; `modelarc mirror add` the mirrors and `modelarc repair` fetches what it lacks, then "
                 "rebuild-catalog into an empty catalog again brings it back)"
             )
+        if not excused:
+            self._check_content(manifest, digest, label)
         object_ids = needed - missing
         infos = self._infos(object_ids)
         # the bases of its delta objects, down their chains, as the headers say: kept with the snapshot
@@ -657,6 +663,24 @@ class _Replay:
         if keyring.key_fingerprint(pem.encode()) != fingerprint:
             raise RecordError(f"key {fingerprint}: the public key in the record has another fingerprint")
         return fingerprint, pem
+
+    def _check_content(self, manifest: SnapshotManifest, digest: SnapshotId, label: str) -> None:
+        """Every file rebuilt from its chunks must hash to the manifest's sha256 and size, and list the tensors its
+        header lists, as a received commit's must (archive/manifest_checks.py): a manifest written straight into
+        the store may state a sha256 its chunks do not have, which a signature over paths and sha256s would then
+        vouch for, and what a catalog records is taken as checked later (a push proving a file unchanged by its
+        chunk ids, a commit offering a recorded snapshot). Once per snapshot id, however many records name it."""
+        if digest.hex in self.content_checked:
+            return
+        try:
+            check_manifest_content(self.store, manifest, f"snapshot {label}")
+        except ObjectCorruptError as exc:
+            raise ObjectCorruptError(
+                f"{exc}; its files cannot be checked against the manifest (`modelarc mirror add` the mirrors and "
+                "`modelarc repair --read-data` puts back a good copy, then rebuild-catalog into an empty catalog "
+                "again brings it back)"
+            ) from None
+        self.content_checked.add(digest.hex)
 
     def _infos(self, ids: set[str]) -> list[ObjectInfo]:
         """Sizes, codec and delta base of each object, from its header (a ranged read each; parallel on S3)."""

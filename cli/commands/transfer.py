@@ -235,6 +235,11 @@ def push(
             f"{result.unchanged_files} of {result.files} files unchanged since an earlier push, not read again "
             "(--rehash reads them)"
         )
+    if result.proven_files:
+        echo_line(
+            f"{result.proven_files} of {result.files} files read and found to be an earlier push's bytes, by their "
+            "chunk ids"
+        )
     if result.healed:
         echo_line(
             f"healed {len(result.healed)} damaged object(s) a scrub had found corrupt or missing, from this push's "

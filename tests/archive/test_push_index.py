@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from modelarc.archive import ingest as ingest_module
-from modelarc.archive import push_index
+from modelarc.archive import proven_files, push_index
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
 from modelarc.archive.scrub import scrub
@@ -52,6 +52,19 @@ def read_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def proof_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """The chunk lengths every later proof hashes, by the absolute path of the file they are read from."""
+    seen: dict[str, list[int]] = {}
+    real = proven_files._Reader.digest
+
+    def spy(self, fd, span):  # type: ignore[no-untyped-def]
+        seen.setdefault(os.readlink(f"/proc/self/fd/{fd}"), []).append(span.length)
+        return real(self, fd, span)
+
+    monkeypatch.setattr(proven_files._Reader, "digest", spy)
+    return seen
+
+
 def pulled_bytes(archive: Archive, ref: str, dest: Path) -> dict[str, bytes]:
     archive.pull(ref, dest)
     return {p.name: p.read_bytes() for p in dest.iterdir()}
@@ -74,10 +87,17 @@ def test_unchanged_files_are_not_read_again(
 
 
 def test_rehash_reads_every_file(archive: Archive, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--rehash trusts no stat: every byte of every file is read, here to prove each file holds what the index
+    says it held (archive/proven_files.py), so nothing is read a second time as a new file."""
     archive.push(model, "acme/m:v1")
     seen = read_files(monkeypatch)
+    hashed = proof_reads(monkeypatch)
     again = archive.push(model, "acme/m:v1", rehash=True)
-    assert sorted(seen) == ["config.json", "model.safetensors"] and again.unchanged_files == 0
+    assert seen == [] and again.unchanged_files == 0 and again.proven_files == 2
+    assert sorted(hashed) == sorted(os.path.abspath(p) for p in model.iterdir())
+    assert {path: sum(n for n in lengths) for path, lengths in hashed.items()} == {
+        os.path.abspath(p): p.stat().st_size for p in model.iterdir()
+    }
 
 
 def test_a_write_that_puts_size_and_mtime_back_is_still_read(

@@ -1,0 +1,104 @@
+"""rebuild-catalog checks each snapshot's files against its manifest, as a received commit is checked: a manifest
+written straight into the store whose file sha256 or tensor table disagrees with its chunks is refused, however
+validly it is signed (a signature covers paths and sha256s, not the chunks a manifest names). On SQLite and
+PostgreSQL.
+
+Each lie is planted as someone who can write the store would: the manifest and a bundle signed by this archive's
+own key as objects, and an intact snapshot record naming them."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from modelfactory import tiny_tensors, write_model
+from recordkit import plant, rebuild, records
+
+from modelarc.archive.manifest import canonical_json
+from modelarc.archive.repository import Archive
+from modelarc.archive.signing import keys as keyring
+from modelarc.archive.signing.bundles import FileDigest, sign_snapshot
+from modelarc.storage import ObjectId
+from modelarc.storage.store import object_key
+
+ArchiveCli = Any  # tests/cli/conftest.py
+
+
+def _file(doc: dict[str, Any], suffix: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(f for f in doc["files"] if f["path"].endswith(suffix))
+    return found
+
+
+def _plant_snapshot(arc: ArchiveCli, monkeypatch: Any, model: str, doc: dict[str, Any]) -> str:
+    """Put ``doc`` as a manifest and a bundle this archive's key signs over it into the store, and a snapshot
+    record of ``model`` naming them (the genuine record's other fields); the snapshot id."""
+    genuine = records(arc, "snapshot")[0]
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            manifest = archive.store.put(canonical_json(doc))
+            key = keyring.load_private_key(archive.settings.keys_path / "signing-key.pem")
+            digests = [FileDigest(f["path"], f["sha256"]) for f in doc["files"]]
+            bundle = archive.store.put(sign_snapshot(digests, f"sha256:{manifest.id}", key, model_name=model))
+    fingerprint = genuine["signatures"][0]["key"]
+    plant(
+        arc,
+        genuine,
+        model=model,
+        snapshot=f"sha256:{manifest.id}",
+        manifest=str(manifest.id),
+        signatures=[{"key": fingerprint, "object": str(bundle.id)}],
+    )
+    return f"sha256:{manifest.id}"
+
+
+def _honest(arc: ArchiveCli, monkeypatch: Any) -> dict[str, Any]:
+    snapshot = records(arc, "snapshot")[0]["snapshot"]
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            doc: dict[str, Any] = json.loads(bytes(archive.store.get(ObjectId(snapshot.split(":")[1]))))
+    return doc
+
+
+def test_manifests_whose_files_do_not_rebuild_to_what_they_state_are_refused(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    arc("push", write_model(tmp_path / "m", tiny_tensors(seed=2)), "acme/m:v1")
+    honest = _honest(arc, monkeypatch)
+
+    sha_lie = copy.deepcopy(honest)
+    _file(sha_lie, "config.json")["sha256"] = "ab" * 32
+    tensor_lie = copy.deepcopy(honest)
+    part = next(p for p in _file(tensor_lie, ".safetensors")["parts"] if p.get("name"))
+    part["name"] = part["name"] + ".renamed"
+    lies = {
+        "acme/shalie": _plant_snapshot(arc, monkeypatch, "acme/shalie", sha_lie),
+        "acme/tensorlie": _plant_snapshot(arc, monkeypatch, "acme/tensorlie", tensor_lie),
+    }
+    report = rebuild(arc, database_url)
+    refused = " ".join(report["refused"].values())
+    assert f"acme/shalie@{lies['acme/shalie']}: config.json does not rebuild to its declared size and sha256" in refused
+    assert f"acme/tensorlie@{lies['acme/tensorlie']}" in refused and "do not match the file's own header" in refused
+    listed = {m["model"] for m in arc.json("ls")}
+    assert "acme/m" in listed and not listed & set(lies)
+    arc("verify", "acme/m:v1")
+
+
+def test_a_snapshot_whose_chunk_is_corrupt_is_left_out_with_how_to_bring_it_back(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    """Its files cannot be checked, so it is not recorded: as for a missing object, repair from a mirror first."""
+    arc("push", write_model(tmp_path / "m", tiny_tensors(seed=3)), "acme/m:v1")
+    doc = _honest(arc, monkeypatch)
+    victim = next(p for p in _file(doc, ".safetensors")["parts"] if p["kind"] == "tensor")["chunks"][0]["id"]
+    path = arc.home / "store" / object_key(ObjectId(victim))
+    damaged = bytearray(path.read_bytes())
+    damaged[-3] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    report = rebuild(arc, database_url)
+    (reason,) = report["refused"].values()
+    assert victim in reason and "repair --read-data" in reason
+    assert [m["model"] for m in arc.json("ls")] == []
