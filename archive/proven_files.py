@@ -116,6 +116,8 @@ def prove_unchanged(
 
     A file that cannot be opened, that differs, or that ends early is left out: the push reads it as a new file
     and says what is wrong with it there."""
+    if not candidates:
+        return {}, 0
     workers = workers or max(1, min(os.cpu_count() or 1, 8))
     reader = _Reader()
     proven: dict[str, Proven] = {}

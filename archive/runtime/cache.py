@@ -33,7 +33,8 @@ entry.json and every file are regular files that no group or other user may writ
 alone and not used: the load decodes from the store, with a warning.
 
 Removing an entry (eviction, ``cache clear``, a discarded entry) renames it into ``tmp/`` first and deletes it
-there, so no process ever sees half an entry; a process that mapped its files keeps its mapping (POSIX: the
+there, so no process ever sees half an entry (a withdrawal also deletes a ``tmp/trash-*`` of its snapshot that a
+killed removal left: ``purge_trash``); a process that mapped its files keeps its mapping (POSIX: the
 inode lives until the last mapping goes). An entry this process may not remove (another user's in a shared
 folder, EACCES/EPERM/EROFS) is passed by: eviction still counts its bytes, ``clear`` reports it as left; a load
 never fails on it. A folder in ``entries/`` that is no readable entry counts too, by its bytes on disk (links not
@@ -475,6 +476,27 @@ class LoadCache:
             return None, exc.strerror or str(exc)
         return (size if gone else None), ""
 
+    def purge_trash(self, snapshot: SnapshotId) -> list[tuple[Path, int]]:
+        """Delete the ``tmp/trash-*`` folders holding an entry of ``snapshot`` (its ``entry.json`` says so), with
+        their bytes: a removal killed between its rename and its delete leaves the decoded weights there, where no
+        load looks and ``purge`` would not; a withdrawal run again must still free them. One this process may not
+        delete is left (another user's, in a shared folder), as ``purge`` leaves its entry."""
+        gone: list[tuple[Path, int]] = []
+        for path in _children(self._tmp):
+            if not path.name.startswith("trash-") or path.is_symlink() or not path.is_dir():
+                continue
+            if _entry_snapshot(path) != str(snapshot):
+                continue
+            size = _own_bytes(path)
+            try:
+                _remove_tree(path)
+            except OSError as exc:
+                if exc.errno not in _NOT_OURS:
+                    raise
+                continue
+            gone.append((path, size))
+        return gone
+
     def _discard_if_allowed(self, snapshot: SnapshotId) -> bool | None:
         """Remove an unusable entry; one this process may not remove (another user's, or on a read-only mount) is
         left, and not used. Returns what ``_discard`` does, or None when the entry was left."""
@@ -520,6 +542,9 @@ def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
             freed += size
         elif why:
             left.append((cache._entry_folder(snapshot), why))
+        for trash, size in cache.purge_trash(snapshot):
+            removed.append(trash)
+            freed += size
     return CachePurge(tuple(removed), freed, tuple(left))
 
 
@@ -589,6 +614,21 @@ def _read_entry(folder: Path, *, trusted_only: bool = False) -> CacheEntry | Non
     except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError, RecursionError, OverflowError):
         return None
     return CacheEntry(snapshot, model, folder, files, created, used)
+
+
+def _entry_snapshot(folder: Path) -> str | None:
+    """The snapshot id ``folder``'s entry.json names, whatever the folder is called (one renamed to ``trash-*``);
+    None if there is none to read."""
+    try:
+        fd = os.open(folder / ENTRY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            doc = json.loads(fh.read(MAX_ENTRY_JSON + 1))
+        named = doc["snapshot"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return named if type(named) is str else None
 
 
 def _field(doc: dict[str, Any], key: str) -> Any:

@@ -197,6 +197,25 @@ def test_rm_removes_the_snapshots_copy_from_the_home_cache_and_the_cache_dir(
     assert "removed its decoded copy from the load cache" in text and "acme/m1" not in arc("cache", "ls").stdout
 
 
+def test_rm_run_again_removes_the_copy_a_killed_rm_left_in_the_caches_trash(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path
+) -> None:
+    """`rm` killed between renaming the entry into ``tmp/trash-*`` and deleting it left the decoded weights there,
+    and the re-run said "nothing of its weights is left to free" (exit 2). Another snapshot's trash is not its."""
+    digests = [arc.json("show", ref)["snapshot"].split(":")[1] for ref in cached]
+    entries = [arc.home / "cache" / "entries" / d for d in digests]
+    aside = tmp_path / "aside"
+    shutil.move(entries[0], aside)  # so that the first rm finds no entry: as if it had renamed it, then died
+    assert arc.json("rm", cached[0], "--reason", "legal takedown")["cache_removed"] == []
+    trash = arc.home / "cache" / "tmp" / ("trash-" + "a" * 32)
+    shutil.move(aside, trash)
+    other = arc.home / "cache" / "tmp" / ("trash-" + "b" * 32)
+    shutil.copytree(entries[1], other)
+    out = arc.json("rm", cached[0])
+    assert out["cache_removed"] == [str(trash)] and out["cache_bytes_freed"] > 0
+    assert not trash.exists() and other.is_dir()
+
+
 def test_rm_does_not_claim_it_removed_a_linked_entry_whose_target_it_leaves(
     arc: ArchiveCli, cached: list[str], tmp_path: Path
 ) -> None:

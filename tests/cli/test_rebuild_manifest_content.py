@@ -102,3 +102,25 @@ def test_a_snapshot_whose_chunk_is_corrupt_is_left_out_with_how_to_bring_it_back
     (reason,) = report["refused"].values()
     assert victim in reason and "repair --read-data" in reason
     assert [m["model"] for m in arc.json("ls")] == []
+
+
+def test_verify_finds_a_tensor_table_its_header_does_not_list_in_a_catalog_rebuilt_unchecked(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    """A catalog rebuilt before the content check may hold such a manifest: its files' bytes and sha256 are right,
+    so only the header against the tensor table tells, and `verify` (one snapshot or all) says so."""
+    from modelarc.archive import rebuild as rebuild_module
+
+    arc("push", write_model(tmp_path / "m", tiny_tensors(seed=4)), "acme/m:v1")
+    tensor_lie = _honest(arc, monkeypatch)
+    part = next(p for p in _file(tensor_lie, ".safetensors")["parts"] if p.get("name"))
+    part["name"] = part["name"] + ".renamed"
+    _plant_snapshot(arc, monkeypatch, "acme/tensorlie", tensor_lie)
+    monkeypatch.setattr(rebuild_module._Replay, "_check_content", lambda self, manifest, digest, label: None)
+    assert rebuild(arc, database_url)["refused"] == {}
+    failed = arc("verify", "acme/tensorlie:v1", ok=False)
+    assert failed.exit_code == 5 and "Traceback" not in failed.output
+    assert "model.safetensors: the manifest's tensor entries do not match the file's own header" in failed.output
+    everything = arc("verify", "--all", ok=False)
+    assert everything.exit_code != 0 and "acme/tensorlie" in everything.output
+    arc("verify", "acme/m:v1")
