@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.dates import iso_day
 from modelarc.archive.records import catalog_time, write_record
-from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
+from modelarc.archive.runtime.cache import CachePurge, purge_snapshots
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
 from modelarc.errors import (
@@ -639,28 +639,12 @@ def _tightened(
 
 
 def purge_tightened(archive: Archive, snapshots: Iterable[SnapshotId]) -> CachePurge:
-    """Remove the load-cache copies (``purge_snapshot``) of ``snapshots``, whose policy a change just made stricter,
+    """Remove the load-cache copies (``purge_snapshots``) of ``snapshots``, whose policy a change just made stricter,
     once that change is committed: a copy filled while the weights were public is readable by whoever could read
     that folder then. Every route that tightens a policy calls this: ``access set`` (``change_policy``), a policy a
     pulled snapshot's offer brings (``receive_policy``, purged by archive/remote/commit.py after its commit), and a
-    mirror's policy sync (``apply_policies``). An entry this user may not remove, or a link, is left and reported;
-    so is one whose removal failed otherwise (a full disk, an I/O error): the stricter policy is already committed,
-    and failing the command now would say it was not, while a re-run, finding nothing tightened, would not purge."""
-    removed: list[Path] = []
-    left: list[tuple[Path, str]] = []
-    freed = 0
-    for digest in dict.fromkeys(snapshots):
-        try:
-            purged = purge_snapshot(archive.settings, digest)
-        except OSError as exc:
-            where = Path(exc.filename) if exc.filename else archive.settings.home / "cache"
-            said = f"snapshot {str(digest)[:19]}'s copy not removed: {exc.strerror or exc}"
-            left.append((where, f"{said}; remove it by hand (modelarc cache clear)"))
-            continue
-        removed += purged.removed
-        left += purged.left
-        freed += purged.bytes_freed
-    return CachePurge(tuple(removed), freed, tuple(left))
+    mirror's policy sync (``apply_policies``)."""
+    return purge_snapshots(archive.settings, snapshots)
 
 
 # ------------------------------------------------------------------------------------------------ mirrors

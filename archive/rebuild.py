@@ -82,6 +82,9 @@ class RebuildReport:
     replayed: dict[str, int] = field(default_factory=dict)  # kind -> records replayed
     refused: dict[str, str] = field(default_factory=dict)  # record key -> why it was left out
     notes: list[str] = field(default_factory=list)  # replayed, with something to say (a parent left out, ...)
+    # load-cache copies of the snapshots the rebuilt catalog holds withdrawn: removed, and left (path: why)
+    cache_removed: list[str] = field(default_factory=list)
+    cache_left: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -127,7 +130,22 @@ def rebuild_catalog(archive: Archive, progress: Callable[[int], None] | None = N
         )
     except SigningKeyError:
         pass
+    _purge_withdrawn(archive, report)
     return report
+
+
+def _purge_withdrawn(archive: Archive, report: RebuildReport) -> None:
+    """Remove the load-cache copies of the snapshots the rebuilt catalog holds withdrawn, as ``rm`` does: a cache that
+    outlived its catalog may hold the decoded weights of a snapshot withdrawn before the loss, or since on another
+    host, and though no load through this catalog serves them, they would stay on disk (once committed: a failure
+    here is reported, never a failed rebuild)."""
+    from modelarc.archive.runtime.cache import purge_snapshots
+
+    with archive.catalog.session() as s:
+        withdrawn = [snap.digest for snap in q.withdrawn_snapshots(s)]
+    purged = purge_snapshots(archive.settings, withdrawn)
+    report.cache_removed = [str(p) for p in purged.removed]
+    report.cache_left = [f"{p}: {why}" for p, why in purged.left]
 
 
 @dataclass

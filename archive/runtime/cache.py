@@ -53,6 +53,7 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -545,6 +546,28 @@ def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
         for trash, size in cache.purge_trash(snapshot):
             removed.append(trash)
             freed += size
+    return CachePurge(tuple(removed), freed, tuple(left))
+
+
+def purge_snapshots(settings: Settings, snapshots: Iterable[SnapshotId]) -> CachePurge:
+    """``purge_snapshot`` of each of ``snapshots``, for a change already committed (a stricter policy, withdrawals
+    a rebuilt catalog holds). An entry this user may not remove, or a link, is left and reported; so is one whose
+    removal failed otherwise (a full disk, an I/O error): failing the command now would say the change was not
+    made, while a re-run, finding nothing changed, would not purge."""
+    removed: list[Path] = []
+    left: list[tuple[Path, str]] = []
+    freed = 0
+    for digest in dict.fromkeys(snapshots):
+        try:
+            purged = purge_snapshot(settings, digest)
+        except OSError as exc:
+            where = Path(exc.filename) if exc.filename else settings.home / "cache"
+            said = f"snapshot {str(digest)[:19]}'s copy not removed: {exc.strerror or exc}"
+            left.append((where, f"{said}; remove it by hand (modelarc cache clear)"))
+            continue
+        removed += purged.removed
+        left += purged.left
+        freed += purged.bytes_freed
     return CachePurge(tuple(removed), freed, tuple(left))
 
 

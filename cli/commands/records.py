@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 def rebuild_catalog(archive: Archive, as_json: bool) -> None:
     """Rebuild a lost catalog from the store's records, into an empty catalog (SQLite or PostgreSQL).
 
-    Every snapshot is re-checked (manifest hash, signature, objects present) before it is recorded; what fails is
-    reported and left out. Not recovered: API tokens, mirrors, scrub results, and audit details beyond one entry
+    Every snapshot is re-checked (manifest hash, signature, objects present, every file rebuilt from its chunks)
+    before it is recorded; what fails is reported and left out. The load cache's copies of withdrawn snapshots are
+    removed, as `rm` removes them. Not recovered: API tokens, mirrors, scrub results, and audit details beyond one entry
     per record.
     """
     from modelarc.archive.rebuild import rebuild_catalog as rebuild
@@ -35,6 +36,11 @@ def rebuild_catalog(archive: Archive, as_json: bool) -> None:
             console.print(f"NOT REPLAYED  {key}: {why}")
         for note in report.notes:
             console.print(f"note: {note}")
+        if report.cache_removed:
+            shown = ", ".join(report.cache_removed)
+            console.print(f"removed the decoded copies of withdrawn snapshots from the load cache: {shown}")
+        for left in report.cache_left:
+            echo_warning(f"left in the load cache: {left}")
         done = ", ".join(f"{n} {kind}" for kind, n in sorted(report.replayed.items())) or "nothing"
         console.print(f"{report.records} records read; replayed {done}; {len(report.refused)} not replayed")
     if not report.ok:

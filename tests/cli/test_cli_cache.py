@@ -216,6 +216,25 @@ def test_rm_run_again_removes_the_copy_a_killed_rm_left_in_the_caches_trash(
     assert not trash.exists() and other.is_dir()
 
 
+def test_rebuild_catalog_removes_the_copies_of_snapshots_it_holds_withdrawn(
+    arc: ArchiveCli, cached: list[str], tmp_path: Path, database_url: str
+) -> None:
+    """A cache that outlived its catalog (or that `rm` on another host never reached) kept the decoded weights of a
+    withdrawn snapshot; the rebuilt catalog knows it is withdrawn, so the rebuild removes the copy as `rm` would."""
+    from recordkit import rebuild
+
+    digests = [arc.json("show", ref)["snapshot"].split(":")[1] for ref in cached]
+    entries = [arc.home / "cache" / "entries" / d for d in digests]
+    aside = tmp_path / "aside"
+    shutil.move(entries[0], aside)
+    arc("rm", cached[0], "--reason", "legal takedown")
+    shutil.move(aside, entries[0])  # the copy rm did not reach
+    report = rebuild(arc, database_url)
+    assert report["ok"] and report["cache_removed"] == [str(entries[0])] and report["cache_left"] == []
+    assert not entries[0].exists() and entries[1].is_dir()
+    assert [e["model"] for e in arc.json("cache", "ls")["entries"]] == ["acme/m1"]
+
+
 def test_rm_does_not_claim_it_removed_a_linked_entry_whose_target_it_leaves(
     arc: ArchiveCli, cached: list[str], tmp_path: Path
 ) -> None:
