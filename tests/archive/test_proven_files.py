@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from modelarc.archive import chunk_proof, push_index
 from modelarc.archive import ingest as ingest_module
-from modelarc.archive import proven_files, push_index
+from modelarc.archive.chunk_proof import chunk_spans
 from modelarc.archive.ingest import Reused, ingest
 from modelarc.archive.manifest import Part, SnapshotManifest
-from modelarc.archive.proven_files import Candidate, chunk_spans, prove_unchanged
+from modelarc.archive.proven_files import Candidate, prove_unchanged
 from modelarc.archive.push import push_folder
 from modelarc.archive.repository import Archive
 from modelarc.storage import ObjectStore
@@ -103,9 +104,9 @@ def test_a_touched_file_is_proven_and_then_trusted_by_its_new_stat(
     assert seen == [] and (again.unchanged_files, again.proven_files) == (1, 1)
     assert again.snapshot == first.snapshot and again.stored_bytes_added == 0
     hashed: list[int] = []
-    real = proven_files._Reader.digest
+    real = chunk_proof._Reader.digest
     monkeypatch.setattr(
-        proven_files._Reader, "digest", lambda self, fd, span: hashed.append(span.length) or real(self, fd, span)
+        chunk_proof._Reader, "digest", lambda self, fd, span: hashed.append(span.length) or real(self, fd, span)
     )
     third = archive.push(model, "acme/m:v1")  # the index now holds the touched stat
     assert (third.unchanged_files, third.proven_files, hashed, seen) == (2, 0, [], [])
@@ -147,7 +148,7 @@ def test_the_proof_stops_at_the_first_chunk_that_differs(model: Path, tmp_path: 
         [Candidate("model.safetensors", weights, reused)], progress=hashed.append, workers=1
     )
     assert proven == {} and wasted == sum(hashed) > 0
-    assert len(hashed) <= 1 + proven_files.IN_FLIGHT_PER_WORKER < chunks
+    assert len(hashed) <= 1 + chunk_proof.IN_FLIGHT_PER_WORKER < chunks
 
 
 def test_an_unchanged_file_is_proven_and_a_shorter_one_is_not(

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from modelarc.archive import chunk_proof, push_index
 from modelarc.archive import ingest as ingest_module
-from modelarc.archive import proven_files, push_index
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
 from modelarc.archive.scrub import scrub
@@ -55,13 +55,13 @@ def read_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def proof_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """The chunk lengths every later proof hashes, by the absolute path of the file they are read from."""
     seen: dict[str, list[int]] = {}
-    real = proven_files._Reader.digest
+    real = chunk_proof._Reader.digest
 
     def spy(self, fd, span):  # type: ignore[no-untyped-def]
         seen.setdefault(os.readlink(f"/proc/self/fd/{fd}"), []).append(span.length)
         return real(self, fd, span)
 
-    monkeypatch.setattr(proven_files._Reader, "digest", spy)
+    monkeypatch.setattr(chunk_proof._Reader, "digest", spy)
     return seen
 
 
