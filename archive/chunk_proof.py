@@ -7,7 +7,8 @@ one of its chunks' bytes: one of a snapshot the catalog records, since every way
 checks it (a local push builds it from the bytes; a received commit and rebuild-catalog rebuild every file). The
 chunks are independent, so the pass uses every core, where a whole-file sha256 is one serial stream (4.29 GB:
 3.25-3.5 s for sha256 beside the chunk ids, against 1.3-2.3 s proven). Used by a push taking a file an earlier
-snapshot holds (archive/proven_files.py) and a pull keeping a file already in place (archive/restore.py).
+snapshot holds (archive/proven_files.py). A pull keeping a file already in place still hashes it whole: what it
+leaves is checked against the sha256 the signature covers, not against the catalog's word on the chunks.
 
 The first chunk that differs stops the check of its file: a changed file costs what was hashed before the
 difference was found. Reads are ``pread`` into one buffer per thread, never a memory map: a file truncated under a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -67,6 +69,10 @@ def prove_files(
     return proofs, wasted
 
 
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
 def _prove(
     pool: ThreadPoolExecutor, reader: _Reader, path: Path, entry: FileEntry, window: int, progress: Progress | None
 ) -> tuple[FileProof | None, int]:
@@ -74,19 +80,22 @@ def _prove(
     if spans is None:
         return None, 0
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO put where the file was opens at once (and is no regular file) instead of hanging
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None, 0
     try:
         started = time.time()
         before = os.fstat(fd)
-        if before.st_size != entry.size:
+        if not stat.S_ISREG(before.st_mode) or before.st_size != entry.size:
             return None, 0
         hashed, same = _hash_in_order(pool, reader, fd, spans, window, progress)
         after = os.fstat(fd)
     finally:
         os.close(fd)
-    if same and after.st_size == entry.size:
+    # a file written while it was read may hold bytes of both versions, as a read as new would refuse ("file changed
+    # while being read"): only one whose stat did not move is proven
+    if same and _stat_key(after) == _stat_key(before):
         return FileProof(before, after, started), hashed
     return None, hashed
 

@@ -618,8 +618,21 @@ def _ingest_file(
 
 
 def _fits(hit: Reused | None, plan: SourcePlan) -> bool:
-    """Whether an earlier snapshot's entry can stand for ``plan``'s file as it is listed now."""
-    return hit is not None and hit.entry.size == plan.size and hit.entry.kind == plan.kind
+    """Whether an earlier snapshot's entry can stand for ``plan``'s file as it is listed now: its size and kind, and
+    for a safetensors or GGUF file the tensors the header parsed here lists (``plan_files`` read it anyway). The
+    entry's table is the catalog's word; a read of the file would have made it from this header, so a table that
+    says otherwise (a manifest a rebuild before its content check replayed) is never carried into a new snapshot."""
+    if hit is None or hit.entry.size != plan.size or hit.entry.kind != plan.kind:
+        return False
+    if plan.kind == "blob":
+        return True
+    declared = [(p.name, p.dtype, tuple(p.shape or ()), p.offset, p.length) for p in hit.entry.tensors()]
+    return hit.entry.header_length == plan.header_length and declared == _tensor_table(plan)
+
+
+def _tensor_table(plan: SourcePlan) -> list[tuple[str | None, str | None, tuple[int, ...], int, int]]:
+    """(name, dtype, shape, offset, length) of each tensor ``plan``'s header lists, as a manifest's parts say it."""
+    return [(t.name, t.dtype, tuple(t.shape), t.begin, t.end - t.begin) for t in plan.tensors]
 
 
 def _entry(plan: SourcePlan, sha256: str, parts: list[_PendingPart]) -> FileEntry:

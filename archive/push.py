@@ -20,7 +20,7 @@ from modelarc.archive.formats.describe import parameter_counts
 from modelarc.archive.heal import known_damaged, read_back, record_healed
 from modelarc.archive.ingest import IngestResult, ObjectWrite, Reused, ingest, list_source_files, total_size
 from modelarc.archive.limits import MAX_BUNDLE_BYTES
-from modelarc.archive.manifest import FileEntry, SnapshotManifest
+from modelarc.archive.manifest import FileEntry, SnapshotManifest, file_kind
 from modelarc.archive.manifest_rows import catalog_files
 from modelarc.archive.own_state import state_places
 from modelarc.archive.proven_files import Candidate, prove_unchanged
@@ -222,7 +222,9 @@ def push_folder(
                 ),
             )
             record_healed(s, healed, archive.settings.actor, f"{model_ref.model}@{snapshot_id}", by="push")
-    _update_index(index, result, [p.read for p in proven.values()], files, snapshot_id, warn)
+    read = {r.rel for r in result.reads}
+    taken = [p for rel, p in proven.items() if rel not in read]  # (one ingest would not take was read as new)
+    _update_index(index, result, [p.read for p in taken], files, snapshot_id, warn)
     return PushResult(
         ref=str(ref),
         snapshot=snapshot_id,
@@ -238,8 +240,8 @@ def push_folder(
         delta_objects=len(result.deltas_added),
         delta_stored_bytes=sum(o.stored_size for o in result.deltas_added),
         delta_standalone_bytes=sum(o.standalone_size or 0 for o in result.deltas_added),
-        unchanged_files=result.reused - len(proven),
-        proven_files=len(proven),
+        unchanged_files=result.reused - len(taken),
+        proven_files=len(taken),
         healed=tuple(sorted(healed)),
         lineage_refused=tuple(p.label for p in recorded.parents_refused),
     )
@@ -304,6 +306,8 @@ def _unchanged_files(
         if entry is not None and entry.sha256 == hit.sha256 and entry.size == hit.size:
             if damaged is not None and any(c.id in damaged for p in entry.parts for c in p.chunks):
                 continue  # read, so that its bytes replace the damaged copies
+            if entry.kind != file_kind(rel) or _size(path) != entry.size:
+                continue  # could not stand for the file (archive/ingest.py _fits): read it, not prove it first
             candidates[rel] = (path, entry, not rehash and index.lookup(path) is not None)
     if not candidates:
         return {}, []
@@ -320,6 +324,13 @@ def _unchanged_files(
             else:
                 to_prove.append(Candidate(rel, path, Reused(entry, present, counted=True)))
     return trusted, to_prove
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _stored_objects(store: ObjectStore, chunks: dict[str, int]) -> dict[str, ObjectWrite | None]:

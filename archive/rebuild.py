@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from modelarc.archive.deltas import base_closure
+from modelarc.archive.manifest import SnapshotManifest
 from modelarc.archive.manifest_checks import check_manifest_content, check_manifest_structure
 from modelarc.archive.record_order import replay_order
 from modelarc.archive.records import CatalogRecord, catalog_time, format_time, parse_time, read_records
@@ -67,7 +68,7 @@ from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
 
 if TYPE_CHECKING:
-    from modelarc.archive.manifest import SnapshotManifest
+    from modelarc.archive.manifest import FileEntry
     from modelarc.archive.repository import Archive
     from modelarc.archive.store_lock import StoreLockHandle
 
@@ -167,6 +168,7 @@ class _Replay:
         self.report = report
         self.present = {str(oid) for oid in archive.store.iter_ids()}  # one listing, not a request per object
         self.content_checked: set[str] = set()  # snapshot ids whose files were rebuilt against their manifest
+        self.files_checked: set[tuple[object, ...]] = set()  # ``_file_identity`` of each file rebuilt so
         self.catalogued: set[str] = set()  # objects already given a row by an earlier record
         # what a replayed attachment, run or grant was -> the record it came from: a refused second record of it
         # names that one, so whoever reads the report can tell which of the two is the copy or the planted one
@@ -690,8 +692,12 @@ class _Replay:
         chunk ids, a commit offering a recorded snapshot). Once per snapshot id, however many records name it."""
         if digest.hex in self.content_checked:
             return
+        # a file identical in bytes and table to one checked already (the same weights under several snapshots, as
+        # a family's configs or a re-tagged model share them) is not rebuilt again
+        files = {_file_identity(f): f for f in manifest.files}
+        unchecked = [f for key, f in files.items() if key not in self.files_checked]
         try:
-            check_manifest_content(self.store, manifest, f"snapshot {label}")
+            check_manifest_content(self.store, SnapshotManifest(tuple(unchecked)), f"snapshot {label}")
         except ObjectCorruptError as exc:
             raise ObjectCorruptError(
                 f"{exc}; its files cannot be checked against the manifest (`modelarc mirror add` the mirrors and "
@@ -699,12 +705,18 @@ class _Replay:
                 "again brings it back)"
             ) from None
         self.content_checked.add(digest.hex)
+        self.files_checked.update(files)
 
     def _infos(self, ids: set[str]) -> list[ObjectInfo]:
         """Sizes, codec and delta base of each object, from its header (a ranged read each; parallel on S3)."""
         workers = max(1, self.store.backend.concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelarc-rebuild") as pool:
             return list(pool.map(lambda oid: self.store.stat(ObjectId(oid)), sorted(ids)))
+
+
+def _file_identity(f: FileEntry) -> tuple[object, ...]:
+    """What a content check of ``f`` depends on (its entry but for its path): equal for files whose check is one."""
+    return (f.kind, f.size, f.sha256, f.parts)
 
 
 def _holds(s: CatalogSession, ref: Ref) -> bool:

@@ -34,7 +34,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelarc.archive.chunk_proof import prove_files
 from modelarc.archive.manifest import (
     Chunk,
     FileEntry,
@@ -61,6 +60,7 @@ Progress = Callable[[int], None]
 
 
 PARTIAL_PREFIX = ".modelarc-partial-"
+_HASH_BLOCK = 1024 * 1024
 # O_DIRECT writes whole pages from page-aligned memory (what every Linux file system takes)
 _PAGE = mmap.PAGESIZE
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -81,16 +81,14 @@ def plan_destination(
 ) -> list[tuple[FileEntry, Path]]:
     """Map every file to a path inside ``dest``; refuse escapes and (without ``force``) existing files, up front.
 
-    With ``resume``, a file already at its target that holds the entry's bytes (each chunk hashed at its offset equals
-    its id: archive/chunk_proof.py) is left out of the plan (it is kept, not rewritten), so only a file that exists
-    and differs needs ``force``. No file may land in ``protected``
+    With ``resume``, a file already at its target with the manifest's size and sha256 is left out of the plan (it is
+    kept, not rewritten), so only a file that exists and differs needs ``force``. No file may land in ``protected``
     (the archive's own places, archive/own_state.py), whatever ``force`` says.
     """
     root = dest.absolute()
     check_folder(root, dest, None)
     targets = []
     clashes = []
-    in_place: list[tuple[FileEntry, Path]] = []  # (with ``resume``) files already at their target
     for f in manifest.files:
         if is_git_path(f.path):  # git metadata (.git/config can name commands git runs): never written into dest
             raise DestinationError(f"refusing to write {printable_path(f.path)}: a .git path is git metadata")
@@ -104,23 +102,30 @@ def plan_destination(
         if target.is_symlink() or (target.exists() and not target.is_file()):
             raise DestinationError(f"refusing to write {f.path}: {target} exists and is not a regular file")
         if target.exists():
-            if resume:
-                in_place.append((f, target))
-            elif not force:
+            if resume and _matches(target, f):
+                continue
+            if not force:
                 clashes.append(f.path)
         targets.append((f, target))
-    if in_place:  # kept if it holds the file's bytes: its chunks hashed at their offsets, on every core at once
-        proofs, _wasted = prove_files([(target, f) for f, target in in_place])
-        kept = {id(f) for (f, _target), proof in zip(in_place, proofs, strict=True) if proof is not None}
-        targets = [(f, target) for f, target in targets if id(f) not in kept]
-        if not force:
-            clashes += [f.path for f, _target in in_place if id(f) not in kept]
-            clashes.sort(key={f.path: i for i, f in enumerate(manifest.files)}.__getitem__)
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         differs = " and differs from the snapshot" if resume else ""
         raise DestinationError(f"{dest / clashes[0]} already exists{differs}{more}; use --force to overwrite")
     return targets
+
+
+def _matches(path: Path, entry: FileEntry) -> bool:
+    """Whether the regular file at ``path`` has exactly the manifest's size and sha256 (read only if sizes agree)."""
+    sha = hashlib.sha256()
+    try:
+        if path.stat().st_size != entry.size:
+            return False
+        with open(path, "rb") as fh:
+            while block := fh.read(_HASH_BLOCK):
+                sha.update(block)
+    except OSError:  # unreadable: treat as different, so it is rewritten only with --force
+        return False
+    return sha.hexdigest() == entry.sha256
 
 
 def remove_partial_files(folders: Iterable[Path], keep: Collection[Path] = ()) -> int:

@@ -440,12 +440,8 @@ class LoadCache:
         listed = set(left)
         # temp folders, then unreadable entries that entries() could not list
         for path in [*_children(self._tmp), *(p for p in _children(self._entries) if p not in listed)]:
-            size = _own_bytes(path)
-            try:
-                _remove_tree(path)
-            except OSError as exc:
-                if exc.errno not in _NOT_OURS:
-                    raise
+            size = _remove_counted(path)
+            if size is None:
                 left.append(path)
             else:
                 freed += size
@@ -488,14 +484,9 @@ class LoadCache:
                 continue
             if _entry_snapshot(path) != str(snapshot):
                 continue
-            size = _own_bytes(path)
-            try:
-                _remove_tree(path)
-            except OSError as exc:
-                if exc.errno not in _NOT_OURS:
-                    raise
-                continue
-            gone.append((path, size))
+            size = _remove_counted(path)
+            if size is not None:
+                gone.append((path, size))
         return gone
 
     def _discard_if_allowed(self, snapshot: SnapshotId) -> bool | None:
@@ -718,6 +709,19 @@ def _tree_bytes(path: Path) -> int:
 def _own_bytes(path: Path) -> int:
     """What removing ``path`` frees: nothing for a symlink (``_remove_tree`` unlinks it, its target stays)."""
     return 0 if path.is_symlink() else _tree_bytes(path)
+
+
+def _remove_counted(path: Path) -> int | None:
+    """Delete ``path`` (``_remove_tree``) and return the bytes it held; None if this process may not (another user's,
+    a read-only mount)."""
+    size = _own_bytes(path)
+    try:
+        _remove_tree(path)
+    except OSError as exc:
+        if exc.errno not in _NOT_OURS:
+            raise
+        return None
+    return size
 
 
 def _remove_tree(path: Path) -> None:

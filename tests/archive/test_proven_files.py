@@ -202,3 +202,41 @@ def test_the_index_may_name_only_a_snapshot_the_catalog_records(
     again = archive.push(model, "acme/m:v2", rehash=rehash)
     assert seen == ["model.safetensors"] and again.snapshot == first.snapshot
     assert {f.sha256 for f in archive.manifest_by_id(again.snapshot).files} == {f.sha256 for f in real.files}
+
+
+def test_a_tensor_of_several_chunks_is_proven_and_a_change_in_its_middle_chunk_is_found(
+    tmp_path: Path, store: ObjectStore
+) -> None:
+    """Real tensors span several 8 MiB chunks, each at its own offset within its part."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    save_file({"w": rng.standard_normal(5 * 1024 * 1024).astype(np.float32)}, str(folder / "model.safetensors"))
+    reused = entry_of(store, folder, "model.safetensors")
+    (tensor,) = reused.entry.tensors()
+    assert len(tensor.chunks) == 3
+    weights = folder / "model.safetensors"
+    proven, _ = prove_unchanged([Candidate("model.safetensors", weights, reused)], workers=2)
+    assert list(proven) == ["model.safetensors"]
+    flip_in_place(weights, tensor.offset + tensor.chunks[0].length + 5)  # in the tensor's second chunk
+    proven, wasted = prove_unchanged([Candidate("model.safetensors", weights, reused)], workers=2)
+    assert proven == {} and wasted > 0
+
+
+def test_a_file_written_while_it_is_proven_is_not_taken(
+    model: Path, store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its bytes may be of both versions: a read as new refuses such a file, so a proof must not take it."""
+    weights = model / "model.safetensors"
+    reused = entry_of(store, model, "model.safetensors")
+    real = chunk_proof._Reader.digest
+    touched: list[bool] = []
+
+    def touching(self, fd, span):  # type: ignore[no-untyped-def]
+        if not touched:
+            touched.append(True)
+            os.utime(weights, ns=(0, weights.stat().st_mtime_ns + 10**9))  # the same bytes, a new stat
+        return real(self, fd, span)
+
+    monkeypatch.setattr(chunk_proof._Reader, "digest", touching)
+    assert prove_unchanged([Candidate("model.safetensors", weights, reused)], workers=1)[0] == {}

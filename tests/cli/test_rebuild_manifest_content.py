@@ -124,3 +124,57 @@ def test_verify_finds_a_tensor_table_its_header_does_not_list_in_a_catalog_rebui
     everything = arc("verify", "--all", ok=False)
     assert everything.exit_code != 0 and "acme/tensorlie" in everything.output
     arc("verify", "acme/m:v1")
+
+
+def test_rehash_never_carries_a_tensor_table_the_files_header_does_not_list(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    """The push index names a snapshot whose manifest (replayed by a rebuild before the content check) lists the
+    file's bytes under other tensor names: the bytes prove equal, but the table is the header's, as a read gives."""
+    from modelarc.archive import push_index
+    from modelarc.archive import rebuild as rebuild_module
+
+    monkeypatch.setattr(push_index, "SETTLE_SECONDS", 0.0)
+    src = write_model(tmp_path / "m", tiny_tensors(seed=6))
+    honest_id = arc.json("push", src, "acme/m:v1")["snapshot"]
+    honest = _honest(arc, monkeypatch)
+    lie = copy.deepcopy(honest)
+    parts = [p for p in _file(lie, ".safetensors")["parts"] if p.get("name")]
+    first, second = next(
+        (a, b) for i, a in enumerate(parts) for b in parts[i + 1 :] if (a["shape"], a["dtype"]) == (b["shape"], b["dtype"])
+    )
+    first["name"], second["name"] = second["name"], first["name"]
+    lie_id = _plant_snapshot(arc, monkeypatch, "acme/tensorlie", lie)
+    monkeypatch.setattr(rebuild_module._Replay, "_check_content", lambda self, manifest, digest, label: None)
+    assert rebuild(arc, database_url)["refused"] == {}
+    index_path = arc.home / push_index.INDEX_FILE
+    doc = json.loads(index_path.read_text())
+    for entry in doc["files"].values():
+        entry["snapshot"] = lie_id.split(":")[1]
+    index_path.write_text(json.dumps(doc))
+    again = arc.json("push", src, "acme/m:v2", "--rehash")
+    assert again["snapshot"] == honest_id
+    arc("verify", "acme/m:v2")
+
+
+def test_a_file_several_snapshots_share_is_rebuilt_once(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    from modelarc.archive import rebuild as rebuild_module
+
+    src = write_model(tmp_path / "m", tiny_tensors(seed=7))
+    arc("push", src, "acme/m:v1")
+    (src / "config.json").write_text('{"model_type": "llama", "revision": 2}\n')
+    arc("push", src, "acme/m:v2")
+    arc("push", src, "acme/other:v1")  # the same snapshot under another model
+    checked: list[str] = []
+    real = rebuild_module.check_manifest_content
+
+    def counting(store, manifest, label, **kw):  # type: ignore[no-untyped-def]
+        checked.extend(f.path for f in manifest.files)
+        return real(store, manifest, label, **kw)
+
+    monkeypatch.setattr(rebuild_module, "check_manifest_content", counting)
+    report = rebuild(arc, database_url)
+    assert report["ok"] and report["replayed"]["snapshot"] == 3
+    assert sorted(checked) == sorted(["config.json", "config.json", "model.safetensors", "tokenizer.json"])
