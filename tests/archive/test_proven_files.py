@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pushkit import files_read_as_new, small_model
 from safetensors.numpy import save_file
 
 from modelarc.archive import chunk_proof, push_index
-from modelarc.archive import ingest as ingest_module
 from modelarc.archive.chunk_proof import chunk_spans
 from modelarc.archive.ingest import Reused, ingest
 from modelarc.archive.manifest import Part, SnapshotManifest
@@ -35,25 +35,10 @@ def store(tmp_path: Path) -> ObjectStore:
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    tensors = {f"layers.{i}.weight": rng.standard_normal((64, 64)).astype(np.float32) for i in range(12)}
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text('{"model_type": "llama"}\n')
-    return folder
+    return small_model(tmp_path / "model", seed=11, tensors=12, shape=(64, 64))
 
 
-def read_as_new(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = ingest_module._ingest_file
-
-    def spy(plan, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(plan.rel)
-        return real(plan, *args, **kwargs)
-
-    monkeypatch.setattr(ingest_module, "_ingest_file", spy)
-    return seen
+read_as_new = files_read_as_new
 
 
 def flip_in_place(path: Path, at: int) -> bytes:

@@ -10,12 +10,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from pushkit import files_read_as_new, small_model
 
 from modelarc.archive import chunk_proof, push_index
-from modelarc.archive import ingest as ingest_module
 from modelarc.archive.provenance.withdrawal import withdraw
 from modelarc.archive.repository import Archive
 from modelarc.archive.scrub import scrub
@@ -30,26 +28,10 @@ def settled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    rng = np.random.default_rng(7)
-    tensors = {f"layers.{i}.weight": rng.standard_normal((128, 64)).astype(np.float32) for i in range(4)}
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text('{"model_type": "llama"}\n')
-    return folder
+    return small_model(tmp_path / "model", seed=7, tensors=4, shape=(128, 64))
 
 
-def read_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The relative paths every later ingest actually opens and reads, in order."""
-    seen: list[str] = []
-    real = ingest_module._ingest_file
-
-    def spy(plan, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(plan.rel)
-        return real(plan, *args, **kwargs)
-
-    monkeypatch.setattr(ingest_module, "_ingest_file", spy)
-    return seen
+read_files = files_read_as_new
 
 
 def proof_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
