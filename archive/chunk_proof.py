@@ -56,7 +56,7 @@ def prove_files(
     is). A file that cannot be opened, differs, is of another size or ends early gets None."""
     if not items:
         return [], 0
-    workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    workers = workers or max(1, min(_usable_cpus(), 8))
     reader = _Reader()
     proofs: list[FileProof | None] = []
     wasted = 0
@@ -67,6 +67,14 @@ def prove_files(
             if proof is None:
                 wasted += hashed
     return proofs, wasted
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container's or `taskset`'s), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
@@ -175,16 +183,18 @@ def _hash_in_order(
         return got == span.digest
 
     differs = False
-    for span in spans:
-        pending.append((span, pool.submit(reader.digest, fd, span)))
-        if len(pending) >= window and not settle():
-            differs = True
-            break
-    while pending and not differs:
-        differs = not settle()
-    for _span, fut in pending:  # a difference was found: what is still queued is not needed
-        fut.cancel()
-    for _span, fut in pending:
-        if not fut.cancelled():
-            fut.exception()  # wait for it: the caller closes fd next
+    try:
+        for span in spans:
+            pending.append((span, pool.submit(reader.digest, fd, span)))
+            if len(pending) >= window and not settle():
+                differs = True
+                break
+        while pending and not differs:
+            differs = not settle()
+    finally:  # a difference was found, or the push is stopping (^C): what is still queued is not needed
+        for _span, fut in pending:
+            fut.cancel()
+        for _span, fut in pending:
+            if not fut.cancelled():
+                fut.exception()  # wait for it: the caller closes fd next, and the number may be reused
     return reported, not differs
