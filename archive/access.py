@@ -599,8 +599,10 @@ def change_policy(
     """``set_policy``, saying what it removed from the load cache: every snapshot the change makes stricter (public
     to gated or restricted, gated to restricted) loses its decoded copy in the home's ``cache/`` and in
     MODELARC_CACHE_DIR, as a withdrawal does (archive/runtime/cache.py ``purge_snapshot``): a copy filled while
-    the weights were public is readable by whoever could read that folder then. One this user may not remove
-    (another user's, in a shared folder) or a link is left and reported, not an error: the policy is set."""
+    the weights were public is readable by whoever could read that folder then. One it leaves as withheld as it
+    was loses a copy still open to other users (what a run killed before its purge left), not a private one. One
+    this user may not remove (another user's, in a shared folder) or a link is left and reported, not an error: the
+    policy is set."""
     allowed = LEVELS + ((INHERIT,) if snapshot is not None else ())
     if level not in allowed:
         raise UsageError(f"unknown access level {level!r}: one of {', '.join(allowed)}")
@@ -621,11 +623,33 @@ def change_policy(
         _record_policy(archive, s, model, snap, level, day, reason, actor, patterns)
         after = _levels(s, model, found.row_id, covered, now)
         policy = effective_policy(s, model, snap, now=now)
-    # after the commit: the policy holds whatever the cache says
-    purged = purge_tightened(archive, _tightened(covered, before, after))
+    # after the commit: the policy holds whatever the cache says. The copies of what it made stricter go; of what it
+    # left as withheld as it was, the copies still open to other users go too (the same `access set` run again
+    # after one killed between its commit and this purge changes no level, and must finish it), not a private one
+    # a load filled since
+    tightened = _tightened(covered, before, after)
+    purged = purge_tightened(archive, tightened)
+    still = [d for d in _withheld(covered, before, after) if d not in tightened]
+    if still:
+        also = purge_snapshots(archive.settings, still, open_only=True)
+        purged = CachePurge(
+            purged.removed + also.removed, purged.bytes_freed + also.bytes_freed, purged.left + also.left
+        )
     removed = tuple(str(p) for p in purged.removed)
     left = tuple(f"{p} ({why})" for p, why in purged.left)
     return PolicyChange(policy, removed, purged.bytes_freed, left)
+
+
+def _withheld(
+    covered: Sequence[SnapshotRecord], before: dict[int, str], after: dict[int, str]
+) -> list[SnapshotId]:
+    """The snapshots of ``covered`` whose level ``after`` withholds their weights (gated or restricted) and that the
+    change made no looser: those it tightened (``_tightened``), and those it left as strict as they were."""
+    return [
+        x.digest
+        for x in covered
+        if _strictness(after[x.row_id]) > 0 and _strictness(after[x.row_id]) >= _strictness(before[x.row_id])
+    ]
 
 
 def _tightened(

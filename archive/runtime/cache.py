@@ -447,12 +447,15 @@ class LoadCache:
                 freed += size
         return CacheClearing(tuple(removed), freed, tuple(left))
 
-    def purge(self, snapshot: SnapshotId) -> tuple[int | None, str]:
+    def purge(self, snapshot: SnapshotId, *, open_only: bool = False) -> tuple[int | None, str]:
         """Remove ``snapshot``'s entry, readable or not (a withdrawal: the decoded weights must go whatever state
-        they are in). Returns (its bytes, "") when removed, (None, "") when there was none, and (None, why) when
-        this process may not remove it."""
+        they are in); with ``open_only``, only if its folder is open to other users (one a load filled while the
+        weights were public; a private one, 0700, is left). Returns (its bytes, "") when removed, (None, "") when
+        there was none (or it was left as private), and (None, why) when this process may not remove it."""
         folder = self._entry_folder(snapshot)
         if not os.path.lexists(folder):
+            return None, ""
+        if open_only and _closed_folder(folder):
             return None, ""
         if os.path.islink(folder):
             # an entry moved to another disk and linked back: the link goes, its target (the decoded weights) is
@@ -518,7 +521,16 @@ class LoadCache:
         return True
 
 
-def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
+def _closed_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder no group or other user may enter or list."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o077
+
+
+def purge_snapshot(settings: Settings, snapshot: SnapshotId, *, open_only: bool = False) -> CachePurge:
     """Remove ``snapshot``'s entry from every load cache folder this home uses: its own ``HOME/cache`` and
     MODELARC_CACHE_DIR when set (a withdrawal frees the weights; a decoded copy left in a cache would keep them).
     An entry this process may not remove (another user's, in a shared folder) is left and reported, not an error:
@@ -528,7 +540,7 @@ def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
     freed = 0
     for folder in dict.fromkeys([settings.home / "cache", settings.cache_path]):
         cache = LoadCache(folder)
-        size, why = cache.purge(snapshot)
+        size, why = cache.purge(snapshot, open_only=open_only)
         if size is not None:
             removed.append(cache._entry_folder(snapshot))
             freed += size
@@ -540,7 +552,9 @@ def purge_snapshot(settings: Settings, snapshot: SnapshotId) -> CachePurge:
     return CachePurge(tuple(removed), freed, tuple(left))
 
 
-def purge_snapshots(settings: Settings, snapshots: Iterable[SnapshotId]) -> CachePurge:
+def purge_snapshots(
+    settings: Settings, snapshots: Iterable[SnapshotId], *, open_only: bool = False
+) -> CachePurge:
     """``purge_snapshot`` of each of ``snapshots``, for a change already committed (a stricter policy, withdrawals
     a rebuilt catalog holds). An entry this user may not remove, or a link, is left and reported; so is one whose
     removal failed otherwise (a full disk, an I/O error): failing the command now would say the change was not
@@ -550,7 +564,7 @@ def purge_snapshots(settings: Settings, snapshots: Iterable[SnapshotId]) -> Cach
     freed = 0
     for digest in dict.fromkeys(snapshots):
         try:
-            purged = purge_snapshot(settings, digest)
+            purged = purge_snapshot(settings, digest, open_only=open_only)
         except OSError as exc:
             where = Path(exc.filename) if exc.filename else settings.home / "cache"
             said = f"snapshot {str(digest)[:19]}'s copy not removed: {exc.strerror or exc}"

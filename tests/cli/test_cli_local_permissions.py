@@ -192,6 +192,28 @@ def test_a_stricter_policy_removes_the_models_decoded_copies_as_rm_does(
         assert out["cache_removed"] == [] and out["cache_left"] == [] and kept.is_dir()
 
 
+def test_the_same_policy_set_again_finishes_a_run_killed_before_its_purge(
+    arc: ArchiveCli, models: list[str], shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between its commit and its purge, `access set` left the copy filled while the weights were public
+    (0444 in an open folder); run again it changes no level, and used to remove nothing."""
+    from modelarc.archive import access as access_module
+    from modelarc.archive.runtime.cache import CachePurge
+
+    opened = _load(arc, models[0], shared, monkeypatch)
+    arc.env["MODELARC_CACHE_DIR"] = str(shared)
+    with monkeypatch.context() as m:  # as if killed right after the commit
+        m.setattr(access_module, "purge_tightened", lambda archive, snapshots: CachePurge((), 0, ()))
+        assert arc.json("access", "set", "acme/m0", "gated", "--reason", "licence")["cache_removed"] == []
+    assert opened.is_dir() and opened.stat().st_mode & 0o077
+    out = arc.json("access", "set", "acme/m0", "gated", "--reason", "licence")
+    assert out["cache_removed"] == [str(opened)] and not opened.exists()
+    private = _load(arc, models[0], shared, monkeypatch)  # filled under the policy: closed to others, kept
+    assert not private.stat().st_mode & 0o077
+    assert arc.json("access", "set", "acme/m0", "gated", "--reason", "licence")["cache_removed"] == []
+    assert private.is_dir()
+
+
 def test_a_snapshot_override_removes_that_snapshots_copy_only(
     arc: ArchiveCli, models: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
