@@ -627,9 +627,8 @@ def change_policy(
     # left as withheld as it was, the copies still open to other users go too (the same `access set` run again
     # after one killed between its commit and this purge changes no level, and must finish it), not a private one
     # a load filled since
-    tightened = _tightened(covered, before, after)
-    purged = purge_tightened(archive, tightened)
-    still = [d for d in _withheld(covered, before, after) if d not in tightened]
+    purged = purge_tightened(archive, _tightened(covered, before, after))
+    still = _still_withheld(covered, before, after)
     if still:
         also = purge_snapshots(archive.settings, still, open_only=True)
         purged = CachePurge(
@@ -640,16 +639,11 @@ def change_policy(
     return PolicyChange(policy, removed, purged.bytes_freed, left)
 
 
-def _withheld(
+def _still_withheld(
     covered: Sequence[SnapshotRecord], before: dict[int, str], after: dict[int, str]
 ) -> list[SnapshotId]:
-    """The snapshots of ``covered`` whose level ``after`` withholds their weights (gated or restricted) and that the
-    change made no looser: those it tightened (``_tightened``), and those it left as strict as they were."""
-    return [
-        x.digest
-        for x in covered
-        if _strictness(after[x.row_id]) > 0 and _strictness(after[x.row_id]) >= _strictness(before[x.row_id])
-    ]
+    """The snapshots of ``covered`` whose weights ``after`` withholds exactly as strictly as ``before`` did."""
+    return [x.digest for x in covered if _strictness(after[x.row_id]) == _strictness(before[x.row_id]) > 0]
 
 
 def _tightened(
