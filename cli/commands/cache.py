@@ -106,22 +106,31 @@ def clear(archive: Archive, ref: str | None, all_: bool, as_json: bool) -> None:
         raise click.UsageError("give a REF or --all")
     load_cache = LoadCache.of(archive.settings)
     left: tuple[Path, ...] = ()
+    trash: list[tuple[Path, int]] = []
     if ref:
         _r, snap = archive.resolve(ref)
         entry = load_cache.remove(snap.digest)
         removed = [entry] if entry else []
-        freed = sum(e.bytes for e in removed)
+        trash = load_cache.purge_trash(snap.digest)  # what a removal of it killed before its delete left
+        freed = sum(e.bytes for e in removed) + sum(size for _path, size in trash)
     else:
         cleared = load_cache.clear()
         removed, freed, left = list(cleared.removed), cleared.bytes_freed, cleared.left
     if as_json:
         emit_json(
-            {"removed": [_entry_json(e) for e in removed], "bytes_freed": freed, "left": [str(p) for p in left]}
+            {
+                "removed": [_entry_json(e) for e in removed],
+                "trash_removed": [str(p) for p, _size in trash],
+                "bytes_freed": freed,
+                "left": [str(p) for p in left],
+            }
         )
         return
     for e in removed:
         console.print(f"removed {e.snapshot[:19]}  {human_bytes(e.bytes)}  {e.model}")
-    if ref and not removed:
+    for path, size in trash:
+        console.print(f"removed {path}  {human_bytes(size)}  (left by a removal that was stopped)")
+    if ref and not removed and not trash:
         console.print(f"{ref}: not in the load cache")
     console.print(f"freed {human_bytes(freed)}")
     if left:

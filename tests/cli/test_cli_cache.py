@@ -216,6 +216,18 @@ def test_rm_run_again_removes_the_copy_a_killed_rm_left_in_the_caches_trash(
     assert not trash.exists() and other.is_dir()
 
 
+def test_cache_clear_of_a_ref_removes_what_a_stopped_removal_of_it_left(arc: ArchiveCli, cached: list[str]) -> None:
+    """`cache clear REF` killed between its rename and its delete left the copy in tmp/trash-*; run again it said
+    "not in the load cache" and freed nothing."""
+    digests = [arc.json("show", ref)["snapshot"].split(":")[1] for ref in cached]
+    entries = [arc.home / "cache" / "entries" / d for d in digests]
+    trash = arc.home / "cache" / "tmp" / ("trash-" + "c" * 32)
+    shutil.move(entries[0], trash)
+    out = arc.json("cache", "clear", cached[0])
+    assert out["removed"] == [] and out["trash_removed"] == [str(trash)] and out["bytes_freed"] > 0
+    assert not trash.exists() and entries[1].is_dir()
+
+
 def test_rebuild_catalog_removes_the_copies_of_snapshots_it_holds_withdrawn(
     arc: ArchiveCli, cached: list[str], tmp_path: Path, database_url: str
 ) -> None:
