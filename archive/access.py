@@ -34,6 +34,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelarc.archive.left_records import (
+    Attempt,
+    LeftRecords,
+    adopt,
+    attempt_key,
+    find_left,
+    finish_attempt,
+    start_attempt,
+)
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.dates import iso_day
 from modelarc.archive.records import catalog_time, write_record
@@ -147,6 +156,10 @@ class GrantChange:
     grants: tuple[GrantRecord, ...] = field(default_factory=tuple)
     # a grant that opens nothing now (no policy of the model is gated): what to tell whoever made it (``grant_note``)
     note: str | None = None
+    # the record an earlier run of the same command left, stopped before its commit, which this run completed, and
+    # the keys of other such records of the same grant that say otherwise (archive/left_records.py)
+    record_completed: str | None = None
+    records_contradicting: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------ decisions
@@ -1023,38 +1036,106 @@ def _write_grant_record(
 def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
     """Grant ``who`` (``token:<id>`` or a token name) the weights of the gated ``model``. A grant of a model that
     is not gated is recorded all the same (it may be wanted ahead of a change to gated); its ``note`` says it has no
-    effect until then."""
+    effect until then. Run again after a kill before its commit, it completes the grant the earlier run's record
+    states (archive/left_records.py): a second record would be refused by a rebuild (a subject holds one live grant
+    of a model), which would then exit 5."""
     reason = _reason(reason, "modelarc access grant")
+    actor = archive.settings.actor
     with archive.catalog.session() as s:
-        found = q.require_model(s, *parse_model_name(model))
-        subject = subject_of(s, who)
-        if access_rows.grants(s, [found.row_id], subjects=[subject]):
-            raise UsageError(
-                f"{subject} already holds a live grant on {model} (see `modelarc access ls {model}`)"
-            )
-        at = catalog_time()
-        made = apply_grant(s, model, subject, reason, actor=archive.settings.actor, at=at)
+        found, subject = _grantable(s, model, who)
+    attempt = start_attempt(archive, attempt_key("grant", model, subject), fallback=_since_model(found))
+    with archive.catalog.session() as s:
+        found, subject = _grantable(s, model, who)
+        left = _left_grant_records(archive, s, attempt, found.row_id, "grant", model, subject, reason)
+        at = left.match.at if left.match is not None else catalog_time()
+        made = apply_grant(s, model, subject, reason, actor=actor, at=at)
         s.flush()
-        _write_grant_record(archive, s, "grant", model, subject, reason, at, None)
+        if left.match is not None:
+            adopt(archive, s, left.match)
+        else:
+            _write_grant_record(archive, s, "grant", model, subject, reason, at, None)
+        finish_attempt(s, attempt)
         note = grant_note(s, model)
-    return GrantChange(model, subject, "grant", reason, (made,), note)
+    return GrantChange(model, subject, "grant", reason, (made,), note, *_completed(left))
+
+
+def _grantable(s: CatalogSession, model: str, who: str) -> tuple[q.ModelRecord, str]:
+    """The model and the subject ``access grant`` names, refused where the subject holds a live grant already."""
+    found = q.require_model(s, *parse_model_name(model))
+    subject = subject_of(s, who)
+    if access_rows.grants(s, [found.row_id], subjects=[subject]):
+        raise UsageError(f"{subject} already holds a live grant on {model} (see `modelarc access ls {model}`)")
+    return found, subject
+
+
+def _since_model(found: q.ModelRecord) -> dt.datetime:
+    """Where to look for left records when a run's note was garbled by hand: from the model's first snapshot."""
+    return found.created_at or dt.datetime(1970, 1, 1)
+
+
+def _left_grant_records(
+    archive: Archive,
+    s: CatalogSession,
+    attempt: Attempt,
+    model_id: int,
+    action: str,
+    model: str,
+    subject: str,
+    reason: str,
+) -> LeftRecords:
+    """The ``action`` (grant or revoke) records of ``model`` and ``subject`` an earlier run stopped before its
+    commit may have left (archive/left_records.py), and the one stating exactly this change (its reason and actor,
+    made by ``access grant`` or ``access revoke``, not by deciding a request). One whose time the catalog holds for
+    this subject's grants was committed (by a request's decision, which notes no start) and is no left record."""
+    held_at: set[dt.datetime] = set()
+    for g in access_rows.grants(s, [model_id], subjects=[subject], live_only=False):
+        held_at |= {g.granted_at} | ({g.revoked_at} if g.revoked_at else set())
+    actor = archive.settings.actor
+    return find_left(
+        archive,
+        attempt,
+        "grant",
+        lambda b: b.get("model") == model and b.get("subject") == subject and b.get("action") == action,
+        lambda r: r.body.get("reason") == reason and r.actor == actor and r.body.get("request") is None,
+        held=lambda r: r.at in held_at,
+    )
+
+
+def _completed(left: LeftRecords) -> tuple[str | None, tuple[str, ...]]:
+    return (left.match.key if left.match is not None else None), left.others
 
 
 def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
-    """Revoke every live grant of exactly ``who`` on ``model`` (a name's grant, or one token's)."""
+    """Revoke every live grant of exactly ``who`` on ``model`` (a name's grant, or one token's). Run again after a
+    kill before its commit, it completes the revocation the earlier run's record states, as ``grant`` does."""
     reason = _reason(reason, "modelarc access revoke")
+    actor = archive.settings.actor
     with archive.catalog.session() as s:
-        q.require_model(s, *parse_model_name(model))
-        subject = subject_of(s, who, check=False)  # a revoked token's grant can still be revoked
-        at = catalog_time()
-        revoked = apply_revoke(s, model, subject, reason, actor=archive.settings.actor, at=at)
-        if not revoked:
-            raise NotFoundError(
-                f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)"
-            )
+        found, subject = _revocable(s, model, who)
+    attempt = start_attempt(archive, attempt_key("revoke", model, subject), fallback=_since_model(found))
+    with archive.catalog.session() as s:
+        found, subject = _revocable(s, model, who)
+        left = _left_grant_records(archive, s, attempt, found.row_id, "revoke", model, subject, reason)
+        at = left.match.at if left.match is not None else catalog_time()
+        revoked = apply_revoke(s, model, subject, reason, actor=actor, at=at)
+        if not revoked:  # revoked by another process since the check: nothing to record
+            raise NotFoundError(f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)")
         s.flush()
-        _write_grant_record(archive, s, "revoke", model, subject, reason, at, None)
-    return GrantChange(model, subject, "revoke", reason, tuple(revoked))
+        if left.match is not None:
+            adopt(archive, s, left.match)
+        else:
+            _write_grant_record(archive, s, "revoke", model, subject, reason, at, None)
+        finish_attempt(s, attempt)
+    return GrantChange(model, subject, "revoke", reason, tuple(revoked), None, *_completed(left))
+
+
+def _revocable(s: CatalogSession, model: str, who: str) -> tuple[q.ModelRecord, str]:
+    """The model and the subject ``access revoke`` names, refused where the subject holds no live grant."""
+    found = q.require_model(s, *parse_model_name(model))
+    subject = subject_of(s, who, check=False)  # a revoked token's grant can still be revoked
+    if not access_rows.grants(s, [found.row_id], subjects=[subject]):
+        raise NotFoundError(f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)")
+    return found, subject
 
 
 def list_policies(

@@ -123,6 +123,23 @@ def echo_warning(message: str) -> None:
     click.echo(f"warning: {terminal_safe(message)}", err=True)
 
 
+def say_left_records(completed: str | None, others: tuple[str, ...], *, change: str, command: str, of: str) -> None:
+    """What a command run again after a kill before its commit did with the records such runs leave
+    (archive/left_records.py): the one it completed (its ``change``, e.g. "withdrawal"), and a warning per other
+    record of the same thing (``of``, e.g. "this snapshot") that says otherwise and stays for fsck to name."""
+    if completed:
+        console.print(
+            f"completed the {change} an earlier {command} stopped before its commit: its record {completed} "
+            "is this one's (dated when that run started it)"
+        )
+    for key in others:
+        echo_warning(
+            f"{key}, left by an earlier {command} of {of} stopped before its commit (or put there since), is not "
+            f"this {change} (another reason, reference or who, or dated outside that run): it contradicts the "
+            "catalog (fsck names it); move it out of records/"
+        )
+
+
 def emit_json(value: Any) -> None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)

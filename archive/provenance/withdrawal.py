@@ -19,24 +19,20 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.records import (
-    CatalogRecord,
-    catalog_time,
-    format_time,
-    parse_time,
-    read_record,
-    read_record_bytes,
-    record_keys,
-    record_written,
-    write_record,
+from modelarc.archive.left_records import (
+    Attempt,
+    LeftRecords,
+    adopt,
+    find_left,
+    finish_attempt,
+    start_attempt,
 )
+from modelarc.archive.manifest import SnapshotManifest
+from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.weights import weight_object_ids
-from modelarc.errors import LockedError, ModelarcError, RecordError, UsageError
+from modelarc.errors import LockedError, ModelarcError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry import written_records as written_rows
-from modelarc.registry.catalog_settings import clear_setting, record_setting
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.leases import drop_presence_leases
 from modelarc.registry.refs import Ref, SnapshotId
@@ -69,7 +65,7 @@ class WithdrawResult:
     finished: bool = False
     withdrawn_at: str | None = None
     # the record an earlier run wrote before it was stopped short of its commit, which this run completed
-    # (``records_left_unfinished``), and the keys of other withdraw records of the snapshot named since that run
+    # (archive/left_records.py), and the keys of other withdraw records of the snapshot named since that run
     # started, not taken (another reason, reference or actor, or a time outside that run's): they contradict the
     # catalog until moved out of records/ (fsck names them)
     record_completed: str | None = None
@@ -86,19 +82,15 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
         raise UsageError("a reason is required: modelarc rm REF --reason TEXT")
     manifest = archive.manifest(snap)
     actor = archive.settings.actor
-    since = _mark_started(archive, snap)
+    attempt = _mark_started(archive, snap)
     with archive.catalog.session() as s:
         released = released_objects(s, snap, manifest)
-        left, other = records_left_unfinished(archive, snap, since, str(ref), reason.strip(), actor)
-        at = left.at if left is not None else catalog_time()
+        left = _left_withdrawals(archive, attempt, snap, str(ref), reason.strip(), actor)
+        at = left.match.at if left.match is not None else catalog_time()
         apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
-        if left is not None:
-            # that record is this withdrawal's, committed with it now: durable first (the run that wrote it may
-            # have been stopped between its put and its sync), as a record is before the change it records commits
-            archive.store.backend.put(left.key, read_record_bytes(archive.store.backend, left.key))
-            archive.store.backend.sync()
-            written_rows.note_written(s, left.key)
+        if left.match is not None:
+            adopt(archive, s, left.match)  # that record is this withdrawal's, committed with it now
         else:
             write_record(
                 archive.store.backend,
@@ -111,13 +103,14 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
                 ref=str(ref),
                 reason=reason.strip(),
             )
-        clear_setting(s, _started_key(snap))  # committed with the withdrawal: no later run looks for records
+        finish_attempt(s, attempt)
     deletion = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
     purged = purge_snapshot(archive.settings, snap.digest)
     result = _result(ref, snap, reason.strip(), released, deletion, kept, purged)
-    return replace(result, record_completed=left.key if left else None, records_contradicting=other)
+    completed = left.match.key if left.match else None
+    return replace(result, record_completed=completed, records_contradicting=left.others)
 
 
 def _started_key(snap: SnapshotRecord) -> str:
@@ -126,60 +119,28 @@ def _started_key(snap: SnapshotRecord) -> str:
     return f"rm:{snap.digest.hex[:61]}"
 
 
-def _mark_started(archive: Archive, snap: SnapshotRecord) -> dt.datetime | None:
-    """Note, committed before the withdraw record is written, that an ``rm`` of ``snap`` started now; the time
-    an earlier run that never committed noted (None when there was none: then no record is looked for).
-
-    Why a note: a run killed between its record and its commit leaves nothing else in the catalog, and looking
-    for such a record on every ``rm`` would list (and read) every record of the store. The earliest note is kept,
-    so a record left by the first of several stopped runs is still found."""
-    mine = format_time(catalog_time())
-    # two at once: the second reads the first's note (whose record, if any, is not left yet: no match is found)
-    noted = record_setting(archive.catalog, _started_key(snap), mine)
-    if noted == mine:
-        return None
-    try:
-        return parse_time(noted)
-    except ValueError:  # garbled by hand: look from the snapshot's creation on
-        return snap.created_at
+def _mark_started(archive: Archive, snap: SnapshotRecord) -> Attempt:
+    """Note, committed before the withdraw record is written, that an ``rm`` of ``snap`` started now
+    (archive/left_records.py); a note garbled by hand looks from the snapshot's creation on."""
+    return start_attempt(archive, _started_key(snap), fallback=snap.created_at)
 
 
-def records_left_unfinished(
-    archive: Archive, snap: SnapshotRecord, since: dt.datetime | None, ref: str, reason: str, actor: str
-) -> tuple[CatalogRecord | None, tuple[str, ...]]:
-    """The withdraw records of ``snap`` named since an earlier ``rm`` of it started (``since``, from its note) that it
-    wrote but never committed (killed between its record and its commit: archive/records.py), as (the one that
-    states exactly this withdrawal, the keys of the others). None and () without such a note.
+def _left_withdrawals(
+    archive: Archive, attempt: Attempt, snap: SnapshotRecord, ref: str, reason: str, actor: str
+) -> LeftRecords:
+    """The withdraw records of ``snap`` an earlier ``rm`` of it stopped before its commit may have left, and the
+    one of them that states exactly this withdrawal (its reason, reference and actor): archive/left_records.py.
 
-    Why: such a record withdraws a snapshot the catalog holds live, which ``fsck`` reports as a contradiction (a
-    rebuild would withdraw it at that record's time, with its reason). Running the same ``rm`` again is what a user
-    does after a kill; it then completes the withdrawal that record states (its time, reason, reference and actor)
-    instead of writing a second one dated later, which the first would still contradict. A record only counts when
-    it says exactly what this run would record, and when its time and the time in its name lie, in that order,
-    between the earlier run's start and now: anyone who can write the store can write records (docs/SECURITY.md), and
-    a planted one must not choose the reason, the actor or the time the catalog records, nor be named where a
-    rebuild would refuse it (in the future) or replay it before the snapshot existed. Any record of a withdrawal
-    of a live snapshot is one that never committed or was planted, whether or not a `repair` noted it since."""
-    if since is None:
-        return None, ()
-    backend = archive.store.backend
-    now = catalog_time()
-    match: CatalogRecord | None = None
-    other: list[str] = []
-    for key in sorted(k for k in record_keys(backend) if since <= (record_written(k) or dt.datetime.min) <= now):
-        try:
-            record = read_record(backend, key)
-        except (RecordError, OSError, ModelarcError):
-            continue  # named by fsck; not this withdrawal's
-        body = record.body
-        if record.kind != "withdraw" or body.get("model") != snap.model or body.get("snapshot") != str(snap.digest):
-            continue
-        same = body.get("ref") == ref and body.get("reason") == reason and record.actor == actor
-        if match is None and same and since <= record.at <= record.written <= now:
-            match = record
-        else:
-            other.append(key)
-    return match, tuple(other)
+    Such a record withdraws a snapshot the catalog holds live, which ``fsck`` reports as a contradiction (a rebuild
+    would withdraw it at that record's time, with its reason). Any record of a withdrawal of a live snapshot is one
+    that never committed or was planted, whether or not a `repair` noted it since."""
+    return find_left(
+        archive,
+        attempt,
+        "withdraw",
+        lambda b: b.get("model") == snap.model and b.get("snapshot") == str(snap.digest),
+        lambda r: r.body.get("ref") == ref and r.body.get("reason") == reason and r.actor == actor,
+    )
 
 
 def finish_withdrawal(archive: Archive, ref: Ref, snap: SnapshotRecord) -> WithdrawResult:

@@ -12,11 +12,11 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, no_blank_value, with_archive
-from modelarc.cli.output import console, echo_warning, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json, say_left_records
 from modelarc.registry.bounds import ROW_ID_MAX
 
 if TYPE_CHECKING:
-    from modelarc.archive.access import EffectivePolicy
+    from modelarc.archive.access import EffectivePolicy, GrantChange
     from modelarc.archive.repository import Archive
 
 reason_option = click.option(
@@ -116,9 +116,12 @@ def grant_(archive: Archive, model: str, token_or_name: str, reason: str | None,
                 "grants": [g.to_json() for g in change.grants],
                 "effective": change.note is None,
                 "note": change.note,
+                "record_completed": change.record_completed,
+                "records_contradicting": list(change.records_contradicting),
             }
         )
         return
+    _say_left(change)
     if change.note is not None:  # never "granted" for a grant that gives nothing now
         console.print(f"grant of {change.subject} on {change.model} {change.note}: {change.reason}")
         return
@@ -138,11 +141,29 @@ def revoke_(archive: Archive, model: str, token_or_name: str, reason: str | None
     change = revoke(archive, model, token_or_name, reason=reason or "")
     if as_json:
         emit_json(
-            {"model": change.model, "subject": change.subject, "grants": [g.to_json() for g in change.grants]}
+            {
+                "model": change.model,
+                "subject": change.subject,
+                "grants": [g.to_json() for g in change.grants],
+                "record_completed": change.record_completed,
+                "records_contradicting": list(change.records_contradicting),
+            }
         )
         return
+    _say_left(change)
     console.print(
         f"revoked {len(change.grants)} grant(s) of {change.subject} on {change.model}: {change.reason}"
+    )
+
+
+def _say_left(change: GrantChange) -> None:
+    what = "revocation" if change.action == "revoke" else "grant"
+    say_left_records(
+        change.record_completed,
+        change.records_contradicting,
+        change=what,
+        command=f"`access {change.action}`",
+        of=f"{change.subject} on {change.model}",
     )
 
 

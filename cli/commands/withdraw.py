@@ -8,7 +8,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import json_option, with_archive
-from modelarc.cli.output import console, echo_warning, emit_json
+from modelarc.cli.output import console, echo_warning, emit_json, say_left_records
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -44,17 +44,9 @@ def rm(archive: Archive, ref: str, reason: str | None, as_json: bool) -> None:
         )
     else:
         console.print(f"withdrew {result.ref} ({result.snapshot[:19]}): {result.reason}")
-    if result.record_completed:
-        console.print(
-            f"completed the withdrawal an earlier rm stopped before its commit: its record {result.record_completed} "
-            "is this one's (dated when that run started it)"
-        )
-    for key in result.records_contradicting:
-        echo_warning(
-            f"{key}, left by an earlier rm of this snapshot stopped before its commit (or put there since), is not "
-            "this withdrawal (another reason, reference or who, or dated outside that run): it contradicts the "
-            "catalog (fsck names it); move it out of records/"
-        )
+    say_left_records(
+        result.record_completed, result.records_contradicting, change="withdrawal", command="rm", of="this snapshot"
+    )
     if result.deferred_to_gc:
         console.print(
             f"{result.objects_released} weight objects released; a push is running, `modelarc gc` frees them"
