@@ -25,6 +25,7 @@ from modelarc.errors import (
     SignatureError,
     SigningKeyError,
     StoreAccessError,
+    TagNotFoundError,
     UsageError,
     WithdrawnError,
 )
@@ -35,6 +36,7 @@ from modelarc.storage.location import canonical_location, check_location, is_loc
 
 if TYPE_CHECKING:
     from modelarc.archive.catalog.views import ArchiveStats, ModelHistory, SnapshotView
+    from modelarc.archive.left_records import LeftRecords
     from modelarc.archive.maintenance import FsckReport, GcReport, VerifyReport
     from modelarc.archive.manifest import SnapshotManifest
     from modelarc.archive.pull import PullResult
@@ -450,25 +452,53 @@ class Archive:
 
     # ----------------------------------------------------------------- catalog views
     def tag(self, ref_text: str, new_tag: str) -> tuple[str, str | None]:
+        """Move ``new_tag`` to the snapshot ``ref_text`` names: (that snapshot, where the tag pointed before). Run
+        again after a kill between its record and its commit, it completes the move that record states, dated as
+        it is (archive/left_records.py): a second record dated later left the first for ``fsck`` to name for good,
+        and a rebuild would have dated the move at the first."""
+        return self.tag_move(ref_text, new_tag)[:2]
+
+    def tag_move(self, ref_text: str, new_tag: str) -> tuple[str, str | None, LeftRecords]:
+        """``tag``, with what it did with records an earlier run of it left."""
+        from modelarc.archive.left_records import adopt, attempt_key, find_left, finish_attempt, start_attempt
         from modelarc.archive.records import catalog_time, write_record
+        from modelarc.registry import queries as q
 
         ref = parse_ref(ref_text)
         check_tag(new_tag)
         with self.catalog.session() as s:
-            at = catalog_time()
-            moved = apply_tag(s, ref, new_tag, self.settings.actor, at)
-            write_record(
-                self.store.backend,
-                s,
+            target = q.resolve_snapshot(s, ref)  # refused before any note is written
+        attempt = start_attempt(self, attempt_key("tag", ref.model, new_tag), fallback=target.created_at)
+        with self.catalog.session() as s:
+            target = q.resolve_snapshot(s, ref)
+            previous = _tag_target(s, ref.model, new_tag)
+            actor = self.settings.actor
+            left = find_left(
+                self,
+                attempt,
                 "tag",
-                at=at,
-                actor=self.settings.actor,
-                model=ref.model,
-                tag=new_tag,
-                snapshot=moved.snapshot,
-                previous=moved.previous,
+                lambda b: b.get("model") == ref.model and b.get("tag") == new_tag,
+                lambda r: (r.body.get("snapshot"), r.body.get("previous"), r.actor)
+                == (str(target.digest), previous, actor),
             )
-            return moved.snapshot, moved.previous
+            at = left.match.at if left.match is not None else catalog_time()
+            moved = apply_tag(s, ref, new_tag, actor, at)
+            if left.match is not None:
+                adopt(self, s, left.match)
+            else:
+                write_record(
+                    self.store.backend,
+                    s,
+                    "tag",
+                    at=at,
+                    actor=actor,
+                    model=ref.model,
+                    tag=new_tag,
+                    snapshot=moved.snapshot,
+                    previous=moved.previous,
+                )
+            finish_attempt(s, attempt)
+            return moved.snapshot, moved.previous, left
 
     def log(self, model_name: str) -> ModelHistory:
         """The model's snapshots, newest first, and every tag move (archive/catalog/views.py)."""
@@ -495,6 +525,16 @@ class Archive:
             snaps = q.list_snapshots(s)
         for sn in snaps:
             yield sn.label
+
+
+def _tag_target(s: CatalogSession, model: str, tag: str) -> str | None:
+    """The snapshot ``model:tag`` names now, as a move of the tag records it (``previous``); None for a new tag."""
+    from modelarc.registry import queries as q
+
+    try:
+        return str(q.resolve_snapshot(s, parse_ref(f"{model}:{tag}")).digest)
+    except TagNotFoundError:
+        return None
 
 
 def apply_tag(s: CatalogSession, ref: Ref, tag: str, actor: str, at: dt.datetime) -> TagChange:

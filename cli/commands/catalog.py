@@ -9,7 +9,7 @@ import click
 from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.archive.provenance.statement import describe_pusher
 from modelarc.cli.options import json_option, search_options, with_archive
-from modelarc.cli.output import console, emit_json, line, styled
+from modelarc.cli.output import console, emit_json, line, say_left_records, styled
 
 if TYPE_CHECKING:
     from modelarc.archive.repository import Archive
@@ -182,12 +182,22 @@ def log(archive: Archive, name: str, as_json: bool) -> None:
 @with_archive
 def tag(archive: Archive, ref: str, new_tag: str, as_json: bool) -> None:
     """Point NEW_TAG of REF's model at REF's snapshot (moving it if it exists; the move is kept in history)."""
-    digest, previous = archive.tag(ref, new_tag)
+    digest, previous, left = archive.tag_move(ref, new_tag)
+    completed = left.match.key if left.match is not None else None
     if as_json:
-        emit_json({"tag": new_tag, "snapshot": digest, "previous": previous})
-    else:
-        moved = f" (was {previous[:19]})" if previous and previous != digest else ""
-        console.print(f"{new_tag} -> {digest}{moved}")
+        emit_json(
+            {
+                "tag": new_tag,
+                "snapshot": digest,
+                "previous": previous,
+                "record_completed": completed,
+                "records_contradicting": list(left.others),
+            }
+        )
+        return
+    moved = f" (was {previous[:19]})" if previous and previous != digest else ""
+    console.print(f"{new_tag} -> {digest}{moved}")
+    say_left_records(completed, left.others, change="move", command="`tag`", of=f"the tag {new_tag}")
 
 
 def register(group: click.Group) -> None:

@@ -19,6 +19,7 @@ import pytest
 from modelfactory import tiny_tensors, write_model
 from recordkit import records as _records
 
+from modelarc.archive.left_records import attempt_key, start_attempt
 from modelarc.archive.provenance.withdrawal import _mark_started, apply_withdrawal, released_objects
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, apply_tag
@@ -31,16 +32,21 @@ def _all_records(arc: ArchiveCli) -> set[str]:
     return {p.name for p in (arc.home / "store" / "records").glob("*")}
 
 
-def _interrupted_tag(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`modelarc tag r/g:v1 stable` stopped between writing its record and its commit."""
+def _interrupted_tag(
+    arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, *, started: bool = False, actor: str = "tester"
+) -> None:
+    """`modelarc tag r/g:v1 stable` stopped between writing its record and its commit; with ``started``, after its
+    note that it started (archive/repository.py ``tag_move``), without it a record planted with no run."""
     with monkeypatch.context() as m:
         m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
         with Archive.open(arc.home) as archive:
+            if started:
+                start_attempt(archive, attempt_key("tag", "r/g", "stable"), fallback=catalog_time())
             try:
                 with archive.catalog.session() as s:
                     at = catalog_time()
-                    moved = apply_tag(s, parse_ref("r/g:v1"), "stable", "tester", at)
-                    write_record(archive.store.backend, s, "tag", at=at, actor="tester", model="r/g",
+                    moved = apply_tag(s, parse_ref("r/g:v1"), "stable", actor, at)
+                    write_record(archive.store.backend, s, "tag", at=at, actor=actor, model="r/g",
                                  tag="stable", snapshot=moved.snapshot, previous=moved.previous)  # fmt: skip
                     raise KeyboardInterrupt
             except KeyboardInterrupt:
@@ -128,6 +134,32 @@ def test_a_killed_tag_run_again_is_named_as_an_earlier_attempt_of_the_move(
     assert "the catalog holds the same move later" in said and "run again" in said, said
     assert arc.json("fsck")["records_not_in_catalog"] == [said]
     assert arc("fsck").exit_code == 0
+
+
+@pytest.mark.parametrize("actor", ["tester", "someone-else"])
+def test_a_killed_tag_run_again_completes_the_move_its_record_states(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, actor: str
+) -> None:
+    """After a kill between its record and its commit (its start noted), the same `tag` run again completes the move
+    that record states, dated as it is, and writes no second record: fsck finds nothing. A left record made by
+    someone else is not taken: the re-run writes its own and warns of it."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    _interrupted_tag(arc, monkeypatch, started=True, actor=actor)
+    [left] = [r for r in _records(arc, "tag") if r["tag"] == "stable"]
+    arc.env["MODELARC_ACTOR"] = "tester"
+    out = arc("tag", "r/g:v1", "stable")
+    moves = [r["name"] for r in _records(arc, "tag") if r["tag"] == "stable"]
+    if actor == "someone-else":
+        assert len(moves) == 2 and "warning: records/" + left["name"] in out.stderr, out.stderr
+        assert arc.json("fsck")["records_not_in_catalog"]
+        return
+    said = "completed the move an earlier `tag` stopped before its commit: its record records/" + left["name"]
+    assert said in out.stdout.replace("\n", " "), out.stdout
+    assert moves == [left["name"]]
+    checked = arc.json("fsck")
+    assert checked["ok"] and checked["records_not_in_catalog"] == [] and checked["records_contradicted"] == []
+    [move] = [m for m in arc.json("log", "r/g")["tag_moves"] if m["tag"] == "stable"]
+    assert move["at"][:19] == left["at"][:19]
 
 
 def test_fsck_fails_on_a_record_that_contradicts_the_catalog(
