@@ -45,7 +45,7 @@ from modelarc.archive.left_records import (
 )
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.dates import iso_day
-from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.records import CatalogRecord, catalog_time, write_record
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshots
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
@@ -495,12 +495,18 @@ def _record_policy(
     files: tuple[str, ...],
     deferred: list[Callable[[], object]] | None = None,
     received: bool = False,
+    left: CatalogRecord | None = None,
 ) -> None:
     """A policy change in the caller's transaction: the row, its audit entry, and its catalog record (appended to
-    ``deferred`` instead, for a caller that writes its records once every row of the transaction is in)."""
-    at = catalog_time()
+    ``deferred`` instead, for a caller that writes its records once every row of the transaction is in). ``left``:
+    the record an earlier run of the same ``access set`` left, stopped before its commit, which this change adopts
+    with its time instead of writing one (archive/left_records.py)."""
+    at = left.at if left is not None else catalog_time()
     apply_policy(s, model, snap, level, until, reason, actor=actor, at=at, files=files, received=received)
     s.flush()  # the row is held before the record's time is taken (archive/records.py)
+    if left is not None:
+        adopt(archive, s, left)
+        return
 
     def write() -> str:
         return write_record(
@@ -546,6 +552,10 @@ class PolicyChange:
     cache_removed: tuple[str, ...] = ()
     cache_bytes_freed: int = 0
     cache_left: tuple[str, ...] = ()
+    # the record an earlier run of the same `access set` left, stopped before its commit, which this one completed,
+    # and the keys of other such records of the same target that say otherwise (archive/left_records.py)
+    record_completed: str | None = None
+    records_contradicting: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -553,6 +563,8 @@ class PolicyChange:
             "cache_removed": list(self.cache_removed),
             "cache_bytes_freed": self.cache_bytes_freed,
             "cache_left": list(self.cache_left),
+            "record_completed": self.record_completed,
+            "records_contradicting": list(self.records_contradicting),
         }
 
 
@@ -627,13 +639,29 @@ def change_policy(
     if patterns and level in ("public", INHERIT):
         raise UsageError(f"--withhold names files a gated or restricted policy withholds; not with {level}")
     actor = archive.settings.actor
+    with archive.catalog.session() as s:  # refused (no model, no snapshot) before any note is written
+        found = q.require_model(s, *parse_model_name(model))
+        snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
+    target = str(snap.digest) if snap is not None else None
+    attempt = start_attempt(archive, attempt_key("access", model, target or ""), fallback=_since_model(found))
     with archive.catalog.session() as s:
         found = q.require_model(s, *parse_model_name(model))
         access_rows.lock_policies(s, found.row_id)  # after a change in flight: `before` is what it left
         snap = None if snapshot is None else _snapshot_row(s, model, snapshot)
         covered = [snap] if snap is not None else q.list_snapshots(s, found)
         before = _levels(s, model, found.row_id, covered, now)
-        _record_policy(archive, s, model, snap, level, day, reason, actor, patterns)
+        held_at = {p.at for p in access_rows.policy_history(s, found.row_id)}
+        wanted = (level, day.isoformat() if day else None, reason, list(patterns), actor)
+        left = find_left(
+            archive,
+            attempt,
+            "access",
+            lambda b: b.get("model") == model and b.get("snapshot") == target and b.get("received") is not True,
+            lambda r: _policy_stated(r) == wanted,
+            held=lambda r: r.at in held_at,
+        )
+        _record_policy(archive, s, model, snap, level, day, reason, actor, patterns, left=left.match)
+        finish_attempt(s, attempt)
         after = _levels(s, model, found.row_id, covered, now)
         policy = effective_policy(s, model, snap, now=now)
     # after the commit: the policy holds whatever the cache says. The copies of what it made stricter go; of what it
@@ -648,8 +676,14 @@ def change_policy(
             purged.removed + also.removed, purged.bytes_freed + also.bytes_freed, purged.left + also.left
         )
     removed = tuple(str(p) for p in purged.removed)
-    left = tuple(f"{p} ({why})" for p, why in purged.left)
-    return PolicyChange(policy, removed, purged.bytes_freed, left)
+    cache_left = tuple(f"{p} ({why})" for p, why in purged.left)
+    return PolicyChange(policy, removed, purged.bytes_freed, cache_left, *_completed(left))
+
+
+def _policy_stated(r: CatalogRecord) -> tuple[Any, ...]:
+    """What an ``access`` record states, as ``change_policy`` compares it with what it would record."""
+    b = r.body
+    return b.get("level"), b.get("until"), b.get("reason"), b.get("files") or [], r.actor
 
 
 def _still_withheld(

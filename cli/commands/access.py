@@ -82,6 +82,13 @@ def set_(
     policy = change.policy
     where = f"{model}@{policy.snapshot}" if snapshot else model
     console.print(f"{where}: {_describe(policy)}")
+    say_left_records(
+        change.record_completed,
+        change.records_contradicting,
+        change="policy change",
+        command="`access set`",
+        of=where,
+    )
     if change.cache_removed:
         freed = human_bytes(change.cache_bytes_freed)
         console.print(

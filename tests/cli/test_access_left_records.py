@@ -8,6 +8,7 @@ tests/cli/test_fsck_records.py makes them: the command's own steps in its transa
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from catalogkit import drop_catalog
 from modelfactory import write_model
 from recordkit import records as _records
 
-from modelarc.archive.access import apply_grant, apply_revoke
+from modelarc.archive.access import apply_grant, apply_policy, apply_revoke
 from modelarc.archive.left_records import attempt_key, start_attempt
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive
@@ -144,3 +145,53 @@ def test_a_refused_grant_leaves_no_note_and_a_completed_one_clears_it(
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
     with Archive.open(arc.home) as archive, archive.catalog.session() as s:
         assert get_setting(s, attempt_key("grant", "acme/llm", "alice")) is None
+
+
+def _interrupted_set(arc: ArchiveCli, monkeypatch: pytest.MonkeyPatch, *, reason: str, started: bool = True) -> None:
+    """`modelarc access set acme/llm restricted --until 2099-01-01 --reason REASON` stopped between writing its
+    record and its commit (archive/access.py ``change_policy``: the same steps)."""
+    until = dt.date(2099, 1, 1)
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            if started:
+                start_attempt(archive, attempt_key("access", "acme/llm", ""), fallback=catalog_time())
+            try:
+                with archive.catalog.session() as s:
+                    at = catalog_time()
+                    apply_policy(s, "acme/llm", None, "restricted", until, reason, actor="me", at=at)
+                    s.flush()
+                    write_record(archive.store.backend, s, "access", at=at, actor="me", model="acme/llm",
+                                 snapshot=None, level="restricted", until=until.isoformat(), reason=reason)  # fmt: skip
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                pass
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_access_set_run_again_completes_the_policy_its_left_record_states(
+    gated: ArchiveCli, monkeypatch: pytest.MonkeyPatch, database_url: str, same: bool
+) -> None:
+    arc = gated
+    _interrupted_set(arc, monkeypatch, reason="takedown" if same else "another reason")
+    [left] = [r for r in _records(arc, "access") if r["level"] == "restricted"]
+    assert arc.json("fsck")["records_not_in_catalog"]
+
+    out = arc("access", "set", "acme/llm", "restricted", "--until", "2099-01-01", "--reason", "takedown")
+    restricted = [r["name"] for r in _records(arc, "access") if r["level"] == "restricted"]
+    if not same:
+        assert len(restricted) == 2 and f"warning: records/{left['name']}" in out.stderr, out.stderr
+        return
+    said = "completed the policy change an earlier `access set` stopped before its commit: its record records/"
+    assert said + left["name"] in out.stdout.replace("\n", " "), out.stdout
+    assert restricted == [left["name"]]
+    checked = arc.json("fsck")
+    assert checked["ok"] and checked["records_not_in_catalog"] == [] and checked["records_contradicted"] == []
+    [row] = arc.json("access", "ls", "acme/llm")
+    assert row["policy"]["level"] == "restricted" and row["policy"]["set_at"][:19] == left["at"][:19]
+    before = arc.json("access", "ls", "--history")
+
+    drop_catalog(database_url)
+    report = arc.json("rebuild-catalog")
+    assert report["ok"], report
+    assert arc.json("access", "ls", "--history") == before
