@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from modelarc.archive.bounded_yaml import BoundedLoader
+from modelarc.archive.left_records import adopt, attempt_key, find_left, finish_attempt, start_attempt
 from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, clip_text, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.provenance.dates import SLACK, latest_stated_day
@@ -35,7 +36,7 @@ from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import DataManifestError, UsageError
 from modelarc.registry import queries as q
-from modelarc.registry.datasets import Attachment, attach_datasets
+from modelarc.registry.datasets import Attachment, attach_datasets, attachment_recorded
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import NewDataset, ObjectRecord
 from modelarc.registry.refs import SnapshotId
@@ -386,6 +387,10 @@ class AttachResult:
     snapshot: SnapshotId
     attachment: int
     datasets: list[dict[str, Any]]  # name, version, role, content_hash, new
+    # the record an earlier run of the same attach left, stopped before its commit, which this one completed, and
+    # the keys of other such records of the snapshot's attachments that say otherwise (archive/left_records.py)
+    record_completed: str | None = None
+    records_contradicting: tuple[str, ...] = ()
 
 
 def new_dataset(entry: dict[str, Any]) -> NewDataset:
@@ -411,26 +416,43 @@ def new_dataset(entry: dict[str, Any]) -> NewDataset:
 
 
 def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> AttachResult:
+    """Attach ``manifest`` to the snapshot ``ref_text`` names. Run again after a kill between its record and its
+    commit, it completes the attachment that record states, dated as it is (archive/left_records.py), instead of a
+    second record that a rebuild would replay as a second attachment the catalog never had."""
     ref, snap = archive.resolve(ref_text)
     datasets = [new_dataset(entry) for entry in manifest.datasets]
     put = archive.store.put(manifest.raw)  # the document as given, kept with the archive for good
     archive.store.sync()
     stored = ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)
     actor = archive.settings.actor
+    attempt = start_attempt(archive, attempt_key("data", str(snap.digest), put.id), fallback=snap.created_at)
     with archive.catalog.session() as s:
-        at = catalog_time()
-        attached = apply_attachment(s, snap, stored, datasets, actor=actor, target=str(ref), at=at)
-        write_record(
-            archive.store.backend,
-            s,
+        left = find_left(
+            archive,
+            attempt,
             "data",
-            at=at,
-            actor=actor,
-            model=snap.model,
-            snapshot=snap.digest,
-            ref=str(ref),
-            manifest=put.id,
+            lambda b: b.get("model") == snap.model and b.get("snapshot") == str(snap.digest),
+            lambda r: r.body.get("manifest") == put.id and r.body.get("ref") == str(ref) and r.actor == actor,
+            held=lambda r: attachment_recorded(s, snap.row_id, str(r.body.get("manifest")), r.at),
         )
+        at = left.match.at if left.match is not None else catalog_time()
+        attached = apply_attachment(s, snap, stored, datasets, actor=actor, target=str(ref), at=at)
+        if left.match is not None:
+            s.flush()
+            adopt(archive, s, left.match)
+        else:
+            write_record(
+                archive.store.backend,
+                s,
+                "data",
+                at=at,
+                actor=actor,
+                model=snap.model,
+                snapshot=snap.digest,
+                ref=str(ref),
+                manifest=put.id,
+            )
+        finish_attempt(s, attempt)
         report = [
             {
                 "name": e.dataset.name,
@@ -441,7 +463,8 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
             }
             for e in attached.entries
         ]
-    return AttachResult(str(ref), snap.digest, attached.id, report)
+    completed = left.match.key if left.match is not None else None
+    return AttachResult(str(ref), snap.digest, attached.id, report, completed, left.others)
 
 
 def apply_attachment(

@@ -10,7 +10,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes, human_count
 from modelarc.cli.options import ROW_LIMIT, json_option, no_blank_value, with_archive
-from modelarc.cli.output import console, emit_json, err_console, line
+from modelarc.cli.output import console, emit_json, err_console, line, say_left_records
 from modelarc.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -43,6 +43,13 @@ def attach(archive: Archive, ref: str, manifest: Path, as_json: bool) -> None:
         console.print(
             f"  {d['role']:<11} {d['name']} {d['version'] or ''}{'' if d['new'] else '  (already known)'}"
         )
+    say_left_records(
+        result.record_completed,
+        result.records_contradicting,
+        change="attachment",
+        command="`data attach`",
+        of=f"{result.ref}",
+    )
 
 
 @data.command(name="ls")
