@@ -664,17 +664,7 @@ def change_policy(
         finish_attempt(s, attempt)
         after = _levels(s, model, found.row_id, covered, now)
         policy = effective_policy(s, model, snap, now=now)
-    # after the commit: the policy holds whatever the cache says. The copies of what it made stricter go; of what it
-    # left as withheld as it was, the copies still open to other users go too (the same `access set` run again
-    # after one killed between its commit and this purge changes no level, and must finish it), not a private one
-    # a load filled since
-    purged = purge_tightened(archive, _tightened(covered, before, after))
-    still = _still_withheld(covered, before, after)
-    if still:
-        also = purge_snapshots(archive.settings, still, open_only=True)
-        purged = CachePurge(
-            purged.removed + also.removed, purged.bytes_freed + also.bytes_freed, purged.left + also.left
-        )
+    purged = purge_after_policy(archive, _tightened(covered, before, after), _still_withheld(covered, before, after))
     removed = tuple(str(p) for p in purged.removed)
     cache_left = tuple(f"{p} ({why})" for p, why in purged.left)
     return PolicyChange(policy, removed, purged.bytes_freed, cache_left, *_completed(left))
@@ -710,6 +700,23 @@ def purge_tightened(archive: Archive, snapshots: Iterable[SnapshotId]) -> CacheP
     pulled snapshot's offer brings (``receive_policy``, purged by archive/remote/commit.py after its commit), and a
     mirror's policy sync (``apply_policies``)."""
     return purge_snapshots(archive.settings, snapshots)
+
+
+def purge_after_policy(
+    archive: Archive, tightened: Iterable[SnapshotId], still_withheld: Iterable[SnapshotId]
+) -> CachePurge:
+    """After a policy change commits (the policy holds whatever the cache says): the load-cache copies of what it
+    made stricter go (``purge_tightened``); of what it left as withheld as it was, the copies still open to other
+    users go too, not a private one a load filled since. Why the second: the same change made again after a run
+    killed between its commit and its purge changes no level, and must finish that purge (``access set``, a
+    mirror's policy sync, a pull that brings a policy)."""
+    tightened = list(tightened)
+    purged = purge_tightened(archive, tightened)
+    still = [d for d in dict.fromkeys(still_withheld) if d not in set(tightened)]
+    if not still:
+        return purged
+    also = purge_snapshots(archive.settings, still, open_only=True)
+    return CachePurge(purged.removed + also.removed, purged.bytes_freed + also.bytes_freed, purged.left + also.left)
 
 
 # ------------------------------------------------------------------------------------------------ mirrors
@@ -879,7 +886,8 @@ def apply_policies(
                     raise PolicyLooseningError(_loosening(f"{model}@{snap.digest}", w, when))
             plan.append((w, snap, before, after_row))
         # every snapshot a change reaches (a model's change, each that follows the model), judged as `access set`
-        covered = q.list_snapshots(s, found) if plan else []
+        # (also without a change: the same sync run again after one killed before its purge must finish it)
+        covered = q.list_snapshots(s, found)
         levels_before = _levels(s, model, found.row_id, covered, now)
         for w, snap, _before, _row in plan:
             received = snap is not None and w.level != INHERIT
@@ -897,7 +905,8 @@ def apply_policies(
             write()
     # after the commit, as change_policy; an entry left is for this archive's owner to hear of (the server's log),
     # not for the token that asked
-    purged = purge_tightened(archive, _tightened(covered, levels_before, levels_after))
+    tightened = _tightened(covered, levels_before, levels_after)
+    purged = purge_after_policy(archive, tightened, _still_withheld(covered, levels_before, levels_after))
     if on_cache_left is not None:
         for path, why in purged.left:
             on_cache_left(path, why)

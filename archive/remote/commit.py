@@ -186,12 +186,16 @@ def commit_offer(
             # refuses; written first, the snapshot's record would bring it back without its embargo
             for write in reversed(records):
                 write()
-        # committed: a pulled snapshot this archive held, now withheld here too, loses its load-cache copies
+        # committed: a pulled snapshot this archive held, now withheld here too, loses its load-cache copies; one
+        # withheld as it was loses those still open to other users (the same pull run again after one killed
+        # before this purge brings no change, and must finish it)
         cache_left: tuple[str, ...] = ()
-        if tightened:
-            from modelarc.archive.access import purge_tightened
+        if offer.access is not None:
+            from modelarc.archive.access import effective_policy, purge_after_policy
 
-            cache_left = tuple(f"{p} ({why})" for p, why in purge_tightened(archive, tightened).left)
+            withheld = effective_policy(archive, snap.model, snap).level != "public"
+            purged = purge_after_policy(archive, tightened, [snap.digest] if withheld else [])
+            cache_left = tuple(f"{p} ({why})" for p, why in purged.left)
     return CommitResult(
         ref=f"{ref.model}:{ref.tag}" if ref.tag else f"{ref.model}@{offer.snapshot}",
         snapshot=offer.snapshot,

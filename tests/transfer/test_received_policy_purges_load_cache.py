@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+import pytest
 from modelfactory import tiny_tensors, write_model
 from transferkit import Home, Server, make_home, trusted_by_server
 
+from modelarc.archive import access as access_module
 from modelarc.archive.access import effective_policy, set_policy
 from modelarc.archive.repository import Archive
+from modelarc.archive.runtime.cache import CachePurge
 from modelarc.archive.runtime.loading import load_state_dict
 
 
@@ -105,6 +109,63 @@ def test_a_cached_copy_that_cannot_be_removed_after_the_commit_is_said_and_the_p
     assert f"a load-cache copy of weights now withheld here was left: {bob.path / 'cache'}" in done.output
     with bob.archive() as archive:
         assert effective_policy(archive, "acme/pub", "v1").level == "restricted"
-    [said] = bob.json("pull", "acme/pub:v1", "--remote", "origin")["cache_left"] or [None]
-    assert said is None  # nothing tightened this time: nothing to purge, nothing said
+    # run again, nothing is tightened, but the copy still open to others is tried again, and said again while it
+    # cannot be removed
+    [said] = bob.json("pull", "acme/pub:v1", "--remote", "origin")["cache_left"]
+    assert said.startswith(str(bob.path / "cache")) and entry.is_dir()
+    scratch.unlink()  # mended: the next run removes it
+    assert bob.json("pull", "acme/pub:v1", "--remote", "origin")["cache_left"] == []
+    assert not entry.exists()
+
+
+def _no_purge(*_args: object, **_kwargs: object) -> CachePurge:
+    """A command's purge after its commit that does nothing: as if it were killed right after the commit
+    (archive/access.py ``purge_after_policy``)."""
+    return CachePurge((), 0, ())
+
+
+def test_the_same_pull_run_again_finishes_one_killed_before_its_purge(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between its commit and its purge, a pull that brought a stricter policy left the copy filled while the
+    weights were public; run again it tightens nothing, and used to remove nothing."""
+    bob, entry = _pulled_and_cached(server, tmp_path)
+    set_policy(server.archive, "acme/pub", "restricted", reason="licence withdrawn")
+    with monkeypatch.context() as m:
+        m.setattr(access_module, "purge_after_policy", _no_purge)
+        bob("pull", "acme/pub:v1", "--remote", "origin")
     assert entry.is_dir()
+    bob("pull", "acme/pub:v1", "--remote", "origin")
+    assert not entry.exists()
+    with bob.archive() as archive:
+        private = _cached(archive, "acme/pub:v1")  # filled under the policy: closed to others, and kept
+    bob("pull", "acme/pub:v1", "--remote", "origin")
+    assert private.is_dir()
+
+
+def test_the_same_mirror_sync_run_again_finishes_one_killed_before_its_purge(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for a pull: a PUT /v1/access that tightened a served mirror's policy, its server killed between the
+    commit and the purge, left the copy; the same PUT again changes nothing, and used to remove nothing."""
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("push", write_model(tmp_path / "later"), "acme/later:v1")
+    alice("remote", "add", "m2", server.url, "--token", server.push_token, "--no-trust-keys")
+    alice("mirror", "add", "served", "remote:m2")
+    assert alice.json("mirror", "sync")[0]["ok"]
+    entry = _cached(server.archive, "acme/later:v1")
+    alice("access", "set", "acme/later", "gated", "--reason", "accept the licence first")
+    with monkeypatch.context() as m:  # the server's purge (it runs in this process)
+        m.setattr(access_module, "purge_after_policy", _no_purge)
+        assert alice.json("mirror", "sync")[0]["policies_changed"]
+    assert entry.is_dir()
+    # `mirror sync` sends nothing once the states agree; the same PUT made again (an admin's, or a sync that died
+    # with the server) changes nothing and finishes the purge
+    answer = httpx.put(
+        f"{server.url}/v1/access/acme/later",
+        json={"policies": [{"level": "gated", "reason": "accept the licence first"}]},
+        headers={"Authorization": f"Bearer {server.push_token}"},
+    )
+    assert answer.status_code == 200 and answer.json()["changed"] == [], answer.text
+    assert not entry.exists()
