@@ -46,7 +46,7 @@ from modelarc.archive.left_records import (
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.dates import iso_day
 from modelarc.archive.records import CatalogRecord, catalog_time, write_record
-from modelarc.archive.runtime.cache import CachePurge, purge_snapshots
+from modelarc.archive.runtime.cache import CachePurge, purge_snapshots, with_entries
 from modelarc.archive.tokens import Principal
 from modelarc.archive.weights import is_public_metadata, is_weights_entry
 from modelarc.errors import (
@@ -651,14 +651,15 @@ def change_policy(
         covered = [snap] if snap is not None else q.list_snapshots(s, found)
         before = _levels(s, model, found.row_id, covered, now)
         held_at = {p.at for p in access_rows.policy_history(s, found.row_id)}
-        wanted = (level, day.isoformat() if day else None, reason, list(patterns), actor)
+        wanted = (level, day.isoformat() if day else None, reason, list(patterns), actor, False)
         left = find_left(
             archive,
             attempt,
             "access",
-            lambda b: b.get("model") == model and b.get("snapshot") == target and b.get("received") is not True,
+            lambda b: b.get("model") == model and b.get("snapshot") == target,
             lambda r: _policy_stated(r) == wanted,
             held=lambda r: r.at in held_at,
+            changed_after=lambda at: any(t > at for t in held_at),  # any policy of the model: the safe side
         )
         _record_policy(archive, s, model, snap, level, day, reason, actor, patterns, left=left.match)
         finish_attempt(s, attempt)
@@ -673,7 +674,7 @@ def change_policy(
 def _policy_stated(r: CatalogRecord) -> tuple[Any, ...]:
     """What an ``access`` record states, as ``change_policy`` compares it with what it would record."""
     b = r.body
-    return b.get("level"), b.get("until"), b.get("reason"), b.get("files") or [], r.actor
+    return b.get("level"), b.get("until"), b.get("reason"), b.get("files") or [], r.actor, b.get("received") is True
 
 
 def _still_withheld(
@@ -712,7 +713,8 @@ def purge_after_policy(
     mirror's policy sync, a pull that brings a policy)."""
     tightened = list(tightened)
     purged = purge_tightened(archive, tightened)
-    still = [d for d in dict.fromkeys(still_withheld) if d not in set(tightened)]
+    done = set(tightened)
+    still = with_entries(archive.settings, (d for d in still_withheld if d not in done))
     if not still:
         return purged
     also = purge_snapshots(archive.settings, still, open_only=True)
@@ -1088,6 +1090,7 @@ def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange
         found, subject = _grantable(s, model, who)
     attempt = start_attempt(archive, attempt_key("grant", model, subject), fallback=_since_model(found))
     with archive.catalog.session() as s:
+        q.lock_model(s, q.require_model(s, *parse_model_name(model)).row_id)  # archive/left_records.py
         found, subject = _grantable(s, model, who)
         left = _left_grant_records(archive, s, attempt, found.row_id, "grant", model, subject, reason)
         at = left.match.at if left.match is not None else catalog_time()
@@ -1141,6 +1144,7 @@ def _left_grant_records(
         lambda b: b.get("model") == model and b.get("subject") == subject and b.get("action") == action,
         lambda r: r.body.get("reason") == reason and r.actor == actor and r.body.get("request") is None,
         held=lambda r: r.at in held_at,
+        changed_after=lambda at: any(t > at for t in held_at),
     )
 
 
@@ -1157,6 +1161,7 @@ def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChang
         found, subject = _revocable(s, model, who)
     attempt = start_attempt(archive, attempt_key("revoke", model, subject), fallback=_since_model(found))
     with archive.catalog.session() as s:
+        q.lock_model(s, q.require_model(s, *parse_model_name(model)).row_id)  # archive/left_records.py
         found, subject = _revocable(s, model, who)
         left = _left_grant_records(archive, s, attempt, found.row_id, "revoke", model, subject, reason)
         at = left.match.at if left.match is not None else catalog_time()

@@ -94,32 +94,43 @@ def find_left(
     of_this: Callable[[dict[str, Any]], bool],
     same: Callable[[CatalogRecord], bool],
     held: Callable[[CatalogRecord], bool] = lambda _: False,
+    changed_after: Callable[[dt.datetime], bool] = lambda _: False,
 ) -> LeftRecords:
     """The ``kind`` records named since ``attempt``'s earlier run started whose body ``of_this`` says are of the
-    thing this run changes, split into the one ``same`` says states exactly this run's change and the others. A
-    record the catalog holds (``held``: committed by another command that needs no note) is neither."""
+    thing this run changes, split into the one this run completes and the others. A record the catalog holds
+    (``held``: committed, by this command or another that notes no start) is neither.
+
+    Only the last record of the thing may be completed, when ``same`` says it states exactly this run's change and
+    the catalog holds no change of the thing after its time (``changed_after``): a rebuild replays records in name
+    order, so a change committed after it (a mirror's policy sync, a push moving the tag) must stay the later one;
+    adopting the earlier record would date this change before it, and the catalog and a rebuild would disagree. The
+    caller holds the thing's lock (``registry.queries.lock_model``) so that no run in flight commits meanwhile."""
     if attempt.since is None:
         return LeftRecords()
     since, now = attempt.since, catalog_time()
     backend = archive.store.backend
-    match: CatalogRecord | None = None
-    others: list[str] = []
+    ours: list[tuple[CatalogRecord, bool]] = []  # of this thing, in name order, and whether the catalog holds it
     for key in sorted(k for k in record_keys(backend) if since <= (record_written(k) or dt.datetime.min) <= now):
         try:
             record = read_record(backend, key)
         except (RecordError, OSError, ModelarcError):
             continue  # named by fsck; not this run's
         try:
-            if record.kind != kind or not of_this(record.body) or held(record):
-                continue
-            exact = same(record)
+            if record.kind == kind and of_this(record.body):
+                ours.append((record, held(record)))
         except (KeyError, TypeError, AttributeError):  # a garbled body: a rebuild refuses it, fsck names it
             continue
-        if match is None and exact and since <= record.at <= record.written <= now:
-            match = record
-        else:
-            others.append(key)
-    return LeftRecords(match, tuple(others))
+    match: CatalogRecord | None = None
+    if ours and not ours[-1][1]:
+        last = ours[-1][0]
+        try:
+            exact = same(last)
+        except (KeyError, TypeError, AttributeError):
+            exact = False
+        if exact and since <= last.at <= last.written <= now and not changed_after(last.at):
+            match = last
+    others = tuple(r.key for r, committed in ours if not committed and r is not match)
+    return LeftRecords(match, others)
 
 
 def adopt(archive: Archive, s: CatalogSession, record: CatalogRecord) -> None:

@@ -470,8 +470,11 @@ class Archive:
             target = q.resolve_snapshot(s, ref)  # refused before any note is written
         attempt = start_attempt(self, attempt_key("tag", ref.model, new_tag), fallback=target.created_at)
         with self.catalog.session() as s:
+            model_id = q.require_model(s, ref.namespace, ref.name).row_id
+            q.lock_model(s, model_id)  # archive/left_records.py
             target = q.resolve_snapshot(s, ref)
             previous = _tag_target(s, ref.model, new_tag)
+            moves = q.tag_move_times(s, model_id, new_tag)
             actor = self.settings.actor
             left = find_left(
                 self,
@@ -480,6 +483,8 @@ class Archive:
                 lambda b: b.get("model") == ref.model and b.get("tag") == new_tag,
                 lambda r: (r.body.get("snapshot"), r.body.get("previous"), r.actor)
                 == (str(target.digest), previous, actor),
+                held=lambda r: r.at in moves,
+                changed_after=lambda at: any(t > at for t in moves),  # a push's move too (a `snapshot` record)
             )
             at = left.match.at if left.match is not None else catalog_time()
             moved = apply_tag(s, ref, new_tag, actor, at)

@@ -135,8 +135,8 @@ def say_left_records(completed: str | None, others: tuple[str, ...], *, change: 
     for key in others:
         echo_warning(
             f"{key}, left by an earlier {command} of {of} stopped before its commit (or put there since), is not "
-            f"this {change} (another reason, reference or who, or dated outside that run): it contradicts the "
-            "catalog (fsck names it); move it out of records/"
+            f"this {change} (it says otherwise, or is dated outside that run, or a later change followed it): "
+            "fsck names it; move it out of records/ unless a rebuild should replay it"
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from modelarc.errors import NotFoundError
 from modelarc.registry.access_models import AccessGrant, AccessPolicy, AccessRequest
 from modelarc.registry.models import Model, RunRecord, Snapshot, get_by_id
+from modelarc.registry.queries import lock_model
 from modelarc.registry.refs import SnapshotId
 from modelarc.registry.store_models import SnapshotObject
 
@@ -178,7 +179,7 @@ def lock_policies(s: Session, model_id: int) -> None:
     SQLite has one writer at a time). A change judged against the policy that holds (a push token may only tighten
     one: archive/access.py ``apply_policies``) reads it after taking the lock, so an ``access set`` committed
     meanwhile is judged, never overwritten by a row written on what held before it."""
-    s.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+    lock_model(s, model_id)
 
 
 def current_policies(

@@ -185,6 +185,23 @@ def _serialise_names(s: Session, namespace: str) -> bool:
     return True
 
 
+def lock_model(s: Session, model_id: int) -> None:
+    """Changes to one model take turns from here until this transaction ends: a row lock on the model on
+    PostgreSQL; on SQLite the database's write lock (a write that changes no row), since its reads before the first
+    write of a transaction wait for nothing. What a change reads after it (archive/left_records.py: whether another
+    run committed the record it finds) is what the run before it committed."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(text("UPDATE models SET id = id WHERE 0"))
+        return
+    s.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+
+
+def tag_move_times(s: Session, model_id: int, tag: str) -> list[dt.datetime]:
+    """When each move of ``tag`` of the model was made, as the catalog's history holds them."""
+    rows = s.scalars(select(TagHistory.moved_at).where(TagHistory.model_id == model_id, TagHistory.tag == tag))
+    return list(rows)
+
+
 def resolve_ref(s: Session, ref: Ref) -> Snapshot:
     """The snapshot row a REF names; a digest prefix must be unique within the model.
 

@@ -39,7 +39,7 @@ from modelarc.registry import queries as q
 from modelarc.registry.datasets import Attachment, attach_datasets, attachment_recorded
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.records import NewDataset, ObjectRecord
-from modelarc.registry.refs import SnapshotId
+from modelarc.registry.refs import SnapshotId, parse_model_name
 from modelarc.registry.snapshots import SnapshotRecord
 
 
@@ -427,6 +427,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
     actor = archive.settings.actor
     attempt = start_attempt(archive, attempt_key("data", str(snap.digest), put.id), fallback=snap.created_at)
     with archive.catalog.session() as s:
+        q.lock_model(s, q.require_model(s, *parse_model_name(snap.model)).row_id)  # archive/left_records.py
         left = find_left(
             archive,
             attempt,

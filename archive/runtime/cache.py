@@ -552,6 +552,15 @@ def purge_snapshot(settings: Settings, snapshot: SnapshotId, *, open_only: bool 
     return CachePurge(tuple(removed), freed, tuple(left))
 
 
+def with_entries(settings: Settings, snapshots: Iterable[SnapshotId]) -> list[SnapshotId]:
+    """Those of ``snapshots`` that have an entry in a load cache folder this home uses, found with one listing of
+    each folder's entries: a purge of every snapshot of a large model otherwise looks in each folder per snapshot."""
+    names: set[str] = set()
+    for folder in dict.fromkeys([settings.home / "cache", settings.cache_path]):
+        names |= {p.name for p in _children(LoadCache(folder)._entries)}
+    return [d for d in dict.fromkeys(snapshots) if d.hex in names]
+
+
 def purge_snapshots(
     settings: Settings, snapshots: Iterable[SnapshotId], *, open_only: bool = False
 ) -> CachePurge:

@@ -128,11 +128,11 @@ def grant_(archive: Archive, model: str, token_or_name: str, reason: str | None,
             }
         )
         return
-    _say_left(change)
     if change.note is not None:  # never "granted" for a grant that gives nothing now
         console.print(f"grant of {change.subject} on {change.model} {change.note}: {change.reason}")
-        return
-    console.print(f"granted {change.subject} the weights of {change.model}: {change.reason}")
+    else:
+        console.print(f"granted {change.subject} the weights of {change.model}: {change.reason}")
+    _say_left(change)
 
 
 @access.command(name="revoke")
@@ -157,10 +157,10 @@ def revoke_(archive: Archive, model: str, token_or_name: str, reason: str | None
             }
         )
         return
-    _say_left(change)
     console.print(
         f"revoked {len(change.grants)} grant(s) of {change.subject} on {change.model}: {change.reason}"
     )
+    _say_left(change)
 
 
 def _say_left(change: GrantChange) -> None:

@@ -17,10 +17,11 @@ from catalogkit import drop_catalog
 from modelfactory import write_model
 from recordkit import records as _records
 
-from modelarc.archive.access import apply_grant, apply_policy, apply_revoke
+from modelarc.archive.access import PolicyWanted, apply_grant, apply_policies, apply_policy, apply_revoke
 from modelarc.archive.left_records import attempt_key, start_attempt
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive
+from modelarc.archive.tokens import Principal
 from modelarc.registry.catalog_settings import get_setting
 
 ArchiveCli = Any  # tests/cli/conftest.py
@@ -195,3 +196,26 @@ def test_access_set_run_again_completes_the_policy_its_left_record_states(
     report = arc.json("rebuild-catalog")
     assert report["ok"], report
     assert arc.json("access", "ls", "--history") == before
+
+
+def test_a_left_record_a_later_committed_change_followed_is_not_completed(
+    gated: ArchiveCli, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """A mirror's policy sync (PUT /v1/access: no note of its own) made the model public after the killed `access
+    set`; completing the older record would have dated this change before that one: the catalog said restricted
+    (its newest row), a rebuild, replaying in name order, public. The re-run writes its own record, after both."""
+    arc = gated
+    _interrupted_set(arc, monkeypatch, reason="takedown")
+    [left] = [r for r in _records(arc, "access") if r["level"] == "restricted"]
+    with monkeypatch.context() as m:
+        m.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+        with Archive.open(arc.home) as archive:
+            admin = Principal(1, "root", "admin")
+            apply_policies(archive, "acme/llm", [PolicyWanted(None, "public", "opened")], admin, actor="sync")
+
+    out = arc("access", "set", "acme/llm", "restricted", "--until", "2099-01-01", "--reason", "takedown")
+    assert "completed the" not in out.stdout and f"warning: records/{left['name']}" in out.stderr, out.output
+    assert arc.json("access", "ls", "acme/llm")[0]["policy"]["level"] == "restricted"
+    drop_catalog(database_url)
+    arc.json("rebuild-catalog")  # the left record is replayed too, before the sync's and this run's
+    assert arc.json("access", "ls", "acme/llm")[0]["policy"]["level"] == "restricted"

@@ -7,6 +7,8 @@ transaction, which then rolls back."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ from modelfactory import write_model
 from recordkit import records as _records
 
 from modelarc.archive.left_records import attempt_key, start_attempt
-from modelarc.archive.provenance.data import apply_attachment, load_data_manifest, new_dataset
+from modelarc.archive.provenance.data import apply_attachment, attach_data, load_data_manifest, new_dataset
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive
+from modelarc.registry import queries as q
 from modelarc.registry.records import ObjectRecord
 
 ArchiveCli = Any  # tests/cli/conftest.py
@@ -81,3 +84,49 @@ def test_data_attach_run_again_completes_the_left_attachment(
     report = arc.json("rebuild-catalog")
     assert report["ok"] and report["replayed"]["data"] == 1, report
     assert arc.json("show", "r/g:v1")["datasets"] == before
+
+
+def test_a_run_does_not_complete_the_record_of_one_still_in_flight(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Two `data attach` of one manifest at once: B starts while A has written its record and not committed. B
+    used to find A's note and record (not committed, so not held), complete it, and commit after A: two
+    attachments, one record, and a rebuild brought back one. B now takes the model's lock before it looks, so it
+    finds A's record committed and writes its own."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(DATA))
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    monkeypatch.setenv("MODELARC_ACTOR", "me")
+    failed: list[BaseException] = []
+    with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
+        manifest = load_data_manifest(path)
+        _ref, snap = a.resolve("r/g:v1")
+        put = a.store.put(manifest.raw)
+        a.store.sync()
+        start_attempt(a, attempt_key("data", str(snap.digest), put.id), fallback=catalog_time())
+        with a.catalog.session() as s:  # run A, up to its record: its steps in attach_data
+            q.lock_model(s, q.require_model(s, "r", "g").row_id)
+            at = catalog_time()
+            stored = ObjectRecord(put.id, put.raw_size, put.stored_size, put.codec)
+            datasets = [new_dataset(e) for e in manifest.datasets]
+            apply_attachment(s, snap, stored, datasets, actor="me", target="r/g:v1", at=at)
+            s.flush()
+            write_record(a.store.backend, s, "data", at=at, actor="me", model=snap.model, snapshot=snap.digest,
+                         ref="r/g:v1", manifest=put.id)  # fmt: skip
+
+            def run_b() -> None:
+                try:
+                    attach_data(b, "r/g:v1", load_data_manifest(path))
+                except BaseException as exc:  # noqa: BLE001 (reported below)
+                    failed.append(exc)
+
+            other = threading.Thread(target=run_b)
+            other.start()
+            time.sleep(1.0)  # B is waiting for A's commit, or (before) had found A's record already
+        other.join(60)  # A committed as its session closed
+    assert failed == [] and not other.is_alive()
+    assert len(_records(arc, "data")) == 2  # one record per attachment
+    drop_catalog(database_url)
+    report = arc.json("rebuild-catalog")
+    assert report["ok"] and report["replayed"]["data"] == 2, report

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
 from recordkit import records as _records
 
@@ -262,3 +263,24 @@ def test_rm_run_again_does_not_take_a_left_record_that_says_otherwise(
     assert result.exit_code == 5
     [said] = json.loads(result.stdout)["records_contradicted"]
     assert said.startswith(f"records/{left['name']}: ")
+
+
+def test_a_left_tag_record_a_later_move_followed_is_not_completed(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """After the killed `tag r/g:v1 stable`, pushes moved `stable` away and back, so the left record's `previous`
+    is where the tag points again. Completing it would date the move before the pushes' moves: the catalog would say
+    v1, a rebuild, replaying in name order, the pushed snapshot. The re-run writes its own record, after them."""
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    arc("push", write_model(tmp_path / "p", tiny_tensors(seed=3)), "r/g:stable")
+    arc.env["MODELARC_ACTOR"] = "tester"
+    _interrupted_tag(arc, monkeypatch, started=True)
+    [left] = [r for r in _records(arc, "tag") if r["tag"] == "stable"]
+    arc("push", write_model(tmp_path / "z", tiny_tensors(seed=4)), "r/g:stable")  # away
+    arc("push", tmp_path / "p", "r/g:stable")  # and back
+    out = arc("tag", "r/g:v1", "stable")
+    assert "completed the move" not in out.stdout and f"warning: records/{left['name']}" in out.stderr, out.output
+    live = arc.json("show", "r/g:stable")["snapshot"]
+    drop_catalog(database_url)
+    arc.json("rebuild-catalog")
+    assert arc.json("show", "r/g:stable")["snapshot"] == live
