@@ -35,7 +35,7 @@ from modelarc.errors import LockedError, ModelarcError, UsageError
 from modelarc.registry import queries as q
 from modelarc.registry.db import CatalogSession
 from modelarc.registry.leases import drop_presence_leases
-from modelarc.registry.refs import Ref, SnapshotId
+from modelarc.registry.refs import Ref, SnapshotId, parse_model_name
 from modelarc.registry.snapshots import SnapshotRecord, withdraw_snapshot
 from modelarc.storage import ObjectId
 from modelarc.storage.store import ObjectInfo
@@ -84,6 +84,10 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
     actor = archive.settings.actor
     attempt = _mark_started(archive, snap)
     with archive.catalog.session() as s:
+        # an rm of it in flight commits first (archive/left_records.py); then this one finishes that withdrawal
+        q.lock_model(s, q.require_model(s, *parse_model_name(snap.model)).row_id)
+        if q.resolve_snapshot(s, Ref(*parse_model_name(snap.model), digest=snap.digest)).tombstoned_at is not None:
+            raise UsageError(f"{ref} was withdrawn meanwhile by another rm: run `modelarc rm {ref}` again to finish")
         released = released_objects(s, snap, manifest)
         left = _left_withdrawals(archive, attempt, snap, str(ref), reason.strip(), actor)
         at = left.match.at if left.match is not None else catalog_time()

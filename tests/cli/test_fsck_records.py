@@ -284,3 +284,48 @@ def test_a_left_tag_record_a_later_move_followed_is_not_completed(
     drop_catalog(database_url)
     arc.json("rebuild-catalog")
     assert arc.json("show", "r/g:stable")["snapshot"] == live
+
+
+def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_nothing(
+    arc: ArchiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B starts while A has written its withdraw record and not committed: B used to find A's note and record, take
+    the record as one left by a stopped run, and withdraw the snapshot a second time after A's commit. B now waits
+    for the model's lock, finds the snapshot withdrawn, and says so."""
+    import threading
+    import time
+
+    from modelarc.archive.provenance.withdrawal import withdraw
+    from modelarc.errors import UsageError
+    from modelarc.registry import queries as q
+
+    arc("push", write_model(tmp_path / "m"), "r/g:v1")
+    monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
+    monkeypatch.setenv("MODELARC_ACTOR", "me")
+    failed: list[BaseException] = []
+    with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
+        ref, snap = a.resolve("r/g:v1")
+        manifest = a.manifest(snap)
+        _mark_started(a, snap)
+        with a.catalog.session() as s:  # run A, its steps in withdraw, up to its record
+            q.lock_model(s, q.require_model(s, "r", "g").row_id)
+            at = catalog_time()
+            apply_withdrawal(s, snap, released_objects(s, snap, manifest), "licence", actor="me", target=str(ref), at=at)
+            s.flush()
+            write_record(a.store.backend, s, "withdraw", at=at, actor="me", model=snap.model, snapshot=snap.digest,
+                         ref=str(ref), reason="licence")  # fmt: skip
+
+            def run_b() -> None:
+                try:
+                    withdraw(b, "r/g:v1", "licence")
+                except BaseException as exc:  # noqa: BLE001 (checked below)
+                    failed.append(exc)
+
+            other = threading.Thread(target=run_b)
+            other.start()
+            time.sleep(1.0)
+        other.join(60)
+    assert len(failed) == 1 and isinstance(failed[0], UsageError), failed
+    assert "withdrawn meanwhile" in str(failed[0])
+    assert len(_records(arc, "withdraw")) == 1
+    assert arc.json("fsck")["ok"]
