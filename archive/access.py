@@ -42,6 +42,7 @@ from modelarc.archive.left_records import (
     find_left,
     finish_attempt,
     start_attempt,
+    write_unless_left,
 )
 from modelarc.archive.manifest import FileEntry, SnapshotManifest
 from modelarc.archive.provenance.dates import iso_day
@@ -668,7 +669,7 @@ def change_policy(
     purged = purge_after_policy(archive, _tightened(covered, before, after), _still_withheld(covered, before, after))
     removed = tuple(str(p) for p in purged.removed)
     cache_left = tuple(f"{p} ({why})" for p, why in purged.left)
-    return PolicyChange(policy, removed, purged.bytes_freed, cache_left, *_completed(left))
+    return PolicyChange(policy, removed, purged.bytes_freed, cache_left, left.completed, left.others)
 
 
 def _policy_stated(r: CatalogRecord) -> tuple[Any, ...]:
@@ -1084,25 +1085,40 @@ def grant(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange
     effect until then. Run again after a kill before its commit, it completes the grant the earlier run's record
     states (archive/left_records.py): a second record would be refused by a rebuild (a subject holds one live grant
     of a model), which would then exit 5."""
-    reason = _reason(reason, "modelarc access grant")
+    return _grant_change(archive, "grant", model, who, _reason(reason, "modelarc access grant"))
+
+
+def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
+    """Revoke every live grant of exactly ``who`` on ``model`` (a name's grant, or one token's). Run again after a
+    kill before its commit, it completes the revocation the earlier run's record states, as ``grant`` does."""
+    return _grant_change(archive, "revoke", model, who, _reason(reason, "modelarc access revoke"))
+
+
+def _grant_change(archive: Archive, action: str, model: str, who: str, reason: str) -> GrantChange:
+    """``access grant`` or ``access revoke`` (``action``): checked, noted as started, then made with its record."""
     actor = archive.settings.actor
+    checked = _grantable if action == "grant" else _revocable
     with archive.catalog.session() as s:
-        found, subject = _grantable(s, model, who)
-    attempt = start_attempt(archive, attempt_key("grant", model, subject), fallback=_since_model(found))
+        found, subject = checked(s, model, who)  # refused before any note is written
+    attempt = start_attempt(archive, attempt_key(action, model, subject), fallback=_since_model(found))
     with archive.catalog.session() as s:
-        q.lock_model(s, q.require_model(s, *parse_model_name(model)).row_id)  # archive/left_records.py
-        found, subject = _grantable(s, model, who)
-        left = _left_grant_records(archive, s, attempt, found.row_id, "grant", model, subject, reason)
-        at = left.match.at if left.match is not None else catalog_time()
-        made = apply_grant(s, model, subject, reason, actor=actor, at=at)
-        s.flush()
-        if left.match is not None:
-            adopt(archive, s, left.match)
+        q.lock_model(s, found.row_id)  # archive/left_records.py
+        found, subject = checked(s, model, who)
+        left = _left_grant_records(archive, s, attempt, found.row_id, action, model, subject, reason)
+        at = left.time()
+        if action == "grant":
+            changed = [apply_grant(s, model, subject, reason, actor=actor, at=at)]
         else:
-            _write_grant_record(archive, s, "grant", model, subject, reason, at, None)
+            changed = apply_revoke(s, model, subject, reason, actor=actor, at=at)
+            if not changed:  # revoked by another process since the check: nothing to record
+                raise NotFoundError(f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)")
+        s.flush()
+        write_unless_left(
+            archive, s, left, lambda: _write_grant_record(archive, s, action, model, subject, reason, at, None)
+        )
         finish_attempt(s, attempt)
-        note = grant_note(s, model)
-    return GrantChange(model, subject, "grant", reason, (made,), note, *_completed(left))
+        note = grant_note(s, model) if action == "grant" else None
+    return GrantChange(model, subject, action, reason, tuple(changed), note, left.completed, left.others)
 
 
 def _grantable(s: CatalogSession, model: str, who: str) -> tuple[q.ModelRecord, str]:
@@ -1146,35 +1162,6 @@ def _left_grant_records(
         held=lambda r: r.at in held_at,
         changed_after=lambda at: any(t > at for t in held_at),
     )
-
-
-def _completed(left: LeftRecords) -> tuple[str | None, tuple[str, ...]]:
-    return (left.match.key if left.match is not None else None), left.others
-
-
-def revoke(archive: Archive, model: str, who: str, *, reason: str) -> GrantChange:
-    """Revoke every live grant of exactly ``who`` on ``model`` (a name's grant, or one token's). Run again after a
-    kill before its commit, it completes the revocation the earlier run's record states, as ``grant`` does."""
-    reason = _reason(reason, "modelarc access revoke")
-    actor = archive.settings.actor
-    with archive.catalog.session() as s:
-        found, subject = _revocable(s, model, who)
-    attempt = start_attempt(archive, attempt_key("revoke", model, subject), fallback=_since_model(found))
-    with archive.catalog.session() as s:
-        q.lock_model(s, q.require_model(s, *parse_model_name(model)).row_id)  # archive/left_records.py
-        found, subject = _revocable(s, model, who)
-        left = _left_grant_records(archive, s, attempt, found.row_id, "revoke", model, subject, reason)
-        at = left.match.at if left.match is not None else catalog_time()
-        revoked = apply_revoke(s, model, subject, reason, actor=actor, at=at)
-        if not revoked:  # revoked by another process since the check: nothing to record
-            raise NotFoundError(f"{subject} holds no live grant on {model} (see `modelarc access ls {model}`)")
-        s.flush()
-        if left.match is not None:
-            adopt(archive, s, left.match)
-        else:
-            _write_grant_record(archive, s, "revoke", model, subject, reason, at, None)
-        finish_attempt(s, attempt)
-    return GrantChange(model, subject, "revoke", reason, tuple(revoked), None, *_completed(left))
 
 
 def _revocable(s: CatalogSession, model: str, who: str) -> tuple[q.ModelRecord, str]:

@@ -71,6 +71,15 @@ class LeftRecords:
     match: CatalogRecord | None = None
     others: tuple[str, ...] = ()
 
+    def time(self) -> dt.datetime:
+        """When this run's change is dated: the completed record's time, else now."""
+        return self.match.at if self.match is not None else catalog_time()
+
+    @property
+    def completed(self) -> str | None:
+        """The key of the record this run completed, if any."""
+        return self.match.key if self.match is not None else None
+
 
 def start_attempt(archive: Archive, key: str, *, fallback: dt.datetime) -> Attempt:
     """Note, committed at once, that a run under ``key`` started now; the earliest note is kept, so a record left
@@ -140,6 +149,14 @@ def adopt(archive: Archive, s: CatalogSession, record: CatalogRecord) -> None:
     backend.put(record.key, read_record_bytes(backend, record.key))
     backend.sync()
     written_rows.note_written(s, record.key)
+
+
+def write_unless_left(archive: Archive, s: CatalogSession, left: LeftRecords, write: Callable[[], object]) -> None:
+    """The change's record, in its transaction: the left one made this run's (``adopt``), or a new one (``write``)."""
+    if left.match is not None:
+        adopt(archive, s, left.match)
+    else:
+        write()
 
 
 def finish_attempt(s: CatalogSession, attempt: Attempt) -> None:

@@ -460,8 +460,14 @@ class Archive:
 
     def tag_move(self, ref_text: str, new_tag: str) -> tuple[str, str | None, LeftRecords]:
         """``tag``, with what it did with records an earlier run of it left."""
-        from modelarc.archive.left_records import adopt, attempt_key, find_left, finish_attempt, start_attempt
-        from modelarc.archive.records import catalog_time, write_record
+        from modelarc.archive.left_records import (
+            attempt_key,
+            find_left,
+            finish_attempt,
+            start_attempt,
+            write_unless_left,
+        )
+        from modelarc.archive.records import write_record
         from modelarc.registry import queries as q
 
         ref = parse_ref(ref_text)
@@ -486,12 +492,13 @@ class Archive:
                 held=lambda r: r.at in moves,
                 changed_after=lambda at: any(t > at for t in moves),  # a push's move too (a `snapshot` record)
             )
-            at = left.match.at if left.match is not None else catalog_time()
+            at = left.time()
             moved = apply_tag(s, ref, new_tag, actor, at)
-            if left.match is not None:
-                adopt(self, s, left.match)
-            else:
-                write_record(
+            write_unless_left(
+                self,
+                s,
+                left,
+                lambda: write_record(
                     self.store.backend,
                     s,
                     "tag",
@@ -501,7 +508,8 @@ class Archive:
                     tag=new_tag,
                     snapshot=moved.snapshot,
                     previous=moved.previous,
-                )
+                ),
+            )
             finish_attempt(s, attempt)
             return moved.snapshot, moved.previous, left
 

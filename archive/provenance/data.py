@@ -28,11 +28,17 @@ from typing import Any
 import yaml
 
 from modelarc.archive.bounded_yaml import BoundedLoader
-from modelarc.archive.left_records import adopt, attempt_key, find_left, finish_attempt, start_attempt
+from modelarc.archive.left_records import (
+    attempt_key,
+    find_left,
+    finish_attempt,
+    start_attempt,
+    write_unless_left,
+)
 from modelarc.archive.limits import MAX_DATA_MANIFEST_BYTES, clip_text, read_small_file
 from modelarc.archive.manifest import canonical_json
 from modelarc.archive.provenance.dates import SLACK, latest_stated_day
-from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.records import write_record
 from modelarc.archive.repository import Archive, parse_cutoff
 from modelarc.errors import DataManifestError, UsageError
 from modelarc.registry import queries as q
@@ -436,13 +442,14 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
             lambda r: r.body.get("manifest") == put.id and r.body.get("ref") == str(ref) and r.actor == actor,
             held=lambda r: attachment_recorded(s, snap.row_id, str(r.body.get("manifest")), r.at),
         )
-        at = left.match.at if left.match is not None else catalog_time()
+        at = left.time()
         attached = apply_attachment(s, snap, stored, datasets, actor=actor, target=str(ref), at=at)
-        if left.match is not None:
-            s.flush()
-            adopt(archive, s, left.match)
-        else:
-            write_record(
+        s.flush()
+        write_unless_left(
+            archive,
+            s,
+            left,
+            lambda: write_record(
                 archive.store.backend,
                 s,
                 "data",
@@ -452,7 +459,8 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
                 snapshot=snap.digest,
                 ref=str(ref),
                 manifest=put.id,
-            )
+            ),
+        )
         finish_attempt(s, attempt)
         report = [
             {
@@ -464,8 +472,7 @@ def attach_data(archive: Archive, ref_text: str, manifest: DataManifest) -> Atta
             }
             for e in attached.entries
         ]
-    completed = left.match.key if left.match is not None else None
-    return AttachResult(str(ref), snap.digest, attached.id, report, completed, left.others)
+    return AttachResult(str(ref), snap.digest, attached.id, report, left.completed, left.others)
 
 
 def apply_attachment(

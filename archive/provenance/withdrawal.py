@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from modelarc.archive.left_records import (
     Attempt,
     LeftRecords,
-    adopt,
     find_left,
     finish_attempt,
     start_attempt,
+    write_unless_left,
 )
 from modelarc.archive.manifest import SnapshotManifest
-from modelarc.archive.records import catalog_time, write_record
+from modelarc.archive.records import write_record
 from modelarc.archive.runtime.cache import CachePurge, purge_snapshot
 from modelarc.archive.weights import weight_object_ids
 from modelarc.errors import LockedError, ModelarcError, UsageError
@@ -90,13 +90,14 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
             raise UsageError(f"{ref} was withdrawn meanwhile by another rm: run `modelarc rm {ref}` again to finish")
         released = released_objects(s, snap, manifest)
         left = _left_withdrawals(archive, attempt, snap, str(ref), reason.strip(), actor)
-        at = left.match.at if left.match is not None else catalog_time()
+        at = left.time()
         apply_withdrawal(s, snap, released, reason.strip(), actor=actor, target=str(ref), at=at)
         s.flush()  # the tombstone holds its row before the record's time is taken (archive/records.py)
-        if left.match is not None:
-            adopt(archive, s, left.match)  # that record is this withdrawal's, committed with it now
-        else:
-            write_record(
+        write_unless_left(
+            archive,
+            s,
+            left,
+            lambda: write_record(
                 archive.store.backend,
                 s,
                 "withdraw",
@@ -106,15 +107,15 @@ def withdraw(archive: Archive, ref_text: str, reason: str | None) -> WithdrawRes
                 snapshot=snap.digest,
                 ref=str(ref),
                 reason=reason.strip(),
-            )
+            ),
+        )
         finish_attempt(s, attempt)
     deletion = _delete_unreferenced(archive, released)
     with archive.catalog.session() as s:
         kept = len(q.kept_as_bases(s, released))
     purged = purge_snapshot(archive.settings, snap.digest)
     result = _result(ref, snap, reason.strip(), released, deletion, kept, purged)
-    completed = left.match.key if left.match else None
-    return replace(result, record_completed=completed, records_contradicting=left.others)
+    return replace(result, record_completed=left.completed, records_contradicting=left.others)
 
 
 def _started_key(snap: SnapshotRecord) -> str:
