@@ -18,6 +18,7 @@ from modelfactory import write_model
 from recordkit import records as _records
 
 from modelarc.archive.left_records import attempt_key, start_attempt
+from modelarc.archive.provenance import data as data_module
 from modelarc.archive.provenance.data import apply_attachment, attach_data, load_data_manifest, new_dataset
 from modelarc.archive.records import catalog_time, write_record
 from modelarc.archive.repository import Archive
@@ -99,6 +100,7 @@ def test_a_run_does_not_complete_the_record_of_one_still_in_flight(
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
     monkeypatch.setenv("MODELARC_ACTOR", "me")
     failed: list[BaseException] = []
+    started = _signal_on(monkeypatch, data_module)
     with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
         manifest = load_data_manifest(path)
         _ref, snap = a.resolve("r/g:v1")
@@ -123,10 +125,26 @@ def test_a_run_does_not_complete_the_record_of_one_still_in_flight(
 
             other = threading.Thread(target=run_b)
             other.start()
-            time.sleep(1.0)  # B is waiting for A's commit, or (before) had found A's record already
+            assert started.wait(60)  # B has stored the manifest and is noting its start
+            time.sleep(0.5)  # and waits for A's lock, or (before) had found A's record already
         other.join(60)  # A committed as its session closed
     assert failed == [] and not other.is_alive()
     assert len(_records(arc, "data")) == 2  # one record per attachment
     drop_catalog(database_url)
     report = arc.json("rebuild-catalog")
     assert report["ok"] and report["replayed"]["data"] == 2, report
+
+
+def _signal_on(monkeypatch: pytest.MonkeyPatch, module: Any) -> threading.Event:
+    """An event set when ``module``'s command notes its start (``start_attempt``): the second run has got that far
+    before the first commits, however loaded the machine."""
+    event = threading.Event()
+    noted = module.start_attempt
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            event.set()
+        return noted(*args, **kwargs)
+
+    monkeypatch.setattr(module, "start_attempt", signalled)
+    return event

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,9 +294,7 @@ def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_not
     """B starts while A has written its withdraw record and not committed: B used to find A's note and record, take
     the record as one left by a stopped run, and withdraw the snapshot a second time after A's commit. B now waits
     for the model's lock, finds the snapshot withdrawn, and says so."""
-    import threading
-    import time
-
+    from modelarc.archive.provenance import withdrawal as withdrawal_module
     from modelarc.archive.provenance.withdrawal import withdraw
     from modelarc.errors import UsageError
     from modelarc.registry import queries as q
@@ -303,6 +303,7 @@ def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_not
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
     monkeypatch.setenv("MODELARC_ACTOR", "me")
     failed: list[BaseException] = []
+    started = _signal_on(monkeypatch, withdrawal_module)
     with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
         ref, snap = a.resolve("r/g:v1")
         manifest = a.manifest(snap)
@@ -323,9 +324,25 @@ def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_not
 
             other = threading.Thread(target=run_b)
             other.start()
-            time.sleep(1.0)
+            assert started.wait(60)  # B has resolved the snapshot (live) and is noting its start
+            time.sleep(0.5)  # and waits for A's lock
         other.join(60)
     assert len(failed) == 1 and isinstance(failed[0], UsageError), failed
     assert "withdrawn meanwhile" in str(failed[0])
     assert len(_records(arc, "withdraw")) == 1
     assert arc.json("fsck")["ok"]
+
+
+def _signal_on(monkeypatch: pytest.MonkeyPatch, module: Any) -> threading.Event:
+    """An event set when ``module``'s command notes its start (``start_attempt``): the second run has got that far
+    before the first commits, however loaded the machine."""
+    event = threading.Event()
+    noted = module.start_attempt
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            event.set()
+        return noted(*args, **kwargs)
+
+    monkeypatch.setattr(module, "start_attempt", signalled)
+    return event
