@@ -317,6 +317,9 @@ class _Replay:
             )
         if not excused:
             self._check_content(manifest, digest, label)
+        else:  # withdrawn without some of its weights: the files it keeps whole are checked all the same
+            kept = tuple(f for f in manifest.files if all(str(c.id) in self.present for p in f.parts for c in p.chunks))
+            self._check_content(SnapshotManifest(kept), digest, label, whole=False)
         object_ids = needed - missing
         infos = self._infos(object_ids)
         # the bases of its delta objects, down their chains, as the headers say: kept with the snapshot
@@ -684,12 +687,16 @@ class _Replay:
             raise RecordError(f"key {fingerprint}: the public key in the record has another fingerprint")
         return fingerprint, pem
 
-    def _check_content(self, manifest: SnapshotManifest, digest: SnapshotId, label: str) -> None:
+    def _check_content(
+        self, manifest: SnapshotManifest, digest: SnapshotId, label: str, *, whole: bool = True
+    ) -> None:
         """Every file rebuilt from its chunks must hash to the manifest's sha256 and size, and list the tensors its
         header lists, as a received commit's must (archive/manifest_checks.py): a manifest written straight into
         the store may state a sha256 its chunks do not have, which a signature over paths and sha256s would then
         vouch for, and what a catalog records is taken as checked later (a push proving a file unchanged by its
-        chunk ids, a commit offering a recorded snapshot). Once per snapshot id, however many records name it."""
+        chunk ids, a commit offering a recorded snapshot). Once per snapshot id, however many records name it;
+        ``whole`` False: ``manifest`` holds only some of the snapshot's files (a withdrawn one's kept files), so the
+        snapshot id is not counted as checked."""
         if digest.hex in self.content_checked:
             return
         # a file identical in bytes and table to one checked already (the same weights under several snapshots, as
@@ -704,7 +711,8 @@ class _Replay:
                 "`modelarc repair --read-data` puts back a good copy, then rebuild-catalog into an empty catalog "
                 "again brings it back)"
             ) from None
-        self.content_checked.add(digest.hex)
+        if whole:
+            self.content_checked.add(digest.hex)
         self.files_checked.update(files)
 
     def _infos(self, ids: set[str]) -> list[ObjectInfo]:

@@ -178,3 +178,23 @@ def test_a_file_several_snapshots_share_is_rebuilt_once(
     report = rebuild(arc, database_url)
     assert report["ok"] and report["replayed"]["snapshot"] == 3
     assert sorted(checked) == sorted(["config.json", "config.json", "model.safetensors", "tokenizer.json"])
+
+
+def test_a_withdrawn_snapshot_is_checked_on_the_files_it_keeps(
+    arc: ArchiveCli, tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    """A snapshot withdrawn by a record (its weights gone from the store) was replayed without any content check:
+    the files it keeps (config, tokenizer, model card) could state a sha256 their chunks do not have. Now those are
+    checked as any snapshot's files are."""
+    arc("push", write_model(tmp_path / "m", tiny_tensors(seed=5)), "acme/m:v1")
+    sha_lie = copy.deepcopy(_honest(arc, monkeypatch))
+    _file(sha_lie, "config.json")["sha256"] = "cd" * 32
+    lie = _plant_snapshot(arc, monkeypatch, "acme/shalie", sha_lie)
+    arc("rm", "acme/m:v1", "--reason", "licence")  # its weights leave the store: the lie's are the same ones
+    genuine = records(arc, "withdraw")[0]
+    plant(arc, genuine, model="acme/shalie", snapshot=lie, ref=f"acme/shalie@{lie}")
+    report = rebuild(arc, database_url)
+    refused = " ".join(report["refused"].values())
+    assert f"acme/shalie@{lie}: config.json does not rebuild to its declared size and sha256" in refused, report
+    assert arc.json("show", "acme/m:v1")["withdrawn"]["reason"] == "licence"  # the honest one is back, withdrawn
+    assert arc("show", f"acme/shalie@{lie}", ok=False).exit_code != 0
