@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,3 +65,19 @@ def rebuild(arc: ArchiveCli, database_url: str) -> dict[str, Any]:
     assert "Traceback" not in result.output
     report: dict[str, Any] = json.loads(result.stdout)
     return report
+
+
+def signal_on_start(monkeypatch: pytest.MonkeyPatch, module: Any) -> threading.Event:
+    """An event set when ``module``'s command notes its start (``start_attempt``, archive/left_records.py) in a thread
+    other than the test's: a second run of a command has got that far before the first commits, however loaded the
+    machine."""
+    event = threading.Event()
+    noted = module.start_attempt
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            event.set()
+        return noted(*args, **kwargs)
+
+    monkeypatch.setattr(module, "start_attempt", signalled)
+    return event

@@ -16,6 +16,7 @@ import pytest
 from catalogkit import drop_catalog
 from modelfactory import write_model
 from recordkit import records as _records
+from recordkit import signal_on_start
 
 from modelarc.archive.left_records import attempt_key, start_attempt
 from modelarc.archive.provenance import data as data_module
@@ -100,7 +101,7 @@ def test_a_run_does_not_complete_the_record_of_one_still_in_flight(
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
     monkeypatch.setenv("MODELARC_ACTOR", "me")
     failed: list[BaseException] = []
-    started = _signal_on(monkeypatch, data_module)
+    started = signal_on_start(monkeypatch, data_module)
     with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
         manifest = load_data_manifest(path)
         _ref, snap = a.resolve("r/g:v1")
@@ -133,18 +134,3 @@ def test_a_run_does_not_complete_the_record_of_one_still_in_flight(
     drop_catalog(database_url)
     report = arc.json("rebuild-catalog")
     assert report["ok"] and report["replayed"]["data"] == 2, report
-
-
-def _signal_on(monkeypatch: pytest.MonkeyPatch, module: Any) -> threading.Event:
-    """An event set when ``module``'s command notes its start (``start_attempt``): the second run has got that far
-    before the first commits, however loaded the machine."""
-    event = threading.Event()
-    noted = module.start_attempt
-
-    def signalled(*args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            event.set()
-        return noted(*args, **kwargs)
-
-    monkeypatch.setattr(module, "start_attempt", signalled)
-    return event

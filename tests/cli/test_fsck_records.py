@@ -21,6 +21,7 @@ import pytest
 from catalogkit import drop_catalog
 from modelfactory import tiny_tensors, write_model
 from recordkit import records as _records
+from recordkit import signal_on_start
 
 from modelarc.archive.left_records import attempt_key, start_attempt
 from modelarc.archive.provenance.withdrawal import _mark_started, apply_withdrawal, released_objects
@@ -303,7 +304,7 @@ def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_not
     monkeypatch.setenv("MODELARC_DATABASE_URL", arc.env["MODELARC_DATABASE_URL"])
     monkeypatch.setenv("MODELARC_ACTOR", "me")
     failed: list[BaseException] = []
-    started = _signal_on(monkeypatch, withdrawal_module)
+    started = signal_on_start(monkeypatch, withdrawal_module)
     with Archive.open(arc.home) as a, Archive.open(arc.home) as b:
         ref, snap = a.resolve("r/g:v1")
         manifest = a.manifest(snap)
@@ -331,18 +332,3 @@ def test_an_rm_started_while_another_is_in_flight_waits_for_it_and_completes_not
     assert "withdrawn meanwhile" in str(failed[0])
     assert len(_records(arc, "withdraw")) == 1
     assert arc.json("fsck")["ok"]
-
-
-def _signal_on(monkeypatch: pytest.MonkeyPatch, module: Any) -> threading.Event:
-    """An event set when ``module``'s command notes its start (``start_attempt``): the second run has got that far
-    before the first commits, however loaded the machine."""
-    event = threading.Event()
-    noted = module.start_attempt
-
-    def signalled(*args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            event.set()
-        return noted(*args, **kwargs)
-
-    monkeypatch.setattr(module, "start_attempt", signalled)
-    return event
