@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -60,9 +69,21 @@ def head_revision() -> str | None:
 def current_revision(engine: Engine) -> str | None:
     """The schema's revision as Alembic records it (its ``alembic_version`` table), None for an empty database."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
+        if not _has_version_table(conn):
             return None
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def _has_version_table(conn: Connection) -> bool:
+    """Every command opening the catalog asks this first: one plain query, not the Inspector's reflection query,
+    whose compilation alone took longer than the rest of opening a PostgreSQL catalog."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        found = text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
+        return conn.execute(found).first() is not None
+    if dialect == "postgresql":  # resolved as an unqualified name is, through the search_path, as Alembic's is
+        return conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar() is True
+    return inspect(conn).has_table("alembic_version")
 
 
 def upgrade(engine: Engine) -> None:
@@ -127,8 +148,43 @@ def parse_database_url(url: str) -> URL:
     return parsed
 
 
+# one engine per catalog and lock wait in a process, as SQLAlchemy intends an engine to be used: its pool and its
+# cache of compiled statements outlive one `Archive`, so a process opening the same catalog again (a script looping
+# over `Archive.open`, the tests' in-process CLI runs) compiles each statement once, not once per open (a third of
+# the CPU of opening and reading a PostgreSQL catalog). The last few only: the engines of catalogs a process has
+# moved on from are dropped here (not disposed: an `Archive` may still use one) and go when nothing holds them.
+_ENGINES: OrderedDict[tuple[str, float], Engine] = OrderedDict()
+_ENGINES_KEPT = 4
+_engines_lock = threading.Lock()
+
+
+def _forget_engines() -> None:
+    """In a forked child: its parent's pooled connections are the parent's (SQLAlchemy's rule for fork)."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+    _ENGINES.clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines)
+
+
 def make_engine(url: str, lock_wait: float = DEFAULT_LOCK_WAIT) -> Engine:
     parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:" or parsed.database.startswith("file:"):
+            return _new_engine(parsed, lock_wait)  # a database of its own for each engine: never shared
+        # the file the URL names now, whatever the working directory is when a connection is opened later
+        parsed = parsed.set(database=os.path.abspath(parsed.database))
+    key = (parsed.render_as_string(hide_password=False), lock_wait)
+    with _engines_lock:
+        engine = _ENGINES.pop(key, None) or _new_engine(parsed, lock_wait)
+        _ENGINES[key] = engine
+        while len(_ENGINES) > _ENGINES_KEPT:
+            _ENGINES.popitem(last=False)
+    return engine
+
+
+def _new_engine(parsed: URL, lock_wait: float) -> Engine:
     try:
         return _engine(parsed, lock_wait)
     except (NoSuchModuleError, ImportError) as exc:  # postgresql+nosuchdriver, or a driver not installed
@@ -195,6 +251,20 @@ def _sqlite_engine(
         if transactional_ddl:
             dbapi_conn.isolation_level = None
 
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        path = url.database
+
+        @event.listens_for(engine, "connect")
+        def _note_file(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+            record.info["file"] = _file_identity(path)
+
+        @event.listens_for(engine, "checkout")
+        def _same_file(_dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+            # a pooled connection still reads the file it opened: once registry.db is moved aside or replaced
+            # (a catalog dropped for `rebuild-catalog`), the pool must open the file the path names now
+            if record.info.get("file") != _file_identity(path):
+                raise DisconnectionError(f"{path} is another file than the one this connection opened")
+
     if transactional_ddl:
 
         @event.listens_for(engine, "begin")
@@ -202,6 +272,14 @@ def _sqlite_engine(
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def build_mappings() -> None:

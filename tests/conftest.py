@@ -92,8 +92,13 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
         if template is None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         else:
+            # FILE_COPY copies the template's files (5x faster here than PostgreSQL 15's default WAL_LOG, which
+            # writes every block of it to the WAL: 42 vs 205 ms a database, most of a small test's time)
+            strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
             admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                    sql.Identifier(name), sql.Identifier(template), strategy
+                )
             )
         try:
             yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
