@@ -28,7 +28,7 @@ from modelarc.api.health import HEALTH_PATHS, health_router
 from modelarc.api.html import html_router
 from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
-from modelarc.api.limits import url_text_problem
+from modelarc.api.limits import host_problem, url_text_problem
 from modelarc.api.problems import BAD_REQUEST, HUB_TAG, MAX_ECHO, hub_error, problem
 from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
 from modelarc.api.send_watch import SendWatch, reset_connection
@@ -88,7 +88,7 @@ def create_app(
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # before any route or token lookup sees the text
-        if (refused := url_text_problem(request)) is not None:
+        if (refused := host_problem(request) or url_text_problem(request)) is not None:
             return problem(400, "Bad Request", refused, headers=BAD_REQUEST)
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)

@@ -103,6 +103,26 @@ async def read_body(request: Request, limit: int) -> bytes:
         return bytes(body)
 
 
+# A Host header as browsers and HTTP clients send it: a DNS name or IPv4 address, or a bracketed IPv6 address, and
+# an optional port. Starlette builds the URLs this server hands out from it (``Link: <...>; rel="next"``, the 307 of
+# a trailing slash), and h11 lets any visible character through: ``>`` ``;`` ``"`` or a space in it would end the
+# URL inside the Link header and add a ``rel`` or a target of the sender's choosing (docs/SECURITY.md).
+_HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def host_problem(request: Request) -> str | None:
+    """Why this request's Host header cannot name this server in a URL, or ``None`` (none at all is fine: an
+    HTTP/1.0 request, answered with the address it came to)."""
+    hosts = [value for name, value in request.scope.get("headers", ()) if name == b"host"]
+    if not hosts:
+        return None
+    if len(hosts) > 1:
+        return "the request has more than one Host header"
+    if _HOST.fullmatch(hosts[0].decode("latin-1")) is None:
+        return "the Host header is not a host name or address with an optional port"
+    return None
+
+
 def url_text_problem(request: Request) -> str | None:
     """Why text in this request's path or query string cannot reach a query or a row (a NUL), or ``None``.
 
