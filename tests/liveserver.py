@@ -78,6 +78,25 @@ def free_port() -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
+class _QuickStopServer(uvicorn.Server):
+    """uvicorn's main loop looks at ``should_exit`` every 0.1 s: a test stopping hundreds of servers waited ~50 ms
+    for each. This one looks every 10 ms; its ``on_tick`` (the Date header, the request limit) still runs every
+    0.1 s, as uvicorn's does."""
+
+    async def main_loop(self) -> None:
+        import asyncio
+
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            for _ in range(10):
+                await asyncio.sleep(0.01)
+                if self.should_exit:
+                    break
+            counter = (counter + 1) % 864000
+            should_exit = await self.on_tick(counter)
+
+
 @contextmanager
 def serve_app(app: Any, *, port: int | None = None, startup_timeout: float = STARTUP_TIMEOUT) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 in a thread; raise ``ServerStartError`` (the thread stopped) if it does not
@@ -86,7 +105,7 @@ def serve_app(app: Any, *, port: int | None = None, startup_timeout: float = STA
     url = f"http://127.0.0.1:{port}"
     # the protocol `modelarc serve` runs (cli/http_protocol.py): without it every small answer waits 40 ms for an ACK
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=ServeHTTPProtocol)
-    server = uvicorn.Server(config)
+    server = _QuickStopServer(config)
     ended: list[BaseException] = []
 
     def run() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,24 @@ def finetune(
     return out
 
 
-def big_model(folder: Path, megabytes: int = 24, seed: int = 0) -> Path:
-    """A model whose tensors span several 8 MiB chunks, with BF16 and FP32 tensors."""
+@functools.lru_cache(maxsize=4)
+def _big_tensors(megabytes: int, seed: int) -> dict[str, np.ndarray]:
+    """Generated once per process and size (0.15-0.3 s each time, for hundreds of tests); read-only, so no test
+    can change what the next one is given."""
     rng = np.random.default_rng(seed)
     n = megabytes * 1024 * 1024 // 4
     tensors = {
         "big.f32": (rng.standard_normal(n // 2) * 0.02).astype(np.float32),
         "big.bf16": bf16_bits(rng.standard_normal(n) * 0.02),
     }
+    for array in tensors.values():
+        array.flags.writeable = False
+    return tensors
+
+
+def big_model(folder: Path, megabytes: int = 24, seed: int = 0) -> Path:
+    """A model whose tensors span several 8 MiB chunks, with BF16 and FP32 tensors."""
+    tensors = _big_tensors(megabytes, seed)
     folder.mkdir(parents=True, exist_ok=True)
     from safetensors.numpy import save_file as save
 
