@@ -62,14 +62,16 @@ mypy: venv
 # The PostgreSQL case of the `database_url` fixture needs MODELARC_TEST_POSTGRES_URL; unless it is
 # already set, scripts/ci/postgres.sh starts (or reuses) a throwaway server and prints its URL.
 # The browser tests need Chromium: scripts/ci/chromium.sh installs Debian's package if missing and prints its path.
-# Two workers when pytest-xdist is installed (it is in the dev extras), one otherwise.
+# Two workers when pytest-xdist is installed (it is in the dev extras), one otherwise. Temporary files go to a
+# tmpfs when one has room (scripts/ci/test_tmp.sh; MODELARC_TEST_TMP= for pytest's default).
 pytest: venv
 	@echo "==> pytest"
 	@url="$${MODELARC_TEST_POSTGRES_URL:-$$(scripts/ci/postgres.sh)}"; \
 	  browser="$$(scripts/ci/chromium.sh)"; \
 	  xdist="$$($(PY) -c 'import xdist' 2>/dev/null && echo '-n 2' || true)"; \
-	  echo "MODELARC_TEST_POSTGRES_URL=$$url MODELARC_TEST_CHROMIUM=$$browser $(PY) -m pytest $$xdist $(PYTEST_ARGS)"; \
-	  MODELARC_TEST_POSTGRES_URL="$$url" MODELARC_TEST_CHROMIUM="$$browser" $(PY) -m pytest $$xdist $(PYTEST_ARGS)
+	  tmp="$$(scripts/ci/test_tmp.sh)"; basetemp="$${tmp:+--basetemp=$$tmp}"; \
+	  echo "MODELARC_TEST_POSTGRES_URL=$$url MODELARC_TEST_CHROMIUM=$$browser $(PY) -m pytest $$xdist $$basetemp $(PYTEST_ARGS)"; \
+	  MODELARC_TEST_POSTGRES_URL="$$url" MODELARC_TEST_CHROMIUM="$$browser" $(PY) -m pytest $$xdist $$basetemp $(PYTEST_ARGS)
 
 postgres: ## start (or reuse) the test PostgreSQL server and print its URL
 	@scripts/ci/postgres.sh
