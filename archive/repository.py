@@ -269,7 +269,7 @@ class Archive:
         return archive
 
     def close(self) -> None:
-        self.catalog.dispose()
+        self.catalog.close()
 
     def __enter__(self) -> Archive:
         return self

@@ -426,5 +426,16 @@ class Catalog:
         """(the schema's revision now, the revision this code expects): a round trip to the database."""
         return current_revision(self.engine), head_revision()
 
+    def close(self) -> None:
+        """Done with this handle. A PostgreSQL catalog's connections stay in its engine's pool (``make_engine``) for
+        the next open of the same catalog in this process (a script's loop, the tests' in-process CLI runs): a new
+        connection is a server process started and its caches filled, 6-12 ms of each such command (`ls` 17 vs
+        11 ms, `show` 27-31 vs 18-19 ms, medians of 15, quiet machine). An SQLite connection costs little to open
+        and holds the file: closed here."""
+        if self.engine.dialect.name != "postgresql":
+            self.engine.dispose()
+
     def dispose(self) -> None:
+        """Close every connection the engine holds (this handle's and any other on the same catalog): before the
+        database is dropped, copied or replaced."""
         self.engine.dispose()

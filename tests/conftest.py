@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from pgreuse import ReusedCatalog
 
 # ---------------------------------------------------------------------------------------------------------
 # Databases
 #
 # `database_url` runs a test once per catalog backend: the embedded SQLite default and a real PostgreSQL.
 # `make test` starts a throwaway server (scripts/ci/postgres.sh) and exports MODELARC_TEST_POSTGRES_URL,
-# the SQLAlchemy URL of a superuser on it; each test gets a database of its own, dropped afterwards.
+# the SQLAlchemy URL of a superuser on it; each test gets a database at the schema's head with no rows: on
+# PostgreSQL the worker's one catalog database, emptied after each test (tests/pgreuse.py).
 # Without that variable the PostgreSQL case is skipped locally, and fails under CI=true so that CI can
 # never pass having tested SQLite alone.
 #
@@ -129,6 +131,24 @@ def postgresql_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _postgres_reused(_postgres_template: str) -> Iterator[ReusedCatalog]:
+    """The worker's one PostgreSQL catalog that ``database_url`` lends to test after test (tests/pgreuse.py)."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(_postgres_server_url())
+    admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    reused = ReusedCatalog(
+        admin,
+        _postgres_template,
+        lambda name: server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        ),
+    )
+    yield reused
+    reused.drop()
+
+
 def _catalog_url(request: pytest.FixtureRequest, backend: str, folder: Path) -> Iterator[str]:
     if backend == "sqlite":
         from catalogkit import sqlite_copy
@@ -141,9 +161,13 @@ def _catalog_url(request: pytest.FixtureRequest, backend: str, folder: Path) -> 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLAlchemy URL of a catalog database of this test's own, at the schema's head and holding no rows; the
-    test runs once on SQLite, once on PostgreSQL."""
-    yield from _catalog_url(request, request.param, tmp_path)
+    """SQLAlchemy URL of a catalog database at the schema's head and holding no rows, for this test alone; the
+    test runs once on SQLite (a copy of its own), once on PostgreSQL (the worker's database, emptied after each
+    test and replaced when a test changed more than rows: tests/pgreuse.py)."""
+    if request.param == "sqlite":
+        yield from _catalog_url(request, "sqlite", tmp_path)
+    else:
+        yield from request.getfixturevalue("_postgres_reused").lend()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 
 
@@ -105,7 +107,8 @@ def test_monkeypatch_is_fine(monkeypatch):
 def test_env_guard_fails_tests_and_fixtures_that_leave_modelarc_env_changed(tmp_path: Path) -> None:
     """The autouse guard in conftest.py: a leak fails the test that leaked, not the ones after it."""
     (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
-    (tmp_path / "s3server.py").write_text((Path(__file__).parent / "s3server.py").read_text())  # conftest imports it
+    for imported in ("s3server.py", "pgreuse.py"):  # conftest imports them
+        (tmp_path / imported).write_text((Path(__file__).parent / imported).read_text())
     (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARC_", "PYTEST_"))}
     proc = subprocess.run(
@@ -119,3 +122,88 @@ def test_env_guard_fails_tests_and_fixtures_that_leave_modelarc_env_changed(tmp_
     assert "PASSED test_leaky.py::test_next_test_starts_with_the_session_env" in out
     assert "PASSED test_leaky.py::test_monkeypatch_is_fine" in out
     assert "3 passed, 2 errors" in out, out
+
+
+def _reused_catalog(template: str) -> Any:
+    from pgreuse import ReusedCatalog
+    from sqlalchemy.engine import make_url
+
+    server = make_url(os.environ["MODELARC_TEST_POSTGRES_URL"])
+    admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    return ReusedCatalog(
+        admin, template, lambda name: server.set(database=name).render_as_string(hide_password=False)
+    )
+
+
+def _insert_model(url: str, name: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            return connection.execute(
+                text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', :n, now()) RETURNING id"),
+                {"n": name},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _row_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import inspect
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
+            return {t: connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "CREATE TABLE fixture_probe (id INTEGER PRIMARY KEY)",
+        "ALTER TABLE models ADD COLUMN probe TEXT",
+        "DROP INDEX ix_snapshots_digest",
+        "UPDATE alembic_version SET version_num = '9999'",
+        "CREATE FUNCTION probe() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    ],
+)
+def test_the_reused_postgresql_catalog_is_emptied_or_replaced(
+    _postgres_template: str, change: str
+) -> None:
+    """tests/pgreuse.py: after a test that only added rows, the same database comes back with no rows and its
+    ids starting again at 1; after one that changed anything else, the next test gets a new copy."""
+    from modelarc.registry.db import current_revision, head_revision
+
+    reused = _reused_catalog(_postgres_template)
+    try:
+        lending = reused.lend()
+        url = next(lending)
+        assert [_insert_model(url, "a"), _insert_model(url, "b")] == [1, 2]
+        next(lending, None)
+
+        lending = reused.lend()
+        assert next(lending) == url  # rows only: the same database, emptied
+        assert not any(_row_counts(url).values())
+        assert _insert_model(url, "a") == 1  # its sequences restarted
+        engine = create_engine(url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(change))
+        finally:
+            engine.dispose()
+        next(lending, None)
+
+        lending = reused.lend()
+        fresh = next(lending)
+        assert fresh != url  # a schema changed: a new copy of the template
+        engine = create_engine(fresh)
+        try:
+            assert current_revision(engine) == head_revision()
+        finally:
+            engine.dispose()
+        assert not any(_row_counts(fresh).values())
+        next(lending, None)
+    finally:
+        reused.drop()
