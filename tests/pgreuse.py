@@ -11,7 +11,7 @@ the next test gets a new copy, so a test still starts from exactly the template'
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -83,7 +83,7 @@ class ReusedCatalog:
     ``admin_conninfo``: a libpq URL of a superuser on the server's ``postgres`` database; ``url_for(name)``: the
     SQLAlchemy URL the tests get for database ``name``."""
 
-    def __init__(self, admin_conninfo: str, template: str, url_for: object) -> None:
+    def __init__(self, admin_conninfo: str, template: str, url_for: Callable[[str], str]) -> None:
         self._admin = admin_conninfo
         self._template = template
         self._url_for = url_for
@@ -95,7 +95,7 @@ class ReusedCatalog:
         if self.name is None:
             self._create()
         assert self.name is not None
-        yield self._url_for(self.name)  # type: ignore[operator]
+        yield self._url_for(self.name)
         if not self._emptied():
             self.drop()
 
@@ -125,8 +125,7 @@ class ReusedCatalog:
 
     def _connect(self) -> psycopg.Connection:
         assert self.name is not None
-        database = psycopg.conninfo.conninfo_to_dict(self._admin) | {"dbname": self.name}
-        return psycopg.connect(psycopg.conninfo.make_conninfo(**database), connect_timeout=10)
+        return psycopg.connect(psycopg.conninfo.make_conninfo(self._admin, dbname=self.name), connect_timeout=10)
 
     def _emptied(self) -> bool:
         """Every row gone and every sequence back at its start, if the schema is still the template's; False when
