@@ -67,14 +67,36 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
 ) AS schema(item)
 """
 
-_TABLES = f"""
-SELECT c.oid::regclass::text FROM pg_class c
-WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN ({_USER_NAMESPACES}) AND c.relname <> 'alembic_version'
-"""
-_RESTART_SEQUENCES = f"""
-SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
-WHERE c.relnamespace IN ({_USER_NAMESPACES})
-"""
+# The reset, as functions of the worker's own session (pg_temp: not in the database's schema, so not in its
+# fingerprint): one round trip a test, and PL/pgSQL keeps the fingerprint's plan for the session.
+_SESSION_FUNCTIONS = (
+    f"""
+CREATE FUNCTION pg_temp.modelarc_fingerprint() RETURNS text LANGUAGE sql AS $fingerprint$ {FINGERPRINT} $fingerprint$
+""",
+    f"""
+CREATE FUNCTION pg_temp.modelarc_empty(expected text) RETURNS boolean LANGUAGE plpgsql AS $empty$
+DECLARE
+    tab text;
+BEGIN
+    IF pg_temp.modelarc_fingerprint() IS DISTINCT FROM expected THEN
+        RETURN false;
+    END IF;
+    -- DELETE, not TRUNCATE: TRUNCATE gives every table and index new files, 100-500 ms here for the catalog's
+    -- tables. Foreign keys are not checked (replica role): every table is emptied in the one transaction.
+    SET LOCAL session_replication_role = replica;
+    FOR tab IN
+        SELECT c.oid::regclass::text FROM pg_class c
+        WHERE c.relkind IN ('r', 'p') AND c.relnamespace IN ({_USER_NAMESPACES}) AND c.relname <> 'alembic_version'
+    LOOP
+        EXECUTE 'DELETE FROM ' || tab;
+    END LOOP;
+    PERFORM setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+        WHERE c.relnamespace IN ({_USER_NAMESPACES});
+    RETURN true;
+END
+$empty$
+""",
+)
 
 
 class ReusedCatalog:
@@ -89,6 +111,7 @@ class ReusedCatalog:
         self._url_for = url_for
         self.name: str | None = None
         self._fingerprint: str | None = None
+        self._session: psycopg.Connection | None = None  # on the lent database, between tests
 
     def lend(self) -> Iterator[str]:
         """The database's URL for one test; emptied when the test ends, or dropped when it cannot be."""
@@ -100,13 +123,17 @@ class ReusedCatalog:
             self.drop()
 
     def drop(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
         if self.name is None:
             return
         with psycopg.connect(self._admin, autocommit=True, connect_timeout=10) as admin:
             # FORCE ends the connections a test's engine pool or a leftover process still holds.
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )
         self.name = None
-        self._fingerprint = None
 
     def _create(self) -> None:
         name = f"modelarc_test_{uuid.uuid4().hex[:16]}"
@@ -120,29 +147,25 @@ class ReusedCatalog:
                 )
             )
         self.name = name
-        with self._connect() as conn:
-            self._fingerprint = conn.execute(FINGERPRINT).fetchone()[0]  # type: ignore[index]
-
-    def _connect(self) -> psycopg.Connection:
-        assert self.name is not None
-        return psycopg.connect(psycopg.conninfo.make_conninfo(self._admin, dbname=self.name), connect_timeout=10)
+        session = psycopg.connect(
+            psycopg.conninfo.make_conninfo(self._admin, dbname=name), autocommit=True, connect_timeout=10
+        )
+        session.execute("SET lock_timeout = '5s'")
+        for function in _SESSION_FUNCTIONS:
+            session.execute(function)  # type: ignore[arg-type]  # static text, built above
+        self._fingerprint = session.execute("SELECT pg_temp.modelarc_fingerprint()").fetchone()[0]  # type: ignore[index]
+        self._session = session
 
     def _emptied(self) -> bool:
         """Every row gone and every sequence back at its start, if the schema is still the template's; False when
         it is not, or the reset could not run (a lock a leftover session holds, a database dropped by the test)."""
+        if self._session is None:
+            return False
         try:
-            with self._connect() as conn:
-                conn.execute("SET lock_timeout = '5s'")
-                if conn.execute(FINGERPRINT).fetchone()[0] != self._fingerprint:  # type: ignore[index]
-                    return False
-                # DELETE, not TRUNCATE: TRUNCATE gives every table and index new files, 100-500 ms here for the
-                # catalog's tables; deleting a test's few rows costs a few ms. Foreign keys are not checked
-                # (replica role) since every table is emptied in the one transaction.
-                conn.execute("SET LOCAL session_replication_role = replica")
-                for (table,) in conn.execute(_TABLES).fetchall():
-                    conn.execute(f"DELETE FROM {table}")
-                conn.execute(_RESTART_SEQUENCES)
-                conn.commit()
-            return True
+            with self._session.transaction():
+                emptied = self._session.execute(
+                    "SELECT pg_temp.modelarc_empty(%s)", [self._fingerprint]
+                ).fetchone()[0]  # type: ignore[index]
+            return bool(emptied)
         except psycopg.Error:
             return False

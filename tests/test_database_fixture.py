@@ -140,7 +140,9 @@ def _insert_model(url: str, name: str) -> int:
     try:
         with engine.begin() as connection:
             return connection.execute(
-                text("INSERT INTO models (namespace, name, created_at) VALUES ('acme', :n, now()) RETURNING id"),
+                text(
+                    "INSERT INTO models (namespace, name, created_at) VALUES ('acme', :n, now()) RETURNING id"
+                ),
                 {"n": name},
             ).scalar_one()
     finally:
@@ -169,9 +171,7 @@ def _row_counts(url: str) -> dict[str, int]:
         "CREATE FUNCTION probe() RETURNS int LANGUAGE sql AS 'SELECT 1'",
     ],
 )
-def test_the_reused_postgresql_catalog_is_emptied_or_replaced(
-    _postgres_template: str, change: str
-) -> None:
+def test_the_reused_postgresql_catalog_is_emptied_or_replaced(_postgres_template: str, change: str) -> None:
     """tests/pgreuse.py: after a test that only added rows, the same database comes back with no rows and its
     ids starting again at 1; after one that changed anything else, the next test gets a new copy."""
     from modelarc.registry.db import current_revision, head_revision
