@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pgreuse import ReusedCatalog
+from pgreuse import ReusedCatalog, create_database, drop_database, new_database_name
 
 # ---------------------------------------------------------------------------------------------------------
 # Databases
@@ -75,7 +74,6 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
     """SQLAlchemy URL of a new PostgreSQL database on the test server, dropped on exit: empty, or a copy of the
     database named ``template``."""
     import psycopg
-    from psycopg import sql
     from sqlalchemy.engine import make_url
 
     server = make_url(_postgres_server_url())
@@ -83,7 +81,7 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
     admin_conninfo = server.set(drivername="postgresql", database="postgres").render_as_string(
         hide_password=False
     )
-    name = f"modelarc_test_{uuid.uuid4().hex[:16]}"
+    name = new_database_name()
     try:
         admin = psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -91,24 +89,13 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
             f"cannot reach the test PostgreSQL at {server!r} ({POSTGRES_URL_ENV}): {exc}", pytrace=False
         )
     with admin:
-        if template is None:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        else:
-            # FILE_COPY copies the template's files (5x faster here than PostgreSQL 15's default WAL_LOG, which
-            # writes every block of it to the WAL: 42 vs 205 ms a database, most of a small test's time)
-            strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
-            admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                    sql.Identifier(name), sql.Identifier(template), strategy
-                )
-            )
+        create_database(admin, name, template)
         try:
             yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
                 hide_password=False
             )
         finally:
-            # FORCE ends the connections a test's engine pool may still hold.
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(admin, name)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from psycopg import sql
 _USER_NAMESPACES = (
     "SELECT oid FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'"
 )
-FINGERPRINT = f"""
+_FINGERPRINT = f"""
 SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
     SELECT 'namespace ' || nspname FROM pg_namespace WHERE oid IN ({_USER_NAMESPACES})
     UNION ALL
@@ -68,10 +68,10 @@ SELECT md5(coalesce(string_agg(item, E'\\n' ORDER BY item), '')) FROM (
 """
 
 # The reset, as functions of the worker's own session (pg_temp: not in the database's schema, so not in its
-# fingerprint): one round trip a test, and PL/pgSQL keeps the fingerprint's plan for the session.
+# fingerprint): one round trip a test.
 _SESSION_FUNCTIONS = (
     f"""
-CREATE FUNCTION pg_temp.modelarc_fingerprint() RETURNS text LANGUAGE sql AS $fingerprint$ {FINGERPRINT} $fingerprint$
+CREATE FUNCTION pg_temp.modelarc_fingerprint() RETURNS text LANGUAGE sql AS $fingerprint$ {_FINGERPRINT} $fingerprint$
 """,
     f"""
 CREATE FUNCTION pg_temp.modelarc_empty(expected text) RETURNS boolean LANGUAGE plpgsql AS $empty$
@@ -97,6 +97,28 @@ END
 $empty$
 """,
 )
+
+
+def new_database_name() -> str:
+    return f"modelarc_test_{uuid.uuid4().hex[:16]}"
+
+
+def create_database(admin: psycopg.Connection, name: str, template: str | None = None) -> None:
+    """Database ``name``, empty or a copy of ``template``; ``admin`` is an autocommit connection of a superuser."""
+    if template is None:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return
+    # FILE_COPY copies the template's files (5x faster here than PostgreSQL 15's default WAL_LOG, which writes
+    # every block of it to the WAL: 42 vs 205 ms a database)
+    strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(sql.Identifier(name), sql.Identifier(template), strategy)
+    )
+
+
+def drop_database(admin: psycopg.Connection, name: str) -> None:
+    # FORCE ends the connections a test's engine pool or a leftover process still holds.
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class ReusedCatalog:
@@ -129,23 +151,13 @@ class ReusedCatalog:
         if self.name is None:
             return
         with psycopg.connect(self._admin, autocommit=True, connect_timeout=10) as admin:
-            # FORCE ends the connections a test's engine pool or a leftover process still holds.
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
-            )
+            drop_database(admin, self.name)
         self.name = None
 
     def _create(self) -> None:
-        name = f"modelarc_test_{uuid.uuid4().hex[:16]}"
+        name = new_database_name()
         with psycopg.connect(self._admin, autocommit=True, connect_timeout=10) as admin:
-            # FILE_COPY copies the template's files (5x faster here than PostgreSQL 15's default WAL_LOG, which
-            # writes every block of it to the WAL: 42 vs 205 ms a database)
-            strategy = sql.SQL(" STRATEGY FILE_COPY" if admin.info.server_version >= 150000 else "")
-            admin.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                    sql.Identifier(name), sql.Identifier(self._template), strategy
-                )
-            )
+            create_database(admin, name, self._template)
         self.name = name
         session = psycopg.connect(
             psycopg.conninfo.make_conninfo(self._admin, dbname=name), autocommit=True, connect_timeout=10
