@@ -8,7 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from pgreuse import ReusedCatalog, create_database, drop_database, new_database_name
+from pgreuse import (
+    ReusedCatalog,
+    admin_conninfo,
+    create_database,
+    database_url_for,
+    drop_database,
+    new_database_name,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Databases
@@ -76,14 +83,11 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    server = make_url(_postgres_server_url())
-    # psycopg wants a libpq URL: the same URL without SQLAlchemy's "+psycopg" driver suffix.
-    admin_conninfo = server.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
+    server_url = _postgres_server_url()
+    server = make_url(server_url)
     name = new_database_name()
     try:
-        admin = psycopg.connect(admin_conninfo, autocommit=True, connect_timeout=10)
+        admin = psycopg.connect(admin_conninfo(server_url), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         pytest.fail(
             f"cannot reach the test PostgreSQL at {server!r} ({POSTGRES_URL_ENV}): {exc}", pytrace=False
@@ -91,9 +95,7 @@ def _new_postgres_database(template: str | None = None) -> Iterator[str]:
     with admin:
         create_database(admin, name, template)
         try:
-            yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
-                hide_password=False
-            )
+            yield database_url_for(server_url, name)
         finally:
             drop_database(admin, name)
 
@@ -121,17 +123,7 @@ def postgresql_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def _postgres_reused(_postgres_template: str) -> Iterator[ReusedCatalog]:
     """The worker's one PostgreSQL catalog that ``database_url`` lends to test after test (tests/pgreuse.py)."""
-    from sqlalchemy.engine import make_url
-
-    server = make_url(_postgres_server_url())
-    admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    reused = ReusedCatalog(
-        admin,
-        _postgres_template,
-        lambda name: server.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        ),
-    )
+    reused = ReusedCatalog(_postgres_server_url(), _postgres_template)
     yield reused
     reused.drop()
 

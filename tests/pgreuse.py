@@ -11,10 +11,11 @@ the next test gets a new copy, so a test still starts from exactly the template'
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 # Everything of a database's own that a migration or a test could change, as text: schemas, relations and their
 # columns, defaults, constraints, indexes, triggers, functions, types, sequences' definitions, policies,
@@ -99,6 +100,19 @@ $empty$
 )
 
 
+def admin_conninfo(server_url: str) -> str:
+    """The libpq URL of the server's ``postgres`` database for the SQLAlchemy URL ``server_url`` of a superuser
+    (MODELARC_TEST_POSTGRES_URL): psycopg wants the URL without SQLAlchemy's "+psycopg" driver suffix."""
+    server = make_url(server_url)
+    return server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the server of ``server_url``."""
+    server = make_url(server_url)
+    return server.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+
+
 def new_database_name() -> str:
     return f"modelarc_test_{uuid.uuid4().hex[:16]}"
 
@@ -124,13 +138,12 @@ def drop_database(admin: psycopg.Connection, name: str) -> None:
 class ReusedCatalog:
     """Lends one database, a copy of ``template``, to one test at a time (a test worker's tests run one by one).
 
-    ``admin_conninfo``: a libpq URL of a superuser on the server's ``postgres`` database; ``url_for(name)``: the
-    SQLAlchemy URL the tests get for database ``name``."""
+    ``server_url``: the SQLAlchemy URL of a superuser on the server (MODELARC_TEST_POSTGRES_URL)."""
 
-    def __init__(self, admin_conninfo: str, template: str, url_for: Callable[[str], str]) -> None:
-        self._admin = admin_conninfo
+    def __init__(self, server_url: str, template: str) -> None:
+        self._server_url = server_url
+        self._admin = admin_conninfo(server_url)
         self._template = template
-        self._url_for = url_for
         self.name: str | None = None
         self._fingerprint: str | None = None
         self._session: psycopg.Connection | None = None  # on the lent database, between tests
@@ -140,7 +153,7 @@ class ReusedCatalog:
         if self.name is None:
             self._create()
         assert self.name is not None
-        yield self._url_for(self.name)
+        yield database_url_for(self._server_url, self.name)
         if not self._emptied():
             self.drop()
 

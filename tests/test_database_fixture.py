@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -32,20 +31,7 @@ def test_each_test_gets_an_empty_database(database_url: str) -> None:
 
 def test_database_url_is_at_the_schema_head_and_holds_no_rows(database_url: str) -> None:
     """A copy of the template must be what the migrations make, and nothing a test left in it."""
-    from sqlalchemy import inspect
-
-    from modelarc.registry.db import current_revision, head_revision
-
-    engine = create_engine(database_url)
-    try:
-        assert current_revision(engine) == head_revision()
-        with engine.connect() as connection:
-            tables = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
-            assert "snapshots" in tables
-            counts = {t: connection.execute(text(f'SELECT count(*) FROM "{t}"')).scalar_one() for t in tables}
-        assert not any(counts.values()), counts
-    finally:
-        engine.dispose()
+    _assert_at_head_and_empty(database_url)
 
 
 def test_two_tests_do_not_share_a_database(database_url: str) -> None:
@@ -124,17 +110,6 @@ def test_env_guard_fails_tests_and_fixtures_that_leave_modelarc_env_changed(tmp_
     assert "3 passed, 2 errors" in out, out
 
 
-def _reused_catalog(template: str) -> Any:
-    from pgreuse import ReusedCatalog
-    from sqlalchemy.engine import make_url
-
-    server = make_url(os.environ["MODELARC_TEST_POSTGRES_URL"])
-    admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    return ReusedCatalog(
-        admin, template, lambda name: server.set(database=name).render_as_string(hide_password=False)
-    )
-
-
 def _insert_model(url: str, name: str) -> int:
     engine = create_engine(url)
     try:
@@ -147,6 +122,19 @@ def _insert_model(url: str, name: str) -> int:
             ).scalar_one()
     finally:
         engine.dispose()
+
+
+def _assert_at_head_and_empty(url: str) -> None:
+    from modelarc.registry.db import current_revision, head_revision
+
+    engine = create_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+    counts = _row_counts(url)
+    assert "snapshots" in counts
+    assert not any(counts.values()), counts
 
 
 def _row_counts(url: str) -> dict[str, int]:
@@ -174,9 +162,9 @@ def _row_counts(url: str) -> dict[str, int]:
 def test_the_reused_postgresql_catalog_is_emptied_or_replaced(_postgres_template: str, change: str) -> None:
     """tests/pgreuse.py: after a test that only added rows, the same database comes back with no rows and its
     ids starting again at 1; after one that changed anything else, the next test gets a new copy."""
-    from modelarc.registry.db import current_revision, head_revision
+    from pgreuse import ReusedCatalog
 
-    reused = _reused_catalog(_postgres_template)
+    reused = ReusedCatalog(os.environ["MODELARC_TEST_POSTGRES_URL"], _postgres_template)
     try:
         lending = reused.lend()
         url = next(lending)
@@ -198,12 +186,7 @@ def test_the_reused_postgresql_catalog_is_emptied_or_replaced(_postgres_template
         lending = reused.lend()
         fresh = next(lending)
         assert fresh != url  # a schema changed: a new copy of the template
-        engine = create_engine(fresh)
-        try:
-            assert current_revision(engine) == head_revision()
-        finally:
-            engine.dispose()
-        assert not any(_row_counts(fresh).values())
+        _assert_at_head_and_empty(fresh)
         next(lending, None)
     finally:
         reused.drop()
