@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from modelarc.cli.options import FiniteFloatRange
 from modelarc.cli.startup import startup_done
 
 
@@ -25,9 +26,12 @@ def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
-# seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them: a slow client
-# that keeps reading is never dropped by the send timeout, and would otherwise hold the stop for as long as it reads
-GRACEFUL_SHUTDOWN = 10
+# seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them, unless
+# `--shutdown-grace` says otherwise: a slow client that keeps reading is never dropped by the send timeout, and would
+# otherwise hold the stop for as long as it reads
+GRACEFUL_SHUTDOWN = 10.0
+# the longest grace `--shutdown-grace` takes: a stop held for longer is one a process manager has long since killed
+MAX_SHUTDOWN_GRACE = 3600.0
 
 # uvicorn's own line when the grace runs out (uvicorn/server.py ``Server.shutdown``), logged to "uvicorn.error" with
 # the number of request tasks it is about to cancel as its one argument
@@ -174,8 +178,20 @@ def log_config(grace: float) -> dict[str, Any]:
     help="Server processes on this port (uvicorn workers); each opens the archive itself. Several servers on "
     "other hosts may share the same catalog and store: see docs/DEPLOY.md.",
 )
+@click.option(
+    "--shutdown-grace",
+    type=FiniteFloatRange(0, MAX_SHUTDOWN_GRACE),
+    default=GRACEFUL_SHUTDOWN,
+    show_default=True,
+    metavar="SECONDS",
+    help="On Ctrl-C or SIGTERM, how long requests in flight (downloads to slow readers) may go on before they are "
+    "cut off; keep it below your process manager's stop timeout (systemd's TimeoutStopSec, Kubernetes' "
+    "terminationGracePeriodSeconds). A second Ctrl-C cuts them off at once.",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, workers: int) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, anonymous_read: bool, workers: int, shutdown_grace: float
+) -> None:
     """Serve the archive: /v1 JSON API, OpenAPI at /docs, and Hub routes for HF_ENDPOINT=http://HOST:PORT."""
     import uvicorn
 
@@ -207,8 +223,8 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             port=port,
             workers=workers,
             log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-            log_config=log_config(GRACEFUL_SHUTDOWN),
+            timeout_graceful_shutdown=shutdown_grace,  # typed int, used as asyncio.timeout's delay: a float works
+            log_config=log_config(shutdown_grace),
         )
         return
     from uvicorn.config import STARTUP_FAILURE
@@ -224,8 +240,8 @@ def serve(ctx: click.Context, host: str, port: int, anonymous_read: bool, worker
             host=host,
             port=port,
             log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-            log_config=log_config(GRACEFUL_SHUTDOWN),
+            timeout_graceful_shutdown=shutdown_grace,
+            log_config=log_config(shutdown_grace),
         )
     )
     try:

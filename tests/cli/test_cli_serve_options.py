@@ -1,5 +1,6 @@
 """``serve`` refuses, before opening the archive or binding anything, a port outside 1-65535 (a traceback from the
-socket) and an empty host (which bound every interface).
+socket), an empty host (which bound every interface) and a shutdown grace that is not a number of seconds from 0 to
+an hour (NaN compares false with both bounds, so a plain range let it through).
 
 Each runs in a process of its own with a deadline: were the check gone, ``serve`` would start serving and never
 return, and the deadline turns that into a failure rather than a stuck suite.
@@ -55,6 +56,24 @@ def test_an_empty_host_is_refused_rather_than_binding_every_interface(home: Arch
         "error: invalid value for '--host': give a host name or address (0.0.0.0 for every interface), "
         "not an empty one (see 'modelarc serve --help')"
     )
+
+
+@pytest.mark.parametrize(
+    "grace, why",
+    [
+        ("nan", "'nan' is not a finite number"),
+        ("inf", "inf is not in the range 0<=x<=3600.0"),
+        ("-1", "-1.0 is not in the range 0<=x<=3600.0"),
+        ("3601", "3601.0 is not in the range 0<=x<=3600.0"),
+        ("soon", "'soon' is not a valid finite float range"),
+    ],
+)
+def test_a_shutdown_grace_that_is_not_0_to_3600_seconds_is_refused(home: ArchiveCli, grace: str, why: str) -> None:
+    done = serve(home, "--host", "127.0.0.1", "--port", "1", "--shutdown-grace", grace)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: invalid value for '--shutdown-grace': {why} (see 'modelarc serve --help')"
+    ]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
