@@ -30,6 +30,7 @@ from modelarc.api.hub import hub_router
 from modelarc.api.hub_browse import hub_browse_router
 from modelarc.api.limits import host_problem, url_text_problem
 from modelarc.api.problems import BAD_REQUEST, HUB_TAG, MAX_ECHO, hub_error, problem
+from modelarc.api.public_url import PublicUrl
 from modelarc.api.receiving import RECEIVE_FAILED, RECEIVING, BodyLimits, guarded_receive
 from modelarc.api.send_watch import SendWatch, reset_connection
 from modelarc.api.sending import HEAD_ONLY
@@ -51,9 +52,15 @@ _log = logging.getLogger("uvicorn.error")  # the server's own log: where `modela
 
 
 def create_app(
-    get_archive: Callable[[], Archive], *, anonymous_read: bool = True, decoder: ChunkDecoder | None = None
+    get_archive: Callable[[], Archive],
+    *,
+    anonymous_read: bool = True,
+    decoder: ChunkDecoder | None = None,
+    public_url: PublicUrl | None = None,
 ) -> ArchiveApp:
     """``anonymous_read=False`` requires a bearer token with at least the read scope on every data route.
+
+    ``public_url``: the URLs the server hands out name it, never the request's Host (api/public_url.py).
 
     ``decoder`` decodes the chunks of every file download; by default the app makes its own on the first download,
     sized by the archive's ``decode_slots``, and stops it at shutdown.
@@ -90,6 +97,8 @@ def create_app(
         # before any route or token lookup sees the text
         if (refused := host_problem(request) or url_text_problem(request)) is not None:
             return problem(400, "Bad Request", refused, headers=BAD_REQUEST)
+        if public_url is not None:  # checked above all the same: a malformed Host is a malformed request
+            public_url.apply(request.scope)
         if request.url.path in OPEN_PATHS or request.url.path in HEALTH_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")

@@ -3,7 +3,8 @@
     uvicorn --factory modelarc.api.asgi:create_app_from_env --host 0.0.0.0 --port 8470 --workers 4
 
 with ``MODELARC_HOME`` (signing key, config.json), ``MODELARC_DATABASE_URL`` and ``MODELARC_STORE_URL`` set as in
-docs/DEPLOY.md. ``modelarc serve --workers N`` uses it too: every worker opens its own archive (engine pool, S3
+docs/DEPLOY.md, and ``MODELARC_PUBLIC_URL`` where clients reach the servers through another name (a proxy).
+``modelarc serve --workers N`` uses it too: every worker opens its own archive (engine pool, S3
 client), since neither may cross a fork.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from modelarc.api.app import create_app
+from modelarc.api.public_url import PublicUrl
 from modelarc.archive.repository import Archive
-from modelarc.config import anonymous_read_default
+from modelarc.config import anonymous_read_default, public_url_setting
 
 
 def create_app_from_env() -> FastAPI:
+    public = public_url_setting()
+    public_url = PublicUrl.parse(public) if public is not None else None  # before the archive: a typo fails first
     archive = Archive.open()
-    return create_app(lambda: archive, anonymous_read=anonymous_read_default())
+    return create_app(lambda: archive, anonymous_read=anonymous_read_default(), public_url=public_url)

@@ -107,7 +107,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 # an optional port. Starlette builds the URLs this server hands out from it (``Link: <...>; rel="next"``, the 307 of
 # a trailing slash), and h11 lets any visible character through: ``>`` ``;`` ``"`` or a space in it would end the
 # URL inside the Link header and add a ``rel`` or a target of the sender's choosing (docs/SECURITY.md).
-_HOST = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+HOST_VALUE = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 def host_problem(request: Request) -> str | None:
@@ -118,7 +118,7 @@ def host_problem(request: Request) -> str | None:
         return None
     if len(hosts) > 1:
         return "the request has more than one Host header"
-    if _HOST.fullmatch(hosts[0].decode("latin-1")) is None:
+    if HOST_VALUE.fullmatch(hosts[0].decode("latin-1")) is None:
         return "the Host header is not a host name or address with an optional port"
     return None
 

@@ -269,6 +269,12 @@ def anonymous_read_default() -> bool:
     return os.environ.get("MODELARC_ANONYMOUS_READ", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def public_url_setting() -> str | None:
+    """``MODELARC_PUBLIC_URL``: the URL clients reach a server started from the environment at, unset or empty for
+    none (the URLs it hands out then name each request's Host); parsed by api/public_url.py."""
+    return os.environ.get("MODELARC_PUBLIC_URL", "").strip() or None
+
+
 DEFAULT_DISK_RESERVE = 1 << 30
 
 

@@ -9,12 +9,15 @@ import os
 import re
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from modelarc.cli.options import FiniteFloatRange
 from modelarc.cli.startup import startup_done
+
+if TYPE_CHECKING:  # the api package (FastAPI, Starlette) is imported only when `serve` runs
+    from modelarc.api.public_url import PublicUrl
 
 
 def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -24,6 +27,20 @@ def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
             "give a host name or address (0.0.0.0 for every interface), not an empty one"
         )
     return value
+
+
+def _public_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> PublicUrl | None:
+    """Parsed before the archive is opened or a port bound: a typo is one error line, not a server that names
+    itself wrongly in every next-page link."""
+    from modelarc.api.public_url import PublicUrl
+    from modelarc.errors import UsageError
+
+    if value is None or not value.strip():
+        return None
+    try:
+        return PublicUrl.parse(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 # seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them, unless
@@ -188,9 +205,23 @@ def log_config(grace: float) -> dict[str, Any]:
     "cut off; keep it below your process manager's stop timeout (systemd's TimeoutStopSec, Kubernetes' "
     "terminationGracePeriodSeconds). A second Ctrl-C cuts them off at once.",
 )
+@click.option(
+    "--public-url",
+    envvar="MODELARC_PUBLIC_URL",
+    callback=_public_url,
+    metavar="URL",
+    help="http(s)://HOST[:PORT] clients reach this server at (behind a proxy or a cache): the URLs it hands out "
+    "(next pages, redirects) name it instead of each request's Host header. Env: MODELARC_PUBLIC_URL.",
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str, port: int, anonymous_read: bool, workers: int, shutdown_grace: float
+    ctx: click.Context,
+    host: str,
+    port: int,
+    anonymous_read: bool,
+    workers: int,
+    shutdown_grace: float,
+    public_url: PublicUrl | None,
 ) -> None:
     """Serve the archive: /v1 JSON API, OpenAPI at /docs, and Hub routes for HF_ENDPOINT=http://HOST:PORT."""
     import uvicorn
@@ -204,9 +235,10 @@ def serve(
     # "serving ..." followed by uvicorn's own ERROR line and its exit code 3 (which is modelarc's "not found")
     sock = _listen(host, port)
     base = f"http://{host}:{port}"
+    reached = f"{public_url}/ (public URL), " if public_url is not None else ""
     click.echo(
-        f"serving {archive.settings.home} at {base}/ (catalog), {base}/docs (API), HF_ENDPOINT={base}; "
-        f"objects in {archive.settings.store_location}; Ctrl-C stops",
+        f"serving {archive.settings.home} at {base}/ (catalog), {reached}{base}/docs (API), "
+        f"HF_ENDPOINT={public_url or base}; objects in {archive.settings.store_location}; Ctrl-C stops",
         err=True,
     )
     if workers > 1:
@@ -214,6 +246,7 @@ def serve(
         archive.close()
         os.environ["MODELARC_HOME"] = str(archive.settings.home)
         os.environ["MODELARC_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
+        os.environ["MODELARC_PUBLIC_URL"] = str(public_url or "")  # empty: none, whatever the shell had set
         uvicorn.run(
             "modelarc.api.asgi:create_app_from_env",
             factory=True,
@@ -235,7 +268,7 @@ def serve(
     # what uvicorn.run does for one process, with the server that tells the log of a second Ctrl-C
     server = StoppingServer(
         uvicorn.Config(
-            create_app(lambda: archive, anonymous_read=anonymous_read),
+            create_app(lambda: archive, anonymous_read=anonymous_read, public_url=public_url),
             http=ServeHTTPProtocol,
             host=host,
             port=port,

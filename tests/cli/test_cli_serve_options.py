@@ -1,6 +1,7 @@
 """``serve`` refuses, before opening the archive or binding anything, a port outside 1-65535 (a traceback from the
-socket), an empty host (which bound every interface) and a shutdown grace that is not a number of seconds from 0 to
-an hour (NaN compares false with both bounds, so a plain range let it through).
+socket), an empty host (which bound every interface), a shutdown grace that is not a number of seconds from 0 to
+an hour (NaN compares false with both bounds, so a plain range let it through) and a public URL that is not
+http(s)://HOST[:PORT]; and a public URL given either way reaches the server of one process and every worker.
 
 Each runs in a process of its own with a deadline: were the check gone, ``serve`` would start serving and never
 return, and the deadline turns that into a failure rather than a stuck suite.
@@ -13,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import ArchiveCli
+from liveserver import serve_process
 
 DEADLINE = 60  # seconds; the refusal comes in well under one
 
@@ -89,3 +92,36 @@ def test_a_port_in_use_is_one_error_line_with_its_own_exit_code(home: ArchiveCli
         done = serve(home, "--host", "127.0.0.1", "--port", port, "--workers", workers)
     assert done.returncode == 16, done.stderr
     assert done.stderr.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"]
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_public_url_that_is_not_scheme_host_and_port_is_refused(
+    home: ArchiveCli, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "https://models.example.org/modelarc"
+    if how == "option":
+        done = serve(home, "--host", "127.0.0.1", "--port", "1", "--public-url", url)
+    else:
+        monkeypatch.setenv("MODELARC_PUBLIC_URL", url)  # read by the process serve() starts
+        done = serve(home, "--host", "127.0.0.1", "--port", "1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: invalid value for '--public-url': give the URL clients reach this server at as "
+        f"http(s)://HOST[:PORT], not {url!r} (no path: serve at the root of a host name) "
+        "(see 'modelarc serve --help')"
+    ]
+
+
+@pytest.mark.parametrize(
+    "workers, how", [("1", "option"), ("2", "option"), ("2", "environment")], ids=["one", "workers", "workers-env"]
+)
+def test_a_public_url_reaches_every_server_process(home: ArchiveCli, workers: str, how: str) -> None:
+    """The option reaches the one-process app directly and the workers through the environment, which ``serve``
+    also sets when the option is not given: a shell's stale MODELARC_PUBLIC_URL must not outlive ``--public-url``."""
+    public = "https://models.example.org:8443"
+    env = {**os.environ, **home.env, "MODELARC_PUBLIC_URL": public if how == "environment" else "http://stale:1"}
+    args = ("--workers", workers, *(("--public-url", public) if how == "option" else ()))
+    with serve_process(home.home, env, *args) as served:
+        for _ in range(4):  # with two workers, more than one of them answers in a few requests
+            answer = httpx.get(f"{served.url}/v1/models/", headers={"Host": "evil.example"})
+            assert answer.status_code == 307 and answer.headers["location"] == f"{public}/v1/models"

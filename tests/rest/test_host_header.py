@@ -1,6 +1,7 @@
 """The Host header is the one piece of a request this server copies into URLs it hands out (the ``Link`` of a page,
-the 307 of a trailing slash): one that is not a host name or address is refused before anything reads it. Sent as
-raw bytes over a socket to a real server, since an HTTP client would not send most of these."""
+the 307 of a trailing slash): one that is not a host name or address is refused before anything reads it, and with
+a public URL (``serve --public-url``) none is copied at all. Sent as raw bytes over a socket to a real server, since
+an HTTP client would not send most of these."""
 
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from liveserver import serve
+from liveserver import serve, serve_app
 from modelfactory import tiny_tensors, write_model
 
+from modelarc.api.app import create_app
+from modelarc.api.public_url import PublicUrl
 from modelarc.archive.repository import Archive
+from modelarc.errors import UsageError
+
+PUBLIC = "https://models.example.org"
 
 HOSTILE = [
     'evil.example>; rel="next", <http://evil.example/steal',  # ends the URL in the Link header, adds a target
@@ -35,8 +41,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     archive.push(write_model(base / "b", tiny_tensors(seed=1)), "acme/b:v1")  # two models: /v1/models pages
     with serve(archive) as url:
         parts = urlsplit(url)
-        yield {"host": parts.hostname, "port": parts.port}
+        yield {"host": parts.hostname, "port": parts.port, "archive": archive}
     archive.close()
+
+
+@pytest.fixture(scope="module")
+def public_site(site) -> Iterator[dict[str, Any]]:
+    """The same archive served with ``public_url``, as ``serve --public-url`` does."""
+    archive = site["archive"]
+    with serve_app(create_app(lambda: archive, public_url=PublicUrl.parse(PUBLIC + "/"))) as url:
+        parts = urlsplit(url)
+        yield {"host": parts.hostname, "port": parts.port}
 
 
 def _exchange(site: dict[str, Any], request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -99,3 +114,73 @@ def test_the_check_itself_refuses_two_host_headers() -> None:
     assert host_problem(request(b"archive.example", b"evil.example")) == "the request has more than one Host header"
     assert host_problem(request(b"archive.example:80")) is None
     assert host_problem(request()) is None
+
+
+@pytest.mark.parametrize(
+    "host_lines",
+    [("Host: evil.example",), ("Host: archive.example.org:8443",), ("Host: [::1]:8080",), ()],
+    ids=["other-name", "name-and-port", "ipv6", "http-1.0-none"],
+)
+@pytest.mark.parametrize("path", ["/v1/models?limit=1", "/api/models?limit=1"], ids=["v1", "hub"])
+def test_with_a_public_url_the_next_page_names_it_whatever_the_host(public_site, host_lines, path: str) -> None:
+    version = "HTTP/1.1" if host_lines else "HTTP/1.0"
+    request = "\r\n".join([f"GET {path} {version}", *host_lines, "Connection: close", "", ""])
+    status, headers, _ = _exchange(public_site, request.encode("latin-1"))
+    assert status == 200, (status, headers)
+    link = headers["link"]
+    assert link.startswith(f"<{PUBLIC}{path.split('?')[0]}?") and link.endswith('; rel="next"'), link
+
+
+@pytest.mark.parametrize("host", ["evil.example", "archive.example.org:8443"])
+def test_with_a_public_url_the_trailing_slash_redirect_names_it(public_site, host: str) -> None:
+    status, headers, _ = _get(public_site, "/v1/models/?limit=1", f"Host: {host}")
+    assert status == 307 and headers["location"] == f"{PUBLIC}/v1/models?limit=1", (status, headers)
+
+
+def test_with_a_public_url_a_malformed_host_is_still_refused(public_site) -> None:
+    status, headers, body = _get(public_site, "/v1/models?limit=1", f"Host: {HOSTILE[0]}")
+    assert status == 400 and "link" not in headers and b"Host header" in body
+
+
+@pytest.mark.parametrize(
+    "text, shown, server",
+    [
+        ("https://models.example.org", "https://models.example.org", ("models.example.org", 443)),
+        (" https://Models.example.org:443/ ", "https://Models.example.org", ("Models.example.org", 443)),
+        ("HTTP://archive.lan:8470", "http://archive.lan:8470", ("archive.lan", 8470)),
+        ("http://10.0.0.7:80", "http://10.0.0.7", ("10.0.0.7", 80)),
+        ("http://[::1]:8470/", "http://[::1]:8470", ("::1", 8470)),
+    ],
+)
+def test_a_public_url_is_scheme_host_and_port(text: str, shown: str, server: tuple[str, int]) -> None:
+    public = PublicUrl.parse(text)
+    assert str(public) == shown
+    scope: dict[str, Any] = {"headers": [(b"host", b"evil.example"), (b"accept", b"*/*")], "scheme": "http"}
+    public.apply(scope)
+    assert scope["server"] == server and scope["scheme"] == shown.split(":")[0]
+    assert scope["headers"] == [(b"accept", b"*/*"), (b"host", shown.split("://")[1].encode())]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "models.example.org",
+        "ftp://models.example.org",
+        "https://models.example.org/modelarc",
+        "https://models.example.org/?next=1",
+        "https://models.example.org#top",
+        "https://user:pw@models.example.org",
+        "https://models.example.org:0",
+        "https://models.example.org:65536",
+        "https://models.example.org:http",
+        "https://bad host.example",
+        "https://exämple.org",
+        "https://models.example.org\x1b[31m",
+        "http://[::1",
+        "https://",
+    ],
+)
+def test_anything_else_is_not_a_public_url(text: str) -> None:
+    with pytest.raises(UsageError, match=r"^give the URL clients reach this server at as http\(s\)://HOST\[:PORT\]"):
+        PublicUrl.parse(text)
