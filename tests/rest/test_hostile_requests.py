@@ -208,7 +208,7 @@ def test_huge_range_ends_and_suffixes_mean_the_whole_file(site) -> None:
         "bytes=0-1,5-6",
         "bytes=0-1, 5-6",
         "items=0-5",
-        "Bytes=0-5",
+        "bytes=0 -5",
         "bytes=5-3",
         "bytes=abc",
         "bytes=-",
@@ -227,6 +227,11 @@ def test_a_valid_range_is_served_and_an_unsatisfiable_one_is_416(site) -> None:
     assert get_weights(site, "bytes=10-19").content == weights[10:20]
     assert get_weights(site, "bytes=-10").content == weights[-10:]
     assert get_weights(site, f"bytes={len(weights) - 5}-").content == weights[-5:]
+    # RFC 9110 14.1: "All range unit names are case-insensitive"; whitespace may follow the "=" (api/hub.py)
+    for header in ("BYTES=10-19", "Bytes=10-19", "bytes= 10-19", "bytes=\t10-19"):
+        response = get_weights(site, header)
+        assert response.status_code == 206 and response.content == weights[10:20], header
+        assert response.headers["content-range"] == f"bytes 10-19/{len(weights)}"
     for header in (f"bytes={len(weights)}-", f"bytes={len(weights)}-{len(weights) + 9}", "bytes=-0"):
         response = get_weights(site, header)
         assert response.status_code == 416, header
