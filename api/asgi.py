@@ -16,10 +16,14 @@ from modelarc.api.app import create_app
 from modelarc.api.public_url import PublicUrl
 from modelarc.archive.repository import Archive
 from modelarc.config import anonymous_read_default, public_url_setting
+from modelarc.errors import UsageError
 
 
 def create_app_from_env() -> FastAPI:
     public = public_url_setting()
-    public_url = PublicUrl.parse(public) if public is not None else None  # before the archive: a typo fails first
+    try:  # before the archive: a typo fails first, in one line rather than uvicorn's traceback of the factory
+        public_url = PublicUrl.parse(public) if public is not None else None
+    except UsageError as exc:
+        raise SystemExit(f"error: MODELARC_PUBLIC_URL: {exc}") from None
     archive = Archive.open()
     return create_app(lambda: archive, anonymous_read=anonymous_read_default(), public_url=public_url)

@@ -32,9 +32,10 @@ from modelarc.errors import UsageError
 from modelarc.registry.refs import SnapshotId
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".onnx", ".msgpack", ".model")
-# RFC 9110 14.1: "All range unit names are case-insensitive"; whitespace after the "=" is taken too (an erratum to
-# 14.1.1 reads `range-unit "=" OWS range-set`, and its own example is `bytes= 0-999, ...`)
-_RANGE = re.compile(r"bytes=[ \t]*([0-9]*)-([0-9]*)", re.IGNORECASE)
+# RFC 9110 14.1: "All range unit names are case-insensitive" (ASCII case: no other letter folds to an ASCII one
+# here). Spaces or tabs after the "=" are taken too, a leniency: the grammar has none there, but a client that
+# sends them means the same range.
+_RANGE = re.compile(r"bytes=[ \t]*([0-9]*)-([0-9]*)", re.IGNORECASE | re.ASCII)
 _MAX_POSITION_DIGITS = 19  # 2^63 has 19 digits: a longer position lies beyond any file we can hold
 
 
@@ -46,8 +47,8 @@ def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The ``(start, end)`` (end exclusive) a Range header asks for, or None to send the whole file (200).
 
     As nginx and Apache do (RFC 9110 14.2 lets a server ignore Range): a unit other than bytes (in any case:
-    ``BYTES=`` is bytes), several ranges and a malformed or inverted range are ignored. A valid range that starts at or after the end of the file is
-    416. Positions are compared, never converted, once they have more digits than 2^63: a 5000-digit position is
+    ``BYTES=`` is bytes), several ranges and a malformed or inverted range are ignored. A valid range that starts
+    at or after the end of the file is 416. Positions are compared, never converted, once they have more digits than 2^63: a 5000-digit position is
     just "beyond the end" (Python refuses to turn so many digits into an int).
     """
     m = _RANGE.fullmatch(header.strip()) if header else None

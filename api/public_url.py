@@ -55,7 +55,7 @@ class PublicUrl:
         if port == 0 or HOST_VALUE.fullmatch(parts.netloc) is None:
             raise UsageError(usage)
         port = port or _DEFAULT_PORTS[scheme]
-        host = parts.netloc.rsplit(":", 1)[0] if parts.port is not None else parts.netloc
+        host = (parts.netloc.rsplit(":", 1)[0] if parts.port is not None else parts.netloc).lower()  # one spelling
         netloc = host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
         return cls(scheme=scheme, netloc=netloc, host=host, port=port)
 

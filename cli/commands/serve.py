@@ -12,6 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from modelarc.cli.options import FiniteFloatRange
 from modelarc.cli.startup import startup_done
@@ -29,9 +30,9 @@ def _host(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
-def _public_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> PublicUrl | None:
+def _public_url(ctx: click.Context, param: click.Parameter, value: str | None) -> PublicUrl | None:
     """Parsed before the archive is opened or a port bound: a typo is one error line, not a server that names
-    itself wrongly in every next-page link."""
+    itself wrongly in every next-page link. The line names the variable when the value came from it."""
     from modelarc.api.public_url import PublicUrl
     from modelarc.errors import UsageError
 
@@ -40,7 +41,8 @@ def _public_url(_ctx: click.Context, _param: click.Parameter, value: str | None)
     try:
         return PublicUrl.parse(value)
     except UsageError as exc:
-        raise click.BadParameter(str(exc)) from None
+        from_env = param.name is not None and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+        raise click.BadParameter(f"{exc} (from MODELARC_PUBLIC_URL)" if from_env else str(exc)) from None
 
 
 # seconds a stopping server (Ctrl-C, SIGTERM) gives the downloads in flight before it closes them, unless
@@ -246,7 +248,9 @@ def serve(
         archive.close()
         os.environ["MODELARC_HOME"] = str(archive.settings.home)
         os.environ["MODELARC_ANONYMOUS_READ"] = "1" if anonymous_read else "0"
-        os.environ["MODELARC_PUBLIC_URL"] = str(public_url or "")  # empty: none, whatever the shell had set
+        # the option's value, over what the shell set (click read that already: it is ``public_url`` when no
+        # option was given); empty for none, a blank variable included
+        os.environ["MODELARC_PUBLIC_URL"] = str(public_url or "")
         uvicorn.run(
             "modelarc.api.asgi:create_app_from_env",
             factory=True,

@@ -105,9 +105,10 @@ def test_a_public_url_that_is_not_scheme_host_and_port_is_refused(
         monkeypatch.setenv("MODELARC_PUBLIC_URL", url)  # read by the process serve() starts
         done = serve(home, "--host", "127.0.0.1", "--port", "1")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    source = " (from MODELARC_PUBLIC_URL)" if how == "environment" else ""  # where to look for the typo
     assert done.stderr.strip().splitlines() == [
         "error: invalid value for '--public-url': give the URL clients reach this server at as "
-        f"http(s)://HOST[:PORT], not {url!r} (no path: serve at the root of a host name) "
+        f"http(s)://HOST[:PORT], not {url!r} (no path: serve at the root of a host name){source} "
         "(see 'modelarc serve --help')"
     ]
 
@@ -122,6 +123,6 @@ def test_a_public_url_reaches_every_server_process(home: ArchiveCli, workers: st
     env = {**os.environ, **home.env, "MODELARC_PUBLIC_URL": public if how == "environment" else "http://stale:1"}
     args = ("--workers", workers, *(("--public-url", public) if how == "option" else ()))
     with serve_process(home.home, env, *args) as served:
-        for _ in range(4):  # with two workers, more than one of them answers in a few requests
+        for _ in range(4):  # with two workers, either may answer each: every one must have been told
             answer = httpx.get(f"{served.url}/v1/models/", headers={"Host": "evil.example"})
             assert answer.status_code == 307 and answer.headers["location"] == f"{public}/v1/models"

@@ -146,10 +146,11 @@ def test_with_a_public_url_a_malformed_host_is_still_refused(public_site) -> Non
     "text, shown, server",
     [
         ("https://models.example.org", "https://models.example.org", ("models.example.org", 443)),
-        (" https://Models.example.org:443/ ", "https://Models.example.org", ("Models.example.org", 443)),
+        (" https://Models.Example.org:443/ ", "https://models.example.org", ("models.example.org", 443)),
         ("HTTP://archive.lan:8470", "http://archive.lan:8470", ("archive.lan", 8470)),
         ("http://10.0.0.7:80", "http://10.0.0.7", ("10.0.0.7", 80)),
         ("http://[::1]:8470/", "http://[::1]:8470", ("::1", 8470)),
+        ("https://[2001:DB8::1]", "https://[2001:db8::1]", ("2001:db8::1", 443)),
     ],
 )
 def test_a_public_url_is_scheme_host_and_port(text: str, shown: str, server: tuple[str, int]) -> None:
