@@ -48,8 +48,8 @@ def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
 
     As nginx and Apache do (RFC 9110 14.2 lets a server ignore Range): a unit other than bytes (in any case:
     ``BYTES=`` is bytes), several ranges and a malformed or inverted range are ignored. A valid range that starts
-    at or after the end of the file is 416. Positions are compared, never converted, once they have more digits than 2^63: a 5000-digit position is
-    just "beyond the end" (Python refuses to turn so many digits into an int).
+    at or after the end of the file is 416. Positions are compared, never converted, once they have more digits
+    than 2^63: a 5000-digit position is just "beyond the end" (Python refuses to turn so many digits into an int).
     """
     m = _RANGE.fullmatch(header.strip()) if header else None
     if m is None or not (m[1] or m[2]):
