@@ -47,7 +47,7 @@ from modelarc.errors import (
     http_error,
 )
 
-OPEN_PATHS = ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc")
+OPEN_PATHS = ("/docs", "/openapi.json")  # the API's description, not the archive's content
 _log = logging.getLogger("uvicorn.error")  # the server's own log: where `modelarc serve` prints what happened
 
 
@@ -89,6 +89,9 @@ def create_app(
         title="modelarc",
         version=__version__,
         description="An archive for machine-learning models.",
+        # Swagger UI and ReDoc load their scripts from a CDN: /docs is the server's own page (api/api_reference.py)
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
 

@@ -3,7 +3,7 @@
 Pages: ``/`` (search with the ``modelarc ls`` filters), ``/ui/models/{ns}/{name}`` (versions, tags, tag history),
 ``/ui/snapshots/{ns}/{name}/{rev}`` (architecture, parameters, dtypes, cutoff, datasets, lineage SVG, files,
 signature status checked now, a snippet to load it), ``/ui/timeline`` (by training cutoff), ``/ui/datasets`` and
-``/ui/datasets/{name}``. Errors render as HTML pages with the right status, never a traceback.
+``/ui/datasets/{name}``, and ``/docs``, the API reference (api/api_reference.py). Errors render as HTML pages with the right status, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from markupsafe import Markup
 from starlette.datastructures import QueryParams
 
 from modelarc import __version__
+from modelarc.api.api_reference import reference
 from modelarc.api.limits import MAX_PAGE, MAX_TEXT, PathText
 from modelarc.api.lineage_svg import lineage_svg
 from modelarc.api.problems import bounded_detail, clip, status_for
@@ -37,7 +38,7 @@ PAGE_ROWS = 50
 # The pages run no script and load nothing from elsewhere: their one stylesheet is inline (base.html), the lineage
 # graph is inline SVG (its arrowhead a fragment, url(#arrow)), the one form is a GET to "/". So everything else is
 # refused by construction, should a value ever slip past the autoescaping; no page may be framed (clickjacking).
-# Not on /docs and /redoc: FastAPI's Swagger and ReDoc pages load their scripts from a CDN.
+# /docs, the API reference, is one of these pages too (api/api_reference.py).
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -184,6 +185,10 @@ def html_router(get_archive: Callable[[], Archive]) -> APIRouter:
             withheld=withheld,
             pin=view.snapshot.hex[:40],
         )
+
+    @router.get("/docs", response_class=HTMLResponse)
+    def api_reference(request: Request) -> HTMLResponse:
+        return render("api.html", ref=reference(request.app.openapi()))
 
     @router.get("/ui/timeline", response_class=HTMLResponse)
     def timeline() -> HTMLResponse:
