@@ -79,13 +79,27 @@ def build_filters(
     for option, text in (("--name", name), ("--arch", arch), ("--trained-on", trained_on), ("--license", license)):
         if text is not None and len(text) > MAX_FILTER_TEXT:
             raise UsageError(f"{option} is {len(text):,} characters long; at most {MAX_FILTER_TEXT} are taken")
+    before = parse_day(cutoff_before) if cutoff_before else None
+    after = parse_day(cutoff_after) if cutoff_after else None
+    least = parse_count(min_params) if min_params else None
+    most = parse_count(max_params) if max_params else None
+    # a range nothing can be in is a mistake (swapped bounds), not a search: "no snapshots match" would hide it
+    if before is not None and after is not None and after >= before:
+        raise UsageError(
+            f"--cutoff-after {cutoff_after} is not earlier than --cutoff-before {cutoff_before}: "
+            "no training cutoff can be both"
+        )
+    if least is not None and most is not None and least > most:
+        raise UsageError(
+            f"--min-params {min_params} is more than --max-params {max_params}: no parameter count can be both"
+        )
     root = archive.resolve(descendant_of)[1].row_id if descendant_of else None
     return SnapshotFilters(
-        cutoff_before=parse_day(cutoff_before) if cutoff_before else None,
-        cutoff_after=parse_day(cutoff_after) if cutoff_after else None,
+        cutoff_before=before,
+        cutoff_after=after,
         arch=arch,
-        min_params=parse_count(min_params) if min_params else None,
-        max_params=parse_count(max_params) if max_params else None,
+        min_params=least,
+        max_params=most,
         trained_on=trained_on,
         license=license,
         descendant_of=root,

@@ -65,3 +65,36 @@ def test_an_empty_cutoff_or_release_date_is_refused_before_anything_is_archived(
         result = arc.fail("push", folder, "acme/m:v1", option, "")
         assert result.exit_code == 2 and "is empty" in result.stderr
     assert arc.json("ls") == []
+
+
+@pytest.mark.parametrize("command", ["ls", "timeline"])
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (("--min-params", "7B", "--max-params", "1B"), ("--min-params 7B", "--max-params 1B")),
+        (("--min-params", "1000001", "--max-params", "1M"), ("--min-params 1000001", "--max-params 1M")),
+        (
+            ("--cutoff-after", "2024-06", "--cutoff-before", "2023"),
+            ("--cutoff-after 2024-06", "--cutoff-before 2023"),
+        ),
+        (("--cutoff-after", "2024-01-01", "--cutoff-before", "2024"), ("--cutoff-after", "--cutoff-before")),
+    ],
+)
+def test_a_range_nothing_can_be_in_is_an_error_not_an_empty_list(
+    arc, command: str, args: tuple[str, ...], names: tuple[str, ...]
+) -> None:
+    """Swapped bounds printed "no snapshots match", which hides the mistake; they name both options instead."""
+    result = arc.fail(command, *args)
+    [line] = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and all(name in line for name in names), line
+
+
+def test_a_range_of_one_value_is_a_search(arc, tmp_path) -> None:
+    from modelfactory import write_model
+
+    arc("push", write_model(tmp_path / "m"), "acme/m:v1", "--cutoff", "2023-05-01", "--no-progress")
+    [row] = arc.json("ls")
+    count = str(row["parameters"])
+    assert [r["model"] for r in arc.json("ls", "--min-params", count, "--max-params", count)] == ["acme/m"]
+    found = arc.json("ls", "--cutoff-after", "2023-04-30", "--cutoff-before", "2023-05-02")
+    assert [r["model"] for r in found] == ["acme/m"]

@@ -218,3 +218,18 @@ def test_a_nul_in_free_text_is_a_400_not_a_database_error(client, url: str) -> N
     c, _archive = client
     r = c.get(url)
     assert r.status_code == 400, (url, r.status_code, r.text)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "min_params=7B&max_params=1B",
+        "cutoff_after=2024&cutoff_before=2023-12-31",
+        "cutoff_after=2023&cutoff_before=2023",
+    ],
+)
+def test_a_range_nothing_can_be_in_is_a_400(client, query: str) -> None:
+    c, _archive = client
+    r = c.get(f"/v1/snapshots?{query}")
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "no " in r.json()["detail"] and "can be both" in r.json()["detail"]
