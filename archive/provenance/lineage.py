@@ -37,6 +37,7 @@ says so (``verdict: parent_withdrawn``) instead of failing as if the store were 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,7 +174,7 @@ def _evidence(
         only_in_child=len(diff.added),
         only_in_parent=len(diff.removed),
         max_relative_l2=rels[-1] if rels else None,
-        median_relative_l2=rels[len(rels) // 2] if rels else None,
+        median_relative_l2=statistics.median(rels) if rels else None,  # of an even count: the middle two's mean
         top_changes=sorted(diff.changed, key=lambda c: -(c.relative_l2 or 0))[:5],
         no_evidence=verdict == "none",
         **deltas,

@@ -209,3 +209,16 @@ def test_lineage_queries_end_on_a_cycle_an_older_modelarc_recorded(arc, tmp_path
     tree = arc.json("lineage", "evil/a:v1")
     assert [n["model"] for n in tree["descendants"]] == ["evil/b"]
     assert [n["model"] for n in tree["ancestors"]] == ["evil/b"]
+
+
+def test_lineage_check_median_of_an_even_count_is_the_mean_of_the_middle_two(arc, tmp_path: Path) -> None:
+    """Two changed tensors: the median is halfway between their relative L2s (it was the larger one)."""
+    base = tiny_tensors(**BIG)
+    ft = finetune(finetune(base, ["model.layers.0.mlp.weight"], scale=1e-3), ["model.layers.1.attn.weight"], scale=4e-3)
+    arc("push", write_model(tmp_path / "base", base), "acme/base:v1")
+    arc("push", write_model(tmp_path / "ft", ft), "acme/ft:v1", "--parent", "acme/base:v1", "--relation", "finetune")
+    low, high = sorted(c["relative_l2"] for c in arc.json("diff", "acme/base:v1", "acme/ft:v1")["changed"])
+    assert high > 2 * low
+    (report,) = arc.json("lineage", "acme/ft:v1", "--check")
+    assert report["median_relative_l2"] == pytest.approx((low + high) / 2, rel=1e-12)
+    assert report["max_relative_l2"] == pytest.approx(high, rel=1e-12)
