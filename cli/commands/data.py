@@ -100,7 +100,8 @@ def data_show(archive: Archive, name: str, as_json: bool) -> None:
         emit_json([v.to_json() for v in versions])
         return
     for v in versions:
-        console.print(line((v.name, "bold"), f" {v.version or ''}  sha256 {v.content_hash}"))
+        # not "sha256": without a stated one it is the hash of the description (docs/PROVENANCE.md, "content hash")
+        console.print(line((v.name, "bold"), f" {v.version or ''}  content hash {v.content_hash}"))
         for key in ("source", "license", "size_bytes", "records", "tokens", "notes"):
             if (value := getattr(v, key)) is not None:
                 console.print(f"  {key}: {value}")

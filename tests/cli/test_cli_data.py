@@ -68,7 +68,11 @@ def test_time_range_bounds_keep_the_precision_the_manifest_gave(arc, tmp_path: P
         {"start": "2010", "end": "2020-06", "start_precision": "year", "end_precision": "month"},
         {"start": "2010-01-01", "end": "2020-06-01", "start_precision": "day", "end_precision": "day"},
     ]
-    assert "time range: 2010 .. 2020-06\n" in arc("data", "show", "the-pile").stdout
+    shown = arc("data", "show", "the-pile").stdout
+    assert "time range: 2010 .. 2020-06\n" in shown
+    # no sha256 was stated: the key is a hash of the description, and is not called the data's sha256
+    key = arc.json("data", "show", "the-pile")[0]["content_hash"]
+    assert "  sha256 " not in shown and f"content hash {key}" in shown
 
 
 def test_datasets_are_shared_across_snapshots_and_attach_is_audited(arc, tmp_path: Path) -> None:
