@@ -753,6 +753,11 @@ def audit_events(
     return [AuditEntry(e.at, e.actor, e.action, e.target, dict(e.details)) for e in s.scalars(q)]
 
 
+def audit_actions(s: Session) -> list[str]:
+    """Every action the log holds, sorted: for a search that found none of the action it named."""
+    return sorted(s.scalars(select(AuditEvent.action).distinct()))
+
+
 def find_snapshot_by_digest(s: Session, digest: SnapshotId) -> Snapshot | None:
     """Any model's snapshot with this id (the bytes are the same whichever model holds it)."""
     return s.scalar(select(Snapshot).where(Snapshot.digest == digest).limit(1))

@@ -368,6 +368,12 @@ def audit_log(
         return q.audit_events(s, action=action, since=since, limit=limit)
 
 
+def audit_actions(archive: Archive) -> list[str]:
+    """The actions ``modelarc audit --action`` can find in this archive's log."""
+    with archive.catalog.session() as s:
+        return q.audit_actions(s)
+
+
 @dataclass(frozen=True)
 class FileSummary:
     """A file of a snapshot's manifest with its tensor count (``GET /v1/snapshots/.../files``)."""

@@ -30,6 +30,18 @@ def audit(archive: Archive, action: str | None, since: str | None, limit: int, a
     if as_json:
         emit_json(rows)
         return
+    if not rows and action:
+        from modelarc.archive.catalog.views import audit_actions
+
+        known = audit_actions(archive)
+        if action not in known:  # e.g. `rm`, which the log calls tombstone: say so rather than print nothing
+            console.print(
+                f"the log has no action {action!r}; it has: {', '.join(known) or 'none yet'}", soft_wrap=True
+            )
+            return
+    if not rows:
+        console.print("no audit events match" if action or since else "the audit log is empty")
+        return
     for r in rows:
         details = json.dumps(r["details"], sort_keys=True, default=str) if r["details"] else ""
         console.print(f"{r['at']}  {r['actor']:<12} {r['action']:<12} {r['target']}  {details}")

@@ -27,6 +27,13 @@ def timeline(archive: Archive, as_json: bool, **options: object) -> None:
     if as_json:
         emit_json([dataclasses.asdict(r) for r in rows])
         return
+    if not rows:  # as `ls` says it: an empty answer is told apart from a command that printed nothing
+        console.print(
+            "no snapshots match"
+            if any(v for k, v in options.items() if k != "limit")
+            else "the archive is empty"
+        )
+        return
     for r in rows:
         mark = ("  WITHDRAWN", "red") if r.withdrawn else ""
         tags = ",".join(r.tags) or "-"

@@ -196,3 +196,17 @@ def test_cutoff_filters_at_their_boundaries_in_ls_and_v1(boundary_catalog) -> No
                 if got != sorted(expected):
                     wrong.append(f"{where}: {got} != {sorted(expected)}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_an_empty_answer_says_so(arc, tmp_path: Path) -> None:
+    """`timeline` and `audit` printed nothing at all for an empty answer, and `audit --action rm` found nothing
+    without saying that the log calls a withdrawal `tombstone`."""
+    assert arc("timeline").stdout == "the archive is empty\n"
+    _push(arc, tmp_path, "acme/m:v1", 1)
+    assert arc("timeline", "--arch", "bert").stdout == "no snapshots match\n"
+    assert arc("audit", "--action", "push", "--since", "2999").stdout == "no audit events match\n"
+    arc("rm", "acme/m:v1", "--reason", "test")
+    said = arc("audit", "--action", "rm").stdout
+    assert said.startswith("the log has no action 'rm'; it has: ") and "tombstone" in said and "push" in said
+    assert arc.json("audit", "--action", "rm") == []
+    assert [e["action"] for e in arc.json("audit", "--action", "tombstone")] == ["tombstone"]
