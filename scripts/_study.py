@@ -16,6 +16,7 @@ from modelarc.archive.catalog.search import build_filters, search  # noqa: E402
 from modelarc.archive.repository import Archive  # noqa: E402
 from modelarc.archive.runtime.loading import resolve_device  # noqa: E402
 from modelarc.archive.runtime.models import load_model, load_tokenizer  # noqa: E402
+from modelarc.errors import ModelarcError  # noqa: E402
 from modelarc.registry.snapshot_search import SnapshotSummary  # noqa: E402
 
 CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -49,10 +50,18 @@ def causal_lms(
 def loaded(
     archive: Archive, rows: list[SnapshotSummary], device: str, dtype: str | None
 ) -> Iterator[tuple[SnapshotSummary, Any, Any]]:
+    """Each of ``rows`` loaded, in turn; one that cannot be (weights withheld or missing, a config whose model
+    the files do not fill) is named on stderr and left out, so that one bad snapshot does not end a study of
+    hundreds with a traceback and no tables."""
     target = resolve_device(device)
     for r in rows:
         ref = f"{r.model}@{r.snapshot}"
-        yield r, load_model(archive, ref, device=target, dtype=dtype), load_tokenizer(archive, ref)
+        try:
+            model, tokenizer = load_model(archive, ref, device=target, dtype=dtype), load_tokenizer(archive, ref)
+        except ModelarcError as exc:
+            print(f"skipped {label(r)}: {exc}", file=sys.stderr)
+            continue
+        yield r, model, tokenizer
 
 
 def label(r: SnapshotSummary) -> str:

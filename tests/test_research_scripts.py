@@ -11,6 +11,7 @@ import pytest
 import torch
 import transformers
 from click.testing import CliRunner
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from modelarc.archive.repository import Archive
@@ -48,6 +49,15 @@ def home(tmp_path_factory, module_database_url: str) -> Study:
                 cli, ["--home", str(base / "home"), "push", str(folder), f"lab/lm{i}:v1", *extra], env=env
             )
             assert result.exit_code == 0, result.output
+        # a causal LM by its config whose files do not fill the model: every script names it and goes on
+        folder = base / "broken"
+        transformers.LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 vocab_size=len(WORDS), architectures=["LlamaForCausalLM"]).save_pretrained(folder)
+        save_file({"w": torch.zeros(4, 4)}, str(folder / "model.safetensors"))
+        result = CliRunner().invoke(
+            cli, ["--home", str(base / "home"), "push", str(folder), "lab/broken:v1", "--cutoff", "2022"], env=env
+        )
+        assert result.exit_code == 0, result.output
     return Study(base / "home", module_database_url)
 
 
@@ -56,6 +66,8 @@ def _run(script: str, home: Study, out: Path, *args: str) -> str:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--home", str(home.path), "--device", "cpu",
                            "--out", str(out), *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    [skipped] = [line for line in proc.stderr.splitlines() if line.startswith("skipped ")]
+    assert skipped.startswith("skipped lab/broken:v1: ") and "Traceback" not in proc.stderr, proc.stderr
     return proc.stdout
 
 
