@@ -49,6 +49,7 @@ import datetime as dt
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -210,7 +211,7 @@ class LoadCache:
         reads as no entry: one a fill renamed into place since that listing is readable, and not listed here."""
         listed = {e.folder for e in readable}
         found = []
-        for path in _children(self._entries):
+        for path in _own_children(self._entries, _ENTRY_NAME):
             if path in listed or _read_entry(path) is not None:
                 continue
             try:
@@ -221,7 +222,7 @@ class LoadCache:
         return found
 
     def listing(self) -> CacheListing:
-        temp = _children(self._tmp)
+        temp = _own_children(self._tmp, _TEMP_NAME)
         entries = self.entries()
         return CacheListing(
             folder=self.folder,
@@ -439,7 +440,8 @@ class LoadCache:
         freed = sum(e.bytes for e in removed)
         listed = set(left)
         # temp folders, then unreadable entries that entries() could not list
-        for path in [*_children(self._tmp), *(p for p in _children(self._entries) if p not in listed)]:
+        own_entries = _own_children(self._entries, _ENTRY_NAME)
+        for path in [*_own_children(self._tmp, _TEMP_NAME), *(p for p in own_entries if p not in listed)]:
             size = _remove_counted(path)
             if size is None:
                 left.append(path)
@@ -482,7 +484,7 @@ class LoadCache:
         load looks and ``purge`` would not; a withdrawal run again must still free them. One this process may not
         delete is left (another user's, in a shared folder), as ``purge`` leaves its entry."""
         gone: list[tuple[Path, int]] = []
-        for path in _children(self._tmp):
+        for path in _own_children(self._tmp, _TEMP_NAME):
             if not path.name.startswith("trash-") or path.is_symlink() or not path.is_dir():
                 continue
             if _entry_snapshot(path) != str(snapshot):
@@ -716,6 +718,17 @@ def _children(folder: Path) -> list[Path]:
         return [folder / n for n in sorted(os.listdir(folder))]
     except FileNotFoundError:
         return []
+
+
+# The names this cache gives what it makes in entries/ and tmp/. Anything else there is not its own: a cache folder
+# set to one that holds other files (MODELARC_CACHE_DIR=/ makes tmp/ the system's /tmp) must not have them listed,
+# counted or deleted by `cache clear`.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
+_TEMP_NAME = re.compile(r"(?:fill|trash|probe)-[0-9a-f]{32}")
+
+
+def _own_children(folder: Path, name: re.Pattern[str]) -> list[Path]:
+    return [p for p in _children(folder) if name.fullmatch(p.name)]
 
 
 def _tree_bytes(path: Path) -> int:

@@ -67,8 +67,9 @@ def test_clear_one_ref_frees_its_entry_only(arc: ArchiveCli, cached: list[str]) 
 
 def test_clear_all_frees_everything(arc: ArchiveCli, cached: list[str]) -> None:
     before = arc.json("cache", "ls")
-    (arc.home / "cache" / "tmp" / "fill-left-by-a-killed-load").mkdir()
-    (arc.home / "cache" / "tmp" / "fill-left-by-a-killed-load" / "part").write_bytes(b"x" * 100)
+    left = arc.home / "cache" / "tmp" / ("fill-" + "e" * 32)  # what a killed load leaves
+    left.mkdir()
+    (left / "part").write_bytes(b"x" * 100)
     assert arc.json("cache", "ls")["temp_bytes"] == 100
     out = arc.json("cache", "clear", "--all")
     assert out["bytes_freed"] == before["bytes"] + 100
@@ -296,3 +297,22 @@ def test_rm_leaves_another_users_cache_entry_with_one_warning_line(
     assert warning.startswith("warning: the load cache still holds its decoded weights at ")
     assert str(theirs) in warning and ("(Permission denied)" in warning or "(Operation not permitted)" in warning)
     assert theirs.is_dir()
+
+
+def test_clear_all_leaves_what_the_cache_did_not_make(arc: ArchiveCli, cached: list[str], tmp_path: Path) -> None:
+    """A cache folder that also holds other files (MODELARC_CACHE_DIR=/ makes its tmp/ the system's /tmp): `cache
+    ls` counted them as temp folders and `cache clear --all` deleted them. Only names the cache gives are its own."""
+    cache = Path(arc.json("cache", "ls")["path"])
+    theirs = [cache / "tmp" / "mywork" / "thesis.tex", cache / "tmp" / "notes.txt", cache / "entries" / "README"]
+    theirs.append(cache / "tmp" / f"fill-{'a' * 31}" / "x")  # one hex digit short of a name the cache gives
+    for path in theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("someone's work")
+    ours = cache / "tmp" / f"fill-{'b' * 32}"  # what a killed fill leaves
+    (ours / "files").mkdir(parents=True)
+    (ours / "files" / "model.safetensors").write_bytes(b"\0" * 1000)
+    listing = arc.json("cache", "ls")
+    assert listing["temp_folders"] == 1 and listing["temp_bytes"] == 1000
+    out = arc.json("cache", "clear", "--all")
+    assert len(out["removed"]) == 2 and not ours.exists()
+    assert all(path.read_text() == "someone's work" for path in theirs)
