@@ -234,6 +234,8 @@ def _lacks(archive: Archive, record: MirrorRecord, wanted: dict[str, int]) -> in
 def add_mirror(archive: Archive, name: str, target: str) -> MirrorRecord:
     if not _NAME.fullmatch(name):
         raise UsageError(f"invalid mirror name {name!r}: letters, digits, '.', '_' or '-', up to 100")
+    if name == "all":  # `push --mirror all` means every mirror: a mirror of that name would be passed over there
+        raise UsageError("'all' is not a mirror name: `push --mirror all` means every mirror; choose another")
     if not target:
         raise UsageError("empty mirror target: name a folder, s3://BUCKET/PREFIX or remote:NAME")
     with archive.catalog.session() as s:

@@ -149,4 +149,14 @@ def location_within(inner: str | Path, outer: str | Path) -> bool:
         outer_parts = b.prefix.split("/") if b.prefix else []
         inner_parts = a.prefix.split("/") if a.prefix else []
         return a.bucket == b.bucket and inner_parts[: len(outer_parts)] == outer_parts
-    return Path(inner).expanduser().resolve().is_relative_to(Path(outer).expanduser().resolve())
+    return _resolved(inner).is_relative_to(_resolved(outer))
+
+
+def _resolved(location: str | Path) -> Path:
+    """The folder with its symlinks resolved; a loop of links (RuntimeError on Python < 3.13, OSError ELOOP after)
+    is the user's one-line error, not a traceback."""
+    path = Path(location).expanduser()
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise UsageError(f"cannot follow the links of {path}: {getattr(exc, 'strerror', None) or exc}") from None

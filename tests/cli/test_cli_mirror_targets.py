@@ -114,3 +114,20 @@ def test_sync_refuses_a_mirror_inside_the_store_recorded_before_these_checks(pus
     assert "inside this archive's store" in result.stderr
     assert sorted(p for p in inner.rglob("*")) == before
     pushed("gc")
+
+
+def test_mirror_add_refuses_a_symlink_loop_in_one_line(pushed: Any, tmp_path: Path) -> None:
+    """Path.resolve raised RuntimeError on the loop: a 59-line traceback."""
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    for target in (tmp_path / "l1", tmp_path / "l1" / "sub"):
+        result = pushed.fail("mirror", "add", "loop", target)
+        assert result.exit_code == 2 and "cannot follow the links of" in result.stderr
+    assert pushed.json("mirror", "ls") == []
+
+
+def test_all_is_not_a_mirror_name(pushed: Any, tmp_path: Path) -> None:
+    """`push --mirror all` syncs every mirror, so a mirror named all could never be chosen alone there."""
+    result = pushed.fail("mirror", "add", "all", tmp_path / "m1")
+    assert result.exit_code == 2 and "'all' is not a mirror name" in result.stderr
+    assert not (tmp_path / "m1").exists() and pushed.json("mirror", "ls") == []
