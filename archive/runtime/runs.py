@@ -43,6 +43,12 @@ RUN_VERSION = 2
 READ_RUN_VERSIONS = (1, 2)
 
 
+# The least temperature sampled with: generate divides float32 logits by it, and 1e-40 made every logit of the tiny
+# test model infinite ("probability tensor contains either inf, nan or element < 0", a traceback). At 1e-6 a logit
+# would have to exceed 3e32 to overflow, and sampling is already greedy in all but name.
+MIN_TEMPERATURE = 1e-6
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How ``generate`` continues a prompt: greedily unless ``temperature`` or ``top_p`` is given.
@@ -67,6 +73,11 @@ class GenerationParams:
         t, p = self.temperature, self.top_p
         if t is not None and not (math.isfinite(t) and t >= 0):
             raise UsageError(f"temperature must be a finite number, 0 (greedy) or more, not {t}")
+        if t is not None and 0 < t < MIN_TEMPERATURE:
+            raise UsageError(
+                f"temperature {t:g} is below {MIN_TEMPERATURE:g}: the logits divided by it overflow (sampling from "
+                "NaN); use 0 for greedy, which is what so low a temperature comes to"
+            )
         if p is not None and not 0 < p <= 1:  # NaN fails both comparisons
             raise UsageError(f"top_p must be a number with 0 < top_p <= 1, not {p}")
         if t == 0:

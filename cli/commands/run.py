@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 @click.option(
     "--temperature",
     type=FiniteFloatRange(0, None),
-    help="Sample with this temperature; 0 is greedy, as is leaving out both sampling options.",
+    help="Sample with this temperature (at least 1e-6); 0 is greedy, as is leaving out both sampling options.",
 )
 @click.option("--top-p", type=FiniteFloatRange(0, 1, min_open=True), help="Nucleus sampling: 0 < P <= 1.")
 @click.option("--record", is_flag=True, help="Store a signed run record (see `modelarc runs`).")

@@ -82,6 +82,9 @@ def test_temperature_zero_is_recorded_as_greedy() -> None:
         ({"temperature": -0.5}, "temperature must be a finite number"),
         ({"temperature": math.nan}, "temperature must be a finite number"),
         ({"temperature": math.inf}, "temperature must be a finite number"),
+        ({"temperature": 1e-40}, "temperature 1e-40 is below 1e-06"),
+        ({"temperature": 5e-324}, "temperature 4.94066e-324 is below 1e-06"),
+        ({"temperature": 9.9e-7}, "is below 1e-06"),
         ({"top_p": 0}, "top_p must be a number with 0 < top_p <= 1"),
         ({"top_p": 1.5}, "top_p must be a number with 0 < top_p <= 1"),
         ({"top_p": -0.1}, "top_p must be a number with 0 < top_p <= 1"),
@@ -100,3 +103,4 @@ def test_parameters_no_generation_can_use_are_refused_when_made(
 
 def test_the_bounds_themselves_are_accepted() -> None:
     GenerationParams(max_new_tokens=1, temperature=1e-3, top_p=1.0)
+    assert GenerationParams(temperature=1e-6).temperature == 1e-6

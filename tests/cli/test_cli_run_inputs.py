@@ -58,6 +58,14 @@ def test_sampling_option_outside_its_meaning_is_refused(gpt2, option: str, value
     assert f"invalid value for '{option}'" in stderr
 
 
+@pytest.mark.parametrize("value", ["1e-40", "5e-324", "1e-7"])
+def test_a_temperature_too_small_to_divide_by_is_refused_in_one_line(gpt2, value: str) -> None:
+    """1e-40 made every logit infinite: torch's "probability tensor contains either inf, nan" as a traceback."""
+    result = gpt2.fail("run", REF, "--prompt", "the model", "--temperature", value, "--record")
+    assert result.exit_code == 2 and "is below 1e-06" in result.stderr and "use 0 for greedy" in result.stderr
+    assert gpt2.json("runs") == []
+
+
 def test_temperature_zero_is_greedy_and_recorded_as_greedy(gpt2) -> None:
     greedy = gpt2.json("run", REF, "--prompt", "the model", "--max-new-tokens", "8")
     zero = gpt2.json(
@@ -72,6 +80,7 @@ def test_sampling_bounds_themselves_are_accepted(gpt2) -> None:
     for args in (
         ("--top-p", "1"),
         ("--temperature", "1e-3", "--top-p", "0.01"),
+        ("--temperature", "1e-6"),  # the least sampled with (archive/runtime/runs.py MIN_TEMPERATURE)
         ("--seed", str(2**64 - 1), "--temperature", "0.7"),
     ):
         out = gpt2.json("run", REF, "--prompt", "the model", "--max-new-tokens", "4", *args)
