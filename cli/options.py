@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,19 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class OutputFilePath(click.Path):
+    """The path of a file a command writes. ``Path("out/")`` drops the slash, so ``-o out/`` wrote a file named
+    ``out`` where the user named a folder: a path that ends in a separator is refused while its text still shows it."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value != "-" and value.endswith(("/", os.sep)):
+            self.fail(f"{value!r} ends in '/', which names a folder; name the file to write", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from modelarc.cli.options import json_option, with_archive
+from modelarc.cli.options import OutputFilePath, json_option, with_archive
 from modelarc.cli.output import console, emit_json
 from modelarc.errors import DestinationError, UsageError
 
@@ -30,7 +30,7 @@ FORMATS = ("cyclonedx", "model-card")
     help="cyclonedx (CycloneDX 1.6 ML-BOM, JSON) or model-card (Hugging Face README.md).",
 )
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Write here instead of standard output."
+    "-o", "--output", type=OutputFilePath(), help="Write here instead of standard output."
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @json_option

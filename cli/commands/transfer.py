@@ -11,6 +11,7 @@ import click
 
 from modelarc.archive.catalog.units import human_bytes
 from modelarc.cli.options import (
+    OutputFilePath,
     jobs_option,
     json_option,
     no_blank_value,
@@ -341,7 +342,7 @@ def _push_remote(
 @click.option(
     "--signature",
     "signature",
-    type=click.Path(path_type=Path),
+    type=OutputFilePath(),
     help="Also write the signature bundle (model_signing format) here.",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")

@@ -66,3 +66,16 @@ def test_no_temp_file_is_left_when_the_command_fails_after_the_checks(seeded, tm
     seeded("pull", "acme/tiny:v1", tmp_path / "out", "--signature", tmp_path / "b.sig")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert (tmp_path / "b.sig").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["newdir/", "a/x.json/"])
+def test_a_place_ending_in_a_slash_names_a_folder_and_is_refused(seeded, tmp_path: Path, name: str) -> None:
+    """``Path("newdir/")`` is ``newdir``: `export -o newdir/` wrote a file named newdir where a folder was meant."""
+    place = f"{tmp_path}/{name}"
+    for command in (
+        ["pull", "acme/tiny:v1", tmp_path / "out", "--signature", place],
+        ["export", "acme/tiny:v1", "--format", "cyclonedx", "-o", place],
+    ):
+        result = seeded.fail(*command)
+        assert result.exit_code == 2 and "ends in '/', which names a folder" in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "newdir").exists() and not (tmp_path / "a").exists()
