@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -92,11 +93,13 @@ def _refuse_lookalike_namespaces(s: CatalogSession, namespaces: Iterable[str]) -
             )
 
 
-def revoke_token(archive: Archive, token_id: int) -> None:
+def revoke_token(archive: Archive, token_id: int) -> dt.datetime | None:
+    """Revoke a token: idempotent, so a script may revoke what it is unsure of. Returns when it had been revoked
+    already, else None."""
     from modelarc.registry import tokens as token_rows
 
     with archive.catalog.session() as s:
-        token_rows.revoke_token(s, token_id, archive.settings.actor)
+        return token_rows.revoke_token(s, token_id, archive.settings.actor)
 
 
 def list_tokens(archive: Archive) -> list[dict[str, object]]:

@@ -5,6 +5,7 @@ A token's namespaces (``token_namespaces``) limit where it may push; a token wit
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -65,12 +66,17 @@ def add_token(
     return row.id
 
 
-def revoke_token(s: Session, token_id: int, actor: str) -> None:
+def revoke_token(s: Session, token_id: int, actor: str) -> dt.datetime | None:
+    """Revoke the token; None, or when it was revoked already (nothing changes, and the audit log gets no second
+    entry saying it was revoked now)."""
     row = get_by_id(s, ApiToken, token_id)
     if row is None:
         raise NotFoundError(f"no token {token_id} (see `modelarc token ls`)")
-    row.revoked_at = row.revoked_at or utcnow()
+    if row.revoked_at is not None:
+        return row.revoked_at
+    row.revoked_at = utcnow()
     q.audit(s, actor, "token.revoke", row.name, id=row.id)
+    return None
 
 
 def _namespaces_of(s: Session, token_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:

@@ -61,6 +61,13 @@ def test_tokens_are_stored_hashed_and_managed_from_the_cli(tmp_path: Path, datab
     assert listed[0]["scope"] == "push" and not listed[0]["revoked"]
     assert runner.invoke(cli, ["token", "revoke", str(listed[0]["id"])], env=env).exit_code == 0
     assert json.loads(runner.invoke(cli, ["token", "ls", "--json"], env=env).stdout)[0]["revoked"] is True
+    # again: nothing changes, it says so, and the audit log does not get a second "revoked now"
+    again = runner.invoke(cli, ["token", "revoke", str(listed[0]["id"])], env=env)
+    assert again.exit_code == 0 and "was already revoked" in again.stdout and "nothing changed" in again.stdout
+    again_json = json.loads(runner.invoke(cli, ["token", "revoke", str(listed[0]["id"]), "--json"], env=env).stdout)
+    assert again_json["revoked"] is True and again_json["already_revoked_at"]
+    audit = json.loads(runner.invoke(cli, ["audit", "--action", "token.revoke", "--json"], env=env).stdout)
+    assert len(audit) == 1
     bad = runner.invoke(cli, ["token", "create", "--scope", "root"], env=env)
     assert bad.exit_code != 0 and "Traceback" not in bad.output
 

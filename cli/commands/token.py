@@ -73,9 +73,16 @@ def ls(archive: Archive, as_json: bool) -> None:
 @with_archive
 def revoke(archive: Archive, token_id: int, as_json: bool) -> None:
     """Revoke token TOKEN_ID (its id in `modelarc token ls`): the server refuses it from now on."""
-    revoke_token(archive, token_id)
+    before = revoke_token(archive, token_id)
     if as_json:
-        emit_json({"id": token_id, "revoked": True})
+        emit_json(
+            {"id": token_id, "revoked": True, "already_revoked_at": before.isoformat() if before else None}
+        )
+        return
+    if before is not None:
+        console.print(
+            f"token {token_id} was already revoked ({before.isoformat(timespec='seconds')}); nothing changed"
+        )
         return
     console.print(f"revoked token {token_id}")
 
