@@ -148,13 +148,18 @@ def set_trust(
     s: Session, fingerprint_prefix: str, trusted: bool, actor: str, at: dt.datetime | None = None
 ) -> str:
     """Trust or distrust the one key whose fingerprint starts with ``fingerprint_prefix`` (4 characters at least)."""
+    if len(fingerprint_prefix) < 4:  # said apart: the key it names may well be the only one
+        raise UsageError(
+            f"{fingerprint_prefix!r} is too short: give at least 4 characters of a fingerprint (`modelarc keys list`)"
+        )
     rows = s.scalars(
         # autoescape: a prefix of "%" names no key, not every key
         select(SigningKey).where(SigningKey.fingerprint.startswith(fingerprint_prefix.lower(), autoescape=True))
     ).all()
-    if len(rows) != 1 or len(fingerprint_prefix) < 4:
+    if len(rows) != 1:
         raise UsageError(
-            f"{fingerprint_prefix!r} does not name exactly one known key (see `modelarc keys list`)"
+            f"{fingerprint_prefix!r} names {'no' if not rows else len(rows)} known keys; it must name exactly one "
+            "(see `modelarc keys list`)"
         )
     rows[0].trusted = trusted
     q.audit(s, actor, "key.trust" if trusted else "key.distrust", rows[0].fingerprint, at=at)

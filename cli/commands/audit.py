@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 
 @click.command(name="audit")
-@click.option("--action", help="Only this action (push, tag, tombstone, data.attach, key.trust, gc, ...).")
+@click.option(
+    "--action",
+    callback=no_blank_value,
+    help="Only this action (push, tag, tombstone, data.attach, key.trust, gc, ...).",
+)
 @click.option("--since", callback=no_blank_value, help="Only events on or after this date (YYYY[-MM[-DD]]).")
 @click.option("--limit", type=ROW_LIMIT, default=100, show_default=True, help="At most this many events.")
 @json_option

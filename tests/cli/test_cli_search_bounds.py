@@ -48,6 +48,7 @@ def test_a_free_text_filter_of_300_characters_is_taken(arc) -> None:
         ("timeline", "--name", ""),
         ("ls", "--descendant-of", ""),
         ("audit", "--since", ""),
+        ("audit", "--action", ""),
         ("data", "ls", "--cursor", ""),
     ],
 )
