@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -130,7 +130,8 @@ def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) ->
     console.print(
         f"tensors: {d.identical} identical, {len(d.changed)} changed, {len(d.shape_changed)} shape/dtype changed, "
         f"{len(d.added)} added, {len(d.removed)} removed"
-        + (f" ({diverged} with values gone NaN or infinite)" if (diverged := sum(1 for c in d.changed if c.nonfinite)) else "")
+        # either way round: B may be the diverged one, or A (a diff from the broken run to the fixed one)
+        + (f" ({n} with values that became or stopped being NaN or infinite)" if (n := _nonfinite(d)) else "")
     )
     console.print(
         f"files:   {d.files_identical} identical, {len(d.files_changed)} changed, {len(d.files_added)} added, "
@@ -160,6 +161,10 @@ def diff(archive: Archive, ref_a: str, ref_b: str, limit: int, as_json: bool) ->
                 mx += f" (+{c.nonfinite:,} NaN/inf)"
             table.add_row(c.name, c.dtype, str(c.shape), rel, mx)
         console.print(table)
+
+
+def _nonfinite(d: Any) -> int:
+    return sum(1 for c in d.changed if c.nonfinite)
 
 
 def register(group: click.Group) -> None:

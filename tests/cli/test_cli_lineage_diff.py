@@ -54,7 +54,7 @@ def test_diff_counts_values_that_became_nan_or_inf_instead_of_calling_them_uncha
     assert first["relative_l2"] < second["relative_l2"]
     assert first["max_abs_diff"] == pytest.approx(0.25, rel=1e-6)
     text = arc("diff", "acme/base:v1", "acme/ft:v1").stdout
-    assert "(+3 NaN/inf)" in text and "(1 with values gone NaN or infinite)" in text, text
+    assert "(+3 NaN/inf)" in text and "(1 with values that became or stopped being NaN or infinite)" in text, text
     assert text.index(name) < text.index(louder)
 
 
