@@ -391,7 +391,8 @@ def _delta_bases(
     label = f"{ref.model}@{snap.digest}"
     if snap.withdrawn:
         if warn:
-            warn(f"{label} was withdrawn (its weights are gone): every tensor is stored on its own")
+            # its weights are released (gc deletes those no live snapshot shares): no delta is made against them
+            warn(f"{label} was withdrawn, so it is no delta base: every tensor is stored on its own")
         return None
     return delta_bases(archive.manifest(snap), label, delta.rename)
 

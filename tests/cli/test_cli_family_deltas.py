@@ -267,3 +267,14 @@ def test_a_delta_rename_naming_no_tensor_is_refused(arc: Any, tmp_path: Path) ->
     no_new = arc.fail("push", ft1, "acme/x:v1", "--delta-base", "acme/base:v1", "--delta-rename", f"{good}x={good}").stderr
     assert f"the model being pushed has no tensor '{good}x'" in no_new, no_new
     assert "acme/x" not in arc("ls").stdout  # nothing recorded
+
+
+def test_a_withdrawn_delta_base_is_said_to_be_no_base(arc: Any, tmp_path: Path) -> None:
+    """The warning said the base's weights were gone, right after `rm` said some of them were kept."""
+    base, ft1, _ft2 = family(tmp_path, "BF16")
+    arc("push", base, "acme/base:v1")
+    arc("rm", "acme/base:v1", "--reason", "superseded")
+    result = arc("push", ft1, "acme/ft:v1", "--delta-base", "acme/base:v1", "--no-progress")
+    assert "was withdrawn, so it is no delta base: every tensor is stored on its own" in result.stderr
+    assert "weights are gone" not in result.output
+    assert arc.json("stats")["deltas"]["objects"] == 0
