@@ -116,6 +116,23 @@ def _unencodable(bad: str) -> str:
         return bad.encode("ascii", "backslashreplace").decode("ascii")
 
 
+class HomePath(click.Path):
+    """``--home``, or ``MODELARC_HOME`` when the option is not given: a refusal names the one the value came from
+    (click names the option either way, so a home set in the environment was blamed on a ``--home`` never typed)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            if ctx is not None and param is not None and param.name is not None:
+                if ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+                    raise click.UsageError(f"MODELARC_HOME={value}: {exc.message}", ctx) from None
+            raise
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a service manager, `kill`, a CI timeout): raised in the main thread like Ctrl-C, so every cleanup a
     Ctrl-C runs (temp files, threads, locks) runs too; Python's default would end the process on the spot."""
@@ -129,7 +146,7 @@ def _terminate(signum: int, frame: object) -> None:
 @click.option(
     "--home",
     envvar="MODELARC_HOME",
-    type=click.Path(file_okay=False),
+    type=HomePath(),
     help="Archive home (default ~/.modelarc).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")

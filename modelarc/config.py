@@ -133,8 +133,10 @@ def _home_config(root: Path) -> dict[str, object]:
         doc = json.loads((root / HOME_CONFIG).read_text())
     except FileNotFoundError:
         return {}
+    except OSError as exc:  # the path, not the file's text (a home that is a loop of links, no permission): no fix by hand
+        raise UsageError(f"cannot read {root / HOME_CONFIG}: {exc.strerror or exc}") from None
     # RecursionError: damaged into "[[[[..." nested deeper than the parser's stack
-    except (OSError, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"cannot read {root / HOME_CONFIG} ({exc}); {_HOME_CONFIG_FIX}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{root / HOME_CONFIG} is not a JSON object; {_HOME_CONFIG_FIX}")

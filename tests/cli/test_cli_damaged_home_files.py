@@ -159,3 +159,20 @@ def test_a_damaged_lockfile_is_one_usage_error_naming_it(
     with pytest.raises(UsageError) as refused:
         modelarc.load_model("acme/m:v1", device="cpu", lock=lock)
     assert str(lock) in str(refused.value) and "modelarc lock" in str(refused.value)
+
+
+def test_a_home_that_is_a_loop_of_links_is_one_error_without_a_fix_by_hand(home: ArchiveCli, tmp_path: Path) -> None:
+    """The message told the user to fix a config.json by hand, when there is none: the home itself loops."""
+    (tmp_path / "l1").symlink_to(tmp_path / "l2")
+    (tmp_path / "l2").symlink_to(tmp_path / "l1")
+    looped = type(home)(tmp_path / "l1", home.env["MODELARC_DATABASE_URL"])
+    line = one_error_line(looped, "ls")
+    assert "cannot read" in line and "symbolic links" in line and "fix it by hand" not in line, line
+
+
+def test_a_home_that_is_a_file_names_where_it_was_set(home: ArchiveCli, tmp_path: Path) -> None:
+    """From MODELARC_HOME the refusal blamed --home, which was never given."""
+    (tmp_path / "afile").write_text("")
+    from_env = type(home)(tmp_path / "afile", home.env["MODELARC_DATABASE_URL"])
+    assert one_error_line(from_env, "ls").startswith(f"error: MODELARC_HOME={tmp_path / 'afile'}: ")
+    assert "invalid value for '--home'" in one_error_line(home, "--home", str(tmp_path / "afile"), "ls")
