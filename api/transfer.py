@@ -406,8 +406,10 @@ def transfer_router(get_archive: Callable[[], Archive], decoders: Callable[[], C
     async def check(request: Request) -> Response:
         """Before any weight moves: is the signer trusted here, is the manifest sane, which objects are missing?
 
-        The pusher uploads the manifest and bundles first, then asks this; a snapshot signed by a key the server
-        does not trust is refused (422) before a single weight object is sent. Objects already here are leased
+        The pusher asks this first, with nothing sent: a ref outside its token's namespaces is refused (403) with no
+        object left here; else the manifest, bundles and data manifests missing here are listed (409), it uploads
+        them and asks again; a snapshot signed by a key the server does not trust is refused (422) before a single
+        weight object is sent. Objects already here are leased
         to the pusher until its commit, so gc cannot take them in between.
         """
         if (refused := _refuse_unless_push(request)) is not None:

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from modelarc.archive.heal import damaged_among, quarantine_stamp, stored_copies
+from modelarc.archive.heal import damaged_among, header_problems, quarantine_stamp, stored_copies
 from modelarc.archive.manifest_checks import MAX_CHUNK_BYTES
 from modelarc.archive.remote.commit import (
     check_offer,
@@ -193,6 +193,12 @@ def check_push(
     with archive.catalog.session() as s:  # a name the commit would refuse is refused before a weight is sent
         q.refuse_name_clash(s, ref.namespace, ref.name)
     with archive.lock(exclusive=False, purpose="upload"):
+        # the documents this check reads, asked for first: a pusher sends nothing before its first check (so a push
+        # refused outright leaves no object here), then these, then the weights this answer lists
+        # (a copy whose header cannot be read is asked for too: the upload replaces it, and this check reads it)
+        read_here = list(dict.fromkeys([ObjectId(offer.snapshot.hex), *offered_documents(offer)]))
+        if absent := list(header_problems(archive.store, read_here)):
+            raise MissingObjectsError(offer.snapshot, absent)
         refuse_unproven_manifest(archive, offer, principal, holder)  # before it is read as the manifest
         # the bundles and data manifests named in the offer are read to check it: only those the pusher may reuse
         # (the client uploads the others, and an upload proves possession)

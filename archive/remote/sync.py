@@ -126,16 +126,15 @@ def push_offer(
 ) -> TransferResult:
     """Send the objects of ``offer`` the remote lacks, then commit it there.
 
-    The manifest, signature bundles and training-data manifests go first and the remote vets them (``POST
-    /v1/transfer/check``): a snapshot signed by a key the remote does not trust, or naming a data manifest it
-    refuses, is refused before a single weight object moves.
+    The remote is asked first (``POST /v1/transfer/check``) with nothing sent, then sent the manifest, signature
+    bundles and training-data manifests it asks for, and vets them: a ref outside the token's namespaces leaves
+    nothing there, and a snapshot signed by a key the remote does not trust, or naming a data manifest it refuses,
+    is refused before a single weight object moves.
     ``read`` gives an object as stored (default: straight from the store; a mirror passes one that verifies it
     first, so that a damaged local copy is named here rather than refused by the remote).
     """
     started = time.perf_counter()
     needed = objects_of(offer, manifest)
-    # the manifest, the bundles and the training-data manifests (objects_of's order): the remote's check reads them
-    head = needed[: 1 + len(offer.signatures) + len(offer.data)]
     sent = 0
     moved: list[ObjectId] = []
     read_stored = read or archive.store.get_stored
@@ -176,8 +175,12 @@ def push_offer(
                 )
         return [ObjectId(oid) for oid in ids]
 
-    send_all(asked(client.missing(head)), report=False)
-    todo = asked(_retry_missing(lambda: client.check(offer), lambda ids: send_all(asked(ids), report=False)))
+    # The check comes first, with nothing sent: a push the remote refuses outright (a ref outside the token's
+    # namespaces) leaves no object there. It answers which of the manifest, bundles and data manifests it lacks
+    # (409), those go, and it is asked again; a present one this token may not reuse is asked for the same way.
+    todo = asked(
+        _retry_missing(lambda: client.check(offer), lambda ids: send_all(asked(ids), report=False), attempts=4)
+    )
     if on_total:
         on_total(sum(sizes.get(oid, 0) for oid in todo))
     # a delta object decodes only against a base the receiver holds: the bases it lacks go too, each wave

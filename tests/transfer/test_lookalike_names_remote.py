@@ -22,6 +22,7 @@ from modelarc.archive.tokens import create_token
 from modelarc.errors import ModelNameClashError
 from modelarc.registry.models import Model
 from modelarc.registry.queries import audit_events
+from modelarc.storage import ObjectId
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -82,6 +83,17 @@ def test_a_push_creating_a_lookalike_on_the_server_is_refused_in_one_line(
         offer, _manifest = offer_for(a, "Acme/tiny:v2")
     alice("push", "Acme/tiny:v2", "--remote", "origin", ok=False)  # still refused under alice's spelling
     mine = dataclasses.replace(offer, ref="acme/tiny:v2").to_json()
+    answer = httpx.post(f"{server.url}/v1/transfer/check", json=mine, headers=_bearer(server.push_token))
+    # past the name check: it asks for the documents it lacks (the refused pushes sent none), and takes them
+    assert answer.status_code == 409 and answer.headers["X-Error-Code"] != "ModelNameClash", answer.text
+    with alice.archive() as a:
+        for oid in answer.json()["missing"]:
+            sent = httpx.put(
+                f"{server.url}/v1/objects/{oid}",
+                content=a.store.get_stored(ObjectId(oid)),
+                headers=_bearer(server.push_token),
+            )
+            assert sent.status_code in (200, 201), sent.text
     answer = httpx.post(f"{server.url}/v1/transfer/check", json=mine, headers=_bearer(server.push_token))
     assert answer.status_code == 200, answer.text
 

@@ -188,10 +188,12 @@ def test_ls_remote_refuses_a_malformed_page(
 @pytest.mark.parametrize(
     ("route", "status", "body"),
     [
-        ("/v1/objects/missing", 200, b'{"nope": 1}'),
-        ("/v1/objects/missing", 200, b'{"missing": 5}'),
-        ("/v1/objects/missing", 200, b"[1]"),
-        ("/v1/objects/missing", 200, b'{"missing": [5]}'),
+        # the first check answers which documents it lacks (409); a push asks /v1/objects/missing only about the
+        # delta bases of what it sends (its answers: test_a_malformed_answer_to_which_objects_it_lacks_is_refused)
+        ("/v1/transfer/check", 409, b'{"nope": 1}'),
+        ("/v1/transfer/check", 409, b'{"missing": 5}'),
+        ("/v1/transfer/check", 409, b"[1]"),
+        ("/v1/transfer/check", 409, b'{"missing": [5]}'),
         ("/v1/transfer/check", 200, b'{"missing": [5, null]}'),
         ("/v1/transfer/check", 200, b'{"missing": ["nothex"]}'),
         ("/v1/transfer/commit", 409, b'{"missing": [5, null]}'),
@@ -209,6 +211,26 @@ def test_push_refuses_a_malformed_answer(
         alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
         result = alice("push", "acme/m:v2", "--remote", "evil", ok=False)
     assert "remote evil" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"nope": 1}', b'{"missing": 5}', b"[1]", b'{"missing": [5]}', b'{"missing": ["' + b"cd" * 32 + b'"]}']
+)
+def test_a_malformed_answer_to_which_objects_it_lacks_is_refused(
+    module_server: Server, alice: Home, body: bytes
+) -> None:
+    from modelarc.archive.remote.client import RemoteArchive
+    from modelarc.archive.remote.config import get_remote
+    from modelarc.errors import RemoteError
+
+    proxy = RewritingProxy(module_server.url, rewrite=_answer("/v1/objects/missing", 200, body))
+    with serve_proxy(proxy) as url:
+        alice("remote", "add", "evil", url, "--token", module_server.push_token, "--no-trust-keys")
+        with RemoteArchive(get_remote(alice.path, "evil")) as client, pytest.raises(RemoteError) as refused:
+            client.missing(["ab" * 32])
+    assert "remote evil" in str(refused.value)
+    if b"cd" in body:  # a well-formed answer naming an object it was not asked about
+        assert "which it was not asked about" in str(refused.value)
 
 
 # ------------------------------------------------------------------ time

@@ -117,3 +117,20 @@ def test_read_token_is_still_refused_as_before(server: Server, tmp_path: Path) -
         f"{server.url}/v1/transfer/commit", json=offer.to_json(), headers=_bearer(server.read_token)
     )
     assert answer.status_code == 403 and "pushing needs push" in answer.json()["detail"]
+
+
+def test_a_push_refused_for_its_namespace_leaves_no_object_on_the_server(server: Server, tmp_path: Path) -> None:
+    """The pusher sent the manifest and signature bundle before its first check, which then refused the ref: the
+    server kept two objects no snapshot uses. Now nothing is sent before the check."""
+    token = create_token(server.archive, "push", "alice", ["alice"]).token
+    alice = make_home(tmp_path, "alice")
+    trusted_by_server(server, alice)
+    alice("remote", "add", "origin", server.url, "--token", token)
+    before = set(server.archive.store.iter_ids())
+    model = write_model(tmp_path / "new", finetune(tiny_tensors(seed=5), ["model.layers.0.mlp.weight"]))
+    refused = alice("push", model, "zzz/m:v1", "--remote", "origin", ok=False)
+    assert "only to namespace alice" in refused.stderr, refused.stderr
+    assert set(server.archive.store.iter_ids()) == before
+    # and a push it may make still sends the documents the check asks for, then the weights
+    pushed = alice.json("push", model, "alice/m:v1", "--remote", "origin")
+    assert _tag(server, "alice/m:v1") == pushed["snapshot"]
