@@ -52,6 +52,9 @@ class ScrubReport:
     mirrors: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # mirror name -> why it could not be read at all (a missing folder: an unmounted disk)
     unreachable: dict[str, str] = field(default_factory=dict)
+    # mirror name -> objects it lacks that were archived after its last sync (all of them, never synced): behind,
+    # not damaged; the next `mirror sync` copies them
+    mirrors_behind: dict[str, int] = field(default_factory=dict)
     stopped_by: str = "done"  # done | max-bytes | max-seconds
     objects_total: int = 0
     objects_ever_verified: int = 0
@@ -94,6 +97,7 @@ def scrub(
     # mirror hands to no reader of those snapshots (403): they are checked through the deltas, which it decodes
     # against them, verified, for a reader who may not read the base
     served = {m.name for m in records if is_remote_target(m.target)}
+    last_sync = {m.name: m.synced_at for m in records}
     live = served_objects(archive, bases=False) if served else {}
     for name, _store in others:
         report.mirrors[name] = {"missing": [], "corrupt": []}  # and "unsupported" once one is found
@@ -121,6 +125,9 @@ def scrub(
                 except ModelarcError as exc:  # a served mirror busy or refusing: this object, on this mirror only
                     report.unreachable.setdefault(name, f"object {item.id}: {str(exc).splitlines()[0]}")
                     continue
+                if result == "missing" and (last_sync[name] is None or item.created_at > last_sync[name]):
+                    report.mirrors_behind[name] = report.mirrors_behind.get(name, 0) + 1  # not copied there yet
+                    continue
                 if result != "ok":
                     report.mirrors[name].setdefault(result, []).append(item.id)
                 report.bytes_checked += item.stored_size
@@ -136,7 +143,8 @@ def scrub(
     with archive.catalog.session() as s:
         if with_mirrors and report.stopped_by == "done":
             for name, _store in others:
-                if name not in report.unreachable:  # some of its objects could not be read this time
+                # not one some of whose objects could not be read this time, nor one never synced (nothing to verify)
+                if name not in report.unreachable and last_sync[name] is not None:
                     rows.mark_verified(s, name)
         report.objects_total, report.objects_ever_verified, oldest = rows.scrub_coverage(s)
         report.oldest_verified = None if oldest is None else oldest.isoformat(timespec="seconds") + "Z"

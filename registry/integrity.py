@@ -31,6 +31,7 @@ REPLACEABLE = ("corrupt", "missing", "unsupported")
 class ScrubItem:
     id: str
     stored_size: int
+    created_at: dt.datetime  # when the catalog first recorded it: a mirror synced before then cannot hold it yet
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,11 @@ def scrub_order(s: Session) -> list[ScrubItem]:
 
     One query of ids and sizes (a few MB at a million objects): scrub re-reads the objects, not the catalog."""
     rows = s.execute(
-        select(StoredObject.id, StoredObject.stored_size).order_by(
+        select(StoredObject.id, StoredObject.stored_size, StoredObject.created_at).order_by(
             StoredObject.verified_at.is_not(None), StoredObject.verified_at, StoredObject.id
         )
     )
-    return [ScrubItem(oid, int(size)) for oid, size in rows]
+    return [ScrubItem(oid, int(size), created) for oid, size, created in rows]
 
 
 def record_checks(s: Session, results: dict[str, str], when: dt.datetime | None = None) -> None:

@@ -387,3 +387,27 @@ def test_a_killed_syncs_temp_files_in_a_folder_mirror_are_removed_by_the_next_sy
     assert report["temp_removed"] == 1 and report["ok"], report
     assert not old.exists() and fresh.exists()
     assert "1 temp files of killed syncs removed" not in arc("mirror", "sync").output  # nothing old is left
+
+
+def test_scrub_calls_a_mirror_behind_behind_not_damaged(arc: Any, tmp_path: Path) -> None:
+    """A mirror never synced, or synced before the last push, lacks objects it was never sent: scrub --mirrors
+    called each one a missing object, exit 5, advised a --read-data sync, and stamped the never-synced mirror
+    verified. A copy lost from a synced mirror is still damage."""
+    (tmp_path / "a.bin").write_bytes(os.urandom(5000))
+    arc("push", tmp_path / "a.bin", "acme/a:v1")
+    arc("mirror", "add", "usb", tmp_path / "mirror")
+    fresh = arc("scrub", "--mirrors")
+    assert "mirror usb: " in fresh.stdout and "(it was never synced), which is no damage" in fresh.stdout
+    assert "MIRROR usb" not in fresh.stdout
+    report = arc.json("scrub", "--mirrors")
+    assert report["ok"] and report["mirrors_behind"]["usb"] >= 1 and report["mirrors"]["usb"]["missing"] == []
+    assert arc.json("mirror", "ls")[0]["verified_at"] is None
+    arc("mirror", "sync", "usb")
+    (tmp_path / "b.bin").write_bytes(os.urandom(5000))
+    arc("push", tmp_path / "b.bin", "acme/b:v1")
+    later = arc.json("scrub", "--mirrors")
+    assert later["ok"] and later["mirrors_behind"]["usb"] >= 1 and later["mirrors"]["usb"]["missing"] == []
+    victim = next(p for p in _objects(tmp_path / "mirror"))
+    victim.unlink()
+    lost = arc("scrub", "--mirrors", ok=False)
+    assert lost.exit_code == 5 and f"MIRROR usb: missing object {victim.name}" in lost.stdout
