@@ -129,8 +129,7 @@ def push_folder(
     stated_parents = [(parse_ref(text), rel) for text, rel in stated.parents]
     with archive.catalog.session() as s:  # fail on a lookalike name or a bad parent before reading gigabytes
         q.refuse_name_clash(s, ref.namespace, ref.name)
-        for pref, _rel in parent_refs:
-            q.resolve_snapshot(s, pref)
+        q.refuse_repeated_parents([(q.resolve_ref(s, pref), rel) for pref, rel in parent_refs])
     bases = _delta_bases(archive, provenance, delta or DeltaRequest(), warn)
     key = archive._private_key()
     files = list_source_files(

@@ -18,6 +18,7 @@ from modelarc.errors import (
     ModelNotFoundError,
     SnapshotNotFoundError,
     TagNotFoundError,
+    UsageError,
 )
 from modelarc.registry.models import (
     AuditEvent,
@@ -348,6 +349,20 @@ def _insert_skipping_known(s: Session, model: type[StoredObject]) -> Any:
     return sqlite_insert(model).on_conflict_do_nothing()
 
 
+def refuse_repeated_parents(parents: Sequence[tuple[Snapshot, str]]) -> None:
+    """One lineage edge per parent: a snapshot named twice (the same ref twice, or two refs to one snapshot, from
+    the CLI or in a remote's offer) was the database's unique-constraint error, a traceback, after the objects
+    were written."""
+    seen: set[int] = set()
+    for parent, _relation in parents:
+        if parent.id in seen:
+            raise UsageError(
+                f"parent {parent.model.full_name}@{parent.digest} is named twice (two --parent options naming one "
+                "snapshot); name each parent once"
+            )
+        seen.add(parent.id)
+
+
 def record_snapshot(
     s: Session,
     model: Model,
@@ -360,6 +375,7 @@ def record_snapshot(
     existing = s.scalar(select(Snapshot).where(Snapshot.model_id == model.id, Snapshot.digest == new.digest))
     if existing is not None:
         return existing, False
+    refuse_repeated_parents(parents)
     p = new.provenance
     arch = new.architecture
     snap = Snapshot(

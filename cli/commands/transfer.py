@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 )
 @jobs_option("Parallel transfers with --remote, and parallel downloads from a Hub endpoint (hf://).")
 @click.option("--cutoff", callback=no_blank_value, help="Training-data cutoff: YYYY, YYYY-MM or YYYY-MM-DD.")
-@click.option("--license", "license_", help="License id, e.g. apache-2.0.")
-@click.option("--description", help="Free-text description.")
+@click.option("--license", "license_", callback=no_blank_value, help="License id, e.g. apache-2.0.")
+@click.option("--description", callback=no_blank_value, help="Free-text description.")
 @click.option("--parent", "parents", multiple=True, help="REF of a model this one derives from (repeatable).")
 @click.option(
     "--relation",
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     help="Tensor NEW of this model is the base's tensor OLD, renamed (repeatable).",
 )
 @click.option("--no-delta", is_flag=True, help="Store every tensor on its own, even with --parent.")
-@click.option("--source", "source_url", help="Where the weights came from (URL).")
+@click.option("--source", "source_url", callback=no_blank_value, help="Where the weights came from (URL).")
 @click.option("--released", callback=no_blank_value, help="Release date of these weights (YYYY[-MM[-DD]]).")
 @click.option(
     "--data",

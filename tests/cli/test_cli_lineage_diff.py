@@ -222,3 +222,15 @@ def test_lineage_check_median_of_an_even_count_is_the_mean_of_the_middle_two(arc
     (report,) = arc.json("lineage", "acme/ft:v1", "--check")
     assert report["median_relative_l2"] == pytest.approx((low + high) / 2, rel=1e-12)
     assert report["max_relative_l2"] == pytest.approx(high, rel=1e-12)
+
+
+@pytest.mark.parametrize("second", ["acme/base:v1", "acme/base:v2"])
+def test_a_parent_named_twice_is_one_line_before_anything_is_archived(arc, tmp_path: Path, second: str) -> None:
+    """The same snapshot as two --parent options (one ref twice, or two tags of it) was a 104-line traceback from
+    the lineage table's unique constraint, after the objects were written."""
+    arc("push", write_model(tmp_path / "base"), "acme/base:v1")
+    arc("tag", "acme/base:v1", "v2")
+    ft = write_model(tmp_path / "ft", finetune(tiny_tensors(), ["model.layers.0.mlp.weight"]))
+    result = arc.fail("push", ft, "acme/ft:v1", "--parent", "acme/base:v1", "--parent", second, "--relation", "merge")
+    assert result.exit_code == 2 and "is named twice" in result.stderr
+    assert [r["model"] for r in arc.json("ls")] == ["acme/base"]

@@ -62,9 +62,12 @@ def test_an_empty_cutoff_or_release_date_is_refused_before_anything_is_archived(
     from modelfactory import write_model
 
     folder = write_model(tmp_path / "m")
-    for option in ("--cutoff", "--released"):
-        result = arc.fail("push", folder, "acme/m:v1", option, "")
-        assert result.exit_code == 2 and "is empty" in result.stderr
+    # an empty --license (or description, or source) was recorded as "", and a later push stating a real one was
+    # refused as other provenance
+    for option in ("--cutoff", "--released", "--license", "--description", "--source"):
+        for value in ("", "  "):
+            result = arc.fail("push", folder, "acme/m:v1", option, value)
+            assert result.exit_code == 2 and "is empty" in result.stderr
     assert arc.json("ls") == []
 
 
