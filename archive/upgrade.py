@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -263,7 +264,12 @@ def upgrade(archive: Archive, *, writing: bool = True) -> UpgradeReport:
         snap = fact.snapshot
         if snap.tombstoned_at is None:
             continue
-        by = _last(audit, "tombstone", lambda e, d=snap.digest: e.details.get("snapshot") == d)
+        # by model and snapshot: two models holding the same files each have their own withdrawal of that digest
+        by = _last(
+            audit,
+            "tombstone",
+            lambda e, d=snap.digest, m=snap.model: e.details.get("snapshot") == d and _ref_model(e.target) == m,
+        )
         state(
             _Fact(
                 "withdraw", ("withdraw", snap.model, snap.digest), snap.tombstoned_at, by.actor if by else None,
@@ -799,6 +805,11 @@ def _unlogged_trust(
 def _first(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any) -> AuditEntry | None:
     wanted = (actions,) if isinstance(actions, str) else actions
     return next((e for e in entries if e.action in wanted and match(e)), None)
+
+
+def _ref_model(target: str) -> str:
+    """The model of a reference as a user named it in a command (``ns/name``, ``ns/name:tag``, ``ns/name@sha256:..``)."""
+    return re.split(r"[:@]", target, maxsplit=1)[0]
 
 
 def _last(entries: list[AuditEntry], actions: str | tuple[str, ...], match: Any) -> AuditEntry | None:

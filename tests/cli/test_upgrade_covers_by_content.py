@@ -212,3 +212,22 @@ def test_a_planted_grant_record_with_another_reason_does_not_cover_the_grant(
     _rebuild(arc, database_url)
     [row] = arc.json("access", "ls", "r/g")
     assert (row["grants"][0]["subject"], row["grants"][0]["reason"]) == ("alice", "co-author")
+
+
+def test_two_models_holding_one_snapshot_each_withdrawn_agree_with_their_records(
+    arc: ArchiveCli, tmp_path: Path
+) -> None:
+    """The withdrawal's audit entry was looked up by snapshot alone: with x/a and x/b holding the same files, both
+    withdrawn, x/a's record was judged against x/b's entry (its ref, its actor), so fsck reported it CONTRADICTED for
+    good and upgrade wrote a false record of x/a's withdrawal under x/b's ref."""
+    folder = write_model(tmp_path / "m")
+    arc("push", folder, "x/a:v1")
+    arc("push", folder, "x/b:v1")
+    arc("rm", "x/a:v1", "--reason", "bad")
+    arc.env["MODELARC_ACTOR"] = "someone-else"
+    arc("rm", "x/b:v1", "--reason", "gone")
+    assert arc.json("fsck")["ok"]
+    upgraded = arc.json("upgrade")
+    assert upgraded["written"] == {} and upgraded["contradicted"] == []
+    withdrawals = _records(arc, "withdraw")
+    assert sorted((r["model"], r["ref"]) for r in withdrawals) == [("x/a", "x/a:v1"), ("x/b", "x/b:v1")]
