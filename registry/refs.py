@@ -71,7 +71,9 @@ def parse_ref(text: str) -> Ref:
     m = _REF.fullmatch(text or "")
     if m is None:
         raise InvalidRefError(
-            f"invalid REF {text!r}: expected ns/name:tag or ns/name@sha256:<hex> (names: letters, digits, . _ -)"
+            f"invalid REF {text!r}: expected ns/name:tag or ns/name@sha256:<hex> (names: letters, digits, . _ -, "
+            "starting with a letter or digit; a tag starts with a letter, digit or _; a digest prefix is 4 to 64 "
+            "lower-case hex digits)"
         )
     if m["ns"] in (".", "..") or m["name"] in (".", ".."):
         raise InvalidRefError(f"invalid REF {text!r}")
@@ -106,5 +108,7 @@ def check_namespace(text: str) -> str:
 
 def check_tag(tag: str) -> str:
     if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
-        raise InvalidRefError(f"invalid tag {tag!r}: letters, digits, . _ - (up to 128)")
+        raise InvalidRefError(
+            f"invalid tag {tag!r}: letters, digits, . _ - (up to 128, starting with a letter, digit or _)"
+        )
     return tag

@@ -64,3 +64,24 @@ def test_a_final_newline_is_no_part_of_a_tag_or_model_name() -> None:
         check_tag("v2\n")
     with pytest.raises(InvalidRefError, match="invalid model name"):
         parse_model_name("acme/tiny\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("a/c1@sha256:20", "a digest prefix is 4 to 64"),
+        ("a/c1:-x", "a tag starts with a letter, digit or _"),
+        ("-a/c1:v1", "starting with a letter or digit"),
+    ],
+)
+def test_a_refused_ref_names_the_rule_it_broke(text: str, rule: str) -> None:
+    """A digest prefix of "20" is hex and "-x" uses only the characters the message listed: the rule was not given."""
+    with pytest.raises(InvalidRefError) as refused:
+        parse_ref(text)
+    assert rule in str(refused.value)
+
+
+def test_a_refused_tag_names_its_first_character_rule() -> None:
+    with pytest.raises(InvalidRefError) as refused:
+        check_tag("-x")
+    assert "starting with a letter, digit or _" in str(refused.value)
