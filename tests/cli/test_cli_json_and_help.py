@@ -52,7 +52,8 @@ def test_pull_jobs_help_names_no_hub_download(arc: ArchiveCli) -> None:
 
 def test_token_revoke_json(arc: ArchiveCli) -> None:
     made = arc.json("token", "create", "--scope", "read")
-    assert arc.json("token", "revoke", str(made["id"])) == {"id": made["id"], "revoked": True}
+    revoked = arc.json("token", "revoke", str(made["id"]))
+    assert revoked == {"id": made["id"], "revoked": True, "already_revoked_at": None}
     assert [t["revoked"] for t in arc.json("token", "ls")] == [True]
 
 
