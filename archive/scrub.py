@@ -55,6 +55,7 @@ class ScrubReport:
     # mirror name -> objects it lacks that were archived after its last sync (all of them, never synced): behind,
     # not damaged; the next `mirror sync` copies them
     mirrors_behind: dict[str, int] = field(default_factory=dict)
+    mirrors_never_synced: list[str] = field(default_factory=list)  # names; not stamped verified
     stopped_by: str = "done"  # done | max-bytes | max-seconds
     objects_total: int = 0
     objects_ever_verified: int = 0
@@ -98,6 +99,7 @@ def scrub(
     # against them, verified, for a reader who may not read the base
     served = {m.name for m in records if is_remote_target(m.target)}
     last_sync = {m.name: m.synced_at for m in records}
+    report.mirrors_never_synced = sorted(name for name, at in last_sync.items() if at is None)
     live = served_objects(archive, bases=False) if served else {}
     for name, _store in others:
         report.mirrors[name] = {"missing": [], "corrupt": []}  # and "unsupported" once one is found
@@ -144,7 +146,7 @@ def scrub(
         if with_mirrors and report.stopped_by == "done":
             for name, _store in others:
                 # not one some of whose objects could not be read this time, nor one never synced (nothing to verify)
-                if name not in report.unreachable and last_sync[name] is not None:
+                if name not in report.unreachable and name not in report.mirrors_never_synced:
                     rows.mark_verified(s, name)
         report.objects_total, report.objects_ever_verified, oldest = rows.scrub_coverage(s)
         report.oldest_verified = None if oldest is None else oldest.isoformat(timespec="seconds") + "Z"

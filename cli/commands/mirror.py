@@ -186,12 +186,6 @@ def _mending(archive: Archive, report: ScrubReport) -> str:
     return "; ".join(steps)
 
 
-def _never_synced(archive: Archive, name: str) -> bool:
-    from modelarc.archive.mirrors import mirrors
-
-    return all(m.synced_at is None for m in mirrors(archive, name))
-
-
 def _echo_unreachable(whys: Iterable[str | None]) -> None:
     """One error line per mirror that could not be read (it names the mirror and its target), in text and --json
     alike: a missing mirror is a failure, never something to find in a report by chance."""
@@ -244,7 +238,7 @@ def scrub(
                 for oid in ids:
                     console.print(f"MIRROR {name}: {kind} object {oid}")
         for name, behind in sorted(report.mirrors_behind.items()):
-            why = "it was never synced" if _never_synced(archive, name) else "archived since its last sync"
+            why = "it was never synced" if name in report.mirrors_never_synced else "archived since its last sync"
             console.print(
                 f"mirror {name}: {behind} objects not there yet ({why}), which is no damage; "
                 f"`modelarc mirror sync {name}` copies them",

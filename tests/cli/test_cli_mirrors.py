@@ -401,12 +401,14 @@ def test_scrub_calls_a_mirror_behind_behind_not_damaged(arc: Any, tmp_path: Path
     assert "MIRROR usb" not in fresh.stdout
     report = arc.json("scrub", "--mirrors")
     assert report["ok"] and report["mirrors_behind"]["usb"] >= 1 and report["mirrors"]["usb"]["missing"] == []
+    assert report["mirrors_never_synced"] == ["usb"]
     assert arc.json("mirror", "ls")[0]["verified_at"] is None
     arc("mirror", "sync", "usb")
     (tmp_path / "b.bin").write_bytes(os.urandom(5000))
     arc("push", tmp_path / "b.bin", "acme/b:v1")
     later = arc.json("scrub", "--mirrors")
     assert later["ok"] and later["mirrors_behind"]["usb"] >= 1 and later["mirrors"]["usb"]["missing"] == []
+    assert later["mirrors_never_synced"] == [] and "(archived since its last sync)" in arc("scrub", "--mirrors").stdout
     victim = next(p for p in _objects(tmp_path / "mirror"))
     victim.unlink()
     lost = arc("scrub", "--mirrors", ok=False)
