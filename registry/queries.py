@@ -357,8 +357,8 @@ def refuse_repeated_parents(parents: Sequence[tuple[Snapshot, str]]) -> None:
     for parent, _relation in parents:
         if parent.id in seen:
             raise UsageError(
-                f"parent {parent.model.full_name}@{parent.digest} is named twice (two --parent options naming one "
-                "snapshot); name each parent once"
+                f"parent {parent.model.full_name}@{parent.digest} is named twice (two refs to one snapshot); "
+                "name each parent once"
             )
         seen.add(parent.id)
 
